@@ -1,0 +1,1 @@
+//! intake: being written.

@@ -1,0 +1,1 @@
+//! modem::at: being written.

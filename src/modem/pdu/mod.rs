@@ -1,0 +1,1 @@
+//! modem::pdu: being written.

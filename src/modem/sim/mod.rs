@@ -1,0 +1,1 @@
+//! modem::sim: being written.
