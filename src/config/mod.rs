@@ -1,1 +1,380 @@
-//! config: being written.
+//! Configuration: one TOML file, read into raw serde structs, then validated into [`Config`].
+//!
+//! Validation reports *every* problem it finds, each at its `file:line:column`, rather than
+//! stopping at the first: the person fixing a config at 3 a.m. should fix it once. Syntax errors
+//! stop parsing (TOML cannot be read past them); unknown keys and bad values are all collected.
+//!
+//! Secrets (the API token, SIM PIN, SMTP password) are read from files named in the config, so
+//! the config itself can be world-readable and can be shown in bug reports.
+
+mod diag;
+mod raw;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use diag::{Diagnostic, Level};
+
+use crate::incident::{Channel, Urgency};
+
+/// The default HTTP listen address: loopback only.
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
+/// The default UDP listen address: loopback only.
+pub const DEFAULT_UDP_LISTEN: &str = "127.0.0.1:5140";
+/// The default request body limit (256 KiB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from, if any.
+    pub path: Option<PathBuf>,
+    pub daemon: DaemonConfig,
+    pub http: HttpConfig,
+    pub udp: UdpConfig,
+    pub modem: ModemConfig,
+    pub email: EmailConfig,
+    pub gpio: GpioConfig,
+    pub paging: PagingConfig,
+    pub users: Vec<User>,
+    pub schedules: Vec<crate::schedule::Schedule>,
+    pub policies: Vec<crate::escalation::Policy>,
+    pub routes: Vec<crate::escalation::Route>,
+}
+
+/// `[daemon]`.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// Directory of the SQLite database.
+    pub state_dir: PathBuf,
+    /// Zone for schedules without one and for times in SMS replies.
+    pub time_zone: chrono_tz::Tz,
+    /// Country calling code (digits, no `+`) used to read national numbers.
+    pub country_code: String,
+}
+
+/// A secret read from a file. It has no `Debug` that shows it, so it cannot leak into logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The secret itself; call only where it is used (comparison, sending to the modem/SMTP).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// `[http]`.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    /// Where the write token is read from; `None` means writes need no token.
+    pub token_file: Option<PathBuf>,
+    pub max_body_bytes: usize,
+}
+
+/// `[udp]`.
+#[derive(Debug, Clone)]
+pub struct UdpConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+}
+
+/// Which modem the daemon drives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModemDevice {
+    /// A serial device path such as `/dev/pagerbox-modem`.
+    Path(PathBuf),
+    /// The built-in simulator on a pseudo-terminal.
+    Simulator,
+}
+
+/// `[modem]`.
+#[derive(Debug, Clone)]
+pub struct ModemConfig {
+    pub enabled: bool,
+    pub device: ModemDevice,
+    /// `auto`, `generic`, `sim800`, `sim7600` or `ec25`.
+    pub profile: String,
+    pub baud: u32,
+    pub pin_file: Option<PathBuf>,
+    pub smsc: Option<String>,
+    pub delivery_reports: bool,
+    pub text_mode: bool,
+    pub command_timeout: Duration,
+    pub sms_timeout: Duration,
+    pub health_interval: Duration,
+    pub simulator: SimulatorConfig,
+}
+
+/// `[modem.simulator]`.
+#[derive(Debug, Clone)]
+pub struct SimulatorConfig {
+    pub profile: String,
+    pub command_delay: Duration,
+    pub sms_delay: Duration,
+    /// Control socket of the built-in simulator; defaults to `<state_dir>/simulator.sock`.
+    pub control: Option<PathBuf>,
+}
+
+/// How email leaves the box.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailTransport {
+    Smtp,
+    Sendmail,
+}
+
+/// TLS on the SMTP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS (required).
+    StartTls,
+    /// TLS from the first byte (SMTPS, port 465).
+    Implicit,
+    /// No TLS: only for a relay on loopback.
+    None,
+}
+
+/// `[email]`.
+#[derive(Debug, Clone)]
+pub struct EmailConfig {
+    pub enabled: bool,
+    pub transport: EmailTransport,
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// Extra CA certificate (PEM) to trust, for a private relay.
+    pub ca_file: Option<PathBuf>,
+    pub from: String,
+    pub timeout: Duration,
+}
+
+/// GPIO backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpioBackend {
+    None,
+    Rppal,
+    Fake,
+}
+
+/// `[gpio]`.
+#[derive(Debug, Clone)]
+pub struct GpioConfig {
+    pub backend: GpioBackend,
+    pub button_pin: u8,
+    pub button_active_low: bool,
+    /// `None` disables long press.
+    pub long_press: Option<Duration>,
+    pub led_pin: u8,
+    pub buzzer_pin: Option<u8>,
+    pub buzzer_after: Duration,
+}
+
+/// `[paging]`.
+#[derive(Debug, Clone)]
+pub struct PagingConfig {
+    pub channels: Vec<Channel>,
+    pub max_attempts: u32,
+    pub channel_timeout: Duration,
+    pub group_window: Duration,
+    pub rate_limit_count: u32,
+    pub rate_limit_window: Duration,
+    pub sms_max_parts: usize,
+}
+
+/// A person who can be paged.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: String,
+    pub name: String,
+    pub phone: Option<PhoneNumber>,
+    pub email: Option<String>,
+    pub shift_notices: bool,
+    /// How this person is reached once targeted; defaults applied when none are given.
+    pub rules: Vec<crate::escalation::NotificationRule>,
+}
+
+/// An E.164 phone number (`+` and 8 to 15 digits).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PhoneNumber(String);
+
+impl PhoneNumber {
+    /// Reads a number in E.164 form, or in national form (`0151 ...`) or with a `00`
+    /// international prefix, using `country_code` for national numbers. Spaces, dashes, dots and
+    /// parentheses are ignored. Returns `None` for anything that is not a plausible number
+    /// (alphanumeric senders, short codes).
+    pub fn normalize(input: &str, country_code: &str) -> Option<PhoneNumber> {
+        let compact: String = input
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')' | '/'))
+            .collect();
+        let digits = if let Some(rest) = compact.strip_prefix('+') {
+            rest.to_string()
+        } else if let Some(rest) = compact.strip_prefix("00") {
+            rest.to_string()
+        } else if let Some(rest) = compact.strip_prefix('0') {
+            format!("{country_code}{rest}")
+        } else {
+            // Modems report international numbers without '+' when the type is 145.
+            compact.clone()
+        };
+        if !(8..=15).contains(&digits.len())
+            || !digits.chars().all(|c| c.is_ascii_digit())
+            || digits.starts_with('0')
+        {
+            return None;
+        }
+        Some(PhoneNumber(format!("+{digits}")))
+    }
+
+    /// Parses strict E.164 (`+` then 8 to 15 digits, no leading zero), as config requires.
+    pub fn parse_e164(input: &str) -> Option<PhoneNumber> {
+        let digits = input.strip_prefix('+')?;
+        if (8..=15).contains(&digits.len())
+            && digits.chars().all(|c| c.is_ascii_digit())
+            && !digits.starts_with('0')
+        {
+            Some(PhoneNumber(input.to_string()))
+        } else {
+            None
+        }
+    }
+
+    /// The number in E.164 form.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The number with all but the last three digits hidden, for logs.
+    pub fn masked(&self) -> String {
+        mask_number(&self.0)
+    }
+}
+
+impl std::fmt::Display for PhoneNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Hides all but the last three characters of a phone number, for logs.
+pub fn mask_number(s: &str) -> String {
+    let n = s.chars().count();
+    s.chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if i + 3 < n && c.is_ascii_digit() {
+                '*'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// A config that could not be loaded: every problem found, in file order.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Diagnostic>),
+}
+
+/// A config that loaded, with the warnings found on the way (e.g. on-call gaps).
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Config {
+    /// Reads and validates the file at `path`. Relative paths inside are taken from the file's
+    /// directory.
+    pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut loaded = Self::parse(&text, &path.display().to_string(), base)?;
+        loaded.config.path = Some(path.to_path_buf());
+        Ok(loaded)
+    }
+
+    /// Validates config text. `file` names it in diagnostics; `base` resolves relative paths.
+    pub fn parse(text: &str, file: &str, base: &Path) -> Result<Loaded, ConfigError> {
+        validate::parse(text, file, base)
+    }
+
+    /// A user by id.
+    pub fn user(&self, id: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.id == id)
+    }
+
+    /// The user whose phone number is `number` (already normalised).
+    pub fn user_by_phone(&self, number: &PhoneNumber) -> Option<&User> {
+        self.users.iter().find(|u| u.phone.as_ref() == Some(number))
+    }
+
+    /// Path of the SQLite database.
+    pub fn database_path(&self) -> PathBuf {
+        self.daemon.state_dir.join("pagerbox.db")
+    }
+
+    /// Reads the HTTP write token from `token_file`, if one is configured.
+    pub fn read_token(&self) -> std::io::Result<Option<Secret>> {
+        match &self.http.token_file {
+            None => Ok(None),
+            Some(p) => read_secret(p).map(Some),
+        }
+    }
+}
+
+/// Reads a secret from the first line of a file, trimmed.
+pub fn read_secret(path: &Path) -> std::io::Result<Secret> {
+    let text = std::fs::read_to_string(path)?;
+    let line = text.lines().next().unwrap_or("").trim().to_string();
+    if line.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} is empty", path.display()),
+        ));
+    }
+    Ok(Secret(line))
+}
+
+/// Parses a duration such as `500ms`, `30s`, `10m`, `2h`, `1d`, `1w`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration ({e}); write e.g. \"30s\", \"10m\", \"2h\""))
+}
+
+/// The urgency a rule applies to when it does not say.
+pub(crate) const DEFAULT_RULE_URGENCY: Urgency = Urgency::High;
+
+#[cfg(test)]
+mod tests;
