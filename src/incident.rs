@@ -229,3 +229,77 @@ mod tests {
         }
     }
 }
+
+/// The short numeric id a person types in an SMS reply (`42a`).
+pub type IncidentId = i64;
+
+/// Who did something and through which path (`alice` via `sms`, `api` via `http`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// A user id, a token holder, or a system name such as `alertmanager`.
+    pub who: String,
+    /// The path: `http`, `cli`, `sms`, `voice`, `button`, `udp`, `pagerduty`, `alertmanager`...
+    pub via: String,
+}
+
+impl Actor {
+    /// An actor.
+    pub fn new(who: impl Into<String>, via: impl Into<String>) -> Self {
+        Actor {
+            who: who.into(),
+            via: via.into(),
+        }
+    }
+}
+
+/// A link attached to an incident (dashboards, runbooks).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    pub href: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+/// An incident as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub id: IncidentId,
+    pub dedup_key: String,
+    pub status: Status,
+    pub severity: Severity,
+    pub summary: String,
+    pub source: Option<String>,
+    pub service: Option<String>,
+    /// The route that chose its escalation policy.
+    pub route: Option<String>,
+    pub details: serde_json::Value,
+    pub links: Vec<Link>,
+    /// How many alerts carried this key while the incident was open.
+    pub alert_count: i64,
+    pub first_seen: chrono::DateTime<chrono::Utc>,
+    pub last_seen: chrono::DateTime<chrono::Utc>,
+    pub acknowledged: Option<Transition>,
+    pub resolved: Option<Transition>,
+}
+
+/// When and by whom an incident was acknowledged or resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub by: String,
+    pub via: String,
+}
+
+/// One line of an incident's timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEvent {
+    pub id: i64,
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// `triggered`, `repeated`, `acknowledged`, `resolved`, `note`, `page`, ...
+    pub kind: String,
+    pub actor: Option<String>,
+    pub via: Option<String>,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub data: serde_json::Value,
+}

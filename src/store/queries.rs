@@ -1,0 +1,507 @@
+//! The incident rules as SQL over one connection: every function takes `now` and runs inside the
+//! caller's transaction, so the store task decides when to commit (group commit) and tests can run
+//! them against an in-memory database at any instant.
+
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::{AlertAction, AlertInput, AlertOutcome, ChangeInput, ListFilter, StoreError};
+use crate::incident::{
+    Actor, Incident, IncidentId, Link, Severity, Status, TimelineEvent, Transition,
+};
+
+pub fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub fn from_ms(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+const INCIDENT_COLUMNS: &str = "id, dedup_key, status, severity, summary, source, service, route, \
+     details, links, alert_count, first_seen, last_seen, acknowledged_at, acknowledged_by, \
+     acknowledged_via, resolved_at, resolved_by, resolved_via";
+
+fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<Incident> {
+    let parse_err = |i: usize, e: String| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+    };
+    let status: String = r.get(2)?;
+    let severity: String = r.get(3)?;
+    let details: String = r.get(8)?;
+    let links: String = r.get(9)?;
+    let transition = |at: Option<i64>, by: Option<String>, via: Option<String>| {
+        at.map(|at| Transition {
+            at: from_ms(at),
+            by: by.unwrap_or_default(),
+            via: via.unwrap_or_default(),
+        })
+    };
+    Ok(Incident {
+        id: r.get(0)?,
+        dedup_key: r.get(1)?,
+        status: status
+            .parse::<Status>()
+            .map_err(|e| parse_err(2, e.to_string()))?,
+        severity: severity
+            .parse::<Severity>()
+            .map_err(|e| parse_err(3, e.to_string()))?,
+        summary: r.get(4)?,
+        source: r.get(5)?,
+        service: r.get(6)?,
+        route: r.get(7)?,
+        details: serde_json::from_str(&details).map_err(|e| parse_err(8, e.to_string()))?,
+        links: serde_json::from_str::<Vec<Link>>(&links)
+            .map_err(|e| parse_err(9, e.to_string()))?,
+        alert_count: r.get(10)?,
+        first_seen: from_ms(r.get(11)?),
+        last_seen: from_ms(r.get(12)?),
+        acknowledged: transition(r.get(13)?, r.get(14)?, r.get(15)?),
+        resolved: transition(r.get(16)?, r.get(17)?, r.get(18)?),
+    })
+}
+
+/// The incident with this id.
+pub(crate) fn incident(conn: &Connection, id: IncidentId) -> rusqlite::Result<Option<Incident>> {
+    conn.prepare_cached(&format!(
+        "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1"
+    ))?
+    .query_row([id], incident_from_row)
+    .optional()
+}
+
+/// The open incident with this dedup key, if any.
+pub(crate) fn open_by_key(conn: &Connection, key: &str) -> rusqlite::Result<Option<Incident>> {
+    conn.prepare_cached(&format!(
+        "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE dedup_key = ?1 AND status <> 'resolved'"
+    ))?
+    .query_row([key], incident_from_row)
+    .optional()
+}
+
+/// The most recent incident with this dedup key, open or not.
+fn latest_by_key(conn: &Connection, key: &str) -> rusqlite::Result<Option<Incident>> {
+    conn.prepare_cached(&format!(
+        "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE dedup_key = ?1 ORDER BY id DESC LIMIT 1"
+    ))?
+    .query_row([key], incident_from_row)
+    .optional()
+}
+
+/// Incidents, newest first.
+pub(crate) fn list(
+    conn: &Connection,
+    filter: ListFilter,
+    limit: usize,
+) -> rusqlite::Result<Vec<Incident>> {
+    let where_clause = match filter {
+        ListFilter::Open => "WHERE status <> 'resolved'",
+        ListFilter::All => "",
+    };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {INCIDENT_COLUMNS} FROM incidents {where_clause} ORDER BY id DESC LIMIT ?1"
+    ))?;
+    let rows = stmt.query_map([limit as i64], incident_from_row)?;
+    rows.collect()
+}
+
+/// The timeline of one incident, oldest first.
+pub(crate) fn timeline(conn: &Connection, id: IncidentId) -> rusqlite::Result<Vec<TimelineEvent>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, at, kind, actor, via, message, data FROM events WHERE incident_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([id], |r| {
+        let data: Option<String> = r.get(6)?;
+        Ok(TimelineEvent {
+            id: r.get(0)?,
+            at: from_ms(r.get(1)?),
+            kind: r.get(2)?,
+            actor: r.get(3)?,
+            via: r.get(4)?,
+            message: r.get(5)?,
+            data: data
+                .and_then(|d| serde_json::from_str(&d).ok())
+                .unwrap_or(serde_json::Value::Null),
+        })
+    })?;
+    rows.collect()
+}
+
+/// Appends a timeline event.
+pub(crate) fn event(
+    conn: &Connection,
+    incident: Option<IncidentId>,
+    now: DateTime<Utc>,
+    kind: &str,
+    actor: Option<&Actor>,
+    message: &str,
+    data: Option<&serde_json::Value>,
+) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO events (incident_id, at, kind, actor, via, message, data) VALUES (?1,?2,?3,?4,?5,?6,?7)",
+    )?
+    .execute(params![
+        incident,
+        ms(now),
+        kind,
+        actor.map(|a| a.who.as_str()),
+        actor.map(|a| a.via.as_str()),
+        message,
+        data.map(|d| d.to_string()),
+    ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Applies one alert: trigger creates or bumps, acknowledge/resolve act on the open incident.
+pub(crate) fn apply_alert(
+    conn: &Connection,
+    a: &AlertInput,
+    now: DateTime<Utc>,
+) -> Result<AlertOutcome, StoreError> {
+    let key = a.dedup_key();
+    match a.action {
+        AlertAction::Trigger => {
+            if let Some(open) = open_by_key(conn, &key)? {
+                conn.prepare_cached(
+                    "UPDATE incidents SET alert_count = alert_count + 1, last_seen = ?2 WHERE id = ?1",
+                )?
+                .execute(params![open.id, ms(now)])?;
+                event(
+                    conn,
+                    Some(open.id),
+                    now,
+                    "repeated",
+                    Some(&a.actor),
+                    &format!(
+                        "alert repeated ({} in all): {}",
+                        open.alert_count + 1,
+                        a.summary
+                    ),
+                    None,
+                )?;
+                let inc = incident(conn, open.id)?.ok_or(StoreError::NotFound(open.id))?;
+                return Ok(AlertOutcome::Repeated(inc));
+            }
+            conn.prepare_cached(
+                "INSERT INTO incidents (dedup_key, status, severity, summary, source, service, route, \
+                 details, links, alert_count, first_seen, last_seen) \
+                 VALUES (?1,'triggered',?2,?3,?4,?5,?6,?7,?8,1,?9,?9)",
+            )?
+            .execute(params![
+                key,
+                a.severity.as_str(),
+                a.summary,
+                a.source,
+                a.service,
+                a.route,
+                a.details.to_string(),
+                serde_json::to_string(&a.links).unwrap_or_else(|_| "[]".into()),
+                ms(now),
+            ])?;
+            let id = conn.last_insert_rowid();
+            event(
+                conn,
+                Some(id),
+                now,
+                "triggered",
+                Some(&a.actor),
+                &format!("{} {}", a.severity.as_short(), a.summary),
+                Some(&serde_json::json!({ "route": a.route, "policy": a.policy })),
+            )?;
+            match (&a.policy, a.page) {
+                (Some(policy), true) => {
+                    let due =
+                        now + chrono::Duration::from_std(a.pre_page_delay).unwrap_or_default();
+                    conn.prepare_cached(
+                        "INSERT INTO escalations (incident_id, policy, step, round, state, due_at, updated_at) \
+                         VALUES (?1, ?2, 0, 0, 'pending', ?3, ?4)",
+                    )?
+                    .execute(params![id, policy, ms(due), ms(now)])?;
+                }
+                (None, true) => {
+                    event(
+                        conn,
+                        Some(id),
+                        now,
+                        "unrouted",
+                        None,
+                        "no route or policy matched: nobody is paged",
+                        None,
+                    )?;
+                }
+                (_, false) => {
+                    event(
+                        conn,
+                        Some(id),
+                        now,
+                        "recorded",
+                        None,
+                        "recorded without paging",
+                        None,
+                    )?;
+                }
+            }
+            let inc = incident(conn, id)?.ok_or(StoreError::NotFound(id))?;
+            Ok(AlertOutcome::Created(inc))
+        }
+        AlertAction::Acknowledge | AlertAction::Resolve => {
+            let Some(open) = open_by_key(conn, &key)? else {
+                return Ok(match latest_by_key(conn, &key)? {
+                    Some(inc) => AlertOutcome::Unchanged(inc),
+                    None => AlertOutcome::NotFound(key),
+                });
+            };
+            let to = if a.action == AlertAction::Resolve {
+                Status::Resolved
+            } else {
+                Status::Acknowledged
+            };
+            let (inc, changed) = transition(conn, open.id, to, &a.actor, now)?;
+            Ok(if changed {
+                AlertOutcome::Changed(inc)
+            } else {
+                AlertOutcome::Unchanged(inc)
+            })
+        }
+    }
+}
+
+/// Moves an incident to `to` (acknowledged or resolved). Returns the incident and whether it
+/// changed. Acknowledging stops escalation; both cancel queued pages for the incident, and each
+/// cancelled page is shown on the timeline.
+pub(crate) fn transition(
+    conn: &Connection,
+    id: IncidentId,
+    to: Status,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<(Incident, bool), StoreError> {
+    let inc = incident(conn, id)?.ok_or(StoreError::NotFound(id))?;
+    let changed = match (inc.status, to) {
+        (Status::Triggered, Status::Acknowledged) => {
+            conn.prepare_cached(
+                "UPDATE incidents SET status='acknowledged', acknowledged_at=?2, acknowledged_by=?3, \
+                 acknowledged_via=?4 WHERE id=?1",
+            )?
+            .execute(params![id, ms(now), actor.who, actor.via])?;
+            true
+        }
+        (Status::Triggered | Status::Acknowledged, Status::Resolved) => {
+            conn.prepare_cached(
+                "UPDATE incidents SET status='resolved', resolved_at=?2, resolved_by=?3, resolved_via=?4 \
+                 WHERE id=?1",
+            )?
+            .execute(params![id, ms(now), actor.who, actor.via])?;
+            true
+        }
+        (Status::Acknowledged, Status::Triggered) => {
+            conn.prepare_cached(
+                "UPDATE incidents SET status='triggered', acknowledged_at=NULL, acknowledged_by=NULL, \
+                 acknowledged_via=NULL WHERE id=?1",
+            )?
+            .execute([id])?;
+            true
+        }
+        _ => false,
+    };
+    if changed {
+        event(
+            conn,
+            Some(id),
+            now,
+            to.as_str(),
+            Some(actor),
+            &format!("{} by {} via {}", to, actor.who, actor.via),
+            None,
+        )?;
+        if to != Status::Triggered {
+            let state = if to == Status::Resolved {
+                "done"
+            } else {
+                "acknowledged"
+            };
+            conn.prepare_cached(
+                "UPDATE escalations SET state=?2, due_at=NULL, updated_at=?3 WHERE incident_id=?1",
+            )?
+            .execute(params![id, state, ms(now)])?;
+            let cancelled = conn
+                .prepare_cached(
+                    "UPDATE outbox SET state='cancelled', updated_at=?2 \
+                     WHERE incident_id=?1 AND state='pending'",
+                )?
+                .execute(params![id, ms(now)])?;
+            if cancelled > 0 {
+                event(
+                    conn,
+                    Some(id),
+                    now,
+                    "cancelled",
+                    None,
+                    &format!("{cancelled} queued page(s) cancelled: incident {to}"),
+                    None,
+                )?;
+            }
+        }
+    }
+    let inc = incident(conn, id)?.ok_or(StoreError::NotFound(id))?;
+    Ok((inc, changed))
+}
+
+/// Records a PagerDuty-style change event.
+pub(crate) fn record_change(
+    conn: &Connection,
+    c: &ChangeInput,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO changes (at, service, source, summary, details, links) VALUES (?1,?2,?3,?4,?5,?6)",
+    )?
+    .execute(params![
+        ms(now),
+        c.service,
+        c.source,
+        c.summary,
+        c.details.to_string(),
+        serde_json::to_string(&c.links).unwrap_or_else(|_| "[]".into())
+    ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::schema::migrate;
+
+    fn db() -> Connection {
+        let mut c = Connection::open_in_memory().unwrap();
+        migrate(&mut c).unwrap();
+        c
+    }
+
+    fn t(min: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 22, 3, 0, 0).unwrap() + chrono::Duration::minutes(min)
+    }
+
+    fn alert(action: AlertAction, key: &str) -> AlertInput {
+        AlertInput {
+            action,
+            dedup_key: Some(key.into()),
+            summary: "disk full".into(),
+            severity: Severity::Critical,
+            source: Some("db1".into()),
+            service: Some("db".into()),
+            details: serde_json::json!({"used": "97%"}),
+            links: vec![],
+            route: Some("r".into()),
+            policy: Some("p".into()),
+            pre_page_delay: std::time::Duration::ZERO,
+            page: true,
+            actor: Actor::new("test", "http"),
+        }
+    }
+
+    #[test]
+    fn trigger_repeat_ack_resolve_retrigger() {
+        let c = db();
+        let AlertOutcome::Created(a) =
+            apply_alert(&c, &alert(AlertAction::Trigger, "k"), t(0)).unwrap()
+        else {
+            panic!("expected a new incident")
+        };
+        assert_eq!(a.status, Status::Triggered);
+        let AlertOutcome::Repeated(b) =
+            apply_alert(&c, &alert(AlertAction::Trigger, "k"), t(1)).unwrap()
+        else {
+            panic!("expected a repeat")
+        };
+        assert_eq!((b.id, b.alert_count, b.last_seen), (a.id, 2, t(1)));
+        let AlertOutcome::Changed(acked) =
+            apply_alert(&c, &alert(AlertAction::Acknowledge, "k"), t(2)).unwrap()
+        else {
+            panic!("expected ack")
+        };
+        assert_eq!(acked.status, Status::Acknowledged);
+        assert_eq!(acked.acknowledged.as_ref().unwrap().by, "test");
+        // A second ack changes nothing.
+        assert!(matches!(
+            apply_alert(&c, &alert(AlertAction::Acknowledge, "k"), t(3)).unwrap(),
+            AlertOutcome::Unchanged(_)
+        ));
+        let AlertOutcome::Changed(res) =
+            apply_alert(&c, &alert(AlertAction::Resolve, "k"), t(4)).unwrap()
+        else {
+            panic!("expected resolve")
+        };
+        assert_eq!(res.status, Status::Resolved);
+        // After resolve, the same key opens a new incident.
+        let AlertOutcome::Created(again) =
+            apply_alert(&c, &alert(AlertAction::Trigger, "k"), t(5)).unwrap()
+        else {
+            panic!("expected a new incident")
+        };
+        assert_ne!(again.id, a.id);
+        let kinds: Vec<String> = timeline(&c, a.id)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, ["triggered", "repeated", "acknowledged", "resolved"]);
+        let esc: String = c
+            .query_row(
+                "SELECT state FROM escalations WHERE incident_id=?1",
+                [a.id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(esc, "done");
+    }
+
+    #[test]
+    fn ack_of_unknown_key_is_not_found() {
+        let c = db();
+        assert!(matches!(
+            apply_alert(&c, &alert(AlertAction::Acknowledge, "nope"), t(0)).unwrap(),
+            AlertOutcome::NotFound(k) if k == "nope"
+        ));
+    }
+
+    #[test]
+    fn derived_key_is_stable_and_depends_on_source_and_summary() {
+        let mut a = alert(AlertAction::Trigger, "x");
+        a.dedup_key = None;
+        let k1 = a.dedup_key();
+        assert_eq!(k1, a.dedup_key());
+        a.source = Some("db2".into());
+        assert_ne!(k1, a.dedup_key());
+    }
+
+    #[test]
+    fn acknowledge_cancels_queued_pages_and_says_so() {
+        let c = db();
+        let AlertOutcome::Created(a) =
+            apply_alert(&c, &alert(AlertAction::Trigger, "k"), t(0)).unwrap()
+        else {
+            panic!()
+        };
+        c.execute(
+            "INSERT INTO outbox (incident_id, channel, address, body, priority, due_at, state, created_at, updated_at) \
+             VALUES (?1,'sms','+491',  'x', 3, 0, 'pending', 0, 0)",
+            [a.id],
+        )
+        .unwrap();
+        transition(
+            &c,
+            a.id,
+            Status::Acknowledged,
+            &Actor::new("alice", "sms"),
+            t(1),
+        )
+        .unwrap();
+        let state: String = c
+            .query_row("SELECT state FROM outbox", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(state, "cancelled");
+        let last = timeline(&c, a.id).unwrap().pop().unwrap();
+        assert_eq!(last.kind, "cancelled");
+    }
+}

@@ -1,0 +1,177 @@
+//! Schema migrations, keyed on `PRAGMA user_version`.
+//!
+//! Each entry of [`MIGRATIONS`] moves the database from version `i` to `i + 1` and runs in the
+//! same transaction as the version bump, so a crash mid-migration leaves the old version intact.
+//! Migrations are only ever appended; an old one is never edited.
+
+use rusqlite::Connection;
+
+/// Ordered migrations; index `i` upgrades version `i` to `i + 1`.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: incidents and their timeline.
+    r#"
+    CREATE TABLE incidents (
+        id               INTEGER PRIMARY KEY,
+        dedup_key        TEXT    NOT NULL,
+        status           TEXT    NOT NULL CHECK (status IN ('triggered','acknowledged','resolved')),
+        severity         TEXT    NOT NULL CHECK (severity IN ('critical','error','warning','info')),
+        summary          TEXT    NOT NULL,
+        source           TEXT,
+        service          TEXT,
+        route            TEXT,
+        details          TEXT    NOT NULL DEFAULT 'null',
+        links            TEXT    NOT NULL DEFAULT '[]',
+        alert_count      INTEGER NOT NULL DEFAULT 1,
+        first_seen       INTEGER NOT NULL,
+        last_seen        INTEGER NOT NULL,
+        acknowledged_at  INTEGER,
+        acknowledged_by  TEXT,
+        acknowledged_via TEXT,
+        resolved_at      INTEGER,
+        resolved_by      TEXT,
+        resolved_via     TEXT
+    );
+    -- At most one open incident per key: a trigger for an open key only bumps its count.
+    CREATE UNIQUE INDEX incidents_open_key ON incidents(dedup_key) WHERE status <> 'resolved';
+    CREATE INDEX incidents_status ON incidents(status, id);
+
+    CREATE TABLE events (
+        id          INTEGER PRIMARY KEY,
+        incident_id INTEGER REFERENCES incidents(id),
+        at          INTEGER NOT NULL,
+        kind        TEXT    NOT NULL,
+        actor       TEXT,
+        via         TEXT,
+        message     TEXT    NOT NULL,
+        data        TEXT
+    );
+    CREATE INDEX events_incident ON events(incident_id, id);
+
+    -- PagerDuty change events: recorded on the service's timeline, never paged.
+    CREATE TABLE changes (
+        id       INTEGER PRIMARY KEY,
+        at       INTEGER NOT NULL,
+        service  TEXT,
+        source   TEXT,
+        summary  TEXT    NOT NULL,
+        details  TEXT    NOT NULL DEFAULT 'null',
+        links    TEXT    NOT NULL DEFAULT '[]'
+    );
+    "#,
+    // 2: escalation state, the notification outbox and runtime schedule overrides.
+    r#"
+    -- The next due escalation step of each open incident. Written in the same transaction as the
+    -- incident, so an accepted incident always has its paging state.
+    CREATE TABLE escalations (
+        incident_id  INTEGER PRIMARY KEY REFERENCES incidents(id),
+        policy       TEXT,
+        step         INTEGER NOT NULL DEFAULT 0,
+        round        INTEGER NOT NULL DEFAULT 0,
+        -- 'pending' (first step not yet run), 'waiting' (a step ran, waiting for ack),
+        -- 'acknowledged', 'exhausted', 'done'
+        state        TEXT    NOT NULL,
+        due_at       INTEGER,
+        step_started_at INTEGER,
+        updated_at   INTEGER NOT NULL
+    );
+    CREATE INDEX escalations_due ON escalations(state, due_at);
+
+    CREATE TABLE outbox (
+        id          INTEGER PRIMARY KEY,
+        incident_id INTEGER REFERENCES incidents(id),
+        user_id     TEXT,
+        channel     TEXT    NOT NULL CHECK (channel IN ('sms','voice','email')),
+        address     TEXT    NOT NULL,
+        subject     TEXT,
+        body        TEXT    NOT NULL,
+        priority    INTEGER NOT NULL,
+        due_at      INTEGER NOT NULL,
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        state       TEXT    NOT NULL CHECK (state IN ('pending','sending','sent','delivered','failed','cancelled')),
+        reference   TEXT,
+        last_error  TEXT,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+    );
+    CREATE INDEX outbox_due ON outbox(state, channel, priority DESC, due_at, id);
+    CREATE INDEX outbox_incident ON outbox(incident_id);
+
+    CREATE TABLE overrides (
+        id          INTEGER PRIMARY KEY,
+        schedule_id TEXT    NOT NULL,
+        user_id     TEXT    NOT NULL,
+        from_at     INTEGER NOT NULL,
+        until_at    INTEGER NOT NULL,
+        created_at  INTEGER NOT NULL,
+        created_by  TEXT,
+        deleted_at  INTEGER,
+        CHECK (until_at > from_at)
+    );
+    CREATE INDEX overrides_schedule ON overrides(schedule_id, until_at);
+    "#,
+];
+
+/// Brings the database up to the newest version. Refuses a database from a newer pagerbox.
+pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<u32> {
+    let current: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let target = MIGRATIONS.len() as u32;
+    if current > target {
+        return Err(rusqlite::Error::ToSqlConversionFailure(
+            format!(
+                "database schema version {current} is newer than this pagerbox knows ({target}); \
+                 refusing to touch it"
+            )
+            .into(),
+        ));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as u32)?;
+        tx.commit()?;
+    }
+    Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_from_empty_and_is_idempotent() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), MIGRATIONS.len() as u32);
+        assert_eq!(migrate(&mut conn).unwrap(), MIGRATIONS.len() as u32);
+        let v: u32 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len() as u32);
+    }
+
+    #[test]
+    fn upgrades_a_version_one_database_keeping_its_rows() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO incidents (dedup_key,status,severity,summary,first_seen,last_seen) \
+             VALUES ('k','triggered','critical','s',0,0)",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM incidents", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+        conn.execute("SELECT count(*) FROM outbox", []).ok();
+    }
+
+    #[test]
+    fn refuses_a_newer_database() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        let err = migrate(&mut conn).unwrap_err().to_string();
+        assert!(err.contains("newer"), "{err}");
+    }
+}
