@@ -95,3 +95,29 @@ pub struct Route {
     pub missed_call_ack: bool,
     pub channels: Option<Vec<Channel>>,
 }
+
+/// Facts about an alert that routes match on.
+#[derive(Debug, Clone, Copy)]
+pub struct AlertFacts<'a> {
+    pub service: Option<&'a str>,
+    pub severity: Severity,
+    pub source: Option<&'a str>,
+    pub routing_key: Option<&'a str>,
+}
+
+/// First matching route.
+pub fn route_for<'r>(routes: &'r [Route], facts: &AlertFacts<'_>) -> Option<&'r Route> {
+    routes.iter().find(|r| match &r.matcher {
+        None => true,
+        Some(m) => {
+            m.service
+                .as_deref()
+                .is_none_or(|s| facts.service == Some(s))
+                && (m.severity.is_empty() || m.severity.contains(&facts.severity))
+                && m.source.as_deref().is_none_or(|s| facts.source == Some(s))
+                && m.routing_key
+                    .as_deref()
+                    .is_none_or(|k| facts.routing_key == Some(k))
+        }
+    })
+}
