@@ -1,3 +1,48 @@
-fn main() {
-    println!("pagerbox: being written");
+//! The `pagerbox` binary: parse the command line, start logging, hand over to the library.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use pagerbox::cli::{self, Cli, Command};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Run(args) => runtime().and_then(|rt| {
+            rt.block_on(pagerbox::daemon::run(&args.config.config))
+                .map(|()| ExitCode::SUCCESS)
+        }),
+        other => cli::run_sync(other),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pagerbox: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG` (default `info`). Under journald (stderr not a
+/// terminal) the format is compact, without colours or timestamps (journald adds its own).
+fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::io::stderr().is_terminal() {
+        builder.init();
+    } else {
+        builder.compact().with_ansi(false).without_time().init();
+    }
 }

@@ -7,3 +7,87 @@
 //! answered 5xx/429 so the sender retries; 4xx only for a body that will never be accepted.
 
 pub mod formats;
+pub mod http;
+pub mod udp;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use crate::config::{Config, Secret};
+use crate::escalation::{route_for, AlertFacts};
+use crate::incident::Actor;
+use crate::store::{AlertInput, Store};
+use formats::ParsedAlert;
+
+/// Counters of what intake saw, for logs, `/healthz` and later `/metrics`.
+#[derive(Debug, Default)]
+pub struct IntakeStats {
+    pub accepted: AtomicU64,
+    pub rejected: AtomicU64,
+    pub store_failures: AtomicU64,
+    pub udp_junk: AtomicU64,
+}
+
+impl IntakeStats {
+    pub(crate) fn bump(counter: &AtomicU64) -> u64 {
+        counter.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// What every intake path shares: the store, the current config and the write token.
+#[derive(Clone)]
+pub struct Intake {
+    pub store: Store,
+    pub config: watch::Receiver<Arc<Config>>,
+    pub token: Option<Arc<Secret>>,
+    pub stats: Arc<IntakeStats>,
+}
+
+impl Intake {
+    /// Chooses the route and policy for a parsed alert and turns it into a store input.
+    pub fn route(&self, p: ParsedAlert, actor: Actor) -> AlertInput {
+        let config = self.config.borrow().clone();
+        route_alert(&config, p, actor)
+    }
+
+    /// True if `presented` is the configured write token (or no token is configured).
+    /// Compares digests so the time taken does not depend on how much of the token matched.
+    pub fn token_ok(&self, presented: Option<&str>) -> bool {
+        match &self.token {
+            None => true,
+            Some(t) => match presented {
+                None => false,
+                Some(p) => Sha256::digest(p.as_bytes()) == Sha256::digest(t.expose().as_bytes()),
+            },
+        }
+    }
+}
+
+/// Routes one alert with `config`: the first matching route gives the policy and pre-page delay.
+pub fn route_alert(config: &Config, p: ParsedAlert, actor: Actor) -> AlertInput {
+    let facts = AlertFacts {
+        service: p.service.as_deref(),
+        severity: p.severity,
+        source: p.source.as_deref(),
+        routing_key: p.routing_key.as_deref(),
+    };
+    let route = route_for(&config.routes, &facts);
+    AlertInput {
+        action: p.action,
+        dedup_key: p.dedup_key,
+        summary: p.summary,
+        severity: p.severity,
+        source: p.source,
+        service: p.service,
+        details: p.details,
+        links: p.links,
+        route: route.map(|r| r.id.clone()),
+        policy: route.map(|r| r.policy.clone()),
+        pre_page_delay: route.map(|r| r.pre_page_delay).unwrap_or_default(),
+        page: true,
+        actor,
+    }
+}

@@ -260,6 +260,20 @@ impl Store {
             .await
     }
 
+    /// Applies several alerts in one transaction: all are stored or none (an Alertmanager group).
+    pub async fn apply_alerts(
+        &self,
+        alerts: Vec<AlertInput>,
+    ) -> Result<Vec<AlertOutcome>, StoreError> {
+        self.call(move |c, now| {
+            alerts
+                .iter()
+                .map(|a| queries::apply_alert(c, a, now))
+                .collect()
+        })
+        .await
+    }
+
     /// Acknowledges incident `id`. Returns it and whether it changed.
     pub async fn acknowledge(
         &self,

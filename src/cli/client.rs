@@ -1,0 +1,315 @@
+//! Client commands: talk to the running daemon over HTTP (address from `--url`, or from the
+//! config's `http.listen`, or from the daemon's run file when it listens on port 0).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde_json::{json, Value};
+
+use super::DEFAULT_CONFIG;
+use crate::config::{read_secret, Config};
+use crate::daemon::RunInfo;
+
+/// Where the daemon is and how to authenticate.
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    /// Config file of the daemon (to find its address and token).
+    #[arg(short, long, env = "PAGERBOX_CONFIG", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// Daemon URL, e.g. http://127.0.0.1:8080 (overrides the config).
+    #[arg(long, env = "PAGERBOX_URL")]
+    pub url: Option<String>,
+    /// File holding the write token (defaults to the config's http.token_file).
+    #[arg(long, env = "PAGERBOX_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `pagerbox send`.
+#[derive(Debug, Clone, Args)]
+pub struct SendArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// critical, error, warning or info.
+    #[arg(long, default_value = "error")]
+    pub severity: String,
+    /// Dedup key (default: derived from source and summary).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Service the alert is about (routes match on it).
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Source host or check.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// trigger, acknowledge or resolve.
+    #[arg(long, default_value = "trigger")]
+    pub action: String,
+    /// Details as KEY=VALUE, repeatable.
+    #[arg(long = "detail", value_name = "KEY=VALUE")]
+    pub details: Vec<String>,
+    /// The summary.
+    pub summary: Vec<String>,
+}
+
+/// `pagerbox incidents`.
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Include resolved incidents.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// Commands on one incident.
+#[derive(Debug, Clone, Args)]
+pub struct IdArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Incident id (`42` or `#42`).
+    pub id: String,
+    /// Who is doing it (default: $USER).
+    #[arg(long)]
+    pub by: Option<String>,
+}
+
+struct Client {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    fn new(t: &Target) -> anyhow::Result<Client> {
+        let config = if t.url.is_none() || t.token_file.is_none() {
+            match Config::load(&t.config) {
+                Ok(l) => Some(l.config),
+                Err(e) if t.url.is_some() => {
+                    let _ = e;
+                    None
+                }
+                Err(e) => return Err(e).context("no --url given and the config cannot be read"),
+            }
+        } else {
+            None
+        };
+        let base = match (&t.url, &config) {
+            (Some(u), _) => u.trim_end_matches('/').to_string(),
+            (None, Some(c)) => {
+                let addr = if c.http.listen.port() == 0 {
+                    RunInfo::read(&c.daemon.state_dir)
+                        .map(|r| r.http)
+                        .context("the config listens on port 0 and no running daemon was found")?
+                } else {
+                    c.http.listen
+                };
+                format!("http://{addr}")
+            }
+            (None, None) => bail!("give --url or --config"),
+        };
+        let token_file = t
+            .token_file
+            .clone()
+            .or_else(|| config.as_ref().and_then(|c| c.http.token_file.clone()));
+        let token = match token_file {
+            Some(p) => Some(
+                read_secret(&p)
+                    .with_context(|| format!("cannot read token file {}", p.display()))?
+                    .expose()
+                    .to_string(),
+            ),
+            None => None,
+        };
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(30))
+            .build();
+        Ok(Client { base, token, agent })
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let mut req = self
+            .agent
+            .request(method, &format!("{}{}", self.base, path));
+        if let Some(t) = &self.token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        let resp = match body {
+            Some(b) => req.send_json(b),
+            None => req.call(),
+        };
+        match resp {
+            Ok(r) => Ok(r.into_json()?),
+            Err(ureq::Error::Status(code, r)) => {
+                let v: Value = r.into_json().unwrap_or(Value::Null);
+                let msg = v["error"].as_str().unwrap_or("request failed").to_string();
+                let errs = v["errors"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    })
+                    .unwrap_or_default();
+                if errs.is_empty() {
+                    bail!("{code}: {msg}")
+                } else {
+                    bail!("{code}: {msg}: {errs}")
+                }
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot reach pagerbox at {}", self.base)),
+        }
+    }
+}
+
+fn user() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "cli".into())
+}
+
+pub(super) fn send(a: SendArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&a.target)?;
+    let mut details = serde_json::Map::new();
+    for d in &a.details {
+        let (k, v) = d
+            .split_once('=')
+            .with_context(|| format!("--detail {d:?} is not KEY=VALUE"))?;
+        details.insert(k.to_string(), Value::String(v.to_string()));
+    }
+    let body = json!({
+        "action": a.action,
+        "dedup_key": a.key,
+        "summary": a.summary.join(" "),
+        "severity": a.severity,
+        "service": a.service,
+        "source": a.source,
+        "details": details,
+    });
+    let v = client.call("POST", "/v1/alerts", Some(body))?;
+    if a.target.json {
+        println!("{v}");
+    } else {
+        println!(
+            "#{} {} (key {}, {} alert(s))",
+            v["incident_id"],
+            v["status"].as_str().unwrap_or(""),
+            v["dedup_key"].as_str().unwrap_or(""),
+            v["alert_count"]
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ago(ts: &str) -> String {
+    ts.get(..16).unwrap_or(ts).replace('T', " ")
+}
+
+pub(super) fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&a.target)?;
+    let v = client.call(
+        "GET",
+        if a.all {
+            "/v1/incidents?status=all"
+        } else {
+            "/v1/incidents"
+        },
+        None,
+    )?;
+    if a.target.json {
+        println!("{v}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let list = v["incidents"].as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        println!("no {}incidents", if a.all { "" } else { "open " });
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:>5}  {:<12}  {:<8}  {:<12}  {:>5}  {:<16}  SUMMARY",
+        "ID", "STATUS", "SEVERITY", "SERVICE", "COUNT", "FIRST SEEN (UTC)"
+    );
+    for i in list {
+        println!(
+            "{:>5}  {:<12}  {:<8}  {:<12}  {:>5}  {:<16}  {}",
+            format!("#{}", i["id"]),
+            i["status"].as_str().unwrap_or(""),
+            i["severity"].as_str().unwrap_or(""),
+            i["service"].as_str().unwrap_or("-"),
+            i["alert_count"],
+            ago(i["first_seen"].as_str().unwrap_or("")),
+            i["summary"].as_str().unwrap_or("")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn show(a: IdArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&a.target)?;
+    let id = a.id.trim_start_matches('#');
+    let v = client.call("GET", &format!("/v1/incidents/{id}"), None)?;
+    if a.target.json {
+        println!("{v}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let i = &v["incident"];
+    println!(
+        "#{} {} [{}] {}",
+        i["id"],
+        i["status"].as_str().unwrap_or(""),
+        i["severity"].as_str().unwrap_or(""),
+        i["summary"].as_str().unwrap_or("")
+    );
+    for (k, label) in [
+        ("service", "service"),
+        ("source", "source"),
+        ("route", "route"),
+        ("dedup_key", "dedup key"),
+    ] {
+        if let Some(s) = i[k].as_str() {
+            println!("  {label:<10} {s}");
+        }
+    }
+    println!("  {:<10} {}", "alerts", i["alert_count"]);
+    if !i["details"].is_null() {
+        println!("  {:<10} {}", "details", i["details"]);
+    }
+    println!("timeline (UTC):");
+    for e in v["timeline"].as_array().cloned().unwrap_or_default() {
+        let who = match (e["actor"].as_str(), e["via"].as_str()) {
+            (Some(a), Some(v)) => format!(" [{a} via {v}]"),
+            _ => String::new(),
+        };
+        println!(
+            "  {}  {:<12} {}{}",
+            e["at"].as_str().unwrap_or("").get(..19).unwrap_or(""),
+            e["kind"].as_str().unwrap_or(""),
+            e["message"].as_str().unwrap_or(""),
+            who
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn transition(a: IdArgs, action: &str) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&a.target)?;
+    let id = a.id.trim_start_matches('#');
+    let by = a.by.clone().unwrap_or_else(user);
+    let v = client.call(
+        "POST",
+        &format!("/v1/incidents/{id}/{action}"),
+        Some(json!({ "by": by, "via": "cli" })),
+    )?;
+    if a.target.json {
+        println!("{v}");
+    } else if v["changed"].as_bool() == Some(true) {
+        println!("#{id} {}", v["status"].as_str().unwrap_or(""));
+    } else {
+        println!("#{id} was already {}", v["status"].as_str().unwrap_or(""));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,468 @@
+//! The HTTP API (axum).
+//!
+//! Answers follow one rule, because Alertmanager and PagerDuty clients retry 5xx and 429 but
+//! give up on 4xx: a body that will never be accepted gets 4xx with a JSON error saying what is
+//! wrong; anything that may work later (store busy, disk full, I/O error) gets 503, or 429 on
+//! the PagerDuty endpoints, where clients expect it. 202 means committed to disk.
+
+// Helpers return `Result<_, Response>` so handlers can `?`-style early-return an answer; the
+// Response is built once per request, so its size does not matter.
+#![allow(clippy::result_large_err)]
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::formats::{self, FormatError};
+use super::{Intake, IntakeStats};
+use crate::incident::{Actor, IncidentId};
+use crate::store::{AlertAction, AlertOutcome, ListFilter, StoreError};
+
+/// Builds the router with the body limit from config.
+pub fn router(intake: Intake, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/alerts", post(own_alert))
+        .route("/v2/enqueue", post(pagerduty_event))
+        .route("/v2/change/enqueue", post(pagerduty_change))
+        .route("/v1/integrations/alertmanager", post(alertmanager))
+        .route("/v1/integrations/grafana", post(alertmanager))
+        .route("/v1/incidents", get(list_incidents))
+        .route("/v1/incidents/:id", get(show_incident))
+        .route("/v1/incidents/:id/acknowledge", post(acknowledge))
+        .route("/v1/incidents/:id/resolve", post(resolve))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(intake)
+}
+
+/// A JSON error answer in pagerbox's own shape.
+fn error(status: StatusCode, message: impl Into<String>, errors: Vec<String>) -> Response {
+    let mut body = json!({ "error": message.into() });
+    if !errors.is_empty() {
+        body["errors"] = json!(errors);
+    }
+    (status, Json(body)).into_response()
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+fn unauthorized() -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong token: send Authorization: Bearer <token>",
+        vec![],
+    )
+}
+
+fn body_rejection(r: BytesRejection) -> Response {
+    let status = r.status();
+    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "request body is too large".to_string()
+    } else {
+        r.body_text()
+    };
+    error(status, message, vec![])
+}
+
+fn format_error(stats: &IntakeStats, e: FormatError) -> Response {
+    IntakeStats::bump(&stats.rejected);
+    match e {
+        FormatError::Json(m) => error(
+            StatusCode::BAD_REQUEST,
+            format!("malformed JSON: {m}"),
+            vec![],
+        ),
+        FormatError::Invalid(errs) => error(StatusCode::BAD_REQUEST, "invalid alert", errs),
+    }
+}
+
+fn store_error(stats: &IntakeStats, e: StoreError) -> Response {
+    match e {
+        StoreError::NotFound(id) => error(
+            StatusCode::NOT_FOUND,
+            format!("incident #{id} not found"),
+            vec![],
+        ),
+        e => {
+            IntakeStats::bump(&stats.store_failures);
+            tracing::error!(error = %e, "intake could not store an alert; sender told to retry");
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not stored, retry later: {e}"),
+                vec![],
+            );
+            r.headers_mut()
+                .insert("retry-after", "5".parse().expect("static header"));
+            r
+        }
+    }
+}
+
+fn outcome_json(o: &AlertOutcome) -> Value {
+    match o.incident() {
+        Some(i) => json!({
+            "incident_id": i.id,
+            "dedup_key": i.dedup_key,
+            "status": i.status,
+            "alert_count": i.alert_count,
+        }),
+        None => json!({}),
+    }
+}
+
+async fn healthz(State(intake): State<Intake>) -> Response {
+    let store_ok = intake
+        .store
+        .call(|c, _| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+        .await;
+    let status = if store_ok.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({
+            "status": if store_ok.is_ok() { "ok" } else { "degraded" },
+            "store": store_ok.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
+        })),
+    )
+        .into_response()
+}
+
+async fn own_alert(
+    State(intake): State<Intake>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if !intake.token_ok(bearer(&headers)) {
+        return unauthorized();
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(r) => return body_rejection(r),
+    };
+    let parsed = match formats::parse_own(&body) {
+        Ok(p) => p,
+        Err(e) => return format_error(&intake.stats, e),
+    };
+    let input = intake.route(parsed, Actor::new("api", "http"));
+    match intake.store.apply_alert(input).await {
+        Ok(AlertOutcome::NotFound(key)) => error(
+            StatusCode::NOT_FOUND,
+            format!("no incident has dedup_key {key:?}"),
+            vec![],
+        ),
+        Ok(o) => {
+            IntakeStats::bump(&intake.stats.accepted);
+            (StatusCode::ACCEPTED, Json(outcome_json(&o))).into_response()
+        }
+        Err(e) => store_error(&intake.stats, e),
+    }
+}
+
+fn pd_invalid(errors: Vec<String>) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({ "status": "invalid event", "message": "Event object is invalid", "errors": errors })),
+    )
+        .into_response()
+}
+
+fn pd_throttle(e: &StoreError) -> Response {
+    tracing::error!(error = %e, "intake could not store a PagerDuty event; sender told to retry");
+    let mut r = (
+        StatusCode::TOO_MANY_REQUESTS,
+        Json(json!({ "status": "throttle event", "message": "Requests are arriving too quickly or the store is unavailable. Please retry later.", "errors": [e.to_string()] })),
+    )
+        .into_response();
+    r.headers_mut()
+        .insert("retry-after", "5".parse().expect("static header"));
+    r
+}
+
+/// PagerDuty-style auth: a bearer token, or the token given as `routing_key`.
+fn pd_authorized(intake: &Intake, headers: &HeaderMap, routing_key: Option<&str>) -> bool {
+    intake.token.is_none() || intake.token_ok(bearer(headers)) || intake.token_ok(routing_key)
+}
+
+fn pd_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
+    body.map_err(|r| {
+        let status = r.status();
+        (status, Json(json!({ "status": "invalid event", "message": if status == StatusCode::PAYLOAD_TOO_LARGE { "Request body is too large" } else { "Cannot read request body" }, "errors": [r.body_text()] }))).into_response()
+    })
+}
+
+async fn pagerduty_event(
+    State(intake): State<Intake>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match pd_body(body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let parsed = match formats::parse_pagerduty(&body) {
+        Ok(p) => p,
+        Err(FormatError::Json(m)) => {
+            IntakeStats::bump(&intake.stats.rejected);
+            return pd_invalid(vec![format!("malformed JSON: {m}")]);
+        }
+        Err(FormatError::Invalid(errs)) => {
+            IntakeStats::bump(&intake.stats.rejected);
+            return pd_invalid(errs);
+        }
+    };
+    if !pd_authorized(&intake, &headers, parsed.routing_key.as_deref()) {
+        return unauthorized();
+    }
+    let input = intake.route(parsed, Actor::new("pagerduty-events", "pagerduty"));
+    let key = input.dedup_key();
+    match intake.store.apply_alert(input).await {
+        Ok(o) => {
+            IntakeStats::bump(&intake.stats.accepted);
+            let dedup_key = o.incident().map(|i| i.dedup_key.clone()).unwrap_or(key);
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({ "status": "success", "message": "Event processed", "dedup_key": dedup_key })),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            IntakeStats::bump(&intake.stats.store_failures);
+            pd_throttle(&e)
+        }
+    }
+}
+
+async fn pagerduty_change(
+    State(intake): State<Intake>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match pd_body(body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let (routing_key, change) = match formats::parse_pagerduty_change(&body) {
+        Ok(x) => x,
+        Err(FormatError::Json(m)) => return pd_invalid(vec![format!("malformed JSON: {m}")]),
+        Err(FormatError::Invalid(errs)) => return pd_invalid(errs),
+    };
+    if !pd_authorized(&intake, &headers, routing_key.as_deref()) {
+        return unauthorized();
+    }
+    match intake.store.record_change(change).await {
+        Ok(_) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "status": "success", "message": "Change event processed" })),
+        )
+            .into_response(),
+        Err(e) => pd_throttle(&e),
+    }
+}
+
+async fn alertmanager(
+    State(intake): State<Intake>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if !intake.token_ok(bearer(&headers)) {
+        return unauthorized();
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(r) => return body_rejection(r),
+    };
+    let alerts = match formats::parse_alertmanager(&body) {
+        Ok(a) => a,
+        Err(e) => return format_error(&intake.stats, e),
+    };
+    let inputs: Vec<_> = alerts
+        .into_iter()
+        .map(|a| intake.route(a, Actor::new("alertmanager", "alertmanager")))
+        .collect();
+    let n = inputs.len() as u64;
+    // One transaction for the whole group: Alertmanager retries the group, so it must be stored
+    // all or nothing.
+    match intake.store.apply_alerts(inputs).await {
+        Ok(outcomes) => {
+            intake
+                .stats
+                .accepted
+                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            let list: Vec<Value> = outcomes.iter().map(outcome_json).collect();
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({ "status": "success", "alerts": list })),
+            )
+                .into_response()
+        }
+        Err(e) => store_error(&intake.stats, e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list_incidents(State(intake): State<Intake>, Query(q): Query<ListQuery>) -> Response {
+    let filter = match q.status.as_deref() {
+        None | Some("open") => ListFilter::Open,
+        Some("all") => ListFilter::All,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("status {other:?} is not open or all"),
+                vec![],
+            )
+        }
+    };
+    match intake
+        .store
+        .incidents(filter, q.limit.unwrap_or(100).min(10_000))
+        .await
+    {
+        Ok(list) => Json(json!({ "incidents": list })).into_response(),
+        Err(e) => store_error(&intake.stats, e),
+    }
+}
+
+fn parse_id(id: &str) -> Result<IncidentId, Response> {
+    id.trim_start_matches('#').parse().map_err(|_| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("{id:?} is not an incident id"),
+            vec![],
+        )
+    })
+}
+
+async fn show_incident(State(intake): State<Intake>, Path(id): Path<String>) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    match intake.store.incident(id).await {
+        Ok(Some((incident, timeline))) => {
+            Json(json!({ "incident": incident, "timeline": timeline })).into_response()
+        }
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!("incident #{id} not found"),
+            vec![],
+        ),
+        Err(e) => store_error(&intake.stats, e),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ByBody {
+    by: Option<String>,
+    via: Option<String>,
+}
+
+async fn transition(
+    intake: Intake,
+    headers: HeaderMap,
+    id: String,
+    body: Result<Bytes, BytesRejection>,
+    action: AlertAction,
+) -> Response {
+    if !intake.token_ok(bearer(&headers)) {
+        return unauthorized();
+    }
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(r) => return body_rejection(r),
+    };
+    let by: ByBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ByBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("malformed JSON: {e}"),
+                    vec![],
+                )
+            }
+        }
+    };
+    let via = match by.via.as_deref() {
+        None => "http",
+        Some("cli") => "cli",
+        Some(_) => "http",
+    };
+    let actor = Actor::new(by.by.unwrap_or_else(|| "api".into()), via);
+    let result = if action == AlertAction::Resolve {
+        intake.store.resolve(id, actor).await
+    } else {
+        intake.store.acknowledge(id, actor).await
+    };
+    match result {
+        Ok((incident, changed)) => (
+            StatusCode::OK,
+            Json(json!({ "incident_id": incident.id, "status": incident.status, "changed": changed, "incident": incident })),
+        )
+            .into_response(),
+        Err(e) => store_error(&intake.stats, e),
+    }
+}
+
+async fn acknowledge(
+    State(intake): State<Intake>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    transition(intake, headers, id, body, AlertAction::Acknowledge).await
+}
+
+async fn resolve(
+    State(intake): State<Intake>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    transition(intake, headers, id, body, AlertAction::Resolve).await
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such endpoint", vec![])
+}
+
+/// Serves the API on `listener` until `shutdown` is cancelled, then finishes requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    intake: Intake,
+    max_body_bytes: usize,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    let app = router(intake, max_body_bytes);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
