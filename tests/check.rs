@@ -1,0 +1,70 @@
+//! `pagerbox check`: exit codes and FILE:LINE:COLUMN output.
+
+mod util;
+
+use std::process::Command;
+
+#[test]
+fn example_config_checks_clean() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/pagerbox.example.toml");
+    let out = Command::new(util::BIN)
+        .args(["check", "--config", path])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": ok ("));
+}
+
+#[test]
+fn broken_config_lists_every_problem_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[daemon]\ntime_zone = \"Mars/Olympus\"\n\n[[users]]\nid = \"a\"\nphone = \"12345\"\nemial = \"a@b\"\n",
+    )
+    .unwrap();
+    let out = Command::new(util::BIN)
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let file = path.display().to_string();
+    assert!(
+        text.contains(&format!("{file}:2:13: daemon.time_zone: unknown time zone")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("{file}:6:9: users.phone")), "{text}");
+    assert!(
+        text.contains(&format!("{file}:7:1: unknown key `users.0.emial`")),
+        "{text}"
+    );
+}
+
+#[test]
+fn syntax_error_and_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[daemon\n").unwrap();
+    let out = Command::new(util::BIN)
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with(&format!("{}:1:", path.display())));
+    let out = Command::new(util::BIN)
+        .args(["check", "--config", "/nonexistent.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent.toml"));
+}

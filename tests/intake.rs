@@ -1,0 +1,410 @@
+//! End-to-end intake tests (issue 3): the real binary, real HTTP and UDP on 127.0.0.1.
+
+mod util;
+
+use serde_json::{json, Value};
+use util::{fixture, Daemon};
+
+fn incident(d: &Daemon, id: i64) -> Value {
+    let (code, v) = d.get(&format!("/v1/incidents/{id}"));
+    assert_eq!(code, 200, "{v}");
+    v
+}
+
+fn kinds(v: &Value) -> Vec<String> {
+    v["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn own_format_trigger_is_idempotent_and_reopens_after_resolve() {
+    let d = Daemon::start("");
+    let body = json!({"summary": "/var on db1 97% full", "severity": "critical", "dedup_key": "disk-db1", "service": "db", "details": {"used": 97}});
+    let (code, a) = d.post_json("/v1/alerts", body.clone());
+    assert_eq!(code, 202, "{a}");
+    assert_eq!(a["status"], "triggered");
+    let (code, b) = d.post_json("/v1/alerts", body.clone());
+    assert_eq!(code, 202);
+    assert_eq!(
+        b["incident_id"], a["incident_id"],
+        "re-trigger of an open key bumps, not opens"
+    );
+    assert_eq!(b["alert_count"], 2);
+
+    // Resolve by key, then a new trigger opens a new incident.
+    let (code, r) = d.post_json(
+        "/v1/alerts",
+        json!({"action": "resolve", "dedup_key": "disk-db1"}),
+    );
+    assert_eq!((code, r["status"].as_str()), (202, Some("resolved")));
+    let (_, c) = d.post_json("/v1/alerts", body);
+    assert_ne!(c["incident_id"], a["incident_id"]);
+
+    let v = incident(&d, a["incident_id"].as_i64().unwrap());
+    assert_eq!(v["incident"]["details"]["used"], 97);
+    assert_eq!(v["incident"]["service"], "db");
+    assert_eq!(
+        kinds(&v)[..2],
+        ["triggered".to_string(), "unrouted".to_string()]
+    );
+    assert!(kinds(&v).contains(&"repeated".to_string()));
+    assert_eq!(kinds(&v).last().unwrap(), "resolved");
+
+    // Acknowledge of a key never seen is a clear 404.
+    let (code, e) = d.post_json(
+        "/v1/alerts",
+        json!({"action": "acknowledge", "dedup_key": "nope"}),
+    );
+    assert_eq!(code, 404, "{e}");
+}
+
+#[test]
+fn ack_and_resolve_by_id_record_who_and_how() {
+    let d = Daemon::start("");
+    let (_, a) = d.post_json(
+        "/v1/alerts",
+        json!({"summary": "api 5xx", "severity": "error"}),
+    );
+    let id = a["incident_id"].as_i64().unwrap();
+    let (code, v) = d.post_json(
+        &format!("/v1/incidents/{id}/acknowledge"),
+        json!({"by": "alice"}),
+    );
+    assert_eq!(
+        (code, v["status"].as_str(), v["changed"].as_bool()),
+        (200, Some("acknowledged"), Some(true))
+    );
+    let (code, v) = d.post_json(
+        &format!("/v1/incidents/{id}/acknowledge"),
+        json!({"by": "bob"}),
+    );
+    assert_eq!((code, v["changed"].as_bool()), (200, Some(false)));
+    let (code, v) = d.post(&format!("/v1/incidents/%23{id}/resolve"), b"");
+    assert_eq!((code, v["status"].as_str()), (200, Some("resolved")), "{v}");
+    let v = incident(&d, id);
+    assert_eq!(v["incident"]["acknowledged"]["by"], "alice");
+    assert_eq!(v["incident"]["acknowledged"]["via"], "http");
+    assert_eq!(v["incident"]["resolved"]["by"], "api");
+    let (code, _) = d.post_json("/v1/incidents/999/acknowledge", json!({}));
+    assert_eq!(code, 404);
+    let (code, _) = d.post_json("/v1/incidents/abc/acknowledge", json!({}));
+    assert_eq!(code, 400);
+    // Listing: open only by default, all on request.
+    let (_, open) = d.get("/v1/incidents");
+    assert_eq!(open["incidents"].as_array().unwrap().len(), 0);
+    let (_, all) = d.get("/v1/incidents?status=all");
+    assert_eq!(all["incidents"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn pagerduty_client_fixtures_trigger_and_resolve() {
+    let d = Daemon::start("");
+    let (code, v) = d.post("/v2/enqueue", &fixture("pagerduty/pd-client-trigger.json"));
+    assert_eq!(code, 202, "{v}");
+    assert_eq!(
+        v,
+        json!({"status": "success", "message": "Event processed", "dedup_key": "pagerbox-test-db1"})
+    );
+    let (_, list) = d.get("/v1/incidents");
+    let inc = &list["incidents"][0];
+    assert_eq!(inc["summary"], "db1 is down");
+    assert_eq!(inc["severity"], "critical");
+    assert_eq!(inc["links"][0]["href"], "https://runbooks.example/db1");
+    let (code, v) = d.post("/v2/enqueue", &fixture("pagerduty/pd-client-resolve.json"));
+    assert_eq!(
+        (code, v["dedup_key"].as_str()),
+        (202, Some("pagerbox-test-db1"))
+    );
+    let (_, list) = d.get("/v1/incidents");
+    assert!(list["incidents"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn pagerduty_errors_use_pagerduty_shapes() {
+    let d = Daemon::start("");
+    let (code, v) = d.post("/v2/enqueue", br#"{"event_action":"trigger","payload":{}}"#);
+    assert_eq!(code, 400);
+    assert_eq!(v["status"], "invalid event");
+    assert_eq!(v["message"], "Event object is invalid");
+    assert!(v["errors"].as_array().unwrap().len() >= 3, "{v}");
+    let (code, v) = d.post("/v2/enqueue", b"{not json");
+    assert_eq!((code, v["status"].as_str()), (400, Some("invalid event")));
+    // Change events are recorded, not paged.
+    let (code, v) = d.post(
+        "/v2/change/enqueue",
+        br#"{"routing_key":"k","payload":{"summary":"deployed v2","source":"ci","custom_details":{"sha":"abc"}}}"#,
+    );
+    assert_eq!((code, v["status"].as_str()), (202, Some("success")), "{v}");
+    let (_, list) = d.get("/v1/incidents?status=all");
+    assert!(list["incidents"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn alertmanager_webhook_and_pagerduty_receiver_fixtures() {
+    let d = Daemon::start("");
+    let (code, v) = d.post(
+        "/v1/integrations/alertmanager",
+        &fixture("alertmanager/alertmanager-webhook-curl-firing.json"),
+    );
+    assert_eq!(code, 202, "{v}");
+    assert_eq!(v["alerts"][0]["dedup_key"], "516cb9768a6d01b0");
+    let id = v["alerts"][0]["incident_id"].as_i64().unwrap();
+    // Alertmanager re-sends firing groups: still one incident.
+    let (_, v2) = d.post(
+        "/v1/integrations/alertmanager",
+        &fixture("alertmanager/alertmanager-webhook-curl-firing.json"),
+    );
+    assert_eq!(v2["alerts"][0]["incident_id"].as_i64(), Some(id));
+    let (code, _) = d.post(
+        "/v1/integrations/alertmanager",
+        &fixture("alertmanager/alertmanager-webhook-curl-resolved.json"),
+    );
+    assert_eq!(code, 202);
+    assert_eq!(incident(&d, id)["incident"]["status"], "resolved");
+    assert_eq!(
+        incident(&d, id)["incident"]["resolved"]["via"],
+        "alertmanager"
+    );
+
+    let (code, v) = d.post(
+        "/v2/enqueue",
+        &fixture("alertmanager/alertmanager-pagerduty-curl-firing.json"),
+    );
+    assert_eq!(code, 202, "{v}");
+    let (code, _) = d.post(
+        "/v2/enqueue",
+        &fixture("alertmanager/alertmanager-pagerduty-curl-resolved.json"),
+    );
+    assert_eq!(code, 202);
+    let (_, list) = d.get("/v1/incidents");
+    assert!(list["incidents"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn bad_requests_get_clear_errors_and_lose_nothing() {
+    let d = Daemon::start("");
+    let (_, ok) = d.post_json(
+        "/v1/alerts",
+        json!({"summary": "before", "dedup_key": "before"}),
+    );
+    let (code, v) = d.post("/v1/alerts", b"{\"summary\": \"x\",\n \"severity\": }");
+    assert_eq!(code, 400);
+    assert!(v["error"].as_str().unwrap().contains("line 2"), "{v}");
+    let (code, v) = d.post("/v1/alerts", br#"{"summary":"x","severity":"sev1"}"#);
+    assert_eq!(code, 400);
+    assert!(v["errors"][0].as_str().unwrap().contains("sev1"), "{v}");
+    let big = vec![b'a'; 300 * 1024];
+    let (code, _) = d.post("/v1/alerts", &big);
+    assert_eq!(code, 413);
+    let (code, _) = d.post("/v1/nope", b"{}");
+    assert_eq!(code, 404);
+    // The earlier alert is intact and the daemon still answers.
+    assert_eq!(
+        incident(&d, ok["incident_id"].as_i64().unwrap())["incident"]["summary"],
+        "before"
+    );
+    let (code, h) = d.get("/healthz");
+    assert_eq!((code, h["status"].as_str()), (200, Some("ok")));
+}
+
+#[test]
+fn token_auth_guards_writes_only() {
+    let d = Daemon::start_with("", Some("s3cret-token"));
+    let body = br#"{"summary":"x"}"#;
+    assert_eq!(d.post_raw("/v1/alerts", body, None).0, 401);
+    assert_eq!(d.post_raw("/v1/alerts", body, Some("Bearer wrong")).0, 401);
+    assert_eq!(
+        d.post_raw("/v1/alerts", body, Some("Bearer s3cret-token"))
+            .0,
+        202
+    );
+    assert_eq!(d.post_raw("/v1/incidents/1/acknowledge", b"", None).0, 401);
+    assert_eq!(
+        d.post_raw(
+            "/v1/integrations/alertmanager",
+            &fixture("alertmanager/alertmanager-webhook-curl-firing.json"),
+            None
+        )
+        .0,
+        401
+    );
+    // PagerDuty endpoints accept the token as routing_key, as PagerDuty clients cannot send headers.
+    let pd = json!({"routing_key": "s3cret-token", "event_action": "trigger", "dedup_key": "pd", "payload": {"summary": "s", "source": "x", "severity": "info"}});
+    assert_eq!(
+        d.post_raw("/v2/enqueue", pd.to_string().as_bytes(), None).0,
+        202
+    );
+    assert_eq!(
+        d.post_raw(
+            "/v2/enqueue",
+            &fixture("pagerduty/pd-client-trigger.json"),
+            None
+        )
+        .0,
+        401
+    );
+    // Reads stay open.
+    assert_eq!(d.get("/v1/incidents").0, 200);
+    assert!(
+        !d.log().contains("s3cret-token"),
+        "the token must never be logged"
+    );
+}
+
+#[test]
+fn udp_json_and_text_lines_and_junk() {
+    let d = Daemon::start("");
+    d.udp_send(b"critical disk-db1 /var on db1 is 97% full\n");
+    d.udp_send(br#"{"summary":"json over udp","severity":"warning","dedup_key":"udp-json"}"#);
+    d.udp_send(b"\xff\xfe\x00 garbage");
+    d.udp_send(b"hello world");
+    let list = d.wait_for(10, "two udp incidents", || {
+        let (_, v) = d.get("/v1/incidents");
+        let list = v["incidents"].as_array().unwrap().clone();
+        (list.len() == 2).then_some(list)
+    });
+    let disk = list.iter().find(|i| i["dedup_key"] == "disk-db1").unwrap();
+    assert_eq!(disk["summary"], "/var on db1 is 97% full");
+    assert_eq!(disk["severity"], "critical");
+    assert!(list
+        .iter()
+        .any(|i| i["dedup_key"] == "udp-json" && i["severity"] == "warning"));
+    d.udp_send(b"resolve disk-db1 recovered");
+    d.wait_for(10, "udp resolve", || {
+        let (_, v) = d.get("/v1/incidents");
+        (v["incidents"].as_array().unwrap().len() == 1).then_some(())
+    });
+    d.wait_for(5, "junk to be logged", || {
+        d.log().contains("udp datagram ignored").then_some(())
+    });
+}
+
+#[test]
+fn incidents_and_timelines_survive_restart_and_kill9() {
+    let mut d = Daemon::start("");
+    let (_, a) = d.post_json("/v1/alerts", json!({"summary": "one", "dedup_key": "one"}));
+    let id = a["incident_id"].as_i64().unwrap();
+    d.post_json(
+        &format!("/v1/incidents/{id}/acknowledge"),
+        json!({"by": "alice"}),
+    );
+    d.stop();
+    d.spawn();
+    let v = incident(&d, id);
+    assert_eq!(v["incident"]["status"], "acknowledged");
+    assert_eq!(kinds(&v), ["triggered", "unrouted", "acknowledged"]);
+    // Everything answered 202 before a SIGKILL is there after it.
+    let mut ids = vec![];
+    for i in 0..50 {
+        let (code, v) = d.post_json(
+            "/v1/alerts",
+            json!({"summary": format!("s{i}"), "dedup_key": format!("k{i}")}),
+        );
+        assert_eq!(code, 202);
+        ids.push(v["incident_id"].as_i64().unwrap());
+    }
+    d.kill9();
+    d.spawn();
+    for id in ids {
+        assert_eq!(incident(&d, id)["incident"]["status"], "triggered");
+    }
+}
+
+#[test]
+fn store_that_cannot_commit_answers_retryable_status() {
+    let d = Daemon::start("");
+    let (_, before) = d.post_json(
+        "/v1/alerts",
+        json!({"summary": "before", "dedup_key": "before"}),
+    );
+    // Another process holds SQLite's write lock: commits fail until it lets go.
+    let lock = rusqlite::Connection::open(d.state_dir().join("pagerbox.db")).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let (code, v) = d.post_json(
+        "/v1/alerts",
+        json!({"summary": "during", "dedup_key": "during"}),
+    );
+    assert_eq!(code, 503, "{v}");
+    let pd = json!({"routing_key": "k", "event_action": "trigger", "dedup_key": "pd", "payload": {"summary": "s", "source": "x", "severity": "info"}});
+    let (code, v) = d.post_json("/v2/enqueue", pd);
+    assert_eq!(code, 429, "PagerDuty clients retry 429: {v}");
+    let (code, _) = d.post(
+        "/v1/integrations/alertmanager",
+        &fixture("alertmanager/alertmanager-webhook-curl-firing.json"),
+    );
+    assert_eq!(code, 503, "Alertmanager retries 5xx");
+    lock.execute_batch("ROLLBACK").unwrap();
+    // Retried, it lands; nothing earlier was lost.
+    let (code, _) = d.post_json(
+        "/v1/alerts",
+        json!({"summary": "during", "dedup_key": "during"}),
+    );
+    assert_eq!(code, 202);
+    assert_eq!(
+        incident(&d, before["incident_id"].as_i64().unwrap())["incident"]["summary"],
+        "before"
+    );
+}
+
+#[test]
+fn cli_client_round_trip() {
+    let d = Daemon::start("");
+    let out = d.cli(&[
+        "send",
+        "--severity",
+        "critical",
+        "--key",
+        "K1",
+        "--service",
+        "db",
+        "disk",
+        "full",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("triggered"));
+    let out = d.cli(&["incidents"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("disk full") && table.contains("#1"),
+        "{table}"
+    );
+    let out = d.cli(&["ack", "1", "--by", "carol"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("#1 acknowledged"));
+    let out = d.cli(&["show", "1", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["incident"]["acknowledged"]["by"], "carol");
+    assert_eq!(v["incident"]["acknowledged"]["via"], "cli");
+    let out = d.cli(&["resolve", "99"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+}
+
+#[test]
+fn sighup_reloads_a_good_config_and_keeps_the_old_one_on_a_bad_one() {
+    let d = Daemon::start("");
+    let good = std::fs::read_to_string(&d.config).unwrap();
+    std::fs::write(
+        &d.config,
+        format!("{good}\n[paging]\ngroup_window = \"never\"\n"),
+    )
+    .unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    d.wait_for(5, "reload rejected", || {
+        d.log().contains("config reload rejected").then_some(())
+    });
+    assert!(d.log().contains("not a duration"), "{}", d.log());
+    assert_eq!(d.get("/healthz").0, 200);
+    std::fs::write(&d.config, good).unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    d.wait_for(5, "reload", || {
+        d.log().contains("config reloaded").then_some(())
+    });
+}

@@ -1,0 +1,266 @@
+//! Shared end-to-end test setup: each test runs the real `pagerbox` binary with its own temp
+//! state dir and ephemeral ports, and talks to it over real HTTP and UDP on 127.0.0.1.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_pagerbox");
+
+/// Path of a fixture under tests/fixtures.
+pub fn fixture(rel: &str) -> Vec<u8> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// A running daemon.
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub child: Option<Child>,
+    pub http: SocketAddr,
+    pub udp: Option<SocketAddr>,
+    pub token: Option<String>,
+}
+
+/// The config every test starts from; `extra` is appended.
+pub fn base_config(state_dir: &Path, extra: &str) -> String {
+    format!(
+        r#"
+[daemon]
+state_dir = "{}"
+time_zone = "Europe/Berlin"
+country_code = "49"
+
+[http]
+listen = "127.0.0.1:0"
+
+[udp]
+listen = "127.0.0.1:0"
+
+{extra}
+"#,
+        state_dir.display()
+    )
+}
+
+impl Daemon {
+    /// Starts a daemon with `extra` config appended to the base.
+    pub fn start(extra: &str) -> Daemon {
+        Self::start_with(extra, None)
+    }
+
+    /// Starts a daemon whose writes need `token`.
+    pub fn start_with(extra: &str, token: Option<&str>) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let mut text = base_config(&state, extra);
+        if let Some(t) = token {
+            let tf = dir.path().join("token");
+            std::fs::write(&tf, format!("{t}\n")).unwrap();
+            text = text.replacen(
+                "[http]\n",
+                &format!("[http]\ntoken_file = \"{}\"\n", tf.display()),
+                1,
+            );
+        }
+        let config = dir.path().join("pagerbox.toml");
+        std::fs::write(&config, text).unwrap();
+        let mut d = Daemon {
+            dir,
+            config,
+            child: None,
+            http: "127.0.0.1:0".parse().unwrap(),
+            udp: None,
+            token: token.map(str::to_string),
+        };
+        d.spawn();
+        d
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("daemon.log")
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Starts (or restarts) the process and waits until it listens.
+    pub fn spawn(&mut self) {
+        let run_file = self.state_dir().join("run.json");
+        let _ = std::fs::remove_file(&run_file);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        let child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "pagerbox=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&run_file) {
+                if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                    if v["pid"].as_u64() == Some(pid as u64) {
+                        self.http = v["http"].as_str().unwrap().parse().unwrap();
+                        self.udp = v["udp"].as_str().map(|s| s.parse().unwrap());
+                        return;
+                    }
+                }
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "daemon exited with {status} before listening:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not start:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            )
+            .unwrap();
+            let status = c.wait().unwrap();
+            assert!(
+                status.success(),
+                "daemon exited with {status}:\n{}",
+                self.log()
+            );
+        }
+    }
+
+    /// SIGKILL: a crash or power cut, as far as the process can tell.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// Sends a signal to the running daemon.
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        let pid = self.child.as_ref().unwrap().id() as i32;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    /// POSTs raw bytes; returns status and JSON body.
+    pub fn post_raw(&self, path: &str, body: &[u8], auth: Option<&str>) -> (u16, Value) {
+        let mut req = ureq::post(&self.url(path)).set("Content-Type", "application/json");
+        if let Some(a) = auth {
+            req = req.set("Authorization", a);
+        }
+        into(req.send_bytes(body))
+    }
+
+    /// POSTs bytes with the daemon's token, if it has one.
+    pub fn post(&self, path: &str, body: &[u8]) -> (u16, Value) {
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        self.post_raw(path, body, auth.as_deref())
+    }
+
+    pub fn post_json(&self, path: &str, body: Value) -> (u16, Value) {
+        self.post(path, body.to_string().as_bytes())
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        into(ureq::get(&self.url(path)).call())
+    }
+
+    /// Sends a UDP datagram to the daemon.
+    pub fn udp_send(&self, data: &[u8]) {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.send_to(data, self.udp.unwrap()).unwrap();
+    }
+
+    /// Polls `f` until it returns Some, or panics after `secs`.
+    pub fn wait_for<T>(&self, secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Runs the CLI against this daemon.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .env_remove("PAGERBOX_URL")
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn into(r: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
+    match r {
+        Ok(resp) => {
+            let status = resp.status();
+            let text = resp.into_string().unwrap_or_default();
+            (
+                status,
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            )
+        }
+        Err(ureq::Error::Status(code, resp)) => {
+            let text = resp.into_string().unwrap_or_default();
+            (
+                code,
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            )
+        }
+        Err(e) => panic!("request failed: {e}"),
+    }
+}
