@@ -1,123 +1,49 @@
-//! Escalation (contract placeholder until the `oncall` branch lands).
+//! Escalation: policies, routes, per-user notification rules, and the pure decisions of the
+//! escalation engine.
+//!
+//! What lives here is pure and fully tested: which route an alert follows ([`route_for`]), who a
+//! step pages at an instant ([`step_targets`]), how each person is reached ([`pages_for_user`]),
+//! the dry run ([`plan`]), and the state machine of one incident ([`next_action`],
+//! [`EscalationState::apply`]). What does not live here: timers, SQLite rows and sending. The
+//! daemon's engine task owns those; it persists [`EscalationState`] with each incident, asks
+//! [`next_action`] at `now`, executes the [`Action`], and persists the state after the matching
+//! [`Event`] in the same transaction as the pages it queued. That split is what makes a restart
+//! mid-escalation carry on at the right step and a wall-clock jump never page a step twice.
+//!
+//! The config module builds [`Policy`], [`Route`], [`Contact`] and [`Directory`] from TOML and
+//! reports the errors of [`Policy::new`] and [`check_routes`] at the right line.
 
-use std::time::Duration;
+mod plan;
+mod policy;
+mod state;
 
-use crate::incident::{Channel, Severity, Urgency};
+pub mod cli;
 
-/// How a person is reached.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NotificationRule {
-    pub urgency: Urgency,
-    pub channel: Channel,
-    pub after: Duration,
-}
+pub use plan::{
+    pages_for_user, plan, schedules_used, step_targets, Contact, Directory, Plan, PlannedPage,
+    Target,
+};
+pub use policy::{
+    check_routes, default_rules, route_for, AlertFacts, NotificationRule, Policy, Route,
+    RouteMatch, Step, UrgencyMap,
+};
+pub use state::{next_action, Action, EscalationState, Event, Next, Phase};
 
-/// Defaults.
-pub fn default_rules() -> Vec<NotificationRule> {
-    vec![
-        NotificationRule {
-            urgency: Urgency::High,
-            channel: Channel::Sms,
-            after: Duration::ZERO,
-        },
-        NotificationRule {
-            urgency: Urgency::High,
-            channel: Channel::Voice,
-            after: Duration::from_secs(120),
-        },
-        NotificationRule {
-            urgency: Urgency::High,
-            channel: Channel::Email,
-            after: Duration::from_secs(300),
-        },
-        NotificationRule {
-            urgency: Urgency::Low,
-            channel: Channel::Email,
-            after: Duration::ZERO,
-        },
-    ]
-}
-
-/// A step.
-#[derive(Debug, Clone)]
-pub struct Step {
-    pub users: Vec<String>,
-    pub schedules: Vec<String>,
-    pub wait: Duration,
-}
-
-/// A policy.
-#[derive(Debug, Clone)]
-pub struct Policy {
-    pub id: String,
-    pub name: String,
-    pub repeat: u32,
-    pub steps: Vec<Step>,
-}
-
-/// Route matcher.
-#[derive(Debug, Clone)]
-pub struct RouteMatch {
-    pub service: Option<String>,
-    pub severity: Vec<Severity>,
-    pub source: Option<String>,
-    pub routing_key: Option<String>,
-}
-
-/// Severity to urgency.
-#[derive(Debug, Clone)]
-pub struct UrgencyMap([Urgency; 4]);
-
-impl Default for UrgencyMap {
-    fn default() -> Self {
-        UrgencyMap([Urgency::Low, Urgency::Low, Urgency::High, Urgency::High])
-    }
-}
-
-impl UrgencyMap {
-    /// Sets one.
-    pub fn set(&mut self, s: Severity, u: Urgency) {
-        self.0[s as usize] = u;
-    }
-}
-
-/// A route.
-#[derive(Debug, Clone)]
-pub struct Route {
-    pub id: String,
-    pub policy: String,
-    pub matcher: Option<RouteMatch>,
-    pub ack_timeout: Option<Duration>,
-    pub pre_page_delay: Duration,
-    pub urgency: UrgencyMap,
-    pub runbook: Option<String>,
-    pub stakeholders: Vec<String>,
-    pub missed_call_ack: bool,
-    pub channels: Option<Vec<Channel>>,
-}
-
-/// Facts about an alert that routes match on.
-#[derive(Debug, Clone, Copy)]
-pub struct AlertFacts<'a> {
-    pub service: Option<&'a str>,
-    pub severity: Severity,
-    pub source: Option<&'a str>,
-    pub routing_key: Option<&'a str>,
-}
-
-/// First matching route.
-pub fn route_for<'r>(routes: &'r [Route], facts: &AlertFacts<'_>) -> Option<&'r Route> {
-    routes.iter().find(|r| match &r.matcher {
-        None => true,
-        Some(m) => {
-            m.service
-                .as_deref()
-                .is_none_or(|s| facts.service == Some(s))
-                && (m.severity.is_empty() || m.severity.contains(&facts.severity))
-                && m.source.as_deref().is_none_or(|s| facts.source == Some(s))
-                && m.routing_key
-                    .as_deref()
-                    .is_none_or(|k| facts.routing_key == Some(k))
-        }
-    })
+/// What can be wrong with escalation config. Each variant names the policy or route.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// `repeat = 0`.
+    #[error(
+        "policy {policy:?}: repeat must be at least 1 (the total number of runs through the steps)"
+    )]
+    ZeroRepeat { policy: String },
+    /// No steps.
+    #[error("policy {policy:?} has no steps; expected at least one [[policies.steps]]")]
+    NoSteps { policy: String },
+    /// A step with neither users nor schedules.
+    #[error("policy {policy:?} step {step} names nobody; expected users or schedules")]
+    EmptyStep { policy: String, step: usize },
+    /// A default route (no `match`) before other routes, which could then never match.
+    #[error("route {route:?} has no match (it is a default route) but route {shadowed:?} comes after it; the default route must come last")]
+    DefaultRouteNotLast { route: String, shadowed: String },
 }
