@@ -193,7 +193,7 @@ impl Route {
             return true;
         };
         let eq = |want: &Option<String>, got: Option<&str>| {
-            want.as_deref().map_or(true, |w| Some(w) == got)
+            want.as_deref().is_none_or(|w| Some(w) == got)
         };
         eq(&m.service, facts.service)
             && eq(&m.source, facts.source)
@@ -205,7 +205,7 @@ impl Route {
     pub fn allows(&self, channel: Channel) -> bool {
         self.channels
             .as_ref()
-            .map_or(true, |list| list.contains(&channel))
+            .is_none_or(|list| list.contains(&channel))
     }
 }
 

@@ -9,6 +9,7 @@
 //!
 //! The thread ends when the last handle is dropped, after finishing the batch in hand.
 
+pub mod outbox;
 pub(crate) mod queries;
 pub use queries::{from_ms, ms};
 mod schema;

@@ -128,7 +128,7 @@ pub(crate) fn timeline(conn: &Connection, id: IncidentId) -> rusqlite::Result<Ve
 }
 
 /// Appends a timeline event.
-pub(crate) fn event(
+pub fn event(
     conn: &Connection,
     incident: Option<IncidentId>,
     now: DateTime<Utc>,
@@ -212,9 +212,10 @@ pub(crate) fn apply_alert(
                 (Some(policy), true) => {
                     let due =
                         now + chrono::Duration::from_std(a.pre_page_delay).unwrap_or_default();
+                    // escalation::EscalationState::start: step 0 of run 0, due after the delay.
                     conn.prepare_cached(
-                        "INSERT INTO escalations (incident_id, policy, step, round, state, due_at, updated_at) \
-                         VALUES (?1, ?2, 0, 0, 'pending', ?3, ?4)",
+                        "INSERT INTO escalations (incident_id, policy, phase, next_step, next_round, due_at, since, updated_at) \
+                         VALUES (?1, ?2, 'escalating', 0, 0, ?3, ?4, ?4)",
                     )?
                     .execute(params![id, policy, ms(due), ms(now)])?;
                 }
@@ -314,22 +315,11 @@ pub(crate) fn transition(
             &format!("{} by {} via {}", to, actor.who, actor.via),
             None,
         )?;
+        // The escalation engine sees the new status in its next pass and moves the escalation
+        // on (it alone knows the route's ack timeout); it never pages an incident that is not
+        // triggered, so nothing is paged after this commit. Queued pages are cancelled here.
         if to != Status::Triggered {
-            let state = if to == Status::Resolved {
-                "done"
-            } else {
-                "acknowledged"
-            };
-            conn.prepare_cached(
-                "UPDATE escalations SET state=?2, due_at=NULL, updated_at=?3 WHERE incident_id=?1",
-            )?
-            .execute(params![id, state, ms(now)])?;
-            let cancelled = conn
-                .prepare_cached(
-                    "UPDATE outbox SET state='cancelled', updated_at=?2 \
-                     WHERE incident_id=?1 AND state='pending'",
-                )?
-                .execute(params![id, ms(now)])?;
+            let cancelled = super::outbox::cancel_for_incident(conn, id, now)?;
             if cancelled > 0 {
                 event(
                     conn,
@@ -448,12 +438,15 @@ mod tests {
         assert_eq!(kinds, ["triggered", "repeated", "acknowledged", "resolved"]);
         let esc: String = c
             .query_row(
-                "SELECT state FROM escalations WHERE incident_id=?1",
+                "SELECT phase FROM escalations WHERE incident_id=?1",
                 [a.id],
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(esc, "done");
+        assert_eq!(
+            esc, "escalating",
+            "the engine, not the store, moves the escalation on"
+        );
     }
 
     #[test]
@@ -484,8 +477,8 @@ mod tests {
             panic!()
         };
         c.execute(
-            "INSERT INTO outbox (incident_id, channel, address, body, priority, due_at, state, created_at, updated_at) \
-             VALUES (?1,'sms','+491',  'x', 3, 0, 'pending', 0, 0)",
+            "INSERT INTO outbox (incident_id, channel, address, body, priority, due_at, state, created_at, updated_at, channel_since) \
+             VALUES (?1,'sms','+491',  'x', 3, 0, 'pending', 0, 0, 0)",
             [a.id],
         )
         .unwrap();

@@ -64,20 +64,25 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     -- incident, so an accepted incident always has its paging state.
     CREATE TABLE escalations (
         incident_id  INTEGER PRIMARY KEY REFERENCES incidents(id),
-        policy       TEXT,
-        step         INTEGER NOT NULL DEFAULT 0,
-        round        INTEGER NOT NULL DEFAULT 0,
-        -- 'pending' (first step not yet run), 'waiting' (a step ran, waiting for ack),
-        -- 'acknowledged', 'exhausted', 'done'
-        state        TEXT    NOT NULL,
+        policy       TEXT    NOT NULL,
+        -- escalation::Phase: 'escalating', 'acknowledged', 'exhausted', 'resolved'
+        phase        TEXT    NOT NULL,
+        -- The next step and run (NULL step: the next thing is exhaustion).
+        next_step    INTEGER,
+        next_round   INTEGER NOT NULL DEFAULT 0,
+        -- Escalating: when the next thing is due. Acknowledged: when the ack times out.
         due_at       INTEGER,
-        step_started_at INTEGER,
+        -- When the phase was set; a clock found before it went backwards.
+        since        INTEGER NOT NULL,
         updated_at   INTEGER NOT NULL
     );
-    CREATE INDEX escalations_due ON escalations(state, due_at);
+    CREATE INDEX escalations_due ON escalations(phase, due_at);
 
     CREATE TABLE outbox (
         id          INTEGER PRIMARY KEY,
+        -- 'page' (one incident), 'digest' (several incidents grouped or held back by the rate
+        -- limit, listed in outbox_items), 'status' (stakeholder update), 'reply' (SMS answer).
+        kind        TEXT    NOT NULL DEFAULT 'page',
         incident_id INTEGER REFERENCES incidents(id),
         user_id     TEXT,
         channel     TEXT    NOT NULL CHECK (channel IN ('sms','voice','email')),
@@ -87,13 +92,22 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         priority    INTEGER NOT NULL,
         due_at      INTEGER NOT NULL,
         attempts    INTEGER NOT NULL DEFAULT 0,
+        -- Attempts on this channel since the page fell through to it.
+        channel_attempts INTEGER NOT NULL DEFAULT 0,
+        channel_since    INTEGER NOT NULL,
         state       TEXT    NOT NULL CHECK (state IN ('pending','sending','sent','delivered','failed','cancelled')),
         reference   TEXT,
         last_error  TEXT,
         created_at  INTEGER NOT NULL,
         updated_at  INTEGER NOT NULL
     );
+    CREATE TABLE outbox_items (
+        outbox_id   INTEGER NOT NULL REFERENCES outbox(id),
+        incident_id INTEGER NOT NULL REFERENCES incidents(id),
+        PRIMARY KEY (outbox_id, incident_id)
+    );
     CREATE INDEX outbox_due ON outbox(state, channel, priority DESC, due_at, id);
+    CREATE INDEX outbox_user ON outbox(user_id, channel, created_at);
     CREATE INDEX outbox_incident ON outbox(incident_id);
 
     CREATE TABLE overrides (
