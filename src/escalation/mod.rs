@@ -18,6 +18,7 @@ mod policy;
 mod state;
 
 pub mod cli;
+pub mod engine;
 
 pub use plan::{
     pages_for_user, plan, schedules_used, step_targets, Contact, Directory, Plan, PlannedPage,

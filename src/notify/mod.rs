@@ -1,1 +1,3 @@
-//! notify: being written.
+//! Notify: the durable outbox's senders, SMS -> voice -> email fallback, and what pages say.
+
+pub mod text;

@@ -10,9 +10,9 @@
 //! The thread ends when the last handle is dropped, after finishing the batch in hand.
 
 pub mod outbox;
-pub(crate) mod queries;
+pub mod queries;
 pub use queries::{from_ms, ms};
-mod schema;
+pub(crate) mod schema;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

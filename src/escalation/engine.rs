@@ -1,0 +1,618 @@
+//! The escalation engine: the task that executes the pure state machine against the store.
+//!
+//! Each pass runs in one store transaction: read the escalations that need attention (due, or
+//! whose incident changed status), decide with [`next_action`], queue the pages in the outbox,
+//! and persist the new [`EscalationState`], all committed together. So a restart in the middle of
+//! an escalation carries on at the persisted step, and a step that went out is never repeated.
+//! Decisions use the store's clock and the persisted due times, never how long a timer slept; the
+//! task sleeps until the next due time (at most [`MAX_SLEEP`], to notice wall-clock jumps) or
+//! until a commit or a config reload wakes it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::plan::{pages_for_user, step_targets, Contact, Directory};
+use super::state::{next_action, Action, EscalationState, Event, Next, Phase};
+use super::{Policy, Route};
+use crate::config::Config;
+use crate::incident::{Actor, Channel, Incident, IncidentId, Severity, Status};
+use crate::notify::text;
+use crate::schedule::{Override, OverrideSource, OverridesBySchedule};
+use crate::store::outbox::{self, NewPage, PageKind};
+use crate::store::queries::{event, incident, transition};
+use crate::store::{from_ms, ms, Store, StoreError};
+
+/// Longest the engine sleeps without looking again (catches wall-clock jumps).
+pub const MAX_SLEEP: Duration = Duration::from_secs(30);
+
+/// Priority of a page in the outbox: critical first.
+pub fn priority(s: Severity) -> i64 {
+    match s {
+        Severity::Critical => 3,
+        Severity::Error => 2,
+        Severity::Warning => 1,
+        Severity::Info => 0,
+    }
+}
+
+/// Everything a pass needs from the config, built once per config version.
+pub struct Plan {
+    pub config: Arc<Config>,
+    pub directory: Directory,
+    pub policies: HashMap<String, Policy>,
+}
+
+impl Plan {
+    /// Indexes a config for the engine.
+    pub fn new(config: Arc<Config>) -> Plan {
+        let contacts = config
+            .users
+            .iter()
+            .map(|u| Contact {
+                id: u.id.clone(),
+                phone: u.phone.as_ref().map(|p| p.to_string()),
+                email: u.email.clone(),
+                rules: u.rules.clone(),
+            })
+            .collect();
+        let directory = Directory::new(contacts, config.schedules.clone());
+        let policies = config
+            .policies
+            .iter()
+            .map(|p| (p.id.clone(), p.clone()))
+            .collect();
+        Plan {
+            config,
+            directory,
+            policies,
+        }
+    }
+
+    fn route(&self, id: Option<&str>) -> Option<&Route> {
+        let id = id?;
+        self.config.routes.iter().find(|r| r.id == id)
+    }
+}
+
+/// Runs the engine until `shutdown`.
+pub async fn run(
+    store: Store,
+    mut config: watch::Receiver<Arc<Config>>,
+    shutdown: CancellationToken,
+) {
+    let mut commits = store.commits();
+    let mut plan = Arc::new(Plan::new(config.borrow_and_update().clone()));
+    loop {
+        let p = plan.clone();
+        let next = match store.call(move |c, now| pass(c, &p, now)).await {
+            Ok(next) => next,
+            Err(e) => {
+                tracing::error!(error = %e, "escalation pass failed; retrying in 1s");
+                Some(Utc::now() + chrono::Duration::seconds(1))
+            }
+        };
+        let sleep = next
+            .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+            .unwrap_or(MAX_SLEEP)
+            .min(MAX_SLEEP);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(sleep) => {}
+            r = commits.changed() => if r.is_err() { return },
+            r = config.changed() => {
+                if r.is_err() { return }
+                plan = Arc::new(Plan::new(config.borrow_and_update().clone()));
+            }
+        }
+    }
+}
+
+/// Runs one pass at `now`; returns when the next escalation is due.
+pub fn pass(
+    conn: &Connection,
+    plan: &Plan,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let rows = attention(conn, now)?;
+    let overrides = runtime_overrides(conn, now)?;
+    for row in rows {
+        let Some(mut inc) = incident(conn, row.incident_id)? else {
+            continue;
+        };
+        let Some(policy) = plan.policies.get(&row.policy) else {
+            event(
+                conn,
+                Some(inc.id),
+                now,
+                "escalation-error",
+                None,
+                &format!("policy {:?} no longer exists; nobody is paged", row.policy),
+                None,
+            )?;
+            save(
+                conn,
+                inc.id,
+                &row.policy,
+                &EscalationState {
+                    phase: Phase::Exhausted,
+                    since: now,
+                },
+                now,
+            )?;
+            continue;
+        };
+        let route = plan.route(inc.route.as_deref());
+        let mut state = row.state;
+        // At most a few steps per incident per pass: each applied event moves the state on.
+        for _ in 0..8 {
+            let event = match reconcile(&state, &inc, route) {
+                Some(e) => Some(e),
+                None => match next_action(&state, policy, now) {
+                    Action::Wait { .. } | Action::Idle => None,
+                    Action::Page { step, round, .. } => {
+                        page_step(
+                            conn, plan, policy, route, &inc, step, round, &overrides, now,
+                        )?;
+                        Some(Event::Paged {
+                            step,
+                            round,
+                            at: now,
+                        })
+                    }
+                    Action::Exhaust => {
+                        event(conn, Some(inc.id), now, "exhausted", None, &format!("escalation policy {} ran {} time(s) without an acknowledgement; incident stays open", policy.id, policy.repeat), None)?;
+                        Some(Event::Exhausted { at: now })
+                    }
+                    Action::Retrigger => {
+                        // Keep the snapshot current: the next iteration reconciles against it.
+                        inc = transition(
+                            conn,
+                            inc.id,
+                            Status::Triggered,
+                            &Actor::new("pagerbox", "ack-timeout"),
+                            now,
+                        )?
+                        .0;
+                        event(conn, Some(inc.id), now, "retriggered", None, "acknowledged but not resolved within the route's ack_timeout: escalating again from the first step", None)?;
+                        Some(Event::Retriggered { at: now })
+                    }
+                    Action::Reschedule => {
+                        tracing::warn!(
+                            incident = inc.id,
+                            "wall clock went backwards; restarting the pending wait"
+                        );
+                        Some(Event::Rescheduled { at: now })
+                    }
+                },
+            };
+            let Some(ev) = event else { break };
+            match state.apply(ev, policy) {
+                Some(s) => state = s,
+                None => break,
+            }
+            if matches!(ev, Event::Acknowledged { .. } | Event::Resolved { .. }) {
+                stakeholder_update(conn, plan, route, &inc, now)?;
+            }
+        }
+        save(conn, inc.id, &policy.id, &state, now)?;
+    }
+    next_due(conn)
+}
+
+/// The event an incident's status implies for its escalation, if the escalation has not seen it.
+fn reconcile(state: &EscalationState, inc: &Incident, route: Option<&Route>) -> Option<Event> {
+    match (state.phase, inc.status) {
+        (Phase::Resolved, _) => None,
+        (_, Status::Resolved) => Some(Event::Resolved {
+            at: inc.resolved.as_ref().map(|t| t.at).unwrap_or(state.since),
+        }),
+        (Phase::Escalating { .. } | Phase::Exhausted, Status::Acknowledged) => {
+            Some(Event::Acknowledged {
+                at: inc
+                    .acknowledged
+                    .as_ref()
+                    .map(|t| t.at)
+                    .unwrap_or(state.since),
+                ack_timeout: route.and_then(|r| r.ack_timeout),
+            })
+        }
+        _ => None,
+    }
+}
+
+struct Row {
+    incident_id: IncidentId,
+    policy: String,
+    state: EscalationState,
+}
+
+/// Escalations that are due, or whose incident changed status since the engine last looked.
+fn attention(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Vec<Row>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT e.incident_id, e.policy, e.phase, e.next_step, e.next_round, e.due_at, e.since \
+         FROM escalations e JOIN incidents i ON i.id = e.incident_id \
+         WHERE (e.phase IN ('escalating','acknowledged') AND e.due_at <= ?1) \
+            OR (e.phase = 'escalating' AND i.status <> 'triggered') \
+            OR (e.phase = 'exhausted' AND i.status <> 'triggered') \
+            OR (e.phase = 'acknowledged' AND i.status = 'resolved') \
+         ORDER BY e.due_at LIMIT 1000",
+    )?;
+    let rows = stmt.query_map([ms(now)], |r| {
+        let phase: String = r.get(2)?;
+        let step: Option<i64> = r.get(3)?;
+        let round: i64 = r.get(4)?;
+        let due: Option<i64> = r.get(5)?;
+        let next = match step {
+            Some(s) => Next::Step {
+                step: s as usize,
+                round: round as u32,
+            },
+            None => Next::Exhaust,
+        };
+        let phase = match phase.as_str() {
+            "escalating" => Phase::Escalating {
+                next,
+                due: from_ms(due.unwrap_or(0)),
+            },
+            "acknowledged" => Phase::Acknowledged {
+                retrigger_at: due.map(from_ms),
+                resume: next,
+            },
+            "exhausted" => Phase::Exhausted,
+            _ => Phase::Resolved,
+        };
+        Ok(Row {
+            incident_id: r.get(0)?,
+            policy: r.get(1)?,
+            state: EscalationState {
+                phase,
+                since: from_ms(r.get(6)?),
+            },
+        })
+    })?;
+    rows.collect()
+}
+
+fn save(
+    conn: &Connection,
+    id: IncidentId,
+    policy: &str,
+    s: &EscalationState,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    let (phase, next, due) = match s.phase {
+        Phase::Escalating { next, due } => ("escalating", Some(next), Some(due)),
+        Phase::Acknowledged {
+            retrigger_at,
+            resume,
+        } => ("acknowledged", Some(resume), retrigger_at),
+        Phase::Exhausted => ("exhausted", None, None),
+        Phase::Resolved => ("resolved", None, None),
+    };
+    let (step, round) = match next {
+        Some(Next::Step { step, round }) => (Some(step as i64), round as i64),
+        _ => (None, 0),
+    };
+    conn.prepare_cached(
+        "UPDATE escalations SET policy=?2, phase=?3, next_step=?4, next_round=?5, due_at=?6, since=?7, updated_at=?8 \
+         WHERE incident_id=?1",
+    )?
+    .execute(params![id, policy, phase, step, round, due.map(ms), ms(s.since), ms(now)])?;
+    Ok(())
+}
+
+fn next_due(conn: &Connection) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let t: Option<i64> = conn
+        .prepare_cached(
+            "SELECT min(due_at) FROM escalations WHERE phase IN ('escalating','acknowledged')",
+        )?
+        .query_row([], |r| r.get(0))?;
+    Ok(t.map(from_ms))
+}
+
+/// Runtime overrides in force now or later, by schedule.
+pub fn runtime_overrides(
+    conn: &Connection,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<OverridesBySchedule> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, schedule_id, user_id, from_at, until_at FROM overrides \
+         WHERE deleted_at IS NULL AND until_at > ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([ms(now)], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, i64>(4)?,
+        ))
+    })?;
+    let mut out: OverridesBySchedule = HashMap::new();
+    for row in rows {
+        let (id, schedule, user, from, until) = row?;
+        if let Ok(o) = Override::new(
+            Some(id),
+            user,
+            from_ms(from),
+            from_ms(until),
+            OverrideSource::Runtime,
+        ) {
+            out.entry(schedule).or_default().push(o);
+        }
+    }
+    Ok(out)
+}
+
+/// Queues the pages of one step: who the step targets now, by each person's notification rules,
+/// with leading-edge grouping and the per-person SMS rate limit applied.
+#[allow(clippy::too_many_arguments)]
+fn page_step(
+    conn: &Connection,
+    plan: &Plan,
+    policy: &Policy,
+    route: Option<&Route>,
+    inc: &Incident,
+    step: usize,
+    round: u32,
+    overrides: &OverridesBySchedule,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let cfg = &plan.config;
+    let targets = step_targets(policy, step, now, &plan.directory, overrides);
+    let urgency = route
+        .map(|r| r.urgency.urgency(inc.severity))
+        .unwrap_or_else(|| super::UrgencyMap::default().urgency(inc.severity));
+    if targets.is_empty() {
+        event(
+            conn,
+            Some(inc.id),
+            now,
+            "escalation",
+            None,
+            &format!(
+                "step {} (run {}): nobody is on call for this step",
+                step + 1,
+                round + 1
+            ),
+            None,
+        )?;
+        return Ok(());
+    }
+    let mut said = Vec::new();
+    for t in &targets {
+        let Some(contact) = plan.directory.contact(&t.user) else {
+            continue;
+        };
+        let mut plan_pages = pages_for_user(contact, urgency, now);
+        if let Some(r) = route {
+            plan_pages.retain(|(c, _)| r.allows(*c));
+        }
+        let mut how = Vec::new();
+        for (channel, at) in plan_pages {
+            let Some(address) = (match channel {
+                Channel::Sms | Channel::Voice => contact.phone.clone(),
+                Channel::Email => contact.email.clone(),
+            }) else {
+                continue;
+            };
+            how.push(if at > now {
+                format!("{channel} at {}", at.format("%H:%M:%S"))
+            } else {
+                channel.to_string()
+            });
+            if channel == Channel::Sms && at <= now {
+                if let Some(why) = hold_back(conn, cfg, route, &t.user, now)? {
+                    let digest = match outbox::pending_digest(conn, &t.user, Channel::Sms)? {
+                        Some(d) => d.id,
+                        None => outbox::enqueue(
+                            conn,
+                            &NewPage {
+                                kind: PageKind::Digest,
+                                incident_id: None,
+                                user_id: Some(t.user.clone()),
+                                channel: Channel::Sms,
+                                address: address.clone(),
+                                subject: None,
+                                body: String::new(),
+                                priority: priority(inc.severity),
+                                due_at: why.1,
+                            },
+                            now,
+                        )?,
+                    };
+                    outbox::add_item(conn, digest, inc.id)?;
+                    event(
+                        conn,
+                        Some(inc.id),
+                        now,
+                        "page-grouped",
+                        None,
+                        &format!(
+                            "sms to {} held for a digest at {}: {}",
+                            t.user,
+                            why.1.format("%H:%M:%S UTC"),
+                            why.0
+                        ),
+                        Some(&serde_json::json!({ "outbox_id": digest })),
+                    )?;
+                    continue;
+                }
+            }
+            if channel == Channel::Voice
+                && grouped_recently(conn, cfg, route, &t.user, inc.id, now)?
+            {
+                event(conn, Some(inc.id), now, "page-grouped", None, &format!("voice call to {} skipped: a call for this route went out in the grouping window", t.user), None)?;
+                continue;
+            }
+            let body = match channel {
+                Channel::Sms => text::sms_page(
+                    inc,
+                    route.and_then(|r| r.runbook.as_deref()),
+                    cfg.paging.sms_max_parts,
+                ),
+                Channel::Voice => text::voice_page(inc),
+                Channel::Email => text::sms_page(inc, None, 10),
+            };
+            outbox::enqueue(
+                conn,
+                &NewPage {
+                    kind: PageKind::Page,
+                    incident_id: Some(inc.id),
+                    user_id: Some(t.user.clone()),
+                    channel,
+                    address,
+                    subject: (channel == Channel::Email).then(|| text::email_subject(inc)),
+                    body,
+                    priority: priority(inc.severity),
+                    due_at: at,
+                },
+                now,
+            )?;
+        }
+        said.push(format!(
+            "{} ({}) by {}",
+            t.user,
+            t.via,
+            if how.is_empty() {
+                "no channel".into()
+            } else {
+                how.join(", ")
+            }
+        ));
+    }
+    event(
+        conn,
+        Some(inc.id),
+        now,
+        "escalation",
+        None,
+        &format!(
+            "step {} (run {}): paging {}",
+            step + 1,
+            round + 1,
+            said.join("; ")
+        ),
+        Some(&serde_json::json!({ "step": step, "round": round })),
+    )?;
+    if step == 0 && round == 0 {
+        stakeholder_update(conn, plan, route, inc, now)?;
+    }
+    Ok(())
+}
+
+/// Whether an SMS to `user` now must wait for a digest, and until when: the grouping window
+/// (another page of the same route went out to them less than `group_window` ago: leading edge,
+/// so the first page of a storm is never delayed) or the rate limit.
+fn hold_back(
+    conn: &Connection,
+    cfg: &Config,
+    route: Option<&Route>,
+    user: &str,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<Option<(String, DateTime<Utc>)>> {
+    let window = chrono::Duration::from_std(cfg.paging.group_window).unwrap_or_default();
+    if let Some(route) = route {
+        if !window.is_zero() {
+            if let Some(last) =
+                outbox::last_route_page(conn, user, Channel::Sms, &route.id, now - window)?
+            {
+                return Ok(Some((
+                    format!(
+                        "another {} page went out at {}",
+                        route.id,
+                        last.format("%H:%M:%S")
+                    ),
+                    last + window,
+                )));
+            }
+        }
+    }
+    let rl_window = chrono::Duration::from_std(cfg.paging.rate_limit_window).unwrap_or_default();
+    let sent = outbox::count_recent(conn, user, Channel::Sms, now - rl_window)?;
+    if sent >= cfg.paging.rate_limit_count as i64 {
+        return Ok(Some((
+            format!(
+                "rate limit: {sent} SMS in the last {}",
+                humantime::format_duration(cfg.paging.rate_limit_window)
+            ),
+            now + rl_window / 2,
+        )));
+    }
+    Ok(None)
+}
+
+fn grouped_recently(
+    conn: &Connection,
+    cfg: &Config,
+    route: Option<&Route>,
+    user: &str,
+    incident: IncidentId,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<bool> {
+    let Some(route) = route else { return Ok(false) };
+    let window = chrono::Duration::from_std(cfg.paging.group_window).unwrap_or_default();
+    let n: Option<i64> = conn
+        .prepare_cached(
+            "SELECT 1 FROM outbox o JOIN incidents i ON i.id=o.incident_id WHERE o.user_id=?1 AND o.channel='voice' \
+             AND i.route=?2 AND o.incident_id<>?3 AND o.created_at>=?4 AND o.state<>'cancelled' LIMIT 1",
+        )?
+        .query_row(params![user, route.id, incident, ms(now - window)], |r| r.get(0))
+        .optional()?;
+    Ok(n.is_some())
+}
+
+/// Queues a short status message to the route's stakeholders (trigger, acknowledge, resolve).
+fn stakeholder_update(
+    conn: &Connection,
+    plan: &Plan,
+    route: Option<&Route>,
+    inc: &Incident,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    let Some(route) = route else { return Ok(()) };
+    if route.stakeholders.is_empty() {
+        return Ok(());
+    }
+    let what = match (&inc.status, &inc.acknowledged, &inc.resolved) {
+        (Status::Resolved, _, Some(t)) => format!("resolved by {}", t.by),
+        (Status::Acknowledged, Some(t), _) => format!("acknowledged by {}", t.by),
+        _ => format!("{} incident opened", inc.severity),
+    };
+    let body = text::status_update(inc, &what);
+    let _ = plan;
+    for s in &route.stakeholders {
+        let channel = if s.starts_with('+') {
+            Channel::Sms
+        } else {
+            Channel::Email
+        };
+        outbox::enqueue(
+            conn,
+            &NewPage {
+                kind: PageKind::Status,
+                incident_id: Some(inc.id),
+                user_id: None,
+                channel,
+                address: s.clone(),
+                subject: (channel == Channel::Email)
+                    .then(|| format!("[pagerbox] #{} {what}", inc.id)),
+                body: body.clone(),
+                priority: 0,
+                due_at: now,
+            },
+            now,
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "engine/tests.rs"]
+mod tests;

@@ -1,0 +1,354 @@
+//! Engine tests: a real SQLite database, a real config, explicit instants.
+
+use std::path::Path;
+
+use chrono::TimeZone;
+
+use super::*;
+use crate::store::{AlertAction, AlertInput, AlertOutcome};
+
+const CONFIG: &str = r#"
+[daemon]
+time_zone = "Europe/Berlin"
+[paging]
+group_window = "30s"
+rate_limit_count = 3
+rate_limit_window = "10m"
+
+[[users]]
+id = "alice"
+phone = "+4915100000001"
+email = "alice@example.org"
+
+[[users]]
+id = "bob"
+phone = "+4915100000002"
+[[users.rules]]
+channel = "sms"
+after = "0m"
+
+[[schedules]]
+id = "primary"
+time_zone = "Europe/Berlin"
+[[schedules.layers]]
+users = ["alice"]
+shift = "1w"
+start = "2026-01-05T09:00"
+
+[[policies]]
+id = "default"
+repeat = 2
+[[policies.steps]]
+schedules = ["primary"]
+wait = "10m"
+[[policies.steps]]
+users = ["bob"]
+wait = "15m"
+
+[[routes]]
+id = "db"
+policy = "default"
+match = { service = "db" }
+ack_timeout = "30m"
+stakeholders = ["+4930123456"]
+
+[[routes]]
+id = "default"
+policy = "default"
+"#;
+
+fn t(min: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 22, 3, 0, 0).unwrap() + chrono::Duration::minutes(min)
+}
+
+fn setup() -> (Connection, Plan) {
+    let mut c = Connection::open_in_memory().unwrap();
+    crate::store::schema::migrate(&mut c).unwrap();
+    let cfg = Config::parse(CONFIG, "t.toml", Path::new("/"))
+        .unwrap()
+        .config;
+    (c, Plan::new(Arc::new(cfg)))
+}
+
+fn trigger(c: &Connection, plan: &Plan, key: &str, service: &str, at: DateTime<Utc>) -> IncidentId {
+    let p = crate::intake::formats::ParsedAlert {
+        action: AlertAction::Trigger,
+        dedup_key: Some(key.into()),
+        summary: format!("{key} is down"),
+        severity: Severity::Critical,
+        source: None,
+        service: Some(service.into()),
+        details: serde_json::Value::Null,
+        links: vec![],
+        routing_key: None,
+    };
+    let input: AlertInput = crate::intake::route_alert(&plan.config, p, Actor::new("t", "test"));
+    match crate::store::queries::apply_alert(c, &input, at).unwrap() {
+        AlertOutcome::Created(i) => i.id,
+        o => panic!("{o:?}"),
+    }
+}
+
+/// (channel, user, due minute offset, state, kind) of every outbox row.
+fn outbox_rows(c: &Connection) -> Vec<(String, Option<String>, i64, String, String)> {
+    let mut s = c
+        .prepare("SELECT channel, user_id, due_at, state, kind FROM outbox ORDER BY id")
+        .unwrap();
+    s.query_map([], |r| {
+        let due: i64 = r.get(2)?;
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            (from_ms(due) - t(0)).num_minutes(),
+            r.get(3)?,
+            r.get(4)?,
+        ))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+fn pages_to(c: &Connection, user: &str) -> Vec<(String, i64)> {
+    outbox_rows(c)
+        .into_iter()
+        .filter(|r| r.1.as_deref() == Some(user) && r.4 == "page")
+        .map(|r| (r.0, r.2))
+        .collect()
+}
+
+#[test]
+fn pages_the_on_call_user_by_their_rules_then_escalates() {
+    let (c, plan) = setup();
+    let id = trigger(&c, &plan, "db1", "db", t(0));
+    let next = pass(&c, &plan, t(0)).unwrap();
+    // Alice (on call) by default rules: SMS now, voice at +2m, email at +5m.
+    assert_eq!(
+        pages_to(&c, "alice"),
+        [("sms".into(), 0), ("voice".into(), 2), ("email".into(), 5)]
+    );
+    assert_eq!(next, Some(t(10)));
+    // The stakeholder hears about it.
+    assert!(outbox_rows(&c)
+        .iter()
+        .any(|r| r.4 == "status" && r.0 == "sms"));
+    // Passing again at the same instant pages nobody twice.
+    pass(&c, &plan, t(0)).unwrap();
+    pass(&c, &plan, t(9)).unwrap();
+    assert_eq!(pages_to(&c, "alice").len(), 3);
+    assert!(pages_to(&c, "bob").is_empty());
+    // At +10 minutes, step 2 pages bob (SMS only, his own rule).
+    assert_eq!(pass(&c, &plan, t(10)).unwrap(), Some(t(25)));
+    assert_eq!(pages_to(&c, "bob"), [("sms".into(), 10)]);
+    let timeline = crate::store::queries::timeline(&c, id).unwrap();
+    assert!(
+        timeline
+            .iter()
+            .any(|e| e.kind == "escalation"
+                && e.message.contains("step 2 (run 1): paging bob (user)")),
+        "{timeline:#?}"
+    );
+}
+
+#[test]
+fn runs_repeat_then_exhaust_and_stay_open() {
+    let (c, plan) = setup();
+    let id = trigger(&c, &plan, "db1", "db", t(0));
+    for m in [0, 10, 25, 35, 50] {
+        pass(&c, &plan, t(m)).unwrap();
+    }
+    assert_eq!(pages_to(&c, "bob").len(), 2, "bob paged once per run");
+    assert_eq!(
+        pages_to(&c, "alice")
+            .iter()
+            .filter(|p| p.0 == "sms")
+            .count(),
+        2
+    );
+    let inc = incident(&c, id).unwrap().unwrap();
+    assert_eq!(inc.status, Status::Triggered);
+    let timeline = crate::store::queries::timeline(&c, id).unwrap();
+    assert!(timeline.iter().any(|e| e.kind == "exhausted"));
+    assert_eq!(
+        pass(&c, &plan, t(500)).unwrap(),
+        None,
+        "nothing more becomes due"
+    );
+}
+
+#[test]
+fn ack_between_steps_stops_the_next_step_and_cancels_queued_pages() {
+    let (c, plan) = setup();
+    let id = trigger(&c, &plan, "db1", "db", t(0));
+    pass(&c, &plan, t(0)).unwrap();
+    transition(
+        &c,
+        id,
+        Status::Acknowledged,
+        &Actor::new("alice", "sms"),
+        t(1),
+    )
+    .unwrap();
+    pass(&c, &plan, t(1)).unwrap();
+    pass(&c, &plan, t(10)).unwrap();
+    pass(&c, &plan, t(20)).unwrap();
+    assert!(
+        pages_to(&c, "bob").is_empty(),
+        "step 2 never goes out after the ack"
+    );
+    let states: Vec<(String, String)> = outbox_rows(&c)
+        .into_iter()
+        .filter(|r| r.1.as_deref() == Some("alice"))
+        .map(|r| (r.0, r.3))
+        .collect();
+    // None of them had gone out yet (no sender runs here), so all are cancelled.
+    assert_eq!(
+        states,
+        [
+            ("sms".into(), "cancelled".into()),
+            ("voice".into(), "cancelled".into()),
+            ("email".into(), "cancelled".into())
+        ]
+    );
+    // The stakeholder hears about the ack too.
+    assert_eq!(
+        outbox_rows(&c).iter().filter(|r| r.4 == "status").count(),
+        2
+    );
+}
+
+#[test]
+fn ack_timeout_retriggers_from_the_first_step() {
+    let (c, plan) = setup();
+    let id = trigger(&c, &plan, "db1", "db", t(0));
+    pass(&c, &plan, t(0)).unwrap();
+    transition(
+        &c,
+        id,
+        Status::Acknowledged,
+        &Actor::new("alice", "sms"),
+        t(5),
+    )
+    .unwrap();
+    assert_eq!(pass(&c, &plan, t(5)).unwrap(), Some(t(35)));
+    pass(&c, &plan, t(35)).unwrap();
+    assert_eq!(incident(&c, id).unwrap().unwrap().status, Status::Triggered);
+    assert_eq!(
+        pages_to(&c, "alice")
+            .iter()
+            .filter(|p| p.0 == "sms")
+            .count(),
+        2,
+        "paged again from step 1"
+    );
+}
+
+#[test]
+fn resolve_before_pre_page_delay_pages_nobody_and_restart_resumes() {
+    let (c, plan) = setup();
+    let id = trigger(&c, &plan, "db1", "db", t(0));
+    pass(&c, &plan, t(0)).unwrap();
+    // A "restart": a new plan from the same config, state only in the database.
+    let plan2 = Plan::new(plan.config.clone());
+    pass(&c, &plan2, t(10)).unwrap();
+    assert_eq!(pages_to(&c, "bob").len(), 1);
+    transition(&c, id, Status::Resolved, &Actor::new("bob", "http"), t(11)).unwrap();
+    assert_eq!(pass(&c, &plan2, t(11)).unwrap(), None);
+    assert_eq!(pass(&c, &plan2, t(100)).unwrap(), None);
+    assert_eq!(pages_to(&c, "bob").len(), 1);
+}
+
+#[test]
+fn wall_clock_jumps_do_not_page_a_step_twice() {
+    let (c, plan) = setup();
+    trigger(&c, &plan, "db1", "db", t(0));
+    pass(&c, &plan, t(0)).unwrap();
+    // NTP steps the clock back an hour, then forward again.
+    pass(&c, &plan, t(-60)).unwrap();
+    pass(&c, &plan, t(-50)).unwrap();
+    pass(&c, &plan, t(0)).unwrap();
+    assert_eq!(
+        pages_to(&c, "alice")
+            .iter()
+            .filter(|p| p.0 == "sms")
+            .count(),
+        1
+    );
+    // Forward past both steps at once: the due step pages once, the next waits its full wait.
+    pass(&c, &plan, t(300)).unwrap();
+    pass(&c, &plan, t(300)).unwrap();
+    assert_eq!(pages_to(&c, "bob").len(), 1);
+}
+
+#[test]
+fn a_storm_on_one_route_is_grouped_behind_the_first_page() {
+    let (c, plan) = setup();
+    let first = trigger(&c, &plan, "k0", "db", t(0));
+    pass(&c, &plan, t(0)).unwrap();
+    let mut later = vec![];
+    for i in 1..5 {
+        later.push(trigger(&c, &plan, &format!("k{i}"), "db", t(0)));
+    }
+    pass(&c, &plan, t(0)).unwrap();
+    let sms: Vec<_> = outbox_rows(&c)
+        .into_iter()
+        .filter(|r| r.1.as_deref() == Some("alice") && r.0 == "sms")
+        .collect();
+    assert_eq!(
+        sms.iter().filter(|r| r.4 == "page").count(),
+        1,
+        "the first page is not delayed, the rest are grouped: {sms:?}"
+    );
+    assert_eq!(sms.iter().filter(|r| r.4 == "digest").count(), 1);
+    let digest = outbox::pending_digest(&c, "alice", Channel::Sms)
+        .unwrap()
+        .unwrap();
+    assert_eq!(digest.items, later);
+    assert!(digest.due_at <= t(0) + chrono::Duration::seconds(30));
+    // The grouped incidents do not each place a voice call either.
+    assert_eq!(
+        pages_to(&c, "alice")
+            .iter()
+            .filter(|p| p.0 == "voice")
+            .count(),
+        1
+    );
+    // Acknowledging a grouped incident removes it from the digest.
+    transition(
+        &c,
+        later[0],
+        Status::Acknowledged,
+        &Actor::new("alice", "sms"),
+        t(0),
+    )
+    .unwrap();
+    let digest = outbox::pending_digest(&c, "alice", Channel::Sms)
+        .unwrap()
+        .unwrap();
+    assert_eq!(digest.items.len(), 3);
+    let _ = first;
+}
+
+#[test]
+fn rate_limit_summarises_the_overflow() {
+    let (c, plan) = setup();
+    // Different routes (no grouping), many incidents: after 3 SMS in 10 minutes, a digest.
+    for i in 0..3 {
+        trigger(&c, &plan, &format!("a{i}"), &format!("svc{i}"), t(i));
+        pass(&c, &plan, t(i)).unwrap();
+    }
+    trigger(&c, &plan, "a3", "svc3", t(3));
+    trigger(&c, &plan, "a4", "svc4", t(3));
+    pass(&c, &plan, t(3)).unwrap();
+    let rows = outbox_rows(&c);
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r.1.as_deref() == Some("alice") && r.0 == "sms" && r.4 == "page")
+            .count(),
+        3
+    );
+    let digest = outbox::pending_digest(&c, "alice", Channel::Sms)
+        .unwrap()
+        .unwrap();
+    assert_eq!(digest.items.len(), 2);
+}

@@ -1,0 +1,247 @@
+//! What a page says, as pure functions: SMS, voice and digest text.
+//!
+//! An SMS page fits in one message whenever possible (160 GSM-7 characters, or 70 when the text
+//! needs UCS-2): `#42 CRIT db: /var on db1 97% full. Reply 42a ack, 42r resolve`. The summary is
+//! cut on a word boundary to fit `max_parts`; the incident id and the reply code are never cut,
+//! because they are what the person needs to act.
+
+use crate::incident::{Incident, Severity};
+use crate::modem::pdu::plan_parts;
+
+/// Fits `text` in at most `max_parts` SMS.
+pub fn fits(text: &str, max_parts: usize) -> bool {
+    plan_parts(text).parts <= max_parts.max(1)
+}
+
+/// Cuts `summary` to the longest word-boundary prefix for which `make(prefix)` fits.
+fn fit_summary(summary: &str, max_parts: usize, make: impl Fn(&str) -> String) -> String {
+    let summary = summary.split_whitespace().collect::<Vec<_>>().join(" ");
+    let full = make(&summary);
+    if fits(&full, max_parts) {
+        return full;
+    }
+    // Word boundaries, longest first; "..." is GSM-7, unlike "…", so the cut does not force UCS-2.
+    let mut cuts: Vec<usize> = summary.match_indices(' ').map(|(i, _)| i).collect();
+    cuts.reverse();
+    for cut in cuts {
+        let candidate = make(&format!("{}...", &summary[..cut]));
+        if fits(&candidate, max_parts) {
+            return candidate;
+        }
+    }
+    // Not even one word fits: cut inside it, by characters.
+    let chars: Vec<char> = summary.chars().collect();
+    for n in (0..chars.len()).rev() {
+        let candidate = make(&format!("{}...", chars[..n].iter().collect::<String>()));
+        if fits(&candidate, max_parts) {
+            return candidate;
+        }
+    }
+    make("")
+}
+
+/// The SMS page for one incident.
+pub fn sms_page(incident: &Incident, runbook: Option<&str>, max_parts: usize) -> String {
+    let id = incident.id;
+    let head = match &incident.service {
+        Some(s) => format!("#{id} {} {s}: ", incident.severity.as_short()),
+        None => format!("#{id} {} ", incident.severity.as_short()),
+    };
+    let tail = format!(". Reply {id}a ack, {id}r resolve");
+    let text = fit_summary(&incident.summary, max_parts, |s| format!("{head}{s}{tail}"));
+    match runbook {
+        Some(rb) if fits(&format!("{text} {rb}"), max_parts) => format!("{text} {rb}"),
+        _ => text,
+    }
+}
+
+/// The spoken form of the page, for text-to-speech on a call.
+pub fn voice_page(incident: &Incident) -> String {
+    let sev = match incident.severity {
+        Severity::Critical => "critical",
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+        Severity::Info => "info",
+    };
+    let service = incident
+        .service
+        .as_deref()
+        .map(|s| format!(" Service {s}."))
+        .unwrap_or_default();
+    // TTS engines on modems read plain ASCII best; keep the summary short.
+    let summary: String = incident.summary.chars().take(200).collect();
+    format!(
+        "pagerbox alert. Incident {}. {sev}.{service} {summary}. Press 1 to acknowledge.",
+        incident.id
+    )
+}
+
+/// One SMS for several incidents (grouping window or rate-limit overflow):
+/// `3 new: #42 CRIT db down; #43 ERR api 5xx; #44 WARN ... Reply 42a ack, STATUS for all`.
+pub fn sms_digest(incidents: &[Incident], max_parts: usize) -> String {
+    let Some(first) = incidents.first() else {
+        return String::new();
+    };
+    let tail = format!(" Reply {}a ack, STATUS for all", first.id);
+    let more = |rest: usize| {
+        if rest > 0 {
+            format!(" +{rest} more.")
+        } else {
+            String::new()
+        }
+    };
+    let mut text = format!("{} new:", incidents.len());
+    for (n, i) in incidents.iter().enumerate() {
+        let item = format!(" #{} {} {};", i.id, i.severity.as_short(), i.summary);
+        let rest_after = incidents.len() - n - 1;
+        if fits(
+            &format!("{text}{item}{}{tail}", more(rest_after)),
+            max_parts,
+        ) {
+            text.push_str(&item);
+        } else {
+            return format!("{text}{}{tail}", more(incidents.len() - n));
+        }
+    }
+    format!("{text}{tail}")
+}
+
+/// Subject line of a page email.
+pub fn email_subject(incident: &Incident) -> String {
+    match &incident.service {
+        Some(s) => format!(
+            "[pagerbox] #{} {} {s}: {}",
+            incident.id,
+            incident.severity.as_short(),
+            incident.summary
+        ),
+        None => format!(
+            "[pagerbox] #{} {} {}",
+            incident.id,
+            incident.severity.as_short(),
+            incident.summary
+        ),
+    }
+}
+
+/// A short stakeholder update: `#42 db: acknowledged by alice (db1 /var full)`.
+pub fn status_update(incident: &Incident, what: &str) -> String {
+    let service = incident
+        .service
+        .as_deref()
+        .map(|s| format!(" {s}"))
+        .unwrap_or_default();
+    let text = format!("#{}{service}: {what}", incident.id);
+    fit_summary(&incident.summary, 1, |s| format!("{text} ({s})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::incident::Status;
+    use chrono::Utc;
+
+    fn incident(id: i64, service: Option<&str>, summary: &str) -> Incident {
+        Incident {
+            id,
+            dedup_key: "k".into(),
+            status: Status::Triggered,
+            severity: Severity::Critical,
+            summary: summary.into(),
+            source: None,
+            service: service.map(Into::into),
+            route: None,
+            details: serde_json::Value::Null,
+            links: vec![],
+            alert_count: 1,
+            first_seen: Utc::now(),
+            last_seen: Utc::now(),
+            acknowledged: None,
+            resolved: None,
+        }
+    }
+
+    #[test]
+    fn short_page_is_exactly_the_documented_form() {
+        let i = incident(42, Some("db"), "/var on db1 97% full");
+        assert_eq!(
+            sms_page(&i, None, 1),
+            "#42 CRIT db: /var on db1 97% full. Reply 42a ack, 42r resolve"
+        );
+    }
+
+    #[test]
+    fn long_summary_is_cut_on_a_word_and_keeps_the_reply_code() {
+        let i = incident(
+            7,
+            Some("api"),
+            &"the upstream load balancer reports many errors ".repeat(10),
+        );
+        let t = sms_page(&i, None, 1);
+        assert!(t.chars().count() <= 160, "{} {t}", t.len());
+        assert!(
+            t.ends_with("... Reply 7a ack, 7r resolve")
+                || t.ends_with(". Reply 7a ack, 7r resolve"),
+            "{t}"
+        );
+        assert!(t.contains("...."), "cut marked: {t}");
+        assert!(plan_parts(&t).parts == 1);
+    }
+
+    #[test]
+    fn unicode_summary_fits_in_70() {
+        let i = incident(
+            9,
+            None,
+            "Серверная база данных недоступна уже пять минут подряд",
+        );
+        let t = sms_page(&i, None, 1);
+        assert!(t.chars().count() <= 70, "{t}");
+        assert_eq!(plan_parts(&t).parts, 1);
+        assert!(
+            t.starts_with("#9 CRIT ") && t.ends_with("Reply 9a ack, 9r resolve"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn runbook_only_when_it_fits() {
+        let i = incident(1, Some("db"), "down");
+        assert!(sms_page(&i, Some("https://wiki/rb"), 1).ends_with(" https://wiki/rb"));
+        let long = incident(1, Some("db"), &"x ".repeat(60));
+        assert!(!sms_page(&long, Some("https://wiki/runbooks/db"), 1).contains("wiki"));
+    }
+
+    #[test]
+    fn more_parts_allow_more_text() {
+        let i = incident(3, None, &"word ".repeat(100));
+        assert_eq!(plan_parts(&sms_page(&i, None, 2)).parts, 2);
+        assert!(sms_page(&i, None, 2).len() > sms_page(&i, None, 1).len());
+    }
+
+    #[test]
+    fn digest_lists_what_fits_and_counts_the_rest() {
+        let list: Vec<Incident> = (42..47)
+            .map(|n| incident(n, None, &format!("service {n} is down")))
+            .collect();
+        let t = sms_digest(&list, 1);
+        assert!(t.starts_with("5 new: #42 CRIT service 42 is down;"), "{t}");
+        assert!(t.ends_with("Reply 42a ack, STATUS for all"), "{t}");
+        assert_eq!(plan_parts(&t).parts, 1, "{t}");
+        let many: Vec<Incident> = (1..40)
+            .map(|n| incident(n, None, "a rather long summary of a failure"))
+            .collect();
+        let t = sms_digest(&many, 1);
+        assert_eq!(plan_parts(&t).parts, 1, "{t}");
+        assert!(t.contains("more."), "{t}");
+    }
+
+    #[test]
+    fn voice_text_says_how_to_ack() {
+        let t = voice_page(&incident(42, Some("db"), "disk full"));
+        assert_eq!(
+            t,
+            "pagerbox alert. Incident 42. critical. Service db. disk full. Press 1 to acknowledge."
+        );
+    }
+}
