@@ -5,5 +5,8 @@
 //! - [`sim`]: a modem simulator that speaks AT on a pseudo-terminal.
 
 pub mod at;
+pub mod engine;
+pub mod fake;
 pub mod pdu;
+pub mod port;
 pub mod sim;

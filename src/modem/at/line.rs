@@ -144,6 +144,8 @@ pub enum Urc {
     MissedCall(String),
     /// `+CTTS: 0` / `+QTTS: 0`: text-to-speech finished playing.
     SpeechDone,
+    /// `NO CARRIER`, `BUSY`, `NO ANSWER` outside a dial: a call ended.
+    CallEnded(CallResult),
 }
 
 impl Urc {
@@ -259,9 +261,7 @@ pub fn response_prefix(command: &str) -> Option<String> {
     if !matches!(first, '+' | '^' | '$' | '#') {
         return None;
     }
-    let end = rest
-        .find(|ch: char| matches!(ch, '=' | '?' | ';'))
-        .unwrap_or(rest.len());
+    let end = rest.find(['=', '?', ';']).unwrap_or(rest.len());
     Some(format!("{}:", rest[..end].to_ascii_uppercase()))
 }
 

@@ -112,7 +112,7 @@ pub fn parse_clcc(line: &str) -> Option<CallEntry> {
     let id = f.first()?.parse().ok()?;
     let incoming = f.get(1)? == &"1";
     let state = CallState::from_code(f.get(2)?.parse().ok()?);
-    let voice = f.get(3).is_none_or(|m| *m == "0");
+    let voice = f.get(3).map_or(true, |m| *m == "0");
     let number = f
         .get(5)
         .map(|n| unquote(n).to_string())
