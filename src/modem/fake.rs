@@ -168,9 +168,14 @@ impl FakeModem {
     /// Waits (up to 5 s of tokio time) for the script to be used up; fails on mismatches or
     /// unused steps.
     pub async fn done(&self) -> Result<(), String> {
+        self.done_within(Duration::from_secs(5)).await
+    }
+
+    /// [`FakeModem::done`] with a longer wait, for scripts that include timed polls.
+    pub async fn done_within(&self, wait: Duration) -> Result<(), String> {
         let mut rx = self.state.clone();
         let _ = tokio::time::timeout(
-            Duration::from_secs(5),
+            wait,
             rx.wait_for(|s| s.remaining.is_empty() || !s.failures.is_empty()),
         )
         .await;
