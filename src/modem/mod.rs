@@ -8,9 +8,11 @@
 //! - [`profile`]: what differs between generic, SIM800, SIM7600 and EC25 modems.
 //! - [`port`]: opening (and reopening) the serial port behind a narrow trait.
 //! - [`fake`]: a scripted fake modem for tests (in the library so `tests/` can use it).
+//! - [`cli`]: `pagerbox modem status/sms/call` for bench tests.
 //! - [`sim`]: a modem simulator that speaks AT on a pseudo-terminal.
 
 pub mod at;
+pub mod cli;
 pub mod driver;
 pub mod engine;
 pub mod fake;
