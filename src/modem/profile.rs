@@ -82,7 +82,7 @@ pub enum Profile {
     Generic,
     /// SIMCom SIM800 (2G): `AT+DDET` for DTMF (`+DTMF:`), no TTS assumed (firmware dependent).
     Sim800,
-    /// SIMCom SIM7600 (LTE): `AT+CTTS` speaks, `+RXDTMF:` reports keys by default.
+    /// SIMCom SIM7600 (LTE): `AT+CTTS` speaks, `+RXDTMF:` reports keys.
     Sim7600,
     /// Quectel EC25/EG25 (LTE): `AT+QTTS` speaks, `AT+QTONEDET` reports keys (`+QTONEDET:`).
     Ec25,
@@ -129,9 +129,11 @@ impl Profile {
     /// The command that turns DTMF detection on, if one is needed.
     pub fn dtmf_enable_command(self) -> Option<&'static str> {
         match self {
-            Self::Sim800 => Some("AT+DDET=1"),
+            // SIM7600 firmware differs on whether +RXDTMF needs AT+DDET; asking is harmless
+            // (an ERROR is ignored) and makes detection certain where it is needed.
+            Self::Sim800 | Self::Sim7600 => Some("AT+DDET=1"),
             Self::Ec25 => Some("AT+QTONEDET=1"),
-            Self::Sim7600 | Self::Generic => None,
+            Self::Generic => None,
         }
     }
 

@@ -45,9 +45,7 @@ fn identify(s: Script, model: &str) -> Script {
         .ok("AT+CEREG=1")
 }
 
-fn configure(s: Script, stored: &[&str]) -> Script {
-    let mut listing: Vec<&str> = stored.to_vec();
-    listing.push("OK");
+fn configure(s: Script) -> Script {
     s.ok("AT+CMGF=0")
         .expect(
             "AT+CPMS=\"SM\",\"SM\",\"SM\"",
@@ -67,7 +65,7 @@ fn network(s: Script) -> Script {
 /// A generic modem coming up with a ready SIM and nothing stored.
 fn generic_up(s: Script) -> Script {
     let s = identify(s, "GENERIC-LTE").expect("AT+CPIN?", &["+CPIN: READY", "OK"]);
-    network(configure(s, &[]).ok("AT+CMGL=4"))
+    network(configure(s).ok("AT+CMGL=4"))
 }
 
 fn start(
@@ -134,10 +132,10 @@ trait Pipe: Sized {
 impl Pipe for Script {}
 
 #[tokio::test(start_paused = true)]
-async fn detects_sim7600_and_skips_dtmf_enable() {
+async fn detects_sim7600_from_cgmm() {
     let s =
         identify(Script::new(), "SIMCOM_SIM7600E-H").expect("AT+CPIN?", &["+CPIN: READY", "OK"]);
-    let script = network(configure(s, &[]).ok("AT+CMGL=4"));
+    let script = network(configure(s).ok("AT+DDET=1").ok("AT+CMGL=4"));
     let cfg = Settings {
         profile: ProfileChoice::Auto,
         ..settings()
@@ -250,7 +248,7 @@ async fn pin_is_entered_once_and_accepted() {
         .expect("AT+CPIN?", &["+CPIN: SIM PIN", "OK"])
         .ok("AT+CPIN=\"4711\"")
         .expect("AT+CPIN?", &["+CPIN: READY", "OK"]);
-    let script = network(configure(s, &[]).ok("AT+CMGL=4"));
+    let script = network(configure(s).ok("AT+CMGL=4"));
     let cfg = Settings {
         pin: Some(Pin::new("4711")),
         ..settings()
@@ -389,7 +387,7 @@ async fn cmti_is_read_decoded_emitted_then_deleted() {
 async fn messages_stored_while_down_are_processed_at_start() {
     let s = identify(Script::new(), "GENERIC-LTE").expect("AT+CPIN?", &["+CPIN: READY", "OK"]);
     let script = network(
-        configure(s, &[])
+        configure(s)
             .expect("AT+CMGL=4", &["+CMGL: 1,1,,30", DELIVER, "OK"])
             .ok("AT+CMGD=1"),
     );
@@ -480,7 +478,7 @@ async fn declined_after_alerting_is_rejected() {
 async fn sim7600_call_speaks_and_takes_dtmf_1_as_ack() {
     let s =
         identify(Script::new(), "SIMCOM_SIM7600E-H").expect("AT+CPIN?", &["+CPIN: READY", "OK"]);
-    let script = network(configure(s, &[]).ok("AT+CMGL=4"))
+    let script = network(configure(s).ok("AT+DDET=1").ok("AT+CMGL=4"))
         .ok("ATD+4915112345678;")
         .send(&["VOICE CALL: BEGIN"])
         .expect("AT+CTTS=2,\"Disk full on db1\"", &["OK", "+RXDTMF: 1"])

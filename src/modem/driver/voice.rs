@@ -33,11 +33,14 @@ enum Signal {
     Shutdown,
 }
 
-fn ended_outcome(result: &CallResult, alerted: bool) -> CallOutcome {
+/// `set_up`: the dial was accepted (`ATD` gave `OK`), so a `NO CARRIER` before the answer means
+/// the far end (or its network) ended the ringing call: a decline. A `NO CARRIER` as the dial's
+/// own result means the call never got anywhere.
+fn ended_outcome(result: &CallResult, set_up: bool) -> CallOutcome {
     match result {
         CallResult::Busy => CallOutcome::Busy,
         CallResult::NoAnswer => CallOutcome::NoAnswer,
-        CallResult::NoCarrier if alerted => CallOutcome::Rejected,
+        CallResult::NoCarrier if set_up => CallOutcome::Rejected,
         CallResult::NoCarrier => CallOutcome::Failed("no carrier".into()),
         CallResult::NoDialtone => CallOutcome::Failed("no dial tone".into()),
         CallResult::Connect(_) => CallOutcome::Failed("data connection".into()),
@@ -88,7 +91,6 @@ impl<O: PortOpener> Driver<O> {
     /// From dialling to answer (or the end).
     async fn follow_call(&mut self, opts: &CallOptions) -> Result<CallOutcome, ModemError> {
         let deadline = Instant::now() + opts.ring_for;
-        let mut alerted = false;
         let mut missing_polls = 0;
         loop {
             let tick = (Instant::now() + self.s.call_poll).min(deadline);
@@ -118,8 +120,8 @@ impl<O: PortOpener> Driver<O> {
             };
             match signal {
                 Signal::Answered => return self.answered(opts).await,
-                Signal::Alerting => alerted = true,
-                Signal::Ended(r) => return Ok(ended_outcome(&r, alerted)),
+                Signal::Alerting => {}
+                Signal::Ended(r) => return Ok(ended_outcome(&r, true)),
                 Signal::Shutdown => {
                     self.end_call().await;
                     return Ok(CallOutcome::Failed("shutting down".into()));
