@@ -1,0 +1,311 @@
+//! End to end: the modem simulator through its real PTY, opened with tokio-serial exactly as
+//! the daemon opens `/dev/ttyUSB2`, speaking raw AT bytes.
+
+use std::path::Path;
+use std::time::Duration;
+
+use pagerbox::modem::sim::{
+    CallBehaviour, CallOutcome, DeliverOptions, Fault, NetworkEntry, SimConfig, SimHandle,
+    SimProfile, Simulator, UrcPlacement,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::timeout;
+use tokio_serial::{SerialPortBuilderExt, SerialStream};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// A DTE on the simulator's port: writes commands, reads until an expected text.
+struct Dte {
+    port: SerialStream,
+    seen: Vec<u8>,
+}
+
+impl Dte {
+    fn open(path: &Path) -> Dte {
+        let port = tokio_serial::new(path.to_string_lossy(), 115_200)
+            .open_native_async()
+            .expect("open the simulator's PTY like a serial port");
+        Dte {
+            port,
+            seen: Vec::new(),
+        }
+    }
+
+    async fn write(&mut self, s: &[u8]) {
+        self.port.write_all(s).await.unwrap();
+    }
+
+    /// Reads until `needle` has arrived; returns everything up to and including it.
+    async fn read_until(&mut self, needle: &str) -> String {
+        let n = needle.as_bytes();
+        let fut = async {
+            loop {
+                if let Some(i) = self.seen.windows(n.len()).position(|w| w == n) {
+                    let rest = self.seen.split_off(i + n.len());
+                    let got = std::mem::replace(&mut self.seen, rest);
+                    return String::from_utf8_lossy(&got).into_owned();
+                }
+                let mut buf = [0u8; 512];
+                let k = self.port.read(&mut buf).await.expect("read from the PTY");
+                assert!(k > 0, "PTY closed while waiting for {needle:?}");
+                self.seen.extend_from_slice(&buf[..k]);
+            }
+        };
+        match timeout(WAIT, fut).await {
+            Ok(s) => s,
+            Err(_) => panic!(
+                "timed out waiting for {needle:?}; got {:?}",
+                String::from_utf8_lossy(&self.seen)
+            ),
+        }
+    }
+
+    /// Sends a command and returns the response up to its final `OK`/error line.
+    async fn cmd(&mut self, line: &str) -> String {
+        self.write(format!("{line}\r").as_bytes()).await;
+        let fut = async {
+            let mut acc = String::new();
+            loop {
+                acc.push_str(&self.read_until("\r\n").await);
+                let last = acc
+                    .trim_end()
+                    .rsplit("\r\n")
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                if last == "OK"
+                    || last == "ERROR"
+                    || last.starts_with("+CME ERROR")
+                    || last.starts_with("+CMS ERROR")
+                    || last == "NO CARRIER"
+                {
+                    return acc;
+                }
+            }
+        };
+        timeout(WAIT, fut).await.expect("final result")
+    }
+
+    /// Waits for the banners to settle, switches echo off and drops what was read so far.
+    async fn sync(&mut self) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.cmd("ATE0").await;
+        self.seen.clear();
+    }
+}
+
+async fn start(profile: SimProfile) -> (tempfile::TempDir, SimHandle, Dte) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SimConfig::fast(profile, dir.path().join("ttyUSB2"));
+    let sim = Simulator::start(cfg).await.expect("simulator starts");
+    let mut dte = Dte::open(&sim.pty_path());
+    dte.sync().await;
+    (dir, sim, dte)
+}
+
+#[tokio::test]
+async fn identify_over_the_pty() {
+    let (_dir, sim, mut dte) = start(SimProfile::Sim800).await;
+    assert_eq!(dte.cmd("AT").await, "\r\nOK\r\n");
+    assert_eq!(dte.cmd("ATI").await, "\r\nSIM800 R14.18\r\n\r\nOK\r\n");
+    assert_eq!(dte.cmd("AT+CGMM").await, "\r\nSIMCOM_SIM800\r\n\r\nOK\r\n");
+    assert_eq!(dte.cmd("AT+CPIN?").await, "\r\n+CPIN: READY\r\n\r\nOK\r\n");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn echo_and_banners_come_through_the_pty() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SimConfig::fast(SimProfile::Ec25, dir.path().join("modem"));
+    let sim = Simulator::start(cfg).await.unwrap();
+    let mut dte = Dte::open(&sim.pty_path());
+    let banners = dte.read_until("+QIND: PB DONE\r\n").await;
+    assert!(banners.contains("\r\nRDY\r\n") && banners.contains("+CPIN: READY"));
+    dte.write(b"AT\r").await;
+    assert_eq!(dte.read_until("OK\r\n").await, "AT\r\r\nOK\r\n");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn urc_inside_a_multi_line_response() {
+    let (_dir, sim, mut dte) = start(SimProfile::Generic).await;
+    dte.cmd("ATD+4930123;").await;
+    sim.inject_urc("RING", UrcPlacement::InsideNextResponse)
+        .await
+        .unwrap();
+    let r = dte.cmd("AT+CLCC").await;
+    assert_eq!(
+        r,
+        "\r\n+CLCC: 1,0,2,0,0,\"+4930123\",145\r\n\r\nRING\r\n\r\nOK\r\n"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn call_answered_busy_and_no_answer_with_clcc_states() {
+    let (_dir, sim, mut dte) = start(SimProfile::Sim800).await;
+    dte.cmd("AT+DDET=1").await;
+    assert_eq!(dte.cmd("ATD+4930123;").await, "\r\nOK\r\n");
+    // Dialing, then alerting once the far phone rings.
+    let mut states = Vec::new();
+    for _ in 0..50 {
+        let r = dte.cmd("AT+CLCC").await;
+        let stat = r.split(',').nth(2).map(str::to_string).unwrap_or_default();
+        if states.last() != Some(&stat) {
+            states.push(stat.clone());
+        }
+        if stat == "3" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(states.last().map(String::as_str), Some("3"), "{states:?}");
+    sim.answer().await.unwrap();
+    assert!(dte.cmd("AT+CLCC").await.contains("+CLCC: 1,0,0,0,0"));
+    sim.dtmf('1').await.unwrap();
+    assert_eq!(dte.read_until("\r\n+DTMF:1\r\n").await, "\r\n+DTMF:1\r\n");
+    assert_eq!(dte.cmd("ATH").await, "\r\nOK\r\n");
+
+    sim.set_call_behaviour(CallBehaviour::Busy).await.unwrap();
+    dte.cmd("ATD+4930123;").await;
+    dte.read_until("\r\nBUSY\r\n").await;
+
+    sim.set_call_behaviour(CallBehaviour::Manual).await.unwrap();
+    dte.cmd("ATD+4930123;").await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    sim.ignore().await.unwrap();
+    dte.read_until("\r\nNO ANSWER\r\n").await;
+
+    let outcomes: Vec<CallOutcome> = sim
+        .network_log()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e {
+            NetworkEntry::Call { outcome, .. } => Some(outcome),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            CallOutcome::Answered,
+            CallOutcome::Busy,
+            CallOutcome::NoAnswer
+        ]
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn silence_then_heal() {
+    let (_dir, sim, mut dte) = start(SimProfile::Generic).await;
+    sim.fault(Fault::Silence).await.unwrap();
+    dte.write(b"AT\r").await;
+    let r = timeout(Duration::from_millis(300), dte.read_until("OK")).await;
+    assert!(r.is_err(), "a silent modem does not answer");
+    sim.heal().await.unwrap();
+    dte.seen.clear();
+    assert_eq!(dte.cmd("AT").await, "\r\nOK\r\n");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn garbage_is_written_on_request() {
+    let (_dir, sim, mut dte) = start(SimProfile::Generic).await;
+    sim.fault(Fault::Garbage).await.unwrap();
+    let g = dte.read_until("(garbled)\r\n").await;
+    assert!(g.contains('\u{fffd}'), "{g:?}");
+    assert_eq!(dte.cmd("AT").await, "\r\nOK\r\n");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn vanish_and_reappear_at_the_same_path() {
+    let (_dir, sim, mut dte) = start(SimProfile::Sim7600).await;
+    let first = sim.slave_path().await.unwrap().unwrap();
+    sim.fault(Fault::Vanish {
+        after: Duration::from_millis(200),
+    })
+    .await
+    .unwrap();
+    // The open port is dead: end of file or an I/O error.
+    let mut buf = [0u8; 64];
+    let r = timeout(Duration::from_secs(2), dte.port.read(&mut buf)).await;
+    assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "{r:?}");
+    assert!(
+        std::fs::symlink_metadata(sim.pty_path()).is_err(),
+        "link gone"
+    );
+    let mut back = None;
+    for _ in 0..100 {
+        if let Ok(Some(p)) = sim.slave_path().await {
+            if sim.pty_path().exists() {
+                back = Some(p);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let second = back.expect("reappeared");
+    assert_eq!(std::fs::read_link(sim.pty_path()).unwrap(), second);
+    let _ = first;
+    let mut dte = Dte::open(&sim.pty_path());
+    let banners = dte.read_until("PB DONE\r\n").await;
+    assert!(banners.contains("RDY"), "rebooted: {banners:?}");
+    dte.write(b"AT\r").await;
+    assert_eq!(
+        dte.read_until("OK\r\n").await,
+        "AT\r\r\nOK\r\n",
+        "echo on again"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn lose_registration_and_sim_missing() {
+    let (_dir, sim, mut dte) = start(SimProfile::Generic).await;
+    dte.cmd("AT+CREG=1;+CMEE=1").await;
+    sim.fault(Fault::LoseRegistration { searching: true })
+        .await
+        .unwrap();
+    dte.read_until("\r\n+CREG: 2\r\n").await;
+    assert_eq!(dte.cmd("AT+CREG?").await, "\r\n+CREG: 1,2\r\n\r\nOK\r\n");
+    sim.heal().await.unwrap();
+    dte.read_until("\r\n+CREG: 1\r\n").await;
+    sim.fault(Fault::SimMissing).await.unwrap();
+    assert_eq!(
+        dte.cmd("AT+CPIN?").await,
+        "\r\n+CREG: 0\r\n\r\n+CME ERROR: 10\r\n"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn control_socket_speaks_json_lines() {
+    use pagerbox::modem::sim::control::{request, ControlRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = SimConfig::fast(SimProfile::Sim800, dir.path().join("modem"));
+    let sock = dir.path().join("ctl.sock");
+    cfg.control_socket = Some(sock.clone());
+    let sim = Simulator::start(cfg).await.unwrap();
+    let mut dte = Dte::open(&sim.pty_path());
+    dte.sync().await;
+    dte.cmd("ATD+4930123;").await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let r = request(&sock, &ControlRequest::Answer).await.unwrap();
+    assert!(r.ok, "{r:?}");
+    let r = request(&sock, &ControlRequest::Dtmf { key: 'x' })
+        .await
+        .unwrap();
+    assert!(!r.ok && r.error.unwrap().contains("not a DTMF key"));
+    dte.cmd("ATH").await;
+    let r = request(&sock, &ControlRequest::Log).await.unwrap();
+    assert_eq!(
+        r.log.unwrap().iter().filter(|e| e.kind() == "call").count(),
+        1
+    );
+    sim.shutdown().await;
+    assert!(!sock.exists(), "socket removed on shutdown");
+    let _ = DeliverOptions::default();
+}
