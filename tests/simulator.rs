@@ -309,3 +309,186 @@ async fn control_socket_speaks_json_lines() {
     assert!(!sock.exists(), "socket removed on shutdown");
     let _ = DeliverOptions::default();
 }
+
+/// "hellohello" to +46708251358 (a published SMS-SUBMIT), with the empty `00` SMSC field.
+const HELLO: &str = "0011000B916407281553F80000AA0AE8329BFD4697D9EC37";
+
+async fn submit(dte: &mut Dte, tpdu_len: usize, hex: &str) -> String {
+    dte.write(format!("AT+CMGS={tpdu_len}\r").as_bytes()).await;
+    dte.read_until("> ").await;
+    dte.write(format!("{hex}\x1a").as_bytes()).await;
+    let fut = async {
+        let mut acc = String::new();
+        loop {
+            acc.push_str(&dte.read_until("\r\n").await);
+            let last = acc
+                .trim_end()
+                .rsplit("\r\n")
+                .next()
+                .unwrap_or("")
+                .to_string();
+            if last == "OK" || last.contains("ERROR") {
+                return acc;
+            }
+        }
+    };
+    timeout(WAIT, fut).await.expect("submit result")
+}
+
+#[tokio::test]
+async fn send_sms_pdu_with_and_without_smsc_and_see_it_decoded() {
+    let (_dir, sim, mut dte) = start(SimProfile::Sim7600).await;
+    assert_eq!(dte.cmd("AT+CMGF=0").await, "\r\nOK\r\n");
+    assert_eq!(
+        submit(&mut dte, 23, HELLO).await,
+        "\r\n+CMGS: 0\r\n\r\nOK\r\n"
+    );
+    assert_eq!(
+        submit(&mut dte, 23, &HELLO[2..]).await,
+        "\r\n+CMGS: 1\r\n\r\nOK\r\n"
+    );
+    let e = sim
+        .wait_for_log(
+            |e| matches!(e, NetworkEntry::Sms { message_references, .. } if message_references == &vec![1]),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    let NetworkEntry::Sms {
+        to,
+        text,
+        encoding,
+        parts,
+        ..
+    } = e
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        (to.as_str(), text.as_str(), encoding.as_str(), parts),
+        ("+46708251358", "hellohello", "gsm7", 1)
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn read_an_injected_sms_with_cmgr_and_cmgl() {
+    let (_dir, sim, mut dte) = start(SimProfile::Generic).await;
+    dte.cmd("AT+CMGF=0;+CPMS=\"SM\",\"SM\",\"SM\"").await;
+    sim.deliver_sms("+4917012345", "ACK 7", DeliverOptions::default())
+        .await
+        .unwrap();
+    dte.read_until("\r\n+CMTI: \"SM\",1\r\n").await;
+    let r = dte.cmd("AT+CMGR=1").await;
+    let lines: Vec<&str> = r.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert!(lines[0].starts_with("+CMGR: 0,,"), "{r:?}");
+    let len: usize = lines[0].rsplit(',').next().unwrap().parse().unwrap();
+    assert_eq!(
+        lines[1].len() / 2 - 1 - usize::from_str_radix(&lines[1][..2], 16).unwrap(),
+        len
+    );
+    let l = dte.cmd("AT+CMGL=4").await;
+    assert!(l.starts_with("\r\n+CMGL: 1,1,,"), "{l:?}");
+    dte.cmd("AT+CMGF=1").await;
+    let t = dte.cmd("AT+CMGR=1").await;
+    assert!(
+        t.contains("\"REC READ\",\"+4917012345\"") && t.contains("\r\nACK 7\r\n"),
+        "{t:?}"
+    );
+    assert_eq!(dte.cmd("AT+CMGD=1").await, "\r\nOK\r\n");
+    assert_eq!(
+        dte.cmd("AT+CPMS?").await,
+        "\r\n+CPMS: \"SM\",0,30,\"SM\",0,30,\"SM\",0,30\r\n\r\nOK\r\n"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn cmti_inside_a_cmgl_listing() {
+    let (_dir, sim, mut dte) = start(SimProfile::Sim800).await;
+    for t in ["one", "two"] {
+        sim.deliver_sms("+4917012345", t, DeliverOptions::default())
+            .await
+            .unwrap();
+        dte.read_until("+CMTI").await;
+        dte.read_until("\r\n").await;
+    }
+    sim.deliver_sms(
+        "+4917012345",
+        "three",
+        DeliverOptions {
+            placement: UrcPlacement::InsideNextResponse,
+            ..DeliverOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let l = dte.cmd("AT+CMGL=4").await;
+    let lines: Vec<&str> = l.split("\r\n").collect();
+    let cmti = lines
+        .iter()
+        .position(|x| *x == "+CMTI: \"SM\",3")
+        .unwrap_or_else(|| panic!("{l:?}"));
+    assert!(lines[..cmti].iter().any(|x| x.starts_with("+CMGL: 1,")));
+    assert!(lines[cmti..].iter().any(|x| x.starts_with("+CMGL: 2,")));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn submit_faults_over_the_pty() {
+    let (_dir, sim, mut dte) = start(SimProfile::Ec25).await;
+    dte.cmd("AT+CMEE=1").await;
+    sim.fault(Fault::SubmitCms500 { count: 1 }).await.unwrap();
+    assert_eq!(submit(&mut dte, 23, HELLO).await, "\r\n+CMS ERROR: 500\r\n");
+    sim.fault(Fault::SubmitError { count: 1 }).await.unwrap();
+    assert_eq!(submit(&mut dte, 23, HELLO).await, "\r\nERROR\r\n");
+    sim.fault(Fault::LoseRegistration { searching: false })
+        .await
+        .unwrap();
+    assert_eq!(submit(&mut dte, 23, HELLO).await, "\r\n+CMS ERROR: 331\r\n");
+    sim.fault(Fault::SimMissing).await.unwrap();
+    let r = dte.cmd("AT+CMGS=23").await;
+    assert!(r.ends_with("\r\n+CMS ERROR: 310\r\n"), "{r:?}");
+    sim.heal().await.unwrap();
+    assert_eq!(
+        submit(&mut dte, 23, HELLO).await,
+        "\r\n+CMGS: 0\r\n\r\nOK\r\n"
+    );
+    let refused = sim
+        .network_log()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind() == "sms_refused")
+        .count();
+    assert_eq!(refused, 3);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn delivery_report_arrives_as_cds() {
+    use pagerbox::modem::pdu::{encode_submit, SubmitOptions};
+    let (_dir, sim, mut dte) = start(SimProfile::Sim800).await;
+    dte.cmd("AT+CNMI=2,1,0,1,0").await;
+    let p = encode_submit(
+        "+4915112345678",
+        "page",
+        &SubmitOptions {
+            request_status_report: true,
+            ..SubmitOptions::default()
+        },
+    )
+    .unwrap()
+    .remove(0);
+    assert_eq!(
+        submit(&mut dte, p.tpdu_len, &p.hex).await,
+        "\r\n+CMGS: 0\r\n\r\nOK\r\n"
+    );
+    let cds = dte.read_until("+CDS: ").await;
+    assert!(cds.ends_with("+CDS: "));
+    let rest = dte.read_until("\r\n").await;
+    let _len: usize = rest.trim().parse().unwrap();
+    let pdu = dte.read_until("\r\n").await;
+    assert!(pdu.trim().len() > 20);
+    sim.shutdown().await;
+}

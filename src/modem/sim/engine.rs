@@ -2009,7 +2009,7 @@ impl Engine {
             let lines = if self.set.cmgf == 0 {
                 vec![
                     format!("+CDS: {}", encoded.tpdu_len),
-                    encoded.tpdu_hex.clone(),
+                    encoded.hex_with_smsc.clone(),
                 ]
             } else {
                 vec![format!(
@@ -2972,6 +2972,326 @@ mod tests {
         assert_eq!(h.at("AT+CGMI"), "pagerbox\r\n0\r");
         assert_eq!(h.at("AT+XYZ"), "4\r");
         assert_eq!(h.at("ATV1"), "\r\nOK\r\n");
+    }
+
+    /// The published SUBMIT vector: "hellohello" to +46708251358, with the empty `00` SMSC field.
+    const HELLO: &str = "0011000B916407281553F80000AA0AE8329BFD4697D9EC37";
+
+    fn submit(h: &mut Harness, tpdu_len: usize, hex: &str) -> String {
+        assert_eq!(h.at(&format!("AT+CMGS={tpdu_len}")), "\r\n> ");
+        h.send(&format!("{hex}\x1a"))
+    }
+
+    fn sms_texts(h: &Harness) -> Vec<(String, String, Vec<u8>)> {
+        h.log
+            .iter()
+            .filter_map(|e| match e {
+                NetworkEntry::Sms {
+                    to,
+                    text,
+                    message_references,
+                    ..
+                } => Some((to.clone(), text.clone(), message_references.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cmgs_accepts_a_pdu_with_or_without_smsc_field() {
+        let mut h = quiet(SimProfile::Generic);
+        assert_eq!(submit(&mut h, 23, HELLO), "\r\n+CMGS: 0\r\n\r\nOK\r\n");
+        assert_eq!(
+            submit(&mut h, 23, &HELLO[2..]),
+            "\r\n+CMGS: 1\r\n\r\nOK\r\n"
+        );
+        let with_smsc = format!("0791947101670000{}", &HELLO[2..]);
+        assert_eq!(submit(&mut h, 23, &with_smsc), "\r\n+CMGS: 2\r\n\r\nOK\r\n");
+        let texts = sms_texts(&h);
+        assert_eq!(texts.len(), 3);
+        for (i, (to, text, mrs)) in texts.into_iter().enumerate() {
+            assert_eq!((to.as_str(), text.as_str()), ("+46708251358", "hellohello"));
+            assert_eq!(mrs, vec![i as u8]);
+        }
+    }
+
+    #[test]
+    fn cmgs_length_must_count_exactly_the_tpdu() {
+        let mut h = quiet(SimProfile::Generic);
+        assert_eq!(submit(&mut h, 22, HELLO), "\r\n+CMS ERROR: 304\r\n");
+        assert_eq!(submit(&mut h, 24, HELLO), "\r\n+CMS ERROR: 304\r\n");
+        assert_eq!(submit(&mut h, 23, "00ZZ"), "\r\n+CMS ERROR: 304\r\n");
+        assert!(matches!(
+            h.log.last(),
+            Some(NetworkEntry::SmsRefused { .. })
+        ));
+        assert_eq!(
+            submit(&mut h, 23, HELLO),
+            "\r\n+CMGS: 0\r\n\r\nOK\r\n",
+            "no MR used by refusals"
+        );
+    }
+
+    #[test]
+    fn message_reference_wraps_after_255() {
+        let mut h = quiet(SimProfile::Generic);
+        for expected in (0..=255u16).chain(0..2) {
+            assert_eq!(
+                submit(&mut h, 23, HELLO),
+                format!("\r\n+CMGS: {expected}\r\n\r\nOK\r\n")
+            );
+        }
+    }
+
+    #[test]
+    fn multipart_submits_are_reassembled_in_the_log() {
+        use crate::modem::pdu::{encode_submit, SubmitOptions};
+        let mut h = quiet(SimProfile::Generic);
+        let text = "Disk full on db-1. ".repeat(12) + "€ and done";
+        let parts = encode_submit(
+            "+4915112345678",
+            &text,
+            &SubmitOptions {
+                concat_reference: 42,
+                ..SubmitOptions::default()
+            },
+        )
+        .unwrap();
+        assert!(parts.len() > 1);
+        for (i, p) in parts.iter().enumerate() {
+            assert_eq!(
+                submit(&mut h, p.tpdu_len, &p.hex),
+                format!("\r\n+CMGS: {i}\r\n\r\nOK\r\n")
+            );
+        }
+        let texts = sms_texts(&h);
+        assert_eq!(texts.len(), 1, "one whole message");
+        assert_eq!(texts[0].1, text);
+        assert_eq!(texts[0].2.len(), parts.len());
+        assert_eq!(
+            h.log.iter().filter(|e| e.kind() == "sms_part").count(),
+            parts.len()
+        );
+    }
+
+    #[test]
+    fn status_report_as_cds_or_cdsi() {
+        use crate::modem::pdu::{self, encode_submit, Direction, Pdu, SubmitOptions};
+        let mut h = quiet(SimProfile::Sim800);
+        let p = encode_submit(
+            "+4915112345678",
+            "ping",
+            &SubmitOptions {
+                request_status_report: true,
+                ..SubmitOptions::default()
+            },
+        )
+        .unwrap()
+        .remove(0);
+        h.at("AT+CNMI=2,1,0,1,0");
+        assert_eq!(
+            submit(&mut h, p.tpdu_len, &p.hex),
+            "\r\n+CMGS: 0\r\n\r\nOK\r\n"
+        );
+        let cds = h.fire();
+        let lines: Vec<&str> = cds.split("\r\n").filter(|l| !l.is_empty()).collect();
+        assert!(lines[0].starts_with("+CDS: "), "{cds:?}");
+        let len: usize = lines[0][6..].parse().unwrap();
+        match pdu::decode_with_tpdu_len(lines[1], Direction::MobileTerminated, len).unwrap() {
+            Pdu::StatusReport(r) => assert_eq!(r.message_reference, 0),
+            other => panic!("{other:?}"),
+        }
+        h.at("AT+CNMI=2,1,0,2,0");
+        submit(&mut h, p.tpdu_len, &p.hex);
+        assert_eq!(h.fire(), "\r\n+CDSI: \"SM\",1\r\n");
+        let r = h.at("AT+CMGR=1");
+        assert!(r.starts_with("\r\n+CMGR: 0,,"), "{r:?}");
+        h.at("AT+CNMI=2,1,0,0,0");
+        submit(&mut h, p.tpdu_len, &p.hex);
+        assert_eq!(h.fire(), "", "ds=0: no report to the DTE");
+        let routed: Vec<String> = h
+            .log
+            .iter()
+            .filter_map(|e| match e {
+                NetworkEntry::StatusReport {
+                    routed,
+                    message_reference,
+                    ..
+                } => Some(format!("{routed}:{message_reference}")),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(routed, vec!["cds:0", "cdsi:1", "discarded:2"]);
+    }
+
+    #[test]
+    fn incoming_sms_is_stored_announced_read_listed_and_deleted() {
+        use crate::modem::pdu::{self, Direction, Pdu};
+        let mut h = quiet(SimProfile::Sim800);
+        let fx =
+            h.e.deliver_sms("+4917012345", "ACK 42", DeliverOptions::default(), h.now)
+                .unwrap();
+        h.apply(fx);
+        assert_eq!(h.take(), "\r\n+CMTI: \"SM\",1\r\n");
+        let r = h.at("AT+CMGR=1");
+        let lines: Vec<&str> = r.split("\r\n").filter(|l| !l.is_empty()).collect();
+        assert!(lines[0].starts_with("+CMGR: 0,,"), "{r:?}");
+        match pdu::decode(lines[1], Direction::MobileTerminated, true).unwrap() {
+            Pdu::Deliver(d) => {
+                assert_eq!(d.text, "ACK 42");
+                assert_eq!(d.sender.number, "+4917012345");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(h.at("AT+CMGR=1").starts_with("\r\n+CMGR: 1,,"), "now read");
+        assert!(h.at("AT+CMGL=4").starts_with("\r\n+CMGL: 1,1,,"));
+        assert_eq!(h.at("AT+CMGL=0"), "\r\nOK\r\n", "nothing unread");
+        assert_eq!(h.at("AT+CMGD=1"), "\r\nOK\r\n");
+        assert_eq!(
+            h.at("AT+CMGR=1"),
+            "\r\nOK\r\n",
+            "SIM800 answers OK for an empty slot"
+        );
+        assert_eq!(h.at("AT+CMGR=99"), "\r\n+CMS ERROR: 321\r\n");
+    }
+
+    #[test]
+    fn multipart_incoming_sms_is_stored_as_parts_and_text_mode_reads_them() {
+        let mut h = quiet(SimProfile::Generic);
+        let long = "Grüße aus dem Rechenzentrum! ".repeat(8);
+        let fx =
+            h.e.deliver_sms("+4917012345", &long, DeliverOptions::default(), h.now)
+                .unwrap();
+        h.apply(fx);
+        let urcs = h.take();
+        assert_eq!(urcs.matches("+CMTI: \"SM\"").count(), 2, "{urcs:?}");
+        h.at("AT+CMGF=1");
+        let listing = h.at("AT+CMGL=\"ALL\"");
+        assert_eq!(listing.matches("+CMGL: ").count(), 2, "{listing:?}");
+        assert!(listing.contains("\"REC UNREAD\",\"+4917012345\""));
+        let texts: String = listing
+            .split("\r\n")
+            .filter(|l| !l.is_empty() && !l.starts_with("+CMGL") && *l != "OK")
+            .collect();
+        assert_eq!(texts, long);
+    }
+
+    #[test]
+    fn quectel_storage_indexes_start_at_zero() {
+        let mut h = quiet(SimProfile::Ec25);
+        let fx =
+            h.e.deliver_sms("+4917012345", "hi", DeliverOptions::default(), h.now)
+                .unwrap();
+        h.apply(fx);
+        assert_eq!(h.take(), "\r\n+CMTI: \"SM\",0\r\n");
+        assert!(h.at("AT+CMGR=0").starts_with("\r\n+CMGR: 0,,"));
+    }
+
+    #[test]
+    fn cnmi_mt2_routes_cmt_directly() {
+        let mut h = quiet(SimProfile::Generic);
+        h.at("AT+CNMI=2,2,0,0,0");
+        let fx =
+            h.e.deliver_sms("+4917012345", "direct", DeliverOptions::default(), h.now)
+                .unwrap();
+        h.apply(fx);
+        let out = h.take();
+        assert!(out.starts_with("\r\n+CMT: ,"), "{out:?}");
+        assert_eq!(
+            h.at("AT+CPMS?"),
+            "\r\n+CPMS: \"SM\",0,30,\"SM\",0,30,\"SM\",0,30\r\n\r\nOK\r\n"
+        );
+        h.at("AT+CMGF=1");
+        let fx =
+            h.e.deliver_sms("+4917012345", "texty", DeliverOptions::default(), h.now)
+                .unwrap();
+        h.apply(fx);
+        let out = h.take();
+        assert!(out.starts_with("\r\n+CMT: \"+4917012345\",,\""), "{out:?}");
+        assert!(out.ends_with("\r\ntexty\r\n"), "{out:?}");
+    }
+
+    #[test]
+    fn cmti_held_for_the_inside_of_a_cmgl_listing() {
+        let mut h = quiet(SimProfile::Generic);
+        for t in ["one", "two"] {
+            let fx =
+                h.e.deliver_sms("+4917012345", t, DeliverOptions::default(), h.now)
+                    .unwrap();
+            h.apply(fx);
+        }
+        h.take();
+        let opts = DeliverOptions {
+            placement: UrcPlacement::InsideNextResponse,
+            ..DeliverOptions::default()
+        };
+        let fx =
+            h.e.deliver_sms("+4917012345", "three", opts, h.now)
+                .unwrap();
+        h.apply(fx);
+        assert_eq!(h.take(), "", "held");
+        let listing = h.at("AT+CMGL=4");
+        let lines: Vec<&str> = listing.split("\r\n").collect();
+        let cmti = lines
+            .iter()
+            .position(|l| *l == "+CMTI: \"SM\",3")
+            .expect("URC inside");
+        assert!(lines[..cmti].iter().any(|l| l.starts_with("+CMGL: 1,")));
+        assert!(lines[cmti..].iter().any(|l| l.starts_with("+CMGL: 2,")));
+        assert!(listing.ends_with("\r\nOK\r\n"));
+    }
+
+    #[test]
+    fn submit_faults_and_lost_registration() {
+        let mut h = quiet(SimProfile::Generic);
+        h.at("AT+CMEE=1");
+        h.e.fault(Fault::SubmitError { count: 2 }, h.now);
+        assert_eq!(submit(&mut h, 23, HELLO), "\r\nERROR\r\n");
+        assert_eq!(submit(&mut h, 23, HELLO), "\r\nERROR\r\n");
+        assert_eq!(submit(&mut h, 23, HELLO), "\r\n+CMGS: 0\r\n\r\nOK\r\n");
+        h.e.fault(Fault::SubmitCms500 { count: 1 }, h.now);
+        assert_eq!(submit(&mut h, 23, HELLO), "\r\n+CMS ERROR: 500\r\n");
+        assert_eq!(submit(&mut h, 23, HELLO), "\r\n+CMGS: 1\r\n\r\nOK\r\n");
+        h.e.fault(Fault::LoseRegistration { searching: false }, h.now);
+        assert_eq!(submit(&mut h, 23, HELLO), "\r\n+CMS ERROR: 331\r\n");
+        assert_eq!(h.at("AT+CREG?"), "\r\n+CREG: 0,0\r\n\r\nOK\r\n");
+        assert_eq!(h.at("ATD+491;"), "\r\nNO CARRIER\r\n");
+        h.e.heal(h.now);
+        assert_eq!(submit(&mut h, 23, HELLO), "\r\n+CMGS: 2\r\n\r\nOK\r\n");
+    }
+
+    #[test]
+    fn messages_wait_in_the_network_while_unregistered() {
+        let mut h = quiet(SimProfile::Generic);
+        h.e.fault(Fault::LoseRegistration { searching: true }, h.now);
+        let fx =
+            h.e.deliver_sms("+4917012345", "later", DeliverOptions::default(), h.now)
+                .unwrap();
+        h.apply(fx);
+        assert_eq!(h.take(), "");
+        let fx = h.e.heal(h.now);
+        h.apply(fx);
+        assert_eq!(h.take(), "\r\n+CMTI: \"SM\",1\r\n");
+    }
+
+    #[test]
+    fn text_mode_submit_is_logged() {
+        let mut h = quiet(SimProfile::Generic);
+        h.at("AT+CMGF=1;+CSMP=49,167,0,0");
+        assert_eq!(h.at("AT+CMGS=\"+4915112345678\""), "\r\n> ");
+        assert_eq!(h.send("Server down\x1a"), "\r\n+CMGS: 0\r\n\r\nOK\r\n");
+        assert_eq!(
+            sms_texts(&h),
+            vec![(
+                "+4915112345678".to_string(),
+                "Server down".to_string(),
+                vec![0]
+            )]
+        );
+        assert!(h
+            .timers
+            .iter()
+            .any(|(_, t)| matches!(t, Timer::StatusReport { .. })));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, FixedOffset, Utc};
 
 use super::types::{DeliverOptions, NetworkEntry, SimError};
+use crate::modem::pdu::{self, Direction, Encoding, Pdu};
 
 /// What the network understood of one submitted PDU (or text-mode message).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,19 +41,44 @@ pub struct DeliverPart {
 /// An encoded status report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodedReport {
-    /// SMSC field followed by the TPDU, hex (for storage).
+    /// SMSC field followed by the TPDU, hex (for storage and `+CDS:`).
     pub hex_with_smsc: String,
-    /// The TPDU alone, hex (for `+CDS:`).
-    pub tpdu_hex: String,
     /// Octets of the TPDU.
     pub tpdu_len: usize,
 }
 
-/// Decodes the PDU typed after `AT+CMGS=<tpdu_len>`, with or without a leading SMSC field.
-/// The error text says what was wrong (the engine answers `+CMS ERROR: 304`).
+/// Decodes the PDU typed after `AT+CMGS=<tpdu_len>`, with or without a leading SMSC field
+/// (the length counts only the TPDU, so the codec's [`pdu::split_smsc`] can tell). The error
+/// text says what was wrong (the engine answers `+CMS ERROR: 304`).
 pub fn decode_submit(hex: &str, tpdu_len: usize) -> Result<Submitted, String> {
-    let _ = (hex, tpdu_len);
-    Err("the PDU codec is not available in this build".to_string())
+    let hex = hex.trim();
+    let split = pdu::split_smsc(hex, tpdu_len).map_err(|e| e.to_string())?;
+    if split.tpdu_hex.len() != tpdu_len * 2 {
+        return Err(format!(
+            "TPDU is {} octets, AT+CMGS announced {tpdu_len}",
+            split.tpdu_hex.len() / 2
+        ));
+    }
+    match pdu::decode(hex, Direction::MobileOriginated, split.has_smsc_field) {
+        Ok(Pdu::Submit(s)) => Ok(Submitted {
+            to: s.destination.number,
+            text: s.text,
+            encoding: encoding_name(s.encoding).to_string(),
+            status_report_requested: s.status_report_requested,
+            concat: s.concat.map(|c| (c.reference, c.total, c.sequence)),
+        }),
+        Ok(_) => Err("not an SMS-SUBMIT".to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The log's name for an alphabet.
+pub fn encoding_name(e: Encoding) -> &'static str {
+    match e {
+        Encoding::Gsm7 => "gsm7",
+        Encoding::Ucs2 => "ucs2",
+        Encoding::Binary8 => "binary8",
+    }
 }
 
 /// A text-mode submit: the text as typed, coding and status-report flag from `AT+CSMP`.
@@ -72,7 +98,7 @@ pub fn text_submit(to: &str, text: &str, csmp: (u8, u8, u8, u8)) -> Submitted {
     }
 }
 
-/// Encodes an incoming message as one or more SMS-DELIVER PDUs.
+/// Encodes an incoming message as one or more SMS-DELIVER PDUs (SMSC field first).
 pub fn encode_deliver(
     from: &str,
     text: &str,
@@ -81,13 +107,35 @@ pub fn encode_deliver(
     concat_reference: u16,
     opts: &DeliverOptions,
 ) -> Result<Vec<DeliverPart>, SimError> {
-    let _ = (from, text, timestamp, smsc, concat_reference, opts);
-    Err(SimError::Encode(
-        "the PDU codec is not available in this build".to_string(),
-    ))
+    let force = if opts.ucs2 {
+        Some(Encoding::Ucs2)
+    } else if opts.binary {
+        Some(Encoding::Binary8)
+    } else {
+        None
+    };
+    let parts = pdu::encode_deliver(from, text, timestamp, smsc, concat_reference, force)
+        .map_err(|e| SimError::Encode(e.to_string()))?;
+    parts
+        .into_iter()
+        .map(|p| {
+            // Each part's own text, for text mode, as the codec reads it back.
+            let text = match pdu::decode(&p.hex, Direction::MobileTerminated, true) {
+                Ok(Pdu::Deliver(d)) => d.text,
+                Ok(_) => return Err(SimError::Encode("codec produced no DELIVER".into())),
+                Err(e) => return Err(SimError::Encode(e.to_string())),
+            };
+            Ok(DeliverPart {
+                hex_with_smsc: p.hex,
+                tpdu_len: p.tpdu_len,
+                text,
+            })
+        })
+        .collect()
 }
 
-/// Encodes an SMS-STATUS-REPORT for message reference `reference`.
+/// Encodes an SMS-STATUS-REPORT for message reference `reference` (`status` as TP-ST: 0
+/// delivered).
 pub fn encode_status_report(
     reference: u8,
     recipient: &str,
@@ -95,8 +143,12 @@ pub fn encode_status_report(
     discharge: DateTime<FixedOffset>,
     status: u8,
 ) -> Result<EncodedReport, String> {
-    let _ = (reference, recipient, sc_time, discharge, status);
-    Err("the PDU codec is not available in this build".to_string())
+    let p = pdu::encode_status_report(reference, recipient, sc_time, discharge, status)
+        .map_err(|e| e.to_string())?;
+    Ok(EncodedReport {
+        hex_with_smsc: p.hex,
+        tpdu_len: p.tpdu_len,
+    })
 }
 
 /// Hex of UTF-16 code units (as `AT+CSCS="UCS2"` and `AT+CTTS=1` use) to text.
