@@ -10,7 +10,6 @@ use tracing::{debug, error, info, warn};
 
 use super::{Driver, ModemError, ModemEvent, SmsReceipt};
 use crate::modem::at::response::{body_of, parse_cmgl_index, parse_cmgs, split_fields, unquote};
-use crate::modem::at::SimState;
 use crate::modem::driver::{mask_number, HealthState};
 use crate::modem::engine::{Command, EngineError};
 use crate::modem::pdu::{
@@ -73,15 +72,11 @@ impl<O: PortOpener> Driver<O> {
         self.process_stored().await
     }
 
-    /// Refuses at once when pages cannot go out, so the caller falls back without waiting.
-    fn ensure_can_send(&self) -> Result<(), ModemError> {
+    /// Refuses at once when pages cannot go out (port down, SIM problem, not registered), so
+    /// the caller falls back to email without waiting for a timeout.
+    pub(super) fn ensure_can_send(&self) -> Result<(), ModemError> {
         let h = self.health.borrow();
-        if self.engine.is_none() || (h.state == HealthState::Down && self.sim != SimState::Ready) {
-            return Err(ModemError::Unavailable {
-                reason: h.reason.clone(),
-            });
-        }
-        if !self.registration.is_registered() && h.state == HealthState::Down {
+        if self.engine.is_none() || h.state == HealthState::Down {
             return Err(ModemError::Unavailable {
                 reason: h.reason.clone(),
             });

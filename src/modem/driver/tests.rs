@@ -536,3 +536,54 @@ async fn shutdown_stops_the_task() {
     ));
     fakes.recv().await.unwrap().done().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn text_mode_fallback_sends_and_receives() {
+    let s = identify(Script::new(), "GENERIC-LTE").expect("AT+CPIN?", &["+CPIN: READY", "OK"]);
+    let script = network(
+        s.ok("AT+CMGF=1")
+            .ok("AT+CSCS=\"GSM\"")
+            .ok("AT+CSMP=49,167,0,0")
+            .expect(
+                "AT+CPMS=\"SM\",\"SM\",\"SM\"",
+                &["+CPMS: 0,30,0,30,0,30", "OK"],
+            )
+            .ok("AT+CNMI=2,1,0,1,0")
+            .ok("AT+CLIP=1")
+            .ok("AT+CMGL=\"ALL\""),
+    )
+    .submit("AT+CMGS=\"+4915112345678\",145", &["+CMGS: 5", "OK"])
+    .send(&["+CMTI: \"SM\",2"])
+    .expect(
+        "AT+CMGR=2",
+        &[
+            "+CMGR: \"REC UNREAD\",\"+4915112345678\",\"\",\"26/11/22,10:00:00+04\"",
+            "ack 1",
+            "OK",
+        ],
+    )
+    .ok("AT+CMGD=2");
+    let cfg = Settings {
+        text_mode: true,
+        ..settings()
+    };
+    let (modem, mut events, mut fakes, _t) = start(cfg, vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    let receipt = modem.send_sms("+4915112345678", "db1 down").await.unwrap();
+    assert_eq!(receipt.references, vec![5]);
+    let ev = next_event(&mut events).await;
+    let ModemEvent::SmsReceived {
+        from,
+        text,
+        timestamp,
+        ..
+    } = ev
+    else {
+        panic!("{ev:?}")
+    };
+    assert_eq!((from.as_str(), text.as_str()), ("+4915112345678", "ack 1"));
+    assert_eq!(timestamp.to_rfc3339(), "2026-11-22T10:00:00+01:00");
+    let fake = fakes.recv().await.unwrap();
+    fake.done().await.unwrap();
+    assert!(fake.received().contains(&"db1 down".to_string()));
+}

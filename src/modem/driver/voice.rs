@@ -69,11 +69,7 @@ impl<O: PortOpener> Driver<O> {
         if !valid {
             return Err(ModemError::InvalidNumber { number: to.into() });
         }
-        if self.engine.is_none() || !self.registration.is_registered() {
-            return Err(ModemError::Unavailable {
-                reason: self.health.borrow().reason.clone(),
-            });
-        }
+        self.ensure_can_send()?;
         info!(to = %mask_number(to), "placing call");
         let r = self
             .exec(Command::dial(format!("ATD{to};"), self.s.command_timeout))
