@@ -1,0 +1,920 @@
+//! The modem driver: the task that owns the port, and [`Modem`], the handle the daemon uses.
+//!
+//! One task ([`Driver`]) owns the [`AtEngine`] and with it the port (style guide §2). Callers hold
+//! a cloneable [`Modem`] whose methods send a [`Request`] over a bounded channel and wait on a
+//! `oneshot` reply. Between requests the task handles URCs (incoming SMS, status reports, calls)
+//! and polls health; events go out on a bounded channel of [`ModemEvent`]s, health on a `watch`.
+//!
+//! Life cycle: open the port -> drain and resync with `AT` -> bring-up (echo off, verbose errors,
+//! identity and profile, SIM and PIN, registration, SMS mode and indications) -> read what was
+//! stored while nobody listened -> serve. Failure handling:
+//! - port lost (read of 0 bytes, I/O error, open fails): health Down at once, reopen with
+//!   exponential backoff and jitter;
+//! - a command times out: resync with `AT`; if that fails, or timeouts keep coming, send the
+//!   profile's soft reset (`AT+CFUN=1,1`) and reopen;
+//! - a rejected SIM PIN is never sent again in this process (the SIM would lock).
+//!
+//! Requests that arrive while the modem is down are refused at once with
+//! [`ModemError::Unavailable`], so the notifier falls back to email instead of waiting.
+//!
+//! Shutdown: the token is checked between exchanges; the exchange in flight finishes first
+//! (a call in progress is hung up). The task also ends when the last [`Modem`] is dropped.
+
+mod sms;
+mod types;
+mod voice;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::clock::{Clock, SystemClock};
+use crate::modem::at::response::{parse_cops, parse_cpin, parse_csq, parse_registration};
+use crate::modem::at::{RegDomain, SimState, Urc};
+use crate::modem::engine::{AtEngine, Command, EngineError, Response, Unsolicited};
+use crate::modem::pdu::{Deliver, Reassembler};
+use crate::modem::port::{PortOpener, SerialOpener};
+use crate::modem::profile::Profile;
+
+pub use types::{
+    mask_number, CallOptions, CallOutcome, Health, HealthState, ModemError, ModemEvent,
+    ModemStatus, Pin, Registration, Settings, SmsReceipt,
+};
+
+/// Requests waiting for the task; senders wait when it is full.
+const REQUEST_QUEUE: usize = 32;
+/// Events waiting for the daemon; the task waits when it is full (a stored message is deleted
+/// only after its event was accepted).
+const EVENT_QUEUE: usize = 64;
+/// A signal this weak still works but is worth a warning.
+const WEAK_SIGNAL_DBM: i32 = -107;
+
+/// One request to the task, with its reply channel.
+enum Request {
+    SendSms {
+        to: String,
+        text: String,
+        reply: oneshot::Sender<Result<SmsReceipt, ModemError>>,
+    },
+    Call {
+        to: String,
+        opts: CallOptions,
+        reply: oneshot::Sender<Result<CallOutcome, ModemError>>,
+    },
+    HangUp {
+        reply: oneshot::Sender<Result<(), ModemError>>,
+    },
+    RejectIncoming {
+        reply: oneshot::Sender<Result<(), ModemError>>,
+    },
+    Status {
+        reply: oneshot::Sender<Result<ModemStatus, ModemError>>,
+    },
+}
+
+/// The handle to the modem task. Cheap to clone; the task ends when the last clone is dropped
+/// or the shutdown token fires.
+#[derive(Clone)]
+pub struct Modem {
+    requests: mpsc::Sender<Request>,
+    health: watch::Receiver<Health>,
+}
+
+impl Modem {
+    /// Starts the task on the serial device of `settings`.
+    pub fn spawn(
+        settings: Settings,
+        shutdown: CancellationToken,
+    ) -> (Modem, mpsc::Receiver<ModemEvent>) {
+        let opener = SerialOpener {
+            device: settings.device.clone(),
+            baud: settings.baud,
+        };
+        Self::spawn_with(settings, opener, Arc::new(SystemClock), shutdown)
+    }
+
+    /// Starts the task on any port opener (tests use a scripted fake) with an injected clock.
+    pub fn spawn_with<O: PortOpener>(
+        settings: Settings,
+        opener: O,
+        clock: Arc<dyn Clock>,
+        shutdown: CancellationToken,
+    ) -> (Modem, mpsc::Receiver<ModemEvent>) {
+        let (req_tx, req_rx) = mpsc::channel(REQUEST_QUEUE);
+        let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
+        let (health_tx, health_rx) = watch::channel(Health {
+            state: HealthState::Down,
+            reason: "starting".into(),
+            since: clock.now(),
+        });
+        let driver = Driver::new(settings, opener, clock, req_rx, ev_tx, health_tx, shutdown);
+        tokio::spawn(driver.run());
+        (
+            Modem {
+                requests: req_tx,
+                health: health_rx,
+            },
+            ev_rx,
+        )
+    }
+
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, ModemError>>) -> Request,
+    ) -> Result<T, ModemError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(make(tx))
+            .await
+            .map_err(|_| ModemError::Stopped)?;
+        rx.await.map_err(|_| ModemError::Stopped)?
+    }
+
+    /// Sends an SMS (PDU mode, split into parts as needed). Each part is retried on retryable
+    /// `+CMS ERROR`s (e.g. 500) up to `part_attempts`; the receipt holds each part's TP-MR.
+    pub async fn send_sms(&self, to: &str, text: &str) -> Result<SmsReceipt, ModemError> {
+        self.request(|reply| Request::SendSms {
+            to: to.into(),
+            text: text.into(),
+            reply,
+        })
+        .await
+    }
+
+    /// Places a voice call and follows it to an outcome; see [`CallOptions`]. Other requests
+    /// wait while the call runs.
+    pub async fn call(&self, to: &str, opts: CallOptions) -> Result<CallOutcome, ModemError> {
+        self.request(|reply| Request::Call {
+            to: to.into(),
+            opts,
+            reply,
+        })
+        .await
+    }
+
+    /// Ends any call.
+    pub async fn hang_up(&self) -> Result<(), ModemError> {
+        self.request(|reply| Request::HangUp { reply }).await
+    }
+
+    /// Declines a ringing incoming call.
+    pub async fn reject_incoming(&self) -> Result<(), ModemError> {
+        self.request(|reply| Request::RejectIncoming { reply })
+            .await
+    }
+
+    /// Fresh identity, SIM, registration, operator and signal.
+    pub async fn status(&self) -> Result<ModemStatus, ModemError> {
+        self.request(|reply| Request::Status { reply }).await
+    }
+
+    /// Health, updated at once on every change.
+    pub fn health(&self) -> watch::Receiver<Health> {
+        self.health.clone()
+    }
+
+    /// Waits until the task has ended (after shutdown), so the daemon can exit at a safe point.
+    pub async fn stopped(&self) {
+        let mut rx = self.health.clone();
+        while rx.changed().await.is_ok() {}
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PinState {
+    /// Not sent in this process.
+    NotTried,
+    /// Sent and accepted: safe to send again after a modem reset.
+    Accepted,
+    /// Rejected, or the answer was lost: never sent again.
+    Refused,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Identity {
+    manufacturer: String,
+    model: String,
+    revision: String,
+    imei: Option<String>,
+}
+
+/// Parts of concatenated messages still in modem storage, by (sender, reference, total).
+type StoredParts = HashMap<(String, u16, u8), (DateTime<Utc>, Vec<u32>)>;
+
+/// Incoming-call tracking, so one ringing call makes one event.
+#[derive(Debug, Default)]
+struct IncomingCall {
+    ringing: bool,
+    announced: bool,
+    rings: u32,
+}
+
+/// The task that owns the port; see the module docs.
+struct Driver<O: PortOpener> {
+    s: Settings,
+    opener: O,
+    clock: Arc<dyn Clock>,
+    engine: Option<AtEngine<O::Port>>,
+    requests: mpsc::Receiver<Request>,
+    events: mpsc::Sender<ModemEvent>,
+    health: watch::Sender<Health>,
+    shutdown: CancellationToken,
+    profile: Profile,
+    ident: Identity,
+    sim: SimState,
+    registration: Registration,
+    operator: Option<String>,
+    signal_dbm: Option<i32>,
+    pin: PinState,
+    pin_problem: Option<String>,
+    configured: bool,
+    configure_problem: Option<String>,
+    down_reason: String,
+    reopen_attempt: u32,
+    reopen_at: Instant,
+    slow_streak: u32,
+    concat_ref: u16,
+    reassembler: Reassembler<Deliver>,
+    stored_parts: StoredParts,
+    storage: String,
+    incoming: IncomingCall,
+}
+
+impl<O: PortOpener> Driver<O> {
+    fn new(
+        s: Settings,
+        opener: O,
+        clock: Arc<dyn Clock>,
+        requests: mpsc::Receiver<Request>,
+        events: mpsc::Sender<ModemEvent>,
+        health: watch::Sender<Health>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let profile = s.profile.fixed().unwrap_or(Profile::Generic);
+        Self {
+            s,
+            opener,
+            clock,
+            engine: None,
+            requests,
+            events,
+            health,
+            shutdown,
+            profile,
+            ident: Identity::default(),
+            sim: SimState::Unknown,
+            registration: Registration::default(),
+            operator: None,
+            signal_dbm: None,
+            pin: PinState::NotTried,
+            pin_problem: None,
+            configured: false,
+            configure_problem: None,
+            down_reason: "starting".into(),
+            reopen_attempt: 0,
+            reopen_at: Instant::now(),
+            slow_streak: 0,
+            // Vary the concatenation reference across restarts so a phone never joins parts
+            // of two different pages.
+            concat_ref: fastrand::u16(..),
+            reassembler: Reassembler::default(),
+            stored_parts: HashMap::new(),
+            storage: "SM".into(),
+            incoming: IncomingCall::default(),
+        }
+    }
+
+    async fn run(mut self) {
+        info!(device = %self.opener.describe(), "modem task started");
+        let mut next_health = Instant::now() + self.s.health_interval;
+        loop {
+            let Some(engine) = self.engine.as_mut() else {
+                enum Idle {
+                    Stop,
+                    Request(Request),
+                    Reopen,
+                }
+                let ev = tokio::select! {
+                    biased;
+                    _ = self.shutdown.cancelled() => Idle::Stop,
+                    r = self.requests.recv() => r.map_or(Idle::Stop, Idle::Request),
+                    _ = sleep_until(self.reopen_at) => Idle::Reopen,
+                };
+                match ev {
+                    Idle::Stop => break,
+                    Idle::Request(r) => self.refuse(r),
+                    Idle::Reopen => {
+                        self.reopen().await;
+                        next_health = Instant::now() + self.s.health_interval;
+                    }
+                }
+                continue;
+            };
+            enum Wake {
+                Stop,
+                Request(Request),
+                Unsolicited(Result<Unsolicited, EngineError>),
+                Health,
+            }
+            let ev = tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => Wake::Stop,
+                r = self.requests.recv() => r.map_or(Wake::Stop, Wake::Request),
+                u = engine.next_unsolicited() => Wake::Unsolicited(u),
+                _ = sleep_until(next_health) => Wake::Health,
+            };
+            match ev {
+                Wake::Stop => break,
+                Wake::Request(r) => self.serve(r).await,
+                Wake::Unsolicited(Ok(u)) => self.on_unsolicited(u).await,
+                Wake::Unsolicited(Err(e)) => self.lose_port(format!("port lost: {e}")),
+                Wake::Health => {
+                    self.health_poll().await;
+                    next_health = Instant::now() + self.s.health_interval;
+                }
+            }
+            self.drain_unsolicited().await;
+        }
+        info!("modem task stopped");
+    }
+
+    /// Answers a request while the port is down.
+    fn refuse(&mut self, r: Request) {
+        let err = || ModemError::Unavailable {
+            reason: self.health.borrow().reason.clone(),
+        };
+        match r {
+            Request::SendSms { reply, .. } => drop(reply.send(Err(err()))),
+            Request::Call { reply, .. } => drop(reply.send(Err(err()))),
+            Request::HangUp { reply } | Request::RejectIncoming { reply } => {
+                drop(reply.send(Err(err())))
+            }
+            Request::Status { reply } => drop(reply.send(Err(err()))),
+        }
+    }
+
+    async fn serve(&mut self, r: Request) {
+        match r {
+            Request::SendSms { to, text, reply } => {
+                let res = self.send_sms(&to, &text).await;
+                let _ = reply.send(res);
+            }
+            Request::Call { to, opts, reply } => {
+                let res = self.call(&to, opts).await;
+                let _ = reply.send(res);
+            }
+            Request::HangUp { reply } | Request::RejectIncoming { reply } => {
+                let res = self.hang_up().await;
+                let _ = reply.send(res);
+            }
+            Request::Status { reply } => {
+                let res = self.status().await;
+                let _ = reply.send(res);
+            }
+        }
+    }
+
+    // ---- port life cycle -------------------------------------------------------------------
+
+    async fn reopen(&mut self) {
+        match self.opener.open().await {
+            Err(e) => {
+                let reason = format!("cannot open {}: {e}", self.opener.describe());
+                self.schedule_reopen(reason);
+            }
+            Ok(port) => {
+                info!(device = %self.opener.describe(), "modem port opened");
+                self.engine = Some(AtEngine::new(port));
+                match self.bring_up().await {
+                    Ok(()) => {
+                        self.reopen_attempt = 0;
+                        self.evaluate();
+                    }
+                    Err(e) => {
+                        if self.engine.is_some() {
+                            self.engine = None;
+                            self.schedule_reopen(format!("bring-up failed: {e}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drops the port and schedules a reopen; health goes Down at once.
+    fn lose_port(&mut self, reason: String) {
+        self.engine = None;
+        self.schedule_reopen(reason);
+    }
+
+    fn schedule_reopen(&mut self, reason: String) {
+        self.engine = None;
+        self.configured = false;
+        self.sim = SimState::Unknown;
+        self.registration = Registration::default();
+        self.signal_dbm = None;
+        self.incoming = IncomingCall::default();
+        let min = self.s.reopen_min.max(Duration::from_millis(10));
+        let exp = min.saturating_mul(1u32 << self.reopen_attempt.min(16));
+        let capped = exp.min(self.s.reopen_max.max(min));
+        // +-20 % jitter so several boxes on one USB hub do not retry in lock step.
+        let jitter = 0.8 + fastrand::f64() * 0.4;
+        let delay = capped.mul_f64(jitter);
+        self.reopen_attempt = self.reopen_attempt.saturating_add(1);
+        self.reopen_at = Instant::now() + delay;
+        warn!(reason = %reason, retry_in_ms = delay.as_millis() as u64, "modem down");
+        self.down_reason = reason;
+        self.evaluate();
+    }
+
+    async fn soft_reset(&mut self, reason: String) {
+        let cmd = format!("{}\r", self.profile.reset_command());
+        if let Some(engine) = self.engine.as_mut() {
+            let _ = engine.write_raw(cmd.as_bytes()).await;
+        }
+        error!(reason = %reason, "modem not answering, soft reset sent");
+        self.lose_port(format!("{reason}; soft reset sent"));
+    }
+
+    /// Runs one command; port loss and timeouts are handled here (see module docs).
+    async fn exec(&mut self, cmd: Command) -> Result<Response, ModemError> {
+        let Some(engine) = self.engine.as_mut() else {
+            return Err(ModemError::Unavailable {
+                reason: self.down_reason.clone(),
+            });
+        };
+        match engine.execute(&cmd).await {
+            Ok(r) => {
+                self.slow_streak = 0;
+                Ok(r)
+            }
+            Err(e) if e.is_port_lost() => {
+                self.lose_port(format!("port lost: {e}"));
+                Err(e.into())
+            }
+            Err(e) if e.is_timeout() => {
+                self.on_timeout(&e).await;
+                Err(e.into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Like [`Self::exec`], but a modem-level refusal (`ERROR`, `+CME`, `+CMS`) is `Ok(None)`:
+    /// for optional settings a given modem may not know.
+    async fn exec_opt(&mut self, text: &str) -> Result<Option<Response>, ModemError> {
+        match self.exec(Command::new(text, self.s.command_timeout)).await {
+            Ok(r) => Ok(Some(r)),
+            Err(ModemError::Command(
+                e @ (EngineError::Error { .. } | EngineError::Cme { .. } | EngineError::Cms { .. }),
+            )) => {
+                debug!(command = text, error = %e, "optional command refused");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn on_timeout(&mut self, e: &EngineError) {
+        warn!(error = %e, "modem command timed out, resyncing");
+        let each = self.s.command_timeout.min(Duration::from_secs(3));
+        let Some(engine) = self.engine.as_mut() else {
+            return;
+        };
+        match engine.resync(2, each).await {
+            Ok(()) => {
+                self.slow_streak += 1;
+                if self.slow_streak >= 3 {
+                    self.slow_streak = 0;
+                    self.soft_reset(format!("repeated timeouts, last: {e}"))
+                        .await;
+                } else {
+                    self.publish(HealthState::Degraded, format!("modem slow: {e}"));
+                }
+            }
+            Err(r) if r.is_port_lost() => self.lose_port(format!("port lost: {r}")),
+            Err(_) => self.soft_reset(format!("modem not answering ({e})")).await,
+        }
+    }
+
+    // ---- bring-up and health ---------------------------------------------------------------
+
+    async fn bring_up(&mut self) -> Result<(), ModemError> {
+        self.configured = false;
+        self.configure_problem = None;
+        let each = self.s.command_timeout.min(Duration::from_secs(3));
+        if let Some(engine) = self.engine.as_mut() {
+            // Bytes sent while the port was closed are still buffered: drain, then resync.
+            let synced = engine.resync(3, each).await;
+            if let Err(e) = synced {
+                return Err(ModemError::Command(e));
+            }
+        }
+        self.exec(Command::new("ATE0", self.s.command_timeout))
+            .await?;
+        // Numeric error codes (table in at::codes); verbose text parses too if a modem ignores it.
+        self.exec_opt("AT+CMEE=1").await?;
+        self.identify().await?;
+        self.exec_opt("AT+CREG=1").await?;
+        if self.profile.has_lte() {
+            self.exec_opt("AT+CEREG=1").await?;
+        }
+        self.check_sim().await?;
+        if self.sim == SimState::Ready {
+            self.configure_sms().await?;
+        }
+        self.refresh_network().await?;
+        info!(
+            profile = self.profile.as_str(),
+            model = %self.ident.model,
+            sim = %self.sim.describe(),
+            registration = %self.registration,
+            signal_dbm = ?self.signal_dbm,
+            "modem brought up"
+        );
+        Ok(())
+    }
+
+    async fn first_line(&mut self, text: &str) -> Result<Option<String>, ModemError> {
+        let prefix = format!("{}:", text.trim_start_matches("AT"));
+        Ok(self.exec_opt(text).await?.and_then(|r| {
+            r.lines.first().map(|l| {
+                l.strip_prefix(&prefix)
+                    .unwrap_or(l)
+                    .trim()
+                    .trim_matches('"')
+                    .to_string()
+            })
+        }))
+    }
+
+    async fn identify(&mut self) -> Result<(), ModemError> {
+        let manufacturer = self.first_line("AT+CGMI").await?.unwrap_or_default();
+        let mut model = self.first_line("AT+CGMM").await?.unwrap_or_default();
+        if model.is_empty() {
+            model = self.first_line("ATI").await?.unwrap_or_default();
+        }
+        let revision = self.first_line("AT+CGMR").await?.unwrap_or_default();
+        let imei = self.first_line("AT+CGSN").await?;
+        self.profile = self
+            .s
+            .profile
+            .fixed()
+            .unwrap_or_else(|| Profile::detect(&manufacturer, &model));
+        self.ident = Identity {
+            manufacturer,
+            model,
+            revision,
+            imei,
+        };
+        Ok(())
+    }
+
+    async fn query_sim(&mut self) -> Result<SimState, ModemError> {
+        match self
+            .exec(Command::new("AT+CPIN?", self.s.command_timeout))
+            .await
+        {
+            Ok(r) => Ok(r
+                .line("+CPIN:")
+                .and_then(parse_cpin)
+                .unwrap_or(SimState::Other("no +CPIN answer".into()))),
+            Err(ModemError::Command(EngineError::Cme { code, .. })) => Ok(match code.code() {
+                Some(10) => SimState::NotInserted,
+                Some(11) => SimState::PinRequired,
+                Some(12) => SimState::PukRequired,
+                Some(13 | 15) => SimState::Other("SIM failure".into()),
+                Some(14) => SimState::Other("SIM busy".into()),
+                _ => SimState::Other(code.to_string()),
+            }),
+            Err(ModemError::Command(EngineError::Error { .. })) => {
+                Ok(SimState::Other("ERROR".into()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn check_sim(&mut self) -> Result<(), ModemError> {
+        self.sim = self.query_sim().await?;
+        if self.sim == SimState::PinRequired {
+            self.enter_pin().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the PIN unless it was ever refused (or its answer lost) in this process.
+    async fn enter_pin(&mut self) -> Result<(), ModemError> {
+        if self.pin == PinState::Refused {
+            return Ok(());
+        }
+        let Some(pin) = self.s.pin.clone() else {
+            self.pin_problem = Some("SIM PIN required but none configured".into());
+            return Ok(());
+        };
+        let cmd = Command::secret(
+            format!("AT+CPIN=\"{}\"", pin.expose()),
+            "AT+CPIN",
+            self.s.command_timeout,
+        );
+        // Pessimistic until the modem says OK: a lost answer may have used up a try.
+        self.pin = PinState::Refused;
+        match self.exec(cmd).await {
+            Ok(_) => {
+                self.pin = PinState::Accepted;
+                self.pin_problem = None;
+                info!("SIM PIN accepted");
+                for _ in 0..20 {
+                    self.sim = self.query_sim().await?;
+                    if self.sim != SimState::PinRequired && !matches!(self.sim, SimState::Other(_))
+                    {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Ok(())
+            }
+            Err(ModemError::Command(EngineError::Cme { code, .. })) if code.code() == Some(16) => {
+                error!("SIM PIN rejected; it will not be tried again");
+                self.pin_problem = Some("SIM PIN rejected".into());
+                Ok(())
+            }
+            Err(ModemError::Command(e @ (EngineError::Cme { .. } | EngineError::Error { .. }))) => {
+                error!(error = %e, "SIM PIN entry failed; it will not be tried again");
+                self.pin_problem = Some(format!("SIM PIN entry failed ({e}); not retried"));
+                Ok(())
+            }
+            Err(e) => {
+                error!(error = %e, "SIM PIN entry unconfirmed; it will not be tried again");
+                self.pin_problem = Some("SIM PIN entry unconfirmed; not retried".into());
+                Err(e)
+            }
+        }
+    }
+
+    async fn refresh_network(&mut self) -> Result<(), ModemError> {
+        if let Some(r) = self.exec_opt("AT+CREG?").await? {
+            self.registration.circuit = r
+                .line("+CREG:")
+                .and_then(|l| parse_registration(l, true))
+                .map(|(_, s)| s);
+        }
+        if self.profile.has_lte() {
+            if let Some(r) = self.exec_opt("AT+CEREG?").await? {
+                self.registration.eps = r
+                    .line("+CEREG:")
+                    .and_then(|l| parse_registration(l, true))
+                    .map(|(_, s)| s);
+            }
+        }
+        if let Some(r) = self.exec_opt("AT+CSQ").await? {
+            self.signal_dbm = r.line("+CSQ:").and_then(parse_csq).flatten();
+        }
+        if self.registration.is_registered() {
+            if let Some(r) = self.exec_opt("AT+COPS?").await? {
+                self.operator = r.line("+COPS:").and_then(parse_cops);
+            }
+        }
+        Ok(())
+    }
+
+    async fn health_poll(&mut self) {
+        let res = self.poll_once().await;
+        if let Err(e) = res {
+            debug!(error = %e, "health poll failed");
+        }
+        self.expire_partials().await;
+        self.evaluate();
+    }
+
+    async fn poll_once(&mut self) -> Result<(), ModemError> {
+        if self.sim != SimState::Ready {
+            self.check_sim().await?;
+        }
+        if self.sim == SimState::Ready && !self.configured {
+            self.configure_sms().await?;
+        }
+        self.refresh_network().await
+    }
+
+    /// Works out health from what is known and publishes it.
+    fn evaluate(&mut self) {
+        let (state, reason) = self.assess();
+        self.publish(state, reason);
+    }
+
+    fn assess(&self) -> (HealthState, String) {
+        if self.engine.is_none() {
+            return (HealthState::Down, self.down_reason.clone());
+        }
+        if let Some(p) = &self.pin_problem {
+            return (HealthState::Down, p.clone());
+        }
+        match &self.sim {
+            SimState::Ready => {}
+            SimState::NotInserted => return (HealthState::Down, "SIM not inserted".into()),
+            SimState::PinRequired => return (HealthState::Down, "SIM PIN required".into()),
+            SimState::PukRequired => {
+                return (HealthState::Down, "SIM PUK required (SIM locked)".into())
+            }
+            other => {
+                return (
+                    HealthState::Down,
+                    format!("SIM not ready ({})", other.describe()),
+                )
+            }
+        }
+        if let Some(p) = &self.configure_problem {
+            return (HealthState::Down, p.clone());
+        }
+        if !self.registration.is_registered() {
+            return (
+                HealthState::Down,
+                format!("not registered ({})", self.registration),
+            );
+        }
+        if let Some(dbm) = self.signal_dbm.filter(|d| *d <= WEAK_SIGNAL_DBM) {
+            return (HealthState::Degraded, format!("weak signal ({dbm} dBm)"));
+        }
+        (HealthState::Up, "ready".into())
+    }
+
+    fn publish(&mut self, state: HealthState, reason: String) {
+        let now = self.clock.now();
+        let changed = self.health.send_if_modified(|h| {
+            if h.state == state && h.reason == reason {
+                return false;
+            }
+            if h.state != state {
+                h.since = now;
+            }
+            h.state = state;
+            h.reason = reason.clone();
+            true
+        });
+        if changed {
+            match state {
+                HealthState::Up => info!(state = state.as_str(), reason = %reason, "modem health"),
+                _ => warn!(state = state.as_str(), reason = %reason, "modem health"),
+            }
+        }
+    }
+
+    async fn status(&mut self) -> Result<ModemStatus, ModemError> {
+        if self.engine.is_none() {
+            return Err(ModemError::Unavailable {
+                reason: self.down_reason.clone(),
+            });
+        }
+        self.sim = self.query_sim().await?;
+        self.refresh_network().await?;
+        self.evaluate();
+        Ok(ModemStatus {
+            manufacturer: self.ident.manufacturer.clone(),
+            model: self.ident.model.clone(),
+            revision: self.ident.revision.clone(),
+            imei: self.ident.imei.clone(),
+            sim: self.sim.clone(),
+            registration: self.registration,
+            operator: self.operator.clone(),
+            signal_dbm: self.signal_dbm,
+            profile: self.profile,
+        })
+    }
+
+    // ---- unsolicited -----------------------------------------------------------------------
+
+    async fn drain_unsolicited(&mut self) {
+        while let Some(u) = self.engine.as_mut().and_then(AtEngine::pop_unsolicited) {
+            self.on_unsolicited(u).await;
+        }
+    }
+
+    async fn on_unsolicited(&mut self, u: Unsolicited) {
+        debug!(urc = ?u.urc, "urc");
+        let res = match u.urc {
+            Urc::NewMessage { storage, index } => self.read_stored(&storage, index).await,
+            Urc::StatusReportStored { storage, index } => self.read_stored(&storage, index).await,
+            Urc::MessageFollows { header } => match u.body {
+                Some(body) => self.on_direct_message(&header, &body).await,
+                None => Ok(()),
+            },
+            Urc::StatusReportFollows { header } => match u.body {
+                Some(body) => self.on_direct_report(&header, &body).await,
+                None => Ok(()),
+            },
+            Urc::Ring => {
+                self.incoming.ringing = true;
+                self.incoming.rings += 1;
+                // Without +CLIP the caller is unknown; say so on the second ring.
+                if self.incoming.rings >= 2 && !self.incoming.announced {
+                    self.incoming.announced = true;
+                    self.emit(ModemEvent::IncomingCall { from: None }).await
+                } else {
+                    Ok(())
+                }
+            }
+            Urc::CallerId { number } => {
+                self.incoming.ringing = true;
+                if self.incoming.announced {
+                    Ok(())
+                } else {
+                    self.incoming.announced = true;
+                    let from = (!number.is_empty()).then_some(number);
+                    self.emit(ModemEvent::IncomingCall { from }).await
+                }
+            }
+            Urc::CallEnded(_) | Urc::VoiceCallEnd | Urc::MissedCall(_) => {
+                if self.incoming.ringing {
+                    self.incoming = IncomingCall::default();
+                    self.emit(ModemEvent::CallEnded).await
+                } else {
+                    Ok(())
+                }
+            }
+            Urc::Dtmf { key } => self.emit(ModemEvent::Dtmf { key }).await,
+            Urc::Registration { domain, status } => {
+                match domain {
+                    RegDomain::Circuit => self.registration.circuit = Some(status),
+                    RegDomain::Eps => self.registration.eps = Some(status),
+                    RegDomain::Gprs => {}
+                }
+                self.evaluate();
+                Ok(())
+            }
+            Urc::Sim(state) => {
+                self.sim = state;
+                if self.sim == SimState::PinRequired {
+                    let _ = self.enter_pin().await;
+                }
+                if self.sim == SimState::Ready && !self.configured {
+                    let _ = self.configure_sms().await;
+                }
+                self.evaluate();
+                Ok(())
+            }
+            Urc::Ready | Urc::PowerDown => {
+                // The module rebooted (or is going down): its settings are gone.
+                warn!(urc = ?u.urc, "modem restarted, bringing up again");
+                match self.bring_up().await {
+                    Ok(()) => {
+                        self.evaluate();
+                        Ok(())
+                    }
+                    Err(e) => {
+                        if self.engine.is_some() {
+                            self.lose_port(format!("bring-up after restart failed: {e}"));
+                        }
+                        Ok(())
+                    }
+                }
+            }
+            Urc::SmsReady => {
+                if self.sim == SimState::Ready && !self.configured {
+                    let _ = self.configure_sms().await;
+                    self.evaluate();
+                }
+                Ok(())
+            }
+            Urc::QuectelIndication(ref s) if s.contains("SMS DONE") => {
+                if !self.configured {
+                    let _ = self.poll_once().await;
+                    self.evaluate();
+                }
+                Ok(())
+            }
+            Urc::CallReady
+            | Urc::Functionality(_)
+            | Urc::QuectelIndication(_)
+            | Urc::VoiceCallBegin
+            | Urc::SpeechDone
+            | Urc::CallList(_) => Ok(()),
+        };
+        if let Err(e) = res {
+            warn!(error = %e, "handling an unsolicited result failed");
+        }
+    }
+
+    /// Hands an event to the daemon; fails only when nobody listens any more.
+    async fn emit(&mut self, ev: ModemEvent) -> Result<(), ModemError> {
+        self.events.send(ev).await.map_err(|_| ModemError::Stopped)
+    }
+
+    async fn hang_up(&mut self) -> Result<(), ModemError> {
+        let cmd = Command::new(self.profile.hang_up_command(), self.s.command_timeout);
+        self.exec(cmd).await?;
+        if self.incoming.ringing {
+            self.incoming = IncomingCall::default();
+            self.emit(ModemEvent::CallEnded).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

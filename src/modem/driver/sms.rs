@@ -1,0 +1,493 @@
+//! SMS in the driver: configuration, sending (PDU mode, text mode fallback), receiving from
+//! storage and directly, status reports, multipart reassembly.
+//!
+//! A stored message is deleted from the modem only after its event was accepted by the daemon
+//! (or it proved undecodable), and parts of an unfinished multipart message stay stored until
+//! the whole message is out; a restart then finds them again with `AT+CMGL`.
+
+use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone};
+use tracing::{debug, error, info, warn};
+
+use super::{Driver, ModemError, ModemEvent, SmsReceipt};
+use crate::modem::at::response::{body_of, parse_cmgl_index, parse_cmgs, split_fields, unquote};
+use crate::modem::driver::{mask_number, HealthState};
+use crate::modem::engine::{Command, EngineError};
+use crate::modem::pdu::{
+    decode, decode_with_tpdu_len, encode_submit, AddressKind, Deliver, Direction, Pdu,
+    StatusReport, SubmitOptions,
+};
+use crate::modem::port::PortOpener;
+
+/// Longest page we split into parts; beyond it something upstream is wrong.
+const MAX_PARTS: usize = 10;
+/// Validity asked of the service centre: a page a day old is no use.
+const VALIDITY_MINUTES: u32 = 24 * 60;
+
+impl<O: PortOpener> Driver<O> {
+    /// Sets SMS mode, indications, storage; then processes what is stored.
+    pub(super) async fn configure_sms(&mut self) -> Result<(), ModemError> {
+        let t = self.s.command_timeout;
+        let mode = if self.s.text_mode {
+            "AT+CMGF=1"
+        } else {
+            "AT+CMGF=0"
+        };
+        if let Err(e) = self.exec(Command::new(mode, t)).await {
+            if matches!(e, ModemError::Command(ref c) if !c.is_port_lost() && !c.is_timeout()) {
+                self.configure_problem = Some(format!("cannot set SMS mode: {e}"));
+            }
+            return Err(e);
+        }
+        if self.s.text_mode {
+            self.exec_opt("AT+CSCS=\"GSM\"").await?;
+            // First octet 17 (SUBMIT, relative validity) or 49 (also TP-SRR), one day.
+            let fo = if self.s.delivery_reports { 49 } else { 17 };
+            self.exec_opt(&format!("AT+CSMP={fo},167,0,0")).await?;
+        }
+        if let Some(smsc) = self.s.smsc.clone() {
+            let kind = if smsc.starts_with('+') { 145 } else { 129 };
+            self.exec_opt(&format!("AT+CSCA=\"{smsc}\",{kind}")).await?;
+        }
+        if self
+            .exec_opt("AT+CPMS=\"SM\",\"SM\",\"SM\"")
+            .await?
+            .is_some()
+        {
+            self.storage = "SM".into();
+        }
+        // mt=1: +CMTI with the storage index (a message survives a daemon crash);
+        // ds=1: status reports as +CDS (stored ones arrive as +CDSI on some firmware).
+        let ds = u8::from(self.s.delivery_reports);
+        let cnmi = format!("AT+CNMI=2,1,0,{ds},0");
+        if self.exec_opt(&cnmi).await?.is_none() {
+            // Some modems refuse mode 2 with a given ds; 1 buffers nothing but still indicates.
+            self.exec_opt(&format!("AT+CNMI=1,1,0,{ds},0")).await?;
+        }
+        self.exec_opt("AT+CLIP=1").await?;
+        if let Some(cmd) = self.profile.dtmf_enable_command() {
+            self.exec_opt(cmd).await?;
+        }
+        self.configured = true;
+        self.configure_problem = None;
+        self.process_stored().await
+    }
+
+    /// Refuses at once when pages cannot go out (port down, SIM problem, not registered), so
+    /// the caller falls back to email without waiting for a timeout.
+    pub(super) fn ensure_can_send(&self) -> Result<(), ModemError> {
+        let h = self.health.borrow();
+        if self.engine.is_none() || h.state == HealthState::Down {
+            return Err(ModemError::Unavailable {
+                reason: h.reason.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) async fn send_sms(
+        &mut self,
+        to: &str,
+        text: &str,
+    ) -> Result<SmsReceipt, ModemError> {
+        self.ensure_can_send()?;
+        if self.s.text_mode {
+            return self.send_text_mode(to, text).await;
+        }
+        let reference = self.concat_ref;
+        self.concat_ref = self.concat_ref.wrapping_add(1);
+        let opts = SubmitOptions {
+            request_status_report: self.s.delivery_reports,
+            concat_reference: reference,
+            max_parts: Some(MAX_PARTS),
+            validity_minutes: Some(VALIDITY_MINUTES),
+            smsc: None,
+        };
+        let parts = encode_submit(to, text, &opts)?;
+        let total = parts.len();
+        let mut references = Vec::with_capacity(total);
+        for (i, part) in parts.into_iter().enumerate() {
+            let cmd = Command::submit(
+                format!("AT+CMGS={}", part.tpdu_len),
+                part.hex,
+                self.s.sms_timeout,
+            );
+            let mr = self.submit_part(cmd, i + 1, total).await?;
+            references.push(mr);
+        }
+        info!(to = %mask_number(to), parts = total, "sms sent");
+        Ok(SmsReceipt {
+            references,
+            parts: total,
+        })
+    }
+
+    /// Submits one part, retrying retryable modem errors (e.g. `+CMS ERROR: 500`).
+    async fn submit_part(
+        &mut self,
+        cmd: Command,
+        part: usize,
+        total: usize,
+    ) -> Result<u8, ModemError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.exec(cmd.clone()).await {
+                Ok(r) => {
+                    return r.line("+CMGS:").and_then(parse_cmgs).ok_or_else(|| {
+                        ModemError::Protocol {
+                            command: "AT+CMGS".into(),
+                            detail: format!("no message reference in {:?}", r.lines),
+                        }
+                    })
+                }
+                Err(ModemError::Command(e)) => {
+                    let again = e.is_retryable()
+                        && !e.is_port_lost()
+                        && !e.is_timeout()
+                        && attempt < self.s.part_attempts
+                        && self.engine.is_some();
+                    if !again {
+                        return Err(ModemError::Part {
+                            part,
+                            total,
+                            source: e,
+                        });
+                    }
+                    warn!(error = %e, part, total, attempt, "sms part failed, retrying");
+                    tokio::time::sleep(self.s.part_retry_delay.saturating_mul(attempt)).await;
+                }
+                Err(other) => return Err(other),
+            }
+        }
+    }
+
+    /// Text mode: one GSM-text message, no parts, no UCS-2.
+    async fn send_text_mode(&mut self, to: &str, text: &str) -> Result<SmsReceipt, ModemError> {
+        if !to.chars().all(|c| c.is_ascii_digit() || c == '+') || to.is_empty() {
+            return Err(ModemError::InvalidNumber { number: to.into() });
+        }
+        let kind = if to.starts_with('+') { 145 } else { 129 };
+        let clean: String = text
+            .chars()
+            .map(|c| {
+                if c == '\u{1a}' || c == '\u{1b}' {
+                    ' '
+                } else {
+                    c
+                }
+            })
+            .collect();
+        let cmd = Command::submit(
+            format!("AT+CMGS=\"{to}\",{kind}"),
+            clean,
+            self.s.sms_timeout,
+        );
+        let mr = self.submit_part(cmd, 1, 1).await?;
+        info!(to = %mask_number(to), parts = 1, "sms sent (text mode)");
+        Ok(SmsReceipt {
+            references: vec![mr],
+            parts: 1,
+        })
+    }
+
+    /// Reads stored messages left from before (`AT+CMGL=4`, all, PDU mode) and processes them.
+    pub(super) async fn process_stored(&mut self) -> Result<(), ModemError> {
+        let list = if self.s.text_mode {
+            "AT+CMGL=\"ALL\""
+        } else {
+            "AT+CMGL=4"
+        };
+        let Some(r) = self.exec_opt(list).await? else {
+            return Ok(());
+        };
+        let mut entries = Vec::new();
+        let mut lines = r.lines.into_iter().peekable();
+        while let Some(l) = lines.next() {
+            let Some(index) = parse_cmgl_index(&l) else {
+                continue;
+            };
+            let body = match lines.peek() {
+                Some(next) if !next.starts_with("+CMGL:") => lines.next().unwrap_or_default(),
+                _ => String::new(),
+            };
+            entries.push((index, l, body));
+        }
+        if !entries.is_empty() {
+            info!(count = entries.len(), "processing stored messages");
+        }
+        for (index, header, body) in entries {
+            if self.s.text_mode {
+                self.on_text_message(Some(index), &header, &body).await?;
+            } else {
+                let len = split_fields(body_of(&header, "+CMGL:").unwrap_or(""))
+                    .last()
+                    .and_then(|f| f.parse().ok());
+                self.process_pdu(Some(index), &body, len).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `+CMTI`/`+CDSI`: read the message at `index`, process it, delete it.
+    pub(super) async fn read_stored(
+        &mut self,
+        storage: &str,
+        index: u32,
+    ) -> Result<(), ModemError> {
+        let switched = storage != self.storage;
+        if switched {
+            self.exec_opt(&format!("AT+CPMS=\"{storage}\"")).await?;
+        }
+        let res = self.read_one(index).await;
+        if switched {
+            let back = format!("AT+CPMS=\"{}\"", self.storage);
+            self.exec_opt(&back).await?;
+        }
+        res
+    }
+
+    async fn read_one(&mut self, index: u32) -> Result<(), ModemError> {
+        let cmd = Command::new(format!("AT+CMGR={index}"), self.s.command_timeout);
+        let r = match self.exec(cmd).await {
+            Ok(r) => r,
+            Err(ModemError::Command(
+                e @ (EngineError::Cms { .. } | EngineError::Cme { .. } | EngineError::Error { .. }),
+            )) => {
+                warn!(index, error = %e, "stored message could not be read");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(pos) = r.lines.iter().position(|l| l.starts_with("+CMGR:")) else {
+            debug!(index, "empty storage slot");
+            return Ok(());
+        };
+        let header = r.lines[pos].clone();
+        let body = r.lines.get(pos + 1).cloned().unwrap_or_default();
+        if self.s.text_mode {
+            return self.on_text_message(Some(index), &header, &body).await;
+        }
+        let len = split_fields(body_of(&header, "+CMGR:").unwrap_or(""))
+            .last()
+            .and_then(|f| f.parse().ok());
+        self.process_pdu(Some(index), &body, len).await
+    }
+
+    /// `+CMT: [<alpha>],<length>` + PDU: a message not stored.
+    pub(super) async fn on_direct_message(
+        &mut self,
+        header: &str,
+        body: &str,
+    ) -> Result<(), ModemError> {
+        if self.s.text_mode {
+            return self
+                .on_text_message(None, &format!("+CMT: {header}"), body)
+                .await;
+        }
+        let len = split_fields(header).last().and_then(|f| f.parse().ok());
+        self.process_pdu(None, body, len).await
+    }
+
+    /// `+CDS: <length>` + PDU: a status report not stored.
+    pub(super) async fn on_direct_report(
+        &mut self,
+        header: &str,
+        body: &str,
+    ) -> Result<(), ModemError> {
+        let len = split_fields(header).last().and_then(|f| f.parse().ok());
+        self.process_pdu(None, body, len).await
+    }
+
+    async fn process_pdu(
+        &mut self,
+        index: Option<u32>,
+        hex: &str,
+        tpdu_len: Option<usize>,
+    ) -> Result<(), ModemError> {
+        let decoded = match tpdu_len {
+            Some(n) => decode_with_tpdu_len(hex, Direction::MobileTerminated, n)
+                .or_else(|_| decode(hex, Direction::MobileTerminated, true)),
+            None => decode(hex, Direction::MobileTerminated, true),
+        };
+        match decoded {
+            Ok(Pdu::Deliver(d)) => self.on_deliver(d, index).await,
+            Ok(Pdu::StatusReport(sr)) => {
+                self.on_report(sr).await?;
+                self.delete(index).await
+            }
+            Ok(Pdu::Submit(_)) => {
+                debug!(index = ?index, "stored outgoing message left alone");
+                Ok(())
+            }
+            Err(e) => {
+                error!(index = ?index, error = %e, "undecodable message deleted");
+                debug!(pdu = hex, "undecodable message");
+                self.delete(index).await
+            }
+        }
+    }
+
+    async fn on_report(&mut self, sr: StatusReport) -> Result<(), ModemError> {
+        let outcome = sr.outcome();
+        info!(
+            reference = sr.message_reference,
+            recipient = %mask_number(&sr.recipient.number),
+            outcome = ?outcome,
+            "delivery report"
+        );
+        self.emit(ModemEvent::DeliveryReport {
+            reference: sr.message_reference,
+            recipient: sr.recipient.number,
+            delivered: outcome == crate::modem::pdu::DeliveryOutcome::Delivered,
+            outcome,
+            status: sr.status,
+        })
+        .await
+    }
+
+    async fn on_deliver(&mut self, d: Deliver, index: Option<u32>) -> Result<(), ModemError> {
+        let now = self.clock.now();
+        let Some(c) = d.concat else {
+            self.emit(received(d)).await?;
+            return self.delete(index).await;
+        };
+        let key = (d.sender.number.clone(), c.reference, c.total);
+        if let Some(i) = index {
+            let entry = self
+                .stored_parts
+                .entry(key.clone())
+                .or_insert((now, Vec::new()));
+            if !entry.1.contains(&i) {
+                entry.1.push(i);
+            }
+        }
+        if let Some(full) = self.reassembler.insert(d, now) {
+            self.emit(received(full)).await?;
+            if let Some((_, indexes)) = self.stored_parts.remove(&key) {
+                for i in indexes {
+                    self.delete(Some(i)).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands out multipart messages whose missing parts never came, joined as far as they got.
+    pub(super) async fn expire_partials(&mut self) {
+        let now = self.clock.now();
+        for inc in self.reassembler.expire(now) {
+            warn!(missing = ?inc.missing, total = inc.total, "incomplete multipart message delivered");
+            if self.emit(received(inc.message)).await.is_err() {
+                return;
+            }
+        }
+        // Stored parts older than the reassembly window belong to what just expired.
+        let cutoff = now - chrono::Duration::minutes(10);
+        let stale: Vec<_> = self
+            .stored_parts
+            .iter()
+            .filter(|(_, (seen, _))| *seen <= cutoff)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in stale {
+            if let Some((_, indexes)) = self.stored_parts.remove(&k) {
+                for i in indexes {
+                    if self.delete(Some(i)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn delete(&mut self, index: Option<u32>) -> Result<(), ModemError> {
+        if let Some(i) = index {
+            self.exec_opt(&format!("AT+CMGD={i}")).await?;
+        }
+        Ok(())
+    }
+
+    /// Text mode `+CMGR:`/`+CMGL:`/`+CMT:` header and body.
+    async fn on_text_message(
+        &mut self,
+        index: Option<u32>,
+        header: &str,
+        body: &str,
+    ) -> Result<(), ModemError> {
+        let (_, rest) = header.split_once(':').unwrap_or(("", header));
+        let f = split_fields(rest.trim());
+        // +CMGL: idx,stat,oa,alpha,scts | +CMGR: stat,oa,alpha,scts | +CMT: oa,alpha,scts
+        let skip = match header {
+            h if h.starts_with("+CMGL:") => 2,
+            h if h.starts_with("+CMGR:") => 1,
+            _ => 0,
+        };
+        let from = f
+            .get(skip)
+            .map(|s| unquote(s).to_string())
+            .unwrap_or_default();
+        let ts = f
+            .get(skip + 2)
+            .and_then(|d| {
+                f.get(skip + 3)
+                    .map(|t| format!("{},{}", unquote(d), unquote(t)))
+            })
+            .and_then(|s| parse_text_timestamp(&s))
+            .or_else(|| {
+                f.get(skip + 2)
+                    .and_then(|s| parse_text_timestamp(unquote(s)))
+            });
+        let Some(timestamp) = ts else {
+            warn!(index = ?index, "text-mode message without a readable timestamp");
+            return self.delete(index).await;
+        };
+        let alphanumeric = !from.chars().all(|c| c.is_ascii_digit() || c == '+');
+        self.emit(ModemEvent::SmsReceived {
+            from,
+            text: body.to_string(),
+            timestamp,
+            alphanumeric,
+        })
+        .await?;
+        self.delete(index).await
+    }
+}
+
+fn received(d: Deliver) -> ModemEvent {
+    ModemEvent::SmsReceived {
+        alphanumeric: d.sender.kind == AddressKind::Alphanumeric,
+        from: d.sender.number,
+        text: d.text,
+        timestamp: d.timestamp,
+    }
+}
+
+/// `yy/MM/dd,hh:mm:ss±zz` (zone in quarter hours), as text mode shows timestamps.
+fn parse_text_timestamp(s: &str) -> Option<DateTime<FixedOffset>> {
+    let s = s.trim();
+    let (date, time) = s.split_once(',')?;
+    let mut d = date.split('/').map(|p| p.parse::<u32>().ok());
+    let (y, mo, da) = (d.next()??, d.next()??, d.next()??);
+    let sign_pos = time.rfind(['+', '-'])?;
+    let (clock, zone) = time.split_at(sign_pos);
+    let quarters: i32 = zone.parse().ok()?;
+    let mut c = clock.split(':').map(|p| p.parse::<u32>().ok());
+    let (h, mi, se) = (c.next()??, c.next()??, c.next()??);
+    let offset = FixedOffset::east_opt(quarters * 15 * 60)?;
+    let naive = NaiveDate::from_ymd_opt(2000 + y as i32, mo, da)?.and_hms_opt(h, mi, se)?;
+    offset.from_local_datetime(&naive).single()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_mode_timestamps_carry_their_zone() {
+        let t = parse_text_timestamp("26/11/22,10:00:00+04").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-11-22T10:00:00+01:00");
+        let t = parse_text_timestamp("26/03/29,01:30:00-20").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-03-29T01:30:00-05:00");
+        assert!(parse_text_timestamp("garbage").is_none());
+    }
+}

@@ -1,0 +1,589 @@
+//! Driver tests over `tokio::io::duplex` with the scripted fake modem, in paused time.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeZone;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::clock::ManualClock;
+use crate::modem::fake::{FakeModem, Script, ScriptedOpener};
+use crate::modem::pdu::{self, DeliveryOutcome, SubmitOptions};
+use crate::modem::profile::ProfileChoice;
+
+/// TS 23.040-style DELIVER from the issue: "How are you?" from +31641600986 via +31624000000.
+const DELIVER: &str =
+    "07911326040000F0040B911346610089F60000208062917314480CC8F71D14969741F977FD07";
+/// STATUS-REPORT TPDU from the issue: reference 4 to +4915259911630, delivered.
+const REPORT: &str = "06040D91945152991136F00160124130340A0160124130940A00";
+
+fn settings() -> Settings {
+    Settings {
+        profile: ProfileChoice::Generic,
+        health_interval: Duration::from_secs(3600),
+        command_timeout: Duration::from_secs(5),
+        sms_timeout: Duration::from_secs(10),
+        reopen_min: Duration::from_millis(100),
+        reopen_max: Duration::from_secs(2),
+        part_retry_delay: Duration::from_millis(100),
+        ..Settings::new("/dev/fake-modem")
+    }
+}
+
+fn identify(s: Script, model: &str) -> Script {
+    s.ok("AT")
+        .ok("ATE0")
+        .ok("AT+CMEE=1")
+        .expect("AT+CGMI", &["SIMCOM INCORPORATED", "OK"])
+        .expect("AT+CGMM", &[model, "OK"])
+        .expect("AT+CGMR", &["+CGMR: LE20B04SIM7600M22", "OK"])
+        .expect("AT+CGSN", &["490154203237518", "OK"])
+        .ok("AT+CREG=1")
+        .ok("AT+CEREG=1")
+}
+
+fn configure(s: Script) -> Script {
+    s.ok("AT+CMGF=0")
+        .expect(
+            "AT+CPMS=\"SM\",\"SM\",\"SM\"",
+            &["+CPMS: 0,30,0,30,0,30", "OK"],
+        )
+        .ok("AT+CNMI=2,1,0,1,0")
+        .ok("AT+CLIP=1")
+}
+
+fn network(s: Script) -> Script {
+    s.expect("AT+CREG?", &["+CREG: 1,1", "OK"])
+        .expect("AT+CEREG?", &["+CEREG: 1,1", "OK"])
+        .expect("AT+CSQ", &["+CSQ: 20,99", "OK"])
+        .expect("AT+COPS?", &["+COPS: 0,0,\"TestNet\",7", "OK"])
+}
+
+/// A generic modem coming up with a ready SIM and nothing stored.
+fn generic_up(s: Script) -> Script {
+    let s = identify(s, "GENERIC-LTE").expect("AT+CPIN?", &["+CPIN: READY", "OK"]);
+    network(configure(s).ok("AT+CMGL=4"))
+}
+
+fn start(
+    s: Settings,
+    plan: Vec<Result<Script, io::ErrorKind>>,
+) -> (
+    Modem,
+    mpsc::Receiver<ModemEvent>,
+    mpsc::UnboundedReceiver<FakeModem>,
+    CancellationToken,
+) {
+    let (opener, fakes) = ScriptedOpener::new(plan);
+    let clock = Arc::new(ManualClock::new(
+        chrono::Utc.with_ymd_and_hms(2026, 11, 22, 3, 0, 0).unwrap(),
+    ));
+    let token = CancellationToken::new();
+    let (modem, events) = Modem::spawn_with(s, opener, clock, token.clone());
+    (modem, events, fakes, token)
+}
+
+async fn wait_for(rx: &mut watch::Receiver<Health>, state: HealthState) -> Health {
+    let got = tokio::time::timeout(Duration::from_secs(600), rx.wait_for(|h| h.state == state))
+        .await
+        .map(|r| r.map(|h| h.clone()));
+    match got {
+        Ok(Ok(h)) => h,
+        Ok(Err(_)) => panic!("modem task gone"),
+        Err(_) => panic!("health never became {state:?}, last {:?}", *rx.borrow()),
+    }
+}
+
+async fn next_event(events: &mut mpsc::Receiver<ModemEvent>) -> ModemEvent {
+    tokio::time::timeout(Duration::from_secs(60), events.recv())
+        .await
+        .expect("no event")
+        .expect("event channel closed")
+}
+
+#[tokio::test(start_paused = true)]
+async fn brings_up_and_reports_status() {
+    let script = generic_up(Script::new().echo())
+        .expect("AT+CPIN?", &["+CPIN: READY", "OK"])
+        .pipe(network);
+    let (modem, _events, mut fakes, _t) = start(settings(), vec![Ok(script)]);
+    let mut health = modem.health();
+    let h = wait_for(&mut health, HealthState::Up).await;
+    assert_eq!(h.reason, "ready");
+    let st = modem.status().await.unwrap();
+    assert_eq!(st.model, "GENERIC-LTE");
+    assert_eq!(st.revision, "LE20B04SIM7600M22");
+    assert_eq!(st.imei.as_deref(), Some("490154203237518"));
+    assert_eq!(st.operator.as_deref(), Some("TestNet"));
+    assert_eq!(st.signal_dbm, Some(-73));
+    assert!(st.registration.is_registered());
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
+
+/// `Script` chaining helper for the status test, which needs `AT+CPIN?` before the network.
+trait Pipe: Sized {
+    fn pipe(self, f: impl FnOnce(Self) -> Self) -> Self {
+        f(self)
+    }
+}
+impl Pipe for Script {}
+
+#[tokio::test(start_paused = true)]
+async fn detects_sim7600_from_cgmm() {
+    let s =
+        identify(Script::new(), "SIMCOM_SIM7600E-H").expect("AT+CPIN?", &["+CPIN: READY", "OK"]);
+    let script = network(configure(s).ok("AT+DDET=1").ok("AT+CMGL=4"));
+    let cfg = Settings {
+        profile: ProfileChoice::Auto,
+        ..settings()
+    };
+    let (modem, _events, mut fakes, _t) = start(cfg, vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
+
+fn expected_parts(text: &str) -> Vec<pdu::EncodedPdu> {
+    pdu::encode_submit(
+        "+4915112345678",
+        text,
+        &SubmitOptions {
+            request_status_report: true,
+            concat_reference: 0,
+            max_parts: Some(10),
+            validity_minutes: Some(24 * 60),
+            smsc: None,
+        },
+    )
+    .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn sends_multipart_sms_with_status_report_request() {
+    let text = "Disk full on db1. ".repeat(12); // 216 GSM chars -> 2 parts
+    let parts = expected_parts(&text);
+    assert_eq!(parts.len(), 2);
+    let script = generic_up(Script::new())
+        .submit(
+            &format!("AT+CMGS={}", parts[0].tpdu_len),
+            &["+CMGS: 17", "OK"],
+        )
+        .submit(
+            &format!("AT+CMGS={}", parts[1].tpdu_len),
+            &["+CMGS: 18", "OK"],
+        );
+    let (modem, _events, mut fakes, _t) = start(settings(), vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    let receipt = modem.send_sms("+4915112345678", &text).await.unwrap();
+    assert_eq!(receipt.references, vec![17, 18]);
+    assert_eq!(receipt.parts, 2);
+    let fake = fakes.recv().await.unwrap();
+    fake.done().await.unwrap();
+    // The PDUs on the wire decode back to the page, with TP-SRR set.
+    let received = fake.received();
+    let mut joined = String::new();
+    for hex in received.iter().filter(|l| l.starts_with("00")) {
+        let pdu::Pdu::Submit(s) = pdu::decode(hex, pdu::Direction::MobileOriginated, true).unwrap()
+        else {
+            panic!("not a SUBMIT")
+        };
+        assert!(s.status_report_requested);
+        assert_eq!(s.destination.number, "+4915112345678");
+        joined.push_str(&s.text);
+    }
+    assert_eq!(joined, text);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cms_500_once_is_retried_and_succeeds() {
+    let parts = expected_parts("page");
+    let cmd = format!("AT+CMGS={}", parts[0].tpdu_len);
+    let script = generic_up(Script::new())
+        .submit(&cmd, &["+CMS ERROR: 500"])
+        .submit(&cmd, &["+CMGS: 3", "OK"]);
+    let (modem, _events, mut fakes, _t) = start(settings(), vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    let receipt = modem.send_sms("+4915112345678", "page").await.unwrap();
+    assert_eq!(receipt.references, vec![3]);
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn cms_500_every_time_is_a_retryable_error_naming_the_part() {
+    let parts = expected_parts("page");
+    let cmd = format!("AT+CMGS={}", parts[0].tpdu_len);
+    let script = generic_up(Script::new())
+        .submit(&cmd, &["+CMS ERROR: 500"])
+        .submit(&cmd, &["+CMS ERROR: 500"])
+        .submit(&cmd, &["+CMS ERROR: 500"]);
+    let (modem, _events, mut fakes, _t) = start(settings(), vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    let err = modem.send_sms("+4915112345678", "page").await.unwrap_err();
+    assert!(err.is_retryable());
+    assert_eq!(
+        err.to_string(),
+        "+CMS ERROR: 500 (unknown error) on AT+CMGS, part 1/1"
+    );
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn cms_330_is_not_retried() {
+    let parts = expected_parts("page");
+    let cmd = format!("AT+CMGS={}", parts[0].tpdu_len);
+    let script = generic_up(Script::new()).submit(&cmd, &["+CMS ERROR: 330"]);
+    let (modem, _events, mut fakes, _t) = start(settings(), vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    let err = modem.send_sms("+4915112345678", "page").await.unwrap_err();
+    assert!(!err.is_retryable());
+    assert!(err.to_string().contains("SMSC address unknown"));
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn pin_is_entered_once_and_accepted() {
+    let s = identify(Script::new(), "GENERIC-LTE")
+        .expect("AT+CPIN?", &["+CPIN: SIM PIN", "OK"])
+        .ok("AT+CPIN=\"4711\"")
+        .expect("AT+CPIN?", &["+CPIN: READY", "OK"]);
+    let script = network(configure(s).ok("AT+CMGL=4"));
+    let cfg = Settings {
+        pin: Some(Pin::new("4711")),
+        ..settings()
+    };
+    let (modem, _events, mut fakes, _t) = start(cfg, vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn rejected_pin_is_never_sent_again_not_even_after_reopen() {
+    // First port: PIN rejected, then the health poll asks again and must not resend.
+    let first = identify(Script::new(), "GENERIC-LTE")
+        .expect("AT+CPIN?", &["+CPIN: SIM PIN", "OK"])
+        .expect("AT+CPIN=\"0000\"", &["+CME ERROR: 16"])
+        .expect("AT+CREG?", &["+CREG: 1,0", "OK"])
+        .expect("AT+CEREG?", &["+CEREG: 1,0", "OK"])
+        .expect("AT+CSQ", &["+CSQ: 20,99", "OK"])
+        .expect("AT+CPIN?", &["+CPIN: SIM PIN", "OK"])
+        .expect("AT+CREG?", &["+CREG: 1,0", "OK"])
+        .expect("AT+CEREG?", &["+CEREG: 1,0", "OK"])
+        .expect("AT+CSQ", &["+CSQ: 20,99", "OK"])
+        .close();
+    // Second port after the loss: still no PIN.
+    let second = identify(Script::new(), "GENERIC-LTE")
+        .expect("AT+CPIN?", &["+CPIN: SIM PIN", "OK"])
+        .expect("AT+CREG?", &["+CREG: 1,0", "OK"])
+        .expect("AT+CEREG?", &["+CEREG: 1,0", "OK"])
+        .expect("AT+CSQ", &["+CSQ: 20,99", "OK"]);
+    let cfg = Settings {
+        pin: Some(Pin::new("0000")),
+        health_interval: Duration::from_secs(30),
+        ..settings()
+    };
+    let (modem, _events, mut fakes, _t) = start(cfg, vec![Ok(first), Ok(second)]);
+    let mut health = modem.health();
+    let h = wait_for(&mut health, HealthState::Down).await;
+    let h = if h.reason == "starting" {
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            health.wait_for(|h| h.reason != "starting"),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .clone()
+    } else {
+        h
+    };
+    assert_eq!(h.reason, "SIM PIN rejected");
+    let f1 = fakes.recv().await.unwrap();
+    f1.done_within(Duration::from_secs(120)).await.unwrap();
+    let f2 = fakes.recv().await.unwrap();
+    f2.done().await.unwrap();
+    let sent: usize = [f1.received(), f2.received()]
+        .iter()
+        .flatten()
+        .filter(|l| l.starts_with("AT+CPIN="))
+        .count();
+    assert_eq!(sent, 1);
+    // Sends are refused at once while the SIM is locked out.
+    let err = modem.send_sms("+4915112345678", "x").await.unwrap_err();
+    assert!(matches!(err, ModemError::Unavailable { .. }), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn port_loss_goes_down_at_once_and_reopens_with_backoff() {
+    let first = generic_up(Script::new())
+        .pause(Duration::from_secs(5))
+        .close();
+    let second = generic_up(Script::new().echo());
+    let (modem, _events, mut fakes, _t) = start(
+        settings(),
+        vec![Ok(first), Err(io::ErrorKind::NotFound), Ok(second)],
+    );
+    let mut health = modem.health();
+    wait_for(&mut health, HealthState::Up).await;
+    let down = wait_for(&mut health, HealthState::Down).await;
+    assert!(down.reason.starts_with("port lost"), "{}", down.reason);
+    let err = modem.send_sms("+4915112345678", "x").await.unwrap_err();
+    assert!(err.is_retryable());
+    wait_for(&mut health, HealthState::Up).await;
+    fakes.recv().await.unwrap().done().await.unwrap();
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn silent_modem_is_resynced_then_soft_reset_and_reopened() {
+    let first = generic_up(Script::new())
+        .silent("AT+CREG?")
+        .silent("AT")
+        .silent("AT")
+        .silent("AT+CFUN=1,1");
+    let second = generic_up(Script::new());
+    let cfg = Settings {
+        health_interval: Duration::from_secs(30),
+        ..settings()
+    };
+    let (modem, _events, mut fakes, _t) = start(cfg, vec![Ok(first), Ok(second)]);
+    let mut health = modem.health();
+    wait_for(&mut health, HealthState::Up).await;
+    let down = wait_for(&mut health, HealthState::Down).await;
+    assert!(down.reason.contains("soft reset sent"), "{}", down.reason);
+    wait_for(&mut health, HealthState::Up).await;
+    fakes.recv().await.unwrap().done().await.unwrap();
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn cmti_is_read_decoded_emitted_then_deleted() {
+    let script = generic_up(Script::new())
+        .send(&["+CMTI: \"SM\",3"])
+        .expect("AT+CMGR=3", &["+CMGR: 0,,30", DELIVER, "OK"])
+        .ok("AT+CMGD=3");
+    let (modem, mut events, mut fakes, _t) = start(settings(), vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    let ev = next_event(&mut events).await;
+    let ModemEvent::SmsReceived {
+        from,
+        text,
+        timestamp,
+        alphanumeric,
+    } = ev
+    else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(from, "+31641600986");
+    assert_eq!(text, "How are you?");
+    assert!(!alphanumeric);
+    // The zone is the codec's business (tested there); the local time is as sent.
+    assert_eq!(timestamp.naive_local().to_string(), "2002-08-26 19:37:41");
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn messages_stored_while_down_are_processed_at_start() {
+    let s = identify(Script::new(), "GENERIC-LTE").expect("AT+CPIN?", &["+CPIN: READY", "OK"]);
+    let script = network(
+        configure(s)
+            .expect("AT+CMGL=4", &["+CMGL: 1,1,,30", DELIVER, "OK"])
+            .ok("AT+CMGD=1"),
+    );
+    let (modem, mut events, mut fakes, _t) = start(settings(), vec![Ok(script)]);
+    let ev = next_event(&mut events).await;
+    assert!(matches!(ev, ModemEvent::SmsReceived { ref text, .. } if text == "How are you?"));
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn direct_status_report_becomes_a_delivery_report() {
+    let script = generic_up(Script::new()).send(&["+CDS: 26", REPORT]);
+    let (modem, mut events, mut fakes, _t) = start(settings(), vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    let ev = next_event(&mut events).await;
+    assert_eq!(
+        ev,
+        ModemEvent::DeliveryReport {
+            reference: 4,
+            recipient: "+4915259911630".into(),
+            delivered: true,
+            outcome: DeliveryOutcome::Delivered,
+            status: 0,
+        }
+    );
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn busy_call() {
+    let script = generic_up(Script::new()).expect("ATD+4915112345678;", &["BUSY"]);
+    let (modem, _events, mut fakes, _t) = start(settings(), vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    let out = modem
+        .call("+4915112345678", CallOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(out, CallOutcome::Busy);
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn unanswered_call_rings_out_and_hangs_up() {
+    let mut script = generic_up(Script::new()).ok("ATD+4915112345678;");
+    for _ in 0..3 {
+        script = script.expect(
+            "AT+CLCC",
+            &["+CLCC: 1,0,3,0,0,\"+4915112345678\",145", "OK"],
+        );
+    }
+    script = script.ok("ATH");
+    let cfg = Settings {
+        call_poll: Duration::from_secs(1),
+        ..settings()
+    };
+    let (modem, _events, mut fakes, _t) = start(cfg, vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    let opts = CallOptions {
+        ring_for: Duration::from_millis(3500),
+        ..CallOptions::default()
+    };
+    let out = modem.call("+4915112345678", opts).await.unwrap();
+    assert_eq!(out, CallOutcome::NoAnswer);
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn declined_after_alerting_is_rejected() {
+    let script = generic_up(Script::new())
+        .ok("ATD+4915112345678;")
+        .expect(
+            "AT+CLCC",
+            &["+CLCC: 1,0,3,0,0,\"+4915112345678\",145", "OK"],
+        )
+        .send(&["NO CARRIER"]);
+    let (modem, _events, mut fakes, _t) = start(settings(), vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    let out = modem
+        .call("+4915112345678", CallOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(out, CallOutcome::Rejected);
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn sim7600_call_speaks_and_takes_dtmf_1_as_ack() {
+    let s =
+        identify(Script::new(), "SIMCOM_SIM7600E-H").expect("AT+CPIN?", &["+CPIN: READY", "OK"]);
+    let script = network(configure(s).ok("AT+DDET=1").ok("AT+CMGL=4"))
+        .ok("ATD+4915112345678;")
+        .send(&["VOICE CALL: BEGIN"])
+        .expect("AT+CTTS=2,\"Disk full on db1\"", &["OK", "+RXDTMF: 1"])
+        .expect("AT+CHUP", &["OK", "VOICE CALL: END: 000010"]);
+    let cfg = Settings {
+        profile: ProfileChoice::Auto,
+        ..settings()
+    };
+    let (modem, mut events, mut fakes, _t) = start(cfg, vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    let opts = CallOptions {
+        speak: Some("Disk full on db1".into()),
+        ..CallOptions::default()
+    };
+    let out = modem.call("+4915112345678", opts).await.unwrap();
+    assert_eq!(out, CallOutcome::Answered { dtmf: Some('1') });
+    assert_eq!(next_event(&mut events).await, ModemEvent::Dtmf { key: '1' });
+    assert_eq!(next_event(&mut events).await, ModemEvent::CallEnded);
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn incoming_call_is_announced_once_and_can_be_rejected() {
+    let script = generic_up(Script::new())
+        .send(&[
+            "RING",
+            "+CLIP: \"+4915112345678\",145,\"\",0,\"\",0",
+            "RING",
+        ])
+        .ok("ATH");
+    let (modem, mut events, mut fakes, _t) = start(settings(), vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    assert_eq!(
+        next_event(&mut events).await,
+        ModemEvent::IncomingCall {
+            from: Some("+4915112345678".into())
+        }
+    );
+    modem.reject_incoming().await.unwrap();
+    assert_eq!(next_event(&mut events).await, ModemEvent::CallEnded);
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_stops_the_task() {
+    let (modem, _events, mut fakes, token) = start(settings(), vec![Ok(generic_up(Script::new()))]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(5), modem.stopped())
+        .await
+        .unwrap();
+    assert!(matches!(
+        modem.status().await.unwrap_err(),
+        ModemError::Stopped
+    ));
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn text_mode_fallback_sends_and_receives() {
+    let s = identify(Script::new(), "GENERIC-LTE").expect("AT+CPIN?", &["+CPIN: READY", "OK"]);
+    let script = network(
+        s.ok("AT+CMGF=1")
+            .ok("AT+CSCS=\"GSM\"")
+            .ok("AT+CSMP=49,167,0,0")
+            .expect(
+                "AT+CPMS=\"SM\",\"SM\",\"SM\"",
+                &["+CPMS: 0,30,0,30,0,30", "OK"],
+            )
+            .ok("AT+CNMI=2,1,0,1,0")
+            .ok("AT+CLIP=1")
+            .ok("AT+CMGL=\"ALL\""),
+    )
+    .submit("AT+CMGS=\"+4915112345678\",145", &["+CMGS: 5", "OK"])
+    .send(&["+CMTI: \"SM\",2"])
+    .expect(
+        "AT+CMGR=2",
+        &[
+            "+CMGR: \"REC UNREAD\",\"+4915112345678\",\"\",\"26/11/22,10:00:00+04\"",
+            "ack 1",
+            "OK",
+        ],
+    )
+    .ok("AT+CMGD=2");
+    let cfg = Settings {
+        text_mode: true,
+        ..settings()
+    };
+    let (modem, mut events, mut fakes, _t) = start(cfg, vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    let receipt = modem.send_sms("+4915112345678", "db1 down").await.unwrap();
+    assert_eq!(receipt.references, vec![5]);
+    let ev = next_event(&mut events).await;
+    let ModemEvent::SmsReceived {
+        from,
+        text,
+        timestamp,
+        ..
+    } = ev
+    else {
+        panic!("{ev:?}")
+    };
+    assert_eq!((from.as_str(), text.as_str()), ("+4915112345678", "ack 1"));
+    assert_eq!(timestamp.to_rfc3339(), "2026-11-22T10:00:00+01:00");
+    let fake = fakes.recv().await.unwrap();
+    fake.done().await.unwrap();
+    assert!(fake.received().contains(&"db1 down".to_string()));
+}

@@ -1,0 +1,389 @@
+//! The driver's public vocabulary: settings, events, outcomes, status, health and errors.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, FixedOffset, Utc};
+
+use crate::modem::at::{RegStatus, SimState};
+use crate::modem::engine::EngineError;
+use crate::modem::pdu::{DeliveryOutcome, PduError};
+use crate::modem::profile::{Profile, ProfileChoice};
+
+/// A SIM PIN. It has no `Display`, and its `Debug` is redacted, so it cannot reach a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Pin(String);
+
+impl Pin {
+    /// Wraps a PIN (4 to 8 digits by the standard; not checked here, the SIM decides).
+    pub fn new(pin: impl Into<String>) -> Self {
+        Self(pin.into().trim().to_string())
+    }
+
+    /// The PIN itself, for the one command that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Pin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pin(<redacted>)")
+    }
+}
+
+/// How to reach and drive the modem. Built by the config module from `[modem]`; start from
+/// [`Settings::new`] so fields added later get defaults.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The AT port (serial device or a simulator's PTY link).
+    pub device: PathBuf,
+    /// Which profile, or detect.
+    pub profile: ProfileChoice,
+    /// Baud rate for real UARTs.
+    pub baud: u32,
+    /// SIM PIN. Entered at most while it has never been rejected: a rejected PIN is never
+    /// sent again in this process (three wrong tries lock the SIM).
+    pub pin: Option<Pin>,
+    /// SMSC to set with `AT+CSCA` when the SIM carries none.
+    pub smsc: Option<String>,
+    /// Ask for status reports (TP-SRR) and turn on their indication.
+    pub delivery_reports: bool,
+    /// Deadline for ordinary commands.
+    pub command_timeout: Duration,
+    /// Deadline for one `AT+CMGS` (network round trip).
+    pub sms_timeout: Duration,
+    /// How often SIM, registration and signal are polled; also the keepalive that catches a
+    /// silent modem.
+    pub health_interval: Duration,
+    /// Text mode (`AT+CMGF=1`) instead of PDU mode, for modems whose PDU mode is broken.
+    /// Single-part GSM text only.
+    pub text_mode: bool,
+    /// First delay before reopening a lost port; doubles per failure, with jitter.
+    pub reopen_min: Duration,
+    /// Longest delay between reopen attempts.
+    pub reopen_max: Duration,
+    /// How often a call's state is polled with `AT+CLCC`.
+    pub call_poll: Duration,
+    /// Pause before resubmitting a part after a retryable `+CMS ERROR`.
+    pub part_retry_delay: Duration,
+    /// How many times one part is submitted at most.
+    pub part_attempts: u32,
+}
+
+impl Settings {
+    /// Defaults for everything but the device.
+    pub fn new(device: impl Into<PathBuf>) -> Self {
+        Self {
+            device: device.into(),
+            profile: ProfileChoice::Auto,
+            baud: 115_200,
+            pin: None,
+            smsc: None,
+            delivery_reports: true,
+            command_timeout: Duration::from_secs(10),
+            sms_timeout: Duration::from_secs(60),
+            health_interval: Duration::from_secs(30),
+            text_mode: false,
+            reopen_min: Duration::from_secs(1),
+            reopen_max: Duration::from_secs(60),
+            call_poll: Duration::from_secs(1),
+            part_retry_delay: Duration::from_secs(2),
+            part_attempts: 3,
+        }
+    }
+}
+
+/// What happened on the modem that the rest of the daemon should know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModemEvent {
+    /// A complete incoming SMS (multipart already joined; parts that never all arrive are
+    /// delivered joined as far as they got after the reassembly timeout).
+    SmsReceived {
+        /// Sender number (`+49...`) or alphanumeric name.
+        from: String,
+        /// The text.
+        text: String,
+        /// Service-centre timestamp with its zone.
+        timestamp: DateTime<FixedOffset>,
+        /// The sender is a name, not a number (cannot be replied to).
+        alphanumeric: bool,
+    },
+    /// A status report for a message sent earlier.
+    DeliveryReport {
+        /// The TP-MR that `+CMGS` returned for the part.
+        reference: u8,
+        /// Who it was sent to.
+        recipient: String,
+        /// `outcome == Delivered`.
+        delivered: bool,
+        /// Delivered, still pending, or failed.
+        outcome: DeliveryOutcome,
+        /// Raw TP-ST.
+        status: u8,
+    },
+    /// Someone is calling the modem.
+    IncomingCall {
+        /// The caller, when shown.
+        from: Option<String>,
+    },
+    /// A key pressed during a call.
+    Dtmf {
+        /// `0`-`9`, `*`, `#`, `A`-`D`.
+        key: char,
+    },
+    /// A call (either direction) ended.
+    CallEnded,
+}
+
+/// What `send_sms` achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmsReceipt {
+    /// TP-MR of each part, in order; status reports quote these.
+    pub references: Vec<u8>,
+    /// How many parts were sent.
+    pub parts: usize,
+}
+
+/// How to place a voice page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallOptions {
+    /// How long to let it ring before giving up.
+    pub ring_for: Duration,
+    /// What to say once answered (modems with TTS only).
+    pub speak: Option<String>,
+    /// How many times to say it.
+    pub repeat: u32,
+    /// Listen for a key press ("1" = acknowledge).
+    pub listen_dtmf: bool,
+}
+
+impl Default for CallOptions {
+    fn default() -> Self {
+        Self {
+            ring_for: Duration::from_secs(30),
+            speak: None,
+            repeat: 2,
+            listen_dtmf: true,
+        }
+    }
+}
+
+/// How a call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// Picked up; `dtmf` is the first key pressed, if any.
+    Answered {
+        /// The key (`'1'` acknowledges).
+        dtmf: Option<char>,
+    },
+    /// The callee was busy.
+    Busy,
+    /// Rang out without an answer.
+    NoAnswer,
+    /// Rang, then the callee declined.
+    Rejected,
+    /// Could not be set up or dropped; the reason says what the modem reported.
+    Failed(String),
+}
+
+/// Both registrations the modem reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Registration {
+    /// `+CREG` (2G/3G circuit switched).
+    pub circuit: Option<RegStatus>,
+    /// `+CEREG` (LTE).
+    pub eps: Option<RegStatus>,
+}
+
+impl Registration {
+    /// Whether SMS can go out in either domain.
+    pub fn is_registered(&self) -> bool {
+        self.circuit.is_some_and(RegStatus::is_registered)
+            || self.eps.is_some_and(RegStatus::is_registered)
+    }
+
+    /// The most useful state to show: a registered one if any, else the circuit one.
+    pub fn best(&self) -> Option<RegStatus> {
+        [self.circuit, self.eps]
+            .into_iter()
+            .flatten()
+            .find(|s| s.is_registered())
+            .or(self.circuit)
+            .or(self.eps)
+    }
+}
+
+impl fmt::Display for Registration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.best() {
+            Some(s) => f.write_str(s.as_str()),
+            None => f.write_str("unknown"),
+        }
+    }
+}
+
+/// A snapshot for `pagerbox modem status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModemStatus {
+    /// `AT+CGMI`.
+    pub manufacturer: String,
+    /// `AT+CGMM`.
+    pub model: String,
+    /// `AT+CGMR`.
+    pub revision: String,
+    /// `AT+CGSN`, when the modem tells.
+    pub imei: Option<String>,
+    /// SIM state.
+    pub sim: SimState,
+    /// Network registration.
+    pub registration: Registration,
+    /// `AT+COPS?` operator name.
+    pub operator: Option<String>,
+    /// `AT+CSQ` in dBm; `None` when unknown (99).
+    pub signal_dbm: Option<i32>,
+    /// Profile in use.
+    pub profile: Profile,
+}
+
+/// Can the modem page right now?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthState {
+    /// Registered, SIM ready, answering.
+    Up,
+    /// Pages go out but something is off (weak signal, slow answers).
+    Degraded,
+    /// Pages cannot go out: port lost, SIM problem, not registered, not answering.
+    Down,
+}
+
+impl HealthState {
+    /// Lower-case word for logs and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Up => "up",
+            Self::Degraded => "degraded",
+            Self::Down => "down",
+        }
+    }
+}
+
+/// Published on a watch channel whenever the state or reason changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// Up, degraded or down.
+    pub state: HealthState,
+    /// Why, in words an operator understands ("SIM PIN rejected", "port lost").
+    pub reason: String,
+    /// When `state` last changed.
+    pub since: DateTime<Utc>,
+}
+
+/// Why a modem request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ModemError {
+    /// The port is down or the modem cannot page now; the notifier should fall back.
+    #[error("modem unavailable: {reason}")]
+    Unavailable {
+        /// The health reason at the time.
+        reason: String,
+    },
+    /// A command failed.
+    #[error(transparent)]
+    Command(#[from] EngineError),
+    /// One part of an SMS failed after its retries.
+    #[error("{source}, part {part}/{total}")]
+    Part {
+        /// 1-based part number.
+        part: usize,
+        /// Parts in the message.
+        total: usize,
+        /// The last failure.
+        #[source]
+        source: EngineError,
+    },
+    /// The text or number cannot be encoded.
+    #[error("cannot encode the message: {0}")]
+    Encode(#[from] PduError),
+    /// The number is not dialable.
+    #[error("invalid phone number {number:?}")]
+    InvalidNumber {
+        /// What was given.
+        number: String,
+    },
+    /// The modem answered something the driver cannot use.
+    #[error("unexpected answer to {command}: {detail}")]
+    Protocol {
+        /// The command.
+        command: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The modem task has stopped (shutdown).
+    #[error("modem task stopped")]
+    Stopped,
+}
+
+impl ModemError {
+    /// Whether trying again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Unavailable { .. } => true,
+            Self::Command(e) | Self::Part { source: e, .. } => e.is_retryable(),
+            Self::Encode(_)
+            | Self::InvalidNumber { .. }
+            | Self::Protocol { .. }
+            | Self::Stopped => false,
+        }
+    }
+}
+
+/// Masks a phone number for logs at info and above: keeps the first 3 and last 2 characters.
+pub fn mask_number(number: &str) -> String {
+    let chars: Vec<char> = number.chars().collect();
+    if chars.len() <= 5 {
+        return "*".repeat(chars.len());
+    }
+    let head: String = chars[..3].iter().collect();
+    let tail: String = chars[chars.len() - 2..].iter().collect();
+    format!("{head}{}{tail}", "*".repeat(chars.len() - 5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modem::at::CmsError;
+
+    #[test]
+    fn pin_never_shows_in_debug() {
+        let s = Settings {
+            pin: Some(Pin::new("4711")),
+            ..Settings::new("/dev/null")
+        };
+        assert!(!format!("{s:?}").contains("4711"));
+    }
+
+    #[test]
+    fn part_error_names_code_command_and_part() {
+        let e = ModemError::Part {
+            part: 2,
+            total: 3,
+            source: EngineError::Cms {
+                command: "AT+CMGS".into(),
+                code: CmsError::Code(500),
+            },
+        };
+        assert_eq!(
+            e.to_string(),
+            "+CMS ERROR: 500 (unknown error) on AT+CMGS, part 2/3"
+        );
+        assert!(e.is_retryable());
+    }
+
+    #[test]
+    fn masks_numbers() {
+        assert_eq!(mask_number("+4915112345678"), "+49*********78");
+        assert_eq!(mask_number("112"), "***");
+    }
+}
