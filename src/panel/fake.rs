@@ -49,6 +49,7 @@ pub struct FakePanel {
     buzzer: SharedLog,
     button: Arc<watch::Sender<bool>>,
     button_waits: Arc<AtomicUsize>,
+    created: Instant,
 }
 
 /// The hardware side, to hand to [`super::spawn_with`] or [`super::run`].
@@ -85,6 +86,7 @@ impl FakePanel {
             buzzer: buzzer.clone(),
             button: Arc::new(tx),
             button_waits: waits.clone(),
+            created: Instant::now(),
         };
         let parts = FakeParts {
             led: FakeOutput {
@@ -98,6 +100,11 @@ impl FakePanel {
             button: FakeButton { level: rx, waits },
         };
         (panel, parts)
+    }
+
+    /// When this fake was created (the origin of the control socket's write times).
+    pub fn created(&self) -> Instant {
+        self.created
     }
 
     /// Raw edge: the button goes down (logical level, polarity already applied).

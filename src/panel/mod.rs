@@ -20,12 +20,15 @@
 //! One task ([`run`]) owns all pins; every pattern is driven from it with `tokio::time`
 //! deadlines, so the task sleeps until the next edge, state change or blink and never polls.
 //!
-//! Submodules: [`fake`] (recording fake), [`rppal`](self::rppal) (Raspberry Pi, Linux only),
-//! [`cli`] (`pagerbox panel test`); `button` (debounce and press classification) and
+//! Submodules: [`fake`] (recording fake), [`control`] (Unix-socket control of the fake for
+//! end-to-end tests), [`rppal`](self::rppal) (Raspberry Pi, Linux only), [`cli`]
+//! (`pagerbox panel test`); `button` (debounce and press classification) and
 //! `pattern` (blink timing) are private pieces of the task.
 
 mod button;
 pub mod cli;
+#[cfg(unix)]
+pub mod control;
 pub mod fake;
 mod pattern;
 #[cfg(target_os = "linux")]
@@ -38,6 +41,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::{GpioBackend, GpioConfig};
 
@@ -148,35 +152,48 @@ pub trait Button: Send + 'static {
 pub struct Panel {
     /// Gestures from the button. Ends when the task ends.
     pub events: mpsc::Receiver<PanelEvent>,
-    /// The panel task; it returns after `shutdown` is cancelled (LED and buzzer off) or when
-    /// the state sender is dropped.
+    /// The panel task (also tracked by the daemon's `TaskTracker`); it returns after
+    /// `shutdown` is cancelled (LED and buzzer off) or when the state sender is dropped.
     pub task: JoinHandle<()>,
     /// With `backend = "fake"`: the handle to press the button and read the LED.
     pub fake: Option<FakePanel>,
 }
 
-/// Opens the configured backend and spawns the panel task. `backend = "none"` gives
-/// `Ok(None)`: no task, no events. `fake` returns the [`FakePanel`] in [`Panel::fake`].
-/// Fails (before spawning anything) when the hardware cannot be opened, e.g.
+/// Opens the configured backend and spawns the panel task on `tracker`, so the daemon's
+/// shutdown wait covers "LED and buzzer off". `backend = "none"` gives `Ok(None)`: no task,
+/// no events. `fake` returns the [`FakePanel`] in [`Panel::fake`]. Fails (before spawning
+/// anything) when the hardware cannot be opened, e.g.
 /// "no Raspberry Pi GPIO: Unknown Raspberry Pi model" on a PC.
 pub fn spawn(
     cfg: &GpioConfig,
     state: watch::Receiver<PanelState>,
     shutdown: CancellationToken,
+    tracker: &TaskTracker,
 ) -> Result<Option<Panel>, PanelError> {
     match cfg.backend {
         GpioBackend::None => Ok(None),
         GpioBackend::Fake => {
+            tracing::warn!(
+                "gpio.backend is \"fake\": the panel is simulated, no real LED or button"
+            );
             let (fake, parts) = FakePanel::new();
             let buzzer = cfg.buzzer_pin.map(|_| parts.buzzer);
-            let (events, task) = spawn_with(parts.led, buzzer, parts.button, cfg, state, shutdown);
+            let (events, task) = spawn_with(
+                parts.led,
+                buzzer,
+                parts.button,
+                cfg,
+                state,
+                shutdown,
+                tracker,
+            );
             Ok(Some(Panel {
                 events,
                 task,
                 fake: Some(fake),
             }))
         }
-        GpioBackend::Rppal => spawn_rppal(cfg, state, shutdown),
+        GpioBackend::Rppal => spawn_rppal(cfg, state, shutdown, tracker),
     }
 }
 
@@ -185,9 +202,10 @@ fn spawn_rppal(
     cfg: &GpioConfig,
     state: watch::Receiver<PanelState>,
     shutdown: CancellationToken,
+    tracker: &TaskTracker,
 ) -> Result<Option<Panel>, PanelError> {
     let hw = rppal::RppalPanel::open(cfg)?;
-    let (events, task) = spawn_with(hw.led, hw.buzzer, hw.button, cfg, state, shutdown);
+    let (events, task) = spawn_with(hw.led, hw.buzzer, hw.button, cfg, state, shutdown, tracker);
     Ok(Some(Panel {
         events,
         task,
@@ -200,12 +218,13 @@ fn spawn_rppal(
     _cfg: &GpioConfig,
     _state: watch::Receiver<PanelState>,
     _shutdown: CancellationToken,
+    _tracker: &TaskTracker,
 ) -> Result<Option<Panel>, PanelError> {
     Err(PanelError::Unsupported { backend: "rppal" })
 }
 
-/// Spawns the panel task on given hardware (any backend). Returns the event receiver and the
-/// task handle. Use [`run`] instead to put the task on a `TaskTracker`.
+/// Spawns the panel task on given hardware (any backend) on `tracker`. Returns the event
+/// receiver and the task handle.
 pub fn spawn_with<L: Output, B: Output, K: Button>(
     led: L,
     buzzer: Option<B>,
@@ -213,10 +232,11 @@ pub fn spawn_with<L: Output, B: Output, K: Button>(
     cfg: &GpioConfig,
     state: watch::Receiver<PanelState>,
     shutdown: CancellationToken,
+    tracker: &TaskTracker,
 ) -> (mpsc::Receiver<PanelEvent>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(EVENT_CAPACITY);
     let settings = Settings::from_config(cfg);
-    let task = tokio::spawn(run(led, buzzer, button, settings, state, tx, shutdown));
+    let task = tracker.spawn(run(led, buzzer, button, settings, state, tx, shutdown));
     (rx, task)
 }
 

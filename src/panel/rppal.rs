@@ -180,7 +180,10 @@ mod tests {
             return;
         }
         let (_tx, rx) = watch::channel(super::super::PanelState::default());
-        let err = super::super::spawn(&cfg(), rx, Default::default()).expect_err("no GPIO");
+        let tracker = tokio_util::task::TaskTracker::new();
+        let err =
+            super::super::spawn(&cfg(), rx, Default::default(), &tracker).expect_err("no GPIO");
+        assert!(tracker.is_empty(), "nothing spawned");
         assert!(err.to_string().contains("no Raspberry Pi GPIO"), "{err}");
     }
 }

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::{GpioBackend, GpioConfig};
 use crate::panel::{spawn_with, FakePanel, PanelEvent, PanelState};
@@ -49,7 +50,15 @@ async fn rig_with(cfg: GpioConfig, initial: PanelState) -> Rig {
     let shutdown = CancellationToken::new();
     let t0 = Instant::now();
     let buzzer = cfg.buzzer_pin.map(|_| parts.buzzer);
-    let (events, task) = spawn_with(parts.led, buzzer, parts.button, &cfg, rx, shutdown.clone());
+    let (events, task) = spawn_with(
+        parts.led,
+        buzzer,
+        parts.button,
+        &cfg,
+        rx,
+        shutdown.clone(),
+        &TaskTracker::new(),
+    );
     // Let the task start (no virtual time passes).
     tokio::task::yield_now().await;
     Rig {
@@ -321,6 +330,7 @@ async fn button_held_at_start_is_not_a_press() {
         &cfg,
         rx,
         CancellationToken::new(),
+        &TaskTracker::new(),
     );
     sleep(secs(10)).await;
     fake.release();
@@ -470,6 +480,7 @@ async fn lost_button_source_leaves_the_led_running_without_spinning() {
         &cfg,
         rx,
         CancellationToken::new(),
+        &TaskTracker::new(),
     );
     sleep_until(t0 + ms(4_500)).await;
     assert_eq!(polls.load(std::sync::atomic::Ordering::Relaxed), 1);
