@@ -35,8 +35,8 @@ pub(super) struct ButtonTracker {
     last_change: Instant,
     /// A raw movement has not been settled yet.
     settling: bool,
-    /// Start of the current hold (the first edge of the stable press); `None` when the button
-    /// is up, or was already down when we started (such a hold is not a gesture).
+    /// Start of the current hold (the edge after which the level stayed down); `None` when the
+    /// button is up, or was already down when we started (such a hold is not a gesture).
     pressed_at: Option<Instant>,
     /// The long press fired for the current hold.
     long_fired: bool,
@@ -94,7 +94,7 @@ impl ButtonTracker {
                     self.long_fired = false;
                     return Some(Gesture::Pressed);
                 }
-                // Released: the hold ended at the first edge of the stable release.
+                // Released: the hold ended at the edge after which the level stayed up.
                 let start = self.pressed_at.take()?;
                 return Some(Gesture::Released {
                     held: self.last_change.saturating_duration_since(start),

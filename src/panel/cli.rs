@@ -315,4 +315,22 @@ mod tests {
         assert!(fake.buzzer_on_at(t0 + Duration::from_millis(100)));
         assert!(!fake.buzzer_on_at(t0 + Duration::from_millis(400)));
     }
+
+    #[tokio::test]
+    async fn backend_none_is_an_error_not_a_silent_success() {
+        let cfg = GpioConfig {
+            backend: GpioBackend::None,
+            ..cfg()
+        };
+        let err = run_test(&cfg, Some(1)).await.unwrap_err();
+        assert!(err.to_string().contains("no panel to test"), "{err}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn run_test_stops_after_seconds() {
+        let t0 = Instant::now();
+        let code = run_test(&cfg(), Some(5)).await.unwrap();
+        assert_eq!(code, ExitCode::SUCCESS);
+        assert_eq!(Instant::now() - t0, Duration::from_secs(5));
+    }
 }

@@ -15,13 +15,13 @@
 //! and acts on the [`PanelEvent`]s it receives (the ack itself, the actor name, the timeline).
 //!
 //! Shape (style guide §2, §6): the hardware sits behind two narrow traits, [`Output`] (LED,
-//! buzzer) and [`Button`], with two backends: [`rppal`](self::rppal) on a Raspberry Pi and
+//! buzzer) and [`Button`], with two backends: [`rppal`] on a Raspberry Pi and
 //! [`fake`] for tests (in the library so `tests/` and `backend = "fake"` can use it).
 //! One task ([`run`]) owns all pins; every pattern is driven from it with `tokio::time`
 //! deadlines, so the task sleeps until the next edge, state change or blink and never polls.
 //!
 //! Submodules: [`fake`] (recording fake), [`control`] (Unix-socket control of the fake for
-//! end-to-end tests), [`rppal`](self::rppal) (Raspberry Pi, Linux only), [`cli`]
+//! end-to-end tests), [`rppal`] (Raspberry Pi, Linux only), [`cli`]
 //! (`pagerbox panel test`); `button` (debounce and press classification) and
 //! `pattern` (blink timing) are private pieces of the task.
 

@@ -86,7 +86,7 @@ pub async fn run<L: Output, B: Output, K: Button>(
             change = button.next_change(), if button_open => match change {
                 Ok(pressed) => tracker.on_raw(pressed, Instant::now()),
                 Err(err) => {
-                    tracing::error!(error = %err, "panel button input lost; LED keeps working");
+                    tracing::warn!(error = %err, "panel button input lost; LED keeps working");
                     button_open = false;
                 }
             },
