@@ -244,8 +244,9 @@ fn has_rustls_cause(err: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// Sends email as `[email]` says. Built once; cheap to share by reference; `send` may run
-/// concurrently (each call has its own connection).
+/// Sends email as `[email]` says. Built once; cheap to clone (the settings are shared, not the
+/// connections); `send` may run concurrently, each call on its own connection.
+#[derive(Clone)]
 pub struct EmailSender {
     transport: Transport,
     from: Mailbox,
@@ -254,10 +255,12 @@ pub struct EmailSender {
     server: String,
 }
 
+#[derive(Clone)]
 enum Transport {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// The sendmail program; its lettre transport is made per send (it holds only the path,
+    /// and is not `Clone`).
     Sendmail {
-        transport: AsyncSendmailTransport<Tokio1Executor>,
         command: PathBuf,
     },
 }
@@ -310,7 +313,6 @@ impl EmailSender {
                 };
                 Ok(EmailSender {
                     transport: Transport::Sendmail {
-                        transport: AsyncSendmailTransport::new_with_command(&command),
                         command: command.clone(),
                     },
                     from,
@@ -348,7 +350,8 @@ impl EmailSender {
     /// The whole exchange is bounded by `[email] timeout`; on timeout the connection is dropped
     /// and [`EmailError::Timeout`] (retryable) returned. A timeout after the relay queued the
     /// message but before its reply arrived means the message may be sent twice on retry:
-    /// paging prefers a duplicate to a loss.
+    /// paging prefers a duplicate to a loss. With sendmail, a timed-out program is left to
+    /// finish on its own (tokio reaps it); its message may still go out.
     pub async fn send(&self, msg: &EmailMessage) -> Result<SmtpReceipt, EmailError> {
         let message = self.message(msg)?;
         let timed_out = || EmailError::Timeout {
@@ -367,7 +370,8 @@ impl EmailSender {
                     response: format!("{} {}", response.code(), text.join(" ")),
                 })
             }
-            Transport::Sendmail { transport, command } => {
+            Transport::Sendmail { command } => {
+                let transport = AsyncSendmailTransport::<Tokio1Executor>::new_with_command(command);
                 tokio::time::timeout(self.timeout, transport.send(message))
                     .await
                     .map_err(|_| timed_out())?
@@ -404,7 +408,7 @@ impl EmailSender {
                     })
                 }
             }
-            Transport::Sendmail { command, .. } => {
+            Transport::Sendmail { command } => {
                 if is_executable(command) {
                     Ok(())
                 } else {
