@@ -325,7 +325,8 @@ async fn a_stalled_server_times_out_within_the_timeout() {
         assert!(matches!(err, EmailError::Timeout { .. }), "{err:?}");
         assert!(err.is_retryable());
         assert!(
-            took >= Duration::from_millis(300) && took < Duration::from_millis(900),
+            // At the timeout, not at lettre's 60 s default; the slack is for a loaded machine.
+            took >= Duration::from_millis(300) && took < Duration::from_millis(1300),
             "stall at {stage:?} took {took:?}"
         );
     }

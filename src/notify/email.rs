@@ -551,6 +551,7 @@ const SUBJECT_SUMMARY_CHARS: usize = 140;
 /// Everything [`render_incident_email`] needs; the caller gathers it from the store and config.
 #[derive(Debug, Clone)]
 pub struct IncidentEmail<'a> {
+    /// The incident as stored, with its current status.
     pub incident: &'a Incident,
     /// The incident's timeline, oldest first.
     pub timeline: &'a [TimelineEvent],

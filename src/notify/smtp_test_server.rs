@@ -120,12 +120,18 @@ pub enum Fault {
     /// code 421, or at the greeting, the server closes the connection after the reply, as RFC
     /// 5321 §3.8 has it. At [`Stage::DataEnd`] the message is not recorded.
     Reply {
+        /// Where the reply replaces the normal one.
         stage: Stage,
+        /// The three-digit reply code.
         code: u16,
+        /// What follows the code on the reply line.
         text: String,
     },
     /// Say nothing more: keep the connection open and silent until the server is dropped.
-    Stall { stage: Stage },
+    Stall {
+        /// Where the server falls silent.
+        stage: Stage,
+    },
 }
 
 impl Fault {
@@ -425,17 +431,20 @@ async fn run_listener(
                 }
             },
             accepted = accepted => {
-                if let Ok((stream, _peer)) = accepted {
-                    ctx.shared.lock().connections += 1;
-                    let ctx = Arc::clone(&ctx);
-                    tokio::spawn(async move {
-                        let cancel = ctx.cancel.clone();
-                        tokio::select! {
-                            _ = cancel.cancelled() => {}
-                            _ = serve_connection(stream, &ctx) => {}
-                        }
-                    });
-                }
+                let Ok((stream, _peer)) = accepted else {
+                    // E.g. out of file descriptors: back off rather than spin.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                ctx.shared.lock().connections += 1;
+                let ctx = Arc::clone(&ctx);
+                tokio::spawn(async move {
+                    let cancel = ctx.cancel.clone();
+                    tokio::select! {
+                        _ = cancel.cancelled() => {}
+                        _ = serve_connection(stream, &ctx) => {}
+                    }
+                });
             }
         }
     }
