@@ -583,7 +583,12 @@ pub fn render_incident_email(input: &IncidentEmail<'_>) -> EmailMessage {
 }
 
 fn subject(inc: &Incident) -> String {
-    let mut s = format!("[pagerbox] #{} ", inc.id);
+    format!("[pagerbox] {}", heading(inc, Some(SUBJECT_SUMMARY_CHARS)))
+}
+
+/// `#42 CRIT db: /var on db1 97% full`, on one line, the summary cut to `max_chars` if given.
+fn heading(inc: &Incident, max_chars: Option<usize>) -> String {
+    let mut s = format!("#{} ", inc.id);
     match inc.status {
         Status::Triggered => {}
         Status::Acknowledged => s.push_str("ACKNOWLEDGED "),
@@ -596,11 +601,12 @@ fn subject(inc: &Incident) -> String {
         s.push_str(": ");
     }
     let summary = one_line(&inc.summary);
-    if summary.chars().count() > SUBJECT_SUMMARY_CHARS {
-        s.extend(summary.chars().take(SUBJECT_SUMMARY_CHARS - 1));
-        s.push('…');
-    } else {
-        s.push_str(&summary);
+    match max_chars {
+        Some(max) if summary.chars().count() > max => {
+            s.extend(summary.chars().take(max - 1));
+            s.push('…');
+        }
+        _ => s.push_str(&summary),
     }
     s
 }
@@ -673,10 +679,7 @@ fn event_actor(ev: &TimelineEvent) -> Option<String> {
 fn render_text(input: &IncidentEmail<'_>) -> String {
     let inc = input.incident;
     let mut t = String::new();
-    let _ = writeln!(t, "{}", subject(inc).trim_start_matches("[pagerbox] "));
-    let _ = writeln!(t);
-    let _ = writeln!(t, "{}", inc.summary);
-    let _ = writeln!(t);
+    let _ = writeln!(t, "{}\n", heading(inc, None));
     for (label, value) in facts(input) {
         let _ = writeln!(t, "{:<13} {}", format!("{label}:"), value);
     }
@@ -728,13 +731,7 @@ fn render_html(input: &IncidentEmail<'_>) -> String {
     h.push_str("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>");
     h.push_str(&escape_html(&subject(inc)));
     h.push_str("</title></head>\n<body style=\"font-family:sans-serif\">\n");
-    let _ = writeln!(
-        h,
-        "<h2>#{} {} {}</h2>",
-        inc.id,
-        escape_html(inc.severity.as_short()),
-        escape_html(&inc.summary)
-    );
+    let _ = writeln!(h, "<h2>{}</h2>", escape_html(&heading(inc, None)));
     h.push_str("<table>\n");
     for (label, value) in facts(input) {
         let _ = writeln!(
