@@ -401,3 +401,46 @@ async fn a_rendered_incident_arrives_intact() {
     assert!(!html.contains("<script>"), "{html}");
     assert!(html.contains("<a href=\"https://grafana.example.org/d/db1\">Grafana</a>"));
 }
+
+/// The pattern the module documents for synchronous tests (e.g. ones that run the daemon as a
+/// child process): a multi-thread runtime kept alive serves connections between `block_on`s.
+#[test]
+fn usable_from_a_synchronous_test_with_its_own_runtime() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = rt.block_on(start(SmtpTestOptions::default()));
+
+    let tcp = std::net::TcpStream::connect(server.addr()).unwrap();
+    tcp.set_read_timeout(Some(WAIT)).unwrap();
+    let mut reader = BufReader::new(tcp.try_clone().unwrap());
+    let mut writer = tcp;
+    let mut expect = |send: Option<&str>, code: &str| {
+        if let Some(line) = send {
+            writer.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+        }
+        loop {
+            let mut reply = String::new();
+            reader.read_line(&mut reply).unwrap();
+            assert!(reply.starts_with(code), "sent {send:?}, got {reply:?}");
+            if reply.as_bytes().get(3) != Some(&b'-') {
+                break;
+            }
+        }
+    };
+    expect(None, "220");
+    expect(Some("HELO sync.test"), "250");
+    expect(Some("MAIL FROM:<a@x.test>"), "250");
+    expect(Some("RCPT TO:<b@y.test>"), "250");
+    expect(Some("DATA"), "354");
+    expect(Some("Subject: sync\r\n\r\nhello\r\n."), "250");
+    expect(Some("QUIT"), "221");
+
+    let messages = rt.block_on(server.wait_for_messages(1, WAIT)).unwrap();
+    assert_eq!(messages[0].data_text(), "Subject: sync\r\n\r\nhello\r\n");
+    assert_eq!(messages[0].helo, "sync.test");
+}

@@ -23,6 +23,11 @@
 //!   [`SmtpTestServer::stop_listening`] makes new connections be refused until
 //!   [`SmtpTestServer::resume_listening`].
 //!
+//! Use it from `#[tokio::test]` directly. From a synchronous test (one that runs the daemon as
+//! a child process, say), build a multi-thread `tokio::runtime::Runtime`, call
+//! `rt.block_on(SmtpTestServer::start(opts))`, and keep `rt` alive as long as the server: its
+//! worker threads serve connections between `block_on` calls.
+//!
 //! One task owns the listening socket (commands reach it over a bounded channel); each
 //! connection is its own task. The record of messages and the fault queue are shared by those
 //! tasks behind a mutex private to this module. Dropping the [`SmtpTestServer`] stops every task
