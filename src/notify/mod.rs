@@ -1,3 +1,5 @@
 //! Notify: the durable outbox's senders, SMS -> voice -> email fallback, and what pages say.
 
+pub mod email;
+pub mod smtp_test_server;
 pub mod text;
