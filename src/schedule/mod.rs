@@ -42,6 +42,7 @@ use chrono_tz::Tz;
 
 pub use ics::to_ics;
 pub use layer::Layer;
+use time::saturating_add;
 pub use time::{
     local_to_utc, parse_date_or_time, parse_local, parse_time, utc_to_local, Restriction,
     ShiftLength,
@@ -306,7 +307,7 @@ impl Schedule {
     pub fn on_call(&self, at: DateTime<Utc>, runtime_overrides: &[Override]) -> Option<OnCall> {
         let seg = self.segment(at, runtime_overrides);
         let (user, source) = seg.answer?;
-        let horizon = at + LOOK_AHEAD;
+        let horizon = saturating_add(at, LOOK_AHEAD);
         let mut until = seg.until;
         let mut changes = false;
         while until != DateTime::<Utc>::MAX_UTC && until < horizon {
@@ -318,7 +319,7 @@ impl Schedule {
             until = next.until;
         }
         let mut from = seg.from;
-        while from != DateTime::<Utc>::MIN_UTC && from > at - LOOK_BEHIND {
+        while from != DateTime::<Utc>::MIN_UTC && from > saturating_add(at, -LOOK_BEHIND) {
             let prev = self.segment(from - Duration::nanoseconds(1), runtime_overrides);
             if prev.answer != seg.answer {
                 break;
@@ -391,7 +392,7 @@ impl Schedule {
             .answer
             .map(|(u, _)| u);
         let mut t = after;
-        while t < after + LOOK_AHEAD {
+        while t < saturating_add(after, LOOK_AHEAD) {
             let seg = self.segment(t, runtime_overrides);
             if seg.answer.map(|(u, _)| u) != user {
                 return Some(t);
@@ -421,13 +422,14 @@ pub fn gap_warnings(
     let mut out = Vec::new();
     for s in schedules {
         let rt = overrides.get(&s.id).map(Vec::as_slice).unwrap_or(&[]);
-        for (from, until) in s.gaps(now, now + horizon, rt) {
+        let end = saturating_add(now, horizon);
+        for (from, until) in s.gaps(now, end, rt) {
             out.push(format!(
                 "schedule {:?}: nobody on call {} – {}{}",
                 s.id,
                 format_local(s.tz, from),
                 format_local(s.tz, until),
-                if until == now + horizon {
+                if until == end {
                     " (and possibly later)"
                 } else {
                     ""
@@ -709,6 +711,28 @@ mod tests {
             &OverridesBySchedule::new()
         )
         .is_empty());
+    }
+
+    #[test]
+    fn evaluation_at_the_ends_of_time_does_not_panic() {
+        let mut s = example();
+        s.layers.push(layer(
+            "nights",
+            &["nina"],
+            "12h",
+            "2026-01-05T22:00",
+            &["Mon-Sun 22:00-06:00"],
+        ));
+        let (min, max) = (DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC);
+        assert_eq!(s.on_call(min, &[]), None, "before every start");
+        let late = max - Duration::days(2);
+        assert!(s.on_call(late, &[]).is_some());
+        let shifts = s.shifts(late, max, &[]);
+        assert_eq!((shifts[0].from, shifts.last().unwrap().until), (late, max));
+        assert!(s.next_handoff(late, &[]).is_some());
+        assert_eq!(s.shifts(min, min + Duration::days(1), &[]).len(), 1);
+        assert!(s.on_call(max, &[]).is_some());
+        assert_eq!(s.next_handoff(max, &[]), None);
     }
 
     #[test]
