@@ -638,4 +638,76 @@ mod tests {
         assert_eq!(drive(&mut s, &short, t("01:10:00")), vec![Action::Exhaust]);
         assert_eq!(s.phase, Phase::Exhausted);
     }
+
+    #[derive(Debug, Clone, Copy)]
+    enum Poke {
+        /// Advance the clock by this many seconds (negative: an NTP step backwards).
+        Clock(i64),
+        Ack(Option<u64>),
+        EscalateNow,
+        Resolve,
+    }
+
+    fn arb_poke() -> impl proptest::strategy::Strategy<Value = Poke> {
+        use proptest::prelude::*;
+        prop_oneof![
+            6 => (-7200i64..7200).prop_map(Poke::Clock),
+            1 => proptest::option::of(1u64..3600).prop_map(Poke::Ack),
+            1 => Just(Poke::EscalateNow),
+            1 => Just(Poke::Resolve),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever the clock and people do, within one trigger (between retriggers) each step
+        /// of each run is paged at most once, in order; nothing is paged after resolve or while
+        /// acknowledged; and a page never goes out before its due time.
+        #[test]
+        fn no_step_pages_twice_whatever_the_clock_does(pokes in proptest::collection::vec(arb_poke(), 1..60)) {
+            let p = policy();
+            let mut now = t("01:00:00");
+            let mut s = EscalationState::start(now, Duration::from_secs(30));
+            let mut paged: Vec<(u32, usize)> = Vec::new();
+            for poke in pokes {
+                match poke {
+                    Poke::Clock(secs) => now += chrono::Duration::seconds(secs),
+                    Poke::Ack(timeout) => {
+                        if let Some(n) = s.apply(Event::Acknowledged { at: now, ack_timeout: timeout.map(Duration::from_secs) }, &p) {
+                            s = n;
+                        }
+                    }
+                    Poke::EscalateNow => {
+                        if let Some(n) = s.apply(Event::EscalateNow { at: now }, &p) {
+                            s = n;
+                        }
+                    }
+                    Poke::Resolve => {
+                        if let Some(n) = s.apply(Event::Resolved { at: now }, &p) {
+                            s = n;
+                        }
+                    }
+                }
+                let before = s;
+                for action in drive(&mut s, &p, now) {
+                    match action {
+                        Action::Retrigger => paged.clear(),
+                        Action::Page { step, round, due } => {
+                            proptest::prop_assert!(due <= now, "paged before due");
+                            let resolved = matches!(before.phase, Phase::Resolved);
+                            proptest::prop_assert!(!resolved, "paged after resolve");
+                            if let Some(last) = paged.last() {
+                                proptest::prop_assert!((round, step) > *last, "{:?} after {:?}", (round, step), last);
+                            }
+                            paged.push((round, step));
+                        }
+                        _ => {}
+                    }
+                }
+                if let Phase::Acknowledged { .. } | Phase::Resolved | Phase::Exhausted = s.phase {
+                    let pages = matches!(next_action(&s, &p, now), Action::Page { .. });
+                    proptest::prop_assert!(!pages, "a settled incident must not page");
+                }
+            }
+        }
+    }
 }
