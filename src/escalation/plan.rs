@@ -63,7 +63,7 @@ impl Directory {
 }
 
 /// One person a step pages, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Target {
     /// User id.
     pub user: String,
@@ -143,7 +143,7 @@ pub fn pages_for_user(
 }
 
 /// One notification the plan expects to send if nobody acknowledges.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PlannedPage {
     /// When it goes out.
     pub at: DateTime<Utc>,

@@ -20,11 +20,13 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use super::Policy;
 
 /// What comes after the current wait.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Next {
     /// Page step `step` (0-based) of run `round` (0-based).
     Step { step: usize, round: u32 },
@@ -33,7 +35,8 @@ pub enum Next {
 }
 
 /// Where one incident's escalation is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
 pub enum Phase {
     /// Waiting until `due`, then doing `next`.
     Escalating { next: Next, due: DateTime<Utc> },
@@ -49,8 +52,9 @@ pub enum Phase {
     Resolved,
 }
 
-/// The persisted escalation state of one incident.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The persisted escalation state of one incident. It serializes (serde) to a small JSON object
+/// the store can keep in one column; the field names are stable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EscalationState {
     /// Where it is.
     pub phase: Phase,
@@ -637,6 +641,33 @@ mod tests {
         let short = Policy::new("default", "Default", 1, vec![long.steps[0].clone()]).unwrap();
         assert_eq!(drive(&mut s, &short, t("01:10:00")), vec![Action::Exhaust]);
         assert_eq!(s.phase, Phase::Exhausted);
+    }
+
+    #[test]
+    fn state_round_trips_through_json_for_the_store() {
+        let p = policy();
+        let mut s = EscalationState::start(t("01:00:00"), Duration::ZERO);
+        drive(&mut s, &p, t("01:00:00"));
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(
+            json,
+            r#"{"phase":{"phase":"escalating","next":{"kind":"step","step":1,"round":0},"due":"2026-03-29T01:10:00Z"},"since":"2026-03-29T01:00:00Z"}"#
+        );
+        assert_eq!(serde_json::from_str::<EscalationState>(&json).unwrap(), s);
+        let acked = s
+            .apply(
+                Event::Acknowledged {
+                    at: t("01:05:00"),
+                    ack_timeout: Some(min(30)),
+                },
+                &p,
+            )
+            .unwrap();
+        let json = serde_json::to_string(&acked).unwrap();
+        assert_eq!(
+            serde_json::from_str::<EscalationState>(&json).unwrap(),
+            acked
+        );
     }
 
     #[derive(Debug, Clone, Copy)]

@@ -39,6 +39,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
 
 pub use ics::to_ics;
 pub use layer::Layer;
@@ -80,7 +81,8 @@ pub enum Error {
 }
 
 /// Where an override came from. Runtime overrides are newer than every config override.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum OverrideSource {
     /// `[[schedules.overrides]]` in the config file.
     Config,
@@ -92,7 +94,7 @@ pub enum OverrideSource {
 ///
 /// Invariant (checked by [`Override::new`]): `from < until`. An override built by hand with an
 /// empty window simply never applies.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Override {
     /// Store row id for runtime overrides (also their creation order); `None` for config ones.
     pub id: Option<i64>,
@@ -143,8 +145,10 @@ impl Override {
     }
 }
 
-/// Why somebody is on call.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Why somebody is on call. JSON: `{"layer":"weekly"}` or `{"override":7}` (`null` for a
+/// config override).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Source {
     /// Their turn in the named layer.
     Layer(String),
@@ -162,8 +166,8 @@ impl std::fmt::Display for Source {
     }
 }
 
-/// The answer to "who is on call at this instant".
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The answer to "who is on call at this instant". Serializes for `GET /v1/oncall`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OnCall {
     /// The user id.
     pub user: String,
@@ -176,8 +180,9 @@ pub struct OnCall {
     pub until: Option<DateTime<Utc>>,
 }
 
-/// One piece of the final timeline, after layering and overrides.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One piece of the final timeline, after layering and overrides. Serializes for
+/// `GET /v1/schedules/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Shift {
     /// Who is on call; `None` is a gap.
     pub user: Option<String>,
@@ -733,6 +738,25 @@ mod tests {
         assert_eq!(s.shifts(min, min + Duration::days(1), &[]).len(), 1);
         assert!(s.on_call(max, &[]).is_some());
         assert_eq!(s.next_handoff(max, &[]), None);
+    }
+
+    #[test]
+    fn answers_serialize_for_the_http_api() {
+        let s = example();
+        let o = s.on_call(utc("2026-01-09T20:00:00Z"), &[]).unwrap();
+        assert_eq!(
+            serde_json::to_string(&o).unwrap(),
+            r#"{"user":"alice","source":{"layer":"weekly"},"from":"2026-01-09T17:00:00Z","until":"2026-01-12T08:00:00Z"}"#
+        );
+        let shifts = s.shifts(
+            utc("2026-12-23T23:00:00Z"),
+            utc("2026-12-24T00:00:00Z"),
+            &[],
+        );
+        assert_eq!(
+            serde_json::to_string(&shifts).unwrap(),
+            r#"[{"user":"bob","from":"2026-12-23T23:00:00Z","until":"2026-12-24T00:00:00Z","source":{"override":null}}]"#
+        );
     }
 
     #[test]
