@@ -99,8 +99,8 @@ pub fn step_targets(
             continue;
         };
         let rt = overrides.get(id).map(Vec::as_slice).unwrap_or(&[]);
-        if let Some(on_call) = schedule.on_call(at, rt) {
-            push(&on_call.user, format!("schedule {id}"));
+        if let Some(user) = schedule.user_at(at, rt) {
+            push(user, format!("schedule {id}"));
         }
     }
     for user in &step.users {

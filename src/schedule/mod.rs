@@ -307,6 +307,18 @@ impl Schedule {
         }
     }
 
+    /// Only who is on call at `at` (no stretch, no source): one segment evaluation, several
+    /// times cheaper than [`Schedule::on_call`]. What the escalation engine needs per step.
+    pub fn user_at<'a>(
+        &'a self,
+        at: DateTime<Utc>,
+        runtime_overrides: &'a [Override],
+    ) -> Option<&'a str> {
+        self.segment(at, runtime_overrides)
+            .answer
+            .map(|(user, _)| user)
+    }
+
     /// Who is on call at `at`, from which layer or override, and for how long; `None` when
     /// nobody is (a gap). `runtime_overrides` are this schedule's overrides from the store.
     pub fn on_call(&self, at: DateTime<Utc>, runtime_overrides: &[Override]) -> Option<OnCall> {
@@ -416,7 +428,7 @@ pub type OverridesBySchedule = HashMap<String, Vec<Override>>;
 
 /// `pagerbox check` warnings: one line per window in `[now, now + horizon)` in which a schedule
 /// has nobody on call, in the schedule's local time, e.g.
-/// `schedule "primary": nobody on call 2026-12-01 18:00 CET – 2026-12-02 09:00 CET`.
+/// `schedule "primary": nobody on call from 2026-12-01 18:00 CET to 2026-12-02 09:00 CET`.
 /// Pass only the schedules some policy uses; a schedule nobody pages may well have gaps.
 pub fn gap_warnings(
     schedules: &[&Schedule],
@@ -430,7 +442,7 @@ pub fn gap_warnings(
         let end = saturating_add(now, horizon);
         for (from, until) in s.gaps(now, end, rt) {
             out.push(format!(
-                "schedule {:?}: nobody on call {} – {}{}",
+                "schedule {:?}: nobody on call from {} to {}{}",
                 s.id,
                 format_local(s.tz, from),
                 format_local(s.tz, until),
@@ -533,6 +545,11 @@ mod tests {
             ("2026-07-01T07:00:00Z", carol.clone()),   // Wed 09:00 CEST
         ];
         for (at, want) in cases {
+            assert_eq!(
+                s.user_at(utc(at), &[]),
+                want.as_ref().map(|w| w.0.as_str()),
+                "{at}"
+            );
             assert_eq!(who(&s, at, &[]), want, "{at}");
         }
     }
@@ -692,7 +709,7 @@ mod tests {
         assert_eq!(
             w,
             vec![
-                "schedule \"day\": nobody on call 2026-01-09 18:00 CET – 2026-01-12 09:00 CET"
+                "schedule \"day\": nobody on call from 2026-01-09 18:00 CET to 2026-01-12 09:00 CET"
                     .to_string()
             ]
         );
