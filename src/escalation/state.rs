@@ -579,7 +579,7 @@ mod tests {
     }
 
     #[test]
-    fn clock_jumping_backwards_keeps_the_remaining_wait_and_never_repeats_a_step() {
+    fn clock_jumping_backwards_restarts_the_pending_wait_and_never_repeats_a_step() {
         let p = policy();
         let mut s = EscalationState::start(t("01:00:00"), Duration::ZERO);
         drive(&mut s, &p, t("01:00:00"));
