@@ -63,7 +63,7 @@ impl Directory {
 }
 
 /// One person a step pages, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Target {
     /// User id.
     pub user: String,
@@ -99,8 +99,8 @@ pub fn step_targets(
             continue;
         };
         let rt = overrides.get(id).map(Vec::as_slice).unwrap_or(&[]);
-        if let Some(on_call) = schedule.on_call(at, rt) {
-            push(&on_call.user, format!("schedule {id}"));
+        if let Some(user) = schedule.user_at(at, rt) {
+            push(user, format!("schedule {id}"));
         }
     }
     for user in &step.users {
@@ -143,7 +143,7 @@ pub fn pages_for_user(
 }
 
 /// One notification the plan expects to send if nobody acknowledges.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PlannedPage {
     /// When it goes out.
     pub at: DateTime<Utc>,

@@ -20,11 +20,13 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use super::Policy;
 
 /// What comes after the current wait.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Next {
     /// Page step `step` (0-based) of run `round` (0-based).
     Step { step: usize, round: u32 },
@@ -33,7 +35,8 @@ pub enum Next {
 }
 
 /// Where one incident's escalation is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
 pub enum Phase {
     /// Waiting until `due`, then doing `next`.
     Escalating { next: Next, due: DateTime<Utc> },
@@ -49,8 +52,9 @@ pub enum Phase {
     Resolved,
 }
 
-/// The persisted escalation state of one incident.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The persisted escalation state of one incident. It serializes (serde) to a small JSON object
+/// the store can keep in one column; the field names are stable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EscalationState {
     /// Where it is.
     pub phase: Phase,
@@ -575,7 +579,7 @@ mod tests {
     }
 
     #[test]
-    fn clock_jumping_backwards_keeps_the_remaining_wait_and_never_repeats_a_step() {
+    fn clock_jumping_backwards_restarts_the_pending_wait_and_never_repeats_a_step() {
         let p = policy();
         let mut s = EscalationState::start(t("01:00:00"), Duration::ZERO);
         drive(&mut s, &p, t("01:00:00"));
@@ -637,5 +641,104 @@ mod tests {
         let short = Policy::new("default", "Default", 1, vec![long.steps[0].clone()]).unwrap();
         assert_eq!(drive(&mut s, &short, t("01:10:00")), vec![Action::Exhaust]);
         assert_eq!(s.phase, Phase::Exhausted);
+    }
+
+    #[test]
+    fn state_round_trips_through_json_for_the_store() {
+        let p = policy();
+        let mut s = EscalationState::start(t("01:00:00"), Duration::ZERO);
+        drive(&mut s, &p, t("01:00:00"));
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(
+            json,
+            r#"{"phase":{"phase":"escalating","next":{"kind":"step","step":1,"round":0},"due":"2026-03-29T01:10:00Z"},"since":"2026-03-29T01:00:00Z"}"#
+        );
+        assert_eq!(serde_json::from_str::<EscalationState>(&json).unwrap(), s);
+        let acked = s
+            .apply(
+                Event::Acknowledged {
+                    at: t("01:05:00"),
+                    ack_timeout: Some(min(30)),
+                },
+                &p,
+            )
+            .unwrap();
+        let json = serde_json::to_string(&acked).unwrap();
+        assert_eq!(
+            serde_json::from_str::<EscalationState>(&json).unwrap(),
+            acked
+        );
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum Poke {
+        /// Advance the clock by this many seconds (negative: an NTP step backwards).
+        Clock(i64),
+        Ack(Option<u64>),
+        EscalateNow,
+        Resolve,
+    }
+
+    fn arb_poke() -> impl proptest::strategy::Strategy<Value = Poke> {
+        use proptest::prelude::*;
+        prop_oneof![
+            6 => (-7200i64..7200).prop_map(Poke::Clock),
+            1 => proptest::option::of(1u64..3600).prop_map(Poke::Ack),
+            1 => Just(Poke::EscalateNow),
+            1 => Just(Poke::Resolve),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever the clock and people do, within one trigger (between retriggers) each step
+        /// of each run is paged at most once, in order; nothing is paged after resolve or while
+        /// acknowledged; and a page never goes out before its due time.
+        #[test]
+        fn no_step_pages_twice_whatever_the_clock_does(pokes in proptest::collection::vec(arb_poke(), 1..60)) {
+            let p = policy();
+            let mut now = t("01:00:00");
+            let mut s = EscalationState::start(now, Duration::from_secs(30));
+            let mut paged: Vec<(u32, usize)> = Vec::new();
+            for poke in pokes {
+                match poke {
+                    Poke::Clock(secs) => now += chrono::Duration::seconds(secs),
+                    Poke::Ack(timeout) => {
+                        if let Some(n) = s.apply(Event::Acknowledged { at: now, ack_timeout: timeout.map(Duration::from_secs) }, &p) {
+                            s = n;
+                        }
+                    }
+                    Poke::EscalateNow => {
+                        if let Some(n) = s.apply(Event::EscalateNow { at: now }, &p) {
+                            s = n;
+                        }
+                    }
+                    Poke::Resolve => {
+                        if let Some(n) = s.apply(Event::Resolved { at: now }, &p) {
+                            s = n;
+                        }
+                    }
+                }
+                let before = s;
+                for action in drive(&mut s, &p, now) {
+                    match action {
+                        Action::Retrigger => paged.clear(),
+                        Action::Page { step, round, due } => {
+                            proptest::prop_assert!(due <= now, "paged before due");
+                            let resolved = matches!(before.phase, Phase::Resolved);
+                            proptest::prop_assert!(!resolved, "paged after resolve");
+                            if let Some(last) = paged.last() {
+                                proptest::prop_assert!((round, step) > *last, "{:?} after {:?}", (round, step), last);
+                            }
+                            paged.push((round, step));
+                        }
+                        _ => {}
+                    }
+                }
+                if let Phase::Acknowledged { .. } | Phase::Resolved | Phase::Exhausted = s.phase {
+                    let pages = matches!(next_action(&s, &p, now), Action::Page { .. });
+                    proptest::prop_assert!(!pages, "a settled incident must not page");
+                }
+            }
+        }
     }
 }

@@ -86,10 +86,10 @@ pub fn run_schedule(
         None => now,
     };
     let local_from = utc_to_local(schedule.tz, from);
-    let to = local_to_utc(
-        schedule.tz,
-        local_from + Duration::days(i64::from(args.days.max(1))),
-    );
+    let local_to = local_from
+        .checked_add_signed(Duration::days(i64::from(args.days.max(1))))
+        .context("--days reaches past the end of time")?;
+    let to = local_to_utc(schedule.tz, local_to);
     let rt = overrides
         .get(&schedule.id)
         .map(Vec::as_slice)

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 
-use super::time::{local_to_utc, utc_to_local, Restriction, ShiftLength};
+use super::time::{local_to_utc, saturating_add, utc_to_local, Restriction, ShiftLength};
 use super::Error;
 
 /// A rotation: `users` take turns holding the layer, each for one `shift`, handing off at
@@ -79,13 +79,18 @@ impl Layer {
         }
         if let Some(len) = self.shift.exact() {
             let k = (at - start).num_seconds() / len.num_seconds();
-            let begin = start + len * (k as i32);
-            return Some((k as u64, begin, begin + len));
+            // k * len <= at - start, so this cannot overflow.
+            let begin = start + Duration::seconds(k * len.num_seconds());
+            return Some((k as u64, begin, saturating_add(begin, len)));
         }
         let days = i64::from(self.shift.calendar_days().unwrap_or(1));
-        let handoff = |k: i64| {
-            let date = self.start.date() + Duration::days(k * days);
-            local_to_utc(tz, date.and_time(self.start.time()))
+        let handoff = |k: i64| match self
+            .start
+            .date()
+            .checked_add_signed(Duration::days(k * days))
+        {
+            Some(date) => local_to_utc(tz, date.and_time(self.start.time())),
+            None => DateTime::<Utc>::MAX_UTC,
         };
         let local_days = (utc_to_local(tz, at).date() - self.start.date()).num_days();
         let mut k = local_days.div_euclid(days).max(0);
@@ -97,7 +102,7 @@ impl Layer {
             begin = handoff(k);
         }
         let mut end = handoff(k + 1);
-        while at >= end {
+        while at >= end && end != DateTime::<Utc>::MAX_UTC {
             k += 1;
             begin = end;
             end = handoff(k + 1);
@@ -134,13 +139,15 @@ impl Layer {
     /// window edge in it.
     fn restriction_state(&self, tz: Tz, at: DateTime<Utc>) -> (bool, DateTime<Utc>, DateTime<Utc>) {
         let reach = Duration::hours(RESTRICTION_REACH);
-        let (mut from, mut until) = (at - reach, at + reach);
+        let (mut from, mut until) = (saturating_add(at, -reach), saturating_add(at, reach));
         let mut inside = false;
         let today = utc_to_local(tz, at).date();
         // A window opening on date D covers local dates D and D+1; instants within 12 hours of
         // `at` have local dates today-1..=today+1, so windows opening today-2..=today+1 suffice.
         for offset in -2..=1 {
-            let date = today + Duration::days(offset);
+            let Some(date) = today.checked_add_signed(Duration::days(offset)) else {
+                continue;
+            };
             for r in &self.restrictions {
                 let Some((open, close)) = r.window_on(tz, date) else {
                     continue;

@@ -39,9 +39,11 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
 
 pub use ics::to_ics;
 pub use layer::Layer;
+use time::saturating_add;
 pub use time::{
     local_to_utc, parse_date_or_time, parse_local, parse_time, utc_to_local, Restriction,
     ShiftLength,
@@ -79,7 +81,8 @@ pub enum Error {
 }
 
 /// Where an override came from. Runtime overrides are newer than every config override.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum OverrideSource {
     /// `[[schedules.overrides]]` in the config file.
     Config,
@@ -91,7 +94,7 @@ pub enum OverrideSource {
 ///
 /// Invariant (checked by [`Override::new`]): `from < until`. An override built by hand with an
 /// empty window simply never applies.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Override {
     /// Store row id for runtime overrides (also their creation order); `None` for config ones.
     pub id: Option<i64>,
@@ -142,8 +145,10 @@ impl Override {
     }
 }
 
-/// Why somebody is on call.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Why somebody is on call. JSON: `{"layer":"weekly"}` or `{"override":7}` (`null` for a
+/// config override).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Source {
     /// Their turn in the named layer.
     Layer(String),
@@ -161,8 +166,8 @@ impl std::fmt::Display for Source {
     }
 }
 
-/// The answer to "who is on call at this instant".
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The answer to "who is on call at this instant". Serializes for `GET /v1/oncall`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OnCall {
     /// The user id.
     pub user: String,
@@ -175,8 +180,9 @@ pub struct OnCall {
     pub until: Option<DateTime<Utc>>,
 }
 
-/// One piece of the final timeline, after layering and overrides.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One piece of the final timeline, after layering and overrides. Serializes for
+/// `GET /v1/schedules/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Shift {
     /// Who is on call; `None` is a gap.
     pub user: Option<String>,
@@ -301,12 +307,24 @@ impl Schedule {
         }
     }
 
+    /// Only who is on call at `at` (no stretch, no source): one segment evaluation, several
+    /// times cheaper than [`Schedule::on_call`]. What the escalation engine needs per step.
+    pub fn user_at<'a>(
+        &'a self,
+        at: DateTime<Utc>,
+        runtime_overrides: &'a [Override],
+    ) -> Option<&'a str> {
+        self.segment(at, runtime_overrides)
+            .answer
+            .map(|(user, _)| user)
+    }
+
     /// Who is on call at `at`, from which layer or override, and for how long; `None` when
     /// nobody is (a gap). `runtime_overrides` are this schedule's overrides from the store.
     pub fn on_call(&self, at: DateTime<Utc>, runtime_overrides: &[Override]) -> Option<OnCall> {
         let seg = self.segment(at, runtime_overrides);
         let (user, source) = seg.answer?;
-        let horizon = at + LOOK_AHEAD;
+        let horizon = saturating_add(at, LOOK_AHEAD);
         let mut until = seg.until;
         let mut changes = false;
         while until != DateTime::<Utc>::MAX_UTC && until < horizon {
@@ -318,7 +336,7 @@ impl Schedule {
             until = next.until;
         }
         let mut from = seg.from;
-        while from != DateTime::<Utc>::MIN_UTC && from > at - LOOK_BEHIND {
+        while from != DateTime::<Utc>::MIN_UTC && from > saturating_add(at, -LOOK_BEHIND) {
             let prev = self.segment(from - Duration::nanoseconds(1), runtime_overrides);
             if prev.answer != seg.answer {
                 break;
@@ -391,7 +409,7 @@ impl Schedule {
             .answer
             .map(|(u, _)| u);
         let mut t = after;
-        while t < after + LOOK_AHEAD {
+        while t < saturating_add(after, LOOK_AHEAD) {
             let seg = self.segment(t, runtime_overrides);
             if seg.answer.map(|(u, _)| u) != user {
                 return Some(t);
@@ -410,7 +428,7 @@ pub type OverridesBySchedule = HashMap<String, Vec<Override>>;
 
 /// `pagerbox check` warnings: one line per window in `[now, now + horizon)` in which a schedule
 /// has nobody on call, in the schedule's local time, e.g.
-/// `schedule "primary": nobody on call 2026-12-01 18:00 CET – 2026-12-02 09:00 CET`.
+/// `schedule "primary": nobody on call from 2026-12-01 18:00 CET to 2026-12-02 09:00 CET`.
 /// Pass only the schedules some policy uses; a schedule nobody pages may well have gaps.
 pub fn gap_warnings(
     schedules: &[&Schedule],
@@ -421,13 +439,14 @@ pub fn gap_warnings(
     let mut out = Vec::new();
     for s in schedules {
         let rt = overrides.get(&s.id).map(Vec::as_slice).unwrap_or(&[]);
-        for (from, until) in s.gaps(now, now + horizon, rt) {
+        let end = saturating_add(now, horizon);
+        for (from, until) in s.gaps(now, end, rt) {
             out.push(format!(
-                "schedule {:?}: nobody on call {} – {}{}",
+                "schedule {:?}: nobody on call from {} to {}{}",
                 s.id,
                 format_local(s.tz, from),
                 format_local(s.tz, until),
-                if until == now + horizon {
+                if until == end {
                     " (and possibly later)"
                 } else {
                     ""
@@ -526,6 +545,11 @@ mod tests {
             ("2026-07-01T07:00:00Z", carol.clone()),   // Wed 09:00 CEST
         ];
         for (at, want) in cases {
+            assert_eq!(
+                s.user_at(utc(at), &[]),
+                want.as_ref().map(|w| w.0.as_str()),
+                "{at}"
+            );
             assert_eq!(who(&s, at, &[]), want, "{at}");
         }
     }
@@ -685,7 +709,7 @@ mod tests {
         assert_eq!(
             w,
             vec![
-                "schedule \"day\": nobody on call 2026-01-09 18:00 CET – 2026-01-12 09:00 CET"
+                "schedule \"day\": nobody on call from 2026-01-09 18:00 CET to 2026-01-12 09:00 CET"
                     .to_string()
             ]
         );
@@ -709,6 +733,47 @@ mod tests {
             &OverridesBySchedule::new()
         )
         .is_empty());
+    }
+
+    #[test]
+    fn evaluation_at_the_ends_of_time_does_not_panic() {
+        let mut s = example();
+        s.layers.push(layer(
+            "nights",
+            &["nina"],
+            "12h",
+            "2026-01-05T22:00",
+            &["Mon-Sun 22:00-06:00"],
+        ));
+        let (min, max) = (DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC);
+        assert_eq!(s.on_call(min, &[]), None, "before every start");
+        let late = max - Duration::days(2);
+        assert!(s.on_call(late, &[]).is_some());
+        let shifts = s.shifts(late, max, &[]);
+        assert_eq!((shifts[0].from, shifts.last().unwrap().until), (late, max));
+        assert!(s.next_handoff(late, &[]).is_some());
+        assert_eq!(s.shifts(min, min + Duration::days(1), &[]).len(), 1);
+        assert!(s.on_call(max, &[]).is_some());
+        assert_eq!(s.next_handoff(max, &[]), None);
+    }
+
+    #[test]
+    fn answers_serialize_for_the_http_api() {
+        let s = example();
+        let o = s.on_call(utc("2026-01-09T20:00:00Z"), &[]).unwrap();
+        assert_eq!(
+            serde_json::to_string(&o).unwrap(),
+            r#"{"user":"alice","source":{"layer":"weekly"},"from":"2026-01-09T17:00:00Z","until":"2026-01-12T08:00:00Z"}"#
+        );
+        let shifts = s.shifts(
+            utc("2026-12-23T23:00:00Z"),
+            utc("2026-12-24T00:00:00Z"),
+            &[],
+        );
+        assert_eq!(
+            serde_json::to_string(&shifts).unwrap(),
+            r#"[{"user":"bob","from":"2026-12-23T23:00:00Z","until":"2026-12-24T00:00:00Z","source":{"override":null}}]"#
+        );
     }
 
     #[test]

@@ -10,8 +10,8 @@ use std::num::NonZeroU32;
 use std::str::FromStr;
 
 use chrono::{
-    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc,
-    Weekday, WeekdaySet,
+    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset,
+    TimeZone, Utc, Weekday, WeekdaySet,
 };
 use chrono_tz::Tz;
 
@@ -34,9 +34,27 @@ pub fn local_to_utc(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
     }
 }
 
+/// `t + d`, saturating at the ends of time instead of panicking: evaluation near the extremes
+/// (a `--at` far in the future) must not crash the daemon.
+pub(crate) fn saturating_add(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    t.checked_add_signed(d).unwrap_or(if d < Duration::zero() {
+        DateTime::<Utc>::MIN_UTC
+    } else {
+        DateTime::<Utc>::MAX_UTC
+    })
+}
+
 /// The wall time in `tz` at instant `at`.
+/// Saturates at the ends of the representable range rather than panicking.
 pub fn utc_to_local(tz: Tz, at: DateTime<Utc>) -> NaiveDateTime {
-    tz.from_utc_datetime(&at.naive_utc()).naive_local()
+    let offset = tz.offset_from_utc_datetime(&at.naive_utc()).fix();
+    at.naive_utc()
+        .checked_add_offset(offset)
+        .unwrap_or(if offset.local_minus_utc() > 0 {
+            NaiveDateTime::MAX
+        } else {
+            NaiveDateTime::MIN
+        })
 }
 
 /// The smallest whole-second instant whose wall time is at or after `local`.
