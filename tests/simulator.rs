@@ -492,3 +492,37 @@ async fn delivery_report_arrives_as_cds() {
     assert!(pdu.trim().len() > 20);
     sim.shutdown().await;
 }
+
+/// Not a test: runs a simulator for manual trials with third-party AT clients (gammu).
+/// `PAGERBOX_SIM_LINK=/tmp/m PAGERBOX_SIM_PROFILE=sim800 PAGERBOX_SIM_SECS=120
+/// cargo test --test simulator -- --ignored --nocapture manual_simulator`
+#[tokio::test]
+#[ignore = "manual: runs a simulator for external AT clients"]
+async fn manual_simulator() {
+    let link = std::env::var("PAGERBOX_SIM_LINK").unwrap_or_else(|_| "/tmp/pagerbox-modem".into());
+    let profile: SimProfile = std::env::var("PAGERBOX_SIM_PROFILE")
+        .unwrap_or_else(|_| "sim800".into())
+        .parse()
+        .unwrap();
+    let secs: u64 = std::env::var("PAGERBOX_SIM_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let mut cfg = SimConfig::fast(profile, link.into());
+    cfg.command_delay = Duration::from_millis(20);
+    cfg.sms_delay = Duration::from_millis(300);
+    cfg.control_socket = std::env::var("PAGERBOX_SIM_CONTROL").ok().map(Into::into);
+    let sim = Simulator::start(cfg).await.unwrap();
+    sim.deliver_sms(
+        "+4917012345",
+        "stored before the client came",
+        DeliverOptions::default(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    for e in sim.network_log().await.unwrap() {
+        println!("{}", serde_json::to_string(&e).unwrap());
+    }
+    sim.shutdown().await;
+}

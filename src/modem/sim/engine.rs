@@ -729,9 +729,15 @@ impl Engine {
                 (Some(c), _) if c.state == CallState::Active => ok(),
                 _ => Step::Fail(Final::Cme(3)),
             },
-            "+CLVL" | "+CMUT" | "+CRSL" | "+CALM" | "+IFC" | "+ICF" | "+CMGW" | "+CSCB"
-            | "+CTTSPARAM" | "+QTTSETUP" | "+CSDVC" | "+QAUDMOD" | "+CPBS" => match op {
-                Op::Read => Step::Done(vec![vec![format!("{name}: 0")]]),
+            // Audio and port settings: accepted, not simulated; reads show a plausible value.
+            "+CLVL" | "+CMUT" | "+CRSL" | "+CALM" | "+IFC" | "+ICF" | "+CTTSPARAM"
+            | "+QTTSETUP" | "+CSDVC" | "+QAUDMOD" => match op {
+                Op::Read => Step::Done(vec![vec![match name {
+                    "+IFC" => "+IFC: 0,0".to_string(),
+                    "+ICF" => "+ICF: 3,3".to_string(),
+                    "+CLVL" => "+CLVL: 5".to_string(),
+                    _ => format!("{name}: 0"),
+                }]]),
                 _ => ok(),
             },
             "+IPR" => match op {
@@ -1002,8 +1008,13 @@ impl Engine {
                 }
             }
         } else if let Some(call) = self.call.take() {
+            let outcome = if call.answered.is_some() {
+                CallOutcome::Answered
+            } else {
+                CallOutcome::Failed
+            };
             fx.push(self.urc(&["NO CARRIER".to_string()]));
-            fx.push(self.call_log(&call, CallOutcome::Failed));
+            fx.push(self.call_log(&call, outcome));
         }
     }
 
