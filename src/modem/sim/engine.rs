@@ -14,7 +14,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 
 use super::command::{self, split_args, Arg, Command, Op};
 use super::profile::{DtmfReport, SimProfile};
-use super::sms::{self, Assembler};
+use super::sms::{self, Assembler, DeliverPart};
 use super::storage::{Mem, Slot, Storage, TextView};
 use super::types::{
     CallBehaviour, CallDirection, CallOutcome, DeliverOptions, Fault, NetworkEntry, SimConfig,
@@ -35,6 +35,16 @@ const ICCID: &str = "89490200001234567890";
 /// The network operator's name in `+COPS`.
 const OPERATOR: &str = "pagerbox net";
 const OPERATOR_NUMERIC: &str = "26299";
+
+/// Commands every profile answers (for `AT+CLAC`; profile-specific ones are added).
+const SUPPORTED: &[&str] = &[
+    "&C", "&D", "&F", "&K", "&W", "A", "D", "E", "H", "I", "L", "M", "Q", "S0", "V", "X", "Z",
+    "+CALM", "+CCLK", "+CFUN", "+CGATT", "+CGMI", "+CGMM", "+CGMR", "+CGREG", "+CGSN", "+CHUP",
+    "+CIMI", "+CLAC", "+CLCC", "+CLIP", "+CLVL", "+CMEE", "+CMGD", "+CMGF", "+CMGL", "+CMGR",
+    "+CMGS", "+CMUT", "+CNMA", "+CNMI", "+CNUM", "+COLP", "+COPS", "+CPAS", "+CPIN", "+CPMS",
+    "+CRC", "+CREG", "+CRSL", "+CSCA", "+CSCS", "+CSDH", "+CSMP", "+CSMS", "+CSQ", "+CVHU",
+    "+GCAP", "+GMI", "+GMM", "+GMR", "+GSN", "+ICF", "+IFC", "+IPR", "+VTD", "+VTS",
+];
 
 /// Something the owning task must do.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +84,12 @@ pub enum Timer {
     },
     /// A TTS utterance finished playing.
     TtsDone { urc: String },
+    /// A later part of a multipart incoming message arrives.
+    DeliverPart {
+        from: String,
+        part: DeliverPart,
+        placement: UrcPlacement,
+    },
 }
 
 /// Steps of an outgoing call after `ATD`.
@@ -729,8 +745,19 @@ impl Engine {
                 (Some(c), _) if c.state == CallState::Active => ok(),
                 _ => Step::Fail(Final::Cme(3)),
             },
+            // 27.007 §8.37; SIMCom modules do not implement it.
+            "+CLAC" if !matches!(profile, SimProfile::Sim800 | SimProfile::Sim7600) => {
+                let mut cmds: Vec<String> = SUPPORTED.iter().map(|c| c.to_string()).collect();
+                cmds.extend(profile.dtmf().0.map(str::to_string));
+                cmds.extend(profile.tts_command().map(str::to_string));
+                cmds.extend(profile.iccid_commands().iter().map(|(c, _)| c.to_string()));
+                if profile.has_lte() {
+                    cmds.push("+CEREG".into());
+                }
+                Step::Done(vec![cmds])
+            }
             // Audio and port settings: accepted, not simulated; reads show a plausible value.
-            "+CLVL" | "+CMUT" | "+CRSL" | "+CALM" | "+IFC" | "+ICF" | "+CTTSPARAM"
+            "+CVHU" | "+CLVL" | "+CMUT" | "+CRSL" | "+CALM" | "+IFC" | "+ICF" | "+CTTSPARAM"
             | "+QTTSETUP" | "+CSDVC" | "+QAUDMOD" => match op {
                 Op::Read => Step::Done(vec![vec![match name {
                     "+IFC" => "+IFC: 0,0".to_string(),
@@ -1929,6 +1956,14 @@ impl Engine {
                 submitted,
             } => fx.extend(self.status_report(reference, &to, submitted)),
             Timer::TtsDone { urc } => fx.push(self.urc(&[urc])),
+            Timer::DeliverPart {
+                from,
+                part,
+                placement,
+            } => {
+                let (_, e) = self.route_part(&from, &part, placement);
+                fx.extend(e);
+            }
         }
         fx
     }
@@ -2090,63 +2125,88 @@ impl Engine {
             &opts,
         )?;
         let mut fx = Vec::new();
-        let mt = self.set.cnmi[1];
-        let mem = self.set.mems[2];
         let mut routed = Vec::new();
-        for part in &parts {
-            if mt == 2 {
-                let lines = if self.set.cmgf == 0 {
-                    vec![
-                        format!("+CMT: ,{}", part.tpdu_len),
-                        part.hex_with_smsc.clone(),
-                    ]
-                } else {
-                    vec![
-                        format!(
-                            "+CMT: \"{}\",,\"{}\"",
-                            self.encode_cscs(from),
-                            scts(self.now)
-                        ),
-                        self.encode_cscs(&part.text),
-                    ]
-                };
-                routed.push("cmt".to_string());
-                if let Some(e) = self.sms_urc(&lines, opts.placement) {
-                    fx.push(e);
-                }
+        // Parts travel separately through the network, so they arrive (and are announced) a
+        // moment apart; with zero delays all at once.
+        let spacing = self.cfg.command_delay * 2;
+        let count = parts.len();
+        for (k, part) in parts.into_iter().enumerate() {
+            if k > 0 && !spacing.is_zero() {
+                fx.push(Effect::Schedule {
+                    after: spacing * k as u32,
+                    timer: Timer::DeliverPart {
+                        from: from.to_string(),
+                        part,
+                        placement: opts.placement,
+                    },
+                });
+                routed.push("later".to_string());
                 continue;
             }
-            let slot = Slot {
-                stat: 0,
-                pdu: part.hex_with_smsc.clone(),
-                tpdu_len: part.tpdu_len,
-                text: TextView::Deliver {
-                    from: from.to_string(),
-                    scts: scts(self.now),
-                    text: part.text.clone(),
-                },
-            };
-            match self.storage.insert(mem, slot) {
-                Some(index) => {
-                    routed.push(format!("{}:{index}", mem.as_str()));
-                    if mt != 0 {
-                        let line = format!("+CMTI: \"{}\",{index}", mem.as_str());
-                        if let Some(e) = self.sms_urc(&[line], opts.placement) {
-                            fx.push(e);
-                        }
-                    }
-                }
-                None => routed.push("rejected: memory full".to_string()),
-            }
+            let (r, e) = self.route_part(from, &part, opts.placement);
+            routed.push(r);
+            fx.extend(e);
         }
         fx.push(Effect::Log(NetworkEntry::SmsIn {
             at: self.now,
             from: from.to_string(),
             text: text.to_string(),
-            parts: parts.len(),
+            parts: count,
             routed: routed.join(" "),
         }));
         Ok(fx)
+    }
+
+    /// Stores one incoming part (with `+CMTI`) or routes it as `+CMT`, per `AT+CNMI`. Returns
+    /// where it went, for the log.
+    fn route_part(
+        &mut self,
+        from: &str,
+        part: &DeliverPart,
+        placement: UrcPlacement,
+    ) -> (String, Option<Effect>) {
+        let mt = self.set.cnmi[1];
+        let mem = self.set.mems[2];
+        if mt == 2 {
+            let lines = if self.set.cmgf == 0 {
+                vec![
+                    format!("+CMT: ,{}", part.tpdu_len),
+                    part.hex_with_smsc.clone(),
+                ]
+            } else {
+                vec![
+                    format!(
+                        "+CMT: \"{}\",,\"{}\"",
+                        self.encode_cscs(from),
+                        scts(self.now)
+                    ),
+                    self.encode_cscs(&part.text),
+                ]
+            };
+            return ("cmt".to_string(), self.sms_urc(&lines, placement));
+        }
+        let slot = Slot {
+            stat: 0,
+            pdu: part.hex_with_smsc.clone(),
+            tpdu_len: part.tpdu_len,
+            text: TextView::Deliver {
+                from: from.to_string(),
+                scts: scts(self.now),
+                text: part.text.clone(),
+            },
+        };
+        match self.storage.insert(mem, slot) {
+            Some(index) => {
+                let urc = if mt != 0 {
+                    let line = format!("+CMTI: \"{}\",{index}", mem.as_str());
+                    self.sms_urc(&[line], placement)
+                } else {
+                    None
+                };
+                (format!("{}:{index}", mem.as_str()), urc)
+            }
+            None => ("rejected: memory full".to_string(), None),
+        }
     }
 
     fn silence_filter(&self, fx: Vec<Effect>) -> Vec<Effect> {
@@ -3303,6 +3363,38 @@ mod tests {
             .timers
             .iter()
             .any(|(_, t)| matches!(t, Timer::StatusReport { .. })));
+    }
+
+    #[test]
+    fn clac_lists_commands_where_the_module_has_it() {
+        let mut h = quiet(SimProfile::Ec25);
+        let r = h.at("AT+CLAC");
+        assert!(
+            r.contains("\r\n+CMGS\r\n") && r.contains("\r\n+QTONEDET\r\n"),
+            "{r:?}"
+        );
+        assert!(r.ends_with("\r\nOK\r\n"));
+        let mut h = quiet(SimProfile::Sim800);
+        assert_eq!(h.at("AT+CLAC"), "\r\nERROR\r\n");
+    }
+
+    #[test]
+    fn parts_of_an_incoming_message_arrive_apart_when_delays_are_on() {
+        let mut cfg = SimConfig::fast(SimProfile::Generic, PathBuf::from("/x"));
+        cfg.command_delay = Duration::from_millis(100);
+        let mut h = Harness::with(cfg);
+        h.at("ATE0");
+        let fx =
+            h.e.deliver_sms(
+                "+4917012345",
+                &"y".repeat(200),
+                DeliverOptions::default(),
+                h.now,
+            )
+            .unwrap();
+        h.apply(fx);
+        assert_eq!(h.take(), "\r\n+CMTI: \"SM\",1\r\n");
+        assert_eq!(h.fire(), "\r\n+CMTI: \"SM\",2\r\n");
     }
 
     #[test]
