@@ -526,3 +526,81 @@ async fn manual_simulator() {
     }
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_port_can_be_closed_and_reopened() {
+    let (_dir, sim, dte) = start(SimProfile::Generic).await;
+    drop(dte);
+    // A URC while nobody has the port open waits in the PTY, as on a USB serial port.
+    sim.deliver_sms("+4917012345", "while closed", DeliverOptions::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut dte = Dte::open(&sim.pty_path());
+    dte.read_until("+CMTI: \"SM\",1\r\n").await;
+    assert_eq!(dte.cmd("AT").await, "\r\nOK\r\n");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn reset_with_cfun_gives_banners_and_pin_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = SimConfig::fast(SimProfile::Sim800, dir.path().join("modem"));
+    cfg.pin = Some("1234".into());
+    let sim = Simulator::start(cfg).await.unwrap();
+    let mut dte = Dte::open(&sim.pty_path());
+    dte.read_until("+CPIN: SIM PIN\r\n").await;
+    dte.sync().await;
+    dte.cmd("AT+CMEE=1").await;
+    assert_eq!(dte.cmd("AT+CPIN=\"1111\"").await, "\r\n+CME ERROR: 16\r\n");
+    let ok = dte.cmd("AT+CPIN=\"1234\"").await;
+    assert_eq!(ok, "\r\nOK\r\n");
+    dte.read_until("SMS Ready\r\n").await;
+    assert_eq!(dte.cmd("AT+CFUN=1,1").await, "\r\nOK\r\n");
+    let banners = dte.read_until("+CPIN: SIM PIN\r\n").await;
+    assert!(banners.contains("RDY"), "{banners:?}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn ctl_cli_drives_a_running_simulator() {
+    use clap::Parser;
+    use pagerbox::modem::sim::cli::{run, SimulatorArgs};
+
+    #[derive(Parser)]
+    struct Top {
+        #[command(flatten)]
+        sim: SimulatorArgs,
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("ctl.sock");
+    let mut cfg = SimConfig::fast(SimProfile::Generic, dir.path().join("modem"));
+    cfg.control_socket = Some(sock.clone());
+    let sim = Simulator::start(cfg).await.unwrap();
+    let mut dte = Dte::open(&sim.pty_path());
+    dte.sync().await;
+    let ctl = |args: &[&str]| {
+        let mut full = vec!["pagerbox", "ctl", "--control", sock.to_str().unwrap()];
+        full.extend_from_slice(args);
+        Top::try_parse_from(full).unwrap().sim
+    };
+    let code = run(ctl(&["sms-in", "--from", "+4917012345", "ACK 5"]))
+        .await
+        .unwrap();
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    dte.read_until("+CMTI: \"SM\",1\r\n").await;
+    run(ctl(&["fault", "cms500", "--count", "1"]))
+        .await
+        .unwrap();
+    assert_eq!(submit(&mut dte, 23, HELLO).await, "\r\n+CMS ERROR: 500\r\n");
+    run(ctl(&["heal"])).await.unwrap();
+    assert_eq!(
+        submit(&mut dte, 23, HELLO).await,
+        "\r\n+CMGS: 0\r\n\r\nOK\r\n"
+    );
+    let code = run(ctl(&["dtmf", "1"])).await.unwrap();
+    assert_eq!(code, std::process::ExitCode::FAILURE, "no call: refused");
+    run(ctl(&["log"])).await.unwrap();
+    sim.shutdown().await;
+}
