@@ -110,7 +110,12 @@ async fn identify_over_the_pty() {
     assert_eq!(dte.cmd("ATI").await, "\r\nSIM800 R14.18\r\n\r\nOK\r\n");
     assert_eq!(dte.cmd("AT+CGMM").await, "\r\nSIMCOM_SIM800\r\n\r\nOK\r\n");
     assert_eq!(dte.cmd("AT+CPIN?").await, "\r\n+CPIN: READY\r\n\r\nOK\r\n");
+    let link = sim.pty_path();
     sim.shutdown().await;
+    assert!(
+        std::fs::symlink_metadata(link).is_err(),
+        "link removed on shutdown"
+    );
 }
 
 #[tokio::test]

@@ -49,6 +49,9 @@ pub struct RunArgs {
     /// Delay of an SMS submit (Ctrl-Z to +CMGS), e.g. 2s.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub sms_delay: Duration,
+    /// Each submit takes --sms-delay plus or minus up to this much.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub sms_delay_jitter: Duration,
     /// Delay from a submit to its status report.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub delivery_report_delay: Duration,
@@ -147,6 +150,7 @@ async fn run_simulator(a: RunArgs) -> anyhow::Result<ExitCode> {
         profile: a.profile,
         command_delay: a.command_delay,
         sms_delay: a.sms_delay,
+        sms_delay_jitter: a.sms_delay_jitter,
         pty_link: a.pty_link.clone(),
         control_socket: a.control.clone(),
         pin: a.pin,

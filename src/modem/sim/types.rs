@@ -21,6 +21,9 @@ pub struct SimConfig {
     pub command_delay: Duration,
     /// Time between the `Ctrl-Z` of an `AT+CMGS` and `+CMGS: <mr>` (the network round trip).
     pub sms_delay: Duration,
+    /// Each submit takes `sms_delay` ± up to this much (uniform, from a fixed seed so runs
+    /// repeat), as real round trips vary; zero for exact timing.
+    pub sms_delay_jitter: Duration,
     /// Where the symlink to the PTY slave is created; the daemon opens this path as its port.
     /// A file or stale link already there is replaced.
     pub pty_link: PathBuf,
@@ -48,6 +51,7 @@ impl Default for SimConfig {
             profile: SimProfile::Generic,
             command_delay: Duration::from_millis(200),
             sms_delay: Duration::from_millis(2000),
+            sms_delay_jitter: Duration::from_millis(1000),
             pty_link: PathBuf::from("/tmp/pagerbox-modem"),
             control_socket: None,
             pin: None,
@@ -67,6 +71,7 @@ impl SimConfig {
             profile,
             command_delay: Duration::ZERO,
             sms_delay: Duration::ZERO,
+            sms_delay_jitter: Duration::ZERO,
             pty_link,
             delivery_report_delay: Duration::from_millis(50),
             ring_interval: Duration::from_millis(200),

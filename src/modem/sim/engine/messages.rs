@@ -7,6 +7,18 @@ use super::*;
 use crate::modem::sim::command::Arg;
 
 impl Engine {
+    /// How long this submit takes: `sms_delay` ± jitter.
+    pub(super) fn submit_delay(&mut self) -> Duration {
+        let base = self.cfg.sms_delay;
+        let jitter = self.cfg.sms_delay_jitter.min(base);
+        if jitter.is_zero() {
+            return base;
+        }
+        let spread = u64::try_from(jitter.as_millis()).unwrap_or(u64::MAX);
+        let offset = self.rng.u64(0..=spread * 2);
+        (base - jitter) + Duration::from_millis(offset)
+    }
+
     pub(super) fn cscs(&mut self, op: &Op) -> Step {
         match op {
             Op::Read | Op::Exec => Step::Done(vec![vec![format!("+CSCS: \"{}\"", self.set.cscs)]]),
@@ -237,7 +249,7 @@ impl Engine {
 
     pub(super) fn submit(&mut self, kind: PromptKind, body: String) -> Vec<Effect> {
         let now = self.now;
-        let sms_delay = self.cfg.sms_delay;
+        let sms_delay = self.submit_delay();
         let refuse = |eng: &Engine, f: Final, reason: String| -> Vec<Effect> {
             let mut fx = eng.respond(Vec::new(), f, sms_delay);
             let result = String::from_utf8_lossy(&eng.final_bytes(f))

@@ -283,6 +283,8 @@ pub struct Engine {
     network_queue: VecDeque<(String, String, DeliverOptions)>,
     /// URCs buffered while `+CNMI` mode is 0.
     cnmi_buffer: Vec<Vec<u8>>,
+    /// Varies submit delays; fixed seed so a run can be repeated.
+    rng: fastrand::Rng,
 }
 
 impl Engine {
@@ -319,6 +321,7 @@ impl Engine {
             behaviour: CallBehaviour::default(),
             network_queue: VecDeque::new(),
             cnmi_buffer: Vec::new(),
+            rng: fastrand::Rng::with_seed(0x5eed),
         }
     }
 

@@ -896,6 +896,19 @@ fn parts_of_an_incoming_message_arrive_apart_when_delays_are_on() {
 }
 
 #[test]
+fn submit_delays_vary_within_the_jitter() {
+    let mut cfg = SimConfig::fast(SimProfile::Generic, PathBuf::from("/x"));
+    cfg.sms_delay = Duration::from_secs(2);
+    cfg.sms_delay_jitter = Duration::from_secs(1);
+    let mut e = Engine::new(cfg, DateTime::<Utc>::from_timestamp(0, 0).unwrap());
+    let delays: Vec<Duration> = (0..50).map(|_| e.submit_delay()).collect();
+    assert!(delays
+        .iter()
+        .all(|d| (Duration::from_secs(1)..=Duration::from_secs(3)).contains(d)));
+    assert!(delays.iter().any(|d| *d != delays[0]), "they vary");
+}
+
+#[test]
 fn overlong_lines_are_refused() {
     let mut h = quiet(SimProfile::Generic);
     let long = format!("AT+CSCA=\"{}\"", "1".repeat(MAX_LINE + 10));
