@@ -162,7 +162,7 @@ impl Engine {
         fx
     }
 
-    pub(super) fn dtmf_detect(&mut self, op: &Op, _report: DtmfReport) -> Step {
+    pub(super) fn dtmf_detect(&mut self, op: &Op) -> Step {
         let name = self.cfg.profile.dtmf().0.unwrap_or("+DDET");
         match op {
             Op::Read | Op::Exec => Step::Done(vec![vec![format!(

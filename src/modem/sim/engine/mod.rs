@@ -648,10 +648,8 @@ impl Engine {
 
     fn exec_extended(&mut self, name: &str, op: &Op, after: &mut Vec<Effect>) -> Step {
         let profile = self.cfg.profile;
-        if let Some((cmd, report)) = profile.dtmf().0.map(|c| (c, profile.dtmf().1)) {
-            if name == cmd {
-                return self.dtmf_detect(op, report);
-            }
+        if profile.dtmf().0 == Some(name) {
+            return self.dtmf_detect(op);
         }
         if Some(name) == profile.tts_command() {
             return self.tts(name, op, after);
@@ -688,9 +686,9 @@ impl Engine {
             },
             "+CMEE" => self.numeric_setting(op, "+CMEE", 0..=2, |s| &mut s.cmee),
             "+CPIN" => self.cpin(op, after),
-            "+CREG" => self.registration(op, "+CREG", after),
-            "+CGREG" => self.registration(op, "+CGREG", after),
-            "+CEREG" if profile.has_lte() => self.registration(op, "+CEREG", after),
+            "+CREG" => self.registration(op, "+CREG"),
+            "+CGREG" => self.registration(op, "+CGREG"),
+            "+CEREG" if profile.has_lte() => self.registration(op, "+CEREG"),
             "+CSQ" => match op {
                 Op::Test => Step::Done(vec![vec!["+CSQ: (0-31,99),(0-7,99)".into()]]),
                 _ => Step::Done(vec![vec![if self.sim_pulled || self.cfun != 1 {

@@ -141,7 +141,7 @@ impl Engine {
         s
     }
 
-    pub(super) fn registration(&mut self, op: &Op, name: &str, after: &mut Vec<Effect>) -> Step {
+    pub(super) fn registration(&mut self, op: &Op, name: &str) -> Step {
         let n = match name {
             "+CREG" => self.set.creg,
             "+CGREG" => self.set.cgreg,
@@ -157,7 +157,6 @@ impl Engine {
                         "+CGREG" => self.set.cgreg = v,
                         _ => self.set.cereg = v,
                     }
-                    let _ = after;
                     ok()
                 }
                 _ => Step::Fail(Final::Cme(50)),
