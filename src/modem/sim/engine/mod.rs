@@ -117,16 +117,20 @@ pub enum CallStep {
     NoAnswer,
 }
 
-/// A final result code.
+/// A final result code of a command line (call progress results such as `BUSY` arrive later,
+/// as unsolicited lines).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Final {
+    /// `OK`.
     Ok,
+    /// `ERROR`.
     Error,
+    /// `+CME ERROR: <n>` (or `ERROR` with CMEE 0).
     Cme(u16),
+    /// `+CMS ERROR: <n>`.
     Cms(u16),
+    /// `NO CARRIER`.
     NoCarrier,
-    Busy,
-    NoAnswer,
 }
 
 /// The outcome of one command of a line.
@@ -531,8 +535,6 @@ impl Engine {
             Final::Ok => ("OK".into(), 0),
             Final::Error => ("ERROR".into(), 4),
             Final::NoCarrier => ("NO CARRIER".into(), 3),
-            Final::Busy => ("BUSY".into(), 7),
-            Final::NoAnswer => ("NO ANSWER".into(), 8),
             Final::Cme(n) => match self.set.cmee {
                 0 => ("ERROR".into(), 4),
                 1 => (format!("+CME ERROR: {n}"), 4),
