@@ -247,25 +247,15 @@ impl Engine {
         }
     }
 
+    /// Input after a `> ` prompt ended with Ctrl-Z.
     pub(super) fn submit(&mut self, kind: PromptKind, body: String) -> Vec<Effect> {
-        let now = self.now;
-        let sms_delay = self.submit_delay();
-        let refuse = |eng: &Engine, f: Final, reason: String| -> Vec<Effect> {
-            let mut fx = eng.respond(Vec::new(), f, sms_delay);
-            let result = String::from_utf8_lossy(&eng.final_bytes(f))
-                .trim()
-                .to_string();
-            fx.push(Effect::Log(NetworkEntry::SmsRefused {
-                at: now,
-                result,
-                reason,
-            }));
-            fx
-        };
+        let text_mode = kind.is_text();
         // Decode first: a malformed PDU is refused at once whatever the network does.
         let parsed = match &kind {
-            PromptKind::PduSubmit { tpdu_len } => sms::decode_submit(body.trim(), *tpdu_len),
-            PromptKind::TextSubmit { to } => {
+            PromptKind::PduSubmit { tpdu_len } | PromptKind::PduWrite { tpdu_len, .. } => {
+                sms::decode_submit(body.trim(), *tpdu_len)
+            }
+            PromptKind::TextSubmit { to } | PromptKind::TextWrite { to } => {
                 let text = self.decode_cscs(body.trim_end_matches('\n'));
                 Ok(sms::text_submit(to, &text, self.set.csmp))
             }
@@ -273,19 +263,59 @@ impl Engine {
         let sub = match parsed {
             Ok(s) => s,
             Err(e) => {
-                let code = if matches!(kind, PromptKind::PduSubmit { .. }) {
-                    304
-                } else {
-                    305
-                };
-                return refuse(self, Final::Cms(code), e);
+                let code = if text_mode { 305 } else { 304 };
+                let delay = self.cfg.command_delay;
+                return self.refuse(Final::Cms(code), e, delay);
             }
         };
+        match kind {
+            PromptKind::PduSubmit { .. } | PromptKind::TextSubmit { .. } => {
+                self.transmit(sub, "+CMGS").0
+            }
+            PromptKind::PduWrite { tpdu_len, stat } => {
+                let pdu = sms::with_smsc_field(body.trim(), tpdu_len);
+                self.store_submit(sub, pdu, tpdu_len, stat)
+            }
+            PromptKind::TextWrite { .. } => {
+                match sms::encode_text_submit(&sub.to, &sub.text, sub.status_report_requested) {
+                    Ok((pdu, tpdu_len)) => self.store_submit(sub, pdu, tpdu_len, 2),
+                    Err(e) => {
+                        let delay = self.cfg.command_delay;
+                        self.refuse(Final::Cms(305), e, delay)
+                    }
+                }
+            }
+        }
+    }
+
+    /// A refused submit: the final result after `delay`, and a log entry.
+    fn refuse(&self, f: Final, reason: String, delay: Duration) -> Vec<Effect> {
+        let mut fx = self.respond(Vec::new(), f, delay);
+        let result = String::from_utf8_lossy(&self.final_bytes(f))
+            .trim()
+            .to_string();
+        fx.push(Effect::Log(NetworkEntry::SmsRefused {
+            at: self.now,
+            result,
+            reason,
+        }));
+        fx
+    }
+
+    /// Hands a decoded SMS-SUBMIT to the network: SIM, registration and injected faults are
+    /// checked, then it gets the next message reference and `<name>: <mr>` after the submit
+    /// delay. Returns the effects and the reference if it was sent.
+    fn transmit(&mut self, sub: sms::Submitted, name: &str) -> (Vec<Effect>, Option<u8>) {
+        let now = self.now;
+        let sms_delay = self.submit_delay();
         if let Err(f) = self.sim_check_cms() {
-            return refuse(self, f, "SIM not ready".into());
+            return (self.refuse(f, "SIM not ready".into(), sms_delay), None);
         }
         if !self.registered() {
-            return refuse(self, Final::Cms(331), "no network service".into());
+            return (
+                self.refuse(Final::Cms(331), "no network service".into(), sms_delay),
+                None,
+            );
         }
         if let Some((failure, left)) = self.submit_failures {
             self.submit_failures = if left > 1 {
@@ -297,14 +327,14 @@ impl Engine {
                 SubmitFailure::Error => Final::Error,
                 SubmitFailure::Cms500 => Final::Cms(500),
             };
-            return refuse(self, f, "injected fault".into());
+            return (self.refuse(f, "injected fault".into(), sms_delay), None);
         }
         let mr = self.next_mr;
         self.next_mr = self.next_mr.wrapping_add(1);
         let mut fx = vec![Effect::Write {
             delay: sms_delay,
             chunks: vec![
-                self.urc_bytes(&[format!("+CMGS: {mr}")]),
+                self.urc_bytes(&[format!("{name}: {mr}")]),
                 self.final_bytes(Final::Ok),
             ],
         }];
@@ -330,7 +360,115 @@ impl Engine {
                 },
             });
         }
-        fx
+        (fx, Some(mr))
+    }
+
+    /// `AT+CMGW`: stores a SUBMIT in the write storage (`<mem2>`), answers `+CMGW: <index>`.
+    fn store_submit(
+        &mut self,
+        sub: sms::Submitted,
+        pdu: String,
+        tpdu_len: usize,
+        stat: u8,
+    ) -> Vec<Effect> {
+        let delay = self.cfg.command_delay;
+        let slot = Slot {
+            stat,
+            pdu,
+            tpdu_len,
+            text: TextView::Submit {
+                to: sub.to,
+                text: sub.text,
+            },
+        };
+        match self.storage.insert(self.set.mems[1], slot) {
+            Some(index) => vec![Effect::Write {
+                delay,
+                chunks: vec![
+                    self.urc_bytes(&[format!("+CMGW: {index}")]),
+                    self.final_bytes(Final::Ok),
+                ],
+            }],
+            None => self.respond(Vec::new(), Final::Cms(322), delay),
+        }
+    }
+
+    pub(super) fn cmgw(&mut self, op: &Op) -> Step {
+        let a = match op {
+            Op::Test => return ok(),
+            Op::Set(a) => a.clone(),
+            _ => return Step::Fail(Final::Cms(302)),
+        };
+        if let Err(f) = self.sim_check_cms() {
+            return Step::Fail(f);
+        }
+        let args = split_args(&a);
+        if self.set.cmgf == 0 {
+            let len = args.first().cloned().flatten().and_then(|a| a.number());
+            let stat = args
+                .get(1)
+                .cloned()
+                .flatten()
+                .and_then(|a| a.number())
+                .unwrap_or(2);
+            match len {
+                Some(n) if (7..=164).contains(&n) && (2..=3).contains(&stat) => {
+                    Step::Prompt(PromptKind::PduWrite {
+                        tpdu_len: n as usize,
+                        stat: stat as u8,
+                    })
+                }
+                _ => Step::Fail(Final::Cms(304)),
+            }
+        } else {
+            match args.first().cloned().flatten() {
+                Some(Arg::Str(to)) if !to.is_empty() => Step::Prompt(PromptKind::TextWrite {
+                    to: self.decode_cscs(&to),
+                }),
+                _ => Step::Fail(Final::Cms(305)),
+            }
+        }
+    }
+
+    /// `AT+CMSS=<index>[,<da>]`: sends a stored SUBMIT, answers `+CMSS: <mr>`.
+    pub(super) fn cmss(&mut self, op: &Op) -> Step {
+        let a = match op {
+            Op::Test => return ok(),
+            Op::Set(a) => a.clone(),
+            _ => return Step::Fail(Final::Cms(302)),
+        };
+        if let Err(f) = self.sim_check_cms() {
+            return Step::Fail(f);
+        }
+        let args = split_args(&a);
+        let Some(index) = args
+            .first()
+            .cloned()
+            .flatten()
+            .and_then(|a| a.number())
+            .map(|n| n as usize)
+        else {
+            return Step::Fail(Final::Cms(321));
+        };
+        let mem = self.set.mems[1];
+        let Some(slot) = self.storage.get_mut(mem, index).cloned() else {
+            return Step::Fail(Final::Cms(321));
+        };
+        let mut sub = match sms::decode_submit(&slot.pdu, slot.tpdu_len) {
+            Ok(s) => s,
+            // A received message cannot be sent.
+            Err(_) => return Step::Fail(Final::Cms(302)),
+        };
+        if let Some(Arg::Str(da)) = args.get(1).cloned().flatten() {
+            sub.to = self.decode_cscs(&da);
+        }
+        let (fx, mr) = self.transmit(sub, "+CMSS");
+        if mr.is_some() {
+            if let Some(s) = self.storage.get_mut(mem, index) {
+                s.stat = 3;
+            }
+        }
+        Step::Custom(fx)
     }
 
     pub(super) fn cmgr(&mut self, op: &Op) -> Step {
@@ -378,6 +516,10 @@ impl Engine {
                             text.chars().count()
                         ));
                     }
+                    self.encode_cscs(text)
+                }
+                TextView::Submit { to, text } => {
+                    header.push_str(&format!("\"{}\",\"\"", self.encode_cscs(to)));
                     self.encode_cscs(text)
                 }
                 TextView::StatusReport {
@@ -442,6 +584,7 @@ impl Engine {
         };
         let mem = self.set.mems[0];
         let mut records = Vec::new();
+        let ucs2 = self.set.cscs == "UCS2";
         for (index, slot) in self.storage.list_mut(mem) {
             if filter.is_some_and(|f| f != slot.stat) {
                 continue;
@@ -469,6 +612,23 @@ impl Engine {
                                 stat_text(stat)
                             ),
                             text,
+                        ]);
+                    }
+                    TextView::Submit { to, text } => {
+                        let enc = |s: &str| {
+                            if ucs2 {
+                                sms::string_to_ucs2_hex(s)
+                            } else {
+                                s.to_string()
+                            }
+                        };
+                        records.push(vec![
+                            format!(
+                                "+CMGL: {index},\"{}\",\"{}\",\"\",",
+                                stat_text(stat),
+                                enc(to)
+                            ),
+                            enc(text),
                         ]);
                     }
                     TextView::StatusReport {

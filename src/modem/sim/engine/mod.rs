@@ -51,9 +51,10 @@ const SUPPORTED: &[&str] = &[
     "&C", "&D", "&F", "&K", "&W", "A", "D", "E", "H", "I", "L", "M", "Q", "S0", "V", "X", "Z",
     "+CALM", "+CCLK", "+CFUN", "+CGATT", "+CGMI", "+CGMM", "+CGMR", "+CGREG", "+CGSN", "+CHUP",
     "+CIMI", "+CLAC", "+CLCC", "+CLIP", "+CLVL", "+CMEE", "+CMGD", "+CMGF", "+CMGL", "+CMGR",
-    "+CMGS", "+CMUT", "+CNMA", "+CNMI", "+CNUM", "+COLP", "+COPS", "+CPAS", "+CPIN", "+CPMS",
-    "+CRC", "+CREG", "+CRSL", "+CSCA", "+CSCS", "+CSDH", "+CSMP", "+CSMS", "+CSQ", "+CVHU",
-    "+GCAP", "+GMI", "+GMM", "+GMR", "+GSN", "+ICF", "+IFC", "+IPR", "+VTD", "+VTS",
+    "+CMGS", "+CMGW", "+CMSS", "+CMUT", "+CNMA", "+CNMI", "+CNUM", "+COLP", "+COPS", "+CPAS",
+    "+CPIN", "+CPMS", "+CRC", "+CREG", "+CRSL", "+CSCA", "+CSCS", "+CSDH", "+CSMP", "+CSMS",
+    "+CSQ", "+CVHU", "+GCAP", "+GMI", "+GMM", "+GMR", "+GSN", "+ICF", "+IFC", "+IPR", "+VTD",
+    "+VTS",
 ];
 
 /// Something the owning task must do.
@@ -144,6 +145,8 @@ enum Step {
     Fail(Final),
     /// Show the `> ` prompt and collect input.
     Prompt(PromptKind),
+    /// The command writes its own response (with its own delay); ends the line.
+    Custom(Vec<Effect>),
 }
 
 /// Lines written together as one information record.
@@ -160,6 +163,20 @@ enum PromptKind {
     PduSubmit { tpdu_len: usize },
     /// `AT+CMGS="<da>"` in text mode.
     TextSubmit { to: String },
+    /// `AT+CMGW=<tpdu length>[,<stat>]` in PDU mode.
+    PduWrite { tpdu_len: usize, stat: u8 },
+    /// `AT+CMGW="<da>"` in text mode.
+    TextWrite { to: String },
+}
+
+impl PromptKind {
+    /// Whether text (not hex) follows the prompt.
+    fn is_text(&self) -> bool {
+        matches!(
+            self,
+            PromptKind::TextSubmit { .. } | PromptKind::TextWrite { .. }
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -430,12 +447,12 @@ impl Engine {
                 self.prompt = None;
                 fx.extend(self.respond(Vec::new(), Final::Ok, Duration::ZERO));
             }
-            b'\r' if matches!(kind, PromptKind::TextSubmit { .. }) => {
+            b'\r' if kind.is_text() => {
                 buf.push(b'\n');
                 let prompt = self.prompt_bytes();
                 push_write(fx, Duration::ZERO, vec![prompt]);
             }
-            b'\r' | b'\n' if matches!(kind, PromptKind::PduSubmit { .. }) => {}
+            b'\r' | b'\n' if !kind.is_text() => {}
             b'\n' => {}
             0x08 => {
                 buf.pop();
@@ -486,6 +503,18 @@ impl Engine {
                         delay: self.cfg.command_delay,
                         chunks,
                     }];
+                    fx.extend(after);
+                    return fx;
+                }
+                Step::Custom(own) => {
+                    let mut fx = Vec::new();
+                    if !records.is_empty() {
+                        fx.push(Effect::Write {
+                            delay: self.cfg.command_delay,
+                            chunks: self.records_bytes(&records),
+                        });
+                    }
+                    fx.extend(own);
                     fx.extend(after);
                     return fx;
                 }
@@ -736,6 +765,8 @@ impl Engine {
             "+CMGR" => self.cmgr(op),
             "+CMGL" => self.cmgl(op),
             "+CMGD" => self.cmgd(op),
+            "+CMGW" => self.cmgw(op),
+            "+CMSS" => self.cmss(op),
             "+CNMA" => ok(),
             "+CLCC" => match op {
                 Op::Set(a) => {

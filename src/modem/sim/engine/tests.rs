@@ -909,6 +909,54 @@ fn submit_delays_vary_within_the_jitter() {
 }
 
 #[test]
+fn cmgw_stores_and_cmss_sends_from_storage() {
+    let mut h = quiet(SimProfile::Generic);
+    h.at("AT+CMEE=1");
+    assert_eq!(h.at("AT+CMGW=23"), "\r\n> ");
+    assert_eq!(
+        h.send(&format!("{}\x1a", &HELLO[2..])),
+        "\r\n+CMGW: 1\r\n\r\nOK\r\n"
+    );
+    assert!(h
+        .at("AT+CMGR=1")
+        .starts_with(&format!("\r\n+CMGR: 2,,23\r\n{HELLO}\r\n")));
+    assert!(h.log.is_empty(), "stored, not sent");
+    assert_eq!(h.at("AT+CMSS=1"), "\r\n+CMSS: 0\r\n\r\nOK\r\n");
+    assert!(
+        h.at("AT+CMGL=3").starts_with("\r\n+CMGL: 1,3,,23"),
+        "now STO SENT"
+    );
+    assert_eq!(h.at("AT+CMSS=1,\"+491701\""), "\r\n+CMSS: 1\r\n\r\nOK\r\n");
+    assert_eq!(
+        sms_texts(&h),
+        vec![
+            (
+                "+46708251358".to_string(),
+                "hellohello".to_string(),
+                vec![0]
+            ),
+            ("+491701".to_string(), "hellohello".to_string(), vec![1]),
+        ]
+    );
+    assert_eq!(h.at("AT+CMSS=7"), "\r\n+CMS ERROR: 321\r\n");
+    // Text mode.
+    h.at("AT+CMGF=1");
+    assert_eq!(h.at("AT+CMGW=\"+4917\""), "\r\n> ");
+    assert_eq!(h.send("draft\x1a"), "\r\n+CMGW: 2\r\n\r\nOK\r\n");
+    assert_eq!(
+        h.at("AT+CMGR=2"),
+        "\r\n+CMGR: \"STO UNSENT\",\"+4917\",\"\"\r\ndraft\r\n\r\nOK\r\n"
+    );
+    // A received message cannot be sent again.
+    let fx =
+        h.e.deliver_sms("+4917012345", "in", DeliverOptions::default(), h.now)
+            .unwrap();
+    h.apply(fx);
+    h.take();
+    assert_eq!(h.at("AT+CMSS=3"), "\r\n+CMS ERROR: 302\r\n");
+}
+
+#[test]
 fn overlong_lines_are_refused() {
     let mut h = quiet(SimProfile::Generic);
     let long = format!("AT+CSCA=\"{}\"", "1".repeat(MAX_LINE + 10));
