@@ -50,7 +50,9 @@ impl Address {
     /// Read a user- or config-supplied address. `"+"` followed by digits is
     /// [`AddressKind::International`]; digits only (and the dialling characters `* #`) is
     /// [`AddressKind::Unknown`] (sent as type `0x81`, which networks read with their national
-    /// dialling plan); anything else is [`AddressKind::Alphanumeric`]. Spaces, dashes, dots and
+    /// dialling plan; pagerbox never produces [`AddressKind::National`] from text, because that
+    /// type means "without the trunk prefix" and user-typed numbers keep it); anything else is
+    /// [`AddressKind::Alphanumeric`]. Spaces, dashes, dots and
     /// parentheses inside something that starts like a phone number are dropped first, so
     /// `"+46 70-825 13 58"` is the number `+46708251358`. Never fails: whether the address
     /// can be encoded is checked by the encoders.
@@ -59,7 +61,7 @@ impl Address {
         let looks_numeric = trimmed
             .chars()
             .next()
-            .is_some_and(|c| c == '+' || c == '(' || c.is_ascii_digit());
+            .is_some_and(|c| c == '+' || c == '(' || is_dial_char(c));
         if looks_numeric {
             let compact: String = trimmed
                 .chars()
@@ -298,8 +300,8 @@ mod tests {
             }
         );
         assert_eq!(Address::parse("0701234567").kind, AddressKind::Unknown);
-        assert_eq!(Address::parse("*100#").kind, AddressKind::Alphanumeric);
-        assert_eq!(Address::parse("100#").kind, AddressKind::Unknown);
+        assert_eq!(Address::parse("*100#").kind, AddressKind::Unknown);
+        assert_eq!(Address::parse("12ab").kind, AddressKind::Alphanumeric);
         assert_eq!(Address::parse("sipgate").kind, AddressKind::Alphanumeric);
         assert_eq!(Address::parse("+").kind, AddressKind::Alphanumeric);
         assert_eq!(Address::parse("").kind, AddressKind::Alphanumeric);

@@ -5,7 +5,7 @@
 //! ESC + code) and packing septets into octets with leading fill bits (needed after a user data
 //! header so the text starts on a septet boundary). Does not own: national language shift tables
 //! (not supported; a message using them decodes with the default tables), or choosing between
-//! GSM-7 and UCS-2 (that is [`super::concat`]).
+//! GSM-7 and UCS-2 (that is the `concat` module, see [`super::plan_parts`]).
 //!
 //! The tables are written out here rather than taken from a crate: they are 138 entries, and the
 //! extension-table handling is exactly where small crates have been wrong.

@@ -23,6 +23,8 @@
 //! - `submit`, `deliver`, `status`: the three PDU types.
 //! - `reassembly`: [`Reassembler`].
 
+#![warn(missing_docs)]
+
 mod address;
 mod concat;
 mod deliver;

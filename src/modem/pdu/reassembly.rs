@@ -151,9 +151,12 @@ impl<T: Part> Reassembler<T> {
     }
 
     /// Add a part. Returns the whole message when `part` completes it, or `part` itself when
-    /// it is not concatenated (or is 1 of 1). A repeated part (same sequence number) is
-    /// ignored. If this part starts a new message while `max_pending` are already waiting,
-    /// the oldest waiting message is pushed out to the next [`Reassembler::expire`].
+    /// it is not concatenated (or is 1 of 1). A repeated part (same sequence number, same
+    /// text) is ignored; the same sequence number with a different text means the sender
+    /// reused the reference, and the incomplete older message is pushed out. If this part
+    /// starts a new message while `max_pending` are already waiting, the oldest waiting
+    /// message is pushed out. Pushed-out messages come back from the next
+    /// [`Reassembler::expire`] or [`Reassembler::drain`].
     pub fn insert(&mut self, part: T, now: DateTime<Utc>) -> Option<T> {
         let info = match part.concat() {
             Some(info) if info.total > 1 && (1..=info.total).contains(&info.sequence) => info,
@@ -178,11 +181,27 @@ impl<T: Part> Reassembler<T> {
             parts: (0..info.total).map(|_| None).collect(),
             received: 0,
         });
-        let slot = &mut entry.parts[usize::from(info.sequence) - 1];
-        if slot.is_some() {
-            return None;
+        let index = usize::from(info.sequence) - 1;
+        match &entry.parts[index] {
+            // The modem repeating a part: nothing new.
+            Some(held) if held.text() == part.text() => return None,
+            // Same key, different text: the sender reused the reference for a new message
+            // while the old one is still incomplete. Push the old one out, start afresh.
+            Some(_) => {
+                let old = std::mem::replace(
+                    entry,
+                    Pending {
+                        first_seen: now,
+                        serial,
+                        parts: (0..info.total).map(|_| None).collect(),
+                        received: 0,
+                    },
+                );
+                self.pushed_out.extend(old.join(info.total));
+            }
+            None => {}
         }
-        *slot = Some(part);
+        entry.parts[index] = Some(part);
         entry.received += 1;
         if entry.received < usize::from(info.total) {
             return None;
@@ -381,6 +400,25 @@ mod tests {
             r.insert(b[0].clone(), now(0)).unwrap().text,
             "b".repeat(200)
         );
+    }
+
+    #[test]
+    fn reused_reference_does_not_garble_an_incomplete_message() {
+        let mut r = Reassembler::default();
+        let old = parts("+1", &format!("{}{}", "o".repeat(153), "p".repeat(153)), 4);
+        let new = parts("+1", &format!("{}{}", "n".repeat(153), "m".repeat(153)), 4);
+        assert_eq!(r.insert(old[0].clone(), now(0)), None);
+        // old[1] is lost; the sender reuses reference 4.
+        assert_eq!(r.insert(new[0].clone(), now(5)), None);
+        let whole = r.insert(new[1].clone(), now(6)).unwrap();
+        assert_eq!(
+            whole.text,
+            format!("{}{}", "n".repeat(153), "m".repeat(153))
+        );
+        let out = r.expire(now(7));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].message.text, "o".repeat(153));
+        assert_eq!(out[0].missing, vec![2]);
     }
 
     #[test]
