@@ -16,9 +16,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, ModemConfig, ModemDevice};
+use crate::incident::{Actor, Status};
 use crate::intake::{self, Intake, IntakeStats};
-use crate::store::Store;
+use crate::modem::sim::{SimConfig, SimHandle, Simulator};
+use crate::modem::{Health, Modem, ModemEvent, Pin, ProfileChoice, Settings};
+use crate::notify::email::EmailSender;
+use crate::notify::sender::{self, PagingHealth, Transport};
+use crate::notify::transport;
+use crate::panel::{PanelEvent, PanelState};
+use crate::store::{outbox, ListFilter, Store};
 
 /// How long shutdown waits for tasks to finish their current work.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -90,11 +97,76 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
 
     let config_path = config.path.clone();
     let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
+
+    // Pages caught in flight by a crash or power cut are sent again (at-least-once).
+    let recovered = store.call(|c, now| Ok(outbox::recover_in_flight(c, now)?)).await?;
+    if recovered > 0 {
+        tracing::warn!(pages = recovered, "pages were in flight when pagerbox stopped; sending them again");
+    }
+
+    // The modem: a real device, or the built-in simulator on a pseudo-terminal.
+    let mut sim: Option<SimHandle> = None;
+    let mut modem: Option<(Modem, watch::Receiver<Health>)> = None;
+    if config.modem.enabled {
+        let device = match &config.modem.device {
+            ModemDevice::Path(p) => p.clone(),
+            ModemDevice::Simulator => {
+                let handle = start_simulator(&config).await?;
+                let path = handle.pty_path();
+                sim = Some(handle);
+                path
+            }
+        };
+        let settings = modem_settings(&config.modem, device)?;
+        let (m, events) = Modem::spawn(settings, shutdown.clone());
+        let health = m.health();
+        tracker.spawn(modem_events(events, store.clone(), shutdown.clone()));
+        modem = Some((m, health));
+    }
+
+    // Transports and one sender task per channel.
+    let mut transports: Vec<Arc<dyn Transport>> = Vec::new();
+    if let Some((m, h)) = &modem {
+        transports.push(Arc::new(transport::ModemSms { modem: m.clone(), health: h.clone() }));
+        transports.push(Arc::new(transport::ModemVoice { modem: m.clone(), health: h.clone(), ring_for: Duration::from_secs(30) }));
+    }
+    if config.email.enabled {
+        let sender = EmailSender::new(&config.email).context("email is enabled but cannot be set up")?;
+        transports.push(Arc::new(transport::Email { sender: Arc::new(sender), last_error: Default::default() }));
+    }
+    if transports.is_empty() {
+        tracing::error!("no paging channel is enabled (modem and email both off): incidents are recorded but nobody can be paged");
+    }
+    let transports = Arc::new(transports);
+    let (paging_tx, paging_rx) = watch::channel(sender::health(&transports));
+    let paging_tx = Arc::new(paging_tx);
+    for t in transports.iter() {
+        tracker.spawn(sender::run(t.clone(), transports.clone(), store.clone(), config_rx.clone(), paging_tx.clone(), shutdown.clone()));
+    }
+    tracker.spawn(crate::escalation::engine::run(store.clone(), config_rx.clone(), shutdown.clone()));
+
+    // The panel: LED shows the state, the button acknowledges.
+    let (panel_tx, panel_rx) = watch::channel(PanelState::default());
+    if let Some(mut panel) = crate::panel::spawn(&config.gpio, panel_rx, shutdown.clone(), &tracker)? {
+        if let Some(fake) = panel.fake.clone() {
+            crate::panel::control::serve(fake, &config.daemon.state_dir.join("fake-panel.sock"), shutdown.clone(), &tracker)?;
+        }
+        let store = store.clone();
+        tracker.spawn(async move {
+            while let Some(ev) = panel.events.recv().await {
+                button(&store, ev).await;
+            }
+        });
+    }
+    tracker.spawn(publish_panel_state(store.clone(), paging_rx.clone(), panel_tx, shutdown.clone()));
+
     let intake = Intake {
         store: store.clone(),
         config: config_rx.clone(),
         token,
         stats: Arc::new(IntakeStats::default()),
+        paging: Some(paging_rx),
+        modem: modem.as_ref().map(|(_, h)| h.clone()),
     };
     tracker.spawn(intake::http::serve(
         http,
@@ -127,6 +199,10 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
         tracing::warn!("some tasks did not stop within the grace period");
     }
     drop(intake);
+    drop(modem);
+    if let Some(sim) = sim {
+        sim.shutdown().await;
+    }
     drop(store);
     let _ = std::fs::remove_file(&run_file);
     tracing::info!("stopped");
@@ -168,6 +244,140 @@ async fn wait_for_signals(config_path: Option<&Path>, config_tx: &watch::Sender<
                     }
                 }
             }
+        }
+    }
+}
+
+/// Builds the modem driver's settings from `[modem]`.
+pub fn modem_settings(m: &ModemConfig, device: PathBuf) -> anyhow::Result<Settings> {
+    let mut s = Settings::new(device);
+    s.profile = m.profile.parse::<ProfileChoice>().map_err(|e| anyhow::anyhow!("modem.profile: {e}"))?;
+    s.baud = m.baud;
+    s.pin = match &m.pin_file {
+        Some(p) => Some(Pin::new(crate::config::read_secret(p).with_context(|| format!("cannot read modem.pin_file {}", p.display()))?.expose())),
+        None => None,
+    };
+    s.smsc = m.smsc.clone();
+    s.delivery_reports = m.delivery_reports;
+    s.text_mode = m.text_mode;
+    s.command_timeout = m.command_timeout;
+    s.sms_timeout = m.sms_timeout;
+    s.health_interval = m.health_interval;
+    Ok(s)
+}
+
+/// Starts the built-in modem simulator with its PTY link and control socket in the state dir.
+async fn start_simulator(config: &Config) -> anyhow::Result<SimHandle> {
+    let sc = &config.modem.simulator;
+    let dir = &config.daemon.state_dir;
+    let control = sc.control.clone().unwrap_or_else(|| dir.join("simulator.sock"));
+    let cfg = SimConfig {
+        profile: sc.profile.parse().map_err(|e| anyhow::anyhow!("modem.simulator.profile: {e}"))?,
+        command_delay: sc.command_delay,
+        sms_delay: sc.sms_delay,
+        sms_delay_jitter: sc.sms_delay / 2,
+        pty_link: dir.join("modem.pty"),
+        control_socket: Some(control.clone()),
+        delivery_report_delay: sc.sms_delay.max(Duration::from_millis(100)),
+        ..SimConfig::default()
+    };
+    let handle = Simulator::start(cfg).await.context("cannot start the built-in modem simulator")?;
+    tracing::info!(pty = %handle.pty_path().display(), control = %control.display(), "built-in modem simulator running");
+    Ok(handle)
+}
+
+/// Handles what the modem reports: delivery reports land on the page's timeline; incoming SMS
+/// and calls are logged (masked).
+async fn modem_events(mut events: tokio::sync::mpsc::Receiver<ModemEvent>, store: Store, shutdown: CancellationToken) {
+    loop {
+        let ev = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            ev = events.recv() => match ev { Some(ev) => ev, None => return },
+        };
+        match ev {
+            ModemEvent::DeliveryReport { reference, delivered, outcome, status, .. } => {
+                let detail = format!("{outcome:?} (status {status:#04x})");
+                let r = store
+                    .call(move |c, now| Ok(outbox::delivered(c, &reference.to_string(), delivered, &detail, now)?))
+                    .await;
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "cannot record a delivery report");
+                }
+            }
+            ModemEvent::SmsReceived { from, alphanumeric, .. } => {
+                tracing::info!(from = %crate::config::mask_number(&from), alphanumeric, "sms received");
+            }
+            ModemEvent::IncomingCall { from } => {
+                tracing::info!(from = ?from.as_deref().map(crate::config::mask_number), "incoming call");
+            }
+            ModemEvent::Dtmf { .. } | ModemEvent::CallEnded => {}
+        }
+    }
+}
+
+/// The button: a short press acknowledges every triggered incident as "on-site"; a long press
+/// resolves the acknowledged ones.
+async fn button(store: &Store, ev: PanelEvent) {
+    let (from, to) = match ev {
+        PanelEvent::AckAll => (Status::Triggered, Status::Acknowledged),
+        PanelEvent::ResolveAcked => (Status::Acknowledged, Status::Resolved),
+    };
+    let open = match store.incidents(ListFilter::Open, 10_000).await {
+        Ok(list) => list,
+        Err(e) => {
+            tracing::error!(error = %e, "button: cannot read incidents");
+            return;
+        }
+    };
+    for i in open.into_iter().filter(|i| i.status == from) {
+        let actor = Actor::new("on-site", "button");
+        let r = if to == Status::Resolved { store.resolve(i.id, actor).await } else { store.acknowledge(i.id, actor).await };
+        match r {
+            Ok(_) => tracing::info!(incident = i.id, status = %to, "button"),
+            Err(e) => tracing::error!(incident = i.id, error = %e, "button: cannot change incident"),
+        }
+    }
+}
+
+/// Publishes what the LED shows: open incidents, acknowledged or not, and whether paging works.
+async fn publish_panel_state(store: Store, mut paging: watch::Receiver<PagingHealth>, panel: watch::Sender<PanelState>, shutdown: CancellationToken) {
+    let mut commits = store.commits();
+    loop {
+        let impaired = paging.borrow_and_update().impaired();
+        let state = store
+            .call(move |c, now| {
+                let (unacked, acked, oldest): (i64, i64, Option<i64>) = c.query_row(
+                    "SELECT sum(status='triggered'), sum(status='acknowledged'), min(CASE WHEN status='triggered' THEN first_seen END) \
+                     FROM incidents WHERE status<>'resolved'",
+                    [],
+                    |r| Ok((r.get::<_, Option<i64>>(0)?.unwrap_or(0), r.get::<_, Option<i64>>(1)?.unwrap_or(0), r.get(2)?)),
+                )?;
+                Ok(PanelState {
+                    open_unacked: unacked as usize,
+                    open_acked: acked as usize,
+                    impaired,
+                    oldest_unacked_age: oldest.and_then(|t| (now - crate::store::from_ms(t)).to_std().ok()),
+                })
+            })
+            .await;
+        match state {
+            Ok(s) => {
+                panel.send_if_modified(|old| {
+                    let changed = *old != s;
+                    *old = s;
+                    changed
+                });
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store failing");
+                panel.send_modify(|s| s.impaired = true);
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = commits.changed() => if r.is_err() { return },
+            r = paging.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
         }
     }
 }

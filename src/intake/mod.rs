@@ -44,6 +44,10 @@ pub struct Intake {
     pub config: watch::Receiver<Arc<Config>>,
     pub token: Option<Arc<Secret>>,
     pub stats: Arc<IntakeStats>,
+    /// Whether paging works (for `/healthz`).
+    pub paging: Option<watch::Receiver<crate::notify::sender::PagingHealth>>,
+    /// The modem's health, when there is a modem.
+    pub modem: Option<watch::Receiver<crate::modem::Health>>,
 }
 
 impl Intake {

@@ -1,0 +1,315 @@
+//! The sender tasks: one per channel, each taking due pages from the outbox in priority order.
+//!
+//! A sender claims a page (durably marked `sending`, attempt counted) before it hands the message
+//! to its [`Transport`], then records the outcome. A failed attempt is retried with backoff on
+//! the same channel until `paging.max_attempts` or `paging.channel_timeout`; then the page falls
+//! through to the next channel in the person's order (SMS -> voice -> email by default). A channel
+//! that reports itself down (modem unregistered, SIM missing) is skipped at once. When the last
+//! channel gives up the page starts over at the first: nothing accepted is ever dropped, and the
+//! daemon says loudly that paging is impaired.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::incident::{Actor, Channel, Incident, Status, TimelineEvent};
+use crate::store::outbox::{self, Attempt, Page, PageKind};
+use crate::store::{queries, Store};
+
+/// What a transport is asked to send.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub page: Page,
+    /// The text to send (SMS/voice), or the plain-text body (email).
+    pub text: String,
+    /// The incidents the page is about, each with its timeline (for email).
+    pub incidents: Vec<(Incident, Vec<TimelineEvent>)>,
+    pub config: Arc<Config>,
+}
+
+/// A successful hand-over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    /// SMS message reference(s), SMTP queue answer, ...
+    pub reference: Option<String>,
+    pub detail: String,
+    /// The person pressed 1 during a voice page: acknowledge.
+    pub acknowledged: bool,
+}
+
+/// A failed attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendError {
+    pub message: String,
+    /// False for errors that no retry will fix on this channel (bad address, 5xx).
+    pub retryable: bool,
+}
+
+/// The boxed future a transport returns.
+pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<Delivered, SendError>> + Send + 'a>>;
+
+/// One way of reaching people: the modem's SMS, the modem's voice calls, or email.
+pub trait Transport: Send + Sync + 'static {
+    /// The channel this transport serves.
+    fn channel(&self) -> Channel;
+    /// `Err(reason)` when the channel cannot send at all right now (modem down, not registered).
+    fn ready(&self) -> Result<(), String>;
+    /// Sends one message.
+    fn send<'a>(&'a self, msg: &'a Outgoing) -> SendFuture<'a>;
+    /// Longest one send may take before it counts as failed.
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(180)
+    }
+}
+
+/// Whether paging works, for `/healthz`, logs and the LED.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct PagingHealth {
+    /// Channels that can send now.
+    pub ready: Vec<Channel>,
+    /// Channels that cannot, with why.
+    pub down: Vec<(Channel, String)>,
+}
+
+impl PagingHealth {
+    /// No channel can send: pages are queued and retried, but nobody is reached.
+    pub fn impaired(&self) -> bool {
+        self.ready.is_empty()
+    }
+}
+
+/// Computes the current paging health from the transports.
+pub fn health(transports: &[Arc<dyn Transport>]) -> PagingHealth {
+    let mut h = PagingHealth::default();
+    for t in transports {
+        match t.ready() {
+            Ok(()) => h.ready.push(t.channel()),
+            Err(why) => h.down.push((t.channel(), why)),
+        }
+    }
+    h
+}
+
+/// Backoff before retry `attempt` (1-based): 5 s, 10 s, 20 s, ... capped at 2 min, plus up to 1 s
+/// of jitter so retries of many pages do not arrive together.
+pub fn backoff(attempt: i64) -> Duration {
+    let exp = attempt.clamp(1, 6) as u32 - 1;
+    Duration::from_secs((5u64 << exp).min(120)) + Duration::from_millis(fastrand::u64(0..1000))
+}
+
+/// The address of `user` on `channel`, if they have one.
+fn address(config: &Config, user: &str, channel: Channel) -> Option<String> {
+    let u = config.user(user)?;
+    match channel {
+        Channel::Sms | Channel::Voice => u.phone.as_ref().map(|p| p.to_string()),
+        Channel::Email => u.email.clone(),
+    }
+}
+
+/// Decides what follows a failed attempt: retry here, or move to the next channel.
+pub fn after_failure(
+    page: &Page,
+    err: &str,
+    retryable: bool,
+    channel_down: bool,
+    config: &Config,
+    available: &[Channel],
+    now: DateTime<Utc>,
+) -> Attempt {
+    let paging = &config.paging;
+    let on_channel = now - page.channel_since;
+    let within = on_channel < chrono::Duration::from_std(paging.channel_timeout).unwrap_or_default();
+    if retryable && !channel_down && page.channel_attempts < paging.max_attempts as i64 && within {
+        return Attempt::Retry {
+            error: err.to_string(),
+            retry_at: now + chrono::Duration::from_std(backoff(page.channel_attempts)).unwrap_or_default(),
+        };
+    }
+    // Fall through, in the configured order, to a channel this person can be reached on.
+    // Replies and status updates go to a plain address, so they stay on their channel.
+    let order = &paging.channels;
+    let reachable = |c: Channel| -> Option<String> {
+        if !available.contains(&c) {
+            return None;
+        }
+        match &page.user_id {
+            Some(u) if matches!(page.kind, PageKind::Page | PageKind::Digest) => address(config, u, c),
+            _ if c == page.channel => Some(page.address.clone()),
+            _ => None,
+        }
+    };
+    let after = order.iter().position(|c| *c == page.channel).map_or(0, |p| p + 1);
+    if let Some((c, addr)) = order[after.min(order.len())..].iter().find_map(|c| reachable(*c).map(|a| (*c, a))) {
+        return Attempt::FallThrough { error: err.to_string(), channel: c, address: addr };
+    }
+    // No channel after this one. Start over at the first reachable channel after a pause, so a
+    // page is never dropped while any channel might come back; only a permanent error on the
+    // only channel that can reach this person ends a page.
+    match order.iter().find_map(|c| reachable(*c).map(|a| (*c, a))) {
+        Some((c, addr)) if c != page.channel => Attempt::FallThrough {
+            error: format!("{err}; every channel has failed, starting over"),
+            channel: c,
+            address: addr,
+        },
+        _ if !retryable && !channel_down => Attempt::Failed { error: err.to_string() },
+        _ => Attempt::Retry {
+            error: format!("{err}; every channel has failed, trying again"),
+            retry_at: now + chrono::Duration::from_std(backoff(6)).unwrap_or_default(),
+        },
+    }
+}
+
+/// Runs the sender for `transport` until `shutdown`.
+pub async fn run(
+    transport: Arc<dyn Transport>,
+    all: Arc<Vec<Arc<dyn Transport>>>,
+    store: Store,
+    config: watch::Receiver<Arc<Config>>,
+    health_tx: Arc<watch::Sender<PagingHealth>>,
+    shutdown: CancellationToken,
+) {
+    let channel = transport.channel();
+    let mut commits = store.commits();
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let h = health(&all);
+        health_tx.send_if_modified(|old| {
+            if *old != h {
+                if h.impaired() {
+                    tracing::error!(down = ?h.down, "paging impaired: no channel can send; pages are kept and retried");
+                } else if old.impaired() {
+                    tracing::info!(ready = ?h.ready, "paging restored");
+                }
+                *old = h.clone();
+                true
+            } else {
+                false
+            }
+        });
+        let claimed = store.call(move |c, now| Ok(outbox::claim(c, channel, now)?)).await;
+        match claimed {
+            Ok(Some(page)) => {
+                let cfg = config.borrow().clone();
+                handle(&*transport, &all, &store, cfg, page).await;
+            }
+            Ok(None) => {
+                let next = store.call(move |c, _| Ok(outbox::next_due(c, channel)?)).await.ok().flatten();
+                let wait = next
+                    .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+                    .unwrap_or(Duration::from_secs(30))
+                    .min(Duration::from_secs(30));
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                    r = commits.changed() => if r.is_err() { return },
+                }
+            }
+            Err(e) => {
+                tracing::error!(%channel, error = %e, "sender cannot read the outbox; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Sends one claimed page and records the outcome.
+async fn handle(transport: &dyn Transport, all: &[Arc<dyn Transport>], store: &Store, config: Arc<Config>, page: Page) {
+    let channel = page.channel;
+    let ids: Vec<i64> = page.incident_id.into_iter().chain(page.items.iter().copied()).collect();
+    let loaded = {
+        let ids = ids.clone();
+        store
+            .call(move |c, _| {
+                let mut out = Vec::new();
+                for id in ids {
+                    if let Some(i) = queries::incident(c, id)? {
+                        let t = queries::timeline(c, id)?;
+                        out.push((i, t));
+                    }
+                }
+                Ok(out)
+            })
+            .await
+    };
+    let incidents = match loaded {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!(page = page.id, error = %e, "cannot load the incidents of a page; it stays queued");
+            let retry = Attempt::Retry { error: e.to_string(), retry_at: Utc::now() + chrono::Duration::seconds(5) };
+            let _ = store.call(move |c, now| Ok(outbox::finish(c, &page, &retry, now)?)).await;
+            return;
+        }
+    };
+    // A page about an incident nobody needs to be woken for any more is not sent.
+    let open: Vec<_> = incidents.iter().filter(|(i, _)| i.status == Status::Triggered).cloned().collect();
+    let outcome = if matches!(page.kind, PageKind::Page | PageKind::Digest) && open.is_empty() {
+        Attempt::Cancelled { reason: "incident no longer triggered".into() }
+    } else {
+        let text = match page.kind {
+            PageKind::Digest => {
+                let list: Vec<Incident> = open.iter().map(|(i, _)| i.clone()).collect();
+                if channel == Channel::Voice {
+                    format!("pagerbox. {} new incidents. {}", list.len(), list.iter().map(|i| format!("Incident {}: {}.", i.id, i.summary)).collect::<Vec<_>>().join(" "))
+                } else {
+                    super::text::sms_digest(&list, config.paging.sms_max_parts)
+                }
+            }
+            _ => match (page.kind, channel, open.first()) {
+                // A page that fell through to another channel gets that channel's wording.
+                (PageKind::Page, Channel::Voice, Some((i, _))) => super::text::voice_page(i),
+                (PageKind::Page, Channel::Sms, Some((i, _))) if page.body.starts_with("pagerbox alert") => {
+                    super::text::sms_page(i, None, config.paging.sms_max_parts)
+                }
+                _ => page.body.clone(),
+            },
+        };
+        let out = Outgoing { page: page.clone(), text, incidents: if page.kind == PageKind::Digest { open.clone() } else { incidents.clone() }, config: config.clone() };
+        let now = Utc::now();
+        let available: Vec<Channel> = all.iter().map(|t| t.channel()).collect();
+        match transport.ready() {
+            Err(why) => after_failure(&page, &format!("{channel} unavailable: {why}"), true, true, &config, &available, now),
+            Ok(()) => match tokio::time::timeout(transport.timeout(), transport.send(&out)).await {
+                Ok(Ok(d)) => {
+                    if d.acknowledged {
+                        if let (Some(user), Some(id)) = (page.user_id.clone(), page.incident_id) {
+                            if let Err(e) = store.acknowledge(id, Actor::new(user, "voice")).await {
+                                tracing::error!(incident = id, error = %e, "cannot record a DTMF acknowledgement");
+                            }
+                        }
+                    }
+                    Attempt::Sent { reference: d.reference, detail: d.detail }
+                }
+                Ok(Err(e)) => after_failure(&page, &e.message, e.retryable, false, &config, &available, Utc::now()),
+                Err(_) => after_failure(&page, &format!("{channel} send timed out"), true, false, &config, &available, Utc::now()),
+            },
+        }
+    };
+    match &outcome {
+        Attempt::Sent { .. } => tracing::info!(page = page.id, %channel, attempt = page.attempts, "page sent"),
+        Attempt::Retry { error, .. } => tracing::warn!(page = page.id, %channel, attempt = page.attempts, %error, "page attempt failed; will retry"),
+        Attempt::FallThrough { error, channel: to, .. } => tracing::warn!(page = page.id, from = %channel, to = %to, %error, "page falls through to the next channel"),
+        Attempt::Failed { error } => tracing::error!(page = page.id, %channel, %error, "page failed for good"),
+        Attempt::Cancelled { reason } => tracing::info!(page = page.id, %channel, %reason, "page cancelled"),
+    }
+    let page2 = page.clone();
+    let out2 = outcome.clone();
+    if let Err(e) = store.call(move |c, now| Ok(outbox::finish(c, &page2, &out2, now)?)).await {
+        // The row stays `sending`; it is retried after a restart (at-least-once).
+        tracing::error!(page = page.id, error = %e, "cannot record a page's outcome");
+    }
+}
+
+#[cfg(test)]
+#[path = "sender/tests.rs"]
+mod tests;

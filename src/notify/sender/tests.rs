@@ -1,0 +1,219 @@
+//! Sender tests: fake transports against a real store.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use chrono::TimeZone;
+
+use super::*;
+use crate::clock::SystemClock;
+use crate::store::outbox::NewPage;
+use crate::store::{AlertAction, AlertInput};
+
+const CONFIG: &str = r#"
+[paging]
+max_attempts = 2
+channel_timeout = "5m"
+[[users]]
+id = "alice"
+phone = "+4915100000001"
+email = "alice@example.org"
+"#;
+
+fn config() -> Arc<Config> {
+    Arc::new(Config::parse(CONFIG, "t.toml", Path::new("/")).unwrap().config)
+}
+
+/// A transport whose answers a test scripts.
+struct Fake {
+    channel: Channel,
+    down: Mutex<Option<String>>,
+    fail: AtomicUsize,
+    sent: Mutex<Vec<(String, String)>>,
+}
+
+impl Fake {
+    fn new(channel: Channel) -> Arc<Fake> {
+        Arc::new(Fake { channel, down: Mutex::new(None), fail: AtomicUsize::new(0), sent: Mutex::new(vec![]) })
+    }
+}
+
+impl Transport for Fake {
+    fn channel(&self) -> Channel {
+        self.channel
+    }
+    fn ready(&self) -> Result<(), String> {
+        match &*self.down.lock().unwrap() {
+            Some(w) => Err(w.clone()),
+            None => Ok(()),
+        }
+    }
+    fn send<'a>(&'a self, msg: &'a Outgoing) -> SendFuture<'a> {
+        Box::pin(async move {
+            if self.fail.load(Ordering::SeqCst) > 0 {
+                self.fail.fetch_sub(1, Ordering::SeqCst);
+                return Err(SendError { message: "+CMS ERROR: 500".into(), retryable: true });
+            }
+            self.sent.lock().unwrap().push((msg.page.address.clone(), msg.text.clone()));
+            Ok(Delivered { reference: Some("7".into()), detail: "ok".into(), acknowledged: false })
+        })
+    }
+}
+
+fn page(channel: Channel) -> Page {
+    Page {
+        id: 1,
+        kind: PageKind::Page,
+        incident_id: Some(1),
+        user_id: Some("alice".into()),
+        channel,
+        address: "+4915100000001".into(),
+        subject: None,
+        body: "x".into(),
+        priority: 3,
+        due_at: Utc::now(),
+        attempts: 1,
+        channel_attempts: 1,
+        channel_since: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+        state: "sending".into(),
+        reference: None,
+        created_at: Utc::now(),
+        items: vec![],
+    }
+}
+
+#[test]
+fn retries_then_falls_through_in_order_then_starts_over() {
+    let cfg = config();
+    let all = [Channel::Sms, Channel::Voice, Channel::Email];
+    let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 1, 0).unwrap();
+    let p = page(Channel::Sms);
+    assert!(matches!(after_failure(&p, "e", true, false, &cfg, &all, now), Attempt::Retry { .. }));
+    // Attempts used up: voice next.
+    let mut p2 = p.clone();
+    p2.channel_attempts = 2;
+    assert!(matches!(after_failure(&p2, "e", true, false, &cfg, &all, now), Attempt::FallThrough { channel: Channel::Voice, .. }));
+    // Channel down: no retry, straight on.
+    assert!(matches!(after_failure(&p, "e", true, true, &cfg, &all, now), Attempt::FallThrough { channel: Channel::Voice, .. }));
+    // Time on the channel used up.
+    let late = now + chrono::Duration::minutes(10);
+    assert!(matches!(after_failure(&p, "e", true, false, &cfg, &all, late), Attempt::FallThrough { channel: Channel::Voice, .. }));
+    // Email failing last: start over at SMS, nothing dropped.
+    let mut e = page(Channel::Email);
+    e.channel_attempts = 2;
+    match after_failure(&e, "e", true, false, &cfg, &all, now) {
+        Attempt::FallThrough { channel: Channel::Sms, address, .. } => assert_eq!(address, "+4915100000001"),
+        other => panic!("{other:?}"),
+    }
+    // Without an email transport, voice falls back to SMS.
+    let mut v = page(Channel::Voice);
+    v.channel_attempts = 2;
+    assert!(matches!(after_failure(&v, "e", true, false, &cfg, &[Channel::Sms, Channel::Voice], now), Attempt::FallThrough { channel: Channel::Sms, .. }));
+    // A reply has only its own address: it retries, it never moves to email.
+    let mut r = page(Channel::Sms);
+    r.kind = PageKind::Reply;
+    r.channel_attempts = 5;
+    assert!(matches!(after_failure(&r, "e", true, false, &cfg, &all, now), Attempt::Retry { .. }));
+}
+
+async fn setup() -> (Store, Arc<Config>, i64) {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let store = Store::open(&dir.join("db"), Arc::new(SystemClock)).unwrap();
+    let input = AlertInput {
+        action: AlertAction::Trigger,
+        dedup_key: Some("k".into()),
+        summary: "db down".into(),
+        severity: crate::incident::Severity::Critical,
+        source: None,
+        service: Some("db".into()),
+        details: serde_json::Value::Null,
+        links: vec![],
+        route: None,
+        policy: None,
+        pre_page_delay: Duration::ZERO,
+        page: true,
+        actor: Actor::new("t", "test"),
+    };
+    let id = store.apply_alert(input).await.unwrap().incident().unwrap().id;
+    (store, config(), id)
+}
+
+async fn queue(store: &Store, id: i64, channel: Channel, address: &str) {
+    let address = address.to_string();
+    store
+        .call(move |c, now| {
+            Ok(outbox::enqueue(c, &NewPage { kind: PageKind::Page, incident_id: Some(id), user_id: Some("alice".into()), channel, address, subject: None, body: "#1 CRIT db: db down".into(), priority: 3, due_at: now }, now)?)
+        })
+        .await
+        .unwrap();
+}
+
+async fn states(store: &Store) -> Vec<(String, String)> {
+    store
+        .call(|c, _| {
+            let mut s = c.prepare("SELECT channel, state FROM outbox ORDER BY id")?;
+            let rows = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sms_down_page_arrives_by_email_and_sms_is_used_again_when_it_returns() {
+    let (store, cfg, id) = setup().await;
+    let sms = Fake::new(Channel::Sms);
+    let voice = Fake::new(Channel::Voice);
+    let email = Fake::new(Channel::Email);
+    *sms.down.lock().unwrap() = Some("modem down: no SIM".into());
+    *voice.down.lock().unwrap() = Some("modem down: no SIM".into());
+    let all: Arc<Vec<Arc<dyn Transport>>> = Arc::new(vec![sms.clone(), voice.clone(), email.clone()]);
+    let (_, cfg_rx) = watch::channel(cfg.clone());
+    let health_tx = Arc::new(watch::channel(PagingHealth::default()).0);
+    let mut health_rx = health_tx.subscribe();
+    let shutdown = CancellationToken::new();
+    for t in all.iter() {
+        tokio::spawn(run(t.clone(), all.clone(), store.clone(), cfg_rx.clone(), health_tx.clone(), shutdown.clone()));
+    }
+    queue(&store, id, Channel::Sms, "+4915100000001").await;
+    for _ in 0..200 {
+        if !email.sent.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(email.sent.lock().unwrap()[0].0, "alice@example.org");
+    assert!(sms.sent.lock().unwrap().is_empty());
+    assert_eq!(states(&store).await, [("email".to_string(), "sent".to_string())]);
+    assert_eq!(health_rx.borrow_and_update().ready, [Channel::Email]);
+    // The modem comes back: the next page goes by SMS again.
+    *sms.down.lock().unwrap() = None;
+    queue(&store, id, Channel::Sms, "+4915100000001").await;
+    for _ in 0..200 {
+        if !sms.sent.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(sms.sent.lock().unwrap().len(), 1);
+    let (i, tl) = store.incident(id).await.unwrap().unwrap();
+    assert_eq!(i.id, id);
+    assert!(tl.iter().any(|e| e.kind == "page-fallback"), "{tl:#?}");
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn acknowledged_incident_is_not_paged() {
+    let (store, cfg, id) = setup().await;
+    queue(&store, id, Channel::Sms, "+4915100000001").await;
+    store.acknowledge(id, Actor::new("alice", "http")).await.unwrap();
+    // The ack cancelled the queued row; a row claimed later for an acked incident is cancelled too.
+    queue(&store, id, Channel::Sms, "+4915100000001").await;
+    let sms = Fake::new(Channel::Sms);
+    let all: Arc<Vec<Arc<dyn Transport>>> = Arc::new(vec![sms.clone()]);
+    let p = store.call(|c, now| Ok(outbox::claim(c, Channel::Sms, now)?)).await.unwrap().unwrap();
+    handle(&*sms, &all, &store, cfg, p).await;
+    assert!(sms.sent.lock().unwrap().is_empty());
+    assert_eq!(states(&store).await, [("sms".to_string(), "cancelled".to_string()), ("sms".to_string(), "cancelled".to_string())]);
+}

@@ -1,0 +1,156 @@
+//! The concrete transports: SMS and voice over the modem, and email over SMTP or sendmail.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::email::{render_incident_email, EmailMessage, EmailSender, IncidentEmail};
+use super::sender::{Delivered, Outgoing, SendError, SendFuture, Transport};
+use crate::incident::Channel;
+use crate::modem::{CallOptions, CallOutcome, Health, HealthState, Modem};
+use crate::store::outbox::PageKind;
+
+fn modem_ready(health: &watch::Receiver<Health>) -> Result<(), String> {
+    let h = health.borrow();
+    match h.state {
+        HealthState::Down => Err(format!("modem down: {}", h.reason)),
+        _ => Ok(()),
+    }
+}
+
+/// SMS through the modem.
+pub struct ModemSms {
+    pub modem: Modem,
+    pub health: watch::Receiver<Health>,
+}
+
+impl Transport for ModemSms {
+    fn channel(&self) -> Channel {
+        Channel::Sms
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        modem_ready(&self.health)
+    }
+
+    fn send<'a>(&'a self, msg: &'a Outgoing) -> SendFuture<'a> {
+        Box::pin(async move {
+            match self.modem.send_sms(&msg.page.address, &msg.text).await {
+                Ok(r) => Ok(Delivered {
+                    reference: Some(r.references.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(",")),
+                    detail: format!("{} part(s), message reference {:?}", r.parts, r.references),
+                    acknowledged: false,
+                }),
+                Err(e) => Err(SendError { message: e.to_string(), retryable: e.is_retryable() }),
+            }
+        })
+    }
+}
+
+/// Voice calls through the modem: ring, speak the page where the modem can, listen for "1".
+pub struct ModemVoice {
+    pub modem: Modem,
+    pub health: watch::Receiver<Health>,
+    pub ring_for: Duration,
+}
+
+impl Transport for ModemVoice {
+    fn channel(&self) -> Channel {
+        Channel::Voice
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        modem_ready(&self.health)
+    }
+
+    fn timeout(&self) -> Duration {
+        self.ring_for + Duration::from_secs(120)
+    }
+
+    fn send<'a>(&'a self, msg: &'a Outgoing) -> SendFuture<'a> {
+        Box::pin(async move {
+            let opts = CallOptions {
+                ring_for: self.ring_for,
+                speak: Some(msg.text.clone()),
+                repeat: 2,
+                listen_dtmf: true,
+            };
+            let fail = |m: &str| Err(SendError { message: m.to_string(), retryable: true });
+            match self.modem.call(&msg.page.address, opts).await {
+                Ok(CallOutcome::Answered { dtmf }) => Ok(Delivered {
+                    reference: None,
+                    detail: match dtmf {
+                        Some(k) => format!("answered, pressed {k}"),
+                        None => "answered".into(),
+                    },
+                    acknowledged: dtmf == Some('1') && msg.page.kind == PageKind::Page,
+                }),
+                Ok(CallOutcome::Busy) => fail("busy"),
+                Ok(CallOutcome::NoAnswer) => fail("no answer"),
+                Ok(CallOutcome::Rejected) => fail("rejected"),
+                Ok(CallOutcome::Failed(why)) => fail(&format!("call failed: {why}")),
+                Err(e) => Err(SendError { message: e.to_string(), retryable: e.is_retryable() }),
+            }
+        })
+    }
+}
+
+/// Email: the full incident for pages, a short message for status updates and replies.
+pub struct Email {
+    pub sender: Arc<EmailSender>,
+    /// Set when the last send failed for a reason that is not the recipient's.
+    pub last_error: std::sync::Mutex<Option<String>>,
+}
+
+impl Transport for Email {
+    fn channel(&self) -> Channel {
+        Channel::Email
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        // Email is tried whenever a page needs it; a failing relay shows in the page's attempts.
+        Ok(())
+    }
+
+    fn send<'a>(&'a self, msg: &'a Outgoing) -> SendFuture<'a> {
+        Box::pin(async move {
+            let tz = msg.config.daemon.time_zone;
+            let email = match (msg.page.kind, msg.incidents.first()) {
+                (PageKind::Page, Some((incident, timeline))) => {
+                    let route = incident.route.as_deref().and_then(|r| msg.config.routes.iter().find(|x| x.id == r));
+                    render_incident_email(&IncidentEmail {
+                        incident,
+                        timeline,
+                        reply_hint: format!(
+                            "Reply {0}a to the page SMS to acknowledge ({0}r to resolve), or run: pagerbox ack {0}",
+                            incident.id
+                        ),
+                        runbook: route.and_then(|r| r.runbook.clone()),
+                        to: msg.page.address.clone(),
+                        tz,
+                    })
+                }
+                _ => EmailMessage {
+                    to: msg.page.address.clone(),
+                    subject: msg.page.subject.clone().unwrap_or_else(|| {
+                        let first = msg.text.lines().next().unwrap_or("pagerbox");
+                        format!("[pagerbox] {}", first.chars().take(100).collect::<String>())
+                    }),
+                    text: msg.text.clone(),
+                    html: None,
+                },
+            };
+            match self.sender.send(&email).await {
+                Ok(r) => {
+                    *self.last_error.lock().expect("email state") = None;
+                    Ok(Delivered { reference: Some(r.response.clone()), detail: r.response, acknowledged: false })
+                }
+                Err(e) => {
+                    *self.last_error.lock().expect("email state") = Some(e.to_string());
+                    Err(SendError { message: e.to_string(), retryable: e.is_retryable() })
+                }
+            }
+        })
+    }
+}
