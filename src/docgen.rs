@@ -19,6 +19,27 @@ use std::path::{Path, PathBuf};
 
 use clap_complete::Shell;
 
+/// Arguments of the hidden `pagerbox generate-docs` subcommand.
+///
+/// Wire it in `cli` as `#[command(hide = true)] GenerateDocs(docgen::GenerateDocsArgs)` and call
+/// [`run`] with `Cli::command()`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GenerateDocsArgs {
+    /// Directory to write `man/` and `completions/` into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+/// Entry point of `pagerbox generate-docs`: writes everything (see
+/// [`write_man_and_completions`]) and lists the files written on stdout, one per line, for the
+/// packaging script's log. I/O errors are returned as they are.
+pub fn run(args: &GenerateDocsArgs, cmd: clap::Command) -> std::io::Result<()> {
+    for path in write_man_and_completions(cmd, &args.out)? {
+        println!("{}", path.display());
+    }
+    Ok(())
+}
+
 /// The shells we ship completions for: those Debian packages vendor completion directories for.
 pub const SHELLS: [Shell; 3] = [Shell::Bash, Shell::Zsh, Shell::Fish];
 
@@ -127,6 +148,22 @@ mod tests {
         assert!(zsh.starts_with("#compdef pagerbox"), "{zsh}");
         let fish = std::fs::read_to_string(dir.path().join("completions/pagerbox.fish")).unwrap();
         assert!(fish.contains("complete -c pagerbox"), "{fish}");
+    }
+
+    #[test]
+    fn generate_docs_args_parse_and_run() {
+        use clap::{Args, FromArgMatches};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = dir.path().join("assets");
+        let cmd = GenerateDocsArgs::augment_args(Command::new("generate-docs"));
+        let matches = cmd
+            .try_get_matches_from(["generate-docs", "--out", out.to_str().unwrap()])
+            .expect("parse");
+        let args = GenerateDocsArgs::from_arg_matches(&matches).expect("args");
+        assert_eq!(args.out, out);
+        run(&args, sample_cli()).expect("run");
+        assert!(out.join("man/pagerbox.1").is_file());
+        assert!(out.join("completions/_pagerbox").is_file());
     }
 
     #[test]
