@@ -37,8 +37,9 @@
 //! on SIGTERM: notify_stopping(); cancel the token; wait for tasks
 //! ```
 //!
-//! Start the watchdog as soon as the tasks it probes exist, before the slow parts of start-up:
-//! systemd counts the watchdog from the moment the process starts, not from READY.
+//! systemd arms the watchdog when start-up completes (READY=1); start-up itself is bounded by
+//! `TimeoutStartSec=` (extend it with [`notify_extend_timeout`]). Spawn the pinger before sending
+//! READY all the same, so the first ping follows at once (pings before READY are harmless).
 
 use std::fmt::Display;
 use std::future::Future;
