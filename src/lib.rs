@@ -17,11 +17,14 @@
 //! | [`clock`]      | wall-clock time behind a trait so logic can be tested at any instant |
 //! | [`cli`]        | clap definitions and the client subcommands                          |
 //! | [`daemon`]     | wiring: starts the tasks, waits for shutdown                         |
+//! | [`service`]    | systemd: readiness/reload/stop notices, the liveness-gated watchdog  |
+//! | [`docgen`]     | man pages and shell completions generated from the clap definitions  |
 
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod docgen;
 pub mod escalation;
 pub mod incident;
 pub mod intake;
@@ -29,4 +32,5 @@ pub mod modem;
 pub mod notify;
 pub mod panel;
 pub mod schedule;
+pub mod service;
 pub mod store;
