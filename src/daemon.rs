@@ -99,9 +99,14 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
     let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
 
     // Pages caught in flight by a crash or power cut are sent again (at-least-once).
-    let recovered = store.call(|c, now| Ok(outbox::recover_in_flight(c, now)?)).await?;
+    let recovered = store
+        .call(|c, now| Ok(outbox::recover_in_flight(c, now)?))
+        .await?;
     if recovered > 0 {
-        tracing::warn!(pages = recovered, "pages were in flight when pagerbox stopped; sending them again");
+        tracing::warn!(
+            pages = recovered,
+            "pages were in flight when pagerbox stopped; sending them again"
+        );
     }
 
     // The modem: a real device, or the built-in simulator on a pseudo-terminal.
@@ -127,12 +132,23 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
     // Transports and one sender task per channel.
     let mut transports: Vec<Arc<dyn Transport>> = Vec::new();
     if let Some((m, h)) = &modem {
-        transports.push(Arc::new(transport::ModemSms { modem: m.clone(), health: h.clone() }));
-        transports.push(Arc::new(transport::ModemVoice { modem: m.clone(), health: h.clone(), ring_for: Duration::from_secs(30) }));
+        transports.push(Arc::new(transport::ModemSms {
+            modem: m.clone(),
+            health: h.clone(),
+        }));
+        transports.push(Arc::new(transport::ModemVoice {
+            modem: m.clone(),
+            health: h.clone(),
+            ring_for: Duration::from_secs(30),
+        }));
     }
     if config.email.enabled {
-        let sender = EmailSender::new(&config.email).context("email is enabled but cannot be set up")?;
-        transports.push(Arc::new(transport::Email { sender: Arc::new(sender), last_error: Default::default() }));
+        let sender =
+            EmailSender::new(&config.email).context("email is enabled but cannot be set up")?;
+        transports.push(Arc::new(transport::Email {
+            sender: Arc::new(sender),
+            last_error: Default::default(),
+        }));
     }
     if transports.is_empty() {
         tracing::error!("no paging channel is enabled (modem and email both off): incidents are recorded but nobody can be paged");
@@ -141,15 +157,33 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
     let (paging_tx, paging_rx) = watch::channel(sender::health(&transports));
     let paging_tx = Arc::new(paging_tx);
     for t in transports.iter() {
-        tracker.spawn(sender::run(t.clone(), transports.clone(), store.clone(), config_rx.clone(), paging_tx.clone(), shutdown.clone()));
+        tracker.spawn(sender::run(
+            t.clone(),
+            transports.clone(),
+            store.clone(),
+            config_rx.clone(),
+            paging_tx.clone(),
+            shutdown.clone(),
+        ));
     }
-    tracker.spawn(crate::escalation::engine::run(store.clone(), config_rx.clone(), shutdown.clone()));
+    tracker.spawn(crate::escalation::engine::run(
+        store.clone(),
+        config_rx.clone(),
+        shutdown.clone(),
+    ));
 
     // The panel: LED shows the state, the button acknowledges.
     let (panel_tx, panel_rx) = watch::channel(PanelState::default());
-    if let Some(mut panel) = crate::panel::spawn(&config.gpio, panel_rx, shutdown.clone(), &tracker)? {
+    if let Some(mut panel) =
+        crate::panel::spawn(&config.gpio, panel_rx, shutdown.clone(), &tracker)?
+    {
         if let Some(fake) = panel.fake.clone() {
-            crate::panel::control::serve(fake, &config.daemon.state_dir.join("fake-panel.sock"), shutdown.clone(), &tracker)?;
+            crate::panel::control::serve(
+                fake,
+                &config.daemon.state_dir.join("fake-panel.sock"),
+                shutdown.clone(),
+                &tracker,
+            )?;
         }
         let store = store.clone();
         tracker.spawn(async move {
@@ -158,7 +192,12 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
             }
         });
     }
-    tracker.spawn(publish_panel_state(store.clone(), paging_rx.clone(), panel_tx, shutdown.clone()));
+    tracker.spawn(publish_panel_state(
+        store.clone(),
+        paging_rx.clone(),
+        panel_tx,
+        shutdown.clone(),
+    ));
 
     let intake = Intake {
         store: store.clone(),
@@ -251,10 +290,17 @@ async fn wait_for_signals(config_path: Option<&Path>, config_tx: &watch::Sender<
 /// Builds the modem driver's settings from `[modem]`.
 pub fn modem_settings(m: &ModemConfig, device: PathBuf) -> anyhow::Result<Settings> {
     let mut s = Settings::new(device);
-    s.profile = m.profile.parse::<ProfileChoice>().map_err(|e| anyhow::anyhow!("modem.profile: {e}"))?;
+    s.profile = m
+        .profile
+        .parse::<ProfileChoice>()
+        .map_err(|e| anyhow::anyhow!("modem.profile: {e}"))?;
     s.baud = m.baud;
     s.pin = match &m.pin_file {
-        Some(p) => Some(Pin::new(crate::config::read_secret(p).with_context(|| format!("cannot read modem.pin_file {}", p.display()))?.expose())),
+        Some(p) => Some(Pin::new(
+            crate::config::read_secret(p)
+                .with_context(|| format!("cannot read modem.pin_file {}", p.display()))?
+                .expose(),
+        )),
         None => None,
     };
     s.smsc = m.smsc.clone();
@@ -270,9 +316,15 @@ pub fn modem_settings(m: &ModemConfig, device: PathBuf) -> anyhow::Result<Settin
 async fn start_simulator(config: &Config) -> anyhow::Result<SimHandle> {
     let sc = &config.modem.simulator;
     let dir = &config.daemon.state_dir;
-    let control = sc.control.clone().unwrap_or_else(|| dir.join("simulator.sock"));
+    let control = sc
+        .control
+        .clone()
+        .unwrap_or_else(|| dir.join("simulator.sock"));
     let cfg = SimConfig {
-        profile: sc.profile.parse().map_err(|e| anyhow::anyhow!("modem.simulator.profile: {e}"))?,
+        profile: sc
+            .profile
+            .parse()
+            .map_err(|e| anyhow::anyhow!("modem.simulator.profile: {e}"))?,
         command_delay: sc.command_delay,
         sms_delay: sc.sms_delay,
         sms_delay_jitter: sc.sms_delay / 2,
@@ -281,30 +333,52 @@ async fn start_simulator(config: &Config) -> anyhow::Result<SimHandle> {
         delivery_report_delay: sc.sms_delay.max(Duration::from_millis(100)),
         ..SimConfig::default()
     };
-    let handle = Simulator::start(cfg).await.context("cannot start the built-in modem simulator")?;
+    let handle = Simulator::start(cfg)
+        .await
+        .context("cannot start the built-in modem simulator")?;
     tracing::info!(pty = %handle.pty_path().display(), control = %control.display(), "built-in modem simulator running");
     Ok(handle)
 }
 
 /// Handles what the modem reports: delivery reports land on the page's timeline; incoming SMS
 /// and calls are logged (masked).
-async fn modem_events(mut events: tokio::sync::mpsc::Receiver<ModemEvent>, store: Store, shutdown: CancellationToken) {
+async fn modem_events(
+    mut events: tokio::sync::mpsc::Receiver<ModemEvent>,
+    store: Store,
+    shutdown: CancellationToken,
+) {
     loop {
         let ev = tokio::select! {
             _ = shutdown.cancelled() => return,
             ev = events.recv() => match ev { Some(ev) => ev, None => return },
         };
         match ev {
-            ModemEvent::DeliveryReport { reference, delivered, outcome, status, .. } => {
+            ModemEvent::DeliveryReport {
+                reference,
+                delivered,
+                outcome,
+                status,
+                ..
+            } => {
                 let detail = format!("{outcome:?} (status {status:#04x})");
                 let r = store
-                    .call(move |c, now| Ok(outbox::delivered(c, &reference.to_string(), delivered, &detail, now)?))
+                    .call(move |c, now| {
+                        Ok(outbox::delivered(
+                            c,
+                            &reference.to_string(),
+                            delivered,
+                            &detail,
+                            now,
+                        )?)
+                    })
                     .await;
                 if let Err(e) = r {
                     tracing::warn!(error = %e, "cannot record a delivery report");
                 }
             }
-            ModemEvent::SmsReceived { from, alphanumeric, .. } => {
+            ModemEvent::SmsReceived {
+                from, alphanumeric, ..
+            } => {
                 tracing::info!(from = %crate::config::mask_number(&from), alphanumeric, "sms received");
             }
             ModemEvent::IncomingCall { from } => {
@@ -331,16 +405,27 @@ async fn button(store: &Store, ev: PanelEvent) {
     };
     for i in open.into_iter().filter(|i| i.status == from) {
         let actor = Actor::new("on-site", "button");
-        let r = if to == Status::Resolved { store.resolve(i.id, actor).await } else { store.acknowledge(i.id, actor).await };
+        let r = if to == Status::Resolved {
+            store.resolve(i.id, actor).await
+        } else {
+            store.acknowledge(i.id, actor).await
+        };
         match r {
             Ok(_) => tracing::info!(incident = i.id, status = %to, "button"),
-            Err(e) => tracing::error!(incident = i.id, error = %e, "button: cannot change incident"),
+            Err(e) => {
+                tracing::error!(incident = i.id, error = %e, "button: cannot change incident")
+            }
         }
     }
 }
 
 /// Publishes what the LED shows: open incidents, acknowledged or not, and whether paging works.
-async fn publish_panel_state(store: Store, mut paging: watch::Receiver<PagingHealth>, panel: watch::Sender<PanelState>, shutdown: CancellationToken) {
+async fn publish_panel_state(
+    store: Store,
+    mut paging: watch::Receiver<PagingHealth>,
+    panel: watch::Sender<PanelState>,
+    shutdown: CancellationToken,
+) {
     let mut commits = store.commits();
     loop {
         let impaired = paging.borrow_and_update().impaired();

@@ -4,18 +4,16 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use pagerbox::cli::{self, Cli, Command};
+use pagerbox::cli::{self, Cli};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let result = match cli.command {
-        Command::Run(args) => runtime().and_then(|rt| {
-            rt.block_on(pagerbox::daemon::run(&args.config.config))
-                .map(|()| ExitCode::SUCCESS)
-        }),
-        other => cli::run_sync(other),
+    let result = if cli::is_async(&cli.command) {
+        runtime().and_then(|rt| rt.block_on(cli::run_async(cli.command)))
+    } else {
+        cli::run_sync(cli.command)
     };
     match result {
         Ok(code) => code,

@@ -5,6 +5,7 @@
 //! their argument types in that module; this file only gathers them.
 
 mod client;
+pub mod demo;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +42,75 @@ pub enum Command {
     Ack(client::IdArgs),
     /// Resolve an incident.
     Resolve(client::IdArgs),
+    /// Who is on call now (or at --at), from which layer or override, until when.
+    Oncall(OncallCmd),
+    /// A schedule's shifts as a table or an iCalendar feed.
+    Schedule(ScheduleCmd),
+    /// The page timeline an alert would get if nobody acknowledged (dry run).
+    Simulate(SimulateCmd),
+    /// Bench tools for a real modem: status, send an SMS, place a call.
+    Modem(ModemCmd),
+    /// The GPIO panel: `panel test` blinks the LED and reports button presses.
+    Panel(PanelCmd),
+    /// Run the modem simulator on a pseudo-terminal, or control a running one.
+    Simulator(crate::modem::sim::cli::SimulatorArgs),
+    /// Try pagerbox without hardware: the daemon, the simulated modem and phone, in a terminal.
+    Demo(demo::DemoArgs),
+    /// Write man pages and shell completions (used by packaging).
+    #[command(hide = true)]
+    GenerateDocs(crate::docgen::GenerateDocsArgs),
+}
+
+/// `pagerbox oncall`.
+#[derive(Debug, Clone, Args)]
+pub struct OncallCmd {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(flatten)]
+    pub args: crate::schedule::cli::OncallArgs,
+}
+
+/// `pagerbox schedule`.
+#[derive(Debug, Clone, Args)]
+pub struct ScheduleCmd {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(flatten)]
+    pub args: crate::schedule::cli::ScheduleArgs,
+}
+
+/// `pagerbox simulate`.
+#[derive(Debug, Clone, Args)]
+pub struct SimulateCmd {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(flatten)]
+    pub args: crate::escalation::cli::SimulateArgs,
+}
+
+/// `pagerbox modem`.
+#[derive(Debug, Clone, Args)]
+pub struct ModemCmd {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(subcommand)]
+    pub command: crate::modem::cli::ModemCommand,
+}
+
+/// `pagerbox panel`.
+#[derive(Debug, Clone, Args)]
+pub struct PanelCmd {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(subcommand)]
+    pub command: PanelSub,
+}
+
+/// Panel subcommands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum PanelSub {
+    /// Blink the LED and report button presses, to check the wiring.
+    Test(crate::panel::cli::PanelTestArgs),
 }
 
 /// `--config FILE`.
@@ -68,8 +138,127 @@ pub fn run_sync(command: Command) -> anyhow::Result<ExitCode> {
         Command::Show(a) => client::show(a),
         Command::Ack(a) => client::transition(a, "acknowledge"),
         Command::Resolve(a) => client::transition(a, "resolve"),
-        Command::Run(_) => unreachable!("main runs the daemon"),
+        Command::Oncall(c) => {
+            let config = load(&c.config)?;
+            let overrides = runtime_overrides(&config);
+            print!(
+                "{}",
+                crate::schedule::cli::run_oncall(
+                    &c.args,
+                    &config.schedules,
+                    &overrides,
+                    config.daemon.time_zone,
+                    chrono::Utc::now()
+                )?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schedule(c) => {
+            let config = load(&c.config)?;
+            let overrides = runtime_overrides(&config);
+            print!(
+                "{}",
+                crate::schedule::cli::run_schedule(
+                    &c.args,
+                    &config.schedules,
+                    &overrides,
+                    chrono::Utc::now()
+                )?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Simulate(c) => {
+            let config = load(&c.config)?;
+            let overrides = runtime_overrides(&config);
+            let plan = crate::escalation::engine::Plan::new(std::sync::Arc::new(config.clone()));
+            print!(
+                "{}",
+                crate::escalation::cli::run_simulate(
+                    &c.args,
+                    &config.routes,
+                    &config.policies,
+                    &plan.directory,
+                    &overrides,
+                    config.daemon.time_zone,
+                    chrono::Utc::now()
+                )?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::GenerateDocs(a) => {
+            use clap::CommandFactory;
+            crate::docgen::run(&a, Cli::command())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(_)
+        | Command::Modem(_)
+        | Command::Panel(_)
+        | Command::Simulator(_)
+        | Command::Demo(_) => {
+            unreachable!("main runs the async commands")
+        }
     }
+}
+
+/// Runs a command that needs the async runtime.
+pub async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run(args) => {
+            crate::daemon::run(&args.config.config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Modem(c) => {
+            let config = load(&c.config)?;
+            let device = match &config.modem.device {
+                crate::config::ModemDevice::Path(p) => p.clone(),
+                crate::config::ModemDevice::Simulator => {
+                    anyhow::bail!("modem.device is \"simulator\": the modem bench tools need a real device path")
+                }
+            };
+            let settings = crate::daemon::modem_settings(&config.modem, device)?;
+            crate::modem::cli::run(c.command, settings).await
+        }
+        Command::Panel(c) => {
+            let config = load(&c.config)?;
+            match c.command {
+                PanelSub::Test(a) => crate::panel::cli::run_test(&config.gpio, a.seconds).await,
+            }
+        }
+        Command::Simulator(a) => crate::modem::sim::cli::run(a).await,
+        Command::Demo(a) => demo::run(a).await,
+        other => run_sync(other),
+    }
+}
+
+/// True for commands that need the async runtime.
+pub fn is_async(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Run(_)
+            | Command::Modem(_)
+            | Command::Panel(_)
+            | Command::Simulator(_)
+            | Command::Demo(_)
+    )
+}
+
+fn load(args: &ConfigArgs) -> anyhow::Result<Config> {
+    let loaded = Config::load(&args.config)?;
+    for w in &loaded.warnings {
+        eprintln!("{w}");
+    }
+    Ok(loaded.config)
+}
+
+/// Runtime overrides from the daemon's database, read-only, when it exists.
+fn runtime_overrides(config: &Config) -> crate::schedule::OverridesBySchedule {
+    let path = config.database_path();
+    let Ok(conn) =
+        rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return Default::default();
+    };
+    crate::escalation::engine::runtime_overrides(&conn, chrono::Utc::now()).unwrap_or_default()
 }
 
 /// `pagerbox check`: prints warnings and errors, exit 0 when usable, 1 otherwise.

@@ -124,11 +124,13 @@ pub fn after_failure(
 ) -> Attempt {
     let paging = &config.paging;
     let on_channel = now - page.channel_since;
-    let within = on_channel < chrono::Duration::from_std(paging.channel_timeout).unwrap_or_default();
+    let within =
+        on_channel < chrono::Duration::from_std(paging.channel_timeout).unwrap_or_default();
     if retryable && !channel_down && page.channel_attempts < paging.max_attempts as i64 && within {
         return Attempt::Retry {
             error: err.to_string(),
-            retry_at: now + chrono::Duration::from_std(backoff(page.channel_attempts)).unwrap_or_default(),
+            retry_at: now
+                + chrono::Duration::from_std(backoff(page.channel_attempts)).unwrap_or_default(),
         };
     }
     // Fall through, in the configured order, to a channel this person can be reached on.
@@ -139,14 +141,26 @@ pub fn after_failure(
             return None;
         }
         match &page.user_id {
-            Some(u) if matches!(page.kind, PageKind::Page | PageKind::Digest) => address(config, u, c),
+            Some(u) if matches!(page.kind, PageKind::Page | PageKind::Digest) => {
+                address(config, u, c)
+            }
             _ if c == page.channel => Some(page.address.clone()),
             _ => None,
         }
     };
-    let after = order.iter().position(|c| *c == page.channel).map_or(0, |p| p + 1);
-    if let Some((c, addr)) = order[after.min(order.len())..].iter().find_map(|c| reachable(*c).map(|a| (*c, a))) {
-        return Attempt::FallThrough { error: err.to_string(), channel: c, address: addr };
+    let after = order
+        .iter()
+        .position(|c| *c == page.channel)
+        .map_or(0, |p| p + 1);
+    if let Some((c, addr)) = order[after.min(order.len())..]
+        .iter()
+        .find_map(|c| reachable(*c).map(|a| (*c, a)))
+    {
+        return Attempt::FallThrough {
+            error: err.to_string(),
+            channel: c,
+            address: addr,
+        };
     }
     // No channel after this one. Start over at the first reachable channel after a pause, so a
     // page is never dropped while any channel might come back; only a permanent error on the
@@ -157,7 +171,9 @@ pub fn after_failure(
             channel: c,
             address: addr,
         },
-        _ if !retryable && !channel_down => Attempt::Failed { error: err.to_string() },
+        _ if !retryable && !channel_down => Attempt::Failed {
+            error: err.to_string(),
+        },
         _ => Attempt::Retry {
             error: format!("{err}; every channel has failed, trying again"),
             retry_at: now + chrono::Duration::from_std(backoff(6)).unwrap_or_default(),
@@ -194,14 +210,20 @@ pub async fn run(
                 false
             }
         });
-        let claimed = store.call(move |c, now| Ok(outbox::claim(c, channel, now)?)).await;
+        let claimed = store
+            .call(move |c, now| Ok(outbox::claim(c, channel, now)?))
+            .await;
         match claimed {
             Ok(Some(page)) => {
                 let cfg = config.borrow().clone();
                 handle(&*transport, &all, &store, cfg, page).await;
             }
             Ok(None) => {
-                let next = store.call(move |c, _| Ok(outbox::next_due(c, channel)?)).await.ok().flatten();
+                let next = store
+                    .call(move |c, _| Ok(outbox::next_due(c, channel)?))
+                    .await
+                    .ok()
+                    .flatten();
                 let wait = next
                     .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
                     .unwrap_or(Duration::from_secs(30))
@@ -224,9 +246,19 @@ pub async fn run(
 }
 
 /// Sends one claimed page and records the outcome.
-async fn handle(transport: &dyn Transport, all: &[Arc<dyn Transport>], store: &Store, config: Arc<Config>, page: Page) {
+async fn handle(
+    transport: &dyn Transport,
+    all: &[Arc<dyn Transport>],
+    store: &Store,
+    config: Arc<Config>,
+    page: Page,
+) {
     let channel = page.channel;
-    let ids: Vec<i64> = page.incident_id.into_iter().chain(page.items.iter().copied()).collect();
+    let ids: Vec<i64> = page
+        .incident_id
+        .into_iter()
+        .chain(page.items.iter().copied())
+        .collect();
     let loaded = {
         let ids = ids.clone();
         store
@@ -246,21 +278,39 @@ async fn handle(transport: &dyn Transport, all: &[Arc<dyn Transport>], store: &S
         Ok(x) => x,
         Err(e) => {
             tracing::error!(page = page.id, error = %e, "cannot load the incidents of a page; it stays queued");
-            let retry = Attempt::Retry { error: e.to_string(), retry_at: Utc::now() + chrono::Duration::seconds(5) };
-            let _ = store.call(move |c, now| Ok(outbox::finish(c, &page, &retry, now)?)).await;
+            let retry = Attempt::Retry {
+                error: e.to_string(),
+                retry_at: Utc::now() + chrono::Duration::seconds(5),
+            };
+            let _ = store
+                .call(move |c, now| Ok(outbox::finish(c, &page, &retry, now)?))
+                .await;
             return;
         }
     };
     // A page about an incident nobody needs to be woken for any more is not sent.
-    let open: Vec<_> = incidents.iter().filter(|(i, _)| i.status == Status::Triggered).cloned().collect();
+    let open: Vec<_> = incidents
+        .iter()
+        .filter(|(i, _)| i.status == Status::Triggered)
+        .cloned()
+        .collect();
     let outcome = if matches!(page.kind, PageKind::Page | PageKind::Digest) && open.is_empty() {
-        Attempt::Cancelled { reason: "incident no longer triggered".into() }
+        Attempt::Cancelled {
+            reason: "incident no longer triggered".into(),
+        }
     } else {
         let text = match page.kind {
             PageKind::Digest => {
                 let list: Vec<Incident> = open.iter().map(|(i, _)| i.clone()).collect();
                 if channel == Channel::Voice {
-                    format!("pagerbox. {} new incidents. {}", list.len(), list.iter().map(|i| format!("Incident {}: {}.", i.id, i.summary)).collect::<Vec<_>>().join(" "))
+                    format!(
+                        "pagerbox. {} new incidents. {}",
+                        list.len(),
+                        list.iter()
+                            .map(|i| format!("Incident {}: {}.", i.id, i.summary))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    )
                 } else {
                     super::text::sms_digest(&list, config.paging.sms_max_parts)
                 }
@@ -268,17 +318,36 @@ async fn handle(transport: &dyn Transport, all: &[Arc<dyn Transport>], store: &S
             _ => match (page.kind, channel, open.first()) {
                 // A page that fell through to another channel gets that channel's wording.
                 (PageKind::Page, Channel::Voice, Some((i, _))) => super::text::voice_page(i),
-                (PageKind::Page, Channel::Sms, Some((i, _))) if page.body.starts_with("pagerbox alert") => {
+                (PageKind::Page, Channel::Sms, Some((i, _)))
+                    if page.body.starts_with("pagerbox alert") =>
+                {
                     super::text::sms_page(i, None, config.paging.sms_max_parts)
                 }
                 _ => page.body.clone(),
             },
         };
-        let out = Outgoing { page: page.clone(), text, incidents: if page.kind == PageKind::Digest { open.clone() } else { incidents.clone() }, config: config.clone() };
+        let out = Outgoing {
+            page: page.clone(),
+            text,
+            incidents: if page.kind == PageKind::Digest {
+                open.clone()
+            } else {
+                incidents.clone()
+            },
+            config: config.clone(),
+        };
         let now = Utc::now();
         let available: Vec<Channel> = all.iter().map(|t| t.channel()).collect();
         match transport.ready() {
-            Err(why) => after_failure(&page, &format!("{channel} unavailable: {why}"), true, true, &config, &available, now),
+            Err(why) => after_failure(
+                &page,
+                &format!("{channel} unavailable: {why}"),
+                true,
+                true,
+                &config,
+                &available,
+                now,
+            ),
             Ok(()) => match tokio::time::timeout(transport.timeout(), transport.send(&out)).await {
                 Ok(Ok(d)) => {
                     if d.acknowledged {
@@ -288,23 +357,57 @@ async fn handle(transport: &dyn Transport, all: &[Arc<dyn Transport>], store: &S
                             }
                         }
                     }
-                    Attempt::Sent { reference: d.reference, detail: d.detail }
+                    Attempt::Sent {
+                        reference: d.reference,
+                        detail: d.detail,
+                    }
                 }
-                Ok(Err(e)) => after_failure(&page, &e.message, e.retryable, false, &config, &available, Utc::now()),
-                Err(_) => after_failure(&page, &format!("{channel} send timed out"), true, false, &config, &available, Utc::now()),
+                Ok(Err(e)) => after_failure(
+                    &page,
+                    &e.message,
+                    e.retryable,
+                    false,
+                    &config,
+                    &available,
+                    Utc::now(),
+                ),
+                Err(_) => after_failure(
+                    &page,
+                    &format!("{channel} send timed out"),
+                    true,
+                    false,
+                    &config,
+                    &available,
+                    Utc::now(),
+                ),
             },
         }
     };
     match &outcome {
-        Attempt::Sent { .. } => tracing::info!(page = page.id, %channel, attempt = page.attempts, "page sent"),
-        Attempt::Retry { error, .. } => tracing::warn!(page = page.id, %channel, attempt = page.attempts, %error, "page attempt failed; will retry"),
-        Attempt::FallThrough { error, channel: to, .. } => tracing::warn!(page = page.id, from = %channel, to = %to, %error, "page falls through to the next channel"),
-        Attempt::Failed { error } => tracing::error!(page = page.id, %channel, %error, "page failed for good"),
-        Attempt::Cancelled { reason } => tracing::info!(page = page.id, %channel, %reason, "page cancelled"),
+        Attempt::Sent { .. } => {
+            tracing::info!(page = page.id, %channel, attempt = page.attempts, "page sent")
+        }
+        Attempt::Retry { error, .. } => {
+            tracing::warn!(page = page.id, %channel, attempt = page.attempts, %error, "page attempt failed; will retry")
+        }
+        Attempt::FallThrough {
+            error, channel: to, ..
+        } => {
+            tracing::warn!(page = page.id, from = %channel, to = %to, %error, "page falls through to the next channel")
+        }
+        Attempt::Failed { error } => {
+            tracing::error!(page = page.id, %channel, %error, "page failed for good")
+        }
+        Attempt::Cancelled { reason } => {
+            tracing::info!(page = page.id, %channel, %reason, "page cancelled")
+        }
     }
     let page2 = page.clone();
     let out2 = outcome.clone();
-    if let Err(e) = store.call(move |c, now| Ok(outbox::finish(c, &page2, &out2, now)?)).await {
+    if let Err(e) = store
+        .call(move |c, now| Ok(outbox::finish(c, &page2, &out2, now)?))
+        .await
+    {
         // The row stays `sending`; it is retried after a restart (at-least-once).
         tracing::error!(page = page.id, error = %e, "cannot record a page's outcome");
     }

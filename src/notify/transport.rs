@@ -38,11 +38,20 @@ impl Transport for ModemSms {
         Box::pin(async move {
             match self.modem.send_sms(&msg.page.address, &msg.text).await {
                 Ok(r) => Ok(Delivered {
-                    reference: Some(r.references.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(",")),
+                    reference: Some(
+                        r.references
+                            .iter()
+                            .map(|r| r.to_string())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    ),
                     detail: format!("{} part(s), message reference {:?}", r.parts, r.references),
                     acknowledged: false,
                 }),
-                Err(e) => Err(SendError { message: e.to_string(), retryable: e.is_retryable() }),
+                Err(e) => Err(SendError {
+                    message: e.to_string(),
+                    retryable: e.is_retryable(),
+                }),
             }
         })
     }
@@ -76,7 +85,12 @@ impl Transport for ModemVoice {
                 repeat: 2,
                 listen_dtmf: true,
             };
-            let fail = |m: &str| Err(SendError { message: m.to_string(), retryable: true });
+            let fail = |m: &str| {
+                Err(SendError {
+                    message: m.to_string(),
+                    retryable: true,
+                })
+            };
             match self.modem.call(&msg.page.address, opts).await {
                 Ok(CallOutcome::Answered { dtmf }) => Ok(Delivered {
                     reference: None,
@@ -90,7 +104,10 @@ impl Transport for ModemVoice {
                 Ok(CallOutcome::NoAnswer) => fail("no answer"),
                 Ok(CallOutcome::Rejected) => fail("rejected"),
                 Ok(CallOutcome::Failed(why)) => fail(&format!("call failed: {why}")),
-                Err(e) => Err(SendError { message: e.to_string(), retryable: e.is_retryable() }),
+                Err(e) => Err(SendError {
+                    message: e.to_string(),
+                    retryable: e.is_retryable(),
+                }),
             }
         })
     }
@@ -118,7 +135,10 @@ impl Transport for Email {
             let tz = msg.config.daemon.time_zone;
             let email = match (msg.page.kind, msg.incidents.first()) {
                 (PageKind::Page, Some((incident, timeline))) => {
-                    let route = incident.route.as_deref().and_then(|r| msg.config.routes.iter().find(|x| x.id == r));
+                    let route = incident
+                        .route
+                        .as_deref()
+                        .and_then(|r| msg.config.routes.iter().find(|x| x.id == r));
                     render_incident_email(&IncidentEmail {
                         incident,
                         timeline,
@@ -144,11 +164,18 @@ impl Transport for Email {
             match self.sender.send(&email).await {
                 Ok(r) => {
                     *self.last_error.lock().expect("email state") = None;
-                    Ok(Delivered { reference: Some(r.response.clone()), detail: r.response, acknowledged: false })
+                    Ok(Delivered {
+                        reference: Some(r.response.clone()),
+                        detail: r.response,
+                        acknowledged: false,
+                    })
                 }
                 Err(e) => {
                     *self.last_error.lock().expect("email state") = Some(e.to_string());
-                    Err(SendError { message: e.to_string(), retryable: e.is_retryable() })
+                    Err(SendError {
+                        message: e.to_string(),
+                        retryable: e.is_retryable(),
+                    })
                 }
             }
         })

@@ -22,7 +22,11 @@ email = "alice@example.org"
 "#;
 
 fn config() -> Arc<Config> {
-    Arc::new(Config::parse(CONFIG, "t.toml", Path::new("/")).unwrap().config)
+    Arc::new(
+        Config::parse(CONFIG, "t.toml", Path::new("/"))
+            .unwrap()
+            .config,
+    )
 }
 
 /// A transport whose answers a test scripts.
@@ -35,7 +39,12 @@ struct Fake {
 
 impl Fake {
     fn new(channel: Channel) -> Arc<Fake> {
-        Arc::new(Fake { channel, down: Mutex::new(None), fail: AtomicUsize::new(0), sent: Mutex::new(vec![]) })
+        Arc::new(Fake {
+            channel,
+            down: Mutex::new(None),
+            fail: AtomicUsize::new(0),
+            sent: Mutex::new(vec![]),
+        })
     }
 }
 
@@ -53,10 +62,20 @@ impl Transport for Fake {
         Box::pin(async move {
             if self.fail.load(Ordering::SeqCst) > 0 {
                 self.fail.fetch_sub(1, Ordering::SeqCst);
-                return Err(SendError { message: "+CMS ERROR: 500".into(), retryable: true });
+                return Err(SendError {
+                    message: "+CMS ERROR: 500".into(),
+                    retryable: true,
+                });
             }
-            self.sent.lock().unwrap().push((msg.page.address.clone(), msg.text.clone()));
-            Ok(Delivered { reference: Some("7".into()), detail: "ok".into(), acknowledged: false })
+            self.sent
+                .lock()
+                .unwrap()
+                .push((msg.page.address.clone(), msg.text.clone()));
+            Ok(Delivered {
+                reference: Some("7".into()),
+                detail: "ok".into(),
+                acknowledged: false,
+            })
         })
     }
 }
@@ -89,32 +108,74 @@ fn retries_then_falls_through_in_order_then_starts_over() {
     let all = [Channel::Sms, Channel::Voice, Channel::Email];
     let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 1, 0).unwrap();
     let p = page(Channel::Sms);
-    assert!(matches!(after_failure(&p, "e", true, false, &cfg, &all, now), Attempt::Retry { .. }));
+    assert!(matches!(
+        after_failure(&p, "e", true, false, &cfg, &all, now),
+        Attempt::Retry { .. }
+    ));
     // Attempts used up: voice next.
     let mut p2 = p.clone();
     p2.channel_attempts = 2;
-    assert!(matches!(after_failure(&p2, "e", true, false, &cfg, &all, now), Attempt::FallThrough { channel: Channel::Voice, .. }));
+    assert!(matches!(
+        after_failure(&p2, "e", true, false, &cfg, &all, now),
+        Attempt::FallThrough {
+            channel: Channel::Voice,
+            ..
+        }
+    ));
     // Channel down: no retry, straight on.
-    assert!(matches!(after_failure(&p, "e", true, true, &cfg, &all, now), Attempt::FallThrough { channel: Channel::Voice, .. }));
+    assert!(matches!(
+        after_failure(&p, "e", true, true, &cfg, &all, now),
+        Attempt::FallThrough {
+            channel: Channel::Voice,
+            ..
+        }
+    ));
     // Time on the channel used up.
     let late = now + chrono::Duration::minutes(10);
-    assert!(matches!(after_failure(&p, "e", true, false, &cfg, &all, late), Attempt::FallThrough { channel: Channel::Voice, .. }));
+    assert!(matches!(
+        after_failure(&p, "e", true, false, &cfg, &all, late),
+        Attempt::FallThrough {
+            channel: Channel::Voice,
+            ..
+        }
+    ));
     // Email failing last: start over at SMS, nothing dropped.
     let mut e = page(Channel::Email);
     e.channel_attempts = 2;
     match after_failure(&e, "e", true, false, &cfg, &all, now) {
-        Attempt::FallThrough { channel: Channel::Sms, address, .. } => assert_eq!(address, "+4915100000001"),
+        Attempt::FallThrough {
+            channel: Channel::Sms,
+            address,
+            ..
+        } => assert_eq!(address, "+4915100000001"),
         other => panic!("{other:?}"),
     }
     // Without an email transport, voice falls back to SMS.
     let mut v = page(Channel::Voice);
     v.channel_attempts = 2;
-    assert!(matches!(after_failure(&v, "e", true, false, &cfg, &[Channel::Sms, Channel::Voice], now), Attempt::FallThrough { channel: Channel::Sms, .. }));
+    assert!(matches!(
+        after_failure(
+            &v,
+            "e",
+            true,
+            false,
+            &cfg,
+            &[Channel::Sms, Channel::Voice],
+            now
+        ),
+        Attempt::FallThrough {
+            channel: Channel::Sms,
+            ..
+        }
+    ));
     // A reply has only its own address: it retries, it never moves to email.
     let mut r = page(Channel::Sms);
     r.kind = PageKind::Reply;
     r.channel_attempts = 5;
-    assert!(matches!(after_failure(&r, "e", true, false, &cfg, &all, now), Attempt::Retry { .. }));
+    assert!(matches!(
+        after_failure(&r, "e", true, false, &cfg, &all, now),
+        Attempt::Retry { .. }
+    ));
 }
 
 async fn setup() -> (Store, Arc<Config>, i64) {
@@ -135,7 +196,13 @@ async fn setup() -> (Store, Arc<Config>, i64) {
         page: true,
         actor: Actor::new("t", "test"),
     };
-    let id = store.apply_alert(input).await.unwrap().incident().unwrap().id;
+    let id = store
+        .apply_alert(input)
+        .await
+        .unwrap()
+        .incident()
+        .unwrap()
+        .id;
     (store, config(), id)
 }
 
@@ -143,7 +210,21 @@ async fn queue(store: &Store, id: i64, channel: Channel, address: &str) {
     let address = address.to_string();
     store
         .call(move |c, now| {
-            Ok(outbox::enqueue(c, &NewPage { kind: PageKind::Page, incident_id: Some(id), user_id: Some("alice".into()), channel, address, subject: None, body: "#1 CRIT db: db down".into(), priority: 3, due_at: now }, now)?)
+            Ok(outbox::enqueue(
+                c,
+                &NewPage {
+                    kind: PageKind::Page,
+                    incident_id: Some(id),
+                    user_id: Some("alice".into()),
+                    channel,
+                    address,
+                    subject: None,
+                    body: "#1 CRIT db: db down".into(),
+                    priority: 3,
+                    due_at: now,
+                },
+                now,
+            )?)
         })
         .await
         .unwrap();
@@ -168,13 +249,21 @@ async fn sms_down_page_arrives_by_email_and_sms_is_used_again_when_it_returns() 
     let email = Fake::new(Channel::Email);
     *sms.down.lock().unwrap() = Some("modem down: no SIM".into());
     *voice.down.lock().unwrap() = Some("modem down: no SIM".into());
-    let all: Arc<Vec<Arc<dyn Transport>>> = Arc::new(vec![sms.clone(), voice.clone(), email.clone()]);
+    let all: Arc<Vec<Arc<dyn Transport>>> =
+        Arc::new(vec![sms.clone(), voice.clone(), email.clone()]);
     let (_, cfg_rx) = watch::channel(cfg.clone());
     let health_tx = Arc::new(watch::channel(PagingHealth::default()).0);
     let mut health_rx = health_tx.subscribe();
     let shutdown = CancellationToken::new();
     for t in all.iter() {
-        tokio::spawn(run(t.clone(), all.clone(), store.clone(), cfg_rx.clone(), health_tx.clone(), shutdown.clone()));
+        tokio::spawn(run(
+            t.clone(),
+            all.clone(),
+            store.clone(),
+            cfg_rx.clone(),
+            health_tx.clone(),
+            shutdown.clone(),
+        ));
     }
     queue(&store, id, Channel::Sms, "+4915100000001").await;
     for _ in 0..200 {
@@ -185,7 +274,10 @@ async fn sms_down_page_arrives_by_email_and_sms_is_used_again_when_it_returns() 
     }
     assert_eq!(email.sent.lock().unwrap()[0].0, "alice@example.org");
     assert!(sms.sent.lock().unwrap().is_empty());
-    assert_eq!(states(&store).await, [("email".to_string(), "sent".to_string())]);
+    assert_eq!(
+        states(&store).await,
+        [("email".to_string(), "sent".to_string())]
+    );
     assert_eq!(health_rx.borrow_and_update().ready, [Channel::Email]);
     // The modem comes back: the next page goes by SMS again.
     *sms.down.lock().unwrap() = None;
@@ -207,13 +299,26 @@ async fn sms_down_page_arrives_by_email_and_sms_is_used_again_when_it_returns() 
 async fn acknowledged_incident_is_not_paged() {
     let (store, cfg, id) = setup().await;
     queue(&store, id, Channel::Sms, "+4915100000001").await;
-    store.acknowledge(id, Actor::new("alice", "http")).await.unwrap();
+    store
+        .acknowledge(id, Actor::new("alice", "http"))
+        .await
+        .unwrap();
     // The ack cancelled the queued row; a row claimed later for an acked incident is cancelled too.
     queue(&store, id, Channel::Sms, "+4915100000001").await;
     let sms = Fake::new(Channel::Sms);
     let all: Arc<Vec<Arc<dyn Transport>>> = Arc::new(vec![sms.clone()]);
-    let p = store.call(|c, now| Ok(outbox::claim(c, Channel::Sms, now)?)).await.unwrap().unwrap();
+    let p = store
+        .call(|c, now| Ok(outbox::claim(c, Channel::Sms, now)?))
+        .await
+        .unwrap()
+        .unwrap();
     handle(&*sms, &all, &store, cfg, p).await;
     assert!(sms.sent.lock().unwrap().is_empty());
-    assert_eq!(states(&store).await, [("sms".to_string(), "cancelled".to_string()), ("sms".to_string(), "cancelled".to_string())]);
+    assert_eq!(
+        states(&store).await,
+        [
+            ("sms".to_string(), "cancelled".to_string()),
+            ("sms".to_string(), "cancelled".to_string())
+        ]
+    );
 }

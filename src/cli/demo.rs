@@ -1,0 +1,219 @@
+//! `pagerbox demo`: the whole paging loop in one terminal, with no hardware and no network.
+//!
+//! It writes a small config into a fresh directory, runs the real daemon with the built-in
+//! modem simulator, prints every SMS and call as it reaches the (simulated) phone, and turns each
+//! line typed on stdin into an SMS from that phone, so `1a` acknowledges incident #1.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use tokio::io::AsyncBufReadExt;
+
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::modem::sim::control::{request, ControlRequest};
+use crate::modem::sim::NetworkEntry;
+
+/// The simulated phone of the person on call.
+pub const DEMO_PHONE: &str = "+15550100001";
+
+/// `pagerbox demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Directory for the demo's config and database (default: a new temporary directory).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// HTTP port on 127.0.0.1.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// UDP port on 127.0.0.1.
+    #[arg(long, default_value_t = 5140)]
+    pub udp_port: u16,
+}
+
+/// The demo config: one person on call, a backup, SMS then a call, then the backup.
+pub fn demo_config(dir: &std::path::Path, port: u16, udp_port: u16) -> String {
+    format!(
+        r#"# Written by `pagerbox demo`.
+[daemon]
+state_dir = "{state}"
+time_zone = "UTC"
+country_code = "1"
+
+[http]
+listen = "127.0.0.1:{port}"
+
+[udp]
+listen = "127.0.0.1:{udp_port}"
+
+[modem]
+device = "simulator"
+[modem.simulator]
+profile = "sim7600"
+command_delay = "20ms"
+sms_delay = "300ms"
+
+[paging]
+group_window = "30s"
+
+[[users]]
+id = "you"
+name = "You (on call)"
+phone = "{DEMO_PHONE}"
+[[users.rules]]
+channel = "sms"
+after = "0s"
+[[users.rules]]
+channel = "voice"
+after = "1m"
+
+[[users]]
+id = "backup"
+name = "Backup"
+phone = "+15550100002"
+
+[[schedules]]
+id = "primary"
+time_zone = "UTC"
+[[schedules.layers]]
+users = ["you"]
+shift = "1w"
+start = "2026-01-05T09:00"
+
+[[policies]]
+id = "default"
+[[policies.steps]]
+schedules = ["primary"]
+wait = "3m"
+[[policies.steps]]
+users = ["backup"]
+wait = "10m"
+
+[[routes]]
+id = "default"
+policy = "default"
+"#,
+        state = dir.join("state").display()
+    )
+}
+
+/// Runs the demo until Ctrl-C.
+pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let (dir, _keep) = match &args.dir {
+        Some(d) => (d.clone(), None),
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("pagerbox-demo-")
+                .tempdir()?;
+            (t.path().to_path_buf(), Some(t))
+        }
+    };
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("pagerbox.toml");
+    std::fs::write(&path, demo_config(&dir, args.port, args.udp_port))?;
+    let config = Config::load(&path)?.config;
+    let control = config.daemon.state_dir.join("simulator.sock");
+    let daemon = tokio::spawn(crate::daemon::run_with(config, Arc::new(SystemClock)));
+
+    // Wait for the simulator's control socket.
+    let mut ready = false;
+    for _ in 0..100 {
+        if request(&control, &ControlRequest::Log).await.is_ok() {
+            ready = true;
+            break;
+        }
+        if daemon.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if !ready {
+        return match daemon.await {
+            Ok(Err(e)) => Err(e).context("the demo daemon did not start"),
+            _ => anyhow::bail!("the demo daemon did not start"),
+        };
+    }
+    println!(
+        "\npagerbox demo: daemon on http://127.0.0.1:{port}, modem simulator on a pseudo-terminal.
+Config and database: {dir}
+
+Raise an alert from another terminal:
+  curl -s -X POST http://127.0.0.1:{port}/v1/alerts -d '{{\"summary\":\"/var on db1 97% full\",\"severity\":\"critical\",\"service\":\"db\"}}'
+  echo 'critical disk-db1 /var on db1 is 97% full' | nc -u -w1 127.0.0.1 {udp}
+  pagerbox send --url http://127.0.0.1:{port} --severity critical --service db /var on db1 97% full
+
+Messages reaching your phone ({DEMO_PHONE}) appear below. Type a reply and press Enter to send it
+from that phone: `1a` acknowledges #1, `1r` resolves it, `STATUS`, `HELP`. Ctrl-C stops.\n",
+        port = args.port,
+        udp = args.udp_port,
+        dir = dir.display()
+    );
+
+    let watch_control = control.clone();
+    tokio::spawn(async move {
+        let mut seen = 0usize;
+        loop {
+            if let Ok(resp) = request(&watch_control, &ControlRequest::Log).await {
+                let log = resp.log.unwrap_or_default();
+                for e in log.iter().skip(seen) {
+                    match e {
+                        NetworkEntry::Sms { to, text, .. } => println!("📱 SMS to {to}: {text}"),
+                        NetworkEntry::Call {
+                            number,
+                            outcome,
+                            spoken,
+                            dtmf,
+                            ..
+                        } => {
+                            println!(
+                                "📞 call to {number}: {outcome:?}{}{}",
+                                if spoken.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!(", said: {}", spoken.join(" / "))
+                                },
+                                if dtmf.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!(", keys: {dtmf}")
+                                }
+                            )
+                        }
+                        NetworkEntry::SmsIn { from, text, .. } => {
+                            println!("↩  SMS from {from}: {text}")
+                        }
+                        _ => {}
+                    }
+                }
+                seen = log.len();
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let stdin_control = control.clone();
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let text = line.trim().to_string();
+            if text.is_empty() {
+                continue;
+            }
+            let req = ControlRequest::SmsIn {
+                from: DEMO_PHONE.into(),
+                text,
+                options: Default::default(),
+            };
+            if let Err(e) = request(&stdin_control, &req).await {
+                eprintln!("cannot send the reply: {e}");
+            }
+        }
+    });
+    match daemon.await {
+        Ok(r) => r.map(|()| ExitCode::SUCCESS),
+        Err(e) => Err(anyhow::anyhow!("demo daemon failed: {e}")),
+    }
+}
