@@ -139,7 +139,7 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
         transports.push(Arc::new(transport::ModemVoice {
             modem: m.clone(),
             health: h.clone(),
-            ring_for: Duration::from_secs(30),
+            ring_for: config.modem.ring_for,
         }));
     }
     if config.email.enabled {

@@ -117,6 +117,8 @@ pub struct ModemConfig {
     pub command_timeout: Duration,
     pub sms_timeout: Duration,
     pub health_interval: Duration,
+    /// How long a voice page rings before it counts as unanswered.
+    pub ring_for: Duration,
     pub simulator: SimulatorConfig,
 }
 

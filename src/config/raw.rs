@@ -63,6 +63,7 @@ pub(crate) struct RawModem {
     pub command_timeout: Option<S<String>>,
     pub sms_timeout: Option<S<String>>,
     pub health_interval: Option<S<String>>,
+    pub ring_for: Option<S<String>>,
     pub simulator: RawSimulator,
 }
 

@@ -336,6 +336,7 @@ impl Validator<'_, '_> {
                 "modem.health_interval",
                 Duration::from_secs(30),
             ),
+            ring_for: self.duration(&raw.ring_for, "modem.ring_for", Duration::from_secs(30)),
             simulator: SimulatorConfig {
                 profile: sim_profile.to_string(),
                 command_delay: self.duration(

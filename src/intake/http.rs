@@ -129,6 +129,21 @@ async fn healthz(State(intake): State<Intake>) -> Response {
         .store
         .call(|c, _| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
         .await;
+    let outbox = intake
+        .store
+        .call(|c, now| {
+            let (n, oldest) = crate::store::outbox::depth(c)?;
+            Ok((n, oldest.map(|t| (now - t).num_seconds())))
+        })
+        .await
+        .ok();
+    let paging = intake.paging.as_ref().map(|p| p.borrow().clone());
+    let impaired = paging.as_ref().is_some_and(|p| p.impaired());
+    let modem = intake.modem.as_ref().map(|m| {
+        let h = m.borrow();
+        json!({ "state": format!("{:?}", h.state).to_lowercase(), "reason": h.reason, "since": h.since })
+    });
+    let ok = store_ok.is_ok() && !impaired;
     let status = if store_ok.is_ok() {
         StatusCode::OK
     } else {
@@ -137,8 +152,11 @@ async fn healthz(State(intake): State<Intake>) -> Response {
     (
         status,
         Json(json!({
-            "status": if store_ok.is_ok() { "ok" } else { "degraded" },
+            "status": if ok { "ok" } else { "degraded" },
             "store": store_ok.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
+            "paging": paging.map(|p| json!({ "impaired": p.impaired(), "ready": p.ready, "down": p.down.iter().map(|(c, why)| json!({"channel": c, "reason": why})).collect::<Vec<_>>() })),
+            "modem": modem,
+            "outbox": outbox.map(|(n, age)| json!({ "pending": n, "oldest_seconds": age })),
         })),
     )
         .into_response()

@@ -60,6 +60,11 @@ pub trait Transport: Send + Sync + 'static {
     fn channel(&self) -> Channel;
     /// `Err(reason)` when the channel cannot send at all right now (modem down, not registered).
     fn ready(&self) -> Result<(), String>;
+    /// What to report about the channel (`/healthz`, LED): like [`Transport::ready`], but a
+    /// channel that is tried anyway (email) can report its last failure here.
+    fn health(&self) -> Result<(), String> {
+        self.ready()
+    }
     /// Sends one message.
     fn send<'a>(&'a self, msg: &'a Outgoing) -> SendFuture<'a>;
     /// Longest one send may take before it counts as failed.
@@ -88,7 +93,7 @@ impl PagingHealth {
 pub fn health(transports: &[Arc<dyn Transport>]) -> PagingHealth {
     let mut h = PagingHealth::default();
     for t in transports {
-        match t.ready() {
+        match t.health() {
             Ok(()) => h.ready.push(t.channel()),
             Err(why) => h.down.push((t.channel(), why)),
         }

@@ -126,8 +126,15 @@ impl Transport for Email {
     }
 
     fn ready(&self) -> Result<(), String> {
-        // Email is tried whenever a page needs it; a failing relay shows in the page's attempts.
+        // Email is always tried when a page needs it: that is how a relay's return is noticed.
         Ok(())
+    }
+
+    fn health(&self) -> Result<(), String> {
+        match &*self.last_error.lock().expect("email state") {
+            Some(e) => Err(format!("last email failed: {e}")),
+            None => Ok(()),
+        }
     }
 
     fn send<'a>(&'a self, msg: &'a Outgoing) -> SendFuture<'a> {

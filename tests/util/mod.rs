@@ -264,3 +264,118 @@ fn into(r: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
         Err(e) => panic!("request failed: {e}"),
     }
 }
+
+/// A modem simulator running as its own process (so the "phone" outlives a killed daemon),
+/// driven through its control socket.
+pub struct ExternalSim {
+    pub dir: tempfile::TempDir,
+    pub child: Option<Child>,
+    pub link: PathBuf,
+    pub control: PathBuf,
+    rt: tokio::runtime::Runtime,
+}
+
+impl ExternalSim {
+    /// Starts `pagerbox simulator` imitating a SIM7600 with fast timings.
+    pub fn start() -> ExternalSim {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("modem");
+        let control = dir.path().join("sim.sock");
+        let log = std::fs::File::create(dir.path().join("sim.log")).unwrap();
+        let child = Command::new(BIN)
+            .args([
+                "simulator",
+                "--profile",
+                "sim7600",
+                "--command-delay",
+                "0",
+                "--sms-delay",
+                "50ms",
+                "--sms-delay-jitter",
+                "0",
+                "--delivery-report-delay",
+                "200ms",
+                "--pty-link",
+            ])
+            .arg(&link)
+            .arg("--control")
+            .arg(&control)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let sim = ExternalSim {
+            dir,
+            child: Some(child),
+            link,
+            control,
+            rt,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while sim
+            .try_request(&pagerbox::modem::sim::control::ControlRequest::Log)
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "simulator did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        sim
+    }
+
+    fn try_request(
+        &self,
+        req: &pagerbox::modem::sim::control::ControlRequest,
+    ) -> Result<pagerbox::modem::sim::control::ControlResponse, String> {
+        self.rt
+            .block_on(pagerbox::modem::sim::control::request(&self.control, req))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Sends a control request; panics if it fails.
+    pub fn request(&self, req: pagerbox::modem::sim::control::ControlRequest) {
+        let r = self.try_request(&req).unwrap();
+        assert!(r.ok, "{req:?}: {:?}", r.error);
+    }
+
+    /// The network log.
+    pub fn log(&self) -> Vec<pagerbox::modem::sim::NetworkEntry> {
+        self.try_request(&pagerbox::modem::sim::control::ControlRequest::Log)
+            .unwrap()
+            .log
+            .unwrap_or_default()
+    }
+
+    /// Texts of the whole SMS that reached `to`, in order.
+    pub fn sms_to(&self, to: &str) -> Vec<String> {
+        self.log()
+            .into_iter()
+            .filter_map(|e| match e {
+                pagerbox::modem::sim::NetworkEntry::Sms { to: t, text, .. } if t == to => {
+                    Some(text)
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Calls placed to `to`.
+    pub fn calls_to(&self, to: &str) -> usize {
+        self.log()
+            .into_iter()
+            .filter(|e| matches!(e, pagerbox::modem::sim::NetworkEntry::Call { number, .. } if number == to))
+            .count()
+    }
+}
+
+impl Drop for ExternalSim {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

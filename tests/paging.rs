@@ -1,0 +1,387 @@
+//! End-to-end paging (issue 6): the real daemon binary, the modem simulator on a real PTY (its
+//! own process, like a real modem), and a real SMTP server on 127.0.0.1.
+
+mod util;
+
+use std::time::Duration;
+
+use pagerbox::modem::sim::control::ControlRequest;
+use pagerbox::modem::sim::{CallBehaviour, Fault};
+use pagerbox::notify::smtp_test_server::{SmtpTestOptions, SmtpTestServer};
+use serde_json::{json, Value};
+use util::{Daemon, ExternalSim};
+
+const ALICE: &str = "+4915100000011";
+const BOB: &str = "+4915100000022";
+
+/// A test SMTP server with its own runtime (kept alive with it).
+struct Smtp {
+    rt: tokio::runtime::Runtime,
+    server: SmtpTestServer,
+}
+
+impl Smtp {
+    fn start() -> Smtp {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = rt
+            .block_on(SmtpTestServer::start(SmtpTestOptions::default()))
+            .unwrap();
+        Smtp { rt, server }
+    }
+    fn messages_to(&self, rcpt: &str) -> Vec<String> {
+        self.server
+            .messages()
+            .into_iter()
+            .filter(|m| m.rcpt_to.iter().any(|r| r.contains(rcpt)))
+            .map(|m| m.data_text())
+            .collect()
+    }
+}
+
+fn config(sim: &ExternalSim, smtp: Option<&Smtp>, paging: &str) -> String {
+    config_with(sim, smtp, paging, true)
+}
+
+/// `voice`: whether alice also gets a call 2 s after her SMS.
+fn config_with(sim: &ExternalSim, smtp: Option<&Smtp>, paging: &str, voice: bool) -> String {
+    let voice_rule = if voice {
+        "[[users.rules]]\nchannel = \"voice\"\nafter = \"2s\""
+    } else {
+        ""
+    };
+    let email = match smtp {
+        Some(s) => format!(
+            "[email]\nenabled = true\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nfrom = \"pagerbox <pagerbox@localhost>\"\ntimeout = \"3s\"\n",
+            s.server.addr().port()
+        ),
+        None => String::new(),
+    };
+    format!(
+        r#"
+[modem]
+device = "{link}"
+profile = "sim7600"
+command_timeout = "2s"
+sms_timeout = "5s"
+health_interval = "1s"
+ring_for = "3s"
+
+{email}
+
+[paging]
+max_attempts = 2
+channel_timeout = "3s"
+{paging}
+
+[[users]]
+id = "alice"
+phone = "{ALICE}"
+email = "alice@example.org"
+[[users.rules]]
+channel = "sms"
+after = "0s"
+{voice_rule}
+
+[[users]]
+id = "bob"
+phone = "{BOB}"
+[[users.rules]]
+channel = "sms"
+after = "0s"
+
+[[schedules]]
+id = "primary"
+time_zone = "Europe/Berlin"
+[[schedules.layers]]
+users = ["alice"]
+shift = "1w"
+start = "2026-01-05T09:00"
+
+[[policies]]
+id = "default"
+[[policies.steps]]
+schedules = ["primary"]
+wait = "6s"
+[[policies.steps]]
+users = ["bob"]
+wait = "60s"
+
+[[routes]]
+id = "default"
+policy = "default"
+"#,
+        link = sim.link.display()
+    )
+}
+
+fn trigger(d: &Daemon, key: &str, summary: &str) -> i64 {
+    let (code, v) = d.post_json(
+        "/v1/alerts",
+        json!({"summary": summary, "severity": "critical", "service": "db", "dedup_key": key}),
+    );
+    assert_eq!(code, 202, "{v}");
+    v["incident_id"].as_i64().unwrap()
+}
+
+fn timeline_kinds(d: &Daemon, id: i64) -> Vec<String> {
+    let (_, v) = d.get(&format!("/v1/incidents/{id}"));
+    v["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn modem_up(d: &Daemon) -> bool {
+    let (_, h) = d.get("/healthz");
+    h["modem"]["state"] == "up"
+}
+
+#[test]
+fn alert_pages_the_on_call_user_by_sms_with_the_right_text() {
+    let sim = ExternalSim::start();
+    let d = Daemon::start(&config(&sim, None, ""));
+    d.wait_for(20, "modem up", || modem_up(&d).then_some(()));
+    let id = trigger(&d, "disk-db1", "/var on db1 97% full");
+    let sms = d.wait_for(10, "the page SMS", || sim.sms_to(ALICE).into_iter().next());
+    assert_eq!(
+        sms,
+        format!("#{id} CRIT db: /var on db1 97% full. Reply {id}a ack, {id}r resolve")
+    );
+    d.wait_for(10, "delivery report on the timeline", || {
+        timeline_kinds(&d, id)
+            .contains(&"page-delivered".to_string())
+            .then_some(())
+    });
+    // A repeat of the open incident never re-pages by itself.
+    trigger(&d, "disk-db1", "/var on db1 97% full");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sim.sms_to(ALICE).len(), 1);
+}
+
+#[test]
+fn no_ack_calls_then_escalates_to_the_next_step() {
+    let sim = ExternalSim::start();
+    sim.request(ControlRequest::SetCallBehaviour {
+        behaviour: CallBehaviour::NoAnswer,
+    });
+    let d = Daemon::start(&config(&sim, None, ""));
+    d.wait_for(20, "modem up", || modem_up(&d).then_some(()));
+    let id = trigger(&d, "k", "db down");
+    d.wait_for(10, "sms to alice", || {
+        (!sim.sms_to(ALICE).is_empty()).then_some(())
+    });
+    d.wait_for(15, "a call to alice", || {
+        (sim.calls_to(ALICE) > 0).then_some(())
+    });
+    let bob = d.wait_for(20, "step 2 pages bob", || {
+        sim.sms_to(BOB).into_iter().next()
+    });
+    assert!(bob.starts_with(&format!("#{id} CRIT db: db down")), "{bob}");
+    let kinds = timeline_kinds(&d, id);
+    assert!(
+        kinds.iter().filter(|k| *k == "escalation").count() >= 2,
+        "{kinds:?}"
+    );
+}
+
+#[test]
+fn ack_between_steps_stops_the_second() {
+    let sim = ExternalSim::start();
+    let d = Daemon::start(&config(&sim, None, ""));
+    d.wait_for(20, "modem up", || modem_up(&d).then_some(()));
+    let id = trigger(&d, "k", "db down");
+    d.wait_for(10, "sms to alice", || {
+        (!sim.sms_to(ALICE).is_empty()).then_some(())
+    });
+    let (code, _) = d.post_json(
+        &format!("/v1/incidents/{id}/acknowledge"),
+        json!({"by": "alice"}),
+    );
+    assert_eq!(code, 200);
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(
+        sim.sms_to(BOB).is_empty(),
+        "step 2 must not page after the ack"
+    );
+    assert_eq!(
+        sim.calls_to(ALICE),
+        0,
+        "the queued voice page was cancelled"
+    );
+    assert!(timeline_kinds(&d, id).contains(&"cancelled".to_string()));
+}
+
+#[test]
+fn modem_fault_sends_the_page_by_email_and_sms_again_when_the_modem_returns() {
+    let sim = ExternalSim::start();
+    let smtp = Smtp::start();
+    let d = Daemon::start(&config(&sim, Some(&smtp), ""));
+    d.wait_for(20, "modem up", || modem_up(&d).then_some(()));
+    sim.request(ControlRequest::Fault {
+        fault: Fault::SimMissing,
+    });
+    d.wait_for(20, "modem down", || (!modem_up(&d)).then_some(()));
+    let id = trigger(&d, "k1", "db down while the SIM is out");
+    let mail = d.wait_for(20, "the page by email", || {
+        smtp.messages_to("alice@example.org").into_iter().next()
+    });
+    assert!(
+        mail.contains(&format!("#{id}")) && mail.contains("db down while the SIM is out"),
+        "{mail}"
+    );
+    assert!(timeline_kinds(&d, id).contains(&"page-fallback".to_string()));
+    assert!(sim.sms_to(ALICE).is_empty());
+    // The modem comes back: the next page goes by SMS.
+    sim.request(ControlRequest::Heal);
+    d.wait_for(30, "modem up again", || modem_up(&d).then_some(()));
+    let id2 = trigger(&d, "k2", "second incident");
+    let sms = d.wait_for(15, "sms again", || {
+        sim.sms_to(ALICE)
+            .into_iter()
+            .find(|t| t.starts_with(&format!("#{id2} ")))
+    });
+    assert!(sms.contains("second incident"));
+    let _ = &smtp.rt;
+}
+
+#[test]
+fn with_smtp_and_modem_down_nothing_is_lost_and_it_arrives_when_email_returns() {
+    let sim = ExternalSim::start();
+    let smtp = Smtp::start();
+    let d = Daemon::start(&config(&sim, Some(&smtp), ""));
+    d.wait_for(20, "modem up", || modem_up(&d).then_some(()));
+    smtp.rt.block_on(smtp.server.stop_listening());
+    sim.request(ControlRequest::Fault {
+        fault: Fault::SimMissing,
+    });
+    d.wait_for(20, "modem down", || (!modem_up(&d)).then_some(()));
+    let id = trigger(&d, "k", "everything is down");
+    d.wait_for(20, "paging impaired reported", || {
+        let (_, h) = d.get("/healthz");
+        (h["paging"]["impaired"] == true || h["status"] == "degraded").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(smtp.messages_to("alice@example.org").is_empty());
+    let kinds = timeline_kinds(&d, id);
+    assert!(
+        kinds
+            .iter()
+            .any(|k| k == "page-retry" || k == "page-fallback"),
+        "{kinds:?}"
+    );
+    // Email comes back first: the page arrives.
+    smtp.rt.block_on(smtp.server.resume_listening()).unwrap();
+    let mail = d.wait_for(40, "the page by email", || {
+        smtp.messages_to("alice@example.org").into_iter().next()
+    });
+    assert!(mail.contains("everything is down"));
+}
+
+#[test]
+fn a_storm_of_500_alerts_over_50_keys_gives_grouped_pages_within_the_rate_limit() {
+    let sim = ExternalSim::start();
+    let d = Daemon::start(&config_with(
+        &sim,
+        None,
+        "group_window = \"3s\"\nrate_limit_count = 6\nrate_limit_window = \"10m\"",
+        false,
+    ));
+    d.wait_for(20, "modem up", || modem_up(&d).then_some(()));
+    let mut ids = std::collections::BTreeSet::new();
+    for i in 0..500 {
+        ids.insert(trigger(
+            &d,
+            &format!("storm-{}", i % 50),
+            &format!("service {} is down", i % 50),
+        ));
+    }
+    assert_eq!(ids.len(), 50, "500 alerts over 50 keys are 50 incidents");
+    std::thread::sleep(Duration::from_secs(8));
+    let sms = sim.sms_to(ALICE);
+    assert!(
+        !sms.is_empty() && sms.len() <= 6,
+        "within the rate limit: {} SMS: {sms:#?}",
+        sms.len()
+    );
+    assert!(
+        sms.iter().any(|t| t.contains(" new: ")),
+        "a grouped page: {sms:#?}"
+    );
+    // Nothing silently dropped: every incident's timeline says how it was paged or grouped.
+    for id in ids {
+        let kinds = timeline_kinds(&d, id);
+        assert!(
+            kinds
+                .iter()
+                .any(|k| k == "page-queued" || k == "page-grouped"),
+            "#{id}: {kinds:?}"
+        );
+    }
+}
+
+#[test]
+fn kill_9_during_a_storm_then_restart_delivers_every_first_page_at_most_one_twice() {
+    let sim = ExternalSim::start();
+    // No grouping and no rate limit here: every incident gets its own first page.
+    let mut d = Daemon::start(&config_with(
+        &sim,
+        None,
+        "group_window = \"0s\"\nrate_limit_count = 1000",
+        false,
+    ));
+    d.wait_for(20, "modem up", || modem_up(&d).then_some(()));
+    let ids: Vec<i64> = (0..40)
+        .map(|i| trigger(&d, &format!("k{i}"), &format!("incident number {i}")))
+        .collect();
+    d.wait_for(20, "some pages out", || {
+        (sim.sms_to(ALICE).len() >= 5).then_some(())
+    });
+    d.kill9();
+    let before = sim.sms_to(ALICE).len();
+    assert!(
+        before < ids.len(),
+        "the kill came mid-storm ({before} sent)"
+    );
+    d.spawn();
+    d.wait_for(60, "every first page", || {
+        let sms = sim.sms_to(ALICE);
+        ids.iter()
+            .all(|id| sms.iter().any(|t| t.starts_with(&format!("#{id} "))))
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let sms = sim.sms_to(ALICE);
+    for id in &ids {
+        let n = sms
+            .iter()
+            .filter(|t| t.starts_with(&format!("#{id} ")))
+            .count();
+        assert!(n >= 1, "#{id} was never paged: {sms:#?}");
+    }
+    let dups = sms.len() - ids.len();
+    assert!(
+        dups <= 1,
+        "at most the one in-flight page is repeated, got {dups} extra: {sms:#?}"
+    );
+}
+
+#[test]
+fn healthz_reports_modem_and_paging() {
+    let sim = ExternalSim::start();
+    let d = Daemon::start(&config(&sim, None, ""));
+    d.wait_for(20, "modem up", || modem_up(&d).then_some(()));
+    let (code, h): (u16, Value) = d.get("/healthz");
+    assert_eq!(code, 200);
+    assert_eq!(h["paging"]["impaired"], false);
+    assert!(h["paging"]["ready"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c == "sms"));
+}
