@@ -227,8 +227,30 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
         .with_context(|| format!("cannot write {}", run_file.display()))?;
     tracing::info!(http = %http_addr, udp = ?udp_addr, state_dir = %config.daemon.state_dir.display(), "pagerbox is up");
 
+    // systemd: READY once intake and the store are up; the watchdog is fed only while the store
+    // thread answers, so a wedged daemon is restarted (a dead modem only degrades paging).
+    if let Some(wd) = crate::service::Watchdog::from_env() {
+        let store = store.clone();
+        tracker.spawn(wd.run(
+            move || {
+                let store = store.clone();
+                async move {
+                    store
+                        .call(|c, _| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+                        .await
+                        .map(|_| ())
+                }
+            },
+            shutdown.clone(),
+        ));
+    }
+    if let Err(e) = crate::service::notify_ready() {
+        tracing::warn!(error = %e, "cannot tell systemd we are ready");
+    }
+
     wait_for_signals(config_path.as_deref(), &config_tx).await;
     tracing::info!("shutting down: finishing work in hand");
+    let _ = crate::service::notify_stopping();
     shutdown.cancel();
     tracker.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
@@ -265,7 +287,9 @@ async fn wait_for_signals(config_path: Option<&Path>, config_tx: &watch::Sender<
             _ = term.recv() => return,
             _ = int.recv() => return,
             _ = hup.recv() => {
+                let _ = crate::service::notify_reloading();
                 let Some(path) = config_path else {
+                    let _ = crate::service::notify_ready();
                     tracing::warn!("SIGHUP: no config file to reload");
                     continue;
                 };
@@ -282,6 +306,7 @@ async fn wait_for_signals(config_path: Option<&Path>, config_tx: &watch::Sender<
                         tracing::error!(path = %path.display(), "config reload rejected; keeping the running config:\n{e}");
                     }
                 }
+                let _ = crate::service::notify_ready();
             }
         }
     }

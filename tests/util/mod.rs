@@ -28,6 +28,8 @@ pub struct Daemon {
     pub http: SocketAddr,
     pub udp: Option<SocketAddr>,
     pub token: Option<String>,
+    /// Extra environment for the daemon process.
+    pub env: Vec<(String, String)>,
 }
 
 /// The config every test starts from; `extra` is appended.
@@ -57,6 +59,33 @@ impl Daemon {
         Self::start_with(extra, None)
     }
 
+    /// Starts a daemon with extra environment variables.
+    pub fn start_env(extra: &str, env: &[(&str, &str)]) -> Daemon {
+        let mut d = Self::start_with_no_spawn(extra);
+        d.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        d.spawn();
+        d
+    }
+
+    fn start_with_no_spawn(extra: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let config = dir.path().join("pagerbox.toml");
+        std::fs::write(&config, base_config(&state, extra)).unwrap();
+        Daemon {
+            dir,
+            config,
+            child: None,
+            http: "127.0.0.1:0".parse().unwrap(),
+            udp: None,
+            token: None,
+            env: Vec::new(),
+        }
+    }
+
     /// Starts a daemon whose writes need `token`.
     pub fn start_with(extra: &str, token: Option<&str>) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
@@ -80,6 +109,7 @@ impl Daemon {
             http: "127.0.0.1:0".parse().unwrap(),
             udp: None,
             token: token.map(str::to_string),
+            env: Vec::new(),
         };
         d.spawn();
         d
@@ -111,6 +141,7 @@ impl Daemon {
             .args(["run", "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "pagerbox=debug")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
