@@ -110,7 +110,12 @@ async fn identify_over_the_pty() {
     assert_eq!(dte.cmd("ATI").await, "\r\nSIM800 R14.18\r\n\r\nOK\r\n");
     assert_eq!(dte.cmd("AT+CGMM").await, "\r\nSIMCOM_SIM800\r\n\r\nOK\r\n");
     assert_eq!(dte.cmd("AT+CPIN?").await, "\r\n+CPIN: READY\r\n\r\nOK\r\n");
+    let link = sim.pty_path();
     sim.shutdown().await;
+    assert!(
+        std::fs::symlink_metadata(link).is_err(),
+        "link removed on shutdown"
+    );
 }
 
 #[tokio::test]
@@ -490,5 +495,117 @@ async fn delivery_report_arrives_as_cds() {
     let _len: usize = rest.trim().parse().unwrap();
     let pdu = dte.read_until("\r\n").await;
     assert!(pdu.trim().len() > 20);
+    sim.shutdown().await;
+}
+
+/// Not a test: runs a simulator for manual trials with third-party AT clients (gammu).
+/// `PAGERBOX_SIM_LINK=/tmp/m PAGERBOX_SIM_PROFILE=sim800 PAGERBOX_SIM_SECS=120
+/// cargo test --test simulator -- --ignored --nocapture manual_simulator`
+#[tokio::test]
+#[ignore = "manual: runs a simulator for external AT clients"]
+async fn manual_simulator() {
+    let link = std::env::var("PAGERBOX_SIM_LINK").unwrap_or_else(|_| "/tmp/pagerbox-modem".into());
+    let profile: SimProfile = std::env::var("PAGERBOX_SIM_PROFILE")
+        .unwrap_or_else(|_| "sim800".into())
+        .parse()
+        .unwrap();
+    let secs: u64 = std::env::var("PAGERBOX_SIM_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let mut cfg = SimConfig::fast(profile, link.into());
+    cfg.command_delay = Duration::from_millis(20);
+    cfg.sms_delay = Duration::from_millis(300);
+    cfg.control_socket = std::env::var("PAGERBOX_SIM_CONTROL").ok().map(Into::into);
+    let sim = Simulator::start(cfg).await.unwrap();
+    sim.deliver_sms(
+        "+4917012345",
+        "stored before the client came",
+        DeliverOptions::default(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    for e in sim.network_log().await.unwrap() {
+        println!("{}", serde_json::to_string(&e).unwrap());
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_port_can_be_closed_and_reopened() {
+    let (_dir, sim, dte) = start(SimProfile::Generic).await;
+    drop(dte);
+    // A URC while nobody has the port open waits in the PTY, as on a USB serial port.
+    sim.deliver_sms("+4917012345", "while closed", DeliverOptions::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut dte = Dte::open(&sim.pty_path());
+    dte.read_until("+CMTI: \"SM\",1\r\n").await;
+    assert_eq!(dte.cmd("AT").await, "\r\nOK\r\n");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn reset_with_cfun_gives_banners_and_pin_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = SimConfig::fast(SimProfile::Sim800, dir.path().join("modem"));
+    cfg.pin = Some("1234".into());
+    let sim = Simulator::start(cfg).await.unwrap();
+    let mut dte = Dte::open(&sim.pty_path());
+    dte.read_until("+CPIN: SIM PIN\r\n").await;
+    dte.sync().await;
+    dte.cmd("AT+CMEE=1").await;
+    assert_eq!(dte.cmd("AT+CPIN=\"1111\"").await, "\r\n+CME ERROR: 16\r\n");
+    let ok = dte.cmd("AT+CPIN=\"1234\"").await;
+    assert_eq!(ok, "\r\nOK\r\n");
+    dte.read_until("SMS Ready\r\n").await;
+    assert_eq!(dte.cmd("AT+CFUN=1,1").await, "\r\nOK\r\n");
+    let banners = dte.read_until("+CPIN: SIM PIN\r\n").await;
+    assert!(banners.contains("RDY"), "{banners:?}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn ctl_cli_drives_a_running_simulator() {
+    use clap::Parser;
+    use pagerbox::modem::sim::cli::{run, SimulatorArgs};
+
+    #[derive(Parser)]
+    struct Top {
+        #[command(flatten)]
+        sim: SimulatorArgs,
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("ctl.sock");
+    let mut cfg = SimConfig::fast(SimProfile::Generic, dir.path().join("modem"));
+    cfg.control_socket = Some(sock.clone());
+    let sim = Simulator::start(cfg).await.unwrap();
+    let mut dte = Dte::open(&sim.pty_path());
+    dte.sync().await;
+    let ctl = |args: &[&str]| {
+        let mut full = vec!["pagerbox", "ctl", "--control", sock.to_str().unwrap()];
+        full.extend_from_slice(args);
+        Top::try_parse_from(full).unwrap().sim
+    };
+    let code = run(ctl(&["sms-in", "--from", "+4917012345", "ACK 5"]))
+        .await
+        .unwrap();
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    dte.read_until("+CMTI: \"SM\",1\r\n").await;
+    run(ctl(&["fault", "cms500", "--count", "1"]))
+        .await
+        .unwrap();
+    assert_eq!(submit(&mut dte, 23, HELLO).await, "\r\n+CMS ERROR: 500\r\n");
+    run(ctl(&["heal"])).await.unwrap();
+    assert_eq!(
+        submit(&mut dte, 23, HELLO).await,
+        "\r\n+CMGS: 0\r\n\r\nOK\r\n"
+    );
+    let code = run(ctl(&["dtmf", "1"])).await.unwrap();
+    assert_eq!(code, std::process::ExitCode::FAILURE, "no call: refused");
+    run(ctl(&["log"])).await.unwrap();
     sim.shutdown().await;
 }

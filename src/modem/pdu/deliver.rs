@@ -342,6 +342,17 @@ mod tests {
         );
     }
 
+    // oFono unit/test-sms.c simple_mwi: a message waiting indication (TP-DCS 0xC8, "store
+    // message", GSM-7) with no text.
+    #[test]
+    fn ofono_message_waiting_indication() {
+        let d = deliver("07913366002020F8040B913366600600F100C83180706174148000");
+        assert_eq!(d.smsc, Some(Address::parse("+33660002028")));
+        assert_eq!(d.sender, Address::parse("+33660660001"));
+        assert_eq!(d.timestamp, ts("2013-08-07T16:47:41+02:00"));
+        assert_eq!((d.encoding, d.text.as_str()), (Encoding::Gsm7, ""));
+    }
+
     #[test]
     fn forced_ucs2_and_binary() {
         let t = ts("2026-11-22T03:00:00+01:00");

@@ -33,8 +33,8 @@ pub enum DeliveryOutcome {
     /// TP-ST 0x20..=0x3F: a temporary error, the service centre is still trying.
     Pending,
     /// TP-ST 0x40..=0x7F: a permanent error, or a temporary one the centre gave up on.
-    /// Values 0x80..=0xFF are reserved; TS 23.040 §9.2.3.15 says to treat reserved values as
-    /// "service rejected" (0x63), which is a failure.
+    /// Values 0x80..=0xFF are reserved by TS 23.040 §9.2.3.15; they count as failed so that
+    /// a page is never taken as delivered on a status nobody defined (escalation goes on).
     Failed,
 }
 

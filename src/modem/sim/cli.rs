@@ -18,8 +18,10 @@ use super::{SimProfile, Simulator};
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct SimulatorArgs {
+    /// `ctl`, or none to run a simulator.
     #[command(subcommand)]
     pub command: Option<SimulatorCommand>,
+    /// Options for running a simulator.
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -49,6 +51,9 @@ pub struct RunArgs {
     /// Delay of an SMS submit (Ctrl-Z to +CMGS), e.g. 2s.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub sms_delay: Duration,
+    /// Each submit takes --sms-delay plus or minus up to this much.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub sms_delay_jitter: Duration,
     /// Delay from a submit to its status report.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub delivery_report_delay: Duration,
@@ -66,6 +71,7 @@ pub struct CtlArgs {
     /// The simulator's control socket.
     #[arg(long)]
     pub control: PathBuf,
+    /// What to tell it.
     #[command(subcommand)]
     pub action: CtlAction,
 }
@@ -107,13 +113,16 @@ pub enum CtlAction {
     /// What the far phone does with the next outgoing calls: manual, busy, no-answer, reject,
     /// or answer (after --after).
     CallBehaviour {
+        /// manual, answer, busy, no-answer or reject.
         name: String,
+        /// With `answer`: how long the phone rings first.
         #[arg(long, default_value = "2s", value_parser = parse_duration)]
         after: Duration,
     },
     /// Inject a fault: silence, submit-error, cms500, garbage, vanish, lose-registration,
     /// deregister, sim-missing.
     Fault {
+        /// The fault's name.
         name: String,
         /// How many submits fail (submit-error, cms500).
         #[arg(long, default_value_t = 1)]
@@ -126,7 +135,9 @@ pub enum CtlAction {
     Heal,
     /// Write a raw URC line.
     Urc {
+        /// The line, e.g. RING or +CMTI: "SM",3.
         line: String,
+        /// Hold it for the inside of the next multi-line response.
         #[arg(long)]
         inside_next_response: bool,
     },
@@ -147,6 +158,7 @@ async fn run_simulator(a: RunArgs) -> anyhow::Result<ExitCode> {
         profile: a.profile,
         command_delay: a.command_delay,
         sms_delay: a.sms_delay,
+        sms_delay_jitter: a.sms_delay_jitter,
         pty_link: a.pty_link.clone(),
         control_socket: a.control.clone(),
         pin: a.pin,

@@ -26,13 +26,17 @@ const MAX_REQUEST: usize = 64 * 1024;
 pub enum ControlRequest {
     /// An incoming SMS.
     SmsIn {
+        /// Sender.
         from: String,
+        /// Text.
         text: String,
+        /// Encoding and URC placement.
         #[serde(default)]
         options: DeliverOptions,
     },
     /// An incoming call (`from` absent: number withheld).
     CallIn {
+        /// Caller number.
         #[serde(default)]
         from: Option<String>,
     },
@@ -43,16 +47,27 @@ pub enum ControlRequest {
     /// The far phone lets the outgoing call ring out.
     Ignore,
     /// The far side presses a key.
-    Dtmf { key: char },
+    Dtmf {
+        /// 0-9, *, #, A-D.
+        key: char,
+    },
     /// What the far phone does with the next outgoing calls.
-    SetCallBehaviour { behaviour: CallBehaviour },
+    SetCallBehaviour {
+        /// The behaviour.
+        behaviour: CallBehaviour,
+    },
     /// Inject a fault.
-    Fault { fault: Fault },
+    Fault {
+        /// The fault.
+        fault: Fault,
+    },
     /// Clear all faults.
     Heal,
     /// Write a raw URC line.
     Urc {
+        /// The line, without framing.
         line: String,
+        /// Now or inside the next response.
         #[serde(default)]
         placement: UrcPlacement,
     },

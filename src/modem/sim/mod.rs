@@ -9,11 +9,11 @@
 //!
 //! | part        | owns                                                                     |
 //! |-------------|--------------------------------------------------------------------------|
-//! | [`command`] | pure: one AT command line into commands (chaining, quoting)              |
-//! | [`engine`]  | pure: the modem's state machine, bytes in → effects out                  |
-//! | [`profile`] | vendor data: identity, banners, DTMF/TTS commands                        |
-//! | [`storage`] | message storages `SM`/`ME`/`MT` and their indexes                        |
-//! | [`sms`]     | the simulator's use of the PDU codec; reassembly for the log             |
+//! | `command`   | pure: one AT command line into commands (chaining, quoting)              |
+//! | `engine`    | pure: the modem's state machine, bytes in → effects out                  |
+//! | `profile`   | vendor data: identity, banners, DTMF/TTS commands                        |
+//! | `storage`   | message storages `SM`/`ME`/`MT` and their indexes                        |
+//! | `sms`       | the simulator's use of the PDU codec; reassembly for the log             |
 //! | `pty`       | the PTY, its raw-mode slave and the symlink                              |
 //! | `task`      | the one task owning a simulator: effects, delays, timers, the log        |
 //! | [`control`] | the JSON-lines control protocol over a Unix socket                       |
@@ -22,14 +22,16 @@
 //! What it does not own: the driver (`modem`), the PDU codec (`modem::pdu`). docs/modem.md lists
 //! the commands, the profiles and where the simulator knowingly differs from real modules.
 
+#![warn(missing_docs)]
+
 pub mod cli;
-pub mod command;
+mod command;
 pub mod control;
-pub mod engine;
-pub mod profile;
+mod engine;
+mod profile;
 mod pty;
-pub mod sms;
-pub mod storage;
+mod sms;
+mod storage;
 mod task;
 pub mod types;
 
@@ -40,7 +42,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-pub use profile::SimProfile;
+pub use profile::{SimProfile, UnknownProfile};
 pub use types::{
     CallBehaviour, CallDirection, CallOutcome, DeliverOptions, Fault, NetworkEntry, SimConfig,
     SimError, UrcPlacement,

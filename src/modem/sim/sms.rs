@@ -72,6 +72,35 @@ pub fn decode_submit(hex: &str, tpdu_len: usize) -> Result<Submitted, String> {
     }
 }
 
+/// The PDU as `AT+CMGR` shows a stored SUBMIT: with an SMSC field (`00` added when the DTE
+/// gave only the TPDU).
+pub fn with_smsc_field(hex: &str, tpdu_len: usize) -> String {
+    if hex.len() == tpdu_len * 2 {
+        format!("00{hex}")
+    } else {
+        hex.to_string()
+    }
+}
+
+/// Encodes a text-mode message written with `AT+CMGW` as one SMS-SUBMIT (SMSC field first);
+/// fails if it needs more than one part.
+pub fn encode_text_submit(
+    to: &str,
+    text: &str,
+    status_report: bool,
+) -> Result<(String, usize), String> {
+    let opts = pdu::SubmitOptions {
+        request_status_report: status_report,
+        ..pdu::SubmitOptions::default()
+    };
+    let mut parts = pdu::encode_submit(to, text, &opts).map_err(|e| e.to_string())?;
+    if parts.len() != 1 {
+        return Err(format!("text needs {} parts; one is allowed", parts.len()));
+    }
+    let p = parts.remove(0);
+    Ok((p.hex, p.tpdu_len))
+}
+
 /// The log's name for an alphabet.
 pub fn encoding_name(e: Encoding) -> &'static str {
     match e {

@@ -63,6 +63,13 @@ pub enum TextView {
         scts: String,
         text: String,
     },
+    /// An SMS-SUBMIT written with `AT+CMGW`.
+    Submit {
+        /// Destination.
+        to: String,
+        /// Text.
+        text: String,
+    },
     /// An SMS-STATUS-REPORT.
     StatusReport {
         reference: u8,

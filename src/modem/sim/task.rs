@@ -133,6 +133,10 @@ pub struct SimTask {
     out_ready_at: Option<Instant>,
     held: VecDeque<Vec<u8>>,
     pending_input: Vec<u8>,
+    /// The line being received, for debug logging only.
+    rx_line: Vec<u8>,
+    /// A line with a PIN just completed: the next write (its echo) is not logged.
+    pin_in_flight: bool,
     timers: Vec<(Instant, Timer)>,
     log: Vec<NetworkEntry>,
 }
@@ -159,6 +163,8 @@ impl SimTask {
             out_ready_at: None,
             held: VecDeque::new(),
             pending_input: Vec::new(),
+            rx_line: Vec::new(),
+            pin_in_flight: false,
             timers: Vec::new(),
             log: Vec::new(),
         };
@@ -190,7 +196,10 @@ impl SimTask {
                     Some(req) => self.request(req).await,
                 },
                 bytes = port_input => match bytes {
-                    Some(b) => self.input(&b),
+                    Some(b) => {
+                        self.log_received(&b);
+                        self.input(&b);
+                    }
                     None => {
                         // The reader stopped: the PTY is unusable; keep serving control requests.
                         if let Some(p) = self.port.take() {
@@ -284,7 +293,6 @@ impl SimTask {
     }
 
     fn input(&mut self, bytes: &[u8]) {
-        tracing::debug!(bytes = %String::from_utf8_lossy(bytes).escape_debug(), "simulator received");
         if !self.out.is_empty() {
             self.pending_input.extend_from_slice(bytes);
             return;
@@ -386,10 +394,40 @@ impl SimTask {
     }
 
     fn send(&mut self, bytes: Vec<u8>) {
-        tracing::debug!(bytes = %String::from_utf8_lossy(&bytes).escape_debug(), "simulator sent");
+        let text = String::from_utf8_lossy(&bytes);
+        let secret = std::mem::take(&mut self.pin_in_flight)
+            || self
+                .rx_line
+                .to_ascii_uppercase()
+                .windows(5)
+                .any(|w| w == b"CPIN=")
+            || text.to_ascii_uppercase().contains("CPIN=");
+        if secret {
+            tracing::debug!(bytes = "<echo of AT+CPIN redacted>", "simulator sent");
+        } else {
+            tracing::debug!(bytes = %text.escape_debug(), "simulator sent");
+        }
         if let Some(p) = self.port.as_ref() {
             if p.writer.try_send(bytes).is_err() {
                 tracing::debug!("simulator output dropped: the DTE is not reading");
+            }
+        }
+    }
+
+    /// Logs received input line by line at debug, never showing a PIN or PUK.
+    fn log_received(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if b == b'\r' || b == 0x1a || self.rx_line.len() >= 512 {
+                let line = String::from_utf8_lossy(&self.rx_line).into_owned();
+                self.rx_line.clear();
+                if line.to_ascii_uppercase().contains("CPIN=") {
+                    self.pin_in_flight = true;
+                    tracing::debug!(line = "AT+CPIN=<redacted>", "simulator received");
+                } else if !line.trim().is_empty() {
+                    tracing::debug!(line = %line.escape_debug(), "simulator received");
+                }
+            } else if b != b'\n' {
+                self.rx_line.push(b);
             }
         }
     }

@@ -21,6 +21,9 @@ pub struct SimConfig {
     pub command_delay: Duration,
     /// Time between the `Ctrl-Z` of an `AT+CMGS` and `+CMGS: <mr>` (the network round trip).
     pub sms_delay: Duration,
+    /// Each submit takes `sms_delay` ± up to this much (uniform, from a fixed seed so runs
+    /// repeat), as real round trips vary; zero for exact timing.
+    pub sms_delay_jitter: Duration,
     /// Where the symlink to the PTY slave is created; the daemon opens this path as its port.
     /// A file or stale link already there is replaced.
     pub pty_link: PathBuf,
@@ -48,6 +51,7 @@ impl Default for SimConfig {
             profile: SimProfile::Generic,
             command_delay: Duration::from_millis(200),
             sms_delay: Duration::from_millis(2000),
+            sms_delay_jitter: Duration::from_millis(1000),
             pty_link: PathBuf::from("/tmp/pagerbox-modem"),
             control_socket: None,
             pin: None,
@@ -67,6 +71,7 @@ impl SimConfig {
             profile,
             command_delay: Duration::ZERO,
             sms_delay: Duration::ZERO,
+            sms_delay_jitter: Duration::ZERO,
             pty_link,
             delivery_report_delay: Duration::from_millis(50),
             ring_interval: Duration::from_millis(200),
@@ -82,14 +87,18 @@ pub enum SimError {
     /// Creating the pseudo-terminal or its link failed.
     #[error("cannot create the PTY at {link}: {source}")]
     Pty {
+        /// The link path asked for.
         link: PathBuf,
+        /// What the OS said.
         #[source]
         source: std::io::Error,
     },
     /// Binding or using the control socket failed.
     #[error("control socket {path}: {source}")]
     Control {
+        /// The socket path.
         path: PathBuf,
+        /// What the OS said.
         #[source]
         source: std::io::Error,
     },
@@ -167,19 +176,29 @@ pub enum Fault {
     /// The modem hangs: input is read and dropped, nothing is answered, no URCs.
     Silence,
     /// The next `count` submits end in a bare `ERROR`.
-    SubmitError { count: u32 },
+    SubmitError {
+        /// How many submits fail.
+        count: u32,
+    },
     /// The next `count` submits end in `+CMS ERROR: 500`.
-    SubmitCms500 { count: u32 },
+    SubmitCms500 {
+        /// How many submits fail.
+        count: u32,
+    },
     /// Write a burst of garbage bytes now (a torn line, binary junk, a bare CR).
     Garbage,
     /// The device disappears (PTY closed, link removed) and reappears at the same link path
     /// after `after`, rebooted.
     Vanish {
+        /// How long the device stays away.
         #[serde(with = "millis")]
         after: Duration,
     },
     /// Registration lost: `+CREG: 2` (searching) or `+CREG: 0`; submits get CMS 331.
-    LoseRegistration { searching: bool },
+    LoseRegistration {
+        /// `+CREG: 2` (still searching) rather than `+CREG: 0`.
+        searching: bool,
+    },
     /// The SIM is pulled: `+CPIN: NOT INSERTED`, CME 10 / CMS 310.
     SimMissing,
 }
@@ -252,70 +271,112 @@ pub enum CallOutcome {
 pub enum NetworkEntry {
     /// One submitted PDU (a part of a concatenated message, or a whole single message).
     SmsPart {
+        /// When the network accepted it.
         at: DateTime<Utc>,
+        /// Destination number as encoded (`+` first when international).
         to: String,
+        /// The reference the modem gave it (`+CMGS: <mr>`).
         message_reference: u8,
+        /// This part's text.
         text: String,
+        /// `gsm7`, `ucs2` or `binary8`.
         encoding: String,
+        /// Whether the PDU asked for a status report (TP-SRR).
         status_report_requested: bool,
         /// `(reference, total, sequence)` when the PDU carries a concatenation header.
         concat: Option<(u16, u8, u8)>,
     },
     /// A whole message as the recipient's phone shows it, once all its parts arrived.
     Sms {
+        /// When the last part arrived.
         at: DateTime<Utc>,
+        /// Destination number.
         to: String,
+        /// The reassembled text.
         text: String,
+        /// `gsm7`, `ucs2` or `binary8`.
         encoding: String,
+        /// How many parts it came in.
         parts: u8,
+        /// The parts' message references, in part order.
         message_references: Vec<u8>,
+        /// Whether any part asked for a status report.
         status_report_requested: bool,
     },
     /// A submit the modem refused (fault, no network, bad PDU), with the result it gave.
     SmsRefused {
+        /// When it was refused.
         at: DateTime<Utc>,
+        /// The final result code sent to the DTE (`+CMS ERROR: 500`).
         result: String,
+        /// Why, in words.
         reason: String,
     },
     /// A status report sent back to the modem.
     StatusReport {
+        /// When it was sent.
         at: DateTime<Utc>,
+        /// The reference of the message it reports on.
         message_reference: u8,
+        /// The recipient of that message.
         to: String,
+        /// TP-ST (0: delivered).
         status: u8,
+        /// `cds`, `cdsi` or `discarded` (per `AT+CNMI` `<ds>`).
         routed: String,
     },
     /// An incoming message handed to the modem (one entry per message, all parts).
     SmsIn {
+        /// When it arrived.
         at: DateTime<Utc>,
+        /// Sender.
         from: String,
+        /// The whole text.
         text: String,
+        /// How many PDUs it took.
         parts: usize,
+        /// Where each part went: `SM:1`, `cmt`, `later` (arrives after a pause), or a rejection.
         routed: String,
     },
     /// A finished call.
     Call {
+        /// When it started.
         at: DateTime<Utc>,
+        /// Who called whom.
         direction: CallDirection,
+        /// The far number (empty when withheld).
         number: String,
+        /// How it ended.
         outcome: CallOutcome,
         /// Text the modem spoke (TTS) while the call was up.
         spoken: Vec<String>,
         /// DTMF keys the far side pressed.
         dtmf: String,
+        /// Time from answer to hang-up (zero if never answered).
         #[serde(with = "millis")]
         duration: Duration,
     },
     /// A text-to-speech request, whether or not a call was up.
     Tts {
+        /// When it was requested.
         at: DateTime<Utc>,
+        /// What was to be spoken.
         text: String,
+        /// Whether a call was active (only then the far side hears it).
         in_call: bool,
     },
     /// A fault was injected.
-    Fault { at: DateTime<Utc>, fault: Fault },
+    Fault {
+        /// When.
+        at: DateTime<Utc>,
+        /// Which.
+        fault: Fault,
+    },
     /// All faults were cleared.
-    Heal { at: DateTime<Utc> },
+    Heal {
+        /// When.
+        at: DateTime<Utc>,
+    },
 }
 
 impl NetworkEntry {
