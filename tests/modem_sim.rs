@@ -491,3 +491,30 @@ async fn status_reports_identity_and_network() {
     assert!(st.signal_dbm.is_some());
     assert!(!st.model.is_empty());
 }
+
+#[tokio::test]
+async fn a_one_shot_tool_leaves_stored_replies_for_the_daemon() {
+    let (dir, sim) = start_sim(SimProfile::Sim800).await;
+    sim.deliver_sms(NUMBER, "ack 9", DeliverOptions::default())
+        .await
+        .unwrap();
+    // A bench-test session (receive_messages off) comes and goes...
+    {
+        let mut s = settings(sim.pty_path());
+        s.receive_messages = false;
+        let token = CancellationToken::new();
+        let (modem, mut events) = Modem::spawn(s, token.clone());
+        wait_health(&modem, HealthState::Up, Duration::from_secs(20)).await;
+        modem.status().await.unwrap();
+        assert!(events.try_recv().is_err(), "the tool consumed a reply");
+        token.cancel();
+        modem.stopped().await;
+    }
+    // ...and the daemon still finds the reply.
+    let mut r = attach(dir, sim, |_| {}).await;
+    let ev = next_event(&mut r.events, Duration::from_secs(5)).await;
+    assert!(
+        matches!(ev, ModemEvent::SmsReceived { ref text, .. } if text == "ack 9"),
+        "{ev:?}"
+    );
+}

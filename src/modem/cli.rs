@@ -60,8 +60,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Runs one modem command against the device in `settings`.
-pub async fn run(cmd: ModemCommand, settings: Settings) -> anyhow::Result<ExitCode> {
+pub async fn run(cmd: ModemCommand, mut settings: Settings) -> anyhow::Result<ExitCode> {
     let device = settings.device.display().to_string();
+    // Replies stored on the SIM belong to the daemon: a bench test must not consume them.
+    settings.receive_messages = false;
     let token = CancellationToken::new();
     let (modem, _events) = Modem::spawn(settings, token.clone());
     let health = wait_for_bring_up(&modem).await;

@@ -2,7 +2,7 @@
 //!
 //! - [`decoder`]: a bounded line decoder that tolerates echo, junk, NULs, any CR/LF mix and the
 //!   `> ` prompt that has no line end.
-//! - [`line`]: what one line is: final result, call result, URC or information text.
+//! - [`line`](mod@line): what one line is: final result, call result, URC or information text.
 //! - [`response`]: parsers for the information responses the driver reads.
 //! - [`codes`]: `+CME ERROR` / `+CMS ERROR` code tables, names and retry semantics.
 //!

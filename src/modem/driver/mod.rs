@@ -1,7 +1,7 @@
 //! The modem driver: the task that owns the port, and [`Modem`], the handle the daemon uses.
 //!
-//! One task ([`Driver`]) owns the [`AtEngine`] and with it the port (style guide §2). Callers hold
-//! a cloneable [`Modem`] whose methods send a [`Request`] over a bounded channel and wait on a
+//! One task (`Driver`) owns the [`AtEngine`] and with it the port (style guide §2). Callers hold
+//! a cloneable [`Modem`] whose methods send a `Request` over a bounded channel and wait on a
 //! `oneshot` reply. Between requests the task handles URCs (incoming SMS, status reports, calls)
 //! and polls health; events go out on a bounded channel of [`ModemEvent`]s, health on a `watch`.
 //!
@@ -17,6 +17,9 @@
 //! Requests that arrive while the modem is down are refused at once with
 //! [`ModemError::Unavailable`], so the notifier falls back to email instead of waiting.
 //!
+//! During a call, `hang_up`/`reject_incoming` end it at once; other requests are served when
+//! the call is over.
+//!
 //! Shutdown: the token is checked between exchanges; the exchange in flight finishes first
 //! (a call in progress is hung up). The task also ends when the last [`Modem`] is dropped.
 
@@ -24,7 +27,7 @@ mod sms;
 mod types;
 mod voice;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -244,6 +247,10 @@ struct Driver<O: PortOpener> {
     stored_parts: StoredParts,
     storage: String,
     incoming: IncomingCall,
+    /// Requests that arrived during a call, served when it is over.
+    deferred: VecDeque<Request>,
+    /// `hang_up` callers waiting for the call in progress to end.
+    hang_up_waiters: Vec<oneshot::Sender<Result<(), ModemError>>>,
 }
 
 impl<O: PortOpener> Driver<O> {
@@ -287,6 +294,8 @@ impl<O: PortOpener> Driver<O> {
             stored_parts: HashMap::new(),
             storage: "SM".into(),
             incoming: IncomingCall::default(),
+            deferred: VecDeque::new(),
+            hang_up_waiters: Vec::new(),
         }
     }
 
@@ -294,6 +303,17 @@ impl<O: PortOpener> Driver<O> {
         info!(device = %self.opener.describe(), "modem task started");
         let mut next_health = Instant::now() + self.s.health_interval;
         loop {
+            if self.engine.is_some() {
+                if let Some(r) = self.deferred.pop_front() {
+                    self.serve(r).await;
+                    self.drain_unsolicited().await;
+                    continue;
+                }
+            } else {
+                while let Some(r) = self.deferred.pop_front() {
+                    self.refuse(r);
+                }
+            }
             let Some(engine) = self.engine.as_mut() else {
                 enum Idle {
                     Stop,
@@ -340,6 +360,9 @@ impl<O: PortOpener> Driver<O> {
                 }
             }
             self.drain_unsolicited().await;
+        }
+        while let Some(r) = self.deferred.pop_front() {
+            self.refuse(r);
         }
         info!("modem task stopped");
     }

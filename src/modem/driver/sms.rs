@@ -192,6 +192,9 @@ impl<O: PortOpener> Driver<O> {
 
     /// Reads stored messages left from before (`AT+CMGL=4`, all, PDU mode) and processes them.
     pub(super) async fn process_stored(&mut self) -> Result<(), ModemError> {
+        if !self.s.receive_messages {
+            return Ok(());
+        }
         let list = if self.s.text_mode {
             "AT+CMGL=\"ALL\""
         } else {
@@ -234,6 +237,9 @@ impl<O: PortOpener> Driver<O> {
         storage: &str,
         index: u32,
     ) -> Result<(), ModemError> {
+        if !self.s.receive_messages {
+            return Ok(());
+        }
         let switched = storage != self.storage;
         if switched {
             self.exec_opt(&format!("AT+CPMS=\"{storage}\"")).await?;

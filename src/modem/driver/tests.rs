@@ -587,3 +587,41 @@ async fn text_mode_fallback_sends_and_receives() {
     fake.done().await.unwrap();
     assert!(fake.received().contains(&"db1 down".to_string()));
 }
+
+#[tokio::test(start_paused = true)]
+async fn hang_up_during_a_ringing_call_ends_it_and_other_requests_wait() {
+    let parts = expected_parts("later");
+    let script = generic_up(Script::new())
+        .ok("ATD+4915112345678;")
+        .expect(
+            "AT+CLCC",
+            &["+CLCC: 1,0,3,0,0,\"+4915112345678\",145", "OK"],
+        )
+        .expect(
+            "AT+CLCC",
+            &["+CLCC: 1,0,3,0,0,\"+4915112345678\",145", "OK"],
+        )
+        .ok("ATH")
+        .submit(
+            &format!("AT+CMGS={}", parts[0].tpdu_len),
+            &["+CMGS: 9", "OK"],
+        );
+    let (modem, _events, mut fakes, _t) = start(settings(), vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    let caller = modem.clone();
+    let call =
+        tokio::spawn(async move { caller.call("+4915112345678", CallOptions::default()).await });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let sms = {
+        let m = modem.clone();
+        tokio::spawn(async move { m.send_sms("+4915112345678", "later").await })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    modem.hang_up().await.unwrap();
+    assert_eq!(
+        call.await.unwrap().unwrap(),
+        CallOutcome::Failed("hung up on request".into())
+    );
+    assert_eq!(sms.await.unwrap().unwrap().references, vec![9]);
+    fakes.recv().await.unwrap().done().await.unwrap();
+}

@@ -70,6 +70,9 @@ pub struct Settings {
     pub part_retry_delay: Duration,
     /// How many times one part is submitted at most.
     pub part_attempts: u32,
+    /// Read, report and delete incoming messages. The daemon wants this; one-shot tools
+    /// (`pagerbox modem status`) turn it off so replies stay stored for the daemon.
+    pub receive_messages: bool,
 }
 
 impl Settings {
@@ -91,6 +94,7 @@ impl Settings {
             call_poll: Duration::from_secs(1),
             part_retry_delay: Duration::from_secs(2),
             part_attempts: 3,
+            receive_messages: true,
         }
     }
 }

@@ -2,14 +2,15 @@
 //! page where the modem has TTS, listen for a key ("1" acknowledges), hang up.
 //!
 //! Other URCs that arrive during a call (an SMS reply, a registration change) are handled as
-//! usual; other requests wait until the call is over.
+//! usual. A `hang_up`/`reject_incoming` request ends the call at once (e.g. the page was
+//! acknowledged by SMS while it rang); other requests are served when the call is over.
 
 use std::time::Duration;
 
 use tokio::time::{sleep_until, Instant};
 use tracing::{info, warn};
 
-use super::{CallOptions, CallOutcome, Driver, ModemError, ModemEvent};
+use super::{CallOptions, CallOutcome, Driver, ModemError, ModemEvent, Request};
 use crate::modem::at::response::parse_clcc;
 use crate::modem::at::{CallResult, CallState, Urc};
 use crate::modem::driver::mask_number;
@@ -31,6 +32,8 @@ enum Signal {
     SpeechDone,
     Tick,
     Shutdown,
+    /// A `hang_up` request arrived.
+    HangUp,
 }
 
 /// `set_up`: the dial was accepted (`ATD` gave `OK`), so a `NO CARRIER` before the answer means
@@ -122,6 +125,10 @@ impl<O: PortOpener> Driver<O> {
                     self.end_call().await;
                     return Ok(CallOutcome::Failed("shutting down".into()));
                 }
+                Signal::HangUp => {
+                    self.end_call().await;
+                    return Ok(CallOutcome::Failed("hung up on request".into()));
+                }
                 Signal::Dtmf(_) | Signal::SpeechDone | Signal::Tick => {}
             }
         }
@@ -144,6 +151,10 @@ impl<O: PortOpener> Driver<O> {
                 let until = Instant::now() + speech_estimate(text);
                 match self.listen(until, &mut key, true).await {
                     Listen::Ended => return Ok(CallOutcome::Answered { dtmf: key }),
+                    Listen::HangUp => {
+                        self.end_call().await;
+                        return Ok(CallOutcome::Answered { dtmf: key });
+                    }
                     Listen::Shutdown => break,
                     Listen::Timeout | Listen::SpeechDone => {}
                 }
@@ -164,7 +175,7 @@ impl<O: PortOpener> Driver<O> {
             loop {
                 match self.listen(until, &mut key, false).await {
                     Listen::Ended => return Ok(CallOutcome::Answered { dtmf: key }),
-                    Listen::Timeout | Listen::Shutdown => break,
+                    Listen::Timeout | Listen::Shutdown | Listen::HangUp => break,
                     Listen::SpeechDone => {}
                 }
                 if key == Some('1') {
@@ -183,6 +194,7 @@ impl<O: PortOpener> Driver<O> {
             match self.call_signal(tick).await {
                 Signal::Ended(_) => return Listen::Ended,
                 Signal::Shutdown => return Listen::Shutdown,
+                Signal::HangUp => return Listen::HangUp,
                 Signal::Dtmf(k) => {
                     if key.is_none() || k == '1' {
                         *key = Some(k);
@@ -234,6 +246,17 @@ impl<O: PortOpener> Driver<O> {
                     let got = tokio::select! {
                         biased;
                         _ = self.shutdown.cancelled() => return Signal::Shutdown,
+                        r = self.requests.recv() => match r {
+                            None => return Signal::Shutdown,
+                            Some(Request::HangUp { reply } | Request::RejectIncoming { reply }) => {
+                                self.hang_up_waiters.push(reply);
+                                return Signal::HangUp;
+                            }
+                            Some(other) => {
+                                self.deferred.push_back(other);
+                                continue;
+                            }
+                        },
                         u = engine.next_unsolicited() => u,
                         _ = sleep_until(until) => return Signal::Tick,
                     };
@@ -269,15 +292,27 @@ impl<O: PortOpener> Driver<O> {
         }
     }
 
+    /// Hangs up and answers any `hang_up` callers waiting for it.
     async fn end_call(&mut self) {
         let cmd = Command::new(self.profile.hang_up_command(), self.s.command_timeout);
-        if let Err(e) = self.exec(cmd).await {
+        let res = self.exec(cmd).await;
+        if let Err(e) = &res {
             warn!(error = %e, "hang up failed");
+        }
+        for w in self.hang_up_waiters.drain(..) {
+            let _ = w.send(match &res {
+                Ok(_) => Ok(()),
+                Err(e) => Err(ModemError::Protocol {
+                    command: "hang up".into(),
+                    detail: e.to_string(),
+                }),
+            });
         }
     }
 }
 
 enum Listen {
+    HangUp,
     Ended,
     Timeout,
     SpeechDone,
