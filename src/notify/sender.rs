@@ -165,6 +165,7 @@ pub fn after_failure(
             error: err.to_string(),
             channel: c,
             address: addr,
+            due_at: now,
         };
     }
     // No channel after this one. Start over at the first reachable channel after a pause, so a
@@ -175,13 +176,15 @@ pub fn after_failure(
             error: format!("{err}; every channel has failed, starting over"),
             channel: c,
             address: addr,
+            // The pause grows with the page's attempts: 10 s, 20 s, ... at most 2 minutes.
+            due_at: now + chrono::Duration::from_std(backoff(page.attempts)).unwrap_or_default(),
         },
         _ if !retryable && !channel_down => Attempt::Failed {
             error: err.to_string(),
         },
         _ => Attempt::Retry {
             error: format!("{err}; every channel has failed, trying again"),
-            retry_at: now + chrono::Duration::from_std(backoff(6)).unwrap_or_default(),
+            retry_at: now + chrono::Duration::from_std(backoff(page.attempts)).unwrap_or_default(),
         },
     }
 }

@@ -359,6 +359,7 @@ fn run(
             }
         }
         let now = clock.now();
+        let changes_before = conn.total_changes();
         let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
             Ok(tx) => tx,
             Err(e) => {
@@ -386,14 +387,18 @@ fn run(
             let _ = tx.execute_batch("RELEASE job");
             finishers.push(finish);
         }
-        let wrote = !finishers.is_empty();
+        // Only a batch that changed rows wakes the commit watchers: the engine, the senders and
+        // the panel read the store when woken, and a read must not wake them again.
+        let wrote = tx.total_changes() != changes_before;
         match tx.commit() {
             Ok(()) => {
-                for f in finishers.drain(..) {
-                    f(None);
-                }
+                // Wake the watchers before answering, so a caller that acts on its answer never
+                // finds them still asleep on the old state.
                 if wrote {
                     commits.send_modify(|n| *n = n.wrapping_add(1));
+                }
+                for f in finishers.drain(..) {
+                    f(None);
                 }
             }
             Err(e) => {

@@ -317,11 +317,14 @@ pub enum Attempt {
         error: String,
         retry_at: DateTime<Utc>,
     },
-    /// The channel gave up on this page: it continues on `channel` at `address`.
+    /// The channel gave up on this page: it continues on `channel` at `address` from `due_at`
+    /// (now for the next channel; later when every channel has failed and it starts over, so a
+    /// page whose channels are all down is retried with a pause, never in a tight loop).
     FallThrough {
         error: String,
         channel: Channel,
         address: String,
+        due_at: DateTime<Utc>,
     },
     /// The page cannot go anywhere (no other channel reaches this person).
     Failed { error: String },
@@ -370,11 +373,12 @@ pub fn finish(
             error,
             channel,
             address,
+            due_at,
         } => {
             conn.execute(
                 "UPDATE outbox SET state='pending', channel=?2, address=?3, due_at=?4, channel_attempts=0, \
-                 channel_since=?4, last_error=?5, updated_at=?4 WHERE id=?1",
-                params![p.id, channel.as_str(), address, ms(now), error],
+                 channel_since=?4, last_error=?5, updated_at=?6 WHERE id=?1",
+                params![p.id, channel.as_str(), address, ms(*due_at), error, ms(now)],
             )?;
             (
                 "page-fallback",

@@ -122,3 +122,21 @@ async fn commits_are_signalled() {
     rx.changed().await.unwrap();
     assert_ne!(*rx.borrow(), before);
 }
+
+#[tokio::test]
+async fn reads_do_not_signal_a_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db"), clock()).unwrap();
+    let mut rx = store.commits();
+    rx.borrow_and_update();
+    store.incidents(ListFilter::All, 10).await.unwrap();
+    assert!(
+        !rx.has_changed().unwrap(),
+        "a read woke the commit watchers"
+    );
+    store
+        .apply_alert(alert("x", AlertAction::Trigger))
+        .await
+        .unwrap();
+    assert!(rx.has_changed().unwrap());
+}

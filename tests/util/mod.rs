@@ -34,6 +34,12 @@ pub struct Daemon {
 
 /// The config every test starts from; `extra` is appended.
 pub fn base_config(state_dir: &Path, extra: &str) -> String {
+    // Tests that are not about paging run without a modem (none is simulated for them).
+    let modem = if extra.contains("[modem]") {
+        ""
+    } else {
+        "[modem]\nenabled = false\n"
+    };
     format!(
         r#"
 [daemon]
@@ -47,6 +53,7 @@ listen = "127.0.0.1:0"
 [udp]
 listen = "127.0.0.1:0"
 
+{modem}
 {extra}
 "#,
         state_dir.display()

@@ -322,3 +322,45 @@ async fn acknowledged_incident_is_not_paged() {
         ]
     );
 }
+
+/// Regression: with the modem down and no email, a page cycled SMS -> voice -> SMS with no pause
+/// (found when a benchmark's simulator died and the daemon spun at 100% CPU).
+#[tokio::test]
+async fn all_channels_down_waits_between_rounds_instead_of_spinning() {
+    let (store, cfg, id) = setup().await;
+    let sms = Fake::new(Channel::Sms);
+    let voice = Fake::new(Channel::Voice);
+    *sms.down.lock().unwrap() = Some("modem down".into());
+    *voice.down.lock().unwrap() = Some("modem down".into());
+    let all: Arc<Vec<Arc<dyn Transport>>> = Arc::new(vec![sms.clone(), voice.clone()]);
+    let (_, cfg_rx) = watch::channel(cfg);
+    let health_tx = Arc::new(watch::channel(PagingHealth::default()).0);
+    let shutdown = CancellationToken::new();
+    for t in all.iter() {
+        tokio::spawn(run(
+            t.clone(),
+            all.clone(),
+            store.clone(),
+            cfg_rx.clone(),
+            health_tx.clone(),
+            shutdown.clone(),
+        ));
+    }
+    queue(&store, id, Channel::Sms, "+4915100000001").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    shutdown.cancel();
+    let (_, tl) = store.incident(id).await.unwrap().unwrap();
+    let tries = tl
+        .iter()
+        .filter(|e| e.kind == "page-fallback" || e.kind == "page-retry")
+        .count();
+    assert!(
+        (1..=3).contains(&tries),
+        "one round, then a pause: {tries} attempts in 1 s"
+    );
+    assert_eq!(
+        states(&store).await,
+        [("sms".to_string(), "pending".to_string())]
+    );
+    assert!(health_tx.borrow().impaired());
+}

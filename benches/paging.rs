@@ -1,0 +1,267 @@
+//! Page latency: from the HTTP 202 of an alert to the SMS reaching the simulated network, with
+//! the release daemon and the modem simulator set to zero delays, while idle and while a storm
+//! of alerts over 100 keys arrives. Also the daemon's idle CPU and RSS with a modem attached.
+//!
+//! What is measured ends when the simulator has taken the whole `AT+CMGS` PDU and answered
+//! `+CMGS` (it logs the part then), so it is an upper bound on "202 to the first byte of
+//! AT+CMGS": it includes writing the PDU and the simulator's own processing.
+//!
+//! `cargo bench --bench paging` (PAGERBOX_BENCH_PAGES, PAGERBOX_BENCH_STORM_RATE,
+//! PAGERBOX_BENCH_IDLE_SECS); under `cargo test` a small smoke run.
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use pagerbox::modem::sim::{NetworkEntry, SimConfig, SimProfile, Simulator};
+
+fn env_or<T: std::str::FromStr>(k: &str, d: T) -> T {
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let pages: usize = env_or("PAGERBOX_BENCH_PAGES", if full { 200 } else { 10 });
+    let storm_rate: u64 = env_or("PAGERBOX_BENCH_STORM_RATE", 1000);
+    let idle_secs: u64 = env_or("PAGERBOX_BENCH_IDLE_SECS", if full { 60 } else { 2 });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("modem");
+    let sim = rt
+        .block_on(Simulator::start(SimConfig::fast(
+            SimProfile::Sim7600,
+            link.clone(),
+        )))
+        .unwrap();
+
+    let state = dir.path().join("state");
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[daemon]
+state_dir = "{}"
+[http]
+listen = "127.0.0.1:0"
+[udp]
+enabled = false
+[modem]
+device = "{}"
+profile = "sim7600"
+delivery_reports = false
+[paging]
+group_window = "0s"
+rate_limit_count = 1000
+[[users]]
+id = "probe"
+phone = "+15550000001"
+[[users.rules]]
+channel = "sms"
+after = "0s"
+[[users]]
+id = "storm"
+phone = "+15550000002"
+[[users.rules]]
+channel = "sms"
+after = "0s"
+[[policies]]
+id = "probe"
+[[policies.steps]]
+users = ["probe"]
+wait = "1h"
+[[policies]]
+id = "storm"
+[[policies.steps]]
+users = ["storm"]
+wait = "1h"
+[[routes]]
+id = "probe"
+policy = "probe"
+match = {{ service = "probe" }}
+[[routes]]
+id = "storm"
+policy = "storm"
+"#,
+            state.display(),
+            link.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_pagerbox"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill the daemon however this ends, a panic included.
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Reap(child);
+    let http = loop {
+        if let Ok(t) = std::fs::read_to_string(state.join("run.json")) {
+            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+            break format!("http://{}", v["http"].as_str().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Wait for the modem to come up.
+    let agent = ureq::AgentBuilder::new().build();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let h: serde_json::Value = agent
+            .get(&format!("{http}/healthz"))
+            .call()
+            .map(|r| r.into_json().unwrap())
+            .unwrap_or_default();
+        if h["modem"]["state"] == "up" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "modem did not come up: {h}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let probe = |n: usize| -> Duration {
+        let body = format!(
+            r#"{{"summary":"probe {n}","severity":"critical","service":"probe","dedup_key":"probe-{n}"}}"#
+        );
+        let r = agent
+            .post(&format!("{http}/v1/alerts"))
+            .send_string(&body)
+            .unwrap();
+        let t202 = Utc::now();
+        let id = r.into_json::<serde_json::Value>().unwrap()["incident_id"]
+            .as_i64()
+            .unwrap();
+        let prefix = format!("#{id} ");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = rt.block_on(sim.network_log()).unwrap();
+            if let Some(at) = log.iter().find_map(|e| match e {
+                NetworkEntry::SmsPart { at, text, .. } | NetworkEntry::Sms { at, text, .. }
+                    if text.starts_with(&prefix) =>
+                {
+                    Some(*at)
+                }
+                _ => None,
+            }) {
+                return (at - t202).to_std().unwrap_or(Duration::ZERO);
+            }
+            assert!(Instant::now() < deadline, "page #{id} did not arrive");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    };
+    probe(0);
+    let report = |name: &str, mut lat: Vec<Duration>| {
+        lat.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let p = |q: f64| ms(lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)]);
+        println!(
+            "{name:<28} n={:<5} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms",
+            lat.len(),
+            p(0.5),
+            p(0.99),
+            ms(*lat.last().unwrap())
+        );
+    };
+    let idle: Vec<Duration> = (1..=pages)
+        .map(|n| {
+            let d = probe(n);
+            std::thread::sleep(Duration::from_millis(20));
+            d
+        })
+        .collect();
+    report("idle: 202 -> SMS at network", idle);
+
+    // The storm: `storm_rate` alerts/s over 100 keys from 4 client threads, while probing.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let storm: Vec<_> = (0..4)
+        .map(|c| {
+            let (stop, sent, url) = (stop.clone(), sent.clone(), format!("{http}/v1/alerts"));
+            std::thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new().build();
+                let per = Duration::from_secs_f64(4.0 / storm_rate as f64);
+                let start = Instant::now();
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let body = format!(
+                        r#"{{"summary":"storm {i}","severity":"warning","dedup_key":"storm-{}"}}"#,
+                        (i * 4 + c) % 100
+                    );
+                    let _ = agent.post(&url).send_string(&body);
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                    let next = start + per * i as u32;
+                    if let Some(d) = next.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(d);
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let t0 = Instant::now();
+    let during: Vec<Duration> = (1..=pages)
+        .map(|n| {
+            let d = probe(pages + n);
+            std::thread::sleep(Duration::from_millis(20));
+            d
+        })
+        .collect();
+    let rate = sent.load(Ordering::Relaxed) as f64 / (t0.elapsed().as_secs_f64() + 0.5);
+    stop.store(true, Ordering::Relaxed);
+    for h in storm {
+        h.join().unwrap();
+    }
+    report(&format!("storm ({rate:.0} alerts/s):"), during);
+
+    // Idle with a modem attached: once the storm's pages are out, only health polls and timers.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let h: serde_json::Value = agent
+            .get(&format!("{http}/healthz"))
+            .call()
+            .unwrap()
+            .into_json()
+            .unwrap();
+        if h["outbox"]["pending"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "outbox did not drain: {h}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = child.0.id();
+    let ticks = |pid: u32| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+            .split_whitespace()
+            .collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    };
+    let (c0, t) = (ticks(pid), Instant::now());
+    std::thread::sleep(Duration::from_secs(idle_secs));
+    let cpu = (ticks(pid) - c0) as f64 / 100.0 / t.elapsed().as_secs_f64() * 100.0;
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().to_string()))
+        .unwrap();
+    println!("idle {idle_secs}s with modem: cpu {cpu:.3}%, rss {rss}");
+    drop(child);
+    rt.block_on(sim.shutdown());
+}
