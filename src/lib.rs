@@ -14,10 +14,12 @@
 //! | [`notify`]     | the durable outbox and the senders: SMS, voice, email                |
 //! | [`modem`]      | the AT engine that owns the serial port, PDU codec, simulator        |
 //! | [`panel`]      | GPIO button and LED behind narrow traits                             |
+//! | [`ack`]        | acknowledge by phone: SMS commands, missed-call and DTMF acks        |
 //! | [`clock`]      | wall-clock time behind a trait so logic can be tested at any instant |
 //! | [`cli`]        | clap definitions and the client subcommands                          |
 //! | [`daemon`]     | wiring: starts the tasks, waits for shutdown                         |
 
+pub mod ack;
 pub mod cli;
 pub mod clock;
 pub mod config;
