@@ -363,10 +363,7 @@ fn escalate(
                 Some(id),
             ))
         }
-        Some("escalating") => {}
-        Some("acknowledged") => {
-            queries::transition(conn, id, Status::Triggered, &sender.actor(), now)?;
-        }
+        Some("escalating" | "acknowledged") => {}
         Some("exhausted") => {
             return Ok(Reply::new(
                 format!("#{id} escalation exhausted: everyone was paged"),
@@ -374,6 +371,11 @@ fn escalate(
             ))
         }
         Some(_) => return Ok(Reply::new(format!("#{id} is not escalating"), Some(id))),
+    }
+    // Acknowledged (whether or not the engine has seen the ack yet): back to triggered, or the
+    // engine would take the ack again and page nobody.
+    if inc.status == Status::Acknowledged {
+        queries::transition(conn, id, Status::Triggered, &sender.actor(), now)?;
     }
     conn.prepare_cached(
         "UPDATE escalations SET phase='escalating', due_at=?2, since=?2, updated_at=?2 \

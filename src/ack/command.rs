@@ -154,7 +154,25 @@ fn with_target(v: Verb, target: Target) -> Result<Command, ParseError> {
 /// Parses one SMS into a command.
 ///
 /// Pure and total: any text gives a command or a [`ParseError`] whose message can be sent back.
+///
+/// A text of several lines that is not a command as a whole is read by its first non-empty line,
+/// so a signature (`Sent from my phone`) or a quoted page below the command does not matter;
+/// notes and `PAGE` keep all their lines.
 pub fn parse(text: &str) -> Result<Command, ParseError> {
+    let whole = parse_one(text);
+    if let Err(ParseError::NotUnderstood { .. }) = &whole {
+        if let Some(first) = text.lines().map(str::trim).find(|l| !l.is_empty()) {
+            if first != text.trim() {
+                if let Ok(cmd) = parse_one(first) {
+                    return Ok(cmd);
+                }
+            }
+        }
+    }
+    whole
+}
+
+fn parse_one(text: &str) -> Result<Command, ParseError> {
     let trimmed = text.trim();
     let not_understood = || ParseError::NotUnderstood {
         input: trimmed.to_string(),
@@ -492,6 +510,28 @@ mod tests {
         assert_eq!(parse("\u{3000}ack 42\u{3000}"), Ok(ack(42)));
         // Full-width digits are not incident numbers (documented: not supported).
         assert!(parse("４２a").is_err());
+    }
+
+    #[test]
+    fn a_signature_or_quoted_page_below_the_command_does_not_matter() {
+        assert_eq!(parse("42a\n\nSent from my iPhone"), Ok(ack(42)));
+        assert_eq!(
+            parse("\n ack 42 \r\n> #42 CRIT db: down. Reply 42a ack"),
+            Ok(ack(42))
+        );
+        assert_eq!(
+            parse("42 n first line\nsecond line"),
+            Ok(Command::Note {
+                incident: 42,
+                text: "first line\nsecond line".into()
+            })
+        );
+        assert_eq!(
+            parse("hello\n42a"),
+            Err(ParseError::NotUnderstood {
+                input: "hello\n42a".into()
+            })
+        );
     }
 
     #[test]

@@ -107,8 +107,13 @@ pub struct CallDecision {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AckError {
     /// The store could not run or commit the action; nothing was done and nothing is sent.
-    #[error("store failed while handling a phone command: {0}")]
-    Store(#[from] StoreError),
+    #[error("store failed while handling {what}: {source}")]
+    Store {
+        /// Which kind of message: `an sms command`, `a missed call`, `a dtmf ack`.
+        what: &'static str,
+        #[source]
+        source: StoreError,
+    },
     /// The ack task has stopped (shutdown).
     #[error("ack task has stopped")]
     Stopped,
@@ -118,7 +123,7 @@ impl AckError {
     /// True when the same message may succeed later (the store was busy or failed to commit).
     pub fn is_retryable(&self) -> bool {
         match self {
-            AckError::Store(e) => e.is_retryable(),
+            AckError::Store { source, .. } => source.is_retryable(),
             AckError::Stopped => false,
         }
     }
@@ -209,7 +214,11 @@ impl Acker {
                 actions::queue_reply(conn, &sender, &reply, now)?;
                 Ok(reply)
             })
-            .await?;
+            .await
+            .map_err(|source| AckError::Store {
+                what: "an sms command",
+                source,
+            })?;
         Ok(Outcome::Replied {
             to: number,
             text: reply.text,
@@ -255,7 +264,11 @@ impl Acker {
                 }
                 Ok(done)
             })
-            .await?;
+            .await
+            .map_err(|source| AckError::Store {
+                what: "a missed call",
+                source,
+            })?;
         tracing::info!(user = %user, meant = done.meant, acked = done.reply.is_some(), "missed call");
         let outcome = match done.reply {
             Some(r) => Outcome::Replied {
@@ -294,7 +307,11 @@ impl Acker {
                 actions::queue_reply(conn, &sender, &reply, now)?;
                 Ok(reply)
             })
-            .await?;
+            .await
+            .map_err(|source| AckError::Store {
+                what: "a dtmf ack",
+                source,
+            })?;
         tracing::info!(user = %user, incident, "dtmf acknowledge");
         Ok(match number {
             Some(to) => Outcome::Replied {

@@ -732,6 +732,32 @@ async fn escalate_now_pages_the_next_step_at_once() {
     assert!(timeline
         .iter()
         .any(|e| e.kind == "escalate-now" && e.actor.as_deref() == Some("alice")));
+
+    // Acknowledged a moment ago, before the engine's pass saw it: escalate-now still wins.
+    let third = h.trigger("c", "db").await;
+    h.reply(ALICE, &format!("{third}a")).await;
+    assert_eq!(
+        h.reply(BOB, &format!("{third}e")).await,
+        format!("#{third} escalating now")
+    );
+    h.pass().await;
+    assert_eq!(h.status(third).await, Status::Triggered);
+    // Step 2 (carol) went out: it is grouped into a digest with the earlier pages to her, and
+    // the escalation moved on to exhaustion (one run only).
+    assert_eq!(h.escalation(third).await.1, None);
+    let to_carol: i64 = h
+        .store
+        .call(move |c, _| {
+            Ok(c.query_row(
+                "SELECT count(*) FROM outbox o WHERE o.user_id='carol' AND (o.incident_id=?1 \
+                 OR EXISTS (SELECT 1 FROM outbox_items i WHERE i.outbox_id=o.id AND i.incident_id=?1))",
+                [third],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(to_carol, 1);
 }
 
 #[tokio::test]
