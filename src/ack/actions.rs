@@ -208,6 +208,9 @@ pub(crate) fn act(
         });
     }
     parts.extend(others);
+    if parts.is_empty() {
+        parts.push(format!("nothing changed: {}", to));
+    }
     let incident = if ids.len() == 1 && queries::incident(conn, ids[0])?.is_some() {
         Some(ids[0])
     } else {

@@ -512,6 +512,23 @@ mod tests {
         assert!(parse("４２a").is_err());
     }
 
+    proptest::proptest! {
+        /// Any text at all gives a command or an error with something to say; never a panic.
+        #[test]
+        fn parse_is_total(text in "\\PC{0,60}") {
+            if let Err(e) = parse(&text) {
+                proptest::prop_assert!(!e.to_string().is_empty());
+            }
+        }
+
+        /// Every `<id><verb>` spelling acknowledges that id.
+        #[test]
+        fn any_id_acknowledges(id in 0i64..=i64::MAX, hash in proptest::bool::ANY, sep in " {0,2}") {
+            let text = format!("{}{id}{sep}ACK", if hash { "#" } else { "" });
+            proptest::prop_assert_eq!(parse(&text), Ok(ack(id)));
+        }
+    }
+
     #[test]
     fn a_signature_or_quoted_page_below_the_command_does_not_matter() {
         assert_eq!(parse("42a\n\nSent from my iPhone"), Ok(ack(42)));

@@ -1,7 +1,7 @@
 //! Acknowledge from anywhere by phone: SMS reply commands, missed-call acks and DTMF acks.
 //!
 //! This module owns what a person can do with their phone, and nothing about how the phone is
-//! reached: the modem driver decodes incoming SMS and calls into [`crate::modem::ModemEvent`]s,
+//! reached: the modem driver turns incoming SMS and calls into [`crate::modem::ModemEvent`]s,
 //! the daemon hands them to the [`Acker`] (through an [`AckHandle`] and the task [`run`]), and
 //! every reply is a row in the outbox (kind `reply`) that the notify senders deliver like any
 //! page. Parsing is pure ([`command::parse`]); each action and its reply are written in one store
