@@ -14,12 +14,14 @@
 //! | [`notify`]     | the durable outbox and the senders: SMS, voice, email                |
 //! | [`modem`]      | the AT engine that owns the serial port, PDU codec, simulator        |
 //! | [`panel`]      | GPIO button and LED behind narrow traits                             |
+//! | [`ack`]        | acknowledge by phone: SMS commands, missed-call and DTMF acks        |
 //! | [`clock`]      | wall-clock time behind a trait so logic can be tested at any instant |
 //! | [`cli`]        | clap definitions and the client subcommands                          |
 //! | [`daemon`]     | wiring: starts the tasks, waits for shutdown                         |
 //! | [`service`]    | systemd: readiness/reload/stop notices, the liveness-gated watchdog  |
 //! | [`docgen`]     | man pages and shell completions generated from the clap definitions  |
 
+pub mod ack;
 pub mod cli;
 pub mod clock;
 pub mod config;

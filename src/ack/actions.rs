@@ -1,0 +1,615 @@
+//! What each command does to the store, run inside one store transaction together with the
+//! reply it queues: an acknowledgement and its confirmation SMS commit together or not at all.
+//!
+//! Every function here takes the open connection and `now`, like `store::queries`, so the store
+//! thread decides when to commit and tests can run them at any instant.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::command::{Command, Target};
+use super::text::{clip, fit_list, shorten, when, HELP};
+use crate::config::Config;
+use crate::escalation::engine::runtime_overrides;
+use crate::incident::{Actor, Channel, Incident, IncidentId, Status};
+use crate::store::outbox::{enqueue, NewPage, PageKind};
+use crate::store::queries::{self, event};
+use crate::store::{ms, AlertAction, AlertOutcome, ListFilter, StoreError};
+
+/// Replies are queued above every page priority (critical pages are 3): the person is waiting.
+pub const REPLY_PRIORITY: i64 = 4;
+/// How long `TAKE` lasts when the schedule has no handoff ahead (a single-person rotation).
+pub const TAKE_FALLBACK: Duration = Duration::from_secs(12 * 3600);
+/// How many of a user's newest pages `ACK` alone looks through for one still open.
+const LAST_PAGED_SCAN: i64 = 200;
+/// Most open incidents `STATUS` looks at.
+const STATUS_SCAN: usize = 100;
+
+/// Who sent a command and where the answer goes.
+#[derive(Debug, Clone)]
+pub(crate) struct Sender {
+    pub config: Arc<Config>,
+    /// The configured user.
+    pub user: String,
+    /// E.164 address for the reply, if there is one to send to.
+    pub address: Option<String>,
+    /// The path recorded on the timeline: `sms`, `missed-call`, `dtmf`.
+    pub via: &'static str,
+}
+
+impl Sender {
+    fn actor(&self) -> Actor {
+        Actor::new(self.user.clone(), self.via)
+    }
+
+    fn when(&self, at: DateTime<Utc>, now: DateTime<Utc>) -> String {
+        when(self.config.daemon.time_zone, at, now)
+    }
+}
+
+/// The answer to a command, before it is queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reply {
+    pub text: String,
+    /// The incident it is about, so it shows on that timeline.
+    pub incident: Option<IncidentId>,
+}
+
+impl Reply {
+    fn new(text: impl Into<String>, incident: Option<IncidentId>) -> Reply {
+        Reply {
+            text: clip(&text.into(), 1),
+            incident,
+        }
+    }
+}
+
+/// Queues `reply` to the sender in the outbox (if the sender has an address). Returns the
+/// address it goes to.
+pub(crate) fn queue_reply(
+    conn: &Connection,
+    sender: &Sender,
+    reply: &Reply,
+    now: DateTime<Utc>,
+) -> Result<Option<String>, StoreError> {
+    let Some(address) = &sender.address else {
+        return Ok(None);
+    };
+    enqueue(
+        conn,
+        &NewPage {
+            kind: PageKind::Reply,
+            incident_id: reply.incident,
+            user_id: Some(sender.user.clone()),
+            channel: Channel::Sms,
+            address: address.clone(),
+            subject: None,
+            body: reply.text.clone(),
+            priority: REPLY_PRIORITY,
+            due_at: now,
+        },
+        now,
+    )?;
+    Ok(Some(address.clone()))
+}
+
+/// Runs `cmd` for `sender` at `now` and returns the reply (not yet queued).
+pub(crate) fn execute(
+    conn: &Connection,
+    sender: &Sender,
+    cmd: &Command,
+    now: DateTime<Utc>,
+) -> Result<Reply, StoreError> {
+    match cmd {
+        Command::Acknowledge(target) | Command::Resolve(target) => {
+            let to = if matches!(cmd, Command::Acknowledge(_)) {
+                Status::Acknowledged
+            } else {
+                Status::Resolved
+            };
+            let ids = match target {
+                Target::Incident(id) => vec![*id],
+                Target::LastPaged => {
+                    let ids = last_paged(conn, &sender.user)?;
+                    if ids.is_empty() {
+                        return Ok(Reply::new(
+                            "nothing paged to you is open. Send STATUS",
+                            None,
+                        ));
+                    }
+                    ids
+                }
+            };
+            act(conn, sender, &ids, to, now)
+        }
+        Command::Escalate(id) => escalate(conn, sender, *id, now),
+        Command::Note { incident, text } => {
+            if queries::incident(conn, *incident)?.is_none() {
+                return Ok(not_found(*incident));
+            }
+            event(
+                conn,
+                Some(*incident),
+                now,
+                "note",
+                Some(&sender.actor()),
+                text,
+                None,
+            )?;
+            Ok(Reply::new(
+                format!("#{incident} note added"),
+                Some(*incident),
+            ))
+        }
+        Command::Details(id) => details(conn, sender, *id, now),
+        Command::OnCall => on_call(conn, sender, now),
+        Command::Status => status(conn),
+        Command::Take(duration) => take(conn, sender, *duration, now),
+        Command::Page { service, summary } => page(conn, sender, service, summary, now),
+        Command::Help => Ok(Reply::new(HELP, None)),
+    }
+}
+
+fn not_found(id: IncidentId) -> Reply {
+    Reply::new(format!("#{id} not found"), None)
+}
+
+/// `#42 already resolved by bob 03:12` / `#42 already acked by bob 03:12`, or `None` when the
+/// incident can still move to `to`.
+fn already(sender: &Sender, inc: &Incident, to: Status, now: DateTime<Utc>) -> Option<String> {
+    let (what, t) = match (inc.status, to) {
+        (Status::Resolved, _) => ("resolved", inc.resolved.as_ref()),
+        (Status::Acknowledged, Status::Acknowledged) => ("acked", inc.acknowledged.as_ref()),
+        _ => return None,
+    };
+    Some(match t {
+        Some(t) => format!(
+            "#{} already {what} by {} {}",
+            inc.id,
+            t.by,
+            sender.when(t.at, now)
+        ),
+        None => format!("#{} already {what}", inc.id),
+    })
+}
+
+/// Acknowledges or resolves `ids`; the reply names what changed, then what could not.
+pub(crate) fn act(
+    conn: &Connection,
+    sender: &Sender,
+    ids: &[IncidentId],
+    to: Status,
+    now: DateTime<Utc>,
+) -> Result<Reply, StoreError> {
+    let mut changed = Vec::new();
+    let mut others = Vec::new();
+    for &id in ids {
+        let Some(inc) = queries::incident(conn, id)? else {
+            others.push(format!("#{id} not found"));
+            continue;
+        };
+        if let Some(msg) = already(sender, &inc, to, now) {
+            others.push(msg);
+            continue;
+        }
+        let (_, did) = queries::transition(conn, id, to, &sender.actor(), now)?;
+        if did {
+            changed.push(format!("#{id}"));
+        }
+    }
+    let mut parts = Vec::new();
+    if !changed.is_empty() {
+        parts.push(match to {
+            Status::Acknowledged => format!("{} acked by {}", changed.join(" "), sender.user),
+            _ => format!("{} resolved", changed.join(" ")),
+        });
+    }
+    parts.extend(others);
+    if parts.is_empty() {
+        parts.push(format!("nothing changed: {}", to));
+    }
+    let incident = if ids.len() == 1 && queries::incident(conn, ids[0])?.is_some() {
+        Some(ids[0])
+    } else {
+        None
+    };
+    Ok(Reply::new(parts.join("; "), incident))
+}
+
+/// The open incidents of the newest page or digest sent to `user` that still has any.
+///
+/// Only pages that went out count (`sending`, `sent`, `delivered`): a page still waiting in the
+/// outbox (rate-limited digest, a voice call due later) is not what the person is answering.
+/// `sending` counts because a fast reply can arrive before the sender recorded `sent`.
+pub(crate) fn last_paged(conn: &Connection, user: &str) -> Result<Vec<IncidentId>, StoreError> {
+    let rows: Vec<(i64, Option<IncidentId>)> = {
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, incident_id FROM outbox WHERE user_id=?1 AND kind IN ('page','digest') \
+             AND state IN ('sending','sent','delivered') ORDER BY created_at DESC, id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![user, LAST_PAGED_SCAN], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    for (outbox_id, incident) in rows {
+        let open: Vec<IncidentId> = page_incidents(conn, outbox_id, incident)?
+            .into_iter()
+            .filter(|i| i.status.is_open())
+            .map(|i| i.id)
+            .collect();
+        if !open.is_empty() {
+            return Ok(open);
+        }
+    }
+    Ok(Vec::new())
+}
+
+/// The incidents a page row is about: its own, or a digest's items.
+fn page_incidents(
+    conn: &Connection,
+    outbox_id: i64,
+    incident: Option<IncidentId>,
+) -> Result<Vec<Incident>, StoreError> {
+    let ids: Vec<IncidentId> = match incident {
+        Some(id) => vec![id],
+        None => {
+            let mut stmt = conn.prepare_cached(
+                "SELECT incident_id FROM outbox_items WHERE outbox_id=?1 ORDER BY incident_id",
+            )?;
+            let rows = stmt.query_map([outbox_id], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        }
+    };
+    let mut out = Vec::new();
+    for id in ids {
+        if let Some(i) = queries::incident(conn, id)? {
+            out.push(i);
+        }
+    }
+    Ok(out)
+}
+
+/// What a missed call did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MissedCall {
+    /// The caller was paged within the window for a route that takes missed-call acks: the call
+    /// is meant for us and can be rejected.
+    pub meant: bool,
+    /// The reply, when something was acknowledged.
+    pub reply: Option<Reply>,
+}
+
+/// A missed call from `sender` at `now`: acknowledges the still-triggered incidents paged to them
+/// within `window` whose route has `missed_call_ack = true`.
+pub(crate) fn missed_call(
+    conn: &Connection,
+    sender: &Sender,
+    window: Duration,
+    now: DateTime<Utc>,
+) -> Result<MissedCall, StoreError> {
+    let since = now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+    let rows: Vec<(i64, Option<IncidentId>)> = {
+        // `updated_at` of a sent page is when it went out (or its delivery report came).
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, incident_id FROM outbox WHERE user_id=?1 AND kind IN ('page','digest') \
+             AND state IN ('sending','sent','delivered') AND updated_at>=?2 AND updated_at<=?3 \
+             ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![sender.user, ms(since), ms(now)], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let takes_missed_call = |inc: &Incident| {
+        inc.route.as_deref().is_some_and(|id| {
+            sender
+                .config
+                .routes
+                .iter()
+                .any(|r| r.id == id && r.missed_call_ack)
+        })
+    };
+    let mut meant = false;
+    let mut ids: Vec<IncidentId> = Vec::new();
+    for (outbox_id, incident) in rows {
+        for inc in page_incidents(conn, outbox_id, incident)? {
+            if !takes_missed_call(&inc) {
+                continue;
+            }
+            meant = true;
+            if inc.status == Status::Triggered && !ids.contains(&inc.id) {
+                ids.push(inc.id);
+            }
+        }
+    }
+    if ids.is_empty() {
+        return Ok(MissedCall { meant, reply: None });
+    }
+    let reply = act(conn, sender, &ids, Status::Acknowledged, now)?;
+    Ok(MissedCall {
+        meant,
+        reply: Some(Reply::new(
+            format!("{} (missed call)", reply.text),
+            reply.incident,
+        )),
+    })
+}
+
+/// Escalate now: the pending step of the incident's escalation becomes due at `now`. This is
+/// [`crate::escalation::Event::EscalateNow`] done on the `escalations` row: escalating keeps its
+/// next step and makes it due; acknowledged goes back to triggered and resumes where the ack
+/// stopped it. The engine's next pass (woken by this commit) pages the step.
+fn escalate(
+    conn: &Connection,
+    sender: &Sender,
+    id: IncidentId,
+    now: DateTime<Utc>,
+) -> Result<Reply, StoreError> {
+    let Some(inc) = queries::incident(conn, id)? else {
+        return Ok(not_found(id));
+    };
+    if let Some(msg) = already(sender, &inc, Status::Resolved, now) {
+        return Ok(Reply::new(msg, Some(id)));
+    }
+    let phase: Option<String> = conn
+        .prepare_cached("SELECT phase FROM escalations WHERE incident_id=?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    match phase.as_deref() {
+        None => {
+            return Ok(Reply::new(
+                format!("#{id} has no escalation policy"),
+                Some(id),
+            ))
+        }
+        Some("escalating" | "acknowledged") => {}
+        Some("exhausted") => {
+            return Ok(Reply::new(
+                format!("#{id} escalation exhausted: everyone was paged"),
+                Some(id),
+            ))
+        }
+        Some(_) => return Ok(Reply::new(format!("#{id} is not escalating"), Some(id))),
+    }
+    // Acknowledged (whether or not the engine has seen the ack yet): back to triggered, or the
+    // engine would take the ack again and page nobody.
+    if inc.status == Status::Acknowledged {
+        queries::transition(conn, id, Status::Triggered, &sender.actor(), now)?;
+    }
+    conn.prepare_cached(
+        "UPDATE escalations SET phase='escalating', due_at=?2, since=?2, updated_at=?2 \
+         WHERE incident_id=?1",
+    )?
+    .execute(params![id, ms(now)])?;
+    event(
+        conn,
+        Some(id),
+        now,
+        "escalate-now",
+        Some(&sender.actor()),
+        &format!(
+            "escalate now requested by {} via {}",
+            sender.user, sender.via
+        ),
+        None,
+    )?;
+    Ok(Reply::new(format!("#{id} escalating now"), Some(id)))
+}
+
+/// `#42 CRIT db: disk full. acked by alice 03:05. 3 alerts since 02:58. Runbook: URL`, in at
+/// most two SMS; the summary is cut, the runbook never.
+fn details(
+    conn: &Connection,
+    sender: &Sender,
+    id: IncidentId,
+    now: DateTime<Utc>,
+) -> Result<Reply, StoreError> {
+    let Some(inc) = queries::incident(conn, id)? else {
+        return Ok(not_found(id));
+    };
+    let state = match (&inc.status, &inc.acknowledged, &inc.resolved) {
+        (Status::Resolved, _, Some(t)) => {
+            format!("resolved by {} {}", t.by, sender.when(t.at, now))
+        }
+        (Status::Acknowledged, Some(t), _) => {
+            format!("acked by {} {}", t.by, sender.when(t.at, now))
+        }
+        (s, _, _) => match owners(conn, id)?.as_slice() {
+            [] => s.to_string(),
+            users => format!("{s}, paged {}", users.join(",")),
+        },
+    };
+    let runbook = inc
+        .route
+        .as_deref()
+        .and_then(|r| sender.config.routes.iter().find(|x| x.id == r))
+        .and_then(|r| r.runbook.clone());
+    let head = match &inc.service {
+        Some(s) => format!("#{id} {} {s}: ", inc.severity.as_short()),
+        None => format!("#{id} {} ", inc.severity.as_short()),
+    };
+    let tail = format!(
+        ". {state}. {} alert{} since {}.{}",
+        inc.alert_count,
+        if inc.alert_count == 1 { "" } else { "s" },
+        sender.when(inc.first_seen, now),
+        runbook
+            .map(|r| format!(" Runbook: {r}"))
+            .unwrap_or_default()
+    );
+    let summary = inc.summary.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut n = summary.chars().count();
+    loop {
+        let text = format!("{head}{}{tail}", shorten(&summary, n));
+        if crate::notify::text::fits(&text, 2) || n == 0 {
+            return Ok(Reply {
+                text: clip(&text, 2),
+                incident: Some(id),
+            });
+        }
+        n = n.saturating_sub(8.max(n / 8));
+    }
+}
+
+/// Users paged for an incident, first paged first.
+fn owners(conn: &Connection, id: IncidentId) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT user_id, min(id) AS first FROM outbox WHERE user_id IS NOT NULL \
+         AND kind IN ('page','digest') \
+         AND (incident_id=?1 OR id IN (SELECT outbox_id FROM outbox_items WHERE incident_id=?1)) \
+         GROUP BY user_id ORDER BY first",
+    )?;
+    let rows = stmt.query_map([id], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// `primary: alice until Mon 09:00; secondary: bob until 18:00`.
+fn on_call(conn: &Connection, sender: &Sender, now: DateTime<Utc>) -> Result<Reply, StoreError> {
+    let overrides = runtime_overrides(conn, now)?;
+    let items: Vec<String> = sender
+        .config
+        .schedules
+        .iter()
+        .map(|s| {
+            let rt = overrides.get(&s.id).map(Vec::as_slice).unwrap_or(&[]);
+            match s.on_call(now, rt) {
+                None => format!("{}: nobody", s.id),
+                Some(o) => match o.until {
+                    Some(u) => format!("{}: {} until {}", s.id, o.user, sender.when(u, now)),
+                    None => format!("{}: {}", s.id, o.user),
+                },
+            }
+        })
+        .collect();
+    if items.is_empty() {
+        return Ok(Reply::new("no schedules configured", None));
+    }
+    Ok(Reply::new(fit_list("", &items, "; ", 1), None))
+}
+
+/// `2 open: #42 CRIT db disk full: acked alice; #43 ERR api 5xx: paged bob`.
+fn status(conn: &Connection) -> Result<Reply, StoreError> {
+    let mut open = queries::list(conn, ListFilter::Open, STATUS_SCAN)?;
+    if open.is_empty() {
+        return Ok(Reply::new("no open incidents", None));
+    }
+    // Oldest first: the one waiting longest leads.
+    open.reverse();
+    let mut items = Vec::new();
+    for inc in &open {
+        let owner = match (&inc.status, &inc.acknowledged) {
+            (Status::Acknowledged, Some(t)) => format!("acked {}", t.by),
+            _ => match owners(conn, inc.id)?.as_slice() {
+                [] => "not paged".to_string(),
+                users => format!("paged {}", users.join(",")),
+            },
+        };
+        items.push(format!(
+            "#{} {} {}: {owner}",
+            inc.id,
+            inc.severity.as_short(),
+            shorten(&inc.summary, 20)
+        ));
+    }
+    Ok(Reply::new(
+        fit_list(&format!("{} open: ", open.len()), &items, "; ", 1),
+        None,
+    ))
+}
+
+/// `TAKE`: a runtime override for the sender on every schedule they are in a layer of, from now
+/// until `duration` later or, without one, the schedule's next handoff.
+fn take(
+    conn: &Connection,
+    sender: &Sender,
+    duration: Option<Duration>,
+    now: DateTime<Utc>,
+) -> Result<Reply, StoreError> {
+    let overrides = runtime_overrides(conn, now)?;
+    let add = |d: Duration| now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+    let mut taken = Vec::new();
+    for s in &sender.config.schedules {
+        if !s.layers.iter().any(|l| l.users.contains(&sender.user)) {
+            continue;
+        }
+        let rt = overrides.get(&s.id).map(Vec::as_slice).unwrap_or(&[]);
+        let until = match duration {
+            Some(d) => add(d),
+            None => s
+                .next_handoff(now, rt)
+                .filter(|t| *t > now)
+                .unwrap_or_else(|| add(TAKE_FALLBACK)),
+        };
+        conn.prepare_cached(
+            "INSERT INTO overrides (schedule_id, user_id, from_at, until_at, created_at, created_by) \
+             VALUES (?1, ?2, ?3, ?4, ?3, ?5)",
+        )?
+        .execute(params![
+            s.id,
+            sender.user,
+            ms(now),
+            ms(until),
+            format!("{} via {}", sender.user, sender.via)
+        ])?;
+        event(
+            conn,
+            None,
+            now,
+            "override",
+            Some(&sender.actor()),
+            &format!(
+                "{} takes schedule {} until {}",
+                sender.user,
+                s.id,
+                crate::schedule::format_local(sender.config.daemon.time_zone, until)
+            ),
+            Some(&serde_json::json!({ "schedule": s.id, "until": until })),
+        )?;
+        taken.push(format!("{} until {}", s.id, sender.when(until, now)));
+    }
+    if taken.is_empty() {
+        return Ok(Reply::new("you are in no schedule: nothing to take", None));
+    }
+    Ok(Reply::new(
+        fit_list("you are on call for ", &taken, ", ", 1),
+        None,
+    ))
+}
+
+/// `PAGE svc summary`: an incident through the normal intake path (routing, dedup, escalation).
+fn page(
+    conn: &Connection,
+    sender: &Sender,
+    service: &str,
+    summary: &str,
+    now: DateTime<Utc>,
+) -> Result<Reply, StoreError> {
+    let parsed = crate::intake::formats::ParsedAlert {
+        action: AlertAction::Trigger,
+        dedup_key: None,
+        summary: summary.to_string(),
+        // A person paging by hand means it is urgent.
+        severity: crate::incident::Severity::Critical,
+        source: Some(format!("sms:{}", sender.user)),
+        service: Some(service.to_string()),
+        details: serde_json::json!({ "raised_by": sender.user, "via": sender.via }),
+        links: vec![],
+        routing_key: None,
+    };
+    let input = crate::intake::route_alert(&sender.config, parsed, sender.actor());
+    Ok(match queries::apply_alert(conn, &input, now)? {
+        AlertOutcome::Created(i) => Reply::new(format!("#{} opened", i.id), Some(i.id)),
+        AlertOutcome::Repeated(i) => Reply::new(
+            format!("#{} already open ({} alerts)", i.id, i.alert_count),
+            Some(i.id),
+        ),
+        AlertOutcome::Changed(i) | AlertOutcome::Unchanged(i) => {
+            Reply::new(format!("#{} is {}", i.id, i.status), Some(i.id))
+        }
+        AlertOutcome::NotFound(_) => Reply::new("not opened", None),
+    })
+}

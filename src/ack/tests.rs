@@ -1,0 +1,906 @@
+//! Ack handler tests: a real store on a temp dir, a real config, a manual clock, the real
+//! escalation pass to queue pages.
+
+use std::path::Path;
+
+use chrono::TimeZone;
+use rusqlite::params;
+
+use super::*;
+use crate::clock::ManualClock;
+use crate::escalation::engine::{pass, runtime_overrides, Plan};
+use crate::incident::{Actor, Incident, Severity, TimelineEvent};
+use crate::store::{ms, queries, AlertAction, AlertOutcome};
+
+const CONFIG: &str = r#"
+[daemon]
+time_zone = "Europe/Berlin"
+country_code = "49"
+
+[[users]]
+id = "alice"
+phone = "+4915100000001"
+
+[[users]]
+id = "bob"
+phone = "+4915100000002"
+
+[[users]]
+id = "carol"
+phone = "+4915100000003"
+
+[[users]]
+id = "dave"
+phone = "+4915100000004"
+
+[[schedules]]
+id = "primary"
+time_zone = "Europe/Berlin"
+[[schedules.layers]]
+name = "weekly"
+users = ["alice"]
+shift = "1w"
+start = "2026-01-05T09:00"
+[[schedules.layers]]
+name = "business"
+users = ["bob"]
+shift = "1w"
+start = "2026-01-05T09:00"
+restrictions = ["Mon-Fri 09:00-18:00"]
+
+[[schedules]]
+id = "secondary"
+time_zone = "Europe/Berlin"
+[[schedules.layers]]
+name = "weekly"
+users = ["carol"]
+shift = "1w"
+start = "2026-01-05T09:00"
+
+[[policies]]
+id = "default"
+repeat = 1
+[[policies.steps]]
+schedules = ["primary"]
+wait = "10m"
+[[policies.steps]]
+users = ["carol"]
+wait = "15m"
+
+[[routes]]
+id = "db"
+policy = "default"
+match = { service = "db" }
+runbook = "https://wiki.example.org/rb/db"
+missed_call_ack = true
+
+[[routes]]
+id = "default"
+policy = "default"
+"#;
+
+const ALICE: &str = "+4915100000001";
+const BOB: &str = "+4915100000002";
+const CAROL: &str = "+4915100000003";
+const DAVE: &str = "+4915100000004";
+
+/// Sunday 22 Nov 2026, 03:00 UTC = 04:00 in Berlin.
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 22, 3, 0, 0).unwrap()
+}
+
+fn minutes(n: i64) -> chrono::Duration {
+    chrono::Duration::minutes(n)
+}
+
+struct Harness {
+    store: Store,
+    clock: Arc<ManualClock>,
+    acker: Acker,
+    plan: Arc<Plan>,
+    _dir: tempfile::TempDir,
+}
+
+/// One outbox row, as the tests look at it.
+#[derive(Debug, Clone, PartialEq)]
+struct Row {
+    kind: String,
+    incident: Option<IncidentId>,
+    user: Option<String>,
+    channel: String,
+    address: String,
+    body: String,
+    priority: i64,
+    state: String,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(t0()));
+        let store = Store::open(&dir.path().join("db.sqlite"), clock.clone()).unwrap();
+        let cfg = Arc::new(
+            Config::parse(CONFIG, "t.toml", Path::new("/"))
+                .unwrap()
+                .config,
+        );
+        // A receiver whose sender is gone still reads the last config.
+        let (_tx, rx) = watch::channel(cfg.clone());
+        let acker = Acker::new(store.clone(), rx, DEFAULT_MISSED_CALL_WINDOW)
+            .with_rate_limit(1000, limit::DEFAULT_WINDOW);
+        Harness {
+            store,
+            clock,
+            acker,
+            plan: Arc::new(Plan::new(cfg)),
+            _dir: dir,
+        }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    fn advance(&self, d: chrono::Duration) {
+        self.clock.advance(d);
+    }
+
+    /// Opens an incident for `service` through the intake routing and runs an escalation pass,
+    /// then marks the SMS pages that are due as sent (as the SMS sender would).
+    async fn trigger(&self, key: &str, service: &str) -> IncidentId {
+        let plan = self.plan.clone();
+        let key = key.to_string();
+        let service = service.to_string();
+        self.store
+            .call(move |c, now| {
+                let p = crate::intake::formats::ParsedAlert {
+                    action: AlertAction::Trigger,
+                    dedup_key: Some(key.clone()),
+                    summary: format!("{key} is down"),
+                    severity: Severity::Critical,
+                    source: None,
+                    service: Some(service),
+                    details: serde_json::Value::Null,
+                    links: vec![],
+                    routing_key: None,
+                };
+                let input = crate::intake::route_alert(&plan.config, p, Actor::new("t", "test"));
+                let AlertOutcome::Created(i) = queries::apply_alert(c, &input, now)? else {
+                    panic!("expected a new incident");
+                };
+                pass(c, &plan, now)?;
+                mark_sms_sent(c, now)?;
+                Ok(i.id)
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Runs one escalation pass and marks due SMS pages sent.
+    async fn pass(&self) {
+        let plan = self.plan.clone();
+        self.store
+            .call(move |c, now| {
+                pass(c, &plan, now)?;
+                mark_sms_sent(c, now)?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+    }
+
+    async fn sms(&mut self, from: &str, text: &str) -> Outcome {
+        let now = self.now();
+        let msg = Inbound {
+            from: from.into(),
+            text: text.into(),
+            alphanumeric: false,
+            received_at: now,
+        };
+        self.acker.handle_sms(msg, now).await.unwrap()
+    }
+
+    /// The reply text, asserting the command was answered to `from` (E.164).
+    async fn reply(&mut self, from: &str, text: &str) -> String {
+        match self.sms(from, text).await {
+            Outcome::Replied { to, text: reply } => {
+                let want = PhoneNumber::normalize(from, "49").unwrap();
+                assert_eq!(to, want, "reply to {text:?} went elsewhere");
+                reply
+            }
+            o => panic!("{text:?} from {from}: expected a reply, got {o:?}"),
+        }
+    }
+
+    async fn outbox(&self) -> Vec<Row> {
+        self.store
+            .call(|c, _| {
+                let mut s = c.prepare(
+                    "SELECT kind, incident_id, user_id, channel, address, body, priority, state \
+                     FROM outbox ORDER BY id",
+                )?;
+                let rows = s.query_map([], |r| {
+                    Ok(Row {
+                        kind: r.get(0)?,
+                        incident: r.get(1)?,
+                        user: r.get(2)?,
+                        channel: r.get(3)?,
+                        address: r.get(4)?,
+                        body: r.get(5)?,
+                        priority: r.get(6)?,
+                        state: r.get(7)?,
+                    })
+                })?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn replies(&self) -> Vec<Row> {
+        self.outbox()
+            .await
+            .into_iter()
+            .filter(|r| r.kind == "reply")
+            .collect()
+    }
+
+    async fn incident(&self, id: IncidentId) -> (Incident, Vec<TimelineEvent>) {
+        self.store.incident(id).await.unwrap().unwrap()
+    }
+
+    async fn status(&self, id: IncidentId) -> Status {
+        self.incident(id).await.0.status
+    }
+
+    /// (phase, next_step, due_at) of the incident's escalation row.
+    async fn escalation(&self, id: IncidentId) -> (String, Option<i64>, Option<DateTime<Utc>>) {
+        self.store
+            .call(move |c, _| {
+                Ok(c.query_row(
+                    "SELECT phase, next_step, due_at FROM escalations WHERE incident_id=?1",
+                    [id],
+                    |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get::<_, Option<i64>>(2)?.map(crate::store::from_ms),
+                        ))
+                    },
+                )?)
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn on_call(&self, schedule: &str) -> Option<String> {
+        let plan = self.plan.clone();
+        let schedule = schedule.to_string();
+        self.store
+            .call(move |c, now| {
+                let rt = runtime_overrides(c, now)?;
+                let s = plan
+                    .config
+                    .schedules
+                    .iter()
+                    .find(|s| s.id == schedule)
+                    .unwrap();
+                let list = rt.get(&schedule).cloned().unwrap_or_default();
+                Ok(s.on_call(now, &list).map(|o| o.user))
+            })
+            .await
+            .unwrap()
+    }
+}
+
+fn mark_sms_sent(c: &rusqlite::Connection, now: DateTime<Utc>) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE outbox SET state='sent', updated_at=?1 WHERE kind IN ('page','digest') \
+         AND channel='sms' AND state='pending' AND due_at<=?1",
+        params![ms(now)],
+    )?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_acknowledge_form_acks_and_confirms_in_the_outbox() {
+    let mut h = Harness::new();
+    let forms = [
+        "{}a", "{} a", "{} ack", "ack {}", "a{}", "a {}", "#{}a", "{}A.", "ACK {}!", "Ack #{},",
+        "  {}  a ",
+    ];
+    for (n, form) in forms.iter().enumerate() {
+        let id = h.trigger(&format!("k{n}"), "db").await;
+        let text = form.replace("{}", &id.to_string());
+        assert_eq!(
+            h.reply(ALICE, &text).await,
+            format!("#{id} acked by alice"),
+            "{text:?}"
+        );
+        let (inc, timeline) = h.incident(id).await;
+        assert_eq!(inc.status, Status::Acknowledged, "{text:?}");
+        let ack = inc.acknowledged.unwrap();
+        assert_eq!((ack.by.as_str(), ack.via.as_str()), ("alice", "sms"));
+        assert!(timeline.iter().any(|e| e.kind == "acknowledged"
+            && e.actor.as_deref() == Some("alice")
+            && e.via.as_deref() == Some("sms")));
+    }
+    let replies = h.replies().await;
+    assert_eq!(replies.len(), forms.len());
+    for r in &replies {
+        assert_eq!(r.channel, "sms");
+        assert_eq!(r.address, ALICE);
+        assert_eq!(r.user.as_deref(), Some("alice"));
+        assert_eq!(r.priority, REPLY_PRIORITY);
+        assert_eq!(r.state, "pending");
+        assert!(r.incident.is_some());
+    }
+}
+
+#[tokio::test]
+async fn every_resolve_form_resolves() {
+    let mut h = Harness::new();
+    for (n, form) in [
+        "{}r",
+        "{} r",
+        "{} res",
+        "resolve {}",
+        "r{}",
+        "RES #{}.",
+        "{} RESOLVE!",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let id = h.trigger(&format!("k{n}"), "db").await;
+        let text = form.replace("{}", &id.to_string());
+        assert_eq!(
+            h.reply(BOB, &text).await,
+            format!("#{id} resolved"),
+            "{text:?}"
+        );
+        let inc = h.incident(id).await.0;
+        assert_eq!(inc.status, Status::Resolved);
+        assert_eq!(inc.resolved.unwrap().by, "bob");
+    }
+}
+
+#[tokio::test]
+async fn ack_alone_takes_the_incident_most_recently_paged_to_the_sender() {
+    let mut h = Harness::new();
+    assert_eq!(
+        h.reply(ALICE, "ACK").await,
+        "nothing paged to you is open. Send STATUS"
+    );
+    let first = h.trigger("first", "db").await;
+    h.advance(minutes(1));
+    let second = h.trigger("second", "db").await;
+    h.advance(minutes(1));
+    // Bob was paged nothing: his ACK touches nobody's incident.
+    assert_eq!(
+        h.reply(BOB, "ack").await,
+        "nothing paged to you is open. Send STATUS"
+    );
+    assert_eq!(
+        h.reply(ALICE, "ACK").await,
+        format!("#{second} acked by alice")
+    );
+    assert_eq!(h.status(first).await, Status::Triggered);
+    // Still open (acknowledged): ACK again says so; RES resolves it.
+    assert_eq!(
+        h.reply(ALICE, "ack.").await,
+        format!("#{second} already acked by alice 04:02")
+    );
+    assert_eq!(h.reply(ALICE, "RES").await, format!("#{second} resolved"));
+    // Now the newest page with an open incident is the first one.
+    assert_eq!(
+        h.reply(ALICE, "a").await,
+        format!("#{first} acked by alice")
+    );
+}
+
+#[tokio::test]
+async fn ack_alone_after_a_digest_acks_all_its_open_items() {
+    let mut h = Harness::new();
+    let ids = [
+        h.trigger("d1", "web").await,
+        h.trigger("d2", "web").await,
+        h.trigger("d3", "web").await,
+    ];
+    // A digest listing all three went to bob after his pages; one of them is resolved already.
+    h.store
+        .call(move |c, now| {
+            let d = crate::store::outbox::enqueue(
+                c,
+                &crate::store::outbox::NewPage {
+                    kind: crate::store::outbox::PageKind::Digest,
+                    incident_id: None,
+                    user_id: Some("bob".into()),
+                    channel: crate::incident::Channel::Sms,
+                    address: BOB.into(),
+                    subject: None,
+                    body: "3 new".into(),
+                    priority: 3,
+                    due_at: now,
+                },
+                now,
+            )?;
+            for id in ids {
+                crate::store::outbox::add_item(c, d, id)?;
+            }
+            queries::transition(c, ids[2], Status::Resolved, &Actor::new("x", "http"), now)?;
+            mark_sms_sent(c, now)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        h.reply(BOB, "ACK").await,
+        format!("#{} #{} acked by bob", ids[0], ids[1])
+    );
+    assert_eq!(h.status(ids[0]).await, Status::Acknowledged);
+    assert_eq!(h.status(ids[1]).await, Status::Acknowledged);
+}
+
+#[tokio::test]
+async fn national_and_double_zero_sender_numbers_are_accepted() {
+    let mut h = Harness::new();
+    let a = h.trigger("a", "db").await;
+    let b = h.trigger("b", "db").await;
+    assert_eq!(
+        h.reply("015100000001", &format!("{a}a")).await,
+        format!("#{a} acked by alice")
+    );
+    assert_eq!(
+        h.reply("0049 151 0000 0001", &format!("{b}a")).await,
+        format!("#{b} acked by alice")
+    );
+    // Modems sometimes drop the '+' of an international number.
+    assert_eq!(h.reply("4915100000001", "HELP").await, text::HELP);
+    assert!(h.replies().await.iter().all(|r| r.address == ALICE));
+}
+
+#[tokio::test]
+async fn unknown_and_alphanumeric_senders_get_nothing() {
+    let mut h = Harness::new();
+    let id = h.trigger("a", "db").await;
+    let before = h.outbox().await;
+    for from in ["+4917000000000", "0170 0000000", "12345"] {
+        assert_eq!(
+            h.sms(from, &format!("{id}a")).await,
+            Outcome::Ignored {
+                reason: "unknown sender".into()
+            }
+        );
+    }
+    let now = h.now();
+    let msg = Inbound {
+        from: ALICE.into(),
+        text: format!("{id}a"),
+        alphanumeric: true,
+        received_at: now,
+    };
+    assert_eq!(
+        h.acker.handle_sms(msg, now).await.unwrap(),
+        Outcome::Ignored {
+            reason: "alphanumeric sender".into()
+        }
+    );
+    assert_eq!(h.outbox().await, before);
+    assert_eq!(h.status(id).await, Status::Triggered);
+}
+
+#[tokio::test]
+async fn commands_over_the_rate_limit_are_ignored_until_the_window_clears() {
+    let mut h = Harness::new();
+    h.acker = Acker::new(
+        h.store.clone(),
+        h.acker.config.clone(),
+        DEFAULT_MISSED_CALL_WINDOW,
+    )
+    .with_rate_limit(3, Duration::from_secs(600));
+    for _ in 0..3 {
+        assert_eq!(h.reply(ALICE, "HELP").await, text::HELP);
+    }
+    for _ in 0..2 {
+        assert_eq!(
+            h.sms(ALICE, "HELP").await,
+            Outcome::Ignored {
+                reason: "rate limited".into()
+            }
+        );
+    }
+    // Another person is not held back.
+    assert_eq!(h.reply(BOB, "HELP").await, text::HELP);
+    h.advance(minutes(10));
+    assert_eq!(h.reply(ALICE, "HELP").await, text::HELP);
+    assert_eq!(h.replies().await.len(), 5);
+}
+
+#[tokio::test]
+async fn take_puts_the_sender_on_call_until_the_next_handoff_or_for_a_duration() {
+    let mut h = Harness::new();
+    assert_eq!(h.on_call("primary").await.as_deref(), Some("alice"));
+    // Bob is in primary's business-hours layer; the next handoff is Monday 09:00 Berlin.
+    assert_eq!(
+        h.reply(BOB, "TAKE").await,
+        "you are on call for primary until Mon 09:00"
+    );
+    assert_eq!(h.on_call("primary").await.as_deref(), Some("bob"));
+    assert_eq!(h.on_call("secondary").await.as_deref(), Some("carol"));
+    // The escalation engine sees it too: a new incident pages bob, not alice.
+    let id = h.trigger("x", "db").await;
+    let pages: Vec<_> = h
+        .outbox()
+        .await
+        .into_iter()
+        .filter(|r| r.kind == "page" && r.incident == Some(id))
+        .collect();
+    assert!(
+        pages.iter().all(|r| r.user.as_deref() == Some("bob")),
+        "{pages:?}"
+    );
+    // Alice takes it back for two hours (03:00 UTC + 2h = 06:00 Berlin).
+    assert_eq!(
+        h.reply(ALICE, "take 2h").await,
+        "you are on call for primary until 06:00"
+    );
+    assert_eq!(h.on_call("primary").await.as_deref(), Some("alice"));
+    h.advance(minutes(121));
+    assert_eq!(h.on_call("primary").await.as_deref(), Some("bob"));
+    // The override row says who made it.
+    let by: String = h
+        .store
+        .call(|c, _| {
+            Ok(c.query_row(
+                "SELECT created_by FROM overrides ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(by, "alice via sms");
+    // Someone in no schedule has nothing to take; a bad duration is explained.
+    assert_eq!(
+        h.reply(DAVE, "TAKE").await,
+        "you are in no schedule: nothing to take"
+    );
+    assert!(h
+        .reply(ALICE, "take soon")
+        .await
+        .starts_with("bad duration \"soon\""));
+}
+
+#[tokio::test]
+async fn oncall_status_and_help_replies() {
+    let mut h = Harness::new();
+    assert_eq!(
+        h.reply(CAROL, "ONCALL").await,
+        "primary: alice until Mon 09:00; secondary: carol"
+    );
+    assert_eq!(h.reply(CAROL, "STATUS").await, "no open incidents");
+    let a = h.trigger("db1", "db").await;
+    let b = h.trigger("web1", "web").await;
+    let c = h.trigger("replica lag above five minutes", "db").await;
+    h.reply(BOB, &format!("{b}a")).await;
+    assert_eq!(
+        h.reply(CAROL, "status").await,
+        format!(
+            "3 open: #{a} CRIT db1 is down: paged alice; #{b} CRIT web1 is down: acked bob; \
+             #{c} CRIT replica lag above...: paged alice"
+        )
+    );
+    for i in 0..30 {
+        h.trigger(&format!("more{i}"), "web").await;
+    }
+    let s = h.reply(CAROL, "STATUS").await;
+    assert!(s.starts_with("33 open: ") && s.ends_with(" more"), "{s}");
+    assert!(crate::notify::text::fits(&s, 1), "{s}");
+    assert_eq!(h.reply(CAROL, "help").await, text::HELP);
+}
+
+#[tokio::test]
+async fn details_note_and_not_found() {
+    let mut h = Harness::new();
+    let id = h.trigger("db1", "db").await;
+    let d = h.reply(BOB, &format!("{id}?")).await;
+    assert_eq!(
+        d,
+        format!(
+            "#{id} CRIT db: db1 is down. triggered, paged alice. 1 alert since 04:00. \
+             Runbook: https://wiki.example.org/rb/db"
+        )
+    );
+    assert_eq!(
+        h.reply(BOB, &format!("{id} n Größe geprüft – Platte 🚒 tauschen"))
+            .await,
+        format!("#{id} note added")
+    );
+    let timeline = h.incident(id).await.1;
+    let note = timeline.iter().find(|e| e.kind == "note").unwrap();
+    assert_eq!(note.message, "Größe geprüft – Platte 🚒 tauschen");
+    assert_eq!(
+        (note.actor.as_deref(), note.via.as_deref()),
+        (Some("bob"), Some("sms"))
+    );
+    for text in ["99a", "99r", "99?", "99 n hello", "99e", "ack 99"] {
+        assert_eq!(h.reply(BOB, text).await, "#99 not found", "{text:?}");
+    }
+    assert_eq!(
+        h.reply(BOB, "hello there").await,
+        "not understood: \"hello there\". Send HELP"
+    );
+}
+
+#[tokio::test]
+async fn a_long_summary_is_cut_so_details_fit_two_sms_with_the_runbook() {
+    let mut h = Harness::new();
+    let id = h.trigger(&"very long summary ".repeat(30), "db").await;
+    let d = h.reply(BOB, &format!("{id}?")).await;
+    assert!(crate::notify::text::fits(&d, 2), "{d}");
+    assert!(!crate::notify::text::fits(&d, 1), "{d}");
+    assert!(
+        d.ends_with("Runbook: https://wiki.example.org/rb/db"),
+        "{d}"
+    );
+    assert!(d.contains("..."), "{d}");
+}
+
+#[tokio::test]
+async fn already_resolved_names_who_and_when_in_local_time() {
+    let mut h = Harness::new();
+    let id = h.trigger("a", "db").await;
+    h.advance(minutes(12));
+    h.reply(BOB, &format!("{id}r")).await;
+    h.advance(minutes(5));
+    for text in [format!("{id}a"), format!("{id}r"), format!("{id}e")] {
+        assert_eq!(
+            h.reply(ALICE, &text).await,
+            format!("#{id} already resolved by bob 04:12"),
+            "{text:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_ack_cancels_the_incidents_pending_pages_in_the_same_commit() {
+    let mut h = Harness::new();
+    let id = h.trigger("a", "db").await;
+    // Default rules: SMS now (sent), voice at +2m (pending).
+    let pending = |rows: &[Row]| {
+        rows.iter()
+            .filter(|r| r.kind == "page" && r.incident == Some(id) && r.state == "pending")
+            .count()
+    };
+    assert!(pending(&h.outbox().await) > 0);
+    h.reply(ALICE, &format!("{id}a")).await;
+    let rows = h.outbox().await;
+    assert_eq!(pending(&rows), 0);
+    assert!(rows
+        .iter()
+        .any(|r| r.kind == "page" && r.incident == Some(id) && r.state == "cancelled"));
+    // The confirmation itself is pending and not cancelled.
+    assert!(rows
+        .iter()
+        .any(|r| r.kind == "reply" && r.state == "pending" && r.body.contains("acked")));
+    // And the engine pages nobody after it: step 2 (carol) never comes.
+    h.advance(minutes(30));
+    h.pass().await;
+    assert!(!h
+        .outbox()
+        .await
+        .iter()
+        .any(|r| r.user.as_deref() == Some("carol")));
+}
+
+#[tokio::test]
+async fn escalate_now_pages_the_next_step_at_once() {
+    let mut h = Harness::new();
+    let id = h.trigger("a", "db").await;
+    let (phase, step, due) = h.escalation(id).await;
+    assert_eq!((phase.as_str(), step), ("escalating", Some(1)));
+    assert_eq!(due, Some(t0() + minutes(10)));
+    h.advance(minutes(1));
+    assert_eq!(
+        h.reply(ALICE, &format!("{id}e")).await,
+        format!("#{id} escalating now")
+    );
+    assert_eq!(h.escalation(id).await.2, Some(t0() + minutes(1)));
+    h.pass().await;
+    assert!(h
+        .outbox()
+        .await
+        .iter()
+        .any(|r| r.kind == "page" && r.user.as_deref() == Some("carol") && r.incident == Some(id)));
+
+    // An acknowledged incident goes back to triggered and resumes where the ack stopped it.
+    let other = h.trigger("b", "db").await;
+    h.reply(ALICE, &format!("{other}a")).await;
+    h.pass().await;
+    assert_eq!(h.escalation(other).await.0, "acknowledged");
+    assert_eq!(
+        h.reply(ALICE, &format!("esc {other}")).await,
+        format!("#{other} escalating now")
+    );
+    assert_eq!(h.status(other).await, Status::Triggered);
+    let (phase, step, due) = h.escalation(other).await;
+    assert_eq!(
+        (phase.as_str(), step, due),
+        ("escalating", Some(1), Some(h.now()))
+    );
+    let timeline = h.incident(other).await.1;
+    assert!(timeline
+        .iter()
+        .any(|e| e.kind == "escalate-now" && e.actor.as_deref() == Some("alice")));
+
+    // Acknowledged a moment ago, before the engine's pass saw it: escalate-now still wins.
+    let third = h.trigger("c", "db").await;
+    h.reply(ALICE, &format!("{third}a")).await;
+    assert_eq!(
+        h.reply(BOB, &format!("{third}e")).await,
+        format!("#{third} escalating now")
+    );
+    h.pass().await;
+    assert_eq!(h.status(third).await, Status::Triggered);
+    // Step 2 (carol) went out: it is grouped into a digest with the earlier pages to her, and
+    // the escalation moved on to exhaustion (one run only).
+    assert_eq!(h.escalation(third).await.1, None);
+    let to_carol: i64 = h
+        .store
+        .call(move |c, _| {
+            Ok(c.query_row(
+                "SELECT count(*) FROM outbox o WHERE o.user_id='carol' AND (o.incident_id=?1 \
+                 OR EXISTS (SELECT 1 FROM outbox_items i WHERE i.outbox_id=o.id AND i.incident_id=?1))",
+                [third],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(to_carol, 1);
+}
+
+#[tokio::test]
+async fn page_command_opens_an_incident_through_the_normal_path() {
+    let mut h = Harness::new();
+    let r = h.reply(BOB, "PAGE db Replica lag over 5 min!").await;
+    let id: IncidentId = r
+        .strip_prefix('#')
+        .and_then(|s| s.strip_suffix(" opened"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (inc, timeline) = h.incident(id).await;
+    assert_eq!(inc.summary, "Replica lag over 5 min!");
+    assert_eq!(inc.service.as_deref(), Some("db"));
+    assert_eq!(inc.source.as_deref(), Some("sms:bob"));
+    assert_eq!(inc.route.as_deref(), Some("db"));
+    assert!(timeline
+        .iter()
+        .any(|e| e.kind == "triggered" && e.actor.as_deref() == Some("bob")));
+    assert_eq!(h.escalation(id).await.0, "escalating");
+    // The same text again dedups into the open incident.
+    assert_eq!(
+        h.reply(BOB, "page db Replica lag over 5 min!").await,
+        format!("#{id} already open (2 alerts)")
+    );
+    assert_eq!(
+        h.reply(BOB, "PAGE db").await,
+        "PAGE needs a service and a summary, e.g. PAGE db disk full"
+    );
+}
+
+#[tokio::test]
+async fn missed_call_from_a_paged_user_within_the_window_acknowledges() {
+    let mut h = Harness::new();
+    let db = h.trigger("a", "db").await;
+    let web = h.trigger("b", "web").await;
+    h.advance(minutes(3));
+    let now = h.now();
+    let d = h
+        .acker
+        .handle_missed_call(Some("015100000001".into()), now)
+        .await
+        .unwrap();
+    assert!(d.reject);
+    assert_eq!(
+        d.outcome,
+        Outcome::Replied {
+            to: PhoneNumber::parse_e164(ALICE).unwrap(),
+            text: format!("#{db} acked by alice (missed call)")
+        }
+    );
+    let inc = h.incident(db).await.0;
+    assert_eq!(inc.acknowledged.unwrap().via, "missed-call");
+    // The web route does not take missed-call acks.
+    assert_eq!(h.status(web).await, Status::Triggered);
+    // The next RING of the same call acknowledges nothing new and sends nothing.
+    let replies = h.replies().await.len();
+    let d = h
+        .acker
+        .handle_missed_call(Some(ALICE.into()), now)
+        .await
+        .unwrap();
+    assert!(d.reject);
+    assert!(matches!(d.outcome, Outcome::Ignored { .. }));
+    assert_eq!(h.replies().await.len(), replies);
+}
+
+#[tokio::test]
+async fn missed_call_outside_the_window_or_from_strangers_does_nothing() {
+    let mut h = Harness::new();
+    let db = h.trigger("a", "db").await;
+    h.advance(minutes(11));
+    let now = h.now();
+    for from in [
+        Some(ALICE.to_string()),
+        Some("+4917000000000".into()),
+        None,
+        Some(String::new()),
+    ] {
+        let d = h.acker.handle_missed_call(from.clone(), now).await.unwrap();
+        assert!(!d.reject, "{from:?}");
+        assert!(matches!(d.outcome, Outcome::Ignored { .. }), "{from:?}");
+    }
+    // Bob was never paged.
+    let d = h
+        .acker
+        .handle_missed_call(Some(BOB.into()), now)
+        .await
+        .unwrap();
+    assert!(!d.reject);
+    assert_eq!(h.status(db).await, Status::Triggered);
+    assert!(h.replies().await.is_empty());
+}
+
+#[tokio::test]
+async fn dtmf_ack_acknowledges_like_an_sms_reply() {
+    let mut h = Harness::new();
+    let id = h.trigger("a", "db").await;
+    let now = h.now();
+    let o = h.acker.handle_dtmf_ack("alice", id, now).await.unwrap();
+    assert_eq!(
+        o,
+        Outcome::Replied {
+            to: PhoneNumber::parse_e164(ALICE).unwrap(),
+            text: format!("#{id} acked by alice")
+        }
+    );
+    assert_eq!(h.incident(id).await.0.acknowledged.unwrap().via, "dtmf");
+}
+
+#[tokio::test]
+async fn the_task_answers_through_the_handle_and_stops_on_shutdown() {
+    let h = Harness::new();
+    let id = h.trigger("a", "db").await;
+    let (handle, requests) = channel();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(run(h.acker, requests, h.clock.clone(), shutdown.clone()));
+    let ev = ModemEvent::SmsReceived {
+        from: ALICE.into(),
+        text: format!("{id} ACK"),
+        timestamp: t0().fixed_offset(),
+        alphanumeric: false,
+    };
+    let msg = Inbound::from_event(&ev, h.clock.now()).unwrap();
+    let o = handle.sms(msg).await.unwrap();
+    assert!(matches!(o, Outcome::Replied { .. }));
+    assert_eq!(
+        h.store.incident(id).await.unwrap().unwrap().0.status,
+        Status::Acknowledged
+    );
+    assert!(Inbound::from_event(&ModemEvent::CallEnded, t0()).is_none());
+    shutdown.cancel();
+    task.await.unwrap();
+    assert!(matches!(
+        handle
+            .sms(Inbound {
+                from: ALICE.into(),
+                text: "HELP".into(),
+                alphanumeric: false,
+                received_at: t0(),
+            })
+            .await,
+        Err(AckError::Stopped)
+    ));
+}
