@@ -109,6 +109,19 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
         );
     }
 
+    // SMS replies, missed calls and DTMF acks: one task owns the command handling.
+    let (ack, ack_requests) = crate::ack::channel();
+    tracker.spawn(crate::ack::run(
+        crate::ack::Acker::new(
+            store.clone(),
+            config_rx.clone(),
+            crate::ack::DEFAULT_MISSED_CALL_WINDOW,
+        ),
+        ack_requests,
+        clock.clone(),
+        shutdown.clone(),
+    ));
+
     // The modem: a real device, or the built-in simulator on a pseudo-terminal.
     let mut sim: Option<SimHandle> = None;
     let mut modem: Option<(Modem, watch::Receiver<Health>)> = None;
@@ -125,7 +138,14 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
         let settings = modem_settings(&config.modem, device)?;
         let (m, events) = Modem::spawn(settings, shutdown.clone());
         let health = m.health();
-        tracker.spawn(modem_events(events, store.clone(), shutdown.clone()));
+        tracker.spawn(modem_events(
+            events,
+            m.clone(),
+            store.clone(),
+            ack.clone(),
+            clock.clone(),
+            shutdown.clone(),
+        ));
         modem = Some((m, health));
     }
 
@@ -140,6 +160,7 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
             modem: m.clone(),
             health: h.clone(),
             ring_for: config.modem.ring_for,
+            ack: ack.clone(),
         }));
     }
     if config.email.enabled {
@@ -365,11 +386,15 @@ async fn start_simulator(config: &Config) -> anyhow::Result<SimHandle> {
     Ok(handle)
 }
 
-/// Handles what the modem reports: delivery reports land on the page's timeline; incoming SMS
-/// and calls are logged (masked).
+/// Handles what the modem reports: delivery reports land on the page's timeline; incoming SMS go
+/// to the command handler (acks, STATUS, ...); an incoming call from a paged user may be a
+/// missed-call acknowledgement and is then rejected unanswered.
 async fn modem_events(
     mut events: tokio::sync::mpsc::Receiver<ModemEvent>,
+    modem: Modem,
     store: Store,
+    ack: crate::ack::AckHandle,
+    clock: Arc<dyn Clock>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -401,14 +426,24 @@ async fn modem_events(
                     tracing::warn!(error = %e, "cannot record a delivery report");
                 }
             }
-            ModemEvent::SmsReceived {
-                from, alphanumeric, ..
-            } => {
-                tracing::info!(from = %crate::config::mask_number(&from), alphanumeric, "sms received");
+            ModemEvent::SmsReceived { .. } => {
+                let Some(msg) = crate::ack::Inbound::from_event(&ev, clock.now()) else {
+                    continue;
+                };
+                match ack.sms(msg).await {
+                    Ok(outcome) => tracing::debug!(?outcome, "sms command handled"),
+                    Err(e) => tracing::error!(error = %e, "sms command could not be handled"),
+                }
             }
-            ModemEvent::IncomingCall { from } => {
-                tracing::info!(from = ?from.as_deref().map(crate::config::mask_number), "incoming call");
-            }
+            ModemEvent::IncomingCall { from } => match ack.missed_call(from).await {
+                Ok(d) if d.reject => {
+                    if let Err(e) = modem.reject_incoming().await {
+                        tracing::warn!(error = %e, "cannot reject the incoming call");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "incoming call could not be handled"),
+            },
             ModemEvent::Dtmf { .. } | ModemEvent::CallEnded => {}
         }
     }

@@ -62,6 +62,9 @@ pub struct ModemVoice {
     pub modem: Modem,
     pub health: watch::Receiver<Health>,
     pub ring_for: Duration,
+    /// Where a "1" pressed during the call is taken as an acknowledgement (with a confirmation
+    /// SMS), exactly like an SMS reply.
+    pub ack: crate::ack::AckHandle,
 }
 
 impl Transport for ModemVoice {
@@ -92,14 +95,25 @@ impl Transport for ModemVoice {
                 })
             };
             match self.modem.call(&msg.page.address, opts).await {
-                Ok(CallOutcome::Answered { dtmf }) => Ok(Delivered {
-                    reference: None,
-                    detail: match dtmf {
-                        Some(k) => format!("answered, pressed {k}"),
-                        None => "answered".into(),
-                    },
-                    acknowledged: dtmf == Some('1') && msg.page.kind == PageKind::Page,
-                }),
+                Ok(CallOutcome::Answered { dtmf }) => {
+                    let pressed_one = dtmf == Some('1') && msg.page.kind == PageKind::Page;
+                    if pressed_one {
+                        if let (Some(user), Some(id)) = (&msg.page.user_id, msg.page.incident_id) {
+                            if let Err(e) = self.ack.dtmf_ack(user, id).await {
+                                tracing::error!(incident = id, error = %e, "cannot record a DTMF acknowledgement");
+                            }
+                        }
+                    }
+                    Ok(Delivered {
+                        reference: None,
+                        detail: match dtmf {
+                            Some(k) => format!("answered, pressed {k}"),
+                            None => "answered".into(),
+                        },
+                        // Recorded above through the ack handler (with its confirmation SMS).
+                        acknowledged: false,
+                    })
+                }
                 Ok(CallOutcome::Busy) => fail("busy"),
                 Ok(CallOutcome::NoAnswer) => fail("no answer"),
                 Ok(CallOutcome::Rejected) => fail("rejected"),

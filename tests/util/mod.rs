@@ -364,7 +364,7 @@ impl ExternalSim {
         sim
     }
 
-    fn try_request(
+    pub fn try_request(
         &self,
         req: &pagerbox::modem::sim::control::ControlRequest,
     ) -> Result<pagerbox::modem::sim::control::ControlResponse, String> {

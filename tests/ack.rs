@@ -1,0 +1,205 @@
+//! Acknowledge from anywhere (issue 7), end to end: the real daemon, the simulator on a PTY as the
+//! network and the phones; incoming SMS and calls are injected, replies read back from the
+//! simulator's network log.
+
+mod util;
+
+use std::time::Duration;
+
+use pagerbox::modem::sim::control::ControlRequest;
+use pagerbox::modem::sim::CallBehaviour;
+use serde_json::{json, Value};
+use util::{Daemon, ExternalSim};
+
+const ALICE: &str = "+4915100000011";
+const BOB: &str = "+4915100000022";
+
+fn config(sim: &ExternalSim, voice: bool, missed_call: bool) -> String {
+    let voice_rule = if voice {
+        "[[users.rules]]\nchannel = \"voice\"\nafter = \"1s\""
+    } else {
+        ""
+    };
+    format!(
+        r#"
+[modem]
+device = "{link}"
+profile = "sim7600"
+command_timeout = "2s"
+health_interval = "1s"
+ring_for = "10s"
+
+[paging]
+group_window = "0s"
+
+[[users]]
+id = "alice"
+phone = "{ALICE}"
+[[users.rules]]
+channel = "sms"
+after = "0s"
+{voice_rule}
+
+[[users]]
+id = "bob"
+phone = "{BOB}"
+
+[[schedules]]
+id = "primary"
+[[schedules.layers]]
+users = ["alice"]
+shift = "1w"
+start = "2026-01-05T09:00"
+
+[[policies]]
+id = "default"
+[[policies.steps]]
+schedules = ["primary"]
+wait = "8s"
+[[policies.steps]]
+users = ["bob"]
+wait = "60s"
+
+[[routes]]
+id = "default"
+policy = "default"
+missed_call_ack = {missed_call}
+"#,
+        link = sim.link.display()
+    )
+}
+
+fn start(sim: &ExternalSim, voice: bool, missed_call: bool) -> Daemon {
+    let d = Daemon::start(&config(sim, voice, missed_call));
+    d.wait_for(20, "modem up", || {
+        let (_, h) = d.get("/healthz");
+        (h["modem"]["state"] == "up").then_some(())
+    });
+    d
+}
+
+fn trigger(d: &Daemon) -> i64 {
+    let (code, v) = d.post_json(
+        "/v1/alerts",
+        json!({"summary": "db down", "severity": "critical", "service": "db"}),
+    );
+    assert_eq!(code, 202);
+    v["incident_id"].as_i64().unwrap()
+}
+
+fn incident(d: &Daemon, id: i64) -> Value {
+    d.get(&format!("/v1/incidents/{id}")).1["incident"].clone()
+}
+
+fn sms_in(sim: &ExternalSim, from: &str, text: &str) {
+    sim.request(ControlRequest::SmsIn {
+        from: from.into(),
+        text: text.into(),
+        options: Default::default(),
+    });
+}
+
+#[test]
+fn an_sms_reply_acknowledges_stops_escalation_and_is_confirmed() {
+    let sim = ExternalSim::start();
+    let d = start(&sim, false, false);
+    let id = trigger(&d);
+    d.wait_for(10, "the page", || {
+        sim.sms_to(ALICE).into_iter().find(|t| t.contains("Reply"))
+    });
+    sms_in(&sim, ALICE, &format!("{id} a."));
+    d.wait_for(10, "acknowledged", || {
+        (incident(&d, id)["status"] == "acknowledged").then_some(())
+    });
+    let ack = &incident(&d, id)["acknowledged"];
+    assert_eq!(
+        (ack["by"].as_str(), ack["via"].as_str()),
+        (Some("alice"), Some("sms"))
+    );
+    let confirmation = d.wait_for(10, "the confirmation", || {
+        sim.sms_to(ALICE).into_iter().find(|t| t.contains("acked"))
+    });
+    assert!(
+        confirmation.starts_with(&format!("#{id} acked by alice")),
+        "{confirmation}"
+    );
+    std::thread::sleep(Duration::from_secs(9));
+    assert!(sim.sms_to(BOB).is_empty(), "the ack stopped step 2");
+    // Resolve by reply, UCS-2 as phones often send it.
+    sim.request(ControlRequest::SmsIn {
+        from: ALICE.into(),
+        text: format!("resolve {id}"),
+        options: pagerbox::modem::sim::DeliverOptions {
+            ucs2: true,
+            ..Default::default()
+        },
+    });
+    d.wait_for(10, "resolved", || {
+        (incident(&d, id)["status"] == "resolved").then_some(())
+    });
+}
+
+#[test]
+fn strangers_get_no_reply_and_change_nothing() {
+    let sim = ExternalSim::start();
+    let d = start(&sim, false, false);
+    let id = trigger(&d);
+    d.wait_for(10, "the page", || sim.sms_to(ALICE).into_iter().next());
+    sms_in(&sim, "+4915199999999", &format!("{id}a"));
+    sms_in(&sim, "+4915199999999", "STATUS");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(incident(&d, id)["status"], "triggered");
+    assert!(
+        sim.sms_to("+4915199999999").is_empty(),
+        "no reply, no SMS loop, no cost"
+    );
+    // A known user asking for STATUS gets one.
+    sms_in(&sim, ALICE, "status");
+    let status = d.wait_for(10, "status reply", || {
+        sim.sms_to(ALICE)
+            .into_iter()
+            .find(|t| t.contains(&format!("#{id}")) && !t.contains("Reply"))
+    });
+    assert!(status.contains("db down"), "{status}");
+}
+
+#[test]
+fn pressing_1_during_the_call_acknowledges() {
+    let sim = ExternalSim::start();
+    sim.request(ControlRequest::SetCallBehaviour {
+        behaviour: CallBehaviour::AnswerAfter(Duration::from_millis(300)),
+    });
+    let d = start(&sim, true, false);
+    let id = trigger(&d);
+    // Keep pressing 1 until a call is up to hear it (the simulator refuses DTMF without a call).
+    d.wait_for(20, "acknowledged by the key press", || {
+        let _ = sim.try_request(&ControlRequest::Dtmf { key: '1' });
+        (incident(&d, id)["status"] == "acknowledged").then_some(())
+    });
+    assert_eq!(incident(&d, id)["acknowledged"]["via"], "dtmf");
+    d.wait_for(10, "confirmation by SMS", || {
+        sim.sms_to(ALICE).into_iter().find(|t| t.contains("acked"))
+    });
+}
+
+#[test]
+fn a_missed_call_from_the_paged_user_acknowledges_when_the_route_allows_it() {
+    let sim = ExternalSim::start();
+    let d = start(&sim, false, true);
+    let id = trigger(&d);
+    d.wait_for(10, "the page", || sim.sms_to(ALICE).into_iter().next());
+    // A stranger's call does nothing.
+    sim.request(ControlRequest::CallIn {
+        from: Some("+4915199999999".into()),
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(incident(&d, id)["status"], "triggered");
+    let _ = sim.try_request(&ControlRequest::Reject);
+    sim.request(ControlRequest::CallIn {
+        from: Some(ALICE.into()),
+    });
+    d.wait_for(10, "acknowledged by the missed call", || {
+        (incident(&d, id)["status"] == "acknowledged").then_some(())
+    });
+    assert_eq!(incident(&d, id)["acknowledged"]["via"], "missed-call");
+}
