@@ -177,6 +177,12 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
     let transports = Arc::new(transports);
     let (paging_tx, paging_rx) = watch::channel(sender::health(&transports));
     let paging_tx = Arc::new(paging_tx);
+    tracker.spawn(paging_health(
+        transports.clone(),
+        modem.as_ref().map(|(_, h)| h.clone()),
+        paging_tx.clone(),
+        shutdown.clone(),
+    ));
     for t in transports.iter() {
         tracker.spawn(sender::run(
             t.clone(),
@@ -445,6 +451,42 @@ async fn modem_events(
                 Err(e) => tracing::error!(error = %e, "incoming call could not be handled"),
             },
             ModemEvent::Dtmf { .. } | ModemEvent::CallEnded => {}
+        }
+    }
+}
+
+/// Keeps the published paging health current: recomputed when the modem's health changes, and
+/// every few seconds for the channels that have no watch of their own (email).
+async fn paging_health(
+    transports: Arc<Vec<Arc<dyn Transport>>>,
+    mut modem: Option<watch::Receiver<Health>>,
+    tx: Arc<watch::Sender<PagingHealth>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let h = sender::health(&transports);
+        tx.send_if_modified(|old| {
+            if *old == h {
+                return false;
+            }
+            if h.impaired() {
+                tracing::error!(down = ?h.down, "paging impaired: no channel can send; pages are kept and retried");
+            } else if old.impaired() {
+                tracing::info!(ready = ?h.ready, "paging restored");
+            }
+            *old = h;
+            true
+        });
+        let modem_changed = async {
+            match modem.as_mut() {
+                Some(m) => m.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            alive = modem_changed => if !alive { modem = None },
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
     }
 }

@@ -68,3 +68,45 @@ fn syntax_error_and_missing_file() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent.toml"));
 }
+
+#[test]
+fn gaps_in_the_next_28_days_are_warned_about_by_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gap.toml");
+    std::fs::write(
+        &path,
+        r#"[[users]]
+id = "a"
+phone = "+4915100000001"
+[[schedules]]
+id = "day"
+time_zone = "Europe/Berlin"
+[[schedules.layers]]
+users = ["a"]
+shift = "1d"
+start = "2026-01-05T09:00"
+restrictions = ["Mon-Fri 09:00-18:00"]
+[[policies]]
+id = "p"
+[[policies.steps]]
+schedules = ["day"]
+[[routes]]
+id = "r"
+policy = "p"
+"#,
+    )
+    .unwrap();
+    let out = Command::new(util::BIN)
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "gaps are warnings, not errors");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("warning: schedule \"day\": nobody on call from")
+            && text.contains("18:00 CE"),
+        "{text}"
+    );
+}

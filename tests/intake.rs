@@ -408,3 +408,77 @@ fn sighup_reloads_a_good_config_and_keeps_the_old_one_on_a_bad_one() {
         d.log().contains("config reloaded").then_some(())
     });
 }
+
+const ONCALL: &str = r#"
+[[users]]
+id = "alice"
+phone = "+4915100000011"
+[[users]]
+id = "bob"
+phone = "+4915100000022"
+[[schedules]]
+id = "primary"
+time_zone = "Europe/Berlin"
+[[schedules.layers]]
+users = ["alice"]
+shift = "1w"
+start = "2026-01-05T09:00"
+[[policies]]
+id = "p"
+[[policies.steps]]
+schedules = ["primary"]
+[[routes]]
+id = "r"
+policy = "p"
+"#;
+
+#[test]
+fn runtime_overrides_change_who_is_on_call_over_http_and_cli() {
+    let d = Daemon::start(ONCALL);
+    let (_, v) = d.get("/v1/oncall");
+    assert_eq!(v["schedules"][0]["on_call"]["user"], "alice");
+    let until = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
+    let (code, o) = d.post_json(
+        "/v1/schedules/primary/overrides",
+        json!({"user": "bob", "until": until}),
+    );
+    assert_eq!(code, 201, "{o}");
+    let (_, v) = d.get("/v1/oncall");
+    assert_eq!(v["schedules"][0]["on_call"]["user"], "bob");
+    // The offline CLI reads the same overrides from the database.
+    let out = d.cli(&["oncall"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("bob"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = d.cli(&["override", "list", "primary"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bob"));
+    let (code, _) = d.post_json(
+        "/v1/schedules/primary/overrides",
+        json!({"user": "nobody", "until": until}),
+    );
+    assert_eq!(code, 400);
+    let (code, v) = d.get("/v1/schedules/primary?days=7");
+    assert_eq!(code, 200);
+    assert!(v["shifts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["user"] == "bob"));
+    let ics = ureq::get(&d.url("/v1/schedules/primary?format=ics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(ics.starts_with("BEGIN:VCALENDAR\r\n"), "{ics}");
+    let id = o["id"].as_i64().unwrap();
+    let out = d.cli(&["override", "delete", "primary", &id.to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, v) = d.get("/v1/oncall");
+    assert_eq!(v["schedules"][0]["on_call"]["user"], "alice");
+}

@@ -17,16 +17,16 @@ use crate::daemon::RunInfo;
 #[derive(Debug, Clone, Args)]
 pub struct Target {
     /// Config file of the daemon (to find its address and token).
-    #[arg(short, long, env = "PAGERBOX_CONFIG", default_value = DEFAULT_CONFIG)]
+    #[arg(short, long, global = true, env = "PAGERBOX_CONFIG", default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
     /// Daemon URL, e.g. http://127.0.0.1:8080 (overrides the config).
-    #[arg(long, env = "PAGERBOX_URL")]
+    #[arg(long, global = true, env = "PAGERBOX_URL")]
     pub url: Option<String>,
     /// File holding the write token (defaults to the config's http.token_file).
-    #[arg(long, env = "PAGERBOX_TOKEN_FILE")]
+    #[arg(long, global = true, env = "PAGERBOX_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
     /// Print JSON instead of a table.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
 }
 
@@ -312,4 +312,91 @@ pub(super) fn transition(a: IdArgs, action: &str) -> anyhow::Result<ExitCode> {
         println!("#{id} was already {}", v["status"].as_str().unwrap_or(""));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `pagerbox override`.
+#[derive(Debug, Clone, Args)]
+pub struct OverrideArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(subcommand)]
+    pub command: OverrideCommand,
+}
+
+/// Runtime overrides of a schedule.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum OverrideCommand {
+    /// Put USER on call for SCHEDULE from --from (default now) until --until.
+    Add {
+        schedule: String,
+        user: String,
+        /// RFC 3339 or local YYYY-MM-DDTHH:MM in the schedule's zone.
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        until: String,
+    },
+    /// List a schedule's overrides that have not ended.
+    List { schedule: String },
+    /// Delete an override by id.
+    Delete { schedule: String, id: i64 },
+}
+
+pub(super) fn overrides(a: OverrideArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&a.target)?;
+    let v = match &a.command {
+        OverrideCommand::Add {
+            schedule,
+            user,
+            from,
+            until,
+        } => client.call(
+            "POST",
+            &format!("/v1/schedules/{schedule}/overrides"),
+            Some(json!({ "user": user, "from": from, "until": until, "by": user_name() })),
+        )?,
+        OverrideCommand::List { schedule } => {
+            client.call("GET", &format!("/v1/schedules/{schedule}/overrides"), None)?
+        }
+        OverrideCommand::Delete { schedule, id } => client.call(
+            "DELETE",
+            &format!("/v1/schedules/{schedule}/overrides/{id}"),
+            None,
+        )?,
+    };
+    if a.target.json {
+        println!("{v}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    match &a.command {
+        OverrideCommand::Add { .. } => println!(
+            "override {}: {} on call from {} until {}",
+            v["id"],
+            v["user"].as_str().unwrap_or(""),
+            v["from"].as_str().unwrap_or(""),
+            v["until"].as_str().unwrap_or("")
+        ),
+        OverrideCommand::List { .. } => {
+            let list = v["overrides"].as_array().cloned().unwrap_or_default();
+            if list.is_empty() {
+                println!("no overrides");
+            }
+            for o in list {
+                println!(
+                    "{:>4}  {:<12} {} .. {}  (by {})",
+                    o["id"],
+                    o["user_id"].as_str().unwrap_or(""),
+                    o["from"].as_str().unwrap_or(""),
+                    o["until"].as_str().unwrap_or(""),
+                    o["created_by"].as_str().unwrap_or("-")
+                );
+            }
+        }
+        OverrideCommand::Delete { id, .. } => println!("override {id} deleted"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn user_name() -> String {
+    user()
 }

@@ -44,6 +44,8 @@ pub enum Command {
     Resolve(client::IdArgs),
     /// Who is on call now (or at --at), from which layer or override, until when.
     Oncall(OncallCmd),
+    /// Runtime schedule overrides on the running daemon: add, list, delete.
+    Override(client::OverrideArgs),
     /// A schedule's shifts as a table or an iCalendar feed.
     Schedule(ScheduleCmd),
     /// The page timeline an alert would get if nobody acknowledged (dry run).
@@ -138,6 +140,7 @@ pub fn run_sync(command: Command) -> anyhow::Result<ExitCode> {
         Command::Show(a) => client::show(a),
         Command::Ack(a) => client::transition(a, "acknowledge"),
         Command::Resolve(a) => client::transition(a, "resolve"),
+        Command::Override(a) => client::overrides(a),
         Command::Oncall(c) => {
             let config = load(&c.config)?;
             let overrides = runtime_overrides(&config);
@@ -269,6 +272,17 @@ fn check(args: &ConfigArgs) -> ExitCode {
                 println!("{w}");
             }
             let c = &loaded.config;
+            // On-call gaps in the next 28 days, for schedules that a policy pages.
+            let plan = crate::escalation::engine::Plan::new(std::sync::Arc::new(c.clone()));
+            let used = crate::escalation::schedules_used(&c.policies, &plan.directory);
+            for gap in crate::schedule::gap_warnings(
+                &used,
+                chrono::Utc::now(),
+                chrono::Duration::days(28),
+                &runtime_overrides(c),
+            ) {
+                println!("{}: warning: {gap}", args.config.display());
+            }
             println!(
                 "{}: ok ({} users, {} schedules, {} policies, {} routes)",
                 args.config.display(),

@@ -37,13 +37,27 @@ pub fn router(intake: Intake, max_body_bytes: usize) -> Router {
         .route("/v1/incidents/:id", get(show_incident))
         .route("/v1/incidents/:id/acknowledge", post(acknowledge))
         .route("/v1/incidents/:id/resolve", post(resolve))
+        .route("/v1/oncall", get(super::oncall::oncall))
+        .route("/v1/schedules/:id", get(super::oncall::schedule))
+        .route(
+            "/v1/schedules/:id/overrides",
+            get(super::oncall::list_overrides).post(super::oncall::add_override),
+        )
+        .route(
+            "/v1/schedules/:id/overrides/:oid",
+            axum::routing::delete(super::oncall::delete_override),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(intake)
 }
 
 /// A JSON error answer in pagerbox's own shape.
-fn error(status: StatusCode, message: impl Into<String>, errors: Vec<String>) -> Response {
+pub(super) fn error(
+    status: StatusCode,
+    message: impl Into<String>,
+    errors: Vec<String>,
+) -> Response {
     let mut body = json!({ "error": message.into() });
     if !errors.is_empty() {
         body["errors"] = json!(errors);
@@ -51,7 +65,7 @@ fn error(status: StatusCode, message: impl Into<String>, errors: Vec<String>) ->
     (status, Json(body)).into_response()
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(axum::http::header::AUTHORIZATION)?
         .to_str()
@@ -60,7 +74,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-fn unauthorized() -> Response {
+pub(super) fn unauthorized() -> Response {
     error(
         StatusCode::UNAUTHORIZED,
         "missing or wrong token: send Authorization: Bearer <token>",
@@ -90,7 +104,7 @@ fn format_error(stats: &IntakeStats, e: FormatError) -> Response {
     }
 }
 
-fn store_error(stats: &IntakeStats, e: StoreError) -> Response {
+pub(super) fn store_error(stats: &IntakeStats, e: StoreError) -> Response {
     match e {
         StoreError::NotFound(id) => error(
             StatusCode::NOT_FOUND,

@@ -8,6 +8,7 @@
 
 pub mod formats;
 pub mod http;
+pub mod oncall;
 pub mod udp;
 
 use std::sync::atomic::{AtomicU64, Ordering};

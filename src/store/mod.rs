@@ -10,6 +10,7 @@
 //! The thread ends when the last handle is dropped, after finishing the batch in hand.
 
 pub mod outbox;
+pub mod overrides;
 pub mod queries;
 pub use queries::{from_ms, ms};
 pub(crate) mod schema;

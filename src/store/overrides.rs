@@ -1,0 +1,95 @@
+//! Runtime schedule overrides ("I take the pager"), kept in SQLite so they survive restarts.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection};
+
+use super::queries::{event, from_ms, ms};
+
+/// A stored runtime override.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StoredOverride {
+    pub id: i64,
+    pub schedule_id: String,
+    pub user_id: String,
+    pub from: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub created_by: Option<String>,
+}
+
+/// Adds an override and notes it on the timeline (no incident).
+pub fn add(
+    conn: &Connection,
+    schedule: &str,
+    user: &str,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+    by: &str,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<i64> {
+    conn.execute(
+        "INSERT INTO overrides (schedule_id, user_id, from_at, until_at, created_at, created_by) VALUES (?1,?2,?3,?4,?5,?6)",
+        params![schedule, user, ms(from), ms(until), ms(now), by],
+    )?;
+    let id = conn.last_insert_rowid();
+    event(
+        conn,
+        None,
+        now,
+        "override",
+        None,
+        &format!("{user} on call for {schedule} from {from} until {until} (by {by})"),
+        Some(&serde_json::json!({ "override_id": id })),
+    )?;
+    Ok(id)
+}
+
+/// Overrides of a schedule that have not ended and are not deleted.
+pub fn list(
+    conn: &Connection,
+    schedule: &str,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<Vec<StoredOverride>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, schedule_id, user_id, from_at, until_at, created_at, created_by FROM overrides \
+         WHERE schedule_id=?1 AND deleted_at IS NULL AND until_at > ?2 ORDER BY from_at, id",
+    )?;
+    let rows = stmt.query_map(params![schedule, ms(now)], |r| {
+        Ok(StoredOverride {
+            id: r.get(0)?,
+            schedule_id: r.get(1)?,
+            user_id: r.get(2)?,
+            from: from_ms(r.get(3)?),
+            until: from_ms(r.get(4)?),
+            created_at: from_ms(r.get(5)?),
+            created_by: r.get(6)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Deletes an override of a schedule; returns whether one was deleted.
+pub fn delete(
+    conn: &Connection,
+    schedule: &str,
+    id: i64,
+    by: &str,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        "UPDATE overrides SET deleted_at=?3 WHERE id=?1 AND schedule_id=?2 AND deleted_at IS NULL",
+        params![id, schedule, ms(now)],
+    )?;
+    if n > 0 {
+        event(
+            conn,
+            None,
+            now,
+            "override-deleted",
+            None,
+            &format!("override {id} of {schedule} deleted by {by}"),
+            None,
+        )?;
+    }
+    Ok(n > 0)
+}
