@@ -202,7 +202,64 @@ pub fn pass(
         }
         save(conn, inc.id, &policy.id, &state, now)?;
     }
+    shift_notices(conn, plan, &overrides, now)?;
     next_due(conn)
+}
+
+/// How late a shift notice may still go out (after a restart, or a pass that ran late); older
+/// shift starts are not announced, so a new install does not announce shifts from weeks ago.
+const SHIFT_NOTICE_GRACE: chrono::Duration = chrono::Duration::minutes(30);
+
+/// Queues an SMS to each user who opted in (`shift_notices = true`) when their shift starts:
+/// "on call for primary until Mon 09:00". Each (schedule, user, shift start) is announced once,
+/// remembered in SQLite.
+fn shift_notices(
+    conn: &Connection,
+    plan: &Plan,
+    overrides: &OverridesBySchedule,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    for s in &plan.config.schedules {
+        let rt = overrides.get(&s.id).map(Vec::as_slice).unwrap_or(&[]);
+        let Some(on) = s.on_call(now, rt) else {
+            continue;
+        };
+        if now - on.from > SHIFT_NOTICE_GRACE {
+            continue;
+        }
+        let Some(user) = plan.config.user(&on.user) else {
+            continue;
+        };
+        let (true, Some(phone)) = (user.shift_notices, &user.phone) else {
+            continue;
+        };
+        let fresh = conn
+            .prepare_cached("INSERT OR IGNORE INTO shift_notices (schedule_id, user_id, shift_from, sent_at) VALUES (?1,?2,?3,?4)")?
+            .execute(params![s.id, user.id, ms(on.from), ms(now)])?;
+        if fresh == 0 {
+            continue;
+        }
+        let until = match on.until {
+            Some(t) => format!(" until {}", t.with_timezone(&s.tz).format("%a %H:%M")),
+            None => String::new(),
+        };
+        outbox::enqueue(
+            conn,
+            &NewPage {
+                kind: PageKind::Status,
+                incident_id: None,
+                user_id: None,
+                channel: Channel::Sms,
+                address: phone.to_string(),
+                subject: None,
+                body: format!("pagerbox: you are on call for {}{until}. Reply ONCALL to check, HELP for commands.", s.name),
+                priority: 0,
+                due_at: now,
+            },
+            now,
+        )?;
+    }
+    Ok(())
 }
 
 /// The event an incident's status implies for its escalation, if the escalation has not seen it.

@@ -199,6 +199,12 @@ pub(crate) fn apply_alert(
                 ms(now),
             ])?;
             let id = conn.last_insert_rowid();
+            // Flap damping's other half: a key that keeps reopening is counted on the timeline.
+            let reopened: i64 = conn
+                .prepare_cached(
+                    "SELECT count(*) FROM incidents WHERE dedup_key=?1 AND status='resolved' AND resolved_at>=?2",
+                )?
+                .query_row(params![key, ms(now - chrono::Duration::hours(1))], |r| r.get(0))?;
             event(
                 conn,
                 Some(id),
@@ -208,6 +214,17 @@ pub(crate) fn apply_alert(
                 &format!("{} {}", a.severity.as_short(), a.summary),
                 Some(&serde_json::json!({ "route": a.route, "policy": a.policy })),
             )?;
+            if reopened > 0 {
+                event(
+                    conn,
+                    Some(id),
+                    now,
+                    "flapping",
+                    None,
+                    &format!("key {key:?} reopened: {reopened} incident(s) with it resolved in the last hour"),
+                    Some(&serde_json::json!({ "reopened_last_hour": reopened })),
+                )?;
+            }
             match (&a.policy, a.page) {
                 (Some(policy), true) => {
                     let due =

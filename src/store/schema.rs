@@ -123,6 +123,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX overrides_schedule ON overrides(schedule_id, until_at);
     "#,
+    // 3: shift notices already sent, so a restart never sends one twice.
+    r#"
+    CREATE TABLE shift_notices (
+        schedule_id TEXT    NOT NULL,
+        user_id     TEXT    NOT NULL,
+        shift_from  INTEGER NOT NULL,
+        sent_at     INTEGER NOT NULL,
+        PRIMARY KEY (schedule_id, user_id, shift_from)
+    );
+    "#,
 ];
 
 /// Brings the database up to the newest version. Refuses a database from a newer pagerbox.

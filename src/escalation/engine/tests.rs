@@ -19,6 +19,7 @@ rate_limit_window = "10m"
 id = "alice"
 phone = "+4915100000001"
 email = "alice@example.org"
+shift_notices = true
 
 [[users]]
 id = "bob"
@@ -351,4 +352,80 @@ fn rate_limit_summarises_the_overflow() {
         .unwrap()
         .unwrap();
     assert_eq!(digest.items.len(), 2);
+}
+
+#[test]
+fn shift_start_is_announced_once_to_users_who_opted_in() {
+    // A daily rotation of bob and alice; only alice asked for notices.
+    let text = CONFIG.replace(
+        "users = [\"alice\"]\nshift = \"1w\"",
+        "users = [\"bob\", \"alice\"]\nshift = \"1d\"",
+    );
+    let mut c = Connection::open_in_memory().unwrap();
+    crate::store::schema::migrate(&mut c).unwrap();
+    let plan = Plan::new(Arc::new(
+        Config::parse(&text, "t.toml", Path::new("/"))
+            .unwrap()
+            .config,
+    ));
+    let schedule = &plan.config.schedules[0];
+    // Alice's next shift start after t(0).
+    let mut at = t(0);
+    let start = loop {
+        at = schedule.next_handoff(at, &[]).unwrap();
+        if schedule.on_call(at, &[]).unwrap().user == "alice" {
+            break at;
+        }
+    };
+    // An old shift start is not announced; the new one is, once, over passes and a "restart".
+    pass(&c, &plan, t(0)).unwrap();
+    for (p, dt) in [
+        (&plan, 5),
+        (&plan, 35),
+        (&Plan::new(plan.config.clone()), 65),
+    ] {
+        pass(&c, p, start + chrono::Duration::seconds(dt)).unwrap();
+    }
+    let notices: Vec<(String, String)> = c
+        .prepare("SELECT address, body FROM outbox WHERE kind='status'")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert_eq!(notices[0].0, "+4915100000001");
+    assert!(
+        notices[0].1.contains("you are on call for primary until"),
+        "{notices:?}"
+    );
+    // Bob did not ask: his shift start sends nothing.
+    let bob_start = schedule.next_handoff(start, &[]).unwrap();
+    pass(&c, &plan, bob_start + chrono::Duration::seconds(5)).unwrap();
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM outbox WHERE kind='status'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn a_key_that_keeps_reopening_is_counted() {
+    let (c, plan) = setup();
+    for i in 0..3 {
+        let id = trigger(&c, &plan, "flappy", "db", t(i * 2));
+        transition(
+            &c,
+            id,
+            Status::Resolved,
+            &Actor::new("am", "alertmanager"),
+            t(i * 2 + 1),
+        )
+        .unwrap();
+    }
+    let id = trigger(&c, &plan, "flappy", "db", t(7));
+    let tl = crate::store::queries::timeline(&c, id).unwrap();
+    let flap = tl.iter().find(|e| e.kind == "flapping").expect("counted");
+    assert_eq!(flap.data["reopened_last_hour"], 3);
 }
