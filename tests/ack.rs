@@ -31,6 +31,8 @@ ring_for = "10s"
 
 [paging]
 group_window = "0s"
+# These tests page alice many times in a row; the rate limit has its own tests.
+rate_limit_count = 100
 
 [[users]]
 id = "alice"
@@ -202,4 +204,47 @@ fn a_missed_call_from_the_paged_user_acknowledges_when_the_route_allows_it() {
         (incident(&d, id)["status"] == "acknowledged").then_some(())
     });
     assert_eq!(incident(&d, id)["acknowledged"]["via"], "missed-call");
+}
+
+#[test]
+fn every_reply_form_acknowledges_through_the_modem() {
+    let sim = ExternalSim::start();
+    let d = start(&sim, false, false);
+    // {id} stands for the incident's number; "ACK" alone means the one most recently paged.
+    let forms = [
+        "{id}a",
+        "{id} a",
+        "ack {id}",
+        "a{id}",
+        "#{id}A!",
+        "  Ack {id} ",
+        "ACK",
+    ];
+    for form in forms {
+        let id = trigger(&d);
+        let prefix = format!("#{id} ");
+        d.wait_for(10, "the page", || {
+            sim.sms_to(ALICE)
+                .into_iter()
+                .find(|t| t.starts_with(&prefix) && t.contains("Reply"))
+        });
+        sms_in(&sim, ALICE, &form.replace("{id}", &id.to_string()));
+        d.wait_for(10, &format!("{form:?} to acknowledge #{id}"), || {
+            (incident(&d, id)["status"] == "acknowledged").then_some(())
+        });
+        d.wait_for(10, "the confirmation", || {
+            sim.sms_to(ALICE)
+                .into_iter()
+                .find(|t| t.starts_with(&format!("#{id} acked by alice")))
+        });
+        // Resolve it so the next round's "ACK" alone is about the next incident.
+        d.post_json(&format!("/v1/incidents/{id}/resolve"), json!({}));
+    }
+    // A reply about an incident that does not exist gets a clear answer.
+    sms_in(&sim, ALICE, "999a");
+    d.wait_for(10, "not found reply", || {
+        sim.sms_to(ALICE)
+            .into_iter()
+            .find(|t| t.contains("#999 not found"))
+    });
 }
