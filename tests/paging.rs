@@ -385,3 +385,83 @@ fn healthz_reports_modem_and_paging() {
         .iter()
         .any(|c| c == "sms"));
 }
+
+#[test]
+fn email_only_box_pages_over_starttls_with_auth_and_retries_a_4xx() {
+    use pagerbox::notify::smtp_test_server::{Fault, Stage, TestTls};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = rt
+        .block_on(SmtpTestServer::start(SmtpTestOptions {
+            tls: TestTls::StartTls,
+            credentials: Some(("pagerbox".into(), "s3cret-mail".into())),
+            ..Default::default()
+        }))
+        .unwrap();
+    // The first delivery attempt is refused with a temporary error: the page is retried.
+    server.fail_next(1, Fault::reply(Stage::Mail, 451, "4.3.0 try again later"));
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, server.ca_pem().unwrap()).unwrap();
+    let pw = dir.path().join("smtp-password");
+    std::fs::write(&pw, "s3cret-mail\n").unwrap();
+    let d = Daemon::start(&format!(
+        r#"
+[modem]
+enabled = false
+[email]
+enabled = true
+host = "localhost"
+port = {port}
+tls = "starttls"
+username = "pagerbox"
+password_file = "{pw}"
+ca_file = "{ca}"
+from = "pagerbox <pagerbox@localhost>"
+timeout = "5s"
+[paging]
+channels = ["email"]
+max_attempts = 3
+[[users]]
+id = "alice"
+email = "alice@example.org"
+[[policies]]
+id = "p"
+[[policies.steps]]
+users = ["alice"]
+[[routes]]
+id = "r"
+policy = "p"
+"#,
+        port = server.addr().port(),
+        pw = pw.display(),
+        ca = ca.display()
+    ));
+    let (_, v) = d.post_json(
+        "/v1/alerts",
+        json!({"summary": "mail only box", "severity": "critical"}),
+    );
+    let id = v["incident_id"].as_i64().unwrap();
+    let msgs = d.wait_for(40, "the page by email", || {
+        let m = server.messages();
+        (!m.is_empty()).then_some(m)
+    });
+    assert!(msgs[0].tls, "sent over STARTTLS");
+    assert_eq!(msgs[0].auth_user.as_deref(), Some("pagerbox"));
+    assert!(msgs[0].data_text().contains("mail only box"));
+    let kinds = d.wait_for(10, "page-sent on the timeline", || {
+        let k = timeline_kinds(&d, id);
+        k.contains(&"page-sent".to_string()).then_some(k)
+    });
+    assert!(
+        kinds.contains(&"page-retry".to_string()),
+        "the 451 was retried: {kinds:?}"
+    );
+    assert!(
+        !d.log().contains("s3cret-mail"),
+        "the SMTP password must never be logged"
+    );
+}

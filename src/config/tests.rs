@@ -162,3 +162,12 @@ fn secrets_do_not_show_in_debug() {
     let s = Secret::new("hunter2");
     assert_eq!(format!("{s:?}"), "Secret(***)");
 }
+
+#[test]
+fn default_rules_start_at_once_on_the_channels_a_person_has() {
+    let text = "[[users]]\nid = \"m\"\nemail = \"m@example.org\"\n";
+    let c = parse(text).unwrap().config;
+    let rules = &c.user("m").unwrap().rules;
+    assert!(rules.iter().all(|r| r.channel == Channel::Email));
+    assert!(rules.iter().all(|r| r.after == Duration::ZERO), "{rules:?}");
+}

@@ -598,6 +598,21 @@ impl Validator<'_, '_> {
                         Channel::Email => u.email.is_some(),
                     })
                     .collect();
+                // The defaults wait for channels this person may not have (email after 5
+                // minutes assumes SMS came first): the first remaining rule of each urgency
+                // starts at once, and the later ones keep their spacing from it.
+                for urgency in [Urgency::High, Urgency::Low] {
+                    let first = rules
+                        .iter()
+                        .filter(|r| r.urgency == urgency)
+                        .map(|r| r.after)
+                        .min();
+                    if let Some(first) = first {
+                        for r in rules.iter_mut().filter(|r| r.urgency == urgency) {
+                            r.after -= first;
+                        }
+                    }
+                }
             }
             if u.phone.is_none() && u.email.is_none() {
                 self.r.error(
