@@ -92,6 +92,19 @@ fn body_rejection(r: BytesRejection) -> Response {
     error(status, message, vec![])
 }
 
+/// The body of a write, once the token (if any) is checked: 401 before reading anything, then
+/// 413 for an oversized body.
+fn authorized_body(
+    intake: &Intake,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, Response> {
+    if !intake.token_ok(bearer(headers)) {
+        return Err(unauthorized());
+    }
+    body.map_err(body_rejection)
+}
+
 fn format_error(stats: &IntakeStats, e: FormatError) -> Response {
     IntakeStats::bump(&stats.rejected);
     match e {
@@ -181,12 +194,9 @@ async fn own_alert(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if !intake.token_ok(bearer(&headers)) {
-        return unauthorized();
-    }
-    let body = match body {
+    let body = match authorized_body(&intake, &headers, body) {
         Ok(b) => b,
-        Err(r) => return body_rejection(r),
+        Err(r) => return r,
     };
     let parsed = match formats::parse_own(&body) {
         Ok(p) => p,
@@ -313,12 +323,9 @@ async fn alertmanager(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if !intake.token_ok(bearer(&headers)) {
-        return unauthorized();
-    }
-    let body = match body {
+    let body = match authorized_body(&intake, &headers, body) {
         Ok(b) => b,
-        Err(r) => return body_rejection(r),
+        Err(r) => return r,
     };
     let alerts = match formats::parse_alertmanager(&body) {
         Ok(a) => a,
