@@ -1,0 +1,82 @@
+//! The GPIO panel end to end (issue 7): the real daemon with the fake GPIO backend, driven through
+//! its control socket: the LED follows the incidents, the button acknowledges and resolves.
+
+mod util;
+
+use std::time::Duration;
+
+use pagerbox::panel::control::FakePanelClient;
+use serde_json::json;
+use util::Daemon;
+
+const CONFIG: &str = r#"
+[gpio]
+backend = "fake"
+long_press = "1s"
+
+[modem]
+device = "simulator"
+health_interval = "1s"
+[modem.simulator]
+command_delay = "0ms"
+sms_delay = "10ms"
+"#;
+
+/// LED level changes during `window`.
+fn toggles(client: &mut FakePanelClient, window: Duration) -> usize {
+    let before = client.led_writes().unwrap().len();
+    std::thread::sleep(window);
+    client.led_writes().unwrap().len() - before
+}
+
+#[test]
+fn led_follows_incidents_and_the_button_acks_then_resolves() {
+    let d = Daemon::start(CONFIG);
+    let sock = d.state_dir().join("fake-panel.sock");
+    let mut panel = d.wait_for(10, "the fake panel socket", || {
+        FakePanelClient::connect(&sock).ok()
+    });
+    d.wait_for(20, "modem up", || {
+        let (_, h) = d.get("/healthz");
+        (h["paging"]["impaired"] == false).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    // Nothing open and paging works: the LED stays off.
+    assert_eq!(toggles(&mut panel, Duration::from_millis(1500)), 0);
+    assert!(!panel.led_is_on().unwrap());
+
+    let (_, a) = d.post_json(
+        "/v1/alerts",
+        json!({"summary": "rack on fire", "severity": "info"}),
+    );
+    let id = a["incident_id"].as_i64().unwrap();
+    // Unacknowledged: a slow blink (1 s on, 1 s off): a few toggles in 3.5 s.
+    let n = toggles(&mut panel, Duration::from_millis(3500));
+    assert!((2..=5).contains(&n), "slow blink, got {n} toggles");
+
+    // A short press acknowledges everything triggered, as on-site.
+    panel.press().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    panel.release().unwrap();
+    d.wait_for(5, "ack by button", || {
+        let (_, v) = d.get(&format!("/v1/incidents/{id}"));
+        (v["incident"]["status"] == "acknowledged").then_some(v)
+    });
+    let (_, v) = d.get(&format!("/v1/incidents/{id}"));
+    assert_eq!(v["incident"]["acknowledged"]["by"], "on-site");
+    assert_eq!(v["incident"]["acknowledged"]["via"], "button");
+    // Everything open is acknowledged: steady on.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(toggles(&mut panel, Duration::from_millis(2500)), 0);
+    assert!(panel.led_is_on().unwrap());
+
+    // A long press resolves what is acknowledged; the LED goes off.
+    panel.press().unwrap();
+    std::thread::sleep(Duration::from_millis(1400));
+    panel.release().unwrap();
+    d.wait_for(5, "resolve by long press", || {
+        let (_, v) = d.get(&format!("/v1/incidents/{id}"));
+        (v["incident"]["status"] == "resolved").then_some(())
+    });
+    d.wait_for(5, "LED off", || (!panel.led_is_on().unwrap()).then_some(()));
+}
