@@ -142,7 +142,7 @@ fn elapsed(from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {
     (to - from).to_std().unwrap_or_default()
 }
 
-/// Aggregates the rows of one period. `incidents` are those first seen in `[since, until)`;
+/// Aggregates the rows of one period. `incidents` are those first seen in `[since, until]`;
 /// `pages` those created in it (others are ignored, so callers may over-fetch).
 pub fn compute(
     incidents: &[Incident],
@@ -157,7 +157,7 @@ pub fn compute(
     };
     let in_period: Vec<&Incident> = incidents
         .iter()
-        .filter(|i| i.first_seen >= since && i.first_seen < until)
+        .filter(|i| i.first_seen >= since && i.first_seen <= until)
         .collect();
     let mut by_service: BTreeMap<&str, Vec<&Incident>> = BTreeMap::new();
     for i in &in_period {
@@ -174,7 +174,7 @@ pub fn compute(
     let (mut total, mut ooh, mut nights) = (0, 0, 0);
     for p in pages
         .iter()
-        .filter(|p| p.created_at >= since && p.created_at < until)
+        .filter(|p| p.created_at >= since && p.created_at <= until)
         .filter(|p| (p.kind == "page" || p.kind == "digest") && p.was_sent())
     {
         let at = p.sent_at.unwrap_or(p.updated_at);

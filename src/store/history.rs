@@ -146,19 +146,15 @@ pub fn incidents_since(conn: &Connection, since: DateTime<Utc>) -> rusqlite::Res
     Ok(out)
 }
 
-/// Pages to people (kinds `page` and `digest`) created at or after `since`, with their evidence,
-/// and the service of the incident they were about (`None` for digests and for incidents without
-/// a service). Oldest first.
-pub fn pages_since(
-    conn: &Connection,
-    since: DateTime<Utc>,
-) -> rusqlite::Result<Vec<(PageRecord, Option<String>)>> {
+/// Pages to people (kinds `page` and `digest`) created at or after `since`, with their evidence.
+/// Oldest first.
+pub fn pages_since(conn: &Connection, since: DateTime<Utc>) -> rusqlite::Result<Vec<PageRecord>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {PAGE_COLUMNS}, i.service FROM outbox o LEFT JOIN incidents i ON i.id = o.incident_id \
+        "SELECT {PAGE_COLUMNS} FROM outbox o \
          WHERE o.created_at >= ?1 AND o.kind IN ('page', 'digest') ORDER BY o.id"
     ))?;
-    let rows: Vec<(PageRecord, Option<String>)> = stmt
-        .query_map(params![ms(since)], |r| Ok((page_from_row(r)?, r.get(12)?)))?
+    let mut pages: Vec<PageRecord> = stmt
+        .query_map(params![ms(since)], page_from_row)?
         .collect::<rusqlite::Result<_>>()?;
     // Events of a page come after its row was created, so the same lower bound finds them all.
     let ev = evidence(
@@ -167,9 +163,8 @@ pub fn pages_since(
          WHERE at >= ?1 AND kind IN ('page-sent', 'page-delivered')",
         ms(since),
     )?;
-    let (mut pages, services): (Vec<PageRecord>, Vec<Option<String>>) = rows.into_iter().unzip();
     attach(&mut pages, &ev);
-    Ok(pages.into_iter().zip(services).collect())
+    Ok(pages)
 }
 
 #[cfg(test)]
@@ -249,8 +244,7 @@ mod tests {
 
         let since = pages_since(&c, t(0)).unwrap();
         assert_eq!(since.len(), 2);
-        assert_eq!(since[0].1.as_deref(), Some("db"));
-        assert_eq!(since[0].0.delivered_at, Some(t(2)));
+        assert_eq!(since[0].delivered_at, Some(t(2)));
         assert!(pages_since(&c, t(5)).unwrap().is_empty());
         assert_eq!(incidents_since(&c, t(0)).unwrap().len(), 1);
         assert!(incidents_since(&c, t(1)).unwrap().is_empty());
