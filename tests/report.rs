@@ -353,6 +353,11 @@ fn stats_over_known_incidents_give_nearest_rank_percentiles_and_out_of_hours_pag
     assert_eq!(db["ttr_p90_seconds"], 5400.0);
     assert_eq!(service("web")["tta_median_seconds"], 1800.0);
     assert_eq!(s["all"]["incidents"], 11);
+    // All eleven (the README's example): TTA 1..10 and 30 minutes, p50 rank 6, p90 rank 10.
+    assert_eq!(s["all"]["tta_median_seconds"], 360.0);
+    assert_eq!(s["all"]["tta_p90_seconds"], 600.0);
+    assert_eq!(s["all"]["ttr_median_seconds"], 3600.0);
+    assert_eq!(s["all"]["ttr_p90_seconds"], 5400.0);
     assert_eq!(
         (
             s["pages"].as_u64(),
