@@ -160,6 +160,10 @@ fn report_after_an_sms_ack_and_a_cli_resolve_has_the_evidence_and_consistent_tim
     );
     assert!(time(&page["sent_at"]) <= time(&page["delivered_at"]));
     assert_eq!(page["address"], "+**********011");
+    assert!(
+        !r.to_string().contains("4915100000011"),
+        "a full number leaked: {r}"
+    );
 
     // People: alice paged; alice answered by SMS, bob resolved from the CLI.
     assert_eq!(r["people"]["paged"][0]["user_id"], "alice");

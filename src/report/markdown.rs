@@ -33,34 +33,8 @@ pub fn render(report: &Report) -> String {
         ("Dedup key", format!("`{}`", code(&i.dedup_key))),
         ("First seen", time(i.first_seen, tz)),
         ("Last alert", time(i.last_seen, tz)),
-        (
-            "Acknowledged",
-            i.acknowledged
-                .as_ref()
-                .map(|t| {
-                    format!(
-                        "{} by {} via {}",
-                        time(t.at, tz),
-                        escape(&t.by),
-                        escape(&t.via)
-                    )
-                })
-                .unwrap_or_else(|| "-".into()),
-        ),
-        (
-            "Resolved",
-            i.resolved
-                .as_ref()
-                .map(|t| {
-                    format!(
-                        "{} by {} via {}",
-                        time(t.at, tz),
-                        escape(&t.by),
-                        escape(&t.via)
-                    )
-                })
-                .unwrap_or_else(|| "-".into()),
-        ),
+        ("Acknowledged", transition(i.acknowledged.as_ref(), tz)),
+        ("Resolved", transition(i.resolved.as_ref(), tz)),
         (
             "Time to acknowledge",
             report
@@ -109,13 +83,11 @@ pub fn render(report: &Report) -> String {
             "| # | Kind | To | Channel | Address | State | Attempts | Sent | Delivered | Evidence |"
         );
         let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|");
-        for p in &report.pages {
-            let to = match (&p.user_id, &p.user_name) {
-                (Some(id), Some(name)) if name != id => {
-                    format!("{} ({})", escape(id), escape(name))
-                }
-                (Some(id), _) => escape(id),
-                (None, _) => "-".into(),
+        for row in &report.pages {
+            let p = &row.page;
+            let to = match &p.user_id {
+                Some(id) => person(id, row.user_name.as_deref()),
+                None => "-".into(),
             };
             let mut evidence = Vec::new();
             if let Some(r) = &p.reference {
@@ -152,16 +124,10 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(w, "- nobody");
     }
     for p in &report.people.paged {
-        let name = p
-            .name
-            .as_deref()
-            .filter(|n| *n != p.user_id)
-            .map(|n| format!(" ({})", escape(n)))
-            .unwrap_or_default();
         let _ = writeln!(
             w,
-            "- {}{name}: {} page(s), {} sent, via {}",
-            escape(&p.user_id),
+            "- {}: {} page(s), {} sent, via {}",
+            person(&p.user_id, p.name.as_deref()),
             p.pages,
             p.sent,
             escape(&p.channels.join(", "))
@@ -172,17 +138,11 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(w, "- nobody yet");
     }
     for a in &report.people.answered {
-        let name = a
-            .name
-            .as_deref()
-            .filter(|n| *n != a.by)
-            .map(|n| format!(" ({})", escape(n)))
-            .unwrap_or_default();
         let _ = writeln!(
             w,
-            "- {} by {}{name} via {} at {}",
+            "- {} by {} via {} at {}",
             escape(&a.action),
-            escape(&a.by),
+            person(&a.by, a.name.as_deref()),
             escape(&a.via),
             time(a.at, tz)
         );
@@ -203,6 +163,27 @@ pub fn render(report: &Report) -> String {
         report.generated_at.format("%Y-%m-%dT%H:%M:%SZ")
     );
     out
+}
+
+/// `alice (Alice Example)`, or just the id when the name adds nothing.
+fn person(id: &str, name: Option<&str>) -> String {
+    match name {
+        Some(n) if n != id => format!("{} ({})", escape(id), escape(n)),
+        _ => escape(id),
+    }
+}
+
+/// `TIME by WHO via PATH`, or `-` when it has not happened.
+fn transition(t: Option<&crate::incident::Transition>, tz: Tz) -> String {
+    t.map(|t| {
+        format!(
+            "{} by {} via {}",
+            time(t.at, tz),
+            escape(&t.by),
+            escape(&t.via)
+        )
+    })
+    .unwrap_or_else(|| "-".into())
 }
 
 /// Untrusted text made safe inside a Markdown line or table cell: line breaks and tabs become
@@ -344,7 +325,7 @@ mod tests {
     fn every_table_row_has_the_same_number_of_cells_despite_hostile_text() {
         let mut r = report();
         r.incident.service = Some("a|b\n| x | y |".into());
-        r.pages[0].last_error = Some("CMS ERROR | 500\nnext".into());
+        r.pages[0].page.last_error = Some("CMS ERROR | 500\nnext".into());
         let md = render(&r);
         for table in md.split("\n\n").filter(|b| b.starts_with('|')) {
             let counts: Vec<usize> = table

@@ -48,28 +48,14 @@ pub struct Report {
     pub people: People,
 }
 
-/// One page with the evidence of what happened to it; the address is masked.
+/// One outbox row with the evidence of what happened to it, as the report shows it: the address
+/// masked (see [`mask_address`]) and the person's name added.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PageEvidence {
-    /// Outbox row id.
-    pub id: i64,
-    /// `page`, `digest`, `status` or `reply`.
-    pub kind: String,
-    pub user_id: Option<String>,
+    #[serde(flatten)]
+    pub page: PageRecord,
     /// The user's name from the config, when the user is still there.
     pub user_name: Option<String>,
-    pub channel: String,
-    /// The address with all but its last characters hidden (see [`mask_address`]).
-    pub address: String,
-    pub state: String,
-    /// Modem message reference(s) (SMS) or the sender's evidence.
-    pub reference: Option<String>,
-    pub attempts: i64,
-    pub last_error: Option<String>,
-    pub queued_at: DateTime<Utc>,
-    pub sent_at: Option<DateTime<Utc>>,
-    /// From the SMS status report.
-    pub delivered_at: Option<DateTime<Utc>>,
 }
 
 /// Who was paged and who answered.
@@ -136,19 +122,11 @@ pub fn build(
     let evidence: Vec<PageEvidence> = pages
         .iter()
         .map(|p| PageEvidence {
-            id: p.id,
-            kind: p.kind.clone(),
-            user_id: p.user_id.clone(),
+            page: PageRecord {
+                address: mask_address(&p.address),
+                ..p.clone()
+            },
             user_name: p.user_id.as_deref().and_then(name),
-            channel: p.channel.clone(),
-            address: mask_address(&p.address),
-            state: p.state.clone(),
-            reference: p.reference.clone(),
-            attempts: p.attempts,
-            last_error: p.last_error.clone(),
-            queued_at: p.created_at,
-            sent_at: p.sent_at,
-            delivered_at: p.delivered_at,
         })
         .collect();
     let mut paged: Vec<PagedPerson> = Vec::new();
@@ -334,8 +312,8 @@ mod tests {
         assert_eq!(r.people.answered[0].action, "acknowledged");
         assert_eq!(r.people.answered[0].name.as_deref(), Some("Alice A"));
         assert_eq!(r.people.answered[1].by, "bob");
-        assert_eq!(r.pages[0].address, "+**********011");
-        assert_eq!(r.pages[2].address, "a***@example.org");
+        assert_eq!(r.pages[0].page.address, "+**********011");
+        assert_eq!(r.pages[2].page.address, "a***@example.org");
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["time_to_acknowledge_seconds"], 180.0);
         let back: Report = serde_json::from_value(json).unwrap();
