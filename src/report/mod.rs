@@ -118,12 +118,24 @@ pub fn build(
     now: DateTime<Utc>,
 ) -> Report {
     let name = |user: &str| config.user(user).map(|u| u.name.clone());
+    // Stakeholder updates have no user id, so the timeline names them by address; the report
+    // shows those (and any other number in untrusted text) masked.
+    let addresses: Vec<&str> = pages.iter().map(|p| p.address.as_str()).collect();
+    let timeline: Vec<TimelineEvent> = timeline
+        .into_iter()
+        .map(|mut e| {
+            e.message = redact(&e.message, &addresses);
+            redact_json(&mut e.data, &addresses);
+            e
+        })
+        .collect();
     let since_first = |t: DateTime<Utc>| (t - incident.first_seen).to_std().unwrap_or_default();
     let evidence: Vec<PageEvidence> = pages
         .iter()
         .map(|p| PageEvidence {
             page: PageRecord {
                 address: mask_address(&p.address),
+                last_error: p.last_error.as_deref().map(|e| redact(e, &addresses)),
                 ..p.clone()
             },
             user_name: p.user_id.as_deref().and_then(name),
@@ -191,6 +203,47 @@ pub fn mask_address(address: &str) -> String {
             format!("{first}***@{domain}")
         }
         None => mask_number(address),
+    }
+}
+
+/// `text` with every address in `addresses` masked, and every other phone number (`+` and 8 to
+/// 15 digits) masked too.
+pub fn redact(text: &str, addresses: &[&str]) -> String {
+    let mut out = text.to_string();
+    for a in addresses.iter().filter(|a| !a.is_empty()) {
+        if out.contains(a) {
+            out = out.replace(a, &mask_address(a));
+        }
+    }
+    let chars: Vec<char> = out.chars().collect();
+    let mut result = String::with_capacity(out.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '+' {
+            let digits = chars[i + 1..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .count();
+            if (8..=15).contains(&digits) {
+                let number: String = chars[i..=i + digits].iter().collect();
+                result.push_str(&mask_number(&number));
+                i += digits + 1;
+                continue;
+            }
+        }
+        result.push(chars[i]);
+        i += 1;
+    }
+    result
+}
+
+/// [`redact`] over every string in a JSON value.
+fn redact_json(v: &mut serde_json::Value, addresses: &[&str]) {
+    match v {
+        serde_json::Value::String(s) => *s = redact(s, addresses),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|v| redact_json(v, addresses)),
+        serde_json::Value::Object(o) => o.values_mut().for_each(|v| redact_json(v, addresses)),
+        _ => {}
     }
 }
 
@@ -318,6 +371,33 @@ mod tests {
         assert_eq!(json["time_to_acknowledge_seconds"], 180.0);
         let back: Report = serde_json::from_value(json).unwrap();
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn stakeholder_addresses_and_stray_numbers_are_masked_in_the_timeline() {
+        let mut status = page(4, "x", "email", "sent");
+        status.user_id = None;
+        status.address = "ops@example.org".into();
+        let event = TimelineEvent {
+            id: 1,
+            at: t(0),
+            kind: "page-sent".into(),
+            actor: None,
+            via: None,
+            message: "email to ops@example.org sent; sms from +447700900123 ignored".into(),
+            data: serde_json::json!({ "from": "+447700900123", "outbox_id": 4 }),
+        };
+        let r = build(incident(), vec![event], &[status], &config(), t(1));
+        assert_eq!(
+            r.timeline[0].message,
+            "email to o***@example.org sent; sms from +*********123 ignored"
+        );
+        assert_eq!(r.timeline[0].data["from"], "+*********123");
+        assert_eq!(r.timeline[0].data["outbox_id"], 4);
+        assert_eq!(
+            redact("ref +123 and 2026-11-22", &[]),
+            "ref +123 and 2026-11-22"
+        );
     }
 
     #[test]
