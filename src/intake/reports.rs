@@ -81,6 +81,10 @@ pub const DEFAULT_STATS_SINCE: &str = "30d";
 
 /// `GET /v1/stats[?since=30d]`: incidents, TTA/TTR percentiles per service, pages per person and
 /// out-of-hours pages, from `since` until now (the store's clock). 400 for a bad `since`.
+///
+/// The reads run as one store call, so commits queue behind them: measured at about 0.2 s for
+/// 5,000 incidents plus 0.8 s for 20,000 pages (100,000 events) in a debug build on x86. A month
+/// of a normal box is far below that; a very long `since` on a busy box delays intake that long.
 pub async fn stats(State(intake): State<Intake>, Query(q): Query<StatsQuery>) -> Response {
     let config = intake.config.borrow().clone();
     let since = q.since.unwrap_or_else(|| DEFAULT_STATS_SINCE.to_string());
