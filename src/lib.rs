@@ -20,6 +20,7 @@
 //! | [`daemon`]     | wiring: starts the tasks, waits for shutdown                         |
 //! | [`service`]    | systemd: readiness/reload/stop notices, the liveness-gated watchdog  |
 //! | [`docgen`]     | man pages and shell completions generated from the clap definitions  |
+//! | [`report`]     | post-incident reports (Markdown/JSON) and on-call review stats       |
 
 pub mod ack;
 pub mod cli;
@@ -33,6 +34,7 @@ pub mod intake;
 pub mod modem;
 pub mod notify;
 pub mod panel;
+pub mod report;
 pub mod schedule;
 pub mod service;
 pub mod store;

@@ -79,14 +79,15 @@ pub struct IdArgs {
     pub by: Option<String>,
 }
 
-struct Client {
+/// A connection to the daemon's HTTP API (address and token from the target).
+pub(super) struct Client {
     base: String,
     token: Option<String>,
     agent: ureq::Agent,
 }
 
 impl Client {
-    fn new(t: &Target) -> anyhow::Result<Client> {
+    pub(super) fn new(t: &Target) -> anyhow::Result<Client> {
         let config = if t.url.is_none() || t.token_file.is_none() {
             match Config::load(&t.config) {
                 Ok(l) => Some(l.config),
@@ -132,7 +133,27 @@ impl Client {
         Ok(Client { base, token, agent })
     }
 
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    /// GETs `path` and returns the body as text (for non-JSON answers such as Markdown).
+    pub(super) fn text(&self, path: &str) -> anyhow::Result<String> {
+        match self.agent.get(&format!("{}{}", self.base, path)).call() {
+            Ok(r) => Ok(r.into_string()?),
+            Err(ureq::Error::Status(code, r)) => {
+                let v: Value = r.into_json().unwrap_or(Value::Null);
+                bail!(
+                    "{code}: {}",
+                    v["error"].as_str().unwrap_or("request failed")
+                )
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot reach pagerbox at {}", self.base)),
+        }
+    }
+
+    pub(super) fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let mut req = self
             .agent
             .request(method, &format!("{}{}", self.base, path));

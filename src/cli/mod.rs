@@ -6,6 +6,7 @@
 
 mod client;
 pub mod demo;
+mod report;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +43,10 @@ pub enum Command {
     Ack(client::IdArgs),
     /// Resolve an incident.
     Resolve(client::IdArgs),
+    /// Post-incident report of one incident, in Markdown (or --json).
+    Report(report::ReportArgs),
+    /// On-call review numbers: incidents, time to ack/resolve per service, pages per person.
+    Stats(report::StatsArgs),
     /// Who is on call now (or at --at), from which layer or override, until when.
     Oncall(OncallCmd),
     /// Runtime schedule overrides on the running daemon: add, list, delete.
@@ -141,6 +146,8 @@ pub fn run_sync(command: Command) -> anyhow::Result<ExitCode> {
         Command::Ack(a) => client::transition(a, "acknowledge"),
         Command::Resolve(a) => client::transition(a, "resolve"),
         Command::Override(a) => client::overrides(a),
+        Command::Report(a) => report::report(a),
+        Command::Stats(a) => report::stats(a),
         Command::Oncall(c) => {
             let config = load(&c.config)?;
             let overrides = runtime_overrides(&config);

@@ -53,7 +53,13 @@ pub struct DaemonConfig {
     pub time_zone: chrono_tz::Tz,
     /// Country calling code (digits, no `+`) used to read national numbers.
     pub country_code: String,
+    /// Weekly windows (in `time_zone`) that count as business hours for on-call stats: a page
+    /// sent outside all of them is an out-of-hours page. Default `Mon-Fri 09:00-17:00`.
+    pub business_hours: Vec<crate::schedule::Restriction>,
 }
+
+/// The business hours when `[daemon] business_hours` is not set.
+pub const DEFAULT_BUSINESS_HOURS: &str = "Mon-Fri 09:00-17:00";
 
 /// A secret read from a file. It has no `Debug` that shows it, so it cannot leak into logs.
 #[derive(Clone, PartialEq, Eq)]

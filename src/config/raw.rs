@@ -32,6 +32,7 @@ pub(crate) struct RawDaemon {
     pub state_dir: Option<S<String>>,
     pub time_zone: Option<S<String>>,
     pub country_code: Option<S<String>>,
+    pub business_hours: Option<Vec<S<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

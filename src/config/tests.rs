@@ -171,3 +171,24 @@ fn default_rules_start_at_once_on_the_channels_a_person_has() {
     assert!(rules.iter().all(|r| r.channel == Channel::Email));
     assert!(rules.iter().all(|r| r.after == Duration::ZERO), "{rules:?}");
 }
+
+#[test]
+fn business_hours_default_and_errors_point_at_the_window() {
+    let c = parse("").unwrap().config;
+    assert_eq!(c.daemon.business_hours.len(), 1);
+    assert_eq!(
+        c.daemon.business_hours[0].to_string(),
+        "Mon,Tue,Wed,Thu,Fri 09:00-17:00"
+    );
+    let c = parse("[daemon]\nbusiness_hours = [\"Mon-Thu 08:00-18:00\", \"Fri 08:00-14:00\"]\n")
+        .unwrap()
+        .config;
+    assert_eq!(c.daemon.business_hours.len(), 2);
+    let errs = parse("[daemon]\nbusiness_hours = [\"Mon-Fri 09:00-17:00\", \"weekdays 9-5\"]\n")
+        .unwrap_err();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("t.toml:2:42: daemon.business_hours: bad restriction \"weekdays 9-5\""),
+        "{errs:?}"
+    );
+}

@@ -282,11 +282,30 @@ impl Validator<'_, '_> {
                 }
             }
         };
+        let business_hours = self.business_hours(raw.business_hours.as_deref());
         DaemonConfig {
             state_dir,
             time_zone,
             country_code,
+            business_hours,
         }
+    }
+
+    /// `[daemon] business_hours`: schedule restriction windows; each bad one is reported.
+    fn business_hours(&mut self, raw: Option<&[S<String>]>) -> Vec<crate::schedule::Restriction> {
+        let Some(raw) = raw else {
+            return vec![super::DEFAULT_BUSINESS_HOURS
+                .parse()
+                .expect("the default business hours parse")];
+        };
+        let mut out = Vec::new();
+        for s in raw {
+            match s.get_ref().parse::<crate::schedule::Restriction>() {
+                Ok(r) => out.push(r),
+                Err(e) => self.r.error(span(s), format!("daemon.business_hours: {e}")),
+            }
+        }
+        out
     }
 
     fn modem(&mut self, raw: &RawModem) -> ModemConfig {

@@ -37,6 +37,11 @@ pub fn router(intake: Intake, max_body_bytes: usize) -> Router {
         .route("/v1/incidents/:id", get(show_incident))
         .route("/v1/incidents/:id/acknowledge", post(acknowledge))
         .route("/v1/incidents/:id/resolve", post(resolve))
+        .route(
+            "/v1/incidents/:id/report",
+            get(super::reports::incident_report),
+        )
+        .route("/v1/stats", get(super::reports::stats))
         .route("/v1/oncall", get(super::oncall::oncall))
         .route("/v1/schedules/:id", get(super::oncall::schedule))
         .route(
@@ -383,7 +388,7 @@ async fn list_incidents(State(intake): State<Intake>, Query(q): Query<ListQuery>
     }
 }
 
-fn parse_id(id: &str) -> Result<IncidentId, Response> {
+pub(super) fn parse_id(id: &str) -> Result<IncidentId, Response> {
     id.trim_start_matches('#').parse().map_err(|_| {
         error(
             StatusCode::BAD_REQUEST,

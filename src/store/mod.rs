@@ -9,6 +9,7 @@
 //!
 //! The thread ends when the last handle is dropped, after finishing the batch in hand.
 
+pub mod history;
 pub mod outbox;
 pub mod overrides;
 pub mod queries;
