@@ -263,6 +263,7 @@ async fn sms_down_page_arrives_by_email_and_sms_is_used_again_when_it_returns() 
             cfg_rx.clone(),
             health_tx.clone(),
             shutdown.clone(),
+            crate::metrics::Metrics::new(chrono::Utc::now()),
         ));
     }
     queue(&store, id, Channel::Sms, "+4915100000001").await;
@@ -312,7 +313,8 @@ async fn acknowledged_incident_is_not_paged() {
         .await
         .unwrap()
         .unwrap();
-    handle(&*sms, &all, &store, cfg, p).await;
+    let metrics = crate::metrics::Metrics::new(chrono::Utc::now());
+    handle(&*sms, &all, &store, cfg, p, &metrics).await;
     assert!(sms.sent.lock().unwrap().is_empty());
     assert_eq!(
         states(&store).await,
@@ -344,6 +346,7 @@ async fn all_channels_down_waits_between_rounds_instead_of_spinning() {
             cfg_rx.clone(),
             health_tx.clone(),
             shutdown.clone(),
+            crate::metrics::Metrics::new(chrono::Utc::now()),
         ));
     }
     queue(&store, id, Channel::Sms, "+4915100000001").await;
