@@ -56,6 +56,49 @@ fn alerts(s: &Scrape, source: &str, outcome: &str) -> Option<f64> {
     )
 }
 
+/// Lints the exposition with the OpenMetrics reference parser (the Prometheus project's Python
+/// client, Debian `python3-prometheus-client`, installed by scripts/test.sh), which rejects
+/// anything Prometheus would not read. Skipped, saying so, where it is not installed.
+fn lint_openmetrics(text: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    const SCRIPT: &str = "import sys\n\
+        try:\n    from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
+        except ImportError:\n    sys.exit(3)\n\
+        fams = list(text_string_to_metric_families(sys.stdin.read()))\n\
+        print(len(fams))\n";
+    for python in ["/usr/bin/python3", "python3"] {
+        let Ok(mut child) = Command::new(python)
+            .args(["-c", SCRIPT])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+        else {
+            continue;
+        };
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        if out.status.code() == Some(3) {
+            continue;
+        }
+        assert!(
+            out.status.success(),
+            "OpenMetrics parser rejected the exposition:\n{}\n{text}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let families: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        assert!(families >= 16, "{families} families");
+        return;
+    }
+    eprintln!("python3-prometheus-client not installed: exposition not linted");
+}
+
 fn config(sim: &ExternalSim) -> String {
     // Only service "db" is routed (and paged); everything else is recorded without paging, so
     // exactly one page goes out.
@@ -216,6 +259,8 @@ fn metrics_count_alerts_and_pages_and_report_levels_and_modem_health() {
         value(&s, "pagerbox_incidents", &[("state", "triggered")]),
         Some(4.0)
     );
+
+    lint_openmetrics(&scrape_raw(&d, None).0);
 
     // Acknowledging moves one incident; the gauges follow at the next scrape.
     let (code, v) = d.post_json(&format!("/v1/incidents/{id}/acknowledge"), json!({}));
