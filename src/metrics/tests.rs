@@ -13,6 +13,16 @@ fn samples(text: &str) -> Vec<&str> {
     text.lines().filter(|l| !l.starts_with('#')).collect()
 }
 
+/// The sample lines of one metric, sorted (families are encoded in hash order).
+fn sorted_series<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+    let mut lines: Vec<&str> = samples(text)
+        .into_iter()
+        .filter(|l| l.starts_with(name))
+        .collect();
+    lines.sort();
+    lines
+}
+
 /// The value of the sample line that starts with `series` followed by a space.
 fn value(text: &str, series: &str) -> Option<f64> {
     samples(text).into_iter().find_map(|l| {
@@ -48,26 +58,16 @@ fn counters_carry_typed_labels_and_exact_counts() {
         "{text}"
     );
     assert!(text.contains("# TYPE pagerbox_pages counter\n"), "{text}");
-    let mut alerts: Vec<&str> = samples(&text)
-        .into_iter()
-        .filter(|l| l.starts_with("pagerbox_alerts_received_total"))
-        .collect();
-    alerts.sort();
     assert_eq!(
-        alerts,
+        sorted_series(&text, "pagerbox_alerts_received_total"),
         [
             r#"pagerbox_alerts_received_total{source="alertmanager",outcome="deduplicated"} 3"#,
             r#"pagerbox_alerts_received_total{source="own",outcome="accepted"} 2"#,
             r#"pagerbox_alerts_received_total{source="udp",outcome="junk"} 1"#,
         ]
     );
-    let mut pages: Vec<&str> = samples(&text)
-        .into_iter()
-        .filter(|l| l.starts_with("pagerbox_pages_total"))
-        .collect();
-    pages.sort();
     assert_eq!(
-        pages,
+        sorted_series(&text, "pagerbox_pages_total"),
         [
             r#"pagerbox_pages_total{channel="email",outcome="fell_through"} 1"#,
             r#"pagerbox_pages_total{channel="sms",outcome="sent"} 1"#,
