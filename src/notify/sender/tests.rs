@@ -367,3 +367,35 @@ async fn all_channels_down_waits_between_rounds_instead_of_spinning() {
     );
     assert!(health_tx.borrow().impaired());
 }
+
+/// Each recorded attempt is counted for `/metrics`; a sent page's latency is observed once.
+#[tokio::test]
+async fn attempts_are_counted_and_sent_pages_timed() {
+    let (store, cfg, id) = setup().await;
+    queue(&store, id, Channel::Sms, "+4915100000001").await;
+    let sms = Fake::new(Channel::Sms);
+    sms.fail.store(1, Ordering::SeqCst);
+    let all: Arc<Vec<Arc<dyn Transport>>> = Arc::new(vec![sms.clone()]);
+    let metrics = crate::metrics::Metrics::new(Utc::now());
+    // First attempt fails (retry), the second is sent; the retry is due at once for the test.
+    for _ in 0..2 {
+        let p = store
+            .call(|c, now| {
+                c.execute("UPDATE outbox SET due_at=0 WHERE state='pending'", [])?;
+                Ok(outbox::claim(c, Channel::Sms, now)?)
+            })
+            .await
+            .unwrap()
+            .expect("a due page");
+        handle(&*sms, &all, &store, cfg.clone(), p, &metrics).await;
+    }
+    assert_eq!(sms.sent.lock().unwrap().len(), 1);
+    let text = metrics.encode(&crate::metrics::Snapshot::default());
+    for line in [
+        r#"pagerbox_pages_total{channel="sms",outcome="retry"} 1"#,
+        r#"pagerbox_pages_total{channel="sms",outcome="sent"} 1"#,
+        r#"pagerbox_page_latency_seconds_count{channel="sms"} 1"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+}
