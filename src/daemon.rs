@@ -72,7 +72,13 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
             config.daemon.state_dir.display()
         )
     })?;
-    let store = Store::open(&config.database_path(), clock.clone())?;
+    // Event counters for GET /metrics; each part that records holds a clone.
+    let metrics = crate::metrics::Metrics::new(clock.now());
+    let store = Store::open_observed(
+        &config.database_path(),
+        clock.clone(),
+        Some(metrics.clone()),
+    )?;
     let token = config
         .read_token()
         .with_context(|| "cannot read http.token_file")?
@@ -145,6 +151,7 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
             ack.clone(),
             clock.clone(),
             shutdown.clone(),
+            metrics.clone(),
         ));
         modem = Some((m, health));
     }
@@ -191,6 +198,7 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
             config_rx.clone(),
             paging_tx.clone(),
             shutdown.clone(),
+            metrics.clone(),
         ));
     }
     tracker.spawn(crate::escalation::engine::run(
@@ -234,6 +242,7 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
         stats: Arc::new(IntakeStats::default()),
         paging: Some(paging_rx),
         modem: modem.as_ref().map(|(_, h)| h.clone()),
+        metrics: metrics.clone(),
     };
     tracker.spawn(intake::http::serve(
         http,
@@ -403,6 +412,7 @@ async fn modem_events(
     ack: crate::ack::AckHandle,
     clock: Arc<dyn Clock>,
     shutdown: CancellationToken,
+    metrics: crate::metrics::Metrics,
 ) {
     loop {
         let ev = tokio::select! {
@@ -429,8 +439,17 @@ async fn modem_events(
                         )?)
                     })
                     .await;
-                if let Err(e) = r {
-                    tracing::warn!(error = %e, "cannot record a delivery report");
+                match r {
+                    Ok(Some(_)) => metrics.page(
+                        crate::incident::Channel::Sms,
+                        if delivered {
+                            crate::metrics::PageOutcome::Delivered
+                        } else {
+                            crate::metrics::PageOutcome::Undelivered
+                        },
+                    ),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot record a delivery report"),
                 }
             }
             ModemEvent::SmsReceived { .. } => {

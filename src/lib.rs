@@ -9,6 +9,7 @@
 //! | [`incident`]   | the domain words: severity, status, incident, timeline event         |
 //! | [`store`]      | the one task that owns SQLite; [`store::Store`] is its handle        |
 //! | [`intake`]     | HTTP (axum) and UDP intake, alert formats (own, PagerDuty, Alertmanager) |
+//! | [`metrics`]    | `GET /metrics`: metric names, labels, the OpenMetrics encoder        |
 //! | [`schedule`]   | pure: who is on call at an instant (time zones, DST, overrides)      |
 //! | [`escalation`] | policies, routes, notification rules; the engine that times steps    |
 //! | [`notify`]     | the durable outbox and the senders: SMS, voice, email                |
@@ -31,6 +32,7 @@ pub mod docgen;
 pub mod escalation;
 pub mod incident;
 pub mod intake;
+pub mod metrics;
 pub mod modem;
 pub mod notify;
 pub mod panel;

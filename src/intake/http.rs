@@ -22,12 +22,14 @@ use serde_json::{json, Value};
 use super::formats::{self, FormatError};
 use super::{Intake, IntakeStats};
 use crate::incident::{Actor, IncidentId};
+use crate::metrics::{AlertOutcome as Counted, AlertSource};
 use crate::store::{AlertAction, AlertOutcome, ListFilter, StoreError};
 
 /// Builds the router with the body limit from config.
 pub fn router(intake: Intake, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(crate::metrics::scrape::serve))
         .route("/v1/alerts", post(own_alert))
         .route("/v2/enqueue", post(pagerduty_event))
         .route("/v2/change/enqueue", post(pagerduty_change))
@@ -108,6 +110,25 @@ fn authorized_body(
         return Err(unauthorized());
     }
     body.map_err(body_rejection)
+}
+
+/// Counts a refused alert request for `/metrics`: 401 as unauthorized, any other refusal (bad
+/// body, too large) as rejected. Returns the answer unchanged.
+fn refused(intake: &Intake, source: AlertSource, r: Response) -> Response {
+    let outcome = if r.status() == StatusCode::UNAUTHORIZED {
+        Counted::Unauthorized
+    } else {
+        Counted::Rejected
+    };
+    intake.metrics.alert(source, outcome);
+    r
+}
+
+/// Counts `n` alerts the store could not take (a 404 for an unknown incident is not a failure).
+fn count_store_error(intake: &Intake, source: AlertSource, e: &StoreError, n: u64) {
+    if !matches!(e, StoreError::NotFound(_)) {
+        intake.metrics.alerts(source, Counted::StoreFailure, n);
+    }
 }
 
 fn format_error(stats: &IntakeStats, e: FormatError) -> Response {
@@ -201,24 +222,31 @@ async fn own_alert(
 ) -> Response {
     let body = match authorized_body(&intake, &headers, body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return refused(&intake, AlertSource::Own, r),
     };
     let parsed = match formats::parse_own(&body) {
         Ok(p) => p,
-        Err(e) => return format_error(&intake.stats, e),
+        Err(e) => return refused(&intake, AlertSource::Own, format_error(&intake.stats, e)),
     };
     let input = intake.route(parsed, Actor::new("api", "http"));
     match intake.store.apply_alert(input).await {
-        Ok(AlertOutcome::NotFound(key)) => error(
-            StatusCode::NOT_FOUND,
-            format!("no incident has dedup_key {key:?}"),
-            vec![],
-        ),
+        Ok(AlertOutcome::NotFound(key)) => {
+            intake.metrics.alert(AlertSource::Own, Counted::Unmatched);
+            error(
+                StatusCode::NOT_FOUND,
+                format!("no incident has dedup_key {key:?}"),
+                vec![],
+            )
+        }
         Ok(o) => {
             IntakeStats::bump(&intake.stats.accepted);
+            intake.metrics.alert(AlertSource::Own, Counted::of(&o));
             (StatusCode::ACCEPTED, Json(outcome_json(&o))).into_response()
         }
-        Err(e) => store_error(&intake.stats, e),
+        Err(e) => {
+            count_store_error(&intake, AlertSource::Own, &e, 1);
+            store_error(&intake.stats, e)
+        }
     }
 }
 
@@ -259,29 +287,35 @@ async fn pagerduty_event(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    const SOURCE: AlertSource = AlertSource::Pagerduty;
     let body = match pd_body(body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return refused(&intake, SOURCE, r),
     };
     let parsed = match formats::parse_pagerduty(&body) {
         Ok(p) => p,
         Err(FormatError::Json(m)) => {
             IntakeStats::bump(&intake.stats.rejected);
-            return pd_invalid(vec![format!("malformed JSON: {m}")]);
+            return refused(
+                &intake,
+                SOURCE,
+                pd_invalid(vec![format!("malformed JSON: {m}")]),
+            );
         }
         Err(FormatError::Invalid(errs)) => {
             IntakeStats::bump(&intake.stats.rejected);
-            return pd_invalid(errs);
+            return refused(&intake, SOURCE, pd_invalid(errs));
         }
     };
     if !pd_authorized(&intake, &headers, parsed.routing_key.as_deref()) {
-        return unauthorized();
+        return refused(&intake, SOURCE, unauthorized());
     }
     let input = intake.route(parsed, Actor::new("pagerduty-events", "pagerduty"));
     let key = input.dedup_key();
     match intake.store.apply_alert(input).await {
         Ok(o) => {
             IntakeStats::bump(&intake.stats.accepted);
+            intake.metrics.alert(SOURCE, Counted::of(&o));
             let dedup_key = o.incident().map(|i| i.dedup_key.clone()).unwrap_or(key);
             (
                 StatusCode::ACCEPTED,
@@ -291,6 +325,7 @@ async fn pagerduty_event(
         }
         Err(e) => {
             IntakeStats::bump(&intake.stats.store_failures);
+            count_store_error(&intake, SOURCE, &e, 1);
             pd_throttle(&e)
         }
     }
@@ -301,40 +336,60 @@ async fn pagerduty_change(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    const SOURCE: AlertSource = AlertSource::PagerdutyChange;
     let body = match pd_body(body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return refused(&intake, SOURCE, r),
     };
     let (routing_key, change) = match formats::parse_pagerduty_change(&body) {
         Ok(x) => x,
-        Err(FormatError::Json(m)) => return pd_invalid(vec![format!("malformed JSON: {m}")]),
-        Err(FormatError::Invalid(errs)) => return pd_invalid(errs),
+        Err(FormatError::Json(m)) => {
+            return refused(
+                &intake,
+                SOURCE,
+                pd_invalid(vec![format!("malformed JSON: {m}")]),
+            )
+        }
+        Err(FormatError::Invalid(errs)) => return refused(&intake, SOURCE, pd_invalid(errs)),
     };
     if !pd_authorized(&intake, &headers, routing_key.as_deref()) {
-        return unauthorized();
+        return refused(&intake, SOURCE, unauthorized());
     }
     match intake.store.record_change(change).await {
-        Ok(_) => (
-            StatusCode::ACCEPTED,
-            Json(json!({ "status": "success", "message": "Change event processed" })),
-        )
-            .into_response(),
-        Err(e) => pd_throttle(&e),
+        Ok(_) => {
+            intake.metrics.alert(SOURCE, Counted::Accepted);
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({ "status": "success", "message": "Change event processed" })),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            count_store_error(&intake, SOURCE, &e, 1);
+            pd_throttle(&e)
+        }
     }
 }
 
 async fn alertmanager(
     State(intake): State<Intake>,
+    path: axum::extract::MatchedPath,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    // Grafana posts the Alertmanager webhook format to its own path; counted apart.
+    let source = if path.as_str().ends_with("/grafana") {
+        AlertSource::Grafana
+    } else {
+        AlertSource::Alertmanager
+    };
     let body = match authorized_body(&intake, &headers, body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return refused(&intake, source, r),
     };
     let alerts = match formats::parse_alertmanager(&body) {
         Ok(a) => a,
-        Err(e) => return format_error(&intake.stats, e),
+        Err(e) => return refused(&intake, source, format_error(&intake.stats, e)),
     };
     let inputs: Vec<_> = alerts
         .into_iter()
@@ -349,6 +404,9 @@ async fn alertmanager(
                 .stats
                 .accepted
                 .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            for o in &outcomes {
+                intake.metrics.alert(source, Counted::of(o));
+            }
             let list: Vec<Value> = outcomes.iter().map(outcome_json).collect();
             (
                 StatusCode::ACCEPTED,
@@ -356,7 +414,10 @@ async fn alertmanager(
             )
                 .into_response()
         }
-        Err(e) => store_error(&intake.stats, e),
+        Err(e) => {
+            count_store_error(&intake, source, &e, n);
+            store_error(&intake.stats, e)
+        }
     }
 }
 

@@ -50,6 +50,8 @@ pub struct Intake {
     pub paging: Option<watch::Receiver<crate::notify::sender::PagingHealth>>,
     /// The modem's health, when there is a modem.
     pub modem: Option<watch::Receiver<crate::modem::Health>>,
+    /// Event counters for `/metrics`; intake counts alerts by source and outcome.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Intake {

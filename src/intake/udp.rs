@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::formats::{self, Datagram};
 use super::{Intake, IntakeStats};
 use crate::incident::Actor;
+use crate::metrics::{AlertOutcome, AlertSource};
 
 /// Datagrams being stored at once.
 const IN_FLIGHT: usize = 256;
@@ -43,6 +44,7 @@ pub async fn serve(socket: UdpSocket, intake: Intake, shutdown: CancellationToke
             Ok(d) => d,
             Err(e) => {
                 let total = IntakeStats::bump(&intake.stats.udp_junk);
+                intake.metrics.alert(AlertSource::Udp, AlertOutcome::Junk);
                 junk_since_log += 1;
                 if last_junk_log.is_none_or(|t| t.elapsed() >= JUNK_LOG_INTERVAL) {
                     tracing::warn!(%peer, error = %e, bytes = n, junk_total = total, suppressed = junk_since_log - 1, "udp datagram ignored");
@@ -66,11 +68,15 @@ pub async fn serve(socket: UdpSocket, intake: Intake, shutdown: CancellationToke
         tokio::spawn(async move {
             let input = intake.route(alert, Actor::new(peer.ip().to_string(), "udp"));
             match intake.store.apply_alert(input).await {
-                Ok(_) => {
+                Ok(o) => {
                     IntakeStats::bump(&intake.stats.accepted);
+                    intake.metrics.alert(AlertSource::Udp, AlertOutcome::of(&o));
                 }
                 Err(e) => {
                     IntakeStats::bump(&intake.stats.store_failures);
+                    intake
+                        .metrics
+                        .alert(AlertSource::Udp, AlertOutcome::StoreFailure);
                     tracing::error!(error = %e, %peer, "udp alert could not be stored and is lost (UDP cannot ask the sender to retry)");
                 }
             }

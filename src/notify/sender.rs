@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::incident::{Actor, Channel, Incident, Status, TimelineEvent};
+use crate::metrics::{Metrics, PageOutcome};
 use crate::store::outbox::{self, Attempt, Page, PageKind};
 use crate::store::{queries, Store};
 
@@ -189,7 +190,8 @@ pub fn after_failure(
     }
 }
 
-/// Runs the sender for `transport` until `shutdown`.
+/// Runs the sender for `transport` until `shutdown`. Each recorded attempt is counted in
+/// `metrics` (pages by channel and outcome; queued-to-sent latency of pages).
 pub async fn run(
     transport: Arc<dyn Transport>,
     all: Arc<Vec<Arc<dyn Transport>>>,
@@ -197,6 +199,7 @@ pub async fn run(
     config: watch::Receiver<Arc<Config>>,
     health_tx: Arc<watch::Sender<PagingHealth>>,
     shutdown: CancellationToken,
+    metrics: Metrics,
 ) {
     let channel = transport.channel();
     let mut commits = store.commits();
@@ -224,7 +227,7 @@ pub async fn run(
         match claimed {
             Ok(Some(page)) => {
                 let cfg = config.borrow().clone();
-                handle(&*transport, &all, &store, cfg, page).await;
+                handle(&*transport, &all, &store, cfg, page, &metrics).await;
             }
             Ok(None) => {
                 let next = store
@@ -260,6 +263,7 @@ async fn handle(
     store: &Store,
     config: Arc<Config>,
     page: Page,
+    metrics: &Metrics,
 ) {
     let channel = page.channel;
     let ids: Vec<i64> = page
@@ -290,9 +294,13 @@ async fn handle(
                 error: e.to_string(),
                 retry_at: Utc::now() + chrono::Duration::seconds(5),
             };
-            let _ = store
+            if store
                 .call(move |c, now| Ok(outbox::finish(c, &page, &retry, now)?))
-                .await;
+                .await
+                .is_ok()
+            {
+                metrics.page(channel, PageOutcome::Retry);
+            }
             return;
         }
     };
@@ -412,12 +420,28 @@ async fn handle(
     }
     let page2 = page.clone();
     let out2 = outcome.clone();
-    if let Err(e) = store
-        .call(move |c, now| Ok(outbox::finish(c, &page2, &out2, now)?))
+    match store
+        .call(move |c, now| {
+            outbox::finish(c, &page2, &out2, now)?;
+            Ok(now)
+        })
         .await
     {
-        // The row stays `sending`; it is retried after a restart (at-least-once).
-        tracing::error!(page = page.id, error = %e, "cannot record a page's outcome");
+        Ok(now) => {
+            metrics.page(channel, PageOutcome::of(&outcome));
+            // Latency of pages to people, from queued (after any pre-page delay) to sent;
+            // digests are held on purpose for their grouping window, so they are left out.
+            if matches!(outcome, Attempt::Sent { .. }) && page.kind == PageKind::Page {
+                metrics.page_latency(
+                    channel,
+                    (now - page.created_at).to_std().unwrap_or_default(),
+                );
+            }
+        }
+        Err(e) => {
+            // The row stays `sending`; it is retried after a restart (at-least-once).
+            tracing::error!(page = page.id, error = %e, "cannot record a page's outcome");
+        }
     }
 }
 

@@ -184,6 +184,16 @@ impl Store {
     /// Opens (creating if needed) the database at `path`, migrates it, and starts the store
     /// thread.
     pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Store, StoreError> {
+        Self::open_observed(path, clock, None)
+    }
+
+    /// Like [`Store::open`]; with `metrics`, the store thread times every commit into
+    /// `pagerbox_store_commit_seconds` (an atomic histogram: no lock, no extra work on failure).
+    pub fn open_observed(
+        path: &Path,
+        clock: Arc<dyn Clock>,
+        metrics: Option<crate::metrics::Metrics>,
+    ) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
                 path: path.to_path_buf(),
@@ -205,15 +215,19 @@ impl Store {
         conn.busy_timeout(Duration::from_secs(1))
             .map_err(open_err)?;
         schema::migrate(&mut conn).map_err(open_err)?;
-        Ok(Self::start(conn, clock))
+        Ok(Self::start(conn, clock, metrics))
     }
 
-    fn start(conn: Connection, clock: Arc<dyn Clock>) -> Store {
+    fn start(
+        conn: Connection,
+        clock: Arc<dyn Clock>,
+        metrics: Option<crate::metrics::Metrics>,
+    ) -> Store {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let (commit_tx, commit_rx) = watch::channel(0u64);
         std::thread::Builder::new()
             .name("pagerbox-store".into())
-            .spawn(move || run(conn, rx, clock, commit_tx))
+            .spawn(move || run(conn, rx, clock, commit_tx, metrics))
             .expect("spawn store thread");
         Store {
             jobs: tx,
@@ -349,6 +363,7 @@ fn run(
     mut jobs: mpsc::Receiver<Job>,
     clock: Arc<dyn Clock>,
     commits: watch::Sender<u64>,
+    metrics: Option<crate::metrics::Metrics>,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut finishers: Vec<Finisher> = Vec::with_capacity(MAX_BATCH);
@@ -392,7 +407,12 @@ fn run(
         // Only a batch that changed rows wakes the commit watchers: the engine, the senders and
         // the panel read the store when woken, and a read must not wake them again.
         let wrote = tx.total_changes() != changes_before;
-        match tx.commit() {
+        let commit_started = std::time::Instant::now();
+        let committed = tx.commit();
+        if let Some(m) = &metrics {
+            m.store_commit(commit_started.elapsed());
+        }
+        match committed {
             Ok(()) => {
                 // Wake the watchers before answering, so a caller that acts on its answer never
                 // finds them still asleep on the old state.

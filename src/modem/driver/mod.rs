@@ -115,6 +115,9 @@ impl Modem {
             state: HealthState::Down,
             reason: "starting".into(),
             since: clock.now(),
+            signal_dbm: None,
+            registered: false,
+            sim_ready: false,
         });
         let driver = Driver::new(settings, opener, clock, req_rx, ev_tx, health_tx, shutdown);
         tokio::spawn(driver.run());
@@ -769,15 +772,28 @@ impl<O: PortOpener> Driver<O> {
 
     fn publish(&mut self, state: HealthState, reason: String) {
         let now = self.clock.now();
-        let changed = self.health.send_if_modified(|h| {
+        let (signal_dbm, registered, sim_ready) = (
+            self.signal_dbm,
+            self.engine.is_some() && self.registration.is_registered(),
+            self.engine.is_some() && self.sim == SimState::Ready,
+        );
+        let mut changed = false;
+        self.health.send_if_modified(|h| {
+            // The readings (for /metrics) update the watch without counting as a health change.
+            let readings =
+                (h.signal_dbm, h.registered, h.sim_ready) != (signal_dbm, registered, sim_ready);
+            h.signal_dbm = signal_dbm;
+            h.registered = registered;
+            h.sim_ready = sim_ready;
             if h.state == state && h.reason == reason {
-                return false;
+                return readings;
             }
             if h.state != state {
                 h.since = now;
             }
             h.state = state;
             h.reason = reason.clone();
+            changed = true;
             true
         });
         if changed {

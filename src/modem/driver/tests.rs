@@ -625,3 +625,17 @@ async fn hang_up_during_a_ringing_call_ends_it_and_other_requests_wait() {
     assert_eq!(sms.await.unwrap().unwrap().references, vec![9]);
     fakes.recv().await.unwrap().done().await.unwrap();
 }
+
+/// `/metrics` reads signal, registration and SIM state from the health watch (no AT at scrape).
+#[tokio::test(start_paused = true)]
+async fn health_carries_the_readings_for_metrics() {
+    let script = generic_up(Script::new().echo())
+        .expect("AT+CPIN?", &["+CPIN: READY", "OK"])
+        .pipe(network);
+    let (modem, _events, _fakes, _t) = start(settings(), vec![Ok(script)]);
+    let mut health = modem.health();
+    let h = wait_for(&mut health, HealthState::Up).await;
+    assert_eq!(h.signal_dbm, Some(-73));
+    assert!(h.registered);
+    assert!(h.sim_ready);
+}

@@ -282,6 +282,12 @@ pub struct Health {
     pub reason: String,
     /// When `state` last changed.
     pub since: DateTime<Utc>,
+    /// Last `AT+CSQ` reading in dBm; `None` when unknown (99, or not read yet). For `/metrics`.
+    pub signal_dbm: Option<i32>,
+    /// Registered (home or roaming) in either domain at the last check. For `/metrics`.
+    pub registered: bool,
+    /// The SIM answered `READY` at the last check. For `/metrics`.
+    pub sim_ready: bool,
 }
 
 /// Why a modem request failed.

@@ -263,6 +263,7 @@ async fn sms_down_page_arrives_by_email_and_sms_is_used_again_when_it_returns() 
             cfg_rx.clone(),
             health_tx.clone(),
             shutdown.clone(),
+            crate::metrics::Metrics::new(chrono::Utc::now()),
         ));
     }
     queue(&store, id, Channel::Sms, "+4915100000001").await;
@@ -312,7 +313,8 @@ async fn acknowledged_incident_is_not_paged() {
         .await
         .unwrap()
         .unwrap();
-    handle(&*sms, &all, &store, cfg, p).await;
+    let metrics = crate::metrics::Metrics::new(chrono::Utc::now());
+    handle(&*sms, &all, &store, cfg, p, &metrics).await;
     assert!(sms.sent.lock().unwrap().is_empty());
     assert_eq!(
         states(&store).await,
@@ -344,6 +346,7 @@ async fn all_channels_down_waits_between_rounds_instead_of_spinning() {
             cfg_rx.clone(),
             health_tx.clone(),
             shutdown.clone(),
+            crate::metrics::Metrics::new(chrono::Utc::now()),
         ));
     }
     queue(&store, id, Channel::Sms, "+4915100000001").await;
@@ -363,4 +366,36 @@ async fn all_channels_down_waits_between_rounds_instead_of_spinning() {
         [("sms".to_string(), "pending".to_string())]
     );
     assert!(health_tx.borrow().impaired());
+}
+
+/// Each recorded attempt is counted for `/metrics`; a sent page's latency is observed once.
+#[tokio::test]
+async fn attempts_are_counted_and_sent_pages_timed() {
+    let (store, cfg, id) = setup().await;
+    queue(&store, id, Channel::Sms, "+4915100000001").await;
+    let sms = Fake::new(Channel::Sms);
+    sms.fail.store(1, Ordering::SeqCst);
+    let all: Arc<Vec<Arc<dyn Transport>>> = Arc::new(vec![sms.clone()]);
+    let metrics = crate::metrics::Metrics::new(Utc::now());
+    // First attempt fails (retry), the second is sent; the retry is due at once for the test.
+    for _ in 0..2 {
+        let p = store
+            .call(|c, now| {
+                c.execute("UPDATE outbox SET due_at=0 WHERE state='pending'", [])?;
+                Ok(outbox::claim(c, Channel::Sms, now)?)
+            })
+            .await
+            .unwrap()
+            .expect("a due page");
+        handle(&*sms, &all, &store, cfg.clone(), p, &metrics).await;
+    }
+    assert_eq!(sms.sent.lock().unwrap().len(), 1);
+    let text = metrics.encode(&crate::metrics::Snapshot::default());
+    for line in [
+        r#"pagerbox_pages_total{channel="sms",outcome="retry"} 1"#,
+        r#"pagerbox_pages_total{channel="sms",outcome="sent"} 1"#,
+        r#"pagerbox_page_latency_seconds_count{channel="sms"} 1"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
 }

@@ -1,0 +1,70 @@
+//! `GET /metrics`: reads the levels from their owners and answers with the exposition.
+//!
+//! The store levels (incidents by state, outbox depth) come from one `Store::call`, queued like
+//! any other read, so a scrape never holds up intake for longer than one small query in a group
+//! commit; the modem and paging health are the last values on their watch channels. If the store
+//! cannot answer, the store levels are left out and the event metrics are still served, so a
+//! scrape shows a failing store instead of failing itself.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+
+use super::Snapshot;
+use crate::incident::Status;
+use crate::intake::Intake;
+use crate::store::{outbox, Store, StoreError};
+
+/// Incidents by state, and outbox depth with the oldest waiting page's age, in one store read.
+pub async fn store_levels(
+    store: &Store,
+) -> Result<(Vec<(Status, i64)>, (i64, Option<Duration>)), StoreError> {
+    store
+        .call(|c, now| {
+            let mut stmt =
+                c.prepare_cached("SELECT status, count(*) FROM incidents GROUP BY status")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            let mut incidents = Vec::new();
+            for row in rows {
+                let (status, n) = row?;
+                let status = match status.as_str() {
+                    "triggered" => Status::Triggered,
+                    "acknowledged" => Status::Acknowledged,
+                    "resolved" => Status::Resolved,
+                    _ => continue,
+                };
+                incidents.push((status, n));
+            }
+            let (depth, oldest) = outbox::depth(c)?;
+            let age = oldest.map(|t| (now - t).to_std().unwrap_or_default());
+            Ok((incidents, (depth, age)))
+        })
+        .await
+}
+
+/// Everything a scrape reports besides the event counters.
+pub async fn snapshot(intake: &Intake) -> Snapshot {
+    let store = match store_levels(&intake.store).await {
+        Ok(x) => Some(x),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: cannot read the store levels");
+            None
+        }
+    };
+    let (incidents, outbox) = store.unzip();
+    Snapshot {
+        incidents,
+        outbox,
+        modem: intake.modem.as_ref().map(|m| m.borrow().clone()),
+        paging: intake.paging.as_ref().map(|p| p.borrow().clone()),
+    }
+}
+
+/// The `GET /metrics` handler. Like every read of the API it needs no token.
+pub async fn serve(State(intake): State<Intake>) -> Response {
+    let snap = snapshot(&intake).await;
+    let body = intake.metrics.encode(&snap);
+    ([(CONTENT_TYPE, super::CONTENT_TYPE)], body).into_response()
+}
