@@ -9,6 +9,9 @@
 //! Each parser says exactly what is wrong with a body so the sender can fix it; none of them
 //! touches the store, the clock or the network.
 
+pub mod opsgenie;
+pub mod victorops;
+
 use serde::Deserialize;
 use serde_json::Value;
 
