@@ -9,7 +9,9 @@
 pub mod formats;
 pub mod http;
 pub mod oncall;
+pub mod opsgenie;
 pub mod udp;
+pub mod victorops;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -95,4 +97,10 @@ pub fn route_alert(config: &Config, p: ParsedAlert, actor: Actor) -> AlertInput 
         page: true,
         actor,
     }
+}
+
+/// True if `presented` is `secret`. Compares digests so the time taken does not depend on how
+/// much of the secret matched (the provider-compatible intakes use it for their API keys).
+pub(crate) fn secret_matches(presented: &str, secret: &Secret) -> bool {
+    Sha256::digest(presented.as_bytes()) == Sha256::digest(secret.expose().as_bytes())
 }

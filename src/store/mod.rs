@@ -12,6 +12,7 @@
 pub mod outbox;
 pub mod overrides;
 pub mod queries;
+pub mod requests;
 pub use queries::{from_ms, ms};
 pub(crate) mod schema;
 
