@@ -111,10 +111,21 @@ impl GenieAuth {
 
     /// Opsgenie's 202 answer for a request that was processed and committed.
     pub fn accepted(&self, request_id: &str) -> Response {
-        (
+        self.answer(
             StatusCode::ACCEPTED,
+            "Request will be processed",
+            request_id,
+        )
+    }
+
+    /// An answer in Opsgenie's success shape `{"result":...,"took":...,"requestId":...}`, e.g.
+    /// `answer(StatusCode::ACCEPTED, "PING - Heartbeat received", &new_request_id())` for a
+    /// heartbeat ping.
+    pub fn answer(&self, status: StatusCode, result: &str, request_id: &str) -> Response {
+        (
+            status,
             Json(json!({
-                "result": "Request will be processed",
+                "result": result,
                 "took": took(self.started),
                 "requestId": request_id,
             })),
