@@ -1,5 +1,6 @@
 //! Intake: alerts arrive over HTTP (axum) and UDP, in pagerbox's own JSON, PagerDuty Events v2,
-//! or Alertmanager/Grafana webhook form, and become incidents in the store.
+//! Alertmanager/Grafana webhook form, Opsgenie's Alert API (`opsgenie`) or Splunk On-Call's REST
+//! endpoint (`victorops`), and become incidents in the store.
 //!
 //! Intake owns parsing, authentication, routing (which policy an alert follows) and the answer
 //! the sender gets. The contract with senders: a success answer (202) is given only after the
