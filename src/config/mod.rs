@@ -8,6 +8,7 @@
 //! the config itself can be world-readable and can be shown in bug reports.
 
 mod diag;
+mod integrations;
 mod raw;
 mod validate;
 
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use diag::{Diagnostic, Level};
+pub use integrations::{OpsgenieConfig, OpsgenieKey, VictorOpsConfig};
 
 use crate::incident::{Channel, Urgency};
 
@@ -42,6 +44,8 @@ pub struct Config {
     pub schedules: Vec<crate::schedule::Schedule>,
     pub policies: Vec<crate::escalation::Policy>,
     pub routes: Vec<crate::escalation::Route>,
+    pub opsgenie: OpsgenieConfig,
+    pub victorops: VictorOpsConfig,
 }
 
 /// `[daemon]`.

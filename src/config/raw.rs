@@ -24,6 +24,8 @@ pub(crate) struct RawConfig {
     pub schedules: Vec<RawSchedule>,
     pub policies: Vec<RawPolicy>,
     pub routes: Vec<RawRoute>,
+    pub opsgenie: RawOpsgenie,
+    pub victorops: RawVictorOps,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -205,4 +207,22 @@ pub(crate) struct RawMatch {
     pub severity: Vec<S<String>>,
     pub source: Option<String>,
     pub routing_key: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawOpsgenie {
+    pub keys: Vec<RawOpsgenieKey>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawOpsgenieKey {
+    pub key_file: S<String>,
+    pub routing_key: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawVictorOps {
+    pub api_key_file: Option<S<String>>,
 }

@@ -192,3 +192,59 @@ fn business_hours_default_and_errors_point_at_the_window() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn opsgenie_and_victorops_keys_are_read_from_files_and_reported_at_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("og-db.key"), "og-db-secret\n").unwrap();
+    std::fs::write(dir.path().join("vo.key"), "vo-secret\n").unwrap();
+    let text = r#"
+[[opsgenie.keys]]
+key_file = "og-db.key"
+routing_key = "database"
+
+[victorops]
+api_key_file = "vo.key"
+"#;
+    let c = Config::parse(text, "t.toml", dir.path()).unwrap().config;
+    assert_eq!(c.opsgenie.keys.len(), 1);
+    assert_eq!(c.opsgenie.keys[0].key.expose(), "og-db-secret");
+    assert_eq!(c.opsgenie.keys[0].routing_key.as_deref(), Some("database"));
+    assert_eq!(c.victorops.api_key.as_ref().unwrap().expose(), "vo-secret");
+
+    let bad = r#"
+[[opsgenie.keys]]
+key_file = "og-db.key"
+
+[[opsgenie.keys]]
+key_file = "og-db.key"
+
+[[opsgenie.keys]]
+key_file = "missing.key"
+
+[victorops]
+api_key_file = "nope.key"
+"#;
+    let errs = match Config::parse(bad, "t.toml", dir.path()) {
+        Err(ConfigError::Invalid(d)) => d.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+        other => panic!("expected errors, got {:?}", other.map(|_| ())),
+    };
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    assert!(
+        errs[0].starts_with("t.toml:6:12: opsgenie.keys.key_file: this key is already listed"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[1].starts_with("t.toml:9:12: opsgenie.keys.key_file: cannot read "),
+        "{errs:?}"
+    );
+    assert!(
+        errs[2].starts_with("t.toml:12:16: victorops.api_key_file: cannot read "),
+        "{errs:?}"
+    );
+    let unknown = parse("[opsgenie]\nkey = \"inline\"\n").unwrap_err();
+    assert!(
+        unknown[0].contains("unknown key `opsgenie.key`"),
+        "{unknown:?}"
+    );
+}

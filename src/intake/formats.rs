@@ -4,10 +4,14 @@
 //! - PagerDuty Events API v2 (`POST /v2/enqueue`, and change events on `/v2/change/enqueue`),
 //! - Prometheus Alertmanager webhook payload version 4 (`POST /v1/integrations/alertmanager`),
 //!   which Grafana's webhook contact point also sends,
-//! - the UDP text line `SEVERITY DEDUP_KEY SUMMARY...`.
+//! - the UDP text line `SEVERITY DEDUP_KEY SUMMARY...`,
+//! - Opsgenie's Alert API ([`opsgenie`]) and Splunk On-Call's REST endpoint ([`victorops`]).
 //!
 //! Each parser says exactly what is wrong with a body so the sender can fix it; none of them
 //! touches the store, the clock or the network.
+
+pub mod opsgenie;
+pub mod victorops;
 
 use serde::Deserialize;
 use serde_json::Value;

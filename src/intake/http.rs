@@ -54,6 +54,8 @@ pub fn router(intake: Intake, max_body_bytes: usize) -> Router {
             "/v1/schedules/:id/overrides/:oid",
             axum::routing::delete(super::oncall::delete_override),
         )
+        .merge(super::opsgenie::routes())
+        .merge(super::victorops::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(intake)

@@ -1,5 +1,6 @@
 //! Intake: alerts arrive over HTTP (axum) and UDP, in pagerbox's own JSON, PagerDuty Events v2,
-//! or Alertmanager/Grafana webhook form, and become incidents in the store.
+//! Alertmanager/Grafana webhook form, Opsgenie's Alert API (`opsgenie`) or Splunk On-Call's REST
+//! endpoint (`victorops`), and become incidents in the store.
 //!
 //! Intake owns parsing, authentication, routing (which policy an alert follows) and the answer
 //! the sender gets. The contract with senders: a success answer (202) is given only after the
@@ -9,8 +10,10 @@
 pub mod formats;
 pub mod http;
 pub mod oncall;
+pub mod opsgenie;
 pub mod reports;
 pub mod udp;
+pub mod victorops;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -98,4 +101,10 @@ pub fn route_alert(config: &Config, p: ParsedAlert, actor: Actor) -> AlertInput 
         page: true,
         actor,
     }
+}
+
+/// True if `presented` is `secret`. Compares digests so the time taken does not depend on how
+/// much of the secret matched (the provider-compatible intakes use it for their API keys).
+pub(crate) fn secret_matches(presented: &str, secret: &Secret) -> bool {
+    Sha256::digest(presented.as_bytes()) == Sha256::digest(secret.expose().as_bytes())
 }

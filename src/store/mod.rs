@@ -13,6 +13,7 @@ pub mod history;
 pub mod outbox;
 pub mod overrides;
 pub mod queries;
+pub mod requests;
 pub use queries::{from_ms, ms};
 pub(crate) mod schema;
 

@@ -133,6 +133,20 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (schedule_id, user_id, shift_from)
     );
     "#,
+    // Outcomes of provider requests answered "accepted, will be processed" (Opsgenie's
+    // requestId), for the request-status endpoint; pruned after store::requests::KEEP.
+    r#"
+    CREATE TABLE integration_requests (
+        request_id  TEXT    PRIMARY KEY,
+        at          INTEGER NOT NULL,
+        action      TEXT    NOT NULL,
+        success     INTEGER NOT NULL,
+        status      TEXT    NOT NULL,
+        incident_id INTEGER,
+        alias       TEXT
+    );
+    CREATE INDEX integration_requests_at ON integration_requests(at);
+    "#,
 ];
 
 /// Brings the database up to the newest version. Refuses a database from a newer pagerbox.

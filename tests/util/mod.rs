@@ -417,3 +417,43 @@ impl Drop for ExternalSim {
         }
     }
 }
+
+impl Daemon {
+    /// POSTs raw bytes with exactly these headers (no token added); returns status and JSON.
+    pub fn post_with_headers(
+        &self,
+        path: &str,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let mut req = ureq::post(&self.url(path)).set("Content-Type", "application/json");
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        into(req.send_bytes(body))
+    }
+
+    /// GETs with exactly these headers; returns status and JSON.
+    pub fn get_with_headers(&self, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+        let mut req = ureq::get(&self.url(path));
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        into(req.call())
+    }
+}
+
+/// The request path (with query) recorded on the first line of a captured `.headers` fixture,
+/// e.g. `POST /v2/alerts/<alias>/close?identifierType=alias`.
+pub fn fixture_request_path(rel: &str) -> String {
+    let text = String::from_utf8(fixture(rel)).unwrap();
+    let first = text.lines().next().unwrap();
+    first.split_whitespace().nth(1).unwrap().to_string()
+}
+
+/// Writes `secret` to a file `name` in `dir` and returns the path, for configs' `*_file` keys.
+pub fn secret_file(dir: &Path, name: &str, secret: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, format!("{secret}\n")).unwrap();
+    p
+}
