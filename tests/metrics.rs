@@ -159,6 +159,13 @@ fn metrics_count_alerts_and_pages_and_report_levels_and_modem_health() {
     let am = fixture("alertmanager/alertmanager-webhook-curl-firing.json");
     assert_eq!(d.post("/v1/integrations/alertmanager", &am).0, 202);
     assert_eq!(d.post("/v1/integrations/grafana", &am).0, 202);
+    // Opsgenie (a P5, recorded, pages nobody) and Splunk On-Call INFO (recorded, no incident).
+    let og = json!({"message": "backup finished", "alias": "backup", "priority": "P5"});
+    let (code, v) = d.post_json("/v2/alerts", og);
+    assert_eq!(code, 202, "{v}");
+    let vo = json!({"message_type": "INFO", "entity_id": "deploy", "state_message": "deploy 42"});
+    let (code, v) = d.post_json("/integrations/generic/20131114/alert/any-key/ops", vo);
+    assert_eq!(code, 200, "{v}");
     // UDP: one alert line, one datagram of junk.
     d.udp_send(b"warning disk-web1 /var on web1 is 91% full");
     d.udp_send(b"\xff\xfe not an alert");
@@ -187,6 +194,8 @@ fn metrics_count_alerts_and_pages_and_report_levels_and_modem_health() {
         ("pagerduty", "accepted", 1.0),
         ("alertmanager", "accepted", 1.0),
         ("grafana", "deduplicated", 1.0),
+        ("opsgenie", "accepted", 1.0),
+        ("victorops", "accepted", 1.0),
         ("udp", "accepted", 1.0),
         ("udp", "junk", 1.0),
     ];
@@ -254,10 +263,11 @@ fn metrics_count_alerts_and_pages_and_report_levels_and_modem_health() {
         Some(1.0)
     );
     assert_eq!(value(&s, "pagerbox_paging_impaired", &[]), Some(0.0));
-    // Four incidents: db1, the PagerDuty one, the Alertmanager group's, the UDP one.
+    // Five incidents: db1, the PagerDuty one, the Alertmanager group's, the Opsgenie P5 and the
+    // UDP one (Splunk On-Call INFO is a change record, not an incident).
     assert_eq!(
         value(&s, "pagerbox_incidents", &[("state", "triggered")]),
-        Some(4.0)
+        Some(5.0)
     );
 
     lint_openmetrics(&scrape_raw(&d, None).0);
@@ -268,7 +278,7 @@ fn metrics_count_alerts_and_pages_and_report_levels_and_modem_health() {
     let s = scrape(&d);
     assert_eq!(
         value(&s, "pagerbox_incidents", &[("state", "triggered")]),
-        Some(3.0)
+        Some(4.0)
     );
     assert_eq!(
         value(&s, "pagerbox_incidents", &[("state", "acknowledged")]),

@@ -34,6 +34,10 @@ use serde_json::{json, Value};
 
 use super::formats::opsgenie::{self as og, AlertRef, OpsgenieError};
 use super::{secret_matches, Intake, IntakeStats};
+use crate::metrics::{AlertOutcome as Counted, AlertSource};
+
+/// How `/metrics` labels requests to these endpoints.
+const SOURCE: AlertSource = AlertSource::Opsgenie;
 use crate::incident::{Actor, Status};
 use crate::store::requests::{self, RequestOutcome};
 use crate::store::{queries, AlertOutcome, StoreError};
@@ -101,6 +105,7 @@ impl GenieAuth {
             });
         }
         IntakeStats::bump(&intake.stats.rejected);
+        intake.metrics.alert(SOURCE, Counted::Unauthorized);
         Err(error(
             StatusCode::UNAUTHORIZED,
             "Could not authenticate: send Authorization: GenieKey <key> with a configured key",
@@ -186,8 +191,9 @@ pub fn error(
     (status, Json(body)).into_response()
 }
 
-fn parse_error(stats: &IntakeStats, e: OpsgenieError, started: Instant) -> Response {
-    IntakeStats::bump(&stats.rejected);
+fn parse_error(intake: &Intake, e: OpsgenieError, started: Instant) -> Response {
+    IntakeStats::bump(&intake.stats.rejected);
+    intake.metrics.alert(SOURCE, Counted::Rejected);
     match e {
         OpsgenieError::Json(m) => error(
             StatusCode::BAD_REQUEST,
@@ -204,7 +210,8 @@ fn parse_error(stats: &IntakeStats, e: OpsgenieError, started: Instant) -> Respo
     }
 }
 
-fn body_error(r: BytesRejection, started: Instant) -> Response {
+fn body_error(intake: &Intake, r: BytesRejection, started: Instant) -> Response {
+    intake.metrics.alert(SOURCE, Counted::Rejected);
     let status = r.status();
     let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
         "Request body is too large".to_string()
@@ -214,8 +221,9 @@ fn body_error(r: BytesRejection, started: Instant) -> Response {
     error(status, message, None, started)
 }
 
-fn store_failure(stats: &IntakeStats, e: StoreError, started: Instant) -> Response {
-    IntakeStats::bump(&stats.store_failures);
+fn store_failure(intake: &Intake, e: StoreError, started: Instant) -> Response {
+    IntakeStats::bump(&intake.stats.store_failures);
+    intake.metrics.alert(SOURCE, Counted::StoreFailure);
     tracing::error!(error = %e, "intake could not store an Opsgenie request; sender told to retry");
     let mut r = error(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -235,11 +243,11 @@ async fn create(
 ) -> Response {
     let body = match body {
         Ok(b) => b,
-        Err(r) => return body_error(r, auth.started),
+        Err(r) => return body_error(&intake, r, auth.started),
     };
     let c = match og::parse_create(&body) {
         Ok(c) => c,
-        Err(e) => return parse_error(&intake.stats, e, auth.started),
+        Err(e) => return parse_error(&intake, e, auth.started),
     };
     let mut parsed = c.alert;
     parsed.routing_key = auth.routing_key.clone();
@@ -253,6 +261,7 @@ async fn create(
         .store
         .call(move |conn, now| {
             let outcome = queries::apply_alert(conn, &input, now)?;
+            let counted = Counted::of(&outcome);
             let incident = outcome.incident().cloned();
             if let (Some(note), Some(i)) = (&note, &incident) {
                 queries::event(conn, Some(i.id), now, "note", Some(&actor), note, None)?;
@@ -273,15 +282,16 @@ async fn create(
                     alias: incident.map(|i| i.dedup_key),
                 },
             )?;
-            Ok(())
+            Ok(counted)
         })
         .await;
     match result {
-        Ok(()) => {
+        Ok(counted) => {
             IntakeStats::bump(&intake.stats.accepted);
+            intake.metrics.alert(SOURCE, counted);
             auth.accepted(&request_id)
         }
-        Err(e) => store_failure(&intake.stats, e, auth.started),
+        Err(e) => store_failure(&intake, e, auth.started),
     }
 }
 
@@ -313,14 +323,14 @@ async fn act(
 ) -> Response {
     let body = match body {
         Ok(b) => b,
-        Err(r) => return body_error(r, auth.started),
+        Err(r) => return body_error(&intake, r, auth.started),
     };
     let parsed = og::parse_action(&body, act == Act::AddNote).and_then(|b| {
         og::alert_ref(&identifier, query.get("identifierType").map(String::as_str)).map(|r| (b, r))
     });
     let (b, alert) = match parsed {
         Ok(x) => x,
-        Err(e) => return parse_error(&intake.stats, e, auth.started),
+        Err(e) => return parse_error(&intake, e, auth.started),
     };
     let actor = Actor::new(
         b.user.clone().unwrap_or_else(|| "opsgenie".into()),
@@ -380,16 +390,22 @@ async fn act(
                 outcome.status = status.into();
                 outcome.alias = Some(incident.dedup_key);
             }
+            let counted = if outcome.success {
+                Counted::Accepted
+            } else {
+                Counted::Unmatched
+            };
             requests::record(conn, now, &outcome)?;
-            Ok(())
+            Ok(counted)
         })
         .await;
     match result {
-        Ok(()) => {
+        Ok(counted) => {
             IntakeStats::bump(&intake.stats.accepted);
+            intake.metrics.alert(SOURCE, counted);
             auth.accepted(&request_id)
         }
-        Err(e) => store_failure(&intake.stats, e, auth.started),
+        Err(e) => store_failure(&intake, e, auth.started),
     }
 }
 
@@ -459,7 +475,7 @@ async fn request_status(
             None,
             auth.started,
         ),
-        Err(e) => store_failure(&intake.stats, e, auth.started),
+        Err(e) => store_failure(&intake, e, auth.started),
     }
 }
 

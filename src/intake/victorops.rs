@@ -25,6 +25,10 @@ use serde_json::json;
 use super::formats::victorops::{self as vo, MessageType};
 use super::formats::FormatError;
 use super::{secret_matches, Intake, IntakeStats};
+use crate::metrics::{AlertOutcome as Counted, AlertSource};
+
+/// How `/metrics` labels requests to this endpoint.
+const SOURCE: AlertSource = AlertSource::Victorops;
 use crate::incident::Actor;
 use crate::store::{queries, AlertAction, ChangeInput, StoreError};
 
@@ -89,16 +93,21 @@ async fn alert(
 ) -> Response {
     if !authorized(&intake, &api_key) {
         IntakeStats::bump(&intake.stats.rejected);
+        intake.metrics.alert(SOURCE, Counted::Unauthorized);
         return failure(StatusCode::UNAUTHORIZED, "Invalid API key");
     }
     let body = match body {
         Ok(b) => b,
-        Err(r) => return failure(r.status(), r.body_text()),
+        Err(r) => {
+            intake.metrics.alert(SOURCE, Counted::Rejected);
+            return failure(r.status(), r.body_text());
+        }
     };
     let mut m = match vo::parse(&body, routing_key.as_deref()) {
         Ok(m) => m,
         Err(e) => {
             IntakeStats::bump(&intake.stats.rejected);
+            intake.metrics.alert(SOURCE, Counted::Rejected);
             let message = match e {
                 FormatError::Json(m) => format!("malformed JSON: {m}"),
                 FormatError::Invalid(errs) => errs.join("; "),
@@ -153,7 +162,7 @@ async fn alert(
                         )?;
                     }
                 }
-                Ok(())
+                Ok(Counted::Accepted)
             })
             .await
     } else {
@@ -167,20 +176,24 @@ async fn alert(
                 {
                     queries::event(conn, Some(i.id), now, "note", Some(&actor), note, None)?;
                 }
-                Ok(())
+                Ok(Counted::of(&outcome))
             })
             .await
     };
     match result {
-        Ok(()) => {
+        Ok(counted) => {
             IntakeStats::bump(&intake.stats.accepted);
+            intake.metrics.alert(SOURCE, counted);
             (
                 StatusCode::OK,
                 Json(json!({ "result": "success", "entity_id": entity_id })),
             )
                 .into_response()
         }
-        Err(e) => store_failure(&intake.stats, e),
+        Err(e) => {
+            intake.metrics.alert(SOURCE, Counted::StoreFailure);
+            store_failure(&intake.stats, e)
+        }
     }
 }
 

@@ -64,6 +64,10 @@ pub enum AlertSource {
     Grafana,
     /// A UDP datagram.
     Udp,
+    /// The Opsgenie-compatible Alert API (`/v2/alerts...`).
+    Opsgenie,
+    /// The Splunk On-Call (VictorOps) REST endpoint.
+    Victorops,
 }
 
 impl AlertSource {
@@ -76,6 +80,8 @@ impl AlertSource {
             AlertSource::Alertmanager => "alertmanager",
             AlertSource::Grafana => "grafana",
             AlertSource::Udp => "udp",
+            AlertSource::Opsgenie => "opsgenie",
+            AlertSource::Victorops => "victorops",
         }
     }
 }

@@ -133,7 +133,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (schedule_id, user_id, shift_from)
     );
     "#,
-    // Outcomes of provider requests answered "accepted, will be processed" (Opsgenie's
+    // 4: outcomes of provider requests answered "accepted, will be processed" (Opsgenie's
     // requestId), for the request-status endpoint; pruned after store::requests::KEEP.
     r#"
     CREATE TABLE integration_requests (
