@@ -42,6 +42,8 @@ pub struct Config {
     pub schedules: Vec<crate::schedule::Schedule>,
     pub policies: Vec<crate::escalation::Policy>,
     pub routes: Vec<crate::escalation::Route>,
+    /// `[[silences]]`: maintenance windows (runtime silences live in the store).
+    pub silences: Vec<crate::silence::Silence>,
 }
 
 /// `[daemon]`.

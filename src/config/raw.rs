@@ -24,6 +24,7 @@ pub(crate) struct RawConfig {
     pub schedules: Vec<RawSchedule>,
     pub policies: Vec<RawPolicy>,
     pub routes: Vec<RawRoute>,
+    pub silences: Vec<RawSilence>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -204,4 +205,17 @@ pub(crate) struct RawMatch {
     pub severity: Vec<S<String>>,
     pub source: Option<String>,
     pub routing_key: Option<String>,
+}
+
+/// `[[silences]]`: a maintenance window.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawSilence {
+    pub id: S<String>,
+    pub starts: S<String>,
+    pub ends: S<String>,
+    pub time_zone: Option<S<String>>,
+    pub service: Option<String>,
+    #[serde(default)]
+    pub matchers: Vec<S<String>>,
+    pub comment: Option<String>,
 }
