@@ -79,14 +79,14 @@ pub struct IdArgs {
     pub by: Option<String>,
 }
 
-struct Client {
+pub(super) struct Client {
     base: String,
     token: Option<String>,
     agent: ureq::Agent,
 }
 
 impl Client {
-    fn new(t: &Target) -> anyhow::Result<Client> {
+    pub(super) fn new(t: &Target) -> anyhow::Result<Client> {
         let config = if t.url.is_none() || t.token_file.is_none() {
             match Config::load(&t.config) {
                 Ok(l) => Some(l.config),
@@ -132,7 +132,12 @@ impl Client {
         Ok(Client { base, token, agent })
     }
 
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    pub(super) fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let mut req = self
             .agent
             .request(method, &format!("{}{}", self.base, path));
@@ -168,7 +173,7 @@ impl Client {
     }
 }
 
-fn user() -> String {
+pub(super) fn user() -> String {
     std::env::var("USER").unwrap_or_else(|_| "cli".into())
 }
 

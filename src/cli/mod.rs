@@ -6,6 +6,7 @@
 
 mod client;
 pub mod demo;
+mod silence;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +47,8 @@ pub enum Command {
     Oncall(OncallCmd),
     /// Runtime schedule overrides on the running daemon: add, list, delete.
     Override(client::OverrideArgs),
+    /// Silences on the running daemon: add, list, expire (matching incidents page nobody).
+    Silence(silence::SilenceArgs),
     /// A schedule's shifts as a table or an iCalendar feed.
     Schedule(ScheduleCmd),
     /// The page timeline an alert would get if nobody acknowledged (dry run).
@@ -141,6 +144,7 @@ pub fn run_sync(command: Command) -> anyhow::Result<ExitCode> {
         Command::Ack(a) => client::transition(a, "acknowledge"),
         Command::Resolve(a) => client::transition(a, "resolve"),
         Command::Override(a) => client::overrides(a),
+        Command::Silence(a) => silence::run(a),
         Command::Oncall(c) => {
             let config = load(&c.config)?;
             let overrides = runtime_overrides(&config);

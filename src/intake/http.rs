@@ -47,6 +47,15 @@ pub fn router(intake: Intake, max_body_bytes: usize) -> Router {
             "/v1/schedules/:id/overrides/:oid",
             axum::routing::delete(super::oncall::delete_override),
         )
+        .route(
+            "/v1/silences",
+            get(super::silences::list).post(super::silences::add),
+        )
+        .route(
+            "/v1/silences/:id",
+            axum::routing::delete(super::silences::delete),
+        )
+        .route("/v1/silences/:id/expire", post(super::silences::expire))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(intake)

@@ -9,6 +9,7 @@
 pub mod formats;
 pub mod http;
 pub mod oncall;
+pub mod silences;
 pub mod udp;
 
 use std::sync::atomic::{AtomicU64, Ordering};

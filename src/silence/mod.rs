@@ -287,6 +287,8 @@ impl fmt::Display for SilenceId {
 /// `starts_at < ends_at`, and a service or at least one matcher is given.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Silence {
+    /// Serialized flat: `"kind": "runtime", "id": 3` or `"kind": "config", "id": "db-upgrade"`.
+    #[serde(flatten)]
     pub id: SilenceId,
     /// The incident's service must equal this, when given.
     pub service: Option<String>,
