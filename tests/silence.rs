@@ -375,3 +375,41 @@ fn a_config_maintenance_window_holds_until_its_end() {
     });
     assert!(chrono::Utc::now() >= now + chrono::Duration::seconds(6));
 }
+
+#[test]
+fn a_hold_survives_a_crash_and_pages_when_the_window_ends() {
+    let sim = ExternalSim::start();
+    let mut d = start(&sim, "", None);
+    cli_ok(
+        &d,
+        &[
+            "silence",
+            "add",
+            "--service",
+            "db",
+            "--for",
+            "5s",
+            "--comment",
+            "reboot",
+        ],
+    );
+    let id = trigger(&d, "k", "db", "db down", json!({}));
+    d.wait_for(5, "silenced on the timeline", || {
+        has(&d, id, "silenced").then_some(())
+    });
+    d.kill9();
+    d.spawn();
+    d.wait_for(
+        20,
+        "the page after the window, from the restarted daemon",
+        || (pages_for(&sim, id) == 1).then_some(()),
+    );
+    assert_eq!(
+        timeline(&d, id)
+            .iter()
+            .filter(|(k, _)| k == "silenced")
+            .count(),
+        1,
+        "the restart did not hold it a second time"
+    );
+}

@@ -103,7 +103,7 @@ fn body_rejection(r: BytesRejection) -> Response {
 
 /// The body of a write, once the token (if any) is checked: 401 before reading anything, then
 /// 413 for an oversized body.
-fn authorized_body(
+pub(super) fn authorized_body(
     intake: &Intake,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,

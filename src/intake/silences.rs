@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::http::{bearer, error, store_error, unauthorized};
+use super::http::{authorized_body, error, store_error};
 use super::Intake;
 use crate::config::parse_duration;
 use crate::silence::store::{self as silence_store, StoredSilence};
@@ -59,12 +59,9 @@ pub async fn add(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if !intake.token_ok(bearer(&headers)) {
-        return unauthorized();
-    }
-    let body = match body {
+    let body = match authorized_body(&intake, &headers, body) {
         Ok(b) => b,
-        Err(r) => return error(r.status(), r.body_text(), vec![]),
+        Err(r) => return r,
     };
     let req: NewSilence = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -221,12 +218,9 @@ pub async fn expire(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if !intake.token_ok(bearer(&headers)) {
-        return unauthorized();
-    }
-    let body = match body {
+    let body = match authorized_body(&intake, &headers, body) {
         Ok(b) => b,
-        Err(r) => return error(r.status(), r.body_text(), vec![]),
+        Err(r) => return r,
     };
     let by: ExpireBody = if body.iter().all(u8::is_ascii_whitespace) {
         ExpireBody::default()
