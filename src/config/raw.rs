@@ -218,4 +218,5 @@ pub(crate) struct RawSilence {
     #[serde(default)]
     pub matchers: Vec<S<String>>,
     pub comment: Option<String>,
+    pub every: Option<S<String>>,
 }

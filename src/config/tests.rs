@@ -274,3 +274,33 @@ ends = "2026-11-29T04:00"
         "{errs:?}"
     );
 }
+
+#[test]
+fn a_weekly_maintenance_window_repeats_in_local_time() {
+    let text = format!(
+        "{MINIMAL}\n[[silences]]\nid = \"weekly\"\ntime_zone = \"Europe/Berlin\"\nstarts = \"2026-03-22T02:30\"\nends = \"2026-03-22T03:30\"\nevery = \"7d\"\nservice = \"db\"\n"
+    );
+    let c = parse(&text).unwrap().config;
+    let r = c.silences[0].repeat.as_ref().unwrap();
+    assert_eq!(r.every_days, 7);
+    let at = chrono::DateTime::parse_from_rfc3339("2026-07-05T00:45:00Z")
+        .unwrap()
+        .to_utc();
+    assert!(c.silences[0].in_force(at).is_some());
+    for (every, want) in [
+        (
+            "36h",
+            "silences.every: \"36h\" is not a whole number of days",
+        ),
+        ("1h", "silences.every: \"1h\" is not a whole number of days"),
+    ] {
+        let errs = parse(&text.replace("\"7d\"", &format!("{every:?}"))).unwrap_err();
+        assert!(errs[0].contains(want), "{errs:?}");
+    }
+    let long = text.replace("2026-03-22T03:30", "2026-03-29T03:30");
+    let errs = parse(&long).unwrap_err();
+    assert!(
+        errs[0].contains("the window must be shorter than its repeat period"),
+        "{errs:?}"
+    );
+}

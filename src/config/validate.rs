@@ -253,6 +253,46 @@ impl Validator<'_, '_> {
         }
     }
 
+    /// `silences.every`: a whole number of days, longer than the window (in local wall time).
+    fn recurrence(
+        &mut self,
+        every: &S<String>,
+        tz: chrono_tz::Tz,
+        starts: chrono::DateTime<chrono::Utc>,
+        ends: chrono::DateTime<chrono::Utc>,
+    ) -> Option<crate::silence::Recurrence> {
+        let local_start = crate::schedule::utc_to_local(tz, starts);
+        let local_end = crate::schedule::utc_to_local(tz, ends);
+        let days = parse_duration(every.get_ref())
+            .ok()
+            .map(|d| d.as_secs())
+            .filter(|s| *s > 0 && s % 86_400 == 0)
+            .and_then(|s| u32::try_from(s / 86_400).ok());
+        let Some(days) = days else {
+            self.r.error(
+                span(every),
+                format!(
+                    "silences.every: {:?} is not a whole number of days; write e.g. \"1d\" or \"7d\"",
+                    every.get_ref()
+                ),
+            );
+            return None;
+        };
+        if local_end - local_start >= chrono::Duration::days(i64::from(days)) {
+            self.r.error(
+                span(every),
+                "silences.every: the window must be shorter than its repeat period",
+            );
+            return None;
+        }
+        Some(crate::silence::Recurrence {
+            every_days: days,
+            time_zone: tz,
+            local_start,
+            local_end,
+        })
+    }
+
     /// `[[silences]]`: each window's times are RFC 3339 with an offset, or local wall times in
     /// its `time_zone` (default `daemon.time_zone`) converted by the schedule's DST rule.
     fn silences(&mut self, raw: &[RawSilence], daemon: &DaemonConfig) -> Vec<Silence> {
@@ -309,7 +349,15 @@ impl Validator<'_, '_> {
                 ends,
                 s.comment.clone().unwrap_or_default(),
             ) {
-                Ok(x) => out.push(x),
+                Ok(mut x) => {
+                    if let Some(every) = &s.every {
+                        x.repeat = self.recurrence(every, tz, starts, ends);
+                        if x.repeat.is_none() {
+                            continue;
+                        }
+                    }
+                    out.push(x)
+                }
                 Err(e @ crate::silence::Error::EmptyWindow { .. }) => {
                     self.r.error(span(&s.ends), format!("silences.ends: {e}"))
                 }

@@ -337,8 +337,7 @@ pub fn active_silences(
         .config
         .silences
         .iter()
-        .filter(|s| s.active_at(now))
-        .cloned()
+        .filter_map(|s| s.in_force(now))
         .collect();
     out.extend(silence_store::active(conn, now)?);
     Ok(out)

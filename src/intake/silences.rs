@@ -191,8 +191,9 @@ pub async fn list(State(intake): State<Intake>, Query(q): Query<ListQuery>) -> R
                 config
                     .silences
                     .iter()
+                    .map(|s| s.current(now))
                     .filter(|s| s.ends_at >= since)
-                    .map(|s| StoredSilence::at(s.clone(), None, now)),
+                    .map(|s| StoredSilence::at(s, None, now)),
             );
             Ok(list)
         })

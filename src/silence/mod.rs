@@ -297,6 +297,55 @@ pub struct Silence {
     pub ends_at: DateTime<Utc>,
     pub comment: String,
     pub created_by: Option<String>,
+    /// A config window that repeats (`every = "7d"`); `starts_at`/`ends_at` are then its first
+    /// occurrence, and [`Silence::in_force`] gives the occurrence at an instant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<Recurrence>,
+}
+
+/// A window repeated every `every_days` days at the same local wall times in `time_zone`: a
+/// weekly Sunday 02:00-04:00 stays 02:00-04:00 local across DST. Each occurrence's local times
+/// become instants by the schedule's rule (`schedule::local_to_utc`): a time in the spring-forward
+/// gap means the first instant after it, a repeated autumn time its first occurrence.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recurrence {
+    pub every_days: u32,
+    #[serde(serialize_with = "tz_name")]
+    pub time_zone: chrono_tz::Tz,
+    pub local_start: chrono::NaiveDateTime,
+    pub local_end: chrono::NaiveDateTime,
+}
+
+fn tz_name<S: serde::Serializer>(tz: &chrono_tz::Tz, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(tz.name())
+}
+
+impl Recurrence {
+    /// Occurrence `k` (0 = the first) as instants.
+    fn occurrence(&self, k: i64) -> (DateTime<Utc>, DateTime<Utc>) {
+        let shift = chrono::Duration::days(k * i64::from(self.every_days));
+        let at = |t: chrono::NaiveDateTime| {
+            t.checked_add_signed(shift)
+                .map(|t| crate::schedule::local_to_utc(self.time_zone, t))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        };
+        (at(self.local_start), at(self.local_end))
+    }
+
+    /// The occurrence in force at `now`, or else the next one to start.
+    pub fn upcoming(&self, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+        let local_now = crate::schedule::utc_to_local(self.time_zone, now);
+        let period = i64::from(self.every_days.max(1)) * 86_400;
+        let k = (local_now - self.local_start)
+            .num_seconds()
+            .div_euclid(period)
+            .max(0);
+        // Local and real time differ by at most a DST shift, so the answer is among these.
+        (k.saturating_sub(1).max(0)..=k.saturating_add(2))
+            .map(|k| self.occurrence(k))
+            .find(|(_, end)| *end > now)
+            .unwrap_or_else(|| self.occurrence(k.saturating_add(2)))
+    }
 }
 
 impl Silence {
@@ -327,7 +376,25 @@ impl Silence {
             ends_at,
             comment,
             created_by: None,
+            repeat: None,
         })
+    }
+
+    /// This silence as it stands at `now` if it is in force then; for a repeating window, the
+    /// occurrence in force (its own `starts_at`/`ends_at`), so the hold ends with the occurrence.
+    pub fn in_force(&self, now: DateTime<Utc>) -> Option<Silence> {
+        let s = self.current(now);
+        s.active_at(now).then_some(s)
+    }
+
+    /// For a repeating window the occurrence in force at `now` or else the next one; any other
+    /// silence as it is. For listing.
+    pub fn current(&self, now: DateTime<Utc>) -> Silence {
+        let mut s = self.clone();
+        if let Some(r) = &self.repeat {
+            (s.starts_at, s.ends_at) = r.upcoming(now);
+        }
+        s
     }
 
     /// In force at `now`: `starts_at <= now < ends_at`.
@@ -604,6 +671,66 @@ mod tests {
             ),
             Err(Error::EmptyWindow { .. })
         ));
+    }
+
+    #[test]
+    fn a_weekly_window_keeps_its_local_times_across_dst() {
+        // Sundays 02:30-03:30 Berlin, from 2026-03-22 (CET).
+        let local = |s: &str| crate::schedule::parse_local(s).unwrap();
+        let mut s = silence(
+            1,
+            Some("db"),
+            &[],
+            "2026-03-22T01:30:00Z",
+            "2026-03-22T02:30:00Z",
+        );
+        s.id = SilenceId::Config("weekly".into());
+        s.repeat = Some(Recurrence {
+            every_days: 7,
+            time_zone: chrono_tz::Europe::Berlin,
+            local_start: local("2026-03-22T02:30"),
+            local_end: local("2026-03-22T03:30"),
+        });
+        let window = |now: &str| {
+            s.in_force(utc(now))
+                .map(|x| (x.starts_at.to_rfc3339(), x.ends_at.to_rfc3339()))
+        };
+        let w = |a: &str, b: &str| Some((utc(a).to_rfc3339(), utc(b).to_rfc3339()));
+        assert_eq!(window("2026-03-22T01:29:59Z"), None);
+        assert_eq!(
+            window("2026-03-22T02:00:00Z"),
+            w("2026-03-22T01:30:00Z", "2026-03-22T02:30:00Z")
+        );
+        assert_eq!(window("2026-03-22T02:30:00Z"), None, "end is out");
+        // 2026-03-29: 02:30 falls in the spring gap, so the window opens at 03:00 CEST (01:00Z)
+        // and ends at 03:30 CEST: half an hour long.
+        assert_eq!(window("2026-03-29T00:59:59Z"), None);
+        assert_eq!(
+            window("2026-03-29T01:00:00Z"),
+            w("2026-03-29T01:00:00Z", "2026-03-29T01:30:00Z")
+        );
+        // A summer Sunday: 02:30-03:30 CEST.
+        assert_eq!(
+            window("2026-07-05T00:45:00Z"),
+            w("2026-07-05T00:30:00Z", "2026-07-05T01:30:00Z")
+        );
+        assert_eq!(window("2026-07-06T00:45:00Z"), None, "a Monday");
+        // 2026-10-25: 02:30 happens twice; the first (CEST, 00:30Z) opens it, 03:30 CET closes
+        // it: two hours.
+        assert_eq!(
+            window("2026-10-25T02:00:00Z"),
+            w("2026-10-25T00:30:00Z", "2026-10-25T02:30:00Z")
+        );
+        // Listing shows the next occurrence while none is in force, and none before the first.
+        assert_eq!(
+            s.current(utc("2026-03-23T00:00:00Z")).starts_at,
+            utc("2026-03-29T01:00:00Z")
+        );
+        assert_eq!(
+            s.current(utc("2026-01-01T00:00:00Z")).starts_at,
+            utc("2026-03-22T01:30:00Z")
+        );
+        assert_eq!(window("2026-03-15T01:45:00Z"), None, "not before the first");
     }
 
     #[test]

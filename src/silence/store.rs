@@ -69,6 +69,7 @@ fn from_row(r: &Row<'_>, now: DateTime<Utc>) -> rusqlite::Result<StoredSilence> 
         ends_at: from_ms(r.get(4)?),
         comment: r.get(5)?,
         created_by: r.get(6)?,
+        repeat: None,
     };
     let mut s = StoredSilence::at(silence, r.get::<_, Option<i64>>(8)?.map(from_ms), now);
     s.created_at = Some(from_ms(r.get(7)?));
