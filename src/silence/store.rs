@@ -125,13 +125,25 @@ pub fn add(
     Ok(out)
 }
 
-/// Runtime silences in force at `now` (not expired, started, not ended).
+/// Runtime silences in force at `now` (not expired, started, not ended). Fails open: a row that
+/// cannot be read back (a matcher a newer regex engine refuses) is logged and skipped, so the
+/// incidents it would hold page rather than the whole escalation pass failing.
 pub fn active(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Vec<Silence>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM silences WHERE expired_at IS NULL AND starts_at <= ?1 AND ends_at > ?1 ORDER BY id"
     ))?;
     let rows = stmt.query_map([ms(now)], |r| from_row(r, now))?;
-    rows.map(|r| r.map(|s| s.silence)).collect()
+    let mut out = Vec::new();
+    for row in rows {
+        match row {
+            Ok(s) => out.push(s.silence),
+            Err(e @ rusqlite::Error::FromSqlConversionFailure(..)) => {
+                tracing::error!(error = %e, "unreadable silence ignored; what it would hold pages as usual")
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
 }
 
 /// Runtime silences that have not ended, or ended (or were expired) at or after `since`; newest
@@ -311,6 +323,24 @@ mod tests {
             ]
         );
         assert_eq!(list(&c, t(95), t(91)).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn an_unreadable_silence_fails_open() {
+        let c = db();
+        add(&c, &new("db", &[], 0, 60), t(0)).unwrap();
+        c.execute(
+            "INSERT INTO silences (service, matchers, starts_at, ends_at, comment, created_at) \
+             VALUES ('web', '[\"x=~(\"]', ?1, ?2, 'broken', ?1)",
+            params![ms(t(0)), ms(t(60))],
+        )
+        .unwrap();
+        let got: Vec<_> = active(&c, t(1))
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(got, [SilenceId::Runtime(1)]);
     }
 
     #[test]
