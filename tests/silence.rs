@@ -218,6 +218,30 @@ fn http_silence_records_matching_alerts_without_paging_and_others_page() {
     // Expiring without the token is refused too.
     let (code, _) = d.post_raw("/v1/silences/1/expire", b"", None);
     assert_eq!(code, 401);
+    // DELETE ends silence #2 (kept in the list as expired); the Alertmanager incident it held
+    // pages at once, the one #1 holds still does not.
+    let auth = format!("Bearer {TOKEN}");
+    let r = ureq::delete(&d.url("/v1/silences/2"))
+        .set("Authorization", &auth)
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.into_json().unwrap();
+    assert_eq!(
+        (v["changed"].as_bool(), v["silence"]["state"].as_str()),
+        (Some(true), Some("expired"))
+    );
+    d.wait_for(10, "the page once #2 is gone", || {
+        (pages_for(&sim, am) == 1).then_some(())
+    });
+    assert_eq!(pages_for(&sim, held), 0);
+    match ureq::delete(&d.url("/v1/silences/99"))
+        .set("Authorization", &auth)
+        .call()
+    {
+        Err(ureq::Error::Status(code, _)) => assert_eq!(code, 404),
+        other => panic!("expected 404, got {other:?}"),
+    }
 }
 
 #[test]
