@@ -15,6 +15,7 @@
 //! | [`notify`]     | the durable outbox and the senders: SMS, voice, email                |
 //! | [`modem`]      | the AT engine that owns the serial port, PDU codec, simulator        |
 //! | [`panel`]      | GPIO button and LED behind narrow traits                             |
+//! | [`silence`]    | silences and maintenance windows: which incidents page nobody now    |
 //! | [`ack`]        | acknowledge by phone: SMS commands, missed-call and DTMF acks        |
 //! | [`clock`]      | wall-clock time behind a trait so logic can be tested at any instant |
 //! | [`cli`]        | clap definitions and the client subcommands                          |
@@ -39,4 +40,5 @@ pub mod panel;
 pub mod report;
 pub mod schedule;
 pub mod service;
+pub mod silence;
 pub mod store;

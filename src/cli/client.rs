@@ -189,7 +189,7 @@ impl Client {
     }
 }
 
-fn user() -> String {
+pub(super) fn user() -> String {
     std::env::var("USER").unwrap_or_else(|_| "cli".into())
 }
 

@@ -7,6 +7,7 @@
 mod client;
 pub mod demo;
 mod report;
+mod silence;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +52,8 @@ pub enum Command {
     Oncall(OncallCmd),
     /// Runtime schedule overrides on the running daemon: add, list, delete.
     Override(client::OverrideArgs),
+    /// Silences on the running daemon: add, list, expire (matching incidents page nobody).
+    Silence(silence::SilenceArgs),
     /// A schedule's shifts as a table or an iCalendar feed.
     Schedule(ScheduleCmd),
     /// The page timeline an alert would get if nobody acknowledged (dry run).
@@ -148,6 +151,7 @@ pub fn run_sync(command: Command) -> anyhow::Result<ExitCode> {
         Command::Override(a) => client::overrides(a),
         Command::Report(a) => report::report(a),
         Command::Stats(a) => report::stats(a),
+        Command::Silence(a) => silence::run(a),
         Command::Oncall(c) => {
             let config = load(&c.config)?;
             let overrides = runtime_overrides(&config);

@@ -46,6 +46,8 @@ pub struct Config {
     pub routes: Vec<crate::escalation::Route>,
     pub opsgenie: OpsgenieConfig,
     pub victorops: VictorOpsConfig,
+    /// `[[silences]]`: maintenance windows (runtime silences live in the store).
+    pub silences: Vec<crate::silence::Silence>,
 }
 
 /// `[daemon]`.

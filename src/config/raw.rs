@@ -26,6 +26,7 @@ pub(crate) struct RawConfig {
     pub routes: Vec<RawRoute>,
     pub opsgenie: RawOpsgenie,
     pub victorops: RawVictorOps,
+    pub silences: Vec<RawSilence>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -225,4 +226,18 @@ pub(crate) struct RawOpsgenieKey {
 #[serde(default)]
 pub(crate) struct RawVictorOps {
     pub api_key_file: Option<S<String>>,
+}
+
+/// `[[silences]]`: a maintenance window.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawSilence {
+    pub id: S<String>,
+    pub starts: S<String>,
+    pub ends: S<String>,
+    pub time_zone: Option<S<String>>,
+    pub service: Option<String>,
+    #[serde(default)]
+    pub matchers: Vec<S<String>>,
+    pub comment: Option<String>,
+    pub every: Option<S<String>>,
 }

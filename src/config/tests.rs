@@ -194,6 +194,109 @@ fn business_hours_default_and_errors_point_at_the_window() {
 }
 
 #[test]
+fn maintenance_windows_in_a_zone_are_dst_safe() {
+    let text = format!(
+        r#"{MINIMAL}
+[[silences]]
+id = "spring"
+time_zone = "Europe/Berlin"
+# 02:30 does not exist on 2026-03-29 (clocks jump 02:00 -> 03:00): the first instant after the gap.
+starts = "2026-03-29T01:30"
+ends = "2026-03-29T02:30"
+service = "db"
+
+[[silences]]
+id = "autumn"
+time_zone = "Europe/Berlin"
+# 02:30 happens twice on 2026-10-25: the earlier one (CEST).
+starts = "2026-10-25T02:30"
+ends = "2026-10-25T03:30"
+matchers = ["env=prod", "instance=~db.*"]
+comment = "failover test"
+
+[[silences]]
+id = "offset"
+starts = "2026-11-29T02:00:00+01:00"
+ends = "2026-11-29T04:00:00Z"
+service = "web"
+"#
+    );
+    let c = parse(&text).unwrap().config;
+    let utc = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+    let got: Vec<_> = c
+        .silences
+        .iter()
+        .map(|s| (s.id.key(), s.starts_at, s.ends_at))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "config:spring".to_string(),
+                utc("2026-03-29T00:30:00Z"),
+                utc("2026-03-29T01:00:00Z")
+            ),
+            (
+                "config:autumn".to_string(),
+                utc("2026-10-25T00:30:00Z"),
+                utc("2026-10-25T02:30:00Z")
+            ),
+            (
+                "config:offset".to_string(),
+                utc("2026-11-29T01:00:00Z"),
+                utc("2026-11-29T04:00:00Z")
+            ),
+        ]
+    );
+    assert_eq!(c.silences[1].matchers.len(), 2);
+    assert_eq!(c.silences[1].comment, "failover test");
+}
+
+#[test]
+fn bad_maintenance_windows_point_at_the_line() {
+    let text = format!(
+        r#"{MINIMAL}
+[[silences]]
+id = "a"
+starts = "tomorrow"
+ends = "2026-11-29T04:00"
+service = "db"
+
+[[silences]]
+id = "b"
+starts = "2026-11-29T04:00"
+ends = "2026-11-29T03:00"
+matchers = ["env", "x=~(open"]
+
+[[silences]]
+id = "c"
+starts = "2026-11-29T03:00"
+ends = "2026-11-29T04:00"
+"#
+    );
+    let errs = parse(&text).unwrap_err();
+    let want = [
+        "t.toml:18:10: silences.starts: \"tomorrow\" is not a time",
+        "t.toml:26:13: silences.matchers: matcher \"env\": expected NAME=VALUE",
+        "t.toml:26:20: silences.matchers: matcher \"x=~(open\": bad regular expression: unclosed group",
+        "t.toml:29:6: silences: a silence needs a service or at least one matcher",
+    ];
+    assert_eq!(errs.len(), want.len(), "{errs:#?}");
+    for w in want {
+        assert!(errs.iter().any(|e| e.starts_with(w)), "{w}\n{errs:#?}");
+    }
+    // b's matchers were bad, so its empty window is not reached; check it on its own.
+    let text = format!(
+        "{MINIMAL}\n[[silences]]\nid = \"b\"\nstarts = \"2026-11-29T04:00\"\nends = \"2026-11-29T03:00\"\nservice = \"db\"\n"
+    );
+    let errs = parse(&text).unwrap_err();
+    assert!(
+        errs[0].contains("silences.ends: the silence must end after it starts"),
+        "{errs:?}"
+    );
+}
+
+#[test]
 fn opsgenie_and_victorops_keys_are_read_from_files_and_reported_at_their_line() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("og-db.key"), "og-db-secret\n").unwrap();
@@ -246,5 +349,35 @@ api_key_file = "nope.key"
     assert!(
         unknown[0].contains("unknown key `opsgenie.key`"),
         "{unknown:?}"
+    );
+}
+
+#[test]
+fn a_weekly_maintenance_window_repeats_in_local_time() {
+    let text = format!(
+        "{MINIMAL}\n[[silences]]\nid = \"weekly\"\ntime_zone = \"Europe/Berlin\"\nstarts = \"2026-03-22T02:30\"\nends = \"2026-03-22T03:30\"\nevery = \"7d\"\nservice = \"db\"\n"
+    );
+    let c = parse(&text).unwrap().config;
+    let r = c.silences[0].repeat.as_ref().unwrap();
+    assert_eq!(r.every_days, 7);
+    let at = chrono::DateTime::parse_from_rfc3339("2026-07-05T00:45:00Z")
+        .unwrap()
+        .to_utc();
+    assert!(c.silences[0].in_force(at).is_some());
+    for (every, want) in [
+        (
+            "36h",
+            "silences.every: \"36h\" is not a whole number of days",
+        ),
+        ("1h", "silences.every: \"1h\" is not a whole number of days"),
+    ] {
+        let errs = parse(&text.replace("\"7d\"", &format!("{every:?}"))).unwrap_err();
+        assert!(errs[0].contains(want), "{errs:?}");
+    }
+    let long = text.replace("2026-03-22T03:30", "2026-03-29T03:30");
+    let errs = parse(&long).unwrap_err();
+    assert!(
+        errs[0].contains("the window must be shorter than its repeat period"),
+        "{errs:?}"
     );
 }

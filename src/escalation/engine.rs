@@ -7,6 +7,12 @@
 //! Decisions use the store's clock and the persisted due times, never how long a timer slept; the
 //! task sleeps until the next due time (at most [`MAX_SLEEP`], to notice wall-clock jumps) or
 //! until a commit or a config reload wakes it.
+//!
+//! Silences: before a due step is paged (or an escalation exhausted), the pass asks
+//! [`crate::silence::holding`]; a matching active silence postpones that step to the silence's
+//! end (a persisted due time like any other, so the engine wakes then without polling) and the
+//! timeline says so once; when the silence is over the held step pages as usual. See
+//! [`crate::silence`] for the rules.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +30,7 @@ use crate::config::Config;
 use crate::incident::{Actor, Channel, Incident, IncidentId, Severity, Status};
 use crate::notify::text;
 use crate::schedule::{Override, OverrideSource, OverridesBySchedule};
+use crate::silence::{store as silence_store, Silence};
 use crate::store::outbox::{self, NewPage, PageKind};
 use crate::store::queries::{event, incident, transition};
 use crate::store::{from_ms, ms, Store, StoreError};
@@ -119,6 +126,8 @@ pub fn pass(
     plan: &Plan,
     now: DateTime<Utc>,
 ) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let silences = active_silences(conn, plan, now)?;
+    silence_store::release_stale(conn, &silences, now)?;
     let rows = attention(conn, now)?;
     let overrides = runtime_overrides(conn, now)?;
     for row in rows {
@@ -149,6 +158,13 @@ pub fn pass(
         };
         let route = plan.route(inc.route.as_deref());
         let mut state = row.state;
+        // Which silence holds the due step; an incident held since it opened never paged anyone,
+        // so its acknowledge and resolve are not announced to stakeholders either.
+        let mut hold = row.silenced_by.clone();
+        let first = Next::Step { step: 0, round: 0 };
+        let never_paged = hold.is_some()
+            && matches!(state.phase,
+                Phase::Escalating { next, .. } | Phase::Acknowledged { resume: next, .. } if next == first);
         // At most a few steps per incident per pass: each applied event moves the state on.
         for _ in 0..8 {
             let event = match reconcile(&state, &inc, route) {
@@ -156,18 +172,28 @@ pub fn pass(
                 None => match next_action(&state, policy, now) {
                     Action::Wait { .. } | Action::Idle => None,
                     Action::Page { step, round, .. } => {
-                        page_step(
-                            conn, plan, policy, route, &inc, step, round, &overrides, now,
-                        )?;
-                        Some(Event::Paged {
-                            step,
-                            round,
-                            at: now,
-                        })
+                        if let Some(held) = hold_if_silenced(conn, &silences, &inc, &mut hold, now)?
+                        {
+                            Some(held)
+                        } else {
+                            page_step(
+                                conn, plan, policy, route, &inc, step, round, &overrides, now,
+                            )?;
+                            Some(Event::Paged {
+                                step,
+                                round,
+                                at: now,
+                            })
+                        }
                     }
                     Action::Exhaust => {
-                        event(conn, Some(inc.id), now, "exhausted", None, &format!("escalation policy {} ran {} time(s) without an acknowledgement; incident stays open", policy.id, policy.repeat), None)?;
-                        Some(Event::Exhausted { at: now })
+                        match hold_if_silenced(conn, &silences, &inc, &mut hold, now)? {
+                            Some(held) => Some(held),
+                            None => {
+                                event(conn, Some(inc.id), now, "exhausted", None, &format!("escalation policy {} ran {} time(s) without an acknowledgement; incident stays open", policy.id, policy.repeat), None)?;
+                                Some(Event::Exhausted { at: now })
+                            }
+                        }
                     }
                     Action::Retrigger => {
                         // Keep the snapshot current: the next iteration reconciles against it.
@@ -196,11 +222,21 @@ pub fn pass(
                 Some(s) => state = s,
                 None => break,
             }
-            if matches!(ev, Event::Acknowledged { .. } | Event::Resolved { .. }) {
+            if matches!(ev, Event::Acknowledged { .. } | Event::Resolved { .. }) && !never_paged {
                 stakeholder_update(conn, plan, route, &inc, now)?;
             }
         }
         save(conn, inc.id, &policy.id, &state, now)?;
+        // The mark stays while acknowledged, so a later resolve still knows nobody was paged.
+        let hold = hold.filter(|_| {
+            matches!(
+                state.phase,
+                Phase::Escalating { .. } | Phase::Acknowledged { .. }
+            )
+        });
+        if hold != row.silenced_by {
+            silence_store::set_hold(conn, inc.id, hold.as_deref())?;
+        }
     }
     shift_notices(conn, plan, &overrides, now)?;
     next_due(conn)
@@ -287,12 +323,83 @@ struct Row {
     incident_id: IncidentId,
     policy: String,
     state: EscalationState,
+    /// The silence (key) holding the due step, if any.
+    silenced_by: Option<String>,
+}
+
+/// Silences in force at `now`: the config's maintenance windows and the runtime silences.
+pub fn active_silences(
+    conn: &Connection,
+    plan: &Plan,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<Vec<Silence>> {
+    let mut out: Vec<Silence> = plan
+        .config
+        .silences
+        .iter()
+        .filter_map(|s| s.in_force(now))
+        .collect();
+    out.extend(silence_store::active(conn, now)?);
+    Ok(out)
+}
+
+/// The [`Event::Held`] to apply when a silence holds `inc` at `now` (noting it on the timeline
+/// when this silence was not already holding it); `None` when nothing holds it, noting on the
+/// timeline that a hold is over.
+fn hold_if_silenced(
+    conn: &Connection,
+    silences: &[Silence],
+    inc: &Incident,
+    hold: &mut Option<String>,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<Option<Event>> {
+    match crate::silence::holding(silences, inc, now) {
+        Some(s) => {
+            let key = s.id.key();
+            if hold.as_deref() != Some(key.as_str()) {
+                event(
+                    conn,
+                    Some(inc.id),
+                    now,
+                    "silenced",
+                    None,
+                    &s.describe(),
+                    Some(&serde_json::json!({ "silence": s.id, "until": s.ends_at })),
+                )?;
+                tracing::info!(incident = inc.id, silence = %key, until = %s.ends_at, "page held by a silence");
+            }
+            *hold = Some(key);
+            Ok(Some(Event::Held {
+                until: s.ends_at,
+                at: now,
+            }))
+        }
+        None => {
+            if let Some(key) = hold.take() {
+                event(
+                    conn,
+                    Some(inc.id),
+                    now,
+                    "unsilenced",
+                    None,
+                    &format!(
+                        "{} is over: paging resumes",
+                        crate::silence::SilenceId::from_key(&key)
+                            .map(|id| format!("silence {id}"))
+                            .unwrap_or(key)
+                    ),
+                    None,
+                )?;
+            }
+            Ok(None)
+        }
+    }
 }
 
 /// Escalations that are due, or whose incident changed status since the engine last looked.
 fn attention(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Vec<Row>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT e.incident_id, e.policy, e.phase, e.next_step, e.next_round, e.due_at, e.since \
+        "SELECT e.incident_id, e.policy, e.phase, e.next_step, e.next_round, e.due_at, e.since, e.silenced_by \
          FROM escalations e JOIN incidents i ON i.id = e.incident_id \
          WHERE (e.phase IN ('escalating','acknowledged') AND e.due_at <= ?1) \
             OR (e.phase = 'escalating' AND i.status <> 'triggered') \
@@ -331,6 +438,7 @@ fn attention(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Vec<Row>
                 phase,
                 since: from_ms(r.get(6)?),
             },
+            silenced_by: r.get(7)?,
         })
     })?;
     rows.collect()

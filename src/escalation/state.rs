@@ -110,6 +110,12 @@ pub enum Event {
     Retriggered { at: DateTime<Utc> },
     /// The wall clock was found before `since` (see [`Action::Reschedule`]).
     Rescheduled { at: DateTime<Utc> },
+    /// A silence holds the due step (or exhaustion) until `until`: it is postponed, not done,
+    /// so the escalation neither advances nor exhausts during the window (see `crate::silence`).
+    Held {
+        until: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
 }
 
 /// `t + d`, saturating at the end of time instead of overflowing.
@@ -233,6 +239,9 @@ impl EscalationState {
                 },
                 at,
             ),
+            (Phase::Escalating { next, due }, Event::Held { until, at }) if until > due => {
+                to(Phase::Escalating { next, due: until }, at)
+            }
             (Phase::Escalating { next, due }, Event::Rescheduled { at }) if at < self.since => {
                 let remaining = (due - self.since).to_std().unwrap_or(Duration::ZERO);
                 to(
@@ -668,6 +677,65 @@ mod tests {
             serde_json::from_str::<EscalationState>(&json).unwrap(),
             acked
         );
+    }
+
+    #[test]
+    fn a_held_step_waits_for_the_silence_then_pages_the_same_step() {
+        let p = policy();
+        let mut s = EscalationState::start(t("01:00:00"), Duration::ZERO);
+        drive(&mut s, &p, t("01:00:00")); // step 1 paged; step 2 due at 01:10
+                                          // A silence until 02:00 holds step 2 when it comes due.
+        s = s
+            .apply(
+                Event::Held {
+                    until: t("02:00:00"),
+                    at: t("01:10:00"),
+                },
+                &p,
+            )
+            .unwrap();
+        assert_eq!(
+            next_action(&s, &p, t("01:59:59")),
+            Action::Wait {
+                until: t("02:00:00")
+            },
+            "nothing advances or exhausts in the window"
+        );
+        assert_eq!(
+            drive(&mut s, &p, t("02:00:00")),
+            vec![page(1, 0, "02:00:00")]
+        );
+        // Holding to a time not after the due time is stale and refused.
+        assert_eq!(
+            s.apply(
+                Event::Held {
+                    until: t("02:00:00"),
+                    at: t("02:00:00")
+                },
+                &p
+            ),
+            None
+        );
+        // Acknowledging during a hold works as always.
+        let held = EscalationState::start(t("03:00:00"), Duration::ZERO)
+            .apply(
+                Event::Held {
+                    until: t("04:00:00"),
+                    at: t("03:00:00"),
+                },
+                &p,
+            )
+            .unwrap();
+        let acked = held
+            .apply(
+                Event::Acknowledged {
+                    at: t("03:30:00"),
+                    ack_timeout: None,
+                },
+                &p,
+            )
+            .unwrap();
+        assert_eq!(drive(&mut acked.clone(), &p, t("04:00:00")), vec![]);
     }
 
     #[derive(Debug, Clone, Copy)]

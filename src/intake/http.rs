@@ -56,6 +56,15 @@ pub fn router(intake: Intake, max_body_bytes: usize) -> Router {
         )
         .merge(super::opsgenie::routes())
         .merge(super::victorops::routes())
+        .route(
+            "/v1/silences",
+            get(super::silences::list).post(super::silences::add),
+        )
+        .route(
+            "/v1/silences/:id",
+            axum::routing::delete(super::silences::delete),
+        )
+        .route("/v1/silences/:id/expire", post(super::silences::expire))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(intake)
@@ -103,7 +112,7 @@ fn body_rejection(r: BytesRejection) -> Response {
 
 /// The body of a write, once the token (if any) is checked: 401 before reading anything, then
 /// 413 for an oversized body.
-fn authorized_body(
+pub(super) fn authorized_body(
     intake: &Intake,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,

@@ -12,6 +12,7 @@ pub mod http;
 pub mod oncall;
 pub mod opsgenie;
 pub mod reports;
+pub mod silences;
 pub mod udp;
 pub mod victorops;
 

@@ -147,6 +147,28 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX integration_requests_at ON integration_requests(at);
     "#,
+    // 5: runtime silences (the config's maintenance windows are not stored), and which
+    // silence holds an escalation's due step (crate::silence).
+    r#"
+    CREATE TABLE silences (
+        id          INTEGER PRIMARY KEY,
+        service     TEXT,
+        -- JSON array of matchers as written: ["alertname=DiskFull", "instance=~db.*"]
+        matchers    TEXT    NOT NULL DEFAULT '[]',
+        starts_at   INTEGER NOT NULL,
+        ends_at     INTEGER NOT NULL,
+        comment     TEXT    NOT NULL,
+        created_by  TEXT,
+        created_at  INTEGER NOT NULL,
+        -- Set when someone ended the silence early.
+        expired_at  INTEGER,
+        CHECK (ends_at > starts_at)
+    );
+    CREATE INDEX silences_ends ON silences(ends_at);
+    -- silence::SilenceId::key of the silence that postponed the due step to its end.
+    ALTER TABLE escalations ADD COLUMN silenced_by TEXT;
+    CREATE INDEX escalations_silenced ON escalations(silenced_by) WHERE silenced_by IS NOT NULL;
+    "#,
 ];
 
 /// Brings the database up to the newest version. Refuses a database from a newer pagerbox.

@@ -429,3 +429,138 @@ fn a_key_that_keeps_reopening_is_counted() {
     let flap = tl.iter().find(|e| e.kind == "flapping").expect("counted");
     assert_eq!(flap.data["reopened_last_hour"], 3);
 }
+
+fn setup_with(extra: &str) -> (Connection, Plan) {
+    let mut c = Connection::open_in_memory().unwrap();
+    crate::store::schema::migrate(&mut c).unwrap();
+    let cfg = Config::parse(&format!("{CONFIG}\n{extra}"), "t.toml", Path::new("/"))
+        .unwrap()
+        .config;
+    (c, Plan::new(Arc::new(cfg)))
+}
+
+fn kinds(c: &Connection, id: IncidentId) -> Vec<String> {
+    crate::store::queries::timeline(c, id)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
+}
+
+/// Stakeholder updates queued for incident `id`.
+fn status_updates(c: &Connection, id: IncidentId) -> i64 {
+    c.query_row(
+        "SELECT count(*) FROM outbox WHERE kind='status' AND incident_id=?1",
+        [id],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+/// A maintenance window for service db from t(0) to t(60).
+const WINDOW: &str = r#"
+[[silences]]
+id = "db-upgrade"
+starts = "2026-11-22T03:00:00Z"
+ends = "2026-11-22T04:00:00Z"
+service = "db"
+comment = "upgrading postgres"
+"#;
+
+#[test]
+fn a_silenced_incident_is_recorded_pages_nobody_and_pages_when_the_window_ends() {
+    let (c, plan) = setup_with(WINDOW);
+    let db = trigger(&c, &plan, "db1", "db", t(0));
+    let web = trigger(&c, &plan, "web1", "web", t(0));
+    let next = pass(&c, &plan, t(0)).unwrap();
+    // The web incident pages; the db one is held, and the engine's next wake-up is the end of
+    // the window (not a poll).
+    assert_eq!(next, Some(t(10)), "web's step 2 is the next due");
+    assert_eq!(pages_to(&c, "alice").len(), 3, "only web paged alice");
+    assert!(outbox_rows(&c).iter().all(|r| r.4 != "digest"));
+    assert_eq!(status_updates(&c, db), 0, "no stakeholder page while held");
+    let tl = crate::store::queries::timeline(&c, db).unwrap();
+    let held = tl
+        .iter()
+        .find(|e| e.kind == "silenced")
+        .expect("timeline says silenced");
+    assert!(
+        held.message.starts_with(
+            "silenced by maintenance window \"db-upgrade\" until 2026-11-22 04:00:00 UTC"
+        ),
+        "{}",
+        held.message
+    );
+    // Acknowledge web: the only due time left is the window's end.
+    transition(&c, web, Status::Resolved, &Actor::new("a", "t"), t(1)).unwrap();
+    assert_eq!(pass(&c, &plan, t(1)).unwrap(), Some(t(60)));
+    // Nothing advances or exhausts during the window, and the hold is noted once.
+    for m in [10, 25, 50, 59] {
+        pass(&c, &plan, t(m)).unwrap();
+    }
+    assert_eq!(pages_to(&c, "alice").len(), 3);
+    assert!(pages_to(&c, "bob").is_empty());
+    assert_eq!(kinds(&c, db).iter().filter(|k| *k == "silenced").count(), 1);
+    // The window ends: the still-open incident pages from the first step, stakeholders too.
+    assert_eq!(pass(&c, &plan, t(60)).unwrap(), Some(t(70)));
+    assert_eq!(pages_to(&c, "alice").len(), 6);
+    assert_eq!(status_updates(&c, db), 1);
+    let k = kinds(&c, db);
+    let at = |kind: &str| k.iter().position(|x| x == kind).unwrap();
+    assert!(
+        at("silenced") < at("unsilenced") && at("unsilenced") < at("escalation"),
+        "{k:?}"
+    );
+}
+
+#[test]
+fn an_incident_resolved_in_the_window_never_pages_nor_tells_stakeholders() {
+    let (c, plan) = setup_with(WINDOW);
+    let db = trigger(&c, &plan, "db1", "db", t(0));
+    pass(&c, &plan, t(0)).unwrap();
+    transition(&c, db, Status::Acknowledged, &Actor::new("a", "t"), t(5)).unwrap();
+    pass(&c, &plan, t(5)).unwrap();
+    transition(&c, db, Status::Resolved, &Actor::new("a", "t"), t(6)).unwrap();
+    pass(&c, &plan, t(6)).unwrap();
+    pass(&c, &plan, t(61)).unwrap();
+    assert!(pages_to(&c, "alice").is_empty());
+    assert_eq!(status_updates(&c, db), 0);
+    assert_eq!(pass(&c, &plan, t(61)).unwrap(), None);
+}
+
+#[test]
+fn a_runtime_silence_holds_the_next_step_and_expiring_it_pages_at_once() {
+    let (c, plan) = setup();
+    let db = trigger(&c, &plan, "db1", "db", t(0));
+    pass(&c, &plan, t(0)).unwrap(); // alice paged; bob due at t(10)
+    let s = crate::silence::Silence::new(
+        crate::silence::SilenceId::Runtime(0),
+        None,
+        vec![crate::silence::Matcher::parse("service=~d.").unwrap()],
+        t(5),
+        t(120),
+        "hands off".into(),
+    )
+    .unwrap();
+    crate::silence::store::add(&c, &s, t(5)).unwrap();
+    // Bob's step comes due inside the silence: held until its end, not paged.
+    assert_eq!(pass(&c, &plan, t(10)).unwrap(), Some(t(120)));
+    assert!(pages_to(&c, "bob").is_empty());
+    assert!(crate::store::queries::timeline(&c, db)
+        .unwrap()
+        .iter()
+        .any(|e| e.kind == "silenced" && e.message.starts_with("silenced by #1 until")));
+    // Expired early: the held step (bob's, not alice's again) pages in the next pass.
+    crate::silence::store::expire(&c, 1, "carol", t(30)).unwrap();
+    pass(&c, &plan, t(30)).unwrap();
+    assert_eq!(pages_to(&c, "bob"), [("sms".into(), 30)]);
+    assert_eq!(pages_to(&c, "alice").len(), 3, "alice is not paged twice");
+    let esc: Option<String> = c
+        .query_row(
+            "SELECT silenced_by FROM escalations WHERE incident_id=?1",
+            [db],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(esc, None, "the hold mark is cleared");
+}

@@ -1,0 +1,439 @@
+//! End-to-end silences and maintenance windows: the real daemon binary, the modem simulator on a
+//! real PTY, and the CLI. Matching alerts are recorded and on the timeline but page nobody while
+//! the silence is active; when it ends (or is expired) the still-open incidents page.
+
+mod util;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use util::{fixture, Daemon, ExternalSim};
+
+const ALICE: &str = "+4915100000011";
+const TOKEN: &str = "s3cret-token";
+
+/// Alice is on call, SMS only; one step with a long wait (no repeats during a test); no grouping,
+/// so each incident is its own SMS.
+fn config(sim: &ExternalSim, extra: &str) -> String {
+    format!(
+        r#"
+[modem]
+device = "{link}"
+profile = "sim7600"
+command_timeout = "2s"
+sms_timeout = "5s"
+health_interval = "1s"
+
+[paging]
+max_attempts = 2
+channel_timeout = "3s"
+group_window = "0s"
+rate_limit_count = 100
+
+[[users]]
+id = "alice"
+phone = "{ALICE}"
+[[users.rules]]
+channel = "sms"
+after = "0s"
+
+[[schedules]]
+id = "primary"
+time_zone = "Europe/Berlin"
+[[schedules.layers]]
+users = ["alice"]
+shift = "1w"
+start = "2026-01-05T09:00"
+
+[[policies]]
+id = "default"
+[[policies.steps]]
+schedules = ["primary"]
+wait = "10m"
+
+[[routes]]
+id = "default"
+policy = "default"
+
+{extra}
+"#,
+        link = sim.link.display()
+    )
+}
+
+fn start(sim: &ExternalSim, extra: &str, token: Option<&str>) -> Daemon {
+    let d = Daemon::start_with(&config(sim, extra), token);
+    d.wait_for(20, "modem up", || {
+        let (_, h) = d.get("/healthz");
+        (h["modem"]["state"] == "up").then_some(())
+    });
+    d
+}
+
+fn trigger(d: &Daemon, key: &str, service: &str, summary: &str, details: Value) -> i64 {
+    let (code, v) = d.post_json(
+        "/v1/alerts",
+        json!({"summary": summary, "severity": "critical", "service": service, "dedup_key": key, "details": details}),
+    );
+    assert_eq!(code, 202, "{v}");
+    v["incident_id"].as_i64().unwrap()
+}
+
+fn timeline(d: &Daemon, id: i64) -> Vec<(String, String)> {
+    let (_, v) = d.get(&format!("/v1/incidents/{id}"));
+    v["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().to_string(),
+                e["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn has(d: &Daemon, id: i64, kind: &str) -> bool {
+    timeline(d, id).iter().any(|(k, _)| k == kind)
+}
+
+/// SMS to alice that mention incident `id`.
+fn pages_for(sim: &ExternalSim, id: i64) -> usize {
+    sim.sms_to(ALICE)
+        .iter()
+        .filter(|t| t.starts_with(&format!("#{id} ")))
+        .count()
+}
+
+fn cli_ok(d: &Daemon, args: &[&str]) -> String {
+    let out = d.cli(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn http_silence_records_matching_alerts_without_paging_and_others_page() {
+    let sim = ExternalSim::start();
+    let d = start(&sim, "", Some(TOKEN));
+    let silence = json!({
+        "service": "db", "matchers": ["env=prod"], "duration": "1h",
+        "comment": "db upgrade", "created_by": "carol"
+    });
+    // Writes need the token.
+    let (code, v) = d.post_raw("/v1/silences", silence.to_string().as_bytes(), None);
+    assert_eq!(code, 401, "{v}");
+    // A bad matcher is a 400 that says what is wrong.
+    let (code, v) = d.post_json(
+        "/v1/silences",
+        json!({"matchers": ["env"], "duration": "1h", "comment": "x"}),
+    );
+    assert_eq!(code, 400, "{v}");
+    let errors = v["errors"].to_string();
+    assert!(
+        errors.contains("matcher \\\"env\\\": expected NAME=VALUE"),
+        "{v}"
+    );
+    let (code, v) = d.post_json(
+        "/v1/silences",
+        json!({"matchers": ["x=~(open"], "duration": "1h", "comment": "x"}),
+    );
+    assert_eq!(code, 400, "{v}");
+    assert!(
+        v["errors"].to_string().contains("bad regular expression"),
+        "{v}"
+    );
+    // No condition at all would silence everything: refused.
+    let (code, v) = d.post_json("/v1/silences", json!({"duration": "1h", "comment": "x"}));
+    assert_eq!(code, 400, "{v}");
+    assert!(
+        v["errors"].to_string().contains("would silence everything"),
+        "{v}"
+    );
+
+    let (code, v) = d.post_json("/v1/silences", silence);
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(
+        (v["kind"].as_str(), v["id"].as_i64()),
+        (Some("runtime"), Some(1))
+    );
+    assert_eq!(v["state"], "active");
+    // An Alertmanager alert held by its labels, through a second silence.
+    let (code, v) = d.post_json(
+        "/v1/silences",
+        json!({"matchers": ["team=infra", "instance=~db[0-9]+:9100"], "duration": "1h", "comment": "rack move"}),
+    );
+    assert_eq!(code, 201, "{v}");
+
+    let held = trigger(&d, "db-prod", "db", "db1 disk full", json!({"env": "prod"}));
+    let (code, v) = d.post(
+        "/v1/integrations/alertmanager",
+        &fixture("alertmanager/alertmanager-webhook-curl-firing.json"),
+    );
+    assert_eq!(code, 202, "{v}");
+    let am = v["alerts"][0]["incident_id"].as_i64().unwrap();
+    let dev = trigger(&d, "db-dev", "db", "db9 disk full", json!({"env": "dev"}));
+    let web = trigger(&d, "web", "web", "web down", json!({}));
+    // The ones no silence matches page.
+    for id in [dev, web] {
+        d.wait_for(15, "the unsilenced page", || {
+            (pages_for(&sim, id) == 1).then_some(())
+        });
+    }
+    // The silenced ones are recorded, with the reason on their timeline, and page nobody.
+    d.wait_for(5, "silenced on the timeline", || {
+        (has(&d, held, "silenced") && has(&d, am, "silenced")).then_some(())
+    });
+    let msg = timeline(&d, held)
+        .into_iter()
+        .find(|(k, _)| k == "silenced")
+        .unwrap()
+        .1;
+    assert!(msg.starts_with("silenced by #1 until "), "{msg}");
+    assert!(msg.contains("service=db, env=prod): db upgrade"), "{msg}");
+    let am_msg = timeline(&d, am)
+        .into_iter()
+        .find(|(k, _)| k == "silenced")
+        .unwrap()
+        .1;
+    assert!(am_msg.starts_with("silenced by #2 until "), "{am_msg}");
+    let (_, inc) = d.get(&format!("/v1/incidents/{held}"));
+    assert_eq!(inc["incident"]["status"], "triggered");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(pages_for(&sim, held), 0);
+    assert_eq!(pages_for(&sim, am), 0);
+    assert_eq!(sim.sms_to(ALICE).len(), 2, "{:?}", sim.sms_to(ALICE));
+    // The list shows both, reads need no token.
+    let (code, v) = d.get("/v1/silences");
+    assert_eq!(code, 200);
+    let list = v["silences"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{v}");
+    assert_eq!(list[1]["matchers"], json!(["env=prod"]));
+    assert_eq!(list[1]["created_by"], "carol");
+    // Expiring without the token is refused too.
+    let (code, _) = d.post_raw("/v1/silences/1/expire", b"", None);
+    assert_eq!(code, 401);
+    // DELETE ends silence #2 (kept in the list as expired); the Alertmanager incident it held
+    // pages at once, the one #1 holds still does not.
+    let auth = format!("Bearer {TOKEN}");
+    let r = ureq::delete(&d.url("/v1/silences/2"))
+        .set("Authorization", &auth)
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.into_json().unwrap();
+    assert_eq!(
+        (v["changed"].as_bool(), v["silence"]["state"].as_str()),
+        (Some(true), Some("expired"))
+    );
+    d.wait_for(10, "the page once #2 is gone", || {
+        (pages_for(&sim, am) == 1).then_some(())
+    });
+    assert_eq!(pages_for(&sim, held), 0);
+    match ureq::delete(&d.url("/v1/silences/99"))
+        .set("Authorization", &auth)
+        .call()
+    {
+        Err(ureq::Error::Status(code, _)) => assert_eq!(code, 404),
+        other => panic!("expected 404, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_silence_for_2s_ends_and_the_still_open_incident_pages() {
+    let sim = ExternalSim::start();
+    let d = start(&sim, "", None);
+    let out = cli_ok(
+        &d,
+        &[
+            "silence",
+            "add",
+            "--service",
+            "db",
+            "--matcher",
+            "env=prod",
+            "--for",
+            "2s",
+            "--comment",
+            "restart",
+        ],
+    );
+    assert!(out.starts_with("silence #1 active until "), "{out}");
+    let started = Instant::now();
+    let id = trigger(&d, "k", "db", "db down", json!({"env": "prod"}));
+    d.wait_for(5, "silenced on the timeline", || {
+        has(&d, id, "silenced").then_some(())
+    });
+    assert_eq!(pages_for(&sim, id), 0);
+    let sms = d.wait_for(20, "the page after the window", || {
+        sim.sms_to(ALICE).into_iter().next()
+    });
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "paged {:?} after the silence was added",
+        started.elapsed()
+    );
+    assert!(sms.starts_with(&format!("#{id} CRIT db: db down")), "{sms}");
+    let kinds: Vec<String> = timeline(&d, id).into_iter().map(|(k, _)| k).collect();
+    let at = |k: &str| kinds.iter().position(|x| x == k).unwrap();
+    assert!(at("silenced") < at("unsilenced"), "{kinds:?}");
+    assert!(at("unsilenced") < at("escalation"), "{kinds:?}");
+    let list = cli_ok(&d, &["silence", "list"]);
+    assert!(list.contains("#1") && list.contains("ended"), "{list}");
+}
+
+#[test]
+fn expiring_a_silence_early_with_the_cli_pages_at_once() {
+    let sim = ExternalSim::start();
+    let d = start(&sim, "", Some(TOKEN));
+    cli_ok(
+        &d,
+        &[
+            "silence",
+            "add",
+            "--service",
+            "db",
+            "--for",
+            "2h",
+            "--comment",
+            "db upgrade",
+        ],
+    );
+    let id = trigger(&d, "k", "db", "db down", json!({}));
+    d.wait_for(5, "silenced on the timeline", || {
+        has(&d, id, "silenced").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(pages_for(&sim, id), 0);
+    let list = cli_ok(&d, &["silence", "list"]);
+    assert!(
+        list.contains("#1") && list.contains("active") && list.contains("service=db"),
+        "{list}"
+    );
+    let out = cli_ok(&d, &["silence", "expire", "1"]);
+    assert_eq!(out.trim(), "silence #1 expired");
+    d.wait_for(10, "the page after expiry", || {
+        (pages_for(&sim, id) == 1).then_some(())
+    });
+    let out = cli_ok(&d, &["silence", "expire", "#1"]);
+    assert_eq!(out.trim(), "silence #1 was already expired");
+    let (_, v) = d.get("/v1/silences");
+    assert_eq!(v["silences"][0]["state"], "expired");
+}
+
+#[test]
+fn an_incident_resolved_during_the_window_never_pages() {
+    let sim = ExternalSim::start();
+    let d = start(&sim, "", None);
+    cli_ok(
+        &d,
+        &[
+            "silence",
+            "add",
+            "--service",
+            "db",
+            "--for",
+            "2s",
+            "--comment",
+            "deploy",
+        ],
+    );
+    let id = trigger(&d, "k", "db", "db down", json!({}));
+    d.wait_for(5, "silenced on the timeline", || {
+        has(&d, id, "silenced").then_some(())
+    });
+    let (code, _) = d.post_json(&format!("/v1/incidents/{id}/resolve"), json!({"by": "bob"}));
+    assert_eq!(code, 200);
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(sim.sms_to(ALICE).is_empty(), "{:?}", sim.sms_to(ALICE));
+    assert!(!has(&d, id, "escalation"));
+}
+
+#[test]
+fn a_config_maintenance_window_holds_until_its_end() {
+    let sim = ExternalSim::start();
+    let now = chrono::Utc::now();
+    let window = format!(
+        "[[silences]]\nid = \"db-upgrade\"\nstarts = \"{}\"\nends = \"{}\"\nservice = \"db\"\ncomment = \"planned\"\n",
+        (now - chrono::Duration::hours(1)).to_rfc3339(),
+        (now + chrono::Duration::seconds(6)).to_rfc3339(),
+    );
+    let d = start(&sim, &window, None);
+    let id = trigger(&d, "k", "db", "db down", json!({}));
+    let other = trigger(&d, "w", "web", "web down", json!({}));
+    d.wait_for(10, "the web page", || {
+        (pages_for(&sim, other) == 1).then_some(())
+    });
+    let msg = d.wait_for(5, "silenced on the timeline", || {
+        timeline(&d, id).into_iter().find(|(k, _)| k == "silenced")
+    });
+    assert!(
+        msg.1
+            .starts_with("silenced by maintenance window \"db-upgrade\" until"),
+        "{}",
+        msg.1
+    );
+    assert_eq!(pages_for(&sim, id), 0);
+    let (_, v) = d.get("/v1/silences");
+    let s = &v["silences"][0];
+    assert_eq!(
+        (s["kind"].as_str(), s["id"].as_str()),
+        (Some("config"), Some("db-upgrade"))
+    );
+    assert_eq!(s["state"], "active");
+    // A config window is changed in the config, not over the API.
+    let out = d.cli(&["silence", "expire", "db-upgrade"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("409") && err.contains("from the config"),
+        "{err}"
+    );
+    d.wait_for(20, "the page when the window ends", || {
+        (pages_for(&sim, id) == 1).then_some(())
+    });
+    assert!(chrono::Utc::now() >= now + chrono::Duration::seconds(6));
+}
+
+#[test]
+fn a_hold_survives_a_crash_and_pages_when_the_window_ends() {
+    let sim = ExternalSim::start();
+    let mut d = start(&sim, "", None);
+    cli_ok(
+        &d,
+        &[
+            "silence",
+            "add",
+            "--service",
+            "db",
+            "--for",
+            "5s",
+            "--comment",
+            "reboot",
+        ],
+    );
+    let id = trigger(&d, "k", "db", "db down", json!({}));
+    d.wait_for(5, "silenced on the timeline", || {
+        has(&d, id, "silenced").then_some(())
+    });
+    d.kill9();
+    d.spawn();
+    d.wait_for(
+        20,
+        "the page after the window, from the restarted daemon",
+        || (pages_for(&sim, id) == 1).then_some(()),
+    );
+    assert_eq!(
+        timeline(&d, id)
+            .iter()
+            .filter(|(k, _)| k == "silenced")
+            .count(),
+        1,
+        "the restart did not hold it a second time"
+    );
+}
