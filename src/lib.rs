@@ -20,6 +20,7 @@
 //! | [`daemon`]     | wiring: starts the tasks, waits for shutdown                         |
 //! | [`service`]    | systemd: readiness/reload/stop notices, the liveness-gated watchdog  |
 //! | [`docgen`]     | man pages and shell completions generated from the clap definitions  |
+//! | [`status_page`] | the local HTML status page: incidents, on call, health; login, CSRF |
 
 pub mod ack;
 pub mod cli;
@@ -35,4 +36,5 @@ pub mod notify;
 pub mod panel;
 pub mod schedule;
 pub mod service;
+pub mod status_page;
 pub mod store;

@@ -49,6 +49,8 @@ pub struct Intake {
     pub paging: Option<watch::Receiver<crate::notify::sender::PagingHealth>>,
     /// The modem's health, when there is a modem.
     pub modem: Option<watch::Receiver<crate::modem::Health>>,
+    /// The modem handle, for the status page's registration/operator/signal/SIM line.
+    pub modem_handle: Option<crate::modem::Modem>,
 }
 
 impl Intake {
