@@ -84,6 +84,18 @@ fn trigger(d: &Daemon, summary: &str, key: &str) -> i64 {
     v["incident_id"].as_i64().unwrap()
 }
 
+/// The visible text of the incident's row on the page.
+async fn row_text(
+    client: &fantoccini::Client,
+    id: i64,
+) -> Result<String, fantoccini::error::CmdError> {
+    client
+        .find(Locator::Id(&format!("incident-{id}")))
+        .await?
+        .text()
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_logs_in_sees_the_incident_and_acknowledges_it() {
     let driver = start_chromedriver();
@@ -133,11 +145,7 @@ async fn browser_logs_in_sees_the_incident_and_acknowledges_it() {
                 "form[action='/ui/incidents/{id}/acknowledge'] button"
             )))
             .await?;
-        let row = client
-            .find(Locator::Id(&format!("incident-{id}")))
-            .await?
-            .text()
-            .await?;
+        let row = row_text(&client, id).await?;
         assert!(row.contains("disk on db1 is 97% full"), "{row}");
         assert!(row.contains("triggered"), "{row}");
 
@@ -157,11 +165,7 @@ async fn browser_logs_in_sees_the_incident_and_acknowledges_it() {
                 "#incident-{id} .status.acknowledged"
             )))
             .await?;
-        let row = client
-            .find(Locator::Id(&format!("incident-{id}")))
-            .await?
-            .text()
-            .await?;
+        let row = row_text(&client, id).await?;
         assert!(row.contains("acknowledged by status-page via web"), "{row}");
         // The Acknowledge button is gone; Resolve stays.
         assert!(client
@@ -423,4 +427,29 @@ fn on_call_section_matches_the_api() {
         "{}",
         a.body
     );
+}
+
+#[test]
+fn modem_section_shows_registration_operator_signal_and_sim() {
+    let d = Daemon::start(
+        r#"
+[modem]
+device = "simulator"
+health_interval = "1s"
+[modem.simulator]
+command_delay = "0ms"
+"#,
+    );
+    let body = d.wait_for(30, "the page to show the modem up", || {
+        let a = answer(agent().get(&d.url("/")).call());
+        a.body
+            .contains(r#"<span class="up">up</span>"#)
+            .then_some(a.body)
+    });
+    let modem = &body[body.find(r#"id="modem""#).unwrap()..];
+    let modem = &modem[..modem.find("</td>").unwrap()];
+    assert!(modem.contains("Registered: yes"), "{modem}");
+    assert!(modem.contains("dBm"), "{modem}");
+    assert!(modem.contains("SIM: Ready"), "{modem}");
+    assert!(modem.contains("operator: "), "{modem}");
 }

@@ -256,15 +256,19 @@ async fn login(
         tracing::warn!("status page login with a wrong token");
         return st.render(&HeaderMap::new(), true).await;
     }
+    back_setting_session(&auth::session_for(token.expose()), SESSION_MAX_AGE_SECONDS)
+}
+
+/// [`back`] with the session cookie set to `value` for `max_age` seconds (0 clears it).
+fn back_setting_session(value: &str, max_age: u64) -> Response {
     let cookie = format!(
-        "{}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={SESSION_MAX_AGE_SECONDS}",
+        "{}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}",
         auth::SESSION_COOKIE,
-        auth::session_for(token.expose())
     );
     let mut r = back();
     r.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).expect("hex cookie is a valid header"),
+        HeaderValue::from_str(&cookie).expect("a hex cookie is a valid header"),
     );
     r
 }
@@ -283,16 +287,7 @@ async fn logout(
     if let Err(r) = st.check_post(&headers, &session, f.csrf.as_deref()) {
         return *r;
     }
-    let mut r = back();
-    let clear = format!(
-        "{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0",
-        auth::SESSION_COOKIE
-    );
-    r.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&clear).expect("static cookie is a valid header"),
-    );
-    r
+    back_setting_session("", 0)
 }
 
 async fn transition(
