@@ -15,6 +15,8 @@ use serde_json::json;
 use util::Daemon;
 
 const TOKEN: &str = "s3cret-status-token";
+/// The most the browser may take to start, and separately to run all its steps.
+const BROWSER_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A chromedriver child process on a free loopback port, killed on drop.
 struct ChromeDriver {
@@ -115,13 +117,16 @@ async fn browser_logs_in_sees_the_incident_and_acknowledges_it() {
             ]
         }),
     );
-    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{}", driver.port))
+    let mut builder = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+    builder.capabilities(caps);
+    let webdriver = format!("http://127.0.0.1:{}", driver.port);
+    let connect = builder.connect(&webdriver);
+    let client = tokio::time::timeout(BROWSER_TIMEOUT, connect)
         .await
+        .expect("Chromium started within the time limit")
         .expect("a WebDriver session with headless Chromium");
 
-    let result = async {
+    let steps = async {
         client.goto(&d.url("/")).await?;
         // Not logged in: the summary is readable, but there is a login form and no buttons.
         let source = client.source().await?;
@@ -175,8 +180,11 @@ async fn browser_logs_in_sees_the_incident_and_acknowledges_it() {
             .await
             .is_err());
         Ok::<_, fantoccini::error::CmdError>(())
-    }
-    .await;
+    };
+    // A wedged browser must fail the test, not hang the suite.
+    let result = tokio::time::timeout(BROWSER_TIMEOUT, steps)
+        .await
+        .unwrap_or_else(|_| Err(fantoccini::error::CmdError::WaitTimeout));
     if let Err(e) = &result {
         let at = client.current_url().await.map(|u| u.to_string());
         let source = client.source().await.unwrap_or_default();
