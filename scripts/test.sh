@@ -4,14 +4,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Everything the tests need comes from Cargo (dev-dependencies); nothing to install yet beyond
-# the Rust toolchain itself.
-# The OpenMetrics reference parser (the Prometheus project's Python client, ~200 KB) lints
-# GET /metrics in tests/metrics.rs; that test skips the lint where it cannot be installed.
-if ! /usr/bin/python3 -c 'import prometheus_client' 2>/dev/null && command -v apt-get >/dev/null \
-    && [ "$(id -u)" = 0 ]; then
+# Debian packages some tests need, installed once when missing (needs root, or sudo):
+# - chromium + chromium-driver: the status page test (tests/status_page.rs) drives headless
+#   Chromium through chromedriver;
+# - python3-prometheus-client: the OpenMetrics reference parser (the Prometheus project's Python
+#   client, ~200 KB) lints GET /metrics in tests/metrics.rs (that lint is skipped without it).
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+/usr/bin/python3 -c 'import prometheus_client' 2>/dev/null || need+=(python3-prometheus-client)
+if [ "${#need[@]}" -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    echo "test.sh: installing ${need[*]} for the tests" >&2
     export DEBIAN_FRONTEND=noninteractive
-    { apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-prometheus-client >/dev/null; } \
-        || echo "test.sh: python3-prometheus-client not installed; the /metrics lint is skipped"
+    $sudo apt-get update -qq >/dev/null
+    $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+
+# Everything else the tests need comes from Cargo (dev-dependencies).
 cargo test --all-targets --locked

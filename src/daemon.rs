@@ -243,6 +243,7 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
         paging: Some(paging_rx),
         modem: modem.as_ref().map(|(_, h)| h.clone()),
         metrics: metrics.clone(),
+        modem_handle: modem.as_ref().map(|(m, _)| m.clone()),
     };
     tracker.spawn(intake::http::serve(
         http,

@@ -23,6 +23,7 @@
 //! | [`service`]    | systemd: readiness/reload/stop notices, the liveness-gated watchdog  |
 //! | [`docgen`]     | man pages and shell completions generated from the clap definitions  |
 //! | [`report`]     | post-incident reports (Markdown/JSON) and on-call review stats       |
+//! | [`status_page`] | the local HTML status page: incidents, on call, health; login, CSRF |
 
 pub mod ack;
 pub mod cli;
@@ -41,4 +42,5 @@ pub mod report;
 pub mod schedule;
 pub mod service;
 pub mod silence;
+pub mod status_page;
 pub mod store;

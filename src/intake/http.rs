@@ -67,7 +67,8 @@ pub fn router(intake: Intake, max_body_bytes: usize) -> Router {
         .route("/v1/silences/:id/expire", post(super::silences::expire))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .with_state(intake)
+        .with_state(intake.clone())
+        .merge(crate::status_page::router(intake))
 }
 
 /// A JSON error answer in pagerbox's own shape.

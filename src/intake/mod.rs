@@ -56,6 +56,8 @@ pub struct Intake {
     pub modem: Option<watch::Receiver<crate::modem::Health>>,
     /// Event counters for `/metrics`; intake counts alerts by source and outcome.
     pub metrics: crate::metrics::Metrics,
+    /// The modem handle, for the status page's registration/operator/signal/SIM line.
+    pub modem_handle: Option<crate::modem::Modem>,
 }
 
 impl Intake {

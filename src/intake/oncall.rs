@@ -18,7 +18,7 @@ use crate::escalation::engine::runtime_overrides;
 use crate::schedule::{parse_date_or_time, parse_time, OverridesBySchedule};
 use crate::store::overrides;
 
-async fn current_overrides(intake: &Intake) -> Result<OverridesBySchedule, Response> {
+pub(crate) async fn current_overrides(intake: &Intake) -> Result<OverridesBySchedule, Response> {
     intake
         .store
         .call(|c, now| Ok(runtime_overrides(c, now)?))
@@ -39,16 +39,30 @@ pub async fn oncall(State(intake): State<Intake>) -> Response {
         .schedules
         .iter()
         .map(|s| {
-            let o = rt.get(&s.id).map(Vec::as_slice).unwrap_or(&[]);
-            let current = s.on_call(now, o);
-            let next = current
-                .as_ref()
-                .and_then(|c| c.until)
-                .and_then(|t| s.on_call(t, o));
+            let (current, next) = now_and_next(s, &rt, now);
             json!({ "schedule": s.id, "name": s.name, "time_zone": s.tz.name(), "on_call": current, "next": next })
         })
         .collect();
     Json(json!({ "at": now, "schedules": list })).into_response()
+}
+
+/// Who is on call in `s` at `now` and who follows when that stretch ends (the answer of
+/// `GET /v1/oncall` and the status page). `None` where nobody is on call.
+pub fn now_and_next(
+    s: &crate::schedule::Schedule,
+    rt: &OverridesBySchedule,
+    now: chrono::DateTime<Utc>,
+) -> (
+    Option<crate::schedule::OnCall>,
+    Option<crate::schedule::OnCall>,
+) {
+    let o = rt.get(&s.id).map(Vec::as_slice).unwrap_or(&[]);
+    let current = s.on_call(now, o);
+    let next = current
+        .as_ref()
+        .and_then(|c| c.until)
+        .and_then(|t| s.on_call(t, o));
+    (current, next)
 }
 
 #[derive(Debug, Deserialize)]
