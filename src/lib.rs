@@ -11,6 +11,7 @@
 //! | [`intake`]     | HTTP (axum) and UDP intake, alert formats (own, PagerDuty, Alertmanager) |
 //! | [`schedule`]   | pure: who is on call at an instant (time zones, DST, overrides)      |
 //! | [`escalation`] | policies, routes, notification rules; the engine that times steps    |
+//! | [`heartbeat`]  | dead-man's switches: pings, deadlines, the incident when one is missed |
 //! | [`notify`]     | the durable outbox and the senders: SMS, voice, email                |
 //! | [`modem`]      | the AT engine that owns the serial port, PDU codec, simulator        |
 //! | [`panel`]      | GPIO button and LED behind narrow traits                             |
@@ -28,6 +29,7 @@ pub mod config;
 pub mod daemon;
 pub mod docgen;
 pub mod escalation;
+pub mod heartbeat;
 pub mod incident;
 pub mod intake;
 pub mod modem;

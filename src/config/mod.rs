@@ -42,6 +42,8 @@ pub struct Config {
     pub schedules: Vec<crate::schedule::Schedule>,
     pub policies: Vec<crate::escalation::Policy>,
     pub routes: Vec<crate::escalation::Route>,
+    /// `[[heartbeats]]`: dead-man's switches watched by [`crate::heartbeat`].
+    pub heartbeats: Vec<crate::heartbeat::Heartbeat>,
 }
 
 /// `[daemon]`.

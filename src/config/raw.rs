@@ -24,6 +24,7 @@ pub(crate) struct RawConfig {
     pub schedules: Vec<RawSchedule>,
     pub policies: Vec<RawPolicy>,
     pub routes: Vec<RawRoute>,
+    pub heartbeats: Vec<RawHeartbeat>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -204,4 +205,15 @@ pub(crate) struct RawMatch {
     pub severity: Vec<S<String>>,
     pub source: Option<String>,
     pub routing_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawHeartbeat {
+    pub id: S<String>,
+    pub interval: S<String>,
+    pub grace: Option<S<String>>,
+    pub route: S<String>,
+    pub summary: Option<String>,
+    pub severity: Option<S<String>>,
+    pub service: Option<String>,
 }

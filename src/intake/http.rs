@@ -47,6 +47,15 @@ pub fn router(intake: Intake, max_body_bytes: usize) -> Router {
             "/v1/schedules/:id/overrides/:oid",
             axum::routing::delete(super::oncall::delete_override),
         )
+        .route("/v1/heartbeats", get(super::heartbeats::list))
+        .route(
+            "/v1/heartbeats/:id",
+            get(super::heartbeats::show).post(super::heartbeats::ping),
+        )
+        .route(
+            "/v1/heartbeats/:id/ping",
+            get(super::heartbeats::ping).post(super::heartbeats::ping),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(intake)
@@ -94,7 +103,7 @@ fn body_rejection(r: BytesRejection) -> Response {
 
 /// The body of a write, once the token (if any) is checked: 401 before reading anything, then
 /// 413 for an oversized body.
-fn authorized_body(
+pub(super) fn authorized_body(
     intake: &Intake,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
