@@ -46,6 +46,8 @@ pub enum Command {
     Oncall(OncallCmd),
     /// Runtime schedule overrides on the running daemon: add, list, delete.
     Override(client::OverrideArgs),
+    /// Heartbeat monitors on the running daemon: list their state, or ping one.
+    Heartbeat(client::HeartbeatArgs),
     /// A schedule's shifts as a table or an iCalendar feed.
     Schedule(ScheduleCmd),
     /// The page timeline an alert would get if nobody acknowledged (dry run).
@@ -141,6 +143,7 @@ pub fn run_sync(command: Command) -> anyhow::Result<ExitCode> {
         Command::Ack(a) => client::transition(a, "acknowledge"),
         Command::Resolve(a) => client::transition(a, "resolve"),
         Command::Override(a) => client::overrides(a),
+        Command::Heartbeat(a) => client::heartbeats(a),
         Command::Oncall(c) => {
             let config = load(&c.config)?;
             let overrides = runtime_overrides(&config);
