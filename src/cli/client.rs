@@ -53,6 +53,14 @@ pub struct SendArgs {
     /// Details as KEY=VALUE, repeatable.
     #[arg(long = "detail", value_name = "KEY=VALUE")]
     pub details: Vec<String>,
+    /// A monitoring state (Nagios/Icinga: OK, UP, WARNING, CRITICAL, UNKNOWN, DOWN,
+    /// UNREACHABLE): sets action and severity (OK/UP resolve; see contrib/README.md).
+    #[arg(long)]
+    pub state: Option<String>,
+    /// A notification type (PROBLEM, RECOVERY, ACKNOWLEDGEMENT, FLAPPINGSTART, DOWNTIMESTART,
+    /// ...): RECOVERY resolves, ACKNOWLEDGEMENT acknowledges, flapping/downtime send nothing.
+    #[arg(long)]
+    pub notification_type: Option<String>,
     /// The summary.
     pub summary: Vec<String>,
 }
@@ -172,7 +180,24 @@ fn user() -> String {
     std::env::var("USER").unwrap_or_else(|_| "cli".into())
 }
 
-pub(super) fn send(a: SendArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn send(mut a: SendArgs) -> anyhow::Result<ExitCode> {
+    if a.state.is_some() || a.notification_type.is_some() {
+        use super::monitoring::{decide, Decision};
+        match decide(a.state.as_deref(), a.notification_type.as_deref())
+            .map_err(anyhow::Error::msg)?
+        {
+            Decision::Ignore(why) => {
+                println!("nothing sent: {why}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Decision::Send { action, severity } => {
+                a.action = action.to_string();
+                if let Some(s) = severity {
+                    a.severity = s.as_str().to_string();
+                }
+            }
+        }
+    }
     let client = Client::new(&a.target)?;
     let mut details = serde_json::Map::new();
     for d in &a.details {

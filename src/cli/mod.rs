@@ -6,6 +6,7 @@
 
 mod client;
 pub mod demo;
+pub mod monitoring;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
