@@ -26,8 +26,10 @@
 //!   longer than the interval reports it"). After a crash the recorded instant can be up to one
 //!   tick old, which can only make the downtime look longer (a fire, never a silent miss).
 //! - Changing a monitor's interval or grace keeps its base (last ping or start) and moves the
-//!   deadline by the difference. Monitors removed from the config are no longer watched; their
-//!   open incident (if any) is left for a person to resolve.
+//!   deadline by the difference. Monitors removed from the config are forgotten (their open
+//!   incident, if any, is left for a person to resolve); one added back starts a fresh clock.
+//!   Only the first pass after the daemon starts applies the restart rule; a monitor added by a
+//!   later reload simply starts its clock then.
 
 mod sql;
 
@@ -168,19 +170,27 @@ pub struct Ping {
 /// A monitor's state, for `GET /v1/heartbeats` and `pagerbox heartbeat list`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct HeartbeatStatus {
+    /// The monitor's id.
     pub id: String,
+    /// `ok` (waiting for the next ping) or `late` (missed; incident triggered).
     pub state: State,
     /// When pagerbox started watching it.
     pub since: DateTime<Utc>,
+    /// The last ping, if any.
     pub last_ping: Option<DateTime<Utc>>,
-    /// Who sent the last ping (address or token holder).
+    /// Who sent the last ping (UDP: the address; HTTP: `http` and the client's product name).
     pub last_ping_from: Option<String>,
+    /// Pings received since pagerbox started watching it.
     pub pings: i64,
+    /// The next ping is due by then (past while late).
     pub due_at: DateTime<Utc>,
     /// The incident opened by the current miss, while late.
     pub incident_id: Option<IncidentId>,
+    /// The configured interval.
     pub interval_seconds: f64,
+    /// The configured grace.
     pub grace_seconds: f64,
+    /// The route a miss is paged on.
     pub route: String,
 }
 
@@ -243,29 +253,29 @@ pub async fn run(
     loop {
         let cfg = config.borrow_and_update().clone();
         let mut next: Option<DateTime<Utc>> = None;
-        if !cfg.heartbeats.is_empty() {
-            let c = cfg.clone();
-            let first = !started;
-            let r = store
-                .call(move |conn, now| {
-                    let mut fired = if first {
-                        sql::startup(conn, &c, now)?
-                    } else {
-                        Vec::new()
-                    };
-                    let (more, next) = sql::check(conn, &c, now)?;
-                    fired.extend(more);
-                    Ok((fired, next))
-                })
-                .await;
-            match r {
-                Ok((_, n)) => {
-                    started = true;
-                    next = n;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "heartbeat watcher cannot read or write the store; retrying");
-                }
+        // Also with no monitors configured (once per start or reload): that forgets removed
+        // monitors and ends the start-up pass, so monitors added later start fresh.
+        let c = cfg.clone();
+        let first = !started;
+        let r = store
+            .call(move |conn, now| {
+                let mut fired = if first && !c.heartbeats.is_empty() {
+                    sql::startup(conn, &c, now)?
+                } else {
+                    Vec::new()
+                };
+                let (more, next) = sql::check(conn, &c, now)?;
+                fired.extend(more);
+                Ok((fired, next))
+            })
+            .await;
+        match r {
+            Ok((_, n)) => {
+                started = true;
+                next = n;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "heartbeat watcher cannot read or write the store; retrying");
             }
         }
         let tick = alive_tick(&cfg);
@@ -284,7 +294,7 @@ pub async fn run(
                 return;
             }
             r = config.changed() => if r.is_err() { return },
-            _ = tokio::time::sleep(sleep), if watching => {}
+            _ = tokio::time::sleep(sleep), if watching || !started => {}
         }
     }
 }

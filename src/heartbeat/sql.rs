@@ -80,8 +80,20 @@ pub(crate) fn mark_alive(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Res
 
 /// Brings the table in line with the configured monitors: a new monitor starts its clock at
 /// `now`; a monitor whose interval or grace changed keeps its base (last ping or start) and gets
-/// the new window. Rows of monitors no longer configured are left alone (and not watched).
+/// the new window. Monitors no longer configured are forgotten (an incident they opened stays
+/// for a person to resolve), so one added back later starts a fresh clock instead of firing on
+/// a deadline from before its removal.
 pub(crate) fn sync(conn: &Connection, config: &Config, now: DateTime<Utc>) -> rusqlite::Result<()> {
+    let stored: Vec<String> = conn
+        .prepare_cached("SELECT id FROM heartbeats")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for id in stored {
+        if !config.heartbeats.iter().any(|h| h.id == id) {
+            conn.prepare_cached("DELETE FROM heartbeats WHERE id = ?1")?
+                .execute([&id])?;
+        }
+    }
     for hb in &config.heartbeats {
         let w = window_ms(hb);
         match row(conn, &hb.id)? {

@@ -262,6 +262,20 @@ fn a_changed_interval_keeps_the_base_and_moves_the_deadline() {
     assert_eq!(next, Some(t(36)));
 }
 
+#[test]
+fn a_removed_monitor_is_forgotten_and_starts_fresh_when_added_back() {
+    let c = db();
+    let cfg = config();
+    sql::check(&c, &cfg, t(0)).unwrap();
+    let empty = Config::parse("", "t.toml", Path::new("/")).unwrap().config;
+    sql::check(&c, &empty, t(1)).unwrap();
+    assert_eq!(sql::row(&c, "backup").unwrap(), None);
+    // Back an hour later: a fresh clock, not an instant fire on the old deadline.
+    let (fired, next) = sql::check(&c, &cfg, t(60)).unwrap();
+    assert!(fired.is_empty());
+    assert_eq!(next, Some(t(75)));
+}
+
 #[tokio::test]
 async fn ping_of_an_unknown_monitor_is_unknown() {
     let dir = tempfile::tempdir().unwrap();
