@@ -206,6 +206,12 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
         config_rx.clone(),
         shutdown.clone(),
     ));
+    tracker.spawn(crate::heartbeat::run(
+        store.clone(),
+        config_rx.clone(),
+        clock.clone(),
+        shutdown.clone(),
+    ));
 
     // The panel: LED shows the state, the button acknowledges.
     let (panel_tx, panel_rx) = watch::channel(PanelState::default());

@@ -12,6 +12,7 @@
 //! | [`metrics`]    | `GET /metrics`: metric names, labels, the OpenMetrics encoder        |
 //! | [`schedule`]   | pure: who is on call at an instant (time zones, DST, overrides)      |
 //! | [`escalation`] | policies, routes, notification rules; the engine that times steps    |
+//! | [`heartbeat`]  | dead-man's switches: pings, deadlines, the incident when one is missed |
 //! | [`notify`]     | the durable outbox and the senders: SMS, voice, email                |
 //! | [`modem`]      | the AT engine that owns the serial port, PDU codec, simulator        |
 //! | [`panel`]      | GPIO button and LED behind narrow traits                             |
@@ -32,6 +33,7 @@ pub mod config;
 pub mod daemon;
 pub mod docgen;
 pub mod escalation;
+pub mod heartbeat;
 pub mod incident;
 pub mod intake;
 pub mod metrics;

@@ -53,6 +53,14 @@ pub struct SendArgs {
     /// Details as KEY=VALUE, repeatable.
     #[arg(long = "detail", value_name = "KEY=VALUE")]
     pub details: Vec<String>,
+    /// A monitoring state (Nagios/Icinga: OK, UP, WARNING, CRITICAL, UNKNOWN, DOWN,
+    /// UNREACHABLE): sets action and severity (OK/UP resolve; see contrib/README.md).
+    #[arg(long)]
+    pub state: Option<String>,
+    /// A notification type (PROBLEM, RECOVERY, ACKNOWLEDGEMENT, FLAPPINGSTART, DOWNTIMESTART,
+    /// ...): RECOVERY resolves, ACKNOWLEDGEMENT acknowledges, flapping/downtime send nothing.
+    #[arg(long)]
+    pub notification_type: Option<String>,
     /// The summary.
     pub summary: Vec<String>,
 }
@@ -193,7 +201,24 @@ pub(super) fn user() -> String {
     std::env::var("USER").unwrap_or_else(|_| "cli".into())
 }
 
-pub(super) fn send(a: SendArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn send(mut a: SendArgs) -> anyhow::Result<ExitCode> {
+    if a.state.is_some() || a.notification_type.is_some() {
+        use super::monitoring::{decide, Decision};
+        match decide(a.state.as_deref(), a.notification_type.as_deref())
+            .map_err(anyhow::Error::msg)?
+        {
+            Decision::Ignore(why) => {
+                println!("nothing sent: {why}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Decision::Send { action, severity } => {
+                a.action = action.to_string();
+                if let Some(s) = severity {
+                    a.severity = s.as_str().to_string();
+                }
+            }
+        }
+    }
     let client = Client::new(&a.target)?;
     let mut details = serde_json::Map::new();
     for d in &a.details {
@@ -420,4 +445,78 @@ pub(super) fn overrides(a: OverrideArgs) -> anyhow::Result<ExitCode> {
 
 fn user_name() -> String {
     user()
+}
+
+/// `pagerbox heartbeat`.
+#[derive(Debug, Clone, Args)]
+pub struct HeartbeatArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(subcommand)]
+    pub command: HeartbeatCommand,
+}
+
+/// Heartbeat monitors on the running daemon.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum HeartbeatCommand {
+    /// Each monitor: state, last ping, next deadline, open incident.
+    List,
+    /// Ping a monitor (what a cron job or watchdog does).
+    Ping { id: String },
+}
+
+pub(super) fn heartbeats(a: HeartbeatArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&a.target)?;
+    let v = match &a.command {
+        HeartbeatCommand::List => client.call("GET", "/v1/heartbeats", None)?,
+        HeartbeatCommand::Ping { id } => {
+            client.call("POST", &format!("/v1/heartbeats/{id}"), Some(json!({})))?
+        }
+    };
+    if a.target.json {
+        println!("{v}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    match &a.command {
+        HeartbeatCommand::Ping { id } => {
+            print!(
+                "{id}: next ping due by {}",
+                v["due_at"].as_str().unwrap_or("")
+            );
+            match v["resolved_incident"].as_i64() {
+                Some(i) => println!("; resolved #{i}"),
+                None => println!(),
+            }
+        }
+        HeartbeatCommand::List => {
+            let list = v["heartbeats"].as_array().cloned().unwrap_or_default();
+            if list.is_empty() {
+                println!("no heartbeat monitors configured");
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "{:<16} {:<5} {:<16} {:<16} {:<12} {:>8}  INCIDENT",
+                "ID", "STATE", "LAST PING (UTC)", "DUE BY (UTC)", "ROUTE", "PINGS"
+            );
+            for h in list {
+                println!(
+                    "{:<16} {:<5} {:<16} {:<16} {:<12} {:>8}  {}",
+                    h["id"].as_str().unwrap_or(""),
+                    h["state"].as_str().unwrap_or(""),
+                    h["last_ping"]
+                        .as_str()
+                        .map(ago)
+                        .unwrap_or_else(|| "never".into()),
+                    ago(h["due_at"].as_str().unwrap_or("")),
+                    h["route"].as_str().unwrap_or(""),
+                    h["pings"],
+                    h["incident_id"]
+                        .as_i64()
+                        .map(|i| format!("#{i}"))
+                        .unwrap_or_else(|| "-".into())
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

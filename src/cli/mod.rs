@@ -6,6 +6,7 @@
 
 mod client;
 pub mod demo;
+pub mod monitoring;
 mod report;
 mod silence;
 
@@ -54,6 +55,8 @@ pub enum Command {
     Override(client::OverrideArgs),
     /// Silences on the running daemon: add, list, expire (matching incidents page nobody).
     Silence(silence::SilenceArgs),
+    /// Heartbeat monitors on the running daemon: list their state, or ping one.
+    Heartbeat(client::HeartbeatArgs),
     /// A schedule's shifts as a table or an iCalendar feed.
     Schedule(ScheduleCmd),
     /// The page timeline an alert would get if nobody acknowledged (dry run).
@@ -152,6 +155,7 @@ pub fn run_sync(command: Command) -> anyhow::Result<ExitCode> {
         Command::Report(a) => report::report(a),
         Command::Stats(a) => report::stats(a),
         Command::Silence(a) => silence::run(a),
+        Command::Heartbeat(a) => client::heartbeats(a),
         Command::Oncall(c) => {
             let config = load(&c.config)?;
             let overrides = runtime_overrides(&config);

@@ -48,6 +48,8 @@ pub struct Config {
     pub victorops: VictorOpsConfig,
     /// `[[silences]]`: maintenance windows (runtime silences live in the store).
     pub silences: Vec<crate::silence::Silence>,
+    /// `[[heartbeats]]`: dead-man's switches watched by [`crate::heartbeat`].
+    pub heartbeats: Vec<crate::heartbeat::Heartbeat>,
 }
 
 /// `[daemon]`.

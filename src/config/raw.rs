@@ -27,6 +27,7 @@ pub(crate) struct RawConfig {
     pub opsgenie: RawOpsgenie,
     pub victorops: RawVictorOps,
     pub silences: Vec<RawSilence>,
+    pub heartbeats: Vec<RawHeartbeat>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -240,4 +241,15 @@ pub(crate) struct RawSilence {
     pub matchers: Vec<S<String>>,
     pub comment: Option<String>,
     pub every: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawHeartbeat {
+    pub id: S<String>,
+    pub interval: S<String>,
+    pub grace: Option<S<String>>,
+    pub route: S<String>,
+    pub summary: Option<String>,
+    pub severity: Option<S<String>>,
+    pub service: Option<String>,
 }

@@ -237,6 +237,7 @@ impl Validator<'_, '_> {
         let routes = self.routes(&raw.routes, &policy_ids, &daemon);
         let (opsgenie, victorops) = self.integrations(&raw.opsgenie, &raw.victorops);
         let silences = self.silences(&raw.silences, &daemon);
+        let heartbeats = self.heartbeats(&raw.heartbeats, &routes);
         Config {
             path: None,
             daemon,
@@ -253,6 +254,7 @@ impl Validator<'_, '_> {
             opsgenie,
             victorops,
             silences,
+            heartbeats,
         }
     }
 
@@ -1118,5 +1120,68 @@ impl Validator<'_, '_> {
             .as_ref()
             .and_then(|s| self.secret_file(s, "victorops.api_key_file"));
         (OpsgenieConfig { keys }, VictorOpsConfig { api_key })
+    }
+}
+
+impl Validator<'_, '_> {
+    /// `[[heartbeats]]`: ids unique, the route must exist, interval at least a second.
+    fn heartbeats(
+        &mut self,
+        raw: &[RawHeartbeat],
+        routes: &[Route],
+    ) -> Vec<crate::heartbeat::Heartbeat> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for h in raw {
+            self.check_id(&h.id, "heartbeats.id");
+            if !seen.insert(h.id.get_ref().clone()) {
+                self.r.error(
+                    span(&h.id),
+                    format!("heartbeats: duplicate heartbeat id {:?}", h.id.get_ref()),
+                );
+            }
+            if !routes.iter().any(|r| &r.id == h.route.get_ref()) {
+                self.r.error(
+                    span(&h.route),
+                    format!(
+                        "heartbeats.route: unknown route {:?}; name the id of a [[routes]] entry",
+                        h.route.get_ref()
+                    ),
+                );
+            }
+            let interval = self.duration(
+                &Some(h.interval.clone()),
+                "heartbeats.interval",
+                Duration::from_secs(60),
+            );
+            if interval < Duration::from_secs(1) {
+                self.r.error(
+                    span(&h.interval),
+                    "heartbeats.interval: must be at least 1s".to_string(),
+                );
+            }
+            let grace = self.duration(
+                &h.grace,
+                "heartbeats.grace",
+                crate::heartbeat::default_grace(interval),
+            );
+            let severity = match &h.severity {
+                None => Severity::Critical,
+                Some(s) => Severity::from_str(s.get_ref()).unwrap_or_else(|e| {
+                    self.r.error(span(s), format!("heartbeats.severity: {e}"));
+                    Severity::Critical
+                }),
+            };
+            out.push(crate::heartbeat::Heartbeat {
+                id: h.id.get_ref().clone(),
+                interval,
+                grace,
+                route: h.route.get_ref().clone(),
+                summary: h.summary.clone(),
+                severity,
+                service: h.service.clone(),
+            });
+        }
+        out
     }
 }

@@ -65,6 +65,15 @@ pub fn router(intake: Intake, max_body_bytes: usize) -> Router {
             axum::routing::delete(super::silences::delete),
         )
         .route("/v1/silences/:id/expire", post(super::silences::expire))
+        .route("/v1/heartbeats", get(super::heartbeats::list))
+        .route(
+            "/v1/heartbeats/:id",
+            get(super::heartbeats::show).post(super::heartbeats::ping),
+        )
+        .route(
+            "/v1/heartbeats/:id/ping",
+            get(super::heartbeats::ping).post(super::heartbeats::ping),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(intake.clone())

@@ -8,6 +8,7 @@
 //! answered 5xx/429 so the sender retries; 4xx only for a body that will never be accepted.
 
 pub mod formats;
+pub mod heartbeats;
 pub mod http;
 pub mod oncall;
 pub mod opsgenie;

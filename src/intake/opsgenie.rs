@@ -50,6 +50,43 @@ pub fn routes() -> Router<Intake> {
         .route("/v2/alerts/:identifier/acknowledge", post(acknowledge))
         .route("/v2/alerts/:identifier/close", post(close))
         .route("/v2/alerts/:identifier/notes", post(add_note))
+        .route(
+            "/v2/heartbeats/:name/ping",
+            get(heartbeat_ping)
+                .post(heartbeat_ping)
+                .put(heartbeat_ping)
+                .patch(heartbeat_ping),
+        )
+}
+
+/// `GET|POST|PUT|PATCH /v2/heartbeats/{name}/ping` (Opsgenie Heartbeat API, "Ping Heartbeat
+/// Request": https://docs.opsgenie.com/docs/heartbeat-api; the methods beyond GET/POST per
+/// https://docs.opsgenie.com/docs/migration-guide-to-heartbeat-api-v2): pings the
+/// `[[heartbeats]]` monitor with that id. Answers Opsgenie's 202
+/// `{"result":"PONG - Heartbeat received","took":...,"requestId":...}` after the ping is
+/// committed. Opsgenie answers 202 even for a name it does not know (it checks later); pagerbox
+/// answers 404 in Opsgenie's error shape instead, so a sender pointed at a name nobody
+/// configured finds out at once rather than never being watched.
+async fn heartbeat_ping(
+    auth: GenieAuth,
+    State(intake): State<Intake>,
+    Path(name): Path<String>,
+) -> Response {
+    let config = intake.config.borrow().clone();
+    match crate::heartbeat::ping(&intake.store, &config, &name, "opsgenie").await {
+        Ok(_) => auth.answer(
+            StatusCode::ACCEPTED,
+            "PONG - Heartbeat received",
+            &new_request_id(),
+        ),
+        Err(crate::heartbeat::Error::Unknown(_)) => error(
+            StatusCode::NOT_FOUND,
+            format!("No heartbeat monitor named {name:?} is configured ([[heartbeats]] id)"),
+            None,
+            auth.started,
+        ),
+        Err(crate::heartbeat::Error::Store(e)) => store_failure(&intake, e, auth.started),
+    }
 }
 
 /// A request that presented an accepted Opsgenie key; an axum extractor for any handler that

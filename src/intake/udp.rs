@@ -57,7 +57,10 @@ pub async fn serve(socket: UdpSocket, intake: Intake, shutdown: CancellationToke
         let alert = match datagram {
             Datagram::Alert(a) => a,
             Datagram::Heartbeat(id) => {
-                tracing::debug!(heartbeat = %id, "heartbeat ping over udp (no heartbeat monitors configured)");
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                ping_heartbeat(&intake, id, peer, permit);
                 continue;
             }
         };
@@ -83,4 +86,33 @@ pub async fn serve(socket: UdpSocket, intake: Intake, shutdown: CancellationToke
             drop(permit);
         });
     }
+}
+
+/// A `heartbeat ID` line: pings the monitor in the background, holding one of the in-flight
+/// permits like an alert. An unknown id is counted as junk; a ping that cannot be stored is
+/// lost (UDP has no answer), and the sender's next ping will do.
+fn ping_heartbeat(
+    intake: &Intake,
+    id: String,
+    peer: std::net::SocketAddr,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let intake = intake.clone();
+    tokio::spawn(async move {
+        let config = intake.config.borrow().clone();
+        match crate::heartbeat::ping(&intake.store, &config, &id, &peer.ip().to_string()).await {
+            Ok(_) => {
+                IntakeStats::bump(&intake.stats.accepted);
+            }
+            Err(crate::heartbeat::Error::Unknown(id)) => {
+                IntakeStats::bump(&intake.stats.udp_junk);
+                tracing::warn!(%peer, heartbeat = %id, "udp ping for a heartbeat monitor that is not configured");
+            }
+            Err(e) => {
+                IntakeStats::bump(&intake.stats.store_failures);
+                tracing::error!(error = %e, %peer, "udp heartbeat ping could not be stored");
+            }
+        }
+        drop(permit);
+    });
 }

@@ -169,6 +169,29 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE escalations ADD COLUMN silenced_by TEXT;
     CREATE INDEX escalations_silenced ON escalations(silenced_by) WHERE silenced_by IS NOT NULL;
     "#,
+    // 6: heartbeat monitors (dead-man's switches) and when the daemon was last known running.
+    r#"
+    CREATE TABLE heartbeats (
+        id             TEXT    PRIMARY KEY,
+        -- When pagerbox started watching this monitor (its clock before the first ping).
+        since          INTEGER NOT NULL,
+        last_ping      INTEGER,
+        last_ping_from TEXT,
+        pings          INTEGER NOT NULL DEFAULT 0,
+        -- A ping must arrive before this, or an incident is triggered.
+        due_at         INTEGER NOT NULL,
+        -- interval + grace that due_at was computed with, so a config change can move it.
+        window_ms      INTEGER NOT NULL,
+        state          TEXT    NOT NULL CHECK (state IN ('ok','late')),
+        incident_id    INTEGER REFERENCES incidents(id)
+    );
+    -- One row: the last instant the heartbeat watcher was known to run, so a restart can tell
+    -- how long the box was down.
+    CREATE TABLE heartbeat_watch (
+        id       INTEGER PRIMARY KEY CHECK (id = 1),
+        alive_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// Brings the database up to the newest version. Refuses a database from a newer pagerbox.

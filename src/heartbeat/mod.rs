@@ -1,0 +1,303 @@
+//! Heartbeat monitors (dead-man's switches): something pings pagerbox regularly; when the pings
+//! stop, pagerbox opens an incident.
+//!
+//! This module owns the monitors' state (table `heartbeats`, written only through
+//! [`crate::store::Store::call`]), the rules for when a monitor is overdue, and the one task
+//! ([`run`]) that watches the deadlines. It does not own paging: a missed heartbeat becomes an
+//! ordinary alert (dedup key `heartbeat:<id>`) applied through the store exactly as intake applies
+//! one, on the route the monitor names, so escalation, grouping and acks work as for any alert.
+//! HTTP and UDP pings arrive through intake, which calls [`ping`].
+//!
+//! The rules:
+//! - A ping at `t` means "alive": the next is due by `t + interval + grace`. If an incident for
+//!   the monitor is open, the ping resolves it (actor: the sender, via `heartbeat`).
+//! - A monitor never pinged starts its clock when pagerbox first sees it in the config (first
+//!   start, or the reload that added it); that instant is stored, so a restart does not reset it.
+//! - When the deadline passes, ONE incident is triggered and the monitor is `late`; it stays late
+//!   (no new incident) until the next ping, even if someone resolves the incident by hand.
+//! - Restarts. The watcher records when it last ran (at every wake-up, at least every
+//!   [`ALIVE_TICK_MAX`], and at shutdown). On start, a monitor whose deadline is still ahead is
+//!   fine. A deadline that passed while pagerbox was up stays due (the monitor fires now if it
+//!   had not already). A deadline that passed while pagerbox was down depends on how long it was
+//!   down: down for at most the interval means a ping may have been sent into the gap, so the
+//!   monitor gets one more full window from the start (a restart is not a missed ping); down
+//!   for longer than the interval means pings could not be watched for a whole interval, so the
+//!   monitor fires at once, saying so, and its next ping resolves it ("a box that was down
+//!   longer than the interval reports it"). After a crash the recorded instant can be up to one
+//!   tick old, which can only make the downtime look longer (a fire, never a silent miss).
+//! - Changing a monitor's interval or grace keeps its base (last ping or start) and moves the
+//!   deadline by the difference. Monitors removed from the config are forgotten (their open
+//!   incident, if any, is left for a person to resolve); one added back starts a fresh clock.
+//!   Only the first pass after the daemon starts applies the restart rule; a monitor added by a
+//!   later reload simply starts its clock then.
+
+mod sql;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::incident::{IncidentId, Severity};
+use crate::store::{Store, StoreError};
+
+/// The longest the watcher sleeps without recording that it is alive. Shorter for monitors with
+/// short intervals (half the shortest interval), so the downtime measured at restart is close.
+pub const ALIVE_TICK_MAX: Duration = Duration::from_secs(60);
+/// The shortest alive tick, whatever the intervals.
+const ALIVE_TICK_MIN: Duration = Duration::from_millis(250);
+
+/// One `[[heartbeats]]` entry, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// The id senders ping (`POST /v1/heartbeats/{id}`, UDP `heartbeat {id}`).
+    pub id: String,
+    /// How often the sender pings.
+    pub interval: Duration,
+    /// Slack after the interval before the ping counts as missed.
+    pub grace: Duration,
+    /// The route (by id) whose policy is paged when the heartbeat is missed.
+    pub route: String,
+    /// Summary of the incident; `None` says which heartbeat was missed.
+    pub summary: Option<String>,
+    /// Severity of the incident (default critical: a dead watchdog means blind monitoring).
+    pub severity: Severity,
+    /// Service of the incident (default: the heartbeat id).
+    pub service: Option<String>,
+}
+
+impl Heartbeat {
+    /// `interval + grace`: the longest a ping may take to arrive.
+    pub fn window(&self) -> Duration {
+        self.interval.saturating_add(self.grace)
+    }
+
+    /// The dedup key of the monitor's incident, so a miss opens one incident and a ping
+    /// resolves exactly that one.
+    pub fn dedup_key(&self) -> String {
+        format!("heartbeat:{}", self.id)
+    }
+}
+
+/// The grace used when the config gives none: a tenth of the interval, but at least 30 seconds
+/// (or the interval itself, when that is shorter), for jitter of cron and network.
+pub fn default_grace(interval: Duration) -> Duration {
+    (interval / 10).max(interval.min(Duration::from_secs(30)))
+}
+
+/// Whether a monitor is waiting for its next ping or has missed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Pinged (or just configured) and the deadline is ahead.
+    Ok,
+    /// The deadline passed; an incident was triggered; the next ping makes it `Ok`.
+    Late,
+}
+
+/// What a restart does with a monitor that was `Ok` when pagerbox stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// Leave the deadline as it is (ahead, or passed while pagerbox was up: the checker fires).
+    Keep,
+    /// The deadline passed during a short downtime: wait until this new deadline instead.
+    Extend(DateTime<Utc>),
+    /// Pagerbox was down longer than the interval: fire now.
+    Fire {
+        /// When pagerbox was last known running.
+        down_since: DateTime<Utc>,
+    },
+}
+
+/// The restart rule (see the module doc), pure: `due_at` is the stored deadline, `alive_at` the
+/// last instant the watcher was known to run (`None`: never), `now` the start.
+pub fn resume(
+    due_at: DateTime<Utc>,
+    alive_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    hb: &Heartbeat,
+) -> Resume {
+    let Some(alive) = alive_at else {
+        return Resume::Keep;
+    };
+    if due_at > now || due_at <= alive {
+        return Resume::Keep;
+    }
+    let down = (now - alive).to_std().unwrap_or_default();
+    if down <= hb.interval {
+        Resume::Extend(now + chrono::Duration::from_std(hb.window()).unwrap_or_default())
+    } else {
+        Resume::Fire { down_since: alive }
+    }
+}
+
+/// What went wrong with a heartbeat request.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// No `[[heartbeats]]` entry has this id (a 404, not worth retrying).
+    #[error("no heartbeat monitor {0:?} is configured")]
+    Unknown(String),
+    /// The store could not record it.
+    #[error("heartbeat not recorded: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl Error {
+    /// True when trying again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Unknown(_) => false,
+            Error::Store(e) => e.is_retryable(),
+        }
+    }
+}
+
+/// The answer to a ping.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Ping {
+    /// The monitor pinged.
+    pub heartbeat: String,
+    /// The next ping is due by then.
+    pub due_at: DateTime<Utc>,
+    /// The incident this ping resolved, if the monitor was late.
+    pub resolved_incident: Option<IncidentId>,
+}
+
+/// A monitor's state, for `GET /v1/heartbeats` and `pagerbox heartbeat list`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct HeartbeatStatus {
+    /// The monitor's id.
+    pub id: String,
+    /// `ok` (waiting for the next ping) or `late` (missed; incident triggered).
+    pub state: State,
+    /// When pagerbox started watching it.
+    pub since: DateTime<Utc>,
+    /// The last ping, if any.
+    pub last_ping: Option<DateTime<Utc>>,
+    /// Who sent the last ping (UDP: the address; HTTP: `http` and the client's product name).
+    pub last_ping_from: Option<String>,
+    /// Pings received since pagerbox started watching it.
+    pub pings: i64,
+    /// The next ping is due by then (past while late).
+    pub due_at: DateTime<Utc>,
+    /// The incident opened by the current miss, while late.
+    pub incident_id: Option<IncidentId>,
+    /// The configured interval.
+    pub interval_seconds: f64,
+    /// The configured grace.
+    pub grace_seconds: f64,
+    /// The route a miss is paged on.
+    pub route: String,
+}
+
+/// Records a ping for monitor `id` from `from` (an address or name, shown on the timeline of a
+/// resolved incident). Answers once committed: the new deadline is on disk and, if the monitor
+/// was late, its incident is resolved. Any HTTP handler or intake path can call it.
+///
+/// Fails with [`Error::Unknown`] for an id not in `config`, and with [`Error::Store`] when the
+/// store cannot commit (retryable: the sender should ping again).
+pub async fn ping(store: &Store, config: &Config, id: &str, from: &str) -> Result<Ping, Error> {
+    let hb = config
+        .heartbeats
+        .iter()
+        .find(|h| h.id == id)
+        .cloned()
+        .ok_or_else(|| Error::Unknown(id.to_string()))?;
+    let from = from.to_string();
+    let (due_at, resolved) = store
+        .call(move |c, now| sql::ping(c, &hb, &from, now))
+        .await?;
+    if let Some(incident) = resolved {
+        tracing::info!(heartbeat = %id, incident, "heartbeat ping resolved its incident");
+    }
+    Ok(Ping {
+        heartbeat: id.to_string(),
+        due_at,
+        resolved_incident: resolved,
+    })
+}
+
+/// The state of every configured monitor.
+pub async fn list(store: &Store, config: Arc<Config>) -> Result<Vec<HeartbeatStatus>, StoreError> {
+    store
+        .call(move |c, now| Ok(sql::list(c, &config, now)?))
+        .await
+}
+
+/// How often the watcher records that it is alive, for this config.
+fn alive_tick(config: &Config) -> Duration {
+    config
+        .heartbeats
+        .iter()
+        .map(|h| h.interval / 2)
+        .min()
+        .unwrap_or(ALIVE_TICK_MAX)
+        .clamp(ALIVE_TICK_MIN, ALIVE_TICK_MAX)
+}
+
+/// The watcher: on start applies the restart rule, then sleeps until the earliest deadline (or
+/// the alive tick, or a config reload), fires what is overdue, and repeats. Pings only move
+/// deadlines later, so a wake-up that finds nothing due just sleeps again. Store failures are
+/// logged and retried on the next tick. Records its last alive instant at shutdown.
+pub async fn run(
+    store: Store,
+    mut config: watch::Receiver<Arc<Config>>,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) {
+    let mut started = false;
+    loop {
+        let cfg = config.borrow_and_update().clone();
+        let mut next: Option<DateTime<Utc>> = None;
+        // Also with no monitors configured (once per start or reload): that forgets removed
+        // monitors and ends the start-up pass, so monitors added later start fresh.
+        let c = cfg.clone();
+        let first = !started;
+        let r = store
+            .call(move |conn, now| {
+                let mut fired = if first && !c.heartbeats.is_empty() {
+                    sql::startup(conn, &c, now)?
+                } else {
+                    Vec::new()
+                };
+                let (more, next) = sql::check(conn, &c, now)?;
+                fired.extend(more);
+                Ok((fired, next))
+            })
+            .await;
+        match r {
+            Ok((_, n)) => {
+                started = true;
+                next = n;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "heartbeat watcher cannot read or write the store; retrying");
+            }
+        }
+        let tick = alive_tick(&cfg);
+        let sleep = match next {
+            Some(due) => (due - clock.now()).to_std().unwrap_or_default().min(tick),
+            None => tick,
+        };
+        let watching = !cfg.heartbeats.is_empty();
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                if watching && started {
+                    if let Err(e) = store.call(|c, now| Ok(sql::mark_alive(c, now)?)).await {
+                        tracing::warn!(error = %e, "heartbeat watcher cannot record its stop time");
+                    }
+                }
+                return;
+            }
+            r = config.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(sleep), if watching || !started => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
