@@ -14,6 +14,7 @@
 //! | [`notify`]     | the durable outbox and the senders: SMS, voice, email                |
 //! | [`modem`]      | the AT engine that owns the serial port, PDU codec, simulator        |
 //! | [`panel`]      | GPIO button and LED behind narrow traits                             |
+//! | [`selftest`]   | self-test of the paging path: modem/credit watch, scheduled test page |
 //! | [`ack`]        | acknowledge by phone: SMS commands, missed-call and DTMF acks        |
 //! | [`clock`]      | wall-clock time behind a trait so logic can be tested at any instant |
 //! | [`cli`]        | clap definitions and the client subcommands                          |
@@ -34,5 +35,6 @@ pub mod modem;
 pub mod notify;
 pub mod panel;
 pub mod schedule;
+pub mod selftest;
 pub mod service;
 pub mod store;

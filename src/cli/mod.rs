@@ -46,6 +46,9 @@ pub enum Command {
     Oncall(OncallCmd),
     /// Runtime schedule overrides on the running daemon: add, list, delete.
     Override(client::OverrideArgs),
+    /// Self-test of the paging path on the running daemon: modem, SIM, network, signal,
+    /// credit, a test SMS and its reply; each step with its timing. Exit 1 if a step failed.
+    Selftest(client::SelftestArgs),
     /// A schedule's shifts as a table or an iCalendar feed.
     Schedule(ScheduleCmd),
     /// The page timeline an alert would get if nobody acknowledged (dry run).
@@ -141,6 +144,7 @@ pub fn run_sync(command: Command) -> anyhow::Result<ExitCode> {
         Command::Ack(a) => client::transition(a, "acknowledge"),
         Command::Resolve(a) => client::transition(a, "resolve"),
         Command::Override(a) => client::overrides(a),
+        Command::Selftest(a) => client::selftest(a),
         Command::Oncall(c) => {
             let config = load(&c.config)?;
             let overrides = runtime_overrides(&config);

@@ -42,6 +42,8 @@ pub struct Config {
     pub schedules: Vec<crate::schedule::Schedule>,
     pub policies: Vec<crate::escalation::Policy>,
     pub routes: Vec<crate::escalation::Route>,
+    /// `[selftest]`: watching the paging path and the scheduled test page.
+    pub selftest: crate::selftest::SelftestConfig,
 }
 
 /// `[daemon]`.

@@ -47,6 +47,10 @@ pub fn router(intake: Intake, max_body_bytes: usize) -> Router {
             "/v1/schedules/:id/overrides/:oid",
             axum::routing::delete(super::oncall::delete_override),
         )
+        .route(
+            "/v1/selftest",
+            get(super::selftest::runs).post(super::selftest::run),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(intake)

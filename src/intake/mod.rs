@@ -9,6 +9,7 @@
 pub mod formats;
 pub mod http;
 pub mod oncall;
+pub mod selftest;
 pub mod udp;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,6 +50,8 @@ pub struct Intake {
     pub paging: Option<watch::Receiver<crate::notify::sender::PagingHealth>>,
     /// The modem's health, when there is a modem.
     pub modem: Option<watch::Receiver<crate::modem::Health>>,
+    /// Runs self-tests of the paging path, when there is a modem.
+    pub selftest: Option<crate::selftest::SelftestHandle>,
 }
 
 impl Intake {
