@@ -23,6 +23,7 @@ profile = "sim7600"
 command_timeout = "2s"
 sms_timeout = "5s"
 health_interval = "500ms"
+ring_for = "2s"
 
 [paging]
 max_attempts = 2

@@ -26,6 +26,9 @@ use crate::store::Store;
 
 /// Never look less often than this while a problem is pending (grace/recover running).
 const MIN_TICK: Duration = Duration::from_millis(200);
+/// Longest wait for the modem's status: during a voice page the modem task serves other
+/// requests only after the call, and the monitor must keep watching health meanwhile.
+const STATUS_WAIT: Duration = Duration::from_secs(3);
 
 /// The credit, or why it is unknown.
 pub type CreditResult = Result<(f64, String), String>;
@@ -136,15 +139,17 @@ pub async fn run(mut d: Deps) {
                 && last_status.is_none_or(|t| t.elapsed() >= st.check_interval)
             {
                 last_status = Some(Instant::now());
-                weak = match d.modem.status().await {
-                    Ok(s) => match s.signal_dbm {
+                weak = match tokio::time::timeout(STATUS_WAIT, d.modem.status()).await {
+                    // Busy (a call in progress): keep what we knew.
+                    Err(_) => weak,
+                    Ok(Err(_)) => None,
+                    Ok(Ok(s)) => match s.signal_dbm {
                         Some(dbm) if dbm < st.min_signal_dbm => Some(format!(
                             "weak signal ({dbm} dBm, below {} dBm)",
                             st.min_signal_dbm
                         )),
                         _ => None,
                     },
-                    Err(_) => None,
                 };
             }
             let problem = match health.state {
@@ -191,7 +196,12 @@ pub async fn run(mut d: Deps) {
             }
             if let Some(code) = st.credit_ussd.as_deref() {
                 if health.state == HealthState::Up && Instant::now() >= next_credit {
-                    let res = check_credit(&d.modem, code, st).await;
+                    let res = tokio::time::timeout(
+                        st.ussd_timeout + STATUS_WAIT,
+                        check_credit(&d.modem, code, st),
+                    )
+                    .await
+                    .unwrap_or_else(|_| Err("the modem is busy (a call in progress?)".into()));
                     let verdict = super::monitor::credit_verdict(&res, st.credit_min);
                     match &verdict {
                         CreditVerdict::Unknown(e) => {
