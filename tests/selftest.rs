@@ -339,3 +339,56 @@ fn scheduled_run_without_reply_raises_the_run_incident() {
         "{inc}"
     );
 }
+
+#[test]
+fn led_shows_the_fault_while_the_modem_incident_is_raised() {
+    let sim = ExternalSim::start();
+    // E-mail is on (nobody has an address, so it never fails): paging as a whole is not
+    // impaired when the modem is, and only the self-test's fault flag can blink the LED fast.
+    let d = Daemon::start(&format!(
+        "[gpio]\nbackend = \"fake\"\n[email]\nenabled = true\nhost = \"127.0.0.1\"\nport = 9\ntls = \"none\"\nfrom = \"pagerbox <pagerbox@localhost>\"\n{}",
+        config(&sim, "")
+    ));
+    let sock = d.state_dir().join("fake-panel.sock");
+    let mut panel = d.wait_for(10, "the fake panel socket", || {
+        pagerbox::panel::control::FakePanelClient::connect(&sock).ok()
+    });
+    d.wait_for(20, "modem up", || modem_up(&d).then_some(()));
+    let toggles = |p: &mut pagerbox::panel::control::FakePanelClient, ms: u64| {
+        let before = p.led_writes().unwrap().len();
+        std::thread::sleep(Duration::from_millis(ms));
+        p.led_writes().unwrap().len() - before
+    };
+    // The modem incident is acknowledged at once, so its slow "unacknowledged" blink is out of
+    // the way too.
+    sim.request(ControlRequest::Fault {
+        fault: Fault::SimMissing,
+    });
+    let inc = d.wait_for(15, "the modem incident", || {
+        incident(&d, "selftest:modem").filter(|i| i["status"] == "triggered")
+    });
+    let id = inc["id"].as_i64().unwrap();
+    let (code, _) = d.post_json(
+        &format!("/v1/incidents/{id}/acknowledge"),
+        serde_json::json!({"by": "test"}),
+    );
+    assert_eq!(code, 200);
+    let (_, h) = d.get("/healthz");
+    assert_eq!(h["paging"]["impaired"], false, "{h}");
+    let n = toggles(&mut panel, 1500);
+    assert!(
+        n >= 8,
+        "fast blink while impaired, got {n} toggles in 1.5 s"
+    );
+
+    sim.request(ControlRequest::Heal);
+    d.wait_for(20, "the incident resolved", || {
+        (incident_status(&d, "selftest:modem").as_deref() == Some("resolved")).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let n = toggles(&mut panel, 1500);
+    assert!(
+        n <= 2,
+        "no fast blink once healthy, got {n} toggles in 1.5 s"
+    );
+}
