@@ -43,6 +43,14 @@ impl Hysteresis {
         }
     }
 
+    /// The grace and recovery periods it was made with.
+    pub fn periods(&self) -> (std::time::Duration, std::time::Duration) {
+        (
+            self.grace.to_std().unwrap_or_default(),
+            self.recover.to_std().unwrap_or_default(),
+        )
+    }
+
     /// Whether an incident is (or should be) open now.
     pub fn is_raised(&self) -> bool {
         matches!(self.state, State::Impaired | State::Recovering { .. })

@@ -131,6 +131,11 @@ pub async fn run(mut d: Deps) {
     loop {
         let config = d.config.borrow().clone();
         let st = &config.selftest;
+        // A reload may change the periods; take them over unless an incident is open (its
+        // recovery keeps the periods it started with).
+        if !hyst.is_raised() && hyst.periods() != (st.grace, st.recover) {
+            hyst = Hysteresis::new(st.grace, st.recover);
+        }
         let mut tick = st.check_interval;
         if st.enabled {
             let health = d.health.borrow_and_update().clone();

@@ -565,3 +565,36 @@ async fn sleep_opt(d: Option<Duration>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inbox(expect: Option<Expected>) -> (Inbox, mpsc::Receiver<(String, String)>) {
+        // The value stays readable after the watch sender is dropped.
+        let (_, rx) = watch::channel(expect);
+        let (tx, replies) = mpsc::channel(4);
+        (Inbox { expect: rx, tx }, replies)
+    }
+
+    fn expected() -> Expected {
+        Expected {
+            from: PhoneNumber::parse_e164("+4915100000099").unwrap(),
+            code: "493021".into(),
+            country_code: "49".into(),
+        }
+    }
+
+    #[test]
+    fn inbox_takes_only_the_awaited_reply() {
+        let (i, mut replies) = inbox(Some(expected()));
+        // National format from the modem is the same number.
+        assert!(i.offer("015100000099", "ok 493021"));
+        assert_eq!(replies.try_recv().unwrap().1, "ok 493021");
+        assert!(!i.offer("+4915100000099", "42a"));
+        assert!(!i.offer("+4915100000011", "493021"));
+        assert!(!i.offer("Vodafone", "493021"));
+        let (idle, _r) = inbox(None);
+        assert!(!idle.offer("+4915100000099", "493021"));
+    }
+}
