@@ -392,3 +392,37 @@ fn led_shows_the_fault_while_the_modem_incident_is_raised() {
         "no fast blink once healthy, got {n} toggles in 1.5 s"
     );
 }
+
+#[test]
+fn oncall_target_gets_the_test_sms() {
+    let sim = ExternalSim::start();
+    let d = Daemon::start(&config(&sim, "target = \"oncall:primary\"\n"));
+    d.wait_for(20, "modem up", || modem_up(&d).then_some(()));
+    let out = selftest_cli(&d, &["--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(step(&run, "sms")["outcome"], "ok");
+    let code = run["code"].as_str().unwrap();
+    let sms = sim.sms_to(ALICE);
+    assert_eq!(sms.len(), 1, "{sms:?}");
+    assert!(sms[0].contains(&format!("self-test {code}")), "{sms:?}");
+    assert!(sms[0].contains("No action needed"), "{sms:?}");
+}
+
+#[test]
+fn silent_modem_fails_at_the_first_step() {
+    let sim = ExternalSim::start();
+    let d = Daemon::start(&config(&sim, &format!("target = \"{LOOP_SIM}\"\n")));
+    d.wait_for(20, "modem up", || modem_up(&d).then_some(()));
+    sim.request(ControlRequest::Fault {
+        fault: Fault::Silence,
+    });
+    let out = selftest_cli(&d, &["--json"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(run["failed_step"], "at", "{run}");
+    for s in ["sim", "registration", "signal", "sms"] {
+        assert_eq!(step(&run, s)["outcome"], "skipped", "{s}: {run}");
+    }
+    assert!(sim.sms_to(LOOP_SIM).is_empty());
+}
