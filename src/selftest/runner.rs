@@ -37,6 +37,8 @@ const QUEUE: usize = 4;
 const INBOX: usize = 16;
 /// How often an outbox row is looked at besides store commits.
 const POLL: Duration = Duration::from_millis(250);
+/// Longest sleep before the schedule is looked at again.
+const RECHECK: Duration = Duration::from_secs(60);
 
 enum Command {
     RunNow {
@@ -194,7 +196,14 @@ impl Runner {
                 .as_ref()
                 .filter(|_| cfg.selftest.enabled)
                 .map(|s| s.next_after(last));
-            let wait = next.map(|n| (n - self.deps.clock.now()).to_std().unwrap_or_default());
+            // Look again at least every minute: the wall clock may jump (a Pi without RTC boots
+            // with a stale time until NTP corrects it).
+            let wait = next.map(|n| {
+                (n - self.deps.clock.now())
+                    .to_std()
+                    .unwrap_or_default()
+                    .min(RECHECK)
+            });
             tokio::select! {
                 _ = self.deps.shutdown.cancelled() => break,
                 c = self.commands.recv() => match c {
@@ -206,7 +215,10 @@ impl Runner {
                 },
                 r = config.changed(), if watching => if r.is_err() { watching = false },
                 _ = sleep_opt(wait) => {
-                    last = next.unwrap_or_else(|| self.deps.clock.now());
+                    let Some(due) = next.filter(|n| self.deps.clock.now() >= *n) else {
+                        continue;
+                    };
+                    last = due;
                     let run = self.run_once(Trigger::Schedule).await;
                     if !run.ok {
                         warn!(run = run.id, failed_step = ?run.failed_step, "scheduled self-test failed");
