@@ -340,6 +340,9 @@ impl Runner {
         }
         let incident = if run.ok {
             Some(None)
+        } else if self.deps.shutdown.is_cancelled() {
+            // Cut short by shutdown: not a finding about the paging path.
+            None
         } else if trigger == Trigger::Schedule {
             let step = run
                 .steps
