@@ -131,6 +131,7 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
     // The modem: a real device, or the built-in simulator on a pseudo-terminal.
     let mut sim: Option<SimHandle> = None;
     let mut modem: Option<(Modem, watch::Receiver<Health>)> = None;
+    let mut selftest: Option<(crate::selftest::SelftestHandle, watch::Receiver<bool>)> = None;
     if config.modem.enabled {
         let device = match &config.modem.device {
             ModemDevice::Path(p) => p.clone(),
@@ -144,14 +145,39 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
         let settings = modem_settings(&config.modem, device)?;
         let (m, events) = Modem::spawn(settings, shutdown.clone());
         let health = m.health();
+        // Self-test of the paging path: runs on demand and on schedule; watches the modem.
+        let (handle, inbox, runner) = crate::selftest::spawn(crate::selftest::runner::Deps {
+            store: store.clone(),
+            config: config_rx.clone(),
+            modem: m.clone(),
+            clock: clock.clone(),
+            shutdown: shutdown.clone(),
+        });
+        tracker.spawn(runner);
+        let (fault_tx, fault_rx) = watch::channel(false);
+        tracker.spawn(crate::selftest::monitor::run(
+            crate::selftest::monitor::Deps {
+                store: store.clone(),
+                config: config_rx.clone(),
+                modem: m.clone(),
+                health: health.clone(),
+                clock: clock.clone(),
+                fault: fault_tx,
+                shutdown: shutdown.clone(),
+            },
+        ));
+        selftest = Some((handle, fault_rx));
         tracker.spawn(modem_events(
             events,
-            m.clone(),
-            store.clone(),
-            ack.clone(),
-            clock.clone(),
+            EventSinks {
+                modem: m.clone(),
+                store: store.clone(),
+                ack: ack.clone(),
+                clock: clock.clone(),
+                selftest: Some(inbox),
+                metrics: metrics.clone(),
+            },
             shutdown.clone(),
-            metrics.clone(),
         ));
         modem = Some((m, health));
     }
@@ -237,6 +263,7 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
     tracker.spawn(publish_panel_state(
         store.clone(),
         paging_rx.clone(),
+        selftest.as_ref().map(|(_, f)| f.clone()),
         panel_tx,
         shutdown.clone(),
     ));
@@ -250,6 +277,7 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
         modem: modem.as_ref().map(|(_, h)| h.clone()),
         metrics: metrics.clone(),
         modem_handle: modem.as_ref().map(|(m, _)| m.clone()),
+        selftest: selftest.as_ref().map(|(h, _)| h.clone()),
     };
     tracker.spawn(intake::http::serve(
         http,
@@ -409,18 +437,37 @@ async fn start_simulator(config: &Config) -> anyhow::Result<SimHandle> {
     Ok(handle)
 }
 
+/// Where [`modem_events`] sends what the modem reports.
+struct EventSinks {
+    /// To reject a missed-call acknowledgement unanswered.
+    modem: Modem,
+    /// Delivery reports land on the page's row and timeline.
+    store: Store,
+    /// SMS commands and missed calls.
+    ack: crate::ack::AckHandle,
+    clock: Arc<dyn Clock>,
+    /// Takes a self-test's reply before the ack handler sees it.
+    selftest: Option<crate::selftest::Inbox>,
+    /// Counts delivered/undelivered SMS pages.
+    metrics: crate::metrics::Metrics,
+}
+
 /// Handles what the modem reports: delivery reports land on the page's timeline; incoming SMS go
 /// to the command handler (acks, STATUS, ...); an incoming call from a paged user may be a
 /// missed-call acknowledgement and is then rejected unanswered.
 async fn modem_events(
     mut events: tokio::sync::mpsc::Receiver<ModemEvent>,
-    modem: Modem,
-    store: Store,
-    ack: crate::ack::AckHandle,
-    clock: Arc<dyn Clock>,
+    sinks: EventSinks,
     shutdown: CancellationToken,
-    metrics: crate::metrics::Metrics,
 ) {
+    let EventSinks {
+        modem,
+        store,
+        ack,
+        clock,
+        selftest,
+        metrics,
+    } = sinks;
     loop {
         let ev = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -458,6 +505,11 @@ async fn modem_events(
                     Ok(None) => {}
                     Err(e) => tracing::warn!(error = %e, "cannot record a delivery report"),
                 }
+            }
+            ModemEvent::SmsReceived {
+                ref from, ref text, ..
+            } if selftest.as_ref().is_some_and(|i| i.offer(from, text)) => {
+                tracing::info!("self-test reply received");
             }
             ModemEvent::SmsReceived { .. } => {
                 let Some(msg) = crate::ack::Inbound::from_event(&ev, clock.now()) else {
@@ -566,16 +618,21 @@ async fn button(store: &Store, ev: PanelEvent) {
     }
 }
 
-/// Publishes what the LED shows: open incidents, acknowledged or not, and whether paging works.
+/// Publishes what the LED shows: open incidents, acknowledged or not, and whether paging works
+/// (no channel at all, or the self-test's modem impairment).
 async fn publish_panel_state(
     store: Store,
     mut paging: watch::Receiver<PagingHealth>,
+    mut selftest_fault: Option<watch::Receiver<bool>>,
     panel: watch::Sender<PanelState>,
     shutdown: CancellationToken,
 ) {
     let mut commits = store.commits();
     loop {
-        let impaired = paging.borrow_and_update().impaired();
+        let impaired = paging.borrow_and_update().impaired()
+            || selftest_fault
+                .as_mut()
+                .is_some_and(|f| *f.borrow_and_update());
         let state = store
             .call(move |c, now| {
                 let (unacked, acked, oldest): (i64, i64, Option<i64>) = c.query_row(
@@ -609,6 +666,12 @@ async fn publish_panel_state(
             _ = shutdown.cancelled() => return,
             r = commits.changed() => if r.is_err() { return },
             r = paging.changed() => if r.is_err() { return },
+            alive = async {
+                match selftest_fault.as_mut() {
+                    Some(f) => f.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            } => if !alive { selftest_fault = None },
             _ = tokio::time::sleep(Duration::from_secs(60)) => {}
         }
     }

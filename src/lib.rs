@@ -17,6 +17,7 @@
 //! | [`modem`]      | the AT engine that owns the serial port, PDU codec, simulator        |
 //! | [`panel`]      | GPIO button and LED behind narrow traits                             |
 //! | [`silence`]    | silences and maintenance windows: which incidents page nobody now    |
+//! | [`selftest`]   | self-test of the paging path: modem/credit watch, scheduled test page |
 //! | [`ack`]        | acknowledge by phone: SMS commands, missed-call and DTMF acks        |
 //! | [`clock`]      | wall-clock time behind a trait so logic can be tested at any instant |
 //! | [`cli`]        | clap definitions and the client subcommands                          |
@@ -42,6 +43,7 @@ pub mod notify;
 pub mod panel;
 pub mod report;
 pub mod schedule;
+pub mod selftest;
 pub mod service;
 pub mod silence;
 pub mod status_page;

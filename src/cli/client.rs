@@ -520,3 +520,62 @@ pub(super) fn heartbeats(a: HeartbeatArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `pagerbox selftest`.
+#[derive(Debug, Clone, Args)]
+pub struct SelftestArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Show the last runs instead of running one.
+    #[arg(long)]
+    pub history: bool,
+    /// How long to wait for the run (it may wait for a delivery report and a reply).
+    #[arg(long, default_value = "15m", value_parser = crate::config::parse_duration)]
+    pub timeout: Duration,
+}
+
+/// Asks the daemon to run a self-test (it owns the modem) and prints each step with timings;
+/// exit 1 if any step failed. `--history` lists the last runs.
+pub(super) fn selftest(a: SelftestArgs) -> anyhow::Result<ExitCode> {
+    let mut client = Client::new(&a.target)?;
+    client.agent = ureq::AgentBuilder::new().timeout(a.timeout).build();
+    if a.history {
+        let v = client.call("GET", "/v1/selftest", None)?;
+        if a.target.json {
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        let runs: Vec<crate::selftest::Run> =
+            serde_json::from_value(v["runs"].clone()).context("unexpected answer")?;
+        if runs.is_empty() {
+            println!("no self-test has run yet");
+        }
+        for r in runs {
+            println!(
+                "#{:<5} {}  {:<8}  {}",
+                r.id,
+                r.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                r.trigger.as_str(),
+                if r.ok {
+                    "passed".to_string()
+                } else {
+                    format!("FAILED at {}", r.failed_step.unwrap_or_default())
+                }
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let v = client.call("POST", "/v1/selftest", Some(json!({})))?;
+    let run: crate::selftest::Run =
+        serde_json::from_value(v["run"].clone()).context("unexpected answer")?;
+    if a.target.json {
+        println!("{}", serde_json::to_string_pretty(&v["run"])?);
+    } else {
+        print!("{}", crate::selftest::render::render(&run));
+    }
+    Ok(if run.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -57,6 +57,9 @@ pub enum Command {
     Silence(silence::SilenceArgs),
     /// Heartbeat monitors on the running daemon: list their state, or ping one.
     Heartbeat(client::HeartbeatArgs),
+    /// Self-test of the paging path on the running daemon: modem, SIM, network, signal,
+    /// credit, a test SMS and its reply; each step with its timing. Exit 1 if a step failed.
+    Selftest(client::SelftestArgs),
     /// A schedule's shifts as a table or an iCalendar feed.
     Schedule(ScheduleCmd),
     /// The page timeline an alert would get if nobody acknowledged (dry run).
@@ -156,6 +159,7 @@ pub fn run_sync(command: Command) -> anyhow::Result<ExitCode> {
         Command::Stats(a) => report::stats(a),
         Command::Silence(a) => silence::run(a),
         Command::Heartbeat(a) => client::heartbeats(a),
+        Command::Selftest(a) => client::selftest(a),
         Command::Oncall(c) => {
             let config = load(&c.config)?;
             let overrides = runtime_overrides(&config);

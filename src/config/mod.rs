@@ -50,6 +50,8 @@ pub struct Config {
     pub silences: Vec<crate::silence::Silence>,
     /// `[[heartbeats]]`: dead-man's switches watched by [`crate::heartbeat`].
     pub heartbeats: Vec<crate::heartbeat::Heartbeat>,
+    /// `[selftest]`: watching the paging path and the scheduled test page.
+    pub selftest: crate::selftest::SelftestConfig,
 }
 
 /// `[daemon]`.

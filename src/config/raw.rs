@@ -28,6 +28,7 @@ pub(crate) struct RawConfig {
     pub victorops: RawVictorOps,
     pub silences: Vec<RawSilence>,
     pub heartbeats: Vec<RawHeartbeat>,
+    pub selftest: Option<RawSelftest>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -252,4 +253,25 @@ pub(crate) struct RawHeartbeat {
     pub summary: Option<String>,
     pub severity: Option<S<String>>,
     pub service: Option<String>,
+}
+
+/// `[selftest]`: see `crate::selftest::SelftestConfig`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawSelftest {
+    pub schedule: Option<S<String>>,
+    pub target: Option<S<String>>,
+    pub expect_reply_from: Option<S<String>>,
+    pub reply_timeout: Option<S<String>>,
+    pub submit_timeout: Option<S<String>>,
+    pub delivery_timeout: Option<S<String>>,
+    pub credit_ussd: Option<S<String>>,
+    pub credit_pattern: Option<S<String>>,
+    pub credit_min: Option<S<f64>>,
+    pub credit_interval: Option<S<String>>,
+    pub ussd_timeout: Option<S<String>>,
+    pub min_signal_dbm: Option<S<i64>>,
+    pub grace: Option<S<String>>,
+    pub recover: Option<S<String>>,
+    pub check_interval: Option<S<String>>,
 }

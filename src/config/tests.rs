@@ -381,3 +381,49 @@ fn a_weekly_maintenance_window_repeats_in_local_time() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn selftest_section_is_optional_and_validated() {
+    let c = parse(MINIMAL).unwrap().config;
+    assert!(!c.selftest.enabled);
+    let text = format!(
+        "{MINIMAL}\n[selftest]\nschedule = \"weekly Mon 10:00 Europe/Berlin\"\ntarget = \"+4915112345678\"\n\
+         expect_reply_from = \"+4915100000002\"\ncredit_ussd = \"*100#\"\ncredit_min = 5.0\ngrace = \"30s\"\n"
+    );
+    let c = parse(&text).unwrap().config;
+    assert!(c.selftest.enabled);
+    assert!(c.selftest.schedule.is_some());
+    assert_eq!(c.selftest.credit_ussd.as_deref(), Some("*100#"));
+    assert_eq!(c.selftest.credit_min, Some(5.0));
+    assert_eq!(c.selftest.grace, Duration::from_secs(30));
+}
+
+#[test]
+fn selftest_errors_point_at_the_value() {
+    let text = format!(
+        "{MINIMAL}\n[selftest]\nschedule = \"weekly Funday 10:00\"\ntarget = \"oncall:nope\"\n\
+         credit_ussd = \"*100#; AT\"\ncredit_pattern = \"(\"\nexpect_reply_from = \"0151\"\n"
+    );
+    let errs = parse(&text).unwrap_err();
+    let all = errs.join("\n");
+    assert!(
+        all.contains("t.toml:17:12: selftest.schedule: unknown weekday \"Funday\""),
+        "{all}"
+    );
+    assert!(
+        all.contains("selftest.target: no schedule \"nope\""),
+        "{all}"
+    );
+    assert!(
+        all.contains("selftest.credit_ussd: \"*100#; AT\" is not a USSD code"),
+        "{all}"
+    );
+    assert!(
+        all.contains("selftest.credit_pattern: not a valid regex"),
+        "{all}"
+    );
+    assert!(
+        all.contains("selftest.expect_reply_from: \"0151\" is not an E.164 number"),
+        "{all}"
+    );
+}

@@ -74,6 +74,10 @@ pub fn router(intake: Intake, max_body_bytes: usize) -> Router {
             "/v1/heartbeats/:id/ping",
             get(super::heartbeats::ping).post(super::heartbeats::ping),
         )
+        .route(
+            "/v1/selftest",
+            get(super::selftest::runs).post(super::selftest::run),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(intake.clone())

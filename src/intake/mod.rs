@@ -13,6 +13,7 @@ pub mod http;
 pub mod oncall;
 pub mod opsgenie;
 pub mod reports;
+pub mod selftest;
 pub mod silences;
 pub mod udp;
 pub mod victorops;
@@ -59,6 +60,8 @@ pub struct Intake {
     pub metrics: crate::metrics::Metrics,
     /// The modem handle, for the status page's registration/operator/signal/SIM line.
     pub modem_handle: Option<crate::modem::Modem>,
+    /// Runs self-tests of the paging path, when there is a modem.
+    pub selftest: Option<crate::selftest::SelftestHandle>,
 }
 
 impl Intake {

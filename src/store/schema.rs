@@ -192,6 +192,20 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         alive_at INTEGER NOT NULL
     );
     "#,
+    // 7: self-test runs of the paging path (selftest module): each step with its timing, as JSON.
+    r#"
+    CREATE TABLE selftest_runs (
+        id          INTEGER PRIMARY KEY,
+        trigger     TEXT    NOT NULL,
+        code        TEXT    NOT NULL,
+        started_at  INTEGER NOT NULL,
+        finished_at INTEGER NOT NULL,
+        ok          INTEGER NOT NULL,
+        failed_step TEXT,
+        steps       TEXT    NOT NULL
+    );
+    CREATE INDEX selftest_runs_started ON selftest_runs(started_at);
+    "#,
 ];
 
 /// Brings the database up to the newest version. Refuses a database from a newer pagerbox.

@@ -146,6 +146,8 @@ pub enum Urc {
     SpeechDone,
     /// `NO CARRIER`, `BUSY`, `NO ANSWER` outside a dial: a call ended.
     CallEnded(CallResult),
+    /// `+CUSD: ...`: the network's answer to a USSD request (see [`super::ussd`]).
+    Ussd(super::ussd::UssdAnswer),
 }
 
 impl Urc {
@@ -223,6 +225,7 @@ pub fn parse_urc(line: &str) -> Option<Urc> {
         }
         "+CPIN" => parse_cpin(l).map(Urc::Sim),
         "+CFUN" => body.parse().ok().map(Urc::Functionality),
+        "+CUSD" => super::ussd::parse_cusd(l).map(Urc::Ussd),
         "+QIND" => Some(Urc::QuectelIndication(body.to_string())),
         "+CTTS" | "+QTTS" if body == "0" => Some(Urc::SpeechDone),
         _ => None,

@@ -4,6 +4,7 @@
 //!   `> ` prompt that has no line end.
 //! - [`line`](mod@line): what one line is: final result, call result, URC or information text.
 //! - [`response`]: parsers for the information responses the driver reads.
+//! - [`ussd`]: the `+CUSD` answer of a USSD request (balance checks), text decoded.
 //! - [`codes`]: `+CME ERROR` / `+CMS ERROR` code tables, names and retry semantics.
 //!
 //! What this module does not do: decide which command a line answers (the engine knows the
@@ -13,6 +14,7 @@ pub mod codes;
 pub mod decoder;
 pub mod line;
 pub mod response;
+pub mod ussd;
 
 pub use codes::{CmeError, CmsError};
 pub use decoder::{Frame, LineDecoder};

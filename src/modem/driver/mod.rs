@@ -25,6 +25,7 @@
 
 mod sms;
 mod types;
+mod ussd;
 mod voice;
 
 use std::collections::{HashMap, VecDeque};
@@ -44,6 +45,8 @@ use crate::modem::engine::{AtEngine, Command, EngineError, Response, Unsolicited
 use crate::modem::pdu::{Deliver, Reassembler};
 use crate::modem::port::{PortOpener, SerialOpener};
 use crate::modem::profile::Profile;
+
+pub use ussd::valid_ussd_code;
 
 pub use types::{
     mask_number, CallOptions, CallOutcome, Health, HealthState, ModemError, ModemEvent,
@@ -78,6 +81,11 @@ enum Request {
     },
     Status {
         reply: oneshot::Sender<Result<ModemStatus, ModemError>>,
+    },
+    Ussd {
+        code: String,
+        wait: Duration,
+        reply: oneshot::Sender<Result<crate::modem::at::ussd::UssdAnswer, ModemError>>,
     },
 }
 
@@ -178,6 +186,23 @@ impl Modem {
     /// Fresh identity, SIM, registration, operator and signal.
     pub async fn status(&self) -> Result<ModemStatus, ModemError> {
         self.request(|reply| Request::Status { reply }).await
+    }
+
+    /// Sends a USSD code (e.g. `*100#` for the prepaid balance) and waits up to `wait` for the
+    /// network's answer. A `+CUSD: 4` / `2` answer is `Ok` with that status (the caller
+    /// decides); no answer in time is [`ModemError::UssdTimeout`] (the session is cancelled).
+    /// Other requests wait while this runs, so keep `wait` short (tens of seconds).
+    pub async fn ussd(
+        &self,
+        code: &str,
+        wait: Duration,
+    ) -> Result<crate::modem::at::ussd::UssdAnswer, ModemError> {
+        self.request(|reply| Request::Ussd {
+            code: code.into(),
+            wait,
+            reply,
+        })
+        .await
     }
 
     /// Health, updated at once on every change.
@@ -382,6 +407,7 @@ impl<O: PortOpener> Driver<O> {
                 drop(reply.send(Err(err())))
             }
             Request::Status { reply } => drop(reply.send(Err(err()))),
+            Request::Ussd { reply, .. } => drop(reply.send(Err(err()))),
         }
     }
 
@@ -401,6 +427,10 @@ impl<O: PortOpener> Driver<O> {
             }
             Request::Status { reply } => {
                 let res = self.status().await;
+                let _ = reply.send(res);
+            }
+            Request::Ussd { code, wait, reply } => {
+                let res = self.ussd(&code, wait).await;
                 let _ = reply.send(res);
             }
         }
@@ -933,6 +963,11 @@ impl<O: PortOpener> Driver<O> {
             | Urc::VoiceCallBegin
             | Urc::SpeechDone
             | Urc::CallList(_) => Ok(()),
+            Urc::Ussd(a) => {
+                // An answer that came after its request timed out (or network-initiated).
+                debug!(status = a.status.describe(), "ussd answer nobody waits for");
+                Ok(())
+            }
         };
         if let Err(e) = res {
             warn!(error = %e, "handling an unsolicited result failed");

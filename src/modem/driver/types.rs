@@ -333,17 +333,32 @@ pub enum ModemError {
     /// The modem task has stopped (shutdown).
     #[error("modem task stopped")]
     Stopped,
+    /// A USSD code with characters a network does not take (digits, `*`, `#` only).
+    #[error("invalid USSD code {code:?}")]
+    InvalidUssd {
+        /// What was given.
+        code: String,
+    },
+    /// The network did not answer a USSD request in time (the session was cancelled).
+    #[error("no answer to USSD {code} within {after:?}")]
+    UssdTimeout {
+        /// The code sent.
+        code: String,
+        /// How long we waited.
+        after: Duration,
+    },
 }
 
 impl ModemError {
     /// Whether trying again later may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Unavailable { .. } => true,
+            Self::Unavailable { .. } | Self::UssdTimeout { .. } => true,
             Self::Command(e) | Self::Part { source: e, .. } => e.is_retryable(),
             Self::Encode(_)
             | Self::InvalidNumber { .. }
             | Self::Protocol { .. }
+            | Self::InvalidUssd { .. }
             | Self::Stopped => false,
         }
     }

@@ -133,6 +133,21 @@ pub enum CtlAction {
     },
     /// Clear all faults.
     Heal,
+    /// What the network answers to a USSD code: a text (--text), or not-supported,
+    /// network-terminated, timeout (--outcome).
+    Ussd {
+        /// The code, e.g. *100#.
+        code: String,
+        /// The answer text, e.g. "Balance: 12.34 EUR".
+        #[arg(long, conflicts_with = "outcome")]
+        text: Option<String>,
+        /// Send the text as UCS-2 (dcs 72).
+        #[arg(long)]
+        ucs2: bool,
+        /// not-supported, network-terminated or timeout.
+        #[arg(long)]
+        outcome: Option<String>,
+    },
     /// Write a raw URC line.
     Urc {
         /// The line, e.g. RING or +CMTI: "SM",3.
@@ -230,6 +245,25 @@ async fn run_ctl(ctl: CtlArgs) -> anyhow::Result<ExitCode> {
             fault: Fault::from_name(&name, count, after)?,
         },
         CtlAction::Heal => ControlRequest::Heal,
+        CtlAction::Ussd {
+            code,
+            text,
+            ucs2,
+            outcome,
+        } => ControlRequest::SetUssd {
+            code,
+            reply: match (text, outcome.as_deref()) {
+                (Some(text), _) => crate::modem::sim::UssdReply::Text { text, ucs2 },
+                (None, Some("not-supported")) => crate::modem::sim::UssdReply::NotSupported,
+                (None, Some("network-terminated")) => {
+                    crate::modem::sim::UssdReply::NetworkTerminated
+                }
+                (None, Some("timeout")) => crate::modem::sim::UssdReply::Timeout,
+                (None, other) => anyhow::bail!(
+                    "ussd: give --text, or --outcome not-supported|network-terminated|timeout (got {other:?})"
+                ),
+            },
+        },
         CtlAction::Urc {
             line,
             inside_next_response,

@@ -63,6 +63,13 @@ pub enum ControlRequest {
     },
     /// Clear all faults.
     Heal,
+    /// What the network answers to a USSD code.
+    SetUssd {
+        /// The code, e.g. `*100#`.
+        code: String,
+        /// The answer.
+        reply: crate::modem::sim::UssdReply,
+    },
     /// Write a raw URC line.
     Urc {
         /// The line, without framing.
@@ -120,6 +127,7 @@ pub async fn handle(sim: &SimHandle, req: ControlRequest) -> ControlResponse {
         ControlRequest::SetCallBehaviour { behaviour } => sim.set_call_behaviour(behaviour).await,
         ControlRequest::Fault { fault } => sim.fault(fault).await,
         ControlRequest::Heal => sim.heal().await,
+        ControlRequest::SetUssd { code, reply } => sim.set_ussd(&code, reply).await,
         ControlRequest::Urc { line, placement } => sim.inject_urc(&line, placement).await,
         ControlRequest::Log => {
             return match sim.network_log().await {

@@ -45,7 +45,7 @@ use tokio_util::sync::CancellationToken;
 pub use profile::{SimProfile, UnknownProfile};
 pub use types::{
     CallBehaviour, CallDirection, CallOutcome, DeliverOptions, Fault, NetworkEntry, SimConfig,
-    SimError, UrcPlacement,
+    SimError, UrcPlacement, UssdReply,
 };
 
 use crate::clock::{Clock, SystemClock};
@@ -183,6 +183,13 @@ impl SimHandle {
     /// Injects a fault; see [`Fault`]. A vanish has closed the PTY when this returns.
     pub async fn fault(&self, f: Fault) -> Result<(), SimError> {
         self.ask(|reply| Request::Fault(f, reply)).await
+    }
+
+    /// Sets what the network answers to the USSD `code` (e.g. `*100#`); see [`UssdReply`].
+    /// Survives `heal` and reboots (it is the network, not the module).
+    pub async fn set_ussd(&self, code: &str, reply: UssdReply) -> Result<(), SimError> {
+        self.ask(|r| Request::SetUssd(code.to_string(), reply, r))
+            .await
     }
 
     /// Clears all faults (a vanish still reappears on its own schedule).

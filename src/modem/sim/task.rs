@@ -47,6 +47,7 @@ pub enum Request {
     SetCallBehaviour(CallBehaviour, Reply<()>),
     Fault(Fault, Reply<()>),
     Heal(Reply<()>),
+    SetUssd(String, super::types::UssdReply, Reply<()>),
     InjectUrc {
         line: String,
         placement: UrcPlacement,
@@ -261,6 +262,10 @@ impl SimTask {
                 let fx = self.engine.fault(f, now);
                 self.apply(fx);
                 self.settle_vanish().await;
+                let _ = reply.send(());
+            }
+            Request::SetUssd(code, r, reply) => {
+                self.engine.set_ussd(&code, r);
                 let _ = reply.send(());
             }
             Request::Heal(reply) => {

@@ -234,6 +234,29 @@ impl FromStr for Fault {
     }
 }
 
+/// What the simulated network answers to a USSD code (`AT+CUSD=1,"<code>"`), set per code
+/// through the control API. A code with no answer set gets `+CUSD: 4` (operation not
+/// supported), as networks answer codes they do not know.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum UssdReply {
+    /// `+CUSD: 0,"<text>",15` (GSM 7-bit), or with `ucs2` `+CUSD: 0,"<UTF-16 hex>",72`, as
+    /// modules show UCS-2 network answers. With `AT+CSCS="UCS2"` the text is hex either way.
+    Text {
+        /// The network's answer, e.g. "Balance: 12.34 EUR".
+        text: String,
+        /// Send as UCS-2 (dcs 72, hex string).
+        #[serde(default)]
+        ucs2: bool,
+    },
+    /// `+CUSD: 4`: the network does not support the operation.
+    NotSupported,
+    /// `+CUSD: 2`: the network ended the session without an answer.
+    NetworkTerminated,
+    /// `OK`, then nothing: the network never answers (the DTE's timeout decides).
+    Timeout,
+}
+
 /// Which way a call went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

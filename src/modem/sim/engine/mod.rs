@@ -21,6 +21,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 mod calls;
 mod messages;
 mod network;
+mod ussd;
 
 use super::command::{self, split_args, Command, Op};
 use super::profile::{DtmfReport, SimProfile};
@@ -53,8 +54,8 @@ const SUPPORTED: &[&str] = &[
     "+CIMI", "+CLAC", "+CLCC", "+CLIP", "+CLVL", "+CMEE", "+CMGD", "+CMGF", "+CMGL", "+CMGR",
     "+CMGS", "+CMGW", "+CMSS", "+CMUT", "+CNMA", "+CNMI", "+CNUM", "+COLP", "+COPS", "+CPAS",
     "+CPIN", "+CPMS", "+CRC", "+CREG", "+CRSL", "+CSCA", "+CSCS", "+CSDH", "+CSMP", "+CSMS",
-    "+CSQ", "+CVHU", "+GCAP", "+GMI", "+GMM", "+GMR", "+GSN", "+ICF", "+IFC", "+IPR", "+VTD",
-    "+VTS",
+    "+CSQ", "+CUSD", "+CVHU", "+GCAP", "+GMI", "+GMM", "+GMR", "+GSN", "+ICF", "+IFC", "+IPR",
+    "+VTD", "+VTS",
 ];
 
 /// Something the owning task must do.
@@ -95,6 +96,8 @@ pub enum Timer {
     },
     /// A TTS utterance finished playing.
     TtsDone { urc: String },
+    /// The network's answer to a USSD request: write this `+CUSD` URC.
+    Ussd { line: String },
     /// A later part of a multipart incoming message arrives.
     DeliverPart {
         from: String,
@@ -306,6 +309,8 @@ pub struct Engine {
     cnmi_buffer: Vec<Vec<u8>>,
     /// Varies submit delays; fixed seed so a run can be repeated.
     rng: fastrand::Rng,
+    /// What the network answers per USSD code.
+    ussd: std::collections::HashMap<String, super::types::UssdReply>,
 }
 
 impl Engine {
@@ -343,6 +348,7 @@ impl Engine {
             network_queue: VecDeque::new(),
             cnmi_buffer: Vec::new(),
             rng: fastrand::Rng::with_seed(0x5eed),
+            ussd: std::collections::HashMap::new(),
         }
     }
 
@@ -762,6 +768,7 @@ impl Engine {
                 }
             },
             "+CMGS" => self.cmgs(op),
+            "+CUSD" => self.cusd(op, after),
             "+CMGR" => self.cmgr(op),
             "+CMGL" => self.cmgl(op),
             "+CMGD" => self.cmgd(op),
@@ -989,6 +996,7 @@ impl Engine {
                 submitted,
             } => fx.extend(self.status_report(reference, &to, submitted)),
             Timer::TtsDone { urc } => fx.push(self.urc(&[urc])),
+            Timer::Ussd { line } => fx.push(self.urc(&[line])),
             Timer::DeliverPart {
                 from,
                 part,

@@ -963,3 +963,58 @@ fn overlong_lines_are_refused() {
     assert_eq!(h.at(&long), "\r\nERROR\r\n");
     assert_eq!(h.at("AT"), "\r\nOK\r\n");
 }
+
+#[test]
+fn cusd_answers_ok_then_the_network_answer_per_code() {
+    use crate::modem::sim::types::UssdReply;
+    let mut h = quiet(SimProfile::Sim800);
+    h.e.set_ussd(
+        "*100#",
+        UssdReply::Text {
+            text: "Balance: 12.34 EUR".into(),
+            ucs2: false,
+        },
+    );
+    h.e.set_ussd(
+        "*101#",
+        UssdReply::Text {
+            text: "Guthaben: 3,50 €".into(),
+            ucs2: true,
+        },
+    );
+    h.e.set_ussd("*102#", UssdReply::NetworkTerminated);
+    h.e.set_ussd("*103#", UssdReply::Timeout);
+    assert_eq!(h.at("AT+CUSD=1,\"*100#\",15"), "\r\nOK\r\n");
+    assert_eq!(h.fire(), "\r\n+CUSD: 0,\"Balance: 12.34 EUR\",15\r\n");
+    assert_eq!(h.at("AT+CUSD=1,\"*101#\",15"), "\r\nOK\r\n");
+    assert_eq!(
+        h.fire(),
+        "\r\n+CUSD: 0,\"0047007500740068006100620065006E003A00200033002C00350030002020AC\",72\r\n"
+    );
+    assert_eq!(h.at("AT+CUSD=1,\"*102#\""), "\r\nOK\r\n");
+    assert_eq!(h.fire(), "\r\n+CUSD: 2\r\n");
+    assert_eq!(h.at("AT+CUSD=1,\"*999#\""), "\r\nOK\r\n");
+    assert_eq!(h.fire(), "\r\n+CUSD: 4\r\n");
+    assert_eq!(h.at("AT+CUSD=1,\"*103#\""), "\r\nOK\r\n");
+    assert_eq!(h.fire(), "");
+    assert_eq!(h.at("AT+CUSD=2"), "\r\nOK\r\n");
+    assert_eq!(h.at("AT+CUSD=?"), "\r\n+CUSD: (0-2)\r\n\r\nOK\r\n");
+}
+
+#[test]
+fn cusd_needs_sim_and_network() {
+    let mut h = quiet(SimProfile::Ec25);
+    h.at("AT+CMEE=1");
+    h.e.fault(Fault::LoseRegistration { searching: true }, h.now)
+        .into_iter()
+        .for_each(|e| h.apply(vec![e]));
+    h.take();
+    assert_eq!(h.at("AT+CUSD=1,\"*100#\""), "\r\n+CME ERROR: 30\r\n");
+    let fx = h.e.heal(h.now);
+    h.apply(fx);
+    h.e.fault(Fault::SimMissing, h.now)
+        .into_iter()
+        .for_each(|e| h.apply(vec![e]));
+    h.take();
+    assert_eq!(h.at("AT+CUSD=1,\"*100#\""), "\r\n+CME ERROR: 10\r\n");
+}

@@ -1,0 +1,102 @@
+//! USSD requests in the driver (`AT+CUSD`, 3GPP TS 27.007 §7.15): send a code such as `*100#`
+//! and wait for the network's `+CUSD` answer, e.g. the prepaid balance for the self-test.
+//!
+//! The command answers `OK` at once; the answer follows as a URC, seconds later on a real
+//! network. Other URCs that arrive meanwhile are handled as usual; other requests wait (they
+//! are served after the answer or the timeout). On timeout the session is cancelled with
+//! `AT+CUSD=2` so the next request starts clean. Some modules (and the simulator with
+//! `AT+CSCS="UCS2"`) put the answer before the `OK`; that is taken too.
+
+use std::time::Duration;
+
+use tokio::time::{sleep_until, Instant};
+use tracing::{debug, info};
+
+use super::{Driver, ModemError};
+use crate::modem::at::ussd::{parse_cusd, UssdAnswer};
+use crate::modem::at::Urc;
+use crate::modem::engine::{Command, Unsolicited};
+use crate::modem::port::PortOpener;
+
+/// Whether `code` is something a network takes as a USSD string: digits, `*` and `#`.
+pub fn valid_ussd_code(code: &str) -> bool {
+    !code.is_empty()
+        && code.len() <= 40
+        && code
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '*' | '#'))
+}
+
+impl<O: PortOpener> Driver<O> {
+    pub(super) async fn ussd(
+        &mut self,
+        code: &str,
+        wait: Duration,
+    ) -> Result<UssdAnswer, ModemError> {
+        if !valid_ussd_code(code) {
+            return Err(ModemError::InvalidUssd { code: code.into() });
+        }
+        if self.engine.is_none() {
+            return Err(ModemError::Unavailable {
+                reason: self.down_reason.clone(),
+            });
+        }
+        info!(code, "ussd request");
+        // dcs 15: the code is in the GSM default alphabet (it is digits, * and #).
+        let r = self
+            .exec(Command::new(
+                format!("AT+CUSD=1,\"{code}\",15"),
+                self.s.command_timeout,
+            ))
+            .await?;
+        if let Some(a) = r.line("+CUSD:").and_then(parse_cusd) {
+            return Ok(a);
+        }
+        let deadline = Instant::now() + wait;
+        loop {
+            let Some(engine) = self.engine.as_mut() else {
+                return Err(ModemError::Unavailable {
+                    reason: self.down_reason.clone(),
+                });
+            };
+            let u = match engine.pop_unsolicited() {
+                Some(u) => u,
+                None => {
+                    let got = tokio::select! {
+                        biased;
+                        _ = self.shutdown.cancelled() => return Err(ModemError::Stopped),
+                        r = self.requests.recv() => {
+                            match r {
+                                Some(other) => self.deferred.push_back(other),
+                                None => return Err(ModemError::Stopped),
+                            }
+                            continue;
+                        }
+                        u = engine.next_unsolicited() => u,
+                        _ = sleep_until(deadline) => {
+                            debug!(code, "ussd answer timed out, cancelling the session");
+                            let _ = self.exec_opt("AT+CUSD=2").await;
+                            return Err(ModemError::UssdTimeout { code: code.into(), after: wait });
+                        }
+                    };
+                    match got {
+                        Ok(u) => u,
+                        Err(e) => {
+                            self.lose_port(format!("port lost: {e}"));
+                            return Err(ModemError::Unavailable {
+                                reason: self.down_reason.clone(),
+                            });
+                        }
+                    }
+                }
+            };
+            match u.urc {
+                Urc::Ussd(a) => {
+                    info!(code, status = a.status.describe(), "ussd answer");
+                    return Ok(a);
+                }
+                urc => self.on_unsolicited(Unsolicited { urc, body: u.body }).await,
+            }
+        }
+    }
+}
