@@ -225,6 +225,38 @@ impl Daemon {
         into(req.send_bytes(body))
     }
 
+    /// POSTs `body` over a raw connection and returns the status code, even when the daemon
+    /// answers early (413 for an oversized body) and closes before the whole body is written.
+    /// HTTP/1.1 lets a server refuse a body before reading it; ureq stops at the broken pipe and
+    /// never reads the answer, which made the 413 check race with the write.
+    pub fn post_status_early(&self, path: &str, body: &[u8]) -> u16 {
+        use std::io::{BufRead, BufReader, Write};
+        let conn = std::net::TcpStream::connect(self.http).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            self.http,
+            body.len()
+        );
+        let mut writer = conn.try_clone().unwrap();
+        let body = body.to_vec();
+        // The write may fail with a broken pipe once the daemon has answered; that is the point.
+        let w = std::thread::spawn(move || {
+            let _ = writer.write_all(head.as_bytes());
+            let _ = writer.write_all(&body);
+        });
+        let mut status = String::new();
+        BufReader::new(conn).read_line(&mut status).unwrap();
+        let _ = w.join();
+        status
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("no HTTP status line: {status:?}"))
+    }
+
     /// POSTs bytes with the daemon's token, if it has one.
     pub fn post(&self, path: &str, body: &[u8]) -> (u16, Value) {
         let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
