@@ -12,6 +12,7 @@
 //! | [`schedule`]   | pure: who is on call at an instant (time zones, DST, overrides)      |
 //! | [`escalation`] | policies, routes, notification rules; the engine that times steps    |
 //! | [`notify`]     | the durable outbox and the senders: SMS, voice, email                |
+//! | [`outbound`]   | Slack, Teams and signed webhook notifications beside paging          |
 //! | [`modem`]      | the AT engine that owns the serial port, PDU codec, simulator        |
 //! | [`panel`]      | GPIO button and LED behind narrow traits                             |
 //! | [`ack`]        | acknowledge by phone: SMS commands, missed-call and DTMF acks        |
@@ -32,6 +33,7 @@ pub mod incident;
 pub mod intake;
 pub mod modem;
 pub mod notify;
+pub mod outbound;
 pub mod panel;
 pub mod schedule;
 pub mod service;

@@ -42,6 +42,8 @@ pub struct Config {
     pub schedules: Vec<crate::schedule::Schedule>,
     pub policies: Vec<crate::escalation::Policy>,
     pub routes: Vec<crate::escalation::Route>,
+    /// `[[outbound]]`: chat/webhook notifications beside paging (never instead of it).
+    pub outbound: Vec<crate::outbound::Destination>,
 }
 
 /// `[daemon]`.

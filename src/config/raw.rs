@@ -24,6 +24,7 @@ pub(crate) struct RawConfig {
     pub schedules: Vec<RawSchedule>,
     pub policies: Vec<RawPolicy>,
     pub routes: Vec<RawRoute>,
+    pub outbound: Vec<RawOutbound>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -204,4 +205,21 @@ pub(crate) struct RawMatch {
     pub severity: Vec<S<String>>,
     pub source: Option<String>,
     pub routing_key: Option<String>,
+}
+
+/// `[[outbound]]`: a Slack, Teams or generic webhook destination (see `crate::outbound`).
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawOutbound {
+    pub id: S<String>,
+    pub kind: S<String>,
+    pub url: Option<S<String>>,
+    pub url_file: Option<S<String>>,
+    pub secret: Option<S<String>>,
+    pub secret_file: Option<S<String>>,
+    pub signature_header: Option<S<String>>,
+    #[serde(default)]
+    pub routes: Vec<S<String>>,
+    pub events: Option<Vec<S<String>>>,
+    pub max_queued: Option<S<i64>>,
+    pub timeout: Option<S<String>>,
 }

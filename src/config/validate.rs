@@ -81,6 +81,9 @@ fn path_segments(path: &serde_ignored::Path<'_>) -> Vec<String> {
     out
 }
 
+#[path = "validate/outbound.rs"]
+mod outbound;
+
 struct Validator<'r, 'a> {
     r: &'r mut Reporter<'a>,
     base: &'r Path,
@@ -234,6 +237,7 @@ impl Validator<'_, '_> {
             .map(|p| p.id.get_ref().as_str())
             .collect();
         let routes = self.routes(&raw.routes, &policy_ids, &daemon);
+        let outbound = self.outbound(&raw.outbound, &routes);
         Config {
             path: None,
             daemon,
@@ -247,6 +251,7 @@ impl Validator<'_, '_> {
             schedules,
             policies,
             routes,
+            outbound,
         }
     }
 
