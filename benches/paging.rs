@@ -266,6 +266,17 @@ policy = "storm"
         .unwrap();
     println!("idle {idle_secs}s with modem: cpu {cpu:.3}%, rss {rss}");
 
+    // The control for the next phase: the same database after the storm, no outbound yet.
+    let control_base = 4 * pages + 10;
+    let control: Vec<Duration> = (1..=pages)
+        .map(|n| {
+            let d = probe(control_base + n);
+            std::thread::sleep(Duration::from_millis(20));
+            d
+        })
+        .collect();
+    report("after storm, no outbound:", control);
+
     // Page latency while an outbound webhook receiver hangs: it accepts every connection and
     // never answers. The destination is added by a config reload (SIGHUP) so the figures above
     // are unchanged; it announces the probe route, so every probe also queues a notification

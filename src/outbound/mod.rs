@@ -43,6 +43,11 @@ pub const DEFAULT_SIGNATURE_HEADER: &str = "X-Pagerbox-Signature";
 pub const TIMESTAMP_HEADER: &str = "X-Pagerbox-Timestamp";
 /// Longest a destination task sleeps without looking at its queue again.
 const MAX_IDLE: Duration = Duration::from_secs(30);
+/// How long the fan-out waits after a commit before it looks. A page is queued and claimed in the
+/// few milliseconds after its alert commits; the fan-out's own transaction (an fsync on the one
+/// store thread) waits until that is done, and commits of a storm are taken together.
+/// Notifications are not latency-critical; pages are.
+pub const FAN_OUT_DELAY: Duration = Duration::from_millis(250);
 
 /// Which receiver format a destination speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,7 +206,14 @@ pub async fn run(
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = commits.changed(), if !current.outbound.is_empty() => if r.is_err() { return },
+            r = commits.changed(), if !current.outbound.is_empty() => {
+                if r.is_err() { return }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(FAN_OUT_DELAY) => {}
+                }
+                commits.borrow_and_update();
+            }
             r = config.changed() => {
                 if r.is_err() { return }
                 current = config.borrow_and_update().clone();
