@@ -6,6 +6,9 @@
 //! `+CMGS` (it logs the part then), so it is an upper bound on "202 to the first byte of
 //! AT+CMGS": it includes writing the PDU and the simulator's own processing.
 //!
+//! Last, the same page latency while an outbound webhook receiver accepts and never answers
+//! (added by a config reload), to show outbound notifications cannot slow paging.
+//!
 //! `cargo bench --bench paging` (PAGERBOX_BENCH_PAGES, PAGERBOX_BENCH_STORM_RATE,
 //! PAGERBOX_BENCH_IDLE_SECS); under `cargo test` a small smoke run.
 
@@ -262,6 +265,70 @@ policy = "storm"
         .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().to_string()))
         .unwrap();
     println!("idle {idle_secs}s with modem: cpu {cpu:.3}%, rss {rss}");
+
+    // The control for the next phase: the same database after the storm, no outbound yet.
+    let control_base = 4 * pages + 10;
+    let control: Vec<Duration> = (1..=pages)
+        .map(|n| {
+            let d = probe(control_base + n);
+            std::thread::sleep(Duration::from_millis(20));
+            d
+        })
+        .collect();
+    report("after storm, no outbound:", control);
+
+    // Page latency while an outbound webhook receiver hangs: it accepts every connection and
+    // never answers. The destination is added by a config reload (SIGHUP) so the figures above
+    // are unchanged; it announces the probe route, so every probe also queues a notification
+    // behind the hanging one.
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hang_addr = hang.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    {
+        let accepted = accepted.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for c in hang.incoming().flatten() {
+                accepted.fetch_add(1, Ordering::Relaxed);
+                held.push(c);
+            }
+        });
+    }
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "[[outbound]]\nid = \"hang\"\nkind = \"webhook\"\nurl = \"http://{hang_addr}/hook\"\n\
+         secret = \"k\"\nroutes = [\"probe\"]\ntimeout = \"60s\"\n"
+    ));
+    std::fs::write(&config, text).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let base = 2 * pages + 1;
+    probe(base);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while accepted.load(Ordering::Relaxed) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the outbound receiver was never called"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let hanging: Vec<Duration> = (1..=pages)
+        .map(|n| {
+            let d = probe(base + n);
+            std::thread::sleep(Duration::from_millis(20));
+            d
+        })
+        .collect();
+    assert_eq!(
+        accepted.load(Ordering::Relaxed),
+        1,
+        "one request hangs; the rest wait behind it"
+    );
+    report("outbound receiver hanging:", hanging);
     drop(child);
     rt.block_on(sim.shutdown());
 }

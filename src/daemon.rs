@@ -238,6 +238,14 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
         clock.clone(),
         shutdown.clone(),
     ));
+    // Slack/Teams/webhook notifications: their own tasks and outbox channel, never on the
+    // paging senders' path.
+    tracker.spawn(crate::outbound::run(
+        store.clone(),
+        config_rx.clone(),
+        tracker.clone(),
+        shutdown.clone(),
+    ));
 
     // The panel: LED shows the state, the button acknowledges.
     let (panel_tx, panel_rx) = watch::channel(PanelState::default());

@@ -14,6 +14,7 @@
 //! | [`escalation`] | policies, routes, notification rules; the engine that times steps    |
 //! | [`heartbeat`]  | dead-man's switches: pings, deadlines, the incident when one is missed |
 //! | [`notify`]     | the durable outbox and the senders: SMS, voice, email                |
+//! | [`outbound`]   | Slack, Teams and signed webhook notifications beside paging          |
 //! | [`modem`]      | the AT engine that owns the serial port, PDU codec, simulator        |
 //! | [`panel`]      | GPIO button and LED behind narrow traits                             |
 //! | [`silence`]    | silences and maintenance windows: which incidents page nobody now    |
@@ -40,6 +41,7 @@ pub mod intake;
 pub mod metrics;
 pub mod modem;
 pub mod notify;
+pub mod outbound;
 pub mod panel;
 pub mod report;
 pub mod schedule;

@@ -52,6 +52,8 @@ pub struct Config {
     pub heartbeats: Vec<crate::heartbeat::Heartbeat>,
     /// `[selftest]`: watching the paging path and the scheduled test page.
     pub selftest: crate::selftest::SelftestConfig,
+    /// `[[outbound]]`: chat/webhook notifications beside paging (never instead of it).
+    pub outbound: Vec<crate::outbound::Destination>,
 }
 
 /// `[daemon]`.

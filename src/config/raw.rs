@@ -29,6 +29,7 @@ pub(crate) struct RawConfig {
     pub silences: Vec<RawSilence>,
     pub heartbeats: Vec<RawHeartbeat>,
     pub selftest: Option<RawSelftest>,
+    pub outbound: Vec<RawOutbound>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -274,4 +275,21 @@ pub(crate) struct RawSelftest {
     pub grace: Option<S<String>>,
     pub recover: Option<S<String>>,
     pub check_interval: Option<S<String>>,
+}
+
+/// `[[outbound]]`: a Slack, Teams or generic webhook destination (see `crate::outbound`).
+#[derive(Debug, Deserialize)]
+pub(crate) struct RawOutbound {
+    pub id: S<String>,
+    pub kind: S<String>,
+    pub url: Option<S<String>>,
+    pub url_file: Option<S<String>>,
+    pub secret: Option<S<String>>,
+    pub secret_file: Option<S<String>>,
+    pub signature_header: Option<S<String>>,
+    #[serde(default)]
+    pub routes: Vec<S<String>>,
+    pub events: Option<Vec<S<String>>>,
+    pub max_queued: Option<S<i64>>,
+    pub timeout: Option<S<String>>,
 }

@@ -427,3 +427,60 @@ fn selftest_errors_point_at_the_value() {
         "{all}"
     );
 }
+
+#[test]
+fn outbound_destinations_load_with_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().join("slack-url");
+    std::fs::write(&url, "https://hooks.slack.com/services/T0/B0/x\n").unwrap();
+    let text = format!(
+        "{MINIMAL}\n[[outbound]]\nid = \"s\"\nkind = \"slack\"\nurl_file = \"{}\"\n\n\
+         [[outbound]]\nid = \"w\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/h\"\nsecret = \"k\"\n\
+         routes = [\"default\"]\nevents = [\"resolve\"]\nmax_queued = 5\ntimeout = \"2s\"\n",
+        url.display()
+    );
+    let c = parse(&text).unwrap().config;
+    assert_eq!(c.outbound.len(), 2);
+    let s = &c.outbound[0];
+    assert_eq!(s.kind, crate::outbound::Kind::Slack);
+    assert_eq!(s.url.expose(), "https://hooks.slack.com/services/T0/B0/x");
+    assert_eq!(s.max_queued, crate::outbound::DEFAULT_MAX_QUEUED);
+    assert_eq!(s.events.len(), 3);
+    assert!(!format!("{s:?}").contains("hooks.slack.com"));
+    let w = &c.outbound[1];
+    assert_eq!(w.secret.as_ref().unwrap().expose(), "k");
+    assert_eq!(w.events, vec![crate::outbound::Event::Resolve]);
+    assert_eq!(w.routes, vec!["default".to_string()]);
+    assert_eq!(
+        (w.max_queued, w.timeout),
+        (5, std::time::Duration::from_secs(2))
+    );
+}
+
+#[test]
+fn outbound_errors_point_at_the_line_and_never_echo_the_url() {
+    let text = format!(
+        "{MINIMAL}\n[[outbound]]\nid = \"w\"\nkind = \"webhook\"\nurl = \"ftp://secret-host/x\"\n\
+         routes = [\"nope\"]\nevents = [\"page\"]\n\n[[outbound]]\nid = \"t\"\nkind = \"fax\"\nurl = \"https://x\"\n"
+    );
+    let errs = parse(&text).unwrap_err();
+    let all = errs.join("\n");
+    assert!(
+        all.contains("t.toml:19:7: outbound.url: must start with https://"),
+        "{all}"
+    );
+    assert!(
+        all.contains("t.toml:20:11: outbound.routes: unknown route \"nope\""),
+        "{all}"
+    );
+    assert!(
+        all.contains("t.toml:21:11: outbound.events: \"page\" is not one of"),
+        "{all}"
+    );
+    assert!(all.contains("needs secret or secret_file"), "{all}");
+    assert!(
+        all.contains("t.toml:25:8: outbound.kind: \"fax\" is not one of slack, teams, webhook"),
+        "{all}"
+    );
+    assert!(!all.contains("secret-host"), "{all}");
+}

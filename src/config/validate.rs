@@ -82,6 +82,9 @@ fn path_segments(path: &serde_ignored::Path<'_>) -> Vec<String> {
     out
 }
 
+#[path = "validate/outbound.rs"]
+mod outbound;
+
 struct Validator<'r, 'a> {
     r: &'r mut Reporter<'a>,
     base: &'r Path,
@@ -239,6 +242,7 @@ impl Validator<'_, '_> {
         let silences = self.silences(&raw.silences, &daemon);
         let heartbeats = self.heartbeats(&raw.heartbeats, &routes);
         let selftest = self.selftest(raw.selftest.as_ref(), &daemon, &schedule_ids);
+        let outbound = self.outbound(&raw.outbound, &routes);
         Config {
             path: None,
             daemon,
@@ -257,6 +261,7 @@ impl Validator<'_, '_> {
             silences,
             heartbeats,
             selftest,
+            outbound,
         }
     }
 

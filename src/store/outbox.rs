@@ -268,9 +268,12 @@ pub fn next_due(conn: &Connection, channel: Channel) -> rusqlite::Result<Option<
 }
 
 /// Pages still waiting to go out (pending or sending), and the oldest one's creation time.
+/// Outbound chat/webhook notifications (channel `webhook`, see `crate::outbound`) are not pages
+/// and are left out: a Slack outage must not look like a paging backlog.
 pub fn depth(conn: &Connection) -> rusqlite::Result<(i64, Option<DateTime<Utc>>)> {
     conn.prepare_cached(
-        "SELECT count(*), min(created_at) FROM outbox WHERE state IN ('pending','sending')",
+        "SELECT count(*), min(created_at) FROM outbox WHERE state IN ('pending','sending') \
+         AND channel<>'webhook'",
     )?
     .query_row([], |r| {
         Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.map(from_ms)))
@@ -491,10 +494,10 @@ pub fn cancel_for_incident(
     Ok(n)
 }
 
-/// Recent pages, newest first (status page, reports).
+/// Recent pages, newest first (status page, reports). Outbound webhook rows are not pages.
 pub fn recent(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Page>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM outbox ORDER BY id DESC LIMIT ?1"
+        "SELECT {COLUMNS} FROM outbox WHERE channel<>'webhook' ORDER BY id DESC LIMIT ?1"
     ))?;
     let rows = stmt.query_map([limit as i64], page_from_row)?;
     rows.collect()

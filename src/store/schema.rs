@@ -206,6 +206,63 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX selftest_runs_started ON selftest_runs(started_at);
     "#,
+    // 8: outbound notifications (Slack, Teams, generic webhooks) share the outbox: a 'webhook'
+    // channel, and a cursor over the timeline. SQLite cannot alter a CHECK, so the outbox is
+    // rebuilt (create, copy, drop, rename; see sqlite.org/lang_altertable.html section 7) keeping
+    // every row and id. outbox_items references outbox, and foreign keys are on (they cannot be
+    // switched off inside this transaction), so it is set aside and rebuilt around the drop.
+    r#"
+    CREATE TABLE outbox_new (
+        id          INTEGER PRIMARY KEY,
+        -- as before, plus 'outbound' (a Slack/Teams/webhook notification; address = destination id)
+        kind        TEXT    NOT NULL DEFAULT 'page',
+        incident_id INTEGER REFERENCES incidents(id),
+        user_id     TEXT,
+        channel     TEXT    NOT NULL CHECK (channel IN ('sms','voice','email','webhook')),
+        address     TEXT    NOT NULL,
+        subject     TEXT,
+        body        TEXT    NOT NULL,
+        priority    INTEGER NOT NULL,
+        due_at      INTEGER NOT NULL,
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        channel_attempts INTEGER NOT NULL DEFAULT 0,
+        channel_since    INTEGER NOT NULL,
+        state       TEXT    NOT NULL CHECK (state IN ('pending','sending','sent','delivered','failed','cancelled')),
+        reference   TEXT,
+        last_error  TEXT,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+    );
+    INSERT INTO outbox_new SELECT id, kind, incident_id, user_id, channel, address, subject, body,
+        priority, due_at, attempts, channel_attempts, channel_since, state, reference, last_error,
+        created_at, updated_at FROM outbox;
+    CREATE TABLE outbox_items_keep AS SELECT outbox_id, incident_id FROM outbox_items;
+    DROP TABLE outbox_items;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_new RENAME TO outbox;
+    CREATE TABLE outbox_items (
+        outbox_id   INTEGER NOT NULL REFERENCES outbox(id),
+        incident_id INTEGER NOT NULL REFERENCES incidents(id),
+        PRIMARY KEY (outbox_id, incident_id)
+    );
+    INSERT INTO outbox_items SELECT outbox_id, incident_id FROM outbox_items_keep;
+    DROP TABLE outbox_items_keep;
+    CREATE INDEX outbox_due ON outbox(state, channel, priority DESC, due_at, id);
+    CREATE INDEX outbox_user ON outbox(user_id, channel, created_at);
+    CREATE INDEX outbox_incident ON outbox(incident_id);
+    -- Outbound queues are per destination, oldest first.
+    CREATE INDEX outbox_outbound ON outbox(channel, address, state, id);
+
+    -- The last timeline event the outbound fan-out has looked at. Trigger/ack/resolve events
+    -- are written in the same transaction as the incident change; the fan-out turns those after
+    -- the cursor into outbox rows and moves the cursor in one transaction, so none is lost or
+    -- sent twice across a crash. It starts at the newest event: history is not announced.
+    CREATE TABLE outbound_cursor (
+        id            INTEGER PRIMARY KEY CHECK (id = 1),
+        last_event_id INTEGER NOT NULL
+    );
+    INSERT INTO outbound_cursor (id, last_event_id) SELECT 1, coalesce(max(id), 0) FROM events;
+    "#,
 ];
 
 /// Brings the database up to the newest version. Refuses a database from a newer pagerbox.
@@ -262,6 +319,93 @@ mod tests {
             .unwrap();
         assert_eq!(n, 1);
         conn.execute("SELECT count(*) FROM outbox", []).ok();
+    }
+
+    #[test]
+    fn outbound_migration_keeps_outbox_rows_and_allows_webhook() {
+        // Build the database as it was just before the outbound migration, with pages in it.
+        let before = MIGRATIONS
+            .iter()
+            .position(|m| m.contains("CREATE TABLE outbound_cursor"))
+            .expect("outbound migration");
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        for m in &MIGRATIONS[..before] {
+            conn.execute_batch(m).unwrap();
+        }
+        conn.pragma_update(None, "user_version", before as u32)
+            .unwrap();
+        conn.execute_batch(
+            "INSERT INTO incidents (id,dedup_key,status,severity,summary,first_seen,last_seen) \
+               VALUES (7,'k','triggered','critical','s',0,0); \
+             INSERT INTO events (incident_id,at,kind,message) VALUES (7,0,'triggered','t'); \
+             INSERT INTO outbox (id,kind,incident_id,user_id,channel,address,body,priority,due_at,\
+               channel_since,state,created_at,updated_at) \
+               VALUES (3,'digest',7,'alice','sms','+491','b',3,5,5,'pending',5,5); \
+             INSERT INTO outbox_items (outbox_id,incident_id) VALUES (3,7);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let row: (i64, String, String, i64) = conn
+            .query_row(
+                "SELECT id, kind, channel, due_at FROM outbox WHERE incident_id=7",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(row, (3, "digest".into(), "sms".into(), 5));
+        let items: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM outbox_items WHERE outbox_id=3",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(items, 1);
+        // The cursor starts after existing history.
+        let cursor: i64 = conn
+            .query_row("SELECT last_event_id FROM outbound_cursor", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(cursor, 1);
+        conn.execute(
+            "INSERT INTO outbox (kind,incident_id,channel,address,body,priority,due_at,channel_since,\
+             state,created_at,updated_at) VALUES ('outbound',7,'webhook','w','{}',0,0,0,'pending',0,0)",
+            [],
+        )
+        .unwrap();
+        assert!(conn
+            .execute(
+                "INSERT INTO outbox (kind,channel,address,body,priority,due_at,channel_since,\
+                 state,created_at,updated_at) VALUES ('page','fax','x','b',0,0,0,'pending',0,0)",
+                [],
+            )
+            .is_err());
+        // Foreign keys still hold after the rebuild.
+        assert!(conn
+            .execute(
+                "INSERT INTO outbox_items (outbox_id,incident_id) VALUES (999,7)",
+                []
+            )
+            .is_err());
+        let fk: Vec<String> = conn
+            .prepare("PRAGMA foreign_key_check")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(fk.is_empty(), "{fk:?}");
+        let idx: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type='index' AND tbl_name='outbox' \
+                 AND name IN ('outbox_due','outbox_user','outbox_incident','outbox_outbound')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(idx, 4);
     }
 
     #[test]

@@ -1,0 +1,596 @@
+//! Outbound notifications in the durable outbox (channel `webhook`, kind `outbound`, address =
+//! destination id): the fan-out from the timeline, the per-destination bound, claim and finish.
+//!
+//! Every function runs inside the caller's store transaction and takes `now`. The rows use the
+//! outbox's own states (`pending -> sending -> sent | failed | cancelled`) and its crash recovery
+//! (`outbox::recover_in_flight` puts a `sending` row back to `pending`), so a notification is
+//! delivered at least once across a crash. Each destination is a FIFO queue: the oldest row is
+//! always the next one, and a row waiting for its retry holds the ones behind it, so a receiver
+//! sees an incident's trigger before its resolve.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::payload::{render, Notice};
+use super::{Destination, Event};
+use crate::incident::{IncidentId, Status, Transition};
+use crate::store::queries::{event, incident};
+use crate::store::{from_ms, ms};
+
+/// The outbox channel of outbound rows.
+pub const CHANNEL: &str = "webhook";
+/// The outbox kind of outbound rows.
+pub const KIND: &str = "outbound";
+/// Most timeline events one fan-out pass looks at (the rest wait for the next pass).
+const FAN_OUT_BATCH: i64 = 500;
+
+/// A claimed outbound notification.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub id: i64,
+    pub incident_id: Option<IncidentId>,
+    /// The destination id.
+    pub destination: String,
+    /// `incident.triggered` etc.
+    pub event: String,
+    pub body: String,
+    /// Attempts including this one.
+    pub attempts: i64,
+}
+
+/// What the next row of a destination is.
+#[derive(Debug, Clone)]
+pub enum Claim {
+    /// Claimed: marked `sending`, attempt counted; send it now.
+    Row(Row),
+    /// The head of the queue is waiting for its retry at this time.
+    Wait(DateTime<Utc>),
+    /// Nothing queued.
+    Idle,
+}
+
+/// The result of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The receiver answered 2xx.
+    Sent { detail: String },
+    /// Try again at `retry_at` (timeout, refused, 429, 5xx).
+    Retry {
+        error: String,
+        retry_at: DateTime<Utc>,
+    },
+    /// The receiver refused it for good (4xx other than 408/429): no retry will help.
+    Failed { error: String },
+}
+
+/// Moves the fan-out cursor to the newest timeline event without queueing anything (used when
+/// no destination is configured, so adding one later does not announce old incidents).
+pub fn skip_to_end(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE outbound_cursor SET last_event_id=(SELECT coalesce(max(id),0) FROM events) \
+         WHERE id=1 AND last_event_id<>(SELECT coalesce(max(id),0) FROM events)",
+        [],
+    )?;
+    Ok(())
+}
+
+/// Turns trigger/acknowledge/resolve timeline events after the cursor into outbox rows for every
+/// destination that wants them, enforces each destination's bound, and moves the cursor, all in
+/// the caller's transaction. Returns how many rows were queued. Writes nothing when there is
+/// nothing new (so it does not wake the store's commit watchers in a loop).
+pub fn fan_out(
+    conn: &Connection,
+    destinations: &[Destination],
+    now: DateTime<Utc>,
+) -> rusqlite::Result<usize> {
+    let cursor: i64 = conn
+        .prepare_cached("SELECT last_event_id FROM outbound_cursor WHERE id=1")?
+        .query_row([], |r| r.get(0))?;
+    let newest: i64 = conn
+        .prepare_cached("SELECT coalesce(max(id),0) FROM events")?
+        .query_row([], |r| r.get(0))?;
+    if newest <= cursor {
+        return Ok(0);
+    }
+    type EventRow = (i64, IncidentId, String, Option<String>, Option<String>, i64);
+    let rows: Vec<EventRow> = {
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, incident_id, kind, actor, via, at FROM events WHERE id>?1 AND id<=?2 \
+             AND incident_id IS NOT NULL AND kind IN ('triggered','acknowledged','resolved') \
+             ORDER BY id LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![cursor, newest, FAN_OUT_BATCH], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    // A full batch stops at its last event; otherwise everything up to `newest` was seen.
+    let upto = if rows.len() as i64 == FAN_OUT_BATCH {
+        rows.last().map_or(newest, |r| r.0)
+    } else {
+        newest
+    };
+    let mut queued = 0;
+    let mut touched: Vec<&Destination> = Vec::new();
+    for (_, incident_id, kind, actor, via, at) in rows {
+        let Some(ev) = Event::from_timeline(&kind) else {
+            continue;
+        };
+        let wanted: Vec<&Destination> = destinations
+            .iter()
+            .filter(|d| d.events.contains(&ev))
+            .collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        let Some(mut inc) = incident(conn, incident_id)? else {
+            continue;
+        };
+        let at = from_ms(at);
+        // The incident as of this event (a later change may already be committed).
+        let by = Transition {
+            at,
+            by: actor.unwrap_or_default(),
+            via: via.unwrap_or_default(),
+        };
+        match ev {
+            Event::Trigger => {
+                inc.status = Status::Triggered;
+                inc.acknowledged = None;
+                inc.resolved = None;
+            }
+            Event::Acknowledge => {
+                inc.status = Status::Acknowledged;
+                inc.acknowledged = Some(by);
+                inc.resolved = None;
+            }
+            Event::Resolve => {
+                inc.status = Status::Resolved;
+                inc.acknowledged = inc.acknowledged.filter(|a| a.at <= at);
+                inc.resolved = Some(by);
+            }
+        }
+        let notice = Notice {
+            event: ev,
+            incident: inc,
+            at,
+        };
+        for d in wanted {
+            if !d.wants_route(notice.incident.route.as_deref()) {
+                continue;
+            }
+            let body = render(d.kind, &notice).to_string();
+            enqueue(conn, d, incident_id, ev, &body, now)?;
+            queued += 1;
+            if !touched.iter().any(|t| t.id == d.id) {
+                touched.push(d);
+            }
+        }
+    }
+    conn.prepare_cached("UPDATE outbound_cursor SET last_event_id=?1 WHERE id=1")?
+        .execute([upto])?;
+    for d in touched {
+        drop_oldest(conn, &d.id, d.max_queued, now)?;
+    }
+    Ok(queued)
+}
+
+/// Queues one notification for `d`, due now.
+fn enqueue(
+    conn: &Connection,
+    d: &Destination,
+    incident_id: IncidentId,
+    ev: Event,
+    body: &str,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO outbox (kind, incident_id, user_id, channel, address, subject, body, priority, \
+         due_at, state, channel_since, created_at, updated_at) \
+         VALUES (?1,?2,NULL,?3,?4,?5,?6,0,?7,'pending',?7,?7,?7)",
+    )?
+    .execute(params![
+        KIND,
+        incident_id,
+        CHANNEL,
+        d.id,
+        ev.name(),
+        body,
+        ms(now)
+    ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Keeps at most `max` pending rows for `destination`: the oldest beyond that are cancelled
+/// (`last_error` "dropped: queue full") with a note on their incident's timeline. A row being
+/// sent is never dropped. Returns how many were dropped.
+pub fn drop_oldest(
+    conn: &Connection,
+    destination: &str,
+    max: usize,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<usize> {
+    let pending: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM outbox WHERE channel=?1 AND address=?2 AND state='pending'",
+        )?
+        .query_row(params![CHANNEL, destination], |r| r.get(0))?;
+    let excess = pending - max as i64;
+    if excess <= 0 {
+        return Ok(0);
+    }
+    let victims: Vec<(i64, Option<IncidentId>, Option<String>)> = {
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, incident_id, subject FROM outbox WHERE channel=?1 AND address=?2 \
+             AND state='pending' ORDER BY id LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![CHANNEL, destination, excess], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    for (id, inc, ev) in &victims {
+        conn.prepare_cached(
+            "UPDATE outbox SET state='cancelled', last_error='dropped: queue full', updated_at=?2 \
+             WHERE id=?1",
+        )?
+        .execute(params![id, ms(now)])?;
+        if let Some(inc) = inc {
+            event(
+                conn,
+                Some(*inc),
+                now,
+                "outbound-dropped",
+                None,
+                &format!(
+                    "outbound notification {} to {destination} dropped: more than {max} queued",
+                    ev.as_deref().unwrap_or("?")
+                ),
+                Some(&serde_json::json!({ "outbox_id": id, "destination": destination })),
+            )?;
+        }
+    }
+    Ok(victims.len())
+}
+
+/// Claims the oldest pending row of `destination` if it is due (marking it `sending` and counting
+/// the attempt before anything is sent); otherwise says when it will be.
+pub fn claim(conn: &Connection, destination: &str, now: DateTime<Utc>) -> rusqlite::Result<Claim> {
+    type Head = (i64, Option<IncidentId>, Option<String>, String, i64, i64);
+    let head: Option<Head> = conn
+        .prepare_cached(
+            "SELECT id, incident_id, subject, body, attempts, due_at FROM outbox \
+             WHERE channel=?1 AND address=?2 AND state='pending' ORDER BY id LIMIT 1",
+        )?
+        .query_row(params![CHANNEL, destination], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .optional()?;
+    let Some((id, incident_id, subject, body, attempts, due)) = head else {
+        return Ok(Claim::Idle);
+    };
+    if due > ms(now) {
+        return Ok(Claim::Wait(from_ms(due)));
+    }
+    conn.prepare_cached(
+        "UPDATE outbox SET state='sending', attempts=attempts+1, channel_attempts=channel_attempts+1, \
+         updated_at=?2 WHERE id=?1",
+    )?
+    .execute(params![id, ms(now)])?;
+    Ok(Claim::Row(Row {
+        id,
+        incident_id,
+        destination: destination.to_string(),
+        event: subject.unwrap_or_default(),
+        body,
+        attempts: attempts + 1,
+    }))
+}
+
+/// Records the outcome of an attempt on the row and its incident's timeline. Retries are noted on
+/// the first attempt and every tenth, so a long outage does not flood the timeline.
+pub fn finish(
+    conn: &Connection,
+    row: &Row,
+    outcome: &Outcome,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    let what = format!("outbound {} to {}", row.event, row.destination);
+    let note = match outcome {
+        Outcome::Sent { detail } => {
+            conn.execute(
+                "UPDATE outbox SET state='sent', reference=?2, last_error=NULL, updated_at=?3 WHERE id=?1",
+                params![row.id, detail, ms(now)],
+            )?;
+            Some((
+                "outbound-sent",
+                format!("{what} sent (attempt {}): {detail}", row.attempts),
+            ))
+        }
+        Outcome::Retry { error, retry_at } => {
+            conn.execute(
+                "UPDATE outbox SET state='pending', due_at=?2, last_error=?3, updated_at=?4 WHERE id=?1",
+                params![row.id, ms(*retry_at), error, ms(now)],
+            )?;
+            (row.attempts == 1 || row.attempts % 10 == 0).then(|| {
+                (
+                    "outbound-retry",
+                    format!(
+                        "{what} failed (attempt {}): {error}; retrying, next at {}",
+                        row.attempts,
+                        retry_at.format("%H:%M:%S UTC")
+                    ),
+                )
+            })
+        }
+        Outcome::Failed { error } => {
+            conn.execute(
+                "UPDATE outbox SET state='failed', last_error=?2, updated_at=?3 WHERE id=?1",
+                params![row.id, error, ms(now)],
+            )?;
+            Some((
+                "outbound-failed",
+                format!("{what} failed for good: {error}"),
+            ))
+        }
+    };
+    if let (Some(inc), Some((kind, message))) = (row.incident_id, note) {
+        event(
+            conn,
+            Some(inc),
+            now,
+            kind,
+            None,
+            &message,
+            Some(
+                &serde_json::json!({ "outbox_id": row.id, "destination": row.destination, "attempt": row.attempts }),
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+/// Pending and in-flight rows of a destination (for tests and status).
+pub fn queued(conn: &Connection, destination: &str) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "SELECT count(*) FROM outbox WHERE channel=?1 AND address=?2 AND state IN ('pending','sending')",
+    )?
+    .query_row(params![CHANNEL, destination], |r| r.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use crate::outbound::Kind;
+    use chrono::TimeZone;
+    use std::time::Duration;
+
+    fn db() -> Connection {
+        let mut c = Connection::open_in_memory().unwrap();
+        c.pragma_update(None, "foreign_keys", "ON").unwrap();
+        crate::store::schema::migrate(&mut c).unwrap();
+        c
+    }
+
+    fn dest(id: &str, max: usize) -> Destination {
+        Destination {
+            id: id.into(),
+            kind: Kind::Webhook,
+            url: Secret::new("http://127.0.0.1:9/x"),
+            secret: Some(Secret::new("k")),
+            signature_header: "X-Pagerbox-Signature".into(),
+            routes: vec![],
+            events: vec![Event::Trigger, Event::Acknowledge, Event::Resolve],
+            max_queued: max,
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn t(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap()
+    }
+
+    fn new_incident(c: &Connection, key: &str, route: Option<&str>, at: DateTime<Utc>) -> i64 {
+        c.execute(
+            "INSERT INTO incidents (dedup_key,status,severity,summary,route,first_seen,last_seen) \
+             VALUES (?1,'triggered','critical','s',?2,?3,?3)",
+            params![key, route, ms(at)],
+        )
+        .unwrap();
+        let id = c.last_insert_rowid();
+        event(c, Some(id), at, "triggered", None, "critical s", None).unwrap();
+        id
+    }
+
+    fn events_of(c: &Connection, id: i64) -> Vec<String> {
+        let mut s = c
+            .prepare("SELECT kind FROM events WHERE incident_id=?1 ORDER BY id")
+            .unwrap();
+        let r = s.query_map([id], |r| r.get(0)).unwrap();
+        r.collect::<rusqlite::Result<_>>().unwrap()
+    }
+
+    #[test]
+    fn history_before_the_migration_is_not_announced() {
+        let c = db();
+        // The migration put the cursor at the newest event; an incident created before any
+        // destination existed is skipped by skip_to_end.
+        new_incident(&c, "old", None, t(0));
+        skip_to_end(&c).unwrap();
+        assert_eq!(fan_out(&c, &[dest("w", 10)], t(1)).unwrap(), 0);
+        let id = new_incident(&c, "new", None, t(2));
+        assert_eq!(fan_out(&c, &[dest("w", 10)], t(3)).unwrap(), 1);
+        // Nothing new: nothing written, nothing queued twice.
+        assert_eq!(fan_out(&c, &[dest("w", 10)], t(4)).unwrap(), 0);
+        match claim(&c, "w", t(5)).unwrap() {
+            Claim::Row(r) => {
+                assert_eq!(r.incident_id, Some(id));
+                assert_eq!(r.event, "incident.triggered");
+                assert_eq!(r.attempts, 1);
+                let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+                assert_eq!(v["incident"]["dedup_key"], "new");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn route_and_event_filters_apply() {
+        let c = db();
+        let mut d = dest("w", 10);
+        d.routes = vec!["db".into()];
+        d.events = vec![Event::Resolve];
+        new_incident(&c, "a", Some("web"), t(0));
+        let b = new_incident(&c, "b", Some("db"), t(0));
+        assert_eq!(fan_out(&c, std::slice::from_ref(&d), t(1)).unwrap(), 0);
+        event(
+            &c,
+            Some(b),
+            t(2),
+            "resolved",
+            None,
+            "resolved by x via api",
+            None,
+        )
+        .unwrap();
+        assert_eq!(fan_out(&c, &[d], t(3)).unwrap(), 1);
+    }
+
+    #[test]
+    fn queue_is_fifo_and_a_waiting_head_holds_the_rest() {
+        let c = db();
+        let id = new_incident(&c, "a", None, t(0));
+        event(&c, Some(id), t(1), "resolved", None, "r", None).unwrap();
+        fan_out(&c, &[dest("w", 10)], t(1)).unwrap();
+        let Claim::Row(first) = claim(&c, "w", t(2)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(first.event, "incident.triggered");
+        finish(
+            &c,
+            &first,
+            &Outcome::Retry {
+                error: "HTTP 500".into(),
+                retry_at: t(10),
+            },
+            t(2),
+        )
+        .unwrap();
+        // The resolve is due, but the trigger is first: wait for it.
+        match claim(&c, "w", t(3)).unwrap() {
+            Claim::Wait(at) => assert_eq!(at, t(10)),
+            other => panic!("{other:?}"),
+        }
+        let Claim::Row(again) = claim(&c, "w", t(10)).unwrap() else {
+            panic!()
+        };
+        assert_eq!((again.id, again.attempts), (first.id, 2));
+        finish(
+            &c,
+            &again,
+            &Outcome::Sent {
+                detail: "HTTP 200".into(),
+            },
+            t(10),
+        )
+        .unwrap();
+        let Claim::Row(second) = claim(&c, "w", t(11)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(second.event, "incident.resolved");
+        finish(
+            &c,
+            &second,
+            &Outcome::Failed {
+                error: "HTTP 404".into(),
+            },
+            t(11),
+        )
+        .unwrap();
+        assert!(matches!(claim(&c, "w", t(12)).unwrap(), Claim::Idle));
+        let ev = events_of(&c, id);
+        assert!(ev.contains(&"outbound-retry".to_string()), "{ev:?}");
+        assert!(ev.contains(&"outbound-sent".to_string()), "{ev:?}");
+        assert!(ev.contains(&"outbound-failed".to_string()), "{ev:?}");
+    }
+
+    #[test]
+    fn over_the_bound_the_oldest_are_dropped_with_a_note() {
+        let c = db();
+        let d = dest("w", 3);
+        let ids: Vec<i64> = (0..5)
+            .map(|i| new_incident(&c, &format!("k{i}"), None, t(i)))
+            .collect();
+        assert_eq!(fan_out(&c, std::slice::from_ref(&d), t(6)).unwrap(), 5);
+        assert_eq!(queued(&c, "w").unwrap(), 3);
+        for (n, id) in ids.iter().enumerate() {
+            let dropped = events_of(&c, *id).contains(&"outbound-dropped".to_string());
+            assert_eq!(dropped, n < 2, "incident {id}");
+        }
+        let errs: Vec<(String, String)> = c
+            .prepare("SELECT state, last_error FROM outbox WHERE incident_id=?1")
+            .unwrap()
+            .query_map([ids[0]], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            errs,
+            vec![("cancelled".into(), "dropped: queue full".into())]
+        );
+        // The survivors are the newest, still in order.
+        let Claim::Row(r) = claim(&c, "w", t(7)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.incident_id, Some(ids[2]));
+    }
+
+    #[test]
+    fn a_row_in_flight_is_never_dropped_and_comes_back_after_a_crash() {
+        let c = db();
+        let d = dest("w", 1);
+        let a = new_incident(&c, "a", None, t(0));
+        fan_out(&c, std::slice::from_ref(&d), t(1)).unwrap();
+        let Claim::Row(r) = claim(&c, "w", t(1)).unwrap() else {
+            panic!()
+        };
+        new_incident(&c, "b", None, t(2));
+        new_incident(&c, "c", None, t(2));
+        fan_out(&c, std::slice::from_ref(&d), t(3)).unwrap();
+        // One pending (c) plus the one in flight (a).
+        assert_eq!(queued(&c, "w").unwrap(), 2);
+        crate::store::outbox::recover_in_flight(&c, t(4)).unwrap();
+        let Claim::Row(again) = claim(&c, "w", t(4)).unwrap() else {
+            panic!()
+        };
+        assert_eq!((again.id, again.incident_id), (r.id, Some(a)));
+    }
+
+    #[test]
+    fn outbound_rows_are_not_paging_depth() {
+        let c = db();
+        new_incident(&c, "a", None, t(0));
+        fan_out(&c, &[dest("w", 10)], t(1)).unwrap();
+        assert_eq!(crate::store::outbox::depth(&c).unwrap().0, 0);
+        assert!(
+            crate::store::outbox::claim(&c, crate::incident::Channel::Sms, t(2))
+                .unwrap()
+                .is_none()
+        );
+    }
+}

@@ -1,0 +1,515 @@
+//! End-to-end outbound notifications: the real daemon posting to local HTTP receivers on
+//! 127.0.0.1 that answer, fail, stall, are down, and come back; and paging that is not slowed by
+//! a receiver that hangs.
+
+mod util;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use util::{Daemon, ExternalSim};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    Ok,
+    Status(u16),
+    /// Read the request, never answer (until the mode changes).
+    Stall,
+}
+
+#[derive(Clone, Debug)]
+struct Request {
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+#[derive(Default)]
+struct State {
+    mode: Option<Mode>,
+    received: Vec<Request>,
+    attempts: usize,
+    stalled_now: usize,
+}
+
+/// A tiny HTTP/1.1 receiver: one thread per connection, `Connection: close`.
+struct Receiver {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+}
+
+impl Receiver {
+    fn start(mode: Mode) -> Receiver {
+        Self::start_on(TcpListener::bind("127.0.0.1:0").unwrap(), mode)
+    }
+
+    fn start_on(l: TcpListener, mode: Mode) -> Receiver {
+        let addr = l.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(State {
+            mode: Some(mode),
+            ..Default::default()
+        }));
+        let st = state.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(conn) = conn else { continue };
+                let st = st.clone();
+                std::thread::spawn(move || handle(conn, st));
+            }
+        });
+        Receiver { addr, state }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/hook/T000/secret-part", self.addr)
+    }
+
+    fn set(&self, m: Mode) {
+        self.state.lock().unwrap().mode = Some(m);
+    }
+
+    fn received(&self) -> Vec<Request> {
+        self.state.lock().unwrap().received.clone()
+    }
+
+    fn attempts(&self) -> usize {
+        self.state.lock().unwrap().attempts
+    }
+
+    fn stalled_now(&self) -> usize {
+        self.state.lock().unwrap().stalled_now
+    }
+}
+
+fn handle(mut s: TcpStream, st: Arc<Mutex<State>>) {
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let headers: HashMap<String, String> = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let len: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let body = String::from_utf8_lossy(&buf[head_end..head_end + len]).to_string();
+    let mode = {
+        let mut g = st.lock().unwrap();
+        g.attempts += 1;
+        g.mode.unwrap()
+    };
+    let code = match mode {
+        Mode::Ok => {
+            st.lock().unwrap().received.push(Request { headers, body });
+            200
+        }
+        Mode::Status(c) => c,
+        Mode::Stall => {
+            st.lock().unwrap().stalled_now += 1;
+            let until = Instant::now() + Duration::from_secs(90);
+            while Instant::now() < until && st.lock().unwrap().mode == Some(Mode::Stall) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            st.lock().unwrap().stalled_now -= 1;
+            // The caller gave up long ago; close without answering.
+            return;
+        }
+    };
+    let _ = write!(
+        s,
+        "HTTP/1.1 {code} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+    );
+}
+
+/// A port with nothing listening on it (yet).
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn dest(id: &str, kind: &str, url: &str, extra: &str) -> String {
+    let secret = if kind == "webhook" {
+        "secret = \"s3cret\"\n"
+    } else {
+        ""
+    };
+    format!("[[outbound]]\nid = \"{id}\"\nkind = \"{kind}\"\nurl = \"{url}\"\n{secret}timeout = \"1s\"\n{extra}\n")
+}
+
+fn trigger(d: &Daemon, key: &str) -> i64 {
+    let (code, v) = d.post_json(
+        "/v1/alerts",
+        json!({"summary": format!("disk full <{key}> & rising"), "severity": "critical", "service": "db", "dedup_key": key}),
+    );
+    assert_eq!(code, 202, "{v}");
+    v["incident_id"].as_i64().unwrap()
+}
+
+fn timeline(d: &Daemon, id: i64) -> Vec<(String, String)> {
+    let (_, v) = d.get(&format!("/v1/incidents/{id}"));
+    v["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().to_string(),
+                e["message"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn has_event(d: &Daemon, id: i64, kind: &str) -> bool {
+    timeline(d, id).iter().any(|(k, _)| k == kind)
+}
+
+fn events(r: &Receiver) -> Vec<(i64, String)> {
+    r.received()
+        .iter()
+        .map(|q| {
+            let v: Value = serde_json::from_str(&q.body).unwrap();
+            (
+                v["incident"]["id"].as_i64().unwrap(),
+                v["event"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Verifies the signature the way the README tells receivers to.
+fn verify(q: &Request, secret: &str) {
+    let ts = q
+        .headers
+        .get("x-pagerbox-timestamp")
+        .expect("timestamp header");
+    let sig = q
+        .headers
+        .get("x-pagerbox-signature")
+        .expect("signature header");
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{ts}.{}", q.body).as_bytes());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(sig, &format!("sha256={hex}"));
+    let age = chrono::Utc::now().timestamp() - ts.parse::<i64>().unwrap();
+    assert!((0..120).contains(&age), "timestamp age {age}");
+}
+
+#[test]
+fn slack_teams_and_signed_webhook_get_trigger_ack_and_resolve() {
+    let slack = Receiver::start(Mode::Ok);
+    let teams = Receiver::start(Mode::Ok);
+    let hook = Receiver::start(Mode::Ok);
+    let d = Daemon::start(&format!(
+        "{}{}{}",
+        dest("s", "slack", &slack.url(), ""),
+        dest("t", "teams", &teams.url(), ""),
+        dest("w", "webhook", &hook.url(), "")
+    ));
+    let id = trigger(&d, "db1");
+    let (code, _) = d.post_json(
+        &format!("/v1/incidents/{id}/acknowledge"),
+        json!({"by": "alice"}),
+    );
+    assert_eq!(code, 200);
+    let (code, _) = d.post_json(&format!("/v1/incidents/{id}/resolve"), json!({"by": "bob"}));
+    assert_eq!(code, 200);
+    for r in [&slack, &teams, &hook] {
+        d.wait_for(20, "three notifications", || {
+            (r.received().len() >= 3).then_some(())
+        });
+    }
+    let s = slack.received();
+    let first: Value = serde_json::from_str(&s[0].body).unwrap();
+    assert_eq!(
+        first["text"],
+        format!("[CRITICAL] #{id} triggered: disk full &lt;db1&gt; &amp; rising")
+    );
+    assert_eq!(first["blocks"][0]["type"], "header");
+    assert_eq!(s[0].headers["content-type"], "application/json");
+    let last: Value = serde_json::from_str(&s[2].body).unwrap();
+    assert!(last["text"].as_str().unwrap().contains("resolved"));
+
+    let t = teams.received();
+    let card: Value = serde_json::from_str(&t[1].body).unwrap();
+    assert_eq!(card["type"], "message");
+    assert_eq!(
+        card["attachments"][0]["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
+    assert_eq!(card["attachments"][0]["content"]["type"], "AdaptiveCard");
+    assert!(card["attachments"][0]["content"]["body"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("acknowledged"));
+
+    assert_eq!(
+        events(&hook),
+        vec![
+            (id, "incident.triggered".to_string()),
+            (id, "incident.acknowledged".to_string()),
+            (id, "incident.resolved".to_string())
+        ]
+    );
+    for q in hook.received() {
+        verify(&q, "s3cret");
+    }
+    let ack: Value = serde_json::from_str(&hook.received()[1].body).unwrap();
+    assert_eq!(ack["incident"]["acknowledged"]["by"], "alice");
+    assert_eq!(ack["incident"]["status"], "acknowledged");
+    assert!(ack["sent_at"].is_string());
+    d.wait_for(10, "sent notes", || {
+        (timeline(&d, id)
+            .iter()
+            .filter(|(k, _)| k == "outbound-sent")
+            .count()
+            == 9)
+            .then_some(())
+    });
+    // The URLs are credentials: never in the log.
+    assert!(!d.log().contains("secret-part"), "{}", d.log());
+}
+
+#[test]
+fn a_failing_receiver_gets_everything_later_in_order() {
+    let hook = Receiver::start(Mode::Status(500));
+    let d = Daemon::start(&dest("w", "webhook", &hook.url(), ""));
+    let a = trigger(&d, "a");
+    let (code, _) = d.post_json(&format!("/v1/incidents/{a}/resolve"), json!({}));
+    assert_eq!(code, 200);
+    let b = trigger(&d, "b");
+    d.wait_for(10, "a failed attempt", || {
+        has_event(&d, a, "outbound-retry").then_some(())
+    });
+    assert!(timeline(&d, a)
+        .iter()
+        .any(|(k, m)| k == "outbound-retry" && m.contains("HTTP 500")));
+    hook.set(Mode::Ok);
+    d.wait_for(30, "catch-up", || {
+        (hook.received().len() >= 3).then_some(())
+    });
+    assert_eq!(
+        events(&hook),
+        vec![
+            (a, "incident.triggered".to_string()),
+            (a, "incident.resolved".to_string()),
+            (b, "incident.triggered".to_string())
+        ]
+    );
+}
+
+#[test]
+fn a_stalled_receiver_times_out_and_is_retried() {
+    let hook = Receiver::start(Mode::Stall);
+    let d = Daemon::start(&dest("w", "webhook", &hook.url(), ""));
+    let a = trigger(&d, "a");
+    d.wait_for(10, "a timed-out attempt", || {
+        timeline(&d, a)
+            .iter()
+            .any(|(k, m)| k == "outbound-retry" && m.contains("timed out"))
+            .then_some(())
+    });
+    hook.set(Mode::Ok);
+    d.wait_for(30, "delivery after the stall", || {
+        (!hook.received().is_empty()).then_some(())
+    });
+    assert_eq!(events(&hook), vec![(a, "incident.triggered".to_string())]);
+    assert!(hook.attempts() >= 2);
+}
+
+#[test]
+fn a_receiver_that_is_down_catches_up_when_it_comes_back() {
+    let addr = free_port();
+    let url = format!("http://{addr}/hook");
+    let d = Daemon::start(&dest("w", "webhook", &url, ""));
+    let a = trigger(&d, "a");
+    let b = trigger(&d, "b");
+    d.wait_for(10, "a refused attempt", || {
+        has_event(&d, a, "outbound-retry").then_some(())
+    });
+    let hook = Receiver::start_on(TcpListener::bind(addr).unwrap(), Mode::Ok);
+    d.wait_for(30, "catch-up", || {
+        (hook.received().len() >= 2).then_some(())
+    });
+    assert_eq!(
+        events(&hook),
+        vec![
+            (a, "incident.triggered".to_string()),
+            (b, "incident.triggered".to_string())
+        ]
+    );
+}
+
+#[test]
+fn over_max_queued_the_oldest_are_dropped_with_a_timeline_note() {
+    let addr = free_port();
+    let url = format!("http://{addr}/hook");
+    let d = Daemon::start(&dest("w", "webhook", &url, "max_queued = 2"));
+    let ids: Vec<i64> = (0..5).map(|i| trigger(&d, &format!("k{i}"))).collect();
+    d.wait_for(10, "a drop note", || {
+        has_event(&d, ids[0], "outbound-dropped").then_some(())
+    });
+    let note = timeline(&d, ids[0])
+        .into_iter()
+        .find(|(k, _)| k == "outbound-dropped")
+        .unwrap()
+        .1;
+    assert!(note.contains("dropped"), "{note}");
+    assert!(!has_event(&d, ids[4], "outbound-dropped"));
+    let hook = Receiver::start_on(TcpListener::bind(addr).unwrap(), Mode::Ok);
+    d.wait_for(30, "the newest delivered", || {
+        events(&hook)
+            .iter()
+            .any(|(i, _)| *i == ids[4])
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let got = events(&hook);
+    // At most the bound plus the one that was being sent when the others came in.
+    assert!(got.len() <= 3, "{got:?}");
+    assert!(!got.iter().any(|(i, _)| *i == ids[0]), "{got:?}");
+    // Survivors arrive oldest first.
+    let order: Vec<i64> = got.iter().map(|(i, _)| *i).collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+}
+
+#[test]
+fn queued_notifications_survive_kill_9() {
+    let hook = Receiver::start(Mode::Status(503));
+    let mut d = Daemon::start(&dest("w", "webhook", &hook.url(), ""));
+    let a = trigger(&d, "a");
+    let b = trigger(&d, "b");
+    d.wait_for(10, "a failed attempt", || {
+        has_event(&d, a, "outbound-retry").then_some(())
+    });
+    d.kill9();
+    hook.set(Mode::Ok);
+    d.spawn();
+    d.wait_for(30, "delivery after restart", || {
+        (hook.received().len() >= 2).then_some(())
+    });
+    assert_eq!(
+        events(&hook),
+        vec![
+            (a, "incident.triggered".to_string()),
+            (b, "incident.triggered".to_string())
+        ]
+    );
+}
+
+const ALICE: &str = "+4915100000011";
+
+fn paging_config(sim: &ExternalSim, outbound: &str) -> String {
+    format!(
+        r#"
+[modem]
+device = "{link}"
+profile = "sim7600"
+command_timeout = "2s"
+sms_timeout = "5s"
+health_interval = "1s"
+
+[paging]
+# Each incident gets its own page (no grouping into a digest), so both pages are comparable.
+group_window = "0s"
+
+[[users]]
+id = "alice"
+phone = "{ALICE}"
+[[users.rules]]
+channel = "sms"
+after = "0s"
+
+[[policies]]
+id = "default"
+[[policies.steps]]
+users = ["alice"]
+wait = "10m"
+
+[[routes]]
+id = "default"
+policy = "default"
+
+{outbound}
+"#,
+        link = sim.link.display()
+    )
+}
+
+#[test]
+fn paging_is_not_delayed_while_an_outbound_receiver_hangs() {
+    let sim = ExternalSim::start();
+    let hook = Receiver::start(Mode::Ok);
+    // A long timeout: the receiver hangs for the whole page.
+    let d = Daemon::start(&paging_config(
+        &sim,
+        &format!(
+            "[[outbound]]\nid = \"w\"\nkind = \"webhook\"\nurl = \"{}\"\nsecret = \"k\"\ntimeout = \"60s\"\n",
+            hook.url()
+        ),
+    ));
+    d.wait_for(20, "modem up", || {
+        let (_, h) = d.get("/healthz");
+        (h["modem"]["state"] == "up").then_some(())
+    });
+    // Baseline: receiver answering.
+    let t0 = Instant::now();
+    trigger(&d, "baseline");
+    d.wait_for(20, "baseline sms", || {
+        (sim.sms_to(ALICE).len() == 1).then_some(())
+    });
+    let baseline = t0.elapsed();
+    d.wait_for(10, "baseline webhook", || {
+        (!hook.received().is_empty()).then_some(())
+    });
+
+    // Now the receiver accepts and never answers.
+    hook.set(Mode::Stall);
+    let t1 = Instant::now();
+    trigger(&d, "while-hanging");
+    d.wait_for(20, "sms while the receiver hangs", || {
+        (sim.sms_to(ALICE).len() == 2).then_some(())
+    });
+    let hanging = t1.elapsed();
+    // The webhook for this incident is still hanging when the SMS is already at the network.
+    d.wait_for(5, "the hanging request", || {
+        (hook.stalled_now() == 1).then_some(())
+    });
+    assert!(
+        hanging < baseline * 3 + Duration::from_secs(2),
+        "baseline {baseline:?}, while hanging {hanging:?}"
+    );
+    eprintln!("page latency: baseline {baseline:?}, receiver hanging {hanging:?}");
+    hook.set(Mode::Ok);
+}
