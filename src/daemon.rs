@@ -244,6 +244,7 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
         store.clone(),
         config_rx.clone(),
         tracker.clone(),
+        metrics.clone(),
         shutdown.clone(),
     ));
 

@@ -327,6 +327,24 @@ fn a_failing_receiver_gets_everything_later_in_order() {
             (b, "incident.triggered".to_string())
         ]
     );
+    // /metrics counts the attempts per destination: three sent, the 500s as retries.
+    let text = ureq::get(&d.url("/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let count = |outcome: &str| -> f64 {
+        let prefix = format!(
+            "pagerbox_outbound_total{{destination=\"w\",kind=\"webhook\",outcome=\"{outcome}\"}} "
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map(|v| v.parse().unwrap())
+            .unwrap_or(0.0)
+    };
+    assert_eq!(count("sent"), 3.0, "{text}");
+    assert!(count("retry") >= 1.0, "{text}");
+    assert_eq!(count("failed"), 0.0, "{text}");
 }
 
 #[test]

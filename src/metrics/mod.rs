@@ -200,6 +200,14 @@ struct PageLabels {
     outcome: PageOutcome,
 }
 
+/// `destination` is a configured `[[outbound]] id` (bounded by the config, never a URL).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OutboundLabels {
+    destination: String,
+    kind: &'static str,
+    outcome: &'static str,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ChannelLabels {
     channel: Channel,
@@ -226,6 +234,7 @@ struct Inner {
     registry: Registry,
     alerts: Family<AlertLabels, Counter>,
     pages: Family<PageLabels, Counter>,
+    outbound: Family<OutboundLabels, Counter>,
     page_latency: HistogramFamily<ChannelLabels>,
     store_commit: Histogram,
     started: DateTime<Utc>,
@@ -260,6 +269,12 @@ impl Metrics {
             "Page send attempts and SMS delivery reports, by channel and outcome",
             pages.clone(),
         );
+        let outbound = Family::<OutboundLabels, Counter>::default();
+        registry.register(
+            "outbound",
+            "Outbound notification attempts (Slack, Teams, webhooks), by destination and outcome",
+            outbound.clone(),
+        );
         let page_latency: HistogramFamily<ChannelLabels> =
             Family::new_with_constructor(|| Histogram::new(PAGE_LATENCY_BUCKETS));
         registry.register_with_unit(
@@ -280,6 +295,7 @@ impl Metrics {
                 registry,
                 alerts,
                 pages,
+                outbound,
                 page_latency,
                 store_commit,
                 started,
@@ -306,6 +322,19 @@ impl Metrics {
         self.inner
             .pages
             .get_or_create(&PageLabels { channel, outcome })
+            .inc();
+    }
+
+    /// Counts one outbound notification attempt to the `[[outbound]]` destination `id` of `kind`
+    /// (`slack`, `teams`, `webhook`) that came to `outcome` (`sent`, `retry`, `failed`).
+    pub fn outbound(&self, id: &str, kind: &'static str, outcome: &'static str) {
+        self.inner
+            .outbound
+            .get_or_create(&OutboundLabels {
+                destination: id.to_string(),
+                kind,
+                outcome,
+            })
             .inc();
     }
 

@@ -163,6 +163,7 @@ pub async fn run(
     store: Store,
     mut config: watch::Receiver<Arc<Config>>,
     tracker: TaskTracker,
+    metrics: crate::metrics::Metrics,
     shutdown: CancellationToken,
 ) {
     let mut commits = store.commits();
@@ -176,6 +177,7 @@ pub async fn run(
                     d.id.clone(),
                     store.clone(),
                     config.clone(),
+                    metrics.clone(),
                     shutdown.clone(),
                 ));
                 workers.insert(d.id.clone(), h);
@@ -229,6 +231,7 @@ async fn destination_task(
     id: String,
     store: Store,
     config: watch::Receiver<Arc<Config>>,
+    metrics: crate::metrics::Metrics,
     shutdown: CancellationToken,
 ) {
     let mut commits = store.commits();
@@ -254,6 +257,7 @@ async fn destination_task(
                     o = send(&dest, &row) => o,
                 };
                 log(&dest, &row, &outcome);
+                metrics.outbound(&dest.id, dest.kind.as_str(), outcome_name(&outcome));
                 let r = store
                     .call(move |c, now| Ok(queue::finish(c, &row, &outcome, now)?))
                     .await;
@@ -304,6 +308,15 @@ pub fn outcome(answer: Answer, attempts: i64, now: chrono::DateTime<Utc>) -> Out
             }
         }
         Answer::Reject { error } => Outcome::Failed { error },
+    }
+}
+
+/// The `outcome` label of `pagerbox_outbound_total`.
+fn outcome_name(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Sent { .. } => "sent",
+        Outcome::Retry { .. } => "retry",
+        Outcome::Failed { .. } => "failed",
     }
 }
 
