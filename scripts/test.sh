@@ -23,4 +23,5 @@ if [ "${#need[@]}" -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
 fi
 
 # Everything else the tests need comes from Cargo (dev-dependencies).
-cargo test --all-targets --locked
+# `fault-injection` compiles in the fault points the failure tests arm (src/fault.rs).
+cargo test --all-targets --locked --features fault-injection

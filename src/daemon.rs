@@ -63,6 +63,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
 
 /// Runs the daemon with an already validated config.
 pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+    crate::fault::arm_from_env();
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
 

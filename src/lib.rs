@@ -20,9 +20,11 @@
 //! | [`silence`]    | silences and maintenance windows: which incidents page nobody now    |
 //! | [`selftest`]   | self-test of the paging path: modem/credit watch, scheduled test page |
 //! | [`ack`]        | acknowledge by phone: SMS commands, missed-call and DTMF acks        |
+//! | [`fault`]      | test-only fault points (feature `fault-injection`), absent from releases |
 //! | [`clock`]      | wall-clock time behind a trait so logic can be tested at any instant |
 //! | [`cli`]        | clap definitions and the client subcommands                          |
 //! | [`daemon`]     | wiring: starts the tasks, waits for shutdown                         |
+//! | [`supervisor`] | liveness: essential tasks, their heartbeats, exit when one dies        |
 //! | [`service`]    | systemd: readiness/reload/stop notices, the liveness-gated watchdog  |
 //! | [`docgen`]     | man pages and shell completions generated from the clap definitions  |
 //! | [`report`]     | post-incident reports (Markdown/JSON) and on-call review stats       |
@@ -35,6 +37,7 @@ pub mod config;
 pub mod daemon;
 pub mod docgen;
 pub mod escalation;
+pub mod fault;
 pub mod heartbeat;
 pub mod incident;
 pub mod intake;
@@ -50,3 +53,4 @@ pub mod service;
 pub mod silence;
 pub mod status_page;
 pub mod store;
+pub mod supervisor;

@@ -27,7 +27,7 @@ use crate::store::{AlertAction, AlertOutcome, ListFilter, StoreError};
 
 /// Builds the router with the body limit from config.
 pub fn router(intake: Intake, max_body_bytes: usize) -> Router {
-    Router::new()
+    let api = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(crate::metrics::scrape::serve))
         .route("/v1/alerts", post(own_alert))
@@ -78,10 +78,38 @@ pub fn router(intake: Intake, max_body_bytes: usize) -> Router {
             "/v1/selftest",
             get(super::selftest::runs).post(super::selftest::run),
         )
-        .fallback(not_found)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .fallback(not_found);
+    // Test builds only: arm or disarm a fault point (see `crate::fault`).
+    #[cfg(feature = "fault-injection")]
+    let api = api.route("/v1/faults", post(faults));
+    api.layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(intake.clone())
         .merge(crate::status_page::router(intake))
+}
+
+/// `POST /v1/faults`: arms (or disarms) a fault point; only in `fault-injection` builds. Takes
+/// the token like every write.
+#[cfg(feature = "fault-injection")]
+async fn faults(
+    State(intake): State<Intake>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match authorized_body(&intake, &headers, body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match serde_json::from_slice::<crate::fault::FaultRequest>(&body) {
+        Ok(r) if r.disarm => {
+            crate::fault::disarm(&r.name);
+            (StatusCode::OK, Json(json!({ "disarmed": r.name }))).into_response()
+        }
+        Ok(r) => {
+            crate::fault::arm(&r.name, r.arming);
+            (StatusCode::OK, Json(json!({ "armed": r.name }))).into_response()
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string(), vec![]),
+    }
 }
 
 /// A JSON error answer in pagerbox's own shape.
