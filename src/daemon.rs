@@ -13,7 +13,6 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ModemConfig, ModemDevice};
@@ -26,9 +25,29 @@ use crate::notify::sender::{self, PagingHealth, Transport};
 use crate::notify::transport;
 use crate::panel::{PanelEvent, PanelState};
 use crate::store::{outbox, ListFilter, Store};
+use crate::supervisor::{Role, Supervisor, TaskEnded};
 
-/// How long shutdown waits for tasks to finish their current work.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long shutdown waits for tasks to finish the unit of work in hand: the longest one is a
+/// voice page (the ring time plus the hang-up), then an SMS submit. Capped below the unit's
+/// `TimeoutStopSec=` (90 s) so systemd never kills the daemon mid-record; a send cut short
+/// stays `sending` with its attempt counted and is sent again after the restart.
+fn shutdown_grace(config: &Config) -> Duration {
+    let voice = config.modem.ring_for + config.modem.command_timeout * 2;
+    let sms = config.modem.sms_timeout + Duration::from_secs(5);
+    voice
+        .max(sms)
+        .max(Duration::from_secs(15))
+        .min(Duration::from_secs(80))
+}
+
+/// Bounds within which each essential loop must show progress (see [`crate::supervisor`]).
+/// Generous: a late task stops the watchdog and fails `/healthz`, so a bound must never be
+/// shorter than one honest iteration (an escalation pass in a storm, a store retry).
+const ENGINE_BOUND: Duration = Duration::from_secs(120);
+const ACK_BOUND: Duration = Duration::from_secs(120);
+const HEARTBEAT_BOUND: Duration = Duration::from_secs(120);
+const PANEL_BOUND: Duration = Duration::from_secs(180);
+const PAGING_HEALTH_BOUND: Duration = Duration::from_secs(60);
 
 /// Where a running daemon says it listens: `<state_dir>/run.json`. The CLI and tests read it
 /// when the config asks for port 0.
@@ -53,6 +72,9 @@ impl RunInfo {
 }
 
 /// Runs the daemon with the config at `config_path` until SIGTERM or SIGINT.
+///
+/// Returns an error, so the process exits non-zero and systemd restarts it, when an essential
+/// task ended or panicked: a daemon that cannot page must not stay up looking healthy.
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let loaded = Config::load(config_path)?;
     for w in &loaded.warnings {
@@ -65,7 +87,9 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
 pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     crate::fault::arm_from_env();
     let shutdown = CancellationToken::new();
-    let tracker = TaskTracker::new();
+    let (sup, mut ended) = Supervisor::new(shutdown.clone());
+    let tracker = sup.tracker().clone();
+    let grace = shutdown_grace(&config);
 
     std::fs::create_dir_all(&config.daemon.state_dir).with_context(|| {
         format!(
@@ -118,16 +142,21 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
 
     // SMS replies, missed calls and DTMF acks: one task owns the command handling.
     let (ack, ack_requests) = crate::ack::channel();
-    tracker.spawn(crate::ack::run(
-        crate::ack::Acker::new(
-            store.clone(),
-            config_rx.clone(),
-            crate::ack::DEFAULT_MISSED_CALL_WINDOW,
+    sup.spawn(
+        "ack",
+        Role::Essential,
+        crate::ack::run(
+            crate::ack::Acker::new(
+                store.clone(),
+                config_rx.clone(),
+                crate::ack::DEFAULT_MISSED_CALL_WINDOW,
+            ),
+            ack_requests,
+            clock.clone(),
+            sup.heartbeat("ack", ACK_BOUND),
+            shutdown.clone(),
         ),
-        ack_requests,
-        clock.clone(),
-        shutdown.clone(),
-    ));
+    );
 
     // The modem: a real device, or the built-in simulator on a pseudo-terminal.
     let mut sim: Option<SimHandle> = None;
@@ -154,10 +183,13 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
             clock: clock.clone(),
             shutdown: shutdown.clone(),
         });
-        tracker.spawn(runner);
+        // Not paging: a dead runner answers "stopped" to the next self-test request.
+        sup.spawn("selftest-runner", Role::Auxiliary, runner);
         let (fault_tx, fault_rx) = watch::channel(false);
-        tracker.spawn(crate::selftest::monitor::run(
-            crate::selftest::monitor::Deps {
+        sup.spawn(
+            "selftest-monitor",
+            Role::Essential,
+            crate::selftest::monitor::run(crate::selftest::monitor::Deps {
                 store: store.clone(),
                 config: config_rx.clone(),
                 modem: m.clone(),
@@ -165,21 +197,25 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
                 clock: clock.clone(),
                 fault: fault_tx,
                 shutdown: shutdown.clone(),
-            },
-        ));
+            }),
+        );
         selftest = Some((handle, fault_rx));
-        tracker.spawn(modem_events(
-            events,
-            EventSinks {
-                modem: m.clone(),
-                store: store.clone(),
-                ack: ack.clone(),
-                clock: clock.clone(),
-                selftest: Some(inbox),
-                metrics: metrics.clone(),
-            },
-            shutdown.clone(),
-        ));
+        sup.spawn(
+            "modem-events",
+            Role::Essential,
+            modem_events(
+                events,
+                EventSinks {
+                    modem: m.clone(),
+                    store: store.clone(),
+                    ack: ack.clone(),
+                    clock: clock.clone(),
+                    selftest: Some(inbox),
+                    metrics: metrics.clone(),
+                },
+                shutdown.clone(),
+            ),
+        );
         modem = Some((m, health));
     }
 
@@ -211,43 +247,71 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
     let transports = Arc::new(transports);
     let (paging_tx, paging_rx) = watch::channel(sender::health(&transports));
     let paging_tx = Arc::new(paging_tx);
-    tracker.spawn(paging_health(
-        transports.clone(),
-        modem.as_ref().map(|(_, h)| h.clone()),
-        paging_tx.clone(),
-        shutdown.clone(),
-    ));
-    for t in transports.iter() {
-        tracker.spawn(sender::run(
-            t.clone(),
+    sup.spawn(
+        "paging-health",
+        Role::Essential,
+        paging_health(
             transports.clone(),
+            modem.as_ref().map(|(_, h)| h.clone()),
+            paging_tx.clone(),
+            sup.heartbeat("paging-health", PAGING_HEALTH_BOUND),
+            shutdown.clone(),
+        ),
+    );
+    for t in transports.iter() {
+        let name = match t.channel() {
+            crate::incident::Channel::Sms => "sender-sms",
+            crate::incident::Channel::Voice => "sender-voice",
+            crate::incident::Channel::Email => "sender-email",
+        };
+        sup.spawn(
+            name,
+            Role::Essential,
+            sender::run(
+                t.clone(),
+                transports.clone(),
+                store.clone(),
+                config_rx.clone(),
+                paging_tx.clone(),
+                shutdown.clone(),
+                metrics.clone(),
+            ),
+        );
+    }
+    sup.spawn(
+        "escalation",
+        Role::Essential,
+        crate::escalation::engine::run(
             store.clone(),
             config_rx.clone(),
-            paging_tx.clone(),
+            sup.heartbeat("escalation", ENGINE_BOUND),
             shutdown.clone(),
-            metrics.clone(),
-        ));
-    }
-    tracker.spawn(crate::escalation::engine::run(
-        store.clone(),
-        config_rx.clone(),
-        shutdown.clone(),
-    ));
-    tracker.spawn(crate::heartbeat::run(
-        store.clone(),
-        config_rx.clone(),
-        clock.clone(),
-        shutdown.clone(),
-    ));
+        ),
+    );
+    sup.spawn(
+        "heartbeat-monitors",
+        Role::Essential,
+        crate::heartbeat::run(
+            store.clone(),
+            config_rx.clone(),
+            clock.clone(),
+            sup.heartbeat("heartbeat-monitors", HEARTBEAT_BOUND),
+            shutdown.clone(),
+        ),
+    );
     // Slack/Teams/webhook notifications: their own tasks and outbox channel, never on the
     // paging senders' path.
-    tracker.spawn(crate::outbound::run(
-        store.clone(),
-        config_rx.clone(),
-        tracker.clone(),
-        metrics.clone(),
-        shutdown.clone(),
-    ));
+    sup.spawn(
+        "outbound",
+        Role::Essential,
+        crate::outbound::run(
+            store.clone(),
+            config_rx.clone(),
+            tracker.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        ),
+    );
 
     // The panel: LED shows the state, the button acknowledges.
     let (panel_tx, panel_rx) = watch::channel(PanelState::default());
@@ -263,20 +327,31 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
             )?;
         }
         let store = store.clone();
-        tracker.spawn(async move {
+        // Ends when the panel's GPIO task is gone: the button no longer acknowledges, which is
+        // logged; the phone and the API still do.
+        sup.spawn("panel-button", Role::Auxiliary, async move {
             while let Some(ev) = panel.events.recv().await {
                 button(&store, ev).await;
             }
         });
     }
-    tracker.spawn(release_memory(shutdown.clone()));
-    tracker.spawn(publish_panel_state(
-        store.clone(),
-        paging_rx.clone(),
-        selftest.as_ref().map(|(_, f)| f.clone()),
-        panel_tx,
-        shutdown.clone(),
-    ));
+    sup.spawn(
+        "release-memory",
+        Role::Auxiliary,
+        release_memory(shutdown.clone()),
+    );
+    sup.spawn(
+        "panel-state",
+        Role::Essential,
+        publish_panel_state(
+            store.clone(),
+            paging_rx.clone(),
+            selftest.as_ref().map(|(_, f)| f.clone()),
+            panel_tx,
+            sup.heartbeat("panel-state", PANEL_BOUND),
+            shutdown.clone(),
+        ),
+    );
 
     let intake = Intake {
         store: store.clone(),
@@ -289,14 +364,21 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
         modem_handle: modem.as_ref().map(|(m, _)| m.clone()),
         selftest: selftest.as_ref().map(|(h, _)| h.clone()),
     };
-    tracker.spawn(intake::http::serve(
-        http,
-        intake.clone(),
-        config.http.max_body_bytes,
-        shutdown.clone(),
-    ));
+    {
+        let (intake, max_body) = (intake.clone(), config.http.max_body_bytes);
+        let shutdown = shutdown.clone();
+        sup.spawn("http", Role::Essential, async move {
+            if let Err(e) = intake::http::serve(http, intake, max_body, shutdown).await {
+                tracing::error!(error = %e, "http intake stopped");
+            }
+        });
+    }
     if let Some(sock) = udp {
-        tracker.spawn(intake::udp::serve(sock, intake.clone(), shutdown.clone()));
+        sup.spawn(
+            "udp",
+            Role::Essential,
+            intake::udp::serve(sock, intake.clone(), shutdown.clone()),
+        );
     }
 
     let info = RunInfo {
@@ -309,37 +391,56 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
         .with_context(|| format!("cannot write {}", run_file.display()))?;
     tracing::info!(http = %http_addr, udp = ?udp_addr, state_dir = %config.daemon.state_dir.display(), "pagerbox is up");
 
-    // systemd: READY once intake and the store are up; the watchdog is fed only while the store
-    // thread answers, so a wedged daemon is restarted (a dead modem only degrades paging).
+    // systemd: READY once intake and the store are up. The watchdog is fed only while every
+    // essential loop has beaten within its bound and the store thread answers: "pages can go
+    // out", not "the process exists". A dead modem only degrades paging (/healthz says so).
     if let Some(wd) = crate::service::Watchdog::from_env() {
         let store = store.clone();
-        tracker.spawn(wd.run(
-            move || {
-                let store = store.clone();
-                async move {
-                    store
-                        .call(|c, _| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
-                        .await
-                        .map(|_| ())
-                }
-            },
-            shutdown.clone(),
-        ));
+        let liveness = sup.liveness().clone();
+        sup.spawn(
+            "watchdog",
+            Role::Essential,
+            wd.run(
+                move || {
+                    let store = store.clone();
+                    let late = liveness.late();
+                    async move {
+                        if !late.is_empty() {
+                            return Err(format!("tasks late: {late:?}"));
+                        }
+                        store
+                            .call(|c, _| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                    }
+                },
+                shutdown.clone(),
+            ),
+        );
     }
     if let Err(e) = crate::service::notify_ready() {
         tracing::warn!(error = %e, "cannot tell systemd we are ready");
     }
 
-    wait_for_signals(config_path.as_deref(), &config_tx).await;
-    tracing::info!("shutting down: finishing work in hand");
+    let failed: Option<TaskEnded> = tokio::select! {
+        _ = wait_for_signals(config_path.as_deref(), &config_tx) => None,
+        e = ended.next() => Some(e),
+    };
+    match &failed {
+        None => tracing::info!("shutting down: finishing work in hand"),
+        Some(e) => {
+            tracing::error!(task = e.task, why = %e.why, "stopping because an essential task ended; a restart resumes every page")
+        }
+    }
     let _ = crate::service::notify_stopping();
     shutdown.cancel();
     tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("some tasks did not stop within the grace period");
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            grace_seconds = grace.as_secs(),
+            "some tasks did not stop within the grace period; pages in flight are sent again at the next start"
+        );
     }
     drop(intake);
     drop(modem);
@@ -349,7 +450,10 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
     drop(store);
     let _ = std::fs::remove_file(&run_file);
     tracing::info!("stopped");
-    Ok(())
+    match failed {
+        None => Ok(()),
+        Some(e) => Err(e.into()),
+    }
 }
 
 /// Waits for SIGTERM or SIGINT. SIGHUP reloads the config: the new file is validated first, and
@@ -568,9 +672,11 @@ async fn paging_health(
     transports: Arc<Vec<Arc<dyn Transport>>>,
     mut modem: Option<watch::Receiver<Health>>,
     tx: Arc<watch::Sender<PagingHealth>>,
+    beat: crate::supervisor::Heartbeat,
     shutdown: CancellationToken,
 ) {
     loop {
+        beat.beat();
         let h = sender::health(&transports);
         tx.send_if_modified(|old| {
             if *old == h {
@@ -635,10 +741,12 @@ async fn publish_panel_state(
     mut paging: watch::Receiver<PagingHealth>,
     mut selftest_fault: Option<watch::Receiver<bool>>,
     panel: watch::Sender<PanelState>,
+    beat: crate::supervisor::Heartbeat,
     shutdown: CancellationToken,
 ) {
     let mut commits = store.commits();
     loop {
+        beat.beat();
         let impaired = paging.borrow_and_update().impaired()
             || selftest_fault
                 .as_mut()

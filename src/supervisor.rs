@@ -12,9 +12,14 @@
 //! comes from the very loop that is stuck. The systemd watchdog is fed only while no heartbeat is
 //! late, and `/healthz` names the late ones.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// A task's proof of progress: the loop calls [`Heartbeat::beat`]; the supervisor reads
 /// [`Heartbeat::late`]. Cheap to clone; clones share one clock.
@@ -50,8 +55,14 @@ impl Heartbeat {
         Heartbeat::new(name, Duration::MAX)
     }
 
-    /// Records progress now.
+    /// Records progress now. Call it from the task's own loop, never from a timer beside it.
+    ///
+    /// In builds with fault points, the point `task.panic.<name>` makes the task panic here, in
+    /// its own loop, so the tests can prove that a dead task is noticed.
     pub fn beat(&self) {
+        if crate::fault::ENABLED && crate::fault::armed(&format!("task.panic.{}", self.name())) {
+            panic!("fault point task.panic.{} fired", self.name());
+        }
         let ms = u64::try_from(self.inner.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.inner.last_ms.store(ms, Ordering::Relaxed);
     }
@@ -120,9 +131,170 @@ impl Liveness {
     }
 }
 
+/// Whether the daemon can live without a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Paging depends on it: when it ends before shutdown, the daemon exits non-zero.
+    Essential,
+    /// A convenience (memory trimming, a test control socket): its end is logged, nothing more.
+    Auxiliary,
+}
+
+/// Why an essential task is gone.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("essential task {task} {why}")]
+pub struct TaskEnded {
+    pub task: &'static str,
+    pub why: String,
+}
+
+/// Runs the long-lived tasks and notices when one ends: see the module docs.
+///
+/// Every task is spawned on one [`TaskTracker`], so shutdown waits for all of them; each is
+/// watched by a small companion that awaits its `JoinHandle`, the only place where a panic can
+/// be seen. The daemon awaits [`Supervisor::ended`] beside its signals.
+#[derive(Clone)]
+pub struct Supervisor {
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    ended_tx: mpsc::UnboundedSender<TaskEnded>,
+    liveness: Liveness,
+}
+
+/// The receiving side of [`Supervisor`]: essential tasks that ended.
+pub struct Ended(mpsc::UnboundedReceiver<TaskEnded>);
+
+impl Ended {
+    /// Waits for the first essential task to end (forever if none does).
+    pub async fn next(&mut self) -> TaskEnded {
+        match self.0.recv().await {
+            Some(e) => e,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl Supervisor {
+    /// A supervisor whose tasks stop on `shutdown`.
+    pub fn new(shutdown: CancellationToken) -> (Supervisor, Ended) {
+        let (ended_tx, rx) = mpsc::unbounded_channel();
+        (
+            Supervisor {
+                tracker: TaskTracker::new(),
+                shutdown,
+                ended_tx,
+                liveness: Liveness::default(),
+            },
+            Ended(rx),
+        )
+    }
+
+    /// The tracker every supervised task runs on (for work that spawns short-lived tasks of its
+    /// own, which shutdown must also wait for).
+    pub fn tracker(&self) -> &TaskTracker {
+        &self.tracker
+    }
+
+    /// The heartbeats of the supervised tasks.
+    pub fn liveness(&self) -> &Liveness {
+        &self.liveness
+    }
+
+    /// Registers a heartbeat for a task that is about to be spawned.
+    pub fn heartbeat(&self, name: &'static str, bound: Duration) -> Heartbeat {
+        self.liveness.register(name, bound)
+    }
+
+    /// Spawns a long-lived task named `name`. Its end before shutdown is logged with the reason
+    /// (returned, or the panic's message) and, for an essential task, reported to the daemon.
+    pub fn spawn<F>(&self, name: &'static str, role: Role, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let handle = self.tracker.spawn(task);
+        let shutdown = self.shutdown.clone();
+        let ended = self.ended_tx.clone();
+        self.tracker.spawn(async move {
+            let why = match handle.await {
+                Ok(()) => "returned".to_string(),
+                Err(e) if e.is_panic() => {
+                    let p = e.into_panic();
+                    let msg = p
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "with a non-text payload".into());
+                    format!("panicked: {msg}")
+                }
+                Err(_) => "was cancelled".to_string(),
+            };
+            if shutdown.is_cancelled() {
+                tracing::debug!(task = name, %why, "task stopped");
+                return;
+            }
+            match role {
+                Role::Essential => {
+                    tracing::error!(task = name, %why, "an essential task ended before shutdown; pagerbox stops so that it is restarted");
+                    let _ = ended.send(TaskEnded { task: name, why });
+                }
+                Role::Auxiliary => {
+                    tracing::warn!(task = name, %why, "a task ended; paging is not affected");
+                }
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_essential_task_that_panics_is_reported_with_its_message() {
+        let shutdown = CancellationToken::new();
+        let (sup, mut ended) = Supervisor::new(shutdown.clone());
+        sup.spawn("doomed", Role::Essential, async { panic!("boom") });
+        let e = tokio::time::timeout(Duration::from_secs(5), ended.next())
+            .await
+            .unwrap();
+        assert_eq!(e.task, "doomed");
+        assert_eq!(e.why, "panicked: boom");
+    }
+
+    #[tokio::test]
+    async fn an_essential_task_that_returns_is_reported_an_auxiliary_one_is_not() {
+        let shutdown = CancellationToken::new();
+        let (sup, mut ended) = Supervisor::new(shutdown.clone());
+        sup.spawn("aux", Role::Auxiliary, async {});
+        sup.spawn("quitter", Role::Essential, async {
+            tokio::time::sleep(Duration::from_millis(50)).await
+        });
+        let e = tokio::time::timeout(Duration::from_secs(5), ended.next())
+            .await
+            .unwrap();
+        assert_eq!(e.task, "quitter");
+        assert_eq!(e.why, "returned");
+    }
+
+    #[tokio::test]
+    async fn tasks_that_end_at_shutdown_are_not_reported() {
+        let shutdown = CancellationToken::new();
+        let (sup, mut ended) = Supervisor::new(shutdown.clone());
+        let s = shutdown.clone();
+        sup.spawn(
+            "worker",
+            Role::Essential,
+            async move { s.cancelled().await },
+        );
+        shutdown.cancel();
+        sup.tracker().close();
+        sup.tracker().wait().await;
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), ended.next())
+                .await
+                .is_err()
+        );
+    }
 
     #[test]
     fn a_fed_heartbeat_is_not_late_and_a_starved_one_is() {

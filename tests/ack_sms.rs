@@ -94,7 +94,13 @@ async fn an_sms_ack_between_two_steps_stops_the_second_and_is_confirmed() {
     let (handle, requests) = ack::channel();
     let shutdown = CancellationToken::new();
     let acker = Acker::new(store.clone(), config_rx, ack::DEFAULT_MISSED_CALL_WINDOW);
-    let task = tokio::spawn(ack::run(acker, requests, clock.clone(), shutdown.clone()));
+    let task = tokio::spawn(ack::run(
+        acker,
+        requests,
+        clock.clone(),
+        pagerbox::supervisor::Heartbeat::detached("ack"),
+        shutdown.clone(),
+    ));
 
     // Alice answers in national format, in lower case, with a full stop.
     clock.advance(chrono::Duration::minutes(3));

@@ -419,16 +419,20 @@ impl AckHandle {
 
 /// The ack task: handles requests one at a time, with `now` from `clock`, until `shutdown` or
 /// until every handle is dropped. A request in hand is finished (committed and answered) before
-/// it stops. Store failures are logged and returned to the caller; the task carries on.
+/// it stops. Store failures are logged and returned to the caller; the task carries on. `beat`
+/// is fed once per request and, while idle, at least every half of its bound.
 pub async fn run(
     mut acker: Acker,
     mut requests: Requests,
     clock: Arc<dyn Clock>,
+    beat: crate::supervisor::Heartbeat,
     shutdown: CancellationToken,
 ) {
     loop {
+        beat.beat();
         let req = tokio::select! {
             _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(beat.idle_bound()) => continue,
             r = requests.0.recv() => match r {
                 Some(r) => r,
                 None => return,

@@ -875,7 +875,13 @@ async fn the_task_answers_through_the_handle_and_stops_on_shutdown() {
     let id = h.trigger("a", "db").await;
     let (handle, requests) = channel();
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(run(h.acker, requests, h.clock.clone(), shutdown.clone()));
+    let task = tokio::spawn(run(
+        h.acker,
+        requests,
+        h.clock.clone(),
+        crate::supervisor::Heartbeat::detached("ack"),
+        shutdown.clone(),
+    ));
     let ev = ModemEvent::SmsReceived {
         from: ALICE.into(),
         text: format!("{id} ACK"),

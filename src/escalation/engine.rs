@@ -87,15 +87,18 @@ impl Plan {
     }
 }
 
-/// Runs the engine until `shutdown`.
+/// Runs the engine until `shutdown`, feeding `beat` once per pass (a pass runs at least every
+/// [`MAX_SLEEP`]).
 pub async fn run(
     store: Store,
     mut config: watch::Receiver<Arc<Config>>,
+    beat: crate::supervisor::Heartbeat,
     shutdown: CancellationToken,
 ) {
     let mut commits = store.commits();
     let mut plan = Arc::new(Plan::new(config.borrow_and_update().clone()));
     loop {
+        beat.beat();
         let p = plan.clone();
         let next = match store.call(move |c, now| pass(c, &p, now)).await {
             Ok(next) => next,
@@ -107,7 +110,8 @@ pub async fn run(
         let sleep = next
             .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(MAX_SLEEP)
-            .min(MAX_SLEEP);
+            .min(MAX_SLEEP)
+            .min(beat.idle_bound());
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(sleep) => {}

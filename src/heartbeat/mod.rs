@@ -247,10 +247,12 @@ pub async fn run(
     store: Store,
     mut config: watch::Receiver<Arc<Config>>,
     clock: Arc<dyn Clock>,
+    beat: crate::supervisor::Heartbeat,
     shutdown: CancellationToken,
 ) {
     let mut started = false;
     loop {
+        beat.beat();
         let cfg = config.borrow_and_update().clone();
         let mut next: Option<DateTime<Utc>> = None;
         // Also with no monitors configured (once per start or reload): that forgets removed
@@ -295,6 +297,8 @@ pub async fn run(
             }
             r = config.changed() => if r.is_err() { return },
             _ = tokio::time::sleep(sleep), if watching || !started => {}
+            // Idle (no monitors): wake only to show the loop still turns.
+            _ = tokio::time::sleep(beat.idle_bound()) => {}
         }
     }
 }

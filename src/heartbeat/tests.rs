@@ -293,7 +293,13 @@ async fn watcher_fires_at_the_deadline_with_a_manual_clock() {
     let store = Store::open(&dir.path().join("db"), clock.clone()).unwrap();
     let (_tx, rx) = watch::channel(Arc::new(config()));
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(run(store.clone(), rx, clock.clone(), shutdown.clone()));
+    let task = tokio::spawn(run(
+        store.clone(),
+        rx,
+        clock.clone(),
+        crate::supervisor::Heartbeat::detached("heartbeats"),
+        shutdown.clone(),
+    ));
     // Let the watcher start and record the monitor.
     tokio::time::sleep(Duration::from_millis(10)).await;
     let list = list(&store, Arc::new(config())).await.unwrap();

@@ -489,3 +489,30 @@ pub fn secret_file(dir: &Path, name: &str, secret: &str) -> PathBuf {
     std::fs::write(&p, format!("{secret}\n")).unwrap();
     p
 }
+
+impl Daemon {
+    /// Waits for the process to exit by itself (a supervised task died) and returns its status.
+    pub fn wait_exit(&mut self, secs: u64) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not exit within {secs} s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Arms a fault point at run time (builds with the `fault-injection` feature).
+    pub fn arm_fault(&self, name: &str, arming: Value) {
+        let mut body = arming;
+        body["name"] = Value::String(name.to_string());
+        let (code, v) = self.post("/v1/faults", body.to_string().as_bytes());
+        assert_eq!(code, 200, "arming {name}: {v}");
+    }
+}

@@ -1,0 +1,119 @@
+//! Liveness through the real binary: a task that dies is noticed, the daemon exits non-zero so
+//! systemd restarts it, and the restart pages what was accepted. The test plays systemd.
+//! Needs the `fault-injection` feature (scripts/test.sh enables it).
+#![cfg(feature = "fault-injection")]
+
+mod util;
+
+use serde_json::json;
+use util::{Daemon, ExternalSim};
+
+const ALICE: &str = "+4915100000011";
+
+fn config(sim: &ExternalSim) -> String {
+    format!(
+        r#"
+[modem]
+device = "{link}"
+profile = "sim7600"
+command_timeout = "2s"
+sms_timeout = "5s"
+health_interval = "1s"
+ring_for = "3s"
+
+[[users]]
+id = "alice"
+phone = "{ALICE}"
+[[users.rules]]
+channel = "sms"
+after = "0s"
+
+[[schedules]]
+id = "primary"
+time_zone = "Europe/Berlin"
+[[schedules.layers]]
+users = ["alice"]
+shift = "1w"
+start = "2026-01-05T09:00"
+
+[[policies]]
+id = "default"
+[[policies.steps]]
+schedules = ["primary"]
+wait = "10m"
+
+[[routes]]
+id = "default"
+policy = "default"
+"#,
+        link = sim.link.display()
+    )
+}
+
+fn modem_up(d: &Daemon) -> Option<()> {
+    let (_, h) = d.get("/healthz");
+    (h["modem"]["state"] == "up").then_some(())
+}
+
+fn trigger(d: &Daemon, key: &str) -> i64 {
+    let (code, v) = d.post_json(
+        "/v1/alerts",
+        json!({"summary": format!("{key} down"), "severity": "critical", "dedup_key": key}),
+    );
+    assert_eq!(code, 202, "{v}");
+    v["incident_id"].as_i64().unwrap()
+}
+
+/// Kills `task` through its own loop while an alert is being handled, then checks that the
+/// daemon said which task died and exited non-zero, and that a restart pages the alert.
+fn dies_loudly_and_the_restart_pages(task: &str) {
+    let sim = ExternalSim::start();
+    let mut d = Daemon::start(&config(&sim));
+    d.wait_for(20, "modem up", || modem_up(&d));
+    d.arm_fault(&format!("task.panic.{task}"), json!({"times": 1}));
+    // The alert wakes the engine and the senders; whichever task was armed dies in its loop.
+    let (code, v) = d.post_json(
+        "/v1/alerts",
+        json!({"summary": "db down", "severity": "critical", "dedup_key": "db"}),
+    );
+    // The commit happened before any task saw it: 202, unless intake itself was the victim.
+    assert_eq!(code, 202, "{v}");
+    let status = d.wait_exit(150);
+    assert!(!status.success(), "exit status {status}");
+    let log = d.log();
+    assert!(
+        log.contains("an essential task ended before shutdown") && log.contains(task),
+        "the log must name the task:\n{log}"
+    );
+    // systemd's Restart=always: the page accepted before the crash goes out after it.
+    d.spawn();
+    d.wait_for(30, "the page after the restart", || {
+        sim.sms_to(ALICE).into_iter().next()
+    });
+}
+
+#[test]
+fn escalation_engine_that_panics_stops_the_daemon_and_the_restart_pages() {
+    dies_loudly_and_the_restart_pages("escalation");
+}
+
+#[test]
+fn paging_health_task_that_panics_stops_the_daemon() {
+    dies_loudly_and_the_restart_pages("paging-health");
+}
+
+#[test]
+fn panel_state_task_that_panics_stops_the_daemon() {
+    dies_loudly_and_the_restart_pages("panel-state");
+}
+
+#[test]
+fn a_healthy_daemon_stops_cleanly_and_a_dead_task_is_not_blamed() {
+    let sim = ExternalSim::start();
+    let mut d = Daemon::start(&config(&sim));
+    d.wait_for(20, "modem up", || modem_up(&d));
+    trigger(&d, "ok");
+    d.wait_for(20, "the page", || sim.sms_to(ALICE).into_iter().next());
+    d.stop();
+    assert!(!d.log().contains("an essential task ended"));
+}
