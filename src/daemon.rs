@@ -313,6 +313,16 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
         ),
     );
 
+    // One verdict on whether pages can go out, for /healthz and the LED alike.
+    let health = crate::health::Sources {
+        store: store.clone(),
+        paging: Some(paging_rx.clone()),
+        modem: modem.as_ref().map(|(_, h)| h.clone()),
+        modem_silence_bound: modem_silence_bound(&config.modem),
+        liveness: sup.liveness().clone(),
+        selftest_fault: selftest.as_ref().map(|(_, f)| f.clone()),
+    };
+
     // The panel: LED shows the state, the button acknowledges.
     let (panel_tx, panel_rx) = watch::channel(PanelState::default());
     if let Some(mut panel) =
@@ -345,6 +355,7 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
         Role::Essential,
         publish_panel_state(
             store.clone(),
+            health.clone(),
             paging_rx.clone(),
             selftest.as_ref().map(|(_, f)| f.clone()),
             panel_tx,
@@ -363,6 +374,7 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
         metrics: metrics.clone(),
         modem_handle: modem.as_ref().map(|(m, _)| m.clone()),
         selftest: selftest.as_ref().map(|(h, _)| h.clone()),
+        health,
     };
     {
         let (intake, max_body) = (intake.clone(), config.http.max_body_bytes);
@@ -734,10 +746,17 @@ async fn button(store: &Store, ev: PanelEvent) {
     }
 }
 
+/// How long the modem may go without answering before `/healthz` calls it silent: a few health
+/// polls, and never less than a voice call (during which it is not polled).
+fn modem_silence_bound(m: &ModemConfig) -> Duration {
+    (m.health_interval * 4).max(m.ring_for + Duration::from_secs(30)) + m.command_timeout * 2
+}
+
 /// Publishes what the LED shows: open incidents, acknowledged or not, and whether paging works
-/// (no channel at all, or the self-test's modem impairment).
+/// (the same verdict as `/healthz`, see [`crate::health`]).
 async fn publish_panel_state(
     store: Store,
+    health: crate::health::Sources,
     mut paging: watch::Receiver<PagingHealth>,
     mut selftest_fault: Option<watch::Receiver<bool>>,
     panel: watch::Sender<PanelState>,
@@ -747,10 +766,12 @@ async fn publish_panel_state(
     let mut commits = store.commits();
     loop {
         beat.beat();
-        let impaired = paging.borrow_and_update().impaired()
-            || selftest_fault
-                .as_mut()
-                .is_some_and(|f| *f.borrow_and_update());
+        // Mark the watches seen, so the select below waits for their next change.
+        paging.borrow_and_update();
+        if let Some(f) = selftest_fault.as_mut() {
+            f.borrow_and_update();
+        }
+        let impaired = health.verdict().await.impaired();
         let state = store
             .call(move |c, now| {
                 let (unacked, acked, oldest): (i64, i64, Option<i64>) = c.query_row(

@@ -12,6 +12,7 @@
 //! | [`metrics`]    | `GET /metrics`: metric names, labels, the OpenMetrics encoder        |
 //! | [`schedule`]   | pure: who is on call at an instant (time zones, DST, overrides)      |
 //! | [`escalation`] | policies, routes, notification rules; the engine that times steps    |
+//! | [`health`]     | one verdict on whether pages can go out: `/healthz`, LED, watchdog   |
 //! | [`heartbeat`]  | dead-man's switches: pings, deadlines, the incident when one is missed |
 //! | [`notify`]     | the durable outbox and the senders: SMS, voice, email                |
 //! | [`outbound`]   | Slack, Teams and signed webhook notifications beside paging          |
@@ -38,6 +39,7 @@ pub mod daemon;
 pub mod docgen;
 pub mod escalation;
 pub mod fault;
+pub mod health;
 pub mod heartbeat;
 pub mod incident;
 pub mod intake;

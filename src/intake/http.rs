@@ -230,11 +230,10 @@ fn outcome_json(o: &AlertOutcome) -> Value {
     }
 }
 
+/// `GET /healthz`: 200 while pages can go out, 503 with the reasons when paging is impaired
+/// (see [`crate::health`]); a channel down while others page is 200 "degraded".
 async fn healthz(State(intake): State<Intake>) -> Response {
-    let store_ok = intake
-        .store
-        .call(|c, _| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
-        .await;
+    let verdict = intake.health.verdict().await;
     let outbox = intake
         .store
         .call(|c, now| {
@@ -244,22 +243,30 @@ async fn healthz(State(intake): State<Intake>) -> Response {
         .await
         .ok();
     let paging = intake.paging.as_ref().map(|p| p.borrow().clone());
-    let impaired = paging.as_ref().is_some_and(|p| p.impaired());
     let modem = intake.modem.as_ref().map(|m| {
         let h = m.borrow();
         json!({ "state": format!("{:?}", h.state).to_lowercase(), "reason": h.reason, "since": h.since })
     });
-    let ok = store_ok.is_ok() && !impaired;
-    let status = if store_ok.is_ok() {
-        StatusCode::OK
-    } else {
+    let status = if verdict.impaired() {
         StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
     };
+    let store = verdict
+        .problems
+        .iter()
+        .find_map(|p| match p {
+            crate::health::Problem::StoreCannotWrite { error } => Some(error.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| "ok".to_string());
     (
         status,
         Json(json!({
-            "status": if ok { "ok" } else { "degraded" },
-            "store": store_ok.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
+            "status": verdict.word(),
+            "problems": verdict.problems,
+            "degraded": verdict.degraded,
+            "store": store,
             "paging": paging.map(|p| json!({ "impaired": p.impaired(), "ready": p.ready, "down": p.down.iter().map(|(c, why)| json!({"channel": c, "reason": why})).collect::<Vec<_>>() })),
             "modem": modem,
             "outbox": outbox.map(|(n, age)| json!({ "pending": n, "oldest_seconds": age })),

@@ -62,6 +62,8 @@ pub struct Intake {
     pub modem_handle: Option<crate::modem::Modem>,
     /// Runs self-tests of the paging path, when there is a modem.
     pub selftest: Option<crate::selftest::SelftestHandle>,
+    /// Where `/healthz` reads whether paging works (the same verdict the LED shows).
+    pub health: crate::health::Sources,
 }
 
 impl Intake {

@@ -280,6 +280,22 @@ pub fn depth(conn: &Connection) -> rusqlite::Result<(i64, Option<DateTime<Utc>>)
     })
 }
 
+/// How long the oldest page that is due has been waiting to go out (`None` when none is due).
+/// Outbound notifications are left out like in [`depth`]. A figure beyond a few minutes means
+/// nothing is sending: `/healthz` reports it.
+pub fn oldest_due(
+    conn: &Connection,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<Option<std::time::Duration>> {
+    let t: Option<i64> = conn
+        .prepare_cached(
+            "SELECT min(due_at) FROM outbox WHERE state='pending' AND due_at<=?1 \
+             AND channel<>'webhook'",
+        )?
+        .query_row([ms(now)], |r| r.get(0))?;
+    Ok(t.map(|t| (now - from_ms(t)).to_std().unwrap_or_default()))
+}
+
 /// After a crash: pages caught in `sending` are sent again.
 pub fn recover_in_flight(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<usize> {
     let ids: Vec<(i64, Option<i64>)> = {

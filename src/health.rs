@@ -1,0 +1,326 @@
+//! Whether the box can page right now: one verdict for `/healthz`, the LED and the watchdog.
+//!
+//! A box that answers "ok" while no page can go out is the worst failure a pager has, so the
+//! verdict is built from the work itself, never from "the process answers": can the store write,
+//! can some channel send, does the modem still answer, has every essential loop beaten lately,
+//! is any due page waiting far longer than a retry would explain, is a claim stuck past its
+//! lease. [`assess`] is pure (facts in, verdict out); the daemon gathers the facts from their
+//! owners ([`Sources::facts`]) whenever someone asks.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::modem::{Health, HealthState};
+use crate::notify::sender::PagingHealth;
+use crate::supervisor::{Late, Liveness};
+
+/// A due page older than this means nothing is sending: retries back off to two minutes at
+/// most, and a channel that starts up waits about one minute.
+pub const OVERDUE: Duration = Duration::from_secs(5 * 60);
+
+/// What the verdict is made of, read from each owner at one moment.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    /// `Err(why)` while the store cannot write (disk full, read-only, I/O errors).
+    pub store_write: Result<(), String>,
+    /// Paging channels, when paging is set up.
+    pub paging: Option<PagingHealth>,
+    /// Essential tasks that have not shown progress within their bound.
+    pub late: Vec<Late>,
+    /// The modem, when there is one.
+    pub modem: Option<ModemFacts>,
+    /// Age of the oldest page that is due (or whose claim expired) and not sent.
+    pub oldest_due: Option<Duration>,
+    /// The self-test monitor holds a lasting modem impairment (weak signal, no credit, ...).
+    pub selftest_fault: bool,
+}
+
+/// What the verdict needs of the modem.
+#[derive(Debug, Clone)]
+pub struct ModemFacts {
+    pub state: HealthState,
+    pub reason: String,
+    /// Time since the modem last answered a command, when known.
+    pub silent_for: Option<Duration>,
+    /// How long the modem may stay silent (a few health polls).
+    pub silence_bound: Duration,
+}
+
+/// One reason paging is impaired.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "problem", rename_all = "snake_case")]
+pub enum Problem {
+    /// Nothing can be recorded, so nothing can be sent or acknowledged.
+    StoreCannotWrite { error: String },
+    /// No channel can send at all.
+    NoChannel,
+    /// The modem is down (SMS and voice cannot go out; email may still).
+    ModemDown { reason: String },
+    /// The modem has not answered for longer than its bound.
+    ModemSilent { seconds: u64 },
+    /// An essential task has not shown progress within its bound.
+    TaskLate { task: &'static str, seconds: u64 },
+    /// A page has been due for longer than any retry explains.
+    PageOverdue { seconds: u64 },
+    /// The self-test monitor found a lasting modem impairment.
+    SelftestFault,
+}
+
+/// The assessment: impaired when any problem is present.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Verdict {
+    pub problems: Vec<Problem>,
+    /// Channels that are down while others still page: worth a look, not an outage.
+    pub degraded: Vec<String>,
+}
+
+impl Verdict {
+    /// Paging is impaired: `/healthz` answers 503 and the LED shows it.
+    pub fn impaired(&self) -> bool {
+        !self.problems.is_empty()
+    }
+
+    /// `ok`, `degraded` or `impaired`, for humans and scripts.
+    pub fn word(&self) -> &'static str {
+        if self.impaired() {
+            "impaired"
+        } else if !self.degraded.is_empty() {
+            "degraded"
+        } else {
+            "ok"
+        }
+    }
+}
+
+/// Decides whether paging works from `facts`.
+pub fn assess(facts: &Facts) -> Verdict {
+    let mut v = Verdict::default();
+    if let Err(e) = &facts.store_write {
+        v.problems
+            .push(Problem::StoreCannotWrite { error: e.clone() });
+    }
+    if let Some(p) = &facts.paging {
+        if p.impaired() {
+            v.problems.push(Problem::NoChannel);
+        }
+        for (c, why) in &p.down {
+            v.degraded.push(format!("{c}: {why}"));
+        }
+    }
+    if let Some(m) = &facts.modem {
+        // The modem is why the box exists: without it, SMS and voice are gone even when email
+        // still works.
+        if m.state == HealthState::Down {
+            v.problems.push(Problem::ModemDown {
+                reason: m.reason.clone(),
+            });
+        } else if let Some(s) = m.silent_for.filter(|s| *s > m.silence_bound) {
+            v.problems.push(Problem::ModemSilent {
+                seconds: s.as_secs(),
+            });
+        }
+    }
+    for l in &facts.late {
+        v.problems.push(Problem::TaskLate {
+            task: l.task,
+            seconds: l.silent_seconds,
+        });
+    }
+    if let Some(age) = facts.oldest_due.filter(|a| *a > OVERDUE) {
+        v.problems.push(Problem::PageOverdue {
+            seconds: age.as_secs(),
+        });
+    }
+    if facts.selftest_fault {
+        v.problems.push(Problem::SelftestFault);
+    }
+    v
+}
+
+/// Where the facts come from: each owner's published state.
+#[derive(Clone)]
+pub struct Sources {
+    pub store: crate::store::Store,
+    pub paging: Option<watch::Receiver<PagingHealth>>,
+    pub modem: Option<watch::Receiver<Health>>,
+    pub modem_silence_bound: Duration,
+    pub liveness: Liveness,
+    pub selftest_fault: Option<watch::Receiver<bool>>,
+}
+
+impl Sources {
+    /// Reads every fact now. A store that cannot answer at all counts as one that cannot write.
+    pub async fn facts(&self) -> Facts {
+        let due = self
+            .store
+            .call(|c, now| Ok(crate::store::outbox::oldest_due(c, now)?))
+            .await;
+        let (store_write, oldest_due) = match due {
+            Ok(age) => (Ok(()), age),
+            Err(e) => (Err(e.to_string()), None),
+        };
+        Facts {
+            store_write,
+            paging: self.paging.as_ref().map(|p| p.borrow().clone()),
+            late: self.liveness.late(),
+            modem: self.modem.as_ref().map(|m| {
+                let h = m.borrow();
+                ModemFacts {
+                    state: h.state,
+                    reason: h.reason.clone(),
+                    silent_for: None,
+                    silence_bound: self.modem_silence_bound,
+                }
+            }),
+            oldest_due,
+            selftest_fault: self.selftest_fault.as_ref().is_some_and(|f| *f.borrow()),
+        }
+    }
+
+    /// The verdict now.
+    pub async fn verdict(&self) -> Verdict {
+        assess(&self.facts().await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::incident::Channel;
+
+    fn good() -> Facts {
+        Facts {
+            store_write: Ok(()),
+            paging: Some(PagingHealth {
+                ready: vec![Channel::Sms, Channel::Voice, Channel::Email],
+                down: vec![],
+            }),
+            late: vec![],
+            modem: Some(ModemFacts {
+                state: HealthState::Up,
+                reason: String::new(),
+                silent_for: Some(Duration::from_secs(2)),
+                silence_bound: Duration::from_secs(60),
+            }),
+            oldest_due: Some(Duration::from_secs(3)),
+            selftest_fault: false,
+        }
+    }
+
+    #[test]
+    fn all_good_is_ok() {
+        let v = assess(&good());
+        assert!(!v.impaired());
+        assert_eq!(v.word(), "ok");
+    }
+
+    #[test]
+    fn each_fact_alone_impairs_paging() {
+        let cases: Vec<(Facts, Problem)> = vec![
+            (
+                Facts {
+                    store_write: Err("database or disk is full".into()),
+                    ..good()
+                },
+                Problem::StoreCannotWrite {
+                    error: "database or disk is full".into(),
+                },
+            ),
+            (
+                Facts {
+                    paging: Some(PagingHealth {
+                        ready: vec![],
+                        down: vec![(Channel::Email, "relay refused".into())],
+                    }),
+                    ..good()
+                },
+                Problem::NoChannel,
+            ),
+            (
+                Facts {
+                    modem: Some(ModemFacts {
+                        state: HealthState::Down,
+                        reason: "port lost".into(),
+                        silent_for: None,
+                        silence_bound: Duration::from_secs(60),
+                    }),
+                    ..good()
+                },
+                Problem::ModemDown {
+                    reason: "port lost".into(),
+                },
+            ),
+            (
+                Facts {
+                    modem: Some(ModemFacts {
+                        state: HealthState::Up,
+                        reason: String::new(),
+                        silent_for: Some(Duration::from_secs(61)),
+                        silence_bound: Duration::from_secs(60),
+                    }),
+                    ..good()
+                },
+                Problem::ModemSilent { seconds: 61 },
+            ),
+            (
+                Facts {
+                    late: vec![Late {
+                        task: "sender-sms",
+                        silent_seconds: 400,
+                    }],
+                    ..good()
+                },
+                Problem::TaskLate {
+                    task: "sender-sms",
+                    seconds: 400,
+                },
+            ),
+            (
+                Facts {
+                    oldest_due: Some(OVERDUE + Duration::from_secs(1)),
+                    ..good()
+                },
+                Problem::PageOverdue {
+                    seconds: OVERDUE.as_secs() + 1,
+                },
+            ),
+            (
+                Facts {
+                    selftest_fault: true,
+                    ..good()
+                },
+                Problem::SelftestFault,
+            ),
+        ];
+        for (facts, problem) in cases {
+            let v = assess(&facts);
+            assert!(v.impaired(), "{facts:?}");
+            assert_eq!(v.word(), "impaired");
+            assert!(v.problems.contains(&problem), "{:?} lacks {problem:?}", v);
+        }
+    }
+
+    #[test]
+    fn one_channel_down_while_others_page_is_degraded_not_impaired() {
+        let v = assess(&Facts {
+            paging: Some(PagingHealth {
+                ready: vec![Channel::Sms, Channel::Voice],
+                down: vec![(Channel::Email, "password file missing".into())],
+            }),
+            ..good()
+        });
+        assert!(!v.impaired());
+        assert_eq!(v.word(), "degraded");
+        assert_eq!(v.degraded, vec!["email: password file missing".to_string()]);
+    }
+
+    #[test]
+    fn a_due_page_younger_than_the_bound_is_not_overdue() {
+        let v = assess(&Facts {
+            oldest_due: Some(OVERDUE),
+            ..good()
+        });
+        assert!(!v.impaired());
+    }
+}
