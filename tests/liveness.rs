@@ -11,6 +11,10 @@ use util::{Daemon, ExternalSim};
 const ALICE: &str = "+4915100000011";
 
 fn config(sim: &ExternalSim) -> String {
+    config_with(sim, "")
+}
+
+fn config_with(sim: &ExternalSim, extra: &str) -> String {
     format!(
         r#"
 [modem]
@@ -45,6 +49,7 @@ wait = "10m"
 [[routes]]
 id = "default"
 policy = "default"
+{extra}
 "#,
         link = sim.link.display()
     )
@@ -116,4 +121,43 @@ fn a_healthy_daemon_stops_cleanly_and_a_dead_task_is_not_blamed() {
     d.wait_for(20, "the page", || sim.sms_to(ALICE).into_iter().next());
     d.stop();
     assert!(!d.log().contains("an essential task ended"));
+}
+
+/// kill -9 at several moments of a storm, restarting each time as systemd would: every alert
+/// that got its 202 is paged, and the only repeats are the pages in flight at each kill
+/// (at-least-once, one per crash and channel).
+#[test]
+fn kill_9_again_and_again_in_a_storm_loses_no_accepted_page() {
+    let sim = ExternalSim::start();
+    // No grouping and no rate limit: every incident gets its own first page.
+    let mut d = Daemon::start(&config_with(
+        &sim,
+        "[paging]\ngroup_window = \"0s\"\nrate_limit_count = 1000\n",
+    ));
+    d.wait_for(20, "modem up", || modem_up(&d));
+    let mut ids = Vec::new();
+    let kills = 4;
+    for round in 0..kills {
+        for i in 0..15 {
+            ids.push(trigger(&d, &format!("r{round}-k{i}")));
+        }
+        // A different moment each round: while the first pages are being submitted, or later.
+        std::thread::sleep(std::time::Duration::from_millis(fastrand::u64(0..600)));
+        d.kill9();
+        d.spawn();
+        d.wait_for(20, "modem up again", || modem_up(&d));
+    }
+    d.wait_for(90, "every accepted alert paged", || {
+        let sms = sim.sms_to(ALICE);
+        ids.iter()
+            .all(|id| sms.iter().any(|t| t.starts_with(&format!("#{id} "))))
+            .then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let sms = sim.sms_to(ALICE);
+    let extra = sms.len() - ids.len();
+    assert!(
+        extra <= kills,
+        "at most one page in flight per kill is repeated; got {extra} extra in {kills} kills"
+    );
 }
