@@ -203,6 +203,17 @@ pub(super) fn store_error(stats: &IntakeStats, e: StoreError) -> Response {
             format!("incident #{id} not found"),
             vec![],
         ),
+        e if !e.is_retryable() => {
+            IntakeStats::bump(&stats.store_failures);
+            // A fault of ours fails the same way every time: a 500 says so, where a 503 would
+            // invite the sender to retry it forever. The store has logged and counted it.
+            tracing::error!(error = %e, "intake request failed with a store fault");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("not stored, internal error: {e}"),
+                vec![],
+            )
+        }
         e => {
             IntakeStats::bump(&stats.store_failures);
             tracing::error!(error = %e, "intake could not store an alert; sender told to retry");
@@ -231,18 +242,29 @@ fn outcome_json(o: &AlertOutcome) -> Value {
 }
 
 async fn healthz(State(intake): State<Intake>) -> Response {
+    // A round trip through the writer: it proves the store thread still takes jobs. Whether the
+    // file takes writes is the write health, fed by every write and the store's idle probe.
     let store_ok = intake
         .store
         .call(|c, _| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
-        .await;
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|_| match &*intake.store.write_health().borrow() {
+            crate::store::WriteHealth::Ok => Ok(()),
+            crate::store::WriteHealth::Failing { since, error } => Err(format!(
+                "cannot write since {}: {error}",
+                since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )),
+        });
     let outbox = intake
         .store
-        .call(|c, now| {
+        .read(|c, now| {
             let (n, oldest) = crate::store::outbox::depth(c)?;
             Ok((n, oldest.map(|t| (now - t).num_seconds())))
         })
         .await
         .ok();
+    let faults = intake.store.faults().borrow().clone();
     let paging = intake.paging.as_ref().map(|p| p.borrow().clone());
     let impaired = paging.as_ref().is_some_and(|p| p.impaired());
     let modem = intake.modem.as_ref().map(|m| {
@@ -259,7 +281,11 @@ async fn healthz(State(intake): State<Intake>) -> Response {
         status,
         Json(json!({
             "status": if ok { "ok" } else { "degraded" },
-            "store": store_ok.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
+            "store": store_ok.map(|_| "ok".to_string()).unwrap_or_else(|e| e),
+            "store_faults": (faults.count > 0).then(|| json!({
+                "count": faults.count,
+                "last": faults.last.map(|f| json!({ "at": f.at, "caller": f.caller.to_string(), "error": f.error.to_string() })),
+            })),
             "paging": paging.map(|p| json!({ "impaired": p.impaired(), "ready": p.ready, "down": p.down.iter().map(|(c, why)| json!({"channel": c, "reason": why})).collect::<Vec<_>>() })),
             "modem": modem,
             "outbox": outbox.map(|(n, age)| json!({ "pending": n, "oldest_seconds": age })),
@@ -312,6 +338,14 @@ fn pd_invalid(errors: Vec<String>) -> Response {
 }
 
 fn pd_throttle(e: &StoreError) -> Response {
+    if !e.is_retryable() {
+        tracing::error!(error = %e, "intake could not store a PagerDuty event: store fault");
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({ "status": "internal error", "message": "The event was not stored because of an internal error.", "errors": [e.to_string()] })),
+        )
+            .into_response();
+    }
     tracing::error!(error = %e, "intake could not store a PagerDuty event; sender told to retry");
     let mut r = (
         StatusCode::TOO_MANY_REQUESTS,

@@ -432,12 +432,12 @@ impl Store {
             .await
     }
 
-    /// One incident with its timeline.
+    /// One incident with its timeline (read connection).
     pub async fn incident(
         &self,
         id: IncidentId,
     ) -> Result<Option<(Incident, Vec<TimelineEvent>)>, StoreError> {
-        self.call(move |c, _| {
+        self.read(move |c, _| {
             Ok(match queries::incident(c, id)? {
                 None => None,
                 Some(i) => Some((i, queries::timeline(c, id)?)),
@@ -446,13 +446,13 @@ impl Store {
         .await
     }
 
-    /// Incidents, newest first.
+    /// Incidents, newest first (read connection).
     pub async fn incidents(
         &self,
         filter: ListFilter,
         limit: usize,
     ) -> Result<Vec<Incident>, StoreError> {
-        self.call(move |c, _| Ok(queries::list(c, filter, limit)?))
+        self.read(move |c, _| Ok(queries::list(c, filter, limit)?))
             .await
     }
 }
