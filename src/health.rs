@@ -24,6 +24,9 @@ pub const OVERDUE: Duration = Duration::from_secs(5 * 60);
 pub struct Facts {
     /// `Err(why)` while the store cannot write (disk full, read-only, I/O errors).
     pub store_write: Result<(), String>,
+    /// Errors of ours the store met (constraint, schema, misuse): bugs to report, which do not
+    /// stop paging by themselves.
+    pub store_faults: u64,
     /// Paging channels, when paging is set up.
     pub paging: Option<PagingHealth>,
     /// Essential tasks that have not shown progress within their bound.
@@ -100,6 +103,12 @@ pub fn assess(facts: &Facts) -> Verdict {
         v.problems
             .push(Problem::StoreCannotWrite { error: e.clone() });
     }
+    if facts.store_faults > 0 {
+        v.degraded.push(format!(
+            "store: {} errors of ours (a bug: see the log)",
+            facts.store_faults
+        ));
+    }
     if let Some(p) = &facts.paging {
         if p.impaired() {
             v.problems.push(Problem::NoChannel);
@@ -150,18 +159,35 @@ pub struct Sources {
 }
 
 impl Sources {
-    /// Reads every fact now. A store that cannot answer at all counts as one that cannot write.
+    /// Reads every fact now. A store thread that does not answer counts as a store that cannot
+    /// write: nothing can be recorded either way.
     pub async fn facts(&self) -> Facts {
-        let due = self
+        // A round trip through the writer proves its thread still takes jobs; whether the file
+        // takes writes is the write health, fed by every write and the store's idle probe.
+        let round_trip = self
             .store
-            .call(|c, now| Ok(crate::store::outbox::oldest_due(c, now)?))
+            .call(|c, _| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
             .await;
-        let (store_write, oldest_due) = match due {
-            Ok(age) => (Ok(()), age),
-            Err(e) => (Err(e.to_string()), None),
+        let store_write = match round_trip {
+            Err(e) => Err(format!("the store does not answer: {e}")),
+            Ok(_) => match &*self.store.write_health().borrow() {
+                crate::store::WriteHealth::Ok => Ok(()),
+                crate::store::WriteHealth::Failing { since, error } => Err(format!(
+                    "cannot write since {}: {error}",
+                    since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )),
+            },
         };
+        let oldest_due = self
+            .store
+            .read(|c, now| Ok(crate::store::outbox::oldest_due(c, now)?))
+            .await
+            .ok()
+            .flatten();
+        let store_faults = self.store.faults().borrow().count;
         Facts {
             store_write,
+            store_faults,
             paging: self.paging.as_ref().map(|p| p.borrow().clone()),
             late: self.liveness.late(),
             modem: self.modem.as_ref().map(|m| {
@@ -192,6 +218,7 @@ mod tests {
     fn good() -> Facts {
         Facts {
             store_write: Ok(()),
+            store_faults: 0,
             paging: Some(PagingHealth {
                 ready: vec![Channel::Sms, Channel::Voice, Channel::Email],
                 down: vec![],

@@ -380,6 +380,16 @@ fn stats_over_known_incidents_give_nearest_rank_percentiles_and_out_of_hours_pag
     assert_eq!(short["incidents"], 1, "{short}");
     let (code, _) = d.get("/v1/stats?since=yesterday-ish");
     assert_eq!(code, 400);
+    // The range is bounded, and the refusal says the maximum.
+    let (code, body) = d.get("/v1/stats?since=500d");
+    assert_eq!(code, 400, "{body}");
+    assert!(body.to_string().contains("400 days"), "{body}");
+    let (code, year) = d.get("/v1/stats?since=365d");
+    assert_eq!(code, 200, "{year}");
+    assert!(
+        year["incidents"].as_i64() >= s["incidents"].as_i64(),
+        "{year}"
+    );
 
     // The CLI: a table by default, the same numbers with --json.
     let table = stdout(&d.cli(&["stats", "--since", "30d"]));

@@ -224,7 +224,7 @@ pub async fn ping(store: &Store, config: &Config, id: &str, from: &str) -> Resul
 /// The state of every configured monitor.
 pub async fn list(store: &Store, config: Arc<Config>) -> Result<Vec<HeartbeatStatus>, StoreError> {
     store
-        .call(move |c, now| Ok(sql::list(c, &config, now)?))
+        .read(move |c, now| Ok(sql::list(c, &config, now)?))
         .await
 }
 

@@ -310,8 +310,17 @@ async fn watcher_fires_at_the_deadline_with_a_manual_clock() {
     let mut open = Vec::new();
     for _ in 0..(ALIVE_TICK_MAX.as_secs() * 2) {
         tokio::time::sleep(Duration::from_secs(1)).await;
+        // Through the writer's queue, not the read connection: with paused time the virtual
+        // clock runs ahead of the store threads, and only the queue orders this read after the
+        // watcher's write.
         open = store
-            .incidents(crate::store::ListFilter::Open, 10)
+            .call(|c, _| {
+                Ok(crate::store::queries::list(
+                    c,
+                    crate::store::ListFilter::Open,
+                    10,
+                )?)
+            })
             .await
             .unwrap();
         if !open.is_empty() {

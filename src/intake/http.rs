@@ -203,6 +203,17 @@ pub(super) fn store_error(stats: &IntakeStats, e: StoreError) -> Response {
             format!("incident #{id} not found"),
             vec![],
         ),
+        e if !e.is_retryable() => {
+            IntakeStats::bump(&stats.store_failures);
+            // A fault of ours fails the same way every time: a 500 says so, where a 503 would
+            // invite the sender to retry it forever. The store has logged and counted it.
+            tracing::error!(error = %e, "intake request failed with a store fault");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("not stored, internal error: {e}"),
+                vec![],
+            )
+        }
         e => {
             IntakeStats::bump(&stats.store_failures);
             tracing::error!(error = %e, "intake could not store an alert; sender told to retry");
@@ -236,12 +247,13 @@ async fn healthz(State(intake): State<Intake>) -> Response {
     let verdict = intake.health.verdict().await;
     let outbox = intake
         .store
-        .call(|c, now| {
+        .read(|c, now| {
             let (n, oldest) = crate::store::outbox::depth(c)?;
             Ok((n, oldest.map(|t| (now - t).num_seconds())))
         })
         .await
         .ok();
+    let faults = intake.store.faults().borrow().clone();
     let paging = intake.paging.as_ref().map(|p| p.borrow().clone());
     let modem = intake.modem.as_ref().map(|m| {
         let h = m.borrow();
@@ -267,6 +279,10 @@ async fn healthz(State(intake): State<Intake>) -> Response {
             "problems": verdict.problems,
             "degraded": verdict.degraded,
             "store": store,
+            "store_faults": (faults.count > 0).then(|| json!({
+                "count": faults.count,
+                "last": faults.last.map(|f| json!({ "at": f.at, "caller": f.caller.to_string(), "error": f.error.to_string() })),
+            })),
             "paging": paging.map(|p| json!({ "impaired": p.impaired(), "ready": p.ready, "down": p.down.iter().map(|(c, why)| json!({"channel": c, "reason": why})).collect::<Vec<_>>() })),
             "modem": modem,
             "outbox": outbox.map(|(n, age)| json!({ "pending": n, "oldest_seconds": age })),
@@ -319,6 +335,14 @@ fn pd_invalid(errors: Vec<String>) -> Response {
 }
 
 fn pd_throttle(e: &StoreError) -> Response {
+    if !e.is_retryable() {
+        tracing::error!(error = %e, "intake could not store a PagerDuty event: store fault");
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({ "status": "internal error", "message": "The event was not stored because of an internal error.", "errors": [e.to_string()] })),
+        )
+            .into_response();
+    }
     tracing::error!(error = %e, "intake could not store a PagerDuty event; sender told to retry");
     let mut r = (
         StatusCode::TOO_MANY_REQUESTS,

@@ -21,7 +21,7 @@ use crate::store::overrides;
 pub(crate) async fn current_overrides(intake: &Intake) -> Result<OverridesBySchedule, Response> {
     intake
         .store
-        .call(|c, now| Ok(runtime_overrides(c, now)?))
+        .read(|c, now| Ok(runtime_overrides(c, now)?))
         .await
         .map_err(|e| store_error(&intake.stats, e))
 }
@@ -116,7 +116,7 @@ pub async fn list_overrides(State(intake): State<Intake>, Path(id): Path<String>
     }
     match intake
         .store
-        .call(move |c, now| Ok(overrides::list(c, &id, now)?))
+        .read(move |c, now| Ok(overrides::list(c, &id, now)?))
         .await
     {
         Ok(list) => Json(json!({ "overrides": list })).into_response(),

@@ -261,6 +261,16 @@ fn body_error(intake: &Intake, r: BytesRejection, started: Instant) -> Response 
 fn store_failure(intake: &Intake, e: StoreError, started: Instant) -> Response {
     IntakeStats::bump(&intake.stats.store_failures);
     intake.metrics.alert(SOURCE, Counted::StoreFailure);
+    if !e.is_retryable() {
+        // A store fault fails the same way every time: not an invitation to retry.
+        tracing::error!(error = %e, "intake could not store an Opsgenie request: store fault");
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Not stored, internal error: {e}"),
+            None,
+            started,
+        );
+    }
     tracing::error!(error = %e, "intake could not store an Opsgenie request; sender told to retry");
     let mut r = error(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -485,7 +495,7 @@ async fn request_status(
 ) -> Response {
     let found = intake
         .store
-        .call(move |conn, _| Ok(requests::find(conn, &request_id)?))
+        .read(move |conn, _| Ok(requests::find(conn, &request_id)?))
         .await;
     match found {
         Ok(Some(r)) => {

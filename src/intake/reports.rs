@@ -52,7 +52,7 @@ pub async fn incident_report(
     let config = intake.config.borrow().clone();
     match intake
         .store
-        .call(move |c, now| report::gather(c, id, &config, now))
+        .read(move |c, now| report::gather(c, id, &config, now))
         .await
     {
         Ok(Some(r)) if json => Json(r).into_response(),
@@ -78,25 +78,51 @@ pub struct StatsQuery {
 
 /// The period when `?since=` is not given.
 pub const DEFAULT_STATS_SINCE: &str = "30d";
+/// The longest period `/v1/stats` covers: a year of review plus a margin.
+pub const MAX_STATS_DAYS: i64 = 400;
+/// The most incidents one stats request reads: each costs a few small queries.
+pub const MAX_STATS_INCIDENTS: usize = 20_000;
+/// The most pages one stats request reads.
+pub const MAX_STATS_PAGES: usize = 100_000;
 
 /// `GET /v1/stats[?since=30d]`: incidents, TTA/TTR percentiles per service, pages per person and
-/// out-of-hours pages, from `since` until now (the store's clock). 400 for a bad `since`.
+/// out-of-hours pages, from `since` until now (the store's clock). 400 for a bad `since`, for one
+/// more than [`MAX_STATS_DAYS`] back, and for a period holding more incidents or pages than a
+/// request may read (the answer says the maximum).
 ///
-/// The reads run as one store call, so commits queue behind them: measured at about 0.2 s for
-/// 5,000 incidents plus 0.8 s for 20,000 pages (100,000 events) in a debug build on x86. A month
-/// of a normal box is far below that; a very long `since` on a busy box delays intake that long.
+/// The reads run on the store's read connection, so they never hold up a commit; the bounds keep
+/// one request from occupying that connection (and the status page, `/metrics` and `/healthz`
+/// behind it) for long: about 0.2 s for 5,000 incidents plus 0.8 s for 20,000 pages in a debug
+/// build on x86.
 pub async fn stats(State(intake): State<Intake>, Query(q): Query<StatsQuery>) -> Response {
     let config = intake.config.borrow().clone();
     let since = q.since.unwrap_or_else(|| DEFAULT_STATS_SINCE.to_string());
     let result = intake
         .store
-        .call(move |c, now| {
+        .read(move |c, now| {
             let since = match stats::parse_since(&since, now) {
                 Ok(s) => s,
                 Err(e) => return Ok(Err(e)),
             };
-            let incidents = history::incidents_since(c, since)?;
-            let pages = history::pages_since(c, since)?;
+            if now.signed_duration_since(since) > chrono::Duration::days(MAX_STATS_DAYS) {
+                return Ok(Err(format!(
+                    "since reaches back more than the maximum of {MAX_STATS_DAYS} days"
+                )));
+            }
+            let incidents = history::incidents_since(c, since, MAX_STATS_INCIDENTS + 1)?;
+            if incidents.len() > MAX_STATS_INCIDENTS {
+                return Ok(Err(format!(
+                    "the period holds more than the maximum of {MAX_STATS_INCIDENTS} incidents \
+                     a stats request reads; ask for a shorter since"
+                )));
+            }
+            let pages = history::pages_since(c, since, MAX_STATS_PAGES + 1)?;
+            if pages.len() > MAX_STATS_PAGES {
+                return Ok(Err(format!(
+                    "the period holds more than the maximum of {MAX_STATS_PAGES} pages \
+                     a stats request reads; ask for a shorter since"
+                )));
+            }
             let hours = stats::Windows {
                 tz: config.daemon.time_zone,
                 windows: config.daemon.business_hours.clone(),

@@ -45,7 +45,7 @@ pub async fn runs(State(intake): State<Intake>, Query(q): Query<RunsQuery>) -> R
     let limit = q.limit.unwrap_or(20).min(1000);
     match intake
         .store
-        .call(move |c, _| Ok(crate::selftest::store::recent_runs(c, limit)?))
+        .read(move |c, _| Ok(crate::selftest::store::recent_runs(c, limit)?))
         .await
     {
         Ok(runs) => Json(json!({ "runs": runs })).into_response(),

@@ -199,6 +199,14 @@ async fn alert(
 
 fn store_failure(stats: &IntakeStats, e: StoreError) -> Response {
     IntakeStats::bump(&stats.store_failures);
+    if !e.is_retryable() {
+        // A store fault fails the same way every time: not an invitation to retry.
+        tracing::error!(error = %e, "intake could not store a Splunk On-Call alert: store fault");
+        return failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("not stored, internal error: {e}"),
+        );
+    }
     tracing::error!(error = %e, "intake could not store a Splunk On-Call alert; sender told to retry");
     let mut r = failure(
         StatusCode::SERVICE_UNAVAILABLE,

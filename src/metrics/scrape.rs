@@ -1,8 +1,7 @@
 //! `GET /metrics`: reads the levels from their owners and answers with the exposition.
 //!
-//! The store levels (incidents by state, outbox depth) come from one `Store::call`, queued like
-//! any other read, so a scrape never holds up intake for longer than one small query in a group
-//! commit; the modem and paging health are the last values on their watch channels. If the store
+//! The store levels (incidents by state, outbox depth) come from one `Store::read` on the read
+//! connection, so a scrape never queues behind a group commit nor holds one up; the modem and paging health are the last values on their watch channels. If the store
 //! cannot answer, the store levels are left out and the event metrics are still served, so a
 //! scrape shows a failing store instead of failing itself.
 
@@ -22,7 +21,7 @@ pub async fn store_levels(
     store: &Store,
 ) -> Result<(Vec<(Status, i64)>, (i64, Option<Duration>)), StoreError> {
     store
-        .call(|c, now| {
+        .read(|c, now| {
             let mut stmt =
                 c.prepare_cached("SELECT status, count(*) FROM incidents GROUP BY status")?;
             let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;

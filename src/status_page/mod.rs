@@ -177,7 +177,7 @@ impl PageState {
         };
         let pages = intake
             .store
-            .call(|c, _| Ok(outbox::recent(c, PAGE_LIMIT)?))
+            .read(|c, _| Ok(outbox::recent(c, PAGE_LIMIT)?))
             .await
             .map_err(|e| e.to_string());
         Snapshot {

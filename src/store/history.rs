@@ -129,12 +129,18 @@ pub fn pages_for_incident(conn: &Connection, id: IncidentId) -> rusqlite::Result
     Ok(pages)
 }
 
-/// Incidents first seen at or after `since`, oldest first.
-pub fn incidents_since(conn: &Connection, since: DateTime<Utc>) -> rusqlite::Result<Vec<Incident>> {
+/// Incidents first seen at or after `since`, oldest first, at most `limit`.
+pub fn incidents_since(
+    conn: &Connection,
+    since: DateTime<Utc>,
+    limit: usize,
+) -> rusqlite::Result<Vec<Incident>> {
     let ids: Vec<IncidentId> = {
-        let mut stmt =
-            conn.prepare_cached("SELECT id FROM incidents WHERE first_seen >= ?1 ORDER BY id")?;
-        let rows = stmt.query_map([ms(since)], |r| r.get(0))?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id FROM incidents WHERE first_seen >= ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![ms(since), limit], |r| r.get(0))?;
         rows.collect::<rusqlite::Result<_>>()?
     };
     let mut out = Vec::with_capacity(ids.len());
@@ -146,15 +152,21 @@ pub fn incidents_since(conn: &Connection, since: DateTime<Utc>) -> rusqlite::Res
     Ok(out)
 }
 
-/// Pages to people (kinds `page` and `digest`) created at or after `since`, with their evidence.
+/// At most `limit` pages to people (kinds `page` and `digest`) created at or after `since`, with
+/// their evidence.
 /// Oldest first.
-pub fn pages_since(conn: &Connection, since: DateTime<Utc>) -> rusqlite::Result<Vec<PageRecord>> {
+pub fn pages_since(
+    conn: &Connection,
+    since: DateTime<Utc>,
+    limit: usize,
+) -> rusqlite::Result<Vec<PageRecord>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {PAGE_COLUMNS} FROM outbox o \
-         WHERE o.created_at >= ?1 AND o.kind IN ('page', 'digest') ORDER BY o.id"
+         WHERE o.created_at >= ?1 AND o.kind IN ('page', 'digest') ORDER BY o.id LIMIT ?2"
     ))?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut pages: Vec<PageRecord> = stmt
-        .query_map(params![ms(since)], page_from_row)?
+        .query_map(params![ms(since), limit], page_from_row)?
         .collect::<rusqlite::Result<_>>()?;
     // Events of a page come after its row was created, so the same lower bound finds them all.
     let ev = evidence(
@@ -242,11 +254,11 @@ mod tests {
         assert_eq!(pages[1].kind, "digest");
         assert!(!pages[1].was_sent());
 
-        let since = pages_since(&c, t(0)).unwrap();
+        let since = pages_since(&c, t(0), 100).unwrap();
         assert_eq!(since.len(), 2);
         assert_eq!(since[0].delivered_at, Some(t(2)));
-        assert!(pages_since(&c, t(5)).unwrap().is_empty());
-        assert_eq!(incidents_since(&c, t(0)).unwrap().len(), 1);
-        assert!(incidents_since(&c, t(1)).unwrap().is_empty());
+        assert!(pages_since(&c, t(5), 100).unwrap().is_empty());
+        assert_eq!(incidents_since(&c, t(0), 100).unwrap().len(), 1);
+        assert!(incidents_since(&c, t(1), 100).unwrap().is_empty());
     }
 }

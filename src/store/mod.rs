@@ -9,20 +9,28 @@
 //!
 //! The thread ends when the last handle is dropped, after finishing the batch in hand.
 
+mod error;
+mod health;
 pub mod history;
 pub mod outbox;
 pub mod overrides;
 pub mod queries;
 pub mod requests;
+pub use error::StoreError;
+pub use health::{StoreFault, StoreFaults, WriteHealth};
 pub use queries::{from_ms, ms};
 pub(crate) mod schema;
 
-use std::path::{Path, PathBuf};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::panic::Location;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -33,43 +41,15 @@ use crate::incident::{Actor, Incident, IncidentId, Link, Severity, Status, Timel
 pub const MAX_BATCH: usize = 512;
 /// Jobs that may wait for the store thread before callers are told it is busy.
 pub const QUEUE_CAPACITY: usize = 4096;
+/// Reads that may wait for the read thread before callers are told it is busy. Reads come from
+/// people and scrapers, not from paging, so a short queue that refuses early is kinder than one
+/// that makes every page of the status page wait behind a long backlog.
+pub const READ_QUEUE_CAPACITY: usize = 256;
 /// How long a caller waits for room in the queue before giving up with [`StoreError::Busy`].
 const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// What went wrong in the store.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum StoreError {
-    #[error("cannot open database {path}: {message}")]
-    Open { path: PathBuf, message: String },
-    #[error("database error: {0}")]
-    Sqlite(String),
-    #[error("commit failed, nothing was stored: {0}")]
-    Commit(String),
-    #[error("store queue is full")]
-    Busy,
-    #[error("store has stopped")]
-    Closed,
-    #[error("incident #{0} not found")]
-    NotFound(IncidentId),
-    #[error("{0}")]
-    Invalid(String),
-}
-
-impl StoreError {
-    /// True when trying again later may succeed (the caller should answer 503/429, not 4xx).
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Sqlite(_) | StoreError::Commit(_) | StoreError::Busy | StoreError::Closed
-        )
-    }
-}
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        StoreError::Sqlite(e.to_string())
-    }
-}
+/// When nothing was written for this long, the writer makes a one-row probe write, so an idle
+/// box notices a full disk or a read-only file before an alert needs the store.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What an alert asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -169,21 +149,46 @@ pub enum ListFilter {
 
 /// Answers the caller once the commit outcome is known (`None` = committed).
 type Finisher = Box<dyn FnOnce(Option<&StoreError>) + Send>;
-/// Runs a job inside the open transaction (or learns that none could be opened) and returns its
-/// finisher and whether it succeeded.
-type Job =
-    Box<dyn FnOnce(Result<(&Connection, DateTime<Utc>), &StoreError>) -> (Finisher, bool) + Send>;
+/// What a job's closure said: `Ok` or its own error (the caller's reply is in the finisher).
+type JobOutcome = Result<(), StoreError>;
+/// The connection and the batch's time, or why no transaction could be opened for the job.
+type Ctx<'a> = Result<(&'a Connection, DateTime<Utc>), &'a StoreError>;
 
-/// Handle to the store thread. Cheap to clone.
+/// A write job's body: see [`Job`].
+type RunJob = Box<dyn FnOnce(Ctx<'_>) -> (Finisher, JobOutcome) + Send>;
+/// Sends a read's result to its caller.
+type Answer = Box<dyn FnOnce() + Send>;
+/// A read job's body: see [`Read`].
+type RunRead = Box<dyn FnOnce(Ctx<'_>) -> (Answer, JobOutcome) + Send>;
+
+/// A write job: runs inside the open transaction (or learns that none could be opened) and
+/// returns its finisher and its outcome.
+struct Job {
+    run: RunJob,
+    /// Where the call came from, for the log line of a fault.
+    caller: &'static Location<'static>,
+}
+
+/// A read job for the read thread: runs, and returns the answer to send once the thread has
+/// noted its outcome.
+struct Read {
+    run: RunRead,
+    caller: &'static Location<'static>,
+}
+
+/// Handle to the store threads. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     jobs: mpsc::Sender<Job>,
+    reads: mpsc::Sender<Read>,
     commits: watch::Receiver<u64>,
+    health: watch::Receiver<WriteHealth>,
+    faults: watch::Receiver<StoreFaults>,
 }
 
 impl Store {
     /// Opens (creating if needed) the database at `path`, migrates it, and starts the store
-    /// thread.
+    /// threads.
     pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Store, StoreError> {
         Self::open_observed(path, clock, None)
     }
@@ -195,45 +200,75 @@ impl Store {
         clock: Arc<dyn Clock>,
         metrics: Option<crate::metrics::Metrics>,
     ) -> Result<Store, StoreError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
-        }
-        let open_err = |e: rusqlite::Error| StoreError::Open {
+        let open_err = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            source: Arc::from(e),
         };
-        let mut conn = Connection::open(path).map_err(open_err)?;
+        let sql_err = |e: rusqlite::Error| open_err(Box::new(e));
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
+        }
+        let mut conn = Connection::open(path).map_err(sql_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_err)?;
+            .map_err(sql_err)?;
         // FULL: every commit is fsynced, so an answer of success survives a power cut.
         conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(open_err)?;
+            .map_err(sql_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(1))
-            .map_err(open_err)?;
-        schema::migrate(&mut conn).map_err(open_err)?;
-        Ok(Self::start(conn, clock, metrics))
+            .map_err(sql_err)?;
+        conn.busy_timeout(Duration::from_secs(1)).map_err(sql_err)?;
+        schema::migrate(&mut conn).map_err(sql_err)?;
+        // The reader opens after the migration, so it never sees a half-made schema. Read-only
+        // twice over: the open flag, and `query_only` so a write slipped into a read fails loudly
+        // instead of taking the write lock behind the writer's back.
+        let reader = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .map_err(sql_err)?;
+        reader
+            .pragma_update(None, "query_only", true)
+            .map_err(sql_err)?;
+        // A WAL reader waits only while a checkpoint resets the log or the file is recovered.
+        reader
+            .busy_timeout(Duration::from_secs(2))
+            .map_err(sql_err)?;
+        Self::start(conn, reader, clock, metrics).map_err(|e| open_err(Box::new(e)))
     }
 
     fn start(
         conn: Connection,
+        reader: Connection,
         clock: Arc<dyn Clock>,
         metrics: Option<crate::metrics::Metrics>,
-    ) -> Store {
+    ) -> std::io::Result<Store> {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let (read_tx, read_rx) = mpsc::channel(READ_QUEUE_CAPACITY);
         let (commit_tx, commit_rx) = watch::channel(0u64);
+        let (health_tx, health_rx) = watch::channel(WriteHealth::Ok);
+        let (faults_tx, faults_rx) = watch::channel(StoreFaults::default());
+        let signals = Arc::new(health::Signals {
+            commits: commit_tx,
+            health: health_tx,
+            faults: faults_tx,
+        });
+        let read_signals = signals.clone();
+        let read_clock = clock.clone();
+        std::thread::Builder::new()
+            .name("pagerbox-store-read".into())
+            .spawn(move || run_reads(reader, read_rx, read_clock, read_signals))?;
         std::thread::Builder::new()
             .name("pagerbox-store".into())
-            .spawn(move || run(conn, rx, clock, commit_tx, metrics))
-            .expect("spawn store thread");
-        Store {
+            .spawn(move || run(conn, rx, clock, signals, metrics))?;
+        Ok(Store {
             jobs: tx,
+            reads: read_tx,
             commits: commit_rx,
-        }
+            health: health_rx,
+            faults: faults_rx,
+        })
     }
 
     /// A receiver that changes after every commit that wrote something; the escalation engine and
@@ -242,34 +277,98 @@ impl Store {
         self.commits.clone()
     }
 
+    /// Whether the store can write (disk full, read-only or failing file, I/O errors), from the
+    /// outcome of every batch that wrote and of the idle probe write. For `/healthz`: paging is
+    /// impaired while this is [`WriteHealth::Failing`].
+    pub fn write_health(&self) -> watch::Receiver<WriteHealth> {
+        self.health.clone()
+    }
+
+    /// The faults of ours (constraint, schema, misuse...) the store has met: how many, and the
+    /// latest with when and where. For `/healthz` and the operator.
+    pub fn faults(&self) -> watch::Receiver<StoreFaults> {
+        self.faults.clone()
+    }
+
     /// Runs `f` on the store thread inside the next transaction and returns its result once that
-    /// transaction has committed.
-    pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// transaction has committed. Every reply is the truth about the caller's own job: `Ok` only
+    /// after its rows are committed, an error only when none of them remain.
+    #[track_caller]
+    pub fn call<T, F>(&self, f: F) -> impl Future<Output = Result<T, StoreError>> + Send + '_
     where
         T: Send + 'static,
         F: FnOnce(&Connection, DateTime<Utc>) -> Result<T, StoreError> + Send + 'static,
     {
-        let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |ctx| {
-            let result = match ctx {
-                Ok((conn, now)) => f(conn, now),
-                Err(e) => Err(e.clone()),
-            };
-            let ok = result.is_ok();
-            let finisher: Finisher = Box::new(move |commit_err: Option<&StoreError>| {
-                let _ = tx.send(match commit_err {
-                    None => result,
-                    Some(e) => Err(e.clone()),
+        let caller = Location::caller();
+        async move {
+            if crate::fault::armed("store.busy") {
+                return Err(StoreError::Busy);
+            }
+            let (tx, rx) = oneshot::channel();
+            let run = Box::new(move |ctx: Ctx<'_>| {
+                let result = match ctx {
+                    Ok((conn, now)) => f(conn, now),
+                    Err(e) => Err(e.clone()),
+                };
+                let outcome = match &result {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e.clone()),
+                };
+                let finisher: Finisher = Box::new(move |commit_err: Option<&StoreError>| {
+                    let _ = tx.send(match commit_err {
+                        None => result,
+                        Some(e) => Err(e.clone()),
+                    });
                 });
+                (finisher, outcome)
             });
-            (finisher, ok)
-        });
-        match tokio::time::timeout(ENQUEUE_TIMEOUT, self.jobs.send(job)).await {
-            Err(_) => return Err(StoreError::Busy),
-            Ok(Err(_)) => return Err(StoreError::Closed),
-            Ok(Ok(())) => {}
+            let job = Job { run, caller };
+            match tokio::time::timeout(ENQUEUE_TIMEOUT, self.jobs.send(job)).await {
+                Err(_) => return Err(StoreError::Busy),
+                Ok(Err(_)) => return Err(StoreError::Closed),
+                Ok(Ok(())) => {}
+            }
+            rx.await.map_err(|_| StoreError::Closed)?
         }
-        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` on the read thread, over its own read-only connection, and returns its result.
+    ///
+    /// For everything that only reads (reports, stats, metrics, the status page, `/healthz`,
+    /// timelines): it never queues behind a group commit and never holds up a write. `f` sees a
+    /// consistent snapshot of the last commit (one read transaction); a write in `f` fails. A
+    /// read that decides a write must use [`Store::call`] instead, so nothing changes in between.
+    #[track_caller]
+    pub fn read<T, F>(&self, f: F) -> impl Future<Output = Result<T, StoreError>> + Send + '_
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, DateTime<Utc>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let caller = Location::caller();
+        async move {
+            let (tx, rx) = oneshot::channel();
+            let run = Box::new(move |ctx: Ctx<'_>| {
+                let result = match ctx {
+                    Ok((conn, now)) => f(conn, now),
+                    Err(e) => Err(e.clone()),
+                };
+                let outcome = match &result {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e.clone()),
+                };
+                let answer: Answer = Box::new(move || {
+                    let _ = tx.send(result);
+                });
+                (answer, outcome)
+            });
+            let read = Read { run, caller };
+            match tokio::time::timeout(ENQUEUE_TIMEOUT, self.reads.send(read)).await {
+                Err(_) => return Err(StoreError::Busy),
+                Ok(Err(_)) => return Err(StoreError::Closed),
+                Ok(Ok(())) => {}
+            }
+            rx.await.map_err(|_| StoreError::Closed)?
+        }
     }
 
     /// Applies an alert (trigger, acknowledge or resolve by dedup key).
@@ -333,12 +432,12 @@ impl Store {
             .await
     }
 
-    /// One incident with its timeline.
+    /// One incident with its timeline (read connection).
     pub async fn incident(
         &self,
         id: IncidentId,
     ) -> Result<Option<(Incident, Vec<TimelineEvent>)>, StoreError> {
-        self.call(move |c, _| {
+        self.read(move |c, _| {
             Ok(match queries::incident(c, id)? {
                 None => None,
                 Some(i) => Some((i, queries::timeline(c, id)?)),
@@ -347,91 +446,312 @@ impl Store {
         .await
     }
 
-    /// Incidents, newest first.
+    /// Incidents, newest first (read connection).
     pub async fn incidents(
         &self,
         filter: ListFilter,
         limit: usize,
     ) -> Result<Vec<Incident>, StoreError> {
-        self.call(move |c, _| Ok(queries::list(c, filter, limit)?))
+        self.read(move |c, _| Ok(queries::list(c, filter, limit)?))
             .await
     }
 }
 
-/// The store thread: take a batch, run it in one transaction, commit, answer.
+/// The store thread: take a batch, run it in one transaction, commit, answer; probe the disk
+/// when idle.
 fn run(
     mut conn: Connection,
     mut jobs: mpsc::Receiver<Job>,
     clock: Arc<dyn Clock>,
-    commits: watch::Sender<u64>,
+    signals: Arc<health::Signals>,
     metrics: Option<crate::metrics::Metrics>,
 ) {
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    let mut finishers: Vec<Finisher> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = jobs.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
+    // Every commit must be one of ours (the batch's, or the probe's). A statement that runs
+    // after SQLite rolled the transaction back on its own (disk full, I/O error) would otherwise
+    // autocommit; vetoed, it fails and leaves nothing behind.
+    let allow_commit = Arc::new(AtomicBool::new(false));
+    let gate = allow_commit.clone();
+    conn.commit_hook(Some(move || !gate.load(Ordering::SeqCst)));
+    let writer = Writer {
+        allow_commit,
+        signals,
+        metrics,
+    };
+    // A timer for the idle wait; the thread stays a plain thread otherwise.
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            tracing::error!(error = %e, "store thread has no timer: the idle probe write is off");
+            None
         }
-        let now = clock.now();
-        let changes_before = conn.total_changes();
-        let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-            Ok(tx) => tx,
-            Err(e) => {
-                let err = StoreError::Commit(e.to_string());
-                tracing::error!(error = %err, jobs = batch.len(), "store cannot begin a transaction");
-                for job in batch.drain(..) {
-                    let (finish, _) = job(Err(&err));
-                    finish(None);
+    };
+    let mut batch: VecDeque<Job> = VecDeque::with_capacity(MAX_BATCH);
+    let mut last_write = Instant::now();
+    loop {
+        let first = match jobs.try_recv() {
+            Ok(job) => Some(job),
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+            Err(mpsc::error::TryRecvError::Empty) => match &rt {
+                Some(rt) => {
+                    let wait = PROBE_INTERVAL.saturating_sub(last_write.elapsed());
+                    match rt.block_on(async { tokio::time::timeout(wait, jobs.recv()).await }) {
+                        Ok(Some(job)) => Some(job),
+                        Ok(None) => break,
+                        Err(_) => None,
+                    }
                 }
-                continue;
-            }
+                None => match jobs.blocking_recv() {
+                    Some(job) => Some(job),
+                    None => break,
+                },
+            },
         };
-        for job in batch.drain(..) {
-            if let Err(e) = tx.execute_batch("SAVEPOINT job") {
-                let err = StoreError::Sqlite(e.to_string());
-                let (finish, _) = job(Err(&err));
-                finishers.push(finish);
-                continue;
-            }
-            let (finish, ok) = job(Ok((&tx, now)));
-            if !ok {
-                // Undo whatever the failed job wrote; its neighbours keep theirs.
-                let _ = tx.execute_batch("ROLLBACK TO job");
-            }
-            let _ = tx.execute_batch("RELEASE job");
-            finishers.push(finish);
-        }
-        // Only a batch that changed rows wakes the commit watchers: the engine, the senders and
-        // the panel read the store when woken, and a read must not wake them again.
-        let wrote = tx.total_changes() != changes_before;
-        let commit_started = std::time::Instant::now();
-        let committed = tx.commit();
-        if let Some(m) = &metrics {
-            m.store_commit(commit_started.elapsed());
-        }
-        match committed {
-            Ok(()) => {
-                // Wake the watchers before answering, so a caller that acts on its answer never
-                // finds them still asleep on the old state.
-                if wrote {
-                    commits.send_modify(|n| *n = n.wrapping_add(1));
-                }
-                for f in finishers.drain(..) {
-                    f(None);
+        if let Some(first) = first {
+            batch.push_back(first);
+            while batch.len() < MAX_BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push_back(job),
+                    Err(_) => break,
                 }
             }
-            Err(e) => {
-                let err = StoreError::Commit(e.to_string());
-                tracing::error!(error = %err, jobs = finishers.len(), "store commit failed");
-                for f in finishers.drain(..) {
+            if writer.run_batch(&mut conn, &mut batch, clock.now()) {
+                last_write = Instant::now();
+            }
+        }
+        if last_write.elapsed() >= PROBE_INTERVAL {
+            writer.probe(&mut conn, clock.now());
+            last_write = Instant::now();
+        }
+    }
+}
+
+/// What the store thread needs besides its connection.
+struct Writer {
+    /// Opens the commit hook's gate for our own commits only.
+    allow_commit: Arc<AtomicBool>,
+    signals: Arc<health::Signals>,
+    metrics: Option<crate::metrics::Metrics>,
+}
+
+impl Writer {
+    /// Runs `batch` and answers every job in it. Jobs share one transaction, each in its own
+    /// savepoint. If a savepoint cannot be rolled back or released, or SQLite rolls the whole
+    /// transaction back by itself (disk full, I/O error), the transaction is abandoned: every job
+    /// that ran in it is told [`StoreError::Aborted`] (retryable, none of its rows remain) and the
+    /// jobs not yet run go on in a fresh transaction. They never ran, so running them is safe, and
+    /// a small alert queued behind one that overflowed the disk still gets its chance. Each round
+    /// answers at least one job, so this ends.
+    ///
+    /// Returns true when a write outcome (commit or failure) was learnt, which makes the probe
+    /// write unnecessary for a while.
+    fn run_batch(
+        &self,
+        conn: &mut Connection,
+        batch: &mut VecDeque<Job>,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let mut learnt = false;
+        while !batch.is_empty() {
+            let changes_before = conn.total_changes();
+            let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+                Ok(tx) => tx,
+                Err(e) => {
+                    let err = StoreError::Commit(Arc::new(e));
+                    tracing::error!(error = %err, jobs = batch.len(), "store cannot begin a transaction");
+                    self.signals.write_failed(&err, now);
+                    for job in batch.drain(..) {
+                        let (finish, _) = (job.run)(Err(&err));
+                        finish(None);
+                    }
+                    return true;
+                }
+            };
+            // Jobs that ran in this transaction, answered once its fate is known.
+            let mut ran: Vec<Finisher> = Vec::with_capacity(batch.len());
+            // A job that was told why it could not run (already holds its error).
+            let mut refused: Option<Finisher> = None;
+            let mut abort: Option<Arc<rusqlite::Error>> = None;
+            while let Some(job) = batch.pop_front() {
+                if let Err(e) = tx.execute_batch("SAVEPOINT job") {
+                    let e = Arc::new(e);
+                    let (finish, _) = (job.run)(Err(&StoreError::Commit(e.clone())));
+                    refused = Some(finish);
+                    abort = Some(e);
+                    break;
+                }
+                let (finish, outcome) = (job.run)(Ok((&tx, now)));
+                ran.push(finish);
+                if let Err(e) = &outcome {
+                    self.signals.job_failed(e, job.caller, now);
+                }
+                if let Err(e) = close_savepoint(&tx, &outcome) {
+                    abort = Some(e);
+                    break;
+                }
+            }
+            if let Some(cause) = abort {
+                let err = StoreError::Aborted(cause);
+                tracing::error!(
+                    error = %err,
+                    rolled_back = ran.len(),
+                    still_to_run = batch.len(),
+                    "store abandoned a batch's transaction; its jobs are told to retry"
+                );
+                // Drop rolls back whatever is still open (nothing, if SQLite already did).
+                drop(tx);
+                self.signals.write_failed(&err, now);
+                learnt = true;
+                for f in ran {
                     f(Some(&err));
                 }
+                if let Some(f) = refused {
+                    f(None);
+                }
+                continue;
+            }
+            // Only a batch that changed rows wakes the commit watchers: the engine, the senders
+            // and the panel read the store when woken, and a read must not wake them again.
+            let wrote = tx.total_changes() != changes_before;
+            match self.commit(tx, wrote) {
+                Ok(()) => {
+                    if wrote {
+                        self.signals.write_ok();
+                        learnt = true;
+                        // Wake the watchers before answering, so a caller that acts on its answer
+                        // never finds them still asleep on the old state.
+                        self.signals.commits.send_modify(|n| *n = n.wrapping_add(1));
+                    }
+                    for f in ran {
+                        f(None);
+                    }
+                }
+                Err(e) => {
+                    let err = StoreError::Commit(Arc::new(e));
+                    tracing::error!(error = %err, jobs = ran.len(), "store commit failed");
+                    self.signals.write_failed(&err, now);
+                    learnt = true;
+                    for f in ran {
+                        f(Some(&err));
+                    }
+                }
+            }
+            return learnt;
+        }
+        learnt
+    }
+
+    /// Commits `tx` through the commit hook's gate, timing it. The `store.ioerr` and `store.full`
+    /// fault points fail a commit that has changes the way SQLite would: rolled back, with its
+    /// result code.
+    fn commit(&self, tx: rusqlite::Transaction<'_>, wrote: bool) -> rusqlite::Result<()> {
+        let injected = if !wrote {
+            None
+        } else if crate::fault::armed("store.ioerr") {
+            Some(StoreError::simulated(
+                rusqlite::ffi::SQLITE_IOERR_WRITE,
+                "disk I/O error (fault point store.ioerr)",
+            ))
+        } else if crate::fault::armed("store.full") {
+            Some(StoreError::simulated(
+                rusqlite::ffi::SQLITE_FULL,
+                "database or disk is full (fault point store.full)",
+            ))
+        } else {
+            None
+        };
+        let started = Instant::now();
+        let committed = match injected {
+            Some(e) => {
+                drop(tx);
+                Err(e)
+            }
+            None => {
+                self.allow_commit.store(true, Ordering::SeqCst);
+                let r = tx.commit();
+                self.allow_commit.store(false, Ordering::SeqCst);
+                r
+            }
+        };
+        if let Some(m) = &self.metrics {
+            m.store_commit(started.elapsed());
+        }
+        committed
+    }
+
+    /// A one-row write that proves the file still takes writes (or shows it does not).
+    fn probe(&self, conn: &mut Connection, now: DateTime<Utc>) {
+        let result = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .and_then(|tx| {
+                tx.execute("UPDATE store_probe SET at = ?1", [queries::ms(now)])?;
+                self.commit(tx, true)
+            });
+        match result {
+            Ok(()) => self.signals.write_ok(),
+            Err(e) => {
+                let err = StoreError::Commit(Arc::new(e));
+                tracing::warn!(error = %err, "store probe write failed");
+                self.signals.write_failed(&err, now);
             }
         }
+    }
+}
+
+/// Rolls a failed job back to its savepoint and releases it, and checks the transaction is still
+/// open. An error means the batch's transaction cannot be trusted any more.
+fn close_savepoint(tx: &Connection, outcome: &JobOutcome) -> Result<(), Arc<rusqlite::Error>> {
+    let gone = || {
+        Arc::new(StoreError::simulated(
+            rusqlite::ffi::SQLITE_ABORT,
+            "SQLite rolled the batch's transaction back",
+        ))
+    };
+    if tx.is_autocommit() {
+        // A statement in the job failed in a way that ended the whole transaction. Its own
+        // error is the better cause to report, when it has one.
+        return Err(match outcome {
+            Err(StoreError::Sqlite(e)) | Err(StoreError::Commit(e)) => e.clone(),
+            _ => gone(),
+        });
+    }
+    if outcome.is_err() {
+        // Undo whatever the failed job wrote; its neighbours keep theirs.
+        tx.execute_batch("ROLLBACK TO job").map_err(Arc::new)?;
+    }
+    tx.execute_batch("RELEASE job").map_err(Arc::new)?;
+    if tx.is_autocommit() {
+        return Err(gone());
+    }
+    Ok(())
+}
+
+/// The read thread: one read transaction per read, over the read-only connection.
+fn run_reads(
+    mut conn: Connection,
+    mut reads: mpsc::Receiver<Read>,
+    clock: Arc<dyn Clock>,
+    signals: Arc<health::Signals>,
+) {
+    while let Some(read) = reads.blocking_recv() {
+        let now = clock.now();
+        // Deferred: a snapshot of the last commit, taken at the first statement.
+        let (answer, outcome) = match conn.transaction() {
+            Ok(tx) => (read.run)(Ok((&tx, now))),
+            Err(e) => {
+                let err = StoreError::Sqlite(Arc::new(e));
+                (read.run)(Err(&err))
+            }
+        };
+        if let Err(e) = outcome {
+            // A write attempted over the read connection is a fault of ours too.
+            if e.is_fault() || e.sqlite_code() == Some(rusqlite::ErrorCode::ReadOnly) {
+                signals.fault(&e, read.caller, now);
+            }
+        }
+        answer();
     }
 }
 

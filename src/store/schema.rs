@@ -263,6 +263,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO outbound_cursor (id, last_event_id) SELECT 1, coalesce(max(id), 0) FROM events;
     "#,
+    // The store's probe write: when nothing else was written for a while, the store thread
+    // updates this one row, so an idle box learns that its disk is full or read-only before an
+    // alert needs it.
+    r#"
+    CREATE TABLE store_probe (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        at INTEGER NOT NULL
+    );
+    INSERT INTO store_probe (id, at) VALUES (1, 0);
+    "#,
 ];
 
 /// Brings the database up to the newest version. Refuses a database from a newer pagerbox.

@@ -140,3 +140,263 @@ async fn reads_do_not_signal_a_commit() {
         .unwrap();
     assert!(rx.has_changed().unwrap());
 }
+
+/// Holds the store thread for a moment, so the jobs spawned meanwhile form one batch. Returns
+/// once the store thread is held.
+async fn hold_store(store: &Store) -> tokio::task::JoinHandle<()> {
+    let s = store.clone();
+    let (started_tx, started) = oneshot::channel();
+    let hold = tokio::spawn(async move {
+        s.call(move |_, _| {
+            let _ = started_tx.send(());
+            std::thread::sleep(Duration::from_millis(300));
+            Ok(())
+        })
+        .await
+        .unwrap();
+    });
+    started.await.unwrap();
+    hold
+}
+
+/// Whether the incident with `key` is in the database (read on the read connection).
+async fn stored(store: &Store, key: &str) -> bool {
+    let key = key.to_string();
+    store
+        .read(move |c, _| {
+            Ok(c.query_row(
+                "SELECT count(*) FROM incidents WHERE dedup_key = ?1",
+                [&key],
+                |r| r.get::<_, i64>(0),
+            )? > 0)
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn disk_full_in_the_middle_of_a_batch_tells_every_caller_the_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db"), clock()).unwrap();
+    // A database that may grow by only a few pages: one big job overflows it for real.
+    store
+        .call(|c, _| {
+            let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            c.query_row(
+                &format!("PRAGMA max_page_count = {}", pages + 40),
+                [],
+                |_| Ok(()),
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let hold = hold_store(&store).await;
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let s = store.clone();
+        if i == 6 {
+            tasks.push((
+                None,
+                tokio::spawn(async move {
+                    s.call(|c, _| {
+                        let big = "x".repeat(2_000_000);
+                        c.execute("INSERT INTO changes (at, summary) VALUES (0, ?1)", [&big])?;
+                        Ok(None)
+                    })
+                    .await
+                }),
+            ));
+        } else {
+            let key = format!("k{i:02}");
+            tasks.push((
+                Some(key.clone()),
+                tokio::spawn(async move {
+                    s.apply_alert(alert(&key, AlertAction::Trigger))
+                        .await
+                        .map(|o| o.incident().map(|i| i.id))
+                }),
+            ));
+        }
+    }
+    hold.await.unwrap();
+    let mut accepted = 0;
+    let mut full = None;
+    for (key, task) in tasks {
+        let reply = task.await.unwrap();
+        match key {
+            Some(key) => {
+                let there = stored(&store, &key).await;
+                match reply {
+                    Ok(_) => {
+                        assert!(there, "{key} answered Ok but is not in the database");
+                        accepted += 1;
+                    }
+                    Err(e) => {
+                        assert!(!there, "{key} answered {e} but its row committed");
+                        // Those queued after the overflow never ran in the lost transaction.
+                        assert!(key.as_str() < "k06", "{key} was not re-run: {e}");
+                        assert!(e.is_retryable(), "{key}: {e}");
+                    }
+                }
+            }
+            None => {
+                let e = reply.expect_err("the oversized job cannot fit");
+                assert_eq!(e.sqlite_code(), Some(rusqlite::ErrorCode::DiskFull), "{e}");
+                assert!(e.is_retryable());
+                full = Some(e);
+            }
+        }
+    }
+    assert!(full.is_some());
+    let big_rows: i64 = store
+        .read(|c, _| Ok(c.query_row("SELECT count(*) FROM changes", [], |r| r.get(0))?))
+        .await
+        .unwrap();
+    assert_eq!(big_rows, 0, "nothing of the oversized job remains");
+    // Small jobs after the overflow still fit: either in the same transaction, or re-run in a
+    // fresh one after the abort.
+    assert!(accepted >= 5, "only {accepted} small alerts were stored");
+    // A later write commits and the store says it can write.
+    store
+        .apply_alert(alert("after", AlertAction::Trigger))
+        .await
+        .unwrap();
+    assert!(store.write_health().borrow().is_ok());
+}
+
+#[tokio::test]
+async fn a_transaction_lost_mid_batch_fails_the_jobs_that_ran_and_reruns_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db"), clock()).unwrap();
+    let hold = hold_store(&store).await;
+    let mut before = Vec::new();
+    for i in 0..4 {
+        let s = store.clone();
+        before.push(tokio::spawn(async move {
+            s.apply_alert(alert(&format!("before{i}"), AlertAction::Trigger))
+                .await
+        }));
+    }
+    // What SQLite does on some I/O errors: the whole transaction is rolled back under the job.
+    // The job then writes again, which outside a transaction would autocommit.
+    let s = store.clone();
+    let culprit = tokio::spawn(async move {
+        s.call(|c, now| {
+            c.execute_batch("ROLLBACK")?;
+            queries::apply_alert(c, &alert("culprit", AlertAction::Trigger), now)?;
+            Ok(())
+        })
+        .await
+    });
+    let mut after = Vec::new();
+    for i in 0..4 {
+        let s = store.clone();
+        after.push(tokio::spawn(async move {
+            s.apply_alert(alert(&format!("after{i}"), AlertAction::Trigger))
+                .await
+        }));
+    }
+    hold.await.unwrap();
+    for (i, t) in before.into_iter().enumerate() {
+        let e = t.await.unwrap().expect_err("ran in the lost transaction");
+        assert!(matches!(e, StoreError::Aborted(_)), "{e}");
+        assert!(e.is_retryable());
+        assert!(!stored(&store, &format!("before{i}")).await);
+    }
+    assert!(culprit.await.unwrap().is_err());
+    assert!(
+        !stored(&store, "culprit").await,
+        "a write after the rollback autocommitted"
+    );
+    for (i, t) in after.into_iter().enumerate() {
+        let o = t.await.unwrap().expect("re-run in a fresh transaction");
+        assert!(matches!(o, AlertOutcome::Created(_)));
+        assert!(stored(&store, &format!("after{i}")).await);
+    }
+}
+
+#[tokio::test]
+async fn a_fault_of_ours_is_counted_and_not_retryable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db"), clock()).unwrap();
+    assert_eq!(store.faults().borrow().count, 0);
+    let err = store
+        .call(|c, _| Ok(c.execute("INSERT INTO no_such_table VALUES (1)", [])?))
+        .await
+        .unwrap_err();
+    assert!(err.is_fault(), "{err}");
+    assert!(!err.is_retryable());
+    let faults = store.faults().borrow().clone();
+    assert_eq!(faults.count, 1);
+    let last = faults.last.unwrap();
+    assert!(last.caller.file().ends_with("tests.rs"), "{}", last.caller);
+    assert!(
+        store.write_health().borrow().is_ok(),
+        "a bug is not a disk problem"
+    );
+}
+
+#[tokio::test]
+async fn reads_see_commits_and_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db"), clock()).unwrap();
+    store
+        .apply_alert(alert("x", AlertAction::Trigger))
+        .await
+        .unwrap();
+    assert!(
+        stored(&store, "x").await,
+        "a committed row is visible to the reader"
+    );
+    let err = store
+        .read(|c, _| Ok(c.execute("DELETE FROM incidents", [])?))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.sqlite_code(),
+        Some(rusqlite::ErrorCode::ReadOnly),
+        "{err}"
+    );
+    assert_eq!(
+        store.faults().borrow().count,
+        1,
+        "a write on the reader is a fault"
+    );
+    assert!(stored(&store, "x").await);
+}
+
+#[cfg(feature = "fault-injection")]
+#[tokio::test]
+async fn injected_io_errors_fail_writes_and_write_health_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db"), clock()).unwrap();
+    let health = store.write_health();
+    crate::fault::arm(
+        "store.ioerr",
+        crate::fault::Arming {
+            r#for: None,
+            times: Some(1),
+        },
+    );
+    let err = store
+        .apply_alert(alert("lost", AlertAction::Trigger))
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(
+        err.sqlite_code(),
+        Some(rusqlite::ErrorCode::SystemIoFailure)
+    );
+    assert!(matches!(&*health.borrow(), WriteHealth::Failing { .. }));
+    assert!(
+        !stored(&store, "lost").await,
+        "a failed commit left its row"
+    );
+    store
+        .apply_alert(alert("kept", AlertAction::Trigger))
+        .await
+        .unwrap();
+    assert!(health.borrow().is_ok());
+    assert!(stored(&store, "kept").await);
+}
