@@ -186,10 +186,7 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
     // Transports and one sender task per channel.
     let mut transports: Vec<Arc<dyn Transport>> = Vec::new();
     if let Some((m, h)) = &modem {
-        transports.push(Arc::new(transport::ModemSms {
-            modem: m.clone(),
-            health: h.clone(),
-        }));
+        transports.push(Arc::new(transport::ModemSms::new(m.clone(), h.clone())));
         transports.push(Arc::new(transport::ModemVoice {
             modem: m.clone(),
             health: h.clone(),

@@ -235,15 +235,16 @@ async fn healthz(State(intake): State<Intake>) -> Response {
         .store
         .call(|c, _| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
         .await;
+    let paging = intake.paging.as_ref().map(|p| p.borrow().clone());
+    let channels = paging.as_ref().map(|p| p.channels()).unwrap_or_default();
     let outbox = intake
         .store
-        .call(|c, now| {
-            let (n, oldest) = crate::store::outbox::depth(c)?;
+        .call(move |c, now| {
+            let (n, oldest) = crate::store::outbox::depth(c, &channels)?;
             Ok((n, oldest.map(|t| (now - t).num_seconds())))
         })
         .await
         .ok();
-    let paging = intake.paging.as_ref().map(|p| p.borrow().clone());
     let impaired = paging.as_ref().is_some_and(|p| p.impaired());
     let modem = intake.modem.as_ref().map(|m| {
         let h = m.borrow();

@@ -263,6 +263,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO outbound_cursor (id, last_event_id) SELECT 1, coalesce(max(id), 0) FROM events;
     "#,
+    // 9: leased claims. A row in 'sending' holds its claim until lease_until (ms); once that has
+    // passed, the claim may be taken again (the outcome of that attempt was never recorded).
+    // NULL (rows claimed before this version) counts as expired.
+    r#"
+    ALTER TABLE outbox ADD COLUMN lease_until INTEGER;
+    "#,
 ];
 
 /// Brings the database up to the newest version. Refuses a database from a newer pagerbox.
