@@ -9,8 +9,16 @@
 //! Last, the same page latency while an outbound webhook receiver accepts and never answers
 //! (added by a config reload), to show outbound notifications cannot slow paging.
 //!
+//! Then recovery: an alert accepted while the modem boots (the daemon restarted, the alert
+//! posted as soon as HTTP answers) and one accepted during a network outage (the simulator loses
+//! registration, the page falls through and backs off, then the network comes back): the time
+//! from the daemon seeing the modem up again to the `AT+CMGS` at the network. It must be under
+//! a second, not the sender's backoff.
+//!
 //! `cargo bench --bench paging` (PAGERBOX_BENCH_PAGES, PAGERBOX_BENCH_STORM_RATE,
-//! PAGERBOX_BENCH_IDLE_SECS); under `cargo test` a small smoke run.
+//! PAGERBOX_BENCH_IDLE_SECS, PAGERBOX_BENCH_RECOVERY=N rounds; PAGERBOX_BENCH_ONLY=recovery
+//! runs only that phase; PAGERBOX_BENCH_BIN runs another pagerbox binary, e.g. an older build
+//! for a before/after); under `cargo test` a small smoke run.
 
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use pagerbox::modem::sim::{NetworkEntry, SimConfig, SimProfile, Simulator};
+use pagerbox::modem::sim::{Fault, NetworkEntry, SimConfig, SimHandle, SimProfile, Simulator};
 
 fn env_or<T: std::str::FromStr>(k: &str, d: T) -> T {
     std::env::var(k)
@@ -99,29 +107,8 @@ policy = "storm"
         ),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_pagerbox"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Kill the daemon however this ends, a panic included.
-    struct Reap(std::process::Child);
-    impl Drop for Reap {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let child = Reap(child);
-    let http = loop {
-        if let Ok(t) = std::fs::read_to_string(state.join("run.json")) {
-            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
-            break format!("http://{}", v["http"].as_str().unwrap());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let child = spawn_daemon(&config);
+    let http = http_of(&state);
     // Wait for the modem to come up.
     let agent = ureq::AgentBuilder::new().build();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -136,6 +123,12 @@ policy = "storm"
         }
         assert!(Instant::now() < deadline, "modem did not come up: {h}");
         std::thread::sleep(Duration::from_millis(50));
+    }
+    let rounds: usize = env_or("PAGERBOX_BENCH_RECOVERY", if full { 5 } else { 2 });
+    if std::env::var("PAGERBOX_BENCH_ONLY").as_deref() == Ok("recovery") {
+        recovery(&rt, &sim, child, &config, &state, rounds);
+        rt.block_on(sim.shutdown());
+        return;
     }
     let probe = |n: usize| -> Duration {
         let body = format!(
@@ -329,6 +322,167 @@ policy = "storm"
         "one request hangs; the rest wait behind it"
     );
     report("outbound receiver hanging:", hanging);
-    drop(child);
+    recovery(&rt, &sim, child, &config, &state, rounds);
     rt.block_on(sim.shutdown());
+}
+
+/// Kills the daemon however this ends, a panic included.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_daemon(config: &std::path::Path) -> Reap {
+    let bin = std::env::var("PAGERBOX_BENCH_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_pagerbox").to_string());
+    let child = Command::new(bin)
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    Reap(child)
+}
+
+/// The daemon's HTTP base URL, once it has written `run.json`.
+fn http_of(state: &std::path::Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(t) = std::fs::read_to_string(state.join("run.json")) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&t) {
+                break format!("http://{}", v["http"].as_str().unwrap());
+            }
+        }
+        assert!(Instant::now() < deadline, "the daemon did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Polls `/healthz` until the modem's state is `up`; returns when that was first seen.
+fn wait_modem(agent: &ureq::Agent, http: &str, up: bool) -> chrono::DateTime<Utc> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        // /healthz answers 503 while paging is impaired; its body is wanted either way.
+        let h: serde_json::Value = match agent.get(&format!("{http}/healthz")).call() {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r.into_json().unwrap_or_default(),
+            Err(_) => serde_json::Value::Null,
+        };
+        if (h["modem"]["state"] == "up") == up && h["modem"].is_object() {
+            return Utc::now();
+        }
+        assert!(Instant::now() < deadline, "modem never became up={up}: {h}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// When the SMS of incident `id` reached the network.
+fn cmgs_at(rt: &tokio::runtime::Runtime, sim: &SimHandle, id: i64) -> chrono::DateTime<Utc> {
+    let prefix = format!("#{id} ");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let log = rt.block_on(sim.network_log()).unwrap();
+        if let Some(at) = log.iter().find_map(|e| match e {
+            NetworkEntry::SmsPart { at, text, .. } | NetworkEntry::Sms { at, text, .. }
+                if text.starts_with(&prefix) =>
+            {
+                Some(*at)
+            }
+            _ => None,
+        }) {
+            return at;
+        }
+        assert!(Instant::now() < deadline, "page #{id} did not arrive");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn alert(agent: &ureq::Agent, http: &str, key: &str) -> (i64, chrono::DateTime<Utc>) {
+    let body = format!(
+        r#"{{"summary":"{key}","severity":"critical","service":"probe","dedup_key":"{key}"}}"#
+    );
+    let r = agent
+        .post(&format!("{http}/v1/alerts"))
+        .send_string(&body)
+        .unwrap();
+    let at = Utc::now();
+    let id = r.into_json::<serde_json::Value>().unwrap()["incident_id"]
+        .as_i64()
+        .unwrap();
+    (id, at)
+}
+
+/// Boot and outage: `rounds` of each; prints "modem up -> AT+CMGS" (the figure that must stay
+/// under a second) and, for context, "202 -> AT+CMGS" and "network back -> AT+CMGS".
+fn recovery(
+    rt: &tokio::runtime::Runtime,
+    sim: &SimHandle,
+    child: Reap,
+    config: &std::path::Path,
+    state: &std::path::Path,
+    rounds: usize,
+) {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .build();
+    let ms = |d: chrono::Duration| d.num_microseconds().unwrap_or(0) as f64 / 1000.0;
+    let mut child = Some(child);
+    let mut http = String::new();
+    let mut boot = Vec::new();
+    for round in 0..rounds {
+        // A restart: the alert is accepted while the modem is still starting.
+        drop(child.take());
+        let _ = std::fs::remove_file(state.join("run.json"));
+        child = Some(spawn_daemon(config));
+        http = http_of(state);
+        let (id, t202) = alert(
+            &agent,
+            &http,
+            &format!("boot-{round}-{}", Utc::now().timestamp_millis()),
+        );
+        let up = wait_modem(&agent, &http, true);
+        let at = cmgs_at(rt, sim, id);
+        println!(
+            "boot round {round}: 202 -> modem up {:>8.1} ms, modem up -> AT+CMGS {:>8.1} ms, 202 -> AT+CMGS {:>8.1} ms",
+            ms(up - t202),
+            ms(at - up),
+            ms(at - t202)
+        );
+        boot.push(at - up.min(at));
+    }
+    let mut outage = Vec::new();
+    for round in 0..rounds {
+        rt.block_on(sim.fault(Fault::LoseRegistration { searching: true }))
+            .unwrap();
+        wait_modem(&agent, &http, false);
+        let (id, _) = alert(
+            &agent,
+            &http,
+            &format!("outage-{round}-{}", Utc::now().timestamp_millis()),
+        );
+        // Long enough for the page to go round SMS -> voice and back off.
+        std::thread::sleep(Duration::from_secs(3));
+        let healed = Utc::now();
+        rt.block_on(sim.heal()).unwrap();
+        let up = wait_modem(&agent, &http, true);
+        let at = cmgs_at(rt, sim, id);
+        println!(
+            "outage round {round}: network back -> modem up {:>8.1} ms, modem up -> AT+CMGS {:>8.1} ms, network back -> AT+CMGS {:>8.1} ms",
+            ms(up - healed),
+            ms(at - up),
+            ms(at - healed)
+        );
+        outage.push(at - up.min(at));
+    }
+    let worst = |v: &[chrono::Duration]| v.iter().map(|d| ms(*d)).fold(0.0, f64::max);
+    println!(
+        "recovery: modem up -> AT+CMGS worst {:.1} ms after boot, {:.1} ms after an outage",
+        worst(&boot),
+        worst(&outage)
+    );
+    drop(child);
 }

@@ -222,10 +222,7 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
     // Transports and one sender task per channel.
     let mut transports: Vec<Arc<dyn Transport>> = Vec::new();
     if let Some((m, h)) = &modem {
-        transports.push(Arc::new(transport::ModemSms {
-            modem: m.clone(),
-            health: h.clone(),
-        }));
+        transports.push(Arc::new(transport::ModemSms::new(m.clone(), h.clone())));
         transports.push(Arc::new(transport::ModemVoice {
             modem: m.clone(),
             health: h.clone(),
@@ -273,6 +270,7 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
                 store.clone(),
                 config_rx.clone(),
                 paging_tx.clone(),
+                sup.heartbeat(name, sender::liveness_bound(&**t)),
                 shutdown.clone(),
                 metrics.clone(),
             ),

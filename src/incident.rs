@@ -169,6 +169,9 @@ pub enum Channel {
 }
 
 impl Channel {
+    /// Every paging channel, in the default fall-through order.
+    pub const ALL: [Channel; 3] = [Channel::Sms, Channel::Voice, Channel::Email];
+
     /// The lowercase name used in config and in the store.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -103,6 +103,11 @@ fn escalation_engine_that_panics_stops_the_daemon_and_the_restart_pages() {
 }
 
 #[test]
+fn sms_sender_that_panics_stops_the_daemon_and_the_restart_pages() {
+    dies_loudly_and_the_restart_pages("sender-sms");
+}
+
+#[test]
 fn paging_health_task_that_panics_stops_the_daemon() {
     dies_loudly_and_the_restart_pages("paging-health");
 }

@@ -211,6 +211,11 @@ pub struct PagingConfig {
     pub channels: Vec<Channel>,
     pub max_attempts: u32,
     pub channel_timeout: Duration,
+    /// How long pages for a channel that has not been ready yet since the daemon started (the
+    /// modem is still booting, registering) wait for it before they fall through to the next
+    /// channel. After a restart the modem is back within seconds; paging by email meanwhile
+    /// would send every resumed page the wrong way.
+    pub channel_start_wait: Duration,
     pub group_window: Duration,
     pub rate_limit_count: u32,
     pub rate_limit_window: Duration,

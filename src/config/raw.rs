@@ -116,6 +116,7 @@ pub(crate) struct RawPaging {
     pub channels: Option<S<Vec<S<String>>>>,
     pub max_attempts: Option<S<i64>>,
     pub channel_timeout: Option<S<String>>,
+    pub channel_start_wait: Option<S<String>>,
     pub group_window: Option<S<String>>,
     pub rate_limit_count: Option<S<i64>>,
     pub rate_limit_window: Option<S<String>>,

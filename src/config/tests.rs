@@ -126,6 +126,23 @@ fn bad_durations_and_addresses() {
 }
 
 #[test]
+fn channel_start_wait_defaults_to_a_minute_and_is_bounded() {
+    let c = parse("").unwrap().config;
+    assert_eq!(c.paging.channel_start_wait, Duration::from_secs(60));
+    let c = parse("[paging]\nchannel_start_wait = \"5s\"\n")
+        .unwrap()
+        .config;
+    assert_eq!(c.paging.channel_start_wait, Duration::from_secs(5));
+    let errs = parse("[paging]\nchannel_start_wait = \"2h\"\n").unwrap_err();
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("t.toml:2:22:")
+                && e.contains("paging.channel_start_wait: at most")),
+        "{errs:?}"
+    );
+}
+
+#[test]
 fn route_after_default_can_never_match() {
     let text = format!(
         "{MINIMAL}\n[[routes]]\nid = \"late\"\npolicy = \"p\"\nmatch = {{ service = \"db\" }}\n"

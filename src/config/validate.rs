@@ -613,6 +613,10 @@ impl Validator<'_, '_> {
     }
 
     fn paging(&mut self, raw: &RawPaging) -> PagingConfig {
+        /// Long enough for a modem to boot and register after a restart.
+        const DEFAULT_CHANNEL_START_WAIT: Duration = Duration::from_secs(60);
+        /// Past this, a page waiting for a channel that is not coming is a page not sent.
+        const MAX_CHANNEL_START_WAIT: Duration = Duration::from_secs(600);
         let channels = match &raw.channels {
             None => vec![Channel::Sms, Channel::Voice, Channel::Email],
             Some(list) => {
@@ -636,6 +640,26 @@ impl Validator<'_, '_> {
                 "paging.channel_timeout",
                 Duration::from_secs(300),
             ),
+            channel_start_wait: {
+                let d = self.duration(
+                    &raw.channel_start_wait,
+                    "paging.channel_start_wait",
+                    DEFAULT_CHANNEL_START_WAIT,
+                );
+                match &raw.channel_start_wait {
+                    Some(s) if d > MAX_CHANNEL_START_WAIT => {
+                        self.r.error(
+                            span(s),
+                            format!(
+                                "paging.channel_start_wait: at most {} (pages must not wait longer for a modem that may never come)",
+                                humantime::format_duration(MAX_CHANNEL_START_WAIT)
+                            ),
+                        );
+                        DEFAULT_CHANNEL_START_WAIT
+                    }
+                    _ => d,
+                }
+            },
             group_window: self.duration(
                 &raw.group_window,
                 "paging.group_window",

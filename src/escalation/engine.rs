@@ -23,7 +23,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::plan::{pages_for_user, step_targets, Contact, Directory};
+use super::plan::{on_served_channels, pages_for_user, step_targets, Contact, Directory};
 use super::state::{next_action, Action, EscalationState, Event, Next, Phase};
 use super::{Policy, Route};
 use crate::config::Config;
@@ -53,6 +53,8 @@ pub struct Plan {
     pub config: Arc<Config>,
     pub directory: Directory,
     pub policies: HashMap<String, Policy>,
+    /// The channels a transport serves (see [`crate::notify::served_channels`]).
+    pub served: Vec<Channel>,
 }
 
 impl Plan {
@@ -75,6 +77,7 @@ impl Plan {
             .map(|p| (p.id.clone(), p.clone()))
             .collect();
         Plan {
+            served: crate::notify::served_channels(&config),
             config,
             directory,
             policies,
@@ -97,8 +100,23 @@ pub async fn run(
 ) {
     let mut commits = store.commits();
     let mut plan = Arc::new(Plan::new(config.borrow_and_update().clone()));
+    // Pages queued for a channel that is now off (before a restart or reload that turned it
+    // off) are moved once per config version.
+    let mut reroute = true;
     loop {
         beat.beat();
+        if reroute {
+            let p = plan.clone();
+            match store
+                .call(move |c, now| Ok(reroute_unserved(c, &p, now)?))
+                .await
+            {
+                Ok(_) => reroute = false,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot move pages off a channel that is off; retrying")
+                }
+            }
+        }
         let p = plan.clone();
         let next = match store.call(move |c, now| pass(c, &p, now)).await {
             Ok(next) => next,
@@ -119,9 +137,66 @@ pub async fn run(
             r = config.changed() => {
                 if r.is_err() { return }
                 plan = Arc::new(Plan::new(config.borrow_and_update().clone()));
+                reroute = true;
             }
         }
     }
+}
+
+/// Moves pending pages on channels no transport serves to the person's next served channel
+/// (in `paging.channels` order, after their own, then from the start), due now. A page that no
+/// served channel can take (a stakeholder's or reply's fixed address, a person with no address
+/// on an enabled channel) is failed with a loud log and a note on the timeline, never left
+/// pending for ever. Returns how many pages were moved.
+pub fn reroute_unserved(
+    conn: &Connection,
+    plan: &Plan,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<usize> {
+    let order = &plan.config.paging.channels;
+    let mut moved = 0;
+    for p in outbox::pending_unserved(conn, &plan.served)? {
+        let contact = match (&p.user_id, p.kind) {
+            (Some(u), PageKind::Page | PageKind::Digest) => plan.directory.contact(u),
+            _ => None,
+        };
+        let after = order
+            .iter()
+            .position(|x| *x == p.channel)
+            .map_or(0, |i| i + 1);
+        let next = contact.and_then(|contact| {
+            order[after.min(order.len())..]
+                .iter()
+                .chain(order.iter())
+                .copied()
+                .find(|c| plan.served.contains(c) && contact.reachable_by(*c))
+                .and_then(|c| {
+                    let addr = match c {
+                        Channel::Sms | Channel::Voice => contact.phone.clone(),
+                        Channel::Email => contact.email.clone(),
+                    };
+                    addr.map(|a| (c, a))
+                })
+        });
+        let why = format!("{} is off", p.channel);
+        match next {
+            Some((c, address)) => {
+                tracing::warn!(page = p.id, from = %p.channel, to = %c, "queued page moved off a channel that is off");
+                outbox::move_to_channel(conn, &p, c, &address, &why, now)?;
+                moved += 1;
+            }
+            None => {
+                tracing::error!(page = p.id, channel = %p.channel, "queued page cannot be sent: its channel is off and no enabled channel reaches its recipient");
+                outbox::fail_pending(
+                    conn,
+                    &p,
+                    &format!("{why} and no enabled channel reaches the recipient"),
+                    now,
+                )?;
+            }
+        }
+    }
+    Ok(moved)
 }
 
 /// Runs one pass at `now`; returns when the next escalation is due.
@@ -563,6 +638,38 @@ fn page_step(
         if let Some(r) = route {
             plan_pages.retain(|(c, _)| r.allows(*c));
         }
+        // Channels that are off queue nothing: their pages go to the person's next channel.
+        let (plan_pages, lost) = on_served_channels(
+            &plan_pages,
+            contact,
+            urgency,
+            &plan.served,
+            &cfg.paging.channels,
+            |c| route.is_none_or(|r| r.allows(c)),
+        );
+        if plan_pages.is_empty() {
+            let why = if lost.is_empty() {
+                "no notification rule".to_string()
+            } else {
+                format!(
+                    "{} is off and no enabled channel reaches them",
+                    lost.iter()
+                        .map(|c| c.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            tracing::error!(incident = inc.id, user = %t.user, %why, "a person this step pages cannot be reached on any enabled channel");
+            event(
+                conn,
+                Some(inc.id),
+                now,
+                "page-unreachable",
+                None,
+                &format!("{} cannot be paged: {why}", t.user),
+                Some(&serde_json::json!({ "user": t.user, "channels": lost })),
+            )?;
+        }
         let mut how = Vec::new();
         for (channel, at) in plan_pages {
             let Some(address) = (match channel {
@@ -755,13 +862,26 @@ fn stakeholder_update(
         _ => format!("{} incident opened", inc.severity),
     };
     let body = text::status_update(inc, &what);
-    let _ = plan;
     for s in &route.stakeholders {
         let channel = if s.starts_with('+') {
             Channel::Sms
         } else {
             Channel::Email
         };
+        if !plan.served.contains(&channel) {
+            // A stakeholder's address fixes the channel; one that is off queues nothing.
+            tracing::warn!(incident = inc.id, %channel, "status update not queued: its channel is off");
+            event(
+                conn,
+                Some(inc.id),
+                now,
+                "status-skipped",
+                None,
+                &format!("status update to a stakeholder not sent: {channel} is off"),
+                None,
+            )?;
+            continue;
+        }
         outbox::enqueue(
             conn,
             &NewPage {

@@ -21,8 +21,8 @@ pub mod cli;
 pub mod engine;
 
 pub use plan::{
-    pages_for_user, plan, schedules_used, step_targets, Contact, Directory, Plan, PlannedPage,
-    Target,
+    on_served_channels, pages_for_user, plan, schedules_used, step_targets, Contact, Directory,
+    Plan, PlannedPage, Target,
 };
 pub use policy::{
     check_routes, default_rules, route_for, AlertFacts, NotificationRule, Policy, Route,

@@ -142,6 +142,50 @@ pub fn pages_for_user(
     out
 }
 
+/// Moves `pages` (from [`pages_for_user`]) off channels nobody serves: a page on a channel
+/// outside `served` (email disabled, no modem) goes to the person's next channel in `order`
+/// (after its own, then from the start) that is served, allowed (`allowed`, e.g. the route's
+/// channel list), and reaches them, unless they already get a page on that channel from these
+/// rules (the substitute would only repeat it). Low urgency never calls. Returns the pages
+/// (time order) and the channels that could go nowhere at all.
+pub fn on_served_channels(
+    pages: &[(Channel, DateTime<Utc>)],
+    contact: &Contact,
+    urgency: Urgency,
+    served: &[Channel],
+    order: &[Channel],
+    allowed: impl Fn(Channel) -> bool,
+) -> (Vec<(Channel, DateTime<Utc>)>, Vec<Channel>) {
+    let usable = |c: Channel| {
+        served.contains(&c)
+            && allowed(c)
+            && contact.reachable_by(c)
+            && !(urgency == Urgency::Low && c == Channel::Voice)
+    };
+    let mut out: Vec<(Channel, DateTime<Utc>)> = pages
+        .iter()
+        .copied()
+        .filter(|(c, _)| served.contains(c))
+        .collect();
+    let mut lost = Vec::new();
+    for &(c, at) in pages.iter().filter(|(c, _)| !served.contains(c)) {
+        let after = order.iter().position(|x| *x == c).map_or(0, |p| p + 1);
+        let next = order[after.min(order.len())..]
+            .iter()
+            .chain(order.iter())
+            .copied()
+            .find(|x| *x != c && usable(*x));
+        match next {
+            Some(n) if out.iter().any(|(x, _)| *x == n) => {}
+            Some(n) => out.push((n, at)),
+            None => lost.push(c),
+        }
+    }
+    out.sort_by_key(|&(channel, at)| (at, channel));
+    out.dedup();
+    (out, lost)
+}
+
 /// One notification the plan expects to send if nobody acknowledges.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PlannedPage {

@@ -245,16 +245,17 @@ fn outcome_json(o: &AlertOutcome) -> Value {
 /// (see [`crate::health`]); a channel down while others page is 200 "degraded".
 async fn healthz(State(intake): State<Intake>) -> Response {
     let verdict = intake.health.verdict().await;
+    let paging = intake.paging.as_ref().map(|p| p.borrow().clone());
+    let channels = paging.as_ref().map(|p| p.channels()).unwrap_or_default();
     let outbox = intake
         .store
-        .read(|c, now| {
-            let (n, oldest) = crate::store::outbox::depth(c)?;
+        .read(move |c, now| {
+            let (n, oldest) = crate::store::outbox::depth(c, &channels)?;
             Ok((n, oldest.map(|t| (now - t).num_seconds())))
         })
         .await
         .ok();
     let faults = intake.store.faults().borrow().clone();
-    let paging = intake.paging.as_ref().map(|p| p.borrow().clone());
     let modem = intake.modem.as_ref().map(|m| {
         let h = m.borrow();
         json!({ "state": format!("{:?}", h.state).to_lowercase(), "reason": h.reason, "since": h.since })

@@ -372,6 +372,10 @@ pub struct Snapshot {
     pub incidents: Option<Vec<(Status, i64)>>,
     /// Pages waiting to go out (pending or in flight), and the age of the oldest.
     pub outbox: Option<(i64, Option<Duration>)>,
+    /// How long the oldest outbox row in `sending` has been claimed (`Some(ZERO)`-like 0 when
+    /// none is; `None` when the store could not be read). A claim normally lasts one send; a
+    /// growing age is an outcome that cannot be recorded.
+    pub oldest_sending: Option<Option<Duration>>,
     /// The modem's last published health, when a modem is configured.
     pub modem: Option<Health>,
     /// Which paging channels can send.
@@ -433,6 +437,15 @@ fn levels(s: &Snapshot, started: DateTime<Utc>) -> Registry {
             "Age of the oldest page waiting to go out; 0 when none is",
             Unit::Seconds,
             oldest.unwrap_or_default().as_secs_f64(),
+        );
+    }
+    if let Some(age) = s.oldest_sending {
+        float_gauge(
+            &mut r,
+            "outbox_oldest_sending_age",
+            "How long the oldest claimed outbox row has been in sending; 0 when none is",
+            Unit::Seconds,
+            age.unwrap_or_default().as_secs_f64(),
         );
     }
     gauge(

@@ -12,16 +12,25 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 
 use super::Snapshot;
-use crate::incident::Status;
+use crate::incident::{Channel, Status};
 use crate::intake::Intake;
 use crate::store::{outbox, Store, StoreError};
 
-/// Incidents by state, and outbox depth with the oldest waiting page's age, in one store read.
+/// The store's levels for a scrape.
+type StoreLevels = (
+    Vec<(Status, i64)>,
+    (i64, Option<Duration>),
+    Option<Duration>,
+);
+
+/// Incidents by state, outbox depth on the `channels` a transport serves with the oldest waiting
+/// page's age, and how long the oldest `sending` row has been claimed, in one store read.
 pub async fn store_levels(
     store: &Store,
-) -> Result<(Vec<(Status, i64)>, (i64, Option<Duration>)), StoreError> {
+    channels: Vec<Channel>,
+) -> Result<StoreLevels, StoreError> {
     store
-        .read(|c, now| {
+        .read(move |c, now| {
             let mut stmt =
                 c.prepare_cached("SELECT status, count(*) FROM incidents GROUP BY status")?;
             let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
@@ -36,28 +45,36 @@ pub async fn store_levels(
                 };
                 incidents.push((status, n));
             }
-            let (depth, oldest) = outbox::depth(c)?;
+            let (depth, oldest) = outbox::depth(c, &channels)?;
             let age = oldest.map(|t| (now - t).to_std().unwrap_or_default());
-            Ok((incidents, (depth, age)))
+            let sending =
+                outbox::oldest_sending(c)?.map(|t| (now - t).to_std().unwrap_or_default());
+            Ok((incidents, (depth, age), sending))
         })
         .await
 }
 
 /// Everything a scrape reports besides the event counters.
 pub async fn snapshot(intake: &Intake) -> Snapshot {
-    let store = match store_levels(&intake.store).await {
+    let paging = intake.paging.as_ref().map(|p| p.borrow().clone());
+    let channels = paging.as_ref().map(|p| p.channels()).unwrap_or_default();
+    let store = match store_levels(&intake.store, channels).await {
         Ok(x) => Some(x),
         Err(e) => {
             tracing::warn!(error = %e, "metrics: cannot read the store levels");
             None
         }
     };
-    let (incidents, outbox) = store.unzip();
+    let (incidents, outbox, oldest_sending) = match store {
+        Some((i, o, s)) => (Some(i), Some(o), Some(s)),
+        None => (None, None, None),
+    };
     Snapshot {
         incidents,
         outbox,
+        oldest_sending,
         modem: intake.modem.as_ref().map(|m| m.borrow().clone()),
-        paging: intake.paging.as_ref().map(|p| p.borrow().clone()),
+        paging,
     }
 }
 

@@ -150,6 +150,7 @@ fn levels_from_the_snapshot_are_gauges() {
     let snap = Snapshot {
         incidents: Some(vec![(Status::Triggered, 2), (Status::Resolved, 5)]),
         outbox: Some((3, Some(Duration::from_secs(42)))),
+        oldest_sending: Some(Some(Duration::from_secs(7))),
         modem: Some(up_modem(Some(-71))),
         paging: Some(PagingHealth {
             ready: vec![Channel::Sms, Channel::Voice],
@@ -163,6 +164,7 @@ fn levels_from_the_snapshot_are_gauges() {
         (r#"pagerbox_incidents{state="resolved"}"#, 5.0),
         ("pagerbox_outbox_pending", 3.0),
         ("pagerbox_outbox_oldest_pending_age_seconds", 42.0),
+        ("pagerbox_outbox_oldest_sending_age_seconds", 7.0),
         ("pagerbox_modem_present", 1.0),
         (r#"pagerbox_modem_health{state="up"}"#, 1.0),
         (r#"pagerbox_modem_health{state="down"}"#, 0.0),
@@ -202,6 +204,7 @@ fn absent_or_unknown_levels_are_left_out_not_zero() {
         "pagerbox_modem_registered",
         "pagerbox_incidents",
         "pagerbox_outbox_pending",
+        "pagerbox_outbox_oldest_sending_age",
         "pagerbox_channel_ready",
     ] {
         assert!(!text.contains(absent), "{absent} in\n{text}");

@@ -20,8 +20,17 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::incident::{Actor, Channel, Incident, Status, TimelineEvent};
 use crate::metrics::{Metrics, PageOutcome};
+use crate::modem::Health;
 use crate::store::outbox::{self, Attempt, Page, PageKind};
-use crate::store::{queries, Store};
+use crate::store::{queries, Store, StoreError};
+
+/// How much longer than its transport's timeout a claim holds a row: room for loading the
+/// incidents before the send and recording the outcome after it.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(60);
+/// Longest one try at recording an outcome may take before it is tried again.
+const RECORD_TRY_BOUND: Duration = Duration::from_secs(10);
+/// Longest pause between tries at recording an outcome.
+const RECORD_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// What a transport is asked to send.
 #[derive(Debug, Clone)]
@@ -72,6 +81,66 @@ pub trait Transport: Send + Sync + 'static {
     fn timeout(&self) -> Duration {
         Duration::from_secs(180)
     }
+    /// A watch that changes whenever [`Transport::ready`] may have changed (the modem's health),
+    /// so the sender wakes at once when its channel comes back. `None`: readiness is not pushed
+    /// (email is always tried).
+    fn readiness_changes(&self) -> Option<watch::Receiver<Health>> {
+        None
+    }
+}
+
+/// How long a claim by `transport` holds its row.
+pub fn lease(transport: &dyn Transport) -> Duration {
+    transport.timeout().saturating_add(LEASE_MARGIN)
+}
+
+/// How long a sender may go without showing progress: one whole attempt (its lease) and a
+/// minute more for recording it. Longer means the sender is stuck (see [`crate::supervisor`]).
+pub fn liveness_bound(transport: &dyn Transport) -> Duration {
+    lease(transport).saturating_add(Duration::from_secs(60))
+}
+
+/// Runs the store call `f` until it succeeds, or until `shutdown`: each try is bounded, a failed
+/// one is logged loudly (`what` says what is at stake) and tried again after a growing pause
+/// (100 ms doubling up to 5 s). For recording outcomes: a page that was sent but not recorded
+/// would be sent again, and one that was not sent would sit in `sending` until its lease runs
+/// out, so giving up after one failed call is never right. `f` must be safe to run again after
+/// a try whose answer was lost (the outcome functions only apply to the attempt holding the row).
+/// `None` only at shutdown; the row then stays `sending` and is resumed after the restart.
+pub async fn until_stored<T, F>(
+    store: &Store,
+    shutdown: &CancellationToken,
+    what: &str,
+    f: F,
+) -> Option<T>
+where
+    T: Send + 'static,
+    F: Fn(&rusqlite::Connection, DateTime<Utc>) -> Result<T, StoreError> + Clone + Send + 'static,
+{
+    let mut pause = Duration::from_millis(100);
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let err = match tokio::time::timeout(RECORD_TRY_BOUND, store.call(f.clone())).await {
+            Ok(Ok(v)) => {
+                if attempt > 1 {
+                    tracing::info!(what, attempt, "recorded after the store failed");
+                }
+                return Some(v);
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer from the store within {RECORD_TRY_BOUND:?}"),
+        };
+        tracing::error!(what, attempt, error = %err, retry_in_ms = pause.as_millis() as u64, "cannot record; retrying");
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                tracing::error!(what, "shutting down before it was recorded; resumed after the restart");
+                return None;
+            }
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(RECORD_BACKOFF_MAX);
+    }
 }
 
 /// Whether paging works, for `/healthz`, logs and the LED.
@@ -87,6 +156,13 @@ impl PagingHealth {
     /// No channel can send: pages are queued and retried, but nobody is reached.
     pub fn impaired(&self) -> bool {
         self.ready.is_empty()
+    }
+
+    /// Every channel a transport serves, ready or not (the outbox rows that can be sent).
+    pub fn channels(&self) -> Vec<Channel> {
+        let mut out = self.ready.clone();
+        out.extend(self.down.iter().map(|(c, _)| *c));
+        out
     }
 }
 
@@ -198,14 +274,26 @@ pub async fn run(
     store: Store,
     config: watch::Receiver<Arc<Config>>,
     health_tx: Arc<watch::Sender<PagingHealth>>,
+    beat: crate::supervisor::Heartbeat,
     shutdown: CancellationToken,
     metrics: Metrics,
 ) {
     let channel = transport.channel();
+    let lease = lease(&*transport);
     let mut commits = store.commits();
+    let mut readiness = transport.readiness_changes();
+    let started = tokio::time::Instant::now();
+    // Whether the channel has been ready since the start (until then its pages are held for
+    // `channel_start_wait`), and whether it was ready at the last look (to wake on its return).
+    let mut been_ready = false;
+    let mut was_ready = true;
     loop {
+        beat.beat();
         if shutdown.is_cancelled() {
             return;
+        }
+        if let Some(r) = readiness.as_mut() {
+            r.borrow_and_update();
         }
         let h = health(&all);
         health_tx.send_if_modified(|old| {
@@ -221,28 +309,74 @@ pub async fn run(
                 false
             }
         });
+        let ready = transport.ready().is_ok();
+        if ready && !was_ready {
+            // The channel is back: pages that wait on it because of a failure go now.
+            match store
+                .call(move |c, now| Ok(outbox::wake(c, channel, now)?))
+                .await
+            {
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::info!(%channel, pages = n, "channel ready again; waiting pages woken");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(%channel, error = %e, "cannot wake the pages of a channel that came back; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                    continue;
+                }
+            }
+        }
+        was_ready = ready;
+        been_ready |= ready;
+        let start_wait = config.borrow().paging.channel_start_wait;
+        let held_for = start_wait.saturating_sub(started.elapsed());
+        if !been_ready && !held_for.is_zero() {
+            // Still starting: its pages wait for it (bounded) instead of falling through.
+            tracing::debug!(%channel, left_ms = held_for.as_millis() as u64, "channel not ready since the start; holding its pages");
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(held_for.min(beat.idle_bound())) => {}
+                r = changed(&mut readiness) => if !r { readiness = None },
+            }
+            continue;
+        }
         let claimed = store
-            .call(move |c, now| Ok(outbox::claim(c, channel, now)?))
+            .call(move |c, now| Ok(outbox::claim(c, channel, now, lease)?))
             .await;
         match claimed {
             Ok(Some(page)) => {
                 let cfg = config.borrow().clone();
-                handle(&*transport, &all, &store, cfg, page, &metrics).await;
+                handle(&*transport, &all, &store, cfg, page, &metrics, &shutdown).await;
             }
             Ok(None) => {
                 let next = store
-                    .call(move |c, _| Ok(outbox::next_due(c, channel)?))
+                    .call(move |c, _| {
+                        Ok((
+                            outbox::next_due(c, channel)?,
+                            outbox::next_lease_end(c, channel)?,
+                        ))
+                    })
                     .await
-                    .ok()
-                    .flatten();
+                    .ok();
                 let wait = next
+                    .into_iter()
+                    .flat_map(|(a, b)| [a, b])
+                    .flatten()
+                    .min()
                     .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
                     .unwrap_or(Duration::from_secs(30))
-                    .min(Duration::from_secs(30));
+                    .min(Duration::from_secs(30))
+                    .min(beat.idle_bound());
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(wait) => {}
                     r = commits.changed() => if r.is_err() { return },
+                    r = changed(&mut readiness) => if !r { readiness = None },
                 }
             }
             Err(e) => {
@@ -256,6 +390,14 @@ pub async fn run(
     }
 }
 
+/// Waits for the next readiness change; `false` when the watch has closed (never with none).
+async fn changed(readiness: &mut Option<watch::Receiver<Health>>) -> bool {
+    match readiness {
+        Some(r) => r.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}
+
 /// Sends one claimed page and records the outcome.
 async fn handle(
     transport: &dyn Transport,
@@ -264,6 +406,7 @@ async fn handle(
     config: Arc<Config>,
     page: Page,
     metrics: &Metrics,
+    shutdown: &CancellationToken,
 ) {
     let channel = page.channel;
     let ids: Vec<i64> = page
@@ -294,10 +437,12 @@ async fn handle(
                 error: e.to_string(),
                 retry_at: Utc::now() + chrono::Duration::seconds(5),
             };
-            if store
-                .call(move |c, now| Ok(outbox::finish(c, &page, &retry, now)?))
-                .await
-                .is_ok()
+            let what = format!("retry of page {}", page.id);
+            if until_stored(store, shutdown, &what, move |c, now| {
+                Ok(outbox::finish(c, &page, &retry, now)?)
+            })
+            .await
+            .is_some()
             {
                 metrics.page(channel, PageOutcome::Retry);
             }
@@ -420,27 +565,30 @@ async fn handle(
     }
     let page2 = page.clone();
     let out2 = outcome.clone();
-    match store
-        .call(move |c, now| {
-            outbox::finish(c, &page2, &out2, now)?;
-            Ok(now)
-        })
-        .await
-    {
-        Ok(now) => {
-            metrics.page(channel, PageOutcome::of(&outcome));
-            // Latency of pages to people, from queued (after any pre-page delay) to sent;
-            // digests are held on purpose for their grouping window, so they are left out.
-            if matches!(outcome, Attempt::Sent { .. }) && page.kind == PageKind::Page {
-                metrics.page_latency(
-                    channel,
-                    (now - page.created_at).to_std().unwrap_or_default(),
-                );
-            }
+    let what = format!("outcome of page {} attempt {}", page.id, page.attempts);
+    let recorded = until_stored(store, shutdown, &what, move |c, now| {
+        let applied = outbox::finish(c, &page2, &out2, now)?;
+        Ok((applied, now))
+    })
+    .await;
+    if let Some((applied, now)) = recorded {
+        if !applied {
+            // An earlier try was stored but its answer was lost, or the lease ran out.
+            tracing::warn!(
+                page = page.id,
+                attempt = page.attempts,
+                "outcome already recorded or the row was claimed again"
+            );
         }
-        Err(e) => {
-            // The row stays `sending`; it is retried after a restart (at-least-once).
-            tracing::error!(page = page.id, error = %e, "cannot record a page's outcome");
+        // Counted once per attempt, however many tries the recording took.
+        metrics.page(channel, PageOutcome::of(&outcome));
+        // Latency of pages to people, from queued (after any pre-page delay) to sent;
+        // digests are held on purpose for their grouping window, so they are left out.
+        if applied && matches!(outcome, Attempt::Sent { .. }) && page.kind == PageKind::Page {
+            metrics.page_latency(
+                channel,
+                (now - page.created_at).to_std().unwrap_or_default(),
+            );
         }
     }
 }

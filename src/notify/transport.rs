@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use super::email::{render_incident_email, EmailMessage, EmailSender, IncidentEmail};
 use super::sender::{Delivered, Outgoing, SendError, SendFuture, Transport};
 use crate::incident::Channel;
-use crate::modem::{CallOptions, CallOutcome, Health, HealthState, Modem};
+use crate::modem::{CallOptions, CallOutcome, Health, HealthState, Modem, ModemError};
 use crate::store::outbox::PageKind;
 
 fn modem_ready(health: &watch::Receiver<Health>) -> Result<(), String> {
@@ -19,10 +19,72 @@ fn modem_ready(health: &watch::Receiver<Health>) -> Result<(), String> {
     }
 }
 
+/// How many SMS submits in a row must fail before the SMS channel reports itself down.
+pub const SUBMIT_FAILURES_DOWN: u32 = 3;
+
+/// The SMS submits that failed in a row (reset by the next success), and the last failure.
+#[derive(Debug, Default)]
+pub struct SubmitStreak {
+    failures: std::sync::Mutex<(u32, String)>,
+}
+
+impl SubmitStreak {
+    /// Notes the result of one submit. Only the network's or the modem's refusal counts (a
+    /// `+CMS ERROR`, a command that failed or timed out, an answer without a reference): a bad
+    /// number or text is the page's problem, and a modem that is down says so in its own health.
+    pub fn note(&self, result: Result<(), &ModemError>) {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(()) => {
+                if f.0 >= SUBMIT_FAILURES_DOWN {
+                    tracing::info!(
+                        after = f.0,
+                        "an SMS submit succeeded again: SMS paging restored"
+                    );
+                }
+                *f = (0, String::new());
+            }
+            Err(
+                e
+                @ (ModemError::Command(_) | ModemError::Part { .. } | ModemError::Protocol { .. }),
+            ) => {
+                f.0 = f.0.saturating_add(1);
+                f.1 = e.to_string();
+                if f.0 == SUBMIT_FAILURES_DOWN {
+                    tracing::error!(failures = f.0, error = %f.1, "every recent SMS submit failed: SMS paging is impaired");
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// `Err` while the last [`SUBMIT_FAILURES_DOWN`] submits all failed.
+    pub fn health(&self) -> Result<(), String> {
+        let f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if f.0 >= SUBMIT_FAILURES_DOWN {
+            return Err(format!("the last {} SMS submits failed: {}", f.0, f.1));
+        }
+        Ok(())
+    }
+}
+
 /// SMS through the modem.
 pub struct ModemSms {
     pub modem: Modem,
     pub health: watch::Receiver<Health>,
+    /// Recent submit failures, for [`Transport::health`].
+    submits: SubmitStreak,
+}
+
+impl ModemSms {
+    /// SMS over `modem`, whose health is `health`.
+    pub fn new(modem: Modem, health: watch::Receiver<Health>) -> ModemSms {
+        ModemSms {
+            modem,
+            health,
+            submits: SubmitStreak::default(),
+        }
+    }
 }
 
 impl Transport for ModemSms {
@@ -34,9 +96,24 @@ impl Transport for ModemSms {
         modem_ready(&self.health)
     }
 
+    /// Down when the modem is, and also when the last [`SUBMIT_FAILURES_DOWN`] submits all
+    /// failed: a modem that answers but whose network refuses every SMS (CMS ERROR 500) pages
+    /// nobody. SMS is still tried (that is how the recovery is noticed); the first success
+    /// clears it.
+    fn health(&self) -> Result<(), String> {
+        self.ready()?;
+        self.submits.health()
+    }
+
+    fn readiness_changes(&self) -> Option<watch::Receiver<Health>> {
+        Some(self.health.clone())
+    }
+
     fn send<'a>(&'a self, msg: &'a Outgoing) -> SendFuture<'a> {
         Box::pin(async move {
-            match self.modem.send_sms(&msg.page.address, &msg.text).await {
+            let result = self.modem.send_sms(&msg.page.address, &msg.text).await;
+            self.submits.note(result.as_ref().map(|_| ()));
+            match result {
                 Ok(r) => Ok(Delivered {
                     reference: Some(
                         r.references
@@ -78,6 +155,10 @@ impl Transport for ModemVoice {
 
     fn timeout(&self) -> Duration {
         self.ring_for + Duration::from_secs(120)
+    }
+
+    fn readiness_changes(&self) -> Option<watch::Receiver<Health>> {
+        Some(self.health.clone())
     }
 
     fn send<'a>(&'a self, msg: &'a Outgoing) -> SendFuture<'a> {
@@ -200,5 +281,57 @@ impl Transport for Email {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modem::at::CmsError;
+    use crate::modem::engine::EngineError;
+
+    fn cms500() -> ModemError {
+        ModemError::Part {
+            part: 1,
+            total: 1,
+            source: EngineError::Cms {
+                command: "AT+CMGS".into(),
+                code: CmsError::Code(500),
+            },
+        }
+    }
+
+    #[test]
+    fn sms_is_down_after_three_failed_submits_in_a_row_and_back_on_the_next_success() {
+        let s = SubmitStreak::default();
+        s.note(Err(&cms500()));
+        s.note(Err(&cms500()));
+        assert!(s.health().is_ok(), "two failures are not yet a pattern");
+        // A success in between starts the count over.
+        s.note(Ok(()));
+        s.note(Err(&cms500()));
+        s.note(Err(&cms500()));
+        assert!(s.health().is_ok());
+        s.note(Err(&cms500()));
+        let why = s.health().unwrap_err();
+        assert!(why.contains("last 3 SMS submits failed"), "{why}");
+        assert!(why.contains("CMS ERROR: 500"), "{why}");
+        s.note(Err(&cms500()));
+        assert!(s.health().is_err());
+        s.note(Ok(()));
+        assert!(s.health().is_ok());
+    }
+
+    #[test]
+    fn the_page_own_errors_and_a_down_modem_do_not_count() {
+        let s = SubmitStreak::default();
+        for _ in 0..5 {
+            s.note(Err(&ModemError::InvalidNumber { number: "x".into() }));
+            s.note(Err(&ModemError::Unavailable {
+                reason: "not registered".into(),
+            }));
+            s.note(Err(&ModemError::Stopped));
+        }
+        assert!(s.health().is_ok());
     }
 }

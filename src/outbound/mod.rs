@@ -247,8 +247,13 @@ async fn destination_task(
             return;
         };
         let claim_id = id.clone();
+        // The POST is bounded by the destination's timeout (plus the client's own second); the
+        // lease covers that and recording the outcome.
+        let lease = dest
+            .timeout
+            .saturating_add(crate::notify::sender::LEASE_MARGIN);
         let claim = store
-            .call(move |c, now| Ok(queue::claim(c, &claim_id, now)?))
+            .call(move |c, now| Ok(queue::claim(c, &claim_id, now, lease)?))
             .await;
         let wait = match claim {
             Ok(Claim::Row(row)) => {
@@ -257,12 +262,15 @@ async fn destination_task(
                     o = send(&dest, &row) => o,
                 };
                 log(&dest, &row, &outcome);
-                metrics.outbound(&dest.id, dest.kind.as_str(), outcome_name(&outcome));
-                let r = store
-                    .call(move |c, now| Ok(queue::finish(c, &row, &outcome, now)?))
-                    .await;
-                if let Err(e) = r {
-                    tracing::warn!(destination = %id, error = %e, "cannot record an outbound outcome; it is resent after a restart");
+                let what = format!("outbound {} to {}", row.event, row.destination);
+                let recorded = crate::notify::sender::until_stored(&store, &shutdown, &what, {
+                    let outcome = outcome.clone();
+                    move |c, now| Ok(queue::finish(c, &row, &outcome, now)?)
+                })
+                .await;
+                if recorded.is_some() {
+                    // Counted once, however many tries the recording took.
+                    metrics.outbound(&dest.id, dest.kind.as_str(), outcome_name(&outcome));
                 }
                 continue;
             }

@@ -260,37 +260,69 @@ pub fn drop_oldest(
     Ok(victims.len())
 }
 
-/// Claims the oldest pending row of `destination` if it is due (marking it `sending` and counting
-/// the attempt before anything is sent); otherwise says when it will be.
-pub fn claim(conn: &Connection, destination: &str, now: DateTime<Utc>) -> rusqlite::Result<Claim> {
+/// Claims the next row of `destination` for `lease`: a row still `sending` whose lease ran out
+/// (its outcome was never recorded) first, else the oldest pending row if it is due (marking it
+/// `sending` until `now + lease` and counting the attempt before anything is sent); otherwise
+/// says when it will be.
+pub fn claim(
+    conn: &Connection,
+    destination: &str,
+    now: DateTime<Utc>,
+    lease: std::time::Duration,
+) -> rusqlite::Result<Claim> {
     type Head = (i64, Option<IncidentId>, Option<String>, String, i64, i64);
-    let head: Option<Head> = conn
+    let read = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Head> {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+        ))
+    };
+    let expired: Option<Head> = conn
         .prepare_cached(
             "SELECT id, incident_id, subject, body, attempts, due_at FROM outbox \
-             WHERE channel=?1 AND address=?2 AND state='pending' ORDER BY id LIMIT 1",
+             WHERE channel=?1 AND address=?2 AND state='sending' AND coalesce(lease_until,0)<=?3 \
+             ORDER BY id LIMIT 1",
         )?
-        .query_row(params![CHANNEL, destination], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
-        })
+        .query_row(params![CHANNEL, destination, ms(now)], read)
         .optional()?;
-    let Some((id, incident_id, subject, body, attempts, due)) = head else {
-        return Ok(Claim::Idle);
+    let head = match expired {
+        Some(h) => {
+            tracing::warn!(
+                destination,
+                outbox_id = h.0,
+                attempt = h.4,
+                "an outbound attempt was never recorded (its lease ran out); sending again"
+            );
+            Some(h)
+        }
+        None => conn
+            .prepare_cached(
+                "SELECT id, incident_id, subject, body, attempts, due_at FROM outbox \
+                 WHERE channel=?1 AND address=?2 AND state='pending' ORDER BY id LIMIT 1",
+            )?
+            .query_row(params![CHANNEL, destination], read)
+            .optional()?
+            .filter(|h| h.5 <= ms(now)),
     };
-    if due > ms(now) {
-        return Ok(Claim::Wait(from_ms(due)));
-    }
+    let Some((id, incident_id, subject, body, attempts, _)) = head else {
+        return Ok(match next_pending(conn, destination)? {
+            Some(due) => Claim::Wait(from_ms(due)),
+            None => Claim::Idle,
+        });
+    };
+    let until = chrono::Duration::from_std(lease)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
     conn.prepare_cached(
         "UPDATE outbox SET state='sending', attempts=attempts+1, channel_attempts=channel_attempts+1, \
-         updated_at=?2 WHERE id=?1",
+         lease_until=?3, updated_at=?2 WHERE id=?1",
     )?
-    .execute(params![id, ms(now)])?;
+    .execute(params![id, ms(now), ms(until)])?;
     Ok(Claim::Row(Row {
         id,
         incident_id,
@@ -301,19 +333,39 @@ pub fn claim(conn: &Connection, destination: &str, now: DateTime<Utc>) -> rusqli
     }))
 }
 
+/// When the head of `destination`'s pending queue is due, if anything is queued.
+fn next_pending(conn: &Connection, destination: &str) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached(
+        "SELECT due_at FROM outbox WHERE channel=?1 AND address=?2 AND state='pending' \
+         ORDER BY id LIMIT 1",
+    )?
+    .query_row(params![CHANNEL, destination], |r| r.get(0))
+    .optional()
+}
+
 /// Records the outcome of an attempt on the row and its incident's timeline. Retries are noted on
-/// the first attempt and every tenth, so a long outage does not flood the timeline.
+/// the first attempt and every tenth, so a long outage does not flood the timeline. Only the
+/// attempt that still holds the row records anything (see `outbox::finish`): `false` when the
+/// row was already recorded or re-claimed, so retrying a finish is safe.
 pub fn finish(
     conn: &Connection,
     row: &Row,
     outcome: &Outcome,
     now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<bool> {
+    let held: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM outbox WHERE id=?1 AND state='sending' AND attempts=?2",
+        )?
+        .query_row(params![row.id, row.attempts], |r| r.get(0))?;
+    if held == 0 {
+        return Ok(false);
+    }
     let what = format!("outbound {} to {}", row.event, row.destination);
     let note = match outcome {
         Outcome::Sent { detail } => {
             conn.execute(
-                "UPDATE outbox SET state='sent', reference=?2, last_error=NULL, updated_at=?3 WHERE id=?1",
+                "UPDATE outbox SET state='sent', reference=?2, last_error=NULL, lease_until=NULL, updated_at=?3 WHERE id=?1",
                 params![row.id, detail, ms(now)],
             )?;
             Some((
@@ -323,7 +375,7 @@ pub fn finish(
         }
         Outcome::Retry { error, retry_at } => {
             conn.execute(
-                "UPDATE outbox SET state='pending', due_at=?2, last_error=?3, updated_at=?4 WHERE id=?1",
+                "UPDATE outbox SET state='pending', due_at=?2, last_error=?3, lease_until=NULL, updated_at=?4 WHERE id=?1",
                 params![row.id, ms(*retry_at), error, ms(now)],
             )?;
             (row.attempts == 1 || row.attempts % 10 == 0).then(|| {
@@ -339,7 +391,7 @@ pub fn finish(
         }
         Outcome::Failed { error } => {
             conn.execute(
-                "UPDATE outbox SET state='failed', last_error=?2, updated_at=?3 WHERE id=?1",
+                "UPDATE outbox SET state='failed', last_error=?2, lease_until=NULL, updated_at=?3 WHERE id=?1",
                 params![row.id, error, ms(now)],
             )?;
             Some((
@@ -361,7 +413,7 @@ pub fn finish(
             ),
         )?;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Pending and in-flight rows of a destination (for tests and status).
@@ -401,6 +453,8 @@ mod tests {
         }
     }
 
+    const LEASE: Duration = Duration::from_secs(60);
+
     fn t(s: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap()
     }
@@ -437,7 +491,7 @@ mod tests {
         assert_eq!(fan_out(&c, &[dest("w", 10)], t(3)).unwrap(), 1);
         // Nothing new: nothing written, nothing queued twice.
         assert_eq!(fan_out(&c, &[dest("w", 10)], t(4)).unwrap(), 0);
-        match claim(&c, "w", t(5)).unwrap() {
+        match claim(&c, "w", t(5), LEASE).unwrap() {
             Claim::Row(r) => {
                 assert_eq!(r.incident_id, Some(id));
                 assert_eq!(r.event, "incident.triggered");
@@ -477,7 +531,7 @@ mod tests {
         let id = new_incident(&c, "a", None, t(0));
         event(&c, Some(id), t(1), "resolved", None, "r", None).unwrap();
         fan_out(&c, &[dest("w", 10)], t(1)).unwrap();
-        let Claim::Row(first) = claim(&c, "w", t(2)).unwrap() else {
+        let Claim::Row(first) = claim(&c, "w", t(2), LEASE).unwrap() else {
             panic!()
         };
         assert_eq!(first.event, "incident.triggered");
@@ -492,11 +546,11 @@ mod tests {
         )
         .unwrap();
         // The resolve is due, but the trigger is first: wait for it.
-        match claim(&c, "w", t(3)).unwrap() {
+        match claim(&c, "w", t(3), LEASE).unwrap() {
             Claim::Wait(at) => assert_eq!(at, t(10)),
             other => panic!("{other:?}"),
         }
-        let Claim::Row(again) = claim(&c, "w", t(10)).unwrap() else {
+        let Claim::Row(again) = claim(&c, "w", t(10), LEASE).unwrap() else {
             panic!()
         };
         assert_eq!((again.id, again.attempts), (first.id, 2));
@@ -509,7 +563,7 @@ mod tests {
             t(10),
         )
         .unwrap();
-        let Claim::Row(second) = claim(&c, "w", t(11)).unwrap() else {
+        let Claim::Row(second) = claim(&c, "w", t(11), LEASE).unwrap() else {
             panic!()
         };
         assert_eq!(second.event, "incident.resolved");
@@ -522,7 +576,7 @@ mod tests {
             t(11),
         )
         .unwrap();
-        assert!(matches!(claim(&c, "w", t(12)).unwrap(), Claim::Idle));
+        assert!(matches!(claim(&c, "w", t(12), LEASE).unwrap(), Claim::Idle));
         let ev = events_of(&c, id);
         assert!(ev.contains(&"outbound-retry".to_string()), "{ev:?}");
         assert!(ev.contains(&"outbound-sent".to_string()), "{ev:?}");
@@ -554,7 +608,7 @@ mod tests {
             vec![("cancelled".into(), "dropped: queue full".into())]
         );
         // The survivors are the newest, still in order.
-        let Claim::Row(r) = claim(&c, "w", t(7)).unwrap() else {
+        let Claim::Row(r) = claim(&c, "w", t(7), LEASE).unwrap() else {
             panic!()
         };
         assert_eq!(r.incident_id, Some(ids[2]));
@@ -566,7 +620,7 @@ mod tests {
         let d = dest("w", 1);
         let a = new_incident(&c, "a", None, t(0));
         fan_out(&c, std::slice::from_ref(&d), t(1)).unwrap();
-        let Claim::Row(r) = claim(&c, "w", t(1)).unwrap() else {
+        let Claim::Row(r) = claim(&c, "w", t(1), LEASE).unwrap() else {
             panic!()
         };
         new_incident(&c, "b", None, t(2));
@@ -575,7 +629,7 @@ mod tests {
         // One pending (c) plus the one in flight (a).
         assert_eq!(queued(&c, "w").unwrap(), 2);
         crate::store::outbox::recover_in_flight(&c, t(4)).unwrap();
-        let Claim::Row(again) = claim(&c, "w", t(4)).unwrap() else {
+        let Claim::Row(again) = claim(&c, "w", t(4), LEASE).unwrap() else {
             panic!()
         };
         assert_eq!((again.id, again.incident_id), (r.id, Some(a)));
@@ -586,11 +640,46 @@ mod tests {
         let c = db();
         new_incident(&c, "a", None, t(0));
         fan_out(&c, &[dest("w", 10)], t(1)).unwrap();
-        assert_eq!(crate::store::outbox::depth(&c).unwrap().0, 0);
+        assert_eq!(
+            crate::store::outbox::depth(&c, &crate::incident::Channel::ALL)
+                .unwrap()
+                .0,
+            0
+        );
         assert!(
-            crate::store::outbox::claim(&c, crate::incident::Channel::Sms, t(2))
+            crate::store::outbox::claim(&c, crate::incident::Channel::Sms, t(2), LEASE)
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn an_unrecorded_attempt_is_taken_again_once_its_lease_runs_out() {
+        let c = db();
+        let id = new_incident(&c, "a", None, t(0));
+        fan_out(&c, &[dest("w", 10)], t(1)).unwrap();
+        let Claim::Row(first) = claim(&c, "w", t(1), LEASE).unwrap() else {
+            panic!()
+        };
+        // Its outcome is never recorded. Within the lease the row is held.
+        assert!(matches!(claim(&c, "w", t(30), LEASE).unwrap(), Claim::Idle));
+        let Claim::Row(again) = claim(&c, "w", t(61), LEASE).unwrap() else {
+            panic!("the lease ran out: the row is claimed again")
+        };
+        assert_eq!((again.id, again.attempts), (first.id, 2));
+        // The late answer of the first attempt records nothing; the new attempt's does.
+        let sent = Outcome::Sent {
+            detail: "HTTP 200".into(),
+        };
+        assert!(!finish(&c, &first, &sent, t(62)).unwrap());
+        assert!(finish(&c, &again, &sent, t(62)).unwrap());
+        // Recording it twice (a retried finish whose first answer was lost) changes nothing.
+        assert!(!finish(&c, &again, &sent, t(63)).unwrap());
+        let sent_events = events_of(&c, id)
+            .iter()
+            .filter(|e| *e == "outbound-sent")
+            .count();
+        assert_eq!(sent_events, 1);
+        assert!(matches!(claim(&c, "w", t(64), LEASE).unwrap(), Claim::Idle));
     }
 }

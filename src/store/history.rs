@@ -230,7 +230,9 @@ mod tests {
         let id = outbox::enqueue(&c, &new(PageKind::Page, Some(inc)), t(0)).unwrap();
         let digest = outbox::enqueue(&c, &new(PageKind::Digest, None), t(0)).unwrap();
         outbox::add_item(&c, digest, inc).unwrap();
-        let p = outbox::claim(&c, Channel::Sms, t(1)).unwrap().unwrap();
+        let p = outbox::claim(&c, Channel::Sms, t(1), std::time::Duration::from_secs(60))
+            .unwrap()
+            .unwrap();
         assert_eq!(p.id, id);
         outbox::finish(
             &c,

@@ -5,6 +5,14 @@
 //! message to the modem or SMTP, and records the outcome after. After a crash, rows found in
 //! `sending` go back to `pending`: at-least-once, with at most the one in-flight page repeated.
 //! Every step lands on the incident's timeline.
+//!
+//! A claim is a lease: it holds the row until `lease_until` (a little longer than the transport
+//! may take). A row still `sending` after its lease ran out is one whose outcome was never
+//! recorded (the store could not write it, or the sender stopped); the next claim on its channel
+//! takes it again, without waiting for a restart. An outcome is only recorded on the attempt
+//! that holds the row, so a late answer from an attempt that lost its lease changes nothing.
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -232,31 +240,92 @@ pub fn last_route_page(
     Ok(t.map(from_ms))
 }
 
-/// Claims the next due page of `channel`: critical first, then oldest. Marks it `sending` and
-/// counts the attempt before anything is sent.
+/// `now + lease`, saturating instead of overflowing (a lease is never shorter than asked for).
+fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(lease)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// Claims the next page of `channel` for `lease`: first a row still `sending` whose lease ran
+/// out (its outcome was never recorded; the timeline says so), then the next due pending row,
+/// critical first, then oldest. Marks it `sending` until `now + lease` and counts the attempt
+/// before anything is sent.
 pub fn claim(
     conn: &Connection,
     channel: Channel,
     now: DateTime<Utc>,
+    lease: Duration,
 ) -> rusqlite::Result<Option<Page>> {
-    let p = conn
+    let expired = conn
         .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM outbox WHERE state='pending' AND channel=?1 AND due_at<=?2 \
-             ORDER BY priority DESC, due_at, id LIMIT 1"
+            "SELECT {COLUMNS} FROM outbox WHERE state='sending' AND channel=?1 \
+             AND coalesce(lease_until, 0)<=?2 ORDER BY priority DESC, due_at, id LIMIT 1"
         ))?
         .query_row(params![channel.as_str(), ms(now)], page_from_row)
         .optional()?;
+    let p = match expired {
+        Some(p) => {
+            let mut incidents: Vec<IncidentId> = p.incident_id.into_iter().collect();
+            incidents.extend(items(conn, p.id)?);
+            for inc in incidents {
+                event(
+                    conn,
+                    Some(inc),
+                    now,
+                    "page-retry",
+                    None,
+                    &format!(
+                        "{} attempt {} was never recorded (its lease ran out); sending again",
+                        p.channel, p.attempts
+                    ),
+                    Some(&serde_json::json!({ "outbox_id": p.id, "attempt": p.attempts })),
+                )?;
+            }
+            Some(p)
+        }
+        None => conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM outbox WHERE state='pending' AND channel=?1 AND due_at<=?2 \
+                 ORDER BY priority DESC, due_at, id LIMIT 1"
+            ))?
+            .query_row(params![channel.as_str(), ms(now)], page_from_row)
+            .optional()?,
+    };
     let Some(mut p) = p else { return Ok(None) };
     conn.prepare_cached(
         "UPDATE outbox SET state='sending', attempts=attempts+1, channel_attempts=channel_attempts+1, \
-         updated_at=?2 WHERE id=?1",
+         lease_until=?3, updated_at=?2 WHERE id=?1",
     )?
-    .execute(params![p.id, ms(now)])?;
+    .execute(params![p.id, ms(now), ms(lease_end(now, lease))])?;
     p.attempts += 1;
     p.channel_attempts += 1;
     p.state = "sending".into();
     p.items = items(conn, p.id)?;
     Ok(Some(p))
+}
+
+/// Makes the pending pages of `channel` that wait because of a failure (a retry backoff, or a
+/// pause after every channel failed) due at `now`: the channel has just come back, so there is
+/// nothing left to wait for. Pages planned for later (a call two minutes after the SMS) keep
+/// their time. Returns how many were woken.
+pub fn wake(conn: &Connection, channel: Channel, now: DateTime<Utc>) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "UPDATE outbox SET due_at=?2, updated_at=?2 WHERE state='pending' AND channel=?1 \
+         AND due_at>?2 AND last_error IS NOT NULL",
+    )?
+    .execute(params![channel.as_str(), ms(now)])
+}
+
+/// When the oldest row of any channel in `sending` was claimed (pages and outbound
+/// notifications alike: a row stuck there is work whose outcome was not recorded). Reads only,
+/// so it serves a read-only connection (`/healthz`, `/metrics`) as well as the writer.
+pub fn oldest_sending(conn: &Connection) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    let t: Option<i64> = conn
+        .prepare_cached("SELECT min(updated_at) FROM outbox WHERE state='sending'")?
+        .query_row([], |r| r.get(0))?;
+    Ok(t.map(from_ms))
 }
 
 /// When the next pending page of `channel` is due.
@@ -267,30 +336,141 @@ pub fn next_due(conn: &Connection, channel: Channel) -> rusqlite::Result<Option<
     Ok(t.map(from_ms))
 }
 
-/// Pages still waiting to go out (pending or sending), and the oldest one's creation time.
-/// Outbound chat/webhook notifications (channel `webhook`, see `crate::outbound`) are not pages
-/// and are left out: a Slack outage must not look like a paging backlog.
-pub fn depth(conn: &Connection) -> rusqlite::Result<(i64, Option<DateTime<Utc>>)> {
-    conn.prepare_cached(
-        "SELECT count(*), min(created_at) FROM outbox WHERE state IN ('pending','sending') \
-         AND channel<>'webhook'",
-    )?
-    .query_row([], |r| {
-        Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.map(from_ms)))
-    })
+/// When the earliest lease of a row of `channel` in `sending` runs out (the sender looks again
+/// then: the row can be claimed again if its outcome is still not recorded).
+pub fn next_lease_end(
+    conn: &Connection,
+    channel: Channel,
+) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    let t: Option<i64> = conn
+        .prepare_cached(
+            "SELECT min(coalesce(lease_until, 0)) FROM outbox WHERE state='sending' AND channel=?1",
+        )?
+        .query_row([channel.as_str()], |r| r.get(0))?;
+    Ok(t.map(from_ms))
 }
 
-/// How long the oldest page that is due has been waiting to go out (`None` when none is due).
-/// Outbound notifications are left out like in [`depth`]. A figure beyond a few minutes means
-/// nothing is sending: `/healthz` reports it.
+/// Pages still waiting to go out (pending or sending) on the channels in `channels` (those a
+/// transport serves), and the oldest one's creation time. Rows of a channel nobody sends are
+/// not a backlog anyone can work off (they are moved to a served channel by the escalation
+/// engine); outbound chat/webhook notifications (channel `webhook`, see `crate::outbound`) are
+/// not pages and are never counted: a Slack outage must not look like a paging backlog.
+pub fn depth(
+    conn: &Connection,
+    channels: &[Channel],
+) -> rusqlite::Result<(i64, Option<DateTime<Utc>>)> {
+    let list = |c: Channel| i64::from(channels.contains(&c));
+    conn.prepare_cached(
+        "SELECT count(*), min(created_at) FROM outbox WHERE state IN ('pending','sending') \
+         AND ((channel='sms' AND ?1) OR (channel='voice' AND ?2) OR (channel='email' AND ?3))",
+    )?
+    .query_row(
+        params![
+            list(Channel::Sms),
+            list(Channel::Voice),
+            list(Channel::Email)
+        ],
+        |r| Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.map(from_ms))),
+    )
+}
+
+/// Pending pages on channels outside `served` (no transport sends them, e.g. email after
+/// `[email] enabled = false`), oldest first: the escalation engine moves them to a served
+/// channel so they do not wait for ever.
+pub fn pending_unserved(conn: &Connection, served: &[Channel]) -> rusqlite::Result<Vec<Page>> {
+    let mut out = Vec::new();
+    for channel in Channel::ALL {
+        if served.contains(&channel) {
+            continue;
+        }
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM outbox WHERE state='pending' AND channel=?1 ORDER BY id"
+        ))?;
+        let rows = stmt.query_map([channel.as_str()], page_from_row)?;
+        for p in rows {
+            let mut p = p?;
+            p.items = items(conn, p.id)?;
+            out.push(p);
+        }
+    }
+    out.sort_by_key(|p| p.id);
+    Ok(out)
+}
+
+/// Moves pending page `p` to `channel` at `address`, due `now` (its own channel is not served
+/// any more), noting why on its incidents' timelines.
+pub fn move_to_channel(
+    conn: &Connection,
+    p: &Page,
+    channel: Channel,
+    address: &str,
+    why: &str,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE outbox SET channel=?2, address=?3, due_at=?4, channel_attempts=0, channel_since=?4, \
+         last_error=?5, updated_at=?4 WHERE id=?1 AND state='pending'",
+    )?
+    .execute(params![p.id, channel.as_str(), address, ms(now), why])?;
+    let who = p.user_id.as_deref().unwrap_or(&p.address);
+    let mut incidents: Vec<IncidentId> = p.incident_id.into_iter().collect();
+    incidents.extend(p.items.iter().copied());
+    for inc in incidents {
+        event(
+            conn,
+            Some(inc),
+            now,
+            "page-fallback",
+            None,
+            &format!("{} to {who}: {why}; trying {channel}", p.channel),
+            Some(&serde_json::json!({ "outbox_id": p.id, "channel": channel })),
+        )?;
+    }
+    Ok(())
+}
+
+/// Fails pending page `p` for good (nothing can send it), noting why on its incidents' timelines.
+pub fn fail_pending(
+    conn: &Connection,
+    p: &Page,
+    why: &str,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE outbox SET state='failed', last_error=?2, updated_at=?3 WHERE id=?1 AND state='pending'",
+    )?
+    .execute(params![p.id, why, ms(now)])?;
+    let who = p.user_id.as_deref().unwrap_or(&p.address);
+    let mut incidents: Vec<IncidentId> = p.incident_id.into_iter().collect();
+    incidents.extend(p.items.iter().copied());
+    for inc in incidents {
+        event(
+            conn,
+            Some(inc),
+            now,
+            "page-failed",
+            None,
+            &format!("{} to {who} failed for good: {why}", p.channel),
+            Some(&serde_json::json!({ "outbox_id": p.id })),
+        )?;
+    }
+    Ok(())
+}
+
+/// How long the oldest page that should be going out has waited: a pending page since it fell
+/// due, a claimed one since its lease ran out (its sender never recorded an outcome). `None` when
+/// there is none. Outbound notifications are left out like in [`depth`]. A figure beyond a few
+/// minutes means nothing is sending: `/healthz` reports it.
 pub fn oldest_due(
     conn: &Connection,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<Option<std::time::Duration>> {
     let t: Option<i64> = conn
         .prepare_cached(
-            "SELECT min(due_at) FROM outbox WHERE state='pending' AND due_at<=?1 \
-             AND channel<>'webhook'",
+            "SELECT min(CASE WHEN state='pending' THEN due_at ELSE coalesce(lease_until, updated_at) END) \
+             FROM outbox WHERE channel<>'webhook' AND ( \
+               (state='pending' AND due_at<=?1) OR \
+               (state='sending' AND coalesce(lease_until, updated_at)<=?1))",
         )?
         .query_row([ms(now)], |r| r.get(0))?;
     Ok(t.map(|t| (now - from_ms(t)).to_std().unwrap_or_default()))
@@ -305,7 +485,7 @@ pub fn recover_in_flight(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Res
     };
     for (id, incident) in &ids {
         conn.execute(
-            "UPDATE outbox SET state='pending', due_at=?2, updated_at=?2 WHERE id=?1",
+            "UPDATE outbox SET state='pending', due_at=?2, lease_until=NULL, updated_at=?2 WHERE id=?1",
             params![id, ms(now)],
         )?;
         if let Some(inc) = incident {
@@ -351,18 +531,37 @@ pub enum Attempt {
     Cancelled { reason: String },
 }
 
-/// Records the outcome of an attempt on page `id`, on the page and the incident timelines.
+/// Records the outcome of attempt `p.attempts` on page `p`, on the page and the incident
+/// timelines. Only the attempt that still holds the row records anything: if the row is no longer
+/// `sending` on this attempt (the outcome was already recorded by an earlier try whose answer got
+/// lost, or the lease ran out and a newer attempt took the row), nothing is written and `false`
+/// is returned, so retrying a finish is safe.
 pub fn finish(
     conn: &Connection,
     p: &Page,
     outcome: &Attempt,
     now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<bool> {
+    if crate::fault::armed("outbox.finish_fails") {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+            Some("fault point outbox.finish_fails".into()),
+        ));
+    }
+    let held: bool = conn
+        .prepare_cached(
+            "SELECT count(*) FROM outbox WHERE id=?1 AND state='sending' AND attempts=?2",
+        )?
+        .query_row(params![p.id, p.attempts], |r| r.get::<_, i64>(0))?
+        > 0;
+    if !held {
+        return Ok(false);
+    }
     let who = p.user_id.as_deref().unwrap_or(&p.address);
     let (kind, message) = match outcome {
         Attempt::Sent { reference, detail } => {
             conn.execute(
-                "UPDATE outbox SET state='sent', reference=?2, last_error=NULL, updated_at=?3 WHERE id=?1",
+                "UPDATE outbox SET state='sent', reference=?2, last_error=NULL, lease_until=NULL, updated_at=?3 WHERE id=?1",
                 params![p.id, reference, ms(now)],
             )?;
             (
@@ -375,7 +574,7 @@ pub fn finish(
         }
         Attempt::Retry { error, retry_at } => {
             conn.execute(
-                "UPDATE outbox SET state='pending', due_at=?2, last_error=?3, updated_at=?4 WHERE id=?1",
+                "UPDATE outbox SET state='pending', due_at=?2, last_error=?3, lease_until=NULL, updated_at=?4 WHERE id=?1",
                 params![p.id, ms(*retry_at), error, ms(now)],
             )?;
             (
@@ -396,7 +595,7 @@ pub fn finish(
         } => {
             conn.execute(
                 "UPDATE outbox SET state='pending', channel=?2, address=?3, due_at=?4, channel_attempts=0, \
-                 channel_since=?4, last_error=?5, updated_at=?6 WHERE id=?1",
+                 channel_since=?4, last_error=?5, lease_until=NULL, updated_at=?6 WHERE id=?1",
                 params![p.id, channel.as_str(), address, ms(*due_at), error, ms(now)],
             )?;
             (
@@ -406,7 +605,7 @@ pub fn finish(
         }
         Attempt::Failed { error } => {
             conn.execute(
-                "UPDATE outbox SET state='failed', last_error=?2, updated_at=?3 WHERE id=?1",
+                "UPDATE outbox SET state='failed', last_error=?2, lease_until=NULL, updated_at=?3 WHERE id=?1",
                 params![p.id, error, ms(now)],
             )?;
             (
@@ -416,7 +615,7 @@ pub fn finish(
         }
         Attempt::Cancelled { reason } => {
             conn.execute(
-                "UPDATE outbox SET state='cancelled', last_error=?2, updated_at=?3 WHERE id=?1",
+                "UPDATE outbox SET state='cancelled', last_error=?2, lease_until=NULL, updated_at=?3 WHERE id=?1",
                 params![p.id, reason, ms(now)],
             )?;
             (
@@ -432,7 +631,7 @@ pub fn finish(
     for inc in incidents {
         event(conn, Some(inc), now, kind, None, &message, Some(&data))?;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// A delivery report for the SMS whose message reference is `reference` (the newest such page,
@@ -517,4 +716,208 @@ pub fn recent(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Page>> {
     ))?;
     let rows = stmt.query_map([limit as i64], page_from_row)?;
     rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    const LEASE: Duration = Duration::from_secs(60);
+
+    fn t(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap()
+    }
+
+    fn db() -> (Connection, IncidentId) {
+        let mut c = Connection::open_in_memory().unwrap();
+        c.pragma_update(None, "foreign_keys", "ON").unwrap();
+        crate::store::schema::migrate(&mut c).unwrap();
+        c.execute(
+            "INSERT INTO incidents (dedup_key,status,severity,summary,first_seen,last_seen) \
+             VALUES ('k','triggered','critical','s',0,0)",
+            [],
+        )
+        .unwrap();
+        let id = c.last_insert_rowid();
+        (c, id)
+    }
+
+    fn queue(c: &Connection, inc: IncidentId, channel: Channel, due: DateTime<Utc>) -> i64 {
+        enqueue(
+            c,
+            &NewPage {
+                kind: PageKind::Page,
+                incident_id: Some(inc),
+                user_id: Some("alice".into()),
+                channel,
+                address: "+4915100000001".into(),
+                subject: None,
+                body: "b".into(),
+                priority: 3,
+                due_at: due,
+            },
+            due,
+        )
+        .unwrap()
+    }
+
+    fn state(c: &Connection, id: i64) -> (String, i64) {
+        c.query_row(
+            "SELECT state, attempts FROM outbox WHERE id=?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    }
+
+    fn kinds(c: &Connection, inc: IncidentId) -> Vec<String> {
+        crate::store::queries::timeline(c, inc)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect()
+    }
+
+    #[test]
+    fn oldest_due_counts_due_pages_and_expired_claims_only() {
+        let (c, inc) = db();
+        assert_eq!(oldest_due(&c, t(0)).unwrap(), None);
+        queue(&c, inc, Channel::Sms, t(100));
+        // Not due yet: nothing is late.
+        assert_eq!(oldest_due(&c, t(50)).unwrap(), None);
+        assert_eq!(
+            oldest_due(&c, t(130)).unwrap(),
+            Some(Duration::from_secs(30))
+        );
+        // Claimed: held within its lease, late once the lease ran out unrecorded.
+        claim(&c, Channel::Sms, t(130), LEASE).unwrap().unwrap();
+        assert_eq!(oldest_due(&c, t(150)).unwrap(), None);
+        assert_eq!(
+            oldest_due(&c, t(130 + 60 + 400)).unwrap(),
+            Some(Duration::from_secs(400))
+        );
+    }
+
+    #[test]
+    fn a_claim_holds_its_row_until_the_lease_runs_out_then_it_is_claimed_again() {
+        let (c, inc) = db();
+        let id = queue(&c, inc, Channel::Sms, t(0));
+        let first = claim(&c, Channel::Sms, t(1), LEASE).unwrap().unwrap();
+        assert_eq!((first.id, first.attempts), (id, 1));
+        // Held within the lease, by the same channel's next claim too.
+        assert!(claim(&c, Channel::Sms, t(60), LEASE).unwrap().is_none());
+        assert_eq!(next_lease_end(&c, Channel::Sms).unwrap(), Some(t(61)));
+        assert_eq!(oldest_sending(&c).unwrap(), Some(t(1)));
+        // Past it, the row is taken again as a new attempt, and the timeline says why.
+        let again = claim(&c, Channel::Sms, t(61), LEASE).unwrap().unwrap();
+        assert_eq!((again.id, again.attempts), (id, 2));
+        assert!(kinds(&c, inc).contains(&"page-retry".to_string()));
+        // The lost attempt's late outcome records nothing; the holder's does, once.
+        let sent = Attempt::Sent {
+            reference: Some("1".into()),
+            detail: "ok".into(),
+        };
+        assert!(!finish(&c, &first, &sent, t(62)).unwrap());
+        assert_eq!(state(&c, id), ("sending".into(), 2));
+        assert!(finish(&c, &again, &sent, t(62)).unwrap());
+        assert!(
+            !finish(&c, &again, &sent, t(63)).unwrap(),
+            "a retried finish is a no-op"
+        );
+        assert_eq!(state(&c, id), ("sent".into(), 2));
+        let sent_events = kinds(&c, inc).iter().filter(|k| *k == "page-sent").count();
+        assert_eq!(sent_events, 1);
+        assert_eq!(oldest_sending(&c).unwrap(), None);
+        assert!(claim(&c, Channel::Sms, t(200), LEASE).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_lease_past_the_end_of_time_saturates() {
+        let (c, inc) = db();
+        queue(&c, inc, Channel::Sms, t(0));
+        let p = claim(&c, Channel::Sms, t(1), Duration::MAX)
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.attempts, 1);
+        assert!(claim(&c, Channel::Sms, t(1_000_000), LEASE)
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn rows_claimed_before_leases_existed_count_as_expired() {
+        let (c, inc) = db();
+        let id = queue(&c, inc, Channel::Sms, t(0));
+        c.execute("UPDATE outbox SET state='sending', lease_until=NULL", [])
+            .unwrap();
+        let p = claim(&c, Channel::Sms, t(1), LEASE).unwrap().unwrap();
+        assert_eq!(p.id, id);
+    }
+
+    #[test]
+    fn a_channel_back_wakes_only_the_pages_waiting_because_of_a_failure() {
+        let (c, inc) = db();
+        let failed = queue(&c, inc, Channel::Sms, t(0));
+        let planned = queue(&c, inc, Channel::Sms, t(120));
+        let other = queue(&c, inc, Channel::Voice, t(0));
+        let p = claim(&c, Channel::Sms, t(1), LEASE).unwrap().unwrap();
+        assert_eq!(p.id, failed);
+        finish(
+            &c,
+            &p,
+            &Attempt::Retry {
+                error: "CMS 331".into(),
+                retry_at: t(100),
+            },
+            t(1),
+        )
+        .unwrap();
+        assert_eq!(wake(&c, Channel::Sms, t(5)).unwrap(), 1);
+        let due = |id: i64| -> i64 {
+            c.query_row("SELECT due_at FROM outbox WHERE id=?1", [id], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(due(failed), ms(t(5)));
+        assert_eq!(due(planned), ms(t(120)), "a planned page keeps its time");
+        assert_eq!(due(other), ms(t(0)));
+        assert_eq!(
+            claim(&c, Channel::Sms, t(5), LEASE).unwrap().unwrap().id,
+            failed
+        );
+    }
+
+    #[test]
+    fn depth_counts_only_the_channels_that_can_be_sent() {
+        let (c, inc) = db();
+        queue(&c, inc, Channel::Sms, t(0));
+        queue(&c, inc, Channel::Email, t(0));
+        queue(&c, inc, Channel::Email, t(0));
+        assert_eq!(depth(&c, &Channel::ALL).unwrap().0, 3);
+        assert_eq!(
+            depth(&c, &[Channel::Sms, Channel::Voice]).unwrap(),
+            (1, Some(t(0)))
+        );
+        assert_eq!(depth(&c, &[Channel::Email]).unwrap().0, 2);
+        assert_eq!(depth(&c, &[]).unwrap(), (0, None));
+        let unserved = pending_unserved(&c, &[Channel::Sms, Channel::Voice]).unwrap();
+        assert_eq!(unserved.len(), 2);
+        assert!(unserved.iter().all(|p| p.channel == Channel::Email));
+    }
+
+    #[test]
+    fn recovery_after_a_crash_clears_the_lease() {
+        let (c, inc) = db();
+        let id = queue(&c, inc, Channel::Sms, t(0));
+        claim(&c, Channel::Sms, t(1), LEASE).unwrap().unwrap();
+        assert_eq!(recover_in_flight(&c, t(2)).unwrap(), 1);
+        assert_eq!(state(&c, id), ("pending".into(), 1));
+        assert_eq!(
+            claim(&c, Channel::Sms, t(2), LEASE)
+                .unwrap()
+                .unwrap()
+                .attempts,
+            2
+        );
+    }
 }

@@ -263,7 +263,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO outbound_cursor (id, last_event_id) SELECT 1, coalesce(max(id), 0) FROM events;
     "#,
-    // The store's probe write: when nothing else was written for a while, the store thread
+    // 9: the store's probe write: when nothing else was written for a while, the store thread
     // updates this one row, so an idle box learns that its disk is full or read-only before an
     // alert needs it.
     r#"
@@ -272,6 +272,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         at INTEGER NOT NULL
     );
     INSERT INTO store_probe (id, at) VALUES (1, 0);
+    "#,
+    // 10: leased claims. A row in 'sending' holds its claim until lease_until (ms); once that has
+    // passed, the claim may be taken again (the outcome of that attempt was never recorded).
+    // NULL (rows claimed before this version) counts as expired.
+    r#"
+    ALTER TABLE outbox ADD COLUMN lease_until INTEGER;
     "#,
 ];
 

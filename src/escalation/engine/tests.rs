@@ -14,6 +14,9 @@ time_zone = "Europe/Berlin"
 group_window = "30s"
 rate_limit_count = 3
 rate_limit_window = "10m"
+[email]
+enabled = true
+host = "127.0.0.1"
 
 [[users]]
 id = "alice"
@@ -563,4 +566,141 @@ fn a_runtime_silence_holds_the_next_step_and_expiring_it_pages_at_once() {
         )
         .unwrap();
     assert_eq!(esc, None, "the hold mark is cleared");
+}
+
+fn setup_email_off() -> (Connection, Plan) {
+    let mut c = Connection::open_in_memory().unwrap();
+    crate::store::schema::migrate(&mut c).unwrap();
+    let text = CONFIG.replace("[email]\nenabled = true", "[email]\nenabled = false");
+    let cfg = Config::parse(&text, "t.toml", Path::new("/"))
+        .unwrap()
+        .config;
+    (c, Plan::new(Arc::new(cfg)))
+}
+
+/// With email off, the default rules queue no email row: SMS now and the call at +2 min only
+/// (the email reminder would repeat a channel the person already gets).
+#[test]
+fn a_channel_that_is_off_queues_nothing() {
+    let (c, plan) = setup_email_off();
+    assert_eq!(plan.served, [Channel::Sms, Channel::Voice]);
+    trigger(&c, &plan, "db1", "db", t(0));
+    pass(&c, &plan, t(0)).unwrap();
+    assert_eq!(
+        pages_to(&c, "alice"),
+        [("sms".into(), 0), ("voice".into(), 2)]
+    );
+    assert!(outbox_rows(&c).iter().all(|r| r.0 != "email"));
+}
+
+/// An email-only person is paged on their next channel when email is off; a person no enabled
+/// channel reaches is reported on the timeline, not silently skipped.
+#[test]
+fn a_person_is_paged_on_the_next_channel_or_said_to_be_unreachable() {
+    let (c, plan) = setup_email_off();
+    let alice = plan.directory.contact("alice").unwrap().clone();
+    let low = pages_for_user(&alice, crate::incident::Urgency::Low, t(0));
+    assert_eq!(low, [(Channel::Email, t(0))]);
+    let (moved, lost) = on_served_channels(
+        &low,
+        &alice,
+        crate::incident::Urgency::Low,
+        &plan.served,
+        &plan.config.paging.channels,
+        |_| true,
+    );
+    assert_eq!(moved, [(Channel::Sms, t(0))], "low urgency never calls");
+    assert!(lost.is_empty());
+    let mut mail_only = alice.clone();
+    mail_only.phone = None;
+    let (moved, lost) = on_served_channels(
+        &low,
+        &mail_only,
+        crate::incident::Urgency::Low,
+        &plan.served,
+        &plan.config.paging.channels,
+        |_| true,
+    );
+    assert!(moved.is_empty());
+    assert_eq!(lost, [Channel::Email]);
+    // Through the engine: a step that pages only someone who cannot be reached says so.
+    let (c2, plan2) = {
+        let mut c = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut c).unwrap();
+        let text = format!(
+            "{}\n[[users]]\nid = \"carol\"\nemail = \"carol@example.org\"\n[[policies]]\nid = \"mail\"\n[[policies.steps]]\nusers = [\"carol\"]\nwait = \"5m\"\n",
+            CONFIG.replace("[email]\nenabled = true", "[email]\nenabled = false")
+        )
+        .replace(
+            "[[routes]]\nid = \"default\"\npolicy = \"default\"",
+            "[[routes]]\nid = \"default\"\npolicy = \"mail\"",
+        );
+        let cfg = Config::parse(&text, "t.toml", Path::new("/"))
+            .unwrap()
+            .config;
+        (c, Plan::new(Arc::new(cfg)))
+    };
+    drop(c);
+    let id = trigger(&c2, &plan2, "web1", "web", t(0));
+    pass(&c2, &plan2, t(0)).unwrap();
+    assert!(outbox_rows(&c2)
+        .iter()
+        .all(|r| r.1.as_deref() != Some("carol")));
+    assert!(
+        kinds(&c2, id).contains(&"page-unreachable".to_string()),
+        "{:?}",
+        kinds(&c2, id)
+    );
+}
+
+/// Rows queued for email before email was turned off move to the person's next channel; one
+/// that no enabled channel can take is failed, not left pending.
+#[test]
+fn queued_rows_of_a_channel_turned_off_move_on() {
+    let (c, plan) = setup();
+    let id = trigger(&c, &plan, "db1", "db", t(0));
+    pass(&c, &plan, t(0)).unwrap();
+    outbox::enqueue(
+        &c,
+        &NewPage {
+            kind: PageKind::Status,
+            incident_id: Some(id),
+            user_id: None,
+            channel: Channel::Email,
+            address: "boss@example.org".into(),
+            subject: None,
+            body: "x".into(),
+            priority: 0,
+            due_at: t(0),
+        },
+        t(0),
+    )
+    .unwrap();
+    let (_, off) = setup_email_off();
+    let off = Plan::new(off.config.clone());
+    assert_eq!(reroute_unserved(&c, &off, t(1)).unwrap(), 1);
+    let rows: Vec<(String, String, Option<String>)> = c
+        .prepare("SELECT channel, state, user_id FROM outbox ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert!(
+        rows.iter().all(|r| r.0 != "email" || r.1 == "failed"),
+        "{rows:?}"
+    );
+    // Alice's email reminder moved to SMS; the stakeholder's email failed for good.
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r.2.as_deref() == Some("alice") && r.0 == "sms")
+            .count(),
+        2
+    );
+    assert!(rows
+        .iter()
+        .any(|r| r.2.is_none() && r.0 == "email" && r.1 == "failed"));
+    assert!(kinds(&c, id).contains(&"page-fallback".to_string()));
+    // Nothing left to move.
+    assert_eq!(reroute_unserved(&c, &off, t(2)).unwrap(), 0);
 }

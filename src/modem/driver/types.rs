@@ -350,16 +350,17 @@ pub enum ModemError {
 }
 
 impl ModemError {
-    /// Whether trying again later may succeed.
+    /// Whether trying again later may succeed. A stopped modem task is retryable: the task ends
+    /// at shutdown (the page is resumed after the restart) or when it failed (the supervisor
+    /// restarts the daemon), and either way the page must not be failed for good because of it.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Unavailable { .. } | Self::UssdTimeout { .. } => true,
+            Self::Unavailable { .. } | Self::UssdTimeout { .. } | Self::Stopped => true,
             Self::Command(e) | Self::Part { source: e, .. } => e.is_retryable(),
             Self::Encode(_)
             | Self::InvalidNumber { .. }
             | Self::Protocol { .. }
-            | Self::InvalidUssd { .. }
-            | Self::Stopped => false,
+            | Self::InvalidUssd { .. } => false,
         }
     }
 }
@@ -404,6 +405,12 @@ mod tests {
             "+CMS ERROR: 500 (unknown error) on AT+CMGS, part 2/3"
         );
         assert!(e.is_retryable());
+    }
+
+    #[test]
+    fn a_stopped_modem_is_retryable() {
+        assert!(ModemError::Stopped.is_retryable());
+        assert!(!ModemError::InvalidNumber { number: "x".into() }.is_retryable());
     }
 
     #[test]

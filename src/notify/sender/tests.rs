@@ -11,10 +11,13 @@ use crate::clock::SystemClock;
 use crate::store::outbox::NewPage;
 use crate::store::{AlertAction, AlertInput};
 
+const LEASE: Duration = Duration::from_secs(60);
+
 const CONFIG: &str = r#"
 [paging]
 max_attempts = 2
 channel_timeout = "5m"
+channel_start_wait = "0s"
 [[users]]
 id = "alice"
 phone = "+4915100000001"
@@ -35,6 +38,8 @@ struct Fake {
     down: Mutex<Option<String>>,
     fail: AtomicUsize,
     sent: Mutex<Vec<(String, String)>>,
+    /// Pushed on [`Fake::set_down`], as the modem's health watch is.
+    changes: watch::Sender<Health>,
 }
 
 impl Fake {
@@ -44,7 +49,29 @@ impl Fake {
             down: Mutex::new(None),
             fail: AtomicUsize::new(0),
             sent: Mutex::new(vec![]),
+            changes: watch::channel(fake_health(None)).0,
         })
+    }
+
+    /// Takes the channel down (`Some(why)`) or brings it back, and says so on its watch.
+    fn set_down(&self, why: Option<&str>) {
+        *self.down.lock().unwrap() = why.map(str::to_string);
+        self.changes.send_replace(fake_health(why));
+    }
+}
+
+fn fake_health(down: Option<&str>) -> Health {
+    Health {
+        state: if down.is_some() {
+            crate::modem::HealthState::Down
+        } else {
+            crate::modem::HealthState::Up
+        },
+        reason: down.unwrap_or("ready").to_string(),
+        since: Utc::now(),
+        signal_dbm: None,
+        registered: down.is_none(),
+        sim_ready: true,
     }
 }
 
@@ -57,6 +84,9 @@ impl Transport for Fake {
             Some(w) => Err(w.clone()),
             None => Ok(()),
         }
+    }
+    fn readiness_changes(&self) -> Option<watch::Receiver<Health>> {
+        Some(self.changes.subscribe())
     }
     fn send<'a>(&'a self, msg: &'a Outgoing) -> SendFuture<'a> {
         Box::pin(async move {
@@ -262,6 +292,7 @@ async fn sms_down_page_arrives_by_email_and_sms_is_used_again_when_it_returns() 
             store.clone(),
             cfg_rx.clone(),
             health_tx.clone(),
+            crate::supervisor::Heartbeat::detached("sender"),
             shutdown.clone(),
             crate::metrics::Metrics::new(chrono::Utc::now()),
         ));
@@ -309,12 +340,21 @@ async fn acknowledged_incident_is_not_paged() {
     let sms = Fake::new(Channel::Sms);
     let all: Arc<Vec<Arc<dyn Transport>>> = Arc::new(vec![sms.clone()]);
     let p = store
-        .call(|c, now| Ok(outbox::claim(c, Channel::Sms, now)?))
+        .call(|c, now| Ok(outbox::claim(c, Channel::Sms, now, LEASE)?))
         .await
         .unwrap()
         .unwrap();
     let metrics = crate::metrics::Metrics::new(chrono::Utc::now());
-    handle(&*sms, &all, &store, cfg, p, &metrics).await;
+    handle(
+        &*sms,
+        &all,
+        &store,
+        cfg,
+        p,
+        &metrics,
+        &CancellationToken::new(),
+    )
+    .await;
     assert!(sms.sent.lock().unwrap().is_empty());
     assert_eq!(
         states(&store).await,
@@ -345,6 +385,7 @@ async fn all_channels_down_waits_between_rounds_instead_of_spinning() {
             store.clone(),
             cfg_rx.clone(),
             health_tx.clone(),
+            crate::supervisor::Heartbeat::detached("sender"),
             shutdown.clone(),
             crate::metrics::Metrics::new(chrono::Utc::now()),
         ));
@@ -382,12 +423,21 @@ async fn attempts_are_counted_and_sent_pages_timed() {
         let p = store
             .call(|c, now| {
                 c.execute("UPDATE outbox SET due_at=0 WHERE state='pending'", [])?;
-                Ok(outbox::claim(c, Channel::Sms, now)?)
+                Ok(outbox::claim(c, Channel::Sms, now, LEASE)?)
             })
             .await
             .unwrap()
             .expect("a due page");
-        handle(&*sms, &all, &store, cfg.clone(), p, &metrics).await;
+        handle(
+            &*sms,
+            &all,
+            &store,
+            cfg.clone(),
+            p,
+            &metrics,
+            &CancellationToken::new(),
+        )
+        .await;
     }
     assert_eq!(sms.sent.lock().unwrap().len(), 1);
     let text = metrics.encode(&crate::metrics::Snapshot::default());
@@ -398,4 +448,224 @@ async fn attempts_are_counted_and_sent_pages_timed() {
     ] {
         assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
     }
+}
+
+fn config_with(extra_paging: &str) -> Arc<Config> {
+    let text = CONFIG.replace("channel_start_wait = \"0s\"\n", extra_paging);
+    Arc::new(
+        Config::parse(&text, "t.toml", Path::new("/"))
+            .unwrap()
+            .config,
+    )
+}
+
+fn spawn_senders(
+    all: &Arc<Vec<Arc<dyn Transport>>>,
+    store: &Store,
+    cfg: Arc<Config>,
+    shutdown: &CancellationToken,
+) {
+    let (cfg_tx, cfg_rx) = watch::channel(cfg);
+    // Keep the config watch open for the senders' lifetime.
+    std::mem::forget(cfg_tx);
+    let health_tx = Arc::new(watch::channel(PagingHealth::default()).0);
+    for t in all.iter() {
+        tokio::spawn(run(
+            t.clone(),
+            all.clone(),
+            store.clone(),
+            cfg_rx.clone(),
+            health_tx.clone(),
+            crate::supervisor::Heartbeat::detached("sender"),
+            shutdown.clone(),
+            crate::metrics::Metrics::new(Utc::now()),
+        ));
+    }
+}
+
+async fn wait_sent(t: &Fake, within: Duration) -> Option<Duration> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < within {
+        if !t.sent.lock().unwrap().is_empty() {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
+/// After a start, a page for a channel that is still starting waits for it (not for email),
+/// and goes out as soon as the channel is ready: no poll or backoff in between.
+#[tokio::test]
+async fn a_page_waits_for_a_starting_channel_then_goes_out_at_once() {
+    let (store, _, id) = setup().await;
+    let sms = Fake::new(Channel::Sms);
+    let voice = Fake::new(Channel::Voice);
+    let email = Fake::new(Channel::Email);
+    sms.set_down(Some("starting"));
+    voice.set_down(Some("starting"));
+    let all: Arc<Vec<Arc<dyn Transport>>> =
+        Arc::new(vec![sms.clone(), voice.clone(), email.clone()]);
+    let shutdown = CancellationToken::new();
+    spawn_senders(
+        &all,
+        &store,
+        config_with("channel_start_wait = \"60s\"\n"),
+        &shutdown,
+    );
+    queue(&store, id, Channel::Sms, "+4915100000001").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        email.sent.lock().unwrap().is_empty(),
+        "no email while the modem starts"
+    );
+    assert_eq!(
+        states(&store).await,
+        [("sms".to_string(), "pending".to_string())]
+    );
+    sms.set_down(None);
+    voice.set_down(None);
+    let took = wait_sent(&sms, Duration::from_secs(5))
+        .await
+        .expect("sent by SMS");
+    assert!(
+        took < Duration::from_millis(500),
+        "sent {took:?} after the modem was up"
+    );
+    assert!(email.sent.lock().unwrap().is_empty());
+    shutdown.cancel();
+}
+
+/// The wait for a starting channel is bounded: past `channel_start_wait` the page falls through.
+#[tokio::test]
+async fn a_channel_that_never_starts_is_waited_for_only_so_long() {
+    let (store, _, id) = setup().await;
+    let sms = Fake::new(Channel::Sms);
+    let email = Fake::new(Channel::Email);
+    sms.set_down(Some("starting"));
+    let all: Arc<Vec<Arc<dyn Transport>>> = Arc::new(vec![sms.clone(), email.clone()]);
+    let shutdown = CancellationToken::new();
+    spawn_senders(
+        &all,
+        &store,
+        config_with("channel_start_wait = \"300ms\"\n"),
+        &shutdown,
+    );
+    queue(&store, id, Channel::Sms, "+4915100000001").await;
+    let took = wait_sent(&email, Duration::from_secs(5))
+        .await
+        .expect("fell through to email");
+    assert!(took >= Duration::from_millis(200), "{took:?}");
+    assert!(sms.sent.lock().unwrap().is_empty());
+    shutdown.cancel();
+}
+
+/// A page backing off because its channels are down (no email) is woken the moment the channel
+/// comes back, instead of waiting out its backoff.
+#[tokio::test]
+async fn a_channel_that_comes_back_wakes_its_backing_off_pages() {
+    let (store, cfg, id) = setup().await;
+    let sms = Fake::new(Channel::Sms);
+    let voice = Fake::new(Channel::Voice);
+    let all: Arc<Vec<Arc<dyn Transport>>> = Arc::new(vec![sms.clone(), voice.clone()]);
+    let shutdown = CancellationToken::new();
+    spawn_senders(&all, &store, cfg, &shutdown);
+    // Up first, then an outage.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    sms.set_down(Some("not registered"));
+    voice.set_down(Some("not registered"));
+    queue(&store, id, Channel::Sms, "+4915100000001").await;
+    // It goes round SMS -> voice and back to SMS with a pause of 10 s or more.
+    let due_later = async {
+        loop {
+            let due: Option<i64> = store
+                .call(|c, now| {
+                    Ok(c.query_row(
+                        "SELECT due_at - ?1 FROM outbox WHERE state='pending' AND channel='sms' \
+                         AND last_error IS NOT NULL",
+                        [crate::store::ms(now)],
+                        |r| r.get(0),
+                    )
+                    .ok())
+                })
+                .await
+                .unwrap();
+            if due.is_some_and(|d| d > 5_000) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), due_later)
+        .await
+        .expect("the page backs off");
+    sms.set_down(None);
+    voice.set_down(None);
+    let took = wait_sent(&sms, Duration::from_secs(5))
+        .await
+        .expect("woken and sent");
+    assert!(
+        took < Duration::from_millis(500),
+        "sent {took:?} after the channel came back"
+    );
+    shutdown.cancel();
+}
+
+/// Recording an outcome is tried again until the store takes it, and its result is returned.
+#[tokio::test]
+async fn recording_is_retried_until_the_store_takes_it() {
+    let (store, _, _) = setup().await;
+    let tries = Arc::new(AtomicUsize::new(0));
+    let t = tries.clone();
+    let v = until_stored(&store, &CancellationToken::new(), "test", move |_, _| {
+        if t.fetch_add(1, Ordering::SeqCst) < 3 {
+            Err(StoreError::Busy)
+        } else {
+            Ok(42)
+        }
+    })
+    .await;
+    assert_eq!(v, Some(42));
+    assert_eq!(tries.load(Ordering::SeqCst), 4);
+    // At shutdown it gives up (the row stays `sending` for the restart).
+    let stop = CancellationToken::new();
+    stop.cancel();
+    let v: Option<()> = until_stored(&store, &stop, "test", |_, _| Err(StoreError::Busy)).await;
+    assert_eq!(v, None);
+}
+
+/// A sender that claims a row whose outcome was never recorded (lease run out) sends it again
+/// and records it; the page does not stay in `sending`.
+#[tokio::test]
+async fn a_row_stuck_in_sending_is_sent_again_after_its_lease() {
+    let (store, cfg, id) = setup().await;
+    queue(&store, id, Channel::Sms, "+4915100000001").await;
+    // An attempt whose outcome was never recorded, its lease already over.
+    store
+        .call(|c, now| {
+            let p = outbox::claim(c, Channel::Sms, now, Duration::ZERO)?;
+            assert!(p.is_some());
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let sms = Fake::new(Channel::Sms);
+    let all: Arc<Vec<Arc<dyn Transport>>> = Arc::new(vec![sms.clone()]);
+    let shutdown = CancellationToken::new();
+    spawn_senders(&all, &store, cfg, &shutdown);
+    wait_sent(&sms, Duration::from_secs(5))
+        .await
+        .expect("sent again");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        states(&store).await,
+        [("sms".to_string(), "sent".to_string())]
+    );
+    let (_, tl) = store.incident(id).await.unwrap().unwrap();
+    assert!(
+        tl.iter()
+            .any(|e| e.kind == "page-retry" && e.message.contains("never recorded")),
+        "{tl:#?}"
+    );
+    shutdown.cancel();
 }

@@ -1,0 +1,232 @@
+//! End-to-end senders: leased claims and wake-ups, through the real daemon binary and the modem
+//! simulator in its own process. A page accepted while the modem boots waits for it (it does not
+//! go by email), a page held up by a network outage goes out as soon as the network is back
+//! (not after its backoff), and a page whose outcome cannot be recorded for a while is recorded
+//! once the store takes it again, sent once, without a restart.
+
+mod util;
+
+use std::time::{Duration, Instant};
+
+use pagerbox::modem::sim::control::ControlRequest;
+use pagerbox::modem::sim::Fault;
+use pagerbox::notify::smtp_test_server::{SmtpTestOptions, SmtpTestServer};
+use serde_json::json;
+use util::{Daemon, ExternalSim};
+
+const ALICE: &str = "+4915100000011";
+
+/// A test SMTP server with its own runtime (kept alive with it).
+struct Smtp {
+    _rt: tokio::runtime::Runtime,
+    server: SmtpTestServer,
+}
+
+impl Smtp {
+    fn start() -> Smtp {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = rt
+            .block_on(SmtpTestServer::start(SmtpTestOptions::default()))
+            .unwrap();
+        Smtp { _rt: rt, server }
+    }
+}
+
+fn config(sim: &ExternalSim, smtp: Option<&Smtp>) -> String {
+    let email = match smtp {
+        Some(s) => format!(
+            "[email]\nenabled = true\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nfrom = \"pagerbox <pagerbox@localhost>\"\ntimeout = \"3s\"\n",
+            s.server.addr().port()
+        ),
+        None => String::new(),
+    };
+    format!(
+        r#"
+[modem]
+device = "{link}"
+profile = "sim7600"
+command_timeout = "2s"
+sms_timeout = "5s"
+health_interval = "1s"
+delivery_reports = false
+
+{email}
+
+[paging]
+max_attempts = 2
+channel_timeout = "3s"
+channel_start_wait = "60s"
+
+[[users]]
+id = "alice"
+phone = "{ALICE}"
+email = "alice@example.org"
+[[users.rules]]
+channel = "sms"
+after = "0s"
+
+[[policies]]
+id = "default"
+[[policies.steps]]
+users = ["alice"]
+wait = "1h"
+
+[[routes]]
+id = "default"
+policy = "default"
+"#,
+        link = sim.link.display()
+    )
+}
+
+fn trigger(d: &Daemon, key: &str) -> i64 {
+    let (code, v) = d.post_json(
+        "/v1/alerts",
+        json!({"summary": "db down", "severity": "critical", "service": "db", "dedup_key": key}),
+    );
+    assert_eq!(code, 202, "{v}");
+    v["incident_id"].as_i64().unwrap()
+}
+
+fn modem_up(d: &Daemon) -> bool {
+    let (_, h) = d.get("/healthz");
+    h["modem"]["state"] == "up"
+}
+
+fn timeline(d: &Daemon, id: i64) -> Vec<(String, String)> {
+    let (_, v) = d.get(&format!("/v1/incidents/{id}"));
+    v["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().to_string(),
+                e["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Whether the page left SMS for another channel.
+fn sms_row_fell_through(d: &Daemon, id: i64) -> bool {
+    timeline(d, id)
+        .iter()
+        .any(|(k, m)| k == "page-fallback" && m.starts_with("sms "))
+}
+
+/// After a start, the modem is not there yet (it comes a few seconds later): the page waits for
+/// it and goes out by SMS, instead of falling through to email at once.
+#[test]
+fn a_page_accepted_while_the_modem_starts_waits_for_it_and_goes_by_sms() {
+    let sim = ExternalSim::start();
+    let smtp = Smtp::start();
+    // The device is away for the daemon's first seconds.
+    sim.request(ControlRequest::Fault {
+        fault: Fault::Vanish {
+            after: Duration::from_secs(3),
+        },
+    });
+    let d = Daemon::start(&config(&sim, Some(&smtp)));
+    assert!(!modem_up(&d));
+    let id = trigger(&d, "boot");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(sim.sms_to(ALICE).is_empty());
+    assert!(!sms_row_fell_through(&d, id), "{:?}", timeline(&d, id));
+    assert!(smtp.server.messages().is_empty());
+    d.wait_for(40, "modem up", || modem_up(&d).then_some(()));
+    let up = Instant::now();
+    let sms = d.wait_for(10, "the page by SMS", || {
+        sim.sms_to(ALICE).into_iter().next()
+    });
+    assert!(sms.starts_with(&format!("#{id} ")), "{sms}");
+    assert!(
+        up.elapsed() < Duration::from_secs(3),
+        "the SMS went {:?} after the modem was up",
+        up.elapsed()
+    );
+    assert!(!sms_row_fell_through(&d, id), "{:?}", timeline(&d, id));
+    assert!(smtp.server.messages().is_empty(), "nothing went by email");
+}
+
+/// A network outage with no other channel: the page backs off (10 s and more), and goes out as
+/// soon as the network is back, not when the backoff ends.
+#[test]
+fn a_page_held_up_by_an_outage_goes_as_soon_as_the_network_is_back() {
+    let sim = ExternalSim::start();
+    let d = Daemon::start(&config(&sim, None));
+    d.wait_for(20, "modem up", || modem_up(&d).then_some(()));
+    sim.request(ControlRequest::Fault {
+        fault: Fault::LoseRegistration { searching: true },
+    });
+    d.wait_for(20, "modem down", || (!modem_up(&d)).then_some(()));
+    let id = trigger(&d, "outage");
+    d.wait_for(10, "the page backs off", || {
+        timeline(&d, id)
+            .iter()
+            .any(|(k, m)| k == "page-fallback" && m.contains("starting over"))
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(sim.sms_to(ALICE).is_empty());
+    let healed = Instant::now();
+    sim.request(ControlRequest::Heal);
+    let sms = d.wait_for(20, "the page by SMS", || {
+        sim.sms_to(ALICE).into_iter().next()
+    });
+    assert!(sms.starts_with(&format!("#{id} ")), "{sms}");
+    assert!(
+        healed.elapsed() < Duration::from_secs(5),
+        "sent {:?} after the network came back (the backoff was at least 10 s)",
+        healed.elapsed()
+    );
+}
+
+/// While recording outcomes fails, the page is sent but stays `sending` (visible in /metrics);
+/// once the store takes it again the outcome is recorded, without a restart, and the page is
+/// sent once.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn an_outcome_that_cannot_be_recorded_is_recorded_when_the_store_recovers() {
+    let sim = ExternalSim::start();
+    let d = Daemon::start(&config(&sim, None));
+    d.wait_for(20, "modem up", || modem_up(&d).then_some(()));
+    let (code, v) = d.post_json(
+        "/v1/faults",
+        json!({"name": "outbox.finish_fails", "for": "4s"}),
+    );
+    assert_eq!(code, 200, "{v}");
+    let id = trigger(&d, "finish");
+    d.wait_for(10, "the page by SMS", || {
+        sim.sms_to(ALICE).into_iter().next()
+    });
+    // Sent, not recorded: the row is still claimed, and /metrics shows how long.
+    let age = d.wait_for(5, "the sending age in /metrics", || {
+        let text = ureq::get(&d.url("/metrics"))
+            .call()
+            .ok()?
+            .into_string()
+            .ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("pagerbox_outbox_oldest_sending_age_seconds "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|v| *v > 0.0)
+    });
+    assert!(age > 0.0);
+    assert!(!timeline(&d, id).iter().any(|(k, _)| k == "page-sent"));
+    d.wait_for(20, "the outcome recorded", || {
+        timeline(&d, id)
+            .iter()
+            .any(|(k, _)| k == "page-sent")
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(sim.sms_to(ALICE).len(), 1, "sent once");
+    let (_, h) = d.get("/healthz");
+    assert_eq!(h["outbox"]["pending"], 0, "{h}");
+    assert!(d.log().contains("cannot record; retrying"));
+}
