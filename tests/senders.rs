@@ -230,3 +230,33 @@ fn an_outcome_that_cannot_be_recorded_is_recorded_when_the_store_recovers() {
     assert_eq!(h["outbox"]["pending"], 0, "{h}");
     assert!(d.log().contains("cannot record; retrying"));
 }
+
+/// Email is off: a person whose only rule is email is paged on their next channel (SMS), and no
+/// email row is queued that nothing would ever send.
+#[test]
+fn with_email_off_an_email_rule_pages_by_sms_and_queues_no_email() {
+    let sim = ExternalSim::start();
+    let text = config(&sim, None).replace(
+        "[[users.rules]]\nchannel = \"sms\"\nafter = \"0s\"\n",
+        "[[users.rules]]\nchannel = \"email\"\nafter = \"0s\"\n",
+    );
+    assert!(text.contains("channel = \"email\""));
+    let d = Daemon::start(&text);
+    d.wait_for(20, "modem up", || modem_up(&d).then_some(()));
+    let id = trigger(&d, "mail-off");
+    let sms = d.wait_for(10, "the page by SMS", || {
+        sim.sms_to(ALICE).into_iter().next()
+    });
+    assert!(sms.starts_with(&format!("#{id} ")), "{sms}");
+    let tl = timeline(&d, id);
+    assert!(
+        !tl.iter()
+            .any(|(k, m)| k == "page-queued" && m.starts_with("email")),
+        "{tl:?}"
+    );
+    // Once the SMS is recorded nothing is left waiting (the count only covers served channels).
+    d.wait_for(10, "an empty outbox", || {
+        let (_, h) = d.get("/healthz");
+        (h["outbox"]["pending"] == 0).then_some(())
+    });
+}

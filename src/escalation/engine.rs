@@ -70,14 +70,16 @@ impl Plan {
                 rules: u.rules.clone(),
             })
             .collect();
-        let directory = Directory::new(contacts, config.schedules.clone());
+        let served = crate::notify::served_channels(&config);
+        let directory = Directory::new(contacts, config.schedules.clone())
+            .with_channels(served.clone(), config.paging.channels.clone());
         let policies = config
             .policies
             .iter()
             .map(|p| (p.id.clone(), p.clone()))
             .collect();
         Plan {
-            served: crate::notify::served_channels(&config),
+            served,
             config,
             directory,
             policies,

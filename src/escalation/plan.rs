@@ -39,6 +39,9 @@ impl Contact {
 pub struct Directory {
     contacts: HashMap<String, Contact>,
     schedules: HashMap<String, Schedule>,
+    /// The channels a transport serves and the fall-through order, when known: the dry run then
+    /// moves pages off channels that are off, as the engine does ([`on_served_channels`]).
+    channels: Option<(Vec<Channel>, Vec<Channel>)>,
 }
 
 impl Directory {
@@ -48,7 +51,14 @@ impl Directory {
         Directory {
             contacts: contacts.into_iter().map(|c| (c.id.clone(), c)).collect(),
             schedules: schedules.into_iter().map(|s| (s.id.clone(), s)).collect(),
+            channels: None,
         }
+    }
+
+    /// The same directory, knowing which channels are `served` and the fall-through `order`.
+    pub fn with_channels(mut self, served: Vec<Channel>, order: Vec<Channel>) -> Self {
+        self.channels = Some((served, order));
+        self
     }
 
     /// The person with this id.
@@ -249,21 +259,28 @@ pub fn plan(
                         continue;
                     };
                     let before = pages.len();
-                    for (channel, at) in pages_for_user(contact, urgency, now) {
-                        if route.allows(channel) {
-                            pages.push(PlannedPage {
-                                at,
-                                step,
-                                round,
-                                user: target.user.clone(),
-                                channel,
-                                via: target.via.clone(),
-                            });
-                        }
+                    let mut wanted = pages_for_user(contact, urgency, now);
+                    wanted.retain(|(c, _)| route.allows(*c));
+                    if let Some((served, order)) = &directory.channels {
+                        wanted =
+                            on_served_channels(&wanted, contact, urgency, served, order, |c| {
+                                route.allows(c)
+                            })
+                            .0;
+                    }
+                    for (channel, at) in wanted {
+                        pages.push(PlannedPage {
+                            at,
+                            step,
+                            round,
+                            user: target.user.clone(),
+                            channel,
+                            via: target.via.clone(),
+                        });
                     }
                     if pages.len() == before {
                         warnings.push(format!(
-                            "{label}: {} cannot be reached (no rule, address or allowed channel)",
+                            "{label}: {} cannot be reached (no rule, address, allowed or enabled channel)",
                             target.user
                         ));
                     }
@@ -606,6 +623,30 @@ pub(crate) mod tests {
             &OverridesBySchedule::new(),
         );
         assert!(plan.pages.iter().all(|p| p.channel == Channel::Email));
+    }
+
+    #[test]
+    fn the_dry_run_moves_pages_off_a_channel_that_is_off() {
+        let (dir, policy, routes) = example();
+        let dir = dir.with_channels(
+            vec![Channel::Sms, Channel::Voice],
+            vec![Channel::Sms, Channel::Voice, Channel::Email],
+        );
+        let plan = plan(
+            &policy,
+            &routes[1],
+            Severity::Warning,
+            &dir,
+            utc("2026-01-09T20:00:00Z"),
+            &OverridesBySchedule::new(),
+        );
+        assert_eq!(plan.urgency, Urgency::Low);
+        assert!(!plan.pages.is_empty());
+        assert!(
+            plan.pages.iter().all(|p| p.channel == Channel::Sms),
+            "low urgency by SMS instead of email, never a call: {:?}",
+            plan.pages
+        );
     }
 
     #[test]

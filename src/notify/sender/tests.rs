@@ -208,6 +208,41 @@ fn retries_then_falls_through_in_order_then_starts_over() {
     ));
 }
 
+/// A stopped modem task (shutdown, or a crash the supervisor handles) is a retryable failure:
+/// a person reachable only by SMS keeps their page instead of losing it for good.
+#[test]
+fn a_stopped_modem_never_fails_a_page_for_good() {
+    let cfg = config();
+    let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 1, 0).unwrap();
+    let err = crate::modem::ModemError::Stopped;
+    let mut p = page(Channel::Sms);
+    p.channel_attempts = 5;
+    let outcome = after_failure(
+        &p,
+        &err.to_string(),
+        err.is_retryable(),
+        false,
+        &cfg,
+        &[Channel::Sms],
+        now,
+    );
+    assert!(matches!(outcome, Attempt::Retry { .. }), "{outcome:?}");
+    // A permanent error on the only channel does end it (the contrast).
+    let bad = crate::modem::ModemError::InvalidNumber { number: "x".into() };
+    assert!(matches!(
+        after_failure(
+            &p,
+            &bad.to_string(),
+            bad.is_retryable(),
+            false,
+            &cfg,
+            &[Channel::Sms],
+            now
+        ),
+        Attempt::Failed { .. }
+    ));
+}
+
 async fn setup() -> (Store, Arc<Config>, i64) {
     let dir = tempfile::tempdir().unwrap().keep();
     let store = Store::open(&dir.join("db"), Arc::new(SystemClock)).unwrap();
