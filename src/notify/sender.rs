@@ -106,7 +106,10 @@ pub fn liveness_bound(transport: &dyn Transport) -> Duration {
 /// would be sent again, and one that was not sent would sit in `sending` until its lease runs
 /// out, so giving up after one failed call is never right. `f` must be safe to run again after
 /// a try whose answer was lost (the outcome functions only apply to the attempt holding the row).
-/// `None` only at shutdown; the row then stays `sending` and is resumed after the restart.
+/// `None` at shutdown (the row then stays `sending` and is resumed after the restart), and for an
+/// error of ours that no retry fixes (constraint, schema: logged by the store as a bug): the row
+/// then stays `sending` until its lease runs out and is tried again, so even a bug delays a page
+/// instead of losing it.
 pub async fn until_stored<T, F>(
     store: &Store,
     shutdown: &CancellationToken,
@@ -127,6 +130,10 @@ where
                     tracing::info!(what, attempt, "recorded after the store failed");
                 }
                 return Some(v);
+            }
+            Ok(Err(e)) if !e.is_retryable() => {
+                tracing::error!(what, attempt, error = %e, "cannot record, and retrying will not help; the claim's lease brings the page back");
+                return None;
             }
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer from the store within {RECORD_TRY_BOUND:?}"),
@@ -268,6 +275,8 @@ pub fn after_failure(
 
 /// Runs the sender for `transport` until `shutdown`. Each recorded attempt is counted in
 /// `metrics` (pages by channel and outcome; queued-to-sent latency of pages).
+// Each argument is a different owner's handle; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     transport: Arc<dyn Transport>,
     all: Arc<Vec<Arc<dyn Transport>>>,

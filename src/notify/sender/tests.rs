@@ -667,6 +667,15 @@ async fn recording_is_retried_until_the_store_takes_it() {
     stop.cancel();
     let v: Option<()> = until_stored(&store, &stop, "test", |_, _| Err(StoreError::Busy)).await;
     assert_eq!(v, None);
+    // An error no retry fixes is tried once: the claim's lease brings the page back instead.
+    let tries = Arc::new(AtomicUsize::new(0));
+    let t = tries.clone();
+    let v: Option<()> = until_stored(&store, &CancellationToken::new(), "test", move |_, _| {
+        t.fetch_add(1, Ordering::SeqCst);
+        Err(StoreError::Invalid("a bug".into()))
+    })
+    .await;
+    assert_eq!((v, tries.load(Ordering::SeqCst)), (None, 1));
 }
 
 /// A sender that claims a row whose outcome was never recorded (lease run out) sends it again
