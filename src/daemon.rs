@@ -177,6 +177,7 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
                 clock: clock.clone(),
                 selftest: Some(inbox),
                 metrics: metrics.clone(),
+                tracker: tracker.clone(),
             },
             shutdown.clone(),
         ));
@@ -286,7 +287,6 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
         paging: Some(paging_rx),
         modem: modem.as_ref().map(|(_, h)| h.clone()),
         metrics: metrics.clone(),
-        modem_handle: modem.as_ref().map(|(m, _)| m.clone()),
         selftest: selftest.as_ref().map(|(h, _)| h.clone()),
     };
     tracker.spawn(intake::http::serve(
@@ -460,11 +460,26 @@ struct EventSinks {
     selftest: Option<crate::selftest::Inbox>,
     /// Counts delivered/undelivered SMS pages.
     metrics: crate::metrics::Metrics,
+    /// Runs the short reject task, so shutdown waits for it.
+    tracker: TaskTracker,
 }
+
+/// Longest wait of the event consumer for one store write or ack decision. Each is normally a
+/// few milliseconds; a store that stalls longer must not stop the consumer (events would pile
+/// up in the modem driver until it drops delivery reports).
+const EVENT_STEP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for the modem to reject a ringing call (behind a page being submitted).
+const REJECT_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Handles what the modem reports: delivery reports land on the page's timeline; incoming SMS go
 /// to the command handler (acks, STATUS, ...); an incoming call from a paged user may be a
 /// missed-call acknowledgement and is then rejected unanswered.
+///
+/// This consumer never awaits a modem request: the driver produces these events, and while it
+/// serves a request it does not read more URCs, so a consumer waiting on it while it waits for
+/// room for events would stall both. The reject runs as its own short task instead (one at a
+/// time: a second call cannot ring while the first is being rejected). Store writes and ack
+/// decisions are bounded by [`EVENT_STEP_TIMEOUT`].
 async fn modem_events(
     mut events: tokio::sync::mpsc::Receiver<ModemEvent>,
     sinks: EventSinks,
@@ -477,7 +492,9 @@ async fn modem_events(
         clock,
         selftest,
         metrics,
+        tracker,
     } = sinks;
+    let mut rejecting: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         let ev = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -492,19 +509,17 @@ async fn modem_events(
                 ..
             } => {
                 let detail = format!("{outcome:?} (status {status:#04x})");
-                let r = store
-                    .call(move |c, now| {
-                        Ok(outbox::delivered(
-                            c,
-                            &reference.to_string(),
-                            delivered,
-                            &detail,
-                            now,
-                        )?)
-                    })
-                    .await;
-                match r {
-                    Ok(Some(_)) => metrics.page(
+                let write = store.call(move |c, now| {
+                    Ok(outbox::delivered(
+                        c,
+                        &reference.to_string(),
+                        delivered,
+                        &detail,
+                        now,
+                    )?)
+                });
+                match tokio::time::timeout(EVENT_STEP_TIMEOUT, write).await {
+                    Ok(Ok(Some(_))) => metrics.page(
                         crate::incident::Channel::Sms,
                         if delivered {
                             crate::metrics::PageOutcome::Delivered
@@ -512,8 +527,13 @@ async fn modem_events(
                             crate::metrics::PageOutcome::Undelivered
                         },
                     ),
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(error = %e, "cannot record a delivery report"),
+                    Ok(Ok(None)) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot record a delivery report"),
+                    Err(_) => tracing::warn!(
+                        reference,
+                        waited_s = EVENT_STEP_TIMEOUT.as_secs(),
+                        "delivery report not recorded in time; moving on (the page was sent)"
+                    ),
                 }
             }
             ModemEvent::SmsReceived {
@@ -521,24 +541,53 @@ async fn modem_events(
             } if selftest.as_ref().is_some_and(|i| i.offer(from, text)) => {
                 tracing::info!("self-test reply received");
             }
-            ModemEvent::SmsReceived { .. } => {
+            ModemEvent::SmsReceived { ref from, .. } => {
                 let Some(msg) = crate::ack::Inbound::from_event(&ev, clock.now()) else {
                     continue;
                 };
-                match ack.sms(msg).await {
-                    Ok(outcome) => tracing::debug!(?outcome, "sms command handled"),
-                    Err(e) => tracing::error!(error = %e, "sms command could not be handled"),
+                match tokio::time::timeout(EVENT_STEP_TIMEOUT, ack.sms(msg)).await {
+                    Ok(Ok(outcome)) => tracing::debug!(?outcome, "sms command handled"),
+                    Ok(Err(e)) => tracing::error!(error = %e, "sms command could not be handled"),
+                    Err(_) => tracing::error!(
+                        from = %crate::modem::driver::mask_number(from),
+                        waited_s = EVENT_STEP_TIMEOUT.as_secs(),
+                        "sms command not handled in time; the sender may need to reply again"
+                    ),
                 }
             }
-            ModemEvent::IncomingCall { from } => match ack.missed_call(from).await {
-                Ok(d) if d.reject => {
-                    if let Err(e) = modem.reject_incoming().await {
-                        tracing::warn!(error = %e, "cannot reject the incoming call");
+            ModemEvent::IncomingCall { from } => {
+                let decision =
+                    tokio::time::timeout(EVENT_STEP_TIMEOUT, ack.missed_call(from)).await;
+                match decision {
+                    Ok(Ok(d)) if d.reject => {
+                        if rejecting.as_ref().is_some_and(|t| !t.is_finished()) {
+                            tracing::debug!("a reject is already on its way to the modem");
+                            continue;
+                        }
+                        let modem = modem.clone();
+                        rejecting = Some(tracker.spawn(async move {
+                            match tokio::time::timeout(REJECT_TIMEOUT, modem.reject_incoming())
+                                .await
+                            {
+                                Ok(Ok(())) => {}
+                                Ok(Err(e)) => {
+                                    tracing::warn!(error = %e, "cannot reject the incoming call")
+                                }
+                                Err(_) => tracing::warn!(
+                                    waited_s = REJECT_TIMEOUT.as_secs(),
+                                    "the modem did not reject the incoming call in time"
+                                ),
+                            }
+                        }));
                     }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "incoming call could not be handled"),
+                    Err(_) => tracing::error!(
+                        waited_s = EVENT_STEP_TIMEOUT.as_secs(),
+                        "incoming call not handled in time"
+                    ),
                 }
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "incoming call could not be handled"),
-            },
+            }
             ModemEvent::Dtmf { .. } | ModemEvent::CallEnded => {}
         }
     }

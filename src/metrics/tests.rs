@@ -36,10 +36,10 @@ fn up_modem(signal: Option<i32>) -> Health {
     Health {
         state: HealthState::Up,
         reason: "ready".into(),
-        since: at(),
         signal_dbm: signal,
         registered: true,
         sim_ready: true,
+        ..Health::starting(at())
     }
 }
 
@@ -150,7 +150,11 @@ fn levels_from_the_snapshot_are_gauges() {
     let snap = Snapshot {
         incidents: Some(vec![(Status::Triggered, 2), (Status::Resolved, 5)]),
         outbox: Some((3, Some(Duration::from_secs(42)))),
-        modem: Some(up_modem(Some(-71))),
+        modem: Some(Health {
+            events_dropped: 7,
+            last_answer: Some(at() + chrono::Duration::seconds(30)),
+            ..up_modem(Some(-71))
+        }),
         paging: Some(PagingHealth {
             ready: vec![Channel::Sms, Channel::Voice],
             down: vec![(Channel::Email, "smtp: connection refused".into())],
@@ -169,6 +173,11 @@ fn levels_from_the_snapshot_are_gauges() {
         ("pagerbox_modem_registered", 1.0),
         ("pagerbox_modem_sim_ready", 1.0),
         ("pagerbox_modem_signal_dbm", -71.0),
+        ("pagerbox_modem_events_dropped_total", 7.0),
+        (
+            "pagerbox_modem_last_answer_time_seconds",
+            at().timestamp() as f64 + 30.0,
+        ),
         (r#"pagerbox_channel_ready{channel="sms"}"#, 1.0),
         (r#"pagerbox_channel_ready{channel="email"}"#, 0.0),
         ("pagerbox_paging_impaired", 0.0),
@@ -213,6 +222,12 @@ fn absent_or_unknown_levels_are_left_out_not_zero() {
         ..Snapshot::default()
     });
     assert!(!text.contains("pagerbox_modem_signal_dbm"), "{text}");
+    // Never answered yet: no last-answer time, and the drop counter starts at zero.
+    assert!(!text.contains("pagerbox_modem_last_answer_time"), "{text}");
+    assert_eq!(
+        value(&text, "pagerbox_modem_events_dropped_total"),
+        Some(0.0)
+    );
     assert_eq!(value(&text, "pagerbox_modem_sim_ready"), Some(1.0));
     assert_eq!(
         value(&text, "pagerbox_outbox_oldest_pending_age_seconds"),

@@ -1,9 +1,11 @@
 //! SMS in the driver: configuration, sending (PDU mode, text mode fallback), receiving from
 //! storage and directly, status reports, multipart reassembly.
 //!
-//! A stored message is deleted from the modem only after its event was accepted by the daemon
-//! (or it proved undecodable), and parts of an unfinished multipart message stay stored until
-//! the whole message is out; a restart then finds them again with `AT+CMGL`.
+//! A stored message is deleted from the modem only after its event was accepted (into the
+//! channel or the driver's backlog), or it proved undecodable, and parts of an unfinished
+//! multipart message stay stored until the whole message is out; a restart then finds them
+//! again with `AT+CMGL`. A message whose event the full backlog refused stays stored too and is
+//! listed again by the next health poll after the backlog drained.
 
 use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone};
 use tracing::{debug, error, info, warn};
@@ -318,7 +320,8 @@ impl<O: PortOpener> Driver<O> {
         match decoded {
             Ok(Pdu::Deliver(d)) => self.on_deliver(d, index).await,
             Ok(Pdu::StatusReport(sr)) => {
-                self.on_report(sr).await?;
+                let handed = self.on_report(sr);
+                self.handed_over(index, handed)?;
                 self.delete(index).await
             }
             Ok(Pdu::Submit(_)) => {
@@ -333,7 +336,20 @@ impl<O: PortOpener> Driver<O> {
         }
     }
 
-    async fn on_report(&mut self, sr: StatusReport) -> Result<(), ModemError> {
+    /// Passes `handed` on; when the backlog refused the event of a stored message, remembers to
+    /// list storage again later (the message stays on the SIM, as the caller does not delete it).
+    fn handed_over(
+        &mut self,
+        index: Option<u32>,
+        handed: Result<(), ModemError>,
+    ) -> Result<(), ModemError> {
+        if matches!(handed, Err(ModemError::Backlogged { .. })) && index.is_some() {
+            self.reread_stored = true;
+        }
+        handed
+    }
+
+    fn on_report(&mut self, sr: StatusReport) -> Result<(), ModemError> {
         let outcome = sr.outcome();
         info!(
             reference = sr.message_reference,
@@ -348,13 +364,13 @@ impl<O: PortOpener> Driver<O> {
             outcome,
             status: sr.status,
         })
-        .await
     }
 
     async fn on_deliver(&mut self, d: Deliver, index: Option<u32>) -> Result<(), ModemError> {
         let now = self.clock.now();
         let Some(c) = d.concat else {
-            self.emit(received(d)).await?;
+            let handed = self.emit(received(d));
+            self.handed_over(index, handed)?;
             return self.delete(index).await;
         };
         let key = (d.sender.number.clone(), c.reference, c.total);
@@ -368,7 +384,14 @@ impl<O: PortOpener> Driver<O> {
             }
         }
         if let Some(full) = self.reassembler.insert(d, now) {
-            self.emit(received(full)).await?;
+            if let Err(e) = self.emit(received(full)) {
+                // Refused: the parts stay stored (not deleted by expiry either) and are joined
+                // again when storage is listed next.
+                if self.stored_parts.remove(&key).is_some() {
+                    self.reread_stored = true;
+                }
+                return Err(e);
+            }
             if let Some((_, indexes)) = self.stored_parts.remove(&key) {
                 for i in indexes {
                     self.delete(Some(i)).await?;
@@ -383,7 +406,7 @@ impl<O: PortOpener> Driver<O> {
         let now = self.clock.now();
         for inc in self.reassembler.expire(now) {
             warn!(missing = ?inc.missing, total = inc.total, "incomplete multipart message delivered");
-            if self.emit(received(inc.message)).await.is_err() {
+            if self.emit(received(inc.message)).is_err() {
                 return;
             }
         }
@@ -448,13 +471,13 @@ impl<O: PortOpener> Driver<O> {
             return self.delete(index).await;
         };
         let alphanumeric = !from.chars().all(|c| c.is_ascii_digit() || c == '+');
-        self.emit(ModemEvent::SmsReceived {
+        let handed = self.emit(ModemEvent::SmsReceived {
             from,
             text: body.to_string(),
             timestamp,
             alphanumeric,
-        })
-        .await?;
+        });
+        self.handed_over(index, handed)?;
         self.delete(index).await
     }
 }

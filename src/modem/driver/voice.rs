@@ -83,7 +83,7 @@ impl<O: PortOpener> Driver<O> {
             None => self.follow_call(&opts).await,
         };
         info!(to = %mask_number(to), outcome = ?outcome, "call finished");
-        let _ = self.emit(ModemEvent::CallEnded).await;
+        let _ = self.emit(ModemEvent::CallEnded);
         outcome
     }
 
@@ -281,7 +281,7 @@ impl<O: PortOpener> Driver<O> {
                 },
                 Urc::Dtmf { key } => {
                     info!(key = %key, "dtmf received");
-                    let _ = self.emit(ModemEvent::Dtmf { key }).await;
+                    let _ = self.emit(ModemEvent::Dtmf { key });
                     return Signal::Dtmf(key);
                 }
                 Urc::SpeechDone => return Signal::SpeechDone,

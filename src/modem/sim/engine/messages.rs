@@ -796,7 +796,9 @@ impl Engine {
         for _ in 0..count.min(MAX_REPORT_BURST) {
             for e in self.status_report(reference, to, now) {
                 match e {
-                    Effect::Write { chunks, .. } => chunks.into_iter().for_each(|c| burst.extend(c)),
+                    Effect::Write { chunks, .. } => {
+                        chunks.into_iter().for_each(|c| burst.extend(c))
+                    }
                     other => fx.push(other),
                 }
             }
