@@ -128,8 +128,9 @@ policy = "storm"
     }
     let child = Reap(child);
     let http = loop {
-        if let Ok(t) = std::fs::read_to_string(state.join("run.json")) {
-            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+        // The file may be read half-written: parse until it is whole.
+        let run = std::fs::read_to_string(state.join("run.json")).ok();
+        if let Some(v) = run.and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()) {
             break format!("http://{}", v["http"].as_str().unwrap());
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -428,8 +429,9 @@ policy = "probe"
             .unwrap(),
     );
     let http = loop {
-        if let Ok(t) = std::fs::read_to_string(state.join("run.json")) {
-            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+        // The file may be read half-written: parse until it is whole.
+        let run = std::fs::read_to_string(state.join("run.json")).ok();
+        if let Some(v) = run.and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()) {
             break format!("http://{}", v["http"].as_str().unwrap());
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -1045,10 +1045,16 @@ impl<O: PortOpener> Driver<O> {
 
     /// Hands an event to the daemon without waiting: into the channel if it has room, else into
     /// the backlog (see [`backlog`]). `Err(Backlogged)` means the event was not kept (the backlog
-    /// is full of events worth at least as much): a caller holding a stored message must leave
-    /// it on the SIM, and it is read again once the backlog drains. `Err(Stopped)` means nobody
-    /// listens any more.
+    /// is full of events worth at least as much); it is counted and logged as dropped.
+    /// `Err(Stopped)` means nobody listens any more.
     fn emit(&mut self, ev: ModemEvent) -> Result<(), ModemError> {
+        self.hand_over(ev, None)
+    }
+
+    /// Like [`Self::emit`] for the event of a message still stored at `stored` on the SIM.
+    /// If the backlog refuses it, it is not dropped: the caller must leave the message where
+    /// it is (not delete it), and storage is listed again once the backlog has drained.
+    fn hand_over(&mut self, ev: ModemEvent, stored: Option<u32>) -> Result<(), ModemError> {
         self.flush_events();
         if self.events.is_closed() {
             self.backlog.clear();
@@ -1080,7 +1086,18 @@ impl<O: PortOpener> Driver<O> {
             }
             Pushed::Refused(ev) => {
                 let kind = backlog::kind(&ev);
-                self.dropped(&ev);
+                match stored {
+                    Some(index) => {
+                        self.reread_stored = true;
+                        warn!(
+                            index,
+                            kind,
+                            backlog = self.backlog.len(),
+                            "modem event backlog full: message left on the SIM, read again later"
+                        );
+                    }
+                    None => self.dropped(&ev),
+                }
                 Err(ModemError::Backlogged { kind })
             }
         }

@@ -320,8 +320,7 @@ impl<O: PortOpener> Driver<O> {
         match decoded {
             Ok(Pdu::Deliver(d)) => self.on_deliver(d, index).await,
             Ok(Pdu::StatusReport(sr)) => {
-                let handed = self.on_report(sr);
-                self.handed_over(index, handed)?;
+                self.on_report(sr, index)?;
                 self.delete(index).await
             }
             Ok(Pdu::Submit(_)) => {
@@ -336,20 +335,8 @@ impl<O: PortOpener> Driver<O> {
         }
     }
 
-    /// Passes `handed` on; when the backlog refused the event of a stored message, remembers to
-    /// list storage again later (the message stays on the SIM, as the caller does not delete it).
-    fn handed_over(
-        &mut self,
-        index: Option<u32>,
-        handed: Result<(), ModemError>,
-    ) -> Result<(), ModemError> {
-        if matches!(handed, Err(ModemError::Backlogged { .. })) && index.is_some() {
-            self.reread_stored = true;
-        }
-        handed
-    }
-
-    fn on_report(&mut self, sr: StatusReport) -> Result<(), ModemError> {
+    /// Hands the report over; `index` is where it is stored on the SIM, if it is.
+    fn on_report(&mut self, sr: StatusReport, index: Option<u32>) -> Result<(), ModemError> {
         let outcome = sr.outcome();
         info!(
             reference = sr.message_reference,
@@ -357,20 +344,22 @@ impl<O: PortOpener> Driver<O> {
             outcome = ?outcome,
             "delivery report"
         );
-        self.emit(ModemEvent::DeliveryReport {
-            reference: sr.message_reference,
-            recipient: sr.recipient.number,
-            delivered: outcome == crate::modem::pdu::DeliveryOutcome::Delivered,
-            outcome,
-            status: sr.status,
-        })
+        self.hand_over(
+            ModemEvent::DeliveryReport {
+                reference: sr.message_reference,
+                recipient: sr.recipient.number,
+                delivered: outcome == crate::modem::pdu::DeliveryOutcome::Delivered,
+                outcome,
+                status: sr.status,
+            },
+            index,
+        )
     }
 
     async fn on_deliver(&mut self, d: Deliver, index: Option<u32>) -> Result<(), ModemError> {
         let now = self.clock.now();
         let Some(c) = d.concat else {
-            let handed = self.emit(received(d));
-            self.handed_over(index, handed)?;
+            self.hand_over(received(d), index)?;
             return self.delete(index).await;
         };
         let key = (d.sender.number.clone(), c.reference, c.total);
@@ -384,12 +373,14 @@ impl<O: PortOpener> Driver<O> {
             }
         }
         if let Some(full) = self.reassembler.insert(d, now) {
-            if let Err(e) = self.emit(received(full)) {
-                // Refused: the parts stay stored (not deleted by expiry either) and are joined
-                // again when storage is listed next.
-                if self.stored_parts.remove(&key).is_some() {
-                    self.reread_stored = true;
-                }
+            let stored = self
+                .stored_parts
+                .get(&key)
+                .and_then(|(_, indexes)| indexes.first().copied());
+            if let Err(e) = self.hand_over(received(full), stored) {
+                // Refused: the parts stay stored (forgotten here, so expiry does not delete
+                // them) and are joined again when storage is listed next.
+                self.stored_parts.remove(&key);
                 return Err(e);
             }
             if let Some((_, indexes)) = self.stored_parts.remove(&key) {
@@ -471,13 +462,15 @@ impl<O: PortOpener> Driver<O> {
             return self.delete(index).await;
         };
         let alphanumeric = !from.chars().all(|c| c.is_ascii_digit() || c == '+');
-        let handed = self.emit(ModemEvent::SmsReceived {
-            from,
-            text: body.to_string(),
-            timestamp,
-            alphanumeric,
-        });
-        self.handed_over(index, handed)?;
+        self.hand_over(
+            ModemEvent::SmsReceived {
+                from,
+                text: body.to_string(),
+                timestamp,
+                alphanumeric,
+            },
+            index,
+        )?;
         self.delete(index).await
     }
 }

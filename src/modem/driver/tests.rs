@@ -733,3 +733,53 @@ async fn an_idle_driver_keeps_its_heartbeat_fed() {
         assert_eq!(hb.late(), None, "idle driver stopped beating");
     }
 }
+
+/// A stored SMS whose event the full backlog refuses is not lost: it is not deleted, and the
+/// next health poll after the backlog drained lists storage, hands it over and deletes it.
+/// Only the directly routed message that found no room is counted as dropped.
+#[tokio::test(start_paused = true)]
+async fn a_stored_sms_refused_by_a_full_backlog_stays_on_the_sim_and_is_read_again() {
+    let direct = EVENT_QUEUE + BACKLOG_LIMIT + 1;
+    let mut lines = Vec::new();
+    for _ in 0..direct {
+        lines.extend(["+CMT: ,30", DELIVER]);
+    }
+    let script = generic_up(Script::new())
+        .send(&lines)
+        .send(&["+CMTI: \"SM\",5"])
+        // Read, refused, not deleted.
+        .expect("AT+CMGR=5", &["+CMGR: 0,,30", DELIVER, "OK"])
+        // The next health poll, then storage listed again: now it fits and is deleted.
+        .pipe(network)
+        .expect("AT+CMGL=4", &["+CMGL: 5,1,,30", DELIVER, "OK"])
+        .ok("AT+CMGD=5");
+    let (modem, mut events, mut fakes, _t) = start(settings(), vec![Ok(script)]);
+    let health = modem.health();
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while health.borrow().events_dropped == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the direct messages never overran the backlog");
+    let mut received = 0;
+    while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(7200), events.recv()).await {
+        assert!(matches!(ev, ModemEvent::SmsReceived { ref text, .. } if text == "How are you?"));
+        received += 1;
+        if received == EVENT_QUEUE + BACKLOG_LIMIT + 1 {
+            break;
+        }
+    }
+    assert_eq!(
+        received,
+        EVENT_QUEUE + BACKLOG_LIMIT + 1,
+        "the stored one came back"
+    );
+    assert_eq!(
+        health.borrow().events_dropped,
+        1,
+        "only the direct one was lost"
+    );
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
