@@ -267,6 +267,9 @@ fn health(s: &Snapshot) -> Markup {
                                 Some(t) => { (age(s.now, t)) " ago" },
                                 None => "none yet",
                             }
+                            @if health.not_answering(s.now).is_some() {
+                                " " span.down { "(not answering)" }
+                            }
                             @if health.events_dropped > 0 {
                                 "; " span.down { (health.events_dropped) " modem events dropped (event backlog full)" }
                             }
@@ -403,6 +406,7 @@ mod tests {
         assert!(modem.contains("SIM: Ready"), "{modem}");
         assert!(modem.contains("Last answer: 4s ago"), "{modem}");
         assert!(!modem.contains("dropped"), "{modem}");
+        assert!(!modem.contains("not answering"), "{modem}");
 
         health.events_dropped = 12;
         health.last_answer = None;
@@ -410,6 +414,8 @@ mod tests {
         let html = page(&s, &Viewer::Open, "t").into_string();
         assert!(html.contains("12 modem events dropped"), "{html}");
         assert!(html.contains("Last answer: none yet"), "{html}");
+        // Never answered in the 10 minutes since it started: more than its bound.
+        assert!(html.contains("(not answering)"), "{html}");
     }
 
     #[test]

@@ -136,7 +136,10 @@ impl Modem {
     ) -> (Modem, mpsc::Receiver<ModemEvent>) {
         let (req_tx, req_rx) = mpsc::channel(REQUEST_QUEUE);
         let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
-        let (health_tx, health_rx) = watch::channel(Health::starting(clock.now()));
+        let (health_tx, health_rx) = watch::channel(Health {
+            answer_bound: settings.answer_bound(),
+            ..Health::starting(clock.now())
+        });
         let driver = Driver::new(settings, opener, clock, req_rx, ev_tx, health_tx, shutdown);
         tokio::spawn(driver.run());
         (

@@ -652,6 +652,7 @@ async fn health_carries_operator_registration_sim_and_last_answer_for_the_status
         Some(chrono::Utc.with_ymd_and_hms(2026, 11, 22, 3, 0, 0).unwrap())
     );
     assert_eq!(h.events_dropped, 0);
+    assert_eq!(h.answer_bound, settings().answer_bound());
 }
 
 /// Delivery reports flooding in while nobody takes events (the daemon's consumer is busy with

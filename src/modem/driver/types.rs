@@ -104,6 +104,30 @@ impl Settings {
             heartbeat: Heartbeat::detached("modem"),
         }
     }
+
+    /// A bound for [`Settings::heartbeat`] that fits these settings. The loop beats on every
+    /// turn and after every AT exchange, so the longest silence is the longest exchange it can
+    /// be in: an SMS part's submit (`sms_timeout`), the resync after it timed out, and the
+    /// pauses between a part's attempts; an idle loop wakes every half bound. Twice that, and
+    /// never below two health intervals. A USSD request waits for the network's answer without
+    /// an exchange, so USSD waits (the self-test's `ussd_timeout`) must stay below the bound.
+    pub fn heartbeat_bound(&self) -> Duration {
+        let exchange = self
+            .sms_timeout
+            .saturating_add(self.command_timeout.saturating_mul(2))
+            .saturating_add(self.part_retry_delay.saturating_mul(self.part_attempts));
+        exchange.max(self.health_interval).saturating_mul(2)
+    }
+
+    /// How long the modem may go without answering before it counts as not answering
+    /// ([`Health::not_answering`]): the driver's health poll makes it answer at least once per
+    /// `health_interval` while the port is open, and one submit may take `sms_timeout`; three
+    /// missed polls on top of that is not a slow network any more.
+    pub fn answer_bound(&self) -> Duration {
+        self.health_interval
+            .saturating_mul(3)
+            .saturating_add(self.sms_timeout)
+    }
 }
 
 /// What happened on the modem that the rest of the daemon should know.
@@ -315,6 +339,9 @@ pub struct Health {
     /// Events the driver dropped because the daemon did not take them in time and its backlog
     /// was full (delivery reports first); counts up for the life of the process.
     pub events_dropped: u64,
+    /// How long the modem may stay silent before [`Health::not_answering`] says so; from
+    /// [`Settings::answer_bound`].
+    pub answer_bound: Duration,
 }
 
 impl Health {
@@ -332,13 +359,18 @@ impl Health {
             sim: SimState::Unknown,
             last_answer: None,
             events_dropped: 0,
+            answer_bound: Settings::new("").answer_bound(),
         }
     }
 
+    /// `Some(silence)` when the modem has not answered within its own [`Health::answer_bound`]
+    /// of `now`: for `/healthz` ("the modem has not answered within its bound").
+    pub fn not_answering(&self, now: DateTime<Utc>) -> Option<Duration> {
+        self.silent_for(self.answer_bound, now)
+    }
+
     /// `Some(silence)` when the modem has not answered within `bound` of `now` (counting from
-    /// `since` when it never answered), for `/healthz`. A sensible bound is a few health
-    /// intervals plus the SMS timeout: the driver's own poll makes the modem answer at least
-    /// once per interval while the port is open.
+    /// `since` when it never answered).
     pub fn silent_for(&self, bound: Duration, now: DateTime<Utc>) -> Option<Duration> {
         let from = self.last_answer.unwrap_or(self.since);
         let silence = (now - from).to_std().unwrap_or_default();
@@ -494,6 +526,27 @@ mod tests {
             .is_some());
         // A clock that went backwards is not silence.
         assert_eq!(h.silent_for(bound, t0), None);
+        // Its own bound: three health polls and one submit (defaults: 3 x 30 s + 60 s).
+        assert_eq!(h.answer_bound, Duration::from_secs(150));
+        assert!(h
+            .not_answering(t0 + chrono::Duration::seconds(200))
+            .is_none());
+        assert_eq!(
+            h.not_answering(t0 + chrono::Duration::seconds(201)),
+            Some(Duration::from_secs(151))
+        );
+    }
+
+    #[test]
+    fn heartbeat_bound_covers_the_longest_exchange_and_two_polls() {
+        let s = Settings::new("/dev/null");
+        // 60 s submit + 2 x 10 s resync + 3 x 2 s retry pauses, doubled.
+        assert_eq!(s.heartbeat_bound(), Duration::from_secs(172));
+        let slow_polls = Settings {
+            health_interval: Duration::from_secs(600),
+            ..Settings::new("/dev/null")
+        };
+        assert_eq!(slow_polls.heartbeat_bound(), Duration::from_secs(1200));
     }
 
     #[test]
