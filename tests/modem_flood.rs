@@ -106,6 +106,15 @@ fn a_missed_call_ack_during_a_delivery_report_flood_neither_deadlocks_nor_stops_
     });
     assert_eq!(reports_logged(&sim) - before, BURST as usize);
 
+    // Every report of the burst went through the driver (none was lost on the way in).
+    d.wait_for(20, "the driver to read the whole burst", || {
+        let read = d
+            .log()
+            .lines()
+            .filter(|l| l.contains("delivery report") && l.contains("reference="))
+            .count();
+        (read >= BURST as usize).then_some(())
+    });
     d.wait_for(15, "acknowledged by the missed call", || {
         (incident(&d, first)["status"] == "acknowledged").then_some(())
     });

@@ -237,6 +237,9 @@ impl<O: PortOpener> Driver<O> {
     /// The next call-relevant thing before `until`; other URCs are handled on the way.
     async fn call_signal(&mut self, until: Instant) -> Signal {
         loop {
+            // A call can last minutes: keep handing backlogged events over meanwhile.
+            self.flush_events();
+            let backlogged = !self.backlog.is_empty();
             let Some(engine) = self.engine.as_mut() else {
                 return Signal::Ended(CallResult::NoCarrier);
             };
@@ -257,6 +260,7 @@ impl<O: PortOpener> Driver<O> {
                                 continue;
                             }
                         },
+                        _ = self.events.reserve(), if backlogged => continue,
                         u = engine.next_unsolicited() => u,
                         _ = sleep_until(until) => return Signal::Tick,
                     };
