@@ -16,8 +16,9 @@
 //!
 //! `cargo bench --bench paging` (PAGERBOX_BENCH_PAGES, PAGERBOX_BENCH_STORM_RATE,
 //! PAGERBOX_BENCH_IDLE_SECS, PAGERBOX_BENCH_STATUS_PAGES); under `cargo test` a small smoke
-//! run. PAGERBOX_BENCH_ONLY=status_page runs only the status-page phase, and
-//! PAGERBOX_BENCH_BIN runs that phase against another `pagerbox` binary (to compare builds).
+//! run (the status-page phase then at a tenth of the modem timings).
+//! PAGERBOX_BENCH_ONLY=status_page runs only the status-page phase, and PAGERBOX_BENCH_BIN runs
+//! that phase against another `pagerbox` binary (to compare builds).
 
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,7 +39,7 @@ fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let status_pages: usize = env_or("PAGERBOX_BENCH_STATUS_PAGES", if full { 20 } else { 3 });
     if std::env::var("PAGERBOX_BENCH_ONLY").as_deref() == Ok("status_page") {
-        status_page_phase(status_pages);
+        status_page_phase(status_pages, full);
         return;
     }
     let pages: usize = env_or("PAGERBOX_BENCH_PAGES", if full { 200 } else { 10 });
@@ -345,7 +346,7 @@ policy = "storm"
     drop(child);
     rt.block_on(sim.shutdown());
 
-    status_page_phase(status_pages);
+    status_page_phase(status_pages, full);
 }
 
 /// Clients loading the status page at once in the status-page phase.
@@ -357,7 +358,9 @@ const STATUS_PHASE_LIMIT: Duration = Duration::from_secs(900);
 
 /// Page latency idle and while 16 clients hammer `GET /`, with the example config's modem
 /// timings (every AT command costs 200 ms, a submit 1 s), on its own daemon and simulator.
-fn status_page_phase(pages: usize) {
+/// The smoke run (`!full`) uses a tenth of those timings to keep the test suite quick.
+fn status_page_phase(pages: usize, full: bool) {
+    let scale = if full { 1 } else { 10 };
     let bin = std::env::var("PAGERBOX_BENCH_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_pagerbox").to_string());
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -369,8 +372,8 @@ fn status_page_phase(pages: usize) {
     let link = dir.path().join("modem");
     let sim = rt
         .block_on(Simulator::start(SimConfig {
-            command_delay: Duration::from_millis(200),
-            sms_delay: Duration::from_secs(1),
+            command_delay: Duration::from_millis(200) / scale,
+            sms_delay: Duration::from_secs(1) / scale,
             ..SimConfig::fast(SimProfile::Sim7600, link.clone())
         }))
         .unwrap();
