@@ -784,3 +784,56 @@ async fn a_stored_sms_refused_by_a_full_backlog_stays_on_the_sim_and_is_read_aga
     );
     fakes.recv().await.unwrap().done().await.unwrap();
 }
+
+/// Events backlogged before a call keep flowing while it rings: the call's wait hands them
+/// over as the daemon makes room, instead of holding them until the call is over.
+#[tokio::test(start_paused = true)]
+async fn backlogged_events_flow_while_a_call_rings() {
+    const REPORTS: usize = EVENT_QUEUE + 36;
+    let mut lines = Vec::new();
+    for _ in 0..REPORTS {
+        lines.extend(["+CDS: 26", REPORT]);
+    }
+    let mut script = generic_up(Script::new())
+        .send(&lines)
+        .ok("ATD+4915112345678;");
+    for _ in 0..3 {
+        script = script.expect(
+            "AT+CLCC",
+            &["+CLCC: 1,0,3,0,0,\"+4915112345678\",145", "OK"],
+        );
+    }
+    script = script.ok("ATH");
+    let cfg = Settings {
+        call_poll: Duration::from_secs(1),
+        ..settings()
+    };
+    let (modem, mut events, mut fakes, _t) = start(cfg, vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    // Let the driver read the whole burst: the channel fills, the rest waits in the backlog.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let call = tokio::spawn({
+        let modem = modem.clone();
+        async move {
+            let opts = CallOptions {
+                ring_for: Duration::from_millis(3500),
+                ..CallOptions::default()
+            };
+            modem.call("+4915112345678", opts).await
+        }
+    });
+    for n in 0..REPORTS {
+        let ev = next_event(&mut events).await;
+        assert!(
+            matches!(ev, ModemEvent::DeliveryReport { .. }),
+            "event {n}: {ev:?}"
+        );
+    }
+    assert!(
+        !call.is_finished(),
+        "the backlog was only handed over after the call"
+    );
+    assert_eq!(call.await.unwrap().unwrap(), CallOutcome::NoAnswer);
+    assert_eq!(modem.health().borrow().events_dropped, 0);
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
