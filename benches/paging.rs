@@ -15,10 +15,16 @@
 //! from the daemon seeing the modem up again to the `AT+CMGS` at the network. It must be under
 //! a second, not the sender's backoff.
 //!
+//! Then, with a second daemon and a simulator at the example config's modem timings (200 ms per
+//! command, 1 s per submit), the page latency while 16 clients load the status page (`GET /`)
+//! in a loop, against the same daemon idle: reading the page must not queue AT commands in
+//! front of pages.
+//!
 //! `cargo bench --bench paging` (PAGERBOX_BENCH_PAGES, PAGERBOX_BENCH_STORM_RATE,
-//! PAGERBOX_BENCH_IDLE_SECS, PAGERBOX_BENCH_RECOVERY=N rounds; PAGERBOX_BENCH_ONLY=recovery
-//! runs only that phase; PAGERBOX_BENCH_BIN runs another pagerbox binary, e.g. an older build
-//! for a before/after); under `cargo test` a small smoke run.
+//! PAGERBOX_BENCH_IDLE_SECS, PAGERBOX_BENCH_RECOVERY=N rounds, PAGERBOX_BENCH_STATUS_PAGES;
+//! PAGERBOX_BENCH_ONLY=recovery or =status_page runs only that phase; PAGERBOX_BENCH_BIN runs
+//! another pagerbox binary, e.g. an older build for a before/after); under `cargo test` a small
+//! smoke run (the status-page phase then at a tenth of the modem timings).
 
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +43,11 @@ fn env_or<T: std::str::FromStr>(k: &str, d: T) -> T {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
+    let status_pages: usize = env_or("PAGERBOX_BENCH_STATUS_PAGES", if full { 20 } else { 3 });
+    if std::env::var("PAGERBOX_BENCH_ONLY").as_deref() == Ok("status_page") {
+        status_page_phase(status_pages, full);
+        return;
+    }
     let pages: usize = env_or("PAGERBOX_BENCH_PAGES", if full { 200 } else { 10 });
     let storm_rate: u64 = env_or("PAGERBOX_BENCH_STORM_RATE", 1000);
     let idle_secs: u64 = env_or("PAGERBOX_BENCH_IDLE_SECS", if full { 60 } else { 2 });
@@ -323,6 +334,209 @@ policy = "storm"
     );
     report("outbound receiver hanging:", hanging);
     recovery(&rt, &sim, child, &config, &state, rounds);
+    rt.block_on(sim.shutdown());
+
+    status_page_phase(status_pages, full);
+}
+
+/// Clients loading the status page at once in the status-page phase.
+const PAGE_CLIENTS: usize = 16;
+/// The status-page phase gives up on a page after this long (recorded as this long).
+const SLOW_PAGE: Duration = Duration::from_secs(120);
+/// Upper bound on the whole loaded part of the status-page phase.
+const STATUS_PHASE_LIMIT: Duration = Duration::from_secs(900);
+
+/// Page latency idle and while 16 clients hammer `GET /`, with the example config's modem
+/// timings (every AT command costs 200 ms, a submit 1 s), on its own daemon and simulator.
+/// The smoke run (`!full`) uses a tenth of those timings to keep the test suite quick.
+fn status_page_phase(pages: usize, full: bool) {
+    let scale = if full { 1 } else { 10 };
+    let bin = std::env::var("PAGERBOX_BENCH_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_pagerbox").to_string());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("modem");
+    let sim = rt
+        .block_on(Simulator::start(SimConfig {
+            command_delay: Duration::from_millis(200) / scale,
+            sms_delay: Duration::from_secs(1) / scale,
+            ..SimConfig::fast(SimProfile::Sim7600, link.clone())
+        }))
+        .unwrap();
+    let state = dir.path().join("state");
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[daemon]
+state_dir = "{}"
+[http]
+listen = "127.0.0.1:0"
+[udp]
+enabled = false
+[modem]
+device = "{}"
+profile = "sim7600"
+delivery_reports = false
+[paging]
+group_window = "0s"
+rate_limit_count = 1000
+[[users]]
+id = "probe"
+phone = "+15550000001"
+[[users.rules]]
+channel = "sms"
+after = "0s"
+[[policies]]
+id = "probe"
+[[policies.steps]]
+users = ["probe"]
+wait = "1h"
+[[routes]]
+id = "probe"
+policy = "probe"
+"#,
+            state.display(),
+            link.display()
+        ),
+    )
+    .unwrap();
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Reap(
+        Command::new(&bin)
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let http = loop {
+        // The file may be read half-written: parse until it is whole.
+        let run = std::fs::read_to_string(state.join("run.json")).ok();
+        if let Some(v) = run.and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()) {
+            break format!("http://{}", v["http"].as_str().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(60))
+        .build();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let h: serde_json::Value = agent
+            .get(&format!("{http}/healthz"))
+            .call()
+            .map(|r| r.into_json().unwrap())
+            .unwrap_or_default();
+        if h["modem"]["state"] == "up" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "modem did not come up: {h}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let probe = |n: usize| -> Duration {
+        let body = format!(
+            r#"{{"summary":"probe {n}","severity":"critical","service":"probe","dedup_key":"probe-{n}"}}"#
+        );
+        let r = agent
+            .post(&format!("{http}/v1/alerts"))
+            .send_string(&body)
+            .unwrap();
+        let t202 = Utc::now();
+        let id = r.into_json::<serde_json::Value>().unwrap()["incident_id"]
+            .as_i64()
+            .unwrap();
+        let prefix = format!("#{id} ");
+        let deadline = Instant::now() + SLOW_PAGE;
+        loop {
+            let log = rt.block_on(sim.network_log()).unwrap();
+            if let Some(at) = log.iter().find_map(|e| match e {
+                NetworkEntry::SmsPart { at, text, .. } | NetworkEntry::Sms { at, text, .. }
+                    if text.starts_with(&prefix) =>
+                {
+                    Some(*at)
+                }
+                _ => None,
+            }) {
+                return (at - t202).to_std().unwrap_or(Duration::ZERO);
+            }
+            if Instant::now() >= deadline {
+                return SLOW_PAGE;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    };
+    let report = |name: &str, mut lat: Vec<Duration>| {
+        lat.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let p = |q: f64| ms(lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)]);
+        println!(
+            "{name:<28} n={:<5} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms",
+            lat.len(),
+            p(0.5),
+            p(0.99),
+            ms(*lat.last().unwrap())
+        );
+    };
+    probe(0);
+    let idle: Vec<Duration> = (1..=pages)
+        .map(|n| {
+            let d = probe(n);
+            std::thread::sleep(Duration::from_millis(100));
+            d
+        })
+        .collect();
+    report("modem timings, idle:", idle);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let loads = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let started = Instant::now();
+    let clients: Vec<_> = (0..PAGE_CLIENTS)
+        .map(|_| {
+            let (stop, loads, url) = (stop.clone(), loads.clone(), format!("{http}/"));
+            std::thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new()
+                    .timeout(Duration::from_secs(30))
+                    .build();
+                while !stop.load(Ordering::Relaxed) && started.elapsed() < STATUS_PHASE_LIMIT {
+                    if agent.get(&url).call().is_ok() {
+                        loads.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    let t0 = Instant::now();
+    let mut loaded = Vec::new();
+    for n in 1..=pages {
+        if started.elapsed() >= STATUS_PHASE_LIMIT {
+            break;
+        }
+        loaded.push(probe(pages + n));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let rate = loads.load(Ordering::Relaxed) as f64 / (t0.elapsed().as_secs_f64() + 1.0);
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    report(
+        &format!("{PAGE_CLIENTS} clients on GET / ({rate:.0}/s):"),
+        loaded,
+    );
+    drop(child);
     rt.block_on(sim.shutdown());
 }
 

@@ -172,8 +172,9 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
                 path
             }
         };
-        let settings = modem_settings(&config.modem, device)?;
-        let (m, events) = Modem::spawn(settings, shutdown.clone());
+        let mut settings = modem_settings(&config.modem, device)?;
+        settings.heartbeat = sup.heartbeat("modem", settings.heartbeat_bound());
+        let (m, events) = Modem::spawn_supervised(settings, &sup, shutdown.clone());
         let health = m.health();
         // Self-test of the paging path: runs on demand and on schedule; watches the modem.
         let (handle, inbox, runner) = crate::selftest::spawn(crate::selftest::runner::Deps {
@@ -212,6 +213,7 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
                     clock: clock.clone(),
                     selftest: Some(inbox),
                     metrics: metrics.clone(),
+                    tracker: tracker.clone(),
                 },
                 shutdown.clone(),
             ),
@@ -316,7 +318,6 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
         store: store.clone(),
         paging: Some(paging_rx.clone()),
         modem: modem.as_ref().map(|(_, h)| h.clone()),
-        modem_silence_bound: modem_silence_bound(&config.modem),
         liveness: sup.liveness().clone(),
         selftest_fault: selftest.as_ref().map(|(_, f)| f.clone()),
     };
@@ -370,7 +371,6 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
         paging: Some(paging_rx),
         modem: modem.as_ref().map(|(_, h)| h.clone()),
         metrics: metrics.clone(),
-        modem_handle: modem.as_ref().map(|(m, _)| m.clone()),
         selftest: selftest.as_ref().map(|(h, _)| h.clone()),
         health,
     };
@@ -574,11 +574,26 @@ struct EventSinks {
     selftest: Option<crate::selftest::Inbox>,
     /// Counts delivered/undelivered SMS pages.
     metrics: crate::metrics::Metrics,
+    /// Runs the short reject task, so shutdown waits for it.
+    tracker: tokio_util::task::TaskTracker,
 }
+
+/// Longest wait of the event consumer for one store write or ack decision. Each is normally a
+/// few milliseconds; a store that stalls longer must not stop the consumer (events would pile
+/// up in the modem driver until it drops delivery reports).
+const EVENT_STEP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for the modem to reject a ringing call (behind a page being submitted).
+const REJECT_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Handles what the modem reports: delivery reports land on the page's timeline; incoming SMS go
 /// to the command handler (acks, STATUS, ...); an incoming call from a paged user may be a
 /// missed-call acknowledgement and is then rejected unanswered.
+///
+/// This consumer never awaits a modem request: the driver produces these events, and while it
+/// serves a request it does not read more URCs, so a consumer waiting on it while it waits for
+/// room for events would stall both. The reject runs as its own short task instead (one at a
+/// time: a second call cannot ring while the first is being rejected). Store writes and ack
+/// decisions are bounded by [`EVENT_STEP_TIMEOUT`].
 async fn modem_events(
     mut events: tokio::sync::mpsc::Receiver<ModemEvent>,
     sinks: EventSinks,
@@ -591,7 +606,9 @@ async fn modem_events(
         clock,
         selftest,
         metrics,
+        tracker,
     } = sinks;
+    let mut rejecting: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         let ev = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -606,19 +623,17 @@ async fn modem_events(
                 ..
             } => {
                 let detail = format!("{outcome:?} (status {status:#04x})");
-                let r = store
-                    .call(move |c, now| {
-                        Ok(outbox::delivered(
-                            c,
-                            &reference.to_string(),
-                            delivered,
-                            &detail,
-                            now,
-                        )?)
-                    })
-                    .await;
-                match r {
-                    Ok(Some(_)) => metrics.page(
+                let write = store.call(move |c, now| {
+                    Ok(outbox::delivered(
+                        c,
+                        &reference.to_string(),
+                        delivered,
+                        &detail,
+                        now,
+                    )?)
+                });
+                match tokio::time::timeout(EVENT_STEP_TIMEOUT, write).await {
+                    Ok(Ok(Some(_))) => metrics.page(
                         crate::incident::Channel::Sms,
                         if delivered {
                             crate::metrics::PageOutcome::Delivered
@@ -626,8 +641,13 @@ async fn modem_events(
                             crate::metrics::PageOutcome::Undelivered
                         },
                     ),
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(error = %e, "cannot record a delivery report"),
+                    Ok(Ok(None)) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot record a delivery report"),
+                    Err(_) => tracing::warn!(
+                        reference,
+                        waited_s = EVENT_STEP_TIMEOUT.as_secs(),
+                        "delivery report not recorded in time; moving on (the page was sent)"
+                    ),
                 }
             }
             ModemEvent::SmsReceived {
@@ -635,24 +655,53 @@ async fn modem_events(
             } if selftest.as_ref().is_some_and(|i| i.offer(from, text)) => {
                 tracing::info!("self-test reply received");
             }
-            ModemEvent::SmsReceived { .. } => {
+            ModemEvent::SmsReceived { ref from, .. } => {
                 let Some(msg) = crate::ack::Inbound::from_event(&ev, clock.now()) else {
                     continue;
                 };
-                match ack.sms(msg).await {
-                    Ok(outcome) => tracing::debug!(?outcome, "sms command handled"),
-                    Err(e) => tracing::error!(error = %e, "sms command could not be handled"),
+                match tokio::time::timeout(EVENT_STEP_TIMEOUT, ack.sms(msg)).await {
+                    Ok(Ok(outcome)) => tracing::debug!(?outcome, "sms command handled"),
+                    Ok(Err(e)) => tracing::error!(error = %e, "sms command could not be handled"),
+                    Err(_) => tracing::error!(
+                        from = %crate::modem::driver::mask_number(from),
+                        waited_s = EVENT_STEP_TIMEOUT.as_secs(),
+                        "sms command not handled in time; the sender may need to reply again"
+                    ),
                 }
             }
-            ModemEvent::IncomingCall { from } => match ack.missed_call(from).await {
-                Ok(d) if d.reject => {
-                    if let Err(e) = modem.reject_incoming().await {
-                        tracing::warn!(error = %e, "cannot reject the incoming call");
+            ModemEvent::IncomingCall { from } => {
+                let decision =
+                    tokio::time::timeout(EVENT_STEP_TIMEOUT, ack.missed_call(from)).await;
+                match decision {
+                    Ok(Ok(d)) if d.reject => {
+                        if rejecting.as_ref().is_some_and(|t| !t.is_finished()) {
+                            tracing::debug!("a reject is already on its way to the modem");
+                            continue;
+                        }
+                        let modem = modem.clone();
+                        rejecting = Some(tracker.spawn(async move {
+                            match tokio::time::timeout(REJECT_TIMEOUT, modem.reject_incoming())
+                                .await
+                            {
+                                Ok(Ok(())) => {}
+                                Ok(Err(e)) => {
+                                    tracing::warn!(error = %e, "cannot reject the incoming call")
+                                }
+                                Err(_) => tracing::warn!(
+                                    waited_s = REJECT_TIMEOUT.as_secs(),
+                                    "the modem did not reject the incoming call in time"
+                                ),
+                            }
+                        }));
                     }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "incoming call could not be handled"),
+                    Err(_) => tracing::error!(
+                        waited_s = EVENT_STEP_TIMEOUT.as_secs(),
+                        "incoming call not handled in time"
+                    ),
                 }
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "incoming call could not be handled"),
-            },
+            }
             ModemEvent::Dtmf { .. } | ModemEvent::CallEnded => {}
         }
     }
@@ -742,12 +791,6 @@ async fn button(store: &Store, ev: PanelEvent) {
             }
         }
     }
-}
-
-/// How long the modem may go without answering before `/healthz` calls it silent: a few health
-/// polls, and never less than a voice call (during which it is not polled).
-fn modem_silence_bound(m: &ModemConfig) -> Duration {
-    (m.health_interval * 4).max(m.ring_for + Duration::from_secs(30)) + m.command_timeout * 2
 }
 
 /// Publishes what the LED shows: open incidents, acknowledged or not, and whether paging works

@@ -44,9 +44,10 @@ pub struct Facts {
 pub struct ModemFacts {
     pub state: HealthState,
     pub reason: String,
-    /// Time since the modem last answered a command, when known.
+    /// Time since the modem last answered a command, when that is longer than its bound.
     pub silent_for: Option<Duration>,
-    /// How long the modem may stay silent (a few health polls).
+    /// How long the modem may stay silent (a few health polls and one submit; the driver's own
+    /// `Health::answer_bound`).
     pub silence_bound: Duration,
 }
 
@@ -153,7 +154,6 @@ pub struct Sources {
     pub store: crate::store::Store,
     pub paging: Option<watch::Receiver<PagingHealth>>,
     pub modem: Option<watch::Receiver<Health>>,
-    pub modem_silence_bound: Duration,
     pub liveness: Liveness,
     pub selftest_fault: Option<watch::Receiver<bool>>,
 }
@@ -195,8 +195,8 @@ impl Sources {
                 ModemFacts {
                     state: h.state,
                     reason: h.reason.clone(),
-                    silent_for: None,
-                    silence_bound: self.modem_silence_bound,
+                    silent_for: h.not_answering(chrono::Utc::now()),
+                    silence_bound: h.answer_bound,
                 }
             }),
             oldest_due,

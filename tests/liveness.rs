@@ -108,6 +108,11 @@ fn sms_sender_that_panics_stops_the_daemon_and_the_restart_pages() {
 }
 
 #[test]
+fn modem_driver_that_panics_stops_the_daemon_and_the_restart_pages() {
+    dies_loudly_and_the_restart_pages("modem");
+}
+
+#[test]
 fn paging_health_task_that_panics_stops_the_daemon() {
     dies_loudly_and_the_restart_pages("paging-health");
 }

@@ -58,8 +58,6 @@ pub struct Intake {
     pub modem: Option<watch::Receiver<crate::modem::Health>>,
     /// Event counters for `/metrics`; intake counts alerts by source and outcome.
     pub metrics: crate::metrics::Metrics,
-    /// The modem handle, for the status page's registration/operator/signal/SIM line.
-    pub modem_handle: Option<crate::modem::Modem>,
     /// Runs self-tests of the paging path, when there is a modem.
     pub selftest: Option<crate::selftest::SelftestHandle>,
     /// Where `/healthz` reads whether paging works (the same verdict the LED shows).

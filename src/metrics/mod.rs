@@ -477,6 +477,22 @@ fn levels(s: &Snapshot, started: DateTime<Utc>) -> Registry {
             "1 when the SIM is ready",
             i64::from(h.sim_ready),
         );
+        let dropped = Counter::<u64>::default();
+        dropped.inc_by(h.events_dropped);
+        r.register(
+            "modem_events_dropped",
+            "Modem events the driver dropped because the daemon did not take them and its backlog was full (delivery reports first)",
+            dropped,
+        );
+        if let Some(t) = h.last_answer {
+            float_gauge(
+                &mut r,
+                "modem_last_answer_time",
+                "When the modem last completed an AT exchange, Unix time; absent until it first answers",
+                Unit::Seconds,
+                t.timestamp_millis() as f64 / 1000.0,
+            );
+        }
         if let Some(dbm) = h.signal_dbm {
             gauge(
                 &mut r,

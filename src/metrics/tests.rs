@@ -36,10 +36,10 @@ fn up_modem(signal: Option<i32>) -> Health {
     Health {
         state: HealthState::Up,
         reason: "ready".into(),
-        since: at(),
         signal_dbm: signal,
         registered: true,
         sim_ready: true,
+        ..Health::starting(at())
     }
 }
 
@@ -151,7 +151,11 @@ fn levels_from_the_snapshot_are_gauges() {
         incidents: Some(vec![(Status::Triggered, 2), (Status::Resolved, 5)]),
         outbox: Some((3, Some(Duration::from_secs(42)))),
         oldest_sending: Some(Some(Duration::from_secs(7))),
-        modem: Some(up_modem(Some(-71))),
+        modem: Some(Health {
+            events_dropped: 7,
+            last_answer: Some(at() + chrono::Duration::seconds(30)),
+            ..up_modem(Some(-71))
+        }),
         paging: Some(PagingHealth {
             ready: vec![Channel::Sms, Channel::Voice],
             down: vec![(Channel::Email, "smtp: connection refused".into())],
@@ -171,6 +175,11 @@ fn levels_from_the_snapshot_are_gauges() {
         ("pagerbox_modem_registered", 1.0),
         ("pagerbox_modem_sim_ready", 1.0),
         ("pagerbox_modem_signal_dbm", -71.0),
+        ("pagerbox_modem_events_dropped_total", 7.0),
+        (
+            "pagerbox_modem_last_answer_time_seconds",
+            at().timestamp() as f64 + 30.0,
+        ),
         (r#"pagerbox_channel_ready{channel="sms"}"#, 1.0),
         (r#"pagerbox_channel_ready{channel="email"}"#, 0.0),
         ("pagerbox_paging_impaired", 0.0),
@@ -216,6 +225,12 @@ fn absent_or_unknown_levels_are_left_out_not_zero() {
         ..Snapshot::default()
     });
     assert!(!text.contains("pagerbox_modem_signal_dbm"), "{text}");
+    // Never answered yet: no last-answer time, and the drop counter starts at zero.
+    assert!(!text.contains("pagerbox_modem_last_answer_time"), "{text}");
+    assert_eq!(
+        value(&text, "pagerbox_modem_events_dropped_total"),
+        Some(0.0)
+    );
     assert_eq!(value(&text, "pagerbox_modem_sim_ready"), Some(1.0));
     assert_eq!(
         value(&text, "pagerbox_outbox_oldest_pending_age_seconds"),

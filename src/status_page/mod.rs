@@ -17,7 +17,6 @@ pub mod auth;
 pub mod view;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -36,9 +35,6 @@ pub const ACTOR: &str = "status-page";
 /// The path recorded with them.
 pub const VIA: &str = "web";
 
-/// How long the page waits for the modem's status before showing it as unavailable (the modem
-/// may be busy sending a page; the page must not hang on it).
-const MODEM_STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 /// How many open incidents and recent pages the page lists.
 const INCIDENT_LIMIT: usize = 200;
 const PAGE_LIMIT: usize = 20;
@@ -160,20 +156,13 @@ impl PageState {
                 }
             })
             .collect();
+        // The driver's last known readings: asking the modem here would queue AT commands in
+        // front of pages on every page load.
         let modem = match &intake.modem {
             None => ModemView::Disabled,
-            Some(h) => {
-                let health = h.borrow().clone();
-                let status = match &intake.modem_handle {
-                    None => Err("no modem handle".to_string()),
-                    Some(m) => match tokio::time::timeout(MODEM_STATUS_TIMEOUT, m.status()).await {
-                        Ok(Ok(s)) => Ok(s),
-                        Ok(Err(e)) => Err(e.to_string()),
-                        Err(_) => Err("the modem is busy (no answer within 2 s)".to_string()),
-                    },
-                };
-                ModemView::Enabled { health, status }
-            }
+            Some(h) => ModemView::Enabled {
+                health: h.borrow().clone(),
+            },
         };
         let pages = intake
             .store

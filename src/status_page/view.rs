@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use crate::incident::{Channel, Incident, Status};
-use crate::modem::{Health, ModemStatus};
+use crate::modem::Health;
 use crate::notify::sender::PagingHealth;
 use crate::schedule::OnCall;
 use crate::store::outbox::Page;
@@ -56,12 +56,11 @@ pub struct OnCallRow {
 pub enum ModemView {
     /// `[modem] enabled = false`.
     Disabled,
-    /// The health the driver publishes, plus a fresh status if the modem answered in time.
+    /// The health and readings the driver publishes from its own polls (never a fresh AT
+    /// exchange: the page must not queue commands in front of pages).
     Enabled {
-        /// Up/degraded/down with reason.
+        /// Up/degraded/down with reason, registration, operator, signal, SIM, last answer.
         health: Health,
-        /// `Err` says why no status could be read (busy, down, timed out).
-        status: Result<ModemStatus, String>,
     },
 }
 
@@ -254,19 +253,25 @@ fn health(s: &Snapshot) -> Markup {
                 td id="modem" {
                     @match &s.modem {
                         ModemView::Disabled => "disabled",
-                        ModemView::Enabled { health, status } => {
+                        ModemView::Enabled { health } => {
                             span class=(health.state.as_str()) { (health.state.as_str()) }
                             @if !health.reason.is_empty() { ": " (health.reason) }
                             " (since " (age(s.now, health.since)) " ago)"
                             br;
-                            @match status {
-                                Ok(st) => {
-                                    "Registered: " (if st.registration.is_registered() { "yes" } else { "no" })
-                                    " (" (st.registration) "); operator: " (st.operator.as_deref().unwrap_or("unknown"))
-                                    "; signal: " @match st.signal_dbm { Some(d) => { (d) " dBm" }, None => "unknown" }
-                                    "; SIM: " (format!("{:?}", st.sim))
-                                },
-                                Err(e) => { "Status not available: " (e) },
+                            "Registered: " (if health.registration.is_registered() { "yes" } else { "no" })
+                            " (" (health.registration) "); operator: " (health.operator.as_deref().unwrap_or("unknown"))
+                            "; signal: " @match health.signal_dbm { Some(d) => { (d) " dBm" }, None => "unknown" }
+                            "; SIM: " (format!("{:?}", health.sim))
+                            br;
+                            "Last answer: " @match health.last_answer {
+                                Some(t) => { (age(s.now, t)) " ago" },
+                                None => "none yet",
+                            }
+                            @if health.not_answering(s.now).is_some() {
+                                " " span.down { "(not answering)" }
+                            }
+                            @if health.events_dropped > 0 {
+                                "; " span.down { (health.events_dropped) " modem events dropped (event backlog full)" }
                             }
                         },
                     }
@@ -366,6 +371,51 @@ mod tests {
         assert_eq!(age(t + chrono::Duration::minutes(125), t), "2h 5m");
         assert_eq!(age(t + chrono::Duration::hours(76), t), "3d 4h");
         assert_eq!(age(t, t + chrono::Duration::hours(1)), "0s");
+    }
+
+    #[test]
+    fn the_modem_line_comes_from_the_published_health() {
+        use crate::modem::at::{RegStatus, SimState};
+        use crate::modem::{HealthState, Registration};
+        let mut s = snapshot(vec![]);
+        let mut health = Health::starting(s.now - chrono::Duration::minutes(10));
+        health.state = HealthState::Up;
+        health.reason = "ready".into();
+        health.registration = Registration {
+            circuit: Some(RegStatus::Home),
+            eps: None,
+        };
+        health.registered = true;
+        health.operator = Some("<b>net</b>".into());
+        health.signal_dbm = Some(-71);
+        health.sim = SimState::Ready;
+        health.sim_ready = true;
+        health.last_answer = Some(s.now - chrono::Duration::seconds(4));
+        s.modem = ModemView::Enabled {
+            health: health.clone(),
+        };
+        let html = page(&s, &Viewer::Open, "t").into_string();
+        let modem = &html[html.find(r#"id="modem""#).unwrap()..];
+        let modem = &modem[..modem.find("</td>").unwrap()];
+        assert!(modem.contains("Registered: yes (home)"), "{modem}");
+        assert!(
+            modem.contains("operator: &lt;b&gt;net&lt;/b&gt;"),
+            "{modem}"
+        );
+        assert!(modem.contains("signal: -71 dBm"), "{modem}");
+        assert!(modem.contains("SIM: Ready"), "{modem}");
+        assert!(modem.contains("Last answer: 4s ago"), "{modem}");
+        assert!(!modem.contains("dropped"), "{modem}");
+        assert!(!modem.contains("not answering"), "{modem}");
+
+        health.events_dropped = 12;
+        health.last_answer = None;
+        s.modem = ModemView::Enabled { health };
+        let html = page(&s, &Viewer::Open, "t").into_string();
+        assert!(html.contains("12 modem events dropped"), "{html}");
+        assert!(html.contains("Last answer: none yet"), "{html}");
+        // Never answered in the 10 minutes since it started: more than its bound.
+        assert!(html.contains("(not answering)"), "{html}");
     }
 
     #[test]

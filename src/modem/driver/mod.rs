@@ -5,6 +5,17 @@
 //! `oneshot` reply. Between requests the task handles URCs (incoming SMS, status reports, calls)
 //! and polls health; events go out on a bounded channel of [`ModemEvent`]s, health on a `watch`.
 //!
+//! The task never waits for the daemon to take an event: what does not fit the channel waits
+//! in a bounded backlog ([`backlog`]) drained beside requests, and when even that is full the
+//! least valuable events (delivery reports) are dropped first, counted in
+//! [`Health::events_dropped`] and logged. The daemon's event consumer may itself be waiting
+//! for this task (rejecting a missed-call acknowledgement), so waiting on it could deadlock.
+//!
+//! [`Health`] carries the last known readings (registration, operator, signal, SIM, when the
+//! modem last answered), refreshed by the task's own health poll, so readers never send AT
+//! commands. The loop feeds [`Settings::heartbeat`] on every turn and every finished exchange,
+//! and waits idle at most [`crate::supervisor::Heartbeat::idle_bound`].
+//!
 //! Life cycle: open the port -> drain and resync with `AT` -> bring-up (echo off, verbose errors,
 //! identity and profile, SIM and PIN, registration, SMS mode and indications) -> read what was
 //! stored while nobody listened -> serve. Failure handling:
@@ -23,6 +34,7 @@
 //! Shutdown: the token is checked between exchanges; the exchange in flight finishes first
 //! (a call in progress is hung up). The task also ends when the last [`Modem`] is dropped.
 
+mod backlog;
 mod sms;
 mod types;
 mod ussd;
@@ -45,6 +57,7 @@ use crate::modem::engine::{AtEngine, Command, EngineError, Response, Unsolicited
 use crate::modem::pdu::{Deliver, Reassembler};
 use crate::modem::port::{PortOpener, SerialOpener};
 use crate::modem::profile::Profile;
+use backlog::{Backlog, Pushed, BACKLOG_LIMIT};
 
 pub use ussd::valid_ussd_code;
 
@@ -55,9 +68,13 @@ pub use types::{
 
 /// Requests waiting for the task; senders wait when it is full.
 const REQUEST_QUEUE: usize = 32;
-/// Events waiting for the daemon; the task waits when it is full (a stored message is deleted
-/// only after its event was accepted).
+/// Events waiting for the daemon in the channel; beyond it they wait in the driver's backlog
+/// (see [`backlog`]). A stored message is deleted only once its event was accepted by either.
 const EVENT_QUEUE: usize = 64;
+/// Longest idle wait, whatever the heartbeat allows (a detached heartbeat allows ~forever).
+const MAX_IDLE_WAIT: Duration = Duration::from_secs(3600);
+/// Log a dropped delivery report once per this many, so a flood does not flood the log too.
+const DROP_LOG_EVERY: u64 = 100;
 /// A signal this weak still works but is worth a warning.
 const WEAK_SIGNAL_DBM: i32 = -107;
 
@@ -110,6 +127,24 @@ impl Modem {
         Self::spawn_with(settings, opener, Arc::new(SystemClock), shutdown)
     }
 
+    /// Like [`Modem::spawn`], with the driver run as an essential task of `sup`: a driver that
+    /// panics or returns before shutdown stops the daemon (see [`crate::supervisor`]), and its
+    /// heartbeat (in `settings`) tells the watchdog whether its request loop still turns.
+    pub fn spawn_supervised(
+        settings: Settings,
+        sup: &crate::supervisor::Supervisor,
+        shutdown: CancellationToken,
+    ) -> (Modem, mpsc::Receiver<ModemEvent>) {
+        let opener = SerialOpener {
+            device: settings.device.clone(),
+            baud: settings.baud,
+        };
+        let (modem, events, driver) =
+            Self::prepare(settings, opener, Arc::new(SystemClock), shutdown);
+        sup.spawn("modem", crate::supervisor::Role::Essential, driver);
+        (modem, events)
+    }
+
     /// Starts the task on any port opener (tests use a scripted fake) with an injected clock.
     pub fn spawn_with<O: PortOpener>(
         settings: Settings,
@@ -117,24 +152,36 @@ impl Modem {
         clock: Arc<dyn Clock>,
         shutdown: CancellationToken,
     ) -> (Modem, mpsc::Receiver<ModemEvent>) {
+        let (modem, events, driver) = Self::prepare(settings, opener, clock, shutdown);
+        tokio::spawn(driver);
+        (modem, events)
+    }
+
+    /// The handle, the event queue and the driver's future, not yet spawned.
+    fn prepare<O: PortOpener>(
+        settings: Settings,
+        opener: O,
+        clock: Arc<dyn Clock>,
+        shutdown: CancellationToken,
+    ) -> (
+        Modem,
+        mpsc::Receiver<ModemEvent>,
+        impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
         let (req_tx, req_rx) = mpsc::channel(REQUEST_QUEUE);
         let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
         let (health_tx, health_rx) = watch::channel(Health {
-            state: HealthState::Down,
-            reason: "starting".into(),
-            since: clock.now(),
-            signal_dbm: None,
-            registered: false,
-            sim_ready: false,
+            answer_bound: settings.answer_bound(),
+            ..Health::starting(clock.now())
         });
         let driver = Driver::new(settings, opener, clock, req_rx, ev_tx, health_tx, shutdown);
-        tokio::spawn(driver.run());
         (
             Modem {
                 requests: req_tx,
                 health: health_rx,
             },
             ev_rx,
+            driver.run(),
         )
     }
 
@@ -183,7 +230,9 @@ impl Modem {
             .await
     }
 
-    /// Fresh identity, SIM, registration, operator and signal.
+    /// Fresh identity, SIM, registration, operator and signal, asked of the modem now (for
+    /// `pagerbox modem status`). The command waits behind pages; anything that serves many
+    /// readers (the status page, `/metrics`) reads [`Modem::health`] instead.
     pub async fn status(&self) -> Result<ModemStatus, ModemError> {
         self.request(|reply| Request::Status { reply }).await
     }
@@ -205,7 +254,7 @@ impl Modem {
         .await
     }
 
-    /// Health, updated at once on every change.
+    /// Health and the last known readings, updated at once on every change; see [`Health`].
     pub fn health(&self) -> watch::Receiver<Health> {
         self.health.clone()
     }
@@ -279,6 +328,13 @@ struct Driver<O: PortOpener> {
     deferred: VecDeque<Request>,
     /// `hang_up` callers waiting for the call in progress to end.
     hang_up_waiters: Vec<oneshot::Sender<Result<(), ModemError>>>,
+    /// Events the channel had no room for, oldest first.
+    backlog: Backlog,
+    /// Events dropped since start (published in [`Health::events_dropped`]).
+    events_dropped: u64,
+    /// A stored message was left on the SIM because the backlog was full: list storage again
+    /// once the backlog has drained.
+    reread_stored: bool,
 }
 
 impl<O: PortOpener> Driver<O> {
@@ -324,13 +380,19 @@ impl<O: PortOpener> Driver<O> {
             incoming: IncomingCall::default(),
             deferred: VecDeque::new(),
             hang_up_waiters: Vec::new(),
+            backlog: Backlog::new(BACKLOG_LIMIT),
+            events_dropped: 0,
+            reread_stored: false,
         }
     }
 
     async fn run(mut self) {
         info!(device = %self.opener.describe(), "modem task started");
         let mut next_health = Instant::now() + self.s.health_interval;
+        let idle_wait = self.s.heartbeat.idle_bound().min(MAX_IDLE_WAIT);
         loop {
+            self.s.heartbeat.beat();
+            self.flush_events();
             if self.engine.is_some() {
                 if let Some(r) = self.deferred.pop_front() {
                     self.serve(r).await;
@@ -347,16 +409,23 @@ impl<O: PortOpener> Driver<O> {
                     Stop,
                     Request(Request),
                     Reopen,
+                    Room,
+                    Beat,
                 }
+                let backlogged = !self.backlog.is_empty();
                 let ev = tokio::select! {
                     biased;
                     _ = self.shutdown.cancelled() => Idle::Stop,
                     r = self.requests.recv() => r.map_or(Idle::Stop, Idle::Request),
+                    _ = self.events.reserve(), if backlogged => Idle::Room,
                     _ = sleep_until(self.reopen_at) => Idle::Reopen,
+                    _ = tokio::time::sleep(idle_wait) => Idle::Beat,
                 };
                 match ev {
                     Idle::Stop => break,
                     Idle::Request(r) => self.refuse(r),
+                    // The next turn hands over what fits and beats.
+                    Idle::Room | Idle::Beat => {}
                     Idle::Reopen => {
                         self.reopen().await;
                         next_health = Instant::now() + self.s.health_interval;
@@ -369,16 +438,25 @@ impl<O: PortOpener> Driver<O> {
                 Request(Request),
                 Unsolicited(Result<Unsolicited, EngineError>),
                 Health,
+                Room,
+                Beat,
             }
+            let backlogged = !self.backlog.is_empty();
+            // Requests first (pages), then handing over events, then new URCs: while the
+            // daemon is slow, reading more URCs would only grow the backlog.
             let ev = tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => Wake::Stop,
                 r = self.requests.recv() => r.map_or(Wake::Stop, Wake::Request),
+                _ = self.events.reserve(), if backlogged => Wake::Room,
                 u = engine.next_unsolicited() => Wake::Unsolicited(u),
                 _ = sleep_until(next_health) => Wake::Health,
+                _ = tokio::time::sleep(idle_wait) => Wake::Beat,
             };
             match ev {
                 Wake::Stop => break,
+                // The next turn hands over what fits and beats.
+                Wake::Room | Wake::Beat => {}
                 Wake::Request(r) => self.serve(r).await,
                 Wake::Unsolicited(Ok(u)) => self.on_unsolicited(u).await,
                 Wake::Unsolicited(Err(e)) => self.lose_port(format!("port lost: {e}")),
@@ -505,7 +583,16 @@ impl<O: PortOpener> Driver<O> {
                 reason: self.down_reason.clone(),
             });
         };
-        match engine.execute(&cmd).await {
+        let res = engine.execute(&cmd).await;
+        self.s.heartbeat.beat();
+        // Any final result is an answer, `ERROR` included; silence and a lost port are not.
+        if res
+            .as_ref()
+            .map_or_else(|e| !e.is_port_lost() && !e.is_timeout(), |_| true)
+        {
+            self.note_answer();
+        }
+        match res {
             Ok(r) => {
                 self.slow_streak = 0;
                 Ok(r)
@@ -744,6 +831,13 @@ impl<O: PortOpener> Driver<O> {
         if let Err(e) = res {
             debug!(error = %e, "health poll failed");
         }
+        if self.reread_stored && self.backlog.is_empty() && self.configured {
+            self.reread_stored = false;
+            info!("reading messages left on the SIM while the event backlog was full");
+            if let Err(e) = self.process_stored().await {
+                debug!(error = %e, "reading stored messages failed");
+            }
+        }
         self.expire_partials().await;
         self.evaluate();
     }
@@ -807,14 +901,24 @@ impl<O: PortOpener> Driver<O> {
             self.engine.is_some() && self.registration.is_registered(),
             self.engine.is_some() && self.sim == SimState::Ready,
         );
+        let (registration, operator, sim) = if self.engine.is_some() {
+            (self.registration, self.operator.clone(), self.sim.clone())
+        } else {
+            (Registration::default(), None, SimState::Unknown)
+        };
         let mut changed = false;
         self.health.send_if_modified(|h| {
-            // The readings (for /metrics) update the watch without counting as a health change.
-            let readings =
-                (h.signal_dbm, h.registered, h.sim_ready) != (signal_dbm, registered, sim_ready);
+            // The readings (for the status page and /metrics) update the watch without counting
+            // as a health change.
+            let readings = (h.signal_dbm, h.registered, h.sim_ready)
+                != (signal_dbm, registered, sim_ready)
+                || (&h.registration, &h.operator, &h.sim) != (&registration, &operator, &sim);
             h.signal_dbm = signal_dbm;
             h.registered = registered;
             h.sim_ready = sim_ready;
+            h.registration = registration;
+            h.operator = operator;
+            h.sim = sim;
             if h.state == state && h.reason == reason {
                 return readings;
             }
@@ -883,7 +987,7 @@ impl<O: PortOpener> Driver<O> {
                 // Without +CLIP the caller is unknown; say so on the second ring.
                 if self.incoming.rings >= 2 && !self.incoming.announced {
                     self.incoming.announced = true;
-                    self.emit(ModemEvent::IncomingCall { from: None }).await
+                    self.emit(ModemEvent::IncomingCall { from: None })
                 } else {
                     Ok(())
                 }
@@ -895,18 +999,18 @@ impl<O: PortOpener> Driver<O> {
                 } else {
                     self.incoming.announced = true;
                     let from = (!number.is_empty()).then_some(number);
-                    self.emit(ModemEvent::IncomingCall { from }).await
+                    self.emit(ModemEvent::IncomingCall { from })
                 }
             }
             Urc::CallEnded(_) | Urc::VoiceCallEnd | Urc::MissedCall(_) => {
                 if self.incoming.ringing {
                     self.incoming = IncomingCall::default();
-                    self.emit(ModemEvent::CallEnded).await
+                    self.emit(ModemEvent::CallEnded)
                 } else {
                     Ok(())
                 }
             }
-            Urc::Dtmf { key } => self.emit(ModemEvent::Dtmf { key }).await,
+            Urc::Dtmf { key } => self.emit(ModemEvent::Dtmf { key }),
             Urc::Registration { domain, status } => {
                 match domain {
                     RegDomain::Circuit => self.registration.circuit = Some(status),
@@ -969,14 +1073,127 @@ impl<O: PortOpener> Driver<O> {
                 Ok(())
             }
         };
-        if let Err(e) = res {
-            warn!(error = %e, "handling an unsolicited result failed");
+        match res {
+            // Counted and logged where it was dropped.
+            Ok(()) | Err(ModemError::Backlogged { .. }) => {}
+            Err(e) => warn!(error = %e, "handling an unsolicited result failed"),
         }
     }
 
-    /// Hands an event to the daemon; fails only when nobody listens any more.
-    async fn emit(&mut self, ev: ModemEvent) -> Result<(), ModemError> {
-        self.events.send(ev).await.map_err(|_| ModemError::Stopped)
+    /// Hands an event to the daemon without waiting: into the channel if it has room, else into
+    /// the backlog (see [`backlog`]). `Err(Backlogged)` means the event was not kept (the backlog
+    /// is full of events worth at least as much); it is counted and logged as dropped.
+    /// `Err(Stopped)` means nobody listens any more.
+    fn emit(&mut self, ev: ModemEvent) -> Result<(), ModemError> {
+        self.hand_over(ev, None)
+    }
+
+    /// Like [`Self::emit`] for the event of a message still stored at `stored` on the SIM.
+    /// If the backlog refuses it, it is not dropped: the caller must leave the message where
+    /// it is (not delete it), and storage is listed again once the backlog has drained.
+    fn hand_over(&mut self, ev: ModemEvent, stored: Option<u32>) -> Result<(), ModemError> {
+        self.flush_events();
+        if self.events.is_closed() {
+            self.backlog.clear();
+            return Err(ModemError::Stopped);
+        }
+        let ev = if self.backlog.is_empty() {
+            match self.events.try_send(ev) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(ModemError::Stopped),
+                Err(mpsc::error::TrySendError::Full(ev)) => ev,
+            }
+        } else {
+            ev
+        };
+        match self.backlog.push(ev) {
+            Pushed::Kept => {
+                let waiting = self.backlog.len();
+                if waiting == 1 || waiting % 256 == 0 {
+                    warn!(
+                        waiting,
+                        "modem events backing up: the daemon is slow to take them"
+                    );
+                }
+                Ok(())
+            }
+            Pushed::Evicted(old) => {
+                self.dropped(&old);
+                Ok(())
+            }
+            Pushed::Refused(ev) => {
+                let kind = backlog::kind(&ev);
+                match stored {
+                    Some(index) => {
+                        self.reread_stored = true;
+                        warn!(
+                            index,
+                            kind,
+                            backlog = self.backlog.len(),
+                            "modem event backlog full: message left on the SIM, read again later"
+                        );
+                    }
+                    None => self.dropped(&ev),
+                }
+                Err(ModemError::Backlogged { kind })
+            }
+        }
+    }
+
+    /// Counts and logs an event that could not be kept. A delivery report only loses the
+    /// "delivered" mark of a page already sent; anything else may be an acknowledgement.
+    fn dropped(&mut self, ev: &ModemEvent) {
+        self.events_dropped = self.events_dropped.saturating_add(1);
+        let total = self.events_dropped;
+        self.health.send_if_modified(|h| {
+            h.events_dropped = total;
+            false
+        });
+        match ev {
+            ModemEvent::DeliveryReport { reference, .. } => {
+                if total == 1 || total % DROP_LOG_EVERY == 0 {
+                    error!(
+                        reference,
+                        dropped_total = total,
+                        backlog = self.backlog.len(),
+                        "modem event backlog full: delivery report dropped (the page itself was sent)"
+                    );
+                }
+            }
+            other => error!(
+                kind = backlog::kind(other),
+                dropped_total = total,
+                backlog = self.backlog.len(),
+                "modem event backlog full: event not handed to the daemon"
+            ),
+        }
+    }
+
+    /// Moves backlogged events into the channel while it has room; never waits.
+    fn flush_events(&mut self) {
+        while let Some(ev) = self.backlog.pop() {
+            match self.events.try_send(ev) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(ev)) => {
+                    self.backlog.unpop(ev);
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.backlog.clear();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Records that the modem completed an exchange, for [`Health::last_answer`]. Updated in
+    /// place without waking watchers: it changes with every command.
+    fn note_answer(&mut self) {
+        let now = self.clock.now();
+        self.health.send_if_modified(|h| {
+            h.last_answer = Some(now);
+            false
+        });
     }
 
     async fn hang_up(&mut self) -> Result<(), ModemError> {
@@ -984,7 +1201,8 @@ impl<O: PortOpener> Driver<O> {
         self.exec(cmd).await?;
         if self.incoming.ringing {
             self.incoming = IncomingCall::default();
-            self.emit(ModemEvent::CallEnded).await?;
+            // The hang-up itself worked; a dropped notice of it must not fail the request.
+            let _ = self.emit(ModemEvent::CallEnded);
         }
         Ok(())
     }

@@ -1,9 +1,11 @@
 //! SMS in the driver: configuration, sending (PDU mode, text mode fallback), receiving from
 //! storage and directly, status reports, multipart reassembly.
 //!
-//! A stored message is deleted from the modem only after its event was accepted by the daemon
-//! (or it proved undecodable), and parts of an unfinished multipart message stay stored until
-//! the whole message is out; a restart then finds them again with `AT+CMGL`.
+//! A stored message is deleted from the modem only after its event was accepted (into the
+//! channel or the driver's backlog), or it proved undecodable, and parts of an unfinished
+//! multipart message stay stored until the whole message is out; a restart then finds them
+//! again with `AT+CMGL`. A message whose event the full backlog refused stays stored too and is
+//! listed again by the next health poll after the backlog drained.
 
 use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone};
 use tracing::{debug, error, info, warn};
@@ -318,7 +320,7 @@ impl<O: PortOpener> Driver<O> {
         match decoded {
             Ok(Pdu::Deliver(d)) => self.on_deliver(d, index).await,
             Ok(Pdu::StatusReport(sr)) => {
-                self.on_report(sr).await?;
+                self.on_report(sr, index)?;
                 self.delete(index).await
             }
             Ok(Pdu::Submit(_)) => {
@@ -333,7 +335,8 @@ impl<O: PortOpener> Driver<O> {
         }
     }
 
-    async fn on_report(&mut self, sr: StatusReport) -> Result<(), ModemError> {
+    /// Hands the report over; `index` is where it is stored on the SIM, if it is.
+    fn on_report(&mut self, sr: StatusReport, index: Option<u32>) -> Result<(), ModemError> {
         let outcome = sr.outcome();
         info!(
             reference = sr.message_reference,
@@ -341,20 +344,22 @@ impl<O: PortOpener> Driver<O> {
             outcome = ?outcome,
             "delivery report"
         );
-        self.emit(ModemEvent::DeliveryReport {
-            reference: sr.message_reference,
-            recipient: sr.recipient.number,
-            delivered: outcome == crate::modem::pdu::DeliveryOutcome::Delivered,
-            outcome,
-            status: sr.status,
-        })
-        .await
+        self.hand_over(
+            ModemEvent::DeliveryReport {
+                reference: sr.message_reference,
+                recipient: sr.recipient.number,
+                delivered: outcome == crate::modem::pdu::DeliveryOutcome::Delivered,
+                outcome,
+                status: sr.status,
+            },
+            index,
+        )
     }
 
     async fn on_deliver(&mut self, d: Deliver, index: Option<u32>) -> Result<(), ModemError> {
         let now = self.clock.now();
         let Some(c) = d.concat else {
-            self.emit(received(d)).await?;
+            self.hand_over(received(d), index)?;
             return self.delete(index).await;
         };
         let key = (d.sender.number.clone(), c.reference, c.total);
@@ -368,7 +373,16 @@ impl<O: PortOpener> Driver<O> {
             }
         }
         if let Some(full) = self.reassembler.insert(d, now) {
-            self.emit(received(full)).await?;
+            let stored = self
+                .stored_parts
+                .get(&key)
+                .and_then(|(_, indexes)| indexes.first().copied());
+            if let Err(e) = self.hand_over(received(full), stored) {
+                // Refused: the parts stay stored (forgotten here, so expiry does not delete
+                // them) and are joined again when storage is listed next.
+                self.stored_parts.remove(&key);
+                return Err(e);
+            }
             if let Some((_, indexes)) = self.stored_parts.remove(&key) {
                 for i in indexes {
                     self.delete(Some(i)).await?;
@@ -383,7 +397,7 @@ impl<O: PortOpener> Driver<O> {
         let now = self.clock.now();
         for inc in self.reassembler.expire(now) {
             warn!(missing = ?inc.missing, total = inc.total, "incomplete multipart message delivered");
-            if self.emit(received(inc.message)).await.is_err() {
+            if self.emit(received(inc.message)).is_err() {
                 return;
             }
         }
@@ -448,13 +462,15 @@ impl<O: PortOpener> Driver<O> {
             return self.delete(index).await;
         };
         let alphanumeric = !from.chars().all(|c| c.is_ascii_digit() || c == '+');
-        self.emit(ModemEvent::SmsReceived {
-            from,
-            text: body.to_string(),
-            timestamp,
-            alphanumeric,
-        })
-        .await?;
+        self.hand_over(
+            ModemEvent::SmsReceived {
+                from,
+                text: body.to_string(),
+                timestamp,
+                alphanumeric,
+            },
+            index,
+        )?;
         self.delete(index).await
     }
 }

@@ -639,3 +639,201 @@ async fn health_carries_the_readings_for_metrics() {
     assert!(h.registered);
     assert!(h.sim_ready);
 }
+
+#[tokio::test(start_paused = true)]
+async fn health_carries_operator_registration_sim_and_last_answer_for_the_status_page() {
+    let (modem, _events, _fakes, _t) = start(settings(), vec![Ok(generic_up(Script::new()))]);
+    let h = wait_for(&mut modem.health(), HealthState::Up).await;
+    assert_eq!(h.operator.as_deref(), Some("TestNet"));
+    assert!(h.registration.is_registered());
+    assert_eq!(h.sim, SimState::Ready);
+    assert_eq!(
+        h.last_answer,
+        Some(chrono::Utc.with_ymd_and_hms(2026, 11, 22, 3, 0, 0).unwrap())
+    );
+    assert_eq!(h.events_dropped, 0);
+    assert_eq!(h.answer_bound, settings().answer_bound());
+}
+
+/// Delivery reports flooding in while nobody takes events (the daemon's consumer is busy with
+/// the missed call): the driver still serves the reject, keeps the call events, and drops only
+/// delivery reports, counting them.
+#[tokio::test(start_paused = true)]
+async fn a_report_flood_with_nobody_reading_never_blocks_requests_and_drops_reports_first() {
+    const REPORTS: usize = 1200;
+    let mut lines = vec!["RING", "+CLIP: \"+4915112345678\",145,\"\",0,\"\",0"];
+    for _ in 0..REPORTS {
+        lines.extend(["+CDS: 26", REPORT]);
+    }
+    let script = generic_up(Script::new()).send(&lines).ok("ATH");
+    let (modem, mut events, mut fakes, _t) = start(settings(), vec![Ok(script)]);
+    let health = modem.health();
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    // Wait until the flood has overrun channel and backlog.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while health.borrow().events_dropped == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the flood never overran the backlog");
+    // Nothing has been read: the reject must still go through.
+    tokio::time::timeout(Duration::from_secs(30), modem.reject_incoming())
+        .await
+        .expect("the driver is blocked on its event queue")
+        .unwrap();
+    fakes.recv().await.unwrap().done().await.unwrap();
+
+    let mut got = Vec::new();
+    while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(1), events.recv()).await {
+        got.push(ev);
+    }
+    let calls = got
+        .iter()
+        .filter(|e| matches!(e, ModemEvent::IncomingCall { .. }))
+        .count();
+    let ended = got
+        .iter()
+        .filter(|e| matches!(e, ModemEvent::CallEnded))
+        .count();
+    let reports = got
+        .iter()
+        .filter(|e| matches!(e, ModemEvent::DeliveryReport { .. }))
+        .count();
+    assert_eq!((calls, ended), (1, 1), "call events are never dropped");
+    assert_eq!(got.len(), EVENT_QUEUE + BACKLOG_LIMIT);
+    let dropped = health.borrow().events_dropped as usize;
+    assert_eq!(
+        reports + dropped,
+        REPORTS,
+        "every report is either handed over or counted"
+    );
+    assert_eq!(dropped, REPORTS + 2 - EVENT_QUEUE - BACKLOG_LIMIT);
+    // The call came first and stays first.
+    assert!(matches!(got[0], ModemEvent::IncomingCall { .. }));
+}
+
+/// An idle driver still feeds its heartbeat: the idle wait is bounded by the heartbeat's
+/// idle bound (real time: the heartbeat's clock is not tokio's).
+#[tokio::test]
+async fn an_idle_driver_keeps_its_heartbeat_fed() {
+    let hb = crate::supervisor::Heartbeat::new("modem", Duration::from_millis(300));
+    let s = Settings {
+        heartbeat: hb.clone(),
+        ..settings()
+    };
+    let (modem, _events, _fakes, _t) = start(s, vec![Ok(generic_up(Script::new()))]);
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        wait_for(&mut modem.health(), HealthState::Up),
+    )
+    .await
+    .unwrap();
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(hb.late(), None, "idle driver stopped beating");
+    }
+}
+
+/// A stored SMS whose event the full backlog refuses is not lost: it is not deleted, and the
+/// next health poll after the backlog drained lists storage, hands it over and deletes it.
+/// Only the directly routed message that found no room is counted as dropped.
+#[tokio::test(start_paused = true)]
+async fn a_stored_sms_refused_by_a_full_backlog_stays_on_the_sim_and_is_read_again() {
+    let direct = EVENT_QUEUE + BACKLOG_LIMIT + 1;
+    let mut lines = Vec::new();
+    for _ in 0..direct {
+        lines.extend(["+CMT: ,30", DELIVER]);
+    }
+    let script = generic_up(Script::new())
+        .send(&lines)
+        .send(&["+CMTI: \"SM\",5"])
+        // Read, refused, not deleted.
+        .expect("AT+CMGR=5", &["+CMGR: 0,,30", DELIVER, "OK"])
+        // The next health poll, then storage listed again: now it fits and is deleted.
+        .pipe(network)
+        .expect("AT+CMGL=4", &["+CMGL: 5,1,,30", DELIVER, "OK"])
+        .ok("AT+CMGD=5");
+    let (modem, mut events, mut fakes, _t) = start(settings(), vec![Ok(script)]);
+    let health = modem.health();
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while health.borrow().events_dropped == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the direct messages never overran the backlog");
+    let mut received = 0;
+    while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(7200), events.recv()).await {
+        assert!(matches!(ev, ModemEvent::SmsReceived { ref text, .. } if text == "How are you?"));
+        received += 1;
+        if received == EVENT_QUEUE + BACKLOG_LIMIT + 1 {
+            break;
+        }
+    }
+    assert_eq!(
+        received,
+        EVENT_QUEUE + BACKLOG_LIMIT + 1,
+        "the stored one came back"
+    );
+    assert_eq!(
+        health.borrow().events_dropped,
+        1,
+        "only the direct one was lost"
+    );
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
+
+/// Events backlogged before a call keep flowing while it rings: the call's wait hands them
+/// over as the daemon makes room, instead of holding them until the call is over.
+#[tokio::test(start_paused = true)]
+async fn backlogged_events_flow_while_a_call_rings() {
+    const REPORTS: usize = EVENT_QUEUE + 36;
+    let mut lines = Vec::new();
+    for _ in 0..REPORTS {
+        lines.extend(["+CDS: 26", REPORT]);
+    }
+    let mut script = generic_up(Script::new())
+        .send(&lines)
+        .ok("ATD+4915112345678;");
+    for _ in 0..3 {
+        script = script.expect(
+            "AT+CLCC",
+            &["+CLCC: 1,0,3,0,0,\"+4915112345678\",145", "OK"],
+        );
+    }
+    script = script.ok("ATH");
+    let cfg = Settings {
+        call_poll: Duration::from_secs(1),
+        ..settings()
+    };
+    let (modem, mut events, mut fakes, _t) = start(cfg, vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    // Let the driver read the whole burst: the channel fills, the rest waits in the backlog.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let call = tokio::spawn({
+        let modem = modem.clone();
+        async move {
+            let opts = CallOptions {
+                ring_for: Duration::from_millis(3500),
+                ..CallOptions::default()
+            };
+            modem.call("+4915112345678", opts).await
+        }
+    });
+    for n in 0..REPORTS {
+        let ev = next_event(&mut events).await;
+        assert!(
+            matches!(ev, ModemEvent::DeliveryReport { .. }),
+            "event {n}: {ev:?}"
+        );
+    }
+    assert!(
+        !call.is_finished(),
+        "the backlog was only handed over after the call"
+    );
+    assert_eq!(call.await.unwrap().unwrap(), CallOutcome::NoAnswer);
+    assert_eq!(modem.health().borrow().events_dropped, 0);
+    fakes.recv().await.unwrap().done().await.unwrap();
+}

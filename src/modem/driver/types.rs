@@ -10,6 +10,7 @@ use crate::modem::at::{RegStatus, SimState};
 use crate::modem::engine::EngineError;
 use crate::modem::pdu::{DeliveryOutcome, PduError};
 use crate::modem::profile::{Profile, ProfileChoice};
+use crate::supervisor::Heartbeat;
 
 /// A SIM PIN. It has no `Display`, and its `Debug` is redacted, so it cannot reach a log.
 #[derive(Clone, PartialEq, Eq)]
@@ -73,6 +74,11 @@ pub struct Settings {
     /// Read, report and delete incoming messages. The daemon wants this; one-shot tools
     /// (`pagerbox modem status`) turn it off so replies stay stored for the daemon.
     pub receive_messages: bool,
+    /// Fed by the driver's request loop on every turn and every finished AT exchange, so a
+    /// supervisor can tell a driver that stopped working from one that is merely idle (an idle
+    /// driver wakes at least every [`Heartbeat::idle_bound`] to feed it). Detached (watched by
+    /// nobody) unless the daemon registers one.
+    pub heartbeat: Heartbeat,
 }
 
 impl Settings {
@@ -95,7 +101,32 @@ impl Settings {
             part_retry_delay: Duration::from_secs(2),
             part_attempts: 3,
             receive_messages: true,
+            heartbeat: Heartbeat::detached("modem"),
         }
+    }
+
+    /// A bound for [`Settings::heartbeat`] that fits these settings. The loop beats on every
+    /// turn and after every AT exchange, so the longest silence is the longest exchange it can
+    /// be in: an SMS part's submit (`sms_timeout`), the resync after it timed out, and the
+    /// pauses between a part's attempts; an idle loop wakes every half bound. Twice that, and
+    /// never below two health intervals. A USSD request waits for the network's answer without
+    /// an exchange, so USSD waits (the self-test's `ussd_timeout`) must stay below the bound.
+    pub fn heartbeat_bound(&self) -> Duration {
+        let exchange = self
+            .sms_timeout
+            .saturating_add(self.command_timeout.saturating_mul(2))
+            .saturating_add(self.part_retry_delay.saturating_mul(self.part_attempts));
+        exchange.max(self.health_interval).saturating_mul(2)
+    }
+
+    /// How long the modem may go without answering before it counts as not answering
+    /// ([`Health::not_answering`]): the driver's health poll makes it answer at least once per
+    /// `health_interval` while the port is open, and one submit may take `sms_timeout`; three
+    /// missed polls on top of that is not a slow network any more.
+    pub fn answer_bound(&self) -> Duration {
+        self.health_interval
+            .saturating_mul(3)
+            .saturating_add(self.sms_timeout)
     }
 }
 
@@ -273,7 +304,14 @@ impl HealthState {
     }
 }
 
-/// Published on a watch channel whenever the state or reason changes.
+/// The driver's last known state of the modem, published on a watch channel.
+///
+/// Readers (the status page, `/metrics`, `/healthz`) take it from here and never ask the
+/// modem: an AT command per page load would queue in front of pages. The driver refreshes the
+/// readings with its own health poll (every `health_interval`). Receivers are woken when
+/// `state` or `reason` changes or a reading changes at a poll; `last_answer` and
+/// `events_dropped` are updated in place without waking anyone (they change with every
+/// command), so read them with `borrow()` when needed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Health {
     /// Up, degraded or down.
@@ -282,12 +320,62 @@ pub struct Health {
     pub reason: String,
     /// When `state` last changed.
     pub since: DateTime<Utc>,
-    /// Last `AT+CSQ` reading in dBm; `None` when unknown (99, or not read yet). For `/metrics`.
+    /// Last `AT+CSQ` reading in dBm; `None` when unknown (99, or not read yet).
     pub signal_dbm: Option<i32>,
-    /// Registered (home or roaming) in either domain at the last check. For `/metrics`.
+    /// Registered (home or roaming) in either domain at the last check.
     pub registered: bool,
-    /// The SIM answered `READY` at the last check. For `/metrics`.
+    /// The SIM answered `READY` at the last check.
     pub sim_ready: bool,
+    /// Both registrations as last read (`+CREG`/`+CEREG`).
+    pub registration: Registration,
+    /// The network operator (`AT+COPS?`) as last read; `None` until read or when unregistered.
+    pub operator: Option<String>,
+    /// The SIM state as last read.
+    pub sim: SimState,
+    /// When the modem last completed an AT exchange (any final result, `ERROR` included).
+    /// `None` until it first answers. A modem that has not answered within a few health
+    /// intervals is not answering, whatever `state` says: see [`Health::silent_for`].
+    pub last_answer: Option<DateTime<Utc>>,
+    /// Events the driver dropped because the daemon did not take them in time and its backlog
+    /// was full (delivery reports first); counts up for the life of the process.
+    pub events_dropped: u64,
+    /// How long the modem may stay silent before [`Health::not_answering`] says so; from
+    /// [`Settings::answer_bound`].
+    pub answer_bound: Duration,
+}
+
+impl Health {
+    /// The state before the port was first opened.
+    pub fn starting(now: DateTime<Utc>) -> Self {
+        Self {
+            state: HealthState::Down,
+            reason: "starting".into(),
+            since: now,
+            signal_dbm: None,
+            registered: false,
+            sim_ready: false,
+            registration: Registration::default(),
+            operator: None,
+            sim: SimState::Unknown,
+            last_answer: None,
+            events_dropped: 0,
+            answer_bound: Settings::new("").answer_bound(),
+        }
+    }
+
+    /// `Some(silence)` when the modem has not answered within its own [`Health::answer_bound`]
+    /// of `now`: for `/healthz` ("the modem has not answered within its bound").
+    pub fn not_answering(&self, now: DateTime<Utc>) -> Option<Duration> {
+        self.silent_for(self.answer_bound, now)
+    }
+
+    /// `Some(silence)` when the modem has not answered within `bound` of `now` (counting from
+    /// `since` when it never answered).
+    pub fn silent_for(&self, bound: Duration, now: DateTime<Utc>) -> Option<Duration> {
+        let from = self.last_answer.unwrap_or(self.since);
+        let silence = (now - from).to_std().unwrap_or_default();
+        (silence > bound).then_some(silence)
+    }
 }
 
 /// Why a modem request failed.
@@ -333,6 +421,13 @@ pub enum ModemError {
     /// The modem task has stopped (shutdown).
     #[error("modem task stopped")]
     Stopped,
+    /// The daemon is not taking events and the driver's event backlog is full, so an event was
+    /// not handed over. A message stored on the SIM stays there and is read again later.
+    #[error("modem event backlog full; {kind} not handed over")]
+    Backlogged {
+        /// What kind of event (`sms`, `delivery_report`, ...).
+        kind: &'static str,
+    },
     /// A USSD code with characters a network does not take (digits, `*`, `#` only).
     #[error("invalid USSD code {code:?}")]
     InvalidUssd {
@@ -355,7 +450,10 @@ impl ModemError {
     /// restarts the daemon), and either way the page must not be failed for good because of it.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Unavailable { .. } | Self::UssdTimeout { .. } | Self::Stopped => true,
+            Self::Unavailable { .. }
+            | Self::UssdTimeout { .. }
+            | Self::Backlogged { .. }
+            | Self::Stopped => true,
             Self::Command(e) | Self::Part { source: e, .. } => e.is_retryable(),
             Self::Encode(_)
             | Self::InvalidNumber { .. }
@@ -411,6 +509,54 @@ mod tests {
     fn a_stopped_modem_is_retryable() {
         assert!(ModemError::Stopped.is_retryable());
         assert!(!ModemError::InvalidNumber { number: "x".into() }.is_retryable());
+    }
+
+    #[test]
+    fn silence_counts_from_the_last_answer_or_from_the_start() {
+        let t0 = DateTime::parse_from_rfc3339("2026-12-06T08:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let mut h = Health::starting(t0);
+        let bound = Duration::from_secs(90);
+        assert_eq!(
+            h.silent_for(bound, t0 + chrono::Duration::seconds(60)),
+            None
+        );
+        assert_eq!(
+            h.silent_for(bound, t0 + chrono::Duration::seconds(100)),
+            Some(Duration::from_secs(100))
+        );
+        h.last_answer = Some(t0 + chrono::Duration::seconds(50));
+        assert_eq!(
+            h.silent_for(bound, t0 + chrono::Duration::seconds(100)),
+            None
+        );
+        assert!(h
+            .silent_for(bound, t0 + chrono::Duration::seconds(141))
+            .is_some());
+        // A clock that went backwards is not silence.
+        assert_eq!(h.silent_for(bound, t0), None);
+        // Its own bound: three health polls and one submit (defaults: 3 x 30 s + 60 s).
+        assert_eq!(h.answer_bound, Duration::from_secs(150));
+        assert!(h
+            .not_answering(t0 + chrono::Duration::seconds(200))
+            .is_none());
+        assert_eq!(
+            h.not_answering(t0 + chrono::Duration::seconds(201)),
+            Some(Duration::from_secs(151))
+        );
+    }
+
+    #[test]
+    fn heartbeat_bound_covers_the_longest_exchange_and_two_polls() {
+        let s = Settings::new("/dev/null");
+        // 60 s submit + 2 x 10 s resync + 3 x 2 s retry pauses, doubled.
+        assert_eq!(s.heartbeat_bound(), Duration::from_secs(172));
+        let slow_polls = Settings {
+            health_interval: Duration::from_secs(600),
+            ..Settings::new("/dev/null")
+        };
+        assert_eq!(slow_polls.heartbeat_bound(), Duration::from_secs(1200));
     }
 
     #[test]

@@ -54,6 +54,9 @@ impl<O: PortOpener> Driver<O> {
         }
         let deadline = Instant::now() + wait;
         loop {
+            // Keep handing backlogged events over while waiting for the network.
+            self.flush_events();
+            let backlogged = !self.backlog.is_empty();
             let Some(engine) = self.engine.as_mut() else {
                 return Err(ModemError::Unavailable {
                     reason: self.down_reason.clone(),
@@ -72,12 +75,17 @@ impl<O: PortOpener> Driver<O> {
                             }
                             continue;
                         }
-                        u = engine.next_unsolicited() => u,
-                        _ = sleep_until(deadline) => {
-                            debug!(code, "ussd answer timed out, cancelling the session");
-                            let _ = self.exec_opt("AT+CUSD=2").await;
-                            return Err(ModemError::UssdTimeout { code: code.into(), after: wait });
-                        }
+                        _ = self.events.reserve(), if backlogged => continue,
+                        u = engine.next_unsolicited() => Some(u),
+                        _ = sleep_until(deadline) => None,
+                    };
+                    let Some(got) = got else {
+                        debug!(code, "ussd answer timed out, cancelling the session");
+                        let _ = self.exec_opt("AT+CUSD=2").await;
+                        return Err(ModemError::UssdTimeout {
+                            code: code.into(),
+                            after: wait,
+                        });
                     };
                     match got {
                         Ok(u) => u,

@@ -83,7 +83,7 @@ impl<O: PortOpener> Driver<O> {
             None => self.follow_call(&opts).await,
         };
         info!(to = %mask_number(to), outcome = ?outcome, "call finished");
-        let _ = self.emit(ModemEvent::CallEnded).await;
+        let _ = self.emit(ModemEvent::CallEnded);
         outcome
     }
 
@@ -237,6 +237,9 @@ impl<O: PortOpener> Driver<O> {
     /// The next call-relevant thing before `until`; other URCs are handled on the way.
     async fn call_signal(&mut self, until: Instant) -> Signal {
         loop {
+            // A call can last minutes: keep handing backlogged events over meanwhile.
+            self.flush_events();
+            let backlogged = !self.backlog.is_empty();
             let Some(engine) = self.engine.as_mut() else {
                 return Signal::Ended(CallResult::NoCarrier);
             };
@@ -257,6 +260,7 @@ impl<O: PortOpener> Driver<O> {
                                 continue;
                             }
                         },
+                        _ = self.events.reserve(), if backlogged => continue,
                         u = engine.next_unsolicited() => u,
                         _ = sleep_until(until) => return Signal::Tick,
                     };
@@ -281,7 +285,7 @@ impl<O: PortOpener> Driver<O> {
                 },
                 Urc::Dtmf { key } => {
                     info!(key = %key, "dtmf received");
-                    let _ = self.emit(ModemEvent::Dtmf { key }).await;
+                    let _ = self.emit(ModemEvent::Dtmf { key });
                     return Signal::Dtmf(key);
                 }
                 Urc::SpeechDone => return Signal::SpeechDone,

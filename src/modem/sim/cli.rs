@@ -148,6 +148,18 @@ pub enum CtlAction {
         #[arg(long)]
         outcome: Option<String>,
     },
+    /// A burst of status reports (delivery reports) at once, to flood the DTE's event path.
+    StatusReports {
+        /// How many (at most 10 000).
+        #[arg(long, default_value_t = 500)]
+        count: u32,
+        /// Reference of the first report; the others count up from it, wrapping at 255.
+        #[arg(long, default_value_t = 0)]
+        first_reference: u8,
+        /// The recipient the reports name.
+        #[arg(long)]
+        to: String,
+    },
     /// Write a raw URC line.
     Urc {
         /// The line, e.g. RING or +CMTI: "SM",3.
@@ -263,6 +275,15 @@ async fn run_ctl(ctl: CtlArgs) -> anyhow::Result<ExitCode> {
                     "ussd: give --text, or --outcome not-supported|network-terminated|timeout (got {other:?})"
                 ),
             },
+        },
+        CtlAction::StatusReports {
+            count,
+            first_reference,
+            to,
+        } => ControlRequest::StatusReports {
+            count,
+            first_reference,
+            to,
         },
         CtlAction::Urc {
             line,

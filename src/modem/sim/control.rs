@@ -70,6 +70,16 @@ pub enum ControlRequest {
         /// The answer.
         reply: crate::modem::sim::UssdReply,
     },
+    /// A burst of `count` status reports (delivery reports) for `to`, written at once.
+    StatusReports {
+        /// How many (at most 10 000).
+        count: u32,
+        /// Reference of the first; the others count up from it (wrapping at 255).
+        #[serde(default)]
+        first_reference: u8,
+        /// The recipient the reports name.
+        to: String,
+    },
     /// Write a raw URC line.
     Urc {
         /// The line, without framing.
@@ -128,6 +138,11 @@ pub async fn handle(sim: &SimHandle, req: ControlRequest) -> ControlResponse {
         ControlRequest::Fault { fault } => sim.fault(fault).await,
         ControlRequest::Heal => sim.heal().await,
         ControlRequest::SetUssd { code, reply } => sim.set_ussd(&code, reply).await,
+        ControlRequest::StatusReports {
+            count,
+            first_reference,
+            to,
+        } => sim.status_report_burst(count, first_reference, &to).await,
         ControlRequest::Urc { line, placement } => sim.inject_urc(&line, placement).await,
         ControlRequest::Log => {
             return match sim.network_log().await {
@@ -257,6 +272,17 @@ mod tests {
             f,
             ControlRequest::Fault {
                 fault: Fault::SubmitCms500 { count: 2 }
+            }
+        );
+        assert_eq!(
+            serde_json::from_str::<ControlRequest>(
+                r#"{"cmd":"status_reports","count":500,"to":"+491"}"#
+            )
+            .unwrap(),
+            ControlRequest::StatusReports {
+                count: 500,
+                first_reference: 0,
+                to: "+491".into()
             }
         );
         assert_eq!(

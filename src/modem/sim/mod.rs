@@ -197,6 +197,24 @@ impl SimHandle {
         self.ask(Request::Heal).await
     }
 
+    /// `count` status reports (for `to`, references from `first_reference` up, wrapping) at
+    /// once, routed as `AT+CNMI` says (`+CDS` or stored with `+CDSI`); each is logged. Tests
+    /// use it to flood the DTE's event path while something else is going on (a ringing call).
+    pub async fn status_report_burst(
+        &self,
+        count: u32,
+        first_reference: u8,
+        to: &str,
+    ) -> Result<(), SimError> {
+        self.ask(|reply| Request::StatusReportBurst {
+            count,
+            first_reference,
+            to: to.to_string(),
+            reply,
+        })
+        .await
+    }
+
     /// Writes an arbitrary URC line (e.g. `RING`, `+CMTI: "SM",3`) now or inside the next
     /// multi-line response, for tests that prove the driver separates URCs from responses.
     pub async fn inject_urc(&self, line: &str, placement: UrcPlacement) -> Result<(), SimError> {

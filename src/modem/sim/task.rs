@@ -48,6 +48,12 @@ pub enum Request {
     Fault(Fault, Reply<()>),
     Heal(Reply<()>),
     SetUssd(String, super::types::UssdReply, Reply<()>),
+    StatusReportBurst {
+        count: u32,
+        first_reference: u8,
+        to: String,
+        reply: Reply<()>,
+    },
     InjectUrc {
         line: String,
         placement: UrcPlacement,
@@ -270,6 +276,18 @@ impl SimTask {
             }
             Request::Heal(reply) => {
                 let fx = self.engine.heal(now);
+                self.apply(fx);
+                let _ = reply.send(());
+            }
+            Request::StatusReportBurst {
+                count,
+                first_reference,
+                to,
+                reply,
+            } => {
+                let fx = self
+                    .engine
+                    .status_report_burst(count, first_reference, &to, now);
                 self.apply(fx);
                 let _ = reply.send(());
             }

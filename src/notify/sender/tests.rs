@@ -72,6 +72,7 @@ fn fake_health(down: Option<&str>) -> Health {
         signal_dbm: None,
         registered: down.is_none(),
         sim_ready: true,
+        ..Health::starting(Utc::now())
     }
 }
 

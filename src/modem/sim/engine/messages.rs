@@ -6,6 +6,9 @@
 use super::*;
 use crate::modem::sim::command::Arg;
 
+/// Most status reports one burst request writes (about 100 bytes each on the wire).
+pub const MAX_REPORT_BURST: u32 = 10_000;
+
 impl Engine {
     /// How long this submit takes: `sms_delay` ± jitter.
     pub(super) fn submit_delay(&mut self) -> Duration {
@@ -774,6 +777,40 @@ impl Engine {
             }
         }
         fx
+    }
+
+    /// `count` status reports for messages "sent" to `to`, written as one burst (references
+    /// count up from `first_reference`, wrapping). For testing that the DTE survives a flood of
+    /// delivery reports: one write, so none is lost in the simulator's own output queue.
+    pub fn status_report_burst(
+        &mut self,
+        count: u32,
+        first_reference: u8,
+        to: &str,
+        now: DateTime<Utc>,
+    ) -> Vec<Effect> {
+        self.now = now;
+        let mut fx = Vec::new();
+        let mut burst = Vec::new();
+        let mut reference = first_reference;
+        for _ in 0..count.min(MAX_REPORT_BURST) {
+            for e in self.status_report(reference, to, now) {
+                match e {
+                    Effect::Write { chunks, .. } => {
+                        chunks.into_iter().for_each(|c| burst.extend(c))
+                    }
+                    other => fx.push(other),
+                }
+            }
+            reference = reference.wrapping_add(1);
+        }
+        if !burst.is_empty() {
+            fx.push(Effect::Write {
+                delay: Duration::ZERO,
+                chunks: vec![burst],
+            });
+        }
+        self.silence_filter(fx)
     }
 
     /// An SMS arrives from `from`. Held by the network while the modem cannot receive.

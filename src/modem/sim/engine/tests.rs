@@ -644,6 +644,39 @@ fn multipart_submits_are_reassembled_in_the_log() {
 }
 
 #[test]
+fn a_status_report_burst_is_one_write_of_decodable_reports() {
+    use crate::modem::pdu::{self, Direction, Pdu};
+    let mut h = quiet(SimProfile::Sim7600);
+    h.at("AT+CNMI=2,1,0,1,0");
+    let now = h.now;
+    let fx = h.e.status_report_burst(300, 250, "+4915112345678", now);
+    let writes = fx
+        .iter()
+        .filter(|e| matches!(e, Effect::Write { .. }))
+        .count();
+    assert_eq!(writes, 1, "one burst, one write");
+    h.apply(fx);
+    let out = h.take();
+    let lines: Vec<&str> = out.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 600);
+    let refs: Vec<u8> = lines
+        .chunks(2)
+        .map(|pair| {
+            let len: usize = pair[0].strip_prefix("+CDS: ").unwrap().parse().unwrap();
+            match pdu::decode_with_tpdu_len(pair[1], Direction::MobileTerminated, len).unwrap() {
+                Pdu::StatusReport(r) => r.message_reference,
+                other => panic!("{other:?}"),
+            }
+        })
+        .collect();
+    assert_eq!(&refs[..7], &[250, 251, 252, 253, 254, 255, 0]);
+    assert_eq!(
+        h.log.iter().filter(|e| e.kind() == "status_report").count(),
+        300
+    );
+}
+
+#[test]
 fn status_report_as_cds_or_cdsi() {
     use crate::modem::pdu::{self, encode_submit, Direction, Pdu, SubmitOptions};
     let mut h = quiet(SimProfile::Sim800);
