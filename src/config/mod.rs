@@ -383,14 +383,28 @@ pub fn read_secret(path: &Path) -> std::io::Result<Secret> {
     Ok(Secret(line))
 }
 
-/// Parses a duration such as `500ms`, `30s`, `10m`, `2h`, `1d`, `1w`.
+/// The longest duration any input may name: ten years. Longer spans are typos (`300000y` for
+/// `30m`) and, added to a date, run past what the calendar arithmetic can hold; refusing them
+/// where they are read keeps the error next to its cause instead of deep in a task.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 366 * 86_400);
+
+/// The longest duration a config key may name unless the key says otherwise: a year (a yearly
+/// heartbeat is the slowest thing a pager watches).
+pub const MAX_CONFIG_DURATION: Duration = Duration::from_secs(366 * 86_400);
+
+/// Parses a duration such as `500ms`, `30s`, `10m`, `2h`, `1d`, `1w`, at most [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if s == "0" {
         return Ok(Duration::ZERO);
     }
-    humantime::parse_duration(s)
-        .map_err(|e| format!("{s:?} is not a duration ({e}); write e.g. \"30s\", \"10m\", \"2h\""))
+    let d = humantime::parse_duration(s).map_err(|e| {
+        format!("{s:?} is not a duration ({e}); write e.g. \"30s\", \"10m\", \"2h\"")
+    })?;
+    if d > MAX_DURATION {
+        return Err(format!("{s:?} is too long (at most 10 years)"));
+    }
+    Ok(d)
 }
 
 /// The urgency a rule applies to when it does not say.

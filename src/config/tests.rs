@@ -484,3 +484,43 @@ fn outbound_errors_point_at_the_line_and_never_echo_the_url() {
     );
     assert!(!all.contains("secret-host"), "{all}");
 }
+
+#[test]
+fn durations_past_a_year_are_refused_at_their_place() {
+    let text = format!(
+        "{MINIMAL}\n[[heartbeats]]\nid = \"backup\"\ninterval = \"300000y\"\nroute = \"default\"\n\n[paging]\ngroup_window = \"9999999999999999999s\"\n"
+    );
+    let errs = parse(&text).unwrap_err();
+    let line = |key: &str| text.lines().position(|l| l.starts_with(key)).unwrap() + 1;
+    assert!(
+        errs.iter().any(|e| e.starts_with(&format!(
+            "t.toml:{}:12: heartbeats.interval: \"300000y\" is too long",
+            line("interval")
+        ))),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter().any(|e| e.starts_with(&format!(
+            "t.toml:{}:16: paging.group_window:",
+            line("group_window")
+        ))),
+        "{errs:?}"
+    );
+    // A year is still fine: a yearly job's heartbeat.
+    let ok = format!(
+        "{MINIMAL}\n[[heartbeats]]\nid = \"backup\"\ninterval = \"366d\"\nroute = \"default\"\n"
+    );
+    assert!(parse(&ok).is_ok(), "{:?}", parse(&ok).err());
+}
+
+#[test]
+fn repeat_period_of_a_silence_is_at_most_a_year() {
+    let text = format!(
+        "{MINIMAL}\n[[silences]]\nid = \"s\"\nstarts = \"2026-01-01T02:00\"\nends = \"2026-01-01T03:00\"\nservice = \"db\"\nevery = \"300000y\"\ncomment = \"x\"\n"
+    );
+    let errs = parse(&text).unwrap_err();
+    assert!(
+        errs.iter().any(|e| e.contains("silences.every")),
+        "{errs:?}"
+    );
+}

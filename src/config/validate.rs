@@ -104,10 +104,23 @@ impl Validator<'_, '_> {
         }
     }
 
+    /// Reads a duration key, at most [`MAX_CONFIG_DURATION`]: every duration in the config is
+    /// added to dates and instants, so a bound here keeps that arithmetic in range.
     fn duration(&mut self, v: &Option<S<String>>, key: &str, default: Duration) -> Duration {
         match v {
             None => default,
             Some(s) => match parse_duration(s.get_ref()) {
+                Ok(d) if d > MAX_CONFIG_DURATION => {
+                    self.r.error(
+                        span(s),
+                        format!(
+                            "{key}: {:?} is too long (at most {})",
+                            s.get_ref(),
+                            humantime::format_duration(MAX_CONFIG_DURATION)
+                        ),
+                    );
+                    default
+                }
                 Ok(d) => d,
                 Err(e) => {
                     self.r.error(span(s), format!("{key}: {e}"));
@@ -278,13 +291,13 @@ impl Validator<'_, '_> {
         let days = parse_duration(every.get_ref())
             .ok()
             .map(|d| d.as_secs())
-            .filter(|s| *s > 0 && s % 86_400 == 0)
+            .filter(|s| *s > 0 && s % 86_400 == 0 && *s <= MAX_CONFIG_DURATION.as_secs())
             .and_then(|s| u32::try_from(s / 86_400).ok());
         let Some(days) = days else {
             self.r.error(
                 span(every),
                 format!(
-                    "silences.every: {:?} is not a whole number of days; write e.g. \"1d\" or \"7d\"",
+                    "silences.every: {:?} is not a whole number of days up to a year; write e.g. \"1d\" or \"7d\"",
                     every.get_ref()
                 ),
             );

@@ -682,32 +682,41 @@ fn hold_back(
     user: &str,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<Option<(String, DateTime<Utc>)>> {
-    let window = chrono::Duration::from_std(cfg.paging.group_window).unwrap_or_default();
+    let window = crate::clock::delta(cfg.paging.group_window);
     if let Some(route) = route {
         if !window.is_zero() {
-            if let Some(last) =
-                outbox::last_route_page(conn, user, Channel::Sms, &route.id, now - window)?
-            {
+            if let Some(last) = outbox::last_route_page(
+                conn,
+                user,
+                Channel::Sms,
+                &route.id,
+                crate::clock::sub_signed(now, window),
+            )? {
                 return Ok(Some((
                     format!(
                         "another {} page went out at {}",
                         route.id,
                         last.format("%H:%M:%S")
                     ),
-                    last + window,
+                    crate::clock::add_signed(last, window),
                 )));
             }
         }
     }
-    let rl_window = chrono::Duration::from_std(cfg.paging.rate_limit_window).unwrap_or_default();
-    let sent = outbox::count_recent(conn, user, Channel::Sms, now - rl_window)?;
+    let rl_window = crate::clock::delta(cfg.paging.rate_limit_window);
+    let sent = outbox::count_recent(
+        conn,
+        user,
+        Channel::Sms,
+        crate::clock::sub_signed(now, rl_window),
+    )?;
     if sent >= cfg.paging.rate_limit_count as i64 {
         return Ok(Some((
             format!(
                 "rate limit: {sent} SMS in the last {}",
                 humantime::format_duration(cfg.paging.rate_limit_window)
             ),
-            now + rl_window / 2,
+            crate::clock::add_signed(now, rl_window / 2),
         )));
     }
     Ok(None)
@@ -722,13 +731,16 @@ fn grouped_recently(
     now: DateTime<Utc>,
 ) -> rusqlite::Result<bool> {
     let Some(route) = route else { return Ok(false) };
-    let window = chrono::Duration::from_std(cfg.paging.group_window).unwrap_or_default();
+    let window = crate::clock::delta(cfg.paging.group_window);
     let n: Option<i64> = conn
         .prepare_cached(
             "SELECT 1 FROM outbox o JOIN incidents i ON i.id=o.incident_id WHERE o.user_id=?1 AND o.channel='voice' \
              AND i.route=?2 AND o.incident_id<>?3 AND o.created_at>=?4 AND o.state<>'cancelled' LIMIT 1",
         )?
-        .query_row(params![user, route.id, incident, ms(now - window)], |r| r.get(0))
+        .query_row(
+            params![user, route.id, incident, ms(crate::clock::sub_signed(now, window))],
+            |r| r.get(0),
+        )
         .optional()?;
     Ok(n.is_some())
 }

@@ -67,9 +67,7 @@ impl TestSchedule {
     /// start); for wall-time forms, any instant.
     pub fn next_after(&self, after: DateTime<Utc>) -> DateTime<Utc> {
         match self {
-            TestSchedule::Every(d) => {
-                after + chrono::Duration::from_std(*d).unwrap_or(chrono::Duration::days(1))
-            }
+            TestSchedule::Every(d) => crate::clock::add(after, *d),
             TestSchedule::Daily { at, tz } => next_wall(after, *tz, *at, |_| true),
             TestSchedule::Weekly { day, at, tz } => {
                 next_wall(after, *tz, *at, |d| d.weekday() == *day)
