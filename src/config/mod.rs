@@ -169,7 +169,7 @@ pub enum SmtpTls {
 }
 
 /// `[email]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EmailConfig {
     pub enabled: bool,
     pub transport: EmailTransport,
@@ -325,6 +325,23 @@ pub enum ConfigError {
 pub struct Loaded {
     pub config: Config,
     pub warnings: Vec<Diagnostic>,
+    /// Problems the daemon can start with (see [`Level::Impaired`]); empty when the file
+    /// is fully usable.
+    pub impaired: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    /// The config only if it has no [`Level::Impaired`] problem: what `pagerbox check`
+    /// and a SIGHUP reload accept. A running daemon keeps its config rather than take on a
+    /// broken channel or a config that pages nobody.
+    pub fn strict(self) -> Result<Loaded, ConfigError> {
+        if self.impaired.is_empty() {
+            return Ok(self);
+        }
+        let mut d = self.impaired;
+        d.extend(self.warnings);
+        Err(ConfigError::Invalid(d))
+    }
 }
 
 impl Config {

@@ -95,7 +95,12 @@ pub async fn run(
 ) {
     let mut commits = store.commits();
     let mut plan = Arc::new(Plan::new(config.borrow_and_update().clone()));
+    // At start and after each reload: route what an earlier config left unrouted.
+    let mut reroute = true;
     loop {
+        if reroute {
+            reroute = !route_unrouted(&store, plan.config.clone()).await;
+        }
         let p = plan.clone();
         let next = match store.call(move |c, now| pass(c, &p, now)).await {
             Ok(next) => next,
@@ -115,7 +120,28 @@ pub async fn run(
             r = config.changed() => {
                 if r.is_err() { return }
                 plan = Arc::new(Plan::new(config.borrow_and_update().clone()));
+                reroute = true;
             }
+        }
+    }
+}
+
+/// Routes open incidents that were accepted while no route matched them, with `config`.
+/// Returns false when the store could not do it (tried again on the next pass).
+async fn route_unrouted(store: &Store, config: Arc<Config>) -> bool {
+    match store
+        .call(move |c, now| super::reroute::unrouted(c, &config, now))
+        .await
+    {
+        Ok(routed) => {
+            for (incident, route) in routed {
+                tracing::warn!(incident, %route, "incident accepted while unrouted is now routed and will page");
+            }
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot route incidents left unrouted; retrying");
+            false
         }
     }
 }
