@@ -354,3 +354,99 @@ fn hostile_config_durations_are_refused_at_their_line() {
         }
     }
 }
+
+/// Times in the config at the edges of the calendar (a rotation that starts in year 9999 or
+/// year 1, overrides and repeating silences out there): `check` does not crash, and when it
+/// accepts the file the daemon starts and every page that computes with those times answers.
+#[test]
+fn config_times_at_the_edges_of_the_calendar_never_stop_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut started = 0;
+    // Each instant, and a minute after it for the repeating window.
+    for (at, soon) in [
+        ("9999-12-31T23:00", "9999-12-31T23:01"),
+        ("9999-12-31T23:58:59", "9999-12-31T23:59:59"),
+        ("0001-01-01T00:00", "0001-01-01T00:01"),
+        ("1970-01-01T00:00", "1970-01-01T00:01"),
+        ("-9999-01-01T00:00", "-9999-01-01T00:01"),
+        ("0000-01-01T00:00", "0000-01-01T00:01"),
+    ] {
+        let extra = format!(
+            r#"
+[[schedules.layers]]
+users = ["alice"]
+shift = "1d"
+start = "{at}"
+restrictions = ["Mon-Fri 09:00-18:00"]
+[[schedules.overrides]]
+user = "alice"
+from = "{at}"
+until = "9999-12-31T23:59"
+
+[[silences]]
+id = "edge"
+time_zone = "Pacific/Kiritimati"
+starts = "{at}"
+ends = "9999-12-31T23:59"
+service = "db"
+comment = "edge"
+
+[[silences]]
+id = "edge-weekly"
+starts = "{at}"
+ends = "{soon}"
+every = "7d"
+service = "db"
+comment = "edge"
+"#
+        );
+        // The layer and override belong to the schedule `config()` declares last but one.
+        let text = config().replace("[[policies]]", &format!("{extra}\n[[policies]]"));
+        let path = dir.path().join("edge.toml");
+        std::fs::write(&path, &text).unwrap();
+        let out = Command::new(util::BIN)
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let code = out.status.code();
+        assert!(
+            code == Some(0) || code == Some(1),
+            "{at}: exit {code:?}\n{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if code != Some(0) {
+            // Refused: it must say where.
+            assert!(
+                stdout.contains(&format!("{}:", path.display())),
+                "{at}: {stdout}"
+            );
+            continue;
+        }
+        started += 1;
+        let d = Daemon::start(&text);
+        for path in [
+            "/v1/oncall",
+            "/v1/schedules/primary",
+            "/v1/schedules/primary?from=9999-12-20&days=366",
+            "/v1/schedules/primary?format=ics",
+            "/v1/schedules/primary/overrides",
+            "/v1/silences?recent=10y",
+            "/v1/heartbeats",
+            "/v1/stats?since=10y",
+            "/healthz",
+            "/",
+        ] {
+            judge(&d, &format!("{at}: GET {path}"), d.get(path));
+        }
+        let (code, v) = d.post_json(
+            "/v1/alerts",
+            json!({"summary": "edge", "severity": "critical", "service": "db"}),
+        );
+        assert_eq!(code, 202, "{at}: {v}");
+        store_answers(&d, at);
+        assert!(!d.log().contains("panicked"), "{at}:\n{}", d.log());
+    }
+    assert!(started >= 3, "most edge configs are valid and were run");
+}
