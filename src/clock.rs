@@ -141,4 +141,52 @@ mod tests {
             DateTime::<Utc>::MAX_UTC
         );
     }
+
+    proptest::proptest! {
+        /// Any instant chrono can hold, any span: never a panic, and the answer is the exact
+        /// sum or the end of time it ran into.
+        #[test]
+        fn checked_sums_never_panic(
+            t in DateTime::<Utc>::MIN_UTC.timestamp()..=DateTime::<Utc>::MAX_UTC.timestamp(),
+            secs in proptest::num::u64::ANY,
+            nanos in 0u32..1_000_000_000,
+            signed in proptest::num::i64::ANY,
+        ) {
+            let t = DateTime::<Utc>::from_timestamp(t, 0).unwrap();
+            let d = std::time::Duration::new(secs, nanos);
+            let up = add(t, d);
+            let down = sub(t, d);
+            proptest::prop_assert!(up >= t && down <= t);
+            match t.checked_add_signed(delta(d)) {
+                Some(exact) => proptest::prop_assert_eq!(up, exact),
+                None => proptest::prop_assert_eq!(up, DateTime::<Utc>::MAX_UTC),
+            }
+            let s = TimeDelta::milliseconds(signed / 1_000);
+            // Moves the way the span points, or stays put at an end of time.
+            let (moved, back) = (add_signed(t, s), sub_signed(t, s));
+            if moved != t {
+                proptest::prop_assert_eq!(moved > t, s > TimeDelta::zero());
+            }
+            if back != t {
+                proptest::prop_assert_eq!(back < t, s > TimeDelta::zero());
+            }
+        }
+
+        /// Whatever text arrives where a duration is expected, parsing it and adding it to now
+        /// is a value or a message, never a panic; what parses is at most ten years.
+        #[test]
+        fn any_duration_text_is_a_value_or_a_message(s in "\\PC{0,24}", n in proptest::num::u64::ANY, unit in "(ns|us|ms|s|m|h|d|w|M|y|years)") {
+            let now = Utc::now();
+            for text in [s.clone(), format!("{n}{unit}"), format!("-{n}{unit}"), format!("{n}.{n}{unit}")] {
+                match crate::config::parse_duration(&text) {
+                    Ok(d) => {
+                        proptest::prop_assert!(d <= crate::config::MAX_DURATION);
+                        proptest::prop_assert!(add(now, d) >= now);
+                        proptest::prop_assert!(sub(now, d) <= now);
+                    }
+                    Err(m) => proptest::prop_assert!(!m.is_empty()),
+                }
+            }
+        }
+    }
 }

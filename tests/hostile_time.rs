@@ -450,3 +450,146 @@ comment = "edge"
     }
     assert!(started >= 3, "most edge configs are valid and were run");
 }
+
+/// The real HTTP handlers and the real store, in process, for many generated values: any text
+/// in any time or duration field is a 2xx or a 4xx with a message, and the store still commits.
+mod generated {
+    use std::sync::Arc;
+
+    use pagerbox::config::Config;
+    use pagerbox::intake::{Intake, IntakeStats};
+    use pagerbox::store::Store;
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    use super::{config, enc, message};
+
+    struct Running {
+        _rt: tokio::runtime::Runtime,
+        _dir: tempfile::TempDir,
+        base: String,
+    }
+
+    fn start() -> Running {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::parse(&config(), "t.toml", dir.path())
+            .unwrap()
+            .config;
+        let store = Store::open(
+            &dir.path().join("pagerbox.db"),
+            Arc::new(pagerbox::clock::SystemClock),
+        )
+        .unwrap();
+        let (_tx, config_rx) = tokio::sync::watch::channel(Arc::new(cfg));
+        let intake = Intake {
+            store,
+            config: config_rx,
+            token: None,
+            stats: Arc::new(IntakeStats::default()),
+            paging: None,
+            modem: None,
+            metrics: pagerbox::metrics::Metrics::new(chrono::Utc::now()),
+            modem_handle: None,
+            selftest: None,
+        };
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        rt.spawn(async move {
+            // Keep the config sender alive as long as the server runs.
+            let _tx = _tx;
+            pagerbox::intake::http::serve(
+                listener,
+                intake,
+                256 * 1024,
+                tokio_util::sync::CancellationToken::new(),
+            )
+            .await
+        });
+        Running {
+            _rt: rt,
+            _dir: dir,
+            base,
+        }
+    }
+
+    fn answer(r: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
+        let (code, resp) = match r {
+            Ok(resp) => (resp.status(), resp),
+            Err(ureq::Error::Status(code, resp)) => (code, resp),
+            Err(e) => panic!("request failed: {e}"),
+        };
+        let text = resp.into_string().unwrap_or_default();
+        (
+            code,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    fn ok(what: &str, (code, body): (u16, Value)) -> Result<(), TestCaseError> {
+        prop_assert!(code < 500, "{what}: {code} {body}");
+        if (400..500).contains(&code) {
+            prop_assert!(!message(&body).trim().is_empty(), "{what}: {code} {body}");
+        }
+        Ok(())
+    }
+
+    /// Text that might be a time or a duration, or nothing like one.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "\\PC{0,32}",
+            (any::<u64>(), "(ns|ms|s|m|h|d|w|M|y| years|)").prop_map(|(n, u)| format!("{n}{u}")),
+            (any::<i64>(), "(s|h|d|y)").prop_map(|(n, u)| format!("{n}{u}")),
+            // The band where a duration parses but overflows a date.
+            (0u64..1_000_000_000_000, "(d|w|y)").prop_map(|(n, u)| format!("{n}{u}")),
+            (any::<f64>(), "(s|h|d)").prop_map(|(n, u)| format!("{n}{u}")),
+            (
+                -300_000i64..300_000,
+                0u32..14,
+                0u32..33,
+                0u32..25,
+                "(Z|\\+14:00|-12:00|)"
+            )
+                .prop_map(|(y, m, d, h, z)| format!("{y:04}-{m:02}-{d:02}T{h:02}:00:00{z}")),
+            (-300_000i64..300_000).prop_map(|y| format!("{y:04}-12-31")),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+        #[test]
+        fn any_time_text_is_answered_and_the_store_keeps_committing(x in value(), y in value()) {
+            thread_local! {
+                static RUNNING: Running = start();
+            }
+            RUNNING.with(|r| -> Result<(), TestCaseError> {
+                let get = |p: &str| answer(ureq::get(&format!("{}{p}", r.base)).call());
+                let post = |p: &str, body: Value| {
+                    answer(
+                        ureq::post(&format!("{}{p}", r.base))
+                            .set("Content-Type", "application/json")
+                            .send_string(&body.to_string()),
+                    )
+                };
+                let (qx, qy) = (enc(&x), enc(&y));
+                ok("recent", get(&format!("/v1/silences?recent={qx}")))?;
+                ok("since", get(&format!("/v1/stats?since={qx}")))?;
+                ok("schedule from", get(&format!("/v1/schedules/primary?from={qx}&days={qy}")))?;
+                ok("silence duration", post("/v1/silences", json!({"service": "p", "duration": x, "comment": "p"})))?;
+                ok("silence window", post("/v1/silences", json!({"service": "p", "starts_at": x, "ends_at": y, "comment": "p"})))?;
+                ok("silence start", post("/v1/silences", json!({"service": "p", "starts_at": x, "duration": y, "comment": "p"})))?;
+                ok("override", post("/v1/schedules/primary/overrides", json!({"user": "alice", "from": x, "until": y})))?;
+                ok("victorops", post("/integrations/generic/20131114/alert/k/p", json!({"message_type": "CRITICAL", "entity_id": "p", "state_start_time": x, "timestamp": y})))?;
+                let (code, v) = post("/v1/alerts", json!({"summary": "probe", "severity": "info", "service": "probe", "dedup_key": x}));
+                prop_assert_eq!(code, 202, "{}", v);
+                Ok(())
+            })?;
+        }
+    }
+}
