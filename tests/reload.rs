@@ -165,6 +165,29 @@ fn an_unrouted_incident_pages_once_a_config_that_routes_it_is_loaded() {
 }
 
 #[test]
+fn a_restart_with_a_config_that_routes_it_pages_an_unrouted_incident() {
+    let sim = ExternalSim::start();
+    let mut d = Daemon::start(&format!("{}\n{}", modem(&sim), people(false, ONLY_DB)));
+    wait_modem(&d);
+    let id = trigger(&d, "web", "routed after restart");
+    d.stop();
+    let state = d.dir.path().join("state");
+    std::fs::write(
+        &d.config,
+        util::base_config(&state, &format!("{}\n{}", modem(&sim), people(false, ALL))),
+    )
+    .unwrap();
+    d.spawn();
+    d.wait_for(30, "the page after the restart", || {
+        sim.sms_to(ALICE)
+            .iter()
+            .any(|m| m.contains("routed after restart"))
+            .then_some(())
+    });
+    assert!(timeline_kinds(&d, id).contains(&"routed".to_string()));
+}
+
+#[test]
 fn a_config_that_pages_nobody_is_refused_by_check_and_by_sighup() {
     let d = Daemon::start(&people(false, ALL));
     let good = std::fs::read_to_string(&d.config).unwrap();
