@@ -133,9 +133,13 @@ async fn route_unrouted(store: &Store, config: Arc<Config>) -> bool {
         .call(move |c, now| super::reroute::unrouted(c, &config, now))
         .await
     {
-        Ok(routed) => {
-            for (incident, route) in routed {
+        Ok(r) => {
+            for (incident, route) in r.routed {
                 tracing::warn!(incident, %route, "incident accepted while unrouted is now routed and will page");
+            }
+            if !r.left.is_empty() {
+                let first: Vec<_> = r.left.iter().take(20).collect();
+                tracing::error!(count = r.left.len(), first = ?first, "open incidents match no route: nobody is paged for them until a config that routes them is loaded");
             }
             true
         }

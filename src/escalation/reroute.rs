@@ -16,17 +16,23 @@ use crate::incident::IncidentId;
 use crate::store::queries::{event, incident};
 use crate::store::{ms, StoreError};
 
+/// What one look at the unrouted incidents did.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Rerouted {
+    /// The incidents routed, with the route each took.
+    pub routed: Vec<(IncidentId, String)>,
+    /// Open incidents that still match no route: nobody is paged for them.
+    pub left: Vec<IncidentId>,
+}
+
 /// Routes every open unrouted incident that a route of `config` now matches: sets its route,
 /// starts its escalation (after the route's pre-page delay, counted from `now`) and notes it
-/// on the timeline. Returns the incidents routed, with the route each took.
+/// on the timeline.
 pub(crate) fn unrouted(
     conn: &Connection,
     config: &Config,
     now: DateTime<Utc>,
-) -> Result<Vec<(IncidentId, String)>, StoreError> {
-    if config.routes.is_empty() {
-        return Ok(Vec::new());
-    }
+) -> Result<Rerouted, StoreError> {
     let ids: Vec<IncidentId> = conn
         .prepare_cached(
             "SELECT i.id FROM incidents i WHERE i.status = 'triggered' AND i.route IS NULL \
@@ -36,7 +42,7 @@ pub(crate) fn unrouted(
         )?
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    let mut routed = Vec::new();
+    let mut out = Rerouted::default();
     for id in ids {
         let Some(inc) = incident(conn, id)? else {
             continue;
@@ -50,6 +56,7 @@ pub(crate) fn unrouted(
             routing_key: None,
         };
         let Some(route) = route_for(&config.routes, &facts) else {
+            out.left.push(id);
             continue;
         };
         let due = crate::clock::add(now, route.pre_page_delay);
@@ -73,9 +80,9 @@ pub(crate) fn unrouted(
             ),
             Some(&serde_json::json!({ "route": route.id, "policy": route.policy })),
         )?;
-        routed.push((id, route.id.clone()));
+        out.routed.push((id, route.id.clone()));
     }
-    Ok(routed)
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -164,12 +171,15 @@ users = ["alice"]
         )
         .unwrap();
         assert_eq!(escalation(&c, web), None);
-        // The old config still matches nothing.
-        assert!(unrouted(&c, &old, t(1)).unwrap().is_empty());
+        // The old config still matches nothing, and says so.
+        let r = unrouted(&c, &old, t(1)).unwrap();
+        assert!(r.routed.is_empty());
+        assert_eq!(r.left, vec![web]);
 
         let new = config("[[routes]]\nid = \"all\"\npolicy = \"p\"\npre_page_delay = \"2m\"\n");
-        let routed = unrouted(&c, &new, t(5)).unwrap();
-        assert_eq!(routed, vec![(web, "all".to_string())]);
+        let r = unrouted(&c, &new, t(5)).unwrap();
+        assert_eq!(r.routed, vec![(web, "all".to_string())]);
+        assert!(r.left.is_empty());
         assert_eq!(escalation(&c, web), Some(("p".into(), ms(t(7)))));
         let inc = incident(&c, web).unwrap().unwrap();
         assert_eq!(inc.route.as_deref(), Some("all"));
@@ -189,6 +199,6 @@ users = ["alice"]
         assert_eq!(escalation(&c, quiet), None);
         assert_eq!(escalation(&c, acked), None);
         // A second reload routes nothing twice.
-        assert!(unrouted(&c, &new, t(6)).unwrap().is_empty());
+        assert_eq!(unrouted(&c, &new, t(6)).unwrap(), Rerouted::default());
     }
 }
