@@ -20,7 +20,6 @@ use crate::incident::{Actor, Status};
 use crate::intake::{self, Intake, IntakeStats};
 use crate::modem::sim::{SimConfig, SimHandle, Simulator};
 use crate::modem::{Health, Modem, ModemEvent, Pin, ProfileChoice, Settings};
-use crate::notify::email::EmailSender;
 use crate::notify::sender::{self, PagingHealth, Transport};
 use crate::notify::transport;
 use crate::panel::{PanelEvent, PanelState};
@@ -79,6 +78,11 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let loaded = Config::load(config_path)?;
     for w in &loaded.warnings {
         tracing::warn!("{w}");
+    }
+    // Started anyway, so the channels that work keep paging; the broken part shows in the log
+    // and (for a channel) in /healthz. `check` and a reload refuse such a file.
+    for e in &loaded.impaired {
+        tracing::error!("config problem, running impaired: {e}");
     }
     run_with(loaded.config, Arc::new(SystemClock)).await
 }
@@ -233,12 +237,9 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
         }));
     }
     if config.email.enabled {
-        let sender =
-            EmailSender::new(&config.email).context("email is enabled but cannot be set up")?;
-        transports.push(Arc::new(transport::Email {
-            sender: Arc::new(sender),
-            last_error: Default::default(),
-        }));
+        // Never fatal: a sender that cannot be built leaves email impaired (in /healthz) and
+        // is rebuilt when a reload fixes it, while SMS and voice page.
+        transports.push(Arc::new(transport::Email::new(config_rx.clone())));
     }
     if transports.is_empty() {
         tracing::error!("no paging channel is enabled (modem and email both off): incidents are recorded but nobody can be paged");
@@ -489,11 +490,14 @@ async fn wait_for_signals(config_path: Option<&Path>, config_tx: &watch::Sender<
                     tracing::warn!("SIGHUP: no config file to reload");
                     continue;
                 };
-                match Config::load(path) {
+                match Config::load(path).and_then(crate::config::Loaded::strict) {
                     Ok(loaded) => {
                         let old = config_tx.borrow().clone();
                         if loaded.config.http.listen != old.http.listen || loaded.config.daemon.state_dir != old.daemon.state_dir {
                             tracing::warn!("SIGHUP: http.listen and daemon.state_dir changes need a restart; other changes applied");
+                        }
+                        if loaded.config.email.enabled != old.email.enabled {
+                            tracing::warn!("SIGHUP: turning email on or off needs a restart; other [email] changes are applied");
                         }
                         config_tx.send_replace(Arc::new(loaded.config));
                         tracing::info!(path = %path.display(), "config reloaded");

@@ -85,7 +85,8 @@ mod imp {
         g.get_or_insert_with(HashMap::new).insert(
             name.to_string(),
             Armed {
-                until: arming.r#for.map(|d| Instant::now() + d),
+                // Checked: `for` comes from a request; past the end of `Instant` means never.
+                until: arming.r#for.and_then(|d| Instant::now().checked_add(d)),
                 left: arming.times,
             },
         );

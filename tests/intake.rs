@@ -393,7 +393,10 @@ fn cli_client_round_trip() {
 
 #[test]
 fn sighup_reloads_a_good_config_and_keeps_the_old_one_on_a_bad_one() {
-    let d = Daemon::start("");
+    // A reload must page someone (a config without users, policies or routes is refused).
+    let d = Daemon::start(
+        "[[users]]\nid = \"a\"\nphone = \"+4915100000001\"\n[[policies]]\nid = \"p\"\n[[policies.steps]]\nusers = [\"a\"]\n[[routes]]\nid = \"r\"\npolicy = \"p\"\n",
+    );
     let good = std::fs::read_to_string(&d.config).unwrap();
     std::fs::write(
         &d.config,

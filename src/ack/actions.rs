@@ -291,7 +291,7 @@ pub(crate) fn missed_call(
     window: Duration,
     now: DateTime<Utc>,
 ) -> Result<MissedCall, StoreError> {
-    let since = now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+    let since = crate::clock::sub(now, window);
     let rows: Vec<(i64, Option<IncidentId>)> = {
         // `updated_at` of a sent page is when it went out (or its delivery report came).
         let mut stmt = conn.prepare_cached(
@@ -530,7 +530,7 @@ fn take(
     now: DateTime<Utc>,
 ) -> Result<Reply, StoreError> {
     let overrides = runtime_overrides(conn, now)?;
-    let add = |d: Duration| now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+    let add = |d: Duration| crate::clock::add(now, d);
     let mut taken = Vec::new();
     for s in &sender.config.schedules {
         if !s.layers.iter().any(|l| l.users.contains(&sender.user)) {

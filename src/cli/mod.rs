@@ -283,9 +283,10 @@ fn runtime_overrides(config: &Config) -> crate::schedule::OverridesBySchedule {
     crate::escalation::engine::runtime_overrides(&conn, chrono::Utc::now()).unwrap_or_default()
 }
 
-/// `pagerbox check`: prints warnings and errors, exit 0 when usable, 1 otherwise.
+/// `pagerbox check`: prints warnings and errors, exit 0 when usable, 1 otherwise. Strict, as a
+/// reload is: a broken optional channel or a config that pages nobody fails here.
 fn check(args: &ConfigArgs) -> ExitCode {
-    match Config::load(&args.config) {
+    match Config::load(&args.config).and_then(crate::config::Loaded::strict) {
         Ok(loaded) => {
             for w in &loaded.warnings {
                 println!("{w}");

@@ -10,6 +10,11 @@ use std::ops::Range;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
     Error,
+    /// A problem the running daemon survives but a person must fix: an optional channel that
+    /// cannot be set up (a missing secret or CA file), or a config that pages nobody. At start
+    /// the daemon runs with it, loudly, so the other channels keep paging; `pagerbox check` and
+    /// a SIGHUP reload refuse the file, since there a working config is already at hand.
+    Impaired,
     Warning,
 }
 
@@ -26,7 +31,7 @@ pub struct Diagnostic {
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let prefix = match self.level {
-            Level::Error => "",
+            Level::Error | Level::Impaired => "",
             Level::Warning => "warning: ",
         };
         write!(
@@ -85,6 +90,11 @@ impl<'a> Reporter<'a> {
 
     pub(crate) fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
         self.push(Level::Error, span, message.into());
+    }
+
+    /// Records a [`Level::Impaired`] problem.
+    pub(crate) fn impaired(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
+        self.push(Level::Impaired, span, message.into());
     }
 
     #[allow(dead_code)] // used by gap warnings once schedules land

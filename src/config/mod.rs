@@ -169,7 +169,7 @@ pub enum SmtpTls {
 }
 
 /// `[email]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EmailConfig {
     pub enabled: bool,
     pub transport: EmailTransport,
@@ -330,6 +330,23 @@ pub enum ConfigError {
 pub struct Loaded {
     pub config: Config,
     pub warnings: Vec<Diagnostic>,
+    /// Problems the daemon can start with (see [`Level::Impaired`]); empty when the file
+    /// is fully usable.
+    pub impaired: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    /// The config only if it has no [`Level::Impaired`] problem: what `pagerbox check`
+    /// and a SIGHUP reload accept. A running daemon keeps its config rather than take on a
+    /// broken channel or a config that pages nobody.
+    pub fn strict(self) -> Result<Loaded, ConfigError> {
+        if self.impaired.is_empty() {
+            return Ok(self);
+        }
+        let mut d = self.impaired;
+        d.extend(self.warnings);
+        Err(ConfigError::Invalid(d))
+    }
 }
 
 impl Config {
@@ -388,14 +405,28 @@ pub fn read_secret(path: &Path) -> std::io::Result<Secret> {
     Ok(Secret(line))
 }
 
-/// Parses a duration such as `500ms`, `30s`, `10m`, `2h`, `1d`, `1w`.
+/// The longest duration any input may name: ten years. Longer spans are typos (`300000y` for
+/// `30m`) and, added to a date, run past what the calendar arithmetic can hold; refusing them
+/// where they are read keeps the error next to its cause instead of deep in a task.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 366 * 86_400);
+
+/// The longest duration a config key may name unless the key says otherwise: a year (a yearly
+/// heartbeat is the slowest thing a pager watches).
+pub const MAX_CONFIG_DURATION: Duration = Duration::from_secs(366 * 86_400);
+
+/// Parses a duration such as `500ms`, `30s`, `10m`, `2h`, `1d`, `1w`, at most [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if s == "0" {
         return Ok(Duration::ZERO);
     }
-    humantime::parse_duration(s)
-        .map_err(|e| format!("{s:?} is not a duration ({e}); write e.g. \"30s\", \"10m\", \"2h\""))
+    let d = humantime::parse_duration(s).map_err(|e| {
+        format!("{s:?} is not a duration ({e}); write e.g. \"30s\", \"10m\", \"2h\"")
+    })?;
+    if d > MAX_DURATION {
+        return Err(format!("{s:?} is too long (at most 10 years)"));
+    }
+    Ok(d)
 }
 
 /// The urgency a rule applies to when it does not say.

@@ -501,3 +501,81 @@ fn outbound_errors_point_at_the_line_and_never_echo_the_url() {
     );
     assert!(!all.contains("secret-host"), "{all}");
 }
+
+#[test]
+fn durations_past_a_year_are_refused_at_their_place() {
+    let text = format!(
+        "{MINIMAL}\n[[heartbeats]]\nid = \"backup\"\ninterval = \"300000y\"\nroute = \"default\"\n\n[paging]\ngroup_window = \"9999999999999999999s\"\n"
+    );
+    let errs = parse(&text).unwrap_err();
+    let line = |key: &str| text.lines().position(|l| l.starts_with(key)).unwrap() + 1;
+    assert!(
+        errs.iter().any(|e| e.starts_with(&format!(
+            "t.toml:{}:12: heartbeats.interval: \"300000y\" is too long",
+            line("interval")
+        ))),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter().any(|e| e.starts_with(&format!(
+            "t.toml:{}:16: paging.group_window:",
+            line("group_window")
+        ))),
+        "{errs:?}"
+    );
+    // A year is still fine: a yearly job's heartbeat.
+    let ok = format!(
+        "{MINIMAL}\n[[heartbeats]]\nid = \"backup\"\ninterval = \"366d\"\nroute = \"default\"\n"
+    );
+    assert!(parse(&ok).is_ok(), "{:?}", parse(&ok).err());
+}
+
+#[test]
+fn repeat_period_of_a_silence_is_at_most_a_year() {
+    let text = format!(
+        "{MINIMAL}\n[[silences]]\nid = \"s\"\nstarts = \"2026-01-01T02:00\"\nends = \"2026-01-01T03:00\"\nservice = \"db\"\nevery = \"300000y\"\ncomment = \"x\"\n"
+    );
+    let errs = parse(&text).unwrap_err();
+    assert!(
+        errs.iter().any(|e| e.contains("silences.every")),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn a_missing_email_secret_impairs_but_does_not_stop_loading() {
+    let text = format!(
+        "{MINIMAL}\n[email]\nenabled = true\nhost = \"smtp.example.org\"\nusername = \"u\"\npassword_file = \"/nonexistent/pw\"\nca_file = \"/nonexistent/ca.pem\"\n"
+    );
+    let loaded = parse(&text).expect("the daemon can start with it");
+    let impaired: Vec<String> = loaded.impaired.iter().map(|d| d.to_string()).collect();
+    let line = |key: &str| text.lines().position(|l| l.starts_with(key)).unwrap() + 1;
+    assert!(
+        impaired.iter().any(|e| e.starts_with(&format!(
+            "t.toml:{}:17: email.password_file: cannot read /nonexistent/pw",
+            line("password_file")
+        ))),
+        "{impaired:?}"
+    );
+    assert!(
+        impaired
+            .iter()
+            .any(|e| e.starts_with(&format!("t.toml:{}:11: email.ca_file:", line("ca_file")))),
+        "{impaired:?}"
+    );
+    // `check` and a reload are strict.
+    assert!(matches!(loaded.strict(), Err(ConfigError::Invalid(d)) if d.len() == 2));
+}
+
+#[test]
+fn a_config_that_pages_nobody_loads_but_is_not_strict() {
+    for text in ["", "[[users]]\nid = \"a\"\nphone = \"+4915100000001\"\n"] {
+        let loaded = parse(text).unwrap();
+        assert_eq!(loaded.impaired.len(), 1, "{:?}", loaded.impaired);
+        assert!(loaded.impaired[0].message.contains("pages nobody"));
+        assert!(loaded.strict().is_err());
+    }
+    let loaded = parse(MINIMAL).unwrap();
+    assert!(loaded.impaired.is_empty(), "{:?}", loaded.impaired);
+    assert!(loaded.strict().is_ok());
+}

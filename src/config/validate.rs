@@ -53,8 +53,39 @@ pub(super) fn parse(text: &str, file: &str, base: &Path) -> Result<Loaded, Confi
         d.sort_by_key(|d| (d.level == Level::Warning, d.line, d.column));
         return Err(ConfigError::Invalid(d));
     }
-    let warnings = r.diagnostics;
-    Ok(Loaded { config, warnings })
+    if let Some(why) = pages_nobody(&config) {
+        r.impaired(None, why);
+    }
+    let (impaired, warnings) = r
+        .diagnostics
+        .into_iter()
+        .partition(|d| d.level == Level::Impaired);
+    Ok(Loaded {
+        config,
+        warnings,
+        impaired,
+    })
+}
+
+/// Why a config would page nobody, if it would: with no user, no policy or no route, every
+/// incident is recorded as unrouted. A daemon may start that way (alerts are kept, and routed
+/// once a config that matches them arrives), but `check` and a reload refuse it: replacing a
+/// working config by one that pages nobody is never what the operator meant.
+fn pages_nobody(config: &Config) -> Option<String> {
+    let missing: Vec<&str> = [
+        (config.users.is_empty(), "[[users]]"),
+        (config.policies.is_empty(), "[[policies]]"),
+        (config.routes.is_empty(), "[[routes]]"),
+    ]
+    .into_iter()
+    .filter_map(|(gone, what)| gone.then_some(what))
+    .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "this config pages nobody: it has no {}; every incident would be recorded as unrouted",
+            missing.join(", no ")
+        )
+    })
 }
 
 fn path_segments(path: &serde_ignored::Path<'_>) -> Vec<String> {
@@ -104,10 +135,23 @@ impl Validator<'_, '_> {
         }
     }
 
+    /// Reads a duration key, at most [`MAX_CONFIG_DURATION`]: every duration in the config is
+    /// added to dates and instants, so a bound here keeps that arithmetic in range.
     fn duration(&mut self, v: &Option<S<String>>, key: &str, default: Duration) -> Duration {
         match v {
             None => default,
             Some(s) => match parse_duration(s.get_ref()) {
+                Ok(d) if d > MAX_CONFIG_DURATION => {
+                    self.r.error(
+                        span(s),
+                        format!(
+                            "{key}: {:?} is too long (at most {})",
+                            s.get_ref(),
+                            humantime::format_duration(MAX_CONFIG_DURATION)
+                        ),
+                    );
+                    default
+                }
                 Ok(d) => d,
                 Err(e) => {
                     self.r.error(span(s), format!("{key}: {e}"));
@@ -278,13 +322,13 @@ impl Validator<'_, '_> {
         let days = parse_duration(every.get_ref())
             .ok()
             .map(|d| d.as_secs())
-            .filter(|s| *s > 0 && s % 86_400 == 0)
+            .filter(|s| *s > 0 && s % 86_400 == 0 && *s <= MAX_CONFIG_DURATION.as_secs())
             .and_then(|s| u32::try_from(s / 86_400).ok());
         let Some(days) = days else {
             self.r.error(
                 span(every),
                 format!(
-                    "silences.every: {:?} is not a whole number of days; write e.g. \"1d\" or \"7d\"",
+                    "silences.every: {:?} is not a whole number of days up to a year; write e.g. \"1d\" or \"7d\"",
                     every.get_ref()
                 ),
             );
@@ -554,7 +598,7 @@ impl Validator<'_, '_> {
                 "email: `host` is required when email is enabled with transport = \"smtp\"",
             );
         }
-        EmailConfig {
+        let cfg = EmailConfig {
             enabled,
             transport,
             host: raw
@@ -569,7 +613,65 @@ impl Validator<'_, '_> {
             ca_file: raw.ca_file.as_ref().map(|s| self.path(s.get_ref())),
             from,
             timeout: self.duration(&raw.timeout, "email.timeout", Duration::from_secs(20)),
+        };
+        if enabled && !self.r.has_errors() {
+            self.email_sender(raw, &cfg);
         }
+        cfg
+    }
+
+    /// Builds the email sender once, as the daemon will, so a missing password or CA file (or
+    /// a missing sendmail) is found here and reported at its key. It is [`Level::Impaired`]:
+    /// email is an optional channel, so at start the daemon runs without it and pages by SMS
+    /// and voice, while `check` and a reload refuse the file.
+    fn email_sender(&mut self, raw: &RawEmail, cfg: &EmailConfig) {
+        use crate::notify::email::{EmailError, EmailSender};
+        // Each file on its own first, so both are reported when both are missing.
+        let mut files_ok = true;
+        for (key, path, at) in [
+            (
+                "email.password_file",
+                &cfg.password_file,
+                &raw.password_file,
+            ),
+            ("email.ca_file", &cfg.ca_file, &raw.ca_file),
+        ] {
+            let Some(path) = path else { continue };
+            let read = if key == "email.ca_file" {
+                std::fs::read(path).map(drop)
+            } else {
+                read_secret(path).map(drop)
+            };
+            if let Err(e) = read {
+                files_ok = false;
+                self.r.impaired(
+                    at.as_ref().and_then(span),
+                    format!(
+                        "{key}: cannot read {}: {e}; email cannot page until this is fixed",
+                        path.display()
+                    ),
+                );
+            }
+        }
+        if !files_ok {
+            return;
+        }
+        let Err(e) = EmailSender::new(cfg) else {
+            return;
+        };
+        let (key, at) = match &e {
+            EmailError::PasswordFile { .. } => ("email.password_file", &raw.password_file),
+            EmailError::CaFile { .. } | EmailError::CaInvalid { .. } => {
+                ("email.ca_file", &raw.ca_file)
+            }
+            EmailError::FromAddress { .. } => ("email.from", &raw.from),
+            EmailError::SendmailNotFound { .. } => ("email.transport", &raw.transport),
+            _ => ("email", &None),
+        };
+        self.r.impaired(
+            at.as_ref().and_then(span),
+            format!("{key}: {e}; email cannot page until this is fixed"),
+        );
     }
 
     fn gpio(&mut self, raw: &RawGpio) -> GpioConfig {

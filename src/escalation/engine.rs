@@ -102,9 +102,10 @@ pub async fn run(
 ) {
     let mut commits = store.commits();
     let mut plan = Arc::new(Plan::new(config.borrow_and_update().clone()));
-    // Pages queued for a channel that is now off (before a restart or reload that turned it
-    // off) are moved once per config version.
+    // At start and after each reload: pages queued for a channel that is now off are moved,
+    // and incidents an earlier config left unrouted are routed.
     let mut reroute = true;
+    let mut route = true;
     loop {
         beat.beat();
         if reroute {
@@ -118,6 +119,9 @@ pub async fn run(
                     tracing::error!(error = %e, "cannot move pages off a channel that is off; retrying")
                 }
             }
+        }
+        if route {
+            route = !route_unrouted(&store, plan.config.clone()).await;
         }
         let p = plan.clone();
         let next = match store.call(move |c, now| pass(c, &p, now)).await {
@@ -140,6 +144,7 @@ pub async fn run(
                 if r.is_err() { return }
                 plan = Arc::new(Plan::new(config.borrow_and_update().clone()));
                 reroute = true;
+                route = true;
             }
         }
     }
@@ -199,6 +204,30 @@ pub fn reroute_unserved(
         }
     }
     Ok(moved)
+}
+
+/// Routes open incidents that were accepted while no route matched them, with `config`.
+/// Returns false when the store could not do it (tried again on the next pass).
+async fn route_unrouted(store: &Store, config: Arc<Config>) -> bool {
+    match store
+        .call(move |c, now| super::reroute::unrouted(c, &config, now))
+        .await
+    {
+        Ok(r) => {
+            for (incident, route) in r.routed {
+                tracing::warn!(incident, %route, "incident accepted while unrouted is now routed and will page");
+            }
+            if !r.left.is_empty() {
+                let first: Vec<_> = r.left.iter().take(20).collect();
+                tracing::error!(count = r.left.len(), first = ?first, "open incidents match no route: nobody is paged for them until a config that routes them is loaded");
+            }
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot route incidents left unrouted; retrying");
+            false
+        }
+    }
 }
 
 /// Runs one pass at `now`; returns when the next escalation is due.
@@ -795,32 +824,41 @@ fn hold_back(
     user: &str,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<Option<(String, DateTime<Utc>)>> {
-    let window = chrono::Duration::from_std(cfg.paging.group_window).unwrap_or_default();
+    let window = crate::clock::delta(cfg.paging.group_window);
     if let Some(route) = route {
         if !window.is_zero() {
-            if let Some(last) =
-                outbox::last_route_page(conn, user, Channel::Sms, &route.id, now - window)?
-            {
+            if let Some(last) = outbox::last_route_page(
+                conn,
+                user,
+                Channel::Sms,
+                &route.id,
+                crate::clock::sub_signed(now, window),
+            )? {
                 return Ok(Some((
                     format!(
                         "another {} page went out at {}",
                         route.id,
                         last.format("%H:%M:%S")
                     ),
-                    last + window,
+                    crate::clock::add_signed(last, window),
                 )));
             }
         }
     }
-    let rl_window = chrono::Duration::from_std(cfg.paging.rate_limit_window).unwrap_or_default();
-    let sent = outbox::count_recent(conn, user, Channel::Sms, now - rl_window)?;
+    let rl_window = crate::clock::delta(cfg.paging.rate_limit_window);
+    let sent = outbox::count_recent(
+        conn,
+        user,
+        Channel::Sms,
+        crate::clock::sub_signed(now, rl_window),
+    )?;
     if sent >= cfg.paging.rate_limit_count as i64 {
         return Ok(Some((
             format!(
                 "rate limit: {sent} SMS in the last {}",
                 humantime::format_duration(cfg.paging.rate_limit_window)
             ),
-            now + rl_window / 2,
+            crate::clock::add_signed(now, rl_window / 2),
         )));
     }
     Ok(None)
@@ -835,13 +873,16 @@ fn grouped_recently(
     now: DateTime<Utc>,
 ) -> rusqlite::Result<bool> {
     let Some(route) = route else { return Ok(false) };
-    let window = chrono::Duration::from_std(cfg.paging.group_window).unwrap_or_default();
+    let window = crate::clock::delta(cfg.paging.group_window);
     let n: Option<i64> = conn
         .prepare_cached(
             "SELECT 1 FROM outbox o JOIN incidents i ON i.id=o.incident_id WHERE o.user_id=?1 AND o.channel='voice' \
              AND i.route=?2 AND o.incident_id<>?3 AND o.created_at>=?4 AND o.state<>'cancelled' LIMIT 1",
         )?
-        .query_row(params![user, route.id, incident, ms(now - window)], |r| r.get(0))
+        .query_row(
+            params![user, route.id, incident, ms(crate::clock::sub_signed(now, window))],
+            |r| r.get(0),
+        )
         .optional()?;
     Ok(n.is_some())
 }

@@ -15,6 +15,7 @@
 
 mod plan;
 mod policy;
+mod reroute;
 mod state;
 
 pub mod cli;

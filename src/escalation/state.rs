@@ -120,10 +120,7 @@ pub enum Event {
 
 /// `t + d`, saturating at the end of time instead of overflowing.
 pub(crate) fn add(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
-    chrono::Duration::from_std(d)
-        .ok()
-        .and_then(|d| t.checked_add_signed(d))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    crate::clock::add(t, d)
 }
 
 /// What comes after paging `step` of `round`.

@@ -129,7 +129,7 @@ pub fn resume(
     }
     let down = (now - alive).to_std().unwrap_or_default();
     if down <= hb.interval {
-        Resume::Extend(now + chrono::Duration::from_std(hb.window()).unwrap_or_default())
+        Resume::Extend(crate::clock::add(now, hb.window()))
     } else {
         Resume::Fire { down_since: alive }
     }

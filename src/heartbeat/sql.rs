@@ -56,10 +56,6 @@ fn window_ms(hb: &Heartbeat) -> i64 {
     hb.window().as_millis().min(i64::MAX as u128) as i64
 }
 
-fn chrono(d: std::time::Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
-}
-
 /// When the watcher last ran, if it ever did.
 pub(crate) fn alive_at(conn: &Connection) -> rusqlite::Result<Option<DateTime<Utc>>> {
     conn.prepare_cached("SELECT alive_at FROM heartbeat_watch WHERE id = 1")?
@@ -105,12 +101,16 @@ pub(crate) fn sync(conn: &Connection, config: &Config, now: DateTime<Utc>) -> ru
                 .execute(params![
                     hb.id,
                     ms(now),
-                    ms(now + chrono(hb.window())),
+                    ms(crate::clock::add(now, hb.window())),
                     w
                 ])?;
             }
             Some(r) if r.window_ms != w => {
-                let due = ms(r.due_at) - r.window_ms + w;
+                // Saturating: a stored window from an older config may be anything.
+                let due = ms(r.due_at)
+                    .saturating_sub(r.window_ms)
+                    .saturating_add(w)
+                    .clamp(ms(DateTime::<Utc>::MIN_UTC), ms(DateTime::<Utc>::MAX_UTC));
                 conn.prepare_cached(
                     "UPDATE heartbeats SET due_at = ?2, window_ms = ?3 WHERE id = ?1",
                 )?
@@ -254,7 +254,7 @@ pub(crate) fn ping(
     from: &str,
     now: DateTime<Utc>,
 ) -> Result<(DateTime<Utc>, Option<IncidentId>), StoreError> {
-    let due = now + chrono(hb.window());
+    let due = crate::clock::add(now, hb.window());
     conn.prepare_cached(
         "INSERT INTO heartbeats (id, since, last_ping, last_ping_from, pings, due_at, window_ms, state) \
          VALUES (?1, ?2, ?2, ?3, 1, ?4, ?5, 'ok') \
@@ -293,7 +293,7 @@ pub(crate) fn list(
             due_at: r
                 .as_ref()
                 .map(|r| r.due_at)
-                .unwrap_or(now + chrono(hb.window())),
+                .unwrap_or_else(|| crate::clock::add(now, hb.window())),
             incident_id: r.as_ref().and_then(|r| r.incident_id),
             interval_seconds: hb.interval.as_secs_f64(),
             grace_seconds: hb.grace.as_secs_f64(),

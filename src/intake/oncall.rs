@@ -96,7 +96,10 @@ pub async fn schedule(
         Ok(f) => f.unwrap_or_else(Utc::now),
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string(), vec![]),
     };
-    let to = from + chrono::Duration::days(i64::from(q.days.unwrap_or(14).clamp(1, 366)));
+    let to = crate::clock::add_signed(
+        from,
+        chrono::Duration::days(i64::from(q.days.unwrap_or(14).clamp(1, 366))),
+    );
     let o = rt.get(&s.id).map(Vec::as_slice).unwrap_or(&[]);
     let shifts = s.shifts(from, to, o);
     if q.format.as_deref() == Some("ics") {

@@ -104,15 +104,16 @@ pub async fn add(
                 None
             }
         },
-        (None, Some(d)) => match parse_duration(d)
-            .ok()
-            .and_then(|d| chrono::Duration::from_std(d).ok())
-        {
-            Some(d) if d > chrono::Duration::zero() => Some(End::After(d)),
-            _ => {
+        (None, Some(d)) => match parse_duration(d) {
+            Ok(d) if !d.is_zero() => Some(End::After(crate::clock::delta(d))),
+            Ok(_) => {
                 errors.push(format!(
                     "duration: {d:?} is not a positive duration such as \"2h\" or \"30m\""
                 ));
+                None
+            }
+            Err(e) => {
+                errors.push(format!("duration: {e}"));
                 None
             }
         },
@@ -137,7 +138,7 @@ pub async fn add(
             let starts_at = starts.unwrap_or(now);
             let ends_at = match end {
                 End::At(t) => t,
-                End::After(d) => starts_at + d,
+                End::After(d) => crate::clock::add_signed(starts_at, d),
             };
             if ends_at <= now {
                 return Err(StoreError::Invalid(format!(
@@ -178,14 +179,14 @@ pub struct ListQuery {
 pub async fn list(State(intake): State<Intake>, Query(q): Query<ListQuery>) -> Response {
     let recent = match q.recent.as_deref().map(parse_duration) {
         None => RECENT,
-        Some(Ok(d)) => chrono::Duration::from_std(d).unwrap_or(RECENT),
+        Some(Ok(d)) => crate::clock::delta(d),
         Some(Err(e)) => return bad(format!("recent: {e}"), vec![]),
     };
     let config = intake.config.borrow().clone();
     let result = intake
         .store
         .call(move |c, now| {
-            let since = now - recent;
+            let since = crate::clock::sub_signed(now, recent);
             let mut list = silence_store::list(c, now, since)?;
             list.extend(
                 config

@@ -213,13 +213,11 @@ pub fn after_failure(
 ) -> Attempt {
     let paging = &config.paging;
     let on_channel = now - page.channel_since;
-    let within =
-        on_channel < chrono::Duration::from_std(paging.channel_timeout).unwrap_or_default();
+    let within = on_channel < crate::clock::delta(paging.channel_timeout);
     if retryable && !channel_down && page.channel_attempts < paging.max_attempts as i64 && within {
         return Attempt::Retry {
             error: err.to_string(),
-            retry_at: now
-                + chrono::Duration::from_std(backoff(page.channel_attempts)).unwrap_or_default(),
+            retry_at: crate::clock::add(now, backoff(page.channel_attempts)),
         };
     }
     // Fall through, in the configured order, to a channel this person can be reached on.
@@ -261,14 +259,14 @@ pub fn after_failure(
             channel: c,
             address: addr,
             // The pause grows with the page's attempts: 10 s, 20 s, ... at most 2 minutes.
-            due_at: now + chrono::Duration::from_std(backoff(page.attempts)).unwrap_or_default(),
+            due_at: crate::clock::add(now, backoff(page.attempts)),
         },
         _ if !retryable && !channel_down => Attempt::Failed {
             error: err.to_string(),
         },
         _ => Attempt::Retry {
             error: format!("{err}; every channel has failed, trying again"),
-            retry_at: now + chrono::Duration::from_std(backoff(page.attempts)).unwrap_or_default(),
+            retry_at: crate::clock::add(now, backoff(page.attempts)),
         },
     }
 }

@@ -7,6 +7,7 @@ use tokio::sync::watch;
 
 use super::email::{render_incident_email, EmailMessage, EmailSender, IncidentEmail};
 use super::sender::{Delivered, Outgoing, SendError, SendFuture, Transport};
+use crate::config::Config;
 use crate::incident::Channel;
 use crate::modem::{CallOptions, CallOutcome, Health, HealthState, Modem, ModemError};
 use crate::store::outbox::PageKind;
@@ -209,10 +210,71 @@ impl Transport for ModemVoice {
 }
 
 /// Email: the full incident for pages, a short message for status updates and replies.
+///
+/// The sender follows the config: when a reload brings new `[email]` settings (or the same
+/// settings after a missing password or CA file was put in place), it is rebuilt on next use.
+/// A sender that cannot be built leaves email impaired (`health` says why, so `/healthz` shows
+/// it) while the other channels page; it never stops the daemon. Turning email on or off
+/// (`enabled`) needs a restart: the transport and its sender task exist only when it is on.
 pub struct Email {
-    pub sender: Arc<EmailSender>,
+    config: watch::Receiver<Arc<Config>>,
+    built: std::sync::Mutex<Built>,
     /// Set when the last send failed for a reason that is not the recipient's.
-    pub last_error: std::sync::Mutex<Option<String>>,
+    last_error: std::sync::Mutex<Option<String>>,
+}
+
+/// The sender for one config, or why it could not be made.
+struct Built {
+    /// The config it was built from (compared by pointer: each reload publishes a new one).
+    from: Arc<Config>,
+    sender: Result<Arc<EmailSender>, String>,
+}
+
+fn build(config: &Config) -> Result<Arc<EmailSender>, String> {
+    if !config.email.enabled {
+        return Err("email is disabled in the config (enabling it needs a restart)".into());
+    }
+    EmailSender::new(&config.email)
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+}
+
+impl Email {
+    /// An email transport following `config`. Never fails: a sender that cannot be built is
+    /// logged and reported by [`Transport::health`] until a reload fixes it.
+    pub fn new(config: watch::Receiver<Arc<Config>>) -> Email {
+        let from = config.borrow().clone();
+        let sender = build(&from);
+        if let Err(why) = &sender {
+            tracing::error!(reason = %why, "email cannot be set up; paging goes on without it");
+        }
+        Email {
+            config,
+            built: std::sync::Mutex::new(Built { from, sender }),
+            last_error: Default::default(),
+        }
+    }
+
+    /// The sender for the config in force, rebuilt first if a reload changed `[email]` or the
+    /// last build failed (a file it needs may exist now).
+    fn sender(&self) -> Result<Arc<EmailSender>, String> {
+        let now = self.config.borrow().clone();
+        let mut built = self.built.lock().expect("email state");
+        if !Arc::ptr_eq(&built.from, &now) {
+            if built.from.email != now.email || built.sender.is_err() {
+                built.sender = build(&now);
+                match &built.sender {
+                    Ok(_) => tracing::info!("email settings applied"),
+                    Err(why) => {
+                        tracing::error!(reason = %why, "email cannot be set up; paging goes on without it")
+                    }
+                }
+                *self.last_error.lock().expect("email state") = None;
+            }
+            built.from = now;
+        }
+        built.sender.clone()
+    }
 }
 
 impl Transport for Email {
@@ -221,11 +283,15 @@ impl Transport for Email {
     }
 
     fn ready(&self) -> Result<(), String> {
-        // Email is always tried when a page needs it: that is how a relay's return is noticed.
-        Ok(())
+        // A relay that failed is still tried when a page needs it: that is how its return is
+        // noticed. Only a sender that cannot exist is not.
+        self.sender().map(|_| ())
     }
 
     fn health(&self) -> Result<(), String> {
+        if let Err(why) = self.sender() {
+            return Err(format!("email cannot be set up: {why}"));
+        }
         match &*self.last_error.lock().expect("email state") {
             Some(e) => Err(format!("last email failed: {e}")),
             None => Ok(()),
@@ -263,7 +329,11 @@ impl Transport for Email {
                     html: None,
                 },
             };
-            match self.sender.send(&email).await {
+            let sender = self.sender().map_err(|why| SendError {
+                message: format!("email cannot be set up: {why}"),
+                retryable: true,
+            })?;
+            match sender.send(&email).await {
                 Ok(r) => {
                     *self.last_error.lock().expect("email state") = None;
                     Ok(Delivered {

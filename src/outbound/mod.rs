@@ -312,7 +312,7 @@ pub fn outcome(answer: Answer, attempts: i64, now: chrono::DateTime<Utc>) -> Out
             let wait = crate::notify::sender::backoff(attempts).max(after.unwrap_or_default());
             Outcome::Retry {
                 error,
-                retry_at: now + chrono::Duration::from_std(wait).unwrap_or_default(),
+                retry_at: crate::clock::add(now, wait),
             }
         }
         Answer::Reject { error } => Outcome::Failed { error },

@@ -46,6 +46,9 @@ impl TestSchedule {
                 if d < Duration::from_secs(1) {
                     return err("the interval must be at least 1s".into());
                 }
+                if d > crate::config::MAX_CONFIG_DURATION {
+                    return err("the interval must be at most a year".into());
+                }
                 Ok(TestSchedule::Every(d))
             }
             ["daily", time, zone @ ..] if zone.len() <= 1 => Ok(TestSchedule::Daily {
@@ -67,9 +70,7 @@ impl TestSchedule {
     /// start); for wall-time forms, any instant.
     pub fn next_after(&self, after: DateTime<Utc>) -> DateTime<Utc> {
         match self {
-            TestSchedule::Every(d) => {
-                after + chrono::Duration::from_std(*d).unwrap_or(chrono::Duration::days(1))
-            }
+            TestSchedule::Every(d) => crate::clock::add(after, *d),
             TestSchedule::Daily { at, tz } => next_wall(after, *tz, *at, |_| true),
             TestSchedule::Weekly { day, at, tz } => {
                 next_wall(after, *tz, *at, |d| d.weekday() == *day)
@@ -156,6 +157,8 @@ mod tests {
             "daily 25:00",
             "every",
             "every 0s",
+            "every 300000y",
+            "every 584942417355y",
             "monthly 1 10:00",
             "daily 10:00 Mars/Olympus",
         ] {

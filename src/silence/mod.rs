@@ -362,7 +362,9 @@ impl Silence {
         if service.is_none() && matchers.is_empty() {
             return Err(Error::MatchesEverything);
         }
-        if ends_at <= starts_at {
+        // Compared in whole milliseconds, the precision the store keeps: a window shorter than
+        // that would be stored empty and break the table's CHECK.
+        if ends_at.timestamp_millis() <= starts_at.timestamp_millis() {
             return Err(Error::EmptyWindow {
                 starts: starts_at,
                 ends: ends_at,

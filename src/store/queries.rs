@@ -227,8 +227,7 @@ pub(crate) fn apply_alert(
             }
             match (&a.policy, a.page) {
                 (Some(policy), true) => {
-                    let due =
-                        now + chrono::Duration::from_std(a.pre_page_delay).unwrap_or_default();
+                    let due = crate::clock::add(now, a.pre_page_delay);
                     // escalation::EscalationState::start: step 0 of run 0, due after the delay.
                     conn.prepare_cached(
                         "INSERT INTO escalations (incident_id, policy, phase, next_step, next_round, due_at, since, updated_at) \

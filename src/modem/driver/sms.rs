@@ -495,8 +495,10 @@ fn parse_text_timestamp(s: &str) -> Option<DateTime<FixedOffset>> {
     let quarters: i32 = zone.parse().ok()?;
     let mut c = clock.split(':').map(|p| p.parse::<u32>().ok());
     let (h, mi, se) = (c.next()??, c.next()??, c.next()??);
-    let offset = FixedOffset::east_opt(quarters * 15 * 60)?;
-    let naive = NaiveDate::from_ymd_opt(2000 + y as i32, mo, da)?.and_hms_opt(h, mi, se)?;
+    // Checked: the line comes from the modem, and a garbled one must not overflow.
+    let offset = FixedOffset::east_opt(quarters.checked_mul(15 * 60)?)?;
+    let year = i32::try_from(y).ok()?.checked_add(2000)?;
+    let naive = NaiveDate::from_ymd_opt(year, mo, da)?.and_hms_opt(h, mi, se)?;
     offset.from_local_datetime(&naive).single()
 }
 
@@ -511,5 +513,14 @@ mod tests {
         let t = parse_text_timestamp("26/03/29,01:30:00-20").unwrap();
         assert_eq!(t.to_rfc3339(), "2026-03-29T01:30:00-05:00");
         assert!(parse_text_timestamp("garbage").is_none());
+        // Garbled lines that used to overflow the arithmetic.
+        for bad in [
+            "26/11/22,10:00:00+99999999",
+            "26/11/22,10:00:00-2147483648",
+            "4294967295/11/22,10:00:00+04",
+            "2147483647/11/22,10:00:00+04",
+        ] {
+            assert!(parse_text_timestamp(bad).is_none(), "{bad}");
+        }
     }
 }

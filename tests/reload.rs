@@ -1,0 +1,361 @@
+//! Reloads that must not leave anyone unpaged, through the real binary and SIGHUP: a config that
+//! pages nobody is refused (by `check` too); an incident accepted while unrouted pages once a
+//! config that routes it arrives; a broken optional channel (email with a missing password file)
+//! leaves the daemon running with email impaired while SMS pages, and a reload fixes it.
+
+mod util;
+
+use std::process::Command;
+
+use nix::sys::signal::Signal;
+use pagerbox::notify::smtp_test_server::{SmtpTestOptions, SmtpTestServer, TestTls};
+use serde_json::{json, Value};
+use util::{Daemon, ExternalSim};
+
+const ALICE: &str = "+4915100000011";
+
+fn modem(sim: &ExternalSim) -> String {
+    format!(
+        "[modem]\ndevice = \"{}\"\nprofile = \"sim7600\"\ncommand_timeout = \"2s\"\nsms_timeout = \"5s\"\nhealth_interval = \"1s\"\n",
+        sim.link.display()
+    )
+}
+
+/// Alice, paged by SMS (and email when she has an address), one policy; `routes` as given.
+fn people(email: bool, routes: &str) -> String {
+    let (address, rule) = if email {
+        (
+            "email = \"alice@example.org\"",
+            "[[users.rules]]\nchannel = \"email\"\nafter = \"0s\"",
+        )
+    } else {
+        ("", "")
+    };
+    format!(
+        r#"
+[paging]
+channels = ["sms", "email"]
+max_attempts = 3
+channel_timeout = "30s"
+group_window = "0s"
+
+[[users]]
+id = "alice"
+phone = "{ALICE}"
+{address}
+[[users.rules]]
+channel = "sms"
+after = "0s"
+{rule}
+
+[[policies]]
+id = "p"
+[[policies.steps]]
+users = ["alice"]
+wait = "10m"
+
+{routes}
+"#
+    )
+}
+
+const ONLY_DB: &str = "[[routes]]\nid = \"db\"\npolicy = \"p\"\nmatch = { service = \"db\" }\n";
+const ALL: &str = "[[routes]]\nid = \"all\"\npolicy = \"p\"\n";
+
+fn wait_modem(d: &Daemon) {
+    d.wait_for(20, "modem up", || {
+        let (_, h) = d.get("/healthz");
+        (h["modem"]["state"] == "up").then_some(())
+    });
+}
+
+fn timeline_kinds(d: &Daemon, id: i64) -> Vec<String> {
+    let (_, v) = d.get(&format!("/v1/incidents/{id}"));
+    v["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn trigger(d: &Daemon, service: &str, summary: &str) -> i64 {
+    let (code, v) = d.post_json(
+        "/v1/alerts",
+        json!({"summary": summary, "severity": "critical", "service": service}),
+    );
+    assert_eq!(code, 202, "{v}");
+    v["incident_id"].as_i64().unwrap()
+}
+
+/// Replaces the daemon's config file (the base part kept) and sends SIGHUP; returns the log
+/// line count before, so the caller can look at what the reload logged.
+fn reload(d: &Daemon, extra: &str) -> usize {
+    let before = d.log().lines().count();
+    let state = d.dir.path().join("state");
+    std::fs::write(&d.config, util::base_config(&state, extra)).unwrap();
+    d.signal(Signal::SIGHUP);
+    before
+}
+
+fn log_since(d: &Daemon, from: usize) -> String {
+    d.log().lines().skip(from).collect::<Vec<_>>().join("\n")
+}
+
+fn check(path: &std::path::Path) -> (Option<i32>, String) {
+    let out = Command::new(util::BIN)
+        .args(["check", "--config"])
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn an_unrouted_incident_pages_once_a_config_that_routes_it_is_loaded() {
+    let sim = ExternalSim::start();
+    let d = Daemon::start(&format!("{}\n{}", modem(&sim), people(false, ONLY_DB)));
+    wait_modem(&d);
+    let id = trigger(&d, "web", "web frontend down");
+    let kinds = timeline_kinds(&d, id);
+    assert!(kinds.contains(&"unrouted".to_string()), "{kinds:?}");
+    // Routed alerts page as before; the unrouted one does not.
+    trigger(&d, "db", "db down");
+    d.wait_for(20, "the db page", || {
+        sim.sms_to(ALICE)
+            .iter()
+            .any(|m| m.contains("db down"))
+            .then_some(())
+    });
+    assert!(!sim.sms_to(ALICE).iter().any(|m| m.contains("web frontend")));
+
+    let from = reload(&d, &format!("{}\n{}", modem(&sim), people(false, ALL)));
+    d.wait_for(10, "config reloaded", || {
+        log_since(&d, from)
+            .contains("config reloaded")
+            .then_some(())
+    });
+    d.wait_for(20, "the web page after the reload", || {
+        sim.sms_to(ALICE)
+            .iter()
+            .any(|m| m.contains("web frontend down"))
+            .then_some(())
+    });
+    let (_, v) = d.get(&format!("/v1/incidents/{id}"));
+    assert_eq!(v["incident"]["route"], "all", "{v}");
+    let kinds = timeline_kinds(&d, id);
+    assert!(kinds.contains(&"routed".to_string()), "{kinds:?}");
+    // One page for it, not one per reload.
+    let from = reload(&d, &format!("{}\n{}", modem(&sim), people(false, ALL)));
+    d.wait_for(10, "second reload", || {
+        log_since(&d, from)
+            .contains("config reloaded")
+            .then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let web_pages = sim
+        .sms_to(ALICE)
+        .iter()
+        .filter(|m| m.contains("web frontend down"))
+        .count();
+    assert_eq!(web_pages, 1, "{:?}", sim.sms_to(ALICE));
+}
+
+#[test]
+fn a_restart_with_a_config_that_routes_it_pages_an_unrouted_incident() {
+    let sim = ExternalSim::start();
+    let mut d = Daemon::start(&format!("{}\n{}", modem(&sim), people(false, ONLY_DB)));
+    wait_modem(&d);
+    let id = trigger(&d, "web", "routed after restart");
+    d.stop();
+    let state = d.dir.path().join("state");
+    std::fs::write(
+        &d.config,
+        util::base_config(&state, &format!("{}\n{}", modem(&sim), people(false, ALL))),
+    )
+    .unwrap();
+    d.spawn();
+    d.wait_for(30, "the page after the restart", || {
+        sim.sms_to(ALICE)
+            .iter()
+            .any(|m| m.contains("routed after restart"))
+            .then_some(())
+    });
+    assert!(timeline_kinds(&d, id).contains(&"routed".to_string()));
+}
+
+#[test]
+fn a_config_that_pages_nobody_is_refused_by_check_and_by_sighup() {
+    let d = Daemon::start(&people(false, ALL));
+    let good = std::fs::read_to_string(&d.config).unwrap();
+    let (code, out) = check(&d.config);
+    assert_eq!(code, Some(0), "{out}");
+
+    for nobody in [people(false, ""), String::new()] {
+        let from = reload(&d, &nobody);
+        let (code, out) = check(&d.config);
+        assert_eq!(code, Some(1), "{out}");
+        assert!(out.contains("pages nobody"), "{out}");
+        assert!(
+            out.starts_with(&format!("{}:1:1:", d.config.display())),
+            "{out}"
+        );
+        d.wait_for(10, "reload rejected", || {
+            log_since(&d, from)
+                .contains("config reload rejected")
+                .then_some(())
+        });
+        assert!(log_since(&d, from).contains("pages nobody"), "{}", d.log());
+        // The running config still routes.
+        let id = trigger(&d, "any", &format!("still routed {}", nobody.len()));
+        let (_, v) = d.get(&format!("/v1/incidents/{id}"));
+        assert_eq!(v["incident"]["route"], "all", "{v}");
+    }
+    std::fs::write(&d.config, good).unwrap();
+    let from = d.log().lines().count();
+    d.signal(Signal::SIGHUP);
+    d.wait_for(10, "reload", || {
+        log_since(&d, from)
+            .contains("config reloaded")
+            .then_some(())
+    });
+}
+
+/// A test SMTP server with its own runtime (kept alive with it).
+struct Smtp {
+    _rt: tokio::runtime::Runtime,
+    server: SmtpTestServer,
+}
+
+impl Smtp {
+    fn start() -> Smtp {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = rt
+            .block_on(SmtpTestServer::start(SmtpTestOptions {
+                tls: TestTls::StartTls,
+                credentials: Some(("pagerbox".into(), "s3cret-mail".into())),
+                ..Default::default()
+            }))
+            .unwrap();
+        Smtp { _rt: rt, server }
+    }
+}
+
+fn email_down_reason(d: &Daemon) -> Option<String> {
+    let (_, h) = d.get("/healthz");
+    h["paging"]["down"]
+        .as_array()?
+        .iter()
+        .find(|x| x["channel"] == "email")
+        .map(|x| x["reason"].as_str().unwrap_or_default().to_string())
+}
+
+#[test]
+fn email_with_a_missing_password_file_is_impaired_not_fatal_and_a_reload_fixes_it() {
+    let sim = ExternalSim::start();
+    let smtp = Smtp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, smtp.server.ca_pem().unwrap()).unwrap();
+    let pw = dir.path().join("smtp-password");
+    let email = |ca_file: &std::path::Path| {
+        format!(
+            "[email]\nenabled = true\nhost = \"localhost\"\nport = {}\ntls = \"starttls\"\nusername = \"pagerbox\"\npassword_file = \"{}\"\nca_file = \"{}\"\nfrom = \"pagerbox <pagerbox@localhost>\"\ntimeout = \"5s\"\n",
+            smtp.server.addr().port(),
+            pw.display(),
+            ca_file.display()
+        )
+    };
+    let extra = format!("{}\n{}\n{}", modem(&sim), email(&ca), people(true, ALL));
+    // The daemon starts (it used to exit 1), says why email is out, and pages by SMS.
+    let d = Daemon::start(&extra);
+    wait_modem(&d);
+    let why = d.wait_for(10, "email down in /healthz", || email_down_reason(&d));
+    assert!(why.contains("smtp-password"), "{why}");
+    let (_, h) = d.get("/healthz");
+    assert_eq!(h["paging"]["impaired"], false, "SMS still pages: {h}");
+    trigger(&d, "web", "paged without email");
+    d.wait_for(20, "the SMS page", || {
+        sim.sms_to(ALICE)
+            .iter()
+            .any(|m| m.contains("paged without email"))
+            .then_some(())
+    });
+    assert!(smtp.server.messages().is_empty());
+    // `check` refuses the same file, at the password_file line.
+    let (code, out) = check(&d.config);
+    assert_eq!(code, Some(1), "{out}");
+    let line = std::fs::read_to_string(&d.config)
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("password_file"))
+        .unwrap()
+        + 1;
+    assert!(
+        out.contains(&format!(
+            "{}:{line}:17: email.password_file:",
+            d.config.display()
+        )),
+        "{out}"
+    );
+    // A reload that breaks the CA file is refused while email is still unset up, too.
+    let from = reload(
+        &d,
+        &format!(
+            "{}\n{}\n{}",
+            modem(&sim),
+            email(&dir.path().join("gone.pem")),
+            people(true, ALL)
+        ),
+    );
+    d.wait_for(10, "reload rejected", || {
+        log_since(&d, from)
+            .contains("config reload rejected")
+            .then_some(())
+    });
+    assert!(log_since(&d, from).contains("email.ca_file"), "{}", d.log());
+
+    // The password file appears; SIGHUP with the same settings rebuilds the sender.
+    std::fs::write(&pw, "s3cret-mail\n").unwrap();
+    let from = reload(&d, &extra);
+    d.wait_for(10, "config reloaded", || {
+        log_since(&d, from)
+            .contains("config reloaded")
+            .then_some(())
+    });
+    d.wait_for(15, "email back in /healthz", || {
+        email_down_reason(&d).is_none().then_some(())
+    });
+    trigger(&d, "web2", "paged by email too");
+    let msgs = d.wait_for(40, "the email page", || {
+        let m: Vec<String> = smtp
+            .server
+            .messages()
+            .into_iter()
+            .map(|m| m.data_text())
+            .filter(|t| t.contains("paged by email too"))
+            .collect();
+        (!m.is_empty()).then_some(m)
+    });
+    assert!(!msgs.is_empty());
+    assert!(
+        !d.log().contains("s3cret-mail"),
+        "the password is never logged"
+    );
+    let (_, h): (u16, Value) = d.get("/healthz");
+    assert!(
+        h["paging"]["ready"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "email"),
+        "{h}"
+    );
+}
