@@ -208,9 +208,12 @@ pub struct AtEngine<P> {
     buf: Vec<u8>,
 }
 
-/// How many URCs are kept while nobody takes them; older ones are dropped with a warning.
-/// (Stored messages are not lost that way: they are listed again with `AT+CMGL`.)
-const MAX_QUEUED_URCS: usize = 256;
+/// How many URCs are kept while nobody takes them (a long command, a busy driver). When full,
+/// the oldest delivery report goes first, and only when there is none the oldest URC of any
+/// kind, with a warning: a lost report costs a "delivered" mark, never a page, while an incoming
+/// message or call is what an acknowledgement arrives as. (Stored messages are not lost either
+/// way: they are listed again with `AT+CMGL`.)
+const MAX_QUEUED_URCS: usize = 1024;
 
 impl<P: Port> AtEngine<P> {
     /// Wraps an open port.
@@ -357,8 +360,22 @@ impl<P: Port> AtEngine<P> {
 
     fn queue(&mut self, u: Unsolicited) {
         if self.unsolicited.len() >= MAX_QUEUED_URCS {
-            warn!("unsolicited queue full, oldest dropped");
-            self.unsolicited.pop_front();
+            let report = self.unsolicited.iter().position(|q| {
+                matches!(
+                    q.urc,
+                    Urc::StatusReportFollows { .. } | Urc::StatusReportStored { .. }
+                )
+            });
+            match report {
+                Some(i) => {
+                    warn!("unsolicited queue full, oldest delivery report dropped");
+                    self.unsolicited.remove(i);
+                }
+                None => {
+                    warn!("unsolicited queue full, oldest dropped");
+                    self.unsolicited.pop_front();
+                }
+            }
         }
         self.unsolicited.push_back(u);
     }

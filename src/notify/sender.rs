@@ -342,7 +342,9 @@ pub async fn run(
         been_ready |= ready;
         let start_wait = config.borrow().paging.channel_start_wait;
         let held_for = start_wait.saturating_sub(started.elapsed());
-        if !been_ready && !held_for.is_zero() {
+        // Only a channel with a start-up of its own (the modem's) is held; email is either set
+        // up or broken, and a broken one must fall through at once.
+        if readiness.is_some() && !been_ready && !held_for.is_zero() {
             // Still starting: its pages wait for it (bounded) instead of falling through.
             tracing::debug!(%channel, left_ms = held_for.as_millis() as u64, "channel not ready since the start; holding its pages");
             tokio::select! {
