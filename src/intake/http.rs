@@ -83,6 +83,10 @@ pub fn router(intake: Intake, max_body_bytes: usize) -> Router {
     #[cfg(feature = "fault-injection")]
     let api = api.route("/v1/faults", post(faults));
     api.layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            intake.clone(),
+            super::guard::refuse_cross_site,
+        ))
         .with_state(intake.clone())
         .merge(crate::status_page::router(intake))
 }
@@ -325,7 +329,9 @@ fn pd_throttle(e: &StoreError) -> Response {
 
 /// PagerDuty-style auth: a bearer token, or the token given as `routing_key`.
 fn pd_authorized(intake: &Intake, headers: &HeaderMap, routing_key: Option<&str>) -> bool {
-    intake.token.is_none() || intake.token_ok(bearer(headers)) || intake.token_ok(routing_key)
+    intake.token.borrow().is_none()
+        || intake.token_ok(bearer(headers))
+        || intake.token_ok(routing_key)
 }
 
 fn pd_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {

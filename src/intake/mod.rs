@@ -8,6 +8,7 @@
 //! answered 5xx/429 so the sender retries; 4xx only for a body that will never be accepted.
 
 pub mod formats;
+pub mod guard;
 pub mod heartbeats;
 pub mod http;
 pub mod oncall;
@@ -50,7 +51,9 @@ impl IntakeStats {
 pub struct Intake {
     pub store: Store,
     pub config: watch::Receiver<Arc<Config>>,
-    pub token: Option<Arc<Secret>>,
+    /// The write token now in force (`http.token_file`); replaced by a SIGHUP reload, so every
+    /// check reads it through [`Intake::current_token`] rather than keeping a copy.
+    pub token: watch::Receiver<Option<Arc<Secret>>>,
     pub stats: Arc<IntakeStats>,
     /// Whether paging works (for `/healthz`).
     pub paging: Option<watch::Receiver<crate::notify::sender::PagingHealth>>,
@@ -71,10 +74,15 @@ impl Intake {
         route_alert(&config, p, actor)
     }
 
+    /// The write token now in force, if one is configured.
+    pub fn current_token(&self) -> Option<Arc<Secret>> {
+        self.token.borrow().clone()
+    }
+
     /// True if `presented` is the configured write token (or no token is configured).
     /// Compares digests so the time taken does not depend on how much of the token matched.
     pub fn token_ok(&self, presented: Option<&str>) -> bool {
-        match &self.token {
+        match &self.current_token() {
             None => true,
             Some(t) => match presented {
                 None => false,
@@ -82,6 +90,29 @@ impl Intake {
             },
         }
     }
+}
+
+/// Reads the write token `config` names (`http.token_file`), for [`publish_token`]. A reload
+/// whose token file cannot be read is refused as a whole, so the old token stays in force
+/// rather than the API falling open.
+pub fn read_token(config: &Config) -> std::io::Result<Option<Arc<Secret>>> {
+    Ok(config.read_token()?.map(Arc::new))
+}
+
+/// Puts `token` in force for every intake path; returns true when it differs from the token in
+/// force before (then every status page session, being derived from the token, has ended).
+pub fn publish_token(tx: &watch::Sender<Option<Arc<Secret>>>, token: Option<Arc<Secret>>) -> bool {
+    tx.send_if_modified(|current| {
+        let same = match (current.as_deref(), token.as_deref()) {
+            (None, None) => true,
+            (Some(a), Some(b)) => secret_matches(a.expose(), b),
+            _ => false,
+        };
+        if !same {
+            *current = token;
+        }
+        !same
+    })
 }
 
 /// Routes one alert with `config`: the first matching route gives the policy and pre-page delay.

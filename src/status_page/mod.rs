@@ -104,7 +104,7 @@ impl PageState {
     /// The session this request holds: `Some("")` when no token is configured (everyone may
     /// act), `Some(value)` for a valid login cookie, `None` otherwise.
     fn session(&self, headers: &HeaderMap) -> Option<String> {
-        let Some(token) = &self.intake.token else {
+        let Some(token) = self.intake.current_token() else {
             return Some(String::new());
         };
         let expected = auth::session_for(token.expose());
@@ -194,7 +194,7 @@ impl PageState {
     async fn render(&self, headers: &HeaderMap, failed_login: bool) -> Response {
         let session = self.session(headers);
         let (viewer, csrf) = match &session {
-            Some(s) if self.intake.token.is_none() => (Viewer::Open, self.csrf(s)),
+            Some(s) if self.intake.current_token().is_none() => (Viewer::Open, self.csrf(s)),
             Some(s) => (Viewer::LoggedIn, self.csrf(s)),
             None => (
                 Viewer::Anonymous {
@@ -249,10 +249,14 @@ async fn login(
     if let Err(r) = st.check_post(&headers, "", f.csrf.as_deref()) {
         return *r;
     }
-    let Some(token) = &st.intake.token else {
+    let Some(token) = st.intake.current_token() else {
         return back();
     };
-    if !st.intake.token_ok(f.token.as_deref()) {
+    if !f
+        .token
+        .as_deref()
+        .is_some_and(|p| auth::same(p, token.expose()))
+    {
         tracing::warn!("status page login with a wrong token");
         return st.render(&HeaderMap::new(), true).await;
     }
