@@ -85,8 +85,7 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
         tracing::warn!("http.token_file is not set: anyone who can reach the API can write to it");
     }
 
-    let http = tokio::net::TcpListener::bind(config.http.listen)
-        .await
+    let http = intake::server::bind(config.http.listen)
         .with_context(|| format!("cannot listen on http {}", config.http.listen))?;
     let http_addr = http.local_addr()?;
     let udp = if config.udp.enabled {
@@ -291,6 +290,7 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
         http,
         intake.clone(),
         config.http.max_body_bytes,
+        intake::server::Limits::from_config(&config.http).fit_open_file_limit(),
         shutdown.clone(),
     ));
     if let Some(sock) = udp {

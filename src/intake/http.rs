@@ -619,14 +619,15 @@ async fn not_found() -> Response {
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then finishes requests in flight.
+/// The sockets get the time limits and connection cap in `limits` (see [`super::server`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     intake: Intake,
     max_body_bytes: usize,
+    limits: super::server::Limits,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
+    let metrics = intake.metrics.clone();
     let app = router(intake, max_body_bytes);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    super::server::serve(listener, app, limits, metrics, shutdown).await
 }

@@ -15,6 +15,7 @@ pub mod oncall;
 pub mod opsgenie;
 pub mod reports;
 pub mod selftest;
+pub mod server;
 pub mod silences;
 pub mod udp;
 pub mod victorops;

@@ -93,6 +93,19 @@ impl Daemon {
         }
     }
 
+    /// Starts a daemon with `http` lines added to its `[http]` table and `extra` appended.
+    pub fn start_http(http: &str, extra: &str) -> Daemon {
+        let mut d = Self::start_with_no_spawn(extra);
+        let text = std::fs::read_to_string(&d.config).unwrap().replacen(
+            "[http]\n",
+            &format!("[http]\n{http}\n"),
+            1,
+        );
+        std::fs::write(&d.config, text).unwrap();
+        d.spawn();
+        d
+    }
+
     /// Starts a daemon whose writes need `token`.
     pub fn start_with(extra: &str, token: Option<&str>) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
