@@ -147,3 +147,27 @@ pub fn route_alert(config: &Config, p: ParsedAlert, actor: Actor) -> AlertInput 
 pub(crate) fn secret_matches(presented: &str, secret: &Secret) -> bool {
     Sha256::digest(presented.as_bytes()) == Sha256::digest(secret.expose().as_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(s: &str) -> Option<Arc<Secret>> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t");
+        std::fs::write(&p, s).unwrap();
+        Some(Arc::new(crate::config::read_secret(&p).unwrap()))
+    }
+
+    #[test]
+    fn publishing_a_token_says_whether_it_changed() {
+        let (tx, rx) = watch::channel(secret("a"));
+        assert!(!publish_token(&tx, secret("a")), "same token");
+        assert!(publish_token(&tx, secret("b")));
+        assert_eq!(rx.borrow().as_ref().unwrap().expose(), "b");
+        assert!(publish_token(&tx, None), "token removed");
+        assert!(rx.borrow().is_none());
+        assert!(!publish_token(&tx, None));
+        assert!(publish_token(&tx, secret("c")), "token added");
+    }
+}
