@@ -153,3 +153,58 @@ fn sighup_rotates_the_token_the_provider_keys_and_ends_sessions() {
         assert!(!log.contains(secret), "{secret} is in the log:\n{log}");
     }
 }
+
+/// One status page login attempt with `token`; returns the status code.
+fn try_login(d: &Daemon, token: &str) -> u16 {
+    let (_, page) = code(agent().get(&d.url("/")).call());
+    let start = page.find(r#"name="csrf" value=""#).expect("a CSRF field") + 19;
+    let csrf = page[start..start + 64].to_string();
+    code(
+        agent()
+            .post(&d.url("/login"))
+            .send_form(&[("csrf", &csrf), ("token", token)]),
+    )
+    .0
+}
+
+#[test]
+fn status_page_logins_are_throttled_per_source_with_backoff() {
+    let d = Daemon::start_with("", Some(NEW));
+    // Five typos are free (each answered with the login form again, 401).
+    for n in 0..5 {
+        assert_eq!(try_login(&d, &format!("guess-{n}")), 401);
+    }
+    // The fifth started a 1 s backoff: even the right token is refused unchecked meanwhile.
+    assert_eq!(try_login(&d, NEW), 429);
+    std::thread::sleep(Duration::from_millis(1100));
+    // A wrong one now doubles it; then the right one must wait again.
+    assert_eq!(try_login(&d, "guess-5"), 401);
+    assert_eq!(try_login(&d, NEW), 429);
+    std::thread::sleep(Duration::from_millis(2100));
+    assert_eq!(try_login(&d, NEW), 303, "the right token after the backoff");
+    // Success cleared the record: typos are free again.
+    assert_eq!(try_login(&d, "typo"), 401);
+    assert_eq!(try_login(&d, NEW), 303);
+    assert!(!d.log().contains(NEW));
+}
+
+#[test]
+fn pagerduty_events_are_authenticated_before_they_are_validated() {
+    let d = Daemon::start_with("", Some(NEW));
+    // An invalid event without the token: 401, not a list of what is wrong with it.
+    for body in [
+        json!({"event_action": "explode"}),
+        json!({"routing_key": "wrong", "event_action": "trigger"}),
+    ] {
+        let (code, v) = d.post_raw("/v2/enqueue", body.to_string().as_bytes(), None);
+        assert_eq!(code, 401, "{v}");
+        let (code, v) = d.post_raw("/v2/change/enqueue", body.to_string().as_bytes(), None);
+        assert_eq!(code, 401, "{v}");
+    }
+    let (code, v) = d.post_raw("/v2/enqueue", b"not json", None);
+    assert_eq!(code, 401, "{v}");
+    // With the token as routing_key, the same invalid event is explained.
+    let body = json!({"routing_key": NEW, "event_action": "explode"});
+    let (code, v) = d.post_raw("/v2/enqueue", body.to_string().as_bytes(), None);
+    assert_eq!(code, 400, "{v}");
+}

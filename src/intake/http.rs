@@ -334,6 +334,19 @@ fn pd_authorized(intake: &Intake, headers: &HeaderMap, routing_key: Option<&str>
         || intake.token_ok(routing_key)
 }
 
+/// Checks PagerDuty-style auth before the event is validated, so that a caller without the
+/// token learns nothing about what a valid event looks like: the `routing_key` is read from the
+/// raw JSON, whatever else the body holds.
+fn pd_authorized_raw(intake: &Intake, headers: &HeaderMap, body: &[u8]) -> bool {
+    if intake.token.borrow().is_none() || intake.token_ok(bearer(headers)) {
+        return true;
+    }
+    let routing_key = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("routing_key")?.as_str().map(str::to_string));
+    intake.token_ok(routing_key.as_deref()) && routing_key.is_some()
+}
+
 fn pd_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
     body.map_err(|r| {
         let status = r.status();
@@ -351,6 +364,9 @@ async fn pagerduty_event(
         Ok(b) => b,
         Err(r) => return refused(&intake, SOURCE, r),
     };
+    if !pd_authorized_raw(&intake, &headers, &body) {
+        return refused(&intake, SOURCE, unauthorized());
+    }
     let parsed = match formats::parse_pagerduty(&body) {
         Ok(p) => p,
         Err(FormatError::Json(m)) => {
@@ -400,6 +416,9 @@ async fn pagerduty_change(
         Ok(b) => b,
         Err(r) => return refused(&intake, SOURCE, r),
     };
+    if !pd_authorized_raw(&intake, &headers, &body) {
+        return refused(&intake, SOURCE, unauthorized());
+    }
     let (routing_key, change) = match formats::parse_pagerduty_change(&body) {
         Ok(x) => x,
         Err(FormatError::Json(m)) => {
