@@ -208,3 +208,93 @@ fn pagerduty_events_are_authenticated_before_they_are_validated() {
     let (code, v) = d.post_raw("/v2/enqueue", body.to_string().as_bytes(), None);
     assert_eq!(code, 400, "{v}");
 }
+
+/// The status of the incident with `key`, once it exists (UDP has no answer to wait for).
+fn status_of(d: &Daemon, key: &str) -> Option<String> {
+    let (_, v) = d.get("/v1/incidents?status=all");
+    v["incidents"]
+        .as_array()?
+        .iter()
+        .find(|i| i["dedup_key"] == key)
+        .map(|i| i["status"].as_str().unwrap_or_default().to_string())
+}
+
+/// Sends `datagrams`, then a marker alert with the token, and waits for the marker: every
+/// datagram before it has been received, and refused ones decided (the receive loop decides in
+/// order of arrival; accepted ones are stored concurrently, so tests wait for those).
+fn udp_then_settle(d: &Daemon, datagrams: &[&str], marker: &str) {
+    for g in datagrams {
+        d.udp_send(g.as_bytes());
+    }
+    d.udp_send(format!("token={NEW} info {marker} settle").as_bytes());
+    d.wait_for(10, marker, || status_of(d, marker));
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+#[test]
+fn udp_needs_the_token_when_one_is_configured() {
+    let d = Daemon::start_with("", Some(NEW));
+    udp_then_settle(
+        &d,
+        &[
+            "critical no-token down",
+            "token=wrong critical wrong-token down",
+            r#"{"summary":"json without token","dedup_key":"no-token-json"}"#,
+            &format!("token={NEW} critical with-token down"),
+            &format!(
+                r#"token={NEW} {{"summary":"json with token","dedup_key":"with-token-json"}}"#
+            ),
+        ],
+        "m1",
+    );
+    assert_eq!(status_of(&d, "no-token"), None);
+    assert_eq!(status_of(&d, "wrong-token"), None);
+    assert_eq!(status_of(&d, "no-token-json"), None);
+    for key in ["with-token", "with-token-json"] {
+        d.wait_for(10, key, || status_of(&d, key));
+    }
+    // Without the token nobody can resolve it; with it, they can.
+    udp_then_settle(&d, &["resolve with-token"], "m2");
+    assert_eq!(status_of(&d, "with-token").as_deref(), Some("triggered"));
+    udp_then_settle(&d, &[&format!("token={NEW} resolve with-token")], "m3");
+    d.wait_for(10, "resolved", || {
+        (status_of(&d, "with-token").as_deref() == Some("resolved")).then_some(())
+    });
+    assert!(d
+        .log()
+        .contains("udp datagram without the write token refused"));
+    assert!(!d.log().contains(NEW));
+}
+
+#[test]
+fn udp_trigger_only_lets_unauthenticated_datagrams_trigger_and_nothing_else() {
+    let secrets = tempfile::tempdir().unwrap();
+    let token_file = secret_file(secrets.path(), "token", NEW);
+    let d = Daemon::start_tables(
+        &[
+            (
+                "http",
+                &format!("token_file = {:?}", token_file.display().to_string()),
+            ),
+            ("udp", r#"unauthenticated = "trigger-only""#),
+        ],
+        "",
+    );
+    udp_then_settle(&d, &["critical open-trigger down"], "t1");
+    d.wait_for(10, "open-trigger", || status_of(&d, "open-trigger"));
+    udp_then_settle(
+        &d,
+        &[
+            "resolve open-trigger",
+            "ack open-trigger",
+            "token=wrong critical bad down",
+        ],
+        "t2",
+    );
+    assert_eq!(status_of(&d, "open-trigger").as_deref(), Some("triggered"));
+    assert_eq!(
+        status_of(&d, "bad"),
+        None,
+        "a wrong token is refused even here"
+    );
+}

@@ -125,6 +125,19 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub struct UdpConfig {
     pub enabled: bool,
     pub listen: SocketAddr,
+    /// What a datagram without the write token may do when a token is configured.
+    pub unauthenticated: UdpUnauthenticated,
+}
+
+/// `[udp] unauthenticated`: UDP has no headers, so when a write token is configured a datagram
+/// carries it as a first word `token=<token>`; this says what a datagram without it may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UdpUnauthenticated {
+    /// Nothing: refused, counted and logged (the default).
+    Refuse,
+    /// Only trigger alerts: never resolve, acknowledge or ping a heartbeat, which could hide a
+    /// real problem. For senders that cannot be given the token.
+    TriggerOnly,
 }
 
 /// Which modem the daemon drives.

@@ -57,6 +57,7 @@ pub(crate) struct RawHttp {
 pub(crate) struct RawUdp {
     pub enabled: Option<bool>,
     pub listen: Option<S<String>>,
+    pub unauthenticated: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

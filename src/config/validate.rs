@@ -262,6 +262,15 @@ impl Validator<'_, '_> {
         let udp = UdpConfig {
             enabled: raw.udp.enabled.unwrap_or(true),
             listen: self.addr(&raw.udp.listen, "udp.listen", DEFAULT_UDP_LISTEN),
+            unauthenticated: match self.one_of(
+                &raw.udp.unauthenticated,
+                "udp.unauthenticated",
+                &["refuse", "trigger-only"],
+                "refuse",
+            ) {
+                "trigger-only" => super::UdpUnauthenticated::TriggerOnly,
+                _ => super::UdpUnauthenticated::Refuse,
+            },
         };
         let modem = self.modem(&raw.modem);
         let email = self.email(&raw.email);
