@@ -566,6 +566,25 @@ mod tests {
         }
 
         #[tokio::test]
+        async fn reads_without_the_token_have_numbers_and_addresses_masked() {
+            let api = api(Some("tok-123")).await;
+            let body = r#"{"service":"db","duration":"1h","comment":"call +4915112345678",
+                "created_by":"alice.smith@example.org"}"#;
+            let auth = "Authorization: Bearer tok-123";
+            let json = "Content-Type: application/json";
+            let (code, v) = send(&api, "POST", "/v1/silences", &[auth, json], body).await;
+            assert_eq!(code, 201, "{v}");
+            let (_, open) = send(&api, "GET", "/v1/silences", &[], "").await;
+            let s = &open["silences"][0];
+            assert_eq!(s["comment"], "call +**********678", "{open}");
+            assert_eq!(s["created_by"], "a***@example.org", "{open}");
+            let (_, whole) = send(&api, "GET", "/v1/silences", &[auth], "").await;
+            let s = &whole["silences"][0];
+            assert_eq!(s["comment"], "call +4915112345678", "{whole}");
+            assert_eq!(s["created_by"], "alice.smith@example.org", "{whole}");
+        }
+
+        #[tokio::test]
         async fn the_token_lets_a_write_through_from_anywhere_and_nothing_else_does() {
             let api = api(Some("tok-123")).await;
             let cross = ["Sec-Fetch-Site: cross-site", "Content-Type: text/plain"];

@@ -85,6 +85,10 @@ pub fn router(intake: Intake, max_body_bytes: usize) -> Router {
     api.layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             intake.clone(),
+            super::exposure::mask_unauthenticated,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            intake.clone(),
             super::guard::refuse_cross_site,
         ))
         .with_state(intake.clone())

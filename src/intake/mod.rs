@@ -7,6 +7,7 @@
 //! store has committed the incident and its timeline event; anything that might succeed later is
 //! answered 5xx/429 so the sender retries; 4xx only for a body that will never be accepted.
 
+pub mod exposure;
 pub mod formats;
 pub mod guard;
 pub mod heartbeats;
