@@ -129,7 +129,10 @@ fn run(base: &str, clients: usize, alerts: usize) -> Result {
                         i % 100
                     );
                     let t = Instant::now();
-                    let r = agent.post(&url).send_string(&body).expect("request");
+                    let r = agent
+                        .post(&url)
+                        .set("Content-Type", "application/json")
+                        .send_string(&body).expect("request");
                     assert_eq!(r.status(), 202);
                     lat.push(t.elapsed());
                 }

@@ -147,6 +147,7 @@ policy = "storm"
         );
         let r = agent
             .post(&format!("{http}/v1/alerts"))
+            .set("Content-Type", "application/json")
             .send_string(&body)
             .unwrap();
         let t202 = Utc::now();
@@ -209,7 +210,10 @@ policy = "storm"
                         r#"{{"summary":"storm {i}","severity":"warning","dedup_key":"storm-{}"}}"#,
                         (i * 4 + c) % 100
                     );
-                    let _ = agent.post(&url).send_string(&body);
+                    let _ = agent
+                        .post(&url)
+                        .set("Content-Type", "application/json")
+                        .send_string(&body);
                     sent.fetch_add(1, Ordering::Relaxed);
                     i += 1;
                     let next = start + per * i as u32;

@@ -108,16 +108,12 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
         clock.clone(),
         Some(metrics.clone()),
     )?;
-    let token = config
-        .read_token()
-        .with_context(|| "cannot read http.token_file")?
-        .map(Arc::new);
+    let token = intake::read_token(&config).with_context(|| "cannot read http.token_file")?;
     if token.is_none() {
         tracing::warn!("http.token_file is not set: anyone who can reach the API can write to it");
     }
 
-    let http = tokio::net::TcpListener::bind(config.http.listen)
-        .await
+    let http = intake::server::bind(config.http.listen)
         .with_context(|| format!("cannot listen on http {}", config.http.listen))?;
     let http_addr = http.local_addr()?;
     let udp = if config.udp.enabled {
@@ -132,6 +128,7 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
 
     let config_path = config.path.clone();
     let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
+    let (token_tx, token_rx) = watch::channel(token);
 
     // Pages caught in flight by a crash or power cut are sent again (at-least-once).
     let recovered = store
@@ -367,7 +364,7 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
     let intake = Intake {
         store: store.clone(),
         config: config_rx.clone(),
-        token,
+        token: token_rx,
         stats: Arc::new(IntakeStats::default()),
         paging: Some(paging_rx),
         modem: modem.as_ref().map(|(_, h)| h.clone()),
@@ -377,9 +374,10 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
     };
     {
         let (intake, max_body) = (intake.clone(), config.http.max_body_bytes);
+        let limits = intake::server::Limits::from_config(&config.http).fit_open_file_limit();
         let shutdown = shutdown.clone();
         sup.spawn("http", Role::Essential, async move {
-            if let Err(e) = intake::http::serve(http, intake, max_body, shutdown).await {
+            if let Err(e) = intake::http::serve(http, intake, max_body, limits, shutdown).await {
                 tracing::error!(error = %e, "http intake stopped");
             }
         });
@@ -435,7 +433,7 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
     }
 
     let failed: Option<TaskEnded> = tokio::select! {
-        _ = wait_for_signals(config_path.as_deref(), &config_tx) => None,
+        _ = wait_for_signals(config_path.as_deref(), &config_tx, &token_tx) => None,
         e = ended.next() => Some(e),
     };
     match &failed {
@@ -468,8 +466,14 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
 }
 
 /// Waits for SIGTERM or SIGINT. SIGHUP reloads the config: the new file is validated first, and
-/// a bad one is rejected with its errors logged while the old config stays in force.
-async fn wait_for_signals(config_path: Option<&Path>, config_tx: &watch::Sender<Arc<Config>>) {
+/// a bad one is rejected with its errors logged while the old config stays in force. Secrets
+/// come with it: the write token file is read again (a change ends every status page session),
+/// and the Opsgenie and Splunk On-Call keys are part of the config itself.
+async fn wait_for_signals(
+    config_path: Option<&Path>,
+    config_tx: &watch::Sender<Arc<Config>>,
+    token_tx: &watch::Sender<Option<Arc<crate::config::Secret>>>,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -490,8 +494,16 @@ async fn wait_for_signals(config_path: Option<&Path>, config_tx: &watch::Sender<
                     tracing::warn!("SIGHUP: no config file to reload");
                     continue;
                 };
-                match Config::load(path).and_then(crate::config::Loaded::strict) {
-                    Ok(loaded) => {
+                let loaded = Config::load(path)
+                    .and_then(crate::config::Loaded::strict)
+                    .map_err(|e| e.to_string())
+                    .and_then(|l| {
+                        let token = intake::read_token(&l.config)
+                            .map_err(|e| format!("cannot read http.token_file: {e}"))?;
+                        Ok((l, token))
+                    });
+                match loaded {
+                    Ok((loaded, token)) => {
                         let old = config_tx.borrow().clone();
                         if loaded.config.http.listen != old.http.listen || loaded.config.daemon.state_dir != old.daemon.state_dir {
                             tracing::warn!("SIGHUP: http.listen and daemon.state_dir changes need a restart; other changes applied");
@@ -500,6 +512,9 @@ async fn wait_for_signals(config_path: Option<&Path>, config_tx: &watch::Sender<
                             tracing::warn!("SIGHUP: turning email on or off needs a restart; other [email] changes are applied");
                         }
                         config_tx.send_replace(Arc::new(loaded.config));
+                        if intake::publish_token(token_tx, token) {
+                            tracing::info!("token changed; sessions ended");
+                        }
                         tracing::info!(path = %path.display(), "config reloaded");
                     }
                     Err(e) => {

@@ -495,10 +495,12 @@ mod generated {
             liveness: Default::default(),
             selftest_fault: None,
         };
+        let limits = pagerbox::intake::server::Limits::from_config(&config_rx.borrow().http);
+        let (_token_tx, token_rx) = tokio::sync::watch::channel(None);
         let intake = Intake {
             store,
             config: config_rx,
-            token: None,
+            token: token_rx,
             stats: Arc::new(IntakeStats::default()),
             paging: None,
             modem: None,
@@ -513,10 +515,12 @@ mod generated {
         rt.spawn(async move {
             // Keep the config sender alive as long as the server runs.
             let _tx = _tx;
+            let _token_tx = _token_tx;
             pagerbox::intake::http::serve(
                 listener,
                 intake,
                 256 * 1024,
+                limits,
                 tokio_util::sync::CancellationToken::new(),
             )
             .await

@@ -219,6 +219,31 @@ pub(crate) fn act(
     Ok(Reply::new(parts.join("; "), incident))
 }
 
+/// True when `cmd` acknowledges or resolves incidents paged to `user` (`ACK` alone always
+/// means their own last page; `42a` only if #42 was in a page or digest for them, in any
+/// state: a failed or queued page is still theirs to stop). Such a
+/// command is carried out even over the rate limit: stopping one's own page must always work.
+pub(crate) fn acts_on_own_page(
+    conn: &Connection,
+    user: &str,
+    cmd: &Command,
+) -> Result<bool, StoreError> {
+    let target = match cmd {
+        Command::Acknowledge(t) | Command::Resolve(t) => t,
+        _ => return Ok(false),
+    };
+    let id = match target {
+        Target::LastPaged => return Ok(true),
+        Target::Incident(id) => *id,
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM outbox WHERE user_id=?1 AND kind IN ('page','digest') \
+         AND (incident_id=?2 OR id IN \
+         (SELECT outbox_id FROM outbox_items WHERE incident_id=?2)))",
+    )?;
+    Ok(stmt.query_row(params![user, id], |r| r.get(0))?)
+}
+
 /// The open incidents of the newest page or digest sent to `user` that still has any.
 ///
 /// Only pages that went out count (`sending`, `sent`, `delivered`): a page still waiting in the

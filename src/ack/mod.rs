@@ -12,7 +12,13 @@
 //! Who may: the sender's number is normalised ([`PhoneNumber::normalize`] with the configured
 //! country code) and must be a configured user's phone. Anyone else gets no reply at all (no SMS
 //! loops, no cost) and is logged with a masked number. Alphanumeric senders are never answered.
-//! Each sender has a rate limit ([`limit`]); over it, commands are ignored with one log line.
+//! Each sender has a rate limit ([`limit`]) on messages that parse as commands; over it, the
+//! first message is answered "slow down" and the rest are ignored, except that an ack or resolve
+//! of an incident paged to that sender is always carried out (only its reply is held back): a
+//! limit meant to save SIM credit must never keep a person from stopping their own page. Texts
+//! that are not commands have a smaller budget of error replies of their own, so junk or an
+//! auto-reply loop is answered a few times and then not at all, and never uses up the command
+//! budget.
 //! The timeline records the user and the path (`sms`, `missed-call`, `dtmf`).
 //!
 //! Not here: sending (notify), rejecting the call on the modem (the daemon does that when
@@ -89,6 +95,9 @@ pub enum Outcome {
     /// Nothing was done and nothing is sent: unknown or alphanumeric sender, rate limit, or a
     /// missed call that acknowledged nothing.
     Ignored { reason: String },
+    /// The action was done (an ack or resolve over the rate limit) but its reply, `text`, was
+    /// held back by the limit.
+    Acted { text: String },
 }
 
 /// What to do with an incoming call, and what it did.
@@ -134,8 +143,26 @@ impl AckError {
 pub struct Acker {
     store: Store,
     config: watch::Receiver<Arc<Config>>,
+    /// Messages that parsed as commands.
     limiter: Limiter,
+    /// Error replies to texts that are not commands.
+    junk: Limiter,
     missed_call_window: Duration,
+}
+
+/// Error replies to non-commands per sender per [`limit::DEFAULT_WINDOW`]: enough for a person
+/// who mistyped to learn the syntax, few enough that an auto-reply loop dies at once.
+pub const JUNK_REPLY_LIMIT: usize = 3;
+
+/// What the rate limit lets a command do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Budget {
+    /// Under the limit: act and reply.
+    Within,
+    /// The first over the limit: reply "slow down"; act only on an ack/resolve of a page.
+    FirstOver,
+    /// Over the limit again: act only on an ack/resolve of a page, reply nothing.
+    Over,
 }
 
 impl Acker {
@@ -152,13 +179,16 @@ impl Acker {
             store,
             config,
             limiter: Limiter::new(limit::DEFAULT_LIMIT, limit::DEFAULT_WINDOW),
+            junk: Limiter::new(JUNK_REPLY_LIMIT, limit::DEFAULT_WINDOW),
             missed_call_window,
         }
     }
 
-    /// The same acker with another per-sender rate limit.
+    /// The same acker with another per-sender rate limit (commands, and the error replies to
+    /// non-commands in the same window).
     pub fn with_rate_limit(mut self, limit: usize, window: Duration) -> Acker {
         self.limiter = Limiter::new(limit, window);
+        self.junk = Limiter::new(JUNK_REPLY_LIMIT.min(limit), window);
         self
     }
 
@@ -186,42 +216,78 @@ impl Acker {
             tracing::info!(sender = %mask_number(&msg.from), "sms from an unknown sender ignored");
             return Ok(ignored("unknown sender"));
         };
-        if let Some(o) = self.limited(&user, &number, now) {
-            return Ok(o);
-        }
+        let parsed = command::parse(&msg.text);
+        let budget = match &parsed {
+            Err(_) => match self.junk.check(&number, now) {
+                Verdict::Allowed => Budget::Within,
+                Verdict::FirstRefused => {
+                    tracing::warn!(user = %user, sender = %number.masked(), "sms texts that are not commands keep coming; not answering them until the window clears");
+                    return Ok(ignored("not a command; rate limited"));
+                }
+                Verdict::Refused => return Ok(ignored("not a command; rate limited")),
+            },
+            Ok(_) => match self.limiter.check(&number, now) {
+                Verdict::Allowed => Budget::Within,
+                Verdict::FirstRefused => {
+                    tracing::warn!(user = %user, sender = %number.masked(), "sms commands over the rate limit; only acks and resolves of their pages are carried out until the window clears");
+                    Budget::FirstOver
+                }
+                Verdict::Refused => Budget::Over,
+            },
+        };
         let sender = Sender {
             config,
             user: user.clone(),
             address: Some(number.to_string()),
             via: "sms",
         };
-        let parsed = command::parse(&msg.text);
         tracing::info!(
             user = %user,
             command = parsed.as_ref().map(kind).unwrap_or("invalid"),
+            over_limit = budget != Budget::Within,
             "sms command"
         );
-        let reply = self
+        let done = self
             .store
             .call(move |conn, _| {
-                let reply = match &parsed {
-                    Ok(cmd) => actions::execute(conn, &sender, cmd, now)?,
-                    Err(e) => Reply {
+                let done = match (&parsed, budget) {
+                    (Ok(cmd), Budget::Within) => {
+                        Done::Replied(actions::execute(conn, &sender, cmd, now)?)
+                    }
+                    (Ok(cmd), over) => {
+                        let acted = if actions::acts_on_own_page(conn, &sender.user, cmd)? {
+                            Some(actions::execute(conn, &sender, cmd, now)?)
+                        } else {
+                            None
+                        };
+                        match (over, acted) {
+                            (Budget::FirstOver, acted) => Done::Replied(slow_down(acted)),
+                            (_, Some(r)) => Done::Acted(r.text),
+                            (_, None) => Done::Nothing,
+                        }
+                    }
+                    (Err(e), _) => Done::Replied(Reply {
                         text: text::clip(&e.to_string(), 1),
                         incident: None,
-                    },
+                    }),
                 };
-                actions::queue_reply(conn, &sender, &reply, now)?;
-                Ok(reply)
+                if let Done::Replied(reply) = &done {
+                    actions::queue_reply(conn, &sender, reply, now)?;
+                }
+                Ok(done)
             })
             .await
             .map_err(|source| AckError::Store {
                 what: "an sms command",
                 source,
             })?;
-        Ok(Outcome::Replied {
-            to: number,
-            text: reply.text,
+        Ok(match done {
+            Done::Replied(reply) => Outcome::Replied {
+                to: number,
+                text: reply.text,
+            },
+            Done::Acted(text) => Outcome::Acted { text },
+            Done::Nothing => ignored("rate limited"),
         })
     }
 
@@ -321,17 +387,31 @@ impl Acker {
             None => ignored("acknowledged; user has no phone for a confirmation"),
         })
     }
+}
 
-    /// Applies the rate limit; `Some` when the command must be ignored.
-    fn limited(&mut self, user: &str, number: &PhoneNumber, now: DateTime<Utc>) -> Option<Outcome> {
-        match self.limiter.check(number, now) {
-            Verdict::Allowed => None,
-            Verdict::FirstRefused => {
-                tracing::warn!(user = %user, sender = %number.masked(), "sms commands over the rate limit; ignoring until the window clears");
-                Some(ignored("rate limited"))
-            }
-            Verdict::Refused => Some(ignored("rate limited")),
-        }
+/// What an SMS command did in the store.
+enum Done {
+    /// Acted (or not) and queued this reply.
+    Replied(Reply),
+    /// Acted; the reply (this text) is held back by the rate limit.
+    Acted(String),
+    /// Nothing: over the rate limit and not an ack/resolve of the sender's page.
+    Nothing,
+}
+
+/// The one reply to the first command over the rate limit: what it did, if it was an ack or
+/// resolve of the sender's page, and that only those are done until the window clears.
+fn slow_down(acted: Option<Reply>) -> Reply {
+    let done = acted
+        .as_ref()
+        .map(|r| format!("{}. ", r.text))
+        .unwrap_or_default();
+    Reply {
+        text: text::clip(
+            &format!("{done}slow down: too many commands. Until it clears, only ACK/RES of your pages are done, unanswered"),
+            1,
+        ),
+        incident: acted.and_then(|r| r.incident),
     }
 }
 

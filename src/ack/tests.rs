@@ -489,31 +489,155 @@ async fn unknown_and_alphanumeric_senders_get_nothing() {
     assert_eq!(h.status(id).await, Status::Triggered);
 }
 
+impl Harness {
+    /// The harness with a per-sender limit of `limit` commands per 10 minutes.
+    fn limited(mut self, limit: usize) -> Harness {
+        self.acker = Acker::new(
+            self.store.clone(),
+            self.acker.config.clone(),
+            DEFAULT_MISSED_CALL_WINDOW,
+        )
+        .with_rate_limit(limit, Duration::from_secs(600));
+        self
+    }
+}
+
 #[tokio::test]
-async fn commands_over_the_rate_limit_are_ignored_until_the_window_clears() {
-    let mut h = Harness::new();
-    h.acker = Acker::new(
-        h.store.clone(),
-        h.acker.config.clone(),
-        DEFAULT_MISSED_CALL_WINDOW,
-    )
-    .with_rate_limit(3, Duration::from_secs(600));
+async fn commands_over_the_rate_limit_get_one_slow_down_then_nothing_until_the_window_clears() {
+    let mut h = Harness::new().limited(3);
     for _ in 0..3 {
         assert_eq!(h.reply(ALICE, "HELP").await, text::HELP);
     }
-    for _ in 0..2 {
-        assert_eq!(
-            h.sms(ALICE, "HELP").await,
-            Outcome::Ignored {
-                reason: "rate limited".into()
-            }
-        );
-    }
+    let slow = h.reply(ALICE, "HELP").await;
+    assert!(slow.starts_with("slow down"), "{slow}");
+    assert_eq!(
+        h.sms(ALICE, "HELP").await,
+        Outcome::Ignored {
+            reason: "rate limited".into()
+        }
+    );
     // Another person is not held back.
     assert_eq!(h.reply(BOB, "HELP").await, text::HELP);
     h.advance(minutes(10));
     assert_eq!(h.reply(ALICE, "HELP").await, text::HELP);
-    assert_eq!(h.replies().await.len(), 5);
+    assert_eq!(h.replies().await.len(), 6);
+}
+
+#[tokio::test]
+async fn acks_and_resolves_of_ones_own_pages_are_done_even_over_the_limit() {
+    let mut h = Harness::new().limited(2);
+    let ids = [
+        h.trigger("a", "db").await,
+        h.trigger("b", "db").await,
+        h.trigger("c", "db").await,
+        h.trigger("d", "db").await,
+    ];
+    for _ in 0..2 {
+        assert!(!h.reply(ALICE, "STATUS").await.is_empty());
+    }
+    // The first over the limit: acted on, answered with what it did and "slow down".
+    let first = h.reply(ALICE, &format!("{}a", ids[0])).await;
+    assert!(
+        first.starts_with(&format!("#{} acked by alice", ids[0])),
+        "{first}"
+    );
+    assert!(first.contains("slow down"), "{first}");
+    // Later ones: acted on, not answered.
+    assert_eq!(
+        h.sms(ALICE, &format!("{}r", ids[1])).await,
+        Outcome::Acted {
+            text: format!("#{} resolved", ids[1])
+        }
+    );
+    let Outcome::Acted { text: acked } = h.sms(ALICE, "ACK").await else {
+        panic!("ACK over the limit was not done");
+    };
+    assert!(acked.contains("acked by alice"), "{acked}");
+    // Other commands over the limit are not done.
+    assert_eq!(
+        h.sms(ALICE, "STATUS").await,
+        Outcome::Ignored {
+            reason: "rate limited".into()
+        }
+    );
+    assert_eq!(h.status(ids[0]).await, Status::Acknowledged);
+    assert_eq!(h.status(ids[1]).await, Status::Resolved);
+    assert_eq!(h.replies().await.len(), 3, "2 STATUS + 1 slow down");
+}
+
+#[tokio::test]
+async fn over_the_limit_an_incident_never_paged_to_the_sender_is_not_acked() {
+    let mut h = Harness::new().limited(1);
+    // Dave is in no schedule or policy: nothing is ever paged to him.
+    let theirs = h.trigger("w", "db").await;
+    assert_eq!(h.reply(DAVE, "HELP").await, text::HELP);
+    let slow = h.reply(DAVE, &format!("{theirs}a")).await;
+    assert!(slow.starts_with("slow down"), "{slow}");
+    assert!(matches!(
+        h.sms(DAVE, &format!("{theirs}a")).await,
+        Outcome::Ignored { .. }
+    ));
+    assert_eq!(h.status(theirs).await, Status::Triggered);
+}
+
+#[tokio::test]
+async fn a_junk_flood_is_answered_a_few_times_and_never_locks_out_an_ack() {
+    let mut h = Harness::new().limited(10);
+    let id = h.trigger("a", "db").await;
+    let mut answered = 0;
+    for n in 0..200 {
+        match h.sms(ALICE, &format!("buy cheap stuff {n}")).await {
+            Outcome::Replied { text, .. } => {
+                assert!(text.starts_with("not understood"), "{text}");
+                answered += 1;
+            }
+            Outcome::Ignored { .. } => {}
+            o => panic!("{o:?}"),
+        }
+    }
+    assert_eq!(answered, JUNK_REPLY_LIMIT);
+    // Junk never counted as commands: the ack is within the limit and answered.
+    assert_eq!(
+        h.reply(ALICE, &format!("{id}a")).await,
+        format!("#{id} acked by alice")
+    );
+    assert_eq!(h.replies().await.len(), JUNK_REPLY_LIMIT + 1);
+}
+
+#[tokio::test]
+async fn an_auto_reply_loop_dies_out_and_the_ack_still_works() {
+    let mut h = Harness::new().limited(10);
+    let id = h.trigger("a", "db").await;
+    // Alice's phone answers every SMS it gets with an out-of-office text, and pagerbox answers
+    // that: the loop runs while pagerbox replies, so count how long it lasts.
+    let mut rounds = 0;
+    while rounds < 100 {
+        match h
+            .sms(
+                ALICE,
+                "I am on holiday until Monday. Your message will not be read.",
+            )
+            .await
+        {
+            Outcome::Replied { .. } => rounds += 1,
+            _ => break,
+        }
+    }
+    assert_eq!(
+        rounds, JUNK_REPLY_LIMIT,
+        "the loop stopped after a few replies"
+    );
+    // A loop of an auto-reply that happens to be a command ends at the command limit.
+    let mut commands = 0;
+    while commands < 100 {
+        match h.sms(BOB, "STATUS").await {
+            Outcome::Replied { .. } => commands += 1,
+            _ => break,
+        }
+    }
+    assert_eq!(commands, 11, "10 answers and one slow down");
+    // And Alice, back from the loop, can still ack her page.
+    assert_eq!(h.reply(ALICE, "ACK").await, format!("#{id} acked by alice"));
 }
 
 #[tokio::test]

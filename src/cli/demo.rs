@@ -142,7 +142,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 Config and database: {dir}
 
 Raise an alert from another terminal:
-  curl -s -X POST http://127.0.0.1:{port}/v1/alerts -d '{{\"summary\":\"/var on db1 97% full\",\"severity\":\"critical\",\"service\":\"db\"}}'
+  curl -s -X POST http://127.0.0.1:{port}/v1/alerts -H 'Content-Type: application/json' -d '{{\"summary\":\"/var on db1 97% full\",\"severity\":\"critical\",\"service\":\"db\"}}'
   echo 'critical disk-db1 /var on db1 is 97% full' | nc -u -w1 127.0.0.1 {udp}
   pagerbox send --url http://127.0.0.1:{port} --severity critical --service db /var on db1 97% full
 

@@ -102,13 +102,42 @@ pub struct HttpConfig {
     /// Where the write token is read from; `None` means writes need no token.
     pub token_file: Option<PathBuf>,
     pub max_body_bytes: usize,
+    /// How long a client has to send a whole request head; also how long an idle keep-alive
+    /// connection may wait for its next request (the clock starts when the server waits for a
+    /// head). Bounds slowloris connections.
+    pub header_timeout: Duration,
+    /// How long a client has to send a whole request body, and to take a whole answer.
+    pub body_timeout: Duration,
+    /// Most connections open at once; kept well below the process's open-file limit
+    /// (`LimitNOFILE` in the unit) so the store, the modem and logs always get a descriptor.
+    pub max_connections: usize,
 }
+
+/// `[http] header_timeout` default: a real sender sends its head in one packet.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// `[http] body_timeout` default.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// `[http] max_connections` default; the unit's `LimitNOFILE=4096` leaves room for the rest.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// `[udp]`.
 #[derive(Debug, Clone)]
 pub struct UdpConfig {
     pub enabled: bool,
     pub listen: SocketAddr,
+    /// What a datagram without the write token may do when a token is configured.
+    pub unauthenticated: UdpUnauthenticated,
+}
+
+/// `[udp] unauthenticated`: UDP has no headers, so when a write token is configured a datagram
+/// carries it as a first word `token=<token>`; this says what a datagram without it may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UdpUnauthenticated {
+    /// Nothing: refused, counted and logged (the default).
+    Refuse,
+    /// Only trigger alerts: never resolve, acknowledge or ping a heartbeat, which could hide a
+    /// real problem. For senders that cannot be given the token.
+    TriggerOnly,
 }
 
 /// Which modem the daemon drives.

@@ -47,6 +47,9 @@ pub(crate) struct RawHttp {
     pub listen: Option<S<String>>,
     pub token_file: Option<S<String>>,
     pub max_body_bytes: Option<S<i64>>,
+    pub header_timeout: Option<S<String>>,
+    pub body_timeout: Option<S<String>>,
+    pub max_connections: Option<S<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -54,6 +57,7 @@ pub(crate) struct RawHttp {
 pub(crate) struct RawUdp {
     pub enabled: Option<bool>,
     pub listen: Option<S<String>>,
+    pub unauthenticated: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -579,3 +579,30 @@ fn a_config_that_pages_nobody_loads_but_is_not_strict() {
     assert!(loaded.impaired.is_empty(), "{:?}", loaded.impaired);
     assert!(loaded.strict().is_ok());
 }
+
+#[test]
+fn http_time_limits_and_connection_cap_are_checked_with_their_position() {
+    let c = parse(MINIMAL).unwrap().config;
+    assert_eq!(c.http.header_timeout, Duration::from_secs(10));
+    assert_eq!(c.http.body_timeout, Duration::from_secs(30));
+    assert_eq!(c.http.max_connections, 1024);
+    let text = format!(
+        "{MINIMAL}\n[http]\nheader_timeout = \"0s\"\nbody_timeout = \"2h\"\nmax_connections = 3\n"
+    );
+    let errs = parse(&text).unwrap_err();
+    let line = |key: &str| text.lines().position(|l| l.starts_with(key)).unwrap() + 1;
+    for key in ["header_timeout", "body_timeout", "max_connections"] {
+        let want = format!("t.toml:{}:", line(key));
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with(&want) && e.contains(&format!("http.{key}"))),
+            "{key}: {errs:#?}"
+        );
+    }
+    let text = format!("{MINIMAL}\n[udp]\nunauthenticated = \"sometimes\"\n");
+    let errs = parse(&text).unwrap_err();
+    assert!(
+        errs.iter().any(|e| e.contains("udp.unauthenticated")),
+        "{errs:#?}"
+    );
+}

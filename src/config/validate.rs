@@ -161,6 +161,32 @@ impl Validator<'_, '_> {
         }
     }
 
+    /// [`Self::duration`], and an error at the value when it is outside `range`.
+    fn bounded_duration(
+        &mut self,
+        v: &Option<S<String>>,
+        key: &str,
+        range: std::ops::RangeInclusive<Duration>,
+        default: Duration,
+    ) -> Duration {
+        let d = self.duration(v, key, default);
+        match v {
+            Some(s) if !range.contains(&d) => {
+                self.r.error(
+                    span(s),
+                    format!(
+                        "{key}: {} is out of range ({}..={})",
+                        s.get_ref(),
+                        humantime::format_duration(*range.start()),
+                        humantime::format_duration(*range.end())
+                    ),
+                );
+                default
+            }
+            _ => d,
+        }
+    }
+
     fn int<T: TryFrom<i64> + Copy>(
         &mut self,
         v: &Option<S<i64>>,
@@ -258,10 +284,37 @@ impl Validator<'_, '_> {
                 1024..=16 * 1024 * 1024,
                 DEFAULT_MAX_BODY_BYTES,
             ),
+            header_timeout: self.bounded_duration(
+                &raw.http.header_timeout,
+                "http.header_timeout",
+                Duration::from_secs(1)..=Duration::from_secs(300),
+                super::DEFAULT_HEADER_TIMEOUT,
+            ),
+            body_timeout: self.bounded_duration(
+                &raw.http.body_timeout,
+                "http.body_timeout",
+                Duration::from_secs(1)..=Duration::from_secs(600),
+                super::DEFAULT_BODY_TIMEOUT,
+            ),
+            max_connections: self.int(
+                &raw.http.max_connections,
+                "http.max_connections",
+                16..=60_000,
+                super::DEFAULT_MAX_CONNECTIONS,
+            ),
         };
         let udp = UdpConfig {
             enabled: raw.udp.enabled.unwrap_or(true),
             listen: self.addr(&raw.udp.listen, "udp.listen", DEFAULT_UDP_LISTEN),
+            unauthenticated: match self.one_of(
+                &raw.udp.unauthenticated,
+                "udp.unauthenticated",
+                &["refuse", "trigger-only"],
+                "refuse",
+            ) {
+                "trigger-only" => super::UdpUnauthenticated::TriggerOnly,
+                _ => super::UdpUnauthenticated::Refuse,
+            },
         };
         let modem = self.modem(&raw.modem);
         let email = self.email(&raw.email);

@@ -83,6 +83,14 @@ pub fn router(intake: Intake, max_body_bytes: usize) -> Router {
     #[cfg(feature = "fault-injection")]
     let api = api.route("/v1/faults", post(faults));
     api.layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            intake.clone(),
+            super::exposure::mask_unauthenticated,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            intake.clone(),
+            super::guard::refuse_cross_site,
+        ))
         .with_state(intake.clone())
         .merge(crate::status_page::router(intake))
 }
@@ -357,7 +365,22 @@ fn pd_throttle(e: &StoreError) -> Response {
 
 /// PagerDuty-style auth: a bearer token, or the token given as `routing_key`.
 fn pd_authorized(intake: &Intake, headers: &HeaderMap, routing_key: Option<&str>) -> bool {
-    intake.token.is_none() || intake.token_ok(bearer(headers)) || intake.token_ok(routing_key)
+    intake.token.borrow().is_none()
+        || intake.token_ok(bearer(headers))
+        || intake.token_ok(routing_key)
+}
+
+/// Checks PagerDuty-style auth before the event is validated, so that a caller without the
+/// token learns nothing about what a valid event looks like: the `routing_key` is read from the
+/// raw JSON, whatever else the body holds.
+fn pd_authorized_raw(intake: &Intake, headers: &HeaderMap, body: &[u8]) -> bool {
+    if intake.token.borrow().is_none() || intake.token_ok(bearer(headers)) {
+        return true;
+    }
+    let routing_key = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("routing_key")?.as_str().map(str::to_string));
+    intake.token_ok(routing_key.as_deref()) && routing_key.is_some()
 }
 
 fn pd_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
@@ -377,6 +400,9 @@ async fn pagerduty_event(
         Ok(b) => b,
         Err(r) => return refused(&intake, SOURCE, r),
     };
+    if !pd_authorized_raw(&intake, &headers, &body) {
+        return refused(&intake, SOURCE, unauthorized());
+    }
     let parsed = match formats::parse_pagerduty(&body) {
         Ok(p) => p,
         Err(FormatError::Json(m)) => {
@@ -426,6 +452,9 @@ async fn pagerduty_change(
         Ok(b) => b,
         Err(r) => return refused(&intake, SOURCE, r),
     };
+    if !pd_authorized_raw(&intake, &headers, &body) {
+        return refused(&intake, SOURCE, unauthorized());
+    }
     let (routing_key, change) = match formats::parse_pagerduty_change(&body) {
         Ok(x) => x,
         Err(FormatError::Json(m)) => {
@@ -645,14 +674,15 @@ async fn not_found() -> Response {
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then finishes requests in flight.
+/// The sockets get the time limits and connection cap in `limits` (see [`super::server`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     intake: Intake,
     max_body_bytes: usize,
+    limits: super::server::Limits,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
+    let metrics = intake.metrics.clone();
     let app = router(intake, max_body_bytes);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    super::server::serve(listener, app, limits, metrics, shutdown).await
 }

@@ -7,13 +7,16 @@
 //! store has committed the incident and its timeline event; anything that might succeed later is
 //! answered 5xx/429 so the sender retries; 4xx only for a body that will never be accepted.
 
+pub mod exposure;
 pub mod formats;
+pub mod guard;
 pub mod heartbeats;
 pub mod http;
 pub mod oncall;
 pub mod opsgenie;
 pub mod reports;
 pub mod selftest;
+pub mod server;
 pub mod silences;
 pub mod udp;
 pub mod victorops;
@@ -50,7 +53,9 @@ impl IntakeStats {
 pub struct Intake {
     pub store: Store,
     pub config: watch::Receiver<Arc<Config>>,
-    pub token: Option<Arc<Secret>>,
+    /// The write token now in force (`http.token_file`); replaced by a SIGHUP reload, so every
+    /// check reads it through [`Intake::current_token`] rather than keeping a copy.
+    pub token: watch::Receiver<Option<Arc<Secret>>>,
     pub stats: Arc<IntakeStats>,
     /// Whether paging works (for `/healthz`).
     pub paging: Option<watch::Receiver<crate::notify::sender::PagingHealth>>,
@@ -71,10 +76,15 @@ impl Intake {
         route_alert(&config, p, actor)
     }
 
+    /// The write token now in force, if one is configured.
+    pub fn current_token(&self) -> Option<Arc<Secret>> {
+        self.token.borrow().clone()
+    }
+
     /// True if `presented` is the configured write token (or no token is configured).
     /// Compares digests so the time taken does not depend on how much of the token matched.
     pub fn token_ok(&self, presented: Option<&str>) -> bool {
-        match &self.token {
+        match &self.current_token() {
             None => true,
             Some(t) => match presented {
                 None => false,
@@ -82,6 +92,29 @@ impl Intake {
             },
         }
     }
+}
+
+/// Reads the write token `config` names (`http.token_file`), for [`publish_token`]. A reload
+/// whose token file cannot be read is refused as a whole, so the old token stays in force
+/// rather than the API falling open.
+pub fn read_token(config: &Config) -> std::io::Result<Option<Arc<Secret>>> {
+    Ok(config.read_token()?.map(Arc::new))
+}
+
+/// Puts `token` in force for every intake path; returns true when it differs from the token in
+/// force before (then every status page session, being derived from the token, has ended).
+pub fn publish_token(tx: &watch::Sender<Option<Arc<Secret>>>, token: Option<Arc<Secret>>) -> bool {
+    tx.send_if_modified(|current| {
+        let same = match (current.as_deref(), token.as_deref()) {
+            (None, None) => true,
+            (Some(a), Some(b)) => secret_matches(a.expose(), b),
+            _ => false,
+        };
+        if !same {
+            *current = token;
+        }
+        !same
+    })
 }
 
 /// Routes one alert with `config`: the first matching route gives the policy and pre-page delay.
@@ -114,4 +147,28 @@ pub fn route_alert(config: &Config, p: ParsedAlert, actor: Actor) -> AlertInput 
 /// much of the secret matched (the provider-compatible intakes use it for their API keys).
 pub(crate) fn secret_matches(presented: &str, secret: &Secret) -> bool {
     Sha256::digest(presented.as_bytes()) == Sha256::digest(secret.expose().as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(s: &str) -> Option<Arc<Secret>> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t");
+        std::fs::write(&p, s).unwrap();
+        Some(Arc::new(crate::config::read_secret(&p).unwrap()))
+    }
+
+    #[test]
+    fn publishing_a_token_says_whether_it_changed() {
+        let (tx, rx) = watch::channel(secret("a"));
+        assert!(!publish_token(&tx, secret("a")), "same token");
+        assert!(publish_token(&tx, secret("b")));
+        assert_eq!(rx.borrow().as_ref().unwrap().expose(), "b");
+        assert!(publish_token(&tx, None), "token removed");
+        assert!(rx.borrow().is_none());
+        assert!(!publish_token(&tx, None));
+        assert!(publish_token(&tx, secret("c")), "token added");
+    }
 }

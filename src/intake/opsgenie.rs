@@ -127,9 +127,9 @@ impl GenieAuth {
                 });
             }
         }
-        if let Some(token) = &intake.token {
+        if let Some(token) = intake.current_token() {
             let presented = key.or_else(|| authorization.and_then(bearer));
-            if presented.is_some_and(|p| secret_matches(p, token)) {
+            if presented.is_some_and(|p| secret_matches(p, &token)) {
                 return Ok(GenieAuth {
                     routing_key: None,
                     started,

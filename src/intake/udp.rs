@@ -2,7 +2,12 @@
 //! (`echo "critical disk-db1 /var is 97% full" | nc -u -w1 127.0.0.1 5140`).
 //!
 //! UDP has no answer, so a bad datagram can only be counted and logged; logging is rate-limited
-//! so a flood of junk cannot fill the journal. Datagrams are handled concurrently up to a bound;
+//! so a flood of junk cannot fill the journal.
+//!
+//! When a write token is configured, a datagram carries it as its first word, `token=<token>`
+//! (UDP has no headers); one without it is refused, or with `udp.unauthenticated =
+//! "trigger-only"` may only trigger (never resolve, ack or ping a heartbeat, which could hide a
+//! real problem). A wrong token is always refused. Datagrams are handled concurrently up to a bound;
 //! past it the receive loop waits, leaving the backlog in the kernel's socket buffer.
 
 use std::sync::Arc;
@@ -39,7 +44,12 @@ pub async fn serve(socket: UdpSocket, intake: Intake, shutdown: CancellationToke
                 }
             },
         };
-        let parsed = formats::parse_datagram(&buf[..n]);
+        let (presented, data) = split_token(&buf[..n]);
+        let authenticated = match intake.current_token() {
+            None => true,
+            Some(t) => presented.is_some_and(|p| super::secret_matches(p, &t)),
+        };
+        let parsed = formats::parse_datagram(data);
         let datagram = match parsed {
             Ok(d) => d,
             Err(e) => {
@@ -54,6 +64,25 @@ pub async fn serve(socket: UdpSocket, intake: Intake, shutdown: CancellationToke
                 continue;
             }
         };
+        if !authenticated {
+            let trigger_only = presented.is_none()
+                && intake.config.borrow().udp.unauthenticated
+                    == crate::config::UdpUnauthenticated::TriggerOnly;
+            let trigger = matches!(&datagram, Datagram::Alert(a) if a.action == crate::store::AlertAction::Trigger);
+            if !(trigger_only && trigger) {
+                IntakeStats::bump(&intake.stats.rejected);
+                intake
+                    .metrics
+                    .alert(AlertSource::Udp, AlertOutcome::Unauthorized);
+                junk_since_log += 1;
+                if last_junk_log.is_none_or(|t| t.elapsed() >= JUNK_LOG_INTERVAL) {
+                    tracing::warn!(%peer, token = if presented.is_some() { "wrong" } else { "missing" }, suppressed = junk_since_log - 1, "udp datagram without the write token refused (send token=<token> first, or see udp.unauthenticated)");
+                    last_junk_log = Some(Instant::now());
+                    junk_since_log = 0;
+                }
+                continue;
+            }
+        }
         let alert = match datagram {
             Datagram::Alert(a) => a,
             Datagram::Heartbeat(id) => {
@@ -88,6 +117,23 @@ pub async fn serve(socket: UdpSocket, intake: Intake, shutdown: CancellationToke
     }
 }
 
+/// Splits a leading `token=<token>` word off a datagram: the presented token (if any) and the
+/// rest, which is parsed as usual.
+fn split_token(data: &[u8]) -> (Option<&str>, &[u8]) {
+    let trimmed = data.trim_ascii_start();
+    let Some(after) = trimmed.strip_prefix(b"token=") else {
+        return (None, data);
+    };
+    let end = after
+        .iter()
+        .position(u8::is_ascii_whitespace)
+        .unwrap_or(after.len());
+    match std::str::from_utf8(&after[..end]) {
+        Ok(token) => (Some(token), &after[end..]),
+        Err(_) => (Some(""), &after[end..]),
+    }
+}
+
 /// A `heartbeat ID` line: pings the monitor in the background, holding one of the in-flight
 /// permits like an alert. An unknown id is counted as junk; a ping that cannot be stored is
 /// lost (UDP has no answer), and the sender's next ping will do.
@@ -115,4 +161,27 @@ fn ping_heartbeat(
         }
         drop(permit);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leading_token_word_is_split_off() {
+        assert_eq!(
+            split_token(b"token=s3cret critical db1 down\n"),
+            (Some("s3cret"), &b" critical db1 down\n"[..])
+        );
+        assert_eq!(
+            split_token(b"token=s3cret {\"summary\":\"x\"}"),
+            (Some("s3cret"), &b" {\"summary\":\"x\"}"[..])
+        );
+        assert_eq!(split_token(b"token="), (Some(""), &b""[..]));
+        assert_eq!(
+            split_token(b"critical db1 token=x"),
+            (None, &b"critical db1 token=x"[..])
+        );
+        assert_eq!(split_token(b"token=\xff x"), (Some(""), &b" x"[..]));
+    }
 }

@@ -57,9 +57,9 @@ fn failure(status: StatusCode, message: impl Into<String>) -> Response {
 /// True if `api_key` may post: see the module doc.
 fn authorized(intake: &Intake, api_key: &str) -> bool {
     let config = intake.config.borrow().clone();
-    match (&config.victorops.api_key, &intake.token) {
+    match (&config.victorops.api_key, intake.current_token()) {
         (Some(k), _) => secret_matches(api_key, k),
-        (None, Some(t)) => secret_matches(api_key, t),
+        (None, Some(t)) => secret_matches(api_key, &t),
         (None, None) => true,
     }
 }

@@ -237,7 +237,16 @@ struct Inner {
     outbound: Family<OutboundLabels, Counter>,
     page_latency: HistogramFamily<ChannelLabels>,
     store_commit: Histogram,
+    http: HttpConnectionMetrics,
     started: DateTime<Utc>,
+}
+
+/// The HTTP server's connection limit at work (see `intake::server`).
+#[derive(Default)]
+struct HttpConnectionMetrics {
+    open: Gauge,
+    evicted: Counter,
+    refused: Counter,
 }
 
 /// The daemon's event metrics. Cheap to clone (an `Arc` inside); every clone records into the
@@ -290,9 +299,26 @@ impl Metrics {
             Unit::Seconds,
             store_commit.clone(),
         );
+        let http = HttpConnectionMetrics::default();
+        registry.register(
+            "http_connections_open",
+            "HTTP connections open now",
+            http.open.clone(),
+        );
+        registry.register(
+            "http_connections_evicted",
+            "Idle or unfinished HTTP connections closed to make room at http.max_connections",
+            http.evicted.clone(),
+        );
+        registry.register(
+            "http_connections_refused",
+            "HTTP connections closed at once because http.max_connections were all busy",
+            http.refused.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
+                http,
                 alerts,
                 pages,
                 outbound,
@@ -315,6 +341,24 @@ impl Metrics {
     /// Counts one alert from `source` that came to `outcome`.
     pub fn alert(&self, source: AlertSource, outcome: AlertOutcome) {
         self.alerts(source, outcome, 1);
+    }
+
+    /// Records how many HTTP connections are open now.
+    pub fn http_connections_open(&self, n: usize) {
+        self.inner
+            .http
+            .open
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Counts one HTTP connection closed to make room for a new one.
+    pub fn http_connection_evicted(&self) {
+        self.inner.http.evicted.inc();
+    }
+
+    /// Counts one HTTP connection refused because every slot was busy.
+    pub fn http_connection_refused(&self) {
+        self.inner.http.refused.inc();
     }
 
     /// Counts one page attempt (or delivery report) on `channel`.

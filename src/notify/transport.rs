@@ -255,22 +255,23 @@ impl Email {
         }
     }
 
-    /// The sender for the config in force, rebuilt first if a reload changed `[email]` or the
-    /// last build failed (a file it needs may exist now).
+    /// The sender for the config in force, rebuilt after every reload: `[email]` may have
+    /// changed, a file it needs may exist now, or the SMTP password file may hold a new password
+    /// under the same path (a rotation), which only a rebuild reads.
     fn sender(&self) -> Result<Arc<EmailSender>, String> {
         let now = self.config.borrow().clone();
         let mut built = self.built.lock().expect("email state");
         if !Arc::ptr_eq(&built.from, &now) {
-            if built.from.email != now.email || built.sender.is_err() {
-                built.sender = build(&now);
-                match &built.sender {
-                    Ok(_) => tracing::info!("email settings applied"),
-                    Err(why) => {
-                        tracing::error!(reason = %why, "email cannot be set up; paging goes on without it")
-                    }
+            let was_ok = built.sender.is_ok();
+            built.sender = build(&now);
+            match &built.sender {
+                Ok(_) if !was_ok => tracing::info!("email settings applied"),
+                Ok(_) => tracing::debug!("email settings reread"),
+                Err(why) => {
+                    tracing::error!(reason = %why, "email cannot be set up; paging goes on without it")
                 }
-                *self.last_error.lock().expect("email state") = None;
             }
+            *self.last_error.lock().expect("email state") = None;
             built.from = now;
         }
         built.sender.clone()

@@ -14,11 +14,14 @@
 //! browser reports another origin. Every answer carries a strict Content-Security-Policy.
 
 pub mod auth;
+pub mod throttle;
 pub mod view;
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -51,6 +54,9 @@ struct PageState {
     intake: Intake,
     /// Random per run; keys the CSRF tokens.
     run_key: Arc<[u8; 32]>,
+    /// Wrong logins per source address. Only the login handler touches it, for a moment and
+    /// never across an await.
+    logins: Arc<std::sync::Mutex<throttle::LoginThrottle>>,
 }
 
 /// The status page routes (`/`, `/status`, `/login`, `/logout`, `/ui/incidents/:id/...`), to be
@@ -64,6 +70,7 @@ pub fn router(intake: Intake) -> Router {
     let state = PageState {
         intake,
         run_key: Arc::new(key),
+        logins: Arc::default(),
     };
     Router::new()
         .route("/", get(show))
@@ -100,7 +107,7 @@ impl PageState {
     /// The session this request holds: `Some("")` when no token is configured (everyone may
     /// act), `Some(value)` for a valid login cookie, `None` otherwise.
     fn session(&self, headers: &HeaderMap) -> Option<String> {
-        let Some(token) = &self.intake.token else {
+        let Some(token) = self.intake.current_token() else {
             return Some(String::new());
         };
         let expected = auth::session_for(token.expose());
@@ -183,7 +190,7 @@ impl PageState {
     async fn render(&self, headers: &HeaderMap, failed_login: bool) -> Response {
         let session = self.session(headers);
         let (viewer, csrf) = match &session {
-            Some(s) if self.intake.token.is_none() => (Viewer::Open, self.csrf(s)),
+            Some(s) if self.intake.current_token().is_none() => (Viewer::Open, self.csrf(s)),
             Some(s) => (Viewer::LoggedIn, self.csrf(s)),
             None => (
                 Viewer::Anonymous {
@@ -232,20 +239,67 @@ struct LoginForm {
 
 async fn login(
     State(st): State<PageState>,
+    peer: Option<ConnectInfo<SocketAddr>>,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
     if let Err(r) = st.check_post(&headers, "", f.csrf.as_deref()) {
         return *r;
     }
-    let Some(token) = &st.intake.token else {
+    let Some(token) = st.intake.current_token() else {
         return back();
     };
-    if !st.intake.token_ok(f.token.as_deref()) {
-        tracing::warn!("status page login with a wrong token");
+    // Without the peer's address (only when served by something other than intake::server)
+    // every login shares one record: stricter, never looser.
+    let source = peer.map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(a)| a.ip());
+    let now = tokio::time::Instant::now();
+    let locked = st
+        .logins
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .check(source, now);
+    if let Err(wait) = locked {
+        return too_many_logins(wait);
+    }
+    if !f
+        .token
+        .as_deref()
+        .is_some_and(|p| auth::same(p, token.expose()))
+    {
+        let backoff = st
+            .logins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .failed(source, now);
+        tracing::warn!(source = %source, backoff = ?backoff, "status page login with a wrong token");
         return st.render(&HeaderMap::new(), true).await;
     }
+    st.logins
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .succeeded(source);
     back_setting_session(&auth::session_for(token.expose()), SESSION_MAX_AGE_SECONDS)
+}
+
+/// 429 for a login during its source's backoff; the token was not checked.
+fn too_many_logins(wait: Duration) -> Response {
+    let secs = wait.as_secs().max(1);
+    let mut r = (
+        StatusCode::TOO_MANY_REQUESTS,
+        Html(
+            view::message(
+                "Too many attempts",
+                &format!("Too many wrong tokens from this address: try again in {secs} s."),
+            )
+            .into_string(),
+        ),
+    )
+        .into_response();
+    r.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from_str(&secs.to_string()).expect("digits are a valid header"),
+    );
+    r
 }
 
 /// [`back`] with the session cookie set to `value` for `max_age` seconds (0 clears it).

@@ -93,6 +93,24 @@ impl Daemon {
         }
     }
 
+    /// Starts a daemon with `http` lines added to its `[http]` table and `extra` appended.
+    pub fn start_http(http: &str, extra: &str) -> Daemon {
+        Self::start_tables(&[("http", http)], extra)
+    }
+
+    /// Starts a daemon with lines added to the base config's tables (`http`, `udp`) and `extra`
+    /// appended.
+    pub fn start_tables(tables: &[(&str, &str)], extra: &str) -> Daemon {
+        let mut d = Self::start_with_no_spawn(extra);
+        let mut text = std::fs::read_to_string(&d.config).unwrap();
+        for (table, lines) in tables {
+            text = text.replacen(&format!("[{table}]\n"), &format!("[{table}]\n{lines}\n"), 1);
+        }
+        std::fs::write(&d.config, text).unwrap();
+        d.spawn();
+        d
+    }
+
     /// Starts a daemon whose writes need `token`.
     pub fn start_with(extra: &str, token: Option<&str>) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
