@@ -455,6 +455,7 @@ policy = "probe"
         );
         let r = agent
             .post(&format!("{http}/v1/alerts"))
+            .set("Content-Type", "application/json")
             .send_string(&body)
             .unwrap();
         let t202 = Utc::now();
@@ -625,6 +626,7 @@ fn alert(agent: &ureq::Agent, http: &str, key: &str) -> (i64, chrono::DateTime<U
     );
     let r = agent
         .post(&format!("{http}/v1/alerts"))
+        .set("Content-Type", "application/json")
         .send_string(&body)
         .unwrap();
     let at = Utc::now();

@@ -94,8 +94,12 @@ fn sighup_rotates_the_token_the_provider_keys_and_ends_sessions() {
     let secrets = tempfile::tempdir().unwrap();
     let genie_file = secret_file(secrets.path(), "genie.key", OLD_GENIE);
     let vo_file = secret_file(secrets.path(), "vo.key", OLD_VO);
+    // Someone to page, so that a reload is not refused as a config that pages nobody.
     let extra = format!(
-        "[[opsgenie.keys]]\nkey_file = {:?}\n\n[victorops]\napi_key_file = {:?}\n",
+        "[[users]]\nid = \"alice\"\nphone = \"+4915100000011\"\n\n\
+         [[policies]]\nid = \"p\"\n[[policies.steps]]\nusers = [\"alice\"]\nwait = \"1h\"\n\n\
+         [[routes]]\nid = \"r\"\npolicy = \"p\"\n\n\
+         [[opsgenie.keys]]\nkey_file = {:?}\n\n[victorops]\napi_key_file = {:?}\n",
         genie_file.display().to_string(),
         vo_file.display().to_string()
     );
