@@ -16,9 +16,9 @@
 //! a second, not the sender's backoff.
 //!
 //! Then, with a second daemon and a simulator at the example config's modem timings (200 ms per
-//! command, 1 s per submit), the page latency while 16 clients load the status page (`GET /`)
-//! in a loop, against the same daemon idle: reading the page must not queue AT commands in
-//! front of pages.
+//! command, 1 s per submit), the page latency while 16 clients load the status page (`GET /`),
+//! a year of stats and `/metrics` in a loop, against the same daemon idle: reads must neither
+//! queue AT commands in front of pages nor hold up the store's writer.
 //!
 //! `cargo bench --bench paging` (PAGERBOX_BENCH_PAGES, PAGERBOX_BENCH_STORM_RATE,
 //! PAGERBOX_BENCH_IDLE_SECS, PAGERBOX_BENCH_RECOVERY=N rounds, PAGERBOX_BENCH_STATUS_PAGES;
@@ -507,9 +507,12 @@ policy = "probe"
     let stop = Arc::new(AtomicBool::new(false));
     let loads = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let started = Instant::now();
+    // The anonymous reads a box gets: the status page, a year of stats, a Prometheus scrape.
+    let reads = ["/", "/v1/stats?since=365d", "/metrics"];
     let clients: Vec<_> = (0..PAGE_CLIENTS)
-        .map(|_| {
-            let (stop, loads, url) = (stop.clone(), loads.clone(), format!("{http}/"));
+        .map(|i| {
+            let url = format!("{http}{}", reads[i % reads.len()]);
+            let (stop, loads) = (stop.clone(), loads.clone());
             std::thread::spawn(move || {
                 let agent = ureq::AgentBuilder::new()
                     .timeout(Duration::from_secs(30))
@@ -538,7 +541,7 @@ policy = "probe"
         c.join().unwrap();
     }
     report(
-        &format!("{PAGE_CLIENTS} clients on GET / ({rate:.0}/s):"),
+        &format!("{PAGE_CLIENTS} clients on /, stats, metrics ({rate:.0}/s):"),
         loaded,
     );
     drop(child);
