@@ -259,7 +259,12 @@ async fn healthz(State(intake): State<Intake>) -> Response {
         .store
         .read(move |c, now| {
             let (n, oldest) = crate::store::outbox::depth(c, &channels)?;
-            Ok((n, oldest.map(|t| (now - t).num_seconds())))
+            let sending = crate::store::outbox::oldest_sending(c)?;
+            Ok((
+                n,
+                oldest.map(|t| (now - t).num_seconds()),
+                sending.map(|t| (now - t).num_seconds()),
+            ))
         })
         .await
         .ok();
@@ -294,7 +299,7 @@ async fn healthz(State(intake): State<Intake>) -> Response {
             })),
             "paging": paging.map(|p| json!({ "impaired": p.impaired(), "ready": p.ready, "down": p.down.iter().map(|(c, why)| json!({"channel": c, "reason": why})).collect::<Vec<_>>() })),
             "modem": modem,
-            "outbox": outbox.map(|(n, age)| json!({ "pending": n, "oldest_seconds": age })),
+            "outbox": outbox.map(|(n, age, sending)| json!({ "pending": n, "oldest_seconds": age, "oldest_sending_seconds": sending })),
         })),
     )
         .into_response()

@@ -27,7 +27,8 @@ const IN_FLIGHT: usize = 256;
 /// At most one junk warning per this interval; the rest are counted.
 const JUNK_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Receives datagrams on `socket` until `shutdown`.
+/// Receives datagrams on `socket` until `shutdown`, then waits (bounded) for the datagrams
+/// still being stored.
 pub async fn serve(socket: UdpSocket, intake: Intake, shutdown: CancellationToken) {
     let permits = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut buf = vec![0u8; 65_536];
@@ -114,6 +115,17 @@ pub async fn serve(socket: UdpSocket, intake: Intake, shutdown: CancellationToke
             }
             drop(permit);
         });
+    }
+    // Shutdown: the datagrams being stored hold permits; wait until every one is back, so an
+    // alert whose commit is under way is committed before the process exits.
+    if tokio::time::timeout(
+        Duration::from_secs(10),
+        permits.acquire_many(IN_FLIGHT as u32),
+    )
+    .await
+    .is_err()
+    {
+        tracing::warn!("udp alerts still being stored at shutdown");
     }
 }
 
