@@ -358,4 +358,44 @@ fn email_with_a_missing_password_file_is_impaired_not_fatal_and_a_reload_fixes_i
             .any(|c| c == "email"),
         "{h}"
     );
+
+    // Rotation: a new password under the same path is read by the next SIGHUP, with the config
+    // unchanged. A wrong one makes the relay refuse the login...
+    std::fs::write(&pw, "not-the-password\n").unwrap();
+    let from = reload(&d, &extra);
+    d.wait_for(10, "config reloaded", || {
+        log_since(&d, from)
+            .contains("config reloaded")
+            .then_some(())
+    });
+    trigger(&d, "web3", "sent with the rotated password");
+    d.wait_for(30, "the relay refusing the old password", || {
+        log_since(&d, from)
+            .lines()
+            .any(|l| l.contains("535"))
+            .then_some(())
+    });
+    let mailed = |smtp: &Smtp, text: &str| {
+        smtp.server
+            .messages()
+            .into_iter()
+            .any(|m| m.data_text().contains(text))
+    };
+    assert!(
+        !mailed(&smtp, "sent with the rotated password"),
+        "a refused login sent nothing"
+    );
+    // ...and the right one, again by SIGHUP alone, lets the next page through.
+    std::fs::write(&pw, "s3cret-mail\n").unwrap();
+    let from = reload(&d, &extra);
+    d.wait_for(10, "config reloaded", || {
+        log_since(&d, from)
+            .contains("config reloaded")
+            .then_some(())
+    });
+    trigger(&d, "web4", "sent after rotating back");
+    d.wait_for(40, "the page after the password was rotated back", || {
+        mailed(&smtp, "sent after rotating back").then_some(())
+    });
+    assert!(!d.log().contains("not-the-password"), "never logged");
 }
