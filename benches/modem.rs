@@ -1,4 +1,4 @@
-//! AT engine overhead per SMS (issue 4, item 9).
+//! AT engine overhead per SMS.
 //!
 //! Two measurements, each printed as p50/p99/max:
 //! 1. engine only: `Modem::send_sms` against an in-process responder over `tokio::io::duplex`

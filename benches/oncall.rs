@@ -1,4 +1,4 @@
-//! Who-is-on-call throughput (issue 5 item 8): `Schedule::on_call` evaluated every 5 minutes
+//! Who-is-on-call throughput: `Schedule::on_call` evaluated every 5 minutes
 //! over a year for a schedule with 3 layers (one with business-hour restrictions, one with
 //! night windows that wrap past midnight) and 20 overrides, in Europe/Berlin so both DST changes
 //! are crossed. Prints evaluations per second. Run with `cargo bench --bench oncall`.

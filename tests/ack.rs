@@ -1,4 +1,4 @@
-//! Acknowledge from anywhere (issue 7), end to end: the real daemon, the simulator on a PTY as the
+//! Acknowledge from anywhere, end to end: the real daemon, the simulator on a PTY as the
 //! network and the phones; incoming SMS and calls are injected, replies read back from the
 //! simulator's network log.
 

@@ -1,6 +1,6 @@
 //! End to end: `notify::email::EmailSender` against the real test SMTP server on 127.0.0.1
 //! (`notify::smtp_test_server`): plain, STARTTLS + AUTH with a private CA, implicit TLS, and the
-//! faults the notifier must sort into retryable and permanent (issue 6 items 2 and 8).
+//! faults the notifier must sort into retryable and permanent.
 
 use std::path::Path;
 use std::time::{Duration, Instant};

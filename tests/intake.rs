@@ -1,4 +1,4 @@
-//! End-to-end intake tests (issue 3): the real binary, real HTTP and UDP on 127.0.0.1.
+//! End-to-end intake tests: the real binary, real HTTP and UDP on 127.0.0.1.
 
 mod util;
 

@@ -1,4 +1,4 @@
-//! End-to-end paging (issue 6): the real daemon binary, the modem simulator on a real PTY (its
+//! End-to-end paging: the real daemon binary, the modem simulator on a real PTY (its
 //! own process, like a real modem), and a real SMTP server on 127.0.0.1.
 
 mod util;

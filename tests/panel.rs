@@ -1,4 +1,4 @@
-//! The GPIO panel end to end (issue 7): the real daemon with the fake GPIO backend, driven through
+//! The GPIO panel end to end: the real daemon with the fake GPIO backend, driven through
 //! its control socket: the LED follows the incidents, the button acknowledges and resolves.
 
 mod util;

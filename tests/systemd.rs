@@ -1,5 +1,5 @@
 //! The daemon speaks sd_notify: READY once intake and the store are up, RELOADING/READY around a
-//! SIGHUP reload, STOPPING on SIGTERM (issue 8). The test binds the notify socket itself.
+//! SIGHUP reload, STOPPING on SIGTERM. The test binds the notify socket itself.
 
 mod util;
 

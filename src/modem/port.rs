@@ -4,7 +4,7 @@
 //! The driver reopens after every loss (USB replug, far side closed), so opening is a trait:
 //! [`SerialOpener`] in production, `fake::ScriptedOpener` in unit tests.
 //!
-//! Facts measured with tokio-serial on a PTY (issue 4): modem-control ioctls (DTR/RTS) fail with
+//! Facts measured with tokio-serial on a PTY: modem-control ioctls (DTR/RTS) fail with
 //! ENOTTY, so none are required here; the port is opened exclusively, so a second pagerbox on
 //! the same device fails to open instead of interleaving commands; bytes the modem sent while
 //! the port was closed are still buffered on reopen, which is why the engine drains and resyncs

@@ -8,7 +8,7 @@
 //! It delivers nothing anywhere.
 //!
 //! Why it is in the library and not under `#[cfg(test)]`: the end-to-end tests in `tests/` drive
-//! the daemon against it, and they cannot see test-only code (style guide §6).
+//! the daemon against it, and they cannot see test-only code: fakes live in the library.
 //!
 //! Why written here rather than taken from a crate: the embeddable servers on crates.io either do
 //! not report whether a session used TLS, offer no implicit TLS, or pull in a second TLS stack;

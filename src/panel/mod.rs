@@ -14,7 +14,7 @@
 //! It does **not** own incidents: the daemon publishes a [`PanelState`] on a `watch` channel
 //! and acts on the [`PanelEvent`]s it receives (the ack itself, the actor name, the timeline).
 //!
-//! Shape (style guide §2, §6): the hardware sits behind two narrow traits, [`Output`] (LED,
+//! Shape: one task owns the pins, and the hardware sits behind two narrow traits, [`Output`] (LED,
 //! buzzer) and [`Button`], with two backends: [`rppal`] on a Raspberry Pi and
 //! [`fake`] for tests (in the library so `tests/` and `backend = "fake"` can use it).
 //! One task ([`run`]) owns all pins; every pattern is driven from it with `tokio::time`

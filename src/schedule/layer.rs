@@ -199,7 +199,7 @@ mod tests {
         want: Option<(&'static str, &'static str, &'static str)>,
     }
 
-    /// Every rotation case from issue 5 items 1-2: one row per zone and DST edge. The expected
+    /// Every rotation case the schedules must get right: one row per zone and DST edge. The expected
     /// instants are worked out by hand from the zone rules, not computed.
     #[test]
     fn rotation_table() {

@@ -1,6 +1,6 @@
 //! The modem driver: the task that owns the port, and [`Modem`], the handle the daemon uses.
 //!
-//! One task (`Driver`) owns the [`AtEngine`] and with it the port (style guide §2). Callers hold
+//! One task (`Driver`) owns the [`AtEngine`] and with it the port, so one AT exchange runs at a time. Callers hold
 //! a cloneable [`Modem`] whose methods send a `Request` over a bounded channel and wait on a
 //! `oneshot` reply. Between requests the task handles URCs (incoming SMS, status reports, calls)
 //! and polls health; events go out on a bounded channel of [`ModemEvent`]s, health on a `watch`.

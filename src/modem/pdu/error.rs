@@ -2,7 +2,7 @@
 //!
 //! Decoding errors say where (octet offset into the decoded bytes, SMSC field included when
 //! present) and what was expected, and keep "the input ended early" ([`PduError::Truncated`])
-//! apart from "the input is wrong" (everything else), as the style guide asks of parsers.
+//! apart from "the input is wrong" (everything else): "need more bytes" is never "bad bytes".
 
 use super::{Direction, Encoding};
 
