@@ -318,6 +318,7 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
         modem: modem.as_ref().map(|(_, h)| h.clone()),
         liveness: sup.liveness().clone(),
         selftest_fault: selftest.as_ref().map(|(_, f)| f.clone()),
+        clock: clock.clone(),
     };
 
     // The panel: LED shows the state, the button acknowledges.

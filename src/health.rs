@@ -24,6 +24,8 @@ pub const OVERDUE: Duration = Duration::from_secs(5 * 60);
 pub struct Facts {
     /// `Err(why)` while the store cannot write (disk full, read-only, I/O errors).
     pub store_write: Result<(), String>,
+    /// `Err(why)` while the read connection fails (then the due pages are unknown).
+    pub store_read: Result<(), String>,
     /// Errors of ours the store met (constraint, schema, misuse): bugs to report, which do not
     /// stop paging by themselves.
     pub store_faults: u64,
@@ -57,6 +59,8 @@ pub struct ModemFacts {
 pub enum Problem {
     /// Nothing can be recorded, so nothing can be sent or acknowledged.
     StoreCannotWrite { error: String },
+    /// The read connection fails: whether pages are overdue cannot be told.
+    StoreCannotRead { error: String },
     /// No channel can send at all.
     NoChannel,
     /// The modem is down (SMS and voice cannot go out; email may still).
@@ -103,6 +107,10 @@ pub fn assess(facts: &Facts) -> Verdict {
     if let Err(e) = &facts.store_write {
         v.problems
             .push(Problem::StoreCannotWrite { error: e.clone() });
+    }
+    if let Err(e) = &facts.store_read {
+        v.problems
+            .push(Problem::StoreCannotRead { error: e.clone() });
     }
     if facts.store_faults > 0 {
         v.degraded.push(format!(
@@ -156,6 +164,8 @@ pub struct Sources {
     pub modem: Option<watch::Receiver<Health>>,
     pub liveness: Liveness,
     pub selftest_fault: Option<watch::Receiver<bool>>,
+    /// Wall time, for how long the modem has been silent.
+    pub clock: std::sync::Arc<dyn crate::clock::Clock>,
 }
 
 impl Sources {
@@ -178,15 +188,19 @@ impl Sources {
                 )),
             },
         };
-        let oldest_due = self
+        // A read that fails is reported too: it would otherwise hide an overdue page.
+        let (store_read, oldest_due) = match self
             .store
             .read(|c, now| Ok(crate::store::outbox::oldest_due(c, now)?))
             .await
-            .ok()
-            .flatten();
+        {
+            Ok(age) => (Ok(()), age),
+            Err(e) => (Err(e.to_string()), None),
+        };
         let store_faults = self.store.faults().borrow().count;
         Facts {
             store_write,
+            store_read,
             store_faults,
             paging: self.paging.as_ref().map(|p| p.borrow().clone()),
             late: self.liveness.late(),
@@ -195,7 +209,7 @@ impl Sources {
                 ModemFacts {
                     state: h.state,
                     reason: h.reason.clone(),
-                    silent_for: h.not_answering(chrono::Utc::now()),
+                    silent_for: h.not_answering(self.clock.now()),
                     silence_bound: h.answer_bound,
                 }
             }),
@@ -218,6 +232,7 @@ mod tests {
     fn good() -> Facts {
         Facts {
             store_write: Ok(()),
+            store_read: Ok(()),
             store_faults: 0,
             paging: Some(PagingHealth {
                 ready: vec![Channel::Sms, Channel::Voice, Channel::Email],
@@ -310,6 +325,15 @@ mod tests {
                 },
                 Problem::PageOverdue {
                     seconds: OVERDUE.as_secs() + 1,
+                },
+            ),
+            (
+                Facts {
+                    store_read: Err("disk I/O error".into()),
+                    ..good()
+                },
+                Problem::StoreCannotRead {
+                    error: "disk I/O error".into(),
                 },
             ),
             (

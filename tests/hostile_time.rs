@@ -494,6 +494,7 @@ mod generated {
             modem: None,
             liveness: Default::default(),
             selftest_fault: None,
+            clock: Arc::new(pagerbox::clock::SystemClock),
         };
         let limits = pagerbox::intake::server::Limits::from_config(&config_rx.borrow().http);
         let (_token_tx, token_rx) = tokio::sync::watch::channel(None);

@@ -419,6 +419,7 @@ mod tests {
                 modem: None,
                 liveness: Default::default(),
                 selftest_fault: None,
+                clock: Arc::new(SystemClock),
             };
             let intake = Intake {
                 store,
