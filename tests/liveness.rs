@@ -8,51 +8,14 @@ mod util;
 use serde_json::json;
 use util::{Daemon, ExternalSim};
 
-const ALICE: &str = "+4915100000011";
+const ALICE: &str = util::PAGER_PHONE;
 
 fn config(sim: &ExternalSim) -> String {
     config_with(sim, "")
 }
 
 fn config_with(sim: &ExternalSim, extra: &str) -> String {
-    format!(
-        r#"
-[modem]
-device = "{link}"
-profile = "sim7600"
-command_timeout = "2s"
-sms_timeout = "5s"
-health_interval = "1s"
-ring_for = "3s"
-
-[[users]]
-id = "alice"
-phone = "{ALICE}"
-[[users.rules]]
-channel = "sms"
-after = "0s"
-
-[[schedules]]
-id = "primary"
-time_zone = "Europe/Berlin"
-[[schedules.layers]]
-users = ["alice"]
-shift = "1w"
-start = "2026-01-05T09:00"
-
-[[policies]]
-id = "default"
-[[policies.steps]]
-schedules = ["primary"]
-wait = "10m"
-
-[[routes]]
-id = "default"
-policy = "default"
-{extra}
-"#,
-        link = sim.link.display()
-    )
+    util::one_pager_config(sim, "10m", extra)
 }
 
 fn modem_up(d: &Daemon) -> Option<()> {

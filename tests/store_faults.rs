@@ -13,45 +13,10 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use util::{base_config, Daemon, ExternalSim};
 
-const ALICE: &str = "+4915100000011";
+const ALICE: &str = util::PAGER_PHONE;
 
 fn config(sim: &ExternalSim) -> String {
-    format!(
-        r#"
-[modem]
-device = "{link}"
-profile = "sim7600"
-command_timeout = "2s"
-sms_timeout = "5s"
-health_interval = "1s"
-
-[[users]]
-id = "alice"
-phone = "{ALICE}"
-[[users.rules]]
-channel = "sms"
-after = "0s"
-
-[[schedules]]
-id = "primary"
-time_zone = "Europe/Berlin"
-[[schedules.layers]]
-users = ["alice"]
-shift = "1w"
-start = "2026-01-05T09:00"
-
-[[policies]]
-id = "default"
-[[policies.steps]]
-schedules = ["primary"]
-wait = "60s"
-
-[[routes]]
-id = "default"
-policy = "default"
-"#,
-        link = sim.link.display()
-    )
+    util::one_pager_config(sim, "60s", "")
 }
 
 fn alert(d: &Daemon, key: &str) -> (u16, Value) {

@@ -534,3 +534,49 @@ impl Daemon {
         assert_eq!(code, 200, "arming {name}: {v}");
     }
 }
+
+/// The on-call phone of [`one_pager_config`].
+pub const PAGER_PHONE: &str = "+4915100000011";
+
+/// A box paging one person ([`PAGER_PHONE`], by SMS at once) through the external simulator,
+/// with fast modem timings; `wait` is the escalation step's wait, `extra` is appended.
+pub fn one_pager_config(sim: &ExternalSim, wait: &str, extra: &str) -> String {
+    format!(
+        r#"
+[modem]
+device = "{link}"
+profile = "sim7600"
+command_timeout = "2s"
+sms_timeout = "5s"
+health_interval = "1s"
+ring_for = "3s"
+
+[[users]]
+id = "alice"
+phone = "{PAGER_PHONE}"
+[[users.rules]]
+channel = "sms"
+after = "0s"
+
+[[schedules]]
+id = "primary"
+time_zone = "Europe/Berlin"
+[[schedules.layers]]
+users = ["alice"]
+shift = "1w"
+start = "2026-01-05T09:00"
+
+[[policies]]
+id = "default"
+[[policies.steps]]
+schedules = ["primary"]
+wait = "{wait}"
+
+[[routes]]
+id = "default"
+policy = "default"
+{extra}
+"#,
+        link = sim.link.display()
+    )
+}
