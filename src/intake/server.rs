@@ -9,17 +9,20 @@
 //!   ([`TimedBody`]); a late body fails the read and the handler answers 4xx. Writing the answer
 //!   is bounded by the same time ([`WriteTimeout`]), against clients that never read.
 //! - **Connection cap** (`http.max_connections`): at the cap, a new connection takes the slot of
-//!   the oldest connection that has no request in hand (idle, or still sending its head or body),
-//!   which is closed. A slowloris flood therefore displaces only itself, and a real sender, which
-//!   sends its request at once, still gets in. Only when every slot is serving a complete request
-//!   is the new connection closed at once. Either is logged (at most every few seconds) and
-//!   counted in `/metrics`.
+//!   a connection that has no request in hand (idle, or still sending its head or body), which is
+//!   closed: the oldest one of the client address that holds the most such connections. A
+//!   slowloris flood from one address therefore displaces only itself, even while its
+//!   connections are younger than a real sender's, and a sender on another address (the
+//!   Alertmanager host, a reverse proxy) keeps its connections. A flood from the sender's own
+//!   address can still close the sender's connection before its head is read; a sender retries
+//!   such a reset. Only when every slot is serving a complete request is the new connection
+//!   closed at once. Either is logged (at most every few seconds) and counted in `/metrics`.
 //!
 //! axum's own `serve` has none of these knobs; the router is the same.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -109,14 +112,27 @@ const READING_BODY: u8 = 1;
 const BUSY: u8 = 2;
 const EVICTED: u8 = 3;
 
-/// One connection's shared state: its phase and the signal that closes it.
-#[derive(Debug, Default)]
+/// One connection's shared state: its phase, its client's address and the signal that closes it.
+#[derive(Debug)]
 struct ConnState {
     phase: AtomicU8,
+    client: IpAddr,
     evict: CancellationToken,
 }
 
 impl ConnState {
+    fn new(client: IpAddr) -> ConnState {
+        ConnState {
+            phase: AtomicU8::new(WAITING),
+            client,
+            evict: CancellationToken::new(),
+        }
+    }
+
+    fn phase(&self) -> u8 {
+        self.phase.load(Ordering::Acquire)
+    }
+
     fn advance(&self, from: u8, to: u8) -> bool {
         self.phase
             .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
@@ -163,7 +179,7 @@ struct Slots {
 #[derive(Default)]
 struct SlotsInner {
     next_id: u64,
-    open: BTreeMap<u64, Arc<ConnState>>,
+    open: Open,
     evicted_since_warning: u64,
     refused_since_warning: u64,
     last_warning: Option<Instant>,
@@ -179,7 +195,7 @@ struct Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut inner = self.slots.lock();
-        inner.open.remove(&self.id);
+        inner.open.remove(self.id);
         self.slots.metrics.http_connections_open(inner.open.len());
     }
 }
@@ -207,23 +223,27 @@ impl Slots {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A slot for a new connection: a free one, or the one of the oldest connection without a
-    /// request head (closed now), else of the oldest still sending a body, or none when every
-    /// connection is answering a request.
-    fn admit(self: &Arc<Self>) -> (Option<Slot>, Admission) {
+    /// A slot for a new connection from `client`: a free one, or the one of a connection without
+    /// a request head (closed now), else of one still sending a body, or none when every
+    /// connection is answering a request. Among the candidates in a phase, the victim is the
+    /// oldest connection of the address holding the most connections (see [`Open::victim`]).
+    fn admit(self: &Arc<Self>, client: IpAddr) -> (Option<Slot>, Admission) {
         let mut inner = self.lock();
         let mut admission = Admission::Free;
         if inner.open.len() >= self.max {
-            let victim = [WAITING, READING_BODY].into_iter().find_map(|phase| {
-                inner
-                    .open
-                    .iter()
-                    .find(|(_, s)| s.try_evict(phase))
-                    .map(|(id, _)| *id)
+            let evicted = [WAITING, READING_BODY].into_iter().find_map(|phase| {
+                // A candidate may move on (its head arrives) between the choice and the
+                // eviction; choose again then. Each retry sees one candidate fewer.
+                loop {
+                    let (id, state) = inner.open.victim(phase)?;
+                    if state.try_evict(phase) {
+                        return Some(id);
+                    }
+                }
             });
-            match victim {
+            match evicted {
                 Some(id) => {
-                    inner.open.remove(&id);
+                    inner.open.remove(id);
                     inner.evicted_since_warning += 1;
                     self.metrics.http_connection_evicted();
                     admission = Admission::Evicted;
@@ -239,7 +259,7 @@ impl Slots {
         }
         let id = inner.next_id;
         inner.next_id += 1;
-        let state = Arc::new(ConnState::default());
+        let state = Arc::new(ConnState::new(client));
         inner.open.insert(id, state.clone());
         self.metrics.http_connections_open(inner.open.len());
         let slot = Slot {
@@ -264,6 +284,52 @@ impl Slots {
         );
         inner.evicted_since_warning = 0;
         inner.refused_since_warning = 0;
+    }
+}
+
+/// The open connections, oldest first, and each client address's share of them.
+#[derive(Default)]
+struct Open {
+    all: BTreeMap<u64, Arc<ConnState>>,
+    by_client: HashMap<IpAddr, BTreeSet<u64>>,
+}
+
+impl Open {
+    fn len(&self) -> usize {
+        self.all.len()
+    }
+
+    fn insert(&mut self, id: u64, state: Arc<ConnState>) {
+        self.by_client.entry(state.client).or_default().insert(id);
+        self.all.insert(id, state);
+    }
+
+    fn remove(&mut self, id: u64) {
+        let Some(state) = self.all.remove(&id) else {
+            return;
+        };
+        if let Some(ids) = self.by_client.get_mut(&state.client) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_client.remove(&state.client);
+            }
+        }
+    }
+
+    /// The connection to close for room among those in `phase`: the oldest one in that phase of
+    /// the client address that holds the most connections (the next address if that one has
+    /// none in `phase`). Fairness by address is what keeps a flood from one host from closing a
+    /// sender's connections on another, however young the flood's connections are.
+    fn victim(&self, phase: u8) -> Option<(u64, Arc<ConnState>)> {
+        let mut clients: Vec<&BTreeSet<u64>> = self.by_client.values().collect();
+        // Most connections first; ties to the address with the older connection.
+        clients.sort_by(|a, b| b.len().cmp(&a.len()).then(a.first().cmp(&b.first())));
+        clients.into_iter().find_map(|ids| {
+            ids.iter().find_map(|id| {
+                let state = self.all.get(id)?;
+                (state.phase() == phase).then(|| (*id, state.clone()))
+            })
+        })
     }
 }
 
@@ -454,7 +520,7 @@ pub async fn serve(
                 }
             }
         };
-        let (Some(slot), _) = slots.admit() else {
+        let (Some(slot), _) = slots.admit(peer.ip()) else {
             drop(stream);
             continue;
         };
@@ -534,6 +600,9 @@ async fn serve_connection(
 mod tests {
     use super::*;
 
+    const SENDER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
+    const FLOOD: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+
     fn slots(max: usize) -> Arc<Slots> {
         Arc::new(Slots::new(max, Metrics::new(chrono::Utc::now())))
     }
@@ -541,25 +610,25 @@ mod tests {
     #[test]
     fn at_the_cap_the_oldest_waiting_connection_makes_room() {
         let s = slots(2);
-        let (a, how) = s.admit();
+        let (a, how) = s.admit(SENDER);
         assert_eq!(how, Admission::Free);
-        let (b, _) = s.admit();
+        let (b, _) = s.admit(SENDER);
         let (a, b) = (a.unwrap(), b.unwrap());
         // `a` is answering a request; `b` has sent half a head.
         a.state.request_complete();
-        let (c, how) = s.admit();
+        let (c, how) = s.admit(SENDER);
         assert_eq!(how, Admission::Evicted);
         assert!(b.state.evict.is_cancelled(), "the waiting one was closed");
         assert!(!a.state.evict.is_cancelled(), "the busy one was kept");
         // Both remaining are busy now: the next one is refused.
         let c = c.unwrap();
         c.state.request_complete();
-        let (d, how) = s.admit();
+        let (d, how) = s.admit(SENDER);
         assert!(d.is_none());
         assert_eq!(how, Admission::Refused);
         // An answered connection waits again and can make room.
         a.state.answered();
-        let (e, how) = s.admit();
+        let (e, how) = s.admit(SENDER);
         assert_eq!(how, Admission::Evicted);
         assert!(a.state.evict.is_cancelled());
         drop((b, e));
@@ -569,31 +638,31 @@ mod tests {
     #[test]
     fn a_connection_with_its_head_in_is_closed_only_after_every_headless_one() {
         let s = slots(3);
-        let (a, _) = s.admit();
-        let (b, _) = s.admit();
-        let (c, _) = s.admit();
+        let (a, _) = s.admit(SENDER);
+        let (b, _) = s.admit(SENDER);
+        let (c, _) = s.admit(SENDER);
         let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
         // `a`, the oldest, has sent its head and is sending a body; `b` and `c` half a head.
         a.state.head_arrived();
-        let (_d, how) = s.admit();
+        let (_d, how) = s.admit(SENDER);
         assert_eq!(how, Admission::Evicted);
         assert!(b.state.evict.is_cancelled() && !a.state.evict.is_cancelled());
-        let (_e, _) = s.admit();
+        let (_e, _) = s.admit(SENDER);
         assert!(c.state.evict.is_cancelled() && !a.state.evict.is_cancelled());
         // Now only `a` and the two new (headless) ones remain: the new ones go first.
-        let (_f, _) = s.admit();
+        let (_f, _) = s.admit(SENDER);
         assert!(!a.state.evict.is_cancelled());
         // `_d` was closed for `_f`; with `_e` and `_f` both busy, `a` is next.
         _e.as_ref().unwrap().state.request_complete();
         _f.as_ref().unwrap().state.request_complete();
-        let (_g, how) = s.admit();
+        let (_g, how) = s.admit(SENDER);
         assert_eq!(how, Admission::Evicted);
         assert!(a.state.evict.is_cancelled());
     }
 
     #[test]
     fn an_evicted_connection_cannot_become_busy() {
-        let state = ConnState::default();
+        let state = ConnState::new(SENDER);
         assert!(state.try_evict(WAITING));
         state.head_arrived();
         state.request_complete();
@@ -604,11 +673,65 @@ mod tests {
     #[test]
     fn a_dropped_slot_frees_its_place() {
         let s = slots(1);
-        let (a, _) = s.admit();
+        let (a, _) = s.admit(SENDER);
         a.unwrap().state.request_complete();
         // `a` was dropped above: its place is free without evicting anything.
-        let (b, how) = s.admit();
+        let (b, how) = s.admit(SENDER);
         assert_eq!(how, Admission::Free);
         assert!(b.is_some());
+    }
+
+    #[test]
+    fn a_flood_from_one_address_displaces_only_itself() {
+        let s = slots(4);
+        // The sender connects first and has not sent its head yet; then a flood fills the cap.
+        let (sender, _) = s.admit(SENDER);
+        let sender = sender.unwrap();
+        let flood: Vec<_> = (0..3).map(|_| s.admit(FLOOD).0.unwrap()).collect();
+        // Many more flood connections: each one closes an older flood connection, never the
+        // sender's, although the sender's is the oldest waiting connection of all.
+        let more: Vec<_> = (0..10)
+            .map(|_| {
+                let (slot, how) = s.admit(FLOOD);
+                assert_eq!(how, Admission::Evicted);
+                slot.unwrap()
+            })
+            .collect();
+        assert!(!sender.state.evict.is_cancelled(), "the sender was kept");
+        assert!(flood.iter().all(|f| f.state.evict.is_cancelled()));
+        // A second sender connection at the cap also takes a flood connection's place.
+        let (second, how) = s.admit(SENDER);
+        assert_eq!(how, Admission::Evicted);
+        assert!(!sender.state.evict.is_cancelled());
+        drop((second, more));
+    }
+
+    #[test]
+    fn the_victim_is_the_oldest_of_the_biggest_holder() {
+        let mut open = Open::default();
+        for (id, client) in [(1, SENDER), (2, FLOOD), (3, FLOOD), (4, SENDER)] {
+            open.insert(id, Arc::new(ConnState::new(client)));
+        }
+        let victim = |open: &Open, phase| open.victim(phase).map(|(id, _)| id);
+        // Two each: the tie goes to the address with the older connection.
+        assert_eq!(victim(&open, WAITING), Some(1));
+        open.insert(5, Arc::new(ConnState::new(FLOOD)));
+        assert_eq!(victim(&open, WAITING), Some(2));
+        // The biggest holder's oldest connection in the asked phase; another address's when
+        // the biggest holder has none in that phase.
+        for id in [2, 3, 5] {
+            open.all[&id].head_arrived();
+        }
+        assert_eq!(victim(&open, WAITING), Some(1));
+        assert_eq!(victim(&open, READING_BODY), Some(2));
+        assert_eq!(victim(&open, BUSY), None);
+        open.remove(2);
+        open.remove(3);
+        open.remove(5);
+        assert!(
+            !open.by_client.contains_key(&FLOOD),
+            "an address without connections is forgotten"
+        );
+        assert_eq!(open.len(), 2);
     }
 }
