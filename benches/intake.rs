@@ -1,19 +1,89 @@
-//! Intake benchmark: durable alerts per second and latency over real HTTP, and the daemon's idle
-//! CPU and memory.
+//! Intake benchmark: durable alerts per second and latency over real HTTP, side by side with
+//! Prometheus Alertmanager under the same load, and both daemons' idle CPU and memory.
 //!
-//! `cargo bench --bench intake` runs the full benchmark against the release build:
-//! `PAGERBOX_BENCH_ALERTS` alerts (default 20000) for each of 1, 16 and 64 concurrent clients,
-//! each client a thread with its own keep-alive connection, then `PAGERBOX_BENCH_IDLE_SECS`
-//! (default 60) of idle. Under `cargo test` (no `--bench` flag) it does a small smoke run so
-//! the benchmark cannot rot.
+//! `cargo bench --bench intake` runs the full benchmark against the release build: for each key
+//! pattern (one repeated key, 100 rotating keys, distinct keys) and each client count (1, 16,
+//! 64), `PAGERBOX_BENCH_ALERTS` alerts (default 20000), each client a thread with its own
+//! keep-alive connection sending one alert per request. The same load then goes to
+//! Alertmanager's `/api/v2/alerts` (Debian's `prometheus-alertmanager`, installed when missing,
+//! started on loopback with gossip off and a receiver that sends nothing), and the ratio of
+//! pagerbox's throughput to Alertmanager's is printed beside it. Then
+//! `PAGERBOX_BENCH_IDLE_SECS` (default 60) of idle, and both daemons' memory, anonymous and
+//! file-backed apart. Under `cargo test` (no `--bench` flag) it does a small smoke run against
+//! pagerbox only (and Alertmanager when already installed) so the benchmark cannot rot.
 //!
-//! Every 202 counted here is an alert committed to SQLite with fsync (WAL, synchronous=FULL).
-//! The clients run on the same 2-core machine as the daemon, so the figures include their cost.
+//! Every 202 counted here is an alert committed to SQLite with fsync (WAL, synchronous=FULL);
+//! Alertmanager keeps its alerts in memory. The clients run on the same 2-core machine as the
+//! daemons, so the figures include their cost, the same for both.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Which keys the alerts carry.
+#[derive(Debug, Clone, Copy)]
+enum Keys {
+    /// Every alert repeats one key: one open incident, all repeats.
+    One,
+    /// 100 keys in rotation: mostly repeats, as in an alert storm.
+    Rotating,
+    /// A new key for every alert (up to 10,000, then again): every alert opens an incident.
+    Distinct,
+}
+
+impl Keys {
+    fn name(self) -> &'static str {
+        match self {
+            Keys::One => "1 key",
+            Keys::Rotating => "100 keys",
+            Keys::Distinct => "10k keys",
+        }
+    }
+
+    fn key(self, i: usize) -> usize {
+        match self {
+            Keys::One => 0,
+            Keys::Rotating => i % 100,
+            Keys::Distinct => i % 10_000,
+        }
+    }
+}
+
+/// A daemon under test: where to send an alert and how it is written.
+#[derive(Debug, Clone)]
+enum Target {
+    Pagerbox { base: String },
+    Alertmanager { base: String },
+}
+
+impl Target {
+    fn url(&self) -> String {
+        match self {
+            Target::Pagerbox { base } => format!("{base}/v1/alerts"),
+            Target::Alertmanager { base } => format!("{base}/api/v2/alerts"),
+        }
+    }
+
+    /// One alert for key `k`, the `i`th sent; the same fields for both daemons.
+    fn body(&self, i: usize, k: usize) -> String {
+        match self {
+            Target::Pagerbox { .. } => format!(
+                r#"{{"summary":"bench alert {i}","severity":"warning","dedup_key":"bench-{k}","service":"bench"}}"#
+            ),
+            Target::Alertmanager { .. } => format!(
+                r#"[{{"labels":{{"alertname":"bench","key":"bench-{k}","severity":"warning","service":"bench"}},"annotations":{{"summary":"bench alert {i}"}}}}]"#
+            ),
+        }
+    }
+
+    fn accepted(&self, status: u16) -> bool {
+        match self {
+            Target::Pagerbox { .. } => status == 202,
+            Target::Alertmanager { .. } => status == 200,
+        }
+    }
+}
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
@@ -21,20 +91,40 @@ fn main() {
     let idle_secs: u64 = env_or("PAGERBOX_BENCH_IDLE_SECS", if full { 60 } else { 2 });
     let dir = tempfile::tempdir().unwrap();
     let (mut child, http) = start_daemon(dir.path());
+    let pagerbox = Target::Pagerbox { base: http };
+    let mut am = alertmanager(full, dir.path());
     println!(
-        "pagerbox intake benchmark ({} mode): {alerts} alerts per run",
-        if full { "full" } else { "smoke" }
+        "pagerbox intake benchmark ({} mode): {alerts} alerts per run{}",
+        if full { "full" } else { "smoke" },
+        if am.is_some() {
+            ", the same load against Alertmanager"
+        } else {
+            ""
+        }
     );
     println!(
-        "{:>8} {:>12} {:>10} {:>10} {:>10}",
-        "clients", "alerts/s", "p50 ms", "p99 ms", "max ms"
+        "{:>9} {:>8} {:>12} {:>9} {:>9} {:>9} {:>12} {:>7}",
+        "keys", "clients", "alerts/s", "p50 ms", "p99 ms", "max ms", "AM alerts/s", "ratio"
     );
-    for clients in [1usize, 16, 64] {
-        let r = run(&http, clients, alerts);
-        println!(
-            "{clients:>8} {:>12.0} {:>10.2} {:>10.2} {:>10.2}",
-            r.rate, r.p50, r.p99, r.max
-        );
+    for keys in [Keys::One, Keys::Rotating, Keys::Distinct] {
+        for clients in [1usize, 16, 64] {
+            let r = run(&pagerbox, keys, clients, alerts);
+            let versus = am
+                .as_ref()
+                .map(|(_, target)| run(target, keys, clients, alerts));
+            let (am_rate, ratio) = match &versus {
+                Some(v) => (format!("{:.0}", v.rate), format!("{:.2}", r.rate / v.rate)),
+                None => ("-".into(), "-".into()),
+            };
+            println!(
+                "{:>9} {clients:>8} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {am_rate:>12} {ratio:>7}",
+                keys.name(),
+                r.rate,
+                r.p50,
+                r.p99,
+                r.max
+            );
+        }
     }
     let pid = child.id();
     std::thread::sleep(Duration::from_secs(2)); // let the last batch settle
@@ -43,17 +133,25 @@ fn main() {
     let ticks = cpu_ticks(pid) - cpu0;
     let hz = 100.0; // USER_HZ on Linux
     let cpu_pct = ticks as f64 / hz / t0.elapsed().as_secs_f64() * 100.0;
-    println!(
-        "idle {idle_secs}s: cpu {cpu_pct:.3}% ({ticks} ticks), rss {} kB (after the load above)",
-        rss_kb(pid)
-    );
+    println!("idle {idle_secs}s: cpu {cpu_pct:.3}% ({ticks} ticks)");
+    println!("memory after the load above (RSS = anonymous + file-backed + shared):");
+    println!("  pagerbox     {}", Memory::of(pid));
+    if let Some((am_child, _)) = am.as_mut() {
+        println!("  alertmanager {}", Memory::of(am_child.id()));
+        let _ = am_child.kill();
+        let _ = am_child.wait();
+    }
     let _ = child.kill();
     let _ = child.wait();
+    let binary = std::fs::metadata(env!("CARGO_BIN_EXE_pagerbox")).map(|m| m.len());
+    if let Ok(bytes) = binary {
+        println!("pagerbox binary {:.1} MB", bytes as f64 / 1e6);
+    }
     // A fresh daemon that has done nothing: its idle footprint.
     let dir2 = tempfile::tempdir().unwrap();
     let (mut fresh, _) = start_daemon(dir2.path());
     std::thread::sleep(Duration::from_secs(idle_secs.min(10)));
-    println!("fresh daemon rss {} kB", rss_kb(fresh.id()));
+    println!("fresh pagerbox {}", Memory::of(fresh.id()));
     let _ = fresh.kill();
     let _ = fresh.wait();
 }
@@ -101,6 +199,69 @@ fn start_daemon(dir: &std::path::Path) -> (Child, String) {
     }
 }
 
+/// Debian's Alertmanager binary.
+const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
+
+/// Alertmanager on a free loopback port, installed first in full mode when missing; `None`
+/// (with the reason printed) when it cannot be had.
+#[allow(clippy::zombie_processes)] // the caller kills and waits for it
+fn alertmanager(full: bool, dir: &std::path::Path) -> Option<(Child, Target)> {
+    if !std::path::Path::new(ALERTMANAGER).exists() {
+        if !full {
+            println!("(Alertmanager not installed: the smoke run measures pagerbox alone)");
+            return None;
+        }
+        println!("installing prometheus-alertmanager for the comparison");
+        let ok = Command::new("sh")
+            .args([
+                "-c",
+                "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq >/dev/null && \
+                 apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends prometheus-alertmanager >/dev/null",
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok || !std::path::Path::new(ALERTMANAGER).exists() {
+            println!("(cannot install prometheus-alertmanager: measuring pagerbox alone)");
+            return None;
+        }
+    }
+    // A receiver with no integrations: Alertmanager groups and "notifies" nobody, so the load
+    // measures its intake, as ours does.
+    let config = dir.join("alertmanager.yml");
+    std::fs::write(
+        &config,
+        "route:\n  receiver: \"null\"\n  group_by: [\"...\"]\nreceivers:\n  - name: \"null\"\n",
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let data = dir.join("alertmanager-data");
+    let mut child = Command::new(ALERTMANAGER)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.path={}", data.display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=") // gossip off: a single instance
+        .arg("--log.level=warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ureq::get(&format!("{base}/-/ready")).call().is_err() {
+        if Instant::now() > deadline {
+            println!("(Alertmanager did not become ready: measuring pagerbox alone)");
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some((child, Target::Alertmanager { base }))
+}
+
 struct Result {
     rate: f64,
     p50: f64,
@@ -108,13 +269,14 @@ struct Result {
     max: f64,
 }
 
-fn run(base: &str, clients: usize, alerts: usize) -> Result {
+fn run(target: &Target, keys: Keys, clients: usize, alerts: usize) -> Result {
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let handles: Vec<_> = (0..clients)
-        .map(|c| {
+        .map(|_| {
             let next = next.clone();
-            let url = format!("{base}/v1/alerts");
+            let target = target.clone();
+            let url = target.url();
             std::thread::spawn(move || {
                 let agent = ureq::AgentBuilder::new().max_idle_connections(1).build();
                 let mut lat = Vec::new();
@@ -123,17 +285,14 @@ fn run(base: &str, clients: usize, alerts: usize) -> Result {
                     if i >= alerts {
                         break;
                     }
-                    // 100 keys per client: mostly repeats, as in an alert storm, plus new incidents.
-                    let body = format!(
-                        r#"{{"summary":"bench alert {i}","severity":"warning","dedup_key":"bench-{c}-{}","service":"bench"}}"#,
-                        i % 100
-                    );
+                    let body = target.body(i, keys.key(i));
                     let t = Instant::now();
                     let r = agent
                         .post(&url)
                         .set("Content-Type", "application/json")
-                        .send_string(&body).expect("request");
-                    assert_eq!(r.status(), 202);
+                        .send_string(&body)
+                        .expect("request");
+                    assert!(target.accepted(r.status()), "{target:?}: {}", r.status());
                     lat.push(t.elapsed());
                 }
                 lat
@@ -164,12 +323,38 @@ fn cpu_ticks(pid: u32) -> u64 {
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
-fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+/// A process's resident memory from `/proc/PID/status`, in kB.
+struct Memory {
+    rss: u64,
+    anon: u64,
+    file: u64,
+}
+
+impl Memory {
+    fn of(pid: u32) -> Memory {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Memory {
+            rss: field("VmRSS:"),
+            anon: field("RssAnon:"),
+            file: field("RssFile:"),
+        }
+    }
+}
+
+impl std::fmt::Display for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "RSS {} kB (anonymous {} kB, file-backed {} kB)",
+            self.rss, self.anon, self.file
+        )
+    }
 }
