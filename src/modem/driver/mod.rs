@@ -533,7 +533,12 @@ impl<O: PortOpener> Driver<O> {
                     Err(e) => {
                         if self.engine.is_some() {
                             self.engine = None;
-                            self.schedule_reopen(format!("bring-up failed: {e}"));
+                            // A refused required setting says which modem answered what.
+                            let why = self
+                                .configure_problem
+                                .take()
+                                .unwrap_or_else(|| e.to_string());
+                            self.schedule_reopen(format!("bring-up failed: {why}"));
                         }
                     }
                 }
@@ -659,14 +664,28 @@ impl<O: PortOpener> Driver<O> {
                 return Err(ModemError::Command(e));
             }
         }
-        self.exec(Command::new("ATE0", self.s.command_timeout))
-            .await?;
+        let mut refused = Vec::new();
+        // The engine skips echoed commands, so a modem that keeps echoing is only noisier.
+        self.setting("ATE0", "echo off", &mut refused).await?;
         // Numeric error codes (table in at::codes); verbose text parses too if a modem ignores it.
-        self.exec_opt("AT+CMEE=1").await?;
+        self.setting("AT+CMEE=1", "numeric error codes", &mut refused)
+            .await?;
         self.identify().await?;
-        self.exec_opt("AT+CREG=1").await?;
+        // Without registration URCs the health poll still reads `AT+CREG?`/`AT+CEREG?`.
+        self.setting("AT+CREG=1", "registration reports", &mut refused)
+            .await?;
         if self.profile.has_lte() {
-            self.exec_opt("AT+CEREG=1").await?;
+            self.setting("AT+CEREG=1", "LTE registration reports", &mut refused)
+                .await?;
+        }
+        let modem = self.modem_name();
+        for (command, purpose, answer) in refused {
+            info!(
+                modem = %modem,
+                command,
+                answer = %answer,
+                "modem refused an optional setting ({purpose}); going on without it"
+            );
         }
         self.check_sim().await?;
         if self.sim == SimState::Ready {
@@ -682,6 +701,38 @@ impl<O: PortOpener> Driver<O> {
             "modem brought up"
         );
         Ok(())
+    }
+
+    /// Sends an optional bring-up setting; a refusal (`ERROR`, `+CME`, `+CMS`) is recorded in
+    /// `refused` with what the modem answered, to be logged once the modem's name is known.
+    /// Silence and a lost port still fail the bring-up.
+    async fn setting(
+        &mut self,
+        command: &'static str,
+        purpose: &'static str,
+        refused: &mut Vec<(&'static str, &'static str, String)>,
+    ) -> Result<(), ModemError> {
+        match self
+            .exec(Command::new(command, self.s.command_timeout))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(ModemError::Command(e)) if !e.is_port_lost() && !e.is_timeout() => {
+                refused.push((command, purpose, answer_of(&e)));
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The modem as logs and health reasons name it: manufacturer and model when known, else
+    /// the device.
+    fn modem_name(&self) -> String {
+        let name = format!("{} {}", self.ident.manufacturer, self.ident.model);
+        match name.trim() {
+            "" => self.opener.describe(),
+            n => n.to_string(),
+        }
     }
 
     async fn first_line(&mut self, text: &str) -> Result<Option<String>, ModemError> {
@@ -737,7 +788,7 @@ impl<O: PortOpener> Driver<O> {
                 _ => SimState::Other(code.to_string()),
             }),
             Err(ModemError::Command(EngineError::Error { .. })) => {
-                Ok(SimState::Other("ERROR".into()))
+                Ok(SimState::Other("modem answered ERROR to AT+CPIN?".into()))
             }
             Err(e) => Err(e),
         }
@@ -1205,6 +1256,17 @@ impl<O: PortOpener> Driver<O> {
             let _ = self.emit(ModemEvent::CallEnded);
         }
         Ok(())
+    }
+}
+
+/// What the modem answered to a refused command, without the command: `ERROR`,
+/// `+CME ERROR: 3 (operation not allowed)`, `+CMS ERROR: ...`.
+fn answer_of(e: &EngineError) -> String {
+    match e {
+        EngineError::Error { .. } => "ERROR".into(),
+        EngineError::Cme { code, .. } => code.to_string(),
+        EngineError::Cms { code, .. } => code.to_string(),
+        other => other.to_string(),
     }
 }
 

@@ -36,7 +36,16 @@ impl<O: PortOpener> Driver<O> {
         };
         if let Err(e) = self.exec(Command::new(mode, t)).await {
             if matches!(e, ModemError::Command(ref c) if !c.is_port_lost() && !c.is_timeout()) {
-                self.configure_problem = Some(format!("cannot set SMS mode: {e}"));
+                // Paging needs this mode: say which modem refused it and what it answered.
+                let answer = match &e {
+                    ModemError::Command(c) => super::answer_of(c),
+                    other => other.to_string(),
+                };
+                self.configure_problem = Some(format!(
+                    "{} answered {answer} to {mode}: cannot set SMS {} mode",
+                    self.modem_name(),
+                    if self.s.text_mode { "text" } else { "PDU" },
+                ));
             }
             return Err(e);
         }

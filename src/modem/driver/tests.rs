@@ -837,3 +837,118 @@ async fn backlogged_events_flow_while_a_call_rings() {
     assert_eq!(modem.health().borrow().events_dropped, 0);
     fakes.recv().await.unwrap().done().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_modem_refusing_at_echo_off_cmee_and_cereg_still_comes_up() {
+    let s = Script::new()
+        .expect("AT", &["ERROR"])
+        .expect("ATE0", &["ERROR"])
+        .expect("AT+CMEE=1", &["ERROR"])
+        .expect("AT+CGMI", &["Emulated", "OK"])
+        .expect("AT+CGMM", &["ODD-FW", "OK"])
+        .expect("AT+CGMR", &["1.0", "OK"])
+        .expect("AT+CGSN", &["490154203237518", "OK"])
+        .ok("AT+CREG=1")
+        .expect("AT+CEREG=1", &["ERROR"])
+        .expect("AT+CPIN?", &["+CPIN: READY", "OK"]);
+    let script = network(configure(s).ok("AT+CMGL=4"));
+    let (modem, _events, mut fakes, _t) = start(settings(), vec![Ok(script)]);
+    let h = wait_for(&mut modem.health(), HealthState::Up).await;
+    assert_eq!(h.reason, "ready");
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cme_error_to_a_bare_at_is_an_answer_too() {
+    let s = Script::new()
+        .expect("AT", &["+CME ERROR: 100"])
+        .ok("ATE0")
+        .ok("AT+CMEE=1")
+        .expect("AT+CGMI", &["x", "OK"])
+        .expect("AT+CGMM", &["GENERIC-LTE", "OK"])
+        .expect("AT+CGMR", &["1", "OK"])
+        .expect("AT+CGSN", &["1", "OK"])
+        .ok("AT+CREG=1")
+        .ok("AT+CEREG=1")
+        .expect("AT+CPIN?", &["+CPIN: READY", "OK"]);
+    let script = network(configure(s).ok("AT+CMGL=4"));
+    let (modem, _events, mut fakes, _t) = start(settings(), vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
+
+/// One exchange with a modem that echoes every command and cannot be told to stop.
+fn echoed(s: Script, command: &str, lines: &[&str]) -> Script {
+    let mut bytes = format!("{command}\r").into_bytes();
+    for l in lines {
+        bytes.extend_from_slice(format!("\r\n{l}\r\n").as_bytes());
+    }
+    s.raw(command, &bytes)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_modem_without_echo_control_comes_up_and_answers_status() {
+    let steps: &[(&str, &[&str])] = &[
+        ("AT", &["OK"]),
+        ("ATE0", &["ERROR"]),
+        ("AT+CMEE=1", &["OK"]),
+        ("AT+CGMI", &["Echoer", "OK"]),
+        ("AT+CGMM", &["E-1", "OK"]),
+        ("AT+CGMR", &["r1", "OK"]),
+        ("AT+CGSN", &["490154203237518", "OK"]),
+        ("AT+CREG=1", &["OK"]),
+        ("AT+CEREG=1", &["OK"]),
+        ("AT+CPIN?", &["+CPIN: READY", "OK"]),
+        ("AT+CMGF=0", &["OK"]),
+        (
+            "AT+CPMS=\"SM\",\"SM\",\"SM\"",
+            &["+CPMS: 0,30,0,30,0,30", "OK"],
+        ),
+        ("AT+CNMI=2,1,0,1,0", &["OK"]),
+        ("AT+CLIP=1", &["OK"]),
+        ("AT+CMGL=4", &["OK"]),
+        ("AT+CREG?", &["+CREG: 1,1", "OK"]),
+        ("AT+CEREG?", &["+CEREG: 1,1", "OK"]),
+        ("AT+CSQ", &["+CSQ: 20,99", "OK"]),
+        ("AT+COPS?", &["+COPS: 0,0,\"TestNet\",7", "OK"]),
+        // `status` asks again.
+        ("AT+CPIN?", &["+CPIN: READY", "OK"]),
+        ("AT+CREG?", &["+CREG: 1,5", "OK"]),
+        ("AT+CEREG?", &["+CEREG: 1,1", "OK"]),
+        ("AT+CSQ", &["+CSQ: 21,99", "OK"]),
+        ("AT+COPS?", &["+COPS: 0,0,\"EchoNet\",7", "OK"]),
+    ];
+    let script = steps
+        .iter()
+        .fold(Script::new(), |s, (c, l)| echoed(s, c, l));
+    let (modem, _events, mut fakes, _t) = start(settings(), vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    let st = modem.status().await.unwrap();
+    assert_eq!(st.model, "E-1");
+    assert_eq!(st.operator.as_deref(), Some("EchoNet"));
+    assert_eq!(st.signal_dbm, Some(-71));
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_sms_mode_fails_bring_up_saying_what_the_modem_answered() {
+    let s = identify(Script::new(), "NO-PDU").expect("AT+CPIN?", &["+CPIN: READY", "OK"]);
+    let script = s.expect("AT+CMGF=0", &["+CME ERROR: 4"]);
+    let (modem, _events, mut fakes, _t) = start(settings(), vec![Ok(script)]);
+    let mut health = modem.health();
+    let h = tokio::time::timeout(
+        Duration::from_secs(60),
+        health.wait_for(|h| h.reason.contains("AT+CMGF")),
+    )
+    .await
+    .expect("no health change naming AT+CMGF=0")
+    .unwrap()
+    .clone();
+    assert_eq!(h.state, HealthState::Down);
+    assert_eq!(
+        h.reason,
+        "bring-up failed: SIMCOM INCORPORATED NO-PDU answered +CME ERROR: 4 (operation not \
+         supported) to AT+CMGF=0: cannot set SMS PDU mode"
+    );
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
