@@ -52,7 +52,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::clock::{Clock, SystemClock};
 use crate::modem::at::response::{parse_cops, parse_cpin, parse_csq, parse_registration};
-use crate::modem::at::{RegDomain, SimState, Urc};
+use crate::modem::at::{CallerNumber, RegDomain, SimState, Urc};
 use crate::modem::engine::{AtEngine, Command, EngineError, Response, Unsolicited};
 use crate::modem::pdu::{Deliver, Reassembler};
 use crate::modem::port::{PortOpener, SerialOpener};
@@ -1043,13 +1043,16 @@ impl<O: PortOpener> Driver<O> {
                     Ok(())
                 }
             }
-            Urc::CallerId { number } => {
+            Urc::CallerId { number, kind } => {
                 self.incoming.ringing = true;
                 if self.incoming.announced {
                     Ok(())
                 } else {
                     self.incoming.announced = true;
-                    let from = (!number.is_empty()).then_some(number);
+                    // The number in a form that says its type (see `CallerNumber`), so the
+                    // acknowledgement code completes national numbers with the country code
+                    // instead of reading bare digits as international.
+                    let from = CallerNumber::new(&number, kind).map(CallerNumber::into_string);
                     self.emit(ModemEvent::IncomingCall { from })
                 }
             }

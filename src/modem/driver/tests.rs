@@ -952,3 +952,39 @@ async fn a_refused_sms_mode_fails_bring_up_saying_what_the_modem_answered() {
     );
     fakes.recv().await.unwrap().done().await.unwrap();
 }
+
+/// One incoming call shown with `clip`; the caller as the daemon will read it.
+async fn caller_of(clip: &str) -> Option<crate::config::PhoneNumber> {
+    let script = generic_up(Script::new()).send(&["RING", clip]);
+    let (modem, mut events, _fakes, _t) = start(settings(), vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    match next_event(&mut events).await {
+        ModemEvent::IncomingCall { from } => {
+            crate::config::PhoneNumber::normalize(from.as_deref()?, "49")
+        }
+        other => panic!("expected an incoming call, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn caller_id_is_read_by_its_number_type() {
+    let want = crate::config::PhoneNumber::parse_e164("+4915112345678");
+    // International without '+' (145), national without trunk prefix (161), national with it
+    // under "unknown" (129), and international with '+' under 129.
+    for clip in [
+        "+CLIP: \"4915112345678\",145,\"\",0,\"\",0",
+        "+CLIP: \"15112345678\",161,\"\",0,\"\",0",
+        "+CLIP: \"015112345678\",129,\"\",0,\"\",0",
+        "+CLIP: \"+4915112345678\",129,\"\",0,\"\",0",
+    ] {
+        assert_eq!(caller_of(clip).await, want, "{clip}");
+    }
+    // A withheld number stays unknown.
+    let script = generic_up(Script::new()).send(&["+CLIP: \"\",128,\"\",0,\"\",1"]);
+    let (modem, mut events, _fakes, _t) = start(settings(), vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    assert_eq!(
+        next_event(&mut events).await,
+        ModemEvent::IncomingCall { from: None }
+    );
+}
