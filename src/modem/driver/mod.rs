@@ -28,8 +28,8 @@
 //! Requests that arrive while the modem is down are refused at once with
 //! [`ModemError::Unavailable`], so the notifier falls back to email instead of waiting.
 //!
-//! During a call, `hang_up`/`reject_incoming` end it at once; other requests are served when
-//! the call is over.
+//! During a call, `hang_up`/`reject_incoming` end it at once and `send_sms` is served at once
+//! (SMS goes beside the call); other requests are served when the call is over.
 //!
 //! Shutdown: the token is checked between exchanges; the exchange in flight finishes first
 //! (a call in progress is hung up). The task also ends when the last [`Modem`] is dropped.

@@ -588,41 +588,53 @@ async fn text_mode_fallback_sends_and_receives() {
     assert!(fake.received().contains(&"db1 down".to_string()));
 }
 
+/// An SMS page asked for while a voice page rings goes out beside the call at once; a status
+/// request waits for the end of the call; a hang-up ends it.
 #[tokio::test(start_paused = true)]
-async fn hang_up_during_a_ringing_call_ends_it_and_other_requests_wait() {
-    let parts = expected_parts("later");
+async fn during_a_ringing_call_an_sms_goes_out_at_once_a_status_waits_and_hang_up_ends_it() {
+    let parts = expected_parts("now");
+    let clcc = ["+CLCC: 1,0,3,0,0,\"+4915112345678\",145", "OK"];
     let script = generic_up(Script::new())
         .ok("ATD+4915112345678;")
-        .expect(
-            "AT+CLCC",
-            &["+CLCC: 1,0,3,0,0,\"+4915112345678\",145", "OK"],
-        )
-        .expect(
-            "AT+CLCC",
-            &["+CLCC: 1,0,3,0,0,\"+4915112345678\",145", "OK"],
-        )
-        .ok("ATH")
+        .expect("AT+CLCC", &clcc)
         .submit(
             &format!("AT+CMGS={}", parts[0].tpdu_len),
             &["+CMGS: 9", "OK"],
-        );
+        )
+        .expect("AT+CLCC", &clcc)
+        .ok("ATH")
+        .expect("AT+CPIN?", &["+CPIN: READY", "OK"])
+        .pipe(network);
     let (modem, _events, mut fakes, _t) = start(settings(), vec![Ok(script)]);
     wait_for(&mut modem.health(), HealthState::Up).await;
     let caller = modem.clone();
     let call =
         tokio::spawn(async move { caller.call("+4915112345678", CallOptions::default()).await });
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let sms = {
+    let asked = tokio::time::Instant::now();
+    let receipt = modem.send_sms("+4915112345678", "now").await.unwrap();
+    assert_eq!(receipt.references, vec![9]);
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert!(!call.is_finished(), "the call rings on");
+    let status = {
         let m = modem.clone();
-        tokio::spawn(async move { m.send_sms("+4915112345678", "later").await })
+        tokio::spawn(async move { m.status().await })
     };
     tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!status.is_finished(), "a status request waits for the call");
     modem.hang_up().await.unwrap();
     assert_eq!(
         call.await.unwrap().unwrap(),
         CallOutcome::Failed("hung up on request".into())
     );
-    assert_eq!(sms.await.unwrap().unwrap().references, vec![9]);
+    assert_eq!(
+        status.await.unwrap().unwrap().operator.as_deref(),
+        Some("TestNet")
+    );
     fakes.recv().await.unwrap().done().await.unwrap();
 }
 
