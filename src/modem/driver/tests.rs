@@ -864,10 +864,63 @@ async fn a_modem_refusing_at_echo_off_cmee_and_cereg_still_comes_up() {
         .expect("AT+CEREG=1", &["ERROR"])
         .expect("AT+CPIN?", &["+CPIN: READY", "OK"]);
     let script = network(configure(s).ok("AT+CMGL=4"));
+    let logs = CapturedLogs::default();
+    let _guard = tracing::subscriber::set_default(logs.subscriber());
     let (modem, _events, mut fakes, _t) = start(settings(), vec![Ok(script)]);
     let h = wait_for(&mut modem.health(), HealthState::Up).await;
     assert_eq!(h.reason, "ready");
     fakes.recv().await.unwrap().done().await.unwrap();
+    // One line per refused setting, naming the modem and what it answered.
+    let text = logs.text();
+    for command in ["ATE0", "AT+CMEE=1", "AT+CEREG=1"] {
+        let line = text
+            .lines()
+            .find(|l| l.contains("refused an optional setting") && l.contains(command))
+            .unwrap_or_else(|| panic!("no log line for {command}:\n{text}"));
+        assert!(line.contains("Emulated ODD-FW"), "{line}");
+        assert!(line.contains("answer=ERROR"), "{line}");
+    }
+    assert!(
+        !text.contains("AT+CREG=1 "),
+        "AT+CREG=1 was accepted: {text}"
+    );
+}
+
+/// Log lines written while a test runs (the driver runs on the test's thread).
+#[derive(Clone, Default)]
+struct CapturedLogs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
+        tracing_subscriber::fmt()
+            .with_writer(self.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish()
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLogs {
+    type Writer = CapturedLogs;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
 }
 
 #[tokio::test(start_paused = true)]
