@@ -725,6 +725,31 @@ impl<O: PortOpener> Driver<O> {
         }
     }
 
+    /// An optional setting sent after identification: a refusal is logged at once, naming the
+    /// modem and its answer, and is `Ok(None)`.
+    async fn optional_setting(
+        &mut self,
+        command: &str,
+        purpose: &str,
+    ) -> Result<Option<Response>, ModemError> {
+        match self
+            .exec(Command::new(command, self.s.command_timeout))
+            .await
+        {
+            Ok(r) => Ok(Some(r)),
+            Err(ModemError::Command(e)) if !e.is_port_lost() && !e.is_timeout() => {
+                info!(
+                    modem = %self.modem_name(),
+                    command,
+                    answer = %answer_of(&e),
+                    "modem refused an optional setting ({purpose}); going on without it"
+                );
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The modem as logs and health reasons name it: manufacturer and model when known, else
     /// the device.
     fn modem_name(&self) -> String {
