@@ -8,11 +8,15 @@ cd "$(dirname "$0")/.."
 # - chromium + chromium-driver: the status page test (tests/status_page.rs) drives headless
 #   Chromium through chromedriver;
 # - python3-prometheus-client: the OpenMetrics reference parser (the Prometheus project's Python
-#   client, ~200 KB) lints GET /metrics in tests/metrics.rs (that lint is skipped without it).
+#   client, ~200 KB) lints GET /metrics in tests/metrics.rs (that lint is skipped without it);
+# - gammu + smstools: AT clients nobody here wrote, run against the modem simulator in
+#   tests/mature_clients.rs (skipped with a printed reason only when they cannot be installed).
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 /usr/bin/python3 -c 'import prometheus_client' 2>/dev/null || need+=(python3-prometheus-client)
+command -v gammu >/dev/null 2>&1 || need+=(gammu)
+[ -x /usr/sbin/smsd ] || command -v smsd >/dev/null 2>&1 || need+=(smstools)
 if [ "${#need[@]}" -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
     sudo=""
     if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi

@@ -518,3 +518,59 @@ async fn a_one_shot_tool_leaves_stored_replies_for_the_daemon() {
         "{ev:?}"
     );
 }
+
+/// A critical SMS page that arrives while a voice page rings goes out within seconds, during
+/// the call, instead of after the whole ring time; the call rings on.
+#[tokio::test]
+async fn an_sms_page_does_not_wait_behind_a_ringing_voice_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SimConfig {
+        ring_timeout: Duration::from_secs(120),
+        ..SimConfig::fast(SimProfile::Sim7600, dir.path().join("modem"))
+    };
+    let sim = Simulator::start(cfg).await.expect("simulator starts");
+    let r = attach(dir, sim, |_| {}).await;
+    r.sim
+        .set_call_behaviour(CallBehaviour::Manual)
+        .await
+        .unwrap();
+    // A voice page with the daemon's default ring time.
+    let ring_for = CallOptions::default().ring_for;
+    let modem = r.modem.clone();
+    let call = tokio::spawn(async move {
+        let opts = CallOptions {
+            ring_for,
+            ..quick_call()
+        };
+        modem.call("+4915199999999", opts).await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    let receipt = tokio::time::timeout(
+        ring_for + Duration::from_secs(10),
+        r.modem.send_sms(NUMBER, "CRITICAL: db1 down"),
+    )
+    .await
+    .expect("the SMS page never went out")
+    .expect("the SMS page failed");
+    let waited = started.elapsed();
+    eprintln!("SMS page waited {waited:?} behind a ringing voice page (ring_for {ring_for:?})");
+    assert_eq!(receipt.references.len(), 1);
+    assert!(
+        waited < Duration::from_secs(5),
+        "the SMS page waited {waited:?} behind the ringing call"
+    );
+    assert!(!call.is_finished(), "the voice page still rings");
+    let log = r.sim.network_log().await.unwrap();
+    assert!(
+        !log.iter().any(|e| matches!(e, NetworkEntry::Call { .. })),
+        "the call was not ended to send the SMS: {log:?}"
+    );
+    r.modem.hang_up().await.unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .expect("the call ends after the hang-up")
+        .unwrap()
+        .unwrap();
+    assert!(matches!(outcome, CallOutcome::Failed(_)), "{outcome:?}");
+}

@@ -452,7 +452,10 @@ impl<P: Port> AtEngine<P> {
         Ok(())
     }
 
-    /// Re-synchronises: drains, then sends `AT` up to `attempts` times until `OK`.
+    /// Re-synchronises: drains, then sends `AT` up to `attempts` times until the modem gives a
+    /// final result. Any final result proves the line is alive: some emulators and firmware
+    /// answer a bare `AT` with `ERROR` or `+CME ERROR` while working perfectly, and the commands
+    /// that follow judge whether the modem can page. Only silence and a lost port fail.
     pub async fn resync(&mut self, attempts: u32, each: Duration) -> Result<(), EngineError> {
         let mut last = None;
         for _ in 0..attempts.max(1) {
@@ -460,6 +463,10 @@ impl<P: Port> AtEngine<P> {
             match self.execute(&Command::new("AT", each)).await {
                 Ok(_) => return Ok(()),
                 Err(e) if e.is_port_lost() => return Err(e),
+                Err(e) if !e.is_timeout() => {
+                    debug!(answer = %e, "modem refuses a bare AT but answers: line alive");
+                    return Ok(());
+                }
                 Err(e) => last = Some(e),
             }
         }
@@ -784,6 +791,28 @@ mod tests {
         let script = Script::new().silent("AT").ok("AT");
         let (mut e, fake) = setup(script);
         e.resync(3, Duration::from_secs(1)).await.unwrap();
+        fake.done().await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn resync_takes_any_final_result_as_alive() {
+        let script = Script::new()
+            .expect("AT", &["ERROR"])
+            .expect("AT", &["+CME ERROR: 100"])
+            .expect("AT", &["+CMS ERROR: 500"]);
+        let (mut e, fake) = setup(script);
+        for _ in 0..3 {
+            e.resync(1, Duration::from_secs(1)).await.unwrap();
+        }
+        fake.done().await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn resync_fails_on_silence() {
+        let script = Script::new().silent("AT").silent("AT");
+        let (mut e, fake) = setup(script);
+        let err = e.resync(2, Duration::from_secs(1)).await.unwrap_err();
+        assert!(err.is_timeout(), "{err}");
         fake.done().await.unwrap();
     }
 

@@ -23,6 +23,74 @@ pub enum Final {
     Cms(CmsError),
 }
 
+/// The type of number of a caller ID: the type-of-number bits of the `<type>` octet
+/// (TS 24.008 §10.5.4.7), e.g. 145 international, 161 national, 129 unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumberType {
+    /// International: the digits start with the country code, with or without `+`.
+    International,
+    /// National: the digits are a number in the network's country, with or without the trunk
+    /// prefix `0`.
+    National,
+    /// Unknown (129, or no `<type>`): the digits carry their own prefix (`+`, `00`, `0`).
+    Unknown,
+    /// Network-specific, subscriber or abbreviated numbers: not a person's phone number.
+    Other(u8),
+}
+
+impl NumberType {
+    /// Reads a type-of-address octet.
+    pub fn from_toa(toa: u8) -> Self {
+        match toa & 0x70 {
+            0x10 => Self::International,
+            0x20 => Self::National,
+            0x00 => Self::Unknown,
+            _ => Self::Other(toa),
+        }
+    }
+}
+
+/// A caller's number with its type, rewritten into the one form the acknowledgement code reads
+/// without guessing: `+` and the country code for international numbers, a leading trunk `0`
+/// for national ones (which `daemon.country_code` then completes), unchanged otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerNumber(String);
+
+impl CallerNumber {
+    /// The caller as shown by `+CLIP`; `None` when withheld (empty number).
+    pub fn new(number: &str, kind: NumberType) -> Option<Self> {
+        let n = number.trim();
+        if n.is_empty() {
+            return None;
+        }
+        let digits = n.trim_start_matches('+');
+        let form = match kind {
+            NumberType::International => match digits.strip_prefix("00") {
+                // Some networks keep the international prefix even with type 145.
+                Some(rest) => format!("+{rest}"),
+                None => format!("+{digits}"),
+            },
+            NumberType::National if n.starts_with('+') => n.to_string(),
+            NumberType::National => match digits.strip_prefix('0') {
+                Some(_) => digits.to_string(),
+                None => format!("0{digits}"),
+            },
+            NumberType::Unknown | NumberType::Other(_) => n.to_string(),
+        };
+        Some(Self(form))
+    }
+
+    /// The number in the form described on the type.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Takes the string out.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
 /// Results that end a dial (`ATD`, `ATA`) but are URCs when a call ends later.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallResult {
@@ -105,8 +173,10 @@ pub enum Urc {
     Ring,
     /// `+CLIP: "<number>",<type>,...`: the caller of an incoming call.
     CallerId {
-        /// The number, empty when withheld.
+        /// The number as the modem shows it, empty when withheld.
         number: String,
+        /// What `<type>` says the number is; see [`CallerNumber`].
+        kind: NumberType,
     },
     /// `+CLCC: ...` sent unsolicited (SIM800 with `AT+CLCC=1`).
     CallList(CallEntry),
@@ -203,8 +273,13 @@ pub fn parse_urc(line: &str) -> Option<Urc> {
         "+CRING" => Some(Urc::Ring),
         "+CLIP" => {
             let fields = split_fields(body);
+            let kind = fields
+                .get(1)
+                .and_then(|t| t.trim().parse::<u8>().ok())
+                .map_or(NumberType::Unknown, NumberType::from_toa);
             Some(Urc::CallerId {
                 number: unquote(fields.first()?).to_string(),
+                kind,
             })
         }
         "+CLCC" => parse_clcc(l).map(Urc::CallList),
@@ -348,13 +423,68 @@ mod tests {
     }
 
     #[test]
+    fn caller_id_carries_its_number_type() {
+        let kind = |l: &str| match parse_urc(l) {
+            Some(Urc::CallerId { kind, .. }) => kind,
+            other => panic!("not a caller id: {other:?}"),
+        };
+        assert_eq!(
+            kind("+CLIP: \"4915112345678\",145"),
+            NumberType::International
+        );
+        assert_eq!(
+            kind("+CLIP: \"015112345678\",129,\"\",0"),
+            NumberType::Unknown
+        );
+        assert_eq!(kind("+CLIP: \"15112345678\",161"), NumberType::National);
+        assert_eq!(kind("+CLIP: \"15112345678\""), NumberType::Unknown);
+        assert_eq!(kind("+CLIP: \"1234\",193"), NumberType::Other(193));
+    }
+
+    #[test]
+    fn caller_numbers_are_rewritten_by_type() {
+        let form = |n: &str, t: u8| {
+            CallerNumber::new(n, NumberType::from_toa(t)).map(CallerNumber::into_string)
+        };
+        // International (145): '+' added when the modem leaves it out, kept when present.
+        assert_eq!(
+            form("4915112345678", 145).as_deref(),
+            Some("+4915112345678")
+        );
+        assert_eq!(
+            form("+4915112345678", 145).as_deref(),
+            Some("+4915112345678")
+        );
+        assert_eq!(
+            form("004915112345678", 145).as_deref(),
+            Some("+4915112345678")
+        );
+        // National (161): a trunk '0' so the country code completes it.
+        assert_eq!(form("15112345678", 161).as_deref(), Some("015112345678"));
+        assert_eq!(form("015112345678", 161).as_deref(), Some("015112345678"));
+        // Unknown (129): the digits carry their own prefix.
+        assert_eq!(form("015112345678", 129).as_deref(), Some("015112345678"));
+        assert_eq!(
+            form("+4915112345678", 129).as_deref(),
+            Some("+4915112345678")
+        );
+        assert_eq!(
+            form("004915112345678", 129).as_deref(),
+            Some("004915112345678")
+        );
+        // Withheld.
+        assert_eq!(form("", 128), None);
+    }
+
+    #[test]
     fn call_urcs() {
         assert_eq!(parse_urc("RING"), Some(Urc::Ring));
         assert_eq!(parse_urc("+CRING: VOICE"), Some(Urc::Ring));
         assert_eq!(
             parse_urc("+CLIP: \"+4915112345678\",145,\"\",0,\"\",0"),
             Some(Urc::CallerId {
-                number: "+4915112345678".into()
+                number: "+4915112345678".into(),
+                kind: NumberType::International,
             })
         );
         assert_eq!(parse_urc("VOICE CALL: BEGIN"), Some(Urc::VoiceCallBegin));

@@ -18,7 +18,9 @@ pub mod ussd;
 
 pub use codes::{CmeError, CmsError};
 pub use decoder::{Frame, LineDecoder};
-pub use line::{classify, parse_urc, response_prefix, CallResult, Final, Line, Urc};
+pub use line::{
+    classify, parse_urc, response_prefix, CallResult, CallerNumber, Final, Line, NumberType, Urc,
+};
 
 /// Which registration a `+CREG`/`+CGREG`/`+CEREG` line is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

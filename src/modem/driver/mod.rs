@@ -28,8 +28,8 @@
 //! Requests that arrive while the modem is down are refused at once with
 //! [`ModemError::Unavailable`], so the notifier falls back to email instead of waiting.
 //!
-//! During a call, `hang_up`/`reject_incoming` end it at once; other requests are served when
-//! the call is over.
+//! During a call, `hang_up`/`reject_incoming` end it at once and `send_sms` is served at once
+//! (SMS goes beside the call); other requests are served when the call is over.
 //!
 //! Shutdown: the token is checked between exchanges; the exchange in flight finishes first
 //! (a call in progress is hung up). The task also ends when the last [`Modem`] is dropped.
@@ -52,7 +52,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::clock::{Clock, SystemClock};
 use crate::modem::at::response::{parse_cops, parse_cpin, parse_csq, parse_registration};
-use crate::modem::at::{RegDomain, SimState, Urc};
+use crate::modem::at::{CallerNumber, RegDomain, SimState, Urc};
 use crate::modem::engine::{AtEngine, Command, EngineError, Response, Unsolicited};
 use crate::modem::pdu::{Deliver, Reassembler};
 use crate::modem::port::{PortOpener, SerialOpener};
@@ -533,7 +533,12 @@ impl<O: PortOpener> Driver<O> {
                     Err(e) => {
                         if self.engine.is_some() {
                             self.engine = None;
-                            self.schedule_reopen(format!("bring-up failed: {e}"));
+                            // A refused required setting says which modem answered what.
+                            let why = self
+                                .configure_problem
+                                .take()
+                                .unwrap_or_else(|| e.to_string());
+                            self.schedule_reopen(format!("bring-up failed: {why}"));
                         }
                     }
                 }
@@ -659,14 +664,28 @@ impl<O: PortOpener> Driver<O> {
                 return Err(ModemError::Command(e));
             }
         }
-        self.exec(Command::new("ATE0", self.s.command_timeout))
-            .await?;
+        let mut refused = Vec::new();
+        // The engine skips echoed commands, so a modem that keeps echoing is only noisier.
+        self.setting("ATE0", "echo off", &mut refused).await?;
         // Numeric error codes (table in at::codes); verbose text parses too if a modem ignores it.
-        self.exec_opt("AT+CMEE=1").await?;
+        self.setting("AT+CMEE=1", "numeric error codes", &mut refused)
+            .await?;
         self.identify().await?;
-        self.exec_opt("AT+CREG=1").await?;
+        // Without registration URCs the health poll still reads `AT+CREG?`/`AT+CEREG?`.
+        self.setting("AT+CREG=1", "registration reports", &mut refused)
+            .await?;
         if self.profile.has_lte() {
-            self.exec_opt("AT+CEREG=1").await?;
+            self.setting("AT+CEREG=1", "LTE registration reports", &mut refused)
+                .await?;
+        }
+        let modem = self.modem_name();
+        for (command, purpose, answer) in refused {
+            info!(
+                modem = %modem,
+                command,
+                answer = %answer,
+                "modem refused an optional setting ({purpose}); going on without it"
+            );
         }
         self.check_sim().await?;
         if self.sim == SimState::Ready {
@@ -682,6 +701,63 @@ impl<O: PortOpener> Driver<O> {
             "modem brought up"
         );
         Ok(())
+    }
+
+    /// Sends an optional bring-up setting; a refusal (`ERROR`, `+CME`, `+CMS`) is recorded in
+    /// `refused` with what the modem answered, to be logged once the modem's name is known.
+    /// Silence and a lost port still fail the bring-up.
+    async fn setting(
+        &mut self,
+        command: &'static str,
+        purpose: &'static str,
+        refused: &mut Vec<(&'static str, &'static str, String)>,
+    ) -> Result<(), ModemError> {
+        match self
+            .exec(Command::new(command, self.s.command_timeout))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(ModemError::Command(e)) if !e.is_port_lost() && !e.is_timeout() => {
+                refused.push((command, purpose, answer_of(&e)));
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// An optional setting sent after identification: a refusal is logged at once, naming the
+    /// modem and its answer, and is `Ok(None)`.
+    async fn optional_setting(
+        &mut self,
+        command: &str,
+        purpose: &str,
+    ) -> Result<Option<Response>, ModemError> {
+        match self
+            .exec(Command::new(command, self.s.command_timeout))
+            .await
+        {
+            Ok(r) => Ok(Some(r)),
+            Err(ModemError::Command(e)) if !e.is_port_lost() && !e.is_timeout() => {
+                info!(
+                    modem = %self.modem_name(),
+                    command,
+                    answer = %answer_of(&e),
+                    "modem refused an optional setting ({purpose}); going on without it"
+                );
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The modem as logs and health reasons name it: manufacturer and model when known, else
+    /// the device.
+    fn modem_name(&self) -> String {
+        let name = format!("{} {}", self.ident.manufacturer, self.ident.model);
+        match name.trim() {
+            "" => self.opener.describe(),
+            n => n.to_string(),
+        }
     }
 
     async fn first_line(&mut self, text: &str) -> Result<Option<String>, ModemError> {
@@ -737,7 +813,7 @@ impl<O: PortOpener> Driver<O> {
                 _ => SimState::Other(code.to_string()),
             }),
             Err(ModemError::Command(EngineError::Error { .. })) => {
-                Ok(SimState::Other("ERROR".into()))
+                Ok(SimState::Other("modem answered ERROR to AT+CPIN?".into()))
             }
             Err(e) => Err(e),
         }
@@ -992,13 +1068,16 @@ impl<O: PortOpener> Driver<O> {
                     Ok(())
                 }
             }
-            Urc::CallerId { number } => {
+            Urc::CallerId { number, kind } => {
                 self.incoming.ringing = true;
                 if self.incoming.announced {
                     Ok(())
                 } else {
                     self.incoming.announced = true;
-                    let from = (!number.is_empty()).then_some(number);
+                    // The number in a form that says its type (see `CallerNumber`), so the
+                    // acknowledgement code completes national numbers with the country code
+                    // instead of reading bare digits as international.
+                    let from = CallerNumber::new(&number, kind).map(CallerNumber::into_string);
                     self.emit(ModemEvent::IncomingCall { from })
                 }
             }
@@ -1205,6 +1284,17 @@ impl<O: PortOpener> Driver<O> {
             let _ = self.emit(ModemEvent::CallEnded);
         }
         Ok(())
+    }
+}
+
+/// What the modem answered to a refused command, without the command: `ERROR`,
+/// `+CME ERROR: 3 (operation not allowed)`, `+CMS ERROR: ...`.
+fn answer_of(e: &EngineError) -> String {
+    match e {
+        EngineError::Error { .. } => "ERROR".into(),
+        EngineError::Cme { code, .. } => code.to_string(),
+        EngineError::Cms { code, .. } => code.to_string(),
+        other => other.to_string(),
     }
 }
 

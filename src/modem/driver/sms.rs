@@ -36,22 +36,34 @@ impl<O: PortOpener> Driver<O> {
         };
         if let Err(e) = self.exec(Command::new(mode, t)).await {
             if matches!(e, ModemError::Command(ref c) if !c.is_port_lost() && !c.is_timeout()) {
-                self.configure_problem = Some(format!("cannot set SMS mode: {e}"));
+                // Paging needs this mode: say which modem refused it and what it answered.
+                let answer = match &e {
+                    ModemError::Command(c) => super::answer_of(c),
+                    other => other.to_string(),
+                };
+                self.configure_problem = Some(format!(
+                    "{} answered {answer} to {mode}: cannot set SMS {} mode",
+                    self.modem_name(),
+                    if self.s.text_mode { "text" } else { "PDU" },
+                ));
             }
             return Err(e);
         }
         if self.s.text_mode {
-            self.exec_opt("AT+CSCS=\"GSM\"").await?;
+            self.optional_setting("AT+CSCS=\"GSM\"", "GSM character set")
+                .await?;
             // First octet 17 (SUBMIT, relative validity) or 49 (also TP-SRR), one day.
             let fo = if self.s.delivery_reports { 49 } else { 17 };
-            self.exec_opt(&format!("AT+CSMP={fo},167,0,0")).await?;
+            self.optional_setting(&format!("AT+CSMP={fo},167,0,0"), "text-mode parameters")
+                .await?;
         }
         if let Some(smsc) = self.s.smsc.clone() {
             let kind = if smsc.starts_with('+') { 145 } else { 129 };
-            self.exec_opt(&format!("AT+CSCA=\"{smsc}\",{kind}")).await?;
+            self.optional_setting(&format!("AT+CSCA=\"{smsc}\",{kind}"), "SMS centre")
+                .await?;
         }
         if self
-            .exec_opt("AT+CPMS=\"SM\",\"SM\",\"SM\"")
+            .optional_setting("AT+CPMS=\"SM\",\"SM\",\"SM\"", "SIM message storage")
             .await?
             .is_some()
         {
@@ -63,11 +75,12 @@ impl<O: PortOpener> Driver<O> {
         let cnmi = format!("AT+CNMI=2,1,0,{ds},0");
         if self.exec_opt(&cnmi).await?.is_none() {
             // Some modems refuse mode 2 with a given ds; 1 buffers nothing but still indicates.
-            self.exec_opt(&format!("AT+CNMI=1,1,0,{ds},0")).await?;
+            self.optional_setting(&format!("AT+CNMI=1,1,0,{ds},0"), "new-message indications")
+                .await?;
         }
-        self.exec_opt("AT+CLIP=1").await?;
+        self.optional_setting("AT+CLIP=1", "caller ID").await?;
         if let Some(cmd) = self.profile.dtmf_enable_command() {
-            self.exec_opt(cmd).await?;
+            self.optional_setting(cmd, "DTMF detection").await?;
         }
         self.configured = true;
         self.configure_problem = None;

@@ -588,41 +588,53 @@ async fn text_mode_fallback_sends_and_receives() {
     assert!(fake.received().contains(&"db1 down".to_string()));
 }
 
+/// An SMS page asked for while a voice page rings goes out beside the call at once; a status
+/// request waits for the end of the call; a hang-up ends it.
 #[tokio::test(start_paused = true)]
-async fn hang_up_during_a_ringing_call_ends_it_and_other_requests_wait() {
-    let parts = expected_parts("later");
+async fn during_a_ringing_call_an_sms_goes_out_at_once_a_status_waits_and_hang_up_ends_it() {
+    let parts = expected_parts("now");
+    let clcc = ["+CLCC: 1,0,3,0,0,\"+4915112345678\",145", "OK"];
     let script = generic_up(Script::new())
         .ok("ATD+4915112345678;")
-        .expect(
-            "AT+CLCC",
-            &["+CLCC: 1,0,3,0,0,\"+4915112345678\",145", "OK"],
-        )
-        .expect(
-            "AT+CLCC",
-            &["+CLCC: 1,0,3,0,0,\"+4915112345678\",145", "OK"],
-        )
-        .ok("ATH")
+        .expect("AT+CLCC", &clcc)
         .submit(
             &format!("AT+CMGS={}", parts[0].tpdu_len),
             &["+CMGS: 9", "OK"],
-        );
+        )
+        .expect("AT+CLCC", &clcc)
+        .ok("ATH")
+        .expect("AT+CPIN?", &["+CPIN: READY", "OK"])
+        .pipe(network);
     let (modem, _events, mut fakes, _t) = start(settings(), vec![Ok(script)]);
     wait_for(&mut modem.health(), HealthState::Up).await;
     let caller = modem.clone();
     let call =
         tokio::spawn(async move { caller.call("+4915112345678", CallOptions::default()).await });
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let sms = {
+    let asked = tokio::time::Instant::now();
+    let receipt = modem.send_sms("+4915112345678", "now").await.unwrap();
+    assert_eq!(receipt.references, vec![9]);
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert!(!call.is_finished(), "the call rings on");
+    let status = {
         let m = modem.clone();
-        tokio::spawn(async move { m.send_sms("+4915112345678", "later").await })
+        tokio::spawn(async move { m.status().await })
     };
     tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!status.is_finished(), "a status request waits for the call");
     modem.hang_up().await.unwrap();
     assert_eq!(
         call.await.unwrap().unwrap(),
         CallOutcome::Failed("hung up on request".into())
     );
-    assert_eq!(sms.await.unwrap().unwrap().references, vec![9]);
+    assert_eq!(
+        status.await.unwrap().unwrap().operator.as_deref(),
+        Some("TestNet")
+    );
     fakes.recv().await.unwrap().done().await.unwrap();
 }
 
@@ -836,4 +848,208 @@ async fn backlogged_events_flow_while_a_call_rings() {
     assert_eq!(call.await.unwrap().unwrap(), CallOutcome::NoAnswer);
     assert_eq!(modem.health().borrow().events_dropped, 0);
     fakes.recv().await.unwrap().done().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_modem_refusing_at_echo_off_cmee_and_cereg_still_comes_up() {
+    let s = Script::new()
+        .expect("AT", &["ERROR"])
+        .expect("ATE0", &["ERROR"])
+        .expect("AT+CMEE=1", &["ERROR"])
+        .expect("AT+CGMI", &["Emulated", "OK"])
+        .expect("AT+CGMM", &["ODD-FW", "OK"])
+        .expect("AT+CGMR", &["1.0", "OK"])
+        .expect("AT+CGSN", &["490154203237518", "OK"])
+        .ok("AT+CREG=1")
+        .expect("AT+CEREG=1", &["ERROR"])
+        .expect("AT+CPIN?", &["+CPIN: READY", "OK"]);
+    let script = network(configure(s).ok("AT+CMGL=4"));
+    let logs = CapturedLogs::default();
+    let _guard = tracing::subscriber::set_default(logs.subscriber());
+    let (modem, _events, mut fakes, _t) = start(settings(), vec![Ok(script)]);
+    let h = wait_for(&mut modem.health(), HealthState::Up).await;
+    assert_eq!(h.reason, "ready");
+    fakes.recv().await.unwrap().done().await.unwrap();
+    // One line per refused setting, naming the modem and what it answered.
+    let text = logs.text();
+    for command in ["ATE0", "AT+CMEE=1", "AT+CEREG=1"] {
+        let line = text
+            .lines()
+            .find(|l| l.contains("refused an optional setting") && l.contains(command))
+            .unwrap_or_else(|| panic!("no log line for {command}:\n{text}"));
+        assert!(line.contains("Emulated ODD-FW"), "{line}");
+        assert!(line.contains("answer=ERROR"), "{line}");
+    }
+    assert!(
+        !text.contains("AT+CREG=1 "),
+        "AT+CREG=1 was accepted: {text}"
+    );
+}
+
+/// Log lines written while a test runs (the driver runs on the test's thread).
+#[derive(Clone, Default)]
+struct CapturedLogs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
+        tracing_subscriber::fmt()
+            .with_writer(self.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish()
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLogs {
+    type Writer = CapturedLogs;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cme_error_to_a_bare_at_is_an_answer_too() {
+    let s = Script::new()
+        .expect("AT", &["+CME ERROR: 100"])
+        .ok("ATE0")
+        .ok("AT+CMEE=1")
+        .expect("AT+CGMI", &["x", "OK"])
+        .expect("AT+CGMM", &["GENERIC-LTE", "OK"])
+        .expect("AT+CGMR", &["1", "OK"])
+        .expect("AT+CGSN", &["1", "OK"])
+        .ok("AT+CREG=1")
+        .ok("AT+CEREG=1")
+        .expect("AT+CPIN?", &["+CPIN: READY", "OK"]);
+    let script = network(configure(s).ok("AT+CMGL=4"));
+    let (modem, _events, mut fakes, _t) = start(settings(), vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
+
+/// One exchange with a modem that echoes every command and cannot be told to stop.
+fn echoed(s: Script, command: &str, lines: &[&str]) -> Script {
+    let mut bytes = format!("{command}\r").into_bytes();
+    for l in lines {
+        bytes.extend_from_slice(format!("\r\n{l}\r\n").as_bytes());
+    }
+    s.raw(command, &bytes)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_modem_without_echo_control_comes_up_and_answers_status() {
+    let steps: &[(&str, &[&str])] = &[
+        ("AT", &["OK"]),
+        ("ATE0", &["ERROR"]),
+        ("AT+CMEE=1", &["OK"]),
+        ("AT+CGMI", &["Echoer", "OK"]),
+        ("AT+CGMM", &["E-1", "OK"]),
+        ("AT+CGMR", &["r1", "OK"]),
+        ("AT+CGSN", &["490154203237518", "OK"]),
+        ("AT+CREG=1", &["OK"]),
+        ("AT+CEREG=1", &["OK"]),
+        ("AT+CPIN?", &["+CPIN: READY", "OK"]),
+        ("AT+CMGF=0", &["OK"]),
+        (
+            "AT+CPMS=\"SM\",\"SM\",\"SM\"",
+            &["+CPMS: 0,30,0,30,0,30", "OK"],
+        ),
+        ("AT+CNMI=2,1,0,1,0", &["OK"]),
+        ("AT+CLIP=1", &["OK"]),
+        ("AT+CMGL=4", &["OK"]),
+        ("AT+CREG?", &["+CREG: 1,1", "OK"]),
+        ("AT+CEREG?", &["+CEREG: 1,1", "OK"]),
+        ("AT+CSQ", &["+CSQ: 20,99", "OK"]),
+        ("AT+COPS?", &["+COPS: 0,0,\"TestNet\",7", "OK"]),
+        // `status` asks again.
+        ("AT+CPIN?", &["+CPIN: READY", "OK"]),
+        ("AT+CREG?", &["+CREG: 1,5", "OK"]),
+        ("AT+CEREG?", &["+CEREG: 1,1", "OK"]),
+        ("AT+CSQ", &["+CSQ: 21,99", "OK"]),
+        ("AT+COPS?", &["+COPS: 0,0,\"EchoNet\",7", "OK"]),
+    ];
+    let script = steps
+        .iter()
+        .fold(Script::new(), |s, (c, l)| echoed(s, c, l));
+    let (modem, _events, mut fakes, _t) = start(settings(), vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    let st = modem.status().await.unwrap();
+    assert_eq!(st.model, "E-1");
+    assert_eq!(st.operator.as_deref(), Some("EchoNet"));
+    assert_eq!(st.signal_dbm, Some(-71));
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_sms_mode_fails_bring_up_saying_what_the_modem_answered() {
+    let s = identify(Script::new(), "NO-PDU").expect("AT+CPIN?", &["+CPIN: READY", "OK"]);
+    let script = s.expect("AT+CMGF=0", &["+CME ERROR: 4"]);
+    let (modem, _events, mut fakes, _t) = start(settings(), vec![Ok(script)]);
+    let mut health = modem.health();
+    let h = tokio::time::timeout(
+        Duration::from_secs(60),
+        health.wait_for(|h| h.reason.contains("AT+CMGF")),
+    )
+    .await
+    .expect("no health change naming AT+CMGF=0")
+    .unwrap()
+    .clone();
+    assert_eq!(h.state, HealthState::Down);
+    assert_eq!(
+        h.reason,
+        "bring-up failed: SIMCOM INCORPORATED NO-PDU answered +CME ERROR: 4 (operation not \
+         supported) to AT+CMGF=0: cannot set SMS PDU mode"
+    );
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
+
+/// One incoming call shown with `clip`; the caller as the daemon will read it.
+async fn caller_of(clip: &str) -> Option<crate::config::PhoneNumber> {
+    let script = generic_up(Script::new()).send(&["RING", clip]);
+    let (modem, mut events, _fakes, _t) = start(settings(), vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    match next_event(&mut events).await {
+        ModemEvent::IncomingCall { from } => {
+            crate::config::PhoneNumber::normalize(from.as_deref()?, "49")
+        }
+        other => panic!("expected an incoming call, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn caller_id_is_read_by_its_number_type() {
+    let want = crate::config::PhoneNumber::parse_e164("+4915112345678");
+    // International without '+' (145), national without trunk prefix (161), national with it
+    // under "unknown" (129), and international with '+' under 129.
+    for clip in [
+        "+CLIP: \"4915112345678\",145,\"\",0,\"\",0",
+        "+CLIP: \"15112345678\",161,\"\",0,\"\",0",
+        "+CLIP: \"015112345678\",129,\"\",0,\"\",0",
+        "+CLIP: \"+4915112345678\",129,\"\",0,\"\",0",
+    ] {
+        assert_eq!(caller_of(clip).await, want, "{clip}");
+    }
+    // A withheld number stays unknown.
+    let script = generic_up(Script::new()).send(&["+CLIP: \"\",128,\"\",0,\"\",1"]);
+    let (modem, mut events, _fakes, _t) = start(settings(), vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    assert_eq!(
+        next_event(&mut events).await,
+        ModemEvent::IncomingCall { from: None }
+    );
 }

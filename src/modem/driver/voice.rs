@@ -3,7 +3,9 @@
 //!
 //! Other URCs that arrive during a call (an SMS reply, a registration change) are handled as
 //! usual. A `hang_up`/`reject_incoming` request ends the call at once (e.g. the page was
-//! acknowledged by SMS while it rang); other requests are served when the call is over.
+//! acknowledged by SMS while it rang); an SMS page is sent at once, during the call, so a
+//! critical SMS never waits out a voice page's ring time; other requests (status, USSD) are
+//! served when the call is over.
 
 use std::time::Duration;
 
@@ -255,18 +257,32 @@ impl<O: PortOpener> Driver<O> {
                                 self.hang_up_waiters.push(reply);
                                 return Signal::HangUp;
                             }
+                            Some(sms @ Request::SendSms { .. }) => Err(sms),
                             Some(other) => {
                                 self.deferred.push_back(other);
                                 continue;
                             }
                         },
                         _ = self.events.reserve(), if backlogged => continue,
-                        u = engine.next_unsolicited() => u,
+                        u = engine.next_unsolicited() => Ok(u),
                         _ = sleep_until(until) => return Signal::Tick,
                     };
                     match got {
-                        Ok(u) => u,
-                        Err(e) => {
+                        // An SMS page goes out now, during the call: GSM and LTE carry SMS
+                        // beside a voice call, and the port is free once `ATD` has answered.
+                        // Call URCs that arrive meanwhile wait in the engine's queue.
+                        Err(Request::SendSms { to, text, reply }) => {
+                            info!(to = %mask_number(&to), "sending an SMS page during a call");
+                            let res = self.send_sms(&to, &text).await;
+                            let _ = reply.send(res);
+                            continue;
+                        }
+                        Err(other) => {
+                            self.deferred.push_back(other);
+                            continue;
+                        }
+                        Ok(Ok(u)) => u,
+                        Ok(Err(e)) => {
                             self.lose_port(format!("port lost: {e}"));
                             return Signal::Ended(CallResult::NoCarrier);
                         }

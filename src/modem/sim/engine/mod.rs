@@ -21,6 +21,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 mod calls;
 mod messages;
 mod network;
+mod services;
 mod ussd;
 
 use super::command::{self, split_args, Command, Op};
@@ -46,16 +47,18 @@ const ICCID: &str = "89490200001234567890";
 /// The network operator's name in `+COPS`.
 const OPERATOR: &str = "pagerbox net";
 const OPERATOR_NUMERIC: &str = "26299";
+/// The operator's short name (`+COPS` format 1).
+const OPERATOR_SHORT: &str = "PBNET";
 
 /// Commands every profile answers (for `AT+CLAC`; profile-specific ones are added).
 const SUPPORTED: &[&str] = &[
     "&C", "&D", "&F", "&K", "&W", "A", "D", "E", "H", "I", "L", "M", "Q", "S0", "V", "X", "Z",
-    "+CALM", "+CCLK", "+CFUN", "+CGATT", "+CGMI", "+CGMM", "+CGMR", "+CGREG", "+CGSN", "+CHUP",
-    "+CIMI", "+CLAC", "+CLCC", "+CLIP", "+CLVL", "+CMEE", "+CMGD", "+CMGF", "+CMGL", "+CMGR",
-    "+CMGS", "+CMGW", "+CMSS", "+CMUT", "+CNMA", "+CNMI", "+CNUM", "+COLP", "+COPS", "+CPAS",
-    "+CPIN", "+CPMS", "+CRC", "+CREG", "+CRSL", "+CSCA", "+CSCS", "+CSDH", "+CSMP", "+CSMS",
-    "+CSQ", "+CUSD", "+CVHU", "+GCAP", "+GMI", "+GMM", "+GMR", "+GSN", "+ICF", "+IFC", "+IPR",
-    "+VTD", "+VTS",
+    "+CALM", "+CBC", "+CCLK", "+CCWA", "+CFUN", "+CGATT", "+CGMI", "+CGMM", "+CGMR", "+CGREG",
+    "+CGSN", "+CHUP", "+CIMI", "+CLAC", "+CLCC", "+CLIP", "+CLVL", "+CMEE", "+CMGD", "+CMGF",
+    "+CMGL", "+CMGR", "+CMGS", "+CMGW", "+CMSS", "+CMUT", "+CNMA", "+CNMI", "+CNUM", "+COLP",
+    "+COPS", "+CPAS", "+CPBS", "+CPIN", "+CPMS", "+CRC", "+CREG", "+CRSL", "+CSCA", "+CSCS",
+    "+CSDH", "+CSMP", "+CSMS", "+CSQ", "+CUSD", "+CVHU", "+GCAP", "+GMI", "+GMM", "+GMR", "+GSN",
+    "+ICF", "+IFC", "+IPR", "+VTD", "+VTS",
 ];
 
 /// Something the owning task must do.
@@ -251,6 +254,12 @@ struct Settings {
     crc: bool,
     dtmf_detect: bool,
     mems: [Mem; 3],
+    /// `+COPS` `<format>`: 0 long name, 1 short name, 2 numeric.
+    cops_format: u8,
+    /// `+CCWA` `<n>`: whether `+CCWA` URCs are shown.
+    ccwa_urc: bool,
+    /// The phonebook `+CPBS` selected.
+    phonebook: &'static str,
 }
 
 impl Settings {
@@ -275,6 +284,9 @@ impl Settings {
             crc: false,
             dtmf_detect: false,
             mems: [Mem::Sm, Mem::Sm, Mem::Sm],
+            cops_format: 0,
+            ccwa_urc: false,
+            phonebook: "SM",
         }
     }
 }
@@ -311,6 +323,9 @@ pub struct Engine {
     rng: fastrand::Rng,
     /// What the network answers per USSD code.
     ussd: std::collections::HashMap<String, super::types::UssdReply>,
+    /// Call waiting as the network keeps it for the subscription (`+CCWA` `<mode>` 0/1); it
+    /// survives a reboot, unlike the URC setting.
+    call_waiting: bool,
 }
 
 impl Engine {
@@ -349,6 +364,7 @@ impl Engine {
             cnmi_buffer: Vec::new(),
             rng: fastrand::Rng::with_seed(0x5eed),
             ussd: std::collections::HashMap::new(),
+            call_waiting: false,
         }
     }
 
@@ -713,6 +729,8 @@ impl Engine {
                     Ok(()) => Step::Done(vec![vec![IMSI.into()]]),
                 },
             },
+            "+CNUM" if matches!(op, Op::Test) => ok(),
+            "+CNUM" if !matches!(op, Op::Exec) => Step::Fail(Final::Error),
             "+CNUM" => match self.sim_check_cme() {
                 Err(f) => Step::Fail(f),
                 Ok(()) => Step::Done(vec![vec![format!(
@@ -728,7 +746,9 @@ impl Engine {
             "+CEREG" if profile.has_lte() => self.registration(op, "+CEREG"),
             "+CSQ" => match op {
                 Op::Test => Step::Done(vec![vec!["+CSQ: (0-31,99),(0-7,99)".into()]]),
-                _ => Step::Done(vec![vec![if self.sim_pulled || self.cfun != 1 {
+                // 27.007 §8.5 has only the execution and test forms.
+                Op::Read | Op::Set(_) => Step::Fail(Final::Error),
+                Op::Exec => Step::Done(vec![vec![if self.sim_pulled || self.cfun != 1 {
                     "+CSQ: 99,99".to_string()
                 } else {
                     "+CSQ: 21,0".to_string()
@@ -736,14 +756,18 @@ impl Engine {
             },
             "+COPS" => self.cops(op),
             "+CFUN" => self.cfun(op, after),
-            "+CPAS" => {
-                let stat = match self.call.as_ref().map(|c| c.state) {
-                    None => 0,
-                    Some(CallState::Incoming) => 3,
-                    Some(_) => 4,
-                };
-                Step::Done(vec![vec![format!("+CPAS: {stat}")]])
-            }
+            "+CPAS" => match op {
+                Op::Test => Step::Done(vec![vec!["+CPAS: (0-5)".into()]]),
+                Op::Exec => {
+                    let stat = match self.call.as_ref().map(|c| c.state) {
+                        None => 0,
+                        Some(CallState::Incoming) => 3,
+                        Some(_) => 4,
+                    };
+                    Step::Done(vec![vec![format!("+CPAS: {stat}")]])
+                }
+                _ => Step::Fail(Final::Error),
+            },
             "+CCLK" => match op {
                 Op::Read => Step::Done(vec![vec![format!("+CCLK: \"{}\"", scts(self.now))]]),
                 _ => ok(),
@@ -790,7 +814,15 @@ impl Engine {
             "+CLIP" => self.flag_setting(op, "+CLIP", |s| &mut s.clip, ",1"),
             "+COLP" => self.flag_setting(op, "+COLP", |s| &mut s.colp, ",1"),
             "+CRC" => self.flag_setting(op, "+CRC", |s| &mut s.crc, ""),
-            "+CHUP" => self.hang_up(after),
+            // Only the execution form hangs up: clients probe with `AT+CHUP=?` on connect.
+            "+CHUP" => match op {
+                Op::Exec => self.hang_up(after),
+                Op::Test => ok(),
+                _ => Step::Fail(Final::Error),
+            },
+            "+CCWA" => self.ccwa(op),
+            "+CBC" => self.cbc(op),
+            "+CPBS" => self.cpbs(op),
             "+VTS" | "+VTD" => match (&self.call, op) {
                 (_, Op::Test) => ok(),
                 (Some(c), _) if c.state == CallState::Active => ok(),
@@ -827,6 +859,7 @@ impl Engine {
                     "+CGATT: {}",
                     u8::from(self.registered())
                 )]]),
+                Op::Test => Step::Done(vec![vec!["+CGATT: (0,1)".into()]]),
                 _ => ok(),
             },
             _ => Step::Fail(Final::Error),

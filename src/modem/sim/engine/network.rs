@@ -199,6 +199,9 @@ impl Engine {
         }
     }
 
+    /// `+COPS` (27.007 §7.3). The read form names the operator in the format last chosen with
+    /// `<mode>` 3 (or any set form that carries `<format>`): 0 long, 1 short, 2 numeric. The
+    /// execution form is the set form with every parameter omitted (automatic selection).
     pub(super) fn cops(&mut self, op: &Op) -> Step {
         let act = self
             .cfg
@@ -207,17 +210,63 @@ impl Engine {
             .map(|a| format!(",{a}"))
             .unwrap_or_default();
         match op {
-            Op::Read | Op::Exec => {
+            Op::Read => {
                 if self.registered() {
-                    Step::Done(vec![vec![format!("+COPS: 0,0,\"{OPERATOR}\"{act}")]])
+                    let format = self.set.cops_format;
+                    let name = match format {
+                        0 => OPERATOR,
+                        1 => OPERATOR_SHORT,
+                        _ => OPERATOR_NUMERIC,
+                    };
+                    Step::Done(vec![vec![format!("+COPS: 0,{format},\"{name}\"{act}")]])
                 } else {
                     Step::Done(vec![vec!["+COPS: 0".into()]])
                 }
             }
+            Op::Exec => ok(),
             Op::Test => Step::Done(vec![vec![format!(
-                "+COPS: (2,\"{OPERATOR}\",\"PBNET\",\"{OPERATOR_NUMERIC}\"{act}),,(0-4),(0-2)"
+                "+COPS: (2,\"{OPERATOR}\",\"{OPERATOR_SHORT}\",\"{OPERATOR_NUMERIC}\"{act}),,(0-4),(0-2)"
             )]]),
-            Op::Set(_) => ok(),
+            Op::Set(a) => {
+                let args = split_args(a);
+                let number = |i: usize| args.get(i).cloned().flatten().map(|a| a.number());
+                let mode = match number(0) {
+                    None => 0,
+                    Some(Some(m @ 0..=4)) => m,
+                    Some(_) => return Step::Fail(Final::Cme(50)),
+                };
+                let format = match number(1) {
+                    None => None,
+                    Some(Some(f @ 0..=2)) => Some(f as u8),
+                    Some(_) => return Step::Fail(Final::Cme(50)),
+                };
+                let oper = args.get(2).cloned().flatten().map(|a| a.text().to_string());
+                match mode {
+                    // Manual selection: only the one network this SIM may use is found.
+                    1 | 4 => match (&oper, format) {
+                        (None, _) | (_, None) => return Step::Fail(Final::Cme(50)),
+                        (Some(o), Some(f)) => {
+                            let known = match f {
+                                0 => OPERATOR,
+                                1 => OPERATOR_SHORT,
+                                _ => OPERATOR_NUMERIC,
+                            };
+                            if o != known && mode == 1 {
+                                // 27.007: "no network service" when the operator is not found.
+                                return Step::Fail(Final::Cme(30));
+                            }
+                        }
+                    },
+                    // Deregistration is not simulated (the network fault does that); refuse it
+                    // rather than pretend.
+                    2 => return Step::Fail(Final::Cme(3)),
+                    _ => {}
+                }
+                if let Some(f) = format {
+                    self.set.cops_format = f;
+                }
+                ok()
+            }
         }
     }
 

@@ -1051,3 +1051,128 @@ fn cusd_needs_sim_and_network() {
     h.take();
     assert_eq!(h.at("AT+CUSD=1,\"*100#\""), "\r\n+CME ERROR: 10\r\n");
 }
+
+#[test]
+fn chup_test_form_leaves_a_ringing_call_alone() {
+    let mut h = quiet(SimProfile::Sim7600);
+    let fx = h.e.call_in(Some("+4917012345"), h.now).unwrap();
+    h.apply(fx);
+    h.take();
+    assert_eq!(h.at("AT+CHUP=?"), "\r\nOK\r\n");
+    assert_eq!(h.at("AT+CHUP?"), "\r\nERROR\r\n");
+    assert!(h.at("AT+CLCC").contains("+CLCC: 1,1,4,"), "still ringing");
+    assert!(h.fire_one().contains("RING"), "rings on");
+    assert_eq!(h.at("AT+CHUP"), "\r\nOK\r\n");
+    assert_eq!(h.at("AT+CLCC"), "\r\nOK\r\n");
+}
+
+#[test]
+fn cops_format_set_with_mode_3_is_honoured_by_the_read_form() {
+    let mut h = quiet(SimProfile::Ec25);
+    assert_eq!(
+        h.at("AT+COPS?"),
+        "\r\n+COPS: 0,0,\"pagerbox net\",7\r\n\r\nOK\r\n"
+    );
+    assert_eq!(h.at("AT+COPS=3,2"), "\r\nOK\r\n");
+    assert_eq!(h.at("AT+COPS?"), "\r\n+COPS: 0,2,\"26299\",7\r\n\r\nOK\r\n");
+    assert_eq!(h.at("AT+COPS=3,1"), "\r\nOK\r\n");
+    assert_eq!(h.at("AT+COPS?"), "\r\n+COPS: 0,1,\"PBNET\",7\r\n\r\nOK\r\n");
+    // Automatic selection with a format; manual selection of the one network there is.
+    assert_eq!(h.at("AT+COPS=0,0"), "\r\nOK\r\n");
+    assert!(h.at("AT+COPS?").contains("+COPS: 0,0,\"pagerbox net\""));
+    assert_eq!(h.at("AT+COPS=1,2,\"26299\""), "\r\nOK\r\n");
+    assert_eq!(h.at("AT+CMEE=1"), "\r\nOK\r\n");
+    assert_eq!(h.at("AT+COPS=1,2,\"26201\""), "\r\n+CME ERROR: 30\r\n");
+    assert_eq!(h.at("AT+COPS=3,7"), "\r\n+CME ERROR: 50\r\n");
+    assert_eq!(h.at("AT+COPS=2"), "\r\n+CME ERROR: 3\r\n");
+    assert!(h
+        .at("AT+COPS=?")
+        .starts_with("\r\n+COPS: (2,\"pagerbox net\",\"PBNET\",\"26299\",7)"));
+    // The bare command is automatic selection, not a read.
+    assert_eq!(h.at("AT+COPS"), "\r\nOK\r\n");
+    // A reboot restores the long format.
+    assert_eq!(h.at("AT+COPS=3,2"), "\r\nOK\r\n");
+    assert_eq!(h.at("ATZ"), "\r\nOK\r\n");
+    assert!(h.at("AT+COPS?").contains("+COPS: 0,0,"));
+}
+
+#[test]
+fn ccwa_forms() {
+    let mut h = quiet(SimProfile::Sim800);
+    assert_eq!(h.at("AT+CCWA=?"), "\r\n+CCWA: (0,1)\r\n\r\nOK\r\n");
+    assert_eq!(h.at("AT+CCWA?"), "\r\n+CCWA: 0\r\n\r\nOK\r\n");
+    assert_eq!(h.at("AT+CCWA=1"), "\r\nOK\r\n");
+    assert_eq!(h.at("AT+CCWA?"), "\r\n+CCWA: 1\r\n\r\nOK\r\n");
+    assert_eq!(h.at("AT+CCWA=1,2"), "\r\n+CCWA: 0,7\r\n\r\nOK\r\n");
+    assert_eq!(h.at("AT+CCWA=1,1"), "\r\nOK\r\n");
+    assert_eq!(h.at("AT+CCWA=1,2,1"), "\r\n+CCWA: 1,1\r\n\r\nOK\r\n");
+    assert_eq!(h.at("AT+CCWA=0,0"), "\r\nOK\r\n");
+    assert_eq!(h.at("AT+CCWA=1,2"), "\r\n+CCWA: 0,7\r\n\r\nOK\r\n");
+    assert_eq!(h.at("AT+CMEE=1"), "\r\nOK\r\n");
+    assert_eq!(h.at("AT+CCWA=5"), "\r\n+CME ERROR: 50\r\n");
+}
+
+#[test]
+fn cbc_answers_as_each_module_does() {
+    let cases = [
+        (
+            SimProfile::Generic,
+            "\r\n+CBC: (0-3),(0-100)\r\n\r\nOK\r\n",
+            "+CBC: 0,100",
+        ),
+        (
+            SimProfile::Sim800,
+            "\r\n+CBC: (0-2),(1-100),(voltage)\r\n\r\nOK\r\n",
+            "+CBC: 0,95,4118",
+        ),
+        (SimProfile::Sim7600, "\r\nOK\r\n", "+CBC: 3.800V"),
+        (SimProfile::Ec25, "\r\nOK\r\n", "+CBC: 0,95,4118"),
+    ];
+    for (profile, test, exec) in cases {
+        let mut h = quiet(profile);
+        assert_eq!(h.at("AT+CBC=?"), test, "{profile:?}");
+        assert_eq!(
+            h.at("AT+CBC"),
+            format!("\r\n{exec}\r\n\r\nOK\r\n"),
+            "{profile:?}"
+        );
+        assert_eq!(h.at("AT+CBC?"), "\r\nERROR\r\n", "{profile:?}");
+    }
+}
+
+#[test]
+fn cpbs_forms() {
+    let mut h = quiet(SimProfile::Sim7600);
+    assert_eq!(
+        h.at("AT+CPBS=?"),
+        "\r\n+CPBS: (\"SM\",\"DC\",\"FD\",\"LD\",\"MC\",\"ME\",\"RC\",\"EN\",\"ON\")\r\n\r\nOK\r\n"
+    );
+    assert_eq!(h.at("AT+CPBS?"), "\r\n+CPBS: \"SM\",0,250\r\n\r\nOK\r\n");
+    assert_eq!(h.at("AT+CPBS=\"ME\""), "\r\nOK\r\n");
+    assert_eq!(h.at("AT+CPBS?"), "\r\n+CPBS: \"ME\",0,100\r\n\r\nOK\r\n");
+    assert_eq!(h.at("AT+CPBS=\"SM\""), "\r\nOK\r\n");
+    assert_eq!(h.at("AT+CMEE=1"), "\r\nOK\r\n");
+    assert_eq!(h.at("AT+CPBS=\"XX\""), "\r\n+CME ERROR: 50\r\n");
+    let mut h = quiet(SimProfile::Sim800);
+    assert_eq!(
+        h.at("AT+CPBS=?"),
+        "\r\n+CPBS: (\"SM\",\"LD\",\"FD\",\"ON\",\"MC\",\"RC\")\r\n\r\nOK\r\n"
+    );
+    assert_eq!(h.at("AT+CPBS=\"ME\""), "\r\nERROR\r\n");
+}
+
+#[test]
+fn cpas_cnum_csq_and_cgatt_forms() {
+    let mut h = quiet(SimProfile::Generic);
+    assert_eq!(h.at("AT+CPAS=?"), "\r\n+CPAS: (0-5)\r\n\r\nOK\r\n");
+    assert_eq!(h.at("AT+CPAS"), "\r\n+CPAS: 0\r\n\r\nOK\r\n");
+    assert_eq!(h.at("AT+CPAS?"), "\r\nERROR\r\n");
+    assert_eq!(h.at("AT+CNUM=?"), "\r\nOK\r\n");
+    assert!(h.at("AT+CNUM").starts_with("\r\n+CNUM: "));
+    assert_eq!(h.at("AT+CSQ?"), "\r\nERROR\r\n");
+    assert_eq!(
+        h.at("AT+CSQ=?"),
+        "\r\n+CSQ: (0-31,99),(0-7,99)\r\n\r\nOK\r\n"
+    );
+    assert_eq!(h.at("AT+CGATT=?"), "\r\n+CGATT: (0,1)\r\n\r\nOK\r\n");
+}
