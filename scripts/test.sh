@@ -23,7 +23,7 @@ if [ "${#need[@]}" -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "test.sh: installing ${need[*]} for the tests" >&2
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get update -qq >/dev/null
-    $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    $sudo apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends "${need[@]}" >/dev/null
 fi
 
 # Everything else the tests need comes from Cargo (dev-dependencies).
