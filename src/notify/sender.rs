@@ -448,7 +448,7 @@ pub async fn run(
                     .flat_map(|(a, b)| [a, b])
                     .flatten()
                     .min()
-                    .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+                    .map(|t| (t - store.now()).to_std().unwrap_or(Duration::ZERO))
                     .unwrap_or(Duration::from_secs(30))
                     .min(Duration::from_secs(30))
                     .min(beat.idle_bound());
@@ -515,7 +515,7 @@ async fn handle(
             tracing::error!(page = page.id, error = %e, "cannot load the incidents of a page; it stays queued");
             let retry = Attempt::Retry {
                 error: e.to_string(),
-                retry_at: Utc::now() + chrono::Duration::seconds(5),
+                retry_at: store.now() + chrono::Duration::seconds(5),
             };
             let what = format!("retry of page {}", page.id);
             if until_stored(store, shutdown, &what, move |c, now| {
@@ -577,7 +577,7 @@ async fn handle(
             },
             config: config.clone(),
         };
-        let now = Utc::now();
+        let now = store.now();
         let available: Vec<Channel> = all.iter().map(|t| t.channel()).collect();
         match transport.ready() {
             Err(why) => after_failure(
@@ -610,7 +610,7 @@ async fn handle(
                     false,
                     &config,
                     &available,
-                    Utc::now(),
+                    store.now(),
                 ),
                 Err(_) => after_failure(
                     &page,
@@ -619,7 +619,7 @@ async fn handle(
                     false,
                     &config,
                     &available,
-                    Utc::now(),
+                    store.now(),
                 ),
             },
         }

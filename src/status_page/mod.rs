@@ -142,7 +142,7 @@ impl PageState {
     async fn snapshot(&self) -> Snapshot {
         let intake = &self.intake;
         let config = intake.config.borrow().clone();
-        let now = chrono::Utc::now();
+        let now = intake.store.now();
         let incidents = intake
             .store
             .incidents(ListFilter::Open, INCIDENT_LIMIT)
