@@ -326,6 +326,7 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
     if let Some(mut panel) =
         crate::panel::spawn(&config.gpio, panel_rx, shutdown.clone(), &tracker)?
     {
+        #[cfg(any(test, feature = "testkit"))]
         if let Some(fake) = panel.fake.clone() {
             crate::panel::control::serve(
                 fake,

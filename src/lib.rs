@@ -7,14 +7,14 @@
 //! |----------------|----------------------------------------------------------------------|
 //! | [`config`]     | raw TOML -> validated [`config::Config`], errors as `file:line:col`  |
 //! | [`incident`]   | the domain words: severity, status, incident, timeline event         |
-//! | [`store`]      | the one task that owns SQLite; [`store::Store`] is its handle        |
+//! | [`store`]      | the one task that owns SQLite; [`store::Store`] is its handle; the outbox |
 //! | [`intake`]     | HTTP (axum) and UDP intake, alert formats (own, PagerDuty, Alertmanager) |
 //! | [`metrics`]    | `GET /metrics`: metric names, labels, the OpenMetrics encoder        |
 //! | [`schedule`]   | pure: who is on call at an instant (time zones, DST, overrides)      |
 //! | [`escalation`] | policies, routes, notification rules; the engine that times steps    |
 //! | [`health`]     | one verdict on whether pages can go out: `/healthz`, LED, watchdog   |
 //! | [`heartbeat`]  | dead-man's switches: pings, deadlines, the incident when one is missed |
-//! | [`notify`]     | the durable outbox and the senders: SMS, voice, email                |
+//! | [`notify`]     | the senders that drain the outbox (kept by [`store`]): SMS, voice, email |
 //! | [`outbound`]   | Slack, Teams and signed webhook notifications beside paging          |
 //! | [`modem`]      | the AT engine that owns the serial port, PDU codec, simulator        |
 //! | [`panel`]      | GPIO button and LED behind narrow traits                             |

@@ -4,13 +4,13 @@
 //!
 //! - **Lifecycle notices**: [`notify_ready`] once the store is open and intake listens (the unit
 //!   is `Type=notify`, so `systemctl start` returns only then), [`notify_reloading`] /
-//!   [`notify_ready`] around a SIGHUP reload, [`notify_stopping`] when shutdown begins, and
-//!   [`notify_status`] for the one-line status shown by `systemctl status`.
+//!   [`notify_ready`] around a SIGHUP reload, and [`notify_stopping`] when shutdown begins.
 //! - **The watchdog** (`WatchdogSec=30s`): [`Watchdog::run`] pings systemd only after a
 //!   *liveness probe* supplied by the daemon succeeded in time. The probe goes through the real
-//!   task loops (e.g. a `Ping` command to the store task and to the escalation engine, each
-//!   answering over its `oneshot`), so a ping proves those loops still turn. A wedged store, a
-//!   full command channel or a blocked runtime stop the pings and systemd restarts the daemon.
+//!   task loops: no essential task may be late on its heartbeat ([`crate::supervisor`]), and a
+//!   `SELECT 1` must make the round trip through the store task's queue. A wedged store, a stuck
+//!   engine or sender, a full command channel or a blocked runtime stop the pings and systemd
+//!   restarts the daemon.
 //!   A free-running timer that pinged unconditionally would defeat the watchdog.
 //! - **Detection**: [`watchdog_interval`] and [`under_systemd`] read the environment systemd sets.
 //!
@@ -25,10 +25,11 @@
 //! ```text
 //! spawn store task, escalation engine, modem task ...
 //! if let Some(watchdog) = Watchdog::from_env() {
-//!     let (store, engine) = (store.clone(), engine.clone());
 //!     tracker.spawn(watchdog.run(
-//!         move || { let (s, e) = (store.clone(), engine.clone());
-//!                   async move { s.ping().await?; e.ping().await?; Ok::<_, anyhow::Error>(()) } },
+//!         move || async move {
+//!             if !liveness.late().is_empty() { return Err("tasks late") }
+//!             store.call(|c, _| c.query_row("SELECT 1", ..)).await   // through the store task
+//!         },
 //!         shutdown.clone()));
 //! }
 //! bind intake ...
@@ -38,8 +39,8 @@
 //! ```
 //!
 //! systemd arms the watchdog when start-up completes (READY=1); start-up itself is bounded by
-//! `TimeoutStartSec=` (extend it with [`notify_extend_timeout`]). Spawn the pinger before sending
-//! READY all the same, so the first ping follows at once (pings before READY are harmless).
+//! `TimeoutStartSec=`. Spawn the pinger before sending READY all the same, so the first ping
+//! follows at once (pings before READY are harmless).
 
 use std::fmt::Display;
 use std::future::Future;
@@ -108,28 +109,6 @@ pub fn notify_reloading() -> Result<(), Error> {
 /// finishes. No-op without `NOTIFY_SOCKET`.
 pub fn notify_stopping() -> Result<(), Error> {
     send("STOPPING=1", &[NotifyState::Stopping])
-}
-
-/// Set the free-text status line `systemctl status pagerbox` shows, e.g.
-/// "modem registered, 2 open incidents".
-///
-/// The line ends up in the journal and in `systemctl` output, so it must never contain phone
-/// numbers, message bodies or secrets. No-op without `NOTIFY_SOCKET`.
-pub fn notify_status(status: &str) -> Result<(), Error> {
-    send("STATUS=", &[NotifyState::Status(status)])
-}
-
-/// Ask systemd for more start-up (or shutdown) time than `TimeoutStartSec=` allows, counted
-/// from now, e.g. while a modem boots after a power cycle.
-///
-/// Whole microseconds, saturating at `u32::MAX` µs (about 71 minutes). No-op without
-/// `NOTIFY_SOCKET`.
-pub fn notify_extend_timeout(by: Duration) -> Result<(), Error> {
-    let usec = u32::try_from(by.as_micros()).unwrap_or(u32::MAX);
-    send(
-        "EXTEND_TIMEOUT_USEC=",
-        &[NotifyState::ExtendTimeoutUsec(usec)],
-    )
 }
 
 /// Send one unconditional watchdog ping (`WATCHDOG=1`).
@@ -365,10 +344,6 @@ mod tests {
         assert_eq!(systemd.recv(), "RELOADING=1\n");
         notify_stopping().expect("stopping");
         assert_eq!(systemd.recv(), "STOPPING=1\n");
-        notify_status("modem registered").expect("status");
-        assert_eq!(systemd.recv(), "STATUS=modem registered\n");
-        notify_extend_timeout(Duration::from_secs(90)).expect("extend");
-        assert_eq!(systemd.recv(), "EXTEND_TIMEOUT_USEC=90000000\n");
         notify_watchdog().expect("watchdog");
         assert_eq!(systemd.recv(), "WATCHDOG=1\n");
     }

@@ -1,5 +1,5 @@
 //! End to end: `notify::email::EmailSender` against the real test SMTP server on 127.0.0.1
-//! (`notify::smtp_test_server`): plain, STARTTLS + AUTH with a private CA, implicit TLS, and the
+//! (`pagerbox_testkit::smtp`): plain, STARTTLS + AUTH with a private CA, implicit TLS, and the
 //! faults the notifier must sort into retryable and permanent.
 
 use std::path::Path;
@@ -12,7 +12,7 @@ use pagerbox::incident::{Incident, Link, Severity, Status, TimelineEvent};
 use pagerbox::notify::email::{
     render_incident_email, EmailError, EmailMessage, EmailSender, IncidentEmail,
 };
-use pagerbox::notify::smtp_test_server::{
+use pagerbox_testkit::smtp::{
     Fault, ReceivedMessage, SmtpTestOptions, SmtpTestServer, Stage, TestAuthMechanism, TestTls,
 };
 

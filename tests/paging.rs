@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use pagerbox::modem::sim::control::ControlRequest;
 use pagerbox::modem::sim::{CallBehaviour, Fault};
-use pagerbox::notify::smtp_test_server::{SmtpTestOptions, SmtpTestServer};
+use pagerbox_testkit::smtp::{SmtpTestOptions, SmtpTestServer};
 use serde_json::{json, Value};
 use util::{Daemon, ExternalSim};
 
@@ -388,7 +388,7 @@ fn healthz_reports_modem_and_paging() {
 
 #[test]
 fn email_only_box_pages_over_starttls_with_auth_and_retries_a_4xx() {
-    use pagerbox::notify::smtp_test_server::{Fault, Stage, TestTls};
+    use pagerbox_testkit::smtp::{Fault, Stage, TestTls};
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -1,5 +1,7 @@
 //! The GPIO panel end to end: the real daemon with the fake GPIO backend, driven through
 //! its control socket: the LED follows the incidents, the button acknowledges and resolves.
+//! Needs the `testkit` feature for the fake backend (scripts/test.sh enables it).
+#![cfg(feature = "testkit")]
 
 mod util;
 

@@ -8,7 +8,7 @@ mod util;
 use std::process::Command;
 
 use nix::sys::signal::Signal;
-use pagerbox::notify::smtp_test_server::{SmtpTestOptions, SmtpTestServer, TestTls};
+use pagerbox_testkit::smtp::{SmtpTestOptions, SmtpTestServer, TestTls};
 use serde_json::{json, Value};
 use util::{Daemon, ExternalSim};
 

@@ -340,6 +340,8 @@ fn scheduled_run_without_reply_raises_the_run_incident() {
     );
 }
 
+// The fake panel is in test builds only (feature `testkit`).
+#[cfg(feature = "testkit")]
 #[test]
 fn led_shows_the_fault_while_the_modem_incident_is_raised() {
     let sim = ExternalSim::start();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use pagerbox::modem::sim::control::ControlRequest;
 use pagerbox::modem::sim::Fault;
-use pagerbox::notify::smtp_test_server::{SmtpTestOptions, SmtpTestServer};
+use pagerbox_testkit::smtp::{SmtpTestOptions, SmtpTestServer};
 use serde_json::json;
 use util::{Daemon, ExternalSim};
 

@@ -326,7 +326,10 @@ impl std::fmt::Display for PhoneNumber {
     }
 }
 
-/// Hides all but the last three characters of a phone number, for logs.
+/// Hides every digit of a phone number but the last three, for logs, reports, the status page
+/// and answers to unauthenticated readers. The one masking policy in the daemon: a second
+/// policy that kept other digits would let two lines about the same number reveal more of it
+/// together than either does alone.
 pub fn mask_number(s: &str) -> String {
     let n = s.chars().count();
     s.chars()

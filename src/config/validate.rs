@@ -728,12 +728,13 @@ impl Validator<'_, '_> {
     }
 
     fn gpio(&mut self, raw: &RawGpio) -> GpioConfig {
-        let backend = match self.one_of(
-            &raw.backend,
-            "gpio.backend",
-            &["none", "rppal", "fake"],
-            "none",
-        ) {
+        // The fake panel is compiled only into test builds (`panel::fake`).
+        let backends: &[&str] = if cfg!(any(test, feature = "testkit")) {
+            &["none", "rppal", "fake"]
+        } else {
+            &["none", "rppal"]
+        };
+        let backend = match self.one_of(&raw.backend, "gpio.backend", backends, "none") {
             "rppal" => GpioBackend::Rppal,
             "fake" => GpioBackend::Fake,
             _ => GpioBackend::None,

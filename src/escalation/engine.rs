@@ -128,11 +128,11 @@ pub async fn run(
             Ok(next) => next,
             Err(e) => {
                 tracing::error!(error = %e, "escalation pass failed; retrying in 1s");
-                Some(Utc::now() + chrono::Duration::seconds(1))
+                Some(store.now() + chrono::Duration::seconds(1))
             }
         };
         let sleep = next
-            .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+            .map(|t| (t - store.now()).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(MAX_SLEEP)
             .min(MAX_SLEEP)
             .min(beat.idle_bound());

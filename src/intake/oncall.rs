@@ -34,7 +34,7 @@ pub async fn oncall(State(intake): State<Intake>) -> Response {
         Ok(o) => o,
         Err(r) => return r,
     };
-    let now = Utc::now();
+    let now = intake.store.now();
     let list: Vec<_> = config
         .schedules
         .iter()
@@ -93,7 +93,7 @@ pub async fn schedule(
         .map(|f| parse_date_or_time(f, s.tz))
         .transpose()
     {
-        Ok(f) => f.unwrap_or_else(Utc::now),
+        Ok(f) => f.unwrap_or_else(|| intake.store.now()),
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string(), vec![]),
     };
     let to = crate::clock::add_signed(
@@ -173,7 +173,7 @@ pub async fn add_override(
         );
     }
     let from = match req.from.as_deref().map(|f| parse_time(f, s.tz)).transpose() {
-        Ok(f) => f.unwrap_or_else(Utc::now),
+        Ok(f) => f.unwrap_or_else(|| intake.store.now()),
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("from: {e}"), vec![]),
     };
     let until = match parse_time(&req.until, s.tz) {

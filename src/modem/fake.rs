@@ -1,7 +1,8 @@
 //! A scripted fake modem for tests, in the spirit of embedded-hal-mock's serial mock: a list of
 //! expected commands with canned replies, plus spontaneous output (URCs) and port loss.
 //!
-//! It lives in the library (not behind `cfg(test)`) so `tests/` and benches can use it too.
+//! It lives beside the [`PortOpener`] trait it implements, compiled only into test builds
+//! (`cfg(test)` or the `testkit` feature).
 //! The fake is strict: the first command that differs from the script is recorded as a failure
 //! and everything after it is answered `ERROR`; [`FakeModem::done`] fails unless every step was
 //! used and nothing differed. Commands that arrive after the script is used up are recorded and

@@ -7,7 +7,8 @@
 //! - [`pdu`]: pure SMS PDU codec (GSM 7-bit, UCS-2, concatenation, status reports).
 //! - [`profile`]: what differs between generic, SIM800, SIM7600 and EC25 modems.
 //! - [`port`]: opening (and reopening) the serial port behind a narrow trait.
-//! - [`fake`]: a scripted fake modem for tests (in the library so `tests/` can use it).
+//! - `fake`: a scripted fake modem for tests (test builds only: `cfg(test)` or the `testkit`
+//!   feature).
 //! - [`cli`]: `pagerbox modem status/sms/call` for bench tests.
 //! - [`sim`]: a modem simulator that speaks AT on a pseudo-terminal.
 
@@ -15,6 +16,7 @@ pub mod at;
 pub mod cli;
 pub mod driver;
 pub mod engine;
+#[cfg(any(test, feature = "testkit"))]
 pub mod fake;
 pub mod pdu;
 pub mod port;

@@ -5,7 +5,6 @@ use crate::incident::Channel;
 
 pub mod email;
 pub mod sender;
-pub mod smtp_test_server;
 pub mod text;
 pub mod transport;
 

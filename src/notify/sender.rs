@@ -20,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::incident::{Actor, Channel, Incident, Status, TimelineEvent};
 use crate::metrics::{Metrics, PageOutcome};
-use crate::modem::Health;
+use crate::modem::{Health, ModemError};
+use crate::notify::email::EmailError;
 use crate::store::outbox::{self, Attempt, Page, PageKind};
 use crate::store::{queries, Store, StoreError};
 
@@ -53,12 +54,82 @@ pub struct Delivered {
     pub acknowledged: bool,
 }
 
-/// A failed attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SendError {
-    pub message: String,
+/// A failed attempt. Keeps the transport's own error (its `Display` is the page's error text,
+/// its source chain is intact) so the sender can tell retryable from permanent.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The modem refused or failed the SMS or the call (shared with the SMS channel's record
+    /// of its last failed submit).
+    #[error(transparent)]
+    Modem(Arc<ModemError>),
+    /// The call went through the modem but nobody took it: busy, no answer, rejected, or the
+    /// network dropped it. Always worth another try.
+    #[error("{0}")]
+    Call(CallMiss),
+    /// The email sender could not be built (bad CA file, missing password file, disabled).
+    #[error("email cannot be set up: {0}")]
+    EmailSetup(#[source] Arc<EmailSetupError>),
+    /// The relay or the sendmail program refused or failed the message (shared with the email
+    /// channel's record of its last failure).
+    #[error(transparent)]
+    Email(Arc<EmailError>),
+}
+
+impl SendError {
     /// False for errors that no retry will fix on this channel (bad address, 5xx).
-    pub retryable: bool,
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SendError::Modem(e) => e.is_retryable(),
+            SendError::Call(_) | SendError::EmailSetup(_) => true,
+            SendError::Email(e) => e.is_retryable(),
+        }
+    }
+}
+
+/// A voice call that reached nobody (the [`crate::modem::CallOutcome`]s other than answered).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallMiss {
+    #[error("busy")]
+    Busy,
+    #[error("no answer")]
+    NoAnswer,
+    #[error("rejected")]
+    Rejected,
+    /// The reason is what the modem reported.
+    #[error("call failed: {0}")]
+    Failed(String),
+}
+
+/// Why email cannot be used at all under the config in force.
+#[derive(Debug, thiserror::Error)]
+pub enum EmailSetupError {
+    /// `[email] enabled = false` (the transport exists only when the daemon started with it on).
+    #[error("email is disabled in the config (enabling it needs a restart)")]
+    Disabled,
+    /// The sender could not be built from `[email]`.
+    #[error(transparent)]
+    Settings(#[from] EmailError),
+}
+
+/// Why a channel cannot send (or, for [`Transport::health`], why it is reported impaired).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Unavailable {
+    /// The modem's health says down; the reason is the modem's own words.
+    #[error("modem down: {reason}")]
+    ModemDown { reason: String },
+    /// The modem answers but the last submits all failed.
+    #[error("the last {failures} SMS submits failed: {last}")]
+    SubmitsFailing {
+        failures: u32,
+        #[source]
+        last: Arc<ModemError>,
+    },
+    /// No email sender can be built under the config in force.
+    #[error("email cannot be set up: {0}")]
+    EmailSetup(#[source] Arc<EmailSetupError>),
+    /// Email is tried, but the last message failed for a reason that is not the recipient's.
+    #[error("last email failed: {0}")]
+    EmailFailed(#[source] Arc<EmailError>),
 }
 
 /// The boxed future a transport returns.
@@ -69,10 +140,10 @@ pub trait Transport: Send + Sync + 'static {
     /// The channel this transport serves.
     fn channel(&self) -> Channel;
     /// `Err(reason)` when the channel cannot send at all right now (modem down, not registered).
-    fn ready(&self) -> Result<(), String>;
+    fn ready(&self) -> Result<(), Unavailable>;
     /// What to report about the channel (`/healthz`, LED): like [`Transport::ready`], but a
     /// channel that is tried anyway (email) can report its last failure here.
-    fn health(&self) -> Result<(), String> {
+    fn health(&self) -> Result<(), Unavailable> {
         self.ready()
     }
     /// Sends one message.
@@ -179,7 +250,7 @@ pub fn health(transports: &[Arc<dyn Transport>]) -> PagingHealth {
     for t in transports {
         match t.health() {
             Ok(()) => h.ready.push(t.channel()),
-            Err(why) => h.down.push((t.channel(), why)),
+            Err(why) => h.down.push((t.channel(), why.to_string())),
         }
     }
     h
@@ -377,7 +448,7 @@ pub async fn run(
                     .flat_map(|(a, b)| [a, b])
                     .flatten()
                     .min()
-                    .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+                    .map(|t| (t - store.now()).to_std().unwrap_or(Duration::ZERO))
                     .unwrap_or(Duration::from_secs(30))
                     .min(Duration::from_secs(30))
                     .min(beat.idle_bound());
@@ -444,7 +515,7 @@ async fn handle(
             tracing::error!(page = page.id, error = %e, "cannot load the incidents of a page; it stays queued");
             let retry = Attempt::Retry {
                 error: e.to_string(),
-                retry_at: Utc::now() + chrono::Duration::seconds(5),
+                retry_at: store.now() + chrono::Duration::seconds(5),
             };
             let what = format!("retry of page {}", page.id);
             if until_stored(store, shutdown, &what, move |c, now| {
@@ -506,7 +577,7 @@ async fn handle(
             },
             config: config.clone(),
         };
-        let now = Utc::now();
+        let now = store.now();
         let available: Vec<Channel> = all.iter().map(|t| t.channel()).collect();
         match transport.ready() {
             Err(why) => after_failure(
@@ -534,12 +605,12 @@ async fn handle(
                 }
                 Ok(Err(e)) => after_failure(
                     &page,
-                    &e.message,
-                    e.retryable,
+                    &e.to_string(),
+                    e.is_retryable(),
                     false,
                     &config,
                     &available,
-                    Utc::now(),
+                    store.now(),
                 ),
                 Err(_) => after_failure(
                     &page,
@@ -548,7 +619,7 @@ async fn handle(
                     false,
                     &config,
                     &available,
-                    Utc::now(),
+                    store.now(),
                 ),
             },
         }

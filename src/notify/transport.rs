@@ -5,17 +5,21 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::email::{render_incident_email, EmailMessage, EmailSender, IncidentEmail};
-use super::sender::{Delivered, Outgoing, SendError, SendFuture, Transport};
+use super::email::{render_incident_email, EmailError, EmailMessage, EmailSender, IncidentEmail};
+use super::sender::{
+    CallMiss, Delivered, EmailSetupError, Outgoing, SendError, SendFuture, Transport, Unavailable,
+};
 use crate::config::Config;
 use crate::incident::Channel;
 use crate::modem::{CallOptions, CallOutcome, Health, HealthState, Modem, ModemError};
 use crate::store::outbox::PageKind;
 
-fn modem_ready(health: &watch::Receiver<Health>) -> Result<(), String> {
+fn modem_ready(health: &watch::Receiver<Health>) -> Result<(), Unavailable> {
     let h = health.borrow();
     match h.state {
-        HealthState::Down => Err(format!("modem down: {}", h.reason)),
+        HealthState::Down => Err(Unavailable::ModemDown {
+            reason: h.reason.clone(),
+        }),
         _ => Ok(()),
     }
 }
@@ -26,14 +30,14 @@ pub const SUBMIT_FAILURES_DOWN: u32 = 3;
 /// The SMS submits that failed in a row (reset by the next success), and the last failure.
 #[derive(Debug, Default)]
 pub struct SubmitStreak {
-    failures: std::sync::Mutex<(u32, String)>,
+    failures: std::sync::Mutex<(u32, Option<Arc<ModemError>>)>,
 }
 
 impl SubmitStreak {
     /// Notes the result of one submit. Only the network's or the modem's refusal counts (a
     /// `+CMS ERROR`, a command that failed or timed out, an answer without a reference): a bad
     /// number or text is the page's problem, and a modem that is down says so in its own health.
-    pub fn note(&self, result: Result<(), &ModemError>) {
+    pub fn note(&self, result: Result<(), Arc<ModemError>>) {
         let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         match result {
             Ok(()) => {
@@ -43,29 +47,31 @@ impl SubmitStreak {
                         "an SMS submit succeeded again: SMS paging restored"
                     );
                 }
-                *f = (0, String::new());
+                *f = (0, None);
             }
-            Err(
-                e
-                @ (ModemError::Command(_) | ModemError::Part { .. } | ModemError::Protocol { .. }),
-            ) => {
-                f.0 = f.0.saturating_add(1);
-                f.1 = e.to_string();
-                if f.0 == SUBMIT_FAILURES_DOWN {
-                    tracing::error!(failures = f.0, error = %f.1, "every recent SMS submit failed: SMS paging is impaired");
+            Err(e) => match *e {
+                ModemError::Command(_) | ModemError::Part { .. } | ModemError::Protocol { .. } => {
+                    f.0 = f.0.saturating_add(1);
+                    if f.0 == SUBMIT_FAILURES_DOWN {
+                        tracing::error!(failures = f.0, error = %e, "every recent SMS submit failed: SMS paging is impaired");
+                    }
+                    f.1 = Some(e);
                 }
-            }
-            Err(_) => {}
+                _ => {}
+            },
         }
     }
 
     /// `Err` while the last [`SUBMIT_FAILURES_DOWN`] submits all failed.
-    pub fn health(&self) -> Result<(), String> {
+    pub fn health(&self) -> Result<(), Unavailable> {
         let f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if f.0 >= SUBMIT_FAILURES_DOWN {
-            return Err(format!("the last {} SMS submits failed: {}", f.0, f.1));
+        match &f.1 {
+            Some(last) if f.0 >= SUBMIT_FAILURES_DOWN => Err(Unavailable::SubmitsFailing {
+                failures: f.0,
+                last: last.clone(),
+            }),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -93,7 +99,7 @@ impl Transport for ModemSms {
         Channel::Sms
     }
 
-    fn ready(&self) -> Result<(), String> {
+    fn ready(&self) -> Result<(), Unavailable> {
         modem_ready(&self.health)
     }
 
@@ -101,7 +107,7 @@ impl Transport for ModemSms {
     /// failed: a modem that answers but whose network refuses every SMS (CMS ERROR 500) pages
     /// nobody. SMS is still tried (that is how the recovery is noticed); the first success
     /// clears it.
-    fn health(&self) -> Result<(), String> {
+    fn health(&self) -> Result<(), Unavailable> {
         self.ready()?;
         self.submits.health()
     }
@@ -112,8 +118,13 @@ impl Transport for ModemSms {
 
     fn send<'a>(&'a self, msg: &'a Outgoing) -> SendFuture<'a> {
         Box::pin(async move {
-            let result = self.modem.send_sms(&msg.page.address, &msg.text).await;
-            self.submits.note(result.as_ref().map(|_| ()));
+            let result = self
+                .modem
+                .send_sms(&msg.page.address, &msg.text)
+                .await
+                .map_err(Arc::new);
+            self.submits
+                .note(result.as_ref().map(|_| ()).map_err(Arc::clone));
             match result {
                 Ok(r) => Ok(Delivered {
                     reference: Some(
@@ -126,10 +137,7 @@ impl Transport for ModemSms {
                     detail: format!("{} part(s), message reference {:?}", r.parts, r.references),
                     acknowledged: false,
                 }),
-                Err(e) => Err(SendError {
-                    message: e.to_string(),
-                    retryable: e.is_retryable(),
-                }),
+                Err(e) => Err(SendError::Modem(e)),
             }
         })
     }
@@ -150,7 +158,7 @@ impl Transport for ModemVoice {
         Channel::Voice
     }
 
-    fn ready(&self) -> Result<(), String> {
+    fn ready(&self) -> Result<(), Unavailable> {
         modem_ready(&self.health)
     }
 
@@ -170,12 +178,7 @@ impl Transport for ModemVoice {
                 repeat: 2,
                 listen_dtmf: true,
             };
-            let fail = |m: &str| {
-                Err(SendError {
-                    message: m.to_string(),
-                    retryable: true,
-                })
-            };
+            let fail = |miss| Err(SendError::Call(miss));
             match self.modem.call(&msg.page.address, opts).await {
                 Ok(CallOutcome::Answered { dtmf }) => {
                     let pressed_one = dtmf == Some('1') && msg.page.kind == PageKind::Page;
@@ -196,14 +199,11 @@ impl Transport for ModemVoice {
                         acknowledged: false,
                     })
                 }
-                Ok(CallOutcome::Busy) => fail("busy"),
-                Ok(CallOutcome::NoAnswer) => fail("no answer"),
-                Ok(CallOutcome::Rejected) => fail("rejected"),
-                Ok(CallOutcome::Failed(why)) => fail(&format!("call failed: {why}")),
-                Err(e) => Err(SendError {
-                    message: e.to_string(),
-                    retryable: e.is_retryable(),
-                }),
+                Ok(CallOutcome::Busy) => fail(CallMiss::Busy),
+                Ok(CallOutcome::NoAnswer) => fail(CallMiss::NoAnswer),
+                Ok(CallOutcome::Rejected) => fail(CallMiss::Rejected),
+                Ok(CallOutcome::Failed(why)) => fail(CallMiss::Failed(why)),
+                Err(e) => Err(SendError::Modem(Arc::new(e))),
             }
         })
     }
@@ -220,23 +220,23 @@ pub struct Email {
     config: watch::Receiver<Arc<Config>>,
     built: std::sync::Mutex<Built>,
     /// Set when the last send failed for a reason that is not the recipient's.
-    last_error: std::sync::Mutex<Option<String>>,
+    last_error: std::sync::Mutex<Option<Arc<EmailError>>>,
 }
 
 /// The sender for one config, or why it could not be made.
 struct Built {
     /// The config it was built from (compared by pointer: each reload publishes a new one).
     from: Arc<Config>,
-    sender: Result<Arc<EmailSender>, String>,
+    sender: Result<Arc<EmailSender>, Arc<EmailSetupError>>,
 }
 
-fn build(config: &Config) -> Result<Arc<EmailSender>, String> {
+fn build(config: &Config) -> Result<Arc<EmailSender>, Arc<EmailSetupError>> {
     if !config.email.enabled {
-        return Err("email is disabled in the config (enabling it needs a restart)".into());
+        return Err(Arc::new(EmailSetupError::Disabled));
     }
     EmailSender::new(&config.email)
         .map(Arc::new)
-        .map_err(|e| e.to_string())
+        .map_err(|e| Arc::new(EmailSetupError::Settings(e)))
 }
 
 impl Email {
@@ -258,7 +258,7 @@ impl Email {
     /// The sender for the config in force, rebuilt after every reload: `[email]` may have
     /// changed, a file it needs may exist now, or the SMTP password file may hold a new password
     /// under the same path (a rotation), which only a rebuild reads.
-    fn sender(&self) -> Result<Arc<EmailSender>, String> {
+    fn sender(&self) -> Result<Arc<EmailSender>, Arc<EmailSetupError>> {
         let now = self.config.borrow().clone();
         let mut built = self.built.lock().expect("email state");
         if !Arc::ptr_eq(&built.from, &now) {
@@ -283,18 +283,16 @@ impl Transport for Email {
         Channel::Email
     }
 
-    fn ready(&self) -> Result<(), String> {
+    fn ready(&self) -> Result<(), Unavailable> {
         // A relay that failed is still tried when a page needs it: that is how its return is
         // noticed. Only a sender that cannot exist is not.
-        self.sender().map(|_| ())
+        self.sender().map(|_| ()).map_err(Unavailable::EmailSetup)
     }
 
-    fn health(&self) -> Result<(), String> {
-        if let Err(why) = self.sender() {
-            return Err(format!("email cannot be set up: {why}"));
-        }
+    fn health(&self) -> Result<(), Unavailable> {
+        self.ready()?;
         match &*self.last_error.lock().expect("email state") {
-            Some(e) => Err(format!("last email failed: {e}")),
+            Some(e) => Err(Unavailable::EmailFailed(e.clone())),
             None => Ok(()),
         }
     }
@@ -330,10 +328,7 @@ impl Transport for Email {
                     html: None,
                 },
             };
-            let sender = self.sender().map_err(|why| SendError {
-                message: format!("email cannot be set up: {why}"),
-                retryable: true,
-            })?;
+            let sender = self.sender().map_err(SendError::EmailSetup)?;
             match sender.send(&email).await {
                 Ok(r) => {
                     *self.last_error.lock().expect("email state") = None;
@@ -344,11 +339,9 @@ impl Transport for Email {
                     })
                 }
                 Err(e) => {
-                    *self.last_error.lock().expect("email state") = Some(e.to_string());
-                    Err(SendError {
-                        message: e.to_string(),
-                        retryable: e.is_retryable(),
-                    })
+                    let e = Arc::new(e);
+                    *self.last_error.lock().expect("email state") = Some(e.clone());
+                    Err(SendError::Email(e))
                 }
             }
         })
@@ -361,33 +354,37 @@ mod tests {
     use crate::modem::at::CmsError;
     use crate::modem::engine::EngineError;
 
-    fn cms500() -> ModemError {
-        ModemError::Part {
+    fn cms500() -> Arc<ModemError> {
+        Arc::new(ModemError::Part {
             part: 1,
             total: 1,
             source: EngineError::Cms {
                 command: "AT+CMGS".into(),
                 code: CmsError::Code(500),
             },
-        }
+        })
     }
 
     #[test]
     fn sms_is_down_after_three_failed_submits_in_a_row_and_back_on_the_next_success() {
         let s = SubmitStreak::default();
-        s.note(Err(&cms500()));
-        s.note(Err(&cms500()));
+        s.note(Err(cms500()));
+        s.note(Err(cms500()));
         assert!(s.health().is_ok(), "two failures are not yet a pattern");
         // A success in between starts the count over.
         s.note(Ok(()));
-        s.note(Err(&cms500()));
-        s.note(Err(&cms500()));
+        s.note(Err(cms500()));
+        s.note(Err(cms500()));
         assert!(s.health().is_ok());
-        s.note(Err(&cms500()));
+        s.note(Err(cms500()));
         let why = s.health().unwrap_err();
-        assert!(why.contains("last 3 SMS submits failed"), "{why}");
-        assert!(why.contains("CMS ERROR: 500"), "{why}");
-        s.note(Err(&cms500()));
+        let text = why.to_string();
+        assert!(text.contains("last 3 SMS submits failed"), "{text}");
+        assert!(text.contains("CMS ERROR: 500"), "{text}");
+        // The modem's error is kept as the source, not flattened into the text.
+        let source = std::error::Error::source(&why).expect("the last submit's error");
+        assert!(source.to_string().contains("CMS ERROR: 500"), "{source}");
+        s.note(Err(cms500()));
         assert!(s.health().is_err());
         s.note(Ok(()));
         assert!(s.health().is_ok());
@@ -397,11 +394,13 @@ mod tests {
     fn the_page_own_errors_and_a_down_modem_do_not_count() {
         let s = SubmitStreak::default();
         for _ in 0..5 {
-            s.note(Err(&ModemError::InvalidNumber { number: "x".into() }));
-            s.note(Err(&ModemError::Unavailable {
+            s.note(Err(Arc::new(ModemError::InvalidNumber {
+                number: "x".into(),
+            })));
+            s.note(Err(Arc::new(ModemError::Unavailable {
                 reason: "not registered".into(),
-            }));
-            s.note(Err(&ModemError::Stopped));
+            })));
+            s.note(Err(Arc::new(ModemError::Stopped)));
         }
         assert!(s.health().is_ok());
     }

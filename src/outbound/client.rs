@@ -1,12 +1,29 @@
 //! One HTTP POST to an outbound receiver, with hard limits, and what its answer means.
 //!
-//! `ureq` (blocking, already used by the CLI) runs on tokio's blocking pool with a connect
-//! timeout and an overall deadline, and the await is also bounded, so a receiver that accepts and
-//! never answers costs one blocking thread for at most the timeout and never touches the paging
-//! senders. The URL is a credential (Slack and Teams put the secret in it): it is never logged
-//! and is cut out of every error message.
+//! `ureq` (blocking, already used by the CLI) runs on tokio's blocking pool, never on a runtime
+//! worker, with a connect timeout and an overall deadline, and the await is also bounded, so a
+//! receiver that accepts and never answers costs one blocking thread for at most the timeout and
+//! never touches the paging senders. Every POST goes through one shared [`ureq::Agent`], so
+//! posts to the same receiver reuse its connection (and its TLS session) instead of building a
+//! client each time. The URL is a credential (Slack and Teams put the secret in it): it is never
+//! logged and is cut out of every error message.
 
+use std::sync::LazyLock;
 use std::time::Duration;
+
+/// Longest a connection attempt may take (less when the post's whole timeout is shorter).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The one client for every outbound POST. Redirects are not followed (a moved webhook URL is
+/// a configuration error to fix, not something to chase with the signature attached); each
+/// request sets its own overall deadline.
+static AGENT: LazyLock<ureq::Agent> = LazyLock::new(|| {
+    ureq::AgentBuilder::new()
+        .timeout_connect(CONNECT_TIMEOUT)
+        .redirects(0)
+        .user_agent(concat!("pagerbox/", env!("CARGO_PKG_VERSION")))
+        .build()
+});
 
 /// The answer to one POST.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,9 +75,8 @@ pub async fn post(
     body: String,
     timeout: Duration,
 ) -> Answer {
-    let connect = timeout.min(Duration::from_secs(5));
     let blocking =
-        tokio::task::spawn_blocking(move || post_blocking(&url, &headers, &body, connect, timeout));
+        tokio::task::spawn_blocking(move || post_blocking(&url, &headers, &body, timeout));
     match tokio::time::timeout(timeout + Duration::from_secs(1), blocking).await {
         Ok(Ok(a)) => a,
         Ok(Err(e)) => Answer::Retry {
@@ -74,20 +90,12 @@ pub async fn post(
     }
 }
 
-fn post_blocking(
-    url: &str,
-    headers: &[(String, String)],
-    body: &str,
-    connect: Duration,
-    timeout: Duration,
-) -> Answer {
-    let agent = ureq::AgentBuilder::new()
-        .timeout_connect(connect)
+fn post_blocking(url: &str, headers: &[(String, String)], body: &str, timeout: Duration) -> Answer {
+    // The request's deadline also bounds the connect when it is shorter than CONNECT_TIMEOUT.
+    let mut req = AGENT
+        .post(url)
         .timeout(timeout)
-        .redirects(0)
-        .user_agent(concat!("pagerbox/", env!("CARGO_PKG_VERSION")))
-        .build();
-    let mut req = agent.post(url).set("Content-Type", "application/json");
+        .set("Content-Type", "application/json");
     for (k, v) in headers {
         req = req.set(k, v);
     }
@@ -176,5 +184,60 @@ mod tests {
         assert!(matches!(a, Answer::Retry { .. }), "{a:?}");
         assert!(started.elapsed() < Duration::from_secs(3));
         drop(l);
+    }
+
+    /// A receiver that answers 200 to every request on a keep-alive connection and counts the
+    /// connections it accepted.
+    fn keep_alive_receiver() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", l.local_addr().unwrap());
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(conn) = conn else { return };
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    let mut r = BufReader::new(conn.try_clone().unwrap());
+                    let mut w = conn;
+                    loop {
+                        let mut len = 0usize;
+                        loop {
+                            let mut line = String::new();
+                            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            let lower = line.to_ascii_lowercase();
+                            if let Some(v) = lower.strip_prefix("content-length:") {
+                                len = v.trim().parse().unwrap();
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                        }
+                        let mut body = vec![0; len];
+                        r.read_exact(&mut body).unwrap();
+                        w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        (url, accepted)
+    }
+
+    #[tokio::test]
+    async fn posts_share_one_client_and_reuse_its_connection() {
+        let (url, accepted) = keep_alive_receiver();
+        for _ in 0..3 {
+            let a = post(url.clone(), vec![], "{}".into(), Duration::from_secs(5)).await;
+            assert_eq!(a, Answer::Ok { status: 200 });
+        }
+        assert_eq!(
+            accepted.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "three posts, one connection"
+        );
     }
 }

@@ -259,7 +259,7 @@ async fn destination_task(
             Ok(Claim::Row(row)) => {
                 let outcome = tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    o = send(&dest, &row) => o,
+                    o = send(&dest, &row, &store) => o,
                 };
                 log(&dest, &row, &outcome);
                 let what = format!("outbound {} to {}", row.event, row.destination);
@@ -274,7 +274,7 @@ async fn destination_task(
                 }
                 continue;
             }
-            Ok(Claim::Wait(at)) => (at - Utc::now()).to_std().unwrap_or(Duration::ZERO),
+            Ok(Claim::Wait(at)) => (at - store.now()).to_std().unwrap_or(Duration::ZERO),
             Ok(Claim::Idle) => MAX_IDLE,
             Err(e) => {
                 tracing::warn!(destination = %id, error = %e, "cannot read the outbound queue; retrying");
@@ -290,15 +290,15 @@ async fn destination_task(
 }
 
 /// One attempt: sign (generic), POST, and turn the answer into an outbox outcome.
-async fn send(dest: &Destination, row: &queue::Row) -> Outcome {
-    let now = Utc::now();
+async fn send(dest: &Destination, row: &queue::Row, store: &Store) -> Outcome {
+    let now = store.now();
     let body = match dest.kind {
         Kind::Webhook => payload::stamp_sent_at(&row.body, now),
         _ => row.body.clone(),
     };
     let headers = dest.headers(&body, now.timestamp());
     let answer = client::post(dest.url.expose().to_string(), headers, body, dest.timeout).await;
-    outcome(answer, row.attempts, Utc::now())
+    outcome(answer, row.attempts, store.now())
 }
 
 /// What an answer means for the row: sent, retry (after the paging backoff or the receiver's

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::button::{ButtonTracker, Gesture};
 use super::pattern::{Driver, Pattern, FAST_BLINK, SLOW_BLINK};
-use super::{Button, FakePanel, Output, Settings};
+use super::{Button, Output, Settings};
 use crate::config::{GpioBackend, GpioConfig};
 
 /// Arguments of `pagerbox panel test` (the config file comes from the global `--config`).
@@ -76,11 +76,14 @@ pub async fn run_test(cfg: &GpioConfig, seconds: Option<u64>) -> anyhow::Result<
         GpioBackend::None => {
             anyhow::bail!("gpio.backend is \"none\": there is no panel to test")
         }
+        #[cfg(any(test, feature = "testkit"))]
         GpioBackend::Fake => {
-            let (_fake, parts) = FakePanel::new();
+            let (_fake, parts) = super::FakePanel::new();
             let buzzer = cfg.buzzer_pin.map(|_| parts.buzzer);
             exercise(parts.led, buzzer, parts.button, cfg, limit, stop, &mut out).await?;
         }
+        #[cfg(not(any(test, feature = "testkit")))]
+        GpioBackend::Fake => anyhow::bail!("gpio.backend \"fake\" exists only in test builds"),
         GpioBackend::Rppal => open_and_exercise_rppal(cfg, limit, stop, &mut out).await?,
     }
     Ok(ExitCode::SUCCESS)
@@ -241,6 +244,7 @@ fn stamp(start: Instant, now: Instant) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::panel::FakePanel;
 
     fn cfg() -> GpioConfig {
         GpioConfig {

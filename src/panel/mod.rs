@@ -15,20 +15,23 @@
 //! and acts on the [`PanelEvent`]s it receives (the ack itself, the actor name, the timeline).
 //!
 //! Shape: one task owns the pins, and the hardware sits behind two narrow traits, [`Output`] (LED,
-//! buzzer) and [`Button`], with two backends: [`rppal`] on a Raspberry Pi and
-//! [`fake`] for tests (in the library so `tests/` and `backend = "fake"` can use it).
+//! buzzer) and [`Button`], with two backends: [`rppal`] on a Raspberry Pi and `fake` for tests.
+//! The fake is compiled only into test builds (`cfg(test)` or the `testkit` feature, which the
+//! test suite turns on so the real binary accepts `backend = "fake"` end to end); a release
+//! build rejects that backend at `pagerbox check`.
 //! One task ([`run`]) owns all pins; every pattern is driven from it with `tokio::time`
 //! deadlines, so the task sleeps until the next edge, state change or blink and never polls.
 //!
-//! Submodules: [`fake`] (recording fake), [`control`] (Unix-socket control of the fake for
-//! end-to-end tests), [`rppal`] (Raspberry Pi, Linux only), [`cli`]
+//! Submodules: `fake` (recording fake) and `control` (Unix-socket control of the fake for
+//! end-to-end tests), both test builds only; [`rppal`] (Raspberry Pi, Linux only), [`cli`]
 //! (`pagerbox panel test`); `button` (debounce and press classification) and
 //! `pattern` (blink timing) are private pieces of the task.
 
 mod button;
 pub mod cli;
-#[cfg(unix)]
+#[cfg(all(unix, any(test, feature = "testkit")))]
 pub mod control;
+#[cfg(any(test, feature = "testkit"))]
 pub mod fake;
 mod pattern;
 #[cfg(target_os = "linux")]
@@ -45,6 +48,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{GpioBackend, GpioConfig};
 
+#[cfg(any(test, feature = "testkit"))]
 pub use fake::{FakeButton, FakeOutput, FakePanel, FakeParts, Write};
 pub use task::run;
 
@@ -156,6 +160,7 @@ pub struct Panel {
     /// `shutdown` is cancelled (LED and buzzer off) or when the state sender is dropped.
     pub task: JoinHandle<()>,
     /// With `backend = "fake"`: the handle to press the button and read the LED.
+    #[cfg(any(test, feature = "testkit"))]
     pub fake: Option<FakePanel>,
 }
 
@@ -172,6 +177,7 @@ pub fn spawn(
 ) -> Result<Option<Panel>, PanelError> {
     match cfg.backend {
         GpioBackend::None => Ok(None),
+        #[cfg(any(test, feature = "testkit"))]
         GpioBackend::Fake => {
             tracing::warn!(
                 "gpio.backend is \"fake\": the panel is simulated, no real LED or button"
@@ -193,6 +199,9 @@ pub fn spawn(
                 fake: Some(fake),
             }))
         }
+        // Config validation refuses "fake" in builds without it; this keeps the match total.
+        #[cfg(not(any(test, feature = "testkit")))]
+        GpioBackend::Fake => Err(PanelError::Unsupported { backend: "fake" }),
         GpioBackend::Rppal => spawn_rppal(cfg, state, shutdown, tracker),
     }
 }
@@ -209,6 +218,7 @@ fn spawn_rppal(
     Ok(Some(Panel {
         events,
         task,
+        #[cfg(any(test, feature = "testkit"))]
         fake: None,
     }))
 }

@@ -21,7 +21,7 @@ use super::{set_incident, SelftestConfig, CREDIT_KEY, MODEM_KEY};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::incident::Severity;
-use crate::modem::{Health, HealthState, Modem};
+use crate::modem::{Health, HealthState, Modem, ModemError};
 use crate::store::Store;
 
 /// Never look less often than this while a problem is pending (grace/recover running).
@@ -31,22 +31,39 @@ const MIN_TICK: Duration = Duration::from_millis(200);
 const STATUS_WAIT: Duration = Duration::from_secs(3);
 
 /// The credit, or why it is unknown.
-pub type CreditResult = Result<(f64, String), String>;
+pub type CreditResult = Result<(f64, String), CreditError>;
+
+/// Why a credit check found no balance. Reported, never an incident: the next check may work.
+#[derive(Debug, thiserror::Error)]
+pub enum CreditError {
+    /// The USSD request failed in the modem (its error kept as the source).
+    #[error(transparent)]
+    Modem(#[from] ModemError),
+    /// The network answered the USSD request with something other than an answer.
+    #[error("USSD {code}: {status}")]
+    NotAnswered { code: String, status: String },
+    /// The answer holds nothing `credit_pattern` matches.
+    #[error("no amount in the answer {0:?}")]
+    NoAmount(String),
+    /// The modem did not take the request in time (it serves a voice page first).
+    #[error("the modem is busy (a call in progress?)")]
+    Busy,
+}
 
 /// Asks the network for the balance with `code` and reads it with the configured pattern.
 /// `Ok((amount, answer text))`.
 pub async fn check_credit(modem: &Modem, code: &str, st: &SelftestConfig) -> CreditResult {
-    let a = modem
-        .ussd(code, st.ussd_timeout)
-        .await
-        .map_err(|e| e.to_string())?;
+    let a = modem.ussd(code, st.ussd_timeout).await?;
     if !a.status.answered() {
-        return Err(format!("USSD {code}: {}", a.status.describe()));
+        return Err(CreditError::NotAnswered {
+            code: code.to_string(),
+            status: a.status.describe().to_string(),
+        });
     }
     let text = a.text.unwrap_or_default();
     match parse_amount(&text, &st.credit_pattern) {
         Some(v) => Ok((v, text)),
-        None => Err(format!("no amount in the answer {text:?}")),
+        None => Err(CreditError::NoAmount(text)),
     }
 }
 
@@ -66,7 +83,7 @@ pub fn credit_verdict(res: &CreditResult, min: Option<f64>) -> CreditVerdict {
     match (res, min) {
         (Ok((v, _)), Some(m)) if *v < m => CreditVerdict::Low { amount: *v, min: m },
         (Ok((v, _)), _) => CreditVerdict::Fine(*v),
-        (Err(e), _) => CreditVerdict::Unknown(e.clone()),
+        (Err(e), _) => CreditVerdict::Unknown(e.to_string()),
     }
 }
 
@@ -206,7 +223,7 @@ pub async fn run(mut d: Deps) {
                         check_credit(&d.modem, code, st),
                     )
                     .await
-                    .unwrap_or_else(|_| Err("the modem is busy (a call in progress?)".into()));
+                    .unwrap_or(Err(CreditError::Busy));
                     let verdict = super::monitor::credit_verdict(&res, st.credit_min);
                     match &verdict {
                         CreditVerdict::Unknown(e) => {
@@ -254,7 +271,10 @@ mod tests {
                 min: 20.0
             }
         );
-        let bad: CreditResult = Err("USSD *100#: operation not supported".into());
+        let bad: CreditResult = Err(CreditError::NotAnswered {
+            code: "*100#".into(),
+            status: "operation not supported".into(),
+        });
         assert!(matches!(
             credit_verdict(&bad, Some(1.0)),
             CreditVerdict::Unknown(_)

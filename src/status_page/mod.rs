@@ -142,12 +142,11 @@ impl PageState {
     async fn snapshot(&self) -> Snapshot {
         let intake = &self.intake;
         let config = intake.config.borrow().clone();
-        let now = chrono::Utc::now();
+        let now = intake.store.now();
         let incidents = intake
             .store
             .incidents(ListFilter::Open, INCIDENT_LIMIT)
-            .await
-            .map_err(|e| e.to_string());
+            .await;
         let rt = crate::intake::oncall::current_overrides(intake)
             .await
             .unwrap_or_default();
@@ -174,8 +173,7 @@ impl PageState {
         let pages = intake
             .store
             .read(|c, _| Ok(outbox::recent(c, PAGE_LIMIT)?))
-            .await
-            .map_err(|e| e.to_string());
+            .await;
         Snapshot {
             now,
             incidents,

@@ -14,6 +14,7 @@ use crate::modem::Health;
 use crate::notify::sender::PagingHealth;
 use crate::schedule::OnCall;
 use crate::store::outbox::Page;
+use crate::store::StoreError;
 
 /// How often a logged-in page reloads itself.
 pub const REFRESH_SECONDS: u32 = 30;
@@ -70,7 +71,7 @@ pub struct Snapshot {
     /// The instant ages are measured from.
     pub now: DateTime<Utc>,
     /// Open incidents, or why they could not be read.
-    pub incidents: Result<Vec<Incident>, String>,
+    pub incidents: Result<Vec<Incident>, StoreError>,
     /// One row per schedule.
     pub oncall: Vec<OnCallRow>,
     /// The modem.
@@ -80,7 +81,7 @@ pub struct Snapshot {
     /// Which channels can send.
     pub paging: Option<PagingHealth>,
     /// Recent outbox rows, newest first, or why they could not be read.
-    pub pages: Result<Vec<Page>, String>,
+    pub pages: Result<Vec<Page>, StoreError>,
 }
 
 /// "3d 4h", "2h 5m", "42s": how long ago `then` was.

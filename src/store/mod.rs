@@ -184,9 +184,17 @@ pub struct Store {
     commits: watch::Receiver<u64>,
     health: watch::Receiver<WriteHealth>,
     faults: watch::Receiver<StoreFaults>,
+    /// The clock that stamps every row, so tasks that compare with stored times use the same.
+    clock: Arc<dyn Clock>,
 }
 
 impl Store {
+    /// The current instant on the store's clock: the one every task compares stored due times
+    /// and leases with, so a test clock moves all of them together.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+
     /// Opens (creating if needed) the database at `path`, migrates it, and starts the store
     /// threads.
     pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Store, StoreError> {
@@ -259,15 +267,17 @@ impl Store {
         std::thread::Builder::new()
             .name("pagerbox-store-read".into())
             .spawn(move || run_reads(reader, read_rx, read_clock, read_signals))?;
+        let write_clock = clock.clone();
         std::thread::Builder::new()
             .name("pagerbox-store".into())
-            .spawn(move || run(conn, rx, clock, signals, metrics))?;
+            .spawn(move || run(conn, rx, write_clock, signals, metrics))?;
         Ok(Store {
             jobs: tx,
             reads: read_tx,
             commits: commit_rx,
             health: health_rx,
             faults: faults_rx,
+            clock,
         })
     }
 

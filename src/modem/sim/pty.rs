@@ -9,7 +9,7 @@
 //! that is how the "vanish" fault looks like a USB modem unplugged.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -39,9 +39,9 @@ impl Pty {
         termios::cfmakeraw(&mut t);
         termios::tcsetattr(&pair.slave, SetArg::TCSANOW, &t).map_err(io::Error::from)?;
         let slave_path = nix::unistd::ttyname(&pair.slave).map_err(io::Error::from)?;
-        let flags = fcntl(pair.master.as_raw_fd(), FcntlArg::F_GETFL).map_err(io::Error::from)?;
+        let flags = fcntl(&pair.master, FcntlArg::F_GETFL).map_err(io::Error::from)?;
         let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
-        fcntl(pair.master.as_raw_fd(), FcntlArg::F_SETFL(flags)).map_err(io::Error::from)?;
+        fcntl(&pair.master, FcntlArg::F_SETFL(flags)).map_err(io::Error::from)?;
         // SAFETY: the `OwnedFd` is moved into the `AsyncFd`, so the descriptor stays open and
         // names the same PTY master until the `AsyncFd` is dropped.
         let master = Arc::new(unsafe { AsyncFd::register(pair.master) }.map_err(io::Error::from)?);
@@ -91,9 +91,7 @@ impl Master {
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             let mut guard = self.0.readable().await?;
-            match guard.try_io(|fd| {
-                nix::unistd::read(fd.get_ref().as_raw_fd(), buf).map_err(io::Error::from)
-            }) {
+            match guard.try_io(|fd| nix::unistd::read(fd.get_ref(), buf).map_err(io::Error::from)) {
                 Ok(r) => return r,
                 Err(_would_block) => continue,
             }

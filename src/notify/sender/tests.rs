@@ -80,9 +80,9 @@ impl Transport for Fake {
     fn channel(&self) -> Channel {
         self.channel
     }
-    fn ready(&self) -> Result<(), String> {
+    fn ready(&self) -> Result<(), Unavailable> {
         match &*self.down.lock().unwrap() {
-            Some(w) => Err(w.clone()),
+            Some(w) => Err(Unavailable::ModemDown { reason: w.clone() }),
             None => Ok(()),
         }
     }
@@ -93,10 +93,14 @@ impl Transport for Fake {
         Box::pin(async move {
             if self.fail.load(Ordering::SeqCst) > 0 {
                 self.fail.fetch_sub(1, Ordering::SeqCst);
-                return Err(SendError {
-                    message: "+CMS ERROR: 500".into(),
-                    retryable: true,
-                });
+                return Err(SendError::Modem(Arc::new(ModemError::Part {
+                    part: 1,
+                    total: 1,
+                    source: crate::modem::engine::EngineError::Cms {
+                        command: "AT+CMGS".into(),
+                        code: crate::modem::at::CmsError::Code(500),
+                    },
+                })));
             }
             self.sent
                 .lock()
@@ -313,8 +317,8 @@ async fn sms_down_page_arrives_by_email_and_sms_is_used_again_when_it_returns() 
     let sms = Fake::new(Channel::Sms);
     let voice = Fake::new(Channel::Voice);
     let email = Fake::new(Channel::Email);
-    *sms.down.lock().unwrap() = Some("modem down: no SIM".into());
-    *voice.down.lock().unwrap() = Some("modem down: no SIM".into());
+    *sms.down.lock().unwrap() = Some("no SIM".into());
+    *voice.down.lock().unwrap() = Some("no SIM".into());
     let all: Arc<Vec<Arc<dyn Transport>>> =
         Arc::new(vec![sms.clone(), voice.clone(), email.clone()]);
     let (_, cfg_rx) = watch::channel(cfg.clone());
@@ -408,8 +412,8 @@ async fn all_channels_down_waits_between_rounds_instead_of_spinning() {
     let (store, cfg, id) = setup().await;
     let sms = Fake::new(Channel::Sms);
     let voice = Fake::new(Channel::Voice);
-    *sms.down.lock().unwrap() = Some("modem down".into());
-    *voice.down.lock().unwrap() = Some("modem down".into());
+    *sms.down.lock().unwrap() = Some("not registered".into());
+    *voice.down.lock().unwrap() = Some("not registered".into());
     let all: Arc<Vec<Arc<dyn Transport>>> = Arc::new(vec![sms.clone(), voice.clone()]);
     let (_, cfg_rx) = watch::channel(cfg);
     let health_tx = Arc::new(watch::channel(PagingHealth::default()).0);

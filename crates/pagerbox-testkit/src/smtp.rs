@@ -7,8 +7,9 @@
 //! memory with its envelope, whether the session was under TLS and which user authenticated.
 //! It delivers nothing anywhere.
 //!
-//! Why it is in the library and not under `#[cfg(test)]`: the end-to-end tests in `tests/` drive
-//! the daemon against it, and they cannot see test-only code: fakes live in the library.
+//! Why a crate of its own and not `#[cfg(test)]` in the library: the end-to-end tests in `tests/`
+//! drive the daemon against it, and they cannot see the library's test-only code; as a
+//! dev-dependency it stays out of the release binary and its dependency list.
 //!
 //! Why written here rather than taken from a crate: the embeddable servers on crates.io either do
 //! not report whether a session used TLS, offer no implicit TLS, or pull in a second TLS stack;
