@@ -1176,3 +1176,64 @@ fn cpas_cnum_csq_and_cgatt_forms() {
     );
     assert_eq!(h.at("AT+CGATT=?"), "\r\n+CGATT: (0,1)\r\n\r\nOK\r\n");
 }
+
+/// The test form of every command the simulator lists answers `OK`, and neither it nor the read
+/// form changes anything: a client probing `=?` or `?` during a ringing call (gammu does on
+/// connect) must not end it, and the settings read back the same.
+#[test]
+fn every_test_and_read_form_leaves_calls_and_settings_alone() {
+    for profile in [
+        SimProfile::Generic,
+        SimProfile::Sim800,
+        SimProfile::Sim7600,
+        SimProfile::Ec25,
+    ] {
+        let mut h = quiet(profile);
+        h.at("AT+CMEE=1");
+        let fx = h.e.call_in(Some("+4917012345"), h.now).unwrap();
+        h.apply(fx);
+        h.take();
+        let before = h.at("AT+CMEE?;+CREG?;+CNMI?;+CMGF?;+CSCS?;+CPMS?;+CLIP?;+COPS?;+CFUN?");
+        let mut names: Vec<String> = SUPPORTED
+            .iter()
+            .filter(|c| c.starts_with('+'))
+            .map(|c| c.to_string())
+            .collect();
+        names.extend(profile.dtmf().0.map(str::to_string));
+        names.extend(profile.tts_command().map(str::to_string));
+        if profile.has_lte() {
+            names.push("+CEREG".into());
+        }
+        for name in names {
+            if name == "+CLAC" && matches!(profile, SimProfile::Sim800 | SimProfile::Sim7600) {
+                continue;
+            }
+            let got = h.at(&format!("AT{name}=?"));
+            assert!(
+                got.ends_with("\r\nOK\r\n"),
+                "{profile:?} AT{name}=? answered {got:?}"
+            );
+            assert!(
+                h.at("AT+CLCC").contains("+CLCC: 1,1,4,"),
+                "{profile:?} AT{name}=? ended the ringing call"
+            );
+            // The read form may be refused, but never acts either.
+            let got = h.at(&format!("AT{name}?"));
+            assert!(
+                got.ends_with("OK\r\n") || got.contains("ERROR"),
+                "{profile:?} AT{name}? answered {got:?}"
+            );
+            assert!(
+                h.at("AT+CLCC").contains("+CLCC: 1,1,4,"),
+                "{profile:?} AT{name}? ended the ringing call"
+            );
+        }
+        let after = h.at("AT+CMEE?;+CREG?;+CNMI?;+CMGF?;+CSCS?;+CPMS?;+CLIP?;+COPS?;+CFUN?");
+        assert_eq!(before, after, "{profile:?}: a test form changed a setting");
+        assert!(
+            !h.log.iter().any(|e| matches!(e, NetworkEntry::Call { .. })),
+            "{profile:?}: {:?}",
+            h.log
+        );
+    }
+}
