@@ -30,9 +30,10 @@ use crate::config::Config;
 use crate::incident::{Actor, Channel, Incident, IncidentId, Severity, Status};
 use crate::notify::text;
 use crate::schedule::{Override, OverrideSource, OverridesBySchedule};
-use crate::silence::{store as silence_store, Silence};
+use crate::silence::Silence;
 use crate::store::outbox::{self, NewPage, PageKind};
 use crate::store::queries::{event, incident, transition};
+use crate::store::silences as silence_store;
 use crate::store::{from_ms, ms, Store, StoreError};
 
 /// Longest the engine sleeps without looking again (catches wall-clock jumps).

@@ -489,7 +489,7 @@ async fn handle(
                 // A page that fell through to another channel gets that channel's wording.
                 (PageKind::Page, Channel::Voice, Some((i, _))) => super::text::voice_page(i),
                 (PageKind::Page, Channel::Sms, Some((i, _)))
-                    if page.body.starts_with("pagerbox alert") =>
+                    if page.written_for == Some(Channel::Voice) =>
                 {
                     super::text::sms_page(i, None, config.paging.sms_max_parts)
                 }

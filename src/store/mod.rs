@@ -11,13 +11,20 @@
 
 mod error;
 mod health;
+pub(crate) mod heartbeats;
 pub mod history;
+pub mod kinds;
+mod levels;
+pub mod outbound;
 pub mod outbox;
 pub mod overrides;
 pub mod queries;
 pub mod requests;
+pub mod selftest_runs;
+pub mod silences;
 pub use error::StoreError;
 pub use health::{StoreFault, StoreFaults, WriteHealth};
+pub use levels::Levels;
 pub use queries::{from_ms, ms};
 pub(crate) mod schema;
 
@@ -371,6 +378,16 @@ impl Store {
         }
     }
 
+    /// A round trip through the writer thread: proves it still takes jobs (the watchdog and
+    /// `/healthz` ask). Whether the file takes writes is [`Store::write_health`].
+    #[track_caller]
+    pub fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send + '_ {
+        self.call(|c, _| {
+            c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+            Ok(())
+        })
+    }
+
     /// Applies an alert (trigger, acknowledge or resolve by dedup key).
     pub async fn apply_alert(&self, alert: AlertInput) -> Result<AlertOutcome, StoreError> {
         self.call(move |c, now| queries::apply_alert(c, &alert, now))
@@ -444,6 +461,12 @@ impl Store {
             })
         })
         .await
+    }
+
+    /// The open incidents the panel shows. Runs on the writer, like every read that follows a
+    /// commit notification, so it never sees a state older than the commit that woke it.
+    pub async fn open_counts(&self) -> Result<queries::OpenCounts, StoreError> {
+        self.call(|c, now| Ok(queries::open_counts(c, now)?)).await
     }
 
     /// Incidents, newest first (read connection).

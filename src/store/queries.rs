@@ -373,6 +373,38 @@ pub(crate) fn record_change(
     Ok(conn.last_insert_rowid())
 }
 
+/// How many incidents are open, and how long the oldest unacknowledged one has waited: what
+/// the panel's LED shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OpenCounts {
+    pub unacked: usize,
+    pub acked: usize,
+    /// Age of the oldest triggered incident at the time of the read.
+    pub oldest_unacked_age: Option<std::time::Duration>,
+}
+
+/// Counts the open incidents (see [`OpenCounts`]) as of `now`.
+pub(crate) fn open_counts(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<OpenCounts> {
+    let (unacked, acked, oldest): (i64, i64, Option<i64>) = conn
+        .prepare_cached(
+            "SELECT sum(status='triggered'), sum(status='acknowledged'), \
+             min(CASE WHEN status='triggered' THEN first_seen END) \
+             FROM incidents WHERE status<>'resolved'",
+        )?
+        .query_row([], |r| {
+            Ok((
+                r.get::<_, Option<i64>>(0)?.unwrap_or(0),
+                r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+                r.get(2)?,
+            ))
+        })?;
+    Ok(OpenCounts {
+        unacked: unacked as usize,
+        acked: acked as usize,
+        oldest_unacked_age: oldest.and_then(|t| (now - from_ms(t)).to_std().ok()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

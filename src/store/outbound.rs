@@ -11,16 +11,16 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::payload::{render, Notice};
-use super::{Destination, Event};
+use super::queries::{event, incident};
+use super::{from_ms, ms, Store, StoreError};
 use crate::incident::{IncidentId, Status, Transition};
-use crate::store::queries::{event, incident};
-use crate::store::{from_ms, ms};
+use crate::outbound::payload::{render, Notice};
+use crate::outbound::{Destination, Event};
 
 /// The outbox channel of outbound rows.
 pub const CHANNEL: &str = "webhook";
 /// The outbox kind of outbound rows.
-pub const KIND: &str = "outbound";
+pub const KIND: super::kinds::PageKind = super::kinds::PageKind::Outbound;
 /// Most timeline events one fan-out pass looks at (the rest wait for the next pass).
 const FAN_OUT_BATCH: i64 = 500;
 
@@ -422,6 +422,36 @@ pub fn queued(conn: &Connection, destination: &str) -> rusqlite::Result<i64> {
         "SELECT count(*) FROM outbox WHERE channel=?1 AND address=?2 AND state IN ('pending','sending')",
     )?
     .query_row(params![CHANNEL, destination], |r| r.get(0))
+}
+
+/// The outbound operations the fan-out and destination tasks run, each one store job.
+impl Store {
+    /// Queues the new timeline events for `destinations` ([`fan_out`]); with none configured,
+    /// only moves the cursor to the end ([`skip_to_end`]). Returns how many rows were queued.
+    pub async fn outbound_fan_out(
+        &self,
+        destinations: std::sync::Arc<Vec<Destination>>,
+    ) -> Result<usize, StoreError> {
+        self.call(move |c, now| {
+            if destinations.is_empty() {
+                skip_to_end(c)?;
+                Ok(0)
+            } else {
+                Ok(fan_out(c, &destinations, now)?)
+            }
+        })
+        .await
+    }
+
+    /// Claims the next row of `destination` for `lease`; see [`claim`].
+    pub async fn outbound_claim(
+        &self,
+        destination: String,
+        lease: std::time::Duration,
+    ) -> Result<Claim, StoreError> {
+        self.call(move |c, now| Ok(claim(c, &destination, now, lease)?))
+            .await
+    }
 }
 
 #[cfg(test)]
