@@ -6,7 +6,8 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::queries::{self, from_ms, ms};
+use super::queries;
+use super::{from_ms, ms};
 use super::{AlertAction, AlertInput, Store, StoreError};
 use crate::config::Config;
 use crate::heartbeat::{resume, Heartbeat, HeartbeatStatus, Resume, State};

@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, Row};
 use serde::{Deserialize, Serialize};
 
-use super::kinds::{OutboxState, PageKind};
-use super::queries::{from_ms, ms};
+use super::kinds::{EventKind, OutboxState, PageKind};
+use super::{from_ms, ms};
 use crate::incident::{Incident, IncidentId};
 
 /// One outbox row with its delivery evidence, as a report shows it.
@@ -90,7 +90,7 @@ fn evidence(conn: &Connection, events_sql: &str, param: i64) -> rusqlite::Result
     for row in rows {
         let (Some(id), kind, at) = row? else { continue };
         let e = out.entry(id).or_default();
-        let slot = if kind == "page-sent" {
+        let slot = if EventKind::parse(&kind) == Some(EventKind::PageSent) {
             &mut e.0
         } else {
             &mut e.1

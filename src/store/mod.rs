@@ -10,6 +10,7 @@
 //! The thread ends when the last handle is dropped, after finishing the batch in hand.
 
 mod error;
+pub mod events;
 mod health;
 pub(crate) mod heartbeats;
 pub mod history;
@@ -25,7 +26,6 @@ pub mod silences;
 pub use error::StoreError;
 pub use health::{StoreFault, StoreFaults, WriteHealth};
 pub use levels::Levels;
-pub use queries::{from_ms, ms};
 pub(crate) mod schema;
 
 use std::collections::VecDeque;
@@ -43,6 +43,18 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::clock::Clock;
 use crate::incident::{Actor, Incident, IncidentId, Link, Severity, Status, TimelineEvent};
+
+/// A time as the store keeps it: milliseconds since the Unix epoch, bound as a parameter
+/// (never SQLite's own clock, so the injected clock rules every row).
+pub fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// A stored time back; a value out of range reads as the epoch rather than failing the row.
+pub fn from_ms(ms: i64) -> DateTime<Utc> {
+    use chrono::TimeZone;
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
 
 /// Most jobs committed together.
 pub const MAX_BATCH: usize = 512;
@@ -437,7 +449,15 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.call(move |c, now| {
             queries::incident(c, id)?.ok_or(StoreError::NotFound(id))?;
-            queries::event(c, Some(id), now, "note", Some(&actor), &text, None)?;
+            crate::store::events::record(
+                c,
+                Some(id),
+                now,
+                crate::store::kinds::EventKind::Note,
+                Some(&actor),
+                &text,
+                None,
+            )?;
             Ok(())
         })
         .await

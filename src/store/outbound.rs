@@ -11,7 +11,9 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::queries::{event, incident};
+use super::events::record;
+use super::kinds::EventKind;
+use super::queries::incident;
 use super::{from_ms, ms, Store, StoreError};
 use crate::incident::{IncidentId, Status, Transition};
 use crate::outbound::payload::{render, Notice};
@@ -243,11 +245,11 @@ pub fn drop_oldest(
         )?
         .execute(params![id, ms(now)])?;
         if let Some(inc) = inc {
-            event(
+            record(
                 conn,
                 Some(*inc),
                 now,
-                "outbound-dropped",
+                EventKind::OutboundDropped,
                 None,
                 &format!(
                     "outbound notification {} to {destination} dropped: more than {max} queued",
@@ -369,7 +371,7 @@ pub fn finish(
                 params![row.id, detail, ms(now)],
             )?;
             Some((
-                "outbound-sent",
+                EventKind::OutboundSent,
                 format!("{what} sent (attempt {}): {detail}", row.attempts),
             ))
         }
@@ -380,7 +382,7 @@ pub fn finish(
             )?;
             (row.attempts == 1 || row.attempts % 10 == 0).then(|| {
                 (
-                    "outbound-retry",
+                    EventKind::OutboundRetry,
                     format!(
                         "{what} failed (attempt {}): {error}; retrying, next at {}",
                         row.attempts,
@@ -395,13 +397,13 @@ pub fn finish(
                 params![row.id, error, ms(now)],
             )?;
             Some((
-                "outbound-failed",
+                EventKind::OutboundFailed,
                 format!("{what} failed for good: {error}"),
             ))
         }
     };
     if let (Some(inc), Some((kind, message))) = (row.incident_id, note) {
-        event(
+        record(
             conn,
             Some(inc),
             now,
@@ -459,6 +461,7 @@ mod tests {
     use super::*;
     use crate::config::Secret;
     use crate::outbound::Kind;
+    use crate::store::queries::event;
     use chrono::TimeZone;
     use std::time::Duration;
 

@@ -17,8 +17,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
+use super::events::record;
+use super::kinds::EventKind;
 pub use super::kinds::{OutboxState, PageKind};
-use super::queries::{event, from_ms, ms};
+use super::{from_ms, ms};
 use crate::incident::{Channel, IncidentId};
 
 /// A page to queue.
@@ -140,11 +142,11 @@ pub fn enqueue(conn: &Connection, p: &NewPage, now: DateTime<Utc>) -> rusqlite::
         } else {
             String::new()
         };
-        event(
+        record(
             conn,
             Some(inc),
             now,
-            "page-queued",
+            EventKind::PageQueued,
             None,
             &format!("{} to {who} queued{when}", p.channel),
             Some(&serde_json::json!({ "outbox_id": id, "kind": p.kind.as_str() })),
@@ -242,11 +244,11 @@ pub fn claim(
             let mut incidents: Vec<IncidentId> = p.incident_id.into_iter().collect();
             incidents.extend(items(conn, p.id)?);
             for inc in incidents {
-                event(
+                record(
                     conn,
                     Some(inc),
                     now,
-                    "page-retry",
+                    EventKind::PageRetry,
                     None,
                     &format!(
                         "{} attempt {} was never recorded (its lease ran out); sending again",
@@ -388,11 +390,11 @@ pub fn move_to_channel(
     let mut incidents: Vec<IncidentId> = p.incident_id.into_iter().collect();
     incidents.extend(p.items.iter().copied());
     for inc in incidents {
-        event(
+        record(
             conn,
             Some(inc),
             now,
-            "page-fallback",
+            EventKind::PageFallback,
             None,
             &format!("{} to {who}: {why}; trying {channel}", p.channel),
             Some(&serde_json::json!({ "outbox_id": p.id, "channel": channel })),
@@ -416,11 +418,11 @@ pub fn fail_pending(
     let mut incidents: Vec<IncidentId> = p.incident_id.into_iter().collect();
     incidents.extend(p.items.iter().copied());
     for inc in incidents {
-        event(
+        record(
             conn,
             Some(inc),
             now,
-            "page-failed",
+            EventKind::PageFailed,
             None,
             &format!("{} to {who} failed for good: {why}", p.channel),
             Some(&serde_json::json!({ "outbox_id": p.id })),
@@ -461,11 +463,11 @@ pub fn recover_in_flight(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Res
             params![id, ms(now)],
         )?;
         if let Some(inc) = incident {
-            event(
+            record(
                 conn,
                 Some(*inc),
                 now,
-                "page-retry",
+                EventKind::PageRetry,
                 None,
                 "page was in flight when pagerbox stopped; sending again",
                 Some(&serde_json::json!({ "outbox_id": id })),
@@ -537,7 +539,7 @@ pub fn finish(
                 params![p.id, reference, ms(now)],
             )?;
             (
-                "page-sent",
+                EventKind::PageSent,
                 format!(
                     "{} to {who} sent (attempt {}): {detail}",
                     p.channel, p.attempts
@@ -550,7 +552,7 @@ pub fn finish(
                 params![p.id, ms(*retry_at), error, ms(now)],
             )?;
             (
-                "page-retry",
+                EventKind::PageRetry,
                 format!(
                     "{} to {who} failed (attempt {}): {error}; retry at {}",
                     p.channel,
@@ -571,7 +573,7 @@ pub fn finish(
                 params![p.id, channel.as_str(), address, ms(*due_at), error, ms(now)],
             )?;
             (
-                "page-fallback",
+                EventKind::PageFallback,
                 format!("{} to {who} gave up ({error}); trying {channel}", p.channel),
             )
         }
@@ -581,7 +583,7 @@ pub fn finish(
                 params![p.id, error, ms(now)],
             )?;
             (
-                "page-failed",
+                EventKind::PageFailed,
                 format!("{} to {who} failed for good: {error}", p.channel),
             )
         }
@@ -591,7 +593,7 @@ pub fn finish(
                 params![p.id, reason, ms(now)],
             )?;
             (
-                "page-cancelled",
+                EventKind::PageCancelled,
                 format!("{} to {who} cancelled: {reason}", p.channel),
             )
         }
@@ -601,7 +603,7 @@ pub fn finish(
     let mut incidents: Vec<IncidentId> = p.incident_id.into_iter().collect();
     incidents.extend(p.items.iter().copied());
     for inc in incidents {
-        event(conn, Some(inc), now, kind, None, &message, Some(&data))?;
+        record(conn, Some(inc), now, kind, None, &message, Some(&data))?;
     }
     Ok(true)
 }
@@ -635,14 +637,14 @@ pub fn delivered(
     let mut incidents: Vec<i64> = incident.into_iter().collect();
     incidents.extend(items(conn, id)?);
     for inc in &incidents {
-        event(
+        record(
             conn,
             Some(*inc),
             now,
             if ok {
-                "page-delivered"
+                EventKind::PageDelivered
             } else {
-                "page-undelivered"
+                EventKind::PageUndelivered
             },
             None,
             &format!(

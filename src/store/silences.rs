@@ -10,7 +10,9 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
-use super::queries::{event, from_ms, ms};
+use super::events::record;
+use super::kinds::EventKind;
+use super::{from_ms, ms};
 use super::{Store, StoreError};
 use crate::config::Config;
 use crate::incident::{Actor, IncidentId};
@@ -105,11 +107,11 @@ pub fn add(
         ..silence.clone()
     };
     stored.created_by = silence.created_by.clone();
-    event(
+    record(
         conn,
         None,
         now,
-        "silence",
+        EventKind::Silence,
         silence
             .created_by
             .as_deref()
@@ -189,11 +191,11 @@ pub fn expire(
         .execute(params![id, ms(now)])?
         > 0;
     if changed {
-        event(
+        record(
             conn,
             None,
             now,
-            "silence",
+            EventKind::Silence,
             Some(&Actor::new(by, "api")),
             &format!("silence #{id} expired by {by}"),
             Some(&serde_json::json!({ "silence_id": id })),
