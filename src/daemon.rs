@@ -128,22 +128,8 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
     let (sim, modem) = start_modem(&core, &config, &ack).await?;
     let paging = start_paging(&core, &config, modem.as_ref(), &ack);
     start_engines(&core);
-    // One verdict on whether pages can go out, for /healthz and the LED alike.
-    let health = crate::health::Sources {
-        store: core.store.clone(),
-        paging: Some(paging.clone()),
-        modem: modem.as_ref().map(|m| m.health.clone()),
-        liveness: core.sup.liveness().clone(),
-        selftest_fault: modem.as_ref().map(|m| m.selftest_fault.clone()),
-        clock: core.clock.clone(),
-    };
-    start_panel(
-        &core,
-        &config,
-        health.clone(),
-        paging.clone(),
-        modem.as_ref(),
-    )?;
+    let health = health_sources(&core, &paging, modem.as_ref());
+    start_panel(&core, &config, &health, &paging, modem.as_ref())?;
     let intake = Intake {
         store: core.store.clone(),
         config: core.config.clone(),
@@ -218,6 +204,22 @@ struct ModemParts {
     selftest: crate::selftest::SelftestHandle,
     /// True while the self-test monitor sees a fault of the paging path.
     selftest_fault: watch::Receiver<bool>,
+}
+
+/// One verdict on whether pages can go out, for `/healthz`, the LED and the watchdog alike.
+fn health_sources(
+    core: &Core,
+    paging: &watch::Receiver<PagingHealth>,
+    modem: Option<&ModemParts>,
+) -> crate::health::Sources {
+    crate::health::Sources {
+        store: core.store.clone(),
+        paging: Some(paging.clone()),
+        modem: modem.map(|m| m.health.clone()),
+        liveness: core.sup.liveness().clone(),
+        selftest_fault: modem.map(|m| m.selftest_fault.clone()),
+        clock: core.clock.clone(),
+    }
 }
 
 /// Pages caught in flight by a crash or power cut are sent again (at-least-once).
@@ -426,8 +428,8 @@ fn start_engines(core: &Core) {
 fn start_panel(
     core: &Core,
     config: &Config,
-    health: crate::health::Sources,
-    paging: watch::Receiver<PagingHealth>,
+    health: &crate::health::Sources,
+    paging: &watch::Receiver<PagingHealth>,
     modem: Option<&ModemParts>,
 ) -> anyhow::Result<()> {
     let (sup, tracker) = (&core.sup, core.sup.tracker());
@@ -449,8 +451,8 @@ fn start_panel(
     );
     let sources = bridge::StateSources {
         store: core.store.clone(),
-        health,
-        paging,
+        health: health.clone(),
+        paging: paging.clone(),
         selftest_fault: modem.map(|m| m.selftest_fault.clone()),
         beat: sup.heartbeat("panel-state", PANEL_BOUND),
     };
