@@ -16,14 +16,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ModemConfig, ModemDevice};
-use crate::incident::{Actor, Status};
+use crate::incident::Channel;
 use crate::intake::{self, Intake, IntakeStats};
+use crate::metrics::Metrics;
 use crate::modem::sim::{SimConfig, SimHandle, Simulator};
-use crate::modem::{Health, Modem, ModemEvent, Pin, ProfileChoice, Settings};
+use crate::modem::{Health, Modem, Pin, ProfileChoice, Settings};
 use crate::notify::sender::{self, PagingHealth, Transport};
-use crate::notify::transport;
-use crate::panel::{PanelEvent, PanelState};
-use crate::store::{outbox, ListFilter, Store};
+use crate::notify::{modem_events, paging_health, transport};
+use crate::panel::{bridge, PanelState};
+use crate::store::Store;
 use crate::supervisor::{Role, Supervisor, TaskEnded};
 
 /// How long shutdown waits for tasks to finish the unit of work in hand: the longest one is a
@@ -87,14 +88,12 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     run_with(loaded.config, Arc::new(SystemClock)).await
 }
 
-/// Runs the daemon with an already validated config.
+/// Runs the daemon with an already validated config: opens the store and the listeners, starts
+/// every task under one supervisor, and waits for a signal or for an essential task to end.
 pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     crate::fault::arm_from_env();
     let shutdown = CancellationToken::new();
     let (sup, mut ended) = Supervisor::new(shutdown.clone());
-    let tracker = sup.tracker().clone();
-    let grace = shutdown_grace(&config);
-
     std::fs::create_dir_all(&config.daemon.state_dir).with_context(|| {
         format!(
             "cannot create state_dir {}",
@@ -102,7 +101,7 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
         )
     })?;
     // Event counters for GET /metrics; each part that records holds a clone.
-    let metrics = crate::metrics::Metrics::new(clock.now());
+    let metrics = Metrics::new(clock.now());
     let store = Store::open_observed(
         &config.database_path(),
         clock.clone(),
@@ -112,123 +111,242 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
     if token.is_none() {
         tracing::warn!("http.token_file is not set: anyone who can reach the API can write to it");
     }
-
-    let http = intake::server::bind(config.http.listen)
-        .with_context(|| format!("cannot listen on http {}", config.http.listen))?;
-    let http_addr = http.local_addr()?;
-    let udp = if config.udp.enabled {
-        let sock = tokio::net::UdpSocket::bind(config.udp.listen)
-            .await
-            .with_context(|| format!("cannot listen on udp {}", config.udp.listen))?;
-        Some(sock)
-    } else {
-        None
-    };
-    let udp_addr = udp.as_ref().map(|s| s.local_addr()).transpose()?;
-
-    let config_path = config.path.clone();
+    let listeners = Listeners::bind(&config).await?;
     let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
     let (token_tx, token_rx) = watch::channel(token);
+    recover_pages(&store).await?;
+    let core = Core {
+        sup,
+        store,
+        config: config_rx,
+        clock,
+        metrics,
+        shutdown,
+    };
 
-    // Pages caught in flight by a crash or power cut are sent again (at-least-once).
-    let recovered = store
-        .call(|c, now| Ok(outbox::recover_in_flight(c, now)?))
-        .await?;
+    let ack = start_ack(&core);
+    let (sim, modem) = start_modem(&core, &config, &ack).await?;
+    let paging = start_paging(&core, &config, modem.as_ref(), &ack);
+    start_engines(&core);
+    let health = health_sources(&core, &paging, modem.as_ref());
+    start_panel(&core, &config, &health, &paging, modem.as_ref())?;
+    let intake = Intake {
+        store: core.store.clone(),
+        config: core.config.clone(),
+        token: token_rx,
+        stats: Arc::new(IntakeStats::default()),
+        paging: Some(paging),
+        modem: modem.as_ref().map(|m| m.health.clone()),
+        metrics: core.metrics.clone(),
+        selftest: modem.as_ref().map(|m| m.selftest.clone()),
+        health,
+    };
+    let run_file = start_intake(&core, &config, intake.clone(), listeners)?;
+    start_watchdog(&core);
+    if let Err(e) = crate::service::notify_ready() {
+        tracing::warn!(error = %e, "cannot tell systemd we are ready");
+    }
+
+    let failed: Option<TaskEnded> = tokio::select! {
+        _ = wait_for_signals(config.path.as_deref(), &config_tx, &token_tx) => None,
+        e = ended.next() => Some(e),
+    };
+    stop(&core, shutdown_grace(&config), failed.as_ref()).await;
+    drop((intake, modem));
+    if let Some(sim) = sim {
+        sim.shutdown().await;
+    }
+    drop(core);
+    let _ = std::fs::remove_file(&run_file);
+    tracing::info!("stopped");
+    match failed {
+        None => Ok(()),
+        Some(e) => Err(e.into()),
+    }
+}
+
+/// What every task is started with: built once by [`run_with`], lent to each `start_*` step.
+struct Core {
+    sup: Supervisor,
+    store: Store,
+    config: watch::Receiver<Arc<Config>>,
+    clock: Arc<dyn Clock>,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+}
+
+/// The sockets, bound before any task starts so a port in use fails the start at once.
+struct Listeners {
+    http: tokio::net::TcpListener,
+    udp: Option<tokio::net::UdpSocket>,
+}
+
+impl Listeners {
+    async fn bind(config: &Config) -> anyhow::Result<Listeners> {
+        let http = intake::server::bind(config.http.listen)
+            .with_context(|| format!("cannot listen on http {}", config.http.listen))?;
+        let udp = if config.udp.enabled {
+            let sock = tokio::net::UdpSocket::bind(config.udp.listen)
+                .await
+                .with_context(|| format!("cannot listen on udp {}", config.udp.listen))?;
+            Some(sock)
+        } else {
+            None
+        };
+        Ok(Listeners { http, udp })
+    }
+}
+
+/// The modem side of the daemon, when there is a modem.
+struct ModemParts {
+    modem: Modem,
+    health: watch::Receiver<Health>,
+    selftest: crate::selftest::SelftestHandle,
+    /// True while the self-test monitor sees a fault of the paging path.
+    selftest_fault: watch::Receiver<bool>,
+}
+
+/// One verdict on whether pages can go out, for `/healthz`, the LED and the watchdog alike.
+fn health_sources(
+    core: &Core,
+    paging: &watch::Receiver<PagingHealth>,
+    modem: Option<&ModemParts>,
+) -> crate::health::Sources {
+    crate::health::Sources {
+        store: core.store.clone(),
+        paging: Some(paging.clone()),
+        modem: modem.map(|m| m.health.clone()),
+        liveness: core.sup.liveness().clone(),
+        selftest_fault: modem.map(|m| m.selftest_fault.clone()),
+        clock: core.clock.clone(),
+    }
+}
+
+/// Pages caught in flight by a crash or power cut are sent again (at-least-once).
+async fn recover_pages(store: &Store) -> anyhow::Result<()> {
+    let recovered = store.recover_in_flight().await?;
     if recovered > 0 {
         tracing::warn!(
             pages = recovered,
             "pages were in flight when pagerbox stopped; sending them again"
         );
     }
+    Ok(())
+}
 
-    // SMS replies, missed calls and DTMF acks: one task owns the command handling.
+/// SMS replies, missed calls and DTMF acks: one task owns the command handling.
+fn start_ack(core: &Core) -> crate::ack::AckHandle {
     let (ack, ack_requests) = crate::ack::channel();
-    sup.spawn(
+    let acker = crate::ack::Acker::new(
+        core.store.clone(),
+        core.config.clone(),
+        crate::ack::DEFAULT_MISSED_CALL_WINDOW,
+    );
+    core.sup.spawn(
         "ack",
         Role::Essential,
         crate::ack::run(
-            crate::ack::Acker::new(
-                store.clone(),
-                config_rx.clone(),
-                crate::ack::DEFAULT_MISSED_CALL_WINDOW,
-            ),
+            acker,
             ack_requests,
-            clock.clone(),
-            sup.heartbeat("ack", ACK_BOUND),
-            shutdown.clone(),
+            core.clock.clone(),
+            core.sup.heartbeat("ack", ACK_BOUND),
+            core.shutdown.clone(),
         ),
     );
+    ack
+}
 
-    // The modem: a real device, or the built-in simulator on a pseudo-terminal.
-    let mut sim: Option<SimHandle> = None;
-    let mut modem: Option<(Modem, watch::Receiver<Health>)> = None;
-    let mut selftest: Option<(crate::selftest::SelftestHandle, watch::Receiver<bool>)> = None;
-    if config.modem.enabled {
-        let device = match &config.modem.device {
-            ModemDevice::Path(p) => p.clone(),
-            ModemDevice::Simulator => {
-                let handle = start_simulator(&config).await?;
-                let path = handle.pty_path();
-                sim = Some(handle);
-                path
-            }
-        };
-        let mut settings = modem_settings(&config.modem, device)?;
-        settings.heartbeat = sup.heartbeat("modem", settings.heartbeat_bound());
-        let (m, events) = Modem::spawn_supervised(settings, &sup, shutdown.clone());
-        let health = m.health();
-        // Self-test of the paging path: runs on demand and on schedule; watches the modem.
-        let (handle, inbox, runner) = crate::selftest::spawn(crate::selftest::runner::Deps {
-            store: store.clone(),
-            config: config_rx.clone(),
-            modem: m.clone(),
-            clock: clock.clone(),
-            shutdown: shutdown.clone(),
-        });
-        // Not paging: a dead runner answers "stopped" to the next self-test request.
-        sup.spawn("selftest-runner", Role::Auxiliary, runner);
-        let (fault_tx, fault_rx) = watch::channel(false);
-        sup.spawn(
-            "selftest-monitor",
-            Role::Essential,
-            crate::selftest::monitor::run(crate::selftest::monitor::Deps {
-                store: store.clone(),
-                config: config_rx.clone(),
-                modem: m.clone(),
-                health: health.clone(),
-                clock: clock.clone(),
-                fault: fault_tx,
-                shutdown: shutdown.clone(),
-            }),
-        );
-        selftest = Some((handle, fault_rx));
-        sup.spawn(
-            "modem-events",
-            Role::Essential,
-            modem_events(
-                events,
-                EventSinks {
-                    modem: m.clone(),
-                    store: store.clone(),
-                    ack: ack.clone(),
-                    clock: clock.clone(),
-                    selftest: Some(inbox),
-                    metrics: metrics.clone(),
-                    tracker: tracker.clone(),
-                },
-                shutdown.clone(),
-            ),
-        );
-        modem = Some((m, health));
+/// The modem (a real device, or the built-in simulator on a pseudo-terminal), the self-test of
+/// the paging path that watches it, and the consumer of what it reports.
+async fn start_modem(
+    core: &Core,
+    config: &Config,
+    ack: &crate::ack::AckHandle,
+) -> anyhow::Result<(Option<SimHandle>, Option<ModemParts>)> {
+    if !config.modem.enabled {
+        return Ok((None, None));
     }
+    let mut sim = None;
+    let device = match &config.modem.device {
+        ModemDevice::Path(p) => p.clone(),
+        ModemDevice::Simulator => {
+            let handle = start_simulator(config).await?;
+            let path = handle.pty_path();
+            sim = Some(handle);
+            path
+        }
+    };
+    let sup = &core.sup;
+    let mut settings = modem_settings(&config.modem, device)?;
+    settings.heartbeat = sup.heartbeat("modem", settings.heartbeat_bound());
+    let (modem, events) = Modem::spawn_supervised(settings, sup, core.shutdown.clone());
+    let health = modem.health();
+    let (selftest, inbox, runner) = crate::selftest::spawn(crate::selftest::runner::Deps {
+        store: core.store.clone(),
+        config: core.config.clone(),
+        modem: modem.clone(),
+        clock: core.clock.clone(),
+        shutdown: core.shutdown.clone(),
+    });
+    // Not paging: a dead runner answers "stopped" to the next self-test request.
+    sup.spawn("selftest-runner", Role::Auxiliary, runner);
+    let (fault_tx, selftest_fault) = watch::channel(false);
+    let monitor = crate::selftest::monitor::Deps {
+        store: core.store.clone(),
+        config: core.config.clone(),
+        modem: modem.clone(),
+        health: health.clone(),
+        clock: core.clock.clone(),
+        fault: fault_tx,
+        shutdown: core.shutdown.clone(),
+    };
+    sup.spawn(
+        "selftest-monitor",
+        Role::Essential,
+        crate::selftest::monitor::run(monitor),
+    );
+    let sinks = modem_events::EventSinks {
+        modem: modem.clone(),
+        store: core.store.clone(),
+        ack: ack.clone(),
+        clock: core.clock.clone(),
+        selftest: Some(inbox),
+        metrics: core.metrics.clone(),
+        tracker: sup.tracker().clone(),
+    };
+    sup.spawn(
+        "modem-events",
+        Role::Essential,
+        modem_events::run(events, sinks, core.shutdown.clone()),
+    );
+    Ok((
+        sim,
+        Some(ModemParts {
+            modem,
+            health,
+            selftest,
+            selftest_fault,
+        }),
+    ))
+}
 
-    // Transports and one sender task per channel.
+/// The transports, the task that keeps paging health current, and one sender task per channel.
+/// Returns the published paging health.
+fn start_paging(
+    core: &Core,
+    config: &Config,
+    modem: Option<&ModemParts>,
+    ack: &crate::ack::AckHandle,
+) -> watch::Receiver<PagingHealth> {
     let mut transports: Vec<Arc<dyn Transport>> = Vec::new();
-    if let Some((m, h)) = &modem {
-        transports.push(Arc::new(transport::ModemSms::new(m.clone(), h.clone())));
+    if let Some(m) = modem {
+        transports.push(Arc::new(transport::ModemSms::new(
+            m.modem.clone(),
+            m.health.clone(),
+        )));
         transports.push(Arc::new(transport::ModemVoice {
-            modem: m.clone(),
-            health: h.clone(),
+            modem: m.modem.clone(),
+            health: m.health.clone(),
             ring_for: config.modem.ring_for,
             ack: ack.clone(),
         }));
@@ -236,7 +354,7 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
     if config.email.enabled {
         // Never fatal: a sender that cannot be built leaves email impaired (in /healthz) and
         // is rebuilt when a reload fixes it, while SMS and voice page.
-        transports.push(Arc::new(transport::Email::new(config_rx.clone())));
+        transports.push(Arc::new(transport::Email::new(core.config.clone())));
     }
     if transports.is_empty() {
         tracing::error!("no paging channel is enabled (modem and email both off): incidents are recorded but nobody can be paged");
@@ -244,226 +362,185 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
     let transports = Arc::new(transports);
     let (paging_tx, paging_rx) = watch::channel(sender::health(&transports));
     let paging_tx = Arc::new(paging_tx);
+    let sup = &core.sup;
     sup.spawn(
         "paging-health",
         Role::Essential,
-        paging_health(
+        paging_health::run(
             transports.clone(),
-            modem.as_ref().map(|(_, h)| h.clone()),
+            modem.map(|m| m.health.clone()),
             paging_tx.clone(),
             sup.heartbeat("paging-health", PAGING_HEALTH_BOUND),
-            shutdown.clone(),
+            core.shutdown.clone(),
         ),
     );
     for t in transports.iter() {
         let name = match t.channel() {
-            crate::incident::Channel::Sms => "sender-sms",
-            crate::incident::Channel::Voice => "sender-voice",
-            crate::incident::Channel::Email => "sender-email",
+            Channel::Sms => "sender-sms",
+            Channel::Voice => "sender-voice",
+            Channel::Email => "sender-email",
         };
-        sup.spawn(
-            name,
-            Role::Essential,
-            sender::run(
-                t.clone(),
-                transports.clone(),
-                store.clone(),
-                config_rx.clone(),
-                paging_tx.clone(),
-                sup.heartbeat(name, sender::liveness_bound(&**t)),
-                shutdown.clone(),
-                metrics.clone(),
-            ),
+        let task = sender::run(
+            t.clone(),
+            transports.clone(),
+            core.store.clone(),
+            core.config.clone(),
+            paging_tx.clone(),
+            sup.heartbeat(name, sender::liveness_bound(&**t)),
+            core.shutdown.clone(),
+            core.metrics.clone(),
         );
+        sup.spawn(name, Role::Essential, task);
     }
-    sup.spawn(
-        "escalation",
-        Role::Essential,
-        crate::escalation::engine::run(
-            store.clone(),
-            config_rx.clone(),
-            sup.heartbeat("escalation", ENGINE_BOUND),
-            shutdown.clone(),
-        ),
-    );
-    sup.spawn(
-        "heartbeat-monitors",
-        Role::Essential,
-        crate::heartbeat::run(
-            store.clone(),
-            config_rx.clone(),
-            clock.clone(),
-            sup.heartbeat("heartbeat-monitors", HEARTBEAT_BOUND),
-            shutdown.clone(),
-        ),
-    );
-    // Slack/Teams/webhook notifications: their own tasks and outbox channel, never on the
-    // paging senders' path.
-    sup.spawn(
-        "outbound",
-        Role::Essential,
-        crate::outbound::run(
-            store.clone(),
-            config_rx.clone(),
-            tracker.clone(),
-            metrics.clone(),
-            shutdown.clone(),
-        ),
-    );
+    paging_rx
+}
 
-    // One verdict on whether pages can go out, for /healthz and the LED alike.
-    let health = crate::health::Sources {
-        store: store.clone(),
-        paging: Some(paging_rx.clone()),
-        modem: modem.as_ref().map(|(_, h)| h.clone()),
-        liveness: sup.liveness().clone(),
-        selftest_fault: selftest.as_ref().map(|(_, f)| f.clone()),
-        clock: clock.clone(),
-    };
+/// The tasks that turn time into work: escalation, heartbeat monitors, and outbound chat and
+/// webhook notifications (their own tasks and outbox channel, never on the paging senders' path).
+fn start_engines(core: &Core) {
+    let (sup, store, config) = (&core.sup, &core.store, &core.config);
+    let engine = crate::escalation::engine::run(
+        store.clone(),
+        config.clone(),
+        sup.heartbeat("escalation", ENGINE_BOUND),
+        core.shutdown.clone(),
+    );
+    sup.spawn("escalation", Role::Essential, engine);
+    let monitors = crate::heartbeat::run(
+        store.clone(),
+        config.clone(),
+        core.clock.clone(),
+        sup.heartbeat("heartbeat-monitors", HEARTBEAT_BOUND),
+        core.shutdown.clone(),
+    );
+    sup.spawn("heartbeat-monitors", Role::Essential, monitors);
+    let outbound = crate::outbound::run(
+        store.clone(),
+        config.clone(),
+        sup.tracker().clone(),
+        core.metrics.clone(),
+        core.shutdown.clone(),
+    );
+    sup.spawn("outbound", Role::Essential, outbound);
+}
 
-    // The panel: LED shows the state, the button acknowledges.
+/// The panel (LED shows the state, the button acknowledges), and the idle-memory trimmer.
+fn start_panel(
+    core: &Core,
+    config: &Config,
+    health: &crate::health::Sources,
+    paging: &watch::Receiver<PagingHealth>,
+    modem: Option<&ModemParts>,
+) -> anyhow::Result<()> {
+    let (sup, tracker) = (&core.sup, core.sup.tracker());
     let (panel_tx, panel_rx) = watch::channel(PanelState::default());
-    if let Some(mut panel) =
-        crate::panel::spawn(&config.gpio, panel_rx, shutdown.clone(), &tracker)?
+    if let Some(panel) =
+        crate::panel::spawn(&config.gpio, panel_rx, core.shutdown.clone(), tracker)?
     {
         #[cfg(any(test, feature = "testkit"))]
         if let Some(fake) = panel.fake.clone() {
-            crate::panel::control::serve(
-                fake,
-                &config.daemon.state_dir.join("fake-panel.sock"),
-                shutdown.clone(),
-                &tracker,
-            )?;
+            let socket = config.daemon.state_dir.join("fake-panel.sock");
+            crate::panel::control::serve(fake, &socket, core.shutdown.clone(), tracker)?;
         }
-        let store = store.clone();
-        // Ends when the panel's GPIO task is gone: the button no longer acknowledges, which is
-        // logged; the phone and the API still do.
-        sup.spawn("panel-button", Role::Auxiliary, async move {
-            while let Some(ev) = panel.events.recv().await {
-                button(&store, ev).await;
-            }
-        });
+        let button = bridge::serve_button(core.store.clone(), panel.events);
+        sup.spawn("panel-button", Role::Auxiliary, button);
     }
     sup.spawn(
         "release-memory",
         Role::Auxiliary,
-        release_memory(shutdown.clone()),
+        release_memory(core.shutdown.clone()),
     );
-    sup.spawn(
-        "panel-state",
-        Role::Essential,
-        publish_panel_state(
-            store.clone(),
-            health.clone(),
-            paging_rx.clone(),
-            selftest.as_ref().map(|(_, f)| f.clone()),
-            panel_tx,
-            sup.heartbeat("panel-state", PANEL_BOUND),
-            shutdown.clone(),
-        ),
-    );
+    let sources = bridge::StateSources {
+        store: core.store.clone(),
+        health: health.clone(),
+        paging: paging.clone(),
+        selftest_fault: modem.map(|m| m.selftest_fault.clone()),
+        beat: sup.heartbeat("panel-state", PANEL_BOUND),
+    };
+    let publish = bridge::publish_state(sources, panel_tx, core.shutdown.clone());
+    sup.spawn("panel-state", Role::Essential, publish);
+    Ok(())
+}
 
-    let intake = Intake {
-        store: store.clone(),
-        config: config_rx.clone(),
-        token: token_rx,
-        stats: Arc::new(IntakeStats::default()),
-        paging: Some(paging_rx),
-        modem: modem.as_ref().map(|(_, h)| h.clone()),
-        metrics: metrics.clone(),
-        selftest: selftest.as_ref().map(|(h, _)| h.clone()),
-        health,
+/// The HTTP and UDP servers, and the run file that says where they listen. Returns the run
+/// file's path, removed again at a clean stop.
+fn start_intake(
+    core: &Core,
+    config: &Config,
+    intake: Intake,
+    listeners: Listeners,
+) -> anyhow::Result<PathBuf> {
+    let Listeners { http, udp } = listeners;
+    let info = RunInfo {
+        pid: std::process::id(),
+        http: http.local_addr()?,
+        udp: udp.as_ref().map(|s| s.local_addr()).transpose()?,
     };
     {
         let (intake, max_body) = (intake.clone(), config.http.max_body_bytes);
         let limits = intake::server::Limits::from_config(&config.http).fit_open_file_limit();
-        let shutdown = shutdown.clone();
-        sup.spawn("http", Role::Essential, async move {
+        let shutdown = core.shutdown.clone();
+        core.sup.spawn("http", Role::Essential, async move {
             if let Err(e) = intake::http::serve(http, intake, max_body, limits, shutdown).await {
                 tracing::error!(error = %e, "http intake stopped");
             }
         });
     }
     if let Some(sock) = udp {
-        sup.spawn(
-            "udp",
-            Role::Essential,
-            intake::udp::serve(sock, intake.clone(), shutdown.clone()),
-        );
+        let serve = intake::udp::serve(sock, intake, core.shutdown.clone());
+        core.sup.spawn("udp", Role::Essential, serve);
     }
-
-    let info = RunInfo {
-        pid: std::process::id(),
-        http: http_addr,
-        udp: udp_addr,
-    };
     let run_file = RunInfo::path(&config.daemon.state_dir);
     std::fs::write(&run_file, serde_json::to_vec(&info)?)
         .with_context(|| format!("cannot write {}", run_file.display()))?;
-    tracing::info!(http = %http_addr, udp = ?udp_addr, state_dir = %config.daemon.state_dir.display(), "pagerbox is up");
+    tracing::info!(http = %info.http, udp = ?info.udp, state_dir = %config.daemon.state_dir.display(), "pagerbox is up");
+    Ok(run_file)
+}
 
-    // systemd: READY once intake and the store are up. The watchdog is fed only while every
-    // essential loop has beaten within its bound and the store thread answers: "pages can go
-    // out", not "the process exists". A dead modem only degrades paging (/healthz says so).
-    if let Some(wd) = crate::service::Watchdog::from_env() {
-        let store = store.clone();
-        let liveness = sup.liveness().clone();
-        sup.spawn(
-            "watchdog",
-            Role::Essential,
-            wd.run(
-                move || {
-                    let store = store.clone();
-                    let late = liveness.late();
-                    async move {
-                        if !late.is_empty() {
-                            return Err(format!("tasks late: {late:?}"));
-                        }
-                        store
-                            .call(|c, _| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| e.to_string())
-                    }
-                },
-                shutdown.clone(),
-            ),
-        );
-    }
-    if let Err(e) = crate::service::notify_ready() {
-        tracing::warn!(error = %e, "cannot tell systemd we are ready");
-    }
-
-    let failed: Option<TaskEnded> = tokio::select! {
-        _ = wait_for_signals(config_path.as_deref(), &config_tx, &token_tx) => None,
-        e = ended.next() => Some(e),
+/// systemd: READY once intake and the store are up. The watchdog is fed only while every
+/// essential loop has beaten within its bound and the store thread answers: "pages can go
+/// out", not "the process exists". A dead modem only degrades paging (/healthz says so).
+fn start_watchdog(core: &Core) {
+    let Some(wd) = crate::service::Watchdog::from_env() else {
+        return;
     };
-    match &failed {
+    let store = core.store.clone();
+    let liveness = core.sup.liveness().clone();
+    let check = move || {
+        let store = store.clone();
+        let late = liveness.late();
+        async move {
+            if !late.is_empty() {
+                return Err(format!("tasks late: {late:?}"));
+            }
+            store.ping().await.map_err(|e| e.to_string())
+        }
+    };
+    core.sup.spawn(
+        "watchdog",
+        Role::Essential,
+        wd.run(check, core.shutdown.clone()),
+    );
+}
+
+/// Stops every task at a safe point: cancels the one token and waits up to `grace` for tasks
+/// to finish the unit of work in hand.
+async fn stop(core: &Core, grace: Duration, failed: Option<&TaskEnded>) {
+    match failed {
         None => tracing::info!("shutting down: finishing work in hand"),
         Some(e) => {
             tracing::error!(task = e.task, why = %e.why, "stopping because an essential task ended; a restart resumes every page")
         }
     }
     let _ = crate::service::notify_stopping();
-    shutdown.cancel();
+    core.shutdown.cancel();
+    let tracker = core.sup.tracker();
     tracker.close();
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         tracing::warn!(
             grace_seconds = grace.as_secs(),
             "some tasks did not stop within the grace period; pages in flight are sent again at the next start"
         );
-    }
-    drop(intake);
-    drop(modem);
-    if let Some(sim) = sim {
-        sim.shutdown().await;
-    }
-    drop(store);
-    let _ = std::fs::remove_file(&run_file);
-    tracing::info!("stopped");
-    match failed {
-        None => Ok(()),
-        Some(e) => Err(e.into()),
     }
 }
 
@@ -582,152 +659,6 @@ async fn start_simulator(config: &Config) -> anyhow::Result<SimHandle> {
     Ok(handle)
 }
 
-/// Where [`modem_events`] sends what the modem reports.
-struct EventSinks {
-    /// To reject a missed-call acknowledgement unanswered.
-    modem: Modem,
-    /// Delivery reports land on the page's row and timeline.
-    store: Store,
-    /// SMS commands and missed calls.
-    ack: crate::ack::AckHandle,
-    clock: Arc<dyn Clock>,
-    /// Takes a self-test's reply before the ack handler sees it.
-    selftest: Option<crate::selftest::Inbox>,
-    /// Counts delivered/undelivered SMS pages.
-    metrics: crate::metrics::Metrics,
-    /// Runs the short reject task, so shutdown waits for it.
-    tracker: tokio_util::task::TaskTracker,
-}
-
-/// Longest wait of the event consumer for one store write or ack decision. Each is normally a
-/// few milliseconds; a store that stalls longer must not stop the consumer (events would pile
-/// up in the modem driver until it drops delivery reports).
-const EVENT_STEP_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest wait for the modem to reject a ringing call (behind a page being submitted).
-const REJECT_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// Handles what the modem reports: delivery reports land on the page's timeline; incoming SMS go
-/// to the command handler (acks, STATUS, ...); an incoming call from a paged user may be a
-/// missed-call acknowledgement and is then rejected unanswered.
-///
-/// This consumer never awaits a modem request: the driver produces these events, and while it
-/// serves a request it does not read more URCs, so a consumer waiting on it while it waits for
-/// room for events would stall both. The reject runs as its own short task instead (one at a
-/// time: a second call cannot ring while the first is being rejected). Store writes and ack
-/// decisions are bounded by [`EVENT_STEP_TIMEOUT`].
-async fn modem_events(
-    mut events: tokio::sync::mpsc::Receiver<ModemEvent>,
-    sinks: EventSinks,
-    shutdown: CancellationToken,
-) {
-    let EventSinks {
-        modem,
-        store,
-        ack,
-        clock,
-        selftest,
-        metrics,
-        tracker,
-    } = sinks;
-    let mut rejecting: Option<tokio::task::JoinHandle<()>> = None;
-    loop {
-        let ev = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            ev = events.recv() => match ev { Some(ev) => ev, None => return },
-        };
-        match ev {
-            ModemEvent::DeliveryReport {
-                reference,
-                delivered,
-                outcome,
-                status,
-                ..
-            } => {
-                let detail = format!("{outcome:?} (status {status:#04x})");
-                let write = store.call(move |c, now| {
-                    Ok(outbox::delivered(
-                        c,
-                        &reference.to_string(),
-                        delivered,
-                        &detail,
-                        now,
-                    )?)
-                });
-                match tokio::time::timeout(EVENT_STEP_TIMEOUT, write).await {
-                    Ok(Ok(Some(_))) => metrics.page(
-                        crate::incident::Channel::Sms,
-                        if delivered {
-                            crate::metrics::PageOutcome::Delivered
-                        } else {
-                            crate::metrics::PageOutcome::Undelivered
-                        },
-                    ),
-                    Ok(Ok(None)) => {}
-                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot record a delivery report"),
-                    Err(_) => tracing::warn!(
-                        reference,
-                        waited_s = EVENT_STEP_TIMEOUT.as_secs(),
-                        "delivery report not recorded in time; moving on (the page was sent)"
-                    ),
-                }
-            }
-            ModemEvent::SmsReceived {
-                ref from, ref text, ..
-            } if selftest.as_ref().is_some_and(|i| i.offer(from, text)) => {
-                tracing::info!("self-test reply received");
-            }
-            ModemEvent::SmsReceived { ref from, .. } => {
-                let Some(msg) = crate::ack::Inbound::from_event(&ev, clock.now()) else {
-                    continue;
-                };
-                match tokio::time::timeout(EVENT_STEP_TIMEOUT, ack.sms(msg)).await {
-                    Ok(Ok(outcome)) => tracing::debug!(?outcome, "sms command handled"),
-                    Ok(Err(e)) => tracing::error!(error = %e, "sms command could not be handled"),
-                    Err(_) => tracing::error!(
-                        from = %crate::modem::driver::mask_number(from),
-                        waited_s = EVENT_STEP_TIMEOUT.as_secs(),
-                        "sms command not handled in time; the sender may need to reply again"
-                    ),
-                }
-            }
-            ModemEvent::IncomingCall { from } => {
-                let decision =
-                    tokio::time::timeout(EVENT_STEP_TIMEOUT, ack.missed_call(from)).await;
-                match decision {
-                    Ok(Ok(d)) if d.reject => {
-                        if rejecting.as_ref().is_some_and(|t| !t.is_finished()) {
-                            tracing::debug!("a reject is already on its way to the modem");
-                            continue;
-                        }
-                        let modem = modem.clone();
-                        rejecting = Some(tracker.spawn(async move {
-                            match tokio::time::timeout(REJECT_TIMEOUT, modem.reject_incoming())
-                                .await
-                            {
-                                Ok(Ok(())) => {}
-                                Ok(Err(e)) => {
-                                    tracing::warn!(error = %e, "cannot reject the incoming call")
-                                }
-                                Err(_) => tracing::warn!(
-                                    waited_s = REJECT_TIMEOUT.as_secs(),
-                                    "the modem did not reject the incoming call in time"
-                                ),
-                            }
-                        }));
-                    }
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => tracing::error!(error = %e, "incoming call could not be handled"),
-                    Err(_) => tracing::error!(
-                        waited_s = EVENT_STEP_TIMEOUT.as_secs(),
-                        "incoming call not handled in time"
-                    ),
-                }
-            }
-            ModemEvent::Dtmf { .. } | ModemEvent::CallEnded => {}
-        }
-    }
-}
-
 /// Gives memory freed after a burst back to the system once a minute. glibc keeps freed heap in
 /// its arenas, so a daemon that handled a storm would otherwise stay at its peak size on a small
 /// box; trimming idle heap is cheap (it only returns whole free pages).
@@ -742,138 +673,6 @@ async fn release_memory(shutdown: CancellationToken) {
         // preconditions and is thread-safe in glibc.
         unsafe {
             libc::malloc_trim(0);
-        }
-    }
-}
-
-/// Keeps the published paging health current: recomputed when the modem's health changes, and
-/// every few seconds for the channels that have no watch of their own (email).
-async fn paging_health(
-    transports: Arc<Vec<Arc<dyn Transport>>>,
-    mut modem: Option<watch::Receiver<Health>>,
-    tx: Arc<watch::Sender<PagingHealth>>,
-    beat: crate::supervisor::Heartbeat,
-    shutdown: CancellationToken,
-) {
-    loop {
-        beat.beat();
-        let h = sender::health(&transports);
-        tx.send_if_modified(|old| {
-            if *old == h {
-                return false;
-            }
-            if h.impaired() {
-                tracing::error!(down = ?h.down, "paging impaired: no channel can send; pages are kept and retried");
-            } else if old.impaired() {
-                tracing::info!(ready = ?h.ready, "paging restored");
-            }
-            *old = h;
-            true
-        });
-        let modem_changed = async {
-            match modem.as_mut() {
-                Some(m) => m.changed().await.is_ok(),
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            alive = modem_changed => if !alive { modem = None },
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-        }
-    }
-}
-
-/// The button: a short press acknowledges every triggered incident as "on-site"; a long press
-/// resolves the acknowledged ones.
-async fn button(store: &Store, ev: PanelEvent) {
-    let (from, to) = match ev {
-        PanelEvent::AckAll => (Status::Triggered, Status::Acknowledged),
-        PanelEvent::ResolveAcked => (Status::Acknowledged, Status::Resolved),
-    };
-    let open = match store.incidents(ListFilter::Open, 10_000).await {
-        Ok(list) => list,
-        Err(e) => {
-            tracing::error!(error = %e, "button: cannot read incidents");
-            return;
-        }
-    };
-    for i in open.into_iter().filter(|i| i.status == from) {
-        let actor = Actor::new("on-site", "button");
-        let r = if to == Status::Resolved {
-            store.resolve(i.id, actor).await
-        } else {
-            store.acknowledge(i.id, actor).await
-        };
-        match r {
-            Ok(_) => tracing::info!(incident = i.id, status = %to, "button"),
-            Err(e) => {
-                tracing::error!(incident = i.id, error = %e, "button: cannot change incident")
-            }
-        }
-    }
-}
-
-/// Publishes what the LED shows: open incidents, acknowledged or not, and whether paging works
-/// (the same verdict as `/healthz`, see [`crate::health`]).
-async fn publish_panel_state(
-    store: Store,
-    health: crate::health::Sources,
-    mut paging: watch::Receiver<PagingHealth>,
-    mut selftest_fault: Option<watch::Receiver<bool>>,
-    panel: watch::Sender<PanelState>,
-    beat: crate::supervisor::Heartbeat,
-    shutdown: CancellationToken,
-) {
-    let mut commits = store.commits();
-    loop {
-        beat.beat();
-        // Mark the watches seen, so the select below waits for their next change.
-        paging.borrow_and_update();
-        if let Some(f) = selftest_fault.as_mut() {
-            f.borrow_and_update();
-        }
-        let impaired = health.verdict().await.impaired();
-        let state = store
-            .call(move |c, now| {
-                let (unacked, acked, oldest): (i64, i64, Option<i64>) = c.query_row(
-                    "SELECT sum(status='triggered'), sum(status='acknowledged'), min(CASE WHEN status='triggered' THEN first_seen END) \
-                     FROM incidents WHERE status<>'resolved'",
-                    [],
-                    |r| Ok((r.get::<_, Option<i64>>(0)?.unwrap_or(0), r.get::<_, Option<i64>>(1)?.unwrap_or(0), r.get(2)?)),
-                )?;
-                Ok(PanelState {
-                    open_unacked: unacked as usize,
-                    open_acked: acked as usize,
-                    impaired,
-                    oldest_unacked_age: oldest.and_then(|t| (now - crate::store::from_ms(t)).to_std().ok()),
-                })
-            })
-            .await;
-        match state {
-            Ok(s) => {
-                panel.send_if_modified(|old| {
-                    let changed = *old != s;
-                    *old = s;
-                    changed
-                });
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "store failing");
-                panel.send_modify(|s| s.impaired = true);
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = commits.changed() => if r.is_err() { return },
-            r = paging.changed() => if r.is_err() { return },
-            alive = async {
-                match selftest_fault.as_mut() {
-                    Some(f) => f.changed().await.is_ok(),
-                    None => std::future::pending().await,
-                }
-            } => if !alive { selftest_fault = None },
-            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
         }
     }
 }

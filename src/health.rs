@@ -174,10 +174,7 @@ impl Sources {
     pub async fn facts(&self) -> Facts {
         // A round trip through the writer proves its thread still takes jobs; whether the file
         // takes writes is the write health, fed by every write and the store's idle probe.
-        let round_trip = self
-            .store
-            .call(|c, _| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
-            .await;
+        let round_trip = self.store.ping().await;
         let store_write = match round_trip {
             Err(e) => Err(format!("the store does not answer: {e}")),
             Ok(_) => match &*self.store.write_health().borrow() {

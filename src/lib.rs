@@ -7,24 +7,24 @@
 //! |----------------|----------------------------------------------------------------------|
 //! | [`config`]     | raw TOML -> validated [`config::Config`], errors as `file:line:col`  |
 //! | [`incident`]   | the domain words: severity, status, incident, timeline event         |
-//! | [`store`]      | the one task that owns SQLite; [`store::Store`] is its handle; the outbox |
+//! | [`store`]      | the one task that owns SQLite and the SQL of every table, one submodule per table family; [`store::Store`] is its handle |
 //! | [`intake`]     | HTTP (axum) and UDP intake, alert formats (own, PagerDuty, Alertmanager) |
 //! | [`metrics`]    | `GET /metrics`: metric names, labels, the OpenMetrics encoder        |
 //! | [`schedule`]   | pure: who is on call at an instant (time zones, DST, overrides)      |
 //! | [`escalation`] | policies, routes, notification rules; the engine that times steps    |
 //! | [`health`]     | one verdict on whether pages can go out: `/healthz`, LED, watchdog   |
 //! | [`heartbeat`]  | dead-man's switches: pings, deadlines, the incident when one is missed |
-//! | [`notify`]     | the senders that drain the outbox (kept by [`store`]): SMS, voice, email |
+//! | [`notify`]     | the senders of the outbox (SMS, voice, email), paging health, what the modem reports back |
 //! | [`outbound`]   | Slack, Teams and signed webhook notifications beside paging          |
 //! | [`modem`]      | the AT engine that owns the serial port, PDU codec, simulator        |
-//! | [`panel`]      | GPIO button and LED behind narrow traits                             |
+//! | [`panel`]      | GPIO button and LED behind narrow traits; the bridge to incidents    |
 //! | [`silence`]    | silences and maintenance windows: which incidents page nobody now    |
 //! | [`selftest`]   | self-test of the paging path: modem/credit watch, scheduled test page |
 //! | [`ack`]        | acknowledge by phone: SMS commands, missed-call and DTMF acks        |
 //! | [`fault`]      | test-only fault points (feature `fault-injection`), absent from releases |
 //! | [`clock`]      | wall-clock time behind a trait so logic can be tested at any instant |
 //! | [`cli`]        | clap definitions and the client subcommands                          |
-//! | [`daemon`]     | wiring: starts the tasks, waits for shutdown                         |
+//! | [`daemon`]     | wiring only: starts the tasks, waits for shutdown                    |
 //! | [`supervisor`] | liveness: essential tasks, their heartbeats, exit when one dies        |
 //! | [`service`]    | systemd: readiness/reload/stop notices, the liveness-gated watchdog  |
 //! | [`docgen`]     | man pages and shell completions generated from the clap definitions  |

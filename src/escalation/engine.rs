@@ -30,9 +30,12 @@ use crate::config::Config;
 use crate::incident::{Actor, Channel, Incident, IncidentId, Severity, Status};
 use crate::notify::text;
 use crate::schedule::{Override, OverrideSource, OverridesBySchedule};
-use crate::silence::{store as silence_store, Silence};
+use crate::silence::Silence;
+use crate::store::events::record;
+use crate::store::kinds::EventKind;
 use crate::store::outbox::{self, NewPage, PageKind};
-use crate::store::queries::{event, incident, transition};
+use crate::store::queries::{incident, transition};
+use crate::store::silences as silence_store;
 use crate::store::{from_ms, ms, Store, StoreError};
 
 /// Longest the engine sleeps without looking again (catches wall-clock jumps).
@@ -245,11 +248,11 @@ pub fn pass(
             continue;
         };
         let Some(policy) = plan.policies.get(&row.policy) else {
-            event(
+            record(
                 conn,
                 Some(inc.id),
                 now,
-                "escalation-error",
+                EventKind::EscalationError,
                 None,
                 &format!("policy {:?} no longer exists; nobody is paged", row.policy),
                 None,
@@ -300,7 +303,7 @@ pub fn pass(
                         match hold_if_silenced(conn, &silences, &inc, &mut hold, now)? {
                             Some(held) => Some(held),
                             None => {
-                                event(conn, Some(inc.id), now, "exhausted", None, &format!("escalation policy {} ran {} time(s) without an acknowledgement; incident stays open", policy.id, policy.repeat), None)?;
+                                record(conn, Some(inc.id), now, EventKind::Exhausted, None, &format!("escalation policy {} ran {} time(s) without an acknowledgement; incident stays open", policy.id, policy.repeat), None)?;
                                 Some(Event::Exhausted { at: now })
                             }
                         }
@@ -315,7 +318,7 @@ pub fn pass(
                             now,
                         )?
                         .0;
-                        event(conn, Some(inc.id), now, "retriggered", None, "acknowledged but not resolved within the route's ack_timeout: escalating again from the first step", None)?;
+                        record(conn, Some(inc.id), now, EventKind::Retriggered, None, "acknowledged but not resolved within the route's ack_timeout: escalating again from the first step", None)?;
                         Some(Event::Retriggered { at: now })
                     }
                     Action::Reschedule => {
@@ -467,11 +470,11 @@ fn hold_if_silenced(
         Some(s) => {
             let key = s.id.key();
             if hold.as_deref() != Some(key.as_str()) {
-                event(
+                record(
                     conn,
                     Some(inc.id),
                     now,
-                    "silenced",
+                    EventKind::Silenced,
                     None,
                     &s.describe(),
                     Some(&serde_json::json!({ "silence": s.id, "until": s.ends_at })),
@@ -486,11 +489,11 @@ fn hold_if_silenced(
         }
         None => {
             if let Some(key) = hold.take() {
-                event(
+                record(
                     conn,
                     Some(inc.id),
                     now,
-                    "unsilenced",
+                    EventKind::Unsilenced,
                     None,
                     &format!(
                         "{} is over: paging resumes",
@@ -645,11 +648,11 @@ fn page_step(
         .map(|r| r.urgency.urgency(inc.severity))
         .unwrap_or_else(|| super::UrgencyMap::default().urgency(inc.severity));
     if targets.is_empty() {
-        event(
+        record(
             conn,
             Some(inc.id),
             now,
-            "escalation",
+            EventKind::Escalation,
             None,
             &format!(
                 "step {} (run {}): nobody is on call for this step",
@@ -691,11 +694,11 @@ fn page_step(
                 )
             };
             tracing::error!(incident = inc.id, user = %t.user, %why, "a person this step pages cannot be reached on any enabled channel");
-            event(
+            record(
                 conn,
                 Some(inc.id),
                 now,
-                "page-unreachable",
+                EventKind::PageUnreachable,
                 None,
                 &format!("{} cannot be paged: {why}", t.user),
                 Some(&serde_json::json!({ "user": t.user, "channels": lost })),
@@ -735,11 +738,11 @@ fn page_step(
                         )?,
                     };
                     outbox::add_item(conn, digest, inc.id)?;
-                    event(
+                    record(
                         conn,
                         Some(inc.id),
                         now,
-                        "page-grouped",
+                        EventKind::PageGrouped,
                         None,
                         &format!(
                             "sms to {} held for a digest at {}: {}",
@@ -755,7 +758,7 @@ fn page_step(
             if channel == Channel::Voice
                 && grouped_recently(conn, cfg, route, &t.user, inc.id, now)?
             {
-                event(conn, Some(inc.id), now, "page-grouped", None, &format!("voice call to {} skipped: a call for this route went out in the grouping window", t.user), None)?;
+                record(conn, Some(inc.id), now, EventKind::PageGrouped, None, &format!("voice call to {} skipped: a call for this route went out in the grouping window", t.user), None)?;
                 continue;
             }
             let body = match channel {
@@ -794,11 +797,11 @@ fn page_step(
             }
         ));
     }
-    event(
+    record(
         conn,
         Some(inc.id),
         now,
-        "escalation",
+        EventKind::Escalation,
         None,
         &format!(
             "step {} (run {}): paging {}",
@@ -914,11 +917,11 @@ fn stakeholder_update(
         if !plan.served.contains(&channel) {
             // A stakeholder's address fixes the channel; one that is off queues nothing.
             tracing::warn!(incident = inc.id, %channel, "status update not queued: its channel is off");
-            event(
+            record(
                 conn,
                 Some(inc.id),
                 now,
-                "status-skipped",
+                EventKind::StatusSkipped,
                 None,
                 &format!("status update to a stakeholder not sent: {channel} is off"),
                 None,

@@ -13,7 +13,9 @@ use rusqlite::{params, Connection};
 use super::{route_for, AlertFacts};
 use crate::config::Config;
 use crate::incident::IncidentId;
-use crate::store::queries::{event, incident};
+use crate::store::events::record;
+use crate::store::kinds::EventKind;
+use crate::store::queries::incident;
 use crate::store::{ms, StoreError};
 
 /// What one look at the unrouted incidents did.
@@ -68,11 +70,11 @@ pub(crate) fn unrouted(
         .execute(params![id, route.policy, ms(due), ms(now)])?;
         conn.prepare_cached("UPDATE incidents SET route = ?2 WHERE id = ?1")?
             .execute(params![id, route.id])?;
-        event(
+        record(
             conn,
             Some(id),
             now,
-            "routed",
+            EventKind::Routed,
             None,
             &format!(
                 "the new config routes it: route {:?}, policy {:?}",

@@ -31,8 +31,6 @@
 //!   Only the first pass after the daemon starts applies the restart rule; a monitor added by a
 //!   later reload simply starts its clock then.
 
-mod sql;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -208,9 +206,7 @@ pub async fn ping(store: &Store, config: &Config, id: &str, from: &str) -> Resul
         .cloned()
         .ok_or_else(|| Error::Unknown(id.to_string()))?;
     let from = from.to_string();
-    let (due_at, resolved) = store
-        .call(move |c, now| sql::ping(c, &hb, &from, now))
-        .await?;
+    let (due_at, resolved) = store.heartbeat_ping(hb, from).await?;
     if let Some(incident) = resolved {
         tracing::info!(heartbeat = %id, incident, "heartbeat ping resolved its incident");
     }
@@ -223,9 +219,7 @@ pub async fn ping(store: &Store, config: &Config, id: &str, from: &str) -> Resul
 
 /// The state of every configured monitor.
 pub async fn list(store: &Store, config: Arc<Config>) -> Result<Vec<HeartbeatStatus>, StoreError> {
-    store
-        .read(move |c, now| Ok(sql::list(c, &config, now)?))
-        .await
+    store.heartbeats(config).await
 }
 
 /// How often the watcher records that it is alive, for this config.
@@ -257,20 +251,7 @@ pub async fn run(
         let mut next: Option<DateTime<Utc>> = None;
         // Also with no monitors configured (once per start or reload): that forgets removed
         // monitors and ends the start-up pass, so monitors added later start fresh.
-        let c = cfg.clone();
-        let first = !started;
-        let r = store
-            .call(move |conn, now| {
-                let mut fired = if first && !c.heartbeats.is_empty() {
-                    sql::startup(conn, &c, now)?
-                } else {
-                    Vec::new()
-                };
-                let (more, next) = sql::check(conn, &c, now)?;
-                fired.extend(more);
-                Ok((fired, next))
-            })
-            .await;
+        let r = store.heartbeat_pass(cfg.clone(), !started).await;
         match r {
             Ok((_, n)) => {
                 started = true;
@@ -289,7 +270,7 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => {
                 if watching && started {
-                    if let Err(e) = store.call(|c, now| Ok(sql::mark_alive(c, now)?)).await {
+                    if let Err(e) = store.heartbeat_watcher_alive().await {
                         tracing::warn!(error = %e, "heartbeat watcher cannot record its stop time");
                     }
                 }

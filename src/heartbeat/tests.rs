@@ -6,6 +6,7 @@ use rusqlite::Connection;
 use super::*;
 use crate::clock::ManualClock;
 use crate::incident::Status;
+use crate::store::heartbeats as sql;
 use crate::store::schema::migrate;
 
 const CONFIG: &str = r#"

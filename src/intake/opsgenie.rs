@@ -311,7 +311,15 @@ async fn create(
             let counted = Counted::of(&outcome);
             let incident = outcome.incident().cloned();
             if let (Some(note), Some(i)) = (&note, &incident) {
-                queries::event(conn, Some(i.id), now, "note", Some(&actor), note, None)?;
+                crate::store::events::record(
+                    conn,
+                    Some(i.id),
+                    now,
+                    crate::store::kinds::EventKind::Note,
+                    Some(&actor),
+                    note,
+                    None,
+                )?;
             }
             let status = match outcome {
                 AlertOutcome::Repeated(_) => "Alert deduplicated",
@@ -431,7 +439,15 @@ async fn act(
                     ),
                 };
                 if let Some(note) = &b.note {
-                    queries::event(conn, Some(id), now, "note", Some(&actor), note, None)?;
+                    crate::store::events::record(
+                        conn,
+                        Some(id),
+                        now,
+                        crate::store::kinds::EventKind::Note,
+                        Some(&actor),
+                        note,
+                        None,
+                    )?;
                 }
                 outcome.success = true;
                 outcome.status = status.into();

@@ -43,11 +43,7 @@ pub struct RunsQuery {
 /// `GET /v1/selftest?limit=N`: the last runs, newest first.
 pub async fn runs(State(intake): State<Intake>, Query(q): Query<RunsQuery>) -> Response {
     let limit = q.limit.unwrap_or(20).min(1000);
-    match intake
-        .store
-        .read(move |c, _| Ok(crate::selftest::store::recent_runs(c, limit)?))
-        .await
-    {
+    match intake.store.selftest_runs(limit).await {
         Ok(runs) => Json(json!({ "runs": runs })).into_response(),
         Err(e) => store_error(&intake.stats, e),
     }

@@ -1,5 +1,5 @@
 //! Silence endpoints: add a runtime silence, list silences (runtime and the config's maintenance
-//! windows), expire one early. Silences are kept in SQLite (`crate::silence::store`); the
+//! windows), expire one early. Silences are kept in SQLite (`crate::store::silences`); the
 //! escalation engine reads them in its next pass (each write here commits and so wakes it).
 //!
 //! Writes need the write token (401 otherwise); a silence that can never be valid (bad matcher,
@@ -19,7 +19,6 @@ use serde_json::json;
 use super::http::{authorized_body, error, store_error};
 use super::Intake;
 use crate::config::parse_duration;
-use crate::silence::store::{self as silence_store, StoredSilence};
 use crate::silence::{Matcher, Silence, SilenceId};
 use crate::store::StoreError;
 
@@ -134,7 +133,7 @@ pub async fn add(
     );
     let result = intake
         .store
-        .call(move |c, now| {
+        .add_silence(move |now| {
             let starts_at = starts.unwrap_or(now);
             let ends_at = match end {
                 End::At(t) => t,
@@ -155,7 +154,7 @@ pub async fn add(
             )
             .map_err(|e| StoreError::Invalid(e.to_string()))?;
             s.created_by = Some(by);
-            Ok(silence_store::add(c, &s, now)?)
+            Ok(s)
         })
         .await;
     match result {
@@ -183,22 +182,7 @@ pub async fn list(State(intake): State<Intake>, Query(q): Query<ListQuery>) -> R
         Some(Err(e)) => return bad(format!("recent: {e}"), vec![]),
     };
     let config = intake.config.borrow().clone();
-    let result = intake
-        .store
-        .call(move |c, now| {
-            let since = crate::clock::sub_signed(now, recent);
-            let mut list = silence_store::list(c, now, since)?;
-            list.extend(
-                config
-                    .silences
-                    .iter()
-                    .map(|s| s.current(now))
-                    .filter(|s| s.ends_at >= since)
-                    .map(|s| StoredSilence::at(s, None, now)),
-            );
-            Ok(list)
-        })
-        .await;
+    let result = intake.store.silences(recent, config).await;
     match result {
         Ok(list) => Json(json!({ "silences": list })).into_response(),
         Err(e) => store_error(&intake.stats, e),
@@ -249,11 +233,7 @@ pub async fn expire(
         return error(StatusCode::NOT_FOUND, format!("no silence {id:?}"), vec![]);
     };
     let who = by.by.unwrap_or_else(|| "api".into());
-    match intake
-        .store
-        .call(move |c, now| Ok(silence_store::expire(c, n, &who, now)?))
-        .await
-    {
+    match intake.store.expire_silence(n, who).await {
         Ok(Some((s, changed))) => {
             if changed {
                 tracing::info!(silence = %s.silence.id, "silence expired");

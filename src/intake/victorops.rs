@@ -136,11 +136,11 @@ async fn alert(
                 match queries::open_by_key(conn, &key)? {
                     Some(open) => {
                         let text = format!("INFO: {}", note.as_deref().unwrap_or(&a.summary));
-                        queries::event(
+                        crate::store::events::record(
                             conn,
                             Some(open.id),
                             now,
-                            "note",
+                            crate::store::kinds::EventKind::Note,
                             Some(&actor),
                             &text,
                             None,
@@ -174,7 +174,15 @@ async fn alert(
                 if let (Some(note), Some(i), AlertAction::Acknowledge) =
                     (&note, outcome.incident(), input.action)
                 {
-                    queries::event(conn, Some(i.id), now, "note", Some(&actor), note, None)?;
+                    crate::store::events::record(
+                        conn,
+                        Some(i.id),
+                        now,
+                        crate::store::kinds::EventKind::Note,
+                        Some(&actor),
+                        note,
+                        None,
+                    )?;
                 }
                 Ok(Counted::of(&outcome))
             })

@@ -4,6 +4,8 @@ use crate::config::Config;
 use crate::incident::Channel;
 
 pub mod email;
+pub mod modem_events;
+pub mod paging_health;
 pub mod sender;
 pub mod text;
 pub mod transport;

@@ -23,7 +23,7 @@ use crate::metrics::{Metrics, PageOutcome};
 use crate::modem::{Health, ModemError};
 use crate::notify::email::EmailError;
 use crate::store::outbox::{self, Attempt, Page, PageKind};
-use crate::store::{queries, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// How much longer than its transport's timeout a claim holds a row: room for loading the
 /// incidents before the send and recording the outcome after it.
@@ -478,7 +478,9 @@ async fn changed(readiness: &mut Option<watch::Receiver<Health>>) -> bool {
     }
 }
 
-/// Sends one claimed page and records the outcome.
+/// Sends one claimed page and records the outcome: loads its incidents, decides what to send
+/// ([`plan`], pure), sends it ([`attempt`]), and records the outcome until the store takes it
+/// ([`record`]).
 async fn handle(
     transport: &dyn Transport,
     all: &[Arc<dyn Transport>],
@@ -494,22 +496,7 @@ async fn handle(
         .into_iter()
         .chain(page.items.iter().copied())
         .collect();
-    let loaded = {
-        let ids = ids.clone();
-        store
-            .call(move |c, _| {
-                let mut out = Vec::new();
-                for id in ids {
-                    if let Some(i) = queries::incident(c, id)? {
-                        let t = queries::timeline(c, id)?;
-                        out.push((i, t));
-                    }
-                }
-                Ok(out)
-            })
-            .await
-    };
-    let incidents = match loaded {
+    let incidents = match store.page_incidents(ids).await {
         Ok(x) => x,
         Err(e) => {
             tracing::error!(page = page.id, error = %e, "cannot load the incidents of a page; it stays queued");
@@ -529,102 +516,128 @@ async fn handle(
             return;
         }
     };
-    // A page about an incident nobody needs to be woken for any more is not sent.
+    let outcome = match plan(&page, incidents, &config) {
+        Plan::Cancel(reason) => Attempt::Cancelled { reason },
+        Plan::Send(out) => attempt(transport, all, store, &out).await,
+    };
+    log_outcome(&page, &outcome);
+    record(store, shutdown, metrics, page, outcome).await;
+}
+
+/// What to do with a claimed page, decided from the page and its incidents alone.
+enum Plan {
+    /// Nothing to send any more.
+    Cancel(String),
+    /// Send this (boxed: a page with its incidents is large, and a plan is moved once).
+    Send(Box<Outgoing>),
+}
+
+/// Decides whether a claimed page still goes out and with which text: a page or digest about
+/// incidents nobody needs to be woken for any more is cancelled; a digest lists the incidents
+/// still open; a page that fell through from a call to SMS is written again for SMS, and a page
+/// on a call is always spoken.
+fn plan(page: &Page, incidents: Vec<(Incident, Vec<TimelineEvent>)>, config: &Arc<Config>) -> Plan {
     let open: Vec<_> = incidents
         .iter()
         .filter(|(i, _)| i.status == Status::Triggered)
         .cloned()
         .collect();
-    let outcome = if matches!(page.kind, PageKind::Page | PageKind::Digest) && open.is_empty() {
-        Attempt::Cancelled {
-            reason: "incident no longer triggered".into(),
+    if page.kind.is_to_person() && open.is_empty() {
+        return Plan::Cancel("incident no longer triggered".into());
+    }
+    let channel = page.channel;
+    let text = match page.kind {
+        PageKind::Digest => {
+            let list: Vec<Incident> = open.iter().map(|(i, _)| i.clone()).collect();
+            if channel == Channel::Voice {
+                format!(
+                    "pagerbox. {} new incidents. {}",
+                    list.len(),
+                    list.iter()
+                        .map(|i| format!("Incident {}: {}.", i.id, i.summary))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )
+            } else {
+                super::text::sms_digest(&list, config.paging.sms_max_parts)
+            }
         }
-    } else {
-        let text = match page.kind {
-            PageKind::Digest => {
-                let list: Vec<Incident> = open.iter().map(|(i, _)| i.clone()).collect();
-                if channel == Channel::Voice {
-                    format!(
-                        "pagerbox. {} new incidents. {}",
-                        list.len(),
-                        list.iter()
-                            .map(|i| format!("Incident {}: {}.", i.id, i.summary))
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    )
-                } else {
-                    super::text::sms_digest(&list, config.paging.sms_max_parts)
+        _ => match (page.kind, channel, open.first()) {
+            // A page that fell through to another channel gets that channel's wording.
+            (PageKind::Page, Channel::Voice, Some((i, _))) => super::text::voice_page(i),
+            (PageKind::Page, Channel::Sms, Some((i, _)))
+                if page.written_for == Some(Channel::Voice) =>
+            {
+                super::text::sms_page(i, None, config.paging.sms_max_parts)
+            }
+            _ => page.body.clone(),
+        },
+    };
+    Plan::Send(Box::new(Outgoing {
+        page: page.clone(),
+        text,
+        incidents: if page.kind == PageKind::Digest {
+            open
+        } else {
+            incidents
+        },
+        config: config.clone(),
+    }))
+}
+
+/// Hands `out` to its transport (bounded by the transport's timeout) and says what happened; a
+/// DTMF acknowledgement during a call is recorded on the incident at once.
+async fn attempt(
+    transport: &dyn Transport,
+    all: &[Arc<dyn Transport>],
+    store: &Store,
+    out: &Outgoing,
+) -> Attempt {
+    let (page, config, channel) = (&out.page, &out.config, out.page.channel);
+    let available: Vec<Channel> = all.iter().map(|t| t.channel()).collect();
+    if let Err(why) = transport.ready() {
+        let why = format!("{channel} unavailable: {why}");
+        return after_failure(page, &why, true, true, config, &available, store.now());
+    }
+    match tokio::time::timeout(transport.timeout(), transport.send(out)).await {
+        Ok(Ok(d)) => {
+            if d.acknowledged {
+                if let (Some(user), Some(id)) = (page.user_id.clone(), page.incident_id) {
+                    if let Err(e) = store.acknowledge(id, Actor::new(user, "voice")).await {
+                        tracing::error!(incident = id, error = %e, "cannot record a DTMF acknowledgement");
+                    }
                 }
             }
-            _ => match (page.kind, channel, open.first()) {
-                // A page that fell through to another channel gets that channel's wording.
-                (PageKind::Page, Channel::Voice, Some((i, _))) => super::text::voice_page(i),
-                (PageKind::Page, Channel::Sms, Some((i, _)))
-                    if page.body.starts_with("pagerbox alert") =>
-                {
-                    super::text::sms_page(i, None, config.paging.sms_max_parts)
-                }
-                _ => page.body.clone(),
-            },
-        };
-        let out = Outgoing {
-            page: page.clone(),
-            text,
-            incidents: if page.kind == PageKind::Digest {
-                open.clone()
-            } else {
-                incidents.clone()
-            },
-            config: config.clone(),
-        };
-        let now = store.now();
-        let available: Vec<Channel> = all.iter().map(|t| t.channel()).collect();
-        match transport.ready() {
-            Err(why) => after_failure(
-                &page,
-                &format!("{channel} unavailable: {why}"),
-                true,
-                true,
-                &config,
-                &available,
-                now,
-            ),
-            Ok(()) => match tokio::time::timeout(transport.timeout(), transport.send(&out)).await {
-                Ok(Ok(d)) => {
-                    if d.acknowledged {
-                        if let (Some(user), Some(id)) = (page.user_id.clone(), page.incident_id) {
-                            if let Err(e) = store.acknowledge(id, Actor::new(user, "voice")).await {
-                                tracing::error!(incident = id, error = %e, "cannot record a DTMF acknowledgement");
-                            }
-                        }
-                    }
-                    Attempt::Sent {
-                        reference: d.reference,
-                        detail: d.detail,
-                    }
-                }
-                Ok(Err(e)) => after_failure(
-                    &page,
-                    &e.to_string(),
-                    e.is_retryable(),
-                    false,
-                    &config,
-                    &available,
-                    store.now(),
-                ),
-                Err(_) => after_failure(
-                    &page,
-                    &format!("{channel} send timed out"),
-                    true,
-                    false,
-                    &config,
-                    &available,
-                    store.now(),
-                ),
-            },
+            Attempt::Sent {
+                reference: d.reference,
+                detail: d.detail,
+            }
         }
-    };
-    match &outcome {
+        Ok(Err(e)) => after_failure(
+            page,
+            &e.to_string(),
+            e.is_retryable(),
+            false,
+            config,
+            &available,
+            store.now(),
+        ),
+        Err(_) => after_failure(
+            page,
+            &format!("{channel} send timed out"),
+            true,
+            false,
+            config,
+            &available,
+            store.now(),
+        ),
+    }
+}
+
+/// One log line per attempt, at the level its outcome deserves.
+fn log_outcome(page: &Page, outcome: &Attempt) {
+    let channel = page.channel;
+    match outcome {
         Attempt::Sent { .. } => {
             tracing::info!(page = page.id, %channel, attempt = page.attempts, "page sent")
         }
@@ -643,6 +656,18 @@ async fn handle(
             tracing::info!(page = page.id, %channel, %reason, "page cancelled")
         }
     }
+}
+
+/// Records the outcome of the attempt until the store takes it (see [`until_stored`]), then
+/// counts it once and, for a page to a person that was sent, its latency.
+async fn record(
+    store: &Store,
+    shutdown: &CancellationToken,
+    metrics: &Metrics,
+    page: Page,
+    outcome: Attempt,
+) {
+    let channel = page.channel;
     let page2 = page.clone();
     let out2 = outcome.clone();
     let what = format!("outcome of page {} attempt {}", page.id, page.attempts);
@@ -651,25 +676,26 @@ async fn handle(
         Ok((applied, now))
     })
     .await;
-    if let Some((applied, now)) = recorded {
-        if !applied {
-            // An earlier try was stored but its answer was lost, or the lease ran out.
-            tracing::warn!(
-                page = page.id,
-                attempt = page.attempts,
-                "outcome already recorded or the row was claimed again"
-            );
-        }
-        // Counted once per attempt, however many tries the recording took.
-        metrics.page(channel, PageOutcome::of(&outcome));
-        // Latency of pages to people, from queued (after any pre-page delay) to sent;
-        // digests are held on purpose for their grouping window, so they are left out.
-        if applied && matches!(outcome, Attempt::Sent { .. }) && page.kind == PageKind::Page {
-            metrics.page_latency(
-                channel,
-                (now - page.created_at).to_std().unwrap_or_default(),
-            );
-        }
+    let Some((applied, now)) = recorded else {
+        return;
+    };
+    if !applied {
+        // An earlier try was stored but its answer was lost, or the lease ran out.
+        tracing::warn!(
+            page = page.id,
+            attempt = page.attempts,
+            "outcome already recorded or the row was claimed again"
+        );
+    }
+    // Counted once per attempt, however many tries the recording took.
+    metrics.page(channel, PageOutcome::of(&outcome));
+    // Latency of pages to people, from queued (after any pre-page delay) to sent;
+    // digests are held on purpose for their grouping window, so they are left out.
+    if applied && matches!(outcome, Attempt::Sent { .. }) && page.kind == PageKind::Page {
+        metrics.page_latency(
+            channel,
+            (now - page.created_at).to_std().unwrap_or_default(),
+        );
     }
 }
 

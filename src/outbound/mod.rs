@@ -1,10 +1,11 @@
 //! Outbound notifications: Slack, Microsoft Teams and signed generic JSON webhooks, sent on
 //! trigger, acknowledge and resolve, beside paging and never instead of it.
 //!
-//! What it owns: the `[[outbound]]` destinations ([`Destination`]), the fan-out that turns
-//! incident transitions into outbox rows ([`queue`]), the bodies ([`payload`]), the HTTP POST
-//! ([`client`]) and the tasks that send them ([`run`]). What it does not own: the outbox table
-//! and its crash recovery (`store::outbox`), or paging (`notify`).
+//! What it owns: the `[[outbound]]` destinations ([`Destination`]), the bodies ([`payload`]),
+//! the HTTP POST ([`client`]) and the tasks that send them ([`run`]). What it does not own: the
+//! SQL that turns incident transitions into outbox rows and claims them
+//! ([`crate::store::outbound`]), the outbox table and its crash recovery
+//! ([`crate::store::outbox`]), or paging (`notify`).
 //!
 //! Why it cannot delay a page: its rows live in the outbox under their own channel (`webhook`),
 //! which no paging sender claims and which is never on the SMS -> voice -> email fall-through
@@ -18,7 +19,6 @@
 
 pub mod client;
 pub mod payload;
-pub mod queue;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,9 +31,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, Secret};
+use crate::store::outbound::{self as queue, Claim, Outcome};
 use crate::store::Store;
 use client::Answer;
-use queue::{Claim, Outcome};
 
 /// Pending notifications kept per destination before the oldest are dropped.
 pub const DEFAULT_MAX_QUEUED: usize = 100;
@@ -184,16 +184,7 @@ pub async fn run(
             }
         }
         let dests = Arc::new(current.outbound.clone());
-        let r = store
-            .call(move |c, now| {
-                if dests.is_empty() {
-                    queue::skip_to_end(c)?;
-                    Ok(0)
-                } else {
-                    Ok(queue::fan_out(c, &dests, now)?)
-                }
-            })
-            .await;
+        let r = store.outbound_fan_out(dests).await;
         match r {
             Ok(n) if n > 0 => tracing::debug!(queued = n, "outbound notifications queued"),
             Ok(_) => {}
@@ -252,9 +243,7 @@ async fn destination_task(
         let lease = dest
             .timeout
             .saturating_add(crate::notify::sender::LEASE_MARGIN);
-        let claim = store
-            .call(move |c, now| Ok(queue::claim(c, &claim_id, now, lease)?))
-            .await;
+        let claim = store.outbound_claim(claim_id, lease).await;
         let wait = match claim {
             Ok(Claim::Row(row)) => {
                 let outcome = tokio::select! {

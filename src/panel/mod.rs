@@ -11,8 +11,9 @@
 //!   ([`PanelEvent::AckAll`]); a long press (fired when the threshold is reached, while still
 //!   held) asks to resolve the acknowledged ones ([`PanelEvent::ResolveAcked`]).
 //!
-//! It does **not** own incidents: the daemon publishes a [`PanelState`] on a `watch` channel
-//! and acts on the [`PanelEvent`]s it receives (the ack itself, the actor name, the timeline).
+//! The pin task does **not** own incidents: [`bridge`] publishes a [`PanelState`] on a `watch`
+//! channel and acts on the [`PanelEvent`]s it receives (the ack itself, the actor name, the
+//! timeline).
 //!
 //! Shape: one task owns the pins, and the hardware sits behind two narrow traits, [`Output`] (LED,
 //! buzzer) and [`Button`], with two backends: [`rppal`] on a Raspberry Pi and `fake` for tests.
@@ -22,11 +23,13 @@
 //! One task ([`run`]) owns all pins; every pattern is driven from it with `tokio::time`
 //! deadlines, so the task sleeps until the next edge, state change or blink and never polls.
 //!
-//! Submodules: `fake` (recording fake) and `control` (Unix-socket control of the fake for
-//! end-to-end tests), both test builds only; [`rppal`] (Raspberry Pi, Linux only), [`cli`]
+//! Submodules: [`bridge`] (incidents to LED, button to acknowledgements); `fake` (recording
+//! fake) and `control` (Unix-socket control of the fake for end-to-end tests), both test builds
+//! only; [`rppal`] (Raspberry Pi, Linux only), [`cli`]
 //! (`pagerbox panel test`); `button` (debounce and press classification) and
 //! `pattern` (blink timing) are private pieces of the task.
 
+pub mod bridge;
 mod button;
 pub mod cli;
 #[cfg(all(unix, any(test, feature = "testkit")))]

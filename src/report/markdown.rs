@@ -100,10 +100,10 @@ pub fn render(report: &Report) -> String {
                 w,
                 "| {} | {} | {to} | {} | {} | {} | {} | {} | {} | {} |",
                 p.id,
-                escape(&p.kind),
+                escape(p.kind.as_str()),
                 escape(&p.channel),
                 escape(&p.address),
-                escape(&p.state),
+                escape(p.state.as_str()),
                 p.attempts,
                 p.sent_at.map(|t| time(t, tz)).unwrap_or_else(|| "-".into()),
                 p.delivered_at

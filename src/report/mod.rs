@@ -142,10 +142,7 @@ pub fn build(
         })
         .collect();
     let mut paged: Vec<PagedPerson> = Vec::new();
-    for p in pages
-        .iter()
-        .filter(|p| p.kind == "page" || p.kind == "digest")
-    {
+    for p in pages.iter().filter(|p| p.kind.is_to_person()) {
         let Some(user) = &p.user_id else { continue };
         let i = match paged.iter().position(|x| &x.user_id == user) {
             Some(i) => i,
@@ -318,7 +315,7 @@ mod tests {
     pub(crate) fn page(id: i64, user: &str, channel: &str, state: &str) -> PageRecord {
         PageRecord {
             id,
-            kind: "page".into(),
+            kind: crate::store::kinds::PageKind::Page,
             incident_id: Some(7),
             user_id: Some(user.into()),
             channel: channel.into(),
@@ -327,7 +324,7 @@ mod tests {
             } else {
                 "+4915100000011".into()
             },
-            state: state.into(),
+            state: crate::store::kinds::OutboxState::parse(state).expect("a stored state"),
             reference: (state == "delivered").then(|| "17".into()),
             attempts: 1,
             last_error: None,

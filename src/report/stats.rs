@@ -175,7 +175,7 @@ pub fn compute(
     for p in pages
         .iter()
         .filter(|p| p.created_at >= since && p.created_at <= until)
-        .filter(|p| (p.kind == "page" || p.kind == "digest") && p.was_sent())
+        .filter(|p| p.kind.is_to_person() && p.was_sent())
     {
         let at = p.sent_at.unwrap_or(p.updated_at);
         let user = p.user_id.clone().unwrap_or_else(|| "?".into());
@@ -413,7 +413,7 @@ mod tests {
             pages.push(p);
         }
         let mut status = page(7, "carol", "sms", "sent");
-        status.kind = "status".into();
+        status.kind = crate::store::kinds::PageKind::Status;
         status.created_at = utc("2026-11-16T22:30:00Z");
         pages.push(status);
 

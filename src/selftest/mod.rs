@@ -11,7 +11,7 @@
 //!   selftest`) or on `[selftest] schedule` ([`schedule`]): AT, SIM, registration, signal,
 //!   credit, then a real test SMS through the durable outbox to `target`, its delivery report,
 //!   and the reply from a second SIM (`expect_reply_from`) carrying the test code. Each run is
-//!   stored with its steps and timings ([`store`]); a failed scheduled run raises
+//!   stored with its steps and timings ([`crate::store::selftest_runs`]); a failed scheduled run raises
 //!   `selftest:run`, the next good run resolves it.
 //! - [`credit`]: pure: the balance in a USSD answer, by the configured pattern.
 //! - [`render`]: the CLI's text form of a run. The `/v1/selftest` handlers live with the other
@@ -26,7 +26,6 @@ pub mod monitor;
 pub mod render;
 pub mod runner;
 pub mod schedule;
-pub mod store;
 
 use std::time::Duration;
 

@@ -28,7 +28,7 @@ use crate::config::{Config, PhoneNumber};
 use crate::incident::{Channel, Severity};
 use crate::modem::at::SimState;
 use crate::modem::Modem;
-use crate::store::outbox::{self, NewPage, PageKind};
+use crate::store::outbox::{NewPage, OutboxState, PageKind, RowState};
 use crate::store::Store;
 
 /// Runs that may wait while one runs.
@@ -329,12 +329,7 @@ impl Runner {
             steps: s.list,
         };
         let row = run.clone();
-        match self
-            .deps
-            .store
-            .call(move |c, _| Ok(super::store::insert_run(c, &row)?))
-            .await
-        {
+        match self.deps.store.record_selftest_run(row).await {
             Ok(id) => run.id = id,
             Err(e) => error!(error = %e, "cannot store the self-test run"),
         }
@@ -400,25 +395,20 @@ impl Runner {
             format!("pagerbox self-test {code} ({local}): paging works. No action needed.")
         };
         let address = to.as_str().to_string();
-        let queued = self
-            .deps
-            .store
-            .call(move |c, now| {
-                let page = NewPage {
-                    kind: PageKind::Reply,
-                    incident_id: None,
-                    user_id: None,
-                    channel: Channel::Sms,
-                    address,
-                    subject: None,
-                    body,
-                    // Below every real page: a test never delays one.
-                    priority: 0,
-                    due_at: now,
-                };
-                Ok(outbox::enqueue(c, &page, now)?)
-            })
-            .await;
+        let page = NewPage {
+            kind: PageKind::Reply,
+            incident_id: None,
+            user_id: None,
+            channel: Channel::Sms,
+            address,
+            subject: None,
+            body,
+            // Below every real page: a test never delays one.
+            priority: 0,
+            // Replaced by the store's own time when the row is written.
+            due_at: self.deps.clock.now(),
+        };
+        let queued = self.deps.store.enqueue_now(page).await;
         let id = match queued {
             Ok(id) => id,
             Err(e) => {
@@ -428,9 +418,7 @@ impl Runner {
             }
         };
         let sent = self
-            .follow(id, st.submit_timeout, |p| {
-                matches!(p.state.as_str(), "sent" | "delivered")
-            })
+            .follow(id, st.submit_timeout, |p| p.state.was_sent())
             .await;
         let sent_ok = match sent {
             Ok(p) => s.check(
@@ -450,14 +438,7 @@ impl Runner {
             let _ = self
                 .deps
                 .store
-                .call(move |c, now| {
-                    Ok(super::store::withdraw_page(
-                        c,
-                        id,
-                        "self-test gave up on it",
-                        now,
-                    )?)
-                })
+                .withdraw_pending(id, "self-test gave up on it")
                 .await;
             if config.modem.delivery_reports {
                 s.skip(DELIVERED.0, DELIVERED.1, "not sent");
@@ -471,7 +452,9 @@ impl Runner {
         if config.modem.delivery_reports {
             let t = Instant::now();
             match self
-                .follow(id, st.delivery_timeout, |p| p.state == "delivered")
+                .follow(id, st.delivery_timeout, |p| {
+                    p.state == OutboxState::Delivered
+                })
                 .await
             {
                 Ok(_) => s.check(
@@ -536,22 +519,22 @@ impl Runner {
         &self,
         id: i64,
         within: Duration,
-        done: impl Fn(&super::store::PageState) -> bool,
-    ) -> Result<super::store::PageState, String> {
+        done: impl Fn(&RowState) -> bool,
+    ) -> Result<RowState, String> {
         let deadline = Instant::now() + within;
         let mut commits = self.deps.store.commits();
         loop {
             let p = self
                 .deps
                 .store
-                .call(move |c, _| Ok(super::store::page_state(c, id)?))
+                .outbox_row(id)
                 .await
                 .map_err(|e| format!("store: {e}"))?
                 .ok_or_else(|| "the test SMS vanished from the outbox".to_string())?;
             if done(&p) {
                 return Ok(p);
             }
-            if matches!(p.state.as_str(), "failed" | "cancelled") {
+            if p.state.is_given_up() {
                 return Err(format!(
                     "{}: {}",
                     p.state,

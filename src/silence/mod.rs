@@ -3,9 +3,9 @@
 //! A [`Silence`] is a time window plus a condition on the incident (an optional service and
 //! Alertmanager-style [`Matcher`]s). It comes from the config (`[[silences]]`, maintenance windows
 //! planned in advance) or is added at run time over HTTP or the CLI (kept in SQLite by
-//! [`store`]). This module owns the pure parts (parsing matchers, matching an incident, window
-//! math) and the SQL of runtime silences; it does not decide when to page: the escalation engine
-//! asks [`holding`] before it pages a step.
+//! [`crate::store::silences`]). This module owns the pure parts (parsing matchers, matching an
+//! incident, window math); it does not decide when to page: the escalation engine asks
+//! [`holding`] before it pages a step.
 //!
 //! What a silence does (the rules the engine follows):
 //!
@@ -37,8 +37,6 @@
 //! of the details (pagerbox's own alerts). A value that is missing counts as the empty string, so
 //! `team=""` matches incidents without a team and `team!=db` matches them too. Regular
 //! expressions (`=~`, `!~`) are anchored at both ends, as in Alertmanager.
-
-pub mod store;
 
 use std::fmt;
 

@@ -11,7 +11,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, Row};
 use serde::{Deserialize, Serialize};
 
-use super::queries::{from_ms, ms};
+use super::kinds::{EventKind, OutboxState, PageKind};
+use super::{from_ms, ms};
 use crate::incident::{Incident, IncidentId};
 
 /// One outbox row with its delivery evidence, as a report shows it.
@@ -22,16 +23,15 @@ use crate::incident::{Incident, IncidentId};
 pub struct PageRecord {
     /// Outbox row id.
     pub id: i64,
-    /// `page`, `digest`, `status` or `reply`.
-    pub kind: String,
+    /// A page, a digest, a status update, a reply or an outbound notification.
+    pub kind: PageKind,
     /// The incident the row is about (`None` for digests: see the report's own incident).
     pub incident_id: Option<IncidentId>,
     pub user_id: Option<String>,
     /// The channel the row is on now (`sms`, `voice`, `email`): after a fallback, the last one.
     pub channel: String,
     pub address: String,
-    /// `pending`, `sending`, `sent`, `delivered`, `failed` or `cancelled`.
-    pub state: String,
+    pub state: OutboxState,
     /// The modem message reference(s) of an SMS, or the SMTP/call evidence the sender kept.
     pub reference: Option<String>,
     pub attempts: i64,
@@ -47,7 +47,7 @@ pub struct PageRecord {
 impl PageRecord {
     /// True when the page reached the network or the mail relay (sent or delivered).
     pub fn was_sent(&self) -> bool {
-        matches!(self.state.as_str(), "sent" | "delivered") || self.sent_at.is_some()
+        self.state.was_sent() || self.sent_at.is_some()
     }
 }
 
@@ -90,7 +90,7 @@ fn evidence(conn: &Connection, events_sql: &str, param: i64) -> rusqlite::Result
     for row in rows {
         let (Some(id), kind, at) = row? else { continue };
         let e = out.entry(id).or_default();
-        let slot = if kind == "page-sent" {
+        let slot = if EventKind::parse(&kind) == Some(EventKind::PageSent) {
             &mut e.0
         } else {
             &mut e.1

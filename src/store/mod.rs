@@ -10,15 +10,22 @@
 //! The thread ends when the last handle is dropped, after finishing the batch in hand.
 
 mod error;
+pub mod events;
 mod health;
+pub(crate) mod heartbeats;
 pub mod history;
+pub mod kinds;
+mod levels;
+pub mod outbound;
 pub mod outbox;
 pub mod overrides;
 pub mod queries;
 pub mod requests;
+pub mod selftest_runs;
+pub mod silences;
 pub use error::StoreError;
 pub use health::{StoreFault, StoreFaults, WriteHealth};
-pub use queries::{from_ms, ms};
+pub use levels::Levels;
 pub(crate) mod schema;
 
 use std::collections::VecDeque;
@@ -36,6 +43,18 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::clock::Clock;
 use crate::incident::{Actor, Incident, IncidentId, Link, Severity, Status, TimelineEvent};
+
+/// A time as the store keeps it: milliseconds since the Unix epoch, bound as a parameter
+/// (never SQLite's own clock, so the injected clock rules every row).
+pub fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// A stored time back; a value out of range reads as the epoch rather than failing the row.
+pub fn from_ms(ms: i64) -> DateTime<Utc> {
+    use chrono::TimeZone;
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
 
 /// Most jobs committed together.
 pub const MAX_BATCH: usize = 512;
@@ -381,6 +400,16 @@ impl Store {
         }
     }
 
+    /// A round trip through the writer thread: proves it still takes jobs (the watchdog and
+    /// `/healthz` ask). Whether the file takes writes is [`Store::write_health`].
+    #[track_caller]
+    pub fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send + '_ {
+        self.call(|c, _| {
+            c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+            Ok(())
+        })
+    }
+
     /// Applies an alert (trigger, acknowledge or resolve by dedup key).
     pub async fn apply_alert(&self, alert: AlertInput) -> Result<AlertOutcome, StoreError> {
         self.call(move |c, now| queries::apply_alert(c, &alert, now))
@@ -430,7 +459,15 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.call(move |c, now| {
             queries::incident(c, id)?.ok_or(StoreError::NotFound(id))?;
-            queries::event(c, Some(id), now, "note", Some(&actor), &text, None)?;
+            crate::store::events::record(
+                c,
+                Some(id),
+                now,
+                crate::store::kinds::EventKind::Note,
+                Some(&actor),
+                &text,
+                None,
+            )?;
             Ok(())
         })
         .await
@@ -454,6 +491,12 @@ impl Store {
             })
         })
         .await
+    }
+
+    /// The open incidents the panel shows. Runs on the writer, like every read that follows a
+    /// commit notification, so it never sees a state older than the commit that woke it.
+    pub async fn open_counts(&self) -> Result<queries::OpenCounts, StoreError> {
+        self.call(|c, now| Ok(queries::open_counts(c, now)?)).await
     }
 
     /// Incidents, newest first (read connection).

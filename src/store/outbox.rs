@@ -17,41 +17,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::queries::{event, from_ms, ms};
+use super::events::record;
+use super::kinds::EventKind;
+pub use super::kinds::{OutboxState, PageKind};
+use super::{from_ms, ms};
 use crate::incident::{Channel, IncidentId};
-
-/// What kind of message a row is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PageKind {
-    /// A page about one incident.
-    Page,
-    /// Several incidents in one message (grouping window, or held back by the rate limit).
-    Digest,
-    /// A status update for a stakeholder.
-    Status,
-    /// An answer to an SMS command.
-    Reply,
-}
-
-impl PageKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            PageKind::Page => "page",
-            PageKind::Digest => "digest",
-            PageKind::Status => "status",
-            PageKind::Reply => "reply",
-        }
-    }
-
-    fn parse(s: &str) -> PageKind {
-        match s {
-            "digest" => PageKind::Digest,
-            "status" => PageKind::Status,
-            "reply" => PageKind::Reply,
-            _ => PageKind::Page,
-        }
-    }
-}
 
 /// A page to queue.
 #[derive(Debug, Clone)]
@@ -79,12 +49,16 @@ pub struct Page {
     pub address: String,
     pub subject: Option<String>,
     pub body: String,
+    /// The channel `body` was written for (the row's first channel; `None` for rows the outbox
+    /// does not render, such as outbound notifications). After a fall-through it differs from
+    /// `channel`, and the sender writes the text again where the wording would not fit.
+    pub written_for: Option<Channel>,
     pub priority: i64,
     pub due_at: DateTime<Utc>,
     pub attempts: i64,
     pub channel_attempts: i64,
     pub channel_since: DateTime<Utc>,
-    pub state: String,
+    pub state: OutboxState,
     pub reference: Option<String>,
     pub created_at: DateTime<Utc>,
     /// For digests: the incidents it lists.
@@ -92,14 +66,13 @@ pub struct Page {
 }
 
 const COLUMNS: &str = "id, kind, incident_id, user_id, channel, address, subject, body, priority, \
-    due_at, attempts, channel_attempts, channel_since, state, reference, created_at";
+    due_at, attempts, channel_attempts, channel_since, state, reference, created_at, written_for";
 
 fn page_from_row(r: &Row<'_>) -> rusqlite::Result<Page> {
     let channel: String = r.get(4)?;
-    let kind: String = r.get(1)?;
     Ok(Page {
         id: r.get(0)?,
-        kind: PageKind::parse(&kind),
+        kind: r.get(1)?,
         incident_id: r.get(2)?,
         user_id: r.get(3)?,
         channel: channel.parse().unwrap_or(Channel::Sms),
@@ -114,6 +87,7 @@ fn page_from_row(r: &Row<'_>) -> rusqlite::Result<Page> {
         state: r.get(13)?,
         reference: r.get(14)?,
         created_at: from_ms(r.get(15)?),
+        written_for: r.get::<_, Option<String>>(16)?.and_then(|c| c.parse().ok()),
         items: Vec::new(),
     })
 }
@@ -145,8 +119,8 @@ pub fn page(conn: &Connection, id: i64) -> rusqlite::Result<Option<Page>> {
 pub fn enqueue(conn: &Connection, p: &NewPage, now: DateTime<Utc>) -> rusqlite::Result<i64> {
     conn.prepare_cached(
         "INSERT INTO outbox (kind, incident_id, user_id, channel, address, subject, body, priority, \
-         due_at, state, channel_since, created_at, updated_at) \
-         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,'pending',?10,?10,?10)",
+         due_at, state, channel_since, created_at, updated_at, written_for) \
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,'pending',?10,?10,?10,?4)",
     )?
     .execute(params![
         p.kind.as_str(),
@@ -168,11 +142,11 @@ pub fn enqueue(conn: &Connection, p: &NewPage, now: DateTime<Utc>) -> rusqlite::
         } else {
             String::new()
         };
-        event(
+        record(
             conn,
             Some(inc),
             now,
-            "page-queued",
+            EventKind::PageQueued,
             None,
             &format!("{} to {who} queued{when}", p.channel),
             Some(&serde_json::json!({ "outbox_id": id, "kind": p.kind.as_str() })),
@@ -270,11 +244,11 @@ pub fn claim(
             let mut incidents: Vec<IncidentId> = p.incident_id.into_iter().collect();
             incidents.extend(items(conn, p.id)?);
             for inc in incidents {
-                event(
+                record(
                     conn,
                     Some(inc),
                     now,
-                    "page-retry",
+                    EventKind::PageRetry,
                     None,
                     &format!(
                         "{} attempt {} was never recorded (its lease ran out); sending again",
@@ -301,7 +275,7 @@ pub fn claim(
     .execute(params![p.id, ms(now), ms(lease_end(now, lease))])?;
     p.attempts += 1;
     p.channel_attempts += 1;
-    p.state = "sending".into();
+    p.state = OutboxState::Sending;
     p.items = items(conn, p.id)?;
     Ok(Some(p))
 }
@@ -416,11 +390,11 @@ pub fn move_to_channel(
     let mut incidents: Vec<IncidentId> = p.incident_id.into_iter().collect();
     incidents.extend(p.items.iter().copied());
     for inc in incidents {
-        event(
+        record(
             conn,
             Some(inc),
             now,
-            "page-fallback",
+            EventKind::PageFallback,
             None,
             &format!("{} to {who}: {why}; trying {channel}", p.channel),
             Some(&serde_json::json!({ "outbox_id": p.id, "channel": channel })),
@@ -444,11 +418,11 @@ pub fn fail_pending(
     let mut incidents: Vec<IncidentId> = p.incident_id.into_iter().collect();
     incidents.extend(p.items.iter().copied());
     for inc in incidents {
-        event(
+        record(
             conn,
             Some(inc),
             now,
-            "page-failed",
+            EventKind::PageFailed,
             None,
             &format!("{} to {who} failed for good: {why}", p.channel),
             Some(&serde_json::json!({ "outbox_id": p.id })),
@@ -489,11 +463,11 @@ pub fn recover_in_flight(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Res
             params![id, ms(now)],
         )?;
         if let Some(inc) = incident {
-            event(
+            record(
                 conn,
                 Some(*inc),
                 now,
-                "page-retry",
+                EventKind::PageRetry,
                 None,
                 "page was in flight when pagerbox stopped; sending again",
                 Some(&serde_json::json!({ "outbox_id": id })),
@@ -565,7 +539,7 @@ pub fn finish(
                 params![p.id, reference, ms(now)],
             )?;
             (
-                "page-sent",
+                EventKind::PageSent,
                 format!(
                     "{} to {who} sent (attempt {}): {detail}",
                     p.channel, p.attempts
@@ -578,7 +552,7 @@ pub fn finish(
                 params![p.id, ms(*retry_at), error, ms(now)],
             )?;
             (
-                "page-retry",
+                EventKind::PageRetry,
                 format!(
                     "{} to {who} failed (attempt {}): {error}; retry at {}",
                     p.channel,
@@ -599,7 +573,7 @@ pub fn finish(
                 params![p.id, channel.as_str(), address, ms(*due_at), error, ms(now)],
             )?;
             (
-                "page-fallback",
+                EventKind::PageFallback,
                 format!("{} to {who} gave up ({error}); trying {channel}", p.channel),
             )
         }
@@ -609,7 +583,7 @@ pub fn finish(
                 params![p.id, error, ms(now)],
             )?;
             (
-                "page-failed",
+                EventKind::PageFailed,
                 format!("{} to {who} failed for good: {error}", p.channel),
             )
         }
@@ -619,7 +593,7 @@ pub fn finish(
                 params![p.id, reason, ms(now)],
             )?;
             (
-                "page-cancelled",
+                EventKind::PageCancelled,
                 format!("{} to {who} cancelled: {reason}", p.channel),
             )
         }
@@ -629,13 +603,13 @@ pub fn finish(
     let mut incidents: Vec<IncidentId> = p.incident_id.into_iter().collect();
     incidents.extend(p.items.iter().copied());
     for inc in incidents {
-        event(conn, Some(inc), now, kind, None, &message, Some(&data))?;
+        record(conn, Some(inc), now, kind, None, &message, Some(&data))?;
     }
     Ok(true)
 }
 
 /// A delivery report for the SMS whose message reference is `reference` (the newest such page,
-/// as references wrap at 256). Returns the incident it belonged to.
+/// as references wrap at 256). Returns the page's row id.
 pub fn delivered(
     conn: &Connection,
     reference: &str,
@@ -663,14 +637,14 @@ pub fn delivered(
     let mut incidents: Vec<i64> = incident.into_iter().collect();
     incidents.extend(items(conn, id)?);
     for inc in &incidents {
-        event(
+        record(
             conn,
             Some(*inc),
             now,
             if ok {
-                "page-delivered"
+                EventKind::PageDelivered
             } else {
-                "page-undelivered"
+                EventKind::PageUndelivered
             },
             None,
             &format!(
@@ -716,6 +690,95 @@ pub fn recent(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Page>> {
     ))?;
     let rows = stmt.query_map([limit as i64], page_from_row)?;
     rows.collect()
+}
+
+/// Where one outbox row stands (the self-test follows its test SMS with it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowState {
+    pub state: OutboxState,
+    /// The `+CMGS` message reference(s), once sent.
+    pub reference: Option<String>,
+    /// The last failure, while retrying or after giving up.
+    pub last_error: Option<String>,
+    /// Attempts so far.
+    pub attempts: i64,
+}
+
+/// The state of outbox row `id`.
+fn row_state(conn: &Connection, id: i64) -> rusqlite::Result<Option<RowState>> {
+    conn.prepare_cached("SELECT state, reference, last_error, attempts FROM outbox WHERE id=?1")?
+        .query_row([id], |r| {
+            Ok(RowState {
+                state: r.get(0)?,
+                reference: r.get(1)?,
+                last_error: r.get(2)?,
+                attempts: r.get(3)?,
+            })
+        })
+        .optional()
+}
+
+/// Withdraws a row that is still waiting (its sender gave up on it, as the self-test does), so
+/// it does not go out hours later when the modem is back. A row being sent right now is left
+/// alone. Returns whether it was withdrawn.
+fn withdraw_pending(
+    conn: &Connection,
+    id: i64,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        "UPDATE outbox SET state='cancelled', last_error=?2, updated_at=?3 WHERE id=?1 AND state='pending'",
+        params![id, reason, ms(now)],
+    )?;
+    Ok(n > 0)
+}
+
+/// The outbox operations the daemon's tasks run as one job each.
+impl super::Store {
+    /// Puts pages caught `sending` by a crash or power cut back to `pending` (at-least-once);
+    /// returns how many there were. See [`recover_in_flight`].
+    pub async fn recover_in_flight(&self) -> Result<usize, super::StoreError> {
+        self.call(|c, now| Ok(recover_in_flight(c, now)?)).await
+    }
+
+    /// Queues `page` due now (the store's clock), noted on its incident's timeline if it has
+    /// one; returns its id.
+    pub async fn enqueue_now(&self, mut page: NewPage) -> Result<i64, super::StoreError> {
+        self.call(move |c, now| {
+            page.due_at = now;
+            Ok(enqueue(c, &page, now)?)
+        })
+        .await
+    }
+
+    /// Where outbox row `id` stands; `None` when there is no such row.
+    pub async fn outbox_row(&self, id: i64) -> Result<Option<RowState>, super::StoreError> {
+        self.call(move |c, _| Ok(row_state(c, id)?)).await
+    }
+
+    /// Withdraws row `id` if it is still waiting; see [`withdraw_pending`].
+    pub async fn withdraw_pending(
+        &self,
+        id: i64,
+        reason: &'static str,
+    ) -> Result<bool, super::StoreError> {
+        self.call(move |c, now| Ok(withdraw_pending(c, id, reason, now)?))
+            .await
+    }
+
+    /// Records an SMS delivery report on the page whose message reference is `reference` and
+    /// on its incidents' timelines; returns the page's row id, `None` when no sent SMS has that
+    /// reference. See [`delivered`].
+    pub async fn record_delivery(
+        &self,
+        reference: String,
+        ok: bool,
+        detail: String,
+    ) -> Result<Option<i64>, super::StoreError> {
+        self.call(move |c, now| Ok(delivered(c, &reference, ok, &detail, now)?))
+            .await
+    }
 }
 
 #[cfg(test)]
@@ -830,6 +893,25 @@ mod tests {
         assert_eq!(sent_events, 1);
         assert_eq!(oldest_sending(&c).unwrap(), None);
         assert!(claim(&c, Channel::Sms, t(200), LEASE).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_page_remembers_the_channel_its_text_was_written_for_across_a_fall_through() {
+        let (c, inc) = db();
+        let id = queue(&c, inc, Channel::Voice, t(0));
+        let call = claim(&c, Channel::Voice, t(1), LEASE).unwrap().unwrap();
+        assert_eq!(call.written_for, Some(Channel::Voice));
+        let fell = Attempt::FallThrough {
+            error: "no answer".into(),
+            channel: Channel::Sms,
+            address: "+4915100000001".into(),
+            due_at: t(2),
+        };
+        assert!(finish(&c, &call, &fell, t(2)).unwrap());
+        let sms = claim(&c, Channel::Sms, t(3), LEASE).unwrap().unwrap();
+        assert_eq!((sms.id, sms.channel), (id, Channel::Sms));
+        assert_eq!(sms.written_for, Some(Channel::Voice));
+        assert_eq!(sms.state, OutboxState::Sending);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection};
 
-use super::queries::{event, from_ms, ms};
+use super::events::record;
+use super::kinds::EventKind;
+use super::{from_ms, ms};
 
 /// A stored runtime override.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -32,11 +34,11 @@ pub fn add(
         params![schedule, user, ms(from), ms(until), ms(now), by],
     )?;
     let id = conn.last_insert_rowid();
-    event(
+    record(
         conn,
         None,
         now,
-        "override",
+        EventKind::Override,
         None,
         &format!("{user} on call for {schedule} from {from} until {until} (by {by})"),
         Some(&serde_json::json!({ "override_id": id })),
@@ -81,11 +83,11 @@ pub fn delete(
         params![id, schedule, ms(now)],
     )?;
     if n > 0 {
-        event(
+        record(
             conn,
             None,
             now,
-            "override-deleted",
+            EventKind::OverrideDeleted,
             None,
             &format!("override {id} of {schedule} deleted by {by}"),
             None,

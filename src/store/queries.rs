@@ -2,21 +2,17 @@
 //! caller's transaction, so the store task decides when to commit (group commit) and tests can run
 //! them against an in-memory database at any instant.
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
+use super::events::record;
+use super::kinds::EventKind;
 use super::{AlertAction, AlertInput, AlertOutcome, ChangeInput, ListFilter, StoreError};
 use crate::incident::{
     Actor, Incident, IncidentId, Link, Severity, Status, TimelineEvent, Transition,
 };
 
-pub fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-pub fn from_ms(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
-}
+pub use super::{from_ms, ms};
 
 const INCIDENT_COLUMNS: &str = "id, dedup_key, status, severity, summary, source, service, route, \
      details, links, alert_count, first_seen, last_seen, acknowledged_at, acknowledged_by, \
@@ -127,7 +123,8 @@ pub(crate) fn timeline(conn: &Connection, id: IncidentId) -> rusqlite::Result<Ve
     rows.collect()
 }
 
-/// Appends a timeline event.
+/// Appends a timeline event named by its stored name. Kept for the callers that still name
+/// kinds as text; everything else records an [`EventKind`] through [`super::events::record`].
 pub fn event(
     conn: &Connection,
     incident: Option<IncidentId>,
@@ -137,19 +134,7 @@ pub fn event(
     message: &str,
     data: Option<&serde_json::Value>,
 ) -> rusqlite::Result<i64> {
-    conn.prepare_cached(
-        "INSERT INTO events (incident_id, at, kind, actor, via, message, data) VALUES (?1,?2,?3,?4,?5,?6,?7)",
-    )?
-    .execute(params![
-        incident,
-        ms(now),
-        kind,
-        actor.map(|a| a.who.as_str()),
-        actor.map(|a| a.via.as_str()),
-        message,
-        data.map(|d| d.to_string()),
-    ])?;
-    Ok(conn.last_insert_rowid())
+    super::events::insert(conn, incident, now, kind, actor, message, data)
 }
 
 /// Applies one alert: trigger creates or bumps, acknowledge/resolve act on the open incident.
@@ -166,11 +151,11 @@ pub(crate) fn apply_alert(
                     "UPDATE incidents SET alert_count = alert_count + 1, last_seen = ?2 WHERE id = ?1",
                 )?
                 .execute(params![open.id, ms(now)])?;
-                event(
+                record(
                     conn,
                     Some(open.id),
                     now,
-                    "repeated",
+                    EventKind::Repeated,
                     Some(&a.actor),
                     &format!(
                         "alert repeated ({} in all): {}",
@@ -205,21 +190,21 @@ pub(crate) fn apply_alert(
                     "SELECT count(*) FROM incidents WHERE dedup_key=?1 AND status='resolved' AND resolved_at>=?2",
                 )?
                 .query_row(params![key, ms(now - chrono::Duration::hours(1))], |r| r.get(0))?;
-            event(
+            record(
                 conn,
                 Some(id),
                 now,
-                "triggered",
+                EventKind::Triggered,
                 Some(&a.actor),
                 &format!("{} {}", a.severity.as_short(), a.summary),
                 Some(&serde_json::json!({ "route": a.route, "policy": a.policy })),
             )?;
             if reopened > 0 {
-                event(
+                record(
                     conn,
                     Some(id),
                     now,
-                    "flapping",
+                    EventKind::Flapping,
                     None,
                     &format!("key {key:?} reopened: {reopened} incident(s) with it resolved in the last hour"),
                     Some(&serde_json::json!({ "reopened_last_hour": reopened })),
@@ -236,22 +221,22 @@ pub(crate) fn apply_alert(
                     .execute(params![id, policy, ms(due), ms(now)])?;
                 }
                 (None, true) => {
-                    event(
+                    record(
                         conn,
                         Some(id),
                         now,
-                        "unrouted",
+                        EventKind::Unrouted,
                         None,
                         "no route or policy matched: nobody is paged",
                         None,
                     )?;
                 }
                 (_, false) => {
-                    event(
+                    record(
                         conn,
                         Some(id),
                         now,
-                        "recorded",
+                        EventKind::Recorded,
                         None,
                         "recorded without paging",
                         None,
@@ -322,11 +307,11 @@ pub(crate) fn transition(
         _ => false,
     };
     if changed {
-        event(
+        record(
             conn,
             Some(id),
             now,
-            to.as_str(),
+            EventKind::of_status(to),
             Some(actor),
             &format!("{} by {} via {}", to, actor.who, actor.via),
             None,
@@ -337,11 +322,11 @@ pub(crate) fn transition(
         if to != Status::Triggered {
             let cancelled = super::outbox::cancel_for_incident(conn, id, now)?;
             if cancelled > 0 {
-                event(
+                record(
                     conn,
                     Some(id),
                     now,
-                    "cancelled",
+                    EventKind::Cancelled,
                     None,
                     &format!("{cancelled} queued page(s) cancelled: incident {to}"),
                     None,
@@ -373,10 +358,65 @@ pub(crate) fn record_change(
     Ok(conn.last_insert_rowid())
 }
 
+/// How many incidents are open, and how long the oldest unacknowledged one has waited: what
+/// the panel's LED shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OpenCounts {
+    pub unacked: usize,
+    pub acked: usize,
+    /// Age of the oldest triggered incident at the time of the read.
+    pub oldest_unacked_age: Option<std::time::Duration>,
+}
+
+/// Counts the open incidents (see [`OpenCounts`]) as of `now`.
+pub(crate) fn open_counts(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<OpenCounts> {
+    let (unacked, acked, oldest): (i64, i64, Option<i64>) = conn
+        .prepare_cached(
+            "SELECT sum(status='triggered'), sum(status='acknowledged'), \
+             min(CASE WHEN status='triggered' THEN first_seen END) \
+             FROM incidents WHERE status<>'resolved'",
+        )?
+        .query_row([], |r| {
+            Ok((
+                r.get::<_, Option<i64>>(0)?.unwrap_or(0),
+                r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+                r.get(2)?,
+            ))
+        })?;
+    Ok(OpenCounts {
+        unacked: unacked as usize,
+        acked: acked as usize,
+        oldest_unacked_age: oldest.and_then(|t| (now - from_ms(t)).to_std().ok()),
+    })
+}
+
+/// The incident operations the senders run, each one store job.
+impl super::Store {
+    /// The incidents `ids` with their timelines, as the sender renders a page about them.
+    /// Runs on the writer, right after the claim, so it sees the state the claim saw.
+    pub async fn page_incidents(
+        &self,
+        ids: Vec<IncidentId>,
+    ) -> Result<Vec<(Incident, Vec<TimelineEvent>)>, StoreError> {
+        self.call(move |c, _| {
+            let mut out = Vec::new();
+            for id in ids {
+                if let Some(i) = incident(c, id)? {
+                    let t = timeline(c, id)?;
+                    out.push((i, t));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::schema::migrate;
+    use chrono::TimeZone;
 
     fn db() -> Connection {
         let mut c = Connection::open_in_memory().unwrap();

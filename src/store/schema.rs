@@ -279,6 +279,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE outbox ADD COLUMN lease_until INTEGER;
     "#,
+    // 11: the channel a row's text was written for. A page that falls through from a call to
+    // SMS carries the spoken wording and must be written again for SMS; the row says so itself
+    // instead of the sender recognising the wording. Rows queued before this version: a page
+    // whose text is the spoken form was written for a call.
+    r#"
+    ALTER TABLE outbox ADD COLUMN written_for TEXT;
+    UPDATE outbox SET written_for = channel WHERE kind <> 'outbound';
+    UPDATE outbox SET written_for = 'voice' WHERE kind = 'page' AND body LIKE 'pagerbox alert%';
+    "#,
 ];
 
 /// Brings the database up to the newest version. Refuses a database from a newer pagerbox.
@@ -335,6 +344,38 @@ mod tests {
             .unwrap();
         assert_eq!(n, 1);
         conn.execute("SELECT count(*) FROM outbox", []).ok();
+    }
+
+    #[test]
+    fn written_for_migration_marks_spoken_pages_as_written_for_a_call() {
+        let before = MIGRATIONS
+            .iter()
+            .position(|m| m.contains("ADD COLUMN written_for"))
+            .expect("written_for migration");
+        let mut conn = Connection::open_in_memory().unwrap();
+        for m in &MIGRATIONS[..before] {
+            conn.execute_batch(m).unwrap();
+        }
+        conn.pragma_update(None, "user_version", before as u32)
+            .unwrap();
+        // A call that fell through to SMS (spoken text), an SMS page, and a webhook row.
+        conn.execute_batch(
+            "INSERT INTO outbox (kind, channel, address, body, priority, due_at, state, \
+               channel_since, created_at, updated_at) VALUES \
+             ('page', 'sms', '+49', 'pagerbox alert. Incident 1.', 3, 0, 'pending', 0, 0, 0), \
+             ('page', 'sms', '+49', '#1 crit db: disk full', 3, 0, 'pending', 0, 0, 0), \
+             ('outbound', 'webhook', 'slack', '{}', 0, 0, 'pending', 0, 0, 0);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let got: Vec<Option<String>> = conn
+            .prepare("SELECT written_for FROM outbox ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(got, [Some("voice".into()), Some("sms".into()), None]);
     }
 
     #[test]

@@ -545,7 +545,7 @@ fn a_runtime_silence_holds_the_next_step_and_expiring_it_pages_at_once() {
         "hands off".into(),
     )
     .unwrap();
-    crate::silence::store::add(&c, &s, t(5)).unwrap();
+    crate::store::silences::add(&c, &s, t(5)).unwrap();
     // Bob's step comes due inside the silence: held until its end, not paged.
     assert_eq!(pass(&c, &plan, t(10)).unwrap(), Some(t(120)));
     assert!(pages_to(&c, "bob").is_empty());
@@ -554,7 +554,7 @@ fn a_runtime_silence_holds_the_next_step_and_expiring_it_pages_at_once() {
         .iter()
         .any(|e| e.kind == "silenced" && e.message.starts_with("silenced by #1 until")));
     // Expired early: the held step (bob's, not alice's again) pages in the next pass.
-    crate::silence::store::expire(&c, 1, "carol", t(30)).unwrap();
+    crate::store::silences::expire(&c, 1, "carol", t(30)).unwrap();
     pass(&c, &plan, t(30)).unwrap();
     assert_eq!(pages_to(&c, "bob"), [("sms".into(), 30)]);
     assert_eq!(pages_to(&c, "alice").len(), 3, "alice is not paged twice");

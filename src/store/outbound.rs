@@ -11,16 +11,18 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::payload::{render, Notice};
-use super::{Destination, Event};
+use super::events::record;
+use super::kinds::EventKind;
+use super::queries::incident;
+use super::{from_ms, ms, Store, StoreError};
 use crate::incident::{IncidentId, Status, Transition};
-use crate::store::queries::{event, incident};
-use crate::store::{from_ms, ms};
+use crate::outbound::payload::{render, Notice};
+use crate::outbound::{Destination, Event};
 
 /// The outbox channel of outbound rows.
 pub const CHANNEL: &str = "webhook";
 /// The outbox kind of outbound rows.
-pub const KIND: &str = "outbound";
+pub const KIND: super::kinds::PageKind = super::kinds::PageKind::Outbound;
 /// Most timeline events one fan-out pass looks at (the rest wait for the next pass).
 const FAN_OUT_BATCH: i64 = 500;
 
@@ -243,11 +245,11 @@ pub fn drop_oldest(
         )?
         .execute(params![id, ms(now)])?;
         if let Some(inc) = inc {
-            event(
+            record(
                 conn,
                 Some(*inc),
                 now,
-                "outbound-dropped",
+                EventKind::OutboundDropped,
                 None,
                 &format!(
                     "outbound notification {} to {destination} dropped: more than {max} queued",
@@ -369,7 +371,7 @@ pub fn finish(
                 params![row.id, detail, ms(now)],
             )?;
             Some((
-                "outbound-sent",
+                EventKind::OutboundSent,
                 format!("{what} sent (attempt {}): {detail}", row.attempts),
             ))
         }
@@ -380,7 +382,7 @@ pub fn finish(
             )?;
             (row.attempts == 1 || row.attempts % 10 == 0).then(|| {
                 (
-                    "outbound-retry",
+                    EventKind::OutboundRetry,
                     format!(
                         "{what} failed (attempt {}): {error}; retrying, next at {}",
                         row.attempts,
@@ -395,13 +397,13 @@ pub fn finish(
                 params![row.id, error, ms(now)],
             )?;
             Some((
-                "outbound-failed",
+                EventKind::OutboundFailed,
                 format!("{what} failed for good: {error}"),
             ))
         }
     };
     if let (Some(inc), Some((kind, message))) = (row.incident_id, note) {
-        event(
+        record(
             conn,
             Some(inc),
             now,
@@ -424,11 +426,42 @@ pub fn queued(conn: &Connection, destination: &str) -> rusqlite::Result<i64> {
     .query_row(params![CHANNEL, destination], |r| r.get(0))
 }
 
+/// The outbound operations the fan-out and destination tasks run, each one store job.
+impl Store {
+    /// Queues the new timeline events for `destinations` ([`fan_out`]); with none configured,
+    /// only moves the cursor to the end ([`skip_to_end`]). Returns how many rows were queued.
+    pub async fn outbound_fan_out(
+        &self,
+        destinations: std::sync::Arc<Vec<Destination>>,
+    ) -> Result<usize, StoreError> {
+        self.call(move |c, now| {
+            if destinations.is_empty() {
+                skip_to_end(c)?;
+                Ok(0)
+            } else {
+                Ok(fan_out(c, &destinations, now)?)
+            }
+        })
+        .await
+    }
+
+    /// Claims the next row of `destination` for `lease`; see [`claim`].
+    pub async fn outbound_claim(
+        &self,
+        destination: String,
+        lease: std::time::Duration,
+    ) -> Result<Claim, StoreError> {
+        self.call(move |c, now| Ok(claim(c, &destination, now, lease)?))
+            .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Secret;
     use crate::outbound::Kind;
+    use crate::store::queries::event;
     use chrono::TimeZone;
     use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Runtime silences in SQLite, and the hold marks the engine leaves on escalations.
 //!
-//! Every function runs inside the caller's store transaction (`Store::call`) and takes `now`, like
-//! `store::queries`. A silence row is never deleted: expiring it sets `expired_at`, so the list
+//! Every function runs inside the caller's store transaction and takes `now`, like
+//! [`super::queries`]; the matching rules are [`crate::silence`]'s. A silence row is never deleted: expiring it sets `expired_at`, so the list
 //! can show what held incidents recently. `escalations.silenced_by` names the silence (by
 //! [`SilenceId::key`]) that postponed an escalation's due step to its end; [`release_stale`] makes
 //! such a step due at once when that silence ended early (expired, or a config window changed).
@@ -10,9 +10,13 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
-use super::{Matcher, Silence, SilenceId};
+use super::events::record;
+use super::kinds::EventKind;
+use super::{from_ms, ms};
+use super::{Store, StoreError};
+use crate::config::Config;
 use crate::incident::{Actor, IncidentId};
-use crate::store::queries::{event, from_ms, ms};
+use crate::silence::{Matcher, Silence, SilenceId};
 
 /// A silence as listed over the API: the silence plus its bookkeeping.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -103,11 +107,11 @@ pub fn add(
         ..silence.clone()
     };
     stored.created_by = silence.created_by.clone();
-    event(
+    record(
         conn,
         None,
         now,
-        "silence",
+        EventKind::Silence,
         silence
             .created_by
             .as_deref()
@@ -187,11 +191,11 @@ pub fn expire(
         .execute(params![id, ms(now)])?
         > 0;
     if changed {
-        event(
+        record(
             conn,
             None,
             now,
-            "silence",
+            EventKind::Silence,
             Some(&Actor::new(by, "api")),
             &format!("silence #{id} expired by {by}"),
             Some(&serde_json::json!({ "silence_id": id })),
@@ -243,6 +247,54 @@ pub fn release_stale(
             .execute(params![key, ms(now), keep])?;
     }
     Ok(released)
+}
+
+/// The silence operations the API runs, each one store job.
+impl Store {
+    /// Adds the silence `build` makes from the store's `now` (it may refuse with
+    /// [`StoreError::Invalid`], e.g. a window already over); returns it as stored.
+    pub async fn add_silence<F>(&self, build: F) -> Result<StoredSilence, StoreError>
+    where
+        F: FnOnce(DateTime<Utc>) -> Result<Silence, StoreError> + Send + 'static,
+    {
+        self.call(move |c, now| {
+            let s = build(now)?;
+            Ok(add(c, &s, now)?)
+        })
+        .await
+    }
+
+    /// Runtime silences and `config`'s windows that are pending, active, or ended within
+    /// `recent`: runtime ones newest first, then the config's.
+    pub async fn silences(
+        &self,
+        recent: chrono::Duration,
+        config: std::sync::Arc<Config>,
+    ) -> Result<Vec<StoredSilence>, StoreError> {
+        self.call(move |c, now| {
+            let since = crate::clock::sub_signed(now, recent);
+            let mut list = list(c, now, since)?;
+            list.extend(
+                config
+                    .silences
+                    .iter()
+                    .map(|s| s.current(now))
+                    .filter(|s| s.ends_at >= since)
+                    .map(|s| StoredSilence::at(s, None, now)),
+            );
+            Ok(list)
+        })
+        .await
+    }
+
+    /// Expires runtime silence `n` now, on behalf of `who`; see [`expire`].
+    pub async fn expire_silence(
+        &self,
+        n: i64,
+        who: String,
+    ) -> Result<Option<(StoredSilence, bool)>, StoreError> {
+        self.call(move |c, now| Ok(expire(c, n, &who, now)?)).await
+    }
 }
 
 #[cfg(test)]

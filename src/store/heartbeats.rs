@@ -1,15 +1,17 @@
-//! Heartbeat state as SQL over one connection. Every function takes `now` and runs inside the
-//! store's transaction (through [`crate::store::Store::call`]), so a ping, the incident it
-//! resolves and the new deadline commit together, and tests can run them at any instant.
+//! Heartbeat monitors' state (`heartbeats`, `heartbeat_watcher`). Every function takes `now`
+//! and runs inside the store's transaction, so a ping, the incident it resolves and the new
+//! deadline commit together, and tests can run them at any instant. The rules (what a restart
+//! means for a deadline) are [`crate::heartbeat`]'s; this file only reads and writes them.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{resume, Heartbeat, HeartbeatStatus, Resume, State};
+use super::queries;
+use super::{from_ms, ms};
+use super::{AlertAction, AlertInput, Store, StoreError};
 use crate::config::Config;
+use crate::heartbeat::{resume, Heartbeat, HeartbeatStatus, Resume, State};
 use crate::incident::{Actor, IncidentId, Status};
-use crate::store::queries::{self, from_ms, ms};
-use crate::store::{AlertAction, AlertInput, StoreError};
 
 /// One monitor's stored state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -301,4 +303,50 @@ pub(crate) fn list(
         });
     }
     Ok(out)
+}
+
+/// The heartbeat operations, each one store job.
+impl Store {
+    /// Records a ping of `hb` from `from`; see [`ping`].
+    pub async fn heartbeat_ping(
+        &self,
+        hb: Heartbeat,
+        from: String,
+    ) -> Result<(DateTime<Utc>, Option<IncidentId>), StoreError> {
+        self.call(move |c, now| ping(c, &hb, &from, now)).await
+    }
+
+    /// The state of every monitor of `config` (read connection); see [`list`].
+    pub async fn heartbeats(
+        &self,
+        config: std::sync::Arc<Config>,
+    ) -> Result<Vec<HeartbeatStatus>, StoreError> {
+        self.read(move |c, now| Ok(list(c, &config, now)?)).await
+    }
+
+    /// One pass of the watcher: on its first pass after a start (`first`) the restart rule
+    /// ([`startup`]), then the overdue monitors ([`check`]). Returns what fired and the next
+    /// deadline.
+    pub async fn heartbeat_pass(
+        &self,
+        config: std::sync::Arc<Config>,
+        first: bool,
+    ) -> Result<(Vec<Fired>, Option<DateTime<Utc>>), StoreError> {
+        self.call(move |conn, now| {
+            let mut fired = if first && !config.heartbeats.is_empty() {
+                startup(conn, &config, now)?
+            } else {
+                Vec::new()
+            };
+            let (more, next) = check(conn, &config, now)?;
+            fired.extend(more);
+            Ok((fired, next))
+        })
+        .await
+    }
+
+    /// Records that the watcher was alive until now (it is stopping); see [`mark_alive`].
+    pub async fn heartbeat_watcher_alive(&self) -> Result<(), StoreError> {
+        self.call(|c, now| Ok(mark_alive(c, now)?)).await
+    }
 }

@@ -1,0 +1,52 @@
+//! Whether pages can go out right now, per channel: one task keeps the published
+//! [`PagingHealth`] current for the senders, `/healthz`, the LED and the logs.
+//!
+//! The verdict is the transports' own readiness (see [`super::sender::health`]); this task only
+//! decides when to ask again and says loudly when paging becomes impaired or recovers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::sender::{PagingHealth, Transport};
+use crate::modem::Health;
+
+/// Keeps the published paging health current: recomputed when the modem's health changes, and
+/// every few seconds for the channels that have no watch of their own (email).
+pub async fn run(
+    transports: Arc<Vec<Arc<dyn Transport>>>,
+    mut modem: Option<watch::Receiver<Health>>,
+    tx: Arc<watch::Sender<PagingHealth>>,
+    beat: crate::supervisor::Heartbeat,
+    shutdown: CancellationToken,
+) {
+    loop {
+        beat.beat();
+        let h = super::sender::health(&transports);
+        tx.send_if_modified(|old| {
+            if *old == h {
+                return false;
+            }
+            if h.impaired() {
+                tracing::error!(down = ?h.down, "paging impaired: no channel can send; pages are kept and retried");
+            } else if old.impaired() {
+                tracing::info!(ready = ?h.ready, "paging restored");
+            }
+            *old = h;
+            true
+        });
+        let modem_changed = async {
+            match modem.as_mut() {
+                Some(m) => m.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            alive = modem_changed => if !alive { modem = None },
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! The incident timeline (`events`): every change, page and decision appended as one row, so
+//! an incident's history can be read back in order. This file is the only writer of the table;
+//! callers name what happened with an [`EventKind`], whose stored name has one mapping.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection};
+
+use super::kinds::EventKind;
+use super::ms;
+use crate::incident::{Actor, IncidentId};
+
+/// Appends a timeline event of `kind`; returns its id.
+pub fn record(
+    conn: &Connection,
+    incident: Option<IncidentId>,
+    now: DateTime<Utc>,
+    kind: EventKind,
+    actor: Option<&Actor>,
+    message: &str,
+    data: Option<&serde_json::Value>,
+) -> rusqlite::Result<i64> {
+    insert(conn, incident, now, kind.as_str(), actor, message, data)
+}
+
+/// Appends a timeline event whose kind is already its stored name (callers that still pass the
+/// name itself go through [`super::queries::event`]).
+pub(super) fn insert(
+    conn: &Connection,
+    incident: Option<IncidentId>,
+    now: DateTime<Utc>,
+    kind: &str,
+    actor: Option<&Actor>,
+    message: &str,
+    data: Option<&serde_json::Value>,
+) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO events (incident_id, at, kind, actor, via, message, data) VALUES (?1,?2,?3,?4,?5,?6,?7)",
+    )?
+    .execute(params![
+        incident,
+        ms(now),
+        kind,
+        actor.map(|a| a.who.as_str()),
+        actor.map(|a| a.via.as_str()),
+        message,
+        data.map(|d| d.to_string()),
+    ])?;
+    Ok(conn.last_insert_rowid())
+}

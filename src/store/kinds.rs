@@ -1,0 +1,373 @@
+//! The states and kinds the store keeps as text, each with its one mapping to the stored name.
+//!
+//! The database holds plain words (`pending`, `digest`) so that a person reading it with
+//! `sqlite3`, a report, or an older binary sees the same thing; code holds enums so a typo is a
+//! compile error rather than a page that silently matches nothing. The names here are stable: a
+//! new name is a new variant, and renaming one needs a migration of the stored rows.
+
+use std::fmt;
+
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+use serde::{Deserialize, Serialize};
+
+/// Where an outbox row is in its life: `pending -> sending -> sent -> delivered`, or to
+/// `failed`/`cancelled`. Pages, replies, digests, outbound notifications and self-tests all use
+/// these states; the channel column says who sends them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboxState {
+    /// Queued; due at `due_at`.
+    Pending,
+    /// Claimed by a sender under a lease; the attempt is counted.
+    Sending,
+    /// Handed to the network, the mail relay or the receiver.
+    Sent,
+    /// The delivery report said it reached the handset.
+    Delivered,
+    /// Given up for good.
+    Failed,
+    /// Nothing to send any more (the incident was acknowledged first, for instance).
+    Cancelled,
+}
+
+impl OutboxState {
+    /// Every state, in life-cycle order.
+    pub const ALL: [OutboxState; 6] = [
+        OutboxState::Pending,
+        OutboxState::Sending,
+        OutboxState::Sent,
+        OutboxState::Delivered,
+        OutboxState::Failed,
+        OutboxState::Cancelled,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxState::Pending => "pending",
+            OutboxState::Sending => "sending",
+            OutboxState::Sent => "sent",
+            OutboxState::Delivered => "delivered",
+            OutboxState::Failed => "failed",
+            OutboxState::Cancelled => "cancelled",
+        }
+    }
+
+    /// The state a stored name means; `None` for a name no version ever wrote.
+    pub fn parse(s: &str) -> Option<OutboxState> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// True once the row reached the network or the relay (it may still be delivered later).
+    pub fn was_sent(self) -> bool {
+        matches!(self, OutboxState::Sent | OutboxState::Delivered)
+    }
+
+    /// True when nothing will ever send the row (failed for good or cancelled).
+    pub fn is_given_up(self) -> bool {
+        matches!(self, OutboxState::Failed | OutboxState::Cancelled)
+    }
+}
+
+impl fmt::Display for OutboxState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Lets tests and callers that hold a stored name compare without parsing it first.
+impl PartialEq<&str> for OutboxState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl ToSql for OutboxState {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+/// A stored state no version wrote is a corrupt row: reading it fails loudly rather than
+/// guessing whether the page went out.
+impl FromSql for OutboxState {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let s = value.as_str()?;
+        OutboxState::parse(s)
+            .ok_or_else(|| FromSqlError::Other(format!("unknown outbox state {s:?}").into()))
+    }
+}
+
+/// What kind of message an outbox row is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PageKind {
+    /// A page about one incident.
+    Page,
+    /// Several incidents in one message (grouping window, or held back by the rate limit).
+    Digest,
+    /// A status update for a stakeholder.
+    Status,
+    /// An answer to an SMS command (and the self-test's own message).
+    Reply,
+    /// A chat or webhook notification (channel `webhook`): not a page to a person.
+    Outbound,
+}
+
+impl PageKind {
+    /// Every kind.
+    pub const ALL: [PageKind; 5] = [
+        PageKind::Page,
+        PageKind::Digest,
+        PageKind::Status,
+        PageKind::Reply,
+        PageKind::Outbound,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PageKind::Page => "page",
+            PageKind::Digest => "digest",
+            PageKind::Status => "status",
+            PageKind::Reply => "reply",
+            PageKind::Outbound => "outbound",
+        }
+    }
+
+    /// The kind a stored name means. An unknown name reads as a page: the row is then handled
+    /// (and shown) like the most important kind rather than dropped.
+    pub fn parse(s: &str) -> PageKind {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .unwrap_or(PageKind::Page)
+    }
+
+    /// True for messages that wake a person about incidents (pages and digests), as opposed to
+    /// replies, status updates and outbound notifications.
+    pub fn is_to_person(self) -> bool {
+        matches!(self, PageKind::Page | PageKind::Digest)
+    }
+}
+
+impl fmt::Display for PageKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Lets tests and callers that hold a stored name compare without parsing it first.
+impl PartialEq<&str> for PageKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl ToSql for PageKind {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for PageKind {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        Ok(PageKind::parse(value.as_str()?))
+    }
+}
+
+/// What a timeline event records. The stored names are what `GET /v1/incidents/N`, reports and
+/// the status page show, and what outbound fan-out and reports select on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    /// A new incident opened.
+    Triggered,
+    Acknowledged,
+    Resolved,
+    /// One more alert for the open incident.
+    Repeated,
+    /// The key opened and resolved too often; pages are damped.
+    Flapping,
+    /// No route matched: the incident pages nobody.
+    Unrouted,
+    /// Recorded without paging (`page = false`).
+    Recorded,
+    /// Queued pages cancelled by an acknowledgement or resolution.
+    Cancelled,
+    /// A person's note.
+    Note,
+    /// Rerouted to a policy after a config change.
+    Routed,
+    /// An escalation step ran (who was paged, how).
+    Escalation,
+    /// The engine could not run a step.
+    EscalationError,
+    /// Someone asked to escalate at once.
+    EscalateNow,
+    /// The policy ran out of repeats without an acknowledgement.
+    Exhausted,
+    /// Escalation restarted after an acknowledgement timed out.
+    Retriggered,
+    /// A silence holds the escalation.
+    Silenced,
+    /// The silence ended; escalation continues.
+    Unsilenced,
+    /// A runtime silence was added or expired.
+    Silence,
+    /// A schedule override was added.
+    Override,
+    OverrideDeleted,
+    PageQueued,
+    /// Held for a digest, or a call skipped inside the grouping window.
+    PageGrouped,
+    /// Nobody reachable on any channel for a step.
+    PageUnreachable,
+    PageSent,
+    PageDelivered,
+    PageUndelivered,
+    PageRetry,
+    PageFallback,
+    PageFailed,
+    PageCancelled,
+    /// A stakeholder status update not sent (nobody to send it to).
+    StatusSkipped,
+    OutboundSent,
+    OutboundRetry,
+    OutboundFailed,
+    OutboundDropped,
+}
+
+impl EventKind {
+    /// Every kind.
+    pub const ALL: [EventKind; 35] = [
+        EventKind::Triggered,
+        EventKind::Acknowledged,
+        EventKind::Resolved,
+        EventKind::Repeated,
+        EventKind::Flapping,
+        EventKind::Unrouted,
+        EventKind::Recorded,
+        EventKind::Cancelled,
+        EventKind::Note,
+        EventKind::Routed,
+        EventKind::Escalation,
+        EventKind::EscalationError,
+        EventKind::EscalateNow,
+        EventKind::Exhausted,
+        EventKind::Retriggered,
+        EventKind::Silenced,
+        EventKind::Unsilenced,
+        EventKind::Silence,
+        EventKind::Override,
+        EventKind::OverrideDeleted,
+        EventKind::PageQueued,
+        EventKind::PageGrouped,
+        EventKind::PageUnreachable,
+        EventKind::PageSent,
+        EventKind::PageDelivered,
+        EventKind::PageUndelivered,
+        EventKind::PageRetry,
+        EventKind::PageFallback,
+        EventKind::PageFailed,
+        EventKind::PageCancelled,
+        EventKind::StatusSkipped,
+        EventKind::OutboundSent,
+        EventKind::OutboundRetry,
+        EventKind::OutboundFailed,
+        EventKind::OutboundDropped,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Triggered => "triggered",
+            EventKind::Acknowledged => "acknowledged",
+            EventKind::Resolved => "resolved",
+            EventKind::Repeated => "repeated",
+            EventKind::Flapping => "flapping",
+            EventKind::Unrouted => "unrouted",
+            EventKind::Recorded => "recorded",
+            EventKind::Cancelled => "cancelled",
+            EventKind::Note => "note",
+            EventKind::Routed => "routed",
+            EventKind::Escalation => "escalation",
+            EventKind::EscalationError => "escalation-error",
+            EventKind::EscalateNow => "escalate-now",
+            EventKind::Exhausted => "exhausted",
+            EventKind::Retriggered => "retriggered",
+            EventKind::Silenced => "silenced",
+            EventKind::Unsilenced => "unsilenced",
+            EventKind::Silence => "silence",
+            EventKind::Override => "override",
+            EventKind::OverrideDeleted => "override-deleted",
+            EventKind::PageQueued => "page-queued",
+            EventKind::PageGrouped => "page-grouped",
+            EventKind::PageUnreachable => "page-unreachable",
+            EventKind::PageSent => "page-sent",
+            EventKind::PageDelivered => "page-delivered",
+            EventKind::PageUndelivered => "page-undelivered",
+            EventKind::PageRetry => "page-retry",
+            EventKind::PageFallback => "page-fallback",
+            EventKind::PageFailed => "page-failed",
+            EventKind::PageCancelled => "page-cancelled",
+            EventKind::StatusSkipped => "status-skipped",
+            EventKind::OutboundSent => "outbound-sent",
+            EventKind::OutboundRetry => "outbound-retry",
+            EventKind::OutboundFailed => "outbound-failed",
+            EventKind::OutboundDropped => "outbound-dropped",
+        }
+    }
+
+    /// The kind a stored name means; `None` for a name this version does not know.
+    pub fn parse(s: &str) -> Option<EventKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The event an incident status change records.
+    pub fn of_status(status: crate::incident::Status) -> EventKind {
+        match status {
+            crate::incident::Status::Triggered => EventKind::Triggered,
+            crate::incident::Status::Acknowledged => EventKind::Acknowledged,
+            crate::incident::Status::Resolved => EventKind::Resolved,
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_reads_back_as_itself() {
+        for s in OutboxState::ALL {
+            assert_eq!(OutboxState::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        assert_eq!(OutboxState::parse("lost"), None);
+    }
+
+    #[test]
+    fn every_kind_reads_back_as_itself_and_unknown_reads_as_page() {
+        for k in PageKind::ALL {
+            assert_eq!(PageKind::parse(k.as_str()), k);
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+        assert_eq!(PageKind::parse("telegram"), PageKind::Page);
+    }
+
+    #[test]
+    fn every_event_kind_reads_back_as_itself() {
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::parse(k.as_str()), Some(k));
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+        assert_eq!(EventKind::parse("page-lost"), None);
+    }
+}
