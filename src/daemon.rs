@@ -47,6 +47,8 @@ const ACK_BOUND: Duration = Duration::from_secs(120);
 const HEARTBEAT_BOUND: Duration = Duration::from_secs(120);
 const PANEL_BOUND: Duration = Duration::from_secs(180);
 const PAGING_HEALTH_BOUND: Duration = Duration::from_secs(60);
+/// A standby round is bounded by the upstream timeout (a minute at most in any sane config).
+const STANDBY_BOUND: Duration = Duration::from_secs(180);
 
 /// Where a running daemon says it listens: `<state_dir>/run.json`. The CLI and tests read it
 /// when the config asks for port 0.
@@ -307,6 +309,33 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
             config_rx.clone(),
             tracker.clone(),
             metrics.clone(),
+            shutdown.clone(),
+        ),
+    );
+
+    // Standby behind a cloud pager: asks the upstream about held pages and tells it about acks
+    // made here. The hold's end is in SQLite, so the engine pages when the grace ends even if
+    // these tasks are stuck.
+    let (standby_tx, _standby_rx) = watch::channel(crate::standby::Status::default());
+    sup.spawn(
+        "standby",
+        Role::Essential,
+        crate::standby::run(
+            store.clone(),
+            config_rx.clone(),
+            standby_tx.clone(),
+            clock.clone(),
+            sup.heartbeat("standby", STANDBY_BOUND),
+            shutdown.clone(),
+        ),
+    );
+    sup.spawn(
+        "standby-acks",
+        Role::Essential,
+        crate::standby::push_acks(
+            store.clone(),
+            config_rx.clone(),
+            standby_tx,
             shutdown.clone(),
         ),
     );

@@ -16,6 +16,7 @@ pub mod outbox;
 pub mod overrides;
 pub mod queries;
 pub mod requests;
+pub mod standby;
 pub use error::StoreError;
 pub use health::{StoreFault, StoreFaults, WriteHealth};
 pub use queries::{from_ms, ms};
