@@ -316,7 +316,7 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
     // Standby behind a cloud pager: asks the upstream about held pages and tells it about acks
     // made here. The hold's end is in SQLite, so the engine pages when the grace ends even if
     // these tasks are stuck.
-    let (standby_tx, _standby_rx) = watch::channel(crate::standby::Status::default());
+    let (standby_tx, standby_rx) = watch::channel(crate::standby::Status::default());
     sup.spawn(
         "standby",
         Role::Essential,
@@ -348,6 +348,7 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
         liveness: sup.liveness().clone(),
         selftest_fault: selftest.as_ref().map(|(_, f)| f.clone()),
         clock: clock.clone(),
+        standby: Some(standby_rx.clone()),
     };
 
     // The panel: LED shows the state, the button acknowledges.

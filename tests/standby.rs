@@ -389,26 +389,36 @@ fn acknowledged_upstream_within_the_grace_pages_nobody() {
         "{:?}",
         sim.sms_to(PAGER_PHONE)
     );
-    let gets: Vec<Request> = pd
+    let get = pd
         .received()
         .into_iter()
-        .filter(|r| r.method == "GET")
-        .collect();
-    assert!(!gets.is_empty());
-    assert!(
-        gets[0]
-            .target
-            .starts_with("/incidents?incident_key=k-acked"),
-        "{:?}",
-        gets[0]
-    );
+        .find(|r| r.method == "GET" && r.target.contains("k-acked"))
+        .unwrap();
+    assert_eq!(get.target, "/incidents?incident_key=k-acked");
     assert_eq!(
-        gets[0].headers["authorization"],
+        get.headers["authorization"],
         format!("Token token={REST_TOKEN}")
     );
+    assert!(get.headers["accept"].contains("application/vnd.pagerduty+json;version=2"));
     assert!(pd.posts().is_empty(), "{:?}", pd.posts());
     // The key never reaches the log.
     assert!(!d.log().contains(REST_TOKEN));
+    // Visible state: reachable, a last answer, nothing held any more.
+    let (code, h) = d.get("/healthz");
+    assert_eq!(code, 200, "{h}");
+    assert_eq!(h["standby"]["upstream"], "reachable", "{h}");
+    assert!(h["standby"]["last_success"].is_string(), "{h}");
+    assert_eq!(h["standby"]["held"], 0, "{h}");
+    let metrics = ureq::get(&d.url("/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(
+        metrics.contains("pagerbox_standby_upstream_reachable 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("pagerbox_standby_held 0"), "{metrics}");
 }
 
 #[test]
@@ -478,6 +488,20 @@ fn upstream_down_pages_when_the_grace_ends_or_sooner_after_consecutive_failures(
         "{took:?}: held past the grace"
     );
     assert!(text.contains("PagerDuty unreachable ("), "{text}");
+    // Unreachable for longer than the grace: /healthz (and so the LED) says paging is impaired.
+    let h = d.wait_for(10, "upstream unreachable in /healthz", || {
+        let (code, h) = d.get("/healthz");
+        (code == 503).then_some(h)
+    });
+    assert_eq!(h["standby"]["upstream"], "unreachable", "{h}");
+    assert!(
+        h["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["problem"] == "upstream_unreachable"),
+        "{h}"
+    );
 }
 
 #[test]
@@ -605,9 +629,9 @@ fn opsgenie_ack_is_mirrored_and_a_local_ack_is_pushed_by_alias() {
     let get = og
         .received()
         .into_iter()
-        .find(|r| r.method == "GET")
+        .find(|r| r.method == "GET" && r.target.contains("og-acked"))
         .unwrap();
-    assert!(get.target.ends_with("?identifierType=alias"), "{get:?}");
+    assert_eq!(get.target, "/v2/alerts/og-acked?identifierType=alias");
     assert_eq!(og.posts().len(), 1, "the mirrored ack is not sent back");
     assert!(sim.sms_to(PAGER_PHONE).is_empty());
 }

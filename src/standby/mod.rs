@@ -51,6 +51,8 @@ pub const PAGERDUTY_EVENTS: &str = "https://events.pagerduty.com";
 pub const OPSGENIE_API: &str = "https://api.opsgenie.com";
 /// Most checks in flight at once.
 pub const MAX_PARALLEL: usize = 8;
+/// The key asked about when nothing is held, to learn whether the upstream answers.
+const PROBE_KEY: &str = "pagerbox-reachability-probe";
 /// Longest the acknowledgement sender sleeps without looking at its queues again.
 const ACK_IDLE: Duration = Duration::from_secs(30);
 /// Most held incidents looked at per round (the rest are paged by their grace anyway).
@@ -131,10 +133,10 @@ impl StandbyConfig {
         self.routes.get(route?)
     }
 
-    /// The longest grace of any route: how long the upstream may be unreachable before the
-    /// panel shows the box as impaired.
-    pub fn longest_grace(&self) -> Option<Duration> {
-        self.routes.values().map(|s| s.grace).max()
+    /// The shortest grace of any route: once the upstream has been unreachable that long,
+    /// holds are ending without an answer, and the panel shows the box as impaired.
+    pub fn shortest_grace(&self) -> Option<Duration> {
+        self.routes.values().map(|s| s.grace).min()
     }
 }
 
@@ -161,7 +163,7 @@ pub struct Status {
     pub last_success: Option<DateTime<Utc>>,
     /// Incidents whose page is held now.
     pub held: i64,
-    /// The longest grace of any standby route.
+    /// The shortest grace of any standby route.
     pub grace: Duration,
 }
 
@@ -179,6 +181,33 @@ impl Status {
             _ => false,
         }
     }
+}
+
+impl Reachability {
+    /// `not_asked`, `reachable` or `unreachable`, for `/healthz` and the status page.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reachability::NotAsked => "not_asked",
+            Reachability::Reachable => "reachable",
+            Reachability::Unreachable { .. } => "unreachable",
+        }
+    }
+}
+
+/// The `standby` object of `/healthz`: `null` when no route is in standby.
+pub fn status_json(s: &Status) -> Option<serde_json::Value> {
+    s.enabled.then(|| {
+        serde_json::json!({
+            "upstream": s.reachability.as_str(),
+            "unreachable_since": match s.reachability {
+                Reachability::Unreachable { since } => Some(since),
+                _ => None,
+            },
+            "last_success": s.last_success,
+            "held": s.held,
+            "grace_seconds": s.grace.as_secs(),
+        })
+    })
 }
 
 /// Asks the upstream about held incidents every poll interval until `shutdown`, and publishes
@@ -250,6 +279,16 @@ async fn round(
     };
     let mut checks = tokio::task::JoinSet::new();
     let mut results = Vec::new();
+    // A route with nothing held is still asked (about a key no incident has), so reachability
+    // is known before an incident needs it and recovers after an outage.
+    let mut probes = tokio::task::JoinSet::new();
+    for (route, settings) in routes {
+        if held.iter().any(|h| &h.route == route) {
+            continue;
+        }
+        let settings = settings.clone();
+        probes.spawn(async move { client::check(&settings, PROBE_KEY).await });
+    }
     for h in held {
         let Some(settings) = routes.get(&h.route).cloned() else {
             continue;
@@ -277,6 +316,20 @@ async fn round(
     let now = clock.now();
     let mut answered = None;
     let mut failed = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = probes.join_next() => match r {
+                Some(Ok(c)) if c.reached() => answered = Some(now),
+                Some(Ok(Check::Failed { error })) => {
+                    tracing::debug!(%error, "reachability probe failed");
+                    failed = true;
+                }
+                Some(_) => {}
+                None => break,
+            },
+        }
+    }
     for (h, settings, check) in results {
         if check.reached() {
             answered = Some(now);
@@ -345,7 +398,7 @@ async fn round(
         .read(|c, _| Ok(sql::held_count(c)?))
         .await
         .unwrap_or(0);
-    let grace = routes.values().map(|s| s.grace).max().unwrap_or_default();
+    let grace = routes.values().map(|s| s.grace).min().unwrap_or_default();
     status.send_if_modified(|s| {
         let before = s.clone();
         s.enabled = true;
@@ -353,8 +406,12 @@ async fn round(
         s.grace = grace;
         if let Some(at) = answered {
             s.last_success = Some(at);
+            if matches!(s.reachability, Reachability::Unreachable { .. }) {
+                tracing::info!("the cloud pager answers again");
+            }
             s.reachability = Reachability::Reachable;
         } else if failed && !matches!(s.reachability, Reachability::Unreachable { .. }) {
+            tracing::warn!("the cloud pager cannot be reached: held pages go out when their grace ends, or after the configured failures");
             s.reachability = Reachability::Unreachable { since: now };
         }
         *s != before
@@ -450,4 +507,44 @@ fn ack_body(body: &str) -> Option<(String, String)> {
         .filter(|b| !b.is_empty())
         .unwrap_or("pagerbox");
     Some((key.to_string(), by.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn unreachable_longer_than_the_grace_is_impaired() {
+        let t = |s: i64| Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap();
+        let mut s = Status {
+            enabled: true,
+            reachability: Reachability::Unreachable { since: t(0) },
+            last_success: None,
+            held: 2,
+            grace: Duration::from_secs(300),
+        };
+        assert!(!s.impaired(t(300)));
+        assert!(s.impaired(t(301)));
+        s.reachability = Reachability::Reachable;
+        assert!(!s.impaired(t(9999)));
+        let j = status_json(&s).unwrap();
+        assert_eq!(j["upstream"], "reachable");
+        assert_eq!(j["held"], 2);
+        assert!(status_json(&Status::default()).is_none());
+    }
+
+    #[test]
+    fn queued_ack_bodies() {
+        assert_eq!(
+            ack_body(r#"{"dedup_key":"k","by":"alice"}"#),
+            Some(("k".into(), "alice".into()))
+        );
+        assert_eq!(
+            ack_body(r#"{"dedup_key":"k"}"#),
+            Some(("k".into(), "pagerbox".into()))
+        );
+        assert_eq!(ack_body(r#"{"dedup_key":""}"#), None);
+        assert_eq!(ack_body("garbage"), None);
+    }
 }
