@@ -296,15 +296,17 @@ pub fn mirror(
 }
 
 /// Queues, in the outbox, an upstream acknowledgement for every incident of a standby route that
-/// was acknowledged or resolved on the box (not mirrored from the upstream) and not yet queued.
+/// a person acknowledged on the box (SMS, button, API; not mirrored from the upstream), also when
+/// it was resolved since, and that was not yet queued. A resolve without an acknowledgement is
+/// left alone: it usually comes from the alert source, which resolves at the upstream itself.
 /// Each is queued once; the row is retried by its sender until the upstream takes it.
 pub fn queue_local_acks(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<usize> {
     let rows: Vec<(IncidentId, String, String, String)> = conn
         .prepare_cached(
             "SELECT h.incident_id, h.route, i.dedup_key, \
-                    coalesce(i.acknowledged_by, i.resolved_by, 'pagerbox') \
+                    i.acknowledged_by \
              FROM standby_holds h JOIN incidents i ON i.id = h.incident_id \
-             WHERE h.ack_queued=0 AND h.state<>'mirrored' \
+             WHERE h.ack_queued=0 AND h.state<>'mirrored' AND i.acknowledged_by IS NOT NULL \
                AND i.status IN ('acknowledged','resolved') LIMIT 100",
         )?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
@@ -494,6 +496,8 @@ mod tests {
             t(3),
         )
         .unwrap();
+        // Resolved since: the acknowledgement still goes up, once.
+        transition(&c, 1, Status::Resolved, &Actor::new("api", "http"), t(3)).unwrap();
         assert_eq!(queue_local_acks(&c, t(4)).unwrap(), 1);
         assert_eq!(queue_local_acks(&c, t(5)).unwrap(), 0);
         let (addr, subject, body): (String, String, String) = c
