@@ -48,6 +48,8 @@ const ACK_BOUND: Duration = Duration::from_secs(120);
 const HEARTBEAT_BOUND: Duration = Duration::from_secs(120);
 const PANEL_BOUND: Duration = Duration::from_secs(180);
 const PAGING_HEALTH_BOUND: Duration = Duration::from_secs(60);
+/// A standby round is bounded by the upstream timeout (a minute at most in any sane config).
+const STANDBY_BOUND: Duration = Duration::from_secs(180);
 
 /// Where a running daemon says it listens: `<state_dir>/run.json`. The CLI and tests read it
 /// when the config asks for port 0.
@@ -127,8 +129,8 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
     let ack = start_ack(&core);
     let (sim, modem) = start_modem(&core, &config, &ack).await?;
     let paging = start_paging(&core, &config, modem.as_ref(), &ack);
-    start_engines(&core);
-    let health = health_sources(&core, &paging, modem.as_ref());
+    let standby = start_engines(&core);
+    let health = health_sources(&core, &paging, modem.as_ref(), standby);
     start_panel(&core, &config, &health, &paging, modem.as_ref())?;
     let intake = Intake {
         store: core.store.clone(),
@@ -211,6 +213,7 @@ fn health_sources(
     core: &Core,
     paging: &watch::Receiver<PagingHealth>,
     modem: Option<&ModemParts>,
+    standby: watch::Receiver<crate::standby::Status>,
 ) -> crate::health::Sources {
     crate::health::Sources {
         store: core.store.clone(),
@@ -219,6 +222,7 @@ fn health_sources(
         liveness: core.sup.liveness().clone(),
         selftest_fault: modem.map(|m| m.selftest_fault.clone()),
         clock: core.clock.clone(),
+        standby: Some(standby),
     }
 }
 
@@ -395,9 +399,10 @@ fn start_paging(
     paging_rx
 }
 
-/// The tasks that turn time into work: escalation, heartbeat monitors, and outbound chat and
-/// webhook notifications (their own tasks and outbox channel, never on the paging senders' path).
-fn start_engines(core: &Core) {
+/// The tasks that turn time into work: escalation, heartbeat monitors, outbound chat and
+/// webhook notifications (their own tasks and outbox channel, never on the paging senders' path),
+/// and standby behind a cloud pager. Returns the standby status for `/healthz` and the pages.
+fn start_engines(core: &Core) -> watch::Receiver<crate::standby::Status> {
     let (sup, store, config) = (&core.sup, &core.store, &core.config);
     let engine = crate::escalation::engine::run(
         store.clone(),
@@ -422,6 +427,26 @@ fn start_engines(core: &Core) {
         core.shutdown.clone(),
     );
     sup.spawn("outbound", Role::Essential, outbound);
+    // Standby: asks the upstream about held pages and tells it about acks made here. The hold's
+    // end is in SQLite, so the engine pages when the grace ends even if these tasks are stuck.
+    let (standby_tx, standby_rx) = watch::channel(crate::standby::Status::default());
+    let standby = crate::standby::run(
+        store.clone(),
+        config.clone(),
+        standby_tx.clone(),
+        core.clock.clone(),
+        sup.heartbeat("standby", STANDBY_BOUND),
+        core.shutdown.clone(),
+    );
+    sup.spawn("standby", Role::Essential, standby);
+    let acks = crate::standby::push_acks(
+        store.clone(),
+        config.clone(),
+        standby_tx,
+        core.shutdown.clone(),
+    );
+    sup.spawn("standby-acks", Role::Essential, acks);
+    standby_rx
 }
 
 /// The panel (LED shows the state, the button acknowledges), and the idle-memory trimmer.

@@ -39,6 +39,10 @@ pub struct Facts {
     pub oldest_due: Option<Duration>,
     /// The self-test monitor holds a lasting modem impairment (weak signal, no credit, ...).
     pub selftest_fault: bool,
+    /// How long the cloud pager a standby route stands behind has been unreachable, once that
+    /// is longer than the grace (every held page is then paged locally, and the cloud pager is
+    /// not told about acknowledgements made here).
+    pub upstream_unreachable: Option<Duration>,
 }
 
 /// What the verdict needs of the modem.
@@ -73,6 +77,9 @@ pub enum Problem {
     PageOverdue { seconds: u64 },
     /// The self-test monitor found a lasting modem impairment.
     SelftestFault,
+    /// The cloud pager a standby route stands behind has been unreachable for longer than the
+    /// grace.
+    UpstreamUnreachable { seconds: u64 },
 }
 
 /// The assessment: impaired when any problem is present.
@@ -153,6 +160,11 @@ pub fn assess(facts: &Facts) -> Verdict {
     if facts.selftest_fault {
         v.problems.push(Problem::SelftestFault);
     }
+    if let Some(d) = facts.upstream_unreachable {
+        v.problems.push(Problem::UpstreamUnreachable {
+            seconds: d.as_secs(),
+        });
+    }
     v
 }
 
@@ -166,6 +178,8 @@ pub struct Sources {
     pub selftest_fault: Option<watch::Receiver<bool>>,
     /// Wall time, for how long the modem has been silent.
     pub clock: std::sync::Arc<dyn crate::clock::Clock>,
+    /// Standby behind a cloud pager, when the daemon runs its task.
+    pub standby: Option<watch::Receiver<crate::standby::Status>>,
 }
 
 impl Sources {
@@ -212,6 +226,16 @@ impl Sources {
             }),
             oldest_due,
             selftest_fault: self.selftest_fault.as_ref().is_some_and(|f| *f.borrow()),
+            upstream_unreachable: self.standby.as_ref().and_then(|s| {
+                let now = self.clock.now();
+                let s = s.borrow();
+                match s.reachability {
+                    crate::standby::Reachability::Unreachable { since } if s.impaired(now) => {
+                        now.signed_duration_since(since).to_std().ok()
+                    }
+                    _ => None,
+                }
+            }),
         }
     }
 
@@ -244,6 +268,7 @@ mod tests {
             }),
             oldest_due: Some(Duration::from_secs(3)),
             selftest_fault: false,
+            upstream_unreachable: None,
         }
     }
 
@@ -339,6 +364,13 @@ mod tests {
                     ..good()
                 },
                 Problem::SelftestFault,
+            ),
+            (
+                Facts {
+                    upstream_unreachable: Some(Duration::from_secs(400)),
+                    ..good()
+                },
+                Problem::UpstreamUnreachable { seconds: 400 },
             ),
         ];
         for (facts, problem) in cases {

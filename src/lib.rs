@@ -19,6 +19,7 @@
 //! | [`modem`]      | the AT engine that owns the serial port, PDU codec, simulator        |
 //! | [`panel`]      | GPIO button and LED behind narrow traits; the bridge to incidents    |
 //! | [`silence`]    | silences and maintenance windows: which incidents page nobody now    |
+//! | [`standby`]    | standby behind PagerDuty/Opsgenie: hold, ask upstream, page if unacked |
 //! | [`selftest`]   | self-test of the paging path: modem/credit watch, scheduled test page |
 //! | [`ack`]        | acknowledge by phone: SMS commands, missed-call and DTMF acks        |
 //! | [`fault`]      | test-only fault points (feature `fault-injection`), absent from releases |
@@ -53,6 +54,7 @@ pub mod schedule;
 pub mod selftest;
 pub mod service;
 pub mod silence;
+pub mod standby;
 pub mod status_page;
 pub mod store;
 pub mod supervisor;

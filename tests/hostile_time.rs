@@ -495,6 +495,7 @@ mod generated {
             liveness: Default::default(),
             selftest_fault: None,
             clock: Arc::new(pagerbox::clock::SystemClock),
+            standby: None,
         };
         let limits = pagerbox::intake::server::Limits::from_config(&config_rx.borrow().http);
         let (_token_tx, token_rx) = tokio::sync::watch::channel(None);

@@ -201,6 +201,7 @@ pub fn run_sync(command: Command) -> anyhow::Result<ExitCode> {
                     &config.policies,
                     &plan.directory,
                     &overrides,
+                    &config.standby,
                     config.daemon.time_zone,
                     chrono::Utc::now()
                 )?

@@ -54,6 +54,8 @@ pub struct Config {
     pub selftest: crate::selftest::SelftestConfig,
     /// `[[outbound]]`: chat/webhook notifications beside paging (never instead of it).
     pub outbound: Vec<crate::outbound::Destination>,
+    /// `[standby]` and routes' `standby`: which routes stand behind a cloud pager.
+    pub standby: crate::standby::StandbyConfig,
 }
 
 /// `[daemon]`.

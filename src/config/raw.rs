@@ -30,6 +30,7 @@ pub(crate) struct RawConfig {
     pub heartbeats: Vec<RawHeartbeat>,
     pub selftest: Option<RawSelftest>,
     pub outbound: Vec<RawOutbound>,
+    pub standby: Option<S<RawStandby>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -207,6 +208,27 @@ pub(crate) struct RawRoute {
     #[serde(default)]
     pub missed_call_ack: bool,
     pub channels: Option<Vec<S<String>>>,
+    /// `"standby"` or `"active"` (the default, unless `[standby] enabled = true`).
+    pub mode: Option<S<String>>,
+    /// This route's standby settings over `[standby]`; implies `mode = "standby"`.
+    pub standby: Option<S<RawStandby>>,
+}
+
+/// `[standby]` (defaults for every standby route) and a route's `standby = {...}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawStandby {
+    /// `[standby]` only: every route is in standby unless it says `mode = "active"`.
+    pub enabled: Option<S<bool>>,
+    pub upstream: Option<S<String>>,
+    pub base_url: Option<S<String>>,
+    pub events_url: Option<S<String>>,
+    pub key_file: Option<S<String>>,
+    pub routing_key_file: Option<S<String>>,
+    pub grace: Option<S<String>>,
+    pub poll_interval: Option<S<String>>,
+    pub timeout: Option<S<String>>,
+    pub max_failures: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

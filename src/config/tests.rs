@@ -606,3 +606,135 @@ fn http_time_limits_and_connection_cap_are_checked_with_their_position() {
         "{errs:#?}"
     );
 }
+
+#[test]
+fn standby_routes_merge_their_settings_over_the_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pd.token"), "pd-rest-token\n").unwrap();
+    std::fs::write(dir.path().join("pd.routing"), "pd-routing\n").unwrap();
+    std::fs::write(dir.path().join("og.key"), "og-key\n").unwrap();
+    let text = format!(
+        r#"{MINIMAL}
+mode = "standby"
+
+[[routes]]
+id = "db"
+policy = "p"
+match = {{ service = "db" }}
+standby = {{ upstream = "opsgenie", key_file = "og.key", grace = "2m", max_failures = 0 }}
+
+[[routes]]
+id = "web"
+policy = "p"
+match = {{ service = "web" }}
+
+[standby]
+upstream = "pagerduty"
+key_file = "pd.token"
+routing_key_file = "pd.routing"
+poll_interval = "10s"
+"#
+    );
+    // The default route comes last in a real file; here `mode` belongs to it.
+    let text = text.replacen(
+        "[[routes]]\nid = \"default\"\npolicy = \"p\"\n\nmode = \"standby\"\n",
+        "",
+        1,
+    ) + "\n[[routes]]\nid = \"default\"\npolicy = \"p\"\nmode = \"standby\"\n";
+    let c = Config::parse(&text, "t.toml", dir.path())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .config;
+    let sb = &c.standby;
+    assert!(sb.for_route(Some("web")).is_none());
+    let d = sb.for_route(Some("default")).unwrap();
+    assert_eq!(d.upstream, crate::standby::Upstream::PagerDuty);
+    assert_eq!(d.base_url, crate::standby::PAGERDUTY_API);
+    assert_eq!(d.key.expose(), "pd-rest-token");
+    assert_eq!(d.routing_key.as_ref().unwrap().expose(), "pd-routing");
+    assert_eq!(d.grace, crate::standby::DEFAULT_GRACE);
+    assert_eq!(d.poll_interval, Duration::from_secs(10));
+    let db = sb.for_route(Some("db")).unwrap();
+    assert_eq!(db.upstream, crate::standby::Upstream::Opsgenie);
+    assert_eq!(db.base_url, crate::standby::OPSGENIE_API);
+    assert_eq!(db.key.expose(), "og-key");
+    assert_eq!(db.grace, Duration::from_secs(120));
+    assert_eq!(db.max_failures, 0);
+    assert_eq!(sb.shortest_grace(), Some(Duration::from_secs(120)));
+}
+
+#[test]
+fn standby_mistakes_are_reported_at_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = r#"
+[[users]]
+id = "alice"
+phone = "+4915112345678"
+
+[[policies]]
+id = "p"
+[[policies.steps]]
+users = ["alice"]
+wait = "5m"
+
+[[routes]]
+id = "a"
+policy = "p"
+match = { service = "a" }
+mode = "backup"
+
+[[routes]]
+id = "b"
+policy = "p"
+match = { service = "b" }
+standby = { upstream = "victorops", grace = "0s", max_failures = -1 }
+
+[[routes]]
+id = "default"
+policy = "p"
+mode = "standby"
+
+[standby]
+key_file = "missing.token"
+base_url = "ftp://example.org"
+"#;
+    let errs = match Config::parse(bad, "t.toml", dir.path()) {
+        Err(ConfigError::Invalid(d)) => d.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+        other => panic!("expected errors, got {:?}", other.map(|_| ())),
+    };
+    let has = |prefix: &str| errs.iter().filter(|e| e.starts_with(prefix)).count() == 1;
+    assert!(
+        has("t.toml:16:8: routes.mode: \"backup\" is not"),
+        "{errs:?}"
+    );
+    assert!(
+        has("t.toml:22:24: standby.upstream: \"victorops\" is not"),
+        "{errs:?}"
+    );
+    assert!(
+        has("t.toml:22:45: standby.grace: must be longer than 0"),
+        "{errs:?}"
+    );
+    assert!(
+        has("t.toml:22:66: standby.max_failures: must be 0"),
+        "{errs:?}"
+    );
+    assert!(
+        has("t.toml:30:12: standby.key_file: cannot read "),
+        "{errs:?}"
+    );
+    assert!(
+        has("t.toml:31:12: standby.base_url: must start with https://"),
+        "{errs:?}"
+    );
+    // The default route has no upstream at all: said once at the route's mode.
+    assert!(
+        has("t.toml:27:8: standby.upstream: a standby route needs an upstream"),
+        "{errs:?}"
+    );
+    assert!(
+        parse("[standby]\nupstream = \"pagerduty\"\nkeyfile = \"x\"\n")
+            .unwrap_err()
+            .iter()
+            .any(|e| e.contains("unknown key `standby.keyfile`")),
+    );
+}

@@ -115,6 +115,8 @@ fn path_segments(path: &serde_ignored::Path<'_>) -> Vec<String> {
 
 #[path = "validate/outbound.rs"]
 mod outbound;
+#[path = "validate/standby.rs"]
+mod standby;
 
 struct Validator<'r, 'a> {
     r: &'r mut Reporter<'a>,
@@ -340,6 +342,7 @@ impl Validator<'_, '_> {
         let heartbeats = self.heartbeats(&raw.heartbeats, &routes);
         let selftest = self.selftest(raw.selftest.as_ref(), &daemon, &schedule_ids);
         let outbound = self.outbound(&raw.outbound, &routes);
+        let standby = self.standby(raw.standby.as_ref(), &raw.routes);
         Config {
             path: None,
             daemon,
@@ -359,6 +362,7 @@ impl Validator<'_, '_> {
             heartbeats,
             selftest,
             outbound,
+            standby,
         }
     }
 

@@ -35,13 +35,16 @@ pub struct SimulateArgs {
 }
 
 /// Runs `pagerbox simulate` on loaded data. Fails when no route matches or the route names an
-/// unknown policy (config validation normally prevents both).
+/// unknown policy (config validation normally prevents both). A route in `standby` shows its
+/// hold, and the pages that follow if the cloud pager gets no acknowledgement in the grace.
+#[allow(clippy::too_many_arguments)]
 pub fn run_simulate(
     args: &SimulateArgs,
     routes: &[Route],
     policies: &[Policy],
     directory: &Directory,
     overrides: &OverridesBySchedule,
+    standby: &crate::standby::StandbyConfig,
     tz: Tz,
     now: DateTime<Utc>,
 ) -> anyhow::Result<String> {
@@ -65,15 +68,38 @@ pub fn run_simulate(
                 route.id, route.policy
             )
         })?;
-    let plan = plan(policy, route, args.severity, directory, start, overrides);
-    Ok(simulate_report(
-        route,
+    let held = standby.for_route(Some(&route.id));
+    // The first step waits for the later of the pre-page delay and the grace.
+    let paging_from = match held {
+        Some(s) => crate::clock::add(start, s.grace.saturating_sub(route.pre_page_delay)),
+        None => start,
+    };
+    let plan = plan(
         policy,
+        route,
         args.severity,
-        start,
-        &plan,
-        tz,
-    ))
+        directory,
+        paging_from,
+        overrides,
+    );
+    let mut out = simulate_report(route, policy, args.severity, start, &plan, tz);
+    if let Some(s) = held {
+        let until = crate::clock::add(start, s.grace);
+        let sooner = if s.max_failures > 0 {
+            format!(" (or after {} failed checks in a row)", s.max_failures)
+        } else {
+            String::new()
+        };
+        let note = format!(
+            "standby: held until {} (+{}m) while {} gets it acknowledged; acknowledged or resolved there: nobody is paged; still triggered, unknown or unreachable then{sooner}: the pages below\n",
+            format_local(tz, until),
+            (until - start).num_minutes(),
+            s.upstream.name(),
+        );
+        let header_end = out.find('\n').map_or(0, |i| i + 1);
+        out.insert_str(header_end, &note);
+    }
+    Ok(out)
 }
 
 /// Renders a plan: a header naming route, policy and urgency, one row per page with its local
@@ -150,6 +176,7 @@ mod tests {
             &[policy],
             &dir,
             &OverridesBySchedule::new(),
+            &Default::default(),
             chrono_tz::Europe::Berlin,
             utc("2030-01-01T00:00:00Z"),
         )
@@ -171,6 +198,55 @@ mod tests {
     }
 
     #[test]
+    fn simulate_shows_the_standby_hold() {
+        let (dir, policy, routes) = example();
+        let args = SimulateArgs {
+            service: "db".into(),
+            severity: Severity::Critical,
+            source: None,
+            routing_key: None,
+            at: Some("2026-01-09T21:00".into()),
+        };
+        let mut standby = crate::standby::StandbyConfig::default();
+        standby.routes.insert(
+            "database".into(),
+            crate::standby::Settings {
+                upstream: crate::standby::Upstream::PagerDuty,
+                base_url: crate::standby::PAGERDUTY_API.into(),
+                events_url: crate::standby::PAGERDUTY_EVENTS.into(),
+                key: crate::config::Secret::new("k"),
+                routing_key: None,
+                grace: std::time::Duration::from_secs(300),
+                poll_interval: std::time::Duration::from_secs(30),
+                timeout: std::time::Duration::from_secs(10),
+                max_failures: 3,
+            },
+        );
+        let out = run_simulate(
+            &args,
+            &routes,
+            &[policy],
+            &dir,
+            &OverridesBySchedule::new(),
+            &standby,
+            chrono_tz::Europe::Berlin,
+            utc("2030-01-01T00:00:00Z"),
+        )
+        .unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[1],
+            "standby: held until 2026-01-09 21:05 CET (+5m) while PagerDuty gets it acknowledged; \
+             acknowledged or resolved there: nobody is paged; still triggered, unknown or unreachable \
+             then (or after 3 failed checks in a row): the pages below"
+        );
+        assert!(
+            lines[3].starts_with("2026-01-09 21:05 CET  +5m    1    1     alice  sms"),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn simulate_fails_clearly_without_a_route() {
         let (dir, policy, routes) = example();
         let args = SimulateArgs {
@@ -186,6 +262,7 @@ mod tests {
             &[policy],
             &dir,
             &OverridesBySchedule::new(),
+            &Default::default(),
             chrono_tz::UTC,
             utc("2026-01-09T20:00:00Z"),
         )

@@ -13,6 +13,10 @@
 //! end (a persisted due time like any other, so the engine wakes then without polling) and the
 //! timeline says so once; when the silence is over the held step pages as usual. See
 //! [`crate::silence`] for the rules.
+//!
+//! Standby: on a route that stands behind a cloud pager, the first step is held until
+//! [`crate::store::standby::hold`] says to page (the grace ended, or the standby task found the
+//! upstream unable to get an acknowledgement); the page then says why.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,6 +40,7 @@ use crate::store::kinds::EventKind;
 use crate::store::outbox::{self, NewPage, PageKind};
 use crate::store::queries::{incident, transition};
 use crate::store::silences as silence_store;
+use crate::store::standby::{self as standby_store, Hold as StandbyHold};
 use crate::store::{from_ms, ms, Store, StoreError};
 
 /// Longest the engine sleeps without looking again (catches wall-clock jumps).
@@ -289,14 +294,39 @@ pub fn pass(
                         {
                             Some(held)
                         } else {
-                            page_step(
-                                conn, plan, policy, route, &inc, step, round, &overrides, now,
-                            )?;
-                            Some(Event::Paged {
-                                step,
-                                round,
-                                at: now,
-                            })
+                            let standby = plan
+                                .config
+                                .standby
+                                .for_route(inc.route.as_deref())
+                                .map(|s| s.hold());
+                            let first = step == 0 && round == 0;
+                            match standby_store::hold(conn, standby, &inc, first, now)? {
+                                StandbyHold::Until(until) => Some(Event::Held { until, at: now }),
+                                StandbyHold::Page { reason } => {
+                                    // The page says why the box pages although a cloud pager
+                                    // was supposed to.
+                                    let said = reason.map(|r| Incident {
+                                        summary: format!("{r}: {}", inc.summary),
+                                        ..inc.clone()
+                                    });
+                                    page_step(
+                                        conn,
+                                        plan,
+                                        policy,
+                                        route,
+                                        said.as_ref().unwrap_or(&inc),
+                                        step,
+                                        round,
+                                        &overrides,
+                                        now,
+                                    )?;
+                                    Some(Event::Paged {
+                                        step,
+                                        round,
+                                        at: now,
+                                    })
+                                }
+                            }
                         }
                     }
                     Action::Exhaust => {

@@ -420,6 +420,7 @@ mod tests {
                 liveness: Default::default(),
                 selftest_fault: None,
                 clock: Arc::new(SystemClock),
+                standby: None,
             };
             let intake = Intake {
                 store,

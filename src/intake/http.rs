@@ -299,6 +299,7 @@ async fn healthz(State(intake): State<Intake>) -> Response {
             })),
             "paging": paging.map(|p| json!({ "impaired": p.impaired(), "ready": p.ready, "down": p.down.iter().map(|(c, why)| json!({"channel": c, "reason": why})).collect::<Vec<_>>() })),
             "modem": modem,
+            "standby": intake.health.standby.as_ref().map(|s| crate::standby::status_json(&s.borrow())),
             "outbox": outbox.map(|(n, age, sending)| json!({ "pending": n, "oldest_seconds": age, "oldest_sending_seconds": sending })),
         })),
     )

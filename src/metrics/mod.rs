@@ -424,6 +424,8 @@ pub struct Snapshot {
     pub modem: Option<Health>,
     /// Which paging channels can send.
     pub paging: Option<PagingHealth>,
+    /// Standby behind a cloud pager, when the daemon runs it.
+    pub standby: Option<crate::standby::Status>,
 }
 
 fn gauge(registry: &mut Registry, name: &str, help: &str, value: i64) {
@@ -565,6 +567,31 @@ fn levels(s: &Snapshot, started: DateTime<Utc>) -> Registry {
             "1 when no paging channel can send (pages are kept and retried)",
             i64::from(p.impaired()),
         );
+    }
+    if let Some(sb) = s.standby.as_ref().filter(|sb| sb.enabled) {
+        gauge(
+            &mut r,
+            "standby_held",
+            "Incidents whose first page is held while the cloud pager has its grace",
+            sb.held,
+        );
+        if sb.reachability != crate::standby::Reachability::NotAsked {
+            gauge(
+                &mut r,
+                "standby_upstream_reachable",
+                "1 when the last check of the cloud pager got an answer",
+                i64::from(sb.reachability == crate::standby::Reachability::Reachable),
+            );
+        }
+        if let Some(t) = sb.last_success {
+            float_gauge(
+                &mut r,
+                "standby_last_success_time",
+                "When a check of the cloud pager last got an answer, Unix time",
+                Unit::Seconds,
+                t.timestamp_millis() as f64 / 1000.0,
+            );
+        }
     }
     r
 }

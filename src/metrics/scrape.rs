@@ -34,6 +34,7 @@ pub async fn snapshot(intake: &Intake) -> Snapshot {
         oldest_sending,
         modem: intake.modem.as_ref().map(|m| m.borrow().clone()),
         paging,
+        standby: intake.health.standby.as_ref().map(|s| s.borrow().clone()),
     }
 }
 

@@ -160,6 +160,7 @@ fn levels_from_the_snapshot_are_gauges() {
             ready: vec![Channel::Sms, Channel::Voice],
             down: vec![(Channel::Email, "smtp: connection refused".into())],
         }),
+        standby: Some(pagerbox_standby()),
     };
     let text = m.encode(&snap);
     let expect = [
@@ -254,4 +255,34 @@ fn store_outcomes_map_to_counted_outcomes() {
     assert_eq!(PageOutcome::of(&a), PageOutcome::FellThrough);
     assert_eq!(PageOutcome::FellThrough.as_str(), "fell_through");
     assert_eq!(AlertOutcome::StoreFailure.as_str(), "store_failure");
+}
+
+fn pagerbox_standby() -> crate::standby::Status {
+    crate::standby::Status {
+        enabled: true,
+        reachability: crate::standby::Reachability::Reachable,
+        last_success: Some(at()),
+        held: 4,
+        grace: Duration::from_secs(300),
+    }
+}
+
+#[test]
+fn standby_levels() {
+    let m = Metrics::new(at());
+    let text = m.encode(&Snapshot {
+        standby: Some(pagerbox_standby()),
+        ..Snapshot::default()
+    });
+    assert!(text.contains("pagerbox_standby_held 4"), "{text}");
+    assert!(
+        text.contains("pagerbox_standby_upstream_reachable 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pagerbox_standby_last_success_time_seconds"),
+        "{text}"
+    );
+    let text = m.encode(&Snapshot::default());
+    assert!(!text.contains("pagerbox_standby"), "{text}");
 }

@@ -182,6 +182,7 @@ impl PageState {
             email_enabled: config.email.enabled,
             paging: intake.paging.as_ref().map(|p| p.borrow().clone()),
             pages,
+            standby: intake.health.standby.as_ref().map(|s| s.borrow().clone()),
         }
     }
 

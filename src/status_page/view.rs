@@ -82,6 +82,8 @@ pub struct Snapshot {
     pub paging: Option<PagingHealth>,
     /// Recent outbox rows, newest first, or why they could not be read.
     pub pages: Result<Vec<Page>, StoreError>,
+    /// Standby behind a cloud pager, when the daemon runs it.
+    pub standby: Option<crate::standby::Status>,
 }
 
 /// "3d 4h", "2h 5m", "42s": how long ago `then` was.
@@ -286,6 +288,24 @@ fn health(s: &Snapshot) -> Markup {
                     @else { span.up { "ready" } }
                 }
             }
+            @if let Some(sb) = s.standby.as_ref().filter(|sb| sb.enabled) {
+                tr {
+                    th { "Standby" }
+                    td id="standby" {
+                        "Cloud pager: "
+                        @match sb.reachability {
+                            crate::standby::Reachability::NotAsked => "not asked yet",
+                            crate::standby::Reachability::Reachable => span.up { "reachable" },
+                            crate::standby::Reachability::Unreachable { since } => span.down { "unreachable for " (age(s.now, since)) },
+                        }
+                        "; last answer: " @match sb.last_success {
+                            Some(t) => { (age(s.now, t)) " ago" },
+                            None => "none yet",
+                        }
+                        "; held: " (sb.held)
+                    }
+                }
+            }
         }
     }
 }
@@ -361,6 +381,7 @@ mod tests {
             email_enabled: false,
             paging: None,
             pages: Ok(vec![]),
+            standby: None,
         }
     }
 

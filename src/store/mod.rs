@@ -23,6 +23,7 @@ pub mod queries;
 pub mod requests;
 pub mod selftest_runs;
 pub mod silences;
+pub mod standby;
 pub use error::StoreError;
 pub use health::{StoreFault, StoreFaults, WriteHealth};
 pub use levels::Levels;

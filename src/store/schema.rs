@@ -288,6 +288,25 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     UPDATE outbox SET written_for = channel WHERE kind <> 'outbound';
     UPDATE outbox SET written_for = 'voice' WHERE kind = 'page' AND body LIKE 'pagerbox alert%';
     "#,
+    // 12: standby behind a cloud pager. One row per incident of a standby route whose first page
+    // was held: the engine pages nobody before hold_until (at most the grace after the incident
+    // opened); the standby task moves hold_until earlier (page now) or mirrors the upstream's
+    // acknowledgement, and remembers whether a local acknowledgement was queued for the upstream.
+    r#"
+    CREATE TABLE standby_holds (
+        incident_id INTEGER PRIMARY KEY REFERENCES incidents(id),
+        route TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('held','paged','mirrored')),
+        opened_at INTEGER NOT NULL,
+        hold_until INTEGER NOT NULL,
+        reason TEXT,
+        failures INTEGER NOT NULL DEFAULT 0,
+        checked_at INTEGER,
+        last_check TEXT,
+        ack_queued INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX standby_holds_state ON standby_holds(state);
+    "#,
 ];
 
 /// Brings the database up to the newest version. Refuses a database from a newer pagerbox.

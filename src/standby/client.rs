@@ -1,0 +1,400 @@
+//! Asking the upstream about one incident, and telling it about a local acknowledgement.
+//!
+//! The HTTP client is `ureq` (blocking, already used by outbound notifications and the CLI). Each
+//! request runs on tokio's blocking pool with ureq's own connect and overall timeouts, and the
+//! await is bounded as well, so an upstream that accepts the connection and never answers costs
+//! one blocking thread for at most the timeout and never holds a runtime worker (intake, the
+//! escalation engine and the senders keep running). The answer parsers are pure and tested on the
+//! providers' documented shapes. Keys are never logged and never put in an error.
+//!
+//! Shapes, from the providers' documentation:
+//! - PagerDuty REST API v2, `GET /incidents?incident_key=KEY` with `Authorization: Token
+//!   token=KEY` and `Accept: application/vnd.pagerduty+json;version=2` answers
+//!   `{"incidents":[{"id":..,"status":"triggered|acknowledged|resolved","incident_key":..,
+//!   "acknowledgements":[{"at":..,"acknowledger":{"summary":NAME,..}}],
+//!   "last_status_change_by":{"summary":NAME,..}}],"limit":..,"more":false}`.
+//! - PagerDuty Events API v2, `POST /v2/enqueue` with `{"routing_key":..,"event_action":
+//!   "acknowledge","dedup_key":..}` answers 202 `{"status":"success",..}`.
+//! - Opsgenie Alert API, `GET /v2/alerts/{alias}?identifierType=alias` with `Authorization:
+//!   GenieKey KEY` answers `{"data":{"status":"open|closed","acknowledged":bool,"owner":..,
+//!   "report":{"acknowledgedBy":..,"closedBy":..}},"requestId":..}`, or 404 for an unknown alias;
+//!   `POST /v2/alerts/{alias}/acknowledge?identifierType=alias` with `{"user":..,"source":..,
+//!   "note":..}` answers 202.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::decide::{Answer, Check};
+use super::{Settings, Upstream};
+use crate::outbound::client::{classify, Answer as PostAnswer};
+
+/// Largest answer body read; a bigger one is an error rather than memory spent.
+const MAX_BODY: u64 = 1024 * 1024;
+
+/// Asks the upstream whether the incident with `key` (dedup key / alias) is acknowledged.
+pub async fn check(settings: &Settings, key: &str) -> Check {
+    let (url, auth) = match settings.upstream {
+        Upstream::PagerDuty => (
+            format!(
+                "{}/incidents?incident_key={}",
+                settings.base_url.trim_end_matches('/'),
+                encode(key)
+            ),
+            format!("Token token={}", settings.key.expose()),
+        ),
+        Upstream::Opsgenie => (
+            format!(
+                "{}/v2/alerts/{}?identifierType=alias",
+                settings.base_url.trim_end_matches('/'),
+                encode(key)
+            ),
+            format!("GenieKey {}", settings.key.expose()),
+        ),
+    };
+    let upstream = settings.upstream;
+    let timeout = settings.timeout;
+    let secret = settings.key.expose().to_string();
+    let blocking = tokio::task::spawn_blocking(move || {
+        let agent = agent(timeout);
+        let r = agent
+            .get(&url)
+            .set("Authorization", &auth)
+            .set("Accept", accept(upstream))
+            .call();
+        let (status, body) = match r {
+            Ok(resp) => (resp.status(), read_body(resp)),
+            Err(ureq::Error::Status(code, resp)) => (code, read_body(resp)),
+            Err(ureq::Error::Transport(t)) => {
+                return Check::Failed {
+                    error: transport_error(&t, &url, &secret),
+                }
+            }
+        };
+        match body {
+            Ok(body) => parse(upstream, status, &body),
+            Err(e) => Check::Failed {
+                error: format!("HTTP {status}: cannot read the answer: {e}"),
+            },
+        }
+    });
+    match tokio::time::timeout(timeout + Duration::from_secs(1), blocking).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => Check::Failed {
+            error: format!("check thread failed: {e}"),
+        },
+        Err(_) => Check::Failed {
+            error: format!("no answer within {}", humantime::format_duration(timeout)),
+        },
+    }
+}
+
+/// Tells the upstream that the incident with `key` was acknowledged on the box, by `by`.
+pub async fn acknowledge(settings: &Settings, key: &str, by: &str) -> PostAnswer {
+    let base = settings.base_url.trim_end_matches('/');
+    let (url, headers, body) = match settings.upstream {
+        Upstream::PagerDuty => {
+            let Some(routing_key) = &settings.routing_key else {
+                return PostAnswer::Reject {
+                    error: "no routing_key_file: PagerDuty's Events API needs the integration key"
+                        .into(),
+                };
+            };
+            (
+                format!("{}/v2/enqueue", settings.events_url.trim_end_matches('/')),
+                vec![],
+                serde_json::json!({
+                    "routing_key": routing_key.expose(),
+                    "event_action": "acknowledge",
+                    "dedup_key": key,
+                })
+                .to_string(),
+            )
+        }
+        Upstream::Opsgenie => (
+            format!(
+                "{base}/v2/alerts/{}/acknowledge?identifierType=alias",
+                encode(key)
+            ),
+            vec![(
+                "Authorization".to_string(),
+                format!("GenieKey {}", settings.key.expose()),
+            )],
+            serde_json::json!({
+                "user": by,
+                "source": "pagerbox",
+                "note": format!("acknowledged on pagerbox by {by}"),
+            })
+            .to_string(),
+        ),
+    };
+    let answer = crate::outbound::client::post(url, headers, body, settings.timeout).await;
+    // The routing key and GenieKey are credentials: cut them out of any error text.
+    let scrub = |e: String| {
+        let mut e = e.replace(settings.key.expose(), "<key>");
+        if let Some(r) = &settings.routing_key {
+            e = e.replace(r.expose(), "<key>");
+        }
+        e
+    };
+    match answer {
+        PostAnswer::Retry { error, after } => PostAnswer::Retry {
+            error: scrub(error),
+            after,
+        },
+        PostAnswer::Reject { error } => PostAnswer::Reject {
+            error: scrub(error),
+        },
+        ok => ok,
+    }
+}
+
+fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout_connect(timeout.min(Duration::from_secs(5)))
+        .timeout(timeout)
+        .redirects(0)
+        .user_agent(concat!("pagerbox/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+fn accept(u: Upstream) -> &'static str {
+    match u {
+        Upstream::PagerDuty => "application/vnd.pagerduty+json;version=2",
+        Upstream::Opsgenie => "application/json",
+    }
+}
+
+fn read_body(resp: ureq::Response) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut s = String::new();
+    resp.into_reader().take(MAX_BODY).read_to_string(&mut s)?;
+    Ok(s)
+}
+
+/// A transport error without the URL (it carries the incident key) or the key.
+fn transport_error(t: &ureq::Transport, url: &str, secret: &str) -> String {
+    let mut msg = t.kind().to_string();
+    if let Some(m) = t.message() {
+        msg.push_str(": ");
+        msg.push_str(m);
+    }
+    if let Some(src) = std::error::Error::source(t) {
+        msg.push_str(": ");
+        msg.push_str(&src.to_string());
+    }
+    msg.replace(url, "<url>").replace(secret, "<key>")
+}
+
+/// Percent-encodes a path or query component (RFC 3986 unreserved characters pass).
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// What an answer of `status` with `body` says. Pure.
+pub fn parse(upstream: Upstream, status: u16, body: &str) -> Check {
+    if upstream == Upstream::Opsgenie && status == 404 {
+        return Check::Answered(Answer::Unknown);
+    }
+    if !(200..=299).contains(&status) {
+        let error = match classify(status, None) {
+            PostAnswer::Retry { error, .. } | PostAnswer::Reject { error } => error,
+            PostAnswer::Ok { .. } => format!("HTTP {status}"),
+        };
+        return Check::Failed { error };
+    }
+    let v: Value = match serde_json::from_str(body) {
+        Ok(v) => v,
+        Err(e) => {
+            return Check::Failed {
+                error: format!("HTTP {status}: the answer is not JSON: {e}"),
+            }
+        }
+    };
+    let answer = match upstream {
+        Upstream::PagerDuty => pagerduty(&v),
+        Upstream::Opsgenie => opsgenie(&v),
+    };
+    match answer {
+        Some(a) => Check::Answered(a),
+        None => Check::Failed {
+            error: format!(
+                "HTTP {status}: the answer does not have the documented {} shape",
+                upstream.name()
+            ),
+        },
+    }
+}
+
+fn summary(v: &Value) -> Option<String> {
+    v.get("summary")
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().to_string())
+}
+
+fn pagerduty(v: &Value) -> Option<Answer> {
+    let incidents = v.get("incidents")?.as_array()?;
+    // Newest first by PagerDuty's default sort; an open one wins over an old resolved one.
+    let inc = incidents
+        .iter()
+        .find(|i| i.get("status").and_then(Value::as_str) != Some("resolved"))
+        .or_else(|| incidents.first());
+    let Some(inc) = inc else {
+        return Some(Answer::Unknown);
+    };
+    let changed_by = inc
+        .get("last_status_change_by")
+        .and_then(summary)
+        .unwrap_or_else(|| "PagerDuty".to_string());
+    Some(match inc.get("status")?.as_str()? {
+        "triggered" => Answer::Triggered,
+        "acknowledged" => Answer::Acknowledged {
+            by: inc
+                .get("acknowledgements")
+                .and_then(Value::as_array)
+                .and_then(|a| a.last())
+                .and_then(|a| a.get("acknowledger"))
+                .and_then(summary)
+                .unwrap_or(changed_by),
+        },
+        "resolved" => Answer::Resolved { by: changed_by },
+        _ => return None,
+    })
+}
+
+fn opsgenie(v: &Value) -> Option<Answer> {
+    let data = v.get("data")?;
+    let report = data.get("report");
+    let field = |k: &str| {
+        report
+            .and_then(|r| r.get(k))
+            .and_then(Value::as_str)
+            .filter(|s| !s.trim().is_empty())
+            .map(str::to_string)
+    };
+    let owner = data
+        .get("owner")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    Some(match data.get("status")?.as_str()? {
+        "closed" => Answer::Resolved {
+            by: field("closedBy").unwrap_or_else(|| "Opsgenie".into()),
+        },
+        "open" if data.get("acknowledged").and_then(Value::as_bool) == Some(true) => {
+            Answer::Acknowledged {
+                by: field("acknowledgedBy")
+                    .or(owner)
+                    .unwrap_or_else(|| "Opsgenie".into()),
+            }
+        }
+        "open" => Answer::Triggered,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PD: Upstream = Upstream::PagerDuty;
+    const OG: Upstream = Upstream::Opsgenie;
+
+    #[test]
+    fn pagerduty_answers() {
+        let acked = r#"{"incidents":[{"id":"PT4KHLK","type":"incident","status":"acknowledged",
+            "incident_key":"baf7cf21b1da41b4b0221008339ff357",
+            "acknowledgements":[{"at":"2015-11-10T00:32:52Z","acknowledger":{"id":"PXPGF42",
+            "type":"user_reference","summary":"Earline Greenholt"}}],
+            "last_status_change_by":{"id":"PXPGF42","type":"user_reference","summary":"Earline Greenholt"}}],
+            "limit":25,"offset":0,"more":false}"#;
+        assert_eq!(
+            parse(PD, 200, acked),
+            Check::Answered(Answer::Acknowledged {
+                by: "Earline Greenholt".into()
+            })
+        );
+        let triggered = r#"{"incidents":[{"id":"P1","status":"triggered","acknowledgements":[]}]}"#;
+        assert_eq!(
+            parse(PD, 200, triggered),
+            Check::Answered(Answer::Triggered)
+        );
+        let resolved = r#"{"incidents":[{"id":"P1","status":"resolved",
+            "last_status_change_by":{"summary":"Bob"}}]}"#;
+        assert_eq!(
+            parse(PD, 200, resolved),
+            Check::Answered(Answer::Resolved { by: "Bob".into() })
+        );
+        assert_eq!(
+            parse(PD, 200, r#"{"incidents":[],"limit":25,"more":false}"#),
+            Check::Answered(Answer::Unknown)
+        );
+        // An old resolved incident with the same key does not hide an open one.
+        let both = r#"{"incidents":[{"status":"resolved"},{"status":"triggered"}]}"#;
+        assert_eq!(parse(PD, 200, both), Check::Answered(Answer::Triggered));
+    }
+
+    #[test]
+    fn opsgenie_answers() {
+        let acked = r#"{"data":{"id":"70413a06","tinyId":"1791","alias":"event_573","status":"open",
+            "acknowledged":true,"owner":"morpheus@opsgenie.com",
+            "report":{"ackTime":15702,"acknowledgedBy":"agent_smith@opsgenie.com"}},
+            "took":0.004,"requestId":"43a29c5c"}"#;
+        assert_eq!(
+            parse(OG, 200, acked),
+            Check::Answered(Answer::Acknowledged {
+                by: "agent_smith@opsgenie.com".into()
+            })
+        );
+        let open = r#"{"data":{"status":"open","acknowledged":false},"requestId":"x"}"#;
+        assert_eq!(parse(OG, 200, open), Check::Answered(Answer::Triggered));
+        let closed =
+            r#"{"data":{"status":"closed","acknowledged":false,"report":{"closedBy":"neo"}}}"#;
+        assert_eq!(
+            parse(OG, 200, closed),
+            Check::Answered(Answer::Resolved { by: "neo".into() })
+        );
+        assert_eq!(
+            parse(
+                OG,
+                404,
+                r#"{"message":"Alert does not exist","took":0.002}"#
+            ),
+            Check::Answered(Answer::Unknown)
+        );
+    }
+
+    #[test]
+    fn errors_are_failures() {
+        for (u, status, body) in [
+            (PD, 401, r#"{"error":{"message":"Unauthorized"}}"#),
+            (PD, 404, "{}"),
+            (PD, 503, ""),
+            (PD, 200, "<html>"),
+            (PD, 200, r#"{"incidents":[{"status":"sleeping"}]}"#),
+            (PD, 200, r#"{"something":"else"}"#),
+            (OG, 500, "{}"),
+            (OG, 200, r#"{"data":{}}"#),
+        ] {
+            assert!(
+                matches!(parse(u, status, body), Check::Failed { .. }),
+                "{u:?} {status} {body}"
+            );
+        }
+    }
+
+    #[test]
+    fn keys_are_encoded() {
+        assert_eq!(encode("a b/c?d&e"), "a%20b%2Fc%3Fd%26e");
+        assert_eq!(encode("Abc-1.2_3~"), "Abc-1.2_3~");
+    }
+}

@@ -1,0 +1,550 @@
+//! Standby behind a cloud pager: a route (or the whole box) that receives the same alerts as
+//! PagerDuty or Opsgenie and pages over the modem only when the cloud pager did not get someone
+//! to acknowledge within the grace, or cannot be asked.
+//!
+//! What it owns: the `[standby]` settings ([`Settings`], [`StandbyConfig`]), the pure decision
+//! ([`decide`]), the upstream HTTP calls ([`client`]), the task that asks the upstream about held
+//! incidents ([`run`]) and the task that tells the upstream about acknowledgements made on the
+//! box ([`push_acks`]), and the published [`Status`]. What it does not own: the hold itself,
+//! which lives beside the escalation in SQLite (`store::standby`) and which the escalation engine
+//! asks about before paging a first step; or the outbox rows' delivery machinery
+//! (`outbound::queue`, reused as is).
+//!
+//! Why paging cannot wait on the network: the hold's end is written when the hold opens (first
+//! sight plus the grace) and only ever moved earlier, so the engine pages when the grace ends
+//! whatever this task is doing. The checks run in their own task, at most [`MAX_PARALLEL`] at a
+//! time, each under the route's timeout on the blocking pool; intake and paging never wait for
+//! them. Local acknowledgements go through the durable outbox (channel `webhook`, one queue per
+//! route), so an upstream that is down gets them when it is back.
+
+pub mod client;
+pub mod decide;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::config::{Config, Secret};
+use crate::store::outbound::{self as queue, Claim};
+use crate::store::standby as sql;
+use crate::store::Store;
+use decide::{Check, Decision, Facts};
+
+/// `standby.grace` default: how long the upstream has to get someone to acknowledge.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(300);
+/// `standby.poll_interval` default.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(30);
+/// `standby.timeout` default: one request to the upstream, connect included.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// `standby.max_failures` default: failed checks in a row that end a hold before the grace.
+pub const DEFAULT_MAX_FAILURES: u32 = 3;
+/// PagerDuty's REST API.
+pub const PAGERDUTY_API: &str = "https://api.pagerduty.com";
+/// PagerDuty's Events API (acknowledgements).
+pub const PAGERDUTY_EVENTS: &str = "https://events.pagerduty.com";
+/// Opsgenie's API (EU accounts use `https://api.eu.opsgenie.com`).
+pub const OPSGENIE_API: &str = "https://api.opsgenie.com";
+/// Most checks in flight at once.
+pub const MAX_PARALLEL: usize = 8;
+/// The key asked about when nothing is held, to learn whether the upstream answers.
+const PROBE_KEY: &str = "pagerbox-reachability-probe";
+/// Longest the acknowledgement sender sleeps without looking at its queues again.
+const ACK_IDLE: Duration = Duration::from_secs(30);
+/// Most held incidents looked at per round (the rest are paged by their grace anyway).
+const MAX_PER_ROUND: usize = 200;
+
+/// The cloud pager pagerbox stands behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upstream {
+    PagerDuty,
+    Opsgenie,
+}
+
+impl Upstream {
+    /// The config spelling, also the `via` of mirrored acknowledgements.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Upstream::PagerDuty => "pagerduty",
+            Upstream::Opsgenie => "opsgenie",
+        }
+    }
+
+    /// The product name, for people.
+    pub fn name(self) -> &'static str {
+        match self {
+            Upstream::PagerDuty => "PagerDuty",
+            Upstream::Opsgenie => "Opsgenie",
+        }
+    }
+
+    /// Reads the config spelling.
+    pub fn from_config(s: &str) -> Option<Upstream> {
+        match s {
+            "pagerduty" => Some(Upstream::PagerDuty),
+            "opsgenie" => Some(Upstream::Opsgenie),
+            _ => None,
+        }
+    }
+}
+
+/// One route's standby: which upstream, how to reach it, and how long it may take.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub upstream: Upstream,
+    /// REST API base (PagerDuty) or Alert API base (Opsgenie).
+    pub base_url: String,
+    /// PagerDuty Events API base, for acknowledgements.
+    pub events_url: String,
+    /// PagerDuty REST API token or Opsgenie API key (its `Debug` hides it).
+    pub key: Secret,
+    /// PagerDuty Events API v2 integration (routing) key; acknowledgements need it.
+    pub routing_key: Option<Secret>,
+    pub grace: Duration,
+    pub poll_interval: Duration,
+    pub timeout: Duration,
+    /// Failed checks in a row that end the hold before the grace; 0: only the grace does.
+    pub max_failures: u32,
+}
+
+impl Settings {
+    /// What the engine needs to hold a first page.
+    pub fn hold(&self) -> sql::Standby {
+        sql::Standby {
+            upstream: self.upstream,
+            grace: self.grace,
+        }
+    }
+}
+
+/// Every standby route, by route id. Empty: no route is in standby.
+#[derive(Debug, Clone, Default)]
+pub struct StandbyConfig {
+    pub routes: BTreeMap<String, Settings>,
+}
+
+impl StandbyConfig {
+    /// The standby of `route`, if it is in standby mode.
+    pub fn for_route(&self, route: Option<&str>) -> Option<&Settings> {
+        self.routes.get(route?)
+    }
+
+    /// The shortest grace of any route: once the upstream has been unreachable that long,
+    /// holds are ending without an answer, and the panel shows the box as impaired.
+    pub fn shortest_grace(&self) -> Option<Duration> {
+        self.routes.values().map(|s| s.grace).min()
+    }
+}
+
+/// Whether the upstream answered the last time it was asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reachability {
+    /// Not asked since the daemon started (nothing was held).
+    #[default]
+    NotAsked,
+    Reachable,
+    /// Every check since `since` failed.
+    Unreachable {
+        since: DateTime<Utc>,
+    },
+}
+
+/// What `/healthz`, `/metrics`, the status page and the LED show about standby.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Status {
+    /// Whether any route is in standby.
+    pub enabled: bool,
+    pub reachability: Reachability,
+    /// When a check last got an answer.
+    pub last_success: Option<DateTime<Utc>>,
+    /// Incidents whose page is held now.
+    pub held: i64,
+    /// The shortest grace of any standby route.
+    pub grace: Duration,
+}
+
+impl Status {
+    /// True when the upstream has been unreachable for longer than the grace: incidents are
+    /// being paged locally and the cloud pager is not being told about acknowledgements.
+    pub fn impaired(&self, now: DateTime<Utc>) -> bool {
+        match self.reachability {
+            Reachability::Unreachable { since } => {
+                now.signed_duration_since(since)
+                    .to_std()
+                    .unwrap_or_default()
+                    > self.grace
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Reachability {
+    /// `not_asked`, `reachable` or `unreachable`, for `/healthz` and the status page.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reachability::NotAsked => "not_asked",
+            Reachability::Reachable => "reachable",
+            Reachability::Unreachable { .. } => "unreachable",
+        }
+    }
+}
+
+/// The `standby` object of `/healthz`: `null` when no route is in standby.
+pub fn status_json(s: &Status) -> Option<serde_json::Value> {
+    s.enabled.then(|| {
+        serde_json::json!({
+            "upstream": s.reachability.as_str(),
+            "unreachable_since": match s.reachability {
+                Reachability::Unreachable { since } => Some(since),
+                _ => None,
+            },
+            "last_success": s.last_success,
+            "held": s.held,
+            "grace_seconds": s.grace.as_secs(),
+        })
+    })
+}
+
+/// Asks the upstream about held incidents every poll interval until `shutdown`, and publishes
+/// [`Status`]. Each round: queue local acknowledgements for the upstream, read the held
+/// incidents, check them (bounded, in parallel), and record each decision in the store.
+pub async fn run(
+    store: Store,
+    mut config: watch::Receiver<Arc<Config>>,
+    status: watch::Sender<Status>,
+    clock: Arc<dyn Clock>,
+    beat: crate::supervisor::Heartbeat,
+    shutdown: CancellationToken,
+) {
+    let mut current = config.borrow_and_update().clone();
+    loop {
+        beat.beat();
+        let routes = current.standby.routes.clone();
+        let poll = routes
+            .values()
+            .map(|s| s.poll_interval)
+            .min()
+            .unwrap_or(crate::escalation::engine::MAX_SLEEP)
+            .min(beat.idle_bound());
+        if !routes.is_empty() {
+            round(&store, &routes, &status, &clock, &shutdown).await;
+        } else {
+            status.send_if_modified(|s| {
+                let was = s.enabled;
+                *s = Status::default();
+                was
+            });
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(poll) => {}
+            r = config.changed() => {
+                if r.is_err() { return }
+                current = config.borrow_and_update().clone();
+            }
+        }
+    }
+}
+
+async fn round(
+    store: &Store,
+    routes: &BTreeMap<String, Settings>,
+    status: &watch::Sender<Status>,
+    clock: &Arc<dyn Clock>,
+    shutdown: &CancellationToken,
+) {
+    match store
+        .call(|c, now| Ok(sql::queue_local_acks(c, now)?))
+        .await
+    {
+        Ok(n) if n > 0 => {
+            tracing::info!(count = n, "local acknowledgements queued for the upstream")
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot queue local acknowledgements for the upstream; retrying")
+        }
+    }
+    let held = match store.read(|c, _| Ok(sql::held(c, MAX_PER_ROUND)?)).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read held incidents; the grace still ends each hold");
+            return;
+        }
+    };
+    let mut checks = tokio::task::JoinSet::new();
+    let mut results = Vec::new();
+    // A route with nothing held is still asked (about a key no incident has), so reachability
+    // is known before an incident needs it and recovers after an outage.
+    let mut probes = tokio::task::JoinSet::new();
+    for (route, settings) in routes {
+        if held.iter().any(|h| &h.route == route) {
+            continue;
+        }
+        let settings = settings.clone();
+        probes.spawn(async move { client::check(&settings, PROBE_KEY).await });
+    }
+    for h in held {
+        let Some(settings) = routes.get(&h.route).cloned() else {
+            continue;
+        };
+        while checks.len() >= MAX_PARALLEL {
+            if let Some(Ok(r)) = checks.join_next().await {
+                results.push(r);
+            }
+        }
+        checks.spawn(async move {
+            let check = client::check(&settings, &h.dedup_key).await;
+            (h, settings, check)
+        });
+    }
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = checks.join_next() => match r {
+                Some(Ok(r)) => results.push(r),
+                Some(Err(e)) => tracing::error!(error = %e, "a standby check task failed"),
+                None => break,
+            },
+        }
+    }
+    let now = clock.now();
+    let mut answered = None;
+    let mut failed = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = probes.join_next() => match r {
+                Some(Ok(c)) if c.reached() => answered = Some(now),
+                Some(Ok(Check::Failed { error })) => {
+                    tracing::debug!(%error, "reachability probe failed");
+                    failed = true;
+                }
+                Some(_) => {}
+                None => break,
+            },
+        }
+    }
+    for (h, settings, check) in results {
+        if check.reached() {
+            answered = Some(now);
+        } else {
+            failed = true;
+        }
+        let failures = if check.is_failure() {
+            h.failures.saturating_add(1)
+        } else {
+            0
+        };
+        if let Check::Failed { error } = &check {
+            tracing::warn!(incident = h.incident_id, upstream = settings.upstream.as_str(), failures, %error, "standby check failed");
+        }
+        let id = h.incident_id;
+        let r = store
+            .call(move |c, now| {
+                let age = now
+                    .signed_duration_since(h.opened_at)
+                    .to_std()
+                    .unwrap_or_default();
+                let facts = Facts {
+                    upstream: settings.upstream,
+                    age,
+                    grace: settings.grace,
+                    last: Some(&check),
+                    failures,
+                    max_failures: settings.max_failures,
+                };
+                // What the page says if the engine ends the hold at the grace on this answer.
+                let at_grace = match decide::decide(&Facts {
+                    age: age.max(settings.grace),
+                    ..facts.clone()
+                }) {
+                    Decision::Page(why) => Some(why.describe()),
+                    _ => None,
+                };
+                sql::record_check(c, id, &check, failures, at_grace.as_deref(), now)?;
+                let decision = decide::decide(&facts);
+                match &decision {
+                    Decision::Hold => {}
+                    Decision::Page(why) => {
+                        sql::release(c, id, &why.describe(), now)?;
+                    }
+                    Decision::Mirror(m) => {
+                        sql::mirror(c, id, settings.upstream, m, now)?;
+                    }
+                }
+                Ok(decision)
+            })
+            .await;
+        match r {
+            Ok(Decision::Hold) => {}
+            Ok(Decision::Page(why)) => {
+                tracing::warn!(incident = id, reason = %why.describe(), "standby: paging locally")
+            }
+            Ok(Decision::Mirror(m)) => {
+                tracing::info!(incident = id, mirror = ?m, "standby: upstream handled it; nobody paged")
+            }
+            Err(e) => {
+                tracing::warn!(incident = id, error = %e, "cannot record a standby check; the grace still ends the hold")
+            }
+        }
+    }
+    let held = store
+        .read(|c, _| Ok(sql::held_count(c)?))
+        .await
+        .unwrap_or(0);
+    let grace = routes.values().map(|s| s.grace).min().unwrap_or_default();
+    status.send_if_modified(|s| {
+        let before = s.clone();
+        s.enabled = true;
+        s.held = held;
+        s.grace = grace;
+        if let Some(at) = answered {
+            s.last_success = Some(at);
+            if matches!(s.reachability, Reachability::Unreachable { .. }) {
+                tracing::info!("the cloud pager answers again");
+            }
+            s.reachability = Reachability::Reachable;
+        } else if failed && !matches!(s.reachability, Reachability::Unreachable { .. }) {
+            tracing::warn!("the cloud pager cannot be reached: held pages go out when their grace ends, or after the configured failures");
+            s.reachability = Reachability::Unreachable { since: now };
+        }
+        *s != before
+    });
+}
+
+/// Sends queued local acknowledgements to each standby route's upstream, oldest first, until
+/// `shutdown`. A failure is retried with the paging backoff (the row stays in the outbox, so a
+/// restart resumes it); a refusal is recorded on the incident's timeline.
+pub async fn push_acks(
+    store: Store,
+    config: watch::Receiver<Arc<Config>>,
+    status: watch::Sender<Status>,
+    shutdown: CancellationToken,
+) {
+    let mut commits = store.commits();
+    loop {
+        let routes = config.borrow().standby.routes.clone();
+        let mut wait = ACK_IDLE;
+        for (route, settings) in &routes {
+            let q = sql::ack_queue(route);
+            let lease = settings
+                .timeout
+                .saturating_add(crate::notify::sender::LEASE_MARGIN);
+            let claim = store
+                .call(move |c, now| Ok(queue::claim(c, &q, now, lease)?))
+                .await;
+            match claim {
+                Ok(Claim::Row(row)) => {
+                    let answer = match ack_body(&row.body) {
+                        Some((key, by)) => tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            a = client::acknowledge(settings, &key, &by) => a,
+                        },
+                        None => crate::outbound::client::Answer::Reject {
+                            error: "the queued acknowledgement has no dedup key".into(),
+                        },
+                    };
+                    let reached = !matches!(answer, crate::outbound::client::Answer::Retry { .. });
+                    let outcome = crate::outbound::outcome(answer, row.attempts, Utc::now());
+                    match &outcome {
+                        queue::Outcome::Sent { .. } => tracing::info!(
+                            incident = row.incident_id,
+                            upstream = settings.upstream.as_str(),
+                            "local acknowledgement sent upstream"
+                        ),
+                        queue::Outcome::Retry { error, .. } => {
+                            tracing::warn!(incident = row.incident_id, upstream = settings.upstream.as_str(), attempt = row.attempts, %error, "cannot send a local acknowledgement upstream; will retry")
+                        }
+                        queue::Outcome::Failed { error } => {
+                            tracing::error!(incident = row.incident_id, upstream = settings.upstream.as_str(), %error, "the upstream refused a local acknowledgement; it keeps escalating there")
+                        }
+                    }
+                    if reached {
+                        status.send_if_modified(|s| {
+                            let was = s.reachability;
+                            s.reachability = Reachability::Reachable;
+                            was != s.reachability
+                        });
+                    }
+                    let what = format!("upstream acknowledgement to {}", settings.upstream.name());
+                    crate::notify::sender::until_stored(&store, &shutdown, &what, move |c, now| {
+                        Ok(queue::finish(c, &row, &outcome, now)?)
+                    })
+                    .await;
+                    wait = Duration::ZERO;
+                }
+                Ok(Claim::Wait(at)) => {
+                    wait = wait.min((at - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+                }
+                Ok(Claim::Idle) => {}
+                Err(e) => {
+                    tracing::warn!(route = %route, error = %e, "cannot read the upstream acknowledgement queue; retrying");
+                    wait = wait.min(Duration::from_secs(1));
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+            r = commits.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+/// The dedup key and the acknowledger from a queued row's body.
+fn ack_body(body: &str) -> Option<(String, String)> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let key = v.get("dedup_key")?.as_str().filter(|k| !k.is_empty())?;
+    let by = v
+        .get("by")
+        .and_then(|x| x.as_str())
+        .filter(|b| !b.is_empty())
+        .unwrap_or("pagerbox");
+    Some((key.to_string(), by.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn unreachable_longer_than_the_grace_is_impaired() {
+        let t = |s: i64| Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap();
+        let mut s = Status {
+            enabled: true,
+            reachability: Reachability::Unreachable { since: t(0) },
+            last_success: None,
+            held: 2,
+            grace: Duration::from_secs(300),
+        };
+        assert!(!s.impaired(t(300)));
+        assert!(s.impaired(t(301)));
+        s.reachability = Reachability::Reachable;
+        assert!(!s.impaired(t(9999)));
+        let j = status_json(&s).unwrap();
+        assert_eq!(j["upstream"], "reachable");
+        assert_eq!(j["held"], 2);
+        assert!(status_json(&Status::default()).is_none());
+    }
+
+    #[test]
+    fn queued_ack_bodies() {
+        assert_eq!(
+            ack_body(r#"{"dedup_key":"k","by":"alice"}"#),
+            Some(("k".into(), "alice".into()))
+        );
+        assert_eq!(
+            ack_body(r#"{"dedup_key":"k"}"#),
+            Some(("k".into(), "pagerbox".into()))
+        );
+        assert_eq!(ack_body(r#"{"dedup_key":""}"#), None);
+        assert_eq!(ack_body("garbage"), None);
+    }
+}

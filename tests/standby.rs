@@ -1,0 +1,637 @@
+//! End-to-end standby behind a cloud pager: the real daemon holding its pages while a local stub
+//! of PagerDuty's REST and Events APIs (or Opsgenie's Alert API) on 127.0.0.1 says the incident
+//! is acknowledged, still triggered, is down, or hangs; and acknowledgements made on the box
+//! reaching the stub, also after it comes back.
+
+mod util;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use util::{secret_file, Daemon, ExternalSim, PAGER_PHONE};
+
+const REST_TOKEN: &str = "u+pd-rest-token";
+const ROUTING_KEY: &str = "R0UT1NGKEY0000000000000000000000";
+const GENIE_KEY: &str = "eb243592-faa2-4ba2-a551q-1afdf565c889";
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    Answer,
+    /// Read the request, never answer (until the mode changes).
+    Hang,
+}
+
+#[derive(Clone, Debug)]
+struct Request {
+    method: String,
+    target: String,
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+/// What the stub knows about one incident: its status and who acknowledged or resolved it.
+#[derive(Clone, Debug)]
+struct Known {
+    status: &'static str,
+    by: &'static str,
+}
+
+struct StubState {
+    mode: Mode,
+    known: HashMap<String, Known>,
+    received: Vec<Request>,
+}
+
+/// A small PagerDuty/Opsgenie stub speaking the documented request and response shapes.
+struct Stub {
+    addr: SocketAddr,
+    state: Arc<Mutex<StubState>>,
+}
+
+impl Stub {
+    fn start(mode: Mode) -> Stub {
+        Self::start_on(TcpListener::bind("127.0.0.1:0").unwrap(), mode)
+    }
+
+    fn start_on(l: TcpListener, mode: Mode) -> Stub {
+        let addr = l.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(StubState {
+            mode,
+            known: HashMap::new(),
+            received: Vec::new(),
+        }));
+        let st = state.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(conn) = conn else { continue };
+                let st = st.clone();
+                std::thread::spawn(move || handle(conn, st));
+            }
+        });
+        Stub { addr, state }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn know(&self, key: &str, status: &'static str, by: &'static str) {
+        self.state
+            .lock()
+            .unwrap()
+            .known
+            .insert(key.to_string(), Known { status, by });
+    }
+
+    fn set(&self, m: Mode) {
+        self.state.lock().unwrap().mode = m;
+    }
+
+    fn received(&self) -> Vec<Request> {
+        self.state.lock().unwrap().received.clone()
+    }
+
+    fn posts(&self) -> Vec<Request> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.method == "POST")
+            .collect()
+    }
+}
+
+fn handle(mut s: TcpStream, st: Arc<Mutex<StubState>>) {
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let mut first = head.lines().next().unwrap_or("").split_whitespace();
+    let method = first.next().unwrap_or("").to_string();
+    let target = first.next().unwrap_or("").to_string();
+    let headers: HashMap<String, String> = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let len: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let body = String::from_utf8_lossy(&buf[head_end..head_end + len]).to_string();
+    let req = Request {
+        method,
+        target,
+        headers,
+        body,
+    };
+    if st.lock().unwrap().mode == Mode::Hang {
+        let until = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < until && st.lock().unwrap().mode == Mode::Hang {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        return;
+    }
+    let (code, answer) = {
+        let mut g = st.lock().unwrap();
+        let a = answer(&req, &g.known);
+        g.received.push(req);
+        a
+    };
+    let _ = write!(
+        s,
+        "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+        answer.len()
+    );
+}
+
+fn query(target: &str, name: &str) -> Option<String> {
+    let q = target.split_once('?')?.1;
+    q.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+/// The documented answers: PagerDuty `GET /incidents?incident_key=`, `POST /v2/enqueue`;
+/// Opsgenie `GET /v2/alerts/{alias}?identifierType=alias`, `POST .../acknowledge`.
+fn answer(r: &Request, known: &HashMap<String, Known>) -> (u16, String) {
+    let auth = r.headers.get("authorization").cloned().unwrap_or_default();
+    let path = r.target.split('?').next().unwrap_or("");
+    match (r.method.as_str(), path) {
+        ("GET", "/incidents") => {
+            if auth != format!("Token token={REST_TOKEN}") {
+                return (
+                    401,
+                    json!({"error": {"message": "Unauthorized", "code": 2006}}).to_string(),
+                );
+            }
+            let key = query(&r.target, "incident_key").unwrap_or_default();
+            let incidents: Vec<Value> = known
+                .get(&key)
+                .map(|k| {
+                    let mut i = json!({
+                        "id": "PT4KHLK", "type": "incident", "status": k.status,
+                        "incident_key": key, "acknowledgements": [],
+                        "last_status_change_by": {"id": "PXPGF42", "type": "user_reference", "summary": k.by}
+                    });
+                    if k.status == "acknowledged" {
+                        i["acknowledgements"] = json!([{"at": "2015-11-10T00:32:52Z",
+                            "acknowledger": {"id": "PXPGF42", "type": "user_reference", "summary": k.by}}]);
+                    }
+                    vec![i]
+                })
+                .unwrap_or_default();
+            (
+                200,
+                json!({"incidents": incidents, "limit": 25, "offset": 0, "more": false})
+                    .to_string(),
+            )
+        }
+        ("POST", "/v2/enqueue") => {
+            let v: Value = serde_json::from_str(&r.body).unwrap_or_default();
+            (202, json!({"status": "success", "message": "Event processed", "dedup_key": v["dedup_key"]}).to_string())
+        }
+        ("GET", p) if p.starts_with("/v2/alerts/") => {
+            if auth != format!("GenieKey {GENIE_KEY}") {
+                return (
+                    422,
+                    json!({"message": "Key format is not valid!"}).to_string(),
+                );
+            }
+            let alias = p.trim_start_matches("/v2/alerts/");
+            match known.get(alias) {
+                None => (
+                    404,
+                    json!({"message": "Alert does not exist", "took": 0.002}).to_string(),
+                ),
+                Some(k) => {
+                    let report = if k.status == "acknowledged" {
+                        json!({"ackTime": 15702, "acknowledgedBy": k.by})
+                    } else {
+                        json!({"closedBy": k.by})
+                    };
+                    (200, json!({"data": {
+                        "id": "70413a06-38d6-4c85-92b8-5ebc900d42e2", "tinyId": "1791", "alias": alias,
+                        "status": if k.status == "resolved" { "closed" } else { "open" },
+                        "acknowledged": k.status == "acknowledged", "report": report
+                    }, "took": 0.004, "requestId": "43a29c5c"}).to_string())
+                }
+            }
+        }
+        ("POST", p) if p.starts_with("/v2/alerts/") && p.ends_with("/acknowledge") => (
+            202,
+            json!({"result": "Request will be processed", "took": 0.1, "requestId": "43a29c5c"})
+                .to_string(),
+        ),
+        _ => (404, "{}".to_string()),
+    }
+}
+
+/// A port with nothing listening on it (yet).
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// One person paged by SMS at once; route `web` (service "web") pages directly, the default
+/// route is in standby with `standby` settings appended under `[standby]`.
+fn config(sim: &ExternalSim, standby: &str, routes: &str) -> String {
+    format!(
+        r#"
+[modem]
+device = "{link}"
+profile = "sim7600"
+command_timeout = "2s"
+sms_timeout = "5s"
+health_interval = "1s"
+
+[paging]
+group_window = "0s"
+
+[[users]]
+id = "alice"
+phone = "{PAGER_PHONE}"
+[[users.rules]]
+channel = "sms"
+after = "0s"
+
+[[policies]]
+id = "default"
+[[policies.steps]]
+users = ["alice"]
+wait = "10m"
+
+[[routes]]
+id = "web"
+policy = "default"
+mode = "active"
+match = {{ service = "web" }}
+
+{routes}
+
+[[routes]]
+id = "default"
+policy = "default"
+mode = "standby"
+
+[standby]
+poll_interval = "300ms"
+{timeout}
+{standby}
+"#,
+        link = sim.link.display(),
+        timeout = if standby.contains("timeout =") {
+            ""
+        } else {
+            "timeout = \"1s\""
+        },
+    )
+}
+
+fn keys() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    secret_file(dir.path(), "pd.token", REST_TOKEN);
+    secret_file(dir.path(), "pd.routing", ROUTING_KEY);
+    secret_file(dir.path(), "og.key", GENIE_KEY);
+    dir
+}
+
+fn pagerduty(keys: &tempfile::TempDir, url: &str, extra: &str) -> String {
+    format!(
+        "upstream = \"pagerduty\"\nbase_url = \"{url}\"\nevents_url = \"{url}\"\nkey_file = \"{}\"\nrouting_key_file = \"{}\"\n{extra}\n",
+        keys.path().join("pd.token").display(),
+        keys.path().join("pd.routing").display()
+    )
+}
+
+fn start(sim: &ExternalSim, standby: &str, routes: &str) -> Daemon {
+    let d = Daemon::start(&config(sim, standby, routes));
+    d.wait_for(20, "modem up", || {
+        let (_, h) = d.get("/healthz");
+        (h["modem"]["state"] == "up").then_some(())
+    });
+    d
+}
+
+fn trigger(d: &Daemon, key: &str, service: &str) -> i64 {
+    let (code, v) = d.post_json(
+        "/v1/alerts",
+        json!({"summary": format!("disk full {key}"), "severity": "critical", "service": service, "dedup_key": key}),
+    );
+    assert_eq!(code, 202, "{v}");
+    v["incident_id"].as_i64().unwrap()
+}
+
+fn incident(d: &Daemon, id: i64) -> Value {
+    d.get(&format!("/v1/incidents/{id}")).1["incident"].clone()
+}
+
+fn timeline(d: &Daemon, id: i64) -> Vec<String> {
+    d.get(&format!("/v1/incidents/{id}")).1["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// Waits for the `n`th SMS to the pager and returns it with the time it took since `t0`.
+fn nth_sms(d: &Daemon, sim: &ExternalSim, n: usize, secs: u64, t0: Instant) -> (String, Duration) {
+    let text = d.wait_for(secs, "sms", || sim.sms_to(PAGER_PHONE).get(n - 1).cloned());
+    (text, t0.elapsed())
+}
+
+#[test]
+fn acknowledged_upstream_within_the_grace_pages_nobody() {
+    let sim = ExternalSim::start();
+    let pd = Stub::start(Mode::Answer);
+    pd.know("k-acked", "acknowledged", "Earline Greenholt");
+    let k = keys();
+    let d = start(&sim, &pagerduty(&k, &pd.url(), "grace = \"2s\""), "");
+    let id = trigger(&d, "k-acked", "db");
+    d.wait_for(10, "mirrored acknowledgement", || {
+        (incident(&d, id)["status"] == "acknowledged").then_some(())
+    });
+    let inc = incident(&d, id);
+    assert_eq!(inc["acknowledged"]["by"], "Earline Greenholt", "{inc}");
+    assert_eq!(inc["acknowledged"]["via"], "pagerduty", "{inc}");
+    let tl = timeline(&d, id);
+    assert!(
+        tl.iter()
+            .any(|m| m.starts_with("acknowledged upstream by Earline Greenholt")),
+        "{tl:?}"
+    );
+    // Well past the grace: nobody was paged, and the mirrored ack is not sent back.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        sim.sms_to(PAGER_PHONE).is_empty(),
+        "{:?}",
+        sim.sms_to(PAGER_PHONE)
+    );
+    let get = pd
+        .received()
+        .into_iter()
+        .find(|r| r.method == "GET" && r.target.contains("k-acked"))
+        .unwrap();
+    assert_eq!(get.target, "/incidents?incident_key=k-acked");
+    assert_eq!(
+        get.headers["authorization"],
+        format!("Token token={REST_TOKEN}")
+    );
+    assert!(get.headers["accept"].contains("application/vnd.pagerduty+json;version=2"));
+    assert!(pd.posts().is_empty(), "{:?}", pd.posts());
+    // The key never reaches the log.
+    assert!(!d.log().contains(REST_TOKEN));
+    // Visible state: reachable, a last answer, nothing held any more.
+    let (code, h) = d.get("/healthz");
+    assert_eq!(code, 200, "{h}");
+    assert_eq!(h["standby"]["upstream"], "reachable", "{h}");
+    assert!(h["standby"]["last_success"].is_string(), "{h}");
+    assert_eq!(h["standby"]["held"], 0, "{h}");
+    let metrics = ureq::get(&d.url("/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(
+        metrics.contains("pagerbox_standby_upstream_reachable 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("pagerbox_standby_held 0"), "{metrics}");
+}
+
+#[test]
+fn still_triggered_upstream_pages_after_the_grace_and_says_why() {
+    let sim = ExternalSim::start();
+    let pd = Stub::start(Mode::Answer);
+    pd.know("k-open", "triggered", "nobody");
+    let k = keys();
+    let d = start(&sim, &pagerduty(&k, &pd.url(), "grace = \"2s\""), "");
+    let t0 = Instant::now();
+    let id = trigger(&d, "k-open", "db");
+    let (text, took) = nth_sms(&d, &sim, 1, 20, t0);
+    assert!(
+        took >= Duration::from_secs(2),
+        "paged after {took:?}, before the grace"
+    );
+    assert!(text.contains("PagerDuty not acked in 2s"), "{text}");
+    assert!(text.contains(&format!("#{id}")), "{text}");
+    let tl = timeline(&d, id);
+    assert!(
+        tl.iter().any(|m| m.starts_with("held in standby")),
+        "{tl:?}"
+    );
+    assert!(
+        tl.iter()
+            .any(|m| m.contains("standby hold over, paging: PagerDuty not acked in 2s")),
+        "{tl:?}"
+    );
+}
+
+#[test]
+fn upstream_down_pages_when_the_grace_ends_or_sooner_after_consecutive_failures() {
+    let sim = ExternalSim::start();
+    let down = format!("http://{}", free_port());
+    let k = keys();
+    // Route `fast`: a long grace, ended by 2 failed checks in a row. Default route: only the
+    // grace (2 s) ends the hold.
+    let fast = "[[routes]]\nid = \"fast\"\npolicy = \"default\"\nmatch = { service = \"fast\" }\nstandby = { grace = \"60s\", max_failures = 2 }\n";
+    let d = start(
+        &sim,
+        &pagerduty(&k, &down, "grace = \"2s\"\nmax_failures = 0"),
+        fast,
+    );
+    let t0 = Instant::now();
+    let fast_id = trigger(&d, "k-fast", "fast");
+    let (text, took) = nth_sms(&d, &sim, 1, 20, t0);
+    assert!(text.contains(&format!("#{fast_id}")), "{text}");
+    assert!(
+        text.contains("PagerDuty unreachable (2 failed checks)"),
+        "{text}"
+    );
+    assert!(
+        took < Duration::from_secs(20),
+        "{took:?}: the 60 s grace was waited out"
+    );
+
+    let t1 = Instant::now();
+    let id = trigger(&d, "k-grace", "db");
+    let (text, took) = nth_sms(&d, &sim, 2, 20, t1);
+    assert!(text.contains(&format!("#{id}")), "{text}");
+    assert!(
+        took >= Duration::from_secs(2),
+        "paged after {took:?}, before the grace"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "{took:?}: held past the grace"
+    );
+    assert!(text.contains("PagerDuty unreachable ("), "{text}");
+    // Unreachable for longer than the grace: /healthz (and so the LED) says paging is impaired.
+    let h = d.wait_for(10, "upstream unreachable in /healthz", || {
+        let (code, h) = d.get("/healthz");
+        (code == 503).then_some(h)
+    });
+    assert_eq!(h["standby"]["upstream"], "unreachable", "{h}");
+    assert!(
+        h["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["problem"] == "upstream_unreachable"),
+        "{h}"
+    );
+}
+
+#[test]
+fn upstream_hanging_pages_after_the_grace_and_delays_nothing_else() {
+    let sim = ExternalSim::start();
+    let pd = Stub::start(Mode::Hang);
+    let k = keys();
+    // The timeout is longer than the grace: only the grace ends the hold.
+    let d = start(
+        &sim,
+        &pagerduty(
+            &k,
+            &pd.url(),
+            "grace = \"2s\"\ntimeout = \"5s\"\nmax_failures = 0",
+        ),
+        "",
+    );
+    let t0 = Instant::now();
+    let held = trigger(&d, "k-hang", "db");
+    // An incident on an active route is paged at once, while the checks hang.
+    let direct = trigger(&d, "k-web", "web");
+    let (first, took_first) = nth_sms(&d, &sim, 1, 20, t0);
+    assert!(first.contains(&format!("#{direct}")), "{first}");
+    assert!(took_first < Duration::from_secs(2), "{took_first:?}");
+    let (second, took) = nth_sms(&d, &sim, 2, 20, t0);
+    assert!(second.contains(&format!("#{held}")), "{second}");
+    assert!(took >= Duration::from_secs(2), "{took:?}");
+    assert!(
+        took < Duration::from_secs(8),
+        "{took:?}: a hanging upstream held the page"
+    );
+    assert!(
+        second.contains("no answer from PagerDuty in 2s"),
+        "{second}"
+    );
+    // Intake answered quickly throughout.
+    let t = Instant::now();
+    let (code, _) = d.get("/healthz");
+    assert!(code == 200 || code == 503);
+    assert!(t.elapsed() < Duration::from_secs(1));
+    pd.set(Mode::Answer);
+}
+
+#[test]
+fn a_local_ack_reaches_pagerduty_also_after_it_comes_back() {
+    let sim = ExternalSim::start();
+    let addr = free_port();
+    let k = keys();
+    let d = start(
+        &sim,
+        &pagerduty(
+            &k,
+            &format!("http://{addr}"),
+            "grace = \"60s\"\nmax_failures = 0",
+        ),
+        "",
+    );
+    let id = trigger(&d, "k-local", "db");
+    d.wait_for(10, "held", || {
+        timeline(&d, id)
+            .iter()
+            .any(|m| m.starts_with("held in standby"))
+            .then_some(())
+    });
+    let (code, v) = d.post_json(&format!("/v1/incidents/{id}/acknowledge"), json!({}));
+    assert!(code < 300, "{code} {v}");
+    d.wait_for(10, "first push failed", || {
+        timeline(&d, id)
+            .iter()
+            .any(|m| m.contains("failed (attempt 1)"))
+            .then_some(())
+    });
+    // PagerDuty is back: the queued acknowledgement is retried and arrives.
+    let pd = Stub::start_on(TcpListener::bind(addr).unwrap(), Mode::Answer);
+    pd.know("k-local", "triggered", "nobody");
+    let post = d.wait_for(30, "acknowledge at PagerDuty", || {
+        pd.posts().first().cloned()
+    });
+    assert_eq!(post.target, "/v2/enqueue");
+    let v: Value = serde_json::from_str(&post.body).unwrap();
+    assert_eq!(
+        v,
+        json!({"routing_key": ROUTING_KEY, "event_action": "acknowledge", "dedup_key": "k-local"})
+    );
+    assert!(sim.sms_to(PAGER_PHONE).is_empty());
+    assert!(!d.log().contains(ROUTING_KEY));
+}
+
+#[test]
+fn opsgenie_ack_is_mirrored_and_a_local_ack_is_pushed_by_alias() {
+    let sim = ExternalSim::start();
+    let og = Stub::start(Mode::Answer);
+    og.know("og-acked", "acknowledged", "agent_smith@opsgenie.com");
+    og.know("og-open", "triggered", "nobody");
+    let k = keys();
+    let standby = format!(
+        "upstream = \"opsgenie\"\nbase_url = \"{}\"\nkey_file = \"{}\"\ngrace = \"30s\"\n",
+        og.url(),
+        k.path().join("og.key").display()
+    );
+    let d = start(&sim, &standby, "");
+    let acked = trigger(&d, "og-acked", "db");
+    let open = trigger(&d, "og-open", "db");
+    d.wait_for(10, "mirrored acknowledgement", || {
+        (incident(&d, acked)["status"] == "acknowledged").then_some(())
+    });
+    assert_eq!(
+        incident(&d, acked)["acknowledged"]["by"],
+        "agent_smith@opsgenie.com"
+    );
+    assert_eq!(incident(&d, open)["status"], "triggered");
+    let (code, v) = d.post_json(&format!("/v1/incidents/{open}/acknowledge"), json!({}));
+    assert!(code < 300, "{code} {v}");
+    let post = d.wait_for(10, "acknowledge at Opsgenie", || {
+        og.posts().first().cloned()
+    });
+    assert_eq!(
+        post.target,
+        "/v2/alerts/og-open/acknowledge?identifierType=alias"
+    );
+    assert_eq!(
+        post.headers["authorization"],
+        format!("GenieKey {GENIE_KEY}")
+    );
+    let get = og
+        .received()
+        .into_iter()
+        .find(|r| r.method == "GET" && r.target.contains("og-acked"))
+        .unwrap();
+    assert_eq!(get.target, "/v2/alerts/og-acked?identifierType=alias");
+    assert_eq!(og.posts().len(), 1, "the mirrored ack is not sent back");
+    assert!(sim.sms_to(PAGER_PHONE).is_empty());
+}
