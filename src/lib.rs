@@ -21,6 +21,7 @@
 //! | [`silence`]    | silences and maintenance windows: which incidents page nobody now    |
 //! | [`selftest`]   | self-test of the paging path: modem/credit watch, scheduled test page |
 //! | [`ack`]        | acknowledge by phone: SMS commands, missed-call and DTMF acks        |
+//! | `ha`           | two boxes as one pager through etcd (feature `ha`): claims, fallback |
 //! | [`fault`]      | test-only fault points (feature `fault-injection`), absent from releases |
 //! | [`clock`]      | wall-clock time behind a trait so logic can be tested at any instant |
 //! | [`cli`]        | clap definitions and the client subcommands                          |
@@ -39,6 +40,8 @@ pub mod daemon;
 pub mod docgen;
 pub mod escalation;
 pub mod fault;
+#[cfg(feature = "ha")]
+pub mod ha;
 pub mod health;
 pub mod heartbeat;
 pub mod incident;

@@ -8,6 +8,7 @@
 //! the config itself can be world-readable and can be shown in bug reports.
 
 mod diag;
+mod ha;
 mod integrations;
 mod raw;
 mod validate;
@@ -17,6 +18,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use diag::{Diagnostic, Level};
+pub use ha::{
+    EtcdAuth, EtcdEndpoint, EtcdTls, HaConfig, DEFAULT_CLAIM_TTL, DEFAULT_ELECTION_TIMEOUT,
+    DEFAULT_FALLBACK_AFTER, DEFAULT_TAKEOVER_DELAY,
+};
 pub use integrations::{OpsgenieConfig, OpsgenieKey, VictorOpsConfig};
 
 use crate::incident::{Channel, Urgency};
@@ -54,6 +59,8 @@ pub struct Config {
     pub selftest: crate::selftest::SelftestConfig,
     /// `[[outbound]]`: chat/webhook notifications beside paging (never instead of it).
     pub outbound: Vec<crate::outbound::Destination>,
+    /// `[ha]`: this box is one half of a pair; `None` is the single box.
+    pub ha: Option<HaConfig>,
 }
 
 /// `[daemon]`.

@@ -113,6 +113,8 @@ fn path_segments(path: &serde_ignored::Path<'_>) -> Vec<String> {
     out
 }
 
+#[path = "validate/ha.rs"]
+mod ha;
 #[path = "validate/outbound.rs"]
 mod outbound;
 
@@ -340,6 +342,7 @@ impl Validator<'_, '_> {
         let heartbeats = self.heartbeats(&raw.heartbeats, &routes);
         let selftest = self.selftest(raw.selftest.as_ref(), &daemon, &schedule_ids);
         let outbound = self.outbound(&raw.outbound, &routes);
+        let ha = raw.ha.as_ref().and_then(|h| self.ha(h, &policies));
         Config {
             path: None,
             daemon,
@@ -359,6 +362,7 @@ impl Validator<'_, '_> {
             heartbeats,
             selftest,
             outbound,
+            ha,
         }
     }
 
