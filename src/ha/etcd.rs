@@ -525,9 +525,10 @@ fn tls_config(tls: &EtcdTls) -> Result<Arc<rustls::ClientConfig>, Error> {
 
 #[cfg(test)]
 mod tests {
-    //! Against a real etcd: the binary named by `ETCD_BIN`, or `etcd` on the `PATH` (Debian:
-    //! `etcd-server`). Without one the tests say so and pass, as the namespace tests do
-    //! without root: the pure rules are tested in `decide` either way.
+    //! Against a real etcd: the binary named by `ETCD_BIN`, else the official one from the
+    //! `etcd-bin-vendored` dev-dependency (x86-64 Linux), else `etcd` on the `PATH` (Debian:
+    //! `etcd-server`). Without any the tests say so and pass: the pure rules are tested in
+    //! `decide` either way.
 
     use std::net::TcpListener;
     use std::process::{Child, Command, Stdio};
@@ -563,6 +564,10 @@ mod tests {
         if let Some(p) = std::env::var_os("ETCD_BIN") {
             return Some(p.into());
         }
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        if let Ok(p) = etcd_bin_vendored::etcd_bin_path() {
+            return Some(p.to_path_buf());
+        }
         std::env::var_os("PATH").and_then(|paths| {
             std::env::split_paths(&paths)
                 .map(|d| d.join("etcd"))
@@ -597,6 +602,7 @@ mod tests {
             .stderr(Stdio::null())
             .spawn()
             .expect("etcd starts");
+        eprintln!("etcd at {url}");
         let member = Member {
             child,
             url,
