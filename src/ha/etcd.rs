@@ -279,6 +279,11 @@ impl Etcd {
         Ok(())
     }
 
+    /// Records a page sent while this box was alone (it held no claim), on heal.
+    pub fn mark_sent_alone(&mut self, page: &PageId, me: &str) -> Result<(), Error> {
+        self.put(&format!("{PREFIX}page/{page}/sent"), me, None)
+    }
+
     /// Gives a claim back unsent (this box's modem failed), so the peer takes the page now
     /// rather than when the lease runs out. Only our own claim is deleted.
     pub fn release(&mut self, page: &PageId, incident: &str, me: &str) -> Result<(), Error> {
@@ -336,6 +341,28 @@ impl Etcd {
             registered: v["registered"].as_bool().unwrap_or(false),
             signal_dbm: v["signal_dbm"].as_i64().and_then(|s| i32::try_from(s).ok()),
         }))
+    }
+
+    /// The published health of the first box other than `me`; `None` when no other box has
+    /// any (the peer is gone or cannot page).
+    pub fn peer_health(&mut self, me: &str) -> Result<Option<(String, Health)>, Error> {
+        let prefix = format!("{PREFIX}health/");
+        // A prefix range ends at the prefix with its last byte incremented ('/' + 1 = '0').
+        let end = format!("{PREFIX}health0");
+        let path = "/v3/kv/range";
+        let answer = self.post(path, &json!({"key": b64(&prefix), "range_end": b64(&end)}))?;
+        for kv in answer["kvs"].as_array().into_iter().flatten() {
+            let key = B64
+                .decode(kv["key"].as_str().unwrap_or(""))
+                .unwrap_or_default();
+            let name = String::from_utf8_lossy(&key)
+                .trim_start_matches(prefix.as_str())
+                .to_string();
+            if name != me {
+                return Ok(self.health(&name)?.map(|h| (name, h)));
+            }
+        }
+        Ok(None)
     }
 
     /// Writes our config hash if there is none (first writer wins) and says whether the one
@@ -524,7 +551,7 @@ fn tls_config(tls: &EtcdTls) -> Result<Arc<rustls::ClientConfig>, Error> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     //! Against a real etcd: the binary named by `ETCD_BIN`, else the official one from the
     //! `etcd-bin-vendored` dev-dependency (x86-64 Linux), else `etcd` on the `PATH` (Debian:
     //! `etcd-server`). Without any the tests say so and pass: the pure rules are tested in
@@ -540,9 +567,9 @@ mod tests {
     use crate::incident::Channel;
 
     /// One etcd member on loopback, killed on drop.
-    struct Member {
+    pub(crate) struct Member {
         child: Child,
-        url: String,
+        pub(crate) url: String,
         _dir: tempfile::TempDir,
     }
 
@@ -553,7 +580,7 @@ mod tests {
         }
     }
 
-    fn free_port() -> u16 {
+    pub(crate) fn free_port() -> u16 {
         TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -575,15 +602,21 @@ mod tests {
         })
     }
 
-    fn start_member() -> Option<Member> {
+    pub(crate) fn start_member() -> Option<Member> {
+        start_member_on(free_port())
+    }
+
+    /// A member whose client URL is on `client`, so a test can start it where a client was
+    /// already pointed.
+    pub(crate) fn start_member_on(client: u16) -> Option<Member> {
         let Some(bin) = etcd_binary() else {
             eprintln!("skipped: no etcd binary (set ETCD_BIN or install etcd-server)");
             return None;
         };
         let dir = tempfile::tempdir().expect("temp dir");
-        let (client, peer) = (free_port(), free_port());
+        let peer = free_port();
         let url = format!("http://127.0.0.1:{client}");
-        let child = Command::new(bin)
+        let child = Command::new(&bin)
             .args(["--name", "t", "--data-dir"])
             .arg(dir.path())
             .args([
@@ -602,7 +635,7 @@ mod tests {
             .stderr(Stdio::null())
             .spawn()
             .expect("etcd starts");
-        eprintln!("etcd at {url}");
+        eprintln!("etcd {} at {url}", bin.display());
         let member = Member {
             child,
             url,
@@ -618,8 +651,12 @@ mod tests {
         panic!("etcd did not become healthy within 20 s");
     }
 
-    fn client(endpoints: &[&str]) -> Etcd {
-        let cfg = HaConfig {
+    pub(crate) fn client(endpoints: &[&str]) -> Etcd {
+        Etcd::new(&config(endpoints)).expect("client")
+    }
+
+    pub(crate) fn config(endpoints: &[&str]) -> HaConfig {
+        HaConfig {
             name: "a".into(),
             peer_urls: vec![],
             etcd_endpoints: endpoints
@@ -632,11 +669,10 @@ mod tests {
             claim_ttl: Duration::from_secs(10),
             election_timeout: Duration::from_secs(1),
             takeover_delay: Duration::from_secs(2),
-        };
-        Etcd::new(&cfg).expect("client")
+        }
     }
 
-    fn page(incident: &str) -> PageId {
+    pub(crate) fn page(incident: &str) -> PageId {
         PageId::new(PageKey {
             incident,
             step: 0,

@@ -11,6 +11,8 @@
 //! - [`decide`]: the pure rules (page identity, who tries first, when to fall back and rejoin,
 //!   what to publish on heal), tested on their own.
 //! - [`etcd`]: the small adapter that speaks etcd's v3 JSON gateway.
+//! - [`coordinator`]: the one owner of the box's etcd session; the sender asks it before a page.
 
+pub mod coordinator;
 pub mod decide;
 pub mod etcd;
