@@ -22,6 +22,7 @@
 //! | [`standby`]    | standby behind PagerDuty/Opsgenie: hold, ask upstream, page if unacked |
 //! | [`selftest`]   | self-test of the paging path: modem/credit watch, scheduled test page |
 //! | [`ack`]        | acknowledge by phone: SMS commands, missed-call and DTMF acks        |
+//! | `ha`           | two boxes as one pager through etcd (feature `ha`): claims, fallback |
 //! | [`fault`]      | test-only fault points (feature `fault-injection`), absent from releases |
 //! | [`clock`]      | wall-clock time behind a trait so logic can be tested at any instant |
 //! | [`cli`]        | clap definitions and the client subcommands                          |
@@ -40,6 +41,8 @@ pub mod daemon;
 pub mod docgen;
 pub mod escalation;
 pub mod fault;
+#[cfg(feature = "ha")]
+pub mod ha;
 pub mod health;
 pub mod heartbeat;
 pub mod incident;

@@ -8,6 +8,7 @@
 //! the config itself can be world-readable and can be shown in bug reports.
 
 mod diag;
+mod ha;
 mod integrations;
 mod raw;
 mod validate;
@@ -17,6 +18,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use diag::{Diagnostic, Level};
+pub use ha::{
+    EtcdAuth, EtcdEndpoint, EtcdTls, HaConfig, DEFAULT_CLAIM_TTL, DEFAULT_ELECTION_TIMEOUT,
+    DEFAULT_FALLBACK_AFTER, DEFAULT_TAKEOVER_DELAY,
+};
 pub use integrations::{OpsgenieConfig, OpsgenieKey, VictorOpsConfig};
 
 use crate::incident::{Channel, Urgency};
@@ -56,6 +61,8 @@ pub struct Config {
     pub outbound: Vec<crate::outbound::Destination>,
     /// `[standby]` and routes' `standby`: which routes stand behind a cloud pager.
     pub standby: crate::standby::StandbyConfig,
+    /// `[ha]`: this box is one half of a pair; `None` is the single box.
+    pub ha: Option<HaConfig>,
 }
 
 /// `[daemon]`.

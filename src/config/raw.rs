@@ -31,6 +31,7 @@ pub(crate) struct RawConfig {
     pub selftest: Option<RawSelftest>,
     pub outbound: Vec<RawOutbound>,
     pub standby: Option<S<RawStandby>>,
+    pub ha: Option<S<RawHa>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -319,4 +320,22 @@ pub(crate) struct RawOutbound {
     pub events: Option<Vec<S<String>>>,
     pub max_queued: Option<S<i64>>,
     pub timeout: Option<S<String>>,
+}
+
+/// `[ha]`: this box as one half of a pair (see `super::ha`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawHa {
+    pub name: Option<S<String>>,
+    pub peer_urls: Option<S<Vec<S<String>>>>,
+    pub etcd_endpoints: Option<S<Vec<S<String>>>>,
+    pub etcd_ca_file: Option<S<String>>,
+    pub etcd_cert_file: Option<S<String>>,
+    pub etcd_key_file: Option<S<String>>,
+    pub etcd_username: Option<S<String>>,
+    pub etcd_password_file: Option<S<String>>,
+    pub fallback_after: Option<S<String>>,
+    pub claim_ttl: Option<S<String>>,
+    pub election_timeout: Option<S<String>>,
+    pub takeover_delay: Option<S<String>>,
 }

@@ -113,6 +113,8 @@ fn path_segments(path: &serde_ignored::Path<'_>) -> Vec<String> {
     out
 }
 
+#[path = "validate/ha.rs"]
+mod ha;
 #[path = "validate/outbound.rs"]
 mod outbound;
 #[path = "validate/standby.rs"]
@@ -343,6 +345,7 @@ impl Validator<'_, '_> {
         let selftest = self.selftest(raw.selftest.as_ref(), &daemon, &schedule_ids);
         let outbound = self.outbound(&raw.outbound, &routes);
         let standby = self.standby(raw.standby.as_ref(), &raw.routes);
+        let ha = raw.ha.as_ref().and_then(|h| self.ha(h, &policies));
         Config {
             path: None,
             daemon,
@@ -363,6 +366,7 @@ impl Validator<'_, '_> {
             selftest,
             outbound,
             standby,
+            ha,
         }
     }
 

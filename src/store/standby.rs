@@ -15,9 +15,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::queries::{event, transition};
 use super::{from_ms, ms, StoreError};
 use crate::incident::{Actor, Incident, IncidentId, Status};
-use crate::store::outbound::{CHANNEL, KIND};
 use crate::standby::decide::{Check, Mirror, PageReason};
 use crate::standby::Upstream;
+use crate::store::outbound::{CHANNEL, KIND};
 
 /// The outbox `subject` of a queued upstream acknowledgement.
 pub const ACK_SUBJECT: &str = "standby.acknowledge";

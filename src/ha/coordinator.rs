@@ -1,0 +1,476 @@
+//! The coordinator: the one owner of this box's etcd session (lease, mode, time alone).
+//!
+//! A blocking thread owns the [`Etcd`] client and the [`Mode`]; the rest of the daemon holds a
+//! cloneable [`Coordinator`] and asks it, before a page is sent, whether this box sends it now
+//! ([`Coordinator::claim`]), and tells it after ([`Coordinator::sent`]). The thread renews the
+//! lease a few times per TTL, but only while the paging path reports itself working (the lease
+//! means "this box can page"), and moves between paired, alone and rejoining by the rules in
+//! [`decide`](super::decide). While alone it answers "send" to every claim, so a box cut off from
+//! etcd pages like a single box; what it sends and acks then is published when etcd is back.
+
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{oneshot, watch};
+
+use super::decide::{
+    claim_delay, heal_records, next_mode, page_action, AloneLog, Finished, HealRecord, Health,
+    Mode, ModeEvent, PageAction, PageId, PageView,
+};
+use super::etcd::{Claim, Error, Etcd, LeaseId};
+use crate::config::HaConfig;
+
+/// What the sender does with a due page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Send it now (the claim is ours, or this box pages alone).
+    Send,
+    /// Ask again after this long: the peer holds the claim, or goes first.
+    Later(Duration),
+    /// Do not send it: the peer sent it, or the incident was acked or resolved on either box.
+    Skip(Finished),
+}
+
+enum Command {
+    Claim {
+        page: PageId,
+        incident: String,
+        reply: oneshot::Sender<Decision>,
+    },
+    Sent {
+        page: PageId,
+        incident: String,
+    },
+    Release {
+        page: PageId,
+        incident: String,
+    },
+    Ack(String),
+    Resolve(String),
+}
+
+/// The handle: cheap to clone; the thread ends when the last handle is dropped.
+#[derive(Clone)]
+pub struct Coordinator {
+    tx: std_mpsc::Sender<Command>,
+    mode: watch::Receiver<Mode>,
+}
+
+impl Coordinator {
+    /// Starts the coordinator thread. `paging` is `Some(health)` while this box's paging path
+    /// works (that health is published to the peer) and `None` while it does not, which stops
+    /// the lease renewals so the peer takes this box's claims when the TTL runs out.
+    pub fn start(
+        cfg: HaConfig,
+        etcd: Etcd,
+        paging: watch::Receiver<Option<Health>>,
+    ) -> std::io::Result<Coordinator> {
+        let (tx, rx) = std_mpsc::channel();
+        let now = Instant::now();
+        // Start as if the lease had just been renewed: a box that cannot reach etcd at start
+        // pages alone after `fallback_after`, like one that loses it later.
+        let (mode_tx, mode) = watch::channel(Mode::Paired { last_renewed: now });
+        let task = Task {
+            cfg,
+            etcd,
+            paging,
+            mode: mode_tx,
+            lease: None,
+            alone: AloneLog::default(),
+            deferred: Default::default(),
+        };
+        std::thread::Builder::new()
+            .name("ha-coordinator".into())
+            .spawn(move || task.run(rx))?;
+        Ok(Coordinator { tx, mode })
+    }
+
+    /// Whether this box sends `page` now. If the coordinator is gone the answer is
+    /// [`Decision::Send`]: a duplicate is better than silence.
+    pub async fn claim(&self, page: PageId, incident: &str) -> Decision {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Claim {
+            page,
+            incident: incident.to_string(),
+            reply,
+        };
+        if self.tx.send(cmd).is_err() {
+            return Decision::Send;
+        }
+        rx.await.unwrap_or(Decision::Send)
+    }
+
+    /// The page was sent: writes `sent` (or remembers it for the heal, when alone).
+    pub fn sent(&self, page: PageId, incident: &str) {
+        let _ = self.tx.send(Command::Sent {
+            page,
+            incident: incident.to_string(),
+        });
+    }
+
+    /// The page could not be sent here: gives the claim back so the peer sends it now.
+    pub fn release(&self, page: PageId, incident: &str) {
+        let _ = self.tx.send(Command::Release {
+            page,
+            incident: incident.to_string(),
+        });
+    }
+
+    /// An ack on this box, published so the peer starts no page of the incident.
+    pub fn ack(&self, incident: &str) {
+        let _ = self.tx.send(Command::Ack(incident.to_string()));
+    }
+
+    /// A resolve on this box, published likewise.
+    pub fn resolve(&self, incident: &str) {
+        let _ = self.tx.send(Command::Resolve(incident.to_string()));
+    }
+
+    /// The current mode, for `/healthz`, the status page and the LED.
+    pub fn mode(&self) -> watch::Receiver<Mode> {
+        self.mode.clone()
+    }
+}
+
+struct Task {
+    cfg: HaConfig,
+    etcd: Etcd,
+    paging: watch::Receiver<Option<Health>>,
+    mode: watch::Sender<Mode>,
+    lease: Option<LeaseId>,
+    alone: AloneLog,
+    /// Pages this box was told to hold back for the healthier peer; claimed on the next ask.
+    deferred: std::collections::HashSet<PageId>,
+}
+
+impl Task {
+    fn run(mut self, rx: std_mpsc::Receiver<Command>) {
+        // Three renewals per TTL: one lost request does not lose the lease.
+        let tick = self.cfg.claim_ttl / 3;
+        let mut next_tick = Instant::now();
+        loop {
+            let now = Instant::now();
+            if now >= next_tick {
+                self.renew(now);
+                next_tick = now + tick;
+            }
+            match rx.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
+                Ok(cmd) => self.handle(cmd),
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        // A clean stop: let the peer take over at once instead of after the TTL.
+        if let Some(lease) = self.lease.take() {
+            let _ = self.etcd.revoke_lease(lease);
+        }
+    }
+
+    fn set_mode(&mut self, event: ModeEvent) {
+        let before = *self.mode.borrow();
+        let after = next_mode(before, event, self.cfg.fallback_after);
+        if std::mem::discriminant(&before) != std::mem::discriminant(&after) {
+            match after {
+                Mode::Alone { .. } => tracing::error!(
+                    fallback_after = ?self.cfg.fallback_after,
+                    "pair: etcd unreachable; this box now pages everything due on its own (duplicates possible)"
+                ),
+                Mode::Rejoining { .. } => {
+                    tracing::warn!(
+                        "pair: etcd reachable again; publishing what was sent and acked alone"
+                    )
+                }
+                Mode::Paired { .. } => tracing::info!("pair: coordinating with the peer"),
+                Mode::Independent => {
+                    tracing::error!("pair: coordination off; both boxes page on their own")
+                }
+            }
+        }
+        self.mode.send_replace(after);
+    }
+
+    /// Renews (or first grants) the lease and publishes health, while the paging path works.
+    fn renew(&mut self, now: Instant) {
+        let health = *self.paging.borrow();
+        let Some(health) = health else {
+            // This box cannot page: let the lease run out so the peer takes our claims.
+            self.set_mode(ModeEvent::Tick(now));
+            return;
+        };
+        let renewed = match self.lease {
+            Some(lease) => match self.etcd.keep_alive(lease) {
+                Ok(_) => Ok(lease),
+                Err(Error::LeaseExpired(_)) => self.etcd.grant_lease(self.cfg.claim_ttl),
+                Err(e) => Err(e),
+            },
+            None => self.etcd.grant_lease(self.cfg.claim_ttl),
+        };
+        match renewed.and_then(|lease| {
+            self.lease = Some(lease);
+            self.etcd
+                .publish_health(&self.cfg.name, health, lease)
+                .map(|()| lease)
+        }) {
+            Ok(_) => {
+                self.set_mode(ModeEvent::LeaseRenewed(Instant::now()));
+                if matches!(*self.mode.borrow(), Mode::Rejoining { .. }) {
+                    self.heal();
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "pair: cannot renew the lease");
+                self.set_mode(ModeEvent::Tick(now));
+            }
+        }
+    }
+
+    /// Publishes what happened alone, then claims again.
+    fn heal(&mut self) {
+        let records = heal_records(&self.alone, |_| false);
+        for r in &records {
+            let written = match r {
+                HealRecord::Ack(i) => self.etcd.publish_ack(i, &self.cfg.name),
+                HealRecord::Resolve(i) => self.etcd.publish_resolve(i, &self.cfg.name),
+                HealRecord::Sent(p) => self.etcd.mark_sent_alone(p, &self.cfg.name),
+            };
+            if let Err(e) = written {
+                tracing::warn!(error = %e, "pair: cannot publish what was done alone; will retry");
+                return;
+            }
+        }
+        self.alone = AloneLog::default();
+        self.set_mode(ModeEvent::HealPublished(Instant::now()));
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        let mode = *self.mode.borrow();
+        match cmd {
+            Command::Claim {
+                page,
+                incident,
+                reply,
+            } => {
+                let _ = reply.send(self.decide(mode, &page, &incident));
+            }
+            Command::Sent { page, incident } => {
+                if mode.claims() {
+                    if let Err(e) = self.etcd.mark_sent(&page, &incident, &self.cfg.name) {
+                        // The claim runs out with the lease and the peer may send again: a
+                        // duplicate, never a lost page.
+                        tracing::warn!(error = %e, %page, "pair: cannot record a sent page");
+                    }
+                } else {
+                    self.alone.sent.push(page);
+                }
+            }
+            Command::Release { page, incident } => {
+                if mode.claims() {
+                    if let Err(e) = self.etcd.release(&page, &incident, &self.cfg.name) {
+                        tracing::warn!(error = %e, %page, "pair: cannot release a claim; the peer takes it when the lease ends");
+                    }
+                }
+            }
+            Command::Ack(i) => {
+                if !mode.claims() || self.etcd.publish_ack(&i, &self.cfg.name).is_err() {
+                    self.alone.acked.push(i);
+                }
+            }
+            Command::Resolve(i) => {
+                if !mode.claims() || self.etcd.publish_resolve(&i, &self.cfg.name).is_err() {
+                    self.alone.resolved.push(i);
+                }
+            }
+        }
+    }
+
+    fn decide(&mut self, mode: Mode, page: &PageId, incident: &str) -> Decision {
+        let (true, Some(lease)) = (mode.claims(), self.lease) else {
+            // Alone, rejoining or independent: page like a single box. Without a lease yet
+            // (the first grant is still failing) the same holds until fallback decides.
+            return if mode.claims() {
+                Decision::Later(self.cfg.takeover_delay.max(Duration::from_secs(1)))
+            } else {
+                Decision::Send
+            };
+        };
+        // The healthier box tries first; this one holds back once, for the takeover delay.
+        if self.deferred.len() > 10_000 {
+            self.deferred.clear();
+        }
+        if !self.deferred.remove(page) {
+            let delay = self.claim_delay();
+            if !delay.is_zero() {
+                self.deferred.insert(page.clone());
+                return Decision::Later(delay);
+            }
+        }
+        let view = match self.etcd.claim(page, incident, &self.cfg.name, lease) {
+            Ok(Claim::Won) => return Decision::Send,
+            Ok(Claim::Lost(view)) => view,
+            Err(e) => {
+                tracing::warn!(error = %e, %page, "pair: claim failed; asking again shortly");
+                return Decision::Later(Duration::from_secs(1));
+            }
+        };
+        self.after_lost(&view)
+    }
+
+    /// How long this box holds back before claiming, by the published health of both boxes.
+    fn claim_delay(&mut self) -> Duration {
+        let mine = (*self.paging.borrow()).unwrap_or(Health {
+            registered: false,
+            signal_dbm: None,
+        });
+        match self.etcd.peer_health(&self.cfg.name) {
+            Ok(Some((peer, theirs))) => claim_delay(
+                &self.cfg.name,
+                mine,
+                &peer,
+                Some(theirs),
+                self.cfg.takeover_delay,
+            ),
+            // No peer health published, or etcd did not answer: the claim itself decides.
+            _ => Duration::ZERO,
+        }
+    }
+
+    fn after_lost(&self, view: &PageView) -> Decision {
+        match page_action(&self.cfg.name, view, Duration::ZERO) {
+            PageAction::Done(why) => Decision::Skip(why),
+            // Our own claim from an earlier attempt that did not finish: send now.
+            PageAction::Send => Decision::Send,
+            // The peer holds it: ask again once its claim could have run out.
+            PageAction::Watch => Decision::Later(self.cfg.claim_ttl / 2),
+            // Free again (the peer's claim vanished without `sent`): claim on the next ask.
+            PageAction::Claim { .. } => Decision::Later(Duration::from_millis(100)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ha::etcd::tests::{client, config, free_port, page, start_member, start_member_on};
+
+    const GOOD: Health = Health {
+        registered: true,
+        signal_dbm: Some(-70),
+    };
+
+    fn coordinator(
+        name: &str,
+        url: &str,
+        ttl: Duration,
+        fallback: Duration,
+    ) -> (Coordinator, watch::Sender<Option<Health>>) {
+        let mut cfg = config(&[url]);
+        cfg.name = name.into();
+        cfg.claim_ttl = ttl;
+        cfg.fallback_after = fallback;
+        cfg.takeover_delay = Duration::from_millis(300);
+        let (paging_tx, paging) = watch::channel(Some(GOOD));
+        let etcd = Etcd::new(&cfg).expect("client");
+        (Coordinator::start(cfg, etcd, paging).unwrap(), paging_tx)
+    }
+
+    /// Asks until the answer is not "later", or `deadline` passes.
+    async fn settle(c: &Coordinator, p: &PageId, incident: &str, deadline: Duration) -> Decision {
+        let end = Instant::now() + deadline;
+        loop {
+            match c.claim(p.clone(), incident).await {
+                Decision::Later(d) if Instant::now() + d < end => tokio::time::sleep(d).await,
+                other => return other,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_healthy_pair_sends_each_page_once() {
+        let Some(m) = start_member() else { return };
+        let s = Duration::from_secs;
+        let (a, _pa) = coordinator("a", &m.url, s(6), s(30));
+        let (b, _pb) = coordinator("b", &m.url, s(6), s(30));
+        let mut sends = 0;
+        for n in 0..10 {
+            let incident = format!("i{n}");
+            let p = page(&incident);
+            // Both boxes see the page due at once.
+            let (da, db) = tokio::join!(
+                settle(&a, &p, &incident, s(3)),
+                settle(&b, &p, &incident, Duration::from_millis(200))
+            );
+            for (d, c) in [(&da, &a), (&db, &b)] {
+                if *d == Decision::Send {
+                    sends += 1;
+                    c.sent(p.clone(), &incident);
+                }
+            }
+        }
+        assert_eq!(sends, 10, "exactly one send per page");
+    }
+
+    #[tokio::test]
+    async fn a_box_that_cannot_page_loses_its_claim_to_the_peer() {
+        let Some(m) = start_member() else { return };
+        let s = Duration::from_secs;
+        let (a, paging_a) = coordinator("a", &m.url, s(3), s(30));
+        let (b, _pb) = coordinator("b", &m.url, s(3), s(30));
+        let p = page("stuck");
+        assert_eq!(settle(&a, &p, "stuck", s(3)).await, Decision::Send);
+        // a claimed it, then its paging path broke before it could send: no more renewals.
+        paging_a.send_replace(None);
+        let started = Instant::now();
+        assert_ne!(b.claim(p.clone(), "stuck").await, Decision::Send);
+        assert_eq!(settle(&b, &p, "stuck", s(10)).await, Decision::Send);
+        let took = started.elapsed();
+        assert!(took <= s(3) + s(2), "takeover took {took:?}");
+    }
+
+    #[tokio::test]
+    async fn an_ack_on_one_box_stops_the_page_on_the_other() {
+        let Some(m) = start_member() else { return };
+        let s = Duration::from_secs;
+        let (a, _pa) = coordinator("a", &m.url, s(6), s(30));
+        let (b, _pb) = coordinator("b", &m.url, s(6), s(30));
+        a.ack("acked");
+        // Commands to one box run in order: once a has answered a claim, its ack is in etcd.
+        let _ = a.claim(page("other"), "other").await;
+        let p = page("acked");
+        assert_eq!(
+            settle(&b, &p, "acked", s(3)).await,
+            Decision::Skip(Finished::Acked)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_box_cut_off_pages_alone_and_publishes_on_heal() {
+        let s = Duration::from_secs;
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let (a, _pa) = coordinator("a", &url, s(3), s(1));
+        let mut mode = a.mode();
+        let p = page("cut");
+        // Not alone yet: no lease, no claim, asked to come back.
+        assert!(matches!(
+            a.claim(p.clone(), "cut").await,
+            Decision::Later(_)
+        ));
+        tokio::time::timeout(s(10), mode.wait_for(|m| matches!(m, Mode::Alone { .. })))
+            .await
+            .expect("alone within the fallback")
+            .unwrap();
+        assert_eq!(a.claim(p.clone(), "cut").await, Decision::Send);
+        a.sent(p.clone(), "cut");
+        a.ack("cut");
+
+        let Some(_m) = start_member_on(port) else {
+            return;
+        };
+        tokio::time::timeout(s(15), mode.wait_for(|m| matches!(m, Mode::Paired { .. })))
+            .await
+            .expect("paired again after the heal")
+            .unwrap();
+        let view = client(&[&url]).page_view(&p, "cut").unwrap();
+        assert!(view.sent && view.acked, "{view:?}");
+    }
+}

@@ -1,0 +1,528 @@
+//! The pair's decisions as pure functions: no I/O, no clock, no logs.
+//!
+//! Everything a box decides about a page or about its own mode is here, taking what it knows
+//! (what etcd holds for a page, the published health of both boxes, when its lease was last
+//! renewed, `now`) and returning what to do. The etcd adapter and the coordinator only carry
+//! the inputs in and the answers out, so the rules that decide between "exactly once" and
+//! "never silent" are tested by tables, not by killing daemons.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::incident::Channel;
+
+/// The pair-wide identity of one page: the same on both boxes for the same due page, whatever
+/// their local row ids are, because it is a hash of what makes the page what it is. Two boxes
+/// that compute the same escalation agree on it without talking.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PageId(String);
+
+/// What makes a page the page it is, on both boxes alike.
+#[derive(Debug, Clone, Copy)]
+pub struct PageKey<'a> {
+    /// The pair-wide incident key: the incident's dedup key and its canonical start time (the
+    /// first box to write it wins), never a local row id.
+    pub incident: &'a str,
+    /// Escalation step, 0-based.
+    pub step: u32,
+    /// Who is paged: the user id from the config (the same on both boxes; the config hash
+    /// check makes sure of that).
+    pub target: &'a str,
+    pub channel: Channel,
+    /// The attempt on this channel, 1-based; a repeat of a policy is a new attempt.
+    pub attempt: u32,
+}
+
+impl PageId {
+    /// Hashes the page's key. Each field is length-prefixed, so no two keys share an encoding
+    /// (`"a:b" + "c"` and `"a" + "b:c"` hash differently).
+    pub fn new(key: PageKey<'_>) -> Self {
+        let mut h = Sha256::new();
+        for field in [
+            key.incident.as_bytes(),
+            &key.step.to_be_bytes(),
+            key.target.as_bytes(),
+            key.channel.as_str().as_bytes(),
+            &key.attempt.to_be_bytes(),
+        ] {
+            h.update((field.len() as u64).to_be_bytes());
+            h.update(field);
+        }
+        let digest = h.finalize();
+        // 128 bits: collisions among a box's lifetime of pages are out of reach, and the key
+        // stays short in etcd.
+        PageId(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// The id as lowercase hex, as it appears in etcd keys.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One box's ability to page, as it publishes it on its lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Health {
+    /// The modem is registered on its network.
+    pub registered: bool,
+    /// Signal in dBm, when the modem reports one.
+    pub signal_dbm: Option<i32>,
+}
+
+impl Health {
+    /// Orders boxes by how likely a page sent now reaches the phone: registered first, then
+    /// by signal; a registered modem with an unknown signal ranks below any known signal.
+    fn rank(self) -> (bool, i32) {
+        (self.registered, self.signal_dbm.unwrap_or(i32::MIN))
+    }
+}
+
+/// When this box should try to claim a page that is due and unclaimed.
+///
+/// The healthier box tries at once and the other after `delay`, so a pair sends through the
+/// better modem without a round of negotiation. Equal health is broken by name (the smaller
+/// goes first) so that two equal boxes do not both try at the same instant; they could, the
+/// claim transaction makes it safe, but one of them would always lose the race. A peer that
+/// publishes no health (its lease ran out: it is gone or cannot page) is no reason to wait.
+pub fn claim_delay(
+    me: &str,
+    mine: Health,
+    peer: &str,
+    theirs: Option<Health>,
+    delay: Duration,
+) -> Duration {
+    let Some(theirs) = theirs else {
+        return Duration::ZERO;
+    };
+    let first = match mine.rank().cmp(&theirs.rank()) {
+        std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Less => false,
+        std::cmp::Ordering::Equal => me < peer,
+    };
+    if first {
+        Duration::ZERO
+    } else {
+        delay
+    }
+}
+
+/// What etcd holds about one page, as read in one revision.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PageView {
+    /// The box that holds the claim, if any (claims vanish with their box's lease).
+    pub claimed_by: Option<String>,
+    /// A box wrote that it sent the page.
+    pub sent: bool,
+    /// The incident was acknowledged on either box.
+    pub acked: bool,
+    /// The incident was resolved on either box.
+    pub resolved: bool,
+}
+
+/// Why a page is not sent by anyone any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    Sent,
+    Acked,
+    Resolved,
+}
+
+/// What this box does next about one due page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageAction {
+    /// The claim is ours: send the page, then write `sent`.
+    Send,
+    /// The peer holds the claim: watch it. If it vanishes without `sent` (the peer died, or
+    /// released it because its modem failed), decide again.
+    Watch,
+    /// Nobody holds it and it is still due: try to claim after this delay.
+    Claim { after: Duration },
+    /// Nothing more to do for this page.
+    Done(Finished),
+}
+
+/// Decides what to do about a page from what etcd holds. An ack or resolve ends the page
+/// whatever else is there (the claim transaction checks them too, so no page starts after an
+/// ack committed on either box); a `sent` ends it; a vanished claim makes it claimable again.
+pub fn page_action(me: &str, view: &PageView, claim_after: Duration) -> PageAction {
+    if view.resolved {
+        return PageAction::Done(Finished::Resolved);
+    }
+    if view.acked {
+        return PageAction::Done(Finished::Acked);
+    }
+    if view.sent {
+        return PageAction::Done(Finished::Sent);
+    }
+    match &view.claimed_by {
+        Some(owner) if owner == me => PageAction::Send,
+        Some(_) => PageAction::Watch,
+        None => PageAction::Claim { after: claim_after },
+    }
+}
+
+/// Whether the lease may be renewed now. The lease means "this box can page": renewing it while
+/// the paging path is broken would keep claims that will never be sent from the peer.
+pub fn keep_lease(paging_path_works: bool) -> bool {
+    paging_path_works
+}
+
+/// The box's relation to its peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Claims pages through etcd; the lease was renewed at `last_renewed`.
+    Paired { last_renewed: Instant },
+    /// Could not renew the lease for `fallback_after`: pages everything due from its own state,
+    /// like a single box, and shows "alone" on `/healthz` and the status page.
+    Alone { since: Instant },
+    /// etcd is reachable again after a time alone: publishing what was sent and acked alone
+    /// before claiming again, so the peer does not page what this box already paged or acked.
+    Rejoining { since: Instant },
+    /// The peer's escalation config differs: coordination is off, both boxes page on their own.
+    Independent,
+}
+
+/// What happened that may change the mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModeEvent {
+    /// The lease was granted or renewed at this instant.
+    LeaseRenewed(Instant),
+    /// Time passed (a timer tick) without a renewal.
+    Tick(Instant),
+    /// Everything sent and acked while alone is in etcd.
+    HealPublished(Instant),
+    /// The config hash in etcd differs from ours.
+    ConfigMismatch,
+    /// The config hash in etcd matches ours again (both boxes run the same config).
+    ConfigMatches(Instant),
+}
+
+/// The next mode. Falling back is decided by time since the last renewal, not by one failed
+/// request: a blip shorter than `fallback_after` must not make both boxes page.
+pub fn next_mode(mode: Mode, event: ModeEvent, fallback_after: Duration) -> Mode {
+    use Mode::*;
+    use ModeEvent::*;
+    match (mode, event) {
+        (_, ConfigMismatch) => Independent,
+        (Independent, ConfigMatches(at)) => Paired { last_renewed: at },
+        (Independent, _) => Independent,
+        (Paired { .. }, LeaseRenewed(at)) => Paired { last_renewed: at },
+        (Paired { last_renewed }, Tick(now)) => {
+            if now.saturating_duration_since(last_renewed) >= fallback_after {
+                Alone { since: now }
+            } else {
+                mode
+            }
+        }
+        (Alone { .. }, LeaseRenewed(at)) => Rejoining { since: at },
+        (Rejoining { .. }, HealPublished(at)) => Paired { last_renewed: at },
+        (Rejoining { since }, Tick(now)) => {
+            // Publishing needs etcd; if it is gone again for as long as a fallback, page alone.
+            if now.saturating_duration_since(since) >= fallback_after {
+                Alone { since: now }
+            } else {
+                mode
+            }
+        }
+        (Rejoining { .. }, LeaseRenewed(_)) => mode,
+        (Alone { .. } | Paired { .. }, HealPublished(_)) => mode,
+        (Alone { .. } | Paired { .. } | Rejoining { .. }, ConfigMatches(_)) => mode,
+        (Alone { .. }, Tick(_)) => mode,
+    }
+}
+
+impl Mode {
+    /// Whether pages go through claims in etcd; otherwise the box sends what is due on its own.
+    pub fn claims(self) -> bool {
+        matches!(self, Mode::Paired { .. })
+    }
+
+    /// Whether `/healthz` and the status page must show the pair as impaired.
+    pub fn impaired(self) -> bool {
+        !self.claims()
+    }
+}
+
+/// What a box did while alone, kept locally until it can be published.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AloneLog {
+    /// Pages this box sent while alone.
+    pub sent: Vec<PageId>,
+    /// Pair-wide incident keys acknowledged here while alone.
+    pub acked: Vec<String>,
+    /// Pair-wide incident keys resolved here while alone.
+    pub resolved: Vec<String>,
+}
+
+/// One record to write to etcd on heal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealRecord {
+    Sent(PageId),
+    Ack(String),
+    Resolve(String),
+}
+
+/// What to publish on heal: acks and resolves first (they stop the peer's pages, the most
+/// urgent thing to tell it), then `sent` markers, each once, and only what etcd does not have
+/// yet (`known` says whether it does), so a heal after a short cut writes little.
+pub fn heal_records(log: &AloneLog, known: impl Fn(&HealRecord) -> bool) -> Vec<HealRecord> {
+    let mut out: Vec<HealRecord> = Vec::new();
+    let all = log
+        .acked
+        .iter()
+        .cloned()
+        .map(HealRecord::Ack)
+        .chain(log.resolved.iter().cloned().map(HealRecord::Resolve))
+        .chain(log.sent.iter().cloned().map(HealRecord::Sent));
+    for r in all {
+        if !known(&r) && !out.contains(&r) {
+            out.push(r);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(incident: &str, step: u32, target: &str, channel: Channel, attempt: u32) -> PageId {
+        PageId::new(PageKey {
+            incident,
+            step,
+            target,
+            channel,
+            attempt,
+        })
+    }
+
+    #[test]
+    fn page_id_is_stable_and_changes_with_every_field() {
+        let base = key("db-down@2026-12-06T11:00:00Z", 0, "alice", Channel::Sms, 1);
+        // Fixed: both boxes (and both versions of a box during an upgrade) must agree.
+        assert_eq!(
+            base,
+            key("db-down@2026-12-06T11:00:00Z", 0, "alice", Channel::Sms, 1)
+        );
+        assert_eq!(base.as_str().len(), 32);
+        assert!(base.as_str().bytes().all(|b| b.is_ascii_hexdigit()));
+        let variants = [
+            key("db-down@2026-12-06T11:00:01Z", 0, "alice", Channel::Sms, 1),
+            key("db-down@2026-12-06T11:00:00Z", 1, "alice", Channel::Sms, 1),
+            key("db-down@2026-12-06T11:00:00Z", 0, "bob", Channel::Sms, 1),
+            key(
+                "db-down@2026-12-06T11:00:00Z",
+                0,
+                "alice",
+                Channel::Voice,
+                1,
+            ),
+            key("db-down@2026-12-06T11:00:00Z", 0, "alice", Channel::Sms, 2),
+        ];
+        for v in &variants {
+            assert_ne!(&base, v);
+        }
+        // Length prefixes keep field boundaries apart.
+        assert_ne!(
+            key("ab", 0, "c", Channel::Sms, 1),
+            key("a", 0, "bc", Channel::Sms, 1)
+        );
+    }
+
+    const GOOD: Health = Health {
+        registered: true,
+        signal_dbm: Some(-70),
+    };
+    const WEAK: Health = Health {
+        registered: true,
+        signal_dbm: Some(-105),
+    };
+    const UNKNOWN_SIGNAL: Health = Health {
+        registered: true,
+        signal_dbm: None,
+    };
+    const UNREGISTERED: Health = Health {
+        registered: false,
+        signal_dbm: Some(-60),
+    };
+
+    #[test]
+    fn healthier_box_claims_first() {
+        let d = Duration::from_secs(2);
+        let cases = [
+            // (me, mine, peer, theirs, expected)
+            ("a", GOOD, "b", Some(WEAK), Duration::ZERO),
+            ("a", WEAK, "b", Some(GOOD), d),
+            ("b", GOOD, "a", Some(UNREGISTERED), Duration::ZERO),
+            ("b", UNREGISTERED, "a", Some(WEAK), d),
+            ("a", UNKNOWN_SIGNAL, "b", Some(WEAK), d),
+            // Ties go by name, so exactly one of two equal boxes goes first.
+            ("a", GOOD, "b", Some(GOOD), Duration::ZERO),
+            ("b", GOOD, "a", Some(GOOD), d),
+            // A peer with no published health is gone: do not wait for it.
+            ("b", UNREGISTERED, "a", None, Duration::ZERO),
+        ];
+        for (me, mine, peer, theirs, want) in cases {
+            assert_eq!(
+                claim_delay(me, mine, peer, theirs, d),
+                want,
+                "{me} {mine:?} vs {peer} {theirs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn page_action_table() {
+        let after = Duration::from_secs(2);
+        let view = |claimed_by: Option<&str>, sent, acked, resolved| PageView {
+            claimed_by: claimed_by.map(str::to_string),
+            sent,
+            acked,
+            resolved,
+        };
+        let cases = [
+            (view(None, false, false, false), PageAction::Claim { after }),
+            (view(Some("a"), false, false, false), PageAction::Send),
+            (view(Some("b"), false, false, false), PageAction::Watch),
+            // The peer's claim vanished without `sent`: claim it ourselves.
+            (view(None, false, false, false), PageAction::Claim { after }),
+            (
+                view(None, true, false, false),
+                PageAction::Done(Finished::Sent),
+            ),
+            (
+                view(Some("b"), true, false, false),
+                PageAction::Done(Finished::Sent),
+            ),
+            // An ack ends the page even while we hold the claim: do not start it.
+            (
+                view(Some("a"), false, true, false),
+                PageAction::Done(Finished::Acked),
+            ),
+            (
+                view(None, false, true, false),
+                PageAction::Done(Finished::Acked),
+            ),
+            (
+                view(None, true, true, true),
+                PageAction::Done(Finished::Resolved),
+            ),
+        ];
+        for (v, want) in cases {
+            assert_eq!(page_action("a", &v, after), want, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn lease_is_renewed_only_while_the_box_can_page() {
+        assert!(keep_lease(true));
+        assert!(!keep_lease(false));
+    }
+
+    #[test]
+    fn mode_table() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let fb = s(30);
+        use Mode::*;
+        use ModeEvent::*;
+        let cases = [
+            // A blip shorter than the fallback keeps the pair.
+            (
+                Paired { last_renewed: t0 },
+                Tick(t0 + s(29)),
+                Paired { last_renewed: t0 },
+            ),
+            (
+                Paired { last_renewed: t0 },
+                Tick(t0 + s(30)),
+                Alone { since: t0 + s(30) },
+            ),
+            (
+                Paired { last_renewed: t0 },
+                LeaseRenewed(t0 + s(5)),
+                Paired {
+                    last_renewed: t0 + s(5),
+                },
+            ),
+            // Alone stays alone until etcd answers again, however long.
+            (Alone { since: t0 }, Tick(t0 + s(3600)), Alone { since: t0 }),
+            (
+                Alone { since: t0 },
+                LeaseRenewed(t0 + s(40)),
+                Rejoining { since: t0 + s(40) },
+            ),
+            // Rejoining claims nothing until what happened alone is published.
+            (
+                Rejoining { since: t0 },
+                LeaseRenewed(t0 + s(1)),
+                Rejoining { since: t0 },
+            ),
+            (
+                Rejoining { since: t0 },
+                HealPublished(t0 + s(2)),
+                Paired {
+                    last_renewed: t0 + s(2),
+                },
+            ),
+            (
+                Rejoining { since: t0 },
+                Tick(t0 + s(31)),
+                Alone { since: t0 + s(31) },
+            ),
+            (
+                Rejoining { since: t0 },
+                Tick(t0 + s(10)),
+                Rejoining { since: t0 },
+            ),
+            // A config mismatch turns coordination off from any mode, and only a match ends it.
+            (Paired { last_renewed: t0 }, ConfigMismatch, Independent),
+            (Alone { since: t0 }, ConfigMismatch, Independent),
+            (Independent, LeaseRenewed(t0), Independent),
+            (Independent, Tick(t0 + s(100)), Independent),
+            (
+                Independent,
+                ConfigMatches(t0 + s(1)),
+                Paired {
+                    last_renewed: t0 + s(1),
+                },
+            ),
+        ];
+        for (from, event, want) in cases {
+            assert_eq!(next_mode(from, event, fb), want, "{from:?} + {event:?}");
+        }
+        assert!(Paired { last_renewed: t0 }.claims());
+        for m in [Alone { since: t0 }, Rejoining { since: t0 }, Independent] {
+            assert!(!m.claims() && m.impaired(), "{m:?}");
+        }
+    }
+
+    #[test]
+    fn heal_publishes_acks_first_and_only_what_etcd_lacks() {
+        let p1 = key("i1", 0, "alice", Channel::Sms, 1);
+        let p2 = key("i2", 0, "alice", Channel::Sms, 1);
+        let log = AloneLog {
+            sent: vec![p1.clone(), p2.clone(), p1.clone()],
+            acked: vec!["i1".into()],
+            resolved: vec!["i3".into()],
+        };
+        let got = heal_records(&log, |r| *r == HealRecord::Sent(p2.clone()));
+        assert_eq!(
+            got,
+            [
+                HealRecord::Ack("i1".into()),
+                HealRecord::Resolve("i3".into()),
+                HealRecord::Sent(p1),
+            ]
+        );
+        assert!(heal_records(&AloneLog::default(), |_| false).is_empty());
+    }
+}

@@ -1,0 +1,811 @@
+//! The etcd adapter: the few requests the pair needs, over etcd's v3 JSON gateway.
+//!
+//! Blocking (ureq), like the CLI's client: the coordinator calls it from a blocking thread.
+//! Every request has a short timeout and moves on to the next member when one does not answer,
+//! so a dead member costs one timeout, well inside a lease TTL. Keys and values are base64 on
+//! the wire, and 64-bit numbers come back as JSON strings; both are handled here so that
+//! nothing above this module sees the gateway's encoding.
+//!
+//! Layout under the prefix (`pagerbox/`):
+//! - `page/<id>/claim`: the member name of the box sending it, on that box's lease;
+//! - `page/<id>/sent`: the member name of the box that sent it (persistent);
+//! - `incident/<key>/ack`, `incident/<key>/resolve`: persistent, from either box;
+//! - `health/<name>`: a box's published paging health, on its lease;
+//! - `config-hash`: the escalation config's hash, first writer wins.
+
+use std::io::BufReader;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use super::decide::{Health, PageId, PageView};
+use crate::config::{EtcdAuth, EtcdTls, HaConfig};
+
+/// How long one request to one member may take before the next member is tried.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a TCP connect to one member may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// The key prefix of everything the pair writes.
+const PREFIX: &str = "pagerbox/";
+
+/// Why a request to etcd failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No member answered; the last one's error is kept.
+    #[error("no etcd member answered {path}; last tried {endpoint}: {source}")]
+    Unreachable {
+        path: String,
+        endpoint: String,
+        #[source]
+        source: Box<ureq::Error>,
+    },
+    /// A member answered with an error status (a refused request, not a network problem).
+    #[error("etcd {endpoint} refused {path}: HTTP {status}: {body}")]
+    Refused {
+        path: String,
+        endpoint: String,
+        status: u16,
+        body: String,
+    },
+    /// The answer was not what the gateway documents.
+    #[error("etcd answer to {path} unreadable: {why}")]
+    Decode { path: String, why: String },
+    /// The lease ran out (the box was cut off longer than the TTL): its claims are gone.
+    #[error("etcd lease {0:x} has expired")]
+    LeaseExpired(i64),
+    /// A TLS file named in `[ha]` could not be used.
+    #[error("ha TLS: {path}: {why}")]
+    Tls { path: String, why: String },
+}
+
+impl Error {
+    /// Whether trying again later can succeed (the cluster or the network may come back). A
+    /// refused request or an expired lease needs a different request, not a retry.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Unreachable { .. })
+            || matches!(self, Error::Refused { status, .. } if *status >= 500)
+    }
+}
+
+/// A lease id, as etcd numbers them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseId(pub i64);
+
+/// The outcome of a claim transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The claim is ours: send the page.
+    Won,
+    /// Someone else holds it, or it is sent, acked or resolved: what etcd holds, to decide on.
+    Lost(PageView),
+}
+
+/// Whether both boxes run the same escalation config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigAgreement {
+    Agreed,
+    /// The hash in etcd is another box's; coordination must stop, loudly.
+    Mismatch {
+        theirs: String,
+    },
+}
+
+/// A client of the pair's etcd cluster.
+pub struct Etcd {
+    agent: ureq::Agent,
+    endpoints: Vec<String>,
+    /// The member that answered last; tried first next time.
+    current: usize,
+    auth: Option<EtcdAuth>,
+    token: Option<String>,
+}
+
+impl Etcd {
+    /// A client for the endpoints in `[ha]`, with its TLS files loaded now so that a bad file
+    /// fails at start, not at the first page.
+    pub fn new(cfg: &HaConfig) -> Result<Self, Error> {
+        let mut builder = ureq::AgentBuilder::new()
+            .timeout_connect(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT);
+        if let Some(tls) = &cfg.etcd_tls {
+            if tls.ca_file.is_some() || tls.client_cert.is_some() {
+                builder = builder.tls_config(tls_config(tls)?);
+            }
+        }
+        Ok(Self {
+            agent: builder.build(),
+            endpoints: cfg
+                .etcd_endpoints
+                .iter()
+                .map(|e| e.as_str().to_string())
+                .collect(),
+            current: 0,
+            auth: cfg.etcd_auth.clone(),
+            token: None,
+        })
+    }
+
+    /// POSTs `body` to `path`, trying each member once from the one that answered last; with
+    /// authentication on, gets a token first and once more when a member rejects it.
+    fn post(&mut self, path: &str, body: &Value) -> Result<Value, Error> {
+        if self.auth.is_some() && self.token.is_none() {
+            self.authenticate()?;
+        }
+        match self.post_raw(path, body) {
+            Err(Error::Refused { status: 401, .. }) if self.auth.is_some() => {
+                self.authenticate()?;
+                self.post_raw(path, body)
+            }
+            other => other,
+        }
+    }
+
+    fn authenticate(&mut self) -> Result<(), Error> {
+        let Some(auth) = &self.auth else {
+            return Ok(());
+        };
+        let body = json!({"name": auth.username, "password": auth.password.expose()});
+        self.token = None;
+        let answer = self.post_raw("/v3/auth/authenticate", &body)?;
+        let token = answer["token"].as_str().ok_or_else(|| Error::Decode {
+            path: "/v3/auth/authenticate".into(),
+            why: "no token".into(),
+        })?;
+        self.token = Some(token.to_string());
+        Ok(())
+    }
+
+    fn post_raw(&mut self, path: &str, body: &Value) -> Result<Value, Error> {
+        let n = self.endpoints.len();
+        let mut last = None;
+        for i in 0..n {
+            let idx = (self.current + i) % n;
+            let endpoint = &self.endpoints[idx];
+            let mut req = self.agent.post(&format!("{endpoint}{path}"));
+            if let Some(t) = &self.token {
+                req = req.set("Authorization", t);
+            }
+            match req.send_json(body.clone()) {
+                Ok(resp) => {
+                    self.current = idx;
+                    return read_first_object(resp, path);
+                }
+                Err(ureq::Error::Status(status, resp)) => {
+                    let body = resp.into_string().unwrap_or_default();
+                    let refused = Error::Refused {
+                        path: path.into(),
+                        endpoint: endpoint.clone(),
+                        status,
+                        body: body.chars().take(300).collect(),
+                    };
+                    // A member without a leader answers 5xx: another member may have one.
+                    if status < 500 {
+                        return Err(refused);
+                    }
+                    last = Some(refused);
+                }
+                Err(e) => {
+                    last = Some(Error::Unreachable {
+                        path: path.into(),
+                        endpoint: endpoint.clone(),
+                        source: Box::new(e),
+                    })
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Decode {
+            path: path.into(),
+            why: "no endpoints configured".into(),
+        }))
+    }
+
+    /// Grants this box's session lease.
+    pub fn grant_lease(&mut self, ttl: Duration) -> Result<LeaseId, Error> {
+        let path = "/v3/lease/grant";
+        let answer = self.post(path, &json!({"TTL": ttl.as_secs().max(1).to_string()}))?;
+        int(&answer["ID"], path).map(LeaseId)
+    }
+
+    /// Renews the lease once; [`Error::LeaseExpired`] when it is gone, so the caller grants a
+    /// new one (and knows its claims are gone with the old).
+    pub fn keep_alive(&mut self, lease: LeaseId) -> Result<Duration, Error> {
+        let path = "/v3/lease/keepalive";
+        let answer = self.post(path, &json!({"ID": lease.0.to_string()}))?;
+        let result = &answer["result"];
+        let ttl = match &result["TTL"] {
+            Value::Null => 0,
+            v => int(v, path)?,
+        };
+        if ttl <= 0 {
+            return Err(Error::LeaseExpired(lease.0));
+        }
+        Ok(Duration::from_secs(ttl as u64))
+    }
+
+    /// Revokes the lease: on a clean stop, this box's claims and health go at once instead of
+    /// when the TTL runs out, so the peer takes over without waiting.
+    pub fn revoke_lease(&mut self, lease: LeaseId) -> Result<(), Error> {
+        self.post("/v3/lease/revoke", &json!({"ID": lease.0.to_string()}))?;
+        Ok(())
+    }
+
+    /// Tries to claim a page in one transaction: if there is no claim, no `sent`, no `ack` and
+    /// no `resolve` for it, put this box's claim on its lease. Otherwise reads, in the same
+    /// revision, what is there, so the caller can decide without a second round trip.
+    pub fn claim(
+        &mut self,
+        page: &PageId,
+        incident: &str,
+        me: &str,
+        lease: LeaseId,
+    ) -> Result<Claim, Error> {
+        let keys = PageKeys::new(page, incident);
+        let absent = |k: &str| json!({"key": b64(k), "target": "VERSION", "result": "EQUAL", "version": "0"});
+        let body = json!({
+            "compare": [absent(&keys.claim), absent(&keys.sent), absent(&keys.ack), absent(&keys.resolve)],
+            "success": [{"request_put": {"key": b64(&keys.claim), "value": b64(me), "lease": lease.0.to_string()}}],
+            "failure": keys.ranges(),
+        });
+        let path = "/v3/kv/txn";
+        let answer = self.post(path, &body)?;
+        if answer["succeeded"].as_bool() == Some(true) {
+            return Ok(Claim::Won);
+        }
+        Ok(Claim::Lost(view_from(&answer, path)?))
+    }
+
+    /// What etcd holds about a page now.
+    pub fn page_view(&mut self, page: &PageId, incident: &str) -> Result<PageView, Error> {
+        let keys = PageKeys::new(page, incident);
+        let path = "/v3/kv/txn";
+        let answer = self.post(path, &json!({"success": keys.ranges()}))?;
+        view_from(&answer, path)
+    }
+
+    /// Records that this box sent the page and drops its claim, in one transaction, so there is
+    /// no instant where the page looks neither claimed nor sent.
+    pub fn mark_sent(&mut self, page: &PageId, incident: &str, me: &str) -> Result<(), Error> {
+        let keys = PageKeys::new(page, incident);
+        self.post(
+            "/v3/kv/txn",
+            &json!({"success": [
+                {"request_put": {"key": b64(&keys.sent), "value": b64(me)}},
+                {"request_delete_range": {"key": b64(&keys.claim)}},
+            ]}),
+        )?;
+        Ok(())
+    }
+
+    /// Records a page sent while this box was alone (it held no claim), on heal.
+    pub fn mark_sent_alone(&mut self, page: &PageId, me: &str) -> Result<(), Error> {
+        self.put(&format!("{PREFIX}page/{page}/sent"), me, None)
+    }
+
+    /// Gives a claim back unsent (this box's modem failed), so the peer takes the page now
+    /// rather than when the lease runs out. Only our own claim is deleted.
+    pub fn release(&mut self, page: &PageId, incident: &str, me: &str) -> Result<(), Error> {
+        let keys = PageKeys::new(page, incident);
+        self.post(
+            "/v3/kv/txn",
+            &json!({
+                "compare": [{"key": b64(&keys.claim), "target": "VALUE", "result": "EQUAL", "value": b64(me)}],
+                "success": [{"request_delete_range": {"key": b64(&keys.claim)}}],
+            }),
+        )?;
+        Ok(())
+    }
+
+    /// Records an ack made on this box; from now on no claim on the incident's pages succeeds.
+    pub fn publish_ack(&mut self, incident: &str, by: &str) -> Result<(), Error> {
+        self.put(&format!("{PREFIX}incident/{incident}/ack"), by, None)
+    }
+
+    /// Records a resolve made on this box.
+    pub fn publish_resolve(&mut self, incident: &str, by: &str) -> Result<(), Error> {
+        self.put(&format!("{PREFIX}incident/{incident}/resolve"), by, None)
+    }
+
+    /// Publishes this box's paging health on its lease: it disappears with the box.
+    pub fn publish_health(
+        &mut self,
+        me: &str,
+        health: Health,
+        lease: LeaseId,
+    ) -> Result<(), Error> {
+        let value = json!({"registered": health.registered, "signal_dbm": health.signal_dbm});
+        self.put(
+            &format!("{PREFIX}health/{me}"),
+            &value.to_string(),
+            Some(lease),
+        )
+    }
+
+    /// The peer's published health; `None` when it has none (its lease ran out).
+    pub fn health(&mut self, name: &str) -> Result<Option<Health>, Error> {
+        let path = "/v3/kv/range";
+        let answer = self.post(
+            path,
+            &json!({"key": b64(&format!("{PREFIX}health/{name}"))}),
+        )?;
+        let Some(value) = first_value(&answer["kvs"], path)? else {
+            return Ok(None);
+        };
+        let v: Value = serde_json::from_slice(&value).map_err(|e| Error::Decode {
+            path: path.into(),
+            why: format!("health of {name}: {e}"),
+        })?;
+        Ok(Some(Health {
+            registered: v["registered"].as_bool().unwrap_or(false),
+            signal_dbm: v["signal_dbm"].as_i64().and_then(|s| i32::try_from(s).ok()),
+        }))
+    }
+
+    /// The published health of the first box other than `me`; `None` when no other box has
+    /// any (the peer is gone or cannot page).
+    pub fn peer_health(&mut self, me: &str) -> Result<Option<(String, Health)>, Error> {
+        let prefix = format!("{PREFIX}health/");
+        // A prefix range ends at the prefix with its last byte incremented ('/' + 1 = '0').
+        let end = format!("{PREFIX}health0");
+        let path = "/v3/kv/range";
+        let answer = self.post(path, &json!({"key": b64(&prefix), "range_end": b64(&end)}))?;
+        for kv in answer["kvs"].as_array().into_iter().flatten() {
+            let key = B64
+                .decode(kv["key"].as_str().unwrap_or(""))
+                .unwrap_or_default();
+            let name = String::from_utf8_lossy(&key)
+                .trim_start_matches(prefix.as_str())
+                .to_string();
+            if name != me {
+                return Ok(self.health(&name)?.map(|h| (name, h)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Writes our config hash if there is none (first writer wins) and says whether the one
+    /// there is ours.
+    pub fn check_config_hash(&mut self, hash: &str) -> Result<ConfigAgreement, Error> {
+        let key = b64(&format!("{PREFIX}config-hash"));
+        let path = "/v3/kv/txn";
+        let answer = self.post(
+            path,
+            &json!({
+                "compare": [{"key": key, "target": "VERSION", "result": "EQUAL", "version": "0"}],
+                "success": [{"request_put": {"key": key, "value": b64(hash)}}],
+                "failure": [{"request_range": {"key": key}}],
+            }),
+        )?;
+        if answer["succeeded"].as_bool() == Some(true) {
+            return Ok(ConfigAgreement::Agreed);
+        }
+        let kvs = &response(&answer, 0, "range")["kvs"];
+        let theirs = first_value(kvs, path)?.unwrap_or_default();
+        let theirs = String::from_utf8_lossy(&theirs).into_owned();
+        Ok(if theirs == hash {
+            ConfigAgreement::Agreed
+        } else {
+            ConfigAgreement::Mismatch { theirs }
+        })
+    }
+
+    fn put(&mut self, key: &str, value: &str, lease: Option<LeaseId>) -> Result<(), Error> {
+        let mut body = json!({"key": b64(key), "value": b64(value)});
+        if let Some(l) = lease {
+            body["lease"] = json!(l.0.to_string());
+        }
+        self.post("/v3/kv/put", &body)?;
+        Ok(())
+    }
+}
+
+/// The keys of one page and its incident.
+struct PageKeys {
+    claim: String,
+    sent: String,
+    ack: String,
+    resolve: String,
+}
+
+impl PageKeys {
+    fn new(page: &PageId, incident: &str) -> Self {
+        Self {
+            claim: format!("{PREFIX}page/{page}/claim"),
+            sent: format!("{PREFIX}page/{page}/sent"),
+            ack: format!("{PREFIX}incident/{incident}/ack"),
+            resolve: format!("{PREFIX}incident/{incident}/resolve"),
+        }
+    }
+
+    /// Range requests for claim, sent, ack and resolve, in that order ([`view_from`] reads them).
+    fn ranges(&self) -> Value {
+        json!([&self.claim, &self.sent, &self.ack, &self.resolve]
+            .iter()
+            .map(|k| json!({"request_range": {"key": b64(k)}}))
+            .collect::<Vec<_>>())
+    }
+}
+
+/// A [`PageView`] from the four range answers of [`PageKeys::ranges`].
+fn view_from(answer: &Value, path: &str) -> Result<PageView, Error> {
+    let value = |i: usize| first_value(&response(answer, i, "range")["kvs"], path);
+    Ok(PageView {
+        claimed_by: value(0)?.map(|v| String::from_utf8_lossy(&v).into_owned()),
+        sent: value(1)?.is_some(),
+        acked: value(2)?.is_some(),
+        resolved: value(3)?.is_some(),
+    })
+}
+
+/// The `i`-th answer of a transaction, of kind `range`/`put`/...; the gateway names it in
+/// snake case (`response_range`) or camel case (`responseRange`) depending on its version.
+fn response<'v>(answer: &'v Value, i: usize, kind: &str) -> &'v Value {
+    let r = &answer["responses"][i];
+    let snake = &r[format!("response_{kind}").as_str()];
+    if !snake.is_null() {
+        return snake;
+    }
+    let mut camel = String::from("response");
+    camel.push_str(&kind[..1].to_uppercase());
+    camel.push_str(&kind[1..]);
+    &r[camel.as_str()]
+}
+
+/// The value of the first key-value pair in `kvs`, decoded; `None` when there is none.
+fn first_value(kvs: &Value, path: &str) -> Result<Option<Vec<u8>>, Error> {
+    let Some(kv) = kvs.as_array().and_then(|a| a.first()) else {
+        return Ok(None);
+    };
+    let v = kv["value"].as_str().unwrap_or("");
+    B64.decode(v).map(Some).map_err(|e| Error::Decode {
+        path: path.into(),
+        why: format!("value is not base64: {e}"),
+    })
+}
+
+/// A 64-bit integer, which the gateway sends as a JSON string (and accepts as either).
+fn int(v: &Value, path: &str) -> Result<i64, Error> {
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .ok_or_else(|| Error::Decode {
+            path: path.into(),
+            why: format!("expected an integer, got {v}"),
+        })
+}
+
+fn b64(s: &str) -> String {
+    B64.encode(s)
+}
+
+/// The first JSON object of an answer. Streaming endpoints (`/v3/lease/keepalive`) send one
+/// object per line and keep the stream open; the first object is all a request needs.
+fn read_first_object(resp: ureq::Response, path: &str) -> Result<Value, Error> {
+    let reader = BufReader::new(resp.into_reader());
+    let mut stream = serde_json::Deserializer::from_reader(reader).into_iter::<Value>();
+    let value = stream
+        .next()
+        .ok_or_else(|| Error::Decode {
+            path: path.into(),
+            why: "empty answer".into(),
+        })?
+        .map_err(|e| Error::Decode {
+            path: path.into(),
+            why: e.to_string(),
+        })?;
+    // The streaming endpoints wrap each message as {"result": ...} and errors as {"error": ...}.
+    if let Some(err) = value.get("error") {
+        return Err(Error::Refused {
+            path: path.into(),
+            endpoint: String::new(),
+            status: 200,
+            body: err.to_string(),
+        });
+    }
+    Ok(value)
+}
+
+/// A rustls client config with etcd's own CA and, when given, this box's client certificate.
+fn tls_config(tls: &EtcdTls) -> Result<Arc<rustls::ClientConfig>, Error> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+    let tls_err = |path: &std::path::Path, why: String| Error::Tls {
+        path: path.display().to_string(),
+        why,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(ca) = &tls.ca_file {
+        for cert in CertificateDer::pem_file_iter(ca).map_err(|e| tls_err(ca, e.to_string()))? {
+            let cert = cert.map_err(|e| tls_err(ca, e.to_string()))?;
+            roots.add(cert).map_err(|e| tls_err(ca, e.to_string()))?;
+        }
+        if roots.is_empty() {
+            return Err(tls_err(ca, "holds no certificate".into()));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Tls {
+            path: String::new(),
+            why: e.to_string(),
+        })?
+        .with_root_certificates(roots);
+    let config = match &tls.client_cert {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .map_err(|e| tls_err(cert, e.to_string()))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| tls_err(cert, e.to_string()))?;
+            let key_der =
+                PrivateKeyDer::from_pem_file(key).map_err(|e| tls_err(key, e.to_string()))?;
+            builder
+                .with_client_auth_cert(chain, key_der)
+                .map_err(|e| tls_err(key, e.to_string()))?
+        }
+    };
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    //! Against a real etcd: the binary named by `ETCD_BIN`, else the official one from the
+    //! `etcd-bin-vendored` dev-dependency (x86-64 Linux), else `etcd` on the `PATH` (Debian:
+    //! `etcd-server`). Without any the tests say so and pass: the pure rules are tested in
+    //! `decide` either way.
+
+    use std::net::TcpListener;
+    use std::process::{Child, Command, Stdio};
+    use std::time::Instant;
+
+    use super::*;
+    use crate::config::EtcdEndpoint;
+    use crate::ha::decide::{PageKey, PageView};
+    use crate::incident::Channel;
+
+    /// One etcd member on loopback, killed on drop.
+    pub(crate) struct Member {
+        child: Child,
+        pub(crate) url: String,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Drop for Member {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    pub(crate) fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free loopback port")
+    }
+
+    fn etcd_binary() -> Option<std::path::PathBuf> {
+        if let Some(p) = std::env::var_os("ETCD_BIN") {
+            return Some(p.into());
+        }
+        #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+        if let Ok(p) = etcd_bin_vendored::etcd_bin_path() {
+            return Some(p.to_path_buf());
+        }
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("etcd"))
+                .find(|p| p.is_file())
+        })
+    }
+
+    pub(crate) fn start_member() -> Option<Member> {
+        start_member_on(free_port())
+    }
+
+    /// A member whose client URL is on `client`, so a test can start it where a client was
+    /// already pointed.
+    pub(crate) fn start_member_on(client: u16) -> Option<Member> {
+        let Some(bin) = etcd_binary() else {
+            eprintln!("skipped: no etcd binary (set ETCD_BIN or install etcd-server)");
+            return None;
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        let peer = free_port();
+        let url = format!("http://127.0.0.1:{client}");
+        let child = Command::new(&bin)
+            .args(["--name", "t", "--data-dir"])
+            .arg(dir.path())
+            .args([
+                "--listen-client-urls",
+                &url,
+                "--advertise-client-urls",
+                &url,
+            ])
+            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+            .args([
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{peer}"),
+            ])
+            .args(["--initial-cluster", &format!("t=http://127.0.0.1:{peer}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("etcd starts");
+        eprintln!("etcd {} at {url}", bin.display());
+        let member = Member {
+            child,
+            url,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if ureq::get(&format!("{}/health", member.url)).call().is_ok() {
+                return Some(member);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("etcd did not become healthy within 20 s");
+    }
+
+    pub(crate) fn client(endpoints: &[&str]) -> Etcd {
+        Etcd::new(&config(endpoints)).expect("client")
+    }
+
+    pub(crate) fn config(endpoints: &[&str]) -> HaConfig {
+        HaConfig {
+            name: "a".into(),
+            peer_urls: vec![],
+            etcd_endpoints: endpoints
+                .iter()
+                .map(|e| EtcdEndpoint::parse(e).expect("endpoint"))
+                .collect(),
+            etcd_tls: None,
+            etcd_auth: None,
+            fallback_after: Duration::from_secs(30),
+            claim_ttl: Duration::from_secs(10),
+            election_timeout: Duration::from_secs(1),
+            takeover_delay: Duration::from_secs(2),
+        }
+    }
+
+    pub(crate) fn page(incident: &str) -> PageId {
+        PageId::new(PageKey {
+            incident,
+            step: 0,
+            target: "alice",
+            channel: Channel::Sms,
+            attempt: 1,
+        })
+    }
+
+    #[test]
+    fn exactly_one_box_wins_a_claim_and_a_dead_box_loses_it() {
+        let Some(m) = start_member() else { return };
+        let (mut a, mut b) = (client(&[&m.url]), client(&[&m.url]));
+        let la = a.grant_lease(Duration::from_secs(10)).unwrap();
+        let lb = b.grant_lease(Duration::from_secs(10)).unwrap();
+        let p = page("i1");
+
+        assert_eq!(a.claim(&p, "i1", "a", la).unwrap(), Claim::Won);
+        let held = PageView {
+            claimed_by: Some("a".into()),
+            ..PageView::default()
+        };
+        assert_eq!(
+            b.claim(&p, "i1", "b", lb).unwrap(),
+            Claim::Lost(held.clone())
+        );
+        // A second try by the winner loses too: the claim is taken, by itself.
+        assert_eq!(a.claim(&p, "i1", "a", la).unwrap(), Claim::Lost(held));
+
+        // Box a dies: its lease goes, its claim with it, and b takes the page.
+        a.revoke_lease(la).unwrap();
+        assert!(matches!(a.keep_alive(la), Err(Error::LeaseExpired(_))));
+        assert_eq!(b.page_view(&p, "i1").unwrap(), PageView::default());
+        assert_eq!(b.claim(&p, "i1", "b", lb).unwrap(), Claim::Won);
+        assert!(b.keep_alive(lb).unwrap() > Duration::ZERO);
+
+        // Sent: nobody claims it again, even after the sender's lease is gone.
+        b.mark_sent(&p, "i1", "b").unwrap();
+        b.revoke_lease(lb).unwrap();
+        let la2 = a.grant_lease(Duration::from_secs(10)).unwrap();
+        let sent = PageView {
+            sent: true,
+            ..PageView::default()
+        };
+        assert_eq!(a.claim(&p, "i1", "a", la2).unwrap(), Claim::Lost(sent));
+    }
+
+    #[test]
+    fn an_ack_or_resolve_on_either_box_stops_new_claims() {
+        let Some(m) = start_member() else { return };
+        let (mut a, mut b) = (client(&[&m.url]), client(&[&m.url]));
+        let lb = b.grant_lease(Duration::from_secs(10)).unwrap();
+
+        a.publish_ack("i2", "a").unwrap();
+        let step1 = page("i2");
+        let Claim::Lost(view) = b.claim(&step1, "i2", "b", lb).unwrap() else {
+            panic!("claimed a page of an acked incident")
+        };
+        assert!(
+            view.acked && view.claimed_by.is_none() && !view.sent,
+            "{view:?}"
+        );
+
+        a.publish_resolve("i3", "a").unwrap();
+        let Claim::Lost(view) = b.claim(&page("i3"), "i3", "b", lb).unwrap() else {
+            panic!("claimed a page of a resolved incident")
+        };
+        assert!(view.resolved, "{view:?}");
+        // Other incidents are untouched.
+        assert_eq!(b.claim(&page("i4"), "i4", "b", lb).unwrap(), Claim::Won);
+    }
+
+    #[test]
+    fn a_released_claim_is_free_at_once_and_only_the_owner_can_release() {
+        let Some(m) = start_member() else { return };
+        let (mut a, mut b) = (client(&[&m.url]), client(&[&m.url]));
+        let la = a.grant_lease(Duration::from_secs(10)).unwrap();
+        let lb = b.grant_lease(Duration::from_secs(10)).unwrap();
+        let p = page("i5");
+        assert_eq!(a.claim(&p, "i5", "a", la).unwrap(), Claim::Won);
+        // b cannot drop a's claim.
+        b.release(&p, "i5", "b").unwrap();
+        assert_eq!(
+            b.page_view(&p, "i5").unwrap().claimed_by.as_deref(),
+            Some("a")
+        );
+        // a's modem failed: it gives the page back and b claims it without waiting for a TTL.
+        a.release(&p, "i5", "a").unwrap();
+        assert_eq!(b.claim(&p, "i5", "b", lb).unwrap(), Claim::Won);
+    }
+
+    #[test]
+    fn health_lives_on_the_lease_and_config_hash_first_writer_wins() {
+        let Some(m) = start_member() else { return };
+        let (mut a, mut b) = (client(&[&m.url]), client(&[&m.url]));
+        let la = a.grant_lease(Duration::from_secs(10)).unwrap();
+        let h = Health {
+            registered: true,
+            signal_dbm: Some(-81),
+        };
+        assert_eq!(b.health("a").unwrap(), None);
+        a.publish_health("a", h, la).unwrap();
+        assert_eq!(b.health("a").unwrap(), Some(h));
+        a.revoke_lease(la).unwrap();
+        assert_eq!(b.health("a").unwrap(), None);
+
+        assert_eq!(a.check_config_hash("h1").unwrap(), ConfigAgreement::Agreed);
+        assert_eq!(b.check_config_hash("h1").unwrap(), ConfigAgreement::Agreed);
+        assert_eq!(
+            b.check_config_hash("h2").unwrap(),
+            ConfigAgreement::Mismatch {
+                theirs: "h1".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_dead_member_is_skipped() {
+        let Some(m) = start_member() else { return };
+        let dead = format!("http://127.0.0.1:{}", free_port());
+        let mut a = client(&[&dead, &m.url]);
+        let started = Instant::now();
+        let la = a.grant_lease(Duration::from_secs(10)).unwrap();
+        assert_eq!(a.claim(&page("i6"), "i6", "a", la).unwrap(), Claim::Won);
+        assert!(
+            started.elapsed() < REQUEST_TIMEOUT * 2,
+            "{:?}",
+            started.elapsed()
+        );
+
+        let mut nobody = client(&[&dead]);
+        let err = nobody.grant_lease(Duration::from_secs(10)).unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        assert!(err.to_string().contains(&dead), "{err}");
+    }
+}
