@@ -14,6 +14,7 @@ mod health;
 pub mod history;
 pub mod outbox;
 pub mod overrides;
+pub mod pages;
 pub mod queries;
 pub mod requests;
 pub use error::StoreError;
