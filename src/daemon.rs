@@ -79,12 +79,22 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
+    warn_unreachable(&loaded.config);
     // Started anyway, so the channels that work keep paging; the broken part shows in the log
     // and (for a channel) in /healthz. `check` and a reload refuse such a file.
     for e in &loaded.impaired {
         tracing::error!("config problem, running impaired: {e}");
     }
     run_with(loaded.config, Arc::new(SystemClock)).await
+}
+
+/// Logs every way `config` can leave someone unpaged (routes whose alerts reach nobody, on-call
+/// gaps ahead), at start and after a reload: the box owner must hear of it before an alert does.
+fn warn_unreachable(config: &Config) {
+    let overrides = crate::cli::runtime_overrides(config);
+    for w in crate::config::reach::unreachable(config, SystemClock.now(), &overrides) {
+        tracing::warn!("nobody would be paged: {w}");
+    }
 }
 
 /// Runs the daemon with an already validated config.
@@ -517,6 +527,10 @@ async fn wait_for_signals(
                             tracing::info!("token changed; sessions ended");
                         }
                         tracing::info!(path = %path.display(), "config reloaded");
+                        for w in &loaded.warnings {
+                            tracing::warn!("{w}");
+                        }
+                        warn_unreachable(&config_tx.borrow());
                     }
                     Err(e) => {
                         tracing::error!(path = %path.display(), "config reload rejected; keeping the running config:\n{e}");

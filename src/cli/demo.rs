@@ -70,11 +70,23 @@ after = "0s"
 [[users.rules]]
 channel = "voice"
 after = "1m"
+# Warnings and info are paged too (by SMS only, never a call): in a demo, every alert shows.
+[[users.rules]]
+urgency = "low"
+channel = "sms"
+after = "0s"
 
 [[users]]
 id = "backup"
 name = "Backup"
 phone = "+15550100002"
+[[users.rules]]
+channel = "sms"
+after = "0s"
+[[users.rules]]
+urgency = "low"
+channel = "sms"
+after = "0s"
 
 [[schedules]]
 id = "primary"
@@ -215,5 +227,39 @@ from that phone: `1a` acknowledges #1, `1r` resolves it, `STATUS`, `HELP`. Ctrl-
     match daemon.await {
         Ok(r) => r.map(|()| ExitCode::SUCCESS),
         Err(e) => Err(anyhow::anyhow!("demo daemon failed: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_config_pages_its_user_for_every_severity_without_a_warning() {
+        let dir = std::path::Path::new("/tmp/pagerbox-demo-test");
+        let loaded = Config::parse(&demo_config(dir, 8080, 5140), "demo.toml", dir).unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        assert!(loaded.impaired.is_empty(), "{:?}", loaded.impaired);
+        let now = chrono::Utc::now();
+        let w = crate::config::reach::unreachable(&loaded.config, now, &Default::default());
+        assert!(w.is_empty(), "{w:#?}");
+        // Every severity pages "you" first.
+        let plan = crate::escalation::engine::Plan::new(Arc::new(loaded.config.clone()));
+        let route = &loaded.config.routes[0];
+        for severity in crate::incident::Severity::ALL {
+            let dry = crate::escalation::plan(
+                &plan.policies[&route.policy],
+                route,
+                severity,
+                &plan.directory,
+                now,
+                &Default::default(),
+            );
+            assert_eq!(
+                dry.pages.first().map(|p| p.user.as_str()),
+                Some("you"),
+                "{severity}"
+            );
+        }
     }
 }

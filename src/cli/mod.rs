@@ -273,7 +273,7 @@ fn load(args: &ConfigArgs) -> anyhow::Result<Config> {
 }
 
 /// Runtime overrides from the daemon's database, read-only, when it exists.
-fn runtime_overrides(config: &Config) -> crate::schedule::OverridesBySchedule {
+pub(crate) fn runtime_overrides(config: &Config) -> crate::schedule::OverridesBySchedule {
     let path = config.database_path();
     let Ok(conn) =
         rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
@@ -292,16 +292,10 @@ fn check(args: &ConfigArgs) -> ExitCode {
                 println!("{w}");
             }
             let c = &loaded.config;
-            // On-call gaps in the next 28 days, for schedules that a policy pages.
-            let plan = crate::escalation::engine::Plan::new(std::sync::Arc::new(c.clone()));
-            let used = crate::escalation::schedules_used(&c.policies, &plan.directory);
-            for gap in crate::schedule::gap_warnings(
-                &used,
-                chrono::Utc::now(),
-                chrono::Duration::days(28),
-                &runtime_overrides(c),
-            ) {
-                println!("{}: warning: {gap}", args.config.display());
+            // Alerts that would page nobody, and on-call gaps in the coming weeks.
+            for w in crate::config::reach::unreachable(c, chrono::Utc::now(), &runtime_overrides(c))
+            {
+                println!("{}: warning: {w}", args.config.display());
             }
             println!(
                 "{}: ok ({} users, {} schedules, {} policies, {} routes)",

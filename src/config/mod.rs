@@ -10,6 +10,7 @@
 mod diag;
 mod integrations;
 mod raw;
+pub mod reach;
 mod validate;
 
 use std::net::SocketAddr;

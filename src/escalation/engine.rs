@@ -658,9 +658,12 @@ fn page_step(
             ),
             None,
         )?;
+        nobody_paged(conn, inc.id, step, round, "nobody is on call for it", now)?;
         return Ok(());
     }
     let mut said = Vec::new();
+    // Whether this step queued anything for anybody (a page, or a place in a digest).
+    let mut queued = false;
     for t in &targets {
         let Some(contact) = plan.directory.contact(&t.user) else {
             continue;
@@ -735,6 +738,7 @@ fn page_step(
                         )?,
                     };
                     outbox::add_item(conn, digest, inc.id)?;
+                    queued = true;
                     event(
                         conn,
                         Some(inc.id),
@@ -782,6 +786,7 @@ fn page_step(
                 },
                 now,
             )?;
+            queued = true;
         }
         said.push(format!(
             "{} ({}) by {}",
@@ -808,9 +813,54 @@ fn page_step(
         ),
         Some(&serde_json::json!({ "step": step, "round": round })),
     )?;
+    if !queued {
+        nobody_paged(
+            conn,
+            inc.id,
+            step,
+            round,
+            "no one it targets can be reached on an enabled channel",
+            now,
+        )?;
+    }
     if step == 0 && round == 0 {
         stakeholder_update(conn, plan, route, inc, now)?;
     }
+    Ok(())
+}
+
+/// Says loudly, on the timeline and in the log, that a step paged nobody at all. The incident is
+/// then flagged on the status page and in `/healthz` ([`crate::store::pages::nobody_reached`])
+/// until someone is paged for it or it is closed: an alert that reaches no one must never look
+/// like one that is being handled.
+fn nobody_paged(
+    conn: &Connection,
+    incident: crate::incident::IncidentId,
+    step: usize,
+    round: u32,
+    why: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    tracing::error!(
+        incident,
+        step = step + 1,
+        run = round + 1,
+        why,
+        "NOBODY WAS PAGED for this incident"
+    );
+    event(
+        conn,
+        Some(incident),
+        now,
+        "page-unreachable",
+        None,
+        &format!(
+            "NOBODY WAS PAGED: step {} (run {}) reached nobody: {why}",
+            step + 1,
+            round + 1
+        ),
+        Some(&serde_json::json!({ "step": step, "round": round, "nobody": true })),
+    )?;
     Ok(())
 }
 

@@ -176,7 +176,13 @@ impl PageState {
             .read(|c, _| Ok(outbox::recent(c, PAGE_LIMIT)?))
             .await
             .map_err(|e| e.to_string());
+        let nobody_paged = intake
+            .store
+            .read(|c, _| Ok(crate::store::pages::nobody_reached(c)?))
+            .await
+            .unwrap_or_default();
         Snapshot {
+            nobody_paged,
             now,
             incidents,
             oncall,

@@ -97,6 +97,22 @@ pub fn escalation_policy(
         .optional()
 }
 
+/// Open incidents for which paging reached nobody: a step found no one it could page (a
+/// `page-unreachable` event), and no page or digest for them is queued, going out or gone out.
+/// The status page and `/healthz` flag these, oldest first.
+pub fn nobody_reached(conn: &Connection) -> rusqlite::Result<Vec<IncidentId>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT i.id FROM incidents i WHERE i.status <> 'resolved' \
+         AND EXISTS (SELECT 1 FROM events e WHERE e.incident_id=i.id AND e.kind='page-unreachable') \
+         AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.kind IN ('page','digest') \
+           AND o.state IN ('pending','sending','sent','delivered') \
+           AND (o.incident_id=i.id OR o.id IN (SELECT outbox_id FROM outbox_items WHERE incident_id=i.id))) \
+         ORDER BY i.id",
+    )?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    rows.collect()
+}
+
 /// The incidents a page row is about: its own, or a digest's items (in id order).
 pub fn page_incidents(
     conn: &Connection,
@@ -196,6 +212,24 @@ mod tests {
         );
         assert_eq!(paged_since(&c, "alice", t(5)).unwrap(), vec![1, 2, 3]);
         assert_eq!(paged_since(&c, "alice", t(20)).unwrap(), vec![1]);
+    }
+
+    #[test]
+    fn an_open_incident_with_no_live_page_after_an_unreachable_step_is_flagged() {
+        let c = db();
+        for id in [1, 2, 3] {
+            crate::store::queries::event(&c, Some(id), t(0), "page-unreachable", None, "x", None)
+                .unwrap();
+        }
+        // #2 was paged later (someone at a later step was reached); #3 is resolved.
+        let p = queue(&c, PageKind::Page, Some(2), Channel::Sms, 5);
+        set(&c, p, "sent", 6);
+        c.execute("UPDATE incidents SET status='resolved' WHERE id=3", [])
+            .unwrap();
+        assert_eq!(nobody_reached(&c).unwrap(), vec![1]);
+        // A page that failed for good reached nobody either.
+        set(&c, p, "failed", 7);
+        assert_eq!(nobody_reached(&c).unwrap(), vec![1, 2]);
     }
 
     #[test]
