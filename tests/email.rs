@@ -110,6 +110,36 @@ fn assert_both_parts(received: &ReceivedMessage) {
     assert_eq!(received.rcpt_to, vec!["alice@example.org".to_string()]);
 }
 
+/// The test server adds no `Message-ID` (as many relays do not), so the one received is ours:
+/// every message carries its own, in the sender's domain.
+#[tokio::test]
+async fn every_message_carries_its_own_message_id() {
+    let server = start(SmtpTestOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sender = EmailSender::new(&config(&server, dir.path(), SmtpTls::None, None)).unwrap();
+    sender.send(&message()).await.unwrap();
+    sender.send(&message()).await.unwrap();
+    let received = server
+        .wait_for_messages(2, WAIT)
+        .await
+        .expect("both messages arrive");
+    let ids: Vec<String> = received
+        .iter()
+        .map(|r| {
+            let parsed = MessageParser::default().parse(&r.data).unwrap();
+            parsed.message_id().expect("a Message-ID header").to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), 2);
+    for id in &ids {
+        assert!(
+            id.starts_with("pagerbox.") && id.ends_with("@box.example"),
+            "{id}"
+        );
+    }
+    assert_ne!(ids[0], ids[1], "each message has its own id");
+}
+
 #[tokio::test]
 async fn plain_smtp_delivers_both_parts_and_a_utf8_subject() {
     let server = start(SmtpTestOptions::default()).await;

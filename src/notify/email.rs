@@ -431,6 +431,7 @@ impl EmailSender {
         let builder = Message::builder()
             .from(self.from.clone())
             .to(to)
+            .message_id(Some(message_id(&self.from)))
             .subject(one_line(&msg.subject));
         let built = match &msg.html {
             Some(html) => builder.multipart(MultiPart::alternative_plain_html(
@@ -441,6 +442,24 @@ impl EmailSender {
         };
         built.map_err(|source| EmailError::Message { source })
     }
+}
+
+/// A fresh `Message-ID` in the sender's own domain: `<pagerbox.1767225600123456789.9f3c2a1b@box.example>`.
+///
+/// Relays are not required to add one, and large receivers (Gmail) refuse mail without it, or
+/// a relay that accepted it bounces it later while the page stands as sent. The id is made
+/// here, for every message, from the clock and 64 random bits, so two emails never share one
+/// (a receiver may drop the second of two with the same id as a duplicate).
+fn message_id(from: &Mailbox) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "<pagerbox.{nanos}.{:016x}@{}>",
+        fastrand::u64(..),
+        from.email.domain()
+    )
 }
 
 /// Username and password from the config, the password read from its file now.
