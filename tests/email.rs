@@ -127,7 +127,10 @@ async fn every_message_carries_its_own_message_id() {
         .iter()
         .map(|r| {
             let parsed = MessageParser::default().parse(&r.data).unwrap();
-            parsed.message_id().expect("a Message-ID header").to_string()
+            parsed
+                .message_id()
+                .expect("a Message-ID header")
+                .to_string()
         })
         .collect();
     assert_eq!(ids.len(), 2);
@@ -328,6 +331,14 @@ async fn connection_refused_is_retryable_and_recovers() {
 
     let err = sender.send(&message()).await.unwrap_err();
     assert!(matches!(err, EmailError::Connection { .. }), "{err:?}");
+    // Each cause is said once: `cannot talk to SMTP server H: Connection error: ...`, never
+    // `Connection error: Connection error: ...`.
+    let text = err.to_string();
+    let parts: Vec<&str> = text.split(": ").collect();
+    assert!(
+        parts.windows(2).all(|w| w[0] != w[1]),
+        "a cause is repeated: {text}"
+    );
     assert!(err.is_retryable());
     assert_eq!(err.code(), None);
     let err = sender.check().await.unwrap_err();

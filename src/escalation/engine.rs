@@ -746,9 +746,9 @@ fn page_step(
                         "page-grouped",
                         None,
                         &format!(
-                            "sms to {} held for a digest at {}: {}",
+                            "sms to {} held for a digest in {}s: {}",
                             t.user,
-                            why.1.format("%H:%M:%S UTC"),
+                            (why.1 - now).num_seconds().max(0),
                             why.0
                         ),
                         Some(&serde_json::json!({ "outbox_id": digest })),

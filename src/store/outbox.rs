@@ -568,7 +568,7 @@ pub fn finish(
                 "page-sent",
                 format!(
                     "{} to {who} sent (attempt {}): {detail}",
-                    p.channel, p.attempts
+                    p.channel, p.channel_attempts
                 ),
             )
         }
@@ -579,11 +579,13 @@ pub fn finish(
             )?;
             (
                 "page-retry",
+                // The wait, not a clock time: the timeline is shown in the box's zone, and a
+                // "retry at ... UTC" in it would mix two zones.
                 format!(
-                    "{} to {who} failed (attempt {}): {error}; retry at {}",
+                    "{} to {who} failed (attempt {}): {error}; retry in {}s",
                     p.channel,
-                    p.attempts,
-                    retry_at.format("%H:%M:%S UTC")
+                    p.channel_attempts,
+                    (*retry_at - now).num_seconds().max(0)
                 ),
             )
         }
@@ -624,8 +626,7 @@ pub fn finish(
             )
         }
     };
-    let data =
-        serde_json::json!({ "outbox_id": p.id, "channel": p.channel, "attempt": p.attempts });
+    let data = serde_json::json!({ "outbox_id": p.id, "channel": p.channel, "attempt": p.channel_attempts, "attempts_in_all": p.attempts });
     let mut incidents: Vec<IncidentId> = p.incident_id.into_iter().collect();
     incidents.extend(p.items.iter().copied());
     for inc in incidents {
