@@ -407,6 +407,25 @@ async fn changed(readiness: &mut Option<watch::Receiver<Health>>) -> bool {
     }
 }
 
+/// Why an email page need not go out: an email to the same person about each of its incidents
+/// already went out since this page was queued (that is, in the same escalation step). While the
+/// modem is down, one step's SMS and voice pages both fall through to email next to the
+/// person's own email rule; one email per person per step says it all, three identical ones
+/// teach people to ignore them. Decided from the timelines already loaded for the page.
+fn emailed_in_this_step(page: &Page, open: &[(Incident, Vec<TimelineEvent>)]) -> Option<String> {
+    if page.channel != Channel::Email || open.is_empty() {
+        return None;
+    }
+    let user = page.user_id.as_deref()?;
+    let prefix = format!("email to {user} sent");
+    let all_emailed = open.iter().all(|(_, timeline)| {
+        timeline.iter().any(|e| {
+            e.kind == "page-sent" && e.at >= page.created_at && e.message.starts_with(&prefix)
+        })
+    });
+    all_emailed.then(|| format!("an email to {user} about this already went out in this step"))
+}
+
 /// Sends one claimed page and records the outcome.
 async fn handle(
     transport: &dyn Transport,
@@ -468,6 +487,8 @@ async fn handle(
         Attempt::Cancelled {
             reason: "incident no longer triggered".into(),
         }
+    } else if let Some(reason) = emailed_in_this_step(&page, &open) {
+        Attempt::Cancelled { reason }
     } else {
         let text = match page.kind {
             PageKind::Digest => {
