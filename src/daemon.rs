@@ -120,7 +120,15 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
     )?;
     let token = intake::read_token(&config).with_context(|| "cannot read http.token_file")?;
     if token.is_none() {
-        tracing::warn!("http.token_file is not set: anyone who can reach the API can write to it");
+        // On a loopback address only this machine's users can write; elsewhere, anyone who
+        // can reach the address can.
+        if config.http.listen.ip().is_loopback() {
+            tracing::info!("http.token_file is not set: local users can write to the API");
+        } else {
+            tracing::warn!(
+                "http.token_file is not set: anyone who can reach the API can write to it"
+            );
+        }
     }
 
     let http = intake::server::bind(config.http.listen)
@@ -768,6 +776,7 @@ async fn paging_health(
     beat: crate::supervisor::Heartbeat,
     shutdown: CancellationToken,
 ) {
+    let mut said_impaired = false;
     loop {
         beat.beat();
         let h = sender::health(&transports);
@@ -777,8 +786,12 @@ async fn paging_health(
             }
             if h.impaired() {
                 tracing::error!(down = ?h.down, "paging impaired: no channel can send; pages are kept and retried");
-            } else if old.impaired() {
+                said_impaired = true;
+            } else if said_impaired {
+                // Only after an impairment that was reported: the first health at start is
+                // not a recovery.
                 tracing::info!(ready = ?h.ready, "paging restored");
+                said_impaired = false;
             }
             *old = h;
             true

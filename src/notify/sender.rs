@@ -294,6 +294,7 @@ pub async fn run(
     // `channel_start_wait`), and whether it was ready at the last look (to wake on its return).
     let mut been_ready = false;
     let mut was_ready = true;
+    let mut said_impaired = false;
     loop {
         beat.beat();
         if shutdown.is_cancelled() {
@@ -307,8 +308,12 @@ pub async fn run(
             if *old != h {
                 if h.impaired() {
                     tracing::error!(down = ?h.down, "paging impaired: no channel can send; pages are kept and retried");
-                } else if old.impaired() {
+                    said_impaired = true;
+                } else if said_impaired {
+                    // Only after a reported impairment: the first health at start is not a
+                    // recovery.
                     tracing::info!(ready = ?h.ready, "paging restored");
+                    said_impaired = false;
                 }
                 *old = h.clone();
                 true
