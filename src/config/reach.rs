@@ -168,3 +168,25 @@ policy = "default"
         );
     }
 }
+
+#[cfg(test)]
+mod layer_names {
+    use std::path::Path;
+
+    use crate::config::Config;
+    use crate::schedule::Source;
+
+    #[test]
+    fn an_unnamed_layer_reads_layer_1_not_layer_layer_1() {
+        let c = Config::parse(
+            "[[users]]\nid = \"a\"\nphone = \"+4915100000001\"\n[[schedules]]\nid = \"s\"\n\
+             [[schedules.layers]]\nusers = [\"a\"]\nshift = \"1w\"\nstart = \"2026-01-05T09:00\"\n",
+            "t.toml",
+            Path::new("/"),
+        )
+        .unwrap()
+        .config;
+        let name = c.schedules[0].layers[0].name.clone();
+        assert_eq!(Source::Layer(name).to_string(), "layer 1");
+    }
+}
