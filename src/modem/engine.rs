@@ -452,15 +452,6 @@ impl<P: Port> AtEngine<P> {
         Ok(())
     }
 
-    /// Drops the "module ready" announcements (`RDY`) read so far, and says how many. A bring-up
-    /// that starts after them configures the module they announced; handled later, they would
-    /// make the driver believe the module restarted right after it was brought up.
-    pub fn discard_ready_announcements(&mut self) -> usize {
-        let before = self.unsolicited.len();
-        self.unsolicited.retain(|u| u.urc != Urc::Ready);
-        before - self.unsolicited.len()
-    }
-
     /// Re-synchronises: drains, then sends `AT` up to `attempts` times until `OK`.
     pub async fn resync(&mut self, attempts: u32, each: Duration) -> Result<(), EngineError> {
         let mut last = None;

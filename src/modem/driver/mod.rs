@@ -658,8 +658,6 @@ impl<O: PortOpener> Driver<O> {
             if let Err(e) = synced {
                 return Err(ModemError::Command(e));
             }
-            // The boot announcement that preceded this bring-up is answered by it.
-            engine.discard_ready_announcements();
         }
         self.exec(Command::new("ATE0", self.s.command_timeout))
             .await?;
