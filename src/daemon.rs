@@ -82,12 +82,22 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
+    warn_unreachable(&loaded.config);
     // Started anyway, so the channels that work keep paging; the broken part shows in the log
     // and (for a channel) in /healthz. `check` and a reload refuse such a file.
     for e in &loaded.impaired {
         tracing::error!("config problem, running impaired: {e}");
     }
     run_with(loaded.config, Arc::new(SystemClock)).await
+}
+
+/// Logs every way `config` can leave someone unpaged (routes whose alerts reach nobody, on-call
+/// gaps ahead), at start and after a reload: the box owner must hear of it before an alert does.
+fn warn_unreachable(config: &Config) {
+    let overrides = crate::cli::runtime_overrides(config);
+    for w in crate::config::reach::unreachable(config, SystemClock.now(), &overrides) {
+        tracing::warn!("nobody would be paged: {w}");
+    }
 }
 
 /// Runs the daemon with an already validated config: opens the store and the listeners, starts
@@ -111,7 +121,15 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
     )?;
     let token = intake::read_token(&config).with_context(|| "cannot read http.token_file")?;
     if token.is_none() {
-        tracing::warn!("http.token_file is not set: anyone who can reach the API can write to it");
+        // On a loopback address only this machine's users can write; elsewhere, anyone who
+        // can reach the address can.
+        if config.http.listen.ip().is_loopback() {
+            tracing::info!("http.token_file is not set: local users can write to the API");
+        } else {
+            tracing::warn!(
+                "http.token_file is not set: anyone who can reach the API can write to it"
+            );
+        }
     }
     let listeners = Listeners::bind(&config).await?;
     let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
@@ -620,6 +638,10 @@ async fn wait_for_signals(
                             tracing::info!("token changed; sessions ended");
                         }
                         tracing::info!(path = %path.display(), "config reloaded");
+                        for w in &loaded.warnings {
+                            tracing::warn!("{w}");
+                        }
+                        warn_unreachable(&config_tx.borrow());
                     }
                     Err(e) => {
                         tracing::error!(path = %path.display(), "config reload rejected; keeping the running config:\n{e}");

@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("pagerbox: {e:#}");
+            eprintln!("pagerbox: {}", cli::error_text(&e));
             ExitCode::FAILURE
         }
     }

@@ -248,3 +248,121 @@ fn every_reply_form_acknowledges_through_the_modem() {
             .find(|t| t.contains("#999 not found"))
     });
 }
+
+/// `ACK` alone means the page that last reached the phone. #A's call is queued first, due a
+/// little later; #B's SMS goes out meanwhile; #A's call goes unanswered and falls back to SMS,
+/// so the phone's newest page is #A's although #A's page was queued first. The confirmation names #A and tells how to ack #B.
+#[test]
+fn ack_alone_means_the_page_that_last_reached_the_phone() {
+    let sim = ExternalSim::start();
+    let config = format!(
+        r#"
+[modem]
+device = "{link}"
+profile = "sim7600"
+command_timeout = "2s"
+health_interval = "1s"
+ring_for = "2s"
+
+[paging]
+group_window = "0s"
+channels = ["voice", "sms"]
+max_attempts = 1
+
+[[users]]
+id = "alice"
+phone = "{ALICE}"
+[[users.rules]]
+channel = "voice"
+after = "3s"
+[[users.rules]]
+channel = "sms"
+after = "0s"
+
+[[users]]
+id = "bob"
+phone = "{BOB}"
+
+[[users]]
+id = "dave"
+phone = "+4915100000044"
+
+[[schedules]]
+id = "primary"
+[[schedules.layers]]
+users = ["alice"]
+shift = "1w"
+start = "2026-01-05T09:00"
+
+[[policies]]
+id = "default"
+[[policies.steps]]
+schedules = ["primary"]
+wait = "60s"
+[[policies.steps]]
+users = ["bob"]
+wait = "60s"
+
+[[routes]]
+id = "calls"
+policy = "default"
+match = {{ service = "calls" }}
+channels = ["voice"]
+
+[[routes]]
+id = "default"
+policy = "default"
+channels = ["sms"]
+"#,
+        link = sim.link.display()
+    );
+    let d = Daemon::start(&config);
+    d.wait_for(20, "modem up", || {
+        let (_, h) = d.get("/healthz");
+        (h["modem"]["state"] == "up").then_some(())
+    });
+    let post = |service: &str| {
+        let (code, v) = d.post_json(
+            "/v1/alerts",
+            json!({"summary": format!("{service} down"), "severity": "critical", "service": service}),
+        );
+        assert_eq!(code, 202, "{v}");
+        v["incident_id"].as_i64().unwrap()
+    };
+    // #A's call is queued at once, due in 3 s; #B's SMS goes out before it rings.
+    let a = post("calls");
+    let b = post("web");
+    d.wait_for(10, "#B's page", || {
+        sim.sms_to(ALICE)
+            .into_iter()
+            .find(|t| t.starts_with(&format!("#{b} ")))
+    });
+    assert_eq!(sim.calls_to(ALICE), 0, "#B's SMS went out before #A's call");
+    // The unanswered call falls back to SMS.
+    d.wait_for(20, "#A's page by SMS after the call", || {
+        sim.sms_to(ALICE)
+            .into_iter()
+            .find(|t| t.starts_with(&format!("#{a} ")))
+    });
+    sms_in(&sim, ALICE, "ACK");
+    let confirmation = d.wait_for(10, "the confirmation", || {
+        sim.sms_to(ALICE).into_iter().find(|t| t.contains("acked"))
+    });
+    assert_eq!(
+        confirmation,
+        format!("#{a} acked by alice. Also open: #{b} ({b}a)")
+    );
+    assert_eq!(incident(&d, a)["status"], "acknowledged");
+    assert_eq!(incident(&d, b)["status"], "triggered");
+
+    // Dave is a configured user whom #B does not concern: refused, with the reason.
+    sms_in(&sim, "+4915100000044", &format!("{b}a"));
+    let refusal = d.wait_for(10, "the refusal", || {
+        sim.sms_to("+4915100000044").into_iter().next()
+    });
+    assert_eq!(
+        refusal,
+        format!("#{b} not changed: it was not paged to you and you are not on policy default")
+    );
+    assert_eq!(incident(&d, b)["status"], "triggered");
+}

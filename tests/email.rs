@@ -110,6 +110,39 @@ fn assert_both_parts(received: &ReceivedMessage) {
     assert_eq!(received.rcpt_to, vec!["alice@example.org".to_string()]);
 }
 
+/// The test server adds no `Message-ID` (as many relays do not), so the one received is ours:
+/// every message carries its own, in the sender's domain.
+#[tokio::test]
+async fn every_message_carries_its_own_message_id() {
+    let server = start(SmtpTestOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sender = EmailSender::new(&config(&server, dir.path(), SmtpTls::None, None)).unwrap();
+    sender.send(&message()).await.unwrap();
+    sender.send(&message()).await.unwrap();
+    let received = server
+        .wait_for_messages(2, WAIT)
+        .await
+        .expect("both messages arrive");
+    let ids: Vec<String> = received
+        .iter()
+        .map(|r| {
+            let parsed = MessageParser::default().parse(&r.data).unwrap();
+            parsed
+                .message_id()
+                .expect("a Message-ID header")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), 2);
+    for id in &ids {
+        assert!(
+            id.starts_with("pagerbox.") && id.ends_with("@box.example"),
+            "{id}"
+        );
+    }
+    assert_ne!(ids[0], ids[1], "each message has its own id");
+}
+
 #[tokio::test]
 async fn plain_smtp_delivers_both_parts_and_a_utf8_subject() {
     let server = start(SmtpTestOptions::default()).await;
@@ -298,6 +331,14 @@ async fn connection_refused_is_retryable_and_recovers() {
 
     let err = sender.send(&message()).await.unwrap_err();
     assert!(matches!(err, EmailError::Connection { .. }), "{err:?}");
+    // Each cause is said once: `cannot talk to SMTP server H: Connection error: ...`, never
+    // `Connection error: Connection error: ...`.
+    let text = err.to_string();
+    let parts: Vec<&str> = text.split(": ").collect();
+    assert!(
+        parts.windows(2).all(|w| w[0] != w[1]),
+        "a cause is repeated: {text}"
+    );
     assert!(err.is_retryable());
     assert_eq!(err.code(), None);
     let err = sender.check().await.unwrap_err();

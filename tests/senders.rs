@@ -260,3 +260,42 @@ fn with_email_off_an_email_rule_pages_by_sms_and_queues_no_email() {
         (h["outbox"]["pending"] == 0).then_some(())
     });
 }
+
+/// An SMS page whose submits keep failing falls through to email. No SMS went out, so the email
+/// never says "reply to the SMS"; it says how to ack by the CLI and the API, carries its own
+/// Message-ID, and is "attempt 1" of the email channel (attempts are counted per channel).
+#[test]
+fn an_sms_page_that_falls_back_to_email_can_be_acted_on_from_the_email() {
+    let sim = ExternalSim::start();
+    let smtp = Smtp::start();
+    // SMS, then straight to email (no call in between).
+    let config = config(&sim, Some(&smtp))
+        .replace("[paging]\n", "[paging]\nchannels = [\"sms\", \"email\"]\n");
+    let d = Daemon::start(&config);
+    d.wait_for(20, "modem up", || modem_up(&d).then_some(()));
+    sim.request(ControlRequest::Fault {
+        fault: Fault::SubmitCms500 { count: 100 },
+    });
+    let id = trigger(&d, "fallback");
+    let mail = d.wait_for(30, "the email", || {
+        smtp.server.messages().into_iter().next()
+    });
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&mail.data)
+        .unwrap();
+    let message_id = parsed.message_id().expect("a Message-ID").to_string();
+    assert!(message_id.ends_with("@localhost"), "{message_id}");
+    let text = parsed.body_text(0).unwrap().to_string();
+    assert!(text.contains(&format!("pagerbox ack {id}")), "{text}");
+    assert!(
+        text.contains(&format!("POST /v1/incidents/{id}/acknowledge")),
+        "{text}"
+    );
+    assert!(!text.contains("page SMS"), "no SMS went out: {text}");
+    let sent = d.wait_for(10, "the email recorded as sent", || {
+        timeline(&d, id)
+            .into_iter()
+            .find(|(k, m)| k == "page-sent" && m.starts_with("email "))
+    });
+    assert!(sent.1.contains("(attempt 1)"), "{sent:?}");
+}

@@ -148,6 +148,14 @@ fn http_silence_records_matching_alerts_without_paging_and_others_page() {
         v["errors"].to_string().contains("bad regular expression"),
         "{v}"
     );
+    // Well-formed JSON without the comment: the missing field is named as a requirement.
+    let (code, v) = d.post_json("/v1/silences", json!({"service": "db", "duration": "1h"}));
+    assert_eq!(code, 400, "{v}");
+    assert!(
+        v["errors"].to_string().contains("comment is required"),
+        "{v}"
+    );
+    assert!(!v.to_string().contains("malformed JSON"), "{v}");
     // No condition at all would silence everything: refused.
     let (code, v) = d.post_json("/v1/silences", json!({"duration": "1h", "comment": "x"}));
     assert_eq!(code, 400, "{v}");

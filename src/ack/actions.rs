@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::escalation::engine::runtime_overrides;
 use crate::incident::{Actor, Channel, Incident, IncidentId, Status};
 use crate::store::outbox::{enqueue, NewPage, PageKind};
+use crate::store::pages;
 use crate::store::queries::{self, event};
 use crate::store::{ms, AlertAction, AlertOutcome, ListFilter, StoreError};
 
@@ -111,7 +112,15 @@ pub(crate) fn execute(
                 Status::Resolved
             };
             let ids = match target {
-                Target::Incident(id) => vec![*id],
+                Target::Incident(id) => {
+                    let Some(inc) = queries::incident(conn, *id)? else {
+                        return Ok(not_found(*id));
+                    };
+                    if let Some(why) = refusal(conn, sender, &inc, now)? {
+                        return Ok(Reply::new(why, Some(*id)));
+                    }
+                    vec![*id]
+                }
                 Target::LastPaged => {
                     let ids = last_paged(conn, &sender.user)?;
                     if ids.is_empty() {
@@ -123,7 +132,8 @@ pub(crate) fn execute(
                     ids
                 }
             };
-            act(conn, sender, &ids, to, now)
+            let reply = act(conn, sender, &ids, to, now)?;
+            with_others(conn, sender, reply, &ids, to, now)
         }
         Command::Escalate(id) => escalate(conn, sender, *id, now),
         Command::Note { incident, text } => {
@@ -232,40 +242,28 @@ pub(crate) fn acts_on_own_page(
         Command::Acknowledge(t) | Command::Resolve(t) => t,
         _ => return Ok(false),
     };
-    let id = match target {
-        Target::LastPaged => return Ok(true),
-        Target::Incident(id) => *id,
-    };
-    let mut stmt = conn.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM outbox WHERE user_id=?1 AND kind IN ('page','digest') \
-         AND (incident_id=?2 OR id IN \
-         (SELECT outbox_id FROM outbox_items WHERE incident_id=?2)))",
-    )?;
-    Ok(stmt.query_row(params![user, id], |r| r.get(0))?)
+    Ok(match target {
+        Target::LastPaged => true,
+        Target::Incident(id) => pages::was_paged_to(conn, user, *id)?,
+    })
 }
 
-/// The open incidents of the newest page or digest sent to `user` that still has any.
+/// The open incidents of the page or digest that most recently *reached* `user`'s phone and
+/// still has any: what a person means by `ACK` alone is the page they just read or heard.
 ///
-/// Only pages that went out count (`sending`, `sent`, `delivered`): a page still waiting in the
-/// outbox (rate-limited digest, a voice call due later) is not what the person is answering.
-/// `sending` counts because a fast reply can arrive before the sender recorded `sent`.
+/// Reached means sent on SMS or voice (`sending` too: a fast reply can arrive before the sender
+/// recorded `sent`), ordered by when it went out or was reported delivered, never by when it
+/// was queued: a page queued before a digest, whose unanswered call fell back to SMS after the
+/// digest went out, is the newer one for the person holding the phone. A page still waiting in
+/// the outbox, or one that only went by email, is not what they are answering.
 pub(crate) fn last_paged(conn: &Connection, user: &str) -> Result<Vec<IncidentId>, StoreError> {
-    let rows: Vec<(i64, Option<IncidentId>)> = {
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, incident_id FROM outbox WHERE user_id=?1 AND kind IN ('page','digest') \
-             AND state IN ('sending','sent','delivered') ORDER BY created_at DESC, id DESC LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![user, LAST_PAGED_SCAN], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-        rows.collect::<rusqlite::Result<_>>()?
-    };
-    for (outbox_id, incident) in rows {
-        let open: Vec<IncidentId> = page_incidents(conn, outbox_id, incident)?
-            .into_iter()
-            .filter(|i| i.status.is_open())
-            .map(|i| i.id)
-            .collect();
+    for page in pages::reached_phone(conn, user, LAST_PAGED_SCAN)? {
+        let mut open = Vec::new();
+        for id in page.incidents {
+            if queries::incident(conn, id)?.is_some_and(|i| i.status.is_open()) {
+                open.push(id);
+            }
+        }
         if !open.is_empty() {
             return Ok(open);
         }
@@ -273,29 +271,101 @@ pub(crate) fn last_paged(conn: &Connection, user: &str) -> Result<Vec<IncidentId
     Ok(Vec::new())
 }
 
-/// The incidents a page row is about: its own, or a digest's items.
-fn page_incidents(
+/// Why `sender` may not acknowledge or resolve `inc`, or `None` when they may.
+///
+/// The policy: a person may stop an incident that was paged to them (in a page or digest, in
+/// any state), or one whose escalation policy (the one it follows now, else its route's) names
+/// them directly or names a schedule they are on (in a layer, or by an override in force).
+/// Anyone else is a configured user, but not one this incident concerns: acking it would stop
+/// the escalation that is paging the people who are responsible, so they get a short refusal
+/// that says why, and can still see it with `42?` or raise it with a note.
+pub(crate) fn refusal(
     conn: &Connection,
-    outbox_id: i64,
-    incident: Option<IncidentId>,
-) -> Result<Vec<Incident>, StoreError> {
-    let ids: Vec<IncidentId> = match incident {
-        Some(id) => vec![id],
-        None => {
-            let mut stmt = conn.prepare_cached(
-                "SELECT incident_id FROM outbox_items WHERE outbox_id=?1 ORDER BY incident_id",
-            )?;
-            let rows = stmt.query_map([outbox_id], |r| r.get(0))?;
-            rows.collect::<rusqlite::Result<_>>()?
-        }
+    sender: &Sender,
+    inc: &Incident,
+    now: DateTime<Utc>,
+) -> Result<Option<String>, StoreError> {
+    if pages::was_paged_to(conn, &sender.user, inc.id)? {
+        return Ok(None);
+    }
+    let route_policy = || {
+        let route = inc.route.as_deref()?;
+        let r = sender.config.routes.iter().find(|r| r.id == route)?;
+        Some(r.policy.clone())
     };
-    let mut out = Vec::new();
-    for id in ids {
-        if let Some(i) = queries::incident(conn, id)? {
-            out.push(i);
+    let Some(policy_id) = pages::escalation_policy(conn, inc.id)?.or_else(route_policy) else {
+        return Ok(Some(format!(
+            "#{} not changed: it was not paged to you and has no escalation policy",
+            inc.id
+        )));
+    };
+    let Some(policy) = sender.config.policies.iter().find(|p| p.id == policy_id) else {
+        return Ok(Some(format!(
+            "#{} not changed: it was not paged to you",
+            inc.id
+        )));
+    };
+    if policy.steps.iter().any(|s| s.users.contains(&sender.user)) {
+        return Ok(None);
+    }
+    let overrides = runtime_overrides(conn, now)?;
+    let on_schedule = |id: &str| {
+        let in_layer = sender
+            .config
+            .schedules
+            .iter()
+            .filter(|s| s.id == id)
+            .any(|s| s.layers.iter().any(|l| l.users.contains(&sender.user)));
+        let by_override = overrides
+            .get(id)
+            .is_some_and(|list| list.iter().any(|o| o.user == sender.user));
+        in_layer || by_override
+    };
+    if policy.schedule_ids().into_iter().any(on_schedule) {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "#{} not changed: it was not paged to you and you are not on policy {}",
+        inc.id, policy.id
+    )))
+}
+
+/// How far back `ACK`/`RES` look for the sender's other open incidents to mention.
+pub const RECENT_OTHERS: Duration = Duration::from_secs(60 * 60);
+
+/// `reply` followed by the other incidents paged to the sender within [`RECENT_OTHERS`] that
+/// the command left waiting, and how to stop each: `#9 acked by alice. Also open: #7 (7a)`.
+/// Someone who acked the page they just read must not believe every page is stopped.
+fn with_others(
+    conn: &Connection,
+    sender: &Sender,
+    reply: Reply,
+    done: &[IncidentId],
+    to: Status,
+    now: DateTime<Utc>,
+) -> Result<Reply, StoreError> {
+    let since = crate::clock::sub(now, RECENT_OTHERS);
+    let letter = if to == Status::Resolved { 'r' } else { 'a' };
+    let mut items = Vec::new();
+    for id in pages::paged_since(conn, &sender.user, since)? {
+        if done.contains(&id) {
+            continue;
+        }
+        let waiting = queries::incident(conn, id)?.is_some_and(|i| match to {
+            Status::Resolved => i.status.is_open(),
+            _ => i.status == Status::Triggered,
+        });
+        if waiting {
+            items.push(format!("#{id} ({id}{letter})"));
         }
     }
-    Ok(out)
+    if items.is_empty() {
+        return Ok(reply);
+    }
+    Ok(Reply {
+        text: fit_list(&format!("{}. Also open: ", reply.text), &items, ", ", 1),
+        incident: reply.incident,
+    })
 }
 
 /// What a missed call did.
@@ -341,7 +411,10 @@ pub(crate) fn missed_call(
     let mut meant = false;
     let mut ids: Vec<IncidentId> = Vec::new();
     for (outbox_id, incident) in rows {
-        for inc in page_incidents(conn, outbox_id, incident)? {
+        for id in pages::page_incidents(conn, outbox_id, incident)? {
+            let Some(inc) = queries::incident(conn, id)? else {
+                continue;
+            };
             if !takes_missed_call(&inc) {
                 continue;
             }

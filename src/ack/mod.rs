@@ -11,7 +11,13 @@
 //!
 //! Who may: the sender's number is normalised ([`PhoneNumber::normalize`] with the configured
 //! country code) and must be a configured user's phone. Anyone else gets no reply at all (no SMS
-//! loops, no cost) and is logged with a masked number. Alphanumeric senders are never answered.
+//! loops, no cost) and is logged with a masked number. A configured user may acknowledge or
+//! resolve an incident paged to them or whose escalation policy names them or a schedule they
+//! are on; for any other incident they get a refusal naming why (`actions::refusal`), because an
+//! ack by someone it does not concern silently stops the escalation paging those responsible.
+//! `ACK`/`RES` without a number mean the page that most recently reached the sender's phone
+//! (sent or delivered, not queued: `actions::last_paged`), and the confirmation lists the
+//! sender's other open incidents paged recently, with the reply that stops each. Alphanumeric senders are never answered.
 //! Each sender has a rate limit ([`limit`]) on messages that parse as commands; over it, the
 //! first message is answered "slow down" and the rest are ignored, except that an ack or resolve
 //! of an incident paged to that sender is always carried out (only its reply is held back): a

@@ -381,21 +381,142 @@ async fn ack_alone_takes_the_incident_most_recently_paged_to_the_sender() {
         h.reply(BOB, "ack").await,
         "nothing paged to you is open. Send STATUS"
     );
+    // The confirmation names what was acked and what is still waiting, with how to ack it.
     assert_eq!(
         h.reply(ALICE, "ACK").await,
-        format!("#{second} acked by alice")
+        format!("#{second} acked by alice. Also open: #{first} ({first}a)")
     );
     assert_eq!(h.status(first).await, Status::Triggered);
     // Still open (acknowledged): ACK again says so; RES resolves it.
     assert_eq!(
         h.reply(ALICE, "ack.").await,
-        format!("#{second} already acked by alice 04:02")
+        format!("#{second} already acked by alice 04:02. Also open: #{first} ({first}a)")
     );
-    assert_eq!(h.reply(ALICE, "RES").await, format!("#{second} resolved"));
+    assert_eq!(
+        h.reply(ALICE, "RES").await,
+        format!("#{second} resolved. Also open: #{first} ({first}r)")
+    );
     // Now the newest page with an open incident is the first one.
     assert_eq!(
         h.reply(ALICE, "a").await,
         format!("#{first} acked by alice")
+    );
+}
+
+/// The story that acked the wrong incident: #A paged by SMS with a call to follow, then #B went
+/// out in a digest, then #A's unanswered call fell back to SMS. The phone's last page is #A's
+/// SMS, so `ACK` means #A, although #A's page was queued before the digest.
+#[tokio::test]
+async fn ack_alone_means_the_page_that_last_reached_the_phone_not_the_newest_queued() {
+    let mut h = Harness::new();
+    let a = h.trigger("a", "db").await;
+    h.advance(minutes(1));
+    let b = h.trigger("b", "web").await;
+    // #B's own page is replaced by a digest naming it, sent now.
+    h.store
+        .call(move |c, now| {
+            c.execute(
+                "UPDATE outbox SET state='cancelled' WHERE incident_id=?1",
+                [b],
+            )?;
+            let d = crate::store::outbox::enqueue(
+                c,
+                &crate::store::outbox::NewPage {
+                    kind: crate::store::outbox::PageKind::Digest,
+                    incident_id: None,
+                    user_id: Some("alice".into()),
+                    channel: crate::incident::Channel::Sms,
+                    address: ALICE.into(),
+                    subject: None,
+                    body: "1 new".into(),
+                    priority: 3,
+                    due_at: now,
+                },
+                now,
+            )?;
+            crate::store::outbox::add_item(c, d, b)?;
+            mark_sms_sent(c, now)
+        })
+        .await
+        .unwrap();
+    h.advance(minutes(2));
+    // #A's call (queued with #A, before the digest) went unanswered and fell back to SMS,
+    // which went out now.
+    let moved = h
+        .store
+        .call(move |c, now| {
+            Ok(c.execute(
+                "UPDATE outbox SET channel='sms', address=?2, state='sent', updated_at=?3 \
+                 WHERE incident_id=?1 AND channel='voice'",
+                params![a, ALICE, ms(now)],
+            )?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(moved, 1, "the config pages alice by voice after SMS");
+    assert_eq!(
+        h.reply(ALICE, "ACK").await,
+        format!("#{a} acked by alice. Also open: #{b} ({b}a)")
+    );
+    assert_eq!(h.status(a).await, Status::Acknowledged);
+    assert_eq!(h.status(b).await, Status::Triggered);
+    // The timeline records who and how.
+    let acked = h.incident(a).await.0.acknowledged.unwrap();
+    assert_eq!((acked.by.as_str(), acked.via.as_str()), ("alice", "sms"));
+}
+
+#[tokio::test]
+async fn a_user_the_incident_does_not_concern_is_refused_with_the_reason() {
+    let mut h = Harness::new();
+    let id = h.trigger("x", "db").await;
+    // Dave is a configured user but in no schedule or step of the policy, and was paged nothing.
+    for text in [format!("{id}a"), format!("{id}r"), format!("ack {id}")] {
+        assert_eq!(
+            h.reply(DAVE, &text).await,
+            format!("#{id} not changed: it was not paged to you and you are not on policy default"),
+            "{text:?}"
+        );
+    }
+    assert_eq!(h.status(id).await, Status::Triggered);
+    // Bob was not paged (alice is on call) but is on the policy's schedule; carol is a later
+    // step of the policy: both may act.
+    assert_eq!(
+        h.reply(BOB, &format!("{id}a")).await,
+        format!("#{id} acked by bob")
+    );
+    assert_eq!(
+        h.reply(CAROL, &format!("{id}r")).await,
+        format!("#{id} resolved")
+    );
+}
+
+#[tokio::test]
+async fn taking_the_pager_puts_a_user_on_the_policy() {
+    let mut h = Harness::new();
+    let id = h.trigger("y", "db").await;
+    assert!(h
+        .reply(DAVE, &format!("{id}a"))
+        .await
+        .contains("not changed"));
+    // An override in force on a schedule of the policy counts as being on it.
+    h.store
+        .call(move |c, now| {
+            crate::store::overrides::add(
+                c,
+                "primary",
+                "dave",
+                now,
+                now + minutes(60),
+                "test",
+                now,
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        h.reply(DAVE, &format!("{id}a")).await,
+        format!("#{id} acked by dave")
     );
 }
 
@@ -546,7 +667,7 @@ async fn acks_and_resolves_of_ones_own_pages_are_done_even_over_the_limit() {
     assert_eq!(
         h.sms(ALICE, &format!("{}r", ids[1])).await,
         Outcome::Acted {
-            text: format!("#{} resolved", ids[1])
+            text: format!("#{} resolved. Also open: #{} ({}r)", ids[1], ids[0], ids[0])
         }
     );
     let Outcome::Acted { text: acked } = h.sms(ALICE, "ACK").await else {

@@ -90,6 +90,8 @@ pub struct IdArgs {
 /// A connection to the daemon's HTTP API (address and token from the target).
 pub(super) struct Client {
     base: String,
+    /// Where `base` came from, said when the daemon cannot be reached.
+    from: String,
     token: Option<String>,
     agent: ureq::Agent,
 }
@@ -99,28 +101,45 @@ impl Client {
         let config = if t.url.is_none() || t.token_file.is_none() {
             match Config::load(&t.config) {
                 Ok(l) => Some(l.config),
-                Err(e) if t.url.is_some() => {
-                    let _ = e;
-                    None
+                // The address is given; the token may come from --token-file or nowhere.
+                Err(_) if t.url.is_some() => None,
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!(
+                            "no daemon address: PAGERBOX_URL is not set, no --url given, and the \
+                             config {} (from --config, PAGERBOX_CONFIG or the default) cannot be read",
+                            t.config.display()
+                        )
+                    })
                 }
-                Err(e) => return Err(e).context("no --url given and the config cannot be read"),
             }
         } else {
             None
         };
-        let base = match (&t.url, &config) {
-            (Some(u), _) => u.trim_end_matches('/').to_string(),
+        let (base, from) = match (&t.url, &config) {
+            (Some(u), _) => (
+                u.trim_end_matches('/').to_string(),
+                "--url or PAGERBOX_URL".to_string(),
+            ),
             (None, Some(c)) => {
-                let addr = if c.http.listen.port() == 0 {
-                    RunInfo::read(&c.daemon.state_dir)
-                        .map(|r| r.http)
-                        .context("the config listens on port 0 and no running daemon was found")?
+                let (addr, from) = if c.http.listen.port() == 0 {
+                    let run = RunInfo::read(&c.daemon.state_dir).with_context(|| {
+                        format!(
+                            "the config {} listens on port 0 and no running daemon was found in {}",
+                            t.config.display(),
+                            c.daemon.state_dir.display()
+                        )
+                    })?;
+                    (run.http, format!("the run file of {}", t.config.display()))
                 } else {
-                    c.http.listen
+                    (
+                        c.http.listen,
+                        format!("http.listen in {}", t.config.display()),
+                    )
                 };
-                format!("http://{addr}")
+                (format!("http://{addr}"), from)
             }
-            (None, None) => bail!("give --url or --config"),
+            (None, None) => bail!("give --url (or set PAGERBOX_URL) or --config"),
         };
         let token_file = t
             .token_file
@@ -138,7 +157,12 @@ impl Client {
         let agent = ureq::AgentBuilder::new()
             .timeout(Duration::from_secs(30))
             .build();
-        Ok(Client { base, token, agent })
+        Ok(Client {
+            base,
+            from,
+            token,
+            agent,
+        })
     }
 
     /// GETs `path` and returns the body as text (for non-JSON answers such as Markdown).
@@ -152,7 +176,12 @@ impl Client {
                     v["error"].as_str().unwrap_or("request failed")
                 )
             }
-            Err(e) => Err(e).with_context(|| format!("cannot reach pagerbox at {}", self.base)),
+            Err(e) => Err(e).with_context(|| {
+                format!(
+                    "cannot reach pagerbox at {} (from {})",
+                    self.base, self.from
+                )
+            }),
         }
     }
 
@@ -192,7 +221,12 @@ impl Client {
                     bail!("{code}: {msg}: {errs}")
                 }
             }
-            Err(e) => Err(e).with_context(|| format!("cannot reach pagerbox at {}", self.base)),
+            Err(e) => Err(e).with_context(|| {
+                format!(
+                    "cannot reach pagerbox at {} (from {})",
+                    self.base, self.from
+                )
+            }),
         }
     }
 }

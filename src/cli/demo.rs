@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use tokio::io::AsyncBufReadExt;
 
 use crate::clock::SystemClock;
 use crate::config::Config;
@@ -70,11 +69,23 @@ after = "0s"
 [[users.rules]]
 channel = "voice"
 after = "1m"
+# Warnings and info are paged too (by SMS only, never a call): in a demo, every alert shows.
+[[users.rules]]
+urgency = "low"
+channel = "sms"
+after = "0s"
 
 [[users]]
 id = "backup"
 name = "Backup"
 phone = "+15550100002"
+[[users.rules]]
+channel = "sms"
+after = "0s"
+[[users.rules]]
+urgency = "low"
+channel = "sms"
+after = "0s"
 
 [[schedules]]
 id = "primary"
@@ -140,17 +151,25 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!(
         "\npagerbox demo: daemon on http://127.0.0.1:{port}, modem simulator on a pseudo-terminal.
 Config and database: {dir}
+Simulator control socket: {control}
 
-Raise an alert from another terminal:
+Point the CLI at it from another terminal:
+  export PAGERBOX_URL=http://127.0.0.1:{port}
+  pagerbox send --severity critical --service db /var on db1 97% full
+  pagerbox incidents
+  pagerbox show 1
+or raise an alert with curl or UDP:
   curl -s -X POST http://127.0.0.1:{port}/v1/alerts -H 'Content-Type: application/json' -d '{{\"summary\":\"/var on db1 97% full\",\"severity\":\"critical\",\"service\":\"db\"}}'
   echo 'critical disk-db1 /var on db1 is 97% full' | nc -u -w1 127.0.0.1 {udp}
-  pagerbox send --url http://127.0.0.1:{port} --severity critical --service db /var on db1 97% full
 
 Messages reaching your phone ({DEMO_PHONE}) appear below. Type a reply and press Enter to send it
-from that phone: `1a` acknowledges #1, `1r` resolves it, `STATUS`, `HELP`. Ctrl-C stops.\n",
+from that phone: `1a` acknowledges #1, `1r` resolves it, `STATUS`, `HELP`. While a page call
+rings (the log says `placing call`): `answer` picks it up, `press 1` answers and presses 1
+(acknowledge), `reject` declines it. Ctrl-C stops.\n",
         port = args.port,
         udp = args.udp_port,
-        dir = dir.display()
+        dir = dir.display(),
+        control = control.display(),
     );
 
     let watch_control = control.clone();
@@ -170,7 +189,7 @@ from that phone: `1a` acknowledges #1, `1r` resolves it, `STATUS`, `HELP`. Ctrl-
                             ..
                         } => {
                             println!(
-                                "📞 call to {number}: {outcome:?}{}{}",
+                                "📞 call to {number} ended: {outcome:?}{}{}",
                                 if spoken.is_empty() {
                                     String::new()
                                 } else {
@@ -183,9 +202,7 @@ from that phone: `1a` acknowledges #1, `1r` resolves it, `STATUS`, `HELP`. Ctrl-
                                 }
                             )
                         }
-                        NetworkEntry::SmsIn { from, text, .. } => {
-                            println!("↩  SMS from {from}: {text}")
-                        }
+                        // Typed replies are echoed when they are sent.
                         _ => {}
                     }
                 }
@@ -194,26 +211,142 @@ from that phone: `1a` acknowledges #1, `1r` resolves it, `STATUS`, `HELP`. Ctrl-
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     });
+    // Lines are read on a plain thread: a read pending on the terminal must never hold up the
+    // exit on Ctrl-C (a runtime waits for its blocking reads to finish before it shuts down).
+    let (line_tx, mut lines) = tokio::sync::mpsc::channel::<String>(16);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if line_tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
     let stdin_control = control.clone();
     tokio::spawn(async move {
-        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            let text = line.trim().to_string();
-            if text.is_empty() {
-                continue;
-            }
-            let req = ControlRequest::SmsIn {
-                from: DEMO_PHONE.into(),
-                text,
-                options: Default::default(),
+        while let Some(line) = lines.recv().await {
+            let Some(input) = typed(&line) else { continue };
+            let (requests, echo) = match input {
+                Typed::Sms(text) => (
+                    vec![ControlRequest::SmsIn {
+                        from: DEMO_PHONE.into(),
+                        text: text.clone(),
+                        options: Default::default(),
+                    }],
+                    format!("↩  SMS from {DEMO_PHONE}: {text}"),
+                ),
+                Typed::Answer => (
+                    vec![ControlRequest::Answer],
+                    "📞 you answer the call".into(),
+                ),
+                Typed::Press(key) => (
+                    vec![ControlRequest::Answer, ControlRequest::Dtmf { key }],
+                    format!("📞 you answer and press {key}"),
+                ),
+                Typed::Reject => (
+                    vec![ControlRequest::Reject],
+                    "📞 you reject the call".into(),
+                ),
             };
-            if let Err(e) = request(&stdin_control, &req).await {
-                eprintln!("cannot send the reply: {e}");
+            println!("{echo}");
+            for (n, req) in requests.iter().enumerate() {
+                match request(&stdin_control, req).await {
+                    Ok(r) if r.ok => {}
+                    // Answering a call that is already up is fine before a key press.
+                    Ok(_) if n + 1 < requests.len() => {}
+                    Ok(r) => eprintln!(
+                        "   not done: {}",
+                        r.error.unwrap_or_else(|| "refused".into())
+                    ),
+                    Err(e) => eprintln!("   cannot reach the simulated phone: {e}"),
+                }
             }
         }
     });
     match daemon.await {
         Ok(r) => r.map(|()| ExitCode::SUCCESS),
         Err(e) => Err(anyhow::anyhow!("demo daemon failed: {e}")),
+    }
+}
+
+/// What a line typed in the demo terminal means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Typed {
+    /// An SMS from the phone, as typed.
+    Sms(String),
+    /// Pick up the ringing page call.
+    Answer,
+    /// Pick up (if not yet) and press a key.
+    Press(char),
+    /// Decline the ringing call.
+    Reject,
+}
+
+/// Reads one typed line: `answer`, `press 1`, `reject` act on the ringing call; anything else
+/// is an SMS reply; an empty line is nothing.
+fn typed(line: &str) -> Option<Typed> {
+    let text = line.trim();
+    if text.is_empty() {
+        return None;
+    }
+    let lower = text.to_lowercase();
+    Some(match lower.as_str() {
+        "answer" => Typed::Answer,
+        "reject" => Typed::Reject,
+        _ => match lower.strip_prefix("press ").map(str::trim) {
+            Some(k)
+                if k.chars().count() == 1
+                    && k.chars()
+                        .all(|c| c.is_ascii_digit() || c == '*' || c == '#') =>
+            {
+                Typed::Press(k.chars().next().unwrap_or('1'))
+            }
+            _ => Typed::Sms(text.to_string()),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_lines_are_call_actions_or_sms_replies() {
+        assert_eq!(typed("  "), None);
+        assert_eq!(typed("answer"), Some(Typed::Answer));
+        assert_eq!(typed("Press 1"), Some(Typed::Press('1')));
+        assert_eq!(typed("press #"), Some(Typed::Press('#')));
+        assert_eq!(typed("REJECT"), Some(Typed::Reject));
+        assert_eq!(typed(" 1a "), Some(Typed::Sms("1a".into())));
+        assert_eq!(typed("press 12"), Some(Typed::Sms("press 12".into())));
+    }
+
+    #[test]
+    fn the_demo_config_pages_its_user_for_every_severity_without_a_warning() {
+        let dir = std::path::Path::new("/tmp/pagerbox-demo-test");
+        let loaded = Config::parse(&demo_config(dir, 8080, 5140), "demo.toml", dir).unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        assert!(loaded.impaired.is_empty(), "{:?}", loaded.impaired);
+        let now = chrono::Utc::now();
+        let w = crate::config::reach::unreachable(&loaded.config, now, &Default::default());
+        assert!(w.is_empty(), "{w:#?}");
+        // Every severity pages "you" first.
+        let plan = crate::escalation::engine::Plan::new(Arc::new(loaded.config.clone()));
+        let route = &loaded.config.routes[0];
+        for severity in crate::incident::Severity::ALL {
+            let dry = crate::escalation::plan(
+                &plan.policies[&route.policy],
+                route,
+                severity,
+                &plan.directory,
+                now,
+                &Default::default(),
+            );
+            assert_eq!(
+                dry.pages.first().map(|p| p.user.as_str()),
+                Some("you"),
+                "{severity}"
+            );
+        }
     }
 }

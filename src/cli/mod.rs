@@ -129,12 +129,31 @@ pub enum PanelSub {
     Test(crate::panel::cli::PanelTestArgs),
 }
 
-/// `--config FILE`.
+/// `--config FILE`. Global, so it may also come after a subcommand's own subcommand
+/// (`pagerbox modem status --config F`).
 #[derive(Debug, Clone, Args)]
 pub struct ConfigArgs {
     /// Config file.
-    #[arg(short, long, env = "PAGERBOX_CONFIG", default_value = DEFAULT_CONFIG)]
+    #[arg(short, long, global = true, env = "PAGERBOX_CONFIG", default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
+}
+
+/// An error and its causes on one line, each said once: a cause whose text the message before it
+/// already contains (many errors include their source in their own message) is left out, so
+/// `cannot read F: No such file (os error 2)` is not followed by the same words again.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// `pagerbox run`.
@@ -274,7 +293,7 @@ fn load(args: &ConfigArgs) -> anyhow::Result<Config> {
 }
 
 /// Runtime overrides from the daemon's database, read-only, when it exists.
-fn runtime_overrides(config: &Config) -> crate::schedule::OverridesBySchedule {
+pub(crate) fn runtime_overrides(config: &Config) -> crate::schedule::OverridesBySchedule {
     let path = config.database_path();
     let Ok(conn) =
         rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
@@ -293,16 +312,10 @@ fn check(args: &ConfigArgs) -> ExitCode {
                 println!("{w}");
             }
             let c = &loaded.config;
-            // On-call gaps in the next 28 days, for schedules that a policy pages.
-            let plan = crate::escalation::engine::Plan::new(std::sync::Arc::new(c.clone()));
-            let used = crate::escalation::schedules_used(&c.policies, &plan.directory);
-            for gap in crate::schedule::gap_warnings(
-                &used,
-                chrono::Utc::now(),
-                chrono::Duration::days(28),
-                &runtime_overrides(c),
-            ) {
-                println!("{}: warning: {gap}", args.config.display());
+            // Alerts that would page nobody, and on-call gaps in the coming weeks.
+            for w in crate::config::reach::unreachable(c, chrono::Utc::now(), &runtime_overrides(c))
+            {
+                println!("{}: warning: {w}", args.config.display());
             }
             println!(
                 "{}: ok ({} users, {} schedules, {} policies, {} routes)",
@@ -324,5 +337,36 @@ fn check(args: &ConfigArgs) -> ExitCode {
             eprintln!("{e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file (os error 2)");
+        let e = anyhow::Error::new(ConfigError::Read {
+            path: "/etc/pagerbox/pagerbox.toml".into(),
+            source: io,
+        })
+        .context("no daemon address");
+        assert_eq!(
+            error_text(&e),
+            "no daemon address: cannot read /etc/pagerbox/pagerbox.toml: No such file (os error 2)"
+        );
+    }
+
+    #[test]
+    fn the_command_line_is_consistent_and_config_may_follow_a_subcommand() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["pagerbox", "modem", "status", "--config", "/tmp/p.toml"])
+            .expect("--config after the modem subcommand");
+        let Command::Modem(m) = cli.command else {
+            panic!("not the modem command");
+        };
+        assert_eq!(m.config.config, PathBuf::from("/tmp/p.toml"));
     }
 }

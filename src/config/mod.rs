@@ -11,6 +11,7 @@ mod diag;
 mod ha;
 mod integrations;
 mod raw;
+pub mod reach;
 mod validate;
 
 use std::net::SocketAddr;

@@ -1058,7 +1058,8 @@ impl Validator<'_, '_> {
                 }
                 if let (Some(shift), Some(start)) = (shift, start) {
                     layers.push(Layer {
-                        name: l.name.clone().unwrap_or_else(|| format!("layer {}", i + 1)),
+                        // Shown as "layer 1": the word comes with the display.
+                        name: l.name.clone().unwrap_or_else(|| (i + 1).to_string()),
                         users: l
                             .users
                             .get_ref()

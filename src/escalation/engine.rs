@@ -691,9 +691,12 @@ fn page_step(
             ),
             None,
         )?;
+        nobody_paged(conn, inc.id, step, round, "nobody is on call for it", now)?;
         return Ok(());
     }
     let mut said = Vec::new();
+    // Whether this step queued anything for anybody (a page, or a place in a digest).
+    let mut queued = false;
     for t in &targets {
         let Some(contact) = plan.directory.contact(&t.user) else {
             continue;
@@ -768,6 +771,7 @@ fn page_step(
                         )?,
                     };
                     outbox::add_item(conn, digest, inc.id)?;
+                    queued = true;
                     record(
                         conn,
                         Some(inc.id),
@@ -775,9 +779,9 @@ fn page_step(
                         EventKind::PageGrouped,
                         None,
                         &format!(
-                            "sms to {} held for a digest at {}: {}",
+                            "sms to {} held for a digest in {}s: {}",
                             t.user,
-                            why.1.format("%H:%M:%S UTC"),
+                            (why.1 - now).num_seconds().max(0),
                             why.0
                         ),
                         Some(&serde_json::json!({ "outbox_id": digest })),
@@ -815,6 +819,7 @@ fn page_step(
                 },
                 now,
             )?;
+            queued = true;
         }
         said.push(format!(
             "{} ({}) by {}",
@@ -841,9 +846,54 @@ fn page_step(
         ),
         Some(&serde_json::json!({ "step": step, "round": round })),
     )?;
+    if !queued {
+        nobody_paged(
+            conn,
+            inc.id,
+            step,
+            round,
+            "no one it targets can be reached on an enabled channel",
+            now,
+        )?;
+    }
     if step == 0 && round == 0 {
         stakeholder_update(conn, plan, route, inc, now)?;
     }
+    Ok(())
+}
+
+/// Says loudly, on the timeline and in the log, that a step paged nobody at all. The incident is
+/// then flagged on the status page and in `/healthz` ([`crate::store::pages::nobody_reached`])
+/// until someone is paged for it or it is closed: an alert that reaches no one must never look
+/// like one that is being handled.
+fn nobody_paged(
+    conn: &Connection,
+    incident: crate::incident::IncidentId,
+    step: usize,
+    round: u32,
+    why: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    tracing::error!(
+        incident,
+        step = step + 1,
+        run = round + 1,
+        why,
+        "NOBODY WAS PAGED for this incident"
+    );
+    record(
+        conn,
+        Some(incident),
+        now,
+        EventKind::PageUnreachable,
+        None,
+        &format!(
+            "NOBODY WAS PAGED: step {} (run {}) reached nobody: {why}",
+            step + 1,
+            round + 1
+        ),
+        Some(&serde_json::json!({ "step": step, "round": round, "nobody": true })),
+    )?;
     Ok(())
 }
 

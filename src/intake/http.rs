@@ -260,10 +260,12 @@ async fn healthz(State(intake): State<Intake>) -> Response {
         .read(move |c, now| {
             let (n, oldest) = crate::store::outbox::depth(c, &channels)?;
             let sending = crate::store::outbox::oldest_sending(c)?;
+            let nobody = crate::store::pages::nobody_reached(c)?;
             Ok((
                 n,
                 oldest.map(|t| (now - t).num_seconds()),
                 sending.map(|t| (now - t).num_seconds()),
+                nobody,
             ))
         })
         .await
@@ -300,7 +302,10 @@ async fn healthz(State(intake): State<Intake>) -> Response {
             "paging": paging.map(|p| json!({ "impaired": p.impaired(), "ready": p.ready, "down": p.down.iter().map(|(c, why)| json!({"channel": c, "reason": why})).collect::<Vec<_>>() })),
             "modem": modem,
             "standby": intake.health.standby.as_ref().map(|s| crate::standby::status_json(&s.borrow())),
-            "outbox": outbox.map(|(n, age, sending)| json!({ "pending": n, "oldest_seconds": age, "oldest_sending_seconds": sending })),
+            "outbox": outbox.as_ref().map(|(n, age, sending, _)| json!({ "pending": n, "oldest_seconds": age, "oldest_sending_seconds": sending })),
+            // Open incidents whose paging reached nobody: the box works, but someone is not
+            // being told about an alert.
+            "nobody_paged": outbox.as_ref().map(|o| &o.3),
         })),
     )
         .into_response()

@@ -38,6 +38,9 @@ struct NewSilence {
     ends_at: Option<String>,
     /// A duration such as `2h` (from `starts_at`); give this or `ends_at`.
     duration: Option<String>,
+    /// Why nobody should be paged; required, but checked with the other fields (a missing one is
+    /// a named requirement, not "malformed JSON").
+    #[serde(default)]
     comment: String,
     created_by: Option<String>,
 }

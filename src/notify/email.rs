@@ -431,6 +431,7 @@ impl EmailSender {
         let builder = Message::builder()
             .from(self.from.clone())
             .to(to)
+            .message_id(Some(message_id(&self.from)))
             .subject(one_line(&msg.subject));
         let built = match &msg.html {
             Some(html) => builder.multipart(MultiPart::alternative_plain_html(
@@ -441,6 +442,24 @@ impl EmailSender {
         };
         built.map_err(|source| EmailError::Message { source })
     }
+}
+
+/// A fresh `Message-ID` in the sender's own domain: `<pagerbox.1767225600123456789.9f3c2a1b@box.example>`.
+///
+/// Relays are not required to add one, and large receivers (Gmail) refuse mail without it, or
+/// a relay that accepted it bounces it later while the page stands as sent. The id is made
+/// here, for every message, from the clock and 64 random bits, so two emails never share one
+/// (a receiver may drop the second of two with the same id as a duplicate).
+fn message_id(from: &Mailbox) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "<pagerbox.{nanos}.{:016x}@{}>",
+        fastrand::u64(..),
+        from.email.domain()
+    )
 }
 
 /// Username and password from the config, the password read from its file now.
@@ -726,11 +745,25 @@ fn render_text(input: &IncidentEmail<'_>) -> String {
 }
 
 fn render_html(input: &IncidentEmail<'_>) -> String {
-    let inc = input.incident;
+    html_document(&subject(input.incident), &html_section(input))
+}
+
+/// A whole HTML email around `body`.
+fn html_document(title: &str, body: &str) -> String {
     let mut h = String::new();
     h.push_str("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>");
-    h.push_str(&escape_html(&subject(inc)));
+    h.push_str(&escape_html(title));
     h.push_str("</title></head>\n<body style=\"font-family:sans-serif\">\n");
+    h.push_str(body);
+    h.push_str("<p style=\"color:#777\">pagerbox</p>\n</body></html>\n");
+    h
+}
+
+/// One incident's part of an HTML email: heading, facts, how to ack, runbook, links, details,
+/// timeline.
+fn html_section(input: &IncidentEmail<'_>) -> String {
+    let inc = input.incident;
+    let mut h = String::new();
     let _ = writeln!(h, "<h2>{}</h2>", escape_html(&heading(inc, None)));
     h.push_str("<table>\n");
     for (label, value) in facts(input) {
@@ -793,8 +826,69 @@ fn render_html(input: &IncidentEmail<'_>) -> String {
         }
         h.push_str("</table>\n");
     }
-    h.push_str("<p style=\"color:#777\">pagerbox</p>\n</body></html>\n");
     h
+}
+
+/// Renders a digest (several incidents in one page) as one email carrying, for each incident,
+/// everything a single page's email does: facts, how to ack it, runbook, links, details and
+/// timeline. A digest that fell through to email must be as actionable as the pages it groups.
+/// `items` must not be empty; the subject names the count and the first incidents.
+pub fn render_digest_email(items: &[IncidentEmail<'_>]) -> EmailMessage {
+    let heads: Vec<String> = items
+        .iter()
+        .map(|i| format!("#{} {}", i.incident.id, i.incident.severity.as_short()))
+        .collect();
+    let subject = format!(
+        "[pagerbox] {} incident{}: {}",
+        items.len(),
+        if items.len() == 1 { "" } else { "s" },
+        heads.join(", ")
+    );
+    let text = items
+        .iter()
+        .map(render_text)
+        .collect::<Vec<_>>()
+        .join("\n========================================\n\n");
+    let body: String = items
+        .iter()
+        .map(html_section)
+        .collect::<Vec<_>>()
+        .join("<hr>\n");
+    EmailMessage {
+        to: items.first().map(|i| i.to.clone()).unwrap_or_default(),
+        subject: one_line(&subject),
+        text,
+        html: Some(html_document(&subject, &body)),
+    }
+}
+
+/// How to acknowledge incident `id`, by every path that works for the person reading: the SMS
+/// reply only when a page SMS actually went out to them (an email that falls back from SMS must
+/// not send them looking for a text that never came), the status page when its address is known,
+/// the CLI and the API.
+pub fn ack_paths(
+    id: crate::incident::IncidentId,
+    sms_sent: bool,
+    status_page: Option<&str>,
+) -> String {
+    let mut paths = Vec::new();
+    if sms_sent {
+        paths.push(format!("reply {id}a to the page SMS ({id}r resolves)"));
+    }
+    if let Some(url) = status_page {
+        paths.push(format!("the status page {url}"));
+    }
+    paths.push(format!("run: pagerbox ack {id}"));
+    paths.push(format!("or POST /v1/incidents/{id}/acknowledge"));
+    format!("Acknowledge #{id}: {}", paths.join("; "))
+}
+
+/// True when the timeline shows a page SMS to `user` that went out (sent or delivered).
+pub fn sms_went_out(timeline: &[TimelineEvent], user: &str) -> bool {
+    let prefix = format!("sms to {user} ");
+    timeline.iter().any(|e| {
+        matches!(e.kind.as_str(), "page-sent" | "page-delivered") && e.message.starts_with(&prefix)
+    })
 }
 
 /// A link as HTML: an `<a>` for safe schemes, plain escaped text otherwise (so a
@@ -1020,6 +1114,82 @@ mod tests {
         );
         assert!(msg.text.contains("Überlauf auf 東京 ✓"));
         assert!(msg.html.unwrap().contains("Überlauf auf 東京 ✓"));
+    }
+
+    #[test]
+    fn the_ack_paths_offer_the_sms_reply_only_when_an_sms_went_out() {
+        let without = ack_paths(42, false, None);
+        assert_eq!(
+            without,
+            "Acknowledge #42: run: pagerbox ack 42; or POST /v1/incidents/42/acknowledge"
+        );
+        assert!(!without.contains("SMS"));
+        let with = ack_paths(42, true, Some("http://10.0.0.5:8080/"));
+        assert_eq!(
+            with,
+            "Acknowledge #42: reply 42a to the page SMS (42r resolves); the status page \
+             http://10.0.0.5:8080/; run: pagerbox ack 42; or POST /v1/incidents/42/acknowledge"
+        );
+        let sent = |kind: &str, message: &str| TimelineEvent {
+            kind: kind.into(),
+            message: message.into(),
+            ..timeline()[0].clone()
+        };
+        assert!(sms_went_out(
+            &[sent("page-sent", "sms to alice sent (attempt 1): ok")],
+            "alice"
+        ));
+        assert!(!sms_went_out(
+            &[sent("page-sent", "email to alice sent (attempt 1): ok")],
+            "alice"
+        ));
+        assert!(!sms_went_out(
+            &[sent("page-retry", "sms to alice failed (attempt 1)")],
+            "alice"
+        ));
+        assert!(!sms_went_out(
+            &[sent("page-sent", "sms to alicia sent (attempt 1)")],
+            "alice"
+        ));
+    }
+
+    #[test]
+    fn a_digest_email_carries_every_incident_with_its_own_ack_path() {
+        let mut a = incident();
+        let mut b = incident();
+        a.id = 7;
+        b.id = 9;
+        b.summary = "api 5xx <high>".into();
+        let tl = timeline();
+        let items = [
+            IncidentEmail {
+                reply_hint: ack_paths(7, false, None),
+                ..input(&a, &tl)
+            },
+            IncidentEmail {
+                reply_hint: ack_paths(9, false, None),
+                ..input(&b, &tl)
+            },
+        ];
+        let m = render_digest_email(&items);
+        assert!(
+            m.subject
+                .starts_with("[pagerbox] 2 incidents: #7 CRIT, #9 CRIT"),
+            "{}",
+            m.subject
+        );
+        for needle in [
+            "pagerbox ack 7",
+            "pagerbox ack 9",
+            "api 5xx <high>",
+            "Timeline (",
+        ] {
+            assert!(m.text.contains(needle), "{needle}: {}", m.text);
+        }
+        let html = m.html.unwrap();
+        assert!(html.contains("api 5xx &lt;high&gt;"), "{html}");
+        assert!(html.contains("pagerbox ack 9"), "{html}");
+        assert_eq!(html.matches("<!DOCTYPE html>").count(), 1);
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub async fn run(
     beat: crate::supervisor::Heartbeat,
     shutdown: CancellationToken,
 ) {
+    let mut said_impaired = false;
     loop {
         beat.beat();
         let h = super::sender::health(&transports);
@@ -31,8 +32,12 @@ pub async fn run(
             }
             if h.impaired() {
                 tracing::error!(down = ?h.down, "paging impaired: no channel can send; pages are kept and retried");
-            } else if old.impaired() {
+                said_impaired = true;
+            } else if said_impaired {
+                // Only after an impairment that was reported: the first health at start is
+                // not a recovery.
                 tracing::info!(ready = ?h.ready, "paging restored");
+                said_impaired = false;
             }
             *old = h;
             true

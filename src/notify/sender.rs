@@ -22,6 +22,7 @@ use crate::incident::{Actor, Channel, Incident, Status, TimelineEvent};
 use crate::metrics::{Metrics, PageOutcome};
 use crate::modem::{Health, ModemError};
 use crate::notify::email::EmailError;
+use crate::store::kinds::EventKind;
 use crate::store::outbox::{self, Attempt, Page, PageKind};
 use crate::store::{Store, StoreError};
 
@@ -365,6 +366,7 @@ pub async fn run(
     // `channel_start_wait`), and whether it was ready at the last look (to wake on its return).
     let mut been_ready = false;
     let mut was_ready = true;
+    let mut said_impaired = false;
     loop {
         beat.beat();
         if shutdown.is_cancelled() {
@@ -378,8 +380,12 @@ pub async fn run(
             if *old != h {
                 if h.impaired() {
                     tracing::error!(down = ?h.down, "paging impaired: no channel can send; pages are kept and retried");
-                } else if old.impaired() {
+                    said_impaired = true;
+                } else if said_impaired {
+                    // Only after a reported impairment: the first health at start is not a
+                    // recovery.
                     tracing::info!(ready = ?h.ready, "paging restored");
+                    said_impaired = false;
                 }
                 *old = h.clone();
                 true
@@ -532,6 +538,27 @@ enum Plan {
     Send(Box<Outgoing>),
 }
 
+/// Why an email page need not go out: an email to the same person about each of its incidents
+/// already went out since this page was queued (that is, in the same escalation step). While the
+/// modem is down, one step's SMS and voice pages both fall through to email next to the
+/// person's own email rule; one email per person per step says it all, three identical ones
+/// teach people to ignore them. Decided from the timelines already loaded for the page.
+fn emailed_in_this_step(page: &Page, open: &[(Incident, Vec<TimelineEvent>)]) -> Option<String> {
+    if page.channel != Channel::Email || open.is_empty() {
+        return None;
+    }
+    let user = page.user_id.as_deref()?;
+    let prefix = format!("email to {user} sent");
+    let all_emailed = open.iter().all(|(_, timeline)| {
+        timeline.iter().any(|e| {
+            e.kind == EventKind::PageSent.as_str()
+                && e.at >= page.created_at
+                && e.message.starts_with(&prefix)
+        })
+    });
+    all_emailed.then(|| format!("an email to {user} about this already went out in this step"))
+}
+
 /// Decides whether a claimed page still goes out and with which text: a page or digest about
 /// incidents nobody needs to be woken for any more is cancelled; a digest lists the incidents
 /// still open; a page that fell through from a call to SMS is written again for SMS, and a page
@@ -544,6 +571,9 @@ fn plan(page: &Page, incidents: Vec<(Incident, Vec<TimelineEvent>)>, config: &Ar
         .collect();
     if page.kind.is_to_person() && open.is_empty() {
         return Plan::Cancel("incident no longer triggered".into());
+    }
+    if let Some(reason) = emailed_in_this_step(page, &open) {
+        return Plan::Cancel(reason);
     }
     let channel = page.channel;
     let text = match page.kind {

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::email::{render_incident_email, EmailError, EmailMessage, EmailSender, IncidentEmail};
+use super::email::{
+    ack_paths, render_digest_email, render_incident_email, sms_went_out, EmailError, EmailMessage,
+    EmailSender, IncidentEmail,
+};
 use super::sender::{
     CallMiss, Delivered, EmailSetupError, Outgoing, SendError, SendFuture, Transport, Unavailable,
 };
@@ -278,6 +281,14 @@ impl Email {
     }
 }
 
+/// The status page's address for people reading an email, when the box listens on a specific
+/// address (a wildcard or loopback listen has no address someone elsewhere could open).
+fn status_page_url(config: &Config) -> Option<String> {
+    let listen = config.http.listen;
+    let ip = listen.ip();
+    (!ip.is_unspecified() && !ip.is_loopback()).then(|| format!("http://{listen}/"))
+}
+
 impl Transport for Email {
     fn channel(&self) -> Channel {
         Channel::Email
@@ -300,24 +311,33 @@ impl Transport for Email {
     fn send<'a>(&'a self, msg: &'a Outgoing) -> SendFuture<'a> {
         Box::pin(async move {
             let tz = msg.config.daemon.time_zone;
-            let email = match (msg.page.kind, msg.incidents.first()) {
-                (PageKind::Page, Some((incident, timeline))) => {
+            let user = msg.page.user_id.as_deref().unwrap_or("");
+            let status_page = status_page_url(&msg.config);
+            let items: Vec<IncidentEmail<'_>> = msg
+                .incidents
+                .iter()
+                .map(|(incident, timeline)| {
                     let route = incident
                         .route
                         .as_deref()
                         .and_then(|r| msg.config.routes.iter().find(|x| x.id == r));
-                    render_incident_email(&IncidentEmail {
+                    IncidentEmail {
                         incident,
                         timeline,
-                        reply_hint: format!(
-                            "Reply {0}a to the page SMS to acknowledge ({0}r to resolve), or run: pagerbox ack {0}",
-                            incident.id
+                        reply_hint: ack_paths(
+                            incident.id,
+                            sms_went_out(timeline, user),
+                            status_page.as_deref(),
                         ),
                         runbook: route.and_then(|r| r.runbook.clone()),
                         to: msg.page.address.clone(),
                         tz,
-                    })
-                }
+                    }
+                })
+                .collect();
+            let email = match (msg.page.kind, items.as_slice()) {
+                (PageKind::Page, [one, ..]) => render_incident_email(one),
+                (PageKind::Digest, [_, ..]) => render_digest_email(&items),
                 _ => EmailMessage {
                     to: msg.page.address.clone(),
                     subject: msg.page.subject.clone().unwrap_or_else(|| {

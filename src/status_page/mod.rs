@@ -174,7 +174,13 @@ impl PageState {
             .store
             .read(|c, _| Ok(outbox::recent(c, PAGE_LIMIT)?))
             .await;
+        let nobody_paged = intake
+            .store
+            .read(|c, _| Ok(crate::store::pages::nobody_reached(c)?))
+            .await
+            .unwrap_or_default();
         Snapshot {
+            nobody_paged,
             now,
             incidents,
             oncall,

@@ -84,6 +84,8 @@ pub struct Snapshot {
     pub pages: Result<Vec<Page>, StoreError>,
     /// Standby behind a cloud pager, when the daemon runs it.
     pub standby: Option<crate::standby::Status>,
+    /// Open incidents for which paging reached nobody ([`crate::store::pages::nobody_reached`]).
+    pub nobody_paged: Vec<crate::incident::IncidentId>,
 }
 
 /// "3d 4h", "2h 5m", "42s": how long ago `then` was.
@@ -178,6 +180,15 @@ fn session_box(viewer: &Viewer, csrf: &str) -> Markup {
 fn incidents(s: &Snapshot, viewer: &Viewer, csrf: &str) -> Markup {
     html! {
         h2 { "Open incidents" }
+        @if !s.nobody_paged.is_empty() {
+            p.err id="nobody-paged" {
+                "NOBODY WAS PAGED for "
+                @for (n, id) in s.nobody_paged.iter().enumerate() {
+                    @if n > 0 { ", " } "#" (id)
+                }
+                ": no one their escalation targets can be reached. Check the users' rules, addresses and channels (pagerbox check)."
+            }
+        }
         @match &s.incidents {
             Err(e) => p.err { "Cannot read incidents: " (e) },
             Ok(list) if list.is_empty() => p id="no-incidents" { "No open incidents." },
@@ -193,6 +204,7 @@ fn incidents(s: &Snapshot, viewer: &Viewer, csrf: &str) -> Markup {
                         td class={ "status " (i.status.as_str()) } {
                             (i.status)
                             @if let Some(a) = &i.acknowledged { " by " (a.by) " via " (a.via) }
+                            @if s.nobody_paged.contains(&i.id) { " " strong.err { "nobody paged" } }
                         }
                         td { (age(s.now, i.first_seen)) }
                         td { (i.alert_count) }
@@ -382,7 +394,19 @@ mod tests {
             paging: None,
             pages: Ok(vec![]),
             standby: None,
+            nobody_paged: vec![],
         }
+    }
+
+    #[test]
+    fn incidents_that_paged_nobody_are_flagged() {
+        let mut s = snapshot(vec![incident("db down")]);
+        let quiet = page(&s, &Viewer::Open, "t").into_string();
+        assert!(!quiet.contains("NOBODY WAS PAGED"), "{quiet}");
+        s.nobody_paged = vec![7];
+        let html = page(&s, &Viewer::Open, "t").into_string();
+        assert!(html.contains("NOBODY WAS PAGED for #7"), "{html}");
+        assert!(html.contains("nobody paged"), "{html}");
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod levels;
 pub mod outbound;
 pub mod outbox;
 pub mod overrides;
+pub mod pages;
 pub mod queries;
 pub mod requests;
 pub mod selftest_runs;

@@ -542,7 +542,7 @@ pub fn finish(
                 EventKind::PageSent,
                 format!(
                     "{} to {who} sent (attempt {}): {detail}",
-                    p.channel, p.attempts
+                    p.channel, p.channel_attempts
                 ),
             )
         }
@@ -553,11 +553,13 @@ pub fn finish(
             )?;
             (
                 EventKind::PageRetry,
+                // The wait, not a clock time: the timeline is shown in the box's zone, and a
+                // "retry at ... UTC" in it would mix two zones.
                 format!(
-                    "{} to {who} failed (attempt {}): {error}; retry at {}",
+                    "{} to {who} failed (attempt {}): {error}; retry in {}s",
                     p.channel,
-                    p.attempts,
-                    retry_at.format("%H:%M:%S UTC")
+                    p.channel_attempts,
+                    (*retry_at - now).num_seconds().max(0)
                 ),
             )
         }
@@ -598,8 +600,7 @@ pub fn finish(
             )
         }
     };
-    let data =
-        serde_json::json!({ "outbox_id": p.id, "channel": p.channel, "attempt": p.attempts });
+    let data = serde_json::json!({ "outbox_id": p.id, "channel": p.channel, "attempt": p.channel_attempts, "attempts_in_all": p.attempts });
     let mut incidents: Vec<IncidentId> = p.incident_id.into_iter().collect();
     incidents.extend(p.items.iter().copied());
     for inc in incidents {
@@ -619,12 +620,13 @@ pub fn delivered(
 ) -> rusqlite::Result<Option<i64>> {
     let row: Option<(i64, Option<i64>, Option<String>)> = conn
         .prepare_cached(
-            "SELECT id, incident_id, user_id FROM outbox WHERE channel='sms' AND state='sent' AND \
+            "SELECT id, incident_id, coalesce(user_id, address) FROM outbox WHERE channel='sms' AND state='sent' AND \
              (reference=?1 OR reference LIKE ?1 || ',%' OR reference LIKE '%,' || ?1 OR reference LIKE '%,' || ?1 || ',%') \
              ORDER BY id DESC LIMIT 1",
         )?
         .query_row([reference], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
+    // Named as the sent entry names it: the user, or the number for a stakeholder.
     let Some((id, incident, user)) = row else {
         return Ok(None);
     };
@@ -985,6 +987,41 @@ mod tests {
         let unserved = pending_unserved(&c, &[Channel::Sms, Channel::Voice]).unwrap();
         assert_eq!(unserved.len(), 2);
         assert!(unserved.iter().all(|p| p.channel == Channel::Email));
+    }
+
+    #[test]
+    fn a_stakeholders_delivery_names_the_number_as_the_sent_entry_does() {
+        let (c, inc) = db();
+        let id = enqueue(
+            &c,
+            &NewPage {
+                kind: PageKind::Status,
+                incident_id: Some(inc),
+                user_id: None,
+                channel: Channel::Sms,
+                address: "+4915100000009".into(),
+                subject: None,
+                body: "b".into(),
+                priority: 1,
+                due_at: t(0),
+            },
+            t(0),
+        )
+        .unwrap();
+        c.execute(
+            "UPDATE outbox SET state='sent', reference='7' WHERE id=?1",
+            [id],
+        )
+        .unwrap();
+        assert_eq!(delivered(&c, "7", true, "ok", t(1)).unwrap(), Some(id));
+        let msg: String = c
+            .query_row(
+                "SELECT message FROM events WHERE kind='page-delivered'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(msg, "sms to +4915100000009 delivered: ok");
     }
 
     #[test]

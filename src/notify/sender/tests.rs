@@ -719,3 +719,69 @@ async fn a_row_stuck_in_sending_is_sent_again_after_its_lease() {
     );
     shutdown.cancel();
 }
+
+#[test]
+fn an_email_is_sent_once_per_person_per_step() {
+    let step = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
+    let inc = Incident {
+        id: 1,
+        dedup_key: "k".into(),
+        status: Status::Triggered,
+        severity: crate::incident::Severity::Critical,
+        summary: "db down".into(),
+        source: None,
+        service: None,
+        route: None,
+        details: serde_json::Value::Null,
+        links: vec![],
+        alert_count: 1,
+        first_seen: step,
+        last_seen: step,
+        acknowledged: None,
+        resolved: None,
+    };
+    let ev = |at_s: i64, kind: &str, message: &str| TimelineEvent {
+        id: 1,
+        at: step + chrono::Duration::seconds(at_s),
+        kind: kind.into(),
+        actor: None,
+        via: None,
+        message: message.into(),
+        data: serde_json::Value::Null,
+    };
+    let mut email = page(Channel::Email);
+    email.created_at = step;
+    // The SMS page fell through to email and went out; the voice page falls through next.
+    let open = vec![(
+        inc.clone(),
+        vec![ev(
+            30,
+            "page-sent",
+            "email to alice sent (attempt 1): 250 ok",
+        )],
+    )];
+    let why = emailed_in_this_step(&email, &open).expect("the second email is not sent");
+    assert!(why.contains("already went out in this step"), "{why}");
+    // An email from an earlier step does not count: this step's email goes out.
+    let earlier = vec![(
+        inc.clone(),
+        vec![ev(
+            -600,
+            "page-sent",
+            "email to alice sent (attempt 1): 250 ok",
+        )],
+    )];
+    assert_eq!(emailed_in_this_step(&email, &earlier), None);
+    // Another person's email, or an SMS, does not count either; other channels are never held.
+    let other = vec![(
+        inc.clone(),
+        vec![
+            ev(30, "page-sent", "email to bob sent (attempt 1): 250 ok"),
+            ev(31, "page-sent", "sms to alice sent (attempt 1): ref 3"),
+        ],
+    )];
+    assert_eq!(emailed_in_this_step(&email, &other), None);
+    let mut sms = page(Channel::Sms);
+    sms.created_at = step;
+    assert_eq!(emailed_in_this_step(&sms, &open), None);
+}

@@ -1,0 +1,249 @@
+//! Which pages reached whom: the questions a phone command asks about past pages before it acts
+//! ("which incident does `ACK` alone mean", "was this incident ever paged to this person").
+//!
+//! A page *reached* a phone when the row went out on a phone channel (SMS or an answered call) to
+//! that person: state `sending` (a fast reply can arrive before the sender recorded `sent`),
+//! `sent` or `delivered`. A sent or delivered row's `updated_at` is when it went out or when its
+//! delivery report came, whichever is later, so ordering by it orders pages by when they last
+//! reached the phone, not by when they were queued: a page queued first that fell back from an
+//! unanswered call to SMS reached the phone after a digest queued later.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::queries::ms;
+use crate::incident::IncidentId;
+
+/// A page or digest as the ack commands look at it: its row and the incidents it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReachedPage {
+    /// The outbox row.
+    pub outbox_id: i64,
+    /// The incidents it named: its own, or a digest's items (in id order).
+    pub incidents: Vec<IncidentId>,
+}
+
+/// The newest `limit` pages and digests that reached `user`'s phone, newest reach first.
+pub fn reached_phone(
+    conn: &Connection,
+    user: &str,
+    limit: i64,
+) -> rusqlite::Result<Vec<ReachedPage>> {
+    let rows: Vec<(i64, Option<IncidentId>)> = {
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, incident_id FROM outbox WHERE user_id=?1 AND kind IN ('page','digest') \
+             AND channel IN ('sms','voice') AND state IN ('sending','sent','delivered') \
+             ORDER BY updated_at DESC, id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![user, limit], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    rows.into_iter()
+        .map(|(outbox_id, incident)| {
+            Ok(ReachedPage {
+                outbox_id,
+                incidents: page_incidents(conn, outbox_id, incident)?,
+            })
+        })
+        .collect()
+}
+
+/// Incidents in pages or digests that went out to `user` (any channel) at or after `since`,
+/// each once, most recently paged first.
+pub fn paged_since(
+    conn: &Connection,
+    user: &str,
+    since: DateTime<Utc>,
+) -> rusqlite::Result<Vec<IncidentId>> {
+    let rows: Vec<(i64, Option<IncidentId>)> = {
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, incident_id FROM outbox WHERE user_id=?1 AND kind IN ('page','digest') \
+             AND state IN ('sending','sent','delivered') AND updated_at>=?2 \
+             ORDER BY updated_at DESC, id DESC",
+        )?;
+        let rows = stmt.query_map(params![user, ms(since)], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let mut out: Vec<IncidentId> = Vec::new();
+    for (outbox_id, incident) in rows {
+        for id in page_incidents(conn, outbox_id, incident)? {
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// True when `incident` was in a page or digest for `user`, in any state: a failed or queued
+/// page is still theirs to stop.
+pub fn was_paged_to(conn: &Connection, user: &str, incident: IncidentId) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM outbox WHERE user_id=?1 AND kind IN ('page','digest') \
+         AND (incident_id=?2 OR id IN \
+         (SELECT outbox_id FROM outbox_items WHERE incident_id=?2)))",
+    )?
+    .query_row(params![user, incident], |r| r.get(0))
+}
+
+/// The escalation policy an incident is following (a reroute may have changed it from its
+/// route's), or `None` when it has no escalation.
+pub fn escalation_policy(
+    conn: &Connection,
+    incident: IncidentId,
+) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached("SELECT policy FROM escalations WHERE incident_id=?1")?
+        .query_row([incident], |r| r.get(0))
+        .optional()
+}
+
+/// Open incidents for which paging reached nobody: a step found no one it could page (a
+/// `page-unreachable` event), and no page or digest for them is queued, going out or gone out.
+/// The status page and `/healthz` flag these, oldest first.
+pub fn nobody_reached(conn: &Connection) -> rusqlite::Result<Vec<IncidentId>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT i.id FROM incidents i WHERE i.status <> 'resolved' \
+         AND EXISTS (SELECT 1 FROM events e WHERE e.incident_id=i.id AND e.kind='page-unreachable') \
+         AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.kind IN ('page','digest') \
+           AND o.state IN ('pending','sending','sent','delivered') \
+           AND (o.incident_id=i.id OR o.id IN (SELECT outbox_id FROM outbox_items WHERE incident_id=i.id))) \
+         ORDER BY i.id",
+    )?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    rows.collect()
+}
+
+/// The incidents a page row is about: its own, or a digest's items (in id order).
+pub fn page_incidents(
+    conn: &Connection,
+    outbox_id: i64,
+    incident: Option<IncidentId>,
+) -> rusqlite::Result<Vec<IncidentId>> {
+    match incident {
+        Some(id) => Ok(vec![id]),
+        None => {
+            let mut stmt = conn.prepare_cached(
+                "SELECT incident_id FROM outbox_items WHERE outbox_id=?1 ORDER BY incident_id",
+            )?;
+            let rows = stmt.query_map([outbox_id], |r| r.get(0))?;
+            rows.collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::incident::Channel;
+    use crate::store::outbox::{add_item, enqueue, NewPage, PageKind};
+    use chrono::TimeZone;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
+    }
+
+    fn db() -> Connection {
+        let mut c = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut c).unwrap();
+        for id in 1..=3 {
+            c.execute(
+                "INSERT INTO incidents (id,dedup_key,status,severity,summary,first_seen,last_seen) \
+                 VALUES (?1,?1,'triggered','critical','s',0,0)",
+                [id],
+            )
+            .unwrap();
+        }
+        c
+    }
+
+    fn queue(c: &Connection, kind: PageKind, inc: Option<i64>, channel: Channel, at: i64) -> i64 {
+        enqueue(
+            c,
+            &NewPage {
+                kind,
+                incident_id: inc,
+                user_id: Some("alice".into()),
+                channel,
+                address: "+4915100000001".into(),
+                subject: None,
+                body: "b".into(),
+                priority: 3,
+                due_at: t(at),
+            },
+            t(at),
+        )
+        .unwrap()
+    }
+
+    fn set(c: &Connection, id: i64, state: &str, at: i64) {
+        c.execute(
+            "UPDATE outbox SET state=?2, updated_at=?3 WHERE id=?1",
+            params![id, state, ms(t(at))],
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_page_queued_first_but_sent_last_is_the_newest_reach() {
+        let c = db();
+        // #1 queued at 0 as a call; a digest of #2 #3 queued and sent at 10; #1's call fell back
+        // to SMS, sent at 40.
+        let p1 = queue(&c, PageKind::Page, Some(1), Channel::Voice, 0);
+        let d = queue(&c, PageKind::Digest, None, Channel::Sms, 10);
+        add_item(&c, d, 3).unwrap();
+        add_item(&c, d, 2).unwrap();
+        set(&c, d, "sent", 10);
+        c.execute("UPDATE outbox SET channel='sms' WHERE id=?1", [p1])
+            .unwrap();
+        set(&c, p1, "sent", 40);
+        let got = reached_phone(&c, "alice", 10).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                ReachedPage {
+                    outbox_id: p1,
+                    incidents: vec![1]
+                },
+                ReachedPage {
+                    outbox_id: d,
+                    incidents: vec![2, 3]
+                },
+            ]
+        );
+        assert_eq!(paged_since(&c, "alice", t(5)).unwrap(), vec![1, 2, 3]);
+        assert_eq!(paged_since(&c, "alice", t(20)).unwrap(), vec![1]);
+    }
+
+    #[test]
+    fn an_open_incident_with_no_live_page_after_an_unreachable_step_is_flagged() {
+        let c = db();
+        for id in [1, 2, 3] {
+            crate::store::queries::event(&c, Some(id), t(0), "page-unreachable", None, "x", None)
+                .unwrap();
+        }
+        // #2 was paged later (someone at a later step was reached); #3 is resolved.
+        let p = queue(&c, PageKind::Page, Some(2), Channel::Sms, 5);
+        set(&c, p, "sent", 6);
+        c.execute("UPDATE incidents SET status='resolved' WHERE id=3", [])
+            .unwrap();
+        assert_eq!(nobody_reached(&c).unwrap(), vec![1]);
+        // A page that failed for good reached nobody either.
+        set(&c, p, "failed", 7);
+        assert_eq!(nobody_reached(&c).unwrap(), vec![1, 2]);
+    }
+
+    #[test]
+    fn email_pending_and_failed_pages_did_not_reach_the_phone() {
+        let c = db();
+        let e = queue(&c, PageKind::Page, Some(1), Channel::Email, 0);
+        set(&c, e, "sent", 50);
+        let _pending = queue(&c, PageKind::Page, Some(2), Channel::Sms, 60);
+        let f = queue(&c, PageKind::Page, Some(3), Channel::Sms, 0);
+        set(&c, f, "failed", 70);
+        assert_eq!(reached_phone(&c, "alice", 10).unwrap(), vec![]);
+        assert!(reached_phone(&c, "bob", 10).unwrap().is_empty());
+        // Still "paged to alice": any state counts for who may stop it.
+        assert!(was_paged_to(&c, "alice", 3).unwrap());
+        assert!(!was_paged_to(&c, "bob", 3).unwrap());
+    }
+}

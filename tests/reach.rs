@@ -1,0 +1,103 @@
+//! Nobody silently unreachable: `check` and the daemon's start warn about alerts that would
+//! page nobody, and an incident whose paging reached nobody is flagged loudly.
+
+mod util;
+
+use std::process::Command;
+
+use serde_json::json;
+use util::Daemon;
+
+/// Alice is paged by SMS for high urgency only; low urgency falls back to email, which she has
+/// no address for, so warnings and info alerts reach nobody.
+const HIGH_ONLY: &str = r#"
+[[users]]
+id = "alice"
+phone = "+4915100000001"
+[[users.rules]]
+urgency = "high"
+channel = "sms"
+after = "0s"
+
+[[schedules]]
+id = "primary"
+time_zone = "Europe/Berlin"
+[[schedules.layers]]
+users = ["alice"]
+shift = "1w"
+start = "2026-01-05T09:00"
+
+[[policies]]
+id = "default"
+[[policies.steps]]
+schedules = ["primary"]
+wait = "10m"
+
+[[routes]]
+id = "default"
+policy = "default"
+"#;
+
+#[test]
+fn check_names_the_severities_that_would_page_nobody() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.toml");
+    std::fs::write(&path, HIGH_ONLY).unwrap();
+    let out = Command::new(util::BIN)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(
+            "warning: route \"default\" (policy \"default\"), warning/info alerts: run 1 step 1: alice cannot be reached"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("warning/info alerts: the escalation ends with nobody paged (low urgency)"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("critical"),
+        "critical alerts page alice by SMS: {text}"
+    );
+}
+
+#[test]
+fn an_incident_that_reaches_nobody_is_logged_flagged_and_on_its_timeline() {
+    let dir = tempfile::tempdir().unwrap();
+    // SMS stays configured (the modem's device is missing, which is not what this is about);
+    // the low-urgency alert has no rule, address or channel at all.
+    let extra = format!(
+        "[modem]\ndevice = \"{}\"\n{HIGH_ONLY}",
+        dir.path().join("no-modem").display()
+    );
+    let d = Daemon::start(&extra);
+    assert!(
+        d.log().contains("nobody would be paged: route \"default\""),
+        "the start warns: {}",
+        d.log()
+    );
+    let (code, v) = d.post_json(
+        "/v1/alerts",
+        json!({"summary": "disk 80%", "severity": "warning"}),
+    );
+    assert_eq!(code, 202, "{v}");
+    let id = v["incident_id"].as_i64().unwrap();
+    let flagged = d.wait_for(10, "the /healthz flag", || {
+        let (_, h) = d.get("/healthz");
+        (h["nobody_paged"] == json!([id])).then_some(h)
+    });
+    assert_eq!(flagged["nobody_paged"], json!([id]));
+    let (_, inc) = d.get(&format!("/v1/incidents/{id}"));
+    let timeline = inc["timeline"].to_string();
+    assert!(timeline.contains("NOBODY WAS PAGED"), "{timeline}");
+    assert!(d.log().contains("NOBODY WAS PAGED"), "{}", d.log());
+    // Closing it clears the flag.
+    d.post_json(&format!("/v1/incidents/{id}/resolve"), json!({}));
+    let (_, h) = d.get("/healthz");
+    assert_eq!(h["nobody_paged"], json!([]));
+}
