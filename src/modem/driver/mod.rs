@@ -335,6 +335,19 @@ struct Driver<O: PortOpener> {
     /// A stored message was left on the SIM because the backlog was full: list storage again
     /// once the backlog has drained.
     reread_stored: bool,
+    /// The port was opened and no start announcement (`RDY`, `+CPIN`-style power-on URCs) has
+    /// been seen since: the first one is the boot we configured the modem through, not a
+    /// restart (see [`is_boot_announcement`]).
+    awaiting_boot_announcement: bool,
+}
+
+/// Whether a start announcement is the first since the port was opened (the boot we configured
+/// through) rather than a restart. Only the first one counts, so a modem that keeps rebooting
+/// is warned about from its second announcement on.
+fn is_boot_announcement(urc: &Urc, awaiting: &mut bool) -> bool {
+    let first = matches!(urc, Urc::Ready) && *awaiting;
+    *awaiting = false;
+    first
 }
 
 impl<O: PortOpener> Driver<O> {
@@ -366,6 +379,7 @@ impl<O: PortOpener> Driver<O> {
             pin: PinState::NotTried,
             pin_problem: None,
             configured: false,
+            awaiting_boot_announcement: false,
             configure_problem: None,
             down_reason: "starting".into(),
             reopen_attempt: 0,
@@ -525,6 +539,7 @@ impl<O: PortOpener> Driver<O> {
             Ok(port) => {
                 info!(device = %self.opener.describe(), "modem port opened");
                 self.engine = Some(AtEngine::new(port));
+                self.awaiting_boot_announcement = true;
                 match self.bring_up().await {
                     Ok(()) => {
                         self.reopen_attempt = 0;
@@ -1111,8 +1126,15 @@ impl<O: PortOpener> Driver<O> {
                 Ok(())
             }
             Urc::Ready | Urc::PowerDown => {
-                // The module rebooted (or is going down): its settings are gone.
-                warn!(urc = ?u.urc, "modem restarted, bringing up again");
+                // The module rebooted (or is going down): its settings are gone. The first start
+                // announcement after opening the port is usually the boot we were configuring
+                // through (a module powered with the host announces itself late): bringing up
+                // again is still right, but it is no restart worth a warning.
+                if is_boot_announcement(&u.urc, &mut self.awaiting_boot_announcement) {
+                    info!(urc = ?u.urc, "modem announced its start; configuring it again");
+                } else {
+                    warn!(urc = ?u.urc, "modem restarted, bringing up again");
+                }
                 match self.bring_up().await {
                     Ok(()) => {
                         self.evaluate();

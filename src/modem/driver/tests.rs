@@ -1053,3 +1053,14 @@ async fn caller_id_is_read_by_its_number_type() {
         ModemEvent::IncomingCall { from: None }
     );
 }
+
+#[test]
+fn only_the_first_start_announcement_after_opening_is_the_boot() {
+    let mut awaiting = true;
+    assert!(is_boot_announcement(&Urc::Ready, &mut awaiting));
+    // A second one is a restart, and so is one after a power-down notice.
+    assert!(!is_boot_announcement(&Urc::Ready, &mut awaiting));
+    let mut awaiting = true;
+    assert!(!is_boot_announcement(&Urc::PowerDown, &mut awaiting));
+    assert!(!is_boot_announcement(&Urc::Ready, &mut awaiting));
+}
