@@ -359,20 +359,33 @@ pub(super) fn show(a: IdArgs) -> anyhow::Result<ExitCode> {
         println!("  {:<10} {}", "details", i["details"]);
     }
     println!("timeline (UTC):");
-    for e in v["timeline"].as_array().cloned().unwrap_or_default() {
-        let who = match (e["actor"].as_str(), e["via"].as_str()) {
-            (Some(a), Some(v)) => format!(" [{a} via {v}]"),
-            _ => String::new(),
-        };
+    let timeline = v["timeline"].as_array().cloned().unwrap_or_default();
+    // One column for the kind, as wide as the widest one shown.
+    let width = timeline
+        .iter()
+        .filter_map(|e| e["kind"].as_str().map(str::len))
+        .max()
+        .unwrap_or(0);
+    for e in timeline {
+        let message = e["message"].as_str().unwrap_or("");
         println!(
-            "  {}  {:<12} {}{}",
+            "  {}  {:<width$} {message}{}",
             e["at"].as_str().unwrap_or("").get(..19).unwrap_or(""),
             e["kind"].as_str().unwrap_or(""),
-            e["message"].as_str().unwrap_or(""),
-            who
+            actor_suffix(message, e["actor"].as_str(), e["via"].as_str())
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `" [alice via sms]"` after a timeline message, unless the message already says who and how.
+fn actor_suffix(message: &str, actor: Option<&str>, via: Option<&str>) -> String {
+    match (actor, via) {
+        (Some(a), Some(v)) if !message.contains(&format!("{a} via {v}")) => {
+            format!(" [{a} via {v}]")
+        }
+        _ => String::new(),
+    }
 }
 
 pub(super) fn transition(a: IdArgs, action: &str) -> anyhow::Result<ExitCode> {
@@ -612,4 +625,22 @@ pub(super) fn selftest(a: SelftestArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_actor_is_named_once() {
+        assert_eq!(
+            actor_suffix("acknowledged by you via sms", Some("you"), Some("sms")),
+            ""
+        );
+        assert_eq!(
+            actor_suffix("alert repeated (2 in all)", Some("api"), Some("http")),
+            " [api via http]"
+        );
+        assert_eq!(actor_suffix("page sent", None, None), "");
+    }
 }

@@ -96,10 +96,10 @@ pub(super) fn run(a: SilenceArgs) -> anyhow::Result<ExitCode> {
                 println!("{v}");
             } else {
                 println!(
-                    "silence #{} {} until {}",
+                    "silence #{} {} until {} UTC",
                     v["id"],
                     v["state"].as_str().unwrap_or(""),
-                    v["ends_at"].as_str().unwrap_or("")
+                    utc_seconds(v["ends_at"].as_str().unwrap_or(""))
                 );
             }
         }
@@ -144,6 +144,11 @@ pub(super) fn run(a: SilenceArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `2026-12-06T10:00:00.123456789Z` as `2026-12-06 10:00:00`: seconds are enough for a person.
+fn utc_seconds(rfc3339: &str) -> String {
+    rfc3339.get(..19).unwrap_or(rfc3339).replace('T', " ")
+}
+
 /// One line of `silence list`.
 fn row(s: &Value) -> String {
     let id = match (s["kind"].as_str(), &s["id"]) {
@@ -164,13 +169,7 @@ fn row(s: &Value) -> String {
             .filter_map(Value::as_str)
             .map(str::to_string),
     );
-    let time = |k: &str| {
-        s[k].as_str()
-            .unwrap_or("")
-            .get(..19)
-            .unwrap_or("")
-            .replace('T', " ")
-    };
+    let time = |k: &str| utc_seconds(s[k].as_str().unwrap_or(""));
     format!(
         "{:<14}  {:<8}  {:<20}  {:<20}  {:<30}  {}",
         id,
@@ -180,4 +179,18 @@ fn row(s: &Value) -> String {
         what.join(","),
         s["comment"].as_str().unwrap_or("")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_shown_to_the_second() {
+        assert_eq!(
+            utc_seconds("2026-12-06T10:00:00.123456789Z"),
+            "2026-12-06 10:00:00"
+        );
+        assert_eq!(utc_seconds(""), "");
+    }
 }

@@ -327,7 +327,12 @@ pub fn after_failure(
     // only channel that can reach this person ends a page.
     match order.iter().find_map(|c| reachable(*c).map(|a| (*c, a))) {
         Some((c, addr)) if c != page.channel => Attempt::FallThrough {
-            error: format!("{err}; every channel has failed, starting over"),
+            // Only the channels from this one on were tried for this round: say so, not that
+            // "every channel failed" (a page that began on voice never tried SMS).
+            error: format!(
+                "{err}; no channel after {} can reach them, starting over with {c}",
+                page.channel
+            ),
             channel: c,
             address: addr,
             // The pause grows with the page's attempts: 10 s, 20 s, ... at most 2 minutes.
@@ -337,7 +342,7 @@ pub fn after_failure(
             error: err.to_string(),
         },
         _ => Attempt::Retry {
-            error: format!("{err}; every channel has failed, trying again"),
+            error: format!("{err}; no other channel can reach them, trying again"),
             retry_at: crate::clock::add(now, backoff(page.attempts)),
         },
     }
