@@ -322,6 +322,20 @@ fn health(s: &Snapshot) -> Markup {
     }
 }
 
+/// The incident(s) a page is about: its own, or a digest's list.
+fn page_incidents(p: &Page) -> String {
+    match p.incident_id {
+        Some(i) => format!("#{i}"),
+        None if !p.items.is_empty() => p
+            .items
+            .iter()
+            .map(|i| format!("#{i}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        None => "-".into(),
+    }
+}
+
 fn recent_pages(s: &Snapshot) -> Markup {
     html! {
         h2 { "Recent pages" }
@@ -333,7 +347,7 @@ fn recent_pages(s: &Snapshot) -> Markup {
                 @for p in list {
                     tr {
                         td { (p.created_at.format("%Y-%m-%d %H:%M:%S")) " (" (age(s.now, p.created_at)) " ago)" }
-                        td { @if let Some(i) = p.incident_id { "#" (i) } @else { "-" } }
+                        td { (page_incidents(p)) }
                         td { (p.user_id.as_deref().unwrap_or("-")) }
                         td { (p.channel) }
                         td { (crate::config::mask_number(&p.address)) }
@@ -526,5 +540,15 @@ mod tests {
         assert!(!html.contains("4915100000011"));
         assert!(!html.contains("secret body"));
         assert!(html.contains("alice"));
+
+        // A digest is shown with the incidents it lists, not as "-".
+        let Ok(pages) = &mut s.pages else {
+            unreachable!("set above")
+        };
+        pages[0].kind = crate::store::outbox::PageKind::Digest;
+        pages[0].incident_id = None;
+        pages[0].items = vec![7, 9];
+        let html = page(&s, &Viewer::Open, "t").into_string();
+        assert!(html.contains("<td>#7 #9</td>"), "{html}");
     }
 }

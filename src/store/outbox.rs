@@ -690,8 +690,14 @@ pub fn recent(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Page>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM outbox WHERE channel<>'webhook' ORDER BY id DESC LIMIT ?1"
     ))?;
-    let rows = stmt.query_map([limit as i64], page_from_row)?;
-    rows.collect()
+    let mut pages: Vec<Page> = stmt
+        .query_map([limit as i64], page_from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    // A digest names its incidents only through its items.
+    for p in pages.iter_mut().filter(|p| p.kind == PageKind::Digest) {
+        p.items = items(conn, p.id)?;
+    }
+    Ok(pages)
 }
 
 /// Where one outbox row stands (the self-test follows its test SMS with it).
