@@ -94,8 +94,9 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
 /// Logs every way `config` can leave someone unpaged (routes whose alerts reach nobody, on-call
 /// gaps ahead), at start and after a reload: the box owner must hear of it before an alert does.
 fn warn_unreachable(config: &Config) {
-    let overrides = crate::cli::runtime_overrides(config);
-    for w in crate::config::reach::unreachable(config, SystemClock.now(), &overrides) {
+    let now = SystemClock.now();
+    let overrides = crate::store::overrides::in_force_at(&config.database_path(), now);
+    for w in crate::config::reach::unreachable(config, now, &overrides) {
         tracing::warn!("nobody would be paged: {w}");
     }
 }

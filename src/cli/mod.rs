@@ -293,14 +293,8 @@ fn load(args: &ConfigArgs) -> anyhow::Result<Config> {
 }
 
 /// Runtime overrides from the daemon's database, read-only, when it exists.
-pub(crate) fn runtime_overrides(config: &Config) -> crate::schedule::OverridesBySchedule {
-    let path = config.database_path();
-    let Ok(conn) =
-        rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-    else {
-        return Default::default();
-    };
-    crate::escalation::engine::runtime_overrides(&conn, chrono::Utc::now()).unwrap_or_default()
+fn runtime_overrides(config: &Config) -> crate::schedule::OverridesBySchedule {
+    crate::store::overrides::in_force_at(&config.database_path(), chrono::Utc::now())
 }
 
 /// `pagerbox check`: prints warnings and errors, exit 0 when usable, 1 otherwise. Strict, as a

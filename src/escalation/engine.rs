@@ -33,7 +33,7 @@ use super::{Policy, Route};
 use crate::config::Config;
 use crate::incident::{Actor, Channel, Incident, IncidentId, Severity, Status};
 use crate::notify::text;
-use crate::schedule::{Override, OverrideSource, OverridesBySchedule};
+use crate::schedule::OverridesBySchedule;
 use crate::silence::Silence;
 use crate::store::events::record;
 use crate::store::kinds::EventKind;
@@ -624,39 +624,8 @@ fn next_due(conn: &Connection) -> Result<Option<DateTime<Utc>>, StoreError> {
     Ok(t.map(from_ms))
 }
 
-/// Runtime overrides in force now or later, by schedule.
-pub fn runtime_overrides(
-    conn: &Connection,
-    now: DateTime<Utc>,
-) -> rusqlite::Result<OverridesBySchedule> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, schedule_id, user_id, from_at, until_at FROM overrides \
-         WHERE deleted_at IS NULL AND until_at > ?1 ORDER BY id",
-    )?;
-    let rows = stmt.query_map([ms(now)], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, i64>(3)?,
-            r.get::<_, i64>(4)?,
-        ))
-    })?;
-    let mut out: OverridesBySchedule = HashMap::new();
-    for row in rows {
-        let (id, schedule, user, from, until) = row?;
-        if let Ok(o) = Override::new(
-            Some(id),
-            user,
-            from_ms(from),
-            from_ms(until),
-            OverrideSource::Runtime,
-        ) {
-            out.entry(schedule).or_default().push(o);
-        }
-    }
-    Ok(out)
-}
+/// Runtime overrides in force now or later, by schedule (their SQL lives with the table).
+pub use crate::store::overrides::in_force as runtime_overrides;
 
 /// Queues the pages of one step: who the step targets now, by each person's notification rules,
 /// with leading-edge grouping and the per-person SMS rate limit applied.

@@ -3,6 +3,8 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection};
 
+use crate::schedule::{Override, OverrideSource, OverridesBySchedule};
+
 use super::events::record;
 use super::kinds::EventKind;
 use super::{from_ms, ms};
@@ -94,4 +96,47 @@ pub fn delete(
         )?;
     }
     Ok(n > 0)
+}
+
+/// Runtime overrides in force now or later, by schedule.
+pub fn in_force(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<OverridesBySchedule> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, schedule_id, user_id, from_at, until_at FROM overrides \
+         WHERE deleted_at IS NULL AND until_at > ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([ms(now)], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, i64>(4)?,
+        ))
+    })?;
+    let mut out: OverridesBySchedule = std::collections::HashMap::new();
+    for row in rows {
+        let (id, schedule, user, from, until) = row?;
+        if let Ok(o) = Override::new(
+            Some(id),
+            user,
+            from_ms(from),
+            from_ms(until),
+            OverrideSource::Runtime,
+        ) {
+            out.entry(schedule).or_default().push(o);
+        }
+    }
+    Ok(out)
+}
+
+/// [`in_force`] read from the database file at `path` over a read-only connection, for tools
+/// that run beside the daemon (`pagerbox check`, `oncall`) and for the daemon's own reachability
+/// warnings before its store is open. No database yet (or an unreadable one) means no runtime
+/// overrides.
+pub fn in_force_at(path: &std::path::Path, now: DateTime<Utc>) -> OverridesBySchedule {
+    let Ok(conn) = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return Default::default();
+    };
+    in_force(&conn, now).unwrap_or_default()
 }
