@@ -327,13 +327,17 @@ fn a_failing_receiver_gets_everything_later_in_order() {
             (b, "incident.triggered".to_string())
         ]
     );
-    // /metrics counts the attempts per destination: three sent, the 500s as retries.
-    let text = ureq::get(&d.url("/metrics"))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
-    let count = |outcome: &str| -> f64 {
+    // /metrics counts the attempts per destination: three sent, the 500s as retries. The last
+    // one is counted once the daemon has read the receiver's answer, a moment after the receiver
+    // has the request: wait for it.
+    let scrape = || {
+        ureq::get(&d.url("/metrics"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap()
+    };
+    let count = |text: &str, outcome: &str| -> f64 {
         let prefix = format!(
             "pagerbox_outbound_total{{destination=\"w\",kind=\"webhook\",outcome=\"{outcome}\"}} "
         );
@@ -342,6 +346,11 @@ fn a_failing_receiver_gets_everything_later_in_order() {
             .map(|v| v.parse().unwrap())
             .unwrap_or(0.0)
     };
+    let text = d.wait_for(10, "three sent in /metrics", || {
+        let text = scrape();
+        (count(&text, "sent") >= 3.0).then_some(text)
+    });
+    let count = |outcome: &str| count(&text, outcome);
     assert_eq!(count("sent"), 3.0, "{text}");
     assert!(count("retry") >= 1.0, "{text}");
     assert_eq!(count("failed"), 0.0, "{text}");
