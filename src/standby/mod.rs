@@ -451,7 +451,7 @@ pub async fn push_acks(
                         },
                     };
                     let reached = !matches!(answer, crate::outbound::client::Answer::Retry { .. });
-                    let outcome = crate::outbound::outcome(answer, row.attempts, Utc::now());
+                    let outcome = crate::outbound::outcome(answer, row.attempts, store.now());
                     match &outcome {
                         queue::Outcome::Sent { .. } => tracing::info!(
                             incident = row.incident_id,
@@ -480,7 +480,7 @@ pub async fn push_acks(
                     wait = Duration::ZERO;
                 }
                 Ok(Claim::Wait(at)) => {
-                    wait = wait.min((at - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+                    wait = wait.min((at - store.now()).to_std().unwrap_or(Duration::ZERO));
                 }
                 Ok(Claim::Idle) => {}
                 Err(e) => {
