@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use pagerbox::modem::sim::control::ControlRequest;
 use pagerbox::modem::sim::CallBehaviour;
-use serde_json::{json, Value};
+use serde_json::json;
 use util::{Daemon, ExternalSim};
 
-const ALICE: &str = "+4915100000011";
+const ALICE: &str = util::PAGER_PHONE;
 const BOB: &str = "+4915100000022";
 
 fn config(sim: &ExternalSim, voice: bool, missed_call: bool) -> String {
@@ -73,47 +73,24 @@ missed_call_ack = {missed_call}
 
 fn start(sim: &ExternalSim, voice: bool, missed_call: bool) -> Daemon {
     let d = Daemon::start(&config(sim, voice, missed_call));
-    d.wait_for(20, "modem up", || {
-        let (_, h) = d.get("/healthz");
-        (h["modem"]["state"] == "up").then_some(())
-    });
+    d.wait_modem_up();
     d
-}
-
-fn trigger(d: &Daemon) -> i64 {
-    let (code, v) = d.post_json(
-        "/v1/alerts",
-        json!({"summary": "db down", "severity": "critical", "service": "db"}),
-    );
-    assert_eq!(code, 202);
-    v["incident_id"].as_i64().unwrap()
-}
-
-fn incident(d: &Daemon, id: i64) -> Value {
-    d.get(&format!("/v1/incidents/{id}")).1["incident"].clone()
-}
-
-fn sms_in(sim: &ExternalSim, from: &str, text: &str) {
-    sim.request(ControlRequest::SmsIn {
-        from: from.into(),
-        text: text.into(),
-        options: Default::default(),
-    });
 }
 
 #[test]
 fn an_sms_reply_acknowledges_stops_escalation_and_is_confirmed() {
     let sim = ExternalSim::start();
     let d = start(&sim, false, false);
-    let id = trigger(&d);
+    let triggered = std::time::Instant::now();
+    let id = d.trigger(json!({"summary": "db down", "service": "db"}));
     d.wait_for(10, "the page", || {
         sim.sms_to(ALICE).into_iter().find(|t| t.contains("Reply"))
     });
-    sms_in(&sim, ALICE, &format!("{id} a."));
+    sim.sms_in(ALICE, &format!("{id} a."));
     d.wait_for(10, "acknowledged", || {
-        (incident(&d, id)["status"] == "acknowledged").then_some(())
+        (d.incident(id)["status"] == "acknowledged").then_some(())
     });
-    let ack = &incident(&d, id)["acknowledged"];
+    let ack = &d.incident(id)["acknowledged"];
     assert_eq!(
         (ack["by"].as_str(), ack["via"].as_str()),
         (Some("alice"), Some("sms"))
@@ -125,7 +102,8 @@ fn an_sms_reply_acknowledges_stops_escalation_and_is_confirmed() {
         confirmation.starts_with(&format!("#{id} acked by alice")),
         "{confirmation}"
     );
-    std::thread::sleep(Duration::from_secs(9));
+    // Step 2 would have paged bob 8 s after the trigger; look well after that.
+    util::sleep_until(triggered + Duration::from_millis(9500));
     assert!(sim.sms_to(BOB).is_empty(), "the ack stopped step 2");
     // Resolve by reply, UCS-2 as phones often send it.
     sim.request(ControlRequest::SmsIn {
@@ -137,7 +115,7 @@ fn an_sms_reply_acknowledges_stops_escalation_and_is_confirmed() {
         },
     });
     d.wait_for(10, "resolved", || {
-        (incident(&d, id)["status"] == "resolved").then_some(())
+        (d.incident(id)["status"] == "resolved").then_some(())
     });
 }
 
@@ -145,24 +123,24 @@ fn an_sms_reply_acknowledges_stops_escalation_and_is_confirmed() {
 fn strangers_get_no_reply_and_change_nothing() {
     let sim = ExternalSim::start();
     let d = start(&sim, false, false);
-    let id = trigger(&d);
+    let id = d.trigger(json!({"summary": "db down", "service": "db"}));
     d.wait_for(10, "the page", || sim.sms_to(ALICE).into_iter().next());
-    sms_in(&sim, "+4915199999999", &format!("{id}a"));
-    sms_in(&sim, "+4915199999999", "STATUS");
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(incident(&d, id)["status"], "triggered");
-    assert!(
-        sim.sms_to("+4915199999999").is_empty(),
-        "no reply, no SMS loop, no cost"
-    );
-    // A known user asking for STATUS gets one.
-    sms_in(&sim, ALICE, "status");
+    sim.sms_in("+4915199999999", &format!("{id}a"));
+    sim.sms_in("+4915199999999", "STATUS");
+    // A known user asking for STATUS gets one. Incoming SMS are handled in the order they
+    // arrive, so once this answer is out the stranger's two have been dealt with.
+    sim.sms_in(ALICE, "status");
     let status = d.wait_for(10, "status reply", || {
         sim.sms_to(ALICE)
             .into_iter()
             .find(|t| t.contains(&format!("#{id}")) && !t.contains("Reply"))
     });
     assert!(status.contains("db down"), "{status}");
+    assert_eq!(d.incident(id)["status"], "triggered");
+    assert!(
+        sim.sms_to("+4915199999999").is_empty(),
+        "no reply, no SMS loop, no cost"
+    );
 }
 
 #[test]
@@ -172,13 +150,13 @@ fn pressing_1_during_the_call_acknowledges() {
         behaviour: CallBehaviour::AnswerAfter(Duration::from_millis(300)),
     });
     let d = start(&sim, true, false);
-    let id = trigger(&d);
+    let id = d.trigger(json!({"summary": "db down", "service": "db"}));
     // Keep pressing 1 until a call is up to hear it (the simulator refuses DTMF without a call).
     d.wait_for(20, "acknowledged by the key press", || {
         let _ = sim.try_request(&ControlRequest::Dtmf { key: '1' });
-        (incident(&d, id)["status"] == "acknowledged").then_some(())
+        (d.incident(id)["status"] == "acknowledged").then_some(())
     });
-    assert_eq!(incident(&d, id)["acknowledged"]["via"], "dtmf");
+    assert_eq!(d.incident(id)["acknowledged"]["via"], "dtmf");
     d.wait_for(10, "confirmation by SMS", || {
         sim.sms_to(ALICE).into_iter().find(|t| t.contains("acked"))
     });
@@ -188,22 +166,22 @@ fn pressing_1_during_the_call_acknowledges() {
 fn a_missed_call_from_the_paged_user_acknowledges_when_the_route_allows_it() {
     let sim = ExternalSim::start();
     let d = start(&sim, false, true);
-    let id = trigger(&d);
+    let id = d.trigger(json!({"summary": "db down", "service": "db"}));
     d.wait_for(10, "the page", || sim.sms_to(ALICE).into_iter().next());
     // A stranger's call does nothing.
     sim.request(ControlRequest::CallIn {
         from: Some("+4915199999999".into()),
     });
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(incident(&d, id)["status"], "triggered");
+    assert_eq!(d.incident(id)["status"], "triggered");
     let _ = sim.try_request(&ControlRequest::Reject);
     sim.request(ControlRequest::CallIn {
         from: Some(ALICE.into()),
     });
     d.wait_for(10, "acknowledged by the missed call", || {
-        (incident(&d, id)["status"] == "acknowledged").then_some(())
+        (d.incident(id)["status"] == "acknowledged").then_some(())
     });
-    assert_eq!(incident(&d, id)["acknowledged"]["via"], "missed-call");
+    assert_eq!(d.incident(id)["acknowledged"]["via"], "missed-call");
 }
 
 #[test]
@@ -221,16 +199,16 @@ fn every_reply_form_acknowledges_through_the_modem() {
         "ACK",
     ];
     for form in forms {
-        let id = trigger(&d);
+        let id = d.trigger(json!({"summary": "db down", "service": "db"}));
         let prefix = format!("#{id} ");
         d.wait_for(10, "the page", || {
             sim.sms_to(ALICE)
                 .into_iter()
                 .find(|t| t.starts_with(&prefix) && t.contains("Reply"))
         });
-        sms_in(&sim, ALICE, &form.replace("{id}", &id.to_string()));
+        sim.sms_in(ALICE, &form.replace("{id}", &id.to_string()));
         d.wait_for(10, &format!("{form:?} to acknowledge #{id}"), || {
-            (incident(&d, id)["status"] == "acknowledged").then_some(())
+            (d.incident(id)["status"] == "acknowledged").then_some(())
         });
         d.wait_for(10, "the confirmation", || {
             sim.sms_to(ALICE)
@@ -241,7 +219,7 @@ fn every_reply_form_acknowledges_through_the_modem() {
         d.post_json(&format!("/v1/incidents/{id}/resolve"), json!({}));
     }
     // A reply about an incident that does not exist gets a clear answer.
-    sms_in(&sim, ALICE, "999a");
+    sim.sms_in(ALICE, "999a");
     d.wait_for(10, "not found reply", || {
         sim.sms_to(ALICE)
             .into_iter()
@@ -317,10 +295,7 @@ channels = ["sms"]
         link = sim.link.display()
     );
     let d = Daemon::start(&config);
-    d.wait_for(20, "modem up", || {
-        let (_, h) = d.get("/healthz");
-        (h["modem"]["state"] == "up").then_some(())
-    });
+    d.wait_modem_up();
     let post = |service: &str| {
         let (code, v) = d.post_json(
             "/v1/alerts",
@@ -344,7 +319,7 @@ channels = ["sms"]
             .into_iter()
             .find(|t| t.starts_with(&format!("#{a} ")))
     });
-    sms_in(&sim, ALICE, "ACK");
+    sim.sms_in(ALICE, "ACK");
     let confirmation = d.wait_for(10, "the confirmation", || {
         sim.sms_to(ALICE).into_iter().find(|t| t.contains("acked"))
     });
@@ -352,11 +327,11 @@ channels = ["sms"]
         confirmation,
         format!("#{a} acked by alice. Also open: #{b} ({b}a)")
     );
-    assert_eq!(incident(&d, a)["status"], "acknowledged");
-    assert_eq!(incident(&d, b)["status"], "triggered");
+    assert_eq!(d.incident(a)["status"], "acknowledged");
+    assert_eq!(d.incident(b)["status"], "triggered");
 
     // Dave is a configured user whom #B does not concern: refused, with the reason.
-    sms_in(&sim, "+4915100000044", &format!("{b}a"));
+    sim.sms_in("+4915100000044", &format!("{b}a"));
     let refusal = d.wait_for(10, "the refusal", || {
         sim.sms_to("+4915100000044").into_iter().next()
     });
@@ -364,5 +339,5 @@ channels = ["sms"]
         refusal,
         format!("#{b} not changed: it was not paged to you and you are not on policy default")
     );
-    assert_eq!(incident(&d, b)["status"], "triggered");
+    assert_eq!(d.incident(b)["status"], "triggered");
 }

@@ -11,15 +11,11 @@ mod util;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::ClientBuilder;
 use serde_json::{json, Value};
-use util::Daemon;
+use util::{Browser, Daemon, BROWSER_TIMEOUT};
 
-/// The most the browser may take to start, and separately to run all its steps.
-const BROWSER_TIMEOUT: Duration = Duration::from_secs(120);
 /// What the daemon logs for each refused forgery.
 const REFUSED: &str = "refused a write that a web page could have forged";
 
@@ -47,56 +43,6 @@ interval = "1h"
 route = "all"
 summary = "the watchdog went quiet"
 "#;
-
-/// A chromedriver child process on a free loopback port, killed on drop.
-struct ChromeDriver {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for ChromeDriver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_chromedriver() -> ChromeDriver {
-    for binary in ["chromium", "chromedriver"] {
-        let found = Command::new(binary)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(
-            found,
-            "`{binary}` is not installed: this test drives headless Chromium. Run \
-             ./scripts/test.sh, or apt-get install chromium chromium-driver"
-        );
-    }
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver starts");
-    let driver = ChromeDriver { child, port };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ureq::get(&format!("http://127.0.0.1:{port}/status"))
-        .call()
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "chromedriver did not answer");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    driver
-}
 
 /// The attacker's page: on load it fires every simple request a browser sends cross-origin
 /// without asking, at the daemon on `target` (an `http://host:port` base).
@@ -157,7 +103,8 @@ fn state(d: &Daemon, id: i64) -> (Value, Value, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_on_another_origin_cannot_silence_ack_resolve_or_ping() {
-    let driver = start_chromedriver();
+    let browser = Browser::start().await;
+    let client = browser.client.clone();
     let d = Daemon::start(CONFIG);
     let (code, v) = d.post_json(
         "/v1/alerts",
@@ -177,29 +124,6 @@ async fn a_page_on_another_origin_cannot_silence_ack_resolve_or_ping() {
         format!("http://localhost:{page_port}/"),
         format!("http://127.0.0.1:{page_port}/"),
     ];
-
-    let profile = tempfile::tempdir().unwrap();
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--no-first-run",
-                format!("--user-data-dir={}", profile.path().display()),
-            ]
-        }),
-    );
-    let mut builder = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
-    builder.capabilities(caps);
-    let client = tokio::time::timeout(
-        BROWSER_TIMEOUT,
-        builder.connect(&format!("http://127.0.0.1:{}", driver.port)),
-    )
-    .await
-    .expect("Chromium started within the time limit")
-    .expect("a WebDriver session with headless Chromium");
 
     // Each page load fires five forgeries: the image, three fetches and the form.
     let mut expected = 0;

@@ -70,35 +70,8 @@ const NEVER_A_DURATION: &[&str] = &[
 ];
 
 fn config() -> String {
-    r#"
-[[users]]
-id = "alice"
-phone = "+4915100000011"
-
-[[schedules]]
-id = "primary"
-time_zone = "Europe/Berlin"
-[[schedules.layers]]
-users = ["alice"]
-shift = "1w"
-start = "2026-01-05T09:00"
-
-[[policies]]
-id = "default"
-[[policies.steps]]
-schedules = ["primary"]
-wait = "10m"
-
-[[routes]]
-id = "default"
-policy = "default"
-
-[[heartbeats]]
-id = "backup"
-interval = "366d"
-route = "default"
-"#
-    .to_string()
+    util::on_call("+4915100000011", "", "10m")
+        + "\n[[heartbeats]]\nid = \"backup\"\ninterval = \"366d\"\nroute = \"default\"\n"
 }
 
 /// Percent-encodes a query value byte by byte.

@@ -18,26 +18,12 @@ fn config_with(sim: &ExternalSim, extra: &str) -> String {
     util::one_pager_config(sim, "10m", extra)
 }
 
-fn modem_up(d: &Daemon) -> Option<()> {
-    let (_, h) = d.get("/healthz");
-    (h["modem"]["state"] == "up").then_some(())
-}
-
-fn trigger(d: &Daemon, key: &str) -> i64 {
-    let (code, v) = d.post_json(
-        "/v1/alerts",
-        json!({"summary": format!("{key} down"), "severity": "critical", "dedup_key": key}),
-    );
-    assert_eq!(code, 202, "{v}");
-    v["incident_id"].as_i64().unwrap()
-}
-
 /// Kills `task` through its own loop while an alert is being handled, then checks that the
 /// daemon said which task died and exited non-zero, and that a restart pages the alert.
 fn dies_loudly_and_the_restart_pages(task: &str) {
     let sim = ExternalSim::start();
     let mut d = Daemon::start(&config(&sim));
-    d.wait_for(20, "modem up", || modem_up(&d));
+    d.wait_modem_up();
     d.arm_fault(&format!("task.panic.{task}"), json!({"times": 1}));
     // The alert wakes the engine and the senders; whichever task was armed dies in its loop.
     let (code, v) = d.post_json(
@@ -89,8 +75,8 @@ fn panel_state_task_that_panics_stops_the_daemon() {
 fn a_healthy_daemon_stops_cleanly_and_a_dead_task_is_not_blamed() {
     let sim = ExternalSim::start();
     let mut d = Daemon::start(&config(&sim));
-    d.wait_for(20, "modem up", || modem_up(&d));
-    trigger(&d, "ok");
+    d.wait_modem_up();
+    d.trigger(json!({"summary": "ok down", "dedup_key": "ok"}));
     d.wait_for(20, "the page", || sim.sms_to(ALICE).into_iter().next());
     d.stop();
     assert!(!d.log().contains("an essential task ended"));
@@ -107,18 +93,18 @@ fn kill_9_again_and_again_in_a_storm_loses_no_accepted_page() {
         &sim,
         "[paging]\ngroup_window = \"0s\"\nrate_limit_count = 1000\n",
     ));
-    d.wait_for(20, "modem up", || modem_up(&d));
+    d.wait_modem_up();
     let mut ids = Vec::new();
     let kills = 4;
     for round in 0..kills {
         for i in 0..15 {
-            ids.push(trigger(&d, &format!("r{round}-k{i}")));
+            ids.push(d.trigger(json!({"summary": format!("r{round}-k{i} down"), "dedup_key": format!("r{round}-k{i}")})));
         }
         // A different moment each round: while the first pages are being submitted, or later.
         std::thread::sleep(std::time::Duration::from_millis(fastrand::u64(0..600)));
         d.kill9();
         d.spawn();
-        d.wait_for(20, "modem up again", || modem_up(&d));
+        d.wait_modem_up();
     }
     d.wait_for(90, "every accepted alert paged", || {
         let sms = sim.sms_to(ALICE);

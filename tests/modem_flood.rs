@@ -8,10 +8,10 @@ mod util;
 use std::time::{Duration, Instant};
 
 use pagerbox::modem::sim::control::ControlRequest;
-use serde_json::{json, Value};
+use serde_json::json;
 use util::{Daemon, ExternalSim};
 
-const ALICE: &str = "+4915100000011";
+const ALICE: &str = util::PAGER_PHONE;
 
 /// More reports than the driver's event channel holds, so without a backlog the driver
 /// blocks on the channel while the consumer waits for the call to be rejected.
@@ -60,19 +60,6 @@ missed_call_ack = true
     )
 }
 
-fn trigger(d: &Daemon, service: &str) -> i64 {
-    let (code, v) = d.post_json(
-        "/v1/alerts",
-        json!({"summary": format!("{service} down"), "severity": "critical", "service": service}),
-    );
-    assert_eq!(code, 202, "{v}");
-    v["incident_id"].as_i64().unwrap()
-}
-
-fn incident(d: &Daemon, id: i64) -> Value {
-    d.get(&format!("/v1/incidents/{id}")).1["incident"].clone()
-}
-
 fn reports_logged(sim: &ExternalSim) -> usize {
     sim.log()
         .iter()
@@ -84,11 +71,8 @@ fn reports_logged(sim: &ExternalSim) -> usize {
 fn a_missed_call_ack_during_a_delivery_report_flood_neither_deadlocks_nor_stops_paging() {
     let sim = ExternalSim::start();
     let d = Daemon::start(&config(&sim));
-    d.wait_for(20, "modem up", || {
-        let (_, h) = d.get("/healthz");
-        (h["modem"]["state"] == "up").then_some(())
-    });
-    let first = trigger(&d, "db");
+    d.wait_modem_up();
+    let first = d.trigger(json!({"summary": "db down", "service": "db"}));
     d.wait_for(10, "the first page", || {
         sim.sms_to(ALICE).into_iter().next()
     });
@@ -116,14 +100,14 @@ fn a_missed_call_ack_during_a_delivery_report_flood_neither_deadlocks_nor_stops_
         (read >= BURST as usize).then_some(())
     });
     d.wait_for(15, "acknowledged by the missed call", || {
-        (incident(&d, first)["status"] == "acknowledged").then_some(())
+        (d.incident(first)["status"] == "acknowledged").then_some(())
     });
-    assert_eq!(incident(&d, first)["acknowledged"]["via"], "missed-call");
+    assert_eq!(d.incident(first)["acknowledged"]["via"], "missed-call");
 
     // The driver still serves requests: a new incident's page goes out promptly.
     let sent_before = sim.sms_to(ALICE).len();
     let started = Instant::now();
-    let second = trigger(&d, "web");
+    let second = d.trigger(json!({"summary": "web down", "service": "web"}));
     assert_ne!(first, second);
     d.wait_for(20, "the page after the flood", || {
         (sim.sms_to(ALICE).len() > sent_before).then_some(())

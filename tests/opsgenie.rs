@@ -16,25 +16,7 @@ fn daemon() -> (Daemon, tempfile::TempDir) {
     let db = secret_file(keys.path(), "og-db.key", DB_KEY);
     let other = secret_file(keys.path(), "og-other.key", OTHER_KEY);
     let extra = format!(
-        r#"
-[[users]]
-id = "alice"
-phone = "+4915112345678"
-
-[[policies]]
-id = "p"
-[[policies.steps]]
-users = ["alice"]
-
-[[routes]]
-id = "database"
-policy = "p"
-match = {{ routing_key = "database" }}
-
-[[routes]]
-id = "default"
-policy = "p"
-
+        r#"{}
 [[opsgenie.keys]]
 key_file = "{}"
 routing_key = "database"
@@ -42,6 +24,7 @@ routing_key = "database"
 [[opsgenie.keys]]
 key_file = "{}"
 "#,
+        util::routed_by_key(""),
         db.display(),
         other.display()
     );
@@ -401,22 +384,9 @@ fn bad_keys_and_bad_bodies_get_opsgenie_errors() {
 
 #[test]
 fn write_token_is_a_genie_key_and_an_open_box_takes_any_key_as_routing_key() {
-    let route = r#"
-[[users]]
-id = "alice"
-phone = "+4915112345678"
-[[policies]]
-id = "p"
-[[policies.steps]]
-users = ["alice"]
-[[routes]]
-id = "team-a"
-policy = "p"
-match = { routing_key = "team-a-key" }
-[[routes]]
-id = "default"
-policy = "p"
-"#;
+    let route = &util::routed_by_key(
+        "[[routes]]\nid = \"team-a\"\npolicy = \"p\"\nmatch = { routing_key = \"team-a-key\" }\n",
+    );
     let body = br#"{"message": "hello", "alias": "h"}"#;
     let d = Daemon::start_with(route, Some("tok"));
     accepted(post(&d, "/v2/alerts", body, "tok"));

@@ -4,16 +4,14 @@
 
 mod util;
 
-use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
-use util::{Daemon, ExternalSim};
+use util::{free_port, hold_while, serve_http, Daemon, ExternalSim, HttpRequest};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
@@ -23,21 +21,15 @@ enum Mode {
     Stall,
 }
 
-#[derive(Clone, Debug)]
-struct Request {
-    headers: HashMap<String, String>,
-    body: String,
-}
-
 #[derive(Default)]
 struct State {
     mode: Option<Mode>,
-    received: Vec<Request>,
+    received: Vec<HttpRequest>,
     attempts: usize,
     stalled_now: usize,
 }
 
-/// A tiny HTTP/1.1 receiver: one thread per connection, `Connection: close`.
+/// A receiver on 127.0.0.1 that answers as its [`Mode`] says.
 struct Receiver {
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
@@ -49,17 +41,32 @@ impl Receiver {
     }
 
     fn start_on(l: TcpListener, mode: Mode) -> Receiver {
-        let addr = l.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State {
             mode: Some(mode),
             ..Default::default()
         }));
         let st = state.clone();
-        std::thread::spawn(move || {
-            for conn in l.incoming() {
-                let Ok(conn) = conn else { continue };
-                let st = st.clone();
-                std::thread::spawn(move || handle(conn, st));
+        let addr = serve_http(l, move |req| {
+            let mode = {
+                let mut g = st.lock().unwrap();
+                g.attempts += 1;
+                g.mode.unwrap()
+            };
+            match mode {
+                Mode::Ok => {
+                    st.lock().unwrap().received.push(req);
+                    Some((200, "ok".into()))
+                }
+                Mode::Status(c) => Some((c, "ok".into())),
+                Mode::Stall => {
+                    st.lock().unwrap().stalled_now += 1;
+                    hold_while(Duration::from_secs(90), || {
+                        st.lock().unwrap().mode == Some(Mode::Stall)
+                    });
+                    st.lock().unwrap().stalled_now -= 1;
+                    // The caller gave up long ago; close without answering.
+                    None
+                }
             }
         });
         Receiver { addr, state }
@@ -73,7 +80,7 @@ impl Receiver {
         self.state.lock().unwrap().mode = Some(m);
     }
 
-    fn received(&self) -> Vec<Request> {
+    fn received(&self) -> Vec<HttpRequest> {
         self.state.lock().unwrap().received.clone()
     }
 
@@ -86,73 +93,6 @@ impl Receiver {
     }
 }
 
-fn handle(mut s: TcpStream, st: Arc<Mutex<State>>) {
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
-        }
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let headers: HashMap<String, String> = head
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let len: usize = headers
-        .get("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    while buf.len() < head_end + len {
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-    let body = String::from_utf8_lossy(&buf[head_end..head_end + len]).to_string();
-    let mode = {
-        let mut g = st.lock().unwrap();
-        g.attempts += 1;
-        g.mode.unwrap()
-    };
-    let code = match mode {
-        Mode::Ok => {
-            st.lock().unwrap().received.push(Request { headers, body });
-            200
-        }
-        Mode::Status(c) => c,
-        Mode::Stall => {
-            st.lock().unwrap().stalled_now += 1;
-            let until = Instant::now() + Duration::from_secs(90);
-            while Instant::now() < until && st.lock().unwrap().mode == Some(Mode::Stall) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            st.lock().unwrap().stalled_now -= 1;
-            // The caller gave up long ago; close without answering.
-            return;
-        }
-    };
-    let _ = write!(
-        s,
-        "HTTP/1.1 {code} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-    );
-}
-
-/// A port with nothing listening on it (yet).
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 fn dest(id: &str, kind: &str, url: &str, extra: &str) -> String {
     let secret = if kind == "webhook" {
         "secret = \"s3cret\"\n"
@@ -160,34 +100,6 @@ fn dest(id: &str, kind: &str, url: &str, extra: &str) -> String {
         ""
     };
     format!("[[outbound]]\nid = \"{id}\"\nkind = \"{kind}\"\nurl = \"{url}\"\n{secret}timeout = \"1s\"\n{extra}\n")
-}
-
-fn trigger(d: &Daemon, key: &str) -> i64 {
-    let (code, v) = d.post_json(
-        "/v1/alerts",
-        json!({"summary": format!("disk full <{key}> & rising"), "severity": "critical", "service": "db", "dedup_key": key}),
-    );
-    assert_eq!(code, 202, "{v}");
-    v["incident_id"].as_i64().unwrap()
-}
-
-fn timeline(d: &Daemon, id: i64) -> Vec<(String, String)> {
-    let (_, v) = d.get(&format!("/v1/incidents/{id}"));
-    v["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["kind"].as_str().unwrap().to_string(),
-                e["message"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect()
-}
-
-fn has_event(d: &Daemon, id: i64, kind: &str) -> bool {
-    timeline(d, id).iter().any(|(k, _)| k == kind)
 }
 
 fn events(r: &Receiver) -> Vec<(i64, String)> {
@@ -204,7 +116,7 @@ fn events(r: &Receiver) -> Vec<(i64, String)> {
 }
 
 /// Verifies the signature the way the README tells receivers to.
-fn verify(q: &Request, secret: &str) {
+fn verify(q: &HttpRequest, secret: &str) {
     let ts = q
         .headers
         .get("x-pagerbox-timestamp")
@@ -237,7 +149,9 @@ fn slack_teams_and_signed_webhook_get_trigger_ack_and_resolve() {
         dest("t", "teams", &teams.url(), ""),
         dest("w", "webhook", &hook.url(), "")
     ));
-    let id = trigger(&d, "db1");
+    let id = d.trigger(
+        json!({"summary": "disk full <db1> & rising", "service": "db", "dedup_key": "db1"}),
+    );
     let (code, _) = d.post_json(
         &format!("/v1/incidents/{id}/acknowledge"),
         json!({"by": "alice"}),
@@ -290,7 +204,7 @@ fn slack_teams_and_signed_webhook_get_trigger_ack_and_resolve() {
     assert_eq!(ack["incident"]["status"], "acknowledged");
     assert!(ack["sent_at"].is_string());
     d.wait_for(10, "sent notes", || {
-        (timeline(&d, id)
+        (d.timeline(id)
             .iter()
             .filter(|(k, _)| k == "outbound-sent")
             .count()
@@ -305,14 +219,17 @@ fn slack_teams_and_signed_webhook_get_trigger_ack_and_resolve() {
 fn a_failing_receiver_gets_everything_later_in_order() {
     let hook = Receiver::start(Mode::Status(500));
     let d = Daemon::start(&dest("w", "webhook", &hook.url(), ""));
-    let a = trigger(&d, "a");
+    let a =
+        d.trigger(json!({"summary": "disk full <a> & rising", "service": "db", "dedup_key": "a"}));
     let (code, _) = d.post_json(&format!("/v1/incidents/{a}/resolve"), json!({}));
     assert_eq!(code, 200);
-    let b = trigger(&d, "b");
+    let b =
+        d.trigger(json!({"summary": "disk full <b> & rising", "service": "db", "dedup_key": "b"}));
     d.wait_for(10, "a failed attempt", || {
-        has_event(&d, a, "outbound-retry").then_some(())
+        d.has_event(a, "outbound-retry").then_some(())
     });
-    assert!(timeline(&d, a)
+    assert!(d
+        .timeline(a)
         .iter()
         .any(|(k, m)| k == "outbound-retry" && m.contains("HTTP 500")));
     hook.set(Mode::Ok);
@@ -360,9 +277,10 @@ fn a_failing_receiver_gets_everything_later_in_order() {
 fn a_stalled_receiver_times_out_and_is_retried() {
     let hook = Receiver::start(Mode::Stall);
     let d = Daemon::start(&dest("w", "webhook", &hook.url(), ""));
-    let a = trigger(&d, "a");
+    let a =
+        d.trigger(json!({"summary": "disk full <a> & rising", "service": "db", "dedup_key": "a"}));
     d.wait_for(10, "a timed-out attempt", || {
-        timeline(&d, a)
+        d.timeline(a)
             .iter()
             .any(|(k, m)| k == "outbound-retry" && m.contains("timed out"))
             .then_some(())
@@ -380,10 +298,12 @@ fn a_receiver_that_is_down_catches_up_when_it_comes_back() {
     let addr = free_port();
     let url = format!("http://{addr}/hook");
     let d = Daemon::start(&dest("w", "webhook", &url, ""));
-    let a = trigger(&d, "a");
-    let b = trigger(&d, "b");
+    let a =
+        d.trigger(json!({"summary": "disk full <a> & rising", "service": "db", "dedup_key": "a"}));
+    let b =
+        d.trigger(json!({"summary": "disk full <b> & rising", "service": "db", "dedup_key": "b"}));
     d.wait_for(10, "a refused attempt", || {
-        has_event(&d, a, "outbound-retry").then_some(())
+        d.has_event(a, "outbound-retry").then_some(())
     });
     let hook = Receiver::start_on(TcpListener::bind(addr).unwrap(), Mode::Ok);
     d.wait_for(30, "catch-up", || {
@@ -403,17 +323,18 @@ fn over_max_queued_the_oldest_are_dropped_with_a_timeline_note() {
     let addr = free_port();
     let url = format!("http://{addr}/hook");
     let d = Daemon::start(&dest("w", "webhook", &url, "max_queued = 2"));
-    let ids: Vec<i64> = (0..5).map(|i| trigger(&d, &format!("k{i}"))).collect();
+    let ids: Vec<i64> = (0..5).map(|i| d.trigger(json!({"summary": format!("disk full <k{i}> & rising"), "service": "db", "dedup_key": format!("k{i}")}))).collect();
     d.wait_for(10, "a drop note", || {
-        has_event(&d, ids[0], "outbound-dropped").then_some(())
+        d.has_event(ids[0], "outbound-dropped").then_some(())
     });
-    let note = timeline(&d, ids[0])
+    let note = d
+        .timeline(ids[0])
         .into_iter()
         .find(|(k, _)| k == "outbound-dropped")
         .unwrap()
         .1;
     assert!(note.contains("dropped"), "{note}");
-    assert!(!has_event(&d, ids[4], "outbound-dropped"));
+    assert!(!d.has_event(ids[4], "outbound-dropped"));
     let hook = Receiver::start_on(TcpListener::bind(addr).unwrap(), Mode::Ok);
     d.wait_for(30, "the newest delivered", || {
         events(&hook)
@@ -435,10 +356,12 @@ fn over_max_queued_the_oldest_are_dropped_with_a_timeline_note() {
 fn queued_notifications_survive_kill_9() {
     let hook = Receiver::start(Mode::Status(503));
     let mut d = Daemon::start(&dest("w", "webhook", &hook.url(), ""));
-    let a = trigger(&d, "a");
-    let b = trigger(&d, "b");
+    let a =
+        d.trigger(json!({"summary": "disk full <a> & rising", "service": "db", "dedup_key": "a"}));
+    let b =
+        d.trigger(json!({"summary": "disk full <b> & rising", "service": "db", "dedup_key": "b"}));
     d.wait_for(10, "a failed attempt", || {
-        has_event(&d, a, "outbound-retry").then_some(())
+        d.has_event(a, "outbound-retry").then_some(())
     });
     d.kill9();
     hook.set(Mode::Ok);
@@ -512,7 +435,7 @@ fn paging_is_not_delayed_while_an_outbound_receiver_hangs() {
     });
     // Baseline: receiver answering.
     let t0 = Instant::now();
-    trigger(&d, "baseline");
+    d.trigger(json!({"summary": "disk full <baseline> & rising", "service": "db", "dedup_key": "baseline"}));
     d.wait_for(20, "baseline sms", || {
         (sim.sms_to(ALICE).len() == 1).then_some(())
     });
@@ -524,7 +447,7 @@ fn paging_is_not_delayed_while_an_outbound_receiver_hangs() {
     // Now the receiver accepts and never answers.
     hook.set(Mode::Stall);
     let t1 = Instant::now();
-    trigger(&d, "while-hanging");
+    d.trigger(json!({"summary": "disk full <while-hanging> & rising", "service": "db", "dedup_key": "while-hanging"}));
     d.wait_for(20, "sms while the receiver hangs", || {
         (sim.sms_to(ALICE).len() == 2).then_some(())
     });

@@ -10,39 +10,19 @@ use util::Daemon;
 
 /// Alice is paged by SMS for high urgency only; low urgency falls back to email, which she has
 /// no address for, so warnings and info alerts reach nobody.
-const HIGH_ONLY: &str = r#"
-[[users]]
-id = "alice"
-phone = "+4915100000001"
-[[users.rules]]
-urgency = "high"
-channel = "sms"
-after = "0s"
-
-[[schedules]]
-id = "primary"
-time_zone = "Europe/Berlin"
-[[schedules.layers]]
-users = ["alice"]
-shift = "1w"
-start = "2026-01-05T09:00"
-
-[[policies]]
-id = "default"
-[[policies.steps]]
-schedules = ["primary"]
-wait = "10m"
-
-[[routes]]
-id = "default"
-policy = "default"
-"#;
+fn high_only() -> String {
+    util::on_call(
+        "+4915100000001",
+        "[[users.rules]]\nurgency = \"high\"\nchannel = \"sms\"\nafter = \"0s\"\n",
+        "10m",
+    )
+}
 
 #[test]
 fn check_names_the_severities_that_would_page_nobody() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("p.toml");
-    std::fs::write(&path, HIGH_ONLY).unwrap();
+    std::fs::write(&path, high_only()).unwrap();
     let out = Command::new(util::BIN)
         .args(["check", "--config"])
         .arg(&path)
@@ -72,8 +52,9 @@ fn an_incident_that_reaches_nobody_is_logged_flagged_and_on_its_timeline() {
     // SMS stays configured (the modem's device is missing, which is not what this is about);
     // the low-urgency alert has no rule, address or channel at all.
     let extra = format!(
-        "[modem]\ndevice = \"{}\"\n{HIGH_ONLY}",
-        dir.path().join("no-modem").display()
+        "[modem]\ndevice = \"{}\"\n{}",
+        dir.path().join("no-modem").display(),
+        high_only()
     );
     let d = Daemon::start(&extra);
     assert!(

@@ -62,32 +62,6 @@ wait = "10m"
 const ONLY_DB: &str = "[[routes]]\nid = \"db\"\npolicy = \"p\"\nmatch = { service = \"db\" }\n";
 const ALL: &str = "[[routes]]\nid = \"all\"\npolicy = \"p\"\n";
 
-fn wait_modem(d: &Daemon) {
-    d.wait_for(20, "modem up", || {
-        let (_, h) = d.get("/healthz");
-        (h["modem"]["state"] == "up").then_some(())
-    });
-}
-
-fn timeline_kinds(d: &Daemon, id: i64) -> Vec<String> {
-    let (_, v) = d.get(&format!("/v1/incidents/{id}"));
-    v["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn trigger(d: &Daemon, service: &str, summary: &str) -> i64 {
-    let (code, v) = d.post_json(
-        "/v1/alerts",
-        json!({"summary": summary, "severity": "critical", "service": service}),
-    );
-    assert_eq!(code, 202, "{v}");
-    v["incident_id"].as_i64().unwrap()
-}
-
 /// Replaces the daemon's config file (the base part kept) and sends SIGHUP; returns the log
 /// line count before, so the caller can look at what the reload logged.
 fn reload(d: &Daemon, extra: &str) -> usize {
@@ -118,12 +92,12 @@ fn check(path: &std::path::Path) -> (Option<i32>, String) {
 fn an_unrouted_incident_pages_once_a_config_that_routes_it_is_loaded() {
     let sim = ExternalSim::start();
     let d = Daemon::start(&format!("{}\n{}", modem(&sim), people(false, ONLY_DB)));
-    wait_modem(&d);
-    let id = trigger(&d, "web", "web frontend down");
-    let kinds = timeline_kinds(&d, id);
+    d.wait_modem_up();
+    let id = d.trigger(json!({"summary": "web frontend down", "service": "web"}));
+    let kinds = d.timeline_kinds(id);
     assert!(kinds.contains(&"unrouted".to_string()), "{kinds:?}");
     // Routed alerts page as before; the unrouted one does not.
-    trigger(&d, "db", "db down");
+    d.trigger(json!({"summary": "db down", "service": "db"}));
     d.wait_for(20, "the db page", || {
         sim.sms_to(ALICE)
             .iter()
@@ -146,7 +120,7 @@ fn an_unrouted_incident_pages_once_a_config_that_routes_it_is_loaded() {
     });
     let (_, v) = d.get(&format!("/v1/incidents/{id}"));
     assert_eq!(v["incident"]["route"], "all", "{v}");
-    let kinds = timeline_kinds(&d, id);
+    let kinds = d.timeline_kinds(id);
     assert!(kinds.contains(&"routed".to_string()), "{kinds:?}");
     // One page for it, not one per reload.
     let from = reload(&d, &format!("{}\n{}", modem(&sim), people(false, ALL)));
@@ -155,7 +129,14 @@ fn an_unrouted_incident_pages_once_a_config_that_routes_it_is_loaded() {
             .contains("config reloaded")
             .then_some(())
     });
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    // An alert raised after the reload pages: the engine has acted on the reload by then.
+    let later = d.trigger(json!({"summary": "raised after the reload", "service": "db"}));
+    d.wait_for(15, "the later alert's page", || {
+        sim.sms_to(ALICE)
+            .iter()
+            .any(|m| m.starts_with(&format!("#{later} ")))
+            .then_some(())
+    });
     let web_pages = sim
         .sms_to(ALICE)
         .iter()
@@ -168,8 +149,8 @@ fn an_unrouted_incident_pages_once_a_config_that_routes_it_is_loaded() {
 fn a_restart_with_a_config_that_routes_it_pages_an_unrouted_incident() {
     let sim = ExternalSim::start();
     let mut d = Daemon::start(&format!("{}\n{}", modem(&sim), people(false, ONLY_DB)));
-    wait_modem(&d);
-    let id = trigger(&d, "web", "routed after restart");
+    d.wait_modem_up();
+    let id = d.trigger(json!({"summary": "routed after restart", "service": "web"}));
     d.stop();
     let state = d.dir.path().join("state");
     std::fs::write(
@@ -184,7 +165,7 @@ fn a_restart_with_a_config_that_routes_it_pages_an_unrouted_incident() {
             .any(|m| m.contains("routed after restart"))
             .then_some(())
     });
-    assert!(timeline_kinds(&d, id).contains(&"routed".to_string()));
+    assert!(d.timeline_kinds(id).contains(&"routed".to_string()));
 }
 
 #[test]
@@ -210,7 +191,9 @@ fn a_config_that_pages_nobody_is_refused_by_check_and_by_sighup() {
         });
         assert!(log_since(&d, from).contains("pages nobody"), "{}", d.log());
         // The running config still routes.
-        let id = trigger(&d, "any", &format!("still routed {}", nobody.len()));
+        let id = d.trigger(
+            json!({"summary": format!("still routed {}", nobody.len()), "service": "any"}),
+        );
         let (_, v) = d.get(&format!("/v1/incidents/{id}"));
         assert_eq!(v["incident"]["route"], "all", "{v}");
     }
@@ -276,12 +259,12 @@ fn email_with_a_missing_password_file_is_impaired_not_fatal_and_a_reload_fixes_i
     let extra = format!("{}\n{}\n{}", modem(&sim), email(&ca), people(true, ALL));
     // The daemon starts (it used to exit 1), says why email is out, and pages by SMS.
     let d = Daemon::start(&extra);
-    wait_modem(&d);
+    d.wait_modem_up();
     let why = d.wait_for(10, "email down in /healthz", || email_down_reason(&d));
     assert!(why.contains("smtp-password"), "{why}");
     let (_, h) = d.get("/healthz");
     assert_eq!(h["paging"]["impaired"], false, "SMS still pages: {h}");
-    trigger(&d, "web", "paged without email");
+    d.trigger(json!({"summary": "paged without email", "service": "web"}));
     d.wait_for(20, "the SMS page", || {
         sim.sms_to(ALICE)
             .iter()
@@ -333,7 +316,7 @@ fn email_with_a_missing_password_file_is_impaired_not_fatal_and_a_reload_fixes_i
     d.wait_for(15, "email back in /healthz", || {
         email_down_reason(&d).is_none().then_some(())
     });
-    trigger(&d, "web2", "paged by email too");
+    d.trigger(json!({"summary": "paged by email too", "service": "web2"}));
     let msgs = d.wait_for(40, "the email page", || {
         let m: Vec<String> = smtp
             .server
@@ -368,7 +351,7 @@ fn email_with_a_missing_password_file_is_impaired_not_fatal_and_a_reload_fixes_i
             .contains("config reloaded")
             .then_some(())
     });
-    trigger(&d, "web3", "sent with the rotated password");
+    d.trigger(json!({"summary": "sent with the rotated password", "service": "web3"}));
     d.wait_for(30, "the relay refusing the old password", || {
         log_since(&d, from)
             .lines()
@@ -393,7 +376,7 @@ fn email_with_a_missing_password_file_is_impaired_not_fatal_and_a_reload_fixes_i
             .contains("config reloaded")
             .then_some(())
     });
-    trigger(&d, "web4", "sent after rotating back");
+    d.trigger(json!({"summary": "sent after rotating back", "service": "web4"}));
     d.wait_for(40, "the page after the password was rotated back", || {
         mailed(&smtp, "sent after rotating back").then_some(())
     });

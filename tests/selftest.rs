@@ -10,7 +10,7 @@ use pagerbox::modem::sim::{Fault, UssdReply};
 use serde_json::Value;
 use util::{Daemon, ExternalSim};
 
-const ALICE: &str = "+4915100000011";
+const ALICE: &str = util::PAGER_PHONE;
 /// The second SIM that answers test SMS.
 const LOOP_SIM: &str = "+4915100000099";
 
@@ -72,11 +72,6 @@ ussd_timeout = "3s"
     )
 }
 
-fn modem_up(d: &Daemon) -> bool {
-    let (_, h) = d.get("/healthz");
-    h["modem"]["state"] == "up"
-}
-
 fn set_ussd(sim: &ExternalSim, code: &str, text: &str) {
     sim.request(ControlRequest::SetUssd {
         code: code.into(),
@@ -87,18 +82,9 @@ fn set_ussd(sim: &ExternalSim, code: &str, text: &str) {
     });
 }
 
-/// The incident with `key`, open or not.
-fn incident(d: &Daemon, key: &str) -> Option<Value> {
-    let (_, v) = d.get("/v1/incidents?status=all");
-    v["incidents"]
-        .as_array()?
-        .iter()
-        .find(|i| i["dedup_key"] == key)
-        .cloned()
-}
-
 fn incident_status(d: &Daemon, key: &str) -> Option<String> {
-    incident(d, key).and_then(|i| i["status"].as_str().map(str::to_string))
+    d.incident_by_key(key)
+        .and_then(|i| i["status"].as_str().map(str::to_string))
 }
 
 /// The code in a test SMS: "pagerbox self-test 123456 (...)".
@@ -147,7 +133,7 @@ fn selftest_cli_reports_every_step_with_timings_and_closes_the_loop() {
             "target = \"{LOOP_SIM}\"\nexpect_reply_from = \"{LOOP_SIM}\"\ncredit_ussd = \"*100#\"\ncredit_min = 5.0\n"
         ),
     ));
-    d.wait_for(20, "modem up", || modem_up(&d).then_some(()));
+    d.wait_modem_up();
 
     let out = std::thread::scope(|s| {
         let cli = s.spawn(|| selftest_cli(&d, &[]));
@@ -205,7 +191,7 @@ fn selftest_cli_reports_every_step_with_timings_and_closes_the_loop() {
 fn sim_removed_fails_at_the_sim_step_and_the_incident_is_raised_then_resolved() {
     let sim = ExternalSim::start();
     let d = Daemon::start(&config(&sim, ""));
-    d.wait_for(20, "modem up", || modem_up(&d).then_some(()));
+    d.wait_modem_up();
     sim.request(ControlRequest::Fault {
         fault: Fault::SimMissing,
     });
@@ -223,7 +209,8 @@ fn sim_removed_fails_at_the_sim_step_and_the_incident_is_raised_then_resolved() 
 
     // Impaired for longer than the grace: an incident through the routes.
     let inc = d.wait_for(15, "the modem incident", || {
-        incident(&d, "selftest:modem").filter(|i| i["status"] == "triggered")
+        d.incident_by_key("selftest:modem")
+            .filter(|i| i["status"] == "triggered")
     });
     assert_eq!(inc["service"], "pagerbox");
     assert_eq!(inc["source"], "selftest");
@@ -249,7 +236,7 @@ fn sim_removed_fails_at_the_sim_step_and_the_incident_is_raised_then_resolved() 
 fn deregistered_fails_at_the_registration_step() {
     let sim = ExternalSim::start();
     let d = Daemon::start(&config(&sim, &format!("target = \"{LOOP_SIM}\"\n")));
-    d.wait_for(20, "modem up", || modem_up(&d).then_some(()));
+    d.wait_modem_up();
     sim.request(ControlRequest::Fault {
         fault: Fault::LoseRegistration { searching: false },
     });
@@ -276,7 +263,8 @@ fn low_credit_raises_an_incident_and_a_topped_up_credit_resolves_it() {
         "credit_ussd = \"*100#\"\ncredit_pattern = \"Guthaben: ([0-9,]+)\"\ncredit_min = 5.0\n",
     ));
     let inc = d.wait_for(20, "the credit incident", || {
-        incident(&d, "selftest:credit").filter(|i| i["status"] == "triggered")
+        d.incident_by_key("selftest:credit")
+            .filter(|i| i["status"] == "triggered")
     });
     assert!(
         inc["summary"].as_str().unwrap().contains("1.2 (minimum 5)"),
@@ -319,7 +307,7 @@ fn scheduled_test_page_fires_and_the_loop_closes_with_the_second_sims_reply() {
     assert_eq!(run["ok"], true, "{run}");
     assert_eq!(step(&run, "reply")["outcome"], "ok");
     assert_eq!(step(&run, "sms")["outcome"], "ok");
-    assert!(incident(&d, "selftest:run").is_none());
+    assert!(d.incident_by_key("selftest:run").is_none());
 }
 
 #[test]
@@ -332,7 +320,8 @@ fn scheduled_run_without_reply_raises_the_run_incident() {
         ),
     ));
     let inc = d.wait_for(30, "the run incident", || {
-        incident(&d, "selftest:run").filter(|i| i["status"] == "triggered")
+        d.incident_by_key("selftest:run")
+            .filter(|i| i["status"] == "triggered")
     });
     assert!(
         inc["summary"].as_str().unwrap().contains("reply received"),
@@ -355,7 +344,7 @@ fn led_shows_the_fault_while_the_modem_incident_is_raised() {
     let mut panel = d.wait_for(10, "the fake panel socket", || {
         pagerbox::panel::control::FakePanelClient::connect(&sock).ok()
     });
-    d.wait_for(20, "modem up", || modem_up(&d).then_some(()));
+    d.wait_modem_up();
     let toggles = |p: &mut pagerbox::panel::control::FakePanelClient, ms: u64| {
         let before = p.led_writes().unwrap().len();
         std::thread::sleep(Duration::from_millis(ms));
@@ -367,7 +356,8 @@ fn led_shows_the_fault_while_the_modem_incident_is_raised() {
         fault: Fault::SimMissing,
     });
     let inc = d.wait_for(15, "the modem incident", || {
-        incident(&d, "selftest:modem").filter(|i| i["status"] == "triggered")
+        d.incident_by_key("selftest:modem")
+            .filter(|i| i["status"] == "triggered")
     });
     let id = inc["id"].as_i64().unwrap();
     let (code, _) = d.post_json(
@@ -399,7 +389,7 @@ fn led_shows_the_fault_while_the_modem_incident_is_raised() {
 fn oncall_target_gets_the_test_sms() {
     let sim = ExternalSim::start();
     let d = Daemon::start(&config(&sim, "target = \"oncall:primary\"\n"));
-    d.wait_for(20, "modem up", || modem_up(&d).then_some(()));
+    d.wait_modem_up();
     let out = selftest_cli(&d, &["--json"]);
     assert!(out.status.success(), "{out:?}");
     let run: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -415,7 +405,7 @@ fn oncall_target_gets_the_test_sms() {
 fn silent_modem_fails_at_the_first_step() {
     let sim = ExternalSim::start();
     let d = Daemon::start(&config(&sim, &format!("target = \"{LOOP_SIM}\"\n")));
-    d.wait_for(20, "modem up", || modem_up(&d).then_some(()));
+    d.wait_modem_up();
     sim.request(ControlRequest::Fault {
         fault: Fault::Silence,
     });

@@ -10,40 +10,13 @@ use std::time::{Duration, Instant};
 
 use pagerbox::modem::sim::control::ControlRequest;
 use pagerbox::modem::sim::Fault;
-use pagerbox_testkit::smtp::{SmtpTestOptions, SmtpTestServer};
 use serde_json::json;
-use util::{Daemon, ExternalSim};
+use util::{Daemon, ExternalSim, Smtp};
 
-const ALICE: &str = "+4915100000011";
-
-/// A test SMTP server with its own runtime (kept alive with it).
-struct Smtp {
-    _rt: tokio::runtime::Runtime,
-    server: SmtpTestServer,
-}
-
-impl Smtp {
-    fn start() -> Smtp {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let server = rt
-            .block_on(SmtpTestServer::start(SmtpTestOptions::default()))
-            .unwrap();
-        Smtp { _rt: rt, server }
-    }
-}
+const ALICE: &str = util::PAGER_PHONE;
 
 fn config(sim: &ExternalSim, smtp: Option<&Smtp>) -> String {
-    let email = match smtp {
-        Some(s) => format!(
-            "[email]\nenabled = true\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nfrom = \"pagerbox <pagerbox@localhost>\"\ntimeout = \"3s\"\n",
-            s.server.addr().port()
-        ),
-        None => String::new(),
-    };
+    let email = smtp.map(Smtp::email_table).unwrap_or_default();
     format!(
         r#"
 [modem]
@@ -83,38 +56,9 @@ policy = "default"
     )
 }
 
-fn trigger(d: &Daemon, key: &str) -> i64 {
-    let (code, v) = d.post_json(
-        "/v1/alerts",
-        json!({"summary": "db down", "severity": "critical", "service": "db", "dedup_key": key}),
-    );
-    assert_eq!(code, 202, "{v}");
-    v["incident_id"].as_i64().unwrap()
-}
-
-fn modem_up(d: &Daemon) -> bool {
-    let (_, h) = d.get("/healthz");
-    h["modem"]["state"] == "up"
-}
-
-fn timeline(d: &Daemon, id: i64) -> Vec<(String, String)> {
-    let (_, v) = d.get(&format!("/v1/incidents/{id}"));
-    v["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["kind"].as_str().unwrap().to_string(),
-                e["message"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
-
 /// Whether the page left SMS for another channel.
 fn sms_row_fell_through(d: &Daemon, id: i64) -> bool {
-    timeline(d, id)
+    d.timeline(id)
         .iter()
         .any(|(k, m)| k == "page-fallback" && m.starts_with("sms "))
 }
@@ -132,13 +76,13 @@ fn a_page_accepted_while_the_modem_starts_waits_for_it_and_goes_by_sms() {
         },
     });
     let d = Daemon::start(&config(&sim, Some(&smtp)));
-    assert!(!modem_up(&d));
-    let id = trigger(&d, "boot");
-    std::thread::sleep(Duration::from_secs(1));
+    assert!(!d.modem_up());
+    let id = d.trigger(json!({"summary": "db down", "service": "db", "dedup_key": "boot"}));
+    // Had it fallen through to email meanwhile, the checks after the SMS would show it.
     assert!(sim.sms_to(ALICE).is_empty());
-    assert!(!sms_row_fell_through(&d, id), "{:?}", timeline(&d, id));
+    assert!(!sms_row_fell_through(&d, id), "{:?}", d.timeline(id));
     assert!(smtp.server.messages().is_empty());
-    d.wait_for(40, "modem up", || modem_up(&d).then_some(()));
+    d.wait_for(40, "modem up", || d.modem_up().then_some(()));
     let up = Instant::now();
     let sms = d.wait_for(10, "the page by SMS", || {
         sim.sms_to(ALICE).into_iter().next()
@@ -149,7 +93,7 @@ fn a_page_accepted_while_the_modem_starts_waits_for_it_and_goes_by_sms() {
         "the SMS went {:?} after the modem was up",
         up.elapsed()
     );
-    assert!(!sms_row_fell_through(&d, id), "{:?}", timeline(&d, id));
+    assert!(!sms_row_fell_through(&d, id), "{:?}", d.timeline(id));
     assert!(smtp.server.messages().is_empty(), "nothing went by email");
 }
 
@@ -159,19 +103,18 @@ fn a_page_accepted_while_the_modem_starts_waits_for_it_and_goes_by_sms() {
 fn a_page_held_up_by_an_outage_goes_as_soon_as_the_network_is_back() {
     let sim = ExternalSim::start();
     let d = Daemon::start(&config(&sim, None));
-    d.wait_for(20, "modem up", || modem_up(&d).then_some(()));
+    d.wait_modem_up();
     sim.request(ControlRequest::Fault {
         fault: Fault::LoseRegistration { searching: true },
     });
-    d.wait_for(20, "modem down", || (!modem_up(&d)).then_some(()));
-    let id = trigger(&d, "outage");
+    d.wait_for(20, "modem down", || (!d.modem_up()).then_some(()));
+    let id = d.trigger(json!({"summary": "db down", "service": "db", "dedup_key": "outage"}));
     d.wait_for(10, "the page backs off", || {
-        timeline(&d, id)
+        d.timeline(id)
             .iter()
             .any(|(k, m)| k == "page-fallback" && m.contains("starting over"))
             .then_some(())
     });
-    std::thread::sleep(Duration::from_secs(1));
     assert!(sim.sms_to(ALICE).is_empty());
     let healed = Instant::now();
     sim.request(ControlRequest::Heal);
@@ -194,13 +137,13 @@ fn a_page_held_up_by_an_outage_goes_as_soon_as_the_network_is_back() {
 fn an_outcome_that_cannot_be_recorded_is_recorded_when_the_store_recovers() {
     let sim = ExternalSim::start();
     let d = Daemon::start(&config(&sim, None));
-    d.wait_for(20, "modem up", || modem_up(&d).then_some(()));
+    d.wait_modem_up();
     let (code, v) = d.post_json(
         "/v1/faults",
         json!({"name": "outbox.finish_fails", "for": "4s"}),
     );
     assert_eq!(code, 200, "{v}");
-    let id = trigger(&d, "finish");
+    let id = d.trigger(json!({"summary": "db down", "service": "db", "dedup_key": "finish"}));
     d.wait_for(10, "the page by SMS", || {
         sim.sms_to(ALICE).into_iter().next()
     });
@@ -217,9 +160,9 @@ fn an_outcome_that_cannot_be_recorded_is_recorded_when_the_store_recovers() {
             .filter(|v| *v > 0.0)
     });
     assert!(age > 0.0);
-    assert!(!timeline(&d, id).iter().any(|(k, _)| k == "page-sent"));
+    assert!(!d.timeline(id).iter().any(|(k, _)| k == "page-sent"));
     d.wait_for(20, "the outcome recorded", || {
-        timeline(&d, id)
+        d.timeline(id)
             .iter()
             .any(|(k, _)| k == "page-sent")
             .then_some(())
@@ -242,13 +185,13 @@ fn with_email_off_an_email_rule_pages_by_sms_and_queues_no_email() {
     );
     assert!(text.contains("channel = \"email\""));
     let d = Daemon::start(&text);
-    d.wait_for(20, "modem up", || modem_up(&d).then_some(()));
-    let id = trigger(&d, "mail-off");
+    d.wait_modem_up();
+    let id = d.trigger(json!({"summary": "db down", "service": "db", "dedup_key": "mail-off"}));
     let sms = d.wait_for(10, "the page by SMS", || {
         sim.sms_to(ALICE).into_iter().next()
     });
     assert!(sms.starts_with(&format!("#{id} ")), "{sms}");
-    let tl = timeline(&d, id);
+    let tl = d.timeline(id);
     assert!(
         !tl.iter()
             .any(|(k, m)| k == "page-queued" && m.starts_with("email")),
@@ -272,11 +215,11 @@ fn an_sms_page_that_falls_back_to_email_can_be_acted_on_from_the_email() {
     let config = config(&sim, Some(&smtp))
         .replace("[paging]\n", "[paging]\nchannels = [\"sms\", \"email\"]\n");
     let d = Daemon::start(&config);
-    d.wait_for(20, "modem up", || modem_up(&d).then_some(()));
+    d.wait_modem_up();
     sim.request(ControlRequest::Fault {
         fault: Fault::SubmitCms500 { count: 100 },
     });
-    let id = trigger(&d, "fallback");
+    let id = d.trigger(json!({"summary": "db down", "service": "db", "dedup_key": "fallback"}));
     let mail = d.wait_for(30, "the email", || {
         smtp.server.messages().into_iter().next()
     });
@@ -293,7 +236,7 @@ fn an_sms_page_that_falls_back_to_email_can_be_acted_on_from_the_email() {
     );
     assert!(!text.contains("page SMS"), "no SMS went out: {text}");
     let sent = d.wait_for(10, "the email recorded as sent", || {
-        timeline(&d, id)
+        d.timeline(id)
             .into_iter()
             .find(|(k, m)| k == "page-sent" && m.starts_with("email "))
     });

@@ -6,13 +6,14 @@
 mod util;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use util::{secret_file, Daemon, ExternalSim, PAGER_PHONE};
+use util::{
+    free_port, hold_while, secret_file, serve_http, Daemon, ExternalSim, HttpRequest, PAGER_PHONE,
+};
 
 const REST_TOKEN: &str = "u+pd-rest-token";
 const ROUTING_KEY: &str = "R0UT1NGKEY0000000000000000000000";
@@ -25,14 +26,6 @@ enum Mode {
     Hang,
 }
 
-#[derive(Clone, Debug)]
-struct Request {
-    method: String,
-    target: String,
-    headers: HashMap<String, String>,
-    body: String,
-}
-
 /// What the stub knows about one incident: its status and who acknowledged or resolved it.
 #[derive(Clone, Debug)]
 struct Known {
@@ -43,7 +36,7 @@ struct Known {
 struct StubState {
     mode: Mode,
     known: HashMap<String, Known>,
-    received: Vec<Request>,
+    received: Vec<HttpRequest>,
 }
 
 /// A small PagerDuty/Opsgenie stub speaking the documented request and response shapes.
@@ -58,19 +51,23 @@ impl Stub {
     }
 
     fn start_on(l: TcpListener, mode: Mode) -> Stub {
-        let addr = l.local_addr().unwrap();
         let state = Arc::new(Mutex::new(StubState {
             mode,
             known: HashMap::new(),
             received: Vec::new(),
         }));
         let st = state.clone();
-        std::thread::spawn(move || {
-            for conn in l.incoming() {
-                let Ok(conn) = conn else { continue };
-                let st = st.clone();
-                std::thread::spawn(move || handle(conn, st));
+        let addr = serve_http(l, move |req| {
+            if st.lock().unwrap().mode == Mode::Hang {
+                hold_while(Duration::from_secs(60), || {
+                    st.lock().unwrap().mode == Mode::Hang
+                });
+                return None;
             }
+            let mut g = st.lock().unwrap();
+            let a = answer(&req, &g.known);
+            g.received.push(req);
+            Some(a)
         });
         Stub { addr, state }
     }
@@ -91,76 +88,16 @@ impl Stub {
         self.state.lock().unwrap().mode = m;
     }
 
-    fn received(&self) -> Vec<Request> {
+    fn received(&self) -> Vec<HttpRequest> {
         self.state.lock().unwrap().received.clone()
     }
 
-    fn posts(&self) -> Vec<Request> {
+    fn posts(&self) -> Vec<HttpRequest> {
         self.received()
             .into_iter()
             .filter(|r| r.method == "POST")
             .collect()
     }
-}
-
-fn handle(mut s: TcpStream, st: Arc<Mutex<StubState>>) {
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
-        }
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let mut first = head.lines().next().unwrap_or("").split_whitespace();
-    let method = first.next().unwrap_or("").to_string();
-    let target = first.next().unwrap_or("").to_string();
-    let headers: HashMap<String, String> = head
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let len: usize = headers
-        .get("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    while buf.len() < head_end + len {
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-    let body = String::from_utf8_lossy(&buf[head_end..head_end + len]).to_string();
-    let req = Request {
-        method,
-        target,
-        headers,
-        body,
-    };
-    if st.lock().unwrap().mode == Mode::Hang {
-        let until = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < until && st.lock().unwrap().mode == Mode::Hang {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        return;
-    }
-    let (code, answer) = {
-        let mut g = st.lock().unwrap();
-        let a = answer(&req, &g.known);
-        g.received.push(req);
-        a
-    };
-    let _ = write!(
-        s,
-        "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
-        answer.len()
-    );
 }
 
 fn query(target: &str, name: &str) -> Option<String> {
@@ -173,7 +110,7 @@ fn query(target: &str, name: &str) -> Option<String> {
 
 /// The documented answers: PagerDuty `GET /incidents?incident_key=`, `POST /v2/enqueue`;
 /// Opsgenie `GET /v2/alerts/{alias}?identifierType=alias`, `POST .../acknowledge`.
-fn answer(r: &Request, known: &HashMap<String, Known>) -> (u16, String) {
+fn answer(r: &HttpRequest, known: &HashMap<String, Known>) -> (u16, String) {
     let auth = r.headers.get("authorization").cloned().unwrap_or_default();
     let path = r.target.split('?').next().unwrap_or("");
     match (r.method.as_str(), path) {
@@ -244,14 +181,6 @@ fn answer(r: &Request, known: &HashMap<String, Known>) -> (u16, String) {
         ),
         _ => (404, "{}".to_string()),
     }
-}
-
-/// A port with nothing listening on it (yet).
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 /// One person paged by SMS at once; route `web` (service "web") pages directly, the default
@@ -327,33 +256,13 @@ fn pagerduty(keys: &tempfile::TempDir, url: &str, extra: &str) -> String {
 
 fn start(sim: &ExternalSim, standby: &str, routes: &str) -> Daemon {
     let d = Daemon::start(&config(sim, standby, routes));
-    d.wait_for(20, "modem up", || {
-        let (_, h) = d.get("/healthz");
-        (h["modem"]["state"] == "up").then_some(())
-    });
+    d.wait_modem_up();
     d
 }
 
-fn trigger(d: &Daemon, key: &str, service: &str) -> i64 {
-    let (code, v) = d.post_json(
-        "/v1/alerts",
-        json!({"summary": format!("disk full {key}"), "severity": "critical", "service": service, "dedup_key": key}),
-    );
-    assert_eq!(code, 202, "{v}");
-    v["incident_id"].as_i64().unwrap()
-}
-
-fn incident(d: &Daemon, id: i64) -> Value {
-    d.get(&format!("/v1/incidents/{id}")).1["incident"].clone()
-}
-
-fn timeline(d: &Daemon, id: i64) -> Vec<String> {
-    d.get(&format!("/v1/incidents/{id}")).1["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["message"].as_str().unwrap_or("").to_string())
-        .collect()
+/// The messages on incident `id`'s timeline, oldest first.
+fn messages(d: &Daemon, id: i64) -> Vec<String> {
+    d.timeline(id).into_iter().map(|(_, m)| m).collect()
 }
 
 /// Waits for the `n`th SMS to the pager and returns it with the time it took since `t0`.
@@ -369,21 +278,23 @@ fn acknowledged_upstream_within_the_grace_pages_nobody() {
     pd.know("k-acked", "acknowledged", "Earline Greenholt");
     let k = keys();
     let d = start(&sim, &pagerduty(&k, &pd.url(), "grace = \"2s\""), "");
-    let id = trigger(&d, "k-acked", "db");
+    let triggered = Instant::now();
+    let id =
+        d.trigger(json!({"summary": "disk full k-acked", "service": "db", "dedup_key": "k-acked"}));
     d.wait_for(10, "mirrored acknowledgement", || {
-        (incident(&d, id)["status"] == "acknowledged").then_some(())
+        (d.incident(id)["status"] == "acknowledged").then_some(())
     });
-    let inc = incident(&d, id);
+    let inc = d.incident(id);
     assert_eq!(inc["acknowledged"]["by"], "Earline Greenholt", "{inc}");
     assert_eq!(inc["acknowledged"]["via"], "pagerduty", "{inc}");
-    let tl = timeline(&d, id);
+    let tl = messages(&d, id);
     assert!(
         tl.iter()
             .any(|m| m.starts_with("acknowledged upstream by Earline Greenholt")),
         "{tl:?}"
     );
     // Well past the grace: nobody was paged, and the mirrored ack is not sent back.
-    std::thread::sleep(Duration::from_secs(3));
+    util::sleep_until(triggered + Duration::from_secs(3));
     assert!(
         sim.sms_to(PAGER_PHONE).is_empty(),
         "{:?}",
@@ -429,7 +340,8 @@ fn still_triggered_upstream_pages_after_the_grace_and_says_why() {
     let k = keys();
     let d = start(&sim, &pagerduty(&k, &pd.url(), "grace = \"2s\""), "");
     let t0 = Instant::now();
-    let id = trigger(&d, "k-open", "db");
+    let id =
+        d.trigger(json!({"summary": "disk full k-open", "service": "db", "dedup_key": "k-open"}));
     let (text, took) = nth_sms(&d, &sim, 1, 20, t0);
     assert!(
         took >= Duration::from_secs(2),
@@ -437,7 +349,7 @@ fn still_triggered_upstream_pages_after_the_grace_and_says_why() {
     );
     assert!(text.contains("PagerDuty not acked in 2s"), "{text}");
     assert!(text.contains(&format!("#{id}")), "{text}");
-    let tl = timeline(&d, id);
+    let tl = messages(&d, id);
     assert!(
         tl.iter().any(|m| m.starts_with("held in standby")),
         "{tl:?}"
@@ -463,7 +375,8 @@ fn upstream_down_pages_when_the_grace_ends_or_sooner_after_consecutive_failures(
         fast,
     );
     let t0 = Instant::now();
-    let fast_id = trigger(&d, "k-fast", "fast");
+    let fast_id =
+        d.trigger(json!({"summary": "disk full k-fast", "service": "fast", "dedup_key": "k-fast"}));
     let (text, took) = nth_sms(&d, &sim, 1, 20, t0);
     assert!(text.contains(&format!("#{fast_id}")), "{text}");
     assert!(
@@ -476,7 +389,8 @@ fn upstream_down_pages_when_the_grace_ends_or_sooner_after_consecutive_failures(
     );
 
     let t1 = Instant::now();
-    let id = trigger(&d, "k-grace", "db");
+    let id =
+        d.trigger(json!({"summary": "disk full k-grace", "service": "db", "dedup_key": "k-grace"}));
     let (text, took) = nth_sms(&d, &sim, 2, 20, t1);
     assert!(text.contains(&format!("#{id}")), "{text}");
     assert!(
@@ -520,9 +434,11 @@ fn upstream_hanging_pages_after_the_grace_and_delays_nothing_else() {
         "",
     );
     let t0 = Instant::now();
-    let held = trigger(&d, "k-hang", "db");
+    let held =
+        d.trigger(json!({"summary": "disk full k-hang", "service": "db", "dedup_key": "k-hang"}));
     // An incident on an active route is paged at once, while the checks hang.
-    let direct = trigger(&d, "k-web", "web");
+    let direct =
+        d.trigger(json!({"summary": "disk full k-web", "service": "web", "dedup_key": "k-web"}));
     let (first, took_first) = nth_sms(&d, &sim, 1, 20, t0);
     assert!(first.contains(&format!("#{direct}")), "{first}");
     assert!(took_first < Duration::from_secs(2), "{took_first:?}");
@@ -559,9 +475,10 @@ fn a_local_ack_reaches_pagerduty_also_after_it_comes_back() {
         ),
         "",
     );
-    let id = trigger(&d, "k-local", "db");
+    let id =
+        d.trigger(json!({"summary": "disk full k-local", "service": "db", "dedup_key": "k-local"}));
     d.wait_for(10, "held", || {
-        timeline(&d, id)
+        messages(&d, id)
             .iter()
             .any(|m| m.starts_with("held in standby"))
             .then_some(())
@@ -569,7 +486,7 @@ fn a_local_ack_reaches_pagerduty_also_after_it_comes_back() {
     let (code, v) = d.post_json(&format!("/v1/incidents/{id}/acknowledge"), json!({}));
     assert!(code < 300, "{code} {v}");
     d.wait_for(10, "first push failed", || {
-        timeline(&d, id)
+        messages(&d, id)
             .iter()
             .any(|m| m.contains("failed (attempt 1)"))
             .then_some(())
@@ -603,16 +520,19 @@ fn opsgenie_ack_is_mirrored_and_a_local_ack_is_pushed_by_alias() {
         k.path().join("og.key").display()
     );
     let d = start(&sim, &standby, "");
-    let acked = trigger(&d, "og-acked", "db");
-    let open = trigger(&d, "og-open", "db");
+    let acked = d.trigger(
+        json!({"summary": "disk full og-acked", "service": "db", "dedup_key": "og-acked"}),
+    );
+    let open =
+        d.trigger(json!({"summary": "disk full og-open", "service": "db", "dedup_key": "og-open"}));
     d.wait_for(10, "mirrored acknowledgement", || {
-        (incident(&d, acked)["status"] == "acknowledged").then_some(())
+        (d.incident(acked)["status"] == "acknowledged").then_some(())
     });
     assert_eq!(
-        incident(&d, acked)["acknowledged"]["by"],
+        d.incident(acked)["acknowledged"]["by"],
         "agent_smith@opsgenie.com"
     );
-    assert_eq!(incident(&d, open)["status"], "triggered");
+    assert_eq!(d.incident(open)["status"], "triggered");
     let (code, v) = d.post_json(&format!("/v1/incidents/{open}/acknowledge"), json!({}));
     assert!(code < 300, "{code} {v}");
     let post = d.wait_for(10, "acknowledge at Opsgenie", || {

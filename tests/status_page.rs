@@ -6,85 +6,13 @@
 
 mod util;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use fantoccini::{ClientBuilder, Locator};
+use fantoccini::Locator;
 use serde_json::json;
-use util::Daemon;
+use util::{Browser, Daemon, BROWSER_TIMEOUT};
 
 const TOKEN: &str = "s3cret-status-token";
-/// The most the browser may take to start, and separately to run all its steps.
-const BROWSER_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// A chromedriver child process on a free loopback port, killed on drop.
-struct ChromeDriver {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for ChromeDriver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn require(binary: &str) {
-    let found = Command::new(binary)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "`{binary}` is not installed: the status page test drives headless Chromium. \
-         Run ./scripts/test.sh (it installs Debian's chromium and chromium-driver), \
-         or apt-get install chromium chromium-driver"
-    );
-}
-
-fn start_chromedriver() -> ChromeDriver {
-    require("chromium");
-    require("chromedriver");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver starts");
-    let driver = ChromeDriver { child, port };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if ureq::get(&format!("http://127.0.0.1:{port}/status"))
-            .call()
-            .is_ok()
-        {
-            return driver;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "chromedriver did not answer on 127.0.0.1:{port}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn trigger(d: &Daemon, summary: &str, key: &str) -> i64 {
-    let (code, v) = d.post_json(
-        "/v1/alerts",
-        json!({"summary": summary, "severity": "critical", "dedup_key": key, "service": "db"}),
-    );
-    assert_eq!(code, 202, "{v}");
-    v["incident_id"].as_i64().unwrap()
-}
 
 /// The visible text of the incident's row on the page.
 async fn row_text(
@@ -100,31 +28,12 @@ async fn row_text(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_logs_in_sees_the_incident_and_acknowledges_it() {
-    let driver = start_chromedriver();
+    let browser = Browser::start().await;
+    let client = browser.client.clone();
     let d = Daemon::start_with("", Some(TOKEN));
-    let id = trigger(&d, "disk on db1 is 97% full", "disk-db1");
-
-    let profile = tempfile::tempdir().unwrap();
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--no-first-run",
-                format!("--user-data-dir={}", profile.path().display()),
-            ]
-        }),
+    let id = d.trigger(
+        json!({"summary": "disk on db1 is 97% full", "dedup_key": "disk-db1", "service": "db"}),
     );
-    let mut builder = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
-    builder.capabilities(caps);
-    let webdriver = format!("http://127.0.0.1:{}", driver.port);
-    let connect = builder.connect(&webdriver);
-    let client = tokio::time::timeout(BROWSER_TIMEOUT, connect)
-        .await
-        .expect("Chromium started within the time limit")
-        .expect("a WebDriver session with headless Chromium");
 
     let steps = async {
         client.goto(&d.url("/")).await?;
@@ -272,7 +181,7 @@ fn login(d: &Daemon) -> (String, String) {
 #[test]
 fn forms_without_csrf_token_or_from_another_origin_are_refused() {
     let d = Daemon::start_with("", Some(TOKEN));
-    let id = trigger(&d, "queue backlog", "q1");
+    let id = d.trigger(json!({"summary": "queue backlog", "dedup_key": "q1", "service": "db"}));
     let (set_cookie, cookie) = login(&d);
     for flag in ["HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(set_cookie.contains(flag), "{set_cookie} lacks {flag}");
@@ -363,7 +272,7 @@ fn forms_without_csrf_token_or_from_another_origin_are_refused() {
 #[test]
 fn summaries_are_escaped_and_the_page_is_self_contained() {
     let d = Daemon::start("");
-    trigger(&d, "<script>alert('x')</script> & more", "xss");
+    d.trigger(json!({"summary": "<script>alert('x')</script> & more", "dedup_key": "xss", "service": "db"}));
     let a = answer(agent().get(&d.url("/")).call());
     assert_eq!(a.code, 200);
     assert!(

@@ -26,10 +26,6 @@ fn alert(d: &Daemon, key: &str) -> (u16, Value) {
     )
 }
 
-fn modem_up(d: &Daemon) -> bool {
-    d.get("/healthz").1["modem"]["state"] == "up"
-}
-
 /// Retries `key` as an alert sender would until it is accepted; returns the incident id.
 fn retry_until_accepted(d: &Daemon, key: &str, secs: u64) -> i64 {
     d.wait_for(secs, "the retried alert to be accepted", || {
@@ -67,7 +63,7 @@ fn paged_once(d: &Daemon, sim: &ExternalSim, id: i64, key: &str) {
 fn io_errors_answer_503_and_a_retried_alert_is_paged_afterwards() {
     let sim = ExternalSim::start();
     let d = Daemon::start(&config(&sim));
-    d.wait_for(20, "modem up", || modem_up(&d).then_some(()));
+    d.wait_modem_up();
     assert_eq!(d.get("/healthz").0, 200);
 
     let (code, v) = d.post_json("/v1/faults", json!({"name": "store.ioerr", "for": "3s"}));
@@ -177,7 +173,7 @@ fn a_full_disk_answers_503_and_recovers_when_space_is_freed() {
         env: Vec::new(),
     };
     d.spawn();
-    d.wait_for(20, "modem up", || modem_up(&d).then_some(()));
+    d.wait_modem_up();
 
     let filler = state.join("filler");
     fill(&filler);

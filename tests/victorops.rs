@@ -11,33 +11,8 @@ const API_KEY: &str = "vo-api-key";
 const BASE: &str = "/integrations/generic/20131114/alert";
 
 fn config(extra: &str) -> String {
-    format!(
-        r#"
-[[users]]
-id = "alice"
-phone = "+4915112345678"
-
-[[policies]]
-id = "p"
-[[policies.steps]]
-users = ["alice"]
-
-[[routes]]
-id = "database"
-policy = "p"
-match = {{ routing_key = "database" }}
-
-[[routes]]
-id = "alertmanager"
-policy = "p"
-match = {{ routing_key = "vo-route" }}
-
-[[routes]]
-id = "default"
-policy = "p"
-{extra}
-"#
-    )
+    let alertmanager = "[[routes]]\nid = \"alertmanager\"\npolicy = \"p\"\nmatch = { routing_key = \"vo-route\" }\n";
+    format!("{}{extra}\n", util::routed_by_key(alertmanager))
 }
 
 /// A daemon whose REST endpoint takes `vo-api-key` (read from a file).

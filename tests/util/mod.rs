@@ -417,10 +417,10 @@ impl ExternalSim {
     pub fn try_request(
         &self,
         req: &pagerbox::modem::sim::control::ControlRequest,
-    ) -> Result<pagerbox::modem::sim::control::ControlResponse, String> {
+    ) -> Result<pagerbox::modem::sim::control::ControlResponse, pagerbox::modem::sim::types::SimError>
+    {
         self.rt
             .block_on(pagerbox::modem::sim::control::request(&self.control, req))
-            .map_err(|e| e.to_string())
     }
 
     /// Sends a control request; panics if it fails.
@@ -538,25 +538,21 @@ impl Daemon {
 /// The on-call phone of [`one_pager_config`].
 pub const PAGER_PHONE: &str = "+4915100000011";
 
-/// A box paging one person ([`PAGER_PHONE`], by SMS at once) through the external simulator,
-/// with fast modem timings; `wait` is the escalation step's wait, `extra` is appended.
-pub fn one_pager_config(sim: &ExternalSim, wait: &str, extra: &str) -> String {
+/// The paging rule most tests give their one person: an SMS at once.
+pub const SMS_AT_ONCE: &str = "[[users.rules]]\nchannel = \"sms\"\nafter = \"0s\"\n";
+
+/// One person on call: user `alice` at `phone` with the paging `rules` given (TOML
+/// `[[users.rules]]` tables), alone on the weekly schedule `primary`, which the one step of the
+/// policy `default` pages, waiting `wait` before it would repeat; and the route `default`, which
+/// sends every alert there. It ends inside the route's table, so lines that follow without a
+/// table header of their own (`missed_call_ack = true`) belong to that route.
+pub fn on_call(phone: &str, rules: &str, wait: &str) -> String {
     format!(
         r#"
-[modem]
-device = "{link}"
-profile = "sim7600"
-command_timeout = "2s"
-sms_timeout = "5s"
-health_interval = "1s"
-ring_for = "3s"
-
 [[users]]
 id = "alice"
-phone = "{PAGER_PHONE}"
-[[users.rules]]
-channel = "sms"
-after = "0s"
+phone = "{phone}"
+{rules}
 
 [[schedules]]
 id = "primary"
@@ -575,8 +571,389 @@ wait = "{wait}"
 [[routes]]
 id = "default"
 policy = "default"
-{extra}
-"#,
-        link = sim.link.display()
+"#
     )
+}
+
+/// `alice`, paged by the one step of policy `p`, behind routes chosen by routing key: `database`
+/// for the key "database", then the `[[routes]]` in `routes`, and `default` for everything else.
+/// It ends inside the `default` route's table, like [`on_call`].
+pub fn routed_by_key(routes: &str) -> String {
+    format!(
+        r#"
+[[users]]
+id = "alice"
+phone = "+4915112345678"
+
+[[policies]]
+id = "p"
+[[policies.steps]]
+users = ["alice"]
+
+[[routes]]
+id = "database"
+policy = "p"
+match = {{ routing_key = "database" }}
+{routes}
+[[routes]]
+id = "default"
+policy = "p"
+"#
+    )
+}
+
+/// A box paging one person ([`PAGER_PHONE`], by SMS at once) through the external simulator,
+/// with fast modem timings; `wait` is the escalation step's wait, `extra` is appended (its first
+/// lines still belong to the route `default`, see [`on_call`]).
+pub fn one_pager_config(sim: &ExternalSim, wait: &str, extra: &str) -> String {
+    format!(
+        r#"
+[modem]
+device = "{link}"
+profile = "sim7600"
+command_timeout = "2s"
+sms_timeout = "5s"
+health_interval = "1s"
+ring_for = "3s"
+{people}{extra}
+"#,
+        link = sim.link.display(),
+        people = on_call(PAGER_PHONE, SMS_AT_ONCE, wait),
+    )
+}
+
+/// `[email]` settings for a plain-text SMTP server on 127.0.0.1 at `port`.
+pub fn email_table(port: u16) -> String {
+    format!(
+        "[email]\nenabled = true\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
+         from = \"pagerbox <pagerbox@localhost>\"\ntimeout = \"3s\"\n"
+    )
+}
+
+/// A test SMTP server with its own runtime, which lives as long as it does.
+pub struct Smtp {
+    /// Runs the server; tests use it to stop and resume listening.
+    pub rt: tokio::runtime::Runtime,
+    pub server: pagerbox_testkit::smtp::SmtpTestServer,
+}
+
+impl Smtp {
+    /// Starts a server that accepts every message, without TLS or authentication.
+    pub fn start() -> Smtp {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = rt
+            .block_on(pagerbox_testkit::smtp::SmtpTestServer::start(
+                Default::default(),
+            ))
+            .unwrap();
+        Smtp { rt, server }
+    }
+
+    /// The `[email]` table that sends to this server.
+    pub fn email_table(&self) -> String {
+        email_table(self.server.addr().port())
+    }
+
+    /// The texts of the messages received for a recipient containing `rcpt`.
+    pub fn messages_to(&self, rcpt: &str) -> Vec<String> {
+        self.server
+            .messages()
+            .into_iter()
+            .filter(|m| m.rcpt_to.iter().any(|r| r.contains(rcpt)))
+            .map(|m| m.data_text())
+            .collect()
+    }
+}
+
+impl Daemon {
+    /// Posts `alert` (the daemon's own JSON form; severity `critical` unless it names one) to
+    /// `/v1/alerts`, checks it is accepted and returns its incident's id.
+    pub fn trigger(&self, mut alert: Value) -> i64 {
+        if alert.get("severity").is_none() {
+            alert["severity"] = Value::String("critical".into());
+        }
+        let (code, v) = self.post_json("/v1/alerts", alert);
+        assert_eq!(code, 202, "{v}");
+        v["incident_id"].as_i64().unwrap()
+    }
+
+    /// The incident `id` as `/v1/incidents/{id}` shows it (without its timeline).
+    pub fn incident(&self, id: i64) -> Value {
+        self.get(&format!("/v1/incidents/{id}")).1["incident"].clone()
+    }
+
+    /// The incident with `dedup_key`, open or not.
+    pub fn incident_by_key(&self, dedup_key: &str) -> Option<Value> {
+        let (_, v) = self.get("/v1/incidents?status=all");
+        v["incidents"]
+            .as_array()?
+            .iter()
+            .find(|i| i["dedup_key"] == dedup_key)
+            .cloned()
+    }
+
+    /// The timeline of incident `id` as (kind, message) pairs, oldest first.
+    pub fn timeline(&self, id: i64) -> Vec<(String, String)> {
+        let (_, v) = self.get(&format!("/v1/incidents/{id}"));
+        v["timeline"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no timeline for incident {id}: {v}"))
+            .iter()
+            .map(|e| {
+                (
+                    e["kind"].as_str().unwrap().to_string(),
+                    e["message"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// The kinds on incident `id`'s timeline, oldest first.
+    pub fn timeline_kinds(&self, id: i64) -> Vec<String> {
+        self.timeline(id).into_iter().map(|(k, _)| k).collect()
+    }
+
+    /// Whether incident `id`'s timeline has an event of `kind`.
+    pub fn has_event(&self, id: i64, kind: &str) -> bool {
+        self.timeline(id).iter().any(|(k, _)| k == kind)
+    }
+
+    /// Whether `/healthz` reports the modem up.
+    pub fn modem_up(&self) -> bool {
+        self.get("/healthz").1["modem"]["state"] == "up"
+    }
+
+    /// Waits (up to 20 s) until the modem is up.
+    pub fn wait_modem_up(&self) {
+        self.wait_for(20, "modem up", || self.modem_up().then_some(()));
+    }
+
+    /// Runs the CLI against this daemon, checks it succeeded and returns its standard output.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl ExternalSim {
+    /// Delivers an SMS from `from` to the box, as the network would.
+    pub fn sms_in(&self, from: &str, text: &str) {
+        self.request(pagerbox::modem::sim::control::ControlRequest::SmsIn {
+            from: from.into(),
+            text: text.into(),
+            options: Default::default(),
+        });
+    }
+}
+
+/// A port with nothing listening on it (yet).
+pub fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// One request as a [`serve_http`] stub received it.
+#[derive(Clone, Debug)]
+pub struct HttpRequest {
+    pub method: String,
+    /// The path with its query.
+    pub target: String,
+    /// Header names in lower case.
+    pub headers: std::collections::HashMap<String, String>,
+    pub body: String,
+}
+
+/// A tiny HTTP/1.1 server standing in for a receiver or a cloud API: one thread per connection,
+/// `Connection: close`. `answer` gets each request and returns the status and JSON body, or
+/// `None` to close the connection without answering (after holding it as long as it likes).
+/// Returns the address it listens on.
+pub fn serve_http(
+    listener: std::net::TcpListener,
+    answer: impl Fn(HttpRequest) -> Option<(u16, String)> + Send + Sync + 'static,
+) -> SocketAddr {
+    let addr = listener.local_addr().unwrap();
+    let answer = std::sync::Arc::new(answer);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let answer = answer.clone();
+            std::thread::spawn(move || {
+                let Some(req) = read_http_request(&mut conn) else {
+                    return;
+                };
+                if let Some((code, body)) = answer(req) {
+                    use std::io::Write;
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\n\
+                         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Reads one request (head and `Content-Length` body); `None` if the peer goes away first.
+fn read_http_request(s: &mut std::net::TcpStream) -> Option<HttpRequest> {
+    use std::io::Read;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let mut first = head.lines().next().unwrap_or("").split_whitespace();
+    let method = first.next().unwrap_or("").to_string();
+    let target = first.next().unwrap_or("").to_string();
+    let headers: std::collections::HashMap<String, String> = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let len: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let body = String::from_utf8_lossy(&buf[head_end..head_end + len]).to_string();
+    Some(HttpRequest {
+        method,
+        target,
+        headers,
+        body,
+    })
+}
+
+/// Sleeps until `t` (at once if it has passed): for a check that something did *not* happen by
+/// a known instant, measured from when it was set going rather than from the check.
+pub fn sleep_until(t: Instant) {
+    std::thread::sleep(t.saturating_duration_since(Instant::now()));
+}
+
+/// Blocks while `still` holds, for at most `limit`: a stub's way of hanging on a request.
+pub fn hold_while(limit: Duration, still: impl Fn() -> bool) {
+    let until = Instant::now() + limit;
+    while Instant::now() < until && still() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The most headless Chromium may take to start, and separately to run a test's steps.
+pub const BROWSER_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Headless Chromium driven over WebDriver by its own chromedriver on a free loopback port, with
+/// a profile of its own; chromedriver (and so the browser) is stopped on drop.
+///
+/// Chromium and chromedriver come from Debian (`chromium`, `chromium-driver`);
+/// `./scripts/test.sh` installs them. Without them the test fails and says so.
+pub struct Browser {
+    pub client: fantoccini::Client,
+    _profile: tempfile::TempDir,
+    _driver: ChromeDriver,
+}
+
+/// A chromedriver child process, killed on drop.
+struct ChromeDriver(Child);
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Browser {
+    /// Starts chromedriver and opens a headless Chromium session, within [`BROWSER_TIMEOUT`].
+    pub async fn start() -> Browser {
+        for binary in ["chromium", "chromedriver"] {
+            let found = Command::new(binary)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(
+                found,
+                "`{binary}` is not installed: this test drives headless Chromium. Run \
+                 ./scripts/test.sh (it installs Debian's chromium and chromium-driver), or \
+                 apt-get install chromium chromium-driver"
+            );
+        }
+        let port = free_port().port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let driver = ChromeDriver(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while ureq::get(&format!("http://127.0.0.1:{port}/status"))
+            .call()
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not answer on 127.0.0.1:{port}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--no-first-run",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }),
+        );
+        let mut builder = fantoccini::ClientBuilder::new(
+            hyper_util::client::legacy::connect::HttpConnector::new(),
+        );
+        builder.capabilities(caps);
+        let client = tokio::time::timeout(
+            BROWSER_TIMEOUT,
+            builder.connect(&format!("http://127.0.0.1:{port}")),
+        )
+        .await
+        .expect("Chromium started within the time limit")
+        .expect("a WebDriver session with headless Chromium");
+        Browser {
+            client,
+            _profile: profile,
+            _driver: driver,
+        }
+    }
 }
