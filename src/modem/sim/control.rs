@@ -237,7 +237,7 @@ pub async fn request(path: &Path, req: &ControlRequest) -> Result<ControlRespons
     };
     let stream = UnixStream::connect(path).await.map_err(err)?;
     let (r, mut w) = stream.into_split();
-    let mut line = serde_json::to_vec(req).map_err(|e| SimError::Protocol(e.to_string()))?;
+    let mut line = serde_json::to_vec(req).map_err(SimError::Protocol)?;
     line.push(b'\n');
     w.write_all(&line).await.map_err(err)?;
     let mut lines = BufReader::new(r).lines();
@@ -245,8 +245,8 @@ pub async fn request(path: &Path, req: &ControlRequest) -> Result<ControlRespons
         .next_line()
         .await
         .map_err(err)?
-        .ok_or_else(|| SimError::Protocol("the simulator closed the connection".into()))?;
-    serde_json::from_str(&answer).map_err(|e| SimError::Protocol(e.to_string()))
+        .ok_or(SimError::Closed)?;
+    serde_json::from_str(&answer).map_err(SimError::Protocol)
 }
 
 #[cfg(test)]

@@ -38,6 +38,29 @@ pub struct DeliverPart {
     pub text: String,
 }
 
+/// Why a message typed at the simulated modem cannot be sent; the text is what the network log
+/// shows beside the `+CMS ERROR`.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The codec refused the PDU.
+    #[error("{0}")]
+    Codec(#[from] pdu::PduError),
+    /// `AT+CMGS=<n>` announced another TPDU length than the PDU has.
+    #[error("TPDU is {octets} octets, AT+CMGS announced {announced}")]
+    Length {
+        /// Octets in the PDU as typed.
+        octets: usize,
+        /// The length the command announced.
+        announced: usize,
+    },
+    /// A valid PDU, but not one a phone sends.
+    #[error("not an SMS-SUBMIT")]
+    NotSubmit,
+    /// A text-mode message that needs more than the one SMS `AT+CMGW` can store.
+    #[error("text needs {0} parts; one is allowed")]
+    Parts(usize),
+}
+
 /// An encoded status report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodedReport {
@@ -50,14 +73,14 @@ pub struct EncodedReport {
 /// Decodes the PDU typed after `AT+CMGS=<tpdu_len>`, with or without a leading SMSC field
 /// (the length counts only the TPDU, so the codec's [`pdu::split_smsc`] can tell). The error
 /// text says what was wrong (the engine answers `+CMS ERROR: 304`).
-pub fn decode_submit(hex: &str, tpdu_len: usize) -> Result<Submitted, String> {
+pub fn decode_submit(hex: &str, tpdu_len: usize) -> Result<Submitted, SubmitError> {
     let hex = hex.trim();
-    let split = pdu::split_smsc(hex, tpdu_len).map_err(|e| e.to_string())?;
+    let split = pdu::split_smsc(hex, tpdu_len)?;
     if split.tpdu_hex.len() != tpdu_len * 2 {
-        return Err(format!(
-            "TPDU is {} octets, AT+CMGS announced {tpdu_len}",
-            split.tpdu_hex.len() / 2
-        ));
+        return Err(SubmitError::Length {
+            octets: split.tpdu_hex.len() / 2,
+            announced: tpdu_len,
+        });
     }
     match pdu::decode(hex, Direction::MobileOriginated, split.has_smsc_field) {
         Ok(Pdu::Submit(s)) => Ok(Submitted {
@@ -67,8 +90,8 @@ pub fn decode_submit(hex: &str, tpdu_len: usize) -> Result<Submitted, String> {
             status_report_requested: s.status_report_requested,
             concat: s.concat.map(|c| (c.reference, c.total, c.sequence)),
         }),
-        Ok(_) => Err("not an SMS-SUBMIT".to_string()),
-        Err(e) => Err(e.to_string()),
+        Ok(_) => Err(SubmitError::NotSubmit),
+        Err(e) => Err(SubmitError::Codec(e)),
     }
 }
 
@@ -88,14 +111,14 @@ pub fn encode_text_submit(
     to: &str,
     text: &str,
     status_report: bool,
-) -> Result<(String, usize), String> {
+) -> Result<(String, usize), SubmitError> {
     let opts = pdu::SubmitOptions {
         request_status_report: status_report,
         ..pdu::SubmitOptions::default()
     };
-    let mut parts = pdu::encode_submit(to, text, &opts).map_err(|e| e.to_string())?;
+    let mut parts = pdu::encode_submit(to, text, &opts)?;
     if parts.len() != 1 {
-        return Err(format!("text needs {} parts; one is allowed", parts.len()));
+        return Err(SubmitError::Parts(parts.len()));
     }
     let p = parts.remove(0);
     Ok((p.hex, p.tpdu_len))
@@ -144,15 +167,15 @@ pub fn encode_deliver(
         None
     };
     let parts = pdu::encode_deliver(from, text, timestamp, smsc, concat_reference, force)
-        .map_err(|e| SimError::Encode(e.to_string()))?;
+        .map_err(SimError::Encode)?;
     parts
         .into_iter()
         .map(|p| {
             // Each part's own text, for text mode, as the codec reads it back.
             let text = match pdu::decode(&p.hex, Direction::MobileTerminated, true) {
                 Ok(Pdu::Deliver(d)) => d.text,
-                Ok(_) => return Err(SimError::Encode("codec produced no DELIVER".into())),
-                Err(e) => return Err(SimError::Encode(e.to_string())),
+                Ok(_) => return Err(SimError::NoDeliver),
+                Err(e) => return Err(SimError::Encode(e)),
             };
             Ok(DeliverPart {
                 hex_with_smsc: p.hex,
@@ -171,9 +194,8 @@ pub fn encode_status_report(
     sc_time: DateTime<FixedOffset>,
     discharge: DateTime<FixedOffset>,
     status: u8,
-) -> Result<EncodedReport, String> {
-    let p = pdu::encode_status_report(reference, recipient, sc_time, discharge, status)
-        .map_err(|e| e.to_string())?;
+) -> Result<EncodedReport, pdu::PduError> {
+    let p = pdu::encode_status_report(reference, recipient, sc_time, discharge, status)?;
     Ok(EncodedReport {
         hex_with_smsc: p.hex,
         tpdu_len: p.tpdu_len,

@@ -110,13 +110,19 @@ pub enum SimError {
     Rejected(String),
     /// The PDU codec could not encode an incoming message.
     #[error("cannot encode the message: {0}")]
-    Encode(String),
+    Encode(#[source] crate::modem::pdu::PduError),
+    /// The codec's own reading of a part it encoded was not an SMS-DELIVER.
+    #[error("cannot encode the message: codec produced no DELIVER")]
+    NoDeliver,
     /// A wait ended before the awaited thing happened.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
-    /// The control peer sent something that is not a request, or answered with an error.
+    /// A control message could not be written or read as JSON.
     #[error("control protocol: {0}")]
-    Protocol(String),
+    Protocol(#[source] serde_json::Error),
+    /// The simulator closed the control connection before it answered.
+    #[error("control protocol: the simulator closed the connection")]
+    Closed,
 }
 
 impl SimError {

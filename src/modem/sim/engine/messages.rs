@@ -268,7 +268,7 @@ impl Engine {
             Err(e) => {
                 let code = if text_mode { 305 } else { 304 };
                 let delay = self.cfg.command_delay;
-                return self.refuse(Final::Cms(code), e, delay);
+                return self.refuse(Final::Cms(code), e.to_string(), delay);
             }
         };
         match kind {
@@ -284,7 +284,7 @@ impl Engine {
                     Ok((pdu, tpdu_len)) => self.store_submit(sub, pdu, tpdu_len, 2),
                     Err(e) => {
                         let delay = self.cfg.command_delay;
-                        self.refuse(Final::Cms(305), e, delay)
+                        self.refuse(Final::Cms(305), e.to_string(), delay)
                     }
                 }
             }
