@@ -82,7 +82,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
-    warn_unreachable(&loaded.config);
+    warn_unreachable(&loaded.config, SystemClock.now());
     // Started anyway, so the channels that work keep paging; the broken part shows in the log
     // and (for a channel) in /healthz. `check` and a reload refuse such a file.
     for e in &loaded.impaired {
@@ -93,8 +93,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
 
 /// Logs every way `config` can leave someone unpaged (routes whose alerts reach nobody, on-call
 /// gaps ahead), at start and after a reload: the box owner must hear of it before an alert does.
-fn warn_unreachable(config: &Config) {
-    let now = SystemClock.now();
+fn warn_unreachable(config: &Config, now: chrono::DateTime<chrono::Utc>) {
     let overrides = crate::store::overrides::in_force_at(&config.database_path(), now);
     for w in crate::config::reach::unreachable(config, now, &overrides) {
         tracing::warn!("nobody would be paged: {w}");
@@ -169,7 +168,7 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
     }
 
     let failed: Option<TaskEnded> = tokio::select! {
-        _ = wait_for_signals(config.path.as_deref(), &config_tx, &token_tx) => None,
+        _ = wait_for_signals(config.path.as_deref(), &config_tx, &token_tx, core.clock.as_ref()) => None,
         e = ended.next() => Some(e),
     };
     stop(&core, shutdown_grace(&config), failed.as_ref()).await;
@@ -302,7 +301,8 @@ async fn start_modem(
     let sup = &core.sup;
     let mut settings = modem_settings(&config.modem, device)?;
     settings.heartbeat = sup.heartbeat("modem", settings.heartbeat_bound());
-    let (modem, events) = Modem::spawn_supervised(settings, sup, core.shutdown.clone());
+    let (modem, events) =
+        Modem::spawn_supervised(settings, sup, core.clock.clone(), core.shutdown.clone());
     let health = modem.health();
     let (selftest, inbox, runner) = crate::selftest::spawn(crate::selftest::runner::Deps {
         store: core.store.clone(),
@@ -596,6 +596,7 @@ async fn wait_for_signals(
     config_path: Option<&Path>,
     config_tx: &watch::Sender<Arc<Config>>,
     token_tx: &watch::Sender<Option<Arc<crate::config::Secret>>>,
+    clock: &dyn Clock,
 ) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
@@ -642,7 +643,7 @@ async fn wait_for_signals(
                         for w in &loaded.warnings {
                             tracing::warn!("{w}");
                         }
-                        warn_unreachable(&config_tx.borrow());
+                        warn_unreachable(&config_tx.borrow(), clock.now());
                     }
                     Err(e) => {
                         tracing::error!(path = %path.display(), "config reload rejected; keeping the running config:\n{e}");

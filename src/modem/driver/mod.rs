@@ -129,18 +129,20 @@ impl Modem {
 
     /// Like [`Modem::spawn`], with the driver run as an essential task of `sup`: a driver that
     /// panics or returns before shutdown stops the daemon (see [`crate::supervisor`]), and its
-    /// heartbeat (in `settings`) tells the watchdog whether its request loop still turns.
+    /// heartbeat (in `settings`) tells the watchdog whether its request loop still turns. It
+    /// reads the daemon's `clock`, like every other task, so health timestamps and received
+    /// messages agree with the store's.
     pub fn spawn_supervised(
         settings: Settings,
         sup: &crate::supervisor::Supervisor,
+        clock: Arc<dyn Clock>,
         shutdown: CancellationToken,
     ) -> (Modem, mpsc::Receiver<ModemEvent>) {
         let opener = SerialOpener {
             device: settings.device.clone(),
             baud: settings.baud,
         };
-        let (modem, events, driver) =
-            Self::prepare(settings, opener, Arc::new(SystemClock), shutdown);
+        let (modem, events, driver) = Self::prepare(settings, opener, clock, shutdown);
         sup.spawn("modem", crate::supervisor::Role::Essential, driver);
         (modem, events)
     }
