@@ -4,8 +4,6 @@
 //! wait for either. Logic takes `now` from a [`Clock`] (or as an argument) and never calls
 //! `Utc::now()` itself. Delays use `tokio::time`, which tests can pause.
 
-use std::sync::{Arc, Mutex};
-
 use chrono::{DateTime, TimeDelta, Utc};
 
 /// A source of wall-clock time.
@@ -24,20 +22,23 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that only moves when told to; for tests.
+/// A clock that only moves when told to; for tests (test builds only: `cfg(test)` or the
+/// `testkit` feature).
 ///
 /// A std mutex is right here: the critical section is a copy of eight bytes and is never held
 /// across an `.await`.
+#[cfg(any(test, feature = "testkit"))]
 #[derive(Debug, Clone)]
 pub struct ManualClock {
-    now: Arc<Mutex<DateTime<Utc>>>,
+    now: std::sync::Arc<std::sync::Mutex<DateTime<Utc>>>,
 }
 
+#[cfg(any(test, feature = "testkit"))]
 impl ManualClock {
     /// A clock standing at `start`.
     pub fn new(start: DateTime<Utc>) -> Self {
         Self {
-            now: Arc::new(Mutex::new(start)),
+            now: std::sync::Arc::new(std::sync::Mutex::new(start)),
         }
     }
 
@@ -53,6 +54,7 @@ impl ManualClock {
     }
 }
 
+#[cfg(any(test, feature = "testkit"))]
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         *self.now.lock().expect("clock mutex poisoned")

@@ -1,6 +1,9 @@
 //! Acknowledge by SMS through the library API only, the way the daemon wires it: the ack task
 //! behind its handle, the escalation pass on the store, replies read back from the outbox.
-//! (The run through the modem simulator is the daemon's end-to-end test.)
+//! (The run through the modem simulator is the daemon's end-to-end test.) It steps time with
+//! the library's manual clock, which only test builds have.
+
+#![cfg(feature = "testkit")]
 
 use std::path::Path;
 use std::sync::Arc;

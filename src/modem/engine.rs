@@ -506,11 +506,6 @@ impl<P: Port> AtEngine<P> {
             source,
         })
     }
-
-    /// Gives the port back (tests).
-    pub fn into_port(self) -> P {
-        self.port
-    }
 }
 
 fn port_closed(label: &str) -> EngineError {

@@ -143,11 +143,6 @@ impl FakePanel {
         level_at(&self.buzzer_writes(), Instant::now())
     }
 
-    /// The LED's level at `at` according to the write log.
-    pub fn led_on_at(&self, at: Instant) -> bool {
-        level_at(&self.led_writes(), at)
-    }
-
     /// The buzzer's level at `at` according to the write log.
     pub fn buzzer_on_at(&self, at: Instant) -> bool {
         level_at(&self.buzzer_writes(), at)

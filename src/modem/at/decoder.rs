@@ -88,7 +88,8 @@ impl LineDecoder {
     }
 
     /// How many bytes of an unfinished line are held (for tests of the bound).
-    pub fn pending_len(&self) -> usize {
+    #[cfg(test)]
+    fn pending_len(&self) -> usize {
         self.buf.len()
     }
 
