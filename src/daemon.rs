@@ -555,9 +555,9 @@ fn start_watchdog(core: &Core) {
         let late = liveness.late();
         async move {
             if !late.is_empty() {
-                return Err(format!("tasks late: {late:?}"));
+                return Err(Unhealthy::Late(late));
             }
-            store.ping().await.map_err(|e| e.to_string())
+            store.ping().await.map_err(Unhealthy::Store)
         }
     };
     core.sup.spawn(
@@ -565,6 +565,28 @@ fn start_watchdog(core: &Core) {
         Role::Essential,
         wd.run(check, core.shutdown.clone()),
     );
+}
+
+/// Why a SIGHUP reload was rejected (the running config stays).
+#[derive(Debug, thiserror::Error)]
+enum ReloadError {
+    /// The new file does not load, or loads only impaired.
+    #[error("{0}")]
+    Config(#[source] crate::config::ConfigError),
+    /// The write token file named by the new config cannot be read.
+    #[error("cannot read http.token_file: {0}")]
+    Token(#[source] std::io::Error),
+}
+
+/// Why the watchdog is not fed this period (logged with its cause).
+#[derive(Debug, thiserror::Error)]
+enum Unhealthy {
+    /// Essential loops have not beaten within their bounds.
+    #[error("tasks late: {0:?}")]
+    Late(Vec<crate::supervisor::Late>),
+    /// The store thread did not answer a trivial query.
+    #[error("{0}")]
+    Store(#[source] crate::store::StoreError),
 }
 
 /// Stops every task at a safe point: cancels the one token and waits up to `grace` for tasks
@@ -620,10 +642,9 @@ async fn wait_for_signals(
                 };
                 let loaded = Config::load(path)
                     .and_then(crate::config::Loaded::strict)
-                    .map_err(|e| e.to_string())
+                    .map_err(ReloadError::Config)
                     .and_then(|l| {
-                        let token = intake::read_token(&l.config)
-                            .map_err(|e| format!("cannot read http.token_file: {e}"))?;
+                        let token = intake::read_token(&l.config).map_err(ReloadError::Token)?;
                         Ok((l, token))
                     });
                 match loaded {
