@@ -31,32 +31,10 @@ ring_for = "10s"
 group_window = "0s"
 rate_limit_count = 100
 
-[[users]]
-id = "alice"
-phone = "{ALICE}"
-[[users.rules]]
-channel = "sms"
-after = "0s"
-
-[[schedules]]
-id = "primary"
-[[schedules.layers]]
-users = ["alice"]
-shift = "1w"
-start = "2026-01-05T09:00"
-
-[[policies]]
-id = "default"
-[[policies.steps]]
-schedules = ["primary"]
-wait = "60s"
-
-[[routes]]
-id = "default"
-policy = "default"
-missed_call_ack = true
+{people}missed_call_ack = true
 "#,
-        link = sim.link.display()
+        link = sim.link.display(),
+        people = util::on_call(ALICE, util::SMS_AT_ONCE, "60s"),
     )
 }
 

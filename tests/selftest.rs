@@ -29,30 +29,7 @@ ring_for = "2s"
 max_attempts = 2
 channel_timeout = "3s"
 
-[[users]]
-id = "alice"
-phone = "{ALICE}"
-[[users.rules]]
-channel = "sms"
-after = "0s"
-
-[[schedules]]
-id = "primary"
-time_zone = "Europe/Berlin"
-[[schedules.layers]]
-users = ["alice"]
-shift = "1w"
-start = "2026-01-05T09:00"
-
-[[policies]]
-id = "default"
-[[policies.steps]]
-schedules = ["primary"]
-wait = "60s"
-
-[[routes]]
-id = "default"
-policy = "default"
+{people}
 
 [selftest]
 grace = "1s"
@@ -64,6 +41,7 @@ ussd_timeout = "3s"
 {selftest}
 "#,
         link = sim.link.display(),
+        people = util::on_call(ALICE, util::SMS_AT_ONCE, "60s"),
         selftest = if selftest.contains("reply_timeout") {
             selftest.to_string()
         } else {
