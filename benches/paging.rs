@@ -549,7 +549,8 @@ fn mixed_phase(pages: usize, full: bool) {
     probe_page(&rt, &sim, &agent, &http, 0);
 
     // The maximum now: unpaced senders over the 100 storm keys. Their first alerts open the
-    // storm's 100 incidents; those pages go out before the measured part.
+    // storm's 100 incidents (warnings: this config pages nobody for them), so what follows is
+    // repeats, and the only pages are the probes'.
     let measure = Duration::from_secs(if full { 5 } else { 1 });
     let max = {
         let load = IntakeLoad::start(&http, None);
