@@ -9,7 +9,9 @@
 //! started on loopback with gossip off and a receiver that sends nothing), and the ratio of
 //! pagerbox's throughput to Alertmanager's is printed beside it. Then
 //! `PAGERBOX_BENCH_IDLE_SECS` (default 60) of idle, and both daemons' memory, anonymous and
-//! file-backed apart. Under `cargo test` (no `--bench` flag) it does a small smoke run against
+//! file-backed apart. `PAGERBOX_BENCH_CASES=100:16` runs only the named cases (keys `1`, `100`
+//! or `10k`, then clients; comma-separated) and `PAGERBOX_BENCH_REPEAT=N` runs each N times, both
+//! daemons back to back each time, and prints the median ratio with its spread. Under `cargo test` (no `--bench` flag) it does a small smoke run against
 //! pagerbox only (and Alertmanager when already installed) so the benchmark cannot rot.
 //!
 //! Every 202 counted here is an alert committed to SQLite with fsync (WAL, synchronous=FULL);
@@ -53,15 +55,15 @@ impl Keys {
 /// A daemon under test: where to send an alert and how it is written.
 #[derive(Debug, Clone)]
 enum Target {
-    Pagerbox { base: String },
-    Alertmanager { base: String },
+    Pagerbox { base: String, pid: u32 },
+    Alertmanager { base: String, pid: u32 },
 }
 
 impl Target {
     fn url(&self) -> String {
         match self {
-            Target::Pagerbox { base } => format!("{base}/v1/alerts"),
-            Target::Alertmanager { base } => format!("{base}/api/v2/alerts"),
+            Target::Pagerbox { base, .. } => format!("{base}/v1/alerts"),
+            Target::Alertmanager { base, .. } => format!("{base}/api/v2/alerts"),
         }
     }
 
@@ -74,6 +76,13 @@ impl Target {
             Target::Alertmanager { .. } => format!(
                 r#"[{{"labels":{{"alertname":"bench","key":"bench-{k}","severity":"warning","service":"bench"}},"annotations":{{"summary":"bench alert {i}"}}}}]"#
             ),
+        }
+    }
+
+    /// The daemon's process, whose CPU time a run measures.
+    fn pid(&self) -> u32 {
+        match self {
+            Target::Pagerbox { pid, .. } | Target::Alertmanager { pid, .. } => *pid,
         }
     }
 
@@ -91,7 +100,10 @@ fn main() {
     let idle_secs: u64 = env_or("PAGERBOX_BENCH_IDLE_SECS", if full { 60 } else { 2 });
     let dir = tempfile::tempdir().unwrap();
     let (mut child, http) = start_daemon(dir.path());
-    let pagerbox = Target::Pagerbox { base: http };
+    let pagerbox = Target::Pagerbox {
+        base: http,
+        pid: child.id(),
+    };
     let mut am = alertmanager(full, dir.path());
     println!(
         "pagerbox intake benchmark ({} mode): {alerts} alerts per run{}",
@@ -103,27 +115,66 @@ fn main() {
         }
     );
     println!(
-        "{:>9} {:>8} {:>12} {:>9} {:>9} {:>9} {:>12} {:>7}",
-        "keys", "clients", "alerts/s", "p50 ms", "p99 ms", "max ms", "AM alerts/s", "ratio"
+        "{:>9} {:>8} {:>12} {:>9} {:>9} {:>9} {:>8} {:>12} {:>8} {:>7}",
+        "keys",
+        "clients",
+        "alerts/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "cpu µs",
+        "AM alerts/s",
+        "AM cpu",
+        "ratio"
     );
+    let cases = std::env::var("PAGERBOX_BENCH_CASES").ok();
+    let repeat: usize = env_or("PAGERBOX_BENCH_REPEAT", 1).max(1);
+    println!("pagerbox pid {}", child.id());
     for keys in [Keys::One, Keys::Rotating, Keys::Distinct] {
         for clients in [1usize, 16, 64] {
-            let r = run(&pagerbox, keys, clients, alerts);
-            let versus = am
-                .as_ref()
-                .map(|(_, target)| run(target, keys, clients, alerts));
-            let (am_rate, ratio) = match &versus {
-                Some(v) => (format!("{:.0}", v.rate), format!("{:.2}", r.rate / v.rate)),
-                None => ("-".into(), "-".into()),
-            };
-            println!(
-                "{:>9} {clients:>8} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {am_rate:>12} {ratio:>7}",
-                keys.name(),
-                r.rate,
-                r.p50,
-                r.p99,
-                r.max
-            );
+            if !selected(cases.as_deref(), keys, clients) {
+                continue;
+            }
+            let mut ratios = Vec::new();
+            for _ in 0..repeat {
+                // Each round runs both daemons back to back, so the machine's load at the time
+                // weighs on both alike.
+                let r = run(&pagerbox, keys, clients, alerts);
+                let versus = am
+                    .as_ref()
+                    .map(|(_, target)| run(target, keys, clients, alerts));
+                let (am_rate, am_cpu, ratio) = match &versus {
+                    Some(v) => {
+                        ratios.push(r.rate / v.rate);
+                        (
+                            format!("{:.0}", v.rate),
+                            format!("{:.0}", v.cpu_us),
+                            format!("{:.2}", r.rate / v.rate),
+                        )
+                    }
+                    None => ("-".into(), "-".into(), "-".into()),
+                };
+                println!(
+                    "{:>9} {clients:>8} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>8.0} {am_rate:>12} {am_cpu:>8} {ratio:>7}",
+                    keys.name(),
+                    r.rate,
+                    r.p50,
+                    r.p99,
+                    r.max,
+                    r.cpu_us
+                );
+            }
+            if ratios.len() > 1 {
+                ratios.sort_by(f64::total_cmp);
+                println!(
+                    "{:>9} {clients:>8} ratio median {:.2} (min {:.2}, max {:.2}) over {} rounds",
+                    keys.name(),
+                    ratios[ratios.len() / 2],
+                    ratios[0],
+                    ratios[ratios.len() - 1],
+                    ratios.len()
+                );
+            }
         }
     }
     let pid = child.id();
@@ -154,6 +205,16 @@ fn main() {
     println!("fresh pagerbox {}", Memory::of(fresh.id()));
     let _ = fresh.kill();
     let _ = fresh.wait();
+}
+
+/// Whether `PAGERBOX_BENCH_CASES` (e.g. `100:16,10k:64`: keys, then clients) selects this case;
+/// unset selects all.
+fn selected(cases: Option<&str>, keys: Keys, clients: usize) -> bool {
+    let Some(cases) = cases else { return true };
+    let name = keys.name().split(' ').next().unwrap_or("");
+    cases
+        .split(',')
+        .any(|c| c.trim() == format!("{name}:{clients}"))
 }
 
 fn env_or<T: std::str::FromStr>(k: &str, d: T) -> T {
@@ -259,11 +320,15 @@ fn alertmanager(full: bool, dir: &std::path::Path) -> Option<(Child, Target)> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Some((child, Target::Alertmanager { base }))
+    let pid = child.id();
+    Some((child, Target::Alertmanager { base, pid }))
 }
 
 struct Result {
     rate: f64,
+    /// The daemon's CPU time (user + system) per alert, in µs: less swayed than the rate by
+    /// what else runs on the machine.
+    cpu_us: f64,
     p50: f64,
     p99: f64,
     max: f64,
@@ -271,6 +336,7 @@ struct Result {
 
 fn run(target: &Target, keys: Keys, clients: usize, alerts: usize) -> Result {
     let next = Arc::new(AtomicUsize::new(0));
+    let ticks = cpu_ticks(target.pid());
     let start = Instant::now();
     let handles: Vec<_> = (0..clients)
         .map(|_| {
@@ -304,17 +370,20 @@ fn run(target: &Target, keys: Keys, clients: usize, alerts: usize) -> Result {
         .flat_map(|h| h.join().unwrap())
         .collect();
     let elapsed = start.elapsed();
+    let ticks = cpu_ticks(target.pid()) - ticks;
     lat.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let pct = |p: f64| ms(lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)]);
     Result {
         rate: alerts as f64 / elapsed.as_secs_f64(),
+        cpu_us: ticks as f64 * 10_000.0 / alerts as f64, // a tick is 10 ms (USER_HZ 100)
         p50: pct(0.50),
         p99: pct(0.99),
         max: ms(*lat.last().unwrap()),
     }
 }
 
+/// CPU time of process `pid` so far (user + system, all threads), in ticks of 10 ms.
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     // Fields after the command name (which may contain spaces) start after the last ')'.

@@ -15,6 +15,11 @@
 //! from the daemon seeing the modem up again to the `AT+CMGS` at the network. It must be under
 //! a second, not the sender's backoff.
 //!
+//! Then mixed load, on a daemon and zero-delay simulator of its own: the intake's maximum on
+//! this machine is measured first (16 clients over 100 keys, unpaced), then the page latency
+//! while alerts arrive at half that rate and four clients read the status page, a year of
+//! stats, `/metrics` and an incident report in a loop. The goal is p99 under 20 ms: no cliff.
+//!
 //! Then, with a second daemon and a simulator at the example config's modem timings (200 ms per
 //! command, 1 s per submit), the page latency while 16 clients load the status page (`GET /`),
 //! a year of stats and `/metrics` in a loop, against the same daemon idle: reads must neither
@@ -22,7 +27,7 @@
 //!
 //! `cargo bench --bench paging` (PAGERBOX_BENCH_PAGES, PAGERBOX_BENCH_STORM_RATE,
 //! PAGERBOX_BENCH_IDLE_SECS, PAGERBOX_BENCH_RECOVERY=N rounds, PAGERBOX_BENCH_STATUS_PAGES;
-//! PAGERBOX_BENCH_ONLY=recovery or =status_page runs only that phase; PAGERBOX_BENCH_BIN runs
+//! PAGERBOX_BENCH_ONLY=recovery, =status_page or =mixed runs only that phase; PAGERBOX_BENCH_BIN runs
 //! another pagerbox binary, e.g. an older build for a before/after); under `cargo test` a small
 //! smoke run (the status-page phase then at a tenth of the modem timings).
 
@@ -67,57 +72,7 @@ fn main() {
 
     let state = dir.path().join("state");
     let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[daemon]
-state_dir = "{}"
-[http]
-listen = "127.0.0.1:0"
-[udp]
-enabled = false
-[modem]
-device = "{}"
-profile = "sim7600"
-delivery_reports = false
-[paging]
-group_window = "0s"
-rate_limit_count = 1000
-[[users]]
-id = "probe"
-phone = "+15550000001"
-[[users.rules]]
-channel = "sms"
-after = "0s"
-[[users]]
-id = "storm"
-phone = "+15550000002"
-[[users.rules]]
-channel = "sms"
-after = "0s"
-[[policies]]
-id = "probe"
-[[policies.steps]]
-users = ["probe"]
-wait = "1h"
-[[policies]]
-id = "storm"
-[[policies.steps]]
-users = ["storm"]
-wait = "1h"
-[[routes]]
-id = "probe"
-policy = "probe"
-match = {{ service = "probe" }}
-[[routes]]
-id = "storm"
-policy = "storm"
-"#,
-            state.display(),
-            link.display()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, zero_delay_config(&state, &link)).unwrap();
     let child = spawn_daemon(&config);
     let http = http_of(&state);
     // Wait for the modem to come up.
@@ -135,43 +90,19 @@ policy = "storm"
         assert!(Instant::now() < deadline, "modem did not come up: {h}");
         std::thread::sleep(Duration::from_millis(50));
     }
+    if std::env::var("PAGERBOX_BENCH_ONLY").as_deref() == Ok("mixed") {
+        drop(child);
+        rt.block_on(sim.shutdown());
+        mixed_phase(pages, full);
+        return;
+    }
     let rounds: usize = env_or("PAGERBOX_BENCH_RECOVERY", if full { 5 } else { 2 });
     if std::env::var("PAGERBOX_BENCH_ONLY").as_deref() == Ok("recovery") {
         recovery(&rt, &sim, child, &config, &state, rounds);
         rt.block_on(sim.shutdown());
         return;
     }
-    let probe = |n: usize| -> Duration {
-        let body = format!(
-            r#"{{"summary":"probe {n}","severity":"critical","service":"probe","dedup_key":"probe-{n}"}}"#
-        );
-        let r = agent
-            .post(&format!("{http}/v1/alerts"))
-            .set("Content-Type", "application/json")
-            .send_string(&body)
-            .unwrap();
-        let t202 = Utc::now();
-        let id = r.into_json::<serde_json::Value>().unwrap()["incident_id"]
-            .as_i64()
-            .unwrap();
-        let prefix = format!("#{id} ");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let log = rt.block_on(sim.network_log()).unwrap();
-            if let Some(at) = log.iter().find_map(|e| match e {
-                NetworkEntry::SmsPart { at, text, .. } | NetworkEntry::Sms { at, text, .. }
-                    if text.starts_with(&prefix) =>
-                {
-                    Some(*at)
-                }
-                _ => None,
-            }) {
-                return (at - t202).to_std().unwrap_or(Duration::ZERO);
-            }
-            assert!(Instant::now() < deadline, "page #{id} did not arrive");
-            std::thread::sleep(Duration::from_micros(200));
-        }
-    };
+    let probe = |n: usize| probe_page(&rt, &sim, &agent, &http, n);
     probe(0);
     let report = |name: &str, mut lat: Vec<Duration>| {
         lat.sort();
@@ -241,20 +172,7 @@ policy = "storm"
     report(&format!("storm ({rate:.0} alerts/s):"), during);
 
     // Idle with a modem attached: once the storm's pages are out, only health polls and timers.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let h: serde_json::Value = agent
-            .get(&format!("{http}/healthz"))
-            .call()
-            .unwrap()
-            .into_json()
-            .unwrap();
-        if h["outbox"]["pending"] == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "outbox did not drain: {h}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_outbox_empty(&agent, &http);
     std::thread::sleep(Duration::from_secs(2));
     let pid = child.0.id();
     let ticks = |pid: u32| -> u64 {
@@ -341,6 +259,7 @@ policy = "storm"
     rt.block_on(sim.shutdown());
 
     status_page_phase(status_pages, full);
+    mixed_phase(pages, full);
 }
 
 /// Clients loading the status page at once in the status-page phase.
@@ -546,6 +465,293 @@ policy = "probe"
     );
     drop(child);
     rt.block_on(sim.shutdown());
+}
+
+/// The config of the zero-delay phases: a `probe` route (service `probe`) paging one person and
+/// a `storm` route for everything else paging another, both by SMS at once.
+fn zero_delay_config(state: &std::path::Path, link: &std::path::Path) -> String {
+    format!(
+        r#"[daemon]
+state_dir = "{}"
+[http]
+listen = "127.0.0.1:0"
+[udp]
+enabled = false
+[modem]
+device = "{}"
+profile = "sim7600"
+delivery_reports = false
+[paging]
+group_window = "0s"
+rate_limit_count = 1000
+[[users]]
+id = "probe"
+phone = "+15550000001"
+[[users.rules]]
+channel = "sms"
+after = "0s"
+[[users]]
+id = "storm"
+phone = "+15550000002"
+[[users.rules]]
+channel = "sms"
+after = "0s"
+[[policies]]
+id = "probe"
+[[policies.steps]]
+users = ["probe"]
+wait = "1h"
+[[policies]]
+id = "storm"
+[[policies.steps]]
+users = ["storm"]
+wait = "1h"
+[[routes]]
+id = "probe"
+policy = "probe"
+match = {{ service = "probe" }}
+[[routes]]
+id = "storm"
+policy = "storm"
+"#,
+        state.display(),
+        link.display()
+    )
+}
+
+/// Clients sending alerts in the mixed phase; each one's share of the rate is paced.
+const MIXED_SENDERS: usize = 16;
+
+/// Page latency under mixed load (see the file's header), on its own daemon and simulator.
+fn mixed_phase(pages: usize, full: bool) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("modem");
+    let sim = rt
+        .block_on(Simulator::start(SimConfig::fast(
+            SimProfile::Sim7600,
+            link.clone(),
+        )))
+        .unwrap();
+    let state = dir.path().join("state");
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, zero_delay_config(&state, &link)).unwrap();
+    let child = spawn_daemon(&config);
+    let http = http_of(&state);
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build();
+    wait_modem(&agent, &http, true);
+    probe_page(&rt, &sim, &agent, &http, 0);
+
+    // The maximum now: unpaced senders over the 100 storm keys. Their first alerts open the
+    // storm's 100 incidents (warnings: this config pages nobody for them), so what follows is
+    // repeats, and the only pages are the probes'.
+    let measure = Duration::from_secs(if full { 5 } else { 1 });
+    let max = {
+        let load = IntakeLoad::start(&http, None);
+        std::thread::sleep(measure);
+        load.stop()
+    };
+    wait_outbox_empty(&agent, &http);
+    // PAGERBOX_BENCH_MIXED_SHARE and PAGERBOX_BENCH_MIXED_READERS (0 or 1) take the load apart.
+    let target = max * env_or("PAGERBOX_BENCH_MIXED_SHARE", 0.5);
+    let with_readers = env_or("PAGERBOX_BENCH_MIXED_READERS", 1) != 0;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let paths = [
+        "/",
+        "/v1/stats?since=365d",
+        "/metrics",
+        "/v1/incidents/1/report",
+    ];
+    let readers: Vec<_> = paths
+        .iter()
+        .filter(|_| with_readers)
+        .map(|path| {
+            let url = format!("{http}{path}");
+            let (stop, reads) = (stop.clone(), reads.clone());
+            std::thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new()
+                    .timeout(Duration::from_secs(30))
+                    .build();
+                while !stop.load(Ordering::Relaxed) {
+                    let r = agent.get(&url).call();
+                    assert!(r.is_ok(), "GET {url}: {r:?}");
+                    reads.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let load = (target > 0.0).then(|| IntakeLoad::start(&http, Some(target)));
+    std::thread::sleep(Duration::from_millis(500));
+    let t0 = Instant::now();
+    let lat: Vec<Duration> = (1..=pages)
+        .map(|n| {
+            let d = probe_page(&rt, &sim, &agent, &http, 10_000 + n);
+            std::thread::sleep(Duration::from_millis(20));
+            d
+        })
+        .collect();
+    let read_rate = reads.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64();
+    let rate = load.map_or(0.0, IntakeLoad::stop);
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.join().unwrap();
+    }
+    let p99 = report_latency(
+        &format!("mixed: intake {rate:.0}/s (max {max:.0}/s), {read_rate:.0} reads/s:"),
+        lat,
+    );
+    println!(
+        "mixed load: page p99 {:.2} ms, goal < 20 ms: {}",
+        p99,
+        if p99 < 20.0 { "met" } else { "NOT met" }
+    );
+    drop(child);
+    rt.block_on(sim.shutdown());
+}
+
+/// Alert senders over the 100 storm keys, unpaced or sharing a total rate.
+struct IntakeLoad {
+    stop: Arc<AtomicBool>,
+    accepted: Arc<std::sync::atomic::AtomicU64>,
+    started: Instant,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl IntakeLoad {
+    fn start(http: &str, rate: Option<f64>) -> IntakeLoad {
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let threads = (0..MIXED_SENDERS)
+            .map(|c| {
+                let (stop, accepted) = (stop.clone(), accepted.clone());
+                let url = format!("{http}/v1/alerts");
+                let per = rate.map(|r| Duration::from_secs_f64(MIXED_SENDERS as f64 / r));
+                std::thread::spawn(move || {
+                    let agent = ureq::AgentBuilder::new().build();
+                    let start = Instant::now();
+                    let mut i = 0u32;
+                    while !stop.load(Ordering::Relaxed) {
+                        let body = format!(
+                            r#"{{"summary":"mixed {i}","severity":"warning","dedup_key":"storm-{}"}}"#,
+                            (i as usize * MIXED_SENDERS + c) % 100
+                        );
+                        let r = agent
+                            .post(&url)
+                            .set("Content-Type", "application/json")
+                            .send_string(&body);
+                        if r.is_ok_and(|r| r.status() == 202) {
+                            accepted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        i += 1;
+                        if let Some(per) = per {
+                            let next = start + per * i;
+                            if let Some(d) = next.checked_duration_since(Instant::now()) {
+                                std::thread::sleep(d);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        IntakeLoad {
+            stop,
+            accepted,
+            started: Instant::now(),
+            threads,
+        }
+    }
+
+    /// Stops the senders; returns the alerts accepted per second while they ran.
+    fn stop(self) -> f64 {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let n = self.accepted.load(Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        n as f64 / elapsed
+    }
+}
+
+/// Prints p50, p99 and max of `lat` under `name`; returns p99 in ms.
+fn report_latency(name: &str, mut lat: Vec<Duration>) -> f64 {
+    lat.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let p = |q: f64| ms(lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)]);
+    println!(
+        "{name:<28} n={:<5} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms",
+        lat.len(),
+        p(0.5),
+        p(0.99),
+        ms(*lat.last().unwrap())
+    );
+    p(0.99)
+}
+
+/// Waits until the daemon's outbox has nothing pending.
+fn wait_outbox_empty(agent: &ureq::Agent, http: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let h: serde_json::Value = agent
+            .get(&format!("{http}/healthz"))
+            .call()
+            .unwrap()
+            .into_json()
+            .unwrap();
+        if h["outbox"]["pending"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "outbox did not drain: {h}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Posts probe alert `n` (a new incident on the probe route) and returns the time from its 202
+/// to its SMS reaching the simulated network.
+fn probe_page(
+    rt: &tokio::runtime::Runtime,
+    sim: &SimHandle,
+    agent: &ureq::Agent,
+    http: &str,
+    n: usize,
+) -> Duration {
+    let body = format!(
+        r#"{{"summary":"probe {n}","severity":"critical","service":"probe","dedup_key":"probe-{n}"}}"#
+    );
+    let r = agent
+        .post(&format!("{http}/v1/alerts"))
+        .set("Content-Type", "application/json")
+        .send_string(&body)
+        .unwrap();
+    let t202 = Utc::now();
+    let id = r.into_json::<serde_json::Value>().unwrap()["incident_id"]
+        .as_i64()
+        .unwrap();
+    let prefix = format!("#{id} ");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = rt.block_on(sim.network_log()).unwrap();
+        if let Some(at) = log.iter().find_map(|e| match e {
+            NetworkEntry::SmsPart { at, text, .. } | NetworkEntry::Sms { at, text, .. }
+                if text.starts_with(&prefix) =>
+            {
+                Some(*at)
+            }
+            _ => None,
+        }) {
+            return (at - t202).to_std().unwrap_or(Duration::ZERO);
+        }
+        assert!(Instant::now() < deadline, "page #{id} did not arrive");
+        std::thread::sleep(Duration::from_micros(200));
+    }
 }
 
 /// Kills the daemon however this ends, a panic included.

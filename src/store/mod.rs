@@ -139,6 +139,15 @@ pub enum AlertOutcome {
 }
 
 impl AlertOutcome {
+    /// Whether the commit watchers must hear of this outcome: a repeat changed only the open
+    /// incident's count and last-seen time, which no watcher acts on.
+    fn wake(&self) -> Wake {
+        match self {
+            AlertOutcome::Repeated(_) => Wake::Nobody,
+            _ => Wake::Watchers,
+        }
+    }
+
     /// The incident the alert touched, if any.
     pub fn incident(&self) -> Option<&Incident> {
         match self {
@@ -170,8 +179,23 @@ pub enum ListFilter {
 
 /// Answers the caller once the commit outcome is known (`None` = committed).
 type Finisher = Box<dyn FnOnce(Option<&StoreError>) + Send>;
-/// What a job's closure said: `Ok` or its own error (the caller's reply is in the finisher).
-type JobOutcome = Result<(), StoreError>;
+/// What a job's closure said: whether what it wrote concerns the commit watchers, or its own
+/// error (the caller's reply is in the finisher).
+type JobOutcome = Result<Wake, StoreError>;
+/// What a read's closure said: `Ok` or its own error.
+type ReadOutcome = Result<(), StoreError>;
+
+/// Whether a job's rows are news for the tasks that wait on [`Store::commits`] (the escalation
+/// engine, the senders, the panel, outbound): each of them reads the store when woken, so a
+/// wake-up costs a round of queries on the writer. A repeat of an alert whose incident is
+/// already open changes nothing any of them acts on (no page, no status, no open count), so a
+/// batch of nothing but repeats commits without waking them; any other write in the same batch
+/// wakes them as before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    Watchers,
+    Nobody,
+}
 /// The connection and the batch's time, or why no transaction could be opened for the job.
 type Ctx<'a> = Result<(&'a Connection, DateTime<Utc>), &'a StoreError>;
 
@@ -180,7 +204,7 @@ type RunJob = Box<dyn FnOnce(Ctx<'_>) -> (Finisher, JobOutcome) + Send>;
 /// Sends a read's result to its caller.
 type Answer = Box<dyn FnOnce() + Send>;
 /// A read job's body: see [`Read`].
-type RunRead = Box<dyn FnOnce(Ctx<'_>) -> (Answer, JobOutcome) + Send>;
+type RunRead = Box<dyn FnOnce(Ctx<'_>) -> (Answer, ReadOutcome) + Send>;
 
 /// A write job: runs inside the open transaction (or learns that none could be opened) and
 /// returns its finisher and its outcome.
@@ -197,9 +221,15 @@ struct Read {
     caller: &'static Location<'static>,
 }
 
-/// Handle to the store threads. Cheap to clone.
+/// Handle to the store threads. Cheap to clone: one reference count, because intake clones the
+/// handle (inside its shared state) several times for every request.
 #[derive(Clone)]
 pub struct Store {
+    shared: Arc<Handles>,
+}
+
+/// What every [`Store`] handle shares.
+struct Handles {
     jobs: mpsc::Sender<Job>,
     reads: mpsc::Sender<Read>,
     commits: watch::Receiver<u64>,
@@ -213,7 +243,7 @@ impl Store {
     /// The current instant on the store's clock: the one every task compares stored due times
     /// and leases with, so a test clock moves all of them together.
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        self.clock.now()
+        self.shared.clock.now()
     }
 
     /// Opens (creating if needed) the database at `path`, migrates it, and starts the store
@@ -293,32 +323,34 @@ impl Store {
             .name("pagerbox-store".into())
             .spawn(move || run(conn, rx, write_clock, signals, metrics))?;
         Ok(Store {
-            jobs: tx,
-            reads: read_tx,
-            commits: commit_rx,
-            health: health_rx,
-            faults: faults_rx,
-            clock,
+            shared: Arc::new(Handles {
+                jobs: tx,
+                reads: read_tx,
+                commits: commit_rx,
+                health: health_rx,
+                faults: faults_rx,
+                clock,
+            }),
         })
     }
 
     /// A receiver that changes after every commit that wrote something; the escalation engine and
     /// the senders wait on it instead of polling.
     pub fn commits(&self) -> watch::Receiver<u64> {
-        self.commits.clone()
+        self.shared.commits.clone()
     }
 
     /// Whether the store can write (disk full, read-only or failing file, I/O errors), from the
     /// outcome of every batch that wrote and of the idle probe write. For `/healthz`: paging is
     /// impaired while this is [`WriteHealth::Failing`].
     pub fn write_health(&self) -> watch::Receiver<WriteHealth> {
-        self.health.clone()
+        self.shared.health.clone()
     }
 
     /// The faults of ours (constraint, schema, misuse...) the store has met: how many, and the
     /// latest with when and where. For `/healthz` and the operator.
     pub fn faults(&self) -> watch::Receiver<StoreFaults> {
-        self.faults.clone()
+        self.shared.faults.clone()
     }
 
     /// Runs `f` on the store thread inside the next transaction and returns its result once that
@@ -330,37 +362,45 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection, DateTime<Utc>) -> Result<T, StoreError> + Send + 'static,
     {
-        let caller = Location::caller();
-        async move {
-            if crate::fault::armed("store.busy") {
-                return Err(StoreError::Busy);
-            }
-            let (tx, rx) = oneshot::channel();
-            let run = Box::new(move |ctx: Ctx<'_>| {
-                let result = match ctx {
-                    Ok((conn, now)) => f(conn, now),
-                    Err(e) => Err(e.clone()),
-                };
-                let outcome = match &result {
-                    Ok(_) => Ok(()),
-                    Err(e) => Err(e.clone()),
-                };
-                let finisher: Finisher = Box::new(move |commit_err: Option<&StoreError>| {
-                    let _ = tx.send(match commit_err {
-                        None => result,
-                        Some(e) => Err(e.clone()),
-                    });
-                });
-                (finisher, outcome)
-            });
-            let job = Job { run, caller };
-            match tokio::time::timeout(ENQUEUE_TIMEOUT, self.jobs.send(job)).await {
-                Err(_) => return Err(StoreError::Busy),
-                Ok(Err(_)) => return Err(StoreError::Closed),
-                Ok(Ok(())) => {}
-            }
-            rx.await.map_err(|_| StoreError::Closed)?
+        self.submit(f, Location::caller(), |_| Wake::Watchers)
+    }
+
+    /// [`Store::call`], with `wake` deciding from the job's own result whether its rows wake the
+    /// commit watchers (see [`Wake`]).
+    async fn submit<T, F>(
+        &self,
+        f: F,
+        caller: &'static Location<'static>,
+        wake: fn(&T) -> Wake,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, DateTime<Utc>) -> Result<T, StoreError> + Send + 'static,
+    {
+        if crate::fault::armed("store.busy") {
+            return Err(StoreError::Busy);
         }
+        let (tx, rx) = oneshot::channel();
+        let run = Box::new(move |ctx: Ctx<'_>| {
+            let result = match ctx {
+                Ok((conn, now)) => f(conn, now),
+                Err(e) => Err(e.clone()),
+            };
+            let outcome = match &result {
+                Ok(v) => Ok(wake(v)),
+                Err(e) => Err(e.clone()),
+            };
+            let finisher: Finisher = Box::new(move |commit_err: Option<&StoreError>| {
+                let _ = tx.send(match commit_err {
+                    None => result,
+                    Some(e) => Err(e.clone()),
+                });
+            });
+            (finisher, outcome)
+        });
+        let job = Job { run, caller };
+        enqueue(&self.shared.jobs, job).await?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Runs `f` on the read thread, over its own read-only connection, and returns its result.
@@ -393,11 +433,7 @@ impl Store {
                 (answer, outcome)
             });
             let read = Read { run, caller };
-            match tokio::time::timeout(ENQUEUE_TIMEOUT, self.reads.send(read)).await {
-                Err(_) => return Err(StoreError::Busy),
-                Ok(Err(_)) => return Err(StoreError::Closed),
-                Ok(Ok(())) => {}
-            }
+            enqueue(&self.shared.reads, read).await?;
             rx.await.map_err(|_| StoreError::Closed)?
         }
     }
@@ -412,24 +448,42 @@ impl Store {
         })
     }
 
-    /// Applies an alert (trigger, acknowledge or resolve by dedup key).
-    pub async fn apply_alert(&self, alert: AlertInput) -> Result<AlertOutcome, StoreError> {
-        self.call(move |c, now| queries::apply_alert(c, &alert, now))
-            .await
+    /// Applies an alert (trigger, acknowledge or resolve by dedup key). A repeat of an open
+    /// incident's alert wakes no commit watcher (see [`Wake`]).
+    #[track_caller]
+    pub fn apply_alert(
+        &self,
+        alert: AlertInput,
+    ) -> impl Future<Output = Result<AlertOutcome, StoreError>> + Send + '_ {
+        self.submit(
+            move |c, now| queries::apply_alert(c, &alert, now),
+            Location::caller(),
+            |o| o.wake(),
+        )
     }
 
     /// Applies several alerts in one transaction: all are stored or none (an Alertmanager group).
-    pub async fn apply_alerts(
+    #[track_caller]
+    pub fn apply_alerts(
         &self,
         alerts: Vec<AlertInput>,
-    ) -> Result<Vec<AlertOutcome>, StoreError> {
-        self.call(move |c, now| {
-            alerts
-                .iter()
-                .map(|a| queries::apply_alert(c, a, now))
-                .collect()
-        })
-        .await
+    ) -> impl Future<Output = Result<Vec<AlertOutcome>, StoreError>> + Send + '_ {
+        self.submit(
+            move |c, now| {
+                alerts
+                    .iter()
+                    .map(|a| queries::apply_alert(c, a, now))
+                    .collect()
+            },
+            Location::caller(),
+            |outcomes: &Vec<AlertOutcome>| {
+                if outcomes.iter().all(|o| o.wake() == Wake::Nobody) {
+                    Wake::Nobody
+                } else {
+                    Wake::Watchers
+                }
+            },
+        )
     }
 
     /// Acknowledges incident `id`. Returns it and whether it changed.
@@ -509,6 +563,23 @@ impl Store {
     ) -> Result<Vec<Incident>, StoreError> {
         self.read(move |c, _| Ok(queries::list(c, filter, limit)?))
             .await
+    }
+}
+
+/// Hands `job` to a store thread: at once when the queue has room (the common case, which then
+/// costs no timer), else waiting up to [`ENQUEUE_TIMEOUT`] for room before answering
+/// [`StoreError::Busy`].
+async fn enqueue<J>(queue: &mpsc::Sender<J>, job: J) -> Result<(), StoreError> {
+    match queue.try_send(job) {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::TrySendError::Closed(_)) => Err(StoreError::Closed),
+        Err(mpsc::error::TrySendError::Full(job)) => {
+            match tokio::time::timeout(ENQUEUE_TIMEOUT, queue.send(job)).await {
+                Err(_) => Err(StoreError::Busy),
+                Ok(Err(_)) => Err(StoreError::Closed),
+                Ok(Ok(())) => Ok(()),
+            }
+        }
     }
 }
 
@@ -629,8 +700,11 @@ impl Writer {
             // A job that was told why it could not run (already holds its error).
             let mut refused: Option<Finisher> = None;
             let mut abort: Option<Arc<rusqlite::Error>> = None;
+            // Whether a job that wrote rows asked for the commit watchers to be woken.
+            let mut wake = false;
             while let Some(job) = batch.pop_front() {
-                if let Err(e) = tx.execute_batch("SAVEPOINT job") {
+                let changes_before_job = tx.total_changes();
+                if let Err(e) = savepoint(&tx, "SAVEPOINT job") {
                     let e = Arc::new(e);
                     let (finish, _) = (job.run)(Err(&StoreError::Commit(e.clone())));
                     refused = Some(finish);
@@ -639,8 +713,10 @@ impl Writer {
                 }
                 let (finish, outcome) = (job.run)(Ok((&tx, now)));
                 ran.push(finish);
-                if let Err(e) = &outcome {
-                    self.signals.job_failed(e, job.caller, now);
+                match &outcome {
+                    Err(e) => self.signals.job_failed(e, job.caller, now),
+                    Ok(Wake::Watchers) => wake |= tx.total_changes() != changes_before_job,
+                    Ok(Wake::Nobody) => {}
                 }
                 if let Err(e) = close_savepoint(&tx, &outcome) {
                     abort = Some(e);
@@ -668,13 +744,16 @@ impl Writer {
                 continue;
             }
             // Only a batch that changed rows wakes the commit watchers: the engine, the senders
-            // and the panel read the store when woken, and a read must not wake them again.
+            // and the panel read the store when woken, and a read must not wake them again; nor
+            // must a batch whose only writes are alert repeats (see [`Wake`]).
             let wrote = tx.total_changes() != changes_before;
             match self.commit(tx, wrote) {
                 Ok(()) => {
                     if wrote {
                         self.signals.write_ok();
                         learnt = true;
+                    }
+                    if wake {
                         // Wake the watchers before answering, so a caller that acts on its answer
                         // never finds them still asleep on the old state.
                         self.signals.commits.send_modify(|n| *n = n.wrapping_add(1));
@@ -774,12 +853,19 @@ fn close_savepoint(tx: &Connection, outcome: &JobOutcome) -> Result<(), Arc<rusq
     }
     if outcome.is_err() {
         // Undo whatever the failed job wrote; its neighbours keep theirs.
-        tx.execute_batch("ROLLBACK TO job").map_err(Arc::new)?;
+        savepoint(tx, "ROLLBACK TO job").map_err(Arc::new)?;
     }
-    tx.execute_batch("RELEASE job").map_err(Arc::new)?;
+    savepoint(tx, "RELEASE job").map_err(Arc::new)?;
     if tx.is_autocommit() {
         return Err(gone());
     }
+    Ok(())
+}
+
+/// Runs one of the savepoint statements every job is wrapped in, from the connection's statement
+/// cache: two of them per job, so parsing them anew each time was a visible part of a batch.
+fn savepoint(tx: &Connection, sql: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached(sql)?.execute([])?;
     Ok(())
 }
 

@@ -137,6 +137,26 @@ pub fn event(
     super::events::insert(conn, incident, now, kind, actor, message, data)
 }
 
+/// How the timeline keeps repeats: at most one `repeated` row per window of this length of an
+/// incident's life (counted from its first alert), written by the first repeat in the window.
+pub const REPEAT_NOTE_WINDOW: chrono::Duration = chrono::Duration::minutes(5);
+
+/// Whether a repeat of `open` (already counted: `alert_count` and `last_seen` are this repeat's)
+/// whose previous alert came at `previous` gets a timeline row.
+///
+/// The incident row always has the exact count and the last time seen; the timeline is for
+/// people reading what happened, and a storm repeating one alert thousands of times a minute
+/// would bury the acknowledgement and the pages under identical rows (and cost a row insert per
+/// alert). So the timeline shows the first repeat, then the first repeat in each later
+/// [`REPEAT_NOTE_WINDOW`] of the incident's life, each with the count so far and that alert's
+/// summary: enough to see that the alert kept coming, when, and how often.
+fn notes_repeat(open: &Incident, previous: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    let window = |t: DateTime<Utc>| {
+        (t - open.first_seen).num_milliseconds().max(0) / REPEAT_NOTE_WINDOW.num_milliseconds()
+    };
+    open.alert_count == 2 || window(now) > window(previous)
+}
+
 /// Applies one alert: trigger creates or bumps, acknowledge/resolve act on the open incident.
 pub(crate) fn apply_alert(
     conn: &Connection,
@@ -146,26 +166,29 @@ pub(crate) fn apply_alert(
     let key = a.dedup_key();
     match a.action {
         AlertAction::Trigger => {
-            if let Some(open) = open_by_key(conn, &key)? {
+            if let Some(mut open) = open_by_key(conn, &key)? {
                 conn.prepare_cached(
                     "UPDATE incidents SET alert_count = alert_count + 1, last_seen = ?2 WHERE id = ?1",
                 )?
                 .execute(params![open.id, ms(now)])?;
-                record(
-                    conn,
-                    Some(open.id),
-                    now,
-                    EventKind::Repeated,
-                    Some(&a.actor),
-                    &format!(
-                        "alert repeated ({} in all): {}",
-                        open.alert_count + 1,
-                        a.summary
-                    ),
-                    None,
-                )?;
-                let inc = incident(conn, open.id)?.ok_or(StoreError::NotFound(open.id))?;
-                return Ok(AlertOutcome::Repeated(inc));
+                let previous = open.last_seen;
+                open.alert_count += 1;
+                open.last_seen = now;
+                if notes_repeat(&open, previous, now) {
+                    record(
+                        conn,
+                        Some(open.id),
+                        now,
+                        EventKind::Repeated,
+                        Some(&a.actor),
+                        &format!(
+                            "alert repeated ({} in all): {}",
+                            open.alert_count, a.summary
+                        ),
+                        None,
+                    )?;
+                }
+                return Ok(AlertOutcome::Repeated(open));
             }
             conn.prepare_cached(
                 "INSERT INTO incidents (dedup_key, status, severity, summary, source, service, route, \
@@ -426,6 +449,50 @@ mod tests {
 
     fn t(min: i64) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 22, 3, 0, 0).unwrap() + chrono::Duration::minutes(min)
+    }
+
+    #[test]
+    fn a_storm_of_repeats_counts_every_alert_and_notes_one_per_window() {
+        let c = db();
+        let first = apply_alert(&c, &alert(AlertAction::Trigger, "k"), t(0)).unwrap();
+        let id = first.incident().unwrap().id;
+        let at = |ms: i64| t(0) + chrono::Duration::milliseconds(ms);
+        // 1000 repeats within the first minute, then one at 4 min (same window), one at 5 min
+        // 30 s (next window) and two at 12 min (the window after).
+        let mut stamps: Vec<DateTime<Utc>> = (1..=1000).map(|i| at(i * 50)).collect();
+        stamps.extend([t(4), at(330_000), t(12), t(12)]);
+        let mut last = None;
+        for now in &stamps {
+            let AlertOutcome::Repeated(inc) =
+                apply_alert(&c, &alert(AlertAction::Trigger, "k"), *now).unwrap()
+            else {
+                panic!("expected a repeat")
+            };
+            last = Some(inc);
+        }
+        let stored = incident(&c, id).unwrap().unwrap();
+        let answered = last.unwrap();
+        assert_eq!(stored.alert_count, 1005);
+        assert_eq!(stored.last_seen, t(12));
+        // What the caller is told is the stored row, though it is not read back.
+        assert_eq!(
+            (answered.alert_count, answered.last_seen, answered.status),
+            (stored.alert_count, stored.last_seen, stored.status)
+        );
+        let repeats: Vec<String> = timeline(&c, id)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == "repeated")
+            .map(|e| e.message)
+            .collect();
+        assert_eq!(
+            repeats,
+            [
+                "alert repeated (2 in all): disk full",
+                "alert repeated (1003 in all): disk full",
+                "alert repeated (1004 in all): disk full",
+            ]
+        );
     }
 
     fn alert(action: AlertAction, key: &str) -> AlertInput {

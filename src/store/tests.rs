@@ -124,6 +124,54 @@ async fn commits_are_signalled() {
 }
 
 #[tokio::test]
+async fn repeats_alone_do_not_wake_the_commit_watchers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db"), clock()).unwrap();
+    let mut rx = store.commits();
+    store
+        .apply_alert(alert("x", AlertAction::Trigger))
+        .await
+        .unwrap();
+    rx.changed().await.unwrap();
+    rx.borrow_and_update();
+    let repeated = store
+        .apply_alert(alert("x", AlertAction::Trigger))
+        .await
+        .unwrap();
+    assert!(matches!(repeated, AlertOutcome::Repeated(ref i) if i.alert_count == 2));
+    let group = store
+        .apply_alerts(vec![
+            alert("x", AlertAction::Trigger),
+            alert("x", AlertAction::Trigger),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(group.len(), 2);
+    assert!(
+        !rx.has_changed().unwrap(),
+        "a repeat woke the commit watchers"
+    );
+    // Committed all the same: the count is on disk.
+    let open = store.incidents(ListFilter::Open, 10).await.unwrap();
+    assert_eq!(open[0].alert_count, 4);
+    // A group with a new incident in it wakes them, repeats beside it or not.
+    store
+        .apply_alerts(vec![
+            alert("x", AlertAction::Trigger),
+            alert("y", AlertAction::Trigger),
+        ])
+        .await
+        .unwrap();
+    assert!(rx.has_changed().unwrap(), "a new incident must wake them");
+    rx.borrow_and_update();
+    store
+        .apply_alert(alert("x", AlertAction::Resolve))
+        .await
+        .unwrap();
+    assert!(rx.has_changed().unwrap(), "a resolve must wake them");
+}
+
+#[tokio::test]
 async fn reads_do_not_signal_a_commit() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("db"), clock()).unwrap();
