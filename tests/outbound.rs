@@ -19,6 +19,8 @@ use util::{Daemon, ExternalSim};
 enum Mode {
     Ok,
     Status(u16),
+    /// Answer with this status and body.
+    Answer(u16, &'static str),
     /// Read the request, never answer (until the mode changes).
     Stall,
 }
@@ -122,12 +124,13 @@ fn handle(mut s: TcpStream, st: Arc<Mutex<State>>) {
         g.attempts += 1;
         g.mode.unwrap()
     };
-    let code = match mode {
+    let (code, answer) = match mode {
         Mode::Ok => {
             st.lock().unwrap().received.push(Request { headers, body });
-            200
+            (200, "ok")
         }
-        Mode::Status(c) => c,
+        Mode::Status(c) => (c, "ok"),
+        Mode::Answer(c, answer) => (c, answer),
         Mode::Stall => {
             st.lock().unwrap().stalled_now += 1;
             let until = Instant::now() + Duration::from_secs(90);
@@ -141,7 +144,8 @@ fn handle(mut s: TcpStream, st: Arc<Mutex<State>>) {
     };
     let _ = write!(
         s,
-        "HTTP/1.1 {code} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+        "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nX-Receiver-Token: hdr-secret\r\nConnection: close\r\n\r\n{answer}",
+        answer.len()
     );
 }
 
@@ -354,6 +358,50 @@ fn a_failing_receiver_gets_everything_later_in_order() {
     assert_eq!(count("sent"), 3.0, "{text}");
     assert!(count("retry") >= 1.0, "{text}");
     assert_eq!(count("failed"), 0.0, "{text}");
+}
+
+#[test]
+fn a_refusal_shows_the_receivers_answer_but_no_secret() {
+    // Slack's answer to a payload it cannot take, with an echo of the secret URL path.
+    let hook = Receiver::start(Mode::Answer(
+        400,
+        "invalid_blocks\r\nno such hook: /hook/T000/secret-part\r\n\u{7}",
+    ));
+    let d = Daemon::start(&dest("s", "slack", &hook.url(), ""));
+    let a = trigger(&d, "a");
+    let note = d.wait_for(10, "the refusal on the timeline", || {
+        timeline(&d, a)
+            .into_iter()
+            .find(|(k, _)| k == "outbound-failed")
+            .map(|(_, m)| m)
+    });
+    assert!(
+        note.contains(
+            "HTTP 400; the receiver answered: \"invalid_blocks no such hook: <redacted>\""
+        ),
+        "{note}"
+    );
+    assert!(!note.contains("secret-part"), "{note}");
+    assert!(!note.contains("hdr-secret"), "{note}");
+    // The log says it too, as loudly, and never the secret.
+    d.wait_for(5, "the refusal in the log", || {
+        d.log().contains("invalid_blocks").then_some(())
+    });
+    assert!(!d.log().contains("secret-part"), "{}", d.log());
+
+    // A 5xx is retried, and its answer is on the retry note.
+    hook.set(Mode::Answer(503, "upstream overloaded, try later"));
+    let b = trigger(&d, "b");
+    let note = d.wait_for(10, "the retry note", || {
+        timeline(&d, b)
+            .into_iter()
+            .find(|(k, _)| k == "outbound-retry")
+            .map(|(_, m)| m)
+    });
+    assert!(
+        note.contains("HTTP 503; the receiver answered: \"upstream overloaded, try later\""),
+        "{note}"
+    );
 }
 
 #[test]
