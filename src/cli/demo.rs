@@ -164,7 +164,7 @@ or raise an alert with curl or UDP:
 
 Messages reaching your phone ({DEMO_PHONE}) appear below. Type a reply and press Enter to send it
 from that phone: `1a` acknowledges #1, `1r` resolves it, `STATUS`, `HELP`. While a page call
-rings (the log says `placing call`): `answer` picks it up, `press 1` answers and presses 1
+rings (shown as `📞 ... ringing`): `answer` picks it up, `press 1` answers and presses 1
 (acknowledge), `reject` declines it. Ctrl-C stops.\n",
         port = args.port,
         udp = args.udp_port,
@@ -175,7 +175,18 @@ rings (the log says `placing call`): `answer` picks it up, `press 1` answers and
     let watch_control = control.clone();
     tokio::spawn(async move {
         let mut seen = 0usize;
+        // The number a call is ringing at, once shown, so each call is announced once.
+        let mut ringing: Option<String> = None;
         loop {
+            if let Ok(resp) = request(&watch_control, &ControlRequest::Ringing).await {
+                if resp.ringing.is_some() && resp.ringing != ringing {
+                    println!(
+                        "{}",
+                        ringing_line(resp.ringing.as_deref().unwrap_or_default())
+                    );
+                }
+                ringing = resp.ringing;
+            }
             if let Ok(resp) = request(&watch_control, &ControlRequest::Log).await {
                 let log = resp.log.unwrap_or_default();
                 for e in log.iter().skip(seen) {
@@ -269,6 +280,11 @@ rings (the log says `placing call`): `answer` picks it up, `press 1` answers and
     }
 }
 
+/// How a page call is shown while it rings: who it rings and what to type to act on it.
+fn ringing_line(number: &str) -> String {
+    format!("📞 call to {number} ringing: type `answer`, `press 1` (acknowledge) or `reject`")
+}
+
 /// What a line typed in the demo terminal means.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Typed {
@@ -309,6 +325,15 @@ fn typed(line: &str) -> Option<Typed> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ringing_call_says_what_to_type() {
+        let line = ringing_line("+15550100001");
+        for typed_word in ["answer", "press 1", "reject"] {
+            assert!(line.contains(&format!("`{typed_word}`")), "{line}");
+            assert!(typed(typed_word).is_some_and(|t| t != Typed::Sms(typed_word.into())));
+        }
+    }
 
     #[test]
     fn typed_lines_are_call_actions_or_sms_replies() {
