@@ -31,6 +31,13 @@ static AGENT: LazyLock<ureq::Agent> = LazyLock::new(|| {
         .build()
 });
 
+/// The one client, for the daemon's other outbound requests too (the standby check's GET), so
+/// they reuse connections the same way instead of building a client per request. Run requests on
+/// the blocking pool and give each its own `.timeout(...)`, as [`post`] does.
+pub fn agent() -> &'static ureq::Agent {
+    &AGENT
+}
+
 /// The answer to one POST.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
