@@ -128,6 +128,17 @@ fn offline_tools_ask_the_daemon_with_url_or_say_why_they_cannot() {
     let (ok, _, err) = run(&["schedule", "nope", "--url", base]);
     assert!(!ok);
     assert!(err.contains("no schedule \"nope\""), "{err}");
+    // PAGERBOX_URL set and no config: the error says how to ask the daemon.
+    let out = Command::new(util::BIN)
+        .arg("oncall")
+        .env("PAGERBOX_URL", base)
+        .env("PAGERBOX_CONFIG", "/nonexistent/pagerbox.toml")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(&format!("add --url {base}")), "{err}");
+    assert!(err.contains("/nonexistent/pagerbox.toml"), "{err}");
     let (ok, _, err) = run(&["oncall", "--at", "2026-01-06T10:00", "--url", base]);
     assert!(!ok);
     assert!(err.contains("run without --url"), "{err}");

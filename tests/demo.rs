@@ -99,6 +99,16 @@ impl Demo {
     }
 }
 
+/// A failed test must not leave its demo running.
+impl Drop for Demo {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 #[test]
 fn ctrl_c_stops_the_demo_at_once_and_replies_are_echoed() {
     let dir = tempfile::tempdir().unwrap();
@@ -107,6 +117,10 @@ fn ctrl_c_stops_the_demo_at_once_and_replies_are_echoed() {
         &format!("export PAGERBOX_URL=http://127.0.0.1:{}", demo.port),
         30,
     );
+    // The binary is not on PATH here: the banner names it by its path, so the lines work as
+    // printed.
+    let bin = std::fs::canonicalize(util::BIN).unwrap();
+    demo.wait_for(&format!("  {} incidents", bin.display()), 30);
     demo.wait_for("Ctrl-C stops", 30);
     let mut stdin = demo.child.stdin.take().unwrap();
     writeln!(stdin, "HELP").unwrap();

@@ -155,12 +155,13 @@ Simulator control socket: {control}
 
 Point the CLI at it from another terminal:
   export PAGERBOX_URL=http://127.0.0.1:{port}
-  pagerbox send --severity critical --service db /var on db1 97% full
-  pagerbox incidents
-  pagerbox show 1
+  {cli} send --severity critical --service db /var on db1 97% full
+  {cli} incidents
+  {cli} show 1
 or raise an alert with curl or UDP:
   curl -s -X POST http://127.0.0.1:{port}/v1/alerts -H 'Content-Type: application/json' -d '{{\"summary\":\"/var on db1 97% full\",\"severity\":\"critical\",\"service\":\"db\"}}'
   echo 'critical disk-db1 /var on db1 is 97% full' | nc -u -w1 127.0.0.1 {udp}
+  (without nc, in bash: echo '...' > /dev/udp/127.0.0.1/{udp})
 
 Messages reaching your phone ({DEMO_PHONE}) appear below. Type a reply and press Enter to send it
 from that phone: `1a` acknowledges #1, `1r` resolves it, `STATUS`, `HELP`. While a page call
@@ -168,6 +169,7 @@ rings (shown as `📞 ... ringing`): `answer` picks it up, `press 1` answers and
 (acknowledge), `reject` declines it. Ctrl-C stops.\n",
         port = args.port,
         udp = args.udp_port,
+        cli = cli_command(),
         dir = dir.display(),
         control = control.display(),
     );
@@ -277,6 +279,26 @@ rings (shown as `📞 ... ringing`): `answer` picks it up, `press 1` answers and
     match daemon.await {
         Ok(r) => r.map(|()| ExitCode::SUCCESS),
         Err(e) => Err(anyhow::anyhow!("demo daemon failed: {e}")),
+    }
+}
+
+/// How to run this program from another terminal: `pagerbox` when that name on `PATH` is this
+/// very binary, else its full path (after `cargo run -- demo` it is `target/debug/pagerbox`, not
+/// on `PATH`, and a bare `pagerbox` would fail or run another version).
+fn cli_command() -> String {
+    let Ok(me) = std::env::current_exe().and_then(|p| p.canonicalize()) else {
+        return "pagerbox".into();
+    };
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|d| d.join("pagerbox").canonicalize().ok())
+        .any(|p| p == me);
+    if on_path {
+        "pagerbox".into()
+    } else {
+        me.display().to_string()
     }
 }
 

@@ -207,7 +207,7 @@ pub fn run_sync(command: Command) -> anyhow::Result<ExitCode> {
                 print!("{}", offline::oncall(url, &c.args)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            let config = load(&c.config)?;
+            let config = load(&c.config).map_err(|e| offline::hint_url("oncall", e))?;
             let overrides = runtime_overrides(&config);
             print!(
                 "{}",
@@ -226,7 +226,7 @@ pub fn run_sync(command: Command) -> anyhow::Result<ExitCode> {
                 print!("{}", offline::schedule(url, &c.args)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            let config = load(&c.config)?;
+            let config = load(&c.config).map_err(|e| offline::hint_url("schedule", e))?;
             let overrides = runtime_overrides(&config);
             print!(
                 "{}",

@@ -68,6 +68,19 @@ impl ConfigOnly {
     }
 }
 
+/// `oncall` and `schedule` could not read their config: when `PAGERBOX_URL` names a daemon (as
+/// after `pagerbox demo`'s advice), say that `--url` asks it instead of leaving the reader with a
+/// missing file only.
+pub fn hint_url(command: &str, e: anyhow::Error) -> anyhow::Error {
+    match std::env::var("PAGERBOX_URL") {
+        Ok(url) if !url.is_empty() => e.context(format!(
+            "`pagerbox {command}` reads the config file (PAGERBOX_URL is for the client commands); \
+             to ask the daemon at {url} instead, add --url {url}"
+        )),
+        _ => e,
+    }
+}
+
 fn client(url: &str) -> anyhow::Result<Client> {
     Client::new(&Target {
         config: super::DEFAULT_CONFIG.into(),
