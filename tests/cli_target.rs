@@ -64,3 +64,106 @@ fn config_may_follow_the_subcommand() {
     assert!(!err.contains("unexpected argument"), "{err}");
     assert!(err.contains("missing.toml"), "{err}");
 }
+
+const ONCALL: &str = r#"
+[[users]]
+id = "alice"
+phone = "+4915100000011"
+[[schedules]]
+id = "primary"
+time_zone = "Europe/Berlin"
+[[schedules.layers]]
+users = ["alice"]
+shift = "1w"
+start = "2026-01-05T09:00"
+[[policies]]
+id = "p"
+[[policies.steps]]
+schedules = ["primary"]
+[[routes]]
+id = "r"
+policy = "p"
+"#;
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(util::BIN)
+        .args(args)
+        .env_remove("PAGERBOX_URL")
+        .env("PAGERBOX_CONFIG", "/nonexistent/pagerbox.toml")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn offline_tools_ask_the_daemon_with_url_or_say_why_they_cannot() {
+    let d = Daemon::start(ONCALL);
+    let base = d.url("");
+    let base = base.trim_end_matches('/');
+    // No config file on this side: the answers come from the daemon.
+    let (ok, out, err) = run(&["oncall", "--url", base]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("on call at "), "{out}");
+    assert!(out.contains("primary   alice    layer 1"), "{out}");
+    // The daemon's answer and the offline table agree.
+    let offline = d.cli(&["oncall"]);
+    let offline = String::from_utf8_lossy(&offline.stdout);
+    assert_eq!(
+        out.lines().nth(2),
+        offline.lines().nth(2),
+        "daemon:\n{out}\noffline:\n{offline}"
+    );
+
+    let (ok, out, err) = run(&["schedule", "primary", "--days", "3", "--url", base]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("schedule primary ("), "{out}");
+    assert!(out.contains("alice"), "{out}");
+    let (ok, ics, err) = run(&["schedule", "primary", "--format", "ics", "--url", base]);
+    assert!(ok, "{err}");
+    assert!(ics.starts_with("BEGIN:VCALENDAR"), "{ics}");
+    let (ok, _, err) = run(&["schedule", "nope", "--url", base]);
+    assert!(!ok);
+    assert!(err.contains("no schedule \"nope\""), "{err}");
+    // PAGERBOX_URL set and no config: the error says how to ask the daemon.
+    let out = Command::new(util::BIN)
+        .arg("oncall")
+        .env("PAGERBOX_URL", base)
+        .env("PAGERBOX_CONFIG", "/nonexistent/pagerbox.toml")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(&format!("add --url {base}")), "{err}");
+    assert!(err.contains("/nonexistent/pagerbox.toml"), "{err}");
+    let (ok, _, err) = run(&["oncall", "--at", "2026-01-06T10:00", "--url", base]);
+    assert!(!ok);
+    assert!(err.contains("run without --url"), "{err}");
+
+    // Tools no daemon can stand in for say why, and what to give instead.
+    for args in [
+        vec!["check", "--url", base],
+        vec![
+            "simulate",
+            "--service",
+            "db",
+            "--severity",
+            "critical",
+            "--url",
+            base,
+        ],
+        vec!["modem", "status", "--url", base],
+        vec!["panel", "test", "--url", base],
+    ] {
+        let (ok, _, err) = run(&args);
+        assert!(!ok, "{args:?}");
+        assert!(
+            err.contains("--url") && err.contains("--config"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    }
+}

@@ -11,12 +11,14 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
-use util::{free_port, hold_while, serve_http, Daemon, ExternalSim, HttpRequest};
+use util::{free_port, hold_while, serve_http_with_headers, Daemon, ExternalSim, HttpRequest};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
     Ok,
     Status(u16),
+    /// Answer with this status and body.
+    Answer(u16, &'static str),
     /// Read the request, never answer (until the mode changes).
     Stall,
 }
@@ -46,7 +48,9 @@ impl Receiver {
             ..Default::default()
         }));
         let st = state.clone();
-        let addr = serve_http(l, move |req| {
+        // Every answer carries a header of the receiver's own, which must never reach a note.
+        let own = || vec![("X-Receiver-Token".to_string(), "hdr-secret".to_string())];
+        let addr = serve_http_with_headers(l, move |req| {
             let mode = {
                 let mut g = st.lock().unwrap();
                 g.attempts += 1;
@@ -55,9 +59,10 @@ impl Receiver {
             match mode {
                 Mode::Ok => {
                     st.lock().unwrap().received.push(req);
-                    Some((200, "ok".into()))
+                    Some((200, own(), "ok".into()))
                 }
-                Mode::Status(c) => Some((c, "ok".into())),
+                Mode::Status(c) => Some((c, own(), "ok".into())),
+                Mode::Answer(c, answer) => Some((c, own(), answer.into())),
                 Mode::Stall => {
                     st.lock().unwrap().stalled_now += 1;
                     hold_while(Duration::from_secs(90), || {
@@ -271,6 +276,50 @@ fn a_failing_receiver_gets_everything_later_in_order() {
     assert_eq!(count("sent"), 3.0, "{text}");
     assert!(count("retry") >= 1.0, "{text}");
     assert_eq!(count("failed"), 0.0, "{text}");
+}
+
+#[test]
+fn a_refusal_shows_the_receivers_answer_but_no_secret() {
+    // Slack's answer to a payload it cannot take, with an echo of the secret URL path.
+    let hook = Receiver::start(Mode::Answer(
+        400,
+        "invalid_blocks\r\nno such hook: /hook/T000/secret-part\r\n\u{7}",
+    ));
+    let d = Daemon::start(&dest("s", "slack", &hook.url(), ""));
+    let a = trigger(&d, "a");
+    let note = d.wait_for(10, "the refusal on the timeline", || {
+        timeline(&d, a)
+            .into_iter()
+            .find(|(k, _)| k == "outbound-failed")
+            .map(|(_, m)| m)
+    });
+    assert!(
+        note.contains(
+            "HTTP 400; the receiver answered: \"invalid_blocks no such hook: <redacted>\""
+        ),
+        "{note}"
+    );
+    assert!(!note.contains("secret-part"), "{note}");
+    assert!(!note.contains("hdr-secret"), "{note}");
+    // The log says it too, as loudly, and never the secret.
+    d.wait_for(5, "the refusal in the log", || {
+        d.log().contains("invalid_blocks").then_some(())
+    });
+    assert!(!d.log().contains("secret-part"), "{}", d.log());
+
+    // A 5xx is retried, and its answer is on the retry note.
+    hook.set(Mode::Answer(503, "upstream overloaded, try later"));
+    let b = trigger(&d, "b");
+    let note = d.wait_for(10, "the retry note", || {
+        timeline(&d, b)
+            .into_iter()
+            .find(|(k, _)| k == "outbound-retry")
+            .map(|(_, m)| m)
+    });
+    assert!(
+        note.contains("HTTP 503; the receiver answered: \"upstream overloaded, try later\""),
+        "{note}"
+    );
 }
 
 #[test]

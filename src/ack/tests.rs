@@ -312,6 +312,10 @@ async fn every_acknowledge_form_acks_and_confirms_in_the_outbox() {
     for (n, form) in forms.iter().enumerate() {
         let id = h.trigger(&format!("k{n}"), "db").await;
         let text = form.replace("{}", &id.to_string());
+        let pages_queued = |timeline: &[TimelineEvent]| {
+            timeline.iter().filter(|e| e.kind == "page-queued").count()
+        };
+        let pages_before = pages_queued(&h.incident(id).await.1);
         assert_eq!(
             h.reply(ALICE, &text).await,
             format!("#{id} acked by alice"),
@@ -324,6 +328,14 @@ async fn every_acknowledge_form_acks_and_confirms_in_the_outbox() {
         assert!(timeline.iter().any(|e| e.kind == "acknowledged"
             && e.actor.as_deref() == Some("alice")
             && e.via.as_deref() == Some("sms")));
+        // The confirmation is a reply on the timeline, as in the outbox and reports, not a page.
+        assert!(
+            timeline
+                .iter()
+                .any(|e| e.kind == "reply-queued" && e.message.starts_with("sms to alice")),
+            "{timeline:?}"
+        );
+        assert_eq!(pages_queued(&timeline), pages_before, "{timeline:?}");
     }
     let replies = h.replies().await;
     assert_eq!(replies.len(), forms.len());

@@ -155,19 +155,21 @@ Simulator control socket: {control}
 
 Point the CLI at it from another terminal:
   export PAGERBOX_URL=http://127.0.0.1:{port}
-  pagerbox send --severity critical --service db /var on db1 97% full
-  pagerbox incidents
-  pagerbox show 1
+  {cli} send --severity critical --service db /var on db1 97% full
+  {cli} incidents
+  {cli} show 1
 or raise an alert with curl or UDP:
   curl -s -X POST http://127.0.0.1:{port}/v1/alerts -H 'Content-Type: application/json' -d '{{\"summary\":\"/var on db1 97% full\",\"severity\":\"critical\",\"service\":\"db\"}}'
   echo 'critical disk-db1 /var on db1 is 97% full' | nc -u -w1 127.0.0.1 {udp}
+  (without nc, in bash: echo '...' > /dev/udp/127.0.0.1/{udp})
 
 Messages reaching your phone ({DEMO_PHONE}) appear below. Type a reply and press Enter to send it
 from that phone: `1a` acknowledges #1, `1r` resolves it, `STATUS`, `HELP`. While a page call
-rings (the log says `placing call`): `answer` picks it up, `press 1` answers and presses 1
+rings (shown as `📞 ... ringing`): `answer` picks it up, `press 1` answers and presses 1
 (acknowledge), `reject` declines it. Ctrl-C stops.\n",
         port = args.port,
         udp = args.udp_port,
+        cli = cli_command(),
         dir = dir.display(),
         control = control.display(),
     );
@@ -175,7 +177,18 @@ rings (the log says `placing call`): `answer` picks it up, `press 1` answers and
     let watch_control = control.clone();
     tokio::spawn(async move {
         let mut seen = 0usize;
+        // The number a call is ringing at, once shown, so each call is announced once.
+        let mut ringing: Option<String> = None;
         loop {
+            if let Ok(resp) = request(&watch_control, &ControlRequest::Ringing).await {
+                if resp.ringing.is_some() && resp.ringing != ringing {
+                    println!(
+                        "{}",
+                        ringing_line(resp.ringing.as_deref().unwrap_or_default())
+                    );
+                }
+                ringing = resp.ringing;
+            }
             if let Ok(resp) = request(&watch_control, &ControlRequest::Log).await {
                 let log = resp.log.unwrap_or_default();
                 for e in log.iter().skip(seen) {
@@ -269,6 +282,31 @@ rings (the log says `placing call`): `answer` picks it up, `press 1` answers and
     }
 }
 
+/// How to run this program from another terminal: `pagerbox` when that name on `PATH` is this
+/// very binary, else its full path (after `cargo run -- demo` it is `target/debug/pagerbox`, not
+/// on `PATH`, and a bare `pagerbox` would fail or run another version).
+fn cli_command() -> String {
+    let Ok(me) = std::env::current_exe().and_then(|p| p.canonicalize()) else {
+        return "pagerbox".into();
+    };
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|d| d.join("pagerbox").canonicalize().ok())
+        .any(|p| p == me);
+    if on_path {
+        "pagerbox".into()
+    } else {
+        me.display().to_string()
+    }
+}
+
+/// How a page call is shown while it rings: who it rings and what to type to act on it.
+fn ringing_line(number: &str) -> String {
+    format!("📞 call to {number} ringing: type `answer`, `press 1` (acknowledge) or `reject`")
+}
+
 /// What a line typed in the demo terminal means.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Typed {
@@ -309,6 +347,15 @@ fn typed(line: &str) -> Option<Typed> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ringing_call_says_what_to_type() {
+        let line = ringing_line("+15550100001");
+        for typed_word in ["answer", "press 1", "reject"] {
+            assert!(line.contains(&format!("`{typed_word}`")), "{line}");
+            assert!(typed(typed_word).is_some_and(|t| t != Typed::Sms(typed_word.into())));
+        }
+    }
 
     #[test]
     fn typed_lines_are_call_actions_or_sms_replies() {

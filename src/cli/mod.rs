@@ -7,6 +7,7 @@
 mod client;
 pub mod demo;
 pub mod monitoring;
+mod offline;
 mod report;
 mod silence;
 
@@ -34,7 +35,7 @@ pub enum Command {
     /// Run the daemon.
     Run(RunArgs),
     /// Check a config file; print every problem as FILE:LINE:COLUMN and exit 1 if there is any.
-    Check(ConfigArgs),
+    Check(CheckCmd),
     /// Send an alert to the running daemon.
     Send(client::SendArgs),
     /// List incidents (open ones by default).
@@ -77,11 +78,22 @@ pub enum Command {
     GenerateDocs(crate::docgen::GenerateDocsArgs),
 }
 
+/// `pagerbox check`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckCmd {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(flatten)]
+    pub url: offline::DaemonUrl,
+}
+
 /// `pagerbox oncall`.
 #[derive(Debug, Clone, Args)]
 pub struct OncallCmd {
     #[command(flatten)]
     pub config: ConfigArgs,
+    #[command(flatten)]
+    pub url: offline::DaemonUrl,
     #[command(flatten)]
     pub args: crate::schedule::cli::OncallArgs,
 }
@@ -92,6 +104,8 @@ pub struct ScheduleCmd {
     #[command(flatten)]
     pub config: ConfigArgs,
     #[command(flatten)]
+    pub url: offline::DaemonUrl,
+    #[command(flatten)]
     pub args: crate::schedule::cli::ScheduleArgs,
 }
 
@@ -101,6 +115,8 @@ pub struct SimulateCmd {
     #[command(flatten)]
     pub config: ConfigArgs,
     #[command(flatten)]
+    pub url: offline::DaemonUrl,
+    #[command(flatten)]
     pub args: crate::escalation::cli::SimulateArgs,
 }
 
@@ -109,6 +125,8 @@ pub struct SimulateCmd {
 pub struct ModemCmd {
     #[command(flatten)]
     pub config: ConfigArgs,
+    #[command(flatten)]
+    pub url: offline::DaemonUrl,
     #[command(subcommand)]
     pub command: crate::modem::cli::ModemCommand,
 }
@@ -118,6 +136,8 @@ pub struct ModemCmd {
 pub struct PanelCmd {
     #[command(flatten)]
     pub config: ConfigArgs,
+    #[command(flatten)]
+    pub url: offline::DaemonUrl,
     #[command(subcommand)]
     pub command: PanelSub,
 }
@@ -167,7 +187,10 @@ pub struct RunArgs {
 /// runtime.
 pub fn run_sync(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Check(args) => Ok(check(&args)),
+        Command::Check(c) => {
+            offline::ConfigOnly::Check.refuse(&c.url)?;
+            Ok(check(&c.config))
+        }
         Command::Send(a) => client::send(a),
         Command::Incidents(a) => client::list(a),
         Command::Show(a) => client::show(a),
@@ -180,7 +203,11 @@ pub fn run_sync(command: Command) -> anyhow::Result<ExitCode> {
         Command::Heartbeat(a) => client::heartbeats(a),
         Command::Selftest(a) => client::selftest(a),
         Command::Oncall(c) => {
-            let config = load(&c.config)?;
+            if let Some(url) = &c.url.url {
+                print!("{}", offline::oncall(url, &c.args)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let config = load(&c.config).map_err(|e| offline::hint_url("oncall", e))?;
             let overrides = runtime_overrides(&config);
             print!(
                 "{}",
@@ -195,7 +222,11 @@ pub fn run_sync(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Schedule(c) => {
-            let config = load(&c.config)?;
+            if let Some(url) = &c.url.url {
+                print!("{}", offline::schedule(url, &c.args)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let config = load(&c.config).map_err(|e| offline::hint_url("schedule", e))?;
             let overrides = runtime_overrides(&config);
             print!(
                 "{}",
@@ -209,6 +240,7 @@ pub fn run_sync(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Simulate(c) => {
+            offline::ConfigOnly::Simulate.refuse(&c.url)?;
             let config = load(&c.config)?;
             let overrides = runtime_overrides(&config);
             let plan = crate::escalation::engine::Plan::new(std::sync::Arc::new(config.clone()));
@@ -250,6 +282,7 @@ pub async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Modem(c) => {
+            offline::ConfigOnly::Modem.refuse(&c.url)?;
             let config = load(&c.config)?;
             let device = match &config.modem.device {
                 crate::config::ModemDevice::Path(p) => p.clone(),
@@ -261,6 +294,7 @@ pub async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
             crate::modem::cli::run(c.command, settings).await
         }
         Command::Panel(c) => {
+            offline::ConfigOnly::Panel.refuse(&c.url)?;
             let config = load(&c.config)?;
             match c.command {
                 PanelSub::Test(a) => crate::panel::cli::run_test(&config.gpio, a.seconds).await,

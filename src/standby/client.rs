@@ -56,9 +56,10 @@ pub async fn check(settings: &Settings, key: &str) -> Check {
     let timeout = settings.timeout;
     let secret = settings.key.expose().to_string();
     let blocking = tokio::task::spawn_blocking(move || {
-        let agent = agent(timeout);
-        let r = agent
+        // The shared outbound client; this request's deadline also bounds its connect.
+        let r = crate::outbound::client::agent()
             .get(&url)
+            .timeout(timeout)
             .set("Authorization", &auth)
             .set("Accept", accept(upstream))
             .call();
@@ -147,15 +148,6 @@ pub async fn acknowledge(settings: &Settings, key: &str, by: &str) -> PostAnswer
         },
         ok => ok,
     }
-}
-
-fn agent(timeout: Duration) -> ureq::Agent {
-    ureq::AgentBuilder::new()
-        .timeout_connect(timeout.min(Duration::from_secs(5)))
-        .timeout(timeout)
-        .redirects(0)
-        .user_agent(concat!("pagerbox/", env!("CARGO_PKG_VERSION")))
-        .build()
 }
 
 fn accept(u: Upstream) -> &'static str {

@@ -236,11 +236,22 @@ pub enum EventKind {
     OutboundRetry,
     OutboundFailed,
     OutboundDropped,
+    /// The `page-*` events of an outbox row of kind `reply` (the answer to an SMS command, e.g.
+    /// an acknowledgement's confirmation): named apart so that a timeline, `show` and reports
+    /// never call a confirmation a page, and "first page sent" never counts one.
+    ReplyQueued,
+    ReplySent,
+    ReplyDelivered,
+    ReplyUndelivered,
+    ReplyRetry,
+    ReplyFallback,
+    ReplyFailed,
+    ReplyCancelled,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 35] = [
+    pub const ALL: [EventKind; 43] = [
         EventKind::Triggered,
         EventKind::Acknowledged,
         EventKind::Resolved,
@@ -276,6 +287,14 @@ impl EventKind {
         EventKind::OutboundRetry,
         EventKind::OutboundFailed,
         EventKind::OutboundDropped,
+        EventKind::ReplyQueued,
+        EventKind::ReplySent,
+        EventKind::ReplyDelivered,
+        EventKind::ReplyUndelivered,
+        EventKind::ReplyRetry,
+        EventKind::ReplyFallback,
+        EventKind::ReplyFailed,
+        EventKind::ReplyCancelled,
     ];
 
     /// The stored name.
@@ -316,12 +335,40 @@ impl EventKind {
             EventKind::OutboundRetry => "outbound-retry",
             EventKind::OutboundFailed => "outbound-failed",
             EventKind::OutboundDropped => "outbound-dropped",
+            EventKind::ReplyQueued => "reply-queued",
+            EventKind::ReplySent => "reply-sent",
+            EventKind::ReplyDelivered => "reply-delivered",
+            EventKind::ReplyUndelivered => "reply-undelivered",
+            EventKind::ReplyRetry => "reply-retry",
+            EventKind::ReplyFallback => "reply-fallback",
+            EventKind::ReplyFailed => "reply-failed",
+            EventKind::ReplyCancelled => "reply-cancelled",
         }
     }
 
     /// The kind a stored name means; `None` for a name this version does not know.
     pub fn parse(s: &str) -> Option<EventKind> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The event this `page-*` event is for an outbox row of `kind`: the `reply-*` twin for a
+    /// reply, itself otherwise. Stored names never change meaning: rows written before replies
+    /// had their own names keep `page-*`, as they were recorded.
+    pub fn for_row(self, kind: PageKind) -> EventKind {
+        if kind != PageKind::Reply {
+            return self;
+        }
+        match self {
+            EventKind::PageQueued => EventKind::ReplyQueued,
+            EventKind::PageSent => EventKind::ReplySent,
+            EventKind::PageDelivered => EventKind::ReplyDelivered,
+            EventKind::PageUndelivered => EventKind::ReplyUndelivered,
+            EventKind::PageRetry => EventKind::ReplyRetry,
+            EventKind::PageFallback => EventKind::ReplyFallback,
+            EventKind::PageFailed => EventKind::ReplyFailed,
+            EventKind::PageCancelled => EventKind::ReplyCancelled,
+            other => other,
+        }
     }
 
     /// The event an incident status change records.
@@ -369,5 +416,30 @@ mod tests {
             assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
         }
         assert_eq!(EventKind::parse("page-lost"), None);
+    }
+
+    #[test]
+    fn a_replys_events_are_named_as_replies_and_a_pages_as_pages() {
+        let page_events = EventKind::ALL
+            .into_iter()
+            .filter(|k| k.as_str().starts_with("page-"));
+        for k in page_events {
+            let twin = k.for_row(PageKind::Reply);
+            let Some(rest) = k.as_str().strip_prefix("page-") else {
+                continue;
+            };
+            match k {
+                // Not about one outbox row: the same for any kind.
+                EventKind::PageGrouped | EventKind::PageUnreachable => assert_eq!(twin, k),
+                _ => assert_eq!(twin.as_str(), format!("reply-{rest}"), "{k}"),
+            }
+            for kind in [PageKind::Page, PageKind::Digest, PageKind::Status] {
+                assert_eq!(k.for_row(kind), k);
+            }
+        }
+        assert_eq!(
+            EventKind::Acknowledged.for_row(PageKind::Reply),
+            EventKind::Acknowledged
+        );
     }
 }

@@ -146,7 +146,7 @@ pub fn enqueue(conn: &Connection, p: &NewPage, now: DateTime<Utc>) -> rusqlite::
             conn,
             Some(inc),
             now,
-            EventKind::PageQueued,
+            EventKind::PageQueued.for_row(p.kind),
             None,
             &format!("{} to {who} queued{when}", p.channel),
             Some(&serde_json::json!({ "outbox_id": id, "kind": p.kind.as_str() })),
@@ -248,7 +248,7 @@ pub fn claim(
                     conn,
                     Some(inc),
                     now,
-                    EventKind::PageRetry,
+                    EventKind::PageRetry.for_row(p.kind),
                     None,
                     &format!(
                         "{} attempt {} was never recorded (its lease ran out); sending again",
@@ -394,7 +394,7 @@ pub fn move_to_channel(
             conn,
             Some(inc),
             now,
-            EventKind::PageFallback,
+            EventKind::PageFallback.for_row(p.kind),
             None,
             &format!("{} to {who}: {why}; trying {channel}", p.channel),
             Some(&serde_json::json!({ "outbox_id": p.id, "channel": channel })),
@@ -422,7 +422,7 @@ pub fn fail_pending(
             conn,
             Some(inc),
             now,
-            EventKind::PageFailed,
+            EventKind::PageFailed.for_row(p.kind),
             None,
             &format!("{} to {who} failed for good: {why}", p.channel),
             Some(&serde_json::json!({ "outbox_id": p.id })),
@@ -603,6 +603,7 @@ pub fn finish(
     let data = serde_json::json!({ "outbox_id": p.id, "channel": p.channel, "attempt": p.channel_attempts, "attempts_in_all": p.attempts });
     let mut incidents: Vec<IncidentId> = p.incident_id.into_iter().collect();
     incidents.extend(p.items.iter().copied());
+    let kind = kind.for_row(p.kind);
     for inc in incidents {
         record(conn, Some(inc), now, kind, None, &message, Some(&data))?;
     }
@@ -618,16 +619,18 @@ pub fn delivered(
     detail: &str,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<Option<i64>> {
-    let row: Option<(i64, Option<i64>, Option<String>)> = conn
+    let row: Option<(i64, Option<i64>, Option<String>, PageKind)> = conn
         .prepare_cached(
-            "SELECT id, incident_id, coalesce(user_id, address) FROM outbox WHERE channel='sms' AND state='sent' AND \
+            "SELECT id, incident_id, coalesce(user_id, address), kind FROM outbox WHERE channel='sms' AND state='sent' AND \
              (reference=?1 OR reference LIKE ?1 || ',%' OR reference LIKE '%,' || ?1 OR reference LIKE '%,' || ?1 || ',%') \
              ORDER BY id DESC LIMIT 1",
         )?
-        .query_row([reference], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_row([reference], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
         .optional()?;
     // Named as the sent entry names it: the user, or the number for a stakeholder.
-    let Some((id, incident, user)) = row else {
+    let Some((id, incident, user, row_kind)) = row else {
         return Ok(None);
     };
     if ok {
@@ -647,7 +650,8 @@ pub fn delivered(
                 EventKind::PageDelivered
             } else {
                 EventKind::PageUndelivered
-            },
+            }
+            .for_row(row_kind),
             None,
             &format!(
                 "sms to {} {}: {detail}",

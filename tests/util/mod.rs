@@ -783,6 +783,20 @@ pub fn serve_http(
     listener: std::net::TcpListener,
     answer: impl Fn(HttpRequest) -> Option<(u16, String)> + Send + Sync + 'static,
 ) -> SocketAddr {
+    serve_http_with_headers(listener, move |req| {
+        answer(req).map(|(code, body)| (code, Vec::new(), body))
+    })
+}
+
+/// [`serve_http`] whose answers also carry headers of the receiver's own (for tests that check
+/// what the daemon keeps, and does not keep, of an answer).
+pub fn serve_http_with_headers(
+    listener: std::net::TcpListener,
+    answer: impl Fn(HttpRequest) -> Option<(u16, Vec<(String, String)>, String)>
+        + Send
+        + Sync
+        + 'static,
+) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     let answer = std::sync::Arc::new(answer);
     std::thread::spawn(move || {
@@ -793,11 +807,15 @@ pub fn serve_http(
                 let Some(req) = read_http_request(&mut conn) else {
                     return;
                 };
-                if let Some((code, body)) = answer(req) {
+                if let Some((code, headers, body)) = answer(req) {
                     use std::io::Write;
+                    let extra: String = headers
+                        .iter()
+                        .map(|(k, v)| format!("{k}: {v}\r\n"))
+                        .collect();
                     let _ = write!(
                         conn,
-                        "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\n\
+                        "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\n{extra}\
                          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
                         body.len()
                     );

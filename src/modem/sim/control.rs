@@ -90,6 +90,8 @@ pub enum ControlRequest {
     },
     /// The network log.
     Log,
+    /// The number an outgoing call is ringing at now, if any.
+    Ringing,
 }
 
 /// The answer to one request.
@@ -103,6 +105,9 @@ pub struct ControlResponse {
     /// The network log, for `log`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<Vec<NetworkEntry>>,
+    /// The number an outgoing call is ringing at, for `ringing` (absent: none is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ringing: Option<String>,
 }
 
 impl ControlResponse {
@@ -115,7 +120,7 @@ impl ControlResponse {
             Err(e) => Self {
                 ok: false,
                 error: Some(e.to_string()),
-                log: None,
+                ..Self::default()
             },
         }
     }
@@ -144,12 +149,23 @@ pub async fn handle(sim: &SimHandle, req: ControlRequest) -> ControlResponse {
             to,
         } => sim.status_report_burst(count, first_reference, &to).await,
         ControlRequest::Urc { line, placement } => sim.inject_urc(&line, placement).await,
+        ControlRequest::Ringing => {
+            return match sim.ringing().await {
+                Ok(ringing) => ControlResponse {
+                    ok: true,
+                    ringing,
+                    ..ControlResponse::default()
+                },
+                Err(e) => ControlResponse::from_result(Err(e)),
+            }
+        }
         ControlRequest::Log => {
             return match sim.network_log().await {
                 Ok(log) => ControlResponse {
                     ok: true,
                     error: None,
                     log: Some(log),
+                    ringing: None,
                 },
                 Err(e) => ControlResponse::from_result(Err(e)),
             }
@@ -210,7 +226,7 @@ async fn connection(stream: UnixStream, sim: SimHandle) -> std::io::Result<()> {
             ControlResponse {
                 ok: false,
                 error: Some("request too long".into()),
-                log: None,
+                ..ControlResponse::default()
             }
         } else {
             match serde_json::from_str::<ControlRequest>(&line) {
@@ -218,7 +234,7 @@ async fn connection(stream: UnixStream, sim: SimHandle) -> std::io::Result<()> {
                 Err(e) => ControlResponse {
                     ok: false,
                     error: Some(format!("bad request: {e}")),
-                    log: None,
+                    ..ControlResponse::default()
                 },
             }
         };

@@ -231,6 +231,12 @@ impl SimHandle {
         self.ask(Request::Log).await
     }
 
+    /// The number an outgoing call is ringing at now (dialled, not yet answered), if any: what
+    /// the far phone would show as an incoming call.
+    pub async fn ringing(&self) -> Result<Option<String>, SimError> {
+        self.ask(Request::Ringing).await
+    }
+
     /// Waits until the log holds an entry matching `pred` and returns the first such entry.
     pub async fn wait_for_log(
         &self,

@@ -60,6 +60,7 @@ pub enum Request {
         reply: Reply<()>,
     },
     Log(Reply<Vec<NetworkEntry>>),
+    Ringing(Reply<Option<String>>),
     SlavePath(Reply<Option<std::path::PathBuf>>),
     Shutdown(Reply<()>),
 }
@@ -307,6 +308,9 @@ impl SimTask {
             }
             Request::Log(reply) => {
                 let _ = reply.send(self.log.clone());
+            }
+            Request::Ringing(reply) => {
+                let _ = reply.send(self.engine.ringing_out().map(str::to_string));
             }
             Request::SlavePath(reply) => {
                 let _ = reply.send(self.port.as_ref().map(|p| p.pty.slave_path().to_path_buf()));

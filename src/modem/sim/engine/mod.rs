@@ -405,6 +405,17 @@ impl Engine {
         fx
     }
 
+    /// The number an outgoing call is ringing at (dialled, not yet answered), if one is.
+    pub fn ringing_out(&self) -> Option<&str> {
+        self.call
+            .as_ref()
+            .filter(|c| {
+                c.direction == CallDirection::Outgoing
+                    && matches!(c.state, CallState::Dialing | CallState::Alerting)
+            })
+            .map(|c| c.number.as_str())
+    }
+
     /// Whether the modem currently plays dead (the silence fault).
     pub fn is_silent(&self) -> bool {
         self.silent

@@ -343,18 +343,22 @@ fn sim800_has_no_cereg() {
 #[test]
 fn outgoing_call_walks_dialing_alerting_active() {
     let mut h = quiet(SimProfile::Generic);
+    assert_eq!(h.e.ringing_out(), None);
     assert_eq!(h.at("ATD+4915112345678;"), "\r\nOK\r\n");
     assert_eq!(
         h.at("AT+CLCC"),
         "\r\n+CLCC: 1,0,2,0,0,\"+4915112345678\",145\r\n\r\nOK\r\n"
     );
+    assert_eq!(h.e.ringing_out(), Some("+4915112345678"));
     h.fire_one();
     assert_eq!(
         h.at("AT+CLCC"),
         "\r\n+CLCC: 1,0,3,0,0,\"+4915112345678\",145\r\n\r\nOK\r\n"
     );
+    assert_eq!(h.e.ringing_out(), Some("+4915112345678"));
     let fx = h.e.answer(h.now).unwrap();
     h.apply(fx);
+    assert_eq!(h.e.ringing_out(), None, "answered: no longer ringing");
     assert_eq!(
         h.at("AT+CLCC"),
         "\r\n+CLCC: 1,0,0,0,0,\"+4915112345678\",145\r\n\r\nOK\r\n"
