@@ -182,6 +182,27 @@ impl Drop for Lan {
 struct Proc(Option<Child>);
 
 impl Proc {
+    /// Resident memory (KiB) and CPU time (user + system) of the process, from /proc.
+    fn usage(&self) -> Option<(u64, Duration)> {
+        let pid = self.0.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let rss = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        // USER_HZ is 100 on every Linux this runs on.
+        Some((rss, Duration::from_millis(ticks * 10)))
+    }
+
     fn kill9(&mut self) {
         if let Some(mut c) = self.0.take() {
             let _ = c.kill();
@@ -890,4 +911,130 @@ fn s8_a_config_mismatch_makes_both_independent_and_says_so() {
             })
             .then_some(())
     });
+}
+
+/// The `n`-th fraction (0.0..=1.0) of sorted `values`.
+fn quantile<T: Copy + Ord>(values: &mut [T], q: f64) -> T {
+    values.sort();
+    let i = ((values.len() - 1) as f64 * q).round() as usize;
+    values[i]
+}
+
+/// Bench: the takeover of a claim held by a box that dies, 20 times (the same pair, box A
+/// restarted after each kill). Prints p50 and max; each must be within TTL + election + 2 s.
+#[test]
+#[ignore = "bench: 20 takeovers, about 4 minutes; run with --ignored"]
+fn bench_takeover_after_a_box_dies() {
+    let Some(mut pair) = Pair::start("bt") else {
+        return;
+    };
+    let mut took = Vec::new();
+    for run in 0..20 {
+        pair.wait_paired();
+        pair.a.sim.request(ControlRequest::Fault {
+            fault: Fault::Silence,
+        });
+        let won = pair.a.claims_won();
+        let token = format!("bt-{run:02}-down");
+        pair.alert(&format!("bt-{run}"), &token);
+        pair.wait_for(10, "A to claim the page", || {
+            (pair.a.claims_won() > won).then_some(())
+        });
+        pair.a.daemon.kill9();
+        let killed = Instant::now();
+        took.push(pair.wait_for(30, "B to send the page", || {
+            (pair
+                .b
+                .sms_to(PAGER_PHONE)
+                .iter()
+                .any(|t| t.contains(&token)))
+            .then(|| killed.elapsed())
+        }));
+        pair.a.sim.request(ControlRequest::Heal);
+        let Pair { lan, a, .. } = &mut pair;
+        a.spawn(lan);
+    }
+    let bound = TTL + ELECTION + Duration::from_secs(2);
+    let p50 = quantile(&mut took, 0.5);
+    let max = quantile(&mut took, 1.0);
+    eprintln!(
+        "BENCH takeover over {} runs: p50 {p50:?}, max {max:?} (claim_ttl {TTL:?}, bound {bound:?})",
+        took.len()
+    );
+    assert!(max <= bound, "{took:?}");
+}
+
+/// Bench: what a healthy pair adds before `AT+CMGS`: the gate's time on the sending box (facts,
+/// canonical start, peer health, claim transaction), from the daemons' own measurements, and the
+/// whole 202 -> SMS at the simulated network for reference. One alert at a time, 50 of them.
+#[test]
+#[ignore = "bench: 50 pages through a healthy pair, about 1 minute; run with --ignored"]
+fn bench_latency_a_healthy_pair_adds() {
+    let Some(pair) = Pair::start("bl") else {
+        return;
+    };
+    pair.wait_paired();
+    let mut end_to_end = Vec::new();
+    for n in 0..50 {
+        let token = format!("bl-{n:02}-down");
+        let asked = chrono::Utc::now();
+        pair.alert(&format!("bl-{n}"), &token);
+        let at = pair.wait_for(20, "the page", || {
+            pair.boxes().iter().find_map(|b| {
+                b.sim.log().into_iter().find_map(|e| match e {
+                    pagerbox::modem::sim::NetworkEntry::Sms { at, text, .. }
+                        if text.contains(&token) =>
+                    {
+                        Some(at)
+                    }
+                    _ => None,
+                })
+            })
+        });
+        end_to_end.push((at - asked).to_std().unwrap_or_default());
+    }
+    let mut gate: Vec<u64> = pair
+        .boxes()
+        .iter()
+        .flat_map(|b| {
+            b.log()
+                .lines()
+                .filter(|l| l.contains("decision=Send"))
+                .filter_map(|l| {
+                    let v = l.split("took_us=").nth(1)?;
+                    v.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+                })
+                .collect::<Vec<u64>>()
+        })
+        .collect();
+    assert!(
+        gate.len() >= 50,
+        "one winning claim per page: {}",
+        gate.len()
+    );
+    let (g50, g99) = (quantile(&mut gate, 0.5), quantile(&mut gate, 0.99));
+    let (e50, e99) = (
+        quantile(&mut end_to_end, 0.5),
+        quantile(&mut end_to_end, 0.99),
+    );
+    eprintln!(
+        "BENCH pair gate before AT+CMGS over {} pages: p50 {:.1} ms, p99 {:.1} ms; \
+         202 -> SMS at the network (includes the simulator's 50 ms): p50 {e50:?}, p99 {e99:?}",
+        gate.len(),
+        g50 as f64 / 1000.0,
+        g99 as f64 / 1000.0
+    );
+    for (host, p) in &pair.cluster.members {
+        if let Some((rss, cpu)) = p.usage() {
+            eprintln!("BENCH etcd member {host}: RSS {rss} KiB, CPU {cpu:?} since start");
+        }
+    }
+    for b in pair.boxes() {
+        if let Some((rss, cpu)) = b.daemon.usage() {
+            eprintln!(
+                "BENCH pagerbox {}: RSS {rss} KiB, CPU {cpu:?} since start",
+                b.host
+            );
+        }
+    }
 }

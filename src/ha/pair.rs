@@ -102,6 +102,7 @@ impl Gate {
     /// Decides whether this box sends the claimed row `page` now, and records on the row what
     /// it does not send. Any failure to name the page sends it: a duplicate, never silence.
     pub async fn before(&self, store: &Store, shutdown: &CancellationToken, page: &Page) -> Pass {
+        let asked = std::time::Instant::now();
         let p = page.clone();
         let facts = match store.read(move |c, _| Ok(rows::page_facts(c, &p)?)).await {
             Ok(Some(f)) => f,
@@ -123,7 +124,9 @@ impl Gate {
             attempt: facts.ordinal,
         });
         let decision = self.coordinator.claim(id.clone(), &identity).await;
-        tracing::debug!(page = page.id, pair_page = %id, incident = %identity, ?decision, "pair: claim");
+        // How long the pair held the page up: the whole price of coordination on the sending path.
+        let took_us = asked.elapsed().as_micros() as u64;
+        tracing::debug!(page = page.id, pair_page = %id, incident = %identity, ?decision, took_us, "pair: claim");
         let p = page.clone();
         let what = format!("pair decision on page {}", page.id);
         let stored = match decision {
