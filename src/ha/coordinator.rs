@@ -92,6 +92,7 @@ impl Coordinator {
             peer_records,
             seen_revision: 0,
             identities: Default::default(),
+            peer: None,
         };
         std::thread::Builder::new()
             .name("ha-coordinator".into())
@@ -177,6 +178,9 @@ struct Task {
     peer_records: tokio::sync::mpsc::UnboundedSender<PeerRecord>,
     /// The etcd revision up to which the peer's acks and resolves were passed on.
     seen_revision: i64,
+    /// The peer's published health as read at the last renewal (`None`: none published, or
+    /// etcd did not answer): who claims first is decided from it without a read per page.
+    peer: Option<(String, Health)>,
     /// Canonical identities already settled, by (dedup key, local start): one round trip per
     /// incident, not per page.
     identities: std::collections::HashMap<(String, i64), String>,
@@ -245,6 +249,10 @@ impl Task {
             None => self.etcd.grant_lease(self.cfg.claim_ttl),
         };
         match renewed.and_then(|lease| {
+            if self.lease != Some(lease) {
+                // A new lease: claims made on an earlier one are gone (the peer may send them).
+                tracing::info!(lease = lease.0, ttl = ?self.cfg.claim_ttl, "pair: lease granted");
+            }
             self.lease = Some(lease);
             self.etcd
                 .publish_health(&self.cfg.name, health, lease)
@@ -270,6 +278,7 @@ impl Task {
                     self.heal();
                 }
                 self.pass_peer_records();
+                self.peer = self.etcd.peer_health(&self.cfg.name).unwrap_or(None);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "pair: cannot renew the lease");
@@ -414,22 +423,23 @@ impl Task {
         self.after_lost(&view)
     }
 
-    /// How long this box holds back before claiming, by the published health of both boxes.
+    /// How long this box holds back before claiming, by the published health of both boxes
+    /// (the peer's as read at the last renewal, a fraction of a TTL ago).
     fn claim_delay(&mut self) -> Duration {
         let mine = (*self.paging.borrow()).unwrap_or(Health {
             registered: false,
             signal_dbm: None,
         });
-        match self.etcd.peer_health(&self.cfg.name) {
-            Ok(Some((peer, theirs))) => claim_delay(
+        match &self.peer {
+            Some((peer, theirs)) => claim_delay(
                 &self.cfg.name,
                 mine,
-                &peer,
-                Some(theirs),
+                peer,
+                Some(*theirs),
                 self.cfg.takeover_delay,
             ),
             // No peer health published, or etcd did not answer: the claim itself decides.
-            _ => Duration::ZERO,
+            None => Duration::ZERO,
         }
     }
 

@@ -342,8 +342,24 @@ impl Etcd {
         let key = b64(&format!("{PREFIX}start/{dedup_key}"));
         let path = "/v3/kv/txn";
         // Two rounds settle any race between two boxes; a third is a cluster changing under us.
-        for _ in 0..3 {
-            let answer = self.post("/v3/kv/range", &json!({"key": key}))?;
+        // The first box to see the incident writes its start in one round trip; the range of
+        // what is there comes back in the same answer when another box was first.
+        let first = self.post(
+            path,
+            &json!({
+                "compare": [{"key": key, "target": "VERSION", "result": "EQUAL", "version": "0"}],
+                "success": [{"request_put": {"key": key, "value": b64(&mine_ms.to_string())}}],
+                "failure": [{"request_range": {"key": key}}],
+            }),
+        )?;
+        if first["succeeded"].as_bool() == Some(true) {
+            return Ok(mine_ms);
+        }
+        let mut answer = response(&first, 0, "range").clone();
+        for round in 0..3 {
+            if round > 0 {
+                answer = self.post("/v3/kv/range", &json!({"key": key}))?;
+            }
             let kv = answer["kvs"].as_array().and_then(|a| a.first()).cloned();
             let existing = match &kv {
                 None => None,
@@ -484,18 +500,11 @@ impl Etcd {
         let Some(value) = first_value(&answer["kvs"], path)? else {
             return Ok(None);
         };
-        let v: Value = serde_json::from_slice(&value).map_err(|e| Error::Decode {
-            path: path.into(),
-            why: format!("health of {name}: {e}"),
-        })?;
-        Ok(Some(Health {
-            registered: v["registered"].as_bool().unwrap_or(false),
-            signal_dbm: v["signal_dbm"].as_i64().and_then(|s| i32::try_from(s).ok()),
-        }))
+        health_from(&value, name, path).map(Some)
     }
 
     /// The published health of the first box other than `me`; `None` when no other box has
-    /// any (the peer is gone or cannot page).
+    /// any (the peer is gone or cannot page). One range over all boxes' health.
     pub fn peer_health(&mut self, me: &str) -> Result<Option<(String, Health)>, Error> {
         let prefix = format!("{PREFIX}health/");
         // A prefix range ends at the prefix with its last byte incremented ('/' + 1 = '0').
@@ -510,7 +519,14 @@ impl Etcd {
                 .trim_start_matches(prefix.as_str())
                 .to_string();
             if name != me {
-                return Ok(self.health(&name)?.map(|h| (name, h)));
+                let value = B64
+                    .decode(kv["value"].as_str().unwrap_or(""))
+                    .map_err(|e| Error::Decode {
+                        path: path.into(),
+                        why: format!("health of {name} is not base64: {e}"),
+                    })?;
+                let health = health_from(&value, &name, path)?;
+                return Ok(Some((name, health)));
             }
         }
         Ok(None)
@@ -549,6 +565,18 @@ impl Etcd {
         self.post("/v3/kv/put", &body)?;
         Ok(())
     }
+}
+
+/// A box's published health from its stored JSON.
+fn health_from(value: &[u8], name: &str, path: &str) -> Result<Health, Error> {
+    let v: Value = serde_json::from_slice(value).map_err(|e| Error::Decode {
+        path: path.into(),
+        why: format!("health of {name}: {e}"),
+    })?;
+    Ok(Health {
+        registered: v["registered"].as_bool().unwrap_or(false),
+        signal_dbm: v["signal_dbm"].as_i64().and_then(|s| i32::try_from(s).ok()),
+    })
 }
 
 /// The keys of one page and its incident.
