@@ -1039,6 +1039,27 @@ fn bench_latency_a_healthy_pair_adds() {
         g50 as f64 / 1000.0,
         g99 as f64 / 1000.0
     );
+    for b in pair.boxes() {
+        let log = b.log();
+        let slow: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("pair: claim"))
+            .filter(|l| {
+                l.split("took_us=")
+                    .nth(1)
+                    .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .is_some_and(|us| us > 200_000)
+            })
+            .collect();
+        eprintln!(
+            "BENCH box {}: {} claims won, {} held back, {} asks over 200 ms {slow:?}",
+            b.host,
+            log.matches("decision=Send").count(),
+            log.matches("decision=Later").count(),
+            slow.len()
+        );
+    }
     for (host, p) in &pair.cluster.members {
         if let Some((rss, cpu)) = p.usage() {
             eprintln!("BENCH etcd member {host}: RSS {rss} KiB, CPU {cpu:?} since start");
