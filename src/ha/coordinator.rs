@@ -306,8 +306,12 @@ impl Task {
         let records = heal_records(&self.alone, |_| false);
         for r in &records {
             let written = match r {
-                HealRecord::Ack(i) => self.etcd.publish_ack(i, &self.cfg.name),
-                HealRecord::Resolve(i, at) => self.etcd.publish_resolve(i, &self.cfg.name, *at),
+                HealRecord::Ack(i) => self
+                    .settled(i)
+                    .and_then(|i| self.etcd.publish_ack(&i, &self.cfg.name)),
+                HealRecord::Resolve(i, at) => self
+                    .settled(i)
+                    .and_then(|i| self.etcd.publish_resolve(&i, &self.cfg.name, *at)),
                 HealRecord::Sent(p) => self.etcd.mark_sent_alone(p, &self.cfg.name),
             };
             if let Err(e) = written {
@@ -365,6 +369,25 @@ impl Task {
                 let _ = reply.send(self.identity(mode, dedup_key, start_ms));
             }
         }
+    }
+
+    /// The pair-wide identity of an incident this box may have named on its own (alone, or
+    /// when etcd did not answer): an ack made alone must reach the peer under the name the peer
+    /// uses, or the peer keeps paging an incident acknowledged here. (A page sent alone keeps
+    /// its own id: the peer may send it once more, a duplicate at worst.)
+    fn settled(&mut self, identity: &str) -> Result<String, Error> {
+        let Some((key, start)) = identity
+            .rsplit_once('@')
+            .and_then(|(k, s)| Some((k.to_string(), s.parse::<i64>().ok()?)))
+        else {
+            return Ok(identity.to_string());
+        };
+        if let Some(known) = self.identities.get(&(key.clone(), start)) {
+            return Ok(known.clone());
+        }
+        let canonical = incident_identity(&key, self.etcd.incident_start(&key, start)?);
+        self.identities.insert((key, start), canonical.clone());
+        Ok(canonical)
     }
 
     fn identity(&mut self, mode: Mode, dedup_key: String, start_ms: i64) -> String {
@@ -553,6 +576,36 @@ mod tests {
             settle(&b, &p, "acked", s(3)).await,
             Decision::Skip(Finished::Acked)
         );
+    }
+
+    #[tokio::test]
+    async fn an_ack_made_alone_is_published_under_the_peers_name_for_the_incident() {
+        let Some(m) = start_member() else { return };
+        let s = Duration::from_secs;
+        let (a, paging_a) = coordinator("a", &m.url, s(3), s(1));
+        // a cannot page: no renewals, and alone once the fallback has passed.
+        paging_a.send_replace(None);
+        let mut mode = a.mode();
+        tokio::time::timeout(s(10), mode.wait_for(|m| matches!(m, Mode::Alone { .. })))
+            .await
+            .expect("alone within the fallback")
+            .unwrap();
+        let own = a.identity("k", 1_040).await;
+        assert_eq!(
+            own, "k@1040",
+            "alone, a box names an incident by its own start"
+        );
+        a.ack(&own);
+        // Meanwhile the peer named the incident first.
+        let mut peer = client(&[&m.url]);
+        assert_eq!(peer.incident_start("k", 1_000).unwrap(), 1_000);
+        paging_a.send_replace(Some(GOOD));
+        tokio::time::timeout(s(15), mode.wait_for(|m| matches!(m, Mode::Paired { .. })))
+            .await
+            .expect("paired again after the heal")
+            .unwrap();
+        let view = peer.page_view(&page("k@1000"), "k@1000").unwrap();
+        assert!(view.acked, "the ack reached the peer's name: {view:?}");
     }
 
     #[tokio::test]
