@@ -146,7 +146,28 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
 
     let ack = start_ack(&core);
     let (sim, modem) = start_modem(&core, &config, &ack).await?;
-    let paging = start_paging(&core, &config, modem.as_ref(), &ack);
+    // Pair hook: with [ha], a coordinator decides which box sends each page.
+    #[cfg(feature = "ha")]
+    let pair = start_pair(&core, &config)?;
+    #[cfg(feature = "ha")]
+    let gate = sender::PairGate(pair.as_ref().map(|(gate, _)| gate.clone()));
+    #[cfg(not(feature = "ha"))]
+    let gate = sender::PairGate::default();
+    let paging = start_paging(&core, &config, modem.as_ref(), &ack, gate);
+    #[cfg(feature = "ha")]
+    if let Some((_, can_page)) = pair {
+        core.sup.spawn(
+            "pair-health",
+            Role::Essential,
+            crate::ha::pair::feed_health(
+                paging.clone(),
+                modem.as_ref().map(|m| m.health.clone()),
+                core.sup.liveness().clone(),
+                can_page,
+                core.shutdown.clone(),
+            ),
+        );
+    }
     let standby = start_engines(&core);
     let health = health_sources(&core, &paging, modem.as_ref(), standby);
     start_panel(&core, &config, &health, &paging, modem.as_ref())?;
@@ -256,6 +277,50 @@ async fn recover_pages(store: &Store) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Pair hook: starts the coordinator and the task that carries acks both ways, when `[ha]` is
+/// set. Returns the senders' gate and the coordinator's "this box can page" input.
+#[cfg(feature = "ha")]
+fn start_pair(
+    core: &Core,
+    config: &Config,
+) -> anyhow::Result<
+    Option<(
+        crate::ha::pair::Gate,
+        watch::Sender<Option<crate::ha::decide::Health>>,
+    )>,
+> {
+    use crate::ha::{coordinator::Coordinator, decide, etcd::Etcd, pair};
+    let Some(cfg) = config.ha.clone() else {
+        return Ok(None);
+    };
+    let etcd = Etcd::new(&cfg).context("cannot set up the etcd client of [ha]")?;
+    let (records_tx, records_rx) = tokio::sync::mpsc::unbounded_channel();
+    // Nothing can page until the paging health says so: no lease before then.
+    let (can_page_tx, can_page_rx) = watch::channel(None);
+    let name = cfg.name.clone();
+    let coordinator = Coordinator::start(
+        cfg,
+        etcd,
+        can_page_rx,
+        decide::config_hash(config),
+        records_tx,
+    )
+    .context("cannot start the pair coordinator")?;
+    pair::publish_mode(coordinator.mode());
+    tracing::info!(name = %name, "pair: coordinating pages with the peer through etcd");
+    core.sup.spawn(
+        "pair-sync",
+        Role::Essential,
+        pair::sync_transitions(
+            core.store.clone(),
+            coordinator.clone(),
+            records_rx,
+            core.shutdown.clone(),
+        ),
+    );
+    Ok(Some((pair::Gate { coordinator }, can_page_tx)))
+}
+
 /// SMS replies, missed calls and DTMF acks: one task owns the command handling.
 fn start_ack(core: &Core) -> crate::ack::AckHandle {
     let (ack, ack_requests) = crate::ack::channel();
@@ -360,6 +425,7 @@ fn start_paging(
     config: &Config,
     modem: Option<&ModemParts>,
     ack: &crate::ack::AckHandle,
+    pair: sender::PairGate,
 ) -> watch::Receiver<PagingHealth> {
     let mut transports: Vec<Arc<dyn Transport>> = Vec::new();
     if let Some(m) = modem {
@@ -403,7 +469,7 @@ fn start_paging(
             Channel::Voice => "sender-voice",
             Channel::Email => "sender-email",
         };
-        let task = sender::run(
+        let task = sender::run_paired(
             t.clone(),
             transports.clone(),
             core.store.clone(),
@@ -412,6 +478,7 @@ fn start_paging(
             sup.heartbeat(name, sender::liveness_bound(&**t)),
             core.shutdown.clone(),
             core.metrics.clone(),
+            pair.clone(),
         );
         sup.spawn(name, Role::Essential, task);
     }

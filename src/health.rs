@@ -43,6 +43,9 @@ pub struct Facts {
     /// is longer than the grace (every held page is then paged locally, and the cloud pager is
     /// not told about acknowledgements made here).
     pub upstream_unreachable: Option<Duration>,
+    /// Pair hook: why the pair is impaired (`alone`, `rejoining`, `independent`), if it is.
+    #[cfg(feature = "ha")]
+    pub pair: Option<&'static str>,
 }
 
 /// What the verdict needs of the modem.
@@ -80,6 +83,10 @@ pub enum Problem {
     /// The cloud pager a standby route stands behind has been unreachable for longer than the
     /// grace.
     UpstreamUnreachable { seconds: u64 },
+    /// Pair hook: the box pages on its own (etcd unreachable, or the peer's config differs):
+    /// duplicates are possible and the peer no longer covers for it.
+    #[cfg(feature = "ha")]
+    Pair { state: &'static str },
 }
 
 /// The assessment: impaired when any problem is present.
@@ -165,6 +172,10 @@ pub fn assess(facts: &Facts) -> Verdict {
             seconds: d.as_secs(),
         });
     }
+    #[cfg(feature = "ha")]
+    if let Some(state) = facts.pair {
+        v.problems.push(Problem::Pair { state });
+    }
     v
 }
 
@@ -236,6 +247,8 @@ impl Sources {
                     _ => None,
                 }
             }),
+            #[cfg(feature = "ha")]
+            pair: crate::ha::pair::impairment(),
         }
     }
 
@@ -269,7 +282,21 @@ mod tests {
             oldest_due: Some(Duration::from_secs(3)),
             selftest_fault: false,
             upstream_unreachable: None,
+            #[cfg(feature = "ha")]
+            pair: None,
         }
+    }
+
+    // Pair hook: a box paging alone is impaired (the peer no longer covers for it).
+    #[cfg(feature = "ha")]
+    #[test]
+    fn a_pair_box_paging_alone_is_impaired() {
+        let v = assess(&Facts {
+            pair: Some("alone"),
+            ..good()
+        });
+        assert_eq!(v.problems, [Problem::Pair { state: "alone" }]);
+        assert_eq!(v.word(), "impaired");
     }
 
     #[test]

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
 use super::decide::{
-    claim_delay, heal_records, next_mode, page_action, AloneLog, Finished, HealRecord, Health,
-    Mode, ModeEvent, PageAction, PageId, PageView,
+    claim_delay, heal_records, incident_identity, next_mode, page_action, AloneLog, Finished,
+    HealRecord, Health, Mode, ModeEvent, PageAction, PageId, PageView,
 };
-use super::etcd::{Claim, Error, Etcd, LeaseId};
+use super::etcd::{Claim, ConfigAgreement, Error, Etcd, LeaseId, PeerRecord};
 use crate::config::HaConfig;
 
 /// What the sender does with a due page.
@@ -46,7 +46,12 @@ enum Command {
         incident: String,
     },
     Ack(String),
-    Resolve(String),
+    Resolve(String, i64),
+    Identity {
+        dedup_key: String,
+        start_ms: i64,
+        reply: oneshot::Sender<String>,
+    },
 }
 
 /// The handle: cheap to clone; the thread ends when the last handle is dropped.
@@ -60,10 +65,15 @@ impl Coordinator {
     /// Starts the coordinator thread. `paging` is `Some(health)` while this box's paging path
     /// works (that health is published to the peer) and `None` while it does not, which stops
     /// the lease renewals so the peer takes this box's claims when the TTL runs out.
+    ///
+    /// `config_hash` is this box's [`config_hash`](super::decide::config_hash): a peer with
+    /// another turns coordination off. Acks and resolves the peer writes go to `peer_records`.
     pub fn start(
         cfg: HaConfig,
         etcd: Etcd,
         paging: watch::Receiver<Option<Health>>,
+        config_hash: String,
+        peer_records: tokio::sync::mpsc::UnboundedSender<PeerRecord>,
     ) -> std::io::Result<Coordinator> {
         let (tx, rx) = std_mpsc::channel();
         let now = Instant::now();
@@ -78,6 +88,11 @@ impl Coordinator {
             lease: None,
             alone: AloneLog::default(),
             deferred: Default::default(),
+            config_hash,
+            peer_records,
+            seen_revision: 0,
+            identities: Default::default(),
+            peer: None,
         };
         std::thread::Builder::new()
             .name("ha-coordinator".into())
@@ -121,9 +136,27 @@ impl Coordinator {
         let _ = self.tx.send(Command::Ack(incident.to_string()));
     }
 
-    /// A resolve on this box, published likewise.
-    pub fn resolve(&self, incident: &str) {
-        let _ = self.tx.send(Command::Resolve(incident.to_string()));
+    /// A resolve on this box at `at_ms` (milliseconds since the epoch), published likewise.
+    pub fn resolve(&self, incident: &str, at_ms: i64) {
+        let _ = self.tx.send(Command::Resolve(incident.to_string(), at_ms));
+    }
+
+    /// The pair-wide identity of this box's incident with `dedup_key`, started here at
+    /// `start_ms`: with the peer's start when it wrote one first. Without etcd (alone, or the
+    /// coordinator gone) the box's own start: its pages then claim on ids of their own, a
+    /// duplicate at worst.
+    pub async fn identity(&self, dedup_key: &str, start_ms: i64) -> String {
+        let own = incident_identity(dedup_key, start_ms);
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Identity {
+            dedup_key: dedup_key.to_string(),
+            start_ms,
+            reply,
+        };
+        if self.tx.send(cmd).is_err() {
+            return own;
+        }
+        rx.await.unwrap_or(own)
     }
 
     /// The current mode, for `/healthz`, the status page and the LED.
@@ -141,6 +174,16 @@ struct Task {
     alone: AloneLog,
     /// Pages this box was told to hold back for the healthier peer; claimed on the next ask.
     deferred: std::collections::HashSet<PageId>,
+    config_hash: String,
+    peer_records: tokio::sync::mpsc::UnboundedSender<PeerRecord>,
+    /// The etcd revision up to which the peer's acks and resolves were passed on.
+    seen_revision: i64,
+    /// The peer's published health as read at the last renewal (`None`: none published, or
+    /// etcd did not answer): who claims first is decided from it without a read per page.
+    peer: Option<(String, Health)>,
+    /// Canonical identities already settled, by (dedup key, local start): one round trip per
+    /// incident, not per page.
+    identities: std::collections::HashMap<(String, i64), String>,
 }
 
 impl Task {
@@ -206,16 +249,36 @@ impl Task {
             None => self.etcd.grant_lease(self.cfg.claim_ttl),
         };
         match renewed.and_then(|lease| {
+            if self.lease != Some(lease) {
+                // A new lease: claims made on an earlier one are gone (the peer may send them).
+                tracing::info!(lease = lease.0, ttl = ?self.cfg.claim_ttl, "pair: lease granted");
+            }
             self.lease = Some(lease);
             self.etcd
                 .publish_health(&self.cfg.name, health, lease)
                 .map(|()| lease)
         }) {
-            Ok(_) => {
-                self.set_mode(ModeEvent::LeaseRenewed(Instant::now()));
+            Ok(lease) => {
+                let now = Instant::now();
+                match self
+                    .etcd
+                    .check_config_hash(&self.cfg.name, &self.config_hash, lease)
+                {
+                    Ok(ConfigAgreement::Agreed) => self.set_mode(ModeEvent::ConfigMatches(now)),
+                    Ok(ConfigAgreement::Mismatch { theirs }) => {
+                        if !matches!(*self.mode.borrow(), Mode::Independent) {
+                            tracing::error!(ours = %self.config_hash, %theirs, "pair: the peer runs another escalation config; both boxes page on their own until the configs match");
+                        }
+                        self.set_mode(ModeEvent::ConfigMismatch);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "pair: cannot compare configs"),
+                }
+                self.set_mode(ModeEvent::LeaseRenewed(now));
                 if matches!(*self.mode.borrow(), Mode::Rejoining { .. }) {
                     self.heal();
                 }
+                self.pass_peer_records();
+                self.peer = self.etcd.peer_health(&self.cfg.name).unwrap_or(None);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "pair: cannot renew the lease");
@@ -224,13 +287,31 @@ impl Task {
         }
     }
 
+    /// Passes on the acks and resolves the peer wrote since the last look, so they are applied
+    /// here too (the claim transaction already stops pages of them; this closes the incident).
+    fn pass_peer_records(&mut self) {
+        match self.etcd.peer_records(&self.cfg.name, self.seen_revision) {
+            Ok((records, revision)) => {
+                for r in records {
+                    let _ = self.peer_records.send(r);
+                }
+                self.seen_revision = revision;
+            }
+            Err(e) => tracing::warn!(error = %e, "pair: cannot read the peer's acks"),
+        }
+    }
+
     /// Publishes what happened alone, then claims again.
     fn heal(&mut self) {
         let records = heal_records(&self.alone, |_| false);
         for r in &records {
             let written = match r {
-                HealRecord::Ack(i) => self.etcd.publish_ack(i, &self.cfg.name),
-                HealRecord::Resolve(i) => self.etcd.publish_resolve(i, &self.cfg.name),
+                HealRecord::Ack(i) => self
+                    .settled(i)
+                    .and_then(|i| self.etcd.publish_ack(&i, &self.cfg.name)),
+                HealRecord::Resolve(i, at) => self
+                    .settled(i)
+                    .and_then(|i| self.etcd.publish_resolve(&i, &self.cfg.name, *at)),
                 HealRecord::Sent(p) => self.etcd.mark_sent_alone(p, &self.cfg.name),
             };
             if let Err(e) = written {
@@ -275,10 +356,60 @@ impl Task {
                     self.alone.acked.push(i);
                 }
             }
-            Command::Resolve(i) => {
-                if !mode.claims() || self.etcd.publish_resolve(&i, &self.cfg.name).is_err() {
-                    self.alone.resolved.push(i);
+            Command::Resolve(i, at) => {
+                if !mode.claims() || self.etcd.publish_resolve(&i, &self.cfg.name, at).is_err() {
+                    self.alone.resolved.push((i, at));
                 }
+            }
+            Command::Identity {
+                dedup_key,
+                start_ms,
+                reply,
+            } => {
+                let _ = reply.send(self.identity(mode, dedup_key, start_ms));
+            }
+        }
+    }
+
+    /// The pair-wide identity of an incident this box may have named on its own (alone, or
+    /// when etcd did not answer): an ack made alone must reach the peer under the name the peer
+    /// uses, or the peer keeps paging an incident acknowledged here. (A page sent alone keeps
+    /// its own id: the peer may send it once more, a duplicate at worst.)
+    fn settled(&mut self, identity: &str) -> Result<String, Error> {
+        let Some((key, start)) = identity
+            .rsplit_once('@')
+            .and_then(|(k, s)| Some((k.to_string(), s.parse::<i64>().ok()?)))
+        else {
+            return Ok(identity.to_string());
+        };
+        if let Some(known) = self.identities.get(&(key.clone(), start)) {
+            return Ok(known.clone());
+        }
+        let canonical = incident_identity(&key, self.etcd.incident_start(&key, start)?);
+        self.identities.insert((key, start), canonical.clone());
+        Ok(canonical)
+    }
+
+    fn identity(&mut self, mode: Mode, dedup_key: String, start_ms: i64) -> String {
+        let key = (dedup_key, start_ms);
+        if let Some(known) = self.identities.get(&key) {
+            return known.clone();
+        }
+        if !mode.claims() {
+            return incident_identity(&key.0, start_ms);
+        }
+        match self.etcd.incident_start(&key.0, start_ms) {
+            Ok(start) => {
+                let id = incident_identity(&key.0, start);
+                if self.identities.len() > 10_000 {
+                    self.identities.clear();
+                }
+                self.identities.insert(key, id.clone());
+                id
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, dedup_key = %key.0, "pair: cannot settle an incident's start; using this box's own");
+                incident_identity(&key.0, start_ms)
             }
         }
     }
@@ -315,22 +446,23 @@ impl Task {
         self.after_lost(&view)
     }
 
-    /// How long this box holds back before claiming, by the published health of both boxes.
+    /// How long this box holds back before claiming, by the published health of both boxes
+    /// (the peer's as read at the last renewal, a fraction of a TTL ago).
     fn claim_delay(&mut self) -> Duration {
         let mine = (*self.paging.borrow()).unwrap_or(Health {
             registered: false,
             signal_dbm: None,
         });
-        match self.etcd.peer_health(&self.cfg.name) {
-            Ok(Some((peer, theirs))) => claim_delay(
+        match &self.peer {
+            Some((peer, theirs)) => claim_delay(
                 &self.cfg.name,
                 mine,
-                &peer,
-                Some(theirs),
+                peer,
+                Some(*theirs),
                 self.cfg.takeover_delay,
             ),
             // No peer health published, or etcd did not answer: the claim itself decides.
-            _ => Duration::ZERO,
+            None => Duration::ZERO,
         }
     }
 
@@ -370,7 +502,11 @@ mod tests {
         cfg.takeover_delay = Duration::from_millis(300);
         let (paging_tx, paging) = watch::channel(Some(GOOD));
         let etcd = Etcd::new(&cfg).expect("client");
-        (Coordinator::start(cfg, etcd, paging).unwrap(), paging_tx)
+        let (records, _) = tokio::sync::mpsc::unbounded_channel();
+        (
+            Coordinator::start(cfg, etcd, paging, "same".into(), records).unwrap(),
+            paging_tx,
+        )
     }
 
     /// Asks until the answer is not "later", or `deadline` passes.
@@ -440,6 +576,36 @@ mod tests {
             settle(&b, &p, "acked", s(3)).await,
             Decision::Skip(Finished::Acked)
         );
+    }
+
+    #[tokio::test]
+    async fn an_ack_made_alone_is_published_under_the_peers_name_for_the_incident() {
+        let Some(m) = start_member() else { return };
+        let s = Duration::from_secs;
+        let (a, paging_a) = coordinator("a", &m.url, s(3), s(1));
+        // a cannot page: no renewals, and alone once the fallback has passed.
+        paging_a.send_replace(None);
+        let mut mode = a.mode();
+        tokio::time::timeout(s(10), mode.wait_for(|m| matches!(m, Mode::Alone { .. })))
+            .await
+            .expect("alone within the fallback")
+            .unwrap();
+        let own = a.identity("k", 1_040).await;
+        assert_eq!(
+            own, "k@1040",
+            "alone, a box names an incident by its own start"
+        );
+        a.ack(&own);
+        // Meanwhile the peer named the incident first.
+        let mut peer = client(&[&m.url]);
+        assert_eq!(peer.incident_start("k", 1_000).unwrap(), 1_000);
+        paging_a.send_replace(Some(GOOD));
+        tokio::time::timeout(s(15), mode.wait_for(|m| matches!(m, Mode::Paired { .. })))
+            .await
+            .expect("paired again after the heal")
+            .unwrap();
+        let view = peer.page_view(&page("k@1000"), "k@1000").unwrap();
+        assert!(view.acked, "the ack reached the peer's name: {view:?}");
     }
 
     #[tokio::test]

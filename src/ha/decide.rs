@@ -258,8 +258,8 @@ pub struct AloneLog {
     pub sent: Vec<PageId>,
     /// Pair-wide incident keys acknowledged here while alone.
     pub acked: Vec<String>,
-    /// Pair-wide incident keys resolved here while alone.
-    pub resolved: Vec<String>,
+    /// Pair-wide incident keys resolved here while alone, with when (milliseconds).
+    pub resolved: Vec<(String, i64)>,
 }
 
 /// One record to write to etcd on heal.
@@ -267,7 +267,7 @@ pub struct AloneLog {
 pub enum HealRecord {
     Sent(PageId),
     Ack(String),
-    Resolve(String),
+    Resolve(String, i64),
 }
 
 /// What to publish on heal: acks and resolves first (they stop the peer's pages, the most
@@ -280,7 +280,12 @@ pub fn heal_records(log: &AloneLog, known: impl Fn(&HealRecord) -> bool) -> Vec<
         .iter()
         .cloned()
         .map(HealRecord::Ack)
-        .chain(log.resolved.iter().cloned().map(HealRecord::Resolve))
+        .chain(
+            log.resolved
+                .iter()
+                .cloned()
+                .map(|(i, at)| HealRecord::Resolve(i, at)),
+        )
         .chain(log.sent.iter().cloned().map(HealRecord::Sent));
     for r in all {
         if !known(&r) && !out.contains(&r) {
@@ -288,6 +293,80 @@ pub fn heal_records(log: &AloneLog, known: impl Fn(&HealRecord) -> bool) -> Vec<
         }
     }
     out
+}
+
+/// The pair-wide name of an incident: its dedup key and its canonical start (milliseconds since
+/// the epoch, as the first box to write it saw it). Local row ids differ between the boxes;
+/// this does not, and it tells a later incident with the same key apart from an earlier one.
+pub fn incident_identity(dedup_key: &str, start_ms: i64) -> String {
+    format!("{dedup_key}@{start_ms}")
+}
+
+/// How long before a peer's resolve an incident may have started on this box and still be the
+/// peer's (resolved) incident rather than a new one. A box that saw the resolve itself has a new
+/// local incident that started after it; one that did not still holds the old one, started
+/// long before. Within this margin the choice is "new": a duplicate page, never a silent one.
+pub const RESOLVE_MARGIN_MS: i64 = 2_000;
+
+/// What etcd holds as the canonical start of a dedup key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartRecord {
+    /// The canonical start, milliseconds since the epoch.
+    pub start_ms: i64,
+    /// When that incident was resolved on either box, if it was.
+    pub resolved_at_ms: Option<i64>,
+}
+
+/// Which canonical start this box uses for its incident with a key, started here at `mine_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartChoice {
+    /// Nobody wrote one: write ours, if nobody does first (then decide again).
+    Create(i64),
+    /// The same incident on the peer: use its start.
+    Adopt(i64),
+    /// The incident in etcd was resolved before ours started: ours is a new one; replace the
+    /// record if it is still the one read (then decide again).
+    Replace(i64),
+}
+
+/// Decides the canonical start of this box's incident. The first writer wins while the
+/// incident is open on either box; an incident that starts after the one in etcd was resolved
+/// is a new incident (see [`RESOLVE_MARGIN_MS`]).
+pub fn canonical_start(mine_ms: i64, existing: Option<StartRecord>) -> StartChoice {
+    match existing {
+        None => StartChoice::Create(mine_ms),
+        Some(StartRecord {
+            start_ms,
+            resolved_at_ms: None,
+        }) => StartChoice::Adopt(start_ms),
+        Some(StartRecord {
+            start_ms,
+            resolved_at_ms: Some(resolved),
+        }) => {
+            if mine_ms.saturating_add(RESOLVE_MARGIN_MS) > resolved {
+                StartChoice::Replace(mine_ms)
+            } else {
+                StartChoice::Adopt(start_ms)
+            }
+        }
+    }
+}
+
+/// The hash of the parts of a config that decide who is paged when (users, schedules, policies,
+/// routes, paging, silences), from their debug form: both boxes of a pair must run the same, or
+/// their page ids would not meet and one box could hold back a page the other never makes.
+pub fn config_hash(config: &crate::config::Config) -> String {
+    let text = format!(
+        "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        config.users,
+        config.schedules,
+        config.policies,
+        config.routes,
+        config.paging,
+        config.silences
+    );
+    let digest = Sha256::digest(text.as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -512,17 +591,51 @@ mod tests {
         let log = AloneLog {
             sent: vec![p1.clone(), p2.clone(), p1.clone()],
             acked: vec!["i1".into()],
-            resolved: vec!["i3".into()],
+            resolved: vec![("i3".into(), 7)],
         };
         let got = heal_records(&log, |r| *r == HealRecord::Sent(p2.clone()));
         assert_eq!(
             got,
             [
                 HealRecord::Ack("i1".into()),
-                HealRecord::Resolve("i3".into()),
+                HealRecord::Resolve("i3".into(), 7),
                 HealRecord::Sent(p1),
             ]
         );
         assert!(heal_records(&AloneLog::default(), |_| false).is_empty());
+    }
+
+    #[test]
+    fn canonical_start_first_writer_wins_and_a_resolved_incident_gives_way() {
+        use StartChoice::*;
+        let open = |s| {
+            Some(StartRecord {
+                start_ms: s,
+                resolved_at_ms: None,
+            })
+        };
+        let resolved = |s, r| {
+            Some(StartRecord {
+                start_ms: s,
+                resolved_at_ms: Some(r),
+            })
+        };
+        let cases = [
+            (1_000, None, Create(1_000)),
+            // The peer saw the alert 40 ms earlier: the same incident.
+            (1_040, open(1_000), Adopt(1_000)),
+            // Open on the peer for long: still the same incident (this box came late).
+            (90_000, open(1_000), Adopt(1_000)),
+            // Resolved at 50 s, ours started at 60 s: a new incident with the same key.
+            (60_000, resolved(1_000, 50_000), Replace(60_000)),
+            // Resolved at 50 s, ours started at 1 s: the peer's incident, resolved there.
+            (1_020, resolved(1_000, 50_000), Adopt(1_000)),
+            // Too close to tell: new, so a duplicate rather than silence.
+            (49_000, resolved(1_000, 50_000), Replace(49_000)),
+        ];
+        for (mine, existing, want) in cases {
+            assert_eq!(canonical_start(mine, existing), want, "{mine} {existing:?}");
+        }
+        assert_eq!(incident_identity("db/down", 5), "db/down@5");
     }
 }

@@ -11,7 +11,8 @@
 //! - `page/<id>/sent`: the member name of the box that sent it (persistent);
 //! - `incident/<key>/ack`, `incident/<key>/resolve`: persistent, from either box;
 //! - `health/<name>`: a box's published paging health, on its lease;
-//! - `config-hash`: the escalation config's hash, first writer wins.
+//! - `config-hash/<name>`: a box's escalation config hash, on its lease;
+//! - `start/<dedup key>`: the canonical start of the open incident with that key.
 
 use std::io::BufReader;
 use std::sync::Arc;
@@ -21,7 +22,9 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use super::decide::{Health, PageId, PageView};
+use super::decide::{
+    canonical_start, incident_identity, Health, PageId, PageView, StartChoice, StartRecord,
+};
 use crate::config::{EtcdAuth, EtcdTls, HaConfig};
 
 /// How long one request to one member may take before the next member is tried.
@@ -81,6 +84,23 @@ pub enum Claim {
     Won,
     /// Someone else holds it, or it is sent, acked or resolved: what etcd holds, to decide on.
     Lost(PageView),
+}
+
+/// What an ack or resolve record written by the peer asks of this box.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerKind {
+    Ack,
+    Resolve,
+}
+
+/// An ack or resolve the peer made, to apply here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerRecord {
+    /// The pair-wide incident identity ([`incident_identity`]).
+    pub identity: String,
+    pub kind: PeerKind,
+    /// The box that wrote it.
+    pub by: String,
 }
 
 /// Whether both boxes run the same escalation config.
@@ -303,9 +323,156 @@ impl Etcd {
         self.put(&format!("{PREFIX}incident/{incident}/ack"), by, None)
     }
 
-    /// Records a resolve made on this box.
-    pub fn publish_resolve(&mut self, incident: &str, by: &str) -> Result<(), Error> {
-        self.put(&format!("{PREFIX}incident/{incident}/resolve"), by, None)
+    /// Records a resolve made on this box, with when it happened: a box that later sees an
+    /// incident with the same key starting after it knows that one is new.
+    pub fn publish_resolve(&mut self, incident: &str, by: &str, at_ms: i64) -> Result<(), Error> {
+        let value = json!({"by": by, "at_ms": at_ms}).to_string();
+        self.put(
+            &format!("{PREFIX}incident/{incident}/resolve"),
+            &value,
+            None,
+        )
+    }
+
+    /// The canonical start of this box's incident with `dedup_key`, which started here at
+    /// `mine_ms`: the first box to write it wins while the incident is open
+    /// ([`canonical_start`] decides; each write is a compare-and-put, so two boxes racing end
+    /// with one value).
+    pub fn incident_start(&mut self, dedup_key: &str, mine_ms: i64) -> Result<i64, Error> {
+        let key = b64(&format!("{PREFIX}start/{dedup_key}"));
+        let path = "/v3/kv/txn";
+        // Two rounds settle any race between two boxes; a third is a cluster changing under us.
+        // The first box to see the incident writes its start in one round trip; the range of
+        // what is there comes back in the same answer when another box was first.
+        let first = self.post(
+            path,
+            &json!({
+                "compare": [{"key": key, "target": "VERSION", "result": "EQUAL", "version": "0"}],
+                "success": [{"request_put": {"key": key, "value": b64(&mine_ms.to_string())}}],
+                "failure": [{"request_range": {"key": key}}],
+            }),
+        )?;
+        if first["succeeded"].as_bool() == Some(true) {
+            return Ok(mine_ms);
+        }
+        let mut answer = response(&first, 0, "range").clone();
+        for round in 0..3 {
+            if round > 0 {
+                answer = self.post("/v3/kv/range", &json!({"key": key}))?;
+            }
+            let kv = answer["kvs"].as_array().and_then(|a| a.first()).cloned();
+            let existing = match &kv {
+                None => None,
+                Some(kv) => {
+                    let raw = B64
+                        .decode(kv["value"].as_str().unwrap_or(""))
+                        .unwrap_or_default();
+                    let start_ms: i64 =
+                        String::from_utf8_lossy(&raw)
+                            .parse()
+                            .map_err(|_| Error::Decode {
+                                path: path.into(),
+                                why: format!("start of {dedup_key} is not a number"),
+                            })?;
+                    let resolve = self.post(
+                        "/v3/kv/range",
+                        &json!({"key": b64(&format!(
+                            "{PREFIX}incident/{}/resolve",
+                            incident_identity(dedup_key, start_ms)
+                        ))}),
+                    )?;
+                    let resolved_at_ms = first_value(&resolve["kvs"], path)?.map(|v| {
+                        serde_json::from_slice::<Value>(&v)
+                            .ok()
+                            .and_then(|v| v["at_ms"].as_i64())
+                            // A resolve without a time: treat it as long ago, so a later
+                            // incident is new (a duplicate at worst).
+                            .unwrap_or(i64::MIN)
+                    });
+                    Some(StartRecord {
+                        start_ms,
+                        resolved_at_ms,
+                    })
+                }
+            };
+            let compare = match canonical_start(mine_ms, existing) {
+                StartChoice::Adopt(s) => return Ok(s),
+                StartChoice::Create(_) => {
+                    json!({"key": key, "target": "VERSION", "result": "EQUAL", "version": "0"})
+                }
+                StartChoice::Replace(_) => {
+                    let rev = kv.as_ref().map(|kv| kv["mod_revision"].clone());
+                    json!({"key": key, "target": "MOD", "result": "EQUAL", "mod_revision": rev})
+                }
+            };
+            let answer = self.post(
+                path,
+                &json!({
+                    "compare": [compare],
+                    "success": [{"request_put": {"key": key, "value": b64(&mine_ms.to_string())}}],
+                }),
+            )?;
+            if answer["succeeded"].as_bool() == Some(true) {
+                return Ok(mine_ms);
+            }
+        }
+        // Still racing: use our own start. Our pages then claim on their own ids: a duplicate
+        // at worst.
+        Ok(mine_ms)
+    }
+
+    /// Acks and resolves written by boxes other than `me` since revision `after`, and the
+    /// revision to ask from next time.
+    pub fn peer_records(&mut self, me: &str, after: i64) -> Result<(Vec<PeerRecord>, i64), Error> {
+        let prefix = format!("{PREFIX}incident/");
+        let end = format!("{PREFIX}incident0");
+        let path = "/v3/kv/range";
+        let answer = self.post(
+            path,
+            &json!({
+                "key": b64(&prefix),
+                "range_end": b64(&end),
+                "min_mod_revision": (after + 1).to_string(),
+            }),
+        )?;
+        let revision = int(&answer["header"]["revision"], path)?;
+        let mut out = Vec::new();
+        for kv in answer["kvs"].as_array().into_iter().flatten() {
+            let key = B64
+                .decode(kv["key"].as_str().unwrap_or(""))
+                .unwrap_or_default();
+            let key = String::from_utf8_lossy(&key);
+            let Some(rest) = key.strip_prefix(prefix.as_str()) else {
+                continue;
+            };
+            let Some((identity, kind)) = rest.rsplit_once('/') else {
+                continue;
+            };
+            let value = B64
+                .decode(kv["value"].as_str().unwrap_or(""))
+                .unwrap_or_default();
+            let value = String::from_utf8_lossy(&value).into_owned();
+            let (kind, by) = match kind {
+                "ack" => (PeerKind::Ack, value),
+                "resolve" => {
+                    let by = serde_json::from_str::<Value>(&value)
+                        .ok()
+                        .and_then(|v| v["by"].as_str().map(str::to_string))
+                        .unwrap_or(value);
+                    (PeerKind::Resolve, by)
+                }
+                _ => continue,
+            };
+            if by == me {
+                continue;
+            }
+            out.push(PeerRecord {
+                identity: identity.to_string(),
+                kind,
+                by,
+            });
+        }
+        Ok((out, revision.max(after)))
     }
 
     /// Publishes this box's paging health on its lease: it disappears with the box.
@@ -333,18 +500,11 @@ impl Etcd {
         let Some(value) = first_value(&answer["kvs"], path)? else {
             return Ok(None);
         };
-        let v: Value = serde_json::from_slice(&value).map_err(|e| Error::Decode {
-            path: path.into(),
-            why: format!("health of {name}: {e}"),
-        })?;
-        Ok(Some(Health {
-            registered: v["registered"].as_bool().unwrap_or(false),
-            signal_dbm: v["signal_dbm"].as_i64().and_then(|s| i32::try_from(s).ok()),
-        }))
+        health_from(&value, name, path).map(Some)
     }
 
     /// The published health of the first box other than `me`; `None` when no other box has
-    /// any (the peer is gone or cannot page).
+    /// any (the peer is gone or cannot page). One range over all boxes' health.
     pub fn peer_health(&mut self, me: &str) -> Result<Option<(String, Health)>, Error> {
         let prefix = format!("{PREFIX}health/");
         // A prefix range ends at the prefix with its last byte incremented ('/' + 1 = '0').
@@ -359,36 +519,42 @@ impl Etcd {
                 .trim_start_matches(prefix.as_str())
                 .to_string();
             if name != me {
-                return Ok(self.health(&name)?.map(|h| (name, h)));
+                let value = B64
+                    .decode(kv["value"].as_str().unwrap_or(""))
+                    .map_err(|e| Error::Decode {
+                        path: path.into(),
+                        why: format!("health of {name} is not base64: {e}"),
+                    })?;
+                let health = health_from(&value, &name, path)?;
+                return Ok(Some((name, health)));
             }
         }
         Ok(None)
     }
 
-    /// Writes our config hash if there is none (first writer wins) and says whether the one
-    /// there is ours.
-    pub fn check_config_hash(&mut self, hash: &str) -> Result<ConfigAgreement, Error> {
-        let key = b64(&format!("{PREFIX}config-hash"));
-        let path = "/v3/kv/txn";
-        let answer = self.post(
-            path,
-            &json!({
-                "compare": [{"key": key, "target": "VERSION", "result": "EQUAL", "version": "0"}],
-                "success": [{"request_put": {"key": key, "value": b64(hash)}}],
-                "failure": [{"request_range": {"key": key}}],
-            }),
-        )?;
-        if answer["succeeded"].as_bool() == Some(true) {
-            return Ok(ConfigAgreement::Agreed);
+    /// Publishes our config hash on our lease and compares it with every other box's: both
+    /// boxes see a mismatch (not only the second to start), so both warn and page on their own.
+    pub fn check_config_hash(
+        &mut self,
+        me: &str,
+        hash: &str,
+        lease: LeaseId,
+    ) -> Result<ConfigAgreement, Error> {
+        self.put(&format!("{PREFIX}config-hash/{me}"), hash, Some(lease))?;
+        let prefix = format!("{PREFIX}config-hash/");
+        let end = format!("{PREFIX}config-hash0");
+        let path = "/v3/kv/range";
+        let answer = self.post(path, &json!({"key": b64(&prefix), "range_end": b64(&end)}))?;
+        for kv in answer["kvs"].as_array().into_iter().flatten() {
+            let theirs = B64
+                .decode(kv["value"].as_str().unwrap_or(""))
+                .unwrap_or_default();
+            let theirs = String::from_utf8_lossy(&theirs).into_owned();
+            if theirs != hash {
+                return Ok(ConfigAgreement::Mismatch { theirs });
+            }
         }
-        let kvs = &response(&answer, 0, "range")["kvs"];
-        let theirs = first_value(kvs, path)?.unwrap_or_default();
-        let theirs = String::from_utf8_lossy(&theirs).into_owned();
-        Ok(if theirs == hash {
-            ConfigAgreement::Agreed
-        } else {
-            ConfigAgreement::Mismatch { theirs }
-        })
+        Ok(ConfigAgreement::Agreed)
     }
 
     fn put(&mut self, key: &str, value: &str, lease: Option<LeaseId>) -> Result<(), Error> {
@@ -399,6 +565,18 @@ impl Etcd {
         self.post("/v3/kv/put", &body)?;
         Ok(())
     }
+}
+
+/// A box's published health from its stored JSON.
+fn health_from(value: &[u8], name: &str, path: &str) -> Result<Health, Error> {
+    let v: Value = serde_json::from_slice(value).map_err(|e| Error::Decode {
+        path: path.into(),
+        why: format!("health of {name}: {e}"),
+    })?;
+    Ok(Health {
+        registered: v["registered"].as_bool().unwrap_or(false),
+        signal_dbm: v["signal_dbm"].as_i64().and_then(|s| i32::try_from(s).ok()),
+    })
 }
 
 /// The keys of one page and its incident.
@@ -736,7 +914,7 @@ pub(super) mod tests {
             "{view:?}"
         );
 
-        a.publish_resolve("i3", "a").unwrap();
+        a.publish_resolve("i3", "a", 0).unwrap();
         let Claim::Lost(view) = b.claim(&page("i3"), "i3", "b", lb).unwrap() else {
             panic!("claimed a page of a resolved incident")
         };
@@ -765,7 +943,7 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn health_lives_on_the_lease_and_config_hash_first_writer_wins() {
+    fn health_and_config_hash_live_on_the_lease() {
         let Some(m) = start_member() else { return };
         let (mut a, mut b) = (client(&[&m.url]), client(&[&m.url]));
         let la = a.grant_lease(Duration::from_secs(10)).unwrap();
@@ -779,13 +957,34 @@ pub(super) mod tests {
         a.revoke_lease(la).unwrap();
         assert_eq!(b.health("a").unwrap(), None);
 
-        assert_eq!(a.check_config_hash("h1").unwrap(), ConfigAgreement::Agreed);
-        assert_eq!(b.check_config_hash("h1").unwrap(), ConfigAgreement::Agreed);
+        let la = a.grant_lease(Duration::from_secs(10)).unwrap();
+        let lb = b.grant_lease(Duration::from_secs(10)).unwrap();
         assert_eq!(
-            b.check_config_hash("h2").unwrap(),
+            a.check_config_hash("a", "h1", la).unwrap(),
+            ConfigAgreement::Agreed
+        );
+        assert_eq!(
+            b.check_config_hash("b", "h1", lb).unwrap(),
+            ConfigAgreement::Agreed
+        );
+        // b changes its config: both boxes see the mismatch.
+        assert_eq!(
+            b.check_config_hash("b", "h2", lb).unwrap(),
             ConfigAgreement::Mismatch {
                 theirs: "h1".into()
             }
+        );
+        assert_eq!(
+            a.check_config_hash("a", "h1", la).unwrap(),
+            ConfigAgreement::Mismatch {
+                theirs: "h2".into()
+            }
+        );
+        // b is gone (its lease with it): a agrees with itself again.
+        b.revoke_lease(lb).unwrap();
+        assert_eq!(
+            a.check_config_hash("a", "h1", la).unwrap(),
+            ConfigAgreement::Agreed
         );
     }
 
@@ -807,5 +1006,46 @@ pub(super) mod tests {
         let err = nobody.grant_lease(Duration::from_secs(10)).unwrap_err();
         assert!(err.is_retryable(), "{err}");
         assert!(err.to_string().contains(&dead), "{err}");
+    }
+
+    #[test]
+    fn canonical_start_and_peer_records() {
+        let Some(m) = start_member() else { return };
+        let (mut a, mut b) = (client(&[&m.url]), client(&[&m.url]));
+        // Both boxes saw the alert, 30 ms apart: the first writer's start wins on both.
+        assert_eq!(a.incident_start("k/1", 1_000).unwrap(), 1_000);
+        assert_eq!(b.incident_start("k/1", 1_030).unwrap(), 1_000);
+        let (none, rev) = b.peer_records("b", 0).unwrap();
+        assert!(none.is_empty());
+        // a acks and resolves; b sees both, a sees neither of its own.
+        a.publish_ack(&incident_identity("k/1", 1_000), "a")
+            .unwrap();
+        a.publish_resolve(&incident_identity("k/1", 1_000), "a", 5_000)
+            .unwrap();
+        let (got, rev2) = b.peer_records("b", rev).unwrap();
+        assert_eq!(
+            got,
+            [
+                PeerRecord {
+                    identity: "k/1@1000".into(),
+                    kind: PeerKind::Ack,
+                    by: "a".into()
+                },
+                PeerRecord {
+                    identity: "k/1@1000".into(),
+                    kind: PeerKind::Resolve,
+                    by: "a".into()
+                },
+            ]
+        );
+        assert!(rev2 > rev);
+        assert!(a.peer_records("a", 0).unwrap().0.is_empty());
+        assert!(b.peer_records("b", rev2).unwrap().0.is_empty());
+        // The same key firing again after the resolve is a new incident on both boxes.
+        assert_eq!(b.incident_start("k/1", 9_000).unwrap(), 9_000);
+        assert_eq!(a.incident_start("k/1", 9_010).unwrap(), 9_000);
+        // A box that missed the resolve and still holds the old incident adopts the open record:
+        // its pages meet the new incident's, so nothing is paged twice.
+        assert_eq!(a.incident_start("k/1", 1_000).unwrap(), 9_000);
     }
 }

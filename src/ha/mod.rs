@@ -12,7 +12,10 @@
 //!   what to publish on heal), tested on their own.
 //! - [`etcd`]: the small adapter that speaks etcd's v3 JSON gateway.
 //! - [`coordinator`]: the one owner of the box's etcd session; the sender asks it before a page.
+//! - [`pair`]: the daemon's side: the sender's gate, acks and resolves both ways, and the
+//!   "can this box page" feed that keeps the lease.
 
 pub mod coordinator;
 pub mod decide;
 pub mod etcd;
+pub mod pair;

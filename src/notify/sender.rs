@@ -348,6 +348,11 @@ pub fn after_failure(
     }
 }
 
+/// Pair hook: in a pair, each page to a person passes the coordinator's gate first; a single
+/// box (or a build without the `ha` feature) has none.
+#[derive(Clone, Default)]
+pub struct PairGate(#[cfg(feature = "ha")] pub Option<crate::ha::pair::Gate>);
+
 /// Runs the sender for `transport` until `shutdown`. Each recorded attempt is counted in
 /// `metrics` (pages by channel and outcome; queued-to-sent latency of pages).
 // Each argument is a different owner's handle; a struct would only rename them.
@@ -361,6 +366,33 @@ pub async fn run(
     beat: crate::supervisor::Heartbeat,
     shutdown: CancellationToken,
     metrics: Metrics,
+) {
+    run_paired(
+        transport,
+        all,
+        store,
+        config,
+        health_tx,
+        beat,
+        shutdown,
+        metrics,
+        PairGate::default(),
+    )
+    .await
+}
+
+/// [`run`], with the pair's gate (pair hook).
+#[allow(clippy::too_many_arguments)]
+pub async fn run_paired(
+    transport: Arc<dyn Transport>,
+    all: Arc<Vec<Arc<dyn Transport>>>,
+    store: Store,
+    config: watch::Receiver<Arc<Config>>,
+    health_tx: Arc<watch::Sender<PagingHealth>>,
+    beat: crate::supervisor::Heartbeat,
+    shutdown: CancellationToken,
+    metrics: Metrics,
+    pair: PairGate,
 ) {
     let channel = transport.channel();
     let lease = lease(&*transport);
@@ -442,7 +474,17 @@ pub async fn run(
         match claimed {
             Ok(Some(page)) => {
                 let cfg = config.borrow().clone();
-                handle(&*transport, &all, &store, cfg, page, &metrics, &shutdown).await;
+                handle_paired(
+                    &*transport,
+                    &all,
+                    &store,
+                    cfg,
+                    page,
+                    &metrics,
+                    &shutdown,
+                    &pair,
+                )
+                .await;
             }
             Ok(None) => {
                 let next = store
@@ -492,6 +534,7 @@ async fn changed(readiness: &mut Option<watch::Receiver<Health>>) -> bool {
 /// Sends one claimed page and records the outcome: loads its incidents, decides what to send
 /// ([`plan`], pure), sends it ([`attempt`]), and records the outcome until the store takes it
 /// ([`record`]).
+#[cfg(test)]
 async fn handle(
     transport: &dyn Transport,
     all: &[Arc<dyn Transport>],
@@ -500,6 +543,25 @@ async fn handle(
     page: Page,
     metrics: &Metrics,
     shutdown: &CancellationToken,
+) {
+    let none = PairGate::default();
+    handle_paired(
+        transport, all, store, config, page, metrics, shutdown, &none,
+    )
+    .await
+}
+
+/// [`handle`], with the pair's gate (pair hook).
+#[allow(clippy::too_many_arguments)]
+async fn handle_paired(
+    transport: &dyn Transport,
+    all: &[Arc<dyn Transport>],
+    store: &Store,
+    config: Arc<Config>,
+    page: Page,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+    #[cfg_attr(not(feature = "ha"), allow(unused_variables))] pair: &PairGate,
 ) {
     let channel = page.channel;
     let ids: Vec<i64> = page
@@ -529,7 +591,23 @@ async fn handle(
     };
     let outcome = match plan(&page, incidents, &config) {
         Plan::Cancel(reason) => Attempt::Cancelled { reason },
-        Plan::Send(out) => attempt(transport, all, store, &out).await,
+        Plan::Send(out) => {
+            // Pair hook: the peer may send this page, or may already have.
+            #[cfg(feature = "ha")]
+            let claimed = match &pair.0 {
+                Some(gate) => match gate.before(store, shutdown, &page).await {
+                    crate::ha::pair::Pass::Send(claimed) => claimed.map(|c| (gate, c)),
+                    crate::ha::pair::Pass::Handled => return,
+                },
+                None => None,
+            };
+            let outcome = attempt(transport, all, store, &out).await;
+            #[cfg(feature = "ha")]
+            if let Some((gate, c)) = claimed {
+                gate.after(c, &outcome);
+            }
+            outcome
+        }
     };
     log_outcome(&page, &outcome);
     record(store, shutdown, metrics, page, outcome).await;

@@ -247,9 +247,15 @@ fn health(s: &Snapshot) -> Markup {
         .paging
         .as_ref()
         .and_then(|p| p.down.iter().find(|(c, _)| *c == Channel::Email));
+    // Pair hook: the pair's state, in a pair.
+    #[cfg(feature = "ha")]
+    let pair = crate::ha::pair::status_row();
+    #[cfg(not(feature = "ha"))]
+    let pair = html! {};
     html! {
         h2 { "Health" }
         table id="health" {
+            (pair)
             tr {
                 th { "Paging" }
                 td {

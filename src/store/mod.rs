@@ -20,6 +20,9 @@ pub mod outbound;
 pub mod outbox;
 pub mod overrides;
 pub mod pages;
+// Pair hook: the pair's own rows and reads, only in builds with the `ha` feature.
+#[cfg(feature = "ha")]
+pub mod pair;
 pub mod queries;
 pub mod requests;
 pub mod selftest_runs;

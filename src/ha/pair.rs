@@ -1,0 +1,394 @@
+//! The pair inside the daemon: the gate a sender passes before each page, the task that
+//! carries acks and resolves both ways, and the feed that tells the coordinator whether this
+//! box can page.
+//!
+//! What the sender sees is [`Gate::before`]: "send it" (with a claim to report on after), or
+//! "handled" (the row was held back for the peer, marked sent by the peer, or cancelled by an
+//! ack made on the peer). Only pages to a person about one incident are coordinated; digests,
+//! replies and status updates depend on each box's own timing and are sent by each box (a
+//! duplicate, never a lost message).
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::coordinator::{Coordinator, Decision};
+use super::decide::{Finished, Health, Mode, PageId, PageKey};
+use super::etcd::{PeerKind, PeerRecord};
+use crate::incident::{Actor, Channel};
+use crate::notify::sender::{until_stored, PagingHealth};
+use crate::store::outbox::{self, Attempt, Page};
+use crate::store::{pair as rows, Store};
+use crate::supervisor::Liveness;
+
+/// The pair's mode as the coordinator last published it, for `/healthz`, the status page and
+/// the LED. Set once when the daemon starts its coordinator; unset in a single box. A process
+/// holds one daemon, so one slot is enough, and the health code needs no pair types in its
+/// signatures.
+static MODE: OnceLock<watch::Receiver<Mode>> = OnceLock::new();
+
+/// Publishes the coordinator's mode for [`impairment`].
+pub fn publish_mode(mode: watch::Receiver<Mode>) {
+    let _ = MODE.set(mode);
+}
+
+/// The coordinator's mode now; `None` in a single box.
+pub fn current_mode() -> Option<Mode> {
+    Some(*MODE.get()?.borrow())
+}
+
+/// Why the pair is impaired now, in one word (`alone`, `rejoining`, `independent`); `None`
+/// while paired or in a single box.
+pub fn impairment() -> Option<&'static str> {
+    let mode = *MODE.get()?.borrow();
+    match mode {
+        Mode::Paired { .. } => None,
+        Mode::Alone { .. } => Some("alone"),
+        Mode::Rejoining { .. } => Some("rejoining"),
+        Mode::Independent => Some("independent"),
+    }
+}
+
+/// The status page's row about the pair: paired, or why this box pages on its own.
+pub fn status_row() -> maud::Markup {
+    let Some(mode) = MODE.get() else {
+        return maud::html! {};
+    };
+    let paired = matches!(*mode.borrow(), Mode::Paired { .. });
+    maud::html! {
+        tr {
+            th { "Pair" }
+            td id="pair" {
+                @if paired {
+                    span.up { "paired: pages are claimed through etcd, each sent once" }
+                } @else {
+                    @match impairment() {
+                        Some("alone") => span.down { "alone: etcd unreachable, this box pages everything due on its own (duplicates possible)" },
+                        Some("independent") => span.down { "independent: the peer runs another escalation config, both boxes page on their own" },
+                        _ => span.down { "rejoining: publishing what was sent and acknowledged alone" },
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A claim this box won, to report on after the attempt.
+#[derive(Debug)]
+pub struct Claimed {
+    page: PageId,
+    incident: String,
+}
+
+/// What the sender does after asking the gate.
+#[derive(Debug)]
+pub enum Pass {
+    /// Send the page; `Some` when it was claimed in etcd (report the outcome with
+    /// [`Gate::after`]).
+    Send(Option<Claimed>),
+    /// The row was dealt with here (held for the peer, sent by the peer, acked on the peer).
+    Handled,
+}
+
+/// The sender's side of the coordinator.
+#[derive(Clone)]
+pub struct Gate {
+    pub coordinator: Coordinator,
+}
+
+impl Gate {
+    /// Decides whether this box sends the claimed row `page` now, and records on the row what
+    /// it does not send. Any failure to name the page sends it: a duplicate, never silence.
+    pub async fn before(&self, store: &Store, shutdown: &CancellationToken, page: &Page) -> Pass {
+        let asked = std::time::Instant::now();
+        let p = page.clone();
+        let facts = match store.read(move |c, _| Ok(rows::page_facts(c, &p)?)).await {
+            Ok(Some(f)) => f,
+            Ok(None) => return Pass::Send(None),
+            Err(e) => {
+                tracing::warn!(page = page.id, error = %e, "pair: cannot name a page; sending it without a claim");
+                return Pass::Send(None);
+            }
+        };
+        let identity = self
+            .coordinator
+            .identity(&facts.dedup_key, facts.first_seen.timestamp_millis())
+            .await;
+        let id = PageId::new(PageKey {
+            incident: &identity,
+            step: facts.step,
+            target: &facts.user,
+            channel: facts.channel,
+            attempt: facts.ordinal,
+        });
+        let decision = self.coordinator.claim(id.clone(), &identity).await;
+        // How long the pair held the page up: the whole price of coordination on the sending path.
+        let took_us = asked.elapsed().as_micros() as u64;
+        tracing::debug!(page = page.id, pair_page = %id, incident = %identity, ?decision, took_us, "pair: claim");
+        let p = page.clone();
+        let what = format!("pair decision on page {}", page.id);
+        let stored = match decision {
+            Decision::Send => {
+                return Pass::Send(Some(Claimed {
+                    page: id,
+                    incident: identity,
+                }))
+            }
+            Decision::Later(after) => {
+                until_stored(store, shutdown, &what, move |c, now| {
+                    Ok(rows::hold_for_peer(
+                        c,
+                        &p,
+                        crate::clock::add(now, after),
+                        now,
+                    )?)
+                })
+                .await
+            }
+            Decision::Skip(Finished::Sent) => {
+                tracing::info!(page = page.id, "page sent by the peer box");
+                until_stored(store, shutdown, &what, move |c, now| {
+                    Ok(rows::sent_by_peer(c, &p, now)?)
+                })
+                .await
+            }
+            Decision::Skip(why) => {
+                let reason = match why {
+                    Finished::Resolved => "resolved on the peer box",
+                    _ => "acknowledged on the peer box",
+                };
+                let cancel = Attempt::Cancelled {
+                    reason: reason.into(),
+                };
+                until_stored(store, shutdown, &what, move |c, now| {
+                    Ok(outbox::finish(c, &p, &cancel, now)?)
+                })
+                .await
+            }
+        };
+        if stored.is_none() {
+            // The row stays `sending` and its lease brings it back; the claim decides again.
+            tracing::warn!(
+                page = page.id,
+                "pair: the decision on a page was not recorded"
+            );
+        }
+        Pass::Handled
+    }
+
+    /// Reports the outcome of a claimed page: `sent` for the pair when it went out, otherwise
+    /// the claim goes back so the peer (or this box's next try) sends it now.
+    pub fn after(&self, claimed: Claimed, outcome: &Attempt) {
+        match outcome {
+            Attempt::Sent { .. } => self.coordinator.sent(claimed.page, &claimed.incident),
+            _ => self.coordinator.release(claimed.page, &claimed.incident),
+        }
+    }
+}
+
+/// Whether this box can page, as the coordinator's lease should say: a modem channel (or, on a
+/// box without a modem, any channel) can send and every essential task shows progress. The
+/// health published with it is the modem's.
+pub fn can_page(
+    paging: &PagingHealth,
+    modem: Option<&crate::modem::Health>,
+    late_tasks: usize,
+) -> Option<Health> {
+    if late_tasks > 0 {
+        return None;
+    }
+    match modem {
+        Some(m) => {
+            let modem_ready = paging
+                .ready
+                .iter()
+                .any(|c| matches!(c, Channel::Sms | Channel::Voice));
+            modem_ready.then_some(Health {
+                registered: m.registered,
+                signal_dbm: m.signal_dbm,
+            })
+        }
+        None => (!paging.impaired()).then_some(Health {
+            registered: false,
+            signal_dbm: None,
+        }),
+    }
+}
+
+/// Keeps `tx` (the coordinator's "can page" input) current from the paging health, the modem
+/// and the supervisor's liveness, once a second and on every change.
+pub async fn feed_health(
+    mut paging: watch::Receiver<PagingHealth>,
+    mut modem: Option<watch::Receiver<crate::modem::Health>>,
+    liveness: Liveness,
+    tx: watch::Sender<Option<Health>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let now = {
+            let m = modem.as_ref().map(|m| m.borrow().clone());
+            can_page(&paging.borrow(), m.as_ref(), liveness.late().len())
+        };
+        tx.send_if_modified(|old| {
+            if *old != now {
+                if now.is_none() {
+                    tracing::error!(
+                        "pair: this box cannot page; its lease lapses and the peer takes its pages"
+                    );
+                }
+                *old = now;
+                true
+            } else {
+                false
+            }
+        });
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            r = paging.changed() => if r.is_err() { return },
+            r = async {
+                match modem.as_mut() {
+                    Some(m) => m.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            } => if !r { modem = None },
+        }
+    }
+}
+
+/// Carries acks and resolves both ways: publishes those made here (whatever the path: SMS,
+/// HTTP, CLI, button, call), and applies those the peer made to this box's incidents.
+pub async fn sync_transitions(
+    store: Store,
+    coordinator: Coordinator,
+    mut peer: mpsc::UnboundedReceiver<PeerRecord>,
+    shutdown: CancellationToken,
+) {
+    let mut cursor = loop {
+        match store.read(|c, _| Ok(rows::last_event_id(c)?)).await {
+            Ok(id) => break id,
+            Err(e) => {
+                tracing::error!(error = %e, "pair: cannot read the timeline; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
+    let mut commits = store.commits();
+    loop {
+        let after = cursor;
+        match store
+            .read(move |c, _| Ok(rows::local_transitions(c, after, 200)?))
+            .await
+        {
+            Ok(list) => {
+                for t in list {
+                    let identity = coordinator
+                        .identity(&t.dedup_key, t.first_seen.timestamp_millis())
+                        .await;
+                    if t.resolved {
+                        coordinator.resolve(&identity, t.at.timestamp_millis());
+                    } else {
+                        coordinator.ack(&identity);
+                    }
+                    cursor = t.event_id;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "pair: cannot read acks made here; retrying"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = commits.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            rec = peer.recv() => match rec {
+                Some(rec) => apply_peer(&store, &coordinator, rec).await,
+                None => return,
+            },
+        }
+    }
+}
+
+/// Applies one ack or resolve the peer made to this box's incident with the same identity.
+async fn apply_peer(store: &Store, coordinator: &Coordinator, rec: PeerRecord) {
+    let Some((key, _start)) = rec.identity.rsplit_once('@') else {
+        return;
+    };
+    let key = key.to_string();
+    let open = match store
+        .read({
+            let key = key.clone();
+            move |c, _| Ok(rows::open_with_key(c, &key)?)
+        })
+        .await
+    {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!(error = %e, "pair: cannot look up the incident the peer acknowledged");
+            return;
+        }
+    };
+    for (id, first_seen) in open {
+        if coordinator
+            .identity(&key, first_seen.timestamp_millis())
+            .await
+            != rec.identity
+        {
+            continue;
+        }
+        let actor = Actor::new(rec.by.clone(), "pair");
+        let done = match rec.kind {
+            PeerKind::Ack => store.acknowledge(id, actor).await,
+            PeerKind::Resolve => store.resolve(id, actor).await,
+        };
+        match done {
+            Ok((_, true)) => {
+                tracing::info!(incident = id, by = %rec.by, kind = ?rec.kind, "pair: applied the peer's change")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(incident = id, error = %e, "pair: cannot apply the peer's change")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn modem(registered: bool) -> crate::modem::Health {
+        crate::modem::Health {
+            registered,
+            signal_dbm: Some(-70),
+            ..crate::modem::Health::starting(chrono::Utc::now())
+        }
+    }
+
+    #[test]
+    fn a_box_can_page_while_its_modem_sends_and_no_task_is_late() {
+        let sms = PagingHealth {
+            ready: vec![Channel::Sms, Channel::Email],
+            down: vec![],
+        };
+        let email_only = PagingHealth {
+            ready: vec![Channel::Email],
+            down: vec![(Channel::Sms, "not registered".into())],
+        };
+        let want = Some(Health {
+            registered: true,
+            signal_dbm: Some(-70),
+        });
+        assert_eq!(can_page(&sms, Some(&modem(true)), 0), want);
+        // Email alone is no reason to keep claims: the peer's modem pages better.
+        assert_eq!(can_page(&email_only, Some(&modem(false)), 0), None);
+        // A stuck task: the lease must lapse.
+        assert_eq!(can_page(&sms, Some(&modem(true)), 1), None);
+        // No modem at all: any channel counts.
+        assert!(can_page(&email_only, None, 0).is_some());
+        assert_eq!(can_page(&PagingHealth::default(), None, 0), None);
+    }
+}

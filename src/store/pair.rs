@@ -1,0 +1,316 @@
+//! The pair's SQL (cargo feature `ha`): what a box reads to name a page the way its peer does,
+//! and the outbox moves a coordinated page makes that a single box never does (held back for
+//! the peer, sent by the peer).
+//!
+//! Nothing here decides anything: `crate::ha` decides, this reads and writes rows.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::events::record;
+use super::kinds::EventKind;
+use super::outbox::{Page, PageKind};
+use super::{from_ms, ms};
+use crate::incident::{Channel, IncidentId};
+
+/// What names a page the same way on both boxes, read from this box's rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageFacts {
+    pub dedup_key: String,
+    /// When this box opened the incident (its own clock; the pair agrees on one start).
+    pub first_seen: DateTime<Utc>,
+    pub user: String,
+    /// The channel the escalation chose for it (a fall-through on one box does not rename it).
+    pub channel: Channel,
+    /// The escalation step that queued it (0-based), from the step's timeline entry.
+    pub step: u32,
+    /// The n-th page of this incident to this person on this channel (1-based): a repeat of
+    /// the policy, or a later step paging the same person again, is a new attempt.
+    pub ordinal: u32,
+}
+
+/// The facts of a page to a person about one incident; `None` for every other row (digests,
+/// replies, status updates, outbound notifications), which each box sends on its own.
+pub fn page_facts(conn: &Connection, page: &Page) -> rusqlite::Result<Option<PageFacts>> {
+    let (PageKind::Page, Some(incident), Some(user)) = (page.kind, page.incident_id, &page.user_id)
+    else {
+        return Ok(None);
+    };
+    let channel = page.written_for.unwrap_or(page.channel);
+    let Some((dedup_key, first_seen)) = conn
+        .prepare_cached("SELECT dedup_key, first_seen FROM incidents WHERE id=?1")?
+        .query_row([incident], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let ordinal: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM outbox WHERE incident_id=?1 AND user_id=?2 AND kind='page' \
+             AND coalesce(written_for, channel)=?3 AND id<=?4",
+        )?
+        .query_row(params![incident, user, channel.as_str(), page.id], |r| {
+            r.get(0)
+        })?;
+    // The step's "paging ..." entry is written right after the pages it queued.
+    let step: Option<i64> = conn
+        .prepare_cached(
+            "SELECT json_extract(data, '$.step') FROM events WHERE incident_id=?1 AND kind=?2 \
+             AND json_extract(data, '$.step') IS NOT NULL AND id > coalesce((SELECT max(id) FROM events \
+             WHERE incident_id=?1 AND kind=?3 AND json_extract(data, '$.outbox_id')=?4), 0) \
+             ORDER BY id LIMIT 1",
+        )?
+        .query_row(
+            params![
+                incident,
+                EventKind::Escalation.as_str(),
+                EventKind::PageQueued.as_str(),
+                page.id
+            ],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten();
+    Ok(Some(PageFacts {
+        dedup_key,
+        first_seen: from_ms(first_seen),
+        user: user.clone(),
+        channel,
+        step: u32::try_from(step.unwrap_or(0)).unwrap_or(0),
+        ordinal: u32::try_from(ordinal).unwrap_or(u32::MAX),
+    }))
+}
+
+/// Puts a claimed page back, due at `due_at`, as if this claim had not happened (its attempt
+/// is not counted): the peer holds the page's claim or goes first. Only the attempt holding
+/// the row changes it; `false` when it no longer does.
+pub fn hold_for_peer(
+    conn: &Connection,
+    page: &Page,
+    due_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE outbox SET state='pending', due_at=?3, attempts=max(attempts-1, 0), \
+             channel_attempts=max(channel_attempts-1, 0), lease_until=NULL, updated_at=?4 \
+             WHERE id=?1 AND state='sending' AND attempts=?2",
+        )?
+        .execute(params![page.id, page.attempts, ms(due_at), ms(now)])?;
+    Ok(n > 0)
+}
+
+/// Marks a claimed page as sent by the peer box (it holds the `sent` record in etcd), on the
+/// row and on the timeline, so the box's own history says who paged. Only the attempt holding
+/// the row changes it.
+pub fn sent_by_peer(conn: &Connection, page: &Page, now: DateTime<Utc>) -> rusqlite::Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE outbox SET state='sent', reference=NULL, last_error=NULL, lease_until=NULL, \
+             attempts=max(attempts-1, 0), channel_attempts=max(channel_attempts-1, 0), updated_at=?3 \
+             WHERE id=?1 AND state='sending' AND attempts=?2",
+        )?
+        .execute(params![page.id, page.attempts, ms(now)])?;
+    if n == 0 {
+        return Ok(false);
+    }
+    if let Some(inc) = page.incident_id {
+        let who = page.user_id.as_deref().unwrap_or(&page.address);
+        record(
+            conn,
+            Some(inc),
+            now,
+            EventKind::PageSent,
+            None,
+            &format!("{} to {who} sent by the peer box", page.channel),
+            Some(
+                &serde_json::json!({ "outbox_id": page.id, "channel": page.channel, "by_peer": true }),
+            ),
+        )?;
+    }
+    Ok(true)
+}
+
+/// An ack or resolve made on this box, to publish to the peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalTransition {
+    /// The timeline entry's id: the cursor for the next read.
+    pub event_id: i64,
+    pub dedup_key: String,
+    pub first_seen: DateTime<Utc>,
+    /// `true` for a resolve, `false` for an ack.
+    pub resolved: bool,
+    pub at: DateTime<Utc>,
+}
+
+/// Acks and resolves recorded after timeline entry `after`, except those applied from the
+/// peer (`via = 'pair'`), oldest first, at most `limit`.
+pub fn local_transitions(
+    conn: &Connection,
+    after: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<LocalTransition>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT e.id, i.dedup_key, i.first_seen, e.kind, e.at FROM events e \
+         JOIN incidents i ON i.id = e.incident_id \
+         WHERE e.id > ?1 AND e.kind IN (?2, ?3) AND coalesce(e.via, '') <> 'pair' \
+         ORDER BY e.id LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            after,
+            EventKind::Acknowledged.as_str(),
+            EventKind::Resolved.as_str(),
+            limit as i64
+        ],
+        |r| {
+            Ok(LocalTransition {
+                event_id: r.get(0)?,
+                dedup_key: r.get(1)?,
+                first_seen: from_ms(r.get(2)?),
+                resolved: r.get::<_, String>(3)? == EventKind::Resolved.as_str(),
+                at: from_ms(r.get(4)?),
+            })
+        },
+    )?;
+    rows.collect()
+}
+
+/// The newest timeline entry's id: where publishing starts (what happened before the daemon
+/// started was published then, or is in the heal log of the run that made it).
+pub fn last_event_id(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT coalesce(max(id), 0) FROM events")?
+        .query_row([], |r| r.get(0))
+}
+
+/// The not yet resolved incidents with `dedup_key` (newest first), with when each opened.
+pub fn open_with_key(
+    conn: &Connection,
+    dedup_key: &str,
+) -> rusqlite::Result<Vec<(IncidentId, DateTime<Utc>)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, first_seen FROM incidents WHERE dedup_key=?1 AND status<>'resolved' ORDER BY id DESC",
+    )?;
+    let rows = stmt.query_map([dedup_key], |r| Ok((r.get(0)?, from_ms(r.get(1)?))))?;
+    rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::outbox::{claim, enqueue, NewPage};
+    use chrono::TimeZone;
+    use std::time::Duration;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
+    }
+
+    fn db() -> Connection {
+        let mut c = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut c).unwrap();
+        c.execute(
+            "INSERT INTO incidents (id,dedup_key,status,severity,summary,first_seen,last_seen) \
+             VALUES (1,'db/down','triggered','critical','s',?1,?1)",
+            [ms(t(0))],
+        )
+        .unwrap();
+        c
+    }
+
+    fn queue(c: &Connection, user: &str, channel: Channel, step: u32) -> i64 {
+        let id = enqueue(
+            c,
+            &NewPage {
+                kind: PageKind::Page,
+                incident_id: Some(1),
+                user_id: Some(user.into()),
+                channel,
+                address: "+4915100000001".into(),
+                subject: None,
+                body: "b".into(),
+                priority: 3,
+                due_at: t(0),
+            },
+            t(0),
+        )
+        .unwrap();
+        record(
+            c,
+            Some(1),
+            t(0),
+            EventKind::Escalation,
+            None,
+            "step",
+            Some(&serde_json::json!({"step": step, "round": 0})),
+        )
+        .unwrap();
+        id
+    }
+
+    #[test]
+    fn facts_name_a_page_by_step_person_channel_and_ordinal() {
+        let c = db();
+        let a0 = queue(&c, "alice", Channel::Sms, 0);
+        let b1 = queue(&c, "bob", Channel::Sms, 1);
+        let a2 = queue(&c, "alice", Channel::Sms, 2);
+        let facts = |id| {
+            let p = crate::store::outbox::page(&c, id).unwrap().unwrap();
+            page_facts(&c, &p).unwrap().unwrap()
+        };
+        let f = facts(a0);
+        assert_eq!(
+            (f.dedup_key.as_str(), f.first_seen, f.step, f.ordinal),
+            ("db/down", t(0), 0, 1)
+        );
+        assert_eq!((facts(b1).step, facts(b1).ordinal), (1, 1));
+        assert_eq!((facts(a2).step, facts(a2).ordinal), (2, 2));
+    }
+
+    #[test]
+    fn held_and_peer_sent_rows_change_only_while_held() {
+        let c = db();
+        let id = queue(&c, "alice", Channel::Sms, 0);
+        let lease = Duration::from_secs(60);
+        let p = claim(&c, Channel::Sms, t(1), lease).unwrap().unwrap();
+        assert!(hold_for_peer(&c, &p, t(5), t(1)).unwrap());
+        // Held: not due before t(5), and the attempt was not counted.
+        assert!(claim(&c, Channel::Sms, t(2), lease).unwrap().is_none());
+        let p = claim(&c, Channel::Sms, t(5), lease).unwrap().unwrap();
+        assert_eq!((p.id, p.attempts), (id, 1));
+        // A stale attempt changes nothing.
+        let mut stale = p.clone();
+        stale.attempts = 7;
+        assert!(!sent_by_peer(&c, &stale, t(6)).unwrap());
+        assert!(sent_by_peer(&c, &p, t(6)).unwrap());
+        let row = crate::store::outbox::page(&c, id).unwrap().unwrap();
+        assert_eq!(row.state.as_str(), "sent");
+        let msg: String = c
+            .query_row(
+                "SELECT message FROM events WHERE kind=?1 ORDER BY id DESC LIMIT 1",
+                [EventKind::PageSent.as_str()],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(msg, "sms to alice sent by the peer box");
+    }
+
+    #[test]
+    fn local_transitions_skip_what_came_from_the_peer() {
+        let c = db();
+        let start = last_event_id(&c).unwrap();
+        let ack = crate::incident::Actor::new("alice", "sms");
+        crate::store::queries::transition(&c, 1, crate::incident::Status::Acknowledged, &ack, t(3))
+            .unwrap();
+        let peer = crate::incident::Actor::new("b", "pair");
+        crate::store::queries::transition(&c, 1, crate::incident::Status::Resolved, &peer, t(4))
+            .unwrap();
+        let got = local_transitions(&c, start, 10).unwrap();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(!got[0].resolved);
+        assert_eq!((got[0].dedup_key.as_str(), got[0].at), ("db/down", t(3)));
+        assert!(open_with_key(&c, "db/down").unwrap().is_empty());
+    }
+}
