@@ -286,9 +286,10 @@ fn a_refusal_shows_the_receivers_answer_but_no_secret() {
         "invalid_blocks\r\nno such hook: /hook/T000/secret-part\r\n\u{7}",
     ));
     let d = Daemon::start(&dest("s", "slack", &hook.url(), ""));
-    let a = trigger(&d, "a");
+    let a =
+        d.trigger(json!({"summary": "disk full <a> & rising", "service": "db", "dedup_key": "a"}));
     let note = d.wait_for(10, "the refusal on the timeline", || {
-        timeline(&d, a)
+        d.timeline(a)
             .into_iter()
             .find(|(k, _)| k == "outbound-failed")
             .map(|(_, m)| m)
@@ -309,9 +310,10 @@ fn a_refusal_shows_the_receivers_answer_but_no_secret() {
 
     // A 5xx is retried, and its answer is on the retry note.
     hook.set(Mode::Answer(503, "upstream overloaded, try later"));
-    let b = trigger(&d, "b");
+    let b =
+        d.trigger(json!({"summary": "disk full <b> & rising", "service": "db", "dedup_key": "b"}));
     let note = d.wait_for(10, "the retry note", || {
-        timeline(&d, b)
+        d.timeline(b)
             .into_iter()
             .find(|(k, _)| k == "outbound-retry")
             .map(|(_, m)| m)

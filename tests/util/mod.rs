@@ -792,10 +792,7 @@ pub fn serve_http(
 /// what the daemon keeps, and does not keep, of an answer).
 pub fn serve_http_with_headers(
     listener: std::net::TcpListener,
-    answer: impl Fn(HttpRequest) -> Option<(u16, Vec<(String, String)>, String)>
-        + Send
-        + Sync
-        + 'static,
+    answer: impl Fn(HttpRequest) -> Option<(u16, Vec<(String, String)>, String)> + Send + Sync + 'static,
 ) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     let answer = std::sync::Arc::new(answer);
