@@ -96,7 +96,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
 fn warn_unreachable(config: &Config) {
     let now = SystemClock.now();
     let overrides = crate::store::overrides::in_force_at(&config.database_path(), now);
-    for w in crate::config::reach::unreachable(config, now, &overrides) {
+    for w in crate::escalation::reach::unreachable(config, now, &overrides) {
         tracing::warn!("nobody would be paged: {w}");
     }
 }

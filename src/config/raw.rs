@@ -284,7 +284,7 @@ pub(crate) struct RawHeartbeat {
     pub service: Option<String>,
 }
 
-/// `[selftest]`: see `crate::selftest::SelftestConfig`.
+/// `[selftest]`: see `crate::config::selftest::SelftestConfig`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(crate) struct RawSelftest {

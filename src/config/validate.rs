@@ -12,7 +12,7 @@ use chrono::NaiveDateTime;
 use super::diag::{key_span, Reporter};
 use super::raw::*;
 use super::*;
-use crate::escalation::{NotificationRule, Policy, Route, RouteMatch, Step, UrgencyMap};
+use crate::config::policy::{NotificationRule, Policy, Route, RouteMatch, Step, UrgencyMap};
 use crate::incident::Severity;
 use crate::schedule::{Layer, Override, OverrideSource, Restriction, Schedule, ShiftLength};
 use crate::silence::{Matcher, Silence, SilenceId};
@@ -927,7 +927,7 @@ impl Validator<'_, '_> {
                 });
             }
             if u.rules.is_empty() {
-                rules = crate::escalation::default_rules()
+                rules = crate::config::policy::default_rules()
                     .into_iter()
                     .filter(|r| match r.channel {
                         Channel::Sms | Channel::Voice => phone.is_some(),
@@ -1325,7 +1325,7 @@ impl Validator<'_, '_> {
         &mut self,
         raw: &[RawHeartbeat],
         routes: &[Route],
-    ) -> Vec<crate::heartbeat::Heartbeat> {
+    ) -> Vec<crate::config::heartbeat::Heartbeat> {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for h in raw {
@@ -1359,7 +1359,7 @@ impl Validator<'_, '_> {
             let grace = self.duration(
                 &h.grace,
                 "heartbeats.grace",
-                crate::heartbeat::default_grace(interval),
+                crate::config::heartbeat::default_grace(interval),
             );
             let severity = match &h.severity {
                 None => Severity::Critical,
@@ -1368,7 +1368,7 @@ impl Validator<'_, '_> {
                     Severity::Critical
                 }),
             };
-            out.push(crate::heartbeat::Heartbeat {
+            out.push(crate::config::heartbeat::Heartbeat {
                 id: h.id.get_ref().clone(),
                 interval,
                 grace,
@@ -1389,8 +1389,9 @@ impl Validator<'_, '_> {
         raw: Option<&super::raw::RawSelftest>,
         daemon: &DaemonConfig,
         schedule_ids: &HashSet<&str>,
-    ) -> crate::selftest::SelftestConfig {
-        use crate::selftest::{SelftestConfig, Target, TestSchedule};
+    ) -> crate::config::selftest::SelftestConfig {
+        use crate::config::selftest::{SelftestConfig, Target};
+        use crate::config::test_schedule::TestSchedule;
         let d = SelftestConfig::default();
         let Some(raw) = raw else {
             return d;
@@ -1450,7 +1451,7 @@ impl Validator<'_, '_> {
         }
         let credit_ussd = raw.credit_ussd.as_ref().and_then(|s| {
             let c = s.get_ref().trim().to_string();
-            if crate::modem::driver::valid_ussd_code(&c) {
+            if crate::config::selftest::valid_ussd_code(&c) {
                 Some(c)
             } else {
                 self.r.error(

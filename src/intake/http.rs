@@ -29,7 +29,7 @@ use crate::store::{AlertAction, AlertOutcome, ListFilter, StoreError};
 pub fn router(intake: Intake, max_body_bytes: usize) -> Router {
     let api = Router::new()
         .route("/healthz", get(healthz))
-        .route("/metrics", get(crate::metrics::scrape::serve))
+        .route("/metrics", get(super::metrics::serve))
         .route("/v1/alerts", post(own_alert))
         .route("/v2/enqueue", post(pagerduty_event))
         .route("/v2/change/enqueue", post(pagerduty_change))

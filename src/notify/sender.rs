@@ -26,6 +26,8 @@ use crate::store::kinds::EventKind;
 use crate::store::outbox::{self, Attempt, Page, PageKind};
 use crate::store::{Store, StoreError};
 
+pub use crate::health::PagingHealth;
+
 /// How much longer than its transport's timeout a claim holds a row: room for loading the
 /// incidents before the send and recording the outcome after it.
 pub const LEASE_MARGIN: Duration = Duration::from_secs(60);
@@ -219,29 +221,6 @@ where
             _ = tokio::time::sleep(pause) => {}
         }
         pause = (pause * 2).min(RECORD_BACKOFF_MAX);
-    }
-}
-
-/// Whether paging works, for `/healthz`, logs and the LED.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
-pub struct PagingHealth {
-    /// Channels that can send now.
-    pub ready: Vec<Channel>,
-    /// Channels that cannot, with why.
-    pub down: Vec<(Channel, String)>,
-}
-
-impl PagingHealth {
-    /// No channel can send: pages are queued and retried, but nobody is reached.
-    pub fn impaired(&self) -> bool {
-        self.ready.is_empty()
-    }
-
-    /// Every channel a transport serves, ready or not (the outbox rows that can be sent).
-    pub fn channels(&self) -> Vec<Channel> {
-        let mut out = self.ready.clone();
-        out.extend(self.down.iter().map(|(c, _)| *c));
-        out
     }
 }
 
