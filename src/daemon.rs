@@ -14,6 +14,7 @@ use anyhow::Context;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::ack::modem_events;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ModemConfig, ModemDevice};
 use crate::incident::Channel;
@@ -22,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::modem::sim::{SimConfig, SimHandle, Simulator};
 use crate::modem::{Health, Modem, Pin, ProfileChoice, Settings};
 use crate::notify::sender::{self, PagingHealth, Transport};
-use crate::notify::{modem_events, paging_health, transport};
+use crate::notify::{paging_health, transport};
 use crate::panel::{bridge, PanelState};
 use crate::store::Store;
 use crate::supervisor::{Role, Supervisor, TaskEnded};
@@ -371,7 +372,7 @@ fn start_paging(
             modem: m.modem.clone(),
             health: m.health.clone(),
             ring_for: config.modem.ring_for,
-            ack: ack.clone(),
+            ack: Arc::new(ack.clone()),
         }));
     }
     if config.email.enabled {

@@ -47,6 +47,7 @@ pub mod health;
 pub mod heartbeat;
 pub mod incident;
 pub mod intake;
+mod load;
 pub mod metrics;
 pub mod modem;
 pub mod notify;

@@ -396,26 +396,37 @@ impl Loaded {
     }
 }
 
+/// Which `[email]` key a problem met while building the email sender belongs to, so the
+/// diagnostic points at that key's line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailKey {
+    PasswordFile,
+    CaFile,
+    From,
+    Transport,
+    /// The section as a whole (settings that do not fit together).
+    Section,
+}
+
+/// Builds the email sender from `[email]` exactly as the daemon will, so a missing password or
+/// CA file (or a missing sendmail) is found when the file is read and reported at its key.
+/// Passed in by whoever loads the file (`Config::load` and `Config::parse` pass the daemon's), so
+/// this module, which every feature reads, does not depend on the email sender.
+pub type EmailProbe = fn(&EmailConfig) -> Result<(), (EmailKey, String)>;
+
 impl Config {
-    /// Reads and validates the file at `path`. Relative paths inside are taken from the file's
-    /// directory.
-    pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        let mut loaded = Self::parse(&text, &path.display().to_string(), base)?;
-        loaded.config.path = Some(path.to_path_buf());
-        Ok(loaded)
+    /// Validates config text, building the email sender with `email_probe`. `file` names the
+    /// text in diagnostics; `base` resolves relative paths. `Config::parse` is this with the
+    /// daemon's own email sender.
+    pub fn parse_with(
+        text: &str,
+        file: &str,
+        base: &Path,
+        email_probe: EmailProbe,
+    ) -> Result<Loaded, ConfigError> {
+        validate::parse(text, file, base, email_probe)
     }
 
-    /// Validates config text. `file` names it in diagnostics; `base` resolves relative paths.
-    pub fn parse(text: &str, file: &str, base: &Path) -> Result<Loaded, ConfigError> {
-        validate::parse(text, file, base)
-    }
-
-    /// A user by id.
     pub fn user(&self, id: &str) -> Option<&User> {
         self.users.iter().find(|u| u.id == id)
     }

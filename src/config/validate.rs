@@ -17,7 +17,12 @@ use crate::incident::Severity;
 use crate::schedule::{Layer, Override, OverrideSource, Restriction, Schedule, ShiftLength};
 use crate::silence::{Matcher, Silence, SilenceId};
 
-pub(super) fn parse(text: &str, file: &str, base: &Path) -> Result<Loaded, ConfigError> {
+pub(crate) fn parse(
+    text: &str,
+    file: &str,
+    base: &Path,
+    email_probe: EmailProbe,
+) -> Result<Loaded, ConfigError> {
     let mut r = Reporter::new(file, text);
 
     // Syntax first: nothing can be read past a syntax error.
@@ -47,7 +52,12 @@ pub(super) fn parse(text: &str, file: &str, base: &Path) -> Result<Loaded, Confi
         }
     };
 
-    let config = Validator { r: &mut r, base }.config(raw);
+    let config = Validator {
+        r: &mut r,
+        base,
+        email_probe,
+    }
+    .config(raw);
     if r.has_errors() {
         let mut d = r.diagnostics;
         d.sort_by_key(|d| (d.level == Level::Warning, d.line, d.column));
@@ -123,6 +133,8 @@ mod standby;
 struct Validator<'r, 'a> {
     r: &'r mut Reporter<'a>,
     base: &'r Path,
+    /// Builds the email sender as the daemon will (see [`EmailProbe`]).
+    email_probe: EmailProbe,
 }
 
 fn span<T>(s: &S<T>) -> Option<Range<usize>> {
@@ -686,7 +698,6 @@ impl Validator<'_, '_> {
     /// email is an optional channel, so at start the daemon runs without it and pages by SMS
     /// and voice, while `check` and a reload refuse the file.
     fn email_sender(&mut self, raw: &RawEmail, cfg: &EmailConfig) {
-        use crate::notify::email::{EmailError, EmailSender};
         // Each file on its own first, so both are reported when both are missing.
         let mut files_ok = true;
         for (key, path, at) in [
@@ -717,17 +728,15 @@ impl Validator<'_, '_> {
         if !files_ok {
             return;
         }
-        let Err(e) = EmailSender::new(cfg) else {
+        let Err((key, e)) = (self.email_probe)(cfg) else {
             return;
         };
-        let (key, at) = match &e {
-            EmailError::PasswordFile { .. } => ("email.password_file", &raw.password_file),
-            EmailError::CaFile { .. } | EmailError::CaInvalid { .. } => {
-                ("email.ca_file", &raw.ca_file)
-            }
-            EmailError::FromAddress { .. } => ("email.from", &raw.from),
-            EmailError::SendmailNotFound { .. } => ("email.transport", &raw.transport),
-            _ => ("email", &None),
+        let (key, at) = match key {
+            EmailKey::PasswordFile => ("email.password_file", &raw.password_file),
+            EmailKey::CaFile => ("email.ca_file", &raw.ca_file),
+            EmailKey::From => ("email.from", &raw.from),
+            EmailKey::Transport => ("email.transport", &raw.transport),
+            EmailKey::Section => ("email", &None),
         };
         self.r.impaired(
             at.as_ref().and_then(span),
