@@ -205,7 +205,7 @@ struct Listeners {
 
 impl Listeners {
     async fn bind(config: &Config) -> anyhow::Result<Listeners> {
-        let http = intake::server::bind(config.http.listen)
+        let http = crate::api::server::bind(config.http.listen)
             .with_context(|| format!("cannot listen on http {}", config.http.listen))?;
         let udp = if config.udp.enabled {
             let sock = tokio::net::UdpSocket::bind(config.udp.listen)
@@ -523,10 +523,10 @@ fn start_intake(
     };
     {
         let (intake, max_body) = (intake.clone(), config.http.max_body_bytes);
-        let limits = intake::server::Limits::from_config(&config.http).fit_open_file_limit();
+        let limits = crate::api::server::Limits::from_config(&config.http).fit_open_file_limit();
         let shutdown = core.shutdown.clone();
         core.sup.spawn("http", Role::Essential, async move {
-            if let Err(e) = intake::http::serve(http, intake, max_body, limits, shutdown).await {
+            if let Err(e) = crate::api::serve(http, intake, max_body, limits, shutdown).await {
                 tracing::error!(error = %e, "http intake stopped");
             }
         });

@@ -34,6 +34,7 @@
 //! | [`status_page`] | the local HTML status page: incidents, on call, health; login, CSRF |
 
 pub mod ack;
+pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -59,6 +60,5 @@ pub mod selftest;
 pub mod service;
 pub mod silence;
 pub mod standby;
-pub mod status_page;
 pub mod store;
 pub mod supervisor;

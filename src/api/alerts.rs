@@ -1,4 +1,5 @@
-//! The HTTP API (axum).
+//! The alert endpoints: pagerbox's own JSON (`/v1/alerts`), PagerDuty Events v2 and change
+//! events, and Alertmanager/Grafana webhooks.
 //!
 //! Answers follow one rule, because Alertmanager and PagerDuty clients retry 5xx and 429 but
 //! give up on 4xx: a body that will never be accepted gets 4xx with a JSON error saying what is
@@ -11,167 +12,18 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
+use axum::Json;
 use serde_json::{json, Value};
 
-use super::formats::{self, FormatError};
-use super::{Intake, IntakeStats};
-use crate::incident::{Actor, IncidentId};
+use super::respond::{authorized_body, bearer, error, store_error, unauthorized};
+use crate::incident::Actor;
+use crate::intake::formats::{self, FormatError};
+use crate::intake::{Intake, IntakeStats};
 use crate::metrics::{AlertOutcome as Counted, AlertSource};
-use crate::store::{AlertAction, AlertOutcome, ListFilter, StoreError};
-
-/// Builds the router with the body limit from config.
-pub fn router(intake: Intake, max_body_bytes: usize) -> Router {
-    let api = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(super::metrics::serve))
-        .route("/v1/alerts", post(own_alert))
-        .route("/v2/enqueue", post(pagerduty_event))
-        .route("/v2/change/enqueue", post(pagerduty_change))
-        .route("/v1/integrations/alertmanager", post(alertmanager))
-        .route("/v1/integrations/grafana", post(alertmanager))
-        .route("/v1/incidents", get(list_incidents))
-        .route("/v1/incidents/:id", get(show_incident))
-        .route("/v1/incidents/:id/acknowledge", post(acknowledge))
-        .route("/v1/incidents/:id/resolve", post(resolve))
-        .route(
-            "/v1/incidents/:id/report",
-            get(super::reports::incident_report),
-        )
-        .route("/v1/stats", get(super::reports::stats))
-        .route("/v1/oncall", get(super::oncall::oncall))
-        .route("/v1/schedules/:id", get(super::oncall::schedule))
-        .route(
-            "/v1/schedules/:id/overrides",
-            get(super::oncall::list_overrides).post(super::oncall::add_override),
-        )
-        .route(
-            "/v1/schedules/:id/overrides/:oid",
-            axum::routing::delete(super::oncall::delete_override),
-        )
-        .merge(super::opsgenie::routes())
-        .merge(super::victorops::routes())
-        .route(
-            "/v1/silences",
-            get(super::silences::list).post(super::silences::add),
-        )
-        .route(
-            "/v1/silences/:id",
-            axum::routing::delete(super::silences::delete),
-        )
-        .route("/v1/silences/:id/expire", post(super::silences::expire))
-        .route("/v1/heartbeats", get(super::heartbeats::list))
-        .route(
-            "/v1/heartbeats/:id",
-            get(super::heartbeats::show).post(super::heartbeats::ping),
-        )
-        .route(
-            "/v1/heartbeats/:id/ping",
-            get(super::heartbeats::ping).post(super::heartbeats::ping),
-        )
-        .route(
-            "/v1/selftest",
-            get(super::selftest::runs).post(super::selftest::run),
-        )
-        .fallback(not_found);
-    // Test builds only: arm or disarm a fault point (see `crate::fault`).
-    #[cfg(feature = "fault-injection")]
-    let api = api.route("/v1/faults", post(faults));
-    api.layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(axum::middleware::from_fn_with_state(
-            intake.clone(),
-            super::exposure::mask_unauthenticated,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            intake.clone(),
-            super::guard::refuse_cross_site,
-        ))
-        .with_state(intake.clone())
-        .merge(crate::status_page::router(intake))
-}
-
-/// `POST /v1/faults`: arms (or disarms) a fault point; only in `fault-injection` builds. Takes
-/// the token like every write.
-#[cfg(feature = "fault-injection")]
-async fn faults(
-    State(intake): State<Intake>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let body = match authorized_body(&intake, &headers, body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    match serde_json::from_slice::<crate::fault::FaultRequest>(&body) {
-        Ok(r) if r.disarm => {
-            crate::fault::disarm(&r.name);
-            (StatusCode::OK, Json(json!({ "disarmed": r.name }))).into_response()
-        }
-        Ok(r) => {
-            crate::fault::arm(&r.name, r.arming);
-            (StatusCode::OK, Json(json!({ "armed": r.name }))).into_response()
-        }
-        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string(), vec![]),
-    }
-}
-
-/// A JSON error answer in pagerbox's own shape.
-pub(super) fn error(
-    status: StatusCode,
-    message: impl Into<String>,
-    errors: Vec<String>,
-) -> Response {
-    let mut body = json!({ "error": message.into() });
-    if !errors.is_empty() {
-        body["errors"] = json!(errors);
-    }
-    (status, Json(body)).into_response()
-}
-
-pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-}
-
-pub(super) fn unauthorized() -> Response {
-    error(
-        StatusCode::UNAUTHORIZED,
-        "missing or wrong token: send Authorization: Bearer <token>",
-        vec![],
-    )
-}
-
-fn body_rejection(r: BytesRejection) -> Response {
-    let status = r.status();
-    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-        "request body is too large".to_string()
-    } else {
-        r.body_text()
-    };
-    error(status, message, vec![])
-}
-
-/// The body of a write, once the token (if any) is checked: 401 before reading anything, then
-/// 413 for an oversized body.
-pub(super) fn authorized_body(
-    intake: &Intake,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Bytes, Response> {
-    if !intake.token_ok(bearer(headers)) {
-        return Err(unauthorized());
-    }
-    body.map_err(body_rejection)
-}
+use crate::store::{AlertOutcome, StoreError};
 
 /// Counts a refused alert request for `/metrics`: 401 as unauthorized, any other refusal (bad
 /// body, too large) as rejected. Returns the answer unchanged.
@@ -204,39 +56,6 @@ fn format_error(stats: &IntakeStats, e: FormatError) -> Response {
     }
 }
 
-pub(super) fn store_error(stats: &IntakeStats, e: StoreError) -> Response {
-    match e {
-        StoreError::NotFound(id) => error(
-            StatusCode::NOT_FOUND,
-            format!("incident #{id} not found"),
-            vec![],
-        ),
-        e if !e.is_retryable() => {
-            IntakeStats::bump(&stats.store_failures);
-            // A fault of ours fails the same way every time: a 500 says so, where a 503 would
-            // invite the sender to retry it forever. The store has logged and counted it.
-            tracing::error!(error = %e, "intake request failed with a store fault");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("not stored, internal error: {e}"),
-                vec![],
-            )
-        }
-        e => {
-            IntakeStats::bump(&stats.store_failures);
-            tracing::error!(error = %e, "intake could not store an alert; sender told to retry");
-            let mut r = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("not stored, retry later: {e}"),
-                vec![],
-            );
-            r.headers_mut()
-                .insert("retry-after", "5".parse().expect("static header"));
-            r
-        }
-    }
-}
-
 fn outcome_json(o: &AlertOutcome) -> Value {
     match o.incident() {
         Some(i) => json!({
@@ -249,69 +68,7 @@ fn outcome_json(o: &AlertOutcome) -> Value {
     }
 }
 
-/// `GET /healthz`: 200 while pages can go out, 503 with the reasons when paging is impaired
-/// (see [`crate::health`]); a channel down while others page is 200 "degraded".
-async fn healthz(State(intake): State<Intake>) -> Response {
-    let verdict = intake.health.verdict().await;
-    let paging = intake.paging.as_ref().map(|p| p.borrow().clone());
-    let channels = paging.as_ref().map(|p| p.channels()).unwrap_or_default();
-    let outbox = intake
-        .store
-        .read(move |c, now| {
-            let (n, oldest) = crate::store::outbox::depth(c, &channels)?;
-            let sending = crate::store::outbox::oldest_sending(c)?;
-            let nobody = crate::store::pages::nobody_reached(c)?;
-            Ok((
-                n,
-                oldest.map(|t| (now - t).num_seconds()),
-                sending.map(|t| (now - t).num_seconds()),
-                nobody,
-            ))
-        })
-        .await
-        .ok();
-    let faults = intake.store.faults().borrow().clone();
-    let modem = intake.modem.as_ref().map(|m| {
-        let h = m.borrow();
-        json!({ "state": format!("{:?}", h.state).to_lowercase(), "reason": h.reason, "since": h.since })
-    });
-    let status = if verdict.impaired() {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::OK
-    };
-    let store = verdict
-        .problems
-        .iter()
-        .find_map(|p| match p {
-            crate::health::Problem::StoreCannotWrite { error } => Some(error.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| "ok".to_string());
-    (
-        status,
-        Json(json!({
-            "status": verdict.word(),
-            "problems": verdict.problems,
-            "degraded": verdict.degraded,
-            "store": store,
-            "store_faults": (faults.count > 0).then(|| json!({
-                "count": faults.count,
-                "last": faults.last.map(|f| json!({ "at": f.at, "caller": f.caller.to_string(), "error": f.error.to_string() })),
-            })),
-            "paging": paging.map(|p| json!({ "impaired": p.impaired(), "ready": p.ready, "down": p.down.iter().map(|(c, why)| json!({"channel": c, "reason": why})).collect::<Vec<_>>() })),
-            "modem": modem,
-            "standby": intake.health.standby.as_ref().map(|s| crate::standby::status_json(&s.borrow())),
-            "outbox": outbox.as_ref().map(|(n, age, sending, _)| json!({ "pending": n, "oldest_seconds": age, "oldest_sending_seconds": sending })),
-            // Open incidents whose paging reached nobody: the box works, but someone is not
-            // being told about an alert.
-            "nobody_paged": outbox.as_ref().map(|o| &o.3),
-        })),
-    )
-        .into_response()
-}
-
-async fn own_alert(
+pub(super) async fn own_alert(
     State(intake): State<Intake>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -401,7 +158,7 @@ fn pd_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
     })
 }
 
-async fn pagerduty_event(
+pub(super) async fn pagerduty_event(
     State(intake): State<Intake>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -453,7 +210,7 @@ async fn pagerduty_event(
     }
 }
 
-async fn pagerduty_change(
+pub(super) async fn pagerduty_change(
     State(intake): State<Intake>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -496,7 +253,7 @@ async fn pagerduty_change(
     }
 }
 
-async fn alertmanager(
+pub(super) async fn alertmanager(
     State(intake): State<Intake>,
     path: axum::extract::MatchedPath,
     headers: HeaderMap,
@@ -544,156 +301,4 @@ async fn alertmanager(
             store_error(&intake.stats, e)
         }
     }
-}
-
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    status: Option<String>,
-    limit: Option<usize>,
-}
-
-async fn list_incidents(State(intake): State<Intake>, Query(q): Query<ListQuery>) -> Response {
-    let filter = match q.status.as_deref() {
-        None | Some("open") => ListFilter::Open,
-        Some("all") => ListFilter::All,
-        Some(other) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("status {other:?} is not open or all"),
-                vec![],
-            )
-        }
-    };
-    match intake
-        .store
-        .incidents(filter, q.limit.unwrap_or(100).min(10_000))
-        .await
-    {
-        Ok(list) => Json(json!({ "incidents": list })).into_response(),
-        Err(e) => store_error(&intake.stats, e),
-    }
-}
-
-pub(super) fn parse_id(id: &str) -> Result<IncidentId, Response> {
-    id.trim_start_matches('#').parse().map_err(|_| {
-        error(
-            StatusCode::BAD_REQUEST,
-            format!("{id:?} is not an incident id"),
-            vec![],
-        )
-    })
-}
-
-async fn show_incident(State(intake): State<Intake>, Path(id): Path<String>) -> Response {
-    let id = match parse_id(&id) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    match intake.store.incident(id).await {
-        Ok(Some((incident, timeline))) => {
-            Json(json!({ "incident": incident, "timeline": timeline })).into_response()
-        }
-        Ok(None) => error(
-            StatusCode::NOT_FOUND,
-            format!("incident #{id} not found"),
-            vec![],
-        ),
-        Err(e) => store_error(&intake.stats, e),
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ByBody {
-    by: Option<String>,
-    via: Option<String>,
-}
-
-async fn transition(
-    intake: Intake,
-    headers: HeaderMap,
-    id: String,
-    body: Result<Bytes, BytesRejection>,
-    action: AlertAction,
-) -> Response {
-    if !intake.token_ok(bearer(&headers)) {
-        return unauthorized();
-    }
-    let id = match parse_id(&id) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    let body = match body {
-        Ok(b) => b,
-        Err(r) => return body_rejection(r),
-    };
-    let by: ByBody = if body.iter().all(u8::is_ascii_whitespace) {
-        ByBody::default()
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(b) => b,
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("malformed JSON: {e}"),
-                    vec![],
-                )
-            }
-        }
-    };
-    let via = match by.via.as_deref() {
-        None => "http",
-        Some("cli") => "cli",
-        Some(_) => "http",
-    };
-    let actor = Actor::new(by.by.unwrap_or_else(|| "api".into()), via);
-    let result = if action == AlertAction::Resolve {
-        intake.store.resolve(id, actor).await
-    } else {
-        intake.store.acknowledge(id, actor).await
-    };
-    match result {
-        Ok((incident, changed)) => (
-            StatusCode::OK,
-            Json(json!({ "incident_id": incident.id, "status": incident.status, "changed": changed, "incident": incident })),
-        )
-            .into_response(),
-        Err(e) => store_error(&intake.stats, e),
-    }
-}
-
-async fn acknowledge(
-    State(intake): State<Intake>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    transition(intake, headers, id, body, AlertAction::Acknowledge).await
-}
-
-async fn resolve(
-    State(intake): State<Intake>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    transition(intake, headers, id, body, AlertAction::Resolve).await
-}
-
-async fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, "no such endpoint", vec![])
-}
-
-/// Serves the API on `listener` until `shutdown` is cancelled, then finishes requests in flight.
-/// The sockets get the time limits and connection cap in `limits` (see [`super::server`]).
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    intake: Intake,
-    max_body_bytes: usize,
-    limits: super::server::Limits,
-    shutdown: tokio_util::sync::CancellationToken,
-) -> std::io::Result<()> {
-    let metrics = intake.metrics.clone();
-    let app = router(intake, max_body_bytes);
-    super::server::serve(listener, app, limits, metrics, shutdown).await
 }

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 
-use super::Intake;
+use crate::intake::Intake;
 use crate::metrics::Snapshot;
 
 /// Everything a scrape reports besides the event counters.

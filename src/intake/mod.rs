@@ -7,20 +7,8 @@
 //! store has committed the incident and its timeline event; anything that might succeed later is
 //! answered 5xx/429 so the sender retries; 4xx only for a body that will never be accepted.
 
-pub mod exposure;
 pub mod formats;
-pub mod guard;
-pub mod heartbeats;
-pub mod http;
-pub mod metrics;
-pub mod oncall;
-pub mod opsgenie;
-pub mod reports;
-pub mod selftest;
-pub mod server;
-pub mod silences;
 pub mod udp;
-pub mod victorops;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

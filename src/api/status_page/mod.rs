@@ -147,14 +147,14 @@ impl PageState {
             .store
             .incidents(ListFilter::Open, INCIDENT_LIMIT)
             .await;
-        let rt = crate::intake::oncall::current_overrides(intake)
+        let rt = crate::api::oncall::current_overrides(intake)
             .await
             .unwrap_or_default();
         let oncall = config
             .schedules
             .iter()
             .map(|s| {
-                let (now, next) = crate::intake::oncall::now_and_next(s, &rt, now);
+                let (now, next) = crate::api::oncall::now_and_next(s, &rt, now);
                 OnCallRow {
                     schedule: s.name.clone(),
                     now,
