@@ -177,8 +177,7 @@ impl PageState {
         let nobody_paged = intake
             .store
             .read(|c, _| Ok(crate::store::pages::nobody_reached(c)?))
-            .await
-            .unwrap_or_default();
+            .await;
         Snapshot {
             nobody_paged,
             now,
