@@ -384,8 +384,9 @@ fn start_paging(
         tracing::error!("no paging channel is enabled (modem and email both off): incidents are recorded but nobody can be paged");
     }
     let transports = Arc::new(transports);
-    let (paging_tx, paging_rx) = watch::channel(sender::health(&transports));
-    let paging_tx = Arc::new(paging_tx);
+    // One publisher of paging health: the paging-health task; senders only ask it to recheck.
+    let (paging_tx, paging_rx) = paging_health::channel(&transports);
+    let recheck = paging_health::Recheck::default();
     let sup = &core.sup;
     sup.spawn(
         "paging-health",
@@ -393,7 +394,8 @@ fn start_paging(
         paging_health::run(
             transports.clone(),
             modem.map(|m| m.health.clone()),
-            paging_tx.clone(),
+            paging_tx,
+            recheck.clone(),
             sup.heartbeat("paging-health", PAGING_HEALTH_BOUND),
             core.shutdown.clone(),
         ),
@@ -409,7 +411,7 @@ fn start_paging(
             transports.clone(),
             core.store.clone(),
             core.config.clone(),
-            paging_tx.clone(),
+            recheck.clone(),
             sup.heartbeat(name, sender::liveness_bound(&**t)),
             core.shutdown.clone(),
             core.metrics.clone(),

@@ -328,7 +328,9 @@ pub fn after_failure(
 }
 
 /// Runs the sender for `transport` until `shutdown`. Each recorded attempt is counted in
-/// `metrics` (pages by channel and outcome; queued-to-sent latency of pages).
+/// `metrics` (pages by channel and outcome; queued-to-sent latency of pages). Paging health is
+/// not the sender's to publish: on every turn it asks the paging-health task to look again
+/// (`recheck`, see [`super::paging_health`]), which owns the verdict and its log lines.
 // Each argument is a different owner's handle; a struct would only rename them.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
@@ -336,7 +338,7 @@ pub async fn run(
     all: Arc<Vec<Arc<dyn Transport>>>,
     store: Store,
     config: watch::Receiver<Arc<Config>>,
-    health_tx: Arc<watch::Sender<PagingHealth>>,
+    recheck: super::paging_health::Recheck,
     beat: crate::supervisor::Heartbeat,
     shutdown: CancellationToken,
     metrics: Metrics,
@@ -350,7 +352,6 @@ pub async fn run(
     // `channel_start_wait`), and whether it was ready at the last look (to wake on its return).
     let mut been_ready = false;
     let mut was_ready = true;
-    let mut said_impaired = false;
     loop {
         beat.beat();
         if shutdown.is_cancelled() {
@@ -359,24 +360,7 @@ pub async fn run(
         if let Some(r) = readiness.as_mut() {
             r.borrow_and_update();
         }
-        let h = health(&all);
-        health_tx.send_if_modified(|old| {
-            if *old != h {
-                if h.impaired() {
-                    tracing::error!(down = ?h.down, "paging impaired: no channel can send; pages are kept and retried");
-                    said_impaired = true;
-                } else if said_impaired {
-                    // Only after a reported impairment: the first health at start is not a
-                    // recovery.
-                    tracing::info!(ready = ?h.ready, "paging restored");
-                    said_impaired = false;
-                }
-                *old = h.clone();
-                true
-            } else {
-                false
-            }
-        });
+        recheck.notify_one();
         let ready = transport.ready().is_ok();
         if ready && !was_ready {
             // The channel is back: pages that wait on it because of a failure go now.
