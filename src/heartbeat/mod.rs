@@ -1,9 +1,10 @@
 //! Heartbeat monitors (dead-man's switches): something pings pagerbox regularly; when the pings
 //! stop, pagerbox opens an incident.
 //!
-//! This module owns the monitors' state (table `heartbeats`, written only through
-//! [`crate::store::Store::call`]), the rules for when a monitor is overdue, and the one task
-//! ([`run`]) that watches the deadlines. It does not own paging: a missed heartbeat becomes an
+//! This module owns the watching of the monitors: the one task ([`run`]) that watches the
+//! deadlines, and the ping path. The monitors' settings and the pure rules below live with the
+//! `[[heartbeats]]` config (`config::heartbeat`, re-exported here), their state with its table
+//! (`store::heartbeats`, written only through [`crate::store::Store::call`]). It does not own paging: a missed heartbeat becomes an
 //! ordinary alert (dedup key `heartbeat:<id>`) applied through the store exactly as intake applies
 //! one, on the route the monitor names, so escalation, grouping and acks work as for any alert.
 //! HTTP and UDP pings arrive through intake, which calls [`ping`].

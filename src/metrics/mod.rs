@@ -239,7 +239,7 @@ struct Inner {
     started: DateTime<Utc>,
 }
 
-/// The HTTP server's connection limit at work (see `intake::server`).
+/// The HTTP server's connection limit at work (see `api::server`).
 #[derive(Default)]
 struct HttpConnectionMetrics {
     open: Gauge,

@@ -15,7 +15,7 @@
 //!   `selftest:run`, the next good run resolves it.
 //! - [`credit`]: pure: the balance in a USSD answer, by the configured pattern.
 //! - [`render`]: the CLI's text form of a run. The `/v1/selftest` handlers live with the other
-//!   HTTP handlers in `intake::selftest`.
+//!   HTTP handlers in `api::selftest`.
 //!
 //! What this module does not do: talk AT itself (it asks [`crate::modem::Modem`]), or send
 //! pages (the outbox and its senders do; the test SMS is an ordinary outbox row).

@@ -253,7 +253,7 @@ async fn login(
     let Some(token) = st.intake.current_token() else {
         return back();
     };
-    // Without the peer's address (only when served by something other than intake::server)
+    // Without the peer's address (only when served by something other than api::server)
     // every login shares one record: stricter, never looser.
     let source = peer.map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(a)| a.ip());
     let now = tokio::time::Instant::now();
