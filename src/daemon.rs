@@ -14,6 +14,7 @@ use anyhow::Context;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::ack::modem_events;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ModemConfig, ModemDevice};
 use crate::incident::Channel;
@@ -22,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::modem::sim::{SimConfig, SimHandle, Simulator};
 use crate::modem::{Health, Modem, Pin, ProfileChoice, Settings};
 use crate::notify::sender::{self, PagingHealth, Transport};
-use crate::notify::{modem_events, paging_health, transport};
+use crate::notify::{paging_health, transport};
 use crate::panel::{bridge, PanelState};
 use crate::store::Store;
 use crate::supervisor::{Role, Supervisor, TaskEnded};
@@ -95,7 +96,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
 /// gaps ahead), at start and after a reload: the box owner must hear of it before an alert does.
 fn warn_unreachable(config: &Config, now: chrono::DateTime<chrono::Utc>) {
     let overrides = crate::store::overrides::in_force_at(&config.database_path(), now);
-    for w in crate::config::reach::unreachable(config, now, &overrides) {
+    for w in crate::escalation::reach::unreachable(config, now, &overrides) {
         tracing::warn!("nobody would be paged: {w}");
     }
 }
@@ -224,7 +225,7 @@ struct Listeners {
 
 impl Listeners {
     async fn bind(config: &Config) -> anyhow::Result<Listeners> {
-        let http = intake::server::bind(config.http.listen)
+        let http = crate::api::server::bind(config.http.listen)
             .with_context(|| format!("cannot listen on http {}", config.http.listen))?;
         let udp = if config.udp.enabled {
             let sock = tokio::net::UdpSocket::bind(config.udp.listen)
@@ -437,7 +438,7 @@ fn start_paging(
             modem: m.modem.clone(),
             health: m.health.clone(),
             ring_for: config.modem.ring_for,
-            ack: ack.clone(),
+            ack: Arc::new(ack.clone()),
         }));
     }
     if config.email.enabled {
@@ -449,8 +450,9 @@ fn start_paging(
         tracing::error!("no paging channel is enabled (modem and email both off): incidents are recorded but nobody can be paged");
     }
     let transports = Arc::new(transports);
-    let (paging_tx, paging_rx) = watch::channel(sender::health(&transports));
-    let paging_tx = Arc::new(paging_tx);
+    // One publisher of paging health: the paging-health task; senders only ask it to recheck.
+    let (paging_tx, paging_rx) = paging_health::channel(&transports);
+    let recheck = paging_health::Recheck::default();
     let sup = &core.sup;
     sup.spawn(
         "paging-health",
@@ -458,7 +460,8 @@ fn start_paging(
         paging_health::run(
             transports.clone(),
             modem.map(|m| m.health.clone()),
-            paging_tx.clone(),
+            paging_tx,
+            recheck.clone(),
             sup.heartbeat("paging-health", PAGING_HEALTH_BOUND),
             core.shutdown.clone(),
         ),
@@ -474,7 +477,7 @@ fn start_paging(
             transports.clone(),
             core.store.clone(),
             core.config.clone(),
-            paging_tx.clone(),
+            recheck.clone(),
             sup.heartbeat(name, sender::liveness_bound(&**t)),
             core.shutdown.clone(),
             core.metrics.clone(),
@@ -589,10 +592,10 @@ fn start_intake(
     };
     {
         let (intake, max_body) = (intake.clone(), config.http.max_body_bytes);
-        let limits = intake::server::Limits::from_config(&config.http).fit_open_file_limit();
+        let limits = crate::api::server::Limits::from_config(&config.http).fit_open_file_limit();
         let shutdown = core.shutdown.clone();
         core.sup.spawn("http", Role::Essential, async move {
-            if let Err(e) = intake::http::serve(http, intake, max_body, limits, shutdown).await {
+            if let Err(e) = crate::api::serve(http, intake, max_body, limits, shutdown).await {
                 tracing::error!(error = %e, "http intake stopped");
             }
         });

@@ -9,15 +9,93 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
+use crate::incident::Channel;
 use crate::modem::{Health, HealthState};
-use crate::notify::sender::PagingHealth;
 use crate::supervisor::{Late, Liveness};
 
 /// A due page older than this means nothing is sending: retries back off to two minutes at
 /// most, and a channel that starts up waits about one minute.
 pub const OVERDUE: Duration = Duration::from_secs(5 * 60);
+
+/// Whether paging works, for `/healthz`, logs and the LED.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct PagingHealth {
+    /// Channels that can send now.
+    pub ready: Vec<Channel>,
+    /// Channels that cannot, with why.
+    pub down: Vec<(Channel, String)>,
+}
+
+impl PagingHealth {
+    /// No channel can send: pages are queued and retried, but nobody is reached.
+    pub fn impaired(&self) -> bool {
+        self.ready.is_empty()
+    }
+
+    /// Every channel a transport serves, ready or not (the outbox rows that can be sent).
+    pub fn channels(&self) -> Vec<Channel> {
+        let mut out = self.ready.clone();
+        out.extend(self.down.iter().map(|(c, _)| *c));
+        out
+    }
+}
+
+/// Whether the upstream answered the last time it was asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reachability {
+    /// Not asked since the daemon started (nothing was held).
+    #[default]
+    NotAsked,
+    Reachable,
+    /// Every check since `since` failed.
+    Unreachable {
+        since: DateTime<Utc>,
+    },
+}
+
+/// What `/healthz`, `/metrics`, the status page and the LED show about standby.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Status {
+    /// Whether any route is in standby.
+    pub enabled: bool,
+    pub reachability: Reachability,
+    /// When a check last got an answer.
+    pub last_success: Option<DateTime<Utc>>,
+    /// Incidents whose page is held now.
+    pub held: i64,
+    /// The shortest grace of any standby route.
+    pub grace: Duration,
+}
+
+impl Status {
+    /// True when the upstream has been unreachable for longer than the grace: incidents are
+    /// being paged locally and the cloud pager is not being told about acknowledgements.
+    pub fn impaired(&self, now: DateTime<Utc>) -> bool {
+        match self.reachability {
+            Reachability::Unreachable { since } => {
+                now.signed_duration_since(since)
+                    .to_std()
+                    .unwrap_or_default()
+                    > self.grace
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Reachability {
+    /// `not_asked`, `reachable` or `unreachable`, for `/healthz` and the status page.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reachability::NotAsked => "not_asked",
+            Reachability::Reachable => "reachable",
+            Reachability::Unreachable { .. } => "unreachable",
+        }
+    }
+}
 
 /// What the verdict is made of, read from each owner at one moment.
 #[derive(Debug, Clone)]
@@ -190,7 +268,7 @@ pub struct Sources {
     /// Wall time, for how long the modem has been silent.
     pub clock: std::sync::Arc<dyn crate::clock::Clock>,
     /// Standby behind a cloud pager, when the daemon runs its task.
-    pub standby: Option<watch::Receiver<crate::standby::Status>>,
+    pub standby: Option<watch::Receiver<Status>>,
 }
 
 impl Sources {
@@ -241,7 +319,7 @@ impl Sources {
                 let now = self.clock.now();
                 let s = s.borrow();
                 match s.reachability {
-                    crate::standby::Reachability::Unreachable { since } if s.impaired(now) => {
+                    Reachability::Unreachable { since } if s.impaired(now) => {
                         now.signed_duration_since(since).to_std().ok()
                     }
                     _ => None,

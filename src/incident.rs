@@ -1,7 +1,7 @@
 //! The domain words shared by every module: severity, status, urgency, channel, and the
 //! incident and timeline records the store keeps.
 //!
-//! These are plain data. Who may change an incident, and how, belongs to [`crate::store`].
+//! These are plain data. Who may change an incident, and how, belongs to the store.
 
 use std::fmt;
 use std::str::FromStr;

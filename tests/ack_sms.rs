@@ -16,8 +16,8 @@ use pagerbox::ack::{self, Acker, Inbound, Outcome};
 use pagerbox::clock::{Clock, ManualClock};
 use pagerbox::config::Config;
 use pagerbox::escalation::engine::{pass, Plan};
+use pagerbox::escalation::ParsedAlert;
 use pagerbox::incident::{Actor, Severity, Status};
-use pagerbox::intake::formats::ParsedAlert;
 use pagerbox::store::outbox::{recent, PageKind};
 use pagerbox::store::{AlertAction, AlertOutcome, Store};
 
@@ -73,7 +73,7 @@ async fn an_sms_ack_between_two_steps_stops_the_second_and_is_confirmed() {
     let (_config_tx, config_rx) = watch::channel(config.clone());
 
     // An alert opens #1; the first step pages alice.
-    let input = pagerbox::intake::route_alert(
+    let input = pagerbox::escalation::route_alert(
         &config,
         ParsedAlert {
             action: AlertAction::Trigger,

@@ -470,7 +470,7 @@ mod generated {
             clock: Arc::new(pagerbox::clock::SystemClock),
             standby: None,
         };
-        let limits = pagerbox::intake::server::Limits::from_config(&config_rx.borrow().http);
+        let limits = pagerbox::api::server::Limits::from_config(&config_rx.borrow().http);
         let (_token_tx, token_rx) = tokio::sync::watch::channel(None);
         let intake = Intake {
             store,
@@ -491,7 +491,7 @@ mod generated {
             // Keep the config sender alive as long as the server runs.
             let _tx = _tx;
             let _token_tx = _token_tx;
-            pagerbox::intake::http::serve(
+            pagerbox::api::serve(
                 listener,
                 intake,
                 256 * 1024,

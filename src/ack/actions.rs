@@ -543,7 +543,7 @@ fn details(
     let mut n = summary.chars().count();
     loop {
         let text = format!("{head}{}{tail}", shorten(&summary, n));
-        if crate::notify::text::fits(&text, 2) || n == 0 {
+        if crate::modem::pdu::fits(&text, 2) || n == 0 {
             return Ok(Reply {
                 text: clip(&text, 2),
                 incident: Some(id),
@@ -686,7 +686,7 @@ fn page(
     summary: &str,
     now: DateTime<Utc>,
 ) -> Result<Reply, StoreError> {
-    let parsed = crate::intake::formats::ParsedAlert {
+    let parsed = crate::escalation::ParsedAlert {
         action: AlertAction::Trigger,
         dedup_key: None,
         summary: summary.to_string(),
@@ -698,7 +698,7 @@ fn page(
         links: vec![],
         routing_key: None,
     };
-    let input = crate::intake::route_alert(&sender.config, parsed, sender.actor());
+    let input = crate::escalation::route_alert(&sender.config, parsed, sender.actor());
     Ok(match queries::apply_alert(conn, &input, now)? {
         AlertOutcome::Created(i) => Reply::new(format!("#{} opened", i.id), Some(i.id)),
         AlertOutcome::Repeated(i) => Reply::new(

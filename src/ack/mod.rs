@@ -32,6 +32,7 @@
 
 pub mod command;
 pub mod limit;
+pub mod modem_events;
 pub mod text;
 
 mod actions;
@@ -500,6 +501,22 @@ impl AckHandle {
     pub async fn dtmf_ack(&self, user: &str, incident: IncidentId) -> Result<Outcome, AckError> {
         let user = user.to_string();
         self.ask(|tx| Request::Dtmf(user, incident, tx)).await
+    }
+}
+
+/// A "1" pressed during a voice page is a DTMF acknowledgement ([`AckHandle::dtmf_ack`]).
+impl crate::notify::transport::KeypadAck for AckHandle {
+    fn keypad_ack<'a>(
+        &'a self,
+        user: &'a str,
+        incident: IncidentId,
+    ) -> crate::notify::transport::KeypadAckFuture<'a> {
+        Box::pin(async move {
+            self.dtmf_ack(user, incident)
+                .await
+                .map(drop)
+                .map_err(Into::into)
+        })
     }
 }
 

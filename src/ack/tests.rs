@@ -153,7 +153,7 @@ impl Harness {
         let service = service.to_string();
         self.store
             .call(move |c, now| {
-                let p = crate::intake::formats::ParsedAlert {
+                let p = crate::escalation::ParsedAlert {
                     action: AlertAction::Trigger,
                     dedup_key: Some(key.clone()),
                     summary: format!("{key} is down"),
@@ -164,7 +164,8 @@ impl Harness {
                     links: vec![],
                     routing_key: None,
                 };
-                let input = crate::intake::route_alert(&plan.config, p, Actor::new("t", "test"));
+                let input =
+                    crate::escalation::route_alert(&plan.config, p, Actor::new("t", "test"));
                 let AlertOutcome::Created(i) = queries::apply_alert(c, &input, now)? else {
                     panic!("expected a new incident");
                 };
@@ -852,7 +853,7 @@ async fn oncall_status_and_help_replies() {
     }
     let s = h.reply(CAROL, "STATUS").await;
     assert!(s.starts_with("33 open: ") && s.ends_with(" more"), "{s}");
-    assert!(crate::notify::text::fits(&s, 1), "{s}");
+    assert!(crate::modem::pdu::fits(&s, 1), "{s}");
     assert_eq!(h.reply(CAROL, "help").await, text::HELP);
 }
 
@@ -894,8 +895,8 @@ async fn a_long_summary_is_cut_so_details_fit_two_sms_with_the_runbook() {
     let mut h = Harness::new();
     let id = h.trigger(&"very long summary ".repeat(30), "db").await;
     let d = h.reply(BOB, &format!("{id}?")).await;
-    assert!(crate::notify::text::fits(&d, 2), "{d}");
-    assert!(!crate::notify::text::fits(&d, 1), "{d}");
+    assert!(crate::modem::pdu::fits(&d, 2), "{d}");
+    assert!(!crate::modem::pdu::fits(&d, 1), "{d}");
     assert!(
         d.ends_with("Runbook: https://wiki.example.org/rb/db"),
         "{d}"

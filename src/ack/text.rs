@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::notify::text::fits;
+use crate::modem::pdu::fits;
 
 /// The command list, one SMS.
 pub const HELP: &str = "42a ack, 42r resolve, ACK/RES last page, 42e escalate, 42 n text: note, \

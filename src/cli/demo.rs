@@ -375,7 +375,7 @@ mod tests {
         assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
         assert!(loaded.impaired.is_empty(), "{:?}", loaded.impaired);
         let now = chrono::Utc::now();
-        let w = crate::config::reach::unreachable(&loaded.config, now, &Default::default());
+        let w = crate::escalation::reach::unreachable(&loaded.config, now, &Default::default());
         assert!(w.is_empty(), "{w:#?}");
         // Every severity pages "you" first.
         let plan = crate::escalation::engine::Plan::new(Arc::new(loaded.config.clone()));

@@ -341,7 +341,8 @@ fn check(args: &ConfigArgs) -> ExitCode {
             }
             let c = &loaded.config;
             // Alerts that would page nobody, and on-call gaps in the coming weeks.
-            for w in crate::config::reach::unreachable(c, chrono::Utc::now(), &runtime_overrides(c))
+            for w in
+                crate::escalation::reach::unreachable(c, chrono::Utc::now(), &runtime_overrides(c))
             {
                 println!("{}: warning: {w}", args.config.display());
             }

@@ -3,7 +3,7 @@
 //! These types are compiled into every build, so that `pagerbox check` can read a pair's config
 //! anywhere and a build without pair support can refuse `[ha]` at its line instead of ignoring
 //! it (a box that believes it has a peer and has none would be a single box that looks like a
-//! pair). The coordination itself lives in `crate::ha`, behind the cargo feature `ha`.
+//! pair). The coordination itself lives in the `ha` module, behind the cargo feature `ha`.
 
 use std::path::PathBuf;
 use std::time::Duration;

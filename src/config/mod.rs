@@ -9,9 +9,14 @@
 
 mod diag;
 mod ha;
+pub mod heartbeat;
 mod integrations;
+pub mod outbound;
+pub mod policy;
 mod raw;
-pub mod reach;
+pub mod selftest;
+pub mod standby;
+pub mod test_schedule;
 mod validate;
 
 use std::net::SocketAddr;
@@ -48,20 +53,20 @@ pub struct Config {
     pub paging: PagingConfig,
     pub users: Vec<User>,
     pub schedules: Vec<crate::schedule::Schedule>,
-    pub policies: Vec<crate::escalation::Policy>,
-    pub routes: Vec<crate::escalation::Route>,
+    pub policies: Vec<policy::Policy>,
+    pub routes: Vec<policy::Route>,
     pub opsgenie: OpsgenieConfig,
     pub victorops: VictorOpsConfig,
     /// `[[silences]]`: maintenance windows (runtime silences live in the store).
     pub silences: Vec<crate::silence::Silence>,
-    /// `[[heartbeats]]`: dead-man's switches watched by [`crate::heartbeat`].
-    pub heartbeats: Vec<crate::heartbeat::Heartbeat>,
+    /// `[[heartbeats]]`: dead-man's switches watched by the `heartbeat` task.
+    pub heartbeats: Vec<heartbeat::Heartbeat>,
     /// `[selftest]`: watching the paging path and the scheduled test page.
-    pub selftest: crate::selftest::SelftestConfig,
+    pub selftest: selftest::SelftestConfig,
     /// `[[outbound]]`: chat/webhook notifications beside paging (never instead of it).
-    pub outbound: Vec<crate::outbound::Destination>,
+    pub outbound: Vec<outbound::Destination>,
     /// `[standby]` and routes' `standby`: which routes stand behind a cloud pager.
-    pub standby: crate::standby::StandbyConfig,
+    pub standby: standby::StandbyConfig,
     /// `[ha]`: this box is one half of a pair; `None` is the single box.
     pub ha: Option<HaConfig>,
 }
@@ -270,7 +275,7 @@ pub struct User {
     pub email: Option<String>,
     pub shift_notices: bool,
     /// How this person is reached once targeted; defaults applied when none are given.
-    pub rules: Vec<crate::escalation::NotificationRule>,
+    pub rules: Vec<policy::NotificationRule>,
 }
 
 /// An E.164 phone number (`+` and 8 to 15 digits).
@@ -391,26 +396,37 @@ impl Loaded {
     }
 }
 
+/// Which `[email]` key a problem met while building the email sender belongs to, so the
+/// diagnostic points at that key's line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailKey {
+    PasswordFile,
+    CaFile,
+    From,
+    Transport,
+    /// The section as a whole (settings that do not fit together).
+    Section,
+}
+
+/// Builds the email sender from `[email]` exactly as the daemon will, so a missing password or
+/// CA file (or a missing sendmail) is found when the file is read and reported at its key.
+/// Passed in by whoever loads the file (`Config::load` and `Config::parse` pass the daemon's), so
+/// this module, which every feature reads, does not depend on the email sender.
+pub type EmailProbe = fn(&EmailConfig) -> Result<(), (EmailKey, String)>;
+
 impl Config {
-    /// Reads and validates the file at `path`. Relative paths inside are taken from the file's
-    /// directory.
-    pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        let mut loaded = Self::parse(&text, &path.display().to_string(), base)?;
-        loaded.config.path = Some(path.to_path_buf());
-        Ok(loaded)
+    /// Validates config text, building the email sender with `email_probe`. `file` names the
+    /// text in diagnostics; `base` resolves relative paths. `Config::parse` is this with the
+    /// daemon's own email sender.
+    pub fn parse_with(
+        text: &str,
+        file: &str,
+        base: &Path,
+        email_probe: EmailProbe,
+    ) -> Result<Loaded, ConfigError> {
+        validate::parse(text, file, base, email_probe)
     }
 
-    /// Validates config text. `file` names it in diagnostics; `base` resolves relative paths.
-    pub fn parse(text: &str, file: &str, base: &Path) -> Result<Loaded, ConfigError> {
-        validate::parse(text, file, base)
-    }
-
-    /// A user by id.
     pub fn user(&self, id: &str) -> Option<&User> {
         self.users.iter().find(|u| u.id == id)
     }
@@ -432,6 +448,19 @@ impl Config {
             Some(p) => read_secret(p).map(Some),
         }
     }
+}
+
+/// The paging channels a transport serves under `config`: SMS and voice with a modem, email
+/// when it is enabled. The escalation engine queues pages only on these, so a channel that is
+/// off queues nothing (the daemon builds one transport per channel from the same settings).
+pub fn served_channels(config: &Config) -> Vec<Channel> {
+    Channel::ALL
+        .into_iter()
+        .filter(|c| match c {
+            Channel::Sms | Channel::Voice => config.modem.enabled,
+            Channel::Email => config.email.enabled,
+        })
+        .collect()
 }
 
 /// Reads a secret from the first line of a file, trimmed.

@@ -284,7 +284,7 @@ pub(crate) struct RawHeartbeat {
     pub service: Option<String>,
 }
 
-/// `[selftest]`: see `crate::selftest::SelftestConfig`.
+/// `[selftest]`: see `crate::config::selftest::SelftestConfig`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(crate) struct RawSelftest {
@@ -305,7 +305,7 @@ pub(crate) struct RawSelftest {
     pub check_interval: Option<S<String>>,
 }
 
-/// `[[outbound]]`: a Slack, Teams or generic webhook destination (see `crate::outbound`).
+/// `[[outbound]]`: a Slack, Teams or generic webhook destination (sent by the `outbound` module).
 #[derive(Debug, Deserialize)]
 pub(crate) struct RawOutbound {
     pub id: S<String>,

@@ -459,14 +459,14 @@ fn outbound_destinations_load_with_defaults() {
     let c = parse(&text).unwrap().config;
     assert_eq!(c.outbound.len(), 2);
     let s = &c.outbound[0];
-    assert_eq!(s.kind, crate::outbound::Kind::Slack);
+    assert_eq!(s.kind, crate::config::outbound::Kind::Slack);
     assert_eq!(s.url.expose(), "https://hooks.slack.com/services/T0/B0/x");
-    assert_eq!(s.max_queued, crate::outbound::DEFAULT_MAX_QUEUED);
+    assert_eq!(s.max_queued, crate::config::outbound::DEFAULT_MAX_QUEUED);
     assert_eq!(s.events.len(), 3);
     assert!(!format!("{s:?}").contains("hooks.slack.com"));
     let w = &c.outbound[1];
     assert_eq!(w.secret.as_ref().unwrap().expose(), "k");
-    assert_eq!(w.events, vec![crate::outbound::Event::Resolve]);
+    assert_eq!(w.events, vec![crate::config::outbound::Event::Resolve]);
     assert_eq!(w.routes, vec!["default".to_string()]);
     assert_eq!(
         (w.max_queued, w.timeout),
@@ -647,15 +647,15 @@ poll_interval = "10s"
     let sb = &c.standby;
     assert!(sb.for_route(Some("web")).is_none());
     let d = sb.for_route(Some("default")).unwrap();
-    assert_eq!(d.upstream, crate::standby::Upstream::PagerDuty);
-    assert_eq!(d.base_url, crate::standby::PAGERDUTY_API);
+    assert_eq!(d.upstream, crate::config::standby::Upstream::PagerDuty);
+    assert_eq!(d.base_url, crate::config::standby::PAGERDUTY_API);
     assert_eq!(d.key.expose(), "pd-rest-token");
     assert_eq!(d.routing_key.as_ref().unwrap().expose(), "pd-routing");
-    assert_eq!(d.grace, crate::standby::DEFAULT_GRACE);
+    assert_eq!(d.grace, crate::config::standby::DEFAULT_GRACE);
     assert_eq!(d.poll_interval, Duration::from_secs(10));
     let db = sb.for_route(Some("db")).unwrap();
-    assert_eq!(db.upstream, crate::standby::Upstream::Opsgenie);
-    assert_eq!(db.base_url, crate::standby::OPSGENIE_API);
+    assert_eq!(db.upstream, crate::config::standby::Upstream::Opsgenie);
+    assert_eq!(db.base_url, crate::config::standby::OPSGENIE_API);
     assert_eq!(db.key.expose(), "og-key");
     assert_eq!(db.grace, Duration::from_secs(120));
     assert_eq!(db.max_failures, 0);

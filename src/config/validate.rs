@@ -12,12 +12,17 @@ use chrono::NaiveDateTime;
 use super::diag::{key_span, Reporter};
 use super::raw::*;
 use super::*;
-use crate::escalation::{NotificationRule, Policy, Route, RouteMatch, Step, UrgencyMap};
+use crate::config::policy::{NotificationRule, Policy, Route, RouteMatch, Step, UrgencyMap};
 use crate::incident::Severity;
 use crate::schedule::{Layer, Override, OverrideSource, Restriction, Schedule, ShiftLength};
 use crate::silence::{Matcher, Silence, SilenceId};
 
-pub(super) fn parse(text: &str, file: &str, base: &Path) -> Result<Loaded, ConfigError> {
+pub(crate) fn parse(
+    text: &str,
+    file: &str,
+    base: &Path,
+    email_probe: EmailProbe,
+) -> Result<Loaded, ConfigError> {
     let mut r = Reporter::new(file, text);
 
     // Syntax first: nothing can be read past a syntax error.
@@ -47,7 +52,12 @@ pub(super) fn parse(text: &str, file: &str, base: &Path) -> Result<Loaded, Confi
         }
     };
 
-    let config = Validator { r: &mut r, base }.config(raw);
+    let config = Validator {
+        r: &mut r,
+        base,
+        email_probe,
+    }
+    .config(raw);
     if r.has_errors() {
         let mut d = r.diagnostics;
         d.sort_by_key(|d| (d.level == Level::Warning, d.line, d.column));
@@ -123,6 +133,8 @@ mod standby;
 struct Validator<'r, 'a> {
     r: &'r mut Reporter<'a>,
     base: &'r Path,
+    /// Builds the email sender as the daemon will (see [`EmailProbe`]).
+    email_probe: EmailProbe,
 }
 
 fn span<T>(s: &S<T>) -> Option<Range<usize>> {
@@ -686,7 +698,6 @@ impl Validator<'_, '_> {
     /// email is an optional channel, so at start the daemon runs without it and pages by SMS
     /// and voice, while `check` and a reload refuse the file.
     fn email_sender(&mut self, raw: &RawEmail, cfg: &EmailConfig) {
-        use crate::notify::email::{EmailError, EmailSender};
         // Each file on its own first, so both are reported when both are missing.
         let mut files_ok = true;
         for (key, path, at) in [
@@ -717,17 +728,15 @@ impl Validator<'_, '_> {
         if !files_ok {
             return;
         }
-        let Err(e) = EmailSender::new(cfg) else {
+        let Err((key, e)) = (self.email_probe)(cfg) else {
             return;
         };
-        let (key, at) = match &e {
-            EmailError::PasswordFile { .. } => ("email.password_file", &raw.password_file),
-            EmailError::CaFile { .. } | EmailError::CaInvalid { .. } => {
-                ("email.ca_file", &raw.ca_file)
-            }
-            EmailError::FromAddress { .. } => ("email.from", &raw.from),
-            EmailError::SendmailNotFound { .. } => ("email.transport", &raw.transport),
-            _ => ("email", &None),
+        let (key, at) = match key {
+            EmailKey::PasswordFile => ("email.password_file", &raw.password_file),
+            EmailKey::CaFile => ("email.ca_file", &raw.ca_file),
+            EmailKey::From => ("email.from", &raw.from),
+            EmailKey::Transport => ("email.transport", &raw.transport),
+            EmailKey::Section => ("email", &None),
         };
         self.r.impaired(
             at.as_ref().and_then(span),
@@ -927,7 +936,7 @@ impl Validator<'_, '_> {
                 });
             }
             if u.rules.is_empty() {
-                rules = crate::escalation::default_rules()
+                rules = crate::config::policy::default_rules()
                     .into_iter()
                     .filter(|r| match r.channel {
                         Channel::Sms | Channel::Voice => phone.is_some(),
@@ -1325,7 +1334,7 @@ impl Validator<'_, '_> {
         &mut self,
         raw: &[RawHeartbeat],
         routes: &[Route],
-    ) -> Vec<crate::heartbeat::Heartbeat> {
+    ) -> Vec<crate::config::heartbeat::Heartbeat> {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for h in raw {
@@ -1359,7 +1368,7 @@ impl Validator<'_, '_> {
             let grace = self.duration(
                 &h.grace,
                 "heartbeats.grace",
-                crate::heartbeat::default_grace(interval),
+                crate::config::heartbeat::default_grace(interval),
             );
             let severity = match &h.severity {
                 None => Severity::Critical,
@@ -1368,7 +1377,7 @@ impl Validator<'_, '_> {
                     Severity::Critical
                 }),
             };
-            out.push(crate::heartbeat::Heartbeat {
+            out.push(crate::config::heartbeat::Heartbeat {
                 id: h.id.get_ref().clone(),
                 interval,
                 grace,
@@ -1389,8 +1398,9 @@ impl Validator<'_, '_> {
         raw: Option<&super::raw::RawSelftest>,
         daemon: &DaemonConfig,
         schedule_ids: &HashSet<&str>,
-    ) -> crate::selftest::SelftestConfig {
-        use crate::selftest::{SelftestConfig, Target, TestSchedule};
+    ) -> crate::config::selftest::SelftestConfig {
+        use crate::config::selftest::{SelftestConfig, Target};
+        use crate::config::test_schedule::TestSchedule;
         let d = SelftestConfig::default();
         let Some(raw) = raw else {
             return d;
@@ -1450,7 +1460,7 @@ impl Validator<'_, '_> {
         }
         let credit_ussd = raw.credit_ussd.as_ref().and_then(|s| {
             let c = s.get_ref().trim().to_string();
-            if crate::modem::driver::valid_ussd_code(&c) {
+            if crate::config::selftest::valid_ussd_code(&c) {
                 Some(c)
             } else {
                 self.r.error(

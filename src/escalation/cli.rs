@@ -44,7 +44,7 @@ pub fn run_simulate(
     policies: &[Policy],
     directory: &Directory,
     overrides: &OverridesBySchedule,
-    standby: &crate::standby::StandbyConfig,
+    standby: &crate::config::standby::StandbyConfig,
     tz: Tz,
     now: DateTime<Utc>,
 ) -> anyhow::Result<String> {
@@ -207,7 +207,7 @@ mod tests {
             routing_key: None,
             at: Some("2026-01-09T21:00".into()),
         };
-        let mut standby = crate::standby::StandbyConfig::default();
+        let mut standby = crate::config::standby::StandbyConfig::default();
         standby.routes.insert(
             "database".into(),
             crate::standby::Settings {

@@ -61,7 +61,7 @@ pub struct Plan {
     pub config: Arc<Config>,
     pub directory: Directory,
     pub policies: HashMap<String, Policy>,
-    /// The channels a transport serves (see [`crate::notify::served_channels`]).
+    /// The channels a transport serves (see [`crate::config::served_channels`]).
     pub served: Vec<Channel>,
 }
 
@@ -78,7 +78,7 @@ impl Plan {
                 rules: u.rules.clone(),
             })
             .collect();
-        let served = crate::notify::served_channels(&config);
+        let served = crate::config::served_channels(&config);
         let directory = Directory::new(contacts, config.schedules.clone())
             .with_channels(served.clone(), config.paging.channels.clone());
         let policies = config

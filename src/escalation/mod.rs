@@ -10,42 +10,27 @@
 //! [`Event`] in the same transaction as the pages it queued. That split is what makes a restart
 //! mid-escalation carry on at the right step and a wall-clock jump never page a step twice.
 //!
-//! The config module builds [`Policy`], [`Route`], [`Contact`] and [`Directory`] from TOML and
-//! reports the errors of [`Policy::new`] and [`check_routes`] at the right line.
+//! The policy and route types themselves are config data (`config::policy`), re-exported here
+//! because the engine and the planner are their main readers; the config module builds them,
+//! [`Contact`] and [`Directory`] from TOML and reports the errors of [`Policy::new`] and
+//! [`check_routes`] at the right line.
 
 mod plan;
-mod policy;
+pub mod reach;
 mod reroute;
+mod route;
 mod state;
 
 pub mod cli;
 pub mod engine;
 
+pub use crate::config::policy::{
+    check_routes, default_rules, route_for, AlertFacts, Error, NotificationRule, Policy, Route,
+    RouteMatch, Step, UrgencyMap,
+};
 pub use plan::{
     on_served_channels, pages_for_user, plan, schedules_used, step_targets, Contact, Directory,
     Plan, PlannedPage, Target,
 };
-pub use policy::{
-    check_routes, default_rules, route_for, AlertFacts, NotificationRule, Policy, Route,
-    RouteMatch, Step, UrgencyMap,
-};
+pub use route::{route_alert, ParsedAlert};
 pub use state::{next_action, Action, EscalationState, Event, Next, Phase};
-
-/// What can be wrong with escalation config. Each variant names the policy or route.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Error {
-    /// `repeat = 0`.
-    #[error(
-        "policy {policy:?}: repeat must be at least 1 (the total number of runs through the steps)"
-    )]
-    ZeroRepeat { policy: String },
-    /// No steps.
-    #[error("policy {policy:?} has no steps; expected at least one [[policies.steps]]")]
-    NoSteps { policy: String },
-    /// A step with neither users nor schedules.
-    #[error("policy {policy:?} step {step} names nobody; expected users or schedules")]
-    EmptyStep { policy: String, step: usize },
-    /// A default route (no `match`) before other routes, which could then never match.
-    #[error("route {route:?} has no match (it is a default route) but route {shadowed:?} comes after it; the default route must come last")]
-    DefaultRouteNotLast { route: String, shadowed: String },
-}

@@ -1,9 +1,10 @@
 //! Heartbeat monitors (dead-man's switches): something pings pagerbox regularly; when the pings
 //! stop, pagerbox opens an incident.
 //!
-//! This module owns the monitors' state (table `heartbeats`, written only through
-//! [`crate::store::Store::call`]), the rules for when a monitor is overdue, and the one task
-//! ([`run`]) that watches the deadlines. It does not own paging: a missed heartbeat becomes an
+//! This module owns the watching of the monitors: the one task ([`run`]) that watches the
+//! deadlines, and the ping path. The monitors' settings and the pure rules below live with the
+//! `[[heartbeats]]` config (`config::heartbeat`, re-exported here), their state with its table
+//! (`store::heartbeats`, written only through [`crate::store::Store::call`]). It does not own paging: a missed heartbeat becomes an
 //! ordinary alert (dedup key `heartbeat:<id>`) applied through the store exactly as intake applies
 //! one, on the route the monitor names, so escalation, grouping and acks work as for any alert.
 //! HTTP and UDP pings arrive through intake, which calls [`ping`].
@@ -40,98 +41,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::incident::{IncidentId, Severity};
+use crate::incident::IncidentId;
 use crate::store::{Store, StoreError};
+
+pub use crate::config::heartbeat::{default_grace, resume, Heartbeat, Resume};
+pub use crate::store::heartbeats::{HeartbeatStatus, State};
 
 /// The longest the watcher sleeps without recording that it is alive. Shorter for monitors with
 /// short intervals (half the shortest interval), so the downtime measured at restart is close.
 pub const ALIVE_TICK_MAX: Duration = Duration::from_secs(60);
 /// The shortest alive tick, whatever the intervals.
 const ALIVE_TICK_MIN: Duration = Duration::from_millis(250);
-
-/// One `[[heartbeats]]` entry, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Heartbeat {
-    /// The id senders ping (`POST /v1/heartbeats/{id}`, UDP `heartbeat {id}`).
-    pub id: String,
-    /// How often the sender pings.
-    pub interval: Duration,
-    /// Slack after the interval before the ping counts as missed.
-    pub grace: Duration,
-    /// The route (by id) whose policy is paged when the heartbeat is missed.
-    pub route: String,
-    /// Summary of the incident; `None` says which heartbeat was missed.
-    pub summary: Option<String>,
-    /// Severity of the incident (default critical: a dead watchdog means blind monitoring).
-    pub severity: Severity,
-    /// Service of the incident (default: the heartbeat id).
-    pub service: Option<String>,
-}
-
-impl Heartbeat {
-    /// `interval + grace`: the longest a ping may take to arrive.
-    pub fn window(&self) -> Duration {
-        self.interval.saturating_add(self.grace)
-    }
-
-    /// The dedup key of the monitor's incident, so a miss opens one incident and a ping
-    /// resolves exactly that one.
-    pub fn dedup_key(&self) -> String {
-        format!("heartbeat:{}", self.id)
-    }
-}
-
-/// The grace used when the config gives none: a tenth of the interval, but at least 30 seconds
-/// (or the interval itself, when that is shorter), for jitter of cron and network.
-pub fn default_grace(interval: Duration) -> Duration {
-    (interval / 10).max(interval.min(Duration::from_secs(30)))
-}
-
-/// Whether a monitor is waiting for its next ping or has missed it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    /// Pinged (or just configured) and the deadline is ahead.
-    Ok,
-    /// The deadline passed; an incident was triggered; the next ping makes it `Ok`.
-    Late,
-}
-
-/// What a restart does with a monitor that was `Ok` when pagerbox stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resume {
-    /// Leave the deadline as it is (ahead, or passed while pagerbox was up: the checker fires).
-    Keep,
-    /// The deadline passed during a short downtime: wait until this new deadline instead.
-    Extend(DateTime<Utc>),
-    /// Pagerbox was down longer than the interval: fire now.
-    Fire {
-        /// When pagerbox was last known running.
-        down_since: DateTime<Utc>,
-    },
-}
-
-/// The restart rule (see the module doc), pure: `due_at` is the stored deadline, `alive_at` the
-/// last instant the watcher was known to run (`None`: never), `now` the start.
-pub fn resume(
-    due_at: DateTime<Utc>,
-    alive_at: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-    hb: &Heartbeat,
-) -> Resume {
-    let Some(alive) = alive_at else {
-        return Resume::Keep;
-    };
-    if due_at > now || due_at <= alive {
-        return Resume::Keep;
-    }
-    let down = (now - alive).to_std().unwrap_or_default();
-    if down <= hb.interval {
-        Resume::Extend(crate::clock::add(now, hb.window()))
-    } else {
-        Resume::Fire { down_since: alive }
-    }
-}
 
 /// What went wrong with a heartbeat request.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -163,33 +83,6 @@ pub struct Ping {
     pub due_at: DateTime<Utc>,
     /// The incident this ping resolved, if the monitor was late.
     pub resolved_incident: Option<IncidentId>,
-}
-
-/// A monitor's state, for `GET /v1/heartbeats` and `pagerbox heartbeat list`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct HeartbeatStatus {
-    /// The monitor's id.
-    pub id: String,
-    /// `ok` (waiting for the next ping) or `late` (missed; incident triggered).
-    pub state: State,
-    /// When pagerbox started watching it.
-    pub since: DateTime<Utc>,
-    /// The last ping, if any.
-    pub last_ping: Option<DateTime<Utc>>,
-    /// Who sent the last ping (UDP: the address; HTTP: `http` and the client's product name).
-    pub last_ping_from: Option<String>,
-    /// Pings received since pagerbox started watching it.
-    pub pings: i64,
-    /// The next ping is due by then (past while late).
-    pub due_at: DateTime<Utc>,
-    /// The incident opened by the current miss, while late.
-    pub incident_id: Option<IncidentId>,
-    /// The configured interval.
-    pub interval_seconds: f64,
-    /// The configured grace.
-    pub grace_seconds: f64,
-    /// The route a miss is paged on.
-    pub route: String,
 }
 
 /// Records a ping for monitor `id` from `from` (an address or name, shown on the timeline of a

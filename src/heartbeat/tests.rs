@@ -5,7 +5,7 @@ use rusqlite::Connection;
 
 use super::*;
 use crate::clock::ManualClock;
-use crate::incident::Status;
+use crate::incident::{Severity, Status};
 use crate::store::heartbeats as sql;
 use crate::store::schema::migrate;
 

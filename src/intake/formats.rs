@@ -16,26 +16,12 @@ pub mod victorops;
 use serde::Deserialize;
 use serde_json::Value;
 
+pub use crate::escalation::ParsedAlert;
 use crate::incident::{Link, Severity};
 use crate::store::{AlertAction, ChangeInput};
 
 /// Longest summary kept (PagerDuty's own limit); longer ones are cut, not refused.
 pub const MAX_SUMMARY_CHARS: usize = 1024;
-
-/// An alert read from any format, before routing.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ParsedAlert {
-    pub action: AlertAction,
-    pub dedup_key: Option<String>,
-    pub summary: String,
-    pub severity: Severity,
-    pub source: Option<String>,
-    pub service: Option<String>,
-    pub details: Value,
-    pub links: Vec<Link>,
-    /// PagerDuty routing key, if the format has one.
-    pub routing_key: Option<String>,
-}
 
 /// Why a body cannot be accepted. A body that fails here will never be accepted, so it is
 /// answered 4xx.

@@ -7,19 +7,8 @@
 //! store has committed the incident and its timeline event; anything that might succeed later is
 //! answered 5xx/429 so the sender retries; 4xx only for a body that will never be accepted.
 
-pub mod exposure;
 pub mod formats;
-pub mod guard;
-pub mod heartbeats;
-pub mod http;
-pub mod oncall;
-pub mod opsgenie;
-pub mod reports;
-pub mod selftest;
-pub mod server;
-pub mod silences;
 pub mod udp;
-pub mod victorops;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -28,10 +17,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use crate::config::{Config, Secret};
-use crate::escalation::{route_for, AlertFacts};
+use crate::escalation::{route_alert, ParsedAlert};
 use crate::incident::Actor;
 use crate::store::{AlertInput, Store};
-use formats::ParsedAlert;
 
 /// Counters of what intake saw, for logs, `/healthz` and later `/metrics`.
 #[derive(Debug, Default)]
@@ -115,32 +103,6 @@ pub fn publish_token(tx: &watch::Sender<Option<Arc<Secret>>>, token: Option<Arc<
         }
         !same
     })
-}
-
-/// Routes one alert with `config`: the first matching route gives the policy and pre-page delay.
-pub fn route_alert(config: &Config, p: ParsedAlert, actor: Actor) -> AlertInput {
-    let facts = AlertFacts {
-        service: p.service.as_deref(),
-        severity: p.severity,
-        source: p.source.as_deref(),
-        routing_key: p.routing_key.as_deref(),
-    };
-    let route = route_for(&config.routes, &facts);
-    AlertInput {
-        action: p.action,
-        dedup_key: p.dedup_key,
-        summary: p.summary,
-        severity: p.severity,
-        source: p.source,
-        service: p.service,
-        details: p.details,
-        links: p.links,
-        route: route.map(|r| r.id.clone()),
-        policy: route.map(|r| r.policy.clone()),
-        pre_page_delay: route.map(|r| r.pre_page_delay).unwrap_or_default(),
-        page: true,
-        actor,
-    }
 }
 
 /// True if `presented` is `secret`. Compares digests so the time taken does not depend on how

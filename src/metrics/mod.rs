@@ -13,8 +13,6 @@
 //!
 //! Every name starts with `pagerbox_`; the list is in README.md ("Metrics").
 
-pub mod scrape;
-
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,9 +25,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::health::PagingHealth;
 use crate::incident::{Channel, Status};
 use crate::modem::{Health, HealthState};
-use crate::notify::sender::PagingHealth;
 
 /// The prefix of every metric name.
 const PREFIX: &str = "pagerbox";
@@ -241,7 +239,7 @@ struct Inner {
     started: DateTime<Utc>,
 }
 
-/// The HTTP server's connection limit at work (see `intake::server`).
+/// The HTTP server's connection limit at work (see `api::server`).
 #[derive(Default)]
 struct HttpConnectionMetrics {
     open: Gauge,
@@ -407,6 +405,13 @@ impl Metrics {
     }
 }
 
+/// The store thread times its commits into `pagerbox_store_commit_seconds`.
+impl crate::store::CommitTimer for Metrics {
+    fn commit_took(&self, took: Duration) {
+        self.store_commit(took);
+    }
+}
+
 /// The levels read at scrape time from their owners. `None` where a part does not exist (no
 /// modem) or could not be read (store failing): those metrics are left out rather than shown
 /// as a misleading zero.
@@ -425,7 +430,7 @@ pub struct Snapshot {
     /// Which paging channels can send.
     pub paging: Option<PagingHealth>,
     /// Standby behind a cloud pager, when the daemon runs it.
-    pub standby: Option<crate::standby::Status>,
+    pub standby: Option<crate::health::Status>,
 }
 
 fn gauge(registry: &mut Registry, name: &str, help: &str, value: i64) {
@@ -575,12 +580,12 @@ fn levels(s: &Snapshot, started: DateTime<Utc>) -> Registry {
             "Incidents whose first page is held while the cloud pager has its grace",
             sb.held,
         );
-        if sb.reachability != crate::standby::Reachability::NotAsked {
+        if sb.reachability != crate::health::Reachability::NotAsked {
             gauge(
                 &mut r,
                 "standby_upstream_reachable",
                 "1 when the last check of the cloud pager got an answer",
-                i64::from(sb.reachability == crate::standby::Reachability::Reachable),
+                i64::from(sb.reachability == crate::health::Reachability::Reachable),
             );
         }
         if let Some(t) = sb.last_success {

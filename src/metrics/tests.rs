@@ -257,10 +257,10 @@ fn store_outcomes_map_to_counted_outcomes() {
     assert_eq!(AlertOutcome::StoreFailure.as_str(), "store_failure");
 }
 
-fn pagerbox_standby() -> crate::standby::Status {
-    crate::standby::Status {
+fn pagerbox_standby() -> crate::health::Status {
+    crate::health::Status {
         enabled: true,
-        reachability: crate::standby::Reachability::Reachable,
+        reachability: crate::health::Reachability::Reachable,
         last_success: Some(at()),
         held: 4,
         grace: Duration::from_secs(300),

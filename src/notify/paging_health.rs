@@ -1,8 +1,10 @@
 //! Whether pages can go out right now, per channel: one task keeps the published
-//! [`PagingHealth`] current for the senders, `/healthz`, the LED and the logs.
+//! [`PagingHealth`] current for `/healthz`, `/metrics`, the status page, the LED and the logs.
 //!
-//! The verdict is the transports' own readiness (see [`super::sender::health`]); this task only
-//! decides when to ask again and says loudly when paging becomes impaired or recovers.
+//! This task is the only publisher. The verdict is the transports' own readiness (see
+//! [`super::sender::health`]); the task decides when to ask again (a modem health change, a
+//! sender's [`Recheck`], every few seconds for email) and alone says loudly when paging becomes
+//! impaired or recovers, so an impairment reported is always followed by its recovery line.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,12 +15,29 @@ use tokio_util::sync::CancellationToken;
 use super::sender::{PagingHealth, Transport};
 use crate::modem::Health;
 
-/// Keeps the published paging health current: recomputed when the modem's health changes, and
-/// every few seconds for the channels that have no watch of their own (email).
+/// A sender's request to look at the transports again now (after an attempt, a readiness
+/// change): the senders see a channel fail first, and `/healthz` should not lag them.
+pub type Recheck = Arc<tokio::sync::Notify>;
+
+/// The paging health watch, starting from the transports' readiness now.
+pub fn channel(
+    transports: &[Arc<dyn Transport>],
+) -> (
+    Arc<watch::Sender<PagingHealth>>,
+    watch::Receiver<PagingHealth>,
+) {
+    let (tx, rx) = watch::channel(super::sender::health(transports));
+    (Arc::new(tx), rx)
+}
+
+/// Keeps the published paging health current: recomputed when the modem's health changes, when
+/// a sender asks (`recheck`), and every few seconds for the channels that have no watch of their
+/// own (email).
 pub async fn run(
     transports: Arc<Vec<Arc<dyn Transport>>>,
     mut modem: Option<watch::Receiver<Health>>,
     tx: Arc<watch::Sender<PagingHealth>>,
+    recheck: Recheck,
     beat: crate::supervisor::Heartbeat,
     shutdown: CancellationToken,
 ) {
@@ -51,6 +70,7 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             alive = modem_changed => if !alive { modem = None },
+            _ = recheck.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
     }

@@ -26,6 +26,8 @@ use crate::store::kinds::EventKind;
 use crate::store::outbox::{self, Attempt, Page, PageKind};
 use crate::store::{Store, StoreError};
 
+pub use crate::health::PagingHealth;
+
 /// How much longer than its transport's timeout a claim holds a row: room for loading the
 /// incidents before the send and recording the outcome after it.
 pub const LEASE_MARGIN: Duration = Duration::from_secs(60);
@@ -222,29 +224,6 @@ where
     }
 }
 
-/// Whether paging works, for `/healthz`, logs and the LED.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
-pub struct PagingHealth {
-    /// Channels that can send now.
-    pub ready: Vec<Channel>,
-    /// Channels that cannot, with why.
-    pub down: Vec<(Channel, String)>,
-}
-
-impl PagingHealth {
-    /// No channel can send: pages are queued and retried, but nobody is reached.
-    pub fn impaired(&self) -> bool {
-        self.ready.is_empty()
-    }
-
-    /// Every channel a transport serves, ready or not (the outbox rows that can be sent).
-    pub fn channels(&self) -> Vec<Channel> {
-        let mut out = self.ready.clone();
-        out.extend(self.down.iter().map(|(c, _)| *c));
-        out
-    }
-}
-
 /// Computes the current paging health from the transports.
 pub fn health(transports: &[Arc<dyn Transport>]) -> PagingHealth {
     let mut h = PagingHealth::default();
@@ -354,7 +333,9 @@ pub fn after_failure(
 pub struct PairGate(#[cfg(feature = "ha")] pub Option<crate::ha::pair::Gate>);
 
 /// Runs the sender for `transport` until `shutdown`. Each recorded attempt is counted in
-/// `metrics` (pages by channel and outcome; queued-to-sent latency of pages).
+/// `metrics` (pages by channel and outcome; queued-to-sent latency of pages). Paging health is
+/// not the sender's to publish: on every turn it asks the paging-health task to look again
+/// (`recheck`, see [`super::paging_health`]), which owns the verdict and its log lines.
 // Each argument is a different owner's handle; a struct would only rename them.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
@@ -362,7 +343,7 @@ pub async fn run(
     all: Arc<Vec<Arc<dyn Transport>>>,
     store: Store,
     config: watch::Receiver<Arc<Config>>,
-    health_tx: Arc<watch::Sender<PagingHealth>>,
+    recheck: super::paging_health::Recheck,
     beat: crate::supervisor::Heartbeat,
     shutdown: CancellationToken,
     metrics: Metrics,
@@ -372,7 +353,7 @@ pub async fn run(
         all,
         store,
         config,
-        health_tx,
+        recheck,
         beat,
         shutdown,
         metrics,
@@ -388,7 +369,7 @@ pub async fn run_paired(
     all: Arc<Vec<Arc<dyn Transport>>>,
     store: Store,
     config: watch::Receiver<Arc<Config>>,
-    health_tx: Arc<watch::Sender<PagingHealth>>,
+    recheck: super::paging_health::Recheck,
     beat: crate::supervisor::Heartbeat,
     shutdown: CancellationToken,
     metrics: Metrics,
@@ -403,7 +384,6 @@ pub async fn run_paired(
     // `channel_start_wait`), and whether it was ready at the last look (to wake on its return).
     let mut been_ready = false;
     let mut was_ready = true;
-    let mut said_impaired = false;
     loop {
         beat.beat();
         if shutdown.is_cancelled() {
@@ -412,24 +392,7 @@ pub async fn run_paired(
         if let Some(r) = readiness.as_mut() {
             r.borrow_and_update();
         }
-        let h = health(&all);
-        health_tx.send_if_modified(|old| {
-            if *old != h {
-                if h.impaired() {
-                    tracing::error!(down = ?h.down, "paging impaired: no channel can send; pages are kept and retried");
-                    said_impaired = true;
-                } else if said_impaired {
-                    // Only after a reported impairment: the first health at start is not a
-                    // recovery.
-                    tracing::info!(ready = ?h.ready, "paging restored");
-                    said_impaired = false;
-                }
-                *old = h.clone();
-                true
-            } else {
-                false
-            }
-        });
+        recheck.notify_one();
         let ready = transport.ready().is_ok();
         if ready && !was_ready {
             // The channel is back: pages that wait on it because of a failure go now.

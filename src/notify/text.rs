@@ -6,12 +6,7 @@
 //! because they are what the person needs to act.
 
 use crate::incident::{Incident, Severity};
-use crate::modem::pdu::plan_parts;
-
-/// Fits `text` in at most `max_parts` SMS.
-pub fn fits(text: &str, max_parts: usize) -> bool {
-    plan_parts(text).parts <= max_parts.max(1)
-}
+use crate::modem::pdu::fits;
 
 /// Cuts `summary` to the longest word-boundary prefix for which `make(prefix)` fits.
 fn fit_summary(summary: &str, max_parts: usize, make: impl Fn(&str) -> String) -> String {
@@ -139,6 +134,7 @@ pub fn status_update(incident: &Incident, what: &str) -> String {
 mod tests {
     use super::*;
     use crate::incident::Status;
+    use crate::modem::pdu::plan_parts;
     use chrono::Utc;
 
     fn incident(id: i64, service: Option<&str>, summary: &str) -> Incident {

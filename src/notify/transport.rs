@@ -1,5 +1,7 @@
 //! The concrete transports: SMS and voice over the modem, and email over SMTP or sendmail.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +15,7 @@ use super::sender::{
     CallMiss, Delivered, EmailSetupError, Outgoing, SendError, SendFuture, Transport, Unavailable,
 };
 use crate::config::Config;
-use crate::incident::Channel;
+use crate::incident::{Channel, IncidentId};
 use crate::modem::{CallOptions, CallOutcome, Health, HealthState, Modem, ModemError};
 use crate::store::outbox::PageKind;
 
@@ -146,6 +148,20 @@ impl Transport for ModemSms {
     }
 }
 
+/// Where a "1" pressed during a voice page is taken: the ack task, which records the
+/// acknowledgement with its confirmation SMS exactly like an SMS reply. A trait rather than the
+/// ack task's handle so that notify does not depend on ack (ack routes alerts through escalation,
+/// which writes pages with notify's text).
+pub trait KeypadAck: Send + Sync {
+    /// Acknowledges `incident` for `user`, who pressed "1" during its page; the error says why
+    /// it could not be recorded.
+    fn keypad_ack<'a>(&'a self, user: &'a str, incident: IncidentId) -> KeypadAckFuture<'a>;
+}
+
+/// The answer of [`KeypadAck::keypad_ack`].
+pub type KeypadAckFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>> + Send + 'a>>;
+
 /// Voice calls through the modem: ring, speak the page where the modem can, listen for "1".
 pub struct ModemVoice {
     pub modem: Modem,
@@ -153,7 +169,7 @@ pub struct ModemVoice {
     pub ring_for: Duration,
     /// Where a "1" pressed during the call is taken as an acknowledgement (with a confirmation
     /// SMS), exactly like an SMS reply.
-    pub ack: crate::ack::AckHandle,
+    pub ack: Arc<dyn KeypadAck>,
 }
 
 impl Transport for ModemVoice {
@@ -187,7 +203,7 @@ impl Transport for ModemVoice {
                     let pressed_one = dtmf == Some('1') && msg.page.kind == PageKind::Page;
                     if pressed_one {
                         if let (Some(user), Some(id)) = (&msg.page.user_id, msg.page.incident_id) {
-                            if let Err(e) = self.ack.dtmf_ack(user, id).await {
+                            if let Err(e) = self.ack.keypad_ack(user, id).await {
                                 tracing::error!(incident = id, error = %e, "cannot record a DTMF acknowledgement");
                             }
                         }

@@ -30,15 +30,15 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, Secret};
+use crate::config::Config;
 use crate::store::outbound::{self as queue, Claim, Outcome};
 use crate::store::Store;
 use client::Answer;
 
-/// Pending notifications kept per destination before the oldest are dropped.
-pub const DEFAULT_MAX_QUEUED: usize = 100;
-/// Header carrying `sha256=<hex>` on generic webhooks.
-pub const DEFAULT_SIGNATURE_HEADER: &str = "X-Pagerbox-Signature";
+pub use crate::config::outbound::{
+    Destination, Event, Kind, DEFAULT_MAX_QUEUED, DEFAULT_SIGNATURE_HEADER,
+};
+
 /// Header carrying the Unix time (seconds) that is part of the signed bytes.
 pub const TIMESTAMP_HEADER: &str = "X-Pagerbox-Timestamp";
 /// Longest a destination task sleeps without looking at its queue again.
@@ -49,94 +49,7 @@ const MAX_IDLE: Duration = Duration::from_secs(30);
 /// Notifications are not latency-critical; pages are.
 pub const FAN_OUT_DELAY: Duration = Duration::from_millis(250);
 
-/// Which receiver format a destination speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Slack incoming webhook.
-    Slack,
-    /// Microsoft Teams Workflows webhook (Adaptive Card).
-    Teams,
-    /// pagerbox's JSON document, signed with HMAC-SHA256.
-    Webhook,
-}
-
-impl Kind {
-    /// The config spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Slack => "slack",
-            Kind::Teams => "teams",
-            Kind::Webhook => "webhook",
-        }
-    }
-}
-
-/// An incident transition that can be announced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Event {
-    Trigger,
-    Acknowledge,
-    Resolve,
-}
-
-impl Event {
-    /// The config spelling (`events = ["trigger", ...]`).
-    pub fn from_config(s: &str) -> Option<Event> {
-        match s {
-            "trigger" => Some(Event::Trigger),
-            "acknowledge" => Some(Event::Acknowledge),
-            "resolve" => Some(Event::Resolve),
-            _ => None,
-        }
-    }
-
-    /// The timeline event kind written by the store for this transition.
-    pub fn from_timeline(kind: &str) -> Option<Event> {
-        match kind {
-            "triggered" => Some(Event::Trigger),
-            "acknowledged" => Some(Event::Acknowledge),
-            "resolved" => Some(Event::Resolve),
-            _ => None,
-        }
-    }
-
-    /// The name receivers see: `incident.triggered`, `incident.acknowledged`, `incident.resolved`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Event::Trigger => "incident.triggered",
-            Event::Acknowledge => "incident.acknowledged",
-            Event::Resolve => "incident.resolved",
-        }
-    }
-}
-
-/// One `[[outbound]]` destination.
-#[derive(Debug, Clone)]
-pub struct Destination {
-    /// Names the destination's queue (the outbox `address`); stable across restarts.
-    pub id: String,
-    pub kind: Kind,
-    /// A credential for Slack and Teams: never logged (its `Debug` hides it).
-    pub url: Secret,
-    /// HMAC-SHA256 key; required for `webhook`, unused otherwise.
-    pub secret: Option<Secret>,
-    /// Header for `sha256=<hex>`.
-    pub signature_header: String,
-    /// Route ids whose incidents are announced; empty means every incident.
-    pub routes: Vec<String>,
-    pub events: Vec<Event>,
-    /// Pending notifications kept before the oldest are dropped.
-    pub max_queued: usize,
-    /// Hard limit on one POST, connect included.
-    pub timeout: Duration,
-}
-
 impl Destination {
-    /// Whether an incident on `route` is announced here.
-    pub fn wants_route(&self, route: Option<&str>) -> bool {
-        self.routes.is_empty() || route.is_some_and(|r| self.routes.iter().any(|x| x == r))
-    }
-
     /// The headers for one POST of `body` at Unix time `timestamp`: the signature pair for
     /// generic webhooks, nothing extra for Slack and Teams.
     pub fn headers(&self, body: &str, timestamp: i64) -> Vec<(String, String)> {
@@ -184,7 +97,7 @@ pub async fn run(
             }
         }
         let dests = Arc::new(current.outbound.clone());
-        let r = store.outbound_fan_out(dests).await;
+        let r = store.outbound_fan_out(dests, payload::render).await;
         match r {
             Ok(n) if n > 0 => tracing::debug!(queued = n, "outbound notifications queued"),
             Ok(_) => {}
@@ -335,6 +248,7 @@ fn log(dest: &Destination, row: &queue::Row, o: &Outcome) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Secret;
     use chrono::TimeZone;
 
     fn webhook() -> Destination {

@@ -24,17 +24,8 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use super::{Event, Kind};
-use crate::incident::{Incident, Severity, Status};
-
-/// One outbound notification: an incident as it stood at one of its transitions.
-#[derive(Debug, Clone)]
-pub struct Notice {
-    pub event: Event,
-    /// The incident as of the event: status and ack/resolve details match `event`.
-    pub incident: Incident,
-    /// When the transition happened.
-    pub at: DateTime<Utc>,
-}
+use crate::incident::{Severity, Status};
+pub use crate::store::outbound::Notice;
 
 /// Slack's limit on a section block's text.
 const SLACK_SECTION_MAX: usize = 3000;
@@ -284,6 +275,7 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::incident::Incident;
     use crate::incident::{Link, Transition};
     use chrono::TimeZone;
 

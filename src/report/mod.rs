@@ -9,7 +9,7 @@
 //! This module owns the shape of both and nothing else: [`gather`] reads one incident's rows from
 //! the store (inside a [`crate::store::Store::call`]; it never writes), [`markdown`] renders a
 //! report (pure), [`stats`] aggregates rows (pure). The HTTP endpoints live in
-//! `intake::reports`, the CLI in `cli::report`.
+//! `api::reports`, the CLI in `cli::report`.
 //!
 //! Phone numbers and email addresses never appear whole in a report: a report is pasted into
 //! tickets and wikis. Pages name the person (user id and name) and show a masked address.

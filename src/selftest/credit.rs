@@ -7,10 +7,6 @@
 
 use regex::Regex;
 
-/// The default pattern: the first number in the answer, with an optional minus sign and
-/// decimal part.
-pub const DEFAULT_PATTERN: &str = r"(-?\d+(?:[.,]\d+)*)";
-
 /// The amount `pattern` finds in `text`; `None` if it matches nothing or no number.
 pub fn parse_amount(text: &str, pattern: &Regex) -> Option<f64> {
     let caps = pattern.captures(text)?;
@@ -43,7 +39,7 @@ mod tests {
     use super::*;
 
     fn default() -> Regex {
-        Regex::new(DEFAULT_PATTERN).unwrap()
+        Regex::new(crate::config::selftest::DEFAULT_CREDIT_PATTERN).unwrap()
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //!   `selftest:run`, the next good run resolves it.
 //! - [`credit`]: pure: the balance in a USSD answer, by the configured pattern.
 //! - [`render`]: the CLI's text form of a run. The `/v1/selftest` handlers live with the other
-//!   HTTP handlers in `intake::selftest`.
+//!   HTTP handlers in `api::selftest`.
 //!
 //! What this module does not do: talk AT itself (it asks [`crate::modem::Modem`]), or send
 //! pages (the outbox and its senders do; the test SMS is an ordinary outbox row).
@@ -25,19 +25,16 @@ pub mod hysteresis;
 pub mod monitor;
 pub mod render;
 pub mod runner;
-pub mod schedule;
 
-use std::time::Duration;
-
-use serde::{Deserialize, Serialize};
-
-use crate::config::{Config, PhoneNumber};
+use crate::config::Config;
+use crate::escalation::{route_alert, ParsedAlert};
 use crate::incident::{Actor, Severity};
-use crate::intake::formats::ParsedAlert;
 use crate::store::{AlertAction, Store};
 
+pub use crate::config::selftest::{SelftestConfig, Target};
+pub use crate::config::test_schedule::{self as schedule, TestSchedule};
+pub use crate::store::selftest_runs::{Outcome, Run, Step, Trigger};
 pub use runner::{spawn, Inbox, SelftestHandle};
-pub use schedule::TestSchedule;
 
 /// Dedup key of the incident raised while the modem cannot page.
 pub const MODEM_KEY: &str = "selftest:modem";
@@ -47,146 +44,6 @@ pub const CREDIT_KEY: &str = "selftest:credit";
 pub const RUN_KEY: &str = "selftest:run";
 /// The `service` of self-test incidents, for routes to match on.
 pub const SERVICE: &str = "pagerbox";
-
-/// Who the test SMS goes to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// A fixed number (a second SIM, or a person).
-    Number(PhoneNumber),
-    /// Whoever is on call on this schedule when the test runs.
-    OnCall(String),
-}
-
-/// `[selftest]`, validated. Without the section nothing is monitored or scheduled, but a
-/// self-test can still be run on demand (it then stops before the SMS step).
-#[derive(Debug, Clone)]
-pub struct SelftestConfig {
-    /// The `[selftest]` section is present: monitor, and run the schedule.
-    pub enabled: bool,
-    /// When the scheduled test page is due; `None`: only on demand.
-    pub schedule: Option<TestSchedule>,
-    /// Who the test SMS goes to; `None`: no SMS step.
-    pub target: Option<Target>,
-    /// A second SIM that answers the test SMS; the loop closes when an SMS from it carries
-    /// the test code within `reply_timeout`.
-    pub expect_reply_from: Option<PhoneNumber>,
-    /// How long to wait for that reply.
-    pub reply_timeout: Duration,
-    /// How long the test SMS may take from queueing to `+CMGS`.
-    pub submit_timeout: Duration,
-    /// How long to wait for the delivery report (when `modem.delivery_reports`).
-    pub delivery_timeout: Duration,
-    /// USSD code that answers with the prepaid balance, e.g. `*100#`.
-    pub credit_ussd: Option<String>,
-    /// Finds the amount in the answer (first capture group, or the whole match).
-    pub credit_pattern: regex::Regex,
-    /// Below this the credit is an incident; `None`: only reported.
-    pub credit_min: Option<f64>,
-    /// How often the monitor checks the credit.
-    pub credit_interval: Duration,
-    /// How long to wait for a USSD answer.
-    pub ussd_timeout: Duration,
-    /// A signal weaker than this counts as impaired.
-    pub min_signal_dbm: i32,
-    /// How long an impairment must last before it is raised.
-    pub grace: Duration,
-    /// How long health must hold before the incident is resolved.
-    pub recover: Duration,
-    /// How often the monitor looks (also at the signal, with one status query).
-    pub check_interval: Duration,
-}
-
-impl Default for SelftestConfig {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            schedule: None,
-            target: None,
-            expect_reply_from: None,
-            reply_timeout: Duration::from_secs(300),
-            submit_timeout: Duration::from_secs(180),
-            delivery_timeout: Duration::from_secs(120),
-            credit_ussd: None,
-            credit_pattern: regex::Regex::new(credit::DEFAULT_PATTERN).expect("default pattern"),
-            credit_min: None,
-            credit_interval: Duration::from_secs(24 * 3600),
-            ussd_timeout: Duration::from_secs(30),
-            min_signal_dbm: -107,
-            grace: Duration::from_secs(300),
-            recover: Duration::from_secs(120),
-            check_interval: Duration::from_secs(60),
-        }
-    }
-}
-
-/// One step of a run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Step {
-    /// Stable id: `at`, `sim`, `registration`, `signal`, `credit`, `sms`, `delivered`, `reply`.
-    pub id: String,
-    /// What was checked, for people.
-    pub name: String,
-    /// `ok`, `failed` or `skipped`.
-    pub outcome: Outcome,
-    /// What was found (operator, dBm, balance, message reference, why it failed).
-    pub detail: String,
-    /// How long the step took.
-    pub ms: u64,
-    /// When it ended, counted from the start of the run.
-    pub at_ms: u64,
-}
-
-/// The outcome of one step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// Checked and fine.
-    Ok,
-    /// Checked and not fine: the run fails.
-    Failed,
-    /// Not checked, because an earlier step failed.
-    Skipped,
-}
-
-/// What started a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Trigger {
-    /// `POST /v1/selftest` / `pagerbox selftest`.
-    Manual,
-    /// `[selftest] schedule`.
-    Schedule,
-}
-
-impl Trigger {
-    /// The stored word.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Manual => "manual",
-            Trigger::Schedule => "schedule",
-        }
-    }
-}
-
-/// A finished run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Run {
-    /// Store id (0 if it could not be stored).
-    pub id: i64,
-    /// What started it.
-    pub trigger: Trigger,
-    /// The code carried by the test SMS (and expected in the reply).
-    pub code: String,
-    /// When it started and ended.
-    pub started_at: chrono::DateTime<chrono::Utc>,
-    pub finished_at: chrono::DateTime<chrono::Utc>,
-    /// Every step passed (skipped ones aside).
-    pub ok: bool,
-    /// The first failed step's id.
-    pub failed_step: Option<String>,
-    /// The steps in order.
-    pub steps: Vec<Step>,
-}
 
 /// Errors of the self-test tasks and their handle.
 #[derive(Debug, thiserror::Error)]
@@ -241,6 +98,6 @@ pub async fn set_incident(
         links: Vec::new(),
         routing_key: None,
     };
-    let input = crate::intake::route_alert(config, parsed, Actor::new("selftest", "selftest"));
+    let input = route_alert(config, parsed, Actor::new("selftest", "selftest"));
     store.apply_alert(input).await.map(|_| ())
 }

@@ -3,7 +3,7 @@
 //! A [`Silence`] is a time window plus a condition on the incident (an optional service and
 //! Alertmanager-style [`Matcher`]s). It comes from the config (`[[silences]]`, maintenance windows
 //! planned in advance) or is added at run time over HTTP or the CLI (kept in SQLite by
-//! [`crate::store::silences`]). This module owns the pure parts (parsing matchers, matching an
+//! the store's `silences` table). This module owns the pure parts (parsing matchers, matching an
 //! incident, window math); it does not decide when to page: the escalation engine asks
 //! [`holding`] before it pages a step.
 //!

@@ -9,44 +9,7 @@
 use std::time::Duration;
 
 use super::Upstream;
-
-/// What the upstream said about one incident.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answer {
-    /// Open and nobody has acknowledged it yet.
-    Triggered,
-    /// Acknowledged there, by this person (the name the upstream shows).
-    Acknowledged { by: String },
-    /// Resolved (closed) there, by this person.
-    Resolved { by: String },
-    /// The upstream answered but does not know the incident (yet).
-    Unknown,
-}
-
-/// The outcome of one check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Check {
-    /// The upstream answered.
-    Answered(Answer),
-    /// No usable answer: refused, timed out, an HTTP error, a body we cannot read.
-    Failed { error: String },
-}
-
-impl Check {
-    /// Whether this check counts towards the consecutive failures that end a hold early. An
-    /// upstream that does not know the incident counts: it cannot get anyone to acknowledge it.
-    pub fn is_failure(&self) -> bool {
-        matches!(
-            self,
-            Check::Failed { .. } | Check::Answered(Answer::Unknown)
-        )
-    }
-
-    /// Whether the upstream could be reached at all.
-    pub fn reached(&self) -> bool {
-        matches!(self, Check::Answered(_))
-    }
-}
+pub use crate::store::standby::{Answer, Check, Mirror, PageReason};
 
 /// What is known about one held incident when deciding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,48 +24,6 @@ pub struct Facts<'a> {
     pub failures: u32,
     /// Consecutive failures that end the hold before the grace; 0: only the grace ends it.
     pub max_failures: u32,
-}
-
-/// Why pagerbox pages itself for an incident the upstream was supposed to handle.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PageReason {
-    /// Still triggered upstream when the grace ended.
-    NotAcknowledged { upstream: Upstream, grace: Duration },
-    /// The upstream did not know the incident when the grace ended.
-    UnknownUpstream { upstream: Upstream },
-    /// The upstream could not be asked (at the grace end, or `failures` times in a row).
-    Unreachable { upstream: Upstream, failures: u32 },
-    /// No check finished before the grace ended.
-    NoAnswer { upstream: Upstream, grace: Duration },
-}
-
-impl PageReason {
-    /// One short sentence for the SMS and the timeline (GSM-7 only, so the page stays one part
-    /// whenever it can).
-    pub fn describe(&self) -> String {
-        let g = |d: &Duration| humantime::format_duration(*d).to_string();
-        match self {
-            PageReason::NotAcknowledged { upstream, grace } => {
-                format!("{} not acked in {}", upstream.name(), g(grace))
-            }
-            PageReason::UnknownUpstream { upstream } => {
-                format!("{} does not know this alert", upstream.name())
-            }
-            PageReason::Unreachable { upstream, failures } => {
-                format!("{} unreachable ({failures} failed checks)", upstream.name())
-            }
-            PageReason::NoAnswer { upstream, grace } => {
-                format!("no answer from {} in {}", upstream.name(), g(grace))
-            }
-        }
-    }
-}
-
-/// What the upstream already did, to be done locally too.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mirror {
-    Acknowledge { by: String },
-    Resolve { by: String },
 }
 
 /// The decision for one held incident.
@@ -299,7 +220,7 @@ mod tests {
                 grace: s(2),
             },
         ] {
-            assert!(crate::notify::text::fits(&r.describe(), 1));
+            assert!(crate::modem::pdu::fits(&r.describe(), 1));
         }
     }
 }

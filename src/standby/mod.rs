@@ -24,31 +24,22 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::config::{Config, Secret};
+use crate::config::Config;
 use crate::store::outbound::{self as queue, Claim};
 use crate::store::standby as sql;
 use crate::store::Store;
 use decide::{Check, Decision, Facts};
 
-/// `standby.grace` default: how long the upstream has to get someone to acknowledge.
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(300);
-/// `standby.poll_interval` default.
-pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(30);
-/// `standby.timeout` default: one request to the upstream, connect included.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-/// `standby.max_failures` default: failed checks in a row that end a hold before the grace.
-pub const DEFAULT_MAX_FAILURES: u32 = 3;
-/// PagerDuty's REST API.
-pub const PAGERDUTY_API: &str = "https://api.pagerduty.com";
-/// PagerDuty's Events API (acknowledgements).
-pub const PAGERDUTY_EVENTS: &str = "https://events.pagerduty.com";
-/// Opsgenie's API (EU accounts use `https://api.eu.opsgenie.com`).
-pub const OPSGENIE_API: &str = "https://api.opsgenie.com";
+pub use crate::config::standby::{
+    Settings, StandbyConfig, Upstream, DEFAULT_GRACE, DEFAULT_MAX_FAILURES, DEFAULT_POLL_INTERVAL,
+    DEFAULT_TIMEOUT, OPSGENIE_API, PAGERDUTY_API, PAGERDUTY_EVENTS,
+};
+pub use crate::health::{Reachability, Status};
+
 /// Most checks in flight at once.
 pub const MAX_PARALLEL: usize = 8;
 /// The key asked about when nothing is held, to learn whether the upstream answers.
@@ -58,138 +49,12 @@ const ACK_IDLE: Duration = Duration::from_secs(30);
 /// Most held incidents looked at per round (the rest are paged by their grace anyway).
 const MAX_PER_ROUND: usize = 200;
 
-/// The cloud pager pagerbox stands behind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Upstream {
-    PagerDuty,
-    Opsgenie,
-}
-
-impl Upstream {
-    /// The config spelling, also the `via` of mirrored acknowledgements.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Upstream::PagerDuty => "pagerduty",
-            Upstream::Opsgenie => "opsgenie",
-        }
-    }
-
-    /// The product name, for people.
-    pub fn name(self) -> &'static str {
-        match self {
-            Upstream::PagerDuty => "PagerDuty",
-            Upstream::Opsgenie => "Opsgenie",
-        }
-    }
-
-    /// Reads the config spelling.
-    pub fn from_config(s: &str) -> Option<Upstream> {
-        match s {
-            "pagerduty" => Some(Upstream::PagerDuty),
-            "opsgenie" => Some(Upstream::Opsgenie),
-            _ => None,
-        }
-    }
-}
-
-/// One route's standby: which upstream, how to reach it, and how long it may take.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub upstream: Upstream,
-    /// REST API base (PagerDuty) or Alert API base (Opsgenie).
-    pub base_url: String,
-    /// PagerDuty Events API base, for acknowledgements.
-    pub events_url: String,
-    /// PagerDuty REST API token or Opsgenie API key (its `Debug` hides it).
-    pub key: Secret,
-    /// PagerDuty Events API v2 integration (routing) key; acknowledgements need it.
-    pub routing_key: Option<Secret>,
-    pub grace: Duration,
-    pub poll_interval: Duration,
-    pub timeout: Duration,
-    /// Failed checks in a row that end the hold before the grace; 0: only the grace does.
-    pub max_failures: u32,
-}
-
 impl Settings {
     /// What the engine needs to hold a first page.
     pub fn hold(&self) -> sql::Standby {
         sql::Standby {
             upstream: self.upstream,
             grace: self.grace,
-        }
-    }
-}
-
-/// Every standby route, by route id. Empty: no route is in standby.
-#[derive(Debug, Clone, Default)]
-pub struct StandbyConfig {
-    pub routes: BTreeMap<String, Settings>,
-}
-
-impl StandbyConfig {
-    /// The standby of `route`, if it is in standby mode.
-    pub fn for_route(&self, route: Option<&str>) -> Option<&Settings> {
-        self.routes.get(route?)
-    }
-
-    /// The shortest grace of any route: once the upstream has been unreachable that long,
-    /// holds are ending without an answer, and the panel shows the box as impaired.
-    pub fn shortest_grace(&self) -> Option<Duration> {
-        self.routes.values().map(|s| s.grace).min()
-    }
-}
-
-/// Whether the upstream answered the last time it was asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Reachability {
-    /// Not asked since the daemon started (nothing was held).
-    #[default]
-    NotAsked,
-    Reachable,
-    /// Every check since `since` failed.
-    Unreachable {
-        since: DateTime<Utc>,
-    },
-}
-
-/// What `/healthz`, `/metrics`, the status page and the LED show about standby.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Status {
-    /// Whether any route is in standby.
-    pub enabled: bool,
-    pub reachability: Reachability,
-    /// When a check last got an answer.
-    pub last_success: Option<DateTime<Utc>>,
-    /// Incidents whose page is held now.
-    pub held: i64,
-    /// The shortest grace of any standby route.
-    pub grace: Duration,
-}
-
-impl Status {
-    /// True when the upstream has been unreachable for longer than the grace: incidents are
-    /// being paged locally and the cloud pager is not being told about acknowledgements.
-    pub fn impaired(&self, now: DateTime<Utc>) -> bool {
-        match self.reachability {
-            Reachability::Unreachable { since } => {
-                now.signed_duration_since(since)
-                    .to_std()
-                    .unwrap_or_default()
-                    > self.grace
-            }
-            _ => false,
-        }
-    }
-}
-
-impl Reachability {
-    /// `not_asked`, `reachable` or `unreachable`, for `/healthz` and the status page.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reachability::NotAsked => "not_asked",
-            Reachability::Reachable => "reachable",
-            Reachability::Unreachable { .. } => "unreachable",
         }
     }
 }
@@ -513,6 +378,7 @@ fn ack_body(body: &str) -> Option<(String, String)> {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use chrono::Utc;
 
     #[test]
     fn unreachable_longer_than_the_grace_is_impaired() {

@@ -1,7 +1,8 @@
 //! Heartbeat monitors' state (`heartbeats`, `heartbeat_watcher`). Every function takes `now`
 //! and runs inside the store's transaction, so a ping, the incident it resolves and the new
 //! deadline commit together, and tests can run them at any instant. The rules (what a restart
-//! means for a deadline) are [`crate::heartbeat`]'s; this file only reads and writes them.
+//! means for a deadline) are pure and live with the monitor's settings (`config::heartbeat`);
+//! this file only reads and writes them. The monitor's state types are the table's, here.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -9,9 +10,46 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::queries;
 use super::{from_ms, ms};
 use super::{AlertAction, AlertInput, Store, StoreError};
+use crate::config::heartbeat::{resume, Heartbeat, Resume};
 use crate::config::Config;
-use crate::heartbeat::{resume, Heartbeat, HeartbeatStatus, Resume, State};
 use crate::incident::{Actor, IncidentId, Status};
+
+/// Whether a monitor is waiting for its next ping or has missed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Pinged (or just configured) and the deadline is ahead.
+    Ok,
+    /// The deadline passed; an incident was triggered; the next ping makes it `Ok`.
+    Late,
+}
+
+/// A monitor's state, for `GET /v1/heartbeats` and `pagerbox heartbeat list`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct HeartbeatStatus {
+    /// The monitor's id.
+    pub id: String,
+    /// `ok` (waiting for the next ping) or `late` (missed; incident triggered).
+    pub state: State,
+    /// When pagerbox started watching it.
+    pub since: DateTime<Utc>,
+    /// The last ping, if any.
+    pub last_ping: Option<DateTime<Utc>>,
+    /// Who sent the last ping (UDP: the address; HTTP: `http` and the client's product name).
+    pub last_ping_from: Option<String>,
+    /// Pings received since pagerbox started watching it.
+    pub pings: i64,
+    /// The next ping is due by then (past while late).
+    pub due_at: DateTime<Utc>,
+    /// The incident opened by the current miss, while late.
+    pub incident_id: Option<IncidentId>,
+    /// The configured interval.
+    pub interval_seconds: f64,
+    /// The configured grace.
+    pub grace_seconds: f64,
+    /// The route a miss is paged on.
+    pub route: String,
+}
 
 /// One monitor's stored state.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -224,6 +224,14 @@ struct Read {
     caller: &'static Location<'static>,
 }
 
+/// Hears how long each commit of the writer took. The store only measures; what is done with the
+/// figure (the daemon's `/metrics` histogram) belongs to the caller, so the store does not depend
+/// on the metrics module. Called on the store thread: it must not block.
+pub trait CommitTimer: Send + 'static {
+    /// One commit (or failed commit attempt) took `took`.
+    fn commit_took(&self, took: Duration);
+}
+
 /// Handle to the store threads. Cheap to clone: one reference count, because intake clones the
 /// handle (inside its shared state) several times for every request.
 #[derive(Clone)]
@@ -252,15 +260,28 @@ impl Store {
     /// Opens (creating if needed) the database at `path`, migrates it, and starts the store
     /// threads.
     pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Store, StoreError> {
-        Self::open_observed(path, clock, None)
+        Self::open_timed(path, clock, None)
     }
 
-    /// Like [`Store::open`]; with `metrics`, the store thread times every commit into
-    /// `pagerbox_store_commit_seconds` (an atomic histogram: no lock, no extra work on failure).
-    pub fn open_observed(
+    /// Like [`Store::open`]; with `timer`, the store thread tells it how long every commit took
+    /// (the daemon passes its `Metrics`, which keep `pagerbox_store_commit_seconds`: an atomic
+    /// histogram, no lock, no extra work on failure).
+    pub fn open_observed<T: CommitTimer>(
         path: &Path,
         clock: Arc<dyn Clock>,
-        metrics: Option<crate::metrics::Metrics>,
+        timer: Option<T>,
+    ) -> Result<Store, StoreError> {
+        Self::open_timed(
+            path,
+            clock,
+            timer.map(|t| Box::new(t) as Box<dyn CommitTimer>),
+        )
+    }
+
+    fn open_timed(
+        path: &Path,
+        clock: Arc<dyn Clock>,
+        metrics: Option<Box<dyn CommitTimer>>,
     ) -> Result<Store, StoreError> {
         let open_err = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
             path: path.to_path_buf(),
@@ -304,7 +325,7 @@ impl Store {
         conn: Connection,
         reader: Connection,
         clock: Arc<dyn Clock>,
-        metrics: Option<crate::metrics::Metrics>,
+        metrics: Option<Box<dyn CommitTimer>>,
     ) -> std::io::Result<Store> {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let (read_tx, read_rx) = mpsc::channel(READ_QUEUE_CAPACITY);
@@ -593,7 +614,7 @@ fn run(
     mut jobs: mpsc::Receiver<Job>,
     clock: Arc<dyn Clock>,
     signals: Arc<health::Signals>,
-    metrics: Option<crate::metrics::Metrics>,
+    metrics: Option<Box<dyn CommitTimer>>,
 ) {
     // Every commit must be one of ours (the batch's, or the probe's). A statement that runs
     // after SQLite rolled the transaction back on its own (disk full, I/O error) would otherwise
@@ -662,7 +683,7 @@ struct Writer {
     /// Opens the commit hook's gate for our own commits only.
     allow_commit: Arc<AtomicBool>,
     signals: Arc<health::Signals>,
-    metrics: Option<crate::metrics::Metrics>,
+    metrics: Option<Box<dyn CommitTimer>>,
 }
 
 impl Writer {
@@ -813,7 +834,7 @@ impl Writer {
             }
         };
         if let Some(m) = &self.metrics {
-            m.store_commit(started.elapsed());
+            m.commit_took(started.elapsed());
         }
         committed
     }

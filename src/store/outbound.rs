@@ -15,9 +15,8 @@ use super::events::record;
 use super::kinds::EventKind;
 use super::queries::incident;
 use super::{from_ms, ms, Store, StoreError};
-use crate::incident::{IncidentId, Status, Transition};
-use crate::outbound::payload::{render, Notice};
-use crate::outbound::{Destination, Event};
+use crate::config::outbound::{Destination, Event, Kind};
+use crate::incident::{Incident, IncidentId, Status, Transition};
 
 /// The outbox channel of outbound rows.
 pub const CHANNEL: &str = "webhook";
@@ -76,6 +75,21 @@ pub fn skip_to_end(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// One outbound notification: an incident as it stood at one of its transitions.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub event: Event,
+    /// The incident as of the event: status and ack/resolve details match `event`.
+    pub incident: Incident,
+    /// When the transition happened.
+    pub at: DateTime<Utc>,
+}
+
+/// Renders a notice into the body a destination of `kind` receives. The fan-out writes the body
+/// into the row in its own transaction, so what is sent is what was true at the transition; the
+/// rendering itself is the outbound module's (`outbound::payload::render`).
+pub type Render = fn(Kind, &Notice) -> serde_json::Value;
+
 /// Turns trigger/acknowledge/resolve timeline events after the cursor into outbox rows for every
 /// destination that wants them, enforces each destination's bound, and moves the cursor, all in
 /// the caller's transaction. Returns how many rows were queued. Writes nothing when there is
@@ -83,6 +97,7 @@ pub fn skip_to_end(conn: &Connection) -> rusqlite::Result<()> {
 pub fn fan_out(
     conn: &Connection,
     destinations: &[Destination],
+    render: Render,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<usize> {
     let cursor: i64 = conn
@@ -433,13 +448,14 @@ impl Store {
     pub async fn outbound_fan_out(
         &self,
         destinations: std::sync::Arc<Vec<Destination>>,
+        render: Render,
     ) -> Result<usize, StoreError> {
         self.call(move |c, now| {
             if destinations.is_empty() {
                 skip_to_end(c)?;
                 Ok(0)
             } else {
-                Ok(fan_out(c, &destinations, now)?)
+                Ok(fan_out(c, &destinations, render, now)?)
             }
         })
         .await
@@ -460,10 +476,14 @@ impl Store {
 mod tests {
     use super::*;
     use crate::config::Secret;
-    use crate::outbound::Kind;
     use crate::store::queries::event;
     use chrono::TimeZone;
     use std::time::Duration;
+
+    /// The fan-out with the bodies the daemon sends.
+    fn fan_out(c: &Connection, d: &[Destination], now: DateTime<Utc>) -> rusqlite::Result<usize> {
+        super::fan_out(c, d, crate::outbound::payload::render, now)
+    }
 
     fn db() -> Connection {
         let mut c = Connection::open_in_memory().unwrap();

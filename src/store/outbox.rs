@@ -327,7 +327,7 @@ pub fn next_lease_end(
 /// Pages still waiting to go out (pending or sending) on the channels in `channels` (those a
 /// transport serves), and the oldest one's creation time. Rows of a channel nobody sends are
 /// not a backlog anyone can work off (they are moved to a served channel by the escalation
-/// engine); outbound chat/webhook notifications (channel `webhook`, see `crate::outbound`) are
+/// engine); outbound chat/webhook notifications (channel `webhook`, sent by the `outbound` module) are
 /// not pages and are never counted: a Slack outage must not look like a paging backlog.
 pub fn depth(
     conn: &Connection,

@@ -4,9 +4,78 @@
 //! clock.
 
 use rusqlite::{params, Connection};
+use serde::{Deserialize, Serialize};
 
 use super::{from_ms, ms, Store, StoreError};
-use crate::selftest::{Run, Step, Trigger};
+
+/// One step of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// Stable id: `at`, `sim`, `registration`, `signal`, `credit`, `sms`, `delivered`, `reply`.
+    pub id: String,
+    /// What was checked, for people.
+    pub name: String,
+    /// `ok`, `failed` or `skipped`.
+    pub outcome: Outcome,
+    /// What was found (operator, dBm, balance, message reference, why it failed).
+    pub detail: String,
+    /// How long the step took.
+    pub ms: u64,
+    /// When it ended, counted from the start of the run.
+    pub at_ms: u64,
+}
+
+/// The outcome of one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Checked and fine.
+    Ok,
+    /// Checked and not fine: the run fails.
+    Failed,
+    /// Not checked, because an earlier step failed.
+    Skipped,
+}
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// `POST /v1/selftest` / `pagerbox selftest`.
+    Manual,
+    /// `[selftest] schedule`.
+    Schedule,
+}
+
+impl Trigger {
+    /// The stored word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Manual => "manual",
+            Trigger::Schedule => "schedule",
+        }
+    }
+}
+
+/// A finished run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// Store id (0 if it could not be stored).
+    pub id: i64,
+    /// What started it.
+    pub trigger: Trigger,
+    /// The code carried by the test SMS (and expected in the reply).
+    pub code: String,
+    /// When it started and ended.
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub finished_at: chrono::DateTime<chrono::Utc>,
+    /// Every step passed (skipped ones aside).
+    pub ok: bool,
+    /// The first failed step's id.
+    pub failed_step: Option<String>,
+    /// The steps in order.
+    pub steps: Vec<Step>,
+}
 
 /// Stores a finished run; returns its id.
 fn insert_run(conn: &Connection, run: &Run) -> rusqlite::Result<i64> {

@@ -7,11 +7,11 @@
 use std::time::Duration;
 
 use super::{span, RawHa, Validator, S};
+use crate::config::policy::Policy;
 use crate::config::{
     EtcdAuth, EtcdEndpoint, EtcdTls, HaConfig, DEFAULT_CLAIM_TTL, DEFAULT_ELECTION_TIMEOUT,
     DEFAULT_FALLBACK_AFTER, DEFAULT_TAKEOVER_DELAY,
 };
-use crate::escalation::Policy;
 
 impl Validator<'_, '_> {
     /// Validates `[ha]`. `None` when it is unusable (the errors say why) or when this build has

@@ -1,4 +1,4 @@
-//! `[[outbound]]` -> [`crate::outbound::Destination`]: Slack, Teams and generic webhooks.
+//! `[[outbound]]` -> [`crate::config::outbound::Destination`]: Slack, Teams and generic webhooks.
 //!
 //! A child of the validator so it can use its helpers; kept in its own file so the outbound
 //! feature touches the shared validator in one place only.
@@ -7,9 +7,11 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::{span, RawOutbound, Validator};
+use crate::config::outbound::{
+    Destination, Event, Kind, DEFAULT_MAX_QUEUED, DEFAULT_SIGNATURE_HEADER,
+};
+use crate::config::policy::Route;
 use crate::config::{read_secret, Secret};
-use crate::escalation::Route;
-use crate::outbound::{Destination, Event, Kind, DEFAULT_MAX_QUEUED, DEFAULT_SIGNATURE_HEADER};
 
 /// Default hard limit on one POST (connect + request + answer).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,4 +1,4 @@
-//! `[standby]` and routes' `mode` / `standby = {...}` -> [`crate::standby::StandbyConfig`].
+//! `[standby]` and routes' `mode` / `standby = {...}` -> [`crate::config::standby::StandbyConfig`].
 //!
 //! A child of the validator so it can use its helpers; kept in its own file so standby touches
 //! the shared validator in one place only. A route's own `standby` keys win over `[standby]`;
@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{span, RawRoute, RawStandby, Validator, S};
-use crate::config::Secret;
-use crate::standby::{
+use crate::config::standby::{
     Settings, StandbyConfig, Upstream, DEFAULT_GRACE, DEFAULT_MAX_FAILURES, DEFAULT_POLL_INTERVAL,
     DEFAULT_TIMEOUT, OPSGENIE_API, PAGERDUTY_API, PAGERDUTY_EVENTS,
 };
+use crate::config::Secret;
 
 /// `[standby]` or a route's `standby` table, each key checked once.
 #[derive(Default)]

@@ -75,7 +75,7 @@ fn setup() -> (Connection, Plan) {
 }
 
 fn trigger(c: &Connection, plan: &Plan, key: &str, service: &str, at: DateTime<Utc>) -> IncidentId {
-    let p = crate::intake::formats::ParsedAlert {
+    let p = crate::escalation::ParsedAlert {
         action: AlertAction::Trigger,
         dedup_key: Some(key.into()),
         summary: format!("{key} is down"),
@@ -86,7 +86,8 @@ fn trigger(c: &Connection, plan: &Plan, key: &str, service: &str, at: DateTime<U
         links: vec![],
         routing_key: None,
     };
-    let input: AlertInput = crate::intake::route_alert(&plan.config, p, Actor::new("t", "test"));
+    let input: AlertInput =
+        crate::escalation::route_alert(&plan.config, p, Actor::new("t", "test"));
     match crate::store::queries::apply_alert(c, &input, at).unwrap() {
         AlertOutcome::Created(i) => i.id,
         o => panic!("{o:?}"),

@@ -59,8 +59,6 @@ use crate::modem::port::{PortOpener, SerialOpener};
 use crate::modem::profile::Profile;
 use backlog::{Backlog, Pushed, BACKLOG_LIMIT};
 
-pub use ussd::valid_ussd_code;
-
 pub use types::{
     mask_number, CallOptions, CallOutcome, Health, HealthState, ModemError, ModemEvent,
     ModemStatus, Pin, Registration, Settings, SmsReceipt,

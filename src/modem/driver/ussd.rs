@@ -13,19 +13,11 @@ use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info};
 
 use super::{Driver, ModemError};
+use crate::config::selftest::valid_ussd_code;
 use crate::modem::at::ussd::{parse_cusd, UssdAnswer};
 use crate::modem::at::Urc;
 use crate::modem::engine::{Command, Unsolicited};
 use crate::modem::port::PortOpener;
-
-/// Whether `code` is something a network takes as a USSD string: digits, `*` and `#`.
-pub fn valid_ussd_code(code: &str) -> bool {
-    !code.is_empty()
-        && code.len() <= 40
-        && code
-            .chars()
-            .all(|c| c.is_ascii_digit() || matches!(c, '*' | '#'))
-}
 
 impl<O: PortOpener> Driver<O> {
     pub(super) async fn ussd(

@@ -139,6 +139,12 @@ pub fn plan_parts(text: &str) -> PartPlan {
     }
 }
 
+/// Whether `text` fits in at most `max_parts` SMS (at least one). Page texts, SMS replies and
+/// standby reasons are cut to fit with it, so what is counted is what the modem will send.
+pub fn fits(text: &str, max_parts: usize) -> bool {
+    plan_parts(text).parts <= max_parts.max(1)
+}
+
 /// Like [`plan_parts`] but for a given encoding (as when the simulator forces UCS-2). Fails
 /// with [`PduError::Unencodable`] when a character does not fit that encoding.
 pub fn plan_parts_as(text: &str, encoding: Encoding) -> Result<PartPlan, PduError> {

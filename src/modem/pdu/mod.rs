@@ -39,7 +39,7 @@ mod ucs2;
 mod userdata;
 
 pub use address::{Address, AddressKind};
-pub use concat::{plan_parts, plan_parts_as, ConcatInfo, PartPlan};
+pub use concat::{fits, plan_parts, plan_parts_as, ConcatInfo, PartPlan};
 pub use deliver::{encode_deliver, Deliver};
 pub use error::PduError;
 pub use gsm7::{is_gsm7, septet_count};

@@ -312,6 +312,24 @@ async fn states(store: &Store) -> Vec<(String, String)> {
         .unwrap()
 }
 
+/// The paging-health task the daemon runs beside the senders, which alone publishes the verdict.
+fn paging_health(
+    all: &Arc<Vec<Arc<dyn Transport>>>,
+    tx: Arc<watch::Sender<PagingHealth>>,
+    shutdown: &CancellationToken,
+) -> crate::notify::paging_health::Recheck {
+    let recheck = crate::notify::paging_health::Recheck::default();
+    tokio::spawn(crate::notify::paging_health::run(
+        all.clone(),
+        None,
+        tx,
+        recheck.clone(),
+        crate::supervisor::Heartbeat::detached("paging-health"),
+        shutdown.clone(),
+    ));
+    recheck
+}
+
 #[tokio::test]
 async fn sms_down_page_arrives_by_email_and_sms_is_used_again_when_it_returns() {
     let (store, cfg, id) = setup().await;
@@ -323,16 +341,16 @@ async fn sms_down_page_arrives_by_email_and_sms_is_used_again_when_it_returns() 
     let all: Arc<Vec<Arc<dyn Transport>>> =
         Arc::new(vec![sms.clone(), voice.clone(), email.clone()]);
     let (_, cfg_rx) = watch::channel(cfg.clone());
-    let health_tx = Arc::new(watch::channel(PagingHealth::default()).0);
-    let mut health_rx = health_tx.subscribe();
+    let (health_tx, mut health_rx) = crate::notify::paging_health::channel(&all);
     let shutdown = CancellationToken::new();
+    let recheck = paging_health(&all, health_tx, &shutdown);
     for t in all.iter() {
         tokio::spawn(run(
             t.clone(),
             all.clone(),
             store.clone(),
             cfg_rx.clone(),
-            health_tx.clone(),
+            recheck.clone(),
             crate::supervisor::Heartbeat::detached("sender"),
             shutdown.clone(),
             crate::metrics::Metrics::new(chrono::Utc::now()),
@@ -417,15 +435,16 @@ async fn all_channels_down_waits_between_rounds_instead_of_spinning() {
     *voice.down.lock().unwrap() = Some("not registered".into());
     let all: Arc<Vec<Arc<dyn Transport>>> = Arc::new(vec![sms.clone(), voice.clone()]);
     let (_, cfg_rx) = watch::channel(cfg);
-    let health_tx = Arc::new(watch::channel(PagingHealth::default()).0);
+    let (health_tx, health_rx) = crate::notify::paging_health::channel(&all);
     let shutdown = CancellationToken::new();
+    let recheck = paging_health(&all, health_tx, &shutdown);
     for t in all.iter() {
         tokio::spawn(run(
             t.clone(),
             all.clone(),
             store.clone(),
             cfg_rx.clone(),
-            health_tx.clone(),
+            recheck.clone(),
             crate::supervisor::Heartbeat::detached("sender"),
             shutdown.clone(),
             crate::metrics::Metrics::new(chrono::Utc::now()),
@@ -447,7 +466,7 @@ async fn all_channels_down_waits_between_rounds_instead_of_spinning() {
         states(&store).await,
         [("sms".to_string(), "pending".to_string())]
     );
-    assert!(health_tx.borrow().impaired());
+    assert!(health_rx.borrow().impaired());
 }
 
 /// Each recorded attempt is counted for `/metrics`; a sent page's latency is observed once.
@@ -509,14 +528,15 @@ fn spawn_senders(
     let (cfg_tx, cfg_rx) = watch::channel(cfg);
     // Keep the config watch open for the senders' lifetime.
     std::mem::forget(cfg_tx);
-    let health_tx = Arc::new(watch::channel(PagingHealth::default()).0);
+    let (health_tx, _) = crate::notify::paging_health::channel(all);
+    let recheck = paging_health(all, health_tx, shutdown);
     for t in all.iter() {
         tokio::spawn(run(
             t.clone(),
             all.clone(),
             store.clone(),
             cfg_rx.clone(),
-            health_tx.clone(),
+            recheck.clone(),
             crate::supervisor::Heartbeat::detached("sender"),
             shutdown.clone(),
             crate::metrics::Metrics::new(Utc::now()),

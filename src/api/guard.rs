@@ -20,15 +20,15 @@
 //! "State-changing" is every method but GET/HEAD/OPTIONS, plus the GET heartbeat pings (a missed
 //! heartbeat is an alert, so a forged ping hides one). Reads are not guarded: a cross-site page
 //! cannot read the answer. The status page's own forms are not behind this guard: they carry a
-//! CSRF token and are checked by [`crate::status_page::auth`].
+//! CSRF token and are checked by [`crate::api::status_page::auth`].
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use super::formats::opsgenie as og;
-use super::{secret_matches, Intake, IntakeStats};
+use crate::intake::formats::opsgenie as og;
+use crate::intake::{secret_matches, Intake, IntakeStats};
 
 /// Why the guard refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,7 +199,7 @@ pub async fn refuse_cross_site(
                 reason = ?refusal,
                 "refused a write that a web page could have forged"
             );
-            super::http::error(refusal.status(), refusal.message(), vec![])
+            super::respond::error(refusal.status(), refusal.message(), vec![])
         }
     }
 }
@@ -435,7 +435,7 @@ mod tests {
             };
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
-            let app = crate::intake::http::router(intake, 65536);
+            let app = crate::api::router(intake, 65536);
             tokio::spawn(async move { axum::serve(listener, app).await });
             Api {
                 addr,

@@ -12,9 +12,9 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::http::{bearer, error, store_error, unauthorized};
-use super::Intake;
+use super::respond::{bearer, error, store_error, unauthorized};
 use crate::escalation::engine::runtime_overrides;
+use crate::intake::Intake;
 use crate::schedule::{parse_date_or_time, parse_time, OverridesBySchedule};
 use crate::store::overrides;
 

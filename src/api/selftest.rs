@@ -9,8 +9,8 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::http::{bearer, error, store_error, unauthorized};
-use super::Intake;
+use super::respond::{bearer, error, store_error, unauthorized};
+use crate::intake::Intake;
 
 /// `POST /v1/selftest`: runs one now and answers with every step (200 whether it passed or
 /// not: `ok` says). 503 without a modem, 429 when runs are queued already.

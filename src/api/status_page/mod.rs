@@ -147,14 +147,14 @@ impl PageState {
             .store
             .incidents(ListFilter::Open, INCIDENT_LIMIT)
             .await;
-        let rt = crate::intake::oncall::current_overrides(intake)
+        let rt = crate::api::oncall::current_overrides(intake)
             .await
             .unwrap_or_default();
         let oncall = config
             .schedules
             .iter()
             .map(|s| {
-                let (now, next) = crate::intake::oncall::now_and_next(s, &rt, now);
+                let (now, next) = crate::api::oncall::now_and_next(s, &rt, now);
                 OnCallRow {
                     schedule: s.name.clone(),
                     now,
@@ -177,8 +177,7 @@ impl PageState {
         let nobody_paged = intake
             .store
             .read(|c, _| Ok(crate::store::pages::nobody_reached(c)?))
-            .await
-            .unwrap_or_default();
+            .await;
         Snapshot {
             nobody_paged,
             now,
@@ -254,7 +253,7 @@ async fn login(
     let Some(token) = st.intake.current_token() else {
         return back();
     };
-    // Without the peer's address (only when served by something other than intake::server)
+    // Without the peer's address (only when served by something other than api::server)
     // every login shares one record: stricter, never looser.
     let source = peer.map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(a)| a.ip());
     let now = tokio::time::Instant::now();

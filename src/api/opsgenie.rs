@@ -32,8 +32,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::formats::opsgenie::{self as og, AlertRef, OpsgenieError};
-use super::{secret_matches, Intake, IntakeStats};
+use crate::intake::formats::opsgenie::{self as og, AlertRef, OpsgenieError};
+use crate::intake::{secret_matches, Intake, IntakeStats};
 use crate::metrics::{AlertOutcome as Counted, AlertSource};
 
 /// How `/metrics` labels requests to these endpoints.
@@ -42,7 +42,7 @@ use crate::incident::{Actor, Status};
 use crate::store::requests::{self, RequestOutcome};
 use crate::store::{queries, AlertOutcome, StoreError};
 
-/// The Opsgenie Alert API routes, merged into the main router by [`super::http::router`].
+/// The Opsgenie Alert API routes, merged into the main router by [`super::router`].
 pub fn routes() -> Router<Intake> {
     Router::new()
         .route("/v2/alerts", post(create))

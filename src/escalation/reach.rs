@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use super::Config;
+use crate::config::Config;
 use crate::escalation::engine::Plan;
 use crate::incident::Severity;
 use crate::schedule::OverridesBySchedule;

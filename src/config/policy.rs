@@ -5,8 +5,6 @@ use std::time::Duration;
 
 use crate::incident::{Channel, Severity, Urgency};
 
-use super::Error;
-
 /// How one person is reached once targeted: on `channel`, `after` the step that targeted them
 /// started, for incidents of `urgency`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,6 +236,25 @@ pub fn check_routes(routes: &[Route]) -> Result<(), Error> {
         }),
         _ => Ok(()),
     }
+}
+
+/// What can be wrong with escalation config. Each variant names the policy or route.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// `repeat = 0`.
+    #[error(
+        "policy {policy:?}: repeat must be at least 1 (the total number of runs through the steps)"
+    )]
+    ZeroRepeat { policy: String },
+    /// No steps.
+    #[error("policy {policy:?} has no steps; expected at least one [[policies.steps]]")]
+    NoSteps { policy: String },
+    /// A step with neither users nor schedules.
+    #[error("policy {policy:?} step {step} names nobody; expected users or schedules")]
+    EmptyStep { policy: String, step: usize },
+    /// A default route (no `match`) before other routes, which could then never match.
+    #[error("route {route:?} has no match (it is a default route) but route {shadowed:?} comes after it; the default route must come last")]
+    DefaultRouteNotLast { route: String, shadowed: String },
 }
 
 #[cfg(test)]

@@ -84,8 +84,10 @@ pub struct Snapshot {
     pub pages: Result<Vec<Page>, StoreError>,
     /// Standby behind a cloud pager, when the daemon runs it.
     pub standby: Option<crate::standby::Status>,
-    /// Open incidents for which paging reached nobody ([`crate::store::pages::nobody_reached`]).
-    pub nobody_paged: Vec<crate::incident::IncidentId>,
+    /// Open incidents for which paging reached nobody ([`crate::store::pages::nobody_reached`]),
+    /// or why that could not be read: an unreadable store must show as an error, never as
+    /// "everyone was reached".
+    pub nobody_paged: Result<Vec<crate::incident::IncidentId>, StoreError>,
 }
 
 /// "3d 4h", "2h 5m", "42s": how long ago `then` was.
@@ -180,14 +182,18 @@ fn session_box(viewer: &Viewer, csrf: &str) -> Markup {
 fn incidents(s: &Snapshot, viewer: &Viewer, csrf: &str) -> Markup {
     html! {
         h2 { "Open incidents" }
-        @if !s.nobody_paged.is_empty() {
-            p.err id="nobody-paged" {
+        @match &s.nobody_paged {
+            Err(e) => p.err id="nobody-paged" {
+                "Cannot tell whether paging reached anybody: " (e)
+            },
+            Ok(ids) if !ids.is_empty() => p.err id="nobody-paged" {
                 "NOBODY WAS PAGED for "
-                @for (n, id) in s.nobody_paged.iter().enumerate() {
+                @for (n, id) in ids.iter().enumerate() {
                     @if n > 0 { ", " } "#" (id)
                 }
                 ": no one their escalation targets can be reached. Check the users' rules, addresses and channels (pagerbox check)."
-            }
+            },
+            Ok(_) => {},
         }
         @match &s.incidents {
             Err(e) => p.err { "Cannot read incidents: " (e) },
@@ -204,7 +210,7 @@ fn incidents(s: &Snapshot, viewer: &Viewer, csrf: &str) -> Markup {
                         td class={ "status " (i.status.as_str()) } {
                             (i.status)
                             @if let Some(a) = &i.acknowledged { " by " (a.by) " via " (a.via) }
-                            @if s.nobody_paged.contains(&i.id) { " " strong.err { "nobody paged" } }
+                            @if s.nobody_paged.as_ref().is_ok_and(|ids| ids.contains(&i.id)) { " " strong.err { "nobody paged" } }
                         }
                         td { (age(s.now, i.first_seen)) }
                         td { (i.alert_count) }
@@ -414,7 +420,7 @@ mod tests {
             paging: None,
             pages: Ok(vec![]),
             standby: None,
-            nobody_paged: vec![],
+            nobody_paged: Ok(vec![]),
         }
     }
 
@@ -423,10 +429,29 @@ mod tests {
         let mut s = snapshot(vec![incident("db down")]);
         let quiet = page(&s, &Viewer::Open, "t").into_string();
         assert!(!quiet.contains("NOBODY WAS PAGED"), "{quiet}");
-        s.nobody_paged = vec![7];
+        s.nobody_paged = Ok(vec![7]);
         let html = page(&s, &Viewer::Open, "t").into_string();
         assert!(html.contains("NOBODY WAS PAGED for #7"), "{html}");
         assert!(html.contains("nobody paged"), "{html}");
+    }
+
+    #[test]
+    fn a_store_that_cannot_say_who_was_paged_shows_as_an_error() {
+        let mut s = snapshot(vec![incident("db down")]);
+        s.nobody_paged = Err(StoreError::Busy);
+        let html = page(&s, &Viewer::Open, "t").into_string();
+        let line = &html[html.find(r#"id="nobody-paged""#).expect("an error line")..];
+        let line = &line[..line.find("</p>").unwrap()];
+        assert!(
+            line.contains("Cannot tell whether paging reached anybody: store queue is full"),
+            "{line}"
+        );
+        assert!(!html.contains("NOBODY WAS PAGED"), "{html}");
+        // The incident is still listed, without a claim either way about its pages.
+        assert!(
+            html.contains("db down") && !html.contains("nobody paged"),
+            "{html}"
+        );
     }
 
     #[test]

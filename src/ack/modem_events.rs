@@ -24,7 +24,7 @@ pub struct EventSinks {
     /// Delivery reports land on the page's row and timeline.
     pub store: Store,
     /// SMS commands and missed calls.
-    pub ack: crate::ack::AckHandle,
+    pub ack: super::AckHandle,
     pub clock: Arc<dyn Clock>,
     /// Takes a self-test's reply before the ack handler sees it.
     pub selftest: Option<crate::selftest::Inbox>,
@@ -87,7 +87,7 @@ pub async fn run(
                 tracing::info!("self-test reply received");
             }
             ModemEvent::SmsReceived { ref from, .. } => {
-                let Some(msg) = crate::ack::Inbound::from_event(&ev, clock.now()) else {
+                let Some(msg) = super::Inbound::from_event(&ev, clock.now()) else {
                     continue;
                 };
                 match tokio::time::timeout(EVENT_STEP_TIMEOUT, ack.sms(msg)).await {
@@ -147,7 +147,7 @@ async fn record_delivery(
 
 /// Asks the command handler whether an incoming call is a missed-call acknowledgement that
 /// should be rejected unanswered; bounded by [`EVENT_STEP_TIMEOUT`], and "no" on any failure.
-async fn ack_call(ack: &crate::ack::AckHandle, from: Option<String>) -> bool {
+async fn ack_call(ack: &super::AckHandle, from: Option<String>) -> bool {
     match tokio::time::timeout(EVENT_STEP_TIMEOUT, ack.missed_call(from)).await {
         Ok(Ok(d)) => d.reject,
         Ok(Err(e)) => {

@@ -18,7 +18,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use regex::{Captures, Regex};
 
-use super::Intake;
+use crate::intake::Intake;
 
 /// Largest answer that is masked; larger ones are refused rather than sent whole.
 const MAX_MASKED_BYTES: usize = 64 * 1024 * 1024;
@@ -61,7 +61,7 @@ pub async fn mask_unauthenticated(
     let (mut parts, body) = response.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_MASKED_BYTES).await else {
         tracing::warn!("an answer too large to mask was not sent");
-        return super::http::error(
+        return super::respond::error(
             axum::http::StatusCode::INTERNAL_SERVER_ERROR,
             "the answer is too large to send without the token",
             vec![],

@@ -16,9 +16,9 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::http::{authorized_body, error, store_error};
-use super::Intake;
+use super::respond::{authorized_body, error, store_error};
 use crate::config::parse_duration;
+use crate::intake::Intake;
 use crate::silence::{Matcher, Silence, SilenceId};
 use crate::store::StoreError;
 

@@ -10,8 +10,8 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 
-use super::Snapshot;
 use crate::intake::Intake;
+use crate::metrics::Snapshot;
 
 /// Everything a scrape reports besides the event counters.
 pub async fn snapshot(intake: &Intake) -> Snapshot {
@@ -42,5 +42,5 @@ pub async fn snapshot(intake: &Intake) -> Snapshot {
 pub async fn serve(State(intake): State<Intake>) -> Response {
     let snap = snapshot(&intake).await;
     let body = intake.metrics.encode(&snap);
-    ([(CONTENT_TYPE, super::CONTENT_TYPE)], body).into_response()
+    ([(CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
 }

@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-use super::http::{error, parse_id, store_error};
-use super::Intake;
+use super::respond::{error, parse_id, store_error};
+use crate::intake::Intake;
 use crate::report::{self, markdown, stats};
 use crate::store::history;
 

@@ -13,9 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use super::http::{authorized_body, error, store_error};
-use super::Intake;
+use super::respond::{authorized_body, error, store_error};
 use crate::heartbeat;
+use crate::intake::Intake;
 
 /// Who pinged, for the timeline: the client's product name when it sends one.
 fn sender(headers: &HeaderMap) -> String {

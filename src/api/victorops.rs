@@ -22,9 +22,9 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::json;
 
-use super::formats::victorops::{self as vo, MessageType};
-use super::formats::FormatError;
-use super::{secret_matches, Intake, IntakeStats};
+use crate::intake::formats::victorops::{self as vo, MessageType};
+use crate::intake::formats::FormatError;
+use crate::intake::{secret_matches, Intake, IntakeStats};
 use crate::metrics::{AlertOutcome as Counted, AlertSource};
 
 /// How `/metrics` labels requests to this endpoint.
@@ -32,7 +32,7 @@ const SOURCE: AlertSource = AlertSource::Victorops;
 use crate::incident::Actor;
 use crate::store::{queries, AlertAction, ChangeInput, StoreError};
 
-/// The REST endpoint routes, merged into the main router by [`super::http::router`]. The
+/// The REST endpoint routes, merged into the main router by [`super::router`]. The
 /// variant without a routing key routes by the alert's other facts only.
 pub fn routes() -> Router<Intake> {
     Router::new()

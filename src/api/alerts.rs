@@ -1,0 +1,304 @@
+//! The alert endpoints: pagerbox's own JSON (`/v1/alerts`), PagerDuty Events v2 and change
+//! events, and Alertmanager/Grafana webhooks.
+//!
+//! Answers follow one rule, because Alertmanager and PagerDuty clients retry 5xx and 429 but
+//! give up on 4xx: a body that will never be accepted gets 4xx with a JSON error saying what is
+//! wrong; anything that may work later (store busy, disk full, I/O error) gets 503, or 429 on
+//! the PagerDuty endpoints, where clients expect it. 202 means committed to disk.
+
+// Helpers return `Result<_, Response>` so handlers can `?`-style early-return an answer; the
+// Response is built once per request, so its size does not matter.
+#![allow(clippy::result_large_err)]
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::respond::{authorized_body, bearer, error, store_error, unauthorized};
+use crate::incident::Actor;
+use crate::intake::formats::{self, FormatError};
+use crate::intake::{Intake, IntakeStats};
+use crate::metrics::{AlertOutcome as Counted, AlertSource};
+use crate::store::{AlertOutcome, StoreError};
+
+/// Counts a refused alert request for `/metrics`: 401 as unauthorized, any other refusal (bad
+/// body, too large) as rejected. Returns the answer unchanged.
+fn refused(intake: &Intake, source: AlertSource, r: Response) -> Response {
+    let outcome = if r.status() == StatusCode::UNAUTHORIZED {
+        Counted::Unauthorized
+    } else {
+        Counted::Rejected
+    };
+    intake.metrics.alert(source, outcome);
+    r
+}
+
+/// Counts `n` alerts the store could not take (a 404 for an unknown incident is not a failure).
+fn count_store_error(intake: &Intake, source: AlertSource, e: &StoreError, n: u64) {
+    if !matches!(e, StoreError::NotFound(_)) {
+        intake.metrics.alerts(source, Counted::StoreFailure, n);
+    }
+}
+
+fn format_error(stats: &IntakeStats, e: FormatError) -> Response {
+    IntakeStats::bump(&stats.rejected);
+    match e {
+        FormatError::Json(m) => error(
+            StatusCode::BAD_REQUEST,
+            format!("malformed JSON: {m}"),
+            vec![],
+        ),
+        FormatError::Invalid(errs) => error(StatusCode::BAD_REQUEST, "invalid alert", errs),
+    }
+}
+
+fn outcome_json(o: &AlertOutcome) -> Value {
+    match o.incident() {
+        Some(i) => json!({
+            "incident_id": i.id,
+            "dedup_key": i.dedup_key,
+            "status": i.status,
+            "alert_count": i.alert_count,
+        }),
+        None => json!({}),
+    }
+}
+
+pub(super) async fn own_alert(
+    State(intake): State<Intake>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match authorized_body(&intake, &headers, body) {
+        Ok(b) => b,
+        Err(r) => return refused(&intake, AlertSource::Own, r),
+    };
+    let parsed = match formats::parse_own(&body) {
+        Ok(p) => p,
+        Err(e) => return refused(&intake, AlertSource::Own, format_error(&intake.stats, e)),
+    };
+    let input = intake.route(parsed, Actor::new("api", "http"));
+    match intake.store.apply_alert(input).await {
+        Ok(AlertOutcome::NotFound(key)) => {
+            intake.metrics.alert(AlertSource::Own, Counted::Unmatched);
+            error(
+                StatusCode::NOT_FOUND,
+                format!("no incident has dedup_key {key:?}"),
+                vec![],
+            )
+        }
+        Ok(o) => {
+            IntakeStats::bump(&intake.stats.accepted);
+            intake.metrics.alert(AlertSource::Own, Counted::of(&o));
+            (StatusCode::ACCEPTED, Json(outcome_json(&o))).into_response()
+        }
+        Err(e) => {
+            count_store_error(&intake, AlertSource::Own, &e, 1);
+            store_error(&intake.stats, e)
+        }
+    }
+}
+
+fn pd_invalid(errors: Vec<String>) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({ "status": "invalid event", "message": "Event object is invalid", "errors": errors })),
+    )
+        .into_response()
+}
+
+fn pd_throttle(e: &StoreError) -> Response {
+    if !e.is_retryable() {
+        tracing::error!(error = %e, "intake could not store a PagerDuty event: store fault");
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({ "status": "internal error", "message": "The event was not stored because of an internal error.", "errors": [e.to_string()] })),
+        )
+            .into_response();
+    }
+    tracing::error!(error = %e, "intake could not store a PagerDuty event; sender told to retry");
+    let mut r = (
+        StatusCode::TOO_MANY_REQUESTS,
+        Json(json!({ "status": "throttle event", "message": "Requests are arriving too quickly or the store is unavailable. Please retry later.", "errors": [e.to_string()] })),
+    )
+        .into_response();
+    r.headers_mut()
+        .insert("retry-after", "5".parse().expect("static header"));
+    r
+}
+
+/// PagerDuty-style auth: a bearer token, or the token given as `routing_key`.
+fn pd_authorized(intake: &Intake, headers: &HeaderMap, routing_key: Option<&str>) -> bool {
+    intake.token.borrow().is_none()
+        || intake.token_ok(bearer(headers))
+        || intake.token_ok(routing_key)
+}
+
+/// Checks PagerDuty-style auth before the event is validated, so that a caller without the
+/// token learns nothing about what a valid event looks like: the `routing_key` is read from the
+/// raw JSON, whatever else the body holds.
+fn pd_authorized_raw(intake: &Intake, headers: &HeaderMap, body: &[u8]) -> bool {
+    if intake.token.borrow().is_none() || intake.token_ok(bearer(headers)) {
+        return true;
+    }
+    let routing_key = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("routing_key")?.as_str().map(str::to_string));
+    intake.token_ok(routing_key.as_deref()) && routing_key.is_some()
+}
+
+fn pd_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
+    body.map_err(|r| {
+        let status = r.status();
+        (status, Json(json!({ "status": "invalid event", "message": if status == StatusCode::PAYLOAD_TOO_LARGE { "Request body is too large" } else { "Cannot read request body" }, "errors": [r.body_text()] }))).into_response()
+    })
+}
+
+pub(super) async fn pagerduty_event(
+    State(intake): State<Intake>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    const SOURCE: AlertSource = AlertSource::Pagerduty;
+    let body = match pd_body(body) {
+        Ok(b) => b,
+        Err(r) => return refused(&intake, SOURCE, r),
+    };
+    if !pd_authorized_raw(&intake, &headers, &body) {
+        return refused(&intake, SOURCE, unauthorized());
+    }
+    let parsed = match formats::parse_pagerduty(&body) {
+        Ok(p) => p,
+        Err(FormatError::Json(m)) => {
+            IntakeStats::bump(&intake.stats.rejected);
+            return refused(
+                &intake,
+                SOURCE,
+                pd_invalid(vec![format!("malformed JSON: {m}")]),
+            );
+        }
+        Err(FormatError::Invalid(errs)) => {
+            IntakeStats::bump(&intake.stats.rejected);
+            return refused(&intake, SOURCE, pd_invalid(errs));
+        }
+    };
+    if !pd_authorized(&intake, &headers, parsed.routing_key.as_deref()) {
+        return refused(&intake, SOURCE, unauthorized());
+    }
+    let input = intake.route(parsed, Actor::new("pagerduty-events", "pagerduty"));
+    let key = input.dedup_key();
+    match intake.store.apply_alert(input).await {
+        Ok(o) => {
+            IntakeStats::bump(&intake.stats.accepted);
+            intake.metrics.alert(SOURCE, Counted::of(&o));
+            let dedup_key = o.incident().map(|i| i.dedup_key.clone()).unwrap_or(key);
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({ "status": "success", "message": "Event processed", "dedup_key": dedup_key })),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            IntakeStats::bump(&intake.stats.store_failures);
+            count_store_error(&intake, SOURCE, &e, 1);
+            pd_throttle(&e)
+        }
+    }
+}
+
+pub(super) async fn pagerduty_change(
+    State(intake): State<Intake>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    const SOURCE: AlertSource = AlertSource::PagerdutyChange;
+    let body = match pd_body(body) {
+        Ok(b) => b,
+        Err(r) => return refused(&intake, SOURCE, r),
+    };
+    if !pd_authorized_raw(&intake, &headers, &body) {
+        return refused(&intake, SOURCE, unauthorized());
+    }
+    let (routing_key, change) = match formats::parse_pagerduty_change(&body) {
+        Ok(x) => x,
+        Err(FormatError::Json(m)) => {
+            return refused(
+                &intake,
+                SOURCE,
+                pd_invalid(vec![format!("malformed JSON: {m}")]),
+            )
+        }
+        Err(FormatError::Invalid(errs)) => return refused(&intake, SOURCE, pd_invalid(errs)),
+    };
+    if !pd_authorized(&intake, &headers, routing_key.as_deref()) {
+        return refused(&intake, SOURCE, unauthorized());
+    }
+    match intake.store.record_change(change).await {
+        Ok(_) => {
+            intake.metrics.alert(SOURCE, Counted::Accepted);
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({ "status": "success", "message": "Change event processed" })),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            count_store_error(&intake, SOURCE, &e, 1);
+            pd_throttle(&e)
+        }
+    }
+}
+
+pub(super) async fn alertmanager(
+    State(intake): State<Intake>,
+    path: axum::extract::MatchedPath,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    // Grafana posts the Alertmanager webhook format to its own path; counted apart.
+    let source = if path.as_str().ends_with("/grafana") {
+        AlertSource::Grafana
+    } else {
+        AlertSource::Alertmanager
+    };
+    let body = match authorized_body(&intake, &headers, body) {
+        Ok(b) => b,
+        Err(r) => return refused(&intake, source, r),
+    };
+    let alerts = match formats::parse_alertmanager(&body) {
+        Ok(a) => a,
+        Err(e) => return refused(&intake, source, format_error(&intake.stats, e)),
+    };
+    let inputs: Vec<_> = alerts
+        .into_iter()
+        .map(|a| intake.route(a, Actor::new("alertmanager", "alertmanager")))
+        .collect();
+    let n = inputs.len() as u64;
+    // One transaction for the whole group: Alertmanager retries the group, so it must be stored
+    // all or nothing.
+    match intake.store.apply_alerts(inputs).await {
+        Ok(outcomes) => {
+            intake
+                .stats
+                .accepted
+                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            for o in &outcomes {
+                intake.metrics.alert(source, Counted::of(o));
+            }
+            let list: Vec<Value> = outcomes.iter().map(outcome_json).collect();
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({ "status": "success", "alerts": list })),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            count_store_error(&intake, source, &e, n);
+            store_error(&intake.stats, e)
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! `GET /healthz`: the paging verdict for load balancers, monitoring and people.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::intake::Intake;
+
+/// `GET /healthz`: 200 while pages can go out, 503 with the reasons when paging is impaired
+/// (see [`crate::health`]); a channel down while others page is 200 "degraded".
+pub(super) async fn healthz(State(intake): State<Intake>) -> Response {
+    let verdict = intake.health.verdict().await;
+    let paging = intake.paging.as_ref().map(|p| p.borrow().clone());
+    let channels = paging.as_ref().map(|p| p.channels()).unwrap_or_default();
+    let outbox = intake
+        .store
+        .read(move |c, now| {
+            let (n, oldest) = crate::store::outbox::depth(c, &channels)?;
+            let sending = crate::store::outbox::oldest_sending(c)?;
+            let nobody = crate::store::pages::nobody_reached(c)?;
+            Ok((
+                n,
+                oldest.map(|t| (now - t).num_seconds()),
+                sending.map(|t| (now - t).num_seconds()),
+                nobody,
+            ))
+        })
+        .await
+        .ok();
+    let faults = intake.store.faults().borrow().clone();
+    let modem = intake.modem.as_ref().map(|m| {
+        let h = m.borrow();
+        json!({ "state": format!("{:?}", h.state).to_lowercase(), "reason": h.reason, "since": h.since })
+    });
+    let status = if verdict.impaired() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let store = verdict
+        .problems
+        .iter()
+        .find_map(|p| match p {
+            crate::health::Problem::StoreCannotWrite { error } => Some(error.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| "ok".to_string());
+    (
+        status,
+        Json(json!({
+            "status": verdict.word(),
+            "problems": verdict.problems,
+            "degraded": verdict.degraded,
+            "store": store,
+            "store_faults": (faults.count > 0).then(|| json!({
+                "count": faults.count,
+                "last": faults.last.map(|f| json!({ "at": f.at, "caller": f.caller.to_string(), "error": f.error.to_string() })),
+            })),
+            "paging": paging.map(|p| json!({ "impaired": p.impaired(), "ready": p.ready, "down": p.down.iter().map(|(c, why)| json!({"channel": c, "reason": why})).collect::<Vec<_>>() })),
+            "modem": modem,
+            "standby": intake.health.standby.as_ref().map(|s| crate::standby::status_json(&s.borrow())),
+            "outbox": outbox.as_ref().map(|(n, age, sending, _)| json!({ "pending": n, "oldest_seconds": age, "oldest_sending_seconds": sending })),
+            // Open incidents whose paging reached nobody: the box works, but someone is not
+            // being told about an alert.
+            "nobody_paged": outbox.as_ref().map(|o| &o.3),
+        })),
+    )
+        .into_response()
+}
