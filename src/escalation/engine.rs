@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -35,13 +34,15 @@ use crate::incident::{Actor, Channel, Incident, IncidentId, Severity, Status};
 use crate::notify::text;
 use crate::schedule::OverridesBySchedule;
 use crate::silence::Silence;
+use crate::store::escalations::{self, EscalationRow, StoredPhase};
 use crate::store::events::record;
 use crate::store::kinds::EventKind;
 use crate::store::outbox::{self, NewPage, PageKind};
+use crate::store::pages;
 use crate::store::queries::{incident, transition};
 use crate::store::silences as silence_store;
 use crate::store::standby::{self as standby_store, Hold as StandbyHold};
-use crate::store::{from_ms, ms, Store, StoreError};
+use crate::store::{from_ms, Store, StoreError, Tx};
 
 /// Longest the engine sleeps without looking again (catches wall-clock jumps).
 pub const MAX_SLEEP: Duration = Duration::from_secs(30);
@@ -118,10 +119,7 @@ pub async fn run(
         beat.beat();
         if reroute {
             let p = plan.clone();
-            match store
-                .call(move |c, now| Ok(reroute_unserved(c, &p, now)?))
-                .await
-            {
+            match store.call(move |c, now| reroute_unserved(c, &p, now)).await {
                 Ok(_) => reroute = false,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot move pages off a channel that is off; retrying")
@@ -163,11 +161,7 @@ pub async fn run(
 /// served channel can take (a stakeholder's or reply's fixed address, a person with no address
 /// on an enabled channel) is failed with a loud log and a note on the timeline, never left
 /// pending for ever. Returns how many pages were moved.
-pub fn reroute_unserved(
-    conn: &Connection,
-    plan: &Plan,
-    now: DateTime<Utc>,
-) -> rusqlite::Result<usize> {
+pub fn reroute_unserved(conn: &Tx, plan: &Plan, now: DateTime<Utc>) -> Result<usize, StoreError> {
     let order = &plan.config.paging.channels;
     let mut moved = 0;
     for p in outbox::pending_unserved(conn, &plan.served)? {
@@ -240,7 +234,7 @@ async fn route_unrouted(store: &Store, config: Arc<Config>) -> bool {
 
 /// Runs one pass at `now`; returns when the next escalation is due.
 pub fn pass(
-    conn: &Connection,
+    conn: &Tx,
     plan: &Plan,
     now: DateTime<Utc>,
 ) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -393,11 +387,11 @@ const SHIFT_NOTICE_GRACE: chrono::Duration = chrono::Duration::minutes(30);
 /// "on call for primary until Mon 09:00". Each (schedule, user, shift start) is announced once,
 /// remembered in SQLite.
 fn shift_notices(
-    conn: &Connection,
+    conn: &Tx,
     plan: &Plan,
     overrides: &OverridesBySchedule,
     now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
+) -> Result<(), StoreError> {
     for s in &plan.config.schedules {
         let rt = overrides.get(&s.id).map(Vec::as_slice).unwrap_or(&[]);
         let Some(on) = s.on_call(now, rt) else {
@@ -412,10 +406,7 @@ fn shift_notices(
         let (true, Some(phone)) = (user.shift_notices, &user.phone) else {
             continue;
         };
-        let fresh = conn
-            .prepare_cached("INSERT OR IGNORE INTO shift_notices (schedule_id, user_id, shift_from, sent_at) VALUES (?1,?2,?3,?4)")?
-            .execute(params![s.id, user.id, ms(on.from), ms(now)])?;
-        if fresh == 0 {
+        if !escalations::note_shift_notice(conn, &s.id, &user.id, on.from, now)? {
             continue;
         }
         let until = match on.until {
@@ -472,10 +463,10 @@ struct Row {
 
 /// Silences in force at `now`: the config's maintenance windows and the runtime silences.
 pub fn active_silences(
-    conn: &Connection,
+    conn: &Tx,
     plan: &Plan,
     now: DateTime<Utc>,
-) -> rusqlite::Result<Vec<Silence>> {
+) -> Result<Vec<Silence>, StoreError> {
     let mut out: Vec<Silence> = plan
         .config
         .silences
@@ -490,12 +481,12 @@ pub fn active_silences(
 /// when this silence was not already holding it); `None` when nothing holds it, noting on the
 /// timeline that a hold is over.
 fn hold_if_silenced(
-    conn: &Connection,
+    conn: &Tx,
     silences: &[Silence],
     inc: &Incident,
     hold: &mut Option<String>,
     now: DateTime<Utc>,
-) -> rusqlite::Result<Option<Event>> {
+) -> Result<Option<Event>, StoreError> {
     match crate::silence::holding(silences, inc, now) {
         Some(s) => {
             let key = s.id.key();
@@ -540,88 +531,76 @@ fn hold_if_silenced(
 }
 
 /// Escalations that are due, or whose incident changed status since the engine last looked.
-fn attention(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Vec<Row>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT e.incident_id, e.policy, e.phase, e.next_step, e.next_round, e.due_at, e.since, e.silenced_by \
-         FROM escalations e JOIN incidents i ON i.id = e.incident_id \
-         WHERE (e.phase IN ('escalating','acknowledged') AND e.due_at <= ?1) \
-            OR (e.phase = 'escalating' AND i.status <> 'triggered') \
-            OR (e.phase = 'exhausted' AND i.status <> 'triggered') \
-            OR (e.phase = 'acknowledged' AND i.status = 'resolved') \
-         ORDER BY e.due_at LIMIT 1000",
-    )?;
-    let rows = stmt.query_map([ms(now)], |r| {
-        let phase: String = r.get(2)?;
-        let step: Option<i64> = r.get(3)?;
-        let round: i64 = r.get(4)?;
-        let due: Option<i64> = r.get(5)?;
-        let next = match step {
-            Some(s) => Next::Step {
-                step: s as usize,
-                round: round as u32,
-            },
-            None => Next::Exhaust,
-        };
-        let phase = match phase.as_str() {
-            "escalating" => Phase::Escalating {
-                next,
-                due: from_ms(due.unwrap_or(0)),
-            },
-            "acknowledged" => Phase::Acknowledged {
-                retrigger_at: due.map(from_ms),
-                resume: next,
-            },
-            "exhausted" => Phase::Exhausted,
-            _ => Phase::Resolved,
-        };
-        Ok(Row {
-            incident_id: r.get(0)?,
-            policy: r.get(1)?,
-            state: EscalationState {
-                phase,
-                since: from_ms(r.get(6)?),
-            },
-            silenced_by: r.get(7)?,
+fn attention(conn: &Tx, now: DateTime<Utc>) -> Result<Vec<Row>, StoreError> {
+    Ok(escalations::needing_attention(conn, now)?
+        .into_iter()
+        .map(|e| Row {
+            incident_id: e.incident_id,
+            policy: e.policy,
+            state: state_of(&e.row),
+            silenced_by: e.silenced_by,
         })
-    })?;
-    rows.collect()
+        .collect())
+}
+
+/// The state machine's view of a stored escalation row.
+pub(crate) fn state_of(row: &EscalationRow) -> EscalationState {
+    let next = match row.next {
+        Some((step, round)) => Next::Step { step, round },
+        None => Next::Exhaust,
+    };
+    let phase = match row.phase {
+        StoredPhase::Escalating => Phase::Escalating {
+            next,
+            due: row.due.unwrap_or_else(|| from_ms(0)),
+        },
+        StoredPhase::Acknowledged => Phase::Acknowledged {
+            retrigger_at: row.due,
+            resume: next,
+        },
+        StoredPhase::Exhausted => Phase::Exhausted,
+        StoredPhase::Resolved => Phase::Resolved,
+    };
+    EscalationState {
+        phase,
+        since: row.since,
+    }
+}
+
+/// The stored row of an escalation state.
+pub(crate) fn row_of(s: &EscalationState) -> EscalationRow {
+    let (phase, next, due) = match s.phase {
+        Phase::Escalating { next, due } => (StoredPhase::Escalating, Some(next), Some(due)),
+        Phase::Acknowledged {
+            retrigger_at,
+            resume,
+        } => (StoredPhase::Acknowledged, Some(resume), retrigger_at),
+        Phase::Exhausted => (StoredPhase::Exhausted, None, None),
+        Phase::Resolved => (StoredPhase::Resolved, None, None),
+    };
+    EscalationRow {
+        phase,
+        next: match next {
+            Some(Next::Step { step, round }) => Some((step, round)),
+            _ => None,
+        },
+        due,
+        since: s.since,
+    }
 }
 
 fn save(
-    conn: &Connection,
+    conn: &Tx,
     id: IncidentId,
     policy: &str,
     s: &EscalationState,
     now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
-    let (phase, next, due) = match s.phase {
-        Phase::Escalating { next, due } => ("escalating", Some(next), Some(due)),
-        Phase::Acknowledged {
-            retrigger_at,
-            resume,
-        } => ("acknowledged", Some(resume), retrigger_at),
-        Phase::Exhausted => ("exhausted", None, None),
-        Phase::Resolved => ("resolved", None, None),
-    };
-    let (step, round) = match next {
-        Some(Next::Step { step, round }) => (Some(step as i64), round as i64),
-        _ => (None, 0),
-    };
-    conn.prepare_cached(
-        "UPDATE escalations SET policy=?2, phase=?3, next_step=?4, next_round=?5, due_at=?6, since=?7, updated_at=?8 \
-         WHERE incident_id=?1",
-    )?
-    .execute(params![id, policy, phase, step, round, due.map(ms), ms(s.since), ms(now)])?;
-    Ok(())
+) -> Result<(), StoreError> {
+    Ok(escalations::save(conn, id, policy, &row_of(s), now)?)
 }
 
-fn next_due(conn: &Connection) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let t: Option<i64> = conn
-        .prepare_cached(
-            "SELECT min(due_at) FROM escalations WHERE phase IN ('escalating','acknowledged')",
-        )?
-        .query_row([], |r| r.get(0))?;
-    Ok(t.map(from_ms))
+fn next_due(conn: &Tx) -> Result<Option<DateTime<Utc>>, StoreError> {
+    Ok(escalations::next_due(conn)?)
 }
 
 /// Runtime overrides in force now or later, by schedule (their SQL lives with the table).
@@ -631,7 +610,7 @@ pub use crate::store::overrides::in_force as runtime_overrides;
 /// with leading-edge grouping and the per-person SMS rate limit applied.
 #[allow(clippy::too_many_arguments)]
 fn page_step(
-    conn: &Connection,
+    conn: &Tx,
     plan: &Plan,
     policy: &Policy,
     route: Option<&Route>,
@@ -836,7 +815,7 @@ fn page_step(
 /// until someone is paged for it or it is closed: an alert that reaches no one must never look
 /// like one that is being handled.
 fn nobody_paged(
-    conn: &Connection,
+    conn: &Tx,
     incident: crate::incident::IncidentId,
     step: usize,
     round: u32,
@@ -870,12 +849,12 @@ fn nobody_paged(
 /// (another page of the same route went out to them less than `group_window` ago: leading edge,
 /// so the first page of a storm is never delayed) or the rate limit.
 fn hold_back(
-    conn: &Connection,
+    conn: &Tx,
     cfg: &Config,
     route: Option<&Route>,
     user: &str,
     now: DateTime<Utc>,
-) -> rusqlite::Result<Option<(String, DateTime<Utc>)>> {
+) -> Result<Option<(String, DateTime<Utc>)>, StoreError> {
     let window = crate::clock::delta(cfg.paging.group_window);
     if let Some(route) = route {
         if !window.is_zero() {
@@ -917,36 +896,32 @@ fn hold_back(
 }
 
 fn grouped_recently(
-    conn: &Connection,
+    conn: &Tx,
     cfg: &Config,
     route: Option<&Route>,
     user: &str,
     incident: IncidentId,
     now: DateTime<Utc>,
-) -> rusqlite::Result<bool> {
+) -> Result<bool, StoreError> {
     let Some(route) = route else { return Ok(false) };
     let window = crate::clock::delta(cfg.paging.group_window);
-    let n: Option<i64> = conn
-        .prepare_cached(
-            "SELECT 1 FROM outbox o JOIN incidents i ON i.id=o.incident_id WHERE o.user_id=?1 AND o.channel='voice' \
-             AND i.route=?2 AND o.incident_id<>?3 AND o.created_at>=?4 AND o.state<>'cancelled' LIMIT 1",
-        )?
-        .query_row(
-            params![user, route.id, incident, ms(crate::clock::sub_signed(now, window))],
-            |r| r.get(0),
-        )
-        .optional()?;
-    Ok(n.is_some())
+    Ok(pages::voice_call_for_route_since(
+        conn,
+        user,
+        &route.id,
+        incident,
+        crate::clock::sub_signed(now, window),
+    )?)
 }
 
 /// Queues a short status message to the route's stakeholders (trigger, acknowledge, resolve).
 fn stakeholder_update(
-    conn: &Connection,
+    conn: &Tx,
     plan: &Plan,
     route: Option<&Route>,
     inc: &Incident,
     now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
+) -> Result<(), StoreError> {
     let Some(route) = route else { return Ok(()) };
     if route.stakeholders.is_empty() {
         return Ok(());

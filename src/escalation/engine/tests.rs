@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use chrono::TimeZone;
+use rusqlite::Connection;
 
 use super::*;
 use crate::store::{AlertAction, AlertInput, AlertOutcome};
