@@ -705,3 +705,52 @@ fn queued_rows_of_a_channel_turned_off_move_on() {
     // Nothing left to move.
     assert_eq!(reroute_unserved(&c, &off, t(2)).unwrap(), 0);
 }
+
+#[test]
+fn a_step_is_planned_from_the_config_alone_and_planning_writes_nothing() {
+    let (c, plan) = setup();
+    let id = trigger(&c, &plan, "db1", "db", t(0));
+    let inc = crate::store::queries::incident(&c, id).unwrap().unwrap();
+    let policy = &plan.policies["default"];
+    let route = plan.route(Some("db"));
+    let overrides = OverridesBySchedule::default();
+
+    let first = plan_step(&plan, policy, route, &inc, 0, &overrides, t(0));
+    assert!(!first.nobody_on_call);
+    let who: Vec<(&str, &str)> = first
+        .targets
+        .iter()
+        .map(|t| (t.user.as_str(), t.via.as_str()))
+        .collect();
+    assert_eq!(who, vec![("alice", "schedule primary")]);
+    let alice = &first.targets[0];
+    let pages: Vec<(Channel, i64, &str)> = alice
+        .pages
+        .iter()
+        .map(|p| (p.channel, (p.at - t(0)).num_minutes(), p.address.as_str()))
+        .collect();
+    assert_eq!(
+        pages,
+        vec![
+            (Channel::Sms, 0, "+4915100000001"),
+            (Channel::Voice, 2, "+4915100000001"),
+            (Channel::Email, 5, "alice@example.org"),
+        ]
+    );
+    assert_eq!(alice.unreachable, None);
+    // Only the email has a subject; every page names the incident.
+    let subjects: Vec<bool> = alice.pages.iter().map(|p| p.subject.is_some()).collect();
+    assert_eq!(subjects, vec![false, false, true]);
+    assert!(alice.pages.iter().all(|p| p.body.contains("db1 is down")));
+
+    let second = plan_step(&plan, policy, route, &inc, 1, &overrides, t(10));
+    let bob: Vec<(&str, Vec<Channel>)> = second
+        .targets
+        .iter()
+        .map(|t| (t.user.as_str(), t.pages.iter().map(|p| p.channel).collect()))
+        .collect();
+    assert_eq!(bob, vec![("bob", vec![Channel::Sms])]);
+
+    // Planning is only a value: nothing was queued.
+    assert!(outbox_rows(&c).is_empty());
+}
