@@ -1,10 +1,12 @@
 //! Outbound notifications in the durable outbox (channel `webhook`, kind `outbound`, address =
 //! destination id): the fan-out from the timeline, the per-destination bound, claim and finish.
 //!
-//! Every function runs inside the caller's store transaction and takes `now`. The rows use the
-//! outbox's own states (`pending -> sending -> sent | failed | cancelled`) and its crash recovery
-//! (`outbox::recover_in_flight` puts a `sending` row back to `pending`), so a notification is
-//! delivered at least once across a crash. Each destination is a FIFO queue: the oldest row is
+//! Every function runs inside the caller's store transaction and takes `now`. The rows are
+//! outbox rows: a claim marks them `sending` and a finish settles them through the outbox's one
+//! state machine (`outbox::mark_sending`, `outbox::holds`, `outbox::settle`:
+//! `pending -> sending -> sent | failed | cancelled`), with its leases and crash recovery, so a
+//! notification is delivered at least once across a crash. What is outbound's own is the queue
+//! order and the timeline's words. Each destination is a FIFO queue: the oldest row is
 //! always the next one, and a row waiting for its retry holds the ones behind it, so a receiver
 //! sees an incident's trigger before its resolve.
 
@@ -13,6 +15,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::events::record;
 use super::kinds::EventKind;
+use super::outbox::{self, Settle};
 use super::queries::incident;
 use super::{from_ms, ms, Store, StoreError};
 use crate::incident::{IncidentId, Status, Transition};
@@ -239,11 +242,7 @@ pub fn drop_oldest(
         rows.collect::<rusqlite::Result<_>>()?
     };
     for (id, inc, ev) in &victims {
-        conn.prepare_cached(
-            "UPDATE outbox SET state='cancelled', last_error='dropped: queue full', updated_at=?2 \
-             WHERE id=?1",
-        )?
-        .execute(params![id, ms(now)])?;
+        outbox::withdraw_pending(conn, *id, "dropped: queue full", now)?;
         if let Some(inc) = inc {
             record(
                 conn,
@@ -316,15 +315,7 @@ pub fn claim(
             None => Claim::Idle,
         });
     };
-    let until = chrono::Duration::from_std(lease)
-        .ok()
-        .and_then(|d| now.checked_add_signed(d))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC);
-    conn.prepare_cached(
-        "UPDATE outbox SET state='sending', attempts=attempts+1, channel_attempts=channel_attempts+1, \
-         lease_until=?3, updated_at=?2 WHERE id=?1",
-    )?
-    .execute(params![id, ms(now), ms(until)])?;
+    outbox::mark_sending(conn, id, now, lease)?;
     Ok(Claim::Row(Row {
         id,
         incident_id,
@@ -355,31 +346,22 @@ pub fn finish(
     outcome: &Outcome,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<bool> {
-    let held: i64 = conn
-        .prepare_cached(
-            "SELECT count(*) FROM outbox WHERE id=?1 AND state='sending' AND attempts=?2",
-        )?
-        .query_row(params![row.id, row.attempts], |r| r.get(0))?;
-    if held == 0 {
+    if !outbox::holds(conn, row.id, row.attempts)? {
         return Ok(false);
     }
     let what = format!("outbound {} to {}", row.event, row.destination);
     let note = match outcome {
         Outcome::Sent { detail } => {
-            conn.execute(
-                "UPDATE outbox SET state='sent', reference=?2, last_error=NULL, lease_until=NULL, updated_at=?3 WHERE id=?1",
-                params![row.id, detail, ms(now)],
-            )?;
+            let reference = Some(detail.as_str());
+            outbox::settle(conn, row.id, &Settle::Sent { reference }, now)?;
             Some((
                 EventKind::OutboundSent,
                 format!("{what} sent (attempt {}): {detail}", row.attempts),
             ))
         }
         Outcome::Retry { error, retry_at } => {
-            conn.execute(
-                "UPDATE outbox SET state='pending', due_at=?2, last_error=?3, lease_until=NULL, updated_at=?4 WHERE id=?1",
-                params![row.id, ms(*retry_at), error, ms(now)],
-            )?;
+            let retry_at = *retry_at;
+            outbox::settle(conn, row.id, &Settle::Retry { error, retry_at }, now)?;
             (row.attempts == 1 || row.attempts % 10 == 0).then(|| {
                 (
                     EventKind::OutboundRetry,
@@ -392,10 +374,7 @@ pub fn finish(
             })
         }
         Outcome::Failed { error } => {
-            conn.execute(
-                "UPDATE outbox SET state='failed', last_error=?2, lease_until=NULL, updated_at=?3 WHERE id=?1",
-                params![row.id, error, ms(now)],
-            )?;
+            outbox::settle(conn, row.id, &Settle::Failed { error }, now)?;
             Some((
                 EventKind::OutboundFailed,
                 format!("{what} failed for good: {error}"),
