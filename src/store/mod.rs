@@ -616,6 +616,11 @@ impl Writer {
     ///
     /// Returns true when a write outcome (commit or failure) was learnt, which makes the probe
     /// write unnecessary for a while.
+    ///
+    /// One function on purpose: the open transaction, the answers owed to the jobs that ran in
+    /// it and the choice between commit and abandon are one piece of state, and each exit path
+    /// must answer every one of those jobs exactly once; split up, that promise would be spread
+    /// over several functions handing the same three things back and forth.
     fn run_batch(
         &self,
         conn: &mut Connection,

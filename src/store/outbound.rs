@@ -18,7 +18,7 @@ use super::kinds::EventKind;
 use super::outbox::{self, Settle};
 use super::queries::incident;
 use super::{from_ms, ms, Store, StoreError};
-use crate::incident::{IncidentId, Status, Transition};
+use crate::incident::{Incident, IncidentId, Status, Transition};
 use crate::outbound::payload::{render, Notice};
 use crate::outbound::{Destination, Event};
 
@@ -97,25 +97,7 @@ pub fn fan_out(
     if newest <= cursor {
         return Ok(0);
     }
-    type EventRow = (i64, IncidentId, String, Option<String>, Option<String>, i64);
-    let rows: Vec<EventRow> = {
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, incident_id, kind, actor, via, at FROM events WHERE id>?1 AND id<=?2 \
-             AND incident_id IS NOT NULL AND kind IN ('triggered','acknowledged','resolved') \
-             ORDER BY id LIMIT ?3",
-        )?;
-        let rows = stmt.query_map(params![cursor, newest, FAN_OUT_BATCH], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
-        })?;
-        rows.collect::<rusqlite::Result<_>>()?
-    };
+    let rows = events_after(conn, cursor, newest)?;
     // A full batch stops at its last event; otherwise everything up to `newest` was seen.
     let upto = if rows.len() as i64 == FAN_OUT_BATCH {
         rows.last().map_or(newest, |r| r.0)
@@ -139,29 +121,12 @@ pub fn fan_out(
             continue;
         };
         let at = from_ms(at);
-        // The incident as of this event (a later change may already be committed).
         let by = Transition {
             at,
             by: actor.unwrap_or_default(),
             via: via.unwrap_or_default(),
         };
-        match ev {
-            Event::Trigger => {
-                inc.status = Status::Triggered;
-                inc.acknowledged = None;
-                inc.resolved = None;
-            }
-            Event::Acknowledge => {
-                inc.status = Status::Acknowledged;
-                inc.acknowledged = Some(by);
-                inc.resolved = None;
-            }
-            Event::Resolve => {
-                inc.status = Status::Resolved;
-                inc.acknowledged = inc.acknowledged.filter(|a| a.at <= at);
-                inc.resolved = Some(by);
-            }
-        }
+        as_of(&mut inc, ev, by);
         let notice = Notice {
             event: ev,
             incident: inc,
@@ -185,6 +150,53 @@ pub fn fan_out(
         drop_oldest(conn, &d.id, d.max_queued, now)?;
     }
     Ok(queued)
+}
+
+/// A timeline event the fan-out looks at: id, incident, kind, actor, via, at.
+type EventRow = (i64, IncidentId, String, Option<String>, Option<String>, i64);
+
+/// The trigger/acknowledge/resolve events after `cursor` up to `newest`, oldest first, at most
+/// [`FAN_OUT_BATCH`].
+fn events_after(conn: &Connection, cursor: i64, newest: i64) -> rusqlite::Result<Vec<EventRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, incident_id, kind, actor, via, at FROM events WHERE id>?1 AND id<=?2 \
+         AND incident_id IS NOT NULL AND kind IN ('triggered','acknowledged','resolved') \
+         ORDER BY id LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![cursor, newest, FAN_OUT_BATCH], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+        ))
+    })?;
+    rows.collect()
+}
+
+/// Sets `inc` back to how it stood right after `ev` (done `by`): a later change may already be
+/// committed, and a notification tells what happened at its event.
+fn as_of(inc: &mut Incident, ev: Event, by: Transition) {
+    match ev {
+        Event::Trigger => {
+            inc.status = Status::Triggered;
+            inc.acknowledged = None;
+            inc.resolved = None;
+        }
+        Event::Acknowledge => {
+            inc.status = Status::Acknowledged;
+            inc.acknowledged = Some(by);
+            inc.resolved = None;
+        }
+        Event::Resolve => {
+            let at = by.at;
+            inc.status = Status::Resolved;
+            inc.acknowledged = inc.acknowledged.take().filter(|a| a.at <= at);
+            inc.resolved = Some(by);
+        }
+    }
 }
 
 /// Queues one notification for `d`, due now.
