@@ -1132,3 +1132,62 @@ async fn the_task_answers_through_the_handle_and_stops_on_shutdown() {
         Err(AckError::Stopped)
     ));
 }
+
+/// An escalation whose policy a reload removed cannot be escalated: the person is told, and the
+/// escalation is left for the engine, which flags it when it next comes due.
+#[test]
+fn escalate_now_on_a_policy_that_is_gone_says_so_and_changes_nothing() {
+    let c = crate::store::memory();
+    let cfg = Arc::new(
+        Config::parse(CONFIG, "t.toml", Path::new("/"))
+            .unwrap()
+            .config,
+    );
+    let alert = crate::store::AlertInput {
+        action: AlertAction::Trigger,
+        dedup_key: Some("gone".into()),
+        summary: "gone is down".into(),
+        severity: Severity::Critical,
+        source: None,
+        service: Some("gone".into()),
+        details: serde_json::Value::Null,
+        links: vec![],
+        route: None,
+        policy: Some("removed".into()),
+        pre_page_delay: std::time::Duration::from_secs(600),
+        page: true,
+        actor: Actor::new("t", "test"),
+    };
+    let AlertOutcome::Created(inc) = queries::apply_alert(&c, &alert, t0()).unwrap() else {
+        panic!("expected a new incident");
+    };
+    let before = escalations::of_incident(&c, inc.id).unwrap().unwrap();
+    let sender = super::actions::Sender {
+        config: cfg,
+        user: "alice".into(),
+        address: Some(ALICE.into()),
+        via: "sms",
+    };
+    let reply = super::actions::execute(
+        &c,
+        &sender,
+        &super::command::Command::Escalate(inc.id),
+        t0() + minutes(1),
+    )
+    .unwrap();
+    assert_eq!(
+        reply.text,
+        format!(
+            "#{} not escalated: its policy removed is no longer configured",
+            inc.id
+        )
+    );
+    assert_eq!(
+        escalations::of_incident(&c, inc.id).unwrap().unwrap(),
+        before
+    );
+    assert!(queries::timeline(&c, inc.id)
+        .unwrap()
+        .iter()
+        .all(|e| e.kind != crate::store::kinds::EventKind::EscalateNow.as_str()));
+}
