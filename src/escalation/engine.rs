@@ -239,7 +239,7 @@ pub fn pass(
     now: DateTime<Utc>,
 ) -> Result<Option<DateTime<Utc>>, StoreError> {
     let silences = active_silences(conn, plan, now)?;
-    silence_store::release_stale(conn, &silences, now)?;
+    release_stale(conn, plan, &silences, now)?;
     let rows = attention(conn, now)?;
     let overrides = runtime_overrides(conn, now)?;
     let ctx = Pass {
@@ -253,6 +253,53 @@ pub fn pass(
     }
     shift_notices(conn, plan, &overrides, now)?;
     next_due(conn)
+}
+
+/// Makes the steps that silences no longer hold due at once (a silence expired early, or a
+/// window's end moved), each through the state machine ([`Event::Released`]).
+fn release_stale(
+    conn: &Tx,
+    plan: &Plan,
+    silences: &[Silence],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    for id in silence_store::stale_holds(conn, silences, now)? {
+        let Some(e) = escalations::of_incident(conn, id)? else {
+            continue;
+        };
+        let Some(policy) = plan.policies.get(&e.policy) else {
+            policy_gone(conn, id, &e.policy, now)?;
+            continue;
+        };
+        if let Some(next) = state_of(&e.row).apply(Event::Released { at: now }, policy) {
+            escalations::save(conn, id, &e.policy, &row_of(&next), now)?;
+        }
+    }
+    Ok(())
+}
+
+/// An escalation whose policy a config reload removed: flagged on the timeline and exhausted,
+/// since nobody can be paged for it.
+fn policy_gone(
+    conn: &Tx,
+    id: IncidentId,
+    policy: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    record(
+        conn,
+        Some(id),
+        now,
+        EventKind::EscalationError,
+        None,
+        &format!("policy {policy:?} no longer exists; nobody is paged"),
+        None,
+    )?;
+    let exhausted = EscalationState {
+        phase: Phase::Exhausted,
+        since: now,
+    };
+    save(conn, id, policy, &exhausted, now)
 }
 
 /// What every escalation of one pass is looked at with.
@@ -274,20 +321,7 @@ fn advance(conn: &Tx, ctx: &Pass<'_>, row: Row) -> Result<(), StoreError> {
         return Ok(());
     };
     let Some(policy) = plan.policies.get(&row.policy) else {
-        record(
-            conn,
-            Some(inc.id),
-            now,
-            EventKind::EscalationError,
-            None,
-            &format!("policy {:?} no longer exists; nobody is paged", row.policy),
-            None,
-        )?;
-        let exhausted = EscalationState {
-            phase: Phase::Exhausted,
-            since: now,
-        };
-        return save(conn, inc.id, &row.policy, &exhausted, now);
+        return policy_gone(conn, inc.id, &row.policy, now);
     };
     let route = plan.route(inc.route.as_deref());
     let mut state = row.state;
