@@ -175,6 +175,10 @@ impl EscalationState {
 
     /// The state after `event`, or `None` when the event does not apply to this state (a
     /// duplicate or stale event: the engine drops it and pages nothing). Never panics.
+    ///
+    /// One match on purpose, longer than a screen: each arm is one (phase, event) pair of the
+    /// state machine, so the whole transition table reads in one place, and every pair not
+    /// listed falls to the one `None` at the end.
     pub fn apply(&self, event: Event, policy: &Policy) -> Option<EscalationState> {
         let to = |phase, since| Some(EscalationState { phase, since });
         match (self.phase, event) {
