@@ -8,17 +8,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
 
 use super::command::{Command, Target};
 use super::text::{clip, fit_list, shorten, when, HELP};
 use crate::config::Config;
-use crate::escalation::engine::runtime_overrides;
+use crate::escalation::engine::{row_of, runtime_overrides, state_of};
+use crate::escalation::{Event, Phase};
 use crate::incident::{Actor, Channel, Incident, IncidentId, Status};
+use crate::store::events::record;
+use crate::store::kinds::EventKind;
 use crate::store::outbox::{enqueue, NewPage, PageKind};
-use crate::store::pages;
-use crate::store::queries::{self, event};
-use crate::store::{ms, AlertAction, AlertOutcome, ListFilter, StoreError};
+use crate::store::queries;
+use crate::store::{escalations, overrides, pages};
+use crate::store::{AlertAction, AlertOutcome, ListFilter, StoreError, Tx};
 
 /// Replies are queued above every page priority (critical pages are 3): the person is waiting.
 pub const REPLY_PRIORITY: i64 = 4;
@@ -71,7 +73,7 @@ impl Reply {
 /// Queues `reply` to the sender in the outbox (if the sender has an address). Returns the
 /// address it goes to.
 pub(crate) fn queue_reply(
-    conn: &Connection,
+    conn: &Tx,
     sender: &Sender,
     reply: &Reply,
     now: DateTime<Utc>,
@@ -99,7 +101,7 @@ pub(crate) fn queue_reply(
 
 /// Runs `cmd` for `sender` at `now` and returns the reply (not yet queued).
 pub(crate) fn execute(
-    conn: &Connection,
+    conn: &Tx,
     sender: &Sender,
     cmd: &Command,
     now: DateTime<Utc>,
@@ -140,11 +142,11 @@ pub(crate) fn execute(
             if queries::incident(conn, *incident)?.is_none() {
                 return Ok(not_found(*incident));
             }
-            event(
+            record(
                 conn,
                 Some(*incident),
                 now,
-                "note",
+                EventKind::Note,
                 Some(&sender.actor()),
                 text,
                 None,
@@ -188,7 +190,7 @@ fn already(sender: &Sender, inc: &Incident, to: Status, now: DateTime<Utc>) -> O
 
 /// Acknowledges or resolves `ids`; the reply names what changed, then what could not.
 pub(crate) fn act(
-    conn: &Connection,
+    conn: &Tx,
     sender: &Sender,
     ids: &[IncidentId],
     to: Status,
@@ -233,11 +235,7 @@ pub(crate) fn act(
 /// means their own last page; `42a` only if #42 was in a page or digest for them, in any
 /// state: a failed or queued page is still theirs to stop). Such a
 /// command is carried out even over the rate limit: stopping one's own page must always work.
-pub(crate) fn acts_on_own_page(
-    conn: &Connection,
-    user: &str,
-    cmd: &Command,
-) -> Result<bool, StoreError> {
+pub(crate) fn acts_on_own_page(conn: &Tx, user: &str, cmd: &Command) -> Result<bool, StoreError> {
     let target = match cmd {
         Command::Acknowledge(t) | Command::Resolve(t) => t,
         _ => return Ok(false),
@@ -256,7 +254,7 @@ pub(crate) fn acts_on_own_page(
 /// was queued: a page queued before a digest, whose unanswered call fell back to SMS after the
 /// digest went out, is the newer one for the person holding the phone. A page still waiting in
 /// the outbox, or one that only went by email, is not what they are answering.
-pub(crate) fn last_paged(conn: &Connection, user: &str) -> Result<Vec<IncidentId>, StoreError> {
+pub(crate) fn last_paged(conn: &Tx, user: &str) -> Result<Vec<IncidentId>, StoreError> {
     for page in pages::reached_phone(conn, user, LAST_PAGED_SCAN)? {
         let mut open = Vec::new();
         for id in page.incidents {
@@ -280,7 +278,7 @@ pub(crate) fn last_paged(conn: &Connection, user: &str) -> Result<Vec<IncidentId
 /// the escalation that is paging the people who are responsible, so they get a short refusal
 /// that says why, and can still see it with `42?` or raise it with a note.
 pub(crate) fn refusal(
-    conn: &Connection,
+    conn: &Tx,
     sender: &Sender,
     inc: &Incident,
     now: DateTime<Utc>,
@@ -337,7 +335,7 @@ pub const RECENT_OTHERS: Duration = Duration::from_secs(60 * 60);
 /// the command left waiting, and how to stop each: `#9 acked by alice. Also open: #7 (7a)`.
 /// Someone who acked the page they just read must not believe every page is stopped.
 fn with_others(
-    conn: &Connection,
+    conn: &Tx,
     sender: &Sender,
     reply: Reply,
     done: &[IncidentId],
@@ -381,24 +379,14 @@ pub(crate) struct MissedCall {
 /// A missed call from `sender` at `now`: acknowledges the still-triggered incidents paged to them
 /// within `window` whose route has `missed_call_ack = true`.
 pub(crate) fn missed_call(
-    conn: &Connection,
+    conn: &Tx,
     sender: &Sender,
     window: Duration,
     now: DateTime<Utc>,
 ) -> Result<MissedCall, StoreError> {
     let since = crate::clock::sub(now, window);
-    let rows: Vec<(i64, Option<IncidentId>)> = {
-        // `updated_at` of a sent page is when it went out (or its delivery report came).
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, incident_id FROM outbox WHERE user_id=?1 AND kind IN ('page','digest') \
-             AND state IN ('sending','sent','delivered') AND updated_at>=?2 AND updated_at<=?3 \
-             ORDER BY id",
-        )?;
-        let rows = stmt.query_map(params![sender.user, ms(since), ms(now)], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-        rows.collect::<rusqlite::Result<_>>()?
-    };
+    // `updated_at` of a sent page is when it went out (or its delivery report came).
+    let reached = pages::reached_between(conn, &sender.user, since, now)?;
     let takes_missed_call = |inc: &Incident| {
         inc.route.as_deref().is_some_and(|id| {
             sender
@@ -410,8 +398,8 @@ pub(crate) fn missed_call(
     };
     let mut meant = false;
     let mut ids: Vec<IncidentId> = Vec::new();
-    for (outbox_id, incident) in rows {
-        for id in pages::page_incidents(conn, outbox_id, incident)? {
+    for page in reached {
+        for id in page.incidents {
             let Some(inc) = queries::incident(conn, id)? else {
                 continue;
             };
@@ -437,12 +425,13 @@ pub(crate) fn missed_call(
     })
 }
 
-/// Escalate now: the pending step of the incident's escalation becomes due at `now`. This is
-/// [`crate::escalation::Event::EscalateNow`] done on the `escalations` row: escalating keeps its
-/// next step and makes it due; acknowledged goes back to triggered and resumes where the ack
-/// stopped it. The engine's next pass (woken by this commit) pages the step.
+/// Escalate now: the pending step of the incident's escalation becomes due at `now`. The state
+/// machine decides the new state ([`crate::escalation::EscalationState::apply`] with
+/// [`Event::EscalateNow`]): escalating keeps its next step and makes it due; acknowledged goes
+/// back to triggered and resumes where the ack stopped it. The engine's next pass (woken by this
+/// commit) pages the step.
 fn escalate(
-    conn: &Connection,
+    conn: &Tx,
     sender: &Sender,
     id: IncidentId,
     now: DateTime<Utc>,
@@ -453,41 +442,52 @@ fn escalate(
     if let Some(msg) = already(sender, &inc, Status::Resolved, now) {
         return Ok(Reply::new(msg, Some(id)));
     }
-    let phase: Option<String> = conn
-        .prepare_cached("SELECT phase FROM escalations WHERE incident_id=?1")?
-        .query_row([id], |r| r.get(0))
-        .optional()?;
-    match phase.as_deref() {
-        None => {
-            return Ok(Reply::new(
-                format!("#{id} has no escalation policy"),
-                Some(id),
-            ))
-        }
-        Some("escalating" | "acknowledged") => {}
-        Some("exhausted") => {
+    let Some(stored) = escalations::of_incident(conn, id)? else {
+        return Ok(Reply::new(
+            format!("#{id} has no escalation policy"),
+            Some(id),
+        ));
+    };
+    let state = state_of(&stored.row);
+    match state.phase {
+        Phase::Escalating { .. } | Phase::Acknowledged { .. } => {}
+        Phase::Exhausted => {
             return Ok(Reply::new(
                 format!("#{id} escalation exhausted: everyone was paged"),
                 Some(id),
             ))
         }
-        Some(_) => return Ok(Reply::new(format!("#{id} is not escalating"), Some(id))),
+        Phase::Resolved => return Ok(Reply::new(format!("#{id} is not escalating"), Some(id))),
     }
+    // A policy a reload removed pages nobody: say so rather than promise an escalation.
+    let Some(policy) = sender
+        .config
+        .policies
+        .iter()
+        .find(|p| p.id == stored.policy)
+    else {
+        return Ok(Reply::new(
+            format!(
+                "#{id} not escalated: its policy {} is no longer configured",
+                stored.policy
+            ),
+            Some(id),
+        ));
+    };
+    let Some(next) = state.apply(Event::EscalateNow { at: now }, policy) else {
+        return Ok(Reply::new(format!("#{id} is not escalating"), Some(id)));
+    };
     // Acknowledged (whether or not the engine has seen the ack yet): back to triggered, or the
     // engine would take the ack again and page nobody.
     if inc.status == Status::Acknowledged {
         queries::transition(conn, id, Status::Triggered, &sender.actor(), now)?;
     }
-    conn.prepare_cached(
-        "UPDATE escalations SET phase='escalating', due_at=?2, since=?2, updated_at=?2 \
-         WHERE incident_id=?1",
-    )?
-    .execute(params![id, ms(now)])?;
-    event(
+    escalations::save(conn, id, &stored.policy, &row_of(&next), now)?;
+    record(
         conn,
         Some(id),
         now,
-        "escalate-now",
+        EventKind::EscalateNow,
         Some(&sender.actor()),
         &format!(
             "escalate now requested by {} via {}",
@@ -501,7 +501,7 @@ fn escalate(
 /// `#42 CRIT db: disk full. acked by alice 03:05. 3 alerts since 02:58. Runbook: URL`, in at
 /// most two SMS; the summary is cut, the runbook never.
 fn details(
-    conn: &Connection,
+    conn: &Tx,
     sender: &Sender,
     id: IncidentId,
     now: DateTime<Utc>,
@@ -554,19 +554,12 @@ fn details(
 }
 
 /// Users paged for an incident, first paged first.
-fn owners(conn: &Connection, id: IncidentId) -> Result<Vec<String>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT user_id, min(id) AS first FROM outbox WHERE user_id IS NOT NULL \
-         AND kind IN ('page','digest') \
-         AND (incident_id=?1 OR id IN (SELECT outbox_id FROM outbox_items WHERE incident_id=?1)) \
-         GROUP BY user_id ORDER BY first",
-    )?;
-    let rows = stmt.query_map([id], |r| r.get(0))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+fn owners(conn: &Tx, id: IncidentId) -> Result<Vec<String>, StoreError> {
+    Ok(pages::paged_users(conn, id)?)
 }
 
 /// `primary: alice until Mon 09:00; secondary: bob until 18:00`.
-fn on_call(conn: &Connection, sender: &Sender, now: DateTime<Utc>) -> Result<Reply, StoreError> {
+fn on_call(conn: &Tx, sender: &Sender, now: DateTime<Utc>) -> Result<Reply, StoreError> {
     let overrides = runtime_overrides(conn, now)?;
     let items: Vec<String> = sender
         .config
@@ -590,7 +583,7 @@ fn on_call(conn: &Connection, sender: &Sender, now: DateTime<Utc>) -> Result<Rep
 }
 
 /// `2 open: #42 CRIT db disk full: acked alice; #43 ERR api 5xx: paged bob`.
-fn status(conn: &Connection) -> Result<Reply, StoreError> {
+fn status(conn: &Tx) -> Result<Reply, StoreError> {
     let mut open = queries::list(conn, ListFilter::Open, STATUS_SCAN)?;
     if open.is_empty() {
         return Ok(Reply::new("no open incidents", None));
@@ -622,7 +615,7 @@ fn status(conn: &Connection) -> Result<Reply, StoreError> {
 /// `TAKE`: a runtime override for the sender on every schedule they are in a layer of, from now
 /// until `duration` later or, without one, the schedule's next handoff.
 fn take(
-    conn: &Connection,
+    conn: &Tx,
     sender: &Sender,
     duration: Option<Duration>,
     now: DateTime<Utc>,
@@ -642,22 +635,20 @@ fn take(
                 .filter(|t| *t > now)
                 .unwrap_or_else(|| add(TAKE_FALLBACK)),
         };
-        conn.prepare_cached(
-            "INSERT INTO overrides (schedule_id, user_id, from_at, until_at, created_at, created_by) \
-             VALUES (?1, ?2, ?3, ?4, ?3, ?5)",
-        )?
-        .execute(params![
-            s.id,
-            sender.user,
-            ms(now),
-            ms(until),
-            format!("{} via {}", sender.user, sender.via)
-        ])?;
-        event(
+        overrides::insert(
+            conn,
+            &s.id,
+            &sender.user,
+            now,
+            until,
+            &format!("{} via {}", sender.user, sender.via),
+            now,
+        )?;
+        record(
             conn,
             None,
             now,
-            "override",
+            EventKind::Override,
             Some(&sender.actor()),
             &format!(
                 "{} takes schedule {} until {}",
@@ -680,7 +671,7 @@ fn take(
 
 /// `PAGE svc summary`: an incident through the normal intake path (routing, dedup, escalation).
 fn page(
-    conn: &Connection,
+    conn: &Tx,
     sender: &Sender,
     service: &str,
     summary: &str,

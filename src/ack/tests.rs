@@ -4,13 +4,13 @@
 use std::path::Path;
 
 use chrono::TimeZone;
-use rusqlite::params;
 
 use super::*;
 use crate::clock::ManualClock;
 use crate::escalation::engine::{pass, runtime_overrides, Plan};
 use crate::incident::{Actor, Incident, Severity, TimelineEvent};
-use crate::store::{ms, queries, AlertAction, AlertOutcome};
+use crate::store::outbox::testing as outbox_testing;
+use crate::store::{escalations, outbox, overrides, queries, AlertAction, AlertOutcome, Tx};
 
 const CONFIG: &str = r#"
 [daemon]
@@ -216,23 +216,19 @@ impl Harness {
     async fn outbox(&self) -> Vec<Row> {
         self.store
             .call(|c, _| {
-                let mut s = c.prepare(
-                    "SELECT kind, incident_id, user_id, channel, address, body, priority, state \
-                     FROM outbox ORDER BY id",
-                )?;
-                let rows = s.query_map([], |r| {
-                    Ok(Row {
-                        kind: r.get(0)?,
-                        incident: r.get(1)?,
-                        user: r.get(2)?,
-                        channel: r.get(3)?,
-                        address: r.get(4)?,
-                        body: r.get(5)?,
-                        priority: r.get(6)?,
-                        state: r.get(7)?,
+                Ok(outbox::all(c)?
+                    .into_iter()
+                    .map(|p| Row {
+                        kind: p.kind.as_str().to_string(),
+                        incident: p.incident_id,
+                        user: p.user_id,
+                        channel: p.channel.to_string(),
+                        address: p.address,
+                        body: p.body,
+                        priority: p.priority,
+                        state: p.state.as_str().to_string(),
                     })
-                })?;
-                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+                    .collect())
             })
             .await
             .unwrap()
@@ -258,17 +254,12 @@ impl Harness {
     async fn escalation(&self, id: IncidentId) -> (String, Option<i64>, Option<DateTime<Utc>>) {
         self.store
             .call(move |c, _| {
-                Ok(c.query_row(
-                    "SELECT phase, next_step, due_at FROM escalations WHERE incident_id=?1",
-                    [id],
-                    |r| {
-                        Ok((
-                            r.get(0)?,
-                            r.get(1)?,
-                            r.get::<_, Option<i64>>(2)?.map(crate::store::from_ms),
-                        ))
-                    },
-                )?)
+                let e = escalations::of_incident(c, id)?.expect("an escalation row");
+                Ok((
+                    e.row.phase.as_str().to_string(),
+                    e.row.next.map(|(step, _)| step as i64),
+                    e.row.due,
+                ))
             })
             .await
             .unwrap()
@@ -294,13 +285,8 @@ impl Harness {
     }
 }
 
-fn mark_sms_sent(c: &rusqlite::Connection, now: DateTime<Utc>) -> Result<(), StoreError> {
-    c.execute(
-        "UPDATE outbox SET state='sent', updated_at=?1 WHERE kind IN ('page','digest') \
-         AND channel='sms' AND state='pending' AND due_at<=?1",
-        params![ms(now)],
-    )?;
-    Ok(())
+fn mark_sms_sent(c: &Tx, now: DateTime<Utc>) -> Result<(), StoreError> {
+    Ok(outbox_testing::sms_went_out(c, now)?)
 }
 
 #[tokio::test]
@@ -428,10 +414,7 @@ async fn ack_alone_means_the_page_that_last_reached_the_phone_not_the_newest_que
     // #B's own page is replaced by a digest naming it, sent now.
     h.store
         .call(move |c, now| {
-            c.execute(
-                "UPDATE outbox SET state='cancelled' WHERE incident_id=?1",
-                [b],
-            )?;
+            outbox_testing::cancel_all(c, b)?;
             let d = crate::store::outbox::enqueue(
                 c,
                 &crate::store::outbox::NewPage {
@@ -457,13 +440,7 @@ async fn ack_alone_means_the_page_that_last_reached_the_phone_not_the_newest_que
     // which went out now.
     let moved = h
         .store
-        .call(move |c, now| {
-            Ok(c.execute(
-                "UPDATE outbox SET channel='sms', address=?2, state='sent', updated_at=?3 \
-                 WHERE incident_id=?1 AND channel='voice'",
-                params![a, ALICE, ms(now)],
-            )?)
-        })
+        .call(move |c, now| Ok(outbox_testing::calls_went_out_as_sms(c, a, ALICE, now)?))
         .await
         .unwrap();
     assert_eq!(moved, 1, "the config pages alice by voice after SMS");
@@ -809,11 +786,10 @@ async fn take_puts_the_sender_on_call_until_the_next_handoff_or_for_a_duration()
     let by: String = h
         .store
         .call(|c, _| {
-            Ok(c.query_row(
-                "SELECT created_by FROM overrides ORDER BY id DESC LIMIT 1",
-                [],
-                |r| r.get(0),
-            )?)
+            // The override has ended by now; list those that had not at the start.
+            let list = overrides::list(c, "primary", t0())?;
+            let newest = list.into_iter().max_by_key(|o| o.id);
+            Ok(newest.and_then(|o| o.created_by).unwrap_or_default())
         })
         .await
         .unwrap();
@@ -1006,12 +982,13 @@ async fn escalate_now_pages_the_next_step_at_once() {
     let to_carol: i64 = h
         .store
         .call(move |c, _| {
-            Ok(c.query_row(
-                "SELECT count(*) FROM outbox o WHERE o.user_id='carol' AND (o.incident_id=?1 \
-                 OR EXISTS (SELECT 1 FROM outbox_items i WHERE i.outbox_id=o.id AND i.incident_id=?1))",
-                [third],
-                |r| r.get(0),
-            )?)
+            Ok(outbox::all(c)?
+                .into_iter()
+                .filter(|p| {
+                    p.user_id.as_deref() == Some("carol")
+                        && (p.incident_id == Some(third) || p.items.contains(&third))
+                })
+                .count() as i64)
         })
         .await
         .unwrap();
@@ -1167,4 +1144,63 @@ async fn the_task_answers_through_the_handle_and_stops_on_shutdown() {
             .await,
         Err(AckError::Stopped)
     ));
+}
+
+/// An escalation whose policy a reload removed cannot be escalated: the person is told, and the
+/// escalation is left for the engine, which flags it when it next comes due.
+#[test]
+fn escalate_now_on_a_policy_that_is_gone_says_so_and_changes_nothing() {
+    let c = crate::store::memory();
+    let cfg = Arc::new(
+        Config::parse(CONFIG, "t.toml", Path::new("/"))
+            .unwrap()
+            .config,
+    );
+    let alert = crate::store::AlertInput {
+        action: AlertAction::Trigger,
+        dedup_key: Some("gone".into()),
+        summary: "gone is down".into(),
+        severity: Severity::Critical,
+        source: None,
+        service: Some("gone".into()),
+        details: serde_json::Value::Null,
+        links: vec![],
+        route: None,
+        policy: Some("removed".into()),
+        pre_page_delay: std::time::Duration::from_secs(600),
+        page: true,
+        actor: Actor::new("t", "test"),
+    };
+    let AlertOutcome::Created(inc) = queries::apply_alert(&c, &alert, t0()).unwrap() else {
+        panic!("expected a new incident");
+    };
+    let before = escalations::of_incident(&c, inc.id).unwrap().unwrap();
+    let sender = super::actions::Sender {
+        config: cfg,
+        user: "alice".into(),
+        address: Some(ALICE.into()),
+        via: "sms",
+    };
+    let reply = super::actions::execute(
+        &c,
+        &sender,
+        &super::command::Command::Escalate(inc.id),
+        t0() + minutes(1),
+    )
+    .unwrap();
+    assert_eq!(
+        reply.text,
+        format!(
+            "#{} not escalated: its policy removed is no longer configured",
+            inc.id
+        )
+    );
+    assert_eq!(
+        escalations::of_incident(&c, inc.id).unwrap().unwrap(),
+        before
+    );
+    assert!(queries::timeline(&c, inc.id)
+        .unwrap()
+        .iter()
+        .all(|e| e.kind != crate::store::kinds::EventKind::EscalateNow.as_str()));
 }

@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -35,13 +34,15 @@ use crate::incident::{Actor, Channel, Incident, IncidentId, Severity, Status};
 use crate::notify::text;
 use crate::schedule::OverridesBySchedule;
 use crate::silence::Silence;
+use crate::store::escalations::{self, EscalationRow, StoredPhase};
 use crate::store::events::record;
 use crate::store::kinds::EventKind;
 use crate::store::outbox::{self, NewPage, PageKind};
+use crate::store::pages;
 use crate::store::queries::{incident, transition};
 use crate::store::silences as silence_store;
 use crate::store::standby::{self as standby_store, Hold as StandbyHold};
-use crate::store::{from_ms, ms, Store, StoreError};
+use crate::store::{from_ms, Store, StoreError, Tx};
 
 /// Longest the engine sleeps without looking again (catches wall-clock jumps).
 pub const MAX_SLEEP: Duration = Duration::from_secs(30);
@@ -118,10 +119,7 @@ pub async fn run(
         beat.beat();
         if reroute {
             let p = plan.clone();
-            match store
-                .call(move |c, now| Ok(reroute_unserved(c, &p, now)?))
-                .await
-            {
+            match store.call(move |c, now| reroute_unserved(c, &p, now)).await {
                 Ok(_) => reroute = false,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot move pages off a channel that is off; retrying")
@@ -163,11 +161,7 @@ pub async fn run(
 /// served channel can take (a stakeholder's or reply's fixed address, a person with no address
 /// on an enabled channel) is failed with a loud log and a note on the timeline, never left
 /// pending for ever. Returns how many pages were moved.
-pub fn reroute_unserved(
-    conn: &Connection,
-    plan: &Plan,
-    now: DateTime<Utc>,
-) -> rusqlite::Result<usize> {
+pub fn reroute_unserved(conn: &Tx, plan: &Plan, now: DateTime<Utc>) -> Result<usize, StoreError> {
     let order = &plan.config.paging.channels;
     let mut moved = 0;
     for p in outbox::pending_unserved(conn, &plan.served)? {
@@ -240,149 +234,229 @@ async fn route_unrouted(store: &Store, config: Arc<Config>) -> bool {
 
 /// Runs one pass at `now`; returns when the next escalation is due.
 pub fn pass(
-    conn: &Connection,
+    conn: &Tx,
     plan: &Plan,
     now: DateTime<Utc>,
 ) -> Result<Option<DateTime<Utc>>, StoreError> {
     let silences = active_silences(conn, plan, now)?;
-    silence_store::release_stale(conn, &silences, now)?;
+    release_stale(conn, plan, &silences, now)?;
     let rows = attention(conn, now)?;
     let overrides = runtime_overrides(conn, now)?;
+    let ctx = Pass {
+        plan,
+        silences: &silences,
+        overrides: &overrides,
+        now,
+    };
     for row in rows {
-        let Some(mut inc) = incident(conn, row.incident_id)? else {
-            continue;
-        };
-        let Some(policy) = plan.policies.get(&row.policy) else {
-            record(
-                conn,
-                Some(inc.id),
-                now,
-                EventKind::EscalationError,
-                None,
-                &format!("policy {:?} no longer exists; nobody is paged", row.policy),
-                None,
-            )?;
-            save(
-                conn,
-                inc.id,
-                &row.policy,
-                &EscalationState {
-                    phase: Phase::Exhausted,
-                    since: now,
-                },
-                now,
-            )?;
-            continue;
-        };
-        let route = plan.route(inc.route.as_deref());
-        let mut state = row.state;
-        // Which silence holds the due step; an incident held since it opened never paged anyone,
-        // so its acknowledge and resolve are not announced to stakeholders either.
-        let mut hold = row.silenced_by.clone();
-        let first = Next::Step { step: 0, round: 0 };
-        let never_paged = hold.is_some()
-            && matches!(state.phase,
-                Phase::Escalating { next, .. } | Phase::Acknowledged { resume: next, .. } if next == first);
-        // At most a few steps per incident per pass: each applied event moves the state on.
-        for _ in 0..8 {
-            let event = match reconcile(&state, &inc, route) {
-                Some(e) => Some(e),
-                None => match next_action(&state, policy, now) {
-                    Action::Wait { .. } | Action::Idle => None,
-                    Action::Page { step, round, .. } => {
-                        if let Some(held) = hold_if_silenced(conn, &silences, &inc, &mut hold, now)?
-                        {
-                            Some(held)
-                        } else {
-                            let standby = plan
-                                .config
-                                .standby
-                                .for_route(inc.route.as_deref())
-                                .map(|s| s.hold());
-                            let first = step == 0 && round == 0;
-                            match standby_store::hold(conn, standby, &inc, first, now)? {
-                                StandbyHold::Until(until) => Some(Event::Held { until, at: now }),
-                                StandbyHold::Page { reason } => {
-                                    // The page says why the box pages although a cloud pager
-                                    // was supposed to.
-                                    let said = reason.map(|r| Incident {
-                                        summary: format!("{r}: {}", inc.summary),
-                                        ..inc.clone()
-                                    });
-                                    page_step(
-                                        conn,
-                                        plan,
-                                        policy,
-                                        route,
-                                        said.as_ref().unwrap_or(&inc),
-                                        step,
-                                        round,
-                                        &overrides,
-                                        now,
-                                    )?;
-                                    Some(Event::Paged {
-                                        step,
-                                        round,
-                                        at: now,
-                                    })
-                                }
-                            }
-                        }
-                    }
-                    Action::Exhaust => {
-                        match hold_if_silenced(conn, &silences, &inc, &mut hold, now)? {
-                            Some(held) => Some(held),
-                            None => {
-                                record(conn, Some(inc.id), now, EventKind::Exhausted, None, &format!("escalation policy {} ran {} time(s) without an acknowledgement; incident stays open", policy.id, policy.repeat), None)?;
-                                Some(Event::Exhausted { at: now })
-                            }
-                        }
-                    }
-                    Action::Retrigger => {
-                        // Keep the snapshot current: the next iteration reconciles against it.
-                        inc = transition(
-                            conn,
-                            inc.id,
-                            Status::Triggered,
-                            &Actor::new("pagerbox", "ack-timeout"),
-                            now,
-                        )?
-                        .0;
-                        record(conn, Some(inc.id), now, EventKind::Retriggered, None, "acknowledged but not resolved within the route's ack_timeout: escalating again from the first step", None)?;
-                        Some(Event::Retriggered { at: now })
-                    }
-                    Action::Reschedule => {
-                        tracing::warn!(
-                            incident = inc.id,
-                            "wall clock went backwards; restarting the pending wait"
-                        );
-                        Some(Event::Rescheduled { at: now })
-                    }
-                },
-            };
-            let Some(ev) = event else { break };
-            match state.apply(ev, policy) {
-                Some(s) => state = s,
-                None => break,
-            }
-            if matches!(ev, Event::Acknowledged { .. } | Event::Resolved { .. }) && !never_paged {
-                stakeholder_update(conn, plan, route, &inc, now)?;
-            }
-        }
-        save(conn, inc.id, &policy.id, &state, now)?;
-        // The mark stays while acknowledged, so a later resolve still knows nobody was paged.
-        let hold = hold.filter(|_| {
-            matches!(
-                state.phase,
-                Phase::Escalating { .. } | Phase::Acknowledged { .. }
-            )
-        });
-        if hold != row.silenced_by {
-            silence_store::set_hold(conn, inc.id, hold.as_deref())?;
-        }
+        advance(conn, &ctx, row)?;
     }
     shift_notices(conn, plan, &overrides, now)?;
     next_due(conn)
+}
+
+/// Makes the steps that silences no longer hold due at once (a silence expired early, or a
+/// window's end moved), each through the state machine ([`Event::Released`]).
+fn release_stale(
+    conn: &Tx,
+    plan: &Plan,
+    silences: &[Silence],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    for id in silence_store::stale_holds(conn, silences, now)? {
+        let Some(e) = escalations::of_incident(conn, id)? else {
+            continue;
+        };
+        let Some(policy) = plan.policies.get(&e.policy) else {
+            policy_gone(conn, id, &e.policy, now)?;
+            continue;
+        };
+        if let Some(next) = state_of(&e.row).apply(Event::Released { at: now }, policy) {
+            escalations::save(conn, id, &e.policy, &row_of(&next), now)?;
+        }
+    }
+    Ok(())
+}
+
+/// An escalation whose policy a config reload removed: flagged on the timeline and exhausted,
+/// since nobody can be paged for it.
+fn policy_gone(
+    conn: &Tx,
+    id: IncidentId,
+    policy: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    record(
+        conn,
+        Some(id),
+        now,
+        EventKind::EscalationError,
+        None,
+        &format!("policy {policy:?} no longer exists; nobody is paged"),
+        None,
+    )?;
+    let exhausted = EscalationState {
+        phase: Phase::Exhausted,
+        since: now,
+    };
+    save(conn, id, policy, &exhausted, now)
+}
+
+/// What every escalation of one pass is looked at with.
+struct Pass<'a> {
+    plan: &'a Plan,
+    /// Silences in force at `now`.
+    silences: &'a [Silence],
+    /// Runtime overrides in force now or later.
+    overrides: &'a OverridesBySchedule,
+    now: DateTime<Utc>,
+}
+
+/// Moves one escalation on as far as `now` allows: applies what its incident's status implies
+/// and what is due (paging a step, exhausting, re-triggering), then saves the state and the
+/// silence that holds it.
+fn advance(conn: &Tx, ctx: &Pass<'_>, row: Row) -> Result<(), StoreError> {
+    let (plan, now) = (ctx.plan, ctx.now);
+    let Some(mut inc) = incident(conn, row.incident_id)? else {
+        return Ok(());
+    };
+    let Some(policy) = plan.policies.get(&row.policy) else {
+        return policy_gone(conn, inc.id, &row.policy, now);
+    };
+    let route = plan.route(inc.route.as_deref());
+    let mut state = row.state;
+    // Which silence holds the due step; an incident held since it opened never paged anyone,
+    // so its acknowledge and resolve are not announced to stakeholders either.
+    let mut hold = row.silenced_by.clone();
+    let first = Next::Step { step: 0, round: 0 };
+    let never_paged = hold.is_some()
+        && matches!(state.phase,
+            Phase::Escalating { next, .. } | Phase::Acknowledged { resume: next, .. } if next == first);
+    // At most a few steps per incident per pass: each applied event moves the state on.
+    for _ in 0..8 {
+        let event = match reconcile(&state, &inc, route) {
+            Some(e) => Some(e),
+            None => due_event(conn, ctx, policy, route, &state, &mut inc, &mut hold)?,
+        };
+        let Some(ev) = event else { break };
+        match state.apply(ev, policy) {
+            Some(s) => state = s,
+            None => break,
+        }
+        if matches!(ev, Event::Acknowledged { .. } | Event::Resolved { .. }) && !never_paged {
+            stakeholder_update(conn, plan, route, &inc, now)?;
+        }
+    }
+    save(conn, inc.id, &policy.id, &state, now)?;
+    // The mark stays while acknowledged, so a later resolve still knows nobody was paged.
+    let hold = hold.filter(|_| {
+        matches!(
+            state.phase,
+            Phase::Escalating { .. } | Phase::Acknowledged { .. }
+        )
+    });
+    if hold != row.silenced_by {
+        silence_store::set_hold(conn, inc.id, hold.as_deref())?;
+    }
+    Ok(())
+}
+
+/// Does what [`next_action`] says is due for `inc` at the pass's `now` and returns the event
+/// that records it, or `None` when nothing is due. A re-trigger updates `inc` so the next look
+/// reconciles against the incident as it now is.
+fn due_event(
+    conn: &Tx,
+    ctx: &Pass<'_>,
+    policy: &Policy,
+    route: Option<&Route>,
+    state: &EscalationState,
+    inc: &mut Incident,
+    hold: &mut Option<String>,
+) -> Result<Option<Event>, StoreError> {
+    let now = ctx.now;
+    Ok(match next_action(state, policy, now) {
+        Action::Wait { .. } | Action::Idle => None,
+        Action::Page { step, round, .. } => {
+            match hold_if_silenced(conn, ctx.silences, inc, hold, now)? {
+                Some(held) => Some(held),
+                None => Some(page_unless_standby(
+                    conn, ctx, policy, route, inc, step, round,
+                )?),
+            }
+        }
+        Action::Exhaust => match hold_if_silenced(conn, ctx.silences, inc, hold, now)? {
+            Some(held) => Some(held),
+            None => {
+                record(conn, Some(inc.id), now, EventKind::Exhausted, None, &format!("escalation policy {} ran {} time(s) without an acknowledgement; incident stays open", policy.id, policy.repeat), None)?;
+                Some(Event::Exhausted { at: now })
+            }
+        },
+        Action::Retrigger => {
+            *inc = transition(
+                conn,
+                inc.id,
+                Status::Triggered,
+                &Actor::new("pagerbox", "ack-timeout"),
+                now,
+            )?
+            .0;
+            record(conn, Some(inc.id), now, EventKind::Retriggered, None, "acknowledged but not resolved within the route's ack_timeout: escalating again from the first step", None)?;
+            Some(Event::Retriggered { at: now })
+        }
+        Action::Reschedule => {
+            tracing::warn!(
+                incident = inc.id,
+                "wall clock went backwards; restarting the pending wait"
+            );
+            Some(Event::Rescheduled { at: now })
+        }
+    })
+}
+
+/// Pages due step `step` of run `round`, unless a standby route still holds it for the cloud
+/// pager in front of the box. Returns the event that records which.
+fn page_unless_standby(
+    conn: &Tx,
+    ctx: &Pass<'_>,
+    policy: &Policy,
+    route: Option<&Route>,
+    inc: &Incident,
+    step: usize,
+    round: u32,
+) -> Result<Event, StoreError> {
+    let (plan, now) = (ctx.plan, ctx.now);
+    let standby = plan
+        .config
+        .standby
+        .for_route(inc.route.as_deref())
+        .map(|s| s.hold());
+    let first = step == 0 && round == 0;
+    Ok(match standby_store::hold(conn, standby, inc, first, now)? {
+        StandbyHold::Until(until) => Event::Held { until, at: now },
+        StandbyHold::Page { reason } => {
+            // The page says why the box pages although a cloud pager was supposed to.
+            let said = reason.map(|r| Incident {
+                summary: format!("{r}: {}", inc.summary),
+                ..inc.clone()
+            });
+            page_step(
+                conn,
+                plan,
+                policy,
+                route,
+                said.as_ref().unwrap_or(inc),
+                step,
+                round,
+                ctx.overrides,
+                now,
+            )?;
+            Event::Paged {
+                step,
+                round,
+                at: now,
+            }
+        }
+    })
 }
 
 /// How late a shift notice may still go out (after a restart, or a pass that ran late); older
@@ -393,11 +467,11 @@ const SHIFT_NOTICE_GRACE: chrono::Duration = chrono::Duration::minutes(30);
 /// "on call for primary until Mon 09:00". Each (schedule, user, shift start) is announced once,
 /// remembered in SQLite.
 fn shift_notices(
-    conn: &Connection,
+    conn: &Tx,
     plan: &Plan,
     overrides: &OverridesBySchedule,
     now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
+) -> Result<(), StoreError> {
     for s in &plan.config.schedules {
         let rt = overrides.get(&s.id).map(Vec::as_slice).unwrap_or(&[]);
         let Some(on) = s.on_call(now, rt) else {
@@ -412,10 +486,7 @@ fn shift_notices(
         let (true, Some(phone)) = (user.shift_notices, &user.phone) else {
             continue;
         };
-        let fresh = conn
-            .prepare_cached("INSERT OR IGNORE INTO shift_notices (schedule_id, user_id, shift_from, sent_at) VALUES (?1,?2,?3,?4)")?
-            .execute(params![s.id, user.id, ms(on.from), ms(now)])?;
-        if fresh == 0 {
+        if !escalations::note_shift_notice(conn, &s.id, &user.id, on.from, now)? {
             continue;
         }
         let until = match on.until {
@@ -472,10 +543,10 @@ struct Row {
 
 /// Silences in force at `now`: the config's maintenance windows and the runtime silences.
 pub fn active_silences(
-    conn: &Connection,
+    conn: &Tx,
     plan: &Plan,
     now: DateTime<Utc>,
-) -> rusqlite::Result<Vec<Silence>> {
+) -> Result<Vec<Silence>, StoreError> {
     let mut out: Vec<Silence> = plan
         .config
         .silences
@@ -490,12 +561,12 @@ pub fn active_silences(
 /// when this silence was not already holding it); `None` when nothing holds it, noting on the
 /// timeline that a hold is over.
 fn hold_if_silenced(
-    conn: &Connection,
+    conn: &Tx,
     silences: &[Silence],
     inc: &Incident,
     hold: &mut Option<String>,
     now: DateTime<Utc>,
-) -> rusqlite::Result<Option<Event>> {
+) -> Result<Option<Event>, StoreError> {
     match crate::silence::holding(silences, inc, now) {
         Some(s) => {
             let key = s.id.key();
@@ -540,98 +611,195 @@ fn hold_if_silenced(
 }
 
 /// Escalations that are due, or whose incident changed status since the engine last looked.
-fn attention(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Vec<Row>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT e.incident_id, e.policy, e.phase, e.next_step, e.next_round, e.due_at, e.since, e.silenced_by \
-         FROM escalations e JOIN incidents i ON i.id = e.incident_id \
-         WHERE (e.phase IN ('escalating','acknowledged') AND e.due_at <= ?1) \
-            OR (e.phase = 'escalating' AND i.status <> 'triggered') \
-            OR (e.phase = 'exhausted' AND i.status <> 'triggered') \
-            OR (e.phase = 'acknowledged' AND i.status = 'resolved') \
-         ORDER BY e.due_at LIMIT 1000",
-    )?;
-    let rows = stmt.query_map([ms(now)], |r| {
-        let phase: String = r.get(2)?;
-        let step: Option<i64> = r.get(3)?;
-        let round: i64 = r.get(4)?;
-        let due: Option<i64> = r.get(5)?;
-        let next = match step {
-            Some(s) => Next::Step {
-                step: s as usize,
-                round: round as u32,
-            },
-            None => Next::Exhaust,
-        };
-        let phase = match phase.as_str() {
-            "escalating" => Phase::Escalating {
-                next,
-                due: from_ms(due.unwrap_or(0)),
-            },
-            "acknowledged" => Phase::Acknowledged {
-                retrigger_at: due.map(from_ms),
-                resume: next,
-            },
-            "exhausted" => Phase::Exhausted,
-            _ => Phase::Resolved,
-        };
-        Ok(Row {
-            incident_id: r.get(0)?,
-            policy: r.get(1)?,
-            state: EscalationState {
-                phase,
-                since: from_ms(r.get(6)?),
-            },
-            silenced_by: r.get(7)?,
+fn attention(conn: &Tx, now: DateTime<Utc>) -> Result<Vec<Row>, StoreError> {
+    Ok(escalations::needing_attention(conn, now)?
+        .into_iter()
+        .map(|e| Row {
+            incident_id: e.incident_id,
+            policy: e.policy,
+            state: state_of(&e.row),
+            silenced_by: e.silenced_by,
         })
-    })?;
-    rows.collect()
+        .collect())
+}
+
+/// The state machine's view of a stored escalation row.
+pub(crate) fn state_of(row: &EscalationRow) -> EscalationState {
+    let next = match row.next {
+        Some((step, round)) => Next::Step { step, round },
+        None => Next::Exhaust,
+    };
+    let phase = match row.phase {
+        StoredPhase::Escalating => Phase::Escalating {
+            next,
+            due: row.due.unwrap_or_else(|| from_ms(0)),
+        },
+        StoredPhase::Acknowledged => Phase::Acknowledged {
+            retrigger_at: row.due,
+            resume: next,
+        },
+        StoredPhase::Exhausted => Phase::Exhausted,
+        StoredPhase::Resolved => Phase::Resolved,
+    };
+    EscalationState {
+        phase,
+        since: row.since,
+    }
+}
+
+/// The stored row of an escalation state.
+pub(crate) fn row_of(s: &EscalationState) -> EscalationRow {
+    let (phase, next, due) = match s.phase {
+        Phase::Escalating { next, due } => (StoredPhase::Escalating, Some(next), Some(due)),
+        Phase::Acknowledged {
+            retrigger_at,
+            resume,
+        } => (StoredPhase::Acknowledged, Some(resume), retrigger_at),
+        Phase::Exhausted => (StoredPhase::Exhausted, None, None),
+        Phase::Resolved => (StoredPhase::Resolved, None, None),
+    };
+    EscalationRow {
+        phase,
+        next: match next {
+            Some(Next::Step { step, round }) => Some((step, round)),
+            _ => None,
+        },
+        due,
+        since: s.since,
+    }
 }
 
 fn save(
-    conn: &Connection,
+    conn: &Tx,
     id: IncidentId,
     policy: &str,
     s: &EscalationState,
     now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
-    let (phase, next, due) = match s.phase {
-        Phase::Escalating { next, due } => ("escalating", Some(next), Some(due)),
-        Phase::Acknowledged {
-            retrigger_at,
-            resume,
-        } => ("acknowledged", Some(resume), retrigger_at),
-        Phase::Exhausted => ("exhausted", None, None),
-        Phase::Resolved => ("resolved", None, None),
-    };
-    let (step, round) = match next {
-        Some(Next::Step { step, round }) => (Some(step as i64), round as i64),
-        _ => (None, 0),
-    };
-    conn.prepare_cached(
-        "UPDATE escalations SET policy=?2, phase=?3, next_step=?4, next_round=?5, due_at=?6, since=?7, updated_at=?8 \
-         WHERE incident_id=?1",
-    )?
-    .execute(params![id, policy, phase, step, round, due.map(ms), ms(s.since), ms(now)])?;
-    Ok(())
+) -> Result<(), StoreError> {
+    Ok(escalations::save(conn, id, policy, &row_of(s), now)?)
 }
 
-fn next_due(conn: &Connection) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let t: Option<i64> = conn
-        .prepare_cached(
-            "SELECT min(due_at) FROM escalations WHERE phase IN ('escalating','acknowledged')",
-        )?
-        .query_row([], |r| r.get(0))?;
-    Ok(t.map(from_ms))
+fn next_due(conn: &Tx) -> Result<Option<DateTime<Utc>>, StoreError> {
+    Ok(escalations::next_due(conn)?)
 }
 
 /// Runtime overrides in force now or later, by schedule (their SQL lives with the table).
 pub use crate::store::overrides::in_force as runtime_overrides;
 
-/// Queues the pages of one step: who the step targets now, by each person's notification rules,
-/// with leading-edge grouping and the per-person SMS rate limit applied.
+/// What one step pages, decided from the config alone: who, on which channel, when, where and
+/// with what text. Pure, so the rules (notification rules, route channel limits, channels that
+/// are off) are one value a test can look at; [`queue_step`] then applies what only the store
+/// knows (grouping, the SMS rate limit) and writes the pages.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StepPlan {
+    /// The step targets nobody at all (nobody on call for its schedules).
+    pub nobody_on_call: bool,
+    /// Each person the step targets whose contact is configured, in step order.
+    pub targets: Vec<TargetPlan>,
+}
+
+/// One person of a [`StepPlan`].
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TargetPlan {
+    pub user: String,
+    /// Why the step pages them (`schedule primary`, `user`).
+    pub via: String,
+    /// Their pages, in the order their rules give them.
+    pub pages: Vec<PlannedPage>,
+    /// The channels that are off for them when no enabled channel reaches them at all (then
+    /// `pages` is empty); `None` when they can be paged.
+    pub unreachable: Option<Vec<Channel>>,
+}
+
+/// One page of a [`TargetPlan`].
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PlannedPage {
+    pub channel: Channel,
+    /// When it is due (later than the step for a rule with a delay).
+    pub at: DateTime<Utc>,
+    pub address: String,
+    pub subject: Option<String>,
+    pub body: String,
+}
+
+/// Plans step `step` of `policy` for `inc` at `now` (see [`StepPlan`]).
+pub(crate) fn plan_step(
+    plan: &Plan,
+    policy: &Policy,
+    route: Option<&Route>,
+    inc: &Incident,
+    step: usize,
+    overrides: &OverridesBySchedule,
+    now: DateTime<Utc>,
+) -> StepPlan {
+    let cfg = &plan.config;
+    let urgency = route
+        .map(|r| r.urgency.urgency(inc.severity))
+        .unwrap_or_else(|| super::UrgencyMap::default().urgency(inc.severity));
+    let on_call = step_targets(policy, step, now, &plan.directory, overrides);
+    let nobody_on_call = on_call.is_empty();
+    let targets = on_call
+        .into_iter()
+        .filter_map(|t| {
+            let contact = plan.directory.contact(&t.user)?;
+            let mut wanted = pages_for_user(contact, urgency, now);
+            if let Some(r) = route {
+                wanted.retain(|(c, _)| r.allows(*c));
+            }
+            // Channels that are off queue nothing: their pages go to the person's next channel.
+            let (wanted, lost) = on_served_channels(
+                &wanted,
+                contact,
+                urgency,
+                &plan.served,
+                &cfg.paging.channels,
+                |c| route.is_none_or(|r| r.allows(c)),
+            );
+            let unreachable = wanted.is_empty().then_some(lost);
+            let pages = wanted
+                .into_iter()
+                .filter_map(|(channel, at)| {
+                    let address = match channel {
+                        Channel::Sms | Channel::Voice => contact.phone.clone(),
+                        Channel::Email => contact.email.clone(),
+                    }?;
+                    let body = match channel {
+                        Channel::Sms => text::sms_page(
+                            inc,
+                            route.and_then(|r| r.runbook.as_deref()),
+                            cfg.paging.sms_max_parts,
+                        ),
+                        Channel::Voice => text::voice_page(inc),
+                        Channel::Email => text::sms_page(inc, None, 10),
+                    };
+                    Some(PlannedPage {
+                        channel,
+                        at,
+                        address,
+                        subject: (channel == Channel::Email).then(|| text::email_subject(inc)),
+                        body,
+                    })
+                })
+                .collect();
+            Some(TargetPlan {
+                user: t.user,
+                via: t.via,
+                pages,
+                unreachable,
+            })
+        })
+        .collect();
+    StepPlan {
+        nobody_on_call,
+        targets,
+    }
+}
+
+/// Queues the pages of one step: the [`plan_step`] plan, with leading-edge grouping and the
+/// per-person SMS rate limit applied, and the step on the timeline.
 #[allow(clippy::too_many_arguments)]
 fn page_step(
-    conn: &Connection,
+    conn: &Tx,
     plan: &Plan,
     policy: &Policy,
     route: Option<&Route>,
@@ -641,12 +809,24 @@ fn page_step(
     overrides: &OverridesBySchedule,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let cfg = &plan.config;
-    let targets = step_targets(policy, step, now, &plan.directory, overrides);
-    let urgency = route
-        .map(|r| r.urgency.urgency(inc.severity))
-        .unwrap_or_else(|| super::UrgencyMap::default().urgency(inc.severity));
-    if targets.is_empty() {
+    let planned = plan_step(plan, policy, route, inc, step, overrides, now);
+    queue_step(conn, plan, route, inc, step, round, &planned, now)
+}
+
+/// Writes a [`StepPlan`]: each person's pages (or their place in a digest), the step's timeline
+/// entry, a loud note when it reached nobody, and on the first step the stakeholders' update.
+#[allow(clippy::too_many_arguments)]
+fn queue_step(
+    conn: &Tx,
+    plan: &Plan,
+    route: Option<&Route>,
+    inc: &Incident,
+    step: usize,
+    round: u32,
+    planned: &StepPlan,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    if planned.nobody_on_call {
         record(
             conn,
             Some(inc.id),
@@ -666,134 +846,13 @@ fn page_step(
     let mut said = Vec::new();
     // Whether this step queued anything for anybody (a page, or a place in a digest).
     let mut queued = false;
-    for t in &targets {
-        let Some(contact) = plan.directory.contact(&t.user) else {
-            continue;
-        };
-        let mut plan_pages = pages_for_user(contact, urgency, now);
-        if let Some(r) = route {
-            plan_pages.retain(|(c, _)| r.allows(*c));
-        }
-        // Channels that are off queue nothing: their pages go to the person's next channel.
-        let (plan_pages, lost) = on_served_channels(
-            &plan_pages,
-            contact,
-            urgency,
-            &plan.served,
-            &cfg.paging.channels,
-            |c| route.is_none_or(|r| r.allows(c)),
-        );
-        if plan_pages.is_empty() {
-            let why = if lost.is_empty() {
-                "no notification rule".to_string()
-            } else {
-                format!(
-                    "{} is off and no enabled channel reaches them",
-                    lost.iter()
-                        .map(|c| c.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            };
-            tracing::error!(incident = inc.id, user = %t.user, %why, "a person this step pages cannot be reached on any enabled channel");
-            record(
-                conn,
-                Some(inc.id),
-                now,
-                EventKind::PageUnreachable,
-                None,
-                &format!("{} cannot be paged: {why}", t.user),
-                Some(&serde_json::json!({ "user": t.user, "channels": lost })),
-            )?;
-        }
-        let mut how = Vec::new();
-        for (channel, at) in plan_pages {
-            let Some(address) = (match channel {
-                Channel::Sms | Channel::Voice => contact.phone.clone(),
-                Channel::Email => contact.email.clone(),
-            }) else {
-                continue;
-            };
-            how.push(if at > now {
-                format!("{channel} at {}", at.format("%H:%M:%S"))
-            } else {
-                channel.to_string()
-            });
-            if channel == Channel::Sms && at <= now {
-                if let Some(why) = hold_back(conn, cfg, route, &t.user, now)? {
-                    let digest = match outbox::pending_digest(conn, &t.user, Channel::Sms)? {
-                        Some(d) => d.id,
-                        None => outbox::enqueue(
-                            conn,
-                            &NewPage {
-                                kind: PageKind::Digest,
-                                incident_id: None,
-                                user_id: Some(t.user.clone()),
-                                channel: Channel::Sms,
-                                address: address.clone(),
-                                subject: None,
-                                body: String::new(),
-                                priority: priority(inc.severity),
-                                due_at: why.1,
-                            },
-                            now,
-                        )?,
-                    };
-                    outbox::add_item(conn, digest, inc.id)?;
-                    queued = true;
-                    record(
-                        conn,
-                        Some(inc.id),
-                        now,
-                        EventKind::PageGrouped,
-                        None,
-                        &format!(
-                            "sms to {} held for a digest in {}s: {}",
-                            t.user,
-                            (why.1 - now).num_seconds().max(0),
-                            why.0
-                        ),
-                        Some(&serde_json::json!({ "outbox_id": digest })),
-                    )?;
-                    continue;
-                }
-            }
-            if channel == Channel::Voice
-                && grouped_recently(conn, cfg, route, &t.user, inc.id, now)?
-            {
-                record(conn, Some(inc.id), now, EventKind::PageGrouped, None, &format!("voice call to {} skipped: a call for this route went out in the grouping window", t.user), None)?;
-                continue;
-            }
-            let body = match channel {
-                Channel::Sms => text::sms_page(
-                    inc,
-                    route.and_then(|r| r.runbook.as_deref()),
-                    cfg.paging.sms_max_parts,
-                ),
-                Channel::Voice => text::voice_page(inc),
-                Channel::Email => text::sms_page(inc, None, 10),
-            };
-            outbox::enqueue(
-                conn,
-                &NewPage {
-                    kind: PageKind::Page,
-                    incident_id: Some(inc.id),
-                    user_id: Some(t.user.clone()),
-                    channel,
-                    address,
-                    subject: (channel == Channel::Email).then(|| text::email_subject(inc)),
-                    body,
-                    priority: priority(inc.severity),
-                    due_at: at,
-                },
-                now,
-            )?;
-            queued = true;
-        }
+    for target in &planned.targets {
+        let (how, any) = queue_target(conn, &plan.config, route, inc, target, now)?;
+        queued |= any;
         said.push(format!(
             "{} ({}) by {}",
-            t.user,
-            t.via,
+            target.user,
+            target.via,
             if how.is_empty() {
                 "no channel".into()
             } else {
@@ -831,12 +890,131 @@ fn page_step(
     Ok(())
 }
 
+/// Queues one person's planned pages. Returns how each was sent (for the step's timeline entry)
+/// and whether anything was queued for them (a page, or a place in a digest).
+fn queue_target(
+    conn: &Tx,
+    cfg: &Config,
+    route: Option<&Route>,
+    inc: &Incident,
+    target: &TargetPlan,
+    now: DateTime<Utc>,
+) -> Result<(Vec<String>, bool), StoreError> {
+    let user = &target.user;
+    if let Some(lost) = &target.unreachable {
+        let why = if lost.is_empty() {
+            "no notification rule".to_string()
+        } else {
+            format!(
+                "{} is off and no enabled channel reaches them",
+                lost.iter()
+                    .map(|c| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        tracing::error!(incident = inc.id, %user, %why, "a person this step pages cannot be reached on any enabled channel");
+        record(
+            conn,
+            Some(inc.id),
+            now,
+            EventKind::PageUnreachable,
+            None,
+            &format!("{user} cannot be paged: {why}"),
+            Some(&serde_json::json!({ "user": user, "channels": lost })),
+        )?;
+    }
+    let mut how = Vec::new();
+    let mut queued = false;
+    for page in &target.pages {
+        let channel = page.channel;
+        how.push(if page.at > now {
+            format!("{channel} at {}", page.at.format("%H:%M:%S"))
+        } else {
+            channel.to_string()
+        });
+        if channel == Channel::Sms && page.at <= now {
+            if let Some((why, until)) = hold_back(conn, cfg, route, user, now)? {
+                hold_for_digest(conn, inc, user, &page.address, &why, until, now)?;
+                queued = true;
+                continue;
+            }
+        }
+        if channel == Channel::Voice && grouped_recently(conn, cfg, route, user, inc.id, now)? {
+            record(conn, Some(inc.id), now, EventKind::PageGrouped, None, &format!("voice call to {user} skipped: a call for this route went out in the grouping window"), None)?;
+            continue;
+        }
+        outbox::enqueue(
+            conn,
+            &NewPage {
+                kind: PageKind::Page,
+                incident_id: Some(inc.id),
+                user_id: Some(user.clone()),
+                channel,
+                address: page.address.clone(),
+                subject: page.subject.clone(),
+                body: page.body.clone(),
+                priority: priority(inc.severity),
+                due_at: page.at,
+            },
+            now,
+        )?;
+        queued = true;
+    }
+    Ok((how, queued))
+}
+
+/// Puts `inc` in `user`'s pending SMS digest (queueing one due at `until` if none waits) instead
+/// of paging now, and says why on the timeline.
+fn hold_for_digest(
+    conn: &Tx,
+    inc: &Incident,
+    user: &str,
+    address: &str,
+    why: &str,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let digest = match outbox::pending_digest(conn, user, Channel::Sms)? {
+        Some(d) => d.id,
+        None => outbox::enqueue(
+            conn,
+            &NewPage {
+                kind: PageKind::Digest,
+                incident_id: None,
+                user_id: Some(user.to_string()),
+                channel: Channel::Sms,
+                address: address.to_string(),
+                subject: None,
+                body: String::new(),
+                priority: priority(inc.severity),
+                due_at: until,
+            },
+            now,
+        )?,
+    };
+    outbox::add_item(conn, digest, inc.id)?;
+    record(
+        conn,
+        Some(inc.id),
+        now,
+        EventKind::PageGrouped,
+        None,
+        &format!(
+            "sms to {user} held for a digest in {}s: {why}",
+            (until - now).num_seconds().max(0)
+        ),
+        Some(&serde_json::json!({ "outbox_id": digest })),
+    )?;
+    Ok(())
+}
+
 /// Says loudly, on the timeline and in the log, that a step paged nobody at all. The incident is
 /// then flagged on the status page and in `/healthz` ([`crate::store::pages::nobody_reached`])
 /// until someone is paged for it or it is closed: an alert that reaches no one must never look
 /// like one that is being handled.
 fn nobody_paged(
-    conn: &Connection,
+    conn: &Tx,
     incident: crate::incident::IncidentId,
     step: usize,
     round: u32,
@@ -870,12 +1048,12 @@ fn nobody_paged(
 /// (another page of the same route went out to them less than `group_window` ago: leading edge,
 /// so the first page of a storm is never delayed) or the rate limit.
 fn hold_back(
-    conn: &Connection,
+    conn: &Tx,
     cfg: &Config,
     route: Option<&Route>,
     user: &str,
     now: DateTime<Utc>,
-) -> rusqlite::Result<Option<(String, DateTime<Utc>)>> {
+) -> Result<Option<(String, DateTime<Utc>)>, StoreError> {
     let window = crate::clock::delta(cfg.paging.group_window);
     if let Some(route) = route {
         if !window.is_zero() {
@@ -917,36 +1095,32 @@ fn hold_back(
 }
 
 fn grouped_recently(
-    conn: &Connection,
+    conn: &Tx,
     cfg: &Config,
     route: Option<&Route>,
     user: &str,
     incident: IncidentId,
     now: DateTime<Utc>,
-) -> rusqlite::Result<bool> {
+) -> Result<bool, StoreError> {
     let Some(route) = route else { return Ok(false) };
     let window = crate::clock::delta(cfg.paging.group_window);
-    let n: Option<i64> = conn
-        .prepare_cached(
-            "SELECT 1 FROM outbox o JOIN incidents i ON i.id=o.incident_id WHERE o.user_id=?1 AND o.channel='voice' \
-             AND i.route=?2 AND o.incident_id<>?3 AND o.created_at>=?4 AND o.state<>'cancelled' LIMIT 1",
-        )?
-        .query_row(
-            params![user, route.id, incident, ms(crate::clock::sub_signed(now, window))],
-            |r| r.get(0),
-        )
-        .optional()?;
-    Ok(n.is_some())
+    Ok(pages::voice_call_for_route_since(
+        conn,
+        user,
+        &route.id,
+        incident,
+        crate::clock::sub_signed(now, window),
+    )?)
 }
 
 /// Queues a short status message to the route's stakeholders (trigger, acknowledge, resolve).
 fn stakeholder_update(
-    conn: &Connection,
+    conn: &Tx,
     plan: &Plan,
     route: Option<&Route>,
     inc: &Incident,
     now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
+) -> Result<(), StoreError> {
     let Some(route) = route else { return Ok(()) };
     if route.stakeholders.is_empty() {
         return Ok(());

@@ -8,15 +8,16 @@
 //! paging" on purpose (a change event, `page = false`) stays that way.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection};
 
-use super::{route_for, AlertFacts};
+use super::engine::row_of;
+use super::{route_for, AlertFacts, EscalationState};
 use crate::config::Config;
 use crate::incident::IncidentId;
+use crate::store::escalations;
 use crate::store::events::record;
 use crate::store::kinds::EventKind;
 use crate::store::queries::incident;
-use crate::store::{ms, StoreError};
+use crate::store::{StoreError, Tx};
 
 /// What one look at the unrouted incidents did.
 #[derive(Debug, Default, PartialEq)]
@@ -31,19 +32,11 @@ pub(crate) struct Rerouted {
 /// starts its escalation (after the route's pre-page delay, counted from `now`) and notes it
 /// on the timeline.
 pub(crate) fn unrouted(
-    conn: &Connection,
+    conn: &Tx,
     config: &Config,
     now: DateTime<Utc>,
 ) -> Result<Rerouted, StoreError> {
-    let ids: Vec<IncidentId> = conn
-        .prepare_cached(
-            "SELECT i.id FROM incidents i WHERE i.status = 'triggered' AND i.route IS NULL \
-             AND NOT EXISTS (SELECT 1 FROM escalations e WHERE e.incident_id = i.id) \
-             AND EXISTS (SELECT 1 FROM events v WHERE v.incident_id = i.id AND v.kind = 'unrouted') \
-             ORDER BY i.id",
-        )?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    let ids = escalations::unrouted(conn)?;
     let mut out = Rerouted::default();
     for id in ids {
         let Some(inc) = incident(conn, id)? else {
@@ -61,15 +54,8 @@ pub(crate) fn unrouted(
             out.left.push(id);
             continue;
         };
-        let due = crate::clock::add(now, route.pre_page_delay);
-        // escalation::EscalationState::start: step 0 of run 0, due after the delay.
-        conn.prepare_cached(
-            "INSERT INTO escalations (incident_id, policy, phase, next_step, next_round, due_at, since, updated_at) \
-             VALUES (?1, ?2, 'escalating', 0, 0, ?3, ?4, ?4)",
-        )?
-        .execute(params![id, route.policy, ms(due), ms(now)])?;
-        conn.prepare_cached("UPDATE incidents SET route = ?2 WHERE id = ?1")?
-            .execute(params![id, route.id])?;
+        let start = EscalationState::start(now, route.pre_page_delay);
+        escalations::route(conn, id, &route.id, &route.policy, &row_of(&start), now)?;
         record(
             conn,
             Some(id),
@@ -92,10 +78,9 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::incident::{Actor, Severity};
-    use crate::store::queries::apply_alert;
-    use crate::store::schema::{migrate, MIGRATIONS};
-    use crate::store::{AlertAction, AlertInput, AlertOutcome};
+    use crate::incident::{Actor, Severity, Status};
+    use crate::store::queries::{apply_alert, timeline, transition};
+    use crate::store::{memory, AlertAction, AlertInput, AlertOutcome};
 
     const BASE: &str = r#"
 [[users]]
@@ -121,7 +106,7 @@ users = ["alice"]
     }
 
     /// An alert for `service` routed by `cfg` as intake does, stored at `now`.
-    fn accept(c: &Connection, cfg: &Config, service: &str, page: bool, now: DateTime<Utc>) -> i64 {
+    fn accept(c: &Tx, cfg: &Config, service: &str, page: bool, now: DateTime<Utc>) -> i64 {
         let facts = AlertFacts {
             service: Some(service),
             severity: Severity::Critical,
@@ -150,26 +135,25 @@ users = ["alice"]
         }
     }
 
-    fn escalation(c: &Connection, id: i64) -> Option<(String, i64)> {
-        c.query_row(
-            "SELECT policy, due_at FROM escalations WHERE incident_id = ?1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .ok()
+    fn escalation(c: &Tx, id: i64) -> Option<(String, DateTime<Utc>)> {
+        escalations::of_incident(c, id)
+            .unwrap()
+            .map(|e| (e.policy, e.row.due.unwrap()))
     }
 
     #[test]
     fn a_matching_config_routes_what_was_unrouted_once() {
-        let mut c = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut c).unwrap(), MIGRATIONS.len() as u32);
+        let c = memory();
         let old = config("[[routes]]\nid = \"db\"\npolicy = \"p\"\nmatch = { service = \"db\" }\n");
         let web = accept(&c, &old, "web", true, t(0));
         let quiet = accept(&c, &old, "web-quiet", false, t(0));
         let acked = accept(&c, &old, "web-acked", true, t(0));
-        c.execute(
-            "UPDATE incidents SET status = 'acknowledged' WHERE id = ?1",
-            [acked],
+        transition(
+            &c,
+            acked,
+            Status::Acknowledged,
+            &Actor::new("alice", "sms"),
+            t(0),
         )
         .unwrap();
         assert_eq!(escalation(&c, web), None);
@@ -182,21 +166,15 @@ users = ["alice"]
         let r = unrouted(&c, &new, t(5)).unwrap();
         assert_eq!(r.routed, vec![(web, "all".to_string())]);
         assert!(r.left.is_empty());
-        assert_eq!(escalation(&c, web), Some(("p".into(), ms(t(7)))));
+        assert_eq!(escalation(&c, web), Some(("p".into(), t(7))));
         let inc = incident(&c, web).unwrap().unwrap();
         assert_eq!(inc.route.as_deref(), Some("all"));
-        let kinds: Vec<String> = c
-            .prepare("SELECT kind FROM events WHERE incident_id = ?1 ORDER BY id")
+        let kinds: Vec<EventKind> = timeline(&c, web)
             .unwrap()
-            .query_map([web], |r| r.get(0))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
-        assert_eq!(
-            kinds.last().map(String::as_str),
-            Some("routed"),
-            "{kinds:?}"
-        );
+            .into_iter()
+            .filter_map(|e| EventKind::parse(&e.kind))
+            .collect();
+        assert_eq!(kinds.last(), Some(&EventKind::Routed), "{kinds:?}");
         // Recorded-without-paging and acknowledged incidents are left alone.
         assert_eq!(escalation(&c, quiet), None);
         assert_eq!(escalation(&c, acked), None);

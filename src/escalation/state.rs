@@ -110,6 +110,9 @@ pub enum Event {
     Retriggered { at: DateTime<Utc> },
     /// The wall clock was found before `since` (see [`Action::Reschedule`]).
     Rescheduled { at: DateTime<Utc> },
+    /// The silence that held the due step ended before the time the step was postponed to (it
+    /// expired early, or its window's end moved): the step is due at `at` instead.
+    Released { at: DateTime<Utc> },
     /// A silence holds the due step (or exhaustion) until `until`: it is postponed, not done,
     /// so the escalation neither advances nor exhausts during the window (see `crate::silence`).
     Held {
@@ -172,6 +175,10 @@ impl EscalationState {
 
     /// The state after `event`, or `None` when the event does not apply to this state (a
     /// duplicate or stale event: the engine drops it and pages nothing). Never panics.
+    ///
+    /// One match on purpose, longer than a screen: each arm is one (phase, event) pair of the
+    /// state machine, so the whole transition table reads in one place, and every pair not
+    /// listed falls to the one `None` at the end.
     pub fn apply(&self, event: Event, policy: &Policy) -> Option<EscalationState> {
         let to = |phase, since| Some(EscalationState { phase, since });
         match (self.phase, event) {
@@ -238,6 +245,10 @@ impl EscalationState {
             ),
             (Phase::Escalating { next, due }, Event::Held { until, at }) if until > due => {
                 to(Phase::Escalating { next, due: until }, at)
+            }
+            // The wait the hold started keeps its start: only its end moves forward to `at`.
+            (Phase::Escalating { next, due }, Event::Released { at }) if due > at => {
+                to(Phase::Escalating { next, due: at }, self.since)
             }
             (Phase::Escalating { next, due }, Event::Rescheduled { at }) if at < self.since => {
                 let remaining = (due - self.since).to_std().unwrap_or(Duration::ZERO);
@@ -364,6 +375,51 @@ mod tests {
             round,
             due: t(due),
         }
+    }
+
+    #[test]
+    fn a_released_hold_makes_the_held_step_due_at_once_and_only_once() {
+        let p = policy();
+        let s = EscalationState::start(t("01:00:00"), Duration::ZERO);
+        let held = s
+            .apply(
+                Event::Held {
+                    until: t("02:00:00"),
+                    at: t("01:00:00"),
+                },
+                &p,
+            )
+            .expect("a silence holds the first step");
+        let released = held
+            .apply(Event::Released { at: t("01:20:00") }, &p)
+            .expect("the silence ended early");
+        assert_eq!(
+            released.phase,
+            Phase::Escalating {
+                next: Next::Step { step: 0, round: 0 },
+                due: t("01:20:00")
+            }
+        );
+        assert_eq!(released.since, held.since);
+        assert_eq!(
+            next_action(&released, &p, t("01:20:00")),
+            page(0, 0, "01:20:00")
+        );
+        // A step already due is not moved, and an acknowledged escalation is left alone.
+        assert_eq!(
+            released.apply(Event::Released { at: t("01:30:00") }, &p),
+            None
+        );
+        let acked = held
+            .apply(
+                Event::Acknowledged {
+                    at: t("01:05:00"),
+                    ack_timeout: None,
+                },
+                &p,
+            )
+            .unwrap();
+        assert_eq!(acked.apply(Event::Released { at: t("01:20:00") }, &p), None);
     }
 
     #[test]

@@ -1,13 +1,12 @@
 use std::path::Path;
 
 use chrono::TimeZone;
-use rusqlite::Connection;
 
 use super::*;
 use crate::clock::ManualClock;
 use crate::incident::{Severity, Status};
 use crate::store::heartbeats as sql;
-use crate::store::schema::migrate;
+use crate::store::Tx;
 
 const CONFIG: &str = r#"
 [[users]]
@@ -39,10 +38,8 @@ fn config() -> Config {
         .config
 }
 
-fn db() -> Connection {
-    let mut c = Connection::open_in_memory().unwrap();
-    migrate(&mut c).unwrap();
-    c
+fn db() -> Tx {
+    crate::store::memory()
 }
 
 fn t(min: i64) -> DateTime<Utc> {
@@ -175,21 +172,15 @@ fn never_pinged_monitor_fires_one_incident_after_interval_plus_grace() {
     assert_eq!(inc.service.as_deref(), Some("backup"));
     assert_eq!(inc.severity, Severity::Critical);
     // The escalation starts after the route's pre-page delay, as for any alert on that route.
-    let due: i64 = c
-        .query_row(
-            "SELECT due_at FROM escalations WHERE incident_id = ?1",
-            [inc.id],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(crate::store::from_ms(due), t(17));
+    let esc = crate::store::escalations::of_incident(&c, inc.id)
+        .unwrap()
+        .expect("escalation row");
+    assert_eq!(esc.row.due, Some(t(17)));
     // Still late later: no second incident.
     let (fired, _) = sql::check(&c, &cfg, t(60)).unwrap();
     assert!(fired.is_empty());
-    let n: i64 = c
-        .query_row("SELECT count(*) FROM incidents", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(n, 1);
+    let all = crate::store::queries::list(&c, crate::store::ListFilter::All, 10).unwrap();
+    assert_eq!(all.len(), 1);
 }
 
 #[test]

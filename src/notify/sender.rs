@@ -192,7 +192,7 @@ pub async fn until_stored<T, F>(
 ) -> Option<T>
 where
     T: Send + 'static,
-    F: Fn(&rusqlite::Connection, DateTime<Utc>) -> Result<T, StoreError> + Clone + Send + 'static,
+    F: Fn(&crate::store::Tx, DateTime<Utc>) -> Result<T, StoreError> + Clone + Send + 'static,
 {
     let mut pause = Duration::from_millis(100);
     let mut attempt = 0u32;

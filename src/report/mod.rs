@@ -18,13 +18,12 @@ pub mod markdown;
 pub mod stats;
 
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{mask_number, Config};
 use crate::incident::{Incident, IncidentId, TimelineEvent};
 use crate::store::history::{self, PageRecord};
-use crate::store::{queries, StoreError};
+use crate::store::{queries, StoreError, Tx};
 
 /// Everything a post-incident report shows, gathered in one read transaction.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,7 +94,7 @@ pub struct Answer {
 /// Reads incident `id` and builds its report; `None` when there is no such incident. Runs inside
 /// a store transaction (`Store::call`) and only reads.
 pub fn gather(
-    conn: &Connection,
+    conn: &Tx,
     id: IncidentId,
     config: &Config,
     now: DateTime<Utc>,

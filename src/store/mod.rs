@@ -10,6 +10,7 @@
 //! The thread ends when the last handle is dropped, after finishing the batch in hand.
 
 mod error;
+pub mod escalations;
 pub mod events;
 mod health;
 pub(crate) mod heartbeats;
@@ -59,6 +60,19 @@ pub fn ms(t: DateTime<Utc>) -> i64 {
 pub fn from_ms(ms: i64) -> DateTime<Utc> {
     use chrono::TimeZone;
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// The open transaction a store job runs in, as [`Store::call`] and [`Store::read`] hand it to
+/// their closure. Modules outside the store only pass it on to the store's typed operations
+/// (so several of them commit together); the SQL itself stays in this module.
+pub type Tx = Connection;
+
+/// A migrated in-memory database for unit tests of code that runs inside a store job.
+#[cfg(test)]
+pub(crate) fn memory() -> Tx {
+    let mut c = Connection::open_in_memory().expect("in-memory database");
+    schema::migrate(&mut c).expect("migrations apply to a fresh database");
+    c
 }
 
 /// Most jobs committed together.
@@ -697,6 +711,11 @@ impl Writer {
     ///
     /// Returns true when a write outcome (commit or failure) was learnt, which makes the probe
     /// write unnecessary for a while.
+    ///
+    /// One function on purpose: the open transaction, the answers owed to the jobs that ran in
+    /// it and the choice between commit and abandon are one piece of state, and each exit path
+    /// must answer every one of those jobs exactly once; split up, that promise would be spread
+    /// over several functions handing the same three things back and forth.
     fn run_batch(
         &self,
         conn: &mut Connection,

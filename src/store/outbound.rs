@@ -1,10 +1,12 @@
 //! Outbound notifications in the durable outbox (channel `webhook`, kind `outbound`, address =
 //! destination id): the fan-out from the timeline, the per-destination bound, claim and finish.
 //!
-//! Every function runs inside the caller's store transaction and takes `now`. The rows use the
-//! outbox's own states (`pending -> sending -> sent | failed | cancelled`) and its crash recovery
-//! (`outbox::recover_in_flight` puts a `sending` row back to `pending`), so a notification is
-//! delivered at least once across a crash. Each destination is a FIFO queue: the oldest row is
+//! Every function runs inside the caller's store transaction and takes `now`. The rows are
+//! outbox rows: a claim marks them `sending` and a finish settles them through the outbox's one
+//! state machine (`outbox::mark_sending`, `outbox::holds`, `outbox::settle`:
+//! `pending -> sending -> sent | failed | cancelled`), with its leases and crash recovery, so a
+//! notification is delivered at least once across a crash. What is outbound's own is the queue
+//! order and the timeline's words. Each destination is a FIFO queue: the oldest row is
 //! always the next one, and a row waiting for its retry holds the ones behind it, so a receiver
 //! sees an incident's trigger before its resolve.
 
@@ -13,6 +15,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::events::record;
 use super::kinds::EventKind;
+use super::outbox::{self, Settle};
 use super::queries::incident;
 use super::{from_ms, ms, Store, StoreError};
 use crate::config::outbound::{Destination, Event, Kind};
@@ -109,25 +112,7 @@ pub fn fan_out(
     if newest <= cursor {
         return Ok(0);
     }
-    type EventRow = (i64, IncidentId, String, Option<String>, Option<String>, i64);
-    let rows: Vec<EventRow> = {
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, incident_id, kind, actor, via, at FROM events WHERE id>?1 AND id<=?2 \
-             AND incident_id IS NOT NULL AND kind IN ('triggered','acknowledged','resolved') \
-             ORDER BY id LIMIT ?3",
-        )?;
-        let rows = stmt.query_map(params![cursor, newest, FAN_OUT_BATCH], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
-        })?;
-        rows.collect::<rusqlite::Result<_>>()?
-    };
+    let rows = events_after(conn, cursor, newest)?;
     // A full batch stops at its last event; otherwise everything up to `newest` was seen.
     let upto = if rows.len() as i64 == FAN_OUT_BATCH {
         rows.last().map_or(newest, |r| r.0)
@@ -151,29 +136,12 @@ pub fn fan_out(
             continue;
         };
         let at = from_ms(at);
-        // The incident as of this event (a later change may already be committed).
         let by = Transition {
             at,
             by: actor.unwrap_or_default(),
             via: via.unwrap_or_default(),
         };
-        match ev {
-            Event::Trigger => {
-                inc.status = Status::Triggered;
-                inc.acknowledged = None;
-                inc.resolved = None;
-            }
-            Event::Acknowledge => {
-                inc.status = Status::Acknowledged;
-                inc.acknowledged = Some(by);
-                inc.resolved = None;
-            }
-            Event::Resolve => {
-                inc.status = Status::Resolved;
-                inc.acknowledged = inc.acknowledged.filter(|a| a.at <= at);
-                inc.resolved = Some(by);
-            }
-        }
+        as_of(&mut inc, ev, by);
         let notice = Notice {
             event: ev,
             incident: inc,
@@ -197,6 +165,53 @@ pub fn fan_out(
         drop_oldest(conn, &d.id, d.max_queued, now)?;
     }
     Ok(queued)
+}
+
+/// A timeline event the fan-out looks at: id, incident, kind, actor, via, at.
+type EventRow = (i64, IncidentId, String, Option<String>, Option<String>, i64);
+
+/// The trigger/acknowledge/resolve events after `cursor` up to `newest`, oldest first, at most
+/// [`FAN_OUT_BATCH`].
+fn events_after(conn: &Connection, cursor: i64, newest: i64) -> rusqlite::Result<Vec<EventRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, incident_id, kind, actor, via, at FROM events WHERE id>?1 AND id<=?2 \
+         AND incident_id IS NOT NULL AND kind IN ('triggered','acknowledged','resolved') \
+         ORDER BY id LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![cursor, newest, FAN_OUT_BATCH], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+        ))
+    })?;
+    rows.collect()
+}
+
+/// Sets `inc` back to how it stood right after `ev` (done `by`): a later change may already be
+/// committed, and a notification tells what happened at its event.
+fn as_of(inc: &mut Incident, ev: Event, by: Transition) {
+    match ev {
+        Event::Trigger => {
+            inc.status = Status::Triggered;
+            inc.acknowledged = None;
+            inc.resolved = None;
+        }
+        Event::Acknowledge => {
+            inc.status = Status::Acknowledged;
+            inc.acknowledged = Some(by);
+            inc.resolved = None;
+        }
+        Event::Resolve => {
+            let at = by.at;
+            inc.status = Status::Resolved;
+            inc.acknowledged = inc.acknowledged.take().filter(|a| a.at <= at);
+            inc.resolved = Some(by);
+        }
+    }
 }
 
 /// Queues one notification for `d`, due now.
@@ -254,11 +269,7 @@ pub fn drop_oldest(
         rows.collect::<rusqlite::Result<_>>()?
     };
     for (id, inc, ev) in &victims {
-        conn.prepare_cached(
-            "UPDATE outbox SET state='cancelled', last_error='dropped: queue full', updated_at=?2 \
-             WHERE id=?1",
-        )?
-        .execute(params![id, ms(now)])?;
+        outbox::withdraw_pending(conn, *id, "dropped: queue full", now)?;
         if let Some(inc) = inc {
             record(
                 conn,
@@ -331,15 +342,7 @@ pub fn claim(
             None => Claim::Idle,
         });
     };
-    let until = chrono::Duration::from_std(lease)
-        .ok()
-        .and_then(|d| now.checked_add_signed(d))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC);
-    conn.prepare_cached(
-        "UPDATE outbox SET state='sending', attempts=attempts+1, channel_attempts=channel_attempts+1, \
-         lease_until=?3, updated_at=?2 WHERE id=?1",
-    )?
-    .execute(params![id, ms(now), ms(until)])?;
+    outbox::mark_sending(conn, id, now, lease)?;
     Ok(Claim::Row(Row {
         id,
         incident_id,
@@ -370,31 +373,22 @@ pub fn finish(
     outcome: &Outcome,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<bool> {
-    let held: i64 = conn
-        .prepare_cached(
-            "SELECT count(*) FROM outbox WHERE id=?1 AND state='sending' AND attempts=?2",
-        )?
-        .query_row(params![row.id, row.attempts], |r| r.get(0))?;
-    if held == 0 {
+    if !outbox::holds(conn, row.id, row.attempts)? {
         return Ok(false);
     }
     let what = format!("outbound {} to {}", row.event, row.destination);
     let note = match outcome {
         Outcome::Sent { detail } => {
-            conn.execute(
-                "UPDATE outbox SET state='sent', reference=?2, last_error=NULL, lease_until=NULL, updated_at=?3 WHERE id=?1",
-                params![row.id, detail, ms(now)],
-            )?;
+            let reference = Some(detail.as_str());
+            outbox::settle(conn, row.id, &Settle::Sent { reference }, now)?;
             Some((
                 EventKind::OutboundSent,
                 format!("{what} sent (attempt {}): {detail}", row.attempts),
             ))
         }
         Outcome::Retry { error, retry_at } => {
-            conn.execute(
-                "UPDATE outbox SET state='pending', due_at=?2, last_error=?3, lease_until=NULL, updated_at=?4 WHERE id=?1",
-                params![row.id, ms(*retry_at), error, ms(now)],
-            )?;
+            let retry_at = *retry_at;
+            outbox::settle(conn, row.id, &Settle::Retry { error, retry_at }, now)?;
             (row.attempts == 1 || row.attempts % 10 == 0).then(|| {
                 (
                     EventKind::OutboundRetry,
@@ -407,10 +401,7 @@ pub fn finish(
             })
         }
         Outcome::Failed { error } => {
-            conn.execute(
-                "UPDATE outbox SET state='failed', last_error=?2, lease_until=NULL, updated_at=?3 WHERE id=?1",
-                params![row.id, error, ms(now)],
-            )?;
+            outbox::settle(conn, row.id, &Settle::Failed { error }, now)?;
             Some((
                 EventKind::OutboundFailed,
                 format!("{what} failed for good: {error}"),

@@ -268,11 +268,7 @@ pub fn claim(
             .optional()?,
     };
     let Some(mut p) = p else { return Ok(None) };
-    conn.prepare_cached(
-        "UPDATE outbox SET state='sending', attempts=attempts+1, channel_attempts=channel_attempts+1, \
-         lease_until=?3, updated_at=?2 WHERE id=?1",
-    )?
-    .execute(params![p.id, ms(now), ms(lease_end(now, lease))])?;
+    mark_sending(conn, p.id, now, lease)?;
     p.attempts += 1;
     p.channel_attempts += 1;
     p.state = OutboxState::Sending;
@@ -505,6 +501,160 @@ pub enum Attempt {
     Cancelled { reason: String },
 }
 
+impl Attempt {
+    /// The row's next state after this outcome.
+    fn settlement(&self) -> Settle<'_> {
+        match self {
+            Attempt::Sent { reference, .. } => Settle::Sent {
+                reference: reference.as_deref(),
+            },
+            Attempt::Retry { error, retry_at } => Settle::Retry {
+                error,
+                retry_at: *retry_at,
+            },
+            Attempt::FallThrough {
+                error,
+                channel,
+                address,
+                due_at,
+            } => Settle::FallThrough {
+                error,
+                channel: *channel,
+                address,
+                due_at: *due_at,
+            },
+            Attempt::Failed { error } => Settle::Failed { error },
+            Attempt::Cancelled { reason } => Settle::Cancelled { reason },
+        }
+    }
+
+    /// What the timeline says about this outcome of page `p`.
+    fn note(&self, p: &Page, now: DateTime<Utc>) -> (EventKind, String) {
+        let who = p.user_id.as_deref().unwrap_or(&p.address);
+        match self {
+            Attempt::Sent { detail, .. } => (
+                EventKind::PageSent,
+                format!(
+                    "{} to {who} sent (attempt {}): {detail}",
+                    p.channel, p.channel_attempts
+                ),
+            ),
+            Attempt::Retry { error, retry_at } => (
+                EventKind::PageRetry,
+                // The wait, not a clock time: the timeline is shown in the box's zone, and a
+                // "retry at ... UTC" in it would mix two zones.
+                format!(
+                    "{} to {who} failed (attempt {}): {error}; retry in {}s",
+                    p.channel,
+                    p.channel_attempts,
+                    (*retry_at - now).num_seconds().max(0)
+                ),
+            ),
+            Attempt::FallThrough { error, channel, .. } => (
+                EventKind::PageFallback,
+                format!("{} to {who} gave up ({error}); trying {channel}", p.channel),
+            ),
+            Attempt::Failed { error } => (
+                EventKind::PageFailed,
+                format!("{} to {who} failed for good: {error}", p.channel),
+            ),
+            Attempt::Cancelled { reason } => (
+                EventKind::PageCancelled,
+                format!("{} to {who} cancelled: {reason}", p.channel),
+            ),
+        }
+    }
+}
+
+/// Marks row `id` `sending` until `now + lease` and counts the attempt: the claim every sender
+/// (pages, replies, digests, outbound notifications) makes before anything is sent.
+pub(super) fn mark_sending(
+    conn: &Connection,
+    id: i64,
+    now: DateTime<Utc>,
+    lease: Duration,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE outbox SET state='sending', attempts=attempts+1, channel_attempts=channel_attempts+1, \
+         lease_until=?3, updated_at=?2 WHERE id=?1",
+    )?
+    .execute(params![id, ms(now), ms(lease_end(now, lease))])?;
+    Ok(())
+}
+
+/// Whether attempt `attempts` still holds row `id`: it is `sending` on that attempt. An outcome
+/// is only recorded by the attempt that holds the row (see [`finish`]).
+pub(super) fn holds(conn: &Connection, id: i64, attempts: i64) -> rusqlite::Result<bool> {
+    let n: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM outbox WHERE id=?1 AND state='sending' AND attempts=?2",
+        )?
+        .query_row(params![id, attempts], |r| r.get(0))?;
+    Ok(n > 0)
+}
+
+/// Where an attempt leaves its row: the one state machine of `sending` rows, whatever their
+/// channel.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Settle<'a> {
+    /// Handed over; `reference` is the network's or the receiver's.
+    Sent { reference: Option<&'a str> },
+    /// Back to `pending`, due again at `retry_at`.
+    Retry {
+        error: &'a str,
+        retry_at: DateTime<Utc>,
+    },
+    /// Back to `pending` on another channel and address, due at `due_at`.
+    FallThrough {
+        error: &'a str,
+        channel: Channel,
+        address: &'a str,
+        due_at: DateTime<Utc>,
+    },
+    /// Given up for good.
+    Failed { error: &'a str },
+    /// Nothing to send any more.
+    Cancelled { reason: &'a str },
+}
+
+/// Moves row `id` out of `sending` as `to` says, releasing its lease.
+pub(super) fn settle(
+    conn: &Connection,
+    id: i64,
+    to: &Settle<'_>,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    match *to {
+        Settle::Sent { reference } => conn.execute(
+            "UPDATE outbox SET state='sent', reference=?2, last_error=NULL, lease_until=NULL, updated_at=?3 WHERE id=?1",
+            params![id, reference, ms(now)],
+        ),
+        Settle::Retry { error, retry_at } => conn.execute(
+            "UPDATE outbox SET state='pending', due_at=?2, last_error=?3, lease_until=NULL, updated_at=?4 WHERE id=?1",
+            params![id, ms(retry_at), error, ms(now)],
+        ),
+        Settle::FallThrough {
+            error,
+            channel,
+            address,
+            due_at,
+        } => conn.execute(
+            "UPDATE outbox SET state='pending', channel=?2, address=?3, due_at=?4, channel_attempts=0, \
+             channel_since=?4, last_error=?5, lease_until=NULL, updated_at=?6 WHERE id=?1",
+            params![id, channel.as_str(), address, ms(due_at), error, ms(now)],
+        ),
+        Settle::Failed { error } => conn.execute(
+            "UPDATE outbox SET state='failed', last_error=?2, lease_until=NULL, updated_at=?3 WHERE id=?1",
+            params![id, error, ms(now)],
+        ),
+        Settle::Cancelled { reason } => conn.execute(
+            "UPDATE outbox SET state='cancelled', last_error=?2, lease_until=NULL, updated_at=?3 WHERE id=?1",
+            params![id, reason, ms(now)],
+        ),
+    }?;
+    Ok(())
+}
+
 /// Records the outcome of attempt `p.attempts` on page `p`, on the page and the incident
 /// timelines. Only the attempt that still holds the row records anything: if the row is no longer
 /// `sending` on this attempt (the outcome was already recorded by an earlier try whose answer got
@@ -522,84 +672,11 @@ pub fn finish(
             Some("fault point outbox.finish_fails".into()),
         ));
     }
-    let held: bool = conn
-        .prepare_cached(
-            "SELECT count(*) FROM outbox WHERE id=?1 AND state='sending' AND attempts=?2",
-        )?
-        .query_row(params![p.id, p.attempts], |r| r.get::<_, i64>(0))?
-        > 0;
-    if !held {
+    if !holds(conn, p.id, p.attempts)? {
         return Ok(false);
     }
-    let who = p.user_id.as_deref().unwrap_or(&p.address);
-    let (kind, message) = match outcome {
-        Attempt::Sent { reference, detail } => {
-            conn.execute(
-                "UPDATE outbox SET state='sent', reference=?2, last_error=NULL, lease_until=NULL, updated_at=?3 WHERE id=?1",
-                params![p.id, reference, ms(now)],
-            )?;
-            (
-                EventKind::PageSent,
-                format!(
-                    "{} to {who} sent (attempt {}): {detail}",
-                    p.channel, p.channel_attempts
-                ),
-            )
-        }
-        Attempt::Retry { error, retry_at } => {
-            conn.execute(
-                "UPDATE outbox SET state='pending', due_at=?2, last_error=?3, lease_until=NULL, updated_at=?4 WHERE id=?1",
-                params![p.id, ms(*retry_at), error, ms(now)],
-            )?;
-            (
-                EventKind::PageRetry,
-                // The wait, not a clock time: the timeline is shown in the box's zone, and a
-                // "retry at ... UTC" in it would mix two zones.
-                format!(
-                    "{} to {who} failed (attempt {}): {error}; retry in {}s",
-                    p.channel,
-                    p.channel_attempts,
-                    (*retry_at - now).num_seconds().max(0)
-                ),
-            )
-        }
-        Attempt::FallThrough {
-            error,
-            channel,
-            address,
-            due_at,
-        } => {
-            conn.execute(
-                "UPDATE outbox SET state='pending', channel=?2, address=?3, due_at=?4, channel_attempts=0, \
-                 channel_since=?4, last_error=?5, lease_until=NULL, updated_at=?6 WHERE id=?1",
-                params![p.id, channel.as_str(), address, ms(*due_at), error, ms(now)],
-            )?;
-            (
-                EventKind::PageFallback,
-                format!("{} to {who} gave up ({error}); trying {channel}", p.channel),
-            )
-        }
-        Attempt::Failed { error } => {
-            conn.execute(
-                "UPDATE outbox SET state='failed', last_error=?2, lease_until=NULL, updated_at=?3 WHERE id=?1",
-                params![p.id, error, ms(now)],
-            )?;
-            (
-                EventKind::PageFailed,
-                format!("{} to {who} failed for good: {error}", p.channel),
-            )
-        }
-        Attempt::Cancelled { reason } => {
-            conn.execute(
-                "UPDATE outbox SET state='cancelled', last_error=?2, lease_until=NULL, updated_at=?3 WHERE id=?1",
-                params![p.id, reason, ms(now)],
-            )?;
-            (
-                EventKind::PageCancelled,
-                format!("{} to {who} cancelled: {reason}", p.channel),
-            )
-        }
-    };
+    settle(conn, p.id, &outcome.settlement(), now)?;
+    let (kind, message) = outcome.note(p, now);
     let data = serde_json::json!({ "outbox_id": p.id, "channel": p.channel, "attempt": p.channel_attempts, "attempts_in_all": p.attempts });
     let mut incidents: Vec<IncidentId> = p.incident_id.into_iter().collect();
     incidents.extend(p.items.iter().copied());
@@ -704,6 +781,82 @@ pub fn recent(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Page>> {
     Ok(pages)
 }
 
+/// Every row, oldest first, digests with their items: what unit tests of the code that queues
+/// pages look at.
+#[cfg(test)]
+pub(crate) fn all(conn: &Connection) -> rusqlite::Result<Vec<Page>> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM outbox ORDER BY id"))?;
+    let mut pages: Vec<Page> = stmt
+        .query_map([], page_from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    for p in pages.iter_mut() {
+        p.items = items(conn, p.id)?;
+    }
+    Ok(pages)
+}
+
+/// Moves rows the way a sender or a test story needs, without a sender: for unit tests of the
+/// code that reads pages back (acks, the sender's own loop).
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// Every pending SMS page and digest due by `now` went out at `now`.
+    pub(crate) fn sms_went_out(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<()> {
+        conn.execute(
+            "UPDATE outbox SET state='sent', updated_at=?1 WHERE kind IN ('page','digest') \
+             AND channel='sms' AND state='pending' AND due_at<=?1",
+            params![ms(now)],
+        )?;
+        Ok(())
+    }
+
+    /// Every row of `incident`, whatever its state, is cancelled.
+    pub(crate) fn cancel_all(conn: &Connection, incident: IncidentId) -> rusqlite::Result<()> {
+        conn.execute(
+            "UPDATE outbox SET state='cancelled' WHERE incident_id=?1",
+            [incident],
+        )?;
+        Ok(())
+    }
+
+    /// The voice calls of `incident` fell back to SMS at `address` and went out at `now`.
+    /// Returns how many there were.
+    pub(crate) fn calls_went_out_as_sms(
+        conn: &Connection,
+        incident: IncidentId,
+        address: &str,
+        now: DateTime<Utc>,
+    ) -> rusqlite::Result<usize> {
+        conn.execute(
+            "UPDATE outbox SET channel='sms', address=?2, state='sent', updated_at=?3 \
+             WHERE incident_id=?1 AND channel='voice'",
+            params![incident, address, ms(now)],
+        )
+    }
+
+    /// Every pending row is due at once (a retry's wait skipped).
+    pub(crate) fn all_due(conn: &Connection) -> rusqlite::Result<()> {
+        conn.execute("UPDATE outbox SET due_at=0 WHERE state='pending'", [])?;
+        Ok(())
+    }
+
+    /// How long after `now` the pending `channel` row that is waiting after a failure is due, in
+    /// milliseconds; `None` when there is none.
+    pub(crate) fn retry_wait(
+        conn: &Connection,
+        channel: Channel,
+        now: DateTime<Utc>,
+    ) -> rusqlite::Result<Option<i64>> {
+        conn.prepare_cached(
+            "SELECT due_at - ?1 FROM outbox WHERE state='pending' AND channel=?2 \
+             AND last_error IS NOT NULL",
+        )?
+        .query_row(params![ms(now), channel.as_str()], |r| r.get(0))
+        .optional()
+    }
+}
+
 /// Where one outbox row stands (the self-test follows its test SMS with it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowState {
@@ -733,7 +886,7 @@ fn row_state(conn: &Connection, id: i64) -> rusqlite::Result<Option<RowState>> {
 /// Withdraws a row that is still waiting (its sender gave up on it, as the self-test does), so
 /// it does not go out hours later when the modem is back. A row being sent right now is left
 /// alone. Returns whether it was withdrawn.
-fn withdraw_pending(
+pub(super) fn withdraw_pending(
     conn: &Connection,
     id: i64,
     reason: &str,

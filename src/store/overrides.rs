@@ -31,11 +31,7 @@ pub fn add(
     by: &str,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<i64> {
-    conn.execute(
-        "INSERT INTO overrides (schedule_id, user_id, from_at, until_at, created_at, created_by) VALUES (?1,?2,?3,?4,?5,?6)",
-        params![schedule, user, ms(from), ms(until), ms(now), by],
-    )?;
-    let id = conn.last_insert_rowid();
+    let id = insert(conn, schedule, user, from, until, by, now)?;
     record(
         conn,
         None,
@@ -46,6 +42,24 @@ pub fn add(
         Some(&serde_json::json!({ "override_id": id })),
     )?;
     Ok(id)
+}
+
+/// Adds an override without a timeline note, for a caller that writes its own (the `TAKE`
+/// command says who took what in words of its own). Returns its id.
+pub fn insert(
+    conn: &Connection,
+    schedule: &str,
+    user: &str,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+    by: &str,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO overrides (schedule_id, user_id, from_at, until_at, created_at, created_by) VALUES (?1,?2,?3,?4,?5,?6)",
+    )?
+    .execute(params![schedule, user, ms(from), ms(until), ms(now), by])?;
+    Ok(conn.last_insert_rowid())
 }
 
 /// Overrides of a schedule that have not ended and are not deleted.

@@ -75,6 +75,68 @@ pub fn paged_since(
     Ok(out)
 }
 
+/// Pages and digests to `user` (any channel) that reached them between `since` and `until`
+/// (by when they went out or were reported delivered), in the order they were queued. What a
+/// missed call from that person can be about.
+pub fn reached_between(
+    conn: &Connection,
+    user: &str,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> rusqlite::Result<Vec<ReachedPage>> {
+    let rows: Vec<(i64, Option<IncidentId>)> = {
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, incident_id FROM outbox WHERE user_id=?1 AND kind IN ('page','digest') \
+             AND state IN ('sending','sent','delivered') AND updated_at>=?2 AND updated_at<=?3 \
+             ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![user, ms(since), ms(until)], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    rows.into_iter()
+        .map(|(outbox_id, incident)| {
+            Ok(ReachedPage {
+                outbox_id,
+                incidents: page_incidents(conn, outbox_id, incident)?,
+            })
+        })
+        .collect()
+}
+
+/// The people a page or digest about `incident` was queued for (any state), first paged first.
+pub fn paged_users(conn: &Connection, incident: IncidentId) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT user_id, min(id) AS first FROM outbox WHERE user_id IS NOT NULL \
+         AND kind IN ('page','digest') \
+         AND (incident_id=?1 OR id IN (SELECT outbox_id FROM outbox_items WHERE incident_id=?1)) \
+         GROUP BY user_id ORDER BY first",
+    )?;
+    let rows = stmt.query_map([incident], |r| r.get(0))?;
+    rows.collect()
+}
+
+/// True when a voice call to `user` about another incident than `incident` on route `route` was
+/// queued at or after `since` and not cancelled: the grouping window that keeps one storm from
+/// ringing a phone once per incident.
+pub fn voice_call_for_route_since(
+    conn: &Connection,
+    user: &str,
+    route: &str,
+    incident: IncidentId,
+    since: DateTime<Utc>,
+) -> rusqlite::Result<bool> {
+    let n: Option<i64> = conn
+        .prepare_cached(
+            "SELECT 1 FROM outbox o JOIN incidents i ON i.id=o.incident_id WHERE o.user_id=?1 AND o.channel='voice' \
+             AND i.route=?2 AND o.incident_id<>?3 AND o.created_at>=?4 AND o.state<>'cancelled' LIMIT 1",
+        )?
+        .query_row(params![user, route, incident, ms(since)], |r| r.get(0))
+        .optional()?;
+    Ok(n.is_some())
+}
+
 /// True when `incident` was in a page or digest for `user`, in any state: a failed or queued
 /// page is still theirs to stop.
 pub fn was_paged_to(conn: &Connection, user: &str, incident: IncidentId) -> rusqlite::Result<bool> {

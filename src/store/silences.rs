@@ -3,8 +3,9 @@
 //! Every function runs inside the caller's store transaction and takes `now`, like
 //! [`super::queries`]; the matching rules are [`crate::silence`]'s. A silence row is never deleted: expiring it sets `expired_at`, so the list
 //! can show what held incidents recently. `escalations.silenced_by` names the silence (by
-//! [`SilenceId::key`]) that postponed an escalation's due step to its end; [`release_stale`] makes
-//! such a step due at once when that silence ended early (expired, or a config window changed).
+//! [`SilenceId::key`]) that postponed an escalation's due step to its end; [`stale_holds`] finds
+//! such a step when that silence ended early (expired, or a config window changed), and the
+//! engine makes it due at once through the escalation state machine.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -215,15 +216,15 @@ pub fn set_hold(
     Ok(())
 }
 
-/// Makes the held step of every escalation due at `now` when the silence that holds it is no
-/// longer active (expired early, removed from the config) or now ends at another time (a config
-/// window edited). The engine then decides again: page, or hold under another silence. Returns
-/// how many escalations were released.
-pub fn release_stale(
+/// The incidents whose held step waits for a silence that is no longer active at `now`
+/// (expired early, removed from the config) or now ends at another time (a config window
+/// edited). The engine makes each step due at once and decides again: page, or hold under
+/// another silence.
+pub fn stale_holds(
     conn: &Connection,
     active: &[Silence],
     now: DateTime<Utc>,
-) -> rusqlite::Result<usize> {
+) -> rusqlite::Result<Vec<IncidentId>> {
     let keys: Vec<String> = conn
         .prepare_cached(
             "SELECT DISTINCT silenced_by FROM escalations \
@@ -231,22 +232,24 @@ pub fn release_stale(
         )?
         .query_map([ms(now)], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    let mut released = 0;
+    let mut stale = Vec::new();
     for key in keys {
         // A still-active silence keeps the rows whose due time is its end.
         let keep = active
             .iter()
             .find(|s| s.id.key() == key && s.active_at(now))
             .map(|s| ms(s.ends_at));
-        released += conn
+        let rows = conn
             .prepare_cached(
-                "UPDATE escalations SET due_at = ?2 \
+                "SELECT incident_id FROM escalations \
                  WHERE silenced_by = ?1 AND phase = 'escalating' AND due_at > ?2 \
-                   AND (?3 IS NULL OR due_at <> ?3)",
+                   AND (?3 IS NULL OR due_at <> ?3) ORDER BY incident_id",
             )?
-            .execute(params![key, ms(now), keep])?;
+            .query_map(params![key, ms(now), keep], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<IncidentId>>>()?;
+        stale.extend(rows);
     }
-    Ok(released)
+    Ok(stale)
 }
 
 /// The silence operations the API runs, each one store job.
@@ -396,7 +399,7 @@ mod tests {
     }
 
     #[test]
-    fn release_stale_frees_holds_of_silences_that_ended_early() {
+    fn holds_of_silences_that_ended_early_are_stale() {
         let c = db();
         c.execute_batch(
             "INSERT INTO incidents (id,dedup_key,status,severity,summary,first_seen,last_seen) VALUES \
@@ -413,22 +416,15 @@ mod tests {
             .unwrap();
             set_hold(&c, id, Some(&s.id.key())).unwrap();
         }
-        assert_eq!(
-            release_stale(&c, std::slice::from_ref(&s), t(10)).unwrap(),
-            0
-        );
+        assert!(stale_holds(&c, std::slice::from_ref(&s), t(10))
+            .unwrap()
+            .is_empty());
         expire(&c, 1, "bob", t(20)).unwrap();
         let now_active = active(&c, t(20)).unwrap();
-        assert_eq!(release_stale(&c, &now_active, t(20)).unwrap(), 2);
-        let due: i64 = c
-            .query_row("SELECT max(due_at) FROM escalations", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(due, ms(t(20)));
+        assert_eq!(stale_holds(&c, &now_active, t(20)).unwrap(), [1, 2]);
         // A config window whose end moved releases too.
         let mut moved = s.clone();
         moved.ends_at = t(30);
-        c.execute("UPDATE escalations SET due_at=?1", [ms(t(60))])
-            .unwrap();
-        assert_eq!(release_stale(&c, &[moved], t(25)).unwrap(), 2);
+        assert_eq!(stale_holds(&c, &[moved], t(25)).unwrap(), [1, 2]);
     }
 }

@@ -65,16 +65,15 @@ fn t(min: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 22, 3, 0, 0).unwrap() + chrono::Duration::minutes(min)
 }
 
-fn setup() -> (Connection, Plan) {
-    let mut c = Connection::open_in_memory().unwrap();
-    crate::store::schema::migrate(&mut c).unwrap();
+fn setup() -> (Tx, Plan) {
+    let c = crate::store::memory();
     let cfg = Config::parse(CONFIG, "t.toml", Path::new("/"))
         .unwrap()
         .config;
     (c, Plan::new(Arc::new(cfg)))
 }
 
-fn trigger(c: &Connection, plan: &Plan, key: &str, service: &str, at: DateTime<Utc>) -> IncidentId {
+fn trigger(c: &Tx, plan: &Plan, key: &str, service: &str, at: DateTime<Utc>) -> IncidentId {
     let p = crate::escalation::ParsedAlert {
         action: AlertAction::Trigger,
         dedup_key: Some(key.into()),
@@ -95,26 +94,23 @@ fn trigger(c: &Connection, plan: &Plan, key: &str, service: &str, at: DateTime<U
 }
 
 /// (channel, user, due minute offset, state, kind) of every outbox row.
-fn outbox_rows(c: &Connection) -> Vec<(String, Option<String>, i64, String, String)> {
-    let mut s = c
-        .prepare("SELECT channel, user_id, due_at, state, kind FROM outbox ORDER BY id")
-        .unwrap();
-    s.query_map([], |r| {
-        let due: i64 = r.get(2)?;
-        Ok((
-            r.get(0)?,
-            r.get(1)?,
-            (from_ms(due) - t(0)).num_minutes(),
-            r.get(3)?,
-            r.get(4)?,
-        ))
-    })
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
+fn outbox_rows(c: &Tx) -> Vec<(String, Option<String>, i64, String, String)> {
+    outbox::all(c)
+        .unwrap()
+        .into_iter()
+        .map(|p| {
+            (
+                p.channel.to_string(),
+                p.user_id,
+                (p.due_at - t(0)).num_minutes(),
+                p.state.as_str().to_string(),
+                p.kind.as_str().to_string(),
+            )
+        })
+        .collect()
 }
 
-fn pages_to(c: &Connection, user: &str) -> Vec<(String, i64)> {
+fn pages_to(c: &Tx, user: &str) -> Vec<(String, i64)> {
     outbox_rows(c)
         .into_iter()
         .filter(|r| r.1.as_deref() == Some(user) && r.4 == "page")
@@ -365,8 +361,7 @@ fn shift_start_is_announced_once_to_users_who_opted_in() {
         "users = [\"alice\"]\nshift = \"1w\"",
         "users = [\"bob\", \"alice\"]\nshift = \"1d\"",
     );
-    let mut c = Connection::open_in_memory().unwrap();
-    crate::store::schema::migrate(&mut c).unwrap();
+    let c = crate::store::memory();
     let plan = Plan::new(Arc::new(
         Config::parse(&text, "t.toml", Path::new("/"))
             .unwrap()
@@ -390,13 +385,15 @@ fn shift_start_is_announced_once_to_users_who_opted_in() {
     ] {
         pass(&c, p, start + chrono::Duration::seconds(dt)).unwrap();
     }
-    let notices: Vec<(String, String)> = c
-        .prepare("SELECT address, body FROM outbox WHERE kind='status'")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let status = |c: &Tx| -> Vec<(String, String)> {
+        outbox::all(c)
+            .unwrap()
+            .into_iter()
+            .filter(|p| p.kind == PageKind::Status)
+            .map(|p| (p.address, p.body))
+            .collect()
+    };
+    let notices = status(&c);
     assert_eq!(notices.len(), 1, "{notices:?}");
     assert_eq!(notices[0].0, "+4915100000001");
     assert!(
@@ -406,12 +403,7 @@ fn shift_start_is_announced_once_to_users_who_opted_in() {
     // Bob did not ask: his shift start sends nothing.
     let bob_start = schedule.next_handoff(start, &[]).unwrap();
     pass(&c, &plan, bob_start + chrono::Duration::seconds(5)).unwrap();
-    let n: i64 = c
-        .query_row("SELECT count(*) FROM outbox WHERE kind='status'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    assert_eq!(n, 1);
+    assert_eq!(status(&c).len(), 1);
 }
 
 #[test]
@@ -434,16 +426,15 @@ fn a_key_that_keeps_reopening_is_counted() {
     assert_eq!(flap.data["reopened_last_hour"], 3);
 }
 
-fn setup_with(extra: &str) -> (Connection, Plan) {
-    let mut c = Connection::open_in_memory().unwrap();
-    crate::store::schema::migrate(&mut c).unwrap();
+fn setup_with(extra: &str) -> (Tx, Plan) {
+    let c = crate::store::memory();
     let cfg = Config::parse(&format!("{CONFIG}\n{extra}"), "t.toml", Path::new("/"))
         .unwrap()
         .config;
     (c, Plan::new(Arc::new(cfg)))
 }
 
-fn kinds(c: &Connection, id: IncidentId) -> Vec<String> {
+fn kinds(c: &Tx, id: IncidentId) -> Vec<String> {
     crate::store::queries::timeline(c, id)
         .unwrap()
         .into_iter()
@@ -452,13 +443,12 @@ fn kinds(c: &Connection, id: IncidentId) -> Vec<String> {
 }
 
 /// Stakeholder updates queued for incident `id`.
-fn status_updates(c: &Connection, id: IncidentId) -> i64 {
-    c.query_row(
-        "SELECT count(*) FROM outbox WHERE kind='status' AND incident_id=?1",
-        [id],
-        |r| r.get(0),
-    )
-    .unwrap()
+fn status_updates(c: &Tx, id: IncidentId) -> usize {
+    outbox::all(c)
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.kind == PageKind::Status && p.incident_id == Some(id))
+        .count()
 }
 
 /// A maintenance window for service db from t(0) to t(60).
@@ -559,19 +549,15 @@ fn a_runtime_silence_holds_the_next_step_and_expiring_it_pages_at_once() {
     pass(&c, &plan, t(30)).unwrap();
     assert_eq!(pages_to(&c, "bob"), [("sms".into(), 30)]);
     assert_eq!(pages_to(&c, "alice").len(), 3, "alice is not paged twice");
-    let esc: Option<String> = c
-        .query_row(
-            "SELECT silenced_by FROM escalations WHERE incident_id=?1",
-            [db],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let esc = escalations::of_incident(&c, db)
+        .unwrap()
+        .expect("escalation row")
+        .silenced_by;
     assert_eq!(esc, None, "the hold mark is cleared");
 }
 
-fn setup_email_off() -> (Connection, Plan) {
-    let mut c = Connection::open_in_memory().unwrap();
-    crate::store::schema::migrate(&mut c).unwrap();
+fn setup_email_off() -> (Tx, Plan) {
+    let c = crate::store::memory();
     let text = CONFIG.replace("[email]\nenabled = true", "[email]\nenabled = false");
     let cfg = Config::parse(&text, "t.toml", Path::new("/"))
         .unwrap()
@@ -626,8 +612,7 @@ fn a_person_is_paged_on_the_next_channel_or_said_to_be_unreachable() {
     assert_eq!(lost, [Channel::Email]);
     // Through the engine: a step that pages only someone who cannot be reached says so.
     let (c2, plan2) = {
-        let mut c = Connection::open_in_memory().unwrap();
-        crate::store::schema::migrate(&mut c).unwrap();
+        let c = crate::store::memory();
         let text = format!(
             "{}\n[[users]]\nid = \"carol\"\nemail = \"carol@example.org\"\n[[policies]]\nid = \"mail\"\n[[policies.steps]]\nusers = [\"carol\"]\nwait = \"5m\"\n",
             CONFIG.replace("[email]\nenabled = true", "[email]\nenabled = false")
@@ -680,13 +665,17 @@ fn queued_rows_of_a_channel_turned_off_move_on() {
     let (_, off) = setup_email_off();
     let off = Plan::new(off.config.clone());
     assert_eq!(reroute_unserved(&c, &off, t(1)).unwrap(), 1);
-    let rows: Vec<(String, String, Option<String>)> = c
-        .prepare("SELECT channel, state, user_id FROM outbox ORDER BY id")
+    let rows: Vec<(String, String, Option<String>)> = outbox::all(&c)
         .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .collect::<rusqlite::Result<_>>()
-        .unwrap();
+        .into_iter()
+        .map(|p| {
+            (
+                p.channel.to_string(),
+                p.state.as_str().to_string(),
+                p.user_id,
+            )
+        })
+        .collect();
     assert!(
         rows.iter().all(|r| r.0 != "email" || r.1 == "failed"),
         "{rows:?}"
@@ -704,4 +693,53 @@ fn queued_rows_of_a_channel_turned_off_move_on() {
     assert!(kinds(&c, id).contains(&"page-fallback".to_string()));
     // Nothing left to move.
     assert_eq!(reroute_unserved(&c, &off, t(2)).unwrap(), 0);
+}
+
+#[test]
+fn a_step_is_planned_from_the_config_alone_and_planning_writes_nothing() {
+    let (c, plan) = setup();
+    let id = trigger(&c, &plan, "db1", "db", t(0));
+    let inc = crate::store::queries::incident(&c, id).unwrap().unwrap();
+    let policy = &plan.policies["default"];
+    let route = plan.route(Some("db"));
+    let overrides = OverridesBySchedule::default();
+
+    let first = plan_step(&plan, policy, route, &inc, 0, &overrides, t(0));
+    assert!(!first.nobody_on_call);
+    let who: Vec<(&str, &str)> = first
+        .targets
+        .iter()
+        .map(|t| (t.user.as_str(), t.via.as_str()))
+        .collect();
+    assert_eq!(who, vec![("alice", "schedule primary")]);
+    let alice = &first.targets[0];
+    let pages: Vec<(Channel, i64, &str)> = alice
+        .pages
+        .iter()
+        .map(|p| (p.channel, (p.at - t(0)).num_minutes(), p.address.as_str()))
+        .collect();
+    assert_eq!(
+        pages,
+        vec![
+            (Channel::Sms, 0, "+4915100000001"),
+            (Channel::Voice, 2, "+4915100000001"),
+            (Channel::Email, 5, "alice@example.org"),
+        ]
+    );
+    assert_eq!(alice.unreachable, None);
+    // Only the email has a subject; every page names the incident.
+    let subjects: Vec<bool> = alice.pages.iter().map(|p| p.subject.is_some()).collect();
+    assert_eq!(subjects, vec![false, false, true]);
+    assert!(alice.pages.iter().all(|p| p.body.contains("db1 is down")));
+
+    let second = plan_step(&plan, policy, route, &inc, 1, &overrides, t(10));
+    let bob: Vec<(&str, Vec<Channel>)> = second
+        .targets
+        .iter()
+        .map(|t| (t.user.as_str(), t.pages.iter().map(|p| p.channel).collect()))
+        .collect();
+    assert_eq!(bob, vec![("bob", vec![Channel::Sms])]);
+
+    // Planning is only a value: nothing was queued.
+    assert!(outbox_rows(&c).is_empty());
 }

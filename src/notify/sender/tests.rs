@@ -304,9 +304,10 @@ async fn queue(store: &Store, id: i64, channel: Channel, address: &str) {
 async fn states(store: &Store) -> Vec<(String, String)> {
     store
         .call(|c, _| {
-            let mut s = c.prepare("SELECT channel, state FROM outbox ORDER BY id")?;
-            let rows = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            Ok(outbox::all(c)?
+                .into_iter()
+                .map(|p| (p.channel.to_string(), p.state.as_str().to_string()))
+                .collect())
         })
         .await
         .unwrap()
@@ -482,7 +483,7 @@ async fn attempts_are_counted_and_sent_pages_timed() {
     for _ in 0..2 {
         let p = store
             .call(|c, now| {
-                c.execute("UPDATE outbox SET due_at=0 WHERE state='pending'", [])?;
+                outbox::testing::all_due(c)?;
                 Ok(outbox::claim(c, Channel::Sms, now, LEASE)?)
             })
             .await
@@ -641,13 +642,9 @@ async fn a_channel_that_comes_back_wakes_its_backing_off_pages() {
         loop {
             let due: Option<i64> = store
                 .call(|c, now| {
-                    Ok(c.query_row(
-                        "SELECT due_at - ?1 FROM outbox WHERE state='pending' AND channel='sms' \
-                         AND last_error IS NOT NULL",
-                        [crate::store::ms(now)],
-                        |r| r.get(0),
-                    )
-                    .ok())
+                    Ok(outbox::testing::retry_wait(c, Channel::Sms, now)
+                        .ok()
+                        .flatten())
                 })
                 .await
                 .unwrap();
