@@ -1,0 +1,156 @@
+//! `[selftest]` -> the self-test: a page sent through the real path on a schedule.
+
+use super::*;
+
+impl Validator<'_, '_> {
+    /// `[selftest]`; absent: disabled, defaults.
+    pub(super) fn selftest(
+        &mut self,
+        raw: Option<&super::raw::RawSelftest>,
+        daemon: &DaemonConfig,
+        schedule_ids: &HashSet<&str>,
+    ) -> crate::config::selftest::SelftestConfig {
+        use crate::config::selftest::{SelftestConfig, Target};
+        use crate::config::test_schedule::TestSchedule;
+        let d = SelftestConfig::default();
+        let Some(raw) = raw else {
+            return d;
+        };
+        let schedule = raw.schedule.as_ref().and_then(|s| {
+            match TestSchedule::parse(s.get_ref(), daemon.time_zone) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    self.r.error(span(s), format!("selftest.schedule: {e}"));
+                    None
+                }
+            }
+        });
+        let target = raw.target.as_ref().and_then(|s| {
+            let v = s.get_ref().trim();
+            if let Some(id) = v.strip_prefix("oncall:") {
+                if schedule_ids.contains(id) {
+                    Some(Target::OnCall(id.to_string()))
+                } else {
+                    self.r.error(
+                        span(s),
+                        format!("selftest.target: no schedule {id:?} (write oncall:<schedule id>)"),
+                    );
+                    None
+                }
+            } else {
+                match PhoneNumber::parse_e164(v) {
+                    Some(n) => Some(Target::Number(n)),
+                    None => {
+                        self.r.error(
+                            span(s),
+                            format!("selftest.target: {v:?} is neither an E.164 number (+49...) nor oncall:<schedule id>"),
+                        );
+                        None
+                    }
+                }
+            }
+        });
+        let expect_reply_from = raw.expect_reply_from.as_ref().and_then(|s| {
+            let n = PhoneNumber::parse_e164(s.get_ref().trim());
+            if n.is_none() {
+                self.r.error(
+                    span(s),
+                    format!(
+                        "selftest.expect_reply_from: {:?} is not an E.164 number; write + then country code and number",
+                        s.get_ref()
+                    ),
+                );
+            }
+            n
+        });
+        if let (Some(s), None) = (&raw.expect_reply_from, &raw.target) {
+            self.r.error(
+                span(s),
+                "selftest.expect_reply_from: needs a target to send the test SMS to",
+            );
+        }
+        let credit_ussd = raw.credit_ussd.as_ref().and_then(|s| {
+            let c = s.get_ref().trim().to_string();
+            if crate::config::selftest::valid_ussd_code(&c) {
+                Some(c)
+            } else {
+                self.r.error(
+                    span(s),
+                    format!("selftest.credit_ussd: {c:?} is not a USSD code (digits, * and #, e.g. \"*100#\")"),
+                );
+                None
+            }
+        });
+        let credit_pattern = match &raw.credit_pattern {
+            None => d.credit_pattern.clone(),
+            Some(s) => match regex::Regex::new(s.get_ref()) {
+                Ok(r) => r,
+                Err(e) => {
+                    let first = e
+                        .to_string()
+                        .lines()
+                        .last()
+                        .unwrap_or("")
+                        .trim()
+                        .to_string();
+                    self.r.error(
+                        span(s),
+                        format!("selftest.credit_pattern: not a valid regex: {first}"),
+                    );
+                    d.credit_pattern.clone()
+                }
+            },
+        };
+        if let (Some(s), None) = (&raw.credit_min, &raw.credit_ussd) {
+            self.r.error(
+                span(s),
+                "selftest.credit_min: needs credit_ussd (the code that asks for the balance)",
+            );
+        }
+        SelftestConfig {
+            enabled: true,
+            schedule,
+            target,
+            expect_reply_from,
+            reply_timeout: self.duration(
+                &raw.reply_timeout,
+                "selftest.reply_timeout",
+                d.reply_timeout,
+            ),
+            submit_timeout: self.duration(
+                &raw.submit_timeout,
+                "selftest.submit_timeout",
+                d.submit_timeout,
+            ),
+            delivery_timeout: self.duration(
+                &raw.delivery_timeout,
+                "selftest.delivery_timeout",
+                d.delivery_timeout,
+            ),
+            credit_ussd,
+            credit_pattern,
+            credit_min: raw.credit_min.as_ref().map(|s| *s.get_ref()),
+            credit_interval: self.duration(
+                &raw.credit_interval,
+                "selftest.credit_interval",
+                d.credit_interval,
+            ),
+            ussd_timeout: self.duration(&raw.ussd_timeout, "selftest.ussd_timeout", d.ussd_timeout),
+            min_signal_dbm: self.int(
+                &raw.min_signal_dbm,
+                "selftest.min_signal_dbm",
+                -140..=-40,
+                d.min_signal_dbm,
+            ),
+            grace: self.duration(&raw.grace, "selftest.grace", d.grace),
+            recover: self.duration(&raw.recover, "selftest.recover", d.recover),
+            check_interval: self
+                .duration(
+                    &raw.check_interval,
+                    "selftest.check_interval",
+                    d.check_interval,
+                )
+                .max(std::time::Duration::from_millis(100)),
+        }
+    }
+}
