@@ -315,47 +315,8 @@ impl Validator<'_, '_> {
 
     fn config(&mut self, raw: RawConfig) -> Config {
         let daemon = self.daemon(&raw.daemon);
-        let http = HttpConfig {
-            listen: self.addr(&raw.http.listen, "http.listen", DEFAULT_HTTP_LISTEN),
-            token_file: raw.http.token_file.as_ref().map(|s| self.path(s.get_ref())),
-            max_body_bytes: self.int(
-                &raw.http.max_body_bytes,
-                "http.max_body_bytes",
-                1024..=16 * 1024 * 1024,
-                DEFAULT_MAX_BODY_BYTES,
-            ),
-            header_timeout: self.bounded_duration(
-                &raw.http.header_timeout,
-                "http.header_timeout",
-                Duration::from_secs(1)..=Duration::from_secs(300),
-                super::DEFAULT_HEADER_TIMEOUT,
-            ),
-            body_timeout: self.bounded_duration(
-                &raw.http.body_timeout,
-                "http.body_timeout",
-                Duration::from_secs(1)..=Duration::from_secs(600),
-                super::DEFAULT_BODY_TIMEOUT,
-            ),
-            max_connections: self.int(
-                &raw.http.max_connections,
-                "http.max_connections",
-                16..=60_000,
-                super::DEFAULT_MAX_CONNECTIONS,
-            ),
-        };
-        let udp = UdpConfig {
-            enabled: raw.udp.enabled.unwrap_or(true),
-            listen: self.addr(&raw.udp.listen, "udp.listen", DEFAULT_UDP_LISTEN),
-            unauthenticated: match self.one_of(
-                &raw.udp.unauthenticated,
-                "udp.unauthenticated",
-                &["refuse", "trigger-only"],
-                "refuse",
-            ) {
-                "trigger-only" => super::UdpUnauthenticated::TriggerOnly,
-                _ => super::UdpUnauthenticated::Refuse,
-            },
-        };
+        let http = self.http(&raw.http);
+        let udp = self.udp(&raw.udp);
         let modem = self.modem(&raw.modem);
         let email = self.email(&raw.email);
         let gpio = self.gpio(&raw.gpio);
@@ -403,6 +364,55 @@ impl Validator<'_, '_> {
             outbound,
             standby,
             ha,
+        }
+    }
+
+    /// `[http]`: the listener, and the limits that keep a slow or large request from starving it.
+    fn http(&mut self, raw: &RawHttp) -> HttpConfig {
+        HttpConfig {
+            listen: self.addr(&raw.listen, "http.listen", DEFAULT_HTTP_LISTEN),
+            token_file: raw.token_file.as_ref().map(|s| self.path(s.get_ref())),
+            max_body_bytes: self.int(
+                &raw.max_body_bytes,
+                "http.max_body_bytes",
+                1024..=16 * 1024 * 1024,
+                DEFAULT_MAX_BODY_BYTES,
+            ),
+            header_timeout: self.bounded_duration(
+                &raw.header_timeout,
+                "http.header_timeout",
+                Duration::from_secs(1)..=Duration::from_secs(300),
+                super::DEFAULT_HEADER_TIMEOUT,
+            ),
+            body_timeout: self.bounded_duration(
+                &raw.body_timeout,
+                "http.body_timeout",
+                Duration::from_secs(1)..=Duration::from_secs(600),
+                super::DEFAULT_BODY_TIMEOUT,
+            ),
+            max_connections: self.int(
+                &raw.max_connections,
+                "http.max_connections",
+                16..=60_000,
+                super::DEFAULT_MAX_CONNECTIONS,
+            ),
+        }
+    }
+
+    /// `[udp]`: the datagram listener, and whether unsigned datagrams may trigger.
+    fn udp(&mut self, raw: &RawUdp) -> UdpConfig {
+        UdpConfig {
+            enabled: raw.enabled.unwrap_or(true),
+            listen: self.addr(&raw.listen, "udp.listen", DEFAULT_UDP_LISTEN),
+            unauthenticated: match self.one_of(
+                &raw.unauthenticated,
+                "udp.unauthenticated",
+                &["refuse", "trigger-only"],
+                "refuse",
+            ) {
+                "trigger-only" => super::UdpUnauthenticated::TriggerOnly,
+                _ => super::UdpUnauthenticated::Refuse,
+            },
         }
     }
 

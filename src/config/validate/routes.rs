@@ -1,5 +1,7 @@
 //! `[[policies]]` and `[[routes]]` -> [`Policy`] and [`Route`]: who is paged for what.
 
+use std::collections::BTreeMap;
+
 use super::*;
 
 impl Validator<'_, '_> {
@@ -92,48 +94,12 @@ impl Validator<'_, '_> {
             if default_seen.is_some() {
                 self.r.error(span(&r.id), format!("routes: route {:?} comes after the default route (the one without `match`) and can never match", r.id.get_ref()));
             }
-            let matcher = r.matcher.as_ref().map(|m| {
-                let mut severity = Vec::new();
-                for s in &m.get_ref().severity {
-                    match Severity::from_str(s.get_ref()) {
-                        Ok(x) => severity.push(x),
-                        Err(e) => self.r.error(span(s), format!("routes.match.severity: {e}")),
-                    }
-                }
-                RouteMatch {
-                    service: m.get_ref().service.clone(),
-                    severity,
-                    source: m.get_ref().source.clone(),
-                    routing_key: m.get_ref().routing_key.clone(),
-                }
-            });
+            let matcher = r.matcher.as_ref().map(|m| self.route_match(m.get_ref()));
             if matcher.is_none() {
                 default_seen = Some(r.id.span());
             }
-            let mut urgency = UrgencyMap::default();
-            if let Some(map) = &r.urgency {
-                for (k, v) in map {
-                    let Ok(sev) = Severity::from_str(k) else {
-                        self.r.error(span(v), format!("routes.urgency: {k:?} is not a severity (critical, error, warning, info)"));
-                        continue;
-                    };
-                    match Urgency::from_str(v.get_ref()) {
-                        Ok(u) => urgency.set(sev, u),
-                        Err(e) => self.r.error(span(v), format!("routes.urgency.{k}: {e}")),
-                    }
-                }
-            }
-            let mut stakeholders = Vec::new();
-            for s in &r.stakeholders {
-                let v = s.get_ref();
-                if let Some(p) = PhoneNumber::parse_e164(v) {
-                    stakeholders.push(p.to_string());
-                } else if v.parse::<lettre::Address>().is_ok() {
-                    stakeholders.push(v.clone());
-                } else {
-                    self.r.error(span(s), format!("routes.stakeholders: {v:?} is neither an E.164 number nor an email address"));
-                }
-            }
+            let urgency = self.route_urgency(r.urgency.as_ref());
+            let stakeholders = self.stakeholders(&r.stakeholders);
             let _ = daemon;
             out.push(Route {
                 id: r.id.get_ref().clone(),
@@ -166,5 +132,56 @@ impl Validator<'_, '_> {
             // No routes: everything follows the first policy, if there is one.
         }
         out
+    }
+
+    /// `routes.match`: each severity must be one the daemon knows.
+    fn route_match(&mut self, m: &RawMatch) -> RouteMatch {
+        let mut severity = Vec::new();
+        for s in &m.severity {
+            match Severity::from_str(s.get_ref()) {
+                Ok(x) => severity.push(x),
+                Err(e) => self.r.error(span(s), format!("routes.match.severity: {e}")),
+            }
+        }
+        RouteMatch {
+            service: m.service.clone(),
+            severity,
+            source: m.source.clone(),
+            routing_key: m.routing_key.clone(),
+        }
+    }
+
+    /// `routes.urgency`: severity name -> urgency.
+    fn route_urgency(&mut self, raw: Option<&BTreeMap<String, S<String>>>) -> UrgencyMap {
+        let mut urgency = UrgencyMap::default();
+        if let Some(map) = raw {
+            for (k, v) in map {
+                let Ok(sev) = Severity::from_str(k) else {
+                    self.r.error(span(v), format!("routes.urgency: {k:?} is not a severity (critical, error, warning, info)"));
+                    continue;
+                };
+                match Urgency::from_str(v.get_ref()) {
+                    Ok(u) => urgency.set(sev, u),
+                    Err(e) => self.r.error(span(v), format!("routes.urgency.{k}: {e}")),
+                }
+            }
+        }
+        urgency
+    }
+
+    /// `routes.stakeholders`: each an E.164 number or an email address.
+    fn stakeholders(&mut self, raw: &[S<String>]) -> Vec<String> {
+        let mut stakeholders = Vec::new();
+        for s in raw {
+            let v = s.get_ref();
+            if let Some(p) = PhoneNumber::parse_e164(v) {
+                stakeholders.push(p.to_string());
+            } else if v.parse::<lettre::Address>().is_ok() {
+                stakeholders.push(v.clone());
+            } else {
+                self.r.error(span(s), format!("routes.stakeholders: {v:?} is neither an E.164 number nor an email address"));
+            }
+        }
+        stakeholders
     }
 }

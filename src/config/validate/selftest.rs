@@ -10,97 +10,31 @@ impl Validator<'_, '_> {
         daemon: &DaemonConfig,
         schedule_ids: &HashSet<&str>,
     ) -> crate::config::selftest::SelftestConfig {
-        use crate::config::selftest::{SelftestConfig, Target};
-        use crate::config::test_schedule::TestSchedule;
+        use crate::config::selftest::SelftestConfig;
         let d = SelftestConfig::default();
         let Some(raw) = raw else {
             return d;
         };
-        let schedule = raw.schedule.as_ref().and_then(|s| {
-            match TestSchedule::parse(s.get_ref(), daemon.time_zone) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    self.r.error(span(s), format!("selftest.schedule: {e}"));
-                    None
-                }
-            }
-        });
-        let target = raw.target.as_ref().and_then(|s| {
-            let v = s.get_ref().trim();
-            if let Some(id) = v.strip_prefix("oncall:") {
-                if schedule_ids.contains(id) {
-                    Some(Target::OnCall(id.to_string()))
-                } else {
-                    self.r.error(
-                        span(s),
-                        format!("selftest.target: no schedule {id:?} (write oncall:<schedule id>)"),
-                    );
-                    None
-                }
-            } else {
-                match PhoneNumber::parse_e164(v) {
-                    Some(n) => Some(Target::Number(n)),
-                    None => {
-                        self.r.error(
-                            span(s),
-                            format!("selftest.target: {v:?} is neither an E.164 number (+49...) nor oncall:<schedule id>"),
-                        );
-                        None
-                    }
-                }
-            }
-        });
-        let expect_reply_from = raw.expect_reply_from.as_ref().and_then(|s| {
-            let n = PhoneNumber::parse_e164(s.get_ref().trim());
-            if n.is_none() {
-                self.r.error(
-                    span(s),
-                    format!(
-                        "selftest.expect_reply_from: {:?} is not an E.164 number; write + then country code and number",
-                        s.get_ref()
-                    ),
-                );
-            }
-            n
-        });
+        let schedule = raw
+            .schedule
+            .as_ref()
+            .and_then(|s| self.test_schedule(s, daemon));
+        let target = raw
+            .target
+            .as_ref()
+            .and_then(|s| self.selftest_target(s, schedule_ids));
+        let expect_reply_from = raw
+            .expect_reply_from
+            .as_ref()
+            .and_then(|s| self.reply_number(s));
         if let (Some(s), None) = (&raw.expect_reply_from, &raw.target) {
             self.r.error(
                 span(s),
                 "selftest.expect_reply_from: needs a target to send the test SMS to",
             );
         }
-        let credit_ussd = raw.credit_ussd.as_ref().and_then(|s| {
-            let c = s.get_ref().trim().to_string();
-            if crate::config::selftest::valid_ussd_code(&c) {
-                Some(c)
-            } else {
-                self.r.error(
-                    span(s),
-                    format!("selftest.credit_ussd: {c:?} is not a USSD code (digits, * and #, e.g. \"*100#\")"),
-                );
-                None
-            }
-        });
-        let credit_pattern = match &raw.credit_pattern {
-            None => d.credit_pattern.clone(),
-            Some(s) => match regex::Regex::new(s.get_ref()) {
-                Ok(r) => r,
-                Err(e) => {
-                    let first = e
-                        .to_string()
-                        .lines()
-                        .last()
-                        .unwrap_or("")
-                        .trim()
-                        .to_string();
-                    self.r.error(
-                        span(s),
-                        format!("selftest.credit_pattern: not a valid regex: {first}"),
-                    );
-                    d.credit_pattern.clone()
-                }
-            },
-        };
+        let credit_ussd = raw.credit_ussd.as_ref().and_then(|s| self.ussd_code(s));
+        let credit_pattern = self.credit_pattern(raw.credit_pattern.as_ref(), &d.credit_pattern);
         if let (Some(s), None) = (&raw.credit_min, &raw.credit_ussd) {
             self.r.error(
                 span(s),
@@ -151,6 +85,107 @@ impl Validator<'_, '_> {
                     d.check_interval,
                 )
                 .max(std::time::Duration::from_millis(100)),
+        }
+    }
+
+    /// `selftest.schedule`: when the test page is sent, in the daemon's zone.
+    fn test_schedule(
+        &mut self,
+        s: &S<String>,
+        daemon: &DaemonConfig,
+    ) -> Option<crate::config::test_schedule::TestSchedule> {
+        use crate::config::test_schedule::TestSchedule;
+        match TestSchedule::parse(s.get_ref(), daemon.time_zone) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.r.error(span(s), format!("selftest.schedule: {e}"));
+                None
+            }
+        }
+    }
+
+    /// `selftest.target`: an E.164 number, or `oncall:<schedule id>` for whoever is on call.
+    fn selftest_target(
+        &mut self,
+        s: &S<String>,
+        schedule_ids: &HashSet<&str>,
+    ) -> Option<crate::config::selftest::Target> {
+        use crate::config::selftest::Target;
+        let v = s.get_ref().trim();
+        if let Some(id) = v.strip_prefix("oncall:") {
+            if schedule_ids.contains(id) {
+                Some(Target::OnCall(id.to_string()))
+            } else {
+                self.r.error(
+                    span(s),
+                    format!("selftest.target: no schedule {id:?} (write oncall:<schedule id>)"),
+                );
+                None
+            }
+        } else {
+            match PhoneNumber::parse_e164(v) {
+                Some(n) => Some(Target::Number(n)),
+                None => {
+                    self.r.error(
+                        span(s),
+                        format!("selftest.target: {v:?} is neither an E.164 number (+49...) nor oncall:<schedule id>"),
+                    );
+                    None
+                }
+            }
+        }
+    }
+
+    /// `selftest.expect_reply_from`: the number whose reply proves the SMS arrived.
+    fn reply_number(&mut self, s: &S<String>) -> Option<PhoneNumber> {
+        let n = PhoneNumber::parse_e164(s.get_ref().trim());
+        if n.is_none() {
+            self.r.error(
+                span(s),
+                format!(
+                    "selftest.expect_reply_from: {:?} is not an E.164 number; write + then country code and number",
+                    s.get_ref()
+                ),
+            );
+        }
+        n
+    }
+
+    /// `selftest.credit_ussd`: the code that asks the network for the balance.
+    fn ussd_code(&mut self, s: &S<String>) -> Option<String> {
+        let c = s.get_ref().trim().to_string();
+        if crate::config::selftest::valid_ussd_code(&c) {
+            Some(c)
+        } else {
+            self.r.error(
+                span(s),
+                format!("selftest.credit_ussd: {c:?} is not a USSD code (digits, * and #, e.g. \"*100#\")"),
+            );
+            None
+        }
+    }
+
+    /// `selftest.credit_pattern`: a regex; an invalid one is reported and the default kept.
+    fn credit_pattern(&mut self, s: Option<&S<String>>, default: &regex::Regex) -> regex::Regex {
+        match s {
+            None => default.clone(),
+            Some(s) => match regex::Regex::new(s.get_ref()) {
+                Ok(r) => r,
+                Err(e) => {
+                    let first = e
+                        .to_string()
+                        .lines()
+                        .last()
+                        .unwrap_or("")
+                        .trim()
+                        .to_string();
+                    self.r.error(
+                        span(s),
+                        format!("selftest.credit_pattern: not a valid regex: {first}"),
+                    );
+                    default.clone()
+                }
+            },
         }
     }
 }
