@@ -464,15 +464,7 @@ pub fn parse_alertmanager(body: &[u8]) -> Result<Vec<ParsedAlert>, FormatError> 
                 continue;
             }
         };
-        let key = a.fingerprint.clone().filter(|f| !f.is_empty()).or_else(|| {
-            // Grafana before 9 has no fingerprint: key on the sorted label set.
-            (!a.labels.is_empty()).then(|| {
-                let mut kv: Vec<String> =
-                    a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                kv.sort();
-                kv.join(",")
-            })
-        });
+        let key = am_key(&a);
         let Some(key) = key else {
             errors.push(format!("alerts[{i}] has neither fingerprint nor labels"));
             continue;
@@ -485,24 +477,7 @@ pub fn parse_alertmanager(body: &[u8]) -> Result<Vec<ParsedAlert>, FormatError> 
         let severity = label(&a.labels, "severity")
             .and_then(|s| s.parse::<Severity>().ok())
             .unwrap_or(Severity::Error);
-        let mut links = Vec::new();
-        for (url, text) in [
-            (a.generator_url.clone(), "source"),
-            (
-                label(&a.annotations, "runbook_url").map(str::to_string),
-                "runbook",
-            ),
-            (a.dashboard_url.clone(), "dashboard"),
-            (a.panel_url.clone(), "panel"),
-            (a.silence_url.clone(), "silence"),
-        ] {
-            if let Some(href) = url.filter(|u| !u.is_empty()) {
-                links.push(Link {
-                    href,
-                    text: Some(text.into()),
-                });
-            }
-        }
+        let links = am_links(&a);
         // Go's zero time means "not ended".
         let ends_at = a.ends_at.filter(|e| !e.starts_with("0001-01-01"));
         let mut details = serde_json::Map::new();
@@ -540,6 +515,41 @@ pub fn parse_alertmanager(body: &[u8]) -> Result<Vec<ParsedAlert>, FormatError> 
         return Err(FormatError::Invalid(errors));
     }
     Ok(out)
+}
+
+/// The dedup key of one alert: its fingerprint, else (Grafana before 9) its sorted label set.
+fn am_key(a: &AmAlert) -> Option<String> {
+    a.fingerprint.clone().filter(|f| !f.is_empty()).or_else(|| {
+        // Grafana before 9 has no fingerprint: key on the sorted label set.
+        (!a.labels.is_empty()).then(|| {
+            let mut kv: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            kv.sort();
+            kv.join(",")
+        })
+    })
+}
+
+/// The links an alert carries: source, runbook, dashboard, panel and silence, when present.
+fn am_links(a: &AmAlert) -> Vec<Link> {
+    let mut links = Vec::new();
+    for (url, text) in [
+        (a.generator_url.clone(), "source"),
+        (
+            label(&a.annotations, "runbook_url").map(str::to_string),
+            "runbook",
+        ),
+        (a.dashboard_url.clone(), "dashboard"),
+        (a.panel_url.clone(), "panel"),
+        (a.silence_url.clone(), "silence"),
+    ] {
+        if let Some(href) = url.filter(|u| !u.is_empty()) {
+            links.push(Link {
+                href,
+                text: Some(text.into()),
+            });
+        }
+    }
+    links
 }
 
 /// What a UDP datagram asked for.
