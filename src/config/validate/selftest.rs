@@ -27,20 +27,9 @@ impl Validator<'_, '_> {
             .expect_reply_from
             .as_ref()
             .and_then(|s| self.reply_number(s));
-        if let (Some(s), None) = (&raw.expect_reply_from, &raw.target) {
-            self.r.error(
-                span(s),
-                "selftest.expect_reply_from: needs a target to send the test SMS to",
-            );
-        }
         let credit_ussd = raw.credit_ussd.as_ref().and_then(|s| self.ussd_code(s));
         let credit_pattern = self.credit_pattern(raw.credit_pattern.as_ref(), &d.credit_pattern);
-        if let (Some(s), None) = (&raw.credit_min, &raw.credit_ussd) {
-            self.r.error(
-                span(s),
-                "selftest.credit_min: needs credit_ussd (the code that asks for the balance)",
-            );
-        }
+        self.selftest_needs(raw);
         SelftestConfig {
             enabled: true,
             schedule,
@@ -85,6 +74,23 @@ impl Validator<'_, '_> {
                     d.check_interval,
                 )
                 .max(std::time::Duration::from_millis(100)),
+        }
+    }
+
+    /// Keys that only mean something with another: a reply needs a target to send the SMS
+    /// to, a credit threshold needs the USSD code that asks for the balance.
+    fn selftest_needs(&mut self, raw: &super::raw::RawSelftest) {
+        if let (Some(s), None) = (&raw.expect_reply_from, &raw.target) {
+            self.r.error(
+                span(s),
+                "selftest.expect_reply_from: needs a target to send the test SMS to",
+            );
+        }
+        if let (Some(s), None) = (&raw.credit_min, &raw.credit_ussd) {
+            self.r.error(
+                span(s),
+                "selftest.credit_min: needs credit_ussd (the code that asks for the balance)",
+            );
         }
     }
 
