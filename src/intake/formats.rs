@@ -183,21 +183,7 @@ pub fn parse_pagerduty(body: &[u8]) -> Result<ParsedAlert, FormatError> {
     if routing_key.is_none() {
         errors.push("'routing_key' is missing or blank".to_string());
     }
-    let action = match e.event_action.as_deref() {
-        Some("trigger") => AlertAction::Trigger,
-        Some("acknowledge") => AlertAction::Acknowledge,
-        Some("resolve") => AlertAction::Resolve,
-        Some(other) => {
-            errors.push(format!(
-                "'event_action' is invalid ({other:?}); must be one of trigger, acknowledge, resolve"
-            ));
-            AlertAction::Trigger
-        }
-        None => {
-            errors.push("'event_action' is missing or blank".to_string());
-            AlertAction::Trigger
-        }
-    };
+    let action = pd_action(e.event_action.as_deref(), &mut errors);
     let dedup_key = non_blank(e.dedup_key);
     let mut summary = None;
     let mut source = None;
@@ -216,19 +202,8 @@ pub fn parse_pagerduty(body: &[u8]) -> Result<ParsedAlert, FormatError> {
                 if source.is_none() {
                     errors.push("'payload.source' is missing or blank".to_string());
                 }
-                match p.severity.as_deref() {
-                    None | Some("") => {
-                        errors.push("'payload.severity' is missing or blank".to_string())
-                    }
-                    Some(s) => match s {
-                        "critical" => severity = Severity::Critical,
-                        "error" => severity = Severity::Error,
-                        "warning" => severity = Severity::Warning,
-                        "info" => severity = Severity::Info,
-                        other => errors.push(format!(
-                            "'payload.severity' is invalid ({other:?}); must be one of critical, error, warning, info"
-                        )),
-                    },
+                if let Some(s) = pd_severity(p.severity.as_deref(), &mut errors) {
+                    severity = s;
                 }
                 service = non_blank(p.group.clone()).or_else(|| non_blank(p.component.clone()));
                 for (k, v) in [
@@ -259,36 +234,7 @@ pub fn parse_pagerduty(body: &[u8]) -> Result<ParsedAlert, FormatError> {
     if !errors.is_empty() {
         return Err(FormatError::Invalid(errors));
     }
-    let mut links: Vec<Link> = e
-        .links
-        .into_iter()
-        .filter_map(|l| {
-            Some(Link {
-                href: l.href?,
-                text: l.text,
-            })
-        })
-        .collect();
-    let images: Vec<Value> = e
-        .images
-        .into_iter()
-        .filter_map(|i| {
-            let src = i.src?;
-            Some(serde_json::json!({ "src": src, "href": i.href, "alt": i.alt }))
-        })
-        .collect();
-    if !images.is_empty() {
-        details.insert("images".into(), Value::Array(images));
-    }
-    if let Some(c) = e.client {
-        details.insert("client".into(), Value::String(c));
-    }
-    if let Some(url) = e.client_url {
-        links.push(Link {
-            href: url,
-            text: Some("client".into()),
-        });
-    }
+    let links = pd_links_and_extras(e.links, e.images, e.client, e.client_url, &mut details);
     Ok(ParsedAlert {
         action,
         dedup_key,
@@ -304,6 +250,85 @@ pub fn parse_pagerduty(body: &[u8]) -> Result<ParsedAlert, FormatError> {
         links,
         routing_key,
     })
+}
+
+/// `event_action`: trigger, acknowledge or resolve; a wrong one is reported (and read as trigger
+/// so the other checks still run).
+fn pd_action(action: Option<&str>, errors: &mut Vec<String>) -> AlertAction {
+    match action {
+        Some("trigger") => AlertAction::Trigger,
+        Some("acknowledge") => AlertAction::Acknowledge,
+        Some("resolve") => AlertAction::Resolve,
+        Some(other) => {
+            errors.push(format!(
+                "'event_action' is invalid ({other:?}); must be one of trigger, acknowledge, resolve"
+            ));
+            AlertAction::Trigger
+        }
+        None => {
+            errors.push("'event_action' is missing or blank".to_string());
+            AlertAction::Trigger
+        }
+    }
+}
+
+/// `payload.severity`: PagerDuty's four levels; `None` (reported) when missing or unknown.
+fn pd_severity(severity: Option<&str>, errors: &mut Vec<String>) -> Option<Severity> {
+    match severity {
+        None | Some("") => {
+            errors.push("'payload.severity' is missing or blank".to_string());
+            None
+        }
+        Some("critical") => Some(Severity::Critical),
+        Some("error") => Some(Severity::Error),
+        Some("warning") => Some(Severity::Warning),
+        Some("info") => Some(Severity::Info),
+        Some(other) => {
+            errors.push(format!(
+                "'payload.severity' is invalid ({other:?}); must be one of critical, error, warning, info"
+            ));
+            None
+        }
+    }
+}
+
+/// `links`, `images`, `client` and `client_url`: the links to show, the rest kept in `details`.
+fn pd_links_and_extras(
+    links: Vec<PdLink>,
+    images: Vec<PdImage>,
+    client: Option<String>,
+    client_url: Option<String>,
+    details: &mut serde_json::Map<String, Value>,
+) -> Vec<Link> {
+    let mut links: Vec<Link> = links
+        .into_iter()
+        .filter_map(|l| {
+            Some(Link {
+                href: l.href?,
+                text: l.text,
+            })
+        })
+        .collect();
+    let images: Vec<Value> = images
+        .into_iter()
+        .filter_map(|i| {
+            let src = i.src?;
+            Some(serde_json::json!({ "src": src, "href": i.href, "alt": i.alt }))
+        })
+        .collect();
+    if !images.is_empty() {
+        details.insert("images".into(), Value::Array(images));
+    }
+    if let Some(c) = client {
+        details.insert("client".into(), Value::String(c));
+    }
+    if let Some(url) = client_url {
+        links.push(Link {
+            href: url,
+            text: Some("client".into()),
+        });
+    }
+    links
 }
 
 /// PagerDuty change event.
@@ -439,15 +464,7 @@ pub fn parse_alertmanager(body: &[u8]) -> Result<Vec<ParsedAlert>, FormatError> 
                 continue;
             }
         };
-        let key = a.fingerprint.clone().filter(|f| !f.is_empty()).or_else(|| {
-            // Grafana before 9 has no fingerprint: key on the sorted label set.
-            (!a.labels.is_empty()).then(|| {
-                let mut kv: Vec<String> =
-                    a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                kv.sort();
-                kv.join(",")
-            })
-        });
+        let key = am_key(&a);
         let Some(key) = key else {
             errors.push(format!("alerts[{i}] has neither fingerprint nor labels"));
             continue;
@@ -460,24 +477,7 @@ pub fn parse_alertmanager(body: &[u8]) -> Result<Vec<ParsedAlert>, FormatError> 
         let severity = label(&a.labels, "severity")
             .and_then(|s| s.parse::<Severity>().ok())
             .unwrap_or(Severity::Error);
-        let mut links = Vec::new();
-        for (url, text) in [
-            (a.generator_url.clone(), "source"),
-            (
-                label(&a.annotations, "runbook_url").map(str::to_string),
-                "runbook",
-            ),
-            (a.dashboard_url.clone(), "dashboard"),
-            (a.panel_url.clone(), "panel"),
-            (a.silence_url.clone(), "silence"),
-        ] {
-            if let Some(href) = url.filter(|u| !u.is_empty()) {
-                links.push(Link {
-                    href,
-                    text: Some(text.into()),
-                });
-            }
-        }
+        let links = am_links(&a);
         // Go's zero time means "not ended".
         let ends_at = a.ends_at.filter(|e| !e.starts_with("0001-01-01"));
         let mut details = serde_json::Map::new();
@@ -515,6 +515,41 @@ pub fn parse_alertmanager(body: &[u8]) -> Result<Vec<ParsedAlert>, FormatError> 
         return Err(FormatError::Invalid(errors));
     }
     Ok(out)
+}
+
+/// The dedup key of one alert: its fingerprint, else (Grafana before 9) its sorted label set.
+fn am_key(a: &AmAlert) -> Option<String> {
+    a.fingerprint.clone().filter(|f| !f.is_empty()).or_else(|| {
+        // Grafana before 9 has no fingerprint: key on the sorted label set.
+        (!a.labels.is_empty()).then(|| {
+            let mut kv: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            kv.sort();
+            kv.join(",")
+        })
+    })
+}
+
+/// The links an alert carries: source, runbook, dashboard, panel and silence, when present.
+fn am_links(a: &AmAlert) -> Vec<Link> {
+    let mut links = Vec::new();
+    for (url, text) in [
+        (a.generator_url.clone(), "source"),
+        (
+            label(&a.annotations, "runbook_url").map(str::to_string),
+            "runbook",
+        ),
+        (a.dashboard_url.clone(), "dashboard"),
+        (a.panel_url.clone(), "panel"),
+        (a.silence_url.clone(), "silence"),
+    ] {
+        if let Some(href) = url.filter(|u| !u.is_empty()) {
+            links.push(Link {
+                href,
+                text: Some(text.into()),
+            });
+        }
+    }
+    links
 }
 
 /// What a UDP datagram asked for.

@@ -447,6 +447,7 @@ fn float_gauge(registry: &mut Registry, name: &str, help: &str, unit: Unit, valu
 
 /// A registry holding the scrape-time levels; built per scrape, so a level that does not apply
 /// (no modem) is simply absent.
+// Long on purpose: one registration per metric, in /metrics order; splitting scatters the list.
 fn levels(s: &Snapshot, started: DateTime<Utc>) -> Registry {
     let mut r = Registry::with_prefix(PREFIX);
     let build = Family::<VersionLabels, Gauge>::default();

@@ -125,6 +125,7 @@ async fn open_and_exercise_rppal(
 }
 
 /// The exercise on any hardware: LED cycle, buzzer beep, button report on `out`.
+// Long on purpose: one timed loop (LED steps, beeps, button events) whose state spans iterations.
 async fn exercise<L: Output, B: Output, K: Button>(
     led: L,
     buzzer: Option<B>,

@@ -140,29 +140,7 @@ pub fn build(
             user_name: p.user_id.as_deref().and_then(name),
         })
         .collect();
-    let mut paged: Vec<PagedPerson> = Vec::new();
-    for p in pages.iter().filter(|p| p.kind.is_to_person()) {
-        let Some(user) = &p.user_id else { continue };
-        let i = match paged.iter().position(|x| &x.user_id == user) {
-            Some(i) => i,
-            None => {
-                paged.push(PagedPerson {
-                    user_id: user.clone(),
-                    name: name(user),
-                    channels: Vec::new(),
-                    pages: 0,
-                    sent: 0,
-                });
-                paged.len() - 1
-            }
-        };
-        let person = &mut paged[i];
-        person.pages += 1;
-        person.sent += usize::from(p.was_sent());
-        if !person.channels.contains(&p.channel) {
-            person.channels.push(p.channel.clone());
-        }
-    }
+    let paged = paged_people(pages, config);
     let answered = [
         ("acknowledged", &incident.acknowledged),
         ("resolved", &incident.resolved),
@@ -188,6 +166,36 @@ pub fn build(
         pages: evidence,
         people: People { paged, answered },
     }
+}
+
+/// Each person paged, once, in the order first paged: how many pages, how many went out, and
+/// by which channels. Only pages and digests count: replies and updates wake nobody.
+fn paged_people(pages: &[PageRecord], config: &Config) -> Vec<PagedPerson> {
+    let name = |user: &str| config.user(user).map(|u| u.name.clone());
+    let mut paged: Vec<PagedPerson> = Vec::new();
+    for p in pages.iter().filter(|p| p.kind.is_to_person()) {
+        let Some(user) = &p.user_id else { continue };
+        let i = match paged.iter().position(|x| &x.user_id == user) {
+            Some(i) => i,
+            None => {
+                paged.push(PagedPerson {
+                    user_id: user.clone(),
+                    name: name(user),
+                    channels: Vec::new(),
+                    pages: 0,
+                    sent: 0,
+                });
+                paged.len() - 1
+            }
+        };
+        let person = &mut paged[i];
+        person.pages += 1;
+        person.sent += usize::from(p.was_sent());
+        if !person.channels.contains(&p.channel) {
+            person.channels.push(p.channel.clone());
+        }
+    }
+    paged
 }
 
 /// An address as a report shows it: a phone number with all but its last three digits hidden

@@ -138,6 +138,7 @@ pub struct Deps {
 }
 
 /// Runs until shutdown.
+// Long on purpose: one tick loop; its state (hysteresis, last status query, next credit check) spans ticks.
 pub async fn run(mut d: Deps) {
     let first = d.config.borrow().selftest.clone();
     let mut hyst = Hysteresis::new(first.grace, first.recover);

@@ -241,59 +241,11 @@ impl Runner {
         };
         info!(trigger = trigger.as_str(), "self-test started");
 
-        // Modem, SIM, registration, signal: one fresh status from the modem task.
-        let t = Instant::now();
-        let usable = match self.deps.modem.status().await {
-            Err(e) => {
-                s.check(AT.0, AT.1, false, e.to_string(), t);
-                for (id, name) in [SIM, REG, SIGNAL] {
-                    s.skip(id, name, "modem not answering");
-                }
-                false
-            }
-            Ok(m) => {
-                let ident = format!("{} {}", m.manufacturer, m.model).trim().to_string();
-                s.check(AT.0, AT.1, true, ident, t);
-                let t = Instant::now();
-                let sim_ok = s.check(SIM.0, SIM.1, m.sim == SimState::Ready, m.sim.describe(), t);
-                let reg_ok = if sim_ok {
-                    let t = Instant::now();
-                    let reg = m.registration.is_registered();
-                    let detail = match (&m.operator, reg) {
-                        (Some(op), true) => format!("{op} ({})", m.registration),
-                        _ => m.registration.to_string(),
-                    };
-                    s.check(REG.0, REG.1, reg, detail, t)
-                } else {
-                    s.skip(REG.0, REG.1, "SIM not ready");
-                    false
-                };
-                if reg_ok {
-                    let t = Instant::now();
-                    let (ok, detail) = match m.signal_dbm {
-                        Some(d) if d >= st.min_signal_dbm => (true, format!("{d} dBm")),
-                        Some(d) => (false, format!("{d} dBm, below {} dBm", st.min_signal_dbm)),
-                        None => (false, "no signal".to_string()),
-                    };
-                    s.check(SIGNAL.0, SIGNAL.1, ok, detail, t);
-                } else {
-                    s.skip(SIGNAL.0, SIGNAL.1, "not registered");
-                }
-                sim_ok && reg_ok
-            }
-        };
+        let usable = self.modem_steps(st, &mut s).await;
 
         if let Some(ussd) = &st.credit_ussd {
             if usable {
-                let t = Instant::now();
-                let res = check_credit(&self.deps.modem, ussd, st).await;
-                let verdict = credit_verdict(&res, st.credit_min);
-                let ok = matches!(verdict, CreditVerdict::Fine(_));
-                s.check(CREDIT.0, CREDIT.1, ok, verdict.describe(), t);
-                verdict
-                    .apply(&self.deps.store, &config)
-                    .await
-                    .unwrap_or_else(|e| error!(error = %e, "cannot record the credit incident"));
+                self.credit_step(&config, ussd, &mut s).await;
             } else {
                 s.skip(CREDIT.0, CREDIT.1, "modem cannot page");
             }
@@ -333,26 +285,7 @@ impl Runner {
             Ok(id) => run.id = id,
             Err(e) => error!(error = %e, "cannot store the self-test run"),
         }
-        let incident = if run.ok {
-            Some(None)
-        } else if self.deps.shutdown.is_cancelled() {
-            // Cut short by shutdown: not a finding about the paging path.
-            None
-        } else if trigger == Trigger::Schedule {
-            let step = run
-                .steps
-                .iter()
-                .find(|x| x.outcome == Outcome::Failed)
-                .map(|x| format!("{}: {}", x.name, x.detail))
-                .unwrap_or_default();
-            Some(Some((
-                format!("Scheduled self-test failed at {step}"),
-                Severity::Error,
-                serde_json::json!({ "run": run.id, "steps": run.steps }),
-            )))
-        } else {
-            None
-        };
+        let incident = run_incident(&run, trigger, self.deps.shutdown.is_cancelled());
         if let Some(i) = incident {
             if let Err(e) = set_incident(&self.deps.store, &config, RUN_KEY, i).await {
                 error!(error = %e, "cannot record the self-test incident");
@@ -362,7 +295,71 @@ impl Runner {
         run
     }
 
+    /// Modem, SIM, registration, signal: one fresh status from the modem task. True when the
+    /// modem can page (SIM ready and registered).
+    async fn modem_steps(
+        &self,
+        st: &crate::config::selftest::SelftestConfig,
+        s: &mut Steps,
+    ) -> bool {
+        let t = Instant::now();
+        match self.deps.modem.status().await {
+            Err(e) => {
+                s.check(AT.0, AT.1, false, e.to_string(), t);
+                for (id, name) in [SIM, REG, SIGNAL] {
+                    s.skip(id, name, "modem not answering");
+                }
+                false
+            }
+            Ok(m) => {
+                let ident = format!("{} {}", m.manufacturer, m.model).trim().to_string();
+                s.check(AT.0, AT.1, true, ident, t);
+                let t = Instant::now();
+                let sim_ok = s.check(SIM.0, SIM.1, m.sim == SimState::Ready, m.sim.describe(), t);
+                let reg_ok = if sim_ok {
+                    let t = Instant::now();
+                    let reg = m.registration.is_registered();
+                    let detail = match (&m.operator, reg) {
+                        (Some(op), true) => format!("{op} ({})", m.registration),
+                        _ => m.registration.to_string(),
+                    };
+                    s.check(REG.0, REG.1, reg, detail, t)
+                } else {
+                    s.skip(REG.0, REG.1, "SIM not ready");
+                    false
+                };
+                if reg_ok {
+                    let t = Instant::now();
+                    let (ok, detail) = match m.signal_dbm {
+                        Some(d) if d >= st.min_signal_dbm => (true, format!("{d} dBm")),
+                        Some(d) => (false, format!("{d} dBm, below {} dBm", st.min_signal_dbm)),
+                        None => (false, "no signal".to_string()),
+                    };
+                    s.check(SIGNAL.0, SIGNAL.1, ok, detail, t);
+                } else {
+                    s.skip(SIGNAL.0, SIGNAL.1, "not registered");
+                }
+                sim_ok && reg_ok
+            }
+        }
+    }
+
+    /// The balance over USSD, and the low-credit incident raised or resolved from it.
+    async fn credit_step(&self, config: &Config, ussd: &str, s: &mut Steps) {
+        let st = &config.selftest;
+        let t = Instant::now();
+        let res = check_credit(&self.deps.modem, ussd, st).await;
+        let verdict = credit_verdict(&res, st.credit_min);
+        let ok = matches!(verdict, CreditVerdict::Fine(_));
+        s.check(CREDIT.0, CREDIT.1, ok, verdict.describe(), t);
+        verdict
+            .apply(&self.deps.store, config)
+            .await
+            .unwrap_or_else(|e| error!(error = %e, "cannot record the credit incident"));
+    }
+
     /// The test SMS: queue it, follow its outbox row to sent and delivered, await the reply.
+    // Long on purpose: queued, sent, delivered, answered: each step waits on the one before.
     async fn sms_steps(&mut self, config: &Config, target: &Target, code: &str, s: &mut Steps) {
         let st = &config.selftest;
         let t = Instant::now();
@@ -554,6 +551,35 @@ impl Runner {
                 _ = tokio::time::sleep(POLL) => {}
             }
         }
+    }
+}
+
+/// What a finished run does to the run incident: `Some(None)` resolves it, `Some(Some(..))`
+/// raises it (only a scheduled run raises it), `None` leaves it alone.
+fn run_incident(
+    run: &Run,
+    trigger: Trigger,
+    cancelled: bool,
+) -> Option<Option<(String, Severity, serde_json::Value)>> {
+    if run.ok {
+        Some(None)
+    } else if cancelled {
+        // Cut short by shutdown: not a finding about the paging path.
+        None
+    } else if trigger == Trigger::Schedule {
+        let step = run
+            .steps
+            .iter()
+            .find(|x| x.outcome == Outcome::Failed)
+            .map(|x| format!("{}: {}", x.name, x.detail))
+            .unwrap_or_default();
+        Some(Some((
+            format!("Scheduled self-test failed at {step}"),
+            Severity::Error,
+            serde_json::json!({ "run": run.id, "steps": run.steps }),
+        )))
+    } else {
+        None
     }
 }
 

@@ -116,6 +116,7 @@ pub async fn run(
     }
 }
 
+// Long on purpose: one round in order (queue acks, check held incidents in parallel, record, publish).
 async fn round(
     store: &Store,
     routes: &BTreeMap<String, Settings>,

@@ -4,6 +4,7 @@
 //! A child of the validator so it can use its helpers; kept in its own file so the pair feature
 //! touches the shared validator in one place only.
 
+use std::ops::Range;
 use std::time::Duration;
 
 use super::{span, RawHa, Validator, S};
@@ -30,116 +31,15 @@ impl Validator<'_, '_> {
         let h = raw.get_ref();
         let errors_before = self.error_count();
 
-        let name = match &h.name {
-            Some(n) => {
-                self.check_id(n, "ha.name");
-                n.get_ref().clone()
-            }
-            None => {
-                self.r.error(
-                    table.clone(),
-                    "ha.name: missing; name this box as its etcd member is named, e.g. \"a\"",
-                );
-                String::new()
-            }
-        };
+        let name = self.ha_name(h, &table);
 
-        let mut peer_urls = Vec::new();
-        match &h.peer_urls {
-            Some(list) if list.get_ref().is_empty() => {
-                self.r.error(span(list), "ha.peer_urls: names no URL of the peer box");
-            }
-            Some(list) => {
-                for u in list.get_ref() {
-                    let ok = (u.get_ref().starts_with("http://")
-                        || u.get_ref().starts_with("https://"))
-                        && u.get_ref().len() > "https://".len();
-                    if ok {
-                        peer_urls.push(u.get_ref().clone());
-                    } else {
-                        self.r.error(
-                            span(u),
-                            format!(
-                                "ha.peer_urls: {:?} is not an http:// or https:// URL",
-                                u.get_ref()
-                            ),
-                        );
-                    }
-                }
-            }
-            None => self.r.error(
-                table.clone(),
-                "ha.peer_urls: missing; list the peer box's HTTP URL, e.g. [\"http://192.0.2.2:8080\"]",
-            ),
-        }
+        let peer_urls = self.peer_urls(h, &table);
 
-        let mut etcd_endpoints = Vec::new();
-        match &h.etcd_endpoints {
-            Some(list) => {
-                for e in list.get_ref() {
-                    match EtcdEndpoint::parse(e.get_ref()) {
-                        Ok(ep) => etcd_endpoints.push(ep),
-                        Err(why) => self.r.error(span(e), format!("ha.etcd_endpoints: {why}")),
-                    }
-                }
-                let n = list.get_ref().len();
-                if n < 3 {
-                    self.r.error(
-                        span(list),
-                        format!(
-                            "ha.etcd_endpoints: {n} member(s); a pair needs three voting members \
-                             (box A, box B and a witness): with two, losing either one stops both"
-                        ),
-                    );
-                } else if n % 2 == 0 {
-                    self.r.warning(
-                        span(list),
-                        format!(
-                            "ha.etcd_endpoints: {n} members; an even count survives no more \
-                             failures than one member fewer"
-                        ),
-                    );
-                }
-                let tls = etcd_endpoints.iter().filter(|e| e.is_tls()).count();
-                if tls != 0 && tls != etcd_endpoints.len() {
-                    self.r.error(
-                        span(list),
-                        "ha.etcd_endpoints: mixes http:// and https://; the members of one \
-                         cluster speak one or the other",
-                    );
-                }
-            }
-            None => self.r.error(
-                table.clone(),
-                "ha.etcd_endpoints: missing; list the client URLs of box A, box B and the witness",
-            ),
-        }
+        let etcd_endpoints = self.etcd_endpoints(h, &table);
         let uses_tls = etcd_endpoints.first().is_some_and(EtcdEndpoint::is_tls);
 
         let etcd_tls = self.etcd_tls(h, uses_tls);
-        let etcd_auth = match (&h.etcd_username, &h.etcd_password_file) {
-            (Some(u), Some(p)) => self
-                .secret_file(p, "ha.etcd_password_file")
-                .map(|password| EtcdAuth {
-                    username: u.get_ref().clone(),
-                    password,
-                }),
-            (Some(u), None) => {
-                self.r.error(
-                    span(u),
-                    "ha.etcd_username: needs etcd_password_file (the file holding its password)",
-                );
-                None
-            }
-            (None, Some(p)) => {
-                self.r.error(
-                    span(p),
-                    "ha.etcd_password_file: needs etcd_username (whose password it is)",
-                );
-                None
-            }
-            (None, None) => None,
-        };
+        let etcd_auth = self.etcd_auth(h);
 
         let fallback_after = self.bounded_duration(
             &h.fallback_after,
@@ -188,6 +88,141 @@ impl Validator<'_, '_> {
             election_timeout,
             takeover_delay,
         };
+        self.pair_timing(h, &config, policies, table);
+        (self.error_count() == errors_before).then_some(config)
+    }
+
+    /// `ha.name`: this box's etcd member name.
+    fn ha_name(&mut self, h: &RawHa, table: &Option<Range<usize>>) -> String {
+        match &h.name {
+            Some(n) => {
+                self.check_id(n, "ha.name");
+                n.get_ref().clone()
+            }
+            None => {
+                self.r.error(
+                    table.clone(),
+                    "ha.name: missing; name this box as its etcd member is named, e.g. \"a\"",
+                );
+                String::new()
+            }
+        }
+    }
+
+    /// `ha.peer_urls`: at least one http:// or https:// URL of the peer box.
+    fn peer_urls(&mut self, h: &RawHa, table: &Option<Range<usize>>) -> Vec<String> {
+        let mut peer_urls = Vec::new();
+        match &h.peer_urls {
+        Some(list) if list.get_ref().is_empty() => {
+            self.r.error(span(list), "ha.peer_urls: names no URL of the peer box");
+        }
+        Some(list) => {
+            for u in list.get_ref() {
+                let ok = (u.get_ref().starts_with("http://")
+                    || u.get_ref().starts_with("https://"))
+                    && u.get_ref().len() > "https://".len();
+                if ok {
+                    peer_urls.push(u.get_ref().clone());
+                } else {
+                    self.r.error(
+                        span(u),
+                        format!(
+                            "ha.peer_urls: {:?} is not an http:// or https:// URL",
+                            u.get_ref()
+                        ),
+                    );
+                }
+            }
+        }
+        None => self.r.error(
+            table.clone(),
+            "ha.peer_urls: missing; list the peer box's HTTP URL, e.g. [\"http://192.0.2.2:8080\"]",
+        ),
+    }
+        peer_urls
+    }
+
+    /// `ha.etcd_endpoints`: three or more voting members (an odd count), all TLS or none.
+    fn etcd_endpoints(&mut self, h: &RawHa, table: &Option<Range<usize>>) -> Vec<EtcdEndpoint> {
+        let mut etcd_endpoints = Vec::new();
+        match &h.etcd_endpoints {
+            Some(list) => {
+                for e in list.get_ref() {
+                    match EtcdEndpoint::parse(e.get_ref()) {
+                        Ok(ep) => etcd_endpoints.push(ep),
+                        Err(why) => self.r.error(span(e), format!("ha.etcd_endpoints: {why}")),
+                    }
+                }
+                let n = list.get_ref().len();
+                if n < 3 {
+                    self.r.error(
+                        span(list),
+                        format!(
+                            "ha.etcd_endpoints: {n} member(s); a pair needs three voting members \
+                             (box A, box B and a witness): with two, losing either one stops both"
+                        ),
+                    );
+                } else if n % 2 == 0 {
+                    self.r.warning(
+                        span(list),
+                        format!(
+                            "ha.etcd_endpoints: {n} members; an even count survives no more \
+                             failures than one member fewer"
+                        ),
+                    );
+                }
+                let tls = etcd_endpoints.iter().filter(|e| e.is_tls()).count();
+                if tls != 0 && tls != etcd_endpoints.len() {
+                    self.r.error(
+                        span(list),
+                        "ha.etcd_endpoints: mixes http:// and https://; the members of one \
+                         cluster speak one or the other",
+                    );
+                }
+            }
+            None => self.r.error(
+                table.clone(),
+                "ha.etcd_endpoints: missing; list the client URLs of box A, box B and the witness",
+            ),
+        }
+        etcd_endpoints
+    }
+
+    /// `ha.etcd_username` and `ha.etcd_password_file`: both or neither.
+    fn etcd_auth(&mut self, h: &RawHa) -> Option<EtcdAuth> {
+        match (&h.etcd_username, &h.etcd_password_file) {
+            (Some(u), Some(p)) => self
+                .secret_file(p, "ha.etcd_password_file")
+                .map(|password| EtcdAuth {
+                    username: u.get_ref().clone(),
+                    password,
+                }),
+            (Some(u), None) => {
+                self.r.error(
+                    span(u),
+                    "ha.etcd_username: needs etcd_password_file (the file holding its password)",
+                );
+                None
+            }
+            (None, Some(p)) => {
+                self.r.error(
+                    span(p),
+                    "ha.etcd_password_file: needs etcd_username (whose password it is)",
+                );
+                None
+            }
+            (None, None) => None,
+        }
+    }
+
+    /// The pair must notice a lost peer before the shortest escalation wait runs out.
+    fn pair_timing(
+        &mut self,
+        h: &RawHa,
+        config: &HaConfig,
+        policies: &[Policy],
+        table: Option<Range<usize>>,
+    ) {
         if let Some((wait, policy, step)) = shortest_wait(policies) {
             if config.worst_silence() >= wait {
                 let at = h
@@ -202,16 +237,15 @@ impl Validator<'_, '_> {
                          must be shorter than the shortest escalation wait ({} in policy {policy:?} \
                          step {step}), or a step could move on before a box noticed its peer is \
                          gone and paged the previous one",
-                        humantime::format_duration(fallback_after),
-                        humantime::format_duration(claim_ttl),
-                        humantime::format_duration(election_timeout),
+                        humantime::format_duration(config.fallback_after),
+                        humantime::format_duration(config.claim_ttl),
+                        humantime::format_duration(config.election_timeout),
                         humantime::format_duration(config.worst_silence()),
                         humantime::format_duration(wait),
                     ),
                 );
             }
         }
-        (self.error_count() == errors_before).then_some(config)
     }
 
     fn error_count(&self) -> usize {

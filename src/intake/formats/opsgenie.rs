@@ -173,24 +173,16 @@ pub fn parse_create(body: &[u8]) -> Result<CreateAlert, OpsgenieError> {
             "Message can not be empty.".to_string(),
         );
     }
-    let priority = match raw.priority.as_deref().map(str::trim) {
-        None | Some("") => Priority::P3,
-        Some(p) => Priority::parse(p).unwrap_or_else(|| {
-            errors.insert(
-                "priority".to_string(),
-                format!("Priority {p:?} is not one of P1, P2, P3, P4, P5."),
-            );
-            Priority::P3
-        }),
-    };
+    let priority = read_priority(raw.priority.as_deref(), &mut errors);
     let alias = non_blank(raw.alias);
-    if let Some(a) = &alias {
-        if a.chars().count() > MAX_ALIAS_CHARS {
-            errors.insert(
-                "alias".to_string(),
-                format!("Alias can not be longer than {MAX_ALIAS_CHARS} characters."),
-            );
-        }
+    if alias
+        .as_ref()
+        .is_some_and(|a| a.chars().count() > MAX_ALIAS_CHARS)
+    {
+        errors.insert(
+            "alias".to_string(),
+            format!("Alias can not be longer than {MAX_ALIAS_CHARS} characters."),
+        );
     }
     if !errors.is_empty() {
         return Err(OpsgenieError::Invalid(errors));
@@ -218,37 +210,13 @@ pub fn parse_create(body: &[u8]) -> Result<CreateAlert, OpsgenieError> {
         details.insert("tags".into(), Value::Array(tags));
     }
     if !raw.details.is_empty() {
-        let props: Map<String, Value> = raw
-            .details
-            .into_iter()
-            .map(|(k, v)| {
-                let v = match v {
-                    Value::String(s) => Value::String(s),
-                    other => Value::String(other.to_string()),
-                };
-                (k, v)
-            })
-            .collect();
-        details.insert("details".into(), Value::Object(props));
+        details.insert("details".into(), Value::Object(as_text(raw.details)));
     }
     let entity = non_blank(raw.entity);
     if let Some(e) = &entity {
         details.insert("entity".into(), Value::String(e.clone()));
     }
-    if !raw.actions.is_empty() {
-        details.insert(
-            "actions".into(),
-            Value::Array(raw.actions.into_iter().map(Value::String).collect()),
-        );
-    }
-    for (k, v) in [
-        ("responders", raw.responders),
-        ("visibleTo", raw.visible_to),
-    ] {
-        if let Some(v) = v.filter(|v| !v.is_null()) {
-            details.insert(k.into(), v);
-        }
-    }
+    keep_actions_and_recipients(&mut details, raw.actions, raw.responders, raw.visible_to);
     Ok(CreateAlert {
         alert: ParsedAlert {
             action: AlertAction::Trigger,
@@ -265,6 +233,54 @@ pub fn parse_create(body: &[u8]) -> Result<CreateAlert, OpsgenieError> {
         user: non_blank(raw.user),
         note: non_blank(raw.note),
     })
+}
+
+/// `actions`, `responders` and `visibleTo`: kept as data (pagerbox pages by its own routes).
+fn keep_actions_and_recipients(
+    details: &mut Map<String, Value>,
+    actions: Vec<String>,
+    responders: Option<Value>,
+    visible_to: Option<Value>,
+) {
+    if !actions.is_empty() {
+        details.insert(
+            "actions".into(),
+            Value::Array(actions.into_iter().map(Value::String).collect()),
+        );
+    }
+    for (k, v) in [("responders", responders), ("visibleTo", visible_to)] {
+        if let Some(v) = v.filter(|v| !v.is_null()) {
+            details.insert(k.into(), v);
+        }
+    }
+}
+
+/// `priority`: P1..P5, P3 when absent; anything else is reported and read as P3.
+fn read_priority(priority: Option<&str>, errors: &mut BTreeMap<String, String>) -> Priority {
+    match priority.map(str::trim) {
+        None | Some("") => Priority::P3,
+        Some(p) => Priority::parse(p).unwrap_or_else(|| {
+            errors.insert(
+                "priority".to_string(),
+                format!("Priority {p:?} is not one of P1, P2, P3, P4, P5."),
+            );
+            Priority::P3
+        }),
+    }
+}
+
+/// `details` as Opsgenie keeps them: values that are not strings become their JSON text.
+fn as_text(details: Map<String, Value>) -> Map<String, Value> {
+    details
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Value::String(s) => Value::String(s),
+                other => Value::String(other.to_string()),
+            };
+            (k, v)
+        })
+        .collect()
 }
 
 /// The body of acknowledge, close and add-note: all optional, except `note` for add-note.

@@ -88,22 +88,7 @@ pub fn parse(body: &[u8], routing_key: Option<&str>) -> Result<VictorOpsAlert, F
     let mut fields: Map<String, Value> =
         serde_json::from_slice(body).map_err(|e| FormatError::Json(e.to_string()))?;
     let mut take = |k: &str| fields.remove(k);
-    let message_type = match take("message_type") {
-        None => {
-            return Err(FormatError::Invalid(vec![
-                "message_type is required (CRITICAL, WARNING, INFO, ACKNOWLEDGEMENT, RECOVERY)"
-                    .into(),
-            ]))
-        }
-        Some(v) => {
-            let s = text(&v).unwrap_or_default();
-            MessageType::parse(&s).ok_or_else(|| {
-                FormatError::Invalid(vec![format!(
-                    "message_type {s:?} is not one of CRITICAL, WARNING, INFO, ACKNOWLEDGEMENT, RECOVERY"
-                )])
-            })?
-        }
-    };
+    let message_type = message_type(take("message_type"))?;
     let entity_id = take("entity_id").as_ref().and_then(text);
     if entity_id.is_none()
         && matches!(
@@ -144,13 +129,7 @@ pub fn parse(body: &[u8], routing_key: Option<&str>) -> Result<VictorOpsAlert, F
         .or_else(|| state_message.clone())
         .or_else(|| entity_id.clone())
         .unwrap_or_else(|| "Splunk On-Call alert".into());
-    let (action, severity) = match message_type {
-        MessageType::Critical => (AlertAction::Trigger, Severity::Critical),
-        MessageType::Warning => (AlertAction::Trigger, Severity::Warning),
-        MessageType::Info => (AlertAction::Trigger, Severity::Info),
-        MessageType::Acknowledgement => (AlertAction::Acknowledge, Severity::Info),
-        MessageType::Recovery => (AlertAction::Resolve, Severity::Info),
-    };
+    let (action, severity) = action_and_severity(message_type);
     let note = match message_type {
         MessageType::Acknowledgement => ack_msg,
         MessageType::Info => state_message.clone().or_else(|| display_name.clone()),
@@ -175,6 +154,35 @@ pub fn parse(body: &[u8], routing_key: Option<&str>) -> Result<VictorOpsAlert, F
         ack_author,
         note,
     })
+}
+
+/// `message_type`: required, one of the five Splunk On-Call knows.
+fn message_type(v: Option<Value>) -> Result<MessageType, FormatError> {
+    match v {
+        None => Err(FormatError::Invalid(vec![
+            "message_type is required (CRITICAL, WARNING, INFO, ACKNOWLEDGEMENT, RECOVERY)".into(),
+        ])),
+        Some(v) => {
+            let s = text(&v).unwrap_or_default();
+            MessageType::parse(&s).ok_or_else(|| {
+                FormatError::Invalid(vec![format!(
+                    "message_type {s:?} is not one of CRITICAL, WARNING, INFO, ACKNOWLEDGEMENT, RECOVERY"
+                )])
+            })
+        }
+    }
+}
+
+/// What each message type does here: the three alert levels trigger, the other two act on the
+/// open incident.
+fn action_and_severity(message_type: MessageType) -> (AlertAction, Severity) {
+    match message_type {
+        MessageType::Critical => (AlertAction::Trigger, Severity::Critical),
+        MessageType::Warning => (AlertAction::Trigger, Severity::Warning),
+        MessageType::Info => (AlertAction::Trigger, Severity::Info),
+        MessageType::Acknowledgement => (AlertAction::Acknowledge, Severity::Info),
+        MessageType::Recovery => (AlertAction::Resolve, Severity::Info),
+    }
 }
 
 #[cfg(test)]

@@ -400,6 +400,7 @@ impl<O: PortOpener> Driver<O> {
         }
     }
 
+    // Long on purpose: two states (port closed, open) with one select each, side by side.
     async fn run(mut self) {
         info!(device = %self.opener.describe(), "modem task started");
         let mut next_health = Instant::now() + self.s.health_interval;
@@ -1059,6 +1060,7 @@ impl<O: PortOpener> Driver<O> {
         }
     }
 
+    // Long on purpose: one arm per unsolicited result code; splitting scatters the table.
     async fn on_unsolicited(&mut self, u: Unsolicited) {
         debug!(urc = ?u.urc, "urc");
         let res = match u.urc {

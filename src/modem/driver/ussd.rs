@@ -20,6 +20,7 @@ use crate::modem::engine::{Command, Unsolicited};
 use crate::modem::port::PortOpener;
 
 impl<O: PortOpener> Driver<O> {
+    // Long on purpose: one wait loop: the USSD answer, while every other event keeps flowing.
     pub(super) async fn ussd(
         &mut self,
         code: &str,
