@@ -326,13 +326,62 @@ impl Sources {
                 }
             }),
             #[cfg(feature = "ha")]
-            pair: crate::ha::pair::impairment(),
+            pair: pair::standing().and_then(pair::Standing::impairment),
         }
     }
 
     /// The verdict now.
     pub async fn verdict(&self) -> Verdict {
         assess(&self.facts().await)
+    }
+}
+
+/// How this half of a pair stands with its peer, as the pair's coordinator last said (pair
+/// builds only). The pair sits above health (it reads paging health to decide whether to keep its
+/// lease), so it hands its standing down as a function instead of health importing it.
+#[cfg(feature = "ha")]
+pub mod pair {
+    use std::sync::OnceLock;
+
+    /// What `/healthz`, `/metrics` and the LED need to know of the pair's mode.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Standing {
+        /// Pages are claimed through etcd.
+        Paired,
+        /// The lease is lost: this box pages everything due on its own.
+        Alone,
+        /// Back in touch after a time alone, publishing what it did alone before claiming.
+        Rejoining,
+        /// The peer runs another escalation config: both boxes page on their own.
+        Independent,
+    }
+
+    impl Standing {
+        /// Why the pair is impaired, in one word; `None` while paired.
+        pub fn impairment(self) -> Option<&'static str> {
+            match self {
+                Standing::Paired => None,
+                Standing::Alone => Some("alone"),
+                Standing::Rejoining => Some("rejoining"),
+                Standing::Independent => Some("independent"),
+            }
+        }
+    }
+
+    type Source = Box<dyn Fn() -> Standing + Send + Sync>;
+
+    /// Set once when the daemon starts the pair's coordinator; unset in a single box. A process
+    /// holds one daemon, so one slot is enough.
+    static SOURCE: OnceLock<Source> = OnceLock::new();
+
+    /// Registers where the pair's standing is read from.
+    pub fn publish(source: impl Fn() -> Standing + Send + Sync + 'static) {
+        let _ = SOURCE.set(Box::new(source));
+    }
+
+    /// The pair's standing now; `None` in a single box.
+    pub fn standing() -> Option<Standing> {
+        SOURCE.get().map(|f| f())
     }
 }
 

@@ -17,9 +17,11 @@ use tokio_util::sync::CancellationToken;
 use super::coordinator::{Coordinator, Decision};
 use super::decide::{Finished, Health, Mode, PageId, PageKey};
 use super::etcd::{PeerKind, PeerRecord};
+use crate::health::pair::Standing;
+use crate::health::PagingHealth;
 use crate::incident::{Actor, Channel};
-use crate::notify::sender::{until_stored, PagingHealth};
 use crate::store::outbox::{self, Attempt, Page};
+use crate::store::until_stored;
 use crate::store::{pair as rows, Store};
 use crate::supervisor::Liveness;
 
@@ -29,26 +31,27 @@ use crate::supervisor::Liveness;
 /// signatures.
 static MODE: OnceLock<watch::Receiver<Mode>> = OnceLock::new();
 
-/// Publishes the coordinator's mode for [`impairment`].
+/// Publishes the coordinator's mode for the status page row, and its standing to `health`
+/// (for `/healthz`, `/metrics` and the LED).
 pub fn publish_mode(mode: watch::Receiver<Mode>) {
-    let _ = MODE.set(mode);
+    let _ = MODE.set(mode.clone());
+    crate::health::pair::publish(move || standing(*mode.borrow()));
 }
 
-/// The coordinator's mode now; `None` in a single box.
-pub fn current_mode() -> Option<Mode> {
-    Some(*MODE.get()?.borrow())
+/// What health needs of a mode.
+fn standing(mode: Mode) -> Standing {
+    match mode {
+        Mode::Paired { .. } => Standing::Paired,
+        Mode::Alone { .. } => Standing::Alone,
+        Mode::Rejoining { .. } => Standing::Rejoining,
+        Mode::Independent => Standing::Independent,
+    }
 }
 
 /// Why the pair is impaired now, in one word (`alone`, `rejoining`, `independent`); `None`
 /// while paired or in a single box.
-pub fn impairment() -> Option<&'static str> {
-    let mode = *MODE.get()?.borrow();
-    match mode {
-        Mode::Paired { .. } => None,
-        Mode::Alone { .. } => Some("alone"),
-        Mode::Rejoining { .. } => Some("rejoining"),
-        Mode::Independent => Some("independent"),
-    }
+fn impairment() -> Option<&'static str> {
+    standing(*MODE.get()?.borrow()).impairment()
 }
 
 /// The status page's row about the pair: paired, or why this box pages on its own.

@@ -601,18 +601,19 @@ fn levels(s: &Snapshot, started: DateTime<Utc>) -> Registry {
     }
     // Pair hook: whether this half of a pair coordinates with its peer.
     #[cfg(feature = "ha")]
-    if let Some(mode) = crate::ha::pair::current_mode() {
+    if let Some(standing) = crate::health::pair::standing() {
+        use crate::health::pair::Standing;
         gauge(
             &mut r,
             "pair_coordinated",
             "1 while pages are claimed through etcd; 0 while this box pages alone or independently",
-            i64::from(mode.claims()),
+            i64::from(standing == Standing::Paired),
         );
         gauge(
             &mut r,
             "pair_config_mismatch",
             "1 while the peer runs another escalation config (both boxes page on their own)",
-            i64::from(mode == crate::ha::decide::Mode::Independent),
+            i64::from(standing == Standing::Independent),
         );
     }
     r

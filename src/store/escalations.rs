@@ -1,7 +1,7 @@
 //! The escalation row of each incident that pages (`escalations`), and the shift notices the
 //! engine has sent (`shift_notices`).
 //!
-//! What the values are is decided by the pure state machine (`crate::escalation::state`); this
+//! What the values are is decided by the pure state machine (the escalation module's `state`); this
 //! file only reads and writes them, as plain [`EscalationRow`]s, so the store does not depend on
 //! the escalation module. The first row of an alert's incident is written with the incident by
 //! [`super::queries::apply_alert`]; every later change goes through [`save`] or [`route`].

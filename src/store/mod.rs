@@ -939,5 +939,60 @@ fn run_reads(
     }
 }
 
+/// Longest one try at recording an outcome may take before it is tried again.
+const RECORD_TRY_BOUND: Duration = Duration::from_secs(10);
+/// Longest pause between tries at recording an outcome.
+const RECORD_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Runs the store call `f` until it succeeds, or until `shutdown`: each try is bounded, a failed
+/// one is logged loudly (`what` says what is at stake) and tried again after a growing pause
+/// (100 ms doubling up to 5 s). For recording outcomes: a page that was sent but not recorded
+/// would be sent again, and one that was not sent would sit in `sending` until its lease runs
+/// out, so giving up after one failed call is never right. `f` must be safe to run again after
+/// a try whose answer was lost (the outcome functions only apply to the attempt holding the row).
+/// `None` at shutdown (the row then stays `sending` and is resumed after the restart), and for an
+/// error of ours that no retry fixes (constraint, schema: logged by the store as a bug): the row
+/// then stays `sending` until its lease runs out and is tried again, so even a bug delays a page
+/// instead of losing it.
+pub async fn until_stored<T, F>(
+    store: &Store,
+    shutdown: &tokio_util::sync::CancellationToken,
+    what: &str,
+    f: F,
+) -> Option<T>
+where
+    T: Send + 'static,
+    F: Fn(&Tx, DateTime<Utc>) -> Result<T, StoreError> + Clone + Send + 'static,
+{
+    let mut pause = Duration::from_millis(100);
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let err = match tokio::time::timeout(RECORD_TRY_BOUND, store.call(f.clone())).await {
+            Ok(Ok(v)) => {
+                if attempt > 1 {
+                    tracing::info!(what, attempt, "recorded after the store failed");
+                }
+                return Some(v);
+            }
+            Ok(Err(e)) if !e.is_retryable() => {
+                tracing::error!(what, attempt, error = %e, "cannot record, and retrying will not help; the claim's lease brings the page back");
+                return None;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer from the store within {RECORD_TRY_BOUND:?}"),
+        };
+        tracing::error!(what, attempt, error = %err, retry_in_ms = pause.as_millis() as u64, "cannot record; retrying");
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                tracing::error!(what, "shutting down before it was recorded; resumed after the restart");
+                return None;
+            }
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(RECORD_BACKOFF_MAX);
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -2,7 +2,7 @@
 //! and the outbox moves a coordinated page makes that a single box never does (held back for
 //! the peer, sent by the peer).
 //!
-//! Nothing here decides anything: `crate::ha` decides, this reads and writes rows.
+//! Nothing here decides anything: the pair module decides, this reads and writes rows.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};

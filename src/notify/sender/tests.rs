@@ -1,5 +1,6 @@
 //! Sender tests: fake transports against a real store.
 
+use crate::store::StoreError;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
