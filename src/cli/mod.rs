@@ -185,6 +185,7 @@ pub struct RunArgs {
 
 /// Runs a synchronous (client or check) command. `run` is handled by main, which owns the
 /// runtime.
+// Long on purpose: one arm per subcommand, the command line's dispatch table.
 pub fn run_sync(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Check(c) => {

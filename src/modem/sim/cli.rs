@@ -220,6 +220,7 @@ async fn run_simulator(a: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+// Long on purpose: one arm per control command, mapping its flags onto the control request.
 async fn run_ctl(ctl: CtlArgs) -> anyhow::Result<ExitCode> {
     let req = match ctl.action {
         CtlAction::SmsIn {

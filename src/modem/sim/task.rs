@@ -229,6 +229,7 @@ impl SimTask {
         }
     }
 
+    // Long on purpose: one arm per control request, each a call into the engine and its reply.
     async fn request(&mut self, req: Request) {
         let now = self.clock.now();
         match req {

@@ -550,6 +550,7 @@ impl Engine {
         Step::Done(vec![lines])
     }
 
+    // Long on purpose: `+CMGL` in its test, text-mode and PDU-mode forms (TS 27.005 §3.4.2), side by side.
     pub(super) fn cmgl(&mut self, op: &Op) -> Step {
         if let Err(f) = self.sim_check_cms() {
             return Step::Fail(f);

@@ -710,6 +710,7 @@ impl Engine {
         }
     }
 
+    // Long on purpose: one arm per extended AT command, the simulator's command table in one place.
     fn exec_extended(&mut self, name: &str, op: &Op, after: &mut Vec<Effect>) -> Step {
         let profile = self.cfg.profile;
         if profile.dtmf().0 == Some(name) {
@@ -958,6 +959,7 @@ impl Engine {
         }
     }
 
+    // Long on purpose: one arm per simulated timer (boot stages, network, calls, reports).
     fn timer_inner(&mut self, timer: Timer) -> Vec<Effect> {
         let mut fx = Vec::new();
         match timer {
