@@ -107,31 +107,7 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
     crate::fault::arm_from_env();
     let shutdown = CancellationToken::new();
     let (sup, mut ended) = Supervisor::new(shutdown.clone());
-    std::fs::create_dir_all(&config.daemon.state_dir).with_context(|| {
-        format!(
-            "cannot create state_dir {}",
-            config.daemon.state_dir.display()
-        )
-    })?;
-    // Event counters for GET /metrics; each part that records holds a clone.
-    let metrics = Metrics::new(clock.now());
-    let store = Store::open_observed(
-        &config.database_path(),
-        clock.clone(),
-        Some(metrics.clone()),
-    )?;
-    let token = intake::read_token(&config).with_context(|| "cannot read http.token_file")?;
-    if token.is_none() {
-        // On a loopback address only this machine's users can write; elsewhere, anyone who
-        // can reach the address can.
-        if config.http.listen.ip().is_loopback() {
-            tracing::info!("http.token_file is not set: local users can write to the API");
-        } else {
-            tracing::warn!(
-                "http.token_file is not set: anyone who can reach the API can write to it"
-            );
-        }
-    }
+    let (metrics, store, token) = open_state(&config, &clock)?;
     let listeners = Listeners::bind(&config).await?;
     let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
     let (token_tx, token_rx) = watch::channel(token);
@@ -147,42 +123,11 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
 
     let ack = start_ack(&core);
     let (sim, modem) = start_modem(&core, &config, &ack).await?;
-    // Pair hook: with [ha], a coordinator decides which box sends each page.
-    #[cfg(feature = "ha")]
-    let pair = start_pair(&core, &config)?;
-    #[cfg(feature = "ha")]
-    let gate = sender::PairGate(pair.as_ref().map(|(gate, _)| gate.clone()));
-    #[cfg(not(feature = "ha"))]
-    let gate = sender::PairGate::default();
-    let paging = start_paging(&core, &config, modem.as_ref(), &ack, gate);
-    #[cfg(feature = "ha")]
-    if let Some((_, can_page)) = pair {
-        core.sup.spawn(
-            "pair-health",
-            Role::Essential,
-            crate::ha::pair::feed_health(
-                paging.clone(),
-                modem.as_ref().map(|m| m.health.clone()),
-                core.sup.liveness().clone(),
-                can_page,
-                core.shutdown.clone(),
-            ),
-        );
-    }
+    let paging = start_paging_paired(&core, &config, modem.as_ref(), &ack)?;
     let standby = start_engines(&core);
     let health = health_sources(&core, &paging, modem.as_ref(), standby);
     start_panel(&core, &config, &health, &paging, modem.as_ref())?;
-    let intake = Intake {
-        store: core.store.clone(),
-        config: core.config.clone(),
-        token: token_rx,
-        stats: Arc::new(IntakeStats::default()),
-        paging: Some(paging),
-        modem: modem.as_ref().map(|m| m.health.clone()),
-        metrics: core.metrics.clone(),
-        selftest: modem.as_ref().map(|m| m.selftest.clone()),
-        health,
-    };
+    let intake = intake_handle(&core, token_rx, paging, modem.as_ref(), health);
     let run_file = start_intake(&core, &config, intake.clone(), listeners)?;
     start_watchdog(&core);
     if let Err(e) = crate::service::notify_ready() {
@@ -204,6 +149,94 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
     match failed {
         None => Ok(()),
         Some(e) => Err(e.into()),
+    }
+}
+
+/// The state the daemon keeps: the state directory, the store (observed by the metrics) and the
+/// API token, with a word in the log when writes need no token.
+fn open_state(
+    config: &Config,
+    clock: &Arc<dyn Clock>,
+) -> anyhow::Result<(Metrics, Store, Option<Arc<crate::config::Secret>>)> {
+    std::fs::create_dir_all(&config.daemon.state_dir).with_context(|| {
+        format!(
+            "cannot create state_dir {}",
+            config.daemon.state_dir.display()
+        )
+    })?;
+    // Event counters for GET /metrics; each part that records holds a clone.
+    let metrics = Metrics::new(clock.now());
+    let store = Store::open_observed(
+        &config.database_path(),
+        clock.clone(),
+        Some(metrics.clone()),
+    )?;
+    let token = intake::read_token(config).with_context(|| "cannot read http.token_file")?;
+    if token.is_none() {
+        // On a loopback address only this machine's users can write; elsewhere, anyone who
+        // can reach the address can.
+        if config.http.listen.ip().is_loopback() {
+            tracing::info!("http.token_file is not set: local users can write to the API");
+        } else {
+            tracing::warn!(
+                "http.token_file is not set: anyone who can reach the API can write to it"
+            );
+        }
+    }
+    Ok((metrics, store, token))
+}
+
+/// Starts the senders, and with `[ha]` the pair's coordinator in front of them (a coordinator
+/// decides which box sends each page) and the task that feeds it this box's paging health.
+fn start_paging_paired(
+    core: &Core,
+    config: &Config,
+    modem: Option<&ModemParts>,
+    ack: &crate::ack::AckHandle,
+) -> anyhow::Result<watch::Receiver<PagingHealth>> {
+    // Pair hook.
+    #[cfg(feature = "ha")]
+    let pair = start_pair(core, config)?;
+    #[cfg(feature = "ha")]
+    let gate = sender::PairGate(pair.as_ref().map(|(gate, _)| gate.clone()));
+    #[cfg(not(feature = "ha"))]
+    let gate = sender::PairGate::default();
+    let paging = start_paging(core, config, modem, ack, gate);
+    #[cfg(feature = "ha")]
+    if let Some((_, can_page)) = pair {
+        core.sup.spawn(
+            "pair-health",
+            Role::Essential,
+            crate::ha::pair::feed_health(
+                paging.clone(),
+                modem.map(|m| m.health.clone()),
+                core.sup.liveness().clone(),
+                can_page,
+                core.shutdown.clone(),
+            ),
+        );
+    }
+    Ok(paging)
+}
+
+/// The handle every API request and UDP datagram is served with.
+fn intake_handle(
+    core: &Core,
+    token: watch::Receiver<Option<Arc<crate::config::Secret>>>,
+    paging: watch::Receiver<PagingHealth>,
+    modem: Option<&ModemParts>,
+    health: crate::health::Sources,
+) -> Intake {
+    Intake {
+        store: core.store.clone(),
+        config: core.config.clone(),
+        token,
+        stats: Arc::new(IntakeStats::default()),
+        paging: Some(paging),
+        modem: modem.map(|m| m.health.clone()),
+        metrics: core.metrics.clone(),
+        selftest: modem.map(|m| m.selftest.clone()),
+        health,
     }
 }
 
