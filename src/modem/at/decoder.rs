@@ -87,9 +87,9 @@ impl LineDecoder {
         self.frames.pop_front()
     }
 
-    /// How many bytes of an unfinished line are held (for tests of the bound).
-    #[cfg(test)]
-    fn pending_len(&self) -> usize {
+    /// How many bytes of an unfinished line are held (for tests and fuzz targets of the bound).
+    #[cfg(any(test, feature = "testkit"))]
+    pub fn pending_len(&self) -> usize {
         self.buf.len()
     }
 
