@@ -18,7 +18,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::respond::{authorized_body, bearer, error, store_error, unauthorized};
+use super::respond::{
+    authorized_body, bearer, count_accepted, error, store_error, store_failure, unauthorized,
+};
 use crate::incident::Actor;
 use crate::intake::formats::{self, FormatError};
 use crate::intake::{Intake, IntakeStats};
@@ -92,8 +94,7 @@ pub(super) async fn own_alert(
             )
         }
         Ok(o) => {
-            IntakeStats::bump(&intake.stats.accepted);
-            intake.metrics.alert(AlertSource::Own, Counted::of(&o));
+            count_accepted(&intake, AlertSource::Own, Counted::of(&o));
             (StatusCode::ACCEPTED, Json(outcome_json(&o))).into_response()
         }
         Err(e) => {
@@ -112,23 +113,24 @@ fn pd_invalid(errors: Vec<String>) -> Response {
 }
 
 fn pd_throttle(e: &StoreError) -> Response {
-    if !e.is_retryable() {
-        tracing::error!(error = %e, "intake could not store a PagerDuty event: store fault");
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({ "status": "internal error", "message": "The event was not stored because of an internal error.", "errors": [e.to_string()] })),
-        )
-            .into_response();
-    }
-    tracing::error!(error = %e, "intake could not store a PagerDuty event; sender told to retry");
-    let mut r = (
-        StatusCode::TOO_MANY_REQUESTS,
-        Json(json!({ "status": "throttle event", "message": "Requests are arriving too quickly or the store is unavailable. Please retry later.", "errors": [e.to_string()] })),
+    store_failure(
+        e,
+        "a PagerDuty event",
+        |e| {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({ "status": "internal error", "message": "The event was not stored because of an internal error.", "errors": [e.to_string()] })),
+            )
+                .into_response()
+        },
+        |e| {
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                Json(json!({ "status": "throttle event", "message": "Requests are arriving too quickly or the store is unavailable. Please retry later.", "errors": [e.to_string()] })),
+            )
+                .into_response()
+        },
     )
-        .into_response();
-    r.headers_mut()
-        .insert("retry-after", "5".parse().expect("static header"));
-    r
 }
 
 /// PagerDuty-style auth: a bearer token, or the token given as `routing_key`.
@@ -193,8 +195,7 @@ pub(super) async fn pagerduty_event(
     let key = input.dedup_key();
     match intake.store.apply_alert(input).await {
         Ok(o) => {
-            IntakeStats::bump(&intake.stats.accepted);
-            intake.metrics.alert(SOURCE, Counted::of(&o));
+            count_accepted(&intake, SOURCE, Counted::of(&o));
             let dedup_key = o.incident().map(|i| i.dedup_key.clone()).unwrap_or(key);
             (
                 StatusCode::ACCEPTED,

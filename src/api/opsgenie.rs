@@ -28,28 +28,33 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
+use super::respond::{self, count_accepted};
 use crate::intake::formats::opsgenie::{self as og, AlertRef, OpsgenieError};
-use crate::intake::{secret_matches, Intake, IntakeStats};
+use crate::intake::{record_note, secret_matches, Intake, IntakeStats};
 use crate::metrics::{AlertOutcome as Counted, AlertSource};
 
 /// How `/metrics` labels requests to these endpoints.
 const SOURCE: AlertSource = AlertSource::Opsgenie;
-use crate::incident::{Actor, Status};
+use crate::incident::{Actor, Incident, IncidentId, Status};
 use crate::store::requests::{self, RequestOutcome};
-use crate::store::{queries, AlertOutcome, StoreError};
+use crate::store::{queries, AlertOutcome, StoreError, Tx};
 
 /// The Opsgenie Alert API routes, merged into the main router by [`super::router`].
 pub fn routes() -> Router<Intake> {
     Router::new()
         .route("/v2/alerts", post(create))
         .route("/v2/alerts/requests/:request_id", get(request_status))
-        .route("/v2/alerts/:identifier/acknowledge", post(acknowledge))
-        .route("/v2/alerts/:identifier/close", post(close))
-        .route("/v2/alerts/:identifier/notes", post(add_note))
+        .route(
+            "/v2/alerts/:identifier/acknowledge",
+            action(Act::Acknowledge),
+        )
+        .route("/v2/alerts/:identifier/close", action(Act::Close))
+        .route("/v2/alerts/:identifier/notes", action(Act::AddNote))
         .route(
             "/v2/heartbeats/:name/ping",
             get(heartbeat_ping)
@@ -261,26 +266,26 @@ fn body_error(intake: &Intake, r: BytesRejection, started: Instant) -> Response 
 fn store_failure(intake: &Intake, e: StoreError, started: Instant) -> Response {
     IntakeStats::bump(&intake.stats.store_failures);
     intake.metrics.alert(SOURCE, Counted::StoreFailure);
-    if !e.is_retryable() {
-        // A store fault fails the same way every time: not an invitation to retry.
-        tracing::error!(error = %e, "intake could not store an Opsgenie request: store fault");
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("Not stored, internal error: {e}"),
-            None,
-            started,
-        );
-    }
-    tracing::error!(error = %e, "intake could not store an Opsgenie request; sender told to retry");
-    let mut r = error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("Not stored, retry later: {e}"),
-        None,
-        started,
-    );
-    r.headers_mut()
-        .insert("retry-after", "5".parse().expect("static header"));
-    r
+    respond::store_failure(
+        &e,
+        "an Opsgenie request",
+        |e| {
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("Not stored, internal error: {e}"),
+                None,
+                started,
+            )
+        },
+        |e| {
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("Not stored, retry later: {e}"),
+                None,
+                started,
+            )
+        },
+    )
 }
 
 async fn create(
@@ -311,15 +316,7 @@ async fn create(
             let counted = Counted::of(&outcome);
             let incident = outcome.incident().cloned();
             if let (Some(note), Some(i)) = (&note, &incident) {
-                crate::store::events::record(
-                    conn,
-                    Some(i.id),
-                    now,
-                    crate::store::kinds::EventKind::Note,
-                    Some(&actor),
-                    note,
-                    None,
-                )?;
+                record_note(conn, i.id, &actor, note, now)?;
             }
             let status = match outcome {
                 AlertOutcome::Repeated(_) => "Alert deduplicated",
@@ -340,14 +337,7 @@ async fn create(
             Ok(counted)
         })
         .await;
-    match result {
-        Ok(counted) => {
-            IntakeStats::bump(&intake.stats.accepted);
-            intake.metrics.alert(SOURCE, counted);
-            auth.accepted(&request_id)
-        }
-        Err(e) => store_failure(&intake, e, auth.started),
-    }
+    stored(&intake, &auth, &request_id, result)
 }
 
 /// What a request on an existing alert does.
@@ -368,7 +358,21 @@ impl Act {
     }
 }
 
-async fn act(
+/// `POST /v2/alerts/{identifier}/acknowledge|close|notes`: the route for `act`, all three read
+/// the same parts of the request.
+fn action(act: Act) -> MethodRouter<Intake> {
+    post(
+        move |auth: GenieAuth,
+              State(intake): State<Intake>,
+              Path(identifier): Path<String>,
+              Query(query): Query<HashMap<String, String>>,
+              body: Result<Bytes, BytesRejection>| {
+            act_on(intake, auth, identifier, query, body, act)
+        },
+    )
+}
+
+async fn act_on(
     intake: Intake,
     auth: GenieAuth,
     identifier: String,
@@ -410,96 +414,75 @@ async fn act(
                 alias: None,
             };
             if let Some(id) = id {
-                let (incident, status) = match act {
-                    Act::Acknowledge => {
-                        let (i, changed) =
-                            queries::transition(conn, id, Status::Acknowledged, &actor, now)?;
-                        let status = match (changed, i.status) {
-                            (true, _) => "Acknowledged",
-                            (false, Status::Resolved) => "Alert is already closed",
-                            (false, _) => "Alert is already acknowledged",
-                        };
-                        (i, status)
-                    }
-                    Act::Close => {
-                        let (i, changed) =
-                            queries::transition(conn, id, Status::Resolved, &actor, now)?;
-                        (
-                            i,
-                            if changed {
-                                "Closed"
-                            } else {
-                                "Alert is already closed"
-                            },
-                        )
-                    }
-                    Act::AddNote => (
-                        queries::incident(conn, id)?.ok_or(StoreError::NotFound(id))?,
-                        "Added note",
-                    ),
-                };
+                let (incident, status) = apply(conn, id, act, &actor, now)?;
                 if let Some(note) = &b.note {
-                    crate::store::events::record(
-                        conn,
-                        Some(id),
-                        now,
-                        crate::store::kinds::EventKind::Note,
-                        Some(&actor),
-                        note,
-                        None,
-                    )?;
+                    record_note(conn, id, &actor, note, now)?;
                 }
                 outcome.success = true;
                 outcome.status = status.into();
                 outcome.alias = Some(incident.dedup_key);
             }
-            let counted = if outcome.success {
+            requests::record(conn, now, &outcome)?;
+            Ok(if outcome.success {
                 Counted::Accepted
             } else {
                 Counted::Unmatched
-            };
-            requests::record(conn, now, &outcome)?;
-            Ok(counted)
+            })
         })
         .await;
+    stored(&intake, &auth, &request_id, result)
+}
+
+/// Does `act` on incident `id`: the incident after it and the request status Opsgenie would
+/// report (an alert already in the asked-for state is a success that changed nothing).
+fn apply(
+    conn: &Tx,
+    id: IncidentId,
+    act: Act,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<(Incident, &'static str), StoreError> {
+    Ok(match act {
+        Act::Acknowledge => {
+            let (i, changed) = queries::transition(conn, id, Status::Acknowledged, actor, now)?;
+            let status = match (changed, i.status) {
+                (true, _) => "Acknowledged",
+                (false, Status::Resolved) => "Alert is already closed",
+                (false, _) => "Alert is already acknowledged",
+            };
+            (i, status)
+        }
+        Act::Close => {
+            let (i, changed) = queries::transition(conn, id, Status::Resolved, actor, now)?;
+            let status = if changed {
+                "Closed"
+            } else {
+                "Alert is already closed"
+            };
+            (i, status)
+        }
+        Act::AddNote => (
+            queries::incident(conn, id)?.ok_or(StoreError::NotFound(id))?,
+            "Added note",
+        ),
+    })
+}
+
+/// The answer to a write once the store has run it: 202 with its request id after the commit,
+/// else the store failure.
+fn stored(
+    intake: &Intake,
+    auth: &GenieAuth,
+    request_id: &str,
+    result: Result<Counted, StoreError>,
+) -> Response {
     match result {
         Ok(counted) => {
-            IntakeStats::bump(&intake.stats.accepted);
-            intake.metrics.alert(SOURCE, counted);
-            auth.accepted(&request_id)
+            count_accepted(intake, SOURCE, counted);
+            auth.accepted(request_id)
         }
-        Err(e) => store_failure(&intake, e, auth.started),
+        Err(e) => store_failure(intake, e, auth.started),
     }
-}
-
-async fn acknowledge(
-    auth: GenieAuth,
-    State(intake): State<Intake>,
-    Path(identifier): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    act(intake, auth, identifier, query, body, Act::Acknowledge).await
-}
-
-async fn close(
-    auth: GenieAuth,
-    State(intake): State<Intake>,
-    Path(identifier): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    act(intake, auth, identifier, query, body, Act::Close).await
-}
-
-async fn add_note(
-    auth: GenieAuth,
-    State(intake): State<Intake>,
-    Path(identifier): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    act(intake, auth, identifier, query, body, Act::AddNote).await
 }
 
 /// `GET /v2/alerts/requests/{requestId}`: what a request did, in the shape of Opsgenie's "Get

@@ -1,6 +1,7 @@
 //! The answers every resource shares: pagerbox's JSON error, the bearer token, a body read
-//! only after the token is checked, and a store error turned into the answer that tells the
-//! sender whether to retry.
+//! only after the token is checked, a store error turned into the answer that tells the
+//! sender whether to retry (in pagerbox's shape or a provider's), and the count of an accepted
+//! write.
 
 // Helpers return `Result<_, Response>` so handlers can `?`-style early-return an answer; the
 // Response is built once per request, so its size does not matter.
@@ -8,13 +9,15 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
 use crate::incident::IncidentId;
 use crate::intake::{Intake, IntakeStats};
+use crate::metrics::{AlertOutcome, AlertSource};
 use crate::store::StoreError;
 
 /// A JSON error answer in pagerbox's own shape.
@@ -67,36 +70,64 @@ pub fn authorized_body(
 }
 
 pub fn store_error(stats: &IntakeStats, e: StoreError) -> Response {
-    match e {
-        StoreError::NotFound(id) => error(
+    if let StoreError::NotFound(id) = e {
+        return error(
             StatusCode::NOT_FOUND,
             format!("incident #{id} not found"),
             vec![],
-        ),
-        e if !e.is_retryable() => {
-            IntakeStats::bump(&stats.store_failures);
-            // A fault of ours fails the same way every time: a 500 says so, where a 503 would
-            // invite the sender to retry it forever. The store has logged and counted it.
-            tracing::error!(error = %e, "intake request failed with a store fault");
+        );
+    }
+    IntakeStats::bump(&stats.store_failures);
+    store_failure(
+        &e,
+        "request",
+        |e| {
             error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("not stored, internal error: {e}"),
                 vec![],
             )
-        }
-        e => {
-            IntakeStats::bump(&stats.store_failures);
-            tracing::error!(error = %e, "intake could not store an alert; sender told to retry");
-            let mut r = error(
+        },
+        |e| {
+            error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("not stored, retry later: {e}"),
                 vec![],
-            );
-            r.headers_mut()
-                .insert("retry-after", "5".parse().expect("static header"));
-            r
-        }
+            )
+        },
+    )
+}
+
+/// The answer to a write the store could not commit, in the caller's own error shape, logged
+/// with `what` was not stored. A fault of ours fails the same way every time, so it is answered
+/// by `fault` (a 500: a 503 would invite the sender to retry it forever; the store has logged
+/// and counted it). Anything else is answered by `retry` (503, or the provider's own "slow
+/// down") with `Retry-After`, so every API tells its senders the same wait.
+pub fn store_failure(
+    e: &StoreError,
+    what: &'static str,
+    fault: impl FnOnce(&StoreError) -> Response,
+    retry: impl FnOnce(&StoreError) -> Response,
+) -> Response {
+    if !e.is_retryable() {
+        tracing::error!(error = %e, what, "intake could not store a write: store fault");
+        return fault(e);
     }
+    tracing::error!(error = %e, what, "intake could not store a write; sender told to retry");
+    let mut r = retry(e);
+    r.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+    r
+}
+
+/// How long a sender is asked to wait before retrying a write the store could not commit.
+const RETRY_AFTER_SECONDS: &str = "5";
+
+/// Counts a write the store committed: the intake's own counter and `/metrics` by source and
+/// outcome, the same for every API that accepts alerts.
+pub fn count_accepted(intake: &Intake, source: AlertSource, counted: AlertOutcome) {
+    IntakeStats::bump(&intake.stats.accepted);
+    intake.metrics.alert(source, counted);
 }
 
 pub fn parse_id(id: &str) -> Result<IncidentId, Response> {

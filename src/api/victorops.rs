@@ -22,9 +22,11 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::intake::formats::victorops::{self as vo, MessageType};
+use super::respond::{self, count_accepted};
+use crate::escalation::ParsedAlert;
+use crate::intake::formats::victorops::{self as vo, MessageType, VictorOpsAlert};
 use crate::intake::formats::FormatError;
-use crate::intake::{secret_matches, Intake, IntakeStats};
+use crate::intake::{record_note, secret_matches, Intake, IntakeStats};
 use crate::metrics::{AlertOutcome as Counted, AlertSource};
 
 /// How `/metrics` labels requests to this endpoint.
@@ -91,29 +93,9 @@ async fn alert(
     routing_key: Option<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if !authorized(&intake, &api_key) {
-        IntakeStats::bump(&intake.stats.rejected);
-        intake.metrics.alert(SOURCE, Counted::Unauthorized);
-        return failure(StatusCode::UNAUTHORIZED, "Invalid API key");
-    }
-    let body = match body {
-        Ok(b) => b,
-        Err(r) => {
-            intake.metrics.alert(SOURCE, Counted::Rejected);
-            return failure(r.status(), r.body_text());
-        }
-    };
-    let mut m = match vo::parse(&body, routing_key.as_deref()) {
+    let mut m = match read_message(&intake, &api_key, routing_key.as_deref(), body) {
         Ok(m) => m,
-        Err(e) => {
-            IntakeStats::bump(&intake.stats.rejected);
-            intake.metrics.alert(SOURCE, Counted::Rejected);
-            let message = match e {
-                FormatError::Json(m) => format!("malformed JSON: {m}"),
-                FormatError::Invalid(errs) => errs.join("; "),
-            };
-            return failure(StatusCode::BAD_REQUEST, message);
-        }
+        Err(answer) => return answer,
     };
     let entity_id = m
         .alert
@@ -128,43 +110,7 @@ async fn alert(
     let actor = Actor::new(who, "victorops");
     let note = m.note.take();
     let result = if m.message_type == MessageType::Info {
-        let a = m.alert;
-        let key = entity_id.clone();
-        intake
-            .store
-            .call(move |conn, now| {
-                match queries::open_by_key(conn, &key)? {
-                    Some(open) => {
-                        let text = format!("INFO: {}", note.as_deref().unwrap_or(&a.summary));
-                        crate::store::events::record(
-                            conn,
-                            Some(open.id),
-                            now,
-                            crate::store::kinds::EventKind::Note,
-                            Some(&actor),
-                            &text,
-                            None,
-                        )?;
-                    }
-                    None => {
-                        let mut details = a.details;
-                        details["entity_id"] = json!(key);
-                        queries::record_change(
-                            conn,
-                            &ChangeInput {
-                                summary: a.summary,
-                                source: a.source,
-                                service: a.service,
-                                details,
-                                links: a.links,
-                            },
-                            now,
-                        )?;
-                    }
-                }
-                Ok(Counted::Accepted)
-            })
-            .await
+        store_info(&intake, m.alert, entity_id.clone(), actor, note).await
     } else {
         let input = intake.route(m.alert, actor.clone());
         intake
@@ -174,15 +120,7 @@ async fn alert(
                 if let (Some(note), Some(i), AlertAction::Acknowledge) =
                     (&note, outcome.incident(), input.action)
                 {
-                    crate::store::events::record(
-                        conn,
-                        Some(i.id),
-                        now,
-                        crate::store::kinds::EventKind::Note,
-                        Some(&actor),
-                        note,
-                        None,
-                    )?;
+                    record_note(conn, i.id, &actor, note, now)?;
                 }
                 Ok(Counted::of(&outcome))
             })
@@ -190,8 +128,7 @@ async fn alert(
     };
     match result {
         Ok(counted) => {
-            IntakeStats::bump(&intake.stats.accepted);
-            intake.metrics.alert(SOURCE, counted);
+            count_accepted(&intake, SOURCE, counted);
             (
                 StatusCode::OK,
                 Json(json!({ "result": "success", "entity_id": entity_id })),
@@ -205,22 +142,90 @@ async fn alert(
     }
 }
 
+/// The message a request carries, once its key is accepted and its body read and parsed; else
+/// the failure answer (counted as unauthorized or rejected).
+// The answer is built once per request, so its size in the `Err` does not matter.
+#[allow(clippy::result_large_err)]
+fn read_message(
+    intake: &Intake,
+    api_key: &str,
+    routing_key: Option<&str>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<VictorOpsAlert, Response> {
+    if !authorized(intake, api_key) {
+        IntakeStats::bump(&intake.stats.rejected);
+        intake.metrics.alert(SOURCE, Counted::Unauthorized);
+        return Err(failure(StatusCode::UNAUTHORIZED, "Invalid API key"));
+    }
+    let body = body.map_err(|r| {
+        intake.metrics.alert(SOURCE, Counted::Rejected);
+        failure(r.status(), r.body_text())
+    })?;
+    vo::parse(&body, routing_key).map_err(|e| {
+        IntakeStats::bump(&intake.stats.rejected);
+        intake.metrics.alert(SOURCE, Counted::Rejected);
+        let message = match e {
+            FormatError::Json(m) => format!("malformed JSON: {m}"),
+            FormatError::Invalid(errs) => errs.join("; "),
+        };
+        failure(StatusCode::BAD_REQUEST, message)
+    })
+}
+
+/// An INFO message: a note on the open incident with entity id `key`, or, with none open, a
+/// change record (it pages nobody either way).
+async fn store_info(
+    intake: &Intake,
+    a: ParsedAlert,
+    key: String,
+    actor: Actor,
+    note: Option<String>,
+) -> Result<Counted, StoreError> {
+    intake
+        .store
+        .call(move |conn, now| {
+            match queries::open_by_key(conn, &key)? {
+                Some(open) => {
+                    let text = format!("INFO: {}", note.as_deref().unwrap_or(&a.summary));
+                    record_note(conn, open.id, &actor, &text, now)?;
+                }
+                None => {
+                    let mut details = a.details;
+                    details["entity_id"] = json!(key);
+                    queries::record_change(
+                        conn,
+                        &ChangeInput {
+                            summary: a.summary,
+                            source: a.source,
+                            service: a.service,
+                            details,
+                            links: a.links,
+                        },
+                        now,
+                    )?;
+                }
+            }
+            Ok(Counted::Accepted)
+        })
+        .await
+}
+
 fn store_failure(stats: &IntakeStats, e: StoreError) -> Response {
     IntakeStats::bump(&stats.store_failures);
-    if !e.is_retryable() {
-        // A store fault fails the same way every time: not an invitation to retry.
-        tracing::error!(error = %e, "intake could not store a Splunk On-Call alert: store fault");
-        return failure(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("not stored, internal error: {e}"),
-        );
-    }
-    tracing::error!(error = %e, "intake could not store a Splunk On-Call alert; sender told to retry");
-    let mut r = failure(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("not stored, retry later: {e}"),
-    );
-    r.headers_mut()
-        .insert("retry-after", "5".parse().expect("static header"));
-    r
+    respond::store_failure(
+        &e,
+        "a Splunk On-Call alert",
+        |e| {
+            failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("not stored, internal error: {e}"),
+            )
+        },
+        |e| {
+            failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not stored, retry later: {e}"),
+            )
+        },
+    )
 }

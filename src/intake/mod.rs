@@ -13,13 +13,14 @@ pub mod udp;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use crate::config::{Config, Secret};
 use crate::escalation::{route_alert, ParsedAlert};
-use crate::incident::Actor;
-use crate::store::{AlertInput, Store};
+use crate::incident::{Actor, IncidentId};
+use crate::store::{AlertInput, Store, StoreError, Tx};
 
 /// Counters of what intake saw, for logs, `/healthz` and later `/metrics`.
 #[derive(Debug, Default)]
@@ -109,6 +110,28 @@ pub fn publish_token(tx: &watch::Sender<Option<Arc<Secret>>>, token: Option<Arc<
 /// much of the secret matched (the provider-compatible intakes use it for their API keys).
 pub(crate) fn secret_matches(presented: &str, secret: &Secret) -> bool {
     Sha256::digest(presented.as_bytes()) == Sha256::digest(secret.expose().as_bytes())
+}
+
+/// A note that came with an alert or an action (Opsgenie's `note`, Splunk On-Call's `ack_msg`
+/// or `state_message`) on incident `id`'s timeline, as said by `actor`, in the store job that
+/// applies the alert, so both commit together.
+pub(crate) fn record_note(
+    conn: &Tx,
+    id: IncidentId,
+    actor: &Actor,
+    note: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    crate::store::events::record(
+        conn,
+        Some(id),
+        now,
+        crate::store::kinds::EventKind::Note,
+        Some(actor),
+        note,
+        None,
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]
