@@ -4,7 +4,7 @@
 //! modem simulator, prints every SMS and call as it reaches the (simulated) phone, and turns each
 //! line typed on stdin into an SMS from that phone, so `1a` acknowledges incident #1.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +35,7 @@ pub struct DemoArgs {
 }
 
 /// The demo config: one person on call, a backup, SMS then a call, then the backup.
-pub fn demo_config(dir: &std::path::Path, port: u16, udp_port: u16) -> String {
+pub fn demo_config(dir: &Path, port: u16, udp_port: u16) -> String {
     format!(
         r#"# Written by `pagerbox demo`.
 [daemon]
@@ -114,7 +114,30 @@ policy = "default"
 
 /// Runs the demo until Ctrl-C.
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
-    let (dir, _keep) = match &args.dir {
+    let (dir, _keep) = demo_dir(&args)?;
+    let path = dir.join("pagerbox.toml");
+    std::fs::write(&path, demo_config(&dir, args.port, args.udp_port))?;
+    let config = Config::load(&path)?.config;
+    let control = config.daemon.state_dir.join("simulator.sock");
+    let daemon = tokio::spawn(crate::daemon::run_with(config, Arc::new(SystemClock)));
+    if !simulator_ready(&control, &daemon).await {
+        return match daemon.await {
+            Ok(Err(e)) => Err(e).context("the demo daemon did not start"),
+            _ => anyhow::bail!("the demo daemon did not start"),
+        };
+    }
+    println!("{}", banner(&args, &dir, &control));
+    tokio::spawn(show_phone(control.clone()));
+    tokio::spawn(forward_typed(control, stdin_lines()));
+    match daemon.await {
+        Ok(r) => r.map(|()| ExitCode::SUCCESS),
+        Err(e) => Err(anyhow::anyhow!("demo daemon failed: {e}")),
+    }
+}
+
+/// The demo's directory: `--dir`, or a new temporary one kept alive by the returned guard.
+fn demo_dir(args: &DemoArgs) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
+    let (dir, keep) = match &args.dir {
         Some(d) => (d.clone(), None),
         None => {
             let t = tempfile::Builder::new()
@@ -124,31 +147,30 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
     };
     std::fs::create_dir_all(&dir)?;
-    let path = dir.join("pagerbox.toml");
-    std::fs::write(&path, demo_config(&dir, args.port, args.udp_port))?;
-    let config = Config::load(&path)?.config;
-    let control = config.daemon.state_dir.join("simulator.sock");
-    let daemon = tokio::spawn(crate::daemon::run_with(config, Arc::new(SystemClock)));
+    Ok((dir, keep))
+}
 
-    // Wait for the simulator's control socket.
-    let mut ready = false;
+/// Waits (up to ten seconds) for the simulator's control socket to answer; `false` when it
+/// never does or the daemon ended first.
+async fn simulator_ready(
+    control: &Path,
+    daemon: &tokio::task::JoinHandle<anyhow::Result<()>>,
+) -> bool {
     for _ in 0..100 {
-        if request(&control, &ControlRequest::Log).await.is_ok() {
-            ready = true;
-            break;
+        if request(control, &ControlRequest::Log).await.is_ok() {
+            return true;
         }
         if daemon.is_finished() {
-            break;
+            return false;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    if !ready {
-        return match daemon.await {
-            Ok(Err(e)) => Err(e).context("the demo daemon did not start"),
-            _ => anyhow::bail!("the demo daemon did not start"),
-        };
-    }
-    println!(
+    false
+}
+
+/// What the demo prints once the daemon is up: where it runs and what to type.
+fn banner(args: &DemoArgs, dir: &Path, control: &Path) -> String {
+    format!(
         "\npagerbox demo: daemon on http://127.0.0.1:{port}, modem simulator on a pseudo-terminal.
 Config and database: {dir}
 Simulator control socket: {control}
@@ -172,61 +194,71 @@ rings (shown as `📞 ... ringing`): `answer` picks it up, `press 1` answers and
         cli = cli_command(),
         dir = dir.display(),
         control = control.display(),
-    );
+    )
+}
 
-    let watch_control = control.clone();
-    tokio::spawn(async move {
-        let mut seen = 0usize;
-        // The number a call is ringing at, once shown, so each call is announced once.
-        let mut ringing: Option<String> = None;
-        loop {
-            if let Ok(resp) = request(&watch_control, &ControlRequest::Ringing).await {
-                if resp.ringing.is_some() && resp.ringing != ringing {
-                    println!(
-                        "{}",
-                        ringing_line(resp.ringing.as_deref().unwrap_or_default())
-                    );
-                }
-                ringing = resp.ringing;
+/// Polls the simulator for ever: announces each ringing call once and prints every SMS and
+/// ended call that reaches the phone, in order.
+async fn show_phone(control: PathBuf) {
+    let mut seen = 0usize;
+    // The number a call is ringing at, once shown, so each call is announced once.
+    let mut ringing: Option<String> = None;
+    loop {
+        if let Ok(resp) = request(&control, &ControlRequest::Ringing).await {
+            if resp.ringing.is_some() && resp.ringing != ringing {
+                println!(
+                    "{}",
+                    ringing_line(resp.ringing.as_deref().unwrap_or_default())
+                );
             }
-            if let Ok(resp) = request(&watch_control, &ControlRequest::Log).await {
-                let log = resp.log.unwrap_or_default();
-                for e in log.iter().skip(seen) {
-                    match e {
-                        NetworkEntry::Sms { to, text, .. } => println!("📱 SMS to {to}: {text}"),
-                        NetworkEntry::Call {
-                            number,
-                            outcome,
-                            spoken,
-                            dtmf,
-                            ..
-                        } => {
-                            println!(
-                                "📞 call to {number} ended: {outcome:?}{}{}",
-                                if spoken.is_empty() {
-                                    String::new()
-                                } else {
-                                    format!(", said: {}", spoken.join(" / "))
-                                },
-                                if dtmf.is_empty() {
-                                    String::new()
-                                } else {
-                                    format!(", keys: {dtmf}")
-                                }
-                            )
-                        }
-                        // Typed replies are echoed when they are sent.
-                        _ => {}
-                    }
-                }
-                seen = log.len();
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            ringing = resp.ringing;
         }
-    });
-    // Lines are read on a plain thread: a read pending on the terminal must never hold up the
-    // exit on Ctrl-C (a runtime waits for its blocking reads to finish before it shuts down).
-    let (line_tx, mut lines) = tokio::sync::mpsc::channel::<String>(16);
+        if let Ok(resp) = request(&control, &ControlRequest::Log).await {
+            let log = resp.log.unwrap_or_default();
+            for line in log.iter().skip(seen).filter_map(phone_line) {
+                println!("{line}");
+            }
+            seen = log.len();
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// How a network log entry is shown: an SMS or an ended call; `None` for what the demo's
+/// user typed (echoed when it is sent).
+fn phone_line(entry: &NetworkEntry) -> Option<String> {
+    match entry {
+        NetworkEntry::Sms { to, text, .. } => Some(format!("📱 SMS to {to}: {text}")),
+        NetworkEntry::Call {
+            number,
+            outcome,
+            spoken,
+            dtmf,
+            ..
+        } => {
+            let said = if spoken.is_empty() {
+                String::new()
+            } else {
+                format!(", said: {}", spoken.join(" / "))
+            };
+            let keys = if dtmf.is_empty() {
+                String::new()
+            } else {
+                format!(", keys: {dtmf}")
+            };
+            Some(format!(
+                "📞 call to {number} ended: {outcome:?}{said}{keys}"
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Lines typed on stdin. They are read on a plain thread: a read pending on the terminal must
+/// never hold up the exit on Ctrl-C (a runtime waits for its blocking reads to finish before it
+/// shuts down).
+fn stdin_lines() -> tokio::sync::mpsc::Receiver<String> {
+    let (line_tx, lines) = tokio::sync::mpsc::channel::<String>(16);
     std::thread::spawn(move || {
         for line in std::io::stdin().lines() {
             let Ok(line) = line else { break };
@@ -235,50 +267,53 @@ rings (shown as `📞 ... ringing`): `answer` picks it up, `press 1` answers and
             }
         }
     });
-    let stdin_control = control.clone();
-    tokio::spawn(async move {
-        while let Some(line) = lines.recv().await {
-            let Some(input) = typed(&line) else { continue };
-            let (requests, echo) = match input {
-                Typed::Sms(text) => (
-                    vec![ControlRequest::SmsIn {
-                        from: DEMO_PHONE.into(),
-                        text: text.clone(),
-                        options: Default::default(),
-                    }],
-                    format!("↩  SMS from {DEMO_PHONE}: {text}"),
+    lines
+}
+
+/// Turns each typed line into its control requests to the simulated phone, echoing it first.
+async fn forward_typed(control: PathBuf, mut lines: tokio::sync::mpsc::Receiver<String>) {
+    while let Some(line) = lines.recv().await {
+        let Some(input) = typed(&line) else { continue };
+        let (requests, echo) = phone_requests(input);
+        println!("{echo}");
+        for (n, req) in requests.iter().enumerate() {
+            match request(&control, req).await {
+                Ok(r) if r.ok => {}
+                // Answering a call that is already up is fine before a key press.
+                Ok(_) if n + 1 < requests.len() => {}
+                Ok(r) => eprintln!(
+                    "   not done: {}",
+                    r.error.unwrap_or_else(|| "refused".into())
                 ),
-                Typed::Answer => (
-                    vec![ControlRequest::Answer],
-                    "📞 you answer the call".into(),
-                ),
-                Typed::Press(key) => (
-                    vec![ControlRequest::Answer, ControlRequest::Dtmf { key }],
-                    format!("📞 you answer and press {key}"),
-                ),
-                Typed::Reject => (
-                    vec![ControlRequest::Reject],
-                    "📞 you reject the call".into(),
-                ),
-            };
-            println!("{echo}");
-            for (n, req) in requests.iter().enumerate() {
-                match request(&stdin_control, req).await {
-                    Ok(r) if r.ok => {}
-                    // Answering a call that is already up is fine before a key press.
-                    Ok(_) if n + 1 < requests.len() => {}
-                    Ok(r) => eprintln!(
-                        "   not done: {}",
-                        r.error.unwrap_or_else(|| "refused".into())
-                    ),
-                    Err(e) => eprintln!("   cannot reach the simulated phone: {e}"),
-                }
+                Err(e) => eprintln!("   cannot reach the simulated phone: {e}"),
             }
         }
-    });
-    match daemon.await {
-        Ok(r) => r.map(|()| ExitCode::SUCCESS),
-        Err(e) => Err(anyhow::anyhow!("demo daemon failed: {e}")),
+    }
+}
+
+/// What a typed input asks of the simulated phone, and the line that echoes it.
+fn phone_requests(input: Typed) -> (Vec<ControlRequest>, String) {
+    match input {
+        Typed::Sms(text) => (
+            vec![ControlRequest::SmsIn {
+                from: DEMO_PHONE.into(),
+                text: text.clone(),
+                options: Default::default(),
+            }],
+            format!("↩  SMS from {DEMO_PHONE}: {text}"),
+        ),
+        Typed::Answer => (
+            vec![ControlRequest::Answer],
+            "📞 you answer the call".into(),
+        ),
+        Typed::Press(key) => (
+            vec![ControlRequest::Answer, ControlRequest::Dtmf { key }],
+            format!("📞 you answer and press {key}"),
+        ),
+        Typed::Reject => (
+            vec![ControlRequest::Reject],
+            "📞 you reject the call".into(),
+        ),
     }
 }
 
