@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -55,6 +56,17 @@ fn bad(message: impl Into<String>, errors: Vec<String>) -> Response {
     error(StatusCode::BAD_REQUEST, message, errors)
 }
 
+/// A silence request whose every field was read and checked; what is left to decide needs the
+/// store's `now` (the default start, and whether it is already over).
+struct Checked {
+    service: Option<String>,
+    matchers: Vec<Matcher>,
+    starts: Option<DateTime<Utc>>,
+    end: End,
+    comment: String,
+    created_by: String,
+}
+
 /// `POST /v1/silences`: `{"service":"db","matchers":["env=prod"],"duration":"2h","comment":"..."}`.
 pub async fn add(
     State(intake): State<Intake>,
@@ -70,6 +82,26 @@ pub async fn add(
         Err(e) => return bad(format!("malformed JSON: {e}"), vec![]),
     };
     let tz = intake.config.borrow().daemon.time_zone;
+    let checked = match check(req, tz) {
+        Ok(c) => c,
+        Err(errors) => return bad("invalid silence", errors),
+    };
+    let result = intake
+        .store
+        .add_silence(move |now| build(checked, now))
+        .await;
+    match result {
+        Ok(s) => {
+            tracing::info!(silence = %s.silence.id, until = %s.silence.ends_at, "silence added");
+            (StatusCode::CREATED, Json(s)).into_response()
+        }
+        Err(StoreError::Invalid(m)) => bad("invalid silence", vec![m]),
+        Err(e) => store_error(&intake.stats, e),
+    }
+}
+
+/// Reads every field of `req` (times local to `tz`), reporting every problem, not the first.
+fn check(req: NewSilence, tz: Tz) -> Result<Checked, Vec<String>> {
     let mut errors = Vec::new();
     let mut matchers = Vec::new();
     for m in &req.matchers {
@@ -90,84 +122,67 @@ pub async fn add(
             None
         }
     };
-    let end = match (req.ends_at.as_deref(), req.duration.as_deref()) {
-        (Some(_), Some(_)) => {
-            errors.push("give ends_at or duration, not both".into());
-            None
-        }
-        (None, None) => {
-            errors.push("ends_at or duration is required (e.g. \"duration\": \"2h\")".into());
-            None
-        }
-        (Some(t), None) => match crate::schedule::parse_time(t, tz) {
-            Ok(t) => Some(End::At(t)),
-            Err(e) => {
-                errors.push(format!("ends_at: {e}"));
-                None
-            }
-        },
-        (None, Some(d)) => match parse_duration(d) {
-            Ok(d) if !d.is_zero() => Some(End::After(crate::clock::delta(d))),
-            Ok(_) => {
-                errors.push(format!(
-                    "duration: {d:?} is not a positive duration such as \"2h\" or \"30m\""
-                ));
-                None
-            }
-            Err(e) => {
-                errors.push(format!("duration: {e}"));
-                None
-            }
-        },
-    };
+    let end = read_end(req.ends_at.as_deref(), req.duration.as_deref(), tz)
+        .map_err(|e| errors.push(e))
+        .ok();
     if req.comment.trim().is_empty() {
         errors.push("comment is required: say why nobody should be paged".into());
     }
-    let Some(end) = end else {
-        return bad("invalid silence", errors);
+    match end {
+        Some(end) if errors.is_empty() => Ok(Checked {
+            service: req.service,
+            matchers,
+            starts,
+            end,
+            comment: req.comment.trim().to_string(),
+            created_by: req.created_by.unwrap_or_else(|| "api".into()),
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// When the silence ends: exactly one of `ends_at` (local to `tz`) and a positive `duration`.
+fn read_end(ends_at: Option<&str>, duration: Option<&str>, tz: Tz) -> Result<End, String> {
+    match (ends_at, duration) {
+        (Some(_), Some(_)) => Err("give ends_at or duration, not both".into()),
+        (None, None) => Err("ends_at or duration is required (e.g. \"duration\": \"2h\")".into()),
+        (Some(t), None) => crate::schedule::parse_time(t, tz)
+            .map(End::At)
+            .map_err(|e| format!("ends_at: {e}")),
+        (None, Some(d)) => match parse_duration(d) {
+            Ok(d) if !d.is_zero() => Ok(End::After(crate::clock::delta(d))),
+            Ok(_) => Err(format!(
+                "duration: {d:?} is not a positive duration such as \"2h\" or \"30m\""
+            )),
+            Err(e) => Err(format!("duration: {e}")),
+        },
+    }
+}
+
+/// The silence `c` asks for, seen at `now`: it starts now unless told otherwise, and one that
+/// would already be over is refused rather than stored.
+fn build(c: Checked, now: DateTime<Utc>) -> Result<Silence, StoreError> {
+    let starts_at = c.starts.unwrap_or(now);
+    let ends_at = match c.end {
+        End::At(t) => t,
+        End::After(d) => crate::clock::add_signed(starts_at, d),
     };
-    if !errors.is_empty() {
-        return bad("invalid silence", errors);
+    if ends_at <= now {
+        return Err(StoreError::Invalid(format!(
+            "the silence would already be over (ends {ends_at})"
+        )));
     }
-    let (service, comment, by) = (
-        req.service,
-        req.comment.trim().to_string(),
-        req.created_by.unwrap_or_else(|| "api".into()),
-    );
-    let result = intake
-        .store
-        .add_silence(move |now| {
-            let starts_at = starts.unwrap_or(now);
-            let ends_at = match end {
-                End::At(t) => t,
-                End::After(d) => crate::clock::add_signed(starts_at, d),
-            };
-            if ends_at <= now {
-                return Err(StoreError::Invalid(format!(
-                    "the silence would already be over (ends {ends_at})"
-                )));
-            }
-            let mut s = Silence::new(
-                SilenceId::Runtime(0),
-                service,
-                matchers,
-                starts_at,
-                ends_at,
-                comment,
-            )
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
-            s.created_by = Some(by);
-            Ok(s)
-        })
-        .await;
-    match result {
-        Ok(s) => {
-            tracing::info!(silence = %s.silence.id, until = %s.silence.ends_at, "silence added");
-            (StatusCode::CREATED, Json(s)).into_response()
-        }
-        Err(StoreError::Invalid(m)) => bad("invalid silence", vec![m]),
-        Err(e) => store_error(&intake.stats, e),
-    }
+    let mut s = Silence::new(
+        SilenceId::Runtime(0),
+        c.service,
+        c.matchers,
+        starts_at,
+        ends_at,
+        c.comment,
+    )
+    .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    s.created_by = Some(c.created_by);
+    Ok(s)
 }
 
 #[derive(Debug, Deserialize)]
@@ -256,4 +271,67 @@ pub async fn delete(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     expire(state, headers, id, body).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(json: &str) -> NewSilence {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn an_end_is_a_time_or_a_positive_duration_never_both() {
+        let tz = chrono_tz::UTC;
+        assert!(read_end(Some("2030-01-01T00:00"), Some("2h"), tz).is_err());
+        assert!(read_end(None, None, tz).is_err());
+        assert!(read_end(None, Some("0s"), tz).is_err());
+        assert!(matches!(
+            read_end(None, Some("2h"), tz),
+            Ok(End::After(d)) if d == chrono::Duration::hours(2)
+        ));
+        assert!(matches!(
+            read_end(Some("2030-01-01T00:00"), None, tz),
+            Ok(End::At(_))
+        ));
+    }
+
+    #[test]
+    fn every_problem_of_a_request_is_reported_at_once() {
+        let errors = check(
+            request(r#"{"starts_at":"soon","comment":" "}"#),
+            chrono_tz::UTC,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors[0].starts_with("starts_at:"), "{errors:?}");
+        assert!(
+            errors[1].contains("ends_at or duration is required"),
+            "{errors:?}"
+        );
+        assert!(errors[2].starts_with("comment is required"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_silence_starts_at_now_and_one_already_over_is_refused() {
+        let now = Utc::now();
+        let c = check(
+            request(r#"{"service":"db","duration":"2h","comment":"upgrade"}"#),
+            chrono_tz::UTC,
+        )
+        .unwrap();
+        let s = build(c, now).unwrap();
+        assert_eq!(s.starts_at, now);
+        assert_eq!(s.ends_at, now + chrono::Duration::hours(2));
+        assert_eq!(s.created_by.as_deref(), Some("api"));
+
+        let past = check(
+            request(r#"{"service":"db","ends_at":"2001-01-01T00:00","comment":"old"}"#),
+            chrono_tz::UTC,
+        )
+        .unwrap();
+        assert!(matches!(build(past, now), Err(StoreError::Invalid(_))));
+    }
 }
