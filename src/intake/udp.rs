@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::formats::{self, Datagram};
 use super::{Intake, IntakeStats};
+use crate::escalation::ParsedAlert;
 use crate::incident::Actor;
 use crate::metrics::{AlertOutcome, AlertSource};
 
@@ -32,8 +33,7 @@ const JUNK_LOG_INTERVAL: Duration = Duration::from_secs(10);
 pub async fn serve(socket: UdpSocket, intake: Intake, shutdown: CancellationToken) {
     let permits = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut buf = vec![0u8; 65_536];
-    let mut last_junk_log: Option<Instant> = None;
-    let mut junk_since_log = 0u64;
+    let mut junk = JunkLog::default();
     loop {
         let (n, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -46,75 +46,34 @@ pub async fn serve(socket: UdpSocket, intake: Intake, shutdown: CancellationToke
             },
         };
         let (presented, data) = split_token(&buf[..n]);
-        let authenticated = match intake.current_token() {
-            None => true,
-            Some(t) => presented.is_some_and(|p| super::secret_matches(p, &t)),
-        };
-        let parsed = formats::parse_datagram(data);
-        let datagram = match parsed {
+        let datagram = match formats::parse_datagram(data) {
             Ok(d) => d,
             Err(e) => {
                 let total = IntakeStats::bump(&intake.stats.udp_junk);
                 intake.metrics.alert(AlertSource::Udp, AlertOutcome::Junk);
-                junk_since_log += 1;
-                if last_junk_log.is_none_or(|t| t.elapsed() >= JUNK_LOG_INTERVAL) {
-                    tracing::warn!(%peer, error = %e, bytes = n, junk_total = total, suppressed = junk_since_log - 1, "udp datagram ignored");
-                    last_junk_log = Some(Instant::now());
-                    junk_since_log = 0;
+                if let Some(suppressed) = junk.note() {
+                    tracing::warn!(%peer, error = %e, bytes = n, junk_total = total, suppressed, "udp datagram ignored");
                 }
                 continue;
             }
         };
-        if !authenticated {
-            let trigger_only = presented.is_none()
-                && intake.config.borrow().udp.unauthenticated
-                    == crate::config::UdpUnauthenticated::TriggerOnly;
-            let trigger = matches!(&datagram, Datagram::Alert(a) if a.action == crate::store::AlertAction::Trigger);
-            if !(trigger_only && trigger) {
-                IntakeStats::bump(&intake.stats.rejected);
-                intake
-                    .metrics
-                    .alert(AlertSource::Udp, AlertOutcome::Unauthorized);
-                junk_since_log += 1;
-                if last_junk_log.is_none_or(|t| t.elapsed() >= JUNK_LOG_INTERVAL) {
-                    tracing::warn!(%peer, token = if presented.is_some() { "wrong" } else { "missing" }, suppressed = junk_since_log - 1, "udp datagram without the write token refused (send token=<token> first, or see udp.unauthenticated)");
-                    last_junk_log = Some(Instant::now());
-                    junk_since_log = 0;
-                }
-                continue;
+        if !admitted(&intake, presented, &datagram) {
+            IntakeStats::bump(&intake.stats.rejected);
+            intake
+                .metrics
+                .alert(AlertSource::Udp, AlertOutcome::Unauthorized);
+            if let Some(suppressed) = junk.note() {
+                tracing::warn!(%peer, token = if presented.is_some() { "wrong" } else { "missing" }, suppressed, "udp datagram without the write token refused (send token=<token> first, or see udp.unauthenticated)");
             }
+            continue;
         }
-        let alert = match datagram {
-            Datagram::Alert(a) => a,
-            Datagram::Heartbeat(id) => {
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    break;
-                };
-                ping_heartbeat(&intake, id, peer, permit);
-                continue;
-            }
-        };
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
-        let intake = intake.clone();
-        tokio::spawn(async move {
-            let input = intake.route(alert, Actor::new(peer.ip().to_string(), "udp"));
-            match intake.store.apply_alert(input).await {
-                Ok(o) => {
-                    IntakeStats::bump(&intake.stats.accepted);
-                    intake.metrics.alert(AlertSource::Udp, AlertOutcome::of(&o));
-                }
-                Err(e) => {
-                    IntakeStats::bump(&intake.stats.store_failures);
-                    intake
-                        .metrics
-                        .alert(AlertSource::Udp, AlertOutcome::StoreFailure);
-                    tracing::error!(error = %e, %peer, "udp alert could not be stored and is lost (UDP cannot ask the sender to retry)");
-                }
-            }
-            drop(permit);
-        });
+        match datagram {
+            Datagram::Alert(alert) => store_alert(&intake, alert, peer, permit),
+            Datagram::Heartbeat(id) => ping_heartbeat(&intake, id, peer, permit),
+        }
     }
     // Shutdown: the datagrams being stored hold permits; wait until every one is back, so an
     // alert whose commit is under way is committed before the process exits.
@@ -127,6 +86,74 @@ pub async fn serve(socket: UdpSocket, intake: Intake, shutdown: CancellationToke
     {
         tracing::warn!("udp alerts still being stored at shutdown");
     }
+}
+
+/// Rate-limits the warnings about refused and unreadable datagrams: at most one per
+/// [`JUNK_LOG_INTERVAL`], each saying how many were passed over since the last.
+#[derive(Debug, Default)]
+struct JunkLog {
+    last: Option<Instant>,
+    since_last: u64,
+}
+
+impl JunkLog {
+    /// Counts one bad datagram; `Some(suppressed)` when a warning is due now, with how many
+    /// bad datagrams went unlogged before this one.
+    fn note(&mut self) -> Option<u64> {
+        self.since_last += 1;
+        if self.last.is_some_and(|t| t.elapsed() < JUNK_LOG_INTERVAL) {
+            return None;
+        }
+        let suppressed = self.since_last - 1;
+        self.last = Some(Instant::now());
+        self.since_last = 0;
+        Some(suppressed)
+    }
+}
+
+/// Whether a datagram that `presented` a token (or none) may act: always without a configured
+/// token; with one, when the token matches, or, with none presented and
+/// `udp.unauthenticated = "trigger-only"`, when it only triggers.
+fn admitted(intake: &Intake, presented: Option<&str>, datagram: &Datagram) -> bool {
+    let Some(token) = intake.current_token() else {
+        return true;
+    };
+    if presented.is_some_and(|p| super::secret_matches(p, &token)) {
+        return true;
+    }
+    let trigger_only = presented.is_none()
+        && intake.config.borrow().udp.unauthenticated
+            == crate::config::UdpUnauthenticated::TriggerOnly;
+    trigger_only
+        && matches!(datagram, Datagram::Alert(a) if a.action == crate::store::AlertAction::Trigger)
+}
+
+/// Stores one alert in the background, holding one of the in-flight permits until the commit.
+/// One that cannot be stored is lost: UDP cannot ask the sender to retry.
+fn store_alert(
+    intake: &Intake,
+    alert: ParsedAlert,
+    peer: std::net::SocketAddr,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let intake = intake.clone();
+    tokio::spawn(async move {
+        let input = intake.route(alert, Actor::new(peer.ip().to_string(), "udp"));
+        match intake.store.apply_alert(input).await {
+            Ok(o) => {
+                IntakeStats::bump(&intake.stats.accepted);
+                intake.metrics.alert(AlertSource::Udp, AlertOutcome::of(&o));
+            }
+            Err(e) => {
+                IntakeStats::bump(&intake.stats.store_failures);
+                intake
+                    .metrics
+                    .alert(AlertSource::Udp, AlertOutcome::StoreFailure);
+                tracing::error!(error = %e, %peer, "udp alert could not be stored and is lost (UDP cannot ask the sender to retry)");
+            }
+        }
+        drop(permit);
+    });
 }
 
 /// Splits a leading `token=<token>` word off a datagram: the presented token (if any) and the
@@ -195,5 +222,16 @@ mod tests {
             (None, &b"critical db1 token=x"[..])
         );
         assert_eq!(split_token(b"token=\xff x"), (Some(""), &b" x"[..]));
+    }
+
+    #[test]
+    fn junk_warnings_are_one_per_interval_and_count_what_they_passed_over() {
+        let mut log = JunkLog::default();
+        assert_eq!(log.note(), Some(0));
+        assert_eq!(log.note(), None);
+        assert_eq!(log.note(), None);
+        log.last = Instant::now().checked_sub(JUNK_LOG_INTERVAL);
+        assert_eq!(log.note(), Some(2));
+        assert_eq!(log.note(), None);
     }
 }
