@@ -48,7 +48,7 @@ use crate::clock::Clock;
 use crate::config::{mask_number, Config, PhoneNumber};
 use crate::incident::{IncidentId, Status};
 use crate::modem::ModemEvent;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Tx};
 use actions::{Reply, Sender};
 pub use actions::{REPLY_PRIORITY, TAKE_FALLBACK};
 use command::Command;
@@ -224,23 +224,8 @@ impl Acker {
             return Ok(ignored("unknown sender"));
         };
         let parsed = command::parse(&msg.text);
-        let budget = match &parsed {
-            Err(_) => match self.junk.check(&number, now) {
-                Verdict::Allowed => Budget::Within,
-                Verdict::FirstRefused => {
-                    tracing::warn!(user = %user, sender = %number.masked(), "sms texts that are not commands keep coming; not answering them until the window clears");
-                    return Ok(ignored("not a command; rate limited"));
-                }
-                Verdict::Refused => return Ok(ignored("not a command; rate limited")),
-            },
-            Ok(_) => match self.limiter.check(&number, now) {
-                Verdict::Allowed => Budget::Within,
-                Verdict::FirstRefused => {
-                    tracing::warn!(user = %user, sender = %number.masked(), "sms commands over the rate limit; only acks and resolves of their pages are carried out until the window clears");
-                    Budget::FirstOver
-                }
-                Verdict::Refused => Budget::Over,
-            },
+        let Some(budget) = self.budget(&parsed, &user, &number, now) else {
+            return Ok(ignored("not a command; rate limited"));
         };
         let sender = Sender {
             config,
@@ -256,33 +241,7 @@ impl Acker {
         );
         let done = self
             .store
-            .call(move |conn, _| {
-                let done = match (&parsed, budget) {
-                    (Ok(cmd), Budget::Within) => {
-                        Done::Replied(actions::execute(conn, &sender, cmd, now)?)
-                    }
-                    (Ok(cmd), over) => {
-                        let acted = if actions::acts_on_own_page(conn, &sender.user, cmd)? {
-                            Some(actions::execute(conn, &sender, cmd, now)?)
-                        } else {
-                            None
-                        };
-                        match (over, acted) {
-                            (Budget::FirstOver, acted) => Done::Replied(slow_down(acted)),
-                            (_, Some(r)) => Done::Acted(r.text),
-                            (_, None) => Done::Nothing,
-                        }
-                    }
-                    (Err(e), _) => Done::Replied(Reply {
-                        text: text::clip(&e.to_string(), 1),
-                        incident: None,
-                    }),
-                };
-                if let Done::Replied(reply) = &done {
-                    actions::queue_reply(conn, &sender, reply, now)?;
-                }
-                Ok(done)
-            })
+            .call(move |conn, _| run_command(conn, &sender, &parsed, budget, now))
             .await
             .map_err(|source| AckError::Store {
                 what: "an sms command",
@@ -296,6 +255,35 @@ impl Acker {
             Done::Acted(text) => Outcome::Acted { text },
             Done::Nothing => ignored("rate limited"),
         })
+    }
+
+    /// What the sender's rate limit lets this text do at `now`; `None`: a text that is not a
+    /// command over its own (smaller) limit, which gets no reply at all.
+    fn budget(
+        &mut self,
+        parsed: &Result<Command, command::ParseError>,
+        user: &str,
+        number: &PhoneNumber,
+        now: DateTime<Utc>,
+    ) -> Option<Budget> {
+        match parsed {
+            Err(_) => match self.junk.check(number, now) {
+                Verdict::Allowed => Some(Budget::Within),
+                Verdict::FirstRefused => {
+                    tracing::warn!(user = %user, sender = %number.masked(), "sms texts that are not commands keep coming; not answering them until the window clears");
+                    None
+                }
+                Verdict::Refused => None,
+            },
+            Ok(_) => Some(match self.limiter.check(number, now) {
+                Verdict::Allowed => Budget::Within,
+                Verdict::FirstRefused => {
+                    tracing::warn!(user = %user, sender = %number.masked(), "sms commands over the rate limit; only acks and resolves of their pages are carried out until the window clears");
+                    Budget::FirstOver
+                }
+                Verdict::Refused => Budget::Over,
+            }),
+        }
     }
 
     /// Handles an incoming call at `now` from `from` (`None`: number withheld). A known user
@@ -394,6 +382,41 @@ impl Acker {
             None => ignored("acknowledged; user has no phone for a confirmation"),
         })
     }
+}
+
+/// The store job of one SMS: runs the command as far as `budget` allows and queues its reply,
+/// so the action and its confirmation commit together. A text that is not a command is answered
+/// with what is wrong with it.
+fn run_command(
+    conn: &Tx,
+    sender: &Sender,
+    parsed: &Result<Command, command::ParseError>,
+    budget: Budget,
+    now: DateTime<Utc>,
+) -> Result<Done, StoreError> {
+    let done = match (parsed, budget) {
+        (Ok(cmd), Budget::Within) => Done::Replied(actions::execute(conn, sender, cmd, now)?),
+        (Ok(cmd), over) => {
+            let acted = if actions::acts_on_own_page(conn, &sender.user, cmd)? {
+                Some(actions::execute(conn, sender, cmd, now)?)
+            } else {
+                None
+            };
+            match (over, acted) {
+                (Budget::FirstOver, acted) => Done::Replied(slow_down(acted)),
+                (_, Some(r)) => Done::Acted(r.text),
+                (_, None) => Done::Nothing,
+            }
+        }
+        (Err(e), _) => Done::Replied(Reply {
+            text: text::clip(&e.to_string(), 1),
+            incident: None,
+        }),
+    };
+    if let Done::Replied(reply) = &done {
+        actions::queue_reply(conn, sender, reply, now)?;
+    }
+    Ok(done)
 }
 
 /// What an SMS command did in the store.
