@@ -248,11 +248,9 @@ fn oncall(s: &Snapshot) -> Markup {
     }
 }
 
+/// The health table: one row per part that pages (the pair's first, in a pair), each saying
+/// whether it works and, when not, why.
 fn health(s: &Snapshot) -> Markup {
-    let email_down = s
-        .paging
-        .as_ref()
-        .and_then(|p| p.down.iter().find(|(c, _)| *c == Channel::Email));
     // Pair hook: the pair's state, in a pair.
     #[cfg(feature = "ha")]
     let pair = crate::ha::pair::status_row();
@@ -262,72 +260,106 @@ fn health(s: &Snapshot) -> Markup {
         h2 { "Health" }
         table id="health" {
             (pair)
-            tr {
-                th { "Paging" }
-                td {
-                    @match &s.paging {
-                        None => "unknown",
-                        Some(p) if p.impaired() => span.down { "impaired: no channel can send" },
-                        Some(p) => span.up { "ready: " @for (n, c) in p.ready.iter().enumerate() { @if n > 0 { ", " } (c) } },
-                    }
-                    @if let Some(p) = &s.paging {
-                        @for (c, why) in &p.down { br; span.down { (c) " down: " (why) } }
-                    }
+            (paging_row(s))
+            (modem_row(s))
+            (email_row(s))
+            (standby_row(s))
+        }
+    }
+}
+
+/// Whether paging works: the channels ready, and each one down with its reason.
+fn paging_row(s: &Snapshot) -> Markup {
+    html! {
+        tr {
+            th { "Paging" }
+            td {
+                @match &s.paging {
+                    None => "unknown",
+                    Some(p) if p.impaired() => span.down { "impaired: no channel can send" },
+                    Some(p) => span.up { "ready: " @for (n, c) in p.ready.iter().enumerate() { @if n > 0 { ", " } (c) } },
+                }
+                @if let Some(p) = &s.paging {
+                    @for (c, why) in &p.down { br; span.down { (c) " down: " (why) } }
                 }
             }
-            tr {
-                th { "Modem" }
-                td id="modem" {
-                    @match &s.modem {
-                        ModemView::Disabled => "disabled",
-                        ModemView::Enabled { health } => {
-                            span class=(health.state.as_str()) { (health.state.as_str()) }
-                            @if !health.reason.is_empty() { ": " (health.reason) }
-                            " (since " (age(s.now, health.since)) " ago)"
-                            br;
-                            "Registered: " (if health.registration.is_registered() { "yes" } else { "no" })
-                            " (" (health.registration) "); operator: " (health.operator.as_deref().unwrap_or("unknown"))
-                            "; signal: " @match health.signal_dbm { Some(d) => { (d) " dBm" }, None => "unknown" }
-                            "; SIM: " (format!("{:?}", health.sim))
-                            br;
-                            "Last answer: " @match health.last_answer {
-                                Some(t) => { (age(s.now, t)) " ago" },
-                                None => "none yet",
-                            }
-                            @if health.not_answering(s.now).is_some() {
-                                " " span.down { "(not answering)" }
-                            }
-                            @if health.events_dropped > 0 {
-                                "; " span.down { (health.events_dropped) " modem events dropped (event backlog full)" }
-                            }
-                        },
-                    }
-                }
-            }
-            tr {
-                th { "Email" }
-                td id="email" {
-                    @if !s.email_enabled { "disabled" }
-                    @else if let Some((_, why)) = email_down { span.down { "down: " (why) } }
-                    @else { span.up { "ready" } }
-                }
-            }
-            @if let Some(sb) = s.standby.as_ref().filter(|sb| sb.enabled) {
-                tr {
-                    th { "Standby" }
-                    td id="standby" {
-                        "Cloud pager: "
-                        @match sb.reachability {
-                            crate::standby::Reachability::NotAsked => "not asked yet",
-                            crate::standby::Reachability::Reachable => span.up { "reachable" },
-                            crate::standby::Reachability::Unreachable { since } => span.down { "unreachable for " (age(s.now, since)) },
-                        }
-                        "; last answer: " @match sb.last_success {
+        }
+    }
+}
+
+/// The modem's readings as its driver last published them (a page load never sends it a command,
+/// which would queue in front of pages).
+fn modem_row(s: &Snapshot) -> Markup {
+    html! {
+        tr {
+            th { "Modem" }
+            td id="modem" {
+                @match &s.modem {
+                    ModemView::Disabled => "disabled",
+                    ModemView::Enabled { health } => {
+                        span class=(health.state.as_str()) { (health.state.as_str()) }
+                        @if !health.reason.is_empty() { ": " (health.reason) }
+                        " (since " (age(s.now, health.since)) " ago)"
+                        br;
+                        "Registered: " (if health.registration.is_registered() { "yes" } else { "no" })
+                        " (" (health.registration) "); operator: " (health.operator.as_deref().unwrap_or("unknown"))
+                        "; signal: " @match health.signal_dbm { Some(d) => { (d) " dBm" }, None => "unknown" }
+                        "; SIM: " (format!("{:?}", health.sim))
+                        br;
+                        "Last answer: " @match health.last_answer {
                             Some(t) => { (age(s.now, t)) " ago" },
                             None => "none yet",
                         }
-                        "; held: " (sb.held)
+                        @if health.not_answering(s.now).is_some() {
+                            " " span.down { "(not answering)" }
+                        }
+                        @if health.events_dropped > 0 {
+                            "; " span.down { (health.events_dropped) " modem events dropped (event backlog full)" }
+                        }
+                    },
+                }
+            }
+        }
+    }
+}
+
+/// Email: off, down (with the reason the paging-health task gave), or ready.
+fn email_row(s: &Snapshot) -> Markup {
+    let email_down = s
+        .paging
+        .as_ref()
+        .and_then(|p| p.down.iter().find(|(c, _)| *c == Channel::Email));
+    html! {
+        tr {
+            th { "Email" }
+            td id="email" {
+                @if !s.email_enabled { "disabled" }
+                @else if let Some((_, why)) = email_down { span.down { "down: " (why) } }
+                @else { span.up { "ready" } }
+            }
+        }
+    }
+}
+
+/// The standby behind a cloud pager, when one is configured: whether it answers and how many
+/// incidents it holds.
+fn standby_row(s: &Snapshot) -> Markup {
+    html! {
+        @if let Some(sb) = s.standby.as_ref().filter(|sb| sb.enabled) {
+            tr {
+                th { "Standby" }
+                td id="standby" {
+                    "Cloud pager: "
+                    @match sb.reachability {
+                        crate::standby::Reachability::NotAsked => "not asked yet",
+                        crate::standby::Reachability::Reachable => span.up { "reachable" },
+                        crate::standby::Reachability::Unreachable { since } => span.down { "unreachable for " (age(s.now, since)) },
                     }
+                    "; last answer: " @match sb.last_success {
+                        Some(t) => { (age(s.now, t)) " ago" },
+                        None => "none yet",
+                    }
+                    "; held: " (sb.held)
                 }
             }
         }
