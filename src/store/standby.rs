@@ -139,58 +139,12 @@ pub fn hold(
         .optional()?;
     let Some(standby) = standby else {
         if row.as_ref().is_some_and(|r| r.0 == "held") {
-            set_state(conn, inc.id, "paged")?;
-            event(
-                conn,
-                Some(inc.id),
-                now,
-                "standby",
-                None,
-                "the route is no longer in standby: paging",
-                None,
-            )?;
+            release_held(conn, inc.id, now)?;
         }
         return Ok(Hold::Page { reason: None });
     };
     match row {
-        None if first_step => {
-            let until = crate::clock::add(inc.first_seen, standby.grace);
-            conn.prepare_cached(
-                "INSERT INTO standby_holds (incident_id, route, state, opened_at, hold_until) \
-                 VALUES (?1,?2,'held',?3,?4)",
-            )?
-            .execute(params![
-                inc.id,
-                inc.route.as_deref().unwrap_or(""),
-                ms(inc.first_seen),
-                ms(until)
-            ])?;
-            if until > now {
-                event(
-                    conn,
-                    Some(inc.id),
-                    now,
-                    "standby",
-                    None,
-                    &format!(
-                        "held in standby: {} has until {} to get it acknowledged",
-                        standby.upstream.name(),
-                        until.format("%H:%M:%S UTC")
-                    ),
-                    Some(
-                        &serde_json::json!({ "upstream": standby.upstream.as_str(), "until": until }),
-                    ),
-                )?;
-                tracing::info!(incident = inc.id, upstream = standby.upstream.as_str(), until = %until, "page held in standby");
-                return Ok(Hold::Until(until));
-            }
-            end_hold(
-                conn,
-                inc.id,
-                &format!("{} had no time left in the grace", standby.upstream.name()),
-                now,
-            )
-        }
+        None if first_step => open_hold(conn, standby, inc, now),
         None => Ok(Hold::Page { reason: None }),
         Some((state, until, _)) if state == "held" && from_ms(until) > now => {
             Ok(Hold::Until(from_ms(until)))
@@ -208,6 +162,67 @@ pub fn hold(
         }
         Some(_) => Ok(Hold::Page { reason: None }),
     }
+}
+
+/// Opens the hold of `inc`'s first step: it ends `standby.grace` after the incident was first
+/// seen. A grace already over when the hold opens (the engine reached the step late) ends it at
+/// once, with the reason in the page.
+fn open_hold(
+    conn: &Connection,
+    standby: Standby,
+    inc: &Incident,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<Hold> {
+    let until = crate::clock::add(inc.first_seen, standby.grace);
+    conn.prepare_cached(
+        "INSERT INTO standby_holds (incident_id, route, state, opened_at, hold_until) \
+         VALUES (?1,?2,'held',?3,?4)",
+    )?
+    .execute(params![
+        inc.id,
+        inc.route.as_deref().unwrap_or(""),
+        ms(inc.first_seen),
+        ms(until)
+    ])?;
+    if until > now {
+        event(
+            conn,
+            Some(inc.id),
+            now,
+            "standby",
+            None,
+            &format!(
+                "held in standby: {} has until {} to get it acknowledged",
+                standby.upstream.name(),
+                until.format("%H:%M:%S UTC")
+            ),
+            Some(&serde_json::json!({ "upstream": standby.upstream.as_str(), "until": until })),
+        )?;
+        tracing::info!(incident = inc.id, upstream = standby.upstream.as_str(), until = %until, "page held in standby");
+        return Ok(Hold::Until(until));
+    }
+    end_hold(
+        conn,
+        inc.id,
+        &format!("{} had no time left in the grace", standby.upstream.name()),
+        now,
+    )
+}
+
+/// The route of a held incident is no longer in standby (a reload took it out): the hold ends
+/// and the escalation pages as on any other route.
+fn release_held(conn: &Connection, id: IncidentId, now: DateTime<Utc>) -> rusqlite::Result<()> {
+    set_state(conn, id, "paged")?;
+    event(
+        conn,
+        Some(id),
+        now,
+        "standby",
+        None,
+        "the route is no longer in standby: paging",
+        None,
+    )?;
+    Ok(())
 }
 
 fn end_hold(
