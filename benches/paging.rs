@@ -31,6 +31,7 @@
 //! another pagerbox binary, e.g. an older build for a before/after); under `cargo test` a small
 //! smoke run (the status-page phase then at a tenth of the modem timings).
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -56,40 +57,22 @@ fn main() {
     let pages: usize = env_or("PAGERBOX_BENCH_PAGES", if full { 200 } else { 10 });
     let storm_rate: u64 = env_or("PAGERBOX_BENCH_STORM_RATE", 1000);
     let idle_secs: u64 = env_or("PAGERBOX_BENCH_IDLE_SECS", if full { 60 } else { 2 });
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let link = dir.path().join("modem");
-    let sim = rt
-        .block_on(Simulator::start(SimConfig::fast(
-            SimProfile::Sim7600,
-            link.clone(),
-        )))
-        .unwrap();
-
-    let state = dir.path().join("state");
-    let config = dir.path().join("c.toml");
-    std::fs::write(&config, zero_delay_config(&state, &link)).unwrap();
-    let child = spawn_daemon(&config);
-    let http = http_of(&state);
-    // Wait for the modem to come up.
-    let agent = ureq::AgentBuilder::new().build();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let h: serde_json::Value = agent
-            .get(&format!("{http}/healthz"))
-            .call()
-            .map(|r| r.into_json().unwrap())
-            .unwrap_or_default();
-        if h["modem"]["state"] == "up" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "modem did not come up: {h}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let rig = Rig::start(
+        |link| SimConfig::fast(SimProfile::Sim7600, link),
+        zero_delay_config,
+        None,
+    );
+    // The directory first, so it is dropped last.
+    let Rig {
+        dir: _dir,
+        rt,
+        sim,
+        child,
+        config,
+        state,
+        http,
+        agent,
+    } = rig;
     if std::env::var("PAGERBOX_BENCH_ONLY").as_deref() == Ok("mixed") {
         drop(child);
         rt.block_on(sim.shutdown());
@@ -104,17 +87,8 @@ fn main() {
     }
     let probe = |n: usize| probe_page(&rt, &sim, &agent, &http, n);
     probe(0);
-    let report = |name: &str, mut lat: Vec<Duration>| {
-        lat.sort();
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        let p = |q: f64| ms(lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)]);
-        println!(
-            "{name:<28} n={:<5} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms",
-            lat.len(),
-            p(0.5),
-            p(0.99),
-            ms(*lat.last().unwrap())
-        );
+    let report = |name: &str, lat: Vec<Duration>| {
+        report_latency(name, lat);
     };
     let idle: Vec<Duration> = (1..=pages)
         .map(|n| {
@@ -274,28 +248,15 @@ const STATUS_PHASE_LIMIT: Duration = Duration::from_secs(900);
 /// The smoke run (`!full`) uses a tenth of those timings to keep the test suite quick.
 fn status_page_phase(pages: usize, full: bool) {
     let scale = if full { 1 } else { 10 };
-    let bin = std::env::var("PAGERBOX_BENCH_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_pagerbox").to_string());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let link = dir.path().join("modem");
-    let sim = rt
-        .block_on(Simulator::start(SimConfig {
+    let rig = Rig::start(
+        |link| SimConfig {
             command_delay: Duration::from_millis(200) / scale,
             sms_delay: Duration::from_secs(1) / scale,
-            ..SimConfig::fast(SimProfile::Sim7600, link.clone())
-        }))
-        .unwrap();
-    let state = dir.path().join("state");
-    let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[daemon]
+            ..SimConfig::fast(SimProfile::Sim7600, link)
+        },
+        |state, link| {
+            format!(
+                r#"[daemon]
 state_dir = "{}"
 [http]
 listen = "127.0.0.1:0"
@@ -323,95 +284,26 @@ wait = "1h"
 id = "probe"
 policy = "probe"
 "#,
-            state.display(),
-            link.display()
-        ),
-    )
-    .unwrap();
-    struct Reap(std::process::Child);
-    impl Drop for Reap {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let child = Reap(
-        Command::new(&bin)
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
+                state.display(),
+                link.display()
+            )
+        },
+        Some(Duration::from_secs(60)),
     );
-    let http = loop {
-        // The file may be read half-written: parse until it is whole.
-        let run = std::fs::read_to_string(state.join("run.json")).ok();
-        if let Some(v) = run.and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()) {
-            break format!("http://{}", v["http"].as_str().unwrap());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(60))
-        .build();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let h: serde_json::Value = agent
-            .get(&format!("{http}/healthz"))
-            .call()
-            .map(|r| r.into_json().unwrap())
-            .unwrap_or_default();
-        if h["modem"]["state"] == "up" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "modem did not come up: {h}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let Rig {
+        rt,
+        sim,
+        http,
+        agent,
+        ..
+    } = &rig;
+    // Pages slower than SLOW_PAGE are recorded as that long rather than stopping the phase.
     let probe = |n: usize| -> Duration {
-        let body = format!(
-            r#"{{"summary":"probe {n}","severity":"critical","service":"probe","dedup_key":"probe-{n}"}}"#
-        );
-        let r = agent
-            .post(&format!("{http}/v1/alerts"))
-            .set("Content-Type", "application/json")
-            .send_string(&body)
-            .unwrap();
-        let t202 = Utc::now();
-        let id = r.into_json::<serde_json::Value>().unwrap()["incident_id"]
-            .as_i64()
-            .unwrap();
-        let prefix = format!("#{id} ");
-        let deadline = Instant::now() + SLOW_PAGE;
-        loop {
-            let log = rt.block_on(sim.network_log()).unwrap();
-            if let Some(at) = log.iter().find_map(|e| match e {
-                NetworkEntry::SmsPart { at, text, .. } | NetworkEntry::Sms { at, text, .. }
-                    if text.starts_with(&prefix) =>
-                {
-                    Some(*at)
-                }
-                _ => None,
-            }) {
-                return (at - t202).to_std().unwrap_or(Duration::ZERO);
-            }
-            if Instant::now() >= deadline {
-                return SLOW_PAGE;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        wait_for_page(rt, sim, agent, http, n, SLOW_PAGE, Duration::from_millis(2))
+            .unwrap_or(SLOW_PAGE)
     };
-    let report = |name: &str, mut lat: Vec<Duration>| {
-        lat.sort();
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        let p = |q: f64| ms(lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)]);
-        println!(
-            "{name:<28} n={:<5} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms",
-            lat.len(),
-            p(0.5),
-            p(0.99),
-            ms(*lat.last().unwrap())
-        );
+    let report = |name: &str, lat: Vec<Duration>| {
+        report_latency(name, lat);
     };
     probe(0);
     let idle: Vec<Duration> = (1..=pages)
@@ -463,13 +355,12 @@ policy = "probe"
         &format!("{PAGE_CLIENTS} clients on /, stats, metrics ({rate:.0}/s):"),
         loaded,
     );
-    drop(child);
-    rt.block_on(sim.shutdown());
+    rig.stop();
 }
 
 /// The config of the zero-delay phases: a `probe` route (service `probe`) paging one person and
 /// a `storm` route for everything else paging another, both by SMS at once.
-fn zero_delay_config(state: &std::path::Path, link: &std::path::Path) -> String {
+fn zero_delay_config(state: &Path, link: &Path) -> String {
     format!(
         r#"[daemon]
 state_dir = "{}"
@@ -524,40 +415,31 @@ const MIXED_SENDERS: usize = 16;
 
 /// Page latency under mixed load (see the file's header), on its own daemon and simulator.
 fn mixed_phase(pages: usize, full: bool) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let link = dir.path().join("modem");
-    let sim = rt
-        .block_on(Simulator::start(SimConfig::fast(
-            SimProfile::Sim7600,
-            link.clone(),
-        )))
-        .unwrap();
-    let state = dir.path().join("state");
-    let config = dir.path().join("c.toml");
-    std::fs::write(&config, zero_delay_config(&state, &link)).unwrap();
-    let child = spawn_daemon(&config);
-    let http = http_of(&state);
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(30))
-        .build();
-    wait_modem(&agent, &http, true);
-    probe_page(&rt, &sim, &agent, &http, 0);
+    let rig = Rig::start(
+        |link| SimConfig::fast(SimProfile::Sim7600, link),
+        zero_delay_config,
+        Some(Duration::from_secs(30)),
+    );
+    let Rig {
+        rt,
+        sim,
+        http,
+        agent,
+        ..
+    } = &rig;
+    let (rt, sim, http) = (rt, sim, http.as_str());
+    probe_page(rt, sim, agent, http, 0);
 
     // The maximum now: unpaced senders over the 100 storm keys. Their first alerts open the
     // storm's 100 incidents (warnings: this config pages nobody for them), so what follows is
     // repeats, and the only pages are the probes'.
     let measure = Duration::from_secs(if full { 5 } else { 1 });
     let max = {
-        let load = IntakeLoad::start(&http, None);
+        let load = IntakeLoad::start(http, None);
         std::thread::sleep(measure);
         load.stop()
     };
-    wait_outbox_empty(&agent, &http);
+    wait_outbox_empty(agent, http);
     // PAGERBOX_BENCH_MIXED_SHARE and PAGERBOX_BENCH_MIXED_READERS (0 or 1) take the load apart.
     let target = max * env_or("PAGERBOX_BENCH_MIXED_SHARE", 0.5);
     let with_readers = env_or("PAGERBOX_BENCH_MIXED_READERS", 1) != 0;
@@ -588,12 +470,12 @@ fn mixed_phase(pages: usize, full: bool) {
             })
         })
         .collect();
-    let load = (target > 0.0).then(|| IntakeLoad::start(&http, Some(target)));
+    let load = (target > 0.0).then(|| IntakeLoad::start(http, Some(target)));
     std::thread::sleep(Duration::from_millis(500));
     let t0 = Instant::now();
     let lat: Vec<Duration> = (1..=pages)
         .map(|n| {
-            let d = probe_page(&rt, &sim, &agent, &http, 10_000 + n);
+            let d = probe_page(rt, sim, agent, http, 10_000 + n);
             std::thread::sleep(Duration::from_millis(20));
             d
         })
@@ -613,8 +495,7 @@ fn mixed_phase(pages: usize, full: bool) {
         p99,
         if p99 < 20.0 { "met" } else { "NOT met" }
     );
-    drop(child);
-    rt.block_on(sim.shutdown());
+    rig.stop();
 }
 
 /// Alert senders over the 100 storm keys, unpaced or sharing a total rate.
@@ -723,34 +604,111 @@ fn probe_page(
     http: &str,
     n: usize,
 ) -> Duration {
-    let body = format!(
-        r#"{{"summary":"probe {n}","severity":"critical","service":"probe","dedup_key":"probe-{n}"}}"#
-    );
-    let r = agent
-        .post(&format!("{http}/v1/alerts"))
-        .set("Content-Type", "application/json")
-        .send_string(&body)
-        .unwrap();
-    let t202 = Utc::now();
-    let id = r.into_json::<serde_json::Value>().unwrap()["incident_id"]
-        .as_i64()
-        .unwrap();
-    let prefix = format!("#{id} ");
-    let deadline = Instant::now() + Duration::from_secs(30);
+    wait_for_page(
+        rt,
+        sim,
+        agent,
+        http,
+        n,
+        Duration::from_secs(30),
+        Duration::from_micros(200),
+    )
+    .unwrap_or_else(|id| panic!("page #{id} did not arrive"))
+}
+
+/// [`probe_page`], polling the network log every `poll`; `Err(incident id)` when the SMS has
+/// not arrived after `patience`.
+fn wait_for_page(
+    rt: &tokio::runtime::Runtime,
+    sim: &SimHandle,
+    agent: &ureq::Agent,
+    http: &str,
+    n: usize,
+    patience: Duration,
+    poll: Duration,
+) -> Result<Duration, i64> {
+    let (id, t202) = alert(agent, http, &format!("probe {n}"), &format!("probe-{n}"));
+    let deadline = Instant::now() + patience;
     loop {
-        let log = rt.block_on(sim.network_log()).unwrap();
-        if let Some(at) = log.iter().find_map(|e| match e {
-            NetworkEntry::SmsPart { at, text, .. } | NetworkEntry::Sms { at, text, .. }
-                if text.starts_with(&prefix) =>
-            {
-                Some(*at)
-            }
-            _ => None,
-        }) {
-            return (at - t202).to_std().unwrap_or(Duration::ZERO);
+        if let Some(at) = sms_at(&rt.block_on(sim.network_log()).unwrap(), id) {
+            return Ok((at - t202).to_std().unwrap_or(Duration::ZERO));
         }
-        assert!(Instant::now() < deadline, "page #{id} did not arrive");
-        std::thread::sleep(Duration::from_micros(200));
+        if Instant::now() >= deadline {
+            return Err(id);
+        }
+        std::thread::sleep(poll);
+    }
+}
+
+/// When the (first part of the) SMS of incident `id` reached the network, if it has.
+fn sms_at(log: &[NetworkEntry], id: i64) -> Option<chrono::DateTime<Utc>> {
+    let prefix = format!("#{id} ");
+    log.iter().find_map(|e| match e {
+        NetworkEntry::SmsPart { at, text, .. } | NetworkEntry::Sms { at, text, .. }
+            if text.starts_with(&prefix) =>
+        {
+            Some(*at)
+        }
+        _ => None,
+    })
+}
+
+/// One phase's modem simulator and daemon, each of its own, started with the modem up. Fields
+/// drop in order: the daemon is killed before its directory goes.
+struct Rig {
+    rt: tokio::runtime::Runtime,
+    sim: SimHandle,
+    child: Reap,
+    config: PathBuf,
+    state: PathBuf,
+    http: String,
+    agent: ureq::Agent,
+    dir: tempfile::TempDir,
+}
+
+impl Rig {
+    /// Starts a simulator on `sim(link)` and a daemon on the config `config(state, link)`, and
+    /// waits until the daemon sees the modem up. `timeout`: the agent's, per request.
+    fn start(
+        sim: impl FnOnce(PathBuf) -> SimConfig,
+        config: impl FnOnce(&Path, &Path) -> String,
+        timeout: Option<Duration>,
+    ) -> Rig {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("modem");
+        let sim = rt.block_on(Simulator::start(sim(link.clone()))).unwrap();
+        let state = dir.path().join("state");
+        let config_path = dir.path().join("c.toml");
+        std::fs::write(&config_path, config(&state, &link)).unwrap();
+        let child = spawn_daemon(&config_path);
+        let http = http_of(&state);
+        let mut agent = ureq::AgentBuilder::new();
+        if let Some(t) = timeout {
+            agent = agent.timeout(t);
+        }
+        let agent = agent.build();
+        wait_modem(&agent, &http, true);
+        Rig {
+            rt,
+            sim,
+            child,
+            config: config_path,
+            state,
+            http,
+            agent,
+            dir,
+        }
+    }
+
+    /// Kills the daemon, then stops the simulator.
+    fn stop(self) {
+        drop(self.child);
+        self.rt.block_on(self.sim.shutdown());
     }
 }
 
@@ -764,7 +722,7 @@ impl Drop for Reap {
     }
 }
 
-fn spawn_daemon(config: &std::path::Path) -> Reap {
+fn spawn_daemon(config: &Path) -> Reap {
     let bin = std::env::var("PAGERBOX_BENCH_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_pagerbox").to_string());
     let child = Command::new(bin)
@@ -778,7 +736,7 @@ fn spawn_daemon(config: &std::path::Path) -> Reap {
 }
 
 /// The daemon's HTTP base URL, once it has written `run.json`.
-fn http_of(state: &std::path::Path) -> String {
+fn http_of(state: &Path) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(t) = std::fs::read_to_string(state.join("run.json")) {
@@ -810,18 +768,9 @@ fn wait_modem(agent: &ureq::Agent, http: &str, up: bool) -> chrono::DateTime<Utc
 
 /// When the SMS of incident `id` reached the network.
 fn cmgs_at(rt: &tokio::runtime::Runtime, sim: &SimHandle, id: i64) -> chrono::DateTime<Utc> {
-    let prefix = format!("#{id} ");
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        let log = rt.block_on(sim.network_log()).unwrap();
-        if let Some(at) = log.iter().find_map(|e| match e {
-            NetworkEntry::SmsPart { at, text, .. } | NetworkEntry::Sms { at, text, .. }
-                if text.starts_with(&prefix) =>
-            {
-                Some(*at)
-            }
-            _ => None,
-        }) {
+        if let Some(at) = sms_at(&rt.block_on(sim.network_log()).unwrap(), id) {
             return at;
         }
         assert!(Instant::now() < deadline, "page #{id} did not arrive");
@@ -829,9 +778,15 @@ fn cmgs_at(rt: &tokio::runtime::Runtime, sim: &SimHandle, id: i64) -> chrono::Da
     }
 }
 
-fn alert(agent: &ureq::Agent, http: &str, key: &str) -> (i64, chrono::DateTime<Utc>) {
+/// Posts a critical alert on the probe route; returns its incident id and when the 202 came.
+fn alert(
+    agent: &ureq::Agent,
+    http: &str,
+    summary: &str,
+    key: &str,
+) -> (i64, chrono::DateTime<Utc>) {
     let body = format!(
-        r#"{{"summary":"{key}","severity":"critical","service":"probe","dedup_key":"{key}"}}"#
+        r#"{{"summary":"{summary}","severity":"critical","service":"probe","dedup_key":"{key}"}}"#
     );
     let r = agent
         .post(&format!("{http}/v1/alerts"))
@@ -851,8 +806,8 @@ fn recovery(
     rt: &tokio::runtime::Runtime,
     sim: &SimHandle,
     child: Reap,
-    config: &std::path::Path,
-    state: &std::path::Path,
+    config: &Path,
+    state: &Path,
     rounds: usize,
 ) {
     let agent = ureq::AgentBuilder::new()
@@ -868,11 +823,8 @@ fn recovery(
         let _ = std::fs::remove_file(state.join("run.json"));
         child = Some(spawn_daemon(config));
         http = http_of(state);
-        let (id, t202) = alert(
-            &agent,
-            &http,
-            &format!("boot-{round}-{}", Utc::now().timestamp_millis()),
-        );
+        let key = format!("boot-{round}-{}", Utc::now().timestamp_millis());
+        let (id, t202) = alert(&agent, &http, &key, &key);
         let up = wait_modem(&agent, &http, true);
         let at = cmgs_at(rt, sim, id);
         println!(
@@ -888,11 +840,8 @@ fn recovery(
         rt.block_on(sim.fault(Fault::LoseRegistration { searching: true }))
             .unwrap();
         wait_modem(&agent, &http, false);
-        let (id, _) = alert(
-            &agent,
-            &http,
-            &format!("outage-{round}-{}", Utc::now().timestamp_millis()),
-        );
+        let key = format!("outage-{round}-{}", Utc::now().timestamp_millis());
+        let (id, _) = alert(&agent, &http, &key, &key);
         // Long enough for the page to go round SMS -> voice and back off.
         std::thread::sleep(Duration::from_secs(3));
         let healed = Utc::now();
