@@ -252,7 +252,7 @@ fn hostile_times_and_durations_never_stop_the_store() {
             assert_eq!(code, 400, "since {x:?}: {v}");
         }
     }
-    // The exact request that used to stop the store thread.
+    // A span whose sum with now is past the calendar: refused with 400, never a stop of the store thread.
     let (code, v) = d.get("/v1/silences?recent=300000y");
     assert_eq!(code, 400, "{v}");
     assert!(message(&v).contains("too long"), "{v}");

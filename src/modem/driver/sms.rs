@@ -526,7 +526,7 @@ mod tests {
         let t = parse_text_timestamp("26/03/29,01:30:00-20").unwrap();
         assert_eq!(t.to_rfc3339(), "2026-03-29T01:30:00-05:00");
         assert!(parse_text_timestamp("garbage").is_none());
-        // Garbled lines that used to overflow the arithmetic.
+        // Garbled lines whose offsets overflow unchecked arithmetic: refused, never a panic.
         for bad in [
             "26/11/22,10:00:00+99999999",
             "26/11/22,10:00:00-2147483648",

@@ -14,10 +14,10 @@ use crate::modem::fake::{FakeModem, Script, ScriptedOpener};
 use crate::modem::pdu::{self, DeliveryOutcome, SubmitOptions};
 use crate::modem::profile::ProfileChoice;
 
-/// TS 23.040-style DELIVER from the issue: "How are you?" from +31641600986 via +31624000000.
+/// A TS 23.040-style DELIVER vector: "How are you?" from +31641600986 via +31624000000.
 const DELIVER: &str =
     "07911326040000F0040B911346610089F60000208062917314480CC8F71D14969741F977FD07";
-/// STATUS-REPORT TPDU from the issue: reference 4 to +4915259911630, delivered.
+/// A STATUS-REPORT TPDU vector: reference 4 to +4915259911630, delivered.
 const REPORT: &str = "06040D91945152991136F00160124130340A0160124130940A00";
 
 fn settings() -> Settings {
