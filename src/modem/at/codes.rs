@@ -163,6 +163,16 @@ fn code_of(table: &[(u16, &str)], text: &str) -> Option<u16> {
         .map(|(c, _)| *c)
 }
 
+/// Reads the part after `+CME ERROR:` or `+CMS ERROR:`: a number, or verbose text that `table`
+/// maps back to one; `Err` with the text as sent when the table does not know it.
+fn read_code(table: &[(u16, &str)], body: &str) -> Result<u16, String> {
+    let body = body.trim();
+    if let Ok(n) = body.parse::<u16>() {
+        return Ok(n);
+    }
+    code_of(table, body).ok_or_else(|| body.to_string())
+}
+
 /// A `+CME ERROR` value: a known or unknown number, or verbose text that matched no number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CmeError {
@@ -184,13 +194,9 @@ pub enum CmsError {
 impl CmeError {
     /// Parses the part after `+CME ERROR:`: a number or verbose text.
     pub fn parse(body: &str) -> Self {
-        let body = body.trim();
-        if let Ok(n) = body.parse::<u16>() {
-            return Self::Code(n);
-        }
-        match code_of(CME_NAMES, body) {
-            Some(n) => Self::Code(n),
-            None => Self::Text(body.to_string()),
+        match read_code(CME_NAMES, body) {
+            Ok(n) => Self::Code(n),
+            Err(text) => Self::Text(text),
         }
     }
 
@@ -223,13 +229,9 @@ impl CmeError {
 impl CmsError {
     /// Parses the part after `+CMS ERROR:`: a number or verbose text.
     pub fn parse(body: &str) -> Self {
-        let body = body.trim();
-        if let Ok(n) = body.parse::<u16>() {
-            return Self::Code(n);
-        }
-        match code_of(CMS_NAMES, body) {
-            Some(n) => Self::Code(n),
-            None => Self::Text(body.to_string()),
+        match read_code(CMS_NAMES, body) {
+            Ok(n) => Self::Code(n),
+            Err(text) => Self::Text(text),
         }
     }
 

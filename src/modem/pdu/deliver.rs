@@ -5,7 +5,7 @@ use chrono::{DateTime, FixedOffset};
 
 use super::address::Address;
 use super::concat::{natural_encoding, split, ConcatInfo, MAX_PARTS};
-use super::reader::{to_hex, Reader};
+use super::reader::Reader;
 use super::time::{decode_timestamp, encode_timestamp};
 use super::userdata::{dcs_for, decode_user_data, encode_user_data, parse_dcs};
 use super::{EncodedPdu, Encoding, PduError};
@@ -85,12 +85,7 @@ pub fn encode_deliver(
             tpdu.push(dcs_for(encoding));
             tpdu.extend_from_slice(&scts);
             encode_user_data(part, encoding, concat.as_ref(), &mut tpdu)?;
-            let mut pdu = smsc_field.clone();
-            pdu.extend_from_slice(&tpdu);
-            Ok(EncodedPdu {
-                hex: to_hex(&pdu),
-                tpdu_len: tpdu.len(),
-            })
+            Ok(EncodedPdu::new(&smsc_field, &tpdu))
         })
         .collect()
 }

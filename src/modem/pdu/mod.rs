@@ -82,6 +82,20 @@ pub struct EncodedPdu {
     pub tpdu_len: usize,
 }
 
+impl EncodedPdu {
+    /// `tpdu` behind the SMSC field `smsc` (`[0]`: the SIM's SMSC), so the length the command
+    /// takes is counted the same way for every kind of PDU.
+    fn new(smsc: &[u8], tpdu: &[u8]) -> EncodedPdu {
+        let mut pdu = Vec::with_capacity(smsc.len() + tpdu.len());
+        pdu.extend_from_slice(smsc);
+        pdu.extend_from_slice(tpdu);
+        EncodedPdu {
+            hex: reader::to_hex(&pdu),
+            tpdu_len: tpdu.len(),
+        }
+    }
+}
+
 /// A decoded PDU.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pdu {

@@ -4,7 +4,7 @@
 use chrono::{DateTime, FixedOffset};
 
 use super::address::Address;
-use super::reader::{to_hex, Reader};
+use super::reader::Reader;
 use super::time::{decode_timestamp, encode_timestamp};
 use super::{EncodedPdu, PduError};
 
@@ -72,12 +72,7 @@ pub fn encode_status_report(
     tpdu.extend_from_slice(&encode_timestamp(&sc_time)?);
     tpdu.extend_from_slice(&encode_timestamp(&discharge)?);
     tpdu.push(status);
-    let mut pdu = vec![0];
-    pdu.extend_from_slice(&tpdu);
-    Ok(EncodedPdu {
-        hex: to_hex(&pdu),
-        tpdu_len: tpdu.len(),
-    })
+    Ok(EncodedPdu::new(&[0], &tpdu))
 }
 
 /// Decode an SMS-STATUS-REPORT TPDU. Optional trailing parameters (TP-PI and what it

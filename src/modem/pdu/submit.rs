@@ -3,7 +3,7 @@
 
 use super::address::{Address, AddressKind};
 use super::concat::{natural_encoding, split, ConcatInfo, MAX_PARTS};
-use super::reader::{to_hex, Reader};
+use super::reader::Reader;
 use super::time::{
     decode_timestamp, relative_validity_duration, relative_validity_octet, Validity,
 };
@@ -120,12 +120,7 @@ pub fn encode_submit(
                 tpdu.push(vp);
             }
             encode_user_data(part, encoding, concat.as_ref(), &mut tpdu)?;
-            let mut pdu = smsc.clone();
-            pdu.extend_from_slice(&tpdu);
-            Ok(EncodedPdu {
-                hex: to_hex(&pdu),
-                tpdu_len: tpdu.len(),
-            })
+            Ok(EncodedPdu::new(&smsc, &tpdu))
         })
         .collect()
 }
