@@ -14,19 +14,7 @@ const ALICE: &str = "+4915112345678";
 fn config(interval: &str, grace: &str) -> String {
     format!(
         r#"
-[[users]]
-id = "alice"
-phone = "{ALICE}"
-[[users.rules]]
-channel = "sms"
-after = "0s"
-
-[[policies]]
-id = "p"
-[[policies.steps]]
-users = ["alice"]
-wait = "60s"
-
+{alice}
 [[routes]]
 id = "db"
 policy = "p"
@@ -43,7 +31,8 @@ grace = "{grace}"
 route = "watchdog"
 summary = "the watchdog went quiet"
 service = "monitoring"
-"#
+"#,
+        alice = util::alice_paged_by("p", ALICE, "60s")
     )
 }
 

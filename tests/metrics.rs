@@ -104,32 +104,15 @@ fn config(sim: &ExternalSim) -> String {
     // exactly one page goes out.
     format!(
         r#"
-[modem]
-device = "{link}"
-profile = "sim7600"
-command_timeout = "2s"
-sms_timeout = "5s"
-health_interval = "1s"
-
-[[users]]
-id = "alice"
-phone = "{ALICE}"
-[[users.rules]]
-channel = "sms"
-after = "0s"
-
-[[policies]]
-id = "default"
-[[policies.steps]]
-users = ["alice"]
-wait = "10m"
-
+{modem}
+{alice}
 [[routes]]
 id = "db"
 policy = "default"
 match = {{ service = "db" }}
 "#,
-        link = sim.link.display()
+        modem = util::fast_modem(sim),
+        alice = util::alice_paged_by("default", ALICE, "10m")
     )
 }
 

@@ -434,37 +434,20 @@ const ALICE: &str = "+4915100000011";
 fn paging_config(sim: &ExternalSim, outbound: &str) -> String {
     format!(
         r#"
-[modem]
-device = "{link}"
-profile = "sim7600"
-command_timeout = "2s"
-sms_timeout = "5s"
-health_interval = "1s"
-
+{modem}
 [paging]
 # Each incident gets its own page (no grouping into a digest), so both pages are comparable.
 group_window = "0s"
 
-[[users]]
-id = "alice"
-phone = "{ALICE}"
-[[users.rules]]
-channel = "sms"
-after = "0s"
-
-[[policies]]
-id = "default"
-[[policies.steps]]
-users = ["alice"]
-wait = "10m"
-
+{alice}
 [[routes]]
 id = "default"
 policy = "default"
 
 {outbound}
 "#,
-        link = sim.link.display()
+        modem = util::fast_modem(sim),
+        alice = util::alice_paged_by("default", ALICE, "10m"),
     )
 }
 

@@ -28,13 +28,7 @@ fn config_with(sim: &ExternalSim, smtp: Option<&Smtp>, paging: &str, voice: bool
     let email = smtp.map(Smtp::email_table).unwrap_or_default();
     format!(
         r#"
-[modem]
-device = "{link}"
-profile = "sim7600"
-command_timeout = "2s"
-sms_timeout = "5s"
-health_interval = "1s"
-ring_for = "3s"
+{modem}ring_for = "3s"
 
 {email}
 
@@ -80,7 +74,7 @@ wait = "60s"
 id = "default"
 policy = "default"
 "#,
-        link = sim.link.display()
+        modem = util::fast_modem(sim)
     )
 }
 

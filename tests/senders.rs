@@ -19,13 +19,7 @@ fn config(sim: &ExternalSim, smtp: Option<&Smtp>) -> String {
     let email = smtp.map(Smtp::email_table).unwrap_or_default();
     format!(
         r#"
-[modem]
-device = "{link}"
-profile = "sim7600"
-command_timeout = "2s"
-sms_timeout = "5s"
-health_interval = "1s"
-delivery_reports = false
+{modem}delivery_reports = false
 
 {email}
 
@@ -52,7 +46,7 @@ wait = "1h"
 id = "default"
 policy = "default"
 "#,
-        link = sim.link.display()
+        modem = util::fast_modem(sim)
     )
 }
 

@@ -188,29 +188,11 @@ fn answer(r: &HttpRequest, known: &HashMap<String, Known>) -> (u16, String) {
 fn config(sim: &ExternalSim, standby: &str, routes: &str) -> String {
     format!(
         r#"
-[modem]
-device = "{link}"
-profile = "sim7600"
-command_timeout = "2s"
-sms_timeout = "5s"
-health_interval = "1s"
-
+{modem}
 [paging]
 group_window = "0s"
 
-[[users]]
-id = "alice"
-phone = "{PAGER_PHONE}"
-[[users.rules]]
-channel = "sms"
-after = "0s"
-
-[[policies]]
-id = "default"
-[[policies.steps]]
-users = ["alice"]
-wait = "10m"
-
+{alice}
 [[routes]]
 id = "web"
 policy = "default"
@@ -229,7 +211,8 @@ poll_interval = "300ms"
 {timeout}
 {standby}
 "#,
-        link = sim.link.display(),
+        modem = util::fast_modem(sim),
+        alice = util::alice_paged_by("default", PAGER_PHONE, "10m"),
         timeout = if standby.contains("timeout =") {
             ""
         } else {

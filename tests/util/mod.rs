@@ -608,17 +608,40 @@ policy = "p"
 pub fn one_pager_config(sim: &ExternalSim, wait: &str, extra: &str) -> String {
     format!(
         r#"
-[modem]
-device = "{link}"
-profile = "sim7600"
-command_timeout = "2s"
-sms_timeout = "5s"
-health_interval = "1s"
-ring_for = "3s"
+{modem}ring_for = "3s"
 {people}{extra}
 "#,
-        link = sim.link.display(),
+        modem = fast_modem(sim),
         people = on_call(PAGER_PHONE, SMS_AT_ONCE, wait),
+    )
+}
+
+/// `[modem]` on `sim` with fast timings: an AT command may take 2 s, a submit 5 s, and health is
+/// polled every second, so a test sees the modem up or down at once. Lines that follow without
+/// a table header of their own still belong to `[modem]`.
+pub fn fast_modem(sim: &ExternalSim) -> String {
+    format!(
+        "[modem]\ndevice = \"{}\"\nprofile = \"sim7600\"\ncommand_timeout = \"2s\"\n\
+         sms_timeout = \"5s\"\nhealth_interval = \"1s\"\n",
+        sim.link.display()
+    )
+}
+
+/// User `alice` at `phone`, paged by SMS at once by the one step of policy `policy`, which names
+/// her and waits `wait` before it would repeat. The routes are the caller's.
+pub fn alice_paged_by(policy: &str, phone: &str, wait: &str) -> String {
+    format!(
+        r#"
+[[users]]
+id = "alice"
+phone = "{phone}"
+{SMS_AT_ONCE}
+[[policies]]
+id = "{policy}"
+[[policies.steps]]
+users = ["alice"]
+wait = "{wait}"
+"#
     )
 }
 
