@@ -3,13 +3,46 @@
 //! Schedules change at local midnight and across DST, and escalation waits minutes; tests cannot
 //! wait for either. Logic takes `now` from a [`Clock`] (or as an argument) and never calls
 //! `Utc::now()` itself. Delays use `tokio::time`, which tests can pause.
+//!
+//! A task that sleeps until a wall-clock instant (an escalation step, a heartbeat deadline, a
+//! page's retry) sleeps for the span it computed from `now`, and also wakes on the clock's
+//! [`Steps`]: a test clock that jumps past the instant ends the sleep at once, where the span
+//! computed before the jump would not. The system clock is never stepped, so for it the sleep
+//! is the plain `tokio::time` one.
+//!
+//! The real binary runs on a test clock only in `fault-injection` builds started with
+//! `PAGERBOX_TEST_CLOCK` (see [`from_env`]), so the end-to-end tests can move it with
+//! `POST /v1/clock` instead of waiting for minutes to pass.
 
 use chrono::{DateTime, TimeDelta, Utc};
+use tokio::sync::watch;
 
 /// A source of wall-clock time.
 pub trait Clock: Send + Sync + 'static {
     /// The current instant.
     fn now(&self) -> DateTime<Utc>;
+
+    /// Fires each time the clock is stepped. The system clock never is.
+    fn steps(&self) -> Steps {
+        Steps(None)
+    }
+}
+
+/// The steps of a clock, for a task to wait on beside its sleep (see the module docs).
+#[derive(Debug)]
+pub struct Steps(Option<watch::Receiver<()>>);
+
+impl Steps {
+    /// Returns after the clock was stepped since this was made or last returned; never, for a
+    /// clock that is not stepped.
+    pub async fn stepped(&mut self) {
+        if let Some(rx) = self.0.as_mut() {
+            if rx.changed().await.is_ok() {
+                return;
+            }
+        }
+        std::future::pending().await
+    }
 }
 
 /// The system clock.
@@ -31,6 +64,7 @@ impl Clock for SystemClock {
 #[derive(Debug, Clone)]
 pub struct ManualClock {
     now: std::sync::Arc<std::sync::Mutex<DateTime<Utc>>>,
+    steps: std::sync::Arc<watch::Sender<()>>,
 }
 
 #[cfg(any(test, feature = "testkit"))]
@@ -39,18 +73,23 @@ impl ManualClock {
     pub fn new(start: DateTime<Utc>) -> Self {
         Self {
             now: std::sync::Arc::new(std::sync::Mutex::new(start)),
+            steps: std::sync::Arc::new(watch::channel(()).0),
         }
     }
 
     /// Moves the clock to `t` (backwards too, to model an NTP step).
     pub fn set(&self, t: DateTime<Utc>) {
         *self.now.lock().expect("clock mutex poisoned") = t;
+        self.steps.send_replace(());
     }
 
     /// Moves the clock forward by `d`.
     pub fn advance(&self, d: chrono::Duration) {
-        let mut now = self.now.lock().expect("clock mutex poisoned");
-        *now = add_signed(*now, d);
+        {
+            let mut now = self.now.lock().expect("clock mutex poisoned");
+            *now = add_signed(*now, d);
+        }
+        self.steps.send_replace(());
     }
 }
 
@@ -59,6 +98,89 @@ impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         *self.now.lock().expect("clock mutex poisoned")
     }
+
+    fn steps(&self) -> Steps {
+        Steps(Some(self.steps.subscribe()))
+    }
+}
+
+/// The real binary's test clock: the system clock plus an offset that only grows, so a daemon
+/// under test runs at wall-clock speed and a test jumps it forward past a deadline instead of
+/// sleeping until it (`fault-injection` builds only).
+#[cfg(feature = "fault-injection")]
+#[derive(Debug)]
+pub struct SteppedClock {
+    ahead: std::sync::Mutex<TimeDelta>,
+    steps: watch::Sender<()>,
+}
+
+#[cfg(feature = "fault-injection")]
+impl SteppedClock {
+    /// A clock `ahead` of the system clock.
+    pub fn new(ahead: TimeDelta) -> Self {
+        Self {
+            ahead: std::sync::Mutex::new(ahead),
+            steps: watch::channel(()).0,
+        }
+    }
+
+    /// Jumps the clock forward by `d` and wakes every task waiting on its steps. Returns the new
+    /// instant.
+    pub fn advance(&self, d: TimeDelta) -> DateTime<Utc> {
+        {
+            let mut ahead = self.ahead.lock().unwrap_or_else(|p| p.into_inner());
+            *ahead = ahead.checked_add(&d).unwrap_or(TimeDelta::MAX);
+        }
+        self.steps.send_replace(());
+        self.now()
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+impl Clock for SteppedClock {
+    fn now(&self) -> DateTime<Utc> {
+        add_signed(
+            Utc::now(),
+            *self.ahead.lock().unwrap_or_else(|p| p.into_inner()),
+        )
+    }
+
+    fn steps(&self) -> Steps {
+        Steps(Some(self.steps.subscribe()))
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+static TEST_CLOCK: std::sync::OnceLock<std::sync::Arc<SteppedClock>> = std::sync::OnceLock::new();
+
+/// The clock the daemon runs on: a [`SteppedClock`] when this is a `fault-injection` build
+/// started with `PAGERBOX_TEST_CLOCK` (a duration such as `0s` or `90m`: how far ahead of the
+/// system clock it starts, so a restarted daemon resumes where the test had moved it), else
+/// `None` and the daemon uses the system clock. A value that does not parse is an error: a test
+/// that asked for a test clock must not silently run on the system clock.
+pub fn from_env() -> Result<Option<std::sync::Arc<dyn Clock>>, String> {
+    #[cfg(feature = "fault-injection")]
+    {
+        let Ok(text) = std::env::var("PAGERBOX_TEST_CLOCK") else {
+            return Ok(None);
+        };
+        let ahead = humantime::parse_duration(text.trim())
+            .map_err(|e| format!("PAGERBOX_TEST_CLOCK={text}: {e}"))?;
+        let clock = TEST_CLOCK
+            .get_or_init(|| std::sync::Arc::new(SteppedClock::new(delta(ahead))))
+            .clone();
+        tracing::warn!(ahead = %text, "running on the test clock (PAGERBOX_TEST_CLOCK)");
+        Ok(Some(clock))
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    Ok(None)
+}
+
+/// Jumps the daemon's test clock forward by `d` (`POST /v1/clock`); `None` when the daemon runs
+/// on the system clock.
+#[cfg(feature = "fault-injection")]
+pub fn advance_test_clock(d: std::time::Duration) -> Option<DateTime<Utc>> {
+    TEST_CLOCK.get().map(|c| c.advance(delta(d)))
 }
 
 // Checked time arithmetic.
@@ -118,6 +240,47 @@ mod tests {
         assert_eq!(c.now(), t0 + chrono::Duration::minutes(90));
         c.set(t0);
         assert_eq!(c.now(), t0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_step_ends_a_sleep_the_system_clock_never_does() {
+        let t0 = Utc.with_ymd_and_hms(2026, 3, 29, 0, 30, 0).unwrap();
+        let c = ManualClock::new(t0);
+        let mut steps = c.steps();
+        let mover = c.clone();
+        let start = tokio::time::Instant::now();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            mover.advance(chrono::Duration::hours(1));
+        });
+        tokio::select! {
+            _ = steps.stepped() => {}
+            _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => panic!("slept through the step"),
+        }
+        assert_eq!(start.elapsed(), std::time::Duration::from_secs(5));
+        let mut never = SystemClock.steps();
+        let r = tokio::time::timeout(std::time::Duration::from_secs(3600), never.stepped()).await;
+        assert!(r.is_err(), "the system clock is never stepped");
+    }
+
+    #[cfg(feature = "fault-injection")]
+    #[test]
+    fn the_stepped_clock_runs_with_the_system_clock_plus_its_steps() {
+        let c = SteppedClock::new(TimeDelta::hours(1));
+        let mut steps = c.steps();
+        let before = Utc::now();
+        let t = c.advance(TimeDelta::minutes(30));
+        assert!(t >= before + TimeDelta::minutes(90));
+        assert!(t < Utc::now() + TimeDelta::minutes(91));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(5), steps.stepped())
+                .await
+                .expect("a step wakes its waiters");
+        });
     }
 
     #[test]

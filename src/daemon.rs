@@ -83,13 +83,16 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
-    warn_unreachable(&loaded.config, SystemClock.now());
+    let clock = crate::clock::from_env()
+        .map_err(anyhow::Error::msg)?
+        .unwrap_or_else(|| Arc::new(SystemClock));
+    warn_unreachable(&loaded.config, clock.now());
     // Started anyway, so the channels that work keep paging; the broken part shows in the log
     // and (for a channel) in /healthz. `check` and a reload refuse such a file.
     for e in &loaded.impaired {
         tracing::error!("config problem, running impaired: {e}");
     }
-    run_with(loaded.config, Arc::new(SystemClock)).await
+    run_with(loaded.config, clock).await
 }
 
 /// Logs every way `config` can leave someone unpaged (routes whose alerts reach nobody, on-call

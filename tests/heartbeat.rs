@@ -1,9 +1,19 @@
 //! End-to-end heartbeat monitors (dead-man's switches): the real binary, real HTTP and UDP on
-//! 127.0.0.1, short intervals.
+//! 127.0.0.1. Monitors have minute-long windows and the daemon runs on the test clock: a test
+//! moves it to just short of a deadline (nothing fires), then past it (the monitor fires).
 
 mod util;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+/// A monitor's window in these tests: `interval` 1m plus `grace` 1m.
+const WINDOW: Duration = Duration::from_secs(120);
+/// How long a check that nothing happened watches for it, after a clock step.
+const QUIET: Duration = Duration::from_millis(500);
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
 
 use serde_json::{json, Value};
 use util::{Daemon, ExternalSim};
@@ -73,23 +83,27 @@ fn ping(d: &Daemon) -> (u16, Value) {
 
 #[test]
 fn a_missed_heartbeat_opens_one_incident_on_its_route_and_a_ping_resolves_it() {
-    let d = Daemon::start(&config("1s", "1s"));
-    let started = Instant::now();
+    let mut d = Daemon::start_clocked(&config("1m", "1m"));
+    // Past the interval, inside the grace: not yet.
+    d.advance(secs(90));
+    d.hold(QUIET, "fired before interval + grace", || {
+        open_heartbeat_incident(&d).is_none()
+    });
+    d.advance(secs(31));
     let inc = d.wait_for(10, "the heartbeat incident", || open_heartbeat_incident(&d));
-    assert!(
-        started.elapsed() >= Duration::from_millis(1500),
-        "fired before interval + grace"
-    );
     assert_eq!(inc["route"], "watchdog");
     assert_eq!(inc["summary"], "the watchdog went quiet");
     assert_eq!(inc["service"], "monitoring");
     assert_eq!(inc["severity"], "critical");
     assert_eq!(monitor(&d)["state"], "late");
     // Still late a few windows later: one incident, not one per window.
-    std::thread::sleep(Duration::from_secs(3));
-    let all = heartbeat_incidents(&d);
-    assert_eq!(all.len(), 1, "{all:?}");
-    assert_eq!(all[0]["alert_count"], 1);
+    for _ in 0..3 {
+        d.advance(WINDOW);
+    }
+    d.hold(QUIET, "one incident, not one per window", || {
+        let all = heartbeat_incidents(&d);
+        all.len() == 1 && all[0]["alert_count"] == 1
+    });
 
     let (code, v) = ping(&d);
     assert_eq!(code, 202, "{v}");
@@ -100,12 +114,15 @@ fn a_missed_heartbeat_opens_one_incident_on_its_route_and_a_ping_resolves_it() {
     let m = monitor(&d);
     assert_eq!(m["state"], "ok");
     assert_eq!(m["pings"], 1);
-    // Keep pinging: nothing new opens.
+    // Keep pinging, each time past the interval but inside the grace: nothing new opens,
+    // though the last window ends long after the first ping's.
     for _ in 0..6 {
-        std::thread::sleep(Duration::from_millis(500));
+        d.advance(secs(90));
         assert_eq!(ping(&d).0, 202);
     }
-    assert!(open_heartbeat_incident(&d).is_none());
+    d.hold(QUIET, "a pinged monitor fired", || {
+        open_heartbeat_incident(&d).is_none()
+    });
 }
 
 #[test]
@@ -114,9 +131,10 @@ fn the_missed_heartbeat_pages_like_any_alert_on_its_route() {
     let extra = format!(
         "[modem]\ndevice = \"{}\"\nprofile = \"sim7600\"\ncommand_timeout = \"2s\"\nhealth_interval = \"1s\"\n{}",
         sim.link.display(),
-        config("1s", "1s")
+        config("1m", "1m")
     );
-    let d = Daemon::start(&extra);
+    let mut d = Daemon::start_clocked(&extra);
+    d.advance(WINDOW + secs(1));
     let inc = d.wait_for(10, "the heartbeat incident", || open_heartbeat_incident(&d));
     let sms = d.wait_for(30, "the page SMS", || sim.sms_to(ALICE).into_iter().next());
     let id = &inc["id"];
@@ -128,7 +146,8 @@ fn the_missed_heartbeat_pages_like_any_alert_on_its_route() {
 
 #[test]
 fn udp_heartbeat_lines_ping_and_resolve() {
-    let d = Daemon::start(&config("1s", "1s"));
+    let mut d = Daemon::start_clocked(&config("1m", "1m"));
+    d.advance(WINDOW + secs(1));
     let inc = d.wait_for(10, "the heartbeat incident", || open_heartbeat_incident(&d));
     d.udp_send(b"heartbeat hb\n");
     d.wait_for(5, "the udp ping to resolve it", || {
@@ -138,12 +157,17 @@ fn udp_heartbeat_lines_ping_and_resolve() {
     let m = monitor(&d);
     assert_eq!(m["state"], "ok");
     assert_eq!(m["last_ping_from"], "127.0.0.1");
-    // Pinging over UDP every half second keeps it quiet.
-    for _ in 0..8 {
+    // Pinging over UDP inside every window keeps it quiet.
+    for n in 2..10 {
         d.udp_send(b"heartbeat hb");
-        std::thread::sleep(Duration::from_millis(500));
+        d.wait_for(5, "the udp ping", || {
+            (monitor(&d)["pings"] == n).then_some(())
+        });
+        d.advance(secs(90));
     }
-    assert!(open_heartbeat_incident(&d).is_none());
+    d.hold(QUIET, "a monitor pinged over UDP fired", || {
+        open_heartbeat_incident(&d).is_none()
+    });
     assert_eq!(heartbeat_incidents(&d).len(), 1);
 }
 
@@ -182,27 +206,22 @@ fn unknown_heartbeat_is_404_and_pings_need_the_token_when_configured() {
 
 #[test]
 fn a_restart_shorter_than_the_interval_does_not_fire() {
-    let mut d = Daemon::start(&config("3s", "1s"));
+    let mut d = Daemon::start_clocked(&config("1m", "1m"));
     assert_eq!(ping(&d).0, 202);
-    let pinged = Instant::now();
-    std::thread::sleep(Duration::from_millis(2500));
+    d.advance(secs(100));
     d.stop();
-    // Down across the deadline (ping + 4s), for less than the interval.
-    while pinged.elapsed() < Duration::from_millis(4300) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // Down across the deadline (ping + 2m), for less than the interval.
+    d.advance(secs(55));
     d.spawn();
-    let restarted = Instant::now();
     // One full window from the restart before it counts as missed.
-    while restarted.elapsed() < Duration::from_millis(3500) {
-        assert!(
-            open_heartbeat_incident(&d).is_none(),
-            "fired {:?} after a short restart",
-            restarted.elapsed()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    d.advance(WINDOW - secs(10));
+    d.hold(
+        QUIET,
+        "fired inside the window after a short restart",
+        || open_heartbeat_incident(&d).is_none(),
+    );
     // But the monitor is still watched: with no ping it fires after that window.
+    d.advance(secs(11));
     d.wait_for(5, "the incident after the extended window", || {
         open_heartbeat_incident(&d)
     });
@@ -210,17 +229,14 @@ fn a_restart_shorter_than_the_interval_does_not_fire() {
 
 #[test]
 fn down_longer_than_the_interval_is_reported_at_restart() {
-    let mut d = Daemon::start(&config("2s", "1s"));
+    let mut d = Daemon::start_clocked(&config("1m", "1m"));
     assert_eq!(ping(&d).0, 202);
     d.kill9();
-    std::thread::sleep(Duration::from_secs(4));
+    // Down for two intervals.
+    d.advance(secs(120));
     d.spawn();
-    let restarted = Instant::now();
+    // At once: the clock does not move again, so another window would never end.
     let inc = d.wait_for(5, "the incident at restart", || open_heartbeat_incident(&d));
-    assert!(
-        restarted.elapsed() < Duration::from_secs(2),
-        "should fire at once, not after another window"
-    );
     let (_, shown) = d.get(&format!("/v1/incidents/{}", inc["id"]));
     let reason = shown["incident"]["details"]["reason"].as_str().unwrap();
     assert!(reason.contains("pagerbox was down"), "{reason}");
@@ -230,14 +246,16 @@ fn down_longer_than_the_interval_is_reported_at_restart() {
 
 #[test]
 fn state_survives_a_restart() {
-    let mut d = Daemon::start(&config("1s", "1s"));
+    let mut d = Daemon::start_clocked(&config("1m", "1m"));
+    d.advance(WINDOW + secs(1));
     let inc = d.wait_for(10, "the heartbeat incident", || open_heartbeat_incident(&d));
     d.stop();
     d.spawn();
-    // Still late after the restart: no second incident; the ping resolves the first.
-    std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(monitor(&d)["state"], "late");
-    assert_eq!(heartbeat_incidents(&d).len(), 1);
+    // Still late a window after the restart: no second incident; the ping resolves the first.
+    d.advance(WINDOW + secs(1));
+    d.hold(QUIET, "one incident across the restart", || {
+        monitor(&d)["state"] == "late" && heartbeat_incidents(&d).len() == 1
+    });
     assert_eq!(ping(&d).1["resolved_incident"], inc["id"]);
 }
 
@@ -264,7 +282,8 @@ fn cli_lists_and_pings_heartbeats() {
 /// monitors, so senders moving from Opsgenie keep their ping URL's path.
 #[test]
 fn opsgenie_heartbeat_pings_feed_the_monitor() {
-    let d = Daemon::start_with(&config("1s", "1s"), Some("s3cret"));
+    let mut d = Daemon::start_clocked_with(&config("1m", "1m"), Some("s3cret"));
+    d.advance(WINDOW + secs(1));
     let inc = d.wait_for(10, "the heartbeat incident", || open_heartbeat_incident(&d));
     // A wrong key gets Opsgenie's 401 and does not ping.
     let r = ureq::post(&d.url("/v2/heartbeats/hb/ping"))

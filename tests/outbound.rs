@@ -98,6 +98,10 @@ impl Receiver {
     }
 }
 
+/// Longer than any retry's backoff (at most 2 min): the tests about retries run on the test clock
+/// and move it this far once the receiver is back, so the retry is due at once.
+const PAST_BACKOFF: Duration = Duration::from_secs(180);
+
 fn dest(id: &str, kind: &str, url: &str, extra: &str) -> String {
     let secret = if kind == "webhook" {
         "secret = \"s3cret\"\n"
@@ -223,7 +227,7 @@ fn slack_teams_and_signed_webhook_get_trigger_ack_and_resolve() {
 #[test]
 fn a_failing_receiver_gets_everything_later_in_order() {
     let hook = Receiver::start(Mode::Status(500));
-    let d = Daemon::start(&dest("w", "webhook", &hook.url(), ""));
+    let mut d = Daemon::start_clocked(&dest("w", "webhook", &hook.url(), ""));
     let a =
         d.trigger(json!({"summary": "disk full <a> & rising", "service": "db", "dedup_key": "a"}));
     let (code, _) = d.post_json(&format!("/v1/incidents/{a}/resolve"), json!({}));
@@ -238,6 +242,7 @@ fn a_failing_receiver_gets_everything_later_in_order() {
         .iter()
         .any(|(k, m)| k == "outbound-retry" && m.contains("HTTP 500")));
     hook.set(Mode::Ok);
+    d.advance(PAST_BACKOFF);
     d.wait_for(30, "catch-up", || {
         (hook.received().len() >= 3).then_some(())
     });
@@ -327,7 +332,7 @@ fn a_refusal_shows_the_receivers_answer_but_no_secret() {
 #[test]
 fn a_stalled_receiver_times_out_and_is_retried() {
     let hook = Receiver::start(Mode::Stall);
-    let d = Daemon::start(&dest("w", "webhook", &hook.url(), ""));
+    let mut d = Daemon::start_clocked(&dest("w", "webhook", &hook.url(), ""));
     let a =
         d.trigger(json!({"summary": "disk full <a> & rising", "service": "db", "dedup_key": "a"}));
     d.wait_for(10, "a timed-out attempt", || {
@@ -337,6 +342,7 @@ fn a_stalled_receiver_times_out_and_is_retried() {
             .then_some(())
     });
     hook.set(Mode::Ok);
+    d.advance(PAST_BACKOFF);
     d.wait_for(30, "delivery after the stall", || {
         (!hook.received().is_empty()).then_some(())
     });
@@ -348,7 +354,7 @@ fn a_stalled_receiver_times_out_and_is_retried() {
 fn a_receiver_that_is_down_catches_up_when_it_comes_back() {
     let addr = free_port();
     let url = format!("http://{addr}/hook");
-    let d = Daemon::start(&dest("w", "webhook", &url, ""));
+    let mut d = Daemon::start_clocked(&dest("w", "webhook", &url, ""));
     let a =
         d.trigger(json!({"summary": "disk full <a> & rising", "service": "db", "dedup_key": "a"}));
     let b =
@@ -357,6 +363,7 @@ fn a_receiver_that_is_down_catches_up_when_it_comes_back() {
         d.has_event(a, "outbound-retry").then_some(())
     });
     let hook = Receiver::start_on(TcpListener::bind(addr).unwrap(), Mode::Ok);
+    d.advance(PAST_BACKOFF);
     d.wait_for(30, "catch-up", || {
         (hook.received().len() >= 2).then_some(())
     });
@@ -373,7 +380,7 @@ fn a_receiver_that_is_down_catches_up_when_it_comes_back() {
 fn over_max_queued_the_oldest_are_dropped_with_a_timeline_note() {
     let addr = free_port();
     let url = format!("http://{addr}/hook");
-    let d = Daemon::start(&dest("w", "webhook", &url, "max_queued = 2"));
+    let mut d = Daemon::start_clocked(&dest("w", "webhook", &url, "max_queued = 2"));
     let ids: Vec<i64> = (0..5).map(|i| d.trigger(json!({"summary": format!("disk full <k{i}> & rising"), "service": "db", "dedup_key": format!("k{i}")}))).collect();
     d.wait_for(10, "a drop note", || {
         d.has_event(ids[0], "outbound-dropped").then_some(())
@@ -387,6 +394,7 @@ fn over_max_queued_the_oldest_are_dropped_with_a_timeline_note() {
     assert!(note.contains("dropped"), "{note}");
     assert!(!d.has_event(ids[4], "outbound-dropped"));
     let hook = Receiver::start_on(TcpListener::bind(addr).unwrap(), Mode::Ok);
+    d.advance(PAST_BACKOFF);
     d.wait_for(30, "the newest delivered", || {
         events(&hook)
             .iter()
@@ -406,7 +414,7 @@ fn over_max_queued_the_oldest_are_dropped_with_a_timeline_note() {
 #[test]
 fn queued_notifications_survive_kill_9() {
     let hook = Receiver::start(Mode::Status(503));
-    let mut d = Daemon::start(&dest("w", "webhook", &hook.url(), ""));
+    let mut d = Daemon::start_clocked(&dest("w", "webhook", &hook.url(), ""));
     let a =
         d.trigger(json!({"summary": "disk full <a> & rising", "service": "db", "dedup_key": "a"}));
     let b =
@@ -416,6 +424,8 @@ fn queued_notifications_survive_kill_9() {
     });
     d.kill9();
     hook.set(Mode::Ok);
+    // Down past the retry's due time.
+    d.advance(PAST_BACKOFF);
     d.spawn();
     d.wait_for(30, "delivery after restart", || {
         (hook.received().len() >= 2).then_some(())

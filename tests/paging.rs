@@ -18,6 +18,22 @@ fn config(sim: &ExternalSim, smtp: Option<&Smtp>, paging: &str) -> String {
     config_with(sim, smtp, paging, true)
 }
 
+/// [`config`] for a daemon on the test clock: alice's call comes 2 min after her SMS and step 2
+/// pages bob 10 min after the trigger, so nothing of either happens unless the test moves the
+/// clock past it.
+fn clocked_config(sim: &ExternalSim) -> String {
+    config(sim, None, "")
+        .replace("after = \"2s\"", "after = \"2m\"")
+        .replace("wait = \"6s\"", "wait = \"10m\"")
+}
+
+/// How long a check that nothing was paged watches for it, after a clock step.
+const QUIET: Duration = Duration::from_millis(500);
+
+fn minutes(m: u64) -> Duration {
+    Duration::from_secs(m * 60)
+}
+
 /// `voice`: whether alice also gets a call 2 s after her SMS.
 fn config_with(sim: &ExternalSim, smtp: Option<&Smtp>, paging: &str, voice: bool) -> String {
     let voice_rule = if voice {
@@ -108,15 +124,27 @@ fn no_ack_calls_then_escalates_to_the_next_step() {
     sim.request(ControlRequest::SetCallBehaviour {
         behaviour: CallBehaviour::NoAnswer,
     });
-    let d = Daemon::start(&config(&sim, None, ""));
+    let mut d = Daemon::start_clocked(&clocked_config(&sim));
     d.wait_modem_up();
     let id = d.trigger(json!({"summary": "db down", "service": "db", "dedup_key": "k"}));
     d.wait_for(10, "sms to alice", || {
         (!sim.sms_to(ALICE).is_empty()).then_some(())
     });
+    // The call is due 2 min after the SMS: not before.
+    d.advance(Duration::from_secs(100));
+    d.hold(QUIET, "alice called before her voice rule's delay", || {
+        sim.calls_to(ALICE) == 0
+    });
+    d.advance(Duration::from_secs(21));
     d.wait_for(15, "a call to alice", || {
         (sim.calls_to(ALICE) > 0).then_some(())
     });
+    // Step 2 is due 10 min after the trigger: not before.
+    d.advance(minutes(7));
+    d.hold(QUIET, "bob paged before step 1's wait ended", || {
+        sim.sms_to(BOB).is_empty()
+    });
+    d.advance(minutes(1));
     let bob = d.wait_for(20, "step 2 pages bob", || {
         sim.sms_to(BOB).into_iter().next()
     });
@@ -131,9 +159,8 @@ fn no_ack_calls_then_escalates_to_the_next_step() {
 #[test]
 fn ack_between_steps_stops_the_second() {
     let sim = ExternalSim::start();
-    let d = Daemon::start(&config(&sim, None, ""));
+    let mut d = Daemon::start_clocked(&clocked_config(&sim));
     d.wait_modem_up();
-    let triggered = std::time::Instant::now();
     let id = d.trigger(json!({"summary": "db down", "service": "db", "dedup_key": "k"}));
     d.wait_for(10, "sms to alice", || {
         (!sim.sms_to(ALICE).is_empty()).then_some(())
@@ -143,11 +170,12 @@ fn ack_between_steps_stops_the_second() {
         json!({"by": "alice"}),
     );
     assert_eq!(code, 200);
-    // Step 2 would have paged bob 6 s after the trigger; look well after that.
-    util::sleep_until(triggered + Duration::from_millis(7500));
-    assert!(
-        sim.sms_to(BOB).is_empty(),
-        "step 2 must not page after the ack"
+    // Past the moment step 2 would have paged bob and alice's call was due.
+    d.advance(minutes(11));
+    d.hold(
+        Duration::from_secs(1),
+        "step 2 must not page after the ack",
+        || sim.sms_to(BOB).is_empty(),
     );
     assert_eq!(
         sim.calls_to(ALICE),

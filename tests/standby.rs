@@ -243,6 +243,21 @@ fn start(sim: &ExternalSim, standby: &str, routes: &str) -> Daemon {
     d
 }
 
+/// [`start`] on the test clock, for tests about the grace's end: they move the clock to just
+/// short of it (nothing pages), then past it.
+fn start_clocked(sim: &ExternalSim, standby: &str, routes: &str) -> Daemon {
+    let d = Daemon::start_clocked(&config(sim, standby, routes));
+    d.wait_modem_up();
+    d
+}
+
+/// The grace of the tests on the test clock, and the two steps that cross it.
+const GRACE: &str = "grace = \"10m\"";
+const SHORT_OF_GRACE: Duration = Duration::from_secs(9 * 60);
+const PAST_GRACE: Duration = Duration::from_secs(61);
+/// How long a check that nothing was paged watches for it, after a clock step.
+const QUIET: Duration = Duration::from_millis(500);
+
 /// The messages on incident `id`'s timeline, oldest first.
 fn messages(d: &Daemon, id: i64) -> Vec<String> {
     d.timeline(id).into_iter().map(|(_, m)| m).collect()
@@ -260,8 +275,7 @@ fn acknowledged_upstream_within_the_grace_pages_nobody() {
     let pd = Stub::start(Mode::Answer);
     pd.know("k-acked", "acknowledged", "Earline Greenholt");
     let k = keys();
-    let d = start(&sim, &pagerduty(&k, &pd.url(), "grace = \"2s\""), "");
-    let triggered = Instant::now();
+    let mut d = start_clocked(&sim, &pagerduty(&k, &pd.url(), GRACE), "");
     let id =
         d.trigger(json!({"summary": "disk full k-acked", "service": "db", "dedup_key": "k-acked"}));
     d.wait_for(10, "mirrored acknowledgement", || {
@@ -277,11 +291,11 @@ fn acknowledged_upstream_within_the_grace_pages_nobody() {
         "{tl:?}"
     );
     // Well past the grace: nobody was paged, and the mirrored ack is not sent back.
-    util::sleep_until(triggered + Duration::from_secs(3));
-    assert!(
-        sim.sms_to(PAGER_PHONE).is_empty(),
-        "{:?}",
-        sim.sms_to(PAGER_PHONE)
+    d.advance(SHORT_OF_GRACE + PAST_GRACE);
+    d.hold(
+        Duration::from_secs(1),
+        "paged after an upstream ack",
+        || sim.sms_to(PAGER_PHONE).is_empty(),
     );
     let get = pd
         .received()
@@ -321,16 +335,22 @@ fn still_triggered_upstream_pages_after_the_grace_and_says_why() {
     let pd = Stub::start(Mode::Answer);
     pd.know("k-open", "triggered", "nobody");
     let k = keys();
-    let d = start(&sim, &pagerduty(&k, &pd.url(), "grace = \"2s\""), "");
-    let t0 = Instant::now();
+    let mut d = start_clocked(&sim, &pagerduty(&k, &pd.url(), GRACE), "");
     let id =
         d.trigger(json!({"summary": "disk full k-open", "service": "db", "dedup_key": "k-open"}));
-    let (text, took) = nth_sms(&d, &sim, 1, 20, t0);
-    assert!(
-        took >= Duration::from_secs(2),
-        "paged after {took:?}, before the grace"
-    );
-    assert!(text.contains("PagerDuty not acked in 2s"), "{text}");
+    d.wait_for(10, "the hold", || {
+        messages(&d, id)
+            .iter()
+            .any(|m| m.starts_with("held in standby"))
+            .then_some(())
+    });
+    d.advance(SHORT_OF_GRACE);
+    d.hold(QUIET, "paged before the grace ended", || {
+        sim.sms_to(PAGER_PHONE).is_empty()
+    });
+    d.advance(PAST_GRACE);
+    let (text, _) = nth_sms(&d, &sim, 1, 20, Instant::now());
+    assert!(text.contains("PagerDuty not acked in 10m"), "{text}");
     assert!(text.contains(&format!("#{id}")), "{text}");
     let tl = messages(&d, id);
     assert!(
@@ -339,7 +359,7 @@ fn still_triggered_upstream_pages_after_the_grace_and_says_why() {
     );
     assert!(
         tl.iter()
-            .any(|m| m.contains("standby hold over, paging: PagerDuty not acked in 2s")),
+            .any(|m| m.contains("standby hold over, paging: PagerDuty not acked in 10m")),
         "{tl:?}"
     );
 }
@@ -350,11 +370,11 @@ fn upstream_down_pages_when_the_grace_ends_or_sooner_after_consecutive_failures(
     let down = format!("http://{}", free_port());
     let k = keys();
     // Route `fast`: a long grace, ended by 2 failed checks in a row. Default route: only the
-    // grace (2 s) ends the hold.
-    let fast = "[[routes]]\nid = \"fast\"\npolicy = \"default\"\nmatch = { service = \"fast\" }\nstandby = { grace = \"60s\", max_failures = 2 }\n";
-    let d = start(
+    // grace (10 min, crossed by moving the clock) ends the hold.
+    let fast = "[[routes]]\nid = \"fast\"\npolicy = \"default\"\nmatch = { service = \"fast\" }\nstandby = { grace = \"60m\", max_failures = 2 }\n";
+    let mut d = start_clocked(
         &sim,
-        &pagerduty(&k, &down, "grace = \"2s\"\nmax_failures = 0"),
+        &pagerduty(&k, &down, &format!("{GRACE}\nmax_failures = 0")),
         fast,
     );
     let t0 = Instant::now();
@@ -368,18 +388,24 @@ fn upstream_down_pages_when_the_grace_ends_or_sooner_after_consecutive_failures(
     );
     assert!(
         took < Duration::from_secs(20),
-        "{took:?}: the 60 s grace was waited out"
+        "{took:?}: the 60 min grace was waited out"
     );
 
-    let t1 = Instant::now();
     let id =
         d.trigger(json!({"summary": "disk full k-grace", "service": "db", "dedup_key": "k-grace"}));
-    let (text, took) = nth_sms(&d, &sim, 2, 20, t1);
+    d.wait_for(10, "the hold", || {
+        messages(&d, id)
+            .iter()
+            .any(|m| m.starts_with("held in standby"))
+            .then_some(())
+    });
+    d.advance(SHORT_OF_GRACE);
+    d.hold(QUIET, "paged before the grace ended", || {
+        sim.sms_to(PAGER_PHONE).len() == 1
+    });
+    d.advance(PAST_GRACE);
+    let (text, took) = nth_sms(&d, &sim, 2, 20, Instant::now());
     assert!(text.contains(&format!("#{id}")), "{text}");
-    assert!(
-        took >= Duration::from_secs(2),
-        "paged after {took:?}, before the grace"
-    );
     assert!(
         took < Duration::from_secs(10),
         "{took:?}: held past the grace"
@@ -406,13 +432,14 @@ fn upstream_hanging_pages_after_the_grace_and_delays_nothing_else() {
     let sim = ExternalSim::start();
     let pd = Stub::start(Mode::Hang);
     let k = keys();
-    // The timeout is longer than the grace: only the grace ends the hold.
-    let d = start(
+    // The grace ends (the clock is moved past it) while a check hangs: only the grace ends the
+    // hold.
+    let mut d = start_clocked(
         &sim,
         &pagerduty(
             &k,
             &pd.url(),
-            "grace = \"2s\"\ntimeout = \"5s\"\nmax_failures = 0",
+            &format!("{GRACE}\ntimeout = \"5s\"\nmax_failures = 0"),
         ),
         "",
     );
@@ -425,15 +452,20 @@ fn upstream_hanging_pages_after_the_grace_and_delays_nothing_else() {
     let (first, took_first) = nth_sms(&d, &sim, 1, 20, t0);
     assert!(first.contains(&format!("#{direct}")), "{first}");
     assert!(took_first < Duration::from_secs(2), "{took_first:?}");
-    let (second, took) = nth_sms(&d, &sim, 2, 20, t0);
+    d.advance(SHORT_OF_GRACE);
+    d.hold(QUIET, "paged before the grace ended", || {
+        sim.sms_to(PAGER_PHONE).len() == 1
+    });
+    d.advance(PAST_GRACE);
+    let (second, took) = nth_sms(&d, &sim, 2, 20, Instant::now());
     assert!(second.contains(&format!("#{held}")), "{second}");
-    assert!(took >= Duration::from_secs(2), "{took:?}");
+    // Sooner than the hanging check's 5 s timeout.
     assert!(
-        took < Duration::from_secs(8),
+        took < Duration::from_secs(4),
         "{took:?}: a hanging upstream held the page"
     );
     assert!(
-        second.contains("no answer from PagerDuty in 2s"),
+        second.contains("no answer from PagerDuty in 10m"),
         "{second}"
     );
     // Intake answered quickly throughout.

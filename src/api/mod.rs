@@ -9,7 +9,7 @@
 //! - Resources: [`alerts`] (own JSON, PagerDuty Events v2, Alertmanager/Grafana), [`opsgenie`]
 //!   and [`victorops`] (provider-compatible endpoints), [`incidents`] (list, show, acknowledge,
 //!   resolve), [`reports`], [`silences`], [`oncall`] (schedules and overrides), [`heartbeats`],
-//!   [`selftest`], [`metrics`] (`/metrics`), [`healthz`], `faults` (test builds only), and the
+//!   [`selftest`], [`metrics`] (`/metrics`), [`healthz`], `faults` and `clock` (test builds only), and the
 //!   HTML [`status_page`].
 //! - Shared: [`respond`] (JSON errors, the bearer token, store errors as answers), [`guard`]
 //!   (who may write: the token, and refusing writes a web page could forge), [`exposure`]
@@ -93,9 +93,12 @@ pub fn router(intake: Intake, max_body_bytes: usize) -> Router {
         )
         .route("/v1/selftest", get(selftest::runs).post(selftest::run))
         .fallback(not_found);
-    // Test builds only: arm or disarm a fault point (see `crate::fault`).
+    // Test builds only: arm or disarm a fault point (see `crate::fault`), step the test clock
+    // (see `crate::clock::from_env`).
     #[cfg(feature = "fault-injection")]
-    let api = api.route("/v1/faults", post(faults::faults));
+    let api = api
+        .route("/v1/faults", post(faults::faults))
+        .route("/v1/clock", post(faults::clock));
     api.layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             intake.clone(),

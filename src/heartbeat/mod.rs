@@ -138,6 +138,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut started = false;
+    let mut steps = clock.steps();
     loop {
         beat.beat();
         let cfg = config.borrow_and_update().clone();
@@ -171,6 +172,8 @@ pub async fn run(
             }
             r = config.changed() => if r.is_err() { return },
             _ = tokio::time::sleep(sleep), if watching || !started => {}
+            // The clock jumped: the deadline may have passed.
+            _ = steps.stepped(), if watching || !started => {}
             // Idle (no monitors): wake only to show the loop still turns.
             _ = tokio::time::sleep(beat.idle_bound()) => {}
         }

@@ -325,6 +325,7 @@ pub async fn run_paired(
     let channel = transport.channel();
     let lease = lease(&*transport);
     let mut commits = store.commits();
+    let mut steps = store.clock_steps();
     let mut readiness = transport.readiness_changes();
     let started = tokio::time::Instant::now();
     // Whether the channel has been ready since the start (until then its pages are held for
@@ -418,6 +419,8 @@ pub async fn run_paired(
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(wait) => {}
+                    // The clock jumped: a retry or a lease may have come due.
+                    _ = steps.stepped() => {}
                     r = commits.changed() => if r.is_err() { return },
                     r = changed(&mut readiness) => if !r { readiness = None },
                 }

@@ -139,6 +139,7 @@ async fn destination_task(
     shutdown: CancellationToken,
 ) {
     let mut commits = store.commits();
+    let mut steps = store.clock_steps();
     loop {
         let Some(dest) = config
             .borrow()
@@ -186,6 +187,8 @@ async fn destination_task(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait.min(MAX_IDLE)) => {}
+            // The clock jumped: a retry may have come due.
+            _ = steps.stepped() => {}
             r = commits.changed() => if r.is_err() { return },
         }
     }

@@ -294,6 +294,7 @@ pub async fn push_acks(
     shutdown: CancellationToken,
 ) {
     let mut commits = store.commits();
+    let mut steps = store.clock_steps();
     loop {
         let routes = config.borrow().standby.routes.clone();
         let mut wait = ACK_IDLE;
@@ -358,6 +359,8 @@ pub async fn push_acks(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
+            // The clock jumped: a retry may have come due.
+            _ = steps.stepped() => {}
             r = commits.changed() => if r.is_err() { return },
         }
     }

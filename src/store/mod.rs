@@ -271,6 +271,11 @@ impl Store {
         self.shared.clock.now()
     }
 
+    /// The steps of the store's clock, for tasks that sleep until a stored due time.
+    pub fn clock_steps(&self) -> crate::clock::Steps {
+        self.shared.clock.steps()
+    }
+
     /// Opens (creating if needed) the database at `path`, migrates it, and starts the store
     /// threads.
     pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Store, StoreError> {

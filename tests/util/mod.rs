@@ -12,6 +12,10 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_pagerbox");
 
+/// The daemon's test clock (`fault-injection` builds): how far ahead of the system clock it
+/// starts; `POST /v1/clock` moves it on.
+const TEST_CLOCK: &str = "PAGERBOX_TEST_CLOCK";
+
 /// Path of a fixture under tests/fixtures.
 pub fn fixture(rel: &str) -> Vec<u8> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -113,6 +117,66 @@ impl Daemon {
 
     /// Starts a daemon whose writes need `token`.
     pub fn start_with(extra: &str, token: Option<&str>) -> Daemon {
+        let mut d = Self::build_with(extra, token);
+        d.spawn();
+        d
+    }
+
+    /// Starts a daemon on the test clock (the system clock plus what [`Daemon::advance`] adds),
+    /// for tests about deadlines: they move the clock past one instead of waiting for it.
+    pub fn start_clocked(extra: &str) -> Daemon {
+        Self::start_clocked_with(extra, None)
+    }
+
+    /// [`Daemon::start_clocked`] with a token.
+    pub fn start_clocked_with(extra: &str, token: Option<&str>) -> Daemon {
+        let mut d = Self::build_with(extra, token);
+        d.env.push((TEST_CLOCK.into(), "0ms".into()));
+        d.spawn();
+        d
+    }
+
+    /// How far the test clock has been moved ahead of the system clock.
+    fn clock_ahead(&self) -> Duration {
+        let (_, v) = self
+            .env
+            .iter()
+            .find(|(k, _)| k == TEST_CLOCK)
+            .expect("the daemon is not on the test clock: start it with start_clocked");
+        Duration::from_millis(v.trim_end_matches("ms").parse().unwrap())
+    }
+
+    /// Moves the daemon's clock forward by `by`: the running daemon's at once (its tasks wake
+    /// and look at their deadlines), and the one a restart starts with, so the time a stopped
+    /// daemon was down can be moved too.
+    pub fn advance(&mut self, by: Duration) {
+        let ahead = self.clock_ahead() + by;
+        for (k, v) in &mut self.env {
+            if k == TEST_CLOCK {
+                *v = format!("{}ms", ahead.as_millis());
+            }
+        }
+        if self.child.is_some() {
+            let (code, v) = self.post_json(
+                "/v1/clock",
+                serde_json::json!({ "advance": format!("{}ms", by.as_millis()) }),
+            );
+            assert_eq!(code, 200, "stepping the test clock: {v}");
+        }
+    }
+
+    /// Asserts that `ok` holds, polling, for all of `span`: that something does not happen
+    /// before its deadline, after the clock was moved to just short of it.
+    pub fn hold(&self, span: Duration, what: &str, mut ok: impl FnMut() -> bool) {
+        let until = Instant::now() + span;
+        while Instant::now() < until {
+            assert!(ok(), "{what}\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        assert!(ok(), "{what}\n{}", self.log());
+    }
+
+    fn build_with(extra: &str, token: Option<&str>) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         let mut text = base_config(&state, extra);
@@ -127,7 +191,7 @@ impl Daemon {
         }
         let config = dir.path().join("pagerbox.toml");
         std::fs::write(&config, text).unwrap();
-        let mut d = Daemon {
+        Daemon {
             dir,
             config,
             child: None,
@@ -135,9 +199,7 @@ impl Daemon {
             udp: None,
             token: token.map(str::to_string),
             env: Vec::new(),
-        };
-        d.spawn();
-        d
+        }
     }
 
     pub fn state_dir(&self) -> PathBuf {
