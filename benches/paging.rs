@@ -255,37 +255,10 @@ fn status_page_phase(pages: usize, full: bool) {
             ..SimConfig::fast(SimProfile::Sim7600, link)
         },
         |state, link| {
-            format!(
-                r#"[daemon]
-state_dir = "{}"
-[http]
-listen = "127.0.0.1:0"
-[udp]
-enabled = false
-[modem]
-device = "{}"
-profile = "sim7600"
-delivery_reports = false
-[paging]
-group_window = "0s"
-rate_limit_count = 1000
-[[users]]
-id = "probe"
-phone = "+15550000001"
-[[users.rules]]
-channel = "sms"
-after = "0s"
-[[policies]]
-id = "probe"
-[[policies.steps]]
-users = ["probe"]
-wait = "1h"
-[[routes]]
-id = "probe"
-policy = "probe"
-"#,
-                state.display(),
-                link.display()
+            box_config(
+                state,
+                link,
+                &format!("{PROBE}[[routes]]\nid = \"probe\"\npolicy = \"probe\"\n"),
             )
         },
         Some(Duration::from_secs(60)),
@@ -358,9 +331,9 @@ policy = "probe"
     rig.stop();
 }
 
-/// The config of the zero-delay phases: a `probe` route (service `probe`) paging one person and
-/// a `storm` route for everything else paging another, both by SMS at once.
-fn zero_delay_config(state: &Path, link: &Path) -> String {
+/// A box on the modem at `link` with its state in `state`, paging without grouping or a rate
+/// limit that a bench could reach, and the `people` (users, policies, routes) of the phase.
+fn box_config(state: &Path, link: &Path, people: &str) -> String {
     format!(
         r#"[daemon]
 state_dir = "{}"
@@ -375,15 +348,16 @@ delivery_reports = false
 [paging]
 group_window = "0s"
 rate_limit_count = 1000
-[[users]]
+{people}"#,
+        state.display(),
+        link.display()
+    )
+}
+
+/// The person the probe alerts page, by SMS at once, and the policy that pages them.
+const PROBE: &str = r#"[[users]]
 id = "probe"
 phone = "+15550000001"
-[[users.rules]]
-channel = "sms"
-after = "0s"
-[[users]]
-id = "storm"
-phone = "+15550000002"
 [[users.rules]]
 channel = "sms"
 after = "0s"
@@ -392,6 +366,21 @@ id = "probe"
 [[policies.steps]]
 users = ["probe"]
 wait = "1h"
+"#;
+
+/// The config of the zero-delay phases: a `probe` route (service `probe`) paging one person and
+/// a `storm` route for everything else paging another, both by SMS at once.
+fn zero_delay_config(state: &Path, link: &Path) -> String {
+    box_config(
+        state,
+        link,
+        &format!(
+            r#"{PROBE}[[users]]
+id = "storm"
+phone = "+15550000002"
+[[users.rules]]
+channel = "sms"
+after = "0s"
 [[policies]]
 id = "storm"
 [[policies.steps]]
@@ -404,9 +393,8 @@ match = {{ service = "probe" }}
 [[routes]]
 id = "storm"
 policy = "storm"
-"#,
-        state.display(),
-        link.display()
+"#
+        ),
     )
 }
 

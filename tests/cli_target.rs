@@ -65,25 +65,10 @@ fn config_may_follow_the_subcommand() {
     assert!(err.contains("missing.toml"), "{err}");
 }
 
-const ONCALL: &str = r#"
-[[users]]
-id = "alice"
-phone = "+4915100000011"
-[[schedules]]
-id = "primary"
-time_zone = "Europe/Berlin"
-[[schedules.layers]]
-users = ["alice"]
-shift = "1w"
-start = "2026-01-05T09:00"
-[[policies]]
-id = "p"
-[[policies.steps]]
-schedules = ["primary"]
-[[routes]]
-id = "r"
-policy = "p"
-"#;
+/// Alice on call on the weekly schedule `primary`; nobody is paged in these tests.
+fn oncall() -> String {
+    util::on_call(util::PAGER_PHONE, "", "10m")
+}
 
 fn run(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(util::BIN)
@@ -101,7 +86,7 @@ fn run(args: &[&str]) -> (bool, String, String) {
 
 #[test]
 fn offline_tools_ask_the_daemon_with_url_or_say_why_they_cannot() {
-    let d = Daemon::start(ONCALL);
+    let d = Daemon::start(&oncall());
     let base = d.url("");
     let base = base.trim_end_matches('/');
     // No config file on this side: the answers come from the daemon.

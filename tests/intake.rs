@@ -416,32 +416,17 @@ fn sighup_reloads_a_good_config_and_keeps_the_old_one_on_a_bad_one() {
     });
 }
 
-const ONCALL: &str = r#"
-[[users]]
-id = "alice"
-phone = "+4915100000011"
-[[users]]
-id = "bob"
-phone = "+4915100000022"
-[[schedules]]
-id = "primary"
-time_zone = "Europe/Berlin"
-[[schedules.layers]]
-users = ["alice"]
-shift = "1w"
-start = "2026-01-05T09:00"
-[[policies]]
-id = "p"
-[[policies.steps]]
-schedules = ["primary"]
-[[routes]]
-id = "r"
-policy = "p"
-"#;
+/// Alice on call on the weekly schedule `primary`, and bob, whom an override puts there.
+fn oncall() -> String {
+    format!(
+        "{}\n[[users]]\nid = \"bob\"\nphone = \"+4915100000022\"\n",
+        util::on_call(util::PAGER_PHONE, "", "10m")
+    )
+}
 
 #[test]
 fn runtime_overrides_change_who_is_on_call_over_http_and_cli() {
-    let d = Daemon::start(ONCALL);
+    let d = Daemon::start(&oncall());
     let (_, v) = d.get("/v1/oncall");
     assert_eq!(v["schedules"][0]["on_call"]["user"], "alice");
     let until = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();

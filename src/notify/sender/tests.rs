@@ -342,22 +342,8 @@ async fn sms_down_page_arrives_by_email_and_sms_is_used_again_when_it_returns() 
     *voice.down.lock().unwrap() = Some("no SIM".into());
     let all: Arc<Vec<Arc<dyn Transport>>> =
         Arc::new(vec![sms.clone(), voice.clone(), email.clone()]);
-    let (_, cfg_rx) = watch::channel(cfg.clone());
-    let (health_tx, mut health_rx) = crate::notify::paging_health::channel(&all);
     let shutdown = CancellationToken::new();
-    let recheck = paging_health(&all, health_tx, &shutdown);
-    for t in all.iter() {
-        tokio::spawn(run(
-            t.clone(),
-            all.clone(),
-            store.clone(),
-            cfg_rx.clone(),
-            recheck.clone(),
-            crate::supervisor::Heartbeat::detached("sender"),
-            shutdown.clone(),
-            crate::metrics::Metrics::new(chrono::Utc::now()),
-        ));
-    }
+    let mut health_rx = spawn_senders(&all, &store, cfg.clone(), &shutdown);
     queue(&store, id, Channel::Sms, "+4915100000001").await;
     for _ in 0..200 {
         if !email.sent.lock().unwrap().is_empty() {
@@ -436,22 +422,8 @@ async fn all_channels_down_waits_between_rounds_instead_of_spinning() {
     *sms.down.lock().unwrap() = Some("not registered".into());
     *voice.down.lock().unwrap() = Some("not registered".into());
     let all: Arc<Vec<Arc<dyn Transport>>> = Arc::new(vec![sms.clone(), voice.clone()]);
-    let (_, cfg_rx) = watch::channel(cfg);
-    let (health_tx, health_rx) = crate::notify::paging_health::channel(&all);
     let shutdown = CancellationToken::new();
-    let recheck = paging_health(&all, health_tx, &shutdown);
-    for t in all.iter() {
-        tokio::spawn(run(
-            t.clone(),
-            all.clone(),
-            store.clone(),
-            cfg_rx.clone(),
-            recheck.clone(),
-            crate::supervisor::Heartbeat::detached("sender"),
-            shutdown.clone(),
-            crate::metrics::Metrics::new(chrono::Utc::now()),
-        ));
-    }
+    let health_rx = spawn_senders(&all, &store, cfg, &shutdown);
     queue(&store, id, Channel::Sms, "+4915100000001").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     shutdown.cancel();
@@ -521,16 +493,18 @@ fn config_with(extra_paging: &str) -> Arc<Config> {
     )
 }
 
+/// A sender per transport in `all` and the paging-health task beside them, as the daemon runs
+/// them, until `shutdown`; returns the paging verdict they publish.
 fn spawn_senders(
     all: &Arc<Vec<Arc<dyn Transport>>>,
     store: &Store,
     cfg: Arc<Config>,
     shutdown: &CancellationToken,
-) {
+) -> watch::Receiver<PagingHealth> {
     let (cfg_tx, cfg_rx) = watch::channel(cfg);
     // Keep the config watch open for the senders' lifetime.
     std::mem::forget(cfg_tx);
-    let (health_tx, _) = crate::notify::paging_health::channel(all);
+    let (health_tx, health_rx) = crate::notify::paging_health::channel(all);
     let recheck = paging_health(all, health_tx, shutdown);
     for t in all.iter() {
         tokio::spawn(run(
@@ -544,6 +518,7 @@ fn spawn_senders(
             crate::metrics::Metrics::new(Utc::now()),
         ));
     }
+    health_rx
 }
 
 async fn wait_sent(t: &Fake, within: Duration) -> Option<Duration> {
