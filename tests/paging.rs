@@ -176,8 +176,15 @@ fn ack_between_steps_stops_the_second() {
         json!({"by": "alice"}),
     );
     assert_eq!(code, 200);
-    // Past the moment step 2 would have paged bob and alice's call was due.
+    // Past the moment step 2 would have paged bob and alice's call was due. Once a new
+    // alert's page is out, the engine has run a pass after that moment.
     d.advance(minutes(11));
+    let barrier = d.trigger(json!({"summary": "barrier", "service": "db", "dedup_key": "b"}));
+    d.wait_for(10, "the barrier's page", || {
+        sim.sms_to(ALICE)
+            .into_iter()
+            .find(|t| t.starts_with(&format!("#{barrier} ")))
+    });
     d.hold(
         Duration::from_secs(1),
         "step 2 must not page after the ack",
