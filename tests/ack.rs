@@ -105,8 +105,15 @@ fn an_sms_reply_acknowledges_stops_escalation_and_is_confirmed() {
         confirmation.starts_with(&format!("#{id} acked by alice")),
         "{confirmation}"
     );
-    // Past the moment step 2 would have paged bob.
+    // Past the moment step 2 would have paged bob. Once a new alert's page is out, the engine
+    // has run a pass after that moment.
     d.advance(Duration::from_secs(11 * 60));
+    let barrier = d.trigger(json!({"summary": "barrier", "service": "db", "dedup_key": "b"}));
+    d.wait_for(10, "the barrier's page", || {
+        sim.sms_to(ALICE)
+            .into_iter()
+            .find(|t| t.starts_with(&format!("#{barrier} ")))
+    });
     d.hold(Duration::from_secs(1), "the ack stopped step 2", || {
         sim.sms_to(BOB).is_empty()
     });

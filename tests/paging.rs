@@ -170,8 +170,15 @@ fn ack_between_steps_stops_the_second() {
         json!({"by": "alice"}),
     );
     assert_eq!(code, 200);
-    // Past the moment step 2 would have paged bob and alice's call was due.
+    // Past the moment step 2 would have paged bob and alice's call was due. Once a new
+    // alert's page is out, the engine has run a pass after that moment.
     d.advance(minutes(11));
+    let barrier = d.trigger(json!({"summary": "barrier", "service": "db", "dedup_key": "b"}));
+    d.wait_for(10, "the barrier's page", || {
+        sim.sms_to(ALICE)
+            .into_iter()
+            .find(|t| t.starts_with(&format!("#{barrier} ")))
+    });
     d.hold(
         Duration::from_secs(1),
         "step 2 must not page after the ack",
@@ -253,10 +260,10 @@ fn with_smtp_and_modem_down_nothing_is_lost_and_it_arrives_when_email_returns() 
 #[test]
 fn a_storm_of_500_alerts_over_50_keys_gives_grouped_pages_within_the_rate_limit() {
     let sim = ExternalSim::start();
-    let d = Daemon::start(&config_with(
+    let mut d = Daemon::start_clocked(&config_with(
         &sim,
         None,
-        "group_window = \"3s\"\nrate_limit_count = 6\nrate_limit_window = \"10m\"",
+        "group_window = \"5m\"\nrate_limit_count = 6\nrate_limit_window = \"10m\"",
         false,
     ));
     d.wait_modem_up();
@@ -269,6 +276,15 @@ fn a_storm_of_500_alerts_over_50_keys_gives_grouped_pages_within_the_rate_limit(
         })));
     }
     assert_eq!(ids.len(), 50, "500 alerts over 50 keys are 50 incidents");
+    // The first incident pages at once; the others wait for the group window's end.
+    d.wait_for(15, "the first page", || {
+        (!sim.sms_to(ALICE).is_empty()).then_some(())
+    });
+    d.advance(Duration::from_secs(4 * 60));
+    d.hold(QUIET, "grouped before the window ended", || {
+        !sim.sms_to(ALICE).iter().any(|t| t.contains(" new: "))
+    });
+    d.advance(Duration::from_secs(61));
     d.wait_for(15, "a grouped page", || {
         sim.sms_to(ALICE)
             .iter()

@@ -266,12 +266,21 @@ fn low_credit_raises_an_incident_and_a_topped_up_credit_resolves_it() {
 #[test]
 fn scheduled_test_page_fires_and_the_loop_closes_with_the_second_sims_reply() {
     let sim = ExternalSim::start();
-    let d = Daemon::start(&config(
+    let mut d = Daemon::start_clocked(&config(
         &sim,
         &format!(
-            "schedule = \"every 3s\"\ntarget = \"{LOOP_SIM}\"\nexpect_reply_from = \"{LOOP_SIM}\"\n"
+            "schedule = \"every 1h\"\ntarget = \"{LOOP_SIM}\"\nexpect_reply_from = \"{LOOP_SIM}\"\n"
         ),
     ));
+    d.wait_modem_up();
+    // Not before the schedule says.
+    d.advance(Duration::from_secs(50 * 60));
+    d.hold(
+        Duration::from_millis(500),
+        "tested before the schedule",
+        || sim.sms_to(LOOP_SIM).is_empty(),
+    );
+    d.advance(Duration::from_secs(11 * 60));
     let code = answer_test_sms(&d, &sim, 0);
     let run = d.wait_for(20, "the scheduled run stored", || {
         let (_, v) = d.get("/v1/selftest?limit=50");
@@ -291,12 +300,14 @@ fn scheduled_test_page_fires_and_the_loop_closes_with_the_second_sims_reply() {
 #[test]
 fn scheduled_run_without_reply_raises_the_run_incident() {
     let sim = ExternalSim::start();
-    let d = Daemon::start(&config(
+    let mut d = Daemon::start_clocked(&config(
         &sim,
         &format!(
-            "schedule = \"every 2s\"\ntarget = \"{LOOP_SIM}\"\nexpect_reply_from = \"{LOOP_SIM}\"\nreply_timeout = \"1s\"\n"
+            "schedule = \"every 1h\"\ntarget = \"{LOOP_SIM}\"\nexpect_reply_from = \"{LOOP_SIM}\"\nreply_timeout = \"1s\"\n"
         ),
     ));
+    d.wait_modem_up();
+    d.advance(Duration::from_secs(61 * 60));
     let inc = d.wait_for(30, "the run incident", || {
         d.incident_by_key("selftest:run")
             .filter(|i| i["status"] == "triggered")

@@ -161,6 +161,10 @@ impl Daemon {
                 "/v1/clock",
                 serde_json::json!({ "advance": format!("{}ms", by.as_millis()) }),
             );
+            assert_ne!(
+                code, 404,
+                "the daemon has no test clock: build with `--features fault-injection`"
+            );
             assert_eq!(code, 200, "stepping the test clock: {v}");
         }
     }
