@@ -33,7 +33,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::intake::formats::opsgenie::{self as og, AlertRef, OpsgenieError};
-use crate::intake::{secret_matches, Intake, IntakeStats};
+use crate::intake::{secret_matches, Intake};
 use crate::metrics::{AlertOutcome as Counted, AlertSource};
 
 /// How `/metrics` labels requests to these endpoints.
@@ -141,7 +141,6 @@ impl GenieAuth {
                 started,
             });
         }
-        IntakeStats::bump(&intake.stats.rejected);
         intake.metrics.alert(SOURCE, Counted::Unauthorized);
         Err(error(
             StatusCode::UNAUTHORIZED,
@@ -229,7 +228,6 @@ pub fn error(
 }
 
 fn parse_error(intake: &Intake, e: OpsgenieError, started: Instant) -> Response {
-    IntakeStats::bump(&intake.stats.rejected);
     intake.metrics.alert(SOURCE, Counted::Rejected);
     match e {
         OpsgenieError::Json(m) => error(
@@ -259,7 +257,6 @@ fn body_error(intake: &Intake, r: BytesRejection, started: Instant) -> Response 
 }
 
 fn store_failure(intake: &Intake, e: StoreError, started: Instant) -> Response {
-    IntakeStats::bump(&intake.stats.store_failures);
     intake.metrics.alert(SOURCE, Counted::StoreFailure);
     if !e.is_retryable() {
         // A store fault fails the same way every time: not an invitation to retry.
@@ -342,7 +339,6 @@ async fn create(
         .await;
     match result {
         Ok(counted) => {
-            IntakeStats::bump(&intake.stats.accepted);
             intake.metrics.alert(SOURCE, counted);
             auth.accepted(&request_id)
         }
@@ -464,7 +460,6 @@ async fn act(
         .await;
     match result {
         Ok(counted) => {
-            IntakeStats::bump(&intake.stats.accepted);
             intake.metrics.alert(SOURCE, counted);
             auth.accepted(&request_id)
         }

@@ -14,7 +14,7 @@ use axum::Json;
 use serde_json::json;
 
 use crate::incident::IncidentId;
-use crate::intake::{Intake, IntakeStats};
+use crate::intake::Intake;
 use crate::store::StoreError;
 
 /// A JSON error answer in pagerbox's own shape.
@@ -66,7 +66,7 @@ pub fn authorized_body(
     body.map_err(body_rejection)
 }
 
-pub fn store_error(stats: &IntakeStats, e: StoreError) -> Response {
+pub fn store_error(e: StoreError) -> Response {
     match e {
         StoreError::NotFound(id) => error(
             StatusCode::NOT_FOUND,
@@ -74,7 +74,6 @@ pub fn store_error(stats: &IntakeStats, e: StoreError) -> Response {
             vec![],
         ),
         e if !e.is_retryable() => {
-            IntakeStats::bump(&stats.store_failures);
             // A fault of ours fails the same way every time: a 500 says so, where a 503 would
             // invite the sender to retry it forever. The store has logged and counted it.
             tracing::error!(error = %e, "intake request failed with a store fault");
@@ -85,7 +84,6 @@ pub fn store_error(stats: &IntakeStats, e: StoreError) -> Response {
             )
         }
         e => {
-            IntakeStats::bump(&stats.store_failures);
             tracing::error!(error = %e, "intake could not store an alert; sender told to retry");
             let mut r = error(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -24,7 +24,7 @@ use serde_json::json;
 
 use crate::intake::formats::victorops::{self as vo, MessageType};
 use crate::intake::formats::FormatError;
-use crate::intake::{secret_matches, Intake, IntakeStats};
+use crate::intake::{secret_matches, Intake};
 use crate::metrics::{AlertOutcome as Counted, AlertSource};
 
 /// How `/metrics` labels requests to this endpoint.
@@ -92,7 +92,6 @@ async fn alert(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     if !authorized(&intake, &api_key) {
-        IntakeStats::bump(&intake.stats.rejected);
         intake.metrics.alert(SOURCE, Counted::Unauthorized);
         return failure(StatusCode::UNAUTHORIZED, "Invalid API key");
     }
@@ -106,7 +105,6 @@ async fn alert(
     let mut m = match vo::parse(&body, routing_key.as_deref()) {
         Ok(m) => m,
         Err(e) => {
-            IntakeStats::bump(&intake.stats.rejected);
             intake.metrics.alert(SOURCE, Counted::Rejected);
             let message = match e {
                 FormatError::Json(m) => format!("malformed JSON: {m}"),
@@ -190,7 +188,6 @@ async fn alert(
     };
     match result {
         Ok(counted) => {
-            IntakeStats::bump(&intake.stats.accepted);
             intake.metrics.alert(SOURCE, counted);
             (
                 StatusCode::OK,
@@ -200,13 +197,12 @@ async fn alert(
         }
         Err(e) => {
             intake.metrics.alert(SOURCE, Counted::StoreFailure);
-            store_failure(&intake.stats, e)
+            store_failure(e)
         }
     }
 }
 
-fn store_failure(stats: &IntakeStats, e: StoreError) -> Response {
-    IntakeStats::bump(&stats.store_failures);
+fn store_failure(e: StoreError) -> Response {
     if !e.is_retryable() {
         // A store fault fails the same way every time: not an invitation to retry.
         tracing::error!(error = %e, "intake could not store a Splunk On-Call alert: store fault");
