@@ -6,8 +6,9 @@
 //! the escalation module. The first row of an alert's incident is written with the incident by
 //! [`super::queries::apply_alert`]; every later change goes through [`save`] or [`route`].
 
+use super::Tx;
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, OptionalExtension, Row};
 
 use super::{from_ms, ms};
 use crate::incident::IncidentId;
@@ -91,10 +92,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<StoredEscalation> {
 
 /// Escalations that are due at `now`, or whose incident changed status since the engine last
 /// looked; earliest due first, at most 1000 (the rest come in the next pass).
-pub fn needing_attention(
-    conn: &Connection,
-    now: DateTime<Utc>,
-) -> rusqlite::Result<Vec<StoredEscalation>> {
+pub fn needing_attention(conn: &Tx, now: DateTime<Utc>) -> rusqlite::Result<Vec<StoredEscalation>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} \
          FROM escalations e JOIN incidents i ON i.id = e.incident_id \
@@ -109,10 +107,7 @@ pub fn needing_attention(
 }
 
 /// The escalation of incident `id`, if it has one.
-pub fn of_incident(
-    conn: &Connection,
-    id: IncidentId,
-) -> rusqlite::Result<Option<StoredEscalation>> {
+pub fn of_incident(conn: &Tx, id: IncidentId) -> rusqlite::Result<Option<StoredEscalation>> {
     conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM escalations e WHERE e.incident_id = ?1"
     ))?
@@ -122,7 +117,7 @@ pub fn of_incident(
 
 /// Persists the escalation state of incident `id` (which already has a row).
 pub fn save(
-    conn: &Connection,
+    conn: &Tx,
     id: IncidentId,
     policy: &str,
     row: &EscalationRow,
@@ -150,7 +145,7 @@ pub fn save(
 }
 
 /// The earliest instant an escalating or acknowledged escalation becomes due.
-pub fn next_due(conn: &Connection) -> rusqlite::Result<Option<DateTime<Utc>>> {
+pub fn next_due(conn: &Tx) -> rusqlite::Result<Option<DateTime<Utc>>> {
     let t: Option<i64> = conn
         .prepare_cached(
             "SELECT min(due_at) FROM escalations WHERE phase IN ('escalating','acknowledged')",
@@ -161,7 +156,7 @@ pub fn next_due(conn: &Connection) -> rusqlite::Result<Option<DateTime<Utc>>> {
 
 /// Open incidents recorded as unrouted that still have no escalation: the ones a config that
 /// now routes them may start paging for. Oldest first.
-pub fn unrouted(conn: &Connection) -> rusqlite::Result<Vec<IncidentId>> {
+pub fn unrouted(conn: &Tx) -> rusqlite::Result<Vec<IncidentId>> {
     conn.prepare_cached(
         "SELECT i.id FROM incidents i WHERE i.status = 'triggered' AND i.route IS NULL \
          AND NOT EXISTS (SELECT 1 FROM escalations e WHERE e.incident_id = i.id) \
@@ -175,7 +170,7 @@ pub fn unrouted(conn: &Connection) -> rusqlite::Result<Vec<IncidentId>> {
 /// Gives an unrouted incident its route and starts its escalation with `row`, together: an
 /// incident with a route always has its paging state.
 pub fn route(
-    conn: &Connection,
+    conn: &Tx,
     id: IncidentId,
     route: &str,
     policy: &str,
@@ -208,7 +203,7 @@ pub fn route(
 /// Remembers that the shift of `user` on `schedule` starting at `shift_from` was announced.
 /// Returns false when it already was (each shift start is announced once).
 pub fn note_shift_notice(
-    conn: &Connection,
+    conn: &Tx,
     schedule: &str,
     user: &str,
     shift_from: DateTime<Utc>,

@@ -2,8 +2,9 @@
 //! an incident's history can be read back in order. This file is the only writer of the table;
 //! callers name what happened with an [`EventKind`], whose stored name has one mapping.
 
+use super::Tx;
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection};
+use rusqlite::params;
 
 use super::kinds::EventKind;
 use super::ms;
@@ -11,7 +12,7 @@ use crate::incident::{Actor, IncidentId};
 
 /// Appends a timeline event of `kind`; returns its id.
 pub fn record(
-    conn: &Connection,
+    conn: &Tx,
     incident: Option<IncidentId>,
     now: DateTime<Utc>,
     kind: EventKind,
@@ -25,7 +26,7 @@ pub fn record(
 /// Appends a timeline event whose kind is already its stored name (callers that still pass the
 /// name itself go through [`super::queries::event`]).
 pub(super) fn insert(
-    conn: &Connection,
+    conn: &Tx,
     incident: Option<IncidentId>,
     now: DateTime<Utc>,
     kind: &str,

@@ -9,8 +9,9 @@
 
 use std::time::Duration;
 
+use super::Tx;
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 
 use super::queries::{event, transition};
 use super::{from_ms, ms, StoreError};
@@ -127,7 +128,7 @@ pub struct Standby {
 /// the route pages directly). A hold opens only for the first step of the first run; once a hold
 /// ended (paged or mirrored), the escalation runs as on any other route.
 pub fn hold(
-    conn: &Connection,
+    conn: &Tx,
     standby: Option<Standby>,
     inc: &Incident,
     first_step: bool,
@@ -210,12 +211,7 @@ pub fn hold(
     }
 }
 
-fn end_hold(
-    conn: &Connection,
-    id: IncidentId,
-    reason: &str,
-    now: DateTime<Utc>,
-) -> rusqlite::Result<Hold> {
+fn end_hold(conn: &Tx, id: IncidentId, reason: &str, now: DateTime<Utc>) -> rusqlite::Result<Hold> {
     conn.prepare_cached(
         "UPDATE standby_holds SET state='paged', reason=?2, hold_until=min(hold_until, ?3) \
          WHERE incident_id=?1",
@@ -236,7 +232,7 @@ fn end_hold(
     })
 }
 
-fn set_state(conn: &Connection, id: IncidentId, state: &str) -> rusqlite::Result<()> {
+fn set_state(conn: &Tx, id: IncidentId, state: &str) -> rusqlite::Result<()> {
     conn.prepare_cached("UPDATE standby_holds SET state=?2 WHERE incident_id=?1")?
         .execute(params![id, state])?;
     Ok(())
@@ -256,7 +252,7 @@ pub struct Held {
 }
 
 /// Held incidents that are still triggered (at most `limit`, oldest hold end first).
-pub fn held(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Held>> {
+pub fn held(conn: &Tx, limit: usize) -> rusqlite::Result<Vec<Held>> {
     conn.prepare_cached(
         "SELECT h.incident_id, h.route, i.dedup_key, h.opened_at, h.hold_until, h.failures \
          FROM standby_holds h JOIN incidents i ON i.id = h.incident_id \
@@ -276,7 +272,7 @@ pub fn held(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Held>> {
 }
 
 /// How many incidents are held right now (for `/healthz`, `/metrics` and the status page).
-pub fn held_count(conn: &Connection) -> rusqlite::Result<i64> {
+pub fn held_count(conn: &Tx) -> rusqlite::Result<i64> {
     conn.prepare_cached(
         "SELECT count(*) FROM standby_holds h JOIN incidents i ON i.id = h.incident_id \
          WHERE h.state='held' AND i.status='triggered'",
@@ -288,7 +284,7 @@ pub fn held_count(conn: &Connection) -> rusqlite::Result<i64> {
 /// will say if the grace ends on this answer (`at_grace`). A hold that ended meanwhile is left
 /// alone.
 pub fn record_check(
-    conn: &Connection,
+    conn: &Tx,
     id: IncidentId,
     check: &Check,
     failures: u32,
@@ -311,7 +307,7 @@ pub fn record_check(
 /// escalation's due time to now (the hold had set it to the hold's end) and wakes nothing else:
 /// this transaction's commit wakes the engine.
 pub fn release(
-    conn: &Connection,
+    conn: &Tx,
     id: IncidentId,
     reason: &str,
     now: DateTime<Utc>,
@@ -335,7 +331,7 @@ pub fn release(
 /// Does locally what the upstream did (acknowledge or resolve, by the upstream's person), and
 /// ends the hold. The local transition cancels nothing that was sent: nothing was.
 pub fn mirror(
-    conn: &Connection,
+    conn: &Tx,
     id: IncidentId,
     upstream: Upstream,
     what: &Mirror,
@@ -379,7 +375,7 @@ pub fn mirror(
 /// it was resolved since, and that was not yet queued. A resolve without an acknowledgement is
 /// left alone: it usually comes from the alert source, which resolves at the upstream itself.
 /// Each is queued once; the row is retried by its sender until the upstream takes it.
-pub fn queue_local_acks(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<usize> {
+pub fn queue_local_acks(conn: &Tx, now: DateTime<Utc>) -> rusqlite::Result<usize> {
     let rows: Vec<(IncidentId, String, String, String)> = conn
         .prepare_cached(
             "SELECT h.incident_id, h.route, i.dedup_key, \
@@ -414,8 +410,8 @@ mod tests {
         Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap()
     }
 
-    fn db() -> Connection {
-        let mut c = Connection::open_in_memory().unwrap();
+    fn db() -> Tx<'static> {
+        let mut c = rusqlite::Connection::open_in_memory().unwrap();
         crate::store::schema::migrate(&mut c).unwrap();
         c.execute(
             "INSERT INTO incidents (id,dedup_key,status,severity,summary,route,first_seen,last_seen) \
@@ -429,7 +425,7 @@ mod tests {
             [ms(t(300))],
         )
         .unwrap();
-        c
+        Tx::owned(c)
     }
 
     const SB: Standby = Standby {

@@ -331,7 +331,7 @@ async fn a_transaction_lost_mid_batch_fails_the_jobs_that_ran_and_reruns_the_res
     let s = store.clone();
     let culprit = tokio::spawn(async move {
         s.call(|c, now| {
-            c.execute_batch("ROLLBACK")?;
+            c.conn().execute_batch("ROLLBACK")?;
             queries::apply_alert(c, &alert("culprit", AlertAction::Trigger), now)?;
             Ok(())
         })

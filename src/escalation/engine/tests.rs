@@ -65,7 +65,7 @@ fn t(min: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 22, 3, 0, 0).unwrap() + chrono::Duration::minutes(min)
 }
 
-fn setup() -> (Tx, Plan) {
+fn setup() -> (Tx<'static>, Plan) {
     let c = crate::store::memory();
     let cfg = Config::parse(CONFIG, "t.toml", Path::new("/"))
         .unwrap()
@@ -426,7 +426,7 @@ fn a_key_that_keeps_reopening_is_counted() {
     assert_eq!(flap.data["reopened_last_hour"], 3);
 }
 
-fn setup_with(extra: &str) -> (Tx, Plan) {
+fn setup_with(extra: &str) -> (Tx<'static>, Plan) {
     let c = crate::store::memory();
     let cfg = Config::parse(&format!("{CONFIG}\n{extra}"), "t.toml", Path::new("/"))
         .unwrap()
@@ -556,7 +556,7 @@ fn a_runtime_silence_holds_the_next_step_and_expiring_it_pages_at_once() {
     assert_eq!(esc, None, "the hold mark is cleared");
 }
 
-fn setup_email_off() -> (Tx, Plan) {
+fn setup_email_off() -> (Tx<'static>, Plan) {
     let c = crate::store::memory();
     let text = CONFIG.replace("[email]\nenabled = true", "[email]\nenabled = false");
     let cfg = Config::parse(&text, "t.toml", Path::new("/"))
