@@ -1,6 +1,5 @@
 //! Sender tests: fake transports against a real store.
 
-use crate::store::StoreError;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -668,38 +667,6 @@ async fn a_channel_that_comes_back_wakes_its_backing_off_pages() {
         "sent {took:?} after the channel came back"
     );
     shutdown.cancel();
-}
-
-/// Recording an outcome is tried again until the store takes it, and its result is returned.
-#[tokio::test]
-async fn recording_is_retried_until_the_store_takes_it() {
-    let (store, _, _) = setup().await;
-    let tries = Arc::new(AtomicUsize::new(0));
-    let t = tries.clone();
-    let v = until_stored(&store, &CancellationToken::new(), "test", move |_, _| {
-        if t.fetch_add(1, Ordering::SeqCst) < 3 {
-            Err(StoreError::Busy)
-        } else {
-            Ok(42)
-        }
-    })
-    .await;
-    assert_eq!(v, Some(42));
-    assert_eq!(tries.load(Ordering::SeqCst), 4);
-    // At shutdown it gives up (the row stays `sending` for the restart).
-    let stop = CancellationToken::new();
-    stop.cancel();
-    let v: Option<()> = until_stored(&store, &stop, "test", |_, _| Err(StoreError::Busy)).await;
-    assert_eq!(v, None);
-    // An error no retry fixes is tried once: the claim's lease brings the page back instead.
-    let tries = Arc::new(AtomicUsize::new(0));
-    let t = tries.clone();
-    let v: Option<()> = until_stored(&store, &CancellationToken::new(), "test", move |_, _| {
-        t.fetch_add(1, Ordering::SeqCst);
-        Err(StoreError::Invalid("a bug".into()))
-    })
-    .await;
-    assert_eq!((v, tries.load(Ordering::SeqCst)), (None, 1));
 }
 
 /// A sender that claims a row whose outcome was never recorded (lease run out) sends it again
