@@ -172,7 +172,7 @@ users = ["alice"]
         let kinds: Vec<EventKind> = timeline(&c, web)
             .unwrap()
             .into_iter()
-            .filter_map(|e| EventKind::parse(&e.kind))
+            .filter_map(|e| e.kind.known())
             .collect();
         assert_eq!(kinds.last(), Some(&EventKind::Routed), "{kinds:?}");
         // Recorded-without-paging and acknowledged incidents are left alone.

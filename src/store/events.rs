@@ -20,27 +20,13 @@ pub fn record(
     message: &str,
     data: Option<&serde_json::Value>,
 ) -> rusqlite::Result<i64> {
-    insert(conn, incident, now, kind.as_str(), actor, message, data)
-}
-
-/// Appends a timeline event whose kind is already its stored name (callers that still pass the
-/// name itself go through [`super::queries::event`]).
-pub(super) fn insert(
-    conn: &Tx,
-    incident: Option<IncidentId>,
-    now: DateTime<Utc>,
-    kind: &str,
-    actor: Option<&Actor>,
-    message: &str,
-    data: Option<&serde_json::Value>,
-) -> rusqlite::Result<i64> {
     conn.prepare_cached(
         "INSERT INTO events (incident_id, at, kind, actor, via, message, data) VALUES (?1,?2,?3,?4,?5,?6,?7)",
     )?
     .execute(params![
         incident,
         ms(now),
-        kind,
+        kind.as_str(),
         actor.map(|a| a.who.as_str()),
         actor.map(|a| a.via.as_str()),
         message,

@@ -468,7 +468,8 @@ impl Store {
 mod tests {
     use super::*;
     use crate::config::Secret;
-    use crate::store::queries::event;
+    use crate::store::events::record;
+    use crate::store::kinds::EventKind;
     use chrono::TimeZone;
     use std::time::Duration;
 
@@ -512,7 +513,16 @@ mod tests {
         )
         .unwrap();
         let id = c.last_insert_rowid();
-        event(c, Some(id), at, "triggered", None, "critical s", None).unwrap();
+        record(
+            c,
+            Some(id),
+            at,
+            EventKind::Triggered,
+            None,
+            "critical s",
+            None,
+        )
+        .unwrap();
         id
     }
 
@@ -558,11 +568,11 @@ mod tests {
         new_incident(&c, "a", Some("web"), t(0));
         let b = new_incident(&c, "b", Some("db"), t(0));
         assert_eq!(fan_out(&c, std::slice::from_ref(&d), t(1)).unwrap(), 0);
-        event(
+        record(
             &c,
             Some(b),
             t(2),
-            "resolved",
+            EventKind::Resolved,
             None,
             "resolved by x via api",
             None,
@@ -575,7 +585,7 @@ mod tests {
     fn queue_is_fifo_and_a_waiting_head_holds_the_rest() {
         let c = db();
         let id = new_incident(&c, "a", None, t(0));
-        event(&c, Some(id), t(1), "resolved", None, "r", None).unwrap();
+        record(&c, Some(id), t(1), EventKind::Resolved, None, "r", None).unwrap();
         fan_out(&c, &[dest("w", 10)], t(1)).unwrap();
         let Claim::Row(first) = claim(&c, "w", t(2), LEASE).unwrap() else {
             panic!()

@@ -988,7 +988,7 @@ mod tests {
         crate::store::queries::timeline(c, inc)
             .unwrap()
             .into_iter()
-            .map(|e| e.kind)
+            .map(|e| e.kind.to_string())
             .collect()
     }
 

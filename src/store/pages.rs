@@ -274,8 +274,16 @@ mod tests {
     fn an_open_incident_with_no_live_page_after_an_unreachable_step_is_flagged() {
         let c = db();
         for id in [1, 2, 3] {
-            crate::store::queries::event(&c, Some(id), t(0), "page-unreachable", None, "x", None)
-                .unwrap();
+            crate::store::events::record(
+                &c,
+                Some(id),
+                t(0),
+                crate::incident::EventKind::PageUnreachable,
+                None,
+                "x",
+                None,
+            )
+            .unwrap();
         }
         // #2 was paged later (someone at a later step was reached); #3 is resolved.
         let p = queue(&c, PageKind::Page, Some(2), Channel::Sms, 5);

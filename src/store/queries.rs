@@ -10,7 +10,7 @@ use super::events::record;
 use super::kinds::EventKind;
 use super::{AlertAction, AlertInput, AlertOutcome, ChangeInput, ListFilter, StoreError};
 use crate::incident::{
-    Actor, Incident, IncidentId, Link, Severity, Status, TimelineEvent, Transition,
+    Actor, Incident, IncidentId, Link, Severity, Status, TimelineEvent, TimelineKind, Transition,
 };
 
 pub use super::{from_ms, ms};
@@ -108,7 +108,7 @@ pub(crate) fn timeline(conn: &Tx, id: IncidentId) -> rusqlite::Result<Vec<Timeli
         Ok(TimelineEvent {
             id: r.get(0)?,
             at: from_ms(r.get(1)?),
-            kind: r.get(2)?,
+            kind: TimelineKind::from(r.get::<_, String>(2)?),
             actor: r.get(3)?,
             via: r.get(4)?,
             message: r.get(5)?,
@@ -118,20 +118,6 @@ pub(crate) fn timeline(conn: &Tx, id: IncidentId) -> rusqlite::Result<Vec<Timeli
         })
     })?;
     rows.collect()
-}
-
-/// Appends a timeline event named by its stored name. Kept for the callers that still name
-/// kinds as text; everything else records an [`EventKind`] through [`super::events::record`].
-pub fn event(
-    conn: &Tx,
-    incident: Option<IncidentId>,
-    now: DateTime<Utc>,
-    kind: &str,
-    actor: Option<&Actor>,
-    message: &str,
-    data: Option<&serde_json::Value>,
-) -> rusqlite::Result<i64> {
-    super::events::insert(conn, incident, now, kind, actor, message, data)
 }
 
 /// How the timeline keeps repeats: at most one `repeated` row per window of this length of an
@@ -553,7 +539,7 @@ mod tests {
         let kinds: Vec<String> = timeline(&c, a.id)
             .unwrap()
             .into_iter()
-            .map(|e| e.kind)
+            .map(|e| e.kind.to_string())
             .collect();
         assert_eq!(kinds, ["triggered", "repeated", "acknowledged", "resolved"]);
         let esc: String = c

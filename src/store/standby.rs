@@ -13,7 +13,9 @@ use super::Tx;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
-use super::queries::{event, transition};
+use super::events::record;
+use super::kinds::EventKind;
+use super::queries::transition;
 use super::{from_ms, ms, StoreError};
 use crate::config::standby::Upstream;
 use crate::incident::{Actor, Incident, IncidentId, Status};
@@ -141,11 +143,11 @@ pub fn hold(
     let Some(standby) = standby else {
         if row.as_ref().is_some_and(|r| r.0 == "held") {
             set_state(conn, inc.id, "paged")?;
-            event(
+            record(
                 conn,
                 Some(inc.id),
                 now,
-                "standby",
+                EventKind::Standby,
                 None,
                 "the route is no longer in standby: paging",
                 None,
@@ -167,11 +169,11 @@ pub fn hold(
                 ms(until)
             ])?;
             if until > now {
-                event(
+                record(
                     conn,
                     Some(inc.id),
                     now,
-                    "standby",
+                    EventKind::Standby,
                     None,
                     &format!(
                         "held in standby: {} has until {} to get it acknowledged",
@@ -217,11 +219,11 @@ fn end_hold(conn: &Tx, id: IncidentId, reason: &str, now: DateTime<Utc>) -> rusq
          WHERE incident_id=?1",
     )?
     .execute(params![id, reason, ms(now)])?;
-    event(
+    record(
         conn,
         Some(id),
         now,
-        "standby",
+        EventKind::Standby,
         None,
         &format!("standby hold over, paging: {reason}"),
         None,
@@ -355,11 +357,11 @@ pub fn mirror(
         &Actor::new(by.clone(), upstream.as_str()),
         now,
     )?;
-    event(
+    record(
         conn,
         Some(id),
         now,
-        "standby",
+        EventKind::Standby,
         None,
         &format!(
             "{verb} upstream by {by} ({}): nobody paged",

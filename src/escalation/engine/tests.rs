@@ -438,7 +438,7 @@ fn kinds(c: &Tx, id: IncidentId) -> Vec<String> {
     crate::store::queries::timeline(c, id)
         .unwrap()
         .into_iter()
-        .map(|e| e.kind)
+        .map(|e| e.kind.to_string())
         .collect()
 }
 

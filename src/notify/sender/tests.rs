@@ -728,7 +728,7 @@ fn an_email_is_sent_once_per_person_per_step() {
     let ev = |at_s: i64, kind: &str, message: &str| TimelineEvent {
         id: 1,
         at: step + chrono::Duration::seconds(at_s),
-        kind: kind.into(),
+        kind: String::from(kind).into(),
         actor: None,
         via: None,
         message: message.into(),
