@@ -305,9 +305,10 @@ pub fn record_check(
     Ok(())
 }
 
-/// Ends a hold early: the engine pages at its next pass, saying `reason`. Moves the
-/// escalation's due time to now (the hold had set it to the hold's end) and wakes nothing else:
-/// this transaction's commit wakes the engine.
+/// Ends a hold early: the engine pages at its next pass, saying `reason`. Returns whether a
+/// hold was held; the caller then moves the escalation's due time to now (the hold had set it
+/// to the hold's end) through the state machine, in the same transaction, whose commit wakes
+/// the engine.
 pub fn release(
     conn: &Tx,
     id: IncidentId,
@@ -320,13 +321,6 @@ pub fn release(
              WHERE incident_id=?1 AND state='held'",
         )?
         .execute(params![id, ms(now), reason])?;
-    if n > 0 {
-        conn.prepare_cached(
-            "UPDATE escalations SET due_at=?2 \
-             WHERE incident_id=?1 AND phase='escalating' AND due_at > ?2",
-        )?
-        .execute(params![id, ms(now)])?;
-    }
     Ok(n > 0)
 }
 
@@ -502,7 +496,7 @@ mod tests {
     }
 
     #[test]
-    fn release_makes_the_escalation_due_now_with_its_reason() {
+    fn release_ends_the_hold_early_with_its_reason() {
         let c = db();
         let inc = incident(&c, 1).unwrap().unwrap();
         hold(&c, Some(SB), &inc, true, t(1)).unwrap();
@@ -519,14 +513,6 @@ mod tests {
         .unwrap();
         assert_eq!(held(&c, 10).unwrap()[0].failures, 3);
         assert!(release(&c, 1, "PagerDuty unreachable (3 failed checks)", t(5)).unwrap());
-        let due: i64 = c
-            .query_row(
-                "SELECT due_at FROM escalations WHERE incident_id=1",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(due, ms(t(5)));
         assert_eq!(
             hold(&c, Some(SB), &inc, true, t(5)).unwrap(),
             Hold::Page {
