@@ -3,8 +3,9 @@
 //!
 //! What the values are is decided by the pure state machine (the escalation module's `state`); this
 //! file only reads and writes them, as plain [`EscalationRow`]s, so the store does not depend on
-//! the escalation module. The first row of an alert's incident is written with the incident by
-//! [`super::queries::apply_alert`]; every later change goes through [`save`] or [`route`].
+//! the escalation module. The first row of an alert's incident ([`EscalationRow::start`]) is
+//! written with the incident by [`super::queries::apply_alert`]; every later change goes through
+//! [`save`] or [`route`], with a row the state machine computed.
 
 use super::Tx;
 use chrono::{DateTime, Utc};
@@ -56,6 +57,36 @@ pub struct EscalationRow {
     pub due: Option<DateTime<Utc>>,
     /// When the phase was set.
     pub since: DateTime<Utc>,
+}
+
+impl EscalationRow {
+    /// The row of a new incident's escalation: step 1 of run 1, due after the route's pre-page
+    /// delay. It is the stored form of the state machine's start (`EscalationState::start` in the
+    /// escalation module, whose tests hold the two equal); the store writes it with the incident
+    /// itself, in the alert's transaction, so an incident that pages always has its state.
+    pub fn start(now: DateTime<Utc>, pre_page_delay: std::time::Duration) -> EscalationRow {
+        EscalationRow {
+            phase: StoredPhase::Escalating,
+            next: Some((0, 0)),
+            due: Some(crate::clock::add(now, pre_page_delay)),
+            since: now,
+        }
+    }
+
+    /// The state columns as bound: phase, next step, next run, due time, since.
+    fn columns(&self) -> (&'static str, Option<i64>, i64, Option<i64>, i64) {
+        let (step, round) = match self.next {
+            Some((step, round)) => (Some(step as i64), round as i64),
+            None => (None, 0),
+        };
+        (
+            self.phase.as_str(),
+            step,
+            round,
+            self.due.map(ms),
+            ms(self.since),
+        )
+    }
 }
 
 /// An incident's escalation row with the columns around its state.
@@ -123,24 +154,12 @@ pub fn save(
     row: &EscalationRow,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<()> {
-    let (step, round) = match row.next {
-        Some((step, round)) => (Some(step as i64), round as i64),
-        None => (None, 0),
-    };
+    let (phase, step, round, due, since) = row.columns();
     conn.prepare_cached(
         "UPDATE escalations SET policy=?2, phase=?3, next_step=?4, next_round=?5, due_at=?6, since=?7, updated_at=?8 \
          WHERE incident_id=?1",
     )?
-    .execute(params![
-        id,
-        policy,
-        row.phase.as_str(),
-        step,
-        round,
-        row.due.map(ms),
-        ms(row.since),
-        ms(now)
-    ])?;
+    .execute(params![id, policy, phase, step, round, due, since, ms(now)])?;
     Ok(())
 }
 
@@ -167,6 +186,23 @@ pub fn unrouted(conn: &Tx) -> rusqlite::Result<Vec<IncidentId>> {
     .collect()
 }
 
+/// Starts the escalation of incident `id` (which has none yet) with `row`.
+pub(super) fn insert(
+    conn: &Tx,
+    id: IncidentId,
+    policy: &str,
+    row: &EscalationRow,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    let (phase, step, round, due, since) = row.columns();
+    conn.prepare_cached(
+        "INSERT INTO escalations (incident_id, policy, phase, next_step, next_round, due_at, since, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![id, policy, phase, step, round, due, since, ms(now)])?;
+    Ok(())
+}
+
 /// Gives an unrouted incident its route and starts its escalation with `row`, together: an
 /// incident with a route always has its paging state.
 pub fn route(
@@ -177,24 +213,7 @@ pub fn route(
     row: &EscalationRow,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<()> {
-    let (step, round) = match row.next {
-        Some((step, round)) => (Some(step as i64), round as i64),
-        None => (None, 0),
-    };
-    conn.prepare_cached(
-        "INSERT INTO escalations (incident_id, policy, phase, next_step, next_round, due_at, since, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        id,
-        policy,
-        row.phase.as_str(),
-        step,
-        round,
-        row.due.map(ms),
-        ms(row.since),
-        ms(now)
-    ])?;
+    insert(conn, id, policy, row, now)?;
     conn.prepare_cached("UPDATE incidents SET route = ?2 WHERE id = ?1")?
         .execute(params![id, route])?;
     Ok(())

@@ -218,13 +218,8 @@ pub(crate) fn apply_alert(
             }
             match (&a.policy, a.page) {
                 (Some(policy), true) => {
-                    let due = crate::clock::add(now, a.pre_page_delay);
-                    // escalation::EscalationState::start: step 0 of run 0, due after the delay.
-                    conn.prepare_cached(
-                        "INSERT INTO escalations (incident_id, policy, phase, next_step, next_round, due_at, since, updated_at) \
-                         VALUES (?1, ?2, 'escalating', 0, 0, ?3, ?4, ?4)",
-                    )?
-                    .execute(params![id, policy, ms(due), ms(now)])?;
+                    let start = super::escalations::EscalationRow::start(now, a.pre_page_delay);
+                    super::escalations::insert(conn, id, policy, &start, now)?;
                 }
                 (None, true) => {
                     record(

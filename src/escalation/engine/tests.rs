@@ -118,6 +118,22 @@ fn pages_to(c: &Tx, user: &str) -> Vec<(String, i64)> {
         .collect()
 }
 
+/// The first escalation row the store writes with a new incident is the state machine's start,
+/// the pre-page delay saturating the same way in both.
+#[test]
+fn the_stored_start_of_an_escalation_is_the_state_machines_start() {
+    for delay in [
+        Duration::ZERO,
+        Duration::from_secs(90),
+        Duration::from_secs(u64::MAX),
+    ] {
+        assert_eq!(
+            EscalationRow::start(t(0), delay),
+            row_of(&EscalationState::start(t(0), delay))
+        );
+    }
+}
+
 #[test]
 fn pages_the_on_call_user_by_their_rules_then_escalates() {
     let (c, plan) = setup();
