@@ -449,19 +449,10 @@ policy = "p"
             .config;
         let c = crate::store::memory();
         let alert = crate::store::AlertInput {
-            action: crate::store::AlertAction::Trigger,
-            dedup_key: Some("k".into()),
-            summary: "disk full".into(),
-            severity: crate::incident::Severity::Critical,
-            source: None,
-            service: Some("db".into()),
-            details: serde_json::Value::Null,
-            links: vec![],
             route: Some("db".into()),
             policy: Some("p".into()),
             pre_page_delay: Duration::from_secs(300),
-            page: true,
-            actor: crate::incident::Actor::new("t", "test"),
+            ..crate::store::AlertInput::test_trigger("k", "db")
         };
         let inc = crate::store::queries::apply_alert(&c, &alert, t(0))
             .unwrap()

@@ -191,6 +191,27 @@ pub struct AlertInput {
 }
 
 impl AlertInput {
+    /// A critical trigger with dedup key `key` for service `service`, on no route yet: the
+    /// common start of the alerts unit tests apply, each setting what it is about.
+    #[cfg(test)]
+    pub(crate) fn test_trigger(key: &str, service: &str) -> AlertInput {
+        AlertInput {
+            action: AlertAction::Trigger,
+            dedup_key: Some(key.into()),
+            summary: format!("{service} down"),
+            severity: Severity::Critical,
+            source: None,
+            service: Some(service.into()),
+            details: serde_json::Value::Null,
+            links: vec![],
+            route: None,
+            policy: None,
+            pre_page_delay: Duration::ZERO,
+            page: true,
+            actor: Actor::new("t", "test"),
+        }
+    }
+
     /// The given dedup key, or one derived from source and summary: the first 16 hex digits of
     /// SHA-256 over `source \n summary`, so the same alert text from the same source dedups.
     pub fn dedup_key(&self) -> String {

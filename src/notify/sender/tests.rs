@@ -9,7 +9,7 @@ use chrono::TimeZone;
 use super::*;
 use crate::clock::SystemClock;
 use crate::store::outbox::NewPage;
-use crate::store::{AlertAction, AlertInput};
+use crate::store::AlertInput;
 
 const LEASE: Duration = Duration::from_secs(60);
 
@@ -252,21 +252,7 @@ fn a_stopped_modem_never_fails_a_page_for_good() {
 async fn setup() -> (Store, Arc<Config>, i64) {
     let dir = tempfile::tempdir().unwrap().keep();
     let store = Store::open(&dir.join("db"), Arc::new(SystemClock)).unwrap();
-    let input = AlertInput {
-        action: AlertAction::Trigger,
-        dedup_key: Some("k".into()),
-        summary: "db down".into(),
-        severity: crate::incident::Severity::Critical,
-        source: None,
-        service: Some("db".into()),
-        details: serde_json::Value::Null,
-        links: vec![],
-        route: None,
-        policy: None,
-        pre_page_delay: Duration::ZERO,
-        page: true,
-        actor: Actor::new("t", "test"),
-    };
+    let input = AlertInput::test_trigger("k", "db");
     let id = store
         .apply_alert(input)
         .await
