@@ -7,10 +7,10 @@
 //! written with the incident by [`super::queries::apply_alert`]; every later change goes through
 //! [`save`] or [`route`], with a row the state machine computed.
 
-use super::Tx;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, Row};
 
+use super::Tx;
 use super::{from_ms, ms};
 use crate::incident::IncidentId;
 

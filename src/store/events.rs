@@ -2,12 +2,12 @@
 //! an incident's history can be read back in order. This file is the only writer of the table;
 //! callers name what happened with an [`EventKind`], whose stored name has one mapping.
 
-use super::Tx;
 use chrono::{DateTime, Utc};
 use rusqlite::params;
 
 use super::kinds::EventKind;
 use super::ms;
+use super::Tx;
 use crate::incident::{Actor, IncidentId};
 
 /// Appends a timeline event of `kind`; returns its id.

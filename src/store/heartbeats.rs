@@ -4,11 +4,11 @@
 //! means for a deadline) are pure and live with the monitor's settings (`config::heartbeat`);
 //! this file only reads and writes them. The monitor's state types are the table's, here.
 
-use super::Tx;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
 use super::queries;
+use super::Tx;
 use super::{from_ms, ms};
 use super::{AlertAction, AlertInput, Store, StoreError};
 use crate::config::heartbeat::{resume, Heartbeat, Resume};

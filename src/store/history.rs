@@ -7,12 +7,12 @@
 
 use std::collections::HashMap;
 
-use super::Tx;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Row};
 use serde::{Deserialize, Serialize};
 
 use super::kinds::{EventKind, OutboxState, PageKind};
+use super::Tx;
 use super::{from_ms, ms};
 use crate::incident::{Incident, IncidentId};
 

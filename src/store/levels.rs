@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
-use super::Tx;
 use chrono::{DateTime, Utc};
 
+use super::Tx;
 use super::{outbox, Store, StoreError};
 use crate::incident::{Channel, Status};
 

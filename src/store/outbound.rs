@@ -10,7 +10,6 @@
 //! always the next one, and a row waiting for its retry holds the ones behind it, so a receiver
 //! sees an incident's trigger before its resolve.
 
-use super::Tx;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
@@ -18,6 +17,7 @@ use super::events::record;
 use super::kinds::EventKind;
 use super::outbox::{self, Settle};
 use super::queries::incident;
+use super::Tx;
 use super::{from_ms, ms, Store, StoreError};
 use crate::config::outbound::{Destination, Event, Kind};
 use crate::incident::{Incident, IncidentId, Status, Transition};

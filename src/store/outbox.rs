@@ -14,13 +14,13 @@
 
 use std::time::Duration;
 
-use super::Tx;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::events::record;
 use super::kinds::EventKind;
 pub use super::kinds::{OutboxState, PageKind};
+use super::Tx;
 use super::{from_ms, ms};
 use crate::incident::{Channel, IncidentId};
 

@@ -1,6 +1,5 @@
 //! Runtime schedule overrides ("I take the pager"), kept in SQLite so they survive restarts.
 
-use super::Tx;
 use chrono::{DateTime, Utc};
 use rusqlite::params;
 
@@ -8,6 +7,7 @@ use crate::schedule::{Override, OverrideSource, OverridesBySchedule};
 
 use super::events::record;
 use super::kinds::EventKind;
+use super::Tx;
 use super::{from_ms, ms};
 
 /// A stored runtime override.

@@ -8,11 +8,11 @@
 //! reached the phone, not by when they were queued: a page queued first that fell back from an
 //! unanswered call to SMS reached the phone after a digest queued later.
 
-use super::Tx;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
 use super::queries::ms;
+use super::Tx;
 use crate::incident::IncidentId;
 
 /// A page or digest as the ack commands look at it: its row and the incidents it is about.

@@ -4,13 +4,13 @@
 //!
 //! Nothing here decides anything: the pair module decides, this reads and writes rows.
 
-use super::Tx;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
 use super::events::record;
 use super::kinds::EventKind;
 use super::outbox::{Page, PageKind};
+use super::Tx;
 use super::{from_ms, ms};
 use crate::incident::{Channel, IncidentId};
 

@@ -2,12 +2,12 @@
 //! caller's transaction, so the store task decides when to commit (group commit) and tests can run
 //! them against an in-memory database at any instant.
 
-use super::Tx;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::events::record;
 use super::kinds::EventKind;
+use super::Tx;
 use super::{AlertAction, AlertInput, AlertOutcome, ChangeInput, ListFilter, StoreError};
 use crate::incident::{
     Actor, Incident, IncidentId, Link, Severity, Status, TimelineEvent, TimelineKind, Transition,

@@ -6,10 +6,10 @@
 //! answers, so the outcome is written in the same transaction as the incident change and kept for
 //! [`KEEP`]; older outcomes are pruned whenever a new one is written, so the table stays small.
 
-use super::Tx;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
+use super::Tx;
 use super::{from_ms, ms};
 use crate::incident::IncidentId;
 

@@ -3,10 +3,10 @@
 //! is an ordinary outbox row (see [`super::outbox`]). Times are bound, never read from SQLite's
 //! clock.
 
-use super::Tx;
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
+use super::Tx;
 use super::{from_ms, ms, Store, StoreError};
 
 /// One step of a run.

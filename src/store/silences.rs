@@ -7,13 +7,13 @@
 //! such a step when that silence ended early (expired, or a config window changed), and the
 //! engine makes it due at once through the escalation state machine.
 
-use super::Tx;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, Row};
 use serde::Serialize;
 
 use super::events::record;
 use super::kinds::EventKind;
+use super::Tx;
 use super::{from_ms, ms};
 use super::{Store, StoreError};
 use crate::config::Config;

@@ -9,13 +9,13 @@
 
 use std::time::Duration;
 
-use super::Tx;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
 use super::events::record;
 use super::kinds::EventKind;
 use super::queries::transition;
+use super::Tx;
 use super::{from_ms, ms, StoreError};
 use crate::config::standby::Upstream;
 use crate::incident::{Actor, Incident, IncidentId, Status};
