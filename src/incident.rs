@@ -220,6 +220,30 @@ mod tests {
     }
 
     #[test]
+    fn every_event_kind_reads_back_as_itself() {
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::parse(k.as_str()), Some(k));
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+        assert_eq!(EventKind::parse("page-lost"), None);
+    }
+
+    #[test]
+    fn a_stored_kind_this_version_does_not_know_is_kept_as_written() {
+        let k = TimelineKind::from("page-teleported".to_string());
+        assert_eq!(k, TimelineKind::Other("page-teleported".into()));
+        assert_eq!(k.known(), None);
+        assert_eq!(serde_json::to_value(&k).unwrap(), "page-teleported");
+        let known = TimelineKind::from("page-sent".to_string());
+        assert_eq!(known, EventKind::PageSent);
+        assert_eq!(serde_json::to_value(&known).unwrap(), "page-sent");
+        assert_eq!(
+            serde_json::from_value::<TimelineKind>("resolved".into()).unwrap(),
+            EventKind::Resolved
+        );
+    }
+
+    #[test]
     fn names_round_trip() {
         for s in Severity::ALL {
             assert_eq!(s.as_str().parse::<Severity>(), Ok(s));
@@ -298,11 +322,278 @@ pub struct Transition {
 pub struct TimelineEvent {
     pub id: i64,
     pub at: chrono::DateTime<chrono::Utc>,
-    /// `triggered`, `repeated`, `acknowledged`, `resolved`, `note`, `page`, ...
-    pub kind: String,
+    /// What happened: the stored name read back through [`TimelineKind`].
+    pub kind: TimelineKind,
     pub actor: Option<String>,
     pub via: Option<String>,
     pub message: String,
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub data: serde_json::Value,
+}
+
+/// What a timeline event records. The stored names are what `GET /v1/incidents/N`, reports and
+/// the status page show, and what outbound fan-out and reports select on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    /// A new incident opened.
+    Triggered,
+    Acknowledged,
+    Resolved,
+    /// One more alert for the open incident.
+    Repeated,
+    /// The key opened and resolved too often; pages are damped.
+    Flapping,
+    /// No route matched: the incident pages nobody.
+    Unrouted,
+    /// Recorded without paging (`page = false`).
+    Recorded,
+    /// Queued pages cancelled by an acknowledgement or resolution.
+    Cancelled,
+    /// A person's note.
+    Note,
+    /// Rerouted to a policy after a config change.
+    Routed,
+    /// An escalation step ran (who was paged, how).
+    Escalation,
+    /// The engine could not run a step.
+    EscalationError,
+    /// Someone asked to escalate at once.
+    EscalateNow,
+    /// The policy ran out of repeats without an acknowledgement.
+    Exhausted,
+    /// Escalation restarted after an acknowledgement timed out.
+    Retriggered,
+    /// A silence holds the escalation.
+    Silenced,
+    /// The silence ended; escalation continues.
+    Unsilenced,
+    /// A runtime silence was added or expired.
+    Silence,
+    /// A schedule override was added.
+    Override,
+    OverrideDeleted,
+    PageQueued,
+    /// Held for a digest, or a call skipped inside the grouping window.
+    PageGrouped,
+    /// Nobody reachable on any channel for a step.
+    PageUnreachable,
+    PageSent,
+    PageDelivered,
+    PageUndelivered,
+    PageRetry,
+    PageFallback,
+    PageFailed,
+    PageCancelled,
+    /// A stakeholder status update not sent (nobody to send it to).
+    StatusSkipped,
+    OutboundSent,
+    OutboundRetry,
+    OutboundFailed,
+    OutboundDropped,
+    /// The `page-*` events of an outbox row of kind `reply` (the answer to an SMS command, e.g.
+    /// an acknowledgement's confirmation): named apart so that a timeline, `show` and reports
+    /// never call a confirmation a page, and "first page sent" never counts one.
+    ReplyQueued,
+    ReplySent,
+    ReplyDelivered,
+    ReplyUndelivered,
+    ReplyRetry,
+    ReplyFallback,
+    ReplyFailed,
+    ReplyCancelled,
+    /// A standby hold opened, ended, or was mirrored from the cloud pager.
+    Standby,
+}
+
+impl EventKind {
+    /// Every kind.
+    pub const ALL: [EventKind; 44] = [
+        EventKind::Triggered,
+        EventKind::Acknowledged,
+        EventKind::Resolved,
+        EventKind::Repeated,
+        EventKind::Flapping,
+        EventKind::Unrouted,
+        EventKind::Recorded,
+        EventKind::Cancelled,
+        EventKind::Note,
+        EventKind::Routed,
+        EventKind::Escalation,
+        EventKind::EscalationError,
+        EventKind::EscalateNow,
+        EventKind::Exhausted,
+        EventKind::Retriggered,
+        EventKind::Silenced,
+        EventKind::Unsilenced,
+        EventKind::Silence,
+        EventKind::Override,
+        EventKind::OverrideDeleted,
+        EventKind::PageQueued,
+        EventKind::PageGrouped,
+        EventKind::PageUnreachable,
+        EventKind::PageSent,
+        EventKind::PageDelivered,
+        EventKind::PageUndelivered,
+        EventKind::PageRetry,
+        EventKind::PageFallback,
+        EventKind::PageFailed,
+        EventKind::PageCancelled,
+        EventKind::StatusSkipped,
+        EventKind::OutboundSent,
+        EventKind::OutboundRetry,
+        EventKind::OutboundFailed,
+        EventKind::OutboundDropped,
+        EventKind::ReplyQueued,
+        EventKind::ReplySent,
+        EventKind::ReplyDelivered,
+        EventKind::ReplyUndelivered,
+        EventKind::ReplyRetry,
+        EventKind::ReplyFallback,
+        EventKind::ReplyFailed,
+        EventKind::ReplyCancelled,
+        EventKind::Standby,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Triggered => "triggered",
+            EventKind::Acknowledged => "acknowledged",
+            EventKind::Resolved => "resolved",
+            EventKind::Repeated => "repeated",
+            EventKind::Flapping => "flapping",
+            EventKind::Unrouted => "unrouted",
+            EventKind::Recorded => "recorded",
+            EventKind::Cancelled => "cancelled",
+            EventKind::Note => "note",
+            EventKind::Routed => "routed",
+            EventKind::Escalation => "escalation",
+            EventKind::EscalationError => "escalation-error",
+            EventKind::EscalateNow => "escalate-now",
+            EventKind::Exhausted => "exhausted",
+            EventKind::Retriggered => "retriggered",
+            EventKind::Silenced => "silenced",
+            EventKind::Unsilenced => "unsilenced",
+            EventKind::Silence => "silence",
+            EventKind::Override => "override",
+            EventKind::OverrideDeleted => "override-deleted",
+            EventKind::PageQueued => "page-queued",
+            EventKind::PageGrouped => "page-grouped",
+            EventKind::PageUnreachable => "page-unreachable",
+            EventKind::PageSent => "page-sent",
+            EventKind::PageDelivered => "page-delivered",
+            EventKind::PageUndelivered => "page-undelivered",
+            EventKind::PageRetry => "page-retry",
+            EventKind::PageFallback => "page-fallback",
+            EventKind::PageFailed => "page-failed",
+            EventKind::PageCancelled => "page-cancelled",
+            EventKind::StatusSkipped => "status-skipped",
+            EventKind::OutboundSent => "outbound-sent",
+            EventKind::OutboundRetry => "outbound-retry",
+            EventKind::OutboundFailed => "outbound-failed",
+            EventKind::OutboundDropped => "outbound-dropped",
+            EventKind::ReplyQueued => "reply-queued",
+            EventKind::ReplySent => "reply-sent",
+            EventKind::ReplyDelivered => "reply-delivered",
+            EventKind::ReplyUndelivered => "reply-undelivered",
+            EventKind::ReplyRetry => "reply-retry",
+            EventKind::ReplyFallback => "reply-fallback",
+            EventKind::ReplyFailed => "reply-failed",
+            EventKind::ReplyCancelled => "reply-cancelled",
+            EventKind::Standby => "standby",
+        }
+    }
+
+    /// The kind a stored name means; `None` for a name this version does not know.
+    pub fn parse(s: &str) -> Option<EventKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The event an incident status change records.
+    pub fn of_status(status: Status) -> EventKind {
+        match status {
+            Status::Triggered => EventKind::Triggered,
+            Status::Acknowledged => EventKind::Acknowledged,
+            Status::Resolved => EventKind::Resolved,
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A timeline event's kind as read back from the store: one this version names, or a stored name
+/// it does not know (written by a newer version, or by hand), kept as it was so the timeline still
+/// shows it instead of failing to load. Serializes to the stored name either way.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum TimelineKind {
+    Known(EventKind),
+    Other(String),
+}
+
+impl TimelineKind {
+    /// The stored name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            TimelineKind::Known(k) => k.as_str(),
+            TimelineKind::Other(s) => s,
+        }
+    }
+
+    /// The kind, when this version knows it.
+    pub fn known(&self) -> Option<EventKind> {
+        match self {
+            TimelineKind::Known(k) => Some(*k),
+            TimelineKind::Other(_) => None,
+        }
+    }
+}
+
+impl From<EventKind> for TimelineKind {
+    fn from(k: EventKind) -> Self {
+        TimelineKind::Known(k)
+    }
+}
+
+/// Reading a stored name never fails: an unknown one is [`TimelineKind::Other`].
+impl From<String> for TimelineKind {
+    fn from(s: String) -> Self {
+        match EventKind::parse(&s) {
+            Some(k) => TimelineKind::Known(k),
+            None => TimelineKind::Other(s),
+        }
+    }
+}
+
+impl From<TimelineKind> for String {
+    fn from(k: TimelineKind) -> Self {
+        match k {
+            TimelineKind::Known(k) => k.as_str().to_string(),
+            TimelineKind::Other(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for TimelineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<EventKind> for TimelineKind {
+    fn eq(&self, other: &EventKind) -> bool {
+        self.known() == Some(*other)
+    }
+}
+
+/// Lets callers holding a stored name compare without parsing it first.
+impl PartialEq<&str> for TimelineKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
 }

@@ -408,7 +408,7 @@ async fn a_rendered_incident_arrives_intact() {
     let timeline = vec![TimelineEvent {
         id: 1,
         at: t0,
-        kind: "triggered".into(),
+        kind: pagerbox::incident::EventKind::Triggered.into(),
         actor: Some("alertmanager".into()),
         via: Some("http".into()),
         message: "first alert".into(),

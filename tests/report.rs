@@ -288,6 +288,8 @@ fn stats_over_known_incidents_give_nearest_rank_percentiles_and_out_of_hours_pag
     let mut d = Daemon::start("");
     d.stop();
     let now = Utc::now();
+    // Incidents weeks old, at chosen times, go straight into the stopped daemon's file: no API
+    // backdates an incident, and the daemon reads them back like any other rows.
     let db = rusqlite::Connection::open(d.state_dir().join("pagerbox.db")).unwrap();
     let ms = |t: DateTime<Utc>| t.timestamp_millis();
     let insert = |key: &str, service: &str, first: DateTime<Utc>, tta_min: i64, ttr_min: i64| {

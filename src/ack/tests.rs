@@ -1202,5 +1202,5 @@ fn escalate_now_on_a_policy_that_is_gone_says_so_and_changes_nothing() {
     assert!(queries::timeline(&c, inc.id)
         .unwrap()
         .iter()
-        .all(|e| e.kind != crate::store::kinds::EventKind::EscalateNow.as_str()));
+        .all(|e| e.kind != crate::store::kinds::EventKind::EscalateNow));
 }

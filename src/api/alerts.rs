@@ -19,11 +19,11 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::respond::{
-    authorized_body, bearer, count_accepted, error, store_error, store_failure, unauthorized,
+    authorized_body, bearer, error, store_error, store_failure, unauthorized,
 };
 use crate::incident::Actor;
 use crate::intake::formats::{self, FormatError};
-use crate::intake::{Intake, IntakeStats};
+use crate::intake::Intake;
 use crate::metrics::{AlertOutcome as Counted, AlertSource};
 use crate::store::{AlertOutcome, StoreError};
 
@@ -46,8 +46,7 @@ fn count_store_error(intake: &Intake, source: AlertSource, e: &StoreError, n: u6
     }
 }
 
-fn format_error(stats: &IntakeStats, e: FormatError) -> Response {
-    IntakeStats::bump(&stats.rejected);
+fn format_error(e: FormatError) -> Response {
     match e {
         FormatError::Json(m) => error(
             StatusCode::BAD_REQUEST,
@@ -81,7 +80,7 @@ pub(super) async fn own_alert(
     };
     let parsed = match formats::parse_own(&body) {
         Ok(p) => p,
-        Err(e) => return refused(&intake, AlertSource::Own, format_error(&intake.stats, e)),
+        Err(e) => return refused(&intake, AlertSource::Own, format_error(e)),
     };
     let input = intake.route(parsed, Actor::new("api", "http"));
     match intake.store.apply_alert(input).await {
@@ -94,12 +93,12 @@ pub(super) async fn own_alert(
             )
         }
         Ok(o) => {
-            count_accepted(&intake, AlertSource::Own, Counted::of(&o));
+            intake.metrics.alert(AlertSource::Own, Counted::of(&o));
             (StatusCode::ACCEPTED, Json(outcome_json(&o))).into_response()
         }
         Err(e) => {
             count_store_error(&intake, AlertSource::Own, &e, 1);
-            store_error(&intake.stats, e)
+            store_error(e)
         }
     }
 }
@@ -176,7 +175,6 @@ pub(super) async fn pagerduty_event(
     let parsed = match formats::parse_pagerduty(&body) {
         Ok(p) => p,
         Err(FormatError::Json(m)) => {
-            IntakeStats::bump(&intake.stats.rejected);
             return refused(
                 &intake,
                 SOURCE,
@@ -184,7 +182,6 @@ pub(super) async fn pagerduty_event(
             );
         }
         Err(FormatError::Invalid(errs)) => {
-            IntakeStats::bump(&intake.stats.rejected);
             return refused(&intake, SOURCE, pd_invalid(errs));
         }
     };
@@ -195,7 +192,7 @@ pub(super) async fn pagerduty_event(
     let key = input.dedup_key();
     match intake.store.apply_alert(input).await {
         Ok(o) => {
-            count_accepted(&intake, SOURCE, Counted::of(&o));
+            intake.metrics.alert(SOURCE, Counted::of(&o));
             let dedup_key = o.incident().map(|i| i.dedup_key.clone()).unwrap_or(key);
             (
                 StatusCode::ACCEPTED,
@@ -204,7 +201,6 @@ pub(super) async fn pagerduty_event(
                 .into_response()
         }
         Err(e) => {
-            IntakeStats::bump(&intake.stats.store_failures);
             count_store_error(&intake, SOURCE, &e, 1);
             pd_throttle(&e)
         }
@@ -272,7 +268,7 @@ pub(super) async fn alertmanager(
     };
     let alerts = match formats::parse_alertmanager(&body) {
         Ok(a) => a,
-        Err(e) => return refused(&intake, source, format_error(&intake.stats, e)),
+        Err(e) => return refused(&intake, source, format_error(e)),
     };
     let inputs: Vec<_> = alerts
         .into_iter()
@@ -283,10 +279,6 @@ pub(super) async fn alertmanager(
     // all or nothing.
     match intake.store.apply_alerts(inputs).await {
         Ok(outcomes) => {
-            intake
-                .stats
-                .accepted
-                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
             for o in &outcomes {
                 intake.metrics.alert(source, Counted::of(o));
             }
@@ -299,7 +291,7 @@ pub(super) async fn alertmanager(
         }
         Err(e) => {
             count_store_error(&intake, source, &e, n);
-            store_error(&intake.stats, e)
+            store_error(e)
         }
     }
 }

@@ -28,7 +28,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::intake::formats::opsgenie as og;
-use crate::intake::{secret_matches, Intake, IntakeStats};
+use crate::intake::{secret_matches, Intake};
 
 /// Why the guard refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,7 +192,6 @@ pub async fn refuse_cross_site(
     match verdict {
         Ok(()) => next.run(request).await,
         Err(refusal) => {
-            IntakeStats::bump(&intake.stats.rejected);
             tracing::warn!(
                 method = %request.method(),
                 path = request.uri().path(),

@@ -49,7 +49,7 @@ pub async fn ping(
             format!("no heartbeat monitor {id:?} is configured"),
             vec![],
         ),
-        Err(heartbeat::Error::Store(e)) => store_error(&intake.stats, e),
+        Err(heartbeat::Error::Store(e)) => store_error(e),
     }
 }
 
@@ -58,7 +58,7 @@ pub async fn list(State(intake): State<Intake>) -> Response {
     let config = intake.config.borrow().clone();
     match heartbeat::list(&intake.store, config).await {
         Ok(list) => Json(json!({ "heartbeats": list })).into_response(),
-        Err(e) => store_error(&intake.stats, e),
+        Err(e) => store_error(e),
     }
 }
 
@@ -74,6 +74,6 @@ pub async fn show(State(intake): State<Intake>, Path(id): Path<String>) -> Respo
                 vec![],
             ),
         },
-        Err(e) => store_error(&intake.stats, e),
+        Err(e) => store_error(e),
     }
 }

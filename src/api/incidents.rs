@@ -45,7 +45,7 @@ pub(super) async fn list_incidents(
         .await
     {
         Ok(list) => Json(json!({ "incidents": list })).into_response(),
-        Err(e) => store_error(&intake.stats, e),
+        Err(e) => store_error(e),
     }
 }
 
@@ -66,7 +66,7 @@ pub(super) async fn show_incident(
             format!("incident #{id} not found"),
             vec![],
         ),
-        Err(e) => store_error(&intake.stats, e),
+        Err(e) => store_error(e),
     }
 }
 
@@ -126,7 +126,7 @@ async fn transition(
             Json(json!({ "incident_id": incident.id, "status": incident.status, "changed": changed, "incident": incident })),
         )
             .into_response(),
-        Err(e) => store_error(&intake.stats, e),
+        Err(e) => store_error(e),
     }
 }
 

@@ -23,7 +23,7 @@ pub(crate) async fn current_overrides(intake: &Intake) -> Result<OverridesBySche
         .store
         .read(|c, now| Ok(runtime_overrides(c, now)?))
         .await
-        .map_err(|e| store_error(&intake.stats, e))
+        .map_err(store_error)
 }
 
 /// `GET /v1/oncall`: for each schedule, who is on call now, from which layer or override, until
@@ -123,7 +123,7 @@ pub async fn list_overrides(State(intake): State<Intake>, Path(id): Path<String>
         .await
     {
         Ok(list) => Json(json!({ "overrides": list })).into_response(),
-        Err(e) => store_error(&intake.stats, e),
+        Err(e) => store_error(e),
     }
 }
 
@@ -187,7 +187,7 @@ pub async fn add_override(
     let (user, schedule) = (req.user.clone(), id.clone());
     match intake.store.call(move |c, now| Ok(overrides::add(c, &schedule, &user, from, until, &by, now)?)).await {
         Ok(oid) => (StatusCode::CREATED, Json(json!({ "id": oid, "schedule": id, "user": req.user, "from": from, "until": until }))).into_response(),
-        Err(e) => store_error(&intake.stats, e),
+        Err(e) => store_error(e),
     }
 }
 
@@ -212,6 +212,6 @@ pub async fn delete_override(
             format!("schedule {id:?} has no override {oid}"),
             vec![],
         ),
-        Err(e) => store_error(&intake.stats, e),
+        Err(e) => store_error(e),
     }
 }

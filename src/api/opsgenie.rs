@@ -33,9 +33,9 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use super::respond::{self, count_accepted};
+use super::respond;
 use crate::intake::formats::opsgenie::{self as og, AlertRef, OpsgenieError};
-use crate::intake::{record_note, secret_matches, Intake, IntakeStats};
+use crate::intake::{record_note, secret_matches, Intake};
 use crate::metrics::{AlertOutcome as Counted, AlertSource};
 
 /// How `/metrics` labels requests to these endpoints.
@@ -146,7 +146,6 @@ impl GenieAuth {
                 started,
             });
         }
-        IntakeStats::bump(&intake.stats.rejected);
         intake.metrics.alert(SOURCE, Counted::Unauthorized);
         Err(error(
             StatusCode::UNAUTHORIZED,
@@ -234,7 +233,6 @@ pub fn error(
 }
 
 fn parse_error(intake: &Intake, e: OpsgenieError, started: Instant) -> Response {
-    IntakeStats::bump(&intake.stats.rejected);
     intake.metrics.alert(SOURCE, Counted::Rejected);
     match e {
         OpsgenieError::Json(m) => error(
@@ -264,7 +262,6 @@ fn body_error(intake: &Intake, r: BytesRejection, started: Instant) -> Response 
 }
 
 fn store_failure(intake: &Intake, e: StoreError, started: Instant) -> Response {
-    IntakeStats::bump(&intake.stats.store_failures);
     intake.metrics.alert(SOURCE, Counted::StoreFailure);
     respond::store_failure(
         &e,
@@ -478,7 +475,7 @@ fn stored(
 ) -> Response {
     match result {
         Ok(counted) => {
-            count_accepted(intake, SOURCE, counted);
+            intake.metrics.alert(SOURCE, counted);
             auth.accepted(request_id)
         }
         Err(e) => store_failure(intake, e, auth.started),

@@ -66,7 +66,7 @@ pub async fn incident_report(
             format!("incident #{id} not found"),
             vec![],
         ),
-        Err(e) => store_error(&intake.stats, e),
+        Err(e) => store_error(e),
     }
 }
 
@@ -133,6 +133,6 @@ pub async fn stats(State(intake): State<Intake>, Query(q): Query<StatsQuery>) ->
     match result {
         Ok(Ok(s)) => Json(s).into_response(),
         Ok(Err(e)) => error(StatusCode::BAD_REQUEST, e, vec![]),
-        Err(e) => store_error(&intake.stats, e),
+        Err(e) => store_error(e),
     }
 }

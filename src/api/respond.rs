@@ -16,8 +16,7 @@ use axum::Json;
 use serde_json::json;
 
 use crate::incident::IncidentId;
-use crate::intake::{Intake, IntakeStats};
-use crate::metrics::{AlertOutcome, AlertSource};
+use crate::intake::Intake;
 use crate::store::StoreError;
 
 /// A JSON error answer in pagerbox's own shape.
@@ -69,7 +68,7 @@ pub fn authorized_body(
     body.map_err(body_rejection)
 }
 
-pub fn store_error(stats: &IntakeStats, e: StoreError) -> Response {
+pub fn store_error(e: StoreError) -> Response {
     if let StoreError::NotFound(id) = e {
         return error(
             StatusCode::NOT_FOUND,
@@ -77,7 +76,6 @@ pub fn store_error(stats: &IntakeStats, e: StoreError) -> Response {
             vec![],
         );
     }
-    IntakeStats::bump(&stats.store_failures);
     store_failure(
         &e,
         "request",
@@ -122,13 +120,6 @@ pub fn store_failure(
 
 /// How long a sender is asked to wait before retrying a write the store could not commit.
 const RETRY_AFTER_SECONDS: &str = "5";
-
-/// Counts a write the store committed: the intake's own counter and `/metrics` by source and
-/// outcome, the same for every API that accepts alerts.
-pub fn count_accepted(intake: &Intake, source: AlertSource, counted: AlertOutcome) {
-    IntakeStats::bump(&intake.stats.accepted);
-    intake.metrics.alert(source, counted);
-}
 
 pub fn parse_id(id: &str) -> Result<IncidentId, Response> {
     id.trim_start_matches('#').parse().map_err(|_| {

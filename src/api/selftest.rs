@@ -45,6 +45,6 @@ pub async fn runs(State(intake): State<Intake>, Query(q): Query<RunsQuery>) -> R
     let limit = q.limit.unwrap_or(20).min(1000);
     match intake.store.selftest_runs(limit).await {
         Ok(runs) => Json(json!({ "runs": runs })).into_response(),
-        Err(e) => store_error(&intake.stats, e),
+        Err(e) => store_error(e),
     }
 }

@@ -96,7 +96,7 @@ pub async fn add(
             (StatusCode::CREATED, Json(s)).into_response()
         }
         Err(StoreError::Invalid(m)) => bad("invalid silence", vec![m]),
-        Err(e) => store_error(&intake.stats, e),
+        Err(e) => store_error(e),
     }
 }
 
@@ -203,7 +203,7 @@ pub async fn list(State(intake): State<Intake>, Query(q): Query<ListQuery>) -> R
     let result = intake.store.silences(recent, config).await;
     match result {
         Ok(list) => Json(json!({ "silences": list })).into_response(),
-        Err(e) => store_error(&intake.stats, e),
+        Err(e) => store_error(e),
     }
 }
 
@@ -259,7 +259,7 @@ pub async fn expire(
             Json(json!({ "silence": s, "changed": changed })).into_response()
         }
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no silence #{n}"), vec![]),
-        Err(e) => store_error(&intake.stats, e),
+        Err(e) => store_error(e),
     }
 }
 

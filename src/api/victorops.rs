@@ -22,11 +22,11 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::json;
 
-use super::respond::{self, count_accepted};
+use super::respond;
 use crate::escalation::ParsedAlert;
 use crate::intake::formats::victorops::{self as vo, MessageType, VictorOpsAlert};
 use crate::intake::formats::FormatError;
-use crate::intake::{record_note, secret_matches, Intake, IntakeStats};
+use crate::intake::{record_note, secret_matches, Intake};
 use crate::metrics::{AlertOutcome as Counted, AlertSource};
 
 /// How `/metrics` labels requests to this endpoint.
@@ -128,7 +128,7 @@ async fn alert(
     };
     match result {
         Ok(counted) => {
-            count_accepted(&intake, SOURCE, counted);
+            intake.metrics.alert(SOURCE, counted);
             (
                 StatusCode::OK,
                 Json(json!({ "result": "success", "entity_id": entity_id })),
@@ -137,7 +137,7 @@ async fn alert(
         }
         Err(e) => {
             intake.metrics.alert(SOURCE, Counted::StoreFailure);
-            store_failure(&intake.stats, e)
+            store_failure(e)
         }
     }
 }
@@ -153,7 +153,6 @@ fn read_message(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<VictorOpsAlert, Response> {
     if !authorized(intake, api_key) {
-        IntakeStats::bump(&intake.stats.rejected);
         intake.metrics.alert(SOURCE, Counted::Unauthorized);
         return Err(failure(StatusCode::UNAUTHORIZED, "Invalid API key"));
     }
@@ -162,7 +161,6 @@ fn read_message(
         failure(r.status(), r.body_text())
     })?;
     vo::parse(&body, routing_key).map_err(|e| {
-        IntakeStats::bump(&intake.stats.rejected);
         intake.metrics.alert(SOURCE, Counted::Rejected);
         let message = match e {
             FormatError::Json(m) => format!("malformed JSON: {m}"),
@@ -210,8 +208,7 @@ async fn store_info(
         .await
 }
 
-fn store_failure(stats: &IntakeStats, e: StoreError) -> Response {
-    IntakeStats::bump(&stats.store_failures);
+fn store_failure(e: StoreError) -> Response {
     respond::store_failure(
         &e,
         "a Splunk On-Call alert",

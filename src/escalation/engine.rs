@@ -267,16 +267,29 @@ fn release_stale(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     for id in silence_store::stale_holds(conn, silences, now)? {
-        let Some(e) = escalations::of_incident(conn, id)? else {
-            continue;
-        };
-        let Some(policy) = plan.policies.get(&e.policy) else {
-            policy_gone(conn, id, &e.policy, now)?;
-            continue;
-        };
-        if let Some(next) = state_of(&e.row).apply(Event::Released { at: now }, policy) {
-            escalations::save(conn, id, &e.policy, &row_of(&next), now)?;
-        }
+        release(conn, id, |name| plan.policies.get(name), now)?;
+    }
+    Ok(())
+}
+
+/// Makes the step incident `id` waits for due at `now` rather than when a hold said
+/// ([`Event::Released`]): a silence ended early, or the standby task ended a hold because the
+/// cloud pager did not get anyone. A step already due, or an escalation that is not escalating,
+/// is left as it is. `policy_of` finds a policy by id in the config in force.
+pub fn release<'p>(
+    conn: &Tx,
+    id: IncidentId,
+    policy_of: impl Fn(&str) -> Option<&'p Policy>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let Some(e) = escalations::of_incident(conn, id)? else {
+        return Ok(());
+    };
+    let Some(policy) = policy_of(&e.policy) else {
+        return policy_gone(conn, id, &e.policy, now);
+    };
+    if let Some(next) = state_of(&e.row).apply(Event::Released { at: now }, policy) {
+        escalations::save(conn, id, &e.policy, &row_of(&next), now)?;
     }
     Ok(())
 }

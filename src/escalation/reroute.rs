@@ -80,7 +80,7 @@ mod tests {
     use super::*;
     use crate::incident::{Actor, Severity, Status};
     use crate::store::queries::{apply_alert, timeline, transition};
-    use crate::store::{memory, AlertAction, AlertInput, AlertOutcome};
+    use crate::store::{memory, AlertInput, AlertOutcome};
 
     const BASE: &str = r#"
 [[users]]
@@ -115,19 +115,11 @@ users = ["alice"]
         };
         let route = route_for(&cfg.routes, &facts);
         let a = AlertInput {
-            action: AlertAction::Trigger,
-            dedup_key: Some(format!("{service}-{page}")),
-            summary: format!("{service} down"),
-            severity: Severity::Critical,
-            source: None,
-            service: Some(service.into()),
-            details: serde_json::Value::Null,
-            links: vec![],
             route: route.map(|r| r.id.clone()),
             policy: route.map(|r| r.policy.clone()),
             pre_page_delay: route.map(|r| r.pre_page_delay).unwrap_or_default(),
             page,
-            actor: Actor::new("test", "api"),
+            ..AlertInput::test_trigger(&format!("{service}-{page}"), service)
         };
         match apply_alert(c, &a, now).unwrap() {
             AlertOutcome::Created(i) => i.id,
@@ -172,7 +164,7 @@ users = ["alice"]
         let kinds: Vec<EventKind> = timeline(&c, web)
             .unwrap()
             .into_iter()
-            .filter_map(|e| EventKind::parse(&e.kind))
+            .filter_map(|e| e.kind.known())
             .collect();
         assert_eq!(kinds.last(), Some(&EventKind::Routed), "{kinds:?}");
         // Recorded-without-paging and acknowledged incidents are left alone.

@@ -38,7 +38,7 @@ fn config() -> Config {
         .config
 }
 
-fn db() -> Tx {
+fn db() -> Tx<'static> {
     crate::store::memory()
 }
 

@@ -22,12 +22,12 @@ use crate::escalation::{route_alert, ParsedAlert};
 use crate::incident::{Actor, IncidentId};
 use crate::store::{AlertInput, Store, StoreError, Tx};
 
-/// Counters of what intake saw, for logs, `/healthz` and later `/metrics`.
+/// Counters intake keeps for its own log lines. What `/metrics` reports (alerts by source and
+/// outcome) is counted by [`crate::metrics::Metrics`] instead, so nothing is counted twice.
 #[derive(Debug, Default)]
 pub struct IntakeStats {
-    pub accepted: AtomicU64,
-    pub rejected: AtomicU64,
-    pub store_failures: AtomicU64,
+    /// Datagrams that were not an alert or a known heartbeat: the running total the UDP junk
+    /// log line reports.
     pub udp_junk: AtomicU64,
 }
 

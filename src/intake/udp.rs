@@ -58,7 +58,6 @@ pub async fn serve(socket: UdpSocket, intake: Intake, shutdown: CancellationToke
             }
         };
         if !admitted(&intake, presented, &datagram) {
-            IntakeStats::bump(&intake.stats.rejected);
             intake
                 .metrics
                 .alert(AlertSource::Udp, AlertOutcome::Unauthorized);
@@ -141,11 +140,9 @@ fn store_alert(
         let input = intake.route(alert, Actor::new(peer.ip().to_string(), "udp"));
         match intake.store.apply_alert(input).await {
             Ok(o) => {
-                IntakeStats::bump(&intake.stats.accepted);
                 intake.metrics.alert(AlertSource::Udp, AlertOutcome::of(&o));
             }
             Err(e) => {
-                IntakeStats::bump(&intake.stats.store_failures);
                 intake
                     .metrics
                     .alert(AlertSource::Udp, AlertOutcome::StoreFailure);
@@ -186,15 +183,12 @@ fn ping_heartbeat(
     tokio::spawn(async move {
         let config = intake.config.borrow().clone();
         match crate::heartbeat::ping(&intake.store, &config, &id, &peer.ip().to_string()).await {
-            Ok(_) => {
-                IntakeStats::bump(&intake.stats.accepted);
-            }
+            Ok(_) => {}
             Err(crate::heartbeat::Error::Unknown(id)) => {
                 IntakeStats::bump(&intake.stats.udp_junk);
                 tracing::warn!(%peer, heartbeat = %id, "udp ping for a heartbeat monitor that is not configured");
             }
             Err(e) => {
-                IntakeStats::bump(&intake.stats.store_failures);
                 tracing::error!(error = %e, %peer, "udp heartbeat ping could not be stored");
             }
         }

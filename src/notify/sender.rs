@@ -547,7 +547,7 @@ fn emailed_in_this_step(page: &Page, open: &[(Incident, Vec<TimelineEvent>)]) ->
     let prefix = format!("email to {user} sent");
     let all_emailed = open.iter().all(|(_, timeline)| {
         timeline.iter().any(|e| {
-            e.kind == EventKind::PageSent.as_str()
+            e.kind == EventKind::PageSent
                 && e.at >= page.created_at
                 && e.message.starts_with(&prefix)
         })

@@ -83,7 +83,7 @@ fn timeline(w: &mut String, report: &Report, tz: Tz) {
             w,
             "- {} **{}**{who}: {}",
             time(e.at, tz),
-            escape(&e.kind),
+            escape(e.kind.as_str()),
             escape(&e.message)
         );
     }
@@ -274,7 +274,7 @@ mod tests {
             TimelineEvent {
                 id: 1,
                 at: t(0),
-                kind: "triggered".into(),
+                kind: crate::incident::EventKind::Triggered.into(),
                 actor: Some("api".into()),
                 via: Some("http".into()),
                 message: "CRIT disk | full\n# now".into(),
@@ -283,7 +283,7 @@ mod tests {
             TimelineEvent {
                 id: 2,
                 at: t(3),
-                kind: "acknowledged".into(),
+                kind: crate::incident::EventKind::Acknowledged.into(),
                 actor: Some("alice".into()),
                 via: Some("sms".into()),
                 message: "acknowledged by alice via sms".into(),

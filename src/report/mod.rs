@@ -385,7 +385,7 @@ mod tests {
         let event = TimelineEvent {
             id: 1,
             at: t(0),
-            kind: "page-sent".into(),
+            kind: crate::incident::EventKind::PageSent.into(),
             actor: None,
             via: None,
             message: "email to ops@example.org sent; sms from +447700900123 ignored".into(),

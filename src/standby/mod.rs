@@ -24,14 +24,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::incident::IncidentId;
 use crate::store::outbound::{self as queue, Claim};
 use crate::store::standby as sql;
-use crate::store::Store;
+use crate::store::{Store, StoreError, Tx};
 use decide::{Check, Decision, Facts};
 
 pub use crate::config::standby::{
@@ -57,6 +59,24 @@ impl Settings {
             grace: self.grace,
         }
     }
+}
+
+/// Ends the hold of incident `id` now, saying `reason`, and makes its first step due at once
+/// through the escalation state machine, in the caller's transaction: the commit wakes the
+/// engine, which pages. Returns whether a hold was held.
+fn end_hold(
+    c: &Tx,
+    config: &Config,
+    id: IncidentId,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    if !sql::release(c, id, reason, now)? {
+        return Ok(false);
+    }
+    let policy_of = |name: &str| config.policies.iter().find(|p| p.id == name);
+    crate::escalation::engine::release(c, id, policy_of, now)?;
+    Ok(true)
 }
 
 /// The `standby` object of `/healthz`: `null` when no route is in standby.
@@ -97,7 +117,7 @@ pub async fn run(
             .unwrap_or(crate::escalation::engine::MAX_SLEEP)
             .min(beat.idle_bound());
         if !routes.is_empty() {
-            round(&store, &routes, &status, &clock, &shutdown).await;
+            round(&store, &current, &routes, &status, &clock, &shutdown).await;
         } else {
             status.send_if_modified(|s| {
                 let was = s.enabled;
@@ -119,6 +139,7 @@ pub async fn run(
 // Long on purpose: one round in order (queue acks, check held incidents in parallel, record, publish).
 async fn round(
     store: &Store,
+    config: &Arc<Config>,
     routes: &BTreeMap<String, Settings>,
     status: &watch::Sender<Status>,
     clock: &Arc<dyn Clock>,
@@ -211,6 +232,7 @@ async fn round(
             tracing::warn!(incident = h.incident_id, upstream = settings.upstream.as_str(), failures, %error, "standby check failed");
         }
         let id = h.incident_id;
+        let config = config.clone();
         let r = store
             .call(move |c, now| {
                 let age = now
@@ -238,7 +260,7 @@ async fn round(
                 match &decision {
                     Decision::Hold => {}
                     Decision::Page(why) => {
-                        sql::release(c, id, &why.describe(), now)?;
+                        end_hold(c, &config, id, &why.describe(), now)?;
                     }
                     Decision::Mirror(m) => {
                         sql::mirror(c, id, settings.upstream, m, now)?;
@@ -402,6 +424,61 @@ mod tests {
         assert_eq!(j["upstream"], "reachable");
         assert_eq!(j["held"], 2);
         assert!(status_json(&Status::default()).is_none());
+    }
+
+    const CONFIG: &str = r#"
+[[users]]
+id = "alice"
+phone = "+4915100000001"
+
+[[policies]]
+id = "p"
+[[policies.steps]]
+users = ["alice"]
+wait = "10m"
+
+[[routes]]
+id = "db"
+policy = "p"
+"#;
+
+    /// Ending a hold makes the held first step due at once, as the state machine moves it (the
+    /// wait keeps its start).
+    #[test]
+    fn ending_a_hold_makes_the_held_first_step_due_now() {
+        let t = |s: i64| Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap();
+        let config = Config::parse(CONFIG, "t.toml", std::path::Path::new("/"))
+            .unwrap()
+            .config;
+        let c = crate::store::memory();
+        let alert = crate::store::AlertInput {
+            route: Some("db".into()),
+            policy: Some("p".into()),
+            pre_page_delay: Duration::from_secs(300),
+            ..crate::store::AlertInput::test_trigger("k", "db")
+        };
+        let inc = crate::store::queries::apply_alert(&c, &alert, t(0))
+            .unwrap()
+            .incident()
+            .cloned()
+            .unwrap();
+        let standby = sql::Standby {
+            upstream: Upstream::PagerDuty,
+            grace: Duration::from_secs(300),
+        };
+        sql::hold(&c, Some(standby), &inc, true, t(1)).unwrap();
+        let row = |c: &Tx| {
+            crate::store::escalations::of_incident(c, inc.id)
+                .unwrap()
+                .unwrap()
+                .row
+        };
+        assert_eq!(row(&c).due, Some(t(300)));
+        assert!(end_hold(&c, &config, inc.id, "PagerDuty unreachable", t(5)).unwrap());
+        assert_eq!((row(&c).due, row(&c).since), (Some(t(5)), t(0)));
+        // A second end before the engine paged leaves the step where it is: it is due already.
+        end_hold(&c, &config, inc.id, "again", t(6)).unwrap();
+        assert_eq!(row(&c).due, Some(t(5)));
     }
 
     #[test]

@@ -3,12 +3,14 @@
 //!
 //! What the values are is decided by the pure state machine (the escalation module's `state`); this
 //! file only reads and writes them, as plain [`EscalationRow`]s, so the store does not depend on
-//! the escalation module. The first row of an alert's incident is written with the incident by
-//! [`super::queries::apply_alert`]; every later change goes through [`save`] or [`route`].
+//! the escalation module. The first row of an alert's incident ([`EscalationRow::start`]) is
+//! written with the incident by [`super::queries::apply_alert`]; every later change goes through
+//! [`save`] or [`route`], with a row the state machine computed.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, OptionalExtension, Row};
 
+use super::Tx;
 use super::{from_ms, ms};
 use crate::incident::IncidentId;
 
@@ -57,6 +59,36 @@ pub struct EscalationRow {
     pub since: DateTime<Utc>,
 }
 
+impl EscalationRow {
+    /// The row of a new incident's escalation: step 1 of run 1, due after the route's pre-page
+    /// delay. It is the stored form of the state machine's start (`EscalationState::start` in the
+    /// escalation module, whose tests hold the two equal); the store writes it with the incident
+    /// itself, in the alert's transaction, so an incident that pages always has its state.
+    pub fn start(now: DateTime<Utc>, pre_page_delay: std::time::Duration) -> EscalationRow {
+        EscalationRow {
+            phase: StoredPhase::Escalating,
+            next: Some((0, 0)),
+            due: Some(crate::clock::add(now, pre_page_delay)),
+            since: now,
+        }
+    }
+
+    /// The state columns as bound: phase, next step, next run, due time, since.
+    fn columns(&self) -> (&'static str, Option<i64>, i64, Option<i64>, i64) {
+        let (step, round) = match self.next {
+            Some((step, round)) => (Some(step as i64), round as i64),
+            None => (None, 0),
+        };
+        (
+            self.phase.as_str(),
+            step,
+            round,
+            self.due.map(ms),
+            ms(self.since),
+        )
+    }
+}
+
 /// An incident's escalation row with the columns around its state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEscalation {
@@ -91,10 +123,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<StoredEscalation> {
 
 /// Escalations that are due at `now`, or whose incident changed status since the engine last
 /// looked; earliest due first, at most 1000 (the rest come in the next pass).
-pub fn needing_attention(
-    conn: &Connection,
-    now: DateTime<Utc>,
-) -> rusqlite::Result<Vec<StoredEscalation>> {
+pub fn needing_attention(conn: &Tx, now: DateTime<Utc>) -> rusqlite::Result<Vec<StoredEscalation>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} \
          FROM escalations e JOIN incidents i ON i.id = e.incident_id \
@@ -109,10 +138,7 @@ pub fn needing_attention(
 }
 
 /// The escalation of incident `id`, if it has one.
-pub fn of_incident(
-    conn: &Connection,
-    id: IncidentId,
-) -> rusqlite::Result<Option<StoredEscalation>> {
+pub fn of_incident(conn: &Tx, id: IncidentId) -> rusqlite::Result<Option<StoredEscalation>> {
     conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM escalations e WHERE e.incident_id = ?1"
     ))?
@@ -122,35 +148,23 @@ pub fn of_incident(
 
 /// Persists the escalation state of incident `id` (which already has a row).
 pub fn save(
-    conn: &Connection,
+    conn: &Tx,
     id: IncidentId,
     policy: &str,
     row: &EscalationRow,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<()> {
-    let (step, round) = match row.next {
-        Some((step, round)) => (Some(step as i64), round as i64),
-        None => (None, 0),
-    };
+    let (phase, step, round, due, since) = row.columns();
     conn.prepare_cached(
         "UPDATE escalations SET policy=?2, phase=?3, next_step=?4, next_round=?5, due_at=?6, since=?7, updated_at=?8 \
          WHERE incident_id=?1",
     )?
-    .execute(params![
-        id,
-        policy,
-        row.phase.as_str(),
-        step,
-        round,
-        row.due.map(ms),
-        ms(row.since),
-        ms(now)
-    ])?;
+    .execute(params![id, policy, phase, step, round, due, since, ms(now)])?;
     Ok(())
 }
 
 /// The earliest instant an escalating or acknowledged escalation becomes due.
-pub fn next_due(conn: &Connection) -> rusqlite::Result<Option<DateTime<Utc>>> {
+pub fn next_due(conn: &Tx) -> rusqlite::Result<Option<DateTime<Utc>>> {
     let t: Option<i64> = conn
         .prepare_cached(
             "SELECT min(due_at) FROM escalations WHERE phase IN ('escalating','acknowledged')",
@@ -161,7 +175,7 @@ pub fn next_due(conn: &Connection) -> rusqlite::Result<Option<DateTime<Utc>>> {
 
 /// Open incidents recorded as unrouted that still have no escalation: the ones a config that
 /// now routes them may start paging for. Oldest first.
-pub fn unrouted(conn: &Connection) -> rusqlite::Result<Vec<IncidentId>> {
+pub fn unrouted(conn: &Tx) -> rusqlite::Result<Vec<IncidentId>> {
     conn.prepare_cached(
         "SELECT i.id FROM incidents i WHERE i.status = 'triggered' AND i.route IS NULL \
          AND NOT EXISTS (SELECT 1 FROM escalations e WHERE e.incident_id = i.id) \
@@ -172,34 +186,34 @@ pub fn unrouted(conn: &Connection) -> rusqlite::Result<Vec<IncidentId>> {
     .collect()
 }
 
+/// Starts the escalation of incident `id` (which has none yet) with `row`.
+pub(super) fn insert(
+    conn: &Tx,
+    id: IncidentId,
+    policy: &str,
+    row: &EscalationRow,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    let (phase, step, round, due, since) = row.columns();
+    conn.prepare_cached(
+        "INSERT INTO escalations (incident_id, policy, phase, next_step, next_round, due_at, since, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![id, policy, phase, step, round, due, since, ms(now)])?;
+    Ok(())
+}
+
 /// Gives an unrouted incident its route and starts its escalation with `row`, together: an
 /// incident with a route always has its paging state.
 pub fn route(
-    conn: &Connection,
+    conn: &Tx,
     id: IncidentId,
     route: &str,
     policy: &str,
     row: &EscalationRow,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<()> {
-    let (step, round) = match row.next {
-        Some((step, round)) => (Some(step as i64), round as i64),
-        None => (None, 0),
-    };
-    conn.prepare_cached(
-        "INSERT INTO escalations (incident_id, policy, phase, next_step, next_round, due_at, since, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        id,
-        policy,
-        row.phase.as_str(),
-        step,
-        round,
-        row.due.map(ms),
-        ms(row.since),
-        ms(now)
-    ])?;
+    insert(conn, id, policy, row, now)?;
     conn.prepare_cached("UPDATE incidents SET route = ?2 WHERE id = ?1")?
         .execute(params![id, route])?;
     Ok(())
@@ -208,7 +222,7 @@ pub fn route(
 /// Remembers that the shift of `user` on `schedule` starting at `shift_from` was announced.
 /// Returns false when it already was (each shift start is announced once).
 pub fn note_shift_notice(
-    conn: &Connection,
+    conn: &Tx,
     schedule: &str,
     user: &str,
     shift_from: DateTime<Utc>,

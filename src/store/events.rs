@@ -3,32 +3,19 @@
 //! callers name what happened with an [`EventKind`], whose stored name has one mapping.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection};
+use rusqlite::params;
 
 use super::kinds::EventKind;
 use super::ms;
+use super::Tx;
 use crate::incident::{Actor, IncidentId};
 
 /// Appends a timeline event of `kind`; returns its id.
 pub fn record(
-    conn: &Connection,
+    conn: &Tx,
     incident: Option<IncidentId>,
     now: DateTime<Utc>,
     kind: EventKind,
-    actor: Option<&Actor>,
-    message: &str,
-    data: Option<&serde_json::Value>,
-) -> rusqlite::Result<i64> {
-    insert(conn, incident, now, kind.as_str(), actor, message, data)
-}
-
-/// Appends a timeline event whose kind is already its stored name (callers that still pass the
-/// name itself go through [`super::queries::event`]).
-pub(super) fn insert(
-    conn: &Connection,
-    incident: Option<IncidentId>,
-    now: DateTime<Utc>,
-    kind: &str,
     actor: Option<&Actor>,
     message: &str,
     data: Option<&serde_json::Value>,
@@ -39,7 +26,7 @@ pub(super) fn insert(
     .execute(params![
         incident,
         ms(now),
-        kind,
+        kind.as_str(),
         actor.map(|a| a.who.as_str()),
         actor.map(|a| a.via.as_str()),
         message,

@@ -5,9 +5,10 @@
 //! this file only reads and writes them. The monitor's state types are the table's, here.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 
 use super::queries;
+use super::Tx;
 use super::{from_ms, ms};
 use super::{AlertAction, AlertInput, Store, StoreError};
 use crate::config::heartbeat::{resume, Heartbeat, Resume};
@@ -64,7 +65,7 @@ pub(crate) struct Row {
     pub incident_id: Option<IncidentId>,
 }
 
-pub(crate) fn row(conn: &Connection, id: &str) -> rusqlite::Result<Option<Row>> {
+pub(crate) fn row(conn: &Tx, id: &str) -> rusqlite::Result<Option<Row>> {
     conn.prepare_cached(
         "SELECT since, last_ping, last_ping_from, pings, due_at, window_ms, state, incident_id \
          FROM heartbeats WHERE id = ?1",
@@ -97,7 +98,7 @@ fn window_ms(hb: &Heartbeat) -> i64 {
 }
 
 /// When the watcher last ran, if it ever did.
-pub(crate) fn alive_at(conn: &Connection) -> rusqlite::Result<Option<DateTime<Utc>>> {
+pub(crate) fn alive_at(conn: &Tx) -> rusqlite::Result<Option<DateTime<Utc>>> {
     conn.prepare_cached("SELECT alive_at FROM heartbeat_watch WHERE id = 1")?
         .query_row([], |r| r.get::<_, i64>(0))
         .optional()
@@ -105,7 +106,7 @@ pub(crate) fn alive_at(conn: &Connection) -> rusqlite::Result<Option<DateTime<Ut
 }
 
 /// Records that the watcher is running at `now`.
-pub(crate) fn mark_alive(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<()> {
+pub(crate) fn mark_alive(conn: &Tx, now: DateTime<Utc>) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO heartbeat_watch (id, alive_at) VALUES (1, ?1) \
          ON CONFLICT (id) DO UPDATE SET alive_at = excluded.alive_at",
@@ -119,7 +120,7 @@ pub(crate) fn mark_alive(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Res
 /// the new window. Monitors no longer configured are forgotten (an incident they opened stays
 /// for a person to resolve), so one added back later starts a fresh clock instead of firing on
 /// a deadline from before its removal.
-pub(crate) fn sync(conn: &Connection, config: &Config, now: DateTime<Utc>) -> rusqlite::Result<()> {
+pub(crate) fn sync(conn: &Tx, config: &Config, now: DateTime<Utc>) -> rusqlite::Result<()> {
     let stored: Vec<String> = conn
         .prepare_cached("SELECT id FROM heartbeats")?
         .query_map([], |r| r.get(0))?
@@ -165,7 +166,7 @@ pub(crate) fn sync(conn: &Connection, config: &Config, now: DateTime<Utc>) -> ru
 /// After a (re)start: applies [`resume`] to each monitor using the time the watcher was last
 /// known alive, then records that it is alive now. Returns the monitors fired.
 pub(crate) fn startup(
-    conn: &Connection,
+    conn: &Tx,
     config: &Config,
     now: DateTime<Utc>,
 ) -> Result<Vec<Fired>, StoreError> {
@@ -205,7 +206,7 @@ pub(crate) fn startup(
 /// records that the watcher is alive, and returns the fired monitors and the earliest deadline
 /// still ahead.
 pub(crate) fn check(
-    conn: &Connection,
+    conn: &Tx,
     config: &Config,
     now: DateTime<Utc>,
 ) -> Result<(Vec<Fired>, Option<DateTime<Utc>>), StoreError> {
@@ -236,7 +237,7 @@ pub(crate) fn check(
 /// Triggers the monitor's incident through its route, exactly as intake does for an alert, and
 /// marks the monitor late.
 fn fire(
-    conn: &Connection,
+    conn: &Tx,
     config: &Config,
     hb: &Heartbeat,
     r: &Row,
@@ -289,7 +290,7 @@ fn fire(
 /// Records a ping: the monitor is alive until `now + interval + grace`, and its open incident
 /// (if any) is resolved. Returns the new deadline and the incident resolved.
 pub(crate) fn ping(
-    conn: &Connection,
+    conn: &Tx,
     hb: &Heartbeat,
     from: &str,
     now: DateTime<Utc>,
@@ -316,7 +317,7 @@ pub(crate) fn ping(
 
 /// The state of every configured monitor, in config order.
 pub(crate) fn list(
-    conn: &Connection,
+    conn: &Tx,
     config: &Config,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<Vec<HeartbeatStatus>> {

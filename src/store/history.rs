@@ -8,10 +8,11 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, Row};
+use rusqlite::{params, Row};
 use serde::{Deserialize, Serialize};
 
 use super::kinds::{EventKind, OutboxState, PageKind};
+use super::Tx;
 use super::{from_ms, ms};
 use crate::incident::{Incident, IncidentId};
 
@@ -77,7 +78,7 @@ fn page_from_row(r: &Row<'_>) -> rusqlite::Result<PageRecord> {
 type Evidence = HashMap<i64, (Option<i64>, Option<i64>)>;
 
 /// The [`Evidence`] from the events `events_sql` selects (`outbox_id, kind, at` rows).
-fn evidence(conn: &Connection, events_sql: &str, param: i64) -> rusqlite::Result<Evidence> {
+fn evidence(conn: &Tx, events_sql: &str, param: i64) -> rusqlite::Result<Evidence> {
     let mut out = Evidence::new();
     let mut stmt = conn.prepare_cached(events_sql)?;
     let rows = stmt.query_map([param], |r| {
@@ -111,7 +112,7 @@ fn attach(pages: &mut [PageRecord], ev: &Evidence) {
 
 /// Every outbox row about incident `id`: its own pages and status updates, and the digests that
 /// listed it. Oldest first.
-pub fn pages_for_incident(conn: &Connection, id: IncidentId) -> rusqlite::Result<Vec<PageRecord>> {
+pub fn pages_for_incident(conn: &Tx, id: IncidentId) -> rusqlite::Result<Vec<PageRecord>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {PAGE_COLUMNS} FROM outbox o WHERE o.incident_id = ?1 \
          OR o.id IN (SELECT outbox_id FROM outbox_items WHERE incident_id = ?1) ORDER BY o.id"
@@ -131,7 +132,7 @@ pub fn pages_for_incident(conn: &Connection, id: IncidentId) -> rusqlite::Result
 
 /// Incidents first seen at or after `since`, oldest first, at most `limit`.
 pub fn incidents_since(
-    conn: &Connection,
+    conn: &Tx,
     since: DateTime<Utc>,
     limit: usize,
 ) -> rusqlite::Result<Vec<Incident>> {
@@ -156,7 +157,7 @@ pub fn incidents_since(
 /// their evidence.
 /// Oldest first.
 pub fn pages_since(
-    conn: &Connection,
+    conn: &Tx,
     since: DateTime<Utc>,
     limit: usize,
 ) -> rusqlite::Result<Vec<PageRecord>> {
@@ -194,8 +195,9 @@ mod tests {
 
     #[test]
     fn a_page_carries_its_sent_and_delivered_times_and_digests_count() {
-        let mut c = Connection::open_in_memory().unwrap();
+        let mut c = rusqlite::Connection::open_in_memory().unwrap();
         migrate(&mut c).unwrap();
+        let c = Tx::owned(c);
         let input = AlertInput {
             action: AlertAction::Trigger,
             dedup_key: Some("k".into()),

@@ -176,181 +176,11 @@ impl FromSql for PageKind {
     }
 }
 
-/// What a timeline event records. The stored names are what `GET /v1/incidents/N`, reports and
-/// the status page show, and what outbound fan-out and reports select on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum EventKind {
-    /// A new incident opened.
-    Triggered,
-    Acknowledged,
-    Resolved,
-    /// One more alert for the open incident.
-    Repeated,
-    /// The key opened and resolved too often; pages are damped.
-    Flapping,
-    /// No route matched: the incident pages nobody.
-    Unrouted,
-    /// Recorded without paging (`page = false`).
-    Recorded,
-    /// Queued pages cancelled by an acknowledgement or resolution.
-    Cancelled,
-    /// A person's note.
-    Note,
-    /// Rerouted to a policy after a config change.
-    Routed,
-    /// An escalation step ran (who was paged, how).
-    Escalation,
-    /// The engine could not run a step.
-    EscalationError,
-    /// Someone asked to escalate at once.
-    EscalateNow,
-    /// The policy ran out of repeats without an acknowledgement.
-    Exhausted,
-    /// Escalation restarted after an acknowledgement timed out.
-    Retriggered,
-    /// A silence holds the escalation.
-    Silenced,
-    /// The silence ended; escalation continues.
-    Unsilenced,
-    /// A runtime silence was added or expired.
-    Silence,
-    /// A schedule override was added.
-    Override,
-    OverrideDeleted,
-    PageQueued,
-    /// Held for a digest, or a call skipped inside the grouping window.
-    PageGrouped,
-    /// Nobody reachable on any channel for a step.
-    PageUnreachable,
-    PageSent,
-    PageDelivered,
-    PageUndelivered,
-    PageRetry,
-    PageFallback,
-    PageFailed,
-    PageCancelled,
-    /// A stakeholder status update not sent (nobody to send it to).
-    StatusSkipped,
-    OutboundSent,
-    OutboundRetry,
-    OutboundFailed,
-    OutboundDropped,
-    /// The `page-*` events of an outbox row of kind `reply` (the answer to an SMS command, e.g.
-    /// an acknowledgement's confirmation): named apart so that a timeline, `show` and reports
-    /// never call a confirmation a page, and "first page sent" never counts one.
-    ReplyQueued,
-    ReplySent,
-    ReplyDelivered,
-    ReplyUndelivered,
-    ReplyRetry,
-    ReplyFallback,
-    ReplyFailed,
-    ReplyCancelled,
-}
+pub use crate::incident::EventKind;
 
+/// The outbox's view of timeline events: which name a row's events carry. Here rather than
+/// beside [`EventKind`] because it reads [`PageKind`], which is the store's.
 impl EventKind {
-    /// Every kind.
-    pub const ALL: [EventKind; 43] = [
-        EventKind::Triggered,
-        EventKind::Acknowledged,
-        EventKind::Resolved,
-        EventKind::Repeated,
-        EventKind::Flapping,
-        EventKind::Unrouted,
-        EventKind::Recorded,
-        EventKind::Cancelled,
-        EventKind::Note,
-        EventKind::Routed,
-        EventKind::Escalation,
-        EventKind::EscalationError,
-        EventKind::EscalateNow,
-        EventKind::Exhausted,
-        EventKind::Retriggered,
-        EventKind::Silenced,
-        EventKind::Unsilenced,
-        EventKind::Silence,
-        EventKind::Override,
-        EventKind::OverrideDeleted,
-        EventKind::PageQueued,
-        EventKind::PageGrouped,
-        EventKind::PageUnreachable,
-        EventKind::PageSent,
-        EventKind::PageDelivered,
-        EventKind::PageUndelivered,
-        EventKind::PageRetry,
-        EventKind::PageFallback,
-        EventKind::PageFailed,
-        EventKind::PageCancelled,
-        EventKind::StatusSkipped,
-        EventKind::OutboundSent,
-        EventKind::OutboundRetry,
-        EventKind::OutboundFailed,
-        EventKind::OutboundDropped,
-        EventKind::ReplyQueued,
-        EventKind::ReplySent,
-        EventKind::ReplyDelivered,
-        EventKind::ReplyUndelivered,
-        EventKind::ReplyRetry,
-        EventKind::ReplyFallback,
-        EventKind::ReplyFailed,
-        EventKind::ReplyCancelled,
-    ];
-
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Triggered => "triggered",
-            EventKind::Acknowledged => "acknowledged",
-            EventKind::Resolved => "resolved",
-            EventKind::Repeated => "repeated",
-            EventKind::Flapping => "flapping",
-            EventKind::Unrouted => "unrouted",
-            EventKind::Recorded => "recorded",
-            EventKind::Cancelled => "cancelled",
-            EventKind::Note => "note",
-            EventKind::Routed => "routed",
-            EventKind::Escalation => "escalation",
-            EventKind::EscalationError => "escalation-error",
-            EventKind::EscalateNow => "escalate-now",
-            EventKind::Exhausted => "exhausted",
-            EventKind::Retriggered => "retriggered",
-            EventKind::Silenced => "silenced",
-            EventKind::Unsilenced => "unsilenced",
-            EventKind::Silence => "silence",
-            EventKind::Override => "override",
-            EventKind::OverrideDeleted => "override-deleted",
-            EventKind::PageQueued => "page-queued",
-            EventKind::PageGrouped => "page-grouped",
-            EventKind::PageUnreachable => "page-unreachable",
-            EventKind::PageSent => "page-sent",
-            EventKind::PageDelivered => "page-delivered",
-            EventKind::PageUndelivered => "page-undelivered",
-            EventKind::PageRetry => "page-retry",
-            EventKind::PageFallback => "page-fallback",
-            EventKind::PageFailed => "page-failed",
-            EventKind::PageCancelled => "page-cancelled",
-            EventKind::StatusSkipped => "status-skipped",
-            EventKind::OutboundSent => "outbound-sent",
-            EventKind::OutboundRetry => "outbound-retry",
-            EventKind::OutboundFailed => "outbound-failed",
-            EventKind::OutboundDropped => "outbound-dropped",
-            EventKind::ReplyQueued => "reply-queued",
-            EventKind::ReplySent => "reply-sent",
-            EventKind::ReplyDelivered => "reply-delivered",
-            EventKind::ReplyUndelivered => "reply-undelivered",
-            EventKind::ReplyRetry => "reply-retry",
-            EventKind::ReplyFallback => "reply-fallback",
-            EventKind::ReplyFailed => "reply-failed",
-            EventKind::ReplyCancelled => "reply-cancelled",
-        }
-    }
-
-    /// The kind a stored name means; `None` for a name this version does not know.
-    pub fn parse(s: &str) -> Option<EventKind> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-
     /// The event this `page-*` event is for an outbox row of `kind`: the `reply-*` twin for a
     /// reply, itself otherwise. Stored names never change meaning: rows written before replies
     /// had their own names keep `page-*`, as they were recorded.
@@ -369,21 +199,6 @@ impl EventKind {
             EventKind::PageCancelled => EventKind::ReplyCancelled,
             other => other,
         }
-    }
-
-    /// The event an incident status change records.
-    pub fn of_status(status: crate::incident::Status) -> EventKind {
-        match status {
-            crate::incident::Status::Triggered => EventKind::Triggered,
-            crate::incident::Status::Acknowledged => EventKind::Acknowledged,
-            crate::incident::Status::Resolved => EventKind::Resolved,
-        }
-    }
-}
-
-impl fmt::Display for EventKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -407,15 +222,6 @@ mod tests {
             assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
         }
         assert_eq!(PageKind::parse("telegram"), PageKind::Page);
-    }
-
-    #[test]
-    fn every_event_kind_reads_back_as_itself() {
-        for k in EventKind::ALL {
-            assert_eq!(EventKind::parse(k.as_str()), Some(k));
-            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
-        }
-        assert_eq!(EventKind::parse("page-lost"), None);
     }
 
     #[test]

@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
 
+use super::Tx;
 use super::{outbox, Store, StoreError};
 use crate::incident::{Channel, Status};
 
@@ -25,7 +25,7 @@ pub struct Levels {
 
 /// Incidents by state, outbox depth on `channels` (the ones a transport serves), and the age of
 /// the oldest claimed row, as of `now`.
-fn levels(conn: &Connection, channels: &[Channel], now: DateTime<Utc>) -> rusqlite::Result<Levels> {
+fn levels(conn: &Tx, channels: &[Channel], now: DateTime<Utc>) -> rusqlite::Result<Levels> {
     let mut stmt = conn.prepare_cached("SELECT status, count(*) FROM incidents GROUP BY status")?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
     let mut incidents = Vec::new();

@@ -64,15 +64,84 @@ pub fn from_ms(ms: i64) -> DateTime<Utc> {
 
 /// The open transaction a store job runs in, as [`Store::call`] and [`Store::read`] hand it to
 /// their closure. Modules outside the store only pass it on to the store's typed operations
-/// (so several of them commit together); the SQL itself stays in this module.
-pub type Tx = Connection;
+/// (so several of them commit together); they can neither open one nor run SQL through it,
+/// because the connection inside and the methods that reach it are private to the store. That
+/// keeps every statement in this module, beside the schema it depends on.
+pub struct Tx<'a>(TxConn<'a>);
+
+/// What a [`Tx`] runs its statements on.
+enum TxConn<'a> {
+    /// The transaction of a job on the writer or the reader thread.
+    Job(&'a Connection),
+    /// A unit test's own database, which the test holds for as long as it runs.
+    #[cfg(test)]
+    Owned(Connection),
+}
+
+impl<'a> Tx<'a> {
+    /// The job's transaction, for the closure the store thread runs it with.
+    fn job(conn: &'a Connection) -> Tx<'a> {
+        Tx(TxConn::Job(conn))
+    }
+
+    /// A test database as a transaction, for unit tests of code that runs inside a store job.
+    #[cfg(test)]
+    pub(crate) fn owned(conn: Connection) -> Tx<'static> {
+        Tx(TxConn::Owned(conn))
+    }
+
+    /// The connection the store's operations run their SQL on.
+    fn conn(&self) -> &Connection {
+        match &self.0 {
+            TxConn::Job(c) => c,
+            #[cfg(test)]
+            TxConn::Owned(c) => c,
+        }
+    }
+
+    /// A statement from the connection's cache (see [`Connection::prepare_cached`]).
+    pub(in crate::store) fn prepare_cached(
+        &self,
+        sql: &str,
+    ) -> rusqlite::Result<rusqlite::CachedStatement<'_>> {
+        self.conn().prepare_cached(sql)
+    }
+
+    /// Runs one statement (see [`Connection::execute`]).
+    pub(in crate::store) fn execute<P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+    ) -> rusqlite::Result<usize> {
+        self.conn().execute(sql, params)
+    }
+
+    /// The first row of a query (see [`Connection::query_row`]).
+    pub(in crate::store) fn query_row<T, P, F>(
+        &self,
+        sql: &str,
+        params: P,
+        f: F,
+    ) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    {
+        self.conn().query_row(sql, params, f)
+    }
+
+    /// The rowid of the last insert on this connection.
+    pub(in crate::store) fn last_insert_rowid(&self) -> i64 {
+        self.conn().last_insert_rowid()
+    }
+}
 
 /// A migrated in-memory database for unit tests of code that runs inside a store job.
 #[cfg(test)]
-pub(crate) fn memory() -> Tx {
+pub(crate) fn memory() -> Tx<'static> {
     let mut c = Connection::open_in_memory().expect("in-memory database");
     schema::migrate(&mut c).expect("migrations apply to a fresh database");
-    c
+    Tx::owned(c)
 }
 
 /// Most jobs committed together.
@@ -122,6 +191,27 @@ pub struct AlertInput {
 }
 
 impl AlertInput {
+    /// A critical trigger with dedup key `key` for service `service`, on no route yet: the
+    /// common start of the alerts unit tests apply, each setting what it is about.
+    #[cfg(test)]
+    pub(crate) fn test_trigger(key: &str, service: &str) -> AlertInput {
+        AlertInput {
+            action: AlertAction::Trigger,
+            dedup_key: Some(key.into()),
+            summary: format!("{service} down"),
+            severity: Severity::Critical,
+            source: None,
+            service: Some(service.into()),
+            details: serde_json::Value::Null,
+            links: vec![],
+            route: None,
+            policy: None,
+            pre_page_delay: Duration::ZERO,
+            page: true,
+            actor: Actor::new("t", "test"),
+        }
+    }
+
     /// The given dedup key, or one derived from source and summary: the first 16 hex digits of
     /// SHA-256 over `source \n summary`, so the same alert text from the same source dedups.
     pub fn dedup_key(&self) -> String {
@@ -403,7 +493,7 @@ impl Store {
     pub fn call<T, F>(&self, f: F) -> impl Future<Output = Result<T, StoreError>> + Send + '_
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, DateTime<Utc>) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Tx, DateTime<Utc>) -> Result<T, StoreError> + Send + 'static,
     {
         self.submit(f, Location::caller(), |_| Wake::Watchers)
     }
@@ -418,7 +508,7 @@ impl Store {
     ) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, DateTime<Utc>) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Tx, DateTime<Utc>) -> Result<T, StoreError> + Send + 'static,
     {
         if crate::fault::armed("store.busy") {
             return Err(StoreError::Busy);
@@ -426,7 +516,7 @@ impl Store {
         let (tx, rx) = oneshot::channel();
         let run = Box::new(move |ctx: Ctx<'_>| {
             let result = match ctx {
-                Ok((conn, now)) => f(conn, now),
+                Ok((conn, now)) => f(&Tx::job(conn), now),
                 Err(e) => Err(e.clone()),
             };
             let outcome = match &result {
@@ -456,14 +546,14 @@ impl Store {
     pub fn read<T, F>(&self, f: F) -> impl Future<Output = Result<T, StoreError>> + Send + '_
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, DateTime<Utc>) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Tx, DateTime<Utc>) -> Result<T, StoreError> + Send + 'static,
     {
         let caller = Location::caller();
         async move {
             let (tx, rx) = oneshot::channel();
             let run = Box::new(move |ctx: Ctx<'_>| {
                 let result = match ctx {
-                    Ok((conn, now)) => f(conn, now),
+                    Ok((conn, now)) => f(&Tx::job(conn), now),
                     Err(e) => Err(e.clone()),
                 };
                 let outcome = match &result {

@@ -11,12 +11,13 @@
 //! sees an incident's trigger before its resolve.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 
 use super::events::record;
 use super::kinds::EventKind;
 use super::outbox::{self, Settle};
 use super::queries::incident;
+use super::Tx;
 use super::{from_ms, ms, Store, StoreError};
 use crate::config::outbound::{Destination, Event, Kind};
 use crate::incident::{Incident, IncidentId, Status, Transition};
@@ -69,7 +70,7 @@ pub enum Outcome {
 
 /// Moves the fan-out cursor to the newest timeline event without queueing anything (used when
 /// no destination is configured, so adding one later does not announce old incidents).
-pub fn skip_to_end(conn: &Connection) -> rusqlite::Result<()> {
+pub fn skip_to_end(conn: &Tx) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE outbound_cursor SET last_event_id=(SELECT coalesce(max(id),0) FROM events) \
          WHERE id=1 AND last_event_id<>(SELECT coalesce(max(id),0) FROM events)",
@@ -98,7 +99,7 @@ pub type Render = fn(Kind, &Notice) -> serde_json::Value;
 /// the caller's transaction. Returns how many rows were queued. Writes nothing when there is
 /// nothing new (so it does not wake the store's commit watchers in a loop).
 pub fn fan_out(
-    conn: &Connection,
+    conn: &Tx,
     destinations: &[Destination],
     render: Render,
     now: DateTime<Utc>,
@@ -172,7 +173,7 @@ type EventRow = (i64, IncidentId, String, Option<String>, Option<String>, i64);
 
 /// The trigger/acknowledge/resolve events after `cursor` up to `newest`, oldest first, at most
 /// [`FAN_OUT_BATCH`].
-fn events_after(conn: &Connection, cursor: i64, newest: i64) -> rusqlite::Result<Vec<EventRow>> {
+fn events_after(conn: &Tx, cursor: i64, newest: i64) -> rusqlite::Result<Vec<EventRow>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, incident_id, kind, actor, via, at FROM events WHERE id>?1 AND id<=?2 \
          AND incident_id IS NOT NULL AND kind IN ('triggered','acknowledged','resolved') \
@@ -216,7 +217,7 @@ fn as_of(inc: &mut Incident, ev: Event, by: Transition) {
 
 /// Queues one notification for `d`, due now.
 fn enqueue(
-    conn: &Connection,
+    conn: &Tx,
     d: &Destination,
     incident_id: IncidentId,
     ev: Event,
@@ -244,7 +245,7 @@ fn enqueue(
 /// (`last_error` "dropped: queue full") with a note on their incident's timeline. A row being
 /// sent is never dropped. Returns how many were dropped.
 pub fn drop_oldest(
-    conn: &Connection,
+    conn: &Tx,
     destination: &str,
     max: usize,
     now: DateTime<Utc>,
@@ -293,7 +294,7 @@ pub fn drop_oldest(
 /// `sending` until `now + lease` and counting the attempt before anything is sent); otherwise
 /// says when it will be.
 pub fn claim(
-    conn: &Connection,
+    conn: &Tx,
     destination: &str,
     now: DateTime<Utc>,
     lease: std::time::Duration,
@@ -354,7 +355,7 @@ pub fn claim(
 }
 
 /// When the head of `destination`'s pending queue is due, if anything is queued.
-fn next_pending(conn: &Connection, destination: &str) -> rusqlite::Result<Option<i64>> {
+fn next_pending(conn: &Tx, destination: &str) -> rusqlite::Result<Option<i64>> {
     conn.prepare_cached(
         "SELECT due_at FROM outbox WHERE channel=?1 AND address=?2 AND state='pending' \
          ORDER BY id LIMIT 1",
@@ -368,7 +369,7 @@ fn next_pending(conn: &Connection, destination: &str) -> rusqlite::Result<Option
 /// attempt that still holds the row records anything (see `outbox::finish`): `false` when the
 /// row was already recorded or re-claimed, so retrying a finish is safe.
 pub fn finish(
-    conn: &Connection,
+    conn: &Tx,
     row: &Row,
     outcome: &Outcome,
     now: DateTime<Utc>,
@@ -425,7 +426,7 @@ pub fn finish(
 }
 
 /// Pending and in-flight rows of a destination (for tests and status).
-pub fn queued(conn: &Connection, destination: &str) -> rusqlite::Result<i64> {
+pub fn queued(conn: &Tx, destination: &str) -> rusqlite::Result<i64> {
     conn.prepare_cached(
         "SELECT count(*) FROM outbox WHERE channel=?1 AND address=?2 AND state IN ('pending','sending')",
     )?
@@ -467,20 +468,21 @@ impl Store {
 mod tests {
     use super::*;
     use crate::config::Secret;
-    use crate::store::queries::event;
+    use crate::store::events::record;
+    use crate::store::kinds::EventKind;
     use chrono::TimeZone;
     use std::time::Duration;
 
     /// The fan-out with the bodies the daemon sends.
-    fn fan_out(c: &Connection, d: &[Destination], now: DateTime<Utc>) -> rusqlite::Result<usize> {
+    fn fan_out(c: &Tx, d: &[Destination], now: DateTime<Utc>) -> rusqlite::Result<usize> {
         super::fan_out(c, d, crate::outbound::payload::render, now)
     }
 
-    fn db() -> Connection {
-        let mut c = Connection::open_in_memory().unwrap();
+    fn db() -> Tx<'static> {
+        let mut c = rusqlite::Connection::open_in_memory().unwrap();
         c.pragma_update(None, "foreign_keys", "ON").unwrap();
         crate::store::schema::migrate(&mut c).unwrap();
-        c
+        Tx::owned(c)
     }
 
     fn dest(id: &str, max: usize) -> Destination {
@@ -503,7 +505,7 @@ mod tests {
         Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap()
     }
 
-    fn new_incident(c: &Connection, key: &str, route: Option<&str>, at: DateTime<Utc>) -> i64 {
+    fn new_incident(c: &Tx, key: &str, route: Option<&str>, at: DateTime<Utc>) -> i64 {
         c.execute(
             "INSERT INTO incidents (dedup_key,status,severity,summary,route,first_seen,last_seen) \
              VALUES (?1,'triggered','critical','s',?2,?3,?3)",
@@ -511,12 +513,22 @@ mod tests {
         )
         .unwrap();
         let id = c.last_insert_rowid();
-        event(c, Some(id), at, "triggered", None, "critical s", None).unwrap();
+        record(
+            c,
+            Some(id),
+            at,
+            EventKind::Triggered,
+            None,
+            "critical s",
+            None,
+        )
+        .unwrap();
         id
     }
 
-    fn events_of(c: &Connection, id: i64) -> Vec<String> {
+    fn events_of(c: &Tx, id: i64) -> Vec<String> {
         let mut s = c
+            .conn()
             .prepare("SELECT kind FROM events WHERE incident_id=?1 ORDER BY id")
             .unwrap();
         let r = s.query_map([id], |r| r.get(0)).unwrap();
@@ -556,11 +568,11 @@ mod tests {
         new_incident(&c, "a", Some("web"), t(0));
         let b = new_incident(&c, "b", Some("db"), t(0));
         assert_eq!(fan_out(&c, std::slice::from_ref(&d), t(1)).unwrap(), 0);
-        event(
+        record(
             &c,
             Some(b),
             t(2),
-            "resolved",
+            EventKind::Resolved,
             None,
             "resolved by x via api",
             None,
@@ -573,7 +585,7 @@ mod tests {
     fn queue_is_fifo_and_a_waiting_head_holds_the_rest() {
         let c = db();
         let id = new_incident(&c, "a", None, t(0));
-        event(&c, Some(id), t(1), "resolved", None, "r", None).unwrap();
+        record(&c, Some(id), t(1), EventKind::Resolved, None, "r", None).unwrap();
         fan_out(&c, &[dest("w", 10)], t(1)).unwrap();
         let Claim::Row(first) = claim(&c, "w", t(2), LEASE).unwrap() else {
             panic!()
@@ -641,6 +653,7 @@ mod tests {
             assert_eq!(dropped, n < 2, "incident {id}");
         }
         let errs: Vec<(String, String)> = c
+            .conn()
             .prepare("SELECT state, last_error FROM outbox WHERE incident_id=?1")
             .unwrap()
             .query_map([ids[0]], |r| Ok((r.get(0)?, r.get(1)?)))

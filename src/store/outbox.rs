@@ -15,11 +15,12 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, OptionalExtension, Row};
 
 use super::events::record;
 use super::kinds::EventKind;
 pub use super::kinds::{OutboxState, PageKind};
+use super::Tx;
 use super::{from_ms, ms};
 use crate::incident::{Channel, IncidentId};
 
@@ -92,7 +93,7 @@ fn page_from_row(r: &Row<'_>) -> rusqlite::Result<Page> {
     })
 }
 
-fn items(conn: &Connection, id: i64) -> rusqlite::Result<Vec<IncidentId>> {
+fn items(conn: &Tx, id: i64) -> rusqlite::Result<Vec<IncidentId>> {
     let mut stmt = conn.prepare_cached(
         "SELECT incident_id FROM outbox_items WHERE outbox_id=?1 ORDER BY incident_id",
     )?;
@@ -101,7 +102,7 @@ fn items(conn: &Connection, id: i64) -> rusqlite::Result<Vec<IncidentId>> {
 }
 
 /// A page by id.
-pub fn page(conn: &Connection, id: i64) -> rusqlite::Result<Option<Page>> {
+pub fn page(conn: &Tx, id: i64) -> rusqlite::Result<Option<Page>> {
     let p = conn
         .prepare_cached(&format!("SELECT {COLUMNS} FROM outbox WHERE id=?1"))?
         .query_row([id], page_from_row)
@@ -116,7 +117,7 @@ pub fn page(conn: &Connection, id: i64) -> rusqlite::Result<Option<Page>> {
 }
 
 /// Queues a page; notes it on the incident's timeline.
-pub fn enqueue(conn: &Connection, p: &NewPage, now: DateTime<Utc>) -> rusqlite::Result<i64> {
+pub fn enqueue(conn: &Tx, p: &NewPage, now: DateTime<Utc>) -> rusqlite::Result<i64> {
     conn.prepare_cached(
         "INSERT INTO outbox (kind, incident_id, user_id, channel, address, subject, body, priority, \
          due_at, state, channel_since, created_at, updated_at, written_for) \
@@ -156,7 +157,7 @@ pub fn enqueue(conn: &Connection, p: &NewPage, now: DateTime<Utc>) -> rusqlite::
 }
 
 /// Adds an incident to a digest row.
-pub fn add_item(conn: &Connection, outbox_id: i64, incident: IncidentId) -> rusqlite::Result<()> {
+pub fn add_item(conn: &Tx, outbox_id: i64, incident: IncidentId) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT OR IGNORE INTO outbox_items (outbox_id, incident_id) VALUES (?1,?2)",
     )?
@@ -165,11 +166,7 @@ pub fn add_item(conn: &Connection, outbox_id: i64, incident: IncidentId) -> rusq
 }
 
 /// The pending digest for a user and channel, if one is waiting.
-pub fn pending_digest(
-    conn: &Connection,
-    user: &str,
-    channel: Channel,
-) -> rusqlite::Result<Option<Page>> {
+pub fn pending_digest(conn: &Tx, user: &str, channel: Channel) -> rusqlite::Result<Option<Page>> {
     let id: Option<i64> = conn
         .prepare_cached(
             "SELECT id FROM outbox WHERE kind='digest' AND state='pending' AND user_id=?1 AND channel=?2 \
@@ -185,7 +182,7 @@ pub fn pending_digest(
 
 /// Pages (not cancelled) of `channel` sent or queued to `user` since `since`: for the rate limit.
 pub fn count_recent(
-    conn: &Connection,
+    conn: &Tx,
     user: &str,
     channel: Channel,
     since: DateTime<Utc>,
@@ -199,7 +196,7 @@ pub fn count_recent(
 
 /// When the latest page of a route's incidents to `user` was created: for leading-edge grouping.
 pub fn last_route_page(
-    conn: &Connection,
+    conn: &Tx,
     user: &str,
     channel: Channel,
     route: &str,
@@ -227,7 +224,7 @@ fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
 /// critical first, then oldest. Marks it `sending` until `now + lease` and counts the attempt
 /// before anything is sent.
 pub fn claim(
-    conn: &Connection,
+    conn: &Tx,
     channel: Channel,
     now: DateTime<Utc>,
     lease: Duration,
@@ -280,7 +277,7 @@ pub fn claim(
 /// pause after every channel failed) due at `now`: the channel has just come back, so there is
 /// nothing left to wait for. Pages planned for later (a call two minutes after the SMS) keep
 /// their time. Returns how many were woken.
-pub fn wake(conn: &Connection, channel: Channel, now: DateTime<Utc>) -> rusqlite::Result<usize> {
+pub fn wake(conn: &Tx, channel: Channel, now: DateTime<Utc>) -> rusqlite::Result<usize> {
     conn.prepare_cached(
         "UPDATE outbox SET due_at=?2, updated_at=?2 WHERE state='pending' AND channel=?1 \
          AND due_at>?2 AND last_error IS NOT NULL",
@@ -291,7 +288,7 @@ pub fn wake(conn: &Connection, channel: Channel, now: DateTime<Utc>) -> rusqlite
 /// When the oldest row of any channel in `sending` was claimed (pages and outbound
 /// notifications alike: a row stuck there is work whose outcome was not recorded). Reads only,
 /// so it serves a read-only connection (`/healthz`, `/metrics`) as well as the writer.
-pub fn oldest_sending(conn: &Connection) -> rusqlite::Result<Option<DateTime<Utc>>> {
+pub fn oldest_sending(conn: &Tx) -> rusqlite::Result<Option<DateTime<Utc>>> {
     let t: Option<i64> = conn
         .prepare_cached("SELECT min(updated_at) FROM outbox WHERE state='sending'")?
         .query_row([], |r| r.get(0))?;
@@ -299,7 +296,7 @@ pub fn oldest_sending(conn: &Connection) -> rusqlite::Result<Option<DateTime<Utc
 }
 
 /// When the next pending page of `channel` is due.
-pub fn next_due(conn: &Connection, channel: Channel) -> rusqlite::Result<Option<DateTime<Utc>>> {
+pub fn next_due(conn: &Tx, channel: Channel) -> rusqlite::Result<Option<DateTime<Utc>>> {
     let t: Option<i64> = conn
         .prepare_cached("SELECT min(due_at) FROM outbox WHERE state='pending' AND channel=?1")?
         .query_row([channel.as_str()], |r| r.get(0))?;
@@ -308,10 +305,7 @@ pub fn next_due(conn: &Connection, channel: Channel) -> rusqlite::Result<Option<
 
 /// When the earliest lease of a row of `channel` in `sending` runs out (the sender looks again
 /// then: the row can be claimed again if its outcome is still not recorded).
-pub fn next_lease_end(
-    conn: &Connection,
-    channel: Channel,
-) -> rusqlite::Result<Option<DateTime<Utc>>> {
+pub fn next_lease_end(conn: &Tx, channel: Channel) -> rusqlite::Result<Option<DateTime<Utc>>> {
     let t: Option<i64> = conn
         .prepare_cached(
             "SELECT min(coalesce(lease_until, 0)) FROM outbox WHERE state='sending' AND channel=?1",
@@ -325,10 +319,7 @@ pub fn next_lease_end(
 /// not a backlog anyone can work off (they are moved to a served channel by the escalation
 /// engine); outbound chat/webhook notifications (channel `webhook`, sent by the `outbound` module) are
 /// not pages and are never counted: a Slack outage must not look like a paging backlog.
-pub fn depth(
-    conn: &Connection,
-    channels: &[Channel],
-) -> rusqlite::Result<(i64, Option<DateTime<Utc>>)> {
+pub fn depth(conn: &Tx, channels: &[Channel]) -> rusqlite::Result<(i64, Option<DateTime<Utc>>)> {
     let list = |c: Channel| i64::from(channels.contains(&c));
     conn.prepare_cached(
         "SELECT count(*), min(created_at) FROM outbox WHERE state IN ('pending','sending') \
@@ -347,7 +338,7 @@ pub fn depth(
 /// Pending pages on channels outside `served` (no transport sends them, e.g. email after
 /// `[email] enabled = false`), oldest first: the escalation engine moves them to a served
 /// channel so they do not wait for ever.
-pub fn pending_unserved(conn: &Connection, served: &[Channel]) -> rusqlite::Result<Vec<Page>> {
+pub fn pending_unserved(conn: &Tx, served: &[Channel]) -> rusqlite::Result<Vec<Page>> {
     let mut out = Vec::new();
     for channel in Channel::ALL {
         if served.contains(&channel) {
@@ -370,7 +361,7 @@ pub fn pending_unserved(conn: &Connection, served: &[Channel]) -> rusqlite::Resu
 /// Moves pending page `p` to `channel` at `address`, due `now` (its own channel is not served
 /// any more), noting why on its incidents' timelines.
 pub fn move_to_channel(
-    conn: &Connection,
+    conn: &Tx,
     p: &Page,
     channel: Channel,
     address: &str,
@@ -400,12 +391,7 @@ pub fn move_to_channel(
 }
 
 /// Fails pending page `p` for good (nothing can send it), noting why on its incidents' timelines.
-pub fn fail_pending(
-    conn: &Connection,
-    p: &Page,
-    why: &str,
-    now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
+pub fn fail_pending(conn: &Tx, p: &Page, why: &str, now: DateTime<Utc>) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "UPDATE outbox SET state='failed', last_error=?2, updated_at=?3 WHERE id=?1 AND state='pending'",
     )?
@@ -431,10 +417,7 @@ pub fn fail_pending(
 /// due, a claimed one since its lease ran out (its sender never recorded an outcome). `None` when
 /// there is none. Outbound notifications are left out like in [`depth`]. A figure beyond a few
 /// minutes means nothing is sending: `/healthz` reports it.
-pub fn oldest_due(
-    conn: &Connection,
-    now: DateTime<Utc>,
-) -> rusqlite::Result<Option<std::time::Duration>> {
+pub fn oldest_due(conn: &Tx, now: DateTime<Utc>) -> rusqlite::Result<Option<std::time::Duration>> {
     let t: Option<i64> = conn
         .prepare_cached(
             "SELECT min(CASE WHEN state='pending' THEN due_at ELSE coalesce(lease_until, updated_at) END) \
@@ -447,9 +430,11 @@ pub fn oldest_due(
 }
 
 /// After a crash: pages caught in `sending` are sent again.
-pub fn recover_in_flight(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<usize> {
+pub fn recover_in_flight(conn: &Tx, now: DateTime<Utc>) -> rusqlite::Result<usize> {
     let ids: Vec<(i64, Option<i64>)> = {
-        let mut stmt = conn.prepare("SELECT id, incident_id FROM outbox WHERE state='sending'")?;
+        let mut stmt = conn
+            .conn()
+            .prepare("SELECT id, incident_id FROM outbox WHERE state='sending'")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<rusqlite::Result<_>>()?
     };
@@ -569,7 +554,7 @@ impl Attempt {
 /// Marks row `id` `sending` until `now + lease` and counts the attempt: the claim every sender
 /// (pages, replies, digests, outbound notifications) makes before anything is sent.
 pub(super) fn mark_sending(
-    conn: &Connection,
+    conn: &Tx,
     id: i64,
     now: DateTime<Utc>,
     lease: Duration,
@@ -584,7 +569,7 @@ pub(super) fn mark_sending(
 
 /// Whether attempt `attempts` still holds row `id`: it is `sending` on that attempt. An outcome
 /// is only recorded by the attempt that holds the row (see [`finish`]).
-pub(super) fn holds(conn: &Connection, id: i64, attempts: i64) -> rusqlite::Result<bool> {
+pub(super) fn holds(conn: &Tx, id: i64, attempts: i64) -> rusqlite::Result<bool> {
     let n: i64 = conn
         .prepare_cached(
             "SELECT count(*) FROM outbox WHERE id=?1 AND state='sending' AND attempts=?2",
@@ -619,7 +604,7 @@ pub(super) enum Settle<'a> {
 
 /// Moves row `id` out of `sending` as `to` says, releasing its lease.
 pub(super) fn settle(
-    conn: &Connection,
+    conn: &Tx,
     id: i64,
     to: &Settle<'_>,
     now: DateTime<Utc>,
@@ -661,7 +646,7 @@ pub(super) fn settle(
 /// lost, or the lease ran out and a newer attempt took the row), nothing is written and `false`
 /// is returned, so retrying a finish is safe.
 pub fn finish(
-    conn: &Connection,
+    conn: &Tx,
     p: &Page,
     outcome: &Attempt,
     now: DateTime<Utc>,
@@ -690,7 +675,7 @@ pub fn finish(
 /// A delivery report for the SMS whose message reference is `reference` (the newest such page,
 /// as references wrap at 256). Returns the page's row id.
 pub fn delivered(
-    conn: &Connection,
+    conn: &Tx,
     reference: &str,
     ok: bool,
     detail: &str,
@@ -744,7 +729,7 @@ pub fn delivered(
 /// Cancels queued pages of an incident (acknowledged or resolved): its own pending pages, and its
 /// place in pending digests (a digest left empty is cancelled). Returns how many were cancelled.
 pub fn cancel_for_incident(
-    conn: &Connection,
+    conn: &Tx,
     incident: IncidentId,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<usize> {
@@ -767,7 +752,7 @@ pub fn cancel_for_incident(
 }
 
 /// Recent pages, newest first (status page, reports). Outbound webhook rows are not pages.
-pub fn recent(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Page>> {
+pub fn recent(conn: &Tx, limit: usize) -> rusqlite::Result<Vec<Page>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM outbox WHERE channel<>'webhook' ORDER BY id DESC LIMIT ?1"
     ))?;
@@ -784,7 +769,7 @@ pub fn recent(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Page>> {
 /// Every row, oldest first, digests with their items: what unit tests of the code that queues
 /// pages look at.
 #[cfg(test)]
-pub(crate) fn all(conn: &Connection) -> rusqlite::Result<Vec<Page>> {
+pub(crate) fn all(conn: &Tx) -> rusqlite::Result<Vec<Page>> {
     let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM outbox ORDER BY id"))?;
     let mut pages: Vec<Page> = stmt
         .query_map([], page_from_row)?
@@ -802,7 +787,7 @@ pub(crate) mod testing {
     use super::*;
 
     /// Every pending SMS page and digest due by `now` went out at `now`.
-    pub(crate) fn sms_went_out(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<()> {
+    pub(crate) fn sms_went_out(conn: &Tx, now: DateTime<Utc>) -> rusqlite::Result<()> {
         conn.execute(
             "UPDATE outbox SET state='sent', updated_at=?1 WHERE kind IN ('page','digest') \
              AND channel='sms' AND state='pending' AND due_at<=?1",
@@ -812,7 +797,7 @@ pub(crate) mod testing {
     }
 
     /// Every row of `incident`, whatever its state, is cancelled.
-    pub(crate) fn cancel_all(conn: &Connection, incident: IncidentId) -> rusqlite::Result<()> {
+    pub(crate) fn cancel_all(conn: &Tx, incident: IncidentId) -> rusqlite::Result<()> {
         conn.execute(
             "UPDATE outbox SET state='cancelled' WHERE incident_id=?1",
             [incident],
@@ -823,7 +808,7 @@ pub(crate) mod testing {
     /// The voice calls of `incident` fell back to SMS at `address` and went out at `now`.
     /// Returns how many there were.
     pub(crate) fn calls_went_out_as_sms(
-        conn: &Connection,
+        conn: &Tx,
         incident: IncidentId,
         address: &str,
         now: DateTime<Utc>,
@@ -836,7 +821,7 @@ pub(crate) mod testing {
     }
 
     /// Every pending row is due at once (a retry's wait skipped).
-    pub(crate) fn all_due(conn: &Connection) -> rusqlite::Result<()> {
+    pub(crate) fn all_due(conn: &Tx) -> rusqlite::Result<()> {
         conn.execute("UPDATE outbox SET due_at=0 WHERE state='pending'", [])?;
         Ok(())
     }
@@ -844,7 +829,7 @@ pub(crate) mod testing {
     /// How long after `now` the pending `channel` row that is waiting after a failure is due, in
     /// milliseconds; `None` when there is none.
     pub(crate) fn retry_wait(
-        conn: &Connection,
+        conn: &Tx,
         channel: Channel,
         now: DateTime<Utc>,
     ) -> rusqlite::Result<Option<i64>> {
@@ -870,7 +855,7 @@ pub struct RowState {
 }
 
 /// The state of outbox row `id`.
-fn row_state(conn: &Connection, id: i64) -> rusqlite::Result<Option<RowState>> {
+fn row_state(conn: &Tx, id: i64) -> rusqlite::Result<Option<RowState>> {
     conn.prepare_cached("SELECT state, reference, last_error, attempts FROM outbox WHERE id=?1")?
         .query_row([id], |r| {
             Ok(RowState {
@@ -887,7 +872,7 @@ fn row_state(conn: &Connection, id: i64) -> rusqlite::Result<Option<RowState>> {
 /// it does not go out hours later when the modem is back. A row being sent right now is left
 /// alone. Returns whether it was withdrawn.
 pub(super) fn withdraw_pending(
-    conn: &Connection,
+    conn: &Tx,
     id: i64,
     reason: &str,
     now: DateTime<Utc>,
@@ -957,8 +942,8 @@ mod tests {
         Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap()
     }
 
-    fn db() -> (Connection, IncidentId) {
-        let mut c = Connection::open_in_memory().unwrap();
+    fn db() -> (Tx<'static>, IncidentId) {
+        let mut c = rusqlite::Connection::open_in_memory().unwrap();
         c.pragma_update(None, "foreign_keys", "ON").unwrap();
         crate::store::schema::migrate(&mut c).unwrap();
         c.execute(
@@ -968,10 +953,10 @@ mod tests {
         )
         .unwrap();
         let id = c.last_insert_rowid();
-        (c, id)
+        (Tx::owned(c), id)
     }
 
-    fn queue(c: &Connection, inc: IncidentId, channel: Channel, due: DateTime<Utc>) -> i64 {
+    fn queue(c: &Tx, inc: IncidentId, channel: Channel, due: DateTime<Utc>) -> i64 {
         enqueue(
             c,
             &NewPage {
@@ -990,7 +975,7 @@ mod tests {
         .unwrap()
     }
 
-    fn state(c: &Connection, id: i64) -> (String, i64) {
+    fn state(c: &Tx, id: i64) -> (String, i64) {
         c.query_row(
             "SELECT state, attempts FROM outbox WHERE id=?1",
             [id],
@@ -999,11 +984,11 @@ mod tests {
         .unwrap()
     }
 
-    fn kinds(c: &Connection, inc: IncidentId) -> Vec<String> {
+    fn kinds(c: &Tx, inc: IncidentId) -> Vec<String> {
         crate::store::queries::timeline(c, inc)
             .unwrap()
             .into_iter()
-            .map(|e| e.kind)
+            .map(|e| e.kind.to_string())
             .collect()
     }
 

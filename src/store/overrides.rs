@@ -1,12 +1,13 @@
 //! Runtime schedule overrides ("I take the pager"), kept in SQLite so they survive restarts.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection};
+use rusqlite::params;
 
 use crate::schedule::{Override, OverrideSource, OverridesBySchedule};
 
 use super::events::record;
 use super::kinds::EventKind;
+use super::Tx;
 use super::{from_ms, ms};
 
 /// A stored runtime override.
@@ -23,7 +24,7 @@ pub struct StoredOverride {
 
 /// Adds an override and notes it on the timeline (no incident).
 pub fn add(
-    conn: &Connection,
+    conn: &Tx,
     schedule: &str,
     user: &str,
     from: DateTime<Utc>,
@@ -47,7 +48,7 @@ pub fn add(
 /// Adds an override without a timeline note, for a caller that writes its own (the `TAKE`
 /// command says who took what in words of its own). Returns its id.
 pub fn insert(
-    conn: &Connection,
+    conn: &Tx,
     schedule: &str,
     user: &str,
     from: DateTime<Utc>,
@@ -64,7 +65,7 @@ pub fn insert(
 
 /// Overrides of a schedule that have not ended and are not deleted.
 pub fn list(
-    conn: &Connection,
+    conn: &Tx,
     schedule: &str,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<Vec<StoredOverride>> {
@@ -88,7 +89,7 @@ pub fn list(
 
 /// Deletes an override of a schedule; returns whether one was deleted.
 pub fn delete(
-    conn: &Connection,
+    conn: &Tx,
     schedule: &str,
     id: i64,
     by: &str,
@@ -113,7 +114,7 @@ pub fn delete(
 }
 
 /// Runtime overrides in force now or later, by schedule.
-pub fn in_force(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<OverridesBySchedule> {
+pub fn in_force(conn: &Tx, now: DateTime<Utc>) -> rusqlite::Result<OverridesBySchedule> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, schedule_id, user_id, from_at, until_at FROM overrides \
          WHERE deleted_at IS NULL AND until_at > ?1 ORDER BY id",
@@ -148,9 +149,10 @@ pub fn in_force(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Overr
 /// warnings before its store is open. No database yet (or an unreadable one) means no runtime
 /// overrides.
 pub fn in_force_at(path: &std::path::Path, now: DateTime<Utc>) -> OverridesBySchedule {
-    let Ok(conn) = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    let Ok(conn) =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
     else {
         return Default::default();
     };
-    in_force(&conn, now).unwrap_or_default()
+    in_force(&Tx::job(&conn), now).unwrap_or_default()
 }

@@ -9,9 +9,10 @@
 //! unanswered call to SMS reached the phone after a digest queued later.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 
 use super::queries::ms;
+use super::Tx;
 use crate::incident::IncidentId;
 
 /// A page or digest as the ack commands look at it: its row and the incidents it is about.
@@ -24,11 +25,7 @@ pub struct ReachedPage {
 }
 
 /// The newest `limit` pages and digests that reached `user`'s phone, newest reach first.
-pub fn reached_phone(
-    conn: &Connection,
-    user: &str,
-    limit: i64,
-) -> rusqlite::Result<Vec<ReachedPage>> {
+pub fn reached_phone(conn: &Tx, user: &str, limit: i64) -> rusqlite::Result<Vec<ReachedPage>> {
     let rows: Vec<(i64, Option<IncidentId>)> = {
         let mut stmt = conn.prepare_cached(
             "SELECT id, incident_id FROM outbox WHERE user_id=?1 AND kind IN ('page','digest') \
@@ -51,7 +48,7 @@ pub fn reached_phone(
 /// Incidents in pages or digests that went out to `user` (any channel) at or after `since`,
 /// each once, most recently paged first.
 pub fn paged_since(
-    conn: &Connection,
+    conn: &Tx,
     user: &str,
     since: DateTime<Utc>,
 ) -> rusqlite::Result<Vec<IncidentId>> {
@@ -79,7 +76,7 @@ pub fn paged_since(
 /// (by when they went out or were reported delivered), in the order they were queued. What a
 /// missed call from that person can be about.
 pub fn reached_between(
-    conn: &Connection,
+    conn: &Tx,
     user: &str,
     since: DateTime<Utc>,
     until: DateTime<Utc>,
@@ -106,7 +103,7 @@ pub fn reached_between(
 }
 
 /// The people a page or digest about `incident` was queued for (any state), first paged first.
-pub fn paged_users(conn: &Connection, incident: IncidentId) -> rusqlite::Result<Vec<String>> {
+pub fn paged_users(conn: &Tx, incident: IncidentId) -> rusqlite::Result<Vec<String>> {
     let mut stmt = conn.prepare_cached(
         "SELECT user_id, min(id) AS first FROM outbox WHERE user_id IS NOT NULL \
          AND kind IN ('page','digest') \
@@ -121,7 +118,7 @@ pub fn paged_users(conn: &Connection, incident: IncidentId) -> rusqlite::Result<
 /// queued at or after `since` and not cancelled: the grouping window that keeps one storm from
 /// ringing a phone once per incident.
 pub fn voice_call_for_route_since(
-    conn: &Connection,
+    conn: &Tx,
     user: &str,
     route: &str,
     incident: IncidentId,
@@ -139,7 +136,7 @@ pub fn voice_call_for_route_since(
 
 /// True when `incident` was in a page or digest for `user`, in any state: a failed or queued
 /// page is still theirs to stop.
-pub fn was_paged_to(conn: &Connection, user: &str, incident: IncidentId) -> rusqlite::Result<bool> {
+pub fn was_paged_to(conn: &Tx, user: &str, incident: IncidentId) -> rusqlite::Result<bool> {
     conn.prepare_cached(
         "SELECT EXISTS (SELECT 1 FROM outbox WHERE user_id=?1 AND kind IN ('page','digest') \
          AND (incident_id=?2 OR id IN \
@@ -150,10 +147,7 @@ pub fn was_paged_to(conn: &Connection, user: &str, incident: IncidentId) -> rusq
 
 /// The escalation policy an incident is following (a reroute may have changed it from its
 /// route's), or `None` when it has no escalation.
-pub fn escalation_policy(
-    conn: &Connection,
-    incident: IncidentId,
-) -> rusqlite::Result<Option<String>> {
+pub fn escalation_policy(conn: &Tx, incident: IncidentId) -> rusqlite::Result<Option<String>> {
     conn.prepare_cached("SELECT policy FROM escalations WHERE incident_id=?1")?
         .query_row([incident], |r| r.get(0))
         .optional()
@@ -162,7 +156,7 @@ pub fn escalation_policy(
 /// Open incidents for which paging reached nobody: a step found no one it could page (a
 /// `page-unreachable` event), and no page or digest for them is queued, going out or gone out.
 /// The status page and `/healthz` flag these, oldest first.
-pub fn nobody_reached(conn: &Connection) -> rusqlite::Result<Vec<IncidentId>> {
+pub fn nobody_reached(conn: &Tx) -> rusqlite::Result<Vec<IncidentId>> {
     let mut stmt = conn.prepare_cached(
         "SELECT i.id FROM incidents i WHERE i.status <> 'resolved' \
          AND EXISTS (SELECT 1 FROM events e WHERE e.incident_id=i.id AND e.kind='page-unreachable') \
@@ -177,7 +171,7 @@ pub fn nobody_reached(conn: &Connection) -> rusqlite::Result<Vec<IncidentId>> {
 
 /// The incidents a page row is about: its own, or a digest's items (in id order).
 pub fn page_incidents(
-    conn: &Connection,
+    conn: &Tx,
     outbox_id: i64,
     incident: Option<IncidentId>,
 ) -> rusqlite::Result<Vec<IncidentId>> {
@@ -204,8 +198,8 @@ mod tests {
         Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
     }
 
-    fn db() -> Connection {
-        let mut c = Connection::open_in_memory().unwrap();
+    fn db() -> Tx<'static> {
+        let mut c = rusqlite::Connection::open_in_memory().unwrap();
         crate::store::schema::migrate(&mut c).unwrap();
         for id in 1..=3 {
             c.execute(
@@ -215,10 +209,10 @@ mod tests {
             )
             .unwrap();
         }
-        c
+        Tx::owned(c)
     }
 
-    fn queue(c: &Connection, kind: PageKind, inc: Option<i64>, channel: Channel, at: i64) -> i64 {
+    fn queue(c: &Tx, kind: PageKind, inc: Option<i64>, channel: Channel, at: i64) -> i64 {
         enqueue(
             c,
             &NewPage {
@@ -237,7 +231,7 @@ mod tests {
         .unwrap()
     }
 
-    fn set(c: &Connection, id: i64, state: &str, at: i64) {
+    fn set(c: &Tx, id: i64, state: &str, at: i64) {
         c.execute(
             "UPDATE outbox SET state=?2, updated_at=?3 WHERE id=?1",
             params![id, state, ms(t(at))],
@@ -280,8 +274,16 @@ mod tests {
     fn an_open_incident_with_no_live_page_after_an_unreachable_step_is_flagged() {
         let c = db();
         for id in [1, 2, 3] {
-            crate::store::queries::event(&c, Some(id), t(0), "page-unreachable", None, "x", None)
-                .unwrap();
+            crate::store::events::record(
+                &c,
+                Some(id),
+                t(0),
+                crate::incident::EventKind::PageUnreachable,
+                None,
+                "x",
+                None,
+            )
+            .unwrap();
         }
         // #2 was paged later (someone at a later step was reached); #3 is resolved.
         let p = queue(&c, PageKind::Page, Some(2), Channel::Sms, 5);

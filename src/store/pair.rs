@@ -5,11 +5,12 @@
 //! Nothing here decides anything: the pair module decides, this reads and writes rows.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 
 use super::events::record;
 use super::kinds::EventKind;
 use super::outbox::{Page, PageKind};
+use super::Tx;
 use super::{from_ms, ms};
 use crate::incident::{Channel, IncidentId};
 
@@ -31,7 +32,7 @@ pub struct PageFacts {
 
 /// The facts of a page to a person about one incident; `None` for every other row (digests,
 /// replies, status updates, outbound notifications), which each box sends on its own.
-pub fn page_facts(conn: &Connection, page: &Page) -> rusqlite::Result<Option<PageFacts>> {
+pub fn page_facts(conn: &Tx, page: &Page) -> rusqlite::Result<Option<PageFacts>> {
     let (PageKind::Page, Some(incident), Some(user)) = (page.kind, page.incident_id, &page.user_id)
     else {
         return Ok(None);
@@ -87,7 +88,7 @@ pub fn page_facts(conn: &Connection, page: &Page) -> rusqlite::Result<Option<Pag
 /// is not counted): the peer holds the page's claim or goes first. Only the attempt holding
 /// the row changes it; `false` when it no longer does.
 pub fn hold_for_peer(
-    conn: &Connection,
+    conn: &Tx,
     page: &Page,
     due_at: DateTime<Utc>,
     now: DateTime<Utc>,
@@ -105,7 +106,7 @@ pub fn hold_for_peer(
 /// Marks a claimed page as sent by the peer box (it holds the `sent` record in etcd), on the
 /// row and on the timeline, so the box's own history says who paged. Only the attempt holding
 /// the row changes it.
-pub fn sent_by_peer(conn: &Connection, page: &Page, now: DateTime<Utc>) -> rusqlite::Result<bool> {
+pub fn sent_by_peer(conn: &Tx, page: &Page, now: DateTime<Utc>) -> rusqlite::Result<bool> {
     let n = conn
         .prepare_cached(
             "UPDATE outbox SET state='sent', reference=NULL, last_error=NULL, lease_until=NULL, \
@@ -148,7 +149,7 @@ pub struct LocalTransition {
 /// Acks and resolves recorded after timeline entry `after`, except those applied from the
 /// peer (`via = 'pair'`), oldest first, at most `limit`.
 pub fn local_transitions(
-    conn: &Connection,
+    conn: &Tx,
     after: i64,
     limit: usize,
 ) -> rusqlite::Result<Vec<LocalTransition>> {
@@ -180,14 +181,14 @@ pub fn local_transitions(
 
 /// The newest timeline entry's id: where publishing starts (what happened before the daemon
 /// started was published then, or is in the heal log of the run that made it).
-pub fn last_event_id(conn: &Connection) -> rusqlite::Result<i64> {
+pub fn last_event_id(conn: &Tx) -> rusqlite::Result<i64> {
     conn.prepare_cached("SELECT coalesce(max(id), 0) FROM events")?
         .query_row([], |r| r.get(0))
 }
 
 /// The not yet resolved incidents with `dedup_key` (newest first), with when each opened.
 pub fn open_with_key(
-    conn: &Connection,
+    conn: &Tx,
     dedup_key: &str,
 ) -> rusqlite::Result<Vec<(IncidentId, DateTime<Utc>)>> {
     let mut stmt = conn.prepare_cached(
@@ -208,8 +209,8 @@ mod tests {
         Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
     }
 
-    fn db() -> Connection {
-        let mut c = Connection::open_in_memory().unwrap();
+    fn db() -> Tx<'static> {
+        let mut c = rusqlite::Connection::open_in_memory().unwrap();
         crate::store::schema::migrate(&mut c).unwrap();
         c.execute(
             "INSERT INTO incidents (id,dedup_key,status,severity,summary,first_seen,last_seen) \
@@ -217,10 +218,10 @@ mod tests {
             [ms(t(0))],
         )
         .unwrap();
-        c
+        Tx::owned(c)
     }
 
-    fn queue(c: &Connection, user: &str, channel: Channel, step: u32) -> i64 {
+    fn queue(c: &Tx, user: &str, channel: Channel, step: u32) -> i64 {
         let id = enqueue(
             c,
             &NewPage {

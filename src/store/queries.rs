@@ -3,13 +3,14 @@
 //! them against an in-memory database at any instant.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, OptionalExtension, Row};
 
 use super::events::record;
 use super::kinds::EventKind;
+use super::Tx;
 use super::{AlertAction, AlertInput, AlertOutcome, ChangeInput, ListFilter, StoreError};
 use crate::incident::{
-    Actor, Incident, IncidentId, Link, Severity, Status, TimelineEvent, Transition,
+    Actor, Incident, IncidentId, Link, Severity, Status, TimelineEvent, TimelineKind, Transition,
 };
 
 pub use super::{from_ms, ms};
@@ -58,7 +59,7 @@ fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<Incident> {
 }
 
 /// The incident with this id.
-pub(crate) fn incident(conn: &Connection, id: IncidentId) -> rusqlite::Result<Option<Incident>> {
+pub(crate) fn incident(conn: &Tx, id: IncidentId) -> rusqlite::Result<Option<Incident>> {
     conn.prepare_cached(&format!(
         "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1"
     ))?
@@ -67,7 +68,7 @@ pub(crate) fn incident(conn: &Connection, id: IncidentId) -> rusqlite::Result<Op
 }
 
 /// The open incident with this dedup key, if any.
-pub(crate) fn open_by_key(conn: &Connection, key: &str) -> rusqlite::Result<Option<Incident>> {
+pub(crate) fn open_by_key(conn: &Tx, key: &str) -> rusqlite::Result<Option<Incident>> {
     conn.prepare_cached(&format!(
         "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE dedup_key = ?1 AND status <> 'resolved'"
     ))?
@@ -76,7 +77,7 @@ pub(crate) fn open_by_key(conn: &Connection, key: &str) -> rusqlite::Result<Opti
 }
 
 /// The most recent incident with this dedup key, open or not.
-fn latest_by_key(conn: &Connection, key: &str) -> rusqlite::Result<Option<Incident>> {
+fn latest_by_key(conn: &Tx, key: &str) -> rusqlite::Result<Option<Incident>> {
     conn.prepare_cached(&format!(
         "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE dedup_key = ?1 ORDER BY id DESC LIMIT 1"
     ))?
@@ -85,11 +86,7 @@ fn latest_by_key(conn: &Connection, key: &str) -> rusqlite::Result<Option<Incide
 }
 
 /// Incidents, newest first.
-pub(crate) fn list(
-    conn: &Connection,
-    filter: ListFilter,
-    limit: usize,
-) -> rusqlite::Result<Vec<Incident>> {
+pub(crate) fn list(conn: &Tx, filter: ListFilter, limit: usize) -> rusqlite::Result<Vec<Incident>> {
     let where_clause = match filter {
         ListFilter::Open => "WHERE status <> 'resolved'",
         ListFilter::All => "",
@@ -102,7 +99,7 @@ pub(crate) fn list(
 }
 
 /// The timeline of one incident, oldest first.
-pub(crate) fn timeline(conn: &Connection, id: IncidentId) -> rusqlite::Result<Vec<TimelineEvent>> {
+pub(crate) fn timeline(conn: &Tx, id: IncidentId) -> rusqlite::Result<Vec<TimelineEvent>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, at, kind, actor, via, message, data FROM events WHERE incident_id = ?1 ORDER BY id",
     )?;
@@ -111,7 +108,7 @@ pub(crate) fn timeline(conn: &Connection, id: IncidentId) -> rusqlite::Result<Ve
         Ok(TimelineEvent {
             id: r.get(0)?,
             at: from_ms(r.get(1)?),
-            kind: r.get(2)?,
+            kind: TimelineKind::from(r.get::<_, String>(2)?),
             actor: r.get(3)?,
             via: r.get(4)?,
             message: r.get(5)?,
@@ -121,20 +118,6 @@ pub(crate) fn timeline(conn: &Connection, id: IncidentId) -> rusqlite::Result<Ve
         })
     })?;
     rows.collect()
-}
-
-/// Appends a timeline event named by its stored name. Kept for the callers that still name
-/// kinds as text; everything else records an [`EventKind`] through [`super::events::record`].
-pub fn event(
-    conn: &Connection,
-    incident: Option<IncidentId>,
-    now: DateTime<Utc>,
-    kind: &str,
-    actor: Option<&Actor>,
-    message: &str,
-    data: Option<&serde_json::Value>,
-) -> rusqlite::Result<i64> {
-    super::events::insert(conn, incident, now, kind, actor, message, data)
 }
 
 /// How the timeline keeps repeats: at most one `repeated` row per window of this length of an
@@ -159,7 +142,7 @@ fn notes_repeat(open: &Incident, previous: DateTime<Utc>, now: DateTime<Utc>) ->
 
 /// Applies one alert: trigger creates or bumps, acknowledge/resolve act on the open incident.
 pub(crate) fn apply_alert(
-    conn: &Connection,
+    conn: &Tx,
     a: &AlertInput,
     now: DateTime<Utc>,
 ) -> Result<AlertOutcome, StoreError> {
@@ -235,13 +218,8 @@ pub(crate) fn apply_alert(
             }
             match (&a.policy, a.page) {
                 (Some(policy), true) => {
-                    let due = crate::clock::add(now, a.pre_page_delay);
-                    // escalation::EscalationState::start: step 0 of run 0, due after the delay.
-                    conn.prepare_cached(
-                        "INSERT INTO escalations (incident_id, policy, phase, next_step, next_round, due_at, since, updated_at) \
-                         VALUES (?1, ?2, 'escalating', 0, 0, ?3, ?4, ?4)",
-                    )?
-                    .execute(params![id, policy, ms(due), ms(now)])?;
+                    let start = super::escalations::EscalationRow::start(now, a.pre_page_delay);
+                    super::escalations::insert(conn, id, policy, &start, now)?;
                 }
                 (None, true) => {
                     record(
@@ -295,7 +273,7 @@ pub(crate) fn apply_alert(
 /// changed. Acknowledging stops escalation; both cancel queued pages for the incident, and each
 /// cancelled page is shown on the timeline.
 pub(crate) fn transition(
-    conn: &Connection,
+    conn: &Tx,
     id: IncidentId,
     to: Status,
     actor: &Actor,
@@ -363,7 +341,7 @@ pub(crate) fn transition(
 
 /// Records a PagerDuty-style change event.
 pub(crate) fn record_change(
-    conn: &Connection,
+    conn: &Tx,
     c: &ChangeInput,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<i64> {
@@ -392,7 +370,7 @@ pub struct OpenCounts {
 }
 
 /// Counts the open incidents (see [`OpenCounts`]) as of `now`.
-pub(crate) fn open_counts(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<OpenCounts> {
+pub(crate) fn open_counts(conn: &Tx, now: DateTime<Utc>) -> rusqlite::Result<OpenCounts> {
     let (unacked, acked, oldest): (i64, i64, Option<i64>) = conn
         .prepare_cached(
             "SELECT sum(status='triggered'), sum(status='acknowledged'), \
@@ -441,10 +419,10 @@ mod tests {
     use crate::store::schema::migrate;
     use chrono::TimeZone;
 
-    fn db() -> Connection {
-        let mut c = Connection::open_in_memory().unwrap();
+    fn db() -> Tx<'static> {
+        let mut c = rusqlite::Connection::open_in_memory().unwrap();
         migrate(&mut c).unwrap();
-        c
+        Tx::owned(c)
     }
 
     fn t(min: i64) -> DateTime<Utc> {
@@ -556,7 +534,7 @@ mod tests {
         let kinds: Vec<String> = timeline(&c, a.id)
             .unwrap()
             .into_iter()
-            .map(|e| e.kind)
+            .map(|e| e.kind.to_string())
             .collect();
         assert_eq!(kinds, ["triggered", "repeated", "acknowledged", "resolved"]);
         let esc: String = c

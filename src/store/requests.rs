@@ -7,8 +7,9 @@
 //! [`KEEP`]; older outcomes are pruned whenever a new one is written, so the table stays small.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 
+use super::Tx;
 use super::{from_ms, ms};
 use crate::incident::IncidentId;
 
@@ -40,7 +41,7 @@ pub struct StoredRequest {
 }
 
 /// Records an outcome (inside the caller's transaction) and prunes outcomes older than [`KEEP`].
-pub fn record(conn: &Connection, now: DateTime<Utc>, o: &RequestOutcome) -> rusqlite::Result<()> {
+pub fn record(conn: &Tx, now: DateTime<Utc>, o: &RequestOutcome) -> rusqlite::Result<()> {
     conn.prepare_cached("DELETE FROM integration_requests WHERE at < ?1")?
         .execute([ms(now - KEEP)])?;
     conn.prepare_cached(
@@ -60,7 +61,7 @@ pub fn record(conn: &Connection, now: DateTime<Utc>, o: &RequestOutcome) -> rusq
 }
 
 /// The outcome of `request_id`, if it is still kept.
-pub fn find(conn: &Connection, request_id: &str) -> rusqlite::Result<Option<StoredRequest>> {
+pub fn find(conn: &Tx, request_id: &str) -> rusqlite::Result<Option<StoredRequest>> {
     conn.prepare_cached(
         "SELECT request_id, at, action, success, status, incident_id, alias \
          FROM integration_requests WHERE request_id = ?1",
@@ -83,7 +84,7 @@ pub fn find(conn: &Connection, request_id: &str) -> rusqlite::Result<Option<Stor
 
 /// The incident a provider names by its dedup key: the open one, else the latest one (so a note
 /// or a repeated close on a resolved alert still finds it).
-pub fn incident_by_key(conn: &Connection, key: &str) -> rusqlite::Result<Option<IncidentId>> {
+pub fn incident_by_key(conn: &Tx, key: &str) -> rusqlite::Result<Option<IncidentId>> {
     conn.prepare_cached(
         "SELECT id FROM incidents WHERE dedup_key = ?1 \
          ORDER BY status = 'resolved', id DESC LIMIT 1",
@@ -99,10 +100,10 @@ mod tests {
     use crate::store::{queries, schema::migrate, AlertAction, AlertInput};
     use chrono::TimeZone;
 
-    fn db() -> Connection {
-        let mut c = Connection::open_in_memory().unwrap();
+    fn db() -> Tx<'static> {
+        let mut c = rusqlite::Connection::open_in_memory().unwrap();
         migrate(&mut c).unwrap();
-        c
+        Tx::owned(c)
     }
 
     fn outcome(id: &str) -> RequestOutcome {

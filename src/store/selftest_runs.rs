@@ -3,9 +3,10 @@
 //! is an ordinary outbox row (see [`super::outbox`]). Times are bound, never read from SQLite's
 //! clock.
 
-use rusqlite::{params, Connection};
+use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
+use super::Tx;
 use super::{from_ms, ms, Store, StoreError};
 
 /// One step of a run.
@@ -78,7 +79,7 @@ pub struct Run {
 }
 
 /// Stores a finished run; returns its id.
-fn insert_run(conn: &Connection, run: &Run) -> rusqlite::Result<i64> {
+fn insert_run(conn: &Tx, run: &Run) -> rusqlite::Result<i64> {
     let steps = serde_json::to_string(&run.steps)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
     conn.prepare_cached(
@@ -98,7 +99,7 @@ fn insert_run(conn: &Connection, run: &Run) -> rusqlite::Result<i64> {
 }
 
 /// The newest runs first.
-fn recent_runs(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Run>> {
+fn recent_runs(conn: &Tx, limit: usize) -> rusqlite::Result<Vec<Run>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, trigger, code, started_at, finished_at, ok, failed_step, steps \
          FROM selftest_runs ORDER BY id DESC LIMIT ?1",

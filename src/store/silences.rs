@@ -8,11 +8,12 @@
 //! engine makes it due at once through the escalation state machine.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, OptionalExtension, Row};
 use serde::Serialize;
 
 use super::events::record;
 use super::kinds::EventKind;
+use super::Tx;
 use super::{from_ms, ms};
 use super::{Store, StoreError};
 use crate::config::Config;
@@ -83,11 +84,7 @@ fn from_row(r: &Row<'_>, now: DateTime<Utc>) -> rusqlite::Result<StoredSilence> 
 
 /// Stores a new runtime silence (its id is ignored: the row id becomes its id) and notes it on
 /// the global timeline. Returns it with its id.
-pub fn add(
-    conn: &Connection,
-    silence: &Silence,
-    now: DateTime<Utc>,
-) -> rusqlite::Result<StoredSilence> {
+pub fn add(conn: &Tx, silence: &Silence, now: DateTime<Utc>) -> rusqlite::Result<StoredSilence> {
     let matchers: Vec<String> = silence.matchers.iter().map(Matcher::to_string).collect();
     conn.prepare_cached(
         "INSERT INTO silences (service, matchers, starts_at, ends_at, comment, created_by, created_at) \
@@ -133,7 +130,7 @@ pub fn add(
 /// Runtime silences in force at `now` (not expired, started, not ended). Fails open: a row that
 /// cannot be read back (a matcher a newer regex engine refuses) is logged and skipped, so the
 /// incidents it would hold page rather than the whole escalation pass failing.
-pub fn active(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Vec<Silence>> {
+pub fn active(conn: &Tx, now: DateTime<Utc>) -> rusqlite::Result<Vec<Silence>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM silences WHERE expired_at IS NULL AND starts_at <= ?1 AND ends_at > ?1 ORDER BY id"
     ))?;
@@ -154,7 +151,7 @@ pub fn active(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Vec<Sil
 /// Runtime silences that have not ended, or ended (or were expired) at or after `since`; newest
 /// first.
 pub fn list(
-    conn: &Connection,
+    conn: &Tx,
     now: DateTime<Utc>,
     since: DateTime<Utc>,
 ) -> rusqlite::Result<Vec<StoredSilence>> {
@@ -166,11 +163,7 @@ pub fn list(
 }
 
 /// The runtime silence with this id.
-pub fn by_id(
-    conn: &Connection,
-    id: i64,
-    now: DateTime<Utc>,
-) -> rusqlite::Result<Option<StoredSilence>> {
+pub fn by_id(conn: &Tx, id: i64, now: DateTime<Utc>) -> rusqlite::Result<Option<StoredSilence>> {
     conn.prepare_cached(&format!("SELECT {COLUMNS} FROM silences WHERE id = ?1"))?
         .query_row([id], |r| from_row(r, now))
         .optional()
@@ -180,7 +173,7 @@ pub fn by_id(
 /// it had already ended or been expired); `None` when there is no such silence. The engine
 /// releases the escalations it held in its next pass (woken by this commit).
 pub fn expire(
-    conn: &Connection,
+    conn: &Tx,
     id: i64,
     by: &str,
     now: DateTime<Utc>,
@@ -206,11 +199,7 @@ pub fn expire(
 }
 
 /// Marks (or clears, with `None`) which silence holds an incident's escalation.
-pub fn set_hold(
-    conn: &Connection,
-    incident: IncidentId,
-    silence: Option<&str>,
-) -> rusqlite::Result<()> {
+pub fn set_hold(conn: &Tx, incident: IncidentId, silence: Option<&str>) -> rusqlite::Result<()> {
     conn.prepare_cached("UPDATE escalations SET silenced_by = ?2 WHERE incident_id = ?1")?
         .execute(params![incident, silence])?;
     Ok(())
@@ -221,7 +210,7 @@ pub fn set_hold(
 /// edited). The engine makes each step due at once and decides again: page, or hold under
 /// another silence.
 pub fn stale_holds(
-    conn: &Connection,
+    conn: &Tx,
     active: &[Silence],
     now: DateTime<Utc>,
 ) -> rusqlite::Result<Vec<IncidentId>> {
@@ -305,10 +294,10 @@ mod tests {
     use super::*;
     use crate::store::schema::{migrate, MIGRATIONS};
 
-    fn db() -> Connection {
-        let mut c = Connection::open_in_memory().unwrap();
+    fn db() -> Tx<'static> {
+        let mut c = rusqlite::Connection::open_in_memory().unwrap();
         assert_eq!(migrate(&mut c).unwrap(), MIGRATIONS.len() as u32);
-        c
+        Tx::owned(c)
     }
 
     fn t(min: i64) -> DateTime<Utc> {
@@ -401,7 +390,7 @@ mod tests {
     #[test]
     fn holds_of_silences_that_ended_early_are_stale() {
         let c = db();
-        c.execute_batch(
+        c.conn().execute_batch(
             "INSERT INTO incidents (id,dedup_key,status,severity,summary,first_seen,last_seen) VALUES \
                (1,'a','triggered','critical','s',0,0),(2,'b','triggered','critical','s',0,0);",
         )

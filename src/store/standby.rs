@@ -10,9 +10,12 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 
-use super::queries::{event, transition};
+use super::events::record;
+use super::kinds::EventKind;
+use super::queries::transition;
+use super::Tx;
 use super::{from_ms, ms, StoreError};
 use crate::config::standby::Upstream;
 use crate::incident::{Actor, Incident, IncidentId, Status};
@@ -127,7 +130,7 @@ pub struct Standby {
 /// the route pages directly). A hold opens only for the first step of the first run; once a hold
 /// ended (paged or mirrored), the escalation runs as on any other route.
 pub fn hold(
-    conn: &Connection,
+    conn: &Tx,
     standby: Option<Standby>,
     inc: &Incident,
     first_step: bool,
@@ -168,7 +171,7 @@ pub fn hold(
 /// seen. A grace already over when the hold opens (the engine reached the step late) ends it at
 /// once, with the reason in the page.
 fn open_hold(
-    conn: &Connection,
+    conn: &Tx,
     standby: Standby,
     inc: &Incident,
     now: DateTime<Utc>,
@@ -185,11 +188,11 @@ fn open_hold(
         ms(until)
     ])?;
     if until > now {
-        event(
+        record(
             conn,
             Some(inc.id),
             now,
-            "standby",
+            EventKind::Standby,
             None,
             &format!(
                 "held in standby: {} has until {} to get it acknowledged",
@@ -211,13 +214,13 @@ fn open_hold(
 
 /// The route of a held incident is no longer in standby (a reload took it out): the hold ends
 /// and the escalation pages as on any other route.
-fn release_held(conn: &Connection, id: IncidentId, now: DateTime<Utc>) -> rusqlite::Result<()> {
+fn release_held(conn: &Tx, id: IncidentId, now: DateTime<Utc>) -> rusqlite::Result<()> {
     set_state(conn, id, "paged")?;
-    event(
+    record(
         conn,
         Some(id),
         now,
-        "standby",
+        EventKind::Standby,
         None,
         "the route is no longer in standby: paging",
         None,
@@ -226,7 +229,7 @@ fn release_held(conn: &Connection, id: IncidentId, now: DateTime<Utc>) -> rusqli
 }
 
 fn end_hold(
-    conn: &Connection,
+    conn: &Tx,
     id: IncidentId,
     reason: &str,
     now: DateTime<Utc>,
@@ -236,11 +239,11 @@ fn end_hold(
          WHERE incident_id=?1",
     )?
     .execute(params![id, reason, ms(now)])?;
-    event(
+    record(
         conn,
         Some(id),
         now,
-        "standby",
+        EventKind::Standby,
         None,
         &format!("standby hold over, paging: {reason}"),
         None,
@@ -251,7 +254,7 @@ fn end_hold(
     })
 }
 
-fn set_state(conn: &Connection, id: IncidentId, state: &str) -> rusqlite::Result<()> {
+fn set_state(conn: &Tx, id: IncidentId, state: &str) -> rusqlite::Result<()> {
     conn.prepare_cached("UPDATE standby_holds SET state=?2 WHERE incident_id=?1")?
         .execute(params![id, state])?;
     Ok(())
@@ -271,7 +274,7 @@ pub struct Held {
 }
 
 /// Held incidents that are still triggered (at most `limit`, oldest hold end first).
-pub fn held(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Held>> {
+pub fn held(conn: &Tx, limit: usize) -> rusqlite::Result<Vec<Held>> {
     conn.prepare_cached(
         "SELECT h.incident_id, h.route, i.dedup_key, h.opened_at, h.hold_until, h.failures \
          FROM standby_holds h JOIN incidents i ON i.id = h.incident_id \
@@ -291,7 +294,7 @@ pub fn held(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Held>> {
 }
 
 /// How many incidents are held right now (for `/healthz`, `/metrics` and the status page).
-pub fn held_count(conn: &Connection) -> rusqlite::Result<i64> {
+pub fn held_count(conn: &Tx) -> rusqlite::Result<i64> {
     conn.prepare_cached(
         "SELECT count(*) FROM standby_holds h JOIN incidents i ON i.id = h.incident_id \
          WHERE h.state='held' AND i.status='triggered'",
@@ -303,7 +306,7 @@ pub fn held_count(conn: &Connection) -> rusqlite::Result<i64> {
 /// will say if the grace ends on this answer (`at_grace`). A hold that ended meanwhile is left
 /// alone.
 pub fn record_check(
-    conn: &Connection,
+    conn: &Tx,
     id: IncidentId,
     check: &Check,
     failures: u32,
@@ -322,11 +325,12 @@ pub fn record_check(
     Ok(())
 }
 
-/// Ends a hold early: the engine pages at its next pass, saying `reason`. Moves the
-/// escalation's due time to now (the hold had set it to the hold's end) and wakes nothing else:
-/// this transaction's commit wakes the engine.
+/// Ends a hold early: the engine pages at its next pass, saying `reason`. Returns whether a
+/// hold was held; the caller then moves the escalation's due time to now (the hold had set it
+/// to the hold's end) through the state machine, in the same transaction, whose commit wakes
+/// the engine.
 pub fn release(
-    conn: &Connection,
+    conn: &Tx,
     id: IncidentId,
     reason: &str,
     now: DateTime<Utc>,
@@ -337,20 +341,13 @@ pub fn release(
              WHERE incident_id=?1 AND state='held'",
         )?
         .execute(params![id, ms(now), reason])?;
-    if n > 0 {
-        conn.prepare_cached(
-            "UPDATE escalations SET due_at=?2 \
-             WHERE incident_id=?1 AND phase='escalating' AND due_at > ?2",
-        )?
-        .execute(params![id, ms(now)])?;
-    }
     Ok(n > 0)
 }
 
 /// Does locally what the upstream did (acknowledge or resolve, by the upstream's person), and
 /// ends the hold. The local transition cancels nothing that was sent: nothing was.
 pub fn mirror(
-    conn: &Connection,
+    conn: &Tx,
     id: IncidentId,
     upstream: Upstream,
     what: &Mirror,
@@ -374,11 +371,11 @@ pub fn mirror(
         &Actor::new(by.clone(), upstream.as_str()),
         now,
     )?;
-    event(
+    record(
         conn,
         Some(id),
         now,
-        "standby",
+        EventKind::Standby,
         None,
         &format!(
             "{verb} upstream by {by} ({}): nobody paged",
@@ -394,7 +391,7 @@ pub fn mirror(
 /// it was resolved since, and that was not yet queued. A resolve without an acknowledgement is
 /// left alone: it usually comes from the alert source, which resolves at the upstream itself.
 /// Each is queued once; the row is retried by its sender until the upstream takes it.
-pub fn queue_local_acks(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<usize> {
+pub fn queue_local_acks(conn: &Tx, now: DateTime<Utc>) -> rusqlite::Result<usize> {
     let rows: Vec<(IncidentId, String, String, String)> = conn
         .prepare_cached(
             "SELECT h.incident_id, h.route, i.dedup_key, \
@@ -429,8 +426,8 @@ mod tests {
         Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap()
     }
 
-    fn db() -> Connection {
-        let mut c = Connection::open_in_memory().unwrap();
+    fn db() -> Tx<'static> {
+        let mut c = rusqlite::Connection::open_in_memory().unwrap();
         crate::store::schema::migrate(&mut c).unwrap();
         c.execute(
             "INSERT INTO incidents (id,dedup_key,status,severity,summary,route,first_seen,last_seen) \
@@ -444,7 +441,7 @@ mod tests {
             [ms(t(300))],
         )
         .unwrap();
-        c
+        Tx::owned(c)
     }
 
     const SB: Standby = Standby {
@@ -519,7 +516,7 @@ mod tests {
     }
 
     #[test]
-    fn release_makes_the_escalation_due_now_with_its_reason() {
+    fn release_ends_the_hold_early_with_its_reason() {
         let c = db();
         let inc = incident(&c, 1).unwrap().unwrap();
         hold(&c, Some(SB), &inc, true, t(1)).unwrap();
@@ -536,14 +533,6 @@ mod tests {
         .unwrap();
         assert_eq!(held(&c, 10).unwrap()[0].failures, 3);
         assert!(release(&c, 1, "PagerDuty unreachable (3 failed checks)", t(5)).unwrap());
-        let due: i64 = c
-            .query_row(
-                "SELECT due_at FROM escalations WHERE incident_id=1",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(due, ms(t(5)));
         assert_eq!(
             hold(&c, Some(SB), &inc, true, t(5)).unwrap(),
             Hold::Page {

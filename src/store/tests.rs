@@ -1,9 +1,11 @@
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use chrono::TimeZone;
 
 use super::*;
 use crate::clock::ManualClock;
+use tokio_util::sync::CancellationToken;
 
 fn alert(key: &str, action: AlertAction) -> AlertInput {
     AlertInput {
@@ -331,7 +333,7 @@ async fn a_transaction_lost_mid_batch_fails_the_jobs_that_ran_and_reruns_the_res
     let s = store.clone();
     let culprit = tokio::spawn(async move {
         s.call(|c, now| {
-            c.execute_batch("ROLLBACK")?;
+            c.conn().execute_batch("ROLLBACK")?;
             queries::apply_alert(c, &alert("culprit", AlertAction::Trigger), now)?;
             Ok(())
         })
@@ -447,4 +449,37 @@ async fn injected_io_errors_fail_writes_and_write_health_recovers() {
         .unwrap();
     assert!(health.borrow().is_ok());
     assert!(stored(&store, "kept").await);
+}
+
+/// Recording an outcome is tried again until the store takes it, and its result is returned.
+#[tokio::test]
+async fn recording_is_retried_until_the_store_takes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db"), clock()).unwrap();
+    let tries = Arc::new(AtomicUsize::new(0));
+    let t = tries.clone();
+    let v = until_stored(&store, &CancellationToken::new(), "test", move |_, _| {
+        if t.fetch_add(1, Ordering::SeqCst) < 3 {
+            Err(StoreError::Busy)
+        } else {
+            Ok(42)
+        }
+    })
+    .await;
+    assert_eq!(v, Some(42));
+    assert_eq!(tries.load(Ordering::SeqCst), 4);
+    // At shutdown it gives up (the row stays `sending` for the restart).
+    let stop = CancellationToken::new();
+    stop.cancel();
+    let v: Option<()> = until_stored(&store, &stop, "test", |_, _| Err(StoreError::Busy)).await;
+    assert_eq!(v, None);
+    // An error no retry fixes is tried once: the claim's lease brings the page back instead.
+    let tries = Arc::new(AtomicUsize::new(0));
+    let t = tries.clone();
+    let v: Option<()> = until_stored(&store, &CancellationToken::new(), "test", move |_, _| {
+        t.fetch_add(1, Ordering::SeqCst);
+        Err(StoreError::Invalid("a bug".into()))
+    })
+    .await;
+    assert_eq!((v, tries.load(Ordering::SeqCst)), (None, 1));
 }

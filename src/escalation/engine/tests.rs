@@ -65,7 +65,7 @@ fn t(min: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 22, 3, 0, 0).unwrap() + chrono::Duration::minutes(min)
 }
 
-fn setup() -> (Tx, Plan) {
+fn setup() -> (Tx<'static>, Plan) {
     let c = crate::store::memory();
     let cfg = Config::parse(CONFIG, "t.toml", Path::new("/"))
         .unwrap()
@@ -116,6 +116,22 @@ fn pages_to(c: &Tx, user: &str) -> Vec<(String, i64)> {
         .filter(|r| r.1.as_deref() == Some(user) && r.4 == "page")
         .map(|r| (r.0, r.2))
         .collect()
+}
+
+/// The first escalation row the store writes with a new incident is the state machine's start,
+/// the pre-page delay saturating the same way in both.
+#[test]
+fn the_stored_start_of_an_escalation_is_the_state_machines_start() {
+    for delay in [
+        Duration::ZERO,
+        Duration::from_secs(90),
+        Duration::from_secs(u64::MAX),
+    ] {
+        assert_eq!(
+            EscalationRow::start(t(0), delay),
+            row_of(&EscalationState::start(t(0), delay))
+        );
+    }
 }
 
 #[test]
@@ -426,7 +442,7 @@ fn a_key_that_keeps_reopening_is_counted() {
     assert_eq!(flap.data["reopened_last_hour"], 3);
 }
 
-fn setup_with(extra: &str) -> (Tx, Plan) {
+fn setup_with(extra: &str) -> (Tx<'static>, Plan) {
     let c = crate::store::memory();
     let cfg = Config::parse(&format!("{CONFIG}\n{extra}"), "t.toml", Path::new("/"))
         .unwrap()
@@ -438,7 +454,7 @@ fn kinds(c: &Tx, id: IncidentId) -> Vec<String> {
     crate::store::queries::timeline(c, id)
         .unwrap()
         .into_iter()
-        .map(|e| e.kind)
+        .map(|e| e.kind.to_string())
         .collect()
 }
 
@@ -556,7 +572,7 @@ fn a_runtime_silence_holds_the_next_step_and_expiring_it_pages_at_once() {
     assert_eq!(esc, None, "the hold mark is cleared");
 }
 
-fn setup_email_off() -> (Tx, Plan) {
+fn setup_email_off() -> (Tx<'static>, Plan) {
     let c = crate::store::memory();
     let text = CONFIG.replace("[email]\nenabled = true", "[email]\nenabled = false");
     let cfg = Config::parse(&text, "t.toml", Path::new("/"))

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use maud::{html, Markup, DOCTYPE};
 
 use super::{one_line, EmailMessage};
-use crate::incident::{Incident, Status, TimelineEvent};
+use crate::incident::{EventKind, Incident, Status, TimelineEvent};
 
 /// Longest summary kept in a subject, in characters.
 const SUBJECT_SUMMARY_CHARS: usize = 140;
@@ -330,7 +330,10 @@ pub fn ack_paths(
 pub fn sms_went_out(timeline: &[TimelineEvent], user: &str) -> bool {
     let prefix = format!("sms to {user} ");
     timeline.iter().any(|e| {
-        matches!(e.kind.as_str(), "page-sent" | "page-delivered") && e.message.starts_with(&prefix)
+        matches!(
+            e.kind.known(),
+            Some(EventKind::PageSent | EventKind::PageDelivered)
+        ) && e.message.starts_with(&prefix)
     })
 }
 
@@ -396,7 +399,7 @@ mod tests {
         vec![TimelineEvent {
             id: 1,
             at: chrono::Utc.with_ymd_and_hms(2026, 7, 1, 12, 0, 5).unwrap(),
-            kind: "triggered".into(),
+            kind: EventKind::Triggered.into(),
             actor: Some("alertmanager".into()),
             via: Some("http".into()),
             message: "first alert".into(),
@@ -588,7 +591,7 @@ mod tests {
              http://10.0.0.5:8080/; run: pagerbox ack 42; or POST /v1/incidents/42/acknowledge"
         );
         let sent = |kind: &str, message: &str| TimelineEvent {
-            kind: kind.into(),
+            kind: String::from(kind).into(),
             message: message.into(),
             ..timeline()[0].clone()
         };

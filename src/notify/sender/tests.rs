@@ -1,6 +1,5 @@
 //! Sender tests: fake transports against a real store.
 
-use crate::store::StoreError;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -10,7 +9,7 @@ use chrono::TimeZone;
 use super::*;
 use crate::clock::SystemClock;
 use crate::store::outbox::NewPage;
-use crate::store::{AlertAction, AlertInput};
+use crate::store::AlertInput;
 
 const LEASE: Duration = Duration::from_secs(60);
 
@@ -253,21 +252,7 @@ fn a_stopped_modem_never_fails_a_page_for_good() {
 async fn setup() -> (Store, Arc<Config>, i64) {
     let dir = tempfile::tempdir().unwrap().keep();
     let store = Store::open(&dir.join("db"), Arc::new(SystemClock)).unwrap();
-    let input = AlertInput {
-        action: AlertAction::Trigger,
-        dedup_key: Some("k".into()),
-        summary: "db down".into(),
-        severity: crate::incident::Severity::Critical,
-        source: None,
-        service: Some("db".into()),
-        details: serde_json::Value::Null,
-        links: vec![],
-        route: None,
-        policy: None,
-        pre_page_delay: Duration::ZERO,
-        page: true,
-        actor: Actor::new("t", "test"),
-    };
+    let input = AlertInput::test_trigger("k", "db");
     let id = store
         .apply_alert(input)
         .await
@@ -645,38 +630,6 @@ async fn a_channel_that_comes_back_wakes_its_backing_off_pages() {
     shutdown.cancel();
 }
 
-/// Recording an outcome is tried again until the store takes it, and its result is returned.
-#[tokio::test]
-async fn recording_is_retried_until_the_store_takes_it() {
-    let (store, _, _) = setup().await;
-    let tries = Arc::new(AtomicUsize::new(0));
-    let t = tries.clone();
-    let v = until_stored(&store, &CancellationToken::new(), "test", move |_, _| {
-        if t.fetch_add(1, Ordering::SeqCst) < 3 {
-            Err(StoreError::Busy)
-        } else {
-            Ok(42)
-        }
-    })
-    .await;
-    assert_eq!(v, Some(42));
-    assert_eq!(tries.load(Ordering::SeqCst), 4);
-    // At shutdown it gives up (the row stays `sending` for the restart).
-    let stop = CancellationToken::new();
-    stop.cancel();
-    let v: Option<()> = until_stored(&store, &stop, "test", |_, _| Err(StoreError::Busy)).await;
-    assert_eq!(v, None);
-    // An error no retry fixes is tried once: the claim's lease brings the page back instead.
-    let tries = Arc::new(AtomicUsize::new(0));
-    let t = tries.clone();
-    let v: Option<()> = until_stored(&store, &CancellationToken::new(), "test", move |_, _| {
-        t.fetch_add(1, Ordering::SeqCst);
-        Err(StoreError::Invalid("a bug".into()))
-    })
-    .await;
-    assert_eq!((v, tries.load(Ordering::SeqCst)), (None, 1));
-}
-
 /// A sender that claims a row whose outcome was never recorded (lease run out) sends it again
 /// and records it; the page does not stay in `sending`.
 #[tokio::test]
@@ -736,7 +689,7 @@ fn an_email_is_sent_once_per_person_per_step() {
     let ev = |at_s: i64, kind: &str, message: &str| TimelineEvent {
         id: 1,
         at: step + chrono::Duration::seconds(at_s),
-        kind: kind.into(),
+        kind: String::from(kind).into(),
         actor: None,
         via: None,
         message: message.into(),
