@@ -18,9 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::respond::{
-    authorized_body, bearer, error, store_error, store_failure, unauthorized,
-};
+use super::respond::{authorized_body, bearer, error, store_error, store_failure, unauthorized};
 use crate::incident::Actor;
 use crate::intake::formats::{self, FormatError};
 use crate::intake::Intake;

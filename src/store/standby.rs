@@ -228,12 +228,7 @@ fn release_held(conn: &Tx, id: IncidentId, now: DateTime<Utc>) -> rusqlite::Resu
     Ok(())
 }
 
-fn end_hold(
-    conn: &Tx,
-    id: IncidentId,
-    reason: &str,
-    now: DateTime<Utc>,
-) -> rusqlite::Result<Hold> {
+fn end_hold(conn: &Tx, id: IncidentId, reason: &str, now: DateTime<Utc>) -> rusqlite::Result<Hold> {
     conn.prepare_cached(
         "UPDATE standby_holds SET state='paged', reason=?2, hold_until=min(hold_until, ?3) \
          WHERE incident_id=?1",
