@@ -132,6 +132,22 @@ impl Lan {
         c
     }
 
+    /// One UDP datagram from `host` to box `to`'s alert port, as `nc -u` would send it.
+    fn udp(&self, host: &str, to: &str, line: &str) {
+        let out = self
+            .command(host, "bash")
+            .args([
+                "-c",
+                "printf '%s' \"$1\" > \"/dev/udp/$2/5140\"",
+                "udp",
+                line,
+                addr(to),
+            ])
+            .output()
+            .expect("bash runs");
+        assert!(out.status.success(), "udp send: {out:?}");
+    }
+
     /// An HTTP request from `host` (the alert sender lives on the witness): status and JSON.
     fn http(&self, host: &str, method: &str, url: &str, body: Option<&Value>) -> (u16, Value) {
         let (code, text) = self.http_text(host, method, url, body);
@@ -310,7 +326,7 @@ country_code = "49"
 listen = "{me}:8080"
 
 [udp]
-enabled = false
+listen = "{me}:5140"
 
 [modem]
 device = "{link}"
@@ -713,6 +729,57 @@ fn s7_an_ack_on_a_stops_the_next_step_on_b() {
         tail(&pair.b.log())
     );
     assert_eq!(pair.count(PAGER_PHONE, "s7-db-down"), 1);
+}
+
+/// S9: an alert that reached A only (a UDP datagram) is copied to B through etcd under the same
+/// incident name, so B holds the same page; A claims it and dies before sending, and B pages it.
+#[test]
+fn s9_an_alert_only_a_received_is_paged_by_b_when_a_dies() {
+    let Some(mut pair) = Pair::start("s9") else {
+        return;
+    };
+    pair.wait_paired();
+    // A's modem hangs from now on: it claims the page and never finishes sending it.
+    pair.a.sim.request(ControlRequest::Fault {
+        fault: Fault::Silence,
+    });
+    let won = pair.a.claims_won();
+    pair.lan
+        .udp("w", "a", "critical s9-disk s9-disk-full on db1");
+    pair.wait_for(15, "B to open the incident A received", || {
+        pair.b
+            .log()
+            .contains("pair: opened the incident of an alert the peer received")
+            .then_some(())
+    });
+    pair.wait_for(10, "A to claim the page", || {
+        (pair.a.claims_won() > won).then_some(())
+    });
+    // B holds the same page as A (same id), so it waits on A's claim instead of sending.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        pair.count(PAGER_PHONE, "s9-disk-full"),
+        0,
+        "B waits while A holds the claim\n--- b ---\n{}",
+        tail(&pair.b.log())
+    );
+    pair.a.daemon.kill9();
+    pair.wait_for(30, "B to send the page", || {
+        (pair
+            .b
+            .sms_to(PAGER_PHONE)
+            .iter()
+            .any(|t| t.contains("s9-disk-full")))
+        .then_some(())
+    });
+    assert_eq!(pair.count(PAGER_PHONE, "s9-disk-full"), 1);
+    let (_, v) = pair
+        .lan
+        .http("w", "GET", &pair.b.url("/v1/incidents?status=open"), None);
+    assert!(
+        v.to_string().contains("s9-disk"),
+        "B's incident has A's dedup key: {v}"
+    );
 }
 
 /// S2, the takeover itself: A holds the claim of a page its modem never finishes, and dies; B

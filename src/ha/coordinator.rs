@@ -47,6 +47,10 @@ enum Command {
     },
     Ack(String),
     Resolve(String, i64),
+    Share {
+        incident: String,
+        alert: String,
+    },
     Identity {
         dedup_key: String,
         start_ms: i64,
@@ -139,6 +143,15 @@ impl Coordinator {
     /// A resolve on this box at `at_ms` (milliseconds since the epoch), published likewise.
     pub fn resolve(&self, incident: &str, at_ms: i64) {
         let _ = self.tx.send(Command::Resolve(incident.to_string(), at_ms));
+    }
+
+    /// An alert that reached only this box, shared under its incident's pair-wide name so the
+    /// peer opens the same incident (kept for the heal while this box is alone).
+    pub fn share(&self, incident: &str, alert: String) {
+        let _ = self.tx.send(Command::Share {
+            incident: incident.to_string(),
+            alert,
+        });
     }
 
     /// The pair-wide identity of this box's incident with `dedup_key`, started here at
@@ -306,13 +319,24 @@ impl Task {
         let records = heal_records(&self.alone, |_| false);
         for r in &records {
             let written = match r {
+                HealRecord::Intake(i, alert) => self
+                    .settled(i)
+                    .and_then(|i| self.etcd.publish_intake(&i, &self.cfg.name, alert)),
                 HealRecord::Ack(i) => self
                     .settled(i)
                     .and_then(|i| self.etcd.publish_ack(&i, &self.cfg.name)),
                 HealRecord::Resolve(i, at) => self
                     .settled(i)
                     .and_then(|i| self.etcd.publish_resolve(&i, &self.cfg.name, *at)),
-                HealRecord::Sent(p) => self.etcd.mark_sent_alone(p, &self.cfg.name),
+                // Named with the incident as this box alone knew it: marked under the pair's
+                // name, the id the peer computes, so the peer does not send it again.
+                HealRecord::Sent(p) => match p.incident().map(str::to_string) {
+                    Some(own) => self.settled(&own).and_then(|i| {
+                        let page = p.renamed(&i).unwrap_or_else(|| p.clone());
+                        self.etcd.mark_sent_alone(&page, &self.cfg.name)
+                    }),
+                    None => self.etcd.mark_sent_alone(p, &self.cfg.name),
+                },
             };
             if let Err(e) = written {
                 tracing::warn!(error = %e, "pair: cannot publish what was done alone; will retry");
@@ -361,6 +385,16 @@ impl Task {
                     self.alone.resolved.push((i, at));
                 }
             }
+            Command::Share { incident, alert } => {
+                if !mode.claims()
+                    || self
+                        .etcd
+                        .publish_intake(&incident, &self.cfg.name, &alert)
+                        .is_err()
+                {
+                    self.alone.shared.push((incident, alert));
+                }
+            }
             Command::Identity {
                 dedup_key,
                 start_ms,
@@ -373,8 +407,8 @@ impl Task {
 
     /// The pair-wide identity of an incident this box may have named on its own (alone, or
     /// when etcd did not answer): an ack made alone must reach the peer under the name the peer
-    /// uses, or the peer keeps paging an incident acknowledged here. (A page sent alone keeps
-    /// its own id: the peer may send it once more, a duplicate at worst.)
+    /// uses, or the peer keeps paging an incident acknowledged here; a page sent alone is marked
+    /// under the id the peer computes with that name.
     fn settled(&mut self, identity: &str) -> Result<String, Error> {
         let Some((key, start)) = identity
             .rsplit_once('@')

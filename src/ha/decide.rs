@@ -16,8 +16,52 @@ use crate::incident::Channel;
 /// The pair-wide identity of one page: the same on both boxes for the same due page, whatever
 /// their local row ids are, because it is a hash of what makes the page what it is. Two boxes
 /// that compute the same escalation agree on it without talking.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PageId(String);
+///
+/// It keeps the key it was made from: a page sent while alone was named with the incident as
+/// this box alone knew it, and on heal the same page is named again with the incident's
+/// pair-wide name ([`PageId::renamed`]) so the peer learns it was sent. Equality, order and
+/// hash are the id's alone.
+#[derive(Debug, Clone)]
+pub struct PageId {
+    hex: String,
+    key: Option<std::sync::Arc<OwnedPageKey>>,
+}
+
+impl PartialEq for PageId {
+    fn eq(&self, other: &Self) -> bool {
+        self.hex == other.hex
+    }
+}
+
+impl Eq for PageId {}
+
+impl std::hash::Hash for PageId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.hex.hash(state)
+    }
+}
+
+impl PartialOrd for PageId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for PageId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.hex.cmp(&other.hex)
+    }
+}
+
+/// A [`PageKey`] kept with its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct OwnedPageKey {
+    incident: String,
+    step: u32,
+    target: String,
+    channel: Channel,
+    attempt: u32,
+}
 
 /// What makes a page the page it is, on both boxes alike.
 #[derive(Debug, Clone, Copy)]
@@ -53,18 +97,45 @@ impl PageId {
         let digest = h.finalize();
         // 128 bits: collisions among a box's lifetime of pages are out of reach, and the key
         // stays short in etcd.
-        PageId(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
+        PageId {
+            hex: digest[..16].iter().map(|b| format!("{b:02x}")).collect(),
+            key: Some(std::sync::Arc::new(OwnedPageKey {
+                incident: key.incident.to_string(),
+                step: key.step,
+                target: key.target.to_string(),
+                channel: key.channel,
+                attempt: key.attempt,
+            })),
+        }
     }
 
     /// The id as lowercase hex, as it appears in etcd keys.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.hex
+    }
+
+    /// The incident identity the id was made with.
+    pub fn incident(&self) -> Option<&str> {
+        self.key.as_deref().map(|k| k.incident.as_str())
+    }
+
+    /// The same page of the incident named `incident`: the id the peer computes for it once
+    /// both boxes agree on the incident's name.
+    pub fn renamed(&self, incident: &str) -> Option<PageId> {
+        let k = self.key.as_deref()?;
+        Some(PageId::new(PageKey {
+            incident,
+            step: k.step,
+            target: &k.target,
+            channel: k.channel,
+            attempt: k.attempt,
+        }))
     }
 }
 
 impl fmt::Display for PageId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.hex)
     }
 }
 
@@ -254,6 +325,9 @@ impl Mode {
 /// What a box did while alone, kept locally until it can be published.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AloneLog {
+    /// Alerts that reached only this box while alone, to copy to the peer: (pair-wide incident
+    /// key, the shared alert as written to etcd).
+    pub shared: Vec<(String, String)>,
     /// Pages this box sent while alone.
     pub sent: Vec<PageId>,
     /// Pair-wide incident keys acknowledged here while alone.
@@ -265,21 +339,25 @@ pub struct AloneLog {
 /// One record to write to etcd on heal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HealRecord {
+    Intake(String, String),
     Sent(PageId),
     Ack(String),
     Resolve(String, i64),
 }
 
-/// What to publish on heal: acks and resolves first (they stop the peer's pages, the most
-/// urgent thing to tell it), then `sent` markers, each once, and only what etcd does not have
-/// yet (`known` says whether it does), so a heal after a short cut writes little.
+/// What to publish on heal: alerts only this box received first (the peer must hold the
+/// incident before an ack or resolve of it means anything there), then acks and resolves (they
+/// stop the peer's pages, the most urgent thing to tell it), then `sent` markers, each once,
+/// and only what etcd does not have yet (`known` says whether it does), so a heal after a
+/// short cut writes little.
 pub fn heal_records(log: &AloneLog, known: impl Fn(&HealRecord) -> bool) -> Vec<HealRecord> {
     let mut out: Vec<HealRecord> = Vec::new();
     let all = log
-        .acked
+        .shared
         .iter()
         .cloned()
-        .map(HealRecord::Ack)
+        .map(|(i, alert)| HealRecord::Intake(i, alert))
+        .chain(log.acked.iter().cloned().map(HealRecord::Ack))
         .chain(
             log.resolved
                 .iter()
@@ -300,6 +378,14 @@ pub fn heal_records(log: &AloneLog, known: impl Fn(&HealRecord) -> bool) -> Vec<
 /// this does not, and it tells a later incident with the same key apart from an earlier one.
 pub fn incident_identity(dedup_key: &str, start_ms: i64) -> String {
     format!("{dedup_key}@{start_ms}")
+}
+
+/// Whether an alert that came in through `via` reached this box only, so the peer learns of
+/// it from etcd: a UDP datagram, an SMS `PAGE` and `pagerbox send` are addressed to one box.
+/// HTTP sources list both boxes and pagerbox's own alerts (self-test, heartbeats) are raised by
+/// each box about itself; copying them would only make the peer see the same key twice.
+pub fn shares_intake(via: &str) -> bool {
+    matches!(via, "udp" | "sms" | "cli")
 }
 
 /// How long before a peer's resolve an incident may have started on this box and still be the
@@ -589,6 +675,7 @@ mod tests {
         let p1 = key("i1", 0, "alice", Channel::Sms, 1);
         let p2 = key("i2", 0, "alice", Channel::Sms, 1);
         let log = AloneLog {
+            shared: vec![("i4".into(), "{}".into())],
             sent: vec![p1.clone(), p2.clone(), p1.clone()],
             acked: vec!["i1".into()],
             resolved: vec![("i3".into(), 7)],
@@ -597,12 +684,41 @@ mod tests {
         assert_eq!(
             got,
             [
+                HealRecord::Intake("i4".into(), "{}".into()),
                 HealRecord::Ack("i1".into()),
                 HealRecord::Resolve("i3".into(), 7),
                 HealRecord::Sent(p1),
             ]
         );
         assert!(heal_records(&AloneLog::default(), |_| false).is_empty());
+    }
+
+    #[test]
+    fn only_intake_that_reached_one_box_is_shared() {
+        for via in ["udp", "sms", "cli"] {
+            assert!(shares_intake(via), "{via}");
+        }
+        for via in [
+            "http",
+            "alertmanager",
+            "pagerduty",
+            "pair",
+            "heartbeat",
+            "selftest",
+            "",
+        ] {
+            assert!(!shares_intake(via), "{via}");
+        }
+    }
+
+    #[test]
+    fn a_page_sent_alone_is_renamed_to_the_id_the_peer_computes() {
+        let alone = key("db@1040", 1, "alice", Channel::Voice, 2);
+        let paired = key("db@1000", 1, "alice", Channel::Voice, 2);
+        assert_ne!(alone, paired);
+        assert_eq!(alone.incident(), Some("db@1040"));
+        assert_eq!(alone.renamed("db@1000"), Some(paired));
+        assert_eq!(alone.renamed("db@1040"), Some(alone.clone()));
     }
 
     #[test]

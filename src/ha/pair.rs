@@ -262,10 +262,13 @@ pub async fn feed_health(
 }
 
 /// Carries acks and resolves both ways: publishes those made here (whatever the path: SMS,
-/// HTTP, CLI, button, call), and applies those the peer made to this box's incidents.
+/// HTTP, CLI, button, call), and applies those the peer made to this box's incidents. Alerts
+/// the peer shared ([`super::share`]) are opened here in the order the peer wrote them, so an
+/// incident exists before its ack arrives.
 pub async fn sync_transitions(
     store: Store,
     coordinator: Coordinator,
+    config: watch::Receiver<std::sync::Arc<crate::config::Config>>,
     mut peer: mpsc::UnboundedReceiver<PeerRecord>,
     shutdown: CancellationToken,
 ) {
@@ -308,6 +311,9 @@ pub async fn sync_transitions(
             r = commits.changed() => if r.is_err() { return },
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             rec = peer.recv() => match rec {
+                Some(rec) if rec.kind == PeerKind::Intake => {
+                    super::share::apply_intake(&store, &config, &rec).await
+                }
                 Some(rec) => apply_peer(&store, &coordinator, rec).await,
                 None => return,
             },
@@ -346,6 +352,7 @@ async fn apply_peer(store: &Store, coordinator: &Coordinator, rec: PeerRecord) {
         let done = match rec.kind {
             PeerKind::Ack => store.acknowledge(id, actor).await,
             PeerKind::Resolve => store.resolve(id, actor).await,
+            PeerKind::Intake => return,
         };
         match done {
             Ok((_, true)) => {

@@ -178,6 +178,47 @@ pub fn local_transitions(
     rows.collect()
 }
 
+/// An incident opened on this box by an alert, with the path it came in through.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalTrigger {
+    /// The timeline entry's id: the cursor for the next read.
+    pub event_id: i64,
+    /// How the alert came in (`udp`, `sms`, `http`, ...).
+    pub via: String,
+    pub incident: crate::incident::Incident,
+}
+
+/// Incidents opened by an alert after timeline entry `after`, except those opened from the
+/// peer's copy (`via = 'pair'`), oldest first, at most `limit`; the pair decides which to share.
+pub fn local_triggers(
+    conn: &Connection,
+    after: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<LocalTrigger>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, incident_id, coalesce(via, '') FROM events \
+         WHERE id > ?1 AND kind = ?2 AND incident_id IS NOT NULL AND coalesce(via, '') <> 'pair' \
+         ORDER BY id LIMIT ?3",
+    )?;
+    let rows = stmt
+        .query_map(
+            params![after, EventKind::Triggered.as_str(), limit as i64],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, IncidentId>(1)?, r.get(2)?)),
+        )?
+        .collect::<rusqlite::Result<Vec<(i64, IncidentId, String)>>>()?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (event_id, id, via) in rows {
+        if let Some(incident) = super::queries::incident(conn, id)? {
+            out.push(LocalTrigger {
+                event_id,
+                via,
+                incident,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// The newest timeline entry's id: where publishing starts (what happened before the daemon
 /// started was published then, or is in the heal log of the run that made it).
 pub fn last_event_id(conn: &Connection) -> rusqlite::Result<i64> {
@@ -312,5 +353,37 @@ mod tests {
         assert!(!got[0].resolved);
         assert_eq!((got[0].dedup_key.as_str(), got[0].at), ("db/down", t(3)));
         assert!(open_with_key(&c, "db/down").unwrap().is_empty());
+    }
+
+    #[test]
+    fn local_triggers_name_the_path_and_skip_the_peers_copies() {
+        let c = db();
+        let start = last_event_id(&c).unwrap();
+        let alert = |key: &str, via: &str| crate::store::AlertInput {
+            action: crate::store::AlertAction::Trigger,
+            dedup_key: Some(key.into()),
+            summary: "s".into(),
+            severity: crate::incident::Severity::Critical,
+            source: None,
+            service: Some("db".into()),
+            details: serde_json::Value::Null,
+            links: vec![],
+            route: None,
+            policy: None,
+            pre_page_delay: Duration::ZERO,
+            page: true,
+            actor: crate::incident::Actor::new("x", via),
+        };
+        crate::store::queries::apply_alert(&c, &alert("u", "udp"), t(1)).unwrap();
+        crate::store::queries::apply_alert(&c, &alert("p", "pair"), t(2)).unwrap();
+        crate::store::queries::apply_alert(&c, &alert("h", "http"), t(3)).unwrap();
+        let got = local_triggers(&c, start, 10).unwrap();
+        let seen: Vec<_> = got
+            .iter()
+            .map(|t| (t.via.as_str(), t.incident.dedup_key.as_str()))
+            .collect();
+        assert_eq!(seen, [("udp", "u"), ("http", "h")]);
+        assert_eq!(got[0].incident.first_seen, t(1));
+        assert!(local_triggers(&c, got[1].event_id, 10).unwrap().is_empty());
     }
 }
