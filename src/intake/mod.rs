@@ -21,6 +21,10 @@ use crate::escalation::{route_alert, ParsedAlert};
 use crate::incident::Actor;
 use crate::store::{AlertInput, Store};
 
+/// The request header with which `pagerbox send` names itself (`cli`): an alert it sends goes
+/// to one box only, which a pair shares with the peer, unlike a source that lists both boxes.
+pub const VIA_HEADER: &str = "x-pagerbox-via";
+
 /// Counters of what intake saw, for logs, `/healthz` and later `/metrics`.
 #[derive(Debug, Default)]
 pub struct IntakeStats {
