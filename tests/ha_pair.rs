@@ -354,7 +354,7 @@ phone = "{BOB}"
 channel = "sms"
 after = "0s"
 {variant}
-
+{backup}
 [[policies]]
 id = "default"
 [[policies.steps]]
@@ -384,6 +384,8 @@ takeover_delay = "1s"
         fallback = FALLBACK.as_secs(),
         ttl = TTL.as_secs(),
         election = ELECTION.as_secs(),
+        // Used by no policy: somewhere to take the pager (S10) without changing who is paged.
+        backup = util::weekly_schedule("backup", &["alice", "bob"]),
     )
 }
 
@@ -780,6 +782,50 @@ fn s9_an_alert_only_a_received_is_paged_by_b_when_a_dies() {
         v.to_string().contains("s9-disk"),
         "B's incident has A's dedup key: {v}"
     );
+}
+
+/// S10: bob takes the pager by SMS (`TAKE`) on A: the override is in force on B too, and when
+/// A's API deletes it, it is gone from B as well.
+#[test]
+fn s10_an_override_taken_on_a_is_in_force_on_b() {
+    let Some(pair) = Pair::start("s10") else {
+        return;
+    };
+    pair.wait_paired();
+    let overrides = |b: &Box| {
+        let (_, v) = pair
+            .lan
+            .http("w", "GET", &b.url("/v1/schedules/backup/overrides"), None);
+        v["overrides"].as_array().cloned().unwrap_or_default()
+    };
+    pair.a.sim.sms_in(BOB, "TAKE 2h");
+    let on_a = pair.wait_for(15, "the override on A", || {
+        overrides(&pair.a).first().cloned()
+    });
+    assert_eq!(on_a["user_id"], "bob", "{on_a}");
+    let on_b = pair.wait_for(15, "the override on B", || {
+        overrides(&pair.b).first().cloned()
+    });
+    assert_eq!(
+        (&on_b["user_id"], &on_b["from"], &on_b["until"]),
+        (&on_a["user_id"], &on_a["from"], &on_a["until"]),
+        "the same override on both boxes"
+    );
+    // Applied once, however often B reads it, and not sent back to A.
+    std::thread::sleep(TTL);
+    assert_eq!(overrides(&pair.b).len(), 1);
+    assert_eq!(overrides(&pair.a).len(), 1);
+    let id = on_a["id"].as_i64().expect("an override id");
+    let (code, v) = pair.lan.http(
+        "w",
+        "DELETE",
+        &pair.a.url(&format!("/v1/schedules/backup/overrides/{id}")),
+        None,
+    );
+    assert_eq!(code, 200, "{v}");
+    pair.wait_for(15, "the override gone from B", || {
+        overrides(&pair.b).is_empty().then_some(())
+    });
 }
 
 /// S2, the takeover itself: A holds the claim of a page its modem never finishes, and dies; B

@@ -51,6 +51,10 @@ enum Command {
         incident: String,
         alert: String,
     },
+    ShareOverride {
+        key: String,
+        value: String,
+    },
     Identity {
         dedup_key: String,
         start_ms: i64,
@@ -95,6 +99,7 @@ impl Coordinator {
             config_hash,
             peer_records,
             seen_revision: 0,
+            seen_override_revision: 0,
             identities: Default::default(),
             peer: None,
         };
@@ -154,6 +159,12 @@ impl Coordinator {
         });
     }
 
+    /// A runtime override added or deleted on this box, shared under its pair-wide `key` (kept
+    /// for the heal while this box is alone).
+    pub fn share_override(&self, key: String, value: String) {
+        let _ = self.tx.send(Command::ShareOverride { key, value });
+    }
+
     /// The pair-wide identity of this box's incident with `dedup_key`, started here at
     /// `start_ms`: with the peer's start when it wrote one first. Without etcd (alone, or the
     /// coordinator gone) the box's own start: its pages then claim on ids of their own, a
@@ -191,6 +202,8 @@ struct Task {
     peer_records: tokio::sync::mpsc::UnboundedSender<PeerRecord>,
     /// The etcd revision up to which the peer's acks and resolves were passed on.
     seen_revision: i64,
+    /// The same for the peer's runtime overrides.
+    seen_override_revision: i64,
     /// The peer's published health as read at the last renewal (`None`: none published, or
     /// etcd did not answer): who claims first is decided from it without a read per page.
     peer: Option<(String, Health)>,
@@ -312,6 +325,18 @@ impl Task {
             }
             Err(e) => tracing::warn!(error = %e, "pair: cannot read the peer's acks"),
         }
+        match self
+            .etcd
+            .peer_overrides(&self.cfg.name, self.seen_override_revision)
+        {
+            Ok((records, revision)) => {
+                for r in records {
+                    let _ = self.peer_records.send(r);
+                }
+                self.seen_override_revision = revision;
+            }
+            Err(e) => tracing::warn!(error = %e, "pair: cannot read the peer's overrides"),
+        }
     }
 
     /// Publishes what happened alone, then claims again.
@@ -322,6 +347,9 @@ impl Task {
                 HealRecord::Intake(i, alert) => self
                     .settled(i)
                     .and_then(|i| self.etcd.publish_intake(&i, &self.cfg.name, alert)),
+                HealRecord::Override(key, value) => {
+                    self.etcd.publish_override(key, &self.cfg.name, value)
+                }
                 HealRecord::Ack(i) => self
                     .settled(i)
                     .and_then(|i| self.etcd.publish_ack(&i, &self.cfg.name)),
@@ -393,6 +421,16 @@ impl Task {
                         .is_err()
                 {
                     self.alone.shared.push((incident, alert));
+                }
+            }
+            Command::ShareOverride { key, value } => {
+                if !mode.claims()
+                    || self
+                        .etcd
+                        .publish_override(&key, &self.cfg.name, &value)
+                        .is_err()
+                {
+                    self.alone.overrides.push((key, value));
                 }
             }
             Command::Identity {

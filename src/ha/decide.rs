@@ -328,6 +328,8 @@ pub struct AloneLog {
     /// Alerts that reached only this box while alone, to copy to the peer: (pair-wide incident
     /// key, the shared alert as written to etcd).
     pub shared: Vec<(String, String)>,
+    /// Runtime overrides added or deleted here while alone: (pair-wide key, the override).
+    pub overrides: Vec<(String, String)>,
     /// Pages this box sent while alone.
     pub sent: Vec<PageId>,
     /// Pair-wide incident keys acknowledged here while alone.
@@ -340,6 +342,7 @@ pub struct AloneLog {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HealRecord {
     Intake(String, String),
+    Override(String, String),
     Sent(PageId),
     Ack(String),
     Resolve(String, i64),
@@ -357,6 +360,12 @@ pub fn heal_records(log: &AloneLog, known: impl Fn(&HealRecord) -> bool) -> Vec<
         .iter()
         .cloned()
         .map(|(i, alert)| HealRecord::Intake(i, alert))
+        .chain(
+            log.overrides
+                .iter()
+                .cloned()
+                .map(|(k, o)| HealRecord::Override(k, o)),
+        )
         .chain(log.acked.iter().cloned().map(HealRecord::Ack))
         .chain(
             log.resolved
@@ -676,6 +685,7 @@ mod tests {
         let p2 = key("i2", 0, "alice", Channel::Sms, 1);
         let log = AloneLog {
             shared: vec![("i4".into(), "{}".into())],
+            overrides: vec![("o1".into(), "{}".into())],
             sent: vec![p1.clone(), p2.clone(), p1.clone()],
             acked: vec!["i1".into()],
             resolved: vec![("i3".into(), 7)],
@@ -685,6 +695,7 @@ mod tests {
             got,
             [
                 HealRecord::Intake("i4".into(), "{}".into()),
+                HealRecord::Override("o1".into(), "{}".into()),
                 HealRecord::Ack("i1".into()),
                 HealRecord::Resolve("i3".into(), 7),
                 HealRecord::Sent(p1),

@@ -93,6 +93,8 @@ pub enum PeerKind {
     Resolve,
     /// An alert that reached only the peer: open the same incident here.
     Intake,
+    /// A runtime override the peer added or deleted (`identity` is the override's pair-wide key).
+    Override,
 }
 
 /// An ack, resolve or alert the peer took in, to apply here.
@@ -103,7 +105,8 @@ pub struct PeerRecord {
     pub kind: PeerKind,
     /// The box that wrote it.
     pub by: String,
-    /// For [`PeerKind::Intake`]: the alert as the peer shared it (`ha::share`).
+    /// For [`PeerKind::Intake`] the alert, for [`PeerKind::Override`] the override, as the
+    /// peer shared it (`ha::share`).
     pub alert: Option<String>,
 }
 
@@ -343,6 +346,63 @@ impl Etcd {
     pub fn publish_intake(&mut self, incident: &str, by: &str, alert: &str) -> Result<(), Error> {
         let value = json!({"by": by, "alert": alert}).to_string();
         self.put(&format!("{PREFIX}incident/{incident}/intake"), &value, None)
+    }
+
+    /// Shares a runtime override made on this box (added, or deleted: the same key again), so
+    /// the peer escalates to the same people.
+    pub fn publish_override(&mut self, key: &str, by: &str, value: &str) -> Result<(), Error> {
+        let value = json!({"by": by, "override": value}).to_string();
+        self.put(&format!("{PREFIX}override/{key}"), &value, None)
+    }
+
+    /// Runtime overrides written by boxes other than `me` since revision `after`, oldest first,
+    /// and the revision to ask from next time.
+    pub fn peer_overrides(
+        &mut self,
+        me: &str,
+        after: i64,
+    ) -> Result<(Vec<PeerRecord>, i64), Error> {
+        let prefix = format!("{PREFIX}override/");
+        let end = format!("{PREFIX}override0");
+        let path = "/v3/kv/range";
+        let answer = self.post(
+            path,
+            &json!({
+                "key": b64(&prefix),
+                "range_end": b64(&end),
+                "min_mod_revision": (after + 1).to_string(),
+                "sort_order": "ASCEND",
+                "sort_target": "MOD",
+            }),
+        )?;
+        let revision = int(&answer["header"]["revision"], path)?;
+        let mut out = Vec::new();
+        for kv in answer["kvs"].as_array().into_iter().flatten() {
+            let key = B64
+                .decode(kv["key"].as_str().unwrap_or(""))
+                .unwrap_or_default();
+            let key = String::from_utf8_lossy(&key);
+            let Some(id) = key.strip_prefix(prefix.as_str()) else {
+                continue;
+            };
+            let value = B64
+                .decode(kv["value"].as_str().unwrap_or(""))
+                .unwrap_or_default();
+            let Ok(value) = serde_json::from_slice::<Value>(&value) else {
+                continue;
+            };
+            let by = value["by"].as_str().unwrap_or_default().to_string();
+            if by == me {
+                continue;
+            }
+            out.push(PeerRecord {
+                identity: id.to_string(),
+                kind: PeerKind::Override,
+                by,
+                alert: value["override"].as_str().map(str::to_string),
+            });
+        }
+        Ok((out, revision.max(after)))
     }
 
     /// The canonical start of this box's incident with `dedup_key`, which started here at
@@ -1113,5 +1173,21 @@ pub(super) mod tests {
             "{again:?}"
         );
         assert!(b.peer_records("b", rev2).unwrap().0.len() == 1);
+    }
+
+    #[test]
+    fn overrides_reach_the_peer_and_not_their_author() {
+        let Some(m) = start_member() else { return };
+        let (mut a, mut b) = (client(&[&m.url]), client(&[&m.url]));
+        let (_, rev) = b.peer_overrides("b", 0).unwrap();
+        a.publish_override("o1", "a", "{\"deleted\":false}")
+            .unwrap();
+        a.publish_override("o1", "a", "{\"deleted\":true}").unwrap();
+        let (got, rev2) = b.peer_overrides("b", rev).unwrap();
+        assert_eq!(got.len(), 1, "the latest version of each override: {got:?}");
+        assert_eq!(got[0].identity, "o1");
+        assert_eq!(got[0].alert.as_deref(), Some("{\"deleted\":true}"));
+        assert!(a.peer_overrides("a", 0).unwrap().0.is_empty());
+        assert!(b.peer_overrides("b", rev2).unwrap().0.is_empty());
     }
 }

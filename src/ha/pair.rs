@@ -314,6 +314,9 @@ pub async fn sync_transitions(
                 Some(rec) if rec.kind == PeerKind::Intake => {
                     super::share::apply_intake(&store, &config, &rec).await
                 }
+                Some(rec) if rec.kind == PeerKind::Override => {
+                    super::share::apply_override(&store, &rec).await
+                }
                 Some(rec) => apply_peer(&store, &coordinator, rec).await,
                 None => return,
             },
@@ -352,7 +355,7 @@ async fn apply_peer(store: &Store, coordinator: &Coordinator, rec: PeerRecord) {
         let done = match rec.kind {
             PeerKind::Ack => store.acknowledge(id, actor).await,
             PeerKind::Resolve => store.resolve(id, actor).await,
-            PeerKind::Intake => return,
+            PeerKind::Intake | PeerKind::Override => return,
         };
         match done {
             Ok((_, true)) => {

@@ -11,6 +11,12 @@
 //! Applying a copy is idempotent by dedup key: a peer that already holds an open incident with
 //! the key (the alert also came to it over HTTP, or the copy was applied before) changes
 //! nothing, not even the alert count.
+//!
+//! Runtime overrides (HTTP API, SMS `TAKE`) are shared the same way: each box escalates with
+//! its own on-call lookup, so an override made on one box must be in force on both, or the
+//! boxes would page different people and their page ids would not meet. An override is named
+//! pair-wide by what it is (schedule, person, from, until); a deletion writes the same key
+//! again, marked deleted.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +32,8 @@ use crate::config::policy::Route;
 use crate::config::Config;
 use crate::incident::{Actor, Incident, Link, Severity};
 use crate::store::{pair as rows, AlertAction, AlertInput, Store};
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 
 /// An alert as one box shares it with the other: what opened the incident, after routing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,8 +97,43 @@ impl SharedAlert {
     }
 }
 
+/// A runtime override as one box shares it with the other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedOverride {
+    pub schedule: String,
+    pub user: String,
+    pub from: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    #[serde(default)]
+    pub created_by: Option<String>,
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+impl SharedOverride {
+    /// The override's pair-wide key: a hash of what it is (schedule, person, span), the same
+    /// on both boxes whatever its local row ids, and the same for its deletion.
+    pub fn key(&self) -> String {
+        let mut h = Sha256::new();
+        for field in [
+            self.schedule.as_bytes(),
+            self.user.as_bytes(),
+            &self.from.timestamp_millis().to_be_bytes(),
+            &self.until.timestamp_millis().to_be_bytes(),
+        ] {
+            h.update((field.len() as u64).to_be_bytes());
+            h.update(field);
+        }
+        h.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
 /// Shares every incident opened here by an alert that reached this box only
-/// ([`shares_intake`]), from the timeline, as it is committed.
+/// ([`shares_intake`]) and every runtime override added or deleted here, from the timeline, as
+/// it is committed.
 pub async fn share_intake(store: Store, coordinator: Coordinator, shutdown: CancellationToken) {
     let mut cursor = loop {
         match store.read(|c, _| Ok(rows::last_event_id(c)?)).await {
@@ -104,8 +147,10 @@ pub async fn share_intake(store: Store, coordinator: Coordinator, shutdown: Canc
             }
         }
     };
+    let mut override_cursor = cursor;
     let mut commits = store.commits();
     loop {
+        override_cursor = share_overrides(&store, &coordinator, override_cursor).await;
         let after = cursor;
         match store
             .read(move |c, _| Ok(rows::local_triggers(c, after, 200)?))
@@ -143,6 +188,77 @@ pub async fn share_intake(store: Store, coordinator: Coordinator, shutdown: Canc
             r = commits.changed() => if r.is_err() { return },
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
+    }
+}
+
+/// Shares the overrides added or deleted here after timeline entry `after`; returns the new
+/// cursor.
+async fn share_overrides(store: &Store, coordinator: &Coordinator, after: i64) -> i64 {
+    let list = match store
+        .read(move |c, _| Ok(rows::local_overrides(c, after, 200)?))
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "pair: cannot read overrides made here; retrying");
+            return after;
+        }
+    };
+    let mut cursor = after;
+    for o in list {
+        cursor = o.event_id;
+        let shared = SharedOverride {
+            schedule: o.schedule,
+            user: o.user,
+            from: o.from,
+            until: o.until,
+            created_by: o.created_by,
+            deleted: o.deleted,
+        };
+        match serde_json::to_string(&shared) {
+            Ok(value) => {
+                tracing::info!(schedule = %shared.schedule, user = %shared.user, deleted = shared.deleted, "pair: sharing an override made here");
+                coordinator.share_override(shared.key(), value);
+            }
+            Err(e) => tracing::error!(error = %e, "pair: cannot encode an override to share"),
+        }
+    }
+    cursor
+}
+
+/// Applies here an override the peer added or deleted.
+pub async fn apply_override(store: &Store, rec: &PeerRecord) {
+    let Some(o) = rec
+        .alert
+        .as_deref()
+        .and_then(|o| serde_json::from_str::<SharedOverride>(o).ok())
+    else {
+        tracing::warn!(key = %rec.identity, "pair: the peer shared an override this box cannot read");
+        return;
+    };
+    let by = rec.by.clone();
+    let what = o.clone();
+    let done = store
+        .call(move |c, now| {
+            Ok(rows::apply_peer_override(
+                c,
+                &o.schedule,
+                &o.user,
+                o.from,
+                o.until,
+                o.created_by.as_deref(),
+                o.deleted,
+                &by,
+                now,
+            )?)
+        })
+        .await;
+    match done {
+        Ok(true) => {
+            tracing::info!(schedule = %what.schedule, user = %what.user, deleted = what.deleted, by = %rec.by, "pair: applied the peer's override")
+        }
+        Ok(false) => {}
+        Err(e) => tracing::error!(error = %e, "pair: cannot apply the peer's override"),
     }
 }
 
@@ -238,5 +354,43 @@ mod tests {
         let text = r#"{"dedup_key":"k","summary":"s","severity":"warning","extra":1}"#;
         let a: SharedAlert = serde_json::from_str(text).unwrap();
         assert_eq!((a.route, a.source), (None, None));
+    }
+
+    #[test]
+    fn an_override_and_its_deletion_share_one_key() {
+        let t = |s: i64| DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap();
+        let o = SharedOverride {
+            schedule: "primary".into(),
+            user: "bob".into(),
+            from: t(0),
+            until: t(3600),
+            created_by: Some("bob via sms".into()),
+            deleted: false,
+        };
+        let gone = SharedOverride {
+            deleted: true,
+            created_by: None,
+            ..o.clone()
+        };
+        assert_eq!(o.key(), gone.key());
+        assert_eq!(o.key().len(), 32);
+        for other in [
+            SharedOverride {
+                user: "alice".into(),
+                ..o.clone()
+            },
+            SharedOverride {
+                until: t(3601),
+                ..o.clone()
+            },
+            SharedOverride {
+                schedule: "db".into(),
+                ..o.clone()
+            },
+        ] {
+            assert_ne!(o.key(), other.key());
+        }
+        let text = serde_json::to_string(&o).unwrap();
+        assert_eq!(serde_json::from_str::<SharedOverride>(&text).unwrap(), o);
     }
 }

@@ -219,6 +219,115 @@ pub fn local_triggers(
     Ok(out)
 }
 
+/// A runtime override added or deleted on this box (HTTP API, `TAKE`), as it is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalOverride {
+    /// The timeline entry's id: the cursor for the next read.
+    pub event_id: i64,
+    pub schedule: String,
+    pub user: String,
+    pub from: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub created_by: Option<String>,
+    pub deleted: bool,
+}
+
+/// Overrides added or deleted after timeline entry `after`, except those applied from the
+/// peer (`via = 'pair'`), oldest first, at most `limit`.
+pub fn local_overrides(
+    conn: &Connection,
+    after: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<LocalOverride>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT e.id, o.schedule_id, o.user_id, o.from_at, o.until_at, o.created_by, \
+         o.deleted_at IS NOT NULL FROM events e \
+         JOIN overrides o ON o.id = json_extract(e.data, '$.override_id') \
+         WHERE e.id > ?1 AND e.kind IN (?2, ?3) AND coalesce(e.via, '') <> 'pair' \
+         ORDER BY e.id LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            after,
+            EventKind::Override.as_str(),
+            EventKind::OverrideDeleted.as_str(),
+            limit as i64
+        ],
+        |r| {
+            Ok(LocalOverride {
+                event_id: r.get(0)?,
+                schedule: r.get(1)?,
+                user: r.get(2)?,
+                from: from_ms(r.get(3)?),
+                until: from_ms(r.get(4)?),
+                created_by: r.get(5)?,
+                deleted: r.get(6)?,
+            })
+        },
+    )?;
+    rows.collect()
+}
+
+/// Applies an override the peer added or deleted: the same (schedule, person, from, until) is
+/// added here unless it already is, or deleted here. Noted on the timeline as the peer's
+/// (`via = 'pair'`), so it is not shared back. Returns whether anything changed.
+#[allow(clippy::too_many_arguments)]
+pub fn apply_peer_override(
+    conn: &Connection,
+    schedule: &str,
+    user: &str,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+    created_by: Option<&str>,
+    deleted: bool,
+    peer: &str,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<bool> {
+    let existing: Option<i64> = conn
+        .prepare_cached(
+            "SELECT id FROM overrides WHERE schedule_id=?1 AND user_id=?2 AND from_at=?3 \
+             AND until_at=?4 AND deleted_at IS NULL ORDER BY id LIMIT 1",
+        )?
+        .query_row(params![schedule, user, ms(from), ms(until)], |r| r.get(0))
+        .optional()?;
+    let actor = crate::incident::Actor::new(peer, "pair");
+    match (existing, deleted) {
+        (Some(id), true) => {
+            conn.prepare_cached("UPDATE overrides SET deleted_at=?2 WHERE id=?1")?
+                .execute(params![id, ms(now)])?;
+            record(
+                conn,
+                None,
+                now,
+                EventKind::OverrideDeleted,
+                Some(&actor),
+                &format!("override {id} of {schedule} deleted on the peer box"),
+                Some(&serde_json::json!({ "override_id": id })),
+            )?;
+            Ok(true)
+        }
+        (None, false) => {
+            // A zero-length or reversed span cannot be stored (and was refused on the peer).
+            if until <= from {
+                return Ok(false);
+            }
+            let by = created_by.unwrap_or(peer);
+            let id = super::overrides::insert(conn, schedule, user, from, until, by, now)?;
+            record(
+                conn,
+                None,
+                now,
+                EventKind::Override,
+                Some(&actor),
+                &format!("{user} on call for {schedule} from {from} until {until} (by {by}, on the peer box)"),
+                Some(&serde_json::json!({ "override_id": id })),
+            )?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
 /// The newest timeline entry's id: where publishing starts (what happened before the daemon
 /// started was published then, or is in the heal log of the run that made it).
 pub fn last_event_id(conn: &Connection) -> rusqlite::Result<i64> {
@@ -385,5 +494,49 @@ mod tests {
         assert_eq!(seen, [("udp", "u"), ("http", "h")]);
         assert_eq!(got[0].incident.first_seen, t(1));
         assert!(local_triggers(&c, got[1].event_id, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn overrides_made_here_are_read_and_the_peers_applied_once() {
+        let c = db();
+        let start = last_event_id(&c).unwrap();
+        let id =
+            crate::store::overrides::add(&c, "primary", "alice", t(0), t(60), "api", t(0)).unwrap();
+        assert!(crate::store::overrides::delete(&c, "primary", id, "api", t(5)).unwrap());
+        let got = local_overrides(&c, start, 10).unwrap();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(
+            (got[0].schedule.as_str(), got[0].user.as_str(), got[0].until),
+            ("primary", "alice", t(60))
+        );
+        // Read as the row is now: both entries show it deleted.
+        assert!(got[1].deleted);
+        let cursor = got[1].event_id;
+        // The peer's override: added once, however often it arrives, and not read back.
+        let add = |deleted| {
+            apply_peer_override(
+                &c,
+                "primary",
+                "bob",
+                t(10),
+                t(70),
+                Some("bob via sms"),
+                deleted,
+                "b",
+                t(11),
+            )
+            .unwrap()
+        };
+        assert!(add(false));
+        assert!(!add(false));
+        assert!(local_overrides(&c, cursor, 10).unwrap().is_empty());
+        let live = crate::store::overrides::list(&c, "primary", t(12)).unwrap();
+        assert_eq!(live.len(), 1);
+        assert_eq!(live[0].created_by.as_deref(), Some("bob via sms"));
+        assert!(add(true));
+        assert!(!add(true));
+        assert!(crate::store::overrides::list(&c, "primary", t(12))
+            .unwrap()
+            .is_empty());
     }
 }
