@@ -24,6 +24,8 @@ use util::{ExternalSim, BIN, PAGER_PHONE};
 
 /// The second person, paged by the policy's second step.
 const BOB: &str = "+4915100000022";
+/// A stakeholder of the `watched` route: gets status updates, is paged by nobody.
+const STAKEHOLDER: &str = "+4915100000033";
 /// Lease TTL of the test pair (the shortest `pagerbox check` allows with the waits below).
 const TTL: Duration = Duration::from_secs(3);
 /// etcd's election timeout in the test cluster.
@@ -363,6 +365,12 @@ wait = "15s"
 [[policies.steps]]
 users = ["bob"]
 wait = "15s"
+
+[[routes]]
+id = "watched"
+policy = "default"
+match = {{ service = "watched" }}
+stakeholders = ["{STAKEHOLDER}"]
 
 [[routes]]
 id = "default"
@@ -826,6 +834,63 @@ fn s10_an_override_taken_on_a_is_in_force_on_b() {
     pair.wait_for(15, "the override gone from B", || {
         overrides(&pair.b).is_empty().then_some(())
     });
+}
+
+/// S11: the stakeholder of a route gets each status update once from the pair (both boxes
+/// queue it; the update is claimed like a page), "opened" and, after an ack on A, "acknowledged".
+#[test]
+fn s11_a_stakeholder_gets_each_status_update_once() {
+    let Some(pair) = Pair::start("s11") else {
+        return;
+    };
+    pair.wait_paired();
+    let body = json!({"summary": "s11-queue-stuck", "severity": "critical", "service": "watched", "dedup_key": "s11"});
+    let ids = pair.boxes().map(|b| {
+        let (code, v) = pair
+            .lan
+            .http("w", "POST", &b.url("/v1/alerts"), Some(&body));
+        assert_eq!(code, 202, "{v}");
+        v["incident_id"].as_i64().expect("an incident id")
+    });
+    let to_stakeholder = || {
+        pair.boxes()
+            .iter()
+            .map(|b| b.sms_to(STAKEHOLDER).len())
+            .sum::<usize>()
+    };
+    pair.wait_for(20, "the stakeholder's first update", || {
+        (to_stakeholder() >= 1).then_some(())
+    });
+    pair.wait_for(20, "the page to alice", || {
+        (pair.count(PAGER_PHONE, "s11-queue-stuck") >= 1).then_some(())
+    });
+    let (code, v) = pair.lan.http(
+        "w",
+        "POST",
+        &pair.a.url(&format!("/v1/incidents/{}/acknowledge", ids[0])),
+        Some(&json!({"by": "alice"})),
+    );
+    assert_eq!(code, 200, "{v}");
+    pair.wait_for(20, "the stakeholder's second update", || {
+        (to_stakeholder() >= 2).then_some(())
+    });
+    // Long enough for the later box's copy to be claimed and found sent.
+    std::thread::sleep(TTL + Duration::from_secs(3));
+    let texts: Vec<String> = pair
+        .boxes()
+        .iter()
+        .flat_map(|b| b.sms_to(STAKEHOLDER))
+        .collect();
+    assert_eq!(texts.len(), 2, "each update once: {texts:?}");
+    assert_eq!(pair.count(PAGER_PHONE, "s11-queue-stuck"), 1);
+    // The box that did not send says so on its timeline.
+    let peer_sent = pair.boxes().iter().zip(ids).any(|(b, id)| {
+        let (_, v) = pair
+            .lan
+            .http("w", "GET", &b.url(&format!("/v1/incidents/{id}")), None);
+        v.to_string().contains("sent by the peer box")
+    });
+    assert!(peer_sent, "a timeline names the peer box");
 }
 
 /// S2, the takeover itself: A holds the claim of a page its modem never finishes, and dies; B

@@ -651,7 +651,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_ack_made_alone_is_published_under_the_peers_name_for_the_incident() {
+    async fn an_ack_and_a_page_made_alone_are_published_under_the_peers_name_for_the_incident() {
         let Some(m) = start_member() else { return };
         let s = Duration::from_secs;
         let (a, paging_a) = coordinator("a", &m.url, s(3), s(1));
@@ -668,6 +668,10 @@ mod tests {
             "alone, a box names an incident by its own start"
         );
         a.ack(&own);
+        // A page of it sent alone, named with a's own start.
+        let sent_alone = page(&own);
+        assert_eq!(a.claim(sent_alone.clone(), &own).await, Decision::Send);
+        a.sent(sent_alone, &own);
         // Meanwhile the peer named the incident first.
         let mut peer = client(&[&m.url]);
         assert_eq!(peer.incident_start("k", 1_000).unwrap(), 1_000);
@@ -678,6 +682,9 @@ mod tests {
             .unwrap();
         let view = peer.page_view(&page("k@1000"), "k@1000").unwrap();
         assert!(view.acked, "the ack reached the peer's name: {view:?}");
+        // The page sent alone is marked under the id the peer computes: it is not sent again.
+        let other = peer.page_view(&page("k@1000"), "other").unwrap();
+        assert!(other.sent, "sent under the peer's name: {other:?}");
     }
 
     #[tokio::test]

@@ -133,6 +133,91 @@ impl PageId {
     }
 }
 
+/// What names a message other than a page the same way on both boxes. Each box queues these
+/// on its own timing; claimed by such an id, the two copies of the same message go out once,
+/// and copies that differ (a digest listing other incidents) get different ids and both go
+/// out: a duplicate, never a message lost.
+#[derive(Debug, Clone, Copy)]
+pub enum MessageKey<'a> {
+    /// The `ordinal`-th status update to a stakeholder `address` about an incident (by its
+    /// pair-wide name): opened, acknowledged, resolved come in the same order on both boxes.
+    Status {
+        incident: &'a str,
+        address: &'a str,
+        channel: Channel,
+        ordinal: u32,
+    },
+    /// A digest to `user`, by the pair-wide names of the incidents it lists (in any order).
+    Digest {
+        user: &'a str,
+        channel: Channel,
+        incidents: &'a [String],
+    },
+    /// A message about no incident (a shift notice), by its address and text.
+    Notice {
+        address: &'a str,
+        channel: Channel,
+        text: &'a str,
+    },
+}
+
+impl PageId {
+    /// The id of a message other than a page. It keeps no page key: it is not renamed on heal
+    /// (a status update's or digest's incident names are settled before it is claimed).
+    pub fn message(key: MessageKey<'_>) -> PageId {
+        let mut fields: Vec<Vec<u8>> = Vec::new();
+        match key {
+            MessageKey::Status {
+                incident,
+                address,
+                channel,
+                ordinal,
+            } => {
+                fields.push(b"status".to_vec());
+                fields.push(incident.as_bytes().to_vec());
+                fields.push(address.as_bytes().to_vec());
+                fields.push(channel.as_str().as_bytes().to_vec());
+                fields.push(ordinal.to_be_bytes().to_vec());
+            }
+            MessageKey::Digest {
+                user,
+                channel,
+                incidents,
+            } => {
+                fields.push(b"digest".to_vec());
+                fields.push(user.as_bytes().to_vec());
+                fields.push(channel.as_str().as_bytes().to_vec());
+                let mut names: Vec<&String> = incidents.iter().collect();
+                names.sort();
+                names.dedup();
+                fields.extend(names.into_iter().map(|n| n.as_bytes().to_vec()));
+            }
+            MessageKey::Notice {
+                address,
+                channel,
+                text,
+            } => {
+                fields.push(b"notice".to_vec());
+                fields.push(address.as_bytes().to_vec());
+                fields.push(channel.as_str().as_bytes().to_vec());
+                fields.push(text.as_bytes().to_vec());
+            }
+        }
+        let mut h = Sha256::new();
+        for f in &fields {
+            h.update((f.len() as u64).to_be_bytes());
+            h.update(f);
+        }
+        PageId {
+            hex: h.finalize()[..16]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            key: None,
+        }
+    }
+}
+
 impl fmt::Display for PageId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.hex)
@@ -702,6 +787,58 @@ mod tests {
             ]
         );
         assert!(heal_records(&AloneLog::default(), |_| false).is_empty());
+    }
+
+    #[test]
+    fn messages_meet_when_they_say_the_same_and_part_when_not() {
+        let status = |incident, ordinal| {
+            PageId::message(MessageKey::Status {
+                incident,
+                address: "+4915100000009",
+                channel: Channel::Sms,
+                ordinal,
+            })
+        };
+        assert_eq!(status("db@1", 1), status("db@1", 1));
+        assert_ne!(status("db@1", 1), status("db@1", 2));
+        assert_ne!(status("db@1", 1), status("db@2", 1));
+        assert_eq!(status("db@1", 1).renamed("db@2"), None);
+        let digest = |incidents: &[String]| {
+            PageId::message(MessageKey::Digest {
+                user: "alice",
+                channel: Channel::Sms,
+                incidents,
+            })
+        };
+        let (x, y, z) = ("x@1".to_string(), "y@1".to_string(), "z@1".to_string());
+        // The order the items were added in does not matter; another set is another digest.
+        assert_eq!(
+            digest(&[x.clone(), y.clone()]),
+            digest(&[y.clone(), x.clone()])
+        );
+        assert_ne!(
+            digest(&[x.clone(), y.clone()]),
+            digest(std::slice::from_ref(&x))
+        );
+        assert_ne!(digest(&[x.clone(), y]), digest(&[x, z]));
+        let notice = |text| {
+            PageId::message(MessageKey::Notice {
+                address: "+4915100000009",
+                channel: Channel::Sms,
+                text,
+            })
+        };
+        assert_eq!(notice("on call until Mon"), notice("on call until Mon"));
+        assert_ne!(notice("on call until Mon"), notice("on call until Tue"));
+        // Kinds never meet, even with the same strings.
+        assert_ne!(
+            status("alice", 0),
+            PageId::message(MessageKey::Notice {
+                address: "+4915100000009",
+                channel: Channel::Sms,
+                text: "alice",
+            })
+        );
     }
 
     #[test]

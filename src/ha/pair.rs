@@ -4,9 +4,9 @@
 //!
 //! What the sender sees is [`Gate::before`]: "send it" (with a claim to report on after), or
 //! "handled" (the row was held back for the peer, marked sent by the peer, or cancelled by an
-//! ack made on the peer). Only pages to a person about one incident are coordinated; digests,
-//! replies and status updates depend on each box's own timing and are sent by each box (a
-//! duplicate, never a lost message).
+//! ack made on the peer). Pages to a person about one incident are claimed here; digests and
+//! status messages in [`super::messages`]; replies and outbound notifications are sent by each
+//! box.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -81,8 +81,8 @@ pub fn status_row() -> maud::Markup {
 /// A claim this box won, to report on after the attempt.
 #[derive(Debug)]
 pub struct Claimed {
-    page: PageId,
-    incident: String,
+    pub(super) page: PageId,
+    pub(super) incident: String,
 }
 
 /// What the sender does after asking the gate.
@@ -109,7 +109,7 @@ impl Gate {
         let p = page.clone();
         let facts = match store.read(move |c, _| Ok(rows::page_facts(c, &p)?)).await {
             Ok(Some(f)) => f,
-            Ok(None) => return Pass::Send(None),
+            Ok(None) => return self.before_message(store, shutdown, page).await,
             Err(e) => {
                 tracing::warn!(page = page.id, error = %e, "pair: cannot name a page; sending it without a claim");
                 return Pass::Send(None);

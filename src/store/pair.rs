@@ -83,6 +83,86 @@ pub fn page_facts(conn: &Connection, page: &Page) -> rusqlite::Result<Option<Pag
     }))
 }
 
+/// What names a message other than a page the same way on both boxes, read from this box's
+/// rows (incidents by dedup key and local start; the pair settles their names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageFacts {
+    /// A status update to a stakeholder about an incident: the `ordinal`-th status row to that
+    /// address about it.
+    Status {
+        dedup_key: String,
+        first_seen: DateTime<Utc>,
+        address: String,
+        channel: Channel,
+        ordinal: u32,
+    },
+    /// A digest and the incidents it lists.
+    Digest {
+        user: String,
+        channel: Channel,
+        incidents: Vec<(String, DateTime<Utc>)>,
+    },
+    /// A status message about no incident (a shift notice).
+    Notice {
+        address: String,
+        channel: Channel,
+        text: String,
+    },
+}
+
+/// The facts of a digest or status row; `None` for pages (see [`page_facts`]), replies (they
+/// answer an SMS that reached one box) and outbound notifications.
+pub fn message_facts(conn: &Connection, page: &Page) -> rusqlite::Result<Option<MessageFacts>> {
+    let channel = page.written_for.unwrap_or(page.channel);
+    let incident = |id| -> rusqlite::Result<Option<(String, DateTime<Utc>)>> {
+        conn.prepare_cached("SELECT dedup_key, first_seen FROM incidents WHERE id=?1")?
+            .query_row([id], |r| Ok((r.get::<_, String>(0)?, from_ms(r.get(1)?))))
+            .optional()
+    };
+    Ok(match (page.kind, page.incident_id) {
+        (PageKind::Status, Some(id)) => {
+            let Some((dedup_key, first_seen)) = incident(id)? else {
+                return Ok(None);
+            };
+            let ordinal: i64 = conn
+                .prepare_cached(
+                    "SELECT count(*) FROM outbox WHERE incident_id=?1 AND kind='status' \
+                     AND address=?2 AND id<=?3",
+                )?
+                .query_row(params![id, page.address, page.id], |r| r.get(0))?;
+            Some(MessageFacts::Status {
+                dedup_key,
+                first_seen,
+                address: page.address.clone(),
+                channel,
+                ordinal: u32::try_from(ordinal).unwrap_or(u32::MAX),
+            })
+        }
+        (PageKind::Status, None) => Some(MessageFacts::Notice {
+            address: page.address.clone(),
+            channel,
+            text: page.body.clone(),
+        }),
+        (PageKind::Digest, _) => {
+            let Some(user) = &page.user_id else {
+                return Ok(None);
+            };
+            let mut incidents = Vec::with_capacity(page.items.len());
+            for id in &page.items {
+                if let Some(i) = incident(*id)? {
+                    incidents.push(i);
+                }
+            }
+            Some(MessageFacts::Digest {
+                user: user.clone(),
+                channel,
+                incidents,
+            })
+        }
+        _ => None,
+    })
+}
+
 /// Puts a claimed page back, due at `due_at`, as if this claim had not happened (its attempt
 /// is not counted): the peer holds the page's claim or goes first. Only the attempt holding
 /// the row changes it; `false` when it no longer does.
