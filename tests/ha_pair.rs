@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use pagerbox::modem::sim::control::ControlRequest;
 use pagerbox::modem::sim::Fault;
+use pagerbox::panel::control::FakePanelClient;
 use serde_json::{json, Value};
 use util::{ExternalSim, BIN, PAGER_PHONE};
 
@@ -337,6 +338,9 @@ command_timeout = "2s"
 sms_timeout = "5s"
 health_interval = "1s"
 ring_for = "3s"
+
+[gpio]
+backend = "fake"
 
 [paging]
 group_window = "0s"
@@ -891,6 +895,57 @@ fn s11_a_stakeholder_gets_each_status_update_once() {
         v.to_string().contains("sent by the peer box")
     });
     assert!(peer_sent, "a timeline names the peer box");
+}
+
+/// LED level changes of a box's panel during `window`, and the shortest gap between two.
+fn led_changes(panel: &mut FakePanelClient, window: Duration) -> (usize, Option<Duration>) {
+    let before = panel.led_writes().unwrap().len();
+    std::thread::sleep(window);
+    let writes = panel.led_writes().unwrap();
+    let new = &writes[before.min(writes.len())..];
+    let gap = new.windows(2).map(|w| w[1].0 - w[0].0).min();
+    (new.len(), gap)
+}
+
+/// S12: the LED of a box that pages alone shows the impaired pattern (fast blink) as soon as it
+/// falls back, and goes back to what the incidents say when the pair heals.
+#[test]
+fn s12_the_led_of_a_box_paging_alone_blinks_fast() {
+    let Some(pair) = Pair::start("s12") else {
+        return;
+    };
+    pair.wait_paired();
+    let sock = pair.a.dir.path().join("state").join("fake-panel.sock");
+    let mut panel = pair.wait_for(10, "A's panel", || FakePanelClient::connect(&sock).ok());
+    // Paired, nothing open: off.
+    pair.wait_for(10, "A's LED off", || {
+        (!panel.led_is_on().unwrap() && led_changes(&mut panel, Duration::from_millis(600)).0 == 0)
+            .then_some(())
+    });
+    pair.lan.cut("a");
+    let cut = Instant::now();
+    pair.wait_for(30, "A alone", || {
+        (pair.a.pair_problem(&pair.lan).as_deref() == Some("alone")).then_some(())
+    });
+    let alone_after = cut.elapsed();
+    // At once, not at the panel's next refresh a minute later.
+    let (n, gap) = led_changes(&mut panel, Duration::from_secs(2));
+    assert!(
+        n >= 8,
+        "fast blink: {n} changes in 2 s (alone after {alone_after:?})"
+    );
+    let gap = gap.expect("changes");
+    assert!(
+        gap >= Duration::from_millis(60) && gap <= Duration::from_millis(400),
+        "fast blink, 125 ms: shortest gap {gap:?}"
+    );
+    pair.lan.heal("a");
+    pair.wait_for(40, "A paired again, LED steady off", || {
+        (pair.a.pair_problem(&pair.lan).is_none()
+            && led_changes(&mut panel, Duration::from_millis(600)).0 == 0
+            && !panel.led_is_on().unwrap())
+        .then_some(())
+    });
 }
 
 /// S2, the takeover itself: A holds the claim of a page its modem never finishes, and dies; B

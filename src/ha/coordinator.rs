@@ -238,7 +238,8 @@ impl Task {
     fn set_mode(&mut self, event: ModeEvent) {
         let before = *self.mode.borrow();
         let after = next_mode(before, event, self.cfg.fallback_after);
-        if std::mem::discriminant(&before) != std::mem::discriminant(&after) {
+        let changed = std::mem::discriminant(&before) != std::mem::discriminant(&after);
+        if changed {
             match after {
                 Mode::Alone { .. } => tracing::error!(
                     fallback_after = ?self.cfg.fallback_after,
@@ -256,6 +257,9 @@ impl Task {
             }
         }
         self.mode.send_replace(after);
+        if changed {
+            crate::health::pair::changed();
+        }
     }
 
     /// Renews (or first grants) the lease and publishes health, while the paging path works.
