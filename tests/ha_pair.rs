@@ -897,6 +897,45 @@ fn s11_a_stakeholder_gets_each_status_update_once() {
     assert!(peer_sent, "a timeline names the peer box");
 }
 
+/// S13: bob raises an incident by SMS (`PAGE`) on A, both boxes healthy: B opens the same
+/// incident from A's copy, under A's start, so both compute the same page and it goes out once.
+#[test]
+fn s13_an_incident_raised_by_sms_on_a_is_paged_once_by_the_pair() {
+    let Some(pair) = Pair::start("s13") else {
+        return;
+    };
+    pair.wait_paired();
+    pair.a.sim.sms_in(BOB, "PAGE db s13-replica-lag");
+    pair.wait_for(15, "B to open the incident raised on A", || {
+        pair.b
+            .log()
+            .contains("pair: opened the incident of an alert the peer received")
+            .then_some(())
+    });
+    pair.wait_for(20, "the page to alice", || {
+        (pair.count(PAGER_PHONE, "s13-replica-lag") >= 1).then_some(())
+    });
+    // Past both boxes' claims (the second box asks after the takeover delay).
+    std::thread::sleep(TTL + Duration::from_secs(2));
+    assert_eq!(
+        pair.count(PAGER_PHONE, "s13-replica-lag"),
+        1,
+        "one page for the pair\n--- a ---\n{}\n--- b ---\n{}",
+        tail(&pair.a.log()),
+        tail(&pair.b.log())
+    );
+    let sent_by_peer = pair.boxes().iter().any(|b| {
+        let (_, v) = pair
+            .lan
+            .http("w", "GET", &b.url("/v1/incidents?status=all"), None);
+        v.to_string().contains("s13-replica-lag") && b.log().contains("page sent by the peer box")
+    });
+    assert!(
+        sent_by_peer,
+        "the other box found the page sent by its peer"
+    );
+}
+
 /// LED level changes of a box's panel during `window`, and the shortest gap between two.
 fn led_changes(panel: &mut FakePanelClient, window: Duration) -> (usize, Option<Duration>) {
     let before = panel.led_writes().unwrap().len();

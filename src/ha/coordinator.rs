@@ -711,6 +711,8 @@ mod tests {
         assert_eq!(a.claim(p.clone(), "cut").await, Decision::Send);
         a.sent(p.clone(), "cut");
         a.ack("cut");
+        // An alert only this box received while alone: published on heal.
+        a.share("cut", "{}".into());
 
         let Some(_m) = start_member_on(port) else {
             return;
@@ -719,7 +721,15 @@ mod tests {
             .await
             .expect("paired again after the heal")
             .unwrap();
-        let view = client(&[&url]).page_view(&p, "cut").unwrap();
+        let mut peer = client(&[&url]);
+        let view = peer.page_view(&p, "cut").unwrap();
         assert!(view.sent && view.acked, "{view:?}");
+        let (records, _) = peer.peer_records("b", 0).unwrap();
+        assert!(
+            records
+                .iter()
+                .any(|r| r.kind == crate::ha::etcd::PeerKind::Intake && r.identity == "cut"),
+            "{records:?}"
+        );
     }
 }
