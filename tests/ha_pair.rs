@@ -767,7 +767,7 @@ fn s9_an_alert_only_a_received_is_paged_by_b_when_a_dies() {
             .contains("pair: opened the incident of an alert the peer received")
             .then(|| sent.elapsed())
     });
-    // B reads the peer's records at each lease renewal, a third of the TTL apart.
+    // Each box reads the peer's records every second.
     eprintln!("S9 the copy was open on B {copied:?} after the datagram");
     pair.wait_for(10, "A to claim the page", || {
         (pair.a.claims_won() > won).then_some(())

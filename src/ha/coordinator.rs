@@ -20,6 +20,11 @@ use super::decide::{
 use super::etcd::{Claim, ConfigAgreement, Error, Etcd, LeaseId, PeerRecord};
 use crate::config::HaConfig;
 
+/// How often the peer's records (acks, resolves, shared alerts and overrides) are read between
+/// lease renewals, which come only every third of `claim_ttl`: an alert that reached only the
+/// peer is here within about this long, so the time in which it dies with the peer stays short.
+const PEER_RECORDS_EVERY: Duration = Duration::from_secs(1);
+
 /// What the sender does with a due page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -217,13 +222,22 @@ impl Task {
         // Three renewals per TTL: one lost request does not lose the lease.
         let tick = self.cfg.claim_ttl / 3;
         let mut next_tick = Instant::now();
+        let mut next_records = next_tick + PEER_RECORDS_EVERY;
         loop {
             let now = Instant::now();
             if now >= next_tick {
+                // A renewal reads the peer's records too.
                 self.renew(now);
                 next_tick = now + tick;
+                next_records = now + PEER_RECORDS_EVERY;
+            } else if now >= next_records {
+                if self.mode.borrow().claims() {
+                    self.pass_peer_records();
+                }
+                next_records = Instant::now() + PEER_RECORDS_EVERY;
             }
-            match rx.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
+            let wake = next_tick.min(next_records);
+            match rx.recv_timeout(wake.saturating_duration_since(Instant::now())) {
                 Ok(cmd) => self.handle(cmd),
                 Err(std_mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
@@ -636,6 +650,31 @@ mod tests {
         assert_eq!(settle(&b, &p, "stuck", s(10)).await, Decision::Send);
         let took = started.elapsed();
         assert!(took <= s(3) + s(2), "takeover took {took:?}");
+    }
+
+    #[tokio::test]
+    async fn the_peers_records_arrive_between_renewals() {
+        let Some(m) = start_member() else { return };
+        let mut cfg = config(&[&m.url]);
+        cfg.name = "a".into();
+        // Renewals every 3 s; the records must come sooner.
+        cfg.claim_ttl = Duration::from_secs(9);
+        let (_paging_tx, paging) = watch::channel(Some(GOOD));
+        let etcd = Etcd::new(&cfg).expect("client");
+        let (records_tx, mut records) = tokio::sync::mpsc::unbounded_channel();
+        let a = Coordinator::start(cfg, etcd, paging, "same".into(), records_tx).unwrap();
+        // Paired, with the first renewal (and its read) behind it.
+        let _ = a.identity("warm-up", 1).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut peer = client(&[&m.url]);
+        peer.publish_intake("k@5", "b", "{}").unwrap();
+        let started = Instant::now();
+        let got = tokio::time::timeout(Duration::from_secs(3), records.recv())
+            .await
+            .expect("a record before the next renewal")
+            .unwrap();
+        assert_eq!(got.identity, "k@5");
+        assert!(started.elapsed() <= PEER_RECORDS_EVERY + Duration::from_millis(800));
     }
 
     #[tokio::test]
