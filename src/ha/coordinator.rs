@@ -194,6 +194,13 @@ impl Coordinator {
     }
 }
 
+/// Whether records are written to etcd now rather than kept for the heal: also while the
+/// configs differ (etcd answers; the peer still wants the alerts and overrides made here), not
+/// while alone or rejoining (a heal publishes them, in order).
+fn reaches_etcd(mode: Mode) -> bool {
+    matches!(mode, Mode::Paired { .. } | Mode::Independent)
+}
+
 struct Task {
     cfg: HaConfig,
     etcd: Etcd,
@@ -432,7 +439,7 @@ impl Task {
                 }
             }
             Command::Share { incident, alert } => {
-                if !mode.claims()
+                if !reaches_etcd(mode)
                     || self
                         .etcd
                         .publish_intake(&incident, &self.cfg.name, &alert)
@@ -442,7 +449,7 @@ impl Task {
                 }
             }
             Command::ShareOverride { key, value } => {
-                if !mode.claims()
+                if !reaches_etcd(mode)
                     || self
                         .etcd
                         .publish_override(&key, &self.cfg.name, &value)
@@ -650,6 +657,15 @@ mod tests {
         assert_eq!(settle(&b, &p, "stuck", s(10)).await, Decision::Send);
         let took = started.elapsed();
         assert!(took <= s(3) + s(2), "takeover took {took:?}");
+    }
+
+    #[test]
+    fn shared_records_wait_for_the_heal_only_while_alone() {
+        let t = Instant::now();
+        assert!(reaches_etcd(Mode::Paired { last_renewed: t }));
+        assert!(reaches_etcd(Mode::Independent));
+        assert!(!reaches_etcd(Mode::Alone { since: t }));
+        assert!(!reaches_etcd(Mode::Rejoining { since: t }));
     }
 
     #[tokio::test]
