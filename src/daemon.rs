@@ -351,7 +351,17 @@ fn start_pair(
         pair::sync_transitions(
             core.store.clone(),
             coordinator.clone(),
+            core.config.clone(),
             records_rx,
+            core.shutdown.clone(),
+        ),
+    );
+    core.sup.spawn(
+        "pair-share",
+        Role::Essential,
+        crate::ha::share::share_intake(
+            core.store.clone(),
+            coordinator.clone(),
             core.shutdown.clone(),
         ),
     );

@@ -383,6 +383,24 @@ pub mod pair {
     pub fn standing() -> Option<Standing> {
         SOURCE.get().map(|f| f())
     }
+
+    /// Wakes whoever shows the standing without asking for it on each request (the LED): a box
+    /// that starts paging alone must say so at once, not at the panel's next refresh.
+    static CHANGES: OnceLock<tokio::sync::watch::Sender<()>> = OnceLock::new();
+
+    fn changes() -> &'static tokio::sync::watch::Sender<()> {
+        CHANGES.get_or_init(|| tokio::sync::watch::channel(()).0)
+    }
+
+    /// The standing changed (the pair calls it on each change of mode).
+    pub fn changed() {
+        changes().send_replace(());
+    }
+
+    /// A receiver that wakes on each change of the standing.
+    pub fn subscribe() -> tokio::sync::watch::Receiver<()> {
+        changes().subscribe()
+    }
 }
 
 #[cfg(test)]

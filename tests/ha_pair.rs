@@ -19,11 +19,14 @@ use std::time::{Duration, Instant};
 
 use pagerbox::modem::sim::control::ControlRequest;
 use pagerbox::modem::sim::Fault;
+use pagerbox::panel::control::FakePanelClient;
 use serde_json::{json, Value};
 use util::{ExternalSim, BIN, PAGER_PHONE};
 
 /// The second person, paged by the policy's second step.
 const BOB: &str = "+4915100000022";
+/// A stakeholder of the `watched` route: gets status updates, is paged by nobody.
+const STAKEHOLDER: &str = "+4915100000033";
 /// Lease TTL of the test pair (the shortest `pagerbox check` allows with the waits below).
 const TTL: Duration = Duration::from_secs(3);
 /// etcd's election timeout in the test cluster.
@@ -130,6 +133,22 @@ impl Lan {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.ns(host), program]);
         c
+    }
+
+    /// One UDP datagram from `host` to box `to`'s alert port, as `nc -u` would send it.
+    fn udp(&self, host: &str, to: &str, line: &str) {
+        let out = self
+            .command(host, "bash")
+            .args([
+                "-c",
+                "printf '%s' \"$1\" > \"/dev/udp/$2/5140\"",
+                "udp",
+                line,
+                addr(to),
+            ])
+            .output()
+            .expect("bash runs");
+        assert!(out.status.success(), "udp send: {out:?}");
     }
 
     /// An HTTP request from `host` (the alert sender lives on the witness): status and JSON.
@@ -310,7 +329,7 @@ country_code = "49"
 listen = "{me}:8080"
 
 [udp]
-enabled = false
+listen = "{me}:5140"
 
 [modem]
 device = "{link}"
@@ -319,6 +338,9 @@ command_timeout = "2s"
 sms_timeout = "5s"
 health_interval = "1s"
 ring_for = "3s"
+
+[gpio]
+backend = "fake"
 
 [paging]
 group_window = "0s"
@@ -338,7 +360,7 @@ phone = "{BOB}"
 channel = "sms"
 after = "0s"
 {variant}
-
+{backup}
 [[policies]]
 id = "default"
 [[policies.steps]]
@@ -347,6 +369,12 @@ wait = "15s"
 [[policies.steps]]
 users = ["bob"]
 wait = "15s"
+
+[[routes]]
+id = "watched"
+policy = "default"
+match = {{ service = "watched" }}
+stakeholders = ["{STAKEHOLDER}"]
 
 [[routes]]
 id = "default"
@@ -368,6 +396,8 @@ takeover_delay = "1s"
         fallback = FALLBACK.as_secs(),
         ttl = TTL.as_secs(),
         election = ELECTION.as_secs(),
+        // Used by no policy: somewhere to take the pager (S10) without changing who is paged.
+        backup = util::weekly_schedule("backup", &["alice", "bob"]),
     )
 }
 
@@ -713,6 +743,251 @@ fn s7_an_ack_on_a_stops_the_next_step_on_b() {
         tail(&pair.b.log())
     );
     assert_eq!(pair.count(PAGER_PHONE, "s7-db-down"), 1);
+}
+
+/// S9: an alert that reached A only (a UDP datagram) is copied to B through etcd under the same
+/// incident name, so B holds the same page; A claims it and dies before sending, and B pages it.
+#[test]
+fn s9_an_alert_only_a_received_is_paged_by_b_when_a_dies() {
+    let Some(mut pair) = Pair::start("s9") else {
+        return;
+    };
+    pair.wait_paired();
+    // A's modem hangs from now on: it claims the page and never finishes sending it.
+    pair.a.sim.request(ControlRequest::Fault {
+        fault: Fault::Silence,
+    });
+    let won = pair.a.claims_won();
+    pair.lan
+        .udp("w", "a", "critical s9-disk s9-disk-full on db1");
+    let sent = Instant::now();
+    let copied = pair.wait_for(15, "B to open the incident A received", || {
+        pair.b
+            .log()
+            .contains("pair: opened the incident of an alert the peer received")
+            .then(|| sent.elapsed())
+    });
+    // Each box reads the peer's records every second.
+    eprintln!("S9 the copy was open on B {copied:?} after the datagram");
+    pair.wait_for(10, "A to claim the page", || {
+        (pair.a.claims_won() > won).then_some(())
+    });
+    // B holds the same page as A (same id), so it waits on A's claim instead of sending.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        pair.count(PAGER_PHONE, "s9-disk-full"),
+        0,
+        "B waits while A holds the claim\n--- b ---\n{}",
+        tail(&pair.b.log())
+    );
+    pair.a.daemon.kill9();
+    pair.wait_for(30, "B to send the page", || {
+        (pair
+            .b
+            .sms_to(PAGER_PHONE)
+            .iter()
+            .any(|t| t.contains("s9-disk-full")))
+        .then_some(())
+    });
+    assert_eq!(pair.count(PAGER_PHONE, "s9-disk-full"), 1);
+    let (_, v) = pair
+        .lan
+        .http("w", "GET", &pair.b.url("/v1/incidents?status=open"), None);
+    assert!(
+        v.to_string().contains("s9-disk"),
+        "B's incident has A's dedup key: {v}"
+    );
+}
+
+/// S10: bob takes the pager by SMS (`TAKE`) on A: the override is in force on B too, and when
+/// A's API deletes it, it is gone from B as well.
+#[test]
+fn s10_an_override_taken_on_a_is_in_force_on_b() {
+    let Some(pair) = Pair::start("s10") else {
+        return;
+    };
+    pair.wait_paired();
+    let overrides = |b: &Box| {
+        let (_, v) = pair
+            .lan
+            .http("w", "GET", &b.url("/v1/schedules/backup/overrides"), None);
+        v["overrides"].as_array().cloned().unwrap_or_default()
+    };
+    pair.a.sim.sms_in(BOB, "TAKE 2h");
+    let on_a = pair.wait_for(15, "the override on A", || {
+        overrides(&pair.a).first().cloned()
+    });
+    assert_eq!(on_a["user_id"], "bob", "{on_a}");
+    let on_b = pair.wait_for(15, "the override on B", || {
+        overrides(&pair.b).first().cloned()
+    });
+    assert_eq!(
+        (&on_b["user_id"], &on_b["from"], &on_b["until"]),
+        (&on_a["user_id"], &on_a["from"], &on_a["until"]),
+        "the same override on both boxes"
+    );
+    // Applied once, however often B reads it, and not sent back to A.
+    std::thread::sleep(TTL);
+    assert_eq!(overrides(&pair.b).len(), 1);
+    assert_eq!(overrides(&pair.a).len(), 1);
+    let id = on_a["id"].as_i64().expect("an override id");
+    let (code, v) = pair.lan.http(
+        "w",
+        "DELETE",
+        &pair.a.url(&format!("/v1/schedules/backup/overrides/{id}")),
+        None,
+    );
+    assert_eq!(code, 200, "{v}");
+    pair.wait_for(15, "the override gone from B", || {
+        overrides(&pair.b).is_empty().then_some(())
+    });
+}
+
+/// S11: the stakeholder of a route gets each status update once from the pair (both boxes
+/// queue it; the update is claimed like a page), "opened" and, after an ack on A, "acknowledged".
+#[test]
+fn s11_a_stakeholder_gets_each_status_update_once() {
+    let Some(pair) = Pair::start("s11") else {
+        return;
+    };
+    pair.wait_paired();
+    let body = json!({"summary": "s11-queue-stuck", "severity": "critical", "service": "watched", "dedup_key": "s11"});
+    let ids = pair.boxes().map(|b| {
+        let (code, v) = pair
+            .lan
+            .http("w", "POST", &b.url("/v1/alerts"), Some(&body));
+        assert_eq!(code, 202, "{v}");
+        v["incident_id"].as_i64().expect("an incident id")
+    });
+    let to_stakeholder = || {
+        pair.boxes()
+            .iter()
+            .map(|b| b.sms_to(STAKEHOLDER).len())
+            .sum::<usize>()
+    };
+    pair.wait_for(20, "the stakeholder's first update", || {
+        (to_stakeholder() >= 1).then_some(())
+    });
+    pair.wait_for(20, "the page to alice", || {
+        (pair.count(PAGER_PHONE, "s11-queue-stuck") >= 1).then_some(())
+    });
+    let (code, v) = pair.lan.http(
+        "w",
+        "POST",
+        &pair.a.url(&format!("/v1/incidents/{}/acknowledge", ids[0])),
+        Some(&json!({"by": "alice"})),
+    );
+    assert_eq!(code, 200, "{v}");
+    pair.wait_for(20, "the stakeholder's second update", || {
+        (to_stakeholder() >= 2).then_some(())
+    });
+    // Long enough for the later box's copy to be claimed and found sent.
+    std::thread::sleep(TTL + Duration::from_secs(3));
+    let texts: Vec<String> = pair
+        .boxes()
+        .iter()
+        .flat_map(|b| b.sms_to(STAKEHOLDER))
+        .collect();
+    assert_eq!(texts.len(), 2, "each update once: {texts:?}");
+    assert_eq!(pair.count(PAGER_PHONE, "s11-queue-stuck"), 1);
+    // The box that did not send says so on its timeline.
+    let peer_sent = pair.boxes().iter().zip(ids).any(|(b, id)| {
+        let (_, v) = pair
+            .lan
+            .http("w", "GET", &b.url(&format!("/v1/incidents/{id}")), None);
+        v.to_string().contains("sent by the peer box")
+    });
+    assert!(peer_sent, "a timeline names the peer box");
+}
+
+/// S13: bob raises an incident by SMS (`PAGE`) on A, both boxes healthy: B opens the same
+/// incident from A's copy, under A's start, so both compute the same page and it goes out once.
+#[test]
+fn s13_an_incident_raised_by_sms_on_a_is_paged_once_by_the_pair() {
+    let Some(pair) = Pair::start("s13") else {
+        return;
+    };
+    pair.wait_paired();
+    pair.a.sim.sms_in(BOB, "PAGE db s13-replica-lag");
+    pair.wait_for(15, "B to open the incident raised on A", || {
+        pair.b
+            .log()
+            .contains("pair: opened the incident of an alert the peer received")
+            .then_some(())
+    });
+    pair.wait_for(20, "the page to alice", || {
+        (pair.count(PAGER_PHONE, "s13-replica-lag") >= 1).then_some(())
+    });
+    // Past both boxes' claims (the second box asks after the takeover delay).
+    std::thread::sleep(TTL + Duration::from_secs(2));
+    assert_eq!(
+        pair.count(PAGER_PHONE, "s13-replica-lag"),
+        1,
+        "one page for the pair\n--- a ---\n{}\n--- b ---\n{}",
+        tail(&pair.a.log()),
+        tail(&pair.b.log())
+    );
+    let sent_by_peer = pair.boxes().iter().any(|b| {
+        let (_, v) = pair
+            .lan
+            .http("w", "GET", &b.url("/v1/incidents?status=all"), None);
+        v.to_string().contains("s13-replica-lag") && b.log().contains("page sent by the peer box")
+    });
+    assert!(
+        sent_by_peer,
+        "the other box found the page sent by its peer"
+    );
+}
+
+/// LED level changes of a box's panel during `window`, and the shortest gap between two.
+fn led_changes(panel: &mut FakePanelClient, window: Duration) -> (usize, Option<Duration>) {
+    let before = panel.led_writes().unwrap().len();
+    std::thread::sleep(window);
+    let writes = panel.led_writes().unwrap();
+    let new = &writes[before.min(writes.len())..];
+    let gap = new.windows(2).map(|w| w[1].0 - w[0].0).min();
+    (new.len(), gap)
+}
+
+/// S12: the LED of a box that pages alone shows the impaired pattern (fast blink) as soon as it
+/// falls back, and goes back to what the incidents say when the pair heals.
+#[test]
+fn s12_the_led_of_a_box_paging_alone_blinks_fast() {
+    let Some(pair) = Pair::start("s12") else {
+        return;
+    };
+    pair.wait_paired();
+    let sock = pair.a.dir.path().join("state").join("fake-panel.sock");
+    let mut panel = pair.wait_for(10, "A's panel", || FakePanelClient::connect(&sock).ok());
+    // Paired, nothing open: off.
+    pair.wait_for(10, "A's LED off", || {
+        (!panel.led_is_on().unwrap() && led_changes(&mut panel, Duration::from_millis(600)).0 == 0)
+            .then_some(())
+    });
+    pair.lan.cut("a");
+    let cut = Instant::now();
+    pair.wait_for(30, "A alone", || {
+        (pair.a.pair_problem(&pair.lan).as_deref() == Some("alone")).then_some(())
+    });
+    let alone_after = cut.elapsed();
+    // At once, not at the panel's next refresh a minute later.
+    let (n, gap) = led_changes(&mut panel, Duration::from_secs(2));
+    assert!(
+        n >= 8,
+        "fast blink: {n} changes in 2 s (alone after {alone_after:?})"
+    );
+    let gap = gap.expect("changes");
+    assert!(
+        gap >= Duration::from_millis(60) && gap <= Duration::from_millis(400),
+        "fast blink, 125 ms: shortest gap {gap:?}"
+    );
+    pair.lan.heal("a");
+    pair.wait_for(40, "A paired again, LED steady off", || {
+        (pair.a.pair_problem(&pair.lan).is_none()
+            && led_changes(&mut panel, Duration::from_millis(600)).0 == 0
+            && !panel.led_is_on().unwrap())
+        .then_some(())
+    });
 }
 
 /// S2, the takeover itself: A holds the claim of a page its modem never finishes, and dies; B

@@ -386,6 +386,15 @@ fn cli_client_round_trip() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["incident"]["acknowledged"]["by"], "carol");
     assert_eq!(v["incident"]["acknowledged"]["via"], "cli");
+    // The alert names its path too: sent to one box only, a pair shares it with the peer.
+    assert!(
+        v["timeline"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["kind"] == "triggered" && e["via"] == "cli"),
+        "{v}"
+    );
     let out = d.cli(&["resolve", "99"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("404"));

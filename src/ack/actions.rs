@@ -635,7 +635,7 @@ fn take(
                 .filter(|t| *t > now)
                 .unwrap_or_else(|| add(TAKE_FALLBACK)),
         };
-        overrides::insert(
+        let override_id = overrides::insert(
             conn,
             &s.id,
             &sender.user,
@@ -656,7 +656,9 @@ fn take(
                 s.id,
                 crate::schedule::format_local(sender.config.daemon.time_zone, until)
             ),
-            Some(&serde_json::json!({ "schedule": s.id, "until": until })),
+            Some(
+                &serde_json::json!({ "schedule": s.id, "until": until, "override_id": override_id }),
+            ),
         )?;
         taken.push(format!("{} until {}", s.id, sender.when(until, now)));
     }

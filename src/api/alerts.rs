@@ -67,6 +67,15 @@ fn outcome_json(o: &AlertOutcome) -> Value {
     }
 }
 
+/// Who sent an alert in pagerbox's own format: `pagerbox send` names itself (a pair shares
+/// alerts sent to one box only with the peer), anything else is the HTTP API.
+fn own_actor(headers: &HeaderMap) -> Actor {
+    match headers.get(crate::intake::VIA_HEADER).map(|v| v.as_bytes()) {
+        Some(b"cli") => Actor::new("cli", "cli"),
+        _ => Actor::new("api", "http"),
+    }
+}
+
 pub(super) async fn own_alert(
     State(intake): State<Intake>,
     headers: HeaderMap,
@@ -80,7 +89,7 @@ pub(super) async fn own_alert(
         Ok(p) => p,
         Err(e) => return refused(&intake, AlertSource::Own, format_error(e)),
     };
-    let input = intake.route(parsed, Actor::new("api", "http"));
+    let input = intake.route(parsed, own_actor(&headers));
     match intake.store.apply_alert(input).await {
         Ok(AlertOutcome::NotFound(key)) => {
             intake.metrics.alert(AlertSource::Own, Counted::Unmatched);

@@ -191,9 +191,23 @@ impl Client {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<Value> {
+        self.call_with(method, path, body, &[])
+    }
+
+    /// [`Client::call`] with extra request headers.
+    pub(super) fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Value> {
         let mut req = self
             .agent
             .request(method, &format!("{}{}", self.base, path));
+        for (name, value) in headers {
+            req = req.set(name, value);
+        }
         if let Some(t) = &self.token {
             req = req.set("Authorization", &format!("Bearer {t}"));
         }
@@ -270,7 +284,13 @@ pub(super) fn send(mut a: SendArgs) -> anyhow::Result<ExitCode> {
         "source": a.source,
         "details": details,
     });
-    let v = client.call("POST", "/v1/alerts", Some(body))?;
+    // Sent to one box only: the daemon names the path, so a pair shares the alert with the peer.
+    let v = client.call_with(
+        "POST",
+        "/v1/alerts",
+        Some(body),
+        &[(crate::intake::VIA_HEADER, "cli")],
+    )?;
     if a.target.json {
         println!("{v}");
     } else {

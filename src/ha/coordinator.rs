@@ -20,6 +20,11 @@ use super::decide::{
 use super::etcd::{Claim, ConfigAgreement, Error, Etcd, LeaseId, PeerRecord};
 use crate::config::HaConfig;
 
+/// How often the peer's records (acks, resolves, shared alerts and overrides) are read between
+/// lease renewals, which come only every third of `claim_ttl`: an alert that reached only the
+/// peer is here within about this long, so the time in which it dies with the peer stays short.
+const PEER_RECORDS_EVERY: Duration = Duration::from_secs(1);
+
 /// What the sender does with a due page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -47,6 +52,14 @@ enum Command {
     },
     Ack(String),
     Resolve(String, i64),
+    Share {
+        incident: String,
+        alert: String,
+    },
+    ShareOverride {
+        key: String,
+        value: String,
+    },
     Identity {
         dedup_key: String,
         start_ms: i64,
@@ -91,6 +104,7 @@ impl Coordinator {
             config_hash,
             peer_records,
             seen_revision: 0,
+            seen_override_revision: 0,
             identities: Default::default(),
             peer: None,
         };
@@ -141,6 +155,21 @@ impl Coordinator {
         let _ = self.tx.send(Command::Resolve(incident.to_string(), at_ms));
     }
 
+    /// An alert that reached only this box, shared under its incident's pair-wide name so the
+    /// peer opens the same incident (kept for the heal while this box is alone).
+    pub fn share(&self, incident: &str, alert: String) {
+        let _ = self.tx.send(Command::Share {
+            incident: incident.to_string(),
+            alert,
+        });
+    }
+
+    /// A runtime override added or deleted on this box, shared under its pair-wide `key` (kept
+    /// for the heal while this box is alone).
+    pub fn share_override(&self, key: String, value: String) {
+        let _ = self.tx.send(Command::ShareOverride { key, value });
+    }
+
     /// The pair-wide identity of this box's incident with `dedup_key`, started here at
     /// `start_ms`: with the peer's start when it wrote one first. Without etcd (alone, or the
     /// coordinator gone) the box's own start: its pages then claim on ids of their own, a
@@ -165,6 +194,13 @@ impl Coordinator {
     }
 }
 
+/// Whether records are written to etcd now rather than kept for the heal: also while the
+/// configs differ (etcd answers; the peer still wants the alerts and overrides made here), not
+/// while alone or rejoining (a heal publishes them, in order).
+fn reaches_etcd(mode: Mode) -> bool {
+    matches!(mode, Mode::Paired { .. } | Mode::Independent)
+}
+
 struct Task {
     cfg: HaConfig,
     etcd: Etcd,
@@ -178,6 +214,8 @@ struct Task {
     peer_records: tokio::sync::mpsc::UnboundedSender<PeerRecord>,
     /// The etcd revision up to which the peer's acks and resolves were passed on.
     seen_revision: i64,
+    /// The same for the peer's runtime overrides.
+    seen_override_revision: i64,
     /// The peer's published health as read at the last renewal (`None`: none published, or
     /// etcd did not answer): who claims first is decided from it without a read per page.
     peer: Option<(String, Health)>,
@@ -191,13 +229,22 @@ impl Task {
         // Three renewals per TTL: one lost request does not lose the lease.
         let tick = self.cfg.claim_ttl / 3;
         let mut next_tick = Instant::now();
+        let mut next_records = next_tick + PEER_RECORDS_EVERY;
         loop {
             let now = Instant::now();
             if now >= next_tick {
+                // A renewal reads the peer's records too.
                 self.renew(now);
                 next_tick = now + tick;
+                next_records = now + PEER_RECORDS_EVERY;
+            } else if now >= next_records {
+                if self.mode.borrow().claims() {
+                    self.pass_peer_records();
+                }
+                next_records = Instant::now() + PEER_RECORDS_EVERY;
             }
-            match rx.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
+            let wake = next_tick.min(next_records);
+            match rx.recv_timeout(wake.saturating_duration_since(Instant::now())) {
                 Ok(cmd) => self.handle(cmd),
                 Err(std_mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
@@ -212,7 +259,8 @@ impl Task {
     fn set_mode(&mut self, event: ModeEvent) {
         let before = *self.mode.borrow();
         let after = next_mode(before, event, self.cfg.fallback_after);
-        if std::mem::discriminant(&before) != std::mem::discriminant(&after) {
+        let changed = std::mem::discriminant(&before) != std::mem::discriminant(&after);
+        if changed {
             match after {
                 Mode::Alone { .. } => tracing::error!(
                     fallback_after = ?self.cfg.fallback_after,
@@ -230,6 +278,9 @@ impl Task {
             }
         }
         self.mode.send_replace(after);
+        if changed {
+            crate::health::pair::changed();
+        }
     }
 
     /// Renews (or first grants) the lease and publishes health, while the paging path works.
@@ -299,6 +350,18 @@ impl Task {
             }
             Err(e) => tracing::warn!(error = %e, "pair: cannot read the peer's acks"),
         }
+        match self
+            .etcd
+            .peer_overrides(&self.cfg.name, self.seen_override_revision)
+        {
+            Ok((records, revision)) => {
+                for r in records {
+                    let _ = self.peer_records.send(r);
+                }
+                self.seen_override_revision = revision;
+            }
+            Err(e) => tracing::warn!(error = %e, "pair: cannot read the peer's overrides"),
+        }
     }
 
     /// Publishes what happened alone, then claims again.
@@ -306,13 +369,27 @@ impl Task {
         let records = heal_records(&self.alone, |_| false);
         for r in &records {
             let written = match r {
+                HealRecord::Intake(i, alert) => self
+                    .settled(i)
+                    .and_then(|i| self.etcd.publish_intake(&i, &self.cfg.name, alert)),
+                HealRecord::Override(key, value) => {
+                    self.etcd.publish_override(key, &self.cfg.name, value)
+                }
                 HealRecord::Ack(i) => self
                     .settled(i)
                     .and_then(|i| self.etcd.publish_ack(&i, &self.cfg.name)),
                 HealRecord::Resolve(i, at) => self
                     .settled(i)
                     .and_then(|i| self.etcd.publish_resolve(&i, &self.cfg.name, *at)),
-                HealRecord::Sent(p) => self.etcd.mark_sent_alone(p, &self.cfg.name),
+                // Named with the incident as this box alone knew it: marked under the pair's
+                // name, the id the peer computes, so the peer does not send it again.
+                HealRecord::Sent(p) => match p.incident().map(str::to_string) {
+                    Some(own) => self.settled(&own).and_then(|i| {
+                        let page = p.renamed(&i).unwrap_or_else(|| p.clone());
+                        self.etcd.mark_sent_alone(&page, &self.cfg.name)
+                    }),
+                    None => self.etcd.mark_sent_alone(p, &self.cfg.name),
+                },
             };
             if let Err(e) = written {
                 tracing::warn!(error = %e, "pair: cannot publish what was done alone; will retry");
@@ -361,6 +438,26 @@ impl Task {
                     self.alone.resolved.push((i, at));
                 }
             }
+            Command::Share { incident, alert } => {
+                if !reaches_etcd(mode)
+                    || self
+                        .etcd
+                        .publish_intake(&incident, &self.cfg.name, &alert)
+                        .is_err()
+                {
+                    self.alone.shared.push((incident, alert));
+                }
+            }
+            Command::ShareOverride { key, value } => {
+                if !reaches_etcd(mode)
+                    || self
+                        .etcd
+                        .publish_override(&key, &self.cfg.name, &value)
+                        .is_err()
+                {
+                    self.alone.overrides.push((key, value));
+                }
+            }
             Command::Identity {
                 dedup_key,
                 start_ms,
@@ -373,8 +470,8 @@ impl Task {
 
     /// The pair-wide identity of an incident this box may have named on its own (alone, or
     /// when etcd did not answer): an ack made alone must reach the peer under the name the peer
-    /// uses, or the peer keeps paging an incident acknowledged here. (A page sent alone keeps
-    /// its own id: the peer may send it once more, a duplicate at worst.)
+    /// uses, or the peer keeps paging an incident acknowledged here; a page sent alone is marked
+    /// under the id the peer computes with that name.
     fn settled(&mut self, identity: &str) -> Result<String, Error> {
         let Some((key, start)) = identity
             .rsplit_once('@')
@@ -562,6 +659,40 @@ mod tests {
         assert!(took <= s(3) + s(2), "takeover took {took:?}");
     }
 
+    #[test]
+    fn shared_records_wait_for_the_heal_only_while_alone() {
+        let t = Instant::now();
+        assert!(reaches_etcd(Mode::Paired { last_renewed: t }));
+        assert!(reaches_etcd(Mode::Independent));
+        assert!(!reaches_etcd(Mode::Alone { since: t }));
+        assert!(!reaches_etcd(Mode::Rejoining { since: t }));
+    }
+
+    #[tokio::test]
+    async fn the_peers_records_arrive_between_renewals() {
+        let Some(m) = start_member() else { return };
+        let mut cfg = config(&[&m.url]);
+        cfg.name = "a".into();
+        // Renewals every 3 s; the records must come sooner.
+        cfg.claim_ttl = Duration::from_secs(9);
+        let (_paging_tx, paging) = watch::channel(Some(GOOD));
+        let etcd = Etcd::new(&cfg).expect("client");
+        let (records_tx, mut records) = tokio::sync::mpsc::unbounded_channel();
+        let a = Coordinator::start(cfg, etcd, paging, "same".into(), records_tx).unwrap();
+        // Paired, with the first renewal (and its read) behind it.
+        let _ = a.identity("warm-up", 1).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut peer = client(&[&m.url]);
+        peer.publish_intake("k@5", "b", "{}").unwrap();
+        let started = Instant::now();
+        let got = tokio::time::timeout(Duration::from_secs(3), records.recv())
+            .await
+            .expect("a record before the next renewal")
+            .unwrap();
+        assert_eq!(got.identity, "k@5");
+        assert!(started.elapsed() <= PEER_RECORDS_EVERY + Duration::from_millis(800));
+    }
+
     #[tokio::test]
     async fn an_ack_on_one_box_stops_the_page_on_the_other() {
         let Some(m) = start_member() else { return };
@@ -579,7 +710,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_ack_made_alone_is_published_under_the_peers_name_for_the_incident() {
+    async fn an_ack_and_a_page_made_alone_are_published_under_the_peers_name_for_the_incident() {
         let Some(m) = start_member() else { return };
         let s = Duration::from_secs;
         let (a, paging_a) = coordinator("a", &m.url, s(3), s(1));
@@ -596,6 +727,10 @@ mod tests {
             "alone, a box names an incident by its own start"
         );
         a.ack(&own);
+        // A page of it sent alone, named with a's own start.
+        let sent_alone = page(&own);
+        assert_eq!(a.claim(sent_alone.clone(), &own).await, Decision::Send);
+        a.sent(sent_alone, &own);
         // Meanwhile the peer named the incident first.
         let mut peer = client(&[&m.url]);
         assert_eq!(peer.incident_start("k", 1_000).unwrap(), 1_000);
@@ -606,6 +741,9 @@ mod tests {
             .unwrap();
         let view = peer.page_view(&page("k@1000"), "k@1000").unwrap();
         assert!(view.acked, "the ack reached the peer's name: {view:?}");
+        // The page sent alone is marked under the id the peer computes: it is not sent again.
+        let other = peer.page_view(&page("k@1000"), "other").unwrap();
+        assert!(other.sent, "sent under the peer's name: {other:?}");
     }
 
     #[tokio::test]
@@ -628,6 +766,8 @@ mod tests {
         assert_eq!(a.claim(p.clone(), "cut").await, Decision::Send);
         a.sent(p.clone(), "cut");
         a.ack("cut");
+        // An alert only this box received while alone: published on heal.
+        a.share("cut", "{}".into());
 
         let Some(_m) = start_member_on(port) else {
             return;
@@ -636,7 +776,15 @@ mod tests {
             .await
             .expect("paired again after the heal")
             .unwrap();
-        let view = client(&[&url]).page_view(&p, "cut").unwrap();
+        let mut peer = client(&[&url]);
+        let view = peer.page_view(&p, "cut").unwrap();
         assert!(view.sent && view.acked, "{view:?}");
+        let (records, _) = peer.peer_records("b", 0).unwrap();
+        assert!(
+            records
+                .iter()
+                .any(|r| r.kind == crate::ha::etcd::PeerKind::Intake && r.identity == "cut"),
+            "{records:?}"
+        );
     }
 }

@@ -16,8 +16,52 @@ use crate::incident::Channel;
 /// The pair-wide identity of one page: the same on both boxes for the same due page, whatever
 /// their local row ids are, because it is a hash of what makes the page what it is. Two boxes
 /// that compute the same escalation agree on it without talking.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PageId(String);
+///
+/// It keeps the key it was made from: a page sent while alone was named with the incident as
+/// this box alone knew it, and on heal the same page is named again with the incident's
+/// pair-wide name ([`PageId::renamed`]) so the peer learns it was sent. Equality, order and
+/// hash are the id's alone.
+#[derive(Debug, Clone)]
+pub struct PageId {
+    hex: String,
+    key: Option<std::sync::Arc<OwnedPageKey>>,
+}
+
+impl PartialEq for PageId {
+    fn eq(&self, other: &Self) -> bool {
+        self.hex == other.hex
+    }
+}
+
+impl Eq for PageId {}
+
+impl std::hash::Hash for PageId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.hex.hash(state)
+    }
+}
+
+impl PartialOrd for PageId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for PageId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.hex.cmp(&other.hex)
+    }
+}
+
+/// A [`PageKey`] kept with its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct OwnedPageKey {
+    incident: String,
+    step: u32,
+    target: String,
+    channel: Channel,
+    attempt: u32,
+}
 
 /// What makes a page the page it is, on both boxes alike.
 #[derive(Debug, Clone, Copy)]
@@ -53,18 +97,130 @@ impl PageId {
         let digest = h.finalize();
         // 128 bits: collisions among a box's lifetime of pages are out of reach, and the key
         // stays short in etcd.
-        PageId(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
+        PageId {
+            hex: digest[..16].iter().map(|b| format!("{b:02x}")).collect(),
+            key: Some(std::sync::Arc::new(OwnedPageKey {
+                incident: key.incident.to_string(),
+                step: key.step,
+                target: key.target.to_string(),
+                channel: key.channel,
+                attempt: key.attempt,
+            })),
+        }
     }
 
     /// The id as lowercase hex, as it appears in etcd keys.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.hex
+    }
+
+    /// The incident identity the id was made with.
+    pub fn incident(&self) -> Option<&str> {
+        self.key.as_deref().map(|k| k.incident.as_str())
+    }
+
+    /// The same page of the incident named `incident`: the id the peer computes for it once
+    /// both boxes agree on the incident's name.
+    pub fn renamed(&self, incident: &str) -> Option<PageId> {
+        let k = self.key.as_deref()?;
+        Some(PageId::new(PageKey {
+            incident,
+            step: k.step,
+            target: &k.target,
+            channel: k.channel,
+            attempt: k.attempt,
+        }))
+    }
+}
+
+/// What names a message other than a page the same way on both boxes. Each box queues these
+/// on its own timing; claimed by such an id, the two copies of the same message go out once,
+/// and copies that differ (a digest listing other incidents) get different ids and both go
+/// out: a duplicate, never a message lost.
+#[derive(Debug, Clone, Copy)]
+pub enum MessageKey<'a> {
+    /// The `ordinal`-th status update to a stakeholder `address` about an incident (by its
+    /// pair-wide name): opened, acknowledged, resolved come in the same order on both boxes.
+    Status {
+        incident: &'a str,
+        address: &'a str,
+        channel: Channel,
+        ordinal: u32,
+    },
+    /// A digest to `user`, by the pair-wide names of the incidents it lists (in any order).
+    Digest {
+        user: &'a str,
+        channel: Channel,
+        incidents: &'a [String],
+    },
+    /// A message about no incident (a shift notice), by its address and text.
+    Notice {
+        address: &'a str,
+        channel: Channel,
+        text: &'a str,
+    },
+}
+
+impl PageId {
+    /// The id of a message other than a page. It keeps no page key: it is not renamed on heal
+    /// (a status update's or digest's incident names are settled before it is claimed).
+    pub fn message(key: MessageKey<'_>) -> PageId {
+        let mut fields: Vec<Vec<u8>> = Vec::new();
+        match key {
+            MessageKey::Status {
+                incident,
+                address,
+                channel,
+                ordinal,
+            } => {
+                fields.push(b"status".to_vec());
+                fields.push(incident.as_bytes().to_vec());
+                fields.push(address.as_bytes().to_vec());
+                fields.push(channel.as_str().as_bytes().to_vec());
+                fields.push(ordinal.to_be_bytes().to_vec());
+            }
+            MessageKey::Digest {
+                user,
+                channel,
+                incidents,
+            } => {
+                fields.push(b"digest".to_vec());
+                fields.push(user.as_bytes().to_vec());
+                fields.push(channel.as_str().as_bytes().to_vec());
+                let mut names: Vec<&String> = incidents.iter().collect();
+                names.sort();
+                names.dedup();
+                fields.extend(names.into_iter().map(|n| n.as_bytes().to_vec()));
+            }
+            MessageKey::Notice {
+                address,
+                channel,
+                text,
+            } => {
+                fields.push(b"notice".to_vec());
+                fields.push(address.as_bytes().to_vec());
+                fields.push(channel.as_str().as_bytes().to_vec());
+                fields.push(text.as_bytes().to_vec());
+            }
+        }
+        let mut h = Sha256::new();
+        for f in &fields {
+            h.update((f.len() as u64).to_be_bytes());
+            h.update(f);
+        }
+        PageId {
+            hex: h.finalize()[..16]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            key: None,
+        }
     }
 }
 
 impl fmt::Display for PageId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.hex)
     }
 }
 
@@ -254,6 +410,11 @@ impl Mode {
 /// What a box did while alone, kept locally until it can be published.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AloneLog {
+    /// Alerts that reached only this box while alone, to copy to the peer: (pair-wide incident
+    /// key, the shared alert as written to etcd).
+    pub shared: Vec<(String, String)>,
+    /// Runtime overrides added or deleted here while alone: (pair-wide key, the override).
+    pub overrides: Vec<(String, String)>,
     /// Pages this box sent while alone.
     pub sent: Vec<PageId>,
     /// Pair-wide incident keys acknowledged here while alone.
@@ -265,21 +426,32 @@ pub struct AloneLog {
 /// One record to write to etcd on heal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HealRecord {
+    Intake(String, String),
+    Override(String, String),
     Sent(PageId),
     Ack(String),
     Resolve(String, i64),
 }
 
-/// What to publish on heal: acks and resolves first (they stop the peer's pages, the most
-/// urgent thing to tell it), then `sent` markers, each once, and only what etcd does not have
-/// yet (`known` says whether it does), so a heal after a short cut writes little.
+/// What to publish on heal: alerts only this box received first (the peer must hold the
+/// incident before an ack or resolve of it means anything there), then acks and resolves (they
+/// stop the peer's pages, the most urgent thing to tell it), then `sent` markers, each once,
+/// and only what etcd does not have yet (`known` says whether it does), so a heal after a
+/// short cut writes little.
 pub fn heal_records(log: &AloneLog, known: impl Fn(&HealRecord) -> bool) -> Vec<HealRecord> {
     let mut out: Vec<HealRecord> = Vec::new();
     let all = log
-        .acked
+        .shared
         .iter()
         .cloned()
-        .map(HealRecord::Ack)
+        .map(|(i, alert)| HealRecord::Intake(i, alert))
+        .chain(
+            log.overrides
+                .iter()
+                .cloned()
+                .map(|(k, o)| HealRecord::Override(k, o)),
+        )
+        .chain(log.acked.iter().cloned().map(HealRecord::Ack))
         .chain(
             log.resolved
                 .iter()
@@ -300,6 +472,14 @@ pub fn heal_records(log: &AloneLog, known: impl Fn(&HealRecord) -> bool) -> Vec<
 /// this does not, and it tells a later incident with the same key apart from an earlier one.
 pub fn incident_identity(dedup_key: &str, start_ms: i64) -> String {
     format!("{dedup_key}@{start_ms}")
+}
+
+/// Whether an alert that came in through `via` reached this box only, so the peer learns of
+/// it from etcd: a UDP datagram, an SMS `PAGE` and `pagerbox send` are addressed to one box.
+/// HTTP sources list both boxes and pagerbox's own alerts (self-test, heartbeats) are raised by
+/// each box about itself; copying them would only make the peer see the same key twice.
+pub fn shares_intake(via: &str) -> bool {
+    matches!(via, "udp" | "sms" | "cli")
 }
 
 /// How long before a peer's resolve an incident may have started on this box and still be the
@@ -589,6 +769,8 @@ mod tests {
         let p1 = key("i1", 0, "alice", Channel::Sms, 1);
         let p2 = key("i2", 0, "alice", Channel::Sms, 1);
         let log = AloneLog {
+            shared: vec![("i4".into(), "{}".into())],
+            overrides: vec![("o1".into(), "{}".into())],
             sent: vec![p1.clone(), p2.clone(), p1.clone()],
             acked: vec!["i1".into()],
             resolved: vec![("i3".into(), 7)],
@@ -597,12 +779,94 @@ mod tests {
         assert_eq!(
             got,
             [
+                HealRecord::Intake("i4".into(), "{}".into()),
+                HealRecord::Override("o1".into(), "{}".into()),
                 HealRecord::Ack("i1".into()),
                 HealRecord::Resolve("i3".into(), 7),
                 HealRecord::Sent(p1),
             ]
         );
         assert!(heal_records(&AloneLog::default(), |_| false).is_empty());
+    }
+
+    #[test]
+    fn messages_meet_when_they_say_the_same_and_part_when_not() {
+        let status = |incident, ordinal| {
+            PageId::message(MessageKey::Status {
+                incident,
+                address: "+4915100000009",
+                channel: Channel::Sms,
+                ordinal,
+            })
+        };
+        assert_eq!(status("db@1", 1), status("db@1", 1));
+        assert_ne!(status("db@1", 1), status("db@1", 2));
+        assert_ne!(status("db@1", 1), status("db@2", 1));
+        assert_eq!(status("db@1", 1).renamed("db@2"), None);
+        let digest = |incidents: &[String]| {
+            PageId::message(MessageKey::Digest {
+                user: "alice",
+                channel: Channel::Sms,
+                incidents,
+            })
+        };
+        let (x, y, z) = ("x@1".to_string(), "y@1".to_string(), "z@1".to_string());
+        // The order the items were added in does not matter; another set is another digest.
+        assert_eq!(
+            digest(&[x.clone(), y.clone()]),
+            digest(&[y.clone(), x.clone()])
+        );
+        assert_ne!(
+            digest(&[x.clone(), y.clone()]),
+            digest(std::slice::from_ref(&x))
+        );
+        assert_ne!(digest(&[x.clone(), y]), digest(&[x, z]));
+        let notice = |text| {
+            PageId::message(MessageKey::Notice {
+                address: "+4915100000009",
+                channel: Channel::Sms,
+                text,
+            })
+        };
+        assert_eq!(notice("on call until Mon"), notice("on call until Mon"));
+        assert_ne!(notice("on call until Mon"), notice("on call until Tue"));
+        // Kinds never meet, even with the same strings.
+        assert_ne!(
+            status("alice", 0),
+            PageId::message(MessageKey::Notice {
+                address: "+4915100000009",
+                channel: Channel::Sms,
+                text: "alice",
+            })
+        );
+    }
+
+    #[test]
+    fn only_intake_that_reached_one_box_is_shared() {
+        for via in ["udp", "sms", "cli"] {
+            assert!(shares_intake(via), "{via}");
+        }
+        for via in [
+            "http",
+            "alertmanager",
+            "pagerduty",
+            "pair",
+            "heartbeat",
+            "selftest",
+            "",
+        ] {
+            assert!(!shares_intake(via), "{via}");
+        }
+    }
+
+    #[test]
+    fn a_page_sent_alone_is_renamed_to_the_id_the_peer_computes() {
+        let alone = key("db@1040", 1, "alice", Channel::Voice, 2);
+        let paired = key("db@1000", 1, "alice", Channel::Voice, 2);
+        assert_ne!(alone, paired);
+        assert_eq!(alone.incident(), Some("db@1040"));
+        assert_eq!(alone.renamed("db@1000"), Some(paired));
+        assert_eq!(alone.renamed("db@1040"), Some(alone.clone()));
     }
 
     #[test]

@@ -86,14 +86,18 @@ pub enum Claim {
     Lost(PageView),
 }
 
-/// What an ack or resolve record written by the peer asks of this box.
+/// What a record written by the peer asks of this box.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeerKind {
     Ack,
     Resolve,
+    /// An alert that reached only the peer: open the same incident here.
+    Intake,
+    /// A runtime override the peer added or deleted (`identity` is the override's pair-wide key).
+    Override,
 }
 
-/// An ack or resolve the peer made, to apply here.
+/// An ack, resolve or alert the peer took in, to apply here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerRecord {
     /// The pair-wide incident identity ([`incident_identity`]).
@@ -101,6 +105,9 @@ pub struct PeerRecord {
     pub kind: PeerKind,
     /// The box that wrote it.
     pub by: String,
+    /// For [`PeerKind::Intake`] the alert, for [`PeerKind::Override`] the override, as the
+    /// peer shared it (`ha::share`).
+    pub alert: Option<String>,
 }
 
 /// Whether both boxes run the same escalation config.
@@ -334,6 +341,70 @@ impl Etcd {
         )
     }
 
+    /// Shares an alert that reached only this box under its incident's pair-wide name, so the
+    /// peer opens the same incident (and can page it if this box dies).
+    pub fn publish_intake(&mut self, incident: &str, by: &str, alert: &str) -> Result<(), Error> {
+        let value = json!({"by": by, "alert": alert}).to_string();
+        self.put(&format!("{PREFIX}incident/{incident}/intake"), &value, None)
+    }
+
+    /// Shares a runtime override made on this box (added, or deleted: the same key again), so
+    /// the peer escalates to the same people.
+    pub fn publish_override(&mut self, key: &str, by: &str, value: &str) -> Result<(), Error> {
+        let value = json!({"by": by, "override": value}).to_string();
+        self.put(&format!("{PREFIX}override/{key}"), &value, None)
+    }
+
+    /// Runtime overrides written by boxes other than `me` since revision `after`, oldest first,
+    /// and the revision to ask from next time.
+    pub fn peer_overrides(
+        &mut self,
+        me: &str,
+        after: i64,
+    ) -> Result<(Vec<PeerRecord>, i64), Error> {
+        let prefix = format!("{PREFIX}override/");
+        let end = format!("{PREFIX}override0");
+        let path = "/v3/kv/range";
+        let answer = self.post(
+            path,
+            &json!({
+                "key": b64(&prefix),
+                "range_end": b64(&end),
+                "min_mod_revision": (after + 1).to_string(),
+                "sort_order": "ASCEND",
+                "sort_target": "MOD",
+            }),
+        )?;
+        let revision = int(&answer["header"]["revision"], path)?;
+        let mut out = Vec::new();
+        for kv in answer["kvs"].as_array().into_iter().flatten() {
+            let key = B64
+                .decode(kv["key"].as_str().unwrap_or(""))
+                .unwrap_or_default();
+            let key = String::from_utf8_lossy(&key);
+            let Some(id) = key.strip_prefix(prefix.as_str()) else {
+                continue;
+            };
+            let value = B64
+                .decode(kv["value"].as_str().unwrap_or(""))
+                .unwrap_or_default();
+            let Ok(value) = serde_json::from_slice::<Value>(&value) else {
+                continue;
+            };
+            let by = value["by"].as_str().unwrap_or_default().to_string();
+            if by == me {
+                continue;
+            }
+            out.push(PeerRecord {
+                identity: id.to_string(),
+                kind: PeerKind::Override,
+                by,
+                alert: value["override"].as_str().map(str::to_string),
+            });
+        }
+        Ok((out, revision.max(after)))
+    }
+
     /// The canonical start of this box's incident with `dedup_key`, which started here at
     /// `mine_ms`: the first box to write it wins while the incident is open
     /// ([`canonical_start`] decides; each write is a compare-and-put, so two boxes racing end
@@ -421,8 +492,11 @@ impl Etcd {
         Ok(mine_ms)
     }
 
-    /// Acks and resolves written by boxes other than `me` since revision `after`, and the
-    /// revision to ask from next time.
+    /// Acks, resolves and shared alerts written by boxes other than `me` since revision
+    /// `after`, in the order they were written (an alert comes before the ack of its incident),
+    /// and the revision to ask from next time. A shared alert whose incident was resolved by
+    /// then (by either box) is left out: nothing is left to page, and a box reading the history
+    /// after a restart must not open every incident the pair ever had.
     pub fn peer_records(&mut self, me: &str, after: i64) -> Result<(Vec<PeerRecord>, i64), Error> {
         let prefix = format!("{PREFIX}incident/");
         let end = format!("{PREFIX}incident0");
@@ -433,9 +507,12 @@ impl Etcd {
                 "key": b64(&prefix),
                 "range_end": b64(&end),
                 "min_mod_revision": (after + 1).to_string(),
+                "sort_order": "ASCEND",
+                "sort_target": "MOD",
             }),
         )?;
         let revision = int(&answer["header"]["revision"], path)?;
+        let mut resolved = std::collections::HashSet::new();
         let mut out = Vec::new();
         for kv in answer["kvs"].as_array().into_iter().flatten() {
             let key = B64
@@ -452,14 +529,23 @@ impl Etcd {
                 .decode(kv["value"].as_str().unwrap_or(""))
                 .unwrap_or_default();
             let value = String::from_utf8_lossy(&value).into_owned();
-            let (kind, by) = match kind {
-                "ack" => (PeerKind::Ack, value),
+            let by_of = |value: String| {
+                serde_json::from_str::<Value>(&value)
+                    .ok()
+                    .and_then(|v| v["by"].as_str().map(str::to_string))
+                    .unwrap_or(value)
+            };
+            let (kind, by, alert) = match kind {
+                "ack" => (PeerKind::Ack, value, None),
                 "resolve" => {
-                    let by = serde_json::from_str::<Value>(&value)
+                    resolved.insert(identity.to_string());
+                    (PeerKind::Resolve, by_of(value), None)
+                }
+                "intake" => {
+                    let alert = serde_json::from_str::<Value>(&value)
                         .ok()
-                        .and_then(|v| v["by"].as_str().map(str::to_string))
-                        .unwrap_or(value);
-                    (PeerKind::Resolve, by)
+                        .and_then(|v| v["alert"].as_str().map(str::to_string));
+                    (PeerKind::Intake, by_of(value), alert)
                 }
                 _ => continue,
             };
@@ -470,9 +556,13 @@ impl Etcd {
                 identity: identity.to_string(),
                 kind,
                 by,
+                alert,
             });
         }
-        Ok((out, revision.max(after)))
+        Ok((
+            without_resolved_intakes(out, &resolved),
+            revision.max(after),
+        ))
     }
 
     /// Publishes this box's paging health on its lease: it disappears with the box.
@@ -568,6 +658,17 @@ impl Etcd {
 }
 
 /// A box's published health from its stored JSON.
+/// Drops the shared alerts of incidents in `resolved`.
+fn without_resolved_intakes(
+    records: Vec<PeerRecord>,
+    resolved: &std::collections::HashSet<String>,
+) -> Vec<PeerRecord> {
+    records
+        .into_iter()
+        .filter(|r| r.kind != PeerKind::Intake || !resolved.contains(&r.identity))
+        .collect()
+}
+
 fn health_from(value: &[u8], name: &str, path: &str) -> Result<Health, Error> {
     let v: Value = serde_json::from_slice(value).map_err(|e| Error::Decode {
         path: path.into(),
@@ -1029,12 +1130,14 @@ pub(super) mod tests {
                 PeerRecord {
                     identity: "k/1@1000".into(),
                     kind: PeerKind::Ack,
-                    by: "a".into()
+                    by: "a".into(),
+                    alert: None,
                 },
                 PeerRecord {
                     identity: "k/1@1000".into(),
                     kind: PeerKind::Resolve,
-                    by: "a".into()
+                    by: "a".into(),
+                    alert: None,
                 },
             ]
         );
@@ -1047,5 +1150,44 @@ pub(super) mod tests {
         // A box that missed the resolve and still holds the old incident adopts the open record:
         // its pages meet the new incident's, so nothing is paged twice.
         assert_eq!(a.incident_start("k/1", 1_000).unwrap(), 9_000);
+    }
+
+    #[test]
+    fn a_shared_alert_comes_before_the_ack_and_is_dropped_once_resolved() {
+        let Some(m) = start_member() else { return };
+        let (mut a, mut b) = (client(&[&m.url]), client(&[&m.url]));
+        let (_, rev) = b.peer_records("b", 0).unwrap();
+        // Written in this order; the keys sort the other way ("ack" < "intake").
+        a.publish_intake("u@1", "a", "{\"x\":1}").unwrap();
+        a.publish_ack("u@1", "a").unwrap();
+        let (got, rev2) = b.peer_records("b", rev).unwrap();
+        let kinds: Vec<_> = got.iter().map(|r| r.kind).collect();
+        assert_eq!(kinds, [PeerKind::Intake, PeerKind::Ack]);
+        assert_eq!(got[0].alert.as_deref(), Some("{\"x\":1}"));
+        assert_eq!(got[0].by, "a");
+        // Resolved by then: reading from the start again opens nothing.
+        a.publish_resolve("u@1", "a", 5).unwrap();
+        let (again, _) = b.peer_records("b", rev).unwrap();
+        assert!(
+            again.iter().all(|r| r.kind != PeerKind::Intake),
+            "{again:?}"
+        );
+        assert!(b.peer_records("b", rev2).unwrap().0.len() == 1);
+    }
+
+    #[test]
+    fn overrides_reach_the_peer_and_not_their_author() {
+        let Some(m) = start_member() else { return };
+        let (mut a, mut b) = (client(&[&m.url]), client(&[&m.url]));
+        let (_, rev) = b.peer_overrides("b", 0).unwrap();
+        a.publish_override("o1", "a", "{\"deleted\":false}")
+            .unwrap();
+        a.publish_override("o1", "a", "{\"deleted\":true}").unwrap();
+        let (got, rev2) = b.peer_overrides("b", rev).unwrap();
+        assert_eq!(got.len(), 1, "the latest version of each override: {got:?}");
+        assert_eq!(got[0].identity, "o1");
+        assert_eq!(got[0].alert.as_deref(), Some("{\"deleted\":true}"));
+        assert!(a.peer_overrides("a", 0).unwrap().0.is_empty());
+        assert!(b.peer_overrides("b", rev2).unwrap().0.is_empty());
     }
 }

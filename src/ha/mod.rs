@@ -14,8 +14,14 @@
 //! - [`coordinator`]: the one owner of the box's etcd session; the sender asks it before a page.
 //! - [`pair`]: the daemon's side: the sender's gate, acks and resolves both ways, and the
 //!   "can this box page" feed that keeps the lease.
+//! - [`messages`]: digests, stakeholder status updates and shift notices, claimed by what they
+//!   say so a pair sends each once.
+//! - [`share`]: alerts that reached one box only (UDP, SMS `PAGE`, `pagerbox send`), copied
+//!   to the peer so it opens the same incident.
 
 pub mod coordinator;
 pub mod decide;
 pub mod etcd;
+pub mod messages;
 pub mod pair;
+pub mod share;

@@ -4,9 +4,9 @@
 //!
 //! What the sender sees is [`Gate::before`]: "send it" (with a claim to report on after), or
 //! "handled" (the row was held back for the peer, marked sent by the peer, or cancelled by an
-//! ack made on the peer). Only pages to a person about one incident are coordinated; digests,
-//! replies and status updates depend on each box's own timing and are sent by each box (a
-//! duplicate, never a lost message).
+//! ack made on the peer). Pages to a person about one incident are claimed here; digests and
+//! status messages in [`super::messages`]; replies and outbound notifications are sent by each
+//! box.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -81,8 +81,8 @@ pub fn status_row() -> maud::Markup {
 /// A claim this box won, to report on after the attempt.
 #[derive(Debug)]
 pub struct Claimed {
-    page: PageId,
-    incident: String,
+    pub(super) page: PageId,
+    pub(super) incident: String,
 }
 
 /// What the sender does after asking the gate.
@@ -109,7 +109,7 @@ impl Gate {
         let p = page.clone();
         let facts = match store.read(move |c, _| Ok(rows::page_facts(c, &p)?)).await {
             Ok(Some(f)) => f,
-            Ok(None) => return Pass::Send(None),
+            Ok(None) => return self.before_message(store, shutdown, page).await,
             Err(e) => {
                 tracing::warn!(page = page.id, error = %e, "pair: cannot name a page; sending it without a claim");
                 return Pass::Send(None);
@@ -262,10 +262,13 @@ pub async fn feed_health(
 }
 
 /// Carries acks and resolves both ways: publishes those made here (whatever the path: SMS,
-/// HTTP, CLI, button, call), and applies those the peer made to this box's incidents.
+/// HTTP, CLI, button, call), and applies those the peer made to this box's incidents. Alerts
+/// the peer shared ([`super::share`]) are opened here in the order the peer wrote them, so an
+/// incident exists before its ack arrives.
 pub async fn sync_transitions(
     store: Store,
     coordinator: Coordinator,
+    config: watch::Receiver<std::sync::Arc<crate::config::Config>>,
     mut peer: mpsc::UnboundedReceiver<PeerRecord>,
     shutdown: CancellationToken,
 ) {
@@ -308,6 +311,12 @@ pub async fn sync_transitions(
             r = commits.changed() => if r.is_err() { return },
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             rec = peer.recv() => match rec {
+                Some(rec) if rec.kind == PeerKind::Intake => {
+                    super::share::apply_intake(&store, &config, &rec).await
+                }
+                Some(rec) if rec.kind == PeerKind::Override => {
+                    super::share::apply_override(&store, &rec).await
+                }
                 Some(rec) => apply_peer(&store, &coordinator, rec).await,
                 None => return,
             },
@@ -346,6 +355,7 @@ async fn apply_peer(store: &Store, coordinator: &Coordinator, rec: PeerRecord) {
         let done = match rec.kind {
             PeerKind::Ack => store.acknowledge(id, actor).await,
             PeerKind::Resolve => store.resolve(id, actor).await,
+            PeerKind::Intake | PeerKind::Override => return,
         };
         match done {
             Ok((_, true)) => {

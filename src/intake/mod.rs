@@ -22,6 +22,10 @@ use crate::escalation::{route_alert, ParsedAlert};
 use crate::incident::{Actor, IncidentId};
 use crate::store::{AlertInput, Store, StoreError, Tx};
 
+/// The request header with which `pagerbox send` names itself (`cli`): an alert it sends goes
+/// to one box only, which a pair shares with the peer, unlike a source that lists both boxes.
+pub const VIA_HEADER: &str = "x-pagerbox-via";
+
 /// Counters intake keeps for its own log lines. What `/metrics` reports (alerts by source and
 /// outcome) is counted by [`crate::metrics::Metrics`] instead, so nothing is counted twice.
 #[derive(Debug, Default)]

@@ -63,8 +63,8 @@ pub struct StateSources {
 }
 
 /// Publishes what the LED shows: open incidents, acknowledged or not, and whether paging works.
-/// Recomputed after every commit, on every change of paging health or self-test verdict, and
-/// once a minute; a store that fails lights the LED as impaired.
+/// Recomputed after every commit, on every change of paging health, self-test verdict or (in a
+/// pair) the pair's standing, and once a minute; a store that fails lights the LED as impaired.
 pub async fn publish_state(
     sources: StateSources,
     panel: watch::Sender<PanelState>,
@@ -78,6 +78,9 @@ pub async fn publish_state(
         beat,
     } = sources;
     let mut commits = store.commits();
+    // Pair hook: the pair's standing is part of the verdict; it changes without a commit.
+    #[cfg(feature = "ha")]
+    let mut pair = crate::health::pair::subscribe();
     loop {
         beat.beat();
         // Mark the watches seen, so the select below waits for their next change.
@@ -105,10 +108,15 @@ pub async fn publish_state(
                 panel.send_modify(|s| s.impaired = true);
             }
         }
+        #[cfg(feature = "ha")]
+        let pair_changed = pair.changed();
+        #[cfg(not(feature = "ha"))]
+        let pair_changed = std::future::pending::<Result<(), ()>>();
         tokio::select! {
             _ = shutdown.cancelled() => return,
             r = commits.changed() => if r.is_err() { return },
             r = paging.changed() => if r.is_err() { return },
+            _ = pair_changed => {}
             alive = async {
                 match selftest_fault.as_mut() {
                     Some(f) => f.changed().await.is_ok(),

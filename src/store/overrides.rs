@@ -107,7 +107,7 @@ pub fn delete(
             EventKind::OverrideDeleted,
             None,
             &format!("override {id} of {schedule} deleted by {by}"),
-            None,
+            Some(&serde_json::json!({ "override_id": id })),
         )?;
     }
     Ok(n > 0)

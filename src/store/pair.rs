@@ -84,6 +84,86 @@ pub fn page_facts(conn: &Tx, page: &Page) -> rusqlite::Result<Option<PageFacts>>
     }))
 }
 
+/// What names a message other than a page the same way on both boxes, read from this box's
+/// rows (incidents by dedup key and local start; the pair settles their names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageFacts {
+    /// A status update to a stakeholder about an incident: the `ordinal`-th status row to that
+    /// address about it.
+    Status {
+        dedup_key: String,
+        first_seen: DateTime<Utc>,
+        address: String,
+        channel: Channel,
+        ordinal: u32,
+    },
+    /// A digest and the incidents it lists.
+    Digest {
+        user: String,
+        channel: Channel,
+        incidents: Vec<(String, DateTime<Utc>)>,
+    },
+    /// A status message about no incident (a shift notice).
+    Notice {
+        address: String,
+        channel: Channel,
+        text: String,
+    },
+}
+
+/// The facts of a digest or status row; `None` for pages (see [`page_facts`]), replies (they
+/// answer an SMS that reached one box) and outbound notifications.
+pub fn message_facts(conn: &Tx, page: &Page) -> rusqlite::Result<Option<MessageFacts>> {
+    let channel = page.written_for.unwrap_or(page.channel);
+    let incident = |id| -> rusqlite::Result<Option<(String, DateTime<Utc>)>> {
+        conn.prepare_cached("SELECT dedup_key, first_seen FROM incidents WHERE id=?1")?
+            .query_row([id], |r| Ok((r.get::<_, String>(0)?, from_ms(r.get(1)?))))
+            .optional()
+    };
+    Ok(match (page.kind, page.incident_id) {
+        (PageKind::Status, Some(id)) => {
+            let Some((dedup_key, first_seen)) = incident(id)? else {
+                return Ok(None);
+            };
+            let ordinal: i64 = conn
+                .prepare_cached(
+                    "SELECT count(*) FROM outbox WHERE incident_id=?1 AND kind='status' \
+                     AND address=?2 AND id<=?3",
+                )?
+                .query_row(params![id, page.address, page.id], |r| r.get(0))?;
+            Some(MessageFacts::Status {
+                dedup_key,
+                first_seen,
+                address: page.address.clone(),
+                channel,
+                ordinal: u32::try_from(ordinal).unwrap_or(u32::MAX),
+            })
+        }
+        (PageKind::Status, None) => Some(MessageFacts::Notice {
+            address: page.address.clone(),
+            channel,
+            text: page.body.clone(),
+        }),
+        (PageKind::Digest, _) => {
+            let Some(user) = &page.user_id else {
+                return Ok(None);
+            };
+            let mut incidents = Vec::with_capacity(page.items.len());
+            for id in &page.items {
+                if let Some(i) = incident(*id)? {
+                    incidents.push(i);
+                }
+            }
+            Some(MessageFacts::Digest {
+                user: user.clone(),
+                channel,
+                incidents,
+            })
+        }
+        _ => None,
+    })
+}
+
 /// Puts a claimed page back, due at `due_at`, as if this claim had not happened (its attempt
 /// is not counted): the peer holds the page's claim or goes first. Only the attempt holding
 /// the row changes it; `false` when it no longer does.
@@ -177,6 +257,152 @@ pub fn local_transitions(
         },
     )?;
     rows.collect()
+}
+
+/// An incident opened on this box by an alert, with the path it came in through.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalTrigger {
+    /// The timeline entry's id: the cursor for the next read.
+    pub event_id: i64,
+    /// How the alert came in (`udp`, `sms`, `http`, ...).
+    pub via: String,
+    pub incident: crate::incident::Incident,
+}
+
+/// Incidents opened by an alert after timeline entry `after`, except those opened from the
+/// peer's copy (`via = 'pair'`), oldest first, at most `limit`; the pair decides which to share.
+pub fn local_triggers(conn: &Tx, after: i64, limit: usize) -> rusqlite::Result<Vec<LocalTrigger>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, incident_id, coalesce(via, '') FROM events \
+         WHERE id > ?1 AND kind = ?2 AND incident_id IS NOT NULL AND coalesce(via, '') <> 'pair' \
+         ORDER BY id LIMIT ?3",
+    )?;
+    let rows = stmt
+        .query_map(
+            params![after, EventKind::Triggered.as_str(), limit as i64],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, IncidentId>(1)?, r.get(2)?)),
+        )?
+        .collect::<rusqlite::Result<Vec<(i64, IncidentId, String)>>>()?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (event_id, id, via) in rows {
+        if let Some(incident) = super::queries::incident(conn, id)? {
+            out.push(LocalTrigger {
+                event_id,
+                via,
+                incident,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A runtime override added or deleted on this box (HTTP API, `TAKE`), as it is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalOverride {
+    /// The timeline entry's id: the cursor for the next read.
+    pub event_id: i64,
+    pub schedule: String,
+    pub user: String,
+    pub from: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub created_by: Option<String>,
+    pub deleted: bool,
+}
+
+/// Overrides added or deleted after timeline entry `after`, except those applied from the
+/// peer (`via = 'pair'`), oldest first, at most `limit`.
+pub fn local_overrides(
+    conn: &Tx,
+    after: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<LocalOverride>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT e.id, o.schedule_id, o.user_id, o.from_at, o.until_at, o.created_by, \
+         o.deleted_at IS NOT NULL FROM events e \
+         JOIN overrides o ON o.id = json_extract(e.data, '$.override_id') \
+         WHERE e.id > ?1 AND e.kind IN (?2, ?3) AND coalesce(e.via, '') <> 'pair' \
+         ORDER BY e.id LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            after,
+            EventKind::Override.as_str(),
+            EventKind::OverrideDeleted.as_str(),
+            limit as i64
+        ],
+        |r| {
+            Ok(LocalOverride {
+                event_id: r.get(0)?,
+                schedule: r.get(1)?,
+                user: r.get(2)?,
+                from: from_ms(r.get(3)?),
+                until: from_ms(r.get(4)?),
+                created_by: r.get(5)?,
+                deleted: r.get(6)?,
+            })
+        },
+    )?;
+    rows.collect()
+}
+
+/// Applies an override the peer added or deleted: the same (schedule, person, from, until) is
+/// added here unless it already is, or deleted here. Noted on the timeline as the peer's
+/// (`via = 'pair'`), so it is not shared back. Returns whether anything changed.
+#[allow(clippy::too_many_arguments)]
+pub fn apply_peer_override(
+    conn: &Tx,
+    schedule: &str,
+    user: &str,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+    created_by: Option<&str>,
+    deleted: bool,
+    peer: &str,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<bool> {
+    let existing: Option<i64> = conn
+        .prepare_cached(
+            "SELECT id FROM overrides WHERE schedule_id=?1 AND user_id=?2 AND from_at=?3 \
+             AND until_at=?4 AND deleted_at IS NULL ORDER BY id LIMIT 1",
+        )?
+        .query_row(params![schedule, user, ms(from), ms(until)], |r| r.get(0))
+        .optional()?;
+    let actor = crate::incident::Actor::new(peer, "pair");
+    match (existing, deleted) {
+        (Some(id), true) => {
+            conn.prepare_cached("UPDATE overrides SET deleted_at=?2 WHERE id=?1")?
+                .execute(params![id, ms(now)])?;
+            record(
+                conn,
+                None,
+                now,
+                EventKind::OverrideDeleted,
+                Some(&actor),
+                &format!("override {id} of {schedule} deleted on the peer box"),
+                Some(&serde_json::json!({ "override_id": id })),
+            )?;
+            Ok(true)
+        }
+        (None, false) => {
+            // A zero-length or reversed span cannot be stored (and was refused on the peer).
+            if until <= from {
+                return Ok(false);
+            }
+            let by = created_by.unwrap_or(peer);
+            let id = super::overrides::insert(conn, schedule, user, from, until, by, now)?;
+            record(
+                conn,
+                None,
+                now,
+                EventKind::Override,
+                Some(&actor),
+                &format!("{user} on call for {schedule} from {from} until {until} (by {by}, on the peer box)"),
+                Some(&serde_json::json!({ "override_id": id })),
+            )?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
 }
 
 /// The newest timeline entry's id: where publishing starts (what happened before the daemon
@@ -313,5 +539,81 @@ mod tests {
         assert!(!got[0].resolved);
         assert_eq!((got[0].dedup_key.as_str(), got[0].at), ("db/down", t(3)));
         assert!(open_with_key(&c, "db/down").unwrap().is_empty());
+    }
+
+    #[test]
+    fn local_triggers_name_the_path_and_skip_the_peers_copies() {
+        let c = db();
+        let start = last_event_id(&c).unwrap();
+        let alert = |key: &str, via: &str| crate::store::AlertInput {
+            action: crate::store::AlertAction::Trigger,
+            dedup_key: Some(key.into()),
+            summary: "s".into(),
+            severity: crate::incident::Severity::Critical,
+            source: None,
+            service: Some("db".into()),
+            details: serde_json::Value::Null,
+            links: vec![],
+            route: None,
+            policy: None,
+            pre_page_delay: Duration::ZERO,
+            page: true,
+            actor: crate::incident::Actor::new("x", via),
+        };
+        crate::store::queries::apply_alert(&c, &alert("u", "udp"), t(1)).unwrap();
+        crate::store::queries::apply_alert(&c, &alert("p", "pair"), t(2)).unwrap();
+        crate::store::queries::apply_alert(&c, &alert("h", "http"), t(3)).unwrap();
+        let got = local_triggers(&c, start, 10).unwrap();
+        let seen: Vec<_> = got
+            .iter()
+            .map(|t| (t.via.as_str(), t.incident.dedup_key.as_str()))
+            .collect();
+        assert_eq!(seen, [("udp", "u"), ("http", "h")]);
+        assert_eq!(got[0].incident.first_seen, t(1));
+        assert!(local_triggers(&c, got[1].event_id, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn overrides_made_here_are_read_and_the_peers_applied_once() {
+        let c = db();
+        let start = last_event_id(&c).unwrap();
+        let id =
+            crate::store::overrides::add(&c, "primary", "alice", t(0), t(60), "api", t(0)).unwrap();
+        assert!(crate::store::overrides::delete(&c, "primary", id, "api", t(5)).unwrap());
+        let got = local_overrides(&c, start, 10).unwrap();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(
+            (got[0].schedule.as_str(), got[0].user.as_str(), got[0].until),
+            ("primary", "alice", t(60))
+        );
+        // Read as the row is now: both entries show it deleted.
+        assert!(got[1].deleted);
+        let cursor = got[1].event_id;
+        // The peer's override: added once, however often it arrives, and not read back.
+        let add = |deleted| {
+            apply_peer_override(
+                &c,
+                "primary",
+                "bob",
+                t(10),
+                t(70),
+                Some("bob via sms"),
+                deleted,
+                "b",
+                t(11),
+            )
+            .unwrap()
+        };
+        assert!(add(false));
+        assert!(!add(false));
+        assert!(local_overrides(&c, cursor, 10).unwrap().is_empty());
+        let live = crate::store::overrides::list(&c, "primary", t(12)).unwrap();
+        assert_eq!(live.len(), 1);
+        assert_eq!(live[0].created_by.as_deref(), Some("bob via sms"));
+        assert!(add(true));
+        assert!(!add(true));
+        assert!(crate::store::overrides::list(&c, "primary", t(12))
+            .unwrap()
+            .is_empty());
     }
 }

@@ -620,14 +620,7 @@ id = "alice"
 phone = "{phone}"
 {rules}
 
-[[schedules]]
-id = "primary"
-time_zone = "Europe/Berlin"
-[[schedules.layers]]
-users = ["alice"]
-shift = "1w"
-start = "2026-01-05T09:00"
-
+{schedule}
 [[policies]]
 id = "default"
 [[policies.steps]]
@@ -637,6 +630,27 @@ wait = "{wait}"
 [[routes]]
 id = "default"
 policy = "default"
+"#,
+        schedule = weekly_schedule("primary", &["alice"]),
+    )
+}
+
+/// A schedule `id` in Europe/Berlin whose one layer hands over weekly between `users`.
+pub fn weekly_schedule(id: &str, users: &[&str]) -> String {
+    let users = users
+        .iter()
+        .map(|u| format!("{u:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"
+[[schedules]]
+id = "{id}"
+time_zone = "Europe/Berlin"
+[[schedules.layers]]
+users = [{users}]
+shift = "1w"
+start = "2026-01-05T09:00"
 "#
     )
 }
