@@ -185,6 +185,34 @@ pub fn last_event_id(conn: &Connection) -> rusqlite::Result<i64> {
         .query_row([], |r| r.get(0))
 }
 
+/// An incident as it opened on this box.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    pub id: IncidentId,
+    pub dedup_key: String,
+    pub first_seen: DateTime<Utc>,
+}
+
+/// The not yet resolved incidents with an id above `after`, oldest first, at most `limit`.
+pub fn opened_since(
+    conn: &Connection,
+    after: IncidentId,
+    limit: usize,
+) -> rusqlite::Result<Vec<Opened>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, dedup_key, first_seen FROM incidents WHERE id > ?1 AND status<>'resolved' \
+         ORDER BY id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![after, limit as i64], |r| {
+        Ok(Opened {
+            id: r.get(0)?,
+            dedup_key: r.get(1)?,
+            first_seen: from_ms(r.get(2)?),
+        })
+    })?;
+    rows.collect()
+}
+
 /// The not yet resolved incidents with `dedup_key` (newest first), with when each opened.
 pub fn open_with_key(
     conn: &Connection,
