@@ -1050,6 +1050,19 @@ fn bench_latency_a_healthy_pair_adds() {
             .filter(|l| l.contains("pair: page thread decided"))
             .filter_map(|l| Some((field(l, "etcd_us=")?, field(l, "etcd_requests=")?)))
             .collect();
+        let mut facts: Vec<u64> = log
+            .lines()
+            .filter(|l| l.contains("decision=Send"))
+            .filter_map(|l| field(l, "facts_us="))
+            .collect();
+        if !facts.is_empty() {
+            eprintln!(
+                "BENCH box {} reading a sent page's facts: p50 {:.1} ms, p99 {:.1} ms",
+                b.host,
+                quantile(&mut facts, 0.5) as f64 / 1000.0,
+                quantile(&mut facts, 0.99) as f64 / 1000.0,
+            );
+        }
         let mut us: Vec<u64> = decided.iter().map(|d| d.0).collect();
         let over_one = decided.iter().filter(|d| d.1 > 1).count();
         if !us.is_empty() {

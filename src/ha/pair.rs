@@ -115,6 +115,8 @@ impl Gate {
                 return Pass::Send(None);
             }
         };
+        // Reading the page's facts is this box's own part of the price (the rest is etcd's).
+        let facts_us = started.elapsed().as_micros() as u64;
         let asked = self
             .coordinator
             .claim(DuePage {
@@ -129,7 +131,7 @@ impl Gate {
         let (decision, id, identity) = (asked.decision, asked.page, asked.incident);
         // How long the pair held the page up: the whole price of coordination on the sending path.
         let took_us = started.elapsed().as_micros() as u64;
-        tracing::debug!(page = page.id, pair_page = %id, incident = %identity, ?decision, took_us, "pair: claim");
+        tracing::debug!(page = page.id, pair_page = %id, incident = %identity, ?decision, took_us, facts_us, "pair: claim");
         let p = page.clone();
         let what = format!("pair decision on page {}", page.id);
         let stored = match decision {
