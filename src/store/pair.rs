@@ -341,4 +341,37 @@ mod tests {
         assert_eq!((got[0].dedup_key.as_str(), got[0].at), ("db/down", t(3)));
         assert!(open_with_key(&c, "db/down").unwrap().is_empty());
     }
+
+    #[test]
+    fn opened_since_lists_open_incidents_after_the_cursor() {
+        let c = db();
+        for (id, key, status) in [
+            (2, "web/slow", "resolved"),
+            (3, "disk/full", "acknowledged"),
+        ] {
+            c.execute(
+                "INSERT INTO incidents (id,dedup_key,status,severity,summary,first_seen,last_seen) \
+                 VALUES (?1,?2,?3,'critical','s',?4,?4)",
+                params![id, key, status, ms(t(id))],
+            )
+            .unwrap();
+        }
+        let ids = |after, limit| -> Vec<(i64, String)> {
+            opened_since(&c, after, limit)
+                .unwrap()
+                .into_iter()
+                .map(|o| (o.id, o.dedup_key))
+                .collect()
+        };
+        // The resolved one is never settled; an acknowledged one is still open (its resolve is
+        // published under the name settled now).
+        assert_eq!(
+            ids(0, 10),
+            [(1, "db/down".to_string()), (3, "disk/full".to_string())]
+        );
+        assert_eq!(ids(1, 10), [(3, "disk/full".to_string())]);
+        assert_eq!(ids(0, 1), [(1, "db/down".to_string())]);
+        assert!(ids(3, 10).is_empty());
+        assert_eq!(opened_since(&c, 2, 1).unwrap()[0].first_seen, t(3));
+    }
 }
