@@ -23,7 +23,10 @@ use super::decide::{
     unsettled_start, AloneLog, Finished, HealRecord, Health, Mode, ModeEvent, PageAction, PageId,
     PageKey, PageView, StartClaimNext, UnsettledStart,
 };
-use super::etcd::{Claim, ConfigAgreement, Error, Etcd, LeaseId, PeerRecord, StartClaim};
+use super::etcd::{
+    Claim, ConfigAgreement, Error, Etcd, LeaseId, PeerRecord, StartClaim, RETENTION_ROTATION,
+    SENT_RETENTION,
+};
 use crate::config::HaConfig;
 use crate::incident::Channel;
 
@@ -132,6 +135,8 @@ struct Shared {
     /// Canonical identities already settled, by (dedup key, local start): one settling per
     /// incident, not per page.
     identities: Mutex<HashMap<(String, i64), String>>,
+    /// The lease `sent` records go on, and when it was granted ([`SENT_RETENTION`]).
+    retention: Mutex<Option<(LeaseId, Instant)>>,
 }
 
 /// Locks `m`; a thread that panicked holding it left plain data, still usable.
@@ -384,6 +389,8 @@ impl Session {
             if current != Some(lease) {
                 // A new lease: claims made on an earlier one are gone (the peer may send them).
                 tracing::info!(lease = lease.0, ttl = ?self.cfg.claim_ttl, "pair: lease granted");
+                // Before the first claim can be made on it, so its page's record goes too.
+                self.rotate_retention();
                 *lock(&self.shared.lease) = Some(lease);
             }
             self.publish(lease, health)
@@ -410,10 +417,29 @@ impl Session {
                 }
                 self.pass_peer_records();
                 *lock(&self.shared.peer) = self.etcd.peer_health(&self.cfg.name).unwrap_or(None);
+                self.rotate_retention();
             }
             Err(e) => {
                 tracing::warn!(error = %e, "pair: cannot renew the lease");
                 self.set_mode(ModeEvent::Tick(now));
+            }
+        }
+    }
+
+    /// Grants the next lease for `sent` records once the current one has taken them for
+    /// [`RETENTION_ROTATION`] (or there is none yet). Without one, records are kept for ever.
+    fn rotate_retention(&mut self) {
+        let due = match *lock(&self.shared.retention) {
+            Some((_, granted)) => granted.elapsed() >= RETENTION_ROTATION,
+            None => true,
+        };
+        if !due {
+            return;
+        }
+        match self.etcd.grant_lease(SENT_RETENTION) {
+            Ok(lease) => *lock(&self.shared.retention) = Some((lease, Instant::now())),
+            Err(e) => {
+                tracing::warn!(error = %e, "pair: cannot grant the lease that prunes sent records; they are kept")
             }
         }
     }
@@ -614,7 +640,7 @@ impl Pages {
                 if !shared
                     .log_unless_claiming(|| *self.mode.borrow(), |log| log.sent.push(page.clone()))
                 {
-                    if let Err(e) = self.etcd.mark_sent(&page, &incident, &self.cfg.name) {
+                    if let Err(e) = self.mark_sent(&page, &incident) {
                         // The claim runs out with the lease and the peer may send again: a
                         // duplicate, never a lost page.
                         tracing::warn!(error = %e, %page, "pair: cannot record a sent page");
@@ -628,6 +654,24 @@ impl Pages {
                     }
                 }
             }
+        }
+    }
+
+    /// Writes `sent` on the retention lease; if that lease is refused (gone before its time:
+    /// a cluster restored from a backup), once more without it and without the lease from now
+    /// on, so a record is kept rather than lost.
+    fn mark_sent(&mut self, page: &PageId, incident: &str) -> Result<(), Error> {
+        let retention = lock(&self.shared.retention).map(|(lease, _)| lease);
+        match self
+            .etcd
+            .mark_sent(page, incident, &self.cfg.name, retention)
+        {
+            Err(Error::Refused { .. }) if retention.is_some() => {
+                tracing::warn!(%page, "pair: the lease for sent records was refused; granting another");
+                *lock(&self.shared.retention) = None;
+                self.etcd.mark_sent(page, incident, &self.cfg.name, None)
+            }
+            other => other,
         }
     }
 
@@ -917,6 +961,43 @@ mod tests {
         let mut second = due("old", 7_030);
         second.attempt = 2;
         assert_eq!(a.claim(second).await.incident, "old@7000");
+    }
+
+    #[tokio::test]
+    async fn a_sent_record_lives_on_the_retention_lease() {
+        use base64::Engine as _;
+        let Some(m) = start_member() else { return };
+        let s = Duration::from_secs;
+        let (a, _pa) = coordinator("a", &m.url, s(6), s(30));
+        let asked = settle(&a, &due("kept", 0), s(3)).await;
+        assert_eq!(asked.decision, Decision::Send);
+        a.sent(asked.page.clone(), &asked.incident);
+        let b64 = |k: &str| base64::engine::general_purpose::STANDARD.encode(k);
+        let key = b64(&format!("pagerbox/page/{}/sent", asked.page));
+        let post = |path: &str, body: serde_json::Value| -> serde_json::Value {
+            ureq::post(&format!("{}{path}", m.url))
+                .send_json(body)
+                .unwrap()
+                .into_json()
+                .unwrap()
+        };
+        let end = Instant::now() + s(5);
+        let lease = loop {
+            let kvs = post("/v3/kv/range", serde_json::json!({ "key": key }))["kvs"].clone();
+            if let Some(lease) = kvs[0]["lease"].as_str() {
+                break lease.to_string();
+            }
+            assert!(Instant::now() < end, "no sent record on a lease: {kvs}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let ttl = post("/v3/lease/timetolive", serde_json::json!({ "ID": lease }))["TTL"]
+            .as_str()
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(0);
+        assert!(
+            ttl > SENT_RETENTION.as_secs() - 60 && ttl <= SENT_RETENTION.as_secs(),
+            "{ttl}"
+        );
     }
 
     #[tokio::test]

@@ -8,7 +8,8 @@
 //!
 //! Layout under the prefix (`pagerbox/`):
 //! - `page/<id>/claim`: the member name of the box sending it, on that box's lease;
-//! - `page/<id>/sent`: the member name of the box that sent it (persistent);
+//! - `page/<id>/sent`: the member name of the box that sent it, on a retention lease
+//!   ([`SENT_RETENTION`]; persistent when written on heal);
 //! - `incident/<key>/ack`, `incident/<key>/resolve`: persistent, from either box;
 //! - `health/<name>`: a box's published paging health, on its lease;
 //! - `config-hash/<name>`: a box's escalation config hash, on its lease;
@@ -33,6 +34,15 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// The key prefix of everything the pair writes.
 const PREFIX: &str = "pagerbox/";
+
+/// The TTL of the lease `sent` records are put on, one lease per [`RETENTION_ROTATION`]: a
+/// record lives between six and seven days. A `sent` record only has to outlive the peer's
+/// next look at the same page (seconds: the claim's TTL, or the peer's next ask), and it is
+/// the one record written per page, so without a lease etcd would grow by about 100 bytes a
+/// page for ever.
+pub const SENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long one retention lease takes new `sent` records before the next is granted.
+pub const RETENTION_ROTATION: Duration = Duration::from_secs(24 * 3600);
 
 /// Why a request to etcd failed.
 #[derive(Debug, thiserror::Error)]
@@ -323,13 +333,24 @@ impl Etcd {
     }
 
     /// Records that this box sent the page and drops its claim, in one transaction, so there is
-    /// no instant where the page looks neither claimed nor sent.
-    pub fn mark_sent(&mut self, page: &PageId, incident: &str, me: &str) -> Result<(), Error> {
+    /// no instant where the page looks neither claimed nor sent. With `retention`, the record
+    /// lives on that lease and goes with it (see [`SENT_RETENTION`]); without, it stays.
+    pub fn mark_sent(
+        &mut self,
+        page: &PageId,
+        incident: &str,
+        me: &str,
+        retention: Option<LeaseId>,
+    ) -> Result<(), Error> {
         let keys = PageKeys::new(page, incident);
+        let mut sent = json!({"key": b64(&keys.sent), "value": b64(me)});
+        if let Some(lease) = retention {
+            sent["lease"] = json!(lease.0.to_string());
+        }
         self.post(
             "/v3/kv/txn",
             &json!({"success": [
-                {"request_put": {"key": b64(&keys.sent), "value": b64(me)}},
+                {"request_put": sent},
                 {"request_delete_range": {"key": b64(&keys.claim)}},
             ]}),
         )?;
@@ -1072,7 +1093,7 @@ pub(super) mod tests {
         assert!(b.keep_alive(lb).unwrap() > Duration::ZERO);
 
         // Sent: nobody claims it again, even after the sender's lease is gone.
-        b.mark_sent(&p, "i1", "b").unwrap();
+        b.mark_sent(&p, "i1", "b", None).unwrap();
         b.revoke_lease(lb).unwrap();
         let la2 = a.grant_lease(Duration::from_secs(10)).unwrap();
         let sent = PageView {
@@ -1259,6 +1280,37 @@ pub(super) mod tests {
         // A connection per request would leave one closed socket (time-wait) per request.
         let closed = sockets_to(port, "06");
         assert!(closed <= 2, "{closed} connections closed for 41 requests");
+    }
+
+    #[test]
+    fn a_sent_record_on_a_retention_lease_goes_with_it() {
+        let Some(m) = start_member() else { return };
+        let (mut a, mut b) = (client(&[&m.url]), client(&[&m.url]));
+        let la = a.grant_lease(Duration::from_secs(10)).unwrap();
+        let lb = b.grant_lease(Duration::from_secs(10)).unwrap();
+        let retention = a.grant_lease(Duration::from_secs(60)).unwrap();
+        let (kept, pruned) = (page("r1@0"), page("r2@0"));
+        for p in [&kept, &pruned] {
+            assert_eq!(a.claim(p, "r@0", "a", la).unwrap(), Claim::Won);
+        }
+        a.mark_sent(&kept, "r@0", "a", None).unwrap();
+        a.mark_sent(&pruned, "r@0", "a", Some(retention)).unwrap();
+        let sent = PageView {
+            sent: true,
+            ..PageView::default()
+        };
+        assert_eq!(b.page_view(&pruned, "r@0").unwrap(), sent);
+        // The retention lease ends (its TTL, here at once): its records go, the others stay,
+        // and the claims went with the sending, not with the retention.
+        a.revoke_lease(retention).unwrap();
+        assert_eq!(b.page_view(&pruned, "r@0").unwrap(), PageView::default());
+        assert_eq!(b.page_view(&kept, "r@0").unwrap(), sent);
+        // A lease that is gone is refused, not ignored: the caller writes the record without.
+        let err = a
+            .mark_sent(&pruned, "r@0", "a", Some(retention))
+            .unwrap_err();
+        assert!(matches!(err, Error::Refused { .. }), "{err}");
+        assert!(matches!(b.claim(&kept, "r@0", "b", lb).unwrap(), Claim::Lost(v) if v.sent));
     }
 
     #[test]
