@@ -365,6 +365,16 @@ fn start_pair(
             core.shutdown.clone(),
         ),
     );
+    // Auxiliary: a page due before its incident's start is settled settles it itself.
+    core.sup.spawn(
+        "pair-starts",
+        Role::Auxiliary,
+        pair::settle_starts(
+            core.store.clone(),
+            coordinator.clone(),
+            core.shutdown.clone(),
+        ),
+    );
     Ok(Some((pair::Gate { coordinator }, can_page_tx)))
 }
 

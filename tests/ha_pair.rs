@@ -1303,17 +1303,55 @@ fn bench_latency_a_healthy_pair_adds() {
         gate.len()
     );
     let (g50, g99) = (quantile(&mut gate, 0.5), quantile(&mut gate, 0.99));
+    let gmax = gate.iter().copied().max().unwrap_or(0);
     let (e50, e99) = (
         quantile(&mut end_to_end, 0.5),
         quantile(&mut end_to_end, 0.99),
     );
     eprintln!(
-        "BENCH pair gate before AT+CMGS over {} pages: p50 {:.1} ms, p99 {:.1} ms; \
+        "BENCH pair gate before AT+CMGS over {} pages: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
          202 -> SMS at the network (includes the simulator's 50 ms): p50 {e50:?}, p99 {e99:?}",
         gate.len(),
         g50 as f64 / 1000.0,
-        g99 as f64 / 1000.0
+        g99 as f64 / 1000.0,
+        gmax as f64 / 1000.0
     );
+    for b in pair.boxes() {
+        // The page thread's own time per claim and its etcd round trips: what of the gate's
+        // time is etcd's, and how many pages needed more than the one claim transaction.
+        let log = b.log();
+        let decided: Vec<(u64, u64)> = log
+            .lines()
+            .filter(|l| l.contains("pair: page thread decided"))
+            .filter_map(|l| Some((field(l, "etcd_us=")?, field(l, "etcd_requests=")?)))
+            .collect();
+        let mut facts: Vec<u64> = log
+            .lines()
+            .filter(|l| l.contains("decision=Send"))
+            .filter_map(|l| field(l, "facts_us="))
+            .collect();
+        if !facts.is_empty() {
+            eprintln!(
+                "BENCH box {} reading a sent page's facts: p50 {:.1} ms, p99 {:.1} ms",
+                b.host,
+                quantile(&mut facts, 0.5) as f64 / 1000.0,
+                quantile(&mut facts, 0.99) as f64 / 1000.0,
+            );
+        }
+        let mut us: Vec<u64> = decided.iter().map(|d| d.0).collect();
+        let over_one = decided.iter().filter(|d| d.1 > 1).count();
+        if !us.is_empty() {
+            eprintln!(
+                "BENCH box {} page thread: {} asks, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} asks needed more than one etcd request",
+                b.host,
+                us.len(),
+                quantile(&mut us, 0.5) as f64 / 1000.0,
+                quantile(&mut us, 0.99) as f64 / 1000.0,
+                us.iter().copied().max().unwrap_or(0) as f64 / 1000.0,
+                over_one
+            );
+        }
+    }
     for b in pair.boxes() {
         let log = b.log();
         let slow: Vec<&str> = log
@@ -1359,6 +1397,12 @@ fn bench_latency_a_healthy_pair_adds() {
     let mut alone = measure_pages(&pair, &[&single], "bs");
     let (s50, s99) = (quantile(&mut alone, 0.5), quantile(&mut alone, 0.99));
     eprintln!("BENCH the same through a single box: 202 -> SMS p50 {s50:?}, p99 {s99:?}");
+}
+
+/// The number after `name` in a log line.
+fn field(line: &str, name: &str) -> Option<u64> {
+    let v = line.split(name).nth(1)?;
+    v.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
 
 /// Sends 50 alerts one at a time to `boxes` (from the witness host) and returns, for each, the

@@ -1,24 +1,34 @@
 //! The coordinator: the one owner of this box's etcd session (lease, mode, time alone).
 //!
-//! A blocking thread owns the [`Etcd`] client and the [`Mode`]; the rest of the daemon holds a
-//! cloneable [`Coordinator`] and asks it, before a page is sent, whether this box sends it now
-//! ([`Coordinator::claim`]), and tells it after ([`Coordinator::sent`]). The thread renews the
-//! lease a few times per TTL, but only while the paging path reports itself working (the lease
-//! means "this box can page"), and moves between paired, alone and rejoining by the rules in
-//! [`decide`](super::decide). While alone it answers "send" to every claim, so a box cut off from
-//! etcd pages like a single box; what it sends and acks then is published when etcd is back.
+//! Two blocking threads, each with its own etcd client and connections. The session thread
+//! renews the lease a few times per TTL, but only while the paging path reports itself working
+//! (the lease means "this box can page"), moves between paired, alone and rejoining by the rules
+//! in [`decide`](super::decide), publishes acks and resolves, and settles each incident's
+//! canonical start when the incident opens ([`Coordinator::settle`]). The page thread answers
+//! the sender's one question before a page, whether this box sends it now
+//! ([`Coordinator::claim`]), and records the outcome after ([`Coordinator::sent`]): a page
+//! waits for at most one etcd transaction of its own, never behind a renewal or another
+//! incident's start. While alone it answers "send" to every claim, so a box cut off from etcd
+//! pages like a single box; what it sends and acks then is published when etcd is back.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
 
 use super::decide::{
-    claim_delay, heal_records, incident_identity, next_mode, page_action, AloneLog, Finished,
-    HealRecord, Health, Mode, ModeEvent, PageAction, PageId, PageView,
+    after_start_claim, claim_delay, heal_records, incident_identity, next_mode, page_action,
+    unsettled_start, AloneLog, Finished, HealRecord, Health, Mode, ModeEvent, PageAction, PageId,
+    PageKey, PageView, StartClaimNext, UnsettledStart,
 };
-use super::etcd::{Claim, ConfigAgreement, Error, Etcd, LeaseId, PeerRecord};
+use super::etcd::{
+    Claim, ConfigAgreement, Error, Etcd, LeaseId, PeerRecord, StartClaim, RETENTION_ROTATION,
+    SENT_RETENTION,
+};
 use crate::config::HaConfig;
+use crate::incident::Channel;
 
 /// How often the peer's records (acks, resolves, shared alerts and overrides) are read between
 /// lease renewals, which come only every third of `claim_ttl`: an alert that reached only the
@@ -36,11 +46,51 @@ pub enum Decision {
     Skip(Finished),
 }
 
-enum Command {
+/// A due page as this box knows it: what names it on both boxes, with this box's own start of
+/// its incident (the pair's canonical start is the coordinator's to settle).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuePage {
+    pub dedup_key: String,
+    /// When this box opened the incident, milliseconds since the epoch.
+    pub start_ms: i64,
+    pub step: u32,
+    pub target: String,
+    pub channel: Channel,
+    pub attempt: u32,
+}
+
+impl DuePage {
+    /// The page's pair-wide id when its incident is named `identity`.
+    fn id(&self, identity: &str) -> PageId {
+        PageId::new(PageKey {
+            incident: identity,
+            step: self.step,
+            target: &self.target,
+            channel: self.channel,
+            attempt: self.attempt,
+        })
+    }
+
+    /// The incident's identity with this box's own start.
+    fn own_identity(&self) -> String {
+        incident_identity(&self.dedup_key, self.start_ms)
+    }
+}
+
+/// The answer to [`Coordinator::claim`]: the decision, with the names the page and its
+/// incident have in etcd (to report the outcome under).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asked {
+    pub decision: Decision,
+    pub page: PageId,
+    pub incident: String,
+}
+
+/// What the page thread does: only the page path's own requests.
+enum PageCommand {
     Claim {
-        page: PageId,
-        incident: String,
-        reply: oneshot::Sender<Decision>,
+        due: DuePage,
+        reply: oneshot::Sender<Asked>,
     },
     Sent {
         page: PageId,
@@ -50,6 +100,15 @@ enum Command {
         page: PageId,
         incident: String,
     },
+    ClaimNamed {
+        page: PageId,
+        incident: String,
+        reply: oneshot::Sender<Decision>,
+    },
+}
+
+/// What the session thread does besides keeping the lease.
+enum SessionCommand {
     Ack(String),
     Resolve(String, i64),
     Share {
@@ -65,19 +124,89 @@ enum Command {
         start_ms: i64,
         reply: oneshot::Sender<String>,
     },
+    Settle {
+        dedup_key: String,
+        start_ms: i64,
+    },
 }
 
-/// The handle: cheap to clone; the thread ends when the last handle is dropped.
+/// The handle: cheap to clone; the threads end when the last handle is dropped.
 #[derive(Clone)]
 pub struct Coordinator {
-    tx: std_mpsc::Sender<Command>,
+    pages: std_mpsc::Sender<PageCommand>,
+    session: std_mpsc::Sender<SessionCommand>,
     mode: watch::Receiver<Mode>,
 }
 
+/// What both threads read and write. Each lock is held for a map look-up or a push, never
+/// across a request to etcd.
+#[derive(Default)]
+struct Shared {
+    /// The session's lease; `None` until the first grant.
+    lease: Mutex<Option<LeaseId>>,
+    /// The peer's published health as read at the last renewal (`None`: none published, or
+    /// etcd did not answer): who claims first is decided from it without a read per page.
+    peer: Mutex<Option<(String, Health)>>,
+    /// What this box did while not claiming, until the heal publishes it. The mode changes to
+    /// paired only under this lock, so nothing is logged after the heal's last look.
+    alone: Mutex<AloneLog>,
+    /// Canonical identities already settled, by (dedup key, local start): one settling per
+    /// incident, not per page.
+    identities: Mutex<HashMap<(String, i64), String>>,
+    /// The lease `sent` records go on, and when it was granted ([`SENT_RETENTION`]).
+    retention: Mutex<Option<(LeaseId, Instant)>>,
+}
+
+/// Locks `m`; a thread that panicked holding it left plain data, still usable.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    fn identity(&self, dedup_key: &str, start_ms: i64) -> Option<String> {
+        lock(&self.identities)
+            .get(&(dedup_key.to_string(), start_ms))
+            .cloned()
+    }
+
+    fn remember(&self, dedup_key: &str, start_ms: i64, identity: String) {
+        let mut known = lock(&self.identities);
+        if known.len() > 10_000 {
+            known.clear();
+        }
+        known.insert((dedup_key.to_string(), start_ms), identity);
+    }
+
+    /// Logs what `log` does for the heal if `mode` does not claim now; `false` when it does
+    /// (then write it to etcd).
+    fn log_unless_claiming(
+        &self,
+        mode: impl FnOnce() -> Mode,
+        log: impl FnOnce(&mut AloneLog),
+    ) -> bool {
+        self.log_unless(|| mode().claims(), log)
+    }
+
+    /// Logs what `log` does for the heal unless `writes_now` (asked under the lock, as the
+    /// mode turns paired only under it); `false` when it does not log (then write to etcd).
+    fn log_unless(
+        &self,
+        writes_now: impl FnOnce() -> bool,
+        log: impl FnOnce(&mut AloneLog),
+    ) -> bool {
+        let mut alone = lock(&self.alone);
+        if writes_now() {
+            return false;
+        }
+        log(&mut alone);
+        true
+    }
+}
+
 impl Coordinator {
-    /// Starts the coordinator thread. `paging` is `Some(health)` while this box's paging path
-    /// works (that health is published to the peer) and `None` while it does not, which stops
-    /// the lease renewals so the peer takes this box's claims when the TTL runs out.
+    /// Starts the coordinator's threads. `paging` is `Some(health)` while this box's paging
+    /// path works (that health is published to the peer) and `None` while it does not, which
+    /// stops the lease renewals so the peer takes this box's claims when the TTL runs out.
     ///
     /// `config_hash` is this box's [`config_hash`](super::decide::config_hash): a peer with
     /// another turns coordination off. Acks and resolves the peer writes go to `peer_records`.
@@ -88,50 +217,65 @@ impl Coordinator {
         config_hash: String,
         peer_records: tokio::sync::mpsc::UnboundedSender<PeerRecord>,
     ) -> std::io::Result<Coordinator> {
-        let (tx, rx) = std_mpsc::channel();
+        let (pages_tx, pages_rx) = std_mpsc::channel();
+        let (session_tx, session_rx) = std_mpsc::channel();
         let now = Instant::now();
         // Start as if the lease had just been renewed: a box that cannot reach etcd at start
         // pages alone after `fallback_after`, like one that loses it later.
         let (mode_tx, mode) = watch::channel(Mode::Paired { last_renewed: now });
-        let task = Task {
+        let shared = Arc::new(Shared::default());
+        let pages = Pages {
+            cfg: cfg.clone(),
+            etcd: etcd.second(),
+            paging: paging.clone(),
+            mode: mode.clone(),
+            shared: shared.clone(),
+            deferred: HashSet::new(),
+        };
+        let session = Session {
             cfg,
             etcd,
             paging,
             mode: mode_tx,
-            lease: None,
-            alone: AloneLog::default(),
-            deferred: Default::default(),
+            shared,
             config_hash,
             peer_records,
             seen_revision: 0,
             seen_override_revision: 0,
-            identities: Default::default(),
-            peer: None,
+            published: None,
         };
         std::thread::Builder::new()
-            .name("ha-coordinator".into())
-            .spawn(move || task.run(rx))?;
-        Ok(Coordinator { tx, mode })
+            .name("ha-pages".into())
+            .spawn(move || pages.run(pages_rx))?;
+        std::thread::Builder::new()
+            .name("ha-session".into())
+            .spawn(move || session.run(session_rx))?;
+        Ok(Coordinator {
+            pages: pages_tx,
+            session: session_tx,
+            mode,
+        })
     }
 
-    /// Whether this box sends `page` now. If the coordinator is gone the answer is
-    /// [`Decision::Send`]: a duplicate is better than silence.
-    pub async fn claim(&self, page: PageId, incident: &str) -> Decision {
-        let (reply, rx) = oneshot::channel();
-        let cmd = Command::Claim {
-            page,
-            incident: incident.to_string(),
-            reply,
+    /// Whether this box sends `due` now, and the names it has in etcd. If the coordinator is
+    /// gone the answer is [`Decision::Send`]: a duplicate is better than silence.
+    pub async fn claim(&self, due: DuePage) -> Asked {
+        let own = due.own_identity();
+        let fallback = Asked {
+            decision: Decision::Send,
+            page: due.id(&own),
+            incident: own,
         };
-        if self.tx.send(cmd).is_err() {
-            return Decision::Send;
+        let (reply, rx) = oneshot::channel();
+        if self.pages.send(PageCommand::Claim { due, reply }).is_err() {
+            return fallback;
         }
-        rx.await.unwrap_or(Decision::Send)
+        rx.await.unwrap_or(fallback)
     }
 
     /// The page was sent: writes `sent` (or remembers it for the heal, when alone).
     pub fn sent(&self, page: PageId, incident: &str) {
-        let _ = self.tx.send(Command::Sent {
+        let _ = self.pages.send(PageCommand::Sent {
             page,
             incident: incident.to_string(),
         });
@@ -139,7 +283,7 @@ impl Coordinator {
 
     /// The page could not be sent here: gives the claim back so the peer sends it now.
     pub fn release(&self, page: PageId, incident: &str) {
-        let _ = self.tx.send(Command::Release {
+        let _ = self.pages.send(PageCommand::Release {
             page,
             incident: incident.to_string(),
         });
@@ -147,18 +291,36 @@ impl Coordinator {
 
     /// An ack on this box, published so the peer starts no page of the incident.
     pub fn ack(&self, incident: &str) {
-        let _ = self.tx.send(Command::Ack(incident.to_string()));
+        let _ = self.session.send(SessionCommand::Ack(incident.to_string()));
     }
 
     /// A resolve on this box at `at_ms` (milliseconds since the epoch), published likewise.
     pub fn resolve(&self, incident: &str, at_ms: i64) {
-        let _ = self.tx.send(Command::Resolve(incident.to_string(), at_ms));
+        let _ = self
+            .session
+            .send(SessionCommand::Resolve(incident.to_string(), at_ms));
+    }
+
+    /// Whether this box sends a message that is not a page to a person (a digest, a status
+    /// update), claimed as `page` under `incident`, a name no ack or resolve is ever written
+    /// under. If the coordinator is gone the answer is [`Decision::Send`].
+    pub async fn claim_named(&self, page: PageId, incident: &str) -> Decision {
+        let (reply, rx) = oneshot::channel();
+        let cmd = PageCommand::ClaimNamed {
+            page,
+            incident: incident.to_string(),
+            reply,
+        };
+        if self.pages.send(cmd).is_err() {
+            return Decision::Send;
+        }
+        rx.await.unwrap_or(Decision::Send)
     }
 
     /// An alert that reached only this box, shared under its incident's pair-wide name so the
     /// peer opens the same incident (kept for the heal while this box is alone).
     pub fn share(&self, incident: &str, alert: String) {
-        let _ = self.tx.send(Command::Share {
+        let _ = self.session.send(SessionCommand::Share {
             incident: incident.to_string(),
             alert,
         });
@@ -167,7 +329,19 @@ impl Coordinator {
     /// A runtime override added or deleted on this box, shared under its pair-wide `key` (kept
     /// for the heal while this box is alone).
     pub fn share_override(&self, key: String, value: String) {
-        let _ = self.tx.send(Command::ShareOverride { key, value });
+        let _ = self
+            .session
+            .send(SessionCommand::ShareOverride { key, value });
+    }
+
+    /// Settles the canonical start of an incident that just opened here, off the page path,
+    /// so that its first page costs one claim transaction. Nothing waits for it: a page due
+    /// before it is done settles the start itself.
+    pub fn settle(&self, dedup_key: &str, start_ms: i64) {
+        let _ = self.session.send(SessionCommand::Settle {
+            dedup_key: dedup_key.to_string(),
+            start_ms,
+        });
     }
 
     /// The pair-wide identity of this box's incident with `dedup_key`, started here at
@@ -177,12 +351,12 @@ impl Coordinator {
     pub async fn identity(&self, dedup_key: &str, start_ms: i64) -> String {
         let own = incident_identity(dedup_key, start_ms);
         let (reply, rx) = oneshot::channel();
-        let cmd = Command::Identity {
+        let cmd = SessionCommand::Identity {
             dedup_key: dedup_key.to_string(),
             start_ms,
             reply,
         };
-        if self.tx.send(cmd).is_err() {
+        if self.session.send(cmd).is_err() {
             return own;
         }
         rx.await.unwrap_or(own)
@@ -201,31 +375,27 @@ fn reaches_etcd(mode: Mode) -> bool {
     matches!(mode, Mode::Paired { .. } | Mode::Independent)
 }
 
-struct Task {
+/// The session thread: lease, mode, heal, acks, resolves, shared alerts and overrides,
+/// settling starts.
+struct Session {
     cfg: HaConfig,
     etcd: Etcd,
     paging: watch::Receiver<Option<Health>>,
     mode: watch::Sender<Mode>,
-    lease: Option<LeaseId>,
-    alone: AloneLog,
-    /// Pages this box was told to hold back for the healthier peer; claimed on the next ask.
-    deferred: std::collections::HashSet<PageId>,
+    shared: Arc<Shared>,
     config_hash: String,
     peer_records: tokio::sync::mpsc::UnboundedSender<PeerRecord>,
     /// The etcd revision up to which the peer's acks and resolves were passed on.
     seen_revision: i64,
     /// The same for the peer's runtime overrides.
     seen_override_revision: i64,
-    /// The peer's published health as read at the last renewal (`None`: none published, or
-    /// etcd did not answer): who claims first is decided from it without a read per page.
-    peer: Option<(String, Health)>,
-    /// Canonical identities already settled, by (dedup key, local start): one round trip per
-    /// incident, not per page.
-    identities: std::collections::HashMap<(String, i64), String>,
+    /// The lease on which this box's health and config hash are in etcd, and that health:
+    /// both live on the lease, so a renewal writes them again only when either changed.
+    published: Option<(LeaseId, Health)>,
 }
 
-impl Task {
-    fn run(mut self, rx: std_mpsc::Receiver<Command>) {
+impl Session {
+    fn run(mut self, rx: std_mpsc::Receiver<SessionCommand>) {
         // Three renewals per TTL: one lost request does not lose the lease.
         let tick = self.cfg.claim_ttl / 3;
         let mut next_tick = Instant::now();
@@ -251,7 +421,7 @@ impl Task {
             }
         }
         // A clean stop: let the peer take over at once instead of after the TTL.
-        if let Some(lease) = self.lease.take() {
+        if let Some(lease) = lock(&self.shared.lease).take() {
             let _ = self.etcd.revoke_lease(lease);
         }
     }
@@ -291,7 +461,8 @@ impl Task {
             self.set_mode(ModeEvent::Tick(now));
             return;
         };
-        let renewed = match self.lease {
+        let current = *lock(&self.shared.lease);
+        let renewed = match current {
             Some(lease) => match self.etcd.keep_alive(lease) {
                 Ok(_) => Ok(lease),
                 Err(Error::LeaseExpired(_)) => self.etcd.grant_lease(self.cfg.claim_ttl),
@@ -300,21 +471,18 @@ impl Task {
             None => self.etcd.grant_lease(self.cfg.claim_ttl),
         };
         match renewed.and_then(|lease| {
-            if self.lease != Some(lease) {
+            if current != Some(lease) {
                 // A new lease: claims made on an earlier one are gone (the peer may send them).
                 tracing::info!(lease = lease.0, ttl = ?self.cfg.claim_ttl, "pair: lease granted");
+                // Before the first claim can be made on it, so its page's record goes too.
+                self.rotate_retention();
+                *lock(&self.shared.lease) = Some(lease);
             }
-            self.lease = Some(lease);
-            self.etcd
-                .publish_health(&self.cfg.name, health, lease)
-                .map(|()| lease)
+            self.publish(lease, health)
         }) {
-            Ok(lease) => {
+            Ok(agreement) => {
                 let now = Instant::now();
-                match self
-                    .etcd
-                    .check_config_hash(&self.cfg.name, &self.config_hash, lease)
-                {
+                match agreement {
                     Ok(ConfigAgreement::Agreed) => self.set_mode(ModeEvent::ConfigMatches(now)),
                     Ok(ConfigAgreement::Mismatch { theirs }) => {
                         if !matches!(*self.mode.borrow(), Mode::Independent) {
@@ -322,20 +490,65 @@ impl Task {
                         }
                         self.set_mode(ModeEvent::ConfigMismatch);
                     }
-                    Err(e) => tracing::warn!(error = %e, "pair: cannot compare configs"),
+                    Err(e) => {
+                        // Not known to be on the lease: written again at the next renewal.
+                        self.published = None;
+                        tracing::warn!(error = %e, "pair: cannot compare configs")
+                    }
                 }
                 self.set_mode(ModeEvent::LeaseRenewed(now));
                 if matches!(*self.mode.borrow(), Mode::Rejoining { .. }) {
                     self.heal();
                 }
                 self.pass_peer_records();
-                self.peer = self.etcd.peer_health(&self.cfg.name).unwrap_or(None);
+                *lock(&self.shared.peer) = self.etcd.peer_health(&self.cfg.name).unwrap_or(None);
+                self.rotate_retention();
             }
             Err(e) => {
                 tracing::warn!(error = %e, "pair: cannot renew the lease");
                 self.set_mode(ModeEvent::Tick(now));
             }
         }
+    }
+
+    /// Grants the next lease for `sent` records once the current one has taken them for
+    /// [`RETENTION_ROTATION`] (or there is none yet). Without one, records are kept for ever.
+    fn rotate_retention(&mut self) {
+        let due = match *lock(&self.shared.retention) {
+            Some((_, granted)) => granted.elapsed() >= RETENTION_ROTATION,
+            None => true,
+        };
+        if !due {
+            return;
+        }
+        match self.etcd.grant_lease(SENT_RETENTION) {
+            Ok(lease) => *lock(&self.shared.retention) = Some((lease, Instant::now())),
+            Err(e) => {
+                tracing::warn!(error = %e, "pair: cannot grant the lease that prunes sent records; they are kept")
+            }
+        }
+    }
+
+    /// Puts this box's health and config hash on `lease` when they are not there yet, and
+    /// compares the config hashes. The outer error is the health's write (the renewal failed);
+    /// the inner one the comparison's.
+    fn publish(
+        &mut self,
+        lease: LeaseId,
+        health: Health,
+    ) -> Result<Result<ConfigAgreement, Error>, Error> {
+        let on_lease = matches!(self.published, Some((l, _)) if l == lease);
+        if self.published != Some((lease, health)) {
+            self.etcd.publish_health(&self.cfg.name, health, lease)?;
+        }
+        let agreement = if on_lease {
+            self.etcd.compare_config_hash(&self.config_hash)
+        } else {
+            self.etcd
+                .check_config_hash(&self.cfg.name, &self.config_hash, lease)
+        };
+        self.published = Some((lease, health));
+        Ok(agreement)
     }
 
     /// Passes on the acks and resolves the peer wrote since the last look, so they are applied
@@ -364,9 +577,11 @@ impl Task {
         }
     }
 
-    /// Publishes what happened alone, then claims again.
+    /// Publishes what happened alone, then claims again. What was logged while publishing is
+    /// published by the next renewal's heal; the mode turns paired only once the log is empty.
     fn heal(&mut self) {
-        let records = heal_records(&self.alone, |_| false);
+        let published = lock(&self.shared.alone).clone();
+        let records = heal_records(&published, |_| false);
         for r in &records {
             let written = match r {
                 HealRecord::Intake(i, alert) => self
@@ -396,75 +611,80 @@ impl Task {
                 return;
             }
         }
-        self.alone = AloneLog::default();
-        self.set_mode(ModeEvent::HealPublished(Instant::now()));
+        let shared = self.shared.clone();
+        let mut alone = lock(&shared.alone);
+        // Entries are only ever appended: what was published is each list's head.
+        alone.sent.drain(..published.sent.len());
+        alone.acked.drain(..published.acked.len());
+        alone.resolved.drain(..published.resolved.len());
+        alone.shared.drain(..published.shared.len());
+        alone.overrides.drain(..published.overrides.len());
+        if *alone == AloneLog::default() {
+            self.set_mode(ModeEvent::HealPublished(Instant::now()));
+        }
     }
 
-    fn handle(&mut self, cmd: Command) {
-        let mode = *self.mode.borrow();
+    fn handle(&mut self, cmd: SessionCommand) {
         match cmd {
-            Command::Claim {
-                page,
-                incident,
-                reply,
-            } => {
-                let _ = reply.send(self.decide(mode, &page, &incident));
-            }
-            Command::Sent { page, incident } => {
-                if mode.claims() {
-                    if let Err(e) = self.etcd.mark_sent(&page, &incident, &self.cfg.name) {
-                        // The claim runs out with the lease and the peer may send again: a
-                        // duplicate, never a lost page.
-                        tracing::warn!(error = %e, %page, "pair: cannot record a sent page");
-                    }
-                } else {
-                    self.alone.sent.push(page);
+            SessionCommand::Ack(i) => {
+                let shared = self.shared.clone();
+                let logged = shared
+                    .log_unless_claiming(|| *self.mode.borrow(), |log| log.acked.push(i.clone()));
+                if !logged && self.etcd.publish_ack(&i, &self.cfg.name).is_err() {
+                    lock(&shared.alone).acked.push(i);
                 }
             }
-            Command::Release { page, incident } => {
-                if mode.claims() {
-                    if let Err(e) = self.etcd.release(&page, &incident, &self.cfg.name) {
-                        tracing::warn!(error = %e, %page, "pair: cannot release a claim; the peer takes it when the lease ends");
-                    }
+            SessionCommand::Resolve(i, at) => {
+                let shared = self.shared.clone();
+                let logged = shared.log_unless_claiming(
+                    || *self.mode.borrow(),
+                    |log| log.resolved.push((i.clone(), at)),
+                );
+                if !logged && self.etcd.publish_resolve(&i, &self.cfg.name, at).is_err() {
+                    lock(&shared.alone).resolved.push((i, at));
                 }
             }
-            Command::Ack(i) => {
-                if !mode.claims() || self.etcd.publish_ack(&i, &self.cfg.name).is_err() {
-                    self.alone.acked.push(i);
-                }
-            }
-            Command::Resolve(i, at) => {
-                if !mode.claims() || self.etcd.publish_resolve(&i, &self.cfg.name, at).is_err() {
-                    self.alone.resolved.push((i, at));
-                }
-            }
-            Command::Share { incident, alert } => {
-                if !reaches_etcd(mode)
-                    || self
+            SessionCommand::Share { incident, alert } => {
+                let shared = self.shared.clone();
+                let logged = shared.log_unless(
+                    || reaches_etcd(*self.mode.borrow()),
+                    |log| log.shared.push((incident.clone(), alert.clone())),
+                );
+                if !logged
+                    && self
                         .etcd
                         .publish_intake(&incident, &self.cfg.name, &alert)
                         .is_err()
                 {
-                    self.alone.shared.push((incident, alert));
+                    lock(&shared.alone).shared.push((incident, alert));
                 }
             }
-            Command::ShareOverride { key, value } => {
-                if !reaches_etcd(mode)
-                    || self
+            SessionCommand::ShareOverride { key, value } => {
+                let shared = self.shared.clone();
+                let logged = shared.log_unless(
+                    || reaches_etcd(*self.mode.borrow()),
+                    |log| log.overrides.push((key.clone(), value.clone())),
+                );
+                if !logged
+                    && self
                         .etcd
                         .publish_override(&key, &self.cfg.name, &value)
                         .is_err()
                 {
-                    self.alone.overrides.push((key, value));
+                    lock(&shared.alone).overrides.push((key, value));
                 }
             }
-            Command::Identity {
+            SessionCommand::Identity {
                 dedup_key,
                 start_ms,
                 reply,
             } => {
-                let _ = reply.send(self.identity(mode, dedup_key, start_ms));
+                let _ = reply.send(self.identity(dedup_key, start_ms));
             }
+            SessionCommand::Settle {
+                dedup_key,
+                start_ms,
+            } => self.settle(&dedup_key, start_ms),
         }
     }
 
@@ -479,49 +699,183 @@ impl Task {
         else {
             return Ok(identity.to_string());
         };
-        if let Some(known) = self.identities.get(&(key.clone(), start)) {
-            return Ok(known.clone());
+        if let Some(known) = self.shared.identity(&key, start) {
+            return Ok(known);
         }
         let canonical = incident_identity(&key, self.etcd.incident_start(&key, start)?);
-        self.identities.insert((key, start), canonical.clone());
+        self.shared.remember(&key, start, canonical.clone());
         Ok(canonical)
     }
 
-    fn identity(&mut self, mode: Mode, dedup_key: String, start_ms: i64) -> String {
-        let key = (dedup_key, start_ms);
-        if let Some(known) = self.identities.get(&key) {
-            return known.clone();
+    /// Remembers the canonical start of an incident that just opened here when etcd already
+    /// names it; when it does not, the incident's first claim writes it.
+    fn settle(&mut self, dedup_key: &str, start_ms: i64) {
+        if !self.mode.borrow().claims() || self.shared.identity(dedup_key, start_ms).is_some() {
+            return;
         }
-        if !mode.claims() {
-            return incident_identity(&key.0, start_ms);
-        }
-        match self.etcd.incident_start(&key.0, start_ms) {
-            Ok(start) => {
-                let id = incident_identity(&key.0, start);
-                if self.identities.len() > 10_000 {
-                    self.identities.clear();
-                }
-                self.identities.insert(key, id.clone());
-                id
+        match self.etcd.settled_start(dedup_key, start_ms) {
+            Ok(Some(start)) => {
+                let id = incident_identity(dedup_key, start);
+                self.shared.remember(dedup_key, start_ms, id);
             }
+            Ok(None) => {}
             Err(e) => {
-                tracing::warn!(error = %e, dedup_key = %key.0, "pair: cannot settle an incident's start; using this box's own");
-                incident_identity(&key.0, start_ms)
+                tracing::debug!(error = %e, %dedup_key, "pair: cannot settle an incident's start at intake; its first page will")
             }
         }
     }
 
-    fn decide(&mut self, mode: Mode, page: &PageId, incident: &str) -> Decision {
-        let (true, Some(lease)) = (mode.claims(), self.lease) else {
+    fn identity(&mut self, dedup_key: String, start_ms: i64) -> String {
+        if let Some(known) = self.shared.identity(&dedup_key, start_ms) {
+            return known;
+        }
+        if !self.mode.borrow().claims() {
+            return incident_identity(&dedup_key, start_ms);
+        }
+        match self.etcd.incident_start(&dedup_key, start_ms) {
+            Ok(start) => {
+                let id = incident_identity(&dedup_key, start);
+                self.shared.remember(&dedup_key, start_ms, id.clone());
+                id
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, %dedup_key, "pair: cannot settle an incident's start; using this box's own");
+                incident_identity(&dedup_key, start_ms)
+            }
+        }
+    }
+}
+
+/// The page thread: claims, and their outcomes.
+struct Pages {
+    cfg: HaConfig,
+    etcd: Etcd,
+    paging: watch::Receiver<Option<Health>>,
+    mode: watch::Receiver<Mode>,
+    shared: Arc<Shared>,
+    /// Pages this box was told to hold back for the healthier peer, by their id under this
+    /// box's own start (known without etcd); claimed on the next ask.
+    deferred: HashSet<PageId>,
+}
+
+impl Pages {
+    fn run(mut self, rx: std_mpsc::Receiver<PageCommand>) {
+        while let Ok(cmd) = rx.recv() {
+            self.handle(cmd);
+        }
+    }
+
+    fn handle(&mut self, cmd: PageCommand) {
+        match cmd {
+            PageCommand::Claim { due, reply } => {
+                let (started, before) = (Instant::now(), self.etcd.requests());
+                let asked = self.decide(&due);
+                tracing::debug!(
+                    page = %asked.page,
+                    etcd_requests = self.etcd.requests() - before,
+                    etcd_us = started.elapsed().as_micros() as u64,
+                    "pair: page thread decided"
+                );
+                let _ = reply.send(asked);
+            }
+            PageCommand::Sent { page, incident } => {
+                let shared = self.shared.clone();
+                if !shared
+                    .log_unless_claiming(|| *self.mode.borrow(), |log| log.sent.push(page.clone()))
+                {
+                    if let Err(e) = self.mark_sent(&page, &incident) {
+                        // The claim runs out with the lease and the peer may send again: a
+                        // duplicate, never a lost page.
+                        tracing::warn!(error = %e, %page, "pair: cannot record a sent page");
+                    }
+                }
+            }
+            PageCommand::ClaimNamed {
+                page,
+                incident,
+                reply,
+            } => {
+                let _ = reply.send(self.decide_named(&page, &incident));
+            }
+            PageCommand::Release { page, incident } => {
+                if self.mode.borrow().claims() {
+                    if let Err(e) = self.etcd.release(&page, &incident, &self.cfg.name) {
+                        tracing::warn!(error = %e, %page, "pair: cannot release a claim; the peer takes it when the lease ends");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes `sent` on the retention lease; if that lease is refused (gone before its time:
+    /// a cluster restored from a backup), once more without it and without the lease from now
+    /// on, so a record is kept rather than lost.
+    fn mark_sent(&mut self, page: &PageId, incident: &str) -> Result<(), Error> {
+        let retention = lock(&self.shared.retention).map(|(lease, _)| lease);
+        match self
+            .etcd
+            .mark_sent(page, incident, &self.cfg.name, retention)
+        {
+            Err(Error::Refused { .. }) if retention.is_some() => {
+                tracing::warn!(%page, "pair: the lease for sent records was refused; granting another");
+                *lock(&self.shared.retention) = None;
+                self.etcd.mark_sent(page, incident, &self.cfg.name, None)
+            }
+            other => other,
+        }
+    }
+
+    fn decide(&mut self, due: &DuePage) -> Asked {
+        let own = due.own_identity();
+        let settled = self.shared.identity(&due.dedup_key, due.start_ms);
+        let named = |decision, identity: &str| Asked {
+            decision,
+            page: due.id(identity),
+            incident: identity.to_string(),
+        };
+        let mode = *self.mode.borrow();
+        let lease = *lock(&self.shared.lease);
+        let (true, Some(lease)) = (mode.claims(), lease) else {
             // Alone, rejoining or independent: page like a single box. Without a lease yet
             // (the first grant is still failing) the same holds until fallback decides.
+            let decision = if mode.claims() {
+                Decision::Later(self.cfg.takeover_delay.max(Duration::from_secs(1)))
+            } else {
+                Decision::Send
+            };
+            return named(decision, settled.as_deref().unwrap_or(&own));
+        };
+        // The healthier box tries first; this one holds back once, for the takeover delay.
+        if self.deferred.len() > 10_000 {
+            self.deferred.clear();
+        }
+        let local = due.id(&own);
+        let held_back = self.deferred.remove(&local);
+        if !held_back {
+            let delay = self.claim_delay();
+            if !delay.is_zero() {
+                self.deferred.insert(local);
+                return named(Decision::Later(delay), settled.as_deref().unwrap_or(&own));
+            }
+        }
+        match (settled, unsettled_start(held_back)) {
+            (Some(identity), _) => named(self.claim(due, &identity, lease), &identity),
+            (None, UnsettledStart::WithClaim) => self.claim_unsettled(due, lease),
+            (None, UnsettledStart::ReadFirst) => self.settle_then_claim(due, lease),
+        }
+    }
+
+    /// [`Pages::decide`] for a message claimed by its own name: no start to settle.
+    fn decide_named(&mut self, page: &PageId, incident: &str) -> Decision {
+        let mode = *self.mode.borrow();
+        let lease = *lock(&self.shared.lease);
+        let (true, Some(lease)) = (mode.claims(), lease) else {
             return if mode.claims() {
                 Decision::Later(self.cfg.takeover_delay.max(Duration::from_secs(1)))
             } else {
                 Decision::Send
             };
         };
-        // The healthier box tries first; this one holds back once, for the takeover delay.
         if self.deferred.len() > 10_000 {
             self.deferred.clear();
         }
@@ -532,15 +886,103 @@ impl Task {
                 return Decision::Later(delay);
             }
         }
-        let view = match self.etcd.claim(page, incident, &self.cfg.name, lease) {
-            Ok(Claim::Won) => return Decision::Send,
-            Ok(Claim::Lost(view)) => view,
+        self.claim_id(page, incident, lease)
+    }
+
+    /// Claims `due` under the settled `identity` of its incident: one transaction.
+    fn claim(&mut self, due: &DuePage, identity: &str, lease: LeaseId) -> Decision {
+        self.claim_id(&due.id(identity), identity, lease)
+    }
+
+    /// Claims `page` filed under `identity`: one transaction.
+    fn claim_id(&mut self, page: &PageId, identity: &str, lease: LeaseId) -> Decision {
+        let page = page.clone();
+        match self.etcd.claim(&page, identity, &self.cfg.name, lease) {
+            Ok(Claim::Won) => Decision::Send,
+            Ok(Claim::Lost(view)) => self.after_lost(&view),
             Err(e) => {
                 tracing::warn!(error = %e, %page, "pair: claim failed; asking again shortly");
-                return Decision::Later(Duration::from_secs(1));
+                Decision::Later(Duration::from_secs(1))
+            }
+        }
+    }
+
+    /// Claims a page whose incident's start is not settled yet (its first page was due before
+    /// the settling at intake was done): this box's start and the claim in one transaction;
+    /// only when another start is there does the page wait for the settling's reads.
+    fn claim_unsettled(&mut self, due: &DuePage, lease: LeaseId) -> Asked {
+        let own = due.own_identity();
+        let page = due.id(&own);
+        let tried = self.etcd.claim_with_start(
+            &page,
+            &own,
+            &due.dedup_key,
+            due.start_ms,
+            &self.cfg.name,
+            lease,
+        );
+        let (start_ms, view) = match tried {
+            Ok(StartClaim::Won) => {
+                self.shared
+                    .remember(&due.dedup_key, due.start_ms, own.clone());
+                return Asked {
+                    decision: Decision::Send,
+                    page,
+                    incident: own,
+                };
+            }
+            Ok(StartClaim::Failed { start_ms, view }) => (start_ms, view),
+            Err(e) => {
+                tracing::warn!(error = %e, %page, "pair: claim failed; asking again shortly");
+                return Asked {
+                    decision: Decision::Later(Duration::from_secs(1)),
+                    page,
+                    incident: own,
+                };
             }
         };
-        self.after_lost(&view)
+        match after_start_claim(&self.cfg.name, due.start_ms, start_ms, &view) {
+            StartClaimNext::Act(action) => {
+                if start_ms.is_some() {
+                    self.shared
+                        .remember(&due.dedup_key, due.start_ms, own.clone());
+                }
+                let decision = match action {
+                    PageAction::Claim { .. } => self.claim(due, &own, lease),
+                    other => self.decision_for(other),
+                };
+                Asked {
+                    decision,
+                    page,
+                    incident: own,
+                }
+            }
+            StartClaimNext::Settle => self.settle_then_claim(due, lease),
+        }
+    }
+
+    /// Settles the canonical start of `due`'s incident (reads, and a write only when there is
+    /// no start or an earlier incident's), then claims under it.
+    fn settle_then_claim(&mut self, due: &DuePage, lease: LeaseId) -> Asked {
+        let identity = match self.etcd.incident_start(&due.dedup_key, due.start_ms) {
+            Ok(start) => incident_identity(&due.dedup_key, start),
+            Err(e) => {
+                let own = due.own_identity();
+                tracing::warn!(error = %e, page = %due.id(&own), "pair: cannot settle an incident's start; asking again shortly");
+                return Asked {
+                    decision: Decision::Later(Duration::from_secs(1)),
+                    page: due.id(&own),
+                    incident: own,
+                };
+            }
+        };
+        self.shared
+            .remember(&due.dedup_key, due.start_ms, identity.clone());
+        Asked {
+            decision: self.claim(due, &identity, lease),
+            page: due.id(&identity),
+            incident: identity,
+        }
     }
 
     /// How long this box holds back before claiming, by the published health of both boxes
@@ -550,7 +992,7 @@ impl Task {
             registered: false,
             signal_dbm: None,
         });
-        match &self.peer {
+        match &*lock(&self.shared.peer) {
             Some((peer, theirs)) => claim_delay(
                 &self.cfg.name,
                 mine,
@@ -564,7 +1006,11 @@ impl Task {
     }
 
     fn after_lost(&self, view: &PageView) -> Decision {
-        match page_action(&self.cfg.name, view, Duration::ZERO) {
+        self.decision_for(page_action(&self.cfg.name, view, Duration::ZERO))
+    }
+
+    fn decision_for(&self, action: PageAction) -> Decision {
+        match action {
             PageAction::Done(why) => Decision::Skip(why),
             // Our own claim from an earlier attempt that did not finish: send now.
             PageAction::Send => Decision::Send,
@@ -606,13 +1052,27 @@ mod tests {
         )
     }
 
+    /// The first page to alice by SMS about the incident `key` that started at `start_ms` on
+    /// the asking box (its id is [`page`] of the identity).
+    fn due(key: &str, start_ms: i64) -> DuePage {
+        DuePage {
+            dedup_key: key.into(),
+            start_ms,
+            step: 0,
+            target: "alice".into(),
+            channel: Channel::Sms,
+            attempt: 1,
+        }
+    }
+
     /// Asks until the answer is not "later", or `deadline` passes.
-    async fn settle(c: &Coordinator, p: &PageId, incident: &str, deadline: Duration) -> Decision {
+    async fn settle(c: &Coordinator, due: &DuePage, deadline: Duration) -> Asked {
         let end = Instant::now() + deadline;
         loop {
-            match c.claim(p.clone(), incident).await {
+            let asked = c.claim(due.clone()).await;
+            match asked.decision {
                 Decision::Later(d) if Instant::now() + d < end => tokio::time::sleep(d).await,
-                other => return other,
+                _ => return asked,
             }
         }
     }
@@ -625,21 +1085,98 @@ mod tests {
         let (b, _pb) = coordinator("b", &m.url, s(6), s(30));
         let mut sends = 0;
         for n in 0..10 {
-            let incident = format!("i{n}");
-            let p = page(&incident);
-            // Both boxes see the page due at once.
+            let key = format!("i{n}");
+            // Both boxes see the page due at once; b opened the incident 30 ms later, and only
+            // every other incident was settled at intake before its page was due.
+            if n % 2 == 0 {
+                a.settle(&key, 1_000);
+                b.settle(&key, 1_030);
+            }
+            let (due_a, due_b) = (due(&key, 1_000), due(&key, 1_030));
             let (da, db) = tokio::join!(
-                settle(&a, &p, &incident, s(3)),
-                settle(&b, &p, &incident, Duration::from_millis(200))
+                settle(&a, &due_a, s(3)),
+                settle(&b, &due_b, Duration::from_millis(200))
             );
+            // Both boxes name the incident alike, whichever settled its start.
+            assert_eq!(a.identity(&key, 1_000).await, b.identity(&key, 1_030).await);
             for (d, c) in [(&da, &a), (&db, &b)] {
-                if *d == Decision::Send {
+                if d.decision == Decision::Send {
                     sends += 1;
-                    c.sent(p.clone(), &incident);
+                    c.sent(d.page.clone(), &d.incident);
                 }
             }
         }
         assert_eq!(sends, 10, "exactly one send per page");
+    }
+
+    #[tokio::test]
+    async fn the_first_page_of_an_unsettled_incident_settles_its_start_with_the_claim() {
+        let Some(m) = start_member() else { return };
+        let s = Duration::from_secs;
+        let (a, _pa) = coordinator("a", &m.url, s(6), s(30));
+        let asked = settle(&a, &due("new", 5_000), s(3)).await;
+        assert_eq!(asked.decision, Decision::Send);
+        assert_eq!(asked.incident, "new@5000");
+        assert_eq!(asked.page, page("new@5000"));
+        let mut peer = client(&[&m.url]);
+        // The start went in with the claim: the peer adopts it.
+        assert_eq!(peer.incident_start("new", 5_040).unwrap(), 5_000);
+        assert_eq!(
+            peer.page_view(&page("new@5000"), "new@5000")
+                .unwrap()
+                .claimed_by
+                .as_deref(),
+            Some("a")
+        );
+        // The peer was first for another incident: a adopts its start and claims under it.
+        assert_eq!(peer.incident_start("old", 7_000).unwrap(), 7_000);
+        let asked = settle(&a, &due("old", 7_030), s(3)).await;
+        assert_eq!(
+            (asked.decision, asked.incident.as_str()),
+            (Decision::Send, "old@7000")
+        );
+        assert_eq!(asked.page, page("old@7000"));
+        // Its second page needs no settling: the identity is remembered.
+        let mut second = due("old", 7_030);
+        second.attempt = 2;
+        assert_eq!(a.claim(second).await.incident, "old@7000");
+    }
+
+    #[tokio::test]
+    async fn a_sent_record_lives_on_the_retention_lease() {
+        use base64::Engine as _;
+        let Some(m) = start_member() else { return };
+        let s = Duration::from_secs;
+        let (a, _pa) = coordinator("a", &m.url, s(6), s(30));
+        let asked = settle(&a, &due("kept", 0), s(3)).await;
+        assert_eq!(asked.decision, Decision::Send);
+        a.sent(asked.page.clone(), &asked.incident);
+        let b64 = |k: &str| base64::engine::general_purpose::STANDARD.encode(k);
+        let key = b64(&format!("pagerbox/page/{}/sent", asked.page));
+        let post = |path: &str, body: serde_json::Value| -> serde_json::Value {
+            ureq::post(&format!("{}{path}", m.url))
+                .send_json(body)
+                .unwrap()
+                .into_json()
+                .unwrap()
+        };
+        let end = Instant::now() + s(5);
+        let lease = loop {
+            let kvs = post("/v3/kv/range", serde_json::json!({ "key": key }))["kvs"].clone();
+            if let Some(lease) = kvs[0]["lease"].as_str() {
+                break lease.to_string();
+            }
+            assert!(Instant::now() < end, "no sent record on a lease: {kvs}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let ttl = post("/v3/lease/timetolive", serde_json::json!({ "ID": lease }))["TTL"]
+            .as_str()
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(0);
+        assert!(
+            ttl > SENT_RETENTION.as_secs() - 60 && ttl <= SENT_RETENTION.as_secs(),
+            "{ttl}"
+        );
     }
 
     #[tokio::test]
@@ -648,13 +1185,13 @@ mod tests {
         let s = Duration::from_secs;
         let (a, paging_a) = coordinator("a", &m.url, s(3), s(30));
         let (b, _pb) = coordinator("b", &m.url, s(3), s(30));
-        let p = page("stuck");
-        assert_eq!(settle(&a, &p, "stuck", s(3)).await, Decision::Send);
+        let p = due("stuck", 0);
+        assert_eq!(settle(&a, &p, s(3)).await.decision, Decision::Send);
         // a claimed it, then its paging path broke before it could send: no more renewals.
         paging_a.send_replace(None);
         let started = Instant::now();
-        assert_ne!(b.claim(p.clone(), "stuck").await, Decision::Send);
-        assert_eq!(settle(&b, &p, "stuck", s(10)).await, Decision::Send);
+        assert_ne!(b.claim(p.clone()).await.decision, Decision::Send);
+        assert_eq!(settle(&b, &p, s(10)).await.decision, Decision::Send);
         let took = started.elapsed();
         assert!(took <= s(3) + s(2), "takeover took {took:?}");
     }
@@ -699,12 +1236,12 @@ mod tests {
         let s = Duration::from_secs;
         let (a, _pa) = coordinator("a", &m.url, s(6), s(30));
         let (b, _pb) = coordinator("b", &m.url, s(6), s(30));
-        a.ack("acked");
-        // Commands to one box run in order: once a has answered a claim, its ack is in etcd.
-        let _ = a.claim(page("other"), "other").await;
-        let p = page("acked");
+        let acked = a.identity("acked", 0).await;
+        a.ack(&acked);
+        // The session's commands run in order: once it has answered, the ack is in etcd.
+        let _ = a.identity("other", 0).await;
         assert_eq!(
-            settle(&b, &p, "acked", s(3)).await,
+            settle(&b, &due("acked", 0), s(3)).await.decision,
             Decision::Skip(Finished::Acked)
         );
     }
@@ -728,9 +1265,10 @@ mod tests {
         );
         a.ack(&own);
         // A page of it sent alone, named with a's own start.
-        let sent_alone = page(&own);
-        assert_eq!(a.claim(sent_alone.clone(), &own).await, Decision::Send);
-        a.sent(sent_alone, &own);
+        let sent_alone = a.claim(due("k", 1_040)).await;
+        assert_eq!(sent_alone.decision, Decision::Send);
+        assert_eq!(sent_alone.incident, own);
+        a.sent(sent_alone.page, &own);
         // Meanwhile the peer named the incident first.
         let mut peer = client(&[&m.url]);
         assert_eq!(peer.incident_start("k", 1_000).unwrap(), 1_000);
@@ -742,7 +1280,9 @@ mod tests {
         let view = peer.page_view(&page("k@1000"), "k@1000").unwrap();
         assert!(view.acked, "the ack reached the peer's name: {view:?}");
         // The page sent alone is marked under the id the peer computes: it is not sent again.
-        let other = peer.page_view(&page("k@1000"), "other").unwrap();
+        let other = peer
+            .page_view(&due("k", 1_040).id("k@1000"), "other")
+            .unwrap();
         assert!(other.sent, "sent under the peer's name: {other:?}");
     }
 
@@ -753,21 +1293,23 @@ mod tests {
         let url = format!("http://127.0.0.1:{port}");
         let (a, _pa) = coordinator("a", &url, s(3), s(1));
         let mut mode = a.mode();
-        let p = page("cut");
+        let p = due("cut", 0);
         // Not alone yet: no lease, no claim, asked to come back.
         assert!(matches!(
-            a.claim(p.clone(), "cut").await,
+            a.claim(p.clone()).await.decision,
             Decision::Later(_)
         ));
         tokio::time::timeout(s(10), mode.wait_for(|m| matches!(m, Mode::Alone { .. })))
             .await
             .expect("alone within the fallback")
             .unwrap();
-        assert_eq!(a.claim(p.clone(), "cut").await, Decision::Send);
-        a.sent(p.clone(), "cut");
-        a.ack("cut");
+        let asked = a.claim(p.clone()).await;
+        assert_eq!(asked.decision, Decision::Send);
+        assert_eq!(asked.incident, "cut@0");
+        a.sent(asked.page.clone(), &asked.incident);
+        a.ack(&asked.incident);
         // An alert only this box received while alone: published on heal.
-        a.share("cut", "{}".into());
+        a.share(&asked.incident, "{}".into());
 
         let Some(_m) = start_member_on(port) else {
             return;
@@ -777,13 +1319,13 @@ mod tests {
             .expect("paired again after the heal")
             .unwrap();
         let mut peer = client(&[&url]);
-        let view = peer.page_view(&p, "cut").unwrap();
+        let view = peer.page_view(&asked.page, "cut@0").unwrap();
         assert!(view.sent && view.acked, "{view:?}");
         let (records, _) = peer.peer_records("b", 0).unwrap();
         assert!(
             records
                 .iter()
-                .any(|r| r.kind == crate::ha::etcd::PeerKind::Intake && r.identity == "cut"),
+                .any(|r| r.kind == crate::ha::etcd::PeerKind::Intake && r.identity == "cut@0"),
             "{records:?}"
         );
     }

@@ -532,6 +532,54 @@ pub fn canonical_start(mine_ms: i64, existing: Option<StartRecord>) -> StartChoi
     }
 }
 
+/// How the claim path names an incident whose canonical start this box has not settled yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnsettledStart {
+    /// Write this box's start with the claim, in one transaction: the box that claims first
+    /// is usually the first to name the incident.
+    WithClaim,
+    /// Read the start first: this box held the page back for the peer, which has most likely
+    /// claimed it, and named the incident, meanwhile. Reads cost no disk write on the members;
+    /// a claim folded with a start that is refused does.
+    ReadFirst,
+}
+
+/// Decides [`UnsettledStart`] from whether this box held the page back for the peer.
+pub fn unsettled_start(held_back_for_peer: bool) -> UnsettledStart {
+    if held_back_for_peer {
+        UnsettledStart::ReadFirst
+    } else {
+        UnsettledStart::WithClaim
+    }
+}
+
+/// What the claim path does after a claim folded with this box's own start (`mine_ms`) was
+/// not written, from what the same transaction read: the start in etcd (`theirs_ms`) and the
+/// page's records under the identity with `mine_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartClaimNext {
+    /// The start in etcd is this box's own (or there is none): the page's identity is the one
+    /// just tried, and what etcd holds about the page decides.
+    Act(PageAction),
+    /// Another start is there (the peer was first, or an earlier incident with the key): settle
+    /// the canonical start by [`canonical_start`] and claim under that identity.
+    Settle,
+}
+
+/// Decides [`StartClaimNext`]. A start equal to ours names the same incident whatever else
+/// is known: adopting it and replacing it with ours give the same identity.
+pub fn after_start_claim(
+    me: &str,
+    mine_ms: i64,
+    theirs_ms: Option<i64>,
+    view: &PageView,
+) -> StartClaimNext {
+    match theirs_ms {
+        Some(theirs) if theirs != mine_ms => StartClaimNext::Settle,
+        _ => StartClaimNext::Act(page_action(me, view, Duration::ZERO)),
+    }
+}
+
 /// The hash of the parts of a config that decide who is paged when (users, schedules, policies,
 /// routes, paging, silences), from their debug form: both boxes of a pair must run the same, or
 /// their page ids would not meet and one box could hold back a page the other never makes.
@@ -856,6 +904,55 @@ mod tests {
             "",
         ] {
             assert!(!shares_intake(via), "{via}");
+        }
+    }
+
+    #[test]
+    fn a_box_that_held_back_reads_the_start_first() {
+        assert_eq!(unsettled_start(false), UnsettledStart::WithClaim);
+        assert_eq!(unsettled_start(true), UnsettledStart::ReadFirst);
+    }
+
+    #[test]
+    fn a_claim_folded_with_our_start_settles_only_when_another_start_is_there() {
+        use StartClaimNext::*;
+        let empty = PageView::default();
+        let sent = PageView {
+            sent: true,
+            ..PageView::default()
+        };
+        let ours = PageView {
+            claimed_by: Some("a".into()),
+            ..PageView::default()
+        };
+        let cases = [
+            // This box wrote the same start a moment earlier (settled at intake): the page is
+            // still free, claim it under that identity.
+            (
+                Some(1_000),
+                empty.clone(),
+                Act(PageAction::Claim {
+                    after: Duration::ZERO,
+                }),
+            ),
+            (
+                Some(1_000),
+                sent.clone(),
+                Act(PageAction::Done(Finished::Sent)),
+            ),
+            (Some(1_000), ours, Act(PageAction::Send)),
+            // No start but the page's records exist (the start record went first): they decide.
+            (None, sent, Act(PageAction::Done(Finished::Sent))),
+            // The peer's start (or an earlier incident's): settle it before claiming.
+            (Some(990), empty.clone(), Settle),
+            (Some(5_000), empty, Settle),
+        ];
+        for (theirs, view, want) in cases {
+            assert_eq!(
+                after_start_claim("a", 1_000, theirs, &view),
+                want,
+                "{theirs:?} {view:?}"
+            );
         }
     }
 

@@ -8,13 +8,14 @@
 //!
 //! Layout under the prefix (`pagerbox/`):
 //! - `page/<id>/claim`: the member name of the box sending it, on that box's lease;
-//! - `page/<id>/sent`: the member name of the box that sent it (persistent);
+//! - `page/<id>/sent`: the member name of the box that sent it, on a retention lease
+//!   ([`SENT_RETENTION`]; persistent when written on heal);
 //! - `incident/<key>/ack`, `incident/<key>/resolve`: persistent, from either box;
 //! - `health/<name>`: a box's published paging health, on its lease;
 //! - `config-hash/<name>`: a box's escalation config hash, on its lease;
 //! - `start/<dedup key>`: the canonical start of the open incident with that key.
 
-use std::io::BufReader;
+use std::io::{BufReader, Read as _};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +34,15 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// The key prefix of everything the pair writes.
 const PREFIX: &str = "pagerbox/";
+
+/// The TTL of the lease `sent` records are put on, one lease per [`RETENTION_ROTATION`]: a
+/// record lives between six and seven days. A `sent` record only has to outlive the peer's
+/// next look at the same page (seconds: the claim's TTL, or the peer's next ask), and it is
+/// the one record written per page, so without a lease etcd would grow by about 100 bytes a
+/// page for ever.
+pub const SENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long one retention lease takes new `sent` records before the next is granted.
+pub const RETENTION_ROTATION: Duration = Duration::from_secs(24 * 3600);
 
 /// Why a request to etcd failed.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +96,19 @@ pub enum Claim {
     Lost(PageView),
 }
 
+/// The outcome of [`Etcd::claim_with_start`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartClaim {
+    /// This box's start and its claim are in etcd: send the page.
+    Won,
+    /// Not written: the start etcd holds (`None`: none), and what it holds about the page under
+    /// the identity with this box's own start.
+    Failed {
+        start_ms: Option<i64>,
+        view: PageView,
+    },
+}
+
 /// What a record written by the peer asks of this box.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeerKind {
@@ -123,27 +146,30 @@ pub enum ConfigAgreement {
 /// A client of the pair's etcd cluster.
 pub struct Etcd {
     agent: ureq::Agent,
+    /// The TLS settings the agent was built with, for [`Etcd::second`].
+    tls: Option<Arc<rustls::ClientConfig>>,
     endpoints: Vec<String>,
     /// The member that answered last; tried first next time.
     current: usize,
     auth: Option<EtcdAuth>,
     token: Option<String>,
+    /// Requests sent so far, for the page path's log line (how many round trips a page cost).
+    requests: u64,
 }
 
 impl Etcd {
     /// A client for the endpoints in `[ha]`, with its TLS files loaded now so that a bad file
     /// fails at start, not at the first page.
     pub fn new(cfg: &HaConfig) -> Result<Self, Error> {
-        let mut builder = ureq::AgentBuilder::new()
-            .timeout_connect(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT);
-        if let Some(tls) = &cfg.etcd_tls {
-            if tls.ca_file.is_some() || tls.client_cert.is_some() {
-                builder = builder.tls_config(tls_config(tls)?);
+        let tls = match &cfg.etcd_tls {
+            Some(tls) if tls.ca_file.is_some() || tls.client_cert.is_some() => {
+                Some(tls_config(tls)?)
             }
-        }
+            _ => None,
+        };
         Ok(Self {
-            agent: builder.build(),
+            agent: agent(tls.clone()),
+            tls,
             endpoints: cfg
                 .etcd_endpoints
                 .iter()
@@ -152,7 +178,27 @@ impl Etcd {
             current: 0,
             auth: cfg.etcd_auth.clone(),
             token: None,
+            requests: 0,
         })
+    }
+
+    /// Another client to the same members with its own connections, for a thread whose
+    /// requests must not wait behind this one's (the page path behind the lease's renewals).
+    pub fn second(&self) -> Self {
+        Self {
+            agent: agent(self.tls.clone()),
+            tls: self.tls.clone(),
+            endpoints: self.endpoints.clone(),
+            current: self.current,
+            auth: self.auth.clone(),
+            token: None,
+            requests: 0,
+        }
+    }
+
+    /// How many requests this client has sent (each try of each member counts).
+    pub fn requests(&self) -> u64 {
+        self.requests
     }
 
     /// POSTs `body` to `path`, trying each member once from the one that answered last; with
@@ -191,6 +237,7 @@ impl Etcd {
         for i in 0..n {
             let idx = (self.current + i) % n;
             let endpoint = &self.endpoints[idx];
+            self.requests += 1;
             let mut req = self.agent.post(&format!("{endpoint}{path}"));
             if let Some(t) = &self.token {
                 req = req.set("Authorization", t);
@@ -198,7 +245,7 @@ impl Etcd {
             match req.send_json(body.clone()) {
                 Ok(resp) => {
                     self.current = idx;
-                    return read_first_object(resp, path);
+                    return read_answer(resp, path);
                 }
                 Err(ureq::Error::Status(status, resp)) => {
                     let body = resp.into_string().unwrap_or_default();
@@ -281,7 +328,7 @@ impl Etcd {
         if answer["succeeded"].as_bool() == Some(true) {
             return Ok(Claim::Won);
         }
-        Ok(Claim::Lost(view_from(&answer, path)?))
+        Ok(Claim::Lost(view_from(&answer, 0, path)?))
     }
 
     /// What etcd holds about a page now.
@@ -289,17 +336,28 @@ impl Etcd {
         let keys = PageKeys::new(page, incident);
         let path = "/v3/kv/txn";
         let answer = self.post(path, &json!({"success": keys.ranges()}))?;
-        view_from(&answer, path)
+        view_from(&answer, 0, path)
     }
 
     /// Records that this box sent the page and drops its claim, in one transaction, so there is
-    /// no instant where the page looks neither claimed nor sent.
-    pub fn mark_sent(&mut self, page: &PageId, incident: &str, me: &str) -> Result<(), Error> {
+    /// no instant where the page looks neither claimed nor sent. With `retention`, the record
+    /// lives on that lease and goes with it (see [`SENT_RETENTION`]); without, it stays.
+    pub fn mark_sent(
+        &mut self,
+        page: &PageId,
+        incident: &str,
+        me: &str,
+        retention: Option<LeaseId>,
+    ) -> Result<(), Error> {
         let keys = PageKeys::new(page, incident);
+        let mut sent = json!({"key": b64(&keys.sent), "value": b64(me)});
+        if let Some(lease) = retention {
+            sent["lease"] = json!(lease.0.to_string());
+        }
         self.post(
             "/v3/kv/txn",
             &json!({"success": [
-                {"request_put": {"key": b64(&keys.sent), "value": b64(me)}},
+                {"request_put": sent},
                 {"request_delete_range": {"key": b64(&keys.claim)}},
             ]}),
         )?;
@@ -410,86 +468,161 @@ impl Etcd {
     /// ([`canonical_start`] decides; each write is a compare-and-put, so two boxes racing end
     /// with one value).
     pub fn incident_start(&mut self, dedup_key: &str, mine_ms: i64) -> Result<i64, Error> {
-        let key = b64(&format!("{PREFIX}start/{dedup_key}"));
-        let path = "/v3/kv/txn";
-        // Two rounds settle any race between two boxes; a third is a cluster changing under us.
-        // The first box to see the incident writes its start in one round trip; the range of
-        // what is there comes back in the same answer when another box was first.
-        let first = self.post(
-            path,
-            &json!({
-                "compare": [{"key": key, "target": "VERSION", "result": "EQUAL", "version": "0"}],
-                "success": [{"request_put": {"key": key, "value": b64(&mine_ms.to_string())}}],
-                "failure": [{"request_range": {"key": key}}],
-            }),
-        )?;
-        if first["succeeded"].as_bool() == Some(true) {
-            return Ok(mine_ms);
-        }
-        let mut answer = response(&first, 0, "range").clone();
-        for round in 0..3 {
-            if round > 0 {
-                answer = self.post("/v3/kv/range", &json!({"key": key}))?;
-            }
-            let kv = answer["kvs"].as_array().and_then(|a| a.first()).cloned();
+        // Read first: a read is not a raft entry, a failed compare-and-put is (every member
+        // writes it to disk), and the box that asks here is usually not the first.
+        let mut kv = self.start_kv(dedup_key)?;
+        // Three rounds settle any race between two boxes; a fourth would be a cluster changing
+        // under us.
+        for _round in 0..3 {
             let existing = match &kv {
                 None => None,
-                Some(kv) => {
-                    let raw = B64
-                        .decode(kv["value"].as_str().unwrap_or(""))
-                        .unwrap_or_default();
-                    let start_ms: i64 =
-                        String::from_utf8_lossy(&raw)
-                            .parse()
-                            .map_err(|_| Error::Decode {
-                                path: path.into(),
-                                why: format!("start of {dedup_key} is not a number"),
-                            })?;
-                    let resolve = self.post(
-                        "/v3/kv/range",
-                        &json!({"key": b64(&format!(
-                            "{PREFIX}incident/{}/resolve",
-                            incident_identity(dedup_key, start_ms)
-                        ))}),
-                    )?;
-                    let resolved_at_ms = first_value(&resolve["kvs"], path)?.map(|v| {
-                        serde_json::from_slice::<Value>(&v)
-                            .ok()
-                            .and_then(|v| v["at_ms"].as_i64())
-                            // A resolve without a time: treat it as long ago, so a later
-                            // incident is new (a duplicate at worst).
-                            .unwrap_or(i64::MIN)
-                    });
-                    Some(StartRecord {
-                        start_ms,
-                        resolved_at_ms,
-                    })
-                }
+                Some(kv) => Some(self.start_record(dedup_key, kv)?),
             };
-            let compare = match canonical_start(mine_ms, existing) {
+            let guard = match canonical_start(mine_ms, existing) {
                 StartChoice::Adopt(s) => return Ok(s),
-                StartChoice::Create(_) => {
-                    json!({"key": key, "target": "VERSION", "result": "EQUAL", "version": "0"})
-                }
+                StartChoice::Create(_) => StartGuard::Absent,
                 StartChoice::Replace(_) => {
-                    let rev = kv.as_ref().map(|kv| kv["mod_revision"].clone());
-                    json!({"key": key, "target": "MOD", "result": "EQUAL", "mod_revision": rev})
+                    StartGuard::Unchanged(kv.as_ref().map(|kv| kv["mod_revision"].clone()))
                 }
             };
-            let answer = self.post(
-                path,
-                &json!({
-                    "compare": [compare],
-                    "success": [{"request_put": {"key": key, "value": b64(&mine_ms.to_string())}}],
-                }),
-            )?;
-            if answer["succeeded"].as_bool() == Some(true) {
-                return Ok(mine_ms);
+            match self.put_start(dedup_key, mine_ms, guard)? {
+                None => return Ok(mine_ms),
+                Some(now) => kv = now,
             }
         }
         // Still racing: use our own start. Our pages then claim on their own ids: a duplicate
         // at worst.
         Ok(mine_ms)
+    }
+
+    /// The start record of `dedup_key`, as etcd holds it now.
+    fn start_kv(&mut self, dedup_key: &str) -> Result<Option<Value>, Error> {
+        let answer = self.post("/v3/kv/range", &json!({"key": start_key(dedup_key)}))?;
+        Ok(answer["kvs"].as_array().and_then(|a| a.first()).cloned())
+    }
+
+    /// The canonical start of this box's incident with `dedup_key` when etcd already names it
+    /// (the peer was first: adopted; an earlier incident's record: replaced by ours), without
+    /// writing a start of our own when there is none (`None`): the first claim of the
+    /// incident writes it in its own transaction ([`Etcd::claim_with_start`]), while a write
+    /// here would race that claim and cost the page a second transaction.
+    pub fn settled_start(&mut self, dedup_key: &str, mine_ms: i64) -> Result<Option<i64>, Error> {
+        let Some(kv) = self.start_kv(dedup_key)? else {
+            return Ok(None);
+        };
+        let existing = self.start_record(dedup_key, &kv)?;
+        match canonical_start(mine_ms, Some(existing)) {
+            StartChoice::Adopt(s) => Ok(Some(s)),
+            StartChoice::Create(_) | StartChoice::Replace(_) => {
+                self.incident_start(dedup_key, mine_ms).map(Some)
+            }
+        }
+    }
+
+    /// Writes `mine_ms` as the start of `dedup_key` if `guard` holds; `None` when it was
+    /// written, otherwise what is there now (read in the same transaction; `Some(None)`: no
+    /// record).
+    fn put_start(
+        &mut self,
+        dedup_key: &str,
+        mine_ms: i64,
+        guard: StartGuard,
+    ) -> Result<Option<Option<Value>>, Error> {
+        let key = start_key(dedup_key);
+        let compare = match guard {
+            StartGuard::Absent => {
+                json!({"key": key, "target": "VERSION", "result": "EQUAL", "version": "0"})
+            }
+            StartGuard::Unchanged(rev) => {
+                json!({"key": key, "target": "MOD", "result": "EQUAL", "mod_revision": rev})
+            }
+        };
+        let answer = self.post(
+            "/v3/kv/txn",
+            &json!({
+                "compare": [compare],
+                "success": [{"request_put": {"key": key, "value": b64(&mine_ms.to_string())}}],
+                "failure": [{"request_range": {"key": key}}],
+            }),
+        )?;
+        if answer["succeeded"].as_bool() == Some(true) {
+            return Ok(None);
+        }
+        let kvs = &response(&answer, 0, "range")["kvs"];
+        Ok(Some(kvs.as_array().and_then(|a| a.first()).cloned()))
+    }
+
+    /// The start record `kv` of `dedup_key`, with when its incident was resolved (a second
+    /// read: the resolve is keyed by the start it names).
+    fn start_record(&mut self, dedup_key: &str, kv: &Value) -> Result<StartRecord, Error> {
+        let path = "/v3/kv/range";
+        let start_ms = start_from(kv, dedup_key, path)?;
+        let resolve = self.post(
+            path,
+            &json!({"key": b64(&format!(
+                "{PREFIX}incident/{}/resolve",
+                incident_identity(dedup_key, start_ms)
+            ))}),
+        )?;
+        let resolved_at_ms = first_value(&resolve["kvs"], path)?.map(|v| {
+            serde_json::from_slice::<Value>(&v)
+                .ok()
+                .and_then(|v| v["at_ms"].as_i64())
+                // A resolve without a time: treat it as long ago, so a later incident is new
+                // (a duplicate at worst).
+                .unwrap_or(i64::MIN)
+        });
+        Ok(StartRecord {
+            start_ms,
+            resolved_at_ms,
+        })
+    }
+
+    /// The claim of a page whose incident's start this box has not settled yet, folded into
+    /// one transaction with the start: if there is no start for `dedup_key` and nothing about
+    /// the page (as [`Etcd::claim`] checks), write `mine_ms` as the start and the claim
+    /// together. On the first box to page an incident this is the only write before the page;
+    /// otherwise the answer carries the start in etcd and the page's records under `incident`
+    /// (the identity with `mine_ms`), for [`after_start_claim`] to decide on.
+    pub fn claim_with_start(
+        &mut self,
+        page: &PageId,
+        incident: &str,
+        dedup_key: &str,
+        mine_ms: i64,
+        me: &str,
+        lease: LeaseId,
+    ) -> Result<StartClaim, Error> {
+        let keys = PageKeys::new(page, incident);
+        let start = start_key(dedup_key);
+        let absent = |k: &str| json!({"key": b64(k), "target": "VERSION", "result": "EQUAL", "version": "0"});
+        let mut failure = vec![json!({"request_range": {"key": start}})];
+        failure.extend(keys.ranges().as_array().into_iter().flatten().cloned());
+        let body = json!({
+            "compare": [
+                {"key": start, "target": "VERSION", "result": "EQUAL", "version": "0"},
+                absent(&keys.claim), absent(&keys.sent), absent(&keys.ack), absent(&keys.resolve),
+            ],
+            "success": [
+                {"request_put": {"key": start, "value": b64(&mine_ms.to_string())}},
+                {"request_put": {"key": b64(&keys.claim), "value": b64(me), "lease": lease.0.to_string()}},
+            ],
+            "failure": failure,
+        });
+        let path = "/v3/kv/txn";
+        let answer = self.post(path, &body)?;
+        if answer["succeeded"].as_bool() == Some(true) {
+            return Ok(StartClaim::Won);
+        }
+        let kvs = &response(&answer, 0, "range")["kvs"];
+        let start_ms = match kvs.as_array().and_then(|a| a.first()) {
+            Some(kv) => Some(start_from(kv, dedup_key, path)?),
+            None => None,
+        };
+        Ok(StartClaim::Failed {
+            start_ms,
+            view: view_from(&answer, 1, path)?,
+        })
     }
 
     /// Acks, resolves and shared alerts written by boxes other than `me` since revision
@@ -631,6 +764,12 @@ impl Etcd {
         lease: LeaseId,
     ) -> Result<ConfigAgreement, Error> {
         self.put(&format!("{PREFIX}config-hash/{me}"), hash, Some(lease))?;
+        self.compare_config_hash(hash)
+    }
+
+    /// Compares `hash` with every box's published config hash (ours included, published
+    /// earlier on the same lease by [`Etcd::check_config_hash`]): a read, no write.
+    pub fn compare_config_hash(&mut self, hash: &str) -> Result<ConfigAgreement, Error> {
         let prefix = format!("{PREFIX}config-hash/");
         let end = format!("{PREFIX}config-hash0");
         let path = "/v3/kv/range";
@@ -657,6 +796,17 @@ impl Etcd {
     }
 }
 
+/// An agent with the adapter's timeouts and, when given, its TLS settings.
+fn agent(tls: Option<Arc<rustls::ClientConfig>>) -> ureq::Agent {
+    let mut builder = ureq::AgentBuilder::new()
+        .timeout_connect(CONNECT_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT);
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls);
+    }
+    builder.build()
+}
+
 /// A box's published health from its stored JSON.
 /// Drops the shared alerts of incidents in `resolved`.
 fn without_resolved_intakes(
@@ -678,6 +828,31 @@ fn health_from(value: &[u8], name: &str, path: &str) -> Result<Health, Error> {
         registered: v["registered"].as_bool().unwrap_or(false),
         signal_dbm: v["signal_dbm"].as_i64().and_then(|s| i32::try_from(s).ok()),
     })
+}
+
+/// The key of the canonical start of the incident with `dedup_key`, base64 for the gateway.
+fn start_key(dedup_key: &str) -> String {
+    b64(&format!("{PREFIX}start/{dedup_key}"))
+}
+
+/// The start in a `start/<key>` record.
+fn start_from(kv: &Value, dedup_key: &str, path: &str) -> Result<i64, Error> {
+    let raw = B64
+        .decode(kv["value"].as_str().unwrap_or(""))
+        .unwrap_or_default();
+    String::from_utf8_lossy(&raw)
+        .parse()
+        .map_err(|_| Error::Decode {
+            path: path.into(),
+            why: format!("start of {dedup_key} is not a number"),
+        })
+}
+
+/// When a start record may be written: only if there is none, or only if it is still the
+/// revision that was read (a resolved incident's record, replaced by a new incident's).
+enum StartGuard {
+    Absent,
+    Unchanged(Option<Value>),
 }
 
 /// The keys of one page and its incident.
@@ -707,9 +882,10 @@ impl PageKeys {
     }
 }
 
-/// A [`PageView`] from the four range answers of [`PageKeys::ranges`].
-fn view_from(answer: &Value, path: &str) -> Result<PageView, Error> {
-    let value = |i: usize| first_value(&response(answer, i, "range")["kvs"], path);
+/// A [`PageView`] from the four range answers of [`PageKeys::ranges`], the first of them the
+/// transaction's answer number `from`.
+fn view_from(answer: &Value, from: usize, path: &str) -> Result<PageView, Error> {
+    let value = |i: usize| first_value(&response(answer, from + i, "range")["kvs"], path);
     Ok(PageView {
         claimed_by: value(0)?.map(|v| String::from_utf8_lossy(&v).into_owned()),
         sent: value(1)?.is_some(),
@@ -758,8 +934,32 @@ fn b64(s: &str) -> String {
     B64.encode(s)
 }
 
-/// The first JSON object of an answer. Streaming endpoints (`/v3/lease/keepalive`) send one
-/// object per line and keep the stream open; the first object is all a request needs.
+/// The endpoint that streams its answer: one object per line on a stream that stays open.
+const STREAMING: &str = "/v3/lease/keepalive";
+
+/// The JSON answer to a request. Every other answer is read to its end, which is what hands the
+/// connection back to the agent's pool: the next request (the next claim) then reuses it
+/// instead of paying a TCP connect on the page path.
+fn read_answer(resp: ureq::Response, path: &str) -> Result<Value, Error> {
+    if path == STREAMING {
+        return read_first_object(resp, path);
+    }
+    let mut body = Vec::new();
+    resp.into_reader()
+        .read_to_end(&mut body)
+        .map_err(|e| Error::Decode {
+            path: path.into(),
+            why: format!("answer cut short: {e}"),
+        })?;
+    let value: Value = serde_json::from_slice(&body).map_err(|e| Error::Decode {
+        path: path.into(),
+        why: e.to_string(),
+    })?;
+    refused_in_body(value, path)
+}
+
+/// The first JSON object of a streaming answer ([`STREAMING`]); the first object is all a
+/// request needs.
 fn read_first_object(resp: ureq::Response, path: &str) -> Result<Value, Error> {
     let reader = BufReader::new(resp.into_reader());
     let mut stream = serde_json::Deserializer::from_reader(reader).into_iter::<Value>();
@@ -773,7 +973,12 @@ fn read_first_object(resp: ureq::Response, path: &str) -> Result<Value, Error> {
             path: path.into(),
             why: e.to_string(),
         })?;
-    // The streaming endpoints wrap each message as {"result": ...} and errors as {"error": ...}.
+    refused_in_body(value, path)
+}
+
+/// An answer that says it is an error although its status is 200: the streaming endpoints
+/// wrap each message as {"result": ...} and errors as {"error": ...}.
+fn refused_in_body(value: Value, path: &str) -> Result<Value, Error> {
     if let Some(err) = value.get("error") {
         return Err(Error::Refused {
             path: path.into(),
@@ -989,7 +1194,7 @@ pub(super) mod tests {
         assert!(b.keep_alive(lb).unwrap() > Duration::ZERO);
 
         // Sent: nobody claims it again, even after the sender's lease is gone.
-        b.mark_sent(&p, "i1", "b").unwrap();
+        b.mark_sent(&p, "i1", "b", None).unwrap();
         b.revoke_lease(lb).unwrap();
         let la2 = a.grant_lease(Duration::from_secs(10)).unwrap();
         let sent = PageView {
@@ -1107,6 +1312,106 @@ pub(super) mod tests {
         let err = nobody.grant_lease(Duration::from_secs(10)).unwrap_err();
         assert!(err.is_retryable(), "{err}");
         assert!(err.to_string().contains(&dead), "{err}");
+    }
+
+    #[test]
+    fn a_claim_folded_with_the_start_writes_both_or_reads_what_is_there() {
+        let Some(m) = start_member() else { return };
+        let (mut a, mut b) = (client(&[&m.url]), client(&[&m.url]));
+        let la = a.grant_lease(Duration::from_secs(10)).unwrap();
+        let lb = b.grant_lease(Duration::from_secs(10)).unwrap();
+        let p = page("f@1000");
+        assert_eq!(
+            a.claim_with_start(&p, "f@1000", "f", 1_000, "a", la)
+                .unwrap(),
+            StartClaim::Won
+        );
+        // Both went in: the start is settled for the peer, and the claim is a's.
+        assert_eq!(b.incident_start("f", 1_030).unwrap(), 1_000);
+        // b, not knowing the start, tries its own: it learns the start and nothing is written.
+        let p_b = page("f@1030");
+        assert_eq!(
+            b.claim_with_start(&p_b, "f@1030", "f", 1_030, "b", lb)
+                .unwrap(),
+            StartClaim::Failed {
+                start_ms: Some(1_000),
+                view: PageView::default(),
+            }
+        );
+        assert_eq!(b.page_view(&p_b, "f@1030").unwrap(), PageView::default());
+        // With its own start there already, the answer is the page's records under it.
+        assert_eq!(
+            a.claim_with_start(&p, "f@1000", "f", 1_000, "a", la)
+                .unwrap(),
+            StartClaim::Failed {
+                start_ms: Some(1_000),
+                view: PageView {
+                    claimed_by: Some("a".into()),
+                    ..PageView::default()
+                },
+            }
+        );
+    }
+
+    /// Sockets of this network namespace connected to `port`, in TCP state `state` (hex, as
+    /// `/proc/net/tcp` writes it: 01 established, 06 time-wait).
+    fn sockets_to(port: u16, state: &str) -> usize {
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+        let remote = format!("0100007F:{port:04X}");
+        table
+            .lines()
+            .filter(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() > 3 && f[2] == remote && f[3] == state
+            })
+            .count()
+    }
+
+    #[test]
+    fn requests_reuse_one_connection() {
+        let Some(m) = start_member() else { return };
+        let port: u16 = m.url.rsplit(':').next().unwrap().parse().unwrap();
+        let mut a = client(&[&m.url]);
+        let la = a.grant_lease(Duration::from_secs(10)).unwrap();
+        for n in 0..20 {
+            let incident = format!("c{n}@0");
+            a.claim(&page(&incident), &incident, "a", la).unwrap();
+            a.page_view(&page(&incident), &incident).unwrap();
+        }
+        // A connection per request would leave one closed socket (time-wait) per request.
+        let closed = sockets_to(port, "06");
+        assert!(closed <= 2, "{closed} connections closed for 41 requests");
+    }
+
+    #[test]
+    fn a_sent_record_on_a_retention_lease_goes_with_it() {
+        let Some(m) = start_member() else { return };
+        let (mut a, mut b) = (client(&[&m.url]), client(&[&m.url]));
+        let la = a.grant_lease(Duration::from_secs(10)).unwrap();
+        let lb = b.grant_lease(Duration::from_secs(10)).unwrap();
+        let retention = a.grant_lease(Duration::from_secs(60)).unwrap();
+        let (kept, pruned) = (page("r1@0"), page("r2@0"));
+        for p in [&kept, &pruned] {
+            assert_eq!(a.claim(p, "r@0", "a", la).unwrap(), Claim::Won);
+        }
+        a.mark_sent(&kept, "r@0", "a", None).unwrap();
+        a.mark_sent(&pruned, "r@0", "a", Some(retention)).unwrap();
+        let sent = PageView {
+            sent: true,
+            ..PageView::default()
+        };
+        assert_eq!(b.page_view(&pruned, "r@0").unwrap(), sent);
+        // The retention lease ends (its TTL, here at once): its records go, the others stay,
+        // and the claims went with the sending, not with the retention.
+        a.revoke_lease(retention).unwrap();
+        assert_eq!(b.page_view(&pruned, "r@0").unwrap(), PageView::default());
+        assert_eq!(b.page_view(&kept, "r@0").unwrap(), sent);
+        // A lease that is gone is refused, not ignored: the caller writes the record without.
+        let err = a
+            .mark_sent(&pruned, "r@0", "a", Some(retention))
+            .unwrap_err();
+        assert!(matches!(err, Error::Refused { .. }), "{err}");
+        assert!(matches!(b.claim(&kept, "r@0", "b", lb).unwrap(), Claim::Lost(v) if v.sent));
     }
 
     #[test]

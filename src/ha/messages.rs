@@ -95,7 +95,7 @@ impl Gate {
                 text,
             }),
         };
-        let decision = self.coordinator.claim(id.clone(), MESSAGES).await;
+        let decision = self.coordinator.claim_named(id.clone(), MESSAGES).await;
         tracing::debug!(page = page.id, kind = page.kind.as_str(), pair_message = %id, ?decision, "pair: claim");
         let p = page.clone();
         let what = format!("pair decision on message {}", page.id);

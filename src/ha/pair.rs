@@ -14,8 +14,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::coordinator::{Coordinator, Decision};
-use super::decide::{Finished, Health, Mode, PageId, PageKey};
+use super::coordinator::{Coordinator, Decision, DuePage};
+use super::decide::{Finished, Health, Mode, PageId};
 use super::etcd::{PeerKind, PeerRecord};
 use crate::health::pair::Standing;
 use crate::health::PagingHealth;
@@ -105,7 +105,7 @@ impl Gate {
     /// Decides whether this box sends the claimed row `page` now, and records on the row what
     /// it does not send. Any failure to name the page sends it: a duplicate, never silence.
     pub async fn before(&self, store: &Store, shutdown: &CancellationToken, page: &Page) -> Pass {
-        let asked = std::time::Instant::now();
+        let started = std::time::Instant::now();
         let p = page.clone();
         let facts = match store.read(move |c, _| Ok(rows::page_facts(c, &p)?)).await {
             Ok(Some(f)) => f,
@@ -115,21 +115,23 @@ impl Gate {
                 return Pass::Send(None);
             }
         };
-        let identity = self
+        // Reading the page's facts is this box's own part of the price (the rest is etcd's).
+        let facts_us = started.elapsed().as_micros() as u64;
+        let asked = self
             .coordinator
-            .identity(&facts.dedup_key, facts.first_seen.timestamp_millis())
+            .claim(DuePage {
+                dedup_key: facts.dedup_key,
+                start_ms: facts.first_seen.timestamp_millis(),
+                step: facts.step,
+                target: facts.user,
+                channel: facts.channel,
+                attempt: facts.ordinal,
+            })
             .await;
-        let id = PageId::new(PageKey {
-            incident: &identity,
-            step: facts.step,
-            target: &facts.user,
-            channel: facts.channel,
-            attempt: facts.ordinal,
-        });
-        let decision = self.coordinator.claim(id.clone(), &identity).await;
+        let (decision, id, identity) = (asked.decision, asked.page, asked.incident);
         // How long the pair held the page up: the whole price of coordination on the sending path.
-        let took_us = asked.elapsed().as_micros() as u64;
-        tracing::debug!(page = page.id, pair_page = %id, incident = %identity, ?decision, took_us, "pair: claim");
+        let took_us = started.elapsed().as_micros() as u64;
+        tracing::debug!(page = page.id, pair_page = %id, incident = %identity, ?decision, took_us, facts_us, "pair: claim");
         let p = page.clone();
         let what = format!("pair decision on page {}", page.id);
         let stored = match decision {
@@ -320,6 +322,35 @@ pub async fn sync_transitions(
                 Some(rec) => apply_peer(&store, &coordinator, rec).await,
                 None => return,
             },
+        }
+    }
+}
+
+/// Settles the canonical start of each incident as it opens here, off the page path: by the
+/// time its first page is due, the claim is the page's only etcd write. Pages do not depend
+/// on it (a page due first settles the start itself), so a failure here only costs latency.
+pub async fn settle_starts(store: Store, coordinator: Coordinator, shutdown: CancellationToken) {
+    // Incidents open at the start are settled too: their next pages are named like the peer's.
+    let mut cursor = 0;
+    let mut commits = store.commits();
+    loop {
+        let after = cursor;
+        match store
+            .read(move |c, _| Ok(rows::opened_since(c, after, 200)?))
+            .await
+        {
+            Ok(list) => {
+                for o in list {
+                    coordinator.settle(&o.dedup_key, o.first_seen.timestamp_millis());
+                    cursor = o.id;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "pair: cannot read new incidents; retrying"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = commits.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
     }
 }

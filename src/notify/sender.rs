@@ -24,7 +24,7 @@ use crate::modem::{Health, ModemError};
 use crate::notify::email::EmailError;
 use crate::store::kinds::EventKind;
 use crate::store::outbox::{self, Attempt, Page, PageKind};
-use crate::store::Store;
+use crate::store::{Store, Tx};
 
 pub use crate::health::PagingHealth;
 pub use crate::store::until_stored;
@@ -342,47 +342,27 @@ pub async fn run_paired(
         }
         recheck.notify_one();
         let ready = transport.ready().is_ok();
-        if ready && !was_ready {
-            // The channel is back: pages that wait on it because of a failure go now.
-            match store
-                .call(move |c, now| Ok(outbox::wake(c, channel, now)?))
-                .await
-            {
-                Ok(n) => {
-                    if n > 0 {
-                        tracing::info!(%channel, pages = n, "channel ready again; waiting pages woken");
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(%channel, error = %e, "cannot wake the pages of a channel that came back; retrying");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                    continue;
-                }
-            }
-        }
-        was_ready = ready;
-        been_ready |= ready;
-        let start_wait = config.borrow().paging.channel_start_wait;
-        let held_for = start_wait.saturating_sub(started.elapsed());
-        // Only a channel with a start-up of its own (the modem's) is held; email is either set
-        // up or broken, and a broken one must fall through at once.
-        if readiness.is_some() && !been_ready && !held_for.is_zero() {
-            // Still starting: its pages wait for it (bounded) instead of falling through.
-            tracing::debug!(%channel, left_ms = held_for.as_millis() as u64, "channel not ready since the start; holding its pages");
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(held_for.min(beat.idle_bound())) => {}
-                r = changed(&mut readiness) => if !r { readiness = None },
+        if ready && !was_ready && !wake_returned(&store, channel).await {
+            if !pause(&shutdown).await {
+                return;
             }
             continue;
         }
-        let claimed = store
-            .call(move |c, now| Ok(outbox::claim(c, channel, now, lease)?))
-            .await;
-        match claimed {
+        was_ready = ready;
+        been_ready |= ready;
+        // Only a channel with a start-up of its own (the modem's) is held; email is either set
+        // up or broken, and a broken one must fall through at once.
+        if let Some(held_for) = start_hold(&config, started, readiness.is_some() && !been_ready) {
+            // Still starting: its pages wait for it (bounded) instead of falling through.
+            tracing::debug!(%channel, left_ms = held_for.as_millis() as u64, "channel not ready since the start; holding its pages");
+            let bound = held_for.min(beat.idle_bound());
+            if !sleep_or_change(&shutdown, bound, None, &mut steps, &mut readiness).await {
+                return;
+            }
+            continue;
+        }
+        let claim = move |c: &Tx, now| Ok(outbox::claim(c, channel, now, lease)?);
+        match store.call(claim).await {
             Ok(Some(page)) => {
                 let cfg = config.borrow().clone();
                 handle_paired(
@@ -398,42 +378,117 @@ pub async fn run_paired(
                 .await;
             }
             Ok(None) => {
-                let next = store
-                    .call(move |c, _| {
-                        Ok((
-                            outbox::next_due(c, channel)?,
-                            outbox::next_lease_end(c, channel)?,
-                        ))
-                    })
-                    .await
-                    .ok();
-                let wait = next
-                    .into_iter()
-                    .flat_map(|(a, b)| [a, b])
-                    .flatten()
-                    .min()
-                    .map(|t| (t - store.now()).to_std().unwrap_or(Duration::ZERO))
-                    .unwrap_or(Duration::from_secs(30))
-                    .min(Duration::from_secs(30))
-                    .min(beat.idle_bound());
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(wait) => {}
-                    // The clock jumped: a retry or a lease may have come due.
-                    _ = steps.stepped() => {}
-                    r = commits.changed() => if r.is_err() { return },
-                    r = changed(&mut readiness) => if !r { readiness = None },
+                let wait = idle_wait(&store, channel).await.min(beat.idle_bound());
+                let woken = sleep_or_change(
+                    &shutdown,
+                    wait,
+                    Some(&mut commits),
+                    &mut steps,
+                    &mut readiness,
+                );
+                if !woken.await {
+                    return;
                 }
             }
             Err(e) => {
                 tracing::error!(%channel, error = %e, "sender cannot read the outbox; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                if !pause(&shutdown).await {
+                    return;
                 }
             }
         }
     }
+}
+
+/// Sleeps for `wait`, or until a commit (when `commits` is given), a step of the clock (a retry
+/// or a lease may have come due) or a change of the channel's readiness; `false` when the daemon stops (or the store closes) meanwhile. A
+/// readiness watch that closed is dropped, so the next wait does not wake on it at once.
+async fn sleep_or_change(
+    shutdown: &CancellationToken,
+    wait: Duration,
+    commits: Option<&mut watch::Receiver<u64>>,
+    steps: &mut crate::clock::Steps,
+    readiness: &mut Option<watch::Receiver<Health>>,
+) -> bool {
+    let commit = async {
+        match commits {
+            Some(c) => c.changed().await.is_ok(),
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(wait) => true,
+        ok = commit => ok,
+        _ = steps.stepped() => true,
+        r = changed(readiness) => {
+            if !r {
+                *readiness = None;
+            }
+            true
+        }
+    }
+}
+
+/// Waits a second before a retry; `false` when the daemon stops meanwhile.
+async fn pause(shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(Duration::from_secs(1)) => true,
+    }
+}
+
+/// How much longer a channel that has not been ready since `started` holds its pages
+/// (`paging.channel_start_wait` in all); `None` when it does not (it has been ready, or the wait is over).
+fn start_hold(
+    config: &watch::Receiver<Arc<Config>>,
+    started: tokio::time::Instant,
+    starting: bool,
+) -> Option<Duration> {
+    let start_wait = config.borrow().paging.channel_start_wait;
+    let held_for = start_wait.saturating_sub(started.elapsed());
+    (starting && !held_for.is_zero()).then_some(held_for)
+}
+
+/// Makes the pages that wait on `channel` because of a failure due now, as the channel is
+/// ready again; `false` when the store did not take it (the caller retries).
+async fn wake_returned(store: &Store, channel: Channel) -> bool {
+    match store
+        .call(move |c, now| Ok(outbox::wake(c, channel, now)?))
+        .await
+    {
+        Ok(n) => {
+            if n > 0 {
+                tracing::info!(%channel, pages = n, "channel ready again; waiting pages woken");
+            }
+            true
+        }
+        Err(e) => {
+            tracing::error!(%channel, error = %e, "cannot wake the pages of a channel that came back; retrying");
+            false
+        }
+    }
+}
+
+/// How long a sender with nothing due may sleep: until its channel's next due row or the end
+/// of a lease in flight, at most 30 s (and 30 s when the store does not answer).
+async fn idle_wait(store: &Store, channel: Channel) -> Duration {
+    let next = store
+        .call(move |c, _| {
+            Ok((
+                outbox::next_due(c, channel)?,
+                outbox::next_lease_end(c, channel)?,
+            ))
+        })
+        .await
+        .ok();
+    next.into_iter()
+        .flat_map(|(a, b)| [a, b])
+        .flatten()
+        .min()
+        .map(|t| (t - store.now()).to_std().unwrap_or(Duration::ZERO))
+        .unwrap_or(Duration::from_secs(30))
+        .min(Duration::from_secs(30))
 }
 
 /// Waits for the next readiness change; `false` when the watch has closed (never with none).

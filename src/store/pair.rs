@@ -412,6 +412,30 @@ pub fn last_event_id(conn: &Tx) -> rusqlite::Result<i64> {
         .query_row([], |r| r.get(0))
 }
 
+/// An incident as it opened on this box.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    pub id: IncidentId,
+    pub dedup_key: String,
+    pub first_seen: DateTime<Utc>,
+}
+
+/// The not yet resolved incidents with an id above `after`, oldest first, at most `limit`.
+pub fn opened_since(conn: &Tx, after: IncidentId, limit: usize) -> rusqlite::Result<Vec<Opened>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, dedup_key, first_seen FROM incidents WHERE id > ?1 AND status<>'resolved' \
+         ORDER BY id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![after, limit as i64], |r| {
+        Ok(Opened {
+            id: r.get(0)?,
+            dedup_key: r.get(1)?,
+            first_seen: from_ms(r.get(2)?),
+        })
+    })?;
+    rows.collect()
+}
+
 /// The not yet resolved incidents with `dedup_key` (newest first), with when each opened.
 pub fn open_with_key(
     conn: &Tx,
@@ -615,5 +639,38 @@ mod tests {
         assert!(crate::store::overrides::list(&c, "primary", t(12))
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn opened_since_lists_open_incidents_after_the_cursor() {
+        let c = db();
+        for (id, key, status) in [
+            (2, "web/slow", "resolved"),
+            (3, "disk/full", "acknowledged"),
+        ] {
+            c.execute(
+                "INSERT INTO incidents (id,dedup_key,status,severity,summary,first_seen,last_seen) \
+                 VALUES (?1,?2,?3,'critical','s',?4,?4)",
+                params![id, key, status, ms(t(id))],
+            )
+            .unwrap();
+        }
+        let ids = |after, limit| -> Vec<(i64, String)> {
+            opened_since(&c, after, limit)
+                .unwrap()
+                .into_iter()
+                .map(|o| (o.id, o.dedup_key))
+                .collect()
+        };
+        // The resolved one is never settled; an acknowledged one is still open (its resolve is
+        // published under the name settled now).
+        assert_eq!(
+            ids(0, 10),
+            [(1, "db/down".to_string()), (3, "disk/full".to_string())]
+        );
+        assert_eq!(ids(1, 10), [(3, "disk/full".to_string())]);
+        assert_eq!(ids(0, 1), [(1, "db/down".to_string())]);
+        assert!(ids(3, 10).is_empty());
+        assert_eq!(opened_since(&c, 2, 1).unwrap()[0].first_seen, t(3));
     }
 }
