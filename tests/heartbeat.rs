@@ -81,6 +81,10 @@ fn ping(d: &Daemon) -> (u16, Value) {
     d.post("/v1/heartbeats/hb", b"")
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn a_missed_heartbeat_opens_one_incident_on_its_route_and_a_ping_resolves_it() {
     let mut d = Daemon::start_clocked(&config("1m", "1m"));
@@ -125,6 +129,10 @@ fn a_missed_heartbeat_opens_one_incident_on_its_route_and_a_ping_resolves_it() {
     });
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn the_missed_heartbeat_pages_like_any_alert_on_its_route() {
     let sim = ExternalSim::start();
@@ -144,6 +152,10 @@ fn the_missed_heartbeat_pages_like_any_alert_on_its_route() {
     );
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn udp_heartbeat_lines_ping_and_resolve() {
     let mut d = Daemon::start_clocked(&config("1m", "1m"));
@@ -204,6 +216,10 @@ fn unknown_heartbeat_is_404_and_pings_need_the_token_when_configured() {
     assert_eq!(d.get("/v1/heartbeats/nope").0, 404);
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn a_restart_shorter_than_the_interval_does_not_fire() {
     let mut d = Daemon::start_clocked(&config("1m", "1m"));
@@ -227,6 +243,10 @@ fn a_restart_shorter_than_the_interval_does_not_fire() {
     });
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn down_longer_than_the_interval_is_reported_at_restart() {
     let mut d = Daemon::start_clocked(&config("1m", "1m"));
@@ -244,6 +264,10 @@ fn down_longer_than_the_interval_is_reported_at_restart() {
     assert_eq!((code, &v["resolved_incident"]), (202, &inc["id"]));
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn state_survives_a_restart() {
     let mut d = Daemon::start_clocked(&config("1m", "1m"));
@@ -280,6 +304,10 @@ fn cli_lists_and_pings_heartbeats() {
 
 /// Opsgenie's heartbeat ping (`/v2/heartbeats/{name}/ping` with a GenieKey) feeds the same
 /// monitors, so senders moving from Opsgenie keep their ping URL's path.
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn opsgenie_heartbeat_pings_feed_the_monitor() {
     let mut d = Daemon::start_clocked_with(&config("1m", "1m"), Some("s3cret"));

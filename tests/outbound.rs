@@ -224,6 +224,10 @@ fn slack_teams_and_signed_webhook_get_trigger_ack_and_resolve() {
     assert!(!d.log().contains("secret-part"), "{}", d.log());
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn a_failing_receiver_gets_everything_later_in_order() {
     let hook = Receiver::start(Mode::Status(500));
@@ -329,6 +333,10 @@ fn a_refusal_shows_the_receivers_answer_but_no_secret() {
     );
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn a_stalled_receiver_times_out_and_is_retried() {
     let hook = Receiver::start(Mode::Stall);
@@ -350,6 +358,10 @@ fn a_stalled_receiver_times_out_and_is_retried() {
     assert!(hook.attempts() >= 2);
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn a_receiver_that_is_down_catches_up_when_it_comes_back() {
     let addr = free_port();
@@ -376,6 +388,10 @@ fn a_receiver_that_is_down_catches_up_when_it_comes_back() {
     );
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn over_max_queued_the_oldest_are_dropped_with_a_timeline_note() {
     let addr = free_port();
@@ -411,6 +427,10 @@ fn over_max_queued_the_oldest_are_dropped_with_a_timeline_note() {
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn queued_notifications_survive_kill_9() {
     let hook = Receiver::start(Mode::Status(503));

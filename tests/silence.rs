@@ -225,6 +225,10 @@ fn http_silence_records_matching_alerts_without_paging_and_others_page() {
     }
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn a_silence_for_5m_ends_and_the_still_open_incident_pages() {
     let sim = ExternalSim::start();
@@ -287,6 +291,10 @@ fn expiring_a_silence_early_with_the_cli_pages_at_once() {
     assert_eq!(v["silences"][0]["state"], "expired");
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn an_incident_resolved_during_the_window_never_pages() {
     let sim = ExternalSim::start();
@@ -307,6 +315,10 @@ fn an_incident_resolved_during_the_window_never_pages() {
     assert!(!d.has_event(id, "escalation"));
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn a_config_maintenance_window_holds_until_its_end() {
     let sim = ExternalSim::start();
@@ -359,6 +371,10 @@ fn a_config_maintenance_window_holds_until_its_end() {
     });
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn a_hold_survives_a_crash_and_pages_when_the_window_ends() {
     let sim = ExternalSim::start();

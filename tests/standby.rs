@@ -269,6 +269,10 @@ fn nth_sms(d: &Daemon, sim: &ExternalSim, n: usize, secs: u64, t0: Instant) -> (
     (text, t0.elapsed())
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn acknowledged_upstream_within_the_grace_pages_nobody() {
     let sim = ExternalSim::start();
@@ -329,6 +333,10 @@ fn acknowledged_upstream_within_the_grace_pages_nobody() {
     assert!(metrics.contains("pagerbox_standby_held 0"), "{metrics}");
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn still_triggered_upstream_pages_after_the_grace_and_says_why() {
     let sim = ExternalSim::start();
@@ -364,6 +372,10 @@ fn still_triggered_upstream_pages_after_the_grace_and_says_why() {
     );
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn upstream_down_pages_when_the_grace_ends_or_sooner_after_consecutive_failures() {
     let sim = ExternalSim::start();
@@ -427,6 +439,10 @@ fn upstream_down_pages_when_the_grace_ends_or_sooner_after_consecutive_failures(
     );
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn upstream_hanging_pages_after_the_grace_and_delays_nothing_else() {
     let sim = ExternalSim::start();
