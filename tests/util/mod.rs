@@ -239,7 +239,11 @@ impl Daemon {
             .append(true)
             .open(self.log_path())
             .unwrap();
-        let child = Command::new(BIN)
+        let mut cmd = Command::new(BIN);
+        // A test clock in the environment that ran the tests must not reach a daemon that was
+        // not asked to run on one.
+        cmd.env_remove(TEST_CLOCK);
+        let child = cmd
             .args(["run", "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "pagerbox=debug")
