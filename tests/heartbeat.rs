@@ -46,6 +46,31 @@ service = "monitoring"
     )
 }
 
+/// A second monitor with half of `hb`'s window, for a check that `hb` has not fired yet: the
+/// watcher looks at every monitor in each pass, so once `early` has fired after a clock step, a
+/// pass has run since the step, and `hb` still quiet then means it was not due.
+const EARLY: &str = r#"
+[[heartbeats]]
+id = "early"
+interval = "30s"
+grace = "30s"
+route = "watchdog"
+summary = "the early monitor went quiet"
+service = "monitoring"
+"#;
+
+/// Waits until the [`EARLY`] monitor has opened its incident.
+fn wait_early_fired(d: &Daemon) {
+    d.wait_for(10, "the early monitor's incident", || {
+        let (_, v) = d.get("/v1/incidents?status=all");
+        v["incidents"]
+            .as_array()?
+            .iter()
+            .any(|i| i["dedup_key"] == "heartbeat:early")
+            .then_some(())
+    });
+}
+
 /// Every incident with the heartbeat's dedup key, newest first.
 fn heartbeat_incidents(d: &Daemon) -> Vec<Value> {
     let (code, v) = d.get("/v1/incidents?status=all");
@@ -87,9 +112,10 @@ fn ping(d: &Daemon) -> (u16, Value) {
 )]
 #[test]
 fn a_missed_heartbeat_opens_one_incident_on_its_route_and_a_ping_resolves_it() {
-    let mut d = Daemon::start_clocked(&config("1m", "1m"));
-    // Past the interval, inside the grace: not yet.
+    let mut d = Daemon::start_clocked(&format!("{}{EARLY}", config("1m", "1m")));
+    // Past the interval, inside the grace: not yet, though a pass ran past `early`'s deadline.
     d.advance(secs(90));
+    wait_early_fired(&d);
     d.hold(QUIET, "fired before interval + grace", || {
         open_heartbeat_incident(&d).is_none()
     });
