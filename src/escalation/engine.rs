@@ -135,7 +135,7 @@ pub async fn run(
             Ok(next) => next,
             Err(e) => {
                 tracing::error!(error = %e, "escalation pass failed; retrying in 1s");
-                Some(store.now() + chrono::Duration::seconds(1))
+                Some(crate::clock::add(store.now(), Duration::from_secs(1)))
             }
         };
         let sleep = next
