@@ -155,27 +155,43 @@ impl Clock for SteppedClock {
 #[cfg(feature = "fault-injection")]
 static TEST_CLOCK: std::sync::OnceLock<std::sync::Arc<SteppedClock>> = std::sync::OnceLock::new();
 
+/// The environment variable that puts a `fault-injection` build on the test clock.
+pub const TEST_CLOCK_ENV: &str = "PAGERBOX_TEST_CLOCK";
+
 /// The clock the daemon runs on: a [`SteppedClock`] when this is a `fault-injection` build
-/// started with `PAGERBOX_TEST_CLOCK` (a duration such as `0s` or `90m`: how far ahead of the
+/// started with [`TEST_CLOCK_ENV`] (a duration such as `0s` or `90m`: how far ahead of the
 /// system clock it starts, so a restarted daemon resumes where the test had moved it), else
 /// `None` and the daemon uses the system clock. A value that does not parse is an error: a test
 /// that asked for a test clock must not silently run on the system clock.
-pub fn from_env() -> Result<Option<std::sync::Arc<dyn Clock>>, String> {
+///
+/// `parse` reads the value: the caller passes the config's duration parser, so the same ten-year
+/// bound as `POST /v1/clock` applies (this module cannot call it: config depends on clock).
+/// Another build that finds the variable set logs once that it ignores it.
+pub fn from_env(
+    parse: fn(&str) -> Result<std::time::Duration, String>,
+) -> Result<Option<std::sync::Arc<dyn Clock>>, String> {
+    let Ok(text) = std::env::var(TEST_CLOCK_ENV) else {
+        return Ok(None);
+    };
     #[cfg(feature = "fault-injection")]
     {
-        let Ok(text) = std::env::var("PAGERBOX_TEST_CLOCK") else {
-            return Ok(None);
-        };
-        let ahead = humantime::parse_duration(text.trim())
-            .map_err(|e| format!("PAGERBOX_TEST_CLOCK={text}: {e}"))?;
+        let ahead = parse(&text).map_err(|e| format!("{TEST_CLOCK_ENV}={text}: {e}"))?;
         let clock = TEST_CLOCK
             .get_or_init(|| std::sync::Arc::new(SteppedClock::new(delta(ahead))))
             .clone();
-        tracing::warn!(ahead = %text, "running on the test clock (PAGERBOX_TEST_CLOCK)");
+        tracing::warn!(ahead = %text, "running on the test clock ({TEST_CLOCK_ENV})");
         Ok(Some(clock))
     }
     #[cfg(not(feature = "fault-injection"))]
-    Ok(None)
+    {
+        let _ = parse;
+        tracing::warn!(
+            value = %text,
+            "{TEST_CLOCK_ENV} is set but ignored: this build has no test clock (it needs the \
+             fault-injection feature); running on the system clock"
+        );
+        Ok(None)
+    }
 }
 
 /// Jumps the daemon's test clock forward by `d` (`POST /v1/clock`); `None` when the daemon runs
