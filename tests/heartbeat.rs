@@ -102,6 +102,20 @@ fn monitor(d: &Daemon) -> Value {
         .unwrap()
 }
 
+/// Starts a daemon on the test clock and waits for the watcher's first pass to record `hb`: a
+/// clock step before that pass would start the monitor's first window at the stepped time, so
+/// the step could not make it late. Until the pass, the API shows the monitor's `since` as the
+/// moment of asking, which moves; once recorded it stays put.
+fn start_watched(extra: &str, token: Option<&str>) -> Daemon {
+    let d = Daemon::start_clocked_with(extra, token);
+    d.wait_for(10, "the watcher's first pass", || {
+        let since = monitor(&d)["since"].clone();
+        std::thread::sleep(Duration::from_millis(30));
+        (monitor(&d)["since"] == since).then_some(())
+    });
+    d
+}
+
 fn ping(d: &Daemon) -> (u16, Value) {
     d.post("/v1/heartbeats/hb", b"")
 }
@@ -112,7 +126,7 @@ fn ping(d: &Daemon) -> (u16, Value) {
 )]
 #[test]
 fn a_missed_heartbeat_opens_one_incident_on_its_route_and_a_ping_resolves_it() {
-    let mut d = Daemon::start_clocked(&format!("{}{EARLY}", config("1m", "1m")));
+    let mut d = start_watched(&format!("{}{EARLY}", config("1m", "1m")), None);
     // Past the interval, inside the grace: not yet, though a pass ran past `early`'s deadline.
     d.advance(secs(90));
     wait_early_fired(&d);
@@ -167,7 +181,7 @@ fn the_missed_heartbeat_pages_like_any_alert_on_its_route() {
         sim.link.display(),
         config("1m", "1m")
     );
-    let mut d = Daemon::start_clocked(&extra);
+    let mut d = start_watched(&extra, None);
     d.advance(WINDOW + secs(1));
     let inc = d.wait_for(10, "the heartbeat incident", || open_heartbeat_incident(&d));
     let sms = d.wait_for(30, "the page SMS", || sim.sms_to(ALICE).into_iter().next());
@@ -184,7 +198,7 @@ fn the_missed_heartbeat_pages_like_any_alert_on_its_route() {
 )]
 #[test]
 fn udp_heartbeat_lines_ping_and_resolve() {
-    let mut d = Daemon::start_clocked(&config("1m", "1m"));
+    let mut d = start_watched(&config("1m", "1m"), None);
     d.advance(WINDOW + secs(1));
     let inc = d.wait_for(10, "the heartbeat incident", || open_heartbeat_incident(&d));
     d.udp_send(b"heartbeat hb\n");
@@ -248,7 +262,7 @@ fn unknown_heartbeat_is_404_and_pings_need_the_token_when_configured() {
 )]
 #[test]
 fn a_restart_shorter_than_the_interval_does_not_fire() {
-    let mut d = Daemon::start_clocked(&config("1m", "1m"));
+    let mut d = start_watched(&config("1m", "1m"), None);
     assert_eq!(ping(&d).0, 202);
     d.advance(secs(100));
     d.stop();
@@ -275,7 +289,7 @@ fn a_restart_shorter_than_the_interval_does_not_fire() {
 )]
 #[test]
 fn down_longer_than_the_interval_is_reported_at_restart() {
-    let mut d = Daemon::start_clocked(&config("1m", "1m"));
+    let mut d = start_watched(&config("1m", "1m"), None);
     assert_eq!(ping(&d).0, 202);
     d.kill9();
     // Down for two intervals.
@@ -296,7 +310,7 @@ fn down_longer_than_the_interval_is_reported_at_restart() {
 )]
 #[test]
 fn state_survives_a_restart() {
-    let mut d = Daemon::start_clocked(&config("1m", "1m"));
+    let mut d = start_watched(&config("1m", "1m"), None);
     d.advance(WINDOW + secs(1));
     let inc = d.wait_for(10, "the heartbeat incident", || open_heartbeat_incident(&d));
     d.stop();
@@ -336,7 +350,7 @@ fn cli_lists_and_pings_heartbeats() {
 )]
 #[test]
 fn opsgenie_heartbeat_pings_feed_the_monitor() {
-    let mut d = Daemon::start_clocked_with(&config("1m", "1m"), Some("s3cret"));
+    let mut d = start_watched(&config("1m", "1m"), Some("s3cret"));
     d.advance(WINDOW + secs(1));
     let inc = d.wait_for(10, "the heartbeat incident", || open_heartbeat_incident(&d));
     // A wrong key gets Opsgenie's 401 and does not ping.
