@@ -7,8 +7,9 @@
 //! A task that sleeps until a wall-clock instant (an escalation step, a heartbeat deadline, a
 //! page's retry) sleeps for the span it computed from `now`, and also wakes on the clock's
 //! [`Steps`]: a test clock that jumps past the instant ends the sleep at once, where the span
-//! computed before the jump would not. The system clock is never stepped, so for it the sleep
-//! is the plain `tokio::time` one.
+//! computed before the jump would not. The system clock does jump (NTP steps it), but
+//! [`SystemClock`] does not report its steps: each such loop bounds its sleep (at most a minute
+//! or so, see the loop), so a real jump is noticed on the next wake instead of at once.
 //!
 //! The real binary runs on a test clock only in `fault-injection` builds started with
 //! `PAGERBOX_TEST_CLOCK` (see [`from_env`]), so the end-to-end tests can move it with
@@ -22,7 +23,8 @@ pub trait Clock: Send + Sync + 'static {
     /// The current instant.
     fn now(&self) -> DateTime<Utc>;
 
-    /// Fires each time the clock is stepped. The system clock never is.
+    /// Fires each time the clock is stepped. [`SystemClock`] never fires: it cannot see NTP's
+    /// steps, which the loops' bounded sleeps catch instead.
     fn steps(&self) -> Steps {
         Steps(None)
     }
@@ -34,7 +36,7 @@ pub struct Steps(Option<watch::Receiver<()>>);
 
 impl Steps {
     /// Returns after the clock was stepped since this was made or last returned; never, for a
-    /// clock that is not stepped.
+    /// clock that does not report its steps.
     pub async fn stepped(&mut self) {
         if let Some(rx) = self.0.as_mut() {
             if rx.changed().await.is_ok() {
@@ -153,27 +155,43 @@ impl Clock for SteppedClock {
 #[cfg(feature = "fault-injection")]
 static TEST_CLOCK: std::sync::OnceLock<std::sync::Arc<SteppedClock>> = std::sync::OnceLock::new();
 
+/// The environment variable that puts a `fault-injection` build on the test clock.
+pub const TEST_CLOCK_ENV: &str = "PAGERBOX_TEST_CLOCK";
+
 /// The clock the daemon runs on: a [`SteppedClock`] when this is a `fault-injection` build
-/// started with `PAGERBOX_TEST_CLOCK` (a duration such as `0s` or `90m`: how far ahead of the
+/// started with [`TEST_CLOCK_ENV`] (a duration such as `0s` or `90m`: how far ahead of the
 /// system clock it starts, so a restarted daemon resumes where the test had moved it), else
 /// `None` and the daemon uses the system clock. A value that does not parse is an error: a test
 /// that asked for a test clock must not silently run on the system clock.
-pub fn from_env() -> Result<Option<std::sync::Arc<dyn Clock>>, String> {
+///
+/// `parse` reads the value: the caller passes the config's duration parser, so the same ten-year
+/// bound as `POST /v1/clock` applies (this module cannot call it: config depends on clock).
+/// Another build that finds the variable set logs once that it ignores it.
+pub fn from_env(
+    parse: fn(&str) -> Result<std::time::Duration, String>,
+) -> Result<Option<std::sync::Arc<dyn Clock>>, String> {
+    let Ok(text) = std::env::var(TEST_CLOCK_ENV) else {
+        return Ok(None);
+    };
     #[cfg(feature = "fault-injection")]
     {
-        let Ok(text) = std::env::var("PAGERBOX_TEST_CLOCK") else {
-            return Ok(None);
-        };
-        let ahead = humantime::parse_duration(text.trim())
-            .map_err(|e| format!("PAGERBOX_TEST_CLOCK={text}: {e}"))?;
+        let ahead = parse(&text).map_err(|e| format!("{TEST_CLOCK_ENV}={text}: {e}"))?;
         let clock = TEST_CLOCK
             .get_or_init(|| std::sync::Arc::new(SteppedClock::new(delta(ahead))))
             .clone();
-        tracing::warn!(ahead = %text, "running on the test clock (PAGERBOX_TEST_CLOCK)");
+        tracing::warn!(ahead = %text, "running on the test clock ({TEST_CLOCK_ENV})");
         Ok(Some(clock))
     }
     #[cfg(not(feature = "fault-injection"))]
-    Ok(None)
+    {
+        let _ = parse;
+        tracing::warn!(
+            value = %text,
+            "{TEST_CLOCK_ENV} is set but ignored: this build has no test clock (it needs the \
+             fault-injection feature); running on the system clock"
+        );
+        Ok(None)
+    }
 }
 
 /// Jumps the daemon's test clock forward by `d` (`POST /v1/clock`); `None` when the daemon runs
@@ -243,7 +261,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_step_ends_a_sleep_the_system_clock_never_does() {
+    async fn a_step_ends_a_sleep_the_system_clock_does_not_report_one() {
         let t0 = Utc.with_ymd_and_hms(2026, 3, 29, 0, 30, 0).unwrap();
         let c = ManualClock::new(t0);
         let mut steps = c.steps();
@@ -260,7 +278,7 @@ mod tests {
         assert_eq!(start.elapsed(), std::time::Duration::from_secs(5));
         let mut never = SystemClock.steps();
         let r = tokio::time::timeout(std::time::Duration::from_secs(3600), never.stepped()).await;
-        assert!(r.is_err(), "the system clock is never stepped");
+        assert!(r.is_err(), "the system clock does not report steps");
     }
 
     #[cfg(feature = "fault-injection")]

@@ -83,7 +83,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
-    let clock = crate::clock::from_env()
+    let clock = crate::clock::from_env(crate::config::parse_duration)
         .map_err(anyhow::Error::msg)?
         .unwrap_or_else(|| Arc::new(SystemClock));
     warn_unreachable(&loaded.config, clock.now());

@@ -77,6 +77,10 @@ fn start(sim: &ExternalSim, voice: bool, missed_call: bool) -> Daemon {
     d
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn an_sms_reply_acknowledges_stops_escalation_and_is_confirmed() {
     let sim = ExternalSim::start();

@@ -46,6 +46,31 @@ service = "monitoring"
     )
 }
 
+/// A second monitor with half of `hb`'s window, for a check that `hb` has not fired yet: the
+/// watcher looks at every monitor in each pass, so once `early` has fired after a clock step, a
+/// pass has run since the step, and `hb` still quiet then means it was not due.
+const EARLY: &str = r#"
+[[heartbeats]]
+id = "early"
+interval = "30s"
+grace = "30s"
+route = "watchdog"
+summary = "the early monitor went quiet"
+service = "monitoring"
+"#;
+
+/// Waits until the [`EARLY`] monitor has opened its incident.
+fn wait_early_fired(d: &Daemon) {
+    d.wait_for(10, "the early monitor's incident", || {
+        let (_, v) = d.get("/v1/incidents?status=all");
+        v["incidents"]
+            .as_array()?
+            .iter()
+            .any(|i| i["dedup_key"] == "heartbeat:early")
+            .then_some(())
+    });
+}
+
 /// Every incident with the heartbeat's dedup key, newest first.
 fn heartbeat_incidents(d: &Daemon) -> Vec<Value> {
     let (code, v) = d.get("/v1/incidents?status=all");
@@ -77,15 +102,34 @@ fn monitor(d: &Daemon) -> Value {
         .unwrap()
 }
 
+/// Starts a daemon on the test clock and waits for the watcher's first pass to record `hb`: a
+/// clock step before that pass would start the monitor's first window at the stepped time, so
+/// the step could not make it late. Until the pass, the API shows the monitor's `since` as the
+/// moment of asking, which moves; once recorded it stays put.
+fn start_watched(extra: &str, token: Option<&str>) -> Daemon {
+    let d = Daemon::start_clocked_with(extra, token);
+    d.wait_for(10, "the watcher's first pass", || {
+        let since = monitor(&d)["since"].clone();
+        std::thread::sleep(Duration::from_millis(30));
+        (monitor(&d)["since"] == since).then_some(())
+    });
+    d
+}
+
 fn ping(d: &Daemon) -> (u16, Value) {
     d.post("/v1/heartbeats/hb", b"")
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn a_missed_heartbeat_opens_one_incident_on_its_route_and_a_ping_resolves_it() {
-    let mut d = Daemon::start_clocked(&config("1m", "1m"));
-    // Past the interval, inside the grace: not yet.
+    let mut d = start_watched(&format!("{}{EARLY}", config("1m", "1m")), None);
+    // Past the interval, inside the grace: not yet, though a pass ran past `early`'s deadline.
     d.advance(secs(90));
+    wait_early_fired(&d);
     d.hold(QUIET, "fired before interval + grace", || {
         open_heartbeat_incident(&d).is_none()
     });
@@ -125,6 +169,10 @@ fn a_missed_heartbeat_opens_one_incident_on_its_route_and_a_ping_resolves_it() {
     });
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn the_missed_heartbeat_pages_like_any_alert_on_its_route() {
     let sim = ExternalSim::start();
@@ -133,7 +181,7 @@ fn the_missed_heartbeat_pages_like_any_alert_on_its_route() {
         sim.link.display(),
         config("1m", "1m")
     );
-    let mut d = Daemon::start_clocked(&extra);
+    let mut d = start_watched(&extra, None);
     d.advance(WINDOW + secs(1));
     let inc = d.wait_for(10, "the heartbeat incident", || open_heartbeat_incident(&d));
     let sms = d.wait_for(30, "the page SMS", || sim.sms_to(ALICE).into_iter().next());
@@ -144,9 +192,13 @@ fn the_missed_heartbeat_pages_like_any_alert_on_its_route() {
     );
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn udp_heartbeat_lines_ping_and_resolve() {
-    let mut d = Daemon::start_clocked(&config("1m", "1m"));
+    let mut d = start_watched(&config("1m", "1m"), None);
     d.advance(WINDOW + secs(1));
     let inc = d.wait_for(10, "the heartbeat incident", || open_heartbeat_incident(&d));
     d.udp_send(b"heartbeat hb\n");
@@ -204,9 +256,13 @@ fn unknown_heartbeat_is_404_and_pings_need_the_token_when_configured() {
     assert_eq!(d.get("/v1/heartbeats/nope").0, 404);
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn a_restart_shorter_than_the_interval_does_not_fire() {
-    let mut d = Daemon::start_clocked(&config("1m", "1m"));
+    let mut d = start_watched(&config("1m", "1m"), None);
     assert_eq!(ping(&d).0, 202);
     d.advance(secs(100));
     d.stop();
@@ -227,9 +283,13 @@ fn a_restart_shorter_than_the_interval_does_not_fire() {
     });
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn down_longer_than_the_interval_is_reported_at_restart() {
-    let mut d = Daemon::start_clocked(&config("1m", "1m"));
+    let mut d = start_watched(&config("1m", "1m"), None);
     assert_eq!(ping(&d).0, 202);
     d.kill9();
     // Down for two intervals.
@@ -244,9 +304,13 @@ fn down_longer_than_the_interval_is_reported_at_restart() {
     assert_eq!((code, &v["resolved_incident"]), (202, &inc["id"]));
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn state_survives_a_restart() {
-    let mut d = Daemon::start_clocked(&config("1m", "1m"));
+    let mut d = start_watched(&config("1m", "1m"), None);
     d.advance(WINDOW + secs(1));
     let inc = d.wait_for(10, "the heartbeat incident", || open_heartbeat_incident(&d));
     d.stop();
@@ -280,9 +344,13 @@ fn cli_lists_and_pings_heartbeats() {
 
 /// Opsgenie's heartbeat ping (`/v2/heartbeats/{name}/ping` with a GenieKey) feeds the same
 /// monitors, so senders moving from Opsgenie keep their ping URL's path.
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn opsgenie_heartbeat_pings_feed_the_monitor() {
-    let mut d = Daemon::start_clocked_with(&config("1m", "1m"), Some("s3cret"));
+    let mut d = start_watched(&config("1m", "1m"), Some("s3cret"));
     d.advance(WINDOW + secs(1));
     let inc = d.wait_for(10, "the heartbeat incident", || open_heartbeat_incident(&d));
     // A wrong key gets Opsgenie's 401 and does not ping.

@@ -21,6 +21,8 @@ enum Mode {
     Answer(u16, &'static str),
     /// Read the request, never answer (until the mode changes).
     Stall,
+    /// 503 with `Retry-After: 3600`: come back in an hour.
+    Busy,
 }
 
 #[derive(Default)]
@@ -63,6 +65,11 @@ impl Receiver {
                 }
                 Mode::Status(c) => Some((c, own(), "ok".into())),
                 Mode::Answer(c, answer) => Some((c, own(), answer.into())),
+                Mode::Busy => {
+                    let mut headers = own();
+                    headers.push(("Retry-After".to_string(), "3600".to_string()));
+                    Some((503, headers, "busy".into()))
+                }
                 Mode::Stall => {
                     st.lock().unwrap().stalled_now += 1;
                     hold_while(Duration::from_secs(90), || {
@@ -102,13 +109,39 @@ impl Receiver {
 /// and move it this far once the receiver is back, so the retry is due at once.
 const PAST_BACKOFF: Duration = Duration::from_secs(180);
 
+/// Longer than [`Mode::Busy`]'s `Retry-After`.
+const PAST_RETRY_AFTER: Duration = Duration::from_secs(2 * 3600);
+
+/// The shortest real backoff before a retry (5 s, plus jitter).
+const MIN_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The timeout in [`dest`]'s config: a stalled attempt fails no sooner.
+const TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Waits for the receiver's first request after the clock was moved past the backoff, and fails
+/// unless it came sooner than the real backoff allows. The first failed attempt ended no earlier
+/// than `failed_after`, so a retry on the real backoff cannot arrive before
+/// `failed_after + MIN_BACKOFF`: one that did was made due by the step.
+fn first_delivery_made_due_by_the_step(d: &Daemon, hook: &Receiver, failed_after: Instant) {
+    d.wait_for(30, "a delivery", || {
+        (!hook.received().is_empty()).then_some(())
+    });
+    let took = failed_after.elapsed();
+    assert!(
+        took < MIN_BACKOFF,
+        "the retry came {took:?} after the first failure could have been: the real backoff, not the \
+         clock step, may have sent it\n{}",
+        d.log()
+    );
+}
+
 fn dest(id: &str, kind: &str, url: &str, extra: &str) -> String {
     let secret = if kind == "webhook" {
         "secret = \"s3cret\"\n"
     } else {
         ""
     };
-    format!("[[outbound]]\nid = \"{id}\"\nkind = \"{kind}\"\nurl = \"{url}\"\n{secret}timeout = \"1s\"\n{extra}\n")
+    format!("[[outbound]]\nid = \"{id}\"\nkind = \"{kind}\"\nurl = \"{url}\"\n{secret}timeout = \"{}s\"\n{extra}\n", TIMEOUT.as_secs())
 }
 
 fn events(r: &Receiver) -> Vec<(i64, String)> {
@@ -224,10 +257,15 @@ fn slack_teams_and_signed_webhook_get_trigger_ack_and_resolve() {
     assert!(!d.log().contains("secret-part"), "{}", d.log());
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn a_failing_receiver_gets_everything_later_in_order() {
     let hook = Receiver::start(Mode::Status(500));
     let mut d = Daemon::start_clocked(&dest("w", "webhook", &hook.url(), ""));
+    let start = Instant::now();
     let a =
         d.trigger(json!({"summary": "disk full <a> & rising", "service": "db", "dedup_key": "a"}));
     let (code, _) = d.post_json(&format!("/v1/incidents/{a}/resolve"), json!({}));
@@ -243,6 +281,7 @@ fn a_failing_receiver_gets_everything_later_in_order() {
         .any(|(k, m)| k == "outbound-retry" && m.contains("HTTP 500")));
     hook.set(Mode::Ok);
     d.advance(PAST_BACKOFF);
+    first_delivery_made_due_by_the_step(&d, &hook, start);
     d.wait_for(30, "catch-up", || {
         (hook.received().len() >= 3).then_some(())
     });
@@ -329,10 +368,15 @@ fn a_refusal_shows_the_receivers_answer_but_no_secret() {
     );
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn a_stalled_receiver_times_out_and_is_retried() {
     let hook = Receiver::start(Mode::Stall);
     let mut d = Daemon::start_clocked(&dest("w", "webhook", &hook.url(), ""));
+    let start = Instant::now();
     let a =
         d.trigger(json!({"summary": "disk full <a> & rising", "service": "db", "dedup_key": "a"}));
     d.wait_for(10, "a timed-out attempt", || {
@@ -343,18 +387,22 @@ fn a_stalled_receiver_times_out_and_is_retried() {
     });
     hook.set(Mode::Ok);
     d.advance(PAST_BACKOFF);
-    d.wait_for(30, "delivery after the stall", || {
-        (!hook.received().is_empty()).then_some(())
-    });
+    // The first attempt started after `start` and failed no sooner than its timeout.
+    first_delivery_made_due_by_the_step(&d, &hook, start + TIMEOUT);
     assert_eq!(events(&hook), vec![(a, "incident.triggered".to_string())]);
     assert!(hook.attempts() >= 2);
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn a_receiver_that_is_down_catches_up_when_it_comes_back() {
     let addr = free_port();
     let url = format!("http://{addr}/hook");
     let mut d = Daemon::start_clocked(&dest("w", "webhook", &url, ""));
+    let start = Instant::now();
     let a =
         d.trigger(json!({"summary": "disk full <a> & rising", "service": "db", "dedup_key": "a"}));
     let b =
@@ -364,6 +412,7 @@ fn a_receiver_that_is_down_catches_up_when_it_comes_back() {
     });
     let hook = Receiver::start_on(TcpListener::bind(addr).unwrap(), Mode::Ok);
     d.advance(PAST_BACKOFF);
+    first_delivery_made_due_by_the_step(&d, &hook, start);
     d.wait_for(30, "catch-up", || {
         (hook.received().len() >= 2).then_some(())
     });
@@ -376,11 +425,16 @@ fn a_receiver_that_is_down_catches_up_when_it_comes_back() {
     );
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn over_max_queued_the_oldest_are_dropped_with_a_timeline_note() {
     let addr = free_port();
     let url = format!("http://{addr}/hook");
     let mut d = Daemon::start_clocked(&dest("w", "webhook", &url, "max_queued = 2"));
+    let start = Instant::now();
     let ids: Vec<i64> = (0..5).map(|i| d.trigger(json!({"summary": format!("disk full <k{i}> & rising"), "service": "db", "dedup_key": format!("k{i}")}))).collect();
     d.wait_for(10, "a drop note", || {
         d.has_event(ids[0], "outbound-dropped").then_some(())
@@ -395,6 +449,7 @@ fn over_max_queued_the_oldest_are_dropped_with_a_timeline_note() {
     assert!(!d.has_event(ids[4], "outbound-dropped"));
     let hook = Receiver::start_on(TcpListener::bind(addr).unwrap(), Mode::Ok);
     d.advance(PAST_BACKOFF);
+    first_delivery_made_due_by_the_step(&d, &hook, start);
     d.wait_for(30, "the newest delivered", || {
         events(&hook)
             .iter()
@@ -411,9 +466,15 @@ fn over_max_queued_the_oldest_are_dropped_with_a_timeline_note() {
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn queued_notifications_survive_kill_9() {
-    let hook = Receiver::start(Mode::Status(503));
+    // Asked to come back in an hour, so only moving the clock past that can deliver within
+    // the test: a restart alone must not.
+    let hook = Receiver::start(Mode::Busy);
     let mut d = Daemon::start_clocked(&dest("w", "webhook", &hook.url(), ""));
     let a =
         d.trigger(json!({"summary": "disk full <a> & rising", "service": "db", "dedup_key": "a"}));
@@ -425,7 +486,7 @@ fn queued_notifications_survive_kill_9() {
     d.kill9();
     hook.set(Mode::Ok);
     // Down past the retry's due time.
-    d.advance(PAST_BACKOFF);
+    d.advance(PAST_RETRY_AFTER);
     d.spawn();
     d.wait_for(30, "delivery after restart", || {
         (hook.received().len() >= 2).then_some(())

@@ -118,6 +118,10 @@ fn alert_pages_the_on_call_user_by_sms_with_the_right_text() {
     assert_eq!(sim.sms_to(ALICE).len(), 1);
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn no_ack_calls_then_escalates_to_the_next_step() {
     let sim = ExternalSim::start();
@@ -156,6 +160,10 @@ fn no_ack_calls_then_escalates_to_the_next_step() {
     );
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn ack_between_steps_stops_the_second() {
     let sim = ExternalSim::start();
@@ -257,6 +265,10 @@ fn with_smtp_and_modem_down_nothing_is_lost_and_it_arrives_when_email_returns() 
     assert!(mail.contains("everything is down"));
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn a_storm_of_500_alerts_over_50_keys_gives_grouped_pages_within_the_rate_limit() {
     let sim = ExternalSim::start();

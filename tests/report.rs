@@ -81,6 +81,10 @@ fn body(md: &str) -> &str {
     md.rsplit_once("\n---\n").map(|(b, _)| b).unwrap_or(md)
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn report_after_an_sms_ack_and_a_cli_resolve_has_the_evidence_and_consistent_times() {
     let sim = ExternalSim::start();

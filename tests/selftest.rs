@@ -263,6 +263,10 @@ fn low_credit_raises_an_incident_and_a_topped_up_credit_resolves_it() {
     );
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn scheduled_test_page_fires_and_the_loop_closes_with_the_second_sims_reply() {
     let sim = ExternalSim::start();
@@ -297,6 +301,10 @@ fn scheduled_test_page_fires_and_the_loop_closes_with_the_second_sims_reply() {
     assert!(d.incident_by_key("selftest:run").is_none());
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn scheduled_run_without_reply_raises_the_run_incident() {
     let sim = ExternalSim::start();

@@ -225,6 +225,10 @@ fn http_silence_records_matching_alerts_without_paging_and_others_page() {
     }
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn a_silence_for_5m_ends_and_the_still_open_incident_pages() {
     let sim = ExternalSim::start();
@@ -247,12 +251,15 @@ fn a_silence_for_5m_ends_and_the_still_open_incident_pages() {
         d.has_event(id, "silenced").then_some(())
     });
     d.advance(secs(240));
+    paged_after(&d, &sim, "web", "barrier");
     d.hold(QUIET, "paged before the silence ended", || {
         pages_for(&sim, id) == 0
     });
     d.advance(secs(61));
     let sms = d.wait_for(20, "the page after the window", || {
-        sim.sms_to(ALICE).into_iter().next()
+        sim.sms_to(ALICE)
+            .into_iter()
+            .find(|t| t.starts_with(&format!("#{id} ")))
     });
     assert!(sms.starts_with(&format!("#{id} CRIT db: db down")), "{sms}");
     let kinds = d.timeline_kinds(id);
@@ -287,6 +294,10 @@ fn expiring_a_silence_early_with_the_cli_pages_at_once() {
     assert_eq!(v["silences"][0]["state"], "expired");
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn an_incident_resolved_during_the_window_never_pages() {
     let sim = ExternalSim::start();
@@ -307,6 +318,10 @@ fn an_incident_resolved_during_the_window_never_pages() {
     assert!(!d.has_event(id, "escalation"));
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn a_config_maintenance_window_holds_until_its_end() {
     let sim = ExternalSim::start();
@@ -350,6 +365,7 @@ fn a_config_maintenance_window_holds_until_its_end() {
         "{err}"
     );
     d.advance(secs(240));
+    paged_after(&d, &sim, "web", "barrier");
     d.hold(QUIET, "paged before the window ended", || {
         pages_for(&sim, id) == 0
     });
@@ -359,6 +375,10 @@ fn a_config_maintenance_window_holds_until_its_end() {
     });
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn a_hold_survives_a_crash_and_pages_when_the_window_ends() {
     let sim = ExternalSim::start();
@@ -367,8 +387,11 @@ fn a_hold_survives_a_crash_and_pages_when_the_window_ends() {
     let id = silenced_db_alert(&d);
     d.kill9();
     d.spawn();
+    // With the modem up, a restart that dropped the hold would page at once.
+    d.wait_modem_up();
     // Still held by the restarted daemon until the window ends.
     d.advance(secs(240));
+    paged_after(&d, &sim, "web", "barrier");
     d.hold(QUIET, "the restart dropped the hold", || {
         pages_for(&sim, id) == 0
     });

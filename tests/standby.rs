@@ -269,6 +269,10 @@ fn nth_sms(d: &Daemon, sim: &ExternalSim, n: usize, secs: u64, t0: Instant) -> (
     (text, t0.elapsed())
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn acknowledged_upstream_within_the_grace_pages_nobody() {
     let sim = ExternalSim::start();
@@ -329,6 +333,10 @@ fn acknowledged_upstream_within_the_grace_pages_nobody() {
     assert!(metrics.contains("pagerbox_standby_held 0"), "{metrics}");
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn still_triggered_upstream_pages_after_the_grace_and_says_why() {
     let sim = ExternalSim::start();
@@ -364,6 +372,10 @@ fn still_triggered_upstream_pages_after_the_grace_and_says_why() {
     );
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn upstream_down_pages_when_the_grace_ends_or_sooner_after_consecutive_failures() {
     let sim = ExternalSim::start();
@@ -427,19 +439,24 @@ fn upstream_down_pages_when_the_grace_ends_or_sooner_after_consecutive_failures(
     );
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn upstream_hanging_pages_after_the_grace_and_delays_nothing_else() {
     let sim = ExternalSim::start();
     let pd = Stub::start(Mode::Hang);
     let k = keys();
     // The grace ends (the clock is moved past it) while a check hangs: only the grace ends the
-    // hold.
+    // hold. The check's timeout is far longer than the test, so a page held until a hanging
+    // check gives up would come too late for the bound below.
     let mut d = start_clocked(
         &sim,
         &pagerduty(
             &k,
             &pd.url(),
-            &format!("{GRACE}\ntimeout = \"5s\"\nmax_failures = 0"),
+            &format!("{GRACE}\ntimeout = \"60s\"\nmax_failures = 0"),
         ),
         "",
     );
@@ -459,7 +476,7 @@ fn upstream_hanging_pages_after_the_grace_and_delays_nothing_else() {
     d.advance(PAST_GRACE);
     let (second, took) = nth_sms(&d, &sim, 2, 20, Instant::now());
     assert!(second.contains(&format!("#{held}")), "{second}");
-    // Sooner than the hanging check's 5 s timeout.
+    // Long before the hanging check's 60 s timeout.
     assert!(
         took < Duration::from_secs(4),
         "{took:?}: a hanging upstream held the page"
@@ -476,12 +493,16 @@ fn upstream_hanging_pages_after_the_grace_and_delays_nothing_else() {
     pd.set(Mode::Answer);
 }
 
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
 #[test]
 fn a_local_ack_reaches_pagerduty_also_after_it_comes_back() {
     let sim = ExternalSim::start();
     let addr = free_port();
     let k = keys();
-    let d = start(
+    let mut d = start_clocked(
         &sim,
         &pagerduty(
             &k,
@@ -498,6 +519,7 @@ fn a_local_ack_reaches_pagerduty_also_after_it_comes_back() {
             .any(|m| m.starts_with("held in standby"))
             .then_some(())
     });
+    let acked = Instant::now();
     let (code, v) = d.post_json(&format!("/v1/incidents/{id}/acknowledge"), json!({}));
     assert!(code < 300, "{code} {v}");
     d.wait_for(10, "first push failed", || {
@@ -506,12 +528,21 @@ fn a_local_ack_reaches_pagerduty_also_after_it_comes_back() {
             .any(|m| m.contains("failed (attempt 1)"))
             .then_some(())
     });
-    // PagerDuty is back: the queued acknowledgement is retried and arrives.
+    // PagerDuty is back, and the clock moves past the retry's backoff (and the grace): the
+    // queued acknowledgement is retried at once and arrives.
     let pd = Stub::start_on(TcpListener::bind(addr).unwrap(), Mode::Answer);
     pd.know("k-local", "triggered", "nobody");
+    d.advance(Duration::from_secs(180));
     let post = d.wait_for(30, "acknowledge at PagerDuty", || {
         pd.posts().first().cloned()
     });
+    // The first push failed after `acked`; on the real backoff (at least 5 s) the retry could
+    // not have come yet, so the clock step woke the pusher.
+    let took = acked.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "{took:?}: the retry waited for the real backoff, not the clock step"
+    );
     assert_eq!(post.target, "/v2/enqueue");
     let v: Value = serde_json::from_str(&post.body).unwrap();
     assert_eq!(

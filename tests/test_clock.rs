@@ -61,3 +61,22 @@ fn a_daemon_on_the_system_clock_refuses_to_move_it() {
     let (code, v) = d.post_json("/v1/clock", json!({"advance": "1h"}));
     assert_eq!(code, 409, "{v}");
 }
+
+#[test]
+fn a_start_offset_past_ten_years_is_refused_like_a_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pagerbox.toml");
+    std::fs::write(&config, util::base_config(&dir.path().join("state"), "")).unwrap();
+    let out = std::process::Command::new(util::BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("PAGERBOX_TEST_CLOCK", "11y")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("PAGERBOX_TEST_CLOCK=11y") && err.contains("at most 10 years"),
+        "{err}"
+    );
+}

@@ -118,7 +118,11 @@ pub fn store_failure(
     r
 }
 
-/// How long a sender is asked to wait before retrying a write the store could not commit.
+/// How long a sender is asked to wait before retrying a write the store could not commit. The
+/// conditions answered this way pass within seconds (a lock held past the store's 1-2 s busy
+/// timeout, a write queue full for a moment); 5 s outlasts them, so the sender's retry is likely
+/// to be stored, while its alert still pages within seconds. It is also the first backoff of the
+/// box's own pages.
 const RETRY_AFTER_SECONDS: &str = "5";
 
 pub fn parse_id(id: &str) -> Result<IncidentId, Response> {

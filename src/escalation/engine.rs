@@ -110,7 +110,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut commits = store.commits();
-    let mut steps = store.clock_steps();
+    let mut clock_steps = store.clock_steps();
     let mut plan = Arc::new(Plan::new(config.borrow_and_update().clone()));
     // At start and after each reload: pages queued for a channel that is now off are moved,
     // and incidents an earlier config left unrouted are routed.
@@ -135,7 +135,7 @@ pub async fn run(
             Ok(next) => next,
             Err(e) => {
                 tracing::error!(error = %e, "escalation pass failed; retrying in 1s");
-                Some(store.now() + chrono::Duration::seconds(1))
+                Some(crate::clock::add(store.now(), Duration::from_secs(1)))
             }
         };
         let sleep = next
@@ -147,7 +147,7 @@ pub async fn run(
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(sleep) => {}
             // The clock jumped: a step may have come due.
-            _ = steps.stepped() => {}
+            _ = clock_steps.stepped() => {}
             r = commits.changed() => if r.is_err() { return },
             r = config.changed() => {
                 if r.is_err() { return }

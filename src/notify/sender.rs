@@ -543,7 +543,7 @@ async fn handle_paired(
             tracing::error!(page = page.id, error = %e, "cannot load the incidents of a page; it stays queued");
             let retry = Attempt::Retry {
                 error: e.to_string(),
-                retry_at: store.now() + chrono::Duration::seconds(5),
+                retry_at: crate::clock::add(store.now(), Duration::from_secs(5)),
             };
             let what = format!("retry of page {}", page.id);
             if until_stored(store, shutdown, &what, move |c, now| {

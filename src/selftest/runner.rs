@@ -188,7 +188,7 @@ impl Runner {
         let mut config = self.deps.config.clone();
         let mut watching = true;
         let mut last = self.deps.clock.now();
-        let mut steps = self.deps.clock.steps();
+        let mut clock_steps = self.deps.clock.steps();
         loop {
             let cfg = config.borrow_and_update().clone();
             let next = cfg
@@ -216,7 +216,7 @@ impl Runner {
                 },
                 r = config.changed(), if watching => if r.is_err() { watching = false },
                 // The clock jumped: look at the schedule again.
-                _ = steps.stepped(), if next.is_some() => {}
+                _ = clock_steps.stepped(), if next.is_some() => {}
                 _ = sleep_opt(wait) => {
                     let Some(due) = next.filter(|n| self.deps.clock.now() >= *n) else {
                         continue;

@@ -195,7 +195,7 @@ pub(crate) fn apply_alert(
                 .prepare_cached(
                     "SELECT count(*) FROM incidents WHERE dedup_key=?1 AND status='resolved' AND resolved_at>=?2",
                 )?
-                .query_row(params![key, ms(now - chrono::Duration::hours(1))], |r| r.get(0))?;
+                .query_row(params![key, ms(crate::clock::sub(now, std::time::Duration::from_secs(3600)))], |r| r.get(0))?;
             record(
                 conn,
                 Some(id),

@@ -415,7 +415,7 @@ impl<O: PortOpener> Driver<O> {
             }
         }
         // Stored parts older than the reassembly window belong to what just expired.
-        let cutoff = now - chrono::Duration::minutes(10);
+        let cutoff = crate::clock::sub(now, std::time::Duration::from_secs(10 * 60));
         let stale: Vec<_> = self
             .stored_parts
             .iter()
