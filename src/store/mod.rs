@@ -963,6 +963,9 @@ fn run_reads(
     clock: Arc<dyn Clock>,
     signals: Arc<health::Signals>,
 ) {
+    // Its reads are for people and scrapers (reports, stats, the status page, `/metrics`) and
+    // for tasks that poll; nothing on the paging path reads here, so it yields the CPU to it.
+    crate::supervisor::yield_to_paging();
     while let Some(read) = reads.blocking_recv() {
         let now = clock.now();
         // Deferred: a snapshot of the last commit, taken at the first statement.
