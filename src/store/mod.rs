@@ -230,6 +230,9 @@ struct Job {
     run: RunJob,
     /// Where the call came from, for the log line of a fault.
     caller: &'static Location<'static>,
+    /// Whether its batch may wait a moment for more jobs (see [`gather`]): alerts from intake
+    /// may; the paging path's own jobs (the engine, the senders, acks) never wait.
+    patient: bool,
 }
 
 /// A read job for the read thread: runs, and returns the answer to send once the thread has
@@ -403,7 +406,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection, DateTime<Utc>) -> Result<T, StoreError> + Send + 'static,
     {
-        self.submit(f, Location::caller(), |_| Wake::Watchers)
+        self.submit(f, Location::caller(), |_| Wake::Watchers, false)
     }
 
     /// [`Store::call`], with `wake` deciding from the job's own result whether its rows wake the
@@ -413,6 +416,7 @@ impl Store {
         f: F,
         caller: &'static Location<'static>,
         wake: fn(&T) -> Wake,
+        patient: bool,
     ) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -439,7 +443,11 @@ impl Store {
             });
             (finisher, outcome)
         });
-        let job = Job { run, caller };
+        let job = Job {
+            run,
+            caller,
+            patient,
+        };
         enqueue(&self.shared.jobs, job).await?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
@@ -500,6 +508,7 @@ impl Store {
             move |c, now| queries::apply_alert(c, &alert, now),
             Location::caller(),
             |o| o.wake(),
+            true,
         )
     }
 
@@ -524,6 +533,7 @@ impl Store {
                     Wake::Watchers
                 }
             },
+            true,
         )
     }
 
@@ -721,15 +731,26 @@ const GATHER_POLL: Duration = Duration::from_micros(20);
 /// moment later and so miss it and wait a whole commit more, and each group has its own fsync.
 /// Waiting a moment for the callers of the last two batches lets one fsync carry them all again:
 /// fewer fsyncs per alert and a shorter wait for each. A lone sender (batches of one) never waits,
-/// nor does a batch already as large as the last ones; the wait ends the moment the batch is
-/// complete, so it costs a page at most [`GATHER_WAIT`], and only while such a storm is running.
+/// nor does a batch already as large as the last ones, nor one holding a job of the paging path
+/// (escalation, senders, acks: only alerts wait); the wait ends the moment the batch is complete
+/// or such a job arrives, so it delays a new incident's commit by at most [`GATHER_WAIT`], and
+/// only while a storm is running.
 /// The queue is polled rather than waited on with a timer because the runtime's timer counts in
 /// whole milliseconds.
 fn gather(jobs: &mut mpsc::Receiver<Job>, batch: &mut VecDeque<Job>, target: usize) {
     let deadline = Instant::now() + GATHER_WAIT;
+    if !batch.iter().all(|j| j.patient) {
+        return;
+    }
     while batch.len() < target && Instant::now() < deadline {
         match jobs.try_recv() {
-            Ok(job) => batch.push_back(job),
+            Ok(job) => {
+                let hurry = !job.patient;
+                batch.push_back(job);
+                if hurry {
+                    return;
+                }
+            }
             Err(mpsc::error::TryRecvError::Empty) => std::thread::sleep(GATHER_POLL),
             Err(mpsc::error::TryRecvError::Disconnected) => break,
         }
