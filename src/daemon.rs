@@ -18,7 +18,7 @@ use crate::ack::modem_events;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ModemConfig, ModemDevice};
 use crate::incident::Channel;
-use crate::intake::{self, Intake, IntakeStats};
+use crate::intake::{self, Intake, IntakeParts, IntakeStats};
 use crate::metrics::Metrics;
 use crate::modem::sim::{SimConfig, SimHandle, Simulator};
 use crate::modem::{Health, Modem, Pin, ProfileChoice, Settings};
@@ -230,7 +230,7 @@ fn intake_handle(
     modem: Option<&ModemParts>,
     health: crate::health::Sources,
 ) -> Intake {
-    Intake {
+    Intake::from(IntakeParts {
         store: core.store.clone(),
         config: core.config.clone(),
         token,
@@ -240,7 +240,7 @@ fn intake_handle(
         metrics: core.metrics.clone(),
         selftest: modem.map(|m| m.selftest.clone()),
         health,
-    }
+    })
 }
 
 /// What every task is started with: built once by [`run_with`], lent to each `start_*` step.

@@ -21,6 +21,26 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// Niceness of threads whose work is for people and scrapers (status page, reports, stats,
+/// `/metrics`): under contention a nice-10 thread gets about a tenth of the CPU a nice-0 thread
+/// gets, yet all of an idle core, so such work yields to the paging path without starving.
+pub const READS_NICE: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority to [`READS_NICE`] (on Linux niceness is per
+/// thread). A failure is logged and changes nothing else.
+pub fn yield_to_paging() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority takes plain integers and touches no memory of ours; on Linux,
+        // `who` 0 with PRIO_PROCESS is the calling thread.
+        let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, READS_NICE) };
+        if r != 0 {
+            let e = std::io::Error::last_os_error();
+            tracing::warn!(error = %e, "cannot lower a reads thread's priority");
+        }
+    }
+}
+
 /// A task's proof of progress: the loop calls [`Heartbeat::beat`]; the supervisor reads
 /// [`Heartbeat::late`]. Cheap to clone; clones share one clock.
 #[derive(Clone, Debug)]

@@ -432,7 +432,7 @@ mod generated {
     use std::sync::Arc;
 
     use pagerbox::config::Config;
-    use pagerbox::intake::{Intake, IntakeStats};
+    use pagerbox::intake::{Intake, IntakeParts, IntakeStats};
     use pagerbox::store::Store;
     use proptest::prelude::*;
     use serde_json::{json, Value};
@@ -472,7 +472,7 @@ mod generated {
         };
         let limits = pagerbox::api::server::Limits::from_config(&config_rx.borrow().http);
         let (_token_tx, token_rx) = tokio::sync::watch::channel(None);
-        let intake = Intake {
+        let intake = Intake::from(IntakeParts {
             store,
             config: config_rx,
             token: token_rx,
@@ -482,7 +482,7 @@ mod generated {
             metrics: pagerbox::metrics::Metrics::new(chrono::Utc::now()),
             selftest: None,
             health,
-        };
+        });
         let listener = rt
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();

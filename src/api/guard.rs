@@ -381,7 +381,7 @@ mod tests {
 
         use crate::clock::SystemClock;
         use crate::config::{Config, Secret};
-        use crate::intake::{Intake, IntakeStats};
+        use crate::intake::{Intake, IntakeParts, IntakeStats};
         use crate::store::Store;
 
         struct Api {
@@ -421,7 +421,7 @@ mod tests {
                 clock: Arc::new(SystemClock),
                 standby: None,
             };
-            let intake = Intake {
+            let intake = Intake::from(IntakeParts {
                 store,
                 config: config_rx,
                 token: token_rx,
@@ -431,7 +431,7 @@ mod tests {
                 metrics: crate::metrics::Metrics::new(chrono::Utc::now()),
                 selftest: None,
                 health,
-            };
+            });
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
             let app = crate::api::router(intake, 65536);

@@ -21,6 +21,7 @@
 //! route-then-commit path every handler calls (`intake::Intake`).
 
 pub mod alerts;
+mod background;
 pub mod exposure;
 #[cfg(feature = "fault-injection")]
 mod faults;
@@ -41,6 +42,7 @@ pub mod victorops;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
+use axum::middleware::from_fn;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
@@ -52,7 +54,10 @@ use respond::error;
 pub fn router(intake: Intake, max_body_bytes: usize) -> Router {
     let api = Router::new()
         .route("/healthz", get(healthz::healthz))
-        .route("/metrics", get(metrics::serve))
+        .route(
+            "/metrics",
+            get(metrics::serve).layer(from_fn(background::behind_paging)),
+        )
         .route("/v1/alerts", post(alerts::own_alert))
         .route("/v2/enqueue", post(alerts::pagerduty_event))
         .route("/v2/change/enqueue", post(alerts::pagerduty_change))
@@ -65,8 +70,14 @@ pub fn router(intake: Intake, max_body_bytes: usize) -> Router {
             post(incidents::acknowledge),
         )
         .route("/v1/incidents/:id/resolve", post(incidents::resolve))
-        .route("/v1/incidents/:id/report", get(reports::incident_report))
-        .route("/v1/stats", get(reports::stats))
+        .route(
+            "/v1/incidents/:id/report",
+            get(reports::incident_report).layer(from_fn(background::behind_paging)),
+        )
+        .route(
+            "/v1/stats",
+            get(reports::stats).layer(from_fn(background::behind_paging)),
+        )
         .route("/v1/oncall", get(oncall::oncall))
         .route("/v1/schedules/:id", get(oncall::schedule))
         .route(

@@ -9,6 +9,7 @@
 //!
 //! The thread ends when the last handle is dropped, after finishing the batch in hand.
 
+mod checkpoint;
 mod error;
 pub mod escalations;
 pub mod events;
@@ -319,6 +320,9 @@ struct Job {
     run: RunJob,
     /// Where the call came from, for the log line of a fault.
     caller: &'static Location<'static>,
+    /// Whether its batch may wait a moment for more jobs (see [`gather`]): alerts from intake
+    /// may; the paging path's own jobs (the engine, the senders, acks) never wait.
+    patient: bool,
 }
 
 /// A read job for the read thread: runs, and returns the answer to send once the thread has
@@ -427,12 +431,14 @@ impl Store {
         reader
             .busy_timeout(Duration::from_secs(2))
             .map_err(sql_err)?;
-        Self::start(conn, reader, clock, metrics).map_err(|e| open_err(Box::new(e)))
+        let checkpoints = checkpoint::Checkpoints::start(&conn, path);
+        Self::start(conn, reader, checkpoints, clock, metrics).map_err(|e| open_err(Box::new(e)))
     }
 
     fn start(
         conn: Connection,
         reader: Connection,
+        checkpoints: Option<checkpoint::Checkpoints>,
         clock: Arc<dyn Clock>,
         metrics: Option<Box<dyn CommitTimer>>,
     ) -> std::io::Result<Store> {
@@ -454,7 +460,7 @@ impl Store {
         let write_clock = clock.clone();
         std::thread::Builder::new()
             .name("pagerbox-store".into())
-            .spawn(move || run(conn, rx, write_clock, signals, metrics))?;
+            .spawn(move || run(conn, rx, checkpoints, write_clock, signals, metrics))?;
         Ok(Store {
             shared: Arc::new(Handles {
                 jobs: tx,
@@ -495,7 +501,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Tx, DateTime<Utc>) -> Result<T, StoreError> + Send + 'static,
     {
-        self.submit(f, Location::caller(), |_| Wake::Watchers)
+        self.submit(f, Location::caller(), |_| Wake::Watchers, false)
     }
 
     /// [`Store::call`], with `wake` deciding from the job's own result whether its rows wake the
@@ -505,6 +511,7 @@ impl Store {
         f: F,
         caller: &'static Location<'static>,
         wake: fn(&T) -> Wake,
+        patient: bool,
     ) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -531,7 +538,11 @@ impl Store {
             });
             (finisher, outcome)
         });
-        let job = Job { run, caller };
+        let job = Job {
+            run,
+            caller,
+            patient,
+        };
         enqueue(&self.shared.jobs, job).await?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
@@ -592,6 +603,7 @@ impl Store {
             move |c, now| queries::apply_alert(c, &alert, now),
             Location::caller(),
             |o| o.wake(),
+            true,
         )
     }
 
@@ -616,6 +628,7 @@ impl Store {
                     Wake::Watchers
                 }
             },
+            true,
         )
     }
 
@@ -721,6 +734,7 @@ async fn enqueue<J>(queue: &mpsc::Sender<J>, job: J) -> Result<(), StoreError> {
 fn run(
     mut conn: Connection,
     mut jobs: mpsc::Receiver<Job>,
+    mut checkpoints: Option<checkpoint::Checkpoints>,
     clock: Arc<dyn Clock>,
     signals: Arc<health::Signals>,
     metrics: Option<Box<dyn CommitTimer>>,
@@ -749,6 +763,8 @@ fn run(
     };
     let mut batch: VecDeque<Job> = VecDeque::with_capacity(MAX_BATCH);
     let mut last_write = Instant::now();
+    // The sizes of the last two batches: how many callers are in a loop of send, wait, send.
+    let (mut target, mut previous) = (0usize, 0usize);
     loop {
         let first = match jobs.try_recv() {
             Ok(job) => Some(job),
@@ -776,13 +792,62 @@ fn run(
                     Err(_) => break,
                 }
             }
+            gather(&mut jobs, &mut batch, target.min(MAX_BATCH));
+            let n = batch.len();
+            target = n.max(previous);
+            previous = n;
             if writer.run_batch(&mut conn, &mut batch, clock.now()) {
                 last_write = Instant::now();
+                if let Some(c) = &mut checkpoints {
+                    c.after_commit(&conn);
+                }
             }
         }
         if last_write.elapsed() >= PROBE_INTERVAL {
             writer.probe(&mut conn, clock.now());
             last_write = Instant::now();
+            if let Some(c) = &mut checkpoints {
+                c.after_commit(&conn);
+            }
+        }
+    }
+}
+
+/// Longest a batch waits for callers of the last batches to come back: see [`gather`].
+pub const GATHER_WAIT: Duration = Duration::from_millis(1);
+/// How often a gathering batch looks at the queue again.
+const GATHER_POLL: Duration = Duration::from_micros(20);
+
+/// Waits up to [`GATHER_WAIT`] for `batch` to reach `target` jobs.
+///
+/// Callers that send again as soon as they are answered (Alertmanager's and other senders'
+/// connections during a storm) split into two groups when the store does not wait: the jobs that
+/// arrived during a commit make the next batch, while the callers just answered come back a
+/// moment later and so miss it and wait a whole commit more, and each group has its own fsync.
+/// Waiting a moment for the callers of the last two batches lets one fsync carry them all again:
+/// fewer fsyncs per alert and a shorter wait for each. A lone sender (batches of one) never waits,
+/// nor does a batch already as large as the last ones, nor one holding a job of the paging path
+/// (escalation, senders, acks: only alerts wait); the wait ends the moment the batch is complete
+/// or such a job arrives, so it delays a new incident's commit by at most [`GATHER_WAIT`], and
+/// only while a storm is running.
+/// The queue is polled rather than waited on with a timer because the runtime's timer counts in
+/// whole milliseconds.
+fn gather(jobs: &mut mpsc::Receiver<Job>, batch: &mut VecDeque<Job>, target: usize) {
+    let deadline = Instant::now() + GATHER_WAIT;
+    if !batch.iter().all(|j| j.patient) {
+        return;
+    }
+    while batch.len() < target && Instant::now() < deadline {
+        match jobs.try_recv() {
+            Ok(job) => {
+                let hurry = !job.patient;
+                batch.push_back(job);
+                if hurry {
+                    return;
+                }
+            }
+            Err(mpsc::error::TryRecvError::Empty) => std::thread::sleep(GATHER_POLL),
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
         }
     }
 }
@@ -1014,6 +1079,9 @@ fn run_reads(
     clock: Arc<dyn Clock>,
     signals: Arc<health::Signals>,
 ) {
+    // Its reads are for people and scrapers (reports, stats, the status page, `/metrics`) and
+    // for tasks that poll; nothing on the paging path reads here, so it yields the CPU to it.
+    crate::supervisor::yield_to_paging();
     while let Some(read) = reads.blocking_recv() {
         let now = clock.now();
         // Deferred: a snapshot of the last commit, taken at the first statement.

@@ -73,8 +73,14 @@ pub fn router(intake: Intake) -> Router {
         logins: Arc::default(),
     };
     Router::new()
-        .route("/", get(show))
-        .route("/status", get(show))
+        .route(
+            "/",
+            get(show).layer(axum::middleware::from_fn(super::background::behind_paging)),
+        )
+        .route(
+            "/status",
+            get(show).layer(axum::middleware::from_fn(super::background::behind_paging)),
+        )
         .route("/login", post(login))
         .route("/logout", post(logout))
         .route("/ui/incidents/:id/acknowledge", post(acknowledge))
