@@ -47,7 +47,26 @@ impl Gate {
                 return Pass::Send(None);
             }
         };
-        let id = match &facts {
+        let id = self.message_id(&facts).await;
+        let decision = self.coordinator.claim_named(id.clone(), MESSAGES).await;
+        tracing::debug!(page = page.id, kind = page.kind.as_str(), pair_message = %id, ?decision, "pair: claim");
+        match decision {
+            Decision::Send => Pass::Send(Some(Claimed {
+                page: id,
+                incident: MESSAGES.to_string(),
+            })),
+            // No ack or resolve is filed under a message's name; should one be, send it.
+            Decision::Skip(why) if !matches!(why, Finished::Sent) => Pass::Send(None),
+            other => {
+                record_decision(store, shutdown, page, other).await;
+                Pass::Handled
+            }
+        }
+    }
+
+    /// The pair-wide id of a message: its incidents named as the pair names them.
+    async fn message_id(&self, facts: &rows::MessageFacts) -> PageId {
+        match facts {
             rows::MessageFacts::Status {
                 dedup_key,
                 first_seen,
@@ -94,45 +113,45 @@ impl Gate {
                 channel: *channel,
                 text,
             }),
-        };
-        let decision = self.coordinator.claim_named(id.clone(), MESSAGES).await;
-        tracing::debug!(page = page.id, kind = page.kind.as_str(), pair_message = %id, ?decision, "pair: claim");
-        let p = page.clone();
-        let what = format!("pair decision on message {}", page.id);
-        let stored = match decision {
-            Decision::Send => {
-                return Pass::Send(Some(Claimed {
-                    page: id,
-                    incident: MESSAGES.to_string(),
-                }))
-            }
-            Decision::Later(after) => {
-                until_stored(store, shutdown, &what, move |c, now| {
-                    Ok(rows::hold_for_peer(
-                        c,
-                        &p,
-                        crate::clock::add(now, after),
-                        now,
-                    )?)
-                })
-                .await
-            }
-            Decision::Skip(Finished::Sent) => {
-                tracing::info!(page = page.id, "message sent by the peer box");
-                until_stored(store, shutdown, &what, move |c, now| {
-                    Ok(rows::sent_by_peer(c, &p, now)?)
-                })
-                .await
-            }
-            // No ack or resolve is filed under a message's name; should one be, send it.
-            Decision::Skip(_) => return Pass::Send(None),
-        };
-        if stored.is_none() {
-            tracing::warn!(
-                page = page.id,
-                "pair: the decision on a message was not recorded"
-            );
         }
-        Pass::Handled
+    }
+}
+
+/// Records on the row that the peer holds the message's claim (asked again after a while) or
+/// sent it; logged when the store does not take it (the sender asks again).
+async fn record_decision(
+    store: &Store,
+    shutdown: &CancellationToken,
+    page: &Page,
+    decision: Decision,
+) {
+    let p = page.clone();
+    let what = format!("pair decision on message {}", page.id);
+    let stored = match decision {
+        Decision::Later(after) => {
+            until_stored(store, shutdown, &what, move |c, now| {
+                Ok(rows::hold_for_peer(
+                    c,
+                    &p,
+                    crate::clock::add(now, after),
+                    now,
+                )?)
+            })
+            .await
+        }
+        Decision::Skip(_) => {
+            tracing::info!(page = page.id, "message sent by the peer box");
+            until_stored(store, shutdown, &what, move |c, now| {
+                Ok(rows::sent_by_peer(c, &p, now)?)
+            })
+            .await
+        }
+        Decision::Send => return,
+    };
+    if stored.is_none() {
+        tracing::warn!(
+            page = page.id,
+            "pair: the decision on a message was not recorded"
+        );
     }
 }
