@@ -148,105 +148,10 @@ pub(crate) fn apply_alert(
 ) -> Result<AlertOutcome, StoreError> {
     let key = a.dedup_key();
     match a.action {
-        AlertAction::Trigger => {
-            if let Some(mut open) = open_by_key(conn, &key)? {
-                conn.prepare_cached(
-                    "UPDATE incidents SET alert_count = alert_count + 1, last_seen = ?2 WHERE id = ?1",
-                )?
-                .execute(params![open.id, ms(now)])?;
-                let previous = open.last_seen;
-                open.alert_count += 1;
-                open.last_seen = now;
-                if notes_repeat(&open, previous, now) {
-                    record(
-                        conn,
-                        Some(open.id),
-                        now,
-                        EventKind::Repeated,
-                        Some(&a.actor),
-                        &format!(
-                            "alert repeated ({} in all): {}",
-                            open.alert_count, a.summary
-                        ),
-                        None,
-                    )?;
-                }
-                return Ok(AlertOutcome::Repeated(open));
-            }
-            conn.prepare_cached(
-                "INSERT INTO incidents (dedup_key, status, severity, summary, source, service, route, \
-                 details, links, alert_count, first_seen, last_seen) \
-                 VALUES (?1,'triggered',?2,?3,?4,?5,?6,?7,?8,1,?9,?9)",
-            )?
-            .execute(params![
-                key,
-                a.severity.as_str(),
-                a.summary,
-                a.source,
-                a.service,
-                a.route,
-                a.details.to_string(),
-                serde_json::to_string(&a.links).unwrap_or_else(|_| "[]".into()),
-                ms(now),
-            ])?;
-            let id = conn.last_insert_rowid();
-            // Flap damping's other half: a key that keeps reopening is counted on the timeline.
-            let reopened: i64 = conn
-                .prepare_cached(
-                    "SELECT count(*) FROM incidents WHERE dedup_key=?1 AND status='resolved' AND resolved_at>=?2",
-                )?
-                .query_row(params![key, ms(crate::clock::sub(now, std::time::Duration::from_secs(3600)))], |r| r.get(0))?;
-            record(
-                conn,
-                Some(id),
-                now,
-                EventKind::Triggered,
-                Some(&a.actor),
-                &format!("{} {}", a.severity.as_short(), a.summary),
-                Some(&serde_json::json!({ "route": a.route, "policy": a.policy })),
-            )?;
-            if reopened > 0 {
-                record(
-                    conn,
-                    Some(id),
-                    now,
-                    EventKind::Flapping,
-                    None,
-                    &format!("key {key:?} reopened: {reopened} incident(s) with it resolved in the last hour"),
-                    Some(&serde_json::json!({ "reopened_last_hour": reopened })),
-                )?;
-            }
-            match (&a.policy, a.page) {
-                (Some(policy), true) => {
-                    let start = super::escalations::EscalationRow::start(now, a.pre_page_delay);
-                    super::escalations::insert(conn, id, policy, &start, now)?;
-                }
-                (None, true) => {
-                    record(
-                        conn,
-                        Some(id),
-                        now,
-                        EventKind::Unrouted,
-                        None,
-                        "no route or policy matched: nobody is paged",
-                        None,
-                    )?;
-                }
-                (_, false) => {
-                    record(
-                        conn,
-                        Some(id),
-                        now,
-                        EventKind::Recorded,
-                        None,
-                        "recorded without paging",
-                        None,
-                    )?;
-                }
-            }
-            let inc = incident(conn, id)?.ok_or(StoreError::NotFound(id))?;
-            Ok(AlertOutcome::Created(inc))
-        }
+        AlertAction::Trigger => match open_by_key(conn, &key)? {
+            Some(open) => Ok(AlertOutcome::Repeated(repeat(conn, open, a, now)?)),
+            None => Ok(AlertOutcome::Created(open_incident(conn, &key, a, now)?)),
+        },
         AlertAction::Acknowledge | AlertAction::Resolve => {
             let Some(open) = open_by_key(conn, &key)? else {
                 return Ok(match latest_by_key(conn, &key)? {
@@ -267,6 +172,120 @@ pub(crate) fn apply_alert(
             })
         }
     }
+}
+
+/// A trigger for an incident that is open: the count and last-seen time on its row (one update,
+/// always exact), and a timeline row only when [`notes_repeat`] says so.
+fn repeat(
+    conn: &Tx,
+    mut open: Incident,
+    a: &AlertInput,
+    now: DateTime<Utc>,
+) -> Result<Incident, StoreError> {
+    conn.prepare_cached(
+        "UPDATE incidents SET alert_count = alert_count + 1, last_seen = ?2 WHERE id = ?1",
+    )?
+    .execute(params![open.id, ms(now)])?;
+    let previous = open.last_seen;
+    open.alert_count += 1;
+    open.last_seen = now;
+    if notes_repeat(&open, previous, now) {
+        record(
+            conn,
+            Some(open.id),
+            now,
+            EventKind::Repeated,
+            Some(&a.actor),
+            &format!(
+                "alert repeated ({} in all): {}",
+                open.alert_count, a.summary
+            ),
+            None,
+        )?;
+    }
+    Ok(open)
+}
+
+/// A trigger with no open incident: the incident, its `triggered` (and maybe `flapping`) rows
+/// and its paging state, in the caller's transaction, so an accepted incident always has an
+/// escalation row or a timeline row saying why it has none.
+fn open_incident(
+    conn: &Tx,
+    key: &str,
+    a: &AlertInput,
+    now: DateTime<Utc>,
+) -> Result<Incident, StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO incidents (dedup_key, status, severity, summary, source, service, route, \
+         details, links, alert_count, first_seen, last_seen) \
+         VALUES (?1,'triggered',?2,?3,?4,?5,?6,?7,?8,1,?9,?9)",
+    )?
+    .execute(params![
+        key,
+        a.severity.as_str(),
+        a.summary,
+        a.source,
+        a.service,
+        a.route,
+        a.details.to_string(),
+        serde_json::to_string(&a.links).unwrap_or_else(|_| "[]".into()),
+        ms(now),
+    ])?;
+    let id = conn.last_insert_rowid();
+    // Flap damping's other half: a key that keeps reopening is counted on the timeline.
+    let reopened: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM incidents WHERE dedup_key=?1 AND status='resolved' AND resolved_at>=?2",
+        )?
+        .query_row(params![key, ms(crate::clock::sub(now, std::time::Duration::from_secs(3600)))], |r| r.get(0))?;
+    record(
+        conn,
+        Some(id),
+        now,
+        EventKind::Triggered,
+        Some(&a.actor),
+        &format!("{} {}", a.severity.as_short(), a.summary),
+        Some(&serde_json::json!({ "route": a.route, "policy": a.policy })),
+    )?;
+    if reopened > 0 {
+        record(
+            conn,
+            Some(id),
+            now,
+            EventKind::Flapping,
+            None,
+            &format!(
+                "key {key:?} reopened: {reopened} incident(s) with it resolved in the last hour"
+            ),
+            Some(&serde_json::json!({ "reopened_last_hour": reopened })),
+        )?;
+    }
+    paging_state(conn, id, a, now)?;
+    incident(conn, id)?.ok_or(StoreError::NotFound(id))
+}
+
+/// A new incident's paging state: its first escalation row when a policy pages it, otherwise
+/// the timeline row that says why nobody is paged.
+fn paging_state(
+    conn: &Tx,
+    id: IncidentId,
+    a: &AlertInput,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let note = match (&a.policy, a.page) {
+        (Some(policy), true) => {
+            let start = super::escalations::EscalationRow::start(now, a.pre_page_delay);
+            super::escalations::insert(conn, id, policy, &start, now)?;
+            return Ok(());
+        }
+        (None, true) => (
+            EventKind::Unrouted,
+            "no route or policy matched: nobody is paged",
+        ),
+        (_, false) => (EventKind::Recorded, "recorded without paging"),
+    };
+    record(conn, Some(id), now, note.0, None, note.1, None)?;
+    Ok(())
 }
 
 /// Moves an incident to `to` (acknowledged or resolved). Returns the incident and whether it
