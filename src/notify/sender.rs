@@ -310,6 +310,8 @@ pub async fn run(
 }
 
 /// [`run`], with the pair's gate (pair hook).
+// Long on purpose: one loop whose state (readiness seen, the wakers) spans iterations; each
+// step in it (wake a returned channel, hold at start-up, claim, send, idle) is a named call.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_paired(
     transport: Arc<dyn Transport>,
@@ -324,9 +326,11 @@ pub async fn run_paired(
 ) {
     let channel = transport.channel();
     let lease = lease(&*transport);
-    let mut commits = store.commits();
-    let mut steps = store.clock_steps();
-    let mut readiness = transport.readiness_changes();
+    let mut wake = Wakers {
+        commits: store.commits(),
+        clock_steps: store.clock_steps(),
+        readiness: transport.readiness_changes(),
+    };
     let started = tokio::time::Instant::now();
     // Whether the channel has been ready since the start (until then its pages are held for
     // `channel_start_wait`), and whether it was ready at the last look (to wake on its return).
@@ -337,7 +341,7 @@ pub async fn run_paired(
         if shutdown.is_cancelled() {
             return;
         }
-        if let Some(r) = readiness.as_mut() {
+        if let Some(r) = wake.readiness.as_mut() {
             r.borrow_and_update();
         }
         recheck.notify_one();
@@ -352,11 +356,12 @@ pub async fn run_paired(
         been_ready |= ready;
         // Only a channel with a start-up of its own (the modem's) is held; email is either set
         // up or broken, and a broken one must fall through at once.
-        if let Some(held_for) = start_hold(&config, started, readiness.is_some() && !been_ready) {
+        let starting = wake.readiness.is_some() && !been_ready;
+        if let Some(held_for) = start_hold(&config, started, starting) {
             // Still starting: its pages wait for it (bounded) instead of falling through.
             tracing::debug!(%channel, left_ms = held_for.as_millis() as u64, "channel not ready since the start; holding its pages");
             let bound = held_for.min(beat.idle_bound());
-            if !sleep_or_change(&shutdown, bound, None, &mut steps, &mut readiness).await {
+            if !wake.sleep(&shutdown, bound, false).await {
                 return;
             }
             continue;
@@ -379,14 +384,7 @@ pub async fn run_paired(
             }
             Ok(None) => {
                 let wait = idle_wait(&store, channel).await.min(beat.idle_bound());
-                let woken = sleep_or_change(
-                    &shutdown,
-                    wait,
-                    Some(&mut commits),
-                    &mut steps,
-                    &mut readiness,
-                );
-                if !woken.await {
+                if !wake.sleep(&shutdown, wait, true).await {
                     return;
                 }
             }
@@ -400,32 +398,44 @@ pub async fn run_paired(
     }
 }
 
-/// Sleeps for `wait`, or until a commit (when `commits` is given), a step of the clock (a retry
-/// or a lease may have come due) or a change of the channel's readiness; `false` when the daemon stops (or the store closes) meanwhile. A
-/// readiness watch that closed is dropped, so the next wait does not wake on it at once.
-async fn sleep_or_change(
-    shutdown: &CancellationToken,
-    wait: Duration,
-    commits: Option<&mut watch::Receiver<u64>>,
-    steps: &mut crate::clock::Steps,
-    readiness: &mut Option<watch::Receiver<Health>>,
-) -> bool {
-    let commit = async {
-        match commits {
-            Some(c) => c.changed().await.is_ok(),
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = shutdown.cancelled() => false,
-        _ = tokio::time::sleep(wait) => true,
-        ok = commit => ok,
-        _ = steps.stepped() => true,
-        r = changed(readiness) => {
-            if !r {
-                *readiness = None;
+/// What wakes an idle sender before its timer: a commit (a page may have been queued), a step
+/// of the clock (a retry or a lease may have come due) or a change of the channel's readiness.
+struct Wakers {
+    commits: watch::Receiver<u64>,
+    clock_steps: crate::clock::Steps,
+    /// `None` when the channel does not push its readiness, or its watch closed (dropped, so
+    /// the next wait does not wake on it at once).
+    readiness: Option<watch::Receiver<Health>>,
+}
+
+impl Wakers {
+    /// Sleeps for `wait` or until one of the wakers fires (commits only `on_commit`); `false`
+    /// when the daemon stops (or the store closes) meanwhile.
+    async fn sleep(
+        &mut self,
+        shutdown: &CancellationToken,
+        wait: Duration,
+        on_commit: bool,
+    ) -> bool {
+        let commits = &mut self.commits;
+        let commit = async {
+            if on_commit {
+                commits.changed().await.is_ok()
+            } else {
+                std::future::pending().await
             }
-            true
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => false,
+            _ = tokio::time::sleep(wait) => true,
+            ok = commit => ok,
+            _ = self.clock_steps.stepped() => true,
+            r = changed(&mut self.readiness) => {
+                if !r {
+                    self.readiness = None;
+                }
+                true
+            }
         }
     }
 }
