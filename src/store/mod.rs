@@ -766,23 +766,8 @@ fn run(
     // The sizes of the last two batches: how many callers are in a loop of send, wait, send.
     let (mut target, mut previous) = (0usize, 0usize);
     loop {
-        let first = match jobs.try_recv() {
-            Ok(job) => Some(job),
-            Err(mpsc::error::TryRecvError::Disconnected) => break,
-            Err(mpsc::error::TryRecvError::Empty) => match &rt {
-                Some(rt) => {
-                    let wait = PROBE_INTERVAL.saturating_sub(last_write.elapsed());
-                    match rt.block_on(async { tokio::time::timeout(wait, jobs.recv()).await }) {
-                        Ok(Some(job)) => Some(job),
-                        Ok(None) => break,
-                        Err(_) => None,
-                    }
-                }
-                None => match jobs.blocking_recv() {
-                    Some(job) => Some(job),
-                    None => break,
-                },
-            },
+        let Some(first) = next_job(&mut jobs, rt.as_ref(), last_write) else {
+            break;
         };
         if let Some(first) = first {
             batch.push_back(first);
@@ -810,6 +795,30 @@ fn run(
                 c.after_commit(&conn);
             }
         }
+    }
+}
+
+/// The next job for the store thread: `Some(None)` when none came before the idle probe is
+/// due, `None` when every handle is gone (the thread ends).
+fn next_job(
+    jobs: &mut mpsc::Receiver<Job>,
+    rt: Option<&tokio::runtime::Runtime>,
+    last_write: Instant,
+) -> Option<Option<Job>> {
+    match jobs.try_recv() {
+        Ok(job) => Some(Some(job)),
+        Err(mpsc::error::TryRecvError::Disconnected) => None,
+        Err(mpsc::error::TryRecvError::Empty) => match rt {
+            Some(rt) => {
+                let wait = PROBE_INTERVAL.saturating_sub(last_write.elapsed());
+                match rt.block_on(async { tokio::time::timeout(wait, jobs.recv()).await }) {
+                    Ok(Some(job)) => Some(Some(job)),
+                    Ok(None) => None,
+                    Err(_) => Some(None),
+                }
+            }
+            None => jobs.blocking_recv().map(Some),
+        },
     }
 }
 
