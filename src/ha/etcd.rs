@@ -420,33 +420,10 @@ impl Etcd {
         me: &str,
         after: i64,
     ) -> Result<(Vec<PeerRecord>, i64), Error> {
-        let prefix = format!("{PREFIX}override/");
-        let end = format!("{PREFIX}override0");
-        let path = "/v3/kv/range";
-        let answer = self.post(
-            path,
-            &json!({
-                "key": b64(&prefix),
-                "range_end": b64(&end),
-                "min_mod_revision": (after + 1).to_string(),
-                "sort_order": "ASCEND",
-                "sort_target": "MOD",
-            }),
-        )?;
-        let revision = int(&answer["header"]["revision"], path)?;
+        let (written, revision) = self.written_since("override", after)?;
         let mut out = Vec::new();
-        for kv in answer["kvs"].as_array().into_iter().flatten() {
-            let key = B64
-                .decode(kv["key"].as_str().unwrap_or(""))
-                .unwrap_or_default();
-            let key = String::from_utf8_lossy(&key);
-            let Some(id) = key.strip_prefix(prefix.as_str()) else {
-                continue;
-            };
-            let value = B64
-                .decode(kv["value"].as_str().unwrap_or(""))
-                .unwrap_or_default();
-            let Ok(value) = serde_json::from_slice::<Value>(&value) else {
+        for (id, value) in written {
+            let Ok(value) = serde_json::from_str::<Value>(&value) else {
                 continue;
             };
             let by = value["by"].as_str().unwrap_or_default().to_string();
@@ -454,7 +431,7 @@ impl Etcd {
                 continue;
             }
             out.push(PeerRecord {
-                identity: id.to_string(),
+                identity: id,
                 kind: PeerKind::Override,
                 by,
                 alert: value["override"].as_str().map(str::to_string),
@@ -631,37 +608,13 @@ impl Etcd {
     /// then (by either box) is left out: nothing is left to page, and a box reading the history
     /// after a restart must not open every incident the pair ever had.
     pub fn peer_records(&mut self, me: &str, after: i64) -> Result<(Vec<PeerRecord>, i64), Error> {
-        let prefix = format!("{PREFIX}incident/");
-        let end = format!("{PREFIX}incident0");
-        let path = "/v3/kv/range";
-        let answer = self.post(
-            path,
-            &json!({
-                "key": b64(&prefix),
-                "range_end": b64(&end),
-                "min_mod_revision": (after + 1).to_string(),
-                "sort_order": "ASCEND",
-                "sort_target": "MOD",
-            }),
-        )?;
-        let revision = int(&answer["header"]["revision"], path)?;
+        let (written, revision) = self.written_since("incident", after)?;
         let mut resolved = std::collections::HashSet::new();
         let mut out = Vec::new();
-        for kv in answer["kvs"].as_array().into_iter().flatten() {
-            let key = B64
-                .decode(kv["key"].as_str().unwrap_or(""))
-                .unwrap_or_default();
-            let key = String::from_utf8_lossy(&key);
-            let Some(rest) = key.strip_prefix(prefix.as_str()) else {
-                continue;
-            };
+        for (rest, value) in written {
             let Some((identity, kind)) = rest.rsplit_once('/') else {
                 continue;
             };
-            let value = B64
-                .decode(kv["value"].as_str().unwrap_or(""))
-                .unwrap_or_default();
-            let value = String::from_utf8_lossy(&value).into_owned();
             let by_of = |value: String| {
                 serde_json::from_str::<Value>(&value)
                     .ok()
@@ -696,6 +649,45 @@ impl Etcd {
             without_resolved_intakes(out, &resolved),
             revision.max(after),
         ))
+    }
+
+    /// The records under `{PREFIX}{section}/` written after revision `after`, oldest first, as
+    /// (the key below the section, the value), and the revision they were read at.
+    fn written_since(
+        &mut self,
+        section: &str,
+        after: i64,
+    ) -> Result<(Vec<(String, String)>, i64), Error> {
+        let prefix = format!("{PREFIX}{section}/");
+        // The key just after every `{section}/...` key: '0' follows '/' in ASCII.
+        let end = format!("{PREFIX}{section}0");
+        let path = "/v3/kv/range";
+        let answer = self.post(
+            path,
+            &json!({
+                "key": b64(&prefix),
+                "range_end": b64(&end),
+                "min_mod_revision": (after + 1).to_string(),
+                "sort_order": "ASCEND",
+                "sort_target": "MOD",
+            }),
+        )?;
+        let revision = int(&answer["header"]["revision"], path)?;
+        let decode = |field: &Value| {
+            let bytes = B64.decode(field.as_str().unwrap_or("")).unwrap_or_default();
+            String::from_utf8_lossy(&bytes).into_owned()
+        };
+        let written = answer["kvs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|kv| {
+                let key = decode(&kv["key"]);
+                let rest = key.strip_prefix(prefix.as_str())?.to_string();
+                Some((rest, decode(&kv["value"])))
+            })
+            .collect();
+        Ok((written, revision))
     }
 
     /// Publishes this box's paging health on its lease: it disappears with the box.
