@@ -320,9 +320,6 @@ struct Job {
     run: RunJob,
     /// Where the call came from, for the log line of a fault.
     caller: &'static Location<'static>,
-    /// Whether its batch may wait a moment for more jobs (see [`gather`]): alerts from intake
-    /// may; the paging path's own jobs (the engine, the senders, acks) never wait.
-    patient: bool,
 }
 
 /// A read job for the read thread: runs, and returns the answer to send once the thread has
@@ -501,7 +498,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Tx, DateTime<Utc>) -> Result<T, StoreError> + Send + 'static,
     {
-        self.submit(f, Location::caller(), |_| Wake::Watchers, false)
+        self.submit(f, Location::caller(), |_| Wake::Watchers)
     }
 
     /// [`Store::call`], with `wake` deciding from the job's own result whether its rows wake the
@@ -511,7 +508,6 @@ impl Store {
         f: F,
         caller: &'static Location<'static>,
         wake: fn(&T) -> Wake,
-        patient: bool,
     ) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -538,11 +534,7 @@ impl Store {
             });
             (finisher, outcome)
         });
-        let job = Job {
-            run,
-            caller,
-            patient,
-        };
+        let job = Job { run, caller };
         enqueue(&self.shared.jobs, job).await?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
@@ -603,7 +595,6 @@ impl Store {
             move |c, now| queries::apply_alert(c, &alert, now),
             Location::caller(),
             |o| o.wake(),
-            true,
         )
     }
 
@@ -628,7 +619,6 @@ impl Store {
                     Wake::Watchers
                 }
             },
-            true,
         )
     }
 
@@ -763,8 +753,6 @@ fn run(
     };
     let mut batch: VecDeque<Job> = VecDeque::with_capacity(MAX_BATCH);
     let mut last_write = Instant::now();
-    // The sizes of the last two batches: how many callers are in a loop of send, wait, send.
-    let (mut target, mut previous) = (0usize, 0usize);
     loop {
         let Some(first) = next_job(&mut jobs, rt.as_ref(), last_write) else {
             break;
@@ -777,10 +765,6 @@ fn run(
                     Err(_) => break,
                 }
             }
-            gather(&mut jobs, &mut batch, target.min(MAX_BATCH));
-            let n = batch.len();
-            target = n.max(previous);
-            previous = n;
             if writer.run_batch(&mut conn, &mut batch, clock.now()) {
                 last_write = Instant::now();
                 if let Some(c) = &mut checkpoints {
@@ -819,45 +803,6 @@ fn next_job(
             }
             None => jobs.blocking_recv().map(Some),
         },
-    }
-}
-
-/// Longest a batch waits for callers of the last batches to come back: see [`gather`].
-pub const GATHER_WAIT: Duration = Duration::from_millis(1);
-/// How often a gathering batch looks at the queue again.
-const GATHER_POLL: Duration = Duration::from_micros(20);
-
-/// Waits up to [`GATHER_WAIT`] for `batch` to reach `target` jobs.
-///
-/// Callers that send again as soon as they are answered (Alertmanager's and other senders'
-/// connections during a storm) split into two groups when the store does not wait: the jobs that
-/// arrived during a commit make the next batch, while the callers just answered come back a
-/// moment later and so miss it and wait a whole commit more, and each group has its own fsync.
-/// Waiting a moment for the callers of the last two batches lets one fsync carry them all again:
-/// fewer fsyncs per alert and a shorter wait for each. A lone sender (batches of one) never waits,
-/// nor does a batch already as large as the last ones, nor one holding a job of the paging path
-/// (escalation, senders, acks: only alerts wait); the wait ends the moment the batch is complete
-/// or such a job arrives, so it delays a new incident's commit by at most [`GATHER_WAIT`], and
-/// only while a storm is running.
-/// The queue is polled rather than waited on with a timer because the runtime's timer counts in
-/// whole milliseconds.
-fn gather(jobs: &mut mpsc::Receiver<Job>, batch: &mut VecDeque<Job>, target: usize) {
-    let deadline = Instant::now() + GATHER_WAIT;
-    if !batch.iter().all(|j| j.patient) {
-        return;
-    }
-    while batch.len() < target && Instant::now() < deadline {
-        match jobs.try_recv() {
-            Ok(job) => {
-                let hurry = !job.patient;
-                batch.push_back(job);
-                if hurry {
-                    return;
-                }
-            }
-            Err(mpsc::error::TryRecvError::Empty) => std::thread::sleep(GATHER_POLL),
-            Err(mpsc::error::TryRecvError::Disconnected) => break,
-        }
     }
 }
 
