@@ -833,7 +833,7 @@ impl Pages {
             page: due.id(identity),
             incident: identity.to_string(),
         };
-        let mode = *self.mode.borrow();
+        let mode = self.current_mode();
         let lease = *lock(&self.shared.lease);
         let (true, Some(lease)) = (mode.claims(), lease) else {
             // Alone, rejoining or independent: page like a single box. Without a lease yet
@@ -865,9 +865,21 @@ impl Pages {
         }
     }
 
+    /// The session's mode; alone when the session thread is gone (its lease then lapses, and
+    /// claims on it would fail for ever): this box pages like a single box, a duplicate at worst.
+    fn current_mode(&self) -> Mode {
+        if self.mode.has_changed().is_err() {
+            tracing::error!("pair: the session thread is gone; this box pages alone");
+            return Mode::Alone {
+                since: Instant::now(),
+            };
+        }
+        *self.mode.borrow()
+    }
+
     /// [`Pages::decide`] for a message claimed by its own name: no start to settle.
     fn decide_named(&mut self, page: &PageId, incident: &str) -> Decision {
-        let mode = *self.mode.borrow();
+        let mode = self.current_mode();
         let lease = *lock(&self.shared.lease);
         let (true, Some(lease)) = (mode.claims(), lease) else {
             return if mode.claims() {
