@@ -1046,7 +1046,8 @@ fn s3_a_cut_from_the_lan_pages_alone_and_nothing_is_lost() {
     // Renewals time out one member after the other; a few seconds past the fallback at most.
     assert!(
         alone_after <= FALLBACK + Duration::from_secs(8),
-        "A alone only after {alone_after:?}"
+        "A alone only after {alone_after:?}; A's log:\n{}",
+        tail(&pair.a.log())
     );
     assert_eq!(
         pair.b.pair_problem(&pair.lan),

@@ -409,7 +409,7 @@ impl Session {
                 next_records = now + PEER_RECORDS_EVERY;
             } else if now >= next_records {
                 if self.mode.borrow().claims() {
-                    self.pass_peer_records();
+                    let _ = self.pass_peer_records();
                 }
                 next_records = Instant::now() + PEER_RECORDS_EVERY;
             }
@@ -462,6 +462,9 @@ impl Session {
             return;
         };
         let current = *lock(&self.shared.lease);
+        // etcd renewed the lease no earlier than this: the fallback counts from here, never
+        // from when the answer (or the reads after it) came back.
+        let asked_at = Instant::now();
         let renewed = match current {
             Some(lease) => match self.etcd.keep_alive(lease) {
                 Ok(_) => Ok(lease),
@@ -481,9 +484,11 @@ impl Session {
             self.publish(lease, health)
         }) {
             Ok(agreement) => {
-                let now = Instant::now();
+                let mut reachable = true;
                 match agreement {
-                    Ok(ConfigAgreement::Agreed) => self.set_mode(ModeEvent::ConfigMatches(now)),
+                    Ok(ConfigAgreement::Agreed) => {
+                        self.set_mode(ModeEvent::ConfigMatches(asked_at))
+                    }
                     Ok(ConfigAgreement::Mismatch { theirs }) => {
                         if !matches!(*self.mode.borrow(), Mode::Independent) {
                             tracing::error!(ours = %self.config_hash, %theirs, "pair: the peer runs another escalation config; both boxes page on their own until the configs match");
@@ -493,22 +498,52 @@ impl Session {
                     Err(e) => {
                         // Not known to be on the lease: written again at the next renewal.
                         self.published = None;
+                        reachable = !matches!(e, Error::Unreachable { .. });
                         tracing::warn!(error = %e, "pair: cannot compare configs")
                     }
                 }
-                self.set_mode(ModeEvent::LeaseRenewed(now));
-                if matches!(*self.mode.borrow(), Mode::Rejoining { .. }) {
-                    self.heal();
+                self.set_mode(ModeEvent::LeaseRenewed(asked_at));
+                // A cut that falls between the renewal and the reads after it must cost one
+                // timeout, not one per read: the next renewal (and with it the fallback) waits
+                // for them.
+                if !(reachable && self.after_renewal()) {
+                    // etcd went away after the renewal: the fallback is judged now.
+                    self.set_mode(ModeEvent::Tick(Instant::now()));
                 }
-                self.pass_peer_records();
-                *lock(&self.shared.peer) = self.etcd.peer_health(&self.cfg.name).unwrap_or(None);
-                self.rotate_retention();
             }
             Err(e) => {
                 tracing::warn!(error = %e, "pair: cannot renew the lease");
-                self.set_mode(ModeEvent::Tick(now));
+                // The time the attempt gave up, not when it began: a cut member costs its
+                // timeouts, and the fallback must count them, or a box cut off pages alone
+                // one whole failed attempt late.
+                self.set_mode(ModeEvent::Tick(Instant::now()));
             }
         }
+    }
+
+    /// What a renewal does once the lease is renewed: publishes what happened alone, passes
+    /// the peer's records on, reads the peer's health and rotates the retention lease. Stops
+    /// at the first request no member answered, and says whether etcd was reachable throughout.
+    fn after_renewal(&mut self) -> bool {
+        if matches!(*self.mode.borrow(), Mode::Rejoining { .. }) {
+            self.heal();
+        }
+        if self.pass_peer_records().is_err() {
+            return false;
+        }
+        match self.etcd.peer_health(&self.cfg.name) {
+            Ok(peer) => *lock(&self.shared.peer) = peer,
+            Err(e) => {
+                // Not known: the healthier-box ordering waits for nobody until it is.
+                *lock(&self.shared.peer) = None;
+                tracing::debug!(error = %e, "pair: cannot read the peer's health");
+                if matches!(e, Error::Unreachable { .. }) {
+                    return false;
+                }
+            }
+        }
+        self.rotate_retention();
+        true
     }
 
     /// Grants the next lease for `sent` records once the current one has taken them for
@@ -553,7 +588,7 @@ impl Session {
 
     /// Passes on the acks and resolves the peer wrote since the last look, so they are applied
     /// here too (the claim transaction already stops pages of them; this closes the incident).
-    fn pass_peer_records(&mut self) {
+    fn pass_peer_records(&mut self) -> Result<(), ()> {
         match self.etcd.peer_records(&self.cfg.name, self.seen_revision) {
             Ok((records, revision)) => {
                 for r in records {
@@ -561,7 +596,12 @@ impl Session {
                 }
                 self.seen_revision = revision;
             }
-            Err(e) => tracing::warn!(error = %e, "pair: cannot read the peer's acks"),
+            Err(e) => {
+                tracing::warn!(error = %e, "pair: cannot read the peer's acks");
+                if matches!(e, Error::Unreachable { .. }) {
+                    return Err(());
+                }
+            }
         }
         match self
             .etcd
@@ -573,8 +613,14 @@ impl Session {
                 }
                 self.seen_override_revision = revision;
             }
-            Err(e) => tracing::warn!(error = %e, "pair: cannot read the peer's overrides"),
+            Err(e) => {
+                tracing::warn!(error = %e, "pair: cannot read the peer's overrides");
+                if matches!(e, Error::Unreachable { .. }) {
+                    return Err(());
+                }
+            }
         }
+        Ok(())
     }
 
     /// Publishes what happened alone, then claims again. What was logged while publishing is
@@ -1296,6 +1342,107 @@ mod tests {
             .page_view(&due("k", 1_040).id("k@1000"), "other")
             .unwrap();
         assert!(other.sent, "sent under the peer's name: {other:?}");
+    }
+
+    /// A member that takes connections and never answers, as a member cut from its quorum
+    /// does: every renewal costs the whole request timeout (2 s). The fallback counts that
+    /// time, so the box is alone after the first failed attempt that ends past the fallback,
+    /// not one attempt later.
+    #[tokio::test]
+    async fn a_member_that_never_answers_still_falls_back_on_time() {
+        let s = Duration::from_secs;
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", silent.local_addr().unwrap());
+        let started = Instant::now();
+        let (a, _pa) = coordinator("a", &url, s(3), s(3));
+        let mut mode = a.mode();
+        tokio::time::timeout(s(15), mode.wait_for(|m| matches!(m, Mode::Alone { .. })))
+            .await
+            .expect("alone at last")
+            .unwrap();
+        // Attempts end at 2 s and 4 s; the one ending at 4 s is past the 3 s fallback.
+        let took = started.elapsed();
+        assert!(took < s(5), "alone after {took:?}, fallback 3 s");
+        drop(silent);
+    }
+
+    /// A TCP proxy to `upstream` that, once armed, lets the next lease renewal through and
+    /// then goes silent for good: connections stay open, nothing more is answered. That is a
+    /// cut landing between a renewal and the reads that follow it.
+    fn cut_after_next_renewal(upstream: &str) -> (String, Arc<std::sync::atomic::AtomicU8>) {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicU8, Ordering::SeqCst};
+        // 0: forwarding; 1: armed; 3: the renewal is under way; 2: silent.
+        let state = Arc::new(AtomicU8::new(0));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let upstream = upstream.trim_start_matches("http://").to_string();
+        let st = state.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut s_in, mut c_out) = (server, client);
+                let up = st.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    while let Ok(n @ 1..) = c_in.read(&mut buf) {
+                        if up.load(SeqCst) == 2 {
+                            continue;
+                        }
+                        let renewal = buf[..n].windows(19).any(|w| w == b"/v3/lease/keepalive");
+                        if s_out.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                        if renewal && up.load(SeqCst) == 1 {
+                            // Its answer passes; everything after it is lost.
+                            up.store(3, SeqCst);
+                        }
+                    }
+                });
+                let down = st.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    while let Ok(n @ 1..) = s_in.read(&mut buf) {
+                        if down.load(SeqCst) == 2 {
+                            continue;
+                        }
+                        if c_out.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                        let _ = down.compare_exchange(3, 2, SeqCst, SeqCst);
+                    }
+                });
+            }
+        });
+        (url, state)
+    }
+
+    /// A cut right after a renewal: the reads that follow it fail, and the box falls back
+    /// after one timeout past the fallback, not after a timeout for every read.
+    #[tokio::test]
+    async fn a_cut_just_after_a_renewal_still_falls_back_on_time() {
+        let Some(m) = start_member() else { return };
+        let s = Duration::from_secs;
+        let (url, state) = cut_after_next_renewal(&m.url);
+        let (a, _pa) = coordinator("a", &url, s(3), s(3));
+        let mut mode = a.mode();
+        // A few renewals go through before the cut.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(matches!(*mode.borrow(), Mode::Paired { .. }));
+        state.store(1, std::sync::atomic::Ordering::SeqCst);
+        let armed = Instant::now();
+        tokio::time::timeout(s(30), mode.wait_for(|m| matches!(m, Mode::Alone { .. })))
+            .await
+            .expect("alone at last")
+            .unwrap();
+        // The renewal passes within a second of arming; its first read fails after 2 s, the
+        // next renewal 2 s later, past the 3 s fallback.
+        let took = armed.elapsed();
+        assert!(took < s(7), "alone {took:?} after the cut, fallback 3 s");
     }
 
     #[tokio::test]
