@@ -126,8 +126,8 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
 
     let ack = start_ack(&core);
     let (sim, modem) = start_modem(&core, &config, &ack).await?;
-    let paging = start_paging_paired(&core, &config, modem.as_ref(), &ack)?;
-    let standby = start_engines(&core);
+    let (paging, pair) = start_paging_paired(&core, &config, modem.as_ref(), &ack)?;
+    let standby = start_engines(&core, pair);
     let health = health_sources(&core, &paging, modem.as_ref(), standby);
     start_panel(&core, &config, &health, &paging, modem.as_ref())?;
     let intake = intake_handle(&core, token_rx, paging, modem.as_ref(), health);
@@ -196,7 +196,7 @@ fn start_paging_paired(
     config: &Config,
     modem: Option<&ModemParts>,
     ack: &crate::ack::AckHandle,
-) -> anyhow::Result<watch::Receiver<PagingHealth>> {
+) -> anyhow::Result<(watch::Receiver<PagingHealth>, sender::PairGate)> {
     // Pair hook.
     #[cfg(feature = "ha")]
     let pair = start_pair(core, config)?;
@@ -204,7 +204,7 @@ fn start_paging_paired(
     let gate = sender::PairGate(pair.as_ref().map(|(gate, _)| gate.clone()));
     #[cfg(not(feature = "ha"))]
     let gate = sender::PairGate::default();
-    let paging = start_paging(core, config, modem, ack, gate);
+    let paging = start_paging(core, config, modem, ack, gate.clone());
     #[cfg(feature = "ha")]
     if let Some((_, can_page)) = pair {
         core.sup.spawn(
@@ -219,7 +219,7 @@ fn start_paging_paired(
             ),
         );
     }
-    Ok(paging)
+    Ok((paging, gate))
 }
 
 /// The handle every API request and UDP datagram is served with.
@@ -547,7 +547,8 @@ fn start_paging(
 /// The tasks that turn time into work: escalation, heartbeat monitors, outbound chat and
 /// webhook notifications (their own tasks and outbox channel, never on the paging senders' path),
 /// and standby behind a cloud pager. Returns the standby status for `/healthz` and the pages.
-fn start_engines(core: &Core) -> watch::Receiver<crate::standby::Status> {
+/// In a pair, outbound notifications pass the same gate as the senders' pages (`pair`).
+fn start_engines(core: &Core, pair: sender::PairGate) -> watch::Receiver<crate::standby::Status> {
     let (sup, store, config) = (&core.sup, &core.store, &core.config);
     let engine = crate::escalation::engine::run(
         store.clone(),
@@ -569,6 +570,7 @@ fn start_engines(core: &Core) -> watch::Receiver<crate::standby::Status> {
         config.clone(),
         sup.tracker().clone(),
         core.metrics.clone(),
+        pair,
         core.shutdown.clone(),
     );
     sup.spawn("outbound", Role::Essential, outbound);

@@ -13,8 +13,10 @@
 mod util;
 
 use std::collections::BTreeMap;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pagerbox::modem::sim::control::ControlRequest;
@@ -403,19 +405,26 @@ takeover_delay = "1s"
 
 impl Box {
     fn start(lan: &Lan, host: &'static str, variant: &str) -> Box {
-        Self::start_as(lan, host, variant, true)
+        Self::start_as(lan, host, variant, true, &|text| text)
     }
 
     /// A box with the same config without `[ha]`: the single box, for comparison.
     fn start_single(lan: &Lan, host: &'static str) -> Box {
-        Self::start_as(lan, host, "", false)
+        Self::start_as(lan, host, "", false, &|text| text)
     }
 
-    fn start_as(lan: &Lan, host: &'static str, variant: &str, paired: bool) -> Box {
+    /// A box whose config is [`config`] with `variant`, then changed by `edit`.
+    fn start_as(
+        lan: &Lan,
+        host: &'static str,
+        variant: &str,
+        paired: bool,
+        edit: &dyn Fn(String) -> String,
+    ) -> Box {
         let sim = ExternalSim::start();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pagerbox.toml");
-        let mut text = config(host, &sim, &dir.path().join("state"), variant);
+        let mut text = edit(config(host, &sim, &dir.path().join("state"), variant));
         if !paired {
             text.truncate(text.find("\n[ha]").expect("an [ha] table"));
         }
@@ -510,6 +519,27 @@ impl Pair {
         let cluster = Cluster::start(&lan);
         let a = Box::start(&lan, "a", variant_a);
         let b = Box::start(&lan, "b", variant_b);
+        Some(Pair { lan, cluster, a, b })
+    }
+
+    /// A pair that groups the pages following a route's first within `window` into one digest
+    /// per person.
+    fn start_grouped(tag: &str, window: &str) -> Option<Pair> {
+        if let Some(why) = cannot_run() {
+            eprintln!("skipped: {why}");
+            return None;
+        }
+        let lan = Lan::new(tag);
+        let cluster = Cluster::start(&lan);
+        let grouped = |text: String| {
+            text.replacen(
+                "group_window = \"0s\"",
+                &format!("group_window = \"{window}\""),
+                1,
+            )
+        };
+        let a = Box::start_as(&lan, "a", "", true, &grouped);
+        let b = Box::start_as(&lan, "b", "", true, &grouped);
         Some(Pair { lan, cluster, a, b })
     }
 
@@ -937,6 +967,207 @@ fn s13_an_incident_raised_by_sms_on_a_is_paged_once_by_the_pair() {
         sent_by_peer,
         "the other box found the page sent by its peer"
     );
+}
+
+/// A webhook receiver inside `host`'s namespace at its address and `port`, answering 200 to
+/// every request: what it received, in order. Its socket is opened by a thread that enters the
+/// namespace (a namespace belongs to the thread that enters it; the socket stays in it).
+fn receiver_in(lan: &Lan, host: &str, port: u16) -> Arc<Mutex<Vec<util::HttpRequest>>> {
+    let path = format!("/var/run/netns/{}", lan.ns(host));
+    let bind = format!("{}:{port}", addr(host));
+    let listener = std::thread::spawn(move || {
+        let ns = std::fs::File::open(&path).expect("the namespace's file");
+        // SAFETY: setns takes an open namespace descriptor and changes only this thread.
+        let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        std::net::TcpListener::bind(&bind).expect("a receiver in the namespace")
+    })
+    .join()
+    .expect("the receiver's socket");
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let seen = got.clone();
+    util::serve_http(listener, move |req| {
+        seen.lock().unwrap().push(req);
+        Some((200, "{}".into()))
+    });
+    got
+}
+
+/// S14: an outbound webhook notification goes out once from a healthy pair. Both boxes queue
+/// the trigger (and, after an ack on A, the acknowledgement) from their own timelines; each is
+/// claimed through etcd and posted once, the other box marks its copy sent by the peer.
+#[test]
+fn s14_a_webhook_receiver_gets_each_notification_once() {
+    let hook = format!(
+        "\n[[outbound]]\nid = \"hook\"\nkind = \"webhook\"\nurl = \"http://{}:9099/hook\"\nsecret = \"s14\"\ntimeout = \"2s\"\n",
+        addr("w")
+    );
+    let Some(pair) = Pair::start_with("s14", &hook, &hook) else {
+        return;
+    };
+    let received = receiver_in(&pair.lan, "w", 9099);
+    pair.wait_paired();
+    let events = || -> Vec<String> {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|r| serde_json::from_str::<Value>(&r.body).ok())
+            .filter(|v| v["incident"]["dedup_key"] == "s14")
+            .filter_map(|v| v["event"].as_str().map(str::to_string))
+            .collect()
+    };
+    let ids = pair.alert("s14", "s14-replica-lag");
+    let ids = ids.map(|id| id.expect("both boxes took the alert"));
+    pair.wait_for(20, "the trigger at the receiver", || {
+        (!events().is_empty()).then_some(())
+    });
+    let (code, v) = pair.lan.http(
+        "w",
+        "POST",
+        &pair.a.url(&format!("/v1/incidents/{}/acknowledge", ids[0])),
+        Some(&json!({"by": "alice"})),
+    );
+    assert_eq!(code, 200, "{v}");
+    pair.wait_for(20, "the acknowledgement at the receiver", || {
+        events()
+            .iter()
+            .any(|e| e == "incident.acknowledged")
+            .then_some(())
+    });
+    // Long enough for the later box's copies to be claimed and found sent.
+    std::thread::sleep(TTL + Duration::from_secs(3));
+    assert_eq!(
+        events(),
+        ["incident.triggered", "incident.acknowledged"],
+        "each notification once\n--- a ---\n{}\n--- b ---\n{}",
+        tail(&pair.a.log()),
+        tail(&pair.b.log())
+    );
+    let by_peer = |event: &str| {
+        pair.boxes().iter().zip(ids).any(|(b, id)| {
+            let (_, v) = pair
+                .lan
+                .http("w", "GET", &b.url(&format!("/v1/incidents/{id}")), None);
+            v.to_string()
+                .contains(&format!("outbound {event} to hook sent by the peer box"))
+        })
+    };
+    assert!(
+        by_peer("incident.triggered") && by_peer("incident.acknowledged"),
+        "a timeline names the peer box for each"
+    );
+}
+
+/// Carol, who wants shift notices; on call for `standby` only by an override.
+const CAROL: &str = "+4915100000044";
+
+/// S15: a shift notice goes out once from a healthy pair. An override made on A puts carol on
+/// call; B applies it from etcd, and both boxes' engines queue the same notice, claimed by
+/// address and text.
+#[test]
+fn s15_a_shift_notice_goes_out_once() {
+    let carol = format!(
+        "\n[[users]]\nid = \"carol\"\nphone = \"{CAROL}\"\nshift_notices = true\n{}",
+        util::weekly_schedule("standby", &["bob"])
+    );
+    let Some(pair) = Pair::start_with("s15", &carol, &carol) else {
+        return;
+    };
+    pair.wait_paired();
+    let until = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
+    let (code, v) = pair.lan.http(
+        "w",
+        "POST",
+        &pair.a.url("/v1/schedules/standby/overrides"),
+        Some(&json!({"user": "carol", "until": until})),
+    );
+    assert_eq!(code, 201, "{v}");
+    let notices = || {
+        pair.boxes()
+            .iter()
+            .flat_map(|b| b.sms_to(CAROL))
+            .filter(|t| t.contains("you are on call for"))
+            .count()
+    };
+    pair.wait_for(20, "the shift notice", || (notices() >= 1).then_some(()));
+    pair.wait_for(20, "B to hold the override", || {
+        let (_, v) = pair.lan.http(
+            "w",
+            "GET",
+            &pair.b.url("/v1/schedules/standby/overrides"),
+            None,
+        );
+        (!v["overrides"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .is_empty())
+        .then_some(())
+    });
+    // The other box queues its copy once its engine sees the override; then it is claimed and
+    // found sent (or, were it not claimed, sent a second time).
+    pair.wait_for(20, "the second box to settle its copy", || {
+        let found = pair
+            .boxes()
+            .iter()
+            .any(|b| b.log().contains("message sent by the peer box"));
+        (found || notices() >= 2).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        notices(),
+        1,
+        "one notice for the pair\n--- a ---\n{}\n--- b ---\n{}",
+        tail(&pair.a.log()),
+        tail(&pair.b.log())
+    );
+}
+
+/// S16: a digest goes out once from a healthy pair. The first incident of the route pages at
+/// once; the two that follow within the grouping window are held on both boxes and go out as
+/// one digest, claimed by person, channel and the incidents it lists.
+#[test]
+fn s16_a_digest_goes_out_once() {
+    let Some(pair) = Pair::start_grouped("s16", "4s") else {
+        return;
+    };
+    pair.wait_paired();
+    for (key, summary) in [
+        ("s16a", "s16-first"),
+        ("s16b", "s16-second"),
+        ("s16c", "s16-third"),
+    ] {
+        let ids = pair.alert(key, summary);
+        assert!(ids.iter().all(Option::is_some), "both boxes took {key}");
+    }
+    pair.wait_for(20, "the digest", || {
+        (pair.count(PAGER_PHONE, "s16-second") >= 1).then_some(())
+    });
+    // The other box's copy is claimed and found sent (or, were it not claimed, sent again).
+    pair.wait_for(20, "the second box to settle its digest", || {
+        let found = pair
+            .boxes()
+            .iter()
+            .any(|b| b.log().contains("message sent by the peer box"));
+        (found || pair.count(PAGER_PHONE, "s16-second") >= 2).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let digests: Vec<String> = pair
+        .boxes()
+        .iter()
+        .flat_map(|b| b.sms_to(PAGER_PHONE))
+        .filter(|t| t.contains("s16-second"))
+        .collect();
+    assert_eq!(
+        digests.len(),
+        1,
+        "one digest for the pair: {digests:?}\n--- a ---\n{}\n--- b ---\n{}",
+        tail(&pair.a.log()),
+        tail(&pair.b.log())
+    );
+    assert!(digests[0].contains("s16-third"), "{digests:?}");
+    assert_eq!(pair.count(PAGER_PHONE, "s16-first"), 1);
 }
 
 /// LED level changes of a box's panel during `window`, and the shortest gap between two.

@@ -159,6 +159,17 @@ pub enum MessageKey<'a> {
         channel: Channel,
         text: &'a str,
     },
+    /// The `ordinal`-th chat/webhook notification of `event` (`incident.triggered`, ...) about
+    /// an incident (by its pair-wide name) to a destination: its id, its kind and its URL, so
+    /// that two boxes whose configs send the same id elsewhere both send.
+    Outbound {
+        incident: &'a str,
+        destination: &'a str,
+        kind: &'a str,
+        url: &'a str,
+        event: &'a str,
+        ordinal: u32,
+    },
 }
 
 impl PageId {
@@ -201,6 +212,22 @@ impl PageId {
                 fields.push(address.as_bytes().to_vec());
                 fields.push(channel.as_str().as_bytes().to_vec());
                 fields.push(text.as_bytes().to_vec());
+            }
+            MessageKey::Outbound {
+                incident,
+                destination,
+                kind,
+                url,
+                event,
+                ordinal,
+            } => {
+                fields.push(b"outbound".to_vec());
+                fields.push(incident.as_bytes().to_vec());
+                fields.push(destination.as_bytes().to_vec());
+                fields.push(kind.as_bytes().to_vec());
+                fields.push(url.as_bytes().to_vec());
+                fields.push(event.as_bytes().to_vec());
+                fields.push(ordinal.to_be_bytes().to_vec());
             }
         }
         let mut h = Sha256::new();
@@ -887,6 +914,28 @@ mod tests {
                 text: "alice",
             })
         );
+        let outbound = |incident, url, event, ordinal| {
+            PageId::message(MessageKey::Outbound {
+                incident,
+                destination: "chat",
+                kind: "slack",
+                url,
+                event,
+                ordinal,
+            })
+        };
+        let hook = "https://hooks.example/T1";
+        let trigger = outbound("db@1", hook, "incident.triggered", 1);
+        assert_eq!(trigger, outbound("db@1", hook, "incident.triggered", 1));
+        assert_ne!(trigger, outbound("db@1", hook, "incident.acknowledged", 1));
+        assert_ne!(trigger, outbound("db@1", hook, "incident.triggered", 2));
+        assert_ne!(trigger, outbound("db@2", hook, "incident.triggered", 1));
+        // The same destination id going elsewhere on the peer: both copies go out.
+        assert_ne!(
+            trigger,
+            outbound("db@1", "https://hooks.example/T2", "incident.triggered", 1)
+        );
+        assert_eq!(trigger.renamed("db@2"), None);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Digests, stakeholder status updates and shift notices through the pair's gate.
+//! Digests, stakeholder status updates, shift notices and outbound chat/webhook notifications
+//! through the pair's gate.
 //!
 //! Both boxes queue these from the same incidents and the same config, each on its own timing,
 //! so without a claim a pair sends each twice. The gate claims them like pages, by an id made
@@ -7,15 +8,21 @@
 //! different ids and both go out, a duplicate rather than a message lost. Their claims compare
 //! no ack or resolve: a status update saying "acknowledged" must go out after the ack.
 //!
-//! Not claimed: replies (they answer an SMS that reached one box, so they are single already)
-//! and outbound chat/webhook notifications (each box's fan-out posts them; see `docs/ha.md`).
+//! An outbound notification's body names the incident by this box's row id and carries this
+//! box's times, so its id is made from what it announces instead: the event about the
+//! incident's pair-wide name, the n-th such row to that destination, and where the destination
+//! points (its id, kind and URL), so a destination the two configs point elsewhere gets both.
+//!
+//! Not claimed: replies (they answer an SMS that reached one box, so they are single already).
 
 use tokio_util::sync::CancellationToken;
 
 use super::coordinator::Decision;
 use super::decide::{Finished, MessageKey, PageId};
 use super::pair::{Claimed, Gate, Pass};
-use crate::store::outbox::{Page, PageKind};
+use crate::config::outbound::Destination;
+use crate::store::outbound::{Outcome, Row};
+use crate::store::outbox::{self, Page, PageKind};
 use crate::store::until_stored;
 use crate::store::{pair as rows, Store};
 
@@ -47,7 +54,59 @@ impl Gate {
                 return Pass::Send(None);
             }
         };
-        let id = self.message_id(&facts).await;
+        let id = self.message_id(&facts, None).await;
+        self.claim_message(store, shutdown, page, id).await
+    }
+
+    /// The gate of an outbound notification claimed from `dest`'s queue: claimed by what it
+    /// announces and where it goes (see the module's doc), so the pair posts it once. Any
+    /// failure to name it sends it: a duplicate, never a notification lost.
+    pub async fn before_outbound(
+        &self,
+        store: &Store,
+        shutdown: &CancellationToken,
+        row: &Row,
+        dest: &Destination,
+    ) -> Pass {
+        let id = row.id;
+        let read = store
+            .read(move |c, _| {
+                let Some(page) = outbox::page(c, id)? else {
+                    return Ok(None);
+                };
+                let facts = rows::message_facts(c, &page)?;
+                Ok(facts.map(|f| (page, f)))
+            })
+            .await;
+        let (page, facts) = match read {
+            Ok(Some(x)) => x,
+            Ok(None) => return Pass::Send(None),
+            Err(e) => {
+                tracing::warn!(page = row.id, error = %e, "pair: cannot name an outbound notification; sending it without a claim");
+                return Pass::Send(None);
+            }
+        };
+        let id = self.message_id(&facts, Some(dest)).await;
+        self.claim_message(store, shutdown, &page, id).await
+    }
+
+    /// Reports the outcome of a claimed outbound notification, like [`Gate::after`].
+    pub fn after_outbound(&self, claimed: Claimed, outcome: &Outcome) {
+        match outcome {
+            Outcome::Sent { .. } => self.coordinator.sent(claimed.page, &claimed.incident),
+            _ => self.coordinator.release(claimed.page, &claimed.incident),
+        }
+    }
+
+    /// Claims message `page` as `id`: send it, or record on the row that the peer holds the
+    /// claim or sent it.
+    async fn claim_message(
+        &self,
+        store: &Store,
+        shutdown: &CancellationToken,
+        page: &Page,
+        id: PageId,
+    ) -> Pass {
         let decision = self.coordinator.claim_named(id.clone(), MESSAGES).await;
         tracing::debug!(page = page.id, kind = page.kind.as_str(), pair_message = %id, ?decision, "pair: claim");
         match decision {
@@ -64,8 +123,9 @@ impl Gate {
         }
     }
 
-    /// The pair-wide id of a message: its incidents named as the pair names them.
-    async fn message_id(&self, facts: &rows::MessageFacts) -> PageId {
+    /// The pair-wide id of a message: its incidents named as the pair names them; for an
+    /// outbound notification, with where its destination `dest` points.
+    async fn message_id(&self, facts: &rows::MessageFacts, dest: Option<&Destination>) -> PageId {
         match facts {
             rows::MessageFacts::Status {
                 dedup_key,
@@ -113,6 +173,26 @@ impl Gate {
                 channel: *channel,
                 text,
             }),
+            rows::MessageFacts::Outbound {
+                dedup_key,
+                first_seen,
+                destination,
+                event,
+                ordinal,
+            } => {
+                let incident = self
+                    .coordinator
+                    .identity(dedup_key, first_seen.timestamp_millis())
+                    .await;
+                PageId::message(MessageKey::Outbound {
+                    incident: &incident,
+                    destination,
+                    kind: dest.map_or("", |d| d.kind.as_str()),
+                    url: dest.map_or("", |d| d.url.expose()),
+                    event,
+                    ordinal: *ordinal,
+                })
+            }
         }
     }
 }

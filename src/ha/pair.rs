@@ -4,9 +4,9 @@
 //!
 //! What the sender sees is [`Gate::before`]: "send it" (with a claim to report on after), or
 //! "handled" (the row was held back for the peer, marked sent by the peer, or cancelled by an
-//! ack made on the peer). Pages to a person about one incident are claimed here; digests and
-//! status messages in [`super::messages`]; replies and outbound notifications are sent by each
-//! box.
+//! ack made on the peer). Pages to a person about one incident are claimed here; digests,
+//! status messages and outbound notifications in [`super::messages`]; replies are sent by the
+//! box the SMS reached.
 
 use std::sync::OnceLock;
 use std::time::Duration;

@@ -274,8 +274,8 @@ pub fn after_failure(
     }
 }
 
-/// Pair hook: in a pair, each page to a person passes the coordinator's gate first; a single
-/// box (or a build without the `ha` feature) has none.
+/// Pair hook: in a pair, each page, digest, status message and outbound notification passes the
+/// coordinator's gate first; a single box (or a build without the `ha` feature) has none.
 #[derive(Clone, Default)]
 pub struct PairGate(#[cfg(feature = "ha")] pub Option<crate::ha::pair::Gate>);
 

@@ -15,7 +15,8 @@
 //! (see the migration), so a crash loses nothing and repeats at most the one POST in flight.
 //! When a receiver or the network is down the rows wait (FIFO per destination, retried with the
 //! paging backoff or the receiver's `Retry-After`); past `max_queued` the oldest are dropped with
-//! a timeline note.
+//! a timeline note. In a pair (`ha` build) each claimed row passes the pair's gate before its POST
+//! (`ha::messages`), so the two boxes' copies are posted once.
 
 pub mod client;
 pub mod payload;
@@ -31,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::notify::sender::PairGate;
 use crate::store::outbound::{self as queue, Claim, Outcome};
 use crate::store::Store;
 use client::Answer;
@@ -71,12 +73,15 @@ impl Destination {
 
 /// Runs outbound notifications until `shutdown`: the fan-out (on every commit, while any
 /// destination is configured) and one sender task per destination, started and restarted as the
-/// config changes. Cheap when nothing is configured: it only keeps the cursor at the end.
+/// config changes. Cheap when nothing is configured: it only keeps the cursor at the end. In a
+/// pair each notification passes the pair's gate first (`pair`), as pages do: both boxes queue
+/// it from their own timelines, and the pair posts it once.
 pub async fn run(
     store: Store,
     mut config: watch::Receiver<Arc<Config>>,
     tracker: TaskTracker,
     metrics: crate::metrics::Metrics,
+    pair: PairGate,
     shutdown: CancellationToken,
 ) {
     let mut commits = store.commits();
@@ -91,6 +96,7 @@ pub async fn run(
                     store.clone(),
                     config.clone(),
                     metrics.clone(),
+                    pair.clone(),
                     shutdown.clone(),
                 ));
                 workers.insert(d.id.clone(), h);
@@ -136,6 +142,7 @@ async fn destination_task(
     store: Store,
     config: watch::Receiver<Arc<Config>>,
     metrics: crate::metrics::Metrics,
+    #[cfg_attr(not(feature = "ha"), allow(unused_variables))] pair: PairGate,
     shutdown: CancellationToken,
 ) {
     let mut commits = store.commits();
@@ -160,10 +167,25 @@ async fn destination_task(
         let claim = store.outbound_claim(claim_id, lease).await;
         let wait = match claim {
             Ok(Claim::Row(row)) => {
+                // Pair hook: the peer may post this notification, or may already have.
+                #[cfg(feature = "ha")]
+                let claimed = match &pair.0 {
+                    Some(gate) => {
+                        match gate.before_outbound(&store, &shutdown, &row, &dest).await {
+                            crate::ha::pair::Pass::Send(claimed) => claimed.map(|c| (gate, c)),
+                            crate::ha::pair::Pass::Handled => continue,
+                        }
+                    }
+                    None => None,
+                };
                 let outcome = tokio::select! {
                     _ = shutdown.cancelled() => return,
                     o = send(&dest, &row, &store) => o,
                 };
+                #[cfg(feature = "ha")]
+                if let Some((gate, c)) = claimed {
+                    gate.after_outbound(c, &outcome);
+                }
                 log(&dest, &row, &outcome);
                 let what = format!("outbound {} to {}", row.event, row.destination);
                 let recorded = crate::notify::sender::until_stored(&store, &shutdown, &what, {

@@ -109,10 +109,19 @@ pub enum MessageFacts {
         channel: Channel,
         text: String,
     },
+    /// A chat/webhook notification: the `ordinal`-th row of `event` about an incident to the
+    /// destination `destination` (its config id; where it points is the config's).
+    Outbound {
+        dedup_key: String,
+        first_seen: DateTime<Utc>,
+        destination: String,
+        event: String,
+        ordinal: u32,
+    },
 }
 
-/// The facts of a digest or status row; `None` for pages (see [`page_facts`]), replies (they
-/// answer an SMS that reached one box) and outbound notifications.
+/// The facts of a digest, status or outbound row; `None` for pages (see [`page_facts`]) and
+/// replies (they answer an SMS that reached one box).
 pub fn message_facts(conn: &Tx, page: &Page) -> rusqlite::Result<Option<MessageFacts>> {
     let channel = page.written_for.unwrap_or(page.channel);
     let incident = |id| -> rusqlite::Result<Option<(String, DateTime<Utc>)>> {
@@ -160,6 +169,25 @@ pub fn message_facts(conn: &Tx, page: &Page) -> rusqlite::Result<Option<MessageF
                 incidents,
             })
         }
+        (PageKind::Outbound, Some(id)) => {
+            let Some((dedup_key, first_seen)) = incident(id)? else {
+                return Ok(None);
+            };
+            let event = page.subject.clone().unwrap_or_default();
+            let ordinal: i64 = conn
+                .prepare_cached(
+                    "SELECT count(*) FROM outbox WHERE incident_id=?1 AND kind='outbound' \
+                     AND address=?2 AND coalesce(subject,'')=?3 AND id<=?4",
+                )?
+                .query_row(params![id, page.address, event, page.id], |r| r.get(0))?;
+            Some(MessageFacts::Outbound {
+                dedup_key,
+                first_seen,
+                destination: page.address.clone(),
+                event,
+                ordinal: u32::try_from(ordinal).unwrap_or(u32::MAX),
+            })
+        }
         _ => None,
     })
 }
@@ -197,7 +225,20 @@ pub fn sent_by_peer(conn: &Tx, page: &Page, now: DateTime<Utc>) -> rusqlite::Res
     if n == 0 {
         return Ok(false);
     }
-    if let Some(inc) = page.incident_id {
+    if let (Some(inc), PageKind::Outbound) = (page.incident_id, page.kind) {
+        let event = page.subject.as_deref().unwrap_or_default();
+        record(
+            conn,
+            Some(inc),
+            now,
+            EventKind::OutboundSent,
+            None,
+            &format!("outbound {event} to {} sent by the peer box", page.address),
+            Some(
+                &serde_json::json!({ "outbox_id": page.id, "destination": page.address, "by_peer": true }),
+            ),
+        )?;
+    } else if let Some(inc) = page.incident_id {
         let who = page.user_id.as_deref().unwrap_or(&page.address);
         record(
             conn,
@@ -546,6 +587,69 @@ mod tests {
             )
             .unwrap();
         assert_eq!(msg, "sms to alice sent by the peer box");
+    }
+
+    #[test]
+    fn an_outbound_row_is_named_by_incident_destination_event_and_ordinal() {
+        let c = db();
+        let row = |destination: &str, event: &str| {
+            let id = enqueue(
+                &c,
+                &NewPage {
+                    kind: PageKind::Outbound,
+                    incident_id: Some(1),
+                    user_id: None,
+                    channel: Channel::Sms,
+                    address: destination.into(),
+                    subject: Some(event.into()),
+                    body: "{}".into(),
+                    priority: 0,
+                    due_at: t(0),
+                },
+                t(0),
+            )
+            .unwrap();
+            crate::store::outbox::page(&c, id).unwrap().unwrap()
+        };
+        let trigger = row("chat", "incident.triggered");
+        let other = row("hook", "incident.triggered");
+        let ack = row("chat", "incident.acknowledged");
+        let again = row("chat", "incident.triggered");
+        let facts = |p: &Page| match message_facts(&c, p).unwrap() {
+            Some(MessageFacts::Outbound {
+                dedup_key,
+                first_seen,
+                destination,
+                event,
+                ordinal,
+            }) => (dedup_key, first_seen, destination, event, ordinal),
+            other => panic!("{other:?}"),
+        };
+        let f =
+            |d: &str, e: &str, n| ("db/down".to_string(), t(0), d.to_string(), e.to_string(), n);
+        assert_eq!(facts(&trigger), f("chat", "incident.triggered", 1));
+        assert_eq!(facts(&other), f("hook", "incident.triggered", 1));
+        assert_eq!(facts(&ack), f("chat", "incident.acknowledged", 1));
+        assert_eq!(facts(&again), f("chat", "incident.triggered", 2));
+        // Found sent by the peer: noted as an outbound notification, not as a page.
+        c.execute(
+            "UPDATE outbox SET state='sending', attempts=1 WHERE id=?1",
+            [trigger.id],
+        )
+        .unwrap();
+        let held = crate::store::outbox::page(&c, trigger.id).unwrap().unwrap();
+        assert!(sent_by_peer(&c, &held, t(1)).unwrap());
+        let msg: String = c
+            .query_row(
+                "SELECT message FROM events WHERE kind=?1 ORDER BY id DESC LIMIT 1",
+                [EventKind::OutboundSent.as_str()],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            msg,
+            "outbound incident.triggered to chat sent by the peer box"
+        );
     }
 
     #[test]
