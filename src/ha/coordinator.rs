@@ -20,8 +20,8 @@ use tokio::sync::{oneshot, watch};
 
 use super::decide::{
     after_start_claim, claim_delay, heal_records, incident_identity, next_mode, override_retention,
-    page_action, unsettled_start, AloneLog, Finished, HealRecord, Health, Mode, ModeEvent,
-    PageAction, PageId, PageKey, PageView, StartClaimNext, UnsettledStart,
+    page_action, retention_over, unsettled_start, AloneLog, Finished, HealRecord, Health, Mode,
+    ModeEvent, PageAction, PageId, PageKey, PageView, StartClaimNext, UnsettledStart,
 };
 use super::etcd::{
     Claim, ConfigAgreement, Error, Etcd, LeaseId, PeerRecord, StartClaim, RETENTION_ROTATION,
@@ -35,6 +35,10 @@ use crate::incident::Channel;
 /// lease renewals, which come only every third of `claim_ttl`: an alert that reached only the
 /// peer is here within about this long, so the time in which it dies with the peer stays short.
 const PEER_RECORDS_EVERY: Duration = Duration::from_secs(1);
+
+/// How often a box checks whether a retention lease has held its records for
+/// [`SENT_RETENTION`] by the clock ([`Session::end_retentions`]).
+const RETENTION_CHECK_EVERY: Duration = Duration::from_secs(3600);
 
 /// How many resolved incidents one look at the peer's records puts on the retention lease at
 /// most (one small transaction each): a backlog (the first look after a restart reads the whole
@@ -253,6 +257,7 @@ impl Coordinator {
             seen_override_revision: 0,
             published: None,
             retiring: VecDeque::new(),
+            retention_checked: None,
         };
         std::thread::Builder::new()
             .name("ha-pages".into())
@@ -405,6 +410,8 @@ struct Session {
     /// Incidents the peer resolved, read here, whose records are not on the retention lease
     /// yet ([`Etcd::retire_incident`]).
     retiring: VecDeque<String>,
+    /// When the retention leases were last checked for their end ([`Session::end_retentions`]).
+    retention_checked: Option<Instant>,
 }
 
 impl Session {
@@ -516,6 +523,7 @@ impl Session {
                 self.pass_peer_records();
                 *lock(&self.shared.peer) = self.etcd.peer_health(&self.cfg.name).unwrap_or(None);
                 self.rotate_retention();
+                self.end_retentions();
             }
             Err(e) => {
                 tracing::warn!(error = %e, "pair: cannot renew the lease");
@@ -535,9 +543,51 @@ impl Session {
             return;
         }
         match self.etcd.grant_lease(SENT_RETENTION) {
-            Ok(lease) => *lock(&self.shared.retention) = Some((lease, Instant::now())),
+            Ok(lease) => {
+                let now_ms = chrono::Utc::now().timestamp_millis();
+                if let Err(e) = self.etcd.mark_retention(lease, now_ms) {
+                    tracing::warn!(error = %e, "pair: cannot record when the retention lease was granted; it ends by its TTL alone");
+                }
+                *lock(&self.shared.retention) = Some((lease, Instant::now()));
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "pair: cannot grant the lease that prunes sent records; they are kept")
+            }
+        }
+    }
+
+    /// Revokes every retention lease, either box's, granted [`SENT_RETENTION`] ago or more by
+    /// this box's clock ([`retention_over`]), at most once per [`RETENTION_CHECK_EVERY`]: the
+    /// bound in docs/ha.md holds even when etcd's leader changes often, which gives every lease
+    /// its full TTL again.
+    fn end_retentions(&mut self) {
+        if self
+            .retention_checked
+            .is_some_and(|at| at.elapsed() < RETENTION_CHECK_EVERY)
+        {
+            return;
+        }
+        let leases = match self.etcd.retention_leases() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!(error = %e, "pair: cannot list the retention leases; retrying");
+                return;
+            }
+        };
+        self.retention_checked = Some(Instant::now());
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        for (lease, granted_ms) in leases {
+            if retention_over(granted_ms, now_ms, SENT_RETENTION) {
+                match self.etcd.revoke_lease(lease) {
+                    Ok(()) => tracing::info!(
+                        lease = lease.0,
+                        "pair: retention lease ended; its records are gone"
+                    ),
+                    // The peer may have revoked it first.
+                    Err(e) => {
+                        tracing::debug!(error = %e, lease = lease.0, "pair: cannot revoke a retention lease")
+                    }
+                }
             }
         }
     }
@@ -1372,6 +1422,41 @@ mod tests {
             history.records.iter().all(|r| r.identity != "gone@1000"),
             "{history:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_retention_lease_granted_a_retention_ago_is_revoked_whatever_its_ttl() {
+        let Some(m) = start_member() else { return };
+        // A retention lease of the peer's, granted eight days ago by the clock, which etcd
+        // still gives a full TTL (a leader change renewed it), with a record on it; and one
+        // granted a day ago.
+        let mut peer = client(&[&m.url]);
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let day_ms = 24 * 3_600_000;
+        let (old, young) = (
+            peer.grant_lease(SENT_RETENTION).unwrap(),
+            peer.grant_lease(SENT_RETENTION).unwrap(),
+        );
+        peer.mark_retention(old, now_ms - 8 * day_ms).unwrap();
+        peer.mark_retention(young, now_ms - day_ms).unwrap();
+        let p = page("old@0");
+        peer.mark_sent_alone(&p, "b", Some(old)).unwrap();
+        let (_a, _pa) = coordinator("a", &m.url, Duration::from_secs(3), Duration::from_secs(30));
+        let end = Instant::now() + Duration::from_secs(5);
+        while peer.page_view(&p, "old@0").unwrap().sent {
+            assert!(
+                Instant::now() < end,
+                "the old retention lease still holds its records"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let left: Vec<_> = peer
+            .retention_leases()
+            .unwrap()
+            .into_iter()
+            .map(|(l, _)| l)
+            .collect();
+        assert!(left.contains(&young) && !left.contains(&old), "{left:?}");
     }
 
     #[tokio::test]

@@ -589,6 +589,18 @@ pub fn override_retention(until_ms: i64, now_ms: i64, retention: Duration) -> Op
     Duration::from_millis(left_ms).checked_add(retention)
 }
 
+/// Whether a retention lease granted at `granted_ms` (a box's wall clock) has held its records
+/// for `retention`, so that it is revoked whatever TTL etcd still gives it: etcd resets every
+/// lease to its full TTL when a new leader takes over (unless the members run with lease
+/// checkpoints), so in a cluster whose leader changes more often than `retention` (a box
+/// rebooted weekly) a TTL alone would never run out.
+pub fn retention_over(granted_ms: i64, now_ms: i64, retention: Duration) -> bool {
+    i64::try_from(retention.as_millis())
+        .ok()
+        .and_then(|r| granted_ms.checked_add(r))
+        .is_some_and(|end| now_ms >= end)
+}
+
 /// The hash of the parts of a config that decide who is paged when (users, schedules, policies,
 /// routes, paging, silences), from their debug form: both boxes of a pair must run the same, or
 /// their page ids would not meet and one box could hold back a page the other never makes.
@@ -973,6 +985,15 @@ mod tests {
         assert_eq!(alone.incident(), Some("db@1040"));
         assert_eq!(alone.renamed("db@1000"), Some(paired));
         assert_eq!(alone.renamed("db@1040"), Some(alone.clone()));
+    }
+
+    #[test]
+    fn a_retention_lease_ends_by_the_clock() {
+        let week = Duration::from_secs(7 * 24 * 3600);
+        let week_ms = 7 * 24 * 3_600_000;
+        assert!(!retention_over(1_000, 1_000 + week_ms - 1, week));
+        assert!(retention_over(1_000, 1_000 + week_ms, week));
+        assert!(!retention_over(i64::MAX, i64::MAX, week));
     }
 
     #[test]

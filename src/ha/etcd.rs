@@ -18,7 +18,9 @@
 //! - `start/<dedup key>`: the canonical start of the open incident with that key, persistent
 //!   until the incident is retired (or replaced by a later incident's start);
 //! - `override/<key>`: a runtime override, on a lease of its own that ends a retention after
-//!   the override does.
+//!   the override does;
+//! - `retention/<lease id>`: when that retention lease was granted, on the lease itself, so
+//!   that either box can revoke it on time ([`Etcd::retention_leases`]).
 
 use std::io::{BufReader, Read as _};
 use std::sync::Arc;
@@ -322,6 +324,41 @@ impl Etcd {
     pub fn revoke_lease(&mut self, lease: LeaseId) -> Result<(), Error> {
         self.post("/v3/lease/revoke", &json!({"ID": lease.0.to_string()}))?;
         Ok(())
+    }
+
+    /// Records that retention lease `lease` was granted at `granted_ms`, on the lease itself.
+    pub fn mark_retention(&mut self, lease: LeaseId, granted_ms: i64) -> Result<(), Error> {
+        self.put(
+            &format!("{PREFIX}retention/{}", lease.0),
+            &granted_ms.to_string(),
+            Some(lease),
+        )
+    }
+
+    /// Every retention lease either box marked ([`Etcd::mark_retention`]) and still alive,
+    /// with when it was granted; marks that do not read are left out.
+    pub fn retention_leases(&mut self) -> Result<Vec<(LeaseId, i64)>, Error> {
+        let prefix = format!("{PREFIX}retention/");
+        let end = format!("{PREFIX}retention0");
+        let answer = self.post(
+            "/v3/kv/range",
+            &json!({"key": b64(&prefix), "range_end": b64(&end)}),
+        )?;
+        let decode = |field: &Value| {
+            let bytes = B64.decode(field.as_str().unwrap_or("")).unwrap_or_default();
+            String::from_utf8_lossy(&bytes).into_owned()
+        };
+        Ok(answer["kvs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|kv| {
+                let key = decode(&kv["key"]);
+                let lease = key.strip_prefix(prefix.as_str())?.parse().ok()?;
+                let granted_ms = decode(&kv["value"]).parse().ok()?;
+                Some((LeaseId(lease), granted_ms))
+            })
+            .collect())
     }
 
     /// Tries to claim a page in one transaction: if there is no claim, no `sent`, no `ack` and
@@ -1642,6 +1679,24 @@ pub(super) mod tests {
             Some(retention.0)
         );
         assert_eq!(lease_of(&m.url, "start/n"), Some(0));
+    }
+
+    #[test]
+    fn retention_leases_are_listed_with_when_they_were_granted() {
+        let Some(m) = start_member() else { return };
+        let mut a = client(&[&m.url]);
+        let (l1, l2) = (
+            a.grant_lease(Duration::from_secs(60)).unwrap(),
+            a.grant_lease(Duration::from_secs(60)).unwrap(),
+        );
+        a.mark_retention(l1, 1_000).unwrap();
+        a.mark_retention(l2, 2_000).unwrap();
+        let mut listed = a.retention_leases().unwrap();
+        listed.sort_by_key(|(_, at)| *at);
+        assert_eq!(listed, [(l1, 1_000), (l2, 2_000)]);
+        // The mark goes with its lease.
+        a.revoke_lease(l1).unwrap();
+        assert_eq!(a.retention_leases().unwrap(), [(l2, 2_000)]);
     }
 
     #[test]
