@@ -633,10 +633,12 @@ impl Session {
                     );
                     self.retiring.drain(..over);
                 }
+                // Only after a read that worked: with etcd out of reach, a retirement would
+                // cost a round of timeouts more before this box notices it is alone.
+                self.retire();
             }
             Err(e) => tracing::warn!(error = %e, "pair: cannot read the peer's acks"),
         }
-        self.retire();
         match self
             .etcd
             .peer_overrides(&self.cfg.name, self.seen_override_revision)
