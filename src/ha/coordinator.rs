@@ -11,7 +11,7 @@
 //! incident's start. While alone it answers "send" to every claim, so a box cut off from etcd
 //! pages like a single box; what it sends and acks then is published when etcd is back.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -19,14 +19,15 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
 use super::decide::{
-    after_start_claim, claim_delay, heal_records, incident_identity, next_mode, page_action,
-    unsettled_start, AloneLog, Finished, HealRecord, Health, Mode, ModeEvent, PageAction, PageId,
-    PageKey, PageView, StartClaimNext, UnsettledStart,
+    after_start_claim, claim_delay, heal_records, incident_identity, next_mode, override_retention,
+    page_action, retention_over, unsettled_start, AloneLog, Finished, HealRecord, Health, Mode,
+    ModeEvent, PageAction, PageId, PageKey, PageView, StartClaimNext, UnsettledStart,
 };
 use super::etcd::{
     Claim, ConfigAgreement, Error, Etcd, LeaseId, PeerRecord, StartClaim, RETENTION_ROTATION,
     SENT_RETENTION,
 };
+use super::share::SharedOverride;
 use crate::config::HaConfig;
 use crate::incident::Channel;
 
@@ -34,6 +35,18 @@ use crate::incident::Channel;
 /// lease renewals, which come only every third of `claim_ttl`: an alert that reached only the
 /// peer is here within about this long, so the time in which it dies with the peer stays short.
 const PEER_RECORDS_EVERY: Duration = Duration::from_secs(1);
+
+/// How often a box checks whether a retention lease has held its records for
+/// [`SENT_RETENTION`] by the clock ([`Session::end_retentions`]).
+const RETENTION_CHECK_EVERY: Duration = Duration::from_secs(3600);
+
+/// How many resolved incidents one look at the peer's records puts on the retention lease at
+/// most (one small transaction each): a backlog (the first look after a restart reads the whole
+/// history) is worked off over the next looks instead of holding up the lease's renewal.
+const RETIRE_PER_LOOK: usize = 32;
+/// How many incidents may wait to be retired; beyond, the oldest are left persistent (the next
+/// restart reads the history again and lists them once more).
+const RETIRE_BACKLOG: usize = 100_000;
 
 /// What the sender does with a due page.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,6 +256,8 @@ impl Coordinator {
             seen_revision: 0,
             seen_override_revision: 0,
             published: None,
+            retiring: VecDeque::new(),
+            retention_checked: None,
         };
         std::thread::Builder::new()
             .name("ha-pages".into())
@@ -392,6 +407,11 @@ struct Session {
     /// The lease on which this box's health and config hash are in etcd, and that health:
     /// both live on the lease, so a renewal writes them again only when either changed.
     published: Option<(LeaseId, Health)>,
+    /// Incidents the peer resolved, read here, whose records are not on the retention lease
+    /// yet ([`Etcd::retire_incident`]).
+    retiring: VecDeque<String>,
+    /// When the retention leases were last checked for their end ([`Session::end_retentions`]).
+    retention_checked: Option<Instant>,
 }
 
 impl Session {
@@ -543,6 +563,7 @@ impl Session {
             }
         }
         self.rotate_retention();
+        self.end_retentions();
         true
     }
 
@@ -557,9 +578,51 @@ impl Session {
             return;
         }
         match self.etcd.grant_lease(SENT_RETENTION) {
-            Ok(lease) => *lock(&self.shared.retention) = Some((lease, Instant::now())),
+            Ok(lease) => {
+                let now_ms = chrono::Utc::now().timestamp_millis();
+                if let Err(e) = self.etcd.mark_retention(lease, now_ms) {
+                    tracing::warn!(error = %e, "pair: cannot record when the retention lease was granted; it ends by its TTL alone");
+                }
+                *lock(&self.shared.retention) = Some((lease, Instant::now()));
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "pair: cannot grant the lease that prunes sent records; they are kept")
+            }
+        }
+    }
+
+    /// Revokes every retention lease, either box's, granted [`SENT_RETENTION`] ago or more by
+    /// this box's clock ([`retention_over`]), at most once per [`RETENTION_CHECK_EVERY`]: the
+    /// bound in docs/ha.md holds even when etcd's leader changes often, which gives every lease
+    /// its full TTL again.
+    fn end_retentions(&mut self) {
+        if self
+            .retention_checked
+            .is_some_and(|at| at.elapsed() < RETENTION_CHECK_EVERY)
+        {
+            return;
+        }
+        let leases = match self.etcd.retention_leases() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!(error = %e, "pair: cannot list the retention leases; retrying");
+                return;
+            }
+        };
+        self.retention_checked = Some(Instant::now());
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        for (lease, granted_ms) in leases {
+            if retention_over(granted_ms, now_ms, SENT_RETENTION) {
+                match self.etcd.revoke_lease(lease) {
+                    Ok(()) => tracing::info!(
+                        lease = lease.0,
+                        "pair: retention lease ended; its records are gone"
+                    ),
+                    // The peer may have revoked it first.
+                    Err(e) => {
+                        tracing::debug!(error = %e, lease = lease.0, "pair: cannot revoke a retention lease")
+                    }
+                }
             }
         }
     }
@@ -588,13 +651,26 @@ impl Session {
 
     /// Passes on the acks and resolves the peer wrote since the last look, so they are applied
     /// here too (the claim transaction already stops pages of them; this closes the incident).
+    /// Then puts the incidents the peer resolved, now read here, on the retention lease.
     fn pass_peer_records(&mut self) -> Result<(), ()> {
         match self.etcd.peer_records(&self.cfg.name, self.seen_revision) {
-            Ok((records, revision)) => {
-                for r in records {
+            Ok(read) => {
+                for r in read.records {
                     let _ = self.peer_records.send(r);
                 }
-                self.seen_revision = revision;
+                self.seen_revision = read.revision;
+                self.retiring.extend(read.to_retire);
+                if self.retiring.len() > RETIRE_BACKLOG {
+                    let over = self.retiring.len() - RETIRE_BACKLOG;
+                    tracing::warn!(
+                        incidents = over,
+                        "pair: too many resolved incidents to prune at once; these stay in etcd"
+                    );
+                    self.retiring.drain(..over);
+                }
+                // Only after a read that worked: with etcd out of reach, a retirement would
+                // cost a round of timeouts more before this box notices it is alone.
+                self.retire();
             }
             Err(e) => {
                 tracing::warn!(error = %e, "pair: cannot read the peer's acks");
@@ -623,6 +699,74 @@ impl Session {
         Ok(())
     }
 
+    /// Puts up to [`RETIRE_PER_LOOK`] incidents of [`Session::retiring`] on the retention
+    /// lease. Without a lease (its grant failed) they wait; when the lease is refused (gone
+    /// before its time: a cluster restored from a backup) the incident stays persistent and
+    /// another lease is granted at the next renewal.
+    fn retire(&mut self) {
+        for _ in 0..RETIRE_PER_LOOK {
+            let Some(incident) = self.retiring.front() else {
+                return;
+            };
+            let Some(lease) = lock(&self.shared.retention).map(|(lease, _)| lease) else {
+                return;
+            };
+            match self.etcd.retire_incident(incident, lease) {
+                Ok(()) => {}
+                Err(e @ Error::Refused { .. }) => {
+                    tracing::warn!(error = %e, %incident, "pair: cannot put a resolved incident on the retention lease; it stays in etcd");
+                    *lock(&self.shared.retention) = None;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "pair: cannot prune resolved incidents now; retrying");
+                    return;
+                }
+            }
+            self.retiring.pop_front();
+        }
+    }
+
+    /// Writes a `sent` record of a page sent alone on the retention lease, or, when that lease
+    /// is refused, once more without it (a record kept rather than lost), as the page thread
+    /// does.
+    fn mark_sent_alone(&mut self, page: &PageId) -> Result<(), Error> {
+        let retention = lock(&self.shared.retention).map(|(lease, _)| lease);
+        match self.etcd.mark_sent_alone(page, &self.cfg.name, retention) {
+            Err(Error::Refused { .. }) if retention.is_some() => {
+                tracing::warn!(%page, "pair: the lease for sent records was refused; granting another");
+                *lock(&self.shared.retention) = None;
+                self.etcd.mark_sent_alone(page, &self.cfg.name, None)
+            }
+            other => other,
+        }
+    }
+
+    /// Publishes a shared override on a lease of its own, granted for the override's time left
+    /// and the retention ([`override_retention`]). A value that does not say when it ends, or a
+    /// lease etcd refuses, leaves the record persistent rather than unshared.
+    fn publish_override(&mut self, key: &str, value: &str) -> Result<(), Error> {
+        let ttl = serde_json::from_str::<SharedOverride>(value)
+            .ok()
+            .and_then(|o| {
+                override_retention(
+                    o.until.timestamp_millis(),
+                    chrono::Utc::now().timestamp_millis(),
+                    SENT_RETENTION,
+                )
+            });
+        let lease = match ttl.map(|ttl| self.etcd.grant_lease(ttl)) {
+            Some(Ok(lease)) => Some(lease),
+            Some(Err(e)) if e.is_retryable() => return Err(e),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, %key, "pair: no lease for a shared override; it stays in etcd");
+                None
+            }
+            None => None,
+        };
+        self.etcd
+            .publish_override(key, &self.cfg.name, value, lease)
+    }
+
     /// Publishes what happened alone, then claims again. What was logged while publishing is
     /// published by the next renewal's heal; the mode turns paired only once the log is empty.
     fn heal(&mut self) {
@@ -633,9 +777,7 @@ impl Session {
                 HealRecord::Intake(i, alert) => self
                     .settled(i)
                     .and_then(|i| self.etcd.publish_intake(&i, &self.cfg.name, alert)),
-                HealRecord::Override(key, value) => {
-                    self.etcd.publish_override(key, &self.cfg.name, value)
-                }
+                HealRecord::Override(key, value) => self.publish_override(key, value),
                 HealRecord::Ack(i) => self
                     .settled(i)
                     .and_then(|i| self.etcd.publish_ack(&i, &self.cfg.name)),
@@ -647,9 +789,9 @@ impl Session {
                 HealRecord::Sent(p) => match p.incident().map(str::to_string) {
                     Some(own) => self.settled(&own).and_then(|i| {
                         let page = p.renamed(&i).unwrap_or_else(|| p.clone());
-                        self.etcd.mark_sent_alone(&page, &self.cfg.name)
+                        self.mark_sent_alone(&page)
                     }),
-                    None => self.etcd.mark_sent_alone(p, &self.cfg.name),
+                    None => self.mark_sent_alone(p),
                 },
             };
             if let Err(e) = written {
@@ -711,12 +853,7 @@ impl Session {
                     || reaches_etcd(*self.mode.borrow()),
                     |log| log.overrides.push((key.clone(), value.clone())),
                 );
-                if !logged
-                    && self
-                        .etcd
-                        .publish_override(&key, &self.cfg.name, &value)
-                        .is_err()
-                {
+                if !logged && self.publish_override(&key, &value).is_err() {
                     lock(&shared.alone).overrides.push((key, value));
                 }
             }
@@ -1083,7 +1220,10 @@ impl Pages {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ha::etcd::tests::{client, config, free_port, page, start_member, start_member_on};
+    use crate::ha::etcd::tests::{
+        client, config, free_port, lease_of, page, start_member, start_member_on, ttl_of,
+    };
+    use crate::ha::etcd::PeerKind;
 
     const GOOD: Health = Health {
         registered: true,
@@ -1096,6 +1236,21 @@ mod tests {
         ttl: Duration,
         fallback: Duration,
     ) -> (Coordinator, watch::Sender<Option<Health>>) {
+        let (c, paging, _) = coordinator_with_records(name, url, ttl, fallback);
+        (c, paging)
+    }
+
+    /// [`coordinator`], with the receiver of the peer's records it passes on.
+    fn coordinator_with_records(
+        name: &str,
+        url: &str,
+        ttl: Duration,
+        fallback: Duration,
+    ) -> (
+        Coordinator,
+        watch::Sender<Option<Health>>,
+        tokio::sync::mpsc::UnboundedReceiver<PeerRecord>,
+    ) {
         let mut cfg = config(&[url]);
         cfg.name = name.into();
         cfg.claim_ttl = ttl;
@@ -1103,10 +1258,11 @@ mod tests {
         cfg.takeover_delay = Duration::from_millis(300);
         let (paging_tx, paging) = watch::channel(Some(GOOD));
         let etcd = Etcd::new(&cfg).expect("client");
-        let (records, _) = tokio::sync::mpsc::unbounded_channel();
+        let (records, rx) = tokio::sync::mpsc::unbounded_channel();
         (
             Coordinator::start(cfg, etcd, paging, "same".into(), records).unwrap(),
             paging_tx,
+            rx,
         )
     }
 
@@ -1235,6 +1391,143 @@ mod tests {
             ttl > SENT_RETENTION.as_secs() - 60 && ttl <= SENT_RETENTION.as_secs(),
             "{ttl}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_resolved_incident_is_kept_until_the_peer_read_it_then_pruned_as_a_whole() {
+        let Some(m) = start_member() else { return };
+        let s = Duration::from_secs;
+        let (a, _pa) = coordinator("a", &m.url, s(3), s(30));
+        let (b, paging_b, mut records_b) = coordinator_with_records("b", &m.url, s(3), s(1));
+        // Both boxes hold the incident; a named it first, and shared the alert.
+        assert_eq!(a.identity("gone", 1_000).await, "gone@1000");
+        assert_eq!(b.identity("gone", 1_030).await, "gone@1000");
+        a.share("gone@1000", "{}".into());
+        // b is away (it cannot page, so it keeps no lease and reads nothing) when a resolves.
+        paging_b.send_replace(None);
+        let mut mode_b = b.mode();
+        tokio::time::timeout(s(10), mode_b.wait_for(|m| matches!(m, Mode::Alone { .. })))
+            .await
+            .expect("alone within the fallback")
+            .unwrap();
+        a.resolve("gone@1000", 5_000);
+        // The session's commands run in order: once it has answered, the resolve is in etcd.
+        let _ = a.identity("other", 0).await;
+        let records = [
+            "incident/gone@1000/resolve",
+            "incident/gone@1000/intake",
+            "start/gone",
+        ];
+        // a's own looks at the records (every second) leave them: b has not read the resolve.
+        tokio::time::sleep(PEER_RECORDS_EVERY * 3).await;
+        for k in records {
+            assert_eq!(lease_of(&m.url, k), Some(0), "{k} before the peer read it");
+        }
+
+        // b is back: it reads the resolve, and its page of the incident is not sent.
+        paging_b.send_replace(Some(GOOD));
+        let resolve = tokio::time::timeout(s(15), async {
+            loop {
+                let r = records_b.recv().await.expect("b's session runs");
+                if r.kind == PeerKind::Resolve {
+                    break r;
+                }
+            }
+        })
+        .await
+        .expect("b reads the resolve once back");
+        assert_eq!(resolve.identity, "gone@1000");
+        assert_eq!(
+            settle(&b, &due("gone", 1_030), s(3)).await.decision,
+            Decision::Skip(Finished::Resolved)
+        );
+        // Then, read by both boxes, the incident's records go on one retention lease.
+        let end = Instant::now() + s(5);
+        let lease = loop {
+            match lease_of(&m.url, records[0]) {
+                Some(l) if l != 0 => break l,
+                other => assert!(Instant::now() < end, "resolve not retired: {other:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        for k in records {
+            assert_eq!(lease_of(&m.url, k), Some(lease), "{k}");
+        }
+        let ttl = ttl_of(&m.url, lease);
+        assert!(
+            ttl > SENT_RETENTION.as_secs() - 60 && ttl <= SENT_RETENTION.as_secs(),
+            "{ttl}"
+        );
+        // The lease ends: nothing of the incident is left, and a box reading the history opens
+        // nothing (no shared alert without its resolve).
+        let mut peer = client(&[&m.url]);
+        peer.revoke_lease(LeaseId(lease)).unwrap();
+        for k in records {
+            assert_eq!(lease_of(&m.url, k), None, "{k}");
+        }
+        let history = peer.peer_records("c", 0).unwrap();
+        assert!(
+            history.records.iter().all(|r| r.identity != "gone@1000"),
+            "{history:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retention_lease_granted_a_retention_ago_is_revoked_whatever_its_ttl() {
+        let Some(m) = start_member() else { return };
+        // A retention lease of the peer's, granted eight days ago by the clock, which etcd
+        // still gives a full TTL (a leader change renewed it), with a record on it; and one
+        // granted a day ago.
+        let mut peer = client(&[&m.url]);
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let day_ms = 24 * 3_600_000;
+        let (old, young) = (
+            peer.grant_lease(SENT_RETENTION).unwrap(),
+            peer.grant_lease(SENT_RETENTION).unwrap(),
+        );
+        peer.mark_retention(old, now_ms - 8 * day_ms).unwrap();
+        peer.mark_retention(young, now_ms - day_ms).unwrap();
+        let p = page("old@0");
+        peer.mark_sent_alone(&p, "b", Some(old)).unwrap();
+        let (_a, _pa) = coordinator("a", &m.url, Duration::from_secs(3), Duration::from_secs(30));
+        let end = Instant::now() + Duration::from_secs(5);
+        while peer.page_view(&p, "old@0").unwrap().sent {
+            assert!(
+                Instant::now() < end,
+                "the old retention lease still holds its records"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let left: Vec<_> = peer
+            .retention_leases()
+            .unwrap()
+            .into_iter()
+            .map(|(l, _)| l)
+            .collect();
+        assert!(left.contains(&young) && !left.contains(&old), "{left:?}");
+    }
+
+    #[tokio::test]
+    async fn a_shared_override_lives_until_its_end_and_the_retention_after() {
+        let Some(m) = start_member() else { return };
+        let s = Duration::from_secs;
+        let (a, _pa) = coordinator("a", &m.url, s(6), s(30));
+        let now = chrono::Utc::now();
+        let o = SharedOverride {
+            schedule: "ops".into(),
+            user: "bob".into(),
+            from: now,
+            until: now + chrono::Duration::hours(1),
+            created_by: None,
+            deleted: false,
+        };
+        a.share_override(o.key(), serde_json::to_string(&o).unwrap());
+        let _ = a.identity("sync", 0).await;
+        let lease = lease_of(&m.url, &format!("override/{}", o.key()));
+        assert!(matches!(lease, Some(l) if l != 0), "{lease:?}");
+        let ttl = ttl_of(&m.url, lease.unwrap_or(0));
+        let want = SENT_RETENTION.as_secs() + 3600;
+        assert!(ttl > want - 60 && ttl <= want, "{ttl}");
     }
 
     #[tokio::test]
@@ -1480,7 +1773,12 @@ mod tests {
         let mut peer = client(&[&url]);
         let view = peer.page_view(&asked.page, "cut@0").unwrap();
         assert!(view.sent && view.acked, "{view:?}");
-        let (records, _) = peer.peer_records("b", 0).unwrap();
+        // The page sent alone is recorded on the retention lease, like one sent paired.
+        let lease = lease_of(&url, &format!("page/{}/sent", asked.page));
+        assert!(matches!(lease, Some(l) if l != 0), "{lease:?}");
+        let ttl = ttl_of(&url, lease.unwrap_or(0));
+        assert!(ttl > SENT_RETENTION.as_secs() - 60, "{ttl}");
+        let records = peer.peer_records("b", 0).unwrap().records;
         assert!(
             records
                 .iter()

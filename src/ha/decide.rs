@@ -607,6 +607,27 @@ pub fn after_start_claim(
     }
 }
 
+/// The TTL of the lease a shared override goes on, published at `now_ms`: it lasts until the
+/// override ends (`until_ms`; after that it is over on both boxes, whether the peer read it or
+/// not, and so is a deletion of it) and `retention` more, for a box that was away to read it.
+/// `None` when that is beyond what a lease can say: the record is kept.
+pub fn override_retention(until_ms: i64, now_ms: i64, retention: Duration) -> Option<Duration> {
+    let left_ms = u64::try_from(until_ms.checked_sub(now_ms)?.max(0)).ok()?;
+    Duration::from_millis(left_ms).checked_add(retention)
+}
+
+/// Whether a retention lease granted at `granted_ms` (a box's wall clock) has held its records
+/// for `retention`, so that it is revoked whatever TTL etcd still gives it: etcd resets every
+/// lease to its full TTL when a new leader takes over (unless the members run with lease
+/// checkpoints), so in a cluster whose leader changes more often than `retention` (a box
+/// rebooted weekly) a TTL alone would never run out.
+pub fn retention_over(granted_ms: i64, now_ms: i64, retention: Duration) -> bool {
+    i64::try_from(retention.as_millis())
+        .ok()
+        .and_then(|r| granted_ms.checked_add(r))
+        .is_some_and(|end| now_ms >= end)
+}
+
 /// The hash of the parts of a config that decide who is paged when (users, schedules, policies,
 /// routes, paging, silences), from their debug form: both boxes of a pair must run the same, or
 /// their page ids would not meet and one box could hold back a page the other never makes.
@@ -1013,6 +1034,28 @@ mod tests {
         assert_eq!(alone.incident(), Some("db@1040"));
         assert_eq!(alone.renamed("db@1000"), Some(paired));
         assert_eq!(alone.renamed("db@1040"), Some(alone.clone()));
+    }
+
+    #[test]
+    fn a_retention_lease_ends_by_the_clock() {
+        let week = Duration::from_secs(7 * 24 * 3600);
+        let week_ms = 7 * 24 * 3_600_000;
+        assert!(!retention_over(1_000, 1_000 + week_ms - 1, week));
+        assert!(retention_over(1_000, 1_000 + week_ms, week));
+        assert!(!retention_over(i64::MAX, i64::MAX, week));
+    }
+
+    #[test]
+    fn an_override_is_kept_until_it_ends_and_the_retention_after() {
+        let week = Duration::from_secs(7 * 24 * 3600);
+        let hour_ms = 3_600_000;
+        assert_eq!(
+            override_retention(10 * hour_ms, 9 * hour_ms, week),
+            Some(week + Duration::from_secs(3600))
+        );
+        // Over already (a deletion of a past override): the retention alone.
+        assert_eq!(override_retention(0, hour_ms, week), Some(week));
+        assert_eq!(override_retention(i64::MAX, i64::MIN, week), None);
     }
 
     #[test]

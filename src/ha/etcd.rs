@@ -9,11 +9,18 @@
 //! Layout under the prefix (`pagerbox/`):
 //! - `page/<id>/claim`: the member name of the box sending it, on that box's lease;
 //! - `page/<id>/sent`: the member name of the box that sent it, on a retention lease
-//!   ([`SENT_RETENTION`]; persistent when written on heal);
-//! - `incident/<key>/ack`, `incident/<key>/resolve`: persistent, from either box;
+//!   ([`SENT_RETENTION`]), also when written on heal;
+//! - `incident/<key>/ack`, `incident/<key>/resolve`, `incident/<key>/intake`: from either box,
+//!   persistent until the box that did not write the resolve has read it, then on its retention
+//!   lease with the incident's `start` ([`Etcd::retire_incident`] says why that is safe);
 //! - `health/<name>`: a box's published paging health, on its lease;
 //! - `config-hash/<name>`: a box's escalation config hash, on its lease;
-//! - `start/<dedup key>`: the canonical start of the open incident with that key.
+//! - `start/<dedup key>`: the canonical start of the open incident with that key, persistent
+//!   until the incident is retired (or replaced by a later incident's start);
+//! - `override/<key>`: a runtime override, on a lease of its own that ends a retention after
+//!   the override does;
+//! - `retention/<lease id>`: when that retention lease was granted, on the lease itself, so
+//!   that either box can revoke it on time ([`Etcd::retention_leases`]).
 
 use std::io::{BufReader, Read as _};
 use std::sync::Arc;
@@ -39,9 +46,10 @@ const PREFIX: &str = "pagerbox/";
 /// record lives between six and seven days. A `sent` record only has to outlive the peer's
 /// next look at the same page (seconds: the claim's TTL, or the peer's next ask), and it is
 /// the one record written per page, so without a lease etcd would grow by about 100 bytes a
-/// page for ever.
+/// page for ever. The records of a resolved incident go on the same lease once the peer has
+/// read the resolve ([`Etcd::retire_incident`]).
 pub const SENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
-/// How long one retention lease takes new `sent` records before the next is granted.
+/// How long one retention lease takes new records before the next is granted.
 pub const RETENTION_ROTATION: Duration = Duration::from_secs(24 * 3600);
 
 /// Why a request to etcd failed.
@@ -131,6 +139,18 @@ pub struct PeerRecord {
     /// For [`PeerKind::Intake`] the alert, for [`PeerKind::Override`] the override, as the
     /// peer shared it (`ha::share`).
     pub alert: Option<String>,
+}
+
+/// What [`Etcd::peer_records`] read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerRead {
+    /// The peer's records, in the order they were written.
+    pub records: Vec<PeerRecord>,
+    /// The revision to ask from next time.
+    pub revision: i64,
+    /// Incidents whose resolve, written by the peer, is not on a retention lease yet: read
+    /// here now, so [`Etcd::retire_incident`] may put their records on one.
+    pub to_retire: Vec<String>,
 }
 
 /// Whether both boxes run the same escalation config.
@@ -306,6 +326,41 @@ impl Etcd {
         Ok(())
     }
 
+    /// Records that retention lease `lease` was granted at `granted_ms`, on the lease itself.
+    pub fn mark_retention(&mut self, lease: LeaseId, granted_ms: i64) -> Result<(), Error> {
+        self.put(
+            &format!("{PREFIX}retention/{}", lease.0),
+            &granted_ms.to_string(),
+            Some(lease),
+        )
+    }
+
+    /// Every retention lease either box marked ([`Etcd::mark_retention`]) and still alive,
+    /// with when it was granted; marks that do not read are left out.
+    pub fn retention_leases(&mut self) -> Result<Vec<(LeaseId, i64)>, Error> {
+        let prefix = format!("{PREFIX}retention/");
+        let end = format!("{PREFIX}retention0");
+        let answer = self.post(
+            "/v3/kv/range",
+            &json!({"key": b64(&prefix), "range_end": b64(&end)}),
+        )?;
+        let decode = |field: &Value| {
+            let bytes = B64.decode(field.as_str().unwrap_or("")).unwrap_or_default();
+            String::from_utf8_lossy(&bytes).into_owned()
+        };
+        Ok(answer["kvs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|kv| {
+                let key = decode(&kv["key"]);
+                let lease = key.strip_prefix(prefix.as_str())?.parse().ok()?;
+                let granted_ms = decode(&kv["value"]).parse().ok()?;
+                Some((LeaseId(lease), granted_ms))
+            })
+            .collect())
+    }
+
     /// Tries to claim a page in one transaction: if there is no claim, no `sent`, no `ack` and
     /// no `resolve` for it, put this box's claim on its lease. Otherwise reads, in the same
     /// revision, what is there, so the caller can decide without a second round trip.
@@ -364,9 +419,15 @@ impl Etcd {
         Ok(())
     }
 
-    /// Records a page sent while this box was alone (it held no claim), on heal.
-    pub fn mark_sent_alone(&mut self, page: &PageId, me: &str) -> Result<(), Error> {
-        self.put(&format!("{PREFIX}page/{page}/sent"), me, None)
+    /// Records a page sent while this box was alone (it held no claim), on heal; with
+    /// `retention` on that lease, like [`Etcd::mark_sent`].
+    pub fn mark_sent_alone(
+        &mut self,
+        page: &PageId,
+        me: &str,
+        retention: Option<LeaseId>,
+    ) -> Result<(), Error> {
+        self.put(&format!("{PREFIX}page/{page}/sent"), me, retention)
     }
 
     /// Gives a claim back unsent (this box's modem failed), so the peer takes the page now
@@ -384,8 +445,9 @@ impl Etcd {
     }
 
     /// Records an ack made on this box; from now on no claim on the incident's pages succeeds.
+    /// Not written once the incident is resolved in etcd ([`Etcd::put_unless_resolved`]).
     pub fn publish_ack(&mut self, incident: &str, by: &str) -> Result<(), Error> {
-        self.put(&format!("{PREFIX}incident/{incident}/ack"), by, None)
+        self.put_unless_resolved(incident, "ack", by)
     }
 
     /// Records a resolve made on this box, with when it happened: a box that later sees an
@@ -401,16 +463,109 @@ impl Etcd {
 
     /// Shares an alert that reached only this box under its incident's pair-wide name, so the
     /// peer opens the same incident (and can page it if this box dies).
+    /// Not written once the incident is resolved in etcd ([`Etcd::put_unless_resolved`]).
     pub fn publish_intake(&mut self, incident: &str, by: &str, alert: &str) -> Result<(), Error> {
         let value = json!({"by": by, "alert": alert}).to_string();
-        self.put(&format!("{PREFIX}incident/{incident}/intake"), &value, None)
+        self.put_unless_resolved(incident, "intake", &value)
+    }
+
+    /// Writes `incident/<incident>/<kind>`, persistent, in one transaction with the check that
+    /// the incident has no resolve. A resolve stops every claim and closes the incident on the
+    /// peer on its own, so an ack or a shared alert written after it (a heal publishing what was
+    /// done alone under a name the peer resolved meanwhile) would tell nobody anything, and it
+    /// would outlive the resolve's retention ([`Etcd::retire_incident`]): a shared alert without
+    /// its resolve re-opens the incident on a box reading the history.
+    fn put_unless_resolved(
+        &mut self,
+        incident: &str,
+        kind: &str,
+        value: &str,
+    ) -> Result<(), Error> {
+        let resolve = format!("{PREFIX}incident/{incident}/resolve");
+        let key = format!("{PREFIX}incident/{incident}/{kind}");
+        self.post(
+            "/v3/kv/txn",
+            &json!({
+                "compare": [{"key": b64(&resolve), "target": "VERSION", "result": "EQUAL", "version": "0"}],
+                "success": [{"request_put": {"key": b64(&key), "value": b64(value)}}],
+            }),
+        )?;
+        Ok(())
+    }
+
+    /// Puts the records of a resolved incident (its `resolve`, `ack`, `intake`, and its
+    /// `start` while that still names it) on the retention lease `retention`, in one
+    /// transaction, so they are deleted together when the lease ends ([`SENT_RETENTION`]).
+    /// Nothing is written when the incident has no resolve.
+    ///
+    /// Called by the box that did *not* write the resolve, once it has read it. Why that is
+    /// safe:
+    /// - every claim compares the incident's `ack` and `resolve` (and `start`, for the first
+    ///   claim). Both boxes now hold the incident resolved, the writer since it wrote it and
+    ///   this box since it read it: neither has a page of it left to claim. A box that was
+    ///   alone or off when the peer resolved has not read the resolve, so nothing is retired
+    ///   until it is back and has read it (a pair whose other box never comes back keeps them);
+    /// - the lease then keeps them for six to seven more days, for a box that restarts and
+    ///   reads the history before it applied them;
+    /// - the `intake` goes in the same revision as the `resolve`, never after it: a box reading
+    ///   the history opens a shared alert only while no resolve of it is there. Later writes
+    ///   cannot leave one behind: an ack or intake is not written once a resolve exists
+    ///   ([`Etcd::put_unless_resolved`]), and a resolve written again (a heal) is persistent
+    ///   and read, and retired, by the other box once more;
+    /// - the `start` is compared by its value, so a later incident's start that replaced it is
+    ///   kept. Without a start, the next incident with the key writes its own, as after a
+    ///   resolve.
+    ///
+    /// Keys are rewritten with their own values (`ignore_value`), each only if it exists: a
+    /// put of a missing key with `ignore_value` would fail the whole transaction. The rewrite
+    /// makes them new to [`Etcd::peer_records`] once more: read again, a record on a lease is
+    /// not listed for retiring again, the shared alert comes with its resolve (dropped), and
+    /// an ack or resolve of an incident closed already changes nothing.
+    pub fn retire_incident(&mut self, incident: &str, retention: LeaseId) -> Result<(), Error> {
+        let key = |kind: &str| b64(&format!("{PREFIX}incident/{incident}/{kind}"));
+        let lease = retention.0.to_string();
+        let keep =
+            |key: &str| json!({"request_put": {"key": key, "ignore_value": true, "lease": lease}});
+        let if_there = |key: &str| {
+            json!({"request_txn": {
+                "compare": [{"key": key, "target": "VERSION", "result": "GREATER", "version": "0"}],
+                "success": [keep(key)],
+            }})
+        };
+        let mut success = vec![
+            keep(&key("resolve")),
+            if_there(&key("ack")),
+            if_there(&key("intake")),
+        ];
+        if let Some((dedup_key, start_ms)) = incident_parts(incident) {
+            let start = start_key(dedup_key);
+            success.push(json!({"request_txn": {
+                "compare": [{"key": start, "target": "VALUE", "result": "EQUAL", "value": b64(&start_ms.to_string())}],
+                "success": [keep(&start)],
+            }}));
+        }
+        self.post(
+            "/v3/kv/txn",
+            &json!({
+                "compare": [{"key": key("resolve"), "target": "VERSION", "result": "GREATER", "version": "0"}],
+                "success": success,
+            }),
+        )?;
+        Ok(())
     }
 
     /// Shares a runtime override made on this box (added, or deleted: the same key again), so
-    /// the peer escalates to the same people.
-    pub fn publish_override(&mut self, key: &str, by: &str, value: &str) -> Result<(), Error> {
+    /// the peer escalates to the same people; with `lease` on that lease
+    /// ([`override_retention`](super::decide::override_retention)).
+    pub fn publish_override(
+        &mut self,
+        key: &str,
+        by: &str,
+        value: &str,
+        lease: Option<LeaseId>,
+    ) -> Result<(), Error> {
         let value = json!({"by": by, "override": value}).to_string();
-        self.put(&format!("{PREFIX}override/{key}"), &value, None)
+        self.put(&format!("{PREFIX}override/{key}"), &value, lease)
     }
 
     /// Runtime overrides written by boxes other than `me` since revision `after`, oldest first,
@@ -422,7 +577,7 @@ impl Etcd {
     ) -> Result<(Vec<PeerRecord>, i64), Error> {
         let (written, revision) = self.written_since("override", after)?;
         let mut out = Vec::new();
-        for (id, value) in written {
+        for Written { key: id, value, .. } in written {
             let Ok(value) = serde_json::from_str::<Value>(&value) else {
                 continue;
             };
@@ -607,11 +762,20 @@ impl Etcd {
     /// and the revision to ask from next time. A shared alert whose incident was resolved by
     /// then (by either box) is left out: nothing is left to page, and a box reading the history
     /// after a restart must not open every incident the pair ever had.
-    pub fn peer_records(&mut self, me: &str, after: i64) -> Result<(Vec<PeerRecord>, i64), Error> {
+    ///
+    /// Also lists the incidents whose resolve the peer wrote and no box has put on a retention
+    /// lease yet ([`Etcd::retire_incident`]).
+    pub fn peer_records(&mut self, me: &str, after: i64) -> Result<PeerRead, Error> {
         let (written, revision) = self.written_since("incident", after)?;
         let mut resolved = std::collections::HashSet::new();
+        let mut to_retire = Vec::new();
         let mut out = Vec::new();
-        for (rest, value) in written {
+        for Written {
+            key: rest,
+            value,
+            on_lease,
+        } in written
+        {
             let Some((identity, kind)) = rest.rsplit_once('/') else {
                 continue;
             };
@@ -638,6 +802,9 @@ impl Etcd {
             if by == me {
                 continue;
             }
+            if kind == PeerKind::Resolve && !on_lease {
+                to_retire.push(identity.to_string());
+            }
             out.push(PeerRecord {
                 identity: identity.to_string(),
                 kind,
@@ -645,19 +812,16 @@ impl Etcd {
                 alert,
             });
         }
-        Ok((
-            without_resolved_intakes(out, &resolved),
-            revision.max(after),
-        ))
+        Ok(PeerRead {
+            records: without_resolved_intakes(out, &resolved),
+            revision: revision.max(after),
+            to_retire,
+        })
     }
 
-    /// The records under `{PREFIX}{section}/` written after revision `after`, oldest first, as
-    /// (the key below the section, the value), and the revision they were read at.
-    fn written_since(
-        &mut self,
-        section: &str,
-        after: i64,
-    ) -> Result<(Vec<(String, String)>, i64), Error> {
+    /// The records under `{PREFIX}{section}/` written after revision `after`, oldest first,
+    /// and the revision they were read at.
+    fn written_since(&mut self, section: &str, after: i64) -> Result<(Vec<Written>, i64), Error> {
         let prefix = format!("{PREFIX}{section}/");
         // The key just after every `{section}/...` key: '0' follows '/' in ASCII.
         let end = format!("{PREFIX}{section}0");
@@ -684,7 +848,12 @@ impl Etcd {
             .filter_map(|kv| {
                 let key = decode(&kv["key"]);
                 let rest = key.strip_prefix(prefix.as_str())?.to_string();
-                Some((rest, decode(&kv["value"])))
+                Some(Written {
+                    key: rest,
+                    value: decode(&kv["value"]),
+                    // The gateway leaves out a field that is zero.
+                    on_lease: int(&kv["lease"], path).is_ok_and(|l| l != 0),
+                })
             })
             .collect();
         Ok((written, revision))
@@ -820,6 +989,21 @@ fn health_from(value: &[u8], name: &str, path: &str) -> Result<Health, Error> {
         registered: v["registered"].as_bool().unwrap_or(false),
         signal_dbm: v["signal_dbm"].as_i64().and_then(|s| i32::try_from(s).ok()),
     })
+}
+
+/// A record read by [`Etcd::written_since`].
+struct Written {
+    /// The key below its section.
+    key: String,
+    value: String,
+    /// Whether it lives on a lease (a retired incident's record).
+    on_lease: bool,
+}
+
+/// The dedup key and canonical start an incident identity is made of ([`incident_identity`]).
+fn incident_parts(identity: &str) -> Option<(&str, i64)> {
+    let (key, start) = identity.rsplit_once('@')?;
+    Some((key, start.parse().ok()?))
 }
 
 /// The key of the canonical start of the incident with `dedup_key`, base64 for the gateway.
@@ -1406,6 +1590,151 @@ pub(super) mod tests {
         assert!(matches!(b.claim(&kept, "r@0", "b", lb).unwrap(), Claim::Lost(v) if v.sent));
     }
 
+    /// The lease a key lives on, read straight from the gateway: `None` when the key is not
+    /// there, `Some(0)` when it is persistent.
+    pub(crate) fn lease_of(url: &str, key: &str) -> Option<i64> {
+        let answer: Value = ureq::post(&format!("{url}/v3/kv/range"))
+            .send_json(json!({"key": b64(&format!("{PREFIX}{key}"))}))
+            .expect("range")
+            .into_json()
+            .expect("json");
+        let kv = answer["kvs"].as_array()?.first()?.clone();
+        Some(int(&kv["lease"], "range").unwrap_or(0))
+    }
+
+    /// The seconds lease `lease` has left.
+    pub(crate) fn ttl_of(url: &str, lease: i64) -> u64 {
+        let answer: Value = ureq::post(&format!("{url}/v3/lease/timetolive"))
+            .send_json(json!({ "ID": lease.to_string() }))
+            .expect("timetolive")
+            .into_json()
+            .expect("json");
+        u64::try_from(int(&answer["TTL"], "timetolive").unwrap_or(0)).unwrap_or(0)
+    }
+
+    #[test]
+    fn a_resolved_incident_read_by_the_peer_goes_on_the_retention_lease_as_a_whole() {
+        let Some(m) = start_member() else { return };
+        let (mut a, mut b) = (client(&[&m.url]), client(&[&m.url]));
+        let rev = b.peer_records("b", 0).unwrap().revision;
+        // An alert only a received, shared, paged, acked and resolved there.
+        assert_eq!(a.incident_start("k", 1_000).unwrap(), 1_000);
+        a.publish_intake("k@1000", "a", "{}").unwrap();
+        a.publish_ack("k@1000", "a").unwrap();
+        a.publish_resolve("k@1000", "a", 5_000).unwrap();
+        let records = [
+            "incident/k@1000/resolve",
+            "incident/k@1000/ack",
+            "incident/k@1000/intake",
+            "start/k",
+        ];
+        for k in records {
+            assert_eq!(lease_of(&m.url, k), Some(0), "{k}");
+        }
+        // Its writer does not retire it: the peer has not read the resolve.
+        assert!(a.peer_records("a", 0).unwrap().to_retire.is_empty());
+        let read = b.peer_records("b", rev).unwrap();
+        assert_eq!(read.to_retire, ["k@1000"]);
+
+        let retention = b.grant_lease(Duration::from_secs(60)).unwrap();
+        b.retire_incident("k@1000", retention).unwrap();
+        for k in records {
+            assert_eq!(lease_of(&m.url, k), Some(retention.0), "{k}");
+        }
+        // Retired once: read again (from the start, or its rewrite), it is not listed again,
+        // and the shared alert is still not opened.
+        let again = b.peer_records("b", 0).unwrap();
+        assert!(again.to_retire.is_empty(), "{again:?}");
+        assert!(again.records.iter().all(|r| r.kind != PeerKind::Intake));
+        let next = b.peer_records("b", read.revision).unwrap();
+        assert!(next.to_retire.is_empty(), "{next:?}");
+        assert!(next.records.iter().all(|r| r.kind != PeerKind::Intake));
+
+        // The lease ends: every record of the incident goes in one revision.
+        b.revoke_lease(retention).unwrap();
+        for k in records {
+            assert_eq!(lease_of(&m.url, k), None, "{k}");
+        }
+        assert!(b.peer_records("b", 0).unwrap().records.is_empty());
+    }
+
+    #[test]
+    fn retiring_keeps_a_later_incidents_start_and_needs_a_resolve() {
+        let Some(m) = start_member() else { return };
+        let (mut a, mut b) = (client(&[&m.url]), client(&[&m.url]));
+        let retention = b.grant_lease(Duration::from_secs(60)).unwrap();
+        // Not resolved: nothing is retired, the open incident keeps its records.
+        assert_eq!(a.incident_start("n", 1_000).unwrap(), 1_000);
+        a.publish_ack("n@1000", "a").unwrap();
+        b.retire_incident("n@1000", retention).unwrap();
+        assert_eq!(lease_of(&m.url, "incident/n@1000/ack"), Some(0));
+        assert_eq!(lease_of(&m.url, "start/n"), Some(0));
+        // Resolved, and the key fired again before the peer read the resolve: the new
+        // incident's start stays.
+        a.publish_resolve("n@1000", "a", 2_000).unwrap();
+        assert_eq!(a.incident_start("n", 3_000).unwrap(), 3_000);
+        b.retire_incident("n@1000", retention).unwrap();
+        assert_eq!(
+            lease_of(&m.url, "incident/n@1000/resolve"),
+            Some(retention.0)
+        );
+        assert_eq!(lease_of(&m.url, "start/n"), Some(0));
+    }
+
+    #[test]
+    fn retention_leases_are_listed_with_when_they_were_granted() {
+        let Some(m) = start_member() else { return };
+        let mut a = client(&[&m.url]);
+        let (l1, l2) = (
+            a.grant_lease(Duration::from_secs(60)).unwrap(),
+            a.grant_lease(Duration::from_secs(60)).unwrap(),
+        );
+        a.mark_retention(l1, 1_000).unwrap();
+        a.mark_retention(l2, 2_000).unwrap();
+        let mut listed = a.retention_leases().unwrap();
+        listed.sort_by_key(|(_, at)| *at);
+        assert_eq!(listed, [(l1, 1_000), (l2, 2_000)]);
+        // The mark goes with its lease.
+        a.revoke_lease(l1).unwrap();
+        assert_eq!(a.retention_leases().unwrap(), [(l2, 2_000)]);
+    }
+
+    #[test]
+    fn no_ack_or_shared_alert_is_written_after_the_resolve() {
+        let Some(m) = start_member() else { return };
+        let (mut a, mut b) = (client(&[&m.url]), client(&[&m.url]));
+        let rev = b.peer_records("b", 0).unwrap().revision;
+        a.publish_resolve("late@1", "a", 5).unwrap();
+        // A heal publishing what was done alone under the name the peer resolved meanwhile.
+        a.publish_intake("late@1", "a", "{}").unwrap();
+        a.publish_ack("late@1", "a").unwrap();
+        assert_eq!(lease_of(&m.url, "incident/late@1/intake"), None);
+        assert_eq!(lease_of(&m.url, "incident/late@1/ack"), None);
+        let kinds: Vec<_> = b
+            .peer_records("b", rev)
+            .unwrap()
+            .records
+            .iter()
+            .map(|r| r.kind)
+            .collect();
+        assert_eq!(kinds, [PeerKind::Resolve]);
+    }
+
+    #[test]
+    fn a_page_sent_alone_goes_on_the_retention_lease() {
+        let Some(m) = start_member() else { return };
+        let mut a = client(&[&m.url]);
+        let retention = a.grant_lease(Duration::from_secs(60)).unwrap();
+        let p = page("alone@0");
+        a.mark_sent_alone(&p, "a", Some(retention)).unwrap();
+        assert_eq!(
+            lease_of(&m.url, &format!("page/{p}/sent")),
+            Some(retention.0)
+        );
+        a.revoke_lease(retention).unwrap();
+        assert_eq!(a.page_view(&p, "alone@0").unwrap(), PageView::default());
+    }
+
     #[test]
     fn canonical_start_and_peer_records() {
         let Some(m) = start_member() else { return };
@@ -1413,16 +1742,18 @@ pub(super) mod tests {
         // Both boxes saw the alert, 30 ms apart: the first writer's start wins on both.
         assert_eq!(a.incident_start("k/1", 1_000).unwrap(), 1_000);
         assert_eq!(b.incident_start("k/1", 1_030).unwrap(), 1_000);
-        let (none, rev) = b.peer_records("b", 0).unwrap();
-        assert!(none.is_empty());
+        let read = b.peer_records("b", 0).unwrap();
+        let rev = read.revision;
+        assert!(read.records.is_empty());
         // a acks and resolves; b sees both, a sees neither of its own.
         a.publish_ack(&incident_identity("k/1", 1_000), "a")
             .unwrap();
         a.publish_resolve(&incident_identity("k/1", 1_000), "a", 5_000)
             .unwrap();
-        let (got, rev2) = b.peer_records("b", rev).unwrap();
+        let read = b.peer_records("b", rev).unwrap();
+        let rev2 = read.revision;
         assert_eq!(
-            got,
+            read.records,
             [
                 PeerRecord {
                     identity: "k/1@1000".into(),
@@ -1439,8 +1770,8 @@ pub(super) mod tests {
             ]
         );
         assert!(rev2 > rev);
-        assert!(a.peer_records("a", 0).unwrap().0.is_empty());
-        assert!(b.peer_records("b", rev2).unwrap().0.is_empty());
+        assert!(a.peer_records("a", 0).unwrap().records.is_empty());
+        assert!(b.peer_records("b", rev2).unwrap().records.is_empty());
         // The same key firing again after the resolve is a new incident on both boxes.
         assert_eq!(b.incident_start("k/1", 9_000).unwrap(), 9_000);
         assert_eq!(a.incident_start("k/1", 9_010).unwrap(), 9_000);
@@ -1453,23 +1784,24 @@ pub(super) mod tests {
     fn a_shared_alert_comes_before_the_ack_and_is_dropped_once_resolved() {
         let Some(m) = start_member() else { return };
         let (mut a, mut b) = (client(&[&m.url]), client(&[&m.url]));
-        let (_, rev) = b.peer_records("b", 0).unwrap();
+        let rev = b.peer_records("b", 0).unwrap().revision;
         // Written in this order; the keys sort the other way ("ack" < "intake").
         a.publish_intake("u@1", "a", "{\"x\":1}").unwrap();
         a.publish_ack("u@1", "a").unwrap();
-        let (got, rev2) = b.peer_records("b", rev).unwrap();
+        let read = b.peer_records("b", rev).unwrap();
+        let (got, rev2) = (read.records, read.revision);
         let kinds: Vec<_> = got.iter().map(|r| r.kind).collect();
         assert_eq!(kinds, [PeerKind::Intake, PeerKind::Ack]);
         assert_eq!(got[0].alert.as_deref(), Some("{\"x\":1}"));
         assert_eq!(got[0].by, "a");
         // Resolved by then: reading from the start again opens nothing.
         a.publish_resolve("u@1", "a", 5).unwrap();
-        let (again, _) = b.peer_records("b", rev).unwrap();
+        let again = b.peer_records("b", rev).unwrap().records;
         assert!(
             again.iter().all(|r| r.kind != PeerKind::Intake),
             "{again:?}"
         );
-        assert!(b.peer_records("b", rev2).unwrap().0.len() == 1);
+        assert!(b.peer_records("b", rev2).unwrap().records.len() == 1);
     }
 
     #[test]
@@ -1477,9 +1809,10 @@ pub(super) mod tests {
         let Some(m) = start_member() else { return };
         let (mut a, mut b) = (client(&[&m.url]), client(&[&m.url]));
         let (_, rev) = b.peer_overrides("b", 0).unwrap();
-        a.publish_override("o1", "a", "{\"deleted\":false}")
+        a.publish_override("o1", "a", "{\"deleted\":false}", None)
             .unwrap();
-        a.publish_override("o1", "a", "{\"deleted\":true}").unwrap();
+        a.publish_override("o1", "a", "{\"deleted\":true}", None)
+            .unwrap();
         let (got, rev2) = b.peer_overrides("b", rev).unwrap();
         assert_eq!(got.len(), 1, "the latest version of each override: {got:?}");
         assert_eq!(got[0].identity, "o1");
