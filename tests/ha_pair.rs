@@ -939,6 +939,95 @@ fn s13_an_incident_raised_by_sms_on_a_is_paged_once_by_the_pair() {
     );
 }
 
+/// How often A's coordinator thread `thread` (`session`, `pages`) was started again after a
+/// panic, as its `/metrics` says.
+fn thread_restarts(pair: &Pair, thread: &str) -> Option<u64> {
+    let (_, metrics) = pair
+        .lan
+        .http_text("w", "GET", &pair.a.url("/metrics"), None);
+    let series = format!("pagerbox_pair_thread_restarts_total{{thread=\"{thread}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// S14: both coordinator threads of A panic (fault points), the session thread between two
+/// renewals and the page thread with the first claim in hand. Each runs again at once: A keeps
+/// its lease and stays paired, the page goes out (without the claim, B may send it too: a
+/// duplicate at worst), the next incident is paged once again, an ack made on A reaches B so
+/// nobody pages the next step, and A's `/metrics` counts both restarts.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn s14_a_coordinator_thread_that_panics_runs_again_and_the_pair_carries_on() {
+    let Some(pair) = Pair::start("s14") else {
+        return;
+    };
+    pair.wait_paired();
+    let leases = pair.a.leases();
+    for point in ["task.panic.ha-session", "task.panic.ha-pages"] {
+        let (code, v) = pair.lan.http(
+            "w",
+            "POST",
+            &pair.a.url("/v1/faults"),
+            Some(&json!({"name": point, "times": 1})),
+        );
+        assert_eq!(code, 200, "{v}");
+    }
+    pair.wait_for(10, "A's session thread started again", || {
+        (thread_restarts(&pair, "session") == Some(1)).then_some(())
+    });
+    let [Some(id_a), Some(id_b)] = pair.alert("s14", "s14-disk-full") else {
+        panic!("both boxes took the alert");
+    };
+    pair.wait_for(20, "the first step's SMS", || {
+        (pair.count(PAGER_PHONE, "s14-disk-full") >= 1).then_some(())
+    });
+    assert_eq!(thread_restarts(&pair, "pages"), Some(1));
+    // The page thread claims again: the next incident's page goes out once.
+    pair.alert("s14b", "s14-cpu-hot");
+    pair.wait_for(20, "the second incident's SMS", || {
+        (pair.count(PAGER_PHONE, "s14-cpu-hot") >= 1).then_some(())
+    });
+    // Past both boxes' claims (the second box asks after the takeover delay).
+    std::thread::sleep(TTL + Duration::from_secs(2));
+    assert_eq!(
+        pair.count(PAGER_PHONE, "s14-cpu-hot"),
+        1,
+        "one page for the pair\n--- a ---\n{}",
+        tail(&pair.a.log())
+    );
+    let (code, v) = pair.lan.http(
+        "w",
+        "POST",
+        &pair.a.url(&format!("/v1/incidents/{id_a}/acknowledge")),
+        Some(&json!({"by": "alice"})),
+    );
+    assert_eq!(code, 200, "{v}");
+    pair.wait_for(15, "B's incident acknowledged from A", || {
+        let (_, v) = pair.lan.http(
+            "w",
+            "GET",
+            &pair.b.url(&format!("/v1/incidents/{id_b}")),
+            None,
+        );
+        (v["status"] == "acknowledged" || v["incident"]["status"] == "acknowledged").then_some(())
+    });
+    // Past the step's wait: nobody pages bob, from either box.
+    std::thread::sleep(Duration::from_secs(17));
+    assert_eq!(
+        pair.count(BOB, "s14-disk-full"),
+        0,
+        "no page after the ack\n--- b ---\n{}",
+        tail(&pair.b.log())
+    );
+    assert!(pair.count(PAGER_PHONE, "s14-disk-full") <= 2);
+    // The session thread renewed the lease it had: it never lapsed, A never paged alone.
+    assert_eq!(pair.a.leases(), leases, "{}", tail(&pair.a.log()));
+    let (code, v) = pair.a.healthz(&pair.lan);
+    assert_eq!((code, pair.a.pair_problem(&pair.lan)), (200, None), "{v}");
+}
+
 /// LED level changes of a box's panel during `window`, and the shortest gap between two.
 fn led_changes(panel: &mut FakePanelClient, window: Duration) -> (usize, Option<Duration>) {
     let before = panel.led_writes().unwrap().len();
