@@ -1028,6 +1028,55 @@ fn s14_a_coordinator_thread_that_panics_runs_again_and_the_pair_carries_on() {
     assert_eq!((code, pair.a.pair_problem(&pair.lan)), (200, None), "{v}");
 }
 
+/// S15: A's session thread panics at every turn for a while: each panic counts as a failed
+/// renewal, so A says it pages alone (`/healthz` 503) within the fallback and pages on its own;
+/// once the panics stop, the thread renews and A pairs again.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn s15_a_session_thread_that_keeps_panicking_pages_alone_and_says_so() {
+    let Some(pair) = Pair::start("s15") else {
+        return;
+    };
+    pair.wait_paired();
+    let arm = |disarm: bool| {
+        let (code, v) = pair.lan.http(
+            "w",
+            "POST",
+            &pair.a.url("/v1/faults"),
+            Some(&json!({"name": "task.panic.ha-session", "disarm": disarm})),
+        );
+        assert_eq!(code, 200, "{v}");
+    };
+    arm(false);
+    let armed = Instant::now();
+    pair.wait_for(30, "A alone", || {
+        (pair.a.pair_problem(&pair.lan).as_deref() == Some("alone")).then_some(())
+    });
+    let alone_after = armed.elapsed();
+    assert!(
+        alone_after <= FALLBACK + Duration::from_secs(3),
+        "alone after {alone_after:?}"
+    );
+    assert_eq!(pair.a.healthz(&pair.lan).0, 503);
+    let [Some(_), _] = pair.alert("s15", "s15-queue-stuck") else {
+        panic!("A took the alert");
+    };
+    pair.wait_for(20, "A's SMS", || {
+        (pair
+            .a
+            .sms_to(PAGER_PHONE)
+            .iter()
+            .any(|t| t.contains("s15-queue-stuck")))
+        .then_some(())
+    });
+    arm(true);
+    pair.wait_for(40, "A paired again", || {
+        (pair.a.healthz(&pair.lan).0 == 200 && pair.a.pair_problem(&pair.lan).is_none())
+            .then_some(())
+    });
+    assert!(thread_restarts(&pair, "session").is_some_and(|n| n >= 3));
+}
+
 /// LED level changes of a box's panel during `window`, and the shortest gap between two.
 fn led_changes(panel: &mut FakePanelClient, window: Duration) -> (usize, Option<Duration>) {
     let before = panel.led_writes().unwrap().len();
