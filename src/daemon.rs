@@ -49,6 +49,9 @@ const ACK_BOUND: Duration = Duration::from_secs(120);
 const HEARTBEAT_BOUND: Duration = Duration::from_secs(120);
 const PANEL_BOUND: Duration = Duration::from_secs(180);
 const PAGING_HEALTH_BOUND: Duration = Duration::from_secs(60);
+/// The pair's "can this box page" feed wakes every second.
+#[cfg(feature = "ha")]
+const PAIR_HEALTH_BOUND: Duration = Duration::from_secs(60);
 /// A standby round is bounded by the upstream timeout (a minute at most in any sane config).
 const STANDBY_BOUND: Duration = Duration::from_secs(180);
 
@@ -215,6 +218,7 @@ fn start_paging_paired(
                 modem.map(|m| m.health.clone()),
                 core.sup.liveness().clone(),
                 can_page,
+                core.sup.heartbeat("pair-health", PAIR_HEALTH_BOUND),
                 core.shutdown.clone(),
             ),
         );

@@ -341,6 +341,7 @@ impl Sources {
 /// lease), so it hands its standing down as a function instead of health importing it.
 #[cfg(feature = "ha")]
 pub mod pair {
+    use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::OnceLock;
 
     /// What `/healthz`, `/metrics` and the LED need to know of the pair's mode.
@@ -400,6 +401,46 @@ pub mod pair {
     /// A receiver that wakes on each change of the standing.
     pub fn subscribe() -> tokio::sync::watch::Receiver<()> {
         changes().subscribe()
+    }
+
+    /// One of the coordinator's two threads, which run again after a panic.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Thread {
+        /// The lease, the mode, the heal and the peer's records.
+        Session,
+        /// Claims and their outcomes.
+        Pages,
+    }
+
+    impl Thread {
+        /// Its name in logs and in `/metrics`.
+        pub fn name(self) -> &'static str {
+            match self {
+                Thread::Session => "session",
+                Thread::Pages => "pages",
+            }
+        }
+    }
+
+    static SESSION_RESTARTS: AtomicU64 = AtomicU64::new(0);
+    static PAGES_RESTARTS: AtomicU64 = AtomicU64::new(0);
+
+    fn restarts_of(thread: Thread) -> &'static AtomicU64 {
+        match thread {
+            Thread::Session => &SESSION_RESTARTS,
+            Thread::Pages => &PAGES_RESTARTS,
+        }
+    }
+
+    /// `thread` panicked and runs again: counted for `/metrics`, where a restart that is
+    /// otherwise invisible (the pair carries on) shows.
+    pub fn restarted(thread: Thread) {
+        restarts_of(thread).fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How often each thread was started again since the daemon started.
+    pub fn restarts() -> [(Thread, u64); 2] {
+        [Thread::Session, Thread::Pages].map(|t| (t, restarts_of(t).load(Ordering::Relaxed)))
     }
 }
 

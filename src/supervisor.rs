@@ -151,6 +151,15 @@ impl Liveness {
     }
 }
 
+/// A panic's message, as `panic!` was given it.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "with a non-text payload".into())
+}
+
 /// Whether the daemon can live without a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -237,15 +246,7 @@ impl Supervisor {
         self.tracker.spawn(async move {
             let why = match handle.await {
                 Ok(()) => "returned".to_string(),
-                Err(e) if e.is_panic() => {
-                    let p = e.into_panic();
-                    let msg = p
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| p.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "with a non-text payload".into());
-                    format!("panicked: {msg}")
-                }
+                Err(e) if e.is_panic() => format!("panicked: {}", panic_message(&*e.into_panic())),
                 Err(_) => "was cancelled".to_string(),
             };
             if shutdown.is_cancelled() {

@@ -1170,6 +1170,144 @@ fn s16_a_digest_goes_out_once() {
     assert_eq!(pair.count(PAGER_PHONE, "s16-first"), 1);
 }
 
+/// How often A's coordinator thread `thread` (`session`, `pages`) was started again after a
+/// panic, as its `/metrics` says.
+fn thread_restarts(pair: &Pair, thread: &str) -> Option<u64> {
+    let (_, metrics) = pair
+        .lan
+        .http_text("w", "GET", &pair.a.url("/metrics"), None);
+    let series = format!("pagerbox_pair_thread_restarts_total{{thread=\"{thread}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// S17: both coordinator threads of A panic (fault points), the session thread between two
+/// renewals and the page thread with the first claim in hand. Each runs again at once: A keeps
+/// its lease and stays paired, the page goes out (without the claim, B may send it too: a
+/// duplicate at worst), the next incident is paged once again, an ack made on A reaches B so
+/// nobody pages the next step, and A's `/metrics` counts both restarts.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn s17_a_coordinator_thread_that_panics_runs_again_and_the_pair_carries_on() {
+    let Some(pair) = Pair::start("s17") else {
+        return;
+    };
+    pair.wait_paired();
+    let leases = pair.a.leases();
+    for point in ["task.panic.ha-session", "task.panic.ha-pages"] {
+        let (code, v) = pair.lan.http(
+            "w",
+            "POST",
+            &pair.a.url("/v1/faults"),
+            Some(&json!({"name": point, "times": 1})),
+        );
+        assert_eq!(code, 200, "{v}");
+    }
+    pair.wait_for(10, "A's session thread started again", || {
+        (thread_restarts(&pair, "session") == Some(1)).then_some(())
+    });
+    let [Some(id_a), Some(id_b)] = pair.alert("s17", "s17-disk-full") else {
+        panic!("both boxes took the alert");
+    };
+    pair.wait_for(20, "the first step's SMS", || {
+        (pair.count(PAGER_PHONE, "s17-disk-full") >= 1).then_some(())
+    });
+    assert_eq!(thread_restarts(&pair, "pages"), Some(1));
+    // The page thread claims again: the next incident's page goes out once.
+    pair.alert("s17b", "s17-cpu-hot");
+    pair.wait_for(20, "the second incident's SMS", || {
+        (pair.count(PAGER_PHONE, "s17-cpu-hot") >= 1).then_some(())
+    });
+    // Past both boxes' claims (the second box asks after the takeover delay).
+    std::thread::sleep(TTL + Duration::from_secs(2));
+    assert_eq!(
+        pair.count(PAGER_PHONE, "s17-cpu-hot"),
+        1,
+        "one page for the pair\n--- a ---\n{}",
+        tail(&pair.a.log())
+    );
+    let (code, v) = pair.lan.http(
+        "w",
+        "POST",
+        &pair.a.url(&format!("/v1/incidents/{id_a}/acknowledge")),
+        Some(&json!({"by": "alice"})),
+    );
+    assert_eq!(code, 200, "{v}");
+    pair.wait_for(15, "B's incident acknowledged from A", || {
+        let (_, v) = pair.lan.http(
+            "w",
+            "GET",
+            &pair.b.url(&format!("/v1/incidents/{id_b}")),
+            None,
+        );
+        (v["status"] == "acknowledged" || v["incident"]["status"] == "acknowledged").then_some(())
+    });
+    // Past the step's wait: nobody pages bob, from either box.
+    std::thread::sleep(Duration::from_secs(17));
+    assert_eq!(
+        pair.count(BOB, "s17-disk-full"),
+        0,
+        "no page after the ack\n--- b ---\n{}",
+        tail(&pair.b.log())
+    );
+    assert!(pair.count(PAGER_PHONE, "s17-disk-full") <= 2);
+    // The session thread renewed the lease it had: it never lapsed, A never paged alone.
+    assert_eq!(pair.a.leases(), leases, "{}", tail(&pair.a.log()));
+    let (code, v) = pair.a.healthz(&pair.lan);
+    assert_eq!((code, pair.a.pair_problem(&pair.lan)), (200, None), "{v}");
+}
+
+/// S18: A's session thread panics at every turn for a while: each panic counts as a failed
+/// renewal, so A says it pages alone (`/healthz` 503) within the fallback and pages on its own;
+/// once the panics stop, the thread renews and A pairs again.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn s18_a_session_thread_that_keeps_panicking_pages_alone_and_says_so() {
+    let Some(pair) = Pair::start("s18") else {
+        return;
+    };
+    pair.wait_paired();
+    let arm = |disarm: bool| {
+        let (code, v) = pair.lan.http(
+            "w",
+            "POST",
+            &pair.a.url("/v1/faults"),
+            Some(&json!({"name": "task.panic.ha-session", "disarm": disarm})),
+        );
+        assert_eq!(code, 200, "{v}");
+    };
+    arm(false);
+    let armed = Instant::now();
+    pair.wait_for(30, "A alone", || {
+        (pair.a.pair_problem(&pair.lan).as_deref() == Some("alone")).then_some(())
+    });
+    let alone_after = armed.elapsed();
+    assert!(
+        alone_after <= FALLBACK + Duration::from_secs(3),
+        "alone after {alone_after:?}"
+    );
+    assert_eq!(pair.a.healthz(&pair.lan).0, 503);
+    let [Some(_), _] = pair.alert("s18", "s18-queue-stuck") else {
+        panic!("A took the alert");
+    };
+    pair.wait_for(20, "A's SMS", || {
+        (pair
+            .a
+            .sms_to(PAGER_PHONE)
+            .iter()
+            .any(|t| t.contains("s18-queue-stuck")))
+        .then_some(())
+    });
+    arm(true);
+    pair.wait_for(40, "A paired again", || {
+        (pair.a.healthz(&pair.lan).0 == 200 && pair.a.pair_problem(&pair.lan).is_none())
+            .then_some(())
+    });
+    assert!(thread_restarts(&pair, "session").is_some_and(|n| n >= 3));
+}
+
 /// LED level changes of a box's panel during `window`, and the shortest gap between two.
 fn led_changes(panel: &mut FakePanelClient, window: Duration) -> (usize, Option<Duration>) {
     let before = panel.led_writes().unwrap().len();

@@ -29,6 +29,7 @@ use super::etcd::{
 };
 use super::share::SharedOverride;
 use crate::config::HaConfig;
+use crate::health::pair::Thread;
 use crate::incident::Channel;
 
 /// How often the peer's records (acks, resolves, shared alerts and overrides) are read between
@@ -259,12 +260,21 @@ impl Coordinator {
             retiring: VecDeque::new(),
             retention_checked: None,
         };
+        let mut pages = pages;
         std::thread::Builder::new()
             .name("ha-pages".into())
-            .spawn(move || pages.run(pages_rx))?;
+            .spawn(move || supervise(Thread::Pages, |_| pages.run(&pages_rx)))?;
+        let mut session = session;
         std::thread::Builder::new()
             .name("ha-session".into())
-            .spawn(move || session.run(session_rx))?;
+            .spawn(move || {
+                supervise(Thread::Session, |restart| {
+                    if restart {
+                        session.recover();
+                    }
+                    session.run(&session_rx)
+                })
+            })?;
         Ok(Coordinator {
             pages: pages_tx,
             session: session_tx,
@@ -383,6 +393,61 @@ impl Coordinator {
     }
 }
 
+/// The first pause before a panicked thread runs again; it doubles with each panic that
+/// follows soon after, up to [`RESTART_DELAY_MAX`].
+const RESTART_DELAY: Duration = Duration::from_millis(50);
+
+/// The longest pause before a panicked thread runs again: short against any lease TTL, so one
+/// panic costs at most a renewal and a thread that panics over and over still ticks the mode
+/// towards alone (see [`Session::recover`]).
+const RESTART_DELAY_MAX: Duration = Duration::from_secs(1);
+
+/// A run that lasted this long before its panic was not part of a panic loop: the next pause is
+/// the first one again.
+const RESTART_STABLE: Duration = Duration::from_secs(60);
+
+/// Calls `run` until it returns (its channel closed: the daemon stops), and again after each
+/// panic, with `true` then. The threads are the pair's own machinery, which nothing else
+/// watches: one that stayed dead would leave the mode as it was (`/healthz` saying "paired")
+/// while the lease lapsed, and acks made here would never reach the peer. Each restart is
+/// logged as an error and counted in `/metrics`. The state a panic leaves is plain data (locks
+/// are taken past poisoning, see [`lock`]); the channel and what is queued on it stay.
+fn supervise(thread: Thread, mut run: impl FnMut(bool)) {
+    let mut restart = false;
+    let mut delay = RESTART_DELAY;
+    loop {
+        let started = Instant::now();
+        let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(restart)))
+        else {
+            return;
+        };
+        if started.elapsed() >= RESTART_STABLE {
+            delay = RESTART_DELAY;
+        }
+        crate::health::pair::restarted(thread);
+        tracing::error!(
+            thread = thread.name(),
+            why = %crate::supervisor::panic_message(&*payload),
+            after = ?delay,
+            "pair: a coordinator thread panicked; starting it again"
+        );
+        std::thread::sleep(delay);
+        delay = delay.saturating_mul(2).min(RESTART_DELAY_MAX);
+        restart = true;
+    }
+}
+
+/// Fires the fault point `task.panic.ha-<thread>` (fault-injection builds only), so the
+/// end-to-end tests can prove a panicked coordinator thread is started again.
+fn panic_if_armed(thread: Thread) {
+    if crate::fault::ENABLED {
+        let point = format!("task.panic.ha-{}", thread.name());
+        if crate::fault::armed(&point) {
+            panic!("fault point {point} fired");
+        }
+    }
+}
+
 /// Whether records are written to etcd now rather than kept for the heal: also while the
 /// configs differ (etcd answers; the peer still wants the alerts and overrides made here), not
 /// while alone or rejoining (a heal publishes them, in order).
@@ -415,12 +480,13 @@ struct Session {
 }
 
 impl Session {
-    fn run(mut self, rx: std_mpsc::Receiver<SessionCommand>) {
+    fn run(&mut self, rx: &std_mpsc::Receiver<SessionCommand>) {
         // Three renewals per TTL: one lost request does not lose the lease.
         let tick = self.cfg.claim_ttl / 3;
         let mut next_tick = Instant::now();
         let mut next_records = next_tick + PEER_RECORDS_EVERY;
         loop {
+            panic_if_armed(Thread::Session);
             let now = Instant::now();
             if now >= next_tick {
                 // A renewal reads the peer's records too.
@@ -444,6 +510,15 @@ impl Session {
         if let Some(lease) = lock(&self.shared.lease).take() {
             let _ = self.etcd.revoke_lease(lease);
         }
+    }
+
+    /// Before running again after a panic: what was published is not known to be on the lease,
+    /// and the mode moves on as if a renewal had failed. A thread that panics before every
+    /// renewal thus falls back to paging alone after `fallback_after`, and says so, like a box
+    /// cut off from etcd (the run right after this renews at once).
+    fn recover(&mut self) {
+        self.published = None;
+        self.set_mode(ModeEvent::Tick(Instant::now()));
     }
 
     fn set_mode(&mut self, event: ModeEvent) {
@@ -942,13 +1017,17 @@ struct Pages {
 }
 
 impl Pages {
-    fn run(mut self, rx: std_mpsc::Receiver<PageCommand>) {
+    fn run(&mut self, rx: &std_mpsc::Receiver<PageCommand>) {
         while let Ok(cmd) = rx.recv() {
             self.handle(cmd);
         }
     }
 
+    /// A panic here drops the command: a claim's reply with it, so its page is sent without a
+    /// claim (see [`Coordinator::claim`]); a `sent` or a release, so the claim runs out with
+    /// the lease and the peer may send the page again. A duplicate, never silence.
     fn handle(&mut self, cmd: PageCommand) {
+        panic_if_armed(Thread::Pages);
         match cmd {
             PageCommand::Claim { due, reply } => {
                 let (started, before) = (Instant::now(), self.etcd.requests());
@@ -1545,6 +1624,21 @@ mod tests {
         assert_eq!(settle(&b, &p, s(10)).await.decision, Decision::Send);
         let took = started.elapsed();
         assert!(took <= s(3) + s(2), "takeover took {took:?}");
+    }
+
+    #[test]
+    fn a_thread_that_panics_runs_again_until_it_returns() {
+        let before = crate::health::pair::restarts()[1];
+        let mut runs = Vec::new();
+        supervise(Thread::Pages, |restart| {
+            runs.push(restart);
+            if runs.len() < 3 {
+                panic!("run {}", runs.len());
+            }
+        });
+        assert_eq!(runs, [false, true, true]);
+        let after = crate::health::pair::restarts()[1];
+        assert_eq!((after.0, after.1 - before.1), (Thread::Pages, 2));
     }
 
     #[test]

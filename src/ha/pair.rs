@@ -23,7 +23,7 @@ use crate::incident::{Actor, Channel};
 use crate::store::outbox::{self, Attempt, Page};
 use crate::store::until_stored;
 use crate::store::{pair as rows, Store};
-use crate::supervisor::Liveness;
+use crate::supervisor::{Heartbeat, Liveness};
 
 /// The pair's mode as the coordinator last published it, for `/healthz`, the status page and
 /// the LED. Set once when the daemon starts its coordinator; unset in a single box. A process
@@ -223,15 +223,19 @@ pub fn can_page(
 }
 
 /// Keeps `tx` (the coordinator's "can page" input) current from the paging health, the modem
-/// and the supervisor's liveness, once a second and on every change.
+/// and the supervisor's liveness, once a second and on every change. It feeds `beat` too: were
+/// it stuck, the lease would go on being renewed on the last health it passed, a modem that
+/// broke since included.
 pub async fn feed_health(
     mut paging: watch::Receiver<PagingHealth>,
     mut modem: Option<watch::Receiver<crate::modem::Health>>,
     liveness: Liveness,
     tx: watch::Sender<Option<Health>>,
+    beat: Heartbeat,
     shutdown: CancellationToken,
 ) {
     loop {
+        beat.beat();
         let now = {
             let m = modem.as_ref().map(|m| m.borrow().clone());
             can_page(&paging.borrow(), m.as_ref(), liveness.late().len())
@@ -410,6 +414,39 @@ mod tests {
             signal_dbm: Some(-70),
             ..crate::modem::Health::starting(chrono::Utc::now())
         }
+    }
+
+    #[tokio::test]
+    async fn the_health_feed_shows_progress_each_time_it_passes_health_on() {
+        let liveness = Liveness::default();
+        let beat = liveness.register("pair-health", Duration::from_secs(60));
+        let (paging_tx, paging) = watch::channel(PagingHealth::default());
+        let (tx, mut can_page) = watch::channel(None);
+        let shutdown = CancellationToken::new();
+        let feed = tokio::spawn(feed_health(
+            paging,
+            None,
+            liveness,
+            tx,
+            beat.clone(),
+            shutdown.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        paging_tx.send_replace(PagingHealth {
+            ready: vec![Channel::Email],
+            down: vec![],
+        });
+        tokio::time::timeout(Duration::from_secs(5), can_page.changed())
+            .await
+            .expect("the feed passes the change on")
+            .unwrap();
+        assert!(
+            beat.since() < Duration::from_millis(300),
+            "{:?}",
+            beat.since()
+        );
+        shutdown.cancel();
+        feed.await.unwrap();
     }
 
     #[test]

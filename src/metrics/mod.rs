@@ -226,6 +226,13 @@ struct VersionLabels {
     version: &'static str,
 }
 
+/// A thread of the pair's coordinator (`session`, `pages`).
+#[cfg(feature = "ha")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ThreadLabels {
+    thread: &'static str,
+}
+
 type HistogramFamily<S> = Family<S, Histogram, fn() -> Histogram>;
 
 struct Inner {
@@ -614,6 +621,19 @@ fn levels(s: &Snapshot, started: DateTime<Utc>) -> Registry {
             "pair_config_mismatch",
             "1 while the peer runs another escalation config (both boxes page on their own)",
             i64::from(standing == Standing::Independent),
+        );
+        let restarts = Family::<ThreadLabels, Counter>::default();
+        for (thread, n) in crate::health::pair::restarts() {
+            restarts
+                .get_or_create(&ThreadLabels {
+                    thread: thread.name(),
+                })
+                .inc_by(n);
+        }
+        r.register(
+            "pair_thread_restarts",
+            "Times a thread of the pair's coordinator panicked and was started again",
+            restarts,
         );
     }
     r
