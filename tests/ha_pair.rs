@@ -1708,6 +1708,29 @@ fn bench_latency_a_healthy_pair_adds() {
                 quantile(&mut facts, 0.99) as f64 / 1000.0,
             );
         }
+        // The hand-offs (sender -> page thread -> sender): a sent page's gate time less its page
+        // thread's, paired by the page's pair-wide id.
+        let thread: std::collections::HashMap<&str, u64> = log
+            .lines()
+            .filter(|l| l.contains("pair: page thread decided"))
+            .filter_map(|l| Some((word(l, " page=")?, field(l, "etcd_us=")?)))
+            .collect();
+        let mut hand: Vec<u64> = log
+            .lines()
+            .filter(|l| l.contains("decision=Send"))
+            .filter_map(|l| {
+                let took = field(l, "took_us=")?;
+                Some(took.saturating_sub(*thread.get(word(l, "pair_page=")?)?))
+            })
+            .collect();
+        if !hand.is_empty() {
+            eprintln!(
+                "BENCH box {} hand-offs to the page thread and back: p50 {:.1} ms, p99 {:.1} ms",
+                b.host,
+                quantile(&mut hand, 0.5) as f64 / 1000.0,
+                quantile(&mut hand, 0.99) as f64 / 1000.0,
+            );
+        }
         let mut us: Vec<u64> = decided.iter().map(|d| d.0).collect();
         let over_one = decided.iter().filter(|d| d.1 > 1).count();
         if !us.is_empty() {
@@ -1767,6 +1790,11 @@ fn bench_latency_a_healthy_pair_adds() {
     let mut alone = measure_pages(&pair, &[&single], "bs");
     let (s50, s99) = (quantile(&mut alone, 0.5), quantile(&mut alone, 0.99));
     eprintln!("BENCH the same through a single box: 202 -> SMS p50 {s50:?}, p99 {s99:?}");
+}
+
+/// The word after `name` in a log line.
+fn word<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.split(name).nth(1)?.split_whitespace().next()
 }
 
 /// The number after `name` in a log line.

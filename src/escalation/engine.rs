@@ -863,7 +863,7 @@ fn queue_step(
     // Whether this step queued anything for anybody (a page, or a place in a digest).
     let mut queued = false;
     for target in &planned.targets {
-        let (how, any) = queue_target(conn, &plan.config, route, inc, target, now)?;
+        let (how, any) = queue_target(conn, &plan.config, route, inc, step, target, now)?;
         queued |= any;
         said.push(format!(
             "{} ({}) by {}",
@@ -913,6 +913,7 @@ fn queue_target(
     cfg: &Config,
     route: Option<&Route>,
     inc: &Incident,
+    step: usize,
     target: &TargetPlan,
     now: DateTime<Utc>,
 ) -> Result<(Vec<String>, bool), StoreError> {
@@ -960,7 +961,7 @@ fn queue_target(
             record(conn, Some(inc.id), now, EventKind::PageGrouped, None, &format!("voice call to {user} skipped: a call for this route went out in the grouping window"), None)?;
             continue;
         }
-        outbox::enqueue(
+        outbox::enqueue_step_page(
             conn,
             &NewPage {
                 kind: PageKind::Page,
@@ -973,6 +974,7 @@ fn queue_target(
                 priority: priority(inc.severity),
                 due_at: page.at,
             },
+            step,
             now,
         )?;
         queued = true;

@@ -22,7 +22,7 @@ use crate::health::PagingHealth;
 use crate::incident::{Actor, Channel};
 use crate::store::outbox::{self, Attempt, Page};
 use crate::store::until_stored;
-use crate::store::{pair as rows, Store};
+use crate::store::{pair as rows, Store, Tx};
 use crate::supervisor::{Heartbeat, Liveness};
 
 /// The pair's mode as the coordinator last published it, for `/healthz`, the status page and
@@ -95,6 +95,29 @@ pub enum Pass {
     Handled,
 }
 
+/// What names a claimed row for the gate, read by the sender in the store job that claims the
+/// row: by the time the gate runs, nothing stands between the claim and etcd but the hand-off
+/// to the page thread.
+#[derive(Debug)]
+pub struct Names {
+    facts: Result<Option<rows::PageFacts>, rusqlite::Error>,
+    /// How long the read took inside the claim job: this box's own part of the price.
+    took: Duration,
+}
+
+impl Names {
+    /// Reads the facts of `page` (one look-up by key for a page an escalation step queued). A
+    /// failure is kept, not returned: the claim stands, and the gate sends without a claim.
+    pub fn read(conn: &Tx, page: &Page) -> Names {
+        let started = std::time::Instant::now();
+        let facts = rows::page_facts(conn, page);
+        Names {
+            facts,
+            took: started.elapsed(),
+        }
+    }
+}
+
 /// The sender's side of the coordinator.
 #[derive(Clone)]
 pub struct Gate {
@@ -102,12 +125,19 @@ pub struct Gate {
 }
 
 impl Gate {
-    /// Decides whether this box sends the claimed row `page` now, and records on the row what
-    /// it does not send. Any failure to name the page sends it: a duplicate, never silence.
-    pub async fn before(&self, store: &Store, shutdown: &CancellationToken, page: &Page) -> Pass {
+    /// Decides whether this box sends the claimed row `page`, named by `names` (read when it
+    /// was claimed), now, and records on the row what it does not send. Any failure to name
+    /// the page sends it: a duplicate, never silence.
+    pub async fn before(
+        &self,
+        store: &Store,
+        shutdown: &CancellationToken,
+        page: &Page,
+        names: Names,
+    ) -> Pass {
         let started = std::time::Instant::now();
-        let p = page.clone();
-        let facts = match store.read(move |c, _| Ok(rows::page_facts(c, &p)?)).await {
+        let facts_us = names.took.as_micros() as u64;
+        let facts = match names.facts {
             Ok(Some(f)) => f,
             Ok(None) => return self.before_message(store, shutdown, page).await,
             Err(e) => {
@@ -115,8 +145,6 @@ impl Gate {
                 return Pass::Send(None);
             }
         };
-        // Reading the page's facts is this box's own part of the price (the rest is etcd's).
-        let facts_us = started.elapsed().as_micros() as u64;
         let asked = self
             .coordinator
             .claim(DuePage {
@@ -129,7 +157,8 @@ impl Gate {
             })
             .await;
         let (decision, id, identity) = (asked.decision, asked.page, asked.incident);
-        // How long the pair held the page up: the whole price of coordination on the sending path.
+        // How long the pair held the page up on the sending path, besides reading its facts with
+        // the claim (`facts_us`).
         let took_us = started.elapsed().as_micros() as u64;
         tracing::debug!(page = page.id, pair_page = %id, incident = %identity, ?decision, took_us, facts_us, "pair: claim");
         let p = page.clone();

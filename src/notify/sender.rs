@@ -279,6 +279,24 @@ pub fn after_failure(
 #[derive(Clone, Default)]
 pub struct PairGate(#[cfg(feature = "ha")] pub Option<crate::ha::pair::Gate>);
 
+/// Pair hook: what the gate names a claimed row by, read in the store job that claims the row
+/// (no store round trip of its own between the claim and etcd); nothing in a single box.
+#[cfg(feature = "ha")]
+type PairNames = Option<crate::ha::pair::Names>;
+#[cfg(not(feature = "ha"))]
+type PairNames = ();
+
+impl PairGate {
+    /// What the claim job reads for the gate, as a function the job can own.
+    fn names(&self) -> fn(&Tx, &Page) -> PairNames {
+        #[cfg(feature = "ha")]
+        if self.0.is_some() {
+            return |c, page| Some(crate::ha::pair::Names::read(c, page));
+        }
+        |_, _| Default::default()
+    }
+}
+
 /// Runs the sender for `transport` until `shutdown`. Each recorded attempt is counted in
 /// `metrics` (pages by channel and outcome; queued-to-sent latency of pages). Paging health is
 /// not the sender's to publish: on every turn it asks the paging-health task to look again
@@ -366,9 +384,13 @@ pub async fn run_paired(
             }
             continue;
         }
-        let claim = move |c: &Tx, now| Ok(outbox::claim(c, channel, now, lease)?);
+        let names = pair.names();
+        let claim = move |c: &Tx, now| {
+            let page = outbox::claim(c, channel, now, lease)?;
+            Ok(page.map(|p| (names(c, &p), p)))
+        };
         match store.call(claim).await {
-            Ok(Some(page)) => {
+            Ok(Some((named, page))) => {
                 let cfg = config.borrow().clone();
                 handle_paired(
                     &*transport,
@@ -378,7 +400,7 @@ pub async fn run_paired(
                     page,
                     &metrics,
                     &shutdown,
-                    &pair,
+                    (&pair, named),
                 )
                 .await;
             }
@@ -524,7 +546,14 @@ async fn handle(
 ) {
     let none = PairGate::default();
     handle_paired(
-        transport, all, store, config, page, metrics, shutdown, &none,
+        transport,
+        all,
+        store,
+        config,
+        page,
+        metrics,
+        shutdown,
+        (&none, Default::default()),
     )
     .await
 }
@@ -539,7 +568,7 @@ async fn handle_paired(
     page: Page,
     metrics: &Metrics,
     shutdown: &CancellationToken,
-    #[cfg_attr(not(feature = "ha"), allow(unused_variables))] pair: &PairGate,
+    #[cfg_attr(not(feature = "ha"), allow(unused_variables))] pair: (&PairGate, PairNames),
 ) {
     let channel = page.channel;
     let ids: Vec<i64> = page
@@ -572,12 +601,13 @@ async fn handle_paired(
         Plan::Send(out) => {
             // Pair hook: the peer may send this page, or may already have.
             #[cfg(feature = "ha")]
-            let claimed = match &pair.0 {
-                Some(gate) => match gate.before(store, shutdown, &page).await {
+            let claimed = match (&pair.0 .0, pair.1) {
+                (Some(gate), Some(named)) => match gate.before(store, shutdown, &page, named).await
+                {
                     crate::ha::pair::Pass::Send(claimed) => claimed.map(|c| (gate, c)),
                     crate::ha::pair::Pass::Handled => return,
                 },
-                None => None,
+                _ => None,
             };
             let outcome = attempt(transport, all, store, &out).await;
             #[cfg(feature = "ha")]

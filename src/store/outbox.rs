@@ -156,6 +156,35 @@ pub fn enqueue(conn: &Tx, p: &NewPage, now: DateTime<Utc>) -> rusqlite::Result<i
     Ok(id)
 }
 
+/// Queues a page that escalation step `step` (0-based) pages a person with: [`enqueue`], and
+/// on the row the step and the page's ordinal among this incident's pages to that person on
+/// that channel (1-based). A pair names the page by both (`store::pair::page_facts`); fixed
+/// here, where they are known, the send path reads them instead of deriving them from the
+/// timeline. Rows are never deleted and keep the channel they were written for, so the ordinal
+/// stays what counting at send time would give.
+pub fn enqueue_step_page(
+    conn: &Tx,
+    p: &NewPage,
+    step: usize,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<i64> {
+    let id = enqueue(conn, p, now)?;
+    let step = i64::try_from(step).unwrap_or(i64::MAX);
+    conn.prepare_cached(
+        "UPDATE outbox SET step=?2, ordinal=(SELECT count(*) FROM outbox WHERE incident_id=?3 \
+         AND user_id=?4 AND kind='page' AND coalesce(written_for, channel)=?5 AND id<=?1) \
+         WHERE id=?1",
+    )?
+    .execute(params![
+        id,
+        step,
+        p.incident_id,
+        p.user_id,
+        p.channel.as_str()
+    ])?;
+    Ok(id)
+}
+
 /// Adds an incident to a digest row.
 pub fn add_item(conn: &Tx, outbox_id: i64, incident: IncidentId) -> rusqlite::Result<()> {
     conn.prepare_cached(

@@ -32,31 +32,74 @@ pub struct PageFacts {
 
 /// The facts of a page to a person about one incident; `None` for every other row (digests,
 /// replies, status updates, outbound notifications), which each box sends on its own.
+///
+/// One look-up by key for a row an escalation step queued (its step and ordinal are on the
+/// row, [`outbox::enqueue_step_page`](super::outbox::enqueue_step_page)); rows without them
+/// (queued before they were kept) derive them from the outbox and the timeline.
 pub fn page_facts(conn: &Tx, page: &Page) -> rusqlite::Result<Option<PageFacts>> {
     let (PageKind::Page, Some(incident), Some(user)) = (page.kind, page.incident_id, &page.user_id)
     else {
         return Ok(None);
     };
     let channel = page.written_for.unwrap_or(page.channel);
-    let Some((dedup_key, first_seen)) = conn
-        .prepare_cached("SELECT dedup_key, first_seen FROM incidents WHERE id=?1")?
-        .query_row([incident], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    let Some((dedup_key, first_seen, step, ordinal)) = conn
+        .prepare_cached(
+            "SELECT i.dedup_key, i.first_seen, o.step, o.ordinal FROM incidents i \
+             LEFT JOIN outbox o ON o.id=?2 WHERE i.id=?1",
+        )?
+        .query_row(params![incident, page.id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+            ))
         })
         .optional()?
     else {
         return Ok(None);
     };
-    let ordinal: i64 = conn
-        .prepare_cached(
-            "SELECT count(*) FROM outbox WHERE incident_id=?1 AND user_id=?2 AND kind='page' \
-             AND coalesce(written_for, channel)=?3 AND id<=?4",
-        )?
-        .query_row(params![incident, user, channel.as_str(), page.id], |r| {
-            r.get(0)
-        })?;
-    // The step's "paging ..." entry is written right after the pages it queued.
-    let step: Option<i64> = conn
+    let ordinal = match ordinal {
+        Some(n) => n,
+        None => derived_ordinal(conn, page, incident, user, channel)?,
+    };
+    let step = match step {
+        Some(s) => Some(s),
+        None => derived_step(conn, page, incident)?,
+    };
+    Ok(Some(PageFacts {
+        dedup_key,
+        first_seen: from_ms(first_seen),
+        user: user.clone(),
+        channel,
+        step: u32::try_from(step.unwrap_or(0)).unwrap_or(0),
+        ordinal: u32::try_from(ordinal).unwrap_or(u32::MAX),
+    }))
+}
+
+/// The ordinal of a row that does not carry it: its place among the incident's pages to `user`
+/// on `channel`, counted as [`outbox::enqueue_step_page`](super::outbox::enqueue_step_page)
+/// counts when it queues one.
+fn derived_ordinal(
+    conn: &Tx,
+    page: &Page,
+    incident: IncidentId,
+    user: &str,
+    channel: Channel,
+) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "SELECT count(*) FROM outbox WHERE incident_id=?1 AND user_id=?2 AND kind='page' \
+         AND coalesce(written_for, channel)=?3 AND id<=?4",
+    )?
+    .query_row(params![incident, user, channel.as_str(), page.id], |r| {
+        r.get(0)
+    })
+}
+
+/// The step of a row that does not carry it, from the timeline: the step's "paging ..." entry
+/// is written right after the pages it queued.
+fn derived_step(conn: &Tx, page: &Page, incident: IncidentId) -> rusqlite::Result<Option<i64>> {
+    Ok(conn
         .prepare_cached(
             "SELECT json_extract(data, '$.step') FROM events WHERE incident_id=?1 AND kind=?2 \
              AND json_extract(data, '$.step') IS NOT NULL AND id > coalesce((SELECT max(id) FROM events \
@@ -73,15 +116,7 @@ pub fn page_facts(conn: &Tx, page: &Page) -> rusqlite::Result<Option<PageFacts>>
             |r| r.get(0),
         )
         .optional()?
-        .flatten();
-    Ok(Some(PageFacts {
-        dedup_key,
-        first_seen: from_ms(first_seen),
-        user: user.clone(),
-        channel,
-        step: u32::try_from(step.unwrap_or(0)).unwrap_or(0),
-        ordinal: u32::try_from(ordinal).unwrap_or(u32::MAX),
-    }))
+        .flatten())
 }
 
 /// What names a message other than a page the same way on both boxes, read from this box's
@@ -492,7 +527,7 @@ pub fn open_with_key(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::outbox::{claim, enqueue, NewPage};
+    use crate::store::outbox::{claim, enqueue, enqueue_step_page, NewPage};
     use chrono::TimeZone;
     use std::time::Duration;
 
@@ -559,6 +594,80 @@ mod tests {
         );
         assert_eq!((facts(b1).step, facts(b1).ordinal), (1, 1));
         assert_eq!((facts(a2).step, facts(a2).ordinal), (2, 2));
+    }
+
+    #[test]
+    fn facts_kept_on_the_row_are_those_derived_from_the_timeline() {
+        let c = db();
+        let new = |user: &str, channel| NewPage {
+            kind: PageKind::Page,
+            incident_id: Some(1),
+            user_id: Some(user.into()),
+            channel,
+            address: "+4915100000001".into(),
+            subject: None,
+            body: "b".into(),
+            priority: 3,
+            due_at: t(0),
+        };
+        // Steps as the escalation writes them: the pages, then the step's entry. A page queued
+        // outside a step counts towards the ordinals after it.
+        let mut ids = Vec::new();
+        let mut odd = None;
+        for (step, pages) in [
+            (0, vec![("alice", Channel::Sms), ("alice", Channel::Voice)]),
+            (1, vec![("bob", Channel::Sms), ("alice", Channel::Sms)]),
+            (0, vec![("alice", Channel::Sms)]),
+            (2, vec![("alice", Channel::Voice), ("bob", Channel::Sms)]),
+            (3, vec![("alice", Channel::Sms)]),
+        ] {
+            if step == 3 {
+                odd = Some(enqueue(&c, &new("alice", Channel::Sms), t(0)).unwrap());
+            }
+            for (user, channel) in pages {
+                ids.push(enqueue_step_page(&c, &new(user, channel), step, t(0)).unwrap());
+            }
+            record(
+                &c,
+                Some(1),
+                t(0),
+                EventKind::Escalation,
+                None,
+                "step",
+                Some(&serde_json::json!({"step": step, "round": 0})),
+            )
+            .unwrap();
+        }
+        let facts = |c: &Tx| -> Vec<PageFacts> {
+            ids.iter()
+                .map(|id| {
+                    let p = crate::store::outbox::page(c, *id).unwrap().unwrap();
+                    page_facts(c, &p).unwrap().unwrap()
+                })
+                .collect()
+        };
+        let kept = facts(&c);
+        let named: Vec<(u32, u32)> = kept.iter().map(|f| (f.step, f.ordinal)).collect();
+        assert_eq!(
+            named,
+            [
+                (0, 1),
+                (0, 1),
+                (1, 1),
+                (1, 2),
+                (0, 3),
+                (2, 2),
+                (2, 2),
+                (3, 5)
+            ]
+        );
+        let unkept: Option<i64> = c
+            .query_row("SELECT step FROM outbox WHERE id=?1", [odd], |r| r.get(0))
+            .unwrap();
+        assert_eq!(unkept, None);
+        c.execute("UPDATE outbox SET step=NULL, ordinal=NULL", [])
+            .unwrap();
+        assert_eq!(facts(&c), kept);
     }
 
     #[test]

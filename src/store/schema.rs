@@ -307,6 +307,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX standby_holds_state ON standby_holds(state);
     "#,
+    // 13: what names a page to a person the same way on both boxes of a pair, written when an
+    // escalation step queues it: the step (0-based) and the page's ordinal among this
+    // incident's pages to that person on that channel (1-based). Read before every paired send,
+    // where deriving them meant a count and a scan of the incident's timeline. NULL on rows
+    // queued before this version or by anything but a step; those are still derived.
+    r#"
+    ALTER TABLE outbox ADD COLUMN step INTEGER;
+    ALTER TABLE outbox ADD COLUMN ordinal INTEGER;
+    "#,
 ];
 
 /// Brings the database up to the newest version. Refuses a database from a newer pagerbox.
