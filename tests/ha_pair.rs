@@ -1259,9 +1259,10 @@ fn s17_a_coordinator_thread_that_panics_runs_again_and_the_pair_carries_on() {
     assert_eq!((code, pair.a.pair_problem(&pair.lan)), (200, None), "{v}");
 }
 
-/// S18: A's session thread panics at every turn for a while: each panic counts as a failed
-/// renewal, so A says it pages alone (`/healthz` 503) within the fallback and pages on its own;
-/// once the panics stop, the thread renews and A pairs again.
+/// S18: A's session thread panics at every turn for a while, before each renewal, then (a second
+/// round) right after each renewal, before the peer's records are read: either way each panic
+/// counts as a failed renewal, so A says it pages alone (`/healthz` 503) within the fallback and
+/// pages on its own; once the panics stop, the thread renews and A pairs again.
 #[cfg(feature = "fault-injection")]
 #[test]
 fn s18_a_session_thread_that_keeps_panicking_pages_alone_and_says_so() {
@@ -1269,43 +1270,50 @@ fn s18_a_session_thread_that_keeps_panicking_pages_alone_and_says_so() {
         return;
     };
     pair.wait_paired();
-    let arm = |disarm: bool| {
-        let (code, v) = pair.lan.http(
-            "w",
-            "POST",
-            &pair.a.url("/v1/faults"),
-            Some(&json!({"name": "task.panic.ha-session", "disarm": disarm})),
+    for (round, point) in ["task.panic.ha-session", "task.panic.ha-session-renewed"]
+        .into_iter()
+        .enumerate()
+    {
+        let arm = |disarm: bool| {
+            let (code, v) = pair.lan.http(
+                "w",
+                "POST",
+                &pair.a.url("/v1/faults"),
+                Some(&json!({"name": point, "disarm": disarm})),
+            );
+            assert_eq!(code, 200, "{v}");
+        };
+        arm(false);
+        let armed = Instant::now();
+        pair.wait_for(30, "A alone", || {
+            (pair.a.pair_problem(&pair.lan).as_deref() == Some("alone")).then_some(())
+        });
+        let alone_after = armed.elapsed();
+        assert!(
+            alone_after <= FALLBACK + Duration::from_secs(3),
+            "{point}: alone after {alone_after:?}\n{}",
+            tail(&pair.a.log())
         );
-        assert_eq!(code, 200, "{v}");
-    };
-    arm(false);
-    let armed = Instant::now();
-    pair.wait_for(30, "A alone", || {
-        (pair.a.pair_problem(&pair.lan).as_deref() == Some("alone")).then_some(())
-    });
-    let alone_after = armed.elapsed();
-    assert!(
-        alone_after <= FALLBACK + Duration::from_secs(3),
-        "alone after {alone_after:?}"
-    );
-    assert_eq!(pair.a.healthz(&pair.lan).0, 503);
-    let [Some(_), _] = pair.alert("s18", "s18-queue-stuck") else {
-        panic!("A took the alert");
-    };
-    pair.wait_for(20, "A's SMS", || {
-        (pair
-            .a
-            .sms_to(PAGER_PHONE)
-            .iter()
-            .any(|t| t.contains("s18-queue-stuck")))
-        .then_some(())
-    });
-    arm(true);
-    pair.wait_for(40, "A paired again", || {
-        (pair.a.healthz(&pair.lan).0 == 200 && pair.a.pair_problem(&pair.lan).is_none())
+        assert_eq!(pair.a.healthz(&pair.lan).0, 503);
+        let summary = format!("s18-queue-stuck-{round}");
+        let [Some(_), _] = pair.alert(&format!("s18-{round}"), &summary) else {
+            panic!("A took the alert");
+        };
+        pair.wait_for(20, "A's SMS", || {
+            (pair
+                .a
+                .sms_to(PAGER_PHONE)
+                .iter()
+                .any(|t| t.contains(&summary)))
             .then_some(())
-    });
-    assert!(thread_restarts(&pair, "session").is_some_and(|n| n >= 3));
+        });
+        arm(true);
+        pair.wait_for(40, "A paired again", || {
+            (pair.a.healthz(&pair.lan).0 == 200 && pair.a.pair_problem(&pair.lan).is_none())
+                .then_some(())
+        });
+    }
+    assert!(thread_restarts(&pair, "session").is_some_and(|n| n >= 6));
 }
 
 /// LED level changes of a box's panel during `window`, and the shortest gap between two.

@@ -150,6 +150,10 @@ pub struct Coordinator {
     pages: std_mpsc::Sender<PageCommand>,
     session: std_mpsc::Sender<SessionCommand>,
     mode: watch::Receiver<Mode>,
+    /// How long a caller waits for either thread's answer before it goes on without one (the
+    /// claim TTL: by then the peer would take over a page anyway). A sender waits for these
+    /// answers with a page in hand, so no wait may be unbounded.
+    answer_within: Duration,
 }
 
 /// What both threads read and write. Each lock is held for a map look-up or a push, never
@@ -237,6 +241,7 @@ impl Coordinator {
         // Start as if the lease had just been renewed: a box that cannot reach etcd at start
         // pages alone after `fallback_after`, like one that loses it later.
         let (mode_tx, mode) = watch::channel(Mode::Paired { last_renewed: now });
+        let answer_within = cfg.claim_ttl;
         let shared = Arc::new(Shared::default());
         let pages = Pages {
             cfg: cfg.clone(),
@@ -257,28 +262,37 @@ impl Coordinator {
             seen_revision: 0,
             seen_override_revision: 0,
             published: None,
+            unfinished: None,
             retiring: VecDeque::new(),
             retention_checked: None,
         };
-        let mut pages = pages;
+        let (mut pages, mut session) = (pages, session);
         std::thread::Builder::new()
             .name("ha-pages".into())
-            .spawn(move || supervise(Thread::Pages, |_| pages.run(&pages_rx)))?;
-        let mut session = session;
+            .spawn(move || {
+                supervise(Thread::Pages, |phase| {
+                    if phase != Phase::Panicked {
+                        pages.run(&pages_rx)
+                    }
+                })
+            })?;
         std::thread::Builder::new()
             .name("ha-session".into())
             .spawn(move || {
-                supervise(Thread::Session, |restart| {
-                    if restart {
-                        session.recover();
+                supervise(Thread::Session, |phase| match phase {
+                    Phase::First => session.run(&session_rx),
+                    Phase::Panicked => session.unwind(),
+                    Phase::Restart => {
+                        session.recover(&session_rx);
+                        session.run(&session_rx)
                     }
-                    session.run(&session_rx)
                 })
             })?;
         Ok(Coordinator {
             pages: pages_tx,
             session: session_tx,
             mode,
+            answer_within,
         })
     }
 
@@ -295,7 +309,7 @@ impl Coordinator {
         if self.pages.send(PageCommand::Claim { due, reply }).is_err() {
             return fallback;
         }
-        rx.await.unwrap_or(fallback)
+        self.answer(rx).await.unwrap_or(fallback)
     }
 
     /// The page was sent: writes `sent` (or remembers it for the heal, when alone).
@@ -339,7 +353,7 @@ impl Coordinator {
         if self.pages.send(cmd).is_err() {
             return Decision::Send;
         }
-        rx.await.unwrap_or(Decision::Send)
+        self.answer(rx).await.unwrap_or(Decision::Send)
     }
 
     /// An alert that reached only this box, shared under its incident's pair-wide name so the
@@ -384,7 +398,20 @@ impl Coordinator {
         if self.session.send(cmd).is_err() {
             return own;
         }
-        rx.await.unwrap_or(own)
+        self.answer(rx).await.unwrap_or(own)
+    }
+
+    /// A thread's answer, or `None` when it dropped the question (a panic) or did not answer
+    /// within [`Coordinator::answer_within`] (etcd slow past its timeouts, a thread wedged):
+    /// the caller goes on with what it would do alone, a duplicate at worst.
+    async fn answer<T>(&self, rx: oneshot::Receiver<T>) -> Option<T> {
+        match tokio::time::timeout(self.answer_within, rx).await {
+            Ok(answer) => answer.ok(),
+            Err(_) => {
+                tracing::error!(within = ?self.answer_within, "pair: the coordinator did not answer in time; going on without it (duplicates possible)");
+                None
+            }
+        }
     }
 
     /// The current mode, for `/healthz`, the status page and the LED.
@@ -412,15 +439,18 @@ const RESTART_STABLE: Duration = Duration::from_secs(60);
 /// while the lease lapsed, and acks made here would never reach the peer. Each restart is
 /// logged as an error and counted in `/metrics`. The state a panic leaves is plain data (locks
 /// are taken past poisoning, see [`lock`]); the channel and what is queued on it stay.
-fn supervise(thread: Thread, mut run: impl FnMut(bool)) {
-    let mut restart = false;
+fn supervise(thread: Thread, mut run: impl FnMut(Phase)) {
+    let mut phase = Phase::First;
     let mut delay = RESTART_DELAY;
     loop {
         let started = Instant::now();
-        let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(restart)))
+        let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(phase)))
         else {
             return;
         };
+        // At once, not after the pause: what the panic left half done (a mode set by a renewal
+        // that did not finish) must not show meanwhile.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(Phase::Panicked)));
         if started.elapsed() >= RESTART_STABLE {
             delay = RESTART_DELAY;
         }
@@ -433,18 +463,31 @@ fn supervise(thread: Thread, mut run: impl FnMut(bool)) {
         );
         std::thread::sleep(delay);
         delay = delay.saturating_mul(2).min(RESTART_DELAY_MAX);
-        restart = true;
+        phase = Phase::Restart;
     }
+}
+
+/// Why [`supervise`] calls a thread's body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The thread's first run.
+    First,
+    /// Right after a panic, before the pause: undo what the panic left half done (no run).
+    Panicked,
+    /// A run after a panic and its pause.
+    Restart,
 }
 
 /// Fires the fault point `task.panic.ha-<thread>` (fault-injection builds only), so the
 /// end-to-end tests can prove a panicked coordinator thread is started again.
 fn panic_if_armed(thread: Thread) {
-    if crate::fault::ENABLED {
-        let point = format!("task.panic.ha-{}", thread.name());
-        if crate::fault::armed(&point) {
-            panic!("fault point {point} fired");
-        }
+    panic_at(&format!("task.panic.ha-{}", thread.name()));
+}
+
+/// Fires the fault point `point` (fault-injection builds only).
+fn panic_at(point: &str) {
+    if crate::fault::ENABLED && crate::fault::armed(point) {
+        panic!("fault point {point} fired");
     }
 }
 
@@ -472,6 +515,9 @@ struct Session {
     /// The lease on which this box's health and config hash are in etcd, and that health:
     /// both live on the lease, so a renewal writes them again only when either changed.
     published: Option<(LeaseId, Health)>,
+    /// The mode before the renewal under way, if one is: a renewal that panicked part way
+    /// (after the lease, before the peer's records) does not count as one.
+    unfinished: Option<Mode>,
     /// Incidents the peer resolved, read here, whose records are not on the retention lease
     /// yet ([`Etcd::retire_incident`]).
     retiring: VecDeque<String>,
@@ -490,7 +536,9 @@ impl Session {
             let now = Instant::now();
             if now >= next_tick {
                 // A renewal reads the peer's records too.
+                self.unfinished = Some(*self.mode.borrow());
                 self.renew(now);
+                self.unfinished = None;
                 next_tick = now + tick;
                 next_records = now + PEER_RECORDS_EVERY;
             } else if now >= next_records {
@@ -512,13 +560,26 @@ impl Session {
         }
     }
 
-    /// Before running again after a panic: what was published is not known to be on the lease,
-    /// and the mode moves on as if a renewal had failed. A thread that panics before every
-    /// renewal thus falls back to paging alone after `fallback_after`, and says so, like a box
-    /// cut off from etcd (the run right after this renews at once).
-    fn recover(&mut self) {
+    /// Right after a panic: what was published is not known to be on the lease, a renewal the
+    /// panic cut short does not count, and the mode moves on as if a renewal had failed. A
+    /// thread that panics in or before every renewal thus falls back to paging alone after
+    /// `fallback_after`, and says so, like a box cut off from etcd.
+    fn unwind(&mut self) {
+        if let Some(before) = self.unfinished.take() {
+            self.mode.send_replace(before);
+        }
         self.published = None;
         self.set_mode(ModeEvent::Tick(Instant::now()));
+        crate::health::pair::changed();
+    }
+
+    /// Before running again after a panic (the run renews at once): commands queued meanwhile
+    /// are answered first, so a sender waiting for an incident's name does not wait behind a
+    /// renewal that may panic again.
+    fn recover(&mut self, rx: &std_mpsc::Receiver<SessionCommand>) {
+        while let Ok(cmd) = rx.try_recv() {
+            self.handle(cmd);
+        }
     }
 
     fn set_mode(&mut self, event: ModeEvent) {
@@ -620,6 +681,8 @@ impl Session {
     /// the peer's records on, reads the peer's health and rotates the retention lease. Stops
     /// at the first request no member answered, and says whether etcd was reachable throughout.
     fn after_renewal(&mut self) -> bool {
+        // A panic between the renewal and the peer's records must not leave the box "paired".
+        panic_at("task.panic.ha-session-renewed");
         if matches!(*self.mode.borrow(), Mode::Rejoining { .. }) {
             self.heal();
         }
@@ -1024,8 +1087,10 @@ impl Pages {
     }
 
     /// A panic here drops the command: a claim's reply with it, so its page is sent without a
-    /// claim (see [`Coordinator::claim`]); a `sent` or a release, so the claim runs out with
-    /// the lease and the peer may send the page again. A duplicate, never silence.
+    /// claim (see [`Coordinator::claim`]; the peer may send it too); a `sent`, so the claim
+    /// stays held and the peer keeps its copy back until the incident ends; a release, so the
+    /// claim stays this box's and its own retry of the page claims it again. A duplicate or a
+    /// held copy, never silence.
     fn handle(&mut self, cmd: PageCommand) {
         panic_if_armed(Thread::Pages);
         match cmd {
@@ -1038,6 +1103,9 @@ impl Pages {
                     etcd_us = started.elapsed().as_micros() as u64,
                     "pair: page thread decided"
                 );
+                // A sender that went on without the answer sends the page anyway; a claim won
+                // here stays held, so the peer keeps its copy back and this box's own retry
+                // finds the claim its own.
                 let _ = reply.send(asked);
             }
             PageCommand::Sent { page, incident } => {
@@ -1628,17 +1696,24 @@ mod tests {
 
     #[test]
     fn a_thread_that_panics_runs_again_until_it_returns() {
-        let before = crate::health::pair::restarts()[1];
+        let pages = || {
+            let all = crate::health::pair::restarts();
+            all.into_iter()
+                .find(|(t, _)| *t == Thread::Pages)
+                .unwrap()
+                .1
+        };
+        let before = pages();
         let mut runs = Vec::new();
-        supervise(Thread::Pages, |restart| {
-            runs.push(restart);
-            if runs.len() < 3 {
+        supervise(Thread::Pages, |phase| {
+            runs.push(phase);
+            if phase != Phase::Panicked && runs.len() < 4 {
                 panic!("run {}", runs.len());
             }
         });
-        assert_eq!(runs, [false, true, true]);
-        let after = crate::health::pair::restarts()[1];
-        assert_eq!((after.0, after.1 - before.1), (Thread::Pages, 2));
+        use Phase::*;
+        assert_eq!(runs, [First, Panicked, Restart, Panicked, Restart]);
+        assert_eq!(pages() - before, 2);
     }
 
     #[test]
@@ -1750,6 +1825,26 @@ mod tests {
         // Attempts end at 2 s and 4 s; the one ending at 4 s is past the 3 s fallback.
         let took = started.elapsed();
         assert!(took < s(5), "alone after {took:?}, fallback 3 s");
+        drop(silent);
+    }
+
+    /// A session thread held up by etcd (every request waits out its 2 s timeout) answers an
+    /// incident's name late; the caller, a sender with a message in hand, waits at most the
+    /// claim TTL and goes on with the box's own name.
+    #[tokio::test]
+    async fn a_caller_waits_at_most_the_claim_ttl_for_an_answer() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", silent.local_addr().unwrap());
+        let (a, _pa) = coordinator("a", &url, Duration::from_secs(1), Duration::from_secs(30));
+        let asked = Instant::now();
+        // Queued behind the first lease grant (2 s), then its own read of the start (2 s).
+        let name = a.identity("slow", 7).await;
+        let took = asked.elapsed();
+        assert_eq!(name, incident_identity("slow", 7));
+        assert!(
+            took < Duration::from_millis(1800),
+            "answered after {took:?}"
+        );
         drop(silent);
     }
 
