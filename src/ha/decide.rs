@@ -136,8 +136,9 @@ impl PageId {
 /// What names a message other than a page the same way on both boxes. Each box queues these
 /// on its own timing; claimed by such an id, the two copies of the same message go out once,
 /// and copies that differ (a digest listing other incidents) get different ids and both go
-/// out: a duplicate, never a message lost.
-#[derive(Debug, Clone, Copy)]
+/// out: a duplicate, never a message lost. Its `Debug` leaves a destination's URL out (a
+/// webhook URL often carries its token); only a hash of it reaches etcd.
+#[derive(Clone, Copy)]
 pub enum MessageKey<'a> {
     /// The `ordinal`-th status update to a stakeholder `address` about an incident (by its
     /// pair-wide name): opened, acknowledged, resolved come in the same order on both boxes.
@@ -170,6 +171,61 @@ pub enum MessageKey<'a> {
         event: &'a str,
         ordinal: u32,
     },
+}
+
+impl std::fmt::Debug for MessageKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MessageKey::Status {
+                incident,
+                address,
+                channel,
+                ordinal,
+            } => f
+                .debug_struct("Status")
+                .field("incident", incident)
+                .field("address", address)
+                .field("channel", channel)
+                .field("ordinal", ordinal)
+                .finish(),
+            MessageKey::Digest {
+                user,
+                channel,
+                incidents,
+            } => f
+                .debug_struct("Digest")
+                .field("user", user)
+                .field("channel", channel)
+                .field("incidents", incidents)
+                .finish(),
+            MessageKey::Notice {
+                address,
+                channel,
+                text,
+            } => f
+                .debug_struct("Notice")
+                .field("address", address)
+                .field("channel", channel)
+                .field("text", text)
+                .finish(),
+            MessageKey::Outbound {
+                incident,
+                destination,
+                kind,
+                url: _,
+                event,
+                ordinal,
+            } => f
+                .debug_struct("Outbound")
+                .field("incident", incident)
+                .field("destination", destination)
+                .field("kind", kind)
+                .field("url", &"<hidden>")
+                .field("event", event)
+                .field("ordinal", ordinal)
+                .finish(),
+        }
+    }
 }
 
 impl PageId {
@@ -648,6 +704,21 @@ pub fn config_hash(config: &crate::config::Config) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_key_never_shows_a_destination_url() {
+        let key = MessageKey::Outbound {
+            incident: "db@1",
+            destination: "hook",
+            kind: "webhook",
+            url: "https://hooks.example/T0/B0/s3cr3t-token",
+            event: "incident.triggered",
+            ordinal: 1,
+        };
+        let shown = format!("{key:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("hook") && shown.contains("incident.triggered"));
+    }
 
     fn key(incident: &str, step: u32, target: &str, channel: Channel, attempt: u32) -> PageId {
         PageId::new(PageKey {

@@ -158,7 +158,7 @@ pub fn enqueue(conn: &Tx, p: &NewPage, now: DateTime<Utc>) -> rusqlite::Result<i
 
 /// Queues a page that escalation step `step` (0-based) pages a person with: [`enqueue`], and
 /// on the row the step and the page's ordinal among this incident's pages to that person on
-/// that channel (1-based). A pair names the page by both (`store::pair::page_facts`); fixed
+/// that channel (1-based). A pair names the page by both (`store::pair::page_facts`); set
 /// here, where they are known, the send path reads them instead of deriving them from the
 /// timeline. Rows are never deleted and keep the channel they were written for, so the ordinal
 /// stays what counting at send time would give.
