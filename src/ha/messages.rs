@@ -23,7 +23,6 @@ use super::pair::{Claimed, Gate, Pass};
 use crate::config::outbound::Destination;
 use crate::store::outbound::{Outcome, Row};
 use crate::store::outbox::{self, Page, PageKind};
-use crate::store::until_stored;
 use crate::store::{pair as rows, Store};
 
 /// The name a message's claim is filed under in place of an incident: no ack or resolve is
@@ -117,7 +116,7 @@ impl Gate {
             // No ack or resolve is filed under a message's name; should one be, send it.
             Decision::Skip(why) if !matches!(why, Finished::Sent) => Pass::Send(None),
             other => {
-                record_decision(store, shutdown, page, other).await;
+                super::pair::record_decision(store, shutdown, page, other).await;
                 Pass::Handled
             }
         }
@@ -194,44 +193,5 @@ impl Gate {
                 })
             }
         }
-    }
-}
-
-/// Records on the row that the peer holds the message's claim (asked again after a while) or
-/// sent it; logged when the store does not take it (the sender asks again).
-async fn record_decision(
-    store: &Store,
-    shutdown: &CancellationToken,
-    page: &Page,
-    decision: Decision,
-) {
-    let p = page.clone();
-    let what = format!("pair decision on message {}", page.id);
-    let stored = match decision {
-        Decision::Later(after) => {
-            until_stored(store, shutdown, &what, move |c, now| {
-                Ok(rows::hold_for_peer(
-                    c,
-                    &p,
-                    crate::clock::add(now, after),
-                    now,
-                )?)
-            })
-            .await
-        }
-        Decision::Skip(_) => {
-            tracing::info!(page = page.id, "message sent by the peer box");
-            until_stored(store, shutdown, &what, move |c, now| {
-                Ok(rows::sent_by_peer(c, &p, now)?)
-            })
-            .await
-        }
-        Decision::Send => return,
-    };
-    if stored.is_none() {
-        tracing::warn!(
-            page = page.id,
-            "pair: the decision on a message was not recorded"
-        );
     }
 }

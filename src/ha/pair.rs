@@ -20,7 +20,7 @@ use super::etcd::{PeerKind, PeerRecord};
 use crate::health::pair::Standing;
 use crate::health::PagingHealth;
 use crate::incident::{Actor, Channel};
-use crate::store::outbox::{self, Attempt, Page};
+use crate::store::outbox::{self, Attempt, Page, PageKind};
 use crate::store::until_stored;
 use crate::store::{pair as rows, Store, Tx};
 use crate::supervisor::{Heartbeat, Liveness};
@@ -161,54 +161,13 @@ impl Gate {
         // the claim (`facts_us`).
         let took_us = started.elapsed().as_micros() as u64;
         tracing::debug!(page = page.id, pair_page = %id, incident = %identity, ?decision, took_us, facts_us, "pair: claim");
-        let p = page.clone();
-        let what = format!("pair decision on page {}", page.id);
-        let stored = match decision {
-            Decision::Send => {
-                return Pass::Send(Some(Claimed {
-                    page: id,
-                    incident: identity,
-                }))
-            }
-            Decision::Later(after) => {
-                until_stored(store, shutdown, &what, move |c, now| {
-                    Ok(rows::hold_for_peer(
-                        c,
-                        &p,
-                        crate::clock::add(now, after),
-                        now,
-                    )?)
-                })
-                .await
-            }
-            Decision::Skip(Finished::Sent) => {
-                tracing::info!(page = page.id, "page sent by the peer box");
-                until_stored(store, shutdown, &what, move |c, now| {
-                    Ok(rows::sent_by_peer(c, &p, now)?)
-                })
-                .await
-            }
-            Decision::Skip(why) => {
-                let reason = match why {
-                    Finished::Resolved => "resolved on the peer box",
-                    _ => "acknowledged on the peer box",
-                };
-                let cancel = Attempt::Cancelled {
-                    reason: reason.into(),
-                };
-                until_stored(store, shutdown, &what, move |c, now| {
-                    Ok(outbox::finish(c, &p, &cancel, now)?)
-                })
-                .await
-            }
-        };
-        if stored.is_none() {
-            // The row stays `sending` and its lease brings it back; the claim decides again.
-            tracing::warn!(
-                page = page.id,
-                "pair: the decision on a page was not recorded"
-            );
+        if decision == Decision::Send {
+            return Pass::Send(Some(Claimed {
+                page: id,
+                incident: identity,
+            }));
         }
+        record_decision(store, shutdown, page, decision).await;
         Pass::Handled
     }
 
@@ -219,6 +178,61 @@ impl Gate {
             Attempt::Sent { .. } => self.coordinator.sent(claimed.page, &claimed.incident),
             _ => self.coordinator.release(claimed.page, &claimed.incident),
         }
+    }
+}
+
+/// Records on the row what the pair decided instead of sending it: held for the peer until
+/// `Later`, sent by the peer, or cancelled by an ack or resolve made on the peer. A record that
+/// cannot be written leaves the row `sending`: its lease brings it back and the claim decides
+/// again.
+pub(super) async fn record_decision(
+    store: &Store,
+    shutdown: &CancellationToken,
+    page: &Page,
+    decision: Decision,
+) {
+    let p = page.clone();
+    let what = format!("pair decision on {} {}", page.kind.as_str(), page.id);
+    let stored = match decision {
+        Decision::Send => return,
+        Decision::Later(after) => {
+            until_stored(store, shutdown, &what, move |c, now| {
+                Ok(rows::hold_for_peer(
+                    c,
+                    &p,
+                    crate::clock::add(now, after),
+                    now,
+                )?)
+            })
+            .await
+        }
+        Decision::Skip(Finished::Sent) => {
+            let noun = match page.kind {
+                PageKind::Page => "page",
+                _ => "message",
+            };
+            tracing::info!(page = page.id, "{noun} sent by the peer box");
+            until_stored(store, shutdown, &what, move |c, now| {
+                Ok(rows::sent_by_peer(c, &p, now)?)
+            })
+            .await
+        }
+        Decision::Skip(why) => {
+            let reason = match why {
+                Finished::Resolved => "resolved on the peer box",
+                _ => "acknowledged on the peer box",
+            };
+            let cancel = Attempt::Cancelled {
+                reason: reason.into(),
+            };
+            until_stored(store, shutdown, &what, move |c, now| {
+                Ok(outbox::finish(c, &p, &cancel, now)?)
+            })
+            .await
+        }
+    };
+    if stored.is_none() {
+        tracing::warn!(page = page.id, "pair: {what} was not recorded");
     }
 }
 
