@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
 use super::decide::{
-    after_start_claim, claim_delay, heal_records, incident_identity, next_mode, override_retention,
-    page_action, retention_over, unsettled_start, AloneLog, Finished, HealRecord, Health, Mode,
-    ModeEvent, PageAction, PageId, PageKey, PageView, StartClaimNext, UnsettledStart,
+    after_start_claim, claim_delay, clock_plausible, heal_records, incident_identity, next_mode,
+    override_retention, page_action, retention_verdict, unsettled_start, AloneLog, Finished,
+    HealRecord, Health, Mode, ModeEvent, PageAction, PageId, PageKey, PageView, RetentionVerdict,
+    StartClaimNext, UnsettledStart,
 };
 use super::etcd::{
     Claim, ConfigAgreement, Error, Etcd, LeaseId, PeerRecord, StartClaim, RETENTION_ROTATION,
@@ -652,6 +653,14 @@ impl Session {
         if !due {
             return;
         }
+        if !clock_plausible(chrono::Utc::now().timestamp_millis()) {
+            // A mark from a clock near 1970 would look over to the peer at once. The current
+            // lease, if any, keeps taking records; without one they stay persistent.
+            tracing::warn!(
+                "pair: the clock is not set yet; no retention lease is granted until it is"
+            );
+            return;
+        }
         match self.etcd.grant_lease(SENT_RETENTION) {
             Ok(lease) => {
                 let now_ms = chrono::Utc::now().timestamp_millis();
@@ -667,7 +676,7 @@ impl Session {
     }
 
     /// Revokes every retention lease, either box's, granted [`SENT_RETENTION`] ago or more by
-    /// this box's clock ([`retention_over`]), at most once per [`RETENTION_CHECK_EVERY`]: the
+    /// this box's clock ([`retention_verdict`]), at most once per [`RETENTION_CHECK_EVERY`]: the
     /// bound in docs/ha.md holds even when etcd's leader changes often, which gives every lease
     /// its full TTL again.
     fn end_retentions(&mut self) {
@@ -687,8 +696,15 @@ impl Session {
         self.retention_checked = Some(Instant::now());
         let now_ms = chrono::Utc::now().timestamp_millis();
         for (lease, granted_ms) in leases {
-            if retention_over(granted_ms, now_ms, SENT_RETENTION) {
-                match self.etcd.revoke_lease(lease) {
+            match retention_verdict(granted_ms, now_ms, SENT_RETENTION) {
+                RetentionVerdict::Keep => {}
+                RetentionVerdict::Implausible => tracing::warn!(
+                    lease = lease.0,
+                    granted_ms,
+                    now_ms,
+                    "pair: a retention lease's mark and this box's clock disagree; it is kept until its TTL ends (check both boxes' clocks)"
+                ),
+                RetentionVerdict::Revoke => match self.etcd.revoke_lease(lease) {
                     Ok(()) => tracing::info!(
                         lease = lease.0,
                         "pair: retention lease ended; its records are gone"
@@ -697,7 +713,7 @@ impl Session {
                     Err(e) => {
                         tracing::debug!(error = %e, lease = lease.0, "pair: cannot revoke a retention lease")
                     }
-                }
+                },
             }
         }
     }
@@ -1566,6 +1582,12 @@ mod tests {
         );
         peer.mark_retention(old, now_ms - 8 * day_ms).unwrap();
         peer.mark_retention(young, now_ms - day_ms).unwrap();
+        // Marked by a box whose clock was far behind (booted without a real-time clock): its
+        // records may be seconds old, and it is kept.
+        let skewed = peer.grant_lease(SENT_RETENTION).unwrap();
+        peer.mark_retention(skewed, 5_000).unwrap();
+        let fresh = page("fresh@0");
+        peer.mark_sent_alone(&fresh, "b", Some(skewed)).unwrap();
         let p = page("old@0");
         peer.mark_sent_alone(&p, "b", Some(old)).unwrap();
         let (_a, _pa) = coordinator("a", &m.url, Duration::from_secs(3), Duration::from_secs(30));
@@ -1584,6 +1606,8 @@ mod tests {
             .map(|(l, _)| l)
             .collect();
         assert!(left.contains(&young) && !left.contains(&old), "{left:?}");
+        assert!(left.contains(&skewed), "{left:?}");
+        assert!(peer.page_view(&fresh, "fresh@0").unwrap().sent);
     }
 
     #[tokio::test]
