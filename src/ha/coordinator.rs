@@ -168,8 +168,49 @@ struct Shared {
     /// Canonical identities already settled, by (dedup key, local start): one settling per
     /// incident, not per page.
     identities: Mutex<HashMap<(String, i64), String>>,
-    /// The lease `sent` records go on, and when it was granted ([`SENT_RETENTION`]).
-    retention: Mutex<Option<(LeaseId, Instant)>>,
+    /// The leases `sent` records go on ([`SENT_RETENTION`]).
+    retention: Mutex<Retention>,
+}
+
+/// This box's retention leases. Only a lease whose grant time is marked in etcd takes records:
+/// an unmarked one would never be revoked by the clock ([`Session::end_retentions`]) and, with
+/// a leader that changes often, would keep its records for ever.
+#[derive(Default, Clone, Copy)]
+struct Retention {
+    /// The lease records go on, and when it was granted.
+    current: Option<(LeaseId, Instant)>,
+    /// A lease granted to replace `current` whose mark was not written yet; the mark is tried
+    /// again at the next renewal, and `current` keeps taking records meanwhile.
+    unmarked: Option<LeaseId>,
+}
+
+impl Shared {
+    /// Runs `write` with the current retention lease; when etcd says that lease is gone (a
+    /// cluster restored from a backup), drops it, so the session grants another, and runs
+    /// `write` once more without a lease: a record kept rather than lost. Any other error,
+    /// retryable ones included (a leader election), is returned as it is, the lease kept.
+    fn on_retention<T>(
+        &self,
+        mut write: impl FnMut(Option<LeaseId>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let retention = lock(&self.retention).current.map(|(lease, _)| lease);
+        match (write(retention), retention) {
+            (Err(e), Some(lease)) if e.is_lease_gone() => {
+                tracing::warn!(error = %e, "pair: the lease for sent records is gone; granting another");
+                self.drop_retention(lease);
+                write(None)
+            }
+            (other, _) => other,
+        }
+    }
+
+    /// Stops putting records on `lease`, unless the session replaced it meanwhile.
+    fn drop_retention(&self, lease: LeaseId) {
+        let mut retention = lock(&self.retention);
+        if retention.current.is_some_and(|(l, _)| l == lease) {
+            retention.current = None;
+        }
+    }
 }
 
 /// Locks `m`; a thread that panicked holding it left plain data, still usable.
@@ -646,14 +687,13 @@ impl Session {
     /// Grants the next lease for `sent` records once the current one has taken them for
     /// [`RETENTION_ROTATION`] (or there is none yet). Without one, records are kept for ever.
     fn rotate_retention(&mut self) {
-        let due = match *lock(&self.shared.retention) {
-            Some((_, granted)) => granted.elapsed() >= RETENTION_ROTATION,
-            None => true,
-        };
-        if !due {
+        let Retention { current, unmarked } = *lock(&self.shared.retention);
+        let due = current.is_none_or(|(_, granted)| granted.elapsed() >= RETENTION_ROTATION);
+        if !due && unmarked.is_none() {
             return;
         }
-        if !clock_plausible(chrono::Utc::now().timestamp_millis()) {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        if !clock_plausible(now_ms) {
             // A mark from a clock near 1970 would look over to the peer at once. The current
             // lease, if any, keeps taking records; without one they stay persistent.
             tracing::warn!(
@@ -661,16 +701,32 @@ impl Session {
             );
             return;
         }
-        match self.etcd.grant_lease(SENT_RETENTION) {
-            Ok(lease) => {
-                let now_ms = chrono::Utc::now().timestamp_millis();
-                if let Err(e) = self.etcd.mark_retention(lease, now_ms) {
-                    tracing::warn!(error = %e, "pair: cannot record when the retention lease was granted; it ends by its TTL alone");
+        let lease = match unmarked {
+            Some(lease) => lease,
+            None => match self.etcd.grant_lease(SENT_RETENTION) {
+                Ok(lease) => {
+                    lock(&self.shared.retention).unmarked = Some(lease);
+                    lease
                 }
-                *lock(&self.shared.retention) = Some((lease, Instant::now()));
+                Err(e) => {
+                    tracing::warn!(error = %e, "pair: cannot grant the lease that prunes sent records; they are kept");
+                    return;
+                }
+            },
+        };
+        match self.etcd.mark_retention(lease, now_ms) {
+            Ok(()) => {
+                *lock(&self.shared.retention) = Retention {
+                    current: Some((lease, Instant::now())),
+                    unmarked: None,
+                };
+            }
+            Err(e) if e.is_lease_gone() => {
+                tracing::warn!(error = %e, "pair: the new retention lease is gone before its mark; granting another");
+                lock(&self.shared.retention).unmarked = None;
             }
             Err(e) => {
-                tracing::warn!(error = %e, "pair: cannot grant the lease that prunes sent records; they are kept")
+                tracing::warn!(error = %e, "pair: cannot record when the retention lease was granted; retrying at the next renewal");
             }
         }
     }
@@ -791,45 +847,45 @@ impl Session {
     }
 
     /// Puts up to [`RETIRE_PER_LOOK`] incidents of [`Session::retiring`] on the retention
-    /// lease. Without a lease (its grant failed) they wait; when the lease is refused (gone
-    /// before its time: a cluster restored from a backup) the incident stays persistent and
-    /// another lease is granted at the next renewal.
+    /// lease. Without a lease (its grant failed) they wait. When etcd says the lease is gone
+    /// (a cluster restored from a backup) it is dropped and the incidents wait for the one the
+    /// next renewal grants; a retryable error (a leader election) leaves lease and incidents
+    /// as they are for the next look. Only an incident etcd refuses for another reason is left
+    /// persistent.
     fn retire(&mut self) {
         for _ in 0..RETIRE_PER_LOOK {
             let Some(incident) = self.retiring.front() else {
                 return;
             };
-            let Some(lease) = lock(&self.shared.retention).map(|(lease, _)| lease) else {
+            let Some((lease, _)) = lock(&self.shared.retention).current else {
                 return;
             };
             match self.etcd.retire_incident(incident, lease) {
                 Ok(()) => {}
-                Err(e @ Error::Refused { .. }) => {
-                    tracing::warn!(error = %e, %incident, "pair: cannot put a resolved incident on the retention lease; it stays in etcd");
-                    *lock(&self.shared.retention) = None;
+                Err(e) if e.is_lease_gone() => {
+                    tracing::warn!(error = %e, "pair: the retention lease is gone; resolved incidents wait for the next one");
+                    self.shared.drop_retention(lease);
+                    return;
                 }
-                Err(e) => {
+                Err(e) if e.is_retryable() => {
                     tracing::debug!(error = %e, "pair: cannot prune resolved incidents now; retrying");
                     return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, %incident, "pair: cannot put a resolved incident on the retention lease; it stays in etcd");
                 }
             }
             self.retiring.pop_front();
         }
     }
 
-    /// Writes a `sent` record of a page sent alone on the retention lease, or, when that lease
-    /// is refused, once more without it (a record kept rather than lost), as the page thread
-    /// does.
+    /// Writes a `sent` record of a page sent alone on the retention lease
+    /// ([`Shared::on_retention`]), as the page thread does; on an error the heal stops and
+    /// publishes it at the next renewal.
     fn mark_sent_alone(&mut self, page: &PageId) -> Result<(), Error> {
-        let retention = lock(&self.shared.retention).map(|(lease, _)| lease);
-        match self.etcd.mark_sent_alone(page, &self.cfg.name, retention) {
-            Err(Error::Refused { .. }) if retention.is_some() => {
-                tracing::warn!(%page, "pair: the lease for sent records was refused; granting another");
-                *lock(&self.shared.retention) = None;
-                self.etcd.mark_sent_alone(page, &self.cfg.name, None)
-            }
-            other => other,
-        }
+        let (etcd, me) = (&mut self.etcd, &self.cfg.name);
+        self.shared
+            .on_retention(|retention| etcd.mark_sent_alone(page, me, retention))
     }
 
     /// Publishes a shared override on a lease of its own, granted for the override's time left
@@ -1085,22 +1141,13 @@ impl Pages {
         }
     }
 
-    /// Writes `sent` on the retention lease; if that lease is refused (gone before its time:
-    /// a cluster restored from a backup), once more without it and without the lease from now
-    /// on, so a record is kept rather than lost.
+    /// Writes `sent` on the retention lease ([`Shared::on_retention`]). A retryable error is
+    /// returned: writing the record without the lease would keep it for ever, while the lease
+    /// most likely still exists.
     fn mark_sent(&mut self, page: &PageId, incident: &str) -> Result<(), Error> {
-        let retention = lock(&self.shared.retention).map(|(lease, _)| lease);
-        match self
-            .etcd
-            .mark_sent(page, incident, &self.cfg.name, retention)
-        {
-            Err(Error::Refused { .. }) if retention.is_some() => {
-                tracing::warn!(%page, "pair: the lease for sent records was refused; granting another");
-                *lock(&self.shared.retention) = None;
-                self.etcd.mark_sent(page, incident, &self.cfg.name, None)
-            }
-            other => other,
-        }
+        let (etcd, me) = (&mut self.etcd, &self.cfg.name);
+        self.shared
+            .on_retention(|retention| etcd.mark_sent(page, incident, me, retention))
     }
 
     fn decide(&mut self, due: &DuePage) -> Asked {
@@ -1324,6 +1371,75 @@ mod tests {
         registered: true,
         signal_dbm: Some(-70),
     };
+
+    fn refused(status: u16, body: &str) -> Error {
+        Error::Refused {
+            path: "/v3/kv/put".into(),
+            endpoint: "e".into(),
+            status,
+            body: body.into(),
+        }
+    }
+
+    fn shared_with(lease: LeaseId) -> Shared {
+        let shared = Shared::default();
+        lock(&shared.retention).current = Some((lease, Instant::now()));
+        shared
+    }
+
+    #[test]
+    fn a_retryable_error_keeps_the_retention_lease_and_writes_nothing_without_it() {
+        let shared = shared_with(LeaseId(7));
+        let mut tried = Vec::new();
+        let err = shared
+            .on_retention(|lease| {
+                tried.push(lease);
+                Err::<(), _>(refused(503, "etcdserver: leader changed"))
+            })
+            .unwrap_err();
+        assert!(err.is_retryable());
+        assert_eq!(tried, [Some(LeaseId(7))]);
+        assert_eq!(
+            lock(&shared.retention).current.map(|(l, _)| l),
+            Some(LeaseId(7))
+        );
+    }
+
+    #[test]
+    fn a_lease_etcd_says_is_gone_is_dropped_and_the_record_written_without() {
+        let shared = shared_with(LeaseId(7));
+        let mut tried = Vec::new();
+        shared
+            .on_retention(|lease| {
+                tried.push(lease);
+                match lease {
+                    Some(_) => Err(refused(400, "etcdserver: requested lease not found")),
+                    None => Ok(()),
+                }
+            })
+            .unwrap();
+        assert_eq!(tried, [Some(LeaseId(7)), None]);
+        assert!(lock(&shared.retention).current.is_none());
+        // Another refusal is not about the lease: returned, the lease kept.
+        let shared = shared_with(LeaseId(8));
+        assert!(shared
+            .on_retention(|_| Err::<(), _>(refused(
+                400,
+                "etcdserver: too many operations in txn request"
+            )))
+            .is_err());
+        assert!(lock(&shared.retention).current.is_some());
+    }
+
+    #[test]
+    fn a_lease_replaced_meanwhile_is_not_dropped() {
+        let shared = shared_with(LeaseId(9));
+        shared.drop_retention(LeaseId(7));
+        assert_eq!(
+            lock(&shared.retention).current.map(|(l, _)| l),
+            Some(LeaseId(9))
+        );
+    }
 
     fn coordinator(
         name: &str,

@@ -89,6 +89,15 @@ impl Error {
         matches!(self, Error::Unreachable { .. })
             || matches!(self, Error::Refused { status, .. } if *status >= 500)
     }
+
+    /// Whether etcd refused a write because the lease named in it does not exist (revoked, run
+    /// out, or gone with a cluster restored from a backup): writing without that lease can
+    /// work, writing with it never will. A retryable error (a leader election answers 5xx) is
+    /// never this: the lease is most likely still there.
+    pub fn is_lease_gone(&self) -> bool {
+        matches!(self, Error::Refused { status, body, .. }
+            if *status < 500 && body.contains("lease not found"))
+    }
 }
 
 /// A lease id, as etcd numbers them.
@@ -1586,7 +1595,7 @@ pub(super) mod tests {
         let err = a
             .mark_sent(&pruned, "r@0", "a", Some(retention))
             .unwrap_err();
-        assert!(matches!(err, Error::Refused { .. }), "{err}");
+        assert!(err.is_lease_gone() && !err.is_retryable(), "{err}");
         assert!(matches!(b.claim(&kept, "r@0", "b", lb).unwrap(), Claim::Lost(v) if v.sent));
     }
 
