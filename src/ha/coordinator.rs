@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
 use super::decide::{
-    after_start_claim, claim_delay, clock_plausible, heal_records, incident_identity, next_mode,
-    override_retention, page_action, retention_verdict, unsettled_start, AloneLog, Finished,
-    HealRecord, Health, Mode, ModeEvent, PageAction, PageId, PageKey, PageView, RetentionVerdict,
-    StartClaimNext, UnsettledStart,
+    after_start_claim, claim_delay, clock_plausible, heal_records, incident_identity,
+    lease_verdict, next_mode, override_retention, page_action, retention_verdict, unsettled_start,
+    AloneLog, Finished, HealRecord, Health, Mode, ModeEvent, PageAction, PageId, PageKey, PageView,
+    RetentionVerdict, StartClaimNext, UnsettledStart,
 };
 use super::etcd::{
     Claim, ConfigAgreement, Error, Etcd, LeaseId, PeerRecord, StartClaim, RETENTION_ROTATION,
@@ -751,8 +751,13 @@ impl Session {
         };
         self.retention_checked = Some(Instant::now());
         let now_ms = chrono::Utc::now().timestamp_millis();
-        for (lease, granted_ms) in leases {
-            match retention_verdict(granted_ms, now_ms, SENT_RETENTION) {
+        for (lease, mark) in leases {
+            let granted_ms = mark.granted_ms;
+            let verdict = match mark.end_ms {
+                Some(end_ms) => lease_verdict(granted_ms, end_ms, now_ms),
+                None => retention_verdict(granted_ms, now_ms, SENT_RETENTION),
+            };
+            match verdict {
                 RetentionVerdict::Keep => {}
                 RetentionVerdict::Implausible => tracing::warn!(
                     lease = lease.0,
@@ -889,29 +894,65 @@ impl Session {
     }
 
     /// Publishes a shared override on a lease of its own, granted for the override's time left
-    /// and the retention ([`override_retention`]). A value that does not say when it ends, or a
-    /// lease etcd refuses, leaves the record persistent rather than unshared.
+    /// and the retention ([`override_retention`]) and marked with its end, so that
+    /// [`Session::end_retentions`] revokes it then even when leader changes keep renewing its
+    /// TTL. The lease of the record it replaces is revoked: it holds nothing else. A value that
+    /// does not say when it ends, a clock not set yet, or a lease etcd refuses, leaves the
+    /// record persistent rather than unshared.
     fn publish_override(&mut self, key: &str, value: &str) -> Result<(), Error> {
+        let now_ms = chrono::Utc::now().timestamp_millis();
         let ttl = serde_json::from_str::<SharedOverride>(value)
             .ok()
-            .and_then(|o| {
-                override_retention(
-                    o.until.timestamp_millis(),
-                    chrono::Utc::now().timestamp_millis(),
-                    SENT_RETENTION,
-                )
-            });
-        let lease = match ttl.map(|ttl| self.etcd.grant_lease(ttl)) {
-            Some(Ok(lease)) => Some(lease),
-            Some(Err(e)) if e.is_retryable() => return Err(e),
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, %key, "pair: no lease for a shared override; it stays in etcd");
-                None
-            }
-            None => None,
+            .and_then(|o| override_retention(o.until.timestamp_millis(), now_ms, SENT_RETENTION))
+            .filter(|_| clock_plausible(now_ms));
+        let end_ms = ttl
+            .and_then(|ttl| i64::try_from(ttl.as_millis()).ok())
+            .and_then(|ttl_ms| now_ms.checked_add(ttl_ms));
+        let lease = match (ttl, end_ms) {
+            (Some(ttl), Some(end_ms)) => self.override_lease(key, ttl, now_ms, end_ms)?,
+            _ => None,
         };
-        self.etcd
-            .publish_override(key, &self.cfg.name, value, lease)
+        let previous = self
+            .etcd
+            .publish_override(key, &self.cfg.name, value, lease)?;
+        if let Some(previous) = previous.filter(|p| Some(*p) != lease) {
+            if let Err(e) = self.etcd.revoke_lease(previous) {
+                tracing::debug!(error = %e, lease = previous.0, "pair: cannot revoke a replaced override's lease; it ends by its mark");
+            }
+        }
+        Ok(())
+    }
+
+    /// Grants and marks the lease of a shared override ([`Session::publish_override`]). A
+    /// retryable error is returned (the heal tries again); any other leaves the record without
+    /// a lease.
+    fn override_lease(
+        &mut self,
+        key: &str,
+        ttl: Duration,
+        now_ms: i64,
+        end_ms: i64,
+    ) -> Result<Option<LeaseId>, Error> {
+        let marked = self.etcd.grant_lease(ttl).and_then(|lease| {
+            match self.etcd.mark_override_lease(lease, now_ms, end_ms) {
+                Ok(()) => Ok(lease),
+                Err(e) => {
+                    // Unmarked, nothing would end it once leader changes renew its TTL.
+                    if !matches!(e, Error::Unreachable { .. }) {
+                        let _ = self.etcd.revoke_lease(lease);
+                    }
+                    Err(e)
+                }
+            }
+        });
+        match marked {
+            Ok(lease) => Ok(Some(lease)),
+            Err(e) if e.is_retryable() => Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, %key, "pair: no lease for a shared override; it stays in etcd");
+                Ok(None)
+            }
+        }
     }
 
     /// Publishes what happened alone, then claims again. What was logged while publishing is
@@ -1704,11 +1745,21 @@ mod tests {
         peer.mark_retention(skewed, 5_000).unwrap();
         let fresh = page("fresh@0");
         peer.mark_sent_alone(&fresh, "b", Some(skewed)).unwrap();
+        // An override's lease whose end (the override's and the retention after) is past.
+        let ended = peer.grant_lease(SENT_RETENTION).unwrap();
+        peer.mark_override_lease(ended, now_ms - 10 * day_ms, now_ms - day_ms)
+            .unwrap();
         let p = page("old@0");
         peer.mark_sent_alone(&p, "b", Some(old)).unwrap();
         let (_a, _pa) = coordinator("a", &m.url, Duration::from_secs(3), Duration::from_secs(30));
         let end = Instant::now() + Duration::from_secs(5);
-        while peer.page_view(&p, "old@0").unwrap().sent {
+        let ended_listed = |peer: &mut Etcd| {
+            peer.retention_leases()
+                .unwrap()
+                .iter()
+                .any(|(l, _)| *l == ended)
+        };
+        while peer.page_view(&p, "old@0").unwrap().sent || ended_listed(&mut peer) {
             assert!(
                 Instant::now() < end,
                 "the old retention lease still holds its records"
@@ -1722,7 +1773,7 @@ mod tests {
             .map(|(l, _)| l)
             .collect();
         assert!(left.contains(&young) && !left.contains(&old), "{left:?}");
-        assert!(left.contains(&skewed), "{left:?}");
+        assert!(left.contains(&skewed) && !left.contains(&ended), "{left:?}");
         assert!(peer.page_view(&fresh, "fresh@0").unwrap().sent);
     }
 
@@ -1747,6 +1798,42 @@ mod tests {
         let ttl = ttl_of(&m.url, lease.unwrap_or(0));
         let want = SENT_RETENTION.as_secs() + 3600;
         assert!(ttl > want - 60 && ttl <= want, "{ttl}");
+        // The lease is marked with the override's end and the retention after.
+        let mut peer = client(&[&m.url]);
+        let first = LeaseId(lease.unwrap_or(0));
+        let marks = peer.retention_leases().unwrap();
+        let end_ms = marks
+            .iter()
+            .find(|(l, _)| *l == first)
+            .and_then(|(_, m)| m.end_ms);
+        let want_ms = (now + chrono::Duration::hours(1)).timestamp_millis()
+            + i64::try_from(SENT_RETENTION.as_millis()).unwrap();
+        assert!(
+            end_ms.is_some_and(|e| (e - want_ms).abs() < 60_000),
+            "{marks:?}"
+        );
+        // Replaced (here deleted), the record goes on a new lease and the old one is revoked.
+        let deleted = SharedOverride {
+            deleted: true,
+            ..o.clone()
+        };
+        a.share_override(deleted.key(), serde_json::to_string(&deleted).unwrap());
+        let _ = a.identity("sync", 0).await;
+        let second = lease_of(&m.url, &format!("override/{}", o.key()));
+        assert!(
+            matches!(second, Some(l) if l != 0 && l != first.0),
+            "{second:?}"
+        );
+        let left: Vec<_> = peer
+            .retention_leases()
+            .unwrap()
+            .into_iter()
+            .map(|(l, _)| l.0)
+            .collect();
+        assert!(
+            !left.contains(&first.0) && left.contains(&second.unwrap_or(0)),
+            "{left:?}"
+        );
     }
 
     #[tokio::test]

@@ -647,24 +647,38 @@ pub enum RetentionVerdict {
     Implausible,
 }
 
-/// Decides [`RetentionVerdict`]. Leases are revoked by the clock because etcd resets every
-/// lease to its full TTL when a new leader takes over (unless the members run with lease
-/// checkpoints), so in a cluster whose leader changes more often than `retention` (a box
-/// rebooted weekly) a TTL alone would never run out.
+/// Decides [`RetentionVerdict`] for a lease whose records are kept for `retention` after its
+/// grant. Leases are revoked by the clock because etcd resets every lease to its full TTL when
+/// a new leader takes over (unless the members run with lease checkpoints), so in a cluster
+/// whose leader changes more often than `retention` (a box rebooted weekly) a TTL alone would
+/// never run out.
 pub fn retention_verdict(granted_ms: i64, now_ms: i64, retention: Duration) -> RetentionVerdict {
-    let Ok(retention_ms) = i64::try_from(retention.as_millis()) else {
-        return RetentionVerdict::Keep;
-    };
+    match i64::try_from(retention.as_millis())
+        .ok()
+        .and_then(|r| granted_ms.checked_add(r))
+    {
+        Some(end_ms) => lease_verdict(granted_ms, end_ms, now_ms),
+        None => RetentionVerdict::Keep,
+    }
+}
+
+/// Decides [`RetentionVerdict`] for a lease granted at `granted_ms` to keep its records until
+/// `end_ms` (a shared override's lease: its end and the retention after), judged at `now_ms`.
+/// A mark more than the lease's own span past its end means a clock was wrong.
+pub fn lease_verdict(granted_ms: i64, end_ms: i64, now_ms: i64) -> RetentionVerdict {
     let slack_ms = i64::try_from(RETENTION_CLOCK_SLACK.as_millis()).unwrap_or(i64::MAX);
     if !clock_plausible(now_ms) || !clock_plausible(granted_ms) {
         return RetentionVerdict::Implausible;
     }
-    let Some(age_ms) = now_ms.checked_sub(granted_ms) else {
+    let (Some(age_ms), Some(span_ms)) = (
+        now_ms.checked_sub(granted_ms),
+        end_ms.checked_sub(granted_ms),
+    ) else {
         return RetentionVerdict::Implausible;
     };
-    if age_ms < slack_ms.saturating_neg() || age_ms > retention_ms.saturating_mul(2) {
+    if span_ms < 0 || age_ms < slack_ms.saturating_neg() || age_ms > span_ms.saturating_mul(2) {
         RetentionVerdict::Implausible
-    } else if age_ms >= retention_ms {
+    } else if age_ms >= span_ms {
         RetentionVerdict::Revoke
     } else {
         RetentionVerdict::Keep
@@ -1123,6 +1137,20 @@ mod tests {
         );
         assert_eq!(retention_verdict(i64::MIN, i64::MAX, week), Implausible);
         assert!(!clock_plausible(0) && clock_plausible(now));
+    }
+
+    #[test]
+    fn an_override_lease_is_revoked_at_its_end() {
+        use RetentionVerdict::*;
+        let day_ms = 24 * 3_600_000;
+        let granted = CLOCK_FLOOR_MS + day_ms;
+        let end = granted + 30 * day_ms;
+        assert_eq!(lease_verdict(granted, end, granted + day_ms), Keep);
+        assert_eq!(lease_verdict(granted, end, end), Revoke);
+        assert_eq!(lease_verdict(granted, end, end + 30 * day_ms), Revoke);
+        assert_eq!(lease_verdict(granted, end, end + 31 * day_ms), Implausible);
+        assert_eq!(lease_verdict(granted, granted - 1, granted), Implausible);
+        assert_eq!(lease_verdict(5_000, end, granted), Implausible);
     }
 
     #[test]

@@ -100,6 +100,31 @@ impl Error {
     }
 }
 
+/// What a `retention/<lease id>` mark says about its lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseMark {
+    /// When the lease was granted, by the granting box's clock.
+    pub granted_ms: i64,
+    /// Until when its records are kept (a shared override's lease); `None` for a retention
+    /// lease, which keeps them [`SENT_RETENTION`] after its grant.
+    pub end_ms: Option<i64>,
+}
+
+impl LeaseMark {
+    fn parse(value: &str) -> Option<LeaseMark> {
+        let mut parts = value.split(' ');
+        let granted_ms = parts.next()?.parse().ok()?;
+        let end_ms = match parts.next() {
+            Some(end) => Some(end.parse().ok()?),
+            None => None,
+        };
+        parts
+            .next()
+            .is_none()
+            .then_some(LeaseMark { granted_ms, end_ms })
+    }
+}
+
 /// A lease id, as etcd numbers them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseId(pub i64);
@@ -344,9 +369,26 @@ impl Etcd {
         )
     }
 
-    /// Every retention lease either box marked ([`Etcd::mark_retention`]) and still alive,
-    /// with when it was granted; marks that do not read are left out.
-    pub fn retention_leases(&mut self) -> Result<Vec<(LeaseId, i64)>, Error> {
+    /// Records that the lease of a shared override, `lease`, was granted at `granted_ms` to
+    /// keep the override until `end_ms`. The value (two numbers) does not read as a plain
+    /// retention mark, so a box that knows only those leaves it alone.
+    pub fn mark_override_lease(
+        &mut self,
+        lease: LeaseId,
+        granted_ms: i64,
+        end_ms: i64,
+    ) -> Result<(), Error> {
+        self.put(
+            &format!("{PREFIX}retention/{}", lease.0),
+            &format!("{granted_ms} {end_ms}"),
+            Some(lease),
+        )
+    }
+
+    /// Every retention lease either box marked ([`Etcd::mark_retention`],
+    /// [`Etcd::mark_override_lease`]) and still alive, with its mark; marks that do not read
+    /// are left out.
+    pub fn retention_leases(&mut self) -> Result<Vec<(LeaseId, LeaseMark)>, Error> {
         let prefix = format!("{PREFIX}retention/");
         let end = format!("{PREFIX}retention0");
         let answer = self.post(
@@ -364,8 +406,7 @@ impl Etcd {
             .filter_map(|kv| {
                 let key = decode(&kv["key"]);
                 let lease = key.strip_prefix(prefix.as_str())?.parse().ok()?;
-                let granted_ms = decode(&kv["value"]).parse().ok()?;
-                Some((LeaseId(lease), granted_ms))
+                Some((LeaseId(lease), LeaseMark::parse(&decode(&kv["value"]))?))
             })
             .collect())
     }
@@ -565,16 +606,32 @@ impl Etcd {
 
     /// Shares a runtime override made on this box (added, or deleted: the same key again), so
     /// the peer escalates to the same people; with `lease` on that lease
-    /// ([`override_retention`](super::decide::override_retention)).
+    /// ([`override_retention`](super::decide::override_retention)). Returns the lease the
+    /// record it replaced was on, if any, so the caller can revoke it: nothing else lives on
+    /// an override's lease but its mark.
     pub fn publish_override(
         &mut self,
         key: &str,
         by: &str,
         value: &str,
         lease: Option<LeaseId>,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<LeaseId>, Error> {
+        let path = "/v3/kv/put";
         let value = json!({"by": by, "override": value}).to_string();
-        self.put(&format!("{PREFIX}override/{key}"), &value, lease)
+        let mut body = json!({
+            "key": b64(&format!("{PREFIX}override/{key}")),
+            "value": b64(&value),
+            "prev_kv": true,
+        });
+        if let Some(l) = lease {
+            body["lease"] = json!(l.0.to_string());
+        }
+        let answer = self.post(path, &body)?;
+        let previous = match &answer["prev_kv"]["lease"] {
+            Value::Null => 0,
+            v => int(v, path)?,
+        };
+        Ok((previous != 0).then_some(LeaseId(previous)))
     }
 
     /// Runtime overrides written by boxes other than `me` since revision `after`, oldest first,
@@ -1701,11 +1758,27 @@ pub(super) mod tests {
         a.mark_retention(l1, 1_000).unwrap();
         a.mark_retention(l2, 2_000).unwrap();
         let mut listed = a.retention_leases().unwrap();
-        listed.sort_by_key(|(_, at)| *at);
-        assert_eq!(listed, [(l1, 1_000), (l2, 2_000)]);
+        listed.sort_by_key(|(_, at)| at.granted_ms);
+        let plain = |granted_ms| LeaseMark {
+            granted_ms,
+            end_ms: None,
+        };
+        assert_eq!(listed, [(l1, plain(1_000)), (l2, plain(2_000))]);
         // The mark goes with its lease.
         a.revoke_lease(l1).unwrap();
-        assert_eq!(a.retention_leases().unwrap(), [(l2, 2_000)]);
+        assert_eq!(a.retention_leases().unwrap(), [(l2, plain(2_000))]);
+        // An override's lease says when it ends.
+        let l3 = a.grant_lease(Duration::from_secs(60)).unwrap();
+        a.mark_override_lease(l3, 3_000, 9_000).unwrap();
+        assert!(a.retention_leases().unwrap().contains(&(
+            l3,
+            LeaseMark {
+                granted_ms: 3_000,
+                end_ms: Some(9_000)
+            }
+        )));
+        assert_eq!(LeaseMark::parse("1 2 3"), None);
+        assert_eq!(LeaseMark::parse("x"), None);
     }
 
     #[test]
