@@ -25,8 +25,8 @@ use super::decide::{
     RetentionVerdict, StartClaimNext, UnsettledStart,
 };
 use super::etcd::{
-    Claim, ConfigAgreement, Error, Etcd, LeaseId, PeerRecord, StartClaim, RETENTION_ROTATION,
-    SENT_RETENTION,
+    retire_batch, Claim, ConfigAgreement, Error, Etcd, LeaseId, PeerRecord, StartClaim,
+    RETENTION_ROTATION, SENT_RETENTION,
 };
 use super::share::SharedOverride;
 use crate::config::HaConfig;
@@ -42,10 +42,13 @@ const PEER_RECORDS_EVERY: Duration = Duration::from_secs(1);
 /// [`SENT_RETENTION`] by the clock ([`Session::end_retentions`]).
 const RETENTION_CHECK_EVERY: Duration = Duration::from_secs(3600);
 
-/// How many resolved incidents one look at the peer's records puts on the retention lease at
-/// most (one small transaction each): a backlog (the first look after a restart reads the whole
-/// history) is worked off over the next looks instead of holding up the lease's renewal.
-const RETIRE_PER_LOOK: usize = 32;
+/// How many resolved incidents one transaction puts on the retention lease at most: each is
+/// one operation of it (etcd refuses more than `--max-txn-ops`, 128 by default, at one level).
+const RETIRE_PER_TXN: usize = 32;
+/// How many such transactions a renewal writes at most: a backlog (the first look after a
+/// restart reads the whole history) is worked off over the next renewals instead of holding
+/// up the session, and competing with page claims for the members' disks.
+const RETIRE_TXNS_PER_RENEWAL: usize = 4;
 /// How many incidents may wait to be retired; beyond, the oldest are left persistent (the next
 /// restart reads the history again and lists them once more).
 const RETIRE_BACKLOG: usize = 100_000;
@@ -663,7 +666,9 @@ impl Session {
     /// at the first request no member answered, and says whether etcd was reachable throughout.
     fn after_renewal(&mut self) -> bool {
         if matches!(*self.mode.borrow(), Mode::Rejoining { .. }) {
-            self.heal();
+            if let Err(Error::Unreachable { .. }) = self.heal() {
+                return false;
+            }
         }
         if self.pass_peer_records().is_err() {
             return false;
@@ -680,6 +685,9 @@ impl Session {
             }
         }
         self.rotate_retention();
+        if let Err(Error::Unreachable { .. }) = self.retire() {
+            return false;
+        }
         self.end_retentions();
         true
     }
@@ -803,7 +811,7 @@ impl Session {
 
     /// Passes on the acks and resolves the peer wrote since the last look, so they are applied
     /// here too (the claim transaction already stops pages of them; this closes the incident).
-    /// Then puts the incidents the peer resolved, now read here, on the retention lease.
+    /// The incidents the peer resolved, now read here, are queued for [`Session::retire`].
     fn pass_peer_records(&mut self) -> Result<(), ()> {
         match self.etcd.peer_records(&self.cfg.name, self.seen_revision) {
             Ok(read) => {
@@ -820,9 +828,6 @@ impl Session {
                     );
                     self.retiring.drain(..over);
                 }
-                // Only after a read that worked: with etcd out of reach, a retirement would
-                // cost a round of timeouts more before this box notices it is alone.
-                self.retire();
             }
             Err(e) => {
                 tracing::warn!(error = %e, "pair: cannot read the peer's acks");
@@ -851,37 +856,41 @@ impl Session {
         Ok(())
     }
 
-    /// Puts up to [`RETIRE_PER_LOOK`] incidents of [`Session::retiring`] on the retention
-    /// lease. Without a lease (its grant failed) they wait. When etcd says the lease is gone
-    /// (a cluster restored from a backup) it is dropped and the incidents wait for the one the
-    /// next renewal grants; a retryable error (a leader election) leaves lease and incidents
-    /// as they are for the next look. Only an incident etcd refuses for another reason is left
+    /// Puts incidents of [`Session::retiring`] on the retention lease, [`RETIRE_PER_TXN`] to a
+    /// transaction, [`RETIRE_TXNS_PER_RENEWAL`] transactions at most. Without a lease (its
+    /// grant failed) they wait. When etcd says the lease is gone (a cluster restored from a
+    /// backup) it is dropped and the incidents wait for the one the next renewal grants; a
+    /// retryable error (a leader election) leaves lease and incidents as they are for the next
+    /// renewal, and is returned. Only incidents etcd refuses for another reason are left
     /// persistent.
-    fn retire(&mut self) {
-        for _ in 0..RETIRE_PER_LOOK {
-            let Some(incident) = self.retiring.front() else {
-                return;
-            };
+    fn retire(&mut self) -> Result<(), Error> {
+        for _ in 0..RETIRE_TXNS_PER_RENEWAL {
+            let n = retire_batch(&self.retiring, RETIRE_PER_TXN);
+            if n == 0 {
+                return Ok(());
+            }
             let Some((lease, _)) = lock(&self.shared.retention).current else {
-                return;
+                return Ok(());
             };
-            match self.etcd.retire_incident(incident, lease) {
+            let batch: Vec<&str> = self.retiring.iter().take(n).map(String::as_str).collect();
+            match self.etcd.retire_incidents(&batch, lease) {
                 Ok(()) => {}
                 Err(e) if e.is_lease_gone() => {
                     tracing::warn!(error = %e, "pair: the retention lease is gone; resolved incidents wait for the next one");
                     self.shared.drop_retention(lease);
-                    return;
+                    return Ok(());
                 }
                 Err(e) if e.is_retryable() => {
                     tracing::debug!(error = %e, "pair: cannot prune resolved incidents now; retrying");
-                    return;
+                    return Err(e);
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, %incident, "pair: cannot put a resolved incident on the retention lease; it stays in etcd");
+                    tracing::warn!(error = %e, incidents = n, "pair: cannot put resolved incidents on the retention lease; they stay in etcd");
                 }
             }
-            self.retiring.pop_front();
+            self.retiring.drain(..n);
         }
+        Ok(())
     }
 
     /// Writes a `sent` record of a page sent alone on the retention lease
@@ -957,7 +966,8 @@ impl Session {
 
     /// Publishes what happened alone, then claims again. What was logged while publishing is
     /// published by the next renewal's heal; the mode turns paired only once the log is empty.
-    fn heal(&mut self) {
+    /// Stops at the first write that fails, and returns its error.
+    fn heal(&mut self) -> Result<(), Error> {
         let published = lock(&self.shared.alone).clone();
         let records = heal_records(&published, |_| false);
         for r in &records {
@@ -984,7 +994,7 @@ impl Session {
             };
             if let Err(e) = written {
                 tracing::warn!(error = %e, "pair: cannot publish what was done alone; will retry");
-                return;
+                return Err(e);
             }
         }
         let shared = self.shared.clone();
@@ -998,6 +1008,7 @@ impl Session {
         if *alone == AloneLog::default() {
             self.set_mode(ModeEvent::HealPublished(Instant::now()));
         }
+        Ok(())
     }
 
     fn handle(&mut self, cmd: SessionCommand) {

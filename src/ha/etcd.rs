@@ -572,7 +572,18 @@ impl Etcd {
     /// not listed for retiring again, the shared alert comes with its resolve (dropped), and
     /// an ack or resolve of an incident closed already changes nothing.
     pub fn retire_incident(&mut self, incident: &str, retention: LeaseId) -> Result<(), Error> {
-        let key = |kind: &str| b64(&format!("{PREFIX}incident/{incident}/{kind}"));
+        self.retire_incidents(&[incident], retention)
+    }
+
+    /// [`Etcd::retire_incident`] for several incidents in one transaction, one write to the
+    /// members' disks instead of one each. Each incident is a transaction of its own within it,
+    /// so one whose resolve is not there is skipped alone. Two incidents must not share a
+    /// dedup key (see [`retire_batch`]): etcd refuses a transaction writing a key twice.
+    pub fn retire_incidents(
+        &mut self,
+        incidents: &[&str],
+        retention: LeaseId,
+    ) -> Result<(), Error> {
         let lease = retention.0.to_string();
         let keep =
             |key: &str| json!({"request_put": {"key": key, "ignore_value": true, "lease": lease}});
@@ -582,25 +593,29 @@ impl Etcd {
                 "success": [keep(key)],
             }})
         };
-        let mut success = vec![
-            keep(&key("resolve")),
-            if_there(&key("ack")),
-            if_there(&key("intake")),
-        ];
-        if let Some((dedup_key, start_ms)) = incident_parts(incident) {
-            let start = start_key(dedup_key);
-            success.push(json!({"request_txn": {
-                "compare": [{"key": start, "target": "VALUE", "result": "EQUAL", "value": b64(&start_ms.to_string())}],
-                "success": [keep(&start)],
-            }}));
-        }
-        self.post(
-            "/v3/kv/txn",
-            &json!({
-                "compare": [{"key": key("resolve"), "target": "VERSION", "result": "GREATER", "version": "0"}],
-                "success": success,
-            }),
-        )?;
+        let each: Vec<Value> = incidents
+            .iter()
+            .map(|incident| {
+                let key = |kind: &str| b64(&format!("{PREFIX}incident/{incident}/{kind}"));
+                let mut success = vec![
+                    keep(&key("resolve")),
+                    if_there(&key("ack")),
+                    if_there(&key("intake")),
+                ];
+                if let Some((dedup_key, start_ms)) = incident_parts(incident) {
+                    let start = start_key(dedup_key);
+                    success.push(json!({"request_txn": {
+                        "compare": [{"key": start, "target": "VALUE", "result": "EQUAL", "value": b64(&start_ms.to_string())}],
+                        "success": [keep(&start)],
+                    }}));
+                }
+                json!({"request_txn": {
+                    "compare": [{"key": key("resolve"), "target": "VERSION", "result": "GREATER", "version": "0"}],
+                    "success": success,
+                }})
+            })
+            .collect();
+        self.post("/v3/kv/txn", &json!({"success": each}))?;
         Ok(())
     }
 
@@ -1067,6 +1082,23 @@ struct Written {
 }
 
 /// The dedup key and canonical start an incident identity is made of ([`incident_identity`]).
+/// How many incidents of `queue`'s head go in one [`Etcd::retire_incidents`]: at most `max`,
+/// and none after the first that repeats an incident or a dedup key of one before it (etcd
+/// refuses a transaction that writes a key twice; the repeat goes in the next one). At least
+/// one when the queue is not empty.
+pub fn retire_batch<'a>(queue: impl IntoIterator<Item = &'a String>, max: usize) -> usize {
+    let mut keys = std::collections::HashSet::new();
+    let mut n = 0;
+    for incident in queue.into_iter().take(max) {
+        let key = incident_parts(incident).map_or(incident.as_str(), |(k, _)| k);
+        if !keys.insert(key) {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
 fn incident_parts(identity: &str) -> Option<(&str, i64)> {
     let (key, start) = identity.rsplit_once('@')?;
     Some((key, start.parse().ok()?))
@@ -1745,6 +1777,45 @@ pub(super) mod tests {
             Some(retention.0)
         );
         assert_eq!(lease_of(&m.url, "start/n"), Some(0));
+    }
+
+    #[test]
+    fn several_resolved_incidents_go_on_the_retention_lease_in_one_revision() {
+        let Some(m) = start_member() else { return };
+        let mut a = client(&[&m.url]);
+        for (key, start) in [("x", 1_000), ("y", 2_000), ("z", 3_000)] {
+            a.incident_start(key, start).unwrap();
+            a.publish_ack(&format!("{key}@{start}"), "a").unwrap();
+            a.publish_resolve(&format!("{key}@{start}"), "a", start + 1)
+                .unwrap();
+        }
+        let before = a.peer_records("b", 0).unwrap().revision;
+        let retention = a.grant_lease(Duration::from_secs(60)).unwrap();
+        // "gone@1" has no resolve: skipped alone, the others are retired.
+        a.retire_incidents(&["x@1000", "gone@1", "y@2000", "z@3000"], retention)
+            .unwrap();
+        for k in [
+            "incident/x@1000/resolve",
+            "incident/x@1000/ack",
+            "start/x",
+            "incident/y@2000/resolve",
+            "start/z",
+        ] {
+            assert_eq!(lease_of(&m.url, k), Some(retention.0), "{k}");
+        }
+        assert_eq!(lease_of(&m.url, "incident/gone@1/resolve"), None);
+        assert_eq!(a.peer_records("b", 0).unwrap().revision, before + 1);
+    }
+
+    #[test]
+    fn a_retirement_batch_stops_before_a_repeated_dedup_key() {
+        let q: Vec<String> = ["a@1", "b@1", "a@2", "c@1"].map(String::from).into();
+        assert_eq!(retire_batch(&q, 32), 2);
+        assert_eq!(retire_batch(&q[2..], 32), 2);
+        assert_eq!(retire_batch(&q, 1), 1);
+        assert_eq!(retire_batch(&q[..0], 32), 0);
+        let same: Vec<String> = ["a@1", "a@1"].map(String::from).into();
+        assert_eq!(retire_batch(&same, 32), 1);
     }
 
     #[test]
