@@ -125,6 +125,9 @@ impl LeaseMark {
     }
 }
 
+/// How many keys one read of the history asks for at most ([`Etcd::written_since`]).
+const READ_PAGE: usize = 500;
+
 /// A lease id, as etcd numbers them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseId(pub i64);
@@ -395,10 +398,6 @@ impl Etcd {
             "/v3/kv/range",
             &json!({"key": b64(&prefix), "range_end": b64(&end)}),
         )?;
-        let decode = |field: &Value| {
-            let bytes = B64.decode(field.as_str().unwrap_or("")).unwrap_or_default();
-            String::from_utf8_lossy(&bytes).into_owned()
-        };
         Ok(answer["kvs"]
             .as_array()
             .into_iter()
@@ -907,25 +906,45 @@ impl Etcd {
         // The key just after every `{section}/...` key: '0' follows '/' in ASCII.
         let end = format!("{PREFIX}{section}0");
         let path = "/v3/kv/range";
-        let answer = self.post(
-            path,
-            &json!({
-                "key": b64(&prefix),
+        // Read in pages of [`READ_PAGE`] keys, by key, all at the revision of the first page:
+        // a long history read at once could not come within the request timeout, and paging
+        // by modification revision could split one transaction's keys across two pages.
+        let mut from = prefix.clone().into_bytes();
+        let mut revision = None;
+        let mut found = Vec::new();
+        loop {
+            let mut ask = json!({
+                "key": B64.encode(&from),
                 "range_end": b64(&end),
                 "min_mod_revision": (after + 1).to_string(),
-                "sort_order": "ASCEND",
-                "sort_target": "MOD",
-            }),
-        )?;
-        let revision = int(&answer["header"]["revision"], path)?;
-        let decode = |field: &Value| {
-            let bytes = B64.decode(field.as_str().unwrap_or("")).unwrap_or_default();
-            String::from_utf8_lossy(&bytes).into_owned()
-        };
-        let written = answer["kvs"]
-            .as_array()
-            .into_iter()
-            .flatten()
+                "limit": READ_PAGE.to_string(),
+            });
+            if let Some(r) = revision {
+                ask["revision"] = json!(i64::to_string(&r));
+            }
+            let answer = self.post(path, &ask)?;
+            let at = match revision {
+                Some(r) => r,
+                None => int(&answer["header"]["revision"], path)?,
+            };
+            revision = Some(at);
+            let kvs = answer["kvs"].as_array().cloned().unwrap_or_default();
+            let Some(last) = kvs.last() else { break };
+            let last_key = B64
+                .decode(last["key"].as_str().unwrap_or(""))
+                .unwrap_or_default();
+            found.extend(kvs);
+            if answer["more"].as_bool() != Some(true) {
+                break;
+            }
+            // The smallest key after the last one read.
+            from = last_key;
+            from.push(0);
+        }
+        // Oldest first, as the caller applies them; a transaction's keys in key order.
+        found.sort_by_key(|kv| int(&kv["mod_revision"], path).unwrap_or(0));
+        let written = found
+            .iter()
             .filter_map(|kv| {
                 let key = decode(&kv["key"]);
                 let rest = key.strip_prefix(prefix.as_str())?.to_string();
@@ -937,7 +956,7 @@ impl Etcd {
                 })
             })
             .collect();
-        Ok((written, revision))
+        Ok((written, revision.unwrap_or(after)))
     }
 
     /// Publishes this box's paging health on its lease: it disappears with the box.
@@ -977,10 +996,7 @@ impl Etcd {
         let path = "/v3/kv/range";
         let answer = self.post(path, &json!({"key": b64(&prefix), "range_end": b64(&end)}))?;
         for kv in answer["kvs"].as_array().into_iter().flatten() {
-            let key = B64
-                .decode(kv["key"].as_str().unwrap_or(""))
-                .unwrap_or_default();
-            let name = String::from_utf8_lossy(&key)
+            let name = decode(&kv["key"])
                 .trim_start_matches(prefix.as_str())
                 .to_string();
             if name != me {
@@ -1049,6 +1065,12 @@ fn agent(tls: Option<Arc<rustls::ClientConfig>>) -> ureq::Agent {
     builder.build()
 }
 
+/// The text of a base64 field of a gateway answer (a key or a value); empty when missing.
+fn decode(field: &Value) -> String {
+    let bytes = B64.decode(field.as_str().unwrap_or("")).unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 /// A box's published health from its stored JSON.
 /// Drops the shared alerts of incidents in `resolved`.
 fn without_resolved_intakes(
@@ -1081,7 +1103,6 @@ struct Written {
     on_lease: bool,
 }
 
-/// The dedup key and canonical start an incident identity is made of ([`incident_identity`]).
 /// How many incidents of `queue`'s head go in one [`Etcd::retire_incidents`]: at most `max`,
 /// and none after the first that repeats an incident or a dedup key of one before it (etcd
 /// refuses a transaction that writes a key twice; the repeat goes in the next one). At least
@@ -1099,6 +1120,7 @@ pub fn retire_batch<'a>(queue: impl IntoIterator<Item = &'a String>, max: usize)
     n
 }
 
+/// The dedup key and canonical start an incident identity is made of ([`incident_identity`]).
 fn incident_parts(identity: &str) -> Option<(&str, i64)> {
     let (key, start) = identity.rsplit_once('@')?;
     Some((key, start.parse().ok()?))
@@ -1805,6 +1827,22 @@ pub(super) mod tests {
         }
         assert_eq!(lease_of(&m.url, "incident/gone@1/resolve"), None);
         assert_eq!(a.peer_records("b", 0).unwrap().revision, before + 1);
+    }
+
+    #[test]
+    fn a_history_longer_than_a_page_is_read_whole_and_oldest_first() {
+        let Some(m) = start_member() else { return };
+        let (mut a, mut b) = (client(&[&m.url]), client(&[&m.url]));
+        let n = READ_PAGE + 20;
+        // Written newest key first, so key order and write order disagree.
+        for i in (0..n).rev() {
+            a.publish_ack(&format!("h{i:04}@1"), "a").unwrap();
+        }
+        let read = b.peer_records("b", 0).unwrap();
+        let ids: Vec<_> = read.records.iter().map(|r| r.identity.clone()).collect();
+        let want: Vec<_> = (0..n).rev().map(|i| format!("h{i:04}@1")).collect();
+        assert_eq!(ids, want);
+        assert_eq!(b.peer_records("b", read.revision).unwrap().records, []);
     }
 
     #[test]
