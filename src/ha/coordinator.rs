@@ -19,13 +19,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
 use super::decide::{
-    after_start_claim, claim_delay, heal_records, incident_identity, next_mode, override_retention,
-    page_action, retention_over, unsettled_start, AloneLog, Finished, HealRecord, Health, Mode,
-    ModeEvent, PageAction, PageId, PageKey, PageView, StartClaimNext, UnsettledStart,
+    after_start_claim, claim_delay, clock_plausible, heal_records, incident_identity,
+    lease_verdict, next_mode, override_retention, page_action, retention_verdict, unsettled_start,
+    AloneLog, Finished, HealRecord, Health, Mode, ModeEvent, PageAction, PageId, PageKey, PageView,
+    RetentionVerdict, StartClaimNext, UnsettledStart,
 };
 use super::etcd::{
-    Claim, ConfigAgreement, Error, Etcd, LeaseId, PeerRecord, StartClaim, RETENTION_ROTATION,
-    SENT_RETENTION,
+    retire_batch, Claim, ConfigAgreement, Error, Etcd, LeaseId, PeerRecord, StartClaim,
+    RETENTION_ROTATION, SENT_RETENTION,
 };
 use super::share::SharedOverride;
 use crate::config::HaConfig;
@@ -41,10 +42,13 @@ const PEER_RECORDS_EVERY: Duration = Duration::from_secs(1);
 /// [`SENT_RETENTION`] by the clock ([`Session::end_retentions`]).
 const RETENTION_CHECK_EVERY: Duration = Duration::from_secs(3600);
 
-/// How many resolved incidents one look at the peer's records puts on the retention lease at
-/// most (one small transaction each): a backlog (the first look after a restart reads the whole
-/// history) is worked off over the next looks instead of holding up the lease's renewal.
-const RETIRE_PER_LOOK: usize = 32;
+/// How many resolved incidents one transaction puts on the retention lease at most: each is
+/// one operation of it (etcd refuses more than `--max-txn-ops`, 128 by default, at one level).
+const RETIRE_PER_TXN: usize = 32;
+/// How many such transactions a renewal writes at most: a backlog (the first look after a
+/// restart reads the whole history) is worked off over the next renewals instead of holding
+/// up the session, and competing with page claims for the members' disks.
+const RETIRE_TXNS_PER_RENEWAL: usize = 4;
 /// How many incidents may wait to be retired; beyond, the oldest are left persistent (the next
 /// restart reads the history again and lists them once more).
 const RETIRE_BACKLOG: usize = 100_000;
@@ -171,8 +175,49 @@ struct Shared {
     /// Canonical identities already settled, by (dedup key, local start): one settling per
     /// incident, not per page.
     identities: Mutex<HashMap<(String, i64), String>>,
-    /// The lease `sent` records go on, and when it was granted ([`SENT_RETENTION`]).
-    retention: Mutex<Option<(LeaseId, Instant)>>,
+    /// The leases `sent` records go on ([`SENT_RETENTION`]).
+    retention: Mutex<Retention>,
+}
+
+/// This box's retention leases. Only a lease whose grant time is marked in etcd takes records:
+/// an unmarked one would never be revoked by the clock ([`Session::end_retentions`]) and, with
+/// a leader that changes often, would keep its records for ever.
+#[derive(Default, Clone, Copy)]
+struct Retention {
+    /// The lease records go on, and when it was granted.
+    current: Option<(LeaseId, Instant)>,
+    /// A lease granted to replace `current` whose mark was not written yet; the mark is tried
+    /// again at the next renewal, and `current` keeps taking records meanwhile.
+    unmarked: Option<LeaseId>,
+}
+
+impl Shared {
+    /// Runs `write` with the current retention lease; when etcd says that lease is gone (a
+    /// cluster restored from a backup), drops it, so the session grants another, and runs
+    /// `write` once more without a lease: a record kept rather than lost. Any other error,
+    /// retryable ones included (a leader election), is returned as it is, the lease kept.
+    fn on_retention<T>(
+        &self,
+        mut write: impl FnMut(Option<LeaseId>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let retention = lock(&self.retention).current.map(|(lease, _)| lease);
+        match (write(retention), retention) {
+            (Err(e), Some(lease)) if e.is_lease_gone() => {
+                tracing::warn!(error = %e, "pair: the lease for sent records is gone; granting another");
+                self.drop_retention(lease);
+                write(None)
+            }
+            (other, _) => other,
+        }
+    }
+
+    /// Stops putting records on `lease`, unless the session replaced it meanwhile.
+    fn drop_retention(&self, lease: LeaseId) {
+        let mut retention = lock(&self.retention);
+        if retention.current.is_some_and(|(l, _)| l == lease) {
+            retention.current = None;
+        }
+    }
 }
 
 /// Locks `m`; a thread that panicked holding it left plain data, still usable.
@@ -684,7 +729,9 @@ impl Session {
         // A panic between the renewal and the peer's records must not leave the box "paired".
         panic_at("task.panic.ha-session-renewed");
         if matches!(*self.mode.borrow(), Mode::Rejoining { .. }) {
-            self.heal();
+            if let Err(Error::Unreachable { .. }) = self.heal() {
+                return false;
+            }
         }
         if self.pass_peer_records().is_err() {
             return false;
@@ -701,6 +748,9 @@ impl Session {
             }
         }
         self.rotate_retention();
+        if let Err(Error::Unreachable { .. }) = self.retire() {
+            return false;
+        }
         self.end_retentions();
         true
     }
@@ -708,29 +758,52 @@ impl Session {
     /// Grants the next lease for `sent` records once the current one has taken them for
     /// [`RETENTION_ROTATION`] (or there is none yet). Without one, records are kept for ever.
     fn rotate_retention(&mut self) {
-        let due = match *lock(&self.shared.retention) {
-            Some((_, granted)) => granted.elapsed() >= RETENTION_ROTATION,
-            None => true,
-        };
-        if !due {
+        let Retention { current, unmarked } = *lock(&self.shared.retention);
+        let due = current.is_none_or(|(_, granted)| granted.elapsed() >= RETENTION_ROTATION);
+        if !due && unmarked.is_none() {
             return;
         }
-        match self.etcd.grant_lease(SENT_RETENTION) {
-            Ok(lease) => {
-                let now_ms = chrono::Utc::now().timestamp_millis();
-                if let Err(e) = self.etcd.mark_retention(lease, now_ms) {
-                    tracing::warn!(error = %e, "pair: cannot record when the retention lease was granted; it ends by its TTL alone");
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        if !clock_plausible(now_ms) {
+            // A mark from a clock near 1970 would look over to the peer at once. The current
+            // lease, if any, keeps taking records; without one they stay persistent.
+            tracing::warn!(
+                "pair: the clock is not set yet; no retention lease is granted until it is"
+            );
+            return;
+        }
+        let lease = match unmarked {
+            Some(lease) => lease,
+            None => match self.etcd.grant_lease(SENT_RETENTION) {
+                Ok(lease) => {
+                    lock(&self.shared.retention).unmarked = Some(lease);
+                    lease
                 }
-                *lock(&self.shared.retention) = Some((lease, Instant::now()));
+                Err(e) => {
+                    tracing::warn!(error = %e, "pair: cannot grant the lease that prunes sent records; they are kept");
+                    return;
+                }
+            },
+        };
+        match self.etcd.mark_retention(lease, now_ms) {
+            Ok(()) => {
+                *lock(&self.shared.retention) = Retention {
+                    current: Some((lease, Instant::now())),
+                    unmarked: None,
+                };
+            }
+            Err(e) if e.is_lease_gone() => {
+                tracing::warn!(error = %e, "pair: the new retention lease is gone before its mark; granting another");
+                lock(&self.shared.retention).unmarked = None;
             }
             Err(e) => {
-                tracing::warn!(error = %e, "pair: cannot grant the lease that prunes sent records; they are kept")
+                tracing::warn!(error = %e, "pair: cannot record when the retention lease was granted; retrying at the next renewal");
             }
         }
     }
 
     /// Revokes every retention lease, either box's, granted [`SENT_RETENTION`] ago or more by
-    /// this box's clock ([`retention_over`]), at most once per [`RETENTION_CHECK_EVERY`]: the
+    /// this box's clock ([`retention_verdict`]), at most once per [`RETENTION_CHECK_EVERY`]: the
     /// bound in docs/ha.md holds even when etcd's leader changes often, which gives every lease
     /// its full TTL again.
     fn end_retentions(&mut self) {
@@ -749,9 +822,21 @@ impl Session {
         };
         self.retention_checked = Some(Instant::now());
         let now_ms = chrono::Utc::now().timestamp_millis();
-        for (lease, granted_ms) in leases {
-            if retention_over(granted_ms, now_ms, SENT_RETENTION) {
-                match self.etcd.revoke_lease(lease) {
+        for (lease, mark) in leases {
+            let granted_ms = mark.granted_ms;
+            let verdict = match mark.end_ms {
+                Some(end_ms) => lease_verdict(granted_ms, end_ms, now_ms),
+                None => retention_verdict(granted_ms, now_ms, SENT_RETENTION),
+            };
+            match verdict {
+                RetentionVerdict::Keep => {}
+                RetentionVerdict::Implausible => tracing::warn!(
+                    lease = lease.0,
+                    granted_ms,
+                    now_ms,
+                    "pair: a retention lease's mark and this box's clock disagree; it is kept until its TTL ends (check both boxes' clocks)"
+                ),
+                RetentionVerdict::Revoke => match self.etcd.revoke_lease(lease) {
                     Ok(()) => tracing::info!(
                         lease = lease.0,
                         "pair: retention lease ended; its records are gone"
@@ -760,7 +845,7 @@ impl Session {
                     Err(e) => {
                         tracing::debug!(error = %e, lease = lease.0, "pair: cannot revoke a retention lease")
                     }
-                }
+                },
             }
         }
     }
@@ -789,7 +874,7 @@ impl Session {
 
     /// Passes on the acks and resolves the peer wrote since the last look, so they are applied
     /// here too (the claim transaction already stops pages of them; this closes the incident).
-    /// Then puts the incidents the peer resolved, now read here, on the retention lease.
+    /// The incidents the peer resolved, now read here, are queued for [`Session::retire`].
     fn pass_peer_records(&mut self) -> Result<(), ()> {
         match self.etcd.peer_records(&self.cfg.name, self.seen_revision) {
             Ok(read) => {
@@ -806,9 +891,6 @@ impl Session {
                     );
                     self.retiring.drain(..over);
                 }
-                // Only after a read that worked: with etcd out of reach, a retirement would
-                // cost a round of timeouts more before this box notices it is alone.
-                self.retire();
             }
             Err(e) => {
                 tracing::warn!(error = %e, "pair: cannot read the peer's acks");
@@ -837,77 +919,118 @@ impl Session {
         Ok(())
     }
 
-    /// Puts up to [`RETIRE_PER_LOOK`] incidents of [`Session::retiring`] on the retention
-    /// lease. Without a lease (its grant failed) they wait; when the lease is refused (gone
-    /// before its time: a cluster restored from a backup) the incident stays persistent and
-    /// another lease is granted at the next renewal.
-    fn retire(&mut self) {
-        for _ in 0..RETIRE_PER_LOOK {
-            let Some(incident) = self.retiring.front() else {
-                return;
+    /// Puts incidents of [`Session::retiring`] on the retention lease, [`RETIRE_PER_TXN`] to a
+    /// transaction, [`RETIRE_TXNS_PER_RENEWAL`] transactions at most. Without a lease (its
+    /// grant failed) they wait. When etcd says the lease is gone (a cluster restored from a
+    /// backup) it is dropped and the incidents wait for the one the next renewal grants; a
+    /// retryable error (a leader election) leaves lease and incidents as they are for the next
+    /// renewal, and is returned. Only incidents etcd refuses for another reason are left
+    /// persistent.
+    fn retire(&mut self) -> Result<(), Error> {
+        for _ in 0..RETIRE_TXNS_PER_RENEWAL {
+            let n = retire_batch(&self.retiring, RETIRE_PER_TXN);
+            if n == 0 {
+                return Ok(());
+            }
+            let Some((lease, _)) = lock(&self.shared.retention).current else {
+                return Ok(());
             };
-            let Some(lease) = lock(&self.shared.retention).map(|(lease, _)| lease) else {
-                return;
-            };
-            match self.etcd.retire_incident(incident, lease) {
+            let batch: Vec<&str> = self.retiring.iter().take(n).map(String::as_str).collect();
+            match self.etcd.retire_incidents(&batch, lease) {
                 Ok(()) => {}
-                Err(e @ Error::Refused { .. }) => {
-                    tracing::warn!(error = %e, %incident, "pair: cannot put a resolved incident on the retention lease; it stays in etcd");
-                    *lock(&self.shared.retention) = None;
+                Err(e) if e.is_lease_gone() => {
+                    tracing::warn!(error = %e, "pair: the retention lease is gone; resolved incidents wait for the next one");
+                    self.shared.drop_retention(lease);
+                    return Ok(());
+                }
+                Err(e) if e.is_retryable() => {
+                    tracing::debug!(error = %e, "pair: cannot prune resolved incidents now; retrying");
+                    return Err(e);
                 }
                 Err(e) => {
-                    tracing::debug!(error = %e, "pair: cannot prune resolved incidents now; retrying");
-                    return;
+                    tracing::warn!(error = %e, incidents = n, "pair: cannot put resolved incidents on the retention lease; they stay in etcd");
                 }
             }
-            self.retiring.pop_front();
+            self.retiring.drain(..n);
         }
+        Ok(())
     }
 
-    /// Writes a `sent` record of a page sent alone on the retention lease, or, when that lease
-    /// is refused, once more without it (a record kept rather than lost), as the page thread
-    /// does.
+    /// Writes a `sent` record of a page sent alone on the retention lease
+    /// ([`Shared::on_retention`]), as the page thread does; on an error the heal stops and
+    /// publishes it at the next renewal.
     fn mark_sent_alone(&mut self, page: &PageId) -> Result<(), Error> {
-        let retention = lock(&self.shared.retention).map(|(lease, _)| lease);
-        match self.etcd.mark_sent_alone(page, &self.cfg.name, retention) {
-            Err(Error::Refused { .. }) if retention.is_some() => {
-                tracing::warn!(%page, "pair: the lease for sent records was refused; granting another");
-                *lock(&self.shared.retention) = None;
-                self.etcd.mark_sent_alone(page, &self.cfg.name, None)
-            }
-            other => other,
-        }
+        let (etcd, me) = (&mut self.etcd, &self.cfg.name);
+        self.shared
+            .on_retention(|retention| etcd.mark_sent_alone(page, me, retention))
     }
 
     /// Publishes a shared override on a lease of its own, granted for the override's time left
-    /// and the retention ([`override_retention`]). A value that does not say when it ends, or a
-    /// lease etcd refuses, leaves the record persistent rather than unshared.
+    /// and the retention ([`override_retention`]) and marked with its end, so that
+    /// [`Session::end_retentions`] revokes it then even when leader changes keep renewing its
+    /// TTL. The lease of the record it replaces is revoked: it holds nothing else. A value that
+    /// does not say when it ends, a clock not set yet, or a lease etcd refuses, leaves the
+    /// record persistent rather than unshared.
     fn publish_override(&mut self, key: &str, value: &str) -> Result<(), Error> {
+        let now_ms = chrono::Utc::now().timestamp_millis();
         let ttl = serde_json::from_str::<SharedOverride>(value)
             .ok()
-            .and_then(|o| {
-                override_retention(
-                    o.until.timestamp_millis(),
-                    chrono::Utc::now().timestamp_millis(),
-                    SENT_RETENTION,
-                )
-            });
-        let lease = match ttl.map(|ttl| self.etcd.grant_lease(ttl)) {
-            Some(Ok(lease)) => Some(lease),
-            Some(Err(e)) if e.is_retryable() => return Err(e),
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, %key, "pair: no lease for a shared override; it stays in etcd");
-                None
-            }
-            None => None,
+            .and_then(|o| override_retention(o.until.timestamp_millis(), now_ms, SENT_RETENTION))
+            .filter(|_| clock_plausible(now_ms));
+        let end_ms = ttl
+            .and_then(|ttl| i64::try_from(ttl.as_millis()).ok())
+            .and_then(|ttl_ms| now_ms.checked_add(ttl_ms));
+        let lease = match (ttl, end_ms) {
+            (Some(ttl), Some(end_ms)) => self.override_lease(key, ttl, now_ms, end_ms)?,
+            _ => None,
         };
-        self.etcd
-            .publish_override(key, &self.cfg.name, value, lease)
+        let previous = self
+            .etcd
+            .publish_override(key, &self.cfg.name, value, lease)?;
+        if let Some(previous) = previous.filter(|p| Some(*p) != lease) {
+            if let Err(e) = self.etcd.revoke_lease(previous) {
+                tracing::debug!(error = %e, lease = previous.0, "pair: cannot revoke a replaced override's lease; it ends by its mark");
+            }
+        }
+        Ok(())
+    }
+
+    /// Grants and marks the lease of a shared override ([`Session::publish_override`]). A
+    /// retryable error is returned (the heal tries again); any other leaves the record without
+    /// a lease.
+    fn override_lease(
+        &mut self,
+        key: &str,
+        ttl: Duration,
+        now_ms: i64,
+        end_ms: i64,
+    ) -> Result<Option<LeaseId>, Error> {
+        let marked = self.etcd.grant_lease(ttl).and_then(|lease| {
+            match self.etcd.mark_override_lease(lease, now_ms, end_ms) {
+                Ok(()) => Ok(lease),
+                Err(e) => {
+                    // Unmarked, nothing would end it once leader changes renew its TTL.
+                    if !matches!(e, Error::Unreachable { .. }) {
+                        let _ = self.etcd.revoke_lease(lease);
+                    }
+                    Err(e)
+                }
+            }
+        });
+        match marked {
+            Ok(lease) => Ok(Some(lease)),
+            Err(e) if e.is_retryable() => Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, %key, "pair: no lease for a shared override; it stays in etcd");
+                Ok(None)
+            }
+        }
     }
 
     /// Publishes what happened alone, then claims again. What was logged while publishing is
     /// published by the next renewal's heal; the mode turns paired only once the log is empty.
-    fn heal(&mut self) {
+    /// Stops at the first write that fails, and returns its error.
+    fn heal(&mut self) -> Result<(), Error> {
         let published = lock(&self.shared.alone).clone();
         let records = heal_records(&published, |_| false);
         for r in &records {
@@ -934,7 +1057,7 @@ impl Session {
             };
             if let Err(e) = written {
                 tracing::warn!(error = %e, "pair: cannot publish what was done alone; will retry");
-                return;
+                return Err(e);
             }
         }
         let shared = self.shared.clone();
@@ -948,6 +1071,7 @@ impl Session {
         if *alone == AloneLog::default() {
             self.set_mode(ModeEvent::HealPublished(Instant::now()));
         }
+        Ok(())
     }
 
     fn handle(&mut self, cmd: SessionCommand) {
@@ -1137,22 +1261,13 @@ impl Pages {
         }
     }
 
-    /// Writes `sent` on the retention lease; if that lease is refused (gone before its time:
-    /// a cluster restored from a backup), once more without it and without the lease from now
-    /// on, so a record is kept rather than lost.
+    /// Writes `sent` on the retention lease ([`Shared::on_retention`]). A retryable error is
+    /// returned: writing the record without the lease would keep it for ever, while the lease
+    /// most likely still exists.
     fn mark_sent(&mut self, page: &PageId, incident: &str) -> Result<(), Error> {
-        let retention = lock(&self.shared.retention).map(|(lease, _)| lease);
-        match self
-            .etcd
-            .mark_sent(page, incident, &self.cfg.name, retention)
-        {
-            Err(Error::Refused { .. }) if retention.is_some() => {
-                tracing::warn!(%page, "pair: the lease for sent records was refused; granting another");
-                *lock(&self.shared.retention) = None;
-                self.etcd.mark_sent(page, incident, &self.cfg.name, None)
-            }
-            other => other,
-        }
+        let (etcd, me) = (&mut self.etcd, &self.cfg.name);
+        self.shared
+            .on_retention(|retention| etcd.mark_sent(page, incident, me, retention))
     }
 
     fn decide(&mut self, due: &DuePage) -> Asked {
@@ -1376,6 +1491,75 @@ mod tests {
         registered: true,
         signal_dbm: Some(-70),
     };
+
+    fn refused(status: u16, body: &str) -> Error {
+        Error::Refused {
+            path: "/v3/kv/put".into(),
+            endpoint: "e".into(),
+            status,
+            body: body.into(),
+        }
+    }
+
+    fn shared_with(lease: LeaseId) -> Shared {
+        let shared = Shared::default();
+        lock(&shared.retention).current = Some((lease, Instant::now()));
+        shared
+    }
+
+    #[test]
+    fn a_retryable_error_keeps_the_retention_lease_and_writes_nothing_without_it() {
+        let shared = shared_with(LeaseId(7));
+        let mut tried = Vec::new();
+        let err = shared
+            .on_retention(|lease| {
+                tried.push(lease);
+                Err::<(), _>(refused(503, "etcdserver: leader changed"))
+            })
+            .unwrap_err();
+        assert!(err.is_retryable());
+        assert_eq!(tried, [Some(LeaseId(7))]);
+        assert_eq!(
+            lock(&shared.retention).current.map(|(l, _)| l),
+            Some(LeaseId(7))
+        );
+    }
+
+    #[test]
+    fn a_lease_etcd_says_is_gone_is_dropped_and_the_record_written_without() {
+        let shared = shared_with(LeaseId(7));
+        let mut tried = Vec::new();
+        shared
+            .on_retention(|lease| {
+                tried.push(lease);
+                match lease {
+                    Some(_) => Err(refused(400, "etcdserver: requested lease not found")),
+                    None => Ok(()),
+                }
+            })
+            .unwrap();
+        assert_eq!(tried, [Some(LeaseId(7)), None]);
+        assert!(lock(&shared.retention).current.is_none());
+        // Another refusal is not about the lease: returned, the lease kept.
+        let shared = shared_with(LeaseId(8));
+        assert!(shared
+            .on_retention(|_| Err::<(), _>(refused(
+                400,
+                "etcdserver: too many operations in txn request"
+            )))
+            .is_err());
+        assert!(lock(&shared.retention).current.is_some());
+    }
+
+    #[test]
+    fn a_lease_replaced_meanwhile_is_not_dropped() {
+        let shared = shared_with(LeaseId(9));
+        shared.drop_retention(LeaseId(7));
+        assert_eq!(
+            lock(&shared.retention).current.map(|(l, _)| l),
+            Some(LeaseId(9))
+        );
+    }
 
     fn coordinator(
         name: &str,
@@ -1634,11 +1818,27 @@ mod tests {
         );
         peer.mark_retention(old, now_ms - 8 * day_ms).unwrap();
         peer.mark_retention(young, now_ms - day_ms).unwrap();
+        // Marked by a box whose clock was far behind (booted without a real-time clock): its
+        // records may be seconds old, and it is kept.
+        let skewed = peer.grant_lease(SENT_RETENTION).unwrap();
+        peer.mark_retention(skewed, 5_000).unwrap();
+        let fresh = page("fresh@0");
+        peer.mark_sent_alone(&fresh, "b", Some(skewed)).unwrap();
+        // An override's lease whose end (the override's and the retention after) is past.
+        let ended = peer.grant_lease(SENT_RETENTION).unwrap();
+        peer.mark_override_lease(ended, now_ms - 10 * day_ms, now_ms - day_ms)
+            .unwrap();
         let p = page("old@0");
         peer.mark_sent_alone(&p, "b", Some(old)).unwrap();
         let (_a, _pa) = coordinator("a", &m.url, Duration::from_secs(3), Duration::from_secs(30));
         let end = Instant::now() + Duration::from_secs(5);
-        while peer.page_view(&p, "old@0").unwrap().sent {
+        let ended_listed = |peer: &mut Etcd| {
+            peer.retention_leases()
+                .unwrap()
+                .iter()
+                .any(|(l, _)| *l == ended)
+        };
+        while peer.page_view(&p, "old@0").unwrap().sent || ended_listed(&mut peer) {
             assert!(
                 Instant::now() < end,
                 "the old retention lease still holds its records"
@@ -1652,6 +1852,8 @@ mod tests {
             .map(|(l, _)| l)
             .collect();
         assert!(left.contains(&young) && !left.contains(&old), "{left:?}");
+        assert!(left.contains(&skewed) && !left.contains(&ended), "{left:?}");
+        assert!(peer.page_view(&fresh, "fresh@0").unwrap().sent);
     }
 
     #[tokio::test]
@@ -1675,6 +1877,42 @@ mod tests {
         let ttl = ttl_of(&m.url, lease.unwrap_or(0));
         let want = SENT_RETENTION.as_secs() + 3600;
         assert!(ttl > want - 60 && ttl <= want, "{ttl}");
+        // The lease is marked with the override's end and the retention after.
+        let mut peer = client(&[&m.url]);
+        let first = LeaseId(lease.unwrap_or(0));
+        let marks = peer.retention_leases().unwrap();
+        let end_ms = marks
+            .iter()
+            .find(|(l, _)| *l == first)
+            .and_then(|(_, m)| m.end_ms);
+        let want_ms = (now + chrono::Duration::hours(1)).timestamp_millis()
+            + i64::try_from(SENT_RETENTION.as_millis()).unwrap();
+        assert!(
+            end_ms.is_some_and(|e| (e - want_ms).abs() < 60_000),
+            "{marks:?}"
+        );
+        // Replaced (here deleted), the record goes on a new lease and the old one is revoked.
+        let deleted = SharedOverride {
+            deleted: true,
+            ..o.clone()
+        };
+        a.share_override(deleted.key(), serde_json::to_string(&deleted).unwrap());
+        let _ = a.identity("sync", 0).await;
+        let second = lease_of(&m.url, &format!("override/{}", o.key()));
+        assert!(
+            matches!(second, Some(l) if l != 0 && l != first.0),
+            "{second:?}"
+        );
+        let left: Vec<_> = peer
+            .retention_leases()
+            .unwrap()
+            .into_iter()
+            .map(|(l, _)| l.0)
+            .collect();
+        assert!(
+            !left.contains(&first.0) && left.contains(&second.unwrap_or(0)),
+            "{left:?}"
+        );
     }
 
     #[tokio::test]

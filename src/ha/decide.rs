@@ -672,16 +672,73 @@ pub fn override_retention(until_ms: i64, now_ms: i64, retention: Duration) -> Op
     Duration::from_millis(left_ms).checked_add(retention)
 }
 
-/// Whether a retention lease granted at `granted_ms` (a box's wall clock) has held its records
-/// for `retention`, so that it is revoked whatever TTL etcd still gives it: etcd resets every
-/// lease to its full TTL when a new leader takes over (unless the members run with lease
-/// checkpoints), so in a cluster whose leader changes more often than `retention` (a box
-/// rebooted weekly) a TTL alone would never run out.
-pub fn retention_over(granted_ms: i64, now_ms: i64, retention: Duration) -> bool {
-    i64::try_from(retention.as_millis())
+/// The earliest wall-clock time (2026-01-01T00:00:00Z, in ms) a box can plausibly be at: a
+/// box that boots without a real-time clock starts near 1970 until NTP sets it, and a lease
+/// marked then would look long over to the peer, which would revoke it and the `sent` records
+/// on it, seconds old, so that their pages are sent again.
+pub const CLOCK_FLOOR_MS: i64 = 1_767_225_600_000;
+
+/// How far in the future a retention mark may lie before it is judged implausible: the two
+/// boxes' clocks differ by this much at most when both follow NTP.
+pub const RETENTION_CLOCK_SLACK: Duration = Duration::from_secs(3600);
+
+/// Whether this box's wall clock (`now_ms`) can be trusted to mark or judge retention leases.
+pub fn clock_plausible(now_ms: i64) -> bool {
+    now_ms >= CLOCK_FLOOR_MS
+}
+
+/// What to do with a retention lease marked as granted at `granted_ms` (a box's wall clock),
+/// judged at `now_ms` (this box's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetentionVerdict {
+    /// Its records are younger than the retention: keep it.
+    Keep,
+    /// It has held its records for the retention: revoke it, whatever TTL etcd still gives it.
+    Revoke,
+    /// One of the two clocks is wrong (the mark lies in the future beyond
+    /// [`RETENTION_CLOCK_SLACK`], more than twice the retention back, or before
+    /// [`CLOCK_FLOOR_MS`], or this box's clock is before the floor): keep it and warn; the TTL
+    /// still ends it when the leader is stable. Revoking would delete records that may be
+    /// seconds old, and their pages would be sent again.
+    Implausible,
+}
+
+/// Decides [`RetentionVerdict`] for a lease whose records are kept for `retention` after its
+/// grant. Leases are revoked by the clock because etcd resets every lease to its full TTL when
+/// a new leader takes over (unless the members run with lease checkpoints), so in a cluster
+/// whose leader changes more often than `retention` (a box rebooted weekly) a TTL alone would
+/// never run out.
+pub fn retention_verdict(granted_ms: i64, now_ms: i64, retention: Duration) -> RetentionVerdict {
+    match i64::try_from(retention.as_millis())
         .ok()
         .and_then(|r| granted_ms.checked_add(r))
-        .is_some_and(|end| now_ms >= end)
+    {
+        Some(end_ms) => lease_verdict(granted_ms, end_ms, now_ms),
+        None => RetentionVerdict::Keep,
+    }
+}
+
+/// Decides [`RetentionVerdict`] for a lease granted at `granted_ms` to keep its records until
+/// `end_ms` (a shared override's lease: its end and the retention after), judged at `now_ms`.
+/// A mark more than the lease's own span past its end means a clock was wrong.
+pub fn lease_verdict(granted_ms: i64, end_ms: i64, now_ms: i64) -> RetentionVerdict {
+    let slack_ms = i64::try_from(RETENTION_CLOCK_SLACK.as_millis()).unwrap_or(i64::MAX);
+    if !clock_plausible(now_ms) || !clock_plausible(granted_ms) {
+        return RetentionVerdict::Implausible;
+    }
+    let (Some(age_ms), Some(span_ms)) = (
+        now_ms.checked_sub(granted_ms),
+        end_ms.checked_sub(granted_ms),
+    ) else {
+        return RetentionVerdict::Implausible;
+    };
+    if span_ms < 0 || age_ms < slack_ms.saturating_neg() || age_ms > span_ms.saturating_mul(2) {
+        RetentionVerdict::Implausible
+    } else if age_ms >= span_ms {
+        RetentionVerdict::Revoke
+    } else {
+        RetentionVerdict::Keep
+    }
 }
 
 /// The hash of the parts of a config that decide who is paged when (users, schedules, policies,
@@ -1111,9 +1168,60 @@ mod tests {
     fn a_retention_lease_ends_by_the_clock() {
         let week = Duration::from_secs(7 * 24 * 3600);
         let week_ms = 7 * 24 * 3_600_000;
-        assert!(!retention_over(1_000, 1_000 + week_ms - 1, week));
-        assert!(retention_over(1_000, 1_000 + week_ms, week));
-        assert!(!retention_over(i64::MAX, i64::MAX, week));
+        let at = CLOCK_FLOOR_MS + 1_000;
+        assert_eq!(
+            retention_verdict(at, at + week_ms - 1, week),
+            RetentionVerdict::Keep
+        );
+        assert_eq!(
+            retention_verdict(at, at + week_ms, week),
+            RetentionVerdict::Revoke
+        );
+        assert_eq!(
+            retention_verdict(i64::MAX, i64::MAX, week),
+            RetentionVerdict::Keep
+        );
+    }
+
+    #[test]
+    fn a_retention_lease_is_revoked_by_the_clock_only_when_both_clocks_are_plausible() {
+        use RetentionVerdict::*;
+        let week = Duration::from_secs(7 * 24 * 3600);
+        let day_ms = 24 * 3_600_000;
+        let now = CLOCK_FLOOR_MS + 100 * day_ms;
+        assert_eq!(retention_verdict(now - day_ms, now, week), Keep);
+        assert_eq!(retention_verdict(now - 7 * day_ms, now, week), Revoke);
+        assert_eq!(retention_verdict(now - 8 * day_ms, now, week), Revoke);
+        assert_eq!(retention_verdict(now - 14 * day_ms, now, week), Revoke);
+        // Older than twice the retention: a clock was wrong when it was marked.
+        assert_eq!(retention_verdict(now - 15 * day_ms, now, week), Implausible);
+        // Marked by a box that booted near 1970.
+        assert_eq!(retention_verdict(5_000, now, week), Implausible);
+        assert_eq!(retention_verdict(-5_000, now, week), Implausible);
+        // Marked by a peer a little ahead: kept; far ahead: a clock is wrong.
+        assert_eq!(retention_verdict(now + 60_000, now, week), Keep);
+        assert_eq!(retention_verdict(now + day_ms, now, week), Implausible);
+        // This box's own clock is before the floor: it judges nothing.
+        assert_eq!(
+            retention_verdict(5_000, 5_000 + 8 * day_ms, week),
+            Implausible
+        );
+        assert_eq!(retention_verdict(i64::MIN, i64::MAX, week), Implausible);
+        assert!(!clock_plausible(0) && clock_plausible(now));
+    }
+
+    #[test]
+    fn an_override_lease_is_revoked_at_its_end() {
+        use RetentionVerdict::*;
+        let day_ms = 24 * 3_600_000;
+        let granted = CLOCK_FLOOR_MS + day_ms;
+        let end = granted + 30 * day_ms;
+        assert_eq!(lease_verdict(granted, end, granted + day_ms), Keep);
+        assert_eq!(lease_verdict(granted, end, end), Revoke);
+        assert_eq!(lease_verdict(granted, end, end + 30 * day_ms), Revoke);
+        assert_eq!(lease_verdict(granted, end, end + 31 * day_ms), Implausible);
+        assert_eq!(lease_verdict(granted, granted - 1, granted), Implausible);
+        assert_eq!(lease_verdict(5_000, end, granted), Implausible);
     }
 
     #[test]

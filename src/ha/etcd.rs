@@ -89,7 +89,44 @@ impl Error {
         matches!(self, Error::Unreachable { .. })
             || matches!(self, Error::Refused { status, .. } if *status >= 500)
     }
+
+    /// Whether etcd refused a write because the lease named in it does not exist (revoked, run
+    /// out, or gone with a cluster restored from a backup): writing without that lease can
+    /// work, writing with it never will. A retryable error (a leader election answers 5xx) is
+    /// never this: the lease is most likely still there.
+    pub fn is_lease_gone(&self) -> bool {
+        matches!(self, Error::Refused { status, body, .. }
+            if *status < 500 && body.contains("lease not found"))
+    }
 }
+
+/// What a `retention/<lease id>` mark says about its lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseMark {
+    /// When the lease was granted, by the granting box's clock.
+    pub granted_ms: i64,
+    /// Until when its records are kept (a shared override's lease); `None` for a retention
+    /// lease, which keeps them [`SENT_RETENTION`] after its grant.
+    pub end_ms: Option<i64>,
+}
+
+impl LeaseMark {
+    fn parse(value: &str) -> Option<LeaseMark> {
+        let mut parts = value.split(' ');
+        let granted_ms = parts.next()?.parse().ok()?;
+        let end_ms = match parts.next() {
+            Some(end) => Some(end.parse().ok()?),
+            None => None,
+        };
+        parts
+            .next()
+            .is_none()
+            .then_some(LeaseMark { granted_ms, end_ms })
+    }
+}
+
+/// How many keys one read of the history asks for at most ([`Etcd::written_since`]).
+const READ_PAGE: usize = 500;
 
 /// A lease id, as etcd numbers them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -335,19 +372,32 @@ impl Etcd {
         )
     }
 
-    /// Every retention lease either box marked ([`Etcd::mark_retention`]) and still alive,
-    /// with when it was granted; marks that do not read are left out.
-    pub fn retention_leases(&mut self) -> Result<Vec<(LeaseId, i64)>, Error> {
+    /// Records that the lease of a shared override, `lease`, was granted at `granted_ms` to
+    /// keep the override until `end_ms`. The value (two numbers) does not read as a plain
+    /// retention mark, so a box that knows only those leaves it alone.
+    pub fn mark_override_lease(
+        &mut self,
+        lease: LeaseId,
+        granted_ms: i64,
+        end_ms: i64,
+    ) -> Result<(), Error> {
+        self.put(
+            &format!("{PREFIX}retention/{}", lease.0),
+            &format!("{granted_ms} {end_ms}"),
+            Some(lease),
+        )
+    }
+
+    /// Every retention lease either box marked ([`Etcd::mark_retention`],
+    /// [`Etcd::mark_override_lease`]) and still alive, with its mark; marks that do not read
+    /// are left out.
+    pub fn retention_leases(&mut self) -> Result<Vec<(LeaseId, LeaseMark)>, Error> {
         let prefix = format!("{PREFIX}retention/");
         let end = format!("{PREFIX}retention0");
         let answer = self.post(
             "/v3/kv/range",
             &json!({"key": b64(&prefix), "range_end": b64(&end)}),
         )?;
-        let decode = |field: &Value| {
-            let bytes = B64.decode(field.as_str().unwrap_or("")).unwrap_or_default();
-            String::from_utf8_lossy(&bytes).into_owned()
-        };
         Ok(answer["kvs"]
             .as_array()
             .into_iter()
@@ -355,8 +405,7 @@ impl Etcd {
             .filter_map(|kv| {
                 let key = decode(&kv["key"]);
                 let lease = key.strip_prefix(prefix.as_str())?.parse().ok()?;
-                let granted_ms = decode(&kv["value"]).parse().ok()?;
-                Some((LeaseId(lease), granted_ms))
+                Some((LeaseId(lease), LeaseMark::parse(&decode(&kv["value"]))?))
             })
             .collect())
     }
@@ -522,7 +571,18 @@ impl Etcd {
     /// not listed for retiring again, the shared alert comes with its resolve (dropped), and
     /// an ack or resolve of an incident closed already changes nothing.
     pub fn retire_incident(&mut self, incident: &str, retention: LeaseId) -> Result<(), Error> {
-        let key = |kind: &str| b64(&format!("{PREFIX}incident/{incident}/{kind}"));
+        self.retire_incidents(&[incident], retention)
+    }
+
+    /// [`Etcd::retire_incident`] for several incidents in one transaction, one write to the
+    /// members' disks instead of one each. Each incident is a transaction of its own within it,
+    /// so one whose resolve is not there is skipped alone. Two incidents must not share a
+    /// dedup key (see [`retire_batch`]): etcd refuses a transaction writing a key twice.
+    pub fn retire_incidents(
+        &mut self,
+        incidents: &[&str],
+        retention: LeaseId,
+    ) -> Result<(), Error> {
         let lease = retention.0.to_string();
         let keep =
             |key: &str| json!({"request_put": {"key": key, "ignore_value": true, "lease": lease}});
@@ -532,40 +592,60 @@ impl Etcd {
                 "success": [keep(key)],
             }})
         };
-        let mut success = vec![
-            keep(&key("resolve")),
-            if_there(&key("ack")),
-            if_there(&key("intake")),
-        ];
-        if let Some((dedup_key, start_ms)) = incident_parts(incident) {
-            let start = start_key(dedup_key);
-            success.push(json!({"request_txn": {
-                "compare": [{"key": start, "target": "VALUE", "result": "EQUAL", "value": b64(&start_ms.to_string())}],
-                "success": [keep(&start)],
-            }}));
-        }
-        self.post(
-            "/v3/kv/txn",
-            &json!({
-                "compare": [{"key": key("resolve"), "target": "VERSION", "result": "GREATER", "version": "0"}],
-                "success": success,
-            }),
-        )?;
+        let each: Vec<Value> = incidents
+            .iter()
+            .map(|incident| {
+                let key = |kind: &str| b64(&format!("{PREFIX}incident/{incident}/{kind}"));
+                let mut success = vec![
+                    keep(&key("resolve")),
+                    if_there(&key("ack")),
+                    if_there(&key("intake")),
+                ];
+                if let Some((dedup_key, start_ms)) = incident_parts(incident) {
+                    let start = start_key(dedup_key);
+                    success.push(json!({"request_txn": {
+                        "compare": [{"key": start, "target": "VALUE", "result": "EQUAL", "value": b64(&start_ms.to_string())}],
+                        "success": [keep(&start)],
+                    }}));
+                }
+                json!({"request_txn": {
+                    "compare": [{"key": key("resolve"), "target": "VERSION", "result": "GREATER", "version": "0"}],
+                    "success": success,
+                }})
+            })
+            .collect();
+        self.post("/v3/kv/txn", &json!({"success": each}))?;
         Ok(())
     }
 
     /// Shares a runtime override made on this box (added, or deleted: the same key again), so
     /// the peer escalates to the same people; with `lease` on that lease
-    /// ([`override_retention`](super::decide::override_retention)).
+    /// ([`override_retention`](super::decide::override_retention)). Returns the lease the
+    /// record it replaced was on, if any, so the caller can revoke it: nothing else lives on
+    /// an override's lease but its mark.
     pub fn publish_override(
         &mut self,
         key: &str,
         by: &str,
         value: &str,
         lease: Option<LeaseId>,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<LeaseId>, Error> {
+        let path = "/v3/kv/put";
         let value = json!({"by": by, "override": value}).to_string();
-        self.put(&format!("{PREFIX}override/{key}"), &value, lease)
+        let mut body = json!({
+            "key": b64(&format!("{PREFIX}override/{key}")),
+            "value": b64(&value),
+            "prev_kv": true,
+        });
+        if let Some(l) = lease {
+            body["lease"] = json!(l.0.to_string());
+        }
+        let answer = self.post(path, &body)?;
+        let previous = match &answer["prev_kv"]["lease"] {
+            Value::Null => 0,
+            v => int(v, path)?,
+        };
+        Ok((previous != 0).then_some(LeaseId(previous)))
     }
 
     /// Runtime overrides written by boxes other than `me` since revision `after`, oldest first,
@@ -826,25 +906,45 @@ impl Etcd {
         // The key just after every `{section}/...` key: '0' follows '/' in ASCII.
         let end = format!("{PREFIX}{section}0");
         let path = "/v3/kv/range";
-        let answer = self.post(
-            path,
-            &json!({
-                "key": b64(&prefix),
+        // Read in pages of [`READ_PAGE`] keys, by key, all at the revision of the first page:
+        // a long history read at once could not come within the request timeout, and paging
+        // by modification revision could split one transaction's keys across two pages.
+        let mut from = prefix.clone().into_bytes();
+        let mut revision = None;
+        let mut found = Vec::new();
+        loop {
+            let mut ask = json!({
+                "key": B64.encode(&from),
                 "range_end": b64(&end),
                 "min_mod_revision": (after + 1).to_string(),
-                "sort_order": "ASCEND",
-                "sort_target": "MOD",
-            }),
-        )?;
-        let revision = int(&answer["header"]["revision"], path)?;
-        let decode = |field: &Value| {
-            let bytes = B64.decode(field.as_str().unwrap_or("")).unwrap_or_default();
-            String::from_utf8_lossy(&bytes).into_owned()
-        };
-        let written = answer["kvs"]
-            .as_array()
-            .into_iter()
-            .flatten()
+                "limit": READ_PAGE.to_string(),
+            });
+            if let Some(r) = revision {
+                ask["revision"] = json!(i64::to_string(&r));
+            }
+            let answer = self.post(path, &ask)?;
+            let at = match revision {
+                Some(r) => r,
+                None => int(&answer["header"]["revision"], path)?,
+            };
+            revision = Some(at);
+            let kvs = answer["kvs"].as_array().cloned().unwrap_or_default();
+            let Some(last) = kvs.last() else { break };
+            let last_key = B64
+                .decode(last["key"].as_str().unwrap_or(""))
+                .unwrap_or_default();
+            found.extend(kvs);
+            if answer["more"].as_bool() != Some(true) {
+                break;
+            }
+            // The smallest key after the last one read.
+            from = last_key;
+            from.push(0);
+        }
+        // Oldest first, as the caller applies them; a transaction's keys in key order.
+        found.sort_by_key(|kv| int(&kv["mod_revision"], path).unwrap_or(0));
+        let written = found
+            .iter()
             .filter_map(|kv| {
                 let key = decode(&kv["key"]);
                 let rest = key.strip_prefix(prefix.as_str())?.to_string();
@@ -856,7 +956,7 @@ impl Etcd {
                 })
             })
             .collect();
-        Ok((written, revision))
+        Ok((written, revision.unwrap_or(after)))
     }
 
     /// Publishes this box's paging health on its lease: it disappears with the box.
@@ -896,10 +996,7 @@ impl Etcd {
         let path = "/v3/kv/range";
         let answer = self.post(path, &json!({"key": b64(&prefix), "range_end": b64(&end)}))?;
         for kv in answer["kvs"].as_array().into_iter().flatten() {
-            let key = B64
-                .decode(kv["key"].as_str().unwrap_or(""))
-                .unwrap_or_default();
-            let name = String::from_utf8_lossy(&key)
+            let name = decode(&kv["key"])
                 .trim_start_matches(prefix.as_str())
                 .to_string();
             if name != me {
@@ -968,6 +1065,12 @@ fn agent(tls: Option<Arc<rustls::ClientConfig>>) -> ureq::Agent {
     builder.build()
 }
 
+/// The text of a base64 field of a gateway answer (a key or a value); empty when missing.
+fn decode(field: &Value) -> String {
+    let bytes = B64.decode(field.as_str().unwrap_or("")).unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 /// A box's published health from its stored JSON.
 /// Drops the shared alerts of incidents in `resolved`.
 fn without_resolved_intakes(
@@ -998,6 +1101,23 @@ struct Written {
     value: String,
     /// Whether it lives on a lease (a retired incident's record).
     on_lease: bool,
+}
+
+/// How many incidents of `queue`'s head go in one [`Etcd::retire_incidents`]: at most `max`,
+/// and none after the first that repeats an incident or a dedup key of one before it (etcd
+/// refuses a transaction that writes a key twice; the repeat goes in the next one). At least
+/// one when the queue is not empty.
+pub fn retire_batch<'a>(queue: impl IntoIterator<Item = &'a String>, max: usize) -> usize {
+    let mut keys = std::collections::HashSet::new();
+    let mut n = 0;
+    for incident in queue.into_iter().take(max) {
+        let key = incident_parts(incident).map_or(incident.as_str(), |(k, _)| k);
+        if !keys.insert(key) {
+            break;
+        }
+        n += 1;
+    }
+    n
 }
 
 /// The dedup key and canonical start an incident identity is made of ([`incident_identity`]).
@@ -1586,7 +1706,7 @@ pub(super) mod tests {
         let err = a
             .mark_sent(&pruned, "r@0", "a", Some(retention))
             .unwrap_err();
-        assert!(matches!(err, Error::Refused { .. }), "{err}");
+        assert!(err.is_lease_gone() && !err.is_retryable(), "{err}");
         assert!(matches!(b.claim(&kept, "r@0", "b", lb).unwrap(), Claim::Lost(v) if v.sent));
     }
 
@@ -1682,6 +1802,61 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn several_resolved_incidents_go_on_the_retention_lease_in_one_revision() {
+        let Some(m) = start_member() else { return };
+        let mut a = client(&[&m.url]);
+        for (key, start) in [("x", 1_000), ("y", 2_000), ("z", 3_000)] {
+            a.incident_start(key, start).unwrap();
+            a.publish_ack(&format!("{key}@{start}"), "a").unwrap();
+            a.publish_resolve(&format!("{key}@{start}"), "a", start + 1)
+                .unwrap();
+        }
+        let before = a.peer_records("b", 0).unwrap().revision;
+        let retention = a.grant_lease(Duration::from_secs(60)).unwrap();
+        // "gone@1" has no resolve: skipped alone, the others are retired.
+        a.retire_incidents(&["x@1000", "gone@1", "y@2000", "z@3000"], retention)
+            .unwrap();
+        for k in [
+            "incident/x@1000/resolve",
+            "incident/x@1000/ack",
+            "start/x",
+            "incident/y@2000/resolve",
+            "start/z",
+        ] {
+            assert_eq!(lease_of(&m.url, k), Some(retention.0), "{k}");
+        }
+        assert_eq!(lease_of(&m.url, "incident/gone@1/resolve"), None);
+        assert_eq!(a.peer_records("b", 0).unwrap().revision, before + 1);
+    }
+
+    #[test]
+    fn a_history_longer_than_a_page_is_read_whole_and_oldest_first() {
+        let Some(m) = start_member() else { return };
+        let (mut a, mut b) = (client(&[&m.url]), client(&[&m.url]));
+        let n = READ_PAGE + 20;
+        // Written newest key first, so key order and write order disagree.
+        for i in (0..n).rev() {
+            a.publish_ack(&format!("h{i:04}@1"), "a").unwrap();
+        }
+        let read = b.peer_records("b", 0).unwrap();
+        let ids: Vec<_> = read.records.iter().map(|r| r.identity.clone()).collect();
+        let want: Vec<_> = (0..n).rev().map(|i| format!("h{i:04}@1")).collect();
+        assert_eq!(ids, want);
+        assert_eq!(b.peer_records("b", read.revision).unwrap().records, []);
+    }
+
+    #[test]
+    fn a_retirement_batch_stops_before_a_repeated_dedup_key() {
+        let q: Vec<String> = ["a@1", "b@1", "a@2", "c@1"].map(String::from).into();
+        assert_eq!(retire_batch(&q, 32), 2);
+        assert_eq!(retire_batch(&q[2..], 32), 2);
+        assert_eq!(retire_batch(&q, 1), 1);
+        assert_eq!(retire_batch(&q[..0], 32), 0);
+        let same: Vec<String> = ["a@1", "a@1"].map(String::from).into();
+        assert_eq!(retire_batch(&same, 32), 1);
+    }
+
+    #[test]
     fn retention_leases_are_listed_with_when_they_were_granted() {
         let Some(m) = start_member() else { return };
         let mut a = client(&[&m.url]);
@@ -1692,11 +1867,27 @@ pub(super) mod tests {
         a.mark_retention(l1, 1_000).unwrap();
         a.mark_retention(l2, 2_000).unwrap();
         let mut listed = a.retention_leases().unwrap();
-        listed.sort_by_key(|(_, at)| *at);
-        assert_eq!(listed, [(l1, 1_000), (l2, 2_000)]);
+        listed.sort_by_key(|(_, at)| at.granted_ms);
+        let plain = |granted_ms| LeaseMark {
+            granted_ms,
+            end_ms: None,
+        };
+        assert_eq!(listed, [(l1, plain(1_000)), (l2, plain(2_000))]);
         // The mark goes with its lease.
         a.revoke_lease(l1).unwrap();
-        assert_eq!(a.retention_leases().unwrap(), [(l2, 2_000)]);
+        assert_eq!(a.retention_leases().unwrap(), [(l2, plain(2_000))]);
+        // An override's lease says when it ends.
+        let l3 = a.grant_lease(Duration::from_secs(60)).unwrap();
+        a.mark_override_lease(l3, 3_000, 9_000).unwrap();
+        assert!(a.retention_leases().unwrap().contains(&(
+            l3,
+            LeaseMark {
+                granted_ms: 3_000,
+                end_ms: Some(9_000)
+            }
+        )));
+        assert_eq!(LeaseMark::parse("1 2 3"), None);
+        assert_eq!(LeaseMark::parse("x"), None);
     }
 
     #[test]
