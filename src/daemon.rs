@@ -345,6 +345,7 @@ fn start_pair(
         can_page_rx,
         decide::config_hash(config),
         records_tx,
+        core.clock.clone(),
     )
     .context("cannot start the pair coordinator")?;
     pair::publish_mode(coordinator.mode());

@@ -29,6 +29,7 @@ use super::etcd::{
     RETENTION_ROTATION, SENT_RETENTION,
 };
 use super::share::SharedOverride;
+use crate::clock::Clock;
 use crate::config::HaConfig;
 use crate::health::pair::Thread;
 use crate::incident::Channel;
@@ -279,6 +280,7 @@ impl Coordinator {
         paging: watch::Receiver<Option<Health>>,
         config_hash: String,
         peer_records: tokio::sync::mpsc::UnboundedSender<PeerRecord>,
+        clock: Arc<dyn Clock>,
     ) -> std::io::Result<Coordinator> {
         let (pages_tx, pages_rx) = std_mpsc::channel();
         let (session_tx, session_rx) = std_mpsc::channel();
@@ -304,6 +306,7 @@ impl Coordinator {
             shared,
             config_hash,
             peer_records,
+            clock,
             seen_revision: 0,
             seen_override_revision: 0,
             published: None,
@@ -553,6 +556,9 @@ struct Session {
     shared: Arc<Shared>,
     config_hash: String,
     peer_records: tokio::sync::mpsc::UnboundedSender<PeerRecord>,
+    /// The wall clock retention marks are written and judged by (the daemon's, so a test clock
+    /// moves them too).
+    clock: Arc<dyn Clock>,
     /// The etcd revision up to which the peer's acks and resolves were passed on.
     seen_revision: i64,
     /// The same for the peer's runtime overrides.
@@ -763,7 +769,7 @@ impl Session {
         if !due && unmarked.is_none() {
             return;
         }
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now_ms = self.clock.now().timestamp_millis();
         if !clock_plausible(now_ms) {
             // A mark from a clock near 1970 would look over to the peer at once. The current
             // lease, if any, keeps taking records; without one they stay persistent.
@@ -821,7 +827,7 @@ impl Session {
             }
         };
         self.retention_checked = Some(Instant::now());
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now_ms = self.clock.now().timestamp_millis();
         for (lease, mark) in leases {
             let granted_ms = mark.granted_ms;
             let verdict = match mark.end_ms {
@@ -972,7 +978,7 @@ impl Session {
     /// does not say when it ends, a clock not set yet, or a lease etcd refuses, leaves the
     /// record persistent rather than unshared.
     fn publish_override(&mut self, key: &str, value: &str) -> Result<(), Error> {
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now_ms = self.clock.now().timestamp_millis();
         let ttl = serde_json::from_str::<SharedOverride>(value)
             .ok()
             .and_then(|o| override_retention(o.until.timestamp_millis(), now_ms, SENT_RETENTION))
@@ -1482,6 +1488,10 @@ impl Pages {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn system_clock() -> Arc<dyn Clock> {
+        Arc::new(crate::clock::SystemClock)
+    }
     use crate::ha::etcd::tests::{
         client, config, free_port, lease_of, page, start_member, start_member_on, ttl_of,
     };
@@ -1591,7 +1601,7 @@ mod tests {
         let etcd = Etcd::new(&cfg).expect("client");
         let (records, rx) = tokio::sync::mpsc::unbounded_channel();
         (
-            Coordinator::start(cfg, etcd, paging, "same".into(), records).unwrap(),
+            Coordinator::start(cfg, etcd, paging, "same".into(), records, system_clock()).unwrap(),
             paging_tx,
             rx,
         )
@@ -1973,7 +1983,8 @@ mod tests {
         let (_paging_tx, paging) = watch::channel(Some(GOOD));
         let etcd = Etcd::new(&cfg).expect("client");
         let (records_tx, mut records) = tokio::sync::mpsc::unbounded_channel();
-        let a = Coordinator::start(cfg, etcd, paging, "same".into(), records_tx).unwrap();
+        let a = Coordinator::start(cfg, etcd, paging, "same".into(), records_tx, system_clock())
+            .unwrap();
         // Paired, with the first renewal (and its read) behind it.
         let _ = a.identity("warm-up", 1).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
