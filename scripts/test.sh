@@ -30,7 +30,7 @@ fi
 # `fault-injection` compiles in the fault points the failure tests arm (src/fault.rs).
 cargo test --all-targets --locked --features fault-injection
 # The pair (feature `ha`): its own unit tests against a real etcd (the official binary from the
-# etcd-bin-vendored dev-dependency), and the two-box scenarios S1-S8 in network namespaces
-# (tests/ha_pair.rs, about a minute; as root only, skipped with the reason otherwise).
+# etcd-bin-vendored dev-dependency), and the two-box scenarios S1-S18 in network namespaces
+# (tests/ha_pair.rs, about two minutes; as root only, skipped with the reason otherwise).
 cargo test --locked --features fault-injection,ha --lib -- ha:: store::pair health::
 cargo test --locked --features fault-injection,ha --test ha_pair
