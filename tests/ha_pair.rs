@@ -747,31 +747,7 @@ fn s7_an_ack_on_a_stops_the_next_step_on_b() {
     pair.wait_for(20, "the first step's SMS", || {
         (pair.count(PAGER_PHONE, "s7-db-down") >= 1).then_some(())
     });
-    let (code, v) = pair.lan.http(
-        "w",
-        "POST",
-        &pair.a.url(&format!("/v1/incidents/{id_a}/acknowledge")),
-        Some(&json!({"by": "alice"})),
-    );
-    assert_eq!(code, 200, "{v}");
-    // B applies the ack made on A.
-    pair.wait_for(15, "B's incident acknowledged from A", || {
-        let (_, v) = pair.lan.http(
-            "w",
-            "GET",
-            &pair.b.url(&format!("/v1/incidents/{id_b}")),
-            None,
-        );
-        (v["status"] == "acknowledged" || v["incident"]["status"] == "acknowledged").then_some(())
-    });
-    // Past the step's wait: nobody pages bob, from either box.
-    std::thread::sleep(Duration::from_secs(17));
-    assert_eq!(
-        pair.count(BOB, "s7-db-down"),
-        0,
-        "no page after the ack\n--- b ---\n{}",
-        tail(&pair.b.log())
-    );
+    ack_on_a_stops_bob(&pair, id_a, id_b, "s7-db-down");
     assert_eq!(pair.count(PAGER_PHONE, "s7-db-down"), 1);
 }
 
@@ -1228,30 +1204,7 @@ fn s17_a_coordinator_thread_that_panics_runs_again_and_the_pair_carries_on() {
         "one page for the pair\n--- a ---\n{}",
         tail(&pair.a.log())
     );
-    let (code, v) = pair.lan.http(
-        "w",
-        "POST",
-        &pair.a.url(&format!("/v1/incidents/{id_a}/acknowledge")),
-        Some(&json!({"by": "alice"})),
-    );
-    assert_eq!(code, 200, "{v}");
-    pair.wait_for(15, "B's incident acknowledged from A", || {
-        let (_, v) = pair.lan.http(
-            "w",
-            "GET",
-            &pair.b.url(&format!("/v1/incidents/{id_b}")),
-            None,
-        );
-        (v["status"] == "acknowledged" || v["incident"]["status"] == "acknowledged").then_some(())
-    });
-    // Past the step's wait: nobody pages bob, from either box.
-    std::thread::sleep(Duration::from_secs(17));
-    assert_eq!(
-        pair.count(BOB, "s17-disk-full"),
-        0,
-        "no page after the ack\n--- b ---\n{}",
-        tail(&pair.b.log())
-    );
+    ack_on_a_stops_bob(&pair, id_a, id_b, "s17-disk-full");
     assert!(pair.count(PAGER_PHONE, "s17-disk-full") <= 2);
     // The session thread renewed the lease it had: it never lapsed, A never paged alone.
     assert_eq!(pair.a.leases(), leases, "{}", tail(&pair.a.log()));
@@ -1314,6 +1267,35 @@ fn s18_a_session_thread_that_keeps_panicking_pages_alone_and_says_so() {
         });
     }
     assert!(thread_restarts(&pair, "session").is_some_and(|n| n >= 6));
+}
+
+/// Acknowledges A's incident `id_a` on A, waits until B's copy `id_b` is acknowledged too, and
+/// checks that past the step's wait neither box paged bob (the next step) about `summary`.
+fn ack_on_a_stops_bob(pair: &Pair, id_a: i64, id_b: i64, summary: &str) {
+    let (code, v) = pair.lan.http(
+        "w",
+        "POST",
+        &pair.a.url(&format!("/v1/incidents/{id_a}/acknowledge")),
+        Some(&json!({"by": "alice"})),
+    );
+    assert_eq!(code, 200, "{v}");
+    pair.wait_for(15, "B's incident acknowledged from A", || {
+        let (_, v) = pair.lan.http(
+            "w",
+            "GET",
+            &pair.b.url(&format!("/v1/incidents/{id_b}")),
+            None,
+        );
+        (v["status"] == "acknowledged" || v["incident"]["status"] == "acknowledged").then_some(())
+    });
+    // Past the step's wait: nobody pages bob, from either box.
+    std::thread::sleep(Duration::from_secs(17));
+    assert_eq!(
+        pair.count(BOB, summary),
+        0,
+        "no page after the ack\n--- b ---\n{}",
+        tail(&pair.b.log())
+    );
 }
 
 /// LED level changes of a box's panel during `window`, and the shortest gap between two.
