@@ -555,10 +555,15 @@ fn start_paging(
 /// In a pair, outbound notifications pass the same gate as the senders' pages (`pair`).
 fn start_engines(core: &Core, pair: sender::PairGate) -> watch::Receiver<crate::standby::Status> {
     let (sup, store, config) = (&core.sup, &core.store, &core.config);
+    #[cfg(feature = "ha")]
+    let next_claims = pair.0.as_ref().map(|gate| gate.early_claims());
+    #[cfg(not(feature = "ha"))]
+    let next_claims = None;
     let engine = crate::escalation::engine::run(
         store.clone(),
         config.clone(),
         sup.heartbeat("escalation", ENGINE_BOUND),
+        next_claims,
         core.shutdown.clone(),
     );
     sup.spawn("escalation", Role::Essential, engine);

@@ -102,11 +102,13 @@ impl Plan {
 }
 
 /// Runs the engine until `shutdown`, feeding `beat` once per pass (a pass runs at least every
-/// [`MAX_SLEEP`]).
+/// [`MAX_SLEEP`]). `next_claims`, in a pair, is told of the pages a pass queued that the senders
+/// take next, before the pass commits.
 pub async fn run(
     store: Store,
     mut config: watch::Receiver<Arc<Config>>,
     beat: crate::supervisor::Heartbeat,
+    next_claims: Option<outbox::NextClaims>,
     shutdown: CancellationToken,
 ) {
     let mut commits = store.commits();
@@ -130,8 +132,11 @@ pub async fn run(
         if route {
             route = !route_unrouted(&store, plan.config.clone()).await;
         }
-        let p = plan.clone();
-        let next = match store.call(move |c, now| pass(c, &p, now)).await {
+        let (p, told) = (plan.clone(), next_claims.clone());
+        let next = match store
+            .call(move |c, now| pass_telling(c, &p, told, now))
+            .await
+        {
             Ok(next) => next,
             Err(e) => {
                 tracing::error!(error = %e, "escalation pass failed; retrying in 1s");
@@ -256,6 +261,29 @@ pub fn pass(
     }
     shift_notices(conn, plan, &overrides, now)?;
     next_due(conn)
+}
+
+/// [`pass`], then tells `next_claims` of the pages it queued that the senders take next. What
+/// only speeds a pair up never fails the pass: a read that fails here is logged and skipped.
+fn pass_telling(
+    conn: &Tx,
+    plan: &Plan,
+    next_claims: Option<outbox::NextClaims>,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let Some(tell) = next_claims else {
+        return pass(conn, plan, now);
+    };
+    let before = outbox::last_id(conn);
+    let next = pass(conn, plan, now)?;
+    match before.and_then(|after| outbox::next_claims_after(conn, after, now)) {
+        Ok(pages) if !pages.is_empty() => tell(conn, &pages),
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the pages a pass queued to claim them early")
+        }
+    }
+    Ok(next)
 }
 
 /// Makes the steps that silences no longer hold due at once (a silence expired early, or a

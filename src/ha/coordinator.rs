@@ -54,6 +54,12 @@ const RETIRE_TXNS_PER_RENEWAL: usize = 4;
 /// restart reads the history again and lists them once more).
 const RETIRE_BACKLOG: usize = 100_000;
 
+/// How many early claims the page thread holds at most ([`Coordinator::claim_early`]): one per
+/// channel a pass queues for is the usual count; beyond this, pages are claimed when asked.
+const EARLY_MAX: usize = 8;
+/// How often the page thread looks for early claims nobody asked for while it holds some.
+const EARLY_CHECK: Duration = Duration::from_millis(500);
+
 /// What the sender does with a due page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -110,6 +116,10 @@ enum PageCommand {
     Claim {
         due: DuePage,
         reply: oneshot::Sender<Asked>,
+    },
+    /// Claim now what a sender asks about shortly ([`Coordinator::claim_early`]).
+    Early {
+        due: DuePage,
     },
     Sent {
         page: PageId,
@@ -297,6 +307,7 @@ impl Coordinator {
             mode: mode.clone(),
             shared: shared.clone(),
             deferred: HashSet::new(),
+            early: HashMap::new(),
         };
         let session = Session {
             cfg,
@@ -358,6 +369,15 @@ impl Coordinator {
             return fallback;
         }
         self.answer(rx).await.unwrap_or(fallback)
+    }
+
+    /// Claims `due` now, before its sender asks: the escalation engine queued it and the sender
+    /// takes it next, so the etcd transaction runs while the page's row is committed and
+    /// claimed here, and [`Coordinator::claim`] then answers from what it decided. Nothing
+    /// waits for it; a claim never asked for within the claim TTL is given back (the row did
+    /// not commit, or was cancelled first).
+    pub fn claim_early(&self, due: DuePage) {
+        let _ = self.pages.send(PageCommand::Early { due });
     }
 
     /// The page was sent: writes `sent` (or remembers it for the heal, when alone).
@@ -1207,12 +1227,53 @@ struct Pages {
     /// Pages this box was told to hold back for the healthier peer, by their id under this
     /// box's own start (known without etcd); claimed on the next ask.
     deferred: HashSet<PageId>,
+    /// What was decided for pages claimed before their sender asked, by the same id, with
+    /// when: the sender's ask takes it (see [`Coordinator::claim_early`]).
+    early: HashMap<PageId, (Asked, Instant)>,
 }
 
 impl Pages {
     fn run(&mut self, rx: &std_mpsc::Receiver<PageCommand>) {
-        while let Ok(cmd) = rx.recv() {
-            self.handle(cmd);
+        loop {
+            let cmd = if self.early.is_empty() {
+                rx.recv()
+                    .map_err(|_| std_mpsc::RecvTimeoutError::Disconnected)
+            } else {
+                rx.recv_timeout(EARLY_CHECK)
+            };
+            match cmd {
+                Ok(cmd) => self.handle(cmd),
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+            self.expire_early();
+        }
+    }
+
+    /// Gives back the early claims no sender asked for within the claim TTL, so that the peer
+    /// sends those pages if they are still due there (this box's row did not commit, or an ack
+    /// cancelled it first).
+    fn expire_early(&mut self) {
+        let ttl = self.cfg.claim_ttl;
+        let stale: Vec<PageId> = self
+            .early
+            .iter()
+            .filter(|(_, (_, at))| at.elapsed() >= ttl)
+            .map(|(local, _)| local.clone())
+            .collect();
+        for local in stale {
+            let Some((asked, _)) = self.early.remove(&local) else {
+                continue;
+            };
+            if asked.decision == Decision::Send && self.mode.borrow().claims() {
+                tracing::info!(page = %asked.page, "pair: a page claimed early was not asked for; giving the claim back");
+                if let Err(e) = self
+                    .etcd
+                    .release(&asked.page, &asked.incident, &self.cfg.name)
+                {
+                    tracing::warn!(error = %e, page = %asked.page, "pair: cannot release a claim; the peer takes it when the lease ends");
+                }
+            }
         }
     }
 
@@ -1225,6 +1286,15 @@ impl Pages {
         panic_if_armed(Thread::Pages);
         match cmd {
             PageCommand::Claim { due, reply } => {
+                if let Some((asked, at)) = self.early.remove(&due.id(&due.own_identity())) {
+                    tracing::debug!(
+                        page = %asked.page,
+                        claimed_us = at.elapsed().as_micros() as u64,
+                        "pair: page thread answered from an early claim"
+                    );
+                    let _ = reply.send(asked);
+                    return;
+                }
                 let (started, before) = (Instant::now(), self.etcd.requests());
                 let asked = self.decide(&due);
                 tracing::debug!(
@@ -1237,6 +1307,22 @@ impl Pages {
                 // here stays held, so the peer keeps its copy back and this box's own retry
                 // finds the claim its own.
                 let _ = reply.send(asked);
+            }
+            PageCommand::Early { due } => {
+                let local = due.id(&due.own_identity());
+                if self.early.len() >= EARLY_MAX || self.early.contains_key(&local) {
+                    return;
+                }
+                let (started, before) = (Instant::now(), self.etcd.requests());
+                let asked = self.decide(&due);
+                tracing::debug!(
+                    page = %asked.page,
+                    etcd_requests = self.etcd.requests() - before,
+                    etcd_us = started.elapsed().as_micros() as u64,
+                    early = true,
+                    "pair: page thread decided"
+                );
+                self.early.insert(local, (asked, Instant::now()));
             }
             PageCommand::Sent { page, incident } => {
                 let shared = self.shared.clone();
@@ -1630,6 +1716,55 @@ mod tests {
                 _ => return asked,
             }
         }
+    }
+
+    /// Asks as a box that holds back once for the healthier peer does: again after a short
+    /// "later", so that the answer is what the claim in etcd says.
+    async fn contest(c: &Coordinator, due: &DuePage) -> Decision {
+        match c.claim(due.clone()).await.decision {
+            Decision::Later(d) if d <= Duration::from_secs(1) => {
+                tokio::time::sleep(d).await;
+                c.claim(due.clone()).await.decision
+            }
+            other => other,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_page_claimed_early_is_answered_from_its_claim_or_given_back_when_nobody_asks() {
+        let Some(m) = start_member() else { return };
+        let s = Duration::from_secs;
+        let (a, _pa) = coordinator("a", &m.url, s(2), s(30));
+        let (b, _pb) = coordinator("b", &m.url, s(2), s(30));
+        for (c, key) in [(&a, "warm-a"), (&b, "warm-b")] {
+            assert_eq!(settle(c, &due(key, 0), s(3)).await.decision, Decision::Send);
+        }
+        // A claim made early holds the page for this box at once; one nobody asks for is given
+        // back within the claim TTL, and the peer sends the page.
+        let unasked = due("unasked", 0);
+        a.claim_early(unasked.clone());
+        // Any answer from the page thread comes after the early claim it was handed first.
+        assert_eq!(a.claim(due("fence-1", 0)).await.decision, Decision::Send);
+        assert_ne!(contest(&b, &unasked).await, Decision::Send);
+        let started = Instant::now();
+        assert_eq!(settle(&b, &unasked, s(6)).await.decision, Decision::Send);
+        assert!(
+            started.elapsed() < s(4),
+            "given back after {:?}",
+            started.elapsed()
+        );
+
+        // The sender's ask is answered from the early claim: it needs etcd no more.
+        let asked = due("asked", 0);
+        a.claim_early(asked.clone());
+        assert_eq!(a.claim(due("fence-2", 0)).await.decision, Decision::Send);
+        assert_ne!(contest(&b, &asked).await, Decision::Send);
+        drop(m);
+        let started = Instant::now();
+        let answer = a.claim(asked.clone()).await;
+        assert_eq!(answer.decision, Decision::Send);
+        assert_eq!(answer.page, asked.id(&asked.own_identity()));
+        assert!(started.elapsed() < Duration::from_millis(500));
     }
 
     #[tokio::test]

@@ -145,17 +145,7 @@ impl Gate {
                 return Pass::Send(None);
             }
         };
-        let asked = self
-            .coordinator
-            .claim(DuePage {
-                dedup_key: facts.dedup_key,
-                start_ms: facts.first_seen.timestamp_millis(),
-                step: facts.step,
-                target: facts.user,
-                channel: facts.channel,
-                attempt: facts.ordinal,
-            })
-            .await;
+        let asked = self.coordinator.claim(due(facts)).await;
         let (decision, id, identity) = (asked.decision, asked.page, asked.incident);
         // How long the pair held the page up on the sending path, besides reading its facts with
         // the claim (`facts_us`).
@@ -171,6 +161,22 @@ impl Gate {
         Pass::Handled
     }
 
+    /// What the escalation engine tells of the pages a pass queued that the senders take next,
+    /// inside the pass's transaction: each is claimed in etcd now, while the pass commits and
+    /// the sender claims its row, and [`Gate::before`] then finds the answer waiting. Only reads
+    /// and hands the page to the page thread; a page whose facts cannot be read is claimed by
+    /// the gate as usual.
+    pub fn early_claims(&self) -> outbox::NextClaims {
+        let coordinator = self.coordinator.clone();
+        std::sync::Arc::new(move |conn: &Tx, pages: &[Page]| {
+            for page in pages {
+                if let Ok(Some(facts)) = rows::page_facts(conn, page) {
+                    coordinator.claim_early(due(facts));
+                }
+            }
+        })
+    }
+
     /// Reports the outcome of a claimed page: `sent` for the pair when it went out, otherwise
     /// the claim goes back so the peer (or this box's next try) sends it now.
     pub fn after(&self, claimed: Claimed, outcome: &Attempt) {
@@ -178,6 +184,18 @@ impl Gate {
             Attempt::Sent { .. } => self.coordinator.sent(claimed.page, &claimed.incident),
             _ => self.coordinator.release(claimed.page, &claimed.incident),
         }
+    }
+}
+
+/// The page the coordinator claims, by the facts its row names.
+fn due(facts: rows::PageFacts) -> DuePage {
+    DuePage {
+        dedup_key: facts.dedup_key,
+        start_ms: facts.first_seen.timestamp_millis(),
+        step: facts.step,
+        target: facts.user,
+        channel: facts.channel,
+        attempt: facts.ordinal,
     }
 }
 

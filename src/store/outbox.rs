@@ -285,13 +285,7 @@ pub fn claim(
             }
             Some(p)
         }
-        None => conn
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM outbox WHERE state='pending' AND channel=?1 AND due_at<=?2 \
-                 ORDER BY priority DESC, due_at, id LIMIT 1"
-            ))?
-            .query_row(params![channel.as_str(), ms(now)], page_from_row)
-            .optional()?,
+        None => first_due(conn, channel.as_str(), now)?,
     };
     let Some(mut p) = p else { return Ok(None) };
     mark_sending(conn, p.id, now, lease)?;
@@ -300,6 +294,54 @@ pub fn claim(
     p.state = OutboxState::Sending;
     p.items = items(conn, p.id)?;
     Ok(Some(p))
+}
+
+/// Told, inside the transaction that queued them and before it commits, of the rows the
+/// senders will claim next ([`next_claims_after`]): a pair starts claiming them in etcd while the
+/// transaction commits and the sender picks them up, instead of after. Must not block.
+pub type NextClaims = std::sync::Arc<dyn Fn(&Tx, &[Page]) + Send + Sync>;
+
+/// The highest row id so far (0 for an empty outbox): what a transaction queues after it has a
+/// higher one.
+pub fn last_id(conn: &Tx) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT coalesce(max(id), 0) FROM outbox")?
+        .query_row([], |r| r.get(0))
+}
+
+/// The rows queued after row `after` that a sender will [`claim`] next: per channel with such a
+/// row, the one `claim` would pick now, when it is one of them and no row of that channel is
+/// being sent (a sender busy with another row takes it only later). What a pair claims in etcd
+/// while the transaction that queued the rows commits.
+pub fn next_claims_after(conn: &Tx, after: i64, now: DateTime<Utc>) -> rusqlite::Result<Vec<Page>> {
+    let channels: Vec<String> = conn
+        .prepare_cached(
+            "SELECT DISTINCT channel FROM outbox WHERE id>?1 AND state='pending' AND due_at<=?2",
+        )?
+        .query_map(params![after, ms(now)], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut next = Vec::new();
+    for channel in channels {
+        let busy: bool = conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM outbox WHERE state='sending' AND channel=?1)",
+            )?
+            .query_row([&channel], |r| r.get(0))?;
+        if busy {
+            continue;
+        }
+        next.extend(first_due(conn, &channel, now)?.filter(|p| p.id > after));
+    }
+    Ok(next)
+}
+
+/// The pending row of `channel` due at `now` that goes first: highest priority, then earliest.
+fn first_due(conn: &Tx, channel: &str, now: DateTime<Utc>) -> rusqlite::Result<Option<Page>> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM outbox WHERE state='pending' AND channel=?1 AND due_at<=?2 \
+         ORDER BY priority DESC, due_at, id LIMIT 1"
+    ))?
+    .query_row(params![channel, ms(now)], page_from_row)
+    .optional()
 }
 
 /// Makes the pending pages of `channel` that wait because of a failure (a retry backoff, or a
@@ -1039,6 +1081,39 @@ mod tests {
             oldest_due(&c, t(130 + 60 + 400)).unwrap(),
             Some(Duration::from_secs(400))
         );
+    }
+
+    #[test]
+    fn the_next_claims_are_the_rows_each_idle_sender_takes_next() {
+        let (c, inc) = db();
+        let older = queue(&c, inc, Channel::Sms, t(0));
+        let after = last_id(&c).unwrap();
+        assert_eq!(after, older);
+        let sms = queue(&c, inc, Channel::Sms, t(5));
+        let voice = queue(&c, inc, Channel::Voice, t(5));
+        queue(&c, inc, Channel::Email, t(500));
+        let ids = |v: Vec<Page>| v.into_iter().map(|p| p.id).collect::<Vec<_>>();
+        // The SMS sender takes the older row first; only the call (and nothing not due) is next.
+        assert_eq!(ids(next_claims_after(&c, after, t(10)).unwrap()), [voice]);
+        let claimed = claim(&c, Channel::Sms, t(10), LEASE).unwrap().unwrap();
+        assert_eq!(claimed.id, older);
+        // A sender busy with a row takes the new one only later: not claimed ahead.
+        assert_eq!(ids(next_claims_after(&c, after, t(10)).unwrap()), [voice]);
+        finish(
+            &c,
+            &claimed,
+            &Attempt::Sent {
+                reference: None,
+                detail: "ok".into(),
+            },
+            t(11),
+        )
+        .unwrap();
+        let mut next = ids(next_claims_after(&c, after, t(11)).unwrap());
+        next.sort();
+        assert_eq!(next, [sms, voice]);
+        // Rows queued before `after` are not this transaction's.
+        assert!(next_claims_after(&c, voice + 1, t(11)).unwrap().is_empty());
     }
 
     #[test]
