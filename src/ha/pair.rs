@@ -391,9 +391,16 @@ pub async fn sync_transitions(
     }
 }
 
-/// Settles the canonical start of each incident as it opens here, off the page path: by the
-/// time its first page is due, the claim is the page's only etcd write. Pages do not depend
-/// on it (a page due first settles the start itself), so a failure here only costs latency.
+/// How long after a commit the new incidents are settled: a page due at once claims its
+/// incident's start with its own claim (one transaction, made while the page is committed), and
+/// an etcd commit for the settling at that moment would compete with it and with the page's
+/// local commits for the CPU and the disk.
+const SETTLE_AFTER: Duration = Duration::from_secs(1);
+
+/// Settles the canonical start of each incident as it opens here, off the page path, a moment
+/// later ([`SETTLE_AFTER`]): by the time a later page is due (the next step, a page the peer
+/// held back), its claim is the page's only etcd write. Pages do not depend on it (a page due
+/// first settles the start itself), so a failure here only costs latency.
 pub async fn settle_starts(store: Store, coordinator: Coordinator, shutdown: CancellationToken) {
     // Incidents open at the start are settled too: their next pages are named like the peer's.
     let mut cursor = 0;
@@ -416,6 +423,10 @@ pub async fn settle_starts(store: Store, coordinator: Coordinator, shutdown: Can
             _ = shutdown.cancelled() => return,
             r = commits.changed() => if r.is_err() { return },
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(SETTLE_AFTER) => {}
         }
     }
 }
