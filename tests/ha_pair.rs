@@ -1712,6 +1712,13 @@ fn bench_latency_a_healthy_pair_adds() {
             "BENCH box {}: {early} asks answered from a claim made while the page was committed",
             b.host
         );
+        // The sending box's pages are claimed while they are committed, not when asked.
+        let won = log.matches("decision=Send").count();
+        assert!(
+            early * 5 >= won * 4,
+            "box {}: only {early} of {won} sent pages were claimed early",
+            b.host
+        );
         let thread: std::collections::HashMap<&str, u64> = log
             .lines()
             .filter(|l| l.contains("pair: page thread decided") && !l.contains("early=true"))

@@ -57,8 +57,21 @@ const RETIRE_BACKLOG: usize = 100_000;
 /// How many early claims the page thread holds at most ([`Coordinator::claim_early`]): one per
 /// channel a pass queues for is the usual count; beyond this, pages are claimed when asked.
 const EARLY_MAX: usize = 8;
+/// How long an early claim waits for its sender's ask before it is given back (at most half the
+/// claim TTL): the sender asks milliseconds after the pass commits, and while the claim is held
+/// the peer only watches it.
+const EARLY_FOR: Duration = Duration::from_secs(2);
 /// How often the page thread looks for early claims nobody asked for while it holds some.
 const EARLY_CHECK: Duration = Duration::from_millis(500);
+
+/// A claim won before its sender asked.
+#[derive(Debug)]
+struct EarlyClaim {
+    asked: Asked,
+    /// The lease the claim is on: when another is current, the claim went with the old one.
+    lease: LeaseId,
+    at: Instant,
+}
 
 /// What the sender does with a due page.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -373,9 +386,11 @@ impl Coordinator {
 
     /// Claims `due` now, before its sender asks: the escalation engine queued it and the sender
     /// takes it next, so the etcd transaction runs while the page's row is committed and
-    /// claimed here, and [`Coordinator::claim`] then answers from what it decided. Nothing
-    /// waits for it; a claim never asked for within the claim TTL is given back (the row did
-    /// not commit, or was cancelled first).
+    /// claimed here, and [`Coordinator::claim`] then answers "send" from the claim won (the
+    /// sender's ask queues behind this one on the page thread). Only a claim won in etcd is
+    /// kept, and only while the lease it is on is current; one no sender asks for within
+    /// [`EARLY_FOR`] (the row did not commit, or was cancelled first) is given back, so the peer
+    /// sends the page.
     pub fn claim_early(&self, due: DuePage) {
         let _ = self.pages.send(PageCommand::Early { due });
     }
@@ -1227,9 +1242,9 @@ struct Pages {
     /// Pages this box was told to hold back for the healthier peer, by their id under this
     /// box's own start (known without etcd); claimed on the next ask.
     deferred: HashSet<PageId>,
-    /// What was decided for pages claimed before their sender asked, by the same id, with
-    /// when: the sender's ask takes it (see [`Coordinator::claim_early`]).
-    early: HashMap<PageId, (Asked, Instant)>,
+    /// Claims won before their sender asked, by the page's id under this box's own start: the
+    /// sender's ask takes it (see [`Coordinator::claim_early`]).
+    early: HashMap<PageId, EarlyClaim>,
 }
 
 impl Pages {
@@ -1250,28 +1265,36 @@ impl Pages {
         }
     }
 
-    /// Gives back the early claims no sender asked for within the claim TTL, so that the peer
+    /// Gives back the early claims no sender asked for within [`EARLY_FOR`], so that the peer
     /// sends those pages if they are still due there (this box's row did not commit, or an ack
-    /// cancelled it first).
+    /// cancelled it first). A claim whose release fails is kept and given back at the next look:
+    /// this box's lease lives on, so nothing else would end it.
     fn expire_early(&mut self) {
-        let ttl = self.cfg.claim_ttl;
+        let bound = EARLY_FOR.min(self.cfg.claim_ttl / 2);
+        let current = *lock(&self.shared.lease);
         let stale: Vec<PageId> = self
             .early
             .iter()
-            .filter(|(_, (_, at))| at.elapsed() >= ttl)
+            .filter(|(_, e)| e.at.elapsed() >= bound)
             .map(|(local, _)| local.clone())
             .collect();
         for local in stale {
-            let Some((asked, _)) = self.early.remove(&local) else {
+            let Some(e) = self.early.get(&local) else {
                 continue;
             };
-            if asked.decision == Decision::Send && self.mode.borrow().claims() {
-                tracing::info!(page = %asked.page, "pair: a page claimed early was not asked for; giving the claim back");
-                if let Err(e) = self
-                    .etcd
-                    .release(&asked.page, &asked.incident, &self.cfg.name)
-                {
-                    tracing::warn!(error = %e, page = %asked.page, "pair: cannot release a claim; the peer takes it when the lease ends");
+            if current != Some(e.lease) {
+                // The claim went with its lease.
+                self.early.remove(&local);
+                continue;
+            }
+            let (page, incident) = (&e.asked.page, &e.asked.incident);
+            match self.etcd.release(page, incident, &self.cfg.name) {
+                Ok(()) => {
+                    tracing::info!(%page, "pair: a page claimed early was not asked for; the claim is given back");
+                    self.early.remove(&local);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, %page, "pair: cannot give back a claim no sender asked for; trying again")
                 }
             }
         }
@@ -1280,29 +1303,26 @@ impl Pages {
     /// A panic here drops the command: a claim's reply with it, so its page is sent without a
     /// claim (see [`Coordinator::claim`]; the peer may send it too); a `sent`, so the claim
     /// stays held and the peer keeps its copy back until the incident ends; a release, so the
-    /// claim stays this box's and its own retry of the page claims it again. A duplicate or a
+    /// claim stays this box's and its own retry of the page claims it again; an early claim won
+    /// but not yet kept, so the sender's ask finds the claim its own and sends. A duplicate or a
     /// held copy, never silence.
     fn handle(&mut self, cmd: PageCommand) {
         panic_if_armed(Thread::Pages);
         match cmd {
             PageCommand::Claim { due, reply } => {
-                if let Some((asked, at)) = self.early.remove(&due.id(&due.own_identity())) {
-                    tracing::debug!(
-                        page = %asked.page,
-                        claimed_us = at.elapsed().as_micros() as u64,
-                        "pair: page thread answered from an early claim"
-                    );
-                    let _ = reply.send(asked);
-                    return;
+                if let Some(e) = self.early.remove(&due.id(&due.own_identity())) {
+                    // Still this box's: the same lease, and the pair still claims (not alone).
+                    if Some(e.lease) == *lock(&self.shared.lease) && self.mode.borrow().claims() {
+                        tracing::debug!(
+                            page = %e.asked.page,
+                            claimed_us = e.at.elapsed().as_micros() as u64,
+                            "pair: page thread answered from an early claim"
+                        );
+                        let _ = reply.send(e.asked);
+                        return;
+                    }
                 }
-                let (started, before) = (Instant::now(), self.etcd.requests());
-                let asked = self.decide(&due);
-                tracing::debug!(
-                    page = %asked.page,
-                    etcd_requests = self.etcd.requests() - before,
-                    etcd_us = started.elapsed().as_micros() as u64,
-                    "pair: page thread decided"
-                );
+                let asked = self.decide_timed(&due, false);
                 // A sender that went on without the answer sends the page anyway; a claim won
                 // here stays held, so the peer keeps its copy back and this box's own retry
                 // finds the claim its own.
@@ -1313,16 +1333,23 @@ impl Pages {
                 if self.early.len() >= EARLY_MAX || self.early.contains_key(&local) {
                     return;
                 }
-                let (started, before) = (Instant::now(), self.etcd.requests());
-                let asked = self.decide(&due);
-                tracing::debug!(
-                    page = %asked.page,
-                    etcd_requests = self.etcd.requests() - before,
-                    etcd_us = started.elapsed().as_micros() as u64,
-                    early = true,
-                    "pair: page thread decided"
-                );
-                self.early.insert(local, (asked, Instant::now()));
+                let was_deferred = self.deferred.contains(&local);
+                let asked = self.decide_timed(&due, true);
+                let lease = *lock(&self.shared.lease);
+                match (&asked.decision, lease, self.mode.borrow().claims()) {
+                    (Decision::Send, Some(lease), true) => {
+                        let at = Instant::now();
+                        self.early.insert(local, EarlyClaim { asked, lease, at });
+                    }
+                    // Not won here now (the peer goes first, or holds it, or etcd failed): the
+                    // sender's ask decides, and holds back for the peer from then.
+                    _ if was_deferred => {
+                        self.deferred.insert(local);
+                    }
+                    _ => {
+                        self.deferred.remove(&local);
+                    }
+                }
             }
             PageCommand::Sent { page, incident } => {
                 let shared = self.shared.clone();
@@ -1360,6 +1387,21 @@ impl Pages {
         let (etcd, me) = (&mut self.etcd, &self.cfg.name);
         self.shared
             .on_retention(|retention| etcd.mark_sent(page, incident, me, retention))
+    }
+
+    /// [`Pages::decide`], logging how long it took and how many etcd requests (the bench reads
+    /// both); `early` when no sender asked yet.
+    fn decide_timed(&mut self, due: &DuePage, early: bool) -> Asked {
+        let (started, before) = (Instant::now(), self.etcd.requests());
+        let asked = self.decide(due);
+        tracing::debug!(
+            page = %asked.page,
+            etcd_requests = self.etcd.requests() - before,
+            etcd_us = started.elapsed().as_micros() as u64,
+            early,
+            "pair: page thread decided"
+        );
+        asked
     }
 
     fn decide(&mut self, due: &DuePage) -> Asked {
@@ -1753,6 +1795,19 @@ mod tests {
             "given back after {:?}",
             started.elapsed()
         );
+
+        // A box that holds back for the healthier peer still holds back when its sender asks.
+        let end = Instant::now() + s(5);
+        let hold = Decision::Later(Duration::from_millis(300));
+        for n in 0.. {
+            assert!(Instant::now() < end, "b never learnt a's health");
+            if b.claim(due(&format!("probe-{n}"), 0)).await.decision == hold {
+                break;
+            }
+        }
+        let held = due("held", 0);
+        b.claim_early(held.clone());
+        assert_eq!(b.claim(held.clone()).await.decision, hold);
 
         // The sender's ask is answered from the early claim: it needs etcd no more.
         let asked = due("asked", 0);

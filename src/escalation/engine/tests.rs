@@ -167,6 +167,33 @@ fn pages_the_on_call_user_by_their_rules_then_escalates() {
     );
 }
 
+/// In a pair the pass tells, before it commits, of the pages it queued that a sender takes next:
+/// alice's SMS (not her call or email, due later), once.
+#[test]
+fn a_pass_tells_of_the_pages_it_queued_that_the_senders_take_next() {
+    let (c, plan) = setup();
+    trigger(&c, &plan, "db1", "db", t(0));
+    let told = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let hook: outbox::NextClaims = {
+        let told = told.clone();
+        Arc::new(move |_: &Tx, pages: &[outbox::Page]| {
+            let mut told = told.lock().unwrap();
+            told.extend(pages.iter().map(|p| (p.kind, p.channel, p.user_id.clone())));
+        })
+    };
+    let next = pass_telling(&c, &plan, Some(hook.clone()), t(0)).unwrap();
+    assert_eq!(next, Some(t(10)));
+    assert_eq!(
+        *told.lock().unwrap(),
+        [(PageKind::Page, Channel::Sms, Some("alice".to_string()))]
+    );
+    // Nothing new queued: nothing told.
+    pass_telling(&c, &plan, Some(hook), t(1)).unwrap();
+    assert_eq!(told.lock().unwrap().len(), 1);
+    // Without a pair, the plain pass.
+    assert_eq!(pass_telling(&c, &plan, None, t(1)).unwrap(), Some(t(10)));
+}
+
 #[test]
 fn runs_repeat_then_exhaust_and_stay_open() {
     let (c, plan) = setup();
