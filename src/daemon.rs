@@ -51,7 +51,8 @@ const PANEL_BOUND: Duration = Duration::from_secs(180);
 const PAGING_HEALTH_BOUND: Duration = Duration::from_secs(60);
 /// The pair's "can this box page" feed wakes every second and does no I/O. While it is stuck the
 /// lease goes on being renewed on the last health it passed, so the claims this box holds stay
-/// held: the bound is short, so that the watchdog ends that within seconds, not a minute.
+/// held: the bound is short, so that `/healthz` fails and the watchdog pings stop soon (systemd
+/// then restarts the daemon after `WatchdogSec`).
 #[cfg(feature = "ha")]
 const PAIR_HEALTH_BOUND: Duration = Duration::from_secs(15);
 /// A standby round is bounded by the upstream timeout (a minute at most in any sane config).

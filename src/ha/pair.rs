@@ -11,6 +11,8 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -391,14 +393,14 @@ pub async fn sync_transitions(
     }
 }
 
-/// How long after a commit the new incidents are settled: a page due at once claims its
+/// How old an incident is when its start is settled: a page due at once claims its
 /// incident's start with its own claim (one transaction, made while the page is committed), and
 /// an etcd commit for the settling at that moment would compete with it and with the page's
 /// local commits for the CPU and the disk.
 const SETTLE_AFTER: Duration = Duration::from_secs(1);
 
-/// Settles the canonical start of each incident as it opens here, off the page path, a moment
-/// later ([`SETTLE_AFTER`]): by the time a later page is due (the next step, a page the peer
+/// Settles the canonical start of each incident that opens here, off the page path, once it is
+/// [`SETTLE_AFTER`] old: by the time a later page is due (the next step, a page the peer
 /// held back), its claim is the page's only etcd write. Pages do not depend on it (a page due
 /// first settles the start itself), so a failure here only costs latency.
 pub async fn settle_starts(store: Store, coordinator: Coordinator, shutdown: CancellationToken) {
@@ -407,28 +409,43 @@ pub async fn settle_starts(store: Store, coordinator: Coordinator, shutdown: Can
     let mut commits = store.commits();
     loop {
         let after = cursor;
+        // Until the next look: a commit or 5 s, or when the youngest incident read is old enough.
+        let mut young = None;
         match store
-            .read(move |c, _| Ok(rows::opened_since(c, after, 200)?))
+            .read(move |c, now| Ok((rows::opened_since(c, after, 200)?, now)))
             .await
         {
-            Ok(list) => {
+            Ok((list, now)) => {
                 for o in list {
+                    if let Some(wait) = settle_in(now, o.first_seen) {
+                        young = Some(wait);
+                        break;
+                    }
                     coordinator.settle(&o.dedup_key, o.first_seen.timestamp_millis());
                     cursor = o.id;
                 }
             }
             Err(e) => tracing::warn!(error = %e, "pair: cannot read new incidents; retrying"),
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = commits.changed() => if r.is_err() { return },
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(SETTLE_AFTER) => {}
+        match young {
+            Some(wait) => tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            },
+            None => tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = commits.changed() => if r.is_err() { return },
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            },
         }
     }
+}
+
+/// How long until an incident that opened at `opened` is settled, `None` when it is due now (at
+/// least [`SETTLE_AFTER`] old by `now`, or stamped in the future by a clock since stepped back).
+fn settle_in(now: DateTime<Utc>, opened: DateTime<Utc>) -> Option<Duration> {
+    let age = now.signed_duration_since(opened).to_std().ok()?;
+    SETTLE_AFTER.checked_sub(age).filter(|wait| !wait.is_zero())
 }
 
 /// Applies one ack or resolve the peer made to this box's incident with the same identity.
@@ -486,6 +503,18 @@ mod tests {
             signal_dbm: Some(-70),
             ..crate::modem::Health::starting(chrono::Utc::now())
         }
+    }
+
+    #[test]
+    fn an_incident_is_settled_once_it_is_a_second_old() {
+        let opened = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let at = |ms: i64| opened + chrono::Duration::milliseconds(ms);
+        assert_eq!(settle_in(at(0), opened), Some(Duration::from_secs(1)));
+        assert_eq!(settle_in(at(300), opened), Some(Duration::from_millis(700)));
+        assert_eq!(settle_in(at(1_000), opened), None);
+        assert_eq!(settle_in(at(90_000), opened), None);
+        // Stamped ahead of the clock (a clock stepped back since): settled now, not never.
+        assert_eq!(settle_in(at(-60_000), opened), None);
     }
 
     #[tokio::test]
