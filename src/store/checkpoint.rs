@@ -109,16 +109,22 @@ impl Checkpoints {
     /// the log when it has grown past [`RESET_FRAMES`], and falls back to SQLite's own
     /// checkpoints while the thread is gone or stuck.
     pub(super) fn after_commit(&mut self, writer: &Connection) {
-        let now = Instant::now();
+        self.after_commit_at(writer, Instant::now());
+    }
+
+    /// [`Checkpoints::after_commit`] at `now`.
+    fn after_commit_at(&mut self, writer: &Connection, now: Instant) {
         let done_at = Duration::from_millis(self.progress.done_at_ms.load(Ordering::Acquire));
         let alive = match self.poke.try_send(()) {
             Ok(()) | Err(TrySendError::Full(())) => true,
             Err(TrySendError::Disconnected(())) => false,
         };
-        let since = *self.waiting_since.get_or_insert(now);
+        let mut since = *self.waiting_since.get_or_insert(now);
         if self.epoch + done_at >= since {
-            // The thread has finished a checkpoint since the first unanswered poke.
-            self.waiting_since = None;
+            // The thread has finished a checkpoint since the first unanswered poke: the wait is
+            // this poke's, however long the writer was quiet before it.
+            since = now;
+            self.waiting_since = Some(now);
         }
         let stuck = !alive || now.duration_since(since) >= STUCK_AFTER;
         if stuck != self.fallback {
@@ -232,6 +238,45 @@ mod tests {
             wal > RESET_FRAMES as u64 * 4096 && wal <= WAL_KEEP_BYTES as u64,
             "the log file is kept for reuse, within its limit: {wal} bytes"
         );
+    }
+
+    #[test]
+    fn a_quiet_spell_is_not_a_stuck_thread_but_a_thread_that_never_answers_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let writer = Connection::open(&path).unwrap();
+        writer.pragma_update(None, "journal_mode", "WAL").unwrap();
+        writer.pragma_update(None, "synchronous", "OFF").unwrap();
+        writer.execute_batch("CREATE TABLE t (x)").unwrap();
+        let mut ck = Checkpoints::start(&writer, &path).unwrap();
+        writer.execute("INSERT INTO t VALUES (1)", []).unwrap();
+        ck.after_commit(&writer);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while ck.progress.done_at_ms.load(Ordering::Acquire) == 0 {
+            assert!(Instant::now() < deadline, "the thread never checkpointed");
+            std::thread::sleep(PAUSE);
+        }
+        // The next commit comes long after the thread answered the last one.
+        writer.execute("INSERT INTO t VALUES (2)", []).unwrap();
+        let later = Instant::now() + STUCK_AFTER + Duration::from_secs(1);
+        ck.after_commit_at(&writer, later);
+        assert!(!ck.fallback, "a quiet writer took its thread for stuck");
+
+        // A thread that takes pokes and never checkpoints is stuck after STUCK_AFTER.
+        let (poke, _pokes) = sync_channel(1);
+        let epoch = Instant::now();
+        let mut stuck = Checkpoints {
+            poke,
+            progress: Arc::new(Progress::default()),
+            epoch,
+            waiting_since: None,
+            fallback: false,
+        };
+        let first = epoch + Duration::from_millis(1);
+        stuck.after_commit_at(&writer, first);
+        assert!(!stuck.fallback);
+        stuck.after_commit_at(&writer, first + STUCK_AFTER);
+        assert!(stuck.fallback);
     }
 
     #[test]
