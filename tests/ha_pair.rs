@@ -652,6 +652,13 @@ fn s1_a_healthy_pair_sends_each_page_of_a_storm_exactly_once() {
     });
     // Time for a duplicate to show if there were one: the loser's next look is within a TTL.
     std::thread::sleep(TTL + Duration::from_secs(2));
+    // The storm's first page found its sender idle: it was claimed while it was committed.
+    assert!(
+        pair.boxes()
+            .iter()
+            .any(|b| b.log().contains("answered from an early claim")),
+        "no page was claimed early"
+    );
     for n in 0..N {
         assert_eq!(
             pair.count(PAGER_PHONE, &summary("s1", n)),
