@@ -1249,6 +1249,9 @@ struct Pages {
 
 impl Pages {
     fn run(&mut self, rx: &std_mpsc::Receiver<PageCommand>) {
+        // At most one look per EARLY_CHECK: a give-back that fails waits out etcd's timeout on
+        // this thread, and must not do so between every two claims.
+        let mut looked = Instant::now();
         loop {
             let cmd = if self.early.is_empty() {
                 rx.recv()
@@ -1261,7 +1264,10 @@ impl Pages {
                 Err(std_mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
             }
-            self.expire_early();
+            if !self.early.is_empty() && looked.elapsed() >= EARLY_CHECK {
+                looked = Instant::now();
+                self.expire_early();
+            }
         }
     }
 
