@@ -212,7 +212,8 @@ fn start_paging_paired(
     let gate = sender::PairGate::default();
     let paging = start_paging(core, config, modem, ack, gate.clone());
     #[cfg(feature = "ha")]
-    if let Some((_, can_page)) = pair {
+    if let Some((gate, can_page)) = pair {
+        let coordinator = gate.coordinator;
         core.sup.spawn(
             "pair-health",
             Role::Essential,
@@ -221,6 +222,7 @@ fn start_paging_paired(
                 modem.map(|m| m.health.clone()),
                 core.sup.liveness().clone(),
                 can_page,
+                move || coordinator.fed(),
                 core.sup.heartbeat("pair-health", PAIR_HEALTH_BOUND),
                 core.shutdown.clone(),
             ),

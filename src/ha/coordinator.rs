@@ -54,6 +54,10 @@ const RETIRE_TXNS_PER_RENEWAL: usize = 4;
 /// restart reads the history again and lists them once more).
 const RETIRE_BACKLOG: usize = 100_000;
 
+/// How long the paging health feed, which reports every second, may be silent before the session
+/// treats this box as unable to page.
+const FEED_STALE: Duration = Duration::from_secs(5);
+
 /// How many early claims the page thread holds at most ([`Coordinator::claim_early`]): one per
 /// channel a pass queues for is the usual count; beyond this, pages are claimed when asked.
 const EARLY_MAX: usize = 8;
@@ -177,6 +181,7 @@ enum SessionCommand {
 pub struct Coordinator {
     pages: std_mpsc::Sender<PageCommand>,
     session: std_mpsc::Sender<SessionCommand>,
+    shared: Arc<Shared>,
     mode: watch::Receiver<Mode>,
     /// How long a caller waits for either thread's answer before it goes on without one (the
     /// claim TTL: by then the peer would take over a page anyway). A sender waits for these
@@ -201,6 +206,9 @@ struct Shared {
     identities: Mutex<HashMap<(String, i64), String>>,
     /// The leases `sent` records go on ([`SENT_RETENTION`]).
     retention: Mutex<Retention>,
+    /// When the paging health feed last passed health on ([`Coordinator::fed`]); `None` until
+    /// it first does.
+    fed: Mutex<Option<Instant>>,
 }
 
 /// This box's retention leases. Only a lease whose grant time is marked in etcd takes records:
@@ -327,7 +335,7 @@ impl Coordinator {
             etcd,
             paging,
             mode: mode_tx,
-            shared,
+            shared: shared.clone(),
             config_hash,
             peer_records,
             clock,
@@ -337,6 +345,7 @@ impl Coordinator {
             unfinished: None,
             retiring: VecDeque::new(),
             retention_checked: None,
+            feed_stale: false,
         };
         let (mut pages, mut session) = (pages, session);
         std::thread::Builder::new()
@@ -363,6 +372,7 @@ impl Coordinator {
         Ok(Coordinator {
             pages: pages_tx,
             session: session_tx,
+            shared,
             mode,
             answer_within,
         })
@@ -393,6 +403,12 @@ impl Coordinator {
     /// sends the page.
     pub fn claim_early(&self, due: DuePage) {
         let _ = self.pages.send(PageCommand::Early { due });
+    }
+
+    /// The paging health feed passed health on just now. Once it has, a feed silent for
+    /// [`FEED_STALE`] counts as "cannot page": the lease is no longer renewed.
+    pub fn fed(&self) {
+        *lock(&self.shared.fed) = Some(Instant::now());
     }
 
     /// The page was sent: writes `sent` (or remembers it for the heal, when alone).
@@ -609,6 +625,8 @@ struct Session {
     retiring: VecDeque<String>,
     /// When the retention leases were last checked for their end ([`Session::end_retentions`]).
     retention_checked: Option<Instant>,
+    /// Whether the health feed was last found silent for [`FEED_STALE`] (logged once a spell).
+    feed_stale: bool,
 }
 
 impl Session {
@@ -695,10 +713,28 @@ impl Session {
         }
     }
 
+    /// This box's paging health as its feed last passed it on; `None` (cannot page) also when a
+    /// feed that reported once has been silent for [`FEED_STALE`]: a feed that stopped would
+    /// otherwise keep the lease, and the claims on it, alive on the health it last saw.
+    fn paging_health(&mut self) -> Option<Health> {
+        let stale = lock(&self.shared.fed).is_some_and(|at| at.elapsed() > FEED_STALE);
+        if stale != self.feed_stale {
+            self.feed_stale = stale;
+            if stale {
+                tracing::error!(silent = ?FEED_STALE, "pair: this box's paging health feed stopped reporting; the lease lapses and the peer takes this box's pages");
+            } else {
+                tracing::info!("pair: the paging health feed reports again");
+            }
+        }
+        if stale {
+            return None;
+        }
+        *self.paging.borrow()
+    }
+
     /// Renews (or first grants) the lease and publishes health, while the paging path works.
     fn renew(&mut self, now: Instant) {
-        let health = *self.paging.borrow();
-        let Some(health) = health else {
+        let Some(health) = self.paging_health() else {
             // This box cannot page: let the lease run out so the peer takes our claims.
             self.set_mode(ModeEvent::Tick(now));
             return;
@@ -1826,6 +1862,29 @@ mod tests {
         assert_eq!(answer.decision, Decision::Send);
         assert_eq!(answer.page, asked.id(&asked.own_identity()));
         assert!(started.elapsed() < Duration::from_millis(500));
+    }
+
+    #[tokio::test]
+    async fn a_health_feed_that_stops_reporting_lets_the_lease_lapse() {
+        let Some(m) = start_member() else { return };
+        let s = Duration::from_secs;
+        let (a, _pa) = coordinator("a", &m.url, s(2), s(30));
+        let (b, _pb) = coordinator("b", &m.url, s(2), s(30));
+        a.fed();
+        let p = due("fed", 0);
+        assert_eq!(settle(&a, &p, s(3)).await.decision, Decision::Send);
+        // While the feed reports, longer than it may be silent, a keeps its lease and claim.
+        let end = Instant::now() + FEED_STALE + s(2);
+        while Instant::now() < end {
+            a.fed();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        assert_ne!(contest(&b, &p).await, Decision::Send);
+        // Then it stops: a's lease lapses and b sends the page.
+        let started = Instant::now();
+        assert_eq!(settle(&b, &p, s(12)).await.decision, Decision::Send);
+        let took = started.elapsed();
+        assert!(took <= FEED_STALE + s(2) + s(2), "took {took:?}");
     }
 
     #[tokio::test]

@@ -286,14 +286,16 @@ pub fn can_page(
 }
 
 /// Keeps `tx` (the coordinator's "can page" input) current from the paging health, the modem
-/// and the supervisor's liveness, once a second and on every change. It feeds `beat` too: were
-/// it stuck, the lease would go on being renewed on the last health it passed, a modem that
-/// broke since included.
+/// and the supervisor's liveness, once a second and on every change, and says so to `fed`
+/// ([`Coordinator::fed`]) each time. Were it stuck, the lease would go on being renewed on the
+/// last health it passed, a modem that broke since included: the coordinator stops renewing
+/// when `fed` falls silent, and `beat` fails `/healthz` and the watchdog.
 pub async fn feed_health(
     mut paging: watch::Receiver<PagingHealth>,
     mut modem: Option<watch::Receiver<crate::modem::Health>>,
     liveness: Liveness,
     tx: watch::Sender<Option<Health>>,
+    fed: impl Fn() + Send + 'static,
     beat: Heartbeat,
     shutdown: CancellationToken,
 ) {
@@ -316,6 +318,7 @@ pub async fn feed_health(
                 false
             }
         });
+        fed();
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -524,11 +527,16 @@ mod tests {
         let (paging_tx, paging) = watch::channel(PagingHealth::default());
         let (tx, mut can_page) = watch::channel(None);
         let shutdown = CancellationToken::new();
+        let fed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = fed.clone();
         let feed = tokio::spawn(feed_health(
             paging,
             None,
             liveness,
             tx,
+            move || {
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            },
             beat.clone(),
             shutdown.clone(),
         ));
@@ -546,6 +554,8 @@ mod tests {
             "{:?}",
             beat.since()
         );
+        // Once at the start and once for the change at least: the coordinator hears it live.
+        assert!(fed.load(std::sync::atomic::Ordering::Relaxed) >= 2);
         shutdown.cancel();
         feed.await.unwrap();
     }
