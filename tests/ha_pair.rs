@@ -577,6 +577,17 @@ impl Pair {
         }
     }
 
+    /// Alice acknowledges box A's incident `id` over HTTP, from the witness host.
+    fn ack_on_a(&self, id: i64) {
+        let (code, v) = self.lan.http(
+            "w",
+            "POST",
+            &self.a.url(&format!("/v1/incidents/{id}/acknowledge")),
+            Some(&json!({"by": "alice"})),
+        );
+        assert_eq!(code, 200, "{v}");
+    }
+
     /// Sends one alert to both boxes from the witness host, as an alert source listing both.
     /// Returns each box's local incident id (`None` where the box did not answer).
     fn alert(&self, key: &str, summary: &str) -> [Option<i64>; 2] {
@@ -884,13 +895,7 @@ fn s11_a_stakeholder_gets_each_status_update_once() {
     pair.wait_for(20, "the page to alice", || {
         (pair.count(PAGER_PHONE, "s11-queue-stuck") >= 1).then_some(())
     });
-    let (code, v) = pair.lan.http(
-        "w",
-        "POST",
-        &pair.a.url(&format!("/v1/incidents/{}/acknowledge", ids[0])),
-        Some(&json!({"by": "alice"})),
-    );
-    assert_eq!(code, 200, "{v}");
+    pair.ack_on_a(ids[0]);
     pair.wait_for(20, "the stakeholder's second update", || {
         (to_stakeholder() >= 2).then_some(())
     });
@@ -1005,13 +1010,7 @@ fn s14_a_webhook_receiver_gets_each_notification_once() {
     pair.wait_for(20, "the trigger at the receiver", || {
         (!events().is_empty()).then_some(())
     });
-    let (code, v) = pair.lan.http(
-        "w",
-        "POST",
-        &pair.a.url(&format!("/v1/incidents/{}/acknowledge", ids[0])),
-        Some(&json!({"by": "alice"})),
-    );
-    assert_eq!(code, 200, "{v}");
+    pair.ack_on_a(ids[0]);
     pair.wait_for(20, "the acknowledgement at the receiver", || {
         events()
             .iter()
@@ -1279,13 +1278,7 @@ fn s18_a_session_thread_that_keeps_panicking_pages_alone_and_says_so() {
 /// Acknowledges A's incident `id_a` on A, waits until B's copy `id_b` is acknowledged too, and
 /// checks that past the step's wait neither box paged bob (the next step) about `summary`.
 fn ack_on_a_stops_bob(pair: &Pair, id_a: i64, id_b: i64, summary: &str) {
-    let (code, v) = pair.lan.http(
-        "w",
-        "POST",
-        &pair.a.url(&format!("/v1/incidents/{id_a}/acknowledge")),
-        Some(&json!({"by": "alice"})),
-    );
-    assert_eq!(code, 200, "{v}");
+    pair.ack_on_a(id_a);
     pair.wait_for(15, "B's incident acknowledged from A", || {
         let (_, v) = pair.lan.http(
             "w",

@@ -547,23 +547,23 @@ mod tests {
         Tx::owned(c)
     }
 
-    fn queue(c: &Tx, user: &str, channel: Channel, step: u32) -> i64 {
-        let id = enqueue(
-            c,
-            &NewPage {
-                kind: PageKind::Page,
-                incident_id: Some(1),
-                user_id: Some(user.into()),
-                channel,
-                address: "+4915100000001".into(),
-                subject: None,
-                body: "b".into(),
-                priority: 3,
-                due_at: t(0),
-            },
-            t(0),
-        )
-        .unwrap();
+    /// A page to `user` on `channel` about incident 1, due now.
+    fn new_page(user: &str, channel: Channel) -> NewPage {
+        NewPage {
+            kind: PageKind::Page,
+            incident_id: Some(1),
+            user_id: Some(user.into()),
+            channel,
+            address: "+4915100000001".into(),
+            subject: None,
+            body: "b".into(),
+            priority: 3,
+            due_at: t(0),
+        }
+    }
+
+    /// The timeline entry an escalation step writes after its pages.
+    fn step_entry(c: &Tx, step: usize) {
         record(
             c,
             Some(1),
@@ -574,6 +574,11 @@ mod tests {
             Some(&serde_json::json!({"step": step, "round": 0})),
         )
         .unwrap();
+    }
+
+    fn queue(c: &Tx, user: &str, channel: Channel, step: u32) -> i64 {
+        let id = enqueue(c, &new_page(user, channel), t(0)).unwrap();
+        step_entry(c, step as usize);
         id
     }
 
@@ -599,17 +604,7 @@ mod tests {
     #[test]
     fn facts_kept_on_the_row_are_those_derived_from_the_timeline() {
         let c = db();
-        let new = |user: &str, channel| NewPage {
-            kind: PageKind::Page,
-            incident_id: Some(1),
-            user_id: Some(user.into()),
-            channel,
-            address: "+4915100000001".into(),
-            subject: None,
-            body: "b".into(),
-            priority: 3,
-            due_at: t(0),
-        };
+        let new = new_page;
         // Steps as the escalation writes them: the pages, then the step's entry. A page queued
         // outside a step counts towards the ordinals after it.
         let mut ids = Vec::new();
@@ -627,16 +622,7 @@ mod tests {
             for (user, channel) in pages {
                 ids.push(enqueue_step_page(&c, &new(user, channel), step, t(0)).unwrap());
             }
-            record(
-                &c,
-                Some(1),
-                t(0),
-                EventKind::Escalation,
-                None,
-                "step",
-                Some(&serde_json::json!({"step": step, "round": 0})),
-            )
-            .unwrap();
+            step_entry(&c, step);
         }
         let facts = |c: &Tx| -> Vec<PageFacts> {
             ids.iter()
