@@ -930,9 +930,16 @@ impl Etcd {
             revision = Some(at);
             let kvs = answer["kvs"].as_array().cloned().unwrap_or_default();
             let Some(last) = kvs.last() else { break };
+            // Each page must end past where it started, or "more" would read the same keys for
+            // ever on the session thread.
             let last_key = B64
                 .decode(last["key"].as_str().unwrap_or(""))
-                .unwrap_or_default();
+                .ok()
+                .filter(|key| *key >= from)
+                .ok_or_else(|| Error::Decode {
+                    path: path.into(),
+                    why: format!("a page of keys ended before it began: {}", last["key"]),
+                })?;
             found.extend(kvs);
             if answer["more"].as_bool() != Some(true) {
                 break;
@@ -1460,6 +1467,56 @@ pub(super) mod tests {
             channel: Channel::Sms,
             attempt: 1,
         })
+    }
+
+    /// A gateway that answers every request with `body` (HTTP/1.1, one request a connection).
+    fn answering(body: &'static str) -> String {
+        use std::io::{Read, Write};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                // The whole request (headers, then Content-Length bytes), so the reply is read.
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = conn.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    req.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&req).to_ascii_lowercase();
+                    let Some(end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
+                    let len = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if req.len() >= end + 4 + len {
+                        break;
+                    }
+                }
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn a_history_page_that_does_not_advance_is_an_error_not_an_endless_read() {
+        // Always "more", always the same key, one before the section's first: read naively,
+        // the next page would start over, for ever.
+        let url = answering(
+            r#"{"header":{"revision":"9"},"kvs":[{"key":"AA==","value":"","mod_revision":"3"}],"more":true}"#,
+        );
+        let mut etcd = client(&[&url]);
+        let err = etcd.peer_overrides("a", 0).unwrap_err();
+        assert!(matches!(err, Error::Decode { .. }), "{err:?}");
     }
 
     #[test]
