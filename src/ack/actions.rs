@@ -682,7 +682,7 @@ fn page(
     let parsed = crate::escalation::ParsedAlert {
         action: AlertAction::Trigger,
         dedup_key: None,
-        summary: summary.to_string(),
+        summary: crate::intake::formats::truncate(summary),
         // A person paging by hand means it is urgent.
         severity: crate::incident::Severity::Critical,
         source: Some(format!("sms:{}", sender.user)),

@@ -1026,6 +1026,28 @@ async fn page_command_opens_an_incident_through_the_normal_path() {
 }
 
 #[tokio::test]
+async fn page_command_keeps_a_summary_as_long_as_intake_would() {
+    let mut h = Harness::new();
+    // A concatenated SMS can carry tens of thousands of characters; one unbroken word is the
+    // page text's worst case to cut.
+    let r = h
+        .reply(BOB, &format!("PAGE db {}", "x".repeat(20_000)))
+        .await;
+    let id: IncidentId = r
+        .strip_prefix('#')
+        .and_then(|s| s.strip_suffix(" opened"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (inc, _) = h.incident(id).await;
+    assert_eq!(
+        inc.summary.chars().count(),
+        crate::intake::formats::MAX_SUMMARY_CHARS
+    );
+    assert!(inc.summary.ends_with('…'), "cut marked");
+}
+
+#[tokio::test]
 async fn missed_call_from_a_paged_user_within_the_window_acknowledges() {
     let mut h = Harness::new();
     let db = h.trigger("a", "db").await;

@@ -40,7 +40,9 @@ fn json_error(e: serde_json::Error) -> FormatError {
     FormatError::Json(e.to_string())
 }
 
-fn truncate(s: &str) -> String {
+/// `s` cut to [`MAX_SUMMARY_CHARS`] (ending in `…` when cut): what every way in keeps of a
+/// summary, so no page text is built from more.
+pub fn truncate(s: &str) -> String {
     if s.chars().count() <= MAX_SUMMARY_CHARS {
         s.to_string()
     } else {

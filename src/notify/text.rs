@@ -9,30 +9,35 @@ use crate::incident::{Incident, Severity};
 use crate::modem::pdu::fits;
 
 /// Cuts `summary` to the longest word-boundary prefix for which `make(prefix)` fits.
+///
+/// A longer prefix never fits where a shorter one does not (it has as many characters or more,
+/// and a character that forces UCS-2 stays in it), so the longest fitting cut is found by
+/// bisection: a few dozen encodings even for a summary of thousands of words, not one per word.
 fn fit_summary(summary: &str, max_parts: usize, make: impl Fn(&str) -> String) -> String {
     let summary = summary.split_whitespace().collect::<Vec<_>>().join(" ");
     let full = make(&summary);
     if fits(&full, max_parts) {
         return full;
     }
-    // Word boundaries, longest first; "..." is GSM-7, unlike "…", so the cut does not force UCS-2.
-    let mut cuts: Vec<usize> = summary.match_indices(' ').map(|(i, _)| i).collect();
-    cuts.reverse();
-    for cut in cuts {
-        let candidate = make(&format!("{}...", &summary[..cut]));
-        if fits(&candidate, max_parts) {
-            return candidate;
-        }
+    // "..." is GSM-7, unlike "…", so the cut does not force UCS-2.
+    let cut = |end: usize| make(&format!("{}...", &summary[..end]));
+    // Word boundaries first; if not even one word fits, cut inside it, by characters.
+    let words: Vec<usize> = summary.match_indices(' ').map(|(i, _)| i).collect();
+    if let Some(end) = longest_fitting(&words, |&end| fits(&cut(end), max_parts)) {
+        return cut(end);
     }
-    // Not even one word fits: cut inside it, by characters.
-    let chars: Vec<char> = summary.chars().collect();
-    for n in (0..chars.len()).rev() {
-        let candidate = make(&format!("{}...", chars[..n].iter().collect::<String>()));
-        if fits(&candidate, max_parts) {
-            return candidate;
-        }
+    let chars: Vec<usize> = summary.char_indices().map(|(i, _)| i).collect();
+    match longest_fitting(&chars, |&end| fits(&cut(end), max_parts)) {
+        Some(end) => cut(end),
+        None => make(""),
     }
-    make("")
+}
+
+/// The last of `ends` (ascending) for which `fits` holds, given that it holds for a prefix of
+/// `ends` and for none after.
+fn longest_fitting(ends: &[usize], fits: impl Fn(&usize) -> bool) -> Option<usize> {
+    let fitting = ends.partition_point(fits);
+    fitting.checked_sub(1).map(|i| ends[i])
 }
 
 /// The SMS page for one incident.
@@ -182,6 +187,59 @@ mod tests {
         );
         assert!(t.contains("...."), "cut marked: {t}");
         assert!(plan_parts(&t).parts == 1);
+    }
+
+    /// The longest cut, one encoding per candidate: what the bisection must agree with.
+    fn fit_by_trying_every_cut(summary: &str, make: impl Fn(&str) -> String) -> String {
+        let summary = summary.split_whitespace().collect::<Vec<_>>().join(" ");
+        if fits(&make(&summary), 1) {
+            return make(&summary);
+        }
+        let words = summary.match_indices(' ').map(|(i, _)| i).rev();
+        let chars = summary.char_indices().map(|(i, _)| i).rev();
+        words
+            .chain(chars)
+            .map(|end| make(&format!("{}...", &summary[..end])))
+            .find(|t| fits(t, 1))
+            .unwrap_or_else(|| make(""))
+    }
+
+    #[test]
+    fn the_cut_is_the_longest_that_fits() {
+        let make = |s: &str| format!("#7 CRIT api: {s}. Reply 7a ack, 7r resolve");
+        let summaries = [
+            "the upstream load balancer reports many errors ".repeat(10),
+            "x".repeat(500),
+            format!("short {}", "y".repeat(300)),
+            "Серверная база данных недоступна уже пять минут подряд ".repeat(3),
+            format!(
+                "{} ошибка {}",
+                "disk full on db1 ".repeat(4),
+                "z ".repeat(50)
+            ),
+            "a ".repeat(200),
+        ];
+        for s in &summaries {
+            assert_eq!(
+                fit_summary(s, 1, make),
+                fit_by_trying_every_cut(s, make),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_huge_unbroken_summary_is_cut_in_few_encodings() {
+        let tried = std::cell::Cell::new(0);
+        let make = |s: &str| {
+            tried.set(tried.get() + 1);
+            format!("#7 CRIT api: {s}. Reply 7a ack, 7r resolve")
+        };
+        let t = fit_summary(&"x".repeat(40_000), 1, make);
+        assert_eq!(plan_parts(&t).parts, 1, "{t}");
+        assert!(t.contains("x..."), "{t}");
+        // Trying every cut from the longest down would encode about 40,000 candidates.
+        assert!(tried.get() < 100, "{} encodings", tried.get());
     }
 
     #[test]
