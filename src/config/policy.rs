@@ -220,8 +220,9 @@ pub struct AlertFacts<'a> {
     pub routing_key: Option<&'a str>,
 }
 
-/// The route an alert follows: the first that matches. `None` only when no route matches and
-/// there is no default route (config validation makes that impossible).
+/// The route an alert follows: the first that matches. `None` when no route matches and there
+/// is no default route (config validation warns of that; the incident is recorded as unrouted
+/// and flagged as paging nobody).
 pub fn route_for<'r>(routes: &'r [Route], facts: &AlertFacts<'_>) -> Option<&'r Route> {
     routes.iter().find(|r| r.matches(facts))
 }

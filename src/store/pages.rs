@@ -153,13 +153,15 @@ pub fn escalation_policy(conn: &Tx, incident: IncidentId) -> rusqlite::Result<Op
         .optional()
 }
 
-/// Open incidents for which paging reached nobody: a step found no one it could page (a
-/// `page-unreachable` event), and no page or digest for them is queued, going out or gone out.
-/// The status page and `/healthz` flag these, oldest first.
+/// Open incidents for which paging reached nobody: no route matched the alert (an `unrouted`
+/// event) or a step found no one it could page (a `page-unreachable` event), and no page or
+/// digest for them is queued, going out or gone out. The status page and `/healthz` flag these,
+/// oldest first. (An incident recorded without paging on purpose is not one of them.)
 pub fn nobody_reached(conn: &Tx) -> rusqlite::Result<Vec<IncidentId>> {
     let mut stmt = conn.prepare_cached(
         "SELECT i.id FROM incidents i WHERE i.status <> 'resolved' \
-         AND EXISTS (SELECT 1 FROM events e WHERE e.incident_id=i.id AND e.kind='page-unreachable') \
+         AND EXISTS (SELECT 1 FROM events e WHERE e.incident_id=i.id \
+           AND e.kind IN ('page-unreachable','unrouted')) \
          AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.kind IN ('page','digest') \
            AND o.state IN ('pending','sending','sent','delivered') \
            AND (o.incident_id=i.id OR o.id IN (SELECT outbox_id FROM outbox_items WHERE incident_id=i.id))) \
@@ -192,6 +194,7 @@ mod tests {
     use super::*;
     use crate::incident::Channel;
     use crate::store::outbox::{add_item, enqueue, NewPage, PageKind};
+    use crate::store::AlertInput;
     use chrono::TimeZone;
 
     fn t(s: i64) -> DateTime<Utc> {
@@ -268,6 +271,24 @@ mod tests {
         );
         assert_eq!(paged_since(&c, "alice", t(5)).unwrap(), vec![1, 2, 3]);
         assert_eq!(paged_since(&c, "alice", t(20)).unwrap(), vec![1]);
+    }
+
+    #[test]
+    fn an_alert_no_route_matched_is_flagged_until_closed_but_one_recorded_on_purpose_is_not() {
+        let c = crate::store::memory();
+        let apply = |a: &AlertInput| crate::store::queries::apply_alert(&c, a, t(0)).unwrap();
+        let unrouted = apply(&AlertInput::test_trigger("a", "web"));
+        apply(&AlertInput {
+            page: false,
+            ..AlertInput::test_trigger("b", "web")
+        });
+        let unrouted = unrouted.incident().unwrap().id;
+        assert_eq!(nobody_reached(&c).unwrap(), vec![unrouted]);
+        apply(&AlertInput {
+            action: crate::store::AlertAction::Resolve,
+            ..AlertInput::test_trigger("a", "web")
+        });
+        assert_eq!(nobody_reached(&c).unwrap(), Vec::<IncidentId>::new());
     }
 
     #[test]

@@ -278,10 +278,17 @@ fn paging_state(
             super::escalations::insert(conn, id, policy, &start, now)?;
             return Ok(());
         }
-        (None, true) => (
-            EventKind::Unrouted,
-            "no route or policy matched: nobody is paged",
-        ),
+        (None, true) => {
+            tracing::error!(
+                incident = id,
+                service = a.service.as_deref().unwrap_or(""),
+                "NOBODY WILL BE PAGED for this incident: no route or policy matched its alert"
+            );
+            (
+                EventKind::Unrouted,
+                "no route or policy matched: nobody is paged",
+            )
+        }
         (_, false) => (EventKind::Recorded, "recorded without paging"),
     };
     record(conn, Some(id), now, note.0, None, note.1, None)?;

@@ -128,8 +128,14 @@ impl Validator<'_, '_> {
                 }),
             });
         }
-        if raw.is_empty() && !self.r.has_errors() {
-            // No routes: everything follows the first policy, if there is one.
+        if let (Some(last), None) = (raw.last(), &default_seen) {
+            // Allowed (a box may page only for what it was meant to), but said: an alert no
+            // route matches is accepted and pages nobody.
+            self.r.warning(
+                span(&last.id),
+                "routes: no default route (one without `match`): an alert that no route matches \
+                 is recorded as unrouted and pages nobody (flagged in /healthz and on the status page)",
+            );
         }
         out
     }
