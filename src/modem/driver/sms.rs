@@ -12,6 +12,7 @@ use tracing::{debug, error, info, warn};
 
 use super::{Driver, ModemError, ModemEvent, SmsReceipt};
 use crate::modem::at::response::{body_of, parse_cmgl_index, parse_cmgs, split_fields, unquote};
+use crate::modem::at::{CallerNumber, NumberType};
 use crate::modem::driver::{mask_number, HealthState};
 use crate::modem::engine::{Command, EngineError};
 use crate::modem::pdu::{
@@ -488,10 +489,24 @@ impl<O: PortOpener> Driver<O> {
     }
 }
 
+/// A delivered message as the acknowledgement code reads it: the sender's number in the form
+/// [`CallerNumber`] gives a caller's, by its type of number, so a national number the network
+/// sends without its trunk `0` (`15112345678`, TON 2) is completed with `daemon.country_code`
+/// instead of being read as an international one (`+1 511...`).
 fn received(d: Deliver) -> ModemEvent {
+    let kind = match d.sender.kind {
+        AddressKind::International => NumberType::International,
+        AddressKind::National => NumberType::National,
+        AddressKind::Alphanumeric | AddressKind::Unknown => NumberType::Unknown,
+    };
+    let alphanumeric = d.sender.kind == AddressKind::Alphanumeric;
+    let from = match CallerNumber::new(&d.sender.number, kind) {
+        Some(n) if !alphanumeric => n.into_string(),
+        _ => d.sender.number,
+    };
     ModemEvent::SmsReceived {
-        alphanumeric: d.sender.kind == AddressKind::Alphanumeric,
-        from: d.sender.number,
+        alphanumeric,
+        from,
         text: d.text,
         timestamp: d.timestamp,
     }
@@ -518,6 +533,40 @@ fn parse_text_timestamp(s: &str) -> Option<DateTime<FixedOffset>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_senders_number_is_read_by_its_type_of_number() {
+        let from = |number: &str, kind: AddressKind| {
+            let d = Deliver {
+                smsc: None,
+                sender: crate::modem::pdu::Address {
+                    number: number.into(),
+                    kind,
+                },
+                timestamp: parse_text_timestamp("26/11/22,10:00:00+04").unwrap(),
+                encoding: crate::modem::pdu::Encoding::Gsm7,
+                text: "1a".into(),
+                concat: None,
+                status_report_indication: false,
+            };
+            match received(d) {
+                ModemEvent::SmsReceived { from, .. } => from,
+                other => panic!("{other:?}"),
+            }
+        };
+        let e164 = |n: &str| crate::config::PhoneNumber::normalize(n, "49");
+        let want = crate::config::PhoneNumber::parse_e164("+4915112345678");
+        // International (TON 1), national without its trunk prefix (TON 2), national with it
+        // under "unknown" (TON 0): the same person.
+        for (number, kind) in [
+            ("+4915112345678", AddressKind::International),
+            ("15112345678", AddressKind::National),
+            ("015112345678", AddressKind::Unknown),
+        ] {
+            assert_eq!(e164(&from(number, kind)), want, "{number} {kind:?}");
+        }
+        assert_eq!(from("sipgate", AddressKind::Alphanumeric), "sipgate");
+    }
 
     #[test]
     fn text_mode_timestamps_carry_their_zone() {
