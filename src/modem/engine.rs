@@ -363,7 +363,9 @@ impl<P: Port> AtEngine<P> {
             let report = self.unsolicited.iter().position(|q| {
                 matches!(
                     q.urc,
-                    Urc::StatusReportFollows { .. } | Urc::StatusReportStored { .. }
+                    Urc::StatusReportFollows { .. }
+                        | Urc::StatusReportText { .. }
+                        | Urc::StatusReportStored { .. }
                 )
             });
             match report {

@@ -157,9 +157,16 @@ pub enum Urc {
         /// The header after `+CMT:`.
         header: String,
     },
-    /// `+CDS: ...`: a status report delivered directly; the next line is its PDU.
+    /// `+CDS: <length>`: a status report delivered directly in PDU mode; the next line is its
+    /// PDU.
     StatusReportFollows {
         /// The header after `+CDS:`.
+        header: String,
+    },
+    /// `+CDS: <fo>,<mr>,[<ra>],[<tora>],<scts>,<dt>,<st>`: a status report delivered directly
+    /// in text mode, whole on this one line (TS 27.005 3.4.1).
+    StatusReportText {
+        /// The fields after `+CDS:`.
         header: String,
     },
     /// `+CDSI: <mem>,<index>`: a status report was stored.
@@ -265,6 +272,12 @@ pub fn parse_urc(line: &str) -> Option<Urc> {
             Some(Urc::StatusReportStored { storage, index })
         }
         "+CMT" => Some(Urc::MessageFollows {
+            header: body.to_string(),
+        }),
+        // Told apart by shape, not by the mode we think the modem is in: the PDU form's header
+        // is one number, the text form's has the report's fields. Taking a text-mode report's
+        // next line as its body would swallow whatever came next (a `+CMTI`, a `+CMGS`).
+        "+CDS" if split_fields(body).len() >= 5 => Some(Urc::StatusReportText {
             header: body.to_string(),
         }),
         "+CDS" => Some(Urc::StatusReportFollows {

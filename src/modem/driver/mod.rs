@@ -1074,6 +1074,7 @@ impl<O: PortOpener> Driver<O> {
                 Some(body) => self.on_direct_report(&header, &body).await,
                 None => Ok(()),
             },
+            Urc::StatusReportText { header } => self.on_text_report(&header),
             Urc::Ring => {
                 self.incoming.ringing = true;
                 self.incoming.rings += 1;

@@ -320,6 +320,44 @@ impl<O: PortOpener> Driver<O> {
         self.process_pdu(None, body, len).await
     }
 
+    /// `+CDS: <fo>,<mr>,[<ra>],[<tora>],<scts>,<dt>,<st>`: a status report in text mode. One
+    /// that cannot be read is logged and dropped: it is not stored anywhere to delete, and the
+    /// page it reports on stays `sent`.
+    pub(super) fn on_text_report(&mut self, header: &str) -> Result<(), ModemError> {
+        let f = split_fields(header);
+        let number = |i: usize| f.get(i).and_then(|v| v.trim().parse::<u8>().ok());
+        let (Some(reference), Some(status)) = (number(1), f.len().checked_sub(1).and_then(number))
+        else {
+            warn!(
+                report = header,
+                "unreadable text-mode status report dropped"
+            );
+            return Ok(());
+        };
+        let recipient = f.get(2).map(|r| unquote(r)).unwrap_or_default();
+        let kind = number(3).map_or(NumberType::Unknown, NumberType::from_toa);
+        let recipient = CallerNumber::new(recipient, kind)
+            .map(CallerNumber::into_string)
+            .unwrap_or_default();
+        let outcome = crate::modem::pdu::DeliveryOutcome::from_status(status);
+        info!(
+            reference,
+            recipient = %mask_number(&recipient),
+            outcome = ?outcome,
+            "delivery report"
+        );
+        self.hand_over(
+            ModemEvent::DeliveryReport {
+                reference,
+                recipient,
+                delivered: outcome == crate::modem::pdu::DeliveryOutcome::Delivered,
+                outcome,
+                status,
+            },
+            None,
+        )
+    }
+
     async fn process_pdu(
         &mut self,
         index: Option<u32>,

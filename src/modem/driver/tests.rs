@@ -588,6 +588,60 @@ async fn text_mode_fallback_sends_and_receives() {
     assert!(fake.received().contains(&"db1 down".to_string()));
 }
 
+/// In text mode a status report is one line: the line after it (here the next page's `+CMGS`
+/// and then a new message's `+CMTI`) is not its body.
+#[tokio::test(start_paused = true)]
+async fn a_text_mode_status_report_is_one_line_and_takes_nothing_after_it() {
+    let s = identify(Script::new(), "GENERIC-LTE").expect("AT+CPIN?", &["+CPIN: READY", "OK"]);
+    let script = network(
+        s.ok("AT+CMGF=1")
+            .ok("AT+CSCS=\"GSM\"")
+            .ok("AT+CSMP=49,167,0,0")
+            .expect(
+                "AT+CPMS=\"SM\",\"SM\",\"SM\"",
+                &["+CPMS: 0,30,0,30,0,30", "OK"],
+            )
+            .ok("AT+CNMI=2,1,0,1,0")
+            .ok("AT+CLIP=1")
+            .ok("AT+CMGL=\"ALL\""),
+    )
+    .send(&[
+        "+CDS: 6,5,\"+4915112345678\",145,\"26/11/22,10:00:00+04\",\"26/11/22,10:00:05+04\",0",
+        "+CMTI: \"SM\",2",
+    ])
+    .expect(
+        "AT+CMGR=2",
+        &[
+            "+CMGR: \"REC UNREAD\",\"+4915112345678\",\"\",\"26/11/22,10:00:00+04\"",
+            "ack 1",
+            "OK",
+        ],
+    )
+    .ok("AT+CMGD=2");
+    let cfg = Settings {
+        text_mode: true,
+        ..settings()
+    };
+    let (modem, mut events, mut fakes, _t) = start(cfg, vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    assert_eq!(
+        next_event(&mut events).await,
+        ModemEvent::DeliveryReport {
+            reference: 5,
+            recipient: "+4915112345678".into(),
+            delivered: true,
+            outcome: DeliveryOutcome::Delivered,
+            status: 0,
+        }
+    );
+    let ev = next_event(&mut events).await;
+    assert!(
+        matches!(ev, ModemEvent::SmsReceived { ref text, .. } if text == "ack 1"),
+        "{ev:?}"
+    );
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
+
 /// An SMS page asked for while a voice page rings goes out beside the call at once; a status
 /// request waits for the end of the call; a hang-up ends it.
 #[tokio::test(start_paused = true)]
