@@ -505,6 +505,7 @@ fn start_paging(
             health: m.health.clone(),
             ring_for: config.modem.ring_for,
             ack: Arc::new(ack.clone()),
+            calls: transport::CallStreak::default(),
         }));
     }
     if config.email.enabled {

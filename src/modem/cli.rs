@@ -106,7 +106,9 @@ pub async fn run(cmd: ModemCommand, mut settings: Settings) -> anyhow::Result<Ex
                 CallOutcome::Busy => ("busy".into(), false),
                 CallOutcome::NoAnswer => ("no answer".into(), false),
                 CallOutcome::Rejected => ("rejected".into(), false),
-                CallOutcome::Failed(why) => (format!("failed: {why}"), false),
+                CallOutcome::Failed(why) | CallOutcome::NotSetUp(why) => {
+                    (format!("failed: {why}"), false)
+                }
             };
             println!("call to {number}: {text}");
             if ok {

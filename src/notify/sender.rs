@@ -124,6 +124,9 @@ pub enum Unavailable {
         #[source]
         last: Arc<ModemError>,
     },
+    /// The modem answers but the last calls could not be set up.
+    #[error("the last {failures} calls could not be set up: {last}")]
+    CallsFailing { failures: u32, last: String },
     /// No email sender can be built under the config in force.
     #[error("email cannot be set up: {0}")]
     EmailSetup(#[source] Arc<EmailSetupError>),

@@ -29,13 +29,68 @@ fn modem_ready(health: &watch::Receiver<Health>) -> Result<(), Unavailable> {
     }
 }
 
-/// How many SMS submits in a row must fail before the SMS channel reports itself down.
+/// How many attempts in a row (SMS submits, call set-ups) must fail before the channel reports
+/// itself down.
 pub const SUBMIT_FAILURES_DOWN: u32 = 3;
 
+/// A channel's attempts that failed in a row (reset by the next success), and the last failure.
+/// A modem that answers while the network refuses every attempt pages nobody, and its own
+/// health cannot tell: the channel reports itself down from this (while still trying, which is
+/// how the recovery is noticed).
+#[derive(Debug)]
+struct Streak<E> {
+    /// What an attempt is, for the log: "SMS submit", "call".
+    what: &'static str,
+    failures: std::sync::Mutex<(u32, Option<E>)>,
+}
+
+impl<E: Clone + std::fmt::Display> Streak<E> {
+    fn new(what: &'static str) -> Self {
+        Streak {
+            what,
+            failures: std::sync::Mutex::new((0, None)),
+        }
+    }
+
+    fn succeeded(&self) {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if f.0 >= SUBMIT_FAILURES_DOWN {
+            tracing::info!(
+                after = f.0,
+                "a {} succeeded again: the channel is restored",
+                self.what
+            );
+        }
+        *f = (0, None);
+    }
+
+    fn failed(&self, e: E) {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        f.0 = f.0.saturating_add(1);
+        if f.0 == SUBMIT_FAILURES_DOWN {
+            tracing::error!(failures = f.0, error = %e, "every recent {} failed: the channel is impaired", self.what);
+        }
+        f.1 = Some(e);
+    }
+
+    /// The failures in a row and the last, while they are [`SUBMIT_FAILURES_DOWN`] or more.
+    fn failing(&self) -> Option<(u32, E)> {
+        let f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        match &f.1 {
+            Some(last) if f.0 >= SUBMIT_FAILURES_DOWN => Some((f.0, last.clone())),
+            _ => None,
+        }
+    }
+}
+
 /// The SMS submits that failed in a row (reset by the next success), and the last failure.
-#[derive(Debug, Default)]
-pub struct SubmitStreak {
-    failures: std::sync::Mutex<(u32, Option<Arc<ModemError>>)>,
+#[derive(Debug)]
+pub struct SubmitStreak(Streak<Arc<ModemError>>);
+
+impl Default for SubmitStreak {
+    fn default() -> Self {
+        SubmitStreak(Streak::new("SMS submit"))
+    }
 }
 
 impl SubmitStreak {
@@ -43,24 +98,11 @@ impl SubmitStreak {
     /// `+CMS ERROR`, a command that failed or timed out, an answer without a reference): a bad
     /// number or text is the page's problem, and a modem that is down says so in its own health.
     pub fn note(&self, result: Result<(), Arc<ModemError>>) {
-        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         match result {
-            Ok(()) => {
-                if f.0 >= SUBMIT_FAILURES_DOWN {
-                    tracing::info!(
-                        after = f.0,
-                        "an SMS submit succeeded again: SMS paging restored"
-                    );
-                }
-                *f = (0, None);
-            }
+            Ok(()) => self.0.succeeded(),
             Err(e) => match *e {
                 ModemError::Command(_) | ModemError::Part { .. } | ModemError::Protocol { .. } => {
-                    f.0 = f.0.saturating_add(1);
-                    if f.0 == SUBMIT_FAILURES_DOWN {
-                        tracing::error!(failures = f.0, error = %e, "every recent SMS submit failed: SMS paging is impaired");
-                    }
-                    f.1 = Some(e);
+                    self.0.failed(e)
                 }
                 _ => {}
             },
@@ -69,13 +111,47 @@ impl SubmitStreak {
 
     /// `Err` while the last [`SUBMIT_FAILURES_DOWN`] submits all failed.
     pub fn health(&self) -> Result<(), Unavailable> {
-        let f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        match &f.1 {
-            Some(last) if f.0 >= SUBMIT_FAILURES_DOWN => Err(Unavailable::SubmitsFailing {
-                failures: f.0,
-                last: last.clone(),
-            }),
-            _ => Ok(()),
+        match self.0.failing() {
+            Some((failures, last)) => Err(Unavailable::SubmitsFailing { failures, last }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The voice calls that could not be set up in a row (reset by the next call that rang), and
+/// the last reason.
+#[derive(Debug)]
+pub struct CallStreak(Streak<String>);
+
+impl Default for CallStreak {
+    fn default() -> Self {
+        CallStreak(Streak::new("call"))
+    }
+}
+
+impl CallStreak {
+    /// Notes how one call ended. A call that reached the phone counts as a success whatever
+    /// the person did (answered, busy, let it ring, rejected it); one the network or the modem
+    /// would not set up counts as a failure (`NO CARRIER` before it rang, `NO DIALTONE`, the
+    /// dial command refused: a SIM without credit or without voice, a barred line). A bad number
+    /// is the page's problem; a down modem and our own hang-up say nothing about the channel.
+    pub fn note(&self, result: &Result<CallOutcome, ModemError>) {
+        match result {
+            Ok(CallOutcome::Answered { .. } | CallOutcome::Busy)
+            | Ok(CallOutcome::NoAnswer | CallOutcome::Rejected) => self.0.succeeded(),
+            Ok(CallOutcome::NotSetUp(why)) => self.0.failed(why.clone()),
+            Err(e @ (ModemError::Command(_) | ModemError::Protocol { .. })) => {
+                self.0.failed(e.to_string())
+            }
+            Ok(CallOutcome::Failed(_)) | Err(_) => {}
+        }
+    }
+
+    /// `Err` while the last [`SUBMIT_FAILURES_DOWN`] calls all failed to set up.
+    pub fn health(&self) -> Result<(), Unavailable> {
+        match self.0.failing() {
+            Some((failures, last)) => Err(Unavailable::CallsFailing { failures, last }),
+            None => Ok(()),
         }
     }
 }
@@ -170,6 +246,8 @@ pub struct ModemVoice {
     /// Where a "1" pressed during the call is taken as an acknowledgement (with a confirmation
     /// SMS), exactly like an SMS reply.
     pub ack: Arc<dyn KeypadAck>,
+    /// Recent calls that could not be set up, for [`Transport::health`].
+    pub calls: CallStreak,
 }
 
 impl Transport for ModemVoice {
@@ -179,6 +257,14 @@ impl Transport for ModemVoice {
 
     fn ready(&self) -> Result<(), Unavailable> {
         modem_ready(&self.health)
+    }
+
+    /// Down when the modem is, and also when the last [`SUBMIT_FAILURES_DOWN`] calls all failed
+    /// to set up (a SIM without credit or voice service rings nobody while the modem looks
+    /// fine). Calls are still tried; the next that rings clears it.
+    fn health(&self) -> Result<(), Unavailable> {
+        self.ready()?;
+        self.calls.health()
     }
 
     fn timeout(&self) -> Duration {
@@ -198,7 +284,9 @@ impl Transport for ModemVoice {
                 listen_dtmf: true,
             };
             let fail = |miss| Err(SendError::Call(miss));
-            match self.modem.call(&msg.page.address, opts).await {
+            let result = self.modem.call(&msg.page.address, opts).await;
+            self.calls.note(&result);
+            match result {
                 Ok(CallOutcome::Answered { dtmf }) => {
                     let pressed_one = dtmf == Some('1') && msg.page.kind == PageKind::Page;
                     if pressed_one {
@@ -221,7 +309,9 @@ impl Transport for ModemVoice {
                 Ok(CallOutcome::Busy) => fail(CallMiss::Busy),
                 Ok(CallOutcome::NoAnswer) => fail(CallMiss::NoAnswer),
                 Ok(CallOutcome::Rejected) => fail(CallMiss::Rejected),
-                Ok(CallOutcome::Failed(why)) => fail(CallMiss::Failed(why)),
+                Ok(CallOutcome::Failed(why) | CallOutcome::NotSetUp(why)) => {
+                    fail(CallMiss::Failed(why))
+                }
                 Err(e) => Err(SendError::Modem(Arc::new(e))),
             }
         })
@@ -424,6 +514,40 @@ mod tests {
         assert!(s.health().is_err());
         s.note(Ok(()));
         assert!(s.health().is_ok());
+    }
+
+    #[test]
+    fn voice_is_down_after_three_calls_that_did_not_set_up_and_back_when_one_rings() {
+        let s = CallStreak::default();
+        let not_set_up = || Ok(CallOutcome::NotSetUp("no carrier".into()));
+        s.note(&not_set_up());
+        s.note(&not_set_up());
+        assert!(s.health().is_ok(), "two failures are not yet a pattern");
+        // Our own hang-up, a bad number and a down modem say nothing about the line.
+        s.note(&Ok(CallOutcome::Failed("hung up on request".into())));
+        s.note(&Err(ModemError::InvalidNumber { number: "x".into() }));
+        s.note(&Err(ModemError::Stopped));
+        assert!(s.health().is_ok());
+        s.note(&not_set_up());
+        let text = s.health().unwrap_err().to_string();
+        assert!(
+            text.contains("last 3 calls could not be set up: no carrier"),
+            "{text}"
+        );
+        // A call the person did not take still reached the phone: the line works.
+        for reached in [
+            CallOutcome::NoAnswer,
+            CallOutcome::Busy,
+            CallOutcome::Rejected,
+            CallOutcome::Answered { dtmf: None },
+        ] {
+            for _ in 0..3 {
+                s.note(&not_set_up());
+            }
+            assert!(s.health().is_err());
+            s.note(&Ok(reached.clone()));
+            assert!(s.health().is_ok(), "{reached:?}");
+        }
     }
 
     #[test]

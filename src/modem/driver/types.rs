@@ -219,7 +219,12 @@ pub enum CallOutcome {
     NoAnswer,
     /// Rang, then the callee declined.
     Rejected,
-    /// Could not be set up or dropped; the reason says what the modem reported.
+    /// The network or the modem would not set the call up: `NO CARRIER` before it rang, `NO
+    /// DIALTONE`. Says something about the line (no credit, no voice service, barred), not
+    /// about the person called.
+    NotSetUp(String),
+    /// Ended for a reason of ours or the modem's (hung up on request, shutting down, port lost,
+    /// a data connection); the reason says which.
     Failed(String),
 }
 

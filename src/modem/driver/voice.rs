@@ -46,8 +46,8 @@ fn ended_outcome(result: &CallResult, set_up: bool) -> CallOutcome {
         CallResult::Busy => CallOutcome::Busy,
         CallResult::NoAnswer => CallOutcome::NoAnswer,
         CallResult::NoCarrier if set_up => CallOutcome::Rejected,
-        CallResult::NoCarrier => CallOutcome::Failed("no carrier".into()),
-        CallResult::NoDialtone => CallOutcome::Failed("no dial tone".into()),
+        CallResult::NoCarrier => CallOutcome::NotSetUp("no carrier".into()),
+        CallResult::NoDialtone => CallOutcome::NotSetUp("no dial tone".into()),
         CallResult::Connect(_) => CallOutcome::Failed("data connection".into()),
     }
 }
@@ -352,7 +352,7 @@ mod tests {
         );
         assert!(matches!(
             ended_outcome(&CallResult::NoCarrier, false),
-            CallOutcome::Failed(_)
+            CallOutcome::NotSetUp(_)
         ));
         assert_eq!(
             ended_outcome(&CallResult::NoAnswer, true),
