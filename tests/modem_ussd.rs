@@ -8,6 +8,7 @@ use std::time::Duration;
 use pagerbox::modem::at::ussd::UssdStatus;
 use pagerbox::modem::sim::{Fault, SimConfig, SimHandle, SimProfile, Simulator, UssdReply};
 use pagerbox::modem::{HealthState, Modem, ModemError, ProfileChoice, Settings};
+use pagerbox::supervisor::Heartbeat;
 use tokio_util::sync::CancellationToken;
 
 struct Rig {
@@ -26,6 +27,10 @@ impl Drop for Rig {
 }
 
 async fn rig(profile: SimProfile) -> Rig {
+    rig_with(profile, Heartbeat::detached("modem")).await
+}
+
+async fn rig_with(profile: SimProfile, heartbeat: Heartbeat) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let sim = Simulator::start(SimConfig::fast(profile, dir.path().join("modem")))
         .await
@@ -36,6 +41,7 @@ async fn rig(profile: SimProfile) -> Rig {
         health_interval: Duration::from_millis(300),
         reopen_min: Duration::from_millis(100),
         reopen_max: Duration::from_millis(500),
+        heartbeat,
         ..Settings::new(sim.pty_path())
     };
     let token = CancellationToken::new();
@@ -126,6 +132,40 @@ async fn no_answer_times_out_and_the_modem_keeps_serving() {
     assert!(started.elapsed() >= Duration::from_millis(500));
     let st = r.modem.status().await.expect("status after the timeout");
     assert!(st.registration.is_registered());
+}
+
+#[tokio::test]
+async fn an_sms_page_goes_out_while_the_network_keeps_a_ussd_request_waiting() {
+    // A heartbeat bound well below the USSD wait: the waiting driver is alive and must say so.
+    let heartbeat = Heartbeat::new("modem", Duration::from_secs(2));
+    let r = rig_with(SimProfile::Sim800, heartbeat.clone()).await;
+    r.sim.set_ussd("*100#", UssdReply::Timeout).await.unwrap();
+    let wait = Duration::from_secs(10);
+    let ussd = {
+        let modem = r.modem.clone();
+        tokio::spawn(async move { modem.ussd("*100#", wait).await })
+    };
+    // Let the request reach the modem and start waiting for the network.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let receipt = r
+        .modem
+        .send_sms("+4915112345678", "db1 down")
+        .await
+        .expect("the page is sent during the wait");
+    assert_eq!(receipt.parts, 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the page waited {:?} for the USSD answer",
+        started.elapsed()
+    );
+    assert!(!ussd.is_finished(), "the USSD request still waits");
+    while !ussd.is_finished() {
+        assert_eq!(heartbeat.late(), None, "the waiting driver still beats");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let e = ussd.await.unwrap().expect_err("times out");
+    assert!(matches!(e, ModemError::UssdTimeout { .. }), "{e}");
 }
 
 #[tokio::test]

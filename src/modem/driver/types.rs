@@ -109,8 +109,8 @@ impl Settings {
     /// turn and after every AT exchange, so the longest silence is the longest exchange it can
     /// be in: an SMS part's submit (`sms_timeout`), the resync after it timed out, and the
     /// pauses between a part's attempts; an idle loop wakes every half bound. Twice that, and
-    /// never below two health intervals. A USSD request waits for the network's answer without
-    /// an exchange, so USSD waits (the self-test's `ussd_timeout`) must stay below the bound.
+    /// never below two health intervals. A USSD request's wait for the network's answer beats
+    /// like the idle loop, so it may be longer.
     pub fn heartbeat_bound(&self) -> Duration {
         let exchange = self
             .sms_timeout

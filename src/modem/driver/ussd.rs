@@ -2,8 +2,9 @@
 //! and wait for the network's `+CUSD` answer, e.g. the prepaid balance for the self-test.
 //!
 //! The command answers `OK` at once; the answer follows as a URC, seconds later on a real
-//! network. Other URCs that arrive meanwhile are handled as usual; other requests wait (they
-//! are served after the answer or the timeout). On timeout the session is cancelled with
+//! network. Other URCs that arrive meanwhile are handled as usual; an SMS page is sent at once
+//! (a network that never answers USSD must not hold pages for the whole timeout); other
+//! requests wait (they are served after the answer or the timeout). On timeout the session is cancelled with
 //! `AT+CUSD=2` so the next request starts clean. Some modules (and the simulator with
 //! `AT+CSCS="UCS2"`) put the answer before the `OK`; that is taken too.
 
@@ -12,7 +13,7 @@ use std::time::Duration;
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info};
 
-use super::{Driver, ModemError};
+use super::{mask_number, Driver, ModemError, Request, MAX_IDLE_WAIT};
 use crate::config::selftest::valid_ussd_code;
 use crate::modem::at::ussd::{parse_cusd, UssdAnswer};
 use crate::modem::at::Urc;
@@ -46,7 +47,11 @@ impl<O: PortOpener> Driver<O> {
             return Ok(a);
         }
         let deadline = Instant::now() + wait;
+        // The driver is alive and serving while it waits, so it beats its heartbeat as its idle
+        // loop does: a `ussd_timeout` longer than the bound must not read as a hung modem task.
+        let idle = self.s.heartbeat.idle_bound().min(MAX_IDLE_WAIT);
         loop {
+            self.s.heartbeat.beat();
             // Keep handing backlogged events over while waiting for the network.
             self.flush_events();
             let backlogged = !self.backlog.is_empty();
@@ -61,18 +66,38 @@ impl<O: PortOpener> Driver<O> {
                     let got = tokio::select! {
                         biased;
                         _ = self.shutdown.cancelled() => return Err(ModemError::Stopped),
-                        r = self.requests.recv() => {
-                            match r {
-                                Some(other) => self.deferred.push_back(other),
-                                None => return Err(ModemError::Stopped),
+                        r = self.requests.recv() => match r {
+                            Some(sms @ Request::SendSms { .. }) => Err(sms),
+                            Some(other) => {
+                                self.deferred.push_back(other);
+                                continue;
                             }
+                            None => return Err(ModemError::Stopped),
+                        },
+                        _ = self.events.reserve(), if backlogged => continue,
+                        u = engine.next_unsolicited() => Ok(Some(u)),
+                        _ = sleep_until(deadline.min(Instant::now() + idle)) => Ok(None),
+                    };
+                    let got = match got {
+                        // A page does not wait for the balance: the network may take the whole
+                        // timeout to answer (or never), and SMS goes out beside an open USSD
+                        // session. A `+CUSD` that comes meanwhile waits in the engine's queue.
+                        Err(Request::SendSms { to, text, reply }) => {
+                            info!(to = %mask_number(&to), "sending an SMS page during a USSD request");
+                            let res = self.send_sms(&to, &text).await;
+                            let _ = reply.send(res);
                             continue;
                         }
-                        _ = self.events.reserve(), if backlogged => continue,
-                        u = engine.next_unsolicited() => Some(u),
-                        _ = sleep_until(deadline) => None,
+                        Err(other) => {
+                            self.deferred.push_back(other);
+                            continue;
+                        }
+                        Ok(got) => got,
                     };
                     let Some(got) = got else {
+                        if Instant::now() < deadline {
+                            continue;
+                        }
                         debug!(code, "ussd answer timed out, cancelling the session");
                         let _ = self.exec_opt("AT+CUSD=2").await;
                         return Err(ModemError::UssdTimeout {
