@@ -7,7 +7,7 @@
 //! again with `AT+CMGL`. A message whose event the full backlog refused stays stored too and is
 //! listed again by the next health poll after the backlog drained.
 
-use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone};
+use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone, Utc};
 use tracing::{debug, error, info, warn};
 
 use super::{Driver, ModemError, ModemEvent, SmsReceipt};
@@ -411,7 +411,7 @@ impl<O: PortOpener> Driver<O> {
     async fn on_deliver(&mut self, d: Deliver, index: Option<u32>) -> Result<(), ModemError> {
         let now = self.clock.now();
         let Some(c) = d.concat else {
-            self.hand_over(received(d), index)?;
+            self.hand_over(received(d, now), index)?;
             return self.delete(index).await;
         };
         let key = (d.sender.number.clone(), c.reference, c.total);
@@ -429,7 +429,7 @@ impl<O: PortOpener> Driver<O> {
                 .stored_parts
                 .get(&key)
                 .and_then(|(_, indexes)| indexes.first().copied());
-            if let Err(e) = self.hand_over(received(full), stored) {
+            if let Err(e) = self.hand_over(received(full, now), stored) {
                 // Refused: the parts stay stored (forgotten here, so expiry does not delete
                 // them) and are joined again when storage is listed next.
                 self.stored_parts.remove(&key);
@@ -449,7 +449,7 @@ impl<O: PortOpener> Driver<O> {
         let now = self.clock.now();
         for inc in self.reassembler.expire(now) {
             warn!(missing = ?inc.missing, total = inc.total, "incomplete multipart message delivered");
-            if self.emit(received(inc.message)).is_err() {
+            if self.emit(received(inc.message, self.clock.now())).is_err() {
                 return;
             }
         }
@@ -509,10 +509,12 @@ impl<O: PortOpener> Driver<O> {
                 f.get(skip + 2)
                     .and_then(|s| parse_text_timestamp(unquote(s)))
             });
-        let Some(timestamp) = ts else {
-            warn!(index = ?index, "text-mode message without a readable timestamp");
-            return self.delete(index).await;
-        };
+        // As in PDU mode: a stamp that cannot be read is replaced by the time of reading, the
+        // message (an acknowledgement, perhaps) is not thrown away for it.
+        let timestamp = ts.unwrap_or_else(|| {
+            warn!(index = ?index, "text-mode message without a readable timestamp: stamped now");
+            self.clock.now().fixed_offset()
+        });
         let alphanumeric = !from.chars().all(|c| c.is_ascii_digit() || c == '+');
         self.hand_over(
             ModemEvent::SmsReceived {
@@ -531,7 +533,10 @@ impl<O: PortOpener> Driver<O> {
 /// [`CallerNumber`] gives a caller's, by its type of number, so a national number the network
 /// sends without its trunk `0` (`15112345678`, TON 2) is completed with `daemon.country_code`
 /// instead of being read as an international one (`+1 511...`).
-fn received(d: Deliver) -> ModemEvent {
+///
+/// A message whose service-centre stamp was not a valid time carries `now` (when it was read)
+/// instead: an acknowledgement must not be lost to a broken SMSC's clock.
+fn received(d: Deliver, now: DateTime<Utc>) -> ModemEvent {
     let kind = match d.sender.kind {
         AddressKind::International => NumberType::International,
         AddressKind::National => NumberType::National,
@@ -546,7 +551,7 @@ fn received(d: Deliver) -> ModemEvent {
         alphanumeric,
         from,
         text: d.text,
-        timestamp: d.timestamp,
+        timestamp: d.timestamp.unwrap_or_else(|| now.fixed_offset()),
     }
 }
 
@@ -581,13 +586,13 @@ mod tests {
                     number: number.into(),
                     kind,
                 },
-                timestamp: parse_text_timestamp("26/11/22,10:00:00+04").unwrap(),
+                timestamp: parse_text_timestamp("26/11/22,10:00:00+04"),
                 encoding: crate::modem::pdu::Encoding::Gsm7,
                 text: "1a".into(),
                 concat: None,
                 status_report_indication: false,
             };
-            match received(d) {
+            match received(d, chrono::Utc::now()) {
                 ModemEvent::SmsReceived { from, .. } => from,
                 other => panic!("{other:?}"),
             }

@@ -18,8 +18,10 @@ pub struct Deliver {
     pub smsc: Option<Address>,
     /// TP-OA: who sent it (a number or an alphanumeric name).
     pub sender: Address,
-    /// TP-SCTS: when the service centre received it, in the centre's local offset.
-    pub timestamp: DateTime<FixedOffset>,
+    /// TP-SCTS: when the service centre received it, in the centre's local offset; `None`
+    /// when the centre's stamp is not a valid time (month 0, a 25th hour): the message is
+    /// still read, its stamp is not what anything depends on.
+    pub timestamp: Option<DateTime<FixedOffset>>,
     /// Alphabet from TP-DCS.
     pub encoding: Encoding,
     /// The text. [`Encoding::Binary8`] data is given as Latin-1 (each octet becomes the char
@@ -100,7 +102,11 @@ pub(crate) fn decode_deliver(
     r.octet("protocol identifier")?;
     let dcs_offset = r.position();
     let encoding = parse_dcs(r.octet("data coding scheme")?, dcs_offset)?;
-    let timestamp = decode_timestamp(r, "service centre time stamp")?;
+    let timestamp = match decode_timestamp(r, "service centre time stamp") {
+        Ok(t) => Some(t),
+        Err(PduError::InvalidTimestamp { .. }) => None,
+        Err(e) => return Err(e),
+    };
     let ud = decode_user_data(r, encoding, first_octet & 0x40 != 0)?;
     Ok((
         Deliver {
@@ -138,12 +144,23 @@ mod tests {
         "07911326040000F0040B911346610089F60000208062917314480CC8F71D14969741F977FD07";
 
     #[test]
+    fn a_message_with_an_impossible_centre_stamp_is_still_read() {
+        // The same message stamped month 0 by a broken service centre.
+        let hex = OFONO_SIMPLE_DELIVER.replace("208062917314480C", "200062917314480C");
+        assert_ne!(hex, OFONO_SIMPLE_DELIVER);
+        let d = deliver(&hex);
+        assert_eq!(d.timestamp, None);
+        assert_eq!(d.text, "How are you?");
+        assert_eq!(d.sender, Address::parse("+31641600986"));
+    }
+
+    #[test]
     fn ofono_simple_deliver() {
         let d = deliver(OFONO_SIMPLE_DELIVER);
         assert_eq!(d.smsc, Some(Address::parse("+31624000000")));
         assert_eq!(d.sender, Address::parse("+31641600986"));
-        assert_eq!(d.timestamp, ts("2002-08-26T19:37:41-01:00"));
-        assert_eq!(d.timestamp.offset().local_minus_utc(), -3600);
+        assert_eq!(d.timestamp, Some(ts("2002-08-26T19:37:41-01:00")));
+        assert_eq!(d.timestamp.unwrap().offset().local_minus_utc(), -3600);
         assert_eq!(d.encoding, Encoding::Gsm7);
         assert_eq!(d.text, "How are you?");
         assert_eq!(d.concat, None);
@@ -181,12 +198,12 @@ mod tests {
                 kind: AddressKind::Alphanumeric
             }
         );
-        assert_eq!(d.timestamp, ts("2008-08-13T12:07:22+01:00"));
+        assert_eq!(d.timestamp, Some(ts("2008-08-13T12:07:22+01:00")));
         assert_eq!(d.text, "Testmail");
         let pdus = encode_deliver(
             "sipgate",
             "Testmail",
-            d.timestamp,
+            d.timestamp.unwrap(),
             Some("+447785016005"),
             0,
             None,
@@ -298,14 +315,14 @@ mod tests {
         let d = deliver("06917228195339040B917228214365F700003130805120618005D4F29C2E03");
         assert_eq!(d.smsc, Some(Address::parse("+2782913593")));
         assert_eq!(d.sender, Address::parse("+27821234567"));
-        assert_eq!(d.timestamp, ts("2013-03-08T15:02:16+02:00"));
+        assert_eq!(d.timestamp, Some(ts("2013-03-08T15:02:16+02:00")));
         assert_eq!(d.text, "Test2");
 
         let d = deliver(concat!(
             "07915892000000F0040B915892214365F700007040213252242331493A283D0795C3F33C88FE06C9",
             "CB6132885EC6D341EDF27C1E3E97E7207B3A0C0A5241E377BB1D7693E72E"
         ));
-        assert_eq!(d.timestamp, ts("2007-04-12T23:25:42+08:00"));
+        assert_eq!(d.timestamp, Some(ts("2007-04-12T23:25:42+08:00")));
         assert_eq!(d.text, "It is easy to read text messages via AT commands.");
 
         let d = deliver("06917228195339040B917228214365F70000313062315352800A800D8A5E98D337A910");
@@ -344,7 +361,7 @@ mod tests {
         let d = deliver("07913366002020F8040B913366600600F100C83180706174148000");
         assert_eq!(d.smsc, Some(Address::parse("+33660002028")));
         assert_eq!(d.sender, Address::parse("+33660660001"));
-        assert_eq!(d.timestamp, ts("2013-08-07T16:47:41+02:00"));
+        assert_eq!(d.timestamp, Some(ts("2013-08-07T16:47:41+02:00")));
         assert_eq!((d.encoding, d.text.as_str()), (Encoding::Gsm7, ""));
     }
 
@@ -354,7 +371,7 @@ mod tests {
         let pdus = encode_deliver("+4670", "ack 12", t, None, 0, Some(Encoding::Ucs2)).unwrap();
         let d = deliver(&pdus[0].hex);
         assert_eq!((d.encoding, d.text.as_str()), (Encoding::Ucs2, "ack 12"));
-        assert_eq!(d.timestamp, t);
+        assert_eq!(d.timestamp, Some(t));
         let data = "\u{0}\u{FF}bin";
         let pdus = encode_deliver("+4670", data, t, None, 0, Some(Encoding::Binary8)).unwrap();
         assert_eq!(deliver(&pdus[0].hex).text, data);

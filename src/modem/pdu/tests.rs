@@ -226,7 +226,7 @@ proptest! {
         for p in pdus.iter().rev() {
             let (d, ud_octets) = decode_deliver(p);
             prop_assert!(ud_octets <= 140, "user data {} octets", ud_octets);
-            prop_assert_eq!(d.timestamp, t);
+            prop_assert_eq!(d.timestamp, Some(t));
             prop_assert_eq!(d.encoding, plan.encoding);
             prop_assert_eq!(&d.sender.number, "Pagerbox");
             if let Some(done) = r.insert(d, now) {
