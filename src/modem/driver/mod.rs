@@ -293,7 +293,15 @@ struct IncomingCall {
     ringing: bool,
     announced: bool,
     rings: u32,
+    /// The last `RING` or `+CLIP` of this call.
+    last_ring: Option<Instant>,
 }
+
+/// How long without a `RING` or `+CLIP` before a ringing call counts as over. Modems repeat
+/// both every few seconds while a call rings; some send nothing at all when the caller gives up
+/// (the missed call a person makes to acknowledge), and without this the call would stay
+/// "announced" for good and no later call would be announced.
+const RING_SILENCE: Duration = Duration::from_secs(20);
 
 /// The task that owns the port; see the module docs.
 struct Driver<O: PortOpener> {
@@ -1076,6 +1084,7 @@ impl<O: PortOpener> Driver<O> {
             },
             Urc::StatusReportText { header } => self.on_text_report(&header),
             Urc::Ring => {
+                self.note_ring();
                 self.incoming.ringing = true;
                 self.incoming.rings += 1;
                 // Without +CLIP the caller is unknown; say so on the second ring.
@@ -1087,6 +1096,7 @@ impl<O: PortOpener> Driver<O> {
                 }
             }
             Urc::CallerId { number, kind } => {
+                self.note_ring();
                 self.incoming.ringing = true;
                 if self.incoming.announced {
                     Ok(())
@@ -1298,6 +1308,22 @@ impl<O: PortOpener> Driver<O> {
             h.last_answer = Some(now);
             false
         });
+    }
+
+    /// A `RING` or `+CLIP` came: a call that rang before it but has been silent for
+    /// [`RING_SILENCE`] ended without a word from the modem, and this is a new one.
+    fn note_ring(&mut self) {
+        let now = Instant::now();
+        let stale = self
+            .incoming
+            .last_ring
+            .is_some_and(|t| now.duration_since(t) >= RING_SILENCE);
+        if self.incoming.ringing && stale {
+            debug!("a call rang out without an end notice; this ring is a new call");
+            self.incoming = IncomingCall::default();
+            let _ = self.emit(ModemEvent::CallEnded);
+        }
+        self.incoming.last_ring = Some(now);
     }
 
     async fn hang_up(&mut self) -> Result<(), ModemError> {

@@ -1085,6 +1085,31 @@ async fn caller_of(clip: &str) -> Option<crate::config::PhoneNumber> {
     }
 }
 
+/// A modem that sends no end notice when a caller gives up (a missed call): the next call, a
+/// while later, is still announced.
+#[tokio::test(start_paused = true)]
+async fn a_call_that_rang_out_silently_does_not_hide_the_next_one() {
+    let clip = "+CLIP: \"+4915112345678\",145,\"\",0,\"\",0";
+    let script = generic_up(Script::new())
+        .send(&["RING", clip])
+        .pause(Duration::from_secs(30))
+        .send(&["RING", clip]);
+    let (modem, mut events, _fakes, _t) = start(settings(), vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    let caller = Some("+4915112345678".to_string());
+    assert_eq!(
+        next_event(&mut events).await,
+        ModemEvent::IncomingCall {
+            from: caller.clone()
+        }
+    );
+    assert_eq!(next_event(&mut events).await, ModemEvent::CallEnded);
+    assert_eq!(
+        next_event(&mut events).await,
+        ModemEvent::IncomingCall { from: caller }
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn caller_id_is_read_by_its_number_type() {
     let want = crate::config::PhoneNumber::parse_e164("+4915112345678");
