@@ -503,6 +503,27 @@ fn outbound_errors_point_at_the_line_and_never_echo_the_url() {
 }
 
 #[test]
+fn timings_that_would_hide_a_wedged_modem_or_hold_pages_for_days_are_refused() {
+    let text = format!(
+        "{MINIMAL}\n[modem]\ncommand_timeout = \"0s\"\nhealth_interval = \"30d\"\n\n[paging]\ngroup_window = \"2h\"\nrate_limit_window = \"10d\"\n"
+    );
+    let errs = parse(&text).unwrap_err();
+    for key in [
+        "modem.command_timeout: 0s is out of range",
+        "modem.health_interval: 30d is out of range",
+        "paging.group_window: 2h is out of range",
+        "paging.rate_limit_window: 10d is out of range",
+    ] {
+        assert!(errs.iter().any(|e| e.contains(key)), "{key}: {errs:?}");
+    }
+    // The defaults and the example's values are inside.
+    let ok = format!(
+        "{MINIMAL}\n[modem]\ncommand_timeout = \"10s\"\nhealth_interval = \"30s\"\n\n[paging]\ngroup_window = \"0s\"\nrate_limit_window = \"10m\"\n"
+    );
+    parse(&ok).unwrap();
+}
+
+#[test]
 fn durations_past_a_year_are_refused_at_their_place() {
     let text = format!(
         "{MINIMAL}\n[[heartbeats]]\nid = \"backup\"\ninterval = \"300000y\"\nroute = \"default\"\n\n[paging]\ngroup_window = \"9999999999999999999s\"\n"

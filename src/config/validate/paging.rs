@@ -61,9 +61,12 @@ impl Validator<'_, '_> {
                     _ => d,
                 }
             },
-            group_window: self.duration(
+            // Both hold pages back (grouped into a digest, or for up to half the rate window):
+            // bounded so a slip of the unit cannot hold a page for days.
+            group_window: self.bounded_duration(
                 &raw.group_window,
                 "paging.group_window",
+                Duration::ZERO..=Duration::from_secs(600),
                 Duration::from_secs(30),
             ),
             rate_limit_count: self.int(
@@ -72,9 +75,10 @@ impl Validator<'_, '_> {
                 1..=1000,
                 6,
             ),
-            rate_limit_window: self.duration(
+            rate_limit_window: self.bounded_duration(
                 &raw.rate_limit_window,
                 "paging.rate_limit_window",
+                Duration::from_secs(1)..=Duration::from_secs(3600),
                 Duration::from_secs(600),
             ),
             sms_max_parts: self.int(&raw.sms_max_parts, "paging.sms_max_parts", 1..=10, 1),
