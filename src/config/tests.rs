@@ -503,19 +503,30 @@ fn outbound_errors_point_at_the_line_and_never_echo_the_url() {
 }
 
 #[test]
-fn timings_that_would_hide_a_wedged_modem_or_hold_pages_for_days_are_refused() {
+fn timings_that_would_hide_a_wedged_modem_or_hold_pages_for_days_are_brought_in_range() {
     let text = format!(
         "{MINIMAL}\n[modem]\ncommand_timeout = \"0s\"\nhealth_interval = \"30d\"\n\n[paging]\ngroup_window = \"2h\"\nrate_limit_window = \"10d\"\n"
     );
-    let errs = parse(&text).unwrap_err();
+    // Warned of and brought to the nearest bound, not refused: a box whose config carried such
+    // a value before still starts and pages.
+    let loaded = parse(&text).unwrap();
+    let warnings: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
     for key in [
-        "modem.command_timeout: 0s is out of range",
-        "modem.health_interval: 30d is out of range",
-        "paging.group_window: 2h is out of range",
-        "paging.rate_limit_window: 10d is out of range",
+        "modem.command_timeout: 0s is out of range (500ms..=2m); 500ms is used",
+        "modem.health_interval: 30d is out of range (100ms..=10m); 10m is used",
+        "paging.group_window: 2h is out of range (0s..=10m); 10m is used",
+        "paging.rate_limit_window: 10d is out of range (1s..=1h); 1h is used",
     ] {
-        assert!(errs.iter().any(|e| e.contains(key)), "{key}: {errs:?}");
+        assert!(
+            warnings.iter().any(|w| w.contains(key)),
+            "{key}: {warnings:?}"
+        );
     }
+    let c = &loaded.config;
+    assert_eq!(c.modem.command_timeout, Duration::from_millis(500));
+    assert_eq!(c.modem.health_interval, Duration::from_secs(600));
+    assert_eq!(c.paging.group_window, Duration::from_secs(600));
+    assert_eq!(c.paging.rate_limit_window, Duration::from_secs(3600));
     // The defaults and the example's values are inside.
     let ok = format!(
         "{MINIMAL}\n[modem]\ncommand_timeout = \"10s\"\nhealth_interval = \"30s\"\n\n[paging]\ngroup_window = \"0s\"\nrate_limit_window = \"10m\"\n"

@@ -227,6 +227,34 @@ impl Validator<'_, '_> {
         }
     }
 
+    /// [`Self::duration`], brought into `range` with a warning at the value when it is outside:
+    /// for timings whose extremes blunt the box's own checks (a modem timeout of zero, a hold
+    /// of days) but which a config that worked before may carry, so the box still starts and
+    /// pages with the nearest sane value instead of refusing to run.
+    fn clamped_duration(
+        &mut self,
+        v: &Option<S<String>>,
+        key: &str,
+        range: std::ops::RangeInclusive<Duration>,
+        default: Duration,
+    ) -> Duration {
+        let d = self.duration(v, key, default);
+        let clamped = d.clamp(*range.start(), *range.end());
+        if let Some(s) = v.as_ref().filter(|_| clamped != d) {
+            self.r.warning(
+                span(s),
+                format!(
+                    "{key}: {} is out of range ({}..={}); {} is used",
+                    s.get_ref(),
+                    humantime::format_duration(*range.start()),
+                    humantime::format_duration(*range.end()),
+                    humantime::format_duration(clamped)
+                ),
+            );
+        }
+        clamped
+    }
+
     fn int<T: TryFrom<i64> + Copy>(
         &mut self,
         v: &Option<S<i64>>,

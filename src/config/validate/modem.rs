@@ -35,28 +35,28 @@ impl Validator<'_, '_> {
             smsc,
             delivery_reports: raw.delivery_reports.unwrap_or(true),
             text_mode: raw.text_mode.unwrap_or(false),
-            // Bounded both ways: these set how soon a wedged exchange or a silent modem is
+            // Kept within bounds: these set how soon a wedged exchange or a silent modem is
             // noticed (the heartbeat and answer bounds grow with them), and a zero would time
             // out every command.
-            command_timeout: self.bounded_duration(
+            command_timeout: self.clamped_duration(
                 &raw.command_timeout,
                 "modem.command_timeout",
                 Duration::from_millis(500)..=Duration::from_secs(120),
                 Duration::from_secs(10),
             ),
-            sms_timeout: self.bounded_duration(
+            sms_timeout: self.clamped_duration(
                 &raw.sms_timeout,
                 "modem.sms_timeout",
                 Duration::from_secs(1)..=Duration::from_secs(600),
                 Duration::from_secs(60),
             ),
-            health_interval: self.bounded_duration(
+            health_interval: self.clamped_duration(
                 &raw.health_interval,
                 "modem.health_interval",
                 Duration::from_millis(100)..=Duration::from_secs(600),
                 Duration::from_secs(30),
             ),
-            ring_for: self.bounded_duration(
+            ring_for: self.clamped_duration(
                 &raw.ring_for,
                 "modem.ring_for",
                 Duration::from_secs(1)..=Duration::from_secs(300),

@@ -63,7 +63,7 @@ impl Validator<'_, '_> {
             },
             // Both hold pages back (grouped into a digest, or for up to half the rate window):
             // bounded so a slip of the unit cannot hold a page for days.
-            group_window: self.bounded_duration(
+            group_window: self.clamped_duration(
                 &raw.group_window,
                 "paging.group_window",
                 Duration::ZERO..=Duration::from_secs(600),
@@ -75,7 +75,7 @@ impl Validator<'_, '_> {
                 1..=1000,
                 6,
             ),
-            rate_limit_window: self.bounded_duration(
+            rate_limit_window: self.clamped_duration(
                 &raw.rate_limit_window,
                 "paging.rate_limit_window",
                 Duration::from_secs(1)..=Duration::from_secs(3600),
