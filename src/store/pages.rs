@@ -153,20 +153,26 @@ pub fn escalation_policy(conn: &Tx, incident: IncidentId) -> rusqlite::Result<Op
         .optional()
 }
 
+/// The query of [`nobody_reached`]. Every lookup by incident goes through an index (the
+/// incident's own pages, the digests that name it): `/healthz` runs it on each request, and an
+/// `OR` across the two made SQLite read the digests' items for every outbox row, for every
+/// such incident (minutes after a storm).
+const NOBODY_REACHED: &str = "SELECT i.id FROM incidents i WHERE i.status <> 'resolved' \
+     AND EXISTS (SELECT 1 FROM events e WHERE e.incident_id=i.id \
+       AND e.kind IN ('page-unreachable','unrouted')) \
+     AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.incident_id=i.id \
+       AND o.kind IN ('page','digest') AND o.state IN ('pending','sending','sent','delivered')) \
+     AND NOT EXISTS (SELECT 1 FROM outbox_items it JOIN outbox o ON o.id=it.outbox_id \
+       WHERE it.incident_id=i.id \
+       AND o.kind IN ('page','digest') AND o.state IN ('pending','sending','sent','delivered')) \
+     ORDER BY i.id";
+
 /// Open incidents for which paging reached nobody: no route matched the alert (an `unrouted`
 /// event) or a step found no one it could page (a `page-unreachable` event), and no page or
 /// digest for them is queued, going out or gone out. The status page and `/healthz` flag these,
 /// oldest first. (An incident recorded without paging on purpose is not one of them.)
 pub fn nobody_reached(conn: &Tx) -> rusqlite::Result<Vec<IncidentId>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT i.id FROM incidents i WHERE i.status <> 'resolved' \
-         AND EXISTS (SELECT 1 FROM events e WHERE e.incident_id=i.id \
-           AND e.kind IN ('page-unreachable','unrouted')) \
-         AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.kind IN ('page','digest') \
-           AND o.state IN ('pending','sending','sent','delivered') \
-           AND (o.incident_id=i.id OR o.id IN (SELECT outbox_id FROM outbox_items WHERE incident_id=i.id))) \
-         ORDER BY i.id",
-    )?;
+    let mut stmt = conn.prepare_cached(NOBODY_REACHED)?;
     let rows = stmt.query_map([], |r| r.get(0))?;
     rows.collect()
 }
@@ -273,6 +279,39 @@ mod tests {
         assert_eq!(paged_since(&c, "alice", t(20)).unwrap(), vec![1]);
     }
 
+    /// `/healthz` asks this on every request, after storms too: every step of it must find its
+    /// rows through an index, never by reading a whole table per incident.
+    #[test]
+    fn finding_who_was_reached_reads_no_table_whole_per_incident() {
+        let c = db();
+        let sql: String = c
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name='outbox_items_incident'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("the index by incident exists");
+        assert!(sql.contains("incident_id"), "{sql}");
+        let plan: Vec<String> = {
+            let mut stmt = c
+                .prepare_cached(&format!("EXPLAIN QUERY PLAN {NOBODY_REACHED}"))
+                .unwrap();
+            let rows = stmt.query_map([], |r| r.get::<_, String>(3)).unwrap();
+            rows.collect::<rusqlite::Result<_>>().unwrap()
+        };
+        // Only the outer loop over incidents reads a table through; every lookup made for an
+        // incident is by its id (or a row's), not by a state many rows share.
+        for step in plan
+            .iter()
+            .filter(|p| p.starts_with("SEARCH") || p.starts_with("SCAN"))
+        {
+            assert!(
+                step == "SCAN i" || step.contains("(incident_id=?)") || step.contains("(rowid=?)"),
+                "a lookup that reads many rows per incident: {step} in {plan:?}"
+            );
+        }
+    }
+
     #[test]
     fn an_alert_no_route_matched_is_flagged_until_closed_but_one_recorded_on_purpose_is_not() {
         let c = crate::store::memory();
@@ -283,6 +322,16 @@ mod tests {
             ..AlertInput::test_trigger("b", "web")
         });
         let unrouted = unrouted.incident().unwrap().id;
+        assert_eq!(nobody_reached(&c).unwrap(), vec![unrouted]);
+        // A digest that names it and went out reaches someone.
+        let d = queue(&c, PageKind::Digest, None, Channel::Sms, 1);
+        c.execute(
+            "INSERT INTO outbox_items (outbox_id, incident_id) VALUES (?1, ?2)",
+            params![d, unrouted],
+        )
+        .unwrap();
+        assert_eq!(nobody_reached(&c).unwrap(), Vec::<IncidentId>::new());
+        set(&c, d, "failed", 2);
         assert_eq!(nobody_reached(&c).unwrap(), vec![unrouted]);
         apply(&AlertInput {
             action: crate::store::AlertAction::Resolve,

@@ -316,6 +316,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE outbox ADD COLUMN step INTEGER;
     ALTER TABLE outbox ADD COLUMN ordinal INTEGER;
     "#,
+    // 14: which digests name an incident, looked up by incident (`/healthz` and the status page
+    // ask it for every incident that may have reached nobody); the primary key serves only the
+    // other direction.
+    r#"
+    CREATE INDEX outbox_items_incident ON outbox_items(incident_id, outbox_id);
+    "#,
 ];
 
 /// Brings the database up to the newest version. Refuses a database from a newer pagerbox.
