@@ -14,6 +14,12 @@
 //!    is declared JSON (`application/json` or `application/<something>+json`), which no simple
 //!    request can declare.
 //!
+//! A page that says it is our own origin passes only when it reached us by an address
+//! (`127.0.0.1`, `[::1]`, a LAN address) or `localhost`, not by a DNS name: DNS rebinding lets a
+//! page on `evil.example` point that name at this box, after which its requests are
+//! same-origin and `Origin` equals `Host`. Without the token, a browser write under a name is
+//! refused; with it, the token decides.
+//!
 //! Real senders (Alertmanager, Grafana, PagerDuty and Opsgenie clients, curl, the CLI) send no
 //! `Origin` or `Sec-Fetch-*` header and declare their JSON, so they pass unchanged.
 //!
@@ -93,6 +99,37 @@ pub fn cross_site(headers: &HeaderMap) -> Option<&'static str> {
     )
 }
 
+/// True when a browser sent the request from a page (a script or a form): it names an origin,
+/// or says it came from one. A typed URL or bookmark (`Sec-Fetch-Site: none`) is the person's
+/// own doing, and non-browser clients send neither header.
+fn from_a_page(headers: &HeaderMap) -> bool {
+    match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        Some(site) => site != "none",
+        None => headers.contains_key(header::ORIGIN),
+    }
+}
+
+/// True when `Host` names this box by an IP address or `localhost`, which no other site's DNS
+/// can point elsewhere.
+fn host_is_an_address(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    // `[::1]:8080`, `[::1]`, `127.0.0.1:8080`, `localhost:8080`.
+    let name = match host.strip_prefix('[') {
+        Some(v6) => {
+            return v6
+                .split(']')
+                .next()
+                .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
+        }
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name.eq_ignore_ascii_case("localhost")
+        || name.to_ascii_lowercase().ends_with(".localhost")
+}
+
 /// True when the request's `Content-Type` is JSON (`application/json`, or a vendor type such as
 /// `application/vnd.example+json`), parameters such as `charset` allowed.
 pub fn is_json(content_type: &str) -> bool {
@@ -130,6 +167,12 @@ pub fn check(
     }
     if let Some(why) = cross_site(headers) {
         return Err(Refusal::CrossSite(why));
+    }
+    if from_a_page(headers) && !host_is_an_address(headers) {
+        return Err(Refusal::CrossSite(
+            "refused: a web page reached this box by a DNS name, which another site can point \
+             here (DNS rebinding); open it by its address or present the token",
+        ));
     }
     match headers.get(header::CONTENT_TYPE) {
         // A type is declared even on an empty body: a browser form always declares one.
@@ -335,6 +378,50 @@ mod tests {
         assert!(check(&Method::GET, "/v1/heartbeats/x/ping", &img, false).is_err());
         // ...but reads stay open (the page cannot read the answer).
         assert_eq!(check(&Method::GET, "/v1/incidents", &img, false), Ok(()));
+    }
+
+    #[test]
+    fn a_page_that_reached_the_box_by_a_rebound_name_cannot_write_without_the_token() {
+        // evil.example first served the page, then its DNS answer changed to 127.0.0.1: the
+        // page's requests are same-origin, and Origin equals Host.
+        let rebound = headers(&[
+            ("host", "evil.example:8080"),
+            ("origin", "http://evil.example:8080"),
+            ("sec-fetch-site", "same-origin"),
+            JSON,
+        ]);
+        assert!(matches!(
+            check(&Method::POST, "/v1/silences", &rebound, false),
+            Err(Refusal::CrossSite(why)) if why.contains("DNS rebinding")
+        ));
+        // An older browser without Sec-Fetch-*: its Origin still shows it is a page.
+        let old = headers(&[
+            ("host", "evil.example:8080"),
+            ("origin", "http://evil.example:8080"),
+            JSON,
+        ]);
+        assert!(check(&Method::POST, "/v1/incidents/1/acknowledge", &old, false).is_err());
+        // The token lets it through; so does reaching the box by an address or localhost.
+        assert_eq!(check(&Method::POST, "/v1/silences", &rebound, true), Ok(()));
+        for host in [
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            "192.168.1.20",
+            "localhost:8080",
+        ] {
+            let mut by_address = headers(&[("sec-fetch-site", "same-origin"), JSON]);
+            by_address.insert("host", HeaderValue::from_str(host).unwrap());
+            let origin = format!("http://{host}");
+            by_address.insert("origin", HeaderValue::from_str(&origin).unwrap());
+            assert_eq!(
+                check(&Method::POST, "/v1/silences", &by_address, false),
+                Ok(()),
+                "{host}"
+            );
+        }
+        // Clients that are not browsers may use any name (Alertmanager's `url:`, curl).
+        let am = headers(&[("host", "pagerbox.lan:8080"), JSON]);
+        assert_eq!(check(&Method::POST, "/v1/alerts", &am, false), Ok(()));
     }
 
     #[test]
