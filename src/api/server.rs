@@ -111,6 +111,12 @@ const READING_BODY: u8 = 1;
 /// A complete request is being answered: never closed for room.
 const BUSY: u8 = 2;
 const EVICTED: u8 = 3;
+/// A complete read (a GET or HEAD that changes nothing) is being answered. Closed only when no
+/// connection is [`WAITING`] or [`READING_BODY`]: dropping it loses nothing but an answer its
+/// client asks for again, whereas a flood of slow reads (a thousand connections asking for
+/// `/metrics` and never reading the answers) that could not be closed would lock every real
+/// sender out.
+const ANSWERING_READ: u8 = 4;
 
 /// One connection's shared state: its phase, its client's address and the signal that closes it.
 #[derive(Debug)]
@@ -151,10 +157,17 @@ impl ConnState {
         }
     }
 
+    /// The request in hand is a complete read: it will be answered, and may be dropped for room.
+    fn read_complete(&self) {
+        self.advance(WAITING, ANSWERING_READ);
+    }
+
     /// The answer is out; the connection waits for the client again.
     fn answered(&self) {
-        if !self.advance(BUSY, WAITING) {
-            self.advance(READING_BODY, WAITING);
+        for from in [BUSY, ANSWERING_READ, READING_BODY] {
+            if self.advance(from, WAITING) {
+                return;
+            }
         }
     }
 
@@ -224,23 +237,25 @@ impl Slots {
     }
 
     /// A slot for a new connection from `client`: a free one, or the one of a connection without
-    /// a request head (closed now), else of one still sending a body, or none when every
-    /// connection is answering a request. Among the candidates in a phase, the victim is the
+    /// a request head (closed now), else of one still sending a body, else of one answering a
+    /// read, or none when every connection is answering a write. Among the candidates in a phase, the victim is the
     /// oldest connection of the address holding the most connections (see [`Open::victim`]).
     fn admit(self: &Arc<Self>, client: IpAddr) -> (Option<Slot>, Admission) {
         let mut inner = self.lock();
         let mut admission = Admission::Free;
         if inner.open.len() >= self.max {
-            let evicted = [WAITING, READING_BODY].into_iter().find_map(|phase| {
-                // A candidate may move on (its head arrives) between the choice and the
-                // eviction; choose again then. Each retry sees one candidate fewer.
-                loop {
-                    let (id, state) = inner.open.victim(phase)?;
-                    if state.try_evict(phase) {
-                        return Some(id);
+            let evicted = [WAITING, READING_BODY, ANSWERING_READ]
+                .into_iter()
+                .find_map(|phase| {
+                    // A candidate may move on (its head arrives) between the choice and the
+                    // eviction; choose again then. Each retry sees one candidate fewer.
+                    loop {
+                        let (id, state) = inner.open.victim(phase)?;
+                        if state.try_evict(phase) {
+                            return Some(id);
+                        }
                     }
-                }
-            });
+                });
             match evicted {
                 Some(id) => {
                     inner.open.remove(id);
@@ -554,7 +569,11 @@ async fn serve_connection(
         let state = state.clone();
         let mut app = app.clone();
         if request.body().is_end_stream() {
-            state.request_complete();
+            if super::guard::changes_state(request.method(), request.uri().path()) {
+                state.request_complete();
+            } else {
+                state.read_complete();
+            }
         } else {
             state.head_arrived();
         }
@@ -586,7 +605,8 @@ async fn serve_connection(
                 tracing::trace!(error = %e, "http connection ended with an error");
             }
         }
-        // Closed for room: it had no complete request in hand, so nothing is lost.
+        // Closed for room: it had no complete request in hand, or a read whose answer its client
+        // asks for again, so nothing is lost.
         _ = slot.state.evict.cancelled() => {}
         _ = shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();
@@ -633,6 +653,45 @@ mod tests {
         assert!(a.state.evict.is_cancelled());
         drop((b, e));
         assert_eq!(s.lock().open.len(), 1, "c is still open");
+    }
+
+    #[test]
+    fn a_flood_of_reads_being_answered_makes_room_for_a_sender_but_writes_never_do() {
+        let s = slots(3);
+        let flood: Vec<Slot> = (0..2).map(|_| s.admit(FLOOD).0.unwrap()).collect();
+        let (write, _) = s.admit(SENDER);
+        let write = write.unwrap();
+        // Every connection has a complete request in hand: two reads from the flood (a slow
+        // `/metrics` each, its answer never read), one alert from the sender.
+        for f in &flood {
+            f.state.read_complete();
+        }
+        write.state.request_complete();
+        let (next, how) = s.admit(SENDER);
+        assert_eq!(how, Admission::Evicted);
+        let next = next.unwrap();
+        assert!(
+            flood[0].state.evict.is_cancelled(),
+            "the flood's oldest read"
+        );
+        assert!(
+            !write.state.evict.is_cancelled(),
+            "a write in hand is never dropped"
+        );
+        next.state.request_complete();
+        let (third, how) = s.admit(SENDER);
+        assert_eq!(how, Admission::Evicted);
+        assert!(
+            flood[1].state.evict.is_cancelled(),
+            "the flood's other read"
+        );
+        // With only writes left in hand, a newcomer is refused rather than drop one.
+        let third = third.unwrap();
+        third.state.request_complete();
+        let (refused, how) = s.admit(FLOOD);
+        assert!(refused.is_none());
+        assert_eq!(how, Admission::Refused);
+        assert!(!write.state.evict.is_cancelled() && !next.state.evict.is_cancelled());
     }
 
     #[test]
