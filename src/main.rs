@@ -9,6 +9,9 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli::prints_and_ends(&cli.command) {
+        quiet_on_closed_pipe();
+    }
     init_tracing();
     let result = if cli::is_async(&cli.command) {
         runtime().and_then(|rt| rt.block_on(cli::run_async(cli.command)))
@@ -22,6 +25,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Restores the default action of `SIGPIPE` (end the process), which the Rust runtime sets to
+/// "ignore": a one-shot command whose reader went away then ends like `cat` would, rather than
+/// panicking in `println!`.
+fn quiet_on_closed_pipe() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: set once at start, before any thread exists; SIG_DFL installs no handler code.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -110,3 +110,34 @@ policy = "p"
         "{text}"
     );
 }
+
+/// `pagerbox schedule ... | head -1`: the reader goes away after one line, and the command ends
+/// as Unix tools do (by SIGPIPE, quietly), not with a panic and a backtrace.
+#[test]
+fn a_command_whose_reader_goes_away_ends_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/pagerbox.example.toml");
+    let mut child = Command::new(util::BIN)
+        .args(["schedule", "--config", path, "primary", "--days", "3000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("schedule primary"), "{first}");
+    // The pipe's reading end is closed here.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_ne!(out.status.code(), Some(101), "{stderr}");
+    assert!(
+        out.status.success() || out.status.signal() == Some(13),
+        "ended by {:?}: {stderr}",
+        out.status
+    );
+}

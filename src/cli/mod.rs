@@ -319,6 +319,18 @@ pub fn is_async(command: &Command) -> bool {
     )
 }
 
+/// True for commands that print their answer and end: in a pipeline that stops reading
+/// (`pagerbox incidents --all | head -1`) they end quietly, as Unix tools do, instead of failing
+/// on the closed pipe. The daemon, the demo and a running simulator are not among them: for a
+/// long-lived process a closed pipe or socket must stay an error it handles.
+pub fn prints_and_ends(command: &Command) -> bool {
+    match command {
+        Command::Run(_) | Command::Demo(_) | Command::Panel(_) => false,
+        Command::Simulator(a) => a.command.is_some(),
+        _ => true,
+    }
+}
+
 fn load(args: &ConfigArgs) -> anyhow::Result<Config> {
     let loaded = Config::load(&args.config)?;
     for w in &loaded.warnings {
