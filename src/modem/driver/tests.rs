@@ -474,6 +474,27 @@ async fn declined_after_alerting_is_rejected() {
     fakes.recv().await.unwrap().done().await.unwrap();
 }
 
+/// `ATD` answered `OK`, the call was seen still dialling and then dropped without ever ringing:
+/// the network would not set it up (a SIM without credit or voice), not a person's decline.
+#[tokio::test(start_paused = true)]
+async fn dropped_while_dialling_is_not_set_up() {
+    let script = generic_up(Script::new())
+        .ok("ATD+4915112345678;")
+        .expect(
+            "AT+CLCC",
+            &["+CLCC: 1,0,2,0,0,\"+4915112345678\",145", "OK"],
+        )
+        .send(&["NO CARRIER"]);
+    let (modem, _events, mut fakes, _t) = start(settings(), vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    let out = modem
+        .call("+4915112345678", CallOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(out, CallOutcome::NotSetUp("no carrier".into()));
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn sim7600_call_speaks_and_takes_dtmf_1_as_ack() {
     let s =
@@ -537,10 +558,10 @@ async fn shutdown_stops_the_task() {
     fakes.recv().await.unwrap().done().await.unwrap();
 }
 
-#[tokio::test(start_paused = true)]
-async fn text_mode_fallback_sends_and_receives() {
+/// A generic modem brought up in text mode (`modem.text_mode`), its storage empty.
+fn text_mode_up() -> Script {
     let s = identify(Script::new(), "GENERIC-LTE").expect("AT+CPIN?", &["+CPIN: READY", "OK"]);
-    let script = network(
+    network(
         s.ok("AT+CMGF=1")
             .ok("AT+CSCS=\"GSM\"")
             .ok("AT+CSMP=49,167,0,0")
@@ -552,22 +573,37 @@ async fn text_mode_fallback_sends_and_receives() {
             .ok("AT+CLIP=1")
             .ok("AT+CMGL=\"ALL\""),
     )
-    .submit("AT+CMGS=\"+4915112345678\",145", &["+CMGS: 5", "OK"])
-    .send(&["+CMTI: \"SM\",2"])
-    .expect(
-        "AT+CMGR=2",
-        &[
-            "+CMGR: \"REC UNREAD\",\"+4915112345678\",\"\",\"26/11/22,10:00:00+04\"",
-            "ack 1",
-            "OK",
-        ],
-    )
-    .ok("AT+CMGD=2");
-    let cfg = Settings {
+}
+
+/// `modem.text_mode` on.
+fn text_mode_settings() -> Settings {
+    Settings {
         text_mode: true,
         ..settings()
-    };
-    let (modem, mut events, mut fakes, _t) = start(cfg, vec![Ok(script)]);
+    }
+}
+
+/// The text-mode read and delete of "ack 1" from +4915112345678, stored at index 2.
+fn reads_ack_at_index_2_in_text_mode(script: Script) -> Script {
+    script
+        .expect(
+            "AT+CMGR=2",
+            &[
+                "+CMGR: \"REC UNREAD\",\"+4915112345678\",\"\",\"26/11/22,10:00:00+04\"",
+                "ack 1",
+                "OK",
+            ],
+        )
+        .ok("AT+CMGD=2")
+}
+
+#[tokio::test(start_paused = true)]
+async fn text_mode_fallback_sends_and_receives() {
+    let script = text_mode_up()
+        .submit("AT+CMGS=\"+4915112345678\",145", &["+CMGS: 5", "OK"])
+        .send(&["+CMTI: \"SM\",2"]);
+    let script = reads_ack_at_index_2_in_text_mode(script);
+    let (modem, mut events, mut fakes, _t) = start(text_mode_settings(), vec![Ok(script)]);
     wait_for(&mut modem.health(), HealthState::Up).await;
     let receipt = modem.send_sms("+4915112345678", "db1 down").await.unwrap();
     assert_eq!(receipt.references, vec![5]);
@@ -592,37 +628,12 @@ async fn text_mode_fallback_sends_and_receives() {
 /// and then a new message's `+CMTI`) is not its body.
 #[tokio::test(start_paused = true)]
 async fn a_text_mode_status_report_is_one_line_and_takes_nothing_after_it() {
-    let s = identify(Script::new(), "GENERIC-LTE").expect("AT+CPIN?", &["+CPIN: READY", "OK"]);
-    let script = network(
-        s.ok("AT+CMGF=1")
-            .ok("AT+CSCS=\"GSM\"")
-            .ok("AT+CSMP=49,167,0,0")
-            .expect(
-                "AT+CPMS=\"SM\",\"SM\",\"SM\"",
-                &["+CPMS: 0,30,0,30,0,30", "OK"],
-            )
-            .ok("AT+CNMI=2,1,0,1,0")
-            .ok("AT+CLIP=1")
-            .ok("AT+CMGL=\"ALL\""),
-    )
-    .send(&[
+    let script = text_mode_up().send(&[
         "+CDS: 6,5,\"+4915112345678\",145,\"26/11/22,10:00:00+04\",\"26/11/22,10:00:05+04\",0",
         "+CMTI: \"SM\",2",
-    ])
-    .expect(
-        "AT+CMGR=2",
-        &[
-            "+CMGR: \"REC UNREAD\",\"+4915112345678\",\"\",\"26/11/22,10:00:00+04\"",
-            "ack 1",
-            "OK",
-        ],
-    )
-    .ok("AT+CMGD=2");
-    let cfg = Settings {
-        text_mode: true,
-        ..settings()
-    };
-    let (modem, mut events, mut fakes, _t) = start(cfg, vec![Ok(script)]);
+    ]);
+    let script = reads_ack_at_index_2_in_text_mode(script);
+    let (modem, mut events, mut fakes, _t) = start(text_mode_settings(), vec![Ok(script)]);
     wait_for(&mut modem.health(), HealthState::Up).await;
     assert_eq!(
         next_event(&mut events).await,

@@ -219,9 +219,9 @@ pub enum CallOutcome {
     NoAnswer,
     /// Rang, then the callee declined.
     Rejected,
-    /// The network or the modem would not set the call up: `NO CARRIER` before it rang, `NO
-    /// DIALTONE`. Says something about the line (no credit, no voice service, barred), not
-    /// about the person called.
+    /// The network or the modem would not set the call up: `NO CARRIER` as the dial's result or
+    /// after the call was seen dialling and never ringing, `NO DIALTONE`. Says something about
+    /// the line (no credit, no voice service, barred), not about the person called.
     NotSetUp(String),
     /// Ended for a reason of ours or the modem's (hung up on request, shutting down, port lost,
     /// a data connection); the reason says which.

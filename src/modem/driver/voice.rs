@@ -38,14 +38,15 @@ enum Signal {
     HangUp,
 }
 
-/// `set_up`: the dial was accepted (`ATD` gave `OK`), so a `NO CARRIER` before the answer means
-/// the far end (or its network) ended the ringing call: a decline. A `NO CARRIER` as the dial's
-/// own result means the call never got anywhere.
-fn ended_outcome(result: &CallResult, set_up: bool) -> CallOutcome {
+/// `rang`: the far phone may have rung, so a `NO CARRIER` before the answer means the far end
+/// (or its network) ended the ringing call: a decline. A `NO CARRIER` as the dial's own result,
+/// or after the call was seen still dialling and never ringing, means the network never set the
+/// call up: no credit, no voice service, barred.
+fn ended_outcome(result: &CallResult, rang: bool) -> CallOutcome {
     match result {
         CallResult::Busy => CallOutcome::Busy,
         CallResult::NoAnswer => CallOutcome::NoAnswer,
-        CallResult::NoCarrier if set_up => CallOutcome::Rejected,
+        CallResult::NoCarrier if rang => CallOutcome::Rejected,
         CallResult::NoCarrier => CallOutcome::NotSetUp("no carrier".into()),
         CallResult::NoDialtone => CallOutcome::NotSetUp("no dial tone".into()),
         CallResult::Connect(_) => CallOutcome::Failed("data connection".into()),
@@ -93,6 +94,10 @@ impl<O: PortOpener> Driver<O> {
     async fn follow_call(&mut self, opts: &CallOptions) -> Result<CallOutcome, ModemError> {
         let deadline = Instant::now() + opts.ring_for;
         let mut missing_polls = 0;
+        // Whether the call was seen ringing at the far end, and seen still dialling. Polls come
+        // every `call_poll`: a call that ended before any said which, may have rung (a quick
+        // decline), so only one seen dialling and never ringing counts as not set up.
+        let (mut rang, mut dialling) = (false, false);
         loop {
             let tick = (Instant::now() + self.s.call_poll).min(deadline);
             let signal = match self.call_signal(tick).await {
@@ -103,6 +108,7 @@ impl<O: PortOpener> Driver<O> {
                 Signal::Tick => match self.poll_call().await {
                     Some(s) => {
                         missing_polls = 0;
+                        dialling |= s == Signal::Tick;
                         s
                     }
                     None if self.engine.is_none() => {
@@ -121,8 +127,8 @@ impl<O: PortOpener> Driver<O> {
             };
             match signal {
                 Signal::Answered => return self.answered(opts).await,
-                Signal::Alerting => {}
-                Signal::Ended(r) => return Ok(ended_outcome(&r, true)),
+                Signal::Alerting => rang = true,
+                Signal::Ended(r) => return Ok(ended_outcome(&r, rang || !dialling)),
                 Signal::Shutdown => {
                     self.end_call().await;
                     return Ok(CallOutcome::Failed("shutting down".into()));
