@@ -48,8 +48,15 @@ impl<O: PortOpener> Driver<O> {
         }
         let deadline = Instant::now() + wait;
         // The driver is alive and serving while it waits, so it beats its heartbeat as its idle
-        // loop does: a `ussd_timeout` longer than the bound must not read as a hung modem task.
-        let idle = self.s.heartbeat.idle_bound().min(MAX_IDLE_WAIT);
+        // loop does, and it asks the modem `AT` once a health interval, as its health poll
+        // would: a `ussd_timeout` longer than either bound must read neither as a hung modem
+        // task nor as a modem that stopped answering.
+        let idle = self
+            .s
+            .heartbeat
+            .idle_bound()
+            .min(MAX_IDLE_WAIT)
+            .min(self.s.health_interval);
         loop {
             self.s.heartbeat.beat();
             // Keep handing backlogged events over while waiting for the network.
@@ -96,6 +103,8 @@ impl<O: PortOpener> Driver<O> {
                     };
                     let Some(got) = got else {
                         if Instant::now() < deadline {
+                            // An answer (even `ERROR`) counts; a lost port ends the wait above.
+                            let _ = self.exec_opt("AT").await;
                             continue;
                         }
                         debug!(code, "ussd answer timed out, cancelling the session");
