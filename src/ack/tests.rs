@@ -995,16 +995,20 @@ async fn escalate_now_pages_the_next_step_at_once() {
     assert_eq!(to_carol, 1);
 }
 
+/// The incident a `PAGE` reply (`#N opened`) names.
+fn opened(reply: &str) -> IncidentId {
+    reply
+        .strip_prefix('#')
+        .and_then(|s| s.strip_suffix(" opened"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not an opened reply: {reply}"))
+}
+
 #[tokio::test]
 async fn page_command_opens_an_incident_through_the_normal_path() {
     let mut h = Harness::new();
     let r = h.reply(BOB, "PAGE db Replica lag over 5 min!").await;
-    let id: IncidentId = r
-        .strip_prefix('#')
-        .and_then(|s| s.strip_suffix(" opened"))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let id = opened(&r);
     let (inc, timeline) = h.incident(id).await;
     assert_eq!(inc.summary, "Replica lag over 5 min!");
     assert_eq!(inc.service.as_deref(), Some("db"));
@@ -1033,12 +1037,7 @@ async fn page_command_keeps_a_summary_as_long_as_intake_would() {
     let r = h
         .reply(BOB, &format!("PAGE db {}", "x".repeat(20_000)))
         .await;
-    let id: IncidentId = r
-        .strip_prefix('#')
-        .and_then(|s| s.strip_suffix(" opened"))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let id = opened(&r);
     let (inc, _) = h.incident(id).await;
     assert_eq!(
         inc.summary.chars().count(),

@@ -161,6 +161,28 @@ struct Validator<'r, 'a> {
     email_probe: EmailProbe,
 }
 
+/// "`key`: `value` is out of range (`start`..=`end`)", and what is used instead when it is
+/// brought into range.
+fn out_of_range(
+    key: &str,
+    value: &str,
+    range: &std::ops::RangeInclusive<Duration>,
+    used: Option<Duration>,
+) -> String {
+    let bounds = format!(
+        "{}..={}",
+        humantime::format_duration(*range.start()),
+        humantime::format_duration(*range.end())
+    );
+    match used {
+        Some(u) => format!(
+            "{key}: {value} is out of range ({bounds}); {} is used",
+            humantime::format_duration(u)
+        ),
+        None => format!("{key}: {value} is out of range ({bounds})"),
+    }
+}
+
 fn span<T>(s: &S<T>) -> Option<Range<usize>> {
     Some(s.span())
 }
@@ -212,15 +234,8 @@ impl Validator<'_, '_> {
         let d = self.duration(v, key, default);
         match v {
             Some(s) if !range.contains(&d) => {
-                self.r.error(
-                    span(s),
-                    format!(
-                        "{key}: {} is out of range ({}..={})",
-                        s.get_ref(),
-                        humantime::format_duration(*range.start()),
-                        humantime::format_duration(*range.end())
-                    ),
-                );
+                let message = out_of_range(key, s.get_ref(), &range, None);
+                self.r.error(span(s), message);
                 default
             }
             _ => d,
@@ -241,16 +256,8 @@ impl Validator<'_, '_> {
         let d = self.duration(v, key, default);
         let clamped = d.clamp(*range.start(), *range.end());
         if let Some(s) = v.as_ref().filter(|_| clamped != d) {
-            self.r.warning(
-                span(s),
-                format!(
-                    "{key}: {} is out of range ({}..={}); {} is used",
-                    s.get_ref(),
-                    humantime::format_duration(*range.start()),
-                    humantime::format_duration(*range.end()),
-                    humantime::format_duration(clamped)
-                ),
-            );
+            let message = out_of_range(key, s.get_ref(), &range, Some(clamped));
+            self.r.warning(span(s), message);
         }
         clamped
     }
