@@ -108,7 +108,7 @@ const WAITING: u8 = 0;
 /// [`WAITING`]: a real sender sends its head at once, so this protects it from a flood of
 /// half-sent heads.
 const READING_BODY: u8 = 1;
-/// A complete request is being answered: never closed for room.
+/// A complete write (or heartbeat ping) is being answered: never closed for room.
 const BUSY: u8 = 2;
 const EVICTED: u8 = 3;
 /// A complete read (a GET or HEAD that changes nothing) is being answered. Closed only when no
