@@ -114,6 +114,9 @@ fn warn_unreachable(config: &Config, now: chrono::DateTime<chrono::Utc>) {
 /// every task under one supervisor, and waits for a signal or for an essential task to end.
 pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     crate::fault::arm_from_env();
+    // Before anything says the daemon is up (run.json, systemd's READY): a SIGHUP or SIGTERM that
+    // comes right after must find its handler, not the default action, which ends the process.
+    let signals = Signals::install().context("cannot install signal handlers")?;
     let shutdown = CancellationToken::new();
     let (sup, mut ended) = Supervisor::new(shutdown.clone());
     let (metrics, store, token) = open_state(&config, &clock)?;
@@ -144,7 +147,7 @@ pub async fn run_with(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<(
     }
 
     let failed: Option<TaskEnded> = tokio::select! {
-        _ = wait_for_signals(config.path.as_deref(), &config_tx, &token_tx, core.clock.as_ref()) => None,
+        _ = wait_for_signals(signals, config.path.as_deref(), &config_tx, &token_tx, core.clock.as_ref()) => None,
         e = ended.next() => Some(e),
     };
     stop(&core, shutdown_grace(&config), failed.as_ref()).await;
@@ -754,25 +757,41 @@ async fn stop(core: &Core, grace: Duration, failed: Option<&TaskEnded>) {
     }
 }
 
+/// The signals the daemon acts on, caught from the moment they are installed (a signal that
+/// comes before [`wait_for_signals`] listens waits for it).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
 /// Waits for SIGTERM or SIGINT. SIGHUP reloads the config: the new file is validated first, and
 /// a bad one is rejected with its errors logged while the old config stays in force. Secrets
 /// come with it: the write token file is read again (a change ends every status page session),
 /// and the Opsgenie and Splunk On-Call keys are part of the config itself.
 async fn wait_for_signals(
+    signals: Signals,
     config_path: Option<&Path>,
     config_tx: &watch::Sender<Arc<Config>>,
     token_tx: &watch::Sender<Option<Arc<crate::config::Secret>>>,
     clock: &dyn Clock,
 ) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stopping");
-        return;
-    };
+    let Signals {
+        mut term,
+        mut int,
+        mut hup,
+    } = signals;
     loop {
         tokio::select! {
             _ = term.recv() => return,
