@@ -29,6 +29,11 @@ use super::at::{
     LineDecoder, Urc,
 };
 
+/// How long a final-result-looking line right after a text-mode message header waits for more
+/// (see [`Command::with_text_bodies`]). A modem writes a message's text and the `OK` after it
+/// in one go, so the wait is paid only by an empty message or one whose text is a result code.
+pub const TEXT_BODY_GRACE: Duration = Duration::from_millis(200);
+
 /// Ctrl-Z: ends the PDU or text of `AT+CMGS`.
 const CTRL_Z: u8 = 0x1a;
 /// ESC: abandons a half-entered `AT+CMGS`.
@@ -47,6 +52,7 @@ pub struct Command {
     payload: Option<String>,
     dial: bool,
     sensitive: bool,
+    text_bodies: bool,
 }
 
 impl Command {
@@ -60,7 +66,18 @@ impl Command {
             payload: None,
             dial: false,
             sensitive: false,
+            text_bodies: false,
         }
+    }
+
+    /// A text-mode `AT+CMGR`/`AT+CMGL`: the line after each `+CMGR:`/`+CMGL:` header is a
+    /// message's text, which may itself read `OK` or `ERROR` (a reply of "OK" to a page is
+    /// likely). Such a line is held for [`TEXT_BODY_GRACE`]: anything that follows it makes it
+    /// the text; silence makes it the final result (an empty message, whose blank text line the
+    /// decoder drops).
+    pub fn with_text_bodies(mut self) -> Self {
+        self.text_bodies = true;
+        self
     }
 
     /// `AT+CMGS=<len>` followed, after the prompt, by `payload` and Ctrl-Z.
@@ -248,6 +265,9 @@ impl<P: Port> AtEngine<P> {
             Stage::AwaitFinal
         };
         let mut response = Response::default();
+        // A result-code-looking line right after a text-mode header: text or final, decided by
+        // whether anything follows it (see `Command::with_text_bodies`).
+        let mut held: Option<String> = None;
         loop {
             while let Some(frame) = self.decoder.next_frame() {
                 match frame {
@@ -265,6 +285,20 @@ impl<P: Port> AtEngine<P> {
                         warn!(dropped, command = %cmd.label, "overlong line from modem dropped");
                     }
                     Frame::Line(l) => {
+                        if let Some(text) = held.take() {
+                            debug!(line = %text, "at recv message text");
+                            response.lines.push(text);
+                        }
+                        if cmd.text_bodies
+                            && self.pending_body.is_none()
+                            && !matches!(classify(&l), Line::Text(_))
+                            && prefix.as_deref().is_some_and(|p| {
+                                response.lines.last().is_some_and(|h| h.starts_with(p))
+                            })
+                        {
+                            held = Some(l);
+                            continue;
+                        }
                         if let Some(done) = self.on_line(cmd, prefix.as_deref(), l, &mut response) {
                             self.decoder.set_prompt_expected(false);
                             return done;
@@ -272,7 +306,22 @@ impl<P: Port> AtEngine<P> {
                     }
                 }
             }
-            match timeout_at(deadline, self.port.read(&mut self.buf)).await {
+            let wait_until = match &held {
+                Some(_) => deadline.min(Instant::now() + TEXT_BODY_GRACE),
+                None => deadline,
+            };
+            let read = timeout_at(wait_until, self.port.read(&mut self.buf)).await;
+            if read.is_err() {
+                if let Some(l) = held.take() {
+                    // Nothing followed: it was the final result after an empty message.
+                    if let Some(done) = self.on_line(cmd, prefix.as_deref(), l, &mut response) {
+                        self.decoder.set_prompt_expected(false);
+                        return done;
+                    }
+                    continue;
+                }
+            }
+            match read {
                 Ok(Ok(0)) => return Err(port_closed(&cmd.label)),
                 Ok(Ok(n)) => self.decoder.push(&self.buf[..n]),
                 Ok(Err(source)) => {
@@ -544,6 +593,43 @@ mod tests {
         let r = e.execute(&Command::new("AT+CGMM", T)).await.unwrap();
         assert_eq!(r.lines, vec!["SIMCOM_SIM7600E-H"]);
         fake.done().await.unwrap();
+    }
+
+    /// A text-mode message whose text reads like a result code (`OK`, `ERROR`, `BUSY`) is the
+    /// text, not the end of the answer; after an empty message the `OK` still ends it.
+    #[tokio::test(start_paused = true)]
+    async fn a_text_mode_message_reading_ok_is_its_text_not_the_final_result() {
+        let h1 = "+CMGL: 1,\"REC UNREAD\",\"+4915112345678\",,\"26/11/22,10:00:00+04\"";
+        let h2 = "+CMGL: 2,\"REC UNREAD\",\"+4915112345678\",,\"26/11/22,10:01:00+04\"";
+        let h3 = "+CMGL: 3,\"REC UNREAD\",\"+4915112345678\",,\"26/11/22,10:02:00+04\"";
+        let r1 = "+CMGR: \"REC UNREAD\",\"+4915112345678\",,\"26/11/22,10:00:00+04\"";
+        let script = Script::new()
+            .expect("AT+CMGR=1", &[r1, "OK", "OK"])
+            .expect("AT+CMGR=2", &[r1, "OK"])
+            .expect(
+                "AT+CMGL=\"ALL\"",
+                &[h1, "OK", h2, "ERROR", h3, "BUSY", "OK"],
+            )
+            .expect("AT+CMGR=3", &[r1, "OK", "OK"])
+            .expect("AT+CSQ", &["+CSQ: 17,99", "OK"]);
+        let (mut e, fake) = setup(script);
+        let read = |i: u32| Command::new(format!("AT+CMGR={i}"), T).with_text_bodies();
+        let r = e.execute(&read(1)).await.unwrap();
+        assert_eq!(r.lines, vec![r1, "OK"]);
+        // An empty message: its blank line is gone, the OK is the final result.
+        let r = e.execute(&read(2)).await.unwrap();
+        assert_eq!(r.lines, vec![r1]);
+        let list = Command::new("AT+CMGL=\"ALL\"", T).with_text_bodies();
+        let r = e.execute(&list).await.unwrap();
+        assert_eq!(r.lines, vec![h1, "OK", h2, "ERROR", h3, "BUSY"]);
+        // Without the flag (PDU mode), the old reading: the first OK ends the command...
+        let r = e.execute(&Command::new("AT+CMGR=3", T)).await.unwrap();
+        assert_eq!(r.lines, vec![r1]);
+        // ...and its stray OK is taken as the next command's answer. With the flag, no stray
+        // is left behind, as the first test above showed: AT+CSQ after it would get its own.
+        let r = e.execute(&Command::new("AT+CSQ", T)).await.unwrap();
+        assert!(r.lines.is_empty(), "{r:?}");
+        drop(fake);
     }
 
     #[tokio::test(start_paused = true)]

@@ -641,12 +641,19 @@ impl<O: PortOpener> Driver<O> {
     /// Like [`Self::exec`], but a modem-level refusal (`ERROR`, `+CME`, `+CMS`) is `Ok(None)`:
     /// for optional settings a given modem may not know.
     async fn exec_opt(&mut self, text: &str) -> Result<Option<Response>, ModemError> {
-        match self.exec(Command::new(text, self.s.command_timeout)).await {
+        self.exec_opt_cmd(Command::new(text, self.s.command_timeout))
+            .await
+    }
+
+    /// [`Driver::exec_opt`] for a command built by the caller.
+    async fn exec_opt_cmd(&mut self, cmd: Command) -> Result<Option<Response>, ModemError> {
+        let label = cmd.label().to_string();
+        match self.exec(cmd).await {
             Ok(r) => Ok(Some(r)),
             Err(ModemError::Command(
                 e @ (EngineError::Error { .. } | EngineError::Cme { .. } | EngineError::Cms { .. }),
             )) => {
-                debug!(command = text, error = %e, "optional command refused");
+                debug!(command = %label, error = %e, "optional command refused");
                 Ok(None)
             }
             Err(e) => Err(e),

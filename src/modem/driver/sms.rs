@@ -212,11 +212,11 @@ impl<O: PortOpener> Driver<O> {
             return Ok(());
         }
         let list = if self.s.text_mode {
-            "AT+CMGL=\"ALL\""
+            Command::new("AT+CMGL=\"ALL\"", self.s.command_timeout).with_text_bodies()
         } else {
-            "AT+CMGL=4"
+            Command::new("AT+CMGL=4", self.s.command_timeout)
         };
-        let Some(r) = self.exec_opt(list).await? else {
+        let Some(r) = self.exec_opt_cmd(list).await? else {
             return Ok(());
         };
         let mut entries = Vec::new();
@@ -269,7 +269,10 @@ impl<O: PortOpener> Driver<O> {
     }
 
     async fn read_one(&mut self, index: u32) -> Result<(), ModemError> {
-        let cmd = Command::new(format!("AT+CMGR={index}"), self.s.command_timeout);
+        let mut cmd = Command::new(format!("AT+CMGR={index}"), self.s.command_timeout);
+        if self.s.text_mode {
+            cmd = cmd.with_text_bodies();
+        }
         let r = match self.exec(cmd).await {
             Ok(r) => r,
             Err(ModemError::Command(

@@ -624,6 +624,35 @@ async fn text_mode_fallback_sends_and_receives() {
     assert!(fake.received().contains(&"db1 down".to_string()));
 }
 
+/// A reply whose whole text is `OK` (an acknowledgement, as people write it) arrives as that
+/// text in text mode, not as an empty message followed by a stray result code.
+#[tokio::test(start_paused = true)]
+async fn a_text_mode_reply_reading_ok_arrives_as_ok() {
+    let script = text_mode_up()
+        .send(&["+CMTI: \"SM\",2"])
+        .expect(
+            "AT+CMGR=2",
+            &[
+                "+CMGR: \"REC UNREAD\",\"+4915112345678\",\"\",\"26/11/22,10:00:00+04\"",
+                "OK",
+                "OK",
+            ],
+        )
+        .ok("AT+CMGD=2")
+        .submit("AT+CMGS=\"+4915112345678\",145", &["+CMGS: 5", "OK"]);
+    let (modem, mut events, mut fakes, _t) = start(text_mode_settings(), vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    let ev = next_event(&mut events).await;
+    assert!(
+        matches!(ev, ModemEvent::SmsReceived { ref text, .. } if text == "OK"),
+        "{ev:?}"
+    );
+    // The delete and the next command each got their own answer.
+    let receipt = modem.send_sms("+4915112345678", "thanks").await.unwrap();
+    assert_eq!(receipt.references, vec![5]);
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
+
 /// In text mode a status report is one line: the line after it (here the next page's `+CMGS`
 /// and then a new message's `+CMTI`) is not its body.
 #[tokio::test(start_paused = true)]
