@@ -142,6 +142,21 @@ pub struct Unsolicited {
     pub urc: Urc,
     /// For two-line URCs, the following line (a PDU, or text in text mode).
     pub body: Option<String>,
+    /// When the engine read it off the port. A URC can wait in the queue behind a long command
+    /// (an SMS submit can take 20 s and more); what depends on when it came (how long a call has
+    /// been silent) must use this, not the time it is handled.
+    pub at: Instant,
+}
+
+impl Unsolicited {
+    /// `urc` (with `body`), read off the port just now.
+    fn arrived(urc: Urc, body: Option<String>) -> Self {
+        Self {
+            urc,
+            body,
+            at: Instant::now(),
+        }
+    }
 }
 
 /// Why a command failed.
@@ -355,7 +370,7 @@ impl<P: Port> AtEngine<P> {
     ) -> Option<Result<Response, EngineError>> {
         if let Some(urc) = self.pending_body.take() {
             debug!(line = %l, "at recv body");
-            self.queue(Unsolicited { urc, body: Some(l) });
+            self.queue(Unsolicited::arrived(urc, Some(l)));
             return None;
         }
         if l.eq_ignore_ascii_case(&cmd.text) || cmd.payload.as_deref() == Some(l.as_str()) {
@@ -380,10 +395,7 @@ impl<P: Port> AtEngine<P> {
                 Some(Ok(std::mem::take(response)))
             }
             Line::Call(result) => {
-                self.queue(Unsolicited {
-                    urc: Urc::CallEnded(result),
-                    body: None,
-                });
+                self.queue(Unsolicited::arrived(Urc::CallEnded(result), None));
                 None
             }
             Line::Text(t) => {
@@ -403,7 +415,7 @@ impl<P: Port> AtEngine<P> {
         if urc.has_body() {
             self.pending_body = Some(urc);
         } else {
-            self.queue(Unsolicited { urc, body: None });
+            self.queue(Unsolicited::arrived(urc, None));
         }
     }
 
@@ -437,15 +449,14 @@ impl<P: Port> AtEngine<P> {
             let Frame::Line(l) = frame else { continue };
             if let Some(urc) = self.pending_body.take() {
                 debug!(line = %l, "at recv body");
-                self.queue(Unsolicited { urc, body: Some(l) });
+                self.queue(Unsolicited::arrived(urc, Some(l)));
                 continue;
             }
             debug!(line = %l, "at recv idle");
             match classify(&l) {
-                Line::Call(result) => self.queue(Unsolicited {
-                    urc: Urc::CallEnded(result),
-                    body: None,
-                }),
+                Line::Call(result) => {
+                    self.queue(Unsolicited::arrived(Urc::CallEnded(result), None))
+                }
                 Line::Text(t) => match parse_urc(&t) {
                     Some(urc) => self.on_urc(urc),
                     None => debug!(line = %t, "stray line ignored"),

@@ -1091,7 +1091,7 @@ impl<O: PortOpener> Driver<O> {
             },
             Urc::StatusReportText { header } => self.on_text_report(&header),
             Urc::Ring => {
-                self.note_ring();
+                self.note_ring(u.at);
                 self.incoming.ringing = true;
                 self.incoming.rings += 1;
                 // Without +CLIP the caller is unknown; say so on the second ring.
@@ -1103,7 +1103,7 @@ impl<O: PortOpener> Driver<O> {
                 }
             }
             Urc::CallerId { number, kind } => {
-                self.note_ring();
+                self.note_ring(u.at);
                 self.incoming.ringing = true;
                 if self.incoming.announced {
                     Ok(())
@@ -1317,20 +1317,20 @@ impl<O: PortOpener> Driver<O> {
         });
     }
 
-    /// A `RING` or `+CLIP` came: a call that rang before it but has been silent for
-    /// [`RING_SILENCE`] ended without a word from the modem, and this is a new one.
-    fn note_ring(&mut self) {
-        let now = Instant::now();
+    /// A `RING` or `+CLIP` came at `at` (when the engine read it, which can be long before it
+    /// is handled): a call that rang before it but had been silent for [`RING_SILENCE`] ended
+    /// without a word from the modem, and this is a new one.
+    fn note_ring(&mut self, at: Instant) {
         let stale = self
             .incoming
             .last_ring
-            .is_some_and(|t| now.duration_since(t) >= RING_SILENCE);
+            .is_some_and(|t| at.saturating_duration_since(t) >= RING_SILENCE);
         if self.incoming.ringing && stale {
             debug!("a call rang out without an end notice; this ring is a new call");
             self.incoming = IncomingCall::default();
             let _ = self.emit(ModemEvent::CallEnded);
         }
-        self.incoming.last_ring = Some(now);
+        self.incoming.last_ring = Some(at);
     }
 
     async fn hang_up(&mut self) -> Result<(), ModemError> {

@@ -130,7 +130,14 @@ impl<O: PortOpener> Driver<O> {
                     info!(code, status = a.status.describe(), "ussd answer");
                     return Ok(a);
                 }
-                urc => self.on_unsolicited(Unsolicited { urc, body: u.body }).await,
+                urc => {
+                    self.on_unsolicited(Unsolicited {
+                        urc,
+                        body: u.body,
+                        at: u.at,
+                    })
+                    .await
+                }
             }
         }
     }

@@ -312,7 +312,12 @@ impl<O: PortOpener> Driver<O> {
                 }
                 Urc::SpeechDone => return Signal::SpeechDone,
                 urc => {
-                    self.on_unsolicited(Unsolicited { urc, body: u.body }).await;
+                    self.on_unsolicited(Unsolicited {
+                        urc,
+                        body: u.body,
+                        at: u.at,
+                    })
+                    .await;
                 }
             }
         }
