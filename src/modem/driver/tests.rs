@@ -959,6 +959,11 @@ async fn a_modem_refusing_at_echo_off_cmee_and_cereg_still_comes_up() {
         .expect("AT+CPIN?", &["+CPIN: READY", "OK"]);
     let script = network(configure(s).ok("AT+CMGL=4"));
     let logs = CapturedLogs::default();
+    // With a single dispatcher registered, tracing-core asks only the calling thread's default
+    // whether a call site is wanted: another test's thread meeting one of the driver's call
+    // sites first would cache "never" for it, and this test would miss the line. A second
+    // registered dispatcher makes every thread ask all of them.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     let _guard = tracing::subscriber::set_default(logs.subscriber());
     let (modem, _events, mut fakes, _t) = start(settings(), vec![Ok(script)]);
     let h = wait_for(&mut modem.health(), HealthState::Up).await;
@@ -1148,6 +1153,36 @@ async fn a_call_that_rang_out_silently_does_not_hide_the_next_one() {
         next_event(&mut events).await,
         ModemEvent::IncomingCall { from: caller }
     );
+}
+
+/// `RING`s that arrive during a slow SMS submit wait in the queue; handled after it, they are
+/// judged by when they came, so the ringing call is not taken for a new one and announced twice.
+#[tokio::test(start_paused = true)]
+async fn rings_queued_behind_a_slow_submit_do_not_announce_the_call_twice() {
+    let clip = "+CLIP: \"+4915112345678\",145,\"\",0,\"\",0";
+    let parts = expected_parts("db1 down");
+    let mut script = generic_up(Script::new())
+        .send(&["RING", clip])
+        .submit_silent(&format!("AT+CMGS={}", parts[0].tpdu_len));
+    for _ in 0..5 {
+        script = script.pause(Duration::from_secs(5)).send(&["RING", clip]);
+    }
+    let script = script.send(&["+CMGS: 9", "OK"]);
+    let settings = Settings {
+        sms_timeout: Duration::from_secs(60),
+        ..settings()
+    };
+    let (modem, mut events, _fakes, _t) = start(settings, vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    let caller = Some("+4915112345678".to_string());
+    assert_eq!(
+        next_event(&mut events).await,
+        ModemEvent::IncomingCall { from: caller }
+    );
+    let receipt = modem.send_sms("+4915112345678", "db1 down").await.unwrap();
+    assert_eq!(receipt.references, vec![9]);
+    let more = tokio::time::timeout(Duration::from_secs(10), events.recv()).await;
+    assert!(more.is_err(), "one call announced again: {more:?}");
 }
 
 #[tokio::test(start_paused = true)]
