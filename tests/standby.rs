@@ -31,6 +31,8 @@ enum Mode {
 struct Known {
     status: &'static str,
     by: &'static str,
+    /// When the upstream opened it (the stub learnt of it), RFC 3339, as both APIs give it.
+    created: String,
 }
 
 struct StubState {
@@ -77,11 +79,29 @@ impl Stub {
     }
 
     fn know(&self, key: &str, status: &'static str, by: &'static str) {
-        self.state
-            .lock()
-            .unwrap()
-            .known
-            .insert(key.to_string(), Known { status, by });
+        let created = chrono::Utc::now().to_rfc3339();
+        self.state.lock().unwrap().known.insert(
+            key.to_string(),
+            Known {
+                status,
+                by,
+                created,
+            },
+        );
+    }
+
+    /// [`Stub::know`], for an incident the upstream opened `ago` (an earlier occurrence of a key
+    /// that recurs).
+    fn know_from(&self, key: &str, status: &'static str, by: &'static str, ago: Duration) {
+        let created = (chrono::Utc::now() - ago).to_rfc3339();
+        self.state.lock().unwrap().known.insert(
+            key.to_string(),
+            Known {
+                status,
+                by,
+                created,
+            },
+        );
     }
 
     fn set(&self, m: Mode) {
@@ -127,7 +147,7 @@ fn answer(r: &HttpRequest, known: &HashMap<String, Known>) -> (u16, String) {
                 .map(|k| {
                     let mut i = json!({
                         "id": "PT4KHLK", "type": "incident", "status": k.status,
-                        "incident_key": key, "acknowledgements": [],
+                        "incident_key": key, "acknowledgements": [], "created_at": k.created,
                         "last_status_change_by": {"id": "PXPGF42", "type": "user_reference", "summary": k.by}
                     });
                     if k.status == "acknowledged" {
@@ -169,7 +189,8 @@ fn answer(r: &HttpRequest, known: &HashMap<String, Known>) -> (u16, String) {
                     (200, json!({"data": {
                         "id": "70413a06-38d6-4c85-92b8-5ebc900d42e2", "tinyId": "1791", "alias": alias,
                         "status": if k.status == "resolved" { "closed" } else { "open" },
-                        "acknowledged": k.status == "acknowledged", "report": report
+                        "acknowledged": k.status == "acknowledged", "report": report,
+                        "createdAt": k.created
                     }, "took": 0.004, "requestId": "43a29c5c"}).to_string())
                 }
             }
@@ -331,6 +352,38 @@ fn acknowledged_upstream_within_the_grace_pages_nobody() {
         "{metrics}"
     );
     assert!(metrics.contains("pagerbox_standby_held 0"), "{metrics}");
+}
+
+/// The key recurs: the upstream still has last week's incident for it, resolved. That is no
+/// answer about this one, which is paged when the grace ends.
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
+#[test]
+fn an_old_resolved_occurrence_upstream_does_not_silence_a_new_one() {
+    let sim = ExternalSim::start();
+    let pd = Stub::start(Mode::Answer);
+    let week = Duration::from_secs(7 * 24 * 3600);
+    pd.know_from("k-again", "resolved", "Bob", week);
+    let k = keys();
+    let mut d = start_clocked(&sim, &pagerduty(&k, &pd.url(), GRACE), "");
+    let id =
+        d.trigger(json!({"summary": "disk full k-again", "service": "db", "dedup_key": "k-again"}));
+    d.wait_for(10, "a check of the key", || {
+        pd.received()
+            .iter()
+            .any(|r| r.method == "GET" && r.target.contains("k-again"))
+            .then_some(())
+    });
+    d.hold(Duration::from_secs(1), "mirrored an old resolution", || {
+        d.incident(id)["status"] == "triggered"
+    });
+    d.advance(SHORT_OF_GRACE + PAST_GRACE);
+    let t0 = Instant::now();
+    let (text, _) = nth_sms(&d, &sim, 1, 20, t0);
+    assert!(text.contains("disk full k-again"), "{text}");
+    assert_eq!(d.incident(id)["status"], "triggered");
 }
 
 #[cfg_attr(

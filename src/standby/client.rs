@@ -23,6 +23,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::decide::{Answer, Check};
@@ -32,8 +33,20 @@ use crate::outbound::client::{classify, Answer as PostAnswer};
 /// Largest answer body read; a bigger one is an error rather than memory spent.
 const MAX_BODY: u64 = 1024 * 1024;
 
+/// How much earlier than the local incident the upstream's may have been opened and still be
+/// the same occurrence: both get the sender's alert, but not at the same moment (group waits,
+/// retries, one of them down for a while).
+pub const SAME_OCCURRENCE: Duration = Duration::from_secs(15 * 60);
+
 /// Asks the upstream whether the incident with `key` (dedup key / alias) is acknowledged.
-pub async fn check(settings: &Settings, key: &str) -> Check {
+///
+/// Dedup keys recur (an Alertmanager group fires again next week under the same key), and the
+/// upstream keeps the old incident: PagerDuty lists last month's resolved ones for the key,
+/// Opsgenie answers for the alias's last alert. Only an upstream incident opened at or after
+/// `since` (the local incident's opening less [`SAME_OCCURRENCE`]) is an answer about this
+/// one; an older one is [`Answer::Unknown`], so an old resolution never silences a new alert.
+/// `None` (the reachability probe) takes any.
+pub async fn check(settings: &Settings, key: &str, since: Option<DateTime<Utc>>) -> Check {
     let (url, auth) = match settings.upstream {
         Upstream::PagerDuty => (
             format!(
@@ -73,7 +86,7 @@ pub async fn check(settings: &Settings, key: &str) -> Check {
             }
         };
         match body {
-            Ok(body) => parse(upstream, status, &body),
+            Ok(body) => parse(upstream, status, &body, since),
             Err(e) => Check::Failed {
                 error: format!("HTTP {status}: cannot read the answer: {e}"),
             },
@@ -191,8 +204,9 @@ fn encode(s: &str) -> String {
     out
 }
 
-/// What an answer of `status` with `body` says. Pure.
-pub fn parse(upstream: Upstream, status: u16, body: &str) -> Check {
+/// What an answer of `status` with `body` says about an incident opened at or after `since`
+/// (see [`check`]). Pure.
+pub fn parse(upstream: Upstream, status: u16, body: &str, since: Option<DateTime<Utc>>) -> Check {
     if upstream == Upstream::Opsgenie && status == 404 {
         return Check::Answered(Answer::Unknown);
     }
@@ -212,8 +226,8 @@ pub fn parse(upstream: Upstream, status: u16, body: &str) -> Check {
         }
     };
     let answer = match upstream {
-        Upstream::PagerDuty => pagerduty(&v),
-        Upstream::Opsgenie => opsgenie(&v),
+        Upstream::PagerDuty => pagerduty(&v, since),
+        Upstream::Opsgenie => opsgenie(&v, since),
     };
     match answer {
         Some(a) => Check::Answered(a),
@@ -233,13 +247,30 @@ fn summary(v: &Value) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
-fn pagerduty(v: &Value) -> Option<Answer> {
+/// Whether an upstream incident or alert stamped `created` (RFC 3339) may be the local one that
+/// opened at `since` or later (see [`check`]). One whose opening cannot be read is not: only a
+/// positive answer keeps the box quiet, and an undated one is not positive about this incident.
+fn same_occurrence(created: Option<&Value>, since: Option<DateTime<Utc>>) -> bool {
+    let Some(since) = since else {
+        return true;
+    };
+    created
+        .and_then(Value::as_str)
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .is_some_and(|t| t.with_timezone(&Utc) >= since)
+}
+
+fn pagerduty(v: &Value, since: Option<DateTime<Utc>>) -> Option<Answer> {
     let incidents = v.get("incidents")?.as_array()?;
-    // Newest first by PagerDuty's default sort; an open one wins over an old resolved one.
-    let inc = incidents
+    // Only this occurrence's; an open one wins over a resolved one.
+    let current: Vec<&Value> = incidents
+        .iter()
+        .filter(|i| same_occurrence(i.get("created_at"), since))
+        .collect();
+    let inc = current
         .iter()
         .find(|i| i.get("status").and_then(Value::as_str) != Some("resolved"))
-        .or_else(|| incidents.first());
+        .or_else(|| current.first());
     let Some(inc) = inc else {
         return Some(Answer::Unknown);
     };
@@ -263,8 +294,11 @@ fn pagerduty(v: &Value) -> Option<Answer> {
     })
 }
 
-fn opsgenie(v: &Value) -> Option<Answer> {
+fn opsgenie(v: &Value, since: Option<DateTime<Utc>>) -> Option<Answer> {
     let data = v.get("data")?;
+    if data.get("status").is_some() && !same_occurrence(data.get("createdAt"), since) {
+        return Some(Answer::Unknown);
+    }
     let report = data.get("report");
     let field = |k: &str| {
         report
@@ -297,6 +331,7 @@ fn opsgenie(v: &Value) -> Option<Answer> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
 
     const PD: Upstream = Upstream::PagerDuty;
     const OG: Upstream = Upstream::Opsgenie;
@@ -310,29 +345,32 @@ mod tests {
             "last_status_change_by":{"id":"PXPGF42","type":"user_reference","summary":"Earline Greenholt"}}],
             "limit":25,"offset":0,"more":false}"#;
         assert_eq!(
-            parse(PD, 200, acked),
+            parse(PD, 200, acked, None),
             Check::Answered(Answer::Acknowledged {
                 by: "Earline Greenholt".into()
             })
         );
         let triggered = r#"{"incidents":[{"id":"P1","status":"triggered","acknowledgements":[]}]}"#;
         assert_eq!(
-            parse(PD, 200, triggered),
+            parse(PD, 200, triggered, None),
             Check::Answered(Answer::Triggered)
         );
         let resolved = r#"{"incidents":[{"id":"P1","status":"resolved",
             "last_status_change_by":{"summary":"Bob"}}]}"#;
         assert_eq!(
-            parse(PD, 200, resolved),
+            parse(PD, 200, resolved, None),
             Check::Answered(Answer::Resolved { by: "Bob".into() })
         );
         assert_eq!(
-            parse(PD, 200, r#"{"incidents":[],"limit":25,"more":false}"#),
+            parse(PD, 200, r#"{"incidents":[],"limit":25,"more":false}"#, None),
             Check::Answered(Answer::Unknown)
         );
         // An old resolved incident with the same key does not hide an open one.
         let both = r#"{"incidents":[{"status":"resolved"},{"status":"triggered"}]}"#;
-        assert_eq!(parse(PD, 200, both), Check::Answered(Answer::Triggered));
+        assert_eq!(
+            parse(PD, 200, both, None),
+            Check::Answered(Answer::Triggered)
+        );
     }
 
     #[test]
@@ -342,26 +380,78 @@ mod tests {
             "report":{"ackTime":15702,"acknowledgedBy":"agent_smith@opsgenie.com"}},
             "took":0.004,"requestId":"43a29c5c"}"#;
         assert_eq!(
-            parse(OG, 200, acked),
+            parse(OG, 200, acked, None),
             Check::Answered(Answer::Acknowledged {
                 by: "agent_smith@opsgenie.com".into()
             })
         );
         let open = r#"{"data":{"status":"open","acknowledged":false},"requestId":"x"}"#;
-        assert_eq!(parse(OG, 200, open), Check::Answered(Answer::Triggered));
+        assert_eq!(
+            parse(OG, 200, open, None),
+            Check::Answered(Answer::Triggered)
+        );
         let closed =
             r#"{"data":{"status":"closed","acknowledged":false,"report":{"closedBy":"neo"}}}"#;
         assert_eq!(
-            parse(OG, 200, closed),
+            parse(OG, 200, closed, None),
             Check::Answered(Answer::Resolved { by: "neo".into() })
         );
         assert_eq!(
             parse(
                 OG,
                 404,
-                r#"{"message":"Alert does not exist","took":0.002}"#
+                r#"{"message":"Alert does not exist","took":0.002}"#,
+                None
             ),
             Check::Answered(Answer::Unknown)
+        );
+    }
+
+    /// A key that recurs: the upstream still lists the last occurrence's incident. Only one
+    /// opened at or after `since` answers for the local incident; an older resolution or
+    /// acknowledgement is "unknown", never a reason to stay quiet.
+    #[test]
+    fn an_older_occurrence_upstream_is_no_answer_about_this_one() {
+        let since = Some(Utc.with_ymd_and_hms(2026, 12, 7, 9, 45, 0).unwrap());
+        let old_resolved = r#"{"incidents":[{"id":"P0","status":"resolved",
+            "created_at":"2026-11-30T10:00:00Z","last_status_change_by":{"summary":"Bob"}}],
+            "limit":25,"more":false}"#;
+        assert_eq!(
+            parse(PD, 200, old_resolved, since),
+            Check::Answered(Answer::Unknown)
+        );
+        // The probe (no date) still reads it.
+        assert_eq!(
+            parse(PD, 200, old_resolved, None),
+            Check::Answered(Answer::Resolved { by: "Bob".into() })
+        );
+        // This occurrence's incident answers, whatever the old one says; undated ones do not.
+        let both = r#"{"incidents":[
+            {"id":"P2","status":"acknowledged","created_at":"2026-12-07T09:50:00+01:00"},
+            {"id":"P1","status":"acknowledged","created_at":"2026-12-07T09:59:00Z",
+             "acknowledgements":[{"acknowledger":{"summary":"Ann"}}]},
+            {"id":"P3","status":"resolved"},
+            {"id":"P0","status":"resolved","created_at":"2026-11-30T10:00:00Z"}]}"#;
+        assert_eq!(
+            parse(PD, 200, both, since),
+            Check::Answered(Answer::Acknowledged { by: "Ann".into() })
+        );
+        let old_closed = r#"{"data":{"status":"closed","acknowledged":true,
+            "createdAt":"2026-11-30T10:00:00.396Z","report":{"closedBy":"neo"}}}"#;
+        assert_eq!(
+            parse(OG, 200, old_closed, since),
+            Check::Answered(Answer::Unknown)
+        );
+        let undated = r#"{"data":{"status":"closed","report":{"closedBy":"neo"}}}"#;
+        assert_eq!(
+            parse(OG, 200, undated, since),
+            Check::Answered(Answer::Unknown)
+        );
+        let new_closed = r#"{"data":{"status":"closed","createdAt":"2026-12-07T09:50:00Z",
+            "report":{"closedBy":"neo"}}}"#;
+        assert_eq!(
+            parse(OG, 200, new_closed, since),
+            Check::Answered(Answer::Resolved { by: "neo".into() })
         );
     }
 
@@ -378,7 +468,7 @@ mod tests {
             (OG, 200, r#"{"data":{}}"#),
         ] {
             assert!(
-                matches!(parse(u, status, body), Check::Failed { .. }),
+                matches!(parse(u, status, body, None), Check::Failed { .. }),
                 "{u:?} {status} {body}"
             );
         }

@@ -174,7 +174,7 @@ async fn round(
             continue;
         }
         let settings = settings.clone();
-        probes.spawn(async move { client::check(&settings, PROBE_KEY).await });
+        probes.spawn(async move { client::check(&settings, PROBE_KEY, None).await });
     }
     for h in held {
         let Some(settings) = routes.get(&h.route).cloned() else {
@@ -186,7 +186,8 @@ async fn round(
             }
         }
         checks.spawn(async move {
-            let check = client::check(&settings, &h.dedup_key).await;
+            let since = crate::clock::sub(h.opened_at, client::SAME_OCCURRENCE);
+            let check = client::check(&settings, &h.dedup_key, Some(since)).await;
             (h, settings, check)
         });
     }
