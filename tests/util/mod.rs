@@ -447,6 +447,11 @@ pub struct ExternalSim {
 impl ExternalSim {
     /// Starts `pagerbox simulator` imitating a SIM7600 with fast timings.
     pub fn start() -> ExternalSim {
+        Self::start_with(&[])
+    }
+
+    /// [`ExternalSim::start`] with more simulator arguments (`--pin 1234`).
+    pub fn start_with(extra: &[&str]) -> ExternalSim {
         let dir = tempfile::tempdir().unwrap();
         let link = dir.path().join("modem");
         let control = dir.path().join("sim.sock");
@@ -469,6 +474,7 @@ impl ExternalSim {
             .arg(&link)
             .arg("--control")
             .arg(&control)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -969,7 +969,13 @@ impl<O: PortOpener> Driver<O> {
         if self.engine.is_none() {
             return (HealthState::Down, self.down_reason.clone());
         }
-        if let Some(p) = &self.pin_problem {
+        // A PIN problem holds only while the SIM is locked: a SIM that reads ready (unlocked by
+        // hand, or the "PIN required" was a stray notice) can page.
+        if let Some(p) = self
+            .pin_problem
+            .as_ref()
+            .filter(|_| self.sim != SimState::Ready)
+        {
             return (HealthState::Down, p.clone());
         }
         match &self.sim {
@@ -1137,7 +1143,11 @@ impl<O: PortOpener> Driver<O> {
             Urc::Sim(state) => {
                 self.sim = state;
                 if self.sim == SimState::PinRequired {
-                    let _ = self.enter_pin().await;
+                    // The notice may be stale: the `+CPIN: SIM PIN` a modem sends as it boots is
+                    // often read only after bring-up entered the PIN. A PIN sent to an unlocked
+                    // SIM is refused, and a refused PIN is never tried again, so ask the SIM
+                    // itself before entering it. (A failed ask is already handled by `exec`.)
+                    let _ = self.check_sim().await;
                 }
                 if self.sim == SimState::Ready && !self.configured {
                     let _ = self.configure_sms().await;

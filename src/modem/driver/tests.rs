@@ -258,6 +258,44 @@ async fn pin_is_entered_once_and_accepted() {
     fakes.recv().await.unwrap().done().await.unwrap();
 }
 
+/// The `+CPIN: SIM PIN` a modem sends as it boots, read after bring-up entered the PIN: the SIM
+/// is asked, reads ready, and the PIN is not sent again (to an unlocked SIM it would be refused,
+/// and a refused PIN is never retried: the modem would stay down for good).
+#[tokio::test(start_paused = true)]
+async fn a_stale_pin_notice_after_the_pin_went_in_is_checked_not_obeyed() {
+    let s = identify(Script::new(), "GENERIC-LTE")
+        .expect("AT+CPIN?", &["+CPIN: SIM PIN", "OK"])
+        .ok("AT+CPIN=\"4711\"")
+        .expect("AT+CPIN?", &["+CPIN: READY", "OK"]);
+    let script = network(configure(s).ok("AT+CMGL=4"))
+        .send(&["+CPIN: SIM PIN"])
+        .expect("AT+CPIN?", &["+CPIN: READY", "OK"]);
+    let cfg = Settings {
+        pin: Some(Pin::new("4711")),
+        ..settings()
+    };
+    let (modem, _events, mut fakes, _t) = start(cfg, vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    fakes.recv().await.unwrap().done().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let h = modem.health().borrow().clone();
+    assert_eq!((h.state, h.reason.as_str()), (HealthState::Up, "ready"));
+}
+
+/// A stray `+CPIN: SIM PIN` on a box without a PIN: the SIM reads ready, the modem stays up.
+#[tokio::test(start_paused = true)]
+async fn a_stray_pin_notice_without_a_pin_configured_does_not_latch_down() {
+    let script = generic_up(Script::new())
+        .send(&["+CPIN: SIM PIN"])
+        .expect("AT+CPIN?", &["+CPIN: READY", "OK"]);
+    let (modem, _events, mut fakes, _t) = start(settings(), vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    fakes.recv().await.unwrap().done().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let h = modem.health().borrow().clone();
+    assert_eq!((h.state, h.reason.as_str()), (HealthState::Up, "ready"));
+}
+
 #[tokio::test(start_paused = true)]
 async fn rejected_pin_is_never_sent_again_not_even_after_reopen() {
     // First port: PIN rejected, then the health poll asks again and must not resend.
