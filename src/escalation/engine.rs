@@ -295,7 +295,7 @@ fn release_stale(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     for id in silence_store::stale_holds(conn, silences, now)? {
-        release(conn, id, |name| plan.policies.get(name), now)?;
+        release(conn, id, &plan.config, now)?;
     }
     Ok(())
 }
@@ -303,33 +303,103 @@ fn release_stale(
 /// Makes the step incident `id` waits for due at `now` rather than when a hold said
 /// ([`Event::Released`]): a silence ended early, or the standby task ended a hold because the
 /// cloud pager did not get anyone. A step already due, or an escalation that is not escalating,
-/// is left as it is. `policy_of` finds a policy by id in the config in force.
-pub fn release<'p>(
+/// is left as it is. `config` is the config in force.
+pub fn release(
     conn: &Tx,
     id: IncidentId,
-    policy_of: impl Fn(&str) -> Option<&'p Policy>,
+    config: &Config,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let Some(e) = escalations::of_incident(conn, id)? else {
         return Ok(());
     };
-    let Some(policy) = policy_of(&e.policy) else {
-        return policy_gone(conn, id, &e.policy, now);
+    let Some(inc) = incident(conn, id)? else {
+        return Ok(());
+    };
+    let policy_of = |name: &str| config.policies.iter().find(|p| p.id == name);
+    let Some(policy) = policy_in_force(conn, config, policy_of, &inc, &e.policy, now)? else {
+        return Ok(());
     };
     if let Some(next) = state_of(&e.row).apply(Event::Released { at: now }, policy) {
-        escalations::save(conn, id, &e.policy, &row_of(&next), now)?;
+        escalations::save(conn, id, &policy.id, &row_of(&next), now)?;
     }
     Ok(())
 }
 
-/// An escalation whose policy a config reload removed: flagged on the timeline and exhausted,
-/// since nobody can be paged for it.
+/// The policy the escalation of `inc` goes on with: its own (`name`), or, when a config reload
+/// removed or renamed that, the one its route names in `config`, else the one of the route that
+/// matches its alert now; the switch is said on the timeline and in the log, and the escalation
+/// keeps its place (the same step and round of the new policy). `None` when no policy is left
+/// for it: the escalation is then exhausted, on the timeline and in the log at error, since
+/// nobody can be paged for it any more.
+fn policy_in_force<'p>(
+    conn: &Tx,
+    config: &'p Config,
+    policy_of: impl Fn(&str) -> Option<&'p Policy>,
+    inc: &Incident,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<&'p Policy>, StoreError> {
+    if let Some(p) = policy_of(name) {
+        return Ok(Some(p));
+    }
+    let facts = super::AlertFacts {
+        service: inc.service.as_deref(),
+        severity: inc.severity,
+        source: inc.source.as_deref(),
+        routing_key: None,
+    };
+    let own_route = inc
+        .route
+        .as_deref()
+        .and_then(|r| config.routes.iter().find(|x| x.id == r));
+    let successor = own_route
+        .filter(|r| policy_of(&r.policy).is_some())
+        .or_else(|| super::route_for(&config.routes, &facts))
+        .and_then(|r| policy_of(&r.policy).map(|p| (r, p)));
+    let Some((route, policy)) = successor else {
+        policy_gone(conn, inc.id, name, now)?;
+        return Ok(None);
+    };
+    tracing::warn!(
+        incident = inc.id,
+        removed = name,
+        policy = %policy.id,
+        route = %route.id,
+        "the reloaded config has no policy of this incident's; its escalation goes on with its route's"
+    );
+    record(
+        conn,
+        Some(inc.id),
+        now,
+        EventKind::Routed,
+        None,
+        &format!(
+            "policy {name:?} no longer exists; escalation goes on with policy {:?} of route {:?}",
+            policy.id, route.id
+        ),
+        Some(&serde_json::json!({ "removed": name, "policy": policy.id, "route": route.id })),
+    )?;
+    if let Some(e) = escalations::of_incident(conn, inc.id)? {
+        escalations::save(conn, inc.id, &policy.id, &e.row, now)?;
+    }
+    Ok(Some(policy))
+}
+
+/// An escalation whose policy a config reload removed, with no policy to go on with: flagged on
+/// the timeline and in the log, and exhausted, since nobody can be paged for it.
 fn policy_gone(
     conn: &Tx,
     id: IncidentId,
     policy: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    tracing::error!(
+        incident = id,
+        policy,
+        "NOBODY WILL BE PAGED further for this incident: the reloaded config has no policy \
+         {policy:?} and no route that names one for it"
+    );
     record(
         conn,
         Some(id),
@@ -364,8 +434,10 @@ fn advance(conn: &Tx, ctx: &Pass<'_>, row: Row) -> Result<(), StoreError> {
     let Some(mut inc) = incident(conn, row.incident_id)? else {
         return Ok(());
     };
-    let Some(policy) = plan.policies.get(&row.policy) else {
-        return policy_gone(conn, inc.id, &row.policy, now);
+    let policy_of = |name: &str| plan.policies.get(name);
+    let Some(policy) = policy_in_force(conn, &plan.config, policy_of, &inc, &row.policy, now)?
+    else {
+        return Ok(());
     };
     let route = plan.route(inc.route.as_deref());
     let mut state = row.state;

@@ -74,8 +74,7 @@ fn end_hold(
     if !sql::release(c, id, reason, now)? {
         return Ok(false);
     }
-    let policy_of = |name: &str| config.policies.iter().find(|p| p.id == name);
-    crate::escalation::engine::release(c, id, policy_of, now)?;
+    crate::escalation::engine::release(c, id, config, now)?;
     Ok(true)
 }
 

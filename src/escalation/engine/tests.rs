@@ -786,3 +786,63 @@ fn a_step_is_planned_from_the_config_alone_and_planning_writes_nothing() {
     // Planning is only a value: nothing was queued.
     assert!(outbox_rows(&c).is_empty());
 }
+
+/// A reload that renames the policy an open incident escalates on: the escalation goes on, at
+/// the same step, with the policy its route now names, and says so.
+#[test]
+fn a_renamed_policy_hands_the_escalation_to_the_routes_new_one() {
+    let (c, plan) = setup();
+    let id = trigger(&c, &plan, "db1", "db", t(0));
+    pass(&c, &plan, t(0)).unwrap();
+    assert_eq!(pages_to(&c, "alice").len(), 3);
+    let renamed = CONFIG
+        .replace("id = \"default\"\nrepeat", "id = \"renamed\"\nrepeat")
+        .replace("policy = \"default\"", "policy = \"renamed\"");
+    let cfg = Config::parse(&renamed, "t.toml", Path::new("/"))
+        .unwrap()
+        .config;
+    let plan = Plan::new(Arc::new(cfg));
+    // Step 2 at +10 minutes pages bob, on the renamed policy.
+    pass(&c, &plan, t(10)).unwrap();
+    assert_eq!(pages_to(&c, "bob"), [("sms".into(), 10)]);
+    assert_eq!(
+        escalations::of_incident(&c, id).unwrap().unwrap().policy,
+        "renamed"
+    );
+    let timeline = crate::store::queries::timeline(&c, id).unwrap();
+    assert!(
+        timeline.iter().any(|e| e.kind == "routed"
+            && e.message.contains(
+                "policy \"default\" no longer exists; escalation goes on with policy \"renamed\" of route \"db\""
+            )),
+        "{timeline:#?}"
+    );
+    assert!(!timeline.iter().any(|e| e.kind == "escalation-error"));
+}
+
+/// A reload that leaves no policy for an open incident (no route names one): it is exhausted,
+/// and its timeline says nobody is paged.
+#[test]
+fn a_removed_policy_with_no_route_left_exhausts_and_says_so() {
+    let (c, plan) = setup();
+    let id = trigger(&c, &plan, "db1", "db", t(0));
+    pass(&c, &plan, t(0)).unwrap();
+    let gone = CONFIG.replace("id = \"default\"\nrepeat", "id = \"other\"\nrepeat");
+    let mut cfg = Config::parse(
+        &gone.replace("policy = \"default\"", "policy = \"other\""),
+        "t.toml",
+        Path::new("/"),
+    )
+    .unwrap()
+    .config;
+    cfg.routes.clear();
+    let plan = Plan::new(Arc::new(cfg));
+    pass(&c, &plan, t(10)).unwrap();
+    assert!(pages_to(&c, "bob").is_empty());
+    let timeline = crate::store::queries::timeline(&c, id).unwrap();
+    assert!(
+        timeline.iter().any(|e| e.kind == "escalation-error"
+            && e.message == "policy \"default\" no longer exists; nobody is paged"),
+        "{timeline:#?}"
+    );
+}
