@@ -269,6 +269,50 @@ fn forms_without_csrf_token_or_from_another_origin_are_refused() {
     assert!(a.header("set-cookie").unwrap().contains("Max-Age=0"));
 }
 
+/// Without a token the CSRF token is the same for every visitor: a page that DNS rebinding made
+/// same-origin (its name now points here, so `Origin` equals `Host`) can read it off the status
+/// page. Its posts are refused; the same form posted by the box's address works.
+#[test]
+fn without_a_token_a_rebound_page_cannot_post_the_status_page_forms() {
+    let d = Daemon::start("");
+    let id = d.trigger(json!({"summary": "queue backlog", "dedup_key": "q1", "service": "db"}));
+    let port = d.http.port();
+    let evil = format!("evil.example:{port}");
+    let page = answer(
+        agent()
+            .get(&d.url("/"))
+            .set("Host", &evil)
+            .set("Sec-Fetch-Site", "same-origin")
+            .call(),
+    );
+    assert_eq!(page.code, 200);
+    let token = csrf(&page.body);
+    let url = d.url(&format!("/ui/incidents/{id}/resolve"));
+    let a = answer(
+        agent()
+            .post(&url)
+            .set("Host", &evil)
+            .set("Origin", &format!("http://{evil}"))
+            .set("Sec-Fetch-Site", "same-origin")
+            .send_form(&[("csrf", &token)]),
+    );
+    assert_eq!(a.code, 403, "{}", a.body);
+    assert!(a.body.contains("DNS rebinding"), "{}", a.body);
+    let (_, v) = d.get(&format!("/v1/incidents/{id}"));
+    assert_eq!(v["incident"]["status"], "triggered", "{v}");
+    // The person's own page, opened by address.
+    let a = answer(
+        agent()
+            .post(&url)
+            .set("Origin", &format!("http://{}", d.http))
+            .set("Sec-Fetch-Site", "same-origin")
+            .send_form(&[("csrf", &token)]),
+    );
+    assert_eq!(a.code, 303, "{}", a.body);
+    let (_, v) = d.get(&format!("/v1/incidents/{id}"));
+    assert_eq!(v["incident"]["status"], "resolved", "{v}");
+}
+
 #[test]
 fn summaries_are_escaped_and_the_page_is_self_contained() {
     let d = Daemon::start("");

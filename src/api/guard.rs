@@ -99,6 +99,17 @@ pub fn cross_site(headers: &HeaderMap) -> Option<&'static str> {
     )
 }
 
+/// Why a write from a browser without the token is refused although it says it is same-origin:
+/// the page reached this box by a DNS name, which another site can point here (DNS rebinding).
+/// `None` when it did not come from a page, or came by an address or `localhost`. The status
+/// page's forms, when no token is configured, answer to this rule too.
+pub fn rebound(headers: &HeaderMap) -> Option<&'static str> {
+    (from_a_page(headers) && !host_is_an_address(headers)).then_some(
+        "refused: a web page reached this box by a DNS name, which another site can point \
+         here (DNS rebinding); open it by its address or present the token",
+    )
+}
+
 /// True when a browser sent the request from a page (a script or a form): it names an origin,
 /// or says it came from one. A typed URL or bookmark (`Sec-Fetch-Site: none`) is the person's
 /// own doing, and non-browser clients send neither header.
@@ -168,11 +179,8 @@ pub fn check(
     if let Some(why) = cross_site(headers) {
         return Err(Refusal::CrossSite(why));
     }
-    if from_a_page(headers) && !host_is_an_address(headers) {
-        return Err(Refusal::CrossSite(
-            "refused: a web page reached this box by a DNS name, which another site can point \
-             here (DNS rebinding); open it by its address or present the token",
-        ));
+    if let Some(why) = rebound(headers) {
+        return Err(Refusal::CrossSite(why));
     }
     match headers.get(header::CONTENT_TYPE) {
         // A type is declared even on an empty body: a browser form always declares one.

@@ -136,6 +136,14 @@ impl PageState {
         if let Some(why) = auth::cross_site(headers) {
             return Err(Box::new(forbidden(why)));
         }
+        // Without a token the CSRF token is the same for every visitor, and a page that DNS
+        // rebinding made same-origin can read it off the status page: such a page must not post.
+        // (With a token, the session cookie is bound to the name the person logged in under.)
+        if self.intake.current_token().is_none() {
+            if let Some(why) = crate::api::guard::rebound(headers) {
+                return Err(Box::new(forbidden(why)));
+            }
+        }
         let ok = presented.is_some_and(|p| auth::same(p, &self.csrf(session)));
         if !ok {
             return Err(Box::new(forbidden(
