@@ -237,4 +237,17 @@ fn without_api_key_file_the_write_token_is_the_api_key() {
     let (code, _) = d.post_with_headers(&format!("{BASE}/{API_KEY}/database"), &body, &[]);
     assert_eq!(code, 401);
     success(d.post_with_headers(&format!("{BASE}/tok/database"), &body, &[]));
+    // A write the cross-site guard refuses is logged, its path without the key in it.
+    let (code, _) = d.post_with_headers(
+        &format!("{BASE}/tok/database"),
+        &body,
+        &[("Content-Type", "text/plain")],
+    );
+    assert_eq!(code, 415);
+    d.wait_for(5, "the refusal in the log", || {
+        d.log().contains("refused a write").then_some(())
+    });
+    let log = d.log();
+    assert!(log.contains(&format!("{BASE}/<key>/database")), "{log}");
+    assert!(!log.contains("/tok/"), "{log}");
 }

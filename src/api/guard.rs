@@ -227,6 +227,20 @@ pub fn credential(intake: &Intake, headers: &HeaderMap) -> bool {
     })
 }
 
+/// `path` with the secret a Splunk On-Call sender puts in it (the write token or the
+/// `[victorops]` key, as its first segment after `.../alert/`) masked, for the log.
+fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    const KEYED: &str = "/integrations/generic/20131114/alert/";
+    match path.strip_prefix(KEYED) {
+        Some(rest) => {
+            let tail = rest.split_once('/').map_or("", |(_, t)| t);
+            let sep = if rest.contains('/') { "/" } else { "" };
+            format!("{KEYED}<key>{sep}{tail}").into()
+        }
+        None => path.into(),
+    }
+}
+
 /// The middleware: refuses what [`check`] refuses with a JSON error, counts it and logs it (the
 /// operator should know that a page tried to write), and passes everything else on untouched.
 pub async fn refuse_cross_site(
@@ -245,7 +259,7 @@ pub async fn refuse_cross_site(
         Err(refusal) => {
             tracing::warn!(
                 method = %request.method(),
-                path = request.uri().path(),
+                path = %loggable_path(request.uri().path()),
                 reason = ?refusal,
                 "refused a write that a web page could have forged"
             );
@@ -268,6 +282,20 @@ mod tests {
     }
 
     const JSON: (&str, &str) = ("content-type", "application/json");
+
+    #[test]
+    fn the_key_in_a_splunk_on_call_path_is_masked_for_the_log() {
+        let base = "/integrations/generic/20131114/alert/";
+        assert_eq!(
+            loggable_path(&format!("{base}s3cr3tTOKEN/default")),
+            format!("{base}<key>/default")
+        );
+        assert_eq!(
+            loggable_path(&format!("{base}s3cr3tTOKEN")),
+            format!("{base}<key>")
+        );
+        assert_eq!(loggable_path("/v1/alerts"), "/v1/alerts");
+    }
 
     #[test]
     fn state_changing_requests_are_writes_and_heartbeat_pings() {
