@@ -40,10 +40,27 @@ fn longest_fitting(ends: &[usize], fits: impl Fn(&usize) -> bool) -> Option<usiz
     fitting.checked_sub(1).map(|i| ends[i])
 }
 
+/// Most characters of a service name a page shows. The name comes from the alert and nothing
+/// bounds it; the summary is cut to fit, but the service sits in the fixed head, and a long one
+/// would make the page too long to send at all (or to speak, or to fit a subject line).
+const SERVICE_SHOWN: usize = 40;
+
+/// The incident's service as pages show it: cut to [`SERVICE_SHOWN`] characters, `...` marking
+/// a cut (GSM-7 has no ellipsis character; one would turn the whole SMS into UCS-2).
+fn service_shown(incident: &Incident) -> Option<String> {
+    let s = incident.service.as_deref()?;
+    Some(if s.chars().count() > SERVICE_SHOWN {
+        let cut: String = s.chars().take(SERVICE_SHOWN - 3).collect();
+        format!("{cut}...")
+    } else {
+        s.to_string()
+    })
+}
+
 /// The SMS page for one incident.
 pub fn sms_page(incident: &Incident, runbook: Option<&str>, max_parts: usize) -> String {
     let id = incident.id;
-    let head = match &incident.service {
+    let head = match service_shown(incident) {
         Some(s) => format!("#{id} {} {s}: ", incident.severity.as_short()),
         None => format!("#{id} {} ", incident.severity.as_short()),
     };
@@ -63,9 +80,7 @@ pub fn voice_page(incident: &Incident) -> String {
         Severity::Warning => "warning",
         Severity::Info => "info",
     };
-    let service = incident
-        .service
-        .as_deref()
+    let service = service_shown(incident)
         .map(|s| format!(" Service {s}."))
         .unwrap_or_default();
     // TTS engines on modems read plain ASCII best; keep the summary short.
@@ -108,7 +123,7 @@ pub fn sms_digest(incidents: &[Incident], max_parts: usize) -> String {
 
 /// Subject line of a page email.
 pub fn email_subject(incident: &Incident) -> String {
-    match &incident.service {
+    match service_shown(incident) {
         Some(s) => format!(
             "[pagerbox] #{} {} {s}: {}",
             incident.id,
@@ -126,9 +141,7 @@ pub fn email_subject(incident: &Incident) -> String {
 
 /// A short stakeholder update: `#42 db: acknowledged by alice (db1 /var full)`.
 pub fn status_update(incident: &Incident, what: &str) -> String {
-    let service = incident
-        .service
-        .as_deref()
+    let service = service_shown(incident)
         .map(|s| format!(" {s}"))
         .unwrap_or_default();
     let text = format!("#{}{service}: {what}", incident.id);
@@ -169,6 +182,27 @@ mod tests {
             sms_page(&i, None, 1),
             "#42 CRIT db: /var on db1 97% full. Reply 42a ack, 42r resolve"
         );
+    }
+
+    /// Nothing bounds an alert's service; a page still fits, naming the service's start.
+    #[test]
+    fn a_long_service_is_cut_so_every_page_can_go_out() {
+        let service = "s".repeat(3000);
+        let i = incident(9, Some(&service), "disk full");
+        let t = sms_page(&i, None, 1);
+        assert!(fits(&t, 1), "{t}");
+        let shown = format!("{}...", "s".repeat(37));
+        assert_eq!(
+            t,
+            format!("#9 CRIT {shown}: disk full. Reply 9a ack, 9r resolve")
+        );
+        assert!(voice_page(&i).contains(&format!("Service {shown}.")));
+        assert!(email_subject(&i).len() < 100);
+        let update = status_update(&i, "acknowledged by alice");
+        assert!(fits(&update, 1), "{update}");
+        // A short one is shown whole.
+        let i = incident(9, Some(&"s".repeat(40)), "disk full");
+        assert!(sms_page(&i, None, 1).contains(&format!("{}:", "s".repeat(40))));
     }
 
     #[test]
