@@ -15,7 +15,9 @@
 //! - A monitor never pinged starts its clock when pagerbox first sees it in the config (first
 //!   start, or the reload that added it); that instant is stored, so a restart does not reset it.
 //! - When the deadline passes, ONE incident is triggered and the monitor is `late`; it stays late
-//!   (no new incident) until the next ping, even if someone resolves the incident by hand.
+//!   (no new incident) until the next ping. If someone resolves that incident without a ping
+//!   having come, the monitor is watched again from the resolution: a job still dead a whole
+//!   window later is reported again (the person may have taken the miss for a blip).
 //! - Restarts. The watcher records when it last ran (at every wake-up, at least every
 //!   [`ALIVE_TICK_MAX`], and at shutdown). On start, a monitor whose deadline is still ahead is
 //!   fine. A deadline that passed while pagerbox was up stays due (the monitor fires now if it

@@ -183,6 +183,30 @@ fn never_pinged_monitor_fires_one_incident_after_interval_plus_grace() {
     assert_eq!(all.len(), 1);
 }
 
+/// The miss's incident resolved by hand while the job still does not ping: a whole window
+/// later it is reported again, as a new incident (the person may have taken it for a blip).
+#[test]
+fn a_miss_resolved_by_hand_without_a_ping_is_reported_again_a_window_later() {
+    let c = db();
+    let cfg = config();
+    sql::check(&c, &cfg, t(0)).unwrap();
+    let (fired, _) = sql::check(&c, &cfg, t(15)).unwrap();
+    let first = fired[0].1;
+    let actor = crate::incident::Actor::new("alice", "sms");
+    crate::store::queries::transition(&c, first, Status::Resolved, &actor, t(20)).unwrap();
+    // Watched again from the resolution: due at 20 + 15.
+    let (fired, next) = sql::check(&c, &cfg, t(21)).unwrap();
+    assert!(fired.is_empty());
+    assert_eq!(next, Some(t(35)));
+    assert_eq!(sql::row(&c, "backup").unwrap().unwrap().state, State::Ok);
+    let (fired, _) = sql::check(&c, &cfg, t(35)).unwrap();
+    assert_eq!(fired.len(), 1);
+    assert_ne!(fired[0].1, first);
+    // While that one is open, still one incident per miss.
+    let (fired, _) = sql::check(&c, &cfg, t(90)).unwrap();
+    assert!(fired.is_empty());
+}
+
 #[test]
 fn ping_moves_the_deadline_and_resolves_the_incident() {
     let c = db();

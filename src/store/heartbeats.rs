@@ -214,11 +214,14 @@ pub(crate) fn check(
     let mut fired = Vec::new();
     let mut next: Option<DateTime<Utc>> = None;
     for hb in &config.heartbeats {
-        let Some(r) = row(conn, &hb.id)? else {
+        let Some(mut r) = row(conn, &hb.id)? else {
             continue;
         };
         if r.state == State::Late {
-            continue;
+            match rearm_after_resolve(conn, hb, &r)? {
+                Some(due) => r.due_at = due,
+                None => continue,
+            }
         }
         if r.due_at <= now {
             let why = format!("no ping within {}", humantime::format_duration(hb.window()));
@@ -232,6 +235,33 @@ pub(crate) fn check(
         mark_alive(conn, now)?;
     }
     Ok((fired, next))
+}
+
+/// A late monitor whose incident someone resolved without a ping having come: watched again, a
+/// whole window from the resolution, so a job that is still dead is reported again rather than
+/// never (the person may have taken the miss for a blip). Returns the new deadline; `None` while
+/// the incident is open (the monitor stays late: one incident per miss).
+fn rearm_after_resolve(
+    conn: &Tx,
+    hb: &Heartbeat,
+    r: &Row,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let resolved_at = match r.incident_id {
+        Some(id) => match queries::incident(conn, id)? {
+            Some(inc) if inc.status == Status::Resolved => inc.resolved.map(|t| t.at),
+            Some(_) => return Ok(None),
+            None => None,
+        },
+        None => None,
+    };
+    let from = resolved_at.unwrap_or(r.due_at);
+    let due = crate::clock::add(from, hb.window());
+    conn.prepare_cached(
+        "UPDATE heartbeats SET state = 'ok', incident_id = NULL, due_at = ?2 WHERE id = ?1",
+    )?
+    .execute(params![hb.id, ms(due)])?;
+    tracing::info!(heartbeat = %hb.id, due_at = %due, "heartbeat's incident was resolved without a ping; watching it again");
+    Ok(Some(due))
 }
 
 /// Triggers the monitor's incident through its route, exactly as intake does for an alert, and
