@@ -477,6 +477,17 @@ fn escalate(
     let Some(next) = state.apply(Event::EscalateNow { at: now }, policy) else {
         return Ok(Reply::new(format!("#{id} is not escalating"), Some(id)));
     };
+    // Past the last step (a one-step policy run once, or its last step already paged) the engine
+    // would end the escalation at once: say so rather than promise one.
+    if !next.has_step_ahead(policy) {
+        return Ok(Reply::new(
+            format!(
+                "#{id} not escalated: everyone on policy {} was already paged",
+                stored.policy
+            ),
+            Some(id),
+        ));
+    }
     // Acknowledged (whether or not the engine has seen the ack yet): back to triggered, or the
     // engine would take the ack again and page nobody.
     if inc.status == Status::Acknowledged {

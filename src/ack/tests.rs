@@ -993,6 +993,15 @@ async fn escalate_now_pages_the_next_step_at_once() {
         .await
         .unwrap();
     assert_eq!(to_carol, 1);
+
+    // Its last step paged, nobody is left to escalate to: said, not promised, and the
+    // escalation is left as it was.
+    let before = h.escalation(third).await;
+    assert_eq!(
+        h.reply(BOB, &format!("{third}e")).await,
+        format!("#{third} not escalated: everyone on policy default was already paged")
+    );
+    assert_eq!(h.escalation(third).await, before);
 }
 
 /// The incident a `PAGE` reply (`#N opened`) names.

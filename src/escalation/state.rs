@@ -153,6 +153,12 @@ fn exists(policy: &Policy, next: Next) -> bool {
 }
 
 impl EscalationState {
+    /// Whether this state escalates towards a step `policy` has (not past its last one, and not
+    /// a step a reload removed): what an "escalate now" can promise to page.
+    pub fn has_step_ahead(&self, policy: &Policy) -> bool {
+        matches!(self.phase, Phase::Escalating { next, .. } if exists(policy, next))
+    }
+
     /// A new incident at `now`: step 1 of run 1 is due after the route's pre-page delay.
     pub fn start(now: DateTime<Utc>, pre_page_delay: Duration) -> Self {
         EscalationState {
