@@ -252,6 +252,15 @@ fn hostile_times_and_durations_never_stop_the_store() {
             assert_eq!(code, 400, "since {x:?}: {v}");
         }
     }
+    // An override shorter than a millisecond is empty as stored: 400, not a store fault that
+    // would leave /healthz degraded.
+    let (code, v) = d.post_json(
+        "/v1/schedules/primary/overrides",
+        json!({"user": "alice", "from": "2026-12-24T00:00:00.0001Z", "until": "2026-12-24T00:00:00.0009Z"}),
+    );
+    assert_eq!(code, 400, "{v}");
+    let (_, h) = d.get("/healthz");
+    assert!(h["store_faults"].is_null(), "{h}");
     // A span whose sum with now is past the calendar: refused with 400, never a stop of the store thread.
     let (code, v) = d.get("/v1/silences?recent=300000y");
     assert_eq!(code, 400, "{v}");

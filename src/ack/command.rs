@@ -303,8 +303,10 @@ fn take_duration(input: &str) -> Result<Duration, ParseError> {
     } else {
         humantime::parse_duration(input).map_err(|_| bad("not a duration"))?
     };
-    if parsed.is_zero() {
-        return Err(bad("must be more than zero"));
+    // Shorter than a minute is a typo (`TAKE 1s`, `TAKE 1ns`), and a span under a millisecond
+    // would be empty as stored.
+    if parsed < Duration::from_secs(60) {
+        return Err(bad("at least 1m"));
     }
     if parsed > MAX_TAKE {
         return Err(bad("at most 31d"));
@@ -427,6 +429,7 @@ mod tests {
         let cases: &[(&str, Option<Duration>)] = &[
             ("TAKE 2h", h(2)),
             ("take 90m", Some(Duration::from_secs(90 * 60))),
+            ("take 1m", Some(Duration::from_secs(60))),
             ("Take 1d", h(24)),
             ("take 1h30m", Some(Duration::from_secs(90 * 60))),
             ("take 2 h", h(2)),
@@ -439,6 +442,8 @@ mod tests {
         for text in [
             "take soon",
             "take 0m",
+            "take 1ns",
+            "take 59s",
             "take 40d",
             "take 99999999999999999999",
         ] {

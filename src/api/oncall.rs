@@ -180,8 +180,13 @@ pub async fn add_override(
         Ok(u) => u,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("until: {e}"), vec![]),
     };
-    if until <= from {
-        return error(StatusCode::BAD_REQUEST, "until must be after from", vec![]);
+    // Compared as stored, to the millisecond: a span shorter than that is empty there.
+    if until.timestamp_millis() <= from.timestamp_millis() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "until must be after from (by a millisecond at least)",
+            vec![],
+        );
     }
     let by = req.by.unwrap_or_else(|| "api".into());
     let (user, schedule) = (req.user.clone(), id.clone());
