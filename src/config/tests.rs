@@ -665,6 +665,7 @@ upstream = "pagerduty"
 key_file = "pd.token"
 routing_key_file = "pd.routing"
 poll_interval = "10s"
+timeout = "5m"
 "#
     );
     // The default route comes last in a real file; here `mode` belongs to it.
@@ -673,10 +674,22 @@ poll_interval = "10s"
         "",
         1,
     ) + "\n[[routes]]\nid = \"default\"\npolicy = \"p\"\nmode = \"standby\"\n";
-    let c = Config::parse(&text, "t.toml", dir.path())
-        .unwrap_or_else(|e| panic!("{e}"))
-        .config;
+    let loaded = Config::parse(&text, "t.toml", dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    // A check may take at most a minute: a round waits for its checks, and the standby task
+    // must show it is alive within three.
+    let warnings: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("standby.timeout: 5m is out of range") && w.contains("1m is used")),
+        "{warnings:?}"
+    );
+    let c = loaded.config;
     let sb = &c.standby;
+    assert_eq!(
+        sb.for_route(Some("default")).unwrap().timeout,
+        Duration::from_secs(60)
+    );
     assert!(sb.for_route(Some("web")).is_none());
     let d = sb.for_route(Some("default")).unwrap();
     assert_eq!(d.upstream, crate::config::standby::Upstream::PagerDuty);

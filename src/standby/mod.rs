@@ -116,7 +116,7 @@ pub async fn run(
             .unwrap_or(crate::escalation::engine::MAX_SLEEP)
             .min(beat.idle_bound());
         if !routes.is_empty() {
-            round(&store, &current, &routes, &status, &clock, &shutdown).await;
+            round(&store, &current, &routes, &status, &clock, &beat, &shutdown).await;
         } else {
             status.send_if_modified(|s| {
                 let was = s.enabled;
@@ -142,6 +142,7 @@ async fn round(
     routes: &BTreeMap<String, Settings>,
     status: &watch::Sender<Status>,
     clock: &Arc<dyn Clock>,
+    beat: &crate::supervisor::Heartbeat,
     shutdown: &CancellationToken,
 ) {
     match store
@@ -183,6 +184,9 @@ async fn round(
             if let Some(Ok(r)) = checks.join_next().await {
                 results.push(r);
             }
+            // A round of many held incidents against a slow upstream outlasts the task's
+            // liveness bound; each check that ends (within its timeout) shows it is moving.
+            beat.beat();
         }
         checks.spawn(async move {
             let since = crate::clock::sub(h.opened_at, client::SAME_OCCURRENCE);
@@ -194,7 +198,10 @@ async fn round(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             r = checks.join_next() => match r {
-                Some(Ok(r)) => results.push(r),
+                Some(Ok(r)) => {
+                    beat.beat();
+                    results.push(r);
+                }
                 Some(Err(e)) => tracing::error!(error = %e, "a standby check task failed"),
                 None => break,
             },

@@ -33,6 +33,10 @@ struct Partial {
     max_failures: Option<u32>,
 }
 
+/// The longest `standby.timeout`: one check must end well inside the standby task's liveness
+/// bound (three minutes).
+const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+
 impl Validator<'_, '_> {
     /// Checks one table's keys (each reported once, at its line) without merging.
     fn standby_partial(&mut self, raw: &RawStandby) -> Partial {
@@ -84,6 +88,18 @@ impl Validator<'_, '_> {
         let grace = positive(&raw.grace, "standby.grace");
         let poll_interval = positive(&raw.poll_interval, "standby.poll_interval");
         let timeout = positive(&raw.timeout, "standby.timeout");
+        // A check must end well inside the standby task's liveness bound (a round waits for its
+        // checks); an old config with a longer one still starts, at the limit.
+        let timeout = timeout.map(|d| {
+            let clamped = d.min(MAX_TIMEOUT);
+            if let Some(s) = raw.timeout.as_ref().filter(|_| clamped != d) {
+                let range = Duration::from_millis(1)..=MAX_TIMEOUT;
+                let message =
+                    super::out_of_range("standby.timeout", s.get_ref(), &range, Some(clamped));
+                self.r.warning(span(s), message);
+            }
+            clamped
+        });
         let max_failures =
             raw.max_failures
                 .as_ref()
