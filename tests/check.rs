@@ -48,6 +48,28 @@ fn broken_config_lists_every_problem_and_exits_1() {
     );
 }
 
+/// A token file `run` could not read (missing, empty) is reported by `check` at its line, as the
+/// other secret files are, rather than passing `check` and stopping `run`.
+#[test]
+fn an_unreadable_token_file_is_reported_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(dir.path().join("empty"), "  \n").unwrap();
+    for (file, why) in [("missing", "No such file"), ("empty", "is empty")] {
+        std::fs::write(&path, format!("[http]\ntoken_file = \"{file}\"\n")).unwrap();
+        let out = Command::new(util::BIN)
+            .arg("check")
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{file}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let at = format!("{}:2:14: http.token_file: cannot read", path.display());
+        assert!(text.contains(&at) && text.contains(why), "{text}");
+    }
+}
+
 #[test]
 fn syntax_error_and_missing_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -404,9 +404,16 @@ impl Validator<'_, '_> {
 
     /// `[http]`: the listener, and the limits that keep a slow or large request from starving it.
     fn http(&mut self, raw: &RawHttp) -> HttpConfig {
+        // The token itself is read where it is used (so it can be rotated on reload); the file
+        // is read here too, so `check` reports at its line what `run` would refuse to start with.
+        let token_file = raw
+            .token_file
+            .as_ref()
+            .filter(|s| self.secret_file(s, "http.token_file").is_some())
+            .map(|s| self.path(s.get_ref()));
         HttpConfig {
             listen: self.addr(&raw.listen, "http.listen", DEFAULT_HTTP_LISTEN),
-            token_file: raw.token_file.as_ref().map(|s| self.path(s.get_ref())),
+            token_file,
             max_body_bytes: self.int(
                 &raw.max_body_bytes,
                 "http.max_body_bytes",
