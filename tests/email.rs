@@ -215,7 +215,9 @@ async fn implicit_tls_with_auth() {
 }
 
 #[tokio::test]
-async fn wrong_password_is_535_and_not_retryable_and_never_shown() {
+/// A wrong (or expired) password refuses every message, not this one: the page waits for the
+/// fix (retryable, the channel shown down meanwhile) instead of being given up for good.
+async fn wrong_password_is_535_and_retryable_and_never_shown() {
     let server = start(auth_options(TestTls::StartTls)).await;
     let dir = tempfile::tempdir().unwrap();
     let wrong = "wrong-password-XYZZY";
@@ -226,7 +228,7 @@ async fn wrong_password_is_535_and_not_retryable_and_never_shown() {
 
     assert!(matches!(err, EmailError::Rejected { .. }), "{err:?}");
     assert_eq!(err.code(), Some(535));
-    assert!(!err.is_retryable());
+    assert!(err.is_retryable());
     assert!(err.to_string().contains("535"), "{err}");
     assert!(err.to_string().contains("5.7.8"), "{err}");
     let shown = format!("{err} {err:?} {sender:?} {cfg:?}");
@@ -296,6 +298,22 @@ async fn reply_550_is_permanent() {
     assert_eq!(err.code(), Some(550));
     assert!(!err.is_retryable());
     assert!(err.to_string().contains("No such user"), "{err}");
+}
+
+/// A relay that will not relay for this box refuses every page: retryable, like a wrong
+/// password, so the pages go out once the relay settings are fixed.
+#[tokio::test]
+async fn relaying_denied_is_retryable() {
+    let server = start(SmtpTestOptions::default()).await;
+    server.push_fault(Fault::reply(Stage::Rcpt, 554, "5.7.1 Relay access denied"));
+    let dir = tempfile::tempdir().unwrap();
+    let sender = EmailSender::new(&config(&server, dir.path(), SmtpTls::None, None)).unwrap();
+    let err = sender.send(&message()).await.unwrap_err();
+    assert_eq!(err.code(), Some(554));
+    assert!(err.is_retryable(), "{err}");
+    // Fixed (the fault used up): the same message goes out.
+    sender.send(&message()).await.unwrap();
+    assert_eq!(server.messages().len(), 1);
 }
 
 #[tokio::test]

@@ -8,8 +8,10 @@
 //!   lettre bounds only the TCP connect by itself; a relay that accepts and then goes silent
 //!   would otherwise hold the email sender forever.
 //! - [`EmailError::is_retryable`] sorts failures the way RFC 5321 does: 4xx replies, refused or
-//!   timed-out connections and TLS failures are worth another try; 5xx replies (bad recipient,
-//!   bad password) and local configuration problems are not.
+//!   timed-out connections and TLS failures are worth another try, and so are the 5xx replies
+//!   that refuse the box rather than the message (a bad password, relaying denied: the fix is
+//!   the operator's, and the page must still go out after it); other 5xx replies (a bad
+//!   recipient) and local configuration problems are not.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -140,15 +142,29 @@ pub enum EmailError {
     },
 }
 
+/// Whether a 5xx reply refuses every message from this box rather than this one: the
+/// authentication replies of RFC 4954 (530 authentication required, 534 mechanism too weak, 535
+/// credentials invalid, 538 encryption required) and a refusal to relay (550/554 "relay access
+/// denied" and its spellings). A page must not be given up for good on one of these: it waits
+/// for the relay or the settings to be fixed, with the channel shown down meanwhile.
+fn refuses_the_box(code: u16, response: &str) -> bool {
+    matches!(code, 530 | 534 | 535 | 538)
+        || (matches!(code, 550 | 551 | 554) && response.to_ascii_lowercase().contains("relay"))
+}
+
 impl EmailError {
-    /// True when sending the same message later may succeed without anyone changing it:
-    /// 4xx replies, refused/broken/timed-out connections, TLS handshake failures, malformed
-    /// replies, sendmail failures (sendmail queues locally, so its failures are local and
-    /// usually passing). False for 5xx replies (bad recipient, 535 bad password), a bad
-    /// recipient address, and configuration problems.
+    /// True when sending the same message later may succeed: 4xx replies, refused/broken/
+    /// timed-out connections, TLS handshake failures, malformed replies, sendmail failures
+    /// (sendmail queues locally, so its failures are local and usually passing), and the 5xx
+    /// replies that refuse the box rather than the message ([`refuses_the_box`]: an expired
+    /// password, relaying denied), which the operator's fix of the relay settings ends. False
+    /// for the other 5xx replies (a bad recipient), a bad recipient address, and configuration
+    /// problems.
     pub fn is_retryable(&self) -> bool {
         match self {
-            EmailError::Rejected { code, .. } => (400..500).contains(code),
+            EmailError::Rejected { code, response, .. } => {
+                (400..500).contains(code) || refuses_the_box(*code, response)
+            }
             EmailError::Connection { .. }
             | EmailError::Tls { .. }
             | EmailError::Timeout { .. }
