@@ -388,6 +388,34 @@ fn healthz_reports_modem_and_paging() {
         .any(|c| c == "sms"));
 }
 
+/// A relay that does not answer is known from the channel's own check soon after start, while
+/// the modem pages: the fallback is not found broken only when a page needs it.
+#[test]
+fn a_dead_email_relay_is_reported_before_any_page_needs_it() {
+    let sim = ExternalSim::start();
+    let smtp = Smtp::start();
+    smtp.rt.block_on(smtp.server.stop_listening());
+    let d = Daemon::start(&config(&sim, Some(&smtp), ""));
+    d.wait_modem_up();
+    let h = d.wait_for(15, "email reported down", || {
+        let (_, h): (u16, Value) = d.get("/healthz");
+        h["paging"]["down"]
+            .as_array()?
+            .iter()
+            .any(|c| c["channel"] == "email")
+            .then_some(h)
+    });
+    assert!(
+        h["paging"]["ready"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "sms"),
+        "{h}"
+    );
+    assert!(d.log().contains("email relay check failed"), "{}", d.log());
+}
+
 #[test]
 fn email_only_box_pages_over_starttls_with_auth_and_retries_a_4xx() {
     use pagerbox_testkit::smtp::{Fault, Stage, TestTls};

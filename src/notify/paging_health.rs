@@ -15,6 +15,12 @@ use tokio_util::sync::CancellationToken;
 use super::sender::{PagingHealth, Transport};
 use crate::modem::Health;
 
+/// When the channels' own checks ([`Transport::probe`]) first run after start, and how often
+/// after that: often enough that a broken email relay is known long before the modem fails,
+/// seldom enough to be no load on the relay.
+const FIRST_PROBE: Duration = Duration::from_secs(2);
+const PROBE_EVERY: Duration = Duration::from_secs(3600);
+
 /// A sender's request to look at the transports again now (after an attempt, a readiness
 /// change): the senders see a channel fail first, and `/healthz` should not lag them.
 pub type Recheck = Arc<tokio::sync::Notify>;
@@ -42,6 +48,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut said_impaired = false;
+    let mut probes = tokio::task::JoinSet::new();
+    let mut next_probe = tokio::time::Instant::now() + FIRST_PROBE;
     loop {
         beat.beat();
         let h = super::sender::health(&transports);
@@ -72,6 +80,21 @@ pub async fn run(
             alive = modem_changed => if !alive { modem = None },
             _ = recheck.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = tokio::time::sleep_until(next_probe) => {
+                next_probe = tokio::time::Instant::now() + PROBE_EVERY;
+                // Each check is bounded by its channel's own timeout and runs beside this loop,
+                // which keeps publishing meanwhile.
+                for t in transports.iter() {
+                    if let Some(p) = t.probe() {
+                        probes.spawn(p);
+                    }
+                }
+            }
+            Some(done) = probes.join_next(), if !probes.is_empty() => {
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "a channel check failed to run");
+                }
+            }
         }
     }
 }

@@ -138,6 +138,10 @@ pub enum Unavailable {
 /// The boxed future a transport returns.
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<Delivered, SendError>> + Send + 'a>>;
 
+/// A check of a channel that sends nothing (see [`Transport::probe`]); it records its own
+/// outcome where [`Transport::health`] reads it.
+pub type ProbeFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
 /// One way of reaching people: the modem's SMS, the modem's voice calls, or email.
 pub trait Transport: Send + Sync + 'static {
     /// The channel this transport serves.
@@ -159,6 +163,13 @@ pub trait Transport: Send + Sync + 'static {
     /// so the sender wakes at once when its channel comes back. `None`: readiness is not pushed
     /// (email is always tried).
     fn readiness_changes(&self) -> Option<watch::Receiver<Health>> {
+        None
+    }
+    /// A check of the channel that sends no message (email: connect, TLS, AUTH, NOOP), run now
+    /// and then by the paging-health task, so a channel that is seldom used (email behind a
+    /// working modem) is not found broken only when a page needs it. `None`: nothing of the
+    /// kind (the modem's health is watched all the time).
+    fn probe(&self) -> Option<ProbeFuture> {
         None
     }
 }

@@ -328,8 +328,9 @@ impl Transport for ModemVoice {
 pub struct Email {
     config: watch::Receiver<Arc<Config>>,
     built: std::sync::Mutex<Built>,
-    /// Set when the last send failed for a reason that is not the recipient's.
-    last_error: std::sync::Mutex<Option<Arc<EmailError>>>,
+    /// Set when the last send or check failed for a reason that is not the recipient's; shared
+    /// with the checks ([`Transport::probe`]), which outlive a borrow of the transport.
+    last_error: Arc<std::sync::Mutex<Option<Arc<EmailError>>>>,
 }
 
 /// The sender for one config, or why it could not be made.
@@ -412,6 +413,26 @@ impl Transport for Email {
             Some(e) => Err(Unavailable::EmailFailed(e.clone())),
             None => Ok(()),
         }
+    }
+
+    fn probe(&self) -> Option<crate::notify::sender::ProbeFuture> {
+        let sender = self.sender().ok()?;
+        let last_error = self.last_error.clone();
+        Some(Box::pin(async move {
+            let checked = sender.check().await;
+            let mut last = last_error.lock().expect("email state");
+            match checked {
+                Ok(()) => {
+                    if last.take().is_some() {
+                        tracing::info!("email relay answers again");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "email relay check failed: an email page now would fail");
+                    *last = Some(Arc::new(e));
+                }
+            }
+        }))
     }
 
     fn send<'a>(&'a self, msg: &'a Outgoing) -> SendFuture<'a> {
@@ -563,5 +584,48 @@ mod tests {
             s.note(Err(Arc::new(ModemError::Stopped)));
         }
         assert!(s.health().is_ok());
+    }
+}
+
+#[cfg(test)]
+mod probe_tests {
+    use std::path::Path;
+
+    use pagerbox_testkit::smtp::{Fault, SmtpTestOptions, SmtpTestServer, Stage};
+
+    use super::*;
+
+    fn email_to(port: u16) -> Email {
+        let text = format!(
+            "[email]\nenabled = true\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
+             from = \"pagerbox <pagerbox@box.example>\"\ntimeout = \"1s\"\n"
+        );
+        let config = Config::parse(&text, "t.toml", Path::new("/"))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .config;
+        let (_tx, rx) = watch::channel(Arc::new(config));
+        Email::new(rx)
+    }
+
+    /// A relay that stopped answering is reported by the channel's own check, before any page
+    /// needs it; its return is too.
+    #[tokio::test]
+    async fn the_email_check_reports_a_broken_relay_before_a_page_needs_it() {
+        let server = SmtpTestServer::start(SmtpTestOptions::default())
+            .await
+            .unwrap();
+        let email = email_to(server.addr().port());
+        email.probe().expect("email has a check").await;
+        assert!(email.health().is_ok());
+        server.push_fault(Fault::reply(Stage::Greeting, 554, "5.3.2 not accepting"));
+        email.probe().unwrap().await;
+        assert!(
+            matches!(email.health(), Err(Unavailable::EmailFailed(_))),
+            "{:?}",
+            email.health()
+        );
+        email.probe().unwrap().await;
+        assert!(email.health().is_ok());
+        assert!(server.messages().is_empty(), "a check sends nothing");
     }
 }
