@@ -73,6 +73,15 @@ fn an_incident_that_reaches_nobody_is_logged_flagged_and_on_its_timeline() {
         (h["nobody_paged"] == json!([id])).then_some(h)
     });
     assert_eq!(flagged["nobody_paged"], json!([id]));
+    // Not "ok": said among the degradations (the box itself can page, so not a 503).
+    assert_ne!(flagged["status"], "ok", "{flagged}");
+    assert!(
+        flagged["degraded"].as_array().unwrap().iter().any(|d| d
+            .as_str()
+            .unwrap()
+            .contains(&format!("nobody was paged for open incident(s) #{id}"))),
+        "{flagged}"
+    );
     let (_, inc) = d.get(&format!("/v1/incidents/{id}"));
     let timeline = inc["timeline"].to_string();
     assert!(timeline.contains("NOBODY WAS PAGED"), "{timeline}");
@@ -81,4 +90,8 @@ fn an_incident_that_reaches_nobody_is_logged_flagged_and_on_its_timeline() {
     d.post_json(&format!("/v1/incidents/{id}/resolve"), json!({}));
     let (_, h) = d.get("/healthz");
     assert_eq!(h["nobody_paged"], json!([]));
+    assert!(
+        !h["degraded"].to_string().contains("nobody was paged"),
+        "{h}"
+    );
 }

@@ -34,6 +34,23 @@ pub(super) async fn healthz(State(intake): State<Intake>) -> Response {
         let h = m.borrow();
         json!({ "state": format!("{:?}", h.state).to_lowercase(), "reason": h.reason, "since": h.since })
     });
+    // Open incidents whose paging reached nobody: the box can page, but someone is not being
+    // told about an alert. Not a 503 (the box works; a route or a person's channels do not),
+    // but never "ok" either.
+    let mut verdict = verdict;
+    if let Some(nobody) = outbox.as_ref().map(|o| &o.3).filter(|n| !n.is_empty()) {
+        let ids: Vec<String> = nobody.iter().take(10).map(|id| format!("#{id}")).collect();
+        let more = nobody.len().saturating_sub(ids.len());
+        verdict.degraded.push(format!(
+            "nobody was paged for open incident(s) {}{}",
+            ids.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ));
+    }
     let status = if verdict.impaired() {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
@@ -62,8 +79,6 @@ pub(super) async fn healthz(State(intake): State<Intake>) -> Response {
             "modem": modem,
             "standby": intake.health.standby.as_ref().map(|s| crate::standby::status_json(&s.borrow())),
             "outbox": outbox.as_ref().map(|(n, age, sending, _)| json!({ "pending": n, "oldest_seconds": age, "oldest_sending_seconds": sending })),
-            // Open incidents whose paging reached nobody: the box works, but someone is not
-            // being told about an alert.
             "nobody_paged": outbox.as_ref().map(|o| &o.3),
         })),
     )
