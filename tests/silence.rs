@@ -189,6 +189,18 @@ fn http_silence_records_matching_alerts_without_paging_and_others_page() {
     assert_eq!(pages_for(&sim, held), 0);
     assert_eq!(pages_for(&sim, am), 0);
     assert_eq!(sim.sms_to(ALICE).len(), 2, "{:?}", sim.sms_to(ALICE));
+    // What the silences hold shows at the box level too, not only on each timeline.
+    let (_, h) = d.get("/healthz");
+    assert_eq!(h["held_by_silence"], 2, "{h}");
+    let metrics = ureq::get(&d.url("/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(
+        metrics.contains("pagerbox_incidents_held_by_silence 2"),
+        "{metrics}"
+    );
     // The list shows both, reads need no token.
     let (code, v) = d.get("/v1/silences");
     assert_eq!(code, 200);

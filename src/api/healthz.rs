@@ -20,11 +20,13 @@ pub(super) async fn healthz(State(intake): State<Intake>) -> Response {
             let (n, oldest) = crate::store::outbox::depth(c, &channels)?;
             let sending = crate::store::outbox::oldest_sending(c)?;
             let nobody = crate::store::pages::nobody_reached(c)?;
+            let held = crate::store::silences::held_count(c)?;
             Ok((
                 n,
                 oldest.map(|t| (now - t).num_seconds()),
                 sending.map(|t| (now - t).num_seconds()),
                 nobody,
+                held,
             ))
         })
         .await
@@ -78,7 +80,10 @@ pub(super) async fn healthz(State(intake): State<Intake>) -> Response {
             "paging": paging.map(|p| json!({ "impaired": p.impaired(), "ready": p.ready, "down": p.down.iter().map(|(c, why)| json!({"channel": c, "reason": why})).collect::<Vec<_>>() })),
             "modem": modem,
             "standby": intake.health.standby.as_ref().map(|s| crate::standby::status_json(&s.borrow())),
-            "outbox": outbox.as_ref().map(|(n, age, sending, _)| json!({ "pending": n, "oldest_seconds": age, "oldest_sending_seconds": sending })),
+            "outbox": outbox.as_ref().map(|(n, age, sending, _, _)| json!({ "pending": n, "oldest_seconds": age, "oldest_sending_seconds": sending })),
+            // Incidents whose paging waits for a silence to end: on purpose, but a silence
+            // that holds more than meant must show here, not only on each timeline.
+            "held_by_silence": outbox.as_ref().map(|o| o.4),
             "nobody_paged": outbox.as_ref().map(|o| &o.3),
         })),
     )

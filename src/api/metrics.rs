@@ -24,14 +24,20 @@ pub async fn snapshot(intake: &Intake) -> Snapshot {
             None
         }
     };
-    let (incidents, outbox, oldest_sending) = match store {
-        Some(l) => (Some(l.incidents), Some(l.outbox), Some(l.oldest_sending)),
-        None => (None, None, None),
+    let (incidents, outbox, oldest_sending, held_by_silence) = match store {
+        Some(l) => (
+            Some(l.incidents),
+            Some(l.outbox),
+            Some(l.oldest_sending),
+            Some(l.held_by_silence),
+        ),
+        None => (None, None, None, None),
     };
     Snapshot {
         incidents,
         outbox,
         oldest_sending,
+        held_by_silence,
         modem: intake.modem.as_ref().map(|m| m.borrow().clone()),
         paging,
         standby: intake.health.standby.as_ref().map(|s| s.borrow().clone()),

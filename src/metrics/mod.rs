@@ -432,6 +432,8 @@ pub struct Snapshot {
     /// none is; `None` when the store could not be read). A claim normally lasts one send; a
     /// growing age is an outcome that cannot be recorded.
     pub oldest_sending: Option<Option<Duration>>,
+    /// Escalations a silence holds now (`None` when the store could not be read).
+    pub held_by_silence: Option<i64>,
     /// The modem's last published health, when a modem is configured.
     pub modem: Option<Health>,
     /// Which paging channels can send.
@@ -505,6 +507,14 @@ fn levels(s: &Snapshot, started: DateTime<Utc>) -> Registry {
             "How long the oldest claimed outbox row has been in sending; 0 when none is",
             Unit::Seconds,
             age.unwrap_or_default().as_secs_f64(),
+        );
+    }
+    if let Some(n) = s.held_by_silence {
+        gauge(
+            &mut r,
+            "incidents_held_by_silence",
+            "Incidents whose paging waits for a silence (runtime or a config window) to end",
+            n,
         );
     }
     gauge(

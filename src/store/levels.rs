@@ -21,6 +21,8 @@ pub struct Levels {
     pub outbox: (i64, Option<Duration>),
     /// How long the oldest row in `sending` has been claimed, if any is.
     pub oldest_sending: Option<Duration>,
+    /// Escalations a silence holds now ([`super::silences::held_count`]).
+    pub held_by_silence: i64,
 }
 
 /// Incidents by state, outbox depth on `channels` (the ones a transport serves), and the age of
@@ -46,6 +48,7 @@ fn levels(conn: &Tx, channels: &[Channel], now: DateTime<Utc>) -> rusqlite::Resu
         incidents,
         outbox: (depth, oldest.map(age)),
         oldest_sending: sending,
+        held_by_silence: super::silences::held_count(conn)?,
     })
 }
 

@@ -198,6 +198,16 @@ pub fn expire(
     Ok(by_id(conn, id, now)?.map(|s| (s, changed)))
 }
 
+/// How many escalations a silence holds now: incidents that would page but wait for a silence
+/// (runtime or a config window) to end. For `/healthz` and `/metrics`, so a silence that holds
+/// more than meant (too long, too wide) shows at the box level, not only on each timeline.
+pub fn held_count(conn: &Tx) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "SELECT count(*) FROM escalations WHERE silenced_by IS NOT NULL AND phase = 'escalating'",
+    )?
+    .query_row([], |r| r.get(0))
+}
+
 /// Marks (or clears, with `None`) which silence holds an incident's escalation.
 pub fn set_hold(conn: &Tx, incident: IncidentId, silence: Option<&str>) -> rusqlite::Result<()> {
     conn.prepare_cached("UPDATE escalations SET silenced_by = ?2 WHERE incident_id = ?1")?
