@@ -259,7 +259,7 @@ pub async fn refuse_cross_site(
         Err(refusal) => {
             tracing::warn!(
                 method = %request.method(),
-                path = %loggable_path(request.uri().path()),
+                path = &*loggable_path(request.uri().path()),
                 reason = ?refusal,
                 "refused a write that a web page could have forged"
             );
