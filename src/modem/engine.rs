@@ -34,6 +34,9 @@ use super::at::{
 /// in one go, so the wait is paid only by an empty message or one whose text is a result code.
 pub const TEXT_BODY_GRACE: Duration = Duration::from_millis(200);
 
+/// What errors and logs call a submit (`AT+CMGS=<n>` or `AT+CMGS="<number>"`).
+const SUBMIT_LABEL: &str = "AT+CMGS";
+
 /// Ctrl-Z: ends the PDU or text of `AT+CMGS`.
 const CTRL_Z: u8 = 0x1a;
 /// ESC: abandons a half-entered `AT+CMGS`.
@@ -83,7 +86,7 @@ impl Command {
     /// `AT+CMGS=<len>` followed, after the prompt, by `payload` and Ctrl-Z.
     pub fn submit(text: impl Into<String>, payload: impl Into<String>, timeout: Duration) -> Self {
         let mut c = Self::new(text, timeout);
-        c.label = "AT+CMGS".into();
+        c.label = SUBMIT_LABEL.into();
         c.payload = Some(payload.into());
         c
     }
@@ -214,10 +217,14 @@ impl EngineError {
         matches!(self, Self::Timeout { .. })
     }
 
-    /// Whether the same command may succeed later.
+    /// Whether the same command may succeed later. A bare `ERROR` says nothing about why; to a
+    /// submit (`AT+CMGS`, from modems that give no `+CMS ERROR` code) it is most often the
+    /// network's passing refusal, and a page must not be given up on it at the first attempt (a
+    /// modem that refuses every submit is shown down after a few in a row). To anything else it
+    /// is the modem refusing the command itself.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Error { .. } => false,
+            Self::Error { command } => command == SUBMIT_LABEL,
             Self::Cme { code, .. } => code.is_retryable(),
             Self::Cms { code, .. } => code.is_retryable(),
             Self::Timeout { .. } | Self::PortLost { .. } => true,
@@ -767,6 +774,24 @@ mod tests {
             err.to_string(),
             "+CMS ERROR: 500 (unknown error) on AT+CMGS"
         );
+        fake.done().await.unwrap();
+    }
+
+    /// A bare `ERROR` (a modem that gives no `+CMS ERROR` code) to a submit may pass; to any other
+    /// command it is the command refused.
+    #[tokio::test(start_paused = true)]
+    async fn a_bare_error_is_retryable_for_a_submit_only() {
+        let script = Script::new()
+            .submit("AT+CMGS=23", &["ERROR"])
+            .expect("AT+CSCA?", &["ERROR"]);
+        let (mut e, fake) = setup(script);
+        let err = e
+            .execute(&Command::submit("AT+CMGS=23", "0011", T))
+            .await
+            .unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        let err = e.execute(&Command::new("AT+CSCA?", T)).await.unwrap_err();
+        assert!(!err.is_retryable(), "{err}");
         fake.done().await.unwrap();
     }
 
