@@ -317,31 +317,36 @@ pub fn release(
         return Ok(());
     };
     let policy_of = |name: &str| config.policies.iter().find(|p| p.id == name);
-    let Some(policy) = policy_in_force(conn, config, policy_of, &inc, &e.policy, now)? else {
+    let state = state_of(&e.row);
+    let Some((policy, state)) =
+        policy_in_force(conn, config, policy_of, &inc, &e.policy, state, now)?
+    else {
         return Ok(());
     };
-    if let Some(next) = state_of(&e.row).apply(Event::Released { at: now }, policy) {
+    if let Some(next) = state.apply(Event::Released { at: now }, policy) {
         escalations::save(conn, id, &policy.id, &row_of(&next), now)?;
     }
     Ok(())
 }
 
-/// The policy the escalation of `inc` goes on with: its own (`name`), or, when a config reload
-/// removed or renamed that, the one its route names in `config`, else the one of the route that
-/// matches its alert now; the switch is said on the timeline and in the log, and the escalation
-/// keeps its place (the same step and round of the new policy). `None` when no policy is left
-/// for it: the escalation is then exhausted, on the timeline and in the log at error, since
-/// nobody can be paged for it any more.
+/// The policy the escalation of `inc` (in `state`) goes on with, and its state on it: its own
+/// policy (`name`), or, when a config reload removed or renamed that, the one its route names in
+/// `config`, else the one of the route that matches its alert now. The switch is said on the
+/// timeline and in the log, and the escalation keeps its place (the same step and round of the
+/// new policy, or its first step when the new one has no such place). `None` when no policy is
+/// left for it: the escalation is then exhausted, on the timeline and in the log at error, since
+/// nobody can be paged for it any more (said once; a resolved incident's is closed).
 fn policy_in_force<'p>(
     conn: &Tx,
     config: &'p Config,
     policy_of: impl Fn(&str) -> Option<&'p Policy>,
     inc: &Incident,
     name: &str,
+    state: EscalationState,
     now: DateTime<Utc>,
-) -> Result<Option<&'p Policy>, StoreError> {
+) -> Result<Option<(&'p Policy, EscalationState)>, StoreError> {
     if let Some(p) = policy_of(name) {
-        return Ok(Some(p));
+        return Ok(Some((p, state)));
     }
     let facts = super::AlertFacts {
         service: inc.service.as_deref(),
@@ -358,7 +363,20 @@ fn policy_in_force<'p>(
         .or_else(|| super::route_for(&config.routes, &facts))
         .and_then(|r| policy_of(&r.policy).map(|p| (r, p)));
     let Some((route, policy)) = successor else {
-        policy_gone(conn, inc.id, name, now)?;
+        match state.phase {
+            // Already said and exhausted: a resolved incident's escalation is closed (so no
+            // pass looks at it again), an open one's left as it is. Writing on every pass would
+            // wake the engine again at once.
+            Phase::Exhausted if inc.status == Status::Resolved => {
+                let closed = EscalationState {
+                    phase: Phase::Resolved,
+                    since: now,
+                };
+                save(conn, inc.id, name, &closed, now)?;
+            }
+            Phase::Exhausted | Phase::Resolved => {}
+            _ => policy_gone(conn, inc.id, name, now)?,
+        }
         return Ok(None);
     };
     tracing::warn!(
@@ -380,10 +398,9 @@ fn policy_in_force<'p>(
         ),
         Some(&serde_json::json!({ "removed": name, "policy": policy.id, "route": route.id })),
     )?;
-    if let Some(e) = escalations::of_incident(conn, inc.id)? {
-        escalations::save(conn, inc.id, &policy.id, &e.row, now)?;
-    }
-    Ok(Some(policy))
+    let state = state.moved_to(policy);
+    save(conn, inc.id, &policy.id, &state, now)?;
+    Ok(Some((policy, state)))
 }
 
 /// An escalation whose policy a config reload removed, with no policy to go on with: flagged on
@@ -435,12 +452,19 @@ fn advance(conn: &Tx, ctx: &Pass<'_>, row: Row) -> Result<(), StoreError> {
         return Ok(());
     };
     let policy_of = |name: &str| plan.policies.get(name);
-    let Some(policy) = policy_in_force(conn, &plan.config, policy_of, &inc, &row.policy, now)?
+    let Some((policy, mut state)) = policy_in_force(
+        conn,
+        &plan.config,
+        policy_of,
+        &inc,
+        &row.policy,
+        row.state,
+        now,
+    )?
     else {
         return Ok(());
     };
     let route = plan.route(inc.route.as_deref());
-    let mut state = row.state;
     // Which silence holds the due step; an incident held since it opened never paged anyone,
     // so its acknowledge and resolve are not announced to stakeholders either.
     let mut hold = row.silenced_by.clone();

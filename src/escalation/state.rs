@@ -153,6 +153,32 @@ fn exists(policy: &Policy, next: Next) -> bool {
 }
 
 impl EscalationState {
+    /// This state carried over to `policy` from another one (a reload renamed or replaced its
+    /// policy): a place `policy` does not have (it has fewer steps or runs) becomes its first
+    /// step, so the escalation pages on rather than ending on the spot.
+    pub fn moved_to(self, policy: &Policy) -> EscalationState {
+        let first = Next::Step { step: 0, round: 0 };
+        let keep = |n: Next| match n {
+            Next::Step { .. } if !exists(policy, n) => first,
+            n => n,
+        };
+        let phase = match self.phase {
+            Phase::Escalating { next, due } => Phase::Escalating {
+                next: keep(next),
+                due,
+            },
+            Phase::Acknowledged {
+                retrigger_at,
+                resume,
+            } => Phase::Acknowledged {
+                retrigger_at,
+                resume: keep(resume),
+            },
+            p => p,
+        };
+        EscalationState { phase, ..self }
+    }
+
     /// Whether this state escalates towards a step `policy` has (not past its last one, and not
     /// a step a reload removed): what an "escalate now" can promise to page.
     pub fn has_step_ahead(&self, policy: &Policy) -> bool {

@@ -846,3 +846,74 @@ fn a_removed_policy_with_no_route_left_exhausts_and_says_so() {
         "{timeline:#?}"
     );
 }
+
+/// The new policy is shorter than the place the escalation had reached: it goes on from the new
+/// policy's first step rather than ending on the spot.
+#[test]
+fn a_policy_replaced_by_a_shorter_one_goes_on_from_its_first_step() {
+    let (c, plan) = setup();
+    let id = trigger(&c, &plan, "db1", "db", t(0));
+    pass(&c, &plan, t(0)).unwrap();
+    // Step 2 (bob) is next, at +10 minutes; the new policy has one step only.
+    let shorter = CONFIG
+        .replace("id = \"default\"\nrepeat = 2", "id = \"short\"\nrepeat = 1")
+        .replace("policy = \"default\"", "policy = \"short\"")
+        .replace(
+            "[[policies.steps]]\nusers = [\"bob\"]\nwait = \"15m\"\n",
+            "",
+        );
+    let cfg = Config::parse(&shorter, "t.toml", Path::new("/"))
+        .unwrap()
+        .config;
+    assert_eq!(cfg.policies[0].steps.len(), 1);
+    let plan = Plan::new(Arc::new(cfg));
+    pass(&c, &plan, t(10)).unwrap();
+    // Alice (the first step) is paged again; nothing was exhausted.
+    assert!(
+        pages_to(&c, "alice").contains(&("sms".into(), 10)),
+        "{:?}",
+        pages_to(&c, "alice")
+    );
+    let timeline = crate::store::queries::timeline(&c, id).unwrap();
+    assert!(
+        !timeline.iter().any(|e| e.kind == "exhausted"),
+        "{timeline:#?}"
+    );
+}
+
+/// No policy left, the incident then resolved: said once, and the escalation closed, so later
+/// passes neither write nor log again.
+#[test]
+fn an_escalation_without_a_policy_is_said_once_and_closed_when_resolved() {
+    let (c, plan) = setup();
+    let id = trigger(&c, &plan, "db1", "db", t(0));
+    pass(&c, &plan, t(0)).unwrap();
+    let mut cfg = Config::parse(
+        &CONFIG
+            .replace("id = \"default\"\nrepeat", "id = \"other\"\nrepeat")
+            .replace("policy = \"default\"", "policy = \"other\""),
+        "t.toml",
+        Path::new("/"),
+    )
+    .unwrap()
+    .config;
+    cfg.routes.clear();
+    let plan = Plan::new(Arc::new(cfg));
+    pass(&c, &plan, t(10)).unwrap();
+    let actor = Actor::new("alice", "sms");
+    crate::store::queries::transition(&c, id, Status::Resolved, &actor, t(11)).unwrap();
+    for m in 11..15 {
+        pass(&c, &plan, t(m)).unwrap();
+    }
+    let errors = crate::store::queries::timeline(&c, id)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "escalation-error")
+        .count();
+    assert_eq!(errors, 1);
+    let e = escalations::of_incident(&c, id).unwrap().unwrap();
+    assert_eq!(state_of(&e.row).phase, Phase::Resolved);
+    assert!(escalations::needing_attention(&c, t(20))
+        .unwrap()
+        .is_empty());
+}
