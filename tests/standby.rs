@@ -33,6 +33,8 @@ struct Known {
     by: &'static str,
     /// When the upstream opened it (the stub learnt of it), RFC 3339, as both APIs give it.
     created: String,
+    /// When it was acknowledged or resolved there; `None`: just before each answer.
+    acted: Option<String>,
 }
 
 struct StubState {
@@ -86,6 +88,7 @@ impl Stub {
                 status,
                 by,
                 created,
+                acted: None,
             },
         );
     }
@@ -93,13 +96,16 @@ impl Stub {
     /// [`Stub::know`], for an incident the upstream opened `ago` (an earlier occurrence of a key
     /// that recurs).
     fn know_from(&self, key: &str, status: &'static str, by: &'static str, ago: Duration) {
-        let created = (chrono::Utc::now() - ago).to_rfc3339();
+        let created = chrono::Utc::now() - ago;
+        let acted = Some((created + chrono::Duration::minutes(3)).to_rfc3339());
+        let created = created.to_rfc3339();
         self.state.lock().unwrap().known.insert(
             key.to_string(),
             Known {
                 status,
                 by,
                 created,
+                acted,
             },
         );
     }
@@ -142,16 +148,25 @@ fn answer(r: &HttpRequest, known: &HashMap<String, Known>) -> (u16, String) {
                 );
             }
             let key = query(&r.target, "incident_key").unwrap_or_default();
+            // What the upstream did, it did just now (the tests acknowledge or resolve it while
+            // the box holds its incident), unless the stub was told it was an older occurrence.
+            let acted = |k: &Known| {
+                k.acted
+                    .clone()
+                    .unwrap_or_else(|| chrono::Utc::now().to_rfc3339())
+            };
             let incidents: Vec<Value> = known
                 .get(&key)
                 .map(|k| {
+                    let acted = acted(k);
                     let mut i = json!({
                         "id": "PT4KHLK", "type": "incident", "status": k.status,
                         "incident_key": key, "acknowledgements": [], "created_at": k.created,
+                        "last_status_change_at": acted,
                         "last_status_change_by": {"id": "PXPGF42", "type": "user_reference", "summary": k.by}
                     });
                     if k.status == "acknowledged" {
-                        i["acknowledgements"] = json!([{"at": "2015-11-10T00:32:52Z",
+                        i["acknowledgements"] = json!([{"at": acted,
                             "acknowledger": {"id": "PXPGF42", "type": "user_reference", "summary": k.by}}]);
                     }
                     vec![i]
@@ -190,7 +205,8 @@ fn answer(r: &HttpRequest, known: &HashMap<String, Known>) -> (u16, String) {
                         "id": "70413a06-38d6-4c85-92b8-5ebc900d42e2", "tinyId": "1791", "alias": alias,
                         "status": if k.status == "resolved" { "closed" } else { "open" },
                         "acknowledged": k.status == "acknowledged", "report": report,
-                        "createdAt": k.created
+                        "createdAt": k.created,
+                        "updatedAt": k.acted.clone().unwrap_or_else(|| chrono::Utc::now().to_rfc3339())
                     }, "took": 0.004, "requestId": "43a29c5c"}).to_string())
                 }
             }
@@ -364,26 +380,48 @@ fn acknowledged_upstream_within_the_grace_pages_nobody() {
 fn an_old_resolved_occurrence_upstream_does_not_silence_a_new_one() {
     let sim = ExternalSim::start();
     let pd = Stub::start(Mode::Answer);
-    let week = Duration::from_secs(7 * 24 * 3600);
-    pd.know_from("k-again", "resolved", "Bob", week);
+    // Last week's, and one that fired 5 minutes ago and was resolved 2 minutes ago (a flap).
+    pd.know_from(
+        "k-again",
+        "resolved",
+        "Bob",
+        Duration::from_secs(7 * 24 * 3600),
+    );
+    pd.know_from("k-flap", "resolved", "Bob", Duration::from_secs(5 * 60));
     let k = keys();
     let mut d = start_clocked(&sim, &pagerduty(&k, &pd.url(), GRACE), "");
-    let id =
-        d.trigger(json!({"summary": "disk full k-again", "service": "db", "dedup_key": "k-again"}));
-    d.wait_for(10, "a check of the key", || {
-        pd.received()
+    let ids: Vec<i64> = ["k-again", "k-flap"]
+        .iter()
+        .map(|key| {
+            d.trigger(
+                json!({"summary": format!("disk full {key}"), "service": "db", "dedup_key": key}),
+            )
+        })
+        .collect();
+    d.wait_for(10, "a check of each key", || {
+        let got = pd.received();
+        ["k-again", "k-flap"]
             .iter()
-            .any(|r| r.method == "GET" && r.target.contains("k-again"))
+            .all(|key| {
+                got.iter()
+                    .any(|r| r.method == "GET" && r.target.contains(key))
+            })
             .then_some(())
     });
     d.hold(Duration::from_secs(1), "mirrored an old resolution", || {
-        d.incident(id)["status"] == "triggered"
+        ids.iter()
+            .all(|id| d.incident(*id)["status"] == "triggered")
     });
     d.advance(SHORT_OF_GRACE + PAST_GRACE);
     let t0 = Instant::now();
-    let (text, _) = nth_sms(&d, &sim, 1, 20, t0);
-    assert!(text.contains("disk full k-again"), "{text}");
-    assert_eq!(d.incident(id)["status"], "triggered");
+    nth_sms(&d, &sim, 2, 20, t0);
+    let texts = sim.sms_to(PAGER_PHONE).join("\n");
+    for key in ["k-again", "k-flap"] {
+        assert!(texts.contains(&format!("disk full {key}")), "{texts}");
+    }
+    for id in ids {
+        assert_eq!(d.incident(id)["status"], "triggered");
+    }
 }
 
 #[cfg_attr(

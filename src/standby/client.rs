@@ -40,13 +40,15 @@ pub const SAME_OCCURRENCE: Duration = Duration::from_secs(15 * 60);
 
 /// Asks the upstream whether the incident with `key` (dedup key / alias) is acknowledged.
 ///
-/// Dedup keys recur (an Alertmanager group fires again next week under the same key), and the
-/// upstream keeps the old incident: PagerDuty lists last month's resolved ones for the key,
-/// Opsgenie answers for the alias's last alert. Only an upstream incident opened at or after
-/// `since` (the local incident's opening less [`SAME_OCCURRENCE`]) is an answer about this
-/// one; an older one is [`Answer::Unknown`], so an old resolution never silences a new alert.
-/// `None` (the reachability probe) takes any.
-pub async fn check(settings: &Settings, key: &str, since: Option<DateTime<Utc>>) -> Check {
+/// Dedup keys recur (an Alertmanager group fires again next week, or a minute after it
+/// resolved), and the upstream keeps the old incident: PagerDuty lists last month's resolved
+/// ones for the key, Opsgenie answers for the alias's last alert. So, with `opened` the local
+/// incident's opening: only an upstream incident opened at most [`SAME_OCCURRENCE`] before it
+/// is about this one (an older one is [`Answer::Unknown`]), and its acknowledgement or
+/// resolution counts only when it came at or after `opened` (an earlier one was about the
+/// occurrence before: acknowledged reads as triggered, resolved as unknown). An old resolution
+/// never silences a new alert. `None` (the reachability probe) takes any answer.
+pub async fn check(settings: &Settings, key: &str, opened: Option<DateTime<Utc>>) -> Check {
     let (url, auth) = match settings.upstream {
         Upstream::PagerDuty => (
             format!(
@@ -86,7 +88,7 @@ pub async fn check(settings: &Settings, key: &str, since: Option<DateTime<Utc>>)
             }
         };
         match body {
-            Ok(body) => parse(upstream, status, &body, since),
+            Ok(body) => parse(upstream, status, &body, opened),
             Err(e) => Check::Failed {
                 error: format!("HTTP {status}: cannot read the answer: {e}"),
             },
@@ -204,9 +206,9 @@ fn encode(s: &str) -> String {
     out
 }
 
-/// What an answer of `status` with `body` says about an incident opened at or after `since`
+/// What an answer of `status` with `body` says about the local incident opened at `opened`
 /// (see [`check`]). Pure.
-pub fn parse(upstream: Upstream, status: u16, body: &str, since: Option<DateTime<Utc>>) -> Check {
+pub fn parse(upstream: Upstream, status: u16, body: &str, opened: Option<DateTime<Utc>>) -> Check {
     if upstream == Upstream::Opsgenie && status == 404 {
         return Check::Answered(Answer::Unknown);
     }
@@ -226,8 +228,8 @@ pub fn parse(upstream: Upstream, status: u16, body: &str, since: Option<DateTime
         }
     };
     let answer = match upstream {
-        Upstream::PagerDuty => pagerduty(&v, since),
-        Upstream::Opsgenie => opsgenie(&v, since),
+        Upstream::PagerDuty => pagerduty(&v, opened),
+        Upstream::Opsgenie => opsgenie(&v, opened),
     };
     match answer {
         Some(a) => Check::Answered(a),
@@ -247,25 +249,29 @@ fn summary(v: &Value) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
-/// Whether an upstream incident or alert stamped `created` (RFC 3339) may be the local one that
-/// opened at `since` or later (see [`check`]). One whose opening cannot be read is not: only a
-/// positive answer keeps the box quiet, and an undated one is not positive about this incident.
-fn same_occurrence(created: Option<&Value>, since: Option<DateTime<Utc>>) -> bool {
-    let Some(since) = since else {
-        return true;
-    };
-    created
-        .and_then(Value::as_str)
+/// An RFC 3339 stamp of an answer, in UTC.
+fn stamp(v: Option<&Value>) -> Option<DateTime<Utc>> {
+    v.and_then(Value::as_str)
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .is_some_and(|t| t.with_timezone(&Utc) >= since)
+        .map(|t| t.with_timezone(&Utc))
 }
 
-fn pagerduty(v: &Value, since: Option<DateTime<Utc>>) -> Option<Answer> {
+/// Whether something upstream that happened at `at` can be about the local incident opened at
+/// `opened` less `before` (see [`check`]). An unreadable time is not: only a positive answer
+/// keeps the box quiet, and an undated one is not positive about this incident.
+fn not_before(at: Option<DateTime<Utc>>, opened: Option<DateTime<Utc>>, before: Duration) -> bool {
+    let Some(opened) = opened else {
+        return true;
+    };
+    at.is_some_and(|t| t >= crate::clock::sub(opened, before))
+}
+
+fn pagerduty(v: &Value, opened: Option<DateTime<Utc>>) -> Option<Answer> {
     let incidents = v.get("incidents")?.as_array()?;
     // Only this occurrence's; an open one wins over a resolved one.
     let current: Vec<&Value> = incidents
         .iter()
-        .filter(|i| same_occurrence(i.get("created_at"), since))
+        .filter(|i| not_before(stamp(i.get("created_at")), opened, SAME_OCCURRENCE))
         .collect();
     let inc = current
         .iter()
@@ -278,28 +284,51 @@ fn pagerduty(v: &Value, since: Option<DateTime<Utc>>) -> Option<Answer> {
         .get("last_status_change_by")
         .and_then(summary)
         .unwrap_or_else(|| "PagerDuty".to_string());
+    let changed_at = stamp(inc.get("last_status_change_at"));
+    let last_ack = inc
+        .get("acknowledgements")
+        .and_then(Value::as_array)
+        .and_then(|a| a.last());
     Some(match inc.get("status")?.as_str()? {
         "triggered" => Answer::Triggered,
-        "acknowledged" => Answer::Acknowledged {
-            by: inc
-                .get("acknowledgements")
-                .and_then(Value::as_array)
-                .and_then(|a| a.last())
-                .and_then(|a| a.get("acknowledger"))
-                .and_then(summary)
-                .unwrap_or(changed_by),
-        },
-        "resolved" => Answer::Resolved { by: changed_by },
+        "acknowledged" => {
+            let at = stamp(last_ack.and_then(|a| a.get("at"))).or(changed_at);
+            if !not_before(at, opened, Duration::ZERO) {
+                return Some(Answer::Triggered);
+            }
+            Answer::Acknowledged {
+                by: last_ack
+                    .and_then(|a| a.get("acknowledger"))
+                    .and_then(summary)
+                    .unwrap_or(changed_by),
+            }
+        }
+        "resolved" => {
+            let at = stamp(inc.get("resolved_at")).or(changed_at);
+            if !not_before(at, opened, Duration::ZERO) {
+                return Some(Answer::Unknown);
+            }
+            Answer::Resolved { by: changed_by }
+        }
         _ => return None,
     })
 }
 
-fn opsgenie(v: &Value, since: Option<DateTime<Utc>>) -> Option<Answer> {
+fn opsgenie(v: &Value, opened: Option<DateTime<Utc>>) -> Option<Answer> {
     let data = v.get("data")?;
-    if data.get("status").is_some() && !same_occurrence(data.get("createdAt"), since) {
+    let created = stamp(data.get("createdAt"));
+    if data.get("status").is_some() && !not_before(created, opened, SAME_OCCURRENCE) {
         return Some(Answer::Unknown);
     }
     let report = data.get("report");
+    // `report.ackTime` and `report.closeTime` are milliseconds after the alert's creation;
+    // without them, the alert's last update.
+    let after_creation = |k: &str| {
+        let ms = report.and_then(|r| r.get(k)).and_then(Value::as_u64)?;
+        let ms = i64::try_from(ms).ok()?;
+        created?.checked_add_signed(chrono::TimeDelta::try_milliseconds(ms)?)
+    };
+    let updated = stamp(data.get("updatedAt"));
     let field = |k: &str| {
         report
             .and_then(|r| r.get(k))
@@ -313,10 +342,20 @@ fn opsgenie(v: &Value, since: Option<DateTime<Utc>>) -> Option<Answer> {
         .filter(|s| !s.is_empty())
         .map(str::to_string);
     Some(match data.get("status")?.as_str()? {
-        "closed" => Answer::Resolved {
-            by: field("closedBy").unwrap_or_else(|| "Opsgenie".into()),
-        },
+        "closed" => {
+            let at = after_creation("closeTime").or(updated);
+            if !not_before(at, opened, Duration::ZERO) {
+                return Some(Answer::Unknown);
+            }
+            Answer::Resolved {
+                by: field("closedBy").unwrap_or_else(|| "Opsgenie".into()),
+            }
+        }
         "open" if data.get("acknowledged").and_then(Value::as_bool) == Some(true) => {
+            let at = after_creation("ackTime").or(updated);
+            if !not_before(at, opened, Duration::ZERO) {
+                return Some(Answer::Triggered);
+            }
             Answer::Acknowledged {
                 by: field("acknowledgedBy")
                     .or(owner)
@@ -408,50 +447,114 @@ mod tests {
     }
 
     /// A key that recurs: the upstream still lists the last occurrence's incident. Only one
-    /// opened at or after `since` answers for the local incident; an older resolution or
-    /// acknowledgement is "unknown", never a reason to stay quiet.
+    /// opened at most 15 minutes before the local one (at 10:00) answers for it, and its
+    /// acknowledgement or resolution only when it came after 10:00: an older resolution is
+    /// "unknown" and an older acknowledgement "triggered", never a reason to stay quiet.
     #[test]
     fn an_older_occurrence_upstream_is_no_answer_about_this_one() {
-        let since = Some(Utc.with_ymd_and_hms(2026, 12, 7, 9, 45, 0).unwrap());
-        let old_resolved = r#"{"incidents":[{"id":"P0","status":"resolved",
-            "created_at":"2026-11-30T10:00:00Z","last_status_change_by":{"summary":"Bob"}}],
-            "limit":25,"more":false}"#;
+        let opened = Some(Utc.with_ymd_and_hms(2026, 12, 7, 10, 0, 0).unwrap());
+        let pd = |created: &str, status: &str, changed: &str| {
+            format!(
+                r#"{{"incidents":[{{"id":"P0","status":"{status}","created_at":"{created}",
+                "last_status_change_at":"{changed}","last_status_change_by":{{"summary":"Bob"}}}}],
+                "limit":25,"more":false}}"#
+            )
+        };
+        let week_old = pd("2026-11-30T10:00:00Z", "resolved", "2026-11-30T10:05:00Z");
         assert_eq!(
-            parse(PD, 200, old_resolved, since),
+            parse(PD, 200, &week_old, opened),
             Check::Answered(Answer::Unknown)
         );
-        // The probe (no date) still reads it.
+        // The probe (no local incident) still reads it.
         assert_eq!(
-            parse(PD, 200, old_resolved, None),
+            parse(PD, 200, &week_old, None),
+            Check::Answered(Answer::Resolved { by: "Bob".into() })
+        );
+        // Fired at 09:55, resolved at 09:58, fired again: the box's incident opened at 10:00.
+        let flapped = pd("2026-12-07T09:55:00Z", "resolved", "2026-12-07T09:58:00Z");
+        assert_eq!(
+            parse(PD, 200, &flapped, opened),
+            Check::Answered(Answer::Unknown)
+        );
+        let acked_before = pd(
+            "2026-12-07T09:55:00Z",
+            "acknowledged",
+            "2026-12-07T09:58:00Z",
+        );
+        assert_eq!(
+            parse(PD, 200, &acked_before, opened),
+            Check::Answered(Answer::Triggered)
+        );
+        // Resolved after the box's incident opened: about this one.
+        let resolved_now = pd(
+            "2026-12-07T09:59:58Z",
+            "resolved",
+            "2026-12-07T10:03:00+00:00",
+        );
+        assert_eq!(
+            parse(PD, 200, &resolved_now, opened),
             Check::Answered(Answer::Resolved { by: "Bob".into() })
         );
         // This occurrence's incident answers, whatever the old one says; undated ones do not.
         let both = r#"{"incidents":[
             {"id":"P2","status":"acknowledged","created_at":"2026-12-07T09:50:00+01:00"},
             {"id":"P1","status":"acknowledged","created_at":"2026-12-07T09:59:00Z",
-             "acknowledgements":[{"acknowledger":{"summary":"Ann"}}]},
+             "acknowledgements":[{"at":"2026-12-07T10:01:00Z","acknowledger":{"summary":"Ann"}}]},
             {"id":"P3","status":"resolved"},
             {"id":"P0","status":"resolved","created_at":"2026-11-30T10:00:00Z"}]}"#;
         assert_eq!(
-            parse(PD, 200, both, since),
+            parse(PD, 200, both, opened),
             Check::Answered(Answer::Acknowledged { by: "Ann".into() })
         );
-        let old_closed = r#"{"data":{"status":"closed","acknowledged":true,
-            "createdAt":"2026-11-30T10:00:00.396Z","report":{"closedBy":"neo"}}}"#;
+        let og = |created: &str, status: &str, report: &str| {
+            format!(
+                r#"{{"data":{{"status":"{status}","acknowledged":{acked},"createdAt":"{created}",
+                "report":{report}}}}}"#,
+                acked = report.contains("ackTime")
+            )
+        };
+        let old_closed = og(
+            "2026-11-30T10:00:00.396Z",
+            "closed",
+            r#"{"closeTime":60503,"closedBy":"neo"}"#,
+        );
         assert_eq!(
-            parse(OG, 200, old_closed, since),
+            parse(OG, 200, &old_closed, opened),
             Check::Answered(Answer::Unknown)
         );
         let undated = r#"{"data":{"status":"closed","report":{"closedBy":"neo"}}}"#;
         assert_eq!(
-            parse(OG, 200, undated, since),
+            parse(OG, 200, undated, opened),
             Check::Answered(Answer::Unknown)
         );
-        let new_closed = r#"{"data":{"status":"closed","createdAt":"2026-12-07T09:50:00Z",
-            "report":{"closedBy":"neo"}}}"#;
+        // Created 09:58, closed 60.5 s later (09:59): the occurrence before.
+        let flapped = og(
+            "2026-12-07T09:58:00Z",
+            "closed",
+            r#"{"closeTime":60503,"closedBy":"neo"}"#,
+        );
         assert_eq!(
-            parse(OG, 200, new_closed, since),
+            parse(OG, 200, &flapped, opened),
+            Check::Answered(Answer::Unknown)
+        );
+        // Created 09:58, closed 3 minutes later: this one.
+        let closed = og(
+            "2026-12-07T09:58:00Z",
+            "closed",
+            r#"{"closeTime":180000,"closedBy":"neo"}"#,
+        );
+        assert_eq!(
+            parse(OG, 200, &closed, opened),
             Check::Answered(Answer::Resolved { by: "neo".into() })
+        );
+        let acked_before = og(
+            "2026-12-07T09:58:00Z",
+            "open",
+            r#"{"ackTime":15702,"acknowledgedBy":"neo"}"#,
+        );
+        assert_eq!(
+            parse(OG, 200, &acked_before, opened),
+            Check::Answered(Answer::Triggered)
         );
     }
 

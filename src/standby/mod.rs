@@ -189,8 +189,7 @@ async fn round(
             beat.beat();
         }
         checks.spawn(async move {
-            let since = crate::clock::sub(h.opened_at, client::SAME_OCCURRENCE);
-            let check = client::check(&settings, &h.dedup_key, Some(since)).await;
+            let check = client::check(&settings, &h.dedup_key, Some(h.opened_at)).await;
             (h, settings, check)
         });
     }
