@@ -298,6 +298,14 @@ async fn reply_550_is_permanent() {
     assert_eq!(err.code(), Some(550));
     assert!(!err.is_retryable());
     assert!(err.to_string().contains("No such user"), "{err}");
+    // Postfix's unknown recipient mentions relaying; still the address, not the box.
+    server.push_fault(Fault::reply(
+        Stage::Rcpt,
+        550,
+        "5.1.1 <x@example.org>: Recipient address rejected: User unknown in relay recipient table",
+    ));
+    let err = sender.send(&message()).await.unwrap_err();
+    assert!(!err.is_retryable(), "{err}");
 }
 
 /// A relay that will not relay for this box refuses every page: retryable, like a wrong

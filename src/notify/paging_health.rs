@@ -20,6 +20,9 @@ use crate::modem::Health;
 /// seldom enough to be no load on the relay.
 const FIRST_PROBE: Duration = Duration::from_secs(2);
 const PROBE_EVERY: Duration = Duration::from_secs(3600);
+/// How soon a channel whose check failed is checked again: a passing failure should not show
+/// for the whole hour.
+const PROBE_AGAIN: Duration = Duration::from_secs(300);
 
 /// A sender's request to look at the transports again now (after an attempt, a readiness
 /// change): the senders see a channel fail first, and `/healthz` should not lag them.
@@ -93,6 +96,9 @@ pub async fn run(
             Some(done) = probes.join_next(), if !probes.is_empty() => {
                 if let Err(e) = done {
                     tracing::error!(error = %e, "a channel check failed to run");
+                }
+                if transports.iter().any(|t| t.health().is_err()) {
+                    next_probe = next_probe.min(tokio::time::Instant::now() + PROBE_AGAIN);
                 }
             }
         }

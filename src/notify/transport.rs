@@ -328,9 +328,21 @@ impl Transport for ModemVoice {
 pub struct Email {
     config: watch::Receiver<Arc<Config>>,
     built: std::sync::Mutex<Built>,
-    /// Set when the last send or check failed for a reason that is not the recipient's; shared
-    /// with the checks ([`Transport::probe`]), which outlive a borrow of the transport.
-    last_error: Arc<std::sync::Mutex<Option<Arc<EmailError>>>>,
+    /// What the last send and the last check said; shared with the checks
+    /// ([`Transport::probe`]), which outlive a borrow of the transport.
+    failures: Arc<std::sync::Mutex<Failures>>,
+}
+
+/// Why email is not to be trusted now, from sends and from checks, kept apart: a check (connect,
+/// TLS, AUTH, NOOP) that passes says nothing of a relay that refuses MAIL FROM or DATA, so it
+/// clears only its own failure, while a send that goes through clears both.
+#[derive(Default)]
+struct Failures {
+    /// The last send failed for a reason that is not the recipient's.
+    send: Option<Arc<EmailError>>,
+    /// The last check failed, with the sender it checked: a check begun before a reload says
+    /// nothing about the new settings.
+    check: Option<(Arc<EmailSender>, Arc<EmailError>)>,
 }
 
 /// The sender for one config, or why it could not be made.
@@ -361,7 +373,7 @@ impl Email {
         Email {
             config,
             built: std::sync::Mutex::new(Built { from, sender }),
-            last_error: Default::default(),
+            failures: Default::default(),
         }
     }
 
@@ -381,7 +393,7 @@ impl Email {
                     tracing::error!(reason = %why, "email cannot be set up; paging goes on without it")
                 }
             }
-            *self.last_error.lock().expect("email state") = None;
+            *self.failures.lock().expect("email state") = Failures::default();
             built.from = now;
         }
         built.sender.clone()
@@ -409,27 +421,33 @@ impl Transport for Email {
 
     fn health(&self) -> Result<(), Unavailable> {
         self.ready()?;
-        match &*self.last_error.lock().expect("email state") {
-            Some(e) => Err(Unavailable::EmailFailed(e.clone())),
-            None => Ok(()),
+        let current = self.sender().ok();
+        let failures = self.failures.lock().expect("email state");
+        let checked = failures
+            .check
+            .as_ref()
+            .filter(|(of, _)| current.as_ref().is_some_and(|now| Arc::ptr_eq(now, of)));
+        match (&failures.send, checked) {
+            (Some(e), _) | (None, Some((_, e))) => Err(Unavailable::EmailFailed(e.clone())),
+            (None, None) => Ok(()),
         }
     }
 
     fn probe(&self) -> Option<crate::notify::sender::ProbeFuture> {
         let sender = self.sender().ok()?;
-        let last_error = self.last_error.clone();
+        let failures = self.failures.clone();
         Some(Box::pin(async move {
             let checked = sender.check().await;
-            let mut last = last_error.lock().expect("email state");
+            let mut failures = failures.lock().expect("email state");
             match checked {
                 Ok(()) => {
-                    if last.take().is_some() {
-                        tracing::info!("email relay answers again");
+                    if failures.check.take().is_some() {
+                        tracing::info!("email relay answers its check again");
                     }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "email relay check failed: an email page now would fail");
-                    *last = Some(Arc::new(e));
+                    failures.check = Some((sender, Arc::new(e)));
                 }
             }
         }))
@@ -478,7 +496,7 @@ impl Transport for Email {
             let sender = self.sender().map_err(SendError::EmailSetup)?;
             match sender.send(&email).await {
                 Ok(r) => {
-                    *self.last_error.lock().expect("email state") = None;
+                    *self.failures.lock().expect("email state") = Failures::default();
                     Ok(Delivered {
                         reference: Some(r.response.clone()),
                         detail: r.response,
@@ -487,7 +505,7 @@ impl Transport for Email {
                 }
                 Err(e) => {
                     let e = Arc::new(e);
-                    *self.last_error.lock().expect("email state") = Some(e.clone());
+                    self.failures.lock().expect("email state").send = Some(e.clone());
                     Err(SendError::Email(e))
                 }
             }
@@ -627,5 +645,12 @@ mod probe_tests {
         email.probe().unwrap().await;
         assert!(email.health().is_ok());
         assert!(server.messages().is_empty(), "a check sends nothing");
+        // A send that failed (a relay that greets and authenticates but refuses the message) is
+        // not cleared by a check that passes: only a send that goes through clears it.
+        email.failures.lock().unwrap().send = Some(Arc::new(EmailError::NotConnected {
+            server: "127.0.0.1".into(),
+        }));
+        email.probe().unwrap().await;
+        assert!(matches!(email.health(), Err(Unavailable::EmailFailed(_))));
     }
 }

@@ -148,8 +148,23 @@ pub enum EmailError {
 /// denied" and its spellings). A page must not be given up for good on one of these: it waits
 /// for the relay or the settings to be fixed, with the channel shown down meanwhile.
 fn refuses_the_box(code: u16, response: &str) -> bool {
+    // Whole phrases: a bad recipient can mention relaying too (Postfix: "Recipient address
+    // rejected: User unknown in relay recipient table").
+    const RELAY_REFUSED: &[&str] = &[
+        "relay access denied",
+        "relaying denied",
+        "relay denied",
+        "unable to relay",
+        "not permitted to relay",
+        "relay not permitted",
+        "relaying not permitted",
+        "relaying disallowed",
+        "relaying not allowed",
+        "relay not allowed",
+    ];
+    let response = response.to_ascii_lowercase();
     matches!(code, 530 | 534 | 535 | 538)
-        || (matches!(code, 550 | 551 | 554) && response.to_ascii_lowercase().contains("relay"))
+        || (matches!(code, 550 | 551 | 554) && RELAY_REFUSED.iter().any(|p| response.contains(p)))
 }
 
 impl EmailError {
