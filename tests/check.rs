@@ -48,8 +48,9 @@ fn broken_config_lists_every_problem_and_exits_1() {
     );
 }
 
-/// A token file `run` could not read (missing, empty) is reported by `check` at its line, as the
-/// other secret files are, rather than passing `check` and stopping `run`.
+/// A token file `run` could not read (missing, empty) is reported by `check` at its line rather
+/// than passing `check` silently and stopping `run`. A warning: the CLI reads this config too,
+/// as users who may not read the daemon's token file.
 #[test]
 fn an_unreadable_token_file_is_reported_at_its_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -63,9 +64,11 @@ fn an_unreadable_token_file_is_reported_at_its_line() {
             .arg(&path)
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(1), "{file}");
         let text = String::from_utf8_lossy(&out.stdout);
-        let at = format!("{}:2:14: http.token_file: cannot read", path.display());
+        let at = format!(
+            "{}:2:14: warning: http.token_file: cannot read",
+            path.display()
+        );
         assert!(text.contains(&at) && text.contains(why), "{text}");
     }
 }

@@ -405,12 +405,22 @@ impl Validator<'_, '_> {
     /// `[http]`: the listener, and the limits that keep a slow or large request from starving it.
     fn http(&mut self, raw: &RawHttp) -> HttpConfig {
         // The token itself is read where it is used (so it can be rotated on reload); the file
-        // is read here too, so `check` reports at its line what `run` would refuse to start with.
-        let token_file = raw
-            .token_file
-            .as_ref()
-            .filter(|s| self.secret_file(s, "http.token_file").is_some())
-            .map(|s| self.path(s.get_ref()));
+        // is read here too, so `check` reports at its line what `run` would refuse to start
+        // with. A warning, not an error: the CLI loads this config to find the daemon, as users
+        // who may not read the daemon's token file (and give their own with --token-file).
+        let token_file = raw.token_file.as_ref().map(|s| {
+            let path = self.path(s.get_ref());
+            if let Err(e) = crate::config::read_secret(&path) {
+                self.r.warning(
+                    span(s),
+                    format!(
+                        "http.token_file: cannot read {}: {e} (`pagerbox run` will not start without it)",
+                        path.display()
+                    ),
+                );
+            }
+            path
+        });
         HttpConfig {
             listen: self.addr(&raw.listen, "http.listen", DEFAULT_HTTP_LISTEN),
             token_file,
