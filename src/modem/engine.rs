@@ -307,6 +307,21 @@ impl<P: Port> AtEngine<P> {
                         warn!(dropped, command = %cmd.label, "overlong line from modem dropped");
                     }
                     Frame::Line(l) => {
+                        // A URC in between (a RING, a +CMTI of a burst, with its body) says
+                        // nothing of whether the held line was text: keep holding.
+                        let urc = self.pending_body.is_some()
+                            || matches!(classify(&l), Line::Text(ref t)
+                                if !prefix.as_deref().is_some_and(|p| t.starts_with(p))
+                                    && parse_urc(t).is_some());
+                        if held.is_some() && urc {
+                            if let Some(done) =
+                                self.on_line(cmd, prefix.as_deref(), l, &mut response)
+                            {
+                                self.decoder.set_prompt_expected(false);
+                                return done;
+                            }
+                            continue;
+                        }
                         if let Some(text) = held.take() {
                             debug!(line = %text, "at recv message text");
                             response.lines.push(text);
@@ -628,6 +643,8 @@ mod tests {
                 "AT+CMGL=\"ALL\"",
                 &[h1, "OK", h2, "ERROR", h3, "BUSY", "OK"],
             )
+            .expect("AT+CMGR=4", &[r1, "OK", "RING", "+CMTI: \"SM\",5"])
+            .expect("AT+CMGR=5", &[r1, "OK", "RING", "OK"])
             .expect("AT+CMGR=3", &[r1, "OK", "OK"])
             .expect("AT+CSQ", &["+CSQ: 17,99", "OK"]);
         let (mut e, fake) = setup(script);
@@ -640,6 +657,14 @@ mod tests {
         let list = Command::new("AT+CMGL=\"ALL\"", T).with_text_bodies();
         let r = e.execute(&list).await.unwrap();
         assert_eq!(r.lines, vec![h1, "OK", h2, "ERROR", h3, "BUSY"]);
+        // URCs right after the held line decide nothing: an empty message stays empty, a text
+        // of OK stays its text, and the URCs are kept.
+        let r = e.execute(&read(4)).await.unwrap();
+        assert_eq!(r.lines, vec![r1]);
+        let r = e.execute(&read(5)).await.unwrap();
+        assert_eq!(r.lines, vec![r1, "OK"]);
+        let urcs: Vec<Urc> = std::iter::from_fn(|| e.pop_unsolicited().map(|u| u.urc)).collect();
+        assert_eq!(urcs.len(), 3, "{urcs:?}");
         // Without the flag (PDU mode), the old reading: the first OK ends the command...
         let r = e.execute(&Command::new("AT+CMGR=3", T)).await.unwrap();
         assert_eq!(r.lines, vec![r1]);
