@@ -537,7 +537,7 @@ fn details(
         .as_deref()
         .and_then(|r| sender.config.routes.iter().find(|x| x.id == r))
         .and_then(|r| r.runbook.clone());
-    let head = match &inc.service {
+    let head = match crate::notify::text::service_shown(&inc) {
         Some(s) => format!("#{id} {} {s}: ", inc.severity.as_short()),
         None => format!("#{id} {} ", inc.severity.as_short()),
     };

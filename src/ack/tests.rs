@@ -880,6 +880,18 @@ async fn a_long_summary_is_cut_so_details_fit_two_sms_with_the_runbook() {
     assert!(d.contains("..."), "{d}");
 }
 
+/// Nothing bounds an alert's service: a long one is cut in the details reply too, so the summary
+/// and the state still fit.
+#[tokio::test]
+async fn a_long_service_leaves_room_for_the_summary_and_state_in_details() {
+    let mut h = Harness::new();
+    let id = h.trigger("k", &"s".repeat(3000)).await;
+    let d = h.reply(BOB, &format!("{id}?")).await;
+    assert!(crate::modem::pdu::fits(&d, 2), "{d}");
+    assert!(d.contains("k is down"), "{d}");
+    assert!(d.contains("triggered"), "{d}");
+}
+
 #[tokio::test]
 async fn already_resolved_names_who_and_when_in_local_time() {
     let mut h = Harness::new();

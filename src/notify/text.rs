@@ -47,7 +47,7 @@ const SERVICE_SHOWN: usize = 40;
 
 /// The incident's service as pages show it: cut to [`SERVICE_SHOWN`] characters, `...` marking
 /// a cut (GSM-7 has no ellipsis character; one would turn the whole SMS into UCS-2).
-fn service_shown(incident: &Incident) -> Option<String> {
+pub(crate) fn service_shown(incident: &Incident) -> Option<String> {
     let s = incident.service.as_deref()?;
     Some(if s.chars().count() > SERVICE_SHOWN {
         let cut: String = s.chars().take(SERVICE_SHOWN - 3).collect();
