@@ -369,6 +369,8 @@ async fn fault_submit_error_is_not_retried_blindly() {
     r.sim.fault(Fault::SubmitError { count: 1 }).await.unwrap();
     let err = r.modem.send_sms(NUMBER, "plain error").await.unwrap_err();
     assert!(err.to_string().contains("ERROR on AT+CMGS"), "{err}");
+    // Not resubmitted at once, but worth another attempt by the page's sender, later.
+    assert!(err.is_retryable(), "{err}");
     r.modem.send_sms(NUMBER, "next one").await.unwrap();
 }
 

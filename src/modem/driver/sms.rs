@@ -157,7 +157,10 @@ impl<O: PortOpener> Driver<O> {
                     })
                 }
                 Err(ModemError::Command(e)) => {
+                    // A bare ERROR names no cause: the page is retried later by its sender, with
+                    // a backoff, but the part is not resubmitted blindly at once.
                     let again = e.is_retryable()
+                        && !matches!(e, EngineError::Error { .. })
                         && !e.is_port_lost()
                         && !e.is_timeout()
                         && attempt < self.s.part_attempts
