@@ -787,6 +787,22 @@ fn a_step_is_planned_from_the_config_alone_and_planning_writes_nothing() {
     assert!(outbox_rows(&c).is_empty());
 }
 
+/// The plan after a reload of [`CONFIG`] with policy `default` named `to` (and every route naming
+/// it), edited further by `edit`: what the tests of a removed or renamed policy reload.
+fn reloaded(to: &str, edit: impl FnOnce(&mut Config)) -> Plan {
+    let text = CONFIG
+        .replace(
+            "id = \"default\"\nrepeat",
+            &format!("id = \"{to}\"\nrepeat"),
+        )
+        .replace("policy = \"default\"", &format!("policy = \"{to}\""));
+    let mut cfg = Config::parse(&text, "t.toml", Path::new("/"))
+        .unwrap()
+        .config;
+    edit(&mut cfg);
+    Plan::new(Arc::new(cfg))
+}
+
 /// A reload that renames the policy an open incident escalates on: the escalation goes on, at
 /// the same step, with the policy its route now names, and says so.
 #[test]
@@ -795,13 +811,7 @@ fn a_renamed_policy_hands_the_escalation_to_the_routes_new_one() {
     let id = trigger(&c, &plan, "db1", "db", t(0));
     pass(&c, &plan, t(0)).unwrap();
     assert_eq!(pages_to(&c, "alice").len(), 3);
-    let renamed = CONFIG
-        .replace("id = \"default\"\nrepeat", "id = \"renamed\"\nrepeat")
-        .replace("policy = \"default\"", "policy = \"renamed\"");
-    let cfg = Config::parse(&renamed, "t.toml", Path::new("/"))
-        .unwrap()
-        .config;
-    let plan = Plan::new(Arc::new(cfg));
+    let plan = reloaded("renamed", |_| {});
     // Step 2 at +10 minutes pages bob, on the renamed policy.
     pass(&c, &plan, t(10)).unwrap();
     assert_eq!(pages_to(&c, "bob"), [("sms".into(), 10)]);
@@ -827,16 +837,7 @@ fn a_removed_policy_with_no_route_left_exhausts_and_says_so() {
     let (c, plan) = setup();
     let id = trigger(&c, &plan, "db1", "db", t(0));
     pass(&c, &plan, t(0)).unwrap();
-    let gone = CONFIG.replace("id = \"default\"\nrepeat", "id = \"other\"\nrepeat");
-    let mut cfg = Config::parse(
-        &gone.replace("policy = \"default\"", "policy = \"other\""),
-        "t.toml",
-        Path::new("/"),
-    )
-    .unwrap()
-    .config;
-    cfg.routes.clear();
-    let plan = Plan::new(Arc::new(cfg));
+    let plan = reloaded("other", |cfg| cfg.routes.clear());
     pass(&c, &plan, t(10)).unwrap();
     assert!(pages_to(&c, "bob").is_empty());
     let timeline = crate::store::queries::timeline(&c, id).unwrap();
@@ -855,18 +856,10 @@ fn a_policy_replaced_by_a_shorter_one_goes_on_from_its_first_step() {
     let id = trigger(&c, &plan, "db1", "db", t(0));
     pass(&c, &plan, t(0)).unwrap();
     // Step 2 (bob) is next, at +10 minutes; the new policy has one step only.
-    let shorter = CONFIG
-        .replace("id = \"default\"\nrepeat = 2", "id = \"short\"\nrepeat = 1")
-        .replace("policy = \"default\"", "policy = \"short\"")
-        .replace(
-            "[[policies.steps]]\nusers = [\"bob\"]\nwait = \"15m\"\n",
-            "",
-        );
-    let cfg = Config::parse(&shorter, "t.toml", Path::new("/"))
-        .unwrap()
-        .config;
-    assert_eq!(cfg.policies[0].steps.len(), 1);
-    let plan = Plan::new(Arc::new(cfg));
+    let plan = reloaded("short", |cfg| {
+        cfg.policies[0].steps.truncate(1);
+        cfg.policies[0].repeat = 1;
+    });
     pass(&c, &plan, t(10)).unwrap();
     // Alice (the first step) is paged again; nothing was exhausted.
     assert!(
@@ -888,17 +881,7 @@ fn an_escalation_without_a_policy_is_said_once_and_closed_when_resolved() {
     let (c, plan) = setup();
     let id = trigger(&c, &plan, "db1", "db", t(0));
     pass(&c, &plan, t(0)).unwrap();
-    let mut cfg = Config::parse(
-        &CONFIG
-            .replace("id = \"default\"\nrepeat", "id = \"other\"\nrepeat")
-            .replace("policy = \"default\"", "policy = \"other\""),
-        "t.toml",
-        Path::new("/"),
-    )
-    .unwrap()
-    .config;
-    cfg.routes.clear();
-    let plan = Plan::new(Arc::new(cfg));
+    let plan = reloaded("other", |cfg| cfg.routes.clear());
     pass(&c, &plan, t(10)).unwrap();
     let actor = Actor::new("alice", "sms");
     crate::store::queries::transition(&c, id, Status::Resolved, &actor, t(11)).unwrap();
