@@ -87,18 +87,11 @@ impl Validator<'_, '_> {
         };
         let grace = positive(&raw.grace, "standby.grace");
         let poll_interval = positive(&raw.poll_interval, "standby.poll_interval");
-        let timeout = positive(&raw.timeout, "standby.timeout");
         // A check must end well inside the standby task's liveness bound (a round waits for its
         // checks); an old config with a longer one still starts, at the limit.
-        let timeout = timeout.map(|d| {
-            let clamped = d.min(MAX_TIMEOUT);
-            if let Some(s) = raw.timeout.as_ref().filter(|_| clamped != d) {
-                let range = Duration::from_millis(1)..=MAX_TIMEOUT;
-                let message =
-                    super::out_of_range("standby.timeout", s.get_ref(), &range, Some(clamped));
-                self.r.warning(span(s), message);
-            }
-            clamped
+        let timeout = positive(&raw.timeout, "standby.timeout").map(|_| {
+            let range = Duration::from_millis(1)..=MAX_TIMEOUT;
+            self.clamped_duration(&raw.timeout, "standby.timeout", range, MAX_TIMEOUT)
         });
         let max_failures =
             raw.max_failures
