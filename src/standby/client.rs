@@ -460,52 +460,6 @@ mod tests {
                 "limit":25,"more":false}}"#
             )
         };
-        let week_old = pd("2026-11-30T10:00:00Z", "resolved", "2026-11-30T10:05:00Z");
-        assert_eq!(
-            parse(PD, 200, &week_old, opened),
-            Check::Answered(Answer::Unknown)
-        );
-        // The probe (no local incident) still reads it.
-        assert_eq!(
-            parse(PD, 200, &week_old, None),
-            Check::Answered(Answer::Resolved { by: "Bob".into() })
-        );
-        // Fired at 09:55, resolved at 09:58, fired again: the box's incident opened at 10:00.
-        let flapped = pd("2026-12-07T09:55:00Z", "resolved", "2026-12-07T09:58:00Z");
-        assert_eq!(
-            parse(PD, 200, &flapped, opened),
-            Check::Answered(Answer::Unknown)
-        );
-        let acked_before = pd(
-            "2026-12-07T09:55:00Z",
-            "acknowledged",
-            "2026-12-07T09:58:00Z",
-        );
-        assert_eq!(
-            parse(PD, 200, &acked_before, opened),
-            Check::Answered(Answer::Triggered)
-        );
-        // Resolved after the box's incident opened: about this one.
-        let resolved_now = pd(
-            "2026-12-07T09:59:58Z",
-            "resolved",
-            "2026-12-07T10:03:00+00:00",
-        );
-        assert_eq!(
-            parse(PD, 200, &resolved_now, opened),
-            Check::Answered(Answer::Resolved { by: "Bob".into() })
-        );
-        // This occurrence's incident answers, whatever the old one says; undated ones do not.
-        let both = r#"{"incidents":[
-            {"id":"P2","status":"acknowledged","created_at":"2026-12-07T09:50:00+01:00"},
-            {"id":"P1","status":"acknowledged","created_at":"2026-12-07T09:59:00Z",
-             "acknowledgements":[{"at":"2026-12-07T10:01:00Z","acknowledger":{"summary":"Ann"}}]},
-            {"id":"P3","status":"resolved"},
-            {"id":"P0","status":"resolved","created_at":"2026-11-30T10:00:00Z"}]}"#;
-        assert_eq!(
-            parse(PD, 200, both, opened),
-            Check::Answered(Answer::Acknowledged { by: "Ann".into() })
-        );
         let og = |created: &str, status: &str, report: &str| {
             format!(
                 r#"{{"data":{{"status":"{status}","acknowledged":{acked},"createdAt":"{created}",
@@ -513,49 +467,48 @@ mod tests {
                 acked = report.contains("ackTime")
             )
         };
-        let old_closed = og(
-            "2026-11-30T10:00:00.396Z",
-            "closed",
-            r#"{"closeTime":60503,"closedBy":"neo"}"#,
-        );
-        assert_eq!(
-            parse(OG, 200, &old_closed, opened),
-            Check::Answered(Answer::Unknown)
-        );
-        let undated = r#"{"data":{"status":"closed","report":{"closedBy":"neo"}}}"#;
-        assert_eq!(
-            parse(OG, 200, undated, opened),
-            Check::Answered(Answer::Unknown)
-        );
-        // Created 09:58, closed 60.5 s later (09:59): the occurrence before.
-        let flapped = og(
-            "2026-12-07T09:58:00Z",
-            "closed",
-            r#"{"closeTime":60503,"closedBy":"neo"}"#,
-        );
-        assert_eq!(
-            parse(OG, 200, &flapped, opened),
-            Check::Answered(Answer::Unknown)
-        );
-        // Created 09:58, closed 3 minutes later: this one.
-        let closed = og(
-            "2026-12-07T09:58:00Z",
-            "closed",
-            r#"{"closeTime":180000,"closedBy":"neo"}"#,
-        );
-        assert_eq!(
-            parse(OG, 200, &closed, opened),
-            Check::Answered(Answer::Resolved { by: "neo".into() })
-        );
-        let acked_before = og(
-            "2026-12-07T09:58:00Z",
-            "open",
-            r#"{"ackTime":15702,"acknowledgedBy":"neo"}"#,
-        );
-        assert_eq!(
-            parse(OG, 200, &acked_before, opened),
-            Check::Answered(Answer::Triggered)
-        );
+        let bob = || Answer::Resolved { by: "Bob".into() };
+        let neo = || Answer::Resolved { by: "neo".into() };
+        let week_old = pd("2026-11-30T10:00:00Z", "resolved", "2026-11-30T10:05:00Z");
+        // (upstream, body, the local incident's opening, the answer), in words:
+        let cases = [
+            // last week's resolution is no answer; the probe (no local incident) still reads it;
+            (PD, week_old.clone(), opened, Answer::Unknown),
+            (PD, week_old, None, bob()),
+            // fired 09:55, resolved or acknowledged 09:58, fired again (the box's opened 10:00);
+            (PD, pd("2026-12-07T09:55:00Z", "resolved", "2026-12-07T09:58:00Z"), opened, Answer::Unknown),
+            (PD, pd("2026-12-07T09:55:00Z", "acknowledged", "2026-12-07T09:58:00Z"), opened, Answer::Triggered),
+            // resolved after the box's incident opened: about this one;
+            (PD, pd("2026-12-07T09:59:58Z", "resolved", "2026-12-07T10:03:00+00:00"), opened, bob()),
+            // this occurrence's incident answers, whatever the old one says; undated ones do not;
+            (
+                PD,
+                r#"{"incidents":[
+                {"id":"P2","status":"acknowledged","created_at":"2026-12-07T09:50:00+01:00"},
+                {"id":"P1","status":"acknowledged","created_at":"2026-12-07T09:59:00Z",
+                 "acknowledgements":[{"at":"2026-12-07T10:01:00Z","acknowledger":{"summary":"Ann"}}]},
+                {"id":"P3","status":"resolved"},
+                {"id":"P0","status":"resolved","created_at":"2026-11-30T10:00:00Z"}]}"#
+                    .to_string(),
+                opened,
+                Answer::Acknowledged { by: "Ann".into() },
+            ),
+            // Opsgenie: closed last week; undated;
+            (OG, og("2026-11-30T10:00:00.396Z", "closed", r#"{"closeTime":60503,"closedBy":"neo"}"#), opened, Answer::Unknown),
+            (OG, r#"{"data":{"status":"closed","report":{"closedBy":"neo"}}}"#.to_string(), opened, Answer::Unknown),
+            // created 09:58 and closed 60.5 s later (09:59): the occurrence before; 3 minutes
+            // later: this one; acknowledged 15.7 s after creation: before this one opened.
+            (OG, og("2026-12-07T09:58:00Z", "closed", r#"{"closeTime":60503,"closedBy":"neo"}"#), opened, Answer::Unknown),
+            (OG, og("2026-12-07T09:58:00Z", "closed", r#"{"closeTime":180000,"closedBy":"neo"}"#), opened, neo()),
+            (OG, og("2026-12-07T09:58:00Z", "open", r#"{"ackTime":15702,"acknowledgedBy":"neo"}"#), opened, Answer::Triggered),
+        ];
+        for (upstream, body, opened, want) in cases {
+            assert_eq!(
+                parse(upstream, 200, &body, opened),
+                Check::Answered(want),
+                "{upstream:?} {opened:?} {body}"
+            );
+        }
     }
 
     #[test]
