@@ -471,6 +471,12 @@ async fn start_modem(
         selftest: Some(inbox),
         metrics: core.metrics.clone(),
         tracker: sup.tracker().clone(),
+        config: core.config.clone(),
+        // The senders [`start_paging`] starts with a modem: SMS, voice, and email when enabled.
+        channels: [Channel::Sms, Channel::Voice]
+            .into_iter()
+            .chain(config.email.enabled.then_some(Channel::Email))
+            .collect(),
     };
     sup.spawn(
         "modem-events",

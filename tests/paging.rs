@@ -200,6 +200,39 @@ fn ack_between_steps_stops_the_second() {
     assert!(d.timeline_kinds(id).contains(&"cancelled".to_string()));
 }
 
+/// The network took the SMS but its report says the phone never got it: the page goes on to
+/// the person's next channel (a call) at once, though her rules page her by SMS only.
+#[test]
+fn an_sms_reported_undelivered_goes_on_to_a_call() {
+    let sim = ExternalSim::start();
+    let d = Daemon::start(&config_with(&sim, None, "", false));
+    d.wait_modem_up();
+    sim.request(ControlRequest::Fault {
+        fault: Fault::Undeliverable { count: 1 },
+    });
+    let id = d.trigger(json!({"summary": "phone off", "service": "db", "dedup_key": "off"}));
+    d.wait_for(10, "the call after the undelivered report", || {
+        (sim.calls_to(ALICE) > 0).then_some(())
+    });
+    assert_eq!(sim.sms_to(ALICE).len(), 1, "the SMS itself went out once");
+    let kinds = d.timeline_kinds(id);
+    let undelivered = kinds.iter().position(|k| k == "page-undelivered");
+    let fallback = kinds.iter().rposition(|k| k == "page-fallback");
+    assert!(
+        matches!((undelivered, fallback), (Some(u), Some(f)) if u < f),
+        "{kinds:?}"
+    );
+    let text = ureq::get(&d.url("/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(
+        text.contains(r#"pagerbox_pages_total{channel="sms",outcome="undelivered"} 1"#),
+        "{text}"
+    );
+}
+
 #[test]
 fn modem_fault_sends_the_page_by_email_and_sms_again_when_the_modem_returns() {
     let sim = ExternalSim::start();

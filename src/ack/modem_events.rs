@@ -9,12 +9,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
+use crate::config::Config;
 use crate::incident::Channel;
 use crate::metrics::{Metrics, PageOutcome};
+use crate::modem::pdu::DeliveryOutcome;
 use crate::modem::{Modem, ModemEvent};
+use crate::store::outbox::{Attempt, Page, PageKind, Report};
 use crate::store::Store;
 
 /// Where [`run`] sends what the modem reports.
@@ -32,6 +36,10 @@ pub struct EventSinks {
     pub metrics: Metrics,
     /// Runs the short reject task, so shutdown waits for it.
     pub tracker: tokio_util::task::TaskTracker,
+    /// The config in force: where an undelivered page goes next.
+    pub config: watch::Receiver<Arc<Config>>,
+    /// The channels that have a sender (see [`crate::notify::sender::after_undelivered`]).
+    pub channels: Vec<Channel>,
 }
 
 /// Longest wait of the event consumer for one store write or ack decision. Each is normally a
@@ -63,7 +71,10 @@ pub async fn run(
         selftest,
         metrics,
         tracker,
+        config,
+        channels,
     } = sinks;
+    let channels: Arc<[Channel]> = channels.into();
     let mut rejecting: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         let ev = tokio::select! {
@@ -73,13 +84,17 @@ pub async fn run(
         match ev {
             ModemEvent::DeliveryReport {
                 reference,
-                delivered,
                 outcome,
                 status,
                 ..
             } => {
-                let detail = format!("{outcome:?} (status {status:#04x})");
-                record_delivery(&store, &metrics, reference, delivered, detail).await;
+                let report = Delivery {
+                    reference,
+                    outcome,
+                    status,
+                };
+                let config = config.borrow().clone();
+                record_delivery(&store, &metrics, report, config, channels.clone()).await;
             }
             ModemEvent::SmsReceived {
                 ref from, ref text, ..
@@ -116,29 +131,77 @@ pub async fn run(
     }
 }
 
-/// Records one delivery report on its page, bounded by [`EVENT_STEP_TIMEOUT`], and counts it.
-/// A report that cannot be recorded is logged and dropped: the page itself was sent.
+/// One delivery report, as the modem gave it.
+struct Delivery {
+    reference: u8,
+    outcome: DeliveryOutcome,
+    /// Raw TP-ST.
+    status: u8,
+}
+
+impl Delivery {
+    fn report(&self) -> Report {
+        match self.outcome {
+            DeliveryOutcome::Delivered => Report::Delivered,
+            DeliveryOutcome::Pending => Report::StillTrying,
+            DeliveryOutcome::Failed => Report::Undelivered,
+        }
+    }
+
+    /// Whether no later try can deliver it: TS 23.040 §9.2.3.15 puts the permanent errors at
+    /// 0x40..=0x5F (unknown or incompatible number, message expired or deleted); at 0x60..=0x7F
+    /// the centre gave up on a temporary error (busy, no response), and a reserved value is
+    /// not taken as the end of a page either.
+    fn permanent(&self) -> bool {
+        (0x40..=0x5F).contains(&self.status)
+    }
+}
+
+/// Records one delivery report on its page, bounded by [`EVENT_STEP_TIMEOUT`], and counts it. A
+/// page to a person that will not arrive goes on the way a failed send would (the person's next
+/// channel), in the same write; a reply or a status update to a plain number stays as it is.
+/// A report that cannot be recorded is logged and dropped: the page itself was sent, and the
+/// escalation goes on without it.
 async fn record_delivery(
     store: &Store,
     metrics: &Metrics,
-    reference: u8,
-    delivered: bool,
-    detail: String,
+    d: Delivery,
+    config: Arc<Config>,
+    channels: Arc<[Channel]>,
 ) {
-    let write = store.record_delivery(reference.to_string(), delivered, detail);
+    let report = d.report();
+    let permanent = d.permanent();
+    let detail = format!("{:?} (status {:#04x})", d.outcome, d.status);
+    let reason = detail.clone();
+    let next = move |p: &Page, now| -> Option<Attempt> {
+        matches!(p.kind, PageKind::Page | PageKind::Digest).then(|| {
+            crate::notify::sender::after_undelivered(p, &reason, permanent, &config, &channels, now)
+        })
+    };
+    let write = store.record_delivery(d.reference.to_string(), report, detail, next);
     match tokio::time::timeout(EVENT_STEP_TIMEOUT, write).await {
-        Ok(Ok(Some(_))) => metrics.page(
-            Channel::Sms,
-            if delivered {
-                PageOutcome::Delivered
-            } else {
-                PageOutcome::Undelivered
-            },
-        ),
+        Ok(Ok(Some((page, way_on)))) => {
+            // A "still trying" report is not an outcome yet: its final report is counted.
+            match report {
+                Report::Delivered => metrics.page(Channel::Sms, PageOutcome::Delivered),
+                Report::Undelivered => metrics.page(Channel::Sms, PageOutcome::Undelivered),
+                Report::StillTrying => {}
+            }
+            if let Some(outcome) = way_on {
+                tracing::warn!(
+                    page = page.id,
+                    reference = d.reference,
+                    status = d.status,
+                    outcome = PageOutcome::of(&outcome).as_str(),
+                    "sms page not delivered; it goes on as after a failed send"
+                );
+                metrics.page(Channel::Sms, PageOutcome::of(&outcome));
+            }
+        }
         Ok(Ok(None)) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "cannot record a delivery report"),
         Err(_) => tracing::warn!(
-            reference,
+            reference = d.reference,
             waited_s = EVENT_STEP_TIMEOUT.as_secs(),
             "delivery report not recorded in time; moving on (the page was sent)"
         ),

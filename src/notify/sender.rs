@@ -232,6 +232,46 @@ pub fn after_failure(
             retry_at: crate::clock::add(now, backoff(page.channel_attempts)),
         };
     }
+    move_on(
+        page,
+        err,
+        !retryable && !channel_down,
+        config,
+        available,
+        now,
+    )
+}
+
+/// Decides what follows an SMS page that the network accepted but reports it could not deliver
+/// (the phone stayed off, the number takes no SMS). The centre has already retried for as long
+/// as it keeps a message, so sending the same SMS again at once would most likely meet the same
+/// phone: the page moves on to the person's next channel, as after a failed send. When SMS is
+/// the only way to reach them, it is sent again after a pause, unless the report says it can
+/// never be delivered (`permanent`), which ends it like any permanent error.
+pub fn after_undelivered(
+    page: &Page,
+    report: &str,
+    permanent: bool,
+    config: &Config,
+    available: &[Channel],
+    now: DateTime<Utc>,
+) -> Attempt {
+    let err = format!("not delivered: {report}");
+    move_on(page, &err, permanent, config, available, now)
+}
+
+/// The rest of a failed page's way once its own channel is done with it: the next channel in
+/// the person's order, else the first again after a pause; only a page that nothing else can
+/// reach and `ends` (a permanent error) fails for good.
+fn move_on(
+    page: &Page,
+    err: &str,
+    ends: bool,
+    config: &Config,
+    available: &[Channel],
+    now: DateTime<Utc>,
+) -> Attempt {
+    let paging = &config.paging;
     // Fall through, in the configured order, to a channel this person can be reached on.
     // Replies and status updates go to a plain address, so they stay on their channel.
     let order = &paging.channels;
@@ -278,7 +318,7 @@ pub fn after_failure(
             // The pause grows with the page's attempts: 10 s, 20 s, ... at most 2 minutes.
             due_at: crate::clock::add(now, backoff(page.attempts)),
         },
-        _ if !retryable && !channel_down => Attempt::Failed {
+        _ if ends => Attempt::Failed {
             error: err.to_string(),
         },
         _ => Attempt::Retry {

@@ -246,7 +246,7 @@ mod tests {
             t(1),
         )
         .unwrap();
-        outbox::delivered(&c, "17", true, "ok", t(2)).unwrap();
+        outbox::delivered(&c, "17", outbox::Report::Delivered, "ok", t(2), |_| None).unwrap();
 
         let pages = pages_for_incident(&c, inc).unwrap();
         assert_eq!(pages.len(), 2, "its own page and the digest listing it");

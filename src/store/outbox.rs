@@ -732,6 +732,17 @@ pub fn finish(
         return Ok(false);
     }
     settle(conn, p.id, &outcome.settlement(), now)?;
+    note_outcome(conn, p, outcome, now)?;
+    Ok(true)
+}
+
+/// Notes `outcome` of page `p` on its incidents' timelines.
+fn note_outcome(
+    conn: &Tx,
+    p: &Page,
+    outcome: &Attempt,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
     let (kind, message) = outcome.note(p, now);
     let data = serde_json::json!({ "outbox_id": p.id, "channel": p.channel, "attempt": p.channel_attempts, "attempts_in_all": p.attempts });
     let mut incidents: Vec<IncidentId> = p.incident_id.into_iter().collect();
@@ -740,61 +751,82 @@ pub fn finish(
     for inc in incidents {
         record(conn, Some(inc), now, kind, None, &message, Some(&data))?;
     }
-    Ok(true)
+    Ok(())
+}
+
+/// What a delivery report says about a sent SMS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    /// It reached the handset.
+    Delivered,
+    /// Not yet: the centre is still trying (a temporary error it will retry).
+    StillTrying,
+    /// The centre gave up on it, or can never deliver it.
+    Undelivered,
 }
 
 /// A delivery report for the SMS whose message reference is `reference` (the newest such page,
-/// as references wrap at 256). Returns the page's row id.
+/// as references wrap at 256), recorded on the page and its incidents' timelines. When the
+/// report says the SMS will not arrive and `next` has a way on for the page (see
+/// [`crate::notify::sender::after_undelivered`]), the row leaves `sent` as that says, in the same
+/// transaction, so a report that reached the store has always been acted on. Returns the page
+/// as it was sent, and the way on taken.
 pub fn delivered(
     conn: &Tx,
     reference: &str,
-    ok: bool,
+    report: Report,
     detail: &str,
     now: DateTime<Utc>,
-) -> rusqlite::Result<Option<i64>> {
-    let row: Option<(i64, Option<i64>, Option<String>, PageKind)> = conn
-        .prepare_cached(
-            "SELECT id, incident_id, coalesce(user_id, address), kind FROM outbox WHERE channel='sms' AND state='sent' AND \
+    next: impl FnOnce(&Page) -> Option<Attempt>,
+) -> rusqlite::Result<Option<(Page, Option<Attempt>)>> {
+    let mut page = match conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM outbox WHERE channel='sms' AND state='sent' AND \
              (reference=?1 OR reference LIKE ?1 || ',%' OR reference LIKE '%,' || ?1 OR reference LIKE '%,' || ?1 || ',%') \
              ORDER BY id DESC LIMIT 1",
-        )?
-        .query_row([reference], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
-        .optional()?;
-    // Named as the sent entry names it: the user, or the number for a stakeholder.
-    let Some((id, incident, user, row_kind)) = row else {
-        return Ok(None);
+        ))?
+        .query_row([reference], page_from_row)
+        .optional()?
+    {
+        Some(p) => p,
+        None => return Ok(None),
     };
-    if ok {
+    page.items = items(conn, page.id)?;
+    if report == Report::Delivered {
         conn.execute(
             "UPDATE outbox SET state='delivered', updated_at=?2 WHERE id=?1",
-            params![id, ms(now)],
+            params![page.id, ms(now)],
         )?;
     }
-    let mut incidents: Vec<i64> = incident.into_iter().collect();
-    incidents.extend(items(conn, id)?);
+    // Named as the sent entry names it: the user, or the number for a stakeholder.
+    let who = page.user_id.as_deref().unwrap_or(&page.address);
+    let (kind, said) = match report {
+        Report::Delivered => (EventKind::PageDelivered, "delivered"),
+        Report::StillTrying => (EventKind::PageUndelivered, "not delivered yet"),
+        Report::Undelivered => (EventKind::PageUndelivered, "not delivered"),
+    };
+    let mut incidents: Vec<i64> = page.incident_id.into_iter().collect();
+    incidents.extend(page.items.iter().copied());
     for inc in &incidents {
         record(
             conn,
             Some(*inc),
             now,
-            if ok {
-                EventKind::PageDelivered
-            } else {
-                EventKind::PageUndelivered
-            }
-            .for_row(row_kind),
+            kind.for_row(page.kind),
             None,
-            &format!(
-                "sms to {} {}: {detail}",
-                user.as_deref().unwrap_or("?"),
-                if ok { "delivered" } else { "not delivered" }
-            ),
-            Some(&serde_json::json!({ "outbox_id": id, "reference": reference })),
+            &format!("sms to {who} {said}: {detail}"),
+            Some(&serde_json::json!({ "outbox_id": page.id, "reference": reference })),
         )?;
     }
-    Ok(Some(id))
+    let way_on = match report {
+        Report::Undelivered => next(&page),
+        Report::Delivered | Report::StillTrying => None,
+    };
+    if let Some(outcome) = &way_on {
+        settle(conn, page.id, &outcome.settlement(), now)?;
+        note_outcome(conn, &page, outcome, now)?;
+    }
+    Ok(Some((page, way_on)))
 }
 
 /// Cancels queued pages of an incident (acknowledged or resolved): its own pending pages, and its
@@ -989,16 +1021,24 @@ impl super::Store {
     }
 
     /// Records an SMS delivery report on the page whose message reference is `reference` and
-    /// on its incidents' timelines; returns the page's row id, `None` when no sent SMS has that
-    /// reference. See [`delivered`].
-    pub async fn record_delivery(
+    /// on its incidents' timelines, and takes the way on that `next` gives an undelivered page
+    /// (at the store's time); `None` when no sent SMS has that reference. See [`delivered`].
+    pub async fn record_delivery<F>(
         &self,
         reference: String,
-        ok: bool,
+        report: Report,
         detail: String,
-    ) -> Result<Option<i64>, super::StoreError> {
-        self.call(move |c, now| Ok(delivered(c, &reference, ok, &detail, now)?))
-            .await
+        next: F,
+    ) -> Result<Option<(Page, Option<Attempt>)>, super::StoreError>
+    where
+        F: FnOnce(&Page, DateTime<Utc>) -> Option<Attempt> + Send + 'static,
+    {
+        self.call(move |c, now| {
+            Ok(delivered(c, &reference, report, &detail, now, |p| {
+                next(p, now)
+            })?)
+        })
+        .await
     }
 }
 
@@ -1265,7 +1305,12 @@ mod tests {
             [id],
         )
         .unwrap();
-        assert_eq!(delivered(&c, "7", true, "ok", t(1)).unwrap(), Some(id));
+        let (page, way_on) = delivered(&c, "7", Report::Delivered, "ok", t(1), |_| {
+            panic!("a delivered page goes nowhere")
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!((page.id, way_on.is_none()), (id, true));
         let msg: String = c
             .query_row(
                 "SELECT message FROM events WHERE kind='page-delivered'",
@@ -1274,6 +1319,62 @@ mod tests {
             )
             .unwrap();
         assert_eq!(msg, "sms to +4915100000009 delivered: ok");
+    }
+
+    #[test]
+    fn an_undelivered_sms_moves_on_in_the_same_write_and_only_once() {
+        let (c, inc) = db();
+        let id = queue(&c, inc, Channel::Sms, t(0));
+        let p = claim(&c, Channel::Sms, t(1), LEASE).unwrap().unwrap();
+        let sent = Attempt::Sent {
+            reference: Some("40,41".into()),
+            detail: "mr 40,41".into(),
+        };
+        assert!(finish(&c, &p, &sent, t(1)).unwrap());
+        let to_voice = |p: &Page| {
+            Some(Attempt::FallThrough {
+                error: format!("not delivered (page {})", p.id),
+                channel: Channel::Voice,
+                address: p.address.clone(),
+                due_at: t(60),
+            })
+        };
+        // The centre is still trying: noted, nothing moves.
+        let (_, way_on) = delivered(&c, "41", Report::StillTrying, "Pending", t(30), |_| {
+            panic!("still trying is not undelivered")
+        })
+        .unwrap()
+        .unwrap();
+        assert!(way_on.is_none());
+        assert_eq!(state(&c, id).0, "sent");
+        // It gave up: the row is pending again, on the next channel.
+        let (page, way_on) = delivered(&c, "41", Report::Undelivered, "Failed", t(60), to_voice)
+            .unwrap()
+            .unwrap();
+        assert_eq!(page.id, id);
+        assert!(matches!(way_on, Some(Attempt::FallThrough { .. })));
+        let (channel, due, error): (String, i64, String) = c
+            .query_row(
+                "SELECT channel, due_at, last_error FROM outbox WHERE id=?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(state(&c, id).0, "pending");
+        assert_eq!(channel, "voice");
+        assert_eq!(due, ms(t(60)));
+        assert_eq!(error, format!("not delivered (page {id})"));
+        let k = kinds(&c, inc);
+        assert_eq!(
+            k[k.len() - 3..],
+            ["page-undelivered", "page-undelivered", "page-fallback"]
+        );
+        // The report of the other part finds no sent page: the page moved on once.
+        assert!(
+            delivered(&c, "40", Report::Undelivered, "Failed", t(61), to_voice)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

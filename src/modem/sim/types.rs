@@ -207,11 +207,18 @@ pub enum Fault {
     },
     /// The SIM is pulled: `+CPIN: NOT INSERTED`, CME 10 / CMS 310.
     SimMissing,
+    /// The next `count` submitted parts are accepted by the network but never reach the handset:
+    /// their status reports (when asked for) say TP-ST 0x46, validity period expired, as a
+    /// centre reports a message to a phone that stayed off.
+    Undeliverable {
+        /// How many parts are lost (one per single-part message).
+        count: u32,
+    },
 }
 
 /// A fault name that is not known, or a fault missing its parameter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown fault {0:?} (expected silence, submit-error, cms500, garbage, vanish, lose-registration, sim-missing)")]
+#[error("unknown fault {0:?} (expected silence, submit-error, cms500, garbage, vanish, lose-registration, sim-missing, undeliverable)")]
 pub struct UnknownFault(pub String);
 
 impl Fault {
@@ -226,6 +233,7 @@ impl Fault {
             "lose-registration" | "no-network" => Fault::LoseRegistration { searching: true },
             "deregister" => Fault::LoseRegistration { searching: false },
             "sim-missing" | "no-sim" => Fault::SimMissing,
+            "undeliverable" | "undelivered" => Fault::Undeliverable { count },
             _ => return Err(UnknownFault(name.to_string())),
         })
     }

@@ -249,6 +249,48 @@ fn a_stopped_modem_never_fails_a_page_for_good() {
     ));
 }
 
+/// An SMS the network took but could not deliver moves on at once, even with its SMS attempts
+/// unspent: the centre already kept trying for as long as it keeps a message.
+#[test]
+fn an_undelivered_sms_moves_on_unless_sms_is_all_there_is() {
+    let cfg = config();
+    let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 1, 0).unwrap();
+    let all = [Channel::Sms, Channel::Voice, Channel::Email];
+    let p = page(Channel::Sms);
+    assert_eq!(p.channel_attempts, 1, "attempts left on SMS");
+    for permanent in [false, true] {
+        match after_undelivered(&p, "Failed (status 0x46)", permanent, &cfg, &all, now) {
+            Attempt::FallThrough {
+                channel: Channel::Voice,
+                due_at,
+                error,
+                ..
+            } => {
+                assert_eq!(due_at, now);
+                assert_eq!(error, "not delivered: Failed (status 0x46)");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // SMS the only channel: sent again after a pause while the phone may come back...
+    match after_undelivered(
+        &p,
+        "Failed (status 0x62)",
+        false,
+        &cfg,
+        &[Channel::Sms],
+        now,
+    ) {
+        Attempt::Retry { retry_at, .. } => assert!(retry_at > now),
+        other => panic!("{other:?}"),
+    }
+    // ...but a number that can never take it ends the page, as a permanent send error does.
+    assert!(matches!(
+        after_undelivered(&p, "Failed (status 0x41)", true, &cfg, &[Channel::Sms], now),
+        Attempt::Failed { .. }
+    ));
+}
+
 async fn setup() -> (Store, Arc<Config>, i64) {
     let dir = tempfile::tempdir().unwrap().keep();
     let store = Store::open(&dir.join("db"), Arc::new(SystemClock)).unwrap();

@@ -353,6 +353,13 @@ impl Engine {
         if let Some(whole) = self.assembler.push(&sub, mr, now) {
             fx.push(Effect::Log(whole));
         }
+        // TP-ST 0x46: validity period expired, the centre gave up on a phone that stayed off.
+        let status = if self.undeliverable > 0 {
+            self.undeliverable -= 1;
+            0x46
+        } else {
+            0
+        };
         if sub.status_report_requested {
             fx.push(Effect::Schedule {
                 after: sms_delay + self.cfg.delivery_report_delay,
@@ -360,6 +367,7 @@ impl Engine {
                     reference: mr,
                     to: sub.to,
                     submitted: now,
+                    status,
                 },
             });
         }
@@ -711,6 +719,7 @@ impl Engine {
         reference: u8,
         to: &str,
         submitted: DateTime<Utc>,
+        status: u8,
     ) -> Vec<Effect> {
         let mut fx = Vec::new();
         let ds = self.set.cnmi[3];
@@ -723,7 +732,7 @@ impl Engine {
             at: self.now,
             message_reference: reference,
             to: to.to_string(),
-            status: 0,
+            status,
             routed: routed.to_string(),
         }));
         if ds == 0 || self.sim != SimState::Ready {
@@ -731,7 +740,7 @@ impl Engine {
         }
         let sc_time = local(submitted);
         let discharge = local(self.now);
-        let encoded = match sms::encode_status_report(reference, to, sc_time, discharge, 0) {
+        let encoded = match sms::encode_status_report(reference, to, sc_time, discharge, status) {
             Ok(e) => e,
             Err(e) => {
                 tracing::warn!(error = %e, "simulator cannot encode a status report");
@@ -743,7 +752,7 @@ impl Engine {
             recipient: to.to_string(),
             scts: scts(submitted),
             discharge: scts(self.now),
-            status: 0,
+            status,
         };
         if ds == 1 {
             let lines = if self.set.cmgf == 0 {
@@ -753,7 +762,7 @@ impl Engine {
                 ]
             } else {
                 vec![format!(
-                    "+CDS: 6,{reference},\"{to}\",{},\"{}\",\"{}\",0",
+                    "+CDS: 6,{reference},\"{to}\",{},\"{}\",\"{}\",{status}",
                     toa(to),
                     scts(submitted),
                     scts(self.now)
@@ -795,7 +804,7 @@ impl Engine {
         let mut burst = Vec::new();
         let mut reference = first_reference;
         for _ in 0..count.min(MAX_REPORT_BURST) {
-            for e in self.status_report(reference, to, now) {
+            for e in self.status_report(reference, to, now, 0) {
                 match e {
                     Effect::Write { chunks, .. } => {
                         chunks.into_iter().for_each(|c| burst.extend(c))

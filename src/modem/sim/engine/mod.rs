@@ -96,6 +96,8 @@ pub enum Timer {
         reference: u8,
         to: String,
         submitted: DateTime<Utc>,
+        /// TP-ST: 0 delivered, else why not.
+        status: u8,
     },
     /// A TTS utterance finished playing.
     TtsDone { urc: String },
@@ -309,6 +311,8 @@ pub struct Engine {
     concat_ref: u16,
     assembler: Assembler,
     submit_failures: Option<(SubmitFailure, u32)>,
+    /// How many more accepted messages never reach the handset ([`Fault::Undeliverable`]).
+    undeliverable: u32,
     silent: bool,
     reg_fault: Option<bool>,
     sim_pulled: bool,
@@ -354,6 +358,7 @@ impl Engine {
             concat_ref: 1,
             assembler: Assembler::default(),
             submit_failures: None,
+            undeliverable: 0,
             silent: false,
             reg_fault: None,
             sim_pulled: false,
@@ -1040,7 +1045,8 @@ impl Engine {
                 reference,
                 to,
                 submitted,
-            } => fx.extend(self.status_report(reference, &to, submitted)),
+                status,
+            } => fx.extend(self.status_report(reference, &to, submitted, status)),
             Timer::TtsDone { urc } => fx.push(self.urc(&[urc])),
             Timer::Ussd { line } => fx.push(self.urc(&[line])),
             Timer::DeliverPart {
@@ -1082,6 +1088,7 @@ impl Engine {
             Fault::SubmitCms500 { count } => {
                 self.submit_failures = (count > 0).then_some((SubmitFailure::Cms500, count));
             }
+            Fault::Undeliverable { count } => self.undeliverable = count,
             Fault::Garbage => fx.push(Effect::Write {
                 delay: Duration::ZERO,
                 chunks: vec![
@@ -1117,6 +1124,7 @@ impl Engine {
         let mut fx = vec![Effect::Log(NetworkEntry::Heal { at: now })];
         self.silent = false;
         self.submit_failures = None;
+        self.undeliverable = 0;
         self.reg_fault = None;
         if self.sim_pulled {
             self.sim_pulled = false;

@@ -731,6 +731,49 @@ fn status_report_as_cds_or_cdsi() {
 }
 
 #[test]
+fn an_undeliverable_message_is_accepted_and_its_report_says_so() {
+    use crate::modem::pdu::{self, encode_submit, DeliveryOutcome, Direction, Pdu, SubmitOptions};
+    let mut h = quiet(SimProfile::Sim800);
+    let p = encode_submit(
+        "+4915112345678",
+        "ping",
+        &SubmitOptions {
+            request_status_report: true,
+            ..SubmitOptions::default()
+        },
+    )
+    .unwrap()
+    .remove(0);
+    h.at("AT+CNMI=2,1,0,1,0");
+    h.e.fault(Fault::Undeliverable { count: 1 }, h.now);
+    let mut outcomes = Vec::new();
+    for _ in 0..2 {
+        // Accepted like any other: the network takes it, only the handset never does.
+        assert!(submit(&mut h, p.tpdu_len, &p.hex).starts_with("\r\n+CMGS: "));
+        let cds = h.fire();
+        let lines: Vec<&str> = cds.split("\r\n").filter(|l| !l.is_empty()).collect();
+        let len: usize = lines[0][6..].parse().unwrap();
+        match pdu::decode_with_tpdu_len(lines[1], Direction::MobileTerminated, len).unwrap() {
+            Pdu::StatusReport(r) => outcomes.push((r.status, r.outcome())),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        outcomes,
+        vec![
+            (0x46, DeliveryOutcome::Failed),
+            (0x00, DeliveryOutcome::Delivered)
+        ]
+    );
+    // Text mode shows the same status as its last field.
+    h.e.fault(Fault::Undeliverable { count: 1 }, h.now);
+    h.at("AT+CMGF=1;+CSMP=49,167,0,0");
+    h.at("AT+CMGS=\"+4915112345678\"");
+    h.send("ping\x1a");
+    assert!(h.fire().trim_end().ends_with(",70"), "0x46 is 70");
+}
+
+#[test]
 fn incoming_sms_is_stored_announced_read_listed_and_deleted() {
     use crate::modem::pdu::{self, Direction, Pdu};
     let mut h = quiet(SimProfile::Sim800);
