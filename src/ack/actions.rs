@@ -474,6 +474,18 @@ fn escalate(
             Some(id),
         ));
     };
+    // A silence holds the due step: the engine would hold it again at once, paging nobody.
+    if let Some(key) = &stored.silenced_by {
+        let held_by = crate::silence::SilenceId::from_key(key)
+            .map(|s| format!("silence {s}"))
+            .unwrap_or_else(|| key.clone());
+        return Ok(Reply::new(
+            format!("#{id} not escalated: held by {held_by}; it pages when that ends"),
+            Some(id),
+        ));
+    }
+    // Under the policy as a reload left it, as the engine will see it.
+    let state = state.carried_over(policy);
     let Some(next) = state.apply(Event::EscalateNow { at: now }, policy) else {
         return Ok(Reply::new(format!("#{id} is not escalating"), Some(id)));
     };

@@ -989,8 +989,8 @@ async fn escalate_now_pages_the_next_step_at_once() {
     h.pass().await;
     assert_eq!(h.status(third).await, Status::Triggered);
     // Step 2 (carol) went out: it is grouped into a digest with the earlier pages to her, and
-    // the escalation moved on to exhaustion (one run only).
-    assert_eq!(h.escalation(third).await.1, None);
+    // the escalation moved past the policy's last step (one run only: exhausted when due).
+    assert_eq!(h.escalation(third).await.1, Some(2));
     let to_carol: i64 = h
         .store
         .call(move |c, _| {
@@ -1192,6 +1192,23 @@ async fn the_task_answers_through_the_handle_and_stops_on_shutdown() {
 /// escalation is left for the engine, which flags it when it next comes due.
 #[test]
 fn escalate_now_on_a_policy_that_is_gone_says_so_and_changes_nothing() {
+    escalate_now_refused("removed", None, |id| {
+        format!("#{id} not escalated: its policy removed is no longer configured")
+    });
+}
+
+/// A silence holds the escalation: the engine would hold the step again at once, so "escalate
+/// now" says what holds it rather than promise a page that does not come.
+#[test]
+fn escalate_now_under_a_silence_says_what_holds_it_and_changes_nothing() {
+    escalate_now_refused("default", Some("runtime:3"), |id| {
+        format!("#{id} not escalated: held by silence #3; it pages when that ends")
+    });
+}
+
+/// Escalates a new incident on `policy` (held by silence `held`) by SMS a minute after it
+/// opened, and checks the reply is `said(id)` and that nothing changed.
+fn escalate_now_refused(policy: &str, held: Option<&str>, said: impl Fn(IncidentId) -> String) {
     let c = crate::store::memory();
     let cfg = Arc::new(
         Config::parse(CONFIG, "t.toml", Path::new("/"))
@@ -1208,7 +1225,7 @@ fn escalate_now_on_a_policy_that_is_gone_says_so_and_changes_nothing() {
         details: serde_json::Value::Null,
         links: vec![],
         route: None,
-        policy: Some("removed".into()),
+        policy: Some(policy.into()),
         pre_page_delay: std::time::Duration::from_secs(600),
         page: true,
         actor: Actor::new("t", "test"),
@@ -1216,6 +1233,7 @@ fn escalate_now_on_a_policy_that_is_gone_says_so_and_changes_nothing() {
     let AlertOutcome::Created(inc) = queries::apply_alert(&c, &alert, t0()).unwrap() else {
         panic!("expected a new incident");
     };
+    crate::store::silences::set_hold(&c, inc.id, held).unwrap();
     let before = escalations::of_incident(&c, inc.id).unwrap().unwrap();
     let sender = super::actions::Sender {
         config: cfg,
@@ -1230,13 +1248,7 @@ fn escalate_now_on_a_policy_that_is_gone_says_so_and_changes_nothing() {
         t0() + minutes(1),
     )
     .unwrap();
-    assert_eq!(
-        reply.text,
-        format!(
-            "#{} not escalated: its policy removed is no longer configured",
-            inc.id
-        )
-    );
+    assert_eq!(reply.text, said(inc.id));
     assert_eq!(
         escalations::of_incident(&c, inc.id).unwrap().unwrap(),
         before

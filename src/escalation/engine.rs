@@ -346,7 +346,29 @@ fn policy_in_force<'p>(
     now: DateTime<Utc>,
 ) -> Result<Option<(&'p Policy, EscalationState)>, StoreError> {
     if let Some(p) = policy_of(name) {
-        return Ok(Some((p, state)));
+        // A reload may have changed the policy under the same name: the place goes on under
+        // the policy as it is now (see `EscalationState::carried_over`), said once, when it moves.
+        let carried = state.carried_over(p);
+        if carried != state {
+            tracing::warn!(
+                incident = inc.id,
+                policy = name,
+                "the reloaded policy has no step left in this run; the escalation goes on with the next"
+            );
+            record(
+                conn,
+                Some(inc.id),
+                now,
+                EventKind::Routed,
+                None,
+                &format!(
+                    "policy {name:?} changed; escalation goes on with its steps as they are now"
+                ),
+                Some(&serde_json::json!({ "policy": name })),
+            )?;
+            save(conn, inc.id, name, &carried, now)?;
+        }
+        return Ok(Some((p, carried)));
     }
     let facts = super::AlertFacts {
         service: inc.service.as_deref(),

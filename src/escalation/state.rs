@@ -28,9 +28,14 @@ use super::Policy;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Next {
-    /// Page step `step` (0-based) of run `round` (0-based).
+    /// Page step `step` (0-based) of run `round` (0-based). A step one past the policy's last
+    /// marks the end of the last run: nothing is left to page, and the incident is flagged
+    /// exhausted when it falls due. It is kept as a place, not as [`Next::Exhaust`], so that a
+    /// reload that gives the policy more steps or runs carries on from it (see
+    /// [`EscalationState::carried_over`]).
     Step { step: usize, round: u32 },
-    /// Every step of every run has been paged and waited for: flag the incident exhausted.
+    /// Nothing is left to page, place unknown: what rows written before the end of the last run
+    /// was kept as a place read back as.
     Exhaust,
 }
 
@@ -126,20 +131,30 @@ pub(crate) fn add(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
     crate::clock::add(t, d)
 }
 
-/// What comes after paging `step` of `round`.
+/// What comes after paging `step` of `round`: the next step, the next run's first, or past the
+/// last step of the last run (exhausted when due).
 fn successor(policy: &Policy, step: usize, round: u32) -> Next {
-    if step + 1 < policy.steps.len() {
+    place(
+        policy,
         Next::Step {
             step: step + 1,
             round,
+        },
+    )
+}
+
+/// Where `next` stands under `policy`: a step past the end of its run is the next run's first
+/// step while the policy has another run; any other place is kept as it is (a place the policy
+/// does not have exhausts when it falls due).
+fn place(policy: &Policy, next: Next) -> Next {
+    match next {
+        Next::Step { step, round } if step >= policy.steps.len() && round + 1 < policy.repeat => {
+            Next::Step {
+                step: 0,
+                round: round + 1,
+            }
         }
-    } else if round + 1 < policy.repeat {
-        Next::Step {
-            step: 0,
-            round: round + 1,
-        }
-    } else {
-        Next::Exhaust
+        n => n,
     }
 }
 
@@ -173,6 +188,28 @@ impl EscalationState {
             } => Phase::Acknowledged {
                 retrigger_at,
                 resume: keep(resume),
+            },
+            p => p,
+        };
+        EscalationState { phase, ..self }
+    }
+
+    /// This state under `policy` as a reload left it under the same name: a run that lost its
+    /// remaining steps goes on with the next run, and the end of the last run goes on with the
+    /// steps or runs the reload added, instead of the escalation ending on the spot or never
+    /// paging what was added. Every other place is kept.
+    pub fn carried_over(self, policy: &Policy) -> EscalationState {
+        let phase = match self.phase {
+            Phase::Escalating { next, due } => Phase::Escalating {
+                next: place(policy, next),
+                due,
+            },
+            Phase::Acknowledged {
+                retrigger_at,
+                resume,
+            } => Phase::Acknowledged {
+                retrigger_at,
+                resume: place(policy, resume),
             },
             p => p,
         };

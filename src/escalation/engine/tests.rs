@@ -874,6 +874,63 @@ fn a_policy_replaced_by_a_shorter_one_goes_on_from_its_first_step() {
     );
 }
 
+/// A reload edits the policy under its own name and removes the step that was next: the run
+/// ends there and the next run begins, rather than the escalation ending on the spot.
+#[test]
+fn a_policy_edited_in_place_goes_on_with_its_next_run() {
+    let (c, plan) = setup();
+    let id = trigger(&c, &plan, "db1", "db", t(0));
+    pass(&c, &plan, t(0)).unwrap();
+    // Step 2 (bob) was next at +10 minutes; the reload keeps the name and drops it.
+    let plan = reloaded("default", |cfg| cfg.policies[0].steps.truncate(1));
+    pass(&c, &plan, t(10)).unwrap();
+    assert!(pages_to(&c, "bob").is_empty());
+    assert!(
+        pages_to(&c, "alice").contains(&("sms".into(), 10)),
+        "run 2 pages alice: {:?}",
+        pages_to(&c, "alice")
+    );
+    let timeline = crate::store::queries::timeline(&c, id).unwrap();
+    assert!(!timeline.iter().any(|e| e.kind == "exhausted"));
+    assert_eq!(
+        timeline
+            .iter()
+            .filter(|e| e.kind == "routed" && e.message.contains("changed"))
+            .count(),
+        1,
+        "said once: {timeline:#?}"
+    );
+}
+
+/// The escalation waits out its last step when a reload gives the policy another run: the run
+/// is paged, not skipped for an exhaustion decided under the old policy.
+#[test]
+fn a_run_added_while_the_last_step_waits_is_paged() {
+    let (c, plan) = setup();
+    let id = trigger(&c, &plan, "db1", "db", t(0));
+    for m in [0, 10, 25, 35] {
+        pass(&c, &plan, t(m)).unwrap();
+    }
+    assert_eq!(pages_to(&c, "bob").len(), 2, "both runs paged bob");
+    let plan = reloaded("default", |cfg| cfg.policies[0].repeat = 3);
+    pass(&c, &plan, t(50)).unwrap();
+    assert!(
+        pages_to(&c, "alice").contains(&("sms".into(), 50)),
+        "run 3 pages alice: {:?}",
+        pages_to(&c, "alice")
+    );
+    let timeline = crate::store::queries::timeline(&c, id).unwrap();
+    assert!(!timeline.iter().any(|e| e.kind == "exhausted"));
+    // Without the reload, the same place exhausts when due (the contrast).
+    let (c, plan) = setup();
+    let id = trigger(&c, &plan, "db1", "db", t(0));
+    for m in [0, 10, 25, 35, 50] {
+        pass(&c, &plan, t(m)).unwrap();
+    }
+    let timeline = crate::store::queries::timeline(&c, id).unwrap();
+    assert!(timeline.iter().any(|e| e.kind == "exhausted"));
+}
+
 /// No policy left, the incident then resolved: said once, and the escalation closed, so later
 /// passes neither write nor log again.
 #[test]
