@@ -155,9 +155,10 @@ pub fn pages_for_user(
 /// Moves `pages` (from [`pages_for_user`]) off channels nobody serves: a page on a channel
 /// outside `served` (email disabled, no modem) goes to the person's next channel in `order`
 /// (after its own, then from the start) that is served, allowed (`allowed`, e.g. the route's
-/// channel list), and reaches them, unless they already get a page on that channel from these
-/// rules (the substitute would only repeat it). Low urgency never calls. Returns the pages
-/// (time order) and the channels that could go nowhere at all.
+/// channel list), and reaches them. When they already get a page on that channel from these
+/// rules, the two are one page at the earlier time: the substitute would only repeat a later
+/// page, and dropping it would delay the first page of the step to that later one. Low urgency
+/// never calls. Returns the pages (time order) and the channels that could go nowhere at all.
 pub fn on_served_channels(
     pages: &[(Channel, DateTime<Utc>)],
     contact: &Contact,
@@ -185,10 +186,13 @@ pub fn on_served_channels(
             .chain(order.iter())
             .copied()
             .find(|x| *x != c && usable(*x));
-        match next {
-            Some(n) if out.iter().any(|(x, _)| *x == n) => {}
-            Some(n) => out.push((n, at)),
-            None => lost.push(c),
+        match (
+            next,
+            next.and_then(|n| out.iter_mut().find(|(x, _)| *x == n)),
+        ) {
+            (Some(_), Some(planned)) => planned.1 = planned.1.min(at),
+            (Some(n), None) => out.push((n, at)),
+            (None, _) => lost.push(c),
         }
     }
     out.sort_by_key(|&(channel, at)| (at, channel));

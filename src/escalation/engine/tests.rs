@@ -623,6 +623,39 @@ fn a_channel_that_is_off_queues_nothing() {
     assert!(outbox_rows(&c).iter().all(|r| r.0 != "email"));
 }
 
+/// A substitute for a channel that is off merges with a later page on its channel at the
+/// earlier time: the first page of the step goes out when the rules say, not when their later
+/// reminder would.
+#[test]
+fn a_substitute_brings_a_later_page_on_its_channel_forward() {
+    let (_, plan) = setup_email_off();
+    let alice = plan.directory.contact("alice").unwrap().clone();
+    let rules = [(Channel::Email, t(0)), (Channel::Sms, t(10))];
+    let (moved, lost) = on_served_channels(
+        &rules,
+        &alice,
+        crate::incident::Urgency::High,
+        &plan.served,
+        &plan.config.paging.channels,
+        |_| true,
+    );
+    assert_eq!(moved, [(Channel::Sms, t(0))]);
+    assert!(lost.is_empty());
+    // Email the only channel served: the default rules' SMS now, call at +2 and email at +5
+    // are one email, now.
+    let defaults = pages_for_user(&alice, crate::incident::Urgency::High, t(0));
+    assert_eq!(defaults.len(), 3, "{defaults:?}");
+    let (moved, _) = on_served_channels(
+        &defaults,
+        &alice,
+        crate::incident::Urgency::High,
+        &[Channel::Email],
+        &plan.config.paging.channels,
+        |_| true,
+    );
+    assert_eq!(moved, [(Channel::Email, t(0))]);
+}
+
 /// An email-only person is paged on their next channel when email is off; a person no enabled
 /// channel reaches is reported on the timeline, not silently skipped.
 #[test]
