@@ -14,10 +14,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::incident::Channel;
+use crate::incident::{Channel, Incident};
 use crate::metrics::{Metrics, PageOutcome};
 use crate::modem::pdu::DeliveryOutcome;
 use crate::modem::{Modem, ModemEvent};
+use crate::notify::sender;
 use crate::store::outbox::{Attempt, Page, PageKind, Report};
 use crate::store::Store;
 
@@ -173,9 +174,10 @@ async fn record_delivery(
     let permanent = d.permanent();
     let detail = format!("{:?} (status {:#04x})", d.outcome, d.status);
     let reason = detail.clone();
-    let next = move |p: &Page, now| -> Option<Attempt> {
+    let next = move |p: &Page, about: &[Incident], now| -> Option<Attempt> {
         matches!(p.kind, PageKind::Page | PageKind::Digest).then(|| {
-            crate::notify::sender::after_undelivered(p, &reason, permanent, &config, &channels, now)
+            let available = sender::way_on(p, about, &config, &channels);
+            sender::after_undelivered(p, &reason, permanent, &config, &available, now)
         })
     };
     let write = store.record_delivery(d.reference.to_string(), report, detail, next);

@@ -431,6 +431,20 @@ impl Config {
         self.users.iter().find(|u| u.id == id)
     }
 
+    /// The route whose id is `id`.
+    pub fn route(&self, id: &str) -> Option<&policy::Route> {
+        self.routes.iter().find(|r| r.id == id)
+    }
+
+    /// The urgency of an incident of `severity` on the route `route` names: its urgency map, or
+    /// the default one when the incident has no route this config knows.
+    pub fn urgency(&self, route: Option<&str>, severity: crate::incident::Severity) -> Urgency {
+        route
+            .and_then(|id| self.route(id))
+            .map(|r| r.urgency.urgency(severity))
+            .unwrap_or_else(|| policy::UrgencyMap::default().urgency(severity))
+    }
+
     /// The user whose phone number is `number` (already normalised).
     pub fn user_by_phone(&self, number: &PhoneNumber) -> Option<&User> {
         self.users.iter().find(|u| u.phone.as_ref() == Some(number))

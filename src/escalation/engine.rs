@@ -96,8 +96,7 @@ impl Plan {
     }
 
     fn route(&self, id: Option<&str>) -> Option<&Route> {
-        let id = id?;
-        self.config.routes.iter().find(|r| r.id == id)
+        self.config.route(id?)
     }
 }
 
@@ -895,9 +894,7 @@ pub(crate) fn plan_step(
     now: DateTime<Utc>,
 ) -> StepPlan {
     let cfg = &plan.config;
-    let urgency = route
-        .map(|r| r.urgency.urgency(inc.severity))
-        .unwrap_or_else(|| super::UrgencyMap::default().urgency(inc.severity));
+    let urgency = cfg.urgency(inc.route.as_deref(), inc.severity);
     let on_call = step_targets(policy, step, now, &plan.directory, overrides);
     let nobody_on_call = on_call.is_empty();
     let targets = on_call

@@ -3,7 +3,8 @@
 //! A sender claims a page (durably marked `sending`, attempt counted) before it hands the message
 //! to its [`Transport`], then records the outcome. A failed attempt is retried with backoff on
 //! the same channel until `paging.max_attempts` or `paging.channel_timeout`; then the page falls
-//! through to the next channel in the person's order (SMS -> voice -> email by default). A channel
+//! through to the next channel in the person's order (SMS -> voice -> email by default) that its
+//! incidents may use (see [`way_on`]). A channel
 //! that reports itself down (modem unregistered, SIM missing) is skipped at once. When the last
 //! channel gives up the page starts over at the first: nothing accepted is ever dropped, and the
 //! daemon says loudly that paging is impaired.
@@ -18,7 +19,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::incident::{Actor, Channel, Incident, Status, TimelineEvent};
+use crate::incident::{Actor, Channel, Incident, Status, TimelineEvent, Urgency};
 use crate::metrics::{Metrics, PageOutcome};
 use crate::modem::{Health, ModemError};
 use crate::notify::email::EmailError;
@@ -211,6 +212,35 @@ fn address(config: &Config, user: &str, channel: Channel) -> Option<String> {
         Channel::Sms | Channel::Voice => u.phone.as_ref().map(|p| p.to_string()),
         Channel::Email => u.email.clone(),
     }
+}
+
+/// The channels of `available` that a page about `incidents` may go on to when its own channel
+/// fails, as the escalation engine chose its first channels: only those one of their routes
+/// allows, and voice only for one that is not low urgency (low urgency never calls). The page's
+/// own channel always stays, and a page that is not to a person (a reply, a status update) keeps
+/// to its own address anyway.
+pub fn way_on(
+    page: &Page,
+    incidents: &[Incident],
+    config: &Config,
+    available: &[Channel],
+) -> Vec<Channel> {
+    if incidents.is_empty() {
+        return available.to_vec();
+    }
+    let allowed = |c: Channel| {
+        incidents.iter().any(|i| {
+            let route = i.route.as_deref().and_then(|r| config.route(r));
+            route.is_none_or(|r| r.allows(c))
+                && !(c == Channel::Voice
+                    && config.urgency(i.route.as_deref(), i.severity) == Urgency::Low)
+        })
+    };
+    available
+        .iter()
+        .copied()
+        .filter(|c| *c == page.channel || allowed(*c))
+        .collect()
 }
 
 /// Decides what follows a failed attempt: retry here, or move to the next channel.
@@ -769,7 +799,9 @@ async fn attempt(
     out: &Outgoing,
 ) -> Attempt {
     let (page, config, channel) = (&out.page, &out.config, out.page.channel);
-    let available: Vec<Channel> = all.iter().map(|t| t.channel()).collect();
+    let served: Vec<Channel> = all.iter().map(|t| t.channel()).collect();
+    let about: Vec<Incident> = out.incidents.iter().map(|(i, _)| i.clone()).collect();
+    let available = way_on(page, &about, config, &served);
     if let Err(why) = transport.ready() {
         let why = format!("{channel} unavailable: {why}");
         return after_failure(page, &why, true, true, config, &available, store.now());

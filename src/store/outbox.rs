@@ -22,7 +22,7 @@ use super::kinds::EventKind;
 pub use super::kinds::{OutboxState, PageKind};
 use super::Tx;
 use super::{from_ms, ms};
-use crate::incident::{Channel, IncidentId};
+use crate::incident::{Channel, Incident, IncidentId};
 
 /// A page to queue.
 #[derive(Debug, Clone)]
@@ -777,7 +777,7 @@ pub fn delivered(
     report: Report,
     detail: &str,
     now: DateTime<Utc>,
-    next: impl FnOnce(&Page) -> Option<Attempt>,
+    next: impl FnOnce(&Page, &[Incident]) -> Option<Attempt>,
 ) -> rusqlite::Result<Option<(Page, Option<Attempt>)>> {
     let mut page = match conn
         .prepare_cached(&format!(
@@ -819,7 +819,13 @@ pub fn delivered(
         )?;
     }
     let way_on = match report {
-        Report::Undelivered => next(&page),
+        Report::Undelivered => {
+            let mut about = Vec::with_capacity(incidents.len());
+            for id in &incidents {
+                about.extend(crate::store::queries::incident(conn, *id)?);
+            }
+            next(&page, &about)
+        }
         Report::Delivered | Report::StillTrying => None,
     };
     if let Some(outcome) = &way_on {
@@ -1031,12 +1037,17 @@ impl super::Store {
         next: F,
     ) -> Result<Option<(Page, Option<Attempt>)>, super::StoreError>
     where
-        F: FnOnce(&Page, DateTime<Utc>) -> Option<Attempt> + Send + 'static,
+        F: FnOnce(&Page, &[Incident], DateTime<Utc>) -> Option<Attempt> + Send + 'static,
     {
         self.call(move |c, now| {
-            Ok(delivered(c, &reference, report, &detail, now, |p| {
-                next(p, now)
-            })?)
+            Ok(delivered(
+                c,
+                &reference,
+                report,
+                &detail,
+                now,
+                |p, about| next(p, about, now),
+            )?)
         })
         .await
     }
@@ -1305,7 +1316,7 @@ mod tests {
             [id],
         )
         .unwrap();
-        let (page, way_on) = delivered(&c, "7", Report::Delivered, "ok", t(1), |_| {
+        let (page, way_on) = delivered(&c, "7", Report::Delivered, "ok", t(1), |_, _| {
             panic!("a delivered page goes nowhere")
         })
         .unwrap()
@@ -1331,7 +1342,7 @@ mod tests {
             detail: "mr 40,41".into(),
         };
         assert!(finish(&c, &p, &sent, t(1)).unwrap());
-        let to_voice = |p: &Page| {
+        let to_voice = |p: &Page, _: &[Incident]| {
             Some(Attempt::FallThrough {
                 error: format!("not delivered (page {})", p.id),
                 channel: Channel::Voice,
@@ -1340,7 +1351,7 @@ mod tests {
             })
         };
         // The centre is still trying: noted, nothing moves.
-        let (_, way_on) = delivered(&c, "41", Report::StillTrying, "Pending", t(30), |_| {
+        let (_, way_on) = delivered(&c, "41", Report::StillTrying, "Pending", t(30), |_, _| {
             panic!("still trying is not undelivered")
         })
         .unwrap()

@@ -291,6 +291,66 @@ fn an_undelivered_sms_moves_on_unless_sms_is_all_there_is() {
     ));
 }
 
+/// A failing page goes on only where the engine would have sent it in the first place: a
+/// warning (low urgency) never turns into a call, and a route's channel list holds.
+#[test]
+fn a_page_falls_through_only_to_channels_its_incident_may_use() {
+    let cfg = Config::parse(
+        &format!(
+            "{CONFIG}\n[[policies]]\nid = \"p\"\n[[policies.steps]]\nusers = [\"alice\"]\n\
+             [[routes]]\nid = \"mail\"\npolicy = \"p\"\nchannels = [\"email\"]\n"
+        ),
+        "t.toml",
+        Path::new("/"),
+    )
+    .unwrap()
+    .config;
+    let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 1, 0).unwrap();
+    let all = [Channel::Sms, Channel::Voice, Channel::Email];
+    let inc = |severity, route: Option<&str>| Incident {
+        id: 1,
+        dedup_key: "k".into(),
+        status: Status::Triggered,
+        severity,
+        summary: "disk".into(),
+        source: None,
+        service: None,
+        route: route.map(String::from),
+        details: serde_json::Value::Null,
+        links: vec![],
+        alert_count: 1,
+        first_seen: now,
+        last_seen: now,
+        acknowledged: None,
+        resolved: None,
+    };
+    let mut p = page(Channel::Sms);
+    p.channel_attempts = 2;
+    use crate::incident::Severity::{Critical, Warning};
+    // Critical: SMS -> voice, as ever.
+    let crit = way_on(&p, &[inc(Critical, None)], &cfg, &all);
+    assert_eq!(crit, all);
+    // A warning skips the call and goes to email.
+    let warn = way_on(&p, &[inc(Warning, None)], &cfg, &all);
+    assert_eq!(warn, [Channel::Sms, Channel::Email]);
+    match after_failure(&p, "e", true, false, &cfg, &warn, now) {
+        Attempt::FallThrough { channel, .. } => assert_eq!(channel, Channel::Email),
+        other => panic!("{other:?}"),
+    }
+    // A digest with one critical incident among warnings may call.
+    let mixed = way_on(&p, &[inc(Warning, None), inc(Critical, None)], &cfg, &all);
+    assert_eq!(mixed, all);
+    // An email-only route's page stays on email: retried there, never texted.
+    let mut e = page(Channel::Email);
+    e.channel_attempts = 2;
+    let mail = way_on(&e, &[inc(Critical, Some("mail"))], &cfg, &all);
+    assert_eq!(mail, [Channel::Email]);
+    assert!(matches!(
+        after_failure(&e, "e", true, false, &cfg, &mail, now),
+        Attempt::Retry { .. }
+    ));
+}
+
 async fn setup() -> (Store, Arc<Config>, i64) {
     let dir = tempfile::tempdir().unwrap().keep();
     let store = Store::open(&dir.join("db"), Arc::new(SystemClock)).unwrap();
@@ -398,6 +458,42 @@ async fn sms_down_page_arrives_by_email_and_sms_is_used_again_when_it_returns() 
     let (i, tl) = store.incident(id).await.unwrap().unwrap();
     assert_eq!(i.id, id);
     assert!(tl.iter().any(|e| e.kind == "page-fallback"), "{tl:#?}");
+    shutdown.cancel();
+}
+
+/// A warning whose SMS cannot go skips the call (low urgency never calls) and arrives by email.
+#[tokio::test]
+async fn a_warning_falls_through_past_voice_to_email() {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let store = Store::open(&dir.join("db"), Arc::new(SystemClock)).unwrap();
+    let mut input = AlertInput::test_trigger("w", "disk");
+    input.severity = crate::incident::Severity::Warning;
+    let id = store
+        .apply_alert(input)
+        .await
+        .unwrap()
+        .incident()
+        .unwrap()
+        .id;
+    let (sms, voice, email) = (
+        Fake::new(Channel::Sms),
+        Fake::new(Channel::Voice),
+        Fake::new(Channel::Email),
+    );
+    *sms.down.lock().unwrap() = Some("no SIM".into());
+    let all: Arc<Vec<Arc<dyn Transport>>> =
+        Arc::new(vec![sms.clone(), voice.clone(), email.clone()]);
+    let shutdown = CancellationToken::new();
+    let _health = spawn_senders(&all, &store, config(), &shutdown);
+    queue(&store, id, Channel::Sms, "+4915100000001").await;
+    for _ in 0..200 {
+        if !email.sent.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(email.sent.lock().unwrap().len(), 1);
+    assert!(voice.sent.lock().unwrap().is_empty(), "never called");
     shutdown.cancel();
 }
 
