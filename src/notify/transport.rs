@@ -340,10 +340,19 @@ pub struct Email {
 struct Failures {
     /// The last send failed for a reason that is not the recipient's.
     send: Option<Arc<EmailError>>,
+    /// A send refused for a reason that refuses the box (bad credentials, relaying denied), and
+    /// until when email pages wait for it ([`REFUSED_PAUSE`] after it).
+    refused: Option<(Arc<EmailError>, tokio::time::Instant)>,
     /// The last check failed, with the sender it checked: a check begun before a reload says
     /// nothing about the new settings.
     check: Option<(Arc<EmailSender>, Arc<EmailError>)>,
 }
+
+/// How long email pages wait after the relay refused the box itself before the next one tries.
+/// Each try logs in: a relay that locks an account after a few failed logins would otherwise
+/// be locked by a handful of queued pages, each retried on its own, well past the fix of the
+/// password that caused it. A reload that changes the settings ends the wait at once.
+pub const REFUSED_PAUSE: Duration = Duration::from_secs(300);
 
 /// The sender for one config, or why it could not be made.
 struct Built {
@@ -415,8 +424,16 @@ impl Transport for Email {
 
     fn ready(&self) -> Result<(), Unavailable> {
         // A relay that failed is still tried when a page needs it: that is how its return is
-        // noticed. Only a sender that cannot exist is not.
-        self.sender().map(|_| ()).map_err(Unavailable::EmailSetup)
+        // noticed. Only a sender that cannot exist is not, and a relay that refused the box
+        // itself is left alone for a while (see `REFUSED_PAUSE`).
+        self.sender().map_err(Unavailable::EmailSetup)?;
+        let failures = self.failures.lock().expect("email state");
+        match &failures.refused {
+            Some((e, until)) if tokio::time::Instant::now() < *until => {
+                Err(Unavailable::EmailFailed(e.clone()))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn health(&self) -> Result<(), Unavailable> {
@@ -505,7 +522,18 @@ impl Transport for Email {
                 }
                 Err(e) => {
                     let e = Arc::new(e);
-                    self.failures.lock().expect("email state").send = Some(e.clone());
+                    let mut failures = self.failures.lock().expect("email state");
+                    failures.send = Some(e.clone());
+                    if e.refuses_the_box() {
+                        tracing::error!(
+                            error = %e,
+                            wait_s = REFUSED_PAUSE.as_secs(),
+                            "the email relay refuses this box: email pages wait before the next \
+                             login (fix the settings and reload to try at once)"
+                        );
+                        let until = tokio::time::Instant::now() + REFUSED_PAUSE;
+                        failures.refused = Some((e.clone(), until));
+                    }
                     Err(SendError::Email(e))
                 }
             }
@@ -652,5 +680,89 @@ mod probe_tests {
         }));
         email.probe().unwrap().await;
         assert!(matches!(email.health(), Err(Unavailable::EmailFailed(_))));
+    }
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use std::path::Path;
+
+    use chrono::Utc;
+    use pagerbox_testkit::smtp::{Fault, SmtpTestOptions, SmtpTestServer, Stage};
+
+    use super::*;
+    use crate::store::outbox::Page;
+
+    /// A reply to send by email, with the config of `port`'s relay.
+    fn reply_by_email(port: u16) -> (Email, Outgoing) {
+        let text = format!(
+            "[email]\nenabled = true\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
+             from = \"pagerbox <pagerbox@box.example>\"\ntimeout = \"1s\"\n"
+        );
+        let config = Arc::new(
+            Config::parse(&text, "t.toml", Path::new("/"))
+                .unwrap_or_else(|e| panic!("{e}"))
+                .config,
+        );
+        let (_tx, rx) = watch::channel(config.clone());
+        let page = Page {
+            id: 1,
+            kind: PageKind::Reply,
+            incident_id: None,
+            user_id: None,
+            channel: Channel::Email,
+            address: "alice@example.org".into(),
+            subject: Some("[pagerbox] status".into()),
+            body: "all quiet".into(),
+            written_for: Some(Channel::Email),
+            priority: 0,
+            due_at: Utc::now(),
+            attempts: 1,
+            channel_attempts: 1,
+            channel_since: Utc::now(),
+            state: crate::store::kinds::OutboxState::Sending,
+            reference: None,
+            created_at: Utc::now(),
+            items: vec![],
+        };
+        let out = Outgoing {
+            page,
+            text: "all quiet".into(),
+            incidents: vec![],
+            config,
+        };
+        (Email::new(rx), out)
+    }
+
+    /// A relay that refuses the box (here: relaying denied; bad credentials alike) is left alone
+    /// for a while: the next pages do not each log in again. One that refuses a message for a
+    /// passing reason is tried again at once.
+    #[tokio::test]
+    async fn a_relay_that_refuses_the_box_is_not_tried_again_at_once() {
+        let server = SmtpTestServer::start(SmtpTestOptions::default())
+            .await
+            .unwrap();
+        let (email, out) = reply_by_email(server.addr().port());
+        server.push_fault(Fault::reply(Stage::Rcpt, 554, "5.7.1 Relay access denied"));
+        assert!(email.ready().is_ok());
+        assert!(email.send(&out).await.is_err());
+        assert!(
+            matches!(email.ready(), Err(Unavailable::EmailFailed(_))),
+            "{:?}",
+            email.ready()
+        );
+        // The pause over, the next page tries (and here gets through).
+        {
+            let mut failures = email.failures.lock().unwrap();
+            let (_, until) = failures.refused.as_mut().unwrap();
+            *until = tokio::time::Instant::now();
+        }
+        assert!(email.ready().is_ok());
+        email.send(&out).await.unwrap();
+        assert_eq!(server.messages().len(), 1);
+        // A passing refusal (greylisting) keeps email ready.
+        server.push_fault(Fault::reply(Stage::Rcpt, 451, "4.7.1 try again later"));
+        assert!(email.send(&out).await.is_err());
+        assert!(email.ready().is_ok());
     }
 }

@@ -168,6 +168,13 @@ fn refuses_the_box(code: u16, response: &str) -> bool {
 }
 
 impl EmailError {
+    /// True when the relay refused this box rather than the message (see [`refuses_the_box`]):
+    /// bad credentials, relaying denied. Every message will meet the same answer until someone
+    /// fixes the relay or the settings.
+    pub fn refuses_the_box(&self) -> bool {
+        matches!(self, EmailError::Rejected { code, response, .. } if refuses_the_box(*code, response))
+    }
+
     /// True when sending the same message later may succeed: 4xx replies, refused/broken/
     /// timed-out connections, TLS handshake failures, malformed replies, sendmail failures
     /// (sendmail queues locally, so its failures are local and usually passing), and the 5xx
