@@ -352,7 +352,7 @@ fn policy_in_force<'p>(
             tracing::warn!(
                 incident = inc.id,
                 policy = name,
-                "the reloaded policy has no step left in this run; the escalation goes on with the next"
+                "the reloaded policy changed under its name; the escalation goes on from its place in it as it is now"
             );
             record(
                 conn,

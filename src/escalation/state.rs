@@ -173,25 +173,10 @@ impl EscalationState {
     /// step, so the escalation pages on rather than ending on the spot.
     pub fn moved_to(self, policy: &Policy) -> EscalationState {
         let first = Next::Step { step: 0, round: 0 };
-        let keep = |n: Next| match n {
+        self.with_next(|n| match n {
             Next::Step { .. } if !exists(policy, n) => first,
             n => n,
-        };
-        let phase = match self.phase {
-            Phase::Escalating { next, due } => Phase::Escalating {
-                next: keep(next),
-                due,
-            },
-            Phase::Acknowledged {
-                retrigger_at,
-                resume,
-            } => Phase::Acknowledged {
-                retrigger_at,
-                resume: keep(resume),
-            },
-            p => p,
-        };
-        EscalationState { phase, ..self }
+        })
     }
 
     /// This state under `policy` as a reload left it under the same name: a run that lost its
@@ -199,17 +184,19 @@ impl EscalationState {
     /// steps or runs the reload added, instead of the escalation ending on the spot or never
     /// paging what was added. Every other place is kept.
     pub fn carried_over(self, policy: &Policy) -> EscalationState {
+        self.with_next(|n| place(policy, n))
+    }
+
+    /// This state with `f` applied to the place it goes on from (escalating or acknowledged).
+    fn with_next(self, f: impl Fn(Next) -> Next) -> EscalationState {
         let phase = match self.phase {
-            Phase::Escalating { next, due } => Phase::Escalating {
-                next: place(policy, next),
-                due,
-            },
+            Phase::Escalating { next, due } => Phase::Escalating { next: f(next), due },
             Phase::Acknowledged {
                 retrigger_at,
                 resume,
             } => Phase::Acknowledged {
                 retrigger_at,
-                resume: place(policy, resume),
+                resume: f(resume),
             },
             p => p,
         };
