@@ -494,6 +494,28 @@ async fn start_modem(
     ))
 }
 
+/// Keeps the channels the daemon started with in a reloaded `config`: the modem driver and the
+/// email sender exist only when they were enabled at start, so turning either on or off needs a
+/// restart. Taking the new flag anyway would half-apply it: the escalation engine would queue
+/// pages for an email sender that does not exist, or fail every SMS page while the modem runs.
+fn keep_running_channels(config: &mut Config, running: &Config) {
+    if config.email.enabled != running.email.enabled {
+        tracing::warn!(
+            running = running.email.enabled,
+            "SIGHUP: turning email on or off needs a restart; until then it stays as it is \
+             (other [email] changes are applied)"
+        );
+        config.email.enabled = running.email.enabled;
+    }
+    if config.modem.enabled != running.modem.enabled {
+        tracing::warn!(
+            running = running.modem.enabled,
+            "SIGHUP: turning the modem on or off needs a restart; until then it stays as it is"
+        );
+        config.modem.enabled = running.modem.enabled;
+    }
+}
+
 /// The transports, the task that keeps paging health current, and one sender task per channel.
 /// Returns the published paging health.
 fn start_paging(
@@ -822,10 +844,9 @@ async fn wait_for_signals(
                         if loaded.config.http.listen != old.http.listen || loaded.config.daemon.state_dir != old.daemon.state_dir {
                             tracing::warn!("SIGHUP: http.listen and daemon.state_dir changes need a restart; other changes applied");
                         }
-                        if loaded.config.email.enabled != old.email.enabled {
-                            tracing::warn!("SIGHUP: turning email on or off needs a restart; other [email] changes are applied");
-                        }
-                        config_tx.send_replace(Arc::new(loaded.config));
+                        let mut config = loaded.config;
+                        keep_running_channels(&mut config, &old);
+                        config_tx.send_replace(Arc::new(config));
                         if intake::publish_token(token_tx, token) {
                             tracing::info!("token changed; sessions ended");
                         }

@@ -152,6 +152,9 @@ pub enum Problem {
     ModemDown { reason: String },
     /// The modem has not answered for longer than its bound.
     ModemSilent { seconds: u64 },
+    /// The modem answers, but every recent SMS submit and call set-up failed (no credit, a
+    /// barred line): SMS and voice reach nobody even when email still works.
+    PhoneFailing { reason: String },
     /// An essential task has not shown progress within its bound.
     TaskLate { task: &'static str, seconds: u64 },
     /// A page has been due for longer than any retry explains.
@@ -229,6 +232,23 @@ pub fn assess(facts: &Facts) -> Verdict {
             v.problems.push(Problem::ModemSilent {
                 seconds: s.as_secs(),
             });
+        } else if let Some(p) = facts.paging.as_ref().filter(|p| {
+            !p.ready
+                .iter()
+                .any(|c| matches!(c, Channel::Sms | Channel::Voice))
+                && p.down
+                    .iter()
+                    .any(|(c, _)| matches!(c, Channel::Sms | Channel::Voice))
+        }) {
+            // The modem's own health looks fine, but the channels it carries fail every try.
+            let reason = p
+                .down
+                .iter()
+                .filter(|(c, _)| matches!(c, Channel::Sms | Channel::Voice))
+                .map(|(c, why)| format!("{c}: {why}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            v.problems.push(Problem::PhoneFailing { reason });
         }
     }
     for l in &facts.late {
@@ -606,6 +626,42 @@ mod tests {
         assert!(!v.impaired());
         assert_eq!(v.word(), "degraded");
         assert_eq!(v.degraded, vec!["email: password file missing".to_string()]);
+    }
+
+    /// A modem that answers while the network refuses every submit and call (no credit, a
+    /// barred line) pages nobody by phone: impaired, though email still works.
+    #[test]
+    fn sms_and_voice_both_failing_is_impaired_though_email_works() {
+        let v = assess(&Facts {
+            paging: Some(PagingHealth {
+                ready: vec![Channel::Email],
+                down: vec![
+                    (Channel::Sms, "the last 3 SMS submits failed".into()),
+                    (
+                        Channel::Voice,
+                        "the last 3 calls could not be set up".into(),
+                    ),
+                ],
+            }),
+            ..good()
+        });
+        assert_eq!(
+            v.problems,
+            [Problem::PhoneFailing {
+                reason: "sms: the last 3 SMS submits failed; voice: the last 3 calls could not \
+                         be set up"
+                    .into()
+            }]
+        );
+        // One of the two still works: degraded only.
+        let v = assess(&Facts {
+            paging: Some(PagingHealth {
+                ready: vec![Channel::Voice, Channel::Email],
+                down: vec![(Channel::Sms, "the last 3 SMS submits failed".into())],
+            }),
+            ..good()
+        });
+        assert!(!v.impaired(), "{v:?}");
     }
 
     #[test]

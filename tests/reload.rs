@@ -231,6 +231,35 @@ impl Smtp {
     }
 }
 
+/// Turning the modem off by SIGHUP needs a restart: until then the modem that runs keeps
+/// paging, rather than the engine failing every SMS page while `/healthz` shows SMS ready.
+#[test]
+fn a_reload_that_turns_the_modem_off_changes_nothing_until_a_restart() {
+    let sim = ExternalSim::start();
+    let d = Daemon::start(&format!("{}\n{}", modem(&sim), people(false, ALL)));
+    d.wait_modem_up();
+    let off = format!("{}enabled = false\n\n{}", modem(&sim), people(false, ALL));
+    let from = reload(&d, &off);
+    d.wait_for(10, "config reloaded", || {
+        log_since(&d, from)
+            .contains("config reloaded")
+            .then_some(())
+    });
+    let id = d.trigger(json!({"summary": "db down after the reload", "service": "db"}));
+    d.wait_for(20, "the page by SMS", || {
+        sim.sms_to(ALICE)
+            .iter()
+            .any(|m| m.starts_with(&format!("#{id} ")))
+            .then_some(())
+    });
+    assert!(!d.timeline_kinds(id).contains(&"page-failed".to_string()));
+    assert!(
+        log_since(&d, from).contains("turning the modem on or off needs a restart"),
+        "{}",
+        log_since(&d, from)
+    );
+}
+
 fn email_down_reason(d: &Daemon) -> Option<String> {
     let (_, h) = d.get("/healthz");
     h["paging"]["down"]
