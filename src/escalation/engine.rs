@@ -117,8 +117,15 @@ pub async fn run(
     // and incidents an earlier config left unrouted are routed.
     let mut reroute = true;
     let mut route = true;
+    // Whether the last pass failed in a way that fails every pass alike (an error of ours: a
+    // constraint, a type mismatch). Nothing escalates then, so the loop must not look alive: it
+    // stops beating, goes late in `/healthz` and stops the watchdog being fed. A passing failure
+    // (busy, a full disk, which the store's write health shows) keeps the beat.
+    let mut stuck = false;
     loop {
-        beat.beat();
+        if !stuck {
+            beat.beat();
+        }
         if reroute {
             let p = plan.clone();
             match store.call(move |c, now| reroute_unserved(c, &p, now)).await {
@@ -136,8 +143,12 @@ pub async fn run(
             .call(move |c, now| pass_telling(c, &p, told, now))
             .await
         {
-            Ok(next) => next,
+            Ok(next) => {
+                stuck = false;
+                next
+            }
             Err(e) => {
+                stuck = !e.is_retryable();
                 tracing::error!(error = %e, "escalation pass failed; retrying in 1s");
                 Some(crate::clock::add(store.now(), Duration::from_secs(1)))
             }

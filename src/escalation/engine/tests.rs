@@ -990,3 +990,38 @@ fn an_escalation_without_a_policy_is_said_once_and_closed_when_resolved() {
         .unwrap()
         .is_empty());
 }
+
+/// A pass that fails the same way every time (here a trigger that refuses every change to the
+/// escalations, standing for an error of ours) leaves nothing escalating: the engine stops
+/// beating, so it goes late in `/healthz` and the watchdog stops being fed, instead of beating
+/// on while it retries for ever.
+#[tokio::test]
+async fn an_engine_whose_every_pass_fails_stops_beating() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let store = crate::store::Store::open(&path, Arc::new(crate::clock::SystemClock)).unwrap();
+    let cfg = Arc::new(
+        Config::parse(CONFIG, "t.toml", Path::new("/"))
+            .unwrap()
+            .config,
+    );
+    let mut input = AlertInput::test_trigger("k", "db");
+    input.route = Some("db".into());
+    input.policy = Some("default".into());
+    store.apply_alert(input).await.unwrap();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE UPDATE ON escalations \
+             BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+        )
+        .unwrap();
+    let beat = crate::supervisor::Heartbeat::new("escalation", Duration::from_millis(1500));
+    let (_tx, rx) = tokio::sync::watch::channel(cfg);
+    let shutdown = CancellationToken::new();
+    let engine = tokio::spawn(run(store.clone(), rx, beat.clone(), None, shutdown.clone()));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(beat.late().is_some(), "beat {:?} ago", beat.since());
+    shutdown.cancel();
+    engine.await.unwrap();
+}
