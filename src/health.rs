@@ -295,12 +295,28 @@ impl Sources {
     /// Reads every fact now. A store thread that does not answer counts as a store that cannot
     /// write: nothing can be recorded either way.
     pub async fn facts(&self) -> Facts {
+        self.gather(true).await
+    }
+
+    /// [`Sources::facts`] without the round trip through the writer, for a scrape of
+    /// `/metrics`, which must never queue behind a group commit. A writer thread that stopped
+    /// taking jobs without its write health saying so is seen by `/healthz` (and by the
+    /// heartbeats of every task that waits on it), not here.
+    pub async fn facts_without_ping(&self) -> Facts {
+        self.gather(false).await
+    }
+
+    async fn gather(&self, ping: bool) -> Facts {
         // A round trip through the writer proves its thread still takes jobs; whether the file
         // takes writes is the write health, fed by every write and the store's idle probe.
-        let round_trip = self.store.ping().await;
+        let round_trip = if ping {
+            self.store.ping().await.map(|_| ())
+        } else {
+            Ok(())
+        };
         let store_write = match round_trip {
             Err(e) => Err(format!("the store does not answer: {e}")),
-            Ok(_) => match &*self.store.write_health().borrow() {
+            Ok(()) => match &*self.store.write_health().borrow() {
                 crate::store::WriteHealth::Ok => Ok(()),
                 crate::store::WriteHealth::Failing { since, error } => Err(format!(
                     "cannot write since {}: {error}",

@@ -222,11 +222,7 @@ fn an_sms_reported_undelivered_goes_on_to_a_call() {
         matches!((undelivered, fallback), (Some(u), Some(f)) if u < f),
         "{kinds:?}"
     );
-    let text = ureq::get(&d.url("/metrics"))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
+    let text = d.metrics_text();
     assert!(
         text.contains(r#"pagerbox_pages_total{channel="sms",outcome="undelivered"} 1"#),
         "{text}"

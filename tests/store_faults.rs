@@ -192,6 +192,12 @@ fn a_full_disk_answers_503_and_recovers_when_space_is_freed() {
         let (code, h) = d.get("/healthz");
         (code == 503 && h["store"].as_str().unwrap_or("").contains("cannot write")).then_some(())
     });
+    // The metric carries the same verdict, for a Prometheus that alerts on it.
+    assert!(
+        d.metrics_text().contains("\npagerbox_impaired 1\n"),
+        "{}",
+        d.metrics_text()
+    );
 
     std::fs::remove_file(&filler).unwrap();
     let id = retry_until_accepted(&d, "after-full", 20);
@@ -199,6 +205,7 @@ fn a_full_disk_answers_503_and_recovers_when_space_is_freed() {
     d.wait_for(15, "healthz ok again", || {
         (d.get("/healthz").0 == 200).then_some(())
     });
+    assert!(d.metrics_text().contains("\npagerbox_impaired 0\n"));
     // Stop the daemon and unmount before the temp dir is removed.
     d.stop();
     drop(mount);

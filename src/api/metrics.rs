@@ -33,7 +33,9 @@ pub async fn snapshot(intake: &Intake) -> Snapshot {
         ),
         None => (None, None, None, None),
     };
+    let impaired = crate::health::assess(&intake.health.facts_without_ping().await).impaired();
     Snapshot {
+        impaired,
         incidents,
         outbox,
         oldest_sending,

@@ -424,6 +424,9 @@ impl crate::store::CommitTimer for Metrics {
 /// as a misleading zero.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
+    /// The box's verdict: `/healthz` would answer 503 (its write health, tasks, modem,
+    /// channels, overdue pages, ...; see [`crate::health::assess`]).
+    pub impaired: bool,
     /// Incidents by state; states not listed count zero.
     pub incidents: Option<Vec<(Status, i64)>>,
     /// Pages waiting to go out (pending or in flight), and the age of the oldest.
@@ -466,6 +469,12 @@ fn levels(s: &Snapshot, started: DateTime<Utc>) -> Registry {
         })
         .set(1);
     r.register("build_info", "pagerbox version; always 1", build);
+    gauge(
+        &mut r,
+        "impaired",
+        "1 when /healthz answers 503: pages cannot go out as they should (the problems are named there)",
+        i64::from(s.impaired),
+    );
     float_gauge(
         &mut r,
         "process_start_time",

@@ -148,6 +148,7 @@ fn store_commit_histogram_counts_each_commit() {
 fn levels_from_the_snapshot_are_gauges() {
     let m = Metrics::new(at());
     let snap = Snapshot {
+        impaired: true,
         incidents: Some(vec![(Status::Triggered, 2), (Status::Resolved, 5)]),
         outbox: Some((3, Some(Duration::from_secs(42)))),
         oldest_sending: Some(Some(Duration::from_secs(7))),
@@ -186,6 +187,7 @@ fn levels_from_the_snapshot_are_gauges() {
         (r#"pagerbox_channel_ready{channel="sms"}"#, 1.0),
         (r#"pagerbox_channel_ready{channel="email"}"#, 0.0),
         ("pagerbox_paging_impaired", 0.0),
+        ("pagerbox_impaired", 1.0),
         (
             "pagerbox_process_start_time_seconds",
             at().timestamp() as f64,

@@ -377,6 +377,15 @@ impl Daemon {
     }
 
     /// Polls `f` until it returns Some, or panics after `secs`.
+    /// The `/metrics` exposition as text.
+    pub fn metrics_text(&self) -> String {
+        ureq::get(&self.url("/metrics"))
+            .call()
+            .expect("GET /metrics")
+            .into_string()
+            .unwrap()
+    }
+
     pub fn wait_for<T>(&self, secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
