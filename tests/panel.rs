@@ -93,3 +93,35 @@ fn led_follows_incidents_and_the_button_acks_then_resolves() {
     });
     d.wait_for(5, "LED off", || (!panel.led_is_on().unwrap()).then_some(()));
 }
+
+/// A full disk makes `/healthz` answer 503 without a single commit; the LED shows it within
+/// seconds (fast blink), not at its next periodic recheck.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn the_led_shows_a_store_that_cannot_write_at_once() {
+    let d = Daemon::start(CONFIG);
+    let sock = d.state_dir().join("fake-panel.sock");
+    let mut panel = d.wait_for(10, "the fake panel socket", || {
+        FakePanelClient::connect(&sock).ok()
+    });
+    d.wait_for(20, "paging ready", || {
+        let (_, h) = d.get("/healthz");
+        (h["paging"]["impaired"] == false).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(toggles(&mut panel, Duration::from_millis(600)), 0);
+    d.arm_fault("store.full", json!({}));
+    // The alert cannot be stored: no commit wakes anything.
+    let (code, v) = d.post_json(
+        "/v1/alerts",
+        json!({"summary": "disk full", "severity": "info"}),
+    );
+    assert_eq!(code, 503, "{v}");
+    d.wait_for(5, "healthz 503", || {
+        (d.get("/healthz").0 == 503).then_some(())
+    });
+    // Fast blink is 8 changes a second; the old once-a-minute recheck would show none here.
+    d.wait_for(4, "the LED blinking fast", || {
+        (toggles(&mut panel, Duration::from_millis(500)) >= 3).then_some(())
+    });
+}

@@ -52,6 +52,11 @@ async fn button(store: &Store, ev: PanelEvent) {
     }
 }
 
+/// How often the LED's state is recomputed with no change to wake it: what turns `/healthz` to
+/// 503 by time alone (a task gone late, a page overdue, a modem gone silent) shows on the LED
+/// within this. Each recheck is one store round trip and one read.
+const RECHECK: Duration = Duration::from_secs(5);
+
 /// What [`publish_state`] watches and where it publishes.
 pub struct StateSources {
     pub store: Store,
@@ -63,8 +68,10 @@ pub struct StateSources {
 }
 
 /// Publishes what the LED shows: open incidents, acknowledged or not, and whether paging works.
-/// Recomputed after every commit, on every change of paging health, self-test verdict or (in a
-/// pair) the pair's standing, and once a minute; a store that fails lights the LED as impaired.
+/// Recomputed after every commit, on every change of paging health, the store's write health,
+/// the modem's health, self-test verdict or (in a pair) the pair's standing, and every
+/// [`RECHECK`] for what changes by time alone (a late task, an overdue page, a silent modem);
+/// a store that fails lights the LED as impaired.
 pub async fn publish_state(
     sources: StateSources,
     panel: watch::Sender<PanelState>,
@@ -78,6 +85,9 @@ pub async fn publish_state(
         beat,
     } = sources;
     let mut commits = store.commits();
+    // A store that cannot write commits nothing: its write health is what changes.
+    let mut write_health = store.write_health();
+    let mut modem = health.modem.clone();
     // Pair hook: the pair's standing is part of the verdict; it changes without a commit.
     #[cfg(feature = "ha")]
     let mut pair = crate::health::pair::subscribe();
@@ -85,6 +95,10 @@ pub async fn publish_state(
         beat.beat();
         // Mark the watches seen, so the select below waits for their next change.
         paging.borrow_and_update();
+        write_health.borrow_and_update();
+        if let Some(m) = modem.as_mut() {
+            m.borrow_and_update();
+        }
         if let Some(f) = selftest_fault.as_mut() {
             f.borrow_and_update();
         }
@@ -116,6 +130,13 @@ pub async fn publish_state(
             _ = shutdown.cancelled() => return,
             r = commits.changed() => if r.is_err() { return },
             r = paging.changed() => if r.is_err() { return },
+            r = write_health.changed() => if r.is_err() { return },
+            alive = async {
+                match modem.as_mut() {
+                    Some(m) => m.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            } => if !alive { modem = None },
             _ = pair_changed => {}
             alive = async {
                 match selftest_fault.as_mut() {
@@ -123,7 +144,7 @@ pub async fn publish_state(
                     None => std::future::pending().await,
                 }
             } => if !alive { selftest_fault = None },
-            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = tokio::time::sleep(RECHECK) => {}
         }
     }
 }
