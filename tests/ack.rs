@@ -244,8 +244,9 @@ fn every_reply_form_acknowledges_through_the_modem() {
 }
 
 /// `ACK` alone means the page that last reached the phone. #A's call is queued first, due a
-/// little later; #B's SMS goes out meanwhile; #A's call goes unanswered and falls back to SMS,
-/// so the phone's newest page is #A's although #A's page was queued first. The confirmation names #A and tells how to ack #B.
+/// little later; #B's SMS goes out meanwhile; #A's call goes unanswered and falls back to SMS
+/// (its route allows both), so the phone's newest page is #A's although #A's page was queued
+/// first. The confirmation names #A and tells how to ack #B.
 #[test]
 fn ack_alone_means_the_page_that_last_reached_the_phone() {
     let sim = ExternalSim::start();
@@ -267,9 +268,11 @@ max_attempts = 1
 id = "alice"
 phone = "{ALICE}"
 [[users.rules]]
+urgency = "high"
 channel = "voice"
 after = "3s"
 [[users.rules]]
+urgency = "low"
 channel = "sms"
 after = "0s"
 
@@ -301,7 +304,7 @@ wait = "60s"
 id = "calls"
 policy = "default"
 match = {{ service = "calls" }}
-channels = ["voice"]
+channels = ["voice", "sms"]
 
 [[routes]]
 id = "default"
@@ -312,17 +315,18 @@ channels = ["sms"]
     );
     let d = Daemon::start(&config);
     d.wait_modem_up();
-    let post = |service: &str| {
+    let post = |service: &str, severity: &str| {
         let (code, v) = d.post_json(
             "/v1/alerts",
-            json!({"summary": format!("{service} down"), "severity": "critical", "service": service}),
+            json!({"summary": format!("{service} down"), "severity": severity, "service": service}),
         );
         assert_eq!(code, 202, "{v}");
         v["incident_id"].as_i64().unwrap()
     };
-    // #A's call is queued at once, due in 3 s; #B's SMS goes out before it rings.
-    let a = post("calls");
-    let b = post("web");
+    // #A (high urgency: a call) is queued at once, due in 3 s; #B's SMS (low urgency) goes out
+    // before it rings.
+    let a = post("calls", "critical");
+    let b = post("web", "warning");
     d.wait_for(10, "#B's page", || {
         sim.sms_to(ALICE)
             .into_iter()
