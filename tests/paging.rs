@@ -229,6 +229,52 @@ fn an_sms_reported_undelivered_goes_on_to_a_call() {
     );
 }
 
+/// A person SMS alone reaches, whose phone stayed off until the message expired: the page is
+/// sent again after a pause, not failed for good (a phone that is off now may be on later).
+#[test]
+fn an_sms_reported_undelivered_is_sent_again_when_sms_is_all_there_is() {
+    let sim = ExternalSim::start();
+    let d = Daemon::start(
+        &config_with(&sim, None, "", false)
+            .replace("[paging]\n", "[paging]\nchannels = [\"sms\"]\n"),
+    );
+    d.wait_modem_up();
+    sim.request(ControlRequest::Fault {
+        fault: Fault::Undeliverable { count: 1 },
+    });
+    let id = d.trigger(json!({"summary": "phone off", "service": "db", "dedup_key": "off"}));
+    d.wait_for(20, "the SMS sent again", || {
+        (sim.sms_to(ALICE).len() >= 2).then_some(())
+    });
+    let kinds = d.timeline_kinds(id);
+    assert!(!kinds.contains(&"page-failed".to_string()), "{kinds:?}");
+    assert_eq!(sim.calls_to(ALICE), 0);
+}
+
+/// The first part of a long page is reported undelivered while its second part is still being
+/// submitted, before the page is recorded as sent: the report is matched when it is, and the
+/// page goes on to a call.
+#[test]
+fn an_early_undelivered_report_of_a_first_part_still_counts() {
+    let sim =
+        ExternalSim::start_with(&["--sms-delay", "1500ms", "--delivery-report-delay", "500ms"]);
+    let d = Daemon::start(
+        &config_with(&sim, None, "sms_max_parts = 3", false)
+            .replace("sms_timeout = \"5s\"", "sms_timeout = \"10s\""),
+    );
+    d.wait_modem_up();
+    sim.request(ControlRequest::Fault {
+        fault: Fault::Undeliverable { count: 1 },
+    });
+    let long = "disk ".repeat(40);
+    let id = d.trigger(json!({"summary": long, "service": "db", "dedup_key": "long"}));
+    d.wait_for(30, "the call after the undelivered part", || {
+        (sim.calls_to(ALICE) > 0).then_some(())
+    });
+    let kinds = d.timeline_kinds(id);
+    assert!(kinds.contains(&"page-undelivered".to_string()), "{kinds:?}");
+}
+
 #[test]
 fn modem_fault_sends_the_page_by_email_and_sms_again_when_the_modem_returns() {
     let sim = ExternalSim::start();

@@ -77,9 +77,23 @@ pub async fn run(
     } = sinks;
     let channels: Arc<[Channel]> = channels.into();
     let mut rejecting: Option<tokio::task::JoinHandle<()>> = None;
+    // Failure reports that matched no sent page yet, with when to look again (see `Unmatched`).
+    let mut unmatched = Unmatched::default();
     loop {
+        let retry_at = unmatched.next_at();
         let ev = tokio::select! {
             _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)),
+                if retry_at.is_some() =>
+            {
+                if let Some((d, tries)) = unmatched.pop() {
+                    let config = config.borrow().clone();
+                    if !record_delivery(&store, &metrics, d, config, channels.clone()).await {
+                        unmatched.again(d, tries);
+                    }
+                }
+                continue;
+            }
             ev = events.recv() => match ev { Some(ev) => ev, None => return },
         };
         match ev {
@@ -95,7 +109,11 @@ pub async fn run(
                     status,
                 };
                 let config = config.borrow().clone();
-                record_delivery(&store, &metrics, report, config, channels.clone()).await;
+                let matched =
+                    record_delivery(&store, &metrics, report, config, channels.clone()).await;
+                if !matched && report.report() == Report::Undelivered {
+                    unmatched.again(report, 0);
+                }
             }
             ModemEvent::SmsReceived {
                 ref from, ref text, ..
@@ -132,7 +150,52 @@ pub async fn run(
     }
 }
 
+/// Failure reports that found no sent page: the report of a part can arrive before the sender
+/// has recorded the page as sent (the parts of a long page go out one after another, and a
+/// network that gives up at once answers while the last part is still being submitted). Each
+/// is looked up again [`UNMATCHED_AGAIN`] later, up to [`UNMATCHED_TRIES`] times, then logged
+/// and dropped; at most [`UNMATCHED_MAX`] wait, the oldest dropped first.
+#[derive(Default)]
+struct Unmatched(std::collections::VecDeque<(tokio::time::Instant, Delivery, u8)>);
+
+const UNMATCHED_AGAIN: Duration = Duration::from_secs(3);
+const UNMATCHED_TRIES: u8 = 3;
+const UNMATCHED_MAX: usize = 64;
+
+impl Unmatched {
+    fn next_at(&self) -> Option<tokio::time::Instant> {
+        self.0.front().map(|(at, ..)| *at)
+    }
+
+    fn pop(&mut self) -> Option<(Delivery, u8)> {
+        self.0.pop_front().map(|(_, d, tries)| (d, tries))
+    }
+
+    /// `d` found no page after `tries` lookups: held for another, or given up on.
+    fn again(&mut self, d: Delivery, tries: u8) {
+        if tries >= UNMATCHED_TRIES {
+            tracing::warn!(
+                reference = d.reference,
+                status = d.status,
+                "an undelivered report matches no sent SMS page; dropped"
+            );
+            return;
+        }
+        if self.0.len() >= UNMATCHED_MAX {
+            if let Some((_, old, _)) = self.0.pop_front() {
+                tracing::warn!(
+                    reference = old.reference,
+                    "too many unmatched delivery reports; the oldest dropped"
+                );
+            }
+        }
+        let at = tokio::time::Instant::now() + UNMATCHED_AGAIN;
+        self.0.push_back((at, d, tries + 1));
+    }
+}
+
 /// One delivery report, as the modem gave it.
+#[derive(Debug, Clone, Copy)]
 struct Delivery {
     reference: u8,
     outcome: DeliveryOutcome,
@@ -149,16 +212,19 @@ impl Delivery {
         }
     }
 
-    /// Whether no later try can deliver it: TS 23.040 §9.2.3.15 puts the permanent errors at
-    /// 0x40..=0x5F (unknown or incompatible number, message expired or deleted); at 0x60..=0x7F
-    /// the centre gave up on a temporary error (busy, no response), and a reserved value is
-    /// not taken as the end of a page either.
+    /// Whether no later try can deliver it because of the number itself (TS 23.040 §9.2.3.15):
+    /// 0x41 incompatible destination (a number that takes no SMS), 0x43 not obtainable, 0x45 no
+    /// interworking. The spec files more under "permanent", but they are about the message,
+    /// not the number: 0x46 (validity period expired) is a phone that stayed off, and a phone
+    /// that is on again later takes the next try. So only these end a page that SMS alone
+    /// can carry; every other status retries after a pause.
     fn permanent(&self) -> bool {
-        (0x40..=0x5F).contains(&self.status)
+        matches!(self.status, 0x41 | 0x43 | 0x45)
     }
 }
 
-/// Records one delivery report on its page, bounded by [`EVENT_STEP_TIMEOUT`], and counts it. A
+/// Records one delivery report on its page, bounded by [`EVENT_STEP_TIMEOUT`], and counts it;
+/// false when no sent page has its reference (yet: see [`Unmatched`]). A
 /// page to a person that will not arrive goes on the way a failed send would (the person's next
 /// channel), in the same write; a reply or a status update to a plain number stays as it is.
 /// A report that cannot be recorded is logged and dropped: the page itself was sent, and the
@@ -169,7 +235,7 @@ async fn record_delivery(
     d: Delivery,
     config: Arc<Config>,
     channels: Arc<[Channel]>,
-) {
+) -> bool {
     let report = d.report();
     let permanent = d.permanent();
     let detail = format!("{:?} (status {:#04x})", d.outcome, d.status);
@@ -199,14 +265,27 @@ async fn record_delivery(
                 );
                 metrics.page(Channel::Sms, PageOutcome::of(&outcome));
             }
+            true
         }
-        Ok(Ok(None)) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "cannot record a delivery report"),
-        Err(_) => tracing::warn!(
-            reference = d.reference,
-            waited_s = EVENT_STEP_TIMEOUT.as_secs(),
-            "delivery report not recorded in time; moving on (the page was sent)"
-        ),
+        Ok(Ok(None)) => {
+            tracing::debug!(
+                reference = d.reference,
+                "a delivery report matches no sent SMS page"
+            );
+            false
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot record a delivery report");
+            true
+        }
+        Err(_) => {
+            tracing::warn!(
+                reference = d.reference,
+                waited_s = EVENT_STEP_TIMEOUT.as_secs(),
+                "delivery report not recorded in time; moving on (the page was sent)"
+            );
+            true
+        }
     }
 }
 
@@ -239,5 +318,31 @@ async fn reject_call(modem: Modem) {
             waited_s = REJECT_TIMEOUT.as_secs(),
             "the modem did not reject the incoming call in time"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only a number that cannot take SMS ends a page; a phone that stayed off (the message
+    /// expired) or a busy one is tried again.
+    #[test]
+    fn only_a_number_that_takes_no_sms_is_permanent() {
+        let d = |status| Delivery {
+            reference: 1,
+            outcome: DeliveryOutcome::from_status(status),
+            status,
+        };
+        for status in [0x41, 0x43, 0x45] {
+            assert!(d(status).permanent(), "{status:#04x}");
+            assert_eq!(d(status).report(), Report::Undelivered);
+        }
+        for status in [0x40, 0x42, 0x46, 0x49, 0x62, 0x65, 0x80] {
+            assert!(!d(status).permanent(), "{status:#04x}");
+        }
+        assert_eq!(d(0x46).report(), Report::Undelivered);
+        assert_eq!(d(0x21).report(), Report::StillTrying);
+        assert_eq!(d(0x00).report(), Report::Delivered);
     }
 }

@@ -779,9 +779,15 @@ pub fn delivered(
     now: DateTime<Utc>,
     next: impl FnOnce(&Page, &[Incident]) -> Option<Attempt>,
 ) -> rusqlite::Result<Option<(Page, Option<Attempt>)>> {
+    // A part that did not arrive counts also after another part's report marked the page
+    // delivered: the person holds half a message.
+    let states = match report {
+        Report::Undelivered => "('sent','delivered')",
+        Report::Delivered | Report::StillTrying => "('sent')",
+    };
     let mut page = match conn
         .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM outbox WHERE channel='sms' AND state='sent' AND \
+            "SELECT {COLUMNS} FROM outbox WHERE channel='sms' AND state IN {states} AND \
              (reference=?1 OR reference LIKE ?1 || ',%' OR reference LIKE '%,' || ?1 OR reference LIKE '%,' || ?1 || ',%') \
              ORDER BY id DESC LIMIT 1",
         ))?
@@ -1386,6 +1392,25 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+        // One part reported delivered, the other not: the person holds half a message, and
+        // the page moves on all the same.
+        let id = queue(&c, inc, Channel::Sms, t(100));
+        let p = claim(&c, Channel::Sms, t(100), LEASE).unwrap().unwrap();
+        let sent = Attempt::Sent {
+            reference: Some("50,51".into()),
+            detail: "mr 50,51".into(),
+        };
+        assert!(finish(&c, &p, &sent, t(100)).unwrap());
+        delivered(&c, "50", Report::Delivered, "Delivered", t(101), |_, _| {
+            None
+        })
+        .unwrap();
+        assert_eq!(state(&c, id).0, "delivered");
+        let (_, way_on) = delivered(&c, "51", Report::Undelivered, "Failed", t(102), to_voice)
+            .unwrap()
+            .unwrap();
+        assert!(way_on.is_some());
+        assert_eq!(state(&c, id).0, "pending");
     }
 
     #[test]

@@ -15,8 +15,10 @@ use super::types::{CallBehaviour, DeliverOptions, Fault, SimConfig, UrcPlacement
 use super::{SimProfile, Simulator};
 
 /// `pagerbox simulator`: without a subcommand, run a simulator until SIGINT/SIGTERM.
+/// A timing given twice takes the last value, so a script (or a test) can add its own after a
+/// set of defaults.
 #[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(args_conflicts_with_subcommands = true, args_override_self = true)]
 pub struct SimulatorArgs {
     /// `ctl`, or none to run a simulator.
     #[command(subcommand)]
