@@ -2,8 +2,9 @@
 //! ("which incident does `ACK` alone mean", "was this incident ever paged to this person").
 //!
 //! A page *reached* a phone when the row went out on a phone channel (SMS or an answered call) to
-//! that person: state `sending` (a fast reply can arrive before the sender recorded `sent`),
-//! `sent` or `delivered`. A sent or delivered row's `updated_at` is when it went out or when its
+//! that person: state `sent` or `delivered`, or an SMS still `sending` (a fast reply can arrive
+//! before the sender recorded `sent`). A call still `sending` is ringing: nobody has heard it,
+//! so an `ACK` typed meanwhile is about what the person read. A sent or delivered row's `updated_at` is when it went out or when its
 //! delivery report came, whichever is later, so ordering by it orders pages by when they last
 //! reached the phone, not by when they were queued: a page queued first that fell back from an
 //! unanswered call to SMS reached the phone after a digest queued later.
@@ -29,7 +30,8 @@ pub fn reached_phone(conn: &Tx, user: &str, limit: i64) -> rusqlite::Result<Vec<
     let rows: Vec<(i64, Option<IncidentId>)> = {
         let mut stmt = conn.prepare_cached(
             "SELECT id, incident_id FROM outbox WHERE user_id=?1 AND kind IN ('page','digest') \
-             AND channel IN ('sms','voice') AND state IN ('sending','sent','delivered') \
+             AND ((channel IN ('sms','voice') AND state IN ('sent','delivered')) \
+               OR (channel='sms' AND state='sending')) \
              ORDER BY updated_at DESC, id DESC LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![user, limit], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -159,18 +161,23 @@ pub fn escalation_policy(conn: &Tx, incident: IncidentId) -> rusqlite::Result<Op
 /// such incident (minutes after a storm).
 const NOBODY_REACHED: &str = "SELECT i.id FROM incidents i WHERE i.status <> 'resolved' \
      AND EXISTS (SELECT 1 FROM events e WHERE e.incident_id=i.id \
-       AND e.kind IN ('page-unreachable','unrouted')) \
+       AND e.kind IN ('page-unreachable','unrouted','page-failed')) \
      AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.incident_id=i.id \
        AND o.kind IN ('page','digest') AND o.state IN ('pending','sending','sent','delivered')) \
      AND NOT EXISTS (SELECT 1 FROM outbox_items it JOIN outbox o ON o.id=it.outbox_id \
        WHERE it.incident_id=i.id \
        AND o.kind IN ('page','digest') AND o.state IN ('pending','sending','sent','delivered')) \
-     ORDER BY i.id";
+     UNION SELECT i.id FROM incidents i WHERE i.status = 'triggered' \
+     AND EXISTS (SELECT 1 FROM events e WHERE e.incident_id=i.id AND e.kind='escalation-error') \
+     ORDER BY 1";
 
 /// Open incidents for which paging reached nobody: no route matched the alert (an `unrouted`
-/// event) or a step found no one it could page (a `page-unreachable` event), and no page or
-/// digest for them is queued, going out or gone out. The status page and `/healthz` flag these,
-/// oldest first. (An incident recorded without paging on purpose is not one of them.)
+/// event), a step found no one it could page (a `page-unreachable` event) or every page failed
+/// for good (`page-failed`: an SMS-only person whose number takes no SMS), and no page or
+/// digest for them is queued, going out or gone out; and unacknowledged incidents whose
+/// escalation a reload left without a policy (an `escalation-error`: nobody will be paged
+/// further, whoever was before). The status page and `/healthz` flag these, oldest first. (An
+/// incident recorded without paging on purpose is not one of them.)
 pub fn nobody_reached(conn: &Tx) -> rusqlite::Result<Vec<IncidentId>> {
     let mut stmt = conn.prepare_cached(NOBODY_REACHED)?;
     let rows = stmt.query_map([], |r| r.get(0))?;
@@ -299,14 +306,18 @@ mod tests {
             let rows = stmt.query_map([], |r| r.get::<_, String>(3)).unwrap();
             rows.collect::<rusqlite::Result<_>>().unwrap()
         };
-        // Only the outer loop over incidents reads a table through; every lookup made for an
-        // incident is by its id (or a row's), not by a state many rows share.
+        // Only the outer loops over incidents (all, or the triggered ones) read through a
+        // table or an index of it; every lookup made for an incident is by its id (or a
+        // row's), not by a state many rows share.
         for step in plan
             .iter()
             .filter(|p| p.starts_with("SEARCH") || p.starts_with("SCAN"))
         {
             assert!(
-                step == "SCAN i" || step.contains("(incident_id=?)") || step.contains("(rowid=?)"),
+                step == "SCAN i"
+                    || step == "SEARCH i USING COVERING INDEX incidents_status (status=?)"
+                    || step.contains("(incident_id=?)")
+                    || step.contains("(rowid=?)"),
                 "a lookup that reads many rows per incident: {step} in {plan:?}"
             );
         }
@@ -364,6 +375,49 @@ mod tests {
         // A page that failed for good reached nobody either.
         set(&c, p, "failed", 7);
         assert_eq!(nobody_reached(&c).unwrap(), vec![1, 2]);
+    }
+
+    /// A call still ringing has reached nobody; an SMS being submitted may have.
+    #[test]
+    fn a_ringing_call_has_not_reached_the_phone_yet() {
+        let c = db();
+        let sms = queue(&c, PageKind::Page, Some(1), Channel::Sms, 0);
+        set(&c, sms, "sent", 10);
+        let call = queue(&c, PageKind::Page, Some(2), Channel::Voice, 0);
+        set(&c, call, "sending", 20);
+        let ids = |c: &Tx| -> Vec<i64> {
+            reached_phone(c, "alice", 10)
+                .unwrap()
+                .iter()
+                .map(|p| p.outbox_id)
+                .collect()
+        };
+        assert_eq!(ids(&c), [sms]);
+        set(&c, call, "sent", 30);
+        assert_eq!(ids(&c), [call, sms]);
+        let submitting = queue(&c, PageKind::Page, Some(3), Channel::Sms, 0);
+        set(&c, submitting, "sending", 40);
+        assert_eq!(ids(&c), [submitting, call, sms]);
+    }
+
+    /// A page that failed for good reached nobody; an escalation a reload left without a policy
+    /// pages nobody further, whoever it paged before, until someone acknowledges.
+    #[test]
+    fn failed_pages_and_a_lost_policy_are_flagged() {
+        let c = db();
+        let note = |id: i64, kind| {
+            crate::store::events::record(&c, Some(id), t(0), kind, None, "x", None).unwrap()
+        };
+        let p = queue(&c, PageKind::Page, Some(1), Channel::Sms, 0);
+        set(&c, p, "failed", 5);
+        note(1, crate::incident::EventKind::PageFailed);
+        let sent = queue(&c, PageKind::Page, Some(2), Channel::Sms, 0);
+        set(&c, sent, "sent", 5);
+        note(2, crate::incident::EventKind::EscalationError);
+        assert_eq!(nobody_reached(&c).unwrap(), vec![1, 2]);
+        c.execute("UPDATE incidents SET status='acknowledged' WHERE id=2", [])
+            .unwrap();
+        assert_eq!(nobody_reached(&c).unwrap(), vec![1]);
     }
 
     #[test]
