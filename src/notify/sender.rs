@@ -751,6 +751,18 @@ fn plan(page: &Page, incidents: Vec<(Incident, Vec<TimelineEvent>)>, config: &Ar
         return Plan::Cancel(reason);
     }
     let channel = page.channel;
+    // The person as the config in force has them: a reload since the page was queued may have
+    // changed their number or address, or removed them (then nobody is there to page, and a
+    // reply from their old number would not be taken as theirs either).
+    let mut to = page.clone();
+    if let (Some(user), PageKind::Page | PageKind::Digest) = (&page.user_id, page.kind) {
+        if config.user(user).is_none() {
+            return Plan::Cancel(format!("{user} is no longer in the config"));
+        }
+        if let Some(now) = address(config, user, channel) {
+            to.address = now;
+        }
+    }
     let text = match page.kind {
         PageKind::Digest => {
             let list: Vec<Incident> = open.iter().map(|(i, _)| i.clone()).collect();
@@ -779,7 +791,7 @@ fn plan(page: &Page, incidents: Vec<(Incident, Vec<TimelineEvent>)>, config: &Ar
         },
     };
     Plan::Send(Box::new(Outgoing {
-        page: page.clone(),
+        page: to,
         text,
         incidents: if page.kind == PageKind::Digest {
             open
@@ -802,6 +814,14 @@ async fn attempt(
     let served: Vec<Channel> = all.iter().map(|t| t.channel()).collect();
     let about: Vec<Incident> = out.incidents.iter().map(|(i, _)| i.clone()).collect();
     let available = way_on(page, &about, config, &served);
+    // A reload took this channel's address away from the person: the page goes on to their
+    // next channel, as after a permanent error here.
+    if let (Some(user), PageKind::Page | PageKind::Digest) = (&page.user_id, page.kind) {
+        if address(config, user, channel).is_none() {
+            let why = format!("{user} has no {channel} address any more");
+            return after_failure(page, &why, false, false, config, &available, store.now());
+        }
+    }
     if let Err(why) = transport.ready() {
         let why = format!("{channel} unavailable: {why}");
         return after_failure(page, &why, true, true, config, &available, store.now());

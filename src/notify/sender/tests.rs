@@ -535,6 +535,60 @@ async fn acknowledged_incident_is_not_paged() {
     );
 }
 
+/// A reload between queueing and sending: the page goes to the number the config has now, and
+/// a person the config no longer has is not paged at all.
+#[tokio::test]
+async fn a_page_goes_to_the_person_as_the_config_has_them_now() {
+    let (store, _, id) = setup().await;
+    let sms = Fake::new(Channel::Sms);
+    let all: Arc<Vec<Arc<dyn Transport>>> = Arc::new(vec![sms.clone()]);
+    let metrics = crate::metrics::Metrics::new(chrono::Utc::now());
+    let send_with = |cfg: Arc<Config>| {
+        let (store, sms, all, metrics) = (store.clone(), sms.clone(), all.clone(), &metrics);
+        async move {
+            queue(&store, id, Channel::Sms, "+4915100000001").await;
+            let p = store
+                .call(|c, now| Ok(outbox::claim(c, Channel::Sms, now, LEASE)?))
+                .await
+                .unwrap()
+                .unwrap();
+            handle(
+                &*sms,
+                &all,
+                &store,
+                cfg,
+                p,
+                metrics,
+                &CancellationToken::new(),
+            )
+            .await;
+        }
+    };
+    let new_number = Config::parse(
+        &CONFIG.replace("+4915100000001", "+4915100000099"),
+        "t.toml",
+        Path::new("/"),
+    )
+    .unwrap()
+    .config;
+    send_with(Arc::new(new_number)).await;
+    assert_eq!(sms.sent.lock().unwrap()[0].0, "+4915100000099");
+    let without_alice = Config::parse(
+        &CONFIG.replace("id = \"alice\"", "id = \"carol\""),
+        "t.toml",
+        Path::new("/"),
+    )
+    .unwrap()
+    .config;
+    send_with(Arc::new(without_alice)).await;
+    assert_eq!(
+        sms.sent.lock().unwrap().len(),
+        1,
+        "nobody by that name to page"
+    );
+    assert_eq!(states(&store).await[1].1, "cancelled");
+}
+
 /// Regression: with the modem down and no email, a page cycled SMS -> voice -> SMS with no pause
 /// (found when a benchmark's simulator died and the daemon spun at 100% CPU).
 #[tokio::test]
