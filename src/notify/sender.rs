@@ -162,7 +162,7 @@ pub trait Transport: Send + Sync + 'static {
     }
     /// A watch that changes whenever [`Transport::ready`] may have changed (the modem's health),
     /// so the sender wakes at once when its channel comes back. `None`: readiness is not pushed
-    /// (email is always tried).
+    /// (email: its pages are tried when due, and the pause after a refused login ends by time).
     fn readiness_changes(&self) -> Option<watch::Receiver<Health>> {
         None
     }
@@ -680,8 +680,9 @@ async fn handle_paired(
             return;
         }
     };
-    let outcome = match plan(&page, incidents, &config) {
-        Plan::Cancel(reason) => Attempt::Cancelled { reason },
+    // The page as it went out (at the person's address in force), for the record.
+    let (page, outcome) = match plan(&page, incidents, &config) {
+        Plan::Cancel(reason) => (page, Attempt::Cancelled { reason }),
         Plan::Send(out) => {
             // Pair hook: the peer may send this page, or may already have.
             #[cfg(feature = "ha")]
@@ -698,7 +699,7 @@ async fn handle_paired(
             if let Some((gate, c)) = claimed {
                 gate.after(c, &outcome);
             }
-            outcome
+            (out.page, outcome)
         }
     };
     log_outcome(&page, &outcome);

@@ -732,6 +732,11 @@ pub fn finish(
         return Ok(false);
     }
     settle(conn, p.id, &outcome.settlement(), now)?;
+    if matches!(outcome, Attempt::Sent { .. }) {
+        // Where it went: a reload since it was queued may have given the person a new number.
+        conn.prepare_cached("UPDATE outbox SET address=?2 WHERE id=?1 AND address<>?2")?
+            .execute(params![p.id, p.address])?;
+    }
     note_outcome(conn, p, outcome, now)?;
     Ok(true)
 }
@@ -753,6 +758,10 @@ fn note_outcome(
     }
     Ok(())
 }
+
+/// How far back a delivery report can be about: the validity the driver gives an SMS (one day)
+/// and a day's margin for a centre that reports late.
+const REPORT_DAYS: i64 = 2;
 
 /// What a delivery report says about a sent SMS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -779,24 +788,36 @@ pub fn delivered(
     now: DateTime<Utc>,
     next: impl FnOnce(&Page, &[Incident]) -> Option<Attempt>,
 ) -> rusqlite::Result<Option<(Page, Option<Attempt>)>> {
-    // A part that did not arrive counts also after another part's report marked the page
-    // delivered: the person holds half a message.
-    let states = match report {
-        Report::Undelivered => "('sent','delivered')",
-        Report::Delivered | Report::StillTrying => "('sent')",
-    };
-    let mut page = match conn
+    // References wrap at 256 and rows stay, so the report is about the newest row that carries
+    // its reference, sent within the centre's validity period; an older row with the same
+    // number is another message. That row must still be where the report can apply: a page
+    // that already moved on (another part's report sent it to voice) or is not yet recorded
+    // as sent is no match, and nothing older stands in for it.
+    let since = crate::clock::sub_signed(now, chrono::Duration::days(REPORT_DAYS));
+    let Some(mut page) = conn
         .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM outbox WHERE channel='sms' AND state IN {states} AND \
+            "SELECT {COLUMNS} FROM outbox WHERE updated_at>=?2 AND \
              (reference=?1 OR reference LIKE ?1 || ',%' OR reference LIKE '%,' || ?1 OR reference LIKE '%,' || ?1 || ',%') \
              ORDER BY id DESC LIMIT 1",
         ))?
-        .query_row([reference], page_from_row)
+        .query_row(params![reference, ms(since)], page_from_row)
         .optional()?
-    {
-        Some(p) => p,
-        None => return Ok(None),
+    else {
+        return Ok(None);
     };
+    let multipart = page.reference.as_deref().is_some_and(|r| r.contains(','));
+    let applies = page.channel == Channel::Sms
+        && match page.state {
+            OutboxState::Sent => true,
+            // A part that did not arrive counts also after another part's report marked the
+            // page delivered: the person holds half a message. A whole message reported
+            // delivered cannot be undelivered after all.
+            OutboxState::Delivered => report == Report::Undelivered && multipart,
+            _ => false,
+        };
+    if !applies {
+        return Ok(None);
+    }
     page.items = items(conn, page.id)?;
     if report == Report::Delivered {
         conn.execute(
@@ -1411,6 +1432,71 @@ mod tests {
             .unwrap();
         assert!(way_on.is_some());
         assert_eq!(state(&c, id).0, "pending");
+    }
+
+    /// References wrap at 256: a report is about the newest message with its reference, and
+    /// an older page with the same number is never moved in its place.
+    #[test]
+    fn a_report_is_about_the_newest_message_with_its_reference() {
+        let (c, inc) = db();
+        let send = |at: i64, reference: &str| {
+            let id = queue(&c, inc, Channel::Sms, t(at));
+            let p = claim(&c, Channel::Sms, t(at), LEASE).unwrap().unwrap();
+            let sent = Attempt::Sent {
+                reference: Some(reference.into()),
+                detail: String::new(),
+            };
+            assert!(finish(&c, &p, &sent, t(at)).unwrap());
+            id
+        };
+        let old = send(0, "7");
+        delivered(&c, "7", Report::Delivered, "Delivered", t(1), |_, _| None).unwrap();
+        let any = |_: &Page, _: &[Incident]| {
+            Some(Attempt::Retry {
+                error: "x".into(),
+                retry_at: t(9999),
+            })
+        };
+        // A new page is being submitted when its part 7 is reported undelivered: no match (it
+        // is looked up again later), and the old delivered page stays as it was.
+        queue(&c, inc, Channel::Sms, t(300));
+        let submitting = claim(&c, Channel::Sms, t(300), LEASE).unwrap().unwrap();
+        assert!(
+            delivered(&c, "7", Report::Undelivered, "Failed", t(301), any)
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(state(&c, old).0, "delivered");
+        let done = Attempt::Cancelled {
+            reason: "done".into(),
+        };
+        assert!(finish(&c, &submitting, &done, t(302)).unwrap());
+        // A page that moved on to voice keeps its reference: the other part's report finds it
+        // and does nothing, rather than an older page.
+        let older = send(10, "9");
+        let both = send(400, "8,9");
+        delivered(&c, "8", Report::Undelivered, "Failed", t(401), |p, _| {
+            Some(Attempt::FallThrough {
+                error: "x".into(),
+                channel: Channel::Voice,
+                address: p.address.clone(),
+                due_at: t(401),
+            })
+        })
+        .unwrap()
+        .unwrap();
+        assert!(
+            delivered(&c, "9", Report::Undelivered, "Failed", t(402), any)
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(state(&c, older).0, "sent");
+        assert_eq!(state(&c, both).0, "pending");
+        // Past the validity period nothing matches at all.
+        let late = t(400) + chrono::Duration::days(3);
+        assert!(delivered(&c, "8", Report::Undelivered, "Failed", late, any)
+            .unwrap()
+            .is_none());
     }
 
     #[test]

@@ -573,6 +573,11 @@ async fn a_page_goes_to_the_person_as_the_config_has_them_now() {
     .config;
     send_with(Arc::new(new_number)).await;
     assert_eq!(sms.sent.lock().unwrap()[0].0, "+4915100000099");
+    let recorded = store
+        .call(|c, _| Ok(outbox::all(c)?[0].address.clone()))
+        .await
+        .unwrap();
+    assert_eq!(recorded, "+4915100000099", "the row says where it went");
     let without_alice = Config::parse(
         &CONFIG.replace("id = \"alice\"", "id = \"carol\""),
         "t.toml",
