@@ -474,13 +474,22 @@ fn escalate(
             Some(id),
         ));
     };
-    // A silence holds the due step: the engine would hold it again at once, paging nobody.
-    if let Some(key) = &stored.silenced_by {
-        let held_by = crate::silence::SilenceId::from_key(key)
-            .map(|s| format!("silence {s}"))
-            .unwrap_or_else(|| key.clone());
+    // A silence in force over the incident: the engine would hold the step again at once,
+    // paging nobody. (The escalation's own mark of a hold can outlive the silence while the
+    // incident is acknowledged, so the silences themselves are asked.)
+    let mut silences: Vec<crate::silence::Silence> = sender
+        .config
+        .silences
+        .iter()
+        .filter_map(|s| s.in_force(now))
+        .collect();
+    silences.extend(crate::store::silences::active(conn, now)?);
+    if let Some(s) = crate::silence::holding(&silences, &inc, now) {
         return Ok(Reply::new(
-            format!("#{id} not escalated: held by {held_by}; it pages when that ends"),
+            format!(
+                "#{id} not escalated: held by silence {}; it pages when that ends",
+                s.id
+            ),
             Some(id),
         ));
     }

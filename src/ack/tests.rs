@@ -1192,7 +1192,7 @@ async fn the_task_answers_through_the_handle_and_stops_on_shutdown() {
 /// escalation is left for the engine, which flags it when it next comes due.
 #[test]
 fn escalate_now_on_a_policy_that_is_gone_says_so_and_changes_nothing() {
-    escalate_now_refused("removed", None, |id| {
+    escalate_now_refused("removed", false, |id| {
         format!("#{id} not escalated: its policy removed is no longer configured")
     });
 }
@@ -1201,14 +1201,15 @@ fn escalate_now_on_a_policy_that_is_gone_says_so_and_changes_nothing() {
 /// now" says what holds it rather than promise a page that does not come.
 #[test]
 fn escalate_now_under_a_silence_says_what_holds_it_and_changes_nothing() {
-    escalate_now_refused("default", Some("runtime:3"), |id| {
-        format!("#{id} not escalated: held by silence #3; it pages when that ends")
+    escalate_now_refused("default", true, |id| {
+        format!("#{id} not escalated: held by silence #1; it pages when that ends")
     });
 }
 
-/// Escalates a new incident on `policy` (held by silence `held`) by SMS a minute after it
-/// opened, and checks the reply is `said(id)` and that nothing changed.
-fn escalate_now_refused(policy: &str, held: Option<&str>, said: impl Fn(IncidentId) -> String) {
+/// Escalates a new incident on `policy` (held by a runtime silence of its service when
+/// `silenced`) by SMS a minute after it opened, and checks the reply is `said(id)` and that
+/// nothing changed.
+fn escalate_now_refused(policy: &str, silenced: bool, said: impl Fn(IncidentId) -> String) {
     let c = crate::store::memory();
     let cfg = Arc::new(
         Config::parse(CONFIG, "t.toml", Path::new("/"))
@@ -1233,7 +1234,11 @@ fn escalate_now_refused(policy: &str, held: Option<&str>, said: impl Fn(Incident
     let AlertOutcome::Created(inc) = queries::apply_alert(&c, &alert, t0()).unwrap() else {
         panic!("expected a new incident");
     };
-    crate::store::silences::set_hold(&c, inc.id, held).unwrap();
+    if silenced {
+        let s = crate::store::silences::add(&c, &gone_silenced(), t0()).unwrap();
+        let key = s.silence.id.key();
+        crate::store::silences::set_hold(&c, inc.id, Some(&key)).unwrap();
+    }
     let before = escalations::of_incident(&c, inc.id).unwrap().unwrap();
     let sender = super::actions::Sender {
         config: cfg,
@@ -1257,4 +1262,53 @@ fn escalate_now_refused(policy: &str, held: Option<&str>, said: impl Fn(Incident
         .unwrap()
         .iter()
         .all(|e| e.kind != crate::store::kinds::EventKind::EscalateNow));
+}
+
+/// A runtime silence of service `gone` for the hour from [`t0`].
+fn gone_silenced() -> crate::silence::Silence {
+    crate::silence::Silence {
+        id: crate::silence::SilenceId::Runtime(0),
+        service: Some("gone".into()),
+        matchers: vec![],
+        starts_at: t0(),
+        ends_at: t0() + minutes(60),
+        comment: "upgrade".into(),
+        created_by: Some("alice".into()),
+        repeat: None,
+    }
+}
+
+/// The mark a silence left on an escalation outlives it while the incident is acknowledged:
+/// once the silence is over, "escalate now" escalates.
+#[test]
+fn escalate_now_after_the_silence_ended_escalates() {
+    let c = crate::store::memory();
+    let cfg = Arc::new(
+        Config::parse(CONFIG, "t.toml", Path::new("/"))
+            .unwrap()
+            .config,
+    );
+    let mut alert = crate::store::AlertInput::test_trigger("gone", "gone");
+    alert.policy = Some("default".into());
+    let AlertOutcome::Created(inc) = queries::apply_alert(&c, &alert, t0()).unwrap() else {
+        panic!("expected a new incident");
+    };
+    let s = crate::store::silences::add(&c, &gone_silenced(), t0()).unwrap();
+    crate::store::silences::set_hold(&c, inc.id, Some(&s.silence.id.key())).unwrap();
+    let sender = super::actions::Sender {
+        config: cfg,
+        user: "alice".into(),
+        address: Some(ALICE.into()),
+        via: "sms",
+    };
+    let escalate = |at| {
+        super::actions::execute(&c, &sender, &super::command::Command::Escalate(inc.id), at)
+            .unwrap()
+            .text
+    };
+    assert!(escalate(t0() + minutes(30)).contains("held by silence"));
+    assert_eq!(
+        escalate(t0() + minutes(90)),
+        format!("#{} escalating now", inc.id)
+    );
 }
