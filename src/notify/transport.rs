@@ -340,16 +340,16 @@ pub struct Email {
 struct Failures {
     /// The last send failed for a reason that is not the recipient's.
     send: Option<Arc<EmailError>>,
-    /// A send refused for a reason that refuses the box (bad credentials, relaying denied), and
-    /// until when email pages wait for it ([`REFUSED_PAUSE`] after it).
+    /// A send whose login the relay refused (bad or expired credentials), and until when email
+    /// pages wait for it ([`REFUSED_PAUSE`] after it).
     refused: Option<(Arc<EmailError>, tokio::time::Instant)>,
     /// The last check failed, with the sender it checked: a check begun before a reload says
     /// nothing about the new settings.
     check: Option<(Arc<EmailSender>, Arc<EmailError>)>,
 }
 
-/// How long email pages wait after the relay refused the box itself before the next one tries.
-/// Each try logs in: a relay that locks an account after a few failed logins would otherwise
+/// How long email pages wait after the relay refused the box's login before the next one
+/// tries. Each try logs in: a relay that locks an account after a few failed logins would otherwise
 /// be locked by a handful of queued pages, each retried on its own, well past the fix of the
 /// password that caused it. A reload that changes the settings ends the wait at once.
 pub const REFUSED_PAUSE: Duration = Duration::from_secs(300);
@@ -424,8 +424,8 @@ impl Transport for Email {
 
     fn ready(&self) -> Result<(), Unavailable> {
         // A relay that failed is still tried when a page needs it: that is how its return is
-        // noticed. Only a sender that cannot exist is not, and a relay that refused the box
-        // itself is left alone for a while (see `REFUSED_PAUSE`).
+        // noticed. Only a sender that cannot exist is not, and a relay that refused the login is
+        // left alone for a while (see `REFUSED_PAUSE`).
         self.sender().map_err(Unavailable::EmailSetup)?;
         let failures = self.failures.lock().expect("email state");
         match &failures.refused {
@@ -524,12 +524,12 @@ impl Transport for Email {
                     let e = Arc::new(e);
                     let mut failures = self.failures.lock().expect("email state");
                     failures.send = Some(e.clone());
-                    if e.refuses_the_box() {
+                    if e.refuses_login() {
                         tracing::error!(
                             error = %e,
                             wait_s = REFUSED_PAUSE.as_secs(),
-                            "the email relay refuses this box: email pages wait before the next \
-                             login (fix the settings and reload to try at once)"
+                            "the email relay refuses this box's login: email pages wait before \
+                             the next login (fix the settings and reload to try at once)"
                         );
                         let until = tokio::time::Instant::now() + REFUSED_PAUSE;
                         failures.refused = Some((e.clone(), until));
@@ -734,16 +734,20 @@ mod refusal_tests {
         (Email::new(rx), out)
     }
 
-    /// A relay that refuses the box (here: relaying denied; bad credentials alike) is left alone
-    /// for a while: the next pages do not each log in again. One that refuses a message for a
-    /// passing reason is tried again at once.
+    /// A relay that refuses the box's login is left alone for a while: the next pages do not
+    /// each log in again. One that refuses a message for a passing reason, or refuses to relay
+    /// (some relays say so per recipient), is tried again at once.
     #[tokio::test]
-    async fn a_relay_that_refuses_the_box_is_not_tried_again_at_once() {
+    async fn a_relay_that_refuses_the_login_is_not_tried_again_at_once() {
         let server = SmtpTestServer::start(SmtpTestOptions::default())
             .await
             .unwrap();
         let (email, out) = reply_by_email(server.addr().port());
-        server.push_fault(Fault::reply(Stage::Rcpt, 554, "5.7.1 Relay access denied"));
+        server.push_fault(Fault::reply(
+            Stage::Mail,
+            530,
+            "5.7.0 Authentication required",
+        ));
         assert!(email.ready().is_ok());
         assert!(email.send(&out).await.is_err());
         assert!(
@@ -760,9 +764,14 @@ mod refusal_tests {
         assert!(email.ready().is_ok());
         email.send(&out).await.unwrap();
         assert_eq!(server.messages().len(), 1);
-        // A passing refusal (greylisting) keeps email ready.
-        server.push_fault(Fault::reply(Stage::Rcpt, 451, "4.7.1 try again later"));
-        assert!(email.send(&out).await.is_err());
-        assert!(email.ready().is_ok());
+        // A passing refusal (greylisting) or a refusal to relay keeps email ready.
+        for (code, text) in [
+            (451, "4.7.1 try again later"),
+            (554, "5.7.1 Relay access denied"),
+        ] {
+            server.push_fault(Fault::reply(Stage::Rcpt, code, text));
+            assert!(email.send(&out).await.is_err());
+            assert!(email.ready().is_ok(), "{code}");
+        }
     }
 }

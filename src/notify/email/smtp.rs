@@ -168,11 +168,12 @@ fn refuses_the_box(code: u16, response: &str) -> bool {
 }
 
 impl EmailError {
-    /// True when the relay refused this box rather than the message (see [`refuses_the_box`]):
-    /// bad credentials, relaying denied. Every message will meet the same answer until someone
-    /// fixes the relay or the settings.
-    pub fn refuses_the_box(&self) -> bool {
-        matches!(self, EmailError::Rejected { code, response, .. } if refuses_the_box(*code, response))
+    /// True when the relay refused this box's login (RFC 4954: 530 authentication required,
+    /// 534 mechanism too weak, 535 credentials invalid, 538 encryption required): every message
+    /// meets the same answer until someone fixes the settings, and each try is one more failed
+    /// login. (A refusal to relay is left out: some relays give it per recipient.)
+    pub fn refuses_login(&self) -> bool {
+        matches!(self, EmailError::Rejected { code, .. } if matches!(code, 530 | 534 | 535 | 538))
     }
 
     /// True when sending the same message later may succeed: 4xx replies, refused/broken/
