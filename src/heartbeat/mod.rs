@@ -141,13 +141,8 @@ pub async fn run(
 ) {
     let mut started = false;
     let mut steps = clock.steps();
-    // As the escalation engine: a pass that fails alike every time (an error of ours) is a
-    // stuck watcher, which must go late rather than beat on (see `escalation::engine::run`).
-    let mut stuck = false;
     loop {
-        if !stuck {
-            beat.beat();
-        }
+        beat.beat();
         let cfg = config.borrow_and_update().clone();
         let mut next: Option<DateTime<Utc>> = None;
         // Also with no monitors configured (once per start or reload): that forgets removed
@@ -156,11 +151,9 @@ pub async fn run(
         match r {
             Ok((_, n)) => {
                 started = true;
-                stuck = false;
                 next = n;
             }
             Err(e) => {
-                stuck = !e.is_retryable();
                 tracing::error!(error = %e, "heartbeat watcher cannot read or write the store; retrying");
             }
         }

@@ -354,37 +354,3 @@ async fn watcher_fires_at_the_deadline_with_a_manual_clock() {
     shutdown.cancel();
     task.await.unwrap();
 }
-
-/// A pass that fails alike every time (a trigger refusing every write stands for an error of
-/// ours) leaves no monitor watched: the watcher stops beating and goes late.
-#[tokio::test]
-async fn a_watcher_whose_every_pass_fails_stops_beating() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("db");
-    let clock = Arc::new(ManualClock::new(t(0)));
-    let store = Store::open(&path, clock.clone()).unwrap();
-    let refuse = |table: &str| {
-        format!(
-            "CREATE TRIGGER refuse_ins_{table} BEFORE INSERT ON {table} \
-             BEGIN SELECT RAISE(ABORT, 'refused'); END; \
-             CREATE TRIGGER refuse_upd_{table} BEFORE UPDATE ON {table} \
-             BEGIN SELECT RAISE(ABORT, 'refused'); END;"
-        )
-    };
-    rusqlite::Connection::open(&path)
-        .unwrap()
-        .execute_batch(&format!(
-            "{}{}",
-            refuse("heartbeats"),
-            refuse("heartbeat_watch")
-        ))
-        .unwrap();
-    let beat = crate::supervisor::Heartbeat::new("heartbeats", Duration::from_millis(1500));
-    let (_tx, rx) = watch::channel(Arc::new(config()));
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(run(store, rx, clock, beat.clone(), shutdown.clone()));
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(beat.late().is_some(), "beat {:?} ago", beat.since());
-    shutdown.cancel();
-    task.await.unwrap();
-}
