@@ -170,7 +170,10 @@ fn exists(policy: &Policy, next: Next) -> bool {
 impl EscalationState {
     /// This state carried over to `policy` from another one (a reload renamed or replaced its
     /// policy): a place `policy` does not have (it has fewer steps or runs) becomes its first
-    /// step, so the escalation pages on rather than ending on the spot.
+    /// step, so the escalation pages on rather than ending on the spot. The end of the old
+    /// policy's last run cannot be told from a place the new one lacks (the old policy is gone),
+    /// so an escalation waiting out its last step starts the new policy over: more pages, never
+    /// fewer.
     pub fn moved_to(self, policy: &Policy) -> EscalationState {
         let first = Next::Step { step: 0, round: 0 };
         self.with_next(|n| match n {

@@ -376,7 +376,6 @@ impl Daemon {
         s.send_to(data, self.udp.unwrap()).unwrap();
     }
 
-    /// Polls `f` until it returns Some, or panics after `secs`.
     /// The `/metrics` exposition as text.
     pub fn metrics_text(&self) -> String {
         ureq::get(&self.url("/metrics"))
@@ -386,6 +385,7 @@ impl Daemon {
             .unwrap()
     }
 
+    /// Polls `f` until it returns Some, or panics after `secs`.
     pub fn wait_for<T>(&self, secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
