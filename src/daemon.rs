@@ -303,6 +303,18 @@ fn health_sources(
     modem: Option<&ModemParts>,
     standby: watch::Receiver<crate::standby::Status>,
 ) -> crate::health::Sources {
+    let (tx, pages_nobody) = watch::channel(Vec::new());
+    // Not paging itself: a dead task leaves the last list (and the log said why).
+    core.sup.spawn(
+        "reach",
+        Role::Auxiliary,
+        crate::escalation::reach::watch(
+            core.config.clone(),
+            core.clock.clone(),
+            tx,
+            core.shutdown.clone(),
+        ),
+    );
     crate::health::Sources {
         store: core.store.clone(),
         paging: Some(paging.clone()),
@@ -311,6 +323,7 @@ fn health_sources(
         selftest_fault: modem.map(|m| m.selftest_fault.clone()),
         clock: core.clock.clone(),
         standby: Some(standby),
+        pages_nobody: Some(pages_nobody),
     }
 }
 

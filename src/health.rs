@@ -121,6 +121,9 @@ pub struct Facts {
     /// is longer than the grace (every held page is then paged locally, and the cloud pager is
     /// not told about acknowledgements made here).
     pub upstream_unreachable: Option<Duration>,
+    /// Routes whose high-urgency alerts the config in force would page nobody for (see
+    /// [`crate::escalation::reach::pages_nobody`]).
+    pub pages_nobody: Vec<String>,
     /// Pair hook: why the pair is impaired (`alone`, `rejoining`, `independent`), if it is.
     #[cfg(feature = "ha")]
     pub pair: Option<&'static str>,
@@ -265,6 +268,10 @@ pub fn assess(facts: &Facts) -> Verdict {
     if facts.selftest_fault {
         v.problems.push(Problem::SelftestFault);
     }
+    // Other alerts page; these would not. Said before such an alert arrives.
+    for w in &facts.pages_nobody {
+        v.degraded.push(format!("config: {w}"));
+    }
     if let Some(d) = facts.upstream_unreachable {
         v.problems.push(Problem::UpstreamUnreachable {
             seconds: d.as_secs(),
@@ -289,6 +296,9 @@ pub struct Sources {
     pub clock: std::sync::Arc<dyn crate::clock::Clock>,
     /// Standby behind a cloud pager, when the daemon runs its task.
     pub standby: Option<watch::Receiver<Status>>,
+    /// What the config in force pages nobody for, kept current by
+    /// [`crate::escalation::reach::watch`].
+    pub pages_nobody: Option<watch::Receiver<Vec<String>>>,
 }
 
 impl Sources {
@@ -361,6 +371,11 @@ impl Sources {
                     _ => None,
                 }
             }),
+            pages_nobody: self
+                .pages_nobody
+                .as_ref()
+                .map(|w| w.borrow().clone())
+                .unwrap_or_default(),
             #[cfg(feature = "ha")]
             pair: pair::standing().and_then(pair::Standing::impairment),
         }
@@ -504,6 +519,7 @@ mod tests {
             oldest_due: Some(Duration::from_secs(3)),
             selftest_fault: false,
             upstream_unreachable: None,
+            pages_nobody: vec![],
             #[cfg(feature = "ha")]
             pair: None,
         }
@@ -642,6 +658,20 @@ mod tests {
         assert!(!v.impaired());
         assert_eq!(v.word(), "degraded");
         assert_eq!(v.degraded, vec!["email: password file missing".to_string()]);
+    }
+
+    /// A config whose high-urgency alerts on a route would page nobody: degraded, named.
+    #[test]
+    fn a_config_that_pages_nobody_for_critical_alerts_is_degraded() {
+        let v = assess(&Facts {
+            pages_nobody: vec![
+                "route \"db\" (policy \"p\"): critical/error alerts would page nobody".into(),
+            ],
+            ..good()
+        });
+        assert!(!v.impaired());
+        assert_eq!(v.word(), "degraded");
+        assert!(v.degraded[0].starts_with("config: route \"db\""), "{v:?}");
     }
 
     /// A modem that answers while the network refuses every submit and call (no credit, a

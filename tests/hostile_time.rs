@@ -478,6 +478,7 @@ mod generated {
             selftest_fault: None,
             clock: Arc::new(pagerbox::clock::SystemClock),
             standby: None,
+            pages_nobody: None,
         };
         let limits = pagerbox::api::server::Limits::from_config(&config_rx.borrow().http);
         let (_token_tx, token_rx) = tokio::sync::watch::channel(None);

@@ -95,3 +95,48 @@ fn an_incident_that_reaches_nobody_is_logged_flagged_and_on_its_timeline() {
         "{h}"
     );
 }
+
+/// A config under which critical alerts would page nobody (alice has only an email address, and
+/// email is off) says so in `/healthz` before any alert arrives; a reload that gives her a
+/// phone clears it.
+#[test]
+fn healthz_names_a_config_that_pages_nobody_for_critical_alerts_before_an_alert() {
+    let sim = util::ExternalSim::start();
+    let people = |address: &str| {
+        let on_call = util::on_call("+4915100000001", "", "10m")
+            .replace("phone = \"+4915100000001\"", address);
+        format!("{}{on_call}", util::fast_modem(&sim))
+    };
+    let mut d = Daemon::start(&people("email = \"alice@example.org\""));
+    d.wait_modem_up();
+    let said = |d: &Daemon| {
+        let (_, h) = d.get("/healthz");
+        h["degraded"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|w| {
+                w.as_str()
+                    .unwrap_or("")
+                    .contains("critical/error alerts would page nobody")
+            })
+            .then_some(h)
+    };
+    let h = d.wait_for(10, "the config flagged", || said(&d));
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert_eq!(h["nobody_paged"], json!([]), "no alert yet: {h}");
+    // The fix: a phone for SMS.
+    std::fs::write(
+        &d.config,
+        util::base_config(
+            &d.dir.path().join("state"),
+            &people("phone = \"+4915100000001\""),
+        ),
+    )
+    .unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    d.wait_for(10, "the flag gone after the reload", || {
+        said(&d).is_none().then_some(())
+    });
+    d.stop();
+}

@@ -543,6 +543,7 @@ mod tests {
                 selftest_fault: None,
                 clock: Arc::new(SystemClock),
                 standby: None,
+                pages_nobody: None,
             };
             let intake = Intake::from(IntakeParts {
                 store,

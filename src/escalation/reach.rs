@@ -33,16 +33,10 @@ pub fn unreachable(
 ) -> Vec<String> {
     let plan = Plan::new(std::sync::Arc::new(config.clone()));
     let mut out = Vec::new();
-    for route in &config.routes {
-        let Some(policy) = plan.policies.get(&route.policy) else {
-            continue;
-        };
+    for (route, policy, runs) in dry_runs(config, &plan, now, overrides) {
         // The same problem for several severities is said once, naming them all.
         let mut problems: BTreeMap<String, Vec<Severity>> = BTreeMap::new();
-        // Most severe first, as people read them.
-        for severity in Severity::ALL.into_iter().rev() {
-            let dry =
-                crate::escalation::plan(policy, route, severity, &plan.directory, now, overrides);
+        for (severity, dry) in runs {
             let mut found = dry.warnings.clone();
             if dry.pages.is_empty() {
                 let urgency = match dry.urgency {
@@ -75,6 +69,127 @@ pub fn unreachable(
         overrides,
     ));
     out
+}
+
+/// The routes whose high-urgency alerts (critical and error, unless a route maps them lower)
+/// would page nobody at all at `now`: one line per route, naming the severities. Unlike the
+/// warnings of [`unreachable`] (a step that reaches nobody while another step pages someone, a
+/// gap weeks ahead), each of these is an alert that matters and reaches no one now, so
+/// `/healthz` names them (degraded) before such an alert arrives.
+pub fn pages_nobody(
+    config: &Config,
+    now: DateTime<Utc>,
+    overrides: &OverridesBySchedule,
+) -> Vec<String> {
+    let plan = Plan::new(std::sync::Arc::new(config.clone()));
+    dry_runs(config, &plan, now, overrides)
+        .into_iter()
+        .filter_map(|(route, policy, runs)| {
+            let nobody: Vec<&str> = runs
+                .iter()
+                .filter(|(_, dry)| {
+                    dry.urgency == crate::incident::Urgency::High && dry.pages.is_empty()
+                })
+                .map(|(severity, _)| severity.as_str())
+                .collect();
+            (!nobody.is_empty()).then(|| {
+                format!(
+                    "route {:?} (policy {:?}): {} alerts would page nobody",
+                    route.id,
+                    policy.id,
+                    nobody.join("/")
+                )
+            })
+        })
+        .collect()
+}
+
+/// How often [`watch`] looks again without a reload: schedules start, layers end and
+/// overrides lapse with time alone.
+const REACH_RECHECK: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Keeps `tx` to the routes whose high-urgency alerts the config in force would page nobody for
+/// (see [`pages_nobody`]): at start, after every reload, and hourly; a change is logged.
+/// Each look is a dry run of every route (and a read of the runtime overrides from the
+/// database file), done on a blocking thread.
+pub async fn watch(
+    mut config: tokio::sync::watch::Receiver<std::sync::Arc<crate::config::Config>>,
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
+    tx: tokio::sync::watch::Sender<Vec<String>>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut first = true;
+    loop {
+        let cfg = config.borrow_and_update().clone();
+        let now = clock.now();
+        let found = tokio::task::spawn_blocking(move || {
+            let overrides = crate::store::overrides::in_force_at(&cfg.database_path(), now);
+            pages_nobody(&cfg, now, &overrides)
+        })
+        .await;
+        match found {
+            Ok(list) => {
+                tx.send_if_modified(|old| {
+                    if *old == list {
+                        return false;
+                    }
+                    // At start the daemon has just logged every warning of `unreachable`.
+                    for w in list.iter().filter(|w| !old.contains(w) && !first) {
+                        tracing::warn!("nobody would be paged: {w}");
+                    }
+                    *old = list;
+                    true
+                });
+            }
+            Err(e) => tracing::error!(error = %e, "cannot work out whom the config pages"),
+        }
+        first = false;
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = config.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(REACH_RECHECK) => {}
+        }
+    }
+}
+
+/// One route, its policy, and the dry run of its escalation for each severity.
+type DryRuns<'c> = (
+    &'c crate::escalation::Route,
+    &'c crate::escalation::Policy,
+    Vec<(Severity, crate::escalation::plan::Plan)>,
+);
+
+/// Every route's escalation dry-run for every severity, most severe first (as people read
+/// them); routes whose policy the config lacks are left out.
+fn dry_runs<'c>(
+    config: &'c Config,
+    plan: &'c Plan,
+    now: DateTime<Utc>,
+    overrides: &OverridesBySchedule,
+) -> Vec<DryRuns<'c>> {
+    config
+        .routes
+        .iter()
+        .filter_map(|route| {
+            let policy = plan.policies.get(&route.policy)?;
+            let runs = Severity::ALL
+                .into_iter()
+                .rev()
+                .map(|severity| {
+                    let dry = crate::escalation::plan(
+                        policy,
+                        route,
+                        severity,
+                        &plan.directory,
+                        now,
+                        overrides,
+                    );
+                    (severity, dry)
+                })
+                .collect();
+            Some((route, policy, runs))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -114,6 +229,29 @@ wait = "10m"
 id = "default"
 policy = "default"
 "#;
+
+    /// High-urgency alerts that reach no one are named for `/healthz`; a low-urgency gap, or
+    /// a step that reaches nobody while another pages someone, is left to the warnings.
+    #[test]
+    fn only_high_urgency_alerts_that_page_nobody_at_all_are_named() {
+        let only_low = config(&format!(
+            "[[users]]\nid = \"alice\"\nphone = \"+4915100000001\"\n\
+             [[users.rules]]\nurgency = \"high\"\nchannel = \"sms\"\nafter = \"0s\"\n{PEOPLE}"
+        ));
+        assert!(!unreachable(&only_low, now(), &Default::default()).is_empty());
+        assert_eq!(
+            pages_nobody(&only_low, now(), &Default::default()),
+            Vec::<String>::new()
+        );
+        // No phone, and email is off: nobody is paged for anything.
+        let nobody = config(&format!(
+            "[[users]]\nid = \"alice\"\nemail = \"alice@example.org\"\n{PEOPLE}"
+        ));
+        assert_eq!(
+            pages_nobody(&nobody, now(), &Default::default()),
+            ["route \"default\" (policy \"default\"): critical/error alerts would page nobody"]
+        );
+    }
 
     #[test]
     fn a_user_reachable_for_every_severity_gets_no_warning() {
