@@ -288,7 +288,7 @@ pub(crate) fn refusal(
     }
     let route_policy = || {
         let route = inc.route.as_deref()?;
-        let r = sender.config.routes.iter().find(|r| r.id == route)?;
+        let r = sender.config.route(route)?;
         Some(r.policy.clone())
     };
     let Some(policy_id) = pages::escalation_policy(conn, inc.id)?.or_else(route_policy) else {
@@ -556,7 +556,7 @@ fn details(
     let runbook = inc
         .route
         .as_deref()
-        .and_then(|r| sender.config.routes.iter().find(|x| x.id == r))
+        .and_then(|r| sender.config.route(r))
         .and_then(|r| r.runbook.clone());
     let head = match crate::notify::text::service_shown(&inc) {
         Some(s) => format!("#{id} {} {s}: ", inc.severity.as_short()),

@@ -365,18 +365,17 @@ fn policy_in_force<'p>(
                 policy = name,
                 "the reloaded policy changed under its name; the escalation goes on from its place in it as it is now"
             );
-            record(
+            carry_on(
                 conn,
-                Some(inc.id),
-                now,
-                EventKind::Routed,
-                None,
+                inc.id,
+                name,
+                &carried,
                 &format!(
                     "policy {name:?} changed; escalation goes on with its steps as they are now"
                 ),
-                Some(&serde_json::json!({ "policy": name })),
+                serde_json::json!({ "policy": name }),
+                now,
             )?;
-            save(conn, inc.id, name, &carried, now)?;
         }
         return Ok(Some((p, carried)));
     }
@@ -386,10 +385,7 @@ fn policy_in_force<'p>(
         source: inc.source.as_deref(),
         routing_key: None,
     };
-    let own_route = inc
-        .route
-        .as_deref()
-        .and_then(|r| config.routes.iter().find(|x| x.id == r));
+    let own_route = inc.route.as_deref().and_then(|r| config.route(r));
     let successor = own_route
         .filter(|r| policy_of(&r.policy).is_some())
         .or_else(|| super::route_for(&config.routes, &facts))
@@ -418,21 +414,43 @@ fn policy_in_force<'p>(
         route = %route.id,
         "the reloaded config has no policy of this incident's; its escalation goes on with its route's"
     );
-    record(
+    let state = state.moved_to(policy);
+    carry_on(
         conn,
-        Some(inc.id),
-        now,
-        EventKind::Routed,
-        None,
+        inc.id,
+        &policy.id,
+        &state,
         &format!(
             "policy {name:?} no longer exists; escalation goes on with policy {:?} of route {:?}",
             policy.id, route.id
         ),
-        Some(&serde_json::json!({ "removed": name, "policy": policy.id, "route": route.id })),
+        serde_json::json!({ "removed": name, "policy": policy.id, "route": route.id }),
+        now,
     )?;
-    let state = state.moved_to(policy);
-    save(conn, inc.id, &policy.id, &state, now)?;
     Ok(Some((policy, state)))
+}
+
+/// Stores the escalation of `id` going on with `policy` in `state` after a reload, and says why
+/// on its timeline (`message`, `data`).
+fn carry_on(
+    conn: &Tx,
+    id: IncidentId,
+    policy: &str,
+    state: &EscalationState,
+    message: &str,
+    data: serde_json::Value,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    record(
+        conn,
+        Some(id),
+        now,
+        EventKind::Routed,
+        None,
+        message,
+        Some(&data),
+    )?;
+    save(conn, id, policy, state, now)
 }
 
 /// An escalation whose policy a config reload removed, with no policy to go on with: flagged on

@@ -479,10 +479,7 @@ impl Transport for Email {
                 .incidents
                 .iter()
                 .map(|(incident, timeline)| {
-                    let route = incident
-                        .route
-                        .as_deref()
-                        .and_then(|r| msg.config.routes.iter().find(|x| x.id == r));
+                    let route = incident.route.as_deref().and_then(|r| msg.config.route(r));
                     IncidentEmail {
                         incident,
                         timeline,

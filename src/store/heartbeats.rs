@@ -274,7 +274,7 @@ fn fire(
     now: DateTime<Utc>,
     why: &str,
 ) -> Result<IncidentId, StoreError> {
-    let route = config.routes.iter().find(|x| x.id == hb.route);
+    let route = config.route(&hb.route);
     let summary = hb.summary.clone().unwrap_or_else(|| {
         format!(
             "heartbeat {} missed: no ping for {}",
