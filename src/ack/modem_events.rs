@@ -150,8 +150,8 @@ pub async fn run(
     }
 }
 
-/// Failure reports that found no sent page: the report of a part can arrive before the sender
-/// has recorded the page as sent (the parts of a long page go out one after another, and a
+/// Failure reports that found no sent page, or that the store did not take: the report of a
+/// part can arrive before the sender has recorded the page as sent (the parts of a long page go out one after another, and a
 /// network that gives up at once answers while the last part is still being submitted). Each
 /// is looked up again [`UNMATCHED_AGAIN`] later, up to [`UNMATCHED_TRIES`] times, then logged
 /// and dropped; at most [`UNMATCHED_MAX`] wait, the oldest dropped first.
@@ -224,10 +224,11 @@ impl Delivery {
 }
 
 /// Records one delivery report on its page, bounded by [`EVENT_STEP_TIMEOUT`], and counts it;
-/// false when no sent page has its reference (yet: see [`Unmatched`]). A
-/// page to a person that will not arrive goes on the way a failed send would (the person's next
-/// channel), in the same write; a reply or a status update to a plain number stays as it is.
-/// A report that cannot be recorded is logged and dropped: the page itself was sent, and the
+/// false when no sent page has its reference (yet: see [`Unmatched`]) or the store did not take
+/// it. A page to a person that will not arrive goes on the way a failed send would (the
+/// person's next channel), in the same write; a reply or a status update to a plain number
+/// stays as it is. A report the store does not take is logged; an undelivered one is tried
+/// again (the caller's `Unmatched`), any other is dropped: that page was sent, and the
 /// escalation goes on without it.
 async fn record_delivery(
     store: &Store,
@@ -274,9 +275,11 @@ async fn record_delivery(
             );
             false
         }
+        // Not recorded: an undelivered report is looked up again (see `Unmatched`; a write that
+        // landed late leaves no sent page to match, so nothing is applied twice).
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "cannot record a delivery report");
-            true
+            false
         }
         Err(_) => {
             tracing::warn!(
@@ -284,7 +287,7 @@ async fn record_delivery(
                 waited_s = EVENT_STEP_TIMEOUT.as_secs(),
                 "delivery report not recorded in time; moving on (the page was sent)"
             );
-            true
+            false
         }
     }
 }
