@@ -223,6 +223,26 @@ fn udp_heartbeat_lines_ping_and_resolve() {
     assert_eq!(heartbeat_incidents(&d).len(), 1);
 }
 
+/// A flood of pings for monitors nobody configured is counted, and warned about at most once
+/// per interval, with the sender's id cut short: it must not fill the journal.
+#[test]
+fn udp_pings_for_unknown_monitors_are_counted_junk_and_warned_about_once() {
+    let d = Daemon::start(&config("1m", "1m"));
+    let long = "x".repeat(200);
+    for n in 0..50 {
+        d.udp_send(format!("heartbeat nosuch-{n}-{long}").as_bytes());
+    }
+    d.wait_for(10, "every ping counted as junk", || {
+        d.metrics_text()
+            .contains(r#"pagerbox_alerts_received_total{source="udp",outcome="junk"} 50"#)
+            .then_some(())
+    });
+    let log = d.log();
+    let warned = log.matches("not configured").count();
+    assert_eq!(warned, 1, "{log}");
+    assert!(!log.contains(&long), "the whole id was logged");
+}
+
 #[test]
 fn unknown_heartbeat_is_404_and_pings_need_the_token_when_configured() {
     let d = Daemon::start_with(&config("1m", "1m"), Some("s3cret"));

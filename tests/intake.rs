@@ -2,6 +2,8 @@
 
 mod util;
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 use util::{fixture, Daemon};
 
@@ -285,6 +287,42 @@ fn udp_json_and_text_lines_and_junk() {
     d.wait_for(5, "junk to be logged", || {
         d.log().contains("udp datagram ignored").then_some(())
     });
+}
+
+/// A trigger and its resolve sent back to back must apply in that order: a resolve applied
+/// first finds nothing to resolve, and the trigger then opens an incident that pages and stays.
+#[test]
+fn udp_trigger_then_resolve_back_to_back_ends_resolved() {
+    let d = Daemon::start("");
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to = d.udp.unwrap();
+    const PAIRS: usize = 200;
+    for i in 0..PAIRS {
+        sock.send_to(format!("critical flap-{i} disk full").as_bytes(), to)
+            .unwrap();
+        sock.send_to(format!("resolve flap-{i} ok").as_bytes(), to)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    d.wait_for(30, "every datagram applied", || {
+        let received: f64 = d
+            .metrics_text()
+            .lines()
+            .filter(|l| {
+                l.starts_with("pagerbox_alerts_received_total{") && l.contains("source=\"udp\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        (received as usize >= 2 * PAIRS).then_some(())
+    });
+    let (_, v) = d.get("/v1/incidents");
+    let open: Vec<_> = v["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["dedup_key"].clone())
+        .collect();
+    assert!(open.is_empty(), "left open: {open:?}");
 }
 
 #[test]

@@ -7,14 +7,22 @@
 //! When a write token is configured, a datagram carries it as its first word, `token=<token>`
 //! (UDP has no headers); one without it is refused, or with `udp.unauthenticated =
 //! "trigger-only"` may only trigger (never resolve, ack or ping a heartbeat, which could hide a
-//! real problem). A wrong token is always refused. Datagrams are handled concurrently up to a bound;
-//! past it the receive loop waits, leaving the backlog in the kernel's socket buffer.
+//! real problem). A wrong token is always refused.
+//!
+//! Datagrams for one alert key (or one heartbeat) are applied in the order they arrived: a
+//! script that sends `critical k ...` and then `resolve k` must end with the incident resolved,
+//! never with the resolve applied first and the trigger opening an incident nobody closes. Each
+//! datagram goes to one of [`LANES`] queues chosen by its key; a lane applies its datagrams one
+//! after another, lanes run side by side. When a lane is full the receive loop waits, leaving
+//! the backlog in the kernel's socket buffer.
 
-use std::sync::Arc;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
-use tokio::sync::Semaphore;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::formats::{self, Datagram};
@@ -23,20 +31,34 @@ use crate::escalation::ParsedAlert;
 use crate::incident::Actor;
 use crate::metrics::{AlertOutcome, AlertSource};
 
-/// Datagrams being stored at once.
-const IN_FLIGHT: usize = 256;
+/// Queues that apply datagrams side by side; one key always uses the same queue.
+const LANES: usize = 16;
+/// Datagrams waiting in one lane before the receive loop waits for it.
+const LANE_DEPTH: usize = 16;
 /// At most one junk warning per this interval; the rest are counted.
 const JUNK_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Receives datagrams on `socket` until `shutdown`, then waits (bounded) for the datagrams
 /// still being stored.
 pub async fn serve(socket: UdpSocket, intake: Intake, shutdown: CancellationToken) {
-    let permits = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut lanes = Vec::with_capacity(LANES);
+    let mut running = JoinSet::new();
+    for _ in 0..LANES {
+        let (tx, rx) = mpsc::channel(LANE_DEPTH);
+        lanes.push(tx);
+        running.spawn(apply_in_order(intake.clone(), rx));
+    }
     let mut buf = vec![0u8; 65_536];
     let mut junk = JunkLog::default();
     loop {
         let (n, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
+            // A lane ends only with its queue; before shutdown that is a panic. Ending here
+            // ends this essential task, so the daemon is restarted instead of dropping alerts.
+            ended = running.join_next() => {
+                tracing::error!(outcome = ?ended, "a udp lane ended; udp intake stops");
+                return;
+            }
             r = socket.recv_from(&mut buf) => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -57,6 +79,23 @@ pub async fn serve(socket: UdpSocket, intake: Intake, shutdown: CancellationToke
                 continue;
             }
         };
+        if let Datagram::Heartbeat(id) = &datagram {
+            if !intake
+                .config
+                .borrow()
+                .heartbeats
+                .iter()
+                .any(|h| &h.id == id)
+            {
+                let total = IntakeStats::bump(&intake.stats.udp_junk);
+                intake.metrics.alert(AlertSource::Udp, AlertOutcome::Junk);
+                if let Some(suppressed) = junk.note() {
+                    let shown: String = id.chars().take(64).collect();
+                    tracing::warn!(%peer, heartbeat = %shown, junk_total = total, suppressed, "udp ping for a heartbeat monitor that is not configured");
+                }
+                continue;
+            }
+        }
         if !admitted(&intake, presented, &datagram) {
             intake
                 .metrics
@@ -66,24 +105,49 @@ pub async fn serve(socket: UdpSocket, intake: Intake, shutdown: CancellationToke
             }
             continue;
         }
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            break;
+        let lane = &lanes[lane_of(&datagram)];
+        let sent = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            sent = lane.send((datagram, peer)) => sent,
         };
-        match datagram {
-            Datagram::Alert(alert) => store_alert(&intake, alert, peer, permit),
-            Datagram::Heartbeat(id) => ping_heartbeat(&intake, id, peer, permit),
+        if sent.is_err() {
+            tracing::error!("a udp lane is gone; udp intake stops");
+            return;
         }
     }
-    // Shutdown: the datagrams being stored hold permits; wait until every one is back, so an
-    // alert whose commit is under way is committed before the process exits.
-    if tokio::time::timeout(
-        Duration::from_secs(10),
-        permits.acquire_many(IN_FLIGHT as u32),
-    )
-    .await
-    .is_err()
-    {
+    // Shutdown: close the lanes and let them finish what they hold, so an alert whose commit is
+    // under way is committed before the process exits.
+    drop(lanes);
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        while running.join_next().await.is_some() {}
+    });
+    if drained.await.is_err() {
         tracing::warn!("udp alerts still being stored at shutdown");
+    }
+}
+
+/// The lane a datagram goes to: by its alert key (the explicit one, else the summary the
+/// store derives the key from) or its heartbeat id, so datagrams that touch the same incident
+/// or monitor keep their order.
+fn lane_of(datagram: &Datagram) -> usize {
+    let mut h = DefaultHasher::new();
+    match datagram {
+        Datagram::Alert(a) => match a.dedup_key.as_deref().filter(|k| !k.is_empty()) {
+            Some(key) => key.hash(&mut h),
+            None => a.summary.hash(&mut h),
+        },
+        Datagram::Heartbeat(id) => id.hash(&mut h),
+    }
+    (h.finish() % LANES as u64) as usize
+}
+
+/// One lane: applies its datagrams one after another until the receive loop closes it.
+async fn apply_in_order(intake: Intake, mut queue: mpsc::Receiver<(Datagram, SocketAddr)>) {
+    while let Some((datagram, peer)) = queue.recv().await {
+        match datagram {
+            Datagram::Alert(alert) => store_alert(&intake, alert, peer).await,
+            Datagram::Heartbeat(id) => ping_heartbeat(&intake, id, peer).await,
+        }
     }
 }
 
@@ -127,30 +191,20 @@ fn admitted(intake: &Intake, presented: Option<&str>, datagram: &Datagram) -> bo
         && matches!(datagram, Datagram::Alert(a) if a.action == crate::store::AlertAction::Trigger)
 }
 
-/// Stores one alert in the background, holding one of the in-flight permits until the commit.
-/// One that cannot be stored is lost: UDP cannot ask the sender to retry.
-fn store_alert(
-    intake: &Intake,
-    alert: ParsedAlert,
-    peer: std::net::SocketAddr,
-    permit: tokio::sync::OwnedSemaphorePermit,
-) {
-    let intake = intake.clone();
-    tokio::spawn(async move {
-        let input = intake.route(alert, Actor::new(peer.ip().to_string(), "udp"));
-        match intake.store.apply_alert(input).await {
-            Ok(o) => {
-                intake.metrics.alert(AlertSource::Udp, AlertOutcome::of(&o));
-            }
-            Err(e) => {
-                intake
-                    .metrics
-                    .alert(AlertSource::Udp, AlertOutcome::StoreFailure);
-                tracing::error!(error = %e, %peer, "udp alert could not be stored and is lost (UDP cannot ask the sender to retry)");
-            }
+/// Stores one alert. One that cannot be stored is lost: UDP cannot ask the sender to retry.
+async fn store_alert(intake: &Intake, alert: ParsedAlert, peer: SocketAddr) {
+    let input = intake.route(alert, Actor::new(peer.ip().to_string(), "udp"));
+    match intake.store.apply_alert(input).await {
+        Ok(o) => {
+            intake.metrics.alert(AlertSource::Udp, AlertOutcome::of(&o));
         }
-        drop(permit);
-    });
+        Err(e) => {
+            intake
+                .metrics
+                .alert(AlertSource::Udp, AlertOutcome::StoreFailure);
+            tracing::error!(error = %e, %peer, "udp alert could not be stored and is lost (UDP cannot ask the sender to retry)");
+        }
+    }
 }
 
 /// Splits a leading `token=<token>` word off a datagram: the presented token (if any) and the
@@ -170,30 +224,16 @@ fn split_token(data: &[u8]) -> (Option<&str>, &[u8]) {
     }
 }
 
-/// A `heartbeat ID` line: pings the monitor in the background, holding one of the in-flight
-/// permits like an alert. An unknown id is counted as junk; a ping that cannot be stored is
-/// lost (UDP has no answer), and the sender's next ping will do.
-fn ping_heartbeat(
-    intake: &Intake,
-    id: String,
-    peer: std::net::SocketAddr,
-    permit: tokio::sync::OwnedSemaphorePermit,
-) {
-    let intake = intake.clone();
-    tokio::spawn(async move {
-        let config = intake.config.borrow().clone();
-        match crate::heartbeat::ping(&intake.store, &config, &id, &peer.ip().to_string()).await {
-            Ok(_) => {}
-            Err(crate::heartbeat::Error::Unknown(id)) => {
-                IntakeStats::bump(&intake.stats.udp_junk);
-                tracing::warn!(%peer, heartbeat = %id, "udp ping for a heartbeat monitor that is not configured");
-            }
-            Err(e) => {
-                tracing::error!(error = %e, %peer, "udp heartbeat ping could not be stored");
-            }
-        }
-        drop(permit);
-    });
+/// A `heartbeat ID` line for a configured monitor. A ping that cannot be stored is lost (UDP has
+/// no answer), and the sender's next ping will do. (Unknown ids never get here: the receive loop
+/// counts them as junk.)
+async fn ping_heartbeat(intake: &Intake, id: String, peer: SocketAddr) {
+    let config = intake.config.borrow().clone();
+    if let Err(e) =
+        crate::heartbeat::ping(&intake.store, &config, &id, &peer.ip().to_string()).await
+    {
+        tracing::error!(error = %e, %peer, "udp heartbeat ping could not be stored");
+    }
 }
 
 #[cfg(test)]
