@@ -123,6 +123,49 @@ fn half_open_requests_and_idle_keep_alive_connections_are_closed() {
     assert_eq!(alert(&d, 0).0, 202);
 }
 
+/// A body that stops arriving is not the sender's alert being wrong: the answer must invite a
+/// retry (503, or PagerDuty's 429, with Retry-After), since Alertmanager and most webhook
+/// senders drop an alert answered 4xx. Only a body over the size limit is refused for good.
+#[test]
+fn a_body_that_does_not_arrive_in_time_is_answered_retry_later() {
+    let d = Daemon::start_http(HTTP, "");
+    let cases = [
+        ("/v1/alerts", 503),
+        ("/v1/integrations/alertmanager", 503),
+        ("/v2/enqueue", 429),
+        ("/v2/alerts", 503),
+        ("/integrations/generic/20131114/alert/key/rk", 503),
+    ];
+    // All at once: each waits out the same 2 s body timeout.
+    let conns: Vec<_> = cases
+        .iter()
+        .map(|(path, _)| {
+            half_open(
+                &d,
+                format!(
+                    "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+                     Content-Length: 100\r\n\r\n{{\"summary\":"
+                )
+                .as_bytes(),
+            )
+        })
+        .collect();
+    for ((path, status), mut s) in cases.into_iter().zip(conns) {
+        s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        let head = answer.lines().next().unwrap_or("");
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status}")),
+            "{path}: {answer}"
+        );
+        assert!(
+            answer.to_ascii_lowercase().contains("retry-after: 5"),
+            "{path}: {answer}"
+        );
+    }
+}
+
 #[test]
 fn a_slowloris_flood_neither_locks_out_a_sender_nor_leaves_memory_behind() {
     raise_open_file_limit();

@@ -18,7 +18,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::respond::{authorized_body, bearer, error, store_error, store_failure, unauthorized};
+use super::respond::{
+    authorized_body, bearer, error, retry_later, store_error, store_failure, unauthorized,
+    BodyFailure,
+};
 use crate::incident::Actor;
 use crate::intake::formats::{self, FormatError};
 use crate::intake::Intake;
@@ -160,9 +163,20 @@ fn pd_authorized_raw(intake: &Intake, headers: &HeaderMap, body: &[u8]) -> bool 
 }
 
 fn pd_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
-    body.map_err(|r| {
-        let status = r.status();
-        (status, Json(json!({ "status": "invalid event", "message": if status == StatusCode::PAYLOAD_TOO_LARGE { "Request body is too large" } else { "Cannot read request body" }, "errors": [r.body_text()] }))).into_response()
+    body.map_err(|r| match BodyFailure::from(r) {
+        BodyFailure::TooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Json(json!({ "status": "invalid event", "message": "Request body is too large", "errors": ["request body is too large"] })),
+        )
+            .into_response(),
+        // PagerDuty's clients retry a 429 after a pause, as they do for a store that is busy.
+        BodyFailure::Unread(m) => retry_later(
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                Json(json!({ "status": "throttle event", "message": "The request body was not received in time. Please retry.", "errors": [m] })),
+            )
+                .into_response(),
+        ),
     })
 }
 

@@ -252,13 +252,20 @@ fn parse_error(intake: &Intake, e: OpsgenieError, started: Instant) -> Response 
 
 fn body_error(intake: &Intake, r: BytesRejection, started: Instant) -> Response {
     intake.metrics.alert(SOURCE, Counted::Rejected);
-    let status = r.status();
-    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-        "Request body is too large".to_string()
-    } else {
-        r.body_text()
-    };
-    error(status, message, None, started)
+    match respond::BodyFailure::from(r) {
+        respond::BodyFailure::TooLarge => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request body is too large".to_string(),
+            None,
+            started,
+        ),
+        respond::BodyFailure::Unread(m) => respond::retry_later(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("Request body not received, retry later: {m}"),
+            None,
+            started,
+        )),
+    }
 }
 
 fn store_failure(intake: &Intake, e: StoreError, started: Instant) -> Response {

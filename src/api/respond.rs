@@ -45,14 +45,46 @@ pub fn unauthorized() -> Response {
     )
 }
 
+/// Why a request's body could not be had.
+pub enum BodyFailure {
+    /// Over the configured size: it will never be accepted (413).
+    TooLarge,
+    /// It did not arrive within the body timeout, or the connection failed while sending it.
+    /// Nothing is wrong with the alert itself, so the answer must invite a retry (a 4xx would
+    /// make Alertmanager and most webhook senders drop it).
+    Unread(String),
+}
+
+impl From<BytesRejection> for BodyFailure {
+    fn from(r: BytesRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            BodyFailure::TooLarge
+        } else {
+            BodyFailure::Unread(r.body_text())
+        }
+    }
+}
+
 pub fn body_rejection(r: BytesRejection) -> Response {
-    let status = r.status();
-    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-        "request body is too large".to_string()
-    } else {
-        r.body_text()
-    };
-    error(status, message, vec![])
+    match BodyFailure::from(r) {
+        BodyFailure::TooLarge => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body is too large",
+            vec![],
+        ),
+        BodyFailure::Unread(m) => retry_later(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("request body not received, retry: {m}"),
+            vec![],
+        )),
+    }
+}
+
+/// Adds the `Retry-After` every retryable answer carries.
+pub fn retry_later(mut r: Response) -> Response {
+    r.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+    r
 }
 
 /// The body of a write, once the token (if any) is checked: 401 before reading anything, then
@@ -112,10 +144,7 @@ pub fn store_failure(
         return fault(e);
     }
     tracing::error!(error = %e, what, "intake could not store a write; sender told to retry");
-    let mut r = retry(e);
-    r.headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
-    r
+    retry_later(retry(e))
 }
 
 /// How long a sender is asked to wait before retrying a write the store could not commit. The

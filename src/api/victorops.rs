@@ -158,7 +158,15 @@ fn read_message(
     }
     let body = body.map_err(|r| {
         intake.metrics.alert(SOURCE, Counted::Rejected);
-        failure(r.status(), r.body_text())
+        match respond::BodyFailure::from(r) {
+            respond::BodyFailure::TooLarge => {
+                failure(StatusCode::PAYLOAD_TOO_LARGE, "request body is too large")
+            }
+            respond::BodyFailure::Unread(m) => respond::retry_later(failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("request body not received, retry later: {m}"),
+            )),
+        }
     })?;
     vo::parse(&body, routing_key).map_err(|e| {
         intake.metrics.alert(SOURCE, Counted::Rejected);
