@@ -213,6 +213,24 @@ fn pagerduty_events_are_authenticated_before_they_are_validated() {
     assert_eq!(code, 400, "{v}");
 }
 
+/// The answer to a write that authenticated with the token as PagerDuty's `routing_key` is the
+/// sender's own: its `dedup_key` comes back whole (clients resolve with the key the server
+/// returned), while a read of the same incident without the token stays masked.
+#[test]
+fn a_write_authenticated_in_its_body_is_answered_unmasked() {
+    let d = Daemon::start_with("", Some(NEW));
+    let key = "mailbox-full-alice.smith@example.org";
+    let body = json!({"routing_key": NEW, "event_action": "trigger", "dedup_key": key,
+        "payload": {"summary": "mailbox full", "source": "mx1", "severity": "warning"}});
+    let (code, v) = d.post_raw("/v2/enqueue", body.to_string().as_bytes(), None);
+    assert_eq!(code, 202, "{v}");
+    assert_eq!(v["dedup_key"], key, "{v}");
+    let (code, v) = d.get("/v1/incidents");
+    assert_eq!(code, 200, "{v}");
+    let shown = v["incidents"][0]["dedup_key"].as_str().unwrap().to_string();
+    assert_eq!(shown, "m***@example.org", "{v}");
+}
+
 /// The status of the incident with `key`, once it exists (UDP has no answer to wait for).
 fn status_of(d: &Daemon, key: &str) -> Option<String> {
     let (_, v) = d.get("/v1/incidents?status=all");

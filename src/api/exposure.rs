@@ -3,6 +3,11 @@
 //! call and how to reach them is for the people holding the token. With the token (or with no
 //! token configured, when the whole API is open anyway) answers are whole.
 //!
+//! Only reads (GET, HEAD) are masked. A write reaches its handler's answer only once the handler
+//! has authenticated it, by whatever its sender uses (a bearer token, PagerDuty's `routing_key`
+//! in the body, a Splunk On-Call key in the path), and its answer echoes what the sender sent:
+//! masking it would hand PagerDuty's client a `dedup_key` that resolves nothing.
+//!
 //! Masking works on the answer's text, so it covers every read at once (incident timelines,
 //! stakeholders, on-call, reports) without each handler having to remember it. Numbers are
 //! matched in the E.164 form pagerbox stores them in (`+` and 7 to 15 digits); a `+` followed by
@@ -13,7 +18,7 @@ use std::sync::LazyLock;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use regex::{Captures, Regex};
@@ -47,8 +52,10 @@ pub async fn mask_unauthenticated(
     request: Request,
     next: Next,
 ) -> Response {
-    let whole =
-        intake.current_token().is_none() || super::guard::credential(&intake, request.headers());
+    let read = matches!(*request.method(), Method::GET | Method::HEAD);
+    let whole = !read
+        || intake.current_token().is_none()
+        || super::guard::credential(&intake, request.headers());
     let response = next.run(request).await;
     let textual = response
         .headers()
