@@ -200,6 +200,35 @@ fn a_missed_call_from_the_paged_user_acknowledges_when_the_route_allows_it() {
     assert_eq!(d.incident(id)["acknowledged"]["via"], "missed-call");
 }
 
+/// A modem that restarts in place without announcing it comes back without caller ID: a
+/// missed call would arrive with no number and ack nothing, while health still read Up. The
+/// daemon reads its settings back and brings it up again, so the missed call acks once more.
+#[test]
+fn a_missed_call_still_acknowledges_after_the_modem_restarted_silently() {
+    let sim = ExternalSim::start();
+    let d = start(&sim, false, true);
+    // Past the boot's own late announcements, which bring the modem up once more.
+    d.wait_for(10, "the boot's announcement", || {
+        d.log().contains("modem announced its start").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    sim.request(ControlRequest::Fault {
+        fault: pagerbox::modem::sim::Fault::Brownout,
+    });
+    // Health is polled every second.
+    std::thread::sleep(Duration::from_secs(4));
+    d.wait_modem_up();
+    let id = d.trigger(json!({"summary": "db down", "service": "db"}));
+    d.wait_for(10, "the page", || sim.sms_to(ALICE).into_iter().next());
+    sim.request(ControlRequest::CallIn {
+        from: Some(ALICE.into()),
+    });
+    d.wait_for(10, "acknowledged by the missed call", || {
+        (d.incident(id)["status"] == "acknowledged").then_some(())
+    });
+    assert!(d.log().contains("modem lost its settings"), "said why");
+}
+
 #[test]
 fn every_reply_form_acknowledges_through_the_modem() {
     let sim = ExternalSim::start();

@@ -49,6 +49,27 @@ pub fn parse_csq(line: &str) -> Option<Option<i32>> {
     })
 }
 
+/// `+CNMI: <mode>,<mt>,<bm>,<ds>,<bfr>` -> `(mt, ds)`: whether new messages are indicated and
+/// status reports routed, the two settings incoming acks and delivery reports depend on.
+pub fn parse_cnmi(line: &str) -> Option<(u8, u8)> {
+    let fields = split_fields(body_of(line, "+CNMI:")?);
+    let mt = fields.get(1)?.parse().ok()?;
+    let ds = fields.get(3)?.parse().ok()?;
+    Some((mt, ds))
+}
+
+/// `+CREG: <n>,<stat>[,...]` (the answer to `AT+CREG?`) -> whether registration URCs are on
+/// (`<n>` 1 or 2). `None` for the URC form (`+CREG: <stat>[,"<lac>",...]`), which has no `<n>`.
+pub fn parse_creg_reports(line: &str) -> Option<bool> {
+    let fields = split_fields(body_of(line, "+CREG:")?);
+    let second = fields.get(1)?;
+    if second.is_empty() || !second.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u8 = fields.first()?.parse().ok()?;
+    Some(n != 0)
+}
+
 /// `+CREG:`, `+CGREG:` or `+CEREG:` in either form.
 ///
 /// `as_response` says the line answers a `?` query (`<n>,<stat>[,...]`); otherwise the URC form
@@ -139,6 +160,22 @@ mod tests {
         assert_eq!(split_fields(""), vec![""]);
         assert_eq!(unquote("\"SM\""), "SM");
         assert_eq!(unquote("SM"), "SM");
+    }
+
+    #[test]
+    fn indication_settings_are_read_back() {
+        assert_eq!(parse_cnmi("+CNMI: 2,1,0,1,0"), Some((1, 1)));
+        assert_eq!(parse_cnmi("+CNMI: 0,0,0,0,0"), Some((0, 0)));
+        assert_eq!(parse_cnmi("+CNMI: 2,1"), None, "too short to say");
+        assert_eq!(parse_cnmi("+CNMI: x,y,z,w,v"), None);
+        assert_eq!(parse_creg_reports("+CREG: 1,1"), Some(true));
+        assert_eq!(parse_creg_reports("+CREG: 0,5"), Some(false));
+        assert_eq!(
+            parse_creg_reports("+CREG: 1,\"1A2B\",\"B3C4\""),
+            None,
+            "URC form"
+        );
+        assert_eq!(parse_creg_reports("+CREG: 1"), None, "URC form");
     }
 
     #[test]

@@ -51,7 +51,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::clock::{Clock, SystemClock};
-use crate::modem::at::response::{parse_cops, parse_cpin, parse_csq, parse_registration};
+use crate::modem::at::response::{
+    parse_cnmi, parse_cops, parse_cpin, parse_creg_reports, parse_csq, parse_registration,
+};
 use crate::modem::at::{CallerNumber, RegDomain, SimState, Urc};
 use crate::modem::engine::{AtEngine, Command, EngineError, Response, Unsolicited};
 use crate::modem::pdu::{Deliver, Reassembler};
@@ -347,6 +349,16 @@ struct Driver<O: PortOpener> {
     /// been seen since: the first one is the boot we configured the modem through, not a
     /// restart (see [`is_boot_announcement`]).
     awaiting_boot_announcement: bool,
+    /// What bring-up set that a module restarting in place resets: registration reports
+    /// (`AT+CREG=1` accepted) and the new-message indications `(mt, ds)` of `AT+CNMI`. The
+    /// health poll reads them back (see [`Driver::lost_setting`]).
+    expect_creg_reports: bool,
+    expect_cnmi: Option<(u8, u8)>,
+    /// `AT+CREG?` showed registration reports off (`<n>` 0) at the last poll.
+    creg_reports_off: bool,
+    /// The modem refused every form of `AT+CNMI`: it pages, but incoming acks and delivery
+    /// reports are not indicated (Degraded until it accepts one).
+    indications_problem: Option<String>,
 }
 
 /// Whether a start announcement is the first since the port was opened (the boot we configured
@@ -388,6 +400,10 @@ impl<O: PortOpener> Driver<O> {
             pin_problem: None,
             configured: false,
             awaiting_boot_announcement: false,
+            expect_creg_reports: false,
+            expect_cnmi: None,
+            creg_reports_off: false,
+            indications_problem: None,
             configure_problem: None,
             down_reason: "starting".into(),
             reopen_attempt: 0,
@@ -705,6 +721,7 @@ impl<O: PortOpener> Driver<O> {
         // Without registration URCs the health poll still reads `AT+CREG?`/`AT+CEREG?`.
         self.setting("AT+CREG=1", "registration reports", &mut refused)
             .await?;
+        self.expect_creg_reports = !refused.iter().any(|(c, ..)| *c == "AT+CREG=1");
         if self.profile.has_lte() {
             self.setting("AT+CEREG=1", "LTE registration reports", &mut refused)
                 .await?;
@@ -909,10 +926,11 @@ impl<O: PortOpener> Driver<O> {
 
     async fn refresh_network(&mut self) -> Result<(), ModemError> {
         if let Some(r) = self.exec_opt("AT+CREG?").await? {
-            self.registration.circuit = r
-                .line("+CREG:")
+            let line = r.line("+CREG:");
+            self.registration.circuit = line
                 .and_then(|l| parse_registration(l, true))
                 .map(|(_, s)| s);
+            self.creg_reports_off = line.and_then(parse_creg_reports) == Some(false);
         }
         if self.profile.has_lte() {
             if let Some(r) = self.exec_opt("AT+CEREG?").await? {
@@ -938,6 +956,7 @@ impl<O: PortOpener> Driver<O> {
         if let Err(e) = res {
             debug!(error = %e, "health poll failed");
         }
+        self.check_settings_kept().await;
         if self.reread_stored && self.backlog.is_empty() && self.configured {
             self.reread_stored = false;
             info!("reading messages left on the SIM while the event backlog was full");
@@ -957,6 +976,58 @@ impl<O: PortOpener> Driver<O> {
             self.configure_sms().await?;
         }
         self.refresh_network().await
+    }
+
+    /// Reads back what bring-up set and brings the modem up again if it was reset. A module that
+    /// browns out and restarts without announcing it (a SIM800 on autobaud sends no `RDY`; a
+    /// `RDY` torn by line noise is not recognised) comes back with factory settings: no caller
+    /// ID, no new-message, status-report or DTMF indications. It stays registered, so without
+    /// this check health would read Up while missed-call, SMS and DTMF acks and delivery
+    /// reports silently stopped.
+    async fn check_settings_kept(&mut self) {
+        if !self.configured || self.engine.is_none() {
+            return;
+        }
+        match self.lost_setting().await {
+            Ok(None) => {}
+            Ok(Some(what)) => {
+                warn!(lost = what, "modem lost its settings (it restarted without announcing it?), bringing up again");
+                self.bring_up_again("bring-up after a silent restart failed")
+                    .await;
+            }
+            Err(e) => debug!(error = %e, "reading the modem's settings back failed"),
+        }
+    }
+
+    /// Which setting bring-up made is gone, if one is: registration reports (read by the
+    /// poll's `AT+CREG?`) or new-message indications (`AT+CNMI?`).
+    async fn lost_setting(&mut self) -> Result<Option<&'static str>, ModemError> {
+        if self.expect_creg_reports && self.creg_reports_off {
+            return Ok(Some("registration reports (AT+CREG)"));
+        }
+        let Some(expected) = self.expect_cnmi else {
+            return Ok(None);
+        };
+        let now = self
+            .exec_opt("AT+CNMI?")
+            .await?
+            .and_then(|r| r.line("+CNMI:").and_then(parse_cnmi));
+        Ok(now
+            .filter(|now| *now != expected)
+            .map(|_| "new-message indications (AT+CNMI)"))
+    }
+
+    /// Brings the modem up again after it restarted; if that fails, the port is closed and
+    /// reopened (health Down meanwhile) with `why`.
+    async fn bring_up_again(&mut self, why: &str) {
+        match self.bring_up().await {
+            Ok(()) => self.evaluate(),
+            Err(e) => {
+                if self.engine.is_some() {
+                    self.lose_port(format!("{why}: {e}"));
+                }
+            }
+        }
     }
 
     /// Works out health from what is known and publishes it.
@@ -1000,6 +1071,9 @@ impl<O: PortOpener> Driver<O> {
                 HealthState::Down,
                 format!("not registered ({})", self.registration),
             );
+        }
+        if let Some(p) = &self.indications_problem {
+            return (HealthState::Degraded, p.clone());
         }
         if let Some(dbm) = self.signal_dbm.filter(|d| *d <= WEAK_SIGNAL_DBM) {
             return (HealthState::Degraded, format!("weak signal ({dbm} dBm)"));
@@ -1165,23 +1239,16 @@ impl<O: PortOpener> Driver<O> {
                 } else {
                     warn!(urc = ?u.urc, "modem restarted, bringing up again");
                 }
-                match self.bring_up().await {
-                    Ok(()) => {
-                        self.evaluate();
-                        Ok(())
-                    }
-                    Err(e) => {
-                        if self.engine.is_some() {
-                            self.lose_port(format!("bring-up after restart failed: {e}"));
-                        }
-                        Ok(())
-                    }
-                }
+                self.bring_up_again("bring-up after restart failed").await;
+                Ok(())
             }
             Urc::SmsReady => {
                 if self.sim == SimState::Ready && !self.configured {
                     let _ = self.configure_sms().await;
                     self.evaluate();
+                } else {
+                    // Also sent by a module that restarted without a `RDY` we recognised.
+                    self.check_settings_kept().await;
                 }
                 Ok(())
             }
@@ -1189,11 +1256,16 @@ impl<O: PortOpener> Driver<O> {
                 if !self.configured {
                     let _ = self.poll_once().await;
                     self.evaluate();
+                } else {
+                    self.check_settings_kept().await;
                 }
                 Ok(())
             }
-            Urc::CallReady
-            | Urc::Functionality(_)
+            Urc::CallReady => {
+                self.check_settings_kept().await;
+                Ok(())
+            }
+            Urc::Functionality(_)
             | Urc::QuectelIndication(_)
             | Urc::VoiceCallBegin
             | Urc::SpeechDone

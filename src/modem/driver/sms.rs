@@ -74,17 +74,32 @@ impl<O: PortOpener> Driver<O> {
         // ds=1: status reports as +CDS (stored ones arrive as +CDSI on some firmware).
         let ds = u8::from(self.s.delivery_reports);
         let cnmi = format!("AT+CNMI=2,1,0,{ds},0");
-        if self.exec_opt(&cnmi).await?.is_none() {
-            // Some modems refuse mode 2 with a given ds; 1 buffers nothing but still indicates.
-            self.optional_setting(&format!("AT+CNMI=1,1,0,{ds},0"), "new-message indications")
-                .await?;
-        }
+        // Some modems refuse mode 2 with a given ds; 1 buffers nothing but still indicates.
+        let indicated = self.exec_opt(&cnmi).await?.is_some()
+            || self
+                .optional_setting(&format!("AT+CNMI=1,1,0,{ds},0"), "new-message indications")
+                .await?
+                .is_some();
         self.optional_setting("AT+CLIP=1", "caller ID").await?;
         if let Some(cmd) = self.profile.dtmf_enable_command() {
             self.optional_setting(cmd, "DTMF detection").await?;
         }
-        self.configured = true;
         self.configure_problem = None;
+        if !indicated {
+            // Refused right after boot (`+CMS ERROR: 302`/`314` before the SIM's message store
+            // is ready) or for good: either way acks by SMS and delivery reports would go
+            // unnoticed. Not configured, so the next poll (or the modem's "SMS ready") tries
+            // again; Degraded meanwhile, since SMS still goes out.
+            self.expect_cnmi = None;
+            self.indications_problem = Some(format!(
+                "{} refused new-message indications (AT+CNMI): SMS acks and delivery reports are not seen; retrying",
+                self.modem_name()
+            ));
+            return Ok(());
+        }
+        self.expect_cnmi = Some((1, ds));
+        self.indications_problem = None;
+        self.configured = true;
         self.process_stored().await
     }
 

@@ -896,6 +896,7 @@ async fn a_stored_sms_refused_by_a_full_backlog_stays_on_the_sim_and_is_read_aga
         .expect("AT+CMGR=5", &["+CMGR: 0,,30", DELIVER, "OK"])
         // The next health poll, then storage listed again: now it fits and is deleted.
         .pipe(network)
+        .expect("AT+CNMI?", &["+CNMI: 2,1,0,1,0", "OK"])
         .expect("AT+CMGL=4", &["+CMGL: 5,1,,30", DELIVER, "OK"])
         .ok("AT+CMGD=5");
     let (modem, mut events, mut fakes, _t) = start(settings(), vec![Ok(script)]);
@@ -979,6 +980,77 @@ async fn backlogged_events_flow_while_a_call_rings() {
     );
     assert_eq!(call.await.unwrap().unwrap(), CallOutcome::NoAnswer);
     assert_eq!(modem.health().borrow().events_dropped, 0);
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
+
+/// A module that restarts in place without a `RDY` (a SIM800 on autobaud, a torn banner) comes
+/// back with factory settings and stays registered. The health poll reads the settings back and
+/// brings it up again, so caller ID and message indications are set once more.
+#[tokio::test(start_paused = true)]
+async fn a_modem_that_restarted_without_announcing_it_is_brought_up_again() {
+    let poll = |s: Script, creg: &str, cnmi: &str| {
+        s.expect("AT+CREG?", &[creg, "OK"])
+            .expect("AT+CEREG?", &["+CEREG: 1,1", "OK"])
+            .expect("AT+CSQ", &["+CSQ: 20,99", "OK"])
+            .expect("AT+COPS?", &["+COPS: 0,0,\"TestNet\",7", "OK"])
+            .expect("AT+CNMI?", &[cnmi, "OK"])
+    };
+    // First poll: settings kept. Second: registration reports off (factory `<n>` 0): bring-up
+    // again. Third: reports on but indications at factory values: bring-up again.
+    let script = generic_up(Script::new());
+    let script = poll(script, "+CREG: 1,1", "+CNMI: 2,1,0,1,0");
+    let script = generic_up(
+        script
+            .expect("AT+CREG?", &["+CREG: 0,1", "OK"])
+            .expect("AT+CEREG?", &["+CEREG: 1,1", "OK"])
+            .expect("AT+CSQ", &["+CSQ: 20,99", "OK"])
+            .expect("AT+COPS?", &["+COPS: 0,0,\"TestNet\",7", "OK"]),
+    );
+    let script = generic_up(poll(script, "+CREG: 1,1", "+CNMI: 1,0,0,0,0"));
+    let s = Settings {
+        health_interval: Duration::from_secs(30),
+        ..settings()
+    };
+    let (modem, _events, mut fakes, _t) = start(s, vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    fakes
+        .recv()
+        .await
+        .unwrap()
+        .done_within(Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(modem.health().borrow().state, HealthState::Up);
+}
+
+/// Right after boot some modems refuse `AT+CNMI` (`+CMS ERROR: 302`) until their message store
+/// is ready. Paging still works, but acks by SMS would go unseen: health says Degraded, and the
+/// next poll sets the indications again.
+#[tokio::test(start_paused = true)]
+async fn indications_refused_at_boot_are_degraded_and_set_again() {
+    let s = identify(Script::new(), "GENERIC-LTE").expect("AT+CPIN?", &["+CPIN: READY", "OK"]);
+    let s = s
+        .ok("AT+CMGF=0")
+        .expect("AT+CPMS=\"SM\",\"SM\",\"SM\"", &["+CMS ERROR: 314"])
+        .expect("AT+CNMI=2,1,0,1,0", &["+CMS ERROR: 302"])
+        .expect("AT+CNMI=1,1,0,1,0", &["+CMS ERROR: 302"])
+        .ok("AT+CLIP=1");
+    // The poll: not configured, so SMS is configured again before the network is read.
+    let script = network(configure(network(s)).ok("AT+CMGL=4"))
+        .expect("AT+CNMI?", &["+CNMI: 2,1,0,1,0", "OK"]);
+    let cfg = Settings {
+        health_interval: Duration::from_secs(30),
+        ..settings()
+    };
+    let (modem, _events, mut fakes, _t) = start(cfg, vec![Ok(script)]);
+    let mut health = modem.health();
+    wait_for(&mut health, HealthState::Degraded).await;
+    assert!(
+        health.borrow().reason.contains("AT+CNMI"),
+        "{:?}",
+        health.borrow().reason
+    );
+    wait_for(&mut health, HealthState::Up).await;
     fakes.recv().await.unwrap().done().await.unwrap();
 }
 

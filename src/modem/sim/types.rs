@@ -200,6 +200,11 @@ pub enum Fault {
         #[serde(with = "millis")]
         after: Duration,
     },
+    /// The module restarts in place without announcing it, as one on a UART in autobaud mode
+    /// does after a brown-out: no `RDY`, no banners. Every setting is back at its factory value
+    /// (echo on, no caller ID, no registration or status-report indications), the SIM is
+    /// locked again if it has a PIN; storage and the message reference counter survive.
+    Brownout,
     /// Registration lost: `+CREG: 2` (searching) or `+CREG: 0`; submits get CMS 331.
     LoseRegistration {
         /// `+CREG: 2` (still searching) rather than `+CREG: 0`.
@@ -218,7 +223,7 @@ pub enum Fault {
 
 /// A fault name that is not known, or a fault missing its parameter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown fault {0:?} (expected silence, submit-error, cms500, garbage, vanish, lose-registration, sim-missing, undeliverable)")]
+#[error("unknown fault {0:?} (expected silence, submit-error, cms500, garbage, vanish, brownout, lose-registration, sim-missing, undeliverable)")]
 pub struct UnknownFault(pub String);
 
 impl Fault {
@@ -230,6 +235,7 @@ impl Fault {
             "cms500" | "cms-500" | "submit-cms500" => Fault::SubmitCms500 { count },
             "garbage" => Fault::Garbage,
             "vanish" => Fault::Vanish { after },
+            "brownout" | "brown-out" | "silent-restart" => Fault::Brownout,
             "lose-registration" | "no-network" => Fault::LoseRegistration { searching: true },
             "deregister" => Fault::LoseRegistration { searching: false },
             "sim-missing" | "no-sim" => Fault::SimMissing,

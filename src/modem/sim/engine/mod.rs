@@ -313,6 +313,8 @@ pub struct Engine {
     submit_failures: Option<(SubmitFailure, u32)>,
     /// How many more accepted messages never reach the handset ([`Fault::Undeliverable`]).
     undeliverable: u32,
+    /// The boot under way announces nothing ([`Fault::Brownout`]).
+    quiet_boot: bool,
     silent: bool,
     reg_fault: Option<bool>,
     sim_pulled: bool,
@@ -359,6 +361,7 @@ impl Engine {
             assembler: Assembler::default(),
             submit_failures: None,
             undeliverable: 0,
+            quiet_boot: false,
             silent: false,
             reg_fault: None,
             sim_pulled: false,
@@ -968,6 +971,15 @@ impl Engine {
     fn timer_inner(&mut self, timer: Timer) -> Vec<Effect> {
         let mut fx = Vec::new();
         match timer {
+            Timer::Boot { gen, stage } if gen == self.boot_gen && self.quiet_boot => {
+                // A brown-out boot: the module comes back without a word.
+                if stage == 2 {
+                    let was = self.registered();
+                    self.booted = true;
+                    self.quiet_boot = false;
+                    self.registration_changed(was, &mut fx);
+                }
+            }
             Timer::Boot { gen, stage } if gen == self.boot_gen => match stage {
                 0 => {
                     for b in self.cfg.profile.boot_banners() {
@@ -1098,6 +1110,10 @@ impl Engine {
                 ],
             }),
             Fault::Vanish { after } => fx.push(Effect::Vanish(after)),
+            Fault::Brownout => {
+                fx.extend(self.power_on(now));
+                self.quiet_boot = true;
+            }
             Fault::LoseRegistration { searching } => {
                 let was = self.registered();
                 self.reg_fault = Some(searching);

@@ -186,6 +186,22 @@ fn boot_banners_follow_the_profile() {
     assert_eq!(h.at("AT"), "AT\r\r\nOK\r\n");
 }
 
+/// A brown-out restarts the module without a word: no banners, but every setting is back at
+/// its factory value, as a DTE can only find out by reading them.
+#[test]
+fn a_brownout_restarts_silently_with_factory_settings() {
+    let mut h = quiet(SimProfile::Sim800);
+    h.at("ATE0;+CREG=1;+CLIP=1");
+    assert_eq!(h.at("AT+CREG?"), "\r\n+CREG: 1,1\r\n\r\nOK\r\n");
+    let fx = h.e.fault(Fault::Brownout, h.now);
+    h.apply(fx);
+    assert_eq!(h.fire(), "", "a brown-out boot announces nothing");
+    assert_eq!(h.at("AT"), "AT\r\r\nOK\r\n", "echo is back on");
+    assert_eq!(h.at("ATE0"), "ATE0\r\r\nOK\r\n");
+    assert_eq!(h.at("AT+CREG?"), "\r\n+CREG: 0,1\r\n\r\nOK\r\n");
+    assert!(h.at("AT+CLIP?").contains("+CLIP: 0,"));
+}
+
 #[test]
 fn cscs_test_form_is_the_standard_one() {
     let mut h = quiet(SimProfile::Generic);
