@@ -543,6 +543,8 @@ fn start_paging(
         transports.push(Arc::new(transport::ModemSms::new(
             m.modem.clone(),
             m.health.clone(),
+            config.modem.sms_timeout,
+            config.paging.sms_max_parts,
         )));
         transports.push(Arc::new(transport::ModemVoice {
             modem: m.modem.clone(),

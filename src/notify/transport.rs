@@ -162,22 +162,50 @@ pub struct ModemSms {
     pub health: watch::Receiver<Health>,
     /// Recent submit failures, for [`Transport::health`].
     submits: SubmitStreak,
+    /// Longest one page may take: see [`ModemSms::new`].
+    timeout: Duration,
 }
 
 impl ModemSms {
-    /// SMS over `modem`, whose health is `health`.
-    pub fn new(modem: Modem, health: watch::Receiver<Health>) -> ModemSms {
+    /// SMS over `modem`, whose health is `health`. A page of up to `max_parts` parts, each of
+    /// which the driver may wait `submit_timeout` for, must fit in the transport's timeout, or
+    /// a slow but successful send would be cut off and sent again; never below the default.
+    pub fn new(
+        modem: Modem,
+        health: watch::Receiver<Health>,
+        submit_timeout: Duration,
+        max_parts: usize,
+    ) -> ModemSms {
         ModemSms {
             modem,
             health,
             submits: SubmitStreak::default(),
+            timeout: sms_page_timeout(submit_timeout, max_parts),
         }
     }
 }
 
+/// How long a page of `max_parts` parts may take when each part's submit may take
+/// `submit_timeout`.
+fn sms_page_timeout(submit_timeout: Duration, max_parts: usize) -> Duration {
+    let per_part = submit_timeout.saturating_add(PART_MARGIN);
+    let parts = u32::try_from(max_parts.max(1)).unwrap_or(u32::MAX);
+    per_part.saturating_mul(parts).max(SMS_TIMEOUT_MIN)
+}
+
+/// Per part on top of the submit's own wait: the driver's pauses between a part's attempts and
+/// the queue in front of it.
+const PART_MARGIN: Duration = Duration::from_secs(10);
+/// The SMS transport's timeout at least, as for every transport by default.
+const SMS_TIMEOUT_MIN: Duration = Duration::from_secs(180);
+
 impl Transport for ModemSms {
     fn channel(&self) -> Channel {
         Channel::Sms
+    }
+
+    fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     fn ready(&self) -> Result<(), Unavailable> {
@@ -770,5 +798,23 @@ mod refusal_tests {
             assert!(email.send(&out).await.is_err());
             assert!(email.ready().is_ok(), "{code}");
         }
+    }
+}
+
+#[cfg(test)]
+mod sms_timeout_tests {
+    use super::*;
+
+    #[test]
+    fn a_page_of_many_slow_parts_fits_the_transport_timeout() {
+        let s = Duration::from_secs;
+        assert_eq!(
+            sms_page_timeout(s(120), 1),
+            s(180),
+            "never below the default"
+        );
+        assert_eq!(sms_page_timeout(s(120), 3), s(390));
+        assert_eq!(sms_page_timeout(s(600), 10), s(6100));
+        assert_eq!(sms_page_timeout(s(120), 0), s(180));
     }
 }

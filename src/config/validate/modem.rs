@@ -44,11 +44,14 @@ impl Validator<'_, '_> {
                 Duration::from_millis(500)..=Duration::from_secs(120),
                 Duration::from_secs(10),
             ),
+            // 120 s: the longest answer time the manuals give for `AT+CMGS` (Quectel EC25,
+            // SIMCom SIM7600; SIM800: 60 s). A submit timed out early is sent again, so the
+            // person gets it twice, and the resync that follows can find the modem still busy.
             sms_timeout: self.clamped_duration(
                 &raw.sms_timeout,
                 "modem.sms_timeout",
                 Duration::from_secs(1)..=Duration::from_secs(600),
-                Duration::from_secs(60),
+                Duration::from_secs(120),
             ),
             health_interval: self.clamped_duration(
                 &raw.health_interval,

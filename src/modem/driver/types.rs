@@ -92,7 +92,7 @@ impl Settings {
             smsc: None,
             delivery_reports: true,
             command_timeout: Duration::from_secs(10),
-            sms_timeout: Duration::from_secs(60),
+            sms_timeout: Duration::from_secs(120),
             health_interval: Duration::from_secs(30),
             text_mode: false,
             reopen_min: Duration::from_secs(1),
