@@ -535,22 +535,22 @@ mod tests {
             .is_some());
         // A clock that went backwards is not silence.
         assert_eq!(h.silent_for(bound, t0), None);
-        // Its own bound: three health polls and one submit (defaults: 3 x 30 s + 60 s).
-        assert_eq!(h.answer_bound, Duration::from_secs(150));
+        // Its own bound: three health polls and one submit (defaults: 3 x 30 s + 120 s).
+        assert_eq!(h.answer_bound, Duration::from_secs(210));
         assert!(h
-            .not_answering(t0 + chrono::Duration::seconds(200))
+            .not_answering(t0 + chrono::Duration::seconds(260))
             .is_none());
         assert_eq!(
-            h.not_answering(t0 + chrono::Duration::seconds(201)),
-            Some(Duration::from_secs(151))
+            h.not_answering(t0 + chrono::Duration::seconds(261)),
+            Some(Duration::from_secs(211))
         );
     }
 
     #[test]
     fn heartbeat_bound_covers_the_longest_exchange_and_two_polls() {
         let s = Settings::new("/dev/null");
-        // 60 s submit + 2 x 10 s resync + 3 x 2 s retry pauses, doubled.
-        assert_eq!(s.heartbeat_bound(), Duration::from_secs(172));
+        // 120 s submit + 2 x 10 s resync + 3 x 2 s retry pauses, doubled.
+        assert_eq!(s.heartbeat_bound(), Duration::from_secs(292));
         let slow_polls = Settings {
             health_interval: Duration::from_secs(600),
             ..Settings::new("/dev/null")
