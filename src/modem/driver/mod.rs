@@ -342,9 +342,12 @@ struct Driver<O: PortOpener> {
     backlog: Backlog,
     /// Events dropped since start (published in [`Health::events_dropped`]).
     events_dropped: u64,
-    /// A stored message was left on the SIM because the backlog was full: list storage again
-    /// once the backlog has drained.
+    /// A stored message was left on the SIM (the backlog was full, or reading it failed): list
+    /// storage again at the next health poll once the backlog has drained.
     reread_stored: bool,
+    /// Health polls since start; every [`SWEEP_EVERY`]th lists storage whatever happened, for a
+    /// message whose `+CMTI` was lost to line noise.
+    polls: u64,
     /// The port was opened and no start announcement (`RDY`, `+CPIN`-style power-on URCs) has
     /// been seen since: the first one is the boot we configured the modem through, not a
     /// restart (see [`is_boot_announcement`]).
@@ -360,6 +363,10 @@ struct Driver<O: PortOpener> {
     /// reports are not indicated (Degraded until it accepts one).
     indications_problem: Option<String>,
 }
+
+/// Every how many health polls storage is listed even though nothing says a message is
+/// waiting (10 polls: five minutes at the default interval).
+const SWEEP_EVERY: u64 = 10;
 
 /// Whether a start announcement is the first since the port was opened (the boot we configured
 /// through) rather than a restart. Only the first one counts, so a modem that keeps rebooting
@@ -421,6 +428,7 @@ impl<O: PortOpener> Driver<O> {
             backlog: Backlog::new(BACKLOG_LIMIT),
             events_dropped: 0,
             reread_stored: false,
+            polls: 0,
         }
     }
 
@@ -957,9 +965,13 @@ impl<O: PortOpener> Driver<O> {
             debug!(error = %e, "health poll failed");
         }
         self.check_settings_kept().await;
+        self.polls = self.polls.wrapping_add(1);
+        if self.polls % SWEEP_EVERY == 0 {
+            self.reread_stored = true;
+        }
         if self.reread_stored && self.backlog.is_empty() && self.configured {
             self.reread_stored = false;
-            info!("reading messages left on the SIM while the event backlog was full");
+            debug!("listing messages left on the SIM");
             if let Err(e) = self.process_stored().await {
                 debug!(error = %e, "reading stored messages failed");
             }

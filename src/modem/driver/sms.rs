@@ -4,8 +4,9 @@
 //! A stored message is deleted from the modem only after its event was accepted (into the
 //! channel or the driver's backlog), or it proved undecodable, and parts of an unfinished
 //! multipart message stay stored until the whole message is out; a restart then finds them
-//! again with `AT+CMGL`. A message whose event the full backlog refused stays stored too and is
-//! listed again by the next health poll after the backlog drained.
+//! again with `AT+CMGL`. A message whose event the full backlog refused, or whose read failed,
+//! stays stored too and is listed again by the next health poll after the backlog drained; every
+//! few polls storage is listed anyway, for a message whose `+CMTI` was lost on the line.
 
 use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone, Utc};
 use tracing::{debug, error, info, warn};
@@ -20,6 +21,12 @@ use crate::modem::pdu::{
     StatusReport, SubmitOptions,
 };
 use crate::modem::port::PortOpener;
+
+/// Whether a response line is a PDU: hex digits only, an even number of them.
+fn is_pdu_hex(line: &str) -> bool {
+    let l = line.trim();
+    !l.is_empty() && l.len() % 2 == 0 && l.bytes().all(|b| b.is_ascii_hexdigit())
+}
 
 /// Longest page we split into parts; beyond it something upstream is wrong.
 const MAX_PARTS: usize = 10;
@@ -243,9 +250,23 @@ impl<O: PortOpener> Driver<O> {
             let Some(index) = parse_cmgl_index(&l) else {
                 continue;
             };
-            let body = match lines.peek() {
-                Some(next) if !next.starts_with("+CMGL:") => lines.next().unwrap_or_default(),
-                _ => String::new(),
+            // Everything up to the next header belongs to this entry; in PDU mode the body is
+            // its hex line, whatever vendor line came in between.
+            let mut own = Vec::new();
+            while let Some(next) = lines.next_if(|n| !n.starts_with("+CMGL:")) {
+                own.push(next);
+            }
+            let body = if self.s.text_mode {
+                own.into_iter().next()
+            } else {
+                own.into_iter().find(|b| is_pdu_hex(b))
+            };
+            let Some(body) = body else {
+                warn!(
+                    index,
+                    "a stored message was listed without its body; left on the SIM"
+                );
+                continue;
             };
             entries.push((index, l, body));
         }
@@ -296,17 +317,38 @@ impl<O: PortOpener> Driver<O> {
             Err(ModemError::Command(
                 e @ (EngineError::Cms { .. } | EngineError::Cme { .. } | EngineError::Error { .. }),
             )) => {
-                warn!(index, error = %e, "stored message could not be read");
+                // SIM busy (CMS 314) and the like: the message stays stored, and storage is
+                // listed again at the next health poll instead of waiting for a restart.
+                warn!(index, error = %e, "stored message could not be read; reading storage again at the next poll");
+                self.reread_stored = true;
                 return Ok(());
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                self.reread_stored = true;
+                return Err(e);
+            }
         };
         let Some(pos) = r.lines.iter().position(|l| l.starts_with("+CMGR:")) else {
             debug!(index, "empty storage slot");
             return Ok(());
         };
         let header = r.lines[pos].clone();
-        let body = r.lines.get(pos + 1).cloned().unwrap_or_default();
+        let after = &r.lines[pos + 1..];
+        let body = if self.s.text_mode {
+            after.first().cloned()
+        } else {
+            // The PDU line, past any vendor line the modem slipped in (`*PSUTTZ`, `DST: 1`):
+            // taking such a line as the PDU would fail to decode and delete the message.
+            after.iter().find(|l| is_pdu_hex(l)).cloned()
+        };
+        let Some(body) = body else {
+            warn!(
+                index,
+                "stored message read without its body; reading storage again at the next poll"
+            );
+            self.reread_stored = true;
+            return Ok(());
+        };
         if self.s.text_mode {
             return self.on_text_message(Some(index), &header, &body).await;
         }

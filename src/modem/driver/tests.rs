@@ -1054,6 +1054,58 @@ async fn indications_refused_at_boot_are_degraded_and_set_again() {
     fakes.recv().await.unwrap().done().await.unwrap();
 }
 
+/// A vendor line between a stored message's header and its PDU (SIM800's `*PSUTTZ`, `DST`) is
+/// not taken for the PDU: the message is read, handed over and only then deleted.
+#[tokio::test(start_paused = true)]
+async fn a_vendor_line_inside_a_read_message_is_passed_over() {
+    let script = generic_up(Script::new())
+        .send(&["+CMTI: \"SM\",4"])
+        .expect(
+            "AT+CMGR=4",
+            &[
+                "+CMGR: 0,,30",
+                "*PSUTTZ: 2026,12,7,12,0,0,\"+4\",0",
+                DELIVER,
+                "OK",
+            ],
+        )
+        .ok("AT+CMGD=4");
+    let (modem, mut events, mut fakes, _t) = start(settings(), vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    let ev = next_event(&mut events).await;
+    assert!(
+        matches!(ev, ModemEvent::SmsReceived { ref text, .. } if text == "How are you?"),
+        "{ev:?}"
+    );
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
+
+/// A message whose read is refused (`+CMS ERROR: 314`, SIM busy) stays stored and is read by
+/// the next health poll's listing, not left until the next restart.
+#[tokio::test(start_paused = true)]
+async fn a_message_whose_read_failed_is_read_at_the_next_poll() {
+    let script = generic_up(Script::new())
+        .send(&["+CMTI: \"SM\",5"])
+        .expect("AT+CMGR=5", &["+CMS ERROR: 314"])
+        .pipe(network)
+        .expect("AT+CNMI?", &["+CNMI: 2,1,0,1,0", "OK"])
+        // A vendor line inside a listing is passed over too.
+        .expect("AT+CMGL=4", &["+CMGL: 5,0,,30", "DST: 1", DELIVER, "OK"])
+        .ok("AT+CMGD=5");
+    let s = Settings {
+        health_interval: Duration::from_secs(30),
+        ..settings()
+    };
+    let (modem, mut events, mut fakes, _t) = start(s, vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    let ev = next_event(&mut events).await;
+    assert!(
+        matches!(ev, ModemEvent::SmsReceived { ref text, .. } if text == "How are you?"),
+        "{ev:?}"
+    );
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_modem_refusing_at_echo_off_cmee_and_cereg_still_comes_up() {
     let s = Script::new()
