@@ -88,7 +88,7 @@ pub async fn run(
             {
                 if let Some((d, tries)) = unmatched.pop() {
                     let config = config.borrow().clone();
-                    if !record_delivery(&store, &metrics, d, config, channels.clone()).await {
+                    if !record_delivery(&store, &metrics, d.clone(), config, channels.clone()).await {
                         unmatched.again(d, tries);
                     }
                 }
@@ -99,18 +99,21 @@ pub async fn run(
         match ev {
             ModemEvent::DeliveryReport {
                 reference,
+                ref recipient,
                 outcome,
                 status,
                 ..
             } => {
                 let report = Delivery {
                     reference,
+                    recipient: recipient.clone(),
                     outcome,
                     status,
                 };
                 let config = config.borrow().clone();
                 let matched =
-                    record_delivery(&store, &metrics, report, config, channels.clone()).await;
+                    record_delivery(&store, &metrics, report.clone(), config, channels.clone())
+                        .await;
                 if !matched && report.report() == Report::Undelivered {
                     unmatched.again(report, 0);
                 }
@@ -195,9 +198,11 @@ impl Unmatched {
 }
 
 /// One delivery report, as the modem gave it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Delivery {
     reference: u8,
+    /// The number the report is about, as the modem gave it (may be empty).
+    recipient: String,
     outcome: DeliveryOutcome,
     /// Raw TP-ST.
     status: u8,
@@ -247,7 +252,13 @@ async fn record_delivery(
             sender::after_undelivered(p, &reason, permanent, &config, &available, now)
         })
     };
-    let write = store.record_delivery(d.reference.to_string(), report, detail, next);
+    let write = store.record_delivery(
+        d.reference.to_string(),
+        d.recipient.clone(),
+        report,
+        detail,
+        next,
+    );
     match tokio::time::timeout(EVENT_STEP_TIMEOUT, write).await {
         Ok(Ok(Some((page, way_on)))) => {
             // A "still trying" report is not an outcome yet: its final report is counted.
@@ -334,6 +345,7 @@ mod tests {
     fn only_a_number_that_takes_no_sms_is_permanent() {
         let d = |status| Delivery {
             reference: 1,
+            recipient: String::new(),
             outcome: DeliveryOutcome::from_status(status),
             status,
         };

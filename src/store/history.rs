@@ -246,7 +246,16 @@ mod tests {
             t(1),
         )
         .unwrap();
-        outbox::delivered(&c, "17", outbox::Report::Delivered, "ok", t(2), |_, _| None).unwrap();
+        outbox::delivered(
+            &c,
+            "17",
+            "",
+            outbox::Report::Delivered,
+            "ok",
+            t(2),
+            |_, _| None,
+        )
+        .unwrap();
 
         let pages = pages_for_incident(&c, inc).unwrap();
         assert_eq!(pages.len(), 2, "its own page and the digest listing it");

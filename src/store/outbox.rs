@@ -774,8 +774,22 @@ pub enum Report {
     Undelivered,
 }
 
-/// A delivery report for the SMS whose message reference is `reference` (the newest such page,
-/// as references wrap at 256), recorded on the page and its incidents' timelines. When the
+/// Whether two renderings of a phone number are the same number: a report's recipient may be
+/// international (`+4915112345678`), bare (`4915112345678`) or national (`015112345678`), the
+/// page's address is E.164. Digits only, trunk zeros dropped, the shorter a suffix of the longer
+/// and at least six digits long.
+fn same_number(a: &str, b: &str) -> bool {
+    let digits = |s: &str| -> String {
+        let d: String = s.chars().filter(char::is_ascii_digit).collect();
+        d.trim_start_matches('0').to_string()
+    };
+    let (a, b) = (digits(a), digits(b));
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    short.len() >= 6 && long.ends_with(&short)
+}
+
+/// A delivery report for the SMS whose message reference is `reference` (the newest such page
+/// to `recipient`, as references wrap at 256; an empty `recipient` is not checked), recorded on the page and its incidents' timelines. When the
 /// report says the SMS will not arrive and `next` has a way on for the page (see
 /// [`crate::notify::sender::after_undelivered`]), the row leaves `sent` as that says, in the same
 /// transaction, so a report that reached the store has always been acted on. Returns the page
@@ -783,25 +797,30 @@ pub enum Report {
 pub fn delivered(
     conn: &Tx,
     reference: &str,
+    recipient: &str,
     report: Report,
     detail: &str,
     now: DateTime<Utc>,
     next: impl FnOnce(&Page, &[Incident]) -> Option<Attempt>,
 ) -> rusqlite::Result<Option<(Page, Option<Attempt>)>> {
     // References wrap at 256 and rows stay, so the report is about the newest row that carries
-    // its reference, sent within the centre's validity period; an older row with the same
-    // number is another message. That row must still be where the report can apply: a page
-    // that already moved on (another part's report sent it to voice) or is not yet recorded
-    // as sent is no match, and nothing older stands in for it.
+    // its reference and went to its recipient, sent within the centre's validity period; an
+    // older row with the same number is another message, and so is a row to someone else (the
+    // counter is shared with replies and self-tests, which are no pages). That row must still
+    // be where the report can apply: a page that already moved on (another part's report sent
+    // it to voice) or is not yet recorded as sent is no match, and nothing older stands in.
     let since = crate::clock::sub_signed(now, chrono::Duration::days(REPORT_DAYS));
-    let Some(mut page) = conn
+    let candidates = conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM outbox WHERE updated_at>=?2 AND \
              (reference=?1 OR reference LIKE ?1 || ',%' OR reference LIKE '%,' || ?1 OR reference LIKE '%,' || ?1 || ',%') \
-             ORDER BY id DESC LIMIT 1",
+             ORDER BY id DESC LIMIT 16",
         ))?
-        .query_row(params![reference, ms(since)], page_from_row)
-        .optional()?
+        .query_map(params![reference, ms(since)], page_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let Some(mut page) = candidates
+        .into_iter()
+        .find(|p| recipient.is_empty() || same_number(&p.address, recipient))
     else {
         return Ok(None);
     };
@@ -1059,6 +1078,7 @@ impl super::Store {
     pub async fn record_delivery<F>(
         &self,
         reference: String,
+        recipient: String,
         report: Report,
         detail: String,
         next: F,
@@ -1070,6 +1090,7 @@ impl super::Store {
             Ok(delivered(
                 c,
                 &reference,
+                &recipient,
                 report,
                 &detail,
                 now,
@@ -1343,7 +1364,7 @@ mod tests {
             [id],
         )
         .unwrap();
-        let (page, way_on) = delivered(&c, "7", Report::Delivered, "ok", t(1), |_, _| {
+        let (page, way_on) = delivered(&c, "7", "", Report::Delivered, "ok", t(1), |_, _| {
             panic!("a delivered page goes nowhere")
         })
         .unwrap()
@@ -1357,6 +1378,43 @@ mod tests {
             )
             .unwrap();
         assert_eq!(msg, "sms to +4915100000009 delivered: ok");
+    }
+
+    /// The reference counter is shared with replies and self-tests: a report about another
+    /// recipient that carries a page's reference is not that page's, while the page's own
+    /// number in any rendering is.
+    #[test]
+    fn a_report_is_matched_on_its_recipient_too() {
+        let (c, inc) = db();
+        let id = queue(&c, inc, Channel::Sms, t(0));
+        c.execute(
+            "UPDATE outbox SET state='sent', reference='7' WHERE id=?1",
+            [id],
+        )
+        .unwrap();
+        let never = |_: &Page, _: &[Incident]| -> Option<Attempt> { panic!("not this page") };
+        let other = delivered(
+            &c,
+            "7",
+            "+4915199999999",
+            Report::Undelivered,
+            "Failed",
+            t(1),
+            never,
+        );
+        assert!(other.unwrap().is_none(), "a reply's report moved the page");
+        assert_eq!(state(&c, id).0, "sent");
+        for ours in ["015100000001", "4915100000001", "+4915100000001"] {
+            c.execute("UPDATE outbox SET state='sent' WHERE id=?1", [id])
+                .unwrap();
+            let (page, _) = delivered(&c, "7", ours, Report::Delivered, "ok", t(2), |_, _| None)
+                .unwrap()
+                .unwrap_or_else(|| panic!("{ours} is the page's number"));
+            assert_eq!(page.id, id);
+        }
+        assert!(same_number("+4915100000001", "015100000001"));
+        assert!(!same_number("+4915100000001", "+4915100000011"));
+        assert!(!same_number("+49151", "151"), "too short to tell");
     }
 
     #[test]
@@ -1378,17 +1436,24 @@ mod tests {
             })
         };
         // The centre is still trying: noted, nothing moves.
-        let (_, way_on) = delivered(&c, "41", Report::StillTrying, "Pending", t(30), |_, _| {
-            panic!("still trying is not undelivered")
-        })
+        let (_, way_on) = delivered(
+            &c,
+            "41",
+            "",
+            Report::StillTrying,
+            "Pending",
+            t(30),
+            |_, _| panic!("still trying is not undelivered"),
+        )
         .unwrap()
         .unwrap();
         assert!(way_on.is_none());
         assert_eq!(state(&c, id).0, "sent");
         // It gave up: the row is pending again, on the next channel.
-        let (page, way_on) = delivered(&c, "41", Report::Undelivered, "Failed", t(60), to_voice)
-            .unwrap()
-            .unwrap();
+        let (page, way_on) =
+            delivered(&c, "41", "", Report::Undelivered, "Failed", t(60), to_voice)
+                .unwrap()
+                .unwrap();
         assert_eq!(page.id, id);
         assert!(matches!(way_on, Some(Attempt::FallThrough { .. })));
         let (channel, due, error): (String, i64, String) = c
@@ -1409,7 +1474,7 @@ mod tests {
         );
         // The report of the other part finds no sent page: the page moved on once.
         assert!(
-            delivered(&c, "40", Report::Undelivered, "Failed", t(61), to_voice)
+            delivered(&c, "40", "", Report::Undelivered, "Failed", t(61), to_voice)
                 .unwrap()
                 .is_none()
         );
@@ -1422,14 +1487,28 @@ mod tests {
             detail: "mr 50,51".into(),
         };
         assert!(finish(&c, &p, &sent, t(100)).unwrap());
-        delivered(&c, "50", Report::Delivered, "Delivered", t(101), |_, _| {
-            None
-        })
+        delivered(
+            &c,
+            "50",
+            "",
+            Report::Delivered,
+            "Delivered",
+            t(101),
+            |_, _| None,
+        )
         .unwrap();
         assert_eq!(state(&c, id).0, "delivered");
-        let (_, way_on) = delivered(&c, "51", Report::Undelivered, "Failed", t(102), to_voice)
-            .unwrap()
-            .unwrap();
+        let (_, way_on) = delivered(
+            &c,
+            "51",
+            "",
+            Report::Undelivered,
+            "Failed",
+            t(102),
+            to_voice,
+        )
+        .unwrap()
+        .unwrap();
         assert!(way_on.is_some());
         assert_eq!(state(&c, id).0, "pending");
     }
@@ -1450,7 +1529,10 @@ mod tests {
             id
         };
         let old = send(0, "7");
-        delivered(&c, "7", Report::Delivered, "Delivered", t(1), |_, _| None).unwrap();
+        delivered(&c, "7", "", Report::Delivered, "Delivered", t(1), |_, _| {
+            None
+        })
+        .unwrap();
         let any = |_: &Page, _: &[Incident]| {
             Some(Attempt::Retry {
                 error: "x".into(),
@@ -1462,7 +1544,7 @@ mod tests {
         queue(&c, inc, Channel::Sms, t(300));
         let submitting = claim(&c, Channel::Sms, t(300), LEASE).unwrap().unwrap();
         assert!(
-            delivered(&c, "7", Report::Undelivered, "Failed", t(301), any)
+            delivered(&c, "7", "", Report::Undelivered, "Failed", t(301), any)
                 .unwrap()
                 .is_none()
         );
@@ -1475,18 +1557,26 @@ mod tests {
         // and does nothing, rather than an older page.
         let older = send(10, "9");
         let both = send(400, "8,9");
-        delivered(&c, "8", Report::Undelivered, "Failed", t(401), |p, _| {
-            Some(Attempt::FallThrough {
-                error: "x".into(),
-                channel: Channel::Voice,
-                address: p.address.clone(),
-                due_at: t(401),
-            })
-        })
+        delivered(
+            &c,
+            "8",
+            "",
+            Report::Undelivered,
+            "Failed",
+            t(401),
+            |p, _| {
+                Some(Attempt::FallThrough {
+                    error: "x".into(),
+                    channel: Channel::Voice,
+                    address: p.address.clone(),
+                    due_at: t(401),
+                })
+            },
+        )
         .unwrap()
         .unwrap();
         assert!(
-            delivered(&c, "9", Report::Undelivered, "Failed", t(402), any)
+            delivered(&c, "9", "", Report::Undelivered, "Failed", t(402), any)
                 .unwrap()
                 .is_none()
         );
@@ -1494,9 +1584,11 @@ mod tests {
         assert_eq!(state(&c, both).0, "pending");
         // Past the validity period nothing matches at all.
         let late = t(400) + chrono::Duration::days(3);
-        assert!(delivered(&c, "8", Report::Undelivered, "Failed", late, any)
-            .unwrap()
-            .is_none());
+        assert!(
+            delivered(&c, "8", "", Report::Undelivered, "Failed", late, any)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
