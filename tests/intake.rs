@@ -289,6 +289,27 @@ fn udp_json_and_text_lines_and_junk() {
     });
 }
 
+/// Alerts without a dedup key are keyed by their text and source, and by their service: the
+/// same "disk full" for two teams' services is two incidents, each routed and paged on its own.
+#[test]
+fn the_same_text_for_two_services_is_two_incidents() {
+    let d = Daemon::start("");
+    let (_, db) = d.post_json(
+        "/v1/alerts",
+        json!({"summary": "disk full", "service": "db"}),
+    );
+    let (_, web) = d.post_json(
+        "/v1/alerts",
+        json!({"summary": "disk full", "service": "web"}),
+    );
+    let (_, again) = d.post_json(
+        "/v1/alerts",
+        json!({"summary": "disk full", "service": "db"}),
+    );
+    assert_ne!(db["incident_id"], web["incident_id"], "{db} {web}");
+    assert_eq!(db["incident_id"], again["incident_id"], "{again}");
+}
+
 /// A trigger and its resolve sent back to back must apply in that order: a resolve applied
 /// first finds nothing to resolve, and the trigger then opens an incident that pages and stays.
 #[test]

@@ -215,6 +215,9 @@ impl AlertInput {
 
     /// The given dedup key, or one derived from source and summary: the first 16 hex digits of
     /// SHA-256 over `source \n summary`, so the same alert text from the same source dedups.
+    /// An alert that names its service hashes `\n service` too: "disk full" for the database
+    /// and "disk full" for the web team are two incidents on two routes, not one paging only
+    /// whoever was first.
     pub fn dedup_key(&self) -> String {
         match &self.dedup_key {
             Some(k) if !k.is_empty() => k.clone(),
@@ -223,6 +226,10 @@ impl AlertInput {
                 h.update(self.source.as_deref().unwrap_or("").as_bytes());
                 h.update(b"\n");
                 h.update(self.summary.as_bytes());
+                if let Some(service) = self.service.as_deref().filter(|s| !s.is_empty()) {
+                    h.update(b"\n");
+                    h.update(service.as_bytes());
+                }
                 let digest = h.finalize();
                 let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
                 format!("derived-{hex}")

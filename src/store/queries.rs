@@ -586,13 +586,25 @@ mod tests {
     }
 
     #[test]
-    fn derived_key_is_stable_and_depends_on_source_and_summary() {
+    fn derived_key_is_stable_and_depends_on_source_summary_and_service() {
         let mut a = alert(AlertAction::Trigger, "x");
         a.dedup_key = None;
+        a.service = None;
         let k1 = a.dedup_key();
         assert_eq!(k1, a.dedup_key());
+        // Keys of alerts without a service are as they always were.
+        assert_eq!(k1, "derived-a25cf543e7087fd0");
         a.source = Some("db2".into());
-        assert_ne!(k1, a.dedup_key());
+        let k2 = a.dedup_key();
+        assert_ne!(k1, k2);
+        // The same text for another team's service is another incident.
+        a.service = Some("db".into());
+        let db = a.dedup_key();
+        a.service = Some("web".into());
+        assert_ne!(db, a.dedup_key());
+        assert_ne!(db, k2);
+        a.service = Some(String::new());
+        assert_eq!(a.dedup_key(), k2, "an empty service is none");
     }
 
     #[test]
