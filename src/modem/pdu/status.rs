@@ -17,10 +17,11 @@ pub struct StatusReport {
     pub message_reference: u8,
     /// TP-RA: the destination of that message.
     pub recipient: Address,
-    /// TP-SCTS: when the service centre received the original message.
-    pub service_centre_time: DateTime<FixedOffset>,
-    /// TP-DT: when it was delivered, or when the status last changed.
-    pub discharge_time: DateTime<FixedOffset>,
+    /// TP-SCTS: when the service centre received the original message; `None` when the
+    /// centre sent an impossible date (month 00 and the like).
+    pub service_centre_time: Option<DateTime<FixedOffset>>,
+    /// TP-DT: when it was delivered, or when the status last changed; `None` as above.
+    pub discharge_time: Option<DateTime<FixedOffset>>,
     /// TP-ST, raw; see [`StatusReport::outcome`].
     pub status: u8,
 }
@@ -84,8 +85,15 @@ pub(crate) fn decode_status_report(
     r.octet("first octet")?;
     let message_reference = r.octet("message reference")?;
     let recipient = Address::decode_tp(r, "recipient address")?;
-    let service_centre_time = decode_timestamp(r, "service centre time stamp")?;
-    let discharge_time = decode_timestamp(r, "discharge time")?;
+    // A bad date is the centre's slip, not a reason to lose the status: an undelivered page
+    // must still go on to its next channel. (Each stamp is seven octets either way.)
+    let lenient = |r: &mut Reader<'_>, what| match decode_timestamp(r, what) {
+        Ok(t) => Ok(Some(t)),
+        Err(PduError::InvalidTimestamp { .. }) => Ok(None),
+        Err(e) => Err(e),
+    };
+    let service_centre_time = lenient(r, "service centre time stamp")?;
+    let discharge_time = lenient(r, "discharge time")?;
     let status = r.octet("status")?;
     Ok(StatusReport {
         smsc,
@@ -122,15 +130,15 @@ mod tests {
         let s = report(OFONO_SR1, false);
         assert_eq!(s.message_reference, 4);
         assert_eq!(s.recipient, Address::parse("+4915259911630"));
-        assert_eq!(s.service_centre_time, ts("2010-06-21T14:03:43-05:00"));
-        assert_eq!(s.discharge_time, ts("2010-06-21T14:03:49-05:00"));
+        assert_eq!(s.service_centre_time, Some(ts("2010-06-21T14:03:43-05:00")));
+        assert_eq!(s.discharge_time, Some(ts("2010-06-21T14:03:49-05:00")));
         assert_eq!(s.status, 0);
         assert_eq!(s.outcome(), DeliveryOutcome::Delivered);
         let e = encode_status_report(
             4,
             "+4915259911630",
-            s.service_centre_time,
-            s.discharge_time,
+            s.service_centre_time.unwrap(),
+            s.discharge_time.unwrap(),
             0,
         )
         .unwrap();
@@ -179,8 +187,8 @@ mod tests {
             true,
         );
         assert_eq!(s.message_reference, 28);
-        assert_eq!(s.service_centre_time, ts("2013-07-26T14:29:27+02:00"));
-        assert_eq!(s.discharge_time, ts("2013-07-26T14:29:31+02:00"));
+        assert_eq!(s.service_centre_time, Some(ts("2013-07-26T14:29:27+02:00")));
+        assert_eq!(s.discharge_time, Some(ts("2013-07-26T14:29:31+02:00")));
         assert_eq!(s.recipient.kind, AddressKind::International);
     }
 
@@ -210,6 +218,22 @@ mod tests {
         assert_eq!(s.recipient.number, "0701234567");
         assert_eq!(s.status, 0x45);
         assert_eq!(s.outcome(), DeliveryOutcome::Failed);
-        assert_eq!(s.discharge_time, t);
+        assert_eq!(s.discharge_time, Some(t));
+    }
+
+    /// A centre that stamps an impossible date (month 00) still reports the status: losing it
+    /// would leave an undelivered page looking sent.
+    #[test]
+    fn a_report_with_an_impossible_date_keeps_its_status() {
+        let hex = format!(
+            "06040D91945152991136F0{}{}46",
+            "0160124130340A", "0100124130940A"
+        );
+        let s = report(&hex, false);
+        assert_eq!(s.message_reference, 4);
+        assert_eq!(s.service_centre_time, Some(ts("2010-06-21T14:03:43-05:00")));
+        assert_eq!(s.discharge_time, None);
+        assert_eq!(s.status, 0x46);
+        assert_eq!(s.outcome(), DeliveryOutcome::Failed);
     }
 }
