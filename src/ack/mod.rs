@@ -9,8 +9,9 @@
 //! the acknowledgement cancels the incident's queued pages in that same commit (through
 //! `store::queries::transition`), so escalation stops at once.
 //!
-//! Who may: the sender's number is normalised ([`PhoneNumber::normalize`] with the configured
-//! country code) and must be a configured user's phone. Anyone else gets no reply at all (no SMS
+//! Who may: the sender's number is normalised ([`PhoneNumber::readings`] with the configured
+//! country code: bare digits are read both as international and as national) and must be
+//! exactly one configured user's phone. Anyone else gets no reply at all (no SMS
 //! loops, no cost) and is logged with a masked number. A configured user may acknowledge or
 //! resolve an incident paged to them or whose escalation policy names them or a schedule they
 //! are on; for any other incident they get a refusal naming why (`actions::refusal`), because an
@@ -199,11 +200,25 @@ impl Acker {
         self
     }
 
-    /// The configured user `from` belongs to, with their normalised number.
+    /// The configured user `from` belongs to, with their normalised number. A number that can
+    /// be read two ways (bare digits: see [`PhoneNumber::readings`]) belongs to a user only if
+    /// exactly one user has one of its readings.
     fn identify(&self, config: &Arc<Config>, from: &str) -> Option<(String, PhoneNumber)> {
-        let number = PhoneNumber::normalize(from, &config.daemon.country_code)?;
-        let user = config.user_by_phone(&number)?;
-        Some((user.id.clone(), number))
+        let mut found: Option<(String, PhoneNumber)> = None;
+        for number in PhoneNumber::readings(from, &config.daemon.country_code) {
+            let Some(user) = config.user_by_phone(&number) else {
+                continue;
+            };
+            match &found {
+                Some((id, _)) if *id != user.id => {
+                    tracing::warn!(sender = %mask_number(from), "a number that two users' numbers could be is trusted for neither");
+                    return None;
+                }
+                Some(_) => {}
+                None => found = Some((user.id.clone(), number)),
+            }
+        }
+        found
     }
 
     /// Handles one incoming SMS at `now`: checks the sender, parses the command, runs it and

@@ -311,6 +311,24 @@ impl PhoneNumber {
         Some(PhoneNumber(format!("+{digits}")))
     }
 
+    /// Every plausible reading of `input`: [`PhoneNumber::normalize`]'s, and for bare digits
+    /// (no `+`, `00` or trunk `0`, as a modem shows a number of unknown type, `+CLIP:
+    /// "2125550123",129`) also the national one with `country_code`: in North America and
+    /// elsewhere a national number has no trunk `0`, and reading it as international names
+    /// another country. Callers match the readings against known numbers.
+    pub fn readings(input: &str, country_code: &str) -> Vec<PhoneNumber> {
+        let mut out: Vec<PhoneNumber> = Self::normalize(input, country_code).into_iter().collect();
+        let bare = input.trim();
+        if !bare.is_empty() && bare.bytes().all(|b| b.is_ascii_digit()) && !bare.starts_with('0') {
+            if let Some(national) = Self::normalize(&format!("+{country_code}{bare}"), "") {
+                if !out.contains(&national) {
+                    out.push(national);
+                }
+            }
+        }
+        out
+    }
+
     /// Parses strict E.164 (`+` then 8 to 15 digits, no leading zero), as config requires.
     pub fn parse_e164(input: &str) -> Option<PhoneNumber> {
         let digits = input.strip_prefix('+')?;

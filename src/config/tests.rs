@@ -172,6 +172,19 @@ fn phone_numbers_normalise() {
     assert_eq!(n("Vodafone"), None);
     assert_eq!(n("2222"), None);
     assert_eq!(mask_number("+4915112345678"), "+**********678");
+    let r = |s, cc| {
+        PhoneNumber::readings(s, cc)
+            .into_iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+    };
+    // A bare number of unknown type: international, or national without a trunk zero.
+    assert_eq!(r("2125550123", "1"), ["+2125550123", "+12125550123"]);
+    assert_eq!(r("3471234567", "39"), ["+3471234567", "+393471234567"]);
+    // Numbers that say what they are have one reading.
+    assert_eq!(r("+12125550123", "1"), ["+12125550123"]);
+    assert_eq!(r("015112345678", "49"), ["+4915112345678"]);
+    assert_eq!(r("Vodafone", "49"), Vec::<String>::new());
 }
 
 #[test]
