@@ -41,6 +41,11 @@ const SUBMIT_LABEL: &str = "AT+CMGS";
 const CTRL_Z: u8 = 0x1a;
 /// ESC: abandons a half-entered `AT+CMGS`.
 const ESC: u8 = 0x1b;
+/// Longest a write to the port may take. A command or a PDU is a few hundred bytes, well under a
+/// second even at 9600 baud; a write that blocks longer (a wedged USB endpoint, a tty stopped by
+/// flow control that never resumes) means the port is lost, so the driver reopens it instead of
+/// waiting forever while health still reads Up.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a port must offer to be driven by the engine.
 pub trait Port: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
@@ -371,7 +376,8 @@ impl<P: Port> AtEngine<P> {
                     self.decoder.set_prompt_expected(false);
                     if cmd.payload.is_some() {
                         // Abandon the half-entered message; ignore failure, the timeout wins.
-                        let _ = self.port.write_all(&[ESC]).await;
+                        let _ =
+                            tokio::time::timeout(WRITE_TIMEOUT, self.port.write_all(&[ESC])).await;
                     }
                     return Err(EngineError::Timeout {
                         command: cmd.label.clone(),
@@ -580,11 +586,17 @@ impl<P: Port> AtEngine<P> {
     }
 
     async fn write(&mut self, bytes: &[u8], label: &str) -> Result<(), EngineError> {
-        let r = async {
+        let r = tokio::time::timeout(WRITE_TIMEOUT, async {
             self.port.write_all(bytes).await?;
             self.port.flush().await
-        }
-        .await;
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("write blocked for {WRITE_TIMEOUT:?}"),
+            ))
+        });
         r.map_err(|source| EngineError::PortLost {
             command: label.into(),
             source,
@@ -610,6 +622,21 @@ mod tests {
     fn setup(script: Script) -> (AtEngine<tokio::io::DuplexStream>, FakeModem) {
         let (a, b) = tokio::io::duplex(4096);
         (AtEngine::new(a), FakeModem::spawn(b, script))
+    }
+
+    /// A port that takes no more bytes (nobody reads the other end, as a wedged USB endpoint)
+    /// is lost after the write deadline, not waited on forever.
+    #[tokio::test(start_paused = true)]
+    async fn a_write_that_blocks_is_a_lost_port() {
+        let (a, _held) = tokio::io::duplex(8);
+        let mut e = AtEngine::new(a);
+        let long = format!("AT+CMGS={}", "0".repeat(64));
+        let started = tokio::time::Instant::now();
+        let r = e
+            .execute(&Command::new(long, Duration::from_secs(600)))
+            .await;
+        assert!(matches!(r, Err(ref err) if err.is_port_lost()), "{r:?}");
+        assert!(started.elapsed() <= WRITE_TIMEOUT + Duration::from_secs(1));
     }
 
     #[tokio::test(start_paused = true)]
