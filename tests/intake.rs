@@ -289,6 +289,21 @@ fn udp_json_and_text_lines_and_junk() {
     });
 }
 
+/// A group refused for good (here for one alert with an unknown status) is dropped by
+/// Alertmanager, so the refusal is in the log, not only in a counter.
+#[test]
+fn a_refused_alertmanager_group_is_warned_about() {
+    let d = Daemon::start("");
+    let body = json!({"version": "4", "status": "firing", "receiver": "pagerbox",
+        "groupKey": "{}:{}", "alerts": [{"status": "exploded", "labels": {"alertname": "X"},
+        "annotations": {}, "startsAt": "2026-11-22T03:00:00Z"}]});
+    let (code, v) = d.post_json("/v1/integrations/alertmanager", body);
+    assert_eq!(code, 400, "{v}");
+    d.wait_for(5, "the warning", || {
+        d.log().contains("alerts refused for good").then_some(())
+    });
+}
+
 /// Alerts without a dedup key are keyed by their text and source, and by their service: the
 /// same "disk full" for two teams' services is two incidents, each routed and paged on its own.
 #[test]

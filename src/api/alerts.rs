@@ -29,14 +29,28 @@ use crate::metrics::{AlertOutcome as Counted, AlertSource};
 use crate::store::{AlertOutcome, StoreError};
 
 /// Counts a refused alert request for `/metrics`: 401 as unauthorized, any other refusal (bad
-/// body, too large) as rejected. Returns the answer unchanged.
+/// body, too large) as rejected. Returns the answer unchanged. A refusal other than a missing
+/// token is also warned about (at most once per 10 s): the sender drops what it is told will
+/// never be accepted, so a whole Alertmanager group refused for one odd alert or for its size
+/// must not be visible only as a counter.
 fn refused(intake: &Intake, source: AlertSource, r: Response) -> Response {
+    static WARNINGS: std::sync::Mutex<Option<crate::intake::udp::JunkLog>> =
+        std::sync::Mutex::new(None);
     let outcome = if r.status() == StatusCode::UNAUTHORIZED {
         Counted::Unauthorized
     } else {
         Counted::Rejected
     };
     intake.metrics.alert(source, outcome);
+    if outcome == Counted::Rejected {
+        let due = WARNINGS
+            .lock()
+            .map(|mut w| w.get_or_insert_with(Default::default).note())
+            .unwrap_or(Some(0));
+        if let Some(suppressed) = due {
+            tracing::warn!(source = source.as_str(), status = r.status().as_u16(), suppressed, "alerts refused for good (the sender will not retry them); see the answer's error, or pagerbox_alerts_received_total{{outcome=\"rejected\"}}");
+        }
+    }
     r
 }
 

@@ -154,7 +154,7 @@ async fn apply_in_order(intake: Intake, mut queue: mpsc::Receiver<(Datagram, Soc
 /// Rate-limits the warnings about refused and unreadable datagrams: at most one per
 /// [`JUNK_LOG_INTERVAL`], each saying how many were passed over since the last.
 #[derive(Debug, Default)]
-struct JunkLog {
+pub(crate) struct JunkLog {
     last: Option<Instant>,
     since_last: u64,
 }
@@ -162,7 +162,7 @@ struct JunkLog {
 impl JunkLog {
     /// Counts one bad datagram; `Some(suppressed)` when a warning is due now, with how many
     /// bad datagrams went unlogged before this one.
-    fn note(&mut self) -> Option<u64> {
+    pub(crate) fn note(&mut self) -> Option<u64> {
         self.since_last += 1;
         if self.last.is_some_and(|t| t.elapsed() < JUNK_LOG_INTERVAL) {
             return None;
