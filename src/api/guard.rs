@@ -110,6 +110,23 @@ pub fn rebound(headers: &HeaderMap) -> Option<&'static str> {
     )
 }
 
+/// Why a GET (a heartbeat ping) from a browser is refused without the token, if it is. Over plain
+/// HTTP to an address other than localhost a browser sends neither `Origin` nor `Sec-Fetch-*`
+/// with an `<img src>`, so any web page could keep a dead job's heartbeat alive; but every
+/// browser says `Mozilla/` in its `User-Agent`, and the cron tools pings come from (curl, wget,
+/// monitoring agents) do not. A URL the person typed (`Sec-Fetch-Site: none`) is their own.
+fn browser_get(method: &Method, headers: &HeaderMap) -> Option<&'static str> {
+    if !matches!(*method, Method::GET | Method::HEAD) {
+        return None;
+    }
+    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let browser = header("user-agent").is_some_and(|ua| ua.contains("Mozilla/"));
+    (browser && header("sec-fetch-site") != Some("none")).then_some(
+        "refused: a browser's GET cannot ping a heartbeat without the token (a web page could \
+         keep a dead job looking alive); ping with curl or wget, or present the token",
+    )
+}
+
 /// True when a browser sent the request from a page (a script or a form): it names an origin,
 /// or says it came from one. A typed URL or bookmark (`Sec-Fetch-Site: none`) is the person's
 /// own doing, and non-browser clients send neither header.
@@ -180,6 +197,9 @@ pub fn check(
         return Err(Refusal::CrossSite(why));
     }
     if let Some(why) = rebound(headers) {
+        return Err(Refusal::CrossSite(why));
+    }
+    if let Some(why) = browser_get(method, headers) {
         return Err(Refusal::CrossSite(why));
     }
     match headers.get(header::CONTENT_TYPE) {
@@ -308,6 +328,33 @@ mod tests {
         assert!(!changes_state(&Method::GET, "/v1/heartbeats"));
         assert!(!changes_state(&Method::GET, "/v1/incidents/4"));
         assert!(!changes_state(&Method::GET, "/v1/heartbeats//ping"));
+    }
+
+    #[test]
+    fn a_browsers_get_ping_needs_the_token_and_cron_tools_do_not() {
+        let get = Method::GET;
+        let ping = "/v1/heartbeats/backup/ping";
+        let img = headers(&[
+            ("host", "192.168.1.20:8080"),
+            ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0"),
+            ("accept", "image/avif,image/webp,*/*"),
+        ]);
+        assert!(check(&get, ping, &img, false).is_err());
+        assert!(check(&get, ping, &img, true).is_ok(), "with the token");
+        for tool in ["curl/8.5.0", "Wget/1.21.3", "Go-http-client/1.1"] {
+            let h = headers(&[("host", "192.168.1.20:8080"), ("user-agent", tool)]);
+            assert!(check(&get, ping, &h, false).is_ok(), "{tool}");
+        }
+        let typed = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("user-agent", "Mozilla/5.0"),
+            ("sec-fetch-site", "none"),
+        ]);
+        assert!(check(&get, ping, &typed, false).is_ok(), "a typed URL");
+        assert!(
+            check(&get, "/v1/incidents", &img, false).is_ok(),
+            "reads are not writes"
+        );
     }
 
     #[test]
