@@ -551,7 +551,10 @@ impl<P: Port> AtEngine<P> {
         for _ in 0..attempts.max(1) {
             self.drain(Duration::from_millis(50), each).await?;
             match self.execute(&Command::new("AT", each)).await {
-                Ok(_) => return Ok(()),
+                // The `OK` taken may have been a late answer to the command that timed out (a
+                // submit the network took after all), and the `AT`'s own then follows: swallow
+                // it now, or it would end the next command with nothing read.
+                Ok(_) => return self.drain(Duration::from_millis(50), each).await,
                 Err(e) if e.is_port_lost() => return Err(e),
                 Err(e) if !e.is_timeout() => {
                     debug!(answer = %e, "modem refuses a bare AT but answers: line alive");
@@ -935,6 +938,19 @@ mod tests {
         let u = e.next_unsolicited().await.unwrap();
         assert!(matches!(u.urc, Urc::StatusReportFollows { .. }));
         assert_eq!(u.body.as_deref(), Some("0006040D91"));
+        fake.done().await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_resync_swallows_the_answer_that_follows_a_late_one() {
+        // The timed-out submit's OK arrives as the resync's AT goes out, then the AT's own.
+        let script = Script::new()
+            .expect("AT", &["OK", "OK"])
+            .expect("AT+CSQ", &["+CSQ: 5,0", "OK"]);
+        let (mut e, fake) = setup(script);
+        e.resync(2, Duration::from_secs(1)).await.unwrap();
+        let r = e.execute(&Command::new("AT+CSQ", T)).await.unwrap();
+        assert_eq!(r.lines, vec!["+CSQ: 5,0"]);
         fake.done().await.unwrap();
     }
 
