@@ -113,14 +113,18 @@ pub fn rebound(headers: &HeaderMap) -> Option<&'static str> {
 /// Why a GET (a heartbeat ping) from a browser is refused without the token, if it is. Over plain
 /// HTTP to an address other than localhost a browser sends neither `Origin` nor `Sec-Fetch-*`
 /// with an `<img src>`, so any web page could keep a dead job's heartbeat alive; but every
-/// browser says `Mozilla/` in its `User-Agent`, and the cron tools pings come from (curl, wget,
-/// monitoring agents) do not. A URL the person typed (`Sec-Fetch-Site: none`) is their own.
+/// browser says `Mozilla/` in its `User-Agent`, and the cron tools pings come from (curl, wget)
+/// do not. Tools that borrow `Mozilla/` mark themselves: PowerShell's `Invoke-WebRequest` adds
+/// `PowerShell/`, monitoring agents `(compatible; ...)`; no current browser does either. A URL
+/// the person typed (`Sec-Fetch-Site: none`) is their own.
 fn browser_get(method: &Method, headers: &HeaderMap) -> Option<&'static str> {
     if !matches!(*method, Method::GET | Method::HEAD) {
         return None;
     }
     let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-    let browser = header("user-agent").is_some_and(|ua| ua.contains("Mozilla/"));
+    let browser = header("user-agent").is_some_and(|ua| {
+        ua.contains("Mozilla/") && !ua.contains("PowerShell/") && !ua.contains("compatible;")
+    });
     (browser && header("sec-fetch-site") != Some("none")).then_some(
         "refused: a browser's GET cannot ping a heartbeat without the token (a web page could \
          keep a dead job looking alive); ping with curl or wget, or present the token",
@@ -341,7 +345,14 @@ mod tests {
         ]);
         assert!(check(&get, ping, &img, false).is_err());
         assert!(check(&get, ping, &img, true).is_ok(), "with the token");
-        for tool in ["curl/8.5.0", "Wget/1.21.3", "Go-http-client/1.1"] {
+        for tool in [
+            "curl/8.5.0",
+            "Wget/1.21.3",
+            "Go-http-client/1.1",
+            "Mozilla/5.0 (Windows NT; Windows NT 10.0; en-US) WindowsPowerShell/5.1.19041.1",
+            "Mozilla/5.0 (Windows NT 10.0; Microsoft Windows 10.0.19045; en-US) PowerShell/7.4.1",
+            "Mozilla/5.0 (compatible; UptimeRobot/2.0; http://www.uptimerobot.com/)",
+        ] {
             let h = headers(&[("host", "192.168.1.20:8080"), ("user-agent", tool)]);
             assert!(check(&get, ping, &h, false).is_ok(), "{tool}");
         }
