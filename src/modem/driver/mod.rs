@@ -362,6 +362,11 @@ struct Driver<O: PortOpener> {
     /// The modem refused every form of `AT+CNMI`: it pages, but incoming acks and delivery
     /// reports are not indicated (Degraded until it accepts one).
     indications_problem: Option<String>,
+    /// Settings found lost by consecutive checks (reset when a check finds them kept).
+    settings_lost_streak: u32,
+    /// The modem read a setting back otherwise just after bring-up set it: the read-back says
+    /// nothing about restarts on this firmware, so it is no longer done (until the port reopens).
+    readback_unreliable: bool,
 }
 
 /// Every how many health polls storage is listed even though nothing says a message is
@@ -411,6 +416,8 @@ impl<O: PortOpener> Driver<O> {
             expect_cnmi: None,
             creg_reports_off: false,
             indications_problem: None,
+            settings_lost_streak: 0,
+            readback_unreliable: false,
             configure_problem: None,
             down_reason: "starting".into(),
             reopen_attempt: 0,
@@ -603,6 +610,8 @@ impl<O: PortOpener> Driver<O> {
     fn schedule_reopen(&mut self, reason: String) {
         self.engine = None;
         self.configured = false;
+        self.settings_lost_streak = 0;
+        self.readback_unreliable = false;
         self.sim = SimState::Unknown;
         self.registration = Registration::default();
         self.signal_dbm = None;
@@ -984,7 +993,7 @@ impl<O: PortOpener> Driver<O> {
         if self.sim != SimState::Ready {
             self.check_sim().await?;
         }
-        if self.sim == SimState::Ready && !self.configured {
+        if self.sim == SimState::Ready && (!self.configured || self.indications_problem.is_some()) {
             self.configure_sms().await?;
         }
         self.refresh_network().await
@@ -1000,9 +1009,19 @@ impl<O: PortOpener> Driver<O> {
         if !self.configured || self.engine.is_none() {
             return;
         }
+        if self.readback_unreliable {
+            return;
+        }
         match self.lost_setting().await {
-            Ok(None) => {}
+            Ok(None) => self.settings_lost_streak = 0,
+            Ok(Some(what)) if self.settings_lost_streak >= 1 => {
+                // Lost again right after being set: this firmware shows the setting otherwise
+                // than it was written. Bringing it up every poll would change nothing.
+                warn!(lost = what, modem = %self.modem_name(), "modem reads a setting back otherwise than it was set, just after bring-up; its settings are no longer checked");
+                self.readback_unreliable = true;
+            }
             Ok(Some(what)) => {
+                self.settings_lost_streak += 1;
                 warn!(lost = what, "modem lost its settings (it restarted without announcing it?), bringing up again");
                 self.bring_up_again("bring-up after a silent restart failed")
                     .await;

@@ -80,33 +80,46 @@ impl<O: PortOpener> Driver<O> {
         // mt=1: +CMTI with the storage index (a message survives a daemon crash);
         // ds=1: status reports as +CDS (stored ones arrive as +CDSI on some firmware).
         let ds = u8::from(self.s.delivery_reports);
-        let cnmi = format!("AT+CNMI=2,1,0,{ds},0");
-        // Some modems refuse mode 2 with a given ds; 1 buffers nothing but still indicates.
-        let indicated = self.exec_opt(&cnmi).await?.is_some()
-            || self
-                .optional_setting(&format!("AT+CNMI=1,1,0,{ds},0"), "new-message indications")
-                .await?
-                .is_some();
+        // Some modems refuse mode 2 with a given ds; 1 buffers nothing but still indicates. One
+        // that routes no status reports still indicates new messages with ds 0.
+        let mut forms = vec![(2, ds), (1, ds)];
+        if ds != 0 {
+            forms.extend([(2, 0), (1, 0)]);
+        }
+        let mut indicated = None;
+        for (mode, with_ds) in forms {
+            let cnmi = format!("AT+CNMI={mode},1,0,{with_ds},0");
+            if self.exec_opt(&cnmi).await?.is_some() {
+                indicated = Some(with_ds);
+                break;
+            }
+        }
         self.optional_setting("AT+CLIP=1", "caller ID").await?;
         if let Some(cmd) = self.profile.dtmf_enable_command() {
             self.optional_setting(cmd, "DTMF detection").await?;
         }
         self.configure_problem = None;
-        if !indicated {
-            // Refused right after boot (`+CMS ERROR: 302`/`314` before the SIM's message store
-            // is ready) or for good: either way acks by SMS and delivery reports would go
-            // unnoticed. Not configured, so the next poll (or the modem's "SMS ready") tries
-            // again; Degraded meanwhile, since SMS still goes out.
-            self.expect_cnmi = None;
-            self.indications_problem = Some(format!(
-                "{} refused new-message indications (AT+CNMI): SMS acks and delivery reports are not seen; retrying",
-                self.modem_name()
-            ));
-            return Ok(());
-        }
-        self.expect_cnmi = Some((1, ds));
-        self.indications_problem = None;
         self.configured = true;
+        match indicated {
+            Some(with_ds) => {
+                if with_ds != ds && self.indications_problem.is_none() {
+                    warn!(modem = %self.modem_name(), "modem refused status reports (AT+CNMI ds=1): delivery reports are off; set modem.delivery_reports = false to say so");
+                }
+                self.expect_cnmi = Some((1, with_ds));
+                self.indications_problem = None;
+            }
+            None => {
+                // Refused right after boot (`+CMS ERROR: 302`/`314` before the SIM's message
+                // store is ready) or for good. Each poll tries again and, meanwhile, lists
+                // storage (below), so acks by SMS are read within a poll; Degraded, since they
+                // are not read at once and delivery reports are not seen.
+                self.expect_cnmi = None;
+                self.indications_problem = Some(format!(
+                    "{} refused new-message indications (AT+CNMI): SMS acks are read by polling, delivery reports are not seen; retrying",
+                    self.modem_name()
+                ));
+            }
+        }
         self.process_stored().await
     }
 

@@ -996,7 +996,7 @@ async fn a_modem_that_restarted_without_announcing_it_is_brought_up_again() {
             .expect("AT+CNMI?", &[cnmi, "OK"])
     };
     // First poll: settings kept. Second: registration reports off (factory `<n>` 0): bring-up
-    // again. Third: reports on but indications at factory values: bring-up again.
+    // again. Third: kept. Fourth: reports on but indications at factory values: bring-up again.
     let script = generic_up(Script::new());
     let script = poll(script, "+CREG: 1,1", "+CNMI: 2,1,0,1,0");
     let script = generic_up(
@@ -1006,6 +1006,7 @@ async fn a_modem_that_restarted_without_announcing_it_is_brought_up_again() {
             .expect("AT+CSQ", &["+CSQ: 20,99", "OK"])
             .expect("AT+COPS?", &["+COPS: 0,0,\"TestNet\",7", "OK"]),
     );
+    let script = poll(script, "+CREG: 1,1", "+CNMI: 2,1,0,1,0");
     let script = generic_up(poll(script, "+CREG: 1,1", "+CNMI: 1,0,0,0,0"));
     let s = Settings {
         health_interval: Duration::from_secs(30),
@@ -1023,6 +1024,66 @@ async fn a_modem_that_restarted_without_announcing_it_is_brought_up_again() {
     assert_eq!(modem.health().borrow().state, HealthState::Up);
 }
 
+/// A firmware that shows a setting otherwise than it was written (here `AT+CNMI?` never says
+/// what was set) is brought up again once, then no longer checked: not a bring-up every poll.
+#[tokio::test(start_paused = true)]
+async fn a_modem_that_reads_settings_back_otherwise_is_brought_up_once_only() {
+    let poll = |s: Script| network(s).expect("AT+CNMI?", &["+CNMI: 0,0,0,0,0", "OK"]);
+    let script = generic_up(Script::new());
+    let script = generic_up(poll(script));
+    // Lost again right after bring-up: from here on the polls read no settings back.
+    let script = network(network(poll(script)));
+    let s = Settings {
+        health_interval: Duration::from_secs(30),
+        ..settings()
+    };
+    let (modem, _events, mut fakes, _t) = start(s, vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    fakes
+        .recv()
+        .await
+        .unwrap()
+        .done_within(Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(modem.health().borrow().state, HealthState::Up);
+}
+
+/// A modem that takes message indications but no status reports (`ds` 1 refused) is
+/// configured without them rather than not at all.
+#[tokio::test(start_paused = true)]
+async fn indications_without_status_reports_are_taken() {
+    let s = identify(Script::new(), "GENERIC-LTE").expect("AT+CPIN?", &["+CPIN: READY", "OK"]);
+    let s = s
+        .ok("AT+CMGF=0")
+        .expect(
+            "AT+CPMS=\"SM\",\"SM\",\"SM\"",
+            &["+CPMS: 0,30,0,30,0,30", "OK"],
+        )
+        .expect("AT+CNMI=2,1,0,1,0", &["+CMS ERROR: 303"])
+        .expect("AT+CNMI=1,1,0,1,0", &["+CMS ERROR: 303"])
+        .ok("AT+CNMI=2,1,0,0,0")
+        .ok("AT+CLIP=1")
+        .ok("AT+CMGL=4");
+    let script = network(s)
+        .pipe(network)
+        .expect("AT+CNMI?", &["+CNMI: 2,1,0,0,0", "OK"]);
+    let cfg = Settings {
+        health_interval: Duration::from_secs(30),
+        ..settings()
+    };
+    let (modem, _events, mut fakes, _t) = start(cfg, vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    fakes
+        .recv()
+        .await
+        .unwrap()
+        .done_within(Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_eq!(modem.health().borrow().state, HealthState::Up);
+}
+
 /// Right after boot some modems refuse `AT+CNMI` (`+CMS ERROR: 302`) until their message store
 /// is ready. Paging still works, but acks by SMS would go unseen: health says Degraded, and the
 /// next poll sets the indications again.
@@ -1034,8 +1095,12 @@ async fn indications_refused_at_boot_are_degraded_and_set_again() {
         .expect("AT+CPMS=\"SM\",\"SM\",\"SM\"", &["+CMS ERROR: 314"])
         .expect("AT+CNMI=2,1,0,1,0", &["+CMS ERROR: 302"])
         .expect("AT+CNMI=1,1,0,1,0", &["+CMS ERROR: 302"])
-        .ok("AT+CLIP=1");
-    // The poll: not configured, so SMS is configured again before the network is read.
+        .expect("AT+CNMI=2,1,0,0,0", &["+CMS ERROR: 302"])
+        .expect("AT+CNMI=1,1,0,0,0", &["+CMS ERROR: 302"])
+        .ok("AT+CLIP=1")
+        // Storage is listed all the same: acks are read by polling meanwhile.
+        .ok("AT+CMGL=4");
+    // The poll: indications missing, so SMS is configured again before the network is read.
     let script = network(configure(network(s)).ok("AT+CMGL=4"))
         .expect("AT+CNMI?", &["+CNMI: 2,1,0,1,0", "OK"]);
     let cfg = Settings {
