@@ -10,7 +10,7 @@
 //! `store::queries::transition`), so escalation stops at once.
 //!
 //! Who may: the sender's number is normalised ([`PhoneNumber::readings`] with the configured
-//! country code: bare digits are read both as international and as national) and must be
+//! country code: bare digits are also read as national where no trunk `0` is dialled) and must be
 //! exactly one configured user's phone. Anyone else gets no reply at all (no SMS
 //! loops, no cost) and is logged with a masked number. A configured user may acknowledge or
 //! resolve an incident paged to them or whose escalation policy names them or a schedule they

@@ -278,6 +278,13 @@ pub struct User {
     pub rules: Vec<policy::NotificationRule>,
 }
 
+/// Country codes whose national numbers are dialled without a trunk prefix (besides North
+/// America's `1`): Greece, Spain, Italy, Denmark, Norway, Poland, Portugal, Luxembourg, Iceland,
+/// Malta, Latvia, Estonia, Czechia.
+const NO_TRUNK_PREFIX: &[&str] = &[
+    "30", "34", "39", "45", "47", "48", "351", "352", "354", "356", "371", "372", "420",
+];
+
 /// An E.164 phone number (`+` and 8 to 15 digits).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PhoneNumber(String);
@@ -313,13 +320,24 @@ impl PhoneNumber {
 
     /// Every plausible reading of `input`: [`PhoneNumber::normalize`]'s, and for bare digits
     /// (no `+`, `00` or trunk `0`, as a modem shows a number of unknown type, `+CLIP:
-    /// "2125550123",129`) also the national one with `country_code`: in North America and
-    /// elsewhere a national number has no trunk `0`, and reading it as international names
-    /// another country. Callers match the readings against known numbers.
+    /// "2125550123",129`) in a country whose national numbers have no trunk `0` also the
+    /// national one with `country_code`: there a bare number is as likely national, and
+    /// reading it as international names another country. Where a trunk `0` is dialled (most
+    /// of Europe) bare digits are international only, so a stranger's foreign number cannot
+    /// pass for a user's national one. Callers match the readings against known numbers.
     pub fn readings(input: &str, country_code: &str) -> Vec<PhoneNumber> {
         let mut out: Vec<PhoneNumber> = Self::normalize(input, country_code).into_iter().collect();
         let bare = input.trim();
-        if !bare.is_empty() && bare.bytes().all(|b| b.is_ascii_digit()) && !bare.starts_with('0') {
+        let national = match country_code {
+            // North America: ten digits, area code and number.
+            "1" => bare.len() == 10,
+            cc => NO_TRUNK_PREFIX.contains(&cc),
+        };
+        if national
+            && !bare.is_empty()
+            && bare.bytes().all(|b| b.is_ascii_digit())
+            && !bare.starts_with('0')
+        {
             if let Some(national) = Self::normalize(&format!("+{country_code}{bare}"), "") {
                 if !out.contains(&national) {
                     out.push(national);

@@ -178,9 +178,14 @@ fn phone_numbers_normalise() {
             .map(|p| p.to_string())
             .collect::<Vec<_>>()
     };
-    // A bare number of unknown type: international, or national without a trunk zero.
+    // A bare number of unknown type: international, or national where no trunk zero is dialled.
     assert_eq!(r("2125550123", "1"), ["+2125550123", "+12125550123"]);
     assert_eq!(r("3471234567", "39"), ["+3471234567", "+393471234567"]);
+    // Where a trunk zero is dialled, bare digits are international: a US caller's
+    // 15100000001 is not a German 0151 0000 0001.
+    assert_eq!(r("15100000001", "49"), ["+15100000001"]);
+    // In North America only ten digits are national.
+    assert_eq!(r("15100000001", "1"), ["+15100000001"]);
     // Numbers that say what they are have one reading.
     assert_eq!(r("+12125550123", "1"), ["+12125550123"]);
     assert_eq!(r("015112345678", "49"), ["+4915112345678"]);

@@ -89,8 +89,8 @@ impl Inbox {
         let Some(e) = self.expect.borrow().clone() else {
             return false;
         };
-        let sender = PhoneNumber::normalize(from, &e.country_code);
-        if sender.as_ref() != Some(&e.from) || !text.contains(&e.code) {
+        let readings = PhoneNumber::readings(from, &e.country_code);
+        if !readings.contains(&e.from) || !text.contains(&e.code) {
             return false;
         }
         // A full queue means the run already has plenty to look at; the reply is still ours.
