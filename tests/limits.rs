@@ -164,6 +164,14 @@ fn a_body_that_does_not_arrive_in_time_is_answered_retry_later() {
             "{path}: {answer}"
         );
     }
+    // Counted as unread, not as refused for good, and not warned about as such.
+    let metrics = d.metrics_text();
+    assert!(
+        metrics.contains(r#"pagerbox_alerts_received_total{source="own",outcome="unread"} 1"#),
+        "{metrics}"
+    );
+    assert!(!metrics.contains(r#"outcome="rejected""#), "{metrics}");
+    assert!(!d.log().contains("refused for good"));
 }
 
 #[test]

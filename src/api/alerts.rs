@@ -36,10 +36,11 @@ use crate::store::{AlertOutcome, StoreError};
 fn refused(intake: &Intake, source: AlertSource, r: Response) -> Response {
     static WARNINGS: std::sync::Mutex<Option<crate::intake::udp::JunkLog>> =
         std::sync::Mutex::new(None);
-    let outcome = if r.status() == StatusCode::UNAUTHORIZED {
-        Counted::Unauthorized
-    } else {
-        Counted::Rejected
+    let outcome = match r.status() {
+        StatusCode::UNAUTHORIZED => Counted::Unauthorized,
+        // A body that did not arrive: answered retry-later (see `BodyFailure`).
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => Counted::Unread,
+        _ => Counted::Rejected,
     };
     intake.metrics.alert(source, outcome);
     if outcome == Counted::Rejected {

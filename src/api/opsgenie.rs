@@ -251,8 +251,15 @@ fn parse_error(intake: &Intake, e: OpsgenieError, started: Instant) -> Response 
 }
 
 fn body_error(intake: &Intake, r: BytesRejection, started: Instant) -> Response {
-    intake.metrics.alert(SOURCE, Counted::Rejected);
-    match respond::BodyFailure::from(r) {
+    let failure = respond::BodyFailure::from(r);
+    intake.metrics.alert(
+        SOURCE,
+        match failure {
+            respond::BodyFailure::TooLarge => Counted::Rejected,
+            respond::BodyFailure::Unread(_) => Counted::Unread,
+        },
+    );
+    match failure {
         respond::BodyFailure::TooLarge => error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "Request body is too large".to_string(),

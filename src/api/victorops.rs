@@ -156,16 +156,17 @@ fn read_message(
         intake.metrics.alert(SOURCE, Counted::Unauthorized);
         return Err(failure(StatusCode::UNAUTHORIZED, "Invalid API key"));
     }
-    let body = body.map_err(|r| {
-        intake.metrics.alert(SOURCE, Counted::Rejected);
-        match respond::BodyFailure::from(r) {
-            respond::BodyFailure::TooLarge => {
-                failure(StatusCode::PAYLOAD_TOO_LARGE, "request body is too large")
-            }
-            respond::BodyFailure::Unread(m) => respond::retry_later(failure(
+    let body = body.map_err(|r| match respond::BodyFailure::from(r) {
+        respond::BodyFailure::TooLarge => {
+            intake.metrics.alert(SOURCE, Counted::Rejected);
+            failure(StatusCode::PAYLOAD_TOO_LARGE, "request body is too large")
+        }
+        respond::BodyFailure::Unread(m) => {
+            intake.metrics.alert(SOURCE, Counted::Unread);
+            respond::retry_later(failure(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("request body not received, retry later: {m}"),
-            )),
+            ))
         }
     })?;
     vo::parse(&body, routing_key).map_err(|e| {

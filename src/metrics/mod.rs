@@ -99,6 +99,8 @@ pub enum AlertOutcome {
     Unauthorized,
     /// The store could not commit it: the sender was told to retry (UDP: lost).
     StoreFailure,
+    /// Its body did not arrive within the body timeout: the sender was told to retry.
+    Unread,
     /// A UDP datagram that is not an alert line.
     Junk,
 }
@@ -113,6 +115,7 @@ impl AlertOutcome {
             AlertOutcome::Rejected => "rejected",
             AlertOutcome::Unauthorized => "unauthorized",
             AlertOutcome::StoreFailure => "store_failure",
+            AlertOutcome::Unread => "unread",
             AlertOutcome::Junk => "junk",
         }
     }
