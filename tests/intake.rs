@@ -289,6 +289,29 @@ fn udp_json_and_text_lines_and_junk() {
     });
 }
 
+/// A lane that dies (here by an injected panic) loses the datagram it held, loudly, and is
+/// started again: UDP intake goes on for every key, the lane's own included.
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
+#[test]
+fn a_udp_lane_that_dies_is_started_again() {
+    let d = Daemon::start("");
+    d.arm_fault("udp.lane_panic", json!({"times": 1}));
+    d.udp_send(b"critical lost-1 poisoned");
+    d.wait_for(10, "the lane's death to be said", || {
+        d.log().contains("a udp lane died").then_some(())
+    });
+    for i in 0..40 {
+        d.udp_send(format!("critical after-{i} fine").as_bytes());
+    }
+    d.wait_for(10, "every later datagram stored", || {
+        let (_, v) = d.get("/v1/incidents");
+        (v["incidents"].as_array().unwrap().len() == 40).then_some(())
+    });
+}
+
 /// A group refused for good (here for one alert with an unknown status) is dropped by
 /// Alertmanager, so the refusal is in the log, not only in a counter.
 #[test]

@@ -43,21 +43,34 @@ const JUNK_LOG_INTERVAL: Duration = Duration::from_secs(10);
 pub async fn serve(socket: UdpSocket, intake: Intake, shutdown: CancellationToken) {
     let mut lanes = Vec::with_capacity(LANES);
     let mut running = JoinSet::new();
-    for _ in 0..LANES {
+    // Which lane each task serves, to start it again if it dies.
+    let mut lane_of_task = std::collections::HashMap::new();
+    for lane in 0..LANES {
         let (tx, rx) = mpsc::channel(LANE_DEPTH);
         lanes.push(tx);
-        running.spawn(apply_in_order(intake.clone(), rx));
+        let task = running.spawn(apply_in_order(intake.clone(), rx));
+        lane_of_task.insert(task.id(), lane);
     }
     let mut buf = vec![0u8; 65_536];
     let mut junk = JunkLog::default();
     loop {
         let (n, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
-            // A lane ends only with its queue; before shutdown that is a panic. Ending here
-            // ends this essential task, so the daemon is restarted instead of dropping alerts.
-            ended = running.join_next() => {
-                tracing::error!(outcome = ?ended, "a udp lane ended; udp intake stops");
-                return;
+            // A lane ends only with its queue, which this loop holds: before shutdown that is
+            // a panic. The datagrams it held are lost (said loudly); a new lane takes its place
+            // and the other lanes go on, so one poisonous datagram cannot stop UDP intake.
+            Some(ended) = running.join_next_with_id() => {
+                let id = match &ended {
+                    Ok((id, ())) => *id,
+                    Err(e) => e.id(),
+                };
+                let Some(lane) = lane_of_task.remove(&id) else { continue };
+                tracing::error!(lane, outcome = ?ended.err(), "a udp lane died; the datagrams it held are lost; starting it again");
+                let (tx, rx) = mpsc::channel(LANE_DEPTH);
+                lanes[lane] = tx;
+                let task = running.spawn(apply_in_order(intake.clone(), rx));
+                lane_of_task.insert(task.id(), lane);
+                continue;
             }
             r = socket.recv_from(&mut buf) => match r {
                 Ok(x) => x,
@@ -111,8 +124,8 @@ pub async fn serve(socket: UdpSocket, intake: Intake, shutdown: CancellationToke
             sent = lane.send((datagram, peer)) => sent,
         };
         if sent.is_err() {
-            tracing::error!("a udp lane is gone; udp intake stops");
-            return;
+            // The lane died after it was chosen; the loop above starts it again.
+            tracing::error!(%peer, "udp datagram lost: its lane died");
         }
     }
     // Shutdown: close the lanes and let them finish what they hold, so an alert whose commit is
@@ -144,6 +157,9 @@ fn lane_of(datagram: &Datagram) -> usize {
 /// One lane: applies its datagrams one after another until the receive loop closes it.
 async fn apply_in_order(intake: Intake, mut queue: mpsc::Receiver<(Datagram, SocketAddr)>) {
     while let Some((datagram, peer)) = queue.recv().await {
+        if crate::fault::armed("udp.lane_panic") {
+            panic!("fault injected: udp.lane_panic");
+        }
         match datagram {
             Datagram::Alert(alert) => store_alert(&intake, alert, peer).await,
             Datagram::Heartbeat(id) => ping_heartbeat(&intake, id, peer).await,
