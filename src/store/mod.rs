@@ -221,20 +221,35 @@ impl AlertInput {
     pub fn dedup_key(&self) -> String {
         match &self.dedup_key {
             Some(k) if !k.is_empty() => k.clone(),
-            _ => {
-                let mut h = Sha256::new();
-                h.update(self.source.as_deref().unwrap_or("").as_bytes());
-                h.update(b"\n");
-                h.update(self.summary.as_bytes());
-                if let Some(service) = self.service.as_deref().filter(|s| !s.is_empty()) {
-                    h.update(b"\n");
-                    h.update(service.as_bytes());
-                }
-                let digest = h.finalize();
-                let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-                format!("derived-{hex}")
-            }
+            _ => self.derived_key(true),
         }
+    }
+
+    /// The key an earlier version derived for this alert, from source and summary only, when it
+    /// differs from today's (the alert has no key of its own and names a service): an incident
+    /// opened under it before an upgrade is still this alert's.
+    pub(crate) fn earlier_key(&self) -> Option<String> {
+        let own = self.dedup_key.as_deref().is_some_and(|k| !k.is_empty());
+        let service = self.service.as_deref().is_some_and(|s| !s.is_empty());
+        (!own && service).then(|| self.derived_key(false))
+    }
+
+    fn derived_key(&self, with_service: bool) -> String {
+        let mut h = Sha256::new();
+        h.update(self.source.as_deref().unwrap_or("").as_bytes());
+        h.update(b"\n");
+        h.update(self.summary.as_bytes());
+        if let Some(service) = self
+            .service
+            .as_deref()
+            .filter(|s| with_service && !s.is_empty())
+        {
+            h.update(b"\n");
+            h.update(service.as_bytes());
+        }
+        let digest = h.finalize();
+        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        format!("derived-{hex}")
     }
 }
 

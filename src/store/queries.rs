@@ -76,6 +76,20 @@ pub(crate) fn open_by_key(conn: &Tx, key: &str) -> rusqlite::Result<Option<Incid
     .optional()
 }
 
+/// The open incident alert `a` (keyed `key`) belongs to: the one open under its key, else one
+/// of its service opened under the key an earlier version derived for it (see
+/// [`AlertInput::earlier_key`]), so an upgrade does not open and page a second incident for an
+/// alert already open.
+fn open_for(conn: &Tx, a: &AlertInput, key: &str) -> rusqlite::Result<Option<Incident>> {
+    if let Some(open) = open_by_key(conn, key)? {
+        return Ok(Some(open));
+    }
+    let Some(earlier) = a.earlier_key() else {
+        return Ok(None);
+    };
+    Ok(open_by_key(conn, &earlier)?.filter(|i| i.service == a.service))
+}
+
 /// The most recent incident with this dedup key, open or not.
 fn latest_by_key(conn: &Tx, key: &str) -> rusqlite::Result<Option<Incident>> {
     conn.prepare_cached(&format!(
@@ -148,12 +162,12 @@ pub(crate) fn apply_alert(
 ) -> Result<AlertOutcome, StoreError> {
     let key = a.dedup_key();
     match a.action {
-        AlertAction::Trigger => match open_by_key(conn, &key)? {
+        AlertAction::Trigger => match open_for(conn, a, &key)? {
             Some(open) => Ok(AlertOutcome::Repeated(repeat(conn, open, a, now)?)),
             None => Ok(AlertOutcome::Created(open_incident(conn, &key, a, now)?)),
         },
         AlertAction::Acknowledge | AlertAction::Resolve => {
-            let Some(open) = open_by_key(conn, &key)? else {
+            let Some(open) = open_for(conn, a, &key)? else {
                 return Ok(match latest_by_key(conn, &key)? {
                     Some(inc) => AlertOutcome::Unchanged(inc),
                     None => AlertOutcome::NotFound(key),
@@ -605,6 +619,45 @@ mod tests {
         assert_ne!(db, k2);
         a.service = Some(String::new());
         assert_eq!(a.dedup_key(), k2, "an empty service is none");
+    }
+
+    /// An incident opened by an earlier version, under the key derived without the service,
+    /// still takes the same alert's repeats and its resolve.
+    #[test]
+    fn an_incident_opened_under_the_earlier_key_is_still_the_alerts() {
+        let c = db();
+        let mut a = alert(AlertAction::Trigger, "x");
+        a.dedup_key = None;
+        let earlier = a.earlier_key().unwrap();
+        let opened = match apply_alert(
+            &c,
+            &{
+                let mut e = a.clone();
+                e.dedup_key = Some(earlier.clone());
+                e
+            },
+            t(0),
+        )
+        .unwrap()
+        {
+            AlertOutcome::Created(i) => i,
+            o => panic!("{o:?}"),
+        };
+        assert!(
+            matches!(apply_alert(&c, &a, t(1)).unwrap(), AlertOutcome::Repeated(i) if i.id == opened.id)
+        );
+        // Another service's alert with the same text is not it.
+        let mut web = a.clone();
+        web.service = Some("web".into());
+        assert!(matches!(
+            apply_alert(&c, &web, t(2)).unwrap(),
+            AlertOutcome::Created(_)
+        ));
+        let mut resolve = a.clone();
+        resolve.action = AlertAction::Resolve;
+        assert!(
+            matches!(apply_alert(&c, &resolve, t(3)).unwrap(), AlertOutcome::Changed(i) if i.id == opened.id)
+        );
     }
 
     #[test]
