@@ -345,6 +345,9 @@ struct Driver<O: PortOpener> {
     /// A stored message was left on the SIM (the backlog was full, or reading it failed): list
     /// storage again at the next health poll once the backlog has drained.
     reread_stored: bool,
+    /// Storage indexes of messages handled whose deletion the modem refused: not read again
+    /// until a new message is announced there or the port is reopened.
+    undeleted: std::collections::HashSet<u32>,
     /// Health polls since start; every [`SWEEP_EVERY`]th lists storage whatever happened, for a
     /// message whose `+CMTI` was lost to line noise.
     polls: u64,
@@ -436,6 +439,7 @@ impl<O: PortOpener> Driver<O> {
             events_dropped: 0,
             reread_stored: false,
             polls: 0,
+            undeleted: std::collections::HashSet::new(),
         }
     }
 
@@ -612,6 +616,7 @@ impl<O: PortOpener> Driver<O> {
         self.configured = false;
         self.settings_lost_streak = 0;
         self.readback_unreliable = false;
+        self.undeleted.clear();
         self.sim = SimState::Unknown;
         self.registration = Registration::default();
         self.signal_dbm = None;

@@ -283,6 +283,7 @@ impl<O: PortOpener> Driver<O> {
             };
             entries.push((index, l, body));
         }
+        entries.retain(|(index, ..)| !self.undeleted.contains(index));
         if !entries.is_empty() {
             info!(count = entries.len(), "processing stored messages");
         }
@@ -308,6 +309,8 @@ impl<O: PortOpener> Driver<O> {
         if !self.s.receive_messages {
             return Ok(());
         }
+        // A new message announced in a slot means what stayed there is gone.
+        self.undeleted.remove(&index);
         let switched = storage != self.storage;
         if switched {
             self.exec_opt(&format!("AT+CPMS=\"{storage}\"")).await?;
@@ -550,7 +553,12 @@ impl<O: PortOpener> Driver<O> {
 
     async fn delete(&mut self, index: Option<u32>) -> Result<(), ModemError> {
         if let Some(i) = index {
-            self.exec_opt(&format!("AT+CMGD={i}")).await?;
+            if self.exec_opt(&format!("AT+CMGD={i}")).await?.is_none() {
+                // Handled but still stored: listing storage again must not hand it over (and
+                // answer its sender) again, at every sweep.
+                warn!(index = i, "modem refused to delete a handled message; it stays on the SIM and is not read again");
+                self.undeleted.insert(i);
+            }
         }
         Ok(())
     }

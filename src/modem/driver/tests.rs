@@ -1145,6 +1145,44 @@ async fn a_vendor_line_inside_a_read_message_is_passed_over() {
     fakes.recv().await.unwrap().done().await.unwrap();
 }
 
+/// A handled message the modem would not delete is not handed over again (and its sender not
+/// answered again) each time storage is listed.
+#[tokio::test(start_paused = true)]
+async fn a_message_the_modem_would_not_delete_is_not_handled_twice() {
+    let s = identify(Script::new(), "GENERIC-LTE").expect("AT+CPIN?", &["+CPIN: READY", "OK"]);
+    let script = network(
+        configure(s)
+            .expect("AT+CMGL=4", &["+CMGL: 5,1,,30", DELIVER, "OK"])
+            .expect("AT+CMGD=5", &["ERROR"]),
+    )
+    .send(&["+CMTI: \"SM\",6"])
+    .expect("AT+CMGR=6", &["+CMS ERROR: 314"])
+    .pipe(network)
+    .expect("AT+CNMI?", &["+CNMI: 2,1,0,1,0", "OK"])
+    .expect(
+        "AT+CMGL=4",
+        &["+CMGL: 5,1,,30", DELIVER, "+CMGL: 6,0,,30", DELIVER, "OK"],
+    )
+    .ok("AT+CMGD=6");
+    let s = Settings {
+        health_interval: Duration::from_secs(30),
+        ..settings()
+    };
+    let (modem, mut events, mut fakes, _t) = start(s, vec![Ok(script)]);
+    wait_for(&mut modem.health(), HealthState::Up).await;
+    for _ in 0..2 {
+        let ev = next_event(&mut events).await;
+        assert!(matches!(ev, ModemEvent::SmsReceived { .. }), "{ev:?}");
+    }
+    fakes.recv().await.unwrap().done().await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), events.recv())
+            .await
+            .is_err(),
+        "message 5 was handed over twice"
+    );
+}
+
 /// A message whose read is refused (`+CMS ERROR: 314`, SIM busy) stays stored and is read by
 /// the next health poll's listing, not left until the next restart.
 #[tokio::test(start_paused = true)]
