@@ -229,6 +229,31 @@ fn a_missed_call_still_acknowledges_after_the_modem_restarted_silently() {
     assert!(d.log().contains("modem lost its settings"), "said why");
 }
 
+/// A modem that goes silent just as a page's SMS is submitted is found out by the prompt's
+/// short wait: `/healthz` says so within seconds, not after the submit's two minutes.
+#[test]
+fn a_modem_silent_during_a_submit_is_impaired_within_seconds() {
+    let sim = ExternalSim::start();
+    // Health polls as often as by default, so the submit finds the silence first.
+    let d = Daemon::start(
+        &config(&sim, false, false)
+            .replace("health_interval = \"1s\"", "health_interval = \"30s\""),
+    );
+    d.wait_modem_up();
+    // Past the boot's own late announcements, whose bring-up would meet the silence first.
+    d.wait_for(10, "the boot's announcement", || {
+        d.log().contains("modem announced its start").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    sim.request(ControlRequest::Fault {
+        fault: pagerbox::modem::sim::Fault::Silence,
+    });
+    d.trigger(json!({"summary": "db down", "service": "db"}));
+    d.wait_for(30, "/healthz to say paging is impaired", || {
+        (d.get("/healthz").0 == 503).then_some(())
+    });
+}
+
 #[test]
 fn every_reply_form_acknowledges_through_the_modem() {
     let sim = ExternalSim::start();

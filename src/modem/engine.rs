@@ -259,6 +259,12 @@ pub struct AtEngine<P> {
 /// way: they are listed again with `AT+CMGL`.)
 const MAX_QUEUED_URCS: usize = 1024;
 
+/// Longest wait for the `> ` prompt of a command that sends a payload (`AT+CMGS`). The prompt
+/// comes at once on every module; only after the payload does the network's answer take long
+/// (the command's own timeout, up to minutes). Waiting the whole submit timeout for a prompt
+/// from a modem that went silent would hide it for minutes while health still reads Up.
+const PROMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl<P: Port> AtEngine<P> {
     /// Wraps an open port.
     pub fn new(port: P) -> Self {
@@ -278,7 +284,12 @@ impl<P: Port> AtEngine<P> {
         } else {
             debug!(command = %cmd.text, "at send");
         }
-        let deadline = Instant::now() + cmd.timeout;
+        // Until the prompt, only its short wait; the whole timeout starts with the payload.
+        let mut allowed = match cmd.payload {
+            Some(_) => cmd.timeout.min(PROMPT_TIMEOUT),
+            None => cmd.timeout,
+        };
+        let mut deadline = Instant::now() + allowed;
         let mut line = Vec::with_capacity(cmd.text.len() + 1);
         line.extend_from_slice(cmd.text.as_bytes());
         line.push(b'\r');
@@ -306,6 +317,8 @@ impl<P: Port> AtEngine<P> {
                             bytes.push(CTRL_Z);
                             self.write(&bytes, &cmd.label).await?;
                             stage = Stage::AwaitFinal;
+                            allowed = cmd.timeout;
+                            deadline = Instant::now() + allowed;
                         }
                     }
                     Frame::Overlong { dropped } => {
@@ -381,7 +394,7 @@ impl<P: Port> AtEngine<P> {
                     }
                     return Err(EngineError::Timeout {
                         command: cmd.label.clone(),
-                        timeout: cmd.timeout,
+                        timeout: allowed,
                     });
                 }
             }
@@ -939,6 +952,25 @@ mod tests {
         assert!(matches!(u.urc, Urc::StatusReportFollows { .. }));
         assert_eq!(u.body.as_deref(), Some("0006040D91"));
         fake.done().await.unwrap();
+    }
+
+    /// A modem that never shows the prompt is given up on after the prompt's short wait, not
+    /// after the submit's minutes; once the prompt came, the submit has its whole timeout.
+    #[tokio::test(start_paused = true)]
+    async fn the_prompt_has_a_short_wait_and_the_submit_its_whole_timeout() {
+        let script = Script::new().expect("AT+CMGS=5", &[]);
+        let (mut e, _fake) = setup(script);
+        let started = tokio::time::Instant::now();
+        let long = Duration::from_secs(120);
+        let r = e
+            .execute(&Command::submit("AT+CMGS=5", "0011000B91", long))
+            .await;
+        assert!(matches!(r, Err(ref err) if err.is_timeout()), "{r:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(11),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]
