@@ -47,7 +47,7 @@ summary = "the watchdog went quiet"
 /// The attacker's page: on load it fires every simple request a browser sends cross-origin
 /// without asking, at the daemon on `target` (an `http://host:port` base).
 fn hostile_page(target: &str, incident: i64) -> String {
-    let silence = json!({"matchers": ["severity=~.*"], "duration": "999d", "comment": "pwned"});
+    let silence = json!({"matchers": ["severity=~.+"], "duration": "999d", "comment": "pwned"});
     format!(
         r#"<!doctype html><html><head><title>cute cats</title></head><body>
 <img src="{target}/v1/heartbeats/hb/ping">

@@ -241,6 +241,23 @@ fn http_silence_records_matching_alerts_without_paging_and_others_page() {
     not(feature = "fault-injection"),
     ignore = "needs --features fault-injection (scripts/test.sh)"
 )]
+/// A silence whose every matcher an empty value satisfies would hold every incident: refused,
+/// like one with no condition at all.
+#[test]
+fn a_silence_that_would_hold_everything_is_refused() {
+    let d = Daemon::start("");
+    for matchers in [json!(["foo="]), json!(["severity=~.*"]), json!([])] {
+        let (code, v) = d.post_json(
+            "/v1/silences",
+            json!({"matchers": matchers, "duration": "1h", "comment": "c"}),
+        );
+        assert_eq!(code, 400, "{matchers}: {v}");
+        assert!(v.to_string().contains("silence everything"), "{v}");
+    }
+    let (_, list) = d.get("/v1/silences");
+    assert_eq!(list["silences"].as_array().map(Vec::len), Some(0), "{list}");
+}
+
 #[test]
 fn a_silence_for_5m_ends_and_the_still_open_incident_pages() {
     let sim = ExternalSim::start();

@@ -654,7 +654,7 @@ mod tests {
         }
 
         const SILENCE: &str =
-            r#"{"matchers":["severity=~.*"],"duration":"999d","comment":"pwned"}"#;
+            r#"{"matchers":["severity=~.+"],"duration":"999d","comment":"pwned"}"#;
 
         async fn silences(api: &Api) -> usize {
             let (code, v) = send(api, "GET", "/v1/silences", &[], "").await;

@@ -314,7 +314,7 @@ ends = "2026-11-29T04:00"
         "t.toml:18:10: silences.starts: \"tomorrow\" is not a time",
         "t.toml:26:13: silences.matchers: matcher \"env\": expected NAME=VALUE",
         "t.toml:26:20: silences.matchers: matcher \"x=~(open\": bad regular expression: unclosed group",
-        "t.toml:29:6: silences: a silence needs a service or at least one matcher",
+        "t.toml:29:6: silences: a silence needs a service or a matcher that an empty value",
     ];
     assert_eq!(errs.len(), want.len(), "{errs:#?}");
     for w in want {

@@ -58,8 +58,9 @@ pub enum Error {
     /// A regular expression that does not compile.
     #[error("matcher {input:?}: bad regular expression: {message}")]
     Regex { input: String, message: String },
-    /// Neither a service nor a matcher: the silence would hold every incident.
-    #[error("a silence needs a service or at least one matcher (it would silence everything)")]
+    /// Neither a service nor a matcher that needs a value: the silence would hold every
+    /// incident (`foo=`, `severity=~.*` and `x!=y` all match an incident without that value).
+    #[error("a silence needs a service or a matcher that an empty value does not satisfy (it would silence everything)")]
     MatchesEverything,
     /// The window ends before (or when) it starts.
     #[error("the silence must end after it starts ({starts} .. {ends})")]
@@ -357,7 +358,9 @@ impl Silence {
         comment: String,
     ) -> Result<Silence, Error> {
         let service = service.filter(|s| !s.is_empty());
-        if service.is_none() && matchers.is_empty() {
+        // As Alertmanager: some matcher must need a value, or every incident lacking one (all
+        // of them, for a made-up name) is held and nobody is paged.
+        if service.is_none() && matchers.iter().all(|m| m.matches_value("")) {
             return Err(Error::MatchesEverything);
         }
         // Compared in whole milliseconds, the precision the store keeps: a window shorter than
@@ -660,6 +663,23 @@ mod tests {
             Err(Error::MatchesEverything),
             "an empty service is no condition"
         );
+        let end = t + chrono::Duration::hours(1);
+        for everything in [&["foo="][..], &["severity=~.*"], &["severity!=info", "x="]] {
+            let matchers = everything
+                .iter()
+                .map(|m| Matcher::parse(m).unwrap())
+                .collect();
+            assert_eq!(
+                Silence::new(SilenceId::Runtime(1), None, matchers, t, end, String::new()),
+                Err(Error::MatchesEverything),
+                "{everything:?}"
+            );
+        }
+        let some: Vec<Matcher> = ["severity=~.+", "foo="]
+            .iter()
+            .map(|m| Matcher::parse(m).unwrap())
+            .collect();
+        assert!(Silence::new(SilenceId::Runtime(1), None, some, t, end, String::new()).is_ok());
         assert!(matches!(
             Silence::new(
                 SilenceId::Runtime(1),
