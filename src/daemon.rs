@@ -507,9 +507,9 @@ async fn start_modem(
     ))
 }
 
-/// Keeps the channels the daemon started with in a reloaded `config`: the modem driver and the
-/// email sender exist only when they were enabled at start, so turning either on or off needs a
-/// restart. Taking the new flag anyway would half-apply it: the escalation engine would queue
+/// Keeps what the daemon started with in a reloaded `config`, saying so: the modem driver and
+/// the email sender exist only when they were enabled at start, so turning either on or off
+/// needs a restart, as do `[modem]` settings, the listen address and the state directory. Taking the new flag anyway would half-apply it: the escalation engine would queue
 /// pages for an email sender that does not exist, or fail every SMS page while the modem runs.
 fn keep_running_channels(config: &mut Config, running: &Config) {
     if config.email.enabled != running.email.enabled {
@@ -526,6 +526,19 @@ fn keep_running_channels(config: &mut Config, running: &Config) {
             "SIGHUP: turning the modem on or off needs a restart; until then it stays as it is"
         );
         config.modem.enabled = running.modem.enabled;
+    }
+    // The driver, its transports and the self-test's expectations were made from `[modem]` at
+    // start; a changed device, profile or timeout would take effect nowhere, or half.
+    if config.modem != running.modem {
+        tracing::warn!("SIGHUP: [modem] changes need a restart; the modem keeps its settings until then (other changes applied)");
+        config.modem = running.modem.clone();
+    }
+    if config.http.listen != running.http.listen
+        || config.daemon.state_dir != running.daemon.state_dir
+    {
+        tracing::warn!("SIGHUP: http.listen and daemon.state_dir changes need a restart; other changes applied");
+        config.http.listen = running.http.listen;
+        config.daemon.state_dir = running.daemon.state_dir.clone();
     }
 }
 
@@ -856,9 +869,6 @@ async fn wait_for_signals(
                 match loaded {
                     Ok((loaded, token)) => {
                         let old = config_tx.borrow().clone();
-                        if loaded.config.http.listen != old.http.listen || loaded.config.daemon.state_dir != old.daemon.state_dir {
-                            tracing::warn!("SIGHUP: http.listen and daemon.state_dir changes need a restart; other changes applied");
-                        }
                         let mut config = loaded.config;
                         keep_running_channels(&mut config, &old);
                         config_tx.send_replace(Arc::new(config));

@@ -258,6 +258,28 @@ fn a_reload_that_turns_the_modem_off_changes_nothing_until_a_restart() {
         "{}",
         log_since(&d, from)
     );
+    // Another device is no more taken up than "off": said, and paging goes on as it was.
+    let elsewhere = modem(&sim).replace(&sim.link.display().to_string(), "/dev/nonexistent-tty");
+    let from = reload(
+        &d,
+        &format!(
+            "{elsewhere}
+{}",
+            people(false, ALL)
+        ),
+    );
+    d.wait_for(10, "the reload to say so", || {
+        log_since(&d, from)
+            .contains("[modem] changes need a restart")
+            .then_some(())
+    });
+    let id = d.trigger(json!({"summary": "db down after the second reload", "service": "db"}));
+    d.wait_for(20, "the page by SMS", || {
+        sim.sms_to(ALICE)
+            .iter()
+            .any(|m| m.starts_with(&format!("#{id} ")))
+            .then_some(())
+    });
 }
 
 fn email_down_reason(d: &Daemon) -> Option<String> {

@@ -165,7 +165,7 @@ pub enum ModemDevice {
 }
 
 /// `[modem]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModemConfig {
     pub enabled: bool,
     pub device: ModemDevice,
@@ -185,7 +185,7 @@ pub struct ModemConfig {
 }
 
 /// `[modem.simulator]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SimulatorConfig {
     pub profile: String,
     pub command_delay: Duration,
