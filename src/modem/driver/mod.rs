@@ -998,10 +998,17 @@ impl<O: PortOpener> Driver<O> {
         if self.sim != SimState::Ready {
             self.check_sim().await?;
         }
-        if self.sim == SimState::Ready && (!self.configured || self.indications_problem.is_some()) {
+        if self.sms_setup_due() {
             self.configure_sms().await?;
         }
         self.refresh_network().await
+    }
+
+    /// Whether SMS must be set up (again) now: the SIM is ready and the modem was never
+    /// configured, or it refused message indications, which its "SMS ready" notice or the next
+    /// poll may see accepted.
+    fn sms_setup_due(&self) -> bool {
+        self.sim == SimState::Ready && (!self.configured || self.indications_problem.is_some())
     }
 
     /// Reads back what bring-up set and brings the modem up again if it was reset. A module that
@@ -1259,7 +1266,7 @@ impl<O: PortOpener> Driver<O> {
                     // itself before entering it. (A failed ask is already handled by `exec`.)
                     let _ = self.check_sim().await;
                 }
-                if self.sim == SimState::Ready && !self.configured {
+                if self.sms_setup_due() {
                     let _ = self.configure_sms().await;
                 }
                 self.evaluate();
@@ -1279,7 +1286,7 @@ impl<O: PortOpener> Driver<O> {
                 Ok(())
             }
             Urc::SmsReady => {
-                if self.sim == SimState::Ready && !self.configured {
+                if self.sms_setup_due() {
                     let _ = self.configure_sms().await;
                     self.evaluate();
                 } else {
@@ -1289,7 +1296,7 @@ impl<O: PortOpener> Driver<O> {
                 Ok(())
             }
             Urc::QuectelIndication(ref s) if s.contains("SMS DONE") => {
-                if !self.configured {
+                if self.sms_setup_due() || !self.configured {
                     let _ = self.poll_once().await;
                     self.evaluate();
                 } else {
