@@ -77,26 +77,25 @@ impl Layer {
         if at < start {
             return None;
         }
-        if let Some(len) = self.shift.exact() {
-            let k = (at - start).num_seconds() / len.num_seconds();
-            // k * len <= at - start, so this cannot overflow.
-            let begin = start + Duration::seconds(k * len.num_seconds());
-            return Some((k as u64, begin, saturating_add(begin, len)));
-        }
-        let days = i64::from(self.shift.calendar_days().unwrap_or(1));
-        let handoff = |k: i64| match self
-            .start
-            .date()
-            .checked_add_signed(Duration::days(k * days))
+        // Every handoff is a local time: the start plus k shifts on the schedule's own clock,
+        // then placed on the timeline by `local_to_utc`. So "12h" from 08:00 hands off at 08:00
+        // and 20:00 local all year, and the shift over a DST change is an hour shorter or longer.
+        let step = self.shift.local_step();
+        let handoff = |k: i64| match i32::try_from(k)
+            .ok()
+            .and_then(|k| step.checked_mul(k))
+            .and_then(|d| self.start.checked_add_signed(d))
         {
-            Some(date) => local_to_utc(tz, date.and_time(self.start.time())),
+            Some(local) => local_to_utc(tz, local),
             None => DateTime::<Utc>::MAX_UTC,
         };
-        let local_days = (utc_to_local(tz, at).date() - self.start.date()).num_days();
-        let mut k = local_days.div_euclid(days).max(0);
+        let local_elapsed = (utc_to_local(tz, at) - self.start).num_seconds();
+        let mut k = local_elapsed.div_euclid(step.num_seconds()).max(0);
         let mut begin = handoff(k);
-        // The local date can disagree with the shift by one around a handoff near midnight in a
-        // fall-back hour; these loops run at most once in practice and keep the answer exact.
+        // The local clock can disagree with the timeline by the DST offset around a handoff (a
+        // fall-back hour repeats, a spring-forward one is missing); these loops run at most a
+        // step or two and keep the answer exact. A handoff inside a gap falls on the instant the
+        // gap ends, like the next one may: that shift is empty and is stepped over.
         while k > 0 && at < begin {
             k -= 1;
             begin = handoff(k);
@@ -262,12 +261,60 @@ mod tests {
                 want: Some(("bob", "2026-03-30T07:00:00Z", "2026-04-06T07:00:00Z")),
             },
             Case {
-                name: "berlin 12h is exact elapsed hours (drifts to 10:00 local)",
+                name: "berlin 12h stays at 09:00/21:00 local: the night over spring forward is 11h",
+                tz: Europe::Berlin,
+                shift: "12h",
+                start: "2026-03-28T09:00",
+                at: "2026-03-29T06:30:00Z",
+                want: Some(("bob", "2026-03-28T20:00:00Z", "2026-03-29T07:00:00Z")),
+            },
+            Case {
+                name: "berlin 12h the day after spring forward is 09:00-21:00 CEST",
                 tz: Europe::Berlin,
                 shift: "12h",
                 start: "2026-03-28T09:00",
                 at: "2026-03-29T08:30:00Z",
-                want: Some(("alice", "2026-03-29T08:00:00Z", "2026-03-29T20:00:00Z")),
+                want: Some(("alice", "2026-03-29T07:00:00Z", "2026-03-29T19:00:00Z")),
+            },
+            Case {
+                name: "berlin 12h: the night over fall back is 13h",
+                tz: Europe::Berlin,
+                shift: "12h",
+                start: "2026-10-24T09:00",
+                at: "2026-10-25T02:00:00Z",
+                want: Some(("bob", "2026-10-24T19:00:00Z", "2026-10-25T08:00:00Z")),
+            },
+            Case {
+                name: "new york 8h from 06:00 keeps 06/14/22 local after spring forward",
+                tz: America::New_York,
+                shift: "8h",
+                start: "2026-03-07T06:00",
+                at: "2026-03-08T18:30:00Z",
+                want: Some(("alice", "2026-03-08T18:00:00Z", "2026-03-09T02:00:00Z")),
+            },
+            Case {
+                name: "berlin 1h: alice's 02:00 turn on spring-forward day is empty, bob's 03:00 follows",
+                tz: Europe::Berlin,
+                shift: "1h",
+                start: "2026-03-29T00:00",
+                at: "2026-03-29T01:00:00Z",
+                want: Some(("bob", "2026-03-29T01:00:00Z", "2026-03-29T02:00:00Z")),
+            },
+            Case {
+                name: "new york 1h: the 01:00 turn on fall-back day lasts both 01:00 hours",
+                tz: America::New_York,
+                shift: "1h",
+                start: "2026-11-01T00:00",
+                at: "2026-11-01T06:30:00Z",
+                want: Some(("bob", "2026-11-01T05:00:00Z", "2026-11-01T07:00:00Z")),
+            },
+            Case {
+                name: "lord howe 12h from 08:00: the night over its 30-minute fall back is 12.5h",
+                tz: Australia::Lord_Howe,
+                shift: "12h",
+                start: "2026-04-04T08:00",
+                at: "2026-04-04T21:00:00Z",
+                want: Some(("bob", "2026-04-04T09:00:00Z", "2026-04-04T21:30:00Z")),
             },
             Case {
                 name: "berlin 36h",
@@ -366,12 +413,12 @@ mod tests {
                 want: Some(("alice", "2026-06-29T07:00:00Z", "2026-07-06T07:00:00Z")),
             },
             Case {
-                name: "started in 2019, hourly, evaluated in 2026",
+                name: "started in 2019 in winter, 12h, evaluated in summer: still 09:00 local",
                 tz: Europe::Berlin,
                 shift: "12h",
                 start: "2019-01-07T09:00",
                 at: "2026-07-01T12:00:00Z",
-                want: Some(("alice", "2026-07-01T08:00:00Z", "2026-07-01T20:00:00Z")),
+                want: Some(("alice", "2026-07-01T07:00:00Z", "2026-07-01T19:00:00Z")),
             },
             Case {
                 name: "before the start nobody",

@@ -10,10 +10,10 @@
 //! - A layer's `start` and every handoff are schedule-local wall times read by
 //!   [`local_to_utc`]: a wall time in a spring-forward gap means the first instant after the gap;
 //!   an ambiguous one (fall-back) its first occurrence.
-//! - Day and week shifts hand off at the start's time of day on calendar days in the zone: a
-//!   09:00 handoff stays at 09:00 across DST, so that shift lasts 23 or 25 hours. The shift index
-//!   is the number of calendar days since the start date divided by the shift length (O(1)).
-//! - Hour shifts ("12h", "36h") are exact elapsed hours from the start instant.
+//! - Every shift length counts on the zone's local clock: handoff k is the start's local time
+//!   plus k shifts. A 09:00 daily handoff stays at 09:00 across DST (that shift lasts 23 or 25
+//!   hours), and a "12h" rotation from 08:00 stays at 08:00 and 20:00 (that shift lasts 11 or
+//!   13). The shift index is the local time since the start divided by the shift length (O(1)).
 //! - Before a layer's start, the layer has nobody.
 //! - Restrictions are windows in local time; outside them the layer has nobody.
 //! - Layers are listed lowest first; the highest layer that has somebody wins, so lower layers

@@ -85,12 +85,13 @@ fn first_instant_at_or_after(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
 
 /// How long one person holds a layer before it hands off to the next.
 ///
-/// Hours are exact elapsed hours from the layer's start instant (a "12h" rotation drifts against
-/// the wall clock by an hour at DST). Days and weeks are calendar days in the schedule's zone: a
-/// 09:00 handoff stays at 09:00 local, so the shift over a DST change lasts 23 or 25 hours.
+/// Every length counts on the schedule's local clock: a 09:00 daily handoff stays at 09:00 local
+/// and a "12h" rotation started at 08:00 hands off at 08:00 and 20:00 local all year, so the
+/// shift over a DST change lasts an hour less or more (23 or 25 hours for a day, 11 or 13 for
+/// "12h"). That is what the people holding the shifts plan around.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ShiftLength {
-    /// Exact elapsed hours.
+    /// Hours on the schedule's local clock.
     Hours(NonZeroU32),
     /// Calendar days in the schedule's zone.
     Days(NonZeroU32),
@@ -102,20 +103,14 @@ pub enum ShiftLength {
 const MAX_SHIFT_HOURS: u64 = 10 * 366 * 24;
 
 impl ShiftLength {
-    /// The number of calendar days for day/week shifts; `None` for hour shifts.
-    pub fn calendar_days(self) -> Option<u32> {
+    /// One shift on the schedule's local clock: a handoff is the start's local time plus a
+    /// whole number of these, so its length in elapsed time differs by the DST change a shift
+    /// spans.
+    pub fn local_step(self) -> Duration {
         match self {
-            ShiftLength::Hours(_) => None,
-            ShiftLength::Days(d) => Some(d.get()),
-            ShiftLength::Weeks(w) => Some(w.get() * 7),
-        }
-    }
-
-    /// The exact length of an hour shift; `None` for day/week shifts (their length depends on DST).
-    pub fn exact(self) -> Option<Duration> {
-        match self {
-            ShiftLength::Hours(h) => Some(Duration::hours(i64::from(h.get()))),
-            _ => None,
+            ShiftLength::Hours(h) => Duration::hours(i64::from(h.get())),
+            ShiftLength::Days(d) => Duration::days(i64::from(d.get())),
+            ShiftLength::Weeks(w) => Duration::weeks(i64::from(w.get())),
         }
     }
 }
@@ -406,8 +401,8 @@ mod tests {
             assert_eq!(want.to_string().parse::<ShiftLength>(), Ok(want));
         }
         assert_eq!(
-            "2w".parse::<ShiftLength>().unwrap().calendar_days(),
-            Some(14)
+            "2w".parse::<ShiftLength>().unwrap().local_step(),
+            Duration::days(14)
         );
         let bad = [
             ("0h", "at least 1"),
