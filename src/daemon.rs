@@ -773,6 +773,10 @@ fn start_watchdog(core: &Core) {
 /// Why a SIGHUP reload was rejected (the running config stays).
 #[derive(Debug, thiserror::Error)]
 enum ReloadError {
+    /// The config path is not a regular file now (a FIFO given at start, or swapped for one):
+    /// reading it again could block the daemon.
+    #[error("{0}")]
+    NotAFile(#[source] std::io::Error),
     /// The new file does not load, or loads only impaired.
     #[error("{0}")]
     Config(#[source] crate::config::ConfigError),
@@ -859,9 +863,13 @@ async fn wait_for_signals(
                     tracing::warn!("SIGHUP: no config file to reload");
                     continue;
                 };
-                let loaded = Config::load(path)
-                    .and_then(crate::config::Loaded::strict)
-                    .map_err(ReloadError::Config)
+                let loaded = crate::config::regular_file(path)
+                    .map_err(ReloadError::NotAFile)
+                    .and_then(|()| {
+                        Config::load(path)
+                            .and_then(crate::config::Loaded::strict)
+                            .map_err(ReloadError::Config)
+                    })
                     .and_then(|l| {
                         let token = intake::read_token(&l.config).map_err(ReloadError::Token)?;
                         Ok((l, token))

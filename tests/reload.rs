@@ -207,6 +207,61 @@ fn a_config_that_pages_nobody_is_refused_by_check_and_by_sighup() {
     });
 }
 
+/// A config path or a token file swapped for a FIFO that nobody writes to: opening it would block
+/// the reload for ever, and with it the loop that hears SIGTERM. The reload is refused instead,
+/// the running config keeps paging, and SIGTERM still stops the daemon at once.
+#[test]
+fn a_reload_from_a_fifo_is_refused_and_sigterm_still_stops_the_daemon() {
+    let mut d = Daemon::start(&people(false, ALL));
+    let good = std::fs::read_to_string(&d.config).unwrap();
+    let fifo = d.dir.path().join("token.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+
+    // The token file named by an otherwise good config is a FIFO.
+    let with_token = good.replace(
+        "[http]\n",
+        &format!("[http]\ntoken_file = \"{}\"\n", fifo.display()),
+    );
+    assert_ne!(with_token, good, "the base config has an [http] table");
+    std::fs::write(&d.config, with_token).unwrap();
+    let from = d.log().lines().count();
+    d.signal(Signal::SIGHUP);
+    d.wait_for(10, "the token reload refused", || {
+        log_since(&d, from)
+            .contains("config reload rejected")
+            .then_some(())
+    });
+    assert!(
+        log_since(&d, from).contains("not a regular file"),
+        "{}",
+        log_since(&d, from)
+    );
+
+    // The config file itself is a FIFO.
+    std::fs::remove_file(&d.config).unwrap();
+    nix::unistd::mkfifo(&d.config, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let from = d.log().lines().count();
+    d.signal(Signal::SIGHUP);
+    d.wait_for(10, "the config reload refused", || {
+        log_since(&d, from)
+            .contains("config reload rejected")
+            .then_some(())
+    });
+    assert!(
+        log_since(&d, from).contains("not a regular file"),
+        "{}",
+        log_since(&d, from)
+    );
+    // Writes still need no token: the running config is the one in force.
+    let id = d.trigger(json!({"summary": "after the refused reloads", "service": "db"}));
+    let (_, v) = d.get(&format!("/v1/incidents/{id}"));
+    assert_eq!(v["incident"]["route"], "all", "{v}");
+
+    d.signal(Signal::SIGTERM);
+    let status = d.wait_exit(10);
+    assert!(status.success(), "{status}:\n{}", d.log());
+}
+
 /// A test SMTP server with its own runtime (kept alive with it).
 struct Smtp {
     _rt: tokio::runtime::Runtime,

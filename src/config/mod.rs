@@ -515,6 +515,7 @@ pub fn served_channels(config: &Config) -> Vec<Channel> {
 
 /// Reads a secret from the first line of a file, trimmed.
 pub fn read_secret(path: &Path) -> std::io::Result<Secret> {
+    regular_file(path)?;
     let text = std::fs::read_to_string(path)?;
     let line = text.lines().next().unwrap_or("").trim().to_string();
     if line.is_empty() {
@@ -524,6 +525,25 @@ pub fn read_secret(path: &Path) -> std::io::Result<Secret> {
         ));
     }
     Ok(Secret(line))
+}
+
+/// Fails unless `path` (after symlinks) is a regular file, without opening it. A file read
+/// again at a reload, or a secret, could otherwise be a FIFO, and opening a FIFO that nobody
+/// writes to blocks for ever: the reload would never end and the daemon would stop hearing
+/// SIGTERM.
+pub fn regular_file(path: &Path) -> std::io::Result<()> {
+    let meta = std::fs::metadata(path)?;
+    if meta.is_file() {
+        Ok(())
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "{} is not a regular file (a pipe or device cannot be read again safely)",
+                path.display()
+            ),
+        ))
+    }
 }
 
 /// The longest duration any input may name: ten years. Longer spans are typos (`300000y` for
