@@ -293,15 +293,20 @@ fn parse_hhmm(s: &str, allow_24: bool) -> Option<NaiveTime> {
 /// [`local_to_utc`] rule.
 pub fn parse_time(s: &str, tz: Tz) -> Result<DateTime<Utc>, Error> {
     let t = s.trim();
-    if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
-        return Ok(dt.with_timezone(&Utc));
-    }
-    parse_local(t)
-        .map(|local| local_to_utc(tz, local))
+    DateTime::parse_from_rfc3339(t)
+        .ok()
+        .map(|dt| dt.with_timezone(&Utc))
+        .or_else(|| parse_local(t).map(|local| local_to_utc(tz, local)))
+        .filter(|at| YEARS.contains(&at.year()))
         .ok_or_else(|| Error::Time {
             input: s.to_string(),
         })
 }
+
+/// The years a time given to the box may fall in. Every instant it keeps is written back out in
+/// four-digit RFC 3339 and iCalendar forms; a year past 9999 (which `%Y` reads from `+10000`,
+/// or an offset can reach from 9999-12-31) has no such form, and a year before 1970 is a typo.
+const YEARS: std::ops::RangeInclusive<i32> = 1970..=9999;
 
 /// Parses a schedule-local `YYYY-MM-DDTHH:MM` (or with seconds, or a space for `T`): the shape
 /// of a layer `start` and of config override times.
@@ -315,12 +320,18 @@ pub fn parse_local(s: &str) -> Option<NaiveDateTime> {
     ]
     .iter()
     .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
+    .filter(|local| YEARS.contains(&local.year()))
 }
 
 /// Parses a CLI date `YYYY-MM-DD`, or a full time as [`parse_time`] does; a bare date means
 /// local midnight (by the [`local_to_utc`] rule) in `tz`.
 pub fn parse_date_or_time(s: &str, tz: Tz) -> Result<DateTime<Utc>, Error> {
     if let Ok(d) = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d") {
+        if !YEARS.contains(&d.year()) {
+            return Err(Error::Time {
+                input: s.to_string(),
+            });
+        }
         return Ok(local_to_utc(tz, d.and_time(NaiveTime::MIN)));
     }
     parse_time(s, tz)
@@ -501,5 +512,19 @@ mod tests {
             err.contains("tomorrow") && err.contains("RFC 3339"),
             "{err}"
         );
+        // Only years with a four-digit form, after 1970: `%Y` alone would read "+10000".
+        assert!(parse_time("9999-12-31T12:00", tz).is_ok());
+        for far in [
+            "+10000-01-01T00:00",
+            "9999-12-31T23:30:00-05:00",
+            "1969-12-31T23:00:00Z",
+            "0001-01-01T00:00",
+        ] {
+            let err = parse_time(far, tz).unwrap_err().to_string();
+            assert!(err.contains("1970") && err.contains("9999"), "{far}: {err}");
+        }
+        assert!(parse_time("9999-12-31T23:30", America::New_York).is_err());
+        assert!(parse_date_or_time("+10000-01-01", tz).is_err());
+        assert!(parse_local("+10000-01-01T00:00").is_none());
     }
 }
