@@ -106,9 +106,9 @@ impl Clock for ManualClock {
     }
 }
 
-/// The real binary's test clock: the system clock plus an offset that only grows, so a daemon
-/// under test runs at wall-clock speed and a test jumps it forward past a deadline instead of
-/// sleeping until it (`fault-injection` builds only).
+/// The real binary's test clock: the system clock plus an offset, so a daemon under test runs at
+/// wall-clock speed and a test jumps it forward past a deadline instead of sleeping until it,
+/// or steps it back as NTP would (`fault-injection` builds only).
 #[cfg(feature = "fault-injection")]
 #[derive(Debug)]
 pub struct SteppedClock {
@@ -126,8 +126,8 @@ impl SteppedClock {
         }
     }
 
-    /// Jumps the clock forward by `d` and wakes every task waiting on its steps. Returns the new
-    /// instant.
+    /// Steps the clock by `d` (back when negative) and wakes every task waiting on its steps.
+    /// Returns the new instant.
     pub fn advance(&self, d: TimeDelta) -> DateTime<Utc> {
         {
             let mut ahead = self.ahead.lock().unwrap_or_else(|p| p.into_inner());
@@ -194,11 +194,11 @@ pub fn from_env(
     }
 }
 
-/// Jumps the daemon's test clock forward by `d` (`POST /v1/clock`); `None` when the daemon runs
-/// on the system clock.
+/// Steps the daemon's test clock by `d`, forward or back (`POST /v1/clock`); `None` when the
+/// daemon runs on the system clock.
 #[cfg(feature = "fault-injection")]
-pub fn advance_test_clock(d: std::time::Duration) -> Option<DateTime<Utc>> {
-    TEST_CLOCK.get().map(|c| c.advance(delta(d)))
+pub fn step_test_clock(d: TimeDelta) -> Option<DateTime<Utc>> {
+    TEST_CLOCK.get().map(|c| c.advance(d))
 }
 
 // Checked time arithmetic.

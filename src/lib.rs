@@ -4,7 +4,7 @@
 //! a page goes missing the module name says where to look. They are listed from the bottom up:
 //! each module uses only modules listed before it, never one after, so there are no import
 //! cycles between them (a lower module that must reach a higher
-//! one takes a trait or a function from its caller: [`store::CommitTimer`],
+//! one takes a trait or a function from its caller: [`store::StoreObserver`],
 //! [`notify::transport::KeypadAck`], [`config::EmailProbe`], the outbound body renderer).
 //!
 //! | module         | owns                                                                 |

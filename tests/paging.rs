@@ -160,6 +160,57 @@ fn no_ack_calls_then_escalates_to_the_next_step() {
     );
 }
 
+/// NTP steps the clock back an hour between alice's SMS and her call: the call due two minutes
+/// after the trigger and step 2 due after ten still come two and ten minutes after it in real
+/// time, not an hour later, and the box says what happened (log and metric).
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
+#[test]
+fn a_clock_stepped_back_keeps_the_real_delays_of_the_call_and_the_next_step() {
+    let sim = ExternalSim::start();
+    sim.request(ControlRequest::SetCallBehaviour {
+        behaviour: CallBehaviour::NoAnswer,
+    });
+    let mut d = Daemon::start_clocked(&clocked_config(&sim));
+    // Ahead first, so the clock a restart would start with can go back.
+    d.advance(Duration::from_secs(2 * 3600));
+    d.wait_modem_up();
+    let id = d.trigger(json!({"summary": "db down", "service": "db", "dedup_key": "k"}));
+    d.wait_for(10, "sms to alice", || {
+        (!sim.sms_to(ALICE).is_empty()).then_some(())
+    });
+    d.advance(minutes(1));
+    d.step_back(minutes(60));
+    d.wait_for(10, "the step back logged", || {
+        d.log()
+            .contains("wall clock was stepped back")
+            .then_some(())
+    });
+    // The call was due 2 min after the SMS: 70 s on from here, not 61 min.
+    d.advance(Duration::from_secs(70));
+    d.wait_for(15, "the call to alice two minutes after the sms", || {
+        (sim.calls_to(ALICE) > 0).then_some(())
+    });
+    // Step 2 is due 10 min after the trigger: not before, and not an hour late either.
+    d.advance(minutes(7));
+    d.hold(QUIET, "bob paged before step 1's wait ended", || {
+        sim.sms_to(BOB).is_empty()
+    });
+    d.advance(minutes(1));
+    let bob = d.wait_for(20, "step 2 pages bob ten minutes after the trigger", || {
+        sim.sms_to(BOB).into_iter().next()
+    });
+    assert!(bob.starts_with(&format!("#{id} CRIT db: db down")), "{bob}");
+    assert!(
+        d.metrics_text()
+            .contains("pagerbox_clock_steps_back_total 1"),
+        "{}",
+        d.metrics_text()
+    );
+}
+
 #[cfg_attr(
     not(feature = "fault-injection"),
     ignore = "needs --features fault-injection (scripts/test.sh)"

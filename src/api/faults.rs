@@ -36,16 +36,19 @@ pub(super) async fn faults(
     }
 }
 
-/// A request to step the test clock (`POST /v1/clock`).
+/// A request to step the test clock (`POST /v1/clock`): one of the two.
 #[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ClockRequest {
     /// How far to jump forward, as a duration (`90s`, `5m`).
-    advance: String,
+    advance: Option<String>,
+    /// How far to step back, as NTP does to a clock that ran ahead.
+    back: Option<String>,
 }
 
-/// `POST /v1/clock`: jumps the test clock forward and answers the new instant; 409 when the
-/// daemon runs on the system clock (started without `PAGERBOX_TEST_CLOCK`). Takes the token like
-/// every write.
+/// `POST /v1/clock`: steps the test clock forward (`advance`) or back (`back`) and answers the
+/// new instant; 409 when the daemon runs on the system clock (started without
+/// `PAGERBOX_TEST_CLOCK`). Takes the token like every write.
 pub(super) async fn clock(
     State(intake): State<Intake>,
     headers: HeaderMap,
@@ -55,16 +58,33 @@ pub(super) async fn clock(
         Ok(b) => b,
         Err(r) => return r,
     };
-    let by = match serde_json::from_slice::<ClockRequest>(&body) {
-        Ok(r) => match crate::config::parse_duration(&r.advance) {
-            Ok(d) => d,
-            Err(e) => return error(StatusCode::BAD_REQUEST, e, vec![]),
-        },
+    let (text, forward) = match serde_json::from_slice::<ClockRequest>(&body) {
+        Ok(ClockRequest {
+            advance: Some(a),
+            back: None,
+        }) => (a, true),
+        Ok(ClockRequest {
+            advance: None,
+            back: Some(b),
+        }) => (b, false),
+        Ok(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "give one of \"advance\" and \"back\"",
+                vec![],
+            )
+        }
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string(), vec![]),
     };
-    match crate::clock::advance_test_clock(by) {
+    let by = match crate::config::parse_duration(&text) {
+        Ok(d) => d,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e, vec![]),
+    };
+    let step = crate::clock::delta(by);
+    let step = if forward { step } else { -step };
+    match crate::clock::step_test_clock(step) {
         Some(now) => {
-            tracing::warn!(by = %humantime::format_duration(by), %now, "test clock stepped");
+            tracing::warn!(by = %humantime::format_duration(by), forward, %now, "test clock stepped");
             (StatusCode::OK, Json(json!({ "now": now }))).into_response()
         }
         None => error(

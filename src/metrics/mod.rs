@@ -245,6 +245,7 @@ struct Inner {
     outbound: Family<OutboundLabels, Counter>,
     page_latency: HistogramFamily<ChannelLabels>,
     store_commit: Histogram,
+    clock_steps_back: Counter,
     http: HttpConnectionMetrics,
     started: DateTime<Utc>,
 }
@@ -307,6 +308,12 @@ impl Metrics {
             Unit::Seconds,
             store_commit.clone(),
         );
+        let clock_steps_back = Counter::default();
+        registry.register(
+            "clock_steps_back",
+            "Times the wall clock was found stepped back; pending pages and escalation steps were moved back with it",
+            clock_steps_back.clone(),
+        );
         let http = HttpConnectionMetrics::default();
         registry.register(
             "http_connections_open",
@@ -332,6 +339,7 @@ impl Metrics {
                 outbound,
                 page_latency,
                 store_commit,
+                clock_steps_back,
                 started,
             }),
         }
@@ -415,10 +423,15 @@ impl Metrics {
     }
 }
 
-/// The store thread times its commits into `pagerbox_store_commit_seconds`.
-impl crate::store::CommitTimer for Metrics {
+/// The store thread times its commits into `pagerbox_store_commit_seconds` and counts the wall
+/// clock's steps back into `pagerbox_clock_steps_back_total`.
+impl crate::store::StoreObserver for Metrics {
     fn commit_took(&self, took: Duration) {
         self.store_commit(took);
+    }
+
+    fn clock_stepped_back(&self, _by: Duration) {
+        self.inner.clock_steps_back.inc();
     }
 }
 

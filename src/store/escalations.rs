@@ -233,3 +233,19 @@ pub fn note_shift_notice(
         .execute(params![schedule, user, ms(shift_from), ms(now)])?;
     Ok(fresh > 0)
 }
+
+/// Moves the pending times of open escalations `back` ms earlier after the wall clock was stepped
+/// back (see `store::rewind`): a step due in six minutes stays due in six minutes of real time,
+/// instead of an hour late when the clock went back an hour. Only times after `now` move.
+pub(super) fn rewind(conn: &Tx, back: i64, now: DateTime<Utc>) -> rusqlite::Result<usize> {
+    let moved = conn.execute(
+        "UPDATE escalations SET due_at = due_at - ?1 \
+         WHERE phase IN ('escalating','acknowledged') AND due_at > ?2",
+        params![back, ms(now)],
+    )?;
+    conn.execute(
+        "UPDATE escalations SET since = since - ?1 WHERE since > ?2",
+        params![back, ms(now)],
+    )?;
+    Ok(moved)
+}

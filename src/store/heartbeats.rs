@@ -419,3 +419,22 @@ impl Store {
         self.call(|c, now| Ok(mark_alive(c, now)?)).await
     }
 }
+
+/// Moves the monitors' times `back` ms earlier after the wall clock was stepped back (see
+/// `store::rewind`): a ping is still missed after its window in real time, not the window plus
+/// the step, and the watcher's last sign of life is not left in the future.
+pub(super) fn rewind(conn: &Tx, back: i64, now: DateTime<Utc>) -> rusqlite::Result<usize> {
+    let now = ms(now);
+    let moved = conn.execute(
+        "UPDATE heartbeats SET due_at = due_at - ?1 WHERE due_at > ?2",
+        params![back, now],
+    )?;
+    for sql in [
+        "UPDATE heartbeats SET since = since - ?1 WHERE since > ?2",
+        "UPDATE heartbeats SET last_ping = last_ping - ?1 WHERE last_ping > ?2",
+        "UPDATE heartbeat_watch SET alive_at = alive_at - ?1 WHERE alive_at > ?2",
+    ] {
+        conn.execute(sql, params![back, now])?;
+    }
+    Ok(moved)
+}

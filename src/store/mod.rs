@@ -27,6 +27,7 @@ pub mod pages;
 pub mod pair;
 pub mod queries;
 pub mod requests;
+mod rewind;
 pub mod selftest_runs;
 pub mod silences;
 pub mod standby;
@@ -351,12 +352,15 @@ struct Read {
     caller: &'static Location<'static>,
 }
 
-/// Hears how long each commit of the writer took. The store only measures; what is done with the
-/// figure (the daemon's `/metrics` histogram) belongs to the caller, so the store does not depend
-/// on the metrics module. Called on the store thread: it must not block.
-pub trait CommitTimer: Send + 'static {
+/// Hears what the store thread measures: how long each commit took, and steps of the wall clock
+/// back. The store only measures; what is done with the figures (the daemon's `/metrics`)
+/// belongs to the caller, so the store does not depend on the metrics module. Called on the
+/// store thread: it must not block.
+pub trait StoreObserver: Send + 'static {
     /// One commit (or failed commit attempt) took `took`.
     fn commit_took(&self, took: Duration);
+    /// The wall clock was found stepped back by `by`, and the pending times moved with it.
+    fn clock_stepped_back(&self, by: Duration);
 }
 
 /// Handle to the store threads. Cheap to clone: one reference count, because intake clones the
@@ -398,7 +402,7 @@ impl Store {
     /// Like [`Store::open`]; with `timer`, the store thread tells it how long every commit took
     /// (the daemon passes its `Metrics`, which keep `pagerbox_store_commit_seconds`: an atomic
     /// histogram, no lock, no extra work on failure).
-    pub fn open_observed<T: CommitTimer>(
+    pub fn open_observed<T: StoreObserver>(
         path: &Path,
         clock: Arc<dyn Clock>,
         timer: Option<T>,
@@ -406,14 +410,14 @@ impl Store {
         Self::open_timed(
             path,
             clock,
-            timer.map(|t| Box::new(t) as Box<dyn CommitTimer>),
+            timer.map(|t| Box::new(t) as Box<dyn StoreObserver>),
         )
     }
 
     fn open_timed(
         path: &Path,
         clock: Arc<dyn Clock>,
-        metrics: Option<Box<dyn CommitTimer>>,
+        metrics: Option<Box<dyn StoreObserver>>,
     ) -> Result<Store, StoreError> {
         let open_err = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
             path: path.to_path_buf(),
@@ -459,7 +463,7 @@ impl Store {
         reader: Connection,
         checkpoints: Option<checkpoint::Checkpoints>,
         clock: Arc<dyn Clock>,
-        metrics: Option<Box<dyn CommitTimer>>,
+        metrics: Option<Box<dyn StoreObserver>>,
     ) -> std::io::Result<Store> {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let (read_tx, read_rx) = mpsc::channel(READ_QUEUE_CAPACITY);
@@ -749,7 +753,7 @@ fn run(
     mut checkpoints: Option<checkpoint::Checkpoints>,
     clock: Arc<dyn Clock>,
     signals: Arc<health::Signals>,
-    metrics: Option<Box<dyn CommitTimer>>,
+    metrics: Option<Box<dyn StoreObserver>>,
 ) {
     // Every commit must be one of ours (the batch's, or the probe's). A statement that runs
     // after SQLite rolled the transaction back on its own (disk full, I/O error) would otherwise
@@ -775,10 +779,17 @@ fn run(
     };
     let mut batch: VecDeque<Job> = VecDeque::with_capacity(MAX_BATCH);
     let mut last_write = Instant::now();
+    let mut wall = rewind::WallWatch::new(writer.last_probe(&conn));
     loop {
         let Some(first) = next_job(&mut jobs, rt.as_ref(), last_write) else {
             break;
         };
+        // Before any job reads or writes a time: a step back found now moves the pending
+        // times first, so no job sees them still on the old clock.
+        let now = clock.now();
+        if let Some(back) = wall.observe(now) {
+            writer.rewind(&mut conn, back, now);
+        }
         if let Some(first) = first {
             batch.push_back(first);
             while batch.len() < MAX_BATCH {
@@ -787,7 +798,7 @@ fn run(
                     Err(_) => break,
                 }
             }
-            if writer.run_batch(&mut conn, &mut batch, clock.now()) {
+            if writer.run_batch(&mut conn, &mut batch, now) {
                 last_write = Instant::now();
                 if let Some(c) = &mut checkpoints {
                     c.after_commit(&conn);
@@ -833,7 +844,7 @@ struct Writer {
     /// Opens the commit hook's gate for our own commits only.
     allow_commit: Arc<AtomicBool>,
     signals: Arc<health::Signals>,
-    metrics: Option<Box<dyn CommitTimer>>,
+    metrics: Option<Box<dyn StoreObserver>>,
 }
 
 impl Writer {
@@ -992,6 +1003,56 @@ impl Writer {
             m.commit_took(started.elapsed());
         }
         committed
+    }
+
+    /// The instant of the last probe write, from this run or an earlier one: where the watch
+    /// for a clock stepped back starts (the epoch for a new file or an unreadable row).
+    fn last_probe(&self, conn: &Connection) -> DateTime<Utc> {
+        match conn.query_row("SELECT at FROM store_probe WHERE id = 1", [], |r| {
+            r.get::<_, i64>(0)
+        }) {
+            Ok(at) => from_ms(at),
+            Err(e) => {
+                tracing::warn!(error = %e, "store cannot read its probe row; a clock stepped back before this start goes unseen");
+                DateTime::<Utc>::UNIX_EPOCH
+            }
+        }
+    }
+
+    /// The wall clock went `back` since the last reading: moves every pending time back with it
+    /// (see [`rewind`]), in its own transaction, and says so loudly: the box's clock was wrong
+    /// before or is wrong now, and people reading timelines need to know.
+    fn rewind(&self, conn: &mut Connection, back: chrono::Duration, now: DateTime<Utc>) {
+        let result = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .and_then(|tx| {
+                let moved = rewind::rewind(&Tx::job(&tx), back, now)?;
+                self.commit(tx, true)?;
+                Ok(moved)
+            });
+        let seconds = back.num_milliseconds() as f64 / 1000.0;
+        match result {
+            Ok(moved) => {
+                tracing::error!(
+                    back_seconds = seconds,
+                    now = %now,
+                    escalations = moved.escalations,
+                    pages = moved.pages,
+                    holds = moved.holds,
+                    heartbeats = moved.heartbeats,
+                    "the wall clock was stepped back; pending escalation steps, pages, holds and heartbeat deadlines moved back with it so they keep their real delays (timeline times before now stay as they were)"
+                );
+                self.signals.commits.send_modify(|n| *n = n.wrapping_add(1));
+            }
+            Err(e) => {
+                let err = StoreError::Commit(Arc::new(e));
+                tracing::error!(error = %err, back_seconds = seconds, "the wall clock was stepped back and the store could not move the pending times: escalation steps and pages are late by the step");
+                self.signals.write_failed(&err, now);
+            }
+        }
+        if let Some(m) = &self.metrics {
+            m.clock_stepped_back(back.to_std().unwrap_or_default());
+        }
     }
 
     /// A one-row write that proves the file still takes writes (or shows it does not).

@@ -1101,6 +1101,26 @@ impl super::Store {
     }
 }
 
+/// Moves the times of queued work `back` ms earlier after the wall clock was stepped back (see
+/// `store::rewind`): a retry due in five seconds, a call planned in two minutes and a lease keep
+/// their real delays, and the creation times the grouping window and the rate limit count from
+/// are not left in the future, where they would hold new pages for as long as the step.
+pub(super) fn rewind(conn: &Tx, back: i64, now: DateTime<Utc>) -> rusqlite::Result<usize> {
+    let now = ms(now);
+    let moved = conn.execute(
+        "UPDATE outbox SET due_at = due_at - ?1 WHERE state = 'pending' AND due_at > ?2",
+        params![back, now],
+    )?;
+    for sql in [
+        "UPDATE outbox SET lease_until = lease_until - ?1 WHERE state = 'sending' AND lease_until > ?2",
+        "UPDATE outbox SET channel_since = channel_since - ?1 WHERE channel_since > ?2",
+        "UPDATE outbox SET created_at = created_at - ?1 WHERE created_at > ?2",
+    ] {
+        conn.execute(sql, params![back, now])?;
+    }
+    Ok(moved)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -411,6 +411,21 @@ pub fn queue_local_acks(conn: &Tx, now: DateTime<Utc>) -> rusqlite::Result<usize
     Ok(rows.len())
 }
 
+/// Moves the holds' times `back` ms earlier after the wall clock was stepped back (see
+/// `store::rewind`), so a held first page still goes out after its grace in real time.
+pub(super) fn rewind(conn: &Tx, back: i64, now: DateTime<Utc>) -> rusqlite::Result<usize> {
+    let now = ms(now);
+    let moved = conn.execute(
+        "UPDATE standby_holds SET hold_until = hold_until - ?1 WHERE state = 'held' AND hold_until > ?2",
+        params![back, now],
+    )?;
+    conn.execute(
+        "UPDATE standby_holds SET opened_at = opened_at - ?1 WHERE opened_at > ?2",
+        params![back, now],
+    )?;
+    Ok(moved)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -180,6 +180,26 @@ impl Daemon {
         }
     }
 
+    /// Steps the daemon's clock back by `by`, as NTP steps a clock that ran ahead: the running
+    /// daemon's at once, and the one a restart starts with. The clock must have been moved
+    /// ahead by at least `by` first (the restart's offset cannot be negative).
+    pub fn step_back(&mut self, by: Duration) {
+        let ahead = self
+            .clock_ahead()
+            .checked_sub(by)
+            .expect("advance the clock by at least as much before stepping it back");
+        for (k, v) in &mut self.env {
+            if k == TEST_CLOCK {
+                *v = format!("{}ms", ahead.as_millis());
+            }
+        }
+        let (code, v) = self.post_json(
+            "/v1/clock",
+            serde_json::json!({ "back": format!("{}ms", by.as_millis()) }),
+        );
+        assert_eq!(code, 200, "stepping the test clock back: {v}");
+    }
+
     /// Asserts that `ok` holds, polling, for all of `span`: that something does not happen
     /// before its deadline, after the clock was moved to just short of it.
     pub fn hold(&self, span: Duration, what: &str, mut ok: impl FnMut() -> bool) {
