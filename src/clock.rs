@@ -53,7 +53,23 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        system_now()
+    }
+}
+
+/// The system clock's reading. `Utc::now` panics when the clock is before 1970 (a board that
+/// booted without a real-time clock and was set by hand, or a test with faketime); read here,
+/// such a reading is an instant before the epoch like any other, and the clock step that
+/// corrects it later is handled like any step.
+pub fn system_now() -> DateTime<Utc> {
+    from_system(std::time::SystemTime::now())
+}
+
+/// `t` as an instant, before the epoch too (saturating at chrono's range).
+fn from_system(t: std::time::SystemTime) -> DateTime<Utc> {
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(after) => add(DateTime::<Utc>::UNIX_EPOCH, after),
+        Err(before) => sub(DateTime::<Utc>::UNIX_EPOCH, before.duration()),
     }
 }
 
@@ -142,7 +158,7 @@ impl SteppedClock {
 impl Clock for SteppedClock {
     fn now(&self) -> DateTime<Utc> {
         add_signed(
-            Utc::now(),
+            system_now(),
             *self.ahead.lock().unwrap_or_else(|p| p.into_inner()),
         )
     }
@@ -258,6 +274,19 @@ mod tests {
         assert_eq!(c.now(), t0 + chrono::Duration::minutes(90));
         c.set(t0);
         assert_eq!(c.now(), t0);
+    }
+
+    #[test]
+    fn a_system_clock_before_1970_reads_as_an_instant_not_a_panic() {
+        use std::time::{Duration, UNIX_EPOCH};
+        assert_eq!(
+            from_system(UNIX_EPOCH - Duration::from_secs(120)),
+            "1969-12-31T23:58:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert_eq!(
+            from_system(UNIX_EPOCH + Duration::from_millis(1_500)),
+            "1970-01-01T00:00:01.5Z".parse::<DateTime<Utc>>().unwrap()
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -610,7 +610,7 @@ mod tests {
                 stats: Arc::new(IntakeStats::default()),
                 paging: None,
                 modem: None,
-                metrics: crate::metrics::Metrics::new(chrono::Utc::now()),
+                metrics: crate::metrics::Metrics::new(crate::clock::system_now()),
                 selftest: None,
                 health,
             });

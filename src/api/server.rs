@@ -624,7 +624,7 @@ mod tests {
     const FLOOD: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
 
     fn slots(max: usize) -> Arc<Slots> {
-        Arc::new(Slots::new(max, Metrics::new(chrono::Utc::now())))
+        Arc::new(Slots::new(max, Metrics::new(crate::clock::system_now())))
     }
 
     #[test]

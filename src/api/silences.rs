@@ -316,7 +316,7 @@ mod tests {
 
     #[test]
     fn a_silence_starts_at_now_and_one_already_over_is_refused() {
-        let now = Utc::now();
+        let now = crate::clock::system_now();
         let c = check(
             request(r#"{"service":"db","duration":"2h","comment":"upgrade"}"#),
             chrono_tz::UTC,

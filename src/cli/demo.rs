@@ -409,7 +409,7 @@ mod tests {
         let loaded = Config::parse(&demo_config(dir, 8080, 5140), "demo.toml", dir).unwrap();
         assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
         assert!(loaded.impaired.is_empty(), "{:?}", loaded.impaired);
-        let now = chrono::Utc::now();
+        let now = crate::clock::system_now();
         let w = crate::escalation::reach::unreachable(&loaded.config, now, &Default::default());
         assert!(w.is_empty(), "{w:#?}");
         // Every severity pages "you" first.

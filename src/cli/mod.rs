@@ -217,7 +217,7 @@ pub fn run_sync(command: Command) -> anyhow::Result<ExitCode> {
                     &config.schedules,
                     &overrides,
                     config.daemon.time_zone,
-                    chrono::Utc::now()
+                    crate::clock::system_now()
                 )?
             );
             Ok(ExitCode::SUCCESS)
@@ -235,7 +235,7 @@ pub fn run_sync(command: Command) -> anyhow::Result<ExitCode> {
                     &c.args,
                     &config.schedules,
                     &overrides,
-                    chrono::Utc::now()
+                    crate::clock::system_now()
                 )?
             );
             Ok(ExitCode::SUCCESS)
@@ -255,7 +255,7 @@ pub fn run_sync(command: Command) -> anyhow::Result<ExitCode> {
                     &overrides,
                     &config.standby,
                     config.daemon.time_zone,
-                    chrono::Utc::now()
+                    crate::clock::system_now()
                 )?
             );
             Ok(ExitCode::SUCCESS)
@@ -341,7 +341,7 @@ fn load(args: &ConfigArgs) -> anyhow::Result<Config> {
 
 /// Runtime overrides from the daemon's database, read-only, when it exists.
 fn runtime_overrides(config: &Config) -> crate::schedule::OverridesBySchedule {
-    crate::store::overrides::in_force_at(&config.database_path(), chrono::Utc::now())
+    crate::store::overrides::in_force_at(&config.database_path(), crate::clock::system_now())
 }
 
 /// `pagerbox check`: prints warnings and errors, exit 0 when usable, 1 otherwise. Strict, as a
@@ -354,9 +354,11 @@ fn check(args: &ConfigArgs) -> ExitCode {
             }
             let c = &loaded.config;
             // Alerts that would page nobody, and on-call gaps in the coming weeks.
-            for w in
-                crate::escalation::reach::unreachable(c, chrono::Utc::now(), &runtime_overrides(c))
-            {
+            for w in crate::escalation::reach::unreachable(
+                c,
+                crate::clock::system_now(),
+                &runtime_overrides(c),
+            ) {
                 println!("{}: warning: {w}", args.config.display());
             }
             println!(

@@ -50,7 +50,7 @@ pub(super) fn stats(a: StatsArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(&a.target)?;
     // Resolved here to a UTC instant, so the query needs no escaping ("+01:00", "30 days") and
     // a typo is reported before anything is sent.
-    let since = parse_since(&a.since, chrono::Utc::now()).map_err(anyhow::Error::msg)?;
+    let since = parse_since(&a.since, crate::clock::system_now()).map_err(anyhow::Error::msg)?;
     let since = since.format("%Y-%m-%dT%H:%M:%S%.3fZ");
     let v = client.call("GET", &format!("/v1/stats?since={since}"), None)?;
     if a.target.json {

@@ -2075,7 +2075,7 @@ mod tests {
         // still gives a full TTL (a leader change renewed it), with a record on it; and one
         // granted a day ago.
         let mut peer = client(&[&m.url]);
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now_ms = crate::clock::system_now().timestamp_millis();
         let day_ms = 24 * 3_600_000;
         let (old, young) = (
             peer.grant_lease(SENT_RETENTION).unwrap(),
@@ -2126,7 +2126,7 @@ mod tests {
         let Some(m) = start_member() else { return };
         let s = Duration::from_secs;
         let (a, _pa) = coordinator("a", &m.url, s(6), s(30));
-        let now = chrono::Utc::now();
+        let now = crate::clock::system_now();
         let o = SharedOverride {
             schedule: "ops".into(),
             user: "bob".into(),

@@ -504,7 +504,7 @@ mod tests {
         crate::modem::Health {
             registered,
             signal_dbm: Some(-70),
-            ..crate::modem::Health::starting(chrono::Utc::now())
+            ..crate::modem::Health::starting(crate::clock::system_now())
         }
     }
 

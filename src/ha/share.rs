@@ -320,8 +320,8 @@ mod tests {
                 text: None,
             }],
             alert_count: 3,
-            first_seen: chrono::Utc::now(),
-            last_seen: chrono::Utc::now(),
+            first_seen: crate::clock::system_now(),
+            last_seen: crate::clock::system_now(),
             acknowledged: None,
             resolved: None,
         }

@@ -153,7 +153,6 @@ mod tests {
     use super::*;
     use crate::incident::Status;
     use crate::modem::pdu::plan_parts;
-    use chrono::Utc;
 
     fn incident(id: i64, service: Option<&str>, summary: &str) -> Incident {
         Incident {
@@ -168,8 +167,8 @@ mod tests {
             details: serde_json::Value::Null,
             links: vec![],
             alert_count: 1,
-            first_seen: Utc::now(),
-            last_seen: Utc::now(),
+            first_seen: crate::clock::system_now(),
+            last_seen: crate::clock::system_now(),
             acknowledged: None,
             resolved: None,
         }

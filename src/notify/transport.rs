@@ -712,7 +712,6 @@ mod probe_tests {
 mod refusal_tests {
     use std::path::Path;
 
-    use chrono::Utc;
     use pagerbox_testkit::smtp::{Fault, SmtpTestOptions, SmtpTestServer, Stage};
 
     use super::*;
@@ -741,13 +740,13 @@ mod refusal_tests {
             body: "all quiet".into(),
             written_for: Some(Channel::Email),
             priority: 0,
-            due_at: Utc::now(),
+            due_at: crate::clock::system_now(),
             attempts: 1,
             channel_attempts: 1,
-            channel_since: Utc::now(),
+            channel_since: crate::clock::system_now(),
             state: crate::store::kinds::OutboxState::Sending,
             reference: None,
-            created_at: Utc::now(),
+            created_at: crate::clock::system_now(),
             items: vec![],
         };
         let out = Outgoing {

@@ -779,7 +779,7 @@ fn run(
     };
     let mut batch: VecDeque<Job> = VecDeque::with_capacity(MAX_BATCH);
     let mut last_write = Instant::now();
-    let mut wall = rewind::WallWatch::new(writer.last_probe(&conn));
+    let mut wall = rewind::WallWatch::new(writer.last_probe(&conn).unwrap_or_else(|| clock.now()));
     loop {
         let Some(first) = next_job(&mut jobs, rt.as_ref(), last_write) else {
             break;
@@ -1006,15 +1006,17 @@ impl Writer {
     }
 
     /// The instant of the last probe write, from this run or an earlier one: where the watch
-    /// for a clock stepped back starts (the epoch for a new file or an unreadable row).
-    fn last_probe(&self, conn: &Connection) -> DateTime<Utc> {
+    /// for a clock stepped back starts. `None` for a new file (the row's 0 was never written)
+    /// or an unreadable row.
+    fn last_probe(&self, conn: &Connection) -> Option<DateTime<Utc>> {
         match conn.query_row("SELECT at FROM store_probe WHERE id = 1", [], |r| {
             r.get::<_, i64>(0)
         }) {
-            Ok(at) => from_ms(at),
+            Ok(0) => None,
+            Ok(at) => Some(from_ms(at)),
             Err(e) => {
                 tracing::warn!(error = %e, "store cannot read its probe row; a clock stepped back before this start goes unseen");
-                DateTime::<Utc>::UNIX_EPOCH
+                None
             }
         }
     }

@@ -676,7 +676,7 @@ mod tests {
                 concat: None,
                 status_report_indication: false,
             };
-            match received(d, chrono::Utc::now()) {
+            match received(d, crate::clock::system_now()) {
                 ModemEvent::SmsReceived { from, .. } => from,
                 other => panic!("{other:?}"),
             }

@@ -68,11 +68,11 @@ fn fake_health(down: Option<&str>) -> Health {
             crate::modem::HealthState::Up
         },
         reason: down.unwrap_or("ready").to_string(),
-        since: Utc::now(),
+        since: crate::clock::system_now(),
         signal_dbm: None,
         registered: down.is_none(),
         sim_ready: true,
-        ..Health::starting(Utc::now())
+        ..Health::starting(crate::clock::system_now())
     }
 }
 
@@ -127,13 +127,13 @@ fn page(channel: Channel) -> Page {
         body: "x".into(),
         written_for: Some(channel),
         priority: 3,
-        due_at: Utc::now(),
+        due_at: crate::clock::system_now(),
         attempts: 1,
         channel_attempts: 1,
         channel_since: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
         state: crate::store::kinds::OutboxState::Sending,
         reference: None,
-        created_at: Utc::now(),
+        created_at: crate::clock::system_now(),
         items: vec![],
     }
 }
@@ -514,7 +514,7 @@ async fn acknowledged_incident_is_not_paged() {
         .await
         .unwrap()
         .unwrap();
-    let metrics = crate::metrics::Metrics::new(chrono::Utc::now());
+    let metrics = crate::metrics::Metrics::new(crate::clock::system_now());
     handle(
         &*sms,
         &all,
@@ -542,7 +542,7 @@ async fn a_page_goes_to_the_person_as_the_config_has_them_now() {
     let (store, _, id) = setup().await;
     let sms = Fake::new(Channel::Sms);
     let all: Arc<Vec<Arc<dyn Transport>>> = Arc::new(vec![sms.clone()]);
-    let metrics = crate::metrics::Metrics::new(chrono::Utc::now());
+    let metrics = crate::metrics::Metrics::new(crate::clock::system_now());
     let send_with = |cfg: Arc<Config>| {
         let (store, sms, all, metrics) = (store.clone(), sms.clone(), all.clone(), &metrics);
         async move {
@@ -633,7 +633,7 @@ async fn attempts_are_counted_and_sent_pages_timed() {
     let sms = Fake::new(Channel::Sms);
     sms.fail.store(1, Ordering::SeqCst);
     let all: Arc<Vec<Arc<dyn Transport>>> = Arc::new(vec![sms.clone()]);
-    let metrics = crate::metrics::Metrics::new(Utc::now());
+    let metrics = crate::metrics::Metrics::new(crate::clock::system_now());
     // First attempt fails (retry), the second is sent; the retry is due at once for the test.
     for _ in 0..2 {
         let p = store
@@ -697,7 +697,7 @@ fn spawn_senders(
             recheck.clone(),
             crate::supervisor::Heartbeat::detached("sender"),
             shutdown.clone(),
-            crate::metrics::Metrics::new(Utc::now()),
+            crate::metrics::Metrics::new(crate::clock::system_now()),
         ));
     }
     health_rx
