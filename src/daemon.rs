@@ -509,8 +509,10 @@ async fn start_modem(
 
 /// Keeps what the daemon started with in a reloaded `config`, saying so: the modem driver and
 /// the email sender exist only when they were enabled at start, so turning either on or off
-/// needs a restart, as do `[modem]` settings, the listen address and the state directory. Taking the new flag anyway would half-apply it: the escalation engine would queue
-/// pages for an email sender that does not exist, or fail every SMS page while the modem runs.
+/// needs a restart, as do `[modem]` settings, the sockets and their limits, the SMS part count
+/// and the state directory. Taking the new values anyway would half-apply them: the escalation
+/// engine would queue pages for an email sender that does not exist, or fail every SMS page
+/// while the modem runs, and a new UDP port would be reported as in force while nothing listens.
 fn keep_running_channels(config: &mut Config, running: &Config) {
     if config.email.enabled != running.email.enabled {
         tracing::warn!(
@@ -533,12 +535,82 @@ fn keep_running_channels(config: &mut Config, running: &Config) {
         tracing::warn!("SIGHUP: [modem] changes need a restart; the modem keeps its settings until then (other changes applied)");
         config.modem = running.modem.clone();
     }
-    if config.http.listen != running.http.listen
-        || config.daemon.state_dir != running.daemon.state_dir
-    {
-        tracing::warn!("SIGHUP: http.listen and daemon.state_dir changes need a restart; other changes applied");
-        config.http.listen = running.http.listen;
-        config.daemon.state_dir = running.daemon.state_dir.clone();
+    // Read once at start: the sockets and their limits, the database's place, and the SMS
+    // transport's timeout, which is sized for the longest page.
+    let mut restart = Vec::new();
+    keep(
+        "http.listen",
+        &mut config.http.listen,
+        &running.http.listen,
+        &mut restart,
+    );
+    keep(
+        "http.max_body_bytes",
+        &mut config.http.max_body_bytes,
+        &running.http.max_body_bytes,
+        &mut restart,
+    );
+    keep(
+        "http.header_timeout",
+        &mut config.http.header_timeout,
+        &running.http.header_timeout,
+        &mut restart,
+    );
+    keep(
+        "http.body_timeout",
+        &mut config.http.body_timeout,
+        &running.http.body_timeout,
+        &mut restart,
+    );
+    keep(
+        "http.max_connections",
+        &mut config.http.max_connections,
+        &running.http.max_connections,
+        &mut restart,
+    );
+    keep(
+        "udp.enabled",
+        &mut config.udp.enabled,
+        &running.udp.enabled,
+        &mut restart,
+    );
+    keep(
+        "udp.listen",
+        &mut config.udp.listen,
+        &running.udp.listen,
+        &mut restart,
+    );
+    keep(
+        "daemon.state_dir",
+        &mut config.daemon.state_dir,
+        &running.daemon.state_dir,
+        &mut restart,
+    );
+    keep(
+        "paging.sms_max_parts",
+        &mut config.paging.sms_max_parts,
+        &running.paging.sms_max_parts,
+        &mut restart,
+    );
+    if !restart.is_empty() {
+        tracing::warn!(
+            "SIGHUP: {} changes need a restart; the running values stay until then (other changes applied)",
+            restart.join(", ")
+        );
+    }
+}
+
+/// Puts the running value of a setting read only at start back into a reloaded config, noting
+/// `name` in `restart` when the new file changed it.
+fn keep<T: PartialEq + Clone>(
+    name: &'static str,
+    new: &mut T,
+    running: &T,
+    restart: &mut Vec<&'static str>,
+) {
+    if new != running {
+        *new = running.clone();
+        restart.push(name);
     }
 }
 

@@ -262,6 +262,43 @@ fn a_reload_from_a_fifo_is_refused_and_sigterm_still_stops_the_daemon() {
     assert!(status.success(), "{status}:\n{}", d.log());
 }
 
+/// Settings read only at start (the UDP socket, the HTTP limits, the SMS part count the SMS
+/// timeout is sized for) changed by a reload: the log names each as needing a restart, and the
+/// running ones stay, rather than "config reloaded" while a datagram to the new port is lost.
+#[test]
+fn a_reload_names_the_start_only_settings_it_changed_and_keeps_them_running() {
+    let d = Daemon::start(&people(false, ALL));
+    let good = std::fs::read_to_string(&d.config).unwrap();
+    let changed = good
+        .replacen(
+            "[udp]\nlisten = \"127.0.0.1:0\"",
+            "[udp]\nlisten = \"127.0.0.1:9\"",
+            1,
+        )
+        .replacen("[http]\n", "[http]\nmax_body_bytes = 1024\n", 1)
+        .replacen("[paging]\n", "[paging]\nsms_max_parts = 5\n", 1);
+    assert_eq!(changed.matches("127.0.0.1:9").count(), 1, "{changed}");
+    std::fs::write(&d.config, changed).unwrap();
+    let from = d.log().lines().count();
+    d.signal(Signal::SIGHUP);
+    let said = d.wait_for(10, "the reload", || {
+        let l = log_since(&d, from);
+        l.contains("config reloaded").then_some(l)
+    });
+    for name in ["udp.listen", "http.max_body_bytes", "paging.sms_max_parts"] {
+        assert!(said.contains(name), "{name} not named:\n{said}");
+    }
+    assert!(said.contains("need a restart"), "{said}");
+    // The running UDP socket still takes alerts, and the running body limit still applies.
+    d.udp_send(b"critical udp-after-reload db still on the old socket");
+    d.wait_for(10, "the datagram's incident", || {
+        d.incident_by_key("udp-after-reload")
+    });
+    let big = json!({"summary": "x".repeat(3000), "service": "db"});
+    let (code, v) = d.post_json("/v1/alerts", big);
+    assert_eq!(code, 202, "{v}");
+}
+
 /// A test SMTP server with its own runtime (kept alive with it).
 struct Smtp {
     _rt: tokio::runtime::Runtime,
