@@ -107,6 +107,14 @@ fn offline_tools_ask_the_daemon_with_url_or_say_why_they_cannot() {
     assert!(ok, "{err}");
     assert!(out.starts_with("schedule primary ("), "{out}");
     assert!(out.contains("alice"), "{out}");
+    // Across the fall-back night both count one local calendar day (25 hours) and agree.
+    let args = ["schedule", "primary", "--from", "2026-10-25", "--days", "1"];
+    let (ok, daemon, err) = run(&[&args[..], &["--url", base]].concat());
+    assert!(ok, "{err}");
+    let offline = d.cli(&args);
+    let offline = String::from_utf8_lossy(&offline.stdout);
+    assert_eq!(daemon, offline, "daemon and offline tables differ");
+    assert!(daemon.contains("2026-10-26 00:00"), "{daemon}");
     let (ok, ics, err) = run(&["schedule", "primary", "--format", "ics", "--url", base]);
     assert!(ok, "{err}");
     assert!(ics.starts_with("BEGIN:VCALENDAR"), "{ics}");

@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -96,10 +96,9 @@ pub async fn schedule(
         Ok(f) => f.unwrap_or_else(|| intake.store.now()),
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string(), vec![]),
     };
-    let to = crate::clock::add_signed(
-        from,
-        chrono::Duration::days(i64::from(q.days.unwrap_or(14).clamp(1, 366))),
-    );
+    // Local calendar days, as `pagerbox schedule` counts them offline.
+    let to = crate::schedule::local_days_after(s.tz, from, q.days.unwrap_or(14).clamp(1, 366))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
     let o = rt.get(&s.id).map(Vec::as_slice).unwrap_or(&[]);
     let shifts = s.shifts(from, to, o);
     if q.format.as_deref() == Some("ics") {

@@ -7,12 +7,12 @@
 use std::fmt::Write as _;
 
 use anyhow::{bail, Context};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use super::{
-    format_local, local_to_utc, parse_date_or_time, parse_time, to_ics, utc_to_local,
-    OverridesBySchedule, Schedule, Shift,
+    format_local, local_days_after, parse_date_or_time, parse_time, to_ics, OverridesBySchedule,
+    Schedule, Shift,
 };
 
 /// `pagerbox oncall [--at TIME] [--schedule ID]`: who is on call, from which layer or override,
@@ -85,11 +85,8 @@ pub fn run_schedule(
         Some(s) => parse_date_or_time(s, schedule.tz)?,
         None => now,
     };
-    let local_from = utc_to_local(schedule.tz, from);
-    let local_to = local_from
-        .checked_add_signed(Duration::days(i64::from(args.days.max(1))))
+    let to = local_days_after(schedule.tz, from, args.days.max(1))
         .context("--days reaches past the end of time")?;
-    let to = local_to_utc(schedule.tz, local_to);
     let rt = overrides
         .get(&schedule.id)
         .map(Vec::as_slice)

@@ -45,8 +45,8 @@ pub use ics::to_ics;
 pub use layer::Layer;
 use time::saturating_add;
 pub use time::{
-    local_to_utc, parse_date_or_time, parse_local, parse_time, utc_to_local, Restriction,
-    ShiftLength,
+    local_days_after, local_to_utc, parse_date_or_time, parse_local, parse_time, utc_to_local,
+    Restriction, ShiftLength,
 };
 
 /// What can be wrong with schedule input. Every variant keeps the bad input and says what was

@@ -288,6 +288,14 @@ fn parse_hhmm(s: &str, allow_24: bool) -> Option<NaiveTime> {
     NaiveTime::from_hms_opt(h, m, 0)
 }
 
+/// The instant `days` local calendar days after `from` in `tz`: the same local time of day,
+/// so a day across a DST change is 23 or 25 hours. `None` past the end of the calendar.
+pub fn local_days_after(tz: Tz, from: DateTime<Utc>, days: u32) -> Option<DateTime<Utc>> {
+    utc_to_local(tz, from)
+        .checked_add_signed(Duration::days(i64::from(days)))
+        .map(|local| local_to_utc(tz, local))
+}
+
 /// Parses a CLI/API time: RFC 3339 (`2026-03-29T01:30:00Z`, `...+02:00`), or a local
 /// `YYYY-MM-DDTHH:MM` (also with `:SS`, or a space instead of `T`) read in `tz` by the
 /// [`local_to_utc`] rule.
@@ -526,5 +534,19 @@ mod tests {
         assert!(parse_time("9999-12-31T23:30", America::New_York).is_err());
         assert!(parse_date_or_time("+10000-01-01", tz).is_err());
         assert!(parse_local("+10000-01-01T00:00").is_none());
+    }
+
+    #[test]
+    fn a_local_day_across_fall_back_is_25_hours() {
+        let tz = Europe::Berlin;
+        let from = parse_date_or_time("2026-10-25", tz).unwrap();
+        assert_eq!(
+            local_days_after(tz, from, 1),
+            Some(utc("2026-10-25T23:00:00Z"))
+        );
+        assert_eq!(
+            local_days_after(tz, utc("2026-03-28T23:00:00Z"), 2),
+            Some(utc("2026-03-30T22:00:00Z"))
+        );
     }
 }
