@@ -662,6 +662,11 @@ fn shift_notices(
     overrides: &OverridesBySchedule,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    // Notices go by SMS only. On a box without a modem nobody would ever send one, and the
+    // queued row would turn `/healthz` red five minutes after every handoff.
+    if !plan.served.contains(&Channel::Sms) {
+        return Ok(());
+    }
     for s in &plan.config.schedules {
         let rt = overrides.get(&s.id).map(Vec::as_slice).unwrap_or(&[]);
         let Some(on) = s.on_call(now, rt) else {

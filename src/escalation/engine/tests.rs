@@ -447,6 +447,17 @@ fn shift_start_is_announced_once_to_users_who_opted_in() {
     let bob_start = schedule.next_handoff(start, &[]).unwrap();
     pass(&c, &plan, bob_start + chrono::Duration::seconds(5)).unwrap();
     assert_eq!(status(&c).len(), 1);
+
+    // Without SMS (no modem) there is nobody to send a notice: none is queued, so no row waits
+    // unsent and marks paging overdue.
+    let mut no_modem = plan.config.as_ref().clone();
+    no_modem.modem.enabled = false;
+    let no_modem = Plan::new(Arc::new(no_modem));
+    assert!(!no_modem.served.contains(&Channel::Sms));
+    let c = crate::store::memory();
+    pass(&c, &no_modem, t(0)).unwrap();
+    pass(&c, &no_modem, start + chrono::Duration::seconds(5)).unwrap();
+    assert_eq!(status(&c), vec![]);
 }
 
 #[test]
