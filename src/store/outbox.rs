@@ -121,7 +121,7 @@ pub fn enqueue(conn: &Tx, p: &NewPage, now: DateTime<Utc>) -> rusqlite::Result<i
     conn.prepare_cached(
         "INSERT INTO outbox (kind, incident_id, user_id, channel, address, subject, body, priority, \
          due_at, state, channel_since, created_at, updated_at, written_for) \
-         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,'pending',?10,?10,?10,?4)",
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,'pending',?9,?10,?10,?4)",
     )?
     .execute(params![
         p.kind.as_str(),
@@ -1180,6 +1180,32 @@ mod tests {
             .into_iter()
             .map(|e| e.kind.to_string())
             .collect()
+    }
+
+    /// A page planned for later (an email five minutes after the SMS) has its whole channel
+    /// timeout from when it is due, not from when the step was planned: one transient failure
+    /// at +5 min is retried on its channel instead of falling through at once.
+    #[test]
+    fn a_page_due_later_is_on_its_channel_from_when_it_is_due() {
+        let (c, inc) = db();
+        let id = enqueue(
+            &c,
+            &NewPage {
+                kind: PageKind::Page,
+                incident_id: Some(inc),
+                user_id: Some("alice".into()),
+                channel: Channel::Email,
+                address: "alice@example.org".into(),
+                subject: None,
+                body: "b".into(),
+                priority: 3,
+                due_at: t(300),
+            },
+            t(0),
+        )
+        .unwrap();
+        let page = all(&c).unwrap().into_iter().find(|p| p.id == id).unwrap();
+        assert_eq!(page.channel_since, t(300));
     }
 
     #[test]
