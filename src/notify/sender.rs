@@ -781,10 +781,12 @@ fn plan(page: &Page, incidents: Vec<(Incident, Vec<TimelineEvent>)>, config: &Ar
             }
         }
         _ => match (page.kind, channel, open.first()) {
-            // A page that fell through to another channel gets that channel's wording.
+            // A page that fell through to another channel gets that channel's wording: an email
+            // is written at up to ten SMS parts, and sent as such it would outgrow the SMS
+            // transport's timeout (sized for `sms_max_parts`) and be sent again in part.
             (PageKind::Page, Channel::Voice, Some((i, _))) => super::text::voice_page(i),
             (PageKind::Page, Channel::Sms, Some((i, _)))
-                if page.written_for == Some(Channel::Voice) =>
+                if page.written_for != Some(Channel::Sms) =>
             {
                 super::text::sms_page(i, None, config.paging.sms_max_parts)
             }

@@ -928,3 +928,35 @@ fn an_email_is_sent_once_per_person_per_step() {
     sms.created_at = step;
     assert_eq!(emailed_in_this_step(&sms, &open), None);
 }
+
+/// A page written for one channel that fell through to SMS is written again for SMS: an email
+/// body (up to ten parts) or a spoken text sent as it is would outgrow the SMS transport's
+/// timeout, sized for `sms_max_parts`.
+#[tokio::test]
+async fn a_page_that_falls_through_to_sms_gets_the_sms_wording() {
+    let (store, cfg, id) = setup().await;
+    let inc = store.incident(id).await.unwrap().unwrap();
+    let long = "word ".repeat(400);
+    for from in [Channel::Email, Channel::Voice] {
+        let mut p = page(Channel::Sms);
+        p.incident_id = Some(id);
+        p.written_for = Some(from);
+        p.body = long.clone();
+        let Plan::Send(out) = plan(&p, vec![(inc.0.clone(), vec![])], &cfg) else {
+            panic!("no send planned for a page written for {from}");
+        };
+        assert_eq!(
+            out.text,
+            crate::notify::text::sms_page(&inc.0, None, cfg.paging.sms_max_parts),
+            "written for {from}"
+        );
+    }
+    // Written for SMS: sent as written.
+    let mut p = page(Channel::Sms);
+    p.incident_id = Some(id);
+    p.body = "as written".into();
+    let Plan::Send(out) = plan(&p, vec![(inc.0.clone(), vec![])], &cfg) else {
+        panic!("no send planned");
+    };
+    assert_eq!(out.text, "as written");
+}
