@@ -24,14 +24,15 @@ pub async fn snapshot(intake: &Intake) -> Snapshot {
             None
         }
     };
-    let (incidents, outbox, oldest_sending, held_by_silence) = match store {
+    let (incidents, outbox, oldest_sending, held_by_silence, exhausted) = match store {
         Some(l) => (
             Some(l.incidents),
             Some(l.outbox),
             Some(l.oldest_sending),
             Some(l.held_by_silence),
+            Some(l.exhausted),
         ),
-        None => (None, None, None, None),
+        None => (None, None, None, None, None),
     };
     let impaired = crate::health::assess(&intake.health.facts_without_ping().await).impaired();
     Snapshot {
@@ -40,6 +41,7 @@ pub async fn snapshot(intake: &Intake) -> Snapshot {
         outbox,
         oldest_sending,
         held_by_silence,
+        exhausted,
         modem: intake.modem.as_ref().map(|m| m.borrow().clone()),
         paging,
         standby: intake.health.standby.as_ref().map(|s| s.borrow().clone()),

@@ -577,6 +577,12 @@ fn due_event(
         Action::Exhaust => match hold_if_silenced(conn, ctx.silences, inc, hold, now)? {
             Some(held) => Some(held),
             None => {
+                tracing::error!(
+                    incident = inc.id,
+                    policy = %policy.id,
+                    runs = policy.repeat,
+                    "ESCALATION EXHAUSTED: nobody acknowledged; nobody will be paged for this incident again until someone acts on it"
+                );
                 record(conn, Some(inc.id), now, EventKind::Exhausted, None, &format!("escalation policy {} ran {} time(s) without an acknowledgement; incident stays open", policy.id, policy.repeat), None)?;
                 Some(Event::Exhausted { at: now })
             }

@@ -453,6 +453,9 @@ pub struct Snapshot {
     pub oldest_sending: Option<Option<Duration>>,
     /// Escalations a silence holds now (`None` when the store could not be read).
     pub held_by_silence: Option<i64>,
+    /// Open incidents whose policy ran out without an acknowledgement (`None` when the store
+    /// could not be read).
+    pub exhausted: Option<i64>,
     /// The modem's last published health, when a modem is configured.
     pub modem: Option<Health>,
     /// Which paging channels can send.
@@ -539,6 +542,14 @@ fn levels(s: &Snapshot, started: DateTime<Utc>) -> Registry {
             &mut r,
             "incidents_held_by_silence",
             "Incidents whose paging waits for a silence (runtime or a config window) to end",
+            n,
+        );
+    }
+    if let Some(n) = s.exhausted {
+        gauge(
+            &mut r,
+            "incidents_exhausted",
+            "Open incidents whose escalation policy ran out without an acknowledgement: nobody is paged for them again",
             n,
         );
     }

@@ -153,6 +153,7 @@ fn levels_from_the_snapshot_are_gauges() {
         outbox: Some((3, Some(Duration::from_secs(42)))),
         oldest_sending: Some(Some(Duration::from_secs(7))),
         held_by_silence: Some(4),
+        exhausted: Some(2),
         modem: Some(Health {
             events_dropped: 7,
             last_answer: Some(at() + chrono::Duration::seconds(30)),
@@ -173,6 +174,7 @@ fn levels_from_the_snapshot_are_gauges() {
         ("pagerbox_outbox_oldest_pending_age_seconds", 42.0),
         ("pagerbox_outbox_oldest_sending_age_seconds", 7.0),
         ("pagerbox_incidents_held_by_silence", 4.0),
+        ("pagerbox_incidents_exhausted", 2.0),
         ("pagerbox_modem_present", 1.0),
         (r#"pagerbox_modem_health{state="up"}"#, 1.0),
         (r#"pagerbox_modem_health{state="down"}"#, 0.0),

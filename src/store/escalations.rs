@@ -234,6 +234,16 @@ pub fn note_shift_notice(
     Ok(fresh > 0)
 }
 
+/// Open incidents whose policy ran out without an acknowledgement: nobody will be paged for them
+/// again unless someone acts, so `/metrics` shows how many there are.
+pub fn exhausted_open_count(conn: &Tx) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "SELECT count(*) FROM escalations e JOIN incidents i ON i.id = e.incident_id \
+         WHERE e.phase = 'exhausted' AND i.status = 'triggered'",
+    )?
+    .query_row([], |r| r.get(0))
+}
+
 /// Moves the pending times of open escalations `back` ms earlier after the wall clock was stepped
 /// back (see `store::rewind`): a step due in six minutes stays due in six minutes of real time,
 /// instead of an hour late when the clock went back an hour. Only times after `now` move.

@@ -23,6 +23,8 @@ pub struct Levels {
     pub oldest_sending: Option<Duration>,
     /// Escalations a silence holds now ([`super::silences::held_count`]).
     pub held_by_silence: i64,
+    /// Open incidents whose policy ran out ([`super::escalations::exhausted_open_count`]).
+    pub exhausted: i64,
 }
 
 /// Incidents by state, outbox depth on `channels` (the ones a transport serves), and the age of
@@ -49,6 +51,7 @@ fn levels(conn: &Tx, channels: &[Channel], now: DateTime<Utc>) -> rusqlite::Resu
         outbox: (depth, oldest.map(age)),
         oldest_sending: sending,
         held_by_silence: super::silences::held_count(conn)?,
+        exhausted: super::escalations::exhausted_open_count(conn)?,
     })
 }
 

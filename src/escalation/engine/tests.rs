@@ -213,11 +213,16 @@ fn runs_repeat_then_exhaust_and_stay_open() {
     assert_eq!(inc.status, Status::Triggered);
     let timeline = crate::store::queries::timeline(&c, id).unwrap();
     assert!(timeline.iter().any(|e| e.kind == "exhausted"));
+    // Counted for `/metrics` while it stays open, not once acknowledged.
+    assert_eq!(escalations::exhausted_open_count(&c).unwrap(), 1);
     assert_eq!(
         pass(&c, &plan, t(500)).unwrap(),
         None,
         "nothing more becomes due"
     );
+    let who = Actor::new("alice", "sms");
+    transition(&c, id, Status::Acknowledged, &who, t(501)).unwrap();
+    assert_eq!(escalations::exhausted_open_count(&c).unwrap(), 0);
 }
 
 #[test]
