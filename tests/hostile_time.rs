@@ -384,8 +384,11 @@ comment = "edge"
         );
         // The layer and override belong to the schedule `config()` declares last but one.
         let text = config().replace("[[policies]]", &format!("{extra}\n[[policies]]"));
+        // Checked as the daemon will run it (the base config's time zone decides which local
+        // times near the ends of the calendar still have an instant there).
         let path = dir.path().join("edge.toml");
-        std::fs::write(&path, &text).unwrap();
+        let state = dir.path().join("state");
+        std::fs::write(&path, util::base_config(&state, &text)).unwrap();
         let out = Command::new(util::BIN)
             .args(["check", "--config"])
             .arg(&path)

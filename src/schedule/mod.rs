@@ -76,7 +76,7 @@ pub enum Error {
         until: DateTime<Utc>,
     },
     /// A time that is neither RFC 3339 nor a local `YYYY-MM-DDTHH:MM`.
-    #[error("bad time {input:?}: expected RFC 3339 (\"2026-03-29T01:30:00Z\") or local \"YYYY-MM-DDTHH:MM\", in the years 1970 to 9999")]
+    #[error("bad time {input:?}: expected RFC 3339 (\"2026-03-29T01:30:00Z\") or local \"YYYY-MM-DDTHH:MM\", in the years 0 to 9999")]
     Time { input: String },
 }
 
