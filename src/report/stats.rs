@@ -218,7 +218,13 @@ pub fn compute(
 pub fn parse_since(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
     let s = s.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
+        let t = t.with_timezone(&Utc);
+        // A period that ends before it starts is empty for certain: say so instead of
+        // answering zeros that look like a quiet month.
+        if t > now {
+            return Err(format!("since {s:?} is after now ({now})"));
+        }
+        return Ok(t);
     }
     let d = humantime::parse_duration(s).map_err(|e| {
         format!("since {s:?} is neither a duration like \"30d\" nor an RFC 3339 time ({e})")
@@ -489,5 +495,8 @@ mod tests {
         assert!(parse_since("last month", now)
             .unwrap_err()
             .contains("neither a duration"));
+        assert!(parse_since("9999-12-31T23:59:59Z", now)
+            .unwrap_err()
+            .contains("after now"));
     }
 }
