@@ -117,8 +117,8 @@ pub fn paged_users(conn: &Tx, incident: IncidentId) -> rusqlite::Result<Vec<Stri
 }
 
 /// True when a voice call to `user` about another incident than `incident` on route `route` was
-/// queued at or after `since` and not cancelled: the grouping window that keeps one storm from
-/// ringing a phone once per incident.
+/// queued at or after `since` and may ring (not cancelled, not failed for good): the grouping
+/// window that keeps one storm from ringing a phone once per incident.
 pub fn voice_call_for_route_since(
     conn: &Tx,
     user: &str,
@@ -129,7 +129,8 @@ pub fn voice_call_for_route_since(
     let n: Option<i64> = conn
         .prepare_cached(
             "SELECT 1 FROM outbox o JOIN incidents i ON i.id=o.incident_id WHERE o.user_id=?1 AND o.channel='voice' \
-             AND i.route=?2 AND o.incident_id<>?3 AND o.created_at>=?4 AND o.state<>'cancelled' LIMIT 1",
+             AND i.route=?2 AND o.incident_id<>?3 AND o.created_at>=?4 \
+             AND o.state NOT IN ('cancelled','failed') LIMIT 1",
         )?
         .query_row(params![user, route, incident, ms(since)], |r| r.get(0))
         .optional()?;
@@ -375,6 +376,25 @@ mod tests {
         // A page that failed for good reached nobody either.
         set(&c, p, "failed", 7);
         assert_eq!(nobody_reached(&c).unwrap(), vec![1, 2]);
+    }
+
+    /// Another incident's call on the route within the window stands for this one's, unless it
+    /// never rang: cancelled (its incident was acknowledged) or failed for good.
+    #[test]
+    fn only_a_call_that_may_ring_stands_for_another_incidents_call() {
+        let c = db();
+        c.execute("UPDATE incidents SET route='db'", []).unwrap();
+        let call = queue(&c, PageKind::Page, Some(1), Channel::Voice, 0);
+        let covered = |c: &Tx| voice_call_for_route_since(c, "alice", "db", 2, t(0)).unwrap();
+        assert!(covered(&c), "a pending call covers");
+        set(&c, call, "sent", 10);
+        assert!(covered(&c), "a call that rang covers");
+        for never_rang in ["cancelled", "failed"] {
+            set(&c, call, never_rang, 20);
+            assert!(!covered(&c), "a {never_rang} call does not cover");
+        }
+        // The incident's own call never counts.
+        assert!(!voice_call_for_route_since(&c, "alice", "db", 1, t(0)).unwrap());
     }
 
     /// A call still ringing has reached nobody; an SMS being submitted may have.
