@@ -178,6 +178,33 @@ fn pressing_1_during_the_call_acknowledges() {
     });
 }
 
+/// A "1" whose acknowledgement cannot be recorded: the incident stays triggered (escalation goes
+/// on) and the call's line on the timeline says the key press was not taken, so nobody reads
+/// "answered, pressed 1" as an acknowledgement.
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs --features fault-injection (scripts/test.sh)"
+)]
+#[test]
+fn a_key_press_that_cannot_be_recorded_says_so_on_the_timeline() {
+    let sim = ExternalSim::start();
+    sim.request(ControlRequest::SetCallBehaviour {
+        behaviour: CallBehaviour::AnswerAfter(Duration::from_millis(300)),
+    });
+    let d = start(&sim, true, false);
+    d.arm_fault("ack.keypad", json!({}));
+    let id = d.trigger(json!({"summary": "db down", "service": "db"}));
+    let line = d.wait_for(30, "the answered call on the timeline", || {
+        let _ = sim.try_request(&ControlRequest::Dtmf { key: '1' });
+        d.timeline(id)
+            .into_iter()
+            .map(|(_, text)| text)
+            .find(|t| t.contains("pressed 1"))
+    });
+    assert!(line.contains("could not be recorded"), "{line}");
+    assert_eq!(d.incident(id)["status"], "triggered");
+}
+
 #[test]
 fn a_missed_call_from_the_paged_user_acknowledges_when_the_route_allows_it() {
     let sim = ExternalSim::start();

@@ -550,6 +550,9 @@ impl crate::notify::transport::KeypadAck for AckHandle {
         incident: IncidentId,
     ) -> crate::notify::transport::KeypadAckFuture<'a> {
         Box::pin(async move {
+            if crate::fault::armed("ack.keypad") {
+                return Err("the acknowledgement was not taken (fault point ack.keypad)".into());
+            }
             self.dtmf_ack(user, incident)
                 .await
                 .map(drop)

@@ -317,18 +317,25 @@ impl Transport for ModemVoice {
             match result {
                 Ok(CallOutcome::Answered { dtmf }) => {
                     let pressed_one = dtmf == Some('1') && msg.page.kind == PageKind::Page;
+                    // The person believes they acknowledged; if that could not be recorded, the
+                    // page's own timeline line says so (escalation goes on, as it must).
+                    let mut not_recorded = None;
                     if pressed_one {
                         if let (Some(user), Some(id)) = (&msg.page.user_id, msg.page.incident_id) {
                             if let Err(e) = self.ack.keypad_ack(user, id).await {
-                                tracing::error!(incident = id, error = %e, "cannot record a DTMF acknowledgement");
+                                tracing::error!(incident = id, error = %e, "cannot record a DTMF acknowledgement; escalation goes on");
+                                not_recorded = Some(e.to_string());
                             }
                         }
                     }
                     Ok(Delivered {
                         reference: None,
-                        detail: match dtmf {
-                            Some(k) => format!("answered, pressed {k}"),
-                            None => "answered".into(),
+                        detail: match (dtmf, not_recorded) {
+                            (Some(k), Some(e)) => format!(
+                                "answered, pressed {k}, but the acknowledgement could not be recorded ({e}); escalation goes on"
+                            ),
+                            (Some(k), None) => format!("answered, pressed {k}"),
+                            (None, _) => "answered".into(),
                         },
                         // Recorded above through the ack handler (with its confirmation SMS).
                         acknowledged: false,
