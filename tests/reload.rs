@@ -207,6 +207,17 @@ fn a_config_that_pages_nobody_is_refused_by_check_and_by_sighup() {
     });
 }
 
+/// Sends SIGHUP and waits for the reload to be refused because a file is not a regular file.
+fn refused_as_not_a_file(d: &Daemon) {
+    let from = d.log().lines().count();
+    d.signal(Signal::SIGHUP);
+    let said = d.wait_for(10, "the reload refused", || {
+        let l = log_since(d, from);
+        l.contains("config reload rejected").then_some(l)
+    });
+    assert!(said.contains("not a regular file"), "{said}");
+}
+
 /// A config path or a token file swapped for a FIFO that nobody writes to: opening it would block
 /// the reload for ever, and with it the loop that hears SIGTERM. The reload is refused instead,
 /// the running config keeps paging, and SIGTERM still stops the daemon at once.
@@ -224,34 +235,12 @@ fn a_reload_from_a_fifo_is_refused_and_sigterm_still_stops_the_daemon() {
     );
     assert_ne!(with_token, good, "the base config has an [http] table");
     std::fs::write(&d.config, with_token).unwrap();
-    let from = d.log().lines().count();
-    d.signal(Signal::SIGHUP);
-    d.wait_for(10, "the token reload refused", || {
-        log_since(&d, from)
-            .contains("config reload rejected")
-            .then_some(())
-    });
-    assert!(
-        log_since(&d, from).contains("not a regular file"),
-        "{}",
-        log_since(&d, from)
-    );
+    refused_as_not_a_file(&d);
 
     // The config file itself is a FIFO.
     std::fs::remove_file(&d.config).unwrap();
     nix::unistd::mkfifo(&d.config, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    let from = d.log().lines().count();
-    d.signal(Signal::SIGHUP);
-    d.wait_for(10, "the config reload refused", || {
-        log_since(&d, from)
-            .contains("config reload rejected")
-            .then_some(())
-    });
-    assert!(
-        log_since(&d, from).contains("not a regular file"),
-        "{}",
-        log_since(&d, from)
-    );
+    refused_as_not_a_file(&d);
     // Writes still need no token: the running config is the one in force.
     let id = d.trigger(json!({"summary": "after the refused reloads", "service": "db"}));
     let (_, v) = d.get(&format!("/v1/incidents/{id}"));
