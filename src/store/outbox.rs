@@ -1104,7 +1104,9 @@ impl super::Store {
 /// Moves the times of queued work `back` ms earlier after the wall clock was stepped back (see
 /// `store::rewind`): a retry due in five seconds, a call planned in two minutes and a lease keep
 /// their real delays, and the creation times the grouping window and the rate limit count from
-/// are not left in the future, where they would hold new pages for as long as the step.
+/// are not left in the future, where they would hold new pages for as long as the step; nor are
+/// the send times a bare `ACK` orders by, where a page sent before the step would stay "newest"
+/// over every page sent after it.
 pub(super) fn rewind(conn: &Tx, back: i64, now: DateTime<Utc>) -> rusqlite::Result<usize> {
     let now = ms(now);
     let moved = conn.execute(
@@ -1115,6 +1117,7 @@ pub(super) fn rewind(conn: &Tx, back: i64, now: DateTime<Utc>) -> rusqlite::Resu
         "UPDATE outbox SET lease_until = lease_until - ?1 WHERE state = 'sending' AND lease_until > ?2",
         "UPDATE outbox SET channel_since = channel_since - ?1 WHERE channel_since > ?2",
         "UPDATE outbox SET created_at = created_at - ?1 WHERE created_at > ?2",
+        "UPDATE outbox SET updated_at = updated_at - ?1 WHERE updated_at > ?2",
     ] {
         conn.execute(sql, params![back, now])?;
     }
@@ -1180,6 +1183,30 @@ mod tests {
             .into_iter()
             .map(|e| e.kind.to_string())
             .collect()
+    }
+
+    /// After the clock went back an hour: the times written on the old clock move back by the
+    /// step, times already on the new clock (at or before now) stay.
+    #[test]
+    fn rewind_moves_only_times_after_now() {
+        let (c, inc) = db();
+        let old = queue(&c, inc, Channel::Sms, t(3_700));
+        let fresh = queue(&c, inc, Channel::Voice, t(40));
+        let now = t(100);
+        assert_eq!(rewind(&c, 3_600_000, now).unwrap(), 1);
+        let rows = all(&c).unwrap();
+        let row = |id| rows.iter().find(|p| p.id == id).unwrap();
+        assert_eq!(row(old).due_at, t(100));
+        assert_eq!(row(old).created_at, t(100));
+        assert_eq!(row(old).channel_since, t(100));
+        assert_eq!(row(fresh).due_at, t(40));
+        assert_eq!(row(fresh).created_at, t(40));
+        let updated: i64 = c
+            .query_row("SELECT updated_at FROM outbox WHERE id=?1", [old], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(updated, ms(t(100)));
     }
 
     /// A page planned for later (an email five minutes after the SMS) has its whole channel
