@@ -288,6 +288,45 @@ fn udp_needs_the_token_when_one_is_configured() {
     assert!(!d.log().contains(NEW));
 }
 
+/// A one-shot command may take its token from a pipe (`--token-file <(pass show pagerbox)`): it
+/// reads it once. Only the daemon, which reads its secret files again at every reload, wants
+/// regular files.
+#[test]
+fn the_cli_reads_its_token_file_from_a_pipe() {
+    use std::io::Write;
+    let secrets = tempfile::tempdir().unwrap();
+    let token_file = secret_file(secrets.path(), "token", NEW);
+    let d = Daemon::start_tables(
+        &[(
+            "http",
+            &format!("token_file = {:?}", token_file.display().to_string()),
+        )],
+        "",
+    );
+    let mut child = std::process::Command::new(util::BIN)
+        .args(["send", "--url", &d.url(""), "--token-file", "/dev/stdin"])
+        .args(["--service", "db", "piped token"])
+        .env_remove("PAGERBOX_URL")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{NEW}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn udp_trigger_only_lets_unauthenticated_datagrams_trigger_and_nothing_else() {
     let secrets = tempfile::tempdir().unwrap();

@@ -10,7 +10,7 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use super::DEFAULT_CONFIG;
-use crate::config::{read_secret, Config};
+use crate::config::{read_secret_once, Config};
 use crate::daemon::RunInfo;
 
 /// Where the daemon is and how to authenticate.
@@ -147,7 +147,7 @@ impl Client {
             .or_else(|| config.as_ref().and_then(|c| c.http.token_file.clone()));
         let token = match token_file {
             Some(p) => Some(
-                read_secret(&p)
+                read_secret_once(&p)
                     .with_context(|| format!("cannot read token file {}", p.display()))?
                     .expose()
                     .to_string(),

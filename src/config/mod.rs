@@ -513,9 +513,16 @@ pub fn served_channels(config: &Config) -> Vec<Channel> {
         .collect()
 }
 
-/// Reads a secret from the first line of a file, trimmed.
+/// Reads a secret for the daemon from the first line of a file, trimmed: a regular file only
+/// (see [`regular_file`]), since the daemon reads its secrets again at every reload.
 pub fn read_secret(path: &Path) -> std::io::Result<Secret> {
     regular_file(path)?;
+    read_secret_once(path)
+}
+
+/// Reads a secret from the first line of any readable file, trimmed: for a one-shot command,
+/// where a pipe (`--token-file <(pass show pagerbox)`) is read once and blocks nothing else.
+pub fn read_secret_once(path: &Path) -> std::io::Result<Secret> {
     let text = std::fs::read_to_string(path)?;
     let line = text.lines().next().unwrap_or("").trim().to_string();
     if line.is_empty() {
