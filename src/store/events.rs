@@ -34,3 +34,14 @@ pub fn record(
     ])?;
     Ok(conn.last_insert_rowid())
 }
+
+/// Moves timeline times after `now` `back` ms earlier after the wall clock was stepped back (see
+/// `store::rewind`). Those rows were stamped on the clock that ran ahead, so this corrects them;
+/// and the senders compare a page's planned time with the timeline ("already emailed in this
+/// step"), which must not see the last hour's events as still to come.
+pub(super) fn rewind(conn: &Tx, back: i64, now: DateTime<Utc>) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE events SET at = at - ?1 WHERE at > ?2",
+        params![back, ms(now)],
+    )
+}

@@ -779,7 +779,7 @@ fn run(
     };
     let mut batch: VecDeque<Job> = VecDeque::with_capacity(MAX_BATCH);
     let mut last_write = Instant::now();
-    let mut wall = rewind::WallWatch::new(writer.last_probe(&conn).unwrap_or_else(|| clock.now()));
+    let mut wall = rewind::WallWatch::new(clock.now());
     loop {
         let Some(first) = next_job(&mut jobs, rt.as_ref(), last_write) else {
             break;
@@ -787,8 +787,21 @@ fn run(
         // Before any job reads or writes a time: a step back found now moves the pending
         // times first, so no job sees them still on the old clock.
         let now = clock.now();
-        if let Some(back) = wall.observe(now) {
-            writer.rewind(&mut conn, back, now);
+        match wall.observe(now) {
+            rewind::Reading::InOrder => {}
+            rewind::Reading::SteppedBack(back) => {
+                if writer.rewind(&mut conn, back, now) {
+                    wall.settle(now);
+                }
+            }
+            rewind::Reading::Implausible(back) => {
+                tracing::error!(
+                    back_seconds = back.num_milliseconds() as f64 / 1000.0,
+                    %now,
+                    "the wall clock went back to an implausible time (it lost its time?); pending times are left as they are, and pages due later wait until the clock is set again"
+                );
+                wall.settle(now);
+            }
         }
         if let Some(first) = first {
             batch.push_back(first);
@@ -1005,26 +1018,11 @@ impl Writer {
         committed
     }
 
-    /// The instant of the last probe write, from this run or an earlier one: where the watch
-    /// for a clock stepped back starts. `None` for a new file (the row's 0 was never written)
-    /// or an unreadable row.
-    fn last_probe(&self, conn: &Connection) -> Option<DateTime<Utc>> {
-        match conn.query_row("SELECT at FROM store_probe WHERE id = 1", [], |r| {
-            r.get::<_, i64>(0)
-        }) {
-            Ok(0) => None,
-            Ok(at) => Some(from_ms(at)),
-            Err(e) => {
-                tracing::warn!(error = %e, "store cannot read its probe row; a clock stepped back before this start goes unseen");
-                None
-            }
-        }
-    }
-
     /// The wall clock went `back` since the last reading: moves every pending time back with it
     /// (see [`rewind`]), in its own transaction, and says so loudly: the box's clock was wrong
-    /// before or is wrong now, and people reading timelines need to know.
-    fn rewind(&self, conn: &mut Connection, back: chrono::Duration, now: DateTime<Utc>) {
+    /// before or is wrong now, and people reading timelines need to know. Returns whether the
+    /// times moved (a failure is tried again at the next batch).
+    fn rewind(&self, conn: &mut Connection, back: chrono::Duration, now: DateTime<Utc>) -> bool {
         let result = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .and_then(|tx| {
@@ -1042,18 +1040,20 @@ impl Writer {
                     pages = moved.pages,
                     holds = moved.holds,
                     heartbeats = moved.heartbeats,
-                    "the wall clock was stepped back; pending escalation steps, pages, holds and heartbeat deadlines moved back with it so they keep their real delays (timeline times before now stay as they were)"
+                    "the wall clock was stepped back; pending escalation steps, pages, holds and heartbeat deadlines, and timeline times stamped on the clock that ran ahead, moved back with it so they keep their real delays"
                 );
                 self.signals.commits.send_modify(|n| *n = n.wrapping_add(1));
+                if let Some(m) = &self.metrics {
+                    m.clock_stepped_back(back.to_std().unwrap_or_default());
+                }
+                true
             }
             Err(e) => {
                 let err = StoreError::Commit(Arc::new(e));
-                tracing::error!(error = %err, back_seconds = seconds, "the wall clock was stepped back and the store could not move the pending times: escalation steps and pages are late by the step");
+                tracing::error!(error = %err, back_seconds = seconds, "the wall clock was stepped back and the store could not move the pending times yet (trying again at the next write): escalation steps and pages are late by the step until it does");
                 self.signals.write_failed(&err, now);
+                false
             }
-        }
-        if let Some(m) = &self.metrics {
-            m.clock_stepped_back(back.to_std().unwrap_or_default());
         }
     }
 
