@@ -553,6 +553,17 @@ pub async fn serve(
     Ok(())
 }
 
+/// Says, at most once a minute, that connections are closed because the system clock reads
+/// before 1970: the API cannot answer until the clock is set (the pager itself goes on).
+fn clock_before_1970() {
+    static LAST: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+        *last = Some(Instant::now());
+        tracing::error!("the system clock reads before 1970: HTTP connections are closed unanswered until it is set (set the clock, or let NTP reach a server)");
+    }
+}
+
 /// Serves one connection until it closes, is evicted for room, or shutdown asks it to finish.
 async fn serve_connection(
     stream: TcpStream,
@@ -592,6 +603,12 @@ async fn serve_connection(
             answer
         }
     });
+    if std::time::SystemTime::now() < std::time::UNIX_EPOCH {
+        // hyper dates every answer with `httpdate`, which panics on a clock before 1970 (a
+        // board that lost its time), whatever the builder says: close instead, and say why.
+        clock_before_1970();
+        return;
+    }
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())

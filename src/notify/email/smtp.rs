@@ -446,7 +446,11 @@ impl EmailSender {
             address: msg.to.clone(),
             source,
         })?;
+        // Dated here rather than by lettre, which formats the time with `httpdate` and panics
+        // on a clock before 1970 (a board that lost its time); such a mail says 1970 instead.
+        let date = std::time::SystemTime::now().max(std::time::UNIX_EPOCH);
         let builder = Message::builder()
+            .date(date)
             .from(self.from.clone())
             .to(to)
             .message_id(Some(message_id(&self.from)))
