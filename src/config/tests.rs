@@ -801,3 +801,22 @@ base_url = "ftp://example.org"
             .any(|e| e.contains("unknown key `standby.keyfile`")),
     );
 }
+
+/// A layer start or a config override past year 9999 is refused where it is written: `%Y` alone
+/// reads "+10000", and such a time has no four-digit form to be written back out in.
+#[test]
+fn schedule_times_past_year_9999_are_refused_at_their_line() {
+    let text = format!(
+        "{MINIMAL}\n[[schedules]]\nid = \"s\"\n[[schedules.layers]]\nusers = [\"alice\"]\n\
+         shift = \"1d\"\nstart = \"+10000-01-05T09:00\"\n"
+    );
+    let errors = parse(&text).unwrap_err();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("schedules.layers.start") && e.contains("0-9999")),
+        "{errors:?}"
+    );
+    let ok = text.replace("+10000-01-05T09:00", "9999-01-05T09:00");
+    assert!(parse(&ok).is_ok(), "{:?}", parse(&ok).err());
+}

@@ -488,14 +488,16 @@ impl Validator<'_, '_> {
 
     fn local_time(&mut self, s: &S<String>, key: &str) -> Option<NaiveDateTime> {
         let t = s.get_ref();
-        NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M")
-            .or_else(|_| NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S"))
-            .map_err(|_| {
-                self.r.error(
-                    span(s),
-                    format!("{key}: {t:?} is not a local time; write \"2026-01-05T09:00\""),
-                );
-            })
-            .ok()
+        // The same reader as every other local time, with its year bound (0-9999).
+        let parsed = crate::schedule::parse_local(t);
+        if parsed.is_none() {
+            self.r.error(
+                span(s),
+                format!(
+                    "{key}: {t:?} is not a local time in the years 0-9999; write \"2026-01-05T09:00\""
+                ),
+            );
+        }
+        parsed
     }
 }

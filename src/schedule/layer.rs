@@ -1,9 +1,9 @@
 //! One rotation layer: who it has at an instant, and the stretch around that instant in which
 //! the answer cannot change.
 //!
-//! Evaluation is O(1) in the age of the layer: the shift index of a day/week rotation comes from
-//! the number of calendar days since the start date, and of an hour rotation from elapsed
-//! seconds, so a layer that started in 2019 costs the same as one that started today.
+//! Evaluation is O(1) in the age of the layer: the shift index comes from the local time since
+//! the start divided by the shift length, corrected by at most a step or two around a DST
+//! change, so a layer that started in 2019 costs the same as one that started today.
 
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use chrono_tz::Tz;
@@ -12,7 +12,8 @@ use super::time::{local_to_utc, saturating_add, utc_to_local, Restriction, Shift
 use super::Error;
 
 /// A rotation: `users` take turns holding the layer, each for one `shift`, handing off at
-/// `start`'s time of day (day/week shifts) or every `shift` hours from `start` (hour shifts).
+/// `start` plus whole shifts on the schedule's local clock (so at `start`'s time of day for
+/// day and week shifts, and at the same local hours all year for hour shifts).
 ///
 /// Invariants (checked by [`Layer::new`]): `users` is not empty. Before `start` the layer has
 /// nobody. Shift `k` (counted from 0 at `start`) belongs to `users[k % users.len()]`. Outside
