@@ -237,6 +237,15 @@ fn a_reload_from_a_fifo_is_refused_and_sigterm_still_stops_the_daemon() {
     std::fs::write(&d.config, with_token).unwrap();
     refused_as_not_a_file(&d);
 
+    // The email relay's CA file is a FIFO.
+    let with_ca = format!(
+        "{good}\n{}ca_file = \"{}\"\n",
+        util::email_table(2525),
+        fifo.display()
+    );
+    std::fs::write(&d.config, with_ca).unwrap();
+    refused_as_not_a_file(&d);
+
     // The config file itself is a FIFO.
     std::fs::remove_file(&d.config).unwrap();
     nix::unistd::mkfifo(&d.config, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();

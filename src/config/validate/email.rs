@@ -90,7 +90,8 @@ impl Validator<'_, '_> {
         ] {
             let Some(path) = path else { continue };
             let read = if key == "email.ca_file" {
-                std::fs::read(path).map(drop)
+                // Read again at every reload, like the secrets: a regular file only.
+                crate::config::regular_file(path).and_then(|()| std::fs::read(path).map(drop))
             } else {
                 read_secret(path).map(drop)
             };

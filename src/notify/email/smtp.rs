@@ -526,10 +526,12 @@ fn credentials(cfg: &EmailConfig) -> Result<Option<Credentials>, EmailError> {
 fn tls_parameters(cfg: &EmailConfig) -> Result<TlsParameters, EmailError> {
     let mut builder = TlsParameters::builder(cfg.host.clone());
     if let Some(path) = &cfg.ca_file {
-        let pem = std::fs::read(path).map_err(|source| EmailError::CaFile {
-            path: path.clone(),
-            source,
-        })?;
+        let pem = crate::config::regular_file(path)
+            .and_then(|()| std::fs::read(path))
+            .map_err(|source| EmailError::CaFile {
+                path: path.clone(),
+                source,
+            })?;
         let invalid = |reason: String| EmailError::CaInvalid {
             path: path.clone(),
             reason,
