@@ -249,9 +249,9 @@ pub(crate) fn acts_on_own_page(conn: &Tx, user: &str, cmd: &Command) -> Result<b
 /// The open incidents of the page or digest that most recently *reached* `user`'s phone and
 /// still has any: what a person means by `ACK` alone is the page they just read or heard.
 ///
-/// Reached means sent on SMS or voice (`sending` too: a fast reply can arrive before the sender
-/// recorded `sent`), ordered by when it went out or was reported delivered, never by when it
-/// was queued: a page queued before a digest, whose unanswered call fell back to SMS after the
+/// Reached means sent on SMS or voice (not `sending`: an SMS claimed but waiting for the modem
+/// behind a call has not reached the phone), ordered by when it went out or was reported
+/// delivered, never by when it was queued: a page queued before a digest, whose unanswered call fell back to SMS after the
 /// digest went out, is the newer one for the person holding the phone. A page still waiting in
 /// the outbox, or one that only went by email, is not what they are answering.
 pub(crate) fn last_paged(conn: &Tx, user: &str) -> Result<Vec<IncidentId>, StoreError> {

@@ -2,9 +2,12 @@
 //! ("which incident does `ACK` alone mean", "was this incident ever paged to this person").
 //!
 //! A page *reached* a phone when the row went out on a phone channel (SMS or an answered call) to
-//! that person: state `sent` or `delivered`, or an SMS still `sending` (a fast reply can arrive
-//! before the sender recorded `sent`). A call still `sending` is ringing: nobody has heard it,
-//! so an `ACK` typed meanwhile is about what the person read. A sent or delivered row's `updated_at` is when it went out or when its
+//! that person: state `sent` or `delivered`. A row still `sending` has not: a call in that state
+//! is ringing and nobody has heard it, and an SMS in that state is claimed but may be waiting
+//! for the modem behind someone's call for a minute, so an `ACK` typed meanwhile is about what
+//! the person read before. (The phone can only show an SMS after the network took it, which is
+//! when the modem answers the submission and the sender records `sent` within milliseconds: no
+//! reply is that fast.) A sent or delivered row's `updated_at` is when it went out or when its
 //! delivery report came, whichever is later, so ordering by it orders pages by when they last
 //! reached the phone, not by when they were queued: a page queued first that fell back from an
 //! unanswered call to SMS reached the phone after a digest queued later.
@@ -30,8 +33,7 @@ pub fn reached_phone(conn: &Tx, user: &str, limit: i64) -> rusqlite::Result<Vec<
     let rows: Vec<(i64, Option<IncidentId>)> = {
         let mut stmt = conn.prepare_cached(
             "SELECT id, incident_id FROM outbox WHERE user_id=?1 AND kind IN ('page','digest') \
-             AND ((channel IN ('sms','voice') AND state IN ('sent','delivered')) \
-               OR (channel='sms' AND state='sending')) \
+             AND channel IN ('sms','voice') AND state IN ('sent','delivered') \
              ORDER BY updated_at DESC, id DESC LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![user, limit], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -397,9 +399,10 @@ mod tests {
         assert!(!voice_call_for_route_since(&c, "alice", "db", 1, t(0)).unwrap());
     }
 
-    /// A call still ringing has reached nobody; an SMS being submitted may have.
+    /// Neither a call still ringing nor an SMS claimed but not yet taken by the network (it may
+    /// wait behind a call) has reached the phone.
     #[test]
-    fn a_ringing_call_has_not_reached_the_phone_yet() {
+    fn a_ringing_call_or_an_sms_still_sending_has_not_reached_the_phone_yet() {
         let c = db();
         let sms = queue(&c, PageKind::Page, Some(1), Channel::Sms, 0);
         set(&c, sms, "sent", 10);
@@ -417,6 +420,12 @@ mod tests {
         assert_eq!(ids(&c), [call, sms]);
         let submitting = queue(&c, PageKind::Page, Some(3), Channel::Sms, 0);
         set(&c, submitting, "sending", 40);
+        assert_eq!(
+            ids(&c),
+            [call, sms],
+            "an SMS waiting for the modem has not reached the phone"
+        );
+        set(&c, submitting, "sent", 50);
         assert_eq!(ids(&c), [submitting, call, sms]);
     }
 
