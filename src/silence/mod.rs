@@ -115,9 +115,19 @@ impl PartialEq for Matcher {
     }
 }
 
+/// Written the way [`Matcher::parse`] reads it back to the same matcher: this is how runtime
+/// silences are stored, so a value that would read back differently is quoted. Unquoted, an
+/// equality with a value starting with `~` (`service="~.*"`) would come back as the regex `.*`
+/// and silence every incident, and a value with spaces at its ends would lose them.
 impl fmt::Display for Matcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}{}", self.name, self.op.as_str(), self.value)
+        let v = &self.value;
+        let quote = v.starts_with(['~', '=', '"']) || v.ends_with('"') || v.trim() != v.as_str();
+        if quote {
+            write!(f, "{}{}\"{v}\"", self.name, self.op.as_str())
+        } else {
+            write!(f, "{}{}{v}", self.name, self.op.as_str())
+        }
     }
 }
 
@@ -507,6 +517,35 @@ mod tests {
             assert_eq!(got.to_string(), input);
         }
         assert_eq!(m("team=\"db ops\"").value, "db ops");
+    }
+
+    /// Runtime silences are stored as their matchers' text: every matcher reads back as itself,
+    /// above all an equality whose value starts with `~`, which unquoted reads back as a regex
+    /// (`service=~.*` holds every incident).
+    #[test]
+    fn every_matcher_reads_back_from_its_text_as_itself() {
+        let values = [
+            "~.*", " db", "db ", "\"x\"", "a\"", "\"a", "=y", "", "db ops", "~",
+        ];
+        for op in [
+            MatchOp::Equal,
+            MatchOp::NotEqual,
+            MatchOp::Regex,
+            MatchOp::NotRegex,
+        ] {
+            for v in values {
+                let Ok(original) = Matcher::new("service", op, v) else {
+                    continue;
+                };
+                let text = original.to_string();
+                let back = Matcher::parse(&text).unwrap();
+                assert_eq!(back, original, "{op:?} {v:?} written as {text:?}");
+            }
+        }
+        let stored = Matcher::new("service", MatchOp::Equal, "~.*")
+            .unwrap()
+            .to_string();
+        assert!(!m(&stored).matches(&incident(Some("web"), json!({}))));
     }
 
     #[test]
