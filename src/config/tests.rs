@@ -523,7 +523,7 @@ fn outbound_errors_point_at_the_line_and_never_echo_the_url() {
 #[test]
 fn timings_that_would_hide_a_wedged_modem_or_hold_pages_for_days_are_brought_in_range() {
     let text = format!(
-        "{MINIMAL}\n[modem]\ncommand_timeout = \"0s\"\nhealth_interval = \"30d\"\n\n[paging]\ngroup_window = \"2h\"\nrate_limit_window = \"10d\"\n"
+        "{MINIMAL}\n[modem]\ncommand_timeout = \"0s\"\nhealth_interval = \"30d\"\n\n[paging]\ngroup_window = \"2h\"\nrate_limit_window = \"10d\"\n\n[email]\ntimeout = \"0s\"\n"
     );
     // Warned of and brought to the nearest bound, not refused: a box whose config carried such
     // a value before still starts and pages.
@@ -534,6 +534,7 @@ fn timings_that_would_hide_a_wedged_modem_or_hold_pages_for_days_are_brought_in_
         "modem.health_interval: 30d is out of range (100ms..=10m); 10m is used",
         "paging.group_window: 2h is out of range (0s..=10m); 10m is used",
         "paging.rate_limit_window: 10d is out of range (1s..=1h); 1h is used",
+        "email.timeout: 0s is out of range (1s..=5m); 1s is used",
     ] {
         assert!(
             warnings.iter().any(|w| w.contains(key)),
@@ -545,6 +546,7 @@ fn timings_that_would_hide_a_wedged_modem_or_hold_pages_for_days_are_brought_in_
     assert_eq!(c.modem.health_interval, Duration::from_secs(600));
     assert_eq!(c.paging.group_window, Duration::from_secs(600));
     assert_eq!(c.paging.rate_limit_window, Duration::from_secs(3600));
+    assert_eq!(c.email.timeout, Duration::from_secs(1));
     // The defaults and the example's values are inside.
     let ok = format!(
         "{MINIMAL}\n[modem]\ncommand_timeout = \"10s\"\nhealth_interval = \"30s\"\n\n[paging]\ngroup_window = \"0s\"\nrate_limit_window = \"10m\"\n"

@@ -452,9 +452,24 @@ fn status_page_url(config: &Config) -> Option<String> {
     (!ip.is_unspecified() && !ip.is_loopback()).then(|| format!("http://{listen}/"))
 }
 
+/// How much longer than `email.timeout` the sender gives one email attempt.
+const EMAIL_TIMEOUT_MARGIN: Duration = Duration::from_secs(30);
+
 impl Transport for Email {
     fn channel(&self) -> Channel {
         Channel::Email
+    }
+
+    /// `email.timeout` bounds the whole exchange inside [`Transport::send`], which then records
+    /// the failure for [`Transport::health`]; the sender's outer bound comes a margin later so
+    /// it never cuts the attempt first. Cut from outside, a relay that stalls would fail every
+    /// email page while email still looked ready.
+    fn timeout(&self) -> Duration {
+        self.config
+            .borrow()
+            .email
+            .timeout
+            .saturating_add(EMAIL_TIMEOUT_MARGIN)
     }
 
     fn ready(&self) -> Result<(), Unavailable> {
@@ -763,6 +778,30 @@ mod refusal_tests {
             config,
         };
         (Email::new(rx), out)
+    }
+
+    /// A relay that stalls mid-exchange fails the attempt within `email.timeout` and shows in
+    /// the channel's health: the sender's outer bound, which would end the attempt without a
+    /// trace, always comes later, also for the longest timeout the config takes.
+    #[tokio::test]
+    async fn a_stalled_relay_fails_inside_the_senders_bound_and_shows() {
+        let server = SmtpTestServer::start(SmtpTestOptions::default())
+            .await
+            .unwrap();
+        server.push_fault(Fault::stall(Stage::DataEnd));
+        let (email, out) = reply_by_email(server.addr().port());
+        let attempt = tokio::time::timeout(email.timeout(), email.send(&out)).await;
+        assert!(matches!(attempt, Ok(Err(_))), "{attempt:?}");
+        assert!(matches!(email.health(), Err(Unavailable::EmailFailed(_))));
+        let text = "[email]\nenabled = true\nhost = \"127.0.0.1\"\ntls = \"none\"\n\
+                    from = \"pagerbox@box.example\"\ntimeout = \"5m\"\n";
+        let config = Config::parse(text, "t.toml", Path::new("/"))
+            .unwrap()
+            .config;
+        let longest = config.email.timeout;
+        assert_eq!(longest, Duration::from_secs(300));
+        let (_tx, rx) = watch::channel(Arc::new(config));
+        assert!(Email::new(rx).timeout() > longest);
     }
 
     /// A relay that refuses the box's login is left alone for a while: the next pages do not

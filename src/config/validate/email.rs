@@ -65,7 +65,14 @@ impl Validator<'_, '_> {
             password_file: raw.password_file.as_ref().map(|s| self.path(s.get_ref())),
             ca_file: raw.ca_file.as_ref().map(|s| self.path(s.get_ref())),
             from,
-            timeout: self.duration(&raw.timeout, "email.timeout", Duration::from_secs(20)),
+            // Zero would fail every email; minutes would hold a sender on a stalled relay while
+            // a page waits (the sender's own bound on an attempt follows this one).
+            timeout: self.clamped_duration(
+                &raw.timeout,
+                "email.timeout",
+                Duration::from_secs(1)..=Duration::from_secs(300),
+                Duration::from_secs(20),
+            ),
         };
         if enabled && !self.r.has_errors() {
             self.email_sender(raw, &cfg);
