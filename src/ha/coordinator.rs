@@ -21,8 +21,8 @@ use tokio::sync::{oneshot, watch};
 use super::decide::{
     after_start_claim, claim_delay, clock_plausible, heal_records, incident_identity,
     lease_verdict, next_mode, override_retention, page_action, retention_verdict, unsettled_start,
-    AloneLog, Finished, HealRecord, Health, Mode, ModeEvent, PageAction, PageId, PageKey, PageView,
-    RetentionVerdict, StartClaimNext, UnsettledStart,
+    AckMark, AloneLog, Finished, HealRecord, Health, Mode, ModeEvent, PageAction, PageId, PageKey,
+    PageView, RetentionVerdict, StartClaimNext, UnsettledStart,
 };
 use super::etcd::{
     retire_batch, Claim, ConfigAgreement, Error, Etcd, LeaseId, PeerRecord, StartClaim,
@@ -155,7 +155,8 @@ enum PageCommand {
 
 /// What the session thread does besides keeping the lease.
 enum SessionCommand {
-    Ack(String),
+    /// An ack made here, or an ack withdrawn here (the incident is triggered again).
+    Ack(String, AckMark),
     Resolve(String, i64),
     Share {
         incident: String,
@@ -429,7 +430,17 @@ impl Coordinator {
 
     /// An ack on this box, published so the peer starts no page of the incident.
     pub fn ack(&self, incident: &str) {
-        let _ = self.session.send(SessionCommand::Ack(incident.to_string()));
+        let _ = self
+            .session
+            .send(SessionCommand::Ack(incident.to_string(), AckMark::Ack));
+    }
+
+    /// An incident acknowledged before is triggered again here: its ack is withdrawn from etcd,
+    /// published likewise. Left there, it would stop every claim of the pages that follow.
+    pub fn unack(&self, incident: &str) {
+        let _ = self
+            .session
+            .send(SessionCommand::Ack(incident.to_string(), AckMark::Retract));
     }
 
     /// A resolve on this box at `at_ms` (milliseconds since the epoch), published likewise.
@@ -805,7 +816,11 @@ impl Session {
     fn after_renewal(&mut self) -> bool {
         // A panic between the renewal and the peer's records must not leave the box "paired".
         panic_at("task.panic.ha-session-renewed");
-        if matches!(*self.mode.borrow(), Mode::Rejoining { .. }) {
+        // Also while paired: a write that failed then (a leader election, a timeout) was kept
+        // for the heal, and must not wait for the next time etcd is lost to reach the peer.
+        let parked = *lock(&self.shared.alone) != AloneLog::default();
+        let mode = *self.mode.borrow();
+        if matches!(mode, Mode::Rejoining { .. }) || (parked && mode.claims()) {
             if let Err(Error::Unreachable { .. }) = self.heal() {
                 return false;
             }
@@ -1119,6 +1134,7 @@ impl Session {
                 HealRecord::Ack(i) => self
                     .settled(i)
                     .and_then(|i| self.etcd.publish_ack(&i, &self.cfg.name)),
+                HealRecord::Retract(i) => self.settled(i).and_then(|i| self.etcd.retract_ack(&i)),
                 HealRecord::Resolve(i, at) => self
                     .settled(i)
                     .and_then(|i| self.etcd.publish_resolve(&i, &self.cfg.name, *at)),
@@ -1153,12 +1169,21 @@ impl Session {
 
     fn handle(&mut self, cmd: SessionCommand) {
         match cmd {
-            SessionCommand::Ack(i) => {
+            SessionCommand::Ack(i, mark) => {
                 let shared = self.shared.clone();
-                let logged = shared
-                    .log_unless_claiming(|| *self.mode.borrow(), |log| log.acked.push(i.clone()));
-                if !logged && self.etcd.publish_ack(&i, &self.cfg.name).is_err() {
-                    lock(&shared.alone).acked.push(i);
+                let logged = shared.log_unless_claiming(
+                    || *self.mode.borrow(),
+                    |log| log.acked.push((i.clone(), mark)),
+                );
+                let written = logged
+                    || match mark {
+                        AckMark::Ack => self.etcd.publish_ack(&i, &self.cfg.name),
+                        AckMark::Retract => self.etcd.retract_ack(&i),
+                    }
+                    .is_ok();
+                if !written {
+                    tracing::error!(incident = %i, change = ?mark, "pair: cannot write an ack to etcd; kept to publish after the next renewal");
+                    lock(&shared.alone).acked.push((i, mark));
                 }
             }
             SessionCommand::Resolve(i, at) => {
@@ -1168,6 +1193,7 @@ impl Session {
                     |log| log.resolved.push((i.clone(), at)),
                 );
                 if !logged && self.etcd.publish_resolve(&i, &self.cfg.name, at).is_err() {
+                    tracing::error!(incident = %i, "pair: cannot write a resolve to etcd; kept to publish after the next renewal");
                     lock(&shared.alone).resolved.push((i, at));
                 }
             }
@@ -1183,6 +1209,7 @@ impl Session {
                         .publish_intake(&incident, &self.cfg.name, &alert)
                         .is_err()
                 {
+                    tracing::error!(%incident, "pair: cannot share an alert through etcd; kept to publish after the next renewal");
                     lock(&shared.alone).shared.push((incident, alert));
                 }
             }
@@ -1193,6 +1220,7 @@ impl Session {
                     |log| log.overrides.push((key.clone(), value.clone())),
                 );
                 if !logged && self.publish_override(&key, &value).is_err() {
+                    tracing::error!(override_key = %key, "pair: cannot share an override through etcd; kept to publish after the next renewal");
                     lock(&shared.alone).overrides.push((key, value));
                 }
             }
@@ -2268,6 +2296,32 @@ mod tests {
             settle(&b, &due("acked", 0), s(3)).await.decision,
             Decision::Skip(Finished::Acked)
         );
+    }
+
+    /// An incident triggered again after its ack (ack timeout, escalate now) is paged again:
+    /// the ack withdrawn from etcd no longer stops the claims of the pages that follow, on
+    /// either box.
+    #[tokio::test]
+    async fn an_ack_withdrawn_lets_the_next_pages_go_out_again() {
+        let Some(m) = start_member() else { return };
+        let s = Duration::from_secs;
+        let (a, _pa) = coordinator("a", &m.url, s(6), s(30));
+        let (b, _pb) = coordinator("b", &m.url, s(6), s(30));
+        let incident = a.identity("again", 0).await;
+        a.ack(&incident);
+        let _ = a.identity("other", 0).await;
+        let first = due("again", 0);
+        assert_eq!(
+            settle(&b, &first, s(3)).await.decision,
+            Decision::Skip(Finished::Acked)
+        );
+        a.unack(&incident);
+        let _ = a.identity("other", 0).await;
+        let next = DuePage {
+            attempt: 2,
+            ..due("again", 0)
+        };
+        assert_eq!(settle(&b, &next, s(3)).await.decision, Decision::Send);
     }
 
     #[tokio::test]

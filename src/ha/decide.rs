@@ -500,10 +500,19 @@ pub struct AloneLog {
     pub overrides: Vec<(String, String)>,
     /// Pages this box sent while alone.
     pub sent: Vec<PageId>,
-    /// Pair-wide incident keys acknowledged here while alone.
-    pub acked: Vec<String>,
+    /// Pair-wide incident keys acknowledged here while alone, and acks withdrawn (the
+    /// incident went back to triggered), in the order they happened: the last one of an
+    /// incident is what etcd must hold.
+    pub acked: Vec<(String, AckMark)>,
     /// Pair-wide incident keys resolved here while alone, with when (milliseconds).
     pub resolved: Vec<(String, i64)>,
+}
+
+/// An incident acknowledged, or its ack withdrawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckMark {
+    Ack,
+    Retract,
 }
 
 /// One record to write to etcd on heal.
@@ -513,6 +522,8 @@ pub enum HealRecord {
     Override(String, String),
     Sent(PageId),
     Ack(String),
+    /// Delete the incident's ack: it is triggered again.
+    Retract(String),
     Resolve(String, i64),
 }
 
@@ -534,7 +545,14 @@ pub fn heal_records(log: &AloneLog, known: impl Fn(&HealRecord) -> bool) -> Vec<
                 .cloned()
                 .map(|(k, o)| HealRecord::Override(k, o)),
         )
-        .chain(log.acked.iter().cloned().map(HealRecord::Ack))
+        .chain(
+            last_ack_marks(&log.acked)
+                .into_iter()
+                .map(|(i, mark)| match mark {
+                    AckMark::Ack => HealRecord::Ack(i),
+                    AckMark::Retract => HealRecord::Retract(i),
+                }),
+        )
         .chain(
             log.resolved
                 .iter()
@@ -548,6 +566,17 @@ pub fn heal_records(log: &AloneLog, known: impl Fn(&HealRecord) -> bool) -> Vec<
         }
     }
     out
+}
+
+/// The last ack mark of each incident in `marks`, in the order those last marks were made: an
+/// ack withdrawn and given again is an ack, one given and withdrawn is none.
+fn last_ack_marks(marks: &[(String, AckMark)]) -> Vec<(String, AckMark)> {
+    marks
+        .iter()
+        .enumerate()
+        .filter(|(n, (i, _))| !marks[n + 1..].iter().any(|(later, _)| later == i))
+        .map(|(_, m)| m.clone())
+        .collect()
 }
 
 /// The pair-wide name of an incident: its dedup key and its canonical start (milliseconds since
@@ -989,14 +1018,20 @@ mod tests {
     }
 
     #[test]
-    fn heal_publishes_acks_first_and_only_what_etcd_lacks() {
+    fn heal_publishes_acks_first_each_incidents_last_and_only_what_etcd_lacks() {
         let p1 = key("i1", 0, "alice", Channel::Sms, 1);
         let p2 = key("i2", 0, "alice", Channel::Sms, 1);
         let log = AloneLog {
             shared: vec![("i4".into(), "{}".into())],
             overrides: vec![("o1".into(), "{}".into())],
             sent: vec![p1.clone(), p2.clone(), p1.clone()],
-            acked: vec!["i1".into()],
+            acked: vec![
+                ("i1".into(), AckMark::Ack),
+                ("i5".into(), AckMark::Ack),
+                ("i6".into(), AckMark::Retract),
+                ("i5".into(), AckMark::Retract),
+                ("i6".into(), AckMark::Ack),
+            ],
             resolved: vec![("i3".into(), 7)],
         };
         let got = heal_records(&log, |r| *r == HealRecord::Sent(p2.clone()));
@@ -1006,6 +1041,8 @@ mod tests {
                 HealRecord::Intake("i4".into(), "{}".into()),
                 HealRecord::Override("o1".into(), "{}".into()),
                 HealRecord::Ack("i1".into()),
+                HealRecord::Retract("i5".into()),
+                HealRecord::Ack("i6".into()),
                 HealRecord::Resolve("i3".into(), 7),
                 HealRecord::Sent(p1),
             ]

@@ -499,6 +499,16 @@ impl Etcd {
         self.put_unless_resolved(incident, "ack", by)
     }
 
+    /// Withdraws an incident's ack: it went back to triggered here (its route's ack timeout ran
+    /// out, or someone asked to escalate it now). Every claim compares the ack, so an ack left
+    /// in place would make both boxes drop every page of the escalation that follows.
+    /// Deleting a key that is not there is not an error.
+    pub fn retract_ack(&mut self, incident: &str) -> Result<(), Error> {
+        let key = format!("{PREFIX}incident/{incident}/ack");
+        self.post("/v3/kv/deleterange", &json!({"key": b64(&key)}))?;
+        Ok(())
+    }
+
     /// Records a resolve made on this box, with when it happened: a box that later sees an
     /// incident with the same key starting after it knows that one is new.
     pub fn publish_resolve(&mut self, incident: &str, by: &str, at_ms: i64) -> Result<(), Error> {

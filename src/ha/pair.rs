@@ -333,7 +333,7 @@ pub async fn feed_health(
     }
 }
 
-/// Carries acks and resolves both ways: publishes those made here (whatever the path: SMS,
+/// Carries acks and resolves both ways: publishes those made here (and an ack withdrawn here) (whatever the path: SMS,
 /// HTTP, CLI, button, call), and applies those the peer made to this box's incidents. Alerts
 /// the peer shared ([`super::share`]) are opened here in the order the peer wrote them, so an
 /// incident exists before its ack arrives.
@@ -368,10 +368,12 @@ pub async fn sync_transitions(
                     let identity = coordinator
                         .identity(&t.dedup_key, t.first_seen.timestamp_millis())
                         .await;
-                    if t.resolved {
-                        coordinator.resolve(&identity, t.at.timestamp_millis());
-                    } else {
-                        coordinator.ack(&identity);
+                    match t.change {
+                        rows::Change::Resolved => {
+                            coordinator.resolve(&identity, t.at.timestamp_millis())
+                        }
+                        rows::Change::Acknowledged => coordinator.ack(&identity),
+                        rows::Change::Retriggered => coordinator.unack(&identity),
                     }
                     cursor = t.event_id;
                 }

@@ -290,20 +290,30 @@ pub fn sent_by_peer(conn: &Tx, page: &Page, now: DateTime<Utc>) -> rusqlite::Res
     Ok(true)
 }
 
-/// An ack or resolve made on this box, to publish to the peer.
+/// What happened to an incident on this box that the peer must learn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Acknowledged,
+    Resolved,
+    /// Back to triggered after an ack (the route's ack timeout, or "escalate now"): the ack the
+    /// pair holds is withdrawn.
+    Retriggered,
+}
+
+/// An ack, resolve or return to triggered made on this box, to publish to the peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalTransition {
     /// The timeline entry's id: the cursor for the next read.
     pub event_id: i64,
     pub dedup_key: String,
     pub first_seen: DateTime<Utc>,
-    /// `true` for a resolve, `false` for an ack.
-    pub resolved: bool,
+    pub change: Change,
     pub at: DateTime<Utc>,
 }
 
-/// Acks and resolves recorded after timeline entry `after`, except those applied from the
-/// peer (`via = 'pair'`), oldest first, at most `limit`.
+/// Acks, resolves and returns to triggered (a `triggered` entry after the incident's first
+/// entry) recorded after timeline entry `after`, except those applied from the peer
+/// (`via = 'pair'`), oldest first, at most `limit`.
 pub fn local_transitions(
     conn: &Tx,
     after: i64,
@@ -312,22 +322,33 @@ pub fn local_transitions(
     let mut stmt = conn.prepare_cached(
         "SELECT e.id, i.dedup_key, i.first_seen, e.kind, e.at FROM events e \
          JOIN incidents i ON i.id = e.incident_id \
-         WHERE e.id > ?1 AND e.kind IN (?2, ?3) AND coalesce(e.via, '') <> 'pair' \
-         ORDER BY e.id LIMIT ?4",
+         WHERE e.id > ?1 AND coalesce(e.via, '') <> 'pair' \
+           AND (e.kind IN (?2, ?3) OR (e.kind = ?4 AND EXISTS \
+             (SELECT 1 FROM events f WHERE f.incident_id = e.incident_id AND f.id < e.id))) \
+         ORDER BY e.id LIMIT ?5",
     )?;
     let rows = stmt.query_map(
         params![
             after,
             EventKind::Acknowledged.as_str(),
             EventKind::Resolved.as_str(),
+            EventKind::Triggered.as_str(),
             limit as i64
         ],
         |r| {
+            let kind: String = r.get(3)?;
+            let change = if kind == EventKind::Resolved.as_str() {
+                Change::Resolved
+            } else if kind == EventKind::Acknowledged.as_str() {
+                Change::Acknowledged
+            } else {
+                Change::Retriggered
+            };
             Ok(LocalTransition {
                 event_id: r.get(0)?,
                 dedup_key: r.get(1)?,
                 first_seen: from_ms(r.get(2)?),
-                resolved: r.get::<_, String>(3)? == EventKind::Resolved.as_str(),
+                change,
                 at: from_ms(r.get(4)?),
             })
         },
@@ -759,9 +780,64 @@ mod tests {
             .unwrap();
         let got = local_transitions(&c, start, 10).unwrap();
         assert_eq!(got.len(), 1, "{got:?}");
-        assert!(!got[0].resolved);
+        assert_eq!(got[0].change, Change::Acknowledged);
         assert_eq!((got[0].dedup_key.as_str(), got[0].at), ("db/down", t(3)));
         assert!(open_with_key(&c, "db/down").unwrap().is_empty());
+    }
+
+    /// An incident acknowledged and then triggered again here (ack timeout, escalate now) is a
+    /// change the peer must learn; an incident opening is not.
+    #[test]
+    fn a_return_to_triggered_is_a_local_transition_and_an_opening_is_not() {
+        use crate::incident::{Actor, Status};
+        let c = db();
+        let start = last_event_id(&c).unwrap();
+        let alert = crate::store::AlertInput {
+            action: crate::store::AlertAction::Trigger,
+            dedup_key: Some("web/slow".into()),
+            summary: "s".into(),
+            severity: crate::incident::Severity::Critical,
+            source: None,
+            service: Some("web".into()),
+            details: serde_json::Value::Null,
+            links: vec![],
+            route: None,
+            policy: None,
+            pre_page_delay: Duration::ZERO,
+            page: false,
+            actor: Actor::new("x", "http"),
+        };
+        let opened = crate::store::queries::apply_alert(&c, &alert, t(1)).unwrap();
+        let id = opened.incident().unwrap().id;
+        let q = crate::store::queries::transition;
+        q(
+            &c,
+            id,
+            Status::Acknowledged,
+            &Actor::new("alice", "sms"),
+            t(2),
+        )
+        .unwrap();
+        q(
+            &c,
+            id,
+            Status::Triggered,
+            &Actor::new("pagerbox", "ack-timeout"),
+            t(3),
+        )
+        .unwrap();
+        let got: Vec<_> = local_transitions(&c, start, 10)
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.dedup_key, t.change, t.at))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("web/slow".to_string(), Change::Acknowledged, t(2)),
+                ("web/slow".to_string(), Change::Retriggered, t(3)),
+            ]
+        );
     }
 
     #[test]
