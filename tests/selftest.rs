@@ -415,3 +415,31 @@ fn silent_modem_fails_at_the_first_step() {
     }
     assert!(sim.sms_to(LOOP_SIM).is_empty());
 }
+
+/// The modem goes down while the store cannot write: the incident that says so is raised once
+/// the store writes again, not lost with the one write that failed.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn the_modem_incident_is_raised_after_the_store_refused_it_once() {
+    let sim = ExternalSim::start();
+    let d = Daemon::start(&config(&sim, ""));
+    d.wait_modem_up();
+    // Past the simulator's late boot announcement before injecting faults.
+    std::thread::sleep(Duration::from_secs(2));
+    let (code, v) = d.post_json(
+        "/v1/faults",
+        serde_json::json!({"name": "store.ioerr", "for": "4s"}),
+    );
+    assert_eq!(code, 200, "{v}");
+    sim.request(ControlRequest::Fault {
+        fault: Fault::SimMissing,
+    });
+    // The grace (1 s) ends while every write fails.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(d.incident_by_key("selftest:modem").is_none());
+    d.wait_for(
+        20,
+        "the modem incident, once the store writes again",
+        || (incident_status(&d, "selftest:modem").as_deref() == Some("triggered")).then_some(()),
+    );
+}

@@ -137,6 +137,41 @@ pub struct Deps {
     pub shutdown: CancellationToken,
 }
 
+/// How soon a modem incident the store did not take is tried again.
+const RETRY_INCIDENT: Duration = Duration::from_secs(5);
+
+/// Opens (`Raise`) or resolves the modem incident; `false`, logged, when the store refused.
+async fn modem_incident(
+    d: &Deps,
+    config: &Config,
+    t: &Transition,
+    since: impl serde::Serialize,
+) -> bool {
+    let r = match t {
+        Transition::Raise(reason) => {
+            set_incident(
+                &d.store,
+                config,
+                MODEM_KEY,
+                Some((
+                    format!("Paging by modem impaired: {reason}"),
+                    Severity::Critical,
+                    serde_json::json!({ "reason": reason, "since": since }),
+                )),
+            )
+            .await
+        }
+        Transition::Resolve => set_incident(&d.store, config, MODEM_KEY, None).await,
+    };
+    match r {
+        Ok(_) => true,
+        Err(e) => {
+            error!(error = %e, change = ?t, "cannot record the modem incident; trying again");
+            false
+        }
+    }
+}
+
 /// Runs until shutdown.
 // Long on purpose: one tick loop; its state (hysteresis, last status query, next credit check) spans ticks.
 pub async fn run(mut d: Deps) {
@@ -146,6 +181,10 @@ pub async fn run(mut d: Deps) {
     let mut weak: Option<String> = None;
     let mut next_credit = Instant::now();
     let mut health_alive = true;
+    // The hysteresis says raise or resolve once: a change the store did not take (busy in an
+    // alert storm, a disk error) is kept and tried again, or the incident that tells people the
+    // modem is down would never be opened, or one opened would never be resolved.
+    let mut owed: Option<Transition> = None;
     loop {
         let config = d.config.borrow().clone();
         let st = &config.selftest;
@@ -155,6 +194,23 @@ pub async fn run(mut d: Deps) {
             hyst = Hysteresis::new(st.grace, st.recover);
         }
         let mut tick = st.check_interval;
+        if !st.enabled && hyst.is_raised() {
+            // Turned off while raised: nothing would ever resolve it, and the fault (503, the
+            // LED) would stay on for a check that no longer runs.
+            info!("self-test turned off; resolving the modem incident it raised");
+            hyst = Hysteresis::new(st.grace, st.recover);
+            d.fault.send_replace(false);
+            owed = Some(Transition::Resolve);
+        }
+        if !st.enabled {
+            if let Some(t) = owed.take() {
+                let since = d.health.borrow().since;
+                if !modem_incident(&d, &config, &t, since).await {
+                    owed = Some(t);
+                    tick = tick.min(RETRY_INCIDENT);
+                }
+            }
+        }
         if st.enabled {
             let health = d.health.borrow_and_update().clone();
             // The signal against our own threshold, by a status query now and then.
@@ -180,31 +236,22 @@ pub async fn run(mut d: Deps) {
                 HealthState::Up => weak.clone(),
             };
             let now = d.clock.now();
-            match hyst.observe(problem.as_deref(), now) {
-                Some(Transition::Raise(reason)) => {
-                    error!(reason = %reason, "paging by modem impaired; raising an incident");
-                    let r = set_incident(
-                        &d.store,
-                        &config,
-                        MODEM_KEY,
-                        Some((
-                            format!("Paging by modem impaired: {reason}"),
-                            Severity::Critical,
-                            serde_json::json!({ "reason": reason, "since": health.since }),
-                        )),
-                    )
-                    .await;
-                    if let Err(e) = r {
-                        error!(error = %e, "cannot raise the modem incident");
+            if let Some(t) = hyst.observe(problem.as_deref(), now) {
+                match &t {
+                    Transition::Raise(reason) => {
+                        error!(reason = %reason, "paging by modem impaired; raising an incident")
+                    }
+                    Transition::Resolve => {
+                        info!("paging by modem restored; resolving the incident")
                     }
                 }
-                Some(Transition::Resolve) => {
-                    info!("paging by modem restored; resolving the incident");
-                    if let Err(e) = set_incident(&d.store, &config, MODEM_KEY, None).await {
-                        error!(error = %e, "cannot resolve the modem incident");
-                    }
+                owed = Some(t);
+            }
+            if let Some(t) = owed.take() {
+                if !modem_incident(&d, &config, &t, health.since).await {
+                    owed = Some(t);
+                    tick = tick.min(RETRY_INCIDENT);
                 }
-                None => {}
             }
             d.fault.send_if_modified(|f| {
                 let raised = hyst.is_raised();

@@ -16,6 +16,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -221,7 +223,7 @@ impl Runner {
                     let Some(due) = next.filter(|n| self.deps.clock.now() >= *n) else {
                         continue;
                     };
-                    last = due;
+                    last = after_run(due, self.deps.clock.now());
                     let run = self.run_once(Trigger::Schedule).await;
                     if !run.ok {
                         warn!(run = run.id, failed_step = ?run.failed_step, "scheduled self-test failed");
@@ -586,6 +588,14 @@ fn run_incident(
     }
 }
 
+/// What the next scheduled run counts from after the run due at `due` starts at `now`: the
+/// later of the two. Slots missed while the clock was behind (a box without RTC booted on a
+/// stale time, then NTP stepped it days ahead) are one run, not a run per slot back to back,
+/// each a test SMS paid from the SIM's credit.
+fn after_run(due: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+    due.max(now)
+}
+
 async fn sleep_opt(d: Option<Duration>) {
     match d {
         Some(d) => tokio::time::sleep(d).await,
@@ -610,6 +620,22 @@ mod tests {
             code: "493021".into(),
             country_code: "49".into(),
         }
+    }
+
+    /// After the clock jumps three days ahead, an "every 15m" schedule runs once to catch up
+    /// and then waits for its next slot, instead of running the 288 missed slots back to back.
+    #[test]
+    fn missed_slots_after_a_clock_jump_are_one_run() {
+        let s = crate::config::test_schedule::TestSchedule::Every(Duration::from_secs(15 * 60));
+        let booted = "2026-03-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let now = booted + chrono::Duration::days(3);
+        let due = s.next_after(booted);
+        assert!(due <= now, "the first slot is missed");
+        let next = s.next_after(after_run(due, now));
+        assert!(next > now, "the next run waits: {next}");
+        // On time, it counts from the slot, so the schedule does not drift by the run's delay.
+        let on_time = s.next_after(after_run(due, due));
+        assert_eq!(on_time, due + chrono::Duration::minutes(15));
     }
 
     #[test]
