@@ -225,12 +225,8 @@ pub fn credential(intake: &Intake, headers: &HeaderMap) -> bool {
     else {
         return false;
     };
-    let presented = og::genie_key(authorization).or_else(|| {
-        authorization
-            .strip_prefix("Bearer ")
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-    });
+    let presented =
+        og::genie_key(authorization).or_else(|| super::respond::bearer_token(authorization));
     let Some(presented) = presented else {
         return false;
     };

@@ -133,7 +133,7 @@ impl GenieAuth {
             }
         }
         if let Some(token) = intake.current_token() {
-            let presented = key.or_else(|| authorization.and_then(bearer));
+            let presented = key.or_else(|| authorization.and_then(super::respond::bearer_token));
             if presented.is_some_and(|p| secret_matches(p, &token)) {
                 return Ok(GenieAuth {
                     routing_key: None,
@@ -187,10 +187,6 @@ impl FromRequestParts<Intake> for GenieAuth {
     async fn from_request_parts(parts: &mut Parts, intake: &Intake) -> Result<Self, Response> {
         GenieAuth::check(intake, &parts.headers)
     }
-}
-
-fn bearer(authorization: &str) -> Option<&str> {
-    authorization.strip_prefix("Bearer ").map(str::trim)
 }
 
 /// Seconds since `started`, to the millisecond, as Opsgenie reports `took`.

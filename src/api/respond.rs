@@ -29,12 +29,21 @@ pub fn error(status: StatusCode, message: impl Into<String>, errors: Vec<String>
 }
 
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+    bearer_token(
+        headers
+            .get(axum::http::header::AUTHORIZATION)?
+            .to_str()
+            .ok()?,
+    )
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme is case-insensitive (RFC
+/// 7235 §2.1): senders that write `bearer` are refused with a 401 otherwise, and most of them
+/// give up on a 4xx, dropping the alert.
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("Bearer") && !token.is_empty()).then_some(token)
 }
 
 pub fn unauthorized() -> Response {
@@ -162,4 +171,31 @@ pub fn parse_id(id: &str) -> Result<IncidentId, Response> {
             vec![],
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_read_in_any_case() {
+        for v in [
+            "Bearer s3cret",
+            "bearer s3cret",
+            "BEARER  s3cret ",
+            " Bearer s3cret",
+        ] {
+            assert_eq!(bearer_token(v), Some("s3cret"), "{v:?}");
+        }
+        for v in [
+            "Bearer",
+            "Bearer ",
+            "Basic s3cret",
+            "Bearers3cret",
+            "s3cret",
+            "",
+        ] {
+            assert_eq!(bearer_token(v), None, "{v:?}");
+        }
+    }
 }
