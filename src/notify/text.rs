@@ -107,16 +107,30 @@ pub fn sms_digest(incidents: &[Incident], max_parts: usize) -> String {
     };
     let mut text = format!("{} new:", incidents.len());
     for (n, i) in incidents.iter().enumerate() {
-        let item = format!(" #{} {} {};", i.id, i.severity.as_short(), i.summary);
+        let head = format!(" #{} {}", i.id, i.severity.as_short());
         let rest_after = incidents.len() - n - 1;
+        let item = |summary: &str| match summary {
+            "" => format!("{head};"),
+            s => format!("{head} {s};"),
+        };
+        let whole = item(&i.summary);
         if fits(
-            &format!("{text}{item}{}{tail}", more(rest_after)),
+            &format!("{text}{whole}{}{tail}", more(rest_after)),
             max_parts,
         ) {
-            text.push_str(&item);
-        } else {
-            return format!("{text}{}{tail}", more(incidents.len() - n));
+            text.push_str(&whole);
+            continue;
         }
+        // This one does not fit whole: its summary is cut to what fits, so the digest still
+        // names it. Dropping it instead left a digest that named no incident at all when the
+        // first summary was long, or in a script that needs UCS-2 (70 characters a part).
+        let cut = fit_summary(&i.summary, max_parts, |s| {
+            format!("{text}{}{}{tail}", item(s), more(rest_after))
+        });
+        if fits(&cut, max_parts) {
+            return cut;
+        }
+        return format!("{text}{}{tail}", more(incidents.len() - n));
     }
     format!("{text}{tail}")
 }
@@ -321,6 +335,39 @@ mod tests {
         let t = sms_digest(&many, 1);
         assert_eq!(plan_parts(&t).parts, 1, "{t}");
         assert!(t.contains("more."), "{t}");
+    }
+
+    /// Summaries too long for the digest, or in a script that makes it UCS-2, are cut, not
+    /// dropped: the digest names the incidents, and every one it shows has its id and severity.
+    #[test]
+    fn digest_cuts_a_long_or_non_latin_summary_instead_of_dropping_it() {
+        let list = [
+            incident(
+                13,
+                None,
+                "Репликация базы данных остановлена на сервере db-main-01, отставание растёт",
+            ),
+            incident(
+                14,
+                None,
+                "Диск /var на сервере db-main-02 заполнен на 97 процентов, срочно",
+            ),
+            incident(15, None, &"x".repeat(500)),
+        ];
+        for parts in [1, 2] {
+            let t = sms_digest(&list, parts);
+            assert!(t.starts_with("3 new: #13 CRIT Репликация"), "{t}");
+            assert!(t.ends_with("Reply 13a ack, STATUS for all"), "{t}");
+            assert!(plan_parts(&t).parts <= parts, "{t}");
+        }
+        let long = [
+            incident(7, None, &"word ".repeat(400)),
+            incident(8, None, "b"),
+        ];
+        let t = sms_digest(&long, 1);
+        assert!(t.starts_with("2 new: #7 CRIT word word"), "{t}");
+        assert!(t.contains("...; +1 more."), "{t}");
+        assert_eq!(plan_parts(&t).parts, 1, "{t}");
     }
 
     #[test]
