@@ -1,10 +1,13 @@
-//! Session cookie and CSRF tokens for the status page: pure functions over keys and headers,
-//! no I/O, no clock.
+//! Session cookie and CSRF tokens for the status page: pure functions over keys, headers and
+//! the time they are given, no I/O.
 //!
-//! - The session cookie holds `HMAC-SHA256(key = write token, "pagerbox status-page session v1")`,
-//!   never the token itself: a leaked cookie does not reveal the token, and changing the token
-//!   (then reloading the config) ends every session. Logout clears the cookie in the browser;
-//!   the value stays valid until the token changes (there is no server-side session table).
+//! - The session cookie holds when it was issued and
+//!   `HMAC-SHA256(key = write token, "pagerbox status-page session v2:" + issued)`, never the
+//!   token itself: a leaked cookie does not reveal the token, it stops working 12 hours after
+//!   the login (checked here, not left to the browser's `Max-Age`), and changing the token
+//!   (then reloading the config) ends every session at once. Logout clears the cookie in the
+//!   browser; a copy taken before stays valid until its 12 hours end (there is no server-side
+//!   session table).
 //! - A CSRF token is `HMAC-SHA256(key = per-run random key, "csrf:" + session)`: a page cannot
 //!   forge it without reading our HTML, which the browser's same-origin policy forbids. The login
 //!   form has one too (session ""), against login CSRF. A restart of the daemon changes the key,
@@ -36,9 +39,31 @@ pub fn same(a: &str, b: &str) -> bool {
     Sha256::digest(a.as_bytes()) == Sha256::digest(b.as_bytes())
 }
 
-/// The session value a browser holds after logging in with `token`.
-pub fn session_for(token: &str) -> String {
-    mac_hex(token.as_bytes(), b"pagerbox status-page session v1")
+/// How far in the future a session's issue time may be (the clock was stepped back a little
+/// since the login) before the session is refused.
+const ISSUED_SKEW_SECONDS: i64 = 60;
+
+/// The session value a browser holds after logging in with `token` at `issued` (seconds since
+/// the epoch): `<issued>.<mac>`.
+pub fn session_for(token: &str, issued: i64) -> String {
+    let mac = mac_hex(
+        token.as_bytes(),
+        format!("pagerbox status-page session v2:{issued}").as_bytes(),
+    );
+    format!("{issued}.{mac}")
+}
+
+/// Whether `value` is a session issued with `token` at most `max_age` seconds before `now`.
+pub fn session_valid(token: &str, value: &str, now: i64, max_age: i64) -> bool {
+    let Some(issued) = value
+        .split_once('.')
+        .and_then(|(issued, _)| issued.parse::<i64>().ok())
+    else {
+        return false;
+    };
+    let fresh =
+        issued <= now.saturating_add(ISSUED_SKEW_SECONDS) && now.saturating_sub(issued) <= max_age;
+    fresh && same(value, &session_for(token, issued))
 }
 
 /// The CSRF token for forms shown to the holder of `session` (`""` before login).
@@ -107,11 +132,37 @@ mod tests {
 
     #[test]
     fn session_hides_the_token_and_depends_on_it() {
-        let s = session_for("s3cret");
+        let s = session_for("s3cret", 1_800_000_000);
         assert!(!s.contains("s3cret"));
-        assert_eq!(s.len(), 64);
-        assert_ne!(s, session_for("s3cret2"));
-        assert_eq!(s, session_for("s3cret"));
+        assert_eq!(s.len(), 11 + 64);
+        assert_ne!(s, session_for("s3cret2", 1_800_000_000));
+        assert_eq!(s, session_for("s3cret", 1_800_000_000));
+    }
+
+    /// A session ends 12 hours after its login whatever the browser keeps, and cannot be
+    /// stretched by editing its issue time.
+    #[test]
+    fn a_session_expires_on_the_server_and_its_time_cannot_be_forged() {
+        let (t0, max) = (1_800_000_000, 12 * 3600);
+        let s = session_for("s3cret", t0);
+        assert!(session_valid("s3cret", &s, t0, max));
+        assert!(session_valid("s3cret", &s, t0 + max, max));
+        assert!(!session_valid("s3cret", &s, t0 + max + 1, max), "expired");
+        assert!(!session_valid("s3cret2", &s, t0, max), "another token");
+        assert!(
+            session_valid("s3cret", &s, t0 - 30, max),
+            "a small step back"
+        );
+        assert!(
+            !session_valid("s3cret", &s, t0 - 3600, max),
+            "issued in the future"
+        );
+        let (_, mac) = s.split_once('.').unwrap();
+        let forged = format!("{}.{mac}", t0 + max);
+        assert!(!session_valid("s3cret", &forged, t0 + max + 10, max));
+        for junk in ["", ".", "abc", "1.", "x.y", "99999999999999999999999.00"] {
+            assert!(!session_valid("s3cret", junk, t0, max), "{junk:?}");
+        }
     }
 
     #[test]

@@ -43,8 +43,8 @@ const INCIDENT_LIMIT: usize = 200;
 const PAGE_LIMIT: usize = 20;
 /// Form bodies are a CSRF token and maybe a token: a few hundred bytes.
 const MAX_FORM_BYTES: usize = 4096;
-/// How long a login lasts in the browser.
-const SESSION_MAX_AGE_SECONDS: u64 = 12 * 3600;
+/// How long a login lasts: the cookie's `Max-Age`, and checked on every request.
+const SESSION_MAX_AGE_SECONDS: i64 = 12 * 3600;
 
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; \
     frame-ancestors 'none'; base-uri 'none'";
@@ -116,10 +116,10 @@ impl PageState {
         let Some(token) = self.intake.current_token() else {
             return Some(String::new());
         };
-        let expected = auth::session_for(token.expose());
+        let now = crate::clock::system_now().timestamp();
         auth::cookie(headers, auth::SESSION_COOKIE)
-            .filter(|c| auth::same(c, &expected))
-            .map(|_| expected)
+            .filter(|c| auth::session_valid(token.expose(), c, now, SESSION_MAX_AGE_SECONDS))
+            .map(str::to_string)
     }
 
     fn csrf(&self, session: &str) -> String {
@@ -296,7 +296,11 @@ async fn login(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .succeeded(source);
-    back_setting_session(&auth::session_for(token.expose()), SESSION_MAX_AGE_SECONDS)
+    let now = crate::clock::system_now().timestamp();
+    back_setting_session(
+        &auth::session_for(token.expose(), now),
+        SESSION_MAX_AGE_SECONDS,
+    )
 }
 
 /// 429 for a login during its source's backoff; the token was not checked.
@@ -321,7 +325,7 @@ fn too_many_logins(wait: Duration) -> Response {
 }
 
 /// [`back`] with the session cookie set to `value` for `max_age` seconds (0 clears it).
-fn back_setting_session(value: &str, max_age: u64) -> Response {
+fn back_setting_session(value: &str, max_age: i64) -> Response {
     let cookie = format!(
         "{}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}",
         auth::SESSION_COOKIE,
