@@ -175,6 +175,8 @@ enum SessionCommand {
         dedup_key: String,
         start_ms: i64,
     },
+    /// The config was reloaded: this box's config hash now.
+    ConfigHash(String),
 }
 
 /// The handle: cheap to clone; the threads end when the last handle is dropped.
@@ -441,6 +443,14 @@ impl Coordinator {
         let _ = self
             .session
             .send(SessionCommand::Ack(incident.to_string(), AckMark::Retract));
+    }
+
+    /// The config was reloaded and its hash is now `hash`: published and compared with the
+    /// peer's again at the next renewal. Kept from the start, a reload on one box only (or one
+    /// the other box rejected) would leave both paired on different escalation configs: the
+    /// box winning a claim pages by its config, an old number or a person no longer on call.
+    pub fn config_changed(&self, hash: String) {
+        let _ = self.session.send(SessionCommand::ConfigHash(hash));
     }
 
     /// A resolve on this box at `at_ms` (milliseconds since the epoch), published likewise.
@@ -1222,6 +1232,14 @@ impl Session {
                 if !logged && self.publish_override(&key, &value).is_err() {
                     tracing::error!(override_key = %key, "pair: cannot share an override through etcd; kept to publish after the next renewal");
                     lock(&shared.alone).overrides.push((key, value));
+                }
+            }
+            SessionCommand::ConfigHash(hash) => {
+                if hash != self.config_hash {
+                    tracing::info!(ours = %hash, "pair: the escalation config changed; comparing it with the peer's at the next renewal");
+                    self.config_hash = hash;
+                    // Written and compared again, not only compared.
+                    self.published = None;
                 }
             }
             SessionCommand::Identity {

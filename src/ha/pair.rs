@@ -357,6 +357,9 @@ pub async fn sync_transitions(
         }
     };
     let mut commits = store.commits();
+    let mut reloads = config.clone();
+    reloads.mark_unchanged();
+    let mut watching_reloads = true;
     loop {
         let after = cursor;
         match store
@@ -383,6 +386,13 @@ pub async fn sync_transitions(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             r = commits.changed() => if r.is_err() { return },
+            r = reloads.changed(), if watching_reloads => match r {
+                Ok(()) => {
+                    let hash = super::decide::config_hash(&reloads.borrow_and_update());
+                    coordinator.config_changed(hash);
+                }
+                Err(_) => watching_reloads = false,
+            },
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             rec = peer.recv() => match rec {
                 Some(rec) if rec.kind == PeerKind::Intake => {
