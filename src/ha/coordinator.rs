@@ -332,6 +332,7 @@ impl Coordinator {
             shared: shared.clone(),
             deferred: HashSet::new(),
             early: HashMap::new(),
+            claims_failing_since: None,
         };
         let session = Session {
             cfg,
@@ -1327,6 +1328,9 @@ struct Pages {
     /// Claims won before their sender asked, by the page's id under this box's own start: the
     /// sender's ask takes it (see [`Coordinator::claim_early`]).
     early: HashMap<PageId, EarlyClaim>,
+    /// Since when every claim has failed (etcd refusing writes while it still renews leases:
+    /// out of space, a missing permission); `None` once one was answered.
+    claims_failing_since: Option<Instant>,
 }
 
 impl Pages {
@@ -1577,13 +1581,37 @@ impl Pages {
     fn claim_id(&mut self, page: &PageId, identity: &str, lease: LeaseId) -> Decision {
         let page = page.clone();
         match self.etcd.claim(&page, identity, &self.cfg.name, lease) {
-            Ok(Claim::Won) => Decision::Send,
-            Ok(Claim::Lost(view)) => self.after_lost(&view),
-            Err(e) => {
-                tracing::warn!(error = %e, %page, "pair: claim failed; asking again shortly");
-                Decision::Later(Duration::from_secs(1))
+            Ok(Claim::Won) => {
+                self.claims_answered();
+                Decision::Send
             }
+            Ok(Claim::Lost(view)) => {
+                self.claims_answered();
+                self.after_lost(&view)
+            }
+            Err(e) => self.claim_failed(&e, &page),
         }
+    }
+
+    fn claims_answered(&mut self) {
+        if self.claims_failing_since.take().is_some() {
+            tracing::info!("pair: claims are answered again");
+        }
+    }
+
+    /// A claim (or the read that settles its incident) failed: asked again shortly, unless
+    /// claims have failed for as long as the fallback, when the page is sent by this box alone.
+    /// The lease may still renew while etcd refuses every write (out of space, a permission
+    /// taken away), and then the mode stays paired: without this, both boxes would hold every
+    /// page for ever while saying they are fine.
+    fn claim_failed(&mut self, e: &Error, page: &PageId) -> Decision {
+        let since = *self.claims_failing_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= self.cfg.fallback_after {
+            tracing::error!(error = %e, %page, failing_for = ?since.elapsed(), "pair: claims keep failing though the lease renews; this box sends the page on its own (duplicates possible)");
+            return Decision::Send;
+        }
+        tracing::warn!(error = %e, %page, "pair: claim failed; asking again shortly");
+        Decision::Later(Duration::from_secs(1))
     }
 
     /// Claims a page whose incident's start is not settled yet (its first page was due before
@@ -1602,6 +1630,7 @@ impl Pages {
         );
         let (start_ms, view) = match tried {
             Ok(StartClaim::Won) => {
+                self.claims_answered();
                 self.shared
                     .remember(&due.dedup_key, due.start_ms, own.clone());
                 return Asked {
@@ -1610,11 +1639,13 @@ impl Pages {
                     incident: own,
                 };
             }
-            Ok(StartClaim::Failed { start_ms, view }) => (start_ms, view),
+            Ok(StartClaim::Failed { start_ms, view }) => {
+                self.claims_answered();
+                (start_ms, view)
+            }
             Err(e) => {
-                tracing::warn!(error = %e, %page, "pair: claim failed; asking again shortly");
                 return Asked {
-                    decision: Decision::Later(Duration::from_secs(1)),
+                    decision: self.claim_failed(&e, &page),
                     page,
                     incident: own,
                 };
@@ -1647,10 +1678,11 @@ impl Pages {
             Ok(start) => incident_identity(&due.dedup_key, start),
             Err(e) => {
                 let own = due.own_identity();
-                tracing::warn!(error = %e, page = %due.id(&own), "pair: cannot settle an incident's start; asking again shortly");
+                let page = due.id(&own);
+                tracing::warn!(error = %e, %page, "pair: cannot settle an incident's start");
                 return Asked {
-                    decision: Decision::Later(Duration::from_secs(1)),
-                    page: due.id(&own),
+                    decision: self.claim_failed(&e, &page),
+                    page,
                     incident: own,
                 };
             }
@@ -2314,6 +2346,44 @@ mod tests {
             settle(&b, &due("acked", 0), s(3)).await.decision,
             Decision::Skip(Finished::Acked)
         );
+    }
+
+    /// Claims that keep failing while the mode stays paired (etcd renews the lease but refuses
+    /// writes) hold a page only until the fallback: then this box sends it on its own. An
+    /// answered claim ends the streak.
+    #[test]
+    fn claims_failing_for_the_fallback_send_the_page_alone() {
+        let mut cfg = config(&[&format!("http://127.0.0.1:{}", free_port())]);
+        cfg.fallback_after = Duration::from_millis(300);
+        let etcd = Etcd::new(&cfg).unwrap();
+        let (_paging_tx, paging) = watch::channel(Some(GOOD));
+        let (_mode_tx, mode) = watch::channel(Mode::Paired {
+            last_renewed: Instant::now(),
+        });
+        let shared = Arc::new(Shared::default());
+        *lock(&shared.lease) = Some(LeaseId(7));
+        let mut pages = Pages {
+            cfg,
+            etcd,
+            paging,
+            mode,
+            shared,
+            deferred: HashSet::new(),
+            early: HashMap::new(),
+            claims_failing_since: None,
+        };
+        let p = page("refused");
+        assert!(matches!(
+            pages.decide_named(&p, "refused"),
+            Decision::Later(_)
+        ));
+        std::thread::sleep(Duration::from_millis(350));
+        assert_eq!(pages.decide_named(&p, "refused"), Decision::Send);
+        pages.claims_answered();
+        assert!(matches!(
+            pages.decide_named(&p, "refused"),
+            Decision::Later(_)
+        ));
     }
 
     /// An incident triggered again after its ack (ack timeout, escalate now) is paged again:
