@@ -562,6 +562,10 @@ pub const MAX_DURATION: Duration = Duration::from_secs(10 * 366 * 86_400);
 /// heartbeat is the slowest thing a pager watches).
 pub const MAX_CONFIG_DURATION: Duration = Duration::from_secs(366 * 86_400);
 
+/// The longest `email.timeout` the config takes. The email sender's lease and liveness bound
+/// are sized from it when the daemon starts, so a reload may raise the timeout up to it.
+pub const EMAIL_TIMEOUT_MAX: Duration = Duration::from_secs(300);
+
 /// Parses a duration such as `500ms`, `30s`, `10m`, `2h`, `1d`, `1w`, at most [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();

@@ -461,15 +461,13 @@ impl Transport for Email {
     }
 
     /// `email.timeout` bounds the whole exchange inside [`Transport::send`], which then records
-    /// the failure for [`Transport::health`]; the sender's outer bound comes a margin later so
-    /// it never cuts the attempt first. Cut from outside, a relay that stalls would fail every
-    /// email page while email still looked ready.
+    /// the failure for [`Transport::health`]; the sender's outer bound comes a margin after the
+    /// longest timeout the config takes, so it never cuts the attempt first. Cut from outside,
+    /// a relay that stalls would fail every email page while email still looked ready. It is
+    /// the same whatever the config says: the sender's lease and liveness bound are sized from
+    /// it once, and a reload may raise the timeout.
     fn timeout(&self) -> Duration {
-        self.config
-            .borrow()
-            .email
-            .timeout
-            .saturating_add(EMAIL_TIMEOUT_MARGIN)
+        crate::config::EMAIL_TIMEOUT_MAX.saturating_add(EMAIL_TIMEOUT_MARGIN)
     }
 
     fn ready(&self) -> Result<(), Unavailable> {

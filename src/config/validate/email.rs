@@ -70,7 +70,7 @@ impl Validator<'_, '_> {
             timeout: self.clamped_duration(
                 &raw.timeout,
                 "email.timeout",
-                Duration::from_secs(1)..=Duration::from_secs(300),
+                Duration::from_secs(1)..=crate::config::EMAIL_TIMEOUT_MAX,
                 Duration::from_secs(20),
             ),
         };
