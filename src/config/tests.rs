@@ -822,3 +822,37 @@ fn schedule_times_past_year_9999_are_refused_at_their_line() {
     let ok = text.replace("+10000-01-05T09:00", "9999-01-05T09:00");
     assert!(parse(&ok).is_ok(), "{:?}", parse(&ok).err());
 }
+
+/// `5M` is five months to humantime: refused everywhere with what to write instead. The delays
+/// that put a page off are bounded by a day, so a typo cannot hold a page for weeks while
+/// nothing shows as overdue.
+#[test]
+fn months_are_refused_and_page_delays_are_bounded_by_a_day() {
+    let err = crate::config::parse_duration("5M").unwrap_err();
+    assert!(err.contains("M means months"), "{err}");
+    assert!(crate::config::parse_duration("1h 5M").is_err());
+    assert_eq!(
+        crate::config::parse_duration("5m").unwrap(),
+        Duration::from_secs(300)
+    );
+    assert_eq!(
+        crate::config::parse_duration("1d 2h 5min 3ms").unwrap(),
+        Duration::from_millis(93_900_003)
+    );
+    let text = MINIMAL
+        .replace("wait = \"5m\"", "wait = \"2d\"")
+        .replace("policy = \"p\"", "policy = \"p\"\npre_page_delay = \"5M\"");
+    let errs = parse(&text).unwrap_err().join("\n");
+    assert!(errs.contains("policies.steps.wait"), "{errs}");
+    assert!(errs.contains("M means months"), "{errs}");
+    let rule = MINIMAL.replace(
+        "phone = \"+4915112345678\"",
+        "phone = \"+4915112345678\"\n[[users.rules]]\nchannel = \"sms\"\nafter = \"3d\"",
+    );
+    let errs = parse(&rule).unwrap_err().join("\n");
+    assert!(errs.contains("users.rules.after"), "{errs}");
+    let fine = MINIMAL
+        .replace("wait = \"5m\"", "wait = \"24h\"")
+        .replace("policy = \"p\"", "policy = \"p\"\npre_page_delay = \"10m\"");
+    parse(&fine).unwrap();
+}

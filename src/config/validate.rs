@@ -187,6 +187,11 @@ fn span<T>(s: &S<T>) -> Option<Range<usize>> {
     Some(s.span())
 }
 
+/// The longest a page may be put off by the config: a route's pre-page delay, a step's wait, a
+/// person's rule. A day is already more than anyone means; beyond it is a typo, and a page due
+/// in months shows nothing overdue while it waits.
+pub(super) const MAX_PAGE_DELAY: Duration = Duration::from_secs(86_400);
+
 impl Validator<'_, '_> {
     fn path(&self, s: &str) -> PathBuf {
         let p = PathBuf::from(s);

@@ -55,7 +55,12 @@ impl Validator<'_, '_> {
                 steps.push(Step {
                     users: st.users.iter().map(|u| u.get_ref().clone()).collect(),
                     schedules: st.schedules.iter().map(|s| s.get_ref().clone()).collect(),
-                    wait: self.duration(&st.wait, "policies.steps.wait", Duration::from_secs(600)),
+                    wait: self.bounded_duration(
+                        &st.wait,
+                        "policies.steps.wait",
+                        Duration::ZERO..=MAX_PAGE_DELAY,
+                        Duration::from_secs(600),
+                    ),
                 });
             }
             out.push(Policy {
@@ -112,9 +117,10 @@ impl Validator<'_, '_> {
                         Duration::from_secs(1800),
                     )
                 }),
-                pre_page_delay: self.duration(
+                pre_page_delay: self.bounded_duration(
                     &r.pre_page_delay,
                     "routes.pre_page_delay",
+                    Duration::ZERO..=MAX_PAGE_DELAY,
                     Duration::ZERO,
                 ),
                 urgency,

@@ -106,7 +106,12 @@ impl Validator<'_, '_> {
                     "users.rules: low urgency never calls; use sms or email",
                 );
             }
-            let after = self.duration(&rule.after, "users.rules.after", Duration::ZERO);
+            let after = self.bounded_duration(
+                &rule.after,
+                "users.rules.after",
+                Duration::ZERO..=super::MAX_PAGE_DELAY,
+                Duration::ZERO,
+            );
             rules.push(NotificationRule {
                 urgency,
                 channel,
