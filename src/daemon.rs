@@ -515,12 +515,14 @@ async fn start_modem(
 /// while the modem runs, and a new UDP port would be reported as in force while nothing listens.
 fn keep_running_channels(config: &mut Config, running: &Config) {
     if config.email.enabled != running.email.enabled {
+        // The whole section: a file that turns email off was validated without its sending
+        // settings (no host, no password file needed), and must not become the settings of
+        // the email sender that keeps running.
         tracing::warn!(
             running = running.email.enabled,
-            "SIGHUP: turning email on or off needs a restart; until then it stays as it is \
-             (other [email] changes are applied)"
+            "SIGHUP: turning email on or off needs a restart; until then [email] stays as it is"
         );
-        config.email.enabled = running.email.enabled;
+        config.email = running.email.clone();
     }
     if config.modem.enabled != running.modem.enabled {
         tracing::warn!(
@@ -1039,5 +1041,33 @@ async fn release_memory(shutdown: CancellationToken) {
         unsafe {
             libc::malloc_trim(0);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        Config::parse(text, "t.toml", Path::new("/"))
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .config
+    }
+
+    /// A reload that turns email off keeps the running email sender's whole section, not only
+    /// its switch: the file that turns it off was validated without its sending settings.
+    #[test]
+    fn a_reload_turning_email_off_keeps_the_running_email_settings() {
+        let running = config(
+            "[email]\nenabled = true\nhost = \"relay.example\"\nport = 2525\ntls = \"none\"\n\
+             from = \"pagerbox@box.example\"\n",
+        );
+        let mut reloaded = config("[email]\nenabled = false\n");
+        assert_ne!(reloaded.email, running.email);
+        keep_running_channels(&mut reloaded, &running);
+        assert_eq!(reloaded.email, running.email);
+        assert!(reloaded.email.enabled);
     }
 }

@@ -856,3 +856,15 @@ fn months_are_refused_and_page_delays_are_bounded_by_a_day() {
         .replace("policy = \"p\"", "policy = \"p\"\npre_page_delay = \"10m\"");
     parse(&fine).unwrap();
 }
+
+/// A route that allows no channel pages nobody: refused by check and by a reload.
+#[test]
+fn a_route_with_no_channel_is_refused() {
+    let text = MINIMAL.replace("policy = \"p\"", "policy = \"p\"\nchannels = []");
+    let errs = parse(&text).unwrap_err().join("\n");
+    assert!(
+        errs.contains("routes.channels: route \"default\" allows no channel"),
+        "{errs}"
+    );
+    parse(&MINIMAL.replace("policy = \"p\"", "policy = \"p\"\nchannels = [\"sms\"]")).unwrap();
+}

@@ -96,6 +96,15 @@ impl Validator<'_, '_> {
                     format!("routes.policy: unknown policy {:?}", r.policy.get_ref()),
                 );
             }
+            if r.channels.as_ref().is_some_and(Vec::is_empty) {
+                self.r.error(
+                    span(&r.id),
+                    format!(
+                        "routes.channels: route {:?} allows no channel and would page nobody; leave `channels` out to allow them all",
+                        r.id.get_ref()
+                    ),
+                );
+            }
             if default_seen.is_some() {
                 self.r.error(span(&r.id), format!("routes: route {:?} comes after the default route (the one without `match`) and can never match", r.id.get_ref()));
             }
