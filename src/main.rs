@@ -14,7 +14,14 @@ fn main() -> ExitCode {
     }
     init_tracing();
     let result = if cli::is_async(&cli.command) {
-        runtime().and_then(|rt| rt.block_on(cli::run_async(cli.command)))
+        runtime().and_then(|rt| {
+            let result = rt.block_on(cli::run_async(cli.command));
+            // Dropping the runtime would wait without limit for blocking work still running (an
+            // outbound POST to a receiver that hangs, a standby check): past systemd's stop
+            // timeout, and the stop would end in SIGKILL. What mattered was stopped by `run`.
+            rt.shutdown_timeout(SHUTDOWN_BLOCKING_WAIT);
+            result
+        })
     } else {
         cli::run_sync(cli.command)
     };
@@ -35,6 +42,10 @@ fn quiet_on_closed_pipe() {
     // SAFETY: set once at start, before any thread exists; SIG_DFL installs no handler code.
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
+
+/// How long the end of the process waits for blocking work still running after the daemon
+/// stopped.
+const SHUTDOWN_BLOCKING_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()

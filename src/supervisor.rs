@@ -250,7 +250,13 @@ impl Supervisor {
                 Err(_) => "was cancelled".to_string(),
             };
             if shutdown.is_cancelled() {
-                tracing::debug!(task = name, %why, "task stopped");
+                if why.starts_with("panicked") {
+                    // A panic is a bug whenever it happens (a sender recording its outcome in
+                    // the grace period): say so at the level people read.
+                    tracing::error!(task = name, %why, "a task panicked while stopping");
+                } else {
+                    tracing::debug!(task = name, %why, "task stopped");
+                }
                 return;
             }
             match role {
