@@ -509,8 +509,8 @@ async fn start_modem(
 
 /// Keeps what the daemon started with in a reloaded `config`, saying so: the modem driver and
 /// the email sender exist only when they were enabled at start, so turning either on or off
-/// needs a restart, as do `[modem]` settings, the sockets and their limits, the SMS part count
-/// and the state directory. Taking the new values anyway would half-apply them: the escalation
+/// needs a restart, as do `[modem]` settings, the sockets and their limits, the SMS part count,
+/// the panel's pins (`[gpio]`) and the state directory. Taking the new values anyway would half-apply them: the escalation
 /// engine would queue pages for an email sender that does not exist, or fail every SMS page
 /// while the modem runs, and a new UDP port would be reported as in force while nothing listens.
 fn keep_running_channels(config: &mut Config, running: &Config) {
@@ -523,6 +523,12 @@ fn keep_running_channels(config: &mut Config, running: &Config) {
             "SIGHUP: turning email on or off needs a restart; until then [email] stays as it is"
         );
         config.email = running.email.clone();
+    }
+    if config.gpio != running.gpio {
+        tracing::warn!(
+            "SIGHUP: [gpio] changes need a restart; until then the panel keeps its pins"
+        );
+        config.gpio = running.gpio.clone();
     }
     if config.modem.enabled != running.modem.enabled {
         tracing::warn!(
@@ -755,9 +761,14 @@ fn start_panel(
 ) -> anyhow::Result<()> {
     let (sup, tracker) = (&core.sup, core.sup.tracker());
     let (panel_tx, panel_rx) = watch::channel(PanelState::default());
-    if let Some(panel) =
-        crate::panel::spawn(&config.gpio, panel_rx, core.shutdown.clone(), tracker)?
-    {
+    // The panel is a window on paging, not part of it: one that cannot start (a pin taken by
+    // another program, no GPIO device) is logged, and the box pages without it.
+    let panel = crate::panel::spawn(&config.gpio, panel_rx, core.shutdown.clone(), tracker)
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "the panel (LED, button) cannot start; paging goes on without it: no LED shows the state and the button does nothing");
+            None
+        });
+    if let Some(panel) = panel {
         #[cfg(any(test, feature = "testkit"))]
         if let Some(fake) = panel.fake.clone() {
             let socket = config.daemon.state_dir.join("fake-panel.sock");
@@ -765,6 +776,16 @@ fn start_panel(
         }
         let button = bridge::serve_button(core.store.clone(), panel.events);
         sup.spawn("panel-button", Role::Auxiliary, button);
+        // The pin task drives the LED: if it died, the LED would freeze or go dark, which
+        // reads as all clear. Ending early is a bug; the daemon restarts (its panic shows).
+        let pins = panel.task;
+        sup.spawn("panel-pins", Role::Essential, async move {
+            if let Err(e) = pins.await {
+                if e.is_panic() {
+                    std::panic::resume_unwind(e.into_panic());
+                }
+            }
+        });
     }
     sup.spawn(
         "release-memory",

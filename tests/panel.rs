@@ -125,3 +125,28 @@ fn the_led_shows_a_store_that_cannot_write_at_once() {
         (toggles(&mut panel, Duration::from_millis(500)) >= 3).then_some(())
     });
 }
+
+/// A panel that cannot start (here: no GPIO on this machine) is logged, and the box pages
+/// without it instead of not starting at all.
+#[test]
+fn a_panel_that_cannot_start_leaves_the_box_paging() {
+    if std::path::Path::new("/dev/gpiomem").exists() {
+        eprintln!("skipped: this machine has GPIO");
+        return;
+    }
+    let d = Daemon::start(&CONFIG.replace("backend = \"fake\"", "backend = \"rppal\""));
+    d.wait_for(20, "paging ready", || {
+        let (_, h) = d.get("/healthz");
+        (h["paging"]["impaired"] == false).then_some(())
+    });
+    assert!(
+        d.log().contains("the panel (LED, button) cannot start"),
+        "{}",
+        d.log()
+    );
+    let (code, a) = d.post_json(
+        "/v1/alerts",
+        json!({"summary": "disk full", "severity": "critical"}),
+    );
+    assert_eq!(code, 202, "{a}");
+}

@@ -237,7 +237,7 @@ pub enum GpioBackend {
 }
 
 /// `[gpio]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GpioConfig {
     pub backend: GpioBackend,
     pub button_pin: u8,

@@ -868,3 +868,24 @@ fn a_route_with_no_channel_is_refused() {
     );
     parse(&MINIMAL.replace("policy = \"p\"", "policy = \"p\"\nchannels = [\"sms\"]")).unwrap();
 }
+
+/// Two uses of one pin (a default included) are refused: the panel could not start.
+#[test]
+fn gpio_pins_must_differ() {
+    let text = format!("{MINIMAL}\n[gpio]\nbackend = \"none\"\nled_pin = 17\n");
+    let errs = parse(&text).unwrap_err().join("\n");
+    assert!(
+        errs.contains("gpio.led_pin: pin 17 is already gpio.button_pin"),
+        "{errs}"
+    );
+    let text = format!("{MINIMAL}\n[gpio]\nbutton_pin = 5\nled_pin = 6\nbuzzer_pin = 5\n");
+    let errs = parse(&text).unwrap_err().join("\n");
+    assert!(
+        errs.contains("gpio.buzzer_pin: pin 5 is already gpio.button_pin"),
+        "{errs}"
+    );
+    parse(&format!(
+        "{MINIMAL}\n[gpio]\nbutton_pin = 5\nled_pin = 6\nbuzzer_pin = 7\n"
+    ))
+    .unwrap();
+}

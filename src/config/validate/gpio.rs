@@ -16,7 +16,7 @@ impl Validator<'_, '_> {
             _ => GpioBackend::None,
         };
         let long_press = self.duration(&raw.long_press, "gpio.long_press", Duration::from_secs(3));
-        GpioConfig {
+        let cfg = GpioConfig {
             backend,
             button_pin: self.int(&raw.button_pin, "gpio.button_pin", 0..=53, 17),
             button_active_low: raw.button_active_low.unwrap_or(true),
@@ -31,6 +31,32 @@ impl Validator<'_, '_> {
                 "gpio.buzzer_after",
                 Duration::from_secs(600),
             ),
+        };
+        // One pin cannot be two things: the GPIO library refuses the second use, and the panel
+        // would not start. Pins left at their defaults count too.
+        let mut pins = vec![
+            (
+                "gpio.button_pin",
+                cfg.button_pin,
+                raw.button_pin.as_ref().and_then(span),
+            ),
+            (
+                "gpio.led_pin",
+                cfg.led_pin,
+                raw.led_pin.as_ref().and_then(span),
+            ),
+        ];
+        if let Some(b) = cfg.buzzer_pin {
+            pins.push(("gpio.buzzer_pin", b, raw.buzzer_pin.as_ref().and_then(span)));
         }
+        for (n, (key, pin, at)) in pins.iter().enumerate() {
+            if let Some((other, _, _)) = pins[..n].iter().find(|(_, p, _)| p == pin) {
+                self.r.error(
+                    at.clone(),
+                    format!("{key}: pin {pin} is already {other} (set both; they must differ)"),
+                );
+            }
+        }
+        cfg
     }
 }
