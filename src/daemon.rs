@@ -1002,12 +1002,17 @@ pub fn modem_settings(m: &ModemConfig, device: PathBuf) -> anyhow::Result<Settin
         .parse::<ProfileChoice>()
         .map_err(|e| anyhow::anyhow!("modem.profile: {e}"))?;
     s.baud = m.baud;
+    // A PIN file that cannot be read (a permission changed) must not keep the daemon from
+    // starting: without the PIN a locked SIM does not register, and the modem's health says
+    // so on /healthz; not starting would say nothing anywhere but the journal.
     s.pin = match &m.pin_file {
-        Some(p) => Some(Pin::new(
-            crate::config::read_secret(p)
-                .with_context(|| format!("cannot read modem.pin_file {}", p.display()))?
-                .expose(),
-        )),
+        Some(p) => match crate::config::read_secret(p) {
+            Ok(pin) => Some(Pin::new(pin.expose())),
+            Err(e) => {
+                tracing::error!(path = %p.display(), error = %e, "cannot read modem.pin_file; the modem starts without the SIM PIN (a locked SIM will not register)");
+                None
+            }
+        },
         None => None,
     };
     s.smsc = m.smsc.clone();
@@ -1075,6 +1080,16 @@ mod tests {
         Config::parse(text, "t.toml", Path::new("/"))
             .unwrap_or_else(|e| panic!("{e:?}"))
             .config
+    }
+
+    /// A PIN file that cannot be read leaves the modem without the PIN (its health then says
+    /// why it does not register) instead of keeping the daemon from starting.
+    #[test]
+    fn an_unreadable_pin_file_does_not_stop_the_modem() {
+        let mut m = config("").modem;
+        m.pin_file = Some("/nonexistent/pagerbox-pin".into());
+        let s = modem_settings(&m, "/dev/null".into()).unwrap();
+        assert!(s.pin.is_none());
     }
 
     /// A reload that turns email off keeps the running email sender's whole section, not only
