@@ -510,7 +510,7 @@ async fn start_modem(
 /// Keeps what the daemon started with in a reloaded `config`, saying so: the modem driver and
 /// the email sender exist only when they were enabled at start, so turning either on or off
 /// needs a restart, as do `[modem]` settings, the sockets and their limits, the SMS part count,
-/// the panel's pins (`[gpio]`) and the state directory. Taking the new values anyway would half-apply them: the escalation
+/// the panel's pins (`[gpio]`), the pair's `[ha]` and the state directory. Taking the new values anyway would half-apply them: the escalation
 /// engine would queue pages for an email sender that does not exist, or fail every SMS page
 /// while the modem runs, and a new UDP port would be reported as in force while nothing listens.
 fn keep_running_channels(config: &mut Config, running: &Config) {
@@ -523,6 +523,12 @@ fn keep_running_channels(config: &mut Config, running: &Config) {
             "SIGHUP: turning email on or off needs a restart; until then [email] stays as it is"
         );
         config.email = running.email.clone();
+    }
+    // The pair's coordinator reads `[ha]` once, at start. Compared by what it shows (the etcd
+    // password is masked there, and read at start only anyway).
+    if format!("{:?}", config.ha) != format!("{:?}", running.ha) {
+        tracing::warn!("SIGHUP: [ha] changes need a restart; until then the pair keeps its settings (its fallback and claim timings among them)");
+        config.ha = running.ha.clone();
     }
     if config.gpio != running.gpio {
         tracing::warn!(
@@ -1090,6 +1096,27 @@ mod tests {
         m.pin_file = Some("/nonexistent/pagerbox-pin".into());
         let s = modem_settings(&m, "/dev/null".into()).unwrap();
         assert!(s.pin.is_none());
+    }
+
+    /// `[ha]` is read once at start: a reload keeps the running one instead of reporting new
+    /// timings as in force that the coordinator never takes.
+    #[cfg(feature = "ha")]
+    #[test]
+    fn a_reload_keeps_the_running_pair_settings() {
+        let ha = |fallback: &str| {
+            format!(
+                "[ha]\nname = \"a\"\npeer_urls = [\"http://192.0.2.2:8080\"]\n\
+                 etcd_endpoints = [\"http://192.0.2.1:2379\", \"http://192.0.2.2:2379\", \"http://192.0.2.3:2379\"]\nfallback_after = \"{fallback}\"\n"
+            )
+        };
+        let running = config(&ha("60s"));
+        let mut reloaded = config(&ha("20s"));
+        keep_running_channels(&mut reloaded, &running);
+        let kept = reloaded.ha.expect("[ha]");
+        assert_eq!(kept.fallback_after, Duration::from_secs(60));
+        let mut removed = config("");
+        keep_running_channels(&mut removed, &running);
+        assert!(removed.ha.is_some(), "removing [ha] needs a restart too");
     }
 
     /// A reload that turns email off keeps the running email sender's whole section, not only
