@@ -137,7 +137,8 @@ async fn exercise<L: Output, B: Output, K: Button>(
 ) -> anyhow::Result<()> {
     let settings = Settings::from_config(cfg);
     let start = Instant::now();
-    let end = limit.map(|l| start + l);
+    // `None` (no end) also for a limit past what the clock can count (`--seconds` huge).
+    let end = limit.and_then(|l| start.checked_add(l));
     let mut led = Driver::new(led, "LED");
     let mut buzzer = buzzer.map(|b| Driver::new(b, "buzzer"));
     let mut tracker = ButtonTracker::new(settings.long_press, button.is_pressed(), start);
@@ -319,6 +320,25 @@ mod tests {
         assert!(!fake.buzzer_is_on());
         assert!(fake.buzzer_on_at(t0 + Duration::from_millis(100)));
         assert!(!fake.buzzer_on_at(t0 + Duration::from_millis(400)));
+    }
+
+    /// `--seconds` past what the clock can count runs until stopped instead of panicking.
+    #[tokio::test(start_paused = true)]
+    async fn a_limit_too_long_to_count_runs_until_stopped() {
+        let (_fake, parts) = FakePanel::new();
+        let mut out = Vec::new();
+        exercise(
+            parts.led,
+            Some(parts.buzzer),
+            parts.button,
+            &cfg(),
+            Some(Duration::from_secs(u64::MAX)),
+            tokio::time::sleep(Duration::from_secs(2)),
+            &mut out,
+        )
+        .await
+        .unwrap();
+        assert!(String::from_utf8(out).unwrap().contains("panel test done"));
     }
 
     #[tokio::test]
