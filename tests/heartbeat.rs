@@ -403,3 +403,34 @@ fn opsgenie_heartbeat_pings_feed_the_monitor() {
     let v: Value = r.into_json().unwrap();
     assert!(v["message"].as_str().unwrap().contains("nope"), "{v}");
 }
+
+/// A flood of pings for one monitor, faster than they can be stored, does not stop the UDP
+/// port reading: an alert sent right after it is stored, not dropped by the kernel behind a
+/// receive loop waiting for room in the monitor's lane.
+#[test]
+fn a_flood_of_pings_does_not_block_udp_alerts() {
+    let d = Daemon::start(&config("1m", "1m"));
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to = d.udp.unwrap();
+    // About 10,000 pings a second for 3 s, faster than one monitor's pings commit one after
+    // another, slower than the port reads; the alert goes out in the middle.
+    for burst in 0..3_000 {
+        for _ in 0..10 {
+            let _ = s.send_to(b"heartbeat hb", to);
+        }
+        if burst == 1_500 {
+            s.send_to(b"critical after-flood the alert among the pings", to)
+                .unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    d.wait_for(15, "the alert sent among the pings", || {
+        let (_, v) = d.get("/v1/incidents?status=all");
+        v["incidents"]
+            .as_array()?
+            .iter()
+            .any(|i| i["dedup_key"] == "after-flood")
+            .then_some(())
+    });
+    assert!(monitor(&d)["pings"].as_u64().unwrap() >= 1);
+}

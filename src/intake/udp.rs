@@ -119,6 +119,27 @@ pub async fn serve(socket: UdpSocket, intake: Intake, shutdown: CancellationToke
             continue;
         }
         let lane = &lanes[lane_of(&datagram)];
+        if matches!(datagram, Datagram::Heartbeat(_)) {
+            // A ping is idempotent: with its lane full (pings flooding in faster than they
+            // commit), one more says nothing the queued ones do not, and waiting for room would
+            // stop this loop reading the socket, so alerts behind it would overflow the kernel's
+            // buffer and be lost unseen.
+            match lane.try_send((datagram, peer)) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    intake
+                        .metrics
+                        .alert(AlertSource::Udp, AlertOutcome::Deduplicated);
+                    if let Some(suppressed) = junk.note() {
+                        tracing::warn!(%peer, suppressed, "udp heartbeat pings arrive faster than they are stored; the surplus is dropped (the monitor is pinged)");
+                    }
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    tracing::error!(%peer, "udp heartbeat ping lost: its lane died");
+                }
+            }
+            continue;
+        }
         let sent = tokio::select! {
             _ = shutdown.cancelled() => break,
             sent = lane.send((datagram, peer)) => sent,
