@@ -67,6 +67,9 @@ const EARLY_MAX: usize = 8;
 const EARLY_FOR: Duration = Duration::from_secs(2);
 /// How often the page thread looks for early claims nobody asked for while it holds some.
 const EARLY_CHECK: Duration = Duration::from_millis(500);
+/// How long after a failed claim the next failure still belongs to the same streak: claims are
+/// asked again a second after each failure.
+const CLAIM_STREAK_GAP: Duration = Duration::from_secs(3);
 
 /// A claim won before its sender asked.
 #[derive(Debug)]
@@ -1182,8 +1185,13 @@ impl Session {
         match cmd {
             SessionCommand::Ack(i, mark) => {
                 let shared = self.shared.clone();
-                let logged = shared.log_unless_claiming(
-                    || *self.mode.borrow(),
+                // Behind an earlier mark of the incident still waiting in the log, this one
+                // waits too: written at once, it would be undone when the heal writes the
+                // older one (an ack parked by a failed write, retracted since, written back).
+                // (Asked before: the log's lock is held while the mode is asked.)
+                let behind = lock(&shared.alone).acked.iter().any(|(x, _)| *x == i);
+                let logged = shared.log_unless(
+                    || !behind && self.mode.borrow().claims(),
                     |log| log.acked.push((i.clone(), mark)),
                 );
                 let written = logged
@@ -1329,8 +1337,9 @@ struct Pages {
     /// sender's ask takes it (see [`Coordinator::claim_early`]).
     early: HashMap<PageId, EarlyClaim>,
     /// Since when every claim has failed (etcd refusing writes while it still renews leases:
-    /// out of space, a missing permission); `None` once one was answered.
-    claims_failing_since: Option<Instant>,
+    /// out of space, a missing permission), and when the last one failed; `None` once one was
+    /// answered.
+    claims_failing_since: Option<(Instant, Instant)>,
 }
 
 impl Pages {
@@ -1605,7 +1614,15 @@ impl Pages {
     /// taken away), and then the mode stays paired: without this, both boxes would hold every
     /// page for ever while saying they are fine.
     fn claim_failed(&mut self, e: &Error, page: &PageId) -> Decision {
-        let since = *self.claims_failing_since.get_or_insert_with(Instant::now);
+        let now = Instant::now();
+        // A streak is failures asked again and again; one left from long ago (its page acked
+        // since, or a time alone without claims) does not count, or the first failure of a
+        // later leader election would send at once on both boxes.
+        let since = match self.claims_failing_since {
+            Some((since, last)) if now.duration_since(last) <= CLAIM_STREAK_GAP => since,
+            _ => now,
+        };
+        self.claims_failing_since = Some((since, now));
         if since.elapsed() >= self.cfg.fallback_after {
             tracing::error!(error = %e, %page, failing_for = ?since.elapsed(), "pair: claims keep failing though the lease renews; this box sends the page on its own (duplicates possible)");
             return Decision::Send;
@@ -2380,6 +2397,13 @@ mod tests {
         std::thread::sleep(Duration::from_millis(350));
         assert_eq!(pages.decide_named(&p, "refused"), Decision::Send);
         pages.claims_answered();
+        assert!(matches!(
+            pages.decide_named(&p, "refused"),
+            Decision::Later(_)
+        ));
+        // A streak left from long ago does not count: a new one starts.
+        let long_ago = Instant::now() - Duration::from_secs(60);
+        pages.claims_failing_since = Some((long_ago, long_ago));
         assert!(matches!(
             pages.decide_named(&p, "refused"),
             Decision::Later(_)

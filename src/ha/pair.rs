@@ -357,8 +357,9 @@ pub async fn sync_transitions(
         }
     };
     let mut commits = store.commits();
+    // Not marked seen: a reload applied while this task started is passed on once (the
+    // session ignores a hash it already has).
     let mut reloads = config.clone();
-    reloads.mark_unchanged();
     let mut watching_reloads = true;
     loop {
         let after = cursor;
