@@ -572,14 +572,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if s == "0" {
         return Ok(Duration::ZERO);
     }
-    // humantime reads `M` as months: "5M" meant as five minutes would hold a page for five
-    // months, with nothing overdue to show it. No pagerbox duration is counted in months.
-    let units = s.split(|c: char| c.is_ascii_digit() || c.is_whitespace() || c == '.');
-    if units.into_iter().any(|u| u == "M") {
-        return Err(format!(
-            "{s:?}: M means months; write m for minutes (\"5m\"), or days (\"30d\")"
-        ));
-    }
     let d = humantime::parse_duration(s).map_err(|e| {
         format!("{s:?} is not a duration ({e}); write e.g. \"30s\", \"10m\", \"2h\"")
     })?;
@@ -587,6 +579,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("{s:?} is too long (at most 10 years)"));
     }
     Ok(d)
+}
+
+/// Whether `s` counts in months (`M` to humantime), which no delay before a page means: "5M"
+/// is five minutes mistyped.
+pub(crate) fn counts_months(s: &str) -> bool {
+    s.split(|c: char| c.is_ascii_digit() || c.is_whitespace() || c == '.')
+        .any(|u| u == "M" || u.starts_with("month"))
 }
 
 /// The urgency a rule applies to when it does not say.

@@ -247,6 +247,26 @@ impl Validator<'_, '_> {
         }
     }
 
+    /// A delay before a page ([`MAX_PAGE_DELAY`]): brought into range with a warning (a box
+    /// whose config carried a longer one still starts and pages), and refused when written in
+    /// months (`5M` is five minutes mistyped; humantime reads months).
+    fn page_delay(&mut self, v: &Option<S<String>>, key: &str, default: Duration) -> Duration {
+        if let Some(s) = v
+            .as_ref()
+            .filter(|s| crate::config::counts_months(s.get_ref()))
+        {
+            self.r.error(
+                span(s),
+                format!(
+                    "{key}: {:?}: M means months; write m for minutes (\"5m\")",
+                    s.get_ref()
+                ),
+            );
+            return default;
+        }
+        self.clamped_duration(v, key, Duration::ZERO..=MAX_PAGE_DELAY, default)
+    }
+
     /// [`Self::duration`], brought into `range` with a warning at the value when it is outside:
     /// for timings whose extremes blunt the box's own checks (a modem timeout of zero, a hold
     /// of days) but which a config that worked before may carry, so the box still starts and

@@ -33,7 +33,11 @@ impl Validator<'_, '_> {
             ),
         };
         // One pin cannot be two things: the GPIO library refuses the second use, and the panel
-        // would not start. Pins left at their defaults count too.
+        // would not start (the box then pages without it). Pins left at their defaults count
+        // too. `check` and a reload refuse it; a box that starts with it runs without the panel.
+        if cfg.backend == GpioBackend::None {
+            return cfg;
+        }
         let mut pins = vec![
             (
                 "gpio.button_pin",
@@ -51,7 +55,7 @@ impl Validator<'_, '_> {
         }
         for (n, (key, pin, at)) in pins.iter().enumerate() {
             if let Some((other, _, _)) = pins[..n].iter().find(|(_, p, _)| p == pin) {
-                self.r.error(
+                self.r.impaired(
                     at.clone(),
                     format!("{key}: pin {pin} is already {other} (set both; they must differ)"),
                 );

@@ -55,10 +55,9 @@ impl Validator<'_, '_> {
                 steps.push(Step {
                     users: st.users.iter().map(|u| u.get_ref().clone()).collect(),
                     schedules: st.schedules.iter().map(|s| s.get_ref().clone()).collect(),
-                    wait: self.bounded_duration(
+                    wait: self.page_delay(
                         &st.wait,
                         "policies.steps.wait",
-                        Duration::ZERO..=MAX_PAGE_DELAY,
                         Duration::from_secs(600),
                     ),
                 });
@@ -97,7 +96,9 @@ impl Validator<'_, '_> {
                 );
             }
             if r.channels.as_ref().is_some_and(Vec::is_empty) {
-                self.r.error(
+                // Like a config with no routes at all: `check` and a reload refuse it, a box
+                // that starts with it runs (and says the route pages nobody).
+                self.r.impaired(
                     span(&r.id),
                     format!(
                         "routes.channels: route {:?} allows no channel and would page nobody; leave `channels` out to allow them all",
@@ -126,10 +127,9 @@ impl Validator<'_, '_> {
                         Duration::from_secs(1800),
                     )
                 }),
-                pre_page_delay: self.bounded_duration(
+                pre_page_delay: self.page_delay(
                     &r.pre_page_delay,
                     "routes.pre_page_delay",
-                    Duration::ZERO..=MAX_PAGE_DELAY,
                     Duration::ZERO,
                 ),
                 urgency,

@@ -106,12 +106,7 @@ impl Validator<'_, '_> {
                     "users.rules: low urgency never calls; use sms or email",
                 );
             }
-            let after = self.bounded_duration(
-                &rule.after,
-                "users.rules.after",
-                Duration::ZERO..=super::MAX_PAGE_DELAY,
-                Duration::ZERO,
-            );
+            let after = self.page_delay(&rule.after, "users.rules.after", Duration::ZERO);
             rules.push(NotificationRule {
                 urgency,
                 channel,
