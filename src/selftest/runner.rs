@@ -223,7 +223,7 @@ impl Runner {
                     let Some(due) = next.filter(|n| self.deps.clock.now() >= *n) else {
                         continue;
                     };
-                    last = after_run(due, self.deps.clock.now());
+                    last = after_run(cfg.selftest.schedule.as_ref(), due, self.deps.clock.now());
                     let run = self.run_once(Trigger::Schedule).await;
                     if !run.ok {
                         warn!(run = run.id, failed_step = ?run.failed_step, "scheduled self-test failed");
@@ -588,12 +588,20 @@ fn run_incident(
     }
 }
 
-/// What the next scheduled run counts from after the run due at `due` starts at `now`: the
-/// later of the two. Slots missed while the clock was behind (a box without RTC booted on a
+/// What the next scheduled run counts from after the run due at `due` starts at `now`: the slot
+/// itself when the next slot is still ahead (so the schedule does not drift by the wake-up
+/// delay), else `now`. Slots missed while the clock was behind (a box without RTC booted on a
 /// stale time, then NTP stepped it days ahead) are one run, not a run per slot back to back,
 /// each a test SMS paid from the SIM's credit.
-fn after_run(due: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
-    due.max(now)
+fn after_run(
+    schedule: Option<&crate::config::test_schedule::TestSchedule>,
+    due: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    match schedule {
+        Some(s) if s.next_after(due) > now => due,
+        _ => now,
+    }
 }
 
 async fn sleep_opt(d: Option<Duration>) {
@@ -631,10 +639,11 @@ mod tests {
         let now = booted + chrono::Duration::days(3);
         let due = s.next_after(booted);
         assert!(due <= now, "the first slot is missed");
-        let next = s.next_after(after_run(due, now));
+        let next = s.next_after(after_run(Some(&s), due, now));
         assert!(next > now, "the next run waits: {next}");
-        // On time, it counts from the slot, so the schedule does not drift by the run's delay.
-        let on_time = s.next_after(after_run(due, due));
+        // Woken a little late, it counts from the slot: the schedule does not drift.
+        let late = due + chrono::Duration::seconds(2);
+        let on_time = s.next_after(after_run(Some(&s), due, late));
         assert_eq!(on_time, due + chrono::Duration::minutes(15));
     }
 

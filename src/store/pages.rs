@@ -6,8 +6,9 @@
 //! is ringing and nobody has heard it, and an SMS in that state is claimed but may be waiting
 //! for the modem behind someone's call for a minute, so an `ACK` typed meanwhile is about what
 //! the person read before. (The phone can only show an SMS after the network took it, which is
-//! when the modem answers the submission and the sender records `sent` within milliseconds: no
-//! reply is that fast.) A sent or delivered row's `updated_at` is when it went out or when its
+//! when the modem answers the submission and the sender records `sent`, normally within
+//! milliseconds; while the store refuses that write the row stays `sending`, and an `ACK`
+//! meanwhile is about the page before.) A sent or delivered row's `updated_at` is when it went out or when its
 //! delivery report came, whichever is later, so ordering by it orders pages by when they last
 //! reached the phone, not by when they were queued: a page queued first that fell back from an
 //! unanswered call to SMS reached the phone after a digest queued later.
