@@ -836,6 +836,38 @@ fn s9_an_alert_only_a_received_is_paged_by_b_when_a_dies() {
     );
 }
 
+/// S19: an alert only A received reaches B while B's store cannot write: B opens it once its
+/// store writes again, instead of dropping the copy (if A then died, nobody would page it).
+#[test]
+fn s19_a_copy_the_store_refused_is_opened_once_it_writes_again() {
+    let Some(pair) = Pair::start("s19") else {
+        return;
+    };
+    pair.wait_paired();
+    let (code, v) = pair.lan.http(
+        "w",
+        "POST",
+        &pair.b.url("/v1/faults"),
+        Some(&json!({"name": "store.ioerr", "for": "4s"})),
+    );
+    assert_eq!(code, 200, "{v}");
+    pair.lan
+        .udp("w", "a", "critical s19-disk s19-disk-full on db1");
+    pair.wait_for(20, "B to open the incident A received", || {
+        pair.b
+            .log()
+            .contains("pair: opened the incident of an alert the peer received")
+            .then_some(())
+    });
+    assert!(
+        pair.b
+            .log()
+            .contains("pair: cannot open the incident the peer shared"),
+        "the fault did not meet the copy:\n{}",
+        tail(&pair.b.log())
+    );
+}
+
 /// S10: bob takes the pager by SMS (`TAKE`) on A: the override is in force on B too, and when
 /// A's API deletes it, it is gone from B as well.
 #[test]

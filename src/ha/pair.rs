@@ -8,6 +8,7 @@
 //! status messages and outbound notifications in [`super::messages`]; replies are sent by the
 //! box the SMS reached.
 
+use std::collections::VecDeque;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -361,6 +362,8 @@ pub async fn sync_transitions(
     // session ignores a hash it already has).
     let mut reloads = config.clone();
     let mut watching_reloads = true;
+    // The peer's records not applied yet: the store refused one for a passing reason.
+    let mut waiting: VecDeque<PeerRecord> = VecDeque::new();
     loop {
         let after = cursor;
         match store
@@ -396,15 +399,15 @@ pub async fn sync_transitions(
             },
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             rec = peer.recv() => match rec {
-                Some(rec) if rec.kind == PeerKind::Intake => {
-                    super::share::apply_intake(&store, &config, &rec).await
+                Some(rec) => {
+                    waiting.push_back(rec);
+                    apply_in_order(&store, &coordinator, &config, &mut waiting).await;
                 }
-                Some(rec) if rec.kind == PeerKind::Override => {
-                    super::share::apply_override(&store, &rec).await
-                }
-                Some(rec) => apply_peer(&store, &coordinator, rec).await,
                 None => return,
             },
+            _ = tokio::time::sleep(PEER_RETRY), if !waiting.is_empty() => {
+                apply_in_order(&store, &coordinator, &config, &mut waiting).await;
+            }
         }
     }
 }
@@ -465,9 +468,39 @@ fn settle_in(now: DateTime<Utc>, opened: DateTime<Utc>) -> Option<Duration> {
 }
 
 /// Applies one ack or resolve the peer made to this box's incident with the same identity.
-async fn apply_peer(store: &Store, coordinator: &Coordinator, rec: PeerRecord) {
+/// How soon the peer's records the store refused are tried again.
+const PEER_RETRY: Duration = Duration::from_secs(1);
+
+/// Applies the peer's `waiting` records in the order the peer wrote them, until one must wait
+/// (the store refused it for a passing reason): it holds back the rest, as an incident's alert
+/// comes before its ack.
+async fn apply_in_order(
+    store: &Store,
+    coordinator: &Coordinator,
+    config: &watch::Receiver<std::sync::Arc<crate::config::Config>>,
+    waiting: &mut VecDeque<PeerRecord>,
+) {
+    while let Some(rec) = waiting.front() {
+        let applied = match rec.kind {
+            PeerKind::Intake => super::share::apply_intake(store, config, rec).await,
+            PeerKind::Override => {
+                super::share::apply_override(store, rec).await;
+                true
+            }
+            PeerKind::Ack | PeerKind::Resolve => apply_peer(store, coordinator, rec).await,
+        };
+        if !applied {
+            return;
+        }
+        waiting.pop_front();
+    }
+}
+
+/// Returns `false` when the store refused for a passing reason: the record is to be applied
+/// again later, not dropped (the peer would stop paging an incident this box goes on paging).
+async fn apply_peer(store: &Store, coordinator: &Coordinator, rec: &PeerRecord) -> bool {
     let Some((key, _start)) = rec.identity.rsplit_once('@') else {
-        return;
+        return true;
     };
     let key = key.to_string();
     let open = match store
@@ -479,10 +512,11 @@ async fn apply_peer(store: &Store, coordinator: &Coordinator, rec: PeerRecord) {
     {
         Ok(x) => x,
         Err(e) => {
-            tracing::error!(error = %e, "pair: cannot look up the incident the peer acknowledged");
-            return;
+            tracing::error!(error = %e, "pair: cannot look up the incident the peer acknowledged; trying again");
+            return false;
         }
     };
+    let mut applied = true;
     for (id, first_seen) in open {
         if coordinator
             .identity(&key, first_seen.timestamp_millis())
@@ -495,7 +529,7 @@ async fn apply_peer(store: &Store, coordinator: &Coordinator, rec: PeerRecord) {
         let done = match rec.kind {
             PeerKind::Ack => store.acknowledge(id, actor).await,
             PeerKind::Resolve => store.resolve(id, actor).await,
-            PeerKind::Intake | PeerKind::Override => return,
+            PeerKind::Intake | PeerKind::Override => return true,
         };
         match done {
             Ok((_, true)) => {
@@ -503,10 +537,12 @@ async fn apply_peer(store: &Store, coordinator: &Coordinator, rec: PeerRecord) {
             }
             Ok(_) => {}
             Err(e) => {
-                tracing::error!(incident = id, error = %e, "pair: cannot apply the peer's change")
+                tracing::error!(incident = id, error = %e, retry = e.is_retryable(), "pair: cannot apply the peer's change");
+                applied &= !e.is_retryable();
             }
         }
     }
+    applied
 }
 
 #[cfg(test)]

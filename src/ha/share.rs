@@ -264,14 +264,20 @@ pub async fn apply_override(store: &Store, rec: &PeerRecord) {
 
 /// Opens here the incident of an alert that reached only the peer, unless an open incident
 /// with its key is already here.
-pub async fn apply_intake(store: &Store, config: &watch::Receiver<Arc<Config>>, rec: &PeerRecord) {
+/// Returns `false` when the store refused for a passing reason (busy, a disk error): the record
+/// is to be applied again later, not dropped (if the peer then died, nobody would hold it).
+pub async fn apply_intake(
+    store: &Store,
+    config: &watch::Receiver<Arc<Config>>,
+    rec: &PeerRecord,
+) -> bool {
     let Some(alert) = rec
         .alert
         .as_deref()
         .and_then(|a| serde_json::from_str::<SharedAlert>(a).ok())
     else {
         tracing::warn!(incident = %rec.identity, "pair: the peer shared an alert this box cannot read");
-        return;
+        return true;
     };
     let key = alert.dedup_key.clone();
     match store
@@ -281,7 +287,7 @@ pub async fn apply_intake(store: &Store, config: &watch::Receiver<Arc<Config>>, 
         })
         .await
     {
-        Ok(open) if !open.is_empty() => return,
+        Ok(open) if !open.is_empty() => return true,
         Ok(_) => {}
         Err(e) => {
             // Opening it anyway is safe: a trigger for an open key only counts a repeat.
@@ -292,10 +298,12 @@ pub async fn apply_intake(store: &Store, config: &watch::Receiver<Arc<Config>>, 
     let input = alert.into_input(&routes, &rec.by);
     match store.apply_alert(input).await {
         Ok(o) => {
-            tracing::info!(dedup_key = %key, by = %rec.by, incident = ?o.incident().map(|i| i.id), "pair: opened the incident of an alert the peer received")
+            tracing::info!(dedup_key = %key, by = %rec.by, incident = ?o.incident().map(|i| i.id), "pair: opened the incident of an alert the peer received");
+            true
         }
         Err(e) => {
-            tracing::error!(dedup_key = %key, error = %e, "pair: cannot open the incident the peer shared")
+            tracing::error!(dedup_key = %key, error = %e, retry = e.is_retryable(), "pair: cannot open the incident the peer shared");
+            !e.is_retryable()
         }
     }
 }
