@@ -510,9 +510,10 @@ async fn start_modem(
 /// Keeps what the daemon started with in a reloaded `config`, saying so: the modem driver and
 /// the email sender exist only when they were enabled at start, so turning either on or off
 /// needs a restart, as do `[modem]` settings, the sockets and their limits, the SMS part count,
-/// the panel's pins (`[gpio]`), the pair's `[ha]` and the state directory. Taking the new values anyway would half-apply them: the escalation
-/// engine would queue pages for an email sender that does not exist, or fail every SMS page
-/// while the modem runs, and a new UDP port would be reported as in force while nothing listens.
+/// the panel's pins (`[gpio]`), the pair's `[ha]` and the state directory. Taking the new
+/// values anyway would half-apply them: the escalation engine would queue pages for an email
+/// sender that does not exist, or fail every SMS page while the modem runs, and a new UDP port
+/// would be reported as in force while nothing listens.
 fn keep_running_channels(config: &mut Config, running: &Config) {
     if config.email.enabled != running.email.enabled {
         // The whole section: a file that turns email off was validated without its sending
@@ -523,18 +524,6 @@ fn keep_running_channels(config: &mut Config, running: &Config) {
             "SIGHUP: turning email on or off needs a restart; until then [email] stays as it is"
         );
         config.email = running.email.clone();
-    }
-    // The pair's coordinator reads `[ha]` once, at start. Compared by what it shows (the etcd
-    // password is masked there, and read at start only anyway).
-    if format!("{:?}", config.ha) != format!("{:?}", running.ha) {
-        tracing::warn!("SIGHUP: [ha] changes need a restart; until then the pair keeps its settings (its fallback and claim timings among them)");
-        config.ha = running.ha.clone();
-    }
-    if config.gpio != running.gpio {
-        tracing::warn!(
-            "SIGHUP: [gpio] changes need a restart; until then the panel keeps its pins"
-        );
-        config.gpio = running.gpio.clone();
     }
     if config.modem.enabled != running.modem.enabled {
         tracing::warn!(
@@ -606,6 +595,13 @@ fn keep_running_channels(config: &mut Config, running: &Config) {
         &running.paging.sms_max_parts,
         &mut restart,
     );
+    keep("[gpio]", &mut config.gpio, &running.gpio, &mut restart);
+    // The pair's coordinator reads `[ha]` once. Compared by what it shows: the etcd password is
+    // masked there (and read at start only anyway).
+    if format!("{:?}", config.ha) != format!("{:?}", running.ha) {
+        config.ha = running.ha.clone();
+        restart.push("[ha]");
+    }
     if !restart.is_empty() {
         tracing::warn!(
             "SIGHUP: {} changes need a restart; the running values stay until then (other changes applied)",

@@ -364,7 +364,14 @@ pub async fn sync_transitions(
     let mut watching_reloads = true;
     // The peer's records not applied yet: the store refused one for a passing reason.
     let mut waiting: VecDeque<PeerRecord> = VecDeque::new();
+    let mut next_retry = tokio::time::Instant::now();
     loop {
+        // Tried again at most once a [`PEER_RETRY`], whatever wakes the loop (commits come
+        // often in a storm, and a timer of its own would never fire between them).
+        if !waiting.is_empty() && tokio::time::Instant::now() >= next_retry {
+            next_retry = tokio::time::Instant::now() + PEER_RETRY;
+            apply_in_order(&store, &coordinator, &config, &mut waiting).await;
+        }
         let after = cursor;
         match store
             .read(move |c, _| Ok(rows::local_transitions(c, after, 200)?))
@@ -400,14 +407,14 @@ pub async fn sync_transitions(
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             rec = peer.recv() => match rec {
                 Some(rec) => {
+                    // Behind any record still waiting: in the order the peer wrote them.
                     waiting.push_back(rec);
-                    apply_in_order(&store, &coordinator, &config, &mut waiting).await;
+                    if waiting.len() == 1 {
+                        apply_in_order(&store, &coordinator, &config, &mut waiting).await;
+                    }
                 }
                 None => return,
             },
-            _ = tokio::time::sleep(PEER_RETRY), if !waiting.is_empty() => {
-                apply_in_order(&store, &coordinator, &config, &mut waiting).await;
-            }
         }
     }
 }

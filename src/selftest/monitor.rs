@@ -202,15 +202,6 @@ pub async fn run(mut d: Deps) {
             d.fault.send_replace(false);
             owed = Some(Transition::Resolve);
         }
-        if !st.enabled {
-            if let Some(t) = owed.take() {
-                let since = d.health.borrow().since;
-                if !modem_incident(&d, &config, &t, since).await {
-                    owed = Some(t);
-                    tick = tick.min(RETRY_INCIDENT);
-                }
-            }
-        }
         if st.enabled {
             let health = d.health.borrow_and_update().clone();
             // The signal against our own threshold, by a status query now and then.
@@ -246,12 +237,6 @@ pub async fn run(mut d: Deps) {
                     }
                 }
                 owed = Some(t);
-            }
-            if let Some(t) = owed.take() {
-                if !modem_incident(&d, &config, &t, health.since).await {
-                    owed = Some(t);
-                    tick = tick.min(RETRY_INCIDENT);
-                }
             }
             d.fault.send_if_modified(|f| {
                 let raised = hyst.is_raised();
@@ -292,6 +277,13 @@ pub async fn run(mut d: Deps) {
                         .saturating_duration_since(Instant::now())
                         .max(MIN_TICK),
                 );
+            }
+        }
+        if let Some(t) = owed.take() {
+            let since = d.health.borrow().since;
+            if !modem_incident(&d, &config, &t, since).await {
+                owed = Some(t);
+                tick = tick.min(RETRY_INCIDENT);
             }
         }
         tokio::select! {
