@@ -286,6 +286,25 @@ fn a_modem_silent_during_a_submit_is_impaired_within_seconds() {
     });
 }
 
+/// Waits until the daemon has recorded incident `id`'s SMS to alice as sent. It does so
+/// milliseconds after the network took the SMS; a person's reply comes later than that, and
+/// `ACK` alone does not mean an SMS not yet recorded sent (it may still wait for the modem),
+/// so a test that replies the instant the simulated phone shows the SMS waits for it first.
+fn wait_recorded_sent(d: &Daemon, id: i64) {
+    d.wait_for(5, "the SMS recorded sent", || {
+        let (_, v) = d.get(&format!("/v1/incidents/{id}"));
+        v["timeline"]
+            .as_array()?
+            .iter()
+            .any(|e| {
+                e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("sms to alice sent"))
+            })
+            .then_some(())
+    });
+}
+
 #[test]
 fn every_reply_form_acknowledges_through_the_modem() {
     let sim = ExternalSim::start();
@@ -308,6 +327,9 @@ fn every_reply_form_acknowledges_through_the_modem() {
                 .into_iter()
                 .find(|t| t.starts_with(&prefix) && t.contains("Reply"))
         });
+        if form == "ACK" {
+            wait_recorded_sent(&d, id);
+        }
         sim.sms_in(ALICE, &form.replace("{id}", &id.to_string()));
         d.wait_for(10, &format!("{form:?} to acknowledge #{id}"), || {
             (d.incident(id)["status"] == "acknowledged").then_some(())
@@ -425,6 +447,7 @@ channels = ["sms"]
             .into_iter()
             .find(|t| t.starts_with(&format!("#{a} ")))
     });
+    wait_recorded_sent(&d, a);
     sim.sms_in(ALICE, "ACK");
     let confirmation = d.wait_for(10, "the confirmation", || {
         sim.sms_to(ALICE).into_iter().find(|t| t.contains("acked"))
