@@ -393,7 +393,33 @@ pub const REFUSED_PAUSE: Duration = Duration::from_secs(300);
 struct Built {
     /// The config it was built from (compared by pointer: each reload publishes a new one).
     from: Arc<Config>,
+    /// The files the sender read when it was built, as they were then.
+    files: FileStamps,
     sender: Result<Arc<EmailSender>, Arc<EmailSetupError>>,
+}
+
+/// Length, modification time and inode of each file `[email]` names (the password and the
+/// extra CA certificates), `None` where it could not be read: a reload that leaves `[email]`
+/// as it was but follows a rotated password file under the same path must still rebuild.
+#[derive(Debug, PartialEq, Eq)]
+struct FileStamps(Vec<Option<(u64, Option<std::time::SystemTime>, u64)>>);
+
+impl FileStamps {
+    fn of(config: &Config) -> FileStamps {
+        use std::os::unix::fs::MetadataExt;
+        let files = [&config.email.password_file, &config.email.ca_file];
+        FileStamps(
+            files
+                .into_iter()
+                .flatten()
+                .map(|path| {
+                    std::fs::metadata(path)
+                        .ok()
+                        .map(|m| (m.len(), m.modified().ok(), m.ino()))
+                })
+                .collect(),
+        )
+    }
 }
 
 fn build(config: &Config) -> Result<Arc<EmailSender>, Arc<EmailSetupError>> {
@@ -414,20 +440,36 @@ impl Email {
         if let Err(why) = &sender {
             tracing::error!(reason = %why, "email cannot be set up; paging goes on without it");
         }
+        let files = FileStamps::of(&from);
         Email {
             config,
-            built: std::sync::Mutex::new(Built { from, sender }),
+            built: std::sync::Mutex::new(Built {
+                from,
+                files,
+                sender,
+            }),
             failures: Default::default(),
         }
     }
 
-    /// The sender for the config in force, rebuilt after every reload: `[email]` may have
+    /// The sender for the config in force, rebuilt after a reload that may change it: `[email]`
     /// changed, a file it needs may exist now, or the SMTP password file may hold a new password
-    /// under the same path (a rotation), which only a rebuild reads.
+    /// under the same path (a rotation), which only a rebuild reads. A rebuilt sender starts
+    /// with no failures. A reload that changes none of that (a schedule edited, say) keeps the
+    /// sender and what its last send and check said: a relay that refuses every page must not
+    /// look healthy again because someone reloaded for another reason.
     fn sender(&self) -> Result<Arc<EmailSender>, Arc<EmailSetupError>> {
         let now = self.config.borrow().clone();
         let mut built = self.built.lock().expect("email state");
         if !Arc::ptr_eq(&built.from, &now) {
+            let files = FileStamps::of(&now);
+            let same =
+                built.sender.is_ok() && built.from.email == now.email && built.files == files;
+            built.from = now.clone();
+            built.files = files;
+            if same {
+                return built.sender.clone();
+            }
             let was_ok = built.sender.is_ok();
             built.sender = build(&now);
             match &built.sender {
@@ -438,7 +480,6 @@ impl Email {
                 }
             }
             *self.failures.lock().expect("email state") = Failures::default();
-            built.from = now;
         }
         built.sender.clone()
     }
@@ -725,6 +766,49 @@ mod probe_tests {
         }));
         email.probe().unwrap().await;
         assert!(matches!(email.health(), Err(Unavailable::EmailFailed(_))));
+    }
+
+    fn config_text(port: u16, timeout: &str, tz: &str) -> Arc<Config> {
+        let text = format!(
+            "[daemon]\ntime_zone = \"{tz}\"\n[email]\nenabled = true\nhost = \"127.0.0.1\"\n\
+             port = {port}\ntls = \"none\"\nfrom = \"pagerbox <pagerbox@box.example>\"\n\
+             timeout = \"{timeout}\"\n"
+        );
+        let parsed =
+            Config::parse(&text, "t.toml", Path::new("/")).unwrap_or_else(|e| panic!("{e}"));
+        Arc::new(parsed.config)
+    }
+
+    /// A reload for another reason (a time zone, a schedule) keeps what the relay last said:
+    /// an email-only box whose relay refuses pages must not turn healthy on an unrelated
+    /// reload. A reload that changes `[email]` starts the rebuilt sender afresh.
+    #[tokio::test]
+    async fn an_email_failure_outlives_a_reload_that_leaves_email_alone() {
+        let server = SmtpTestServer::start(SmtpTestOptions::default())
+            .await
+            .unwrap();
+        let port = server.addr().port();
+        let (tx, rx) = watch::channel(config_text(port, "1s", "UTC"));
+        let email = Email::new(rx);
+        server.push_fault(Fault::reply(Stage::Greeting, 554, "5.3.2 not accepting"));
+        email.probe().unwrap().await;
+        email.failures.lock().unwrap().send = Some(Arc::new(EmailError::NotConnected {
+            server: "127.0.0.1".into(),
+        }));
+        assert!(matches!(email.health(), Err(Unavailable::EmailFailed(_))));
+
+        tx.send(config_text(port, "1s", "Europe/Berlin")).unwrap();
+        assert!(
+            matches!(email.health(), Err(Unavailable::EmailFailed(_))),
+            "{:?}",
+            email.health()
+        );
+        // Only the send's failure cleared: the check's still names the sender it checked.
+        email.failures.lock().unwrap().send = None;
+        assert!(matches!(email.health(), Err(Unavailable::EmailFailed(_))));
+
+        tx.send(config_text(port, "2s", "Europe/Berlin")).unwrap();
+        assert!(email.health().is_ok(), "{:?}", email.health());
     }
 }
 
