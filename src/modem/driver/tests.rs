@@ -373,6 +373,34 @@ async fn port_loss_goes_down_at_once_and_reopens_with_backoff() {
     fakes.recv().await.unwrap().done().await.unwrap();
 }
 
+/// With the default backoff, a port that stays gone for minutes is still tried every ten
+/// seconds or so: once the modem is back, paging resumes within about one attempt's delay, not a
+/// minute later.
+#[tokio::test(start_paused = true)]
+async fn a_long_lost_port_is_still_tried_every_few_seconds() {
+    let first = generic_up(Script::new())
+        .pause(Duration::from_secs(5))
+        .close();
+    let mut plan = vec![Ok(first)];
+    plan.extend((0..10).map(|_| Err(io::ErrorKind::NotFound)));
+    plan.push(Ok(generic_up(Script::new())));
+    let cfg = Settings {
+        reopen_min: Settings::new("x").reopen_min,
+        reopen_max: Settings::new("x").reopen_max,
+        ..settings()
+    };
+    let (modem, _events, mut fakes, _t) = start(cfg, plan);
+    let mut health = modem.health();
+    wait_for(&mut health, HealthState::Up).await;
+    wait_for(&mut health, HealthState::Down).await;
+    let lost = tokio::time::Instant::now();
+    wait_for(&mut health, HealthState::Up).await;
+    // 11 attempts: after 1, 2, 4 and 8 s, then the cap seven times, each +-20 % (at most 102 s).
+    let took = lost.elapsed();
+    assert!(took < Duration::from_secs(105), "{took:?}");
+    fakes.recv().await.unwrap().done().await.unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn silent_modem_is_resynced_then_soft_reset_and_reopened() {
     let first = generic_up(Script::new())

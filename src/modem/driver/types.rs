@@ -63,7 +63,9 @@ pub struct Settings {
     pub text_mode: bool,
     /// First delay before reopening a lost port; doubles per failure, with jitter.
     pub reopen_min: Duration,
-    /// Longest delay between reopen attempts.
+    /// Longest delay between reopen attempts. Short, because every second of it is a second
+    /// with no paging after the modem is back (a USB modem re-enumerating after a brown-out is
+    /// gone for a few seconds), and a failed open or bring-up costs the box next to nothing.
     pub reopen_max: Duration,
     /// How often a call's state is polled with `AT+CLCC`.
     pub call_poll: Duration,
@@ -96,7 +98,7 @@ impl Settings {
             health_interval: Duration::from_secs(30),
             text_mode: false,
             reopen_min: Duration::from_secs(1),
-            reopen_max: Duration::from_secs(60),
+            reopen_max: Duration::from_secs(10),
             call_poll: Duration::from_secs(1),
             part_retry_delay: Duration::from_secs(2),
             part_attempts: 3,
