@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::command::{Command, Target};
-use super::text::{clip, fit_list, shorten, when, HELP};
+use super::text::{clip, fit_list, shorten, when, when_zoned, HELP};
 use crate::config::Config;
 use crate::escalation::engine::{row_of, runtime_overrides, state_of};
 use crate::escalation::{Event, Phase};
@@ -50,6 +50,16 @@ impl Sender {
 
     fn when(&self, at: DateTime<Utc>, now: DateTime<Utc>) -> String {
         when(self.config.daemon.time_zone, at, now)
+    }
+
+    /// A time of `schedule`, as its replies show it (see [`when_zoned`]).
+    fn when_of(
+        &self,
+        schedule: &crate::schedule::Schedule,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> String {
+        when_zoned(schedule.tz, self.config.daemon.time_zone, at, now)
     }
 }
 
@@ -602,7 +612,7 @@ fn on_call(conn: &Tx, sender: &Sender, now: DateTime<Utc>) -> Result<Reply, Stor
             match s.on_call(now, rt) {
                 None => format!("{}: nobody", s.id),
                 Some(o) => match o.until {
-                    Some(u) => format!("{}: {} until {}", s.id, o.user, sender.when(u, now)),
+                    Some(u) => format!("{}: {} until {}", s.id, o.user, sender.when_of(s, u, now)),
                     None => format!("{}: {}", s.id, o.user),
                 },
             }
@@ -686,13 +696,13 @@ fn take(
                 "{} takes schedule {} until {}",
                 sender.user,
                 s.id,
-                crate::schedule::format_local(sender.config.daemon.time_zone, until)
+                crate::schedule::format_local(s.tz, until)
             ),
             Some(
                 &serde_json::json!({ "schedule": s.id, "until": until, "override_id": override_id }),
             ),
         )?;
-        taken.push(format!("{} until {}", s.id, sender.when(until, now)));
+        taken.push(format!("{} until {}", s.id, sender.when_of(s, until, now)));
     }
     if taken.is_empty() {
         return Ok(Reply::new("you are in no schedule: nothing to take", None));

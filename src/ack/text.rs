@@ -13,6 +13,18 @@ use crate::modem::pdu::fits;
 pub const HELP: &str = "42a ack, 42r resolve, ACK/RES last page, 42e escalate, 42 n text: note, \
 42? details, ONCALL, STATUS, TAKE [2h], PAGE svc text, HELP";
 
+/// [`when`] for a schedule's time: in the schedule's own zone `tz`, where its handoffs are set,
+/// named when it is not the box's zone `home` (`Mon 09:00 JST`). Without the name, a person
+/// reading "until 09:00" from a schedule kept in another zone would take it for the box's hours.
+pub fn when_zoned(tz: Tz, home: Tz, at: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let shown = when(tz, at, now);
+    if tz == home {
+        shown
+    } else {
+        format!("{shown} {}", at.with_timezone(&tz).format("%Z"))
+    }
+}
+
 /// An instant as people read it in `tz`: `03:12` today, `Mon 09:00` within the next or last six
 /// days, `24 Dec 09:00` beyond.
 pub fn when(tz: Tz, at: DateTime<Utc>, now: DateTime<Utc>) -> String {
@@ -102,6 +114,16 @@ mod tests {
         assert_eq!(when(Berlin, t(23, 8, 0), t(22, 3, 0)), "Mon 09:00");
         assert_eq!(when(Berlin, t(21, 22, 30), t(22, 3, 0)), "Sat 23:30");
         assert_eq!(when(Berlin, t(30, 8, 0), t(22, 3, 0)), "30 Nov 09:00");
+        // A schedule kept in another zone shows its own hours, named.
+        let tokyo = chrono_tz::Asia::Tokyo;
+        assert_eq!(
+            when_zoned(Berlin, Berlin, t(23, 8, 0), t(22, 3, 0)),
+            "Mon 09:00"
+        );
+        assert_eq!(
+            when_zoned(tokyo, Berlin, t(23, 0, 0), t(22, 3, 0)),
+            "Mon 09:00 JST"
+        );
     }
 
     #[test]
