@@ -1176,23 +1176,27 @@ fn hold_for_digest(
     until: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let digest = match outbox::pending_digest(conn, user, Channel::Sms)? {
-        Some(d) => d.id,
-        None => outbox::enqueue(
-            conn,
-            &NewPage {
-                kind: PageKind::Digest,
-                incident_id: None,
-                user_id: Some(user.to_string()),
-                channel: Channel::Sms,
-                address: address.to_string(),
-                subject: None,
-                body: String::new(),
-                priority: priority(inc.severity),
-                due_at: until,
-            },
-            now,
-        )?,
+    // The digest already waiting goes at its own time, which the timeline must say.
+    let (digest, due) = match outbox::pending_digest(conn, user, Channel::Sms)? {
+        Some(d) => (d.id, d.due_at),
+        None => (
+            outbox::enqueue(
+                conn,
+                &NewPage {
+                    kind: PageKind::Digest,
+                    incident_id: None,
+                    user_id: Some(user.to_string()),
+                    channel: Channel::Sms,
+                    address: address.to_string(),
+                    subject: None,
+                    body: String::new(),
+                    priority: priority(inc.severity),
+                    due_at: until,
+                },
+                now,
+            )?,
+            until,
+        ),
     };
     outbox::add_item(conn, digest, inc.id)?;
     record(
@@ -1203,7 +1207,7 @@ fn hold_for_digest(
         None,
         &format!(
             "sms to {user} held for a digest in {}s: {why}",
-            (until - now).num_seconds().max(0)
+            (due - now).num_seconds().max(0)
         ),
         Some(&serde_json::json!({ "outbox_id": digest })),
     )?;

@@ -378,6 +378,36 @@ fn a_storm_on_one_route_is_grouped_behind_the_first_page() {
     let _ = first;
 }
 
+/// An incident joining a digest that already waits says when that digest goes, not when a
+/// digest of its own would have (the rate limit's would be later).
+#[test]
+fn a_held_page_names_the_waiting_digests_time() {
+    let (c, plan) = setup();
+    for i in 0..4 {
+        trigger(&c, &plan, &format!("a{i}"), &format!("svc{i}"), t(i));
+        pass(&c, &plan, t(i)).unwrap();
+    }
+    let due = outbox::pending_digest(&c, "alice", Channel::Sms)
+        .unwrap()
+        .expect("the fourth SMS waits for a digest")
+        .due_at;
+    let later = t(5);
+    assert!(due > later, "{due}");
+    let held = trigger(&c, &plan, "a5", "svc5", later);
+    pass(&c, &plan, later).unwrap();
+    let said: Vec<String> = crate::store::queries::timeline(&c, held)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.message)
+        .filter(|m| m.contains("held for a digest"))
+        .collect();
+    let expect = format!("held for a digest in {}s", (due - later).num_seconds());
+    assert!(
+        said.len() == 1 && said[0].contains(&expect),
+        "{said:?}, want {expect}"
+    );
+}
+
 #[test]
 fn rate_limit_summarises_the_overflow() {
     let (c, plan) = setup();
