@@ -391,19 +391,33 @@ fn policy_in_force<'p>(
         .or_else(|| super::route_for(&config.routes, &facts))
         .and_then(|r| policy_of(&r.policy).map(|p| (r, p)));
     let Some((route, policy)) = successor else {
-        match state.phase {
-            // Already said and exhausted: a resolved incident's escalation is closed (so no
-            // pass looks at it again), an open one's left as it is. Writing on every pass would
-            // wake the engine again at once.
-            Phase::Exhausted if inc.status == Status::Resolved => {
-                let closed = EscalationState {
-                    phase: Phase::Resolved,
-                    since: now,
-                };
-                save(conn, inc.id, name, &closed, now)?;
+        // A resolved incident's escalation is closed. One already said and exhausted is put
+        // where no pass looks at it again until its incident changes: acknowledged (with
+        // no time to page again, there being nobody to page) while it is acknowledged, left as
+        // it is while it is triggered. An exhausted row of an acknowledged incident left as it
+        // was would be picked by every pass, and enough of them would fill each pass's batch
+        // ahead of the escalations that are due.
+        let settled = match (state.phase, inc.status) {
+            (Phase::Resolved, _) => None,
+            (_, Status::Resolved) => Some(Phase::Resolved),
+            (Phase::Exhausted, Status::Acknowledged) => Some(Phase::Acknowledged {
+                retrigger_at: None,
+                resume: Next::Exhaust,
+            }),
+            (Phase::Exhausted, _) => None,
+            _ => {
+                policy_gone(conn, inc.id, name, now)?;
+                None
             }
-            Phase::Exhausted | Phase::Resolved => {}
-            _ => policy_gone(conn, inc.id, name, now)?,
+        };
+        if let Some(phase) = settled {
+            save(
+                conn,
+                inc.id,
+                name,
+                &EscalationState { phase, since: now },
+                now,
+            )?;
         }
         return Ok(None);
     };

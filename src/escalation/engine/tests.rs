@@ -927,6 +927,40 @@ fn a_removed_policy_with_no_route_left_exhausts_and_says_so() {
     );
 }
 
+/// An acknowledged incident whose policy a reload removed leaves the engine's work list: it is
+/// not picked again by every pass (enough of them would fill each pass ahead of the due ones),
+/// and its resolution still closes it.
+#[test]
+fn an_acknowledged_incident_with_no_policy_left_is_settled_once() {
+    let (c, plan) = setup();
+    let id = trigger(&c, &plan, "db1", "db", t(0));
+    pass(&c, &plan, t(0)).unwrap();
+    transition(
+        &c,
+        id,
+        Status::Acknowledged,
+        &Actor::new("alice", "sms"),
+        t(1),
+    )
+    .unwrap();
+    let plan = reloaded("other", |cfg| cfg.routes.clear());
+    pass(&c, &plan, t(2)).unwrap();
+    pass(&c, &plan, t(3)).unwrap();
+    let waiting = escalations::needing_attention(&c, t(4)).unwrap();
+    assert!(
+        waiting.iter().all(|e| e.incident_id != id),
+        "{:?}",
+        escalations::of_incident(&c, id).unwrap()
+    );
+    transition(&c, id, Status::Resolved, &Actor::new("alice", "sms"), t(5)).unwrap();
+    pass(&c, &plan, t(5)).unwrap();
+    assert_eq!(
+        escalations::of_incident(&c, id).unwrap().unwrap().row.phase,
+        StoredPhase::Resolved
+    );
+    assert!(escalations::needing_attention(&c, t(6)).unwrap().is_empty());
+}
+
 /// The new policy is shorter than the place the escalation had reached: it goes on from the new
 /// policy's first step rather than ending on the spot.
 #[test]
