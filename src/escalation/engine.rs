@@ -1282,6 +1282,7 @@ fn hold_back(
                 Channel::Sms,
                 &route.id,
                 crate::clock::sub_signed(now, window),
+                now,
             )? {
                 return Ok(Some((
                     format!(

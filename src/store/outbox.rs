@@ -223,20 +223,41 @@ pub fn count_recent(
     .query_row(params![user, channel.as_str(), ms(since)], |r| r.get(0))
 }
 
-/// When the latest page of a route's incidents to `user` was created: for leading-edge grouping.
+/// When the latest page of a route's incidents to `user` was due, among those due between
+/// `since` and `now` that went out or are going (not cancelled, not failed): for leading-edge
+/// grouping, which holds a page back only behind one the person gets. A page acknowledged away
+/// before it was due, one given up, or one still waiting for its delay holds nothing back.
 pub fn last_route_page(
     conn: &Tx,
     user: &str,
     channel: Channel,
     route: &str,
     since: DateTime<Utc>,
+    now: DateTime<Utc>,
 ) -> rusqlite::Result<Option<DateTime<Utc>>> {
     let t: Option<i64> = conn
         .prepare_cached(
-            "SELECT max(o.created_at) FROM outbox o JOIN incidents i ON i.id = o.incident_id \
-             WHERE o.user_id=?1 AND o.channel=?2 AND o.kind='page' AND i.route=?3 AND o.created_at>=?4",
+            "SELECT max(o.due_at) FROM outbox o JOIN incidents i ON i.id = o.incident_id \
+             WHERE o.user_id=?1 AND o.channel=?2 AND o.kind='page' AND i.route=?3 \
+             AND o.due_at>=?4 AND o.due_at<=?5 AND o.state NOT IN ('cancelled','failed') \
+             AND o.created_at>=?6",
         )?
-        .query_row(params![user, channel.as_str(), route, ms(since)], |r| r.get(0))?;
+        .query_row(
+            params![
+                user,
+                channel.as_str(),
+                route,
+                ms(since),
+                ms(now),
+                // Keeps the search on the user's index: a page is due at most a day after it
+                // was queued (delays before a page are brought within 24 h).
+                ms(crate::clock::sub(
+                    since,
+                    std::time::Duration::from_secs(86_400)
+                )),
+            ],
+            |r| r.get(0),
+        )?;
     Ok(t.map(from_ms))
 }
 

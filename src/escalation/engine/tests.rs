@@ -378,6 +378,40 @@ fn a_storm_on_one_route_is_grouped_behind_the_first_page() {
     let _ = first;
 }
 
+/// Grouping holds a page back only behind one the person gets: a page acknowledged away before
+/// it went out holds nothing.
+#[test]
+fn a_cancelled_page_holds_no_later_one_back() {
+    let (c, plan) = setup();
+    let first = trigger(&c, &plan, "k0", "db", t(0));
+    pass(&c, &plan, t(0)).unwrap();
+    transition(
+        &c,
+        first,
+        Status::Acknowledged,
+        &Actor::new("alice", "web"),
+        t(0),
+    )
+    .unwrap();
+    let later = t(0) + chrono::Duration::seconds(10);
+    let second = trigger(&c, &plan, "k1", "db", later);
+    pass(&c, &plan, later).unwrap();
+    assert!(
+        outbox::pending_digest(&c, "alice", Channel::Sms)
+            .unwrap()
+            .is_none(),
+        "{:?}",
+        crate::store::queries::timeline(&c, second).unwrap()
+    );
+    assert!(outbox::all(&c)
+        .unwrap()
+        .iter()
+        .any(|p| p.incident_id == Some(second)
+            && p.user_id.as_deref() == Some("alice")
+            && p.channel == Channel::Sms
+            && p.kind == PageKind::Page));
+}
+
 /// An incident joining a digest that already waits says when that digest goes, not when a
 /// digest of its own would have (the rate limit's would be later).
 #[test]
