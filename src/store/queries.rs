@@ -99,6 +99,26 @@ fn latest_by_key(conn: &Tx, key: &str) -> rusqlite::Result<Option<Incident>> {
     .optional()
 }
 
+/// Moves the incidents' times after `now` `back` ms earlier after the wall clock was stepped back
+/// (see `store::rewind`). They were stamped on the clock that ran ahead, and work still to do is
+/// reckoned from them: a standby's hold ends a grace after the incident was first seen, a
+/// heartbeat is watched again a window after its incident was resolved, flap damping counts
+/// reopenings since a resolution. Left ahead, each of those would wait the size of the step
+/// longer.
+pub(super) fn rewind(conn: &Tx, back: i64, now: DateTime<Utc>) -> rusqlite::Result<usize> {
+    let now = ms(now);
+    let mut moved = 0;
+    for sql in [
+        "UPDATE incidents SET first_seen = first_seen - ?1 WHERE first_seen > ?2",
+        "UPDATE incidents SET last_seen = last_seen - ?1 WHERE last_seen > ?2",
+        "UPDATE incidents SET acknowledged_at = acknowledged_at - ?1 WHERE acknowledged_at > ?2",
+        "UPDATE incidents SET resolved_at = resolved_at - ?1 WHERE resolved_at > ?2",
+    ] {
+        moved += conn.execute(sql, params![back, now])?;
+    }
+    Ok(moved)
+}
+
 /// Incidents, newest first.
 pub(crate) fn list(conn: &Tx, filter: ListFilter, limit: usize) -> rusqlite::Result<Vec<Incident>> {
     let where_clause = match filter {

@@ -87,7 +87,8 @@ pub struct Moved {
 
 /// Moves every pending time the store keeps `back` earlier, where it lies after `now`: the
 /// escalation steps and ack timeouts, queued pages, retries and leases, standby holds and
-/// heartbeat deadlines. Each table's statements live with the table.
+/// heartbeat deadlines, and the stamps they are reckoned from (the incidents' and the
+/// timeline's). Each table's statements live with the table.
 pub fn rewind(tx: &Tx, back: Duration, now: DateTime<Utc>) -> rusqlite::Result<Moved> {
     let back = back.num_milliseconds();
     let moved = Moved {
@@ -97,6 +98,7 @@ pub fn rewind(tx: &Tx, back: Duration, now: DateTime<Utc>) -> rusqlite::Result<M
         heartbeats: super::heartbeats::rewind(tx, back, now)?,
     };
     super::events::rewind(tx, back, now)?;
+    super::queries::rewind(tx, back, now)?;
     Ok(moved)
 }
 
@@ -215,6 +217,35 @@ mod tests {
             })
             .unwrap();
         assert_eq!(at, ms("2026-03-29T02:00:00Z"));
+    }
+
+    /// The incidents' stamps after now move back too: a standby's hold and a heartbeat's
+    /// re-arm are reckoned from them.
+    #[test]
+    fn rewind_moves_the_incidents_late_stamps() {
+        let c = crate::store::memory();
+        let ms = |s: &str| super::super::ms(t(s));
+        let ahead = ms("2026-03-29T03:00:00Z");
+        let before = ms("2026-03-29T01:00:00Z");
+        c.execute(
+            "INSERT INTO incidents (id,dedup_key,status,severity,summary,first_seen,last_seen,\
+             acknowledged_at,resolved_at) VALUES (1,'a','resolved','critical','s',?1,?1,?1,?1), \
+             (2,'b','triggered','critical','s',?2,?2,NULL,NULL)",
+            [ahead, before],
+        )
+        .unwrap();
+        rewind(&c, Duration::hours(1), t("2026-03-29T02:04:00Z")).unwrap();
+        let stamps = |id: i64| -> Vec<Option<i64>> {
+            c.query_row(
+                "SELECT first_seen, last_seen, acknowledged_at, resolved_at FROM incidents WHERE id=?1",
+                [id],
+                |r| Ok(vec![r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?]),
+            )
+            .unwrap()
+        };
+        let moved = Some(ms("2026-03-29T02:00:00Z"));
+        assert_eq!(stamps(1), vec![moved; 4]);
+        assert_eq!(stamps(2), vec![Some(before), Some(before), None, None]);
     }
 
     #[test]
