@@ -683,6 +683,7 @@ async fn handle_paired(
     // The page as it went out (at the person's address in force), for the record.
     let (page, outcome) = match plan(&page, incidents, &config) {
         Plan::Cancel(reason) => (page, Attempt::Cancelled { reason }),
+        Plan::Fail(error) => (page, Attempt::Failed { error }),
         Plan::Send(out) => {
             // Pair hook: the peer may send this page, or may already have.
             #[cfg(feature = "ha")]
@@ -710,6 +711,9 @@ async fn handle_paired(
 enum Plan {
     /// Nothing to send any more.
     Cancel(String),
+    /// It cannot go to anyone: failed for good, so an incident it leaves unpaged is flagged as
+    /// reaching nobody ([`crate::store::pages::nobody_reached`]) rather than passing unseen.
+    Fail(String),
     /// Send this (boxed: a page with its incidents is large, and a plan is moved once).
     Send(Box<Outgoing>),
 }
@@ -754,11 +758,12 @@ fn plan(page: &Page, incidents: Vec<(Incident, Vec<TimelineEvent>)>, config: &Ar
     let channel = page.channel;
     // The person as the config in force has them: a reload since the page was queued may have
     // changed their number or address, or removed them (then nobody is there to page, and a
-    // reply from their old number would not be taken as theirs either).
+    // reply from their old number would not be taken as theirs either: the page fails, and an
+    // incident nobody else is paged for shows as reaching nobody).
     let mut to = page.clone();
     if let (Some(user), PageKind::Page | PageKind::Digest) = (&page.user_id, page.kind) {
         if config.user(user).is_none() {
-            return Plan::Cancel(format!("{user} is no longer in the config"));
+            return Plan::Fail(format!("{user} is no longer in the config"));
         }
         if let Some(now) = address(config, user, channel) {
             to.address = now;

@@ -591,7 +591,7 @@ async fn a_page_goes_to_the_person_as_the_config_has_them_now() {
         1,
         "nobody by that name to page"
     );
-    assert_eq!(states(&store).await[1].1, "cancelled");
+    assert_eq!(states(&store).await[1].1, "failed");
 }
 
 /// Regression: with the modem down and no email, a page cycled SMS -> voice -> SMS with no pause
@@ -959,4 +959,51 @@ async fn a_page_that_falls_through_to_sms_gets_the_sms_wording() {
         panic!("no send planned");
     };
     assert_eq!(out.text, "as written");
+}
+
+/// A page to someone a reload removed fails rather than being cancelled, so an incident it
+/// leaves unpaged shows as reaching nobody instead of looking handled.
+#[tokio::test]
+async fn a_page_to_a_removed_person_fails_and_the_incident_shows_as_reaching_nobody() {
+    let (store, cfg, id) = setup().await;
+    let inc = store.incident(id).await.unwrap().unwrap();
+    let mut p = page(Channel::Sms);
+    p.incident_id = Some(id);
+    p.user_id = Some("ghost".into());
+    let Plan::Fail(why) = plan(&p, vec![(inc.0.clone(), vec![])], &cfg) else {
+        panic!("a page to nobody in the config was not failed");
+    };
+    assert_eq!(why, "ghost is no longer in the config");
+    // Its incident, with nothing else queued for it, is flagged.
+    store
+        .call(move |c, now| {
+            let queued = outbox::enqueue(
+                c,
+                &NewPage {
+                    kind: PageKind::Page,
+                    incident_id: Some(id),
+                    user_id: Some("ghost".into()),
+                    channel: Channel::Sms,
+                    address: "+4915100000009".into(),
+                    subject: None,
+                    body: "x".into(),
+                    priority: 3,
+                    due_at: now,
+                },
+                now,
+            )?;
+            assert!(!crate::store::pages::nobody_reached(c)?.contains(&id));
+            let claimed = outbox::claim(c, Channel::Sms, now, std::time::Duration::from_secs(60))?
+                .expect("the page is due");
+            assert_eq!(claimed.id, queued);
+            outbox::finish(c, &claimed, &Attempt::Failed { error: why }, now)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let flagged = store
+        .read(|c, _| Ok(crate::store::pages::nobody_reached(c)?))
+        .await
+        .unwrap();
+    assert!(flagged.contains(&id), "{flagged:?}");
 }
