@@ -451,6 +451,38 @@ fn store_that_cannot_commit_answers_retryable_status() {
     );
 }
 
+/// An alert whose details nest as deep as the intake parser takes is kept and paged, and the
+/// CLI can still list, acknowledge and resolve it (its details are cut to a depth every reader
+/// parses).
+#[test]
+fn deeply_nested_details_leave_the_cli_working() {
+    let d = Daemon::start("");
+    let deep = format!("{}1{}", "[".repeat(124), "]".repeat(124));
+    let body = format!(r#"{{"summary":"deep","dedup_key":"deep","details":{{"x":{deep}}}}}"#);
+    let (code, v) = d.post("/v1/alerts", body.as_bytes());
+    assert_eq!(code, 202, "{v}");
+    let out = d.cli(&["incidents"]);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("deep"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = d.cli(&["ack", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = d.cli(&["show", "1", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["incident"]["details"]
+            .to_string()
+            .contains("nested deeper than"),
+        "{v}"
+    );
+}
+
 #[test]
 fn cli_client_round_trip() {
     let d = Daemon::start("");
