@@ -212,7 +212,30 @@ fn parse_one(text: &str) -> Result<Command, ParseError> {
     }
     let lower = body.to_lowercase();
     let words: Vec<&str> = lower.split_whitespace().collect();
-    match words.as_slice() {
+    let whole = by_words(&words, not_understood);
+    // `16a on it`, `16r fixed, was the disk`: a command on a numbered incident glued into one
+    // word is taken as that, whatever follows (people add a word or two, and an ack that was
+    // "not understood" would leave the escalation running while the person thinks it stopped).
+    // Only with the number first: a bare `ok` or `ack` followed by words may be a sentence.
+    if let (Err(ParseError::NotUnderstood { .. }), [first, _, ..]) = (&whole, words.as_slice()) {
+        let numbered = first
+            .trim_start_matches('#')
+            .starts_with(|c: char| c.is_ascii_digit());
+        if let (true, Some((n, v @ (Verb::Ack | Verb::Resolve | Verb::Escalate)))) =
+            (numbered, glued(first))
+        {
+            return with_target(v, Target::Incident(n?));
+        }
+    }
+    whole
+}
+
+/// A command from its lowercased words.
+fn by_words(
+    words: &[&str],
+    not_understood: impl Fn() -> ParseError,
+) -> Result<Command, ParseError> {
+    match words {
         [] => Err(ParseError::Empty),
         ["oncall" | "on-call" | "who"] | ["on", "call"] => Ok(Command::OnCall),
         ["status" | "st" | "list"] => Ok(Command::Status),
@@ -420,6 +443,36 @@ mod tests {
         ];
         for (text, want) in cases {
             assert_eq!(parse(text).as_ref(), Ok(want), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_numbered_command_may_be_followed_by_words() {
+        let cases: &[(&str, Command)] = &[
+            ("16a on it", Command::Acknowledge(Target::Incident(16))),
+            ("16A On it!", Command::Acknowledge(Target::Incident(16))),
+            (
+                "#16r fixed, was the disk",
+                Command::Resolve(Target::Incident(16)),
+            ),
+            ("16e need help", Command::Escalate(16)),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse(text).as_ref(), Ok(want), "{text:?}");
+        }
+        // Not without the number first, nor for what only asks.
+        for text in [
+            "ok thanks",
+            "ack soon",
+            "a1 is down",
+            "42 a lot of errors",
+            "16? more",
+        ] {
+            assert!(
+                matches!(parse(text), Err(ParseError::NotUnderstood { .. })),
+                "{text:?}: {:?}",
+                parse(text)
+            );
         }
     }
 
