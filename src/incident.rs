@@ -257,6 +257,20 @@ mod tests {
     }
 }
 
+#[cfg(test)]
+mod actor_tests {
+    use super::*;
+
+    #[test]
+    fn a_long_name_is_cut_on_a_character() {
+        assert_eq!(Actor::new("alice", "http").who, "alice");
+        let long = Actor::new("é".repeat(100_000), "http");
+        assert_eq!(long.who, format!("{}...", "é".repeat(ACTOR_MAX_CHARS)));
+        let exact = "x".repeat(ACTOR_MAX_CHARS);
+        assert_eq!(Actor::new(exact.clone(), "http").who, exact);
+    }
+}
+
 /// The short numeric id a person types in an SMS reply (`42a`).
 pub type IncidentId = i64;
 
@@ -269,11 +283,21 @@ pub struct Actor {
     pub via: String,
 }
 
+/// The longest name an [`Actor`] keeps, in characters. Names come from outside (`by` in an API
+/// call, a sender's field) and are written on every timeline row, status page and SMS reply
+/// that says who acted: a 100 KB name would be stored and shown verbatim every time.
+pub const ACTOR_MAX_CHARS: usize = 64;
+
 impl Actor {
-    /// An actor.
+    /// An actor; a name longer than [`ACTOR_MAX_CHARS`] is cut there, with `...`.
     pub fn new(who: impl Into<String>, via: impl Into<String>) -> Self {
+        let mut who = who.into();
+        if let Some((cut, _)) = who.char_indices().nth(ACTOR_MAX_CHARS) {
+            who.truncate(cut);
+            who.push_str("...");
+        }
         Actor {
-            who: who.into(),
+            who,
             via: via.into(),
         }
     }
