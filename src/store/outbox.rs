@@ -223,10 +223,13 @@ pub fn count_recent(
     .query_row(params![user, channel.as_str(), ms(since)], |r| r.get(0))
 }
 
-/// When the latest page of a route's incidents to `user` was due, among those due between
-/// `since` and `now` that went out or are going (not cancelled, not failed): for leading-edge
-/// grouping, which holds a page back only behind one the person gets. A page acknowledged away
-/// before it was due, one given up, or one still waiting for its delay holds nothing back.
+/// When the latest page of a route's incidents to `user` first came due on `channel`, among
+/// those that came due between `since` and `now` and went out or are going (not cancelled, not
+/// failed): for leading-edge grouping, which holds a page back only behind one the person gets.
+/// A page acknowledged away before it was due, one given up, or one still waiting for its delay
+/// holds nothing back; one waiting for a retry or held while the pair's peer tries it still does
+/// (its `due_at` moved on, its `channel_since` did not), so both boxes of a pair and a modem
+/// that flaps group the same way.
 pub fn last_route_page(
     conn: &Tx,
     user: &str,
@@ -237,10 +240,10 @@ pub fn last_route_page(
 ) -> rusqlite::Result<Option<DateTime<Utc>>> {
     let t: Option<i64> = conn
         .prepare_cached(
-            "SELECT max(o.due_at) FROM outbox o JOIN incidents i ON i.id = o.incident_id \
+            "SELECT max(o.channel_since) FROM outbox o JOIN incidents i ON i.id = o.incident_id \
              WHERE o.user_id=?1 AND o.channel=?2 AND o.kind='page' AND i.route=?3 \
-             AND o.due_at>=?4 AND o.due_at<=?5 AND o.state NOT IN ('cancelled','failed') \
-             AND o.created_at>=?6",
+             AND o.channel_since>=?4 AND o.channel_since<=?5 \
+             AND o.state NOT IN ('cancelled','failed') AND o.created_at>=?6",
         )?
         .query_row(
             params![
@@ -249,8 +252,8 @@ pub fn last_route_page(
                 route,
                 ms(since),
                 ms(now),
-                // Keeps the search on the user's index: a page is due at most a day after it
-                // was queued (delays before a page are brought within 24 h).
+                // Keeps the search on the user's index: a page first comes due at most a day
+                // after it was queued (delays before a page are brought within 24 h).
                 ms(crate::clock::sub(
                     since,
                     std::time::Duration::from_secs(86_400)

@@ -412,6 +412,33 @@ fn a_cancelled_page_holds_no_later_one_back() {
             && p.kind == PageKind::Page));
 }
 
+/// A page waiting for its retry (the modem flapped) still holds the route's next SMS back: its
+/// `due_at` moved on, but the person is being paged.
+#[test]
+fn a_page_waiting_for_its_retry_still_groups_the_next() {
+    let (c, plan) = setup();
+    trigger(&c, &plan, "k0", "db", t(0));
+    pass(&c, &plan, t(0)).unwrap();
+    let first = outbox::claim(&c, Channel::Sms, t(0), std::time::Duration::from_secs(60))
+        .unwrap()
+        .expect("the first SMS is due");
+    let retry = outbox::Attempt::Retry {
+        error: "modem down".into(),
+        retry_at: t(1),
+    };
+    assert!(outbox::finish(&c, &first, &retry, t(0)).unwrap());
+    let later = t(0) + chrono::Duration::seconds(10);
+    trigger(&c, &plan, "k1", "db", later);
+    pass(&c, &plan, later).unwrap();
+    assert!(
+        outbox::pending_digest(&c, "alice", Channel::Sms)
+            .unwrap()
+            .is_some(),
+        "{:?}",
+        outbox_rows(&c)
+    );
+}
+
 /// An incident joining a digest that already waits says when that digest goes, not when a
 /// digest of its own would have (the rate limit's would be later).
 #[test]
