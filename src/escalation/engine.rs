@@ -391,19 +391,13 @@ fn policy_in_force<'p>(
         .or_else(|| super::route_for(&config.routes, &facts))
         .and_then(|r| policy_of(&r.policy).map(|p| (r, p)));
     let Some((route, policy)) = successor else {
-        // A resolved incident's escalation is closed. One already said and exhausted is put
-        // where no pass looks at it again until its incident changes: acknowledged (with
-        // no time to page again, there being nobody to page) while it is acknowledged, left as
-        // it is while it is triggered. An exhausted row of an acknowledged incident left as it
-        // was would be picked by every pass, and enough of them would fill each pass's batch
-        // ahead of the escalations that are due.
+        // A resolved incident's escalation is closed, so no pass looks at it again. One already
+        // said and exhausted is left as it is: an acknowledged one stays on the engine's list
+        // (the status-change rows come after the due ones, see `needing_attention`), so a reload
+        // that brings its policy back hands it over again, ack timeout and all.
         let settled = match (state.phase, inc.status) {
             (Phase::Resolved, _) => None,
             (_, Status::Resolved) => Some(Phase::Resolved),
-            (Phase::Exhausted, Status::Acknowledged) => Some(Phase::Acknowledged {
-                retrigger_at: None,
-                resume: Next::Exhaust,
-            }),
             (Phase::Exhausted, _) => None,
             _ => {
                 policy_gone(conn, inc.id, name, now)?;

@@ -122,7 +122,10 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<StoredEscalation> {
 }
 
 /// Escalations that are due at `now`, or whose incident changed status since the engine last
-/// looked; earliest due first, at most 1000 (the rest come in the next pass).
+/// looked; at most 1000 (the rest come in the next pass). Due ones first, earliest first: rows
+/// with nothing due (an exhausted escalation of an acknowledged incident whose policy a reload
+/// removed stays here until the policy is back or the incident is resolved) must never crowd
+/// out a step that is due.
 pub fn needing_attention(conn: &Tx, now: DateTime<Utc>) -> rusqlite::Result<Vec<StoredEscalation>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} \
@@ -131,7 +134,7 @@ pub fn needing_attention(conn: &Tx, now: DateTime<Utc>) -> rusqlite::Result<Vec<
             OR (e.phase = 'escalating' AND i.status <> 'triggered') \
             OR (e.phase = 'exhausted' AND i.status <> 'triggered') \
             OR (e.phase = 'acknowledged' AND i.status = 'resolved') \
-         ORDER BY e.due_at LIMIT 1000"
+         ORDER BY e.due_at IS NULL, e.due_at LIMIT 1000"
     ))?;
     let rows = stmt.query_map([ms(now)], from_row)?;
     rows.collect()

@@ -988,38 +988,63 @@ fn a_removed_policy_with_no_route_left_exhausts_and_says_so() {
     );
 }
 
-/// An acknowledged incident whose policy a reload removed leaves the engine's work list: it is
-/// not picked again by every pass (enough of them would fill each pass ahead of the due ones),
-/// and its resolution still closes it.
+/// An acknowledged incident whose policy a reload removed stays on the engine's list behind the
+/// due escalations (never crowding them out), is handed back, ack timeout and all, when a reload
+/// brings the policy back, and is closed when resolved.
 #[test]
-fn an_acknowledged_incident_with_no_policy_left_is_settled_once() {
+fn an_acknowledged_incident_with_no_policy_waits_behind_due_ones_for_its_policy() {
     let (c, plan) = setup();
-    let id = trigger(&c, &plan, "db1", "db", t(0));
+    let acked = trigger(&c, &plan, "db1", "db", t(0));
     pass(&c, &plan, t(0)).unwrap();
     transition(
         &c,
-        id,
+        acked,
         Status::Acknowledged,
         &Actor::new("alice", "sms"),
         t(1),
     )
     .unwrap();
-    let plan = reloaded("other", |cfg| cfg.routes.clear());
-    pass(&c, &plan, t(2)).unwrap();
-    pass(&c, &plan, t(3)).unwrap();
-    let waiting = escalations::needing_attention(&c, t(4)).unwrap();
-    assert!(
-        waiting.iter().all(|e| e.incident_id != id),
-        "{:?}",
-        escalations::of_incident(&c, id).unwrap()
-    );
-    transition(&c, id, Status::Resolved, &Actor::new("alice", "sms"), t(5)).unwrap();
-    pass(&c, &plan, t(5)).unwrap();
+    let gone = reloaded("other", |cfg| cfg.routes.clear());
+    pass(&c, &gone, t(2)).unwrap();
+    pass(&c, &gone, t(3)).unwrap();
     assert_eq!(
-        escalations::of_incident(&c, id).unwrap().unwrap().row.phase,
+        escalations::of_incident(&c, acked)
+            .unwrap()
+            .unwrap()
+            .row
+            .phase,
+        StoredPhase::Exhausted
+    );
+    // A due escalation comes first in the engine's list.
+    let due = trigger(&c, &plan, "db2", "db", t(3));
+    let waiting: Vec<IncidentId> = escalations::needing_attention(&c, t(4))
+        .unwrap()
+        .iter()
+        .map(|e| e.incident_id)
+        .collect();
+    assert_eq!(waiting, vec![due, acked]);
+    // The policy back: the acknowledged incident waits for its ack timeout again.
+    pass(&c, &plan, t(5)).unwrap();
+    let row = escalations::of_incident(&c, acked).unwrap().unwrap().row;
+    assert_eq!(row.phase, StoredPhase::Acknowledged, "{row:?}");
+    assert!(row.due.is_some(), "{row:?}");
+    transition(
+        &c,
+        acked,
+        Status::Resolved,
+        &Actor::new("alice", "sms"),
+        t(6),
+    )
+    .unwrap();
+    pass(&c, &gone, t(6)).unwrap();
+    assert_eq!(
+        escalations::of_incident(&c, acked)
+            .unwrap()
+            .unwrap()
+            .row
+            .phase,
         StoredPhase::Resolved
     );
-    assert!(escalations::needing_attention(&c, t(6)).unwrap().is_empty());
 }
 
 /// The new policy is shorter than the place the escalation had reached: it goes on from the new
