@@ -213,17 +213,25 @@ fn parse_one(text: &str) -> Result<Command, ParseError> {
     let lower = body.to_lowercase();
     let words: Vec<&str> = lower.split_whitespace().collect();
     let whole = by_words(&words, not_understood);
-    // `16a on it`, `16r fixed, was the disk`: a command on a numbered incident glued into one
-    // word is taken as that, whatever follows (people add a word or two, and an ack that was
-    // "not understood" would leave the escalation running while the person thinks it stopped).
-    // Only with the number first: a bare `ok` or `ack` followed by words may be a sentence.
-    if let (Err(ParseError::NotUnderstood { .. }), [first, _, ..]) = (&whole, words.as_slice()) {
-        let numbered = first
-            .trim_start_matches('#')
-            .starts_with(|c: char| c.is_ascii_digit());
-        if let (true, Some((n, v @ (Verb::Ack | Verb::Resolve | Verb::Escalate)))) =
-            (numbered, glued(first))
-        {
+    // `16a on it`, `16r fixed, was the disk`: an ack or resolve of a numbered incident glued
+    // into one word is taken as that, whatever follows (people add a word or two, and an ack
+    // that was "not understood" would leave the escalation running while the person thinks it
+    // stopped). Only with the number first (a bare `ok` or `ack` followed by words may be a
+    // sentence), never an escalation (`2e keer` is Dutch for "the 2nd time", and an escalation
+    // wakes someone else), and not when a later word is a command too (`16a 17a`: one command
+    // per text, so the second is not dropped unseen).
+    if let (Err(ParseError::NotUnderstood { .. }), [first, rest @ ..]) = (&whole, words.as_slice())
+    {
+        let numbered = |w: &str| {
+            w.trim_start_matches('#')
+                .starts_with(|c: char| c.is_ascii_digit())
+                && glued(w).is_some()
+        };
+        if let (true, false, Some((n, v @ (Verb::Ack | Verb::Resolve)))) = (
+            numbered(first),
+            rest.is_empty() || rest.iter().any(|w| numbered(w)),
+            glued(first),
+        ) {
             return with_target(v, Target::Incident(n?));
         }
     }
@@ -455,7 +463,6 @@ mod tests {
                 "#16r fixed, was the disk",
                 Command::Resolve(Target::Incident(16)),
             ),
-            ("16e need help", Command::Escalate(16)),
         ];
         for (text, want) in cases {
             assert_eq!(parse(text).as_ref(), Ok(want), "{text:?}");
@@ -467,6 +474,9 @@ mod tests {
             "a1 is down",
             "42 a lot of errors",
             "16? more",
+            "2e keer vandaag",
+            "16a 17a",
+            "16a and #17r",
         ] {
             assert!(
                 matches!(parse(text), Err(ParseError::NotUnderstood { .. })),
