@@ -32,5 +32,5 @@ pub use plan::{
     on_served_channels, pages_for_user, plan, schedules_used, step_targets, Contact, Directory,
     Plan, PlannedPage, Target,
 };
-pub use route::{route_alert, ParsedAlert};
+pub use route::{bounded, route_alert, ParsedAlert, DETAILS_DEPTH};
 pub use state::{next_action, Action, EscalationState, Event, Next, Phase};

@@ -31,8 +31,9 @@ pub struct ParsedAlert {
 pub const DETAILS_DEPTH: usize = 32;
 
 /// `value` with whatever lies deeper than `depth` levels replaced by a string saying so: the
-/// alert is kept and paged, its absurd part shortened.
-fn bounded(value: Value, depth: usize) -> Value {
+/// alert is kept and paged, its absurd part shortened. Every way an alert enters the store goes
+/// through it: [`route_alert`] here, and the pair's copy of the peer's alert.
+pub fn bounded(value: Value, depth: usize) -> Value {
     match value {
         Value::Array(_) | Value::Object(_) if depth == 0 => {
             Value::String(format!("(cut: nested deeper than {DETAILS_DEPTH} levels)"))

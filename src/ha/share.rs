@@ -86,7 +86,7 @@ impl SharedAlert {
             severity: self.severity,
             source: self.source,
             service: self.service,
-            details: self.details,
+            details: crate::escalation::bounded(self.details, crate::escalation::DETAILS_DEPTH),
             links: self.links,
             route: route.map(|r| r.id.clone()),
             policy: route.map(|r| r.policy.clone()),

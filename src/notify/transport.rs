@@ -398,11 +398,13 @@ struct Built {
     sender: Result<Arc<EmailSender>, Arc<EmailSetupError>>,
 }
 
-/// Length, modification time and inode of each file `[email]` names (the password and the
-/// extra CA certificates), `None` where it could not be read: a reload that leaves `[email]`
-/// as it was but follows a rotated password file under the same path must still rebuild.
+/// Device, inode, length and modification and change times of each file `[email]` names (the
+/// password and the extra CA certificates), `None` where it could not be read: a reload that
+/// leaves `[email]` as it was but follows a rotated password file under the same path must still
+/// rebuild. (The change time moves on every write, even one that keeps the length and sets the
+/// modification time back.)
 #[derive(Debug, PartialEq, Eq)]
-struct FileStamps(Vec<Option<(u64, Option<std::time::SystemTime>, u64)>>);
+struct FileStamps(Vec<Option<[i64; 6]>>);
 
 impl FileStamps {
     fn of(config: &Config) -> FileStamps {
@@ -413,9 +415,18 @@ impl FileStamps {
                 .into_iter()
                 .flatten()
                 .map(|path| {
-                    std::fs::metadata(path)
-                        .ok()
-                        .map(|m| (m.len(), m.modified().ok(), m.ino()))
+                    std::fs::metadata(path).ok().map(|m| {
+                        [
+                            m.dev() as i64,
+                            m.ino() as i64,
+                            m.len() as i64,
+                            m.mtime(),
+                            m.mtime_nsec(),
+                            m.ctime()
+                                .wrapping_mul(1_000_000_000)
+                                .wrapping_add(m.ctime_nsec()),
+                        ]
+                    })
                 })
                 .collect(),
         )
@@ -436,11 +447,12 @@ impl Email {
     /// logged and reported by [`Transport::health`] until a reload fixes it.
     pub fn new(config: watch::Receiver<Arc<Config>>) -> Email {
         let from = config.borrow().clone();
+        // Before the build reads them, so a change in between is found at the next look.
+        let files = FileStamps::of(&from);
         let sender = build(&from);
         if let Err(why) = &sender {
             tracing::error!(reason = %why, "email cannot be set up; paging goes on without it");
         }
-        let files = FileStamps::of(&from);
         Email {
             config,
             built: std::sync::Mutex::new(Built {

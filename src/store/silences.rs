@@ -185,13 +185,14 @@ pub fn expire(
         .execute(params![id, ms(now)])?
         > 0;
     if changed {
+        let actor = Actor::new(by, "api");
         record(
             conn,
             None,
             now,
             EventKind::Silence,
-            Some(&Actor::new(by, "api")),
-            &format!("silence #{id} expired by {by}"),
+            Some(&actor),
+            &format!("silence #{id} expired by {}", actor.who),
             Some(&serde_json::json!({ "silence_id": id })),
         )?;
     }
