@@ -186,6 +186,48 @@ fn alertmanager_webhook_and_pagerduty_receiver_fixtures() {
     assert!(list["incidents"].as_array().unwrap().is_empty());
 }
 
+/// A storm Alertmanager sends as one group larger than `http.max_body_bytes` is taken whole:
+/// Alertmanager gives up on a 413 for good, so a big group refused would never page.
+#[test]
+fn a_large_alertmanager_group_is_taken_whole() {
+    let d = Daemon::start("");
+    let real: Value = serde_json::from_slice(&fixture(
+        "alertmanager/alertmanager-webhook-curl-firing.json",
+    ))
+    .unwrap();
+    let one = &real["alerts"][0];
+    let alerts: Vec<Value> = (0..500)
+        .map(|i| {
+            let mut a = one.clone();
+            a["labels"]["instance"] = json!(format!("db{i}:9100"));
+            a["fingerprint"] = json!(format!("{i:016x}"));
+            a["annotations"]["description"] = json!(format!("{} {i}", "x".repeat(300)));
+            a
+        })
+        .collect();
+    let mut group = real.clone();
+    group["alerts"] = json!(alerts);
+    let body = serde_json::to_vec(&group).unwrap();
+    assert!(body.len() > 256 * 1024, "{}", body.len());
+    let (code, v) = d.post("/v1/integrations/alertmanager", &body);
+    assert_eq!(code, 202, "{v}");
+    let metrics = d.metrics_text();
+    assert!(
+        metrics.contains(
+            r#"pagerbox_alerts_received_total{source="alertmanager",outcome="accepted"} 500"#
+        ),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("alerts_received"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // Other paths keep the configured limit.
+    let big = vec![b'a'; 300 * 1024];
+    assert_eq!(d.post_status_early("/v1/alerts", &big), 413);
+}
+
 #[test]
 fn bad_requests_get_clear_errors_and_lose_nothing() {
     let d = Daemon::start("");

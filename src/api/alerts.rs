@@ -10,6 +10,8 @@
 // Response is built once per request, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -284,6 +286,56 @@ pub(super) async fn pagerduty_change(
             pd_throttle(&e)
         }
     }
+}
+
+/// The largest Alertmanager or Grafana webhook body taken, whatever `http.max_body_bytes`
+/// says (when that is smaller). Alertmanager sends a whole group in one body and gives up on a
+/// 413 for good, again at every group interval: a storm of a few hundred alerts grouped by
+/// `alertname` (about 1 KB each) would never page. 4 MiB holds about 4,000.
+pub const GROUP_MAX_BYTES: usize = 4 * 1024 * 1024;
+
+/// How many group bodies are read at once; the rest wait their turn. Bodies are read whole
+/// before the token is checked, so this keeps what any number of connections can make the box
+/// hold to a few of them.
+const GROUPS_AT_ONCE: usize = 2;
+
+/// The turns for reading a group body, shared by the Alertmanager and Grafana paths.
+#[derive(Clone)]
+pub(super) struct Groups(Arc<tokio::sync::Semaphore>);
+
+impl Default for Groups {
+    fn default() -> Self {
+        Groups(Arc::new(tokio::sync::Semaphore::new(GROUPS_AT_ONCE)))
+    }
+}
+
+/// The Alertmanager webhook handler with its own body limit and turns (see [`GROUP_MAX_BYTES`]).
+pub(super) fn group_route<S: Clone + Send + Sync + 'static>(
+    max_body_bytes: usize,
+    groups: &Groups,
+) -> axum::routing::MethodRouter<S>
+where
+    Intake: axum::extract::FromRef<S>,
+{
+    axum::routing::post(alertmanager)
+        .layer(axum::extract::DefaultBodyLimit::max(
+            max_body_bytes.max(GROUP_MAX_BYTES),
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            groups.clone(),
+            one_group_at_a_time,
+        ))
+}
+
+/// Waits for a turn before the body is read.
+async fn one_group_at_a_time(
+    State(groups): State<Groups>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    // The semaphore is never closed, so a permit always comes.
+    let _turn = groups.0.acquire().await;
+    next.run(req).await
 }
 
 pub(super) async fn alertmanager(

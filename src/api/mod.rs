@@ -52,6 +52,7 @@ use respond::error;
 
 /// Builds the router with the body limit from config.
 pub fn router(intake: Intake, max_body_bytes: usize) -> Router {
+    let groups = alerts::Groups::default();
     let api = Router::new()
         .route("/healthz", get(healthz::healthz))
         .route(
@@ -61,8 +62,14 @@ pub fn router(intake: Intake, max_body_bytes: usize) -> Router {
         .route("/v1/alerts", post(alerts::own_alert))
         .route("/v2/enqueue", post(alerts::pagerduty_event))
         .route("/v2/change/enqueue", post(alerts::pagerduty_change))
-        .route("/v1/integrations/alertmanager", post(alerts::alertmanager))
-        .route("/v1/integrations/grafana", post(alerts::alertmanager))
+        .route(
+            "/v1/integrations/alertmanager",
+            alerts::group_route(max_body_bytes, &groups),
+        )
+        .route(
+            "/v1/integrations/grafana",
+            alerts::group_route(max_body_bytes, &groups),
+        )
         .route("/v1/incidents", get(incidents::list_incidents))
         .route("/v1/incidents/:id", get(incidents::show_incident))
         .route(
