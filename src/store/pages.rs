@@ -79,7 +79,9 @@ pub fn paged_since(
 
 /// Pages and digests to `user` (any channel) that reached them between `since` and `until`
 /// (by when they went out or were reported delivered), in the order they were queued. What a
-/// missed call from that person can be about.
+/// missed call from that person can be about: not a row still `sending` (see the module's
+/// note), so a call back about the page they read does not also acknowledge one still on its
+/// way to their phone.
 pub fn reached_between(
     conn: &Tx,
     user: &str,
@@ -89,7 +91,7 @@ pub fn reached_between(
     let rows: Vec<(i64, Option<IncidentId>)> = {
         let mut stmt = conn.prepare_cached(
             "SELECT id, incident_id FROM outbox WHERE user_id=?1 AND kind IN ('page','digest') \
-             AND state IN ('sending','sent','delivered') AND updated_at>=?2 AND updated_at<=?3 \
+             AND state IN ('sent','delivered') AND updated_at>=?2 AND updated_at<=?3 \
              ORDER BY id",
         )?;
         let rows = stmt.query_map(params![user, ms(since), ms(until)], |r| {
@@ -428,6 +430,23 @@ mod tests {
         );
         set(&c, submitting, "sent", 50);
         assert_eq!(ids(&c), [submitting, call, sms]);
+    }
+
+    /// A missed call is about what reached the phone in its window, not about an SMS still on
+    /// its way there.
+    #[test]
+    fn a_missed_call_is_not_about_an_sms_still_sending() {
+        let c = db();
+        let read = queue(&c, PageKind::Page, Some(1), Channel::Sms, 0);
+        set(&c, read, "sent", 10);
+        let on_its_way = queue(&c, PageKind::Page, Some(2), Channel::Sms, 0);
+        set(&c, on_its_way, "sending", 20);
+        let about: Vec<i64> = reached_between(&c, "alice", t(0), t(60))
+            .unwrap()
+            .iter()
+            .map(|p| p.outbox_id)
+            .collect();
+        assert_eq!(about, [read]);
     }
 
     /// A page that failed for good reached nobody; an escalation a reload left without a policy
