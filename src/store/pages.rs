@@ -165,7 +165,7 @@ pub fn escalation_policy(conn: &Tx, incident: IncidentId) -> rusqlite::Result<Op
 /// incident's own pages, the digests that name it): `/healthz` runs it on each request, and an
 /// `OR` across the two made SQLite read the digests' items for every outbox row, for every
 /// such incident (minutes after a storm).
-const NOBODY_REACHED: &str = "SELECT i.id FROM incidents i WHERE i.status <> 'resolved' \
+const NOBODY_REACHED: &str = "SELECT i.id FROM incidents i WHERE i.status = 'triggered' \
      AND EXISTS (SELECT 1 FROM events e WHERE e.incident_id=i.id \
        AND e.kind IN ('page-unreachable','unrouted','page-failed')) \
      AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.incident_id=i.id \
@@ -177,13 +177,14 @@ const NOBODY_REACHED: &str = "SELECT i.id FROM incidents i WHERE i.status <> 're
      AND EXISTS (SELECT 1 FROM events e WHERE e.incident_id=i.id AND e.kind='escalation-error') \
      ORDER BY 1";
 
-/// Open incidents for which paging reached nobody: no route matched the alert (an `unrouted`
-/// event), a step found no one it could page (a `page-unreachable` event) or every page failed
-/// for good (`page-failed`: an SMS-only person whose number takes no SMS), and no page or
-/// digest for them is queued, going out or gone out; and unacknowledged incidents whose
-/// escalation a reload left without a policy (an `escalation-error`: nobody will be paged
-/// further, whoever was before). The status page and `/healthz` flag these, oldest first. (An
-/// incident recorded without paging on purpose is not one of them.)
+/// Unacknowledged incidents for which paging reached nobody: no route matched the alert (an
+/// `unrouted` event), a step found no one it could page (a `page-unreachable` event) or every
+/// page failed for good (`page-failed`: an SMS-only person whose number takes no SMS), and no
+/// page or digest for them is queued, going out or gone out; and those whose escalation a reload
+/// left without a policy (an `escalation-error`: nobody will be paged further, whoever was
+/// before). The status page and `/healthz` flag these, oldest first. Someone who acknowledged an
+/// incident has it, however they learnt of it (a digest that failed after they acked from the
+/// status page, say); an incident recorded without paging on purpose is not one of them either.
 pub fn nobody_reached(conn: &Tx) -> rusqlite::Result<Vec<IncidentId>> {
     let mut stmt = conn.prepare_cached(NOBODY_REACHED)?;
     let rows = stmt.query_map([], |r| r.get(0))?;
@@ -467,6 +468,10 @@ mod tests {
         c.execute("UPDATE incidents SET status='acknowledged' WHERE id=2", [])
             .unwrap();
         assert_eq!(nobody_reached(&c).unwrap(), vec![1]);
+        // Acknowledged, it has someone, whatever failed.
+        c.execute("UPDATE incidents SET status='acknowledged' WHERE id=1", [])
+            .unwrap();
+        assert!(nobody_reached(&c).unwrap().is_empty());
     }
 
     #[test]
