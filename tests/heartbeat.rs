@@ -285,10 +285,16 @@ fn a_restart_shorter_than_the_interval_does_not_fire() {
     let mut d = start_watched(&config("1m", "1m"), None);
     assert_eq!(ping(&d).0, 202);
     d.advance(secs(100));
+    let due_before = monitor(&d)["due_at"].clone();
     d.stop();
     // Down across the deadline (ping + 2m), for less than the interval.
     d.advance(secs(55));
     d.spawn();
+    // The watcher's first pass after the restart gives a new deadline; a step of the clock
+    // before it would make the restart look longer than it was.
+    d.wait_for(10, "the watcher's first pass after the restart", || {
+        (monitor(&d)["due_at"] != due_before).then_some(())
+    });
     // One full window from the restart before it counts as missed.
     d.advance(WINDOW - secs(10));
     d.hold(
