@@ -269,6 +269,7 @@ pub fn pass(
     for row in rows {
         advance(conn, &ctx, row)?;
     }
+    place_owed_calls(conn, plan, &silences, now)?;
     shift_notices(conn, plan, &overrides, now)?;
     next_due(conn)
 }
@@ -1148,9 +1149,22 @@ fn queue_target(
                 continue;
             }
         }
-        if channel == Channel::Voice && grouped_recently(conn, cfg, route, user, inc.id, now)? {
-            record(conn, Some(inc.id), now, EventKind::PageGrouped, None, &format!("voice call to {user} skipped: a call for this route went out in the grouping window"), None)?;
-            continue;
+        if channel == Channel::Voice {
+            if let Some(cover) = covering_call(conn, cfg, route, user, inc.id, now)? {
+                let call = GroupedCall {
+                    user: user.clone(),
+                    covered_by: cover,
+                    step,
+                    subject: page.subject.clone(),
+                    body: page.body.clone(),
+                    due_at: crate::store::ms(page.at),
+                };
+                group_call(conn, inc.id, &call, None, now)?;
+                // The person is being called (by the call that stands for this one), and if
+                // that call never rings this one is placed after all (see `place_owed_calls`).
+                queued = true;
+                continue;
+            }
         }
         outbox::enqueue_step_page(
             conn,
@@ -1308,23 +1322,156 @@ fn hold_back(
     Ok(None)
 }
 
-fn grouped_recently(
+/// Another incident's voice call to `user` on `route` queued within the grouping window, which
+/// stands for this incident's call (see [`pages::covering_call`]).
+fn covering_call(
     conn: &Tx,
     cfg: &Config,
     route: Option<&Route>,
     user: &str,
     incident: IncidentId,
     now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
-    let Some(route) = route else { return Ok(false) };
+) -> Result<Option<i64>, StoreError> {
+    let Some(route) = route else { return Ok(None) };
     let window = crate::clock::delta(cfg.paging.group_window);
-    Ok(pages::voice_call_for_route_since(
+    Ok(pages::covering_call(
         conn,
         user,
         &route.id,
         incident,
         crate::clock::sub_signed(now, window),
     )?)
+}
+
+/// A voice call skipped because another incident's call stands for it: what the `page-grouped`
+/// event keeps, so the call can be placed after all if the other one never rings.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct GroupedCall {
+    user: String,
+    /// The outbox row of the call that stands for this one.
+    covered_by: i64,
+    step: usize,
+    subject: Option<String>,
+    body: String,
+    /// When this call was due (ms since the epoch).
+    due_at: i64,
+}
+
+/// Records on `incident`'s timeline that `call` was skipped; `after` names the earlier grouping
+/// this one settles (its call never rang, and now another one stands for it).
+fn group_call(
+    conn: &Tx,
+    incident: IncidentId,
+    call: &GroupedCall,
+    after: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut data = serde_json::to_value(call).unwrap_or(serde_json::Value::Null);
+    data["channel"] = "voice".into();
+    if let Some(after) = after {
+        data["after_grouped"] = after.into();
+    }
+    let user = &call.user;
+    record(
+        conn,
+        Some(incident),
+        now,
+        EventKind::PageGrouped,
+        None,
+        &format!(
+            "voice call to {user} skipped: a call for this route went out in the grouping window"
+        ),
+        Some(&data),
+    )?;
+    Ok(())
+}
+
+/// Places the voice calls that grouping skipped behind a call that then never rang (its incident
+/// was acknowledged before it rang, or it failed for good), for incidents that still wait for
+/// someone: grouping spares a phone repeated calls, it must never leave an incident without
+/// its call. Each such debt is settled once, by an event naming it: the call placed, grouped
+/// behind another call that may ring, or given up because its person is gone. An incident a
+/// silence holds keeps its debt until the silence ends.
+fn place_owed_calls(
+    conn: &Tx,
+    plan: &Plan,
+    silences: &[Silence],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    for owed in pages::owed_calls(conn)? {
+        let settle = |why: String, placed: Option<i64>| {
+            record(
+                conn,
+                Some(owed.incident),
+                now,
+                EventKind::PageGrouped,
+                None,
+                &why,
+                Some(&serde_json::json!({
+                    "after_grouped": owed.grouped_event,
+                    "outbox_id": placed,
+                })),
+            )
+        };
+        let call = match serde_json::from_value::<GroupedCall>(owed.data.clone()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(incident = owed.incident, event = owed.grouped_event, error = %e, "a grouped call's record cannot be read; it is not placed");
+                settle(format!("a voice call skipped by grouping cannot be placed after all: its record is unreadable ({e})"), None)?;
+                continue;
+            }
+        };
+        let Some(inc) = incident(conn, owed.incident)? else {
+            continue;
+        };
+        if crate::silence::holding(silences, &inc, now).is_some() {
+            continue;
+        }
+        let user = &call.user;
+        let phone = plan
+            .config
+            .user(user)
+            .and_then(|u| u.phone.as_ref())
+            .map(|p| p.as_str().to_string());
+        let Some(phone) = phone else {
+            tracing::warn!(incident = inc.id, %user, "a call grouping skipped is owed to someone no longer in the config (or without a phone); not placed");
+            settle(format!("voice call to {user} not placed after all: {user} is no longer in the config or has no phone"), None)?;
+            continue;
+        };
+        let route = plan.route(inc.route.as_deref());
+        if let Some(cover) = covering_call(conn, &plan.config, route, user, inc.id, now)? {
+            let again = GroupedCall {
+                covered_by: cover,
+                ..call
+            };
+            group_call(conn, inc.id, &again, Some(owed.grouped_event), now)?;
+            continue;
+        }
+        let placed = outbox::enqueue_step_page(
+            conn,
+            &NewPage {
+                kind: PageKind::Page,
+                incident_id: Some(inc.id),
+                user_id: Some(user.clone()),
+                channel: Channel::Voice,
+                address: phone,
+                subject: call.subject.clone(),
+                body: call.body.clone(),
+                priority: priority(inc.severity),
+                due_at: crate::store::from_ms(call.due_at).max(now),
+            },
+            call.step,
+            now,
+        )?;
+        tracing::info!(incident = inc.id, %user, "a call grouping skipped is placed: the call that stood for it never rang");
+        settle(
+            format!(
+                "voice call to {user} placed after all: the call it was grouped behind never rang"
+            ),
+            Some(placed),
+        )?;
+    }
+    Ok(())
 }
 
 /// Queues a short status message to the route's stakeholders (trigger, acknowledge, resolve).

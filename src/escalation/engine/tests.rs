@@ -5,6 +5,7 @@ use std::path::Path;
 use chrono::TimeZone;
 
 use super::*;
+use crate::incident::TimelineKind;
 use crate::store::{AlertAction, AlertInput, AlertOutcome};
 
 const CONFIG: &str = r#"
@@ -1190,4 +1191,130 @@ async fn an_engine_whose_every_pass_fails_stops_beating() {
     assert!(beat.late().is_some(), "beat {:?} ago", beat.since());
     shutdown.cancel();
     engine.await.unwrap();
+}
+
+/// A call skipped because another incident's call to the same person was about to ring is
+/// placed after all when that call never rings (its incident was acknowledged first): the
+/// grouping must not leave the second incident without its call.
+#[test]
+fn a_call_grouped_behind_one_that_never_rang_is_placed() {
+    let (c, plan) = setup();
+    let first = trigger(&c, &plan, "k0", "db", t(0));
+    pass(&c, &plan, t(0)).unwrap();
+    let later = t(0) + chrono::Duration::seconds(10);
+    let second = trigger(&c, &plan, "k1", "db", later);
+    pass(&c, &plan, later).unwrap();
+    let calls = |c: &Tx, inc| {
+        outbox::all(c)
+            .unwrap()
+            .into_iter()
+            .filter(|p| {
+                p.incident_id == Some(inc)
+                    && p.channel == Channel::Voice
+                    && p.user_id.as_deref() == Some("alice")
+            })
+            .map(|p| (p.state.as_str().to_string(), p.due_at))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        calls(&c, second).is_empty(),
+        "grouped behind the first call"
+    );
+    let ack = t(1);
+    transition(
+        &c,
+        first,
+        Status::Acknowledged,
+        &Actor::new("alice", "sms"),
+        ack,
+    )
+    .unwrap();
+    assert_eq!(calls(&c, first)[0].0, "cancelled");
+    pass(&c, &plan, ack).unwrap();
+    assert_eq!(
+        calls(&c, second),
+        vec![("pending".to_string(), later + chrono::Duration::minutes(2))],
+        "{:?}",
+        crate::store::queries::timeline(&c, second).unwrap()
+    );
+    // Once placed, it is not placed twice.
+    pass(&c, &plan, ack).unwrap();
+    assert_eq!(calls(&c, second).len(), 1);
+}
+
+/// A person paged only by voice, whose call is grouped behind another incident's call, is being
+/// reached: the step is not flagged as reaching nobody.
+#[test]
+fn a_grouped_call_is_not_a_step_that_reached_nobody() {
+    let text = CONFIG.replace(
+        "[[users]]\nid = \"bob\"",
+        "[[users]]\nid = \"carol\"\nphone = \"+4915100000003\"\n[[users.rules]]\nchannel = \"voice\"\nafter = \"0m\"\n\n[[policies]]\nid = \"calls\"\n[[policies.steps]]\nusers = [\"carol\"]\nwait = \"10m\"\n\n[[routes]]\nid = \"calls\"\npolicy = \"calls\"\nmatch = { service = \"calls\" }\n\n[[users]]\nid = \"bob\"",
+    );
+    let cfg = Config::parse(&text, "t.toml", Path::new("/"))
+        .unwrap()
+        .config;
+    let plan = Plan::new(Arc::new(cfg));
+    let c = crate::store::memory();
+    trigger(&c, &plan, "c0", "calls", t(0));
+    pass(&c, &plan, t(0)).unwrap();
+    let second = trigger(&c, &plan, "c1", "calls", t(0));
+    pass(&c, &plan, t(0)).unwrap();
+    let kinds: Vec<_> = crate::store::queries::timeline(&c, second)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(
+        kinds.contains(&TimelineKind::Known(EventKind::PageGrouped)),
+        "{kinds:?}"
+    );
+    assert!(
+        !kinds.contains(&TimelineKind::Known(EventKind::PageUnreachable)),
+        "{kinds:?}"
+    );
+    assert!(
+        crate::store::pages::nobody_reached(&c).unwrap().is_empty(),
+        "{kinds:?}"
+    );
+}
+
+/// The call that stood for another incident's call failed for good (or fell through to another
+/// channel): the phone never rang, so the other incident's call is placed, once.
+#[test]
+fn a_call_grouped_behind_one_that_failed_is_placed() {
+    for outcome in ["failed", "fell through"] {
+        let (c, plan) = setup();
+        let first = trigger(&c, &plan, "k0", "db", t(0));
+        pass(&c, &plan, t(0)).unwrap();
+        let later = t(0) + chrono::Duration::seconds(10);
+        let second = trigger(&c, &plan, "k1", "db", later);
+        pass(&c, &plan, later).unwrap();
+        let call = outbox::claim(&c, Channel::Voice, t(2), std::time::Duration::from_secs(60))
+            .unwrap()
+            .expect("the first call is due");
+        assert_eq!(call.incident_id, Some(first));
+        let attempt = if outcome == "failed" {
+            outbox::Attempt::Failed {
+                error: "no carrier".into(),
+            }
+        } else {
+            outbox::Attempt::FallThrough {
+                error: "no carrier".into(),
+                channel: Channel::Sms,
+                address: "+4915100000001".into(),
+                due_at: t(2),
+            }
+        };
+        assert!(outbox::finish(&c, &call, &attempt, t(2)).unwrap());
+        pass(&c, &plan, t(2)).unwrap();
+        pass(&c, &plan, t(2)).unwrap();
+        let placed: Vec<_> = outbox::all(&c)
+            .unwrap()
+            .into_iter()
+            .filter(|p| p.incident_id == Some(second) && p.channel == Channel::Voice)
+            .map(|p| (p.state.as_str().to_string(), p.due_at))
+            .collect();
+        let due = later + chrono::Duration::minutes(2);
+        assert_eq!(placed, vec![("pending".to_string(), due)], "{outcome}");
+    }
 }
