@@ -378,6 +378,9 @@ struct Failures {
     /// A send whose login the relay refused (bad or expired credentials), and until when email
     /// pages wait for it ([`REFUSED_PAUSE`] after it).
     refused: Option<(Arc<EmailError>, tokio::time::Instant)>,
+    /// The address whose last message the relay refused for good (its own failure, see
+    /// [`EmailError::is_this_messages`]), while no send has gone through since.
+    refused_for: Option<String>,
     /// The last check failed, with the sender it checked: a check begun before a reload says
     /// nothing about the new settings.
     check: Option<(Arc<EmailSender>, Arc<EmailError>)>,
@@ -621,6 +624,26 @@ impl Transport for Email {
                 Err(e) => {
                     let e = Arc::new(e);
                     let mut failures = self.failures.lock().expect("email state");
+                    let to = msg.page.address.trim().to_lowercase();
+                    if matches!(
+                        *e,
+                        EmailError::Recipient { .. } | EmailError::Message { .. }
+                    ) {
+                        // Never the relay's: it was not even asked.
+                        return Err(SendError::Email(e));
+                    }
+                    if e.is_this_messages()
+                        && failures.refused_for.as_ref().is_none_or(|r| *r == to)
+                    {
+                        // One bad address (a typo in a person's email, a closed mailbox) fails
+                        // its page for good and leaves the channel as it was: other people's
+                        // email still goes out, and `/healthz` must not say paging is impaired
+                        // for it. The same refusal for a second address is no longer one
+                        // person's: the relay refuses this box's mail (a sender address it
+                        // will not take), and the channel is shown failed.
+                        failures.refused_for = Some(to);
+                        return Err(SendError::Email(e));
+                    }
                     failures.send = Some(e.clone());
                     if e.refuses_login() {
                         tracing::error!(
@@ -896,6 +919,67 @@ mod refusal_tests {
         assert_eq!(longest, Duration::from_secs(300));
         let (_tx, rx) = watch::channel(Arc::new(config));
         assert!(Email::new(rx).timeout() > longest);
+    }
+
+    /// A relay that refuses one recipient ("550 no such user"), or an address that is not one,
+    /// fails that page and leaves the channel healthy: one person's typo must not turn
+    /// `/healthz` red for everyone. A refusal of the box (relaying denied) still shows.
+    #[tokio::test]
+    async fn one_refused_recipient_does_not_mark_email_failed() {
+        let server = SmtpTestServer::start(SmtpTestOptions::default())
+            .await
+            .unwrap();
+        let (email, mut out) = reply_by_email(server.addr().port());
+        server.push_fault(Fault::reply(Stage::Rcpt, 550, "5.1.1 No such user"));
+        assert!(email.send(&out).await.is_err());
+        assert!(email.health().is_ok(), "{:?}", email.health());
+        let good = out.page.address.clone();
+        out.page.address = "not an address".into();
+        assert!(email.send(&out).await.is_err());
+        assert!(email.health().is_ok(), "{:?}", email.health());
+        out.page.address = good.clone();
+        server.push_fault(Fault::reply(Stage::Rcpt, 554, "5.7.1 Relay access denied"));
+        assert!(email.send(&out).await.is_err());
+        assert!(
+            matches!(email.health(), Err(Unavailable::EmailFailed(_))),
+            "{:?}",
+            email.health()
+        );
+        // A send that goes through clears it.
+        email.send(&out).await.unwrap();
+        assert!(email.health().is_ok(), "{:?}", email.health());
+    }
+
+    /// The same permanent refusal for two different people is not one person's bad address:
+    /// the relay refuses this box's mail (a sender address it will not take), and every email
+    /// page would fail while `/healthz` said ok.
+    #[tokio::test]
+    async fn the_same_refusal_for_two_people_marks_email_failed() {
+        let server = SmtpTestServer::start(SmtpTestOptions::default())
+            .await
+            .unwrap();
+        let (email, mut out) = reply_by_email(server.addr().port());
+        for _ in 0..2 {
+            server.push_fault(Fault::reply(
+                Stage::Mail,
+                553,
+                "5.7.1 Sender address rejected",
+            ));
+            assert!(email.send(&out).await.is_err());
+            assert!(email.health().is_ok(), "{:?}", email.health());
+        }
+        out.page.address = "bob@example.org".into();
+        server.push_fault(Fault::reply(
+            Stage::Mail,
+            553,
+            "5.7.1 Sender address rejected",
+        ));
+        assert!(email.send(&out).await.is_err());
+        assert!(
+            matches!(email.health(), Err(Unavailable::EmailFailed(_))),
+            "{:?}",
+            email.health()
+        );
     }
 
     /// A relay that refuses the box's login is left alone for a while: the next pages do not

@@ -206,6 +206,20 @@ impl EmailError {
         }
     }
 
+    /// True when the failure is the recipient's or the message's own, not the relay's or this
+    /// box's: a permanent refusal of this message (a 5xx reply other than those that refuse
+    /// the box, e.g. "550 no such user"), or an address or message that cannot be sent at all.
+    /// The relay works; another person's email would go through.
+    pub fn is_this_messages(&self) -> bool {
+        match self {
+            EmailError::Rejected { code, response, .. } => {
+                (500..600).contains(code) && !refuses_the_box(*code, response)
+            }
+            EmailError::Recipient { .. } | EmailError::Message { .. } => true,
+            _ => false,
+        }
+    }
+
     /// The SMTP reply code when the relay answered with one.
     pub fn code(&self) -> Option<u16> {
         match self {
