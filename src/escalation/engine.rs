@@ -1157,7 +1157,7 @@ fn queue_target(
                     step,
                     subject: page.subject.clone(),
                     body: page.body.clone(),
-                    due_at: crate::store::ms(page.at),
+                    delay_ms: (page.at - now).num_milliseconds().max(0),
                 };
                 group_call(conn, inc.id, &call, None, now)?;
                 // The person is being called (by the call that stands for this one), and if
@@ -1353,8 +1353,9 @@ struct GroupedCall {
     step: usize,
     subject: Option<String>,
     body: String,
-    /// When this call was due (ms since the epoch).
-    due_at: i64,
+    /// How long after the grouping the call was due (a rule's delay). Relative, so that a step
+    /// of the clock, which moves the event's time, moves this too.
+    delay_ms: i64,
 }
 
 /// Records on `incident`'s timeline that `call` was skipped; `after` names the earlier grouping
@@ -1413,11 +1414,27 @@ fn place_owed_calls(
                 })),
             )
         };
+        // A debt given up leaves the incident maybe reaching nobody: said the way a step that
+        // reached nobody says it, so `/healthz` flags the incident unless another page of it
+        // is on its way.
+        let give_up = |why: String| -> Result<(), StoreError> {
+            tracing::error!(incident = owed.incident, %why, "a call grouping skipped cannot be placed");
+            settle(format!("voice call not placed after all: {why}"), None)?;
+            record(
+                conn,
+                Some(owed.incident),
+                now,
+                EventKind::PageUnreachable,
+                None,
+                &format!("a voice call skipped by grouping could not be placed: {why}"),
+                Some(&serde_json::json!({ "after_grouped": owed.grouped_event })),
+            )?;
+            Ok(())
+        };
         let call = match serde_json::from_value::<GroupedCall>(owed.data.clone()) {
             Ok(c) => c,
             Err(e) => {
-                tracing::error!(incident = owed.incident, event = owed.grouped_event, error = %e, "a grouped call's record cannot be read; it is not placed");
-                settle(format!("a voice call skipped by grouping cannot be placed after all: its record is unreadable ({e})"), None)?;
+                give_up(format!("its record is unreadable ({e})"))?;
                 continue;
             }
         };
@@ -1434,8 +1451,7 @@ fn place_owed_calls(
             .and_then(|u| u.phone.as_ref())
             .map(|p| p.as_str().to_string());
         let Some(phone) = phone else {
-            tracing::warn!(incident = inc.id, %user, "a call grouping skipped is owed to someone no longer in the config (or without a phone); not placed");
-            settle(format!("voice call to {user} not placed after all: {user} is no longer in the config or has no phone"), None)?;
+            give_up(format!("{user} is no longer in the config or has no phone"))?;
             continue;
         };
         let route = plan.route(inc.route.as_deref());
@@ -1458,7 +1474,11 @@ fn place_owed_calls(
                 subject: call.subject.clone(),
                 body: call.body.clone(),
                 priority: priority(inc.severity),
-                due_at: crate::store::from_ms(call.due_at).max(now),
+                due_at: crate::clock::add_signed(
+                    owed.at,
+                    chrono::TimeDelta::try_milliseconds(call.delay_ms.max(0)).unwrap_or_default(),
+                )
+                .max(now),
             },
             call.step,
             now,

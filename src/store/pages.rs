@@ -141,36 +141,49 @@ pub fn covering_call(
 }
 
 /// A voice call skipped because another call stood for it, where that call then never rang
-/// (cancelled, or failed for good) and the incident still waits for someone: the call is owed.
+/// and the incident still waits for someone: the call is owed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OwedCall {
     /// The `page-grouped` event that skipped it; what settles the debt names it.
     pub grouped_event: i64,
     pub incident: IncidentId,
+    /// When the call was skipped (moved with the other times when the clock steps back).
+    pub at: DateTime<Utc>,
     /// What the event recorded of the skipped call (see the engine's grouping).
     pub data: serde_json::Value,
 }
 
-/// Calls owed (see [`OwedCall`]), oldest first: `page-grouped` events of triggered incidents
-/// whose `covered_by` call was cancelled, failed, or fell through to another channel (the phone
-/// never rang for it), not yet settled by a later event naming them
-/// in `after_grouped`. Every lookup goes through an index (triggered incidents, their events).
+/// Calls owed (see [`OwedCall`]), oldest first: `page-grouped` events naming a `covered_by` call
+/// that never rang (cancelled, failed for good, or fallen through to another channel, and no
+/// `page-sent` for it, also none from the peer box), of incidents that are triggered and have
+/// stayed so since the call was skipped (no acknowledgement, resolve or re-trigger after it:
+/// those start over, with calls of their own), with no call of that incident to that person
+/// queued since, and not yet settled by a later event naming them in `after_grouped`. Every
+/// lookup goes through an index (triggered incidents, their events, the outbox by id).
 pub fn owed_calls(conn: &Tx) -> rusqlite::Result<Vec<OwedCall>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT e.id, e.incident_id, e.data FROM incidents i JOIN events e ON e.incident_id=i.id \
+        "SELECT e.id, e.incident_id, e.at, e.data FROM incidents i JOIN events e ON e.incident_id=i.id \
          WHERE i.status='triggered' AND e.kind='page-grouped' \
            AND json_extract(e.data,'$.covered_by') IS NOT NULL \
            AND EXISTS (SELECT 1 FROM outbox c WHERE c.id=json_extract(e.data,'$.covered_by') \
-             AND (c.state IN ('cancelled','failed') OR c.channel<>'voice')) \
+             AND (c.state IN ('cancelled','failed') OR c.channel<>'voice') \
+             AND NOT EXISTS (SELECT 1 FROM events s WHERE s.incident_id=c.incident_id \
+               AND s.kind='page-sent' AND json_extract(s.data,'$.outbox_id')=c.id)) \
+           AND NOT EXISTS (SELECT 1 FROM events a WHERE a.incident_id=e.incident_id AND a.id>e.id \
+             AND a.kind IN ('acknowledged','resolved','retriggered')) \
+           AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.incident_id=e.incident_id \
+             AND o.user_id=json_extract(e.data,'$.user') AND o.kind='page' \
+             AND coalesce(o.written_for, o.channel)='voice' AND o.created_at>=e.at) \
            AND NOT EXISTS (SELECT 1 FROM events l WHERE l.incident_id=e.incident_id AND l.id>e.id \
              AND l.kind='page-grouped' AND json_extract(l.data,'$.after_grouped')=e.id) \
          ORDER BY e.id",
     )?;
     let rows = stmt.query_map([], |r| {
-        let data: Option<String> = r.get(2)?;
+        let data: Option<String> = r.get(3)?;
         Ok(OwedCall {
             grouped_event: r.get(0)?,
             incident: r.get(1)?,
+            at: super::from_ms(r.get(2)?),
             data: data
                 .and_then(|d| serde_json::from_str(&d).ok())
                 .unwrap_or(serde_json::Value::Null),

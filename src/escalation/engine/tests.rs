@@ -1318,3 +1318,83 @@ fn a_call_grouped_behind_one_that_failed_is_placed() {
         assert_eq!(placed, vec![("pending".to_string(), due)], "{outcome}");
     }
 }
+
+/// A debt belongs to the run of the escalation it was skipped in: once the incident was
+/// acknowledged (and later re-triggered, starting over with calls of its own), the old skipped
+/// call is not placed beside the new one.
+#[test]
+fn an_acknowledged_incident_owes_no_call_from_before() {
+    let (c, plan) = setup();
+    let first = trigger(&c, &plan, "k0", "db", t(0));
+    pass(&c, &plan, t(0)).unwrap();
+    let later = t(0) + chrono::Duration::seconds(10);
+    let second = trigger(&c, &plan, "k1", "db", later);
+    pass(&c, &plan, later).unwrap();
+    let by = Actor::new("alice", "sms");
+    transition(&c, second, Status::Acknowledged, &by, t(1)).unwrap();
+    transition(&c, first, Status::Resolved, &by, t(1)).unwrap();
+    pass(&c, &plan, t(1)).unwrap();
+    // The route's ack_timeout (30m) re-triggers the second incident from its first step.
+    pass(&c, &plan, t(32)).unwrap();
+    pass(&c, &plan, t(32)).unwrap();
+    let calls: Vec<_> = outbox::all(&c)
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.incident_id == Some(second) && p.channel == Channel::Voice)
+        .map(|p| (p.state.as_str().to_string(), p.due_at))
+        .collect();
+    assert_eq!(
+        calls,
+        vec![("pending".to_string(), t(34))],
+        "{:?}",
+        crate::store::queries::timeline(&c, second).unwrap()
+    );
+}
+
+/// A debt that cannot be paid (its person was removed by a reload) leaves the incident flagged
+/// as reaching nobody, as a step that reached nobody would have.
+#[test]
+fn a_call_that_cannot_be_placed_after_all_flags_the_incident() {
+    let carol = "[[users]]\nid = \"carol\"\nphone = \"+4915100000003\"\n[[users.rules]]\nchannel = \"voice\"\nafter = \"0m\"\n\n";
+    let calls = "[[policies]]\nid = \"calls\"\n[[policies.steps]]\nusers = [\"carol\"]\nwait = \"10m\"\n\n[[routes]]\nid = \"calls\"\npolicy = \"calls\"\nmatch = { service = \"calls\" }\n\n";
+    let with = CONFIG.replace(
+        "[[users]]\nid = \"bob\"",
+        &format!("{carol}{calls}[[users]]\nid = \"bob\""),
+    );
+    let without = CONFIG.replace(
+        "[[users]]\nid = \"bob\"",
+        &format!(
+            "{}[[users]]\nid = \"bob\"",
+            calls.replace("\"carol\"", "\"bob\"")
+        ),
+    );
+    let plan_of = |text: &str| {
+        Plan::new(Arc::new(
+            Config::parse(text, "t.toml", Path::new("/"))
+                .unwrap_or_else(|e| panic!("{e}"))
+                .config,
+        ))
+    };
+    let (plan, reloaded) = (plan_of(&with), plan_of(&without));
+    let c = crate::store::memory();
+    let first = trigger(&c, &plan, "c0", "calls", t(0));
+    pass(&c, &plan, t(0)).unwrap();
+    let second = trigger(&c, &plan, "c1", "calls", t(0));
+    pass(&c, &plan, t(0)).unwrap();
+    assert!(crate::store::pages::nobody_reached(&c).unwrap().is_empty());
+    transition(
+        &c,
+        first,
+        Status::Acknowledged,
+        &Actor::new("carol", "web"),
+        t(1),
+    )
+    .unwrap();
+    pass(&c, &reloaded, t(1)).unwrap();
+    assert_eq!(
+        crate::store::pages::nobody_reached(&c).unwrap(),
+        vec![second],
+        "{:?}",
+        crate::store::queries::timeline(&c, second).unwrap()
+    );
+}
