@@ -429,7 +429,7 @@ fn an_old_resolved_occurrence_upstream_does_not_silence_a_new_one() {
     ignore = "needs --features fault-injection (scripts/test.sh)"
 )]
 #[test]
-fn still_triggered_upstream_pages_after_the_grace_and_says_why() {
+fn still_triggered_upstream_pages_after_the_grace_and_says_why_until_acked_there() {
     let sim = ExternalSim::start();
     let pd = Stub::start(Mode::Answer);
     pd.know("k-open", "triggered", "nobody");
@@ -461,6 +461,26 @@ fn still_triggered_upstream_pages_after_the_grace_and_says_why() {
             .any(|m| m.contains("standby hold over, paging: PagerDuty not acked in 10m")),
         "{tl:?}"
     );
+    // The person acknowledges in PagerDuty (it paged them too): the box stops paging, and does
+    // not send that acknowledgement back.
+    pd.know("k-open", "acknowledged", "Earline Greenholt");
+    d.wait_for(10, "the upstream ack mirrored", || {
+        (d.incident(id)["status"] == "acknowledged").then_some(())
+    });
+    let inc = d.incident(id);
+    assert_eq!(inc["acknowledged"]["via"], "pagerduty", "{inc}");
+    let tl = messages(&d, id);
+    assert!(
+        tl.iter().any(|m| m.starts_with(
+            "acknowledged upstream by Earline Greenholt (PagerDuty): local paging stops"
+        )),
+        "{tl:?}"
+    );
+    d.advance(Duration::from_secs(11 * 60));
+    d.hold(QUIET, "paged again after the upstream ack", || {
+        sim.sms_to(PAGER_PHONE).len() == 1
+    });
+    assert!(pd.posts().is_empty(), "{:?}", pd.posts());
 }
 
 #[cfg_attr(

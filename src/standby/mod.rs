@@ -34,7 +34,7 @@ use crate::incident::IncidentId;
 use crate::store::outbound::{self as queue, Claim};
 use crate::store::standby as sql;
 use crate::store::{Store, StoreError, Tx};
-use decide::{Check, Decision, Facts};
+use decide::{Answer, Check, Decision, Facts, Mirror};
 
 pub use crate::config::standby::{
     Settings, StandbyConfig, Upstream, DEFAULT_GRACE, DEFAULT_MAX_FAILURES, DEFAULT_POLL_INTERVAL,
@@ -239,8 +239,24 @@ async fn round(
         }
         let id = h.incident_id;
         let config = config.clone();
+        let paging = h.paging;
         let r = store
             .call(move |c, now| {
+                if h.paging {
+                    // Paging locally already: only the upstream's acknowledgement or resolve
+                    // matters now, and it stops the local paging.
+                    let mirror = match &check {
+                        Check::Answered(Answer::Acknowledged { by }) => {
+                            Mirror::Acknowledge { by: by.clone() }
+                        }
+                        Check::Answered(Answer::Resolved { by }) => {
+                            Mirror::Resolve { by: by.clone() }
+                        }
+                        _ => return Ok(Decision::Hold),
+                    };
+                    sql::mirror(c, id, settings.upstream, &mirror, now)?;
+                    return Ok(Decision::Mirror(mirror));
+                }
                 let age = now
                     .signed_duration_since(h.opened_at)
                     .to_std()
@@ -279,6 +295,9 @@ async fn round(
             Ok(Decision::Hold) => {}
             Ok(Decision::Page(why)) => {
                 tracing::warn!(incident = id, reason = %why.describe(), "standby: paging locally")
+            }
+            Ok(Decision::Mirror(m)) if paging => {
+                tracing::info!(incident = id, mirror = ?m, "standby: handled upstream after the box paged; local paging stops")
             }
             Ok(Decision::Mirror(m)) => {
                 tracing::info!(incident = id, mirror = ?m, "standby: upstream handled it; nobody paged")

@@ -266,14 +266,22 @@ pub struct Held {
     pub hold_until: DateTime<Utc>,
     /// Checks in a row that failed.
     pub failures: u32,
+    /// The hold is over and the box pages locally; the upstream is still asked, so that an
+    /// acknowledgement made there (the person answered the cloud pager's page) stops the box's
+    /// paging too.
+    pub paging: bool,
 }
 
-/// Held incidents that are still triggered (at most `limit`, oldest hold end first).
+/// Incidents of standby routes the upstream is asked about (at most `limit`): held ones,
+/// oldest hold end first, then those the box pages since their hold ended, while still
+/// triggered.
 pub fn held(conn: &Tx, limit: usize) -> rusqlite::Result<Vec<Held>> {
     conn.prepare_cached(
-        "SELECT h.incident_id, h.route, i.dedup_key, h.opened_at, h.hold_until, h.failures \
+        "SELECT h.incident_id, h.route, i.dedup_key, h.opened_at, h.hold_until, h.failures, \
+                h.state='paged' \
          FROM standby_holds h JOIN incidents i ON i.id = h.incident_id \
-         WHERE h.state='held' AND i.status='triggered' ORDER BY h.hold_until LIMIT ?1",
+         WHERE h.state IN ('held','paged') AND i.status='triggered' \
+         ORDER BY h.state='paged', h.hold_until LIMIT ?1",
     )?
     .query_map([limit as i64], |r| {
         Ok(Held {
@@ -283,6 +291,7 @@ pub fn held(conn: &Tx, limit: usize) -> rusqlite::Result<Vec<Held>> {
             opened_at: from_ms(r.get(3)?),
             hold_until: from_ms(r.get(4)?),
             failures: r.get::<_, i64>(5)?.clamp(0, u32::MAX as i64) as u32,
+            paging: r.get(6)?,
         })
     })?
     .collect()
@@ -340,7 +349,8 @@ pub fn release(
 }
 
 /// Does locally what the upstream did (acknowledge or resolve, by the upstream's person), and
-/// ends the hold. The local transition cancels nothing that was sent: nothing was.
+/// ends the hold, or the local paging that followed it (the transition cancels the pages still
+/// queued, as a local acknowledgement does).
 pub fn mirror(
     conn: &Tx,
     id: IncidentId,
@@ -348,12 +358,16 @@ pub fn mirror(
     what: &Mirror,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let held: i64 = conn
-        .prepare_cached("SELECT count(*) FROM standby_holds WHERE incident_id=?1 AND state='held'")?
-        .query_row([id], |r| r.get(0))?;
-    if held == 0 {
+    let state: Option<String> = conn
+        .prepare_cached(
+            "SELECT h.state FROM standby_holds h JOIN incidents i ON i.id=h.incident_id \
+             WHERE h.incident_id=?1 AND h.state IN ('held','paged') AND i.status='triggered'",
+        )?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    let Some(state) = state else {
         return Ok(false);
-    }
+    };
     let (to, by, verb) = match what {
         Mirror::Acknowledge { by } => (Status::Acknowledged, by, "acknowledged"),
         Mirror::Resolve { by } => (Status::Resolved, by, "resolved"),
@@ -372,10 +386,17 @@ pub fn mirror(
         now,
         EventKind::Standby,
         None,
-        &format!(
-            "{verb} upstream by {by} ({}): nobody paged",
-            upstream.name()
-        ),
+        &if state == "paged" {
+            format!(
+                "{verb} upstream by {by} ({}): local paging stops",
+                upstream.name()
+            )
+        } else {
+            format!(
+                "{verb} upstream by {by} ({}): nobody paged",
+                upstream.name()
+            )
+        },
         None,
     )?;
     Ok(true)
