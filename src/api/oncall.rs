@@ -187,7 +187,8 @@ pub async fn add_override(
             vec![],
         );
     }
-    let by = req.by.unwrap_or_else(|| "api".into());
+    // Cut like any actor's name: it is shown on the schedule and in every ONCALL answer.
+    let by = crate::incident::Actor::new(req.by.unwrap_or_else(|| "api".into()), "api").who;
     let (user, schedule) = (req.user.clone(), id.clone());
     match intake.store.call(move |c, now| Ok(overrides::add(c, &schedule, &user, from, until, &by, now)?)).await {
         Ok(oid) => (StatusCode::CREATED, Json(json!({ "id": oid, "schedule": id, "user": req.user, "from": from, "until": until }))).into_response(),

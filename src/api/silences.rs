@@ -135,7 +135,12 @@ fn check(req: NewSilence, tz: Tz) -> Result<Checked, Vec<String>> {
             starts,
             end,
             comment: req.comment.trim().to_string(),
-            created_by: req.created_by.unwrap_or_else(|| "api".into()),
+            // Cut like any actor's name: it is shown with the silence everywhere it is listed.
+            created_by: crate::incident::Actor::new(
+                req.created_by.unwrap_or_else(|| "api".into()),
+                "api",
+            )
+            .who,
         }),
         _ => Err(errors),
     }
@@ -312,6 +317,22 @@ mod tests {
             "{errors:?}"
         );
         assert!(errors[2].starts_with("comment is required"), "{errors:?}");
+    }
+
+    /// A name from outside is cut like an actor's: it is listed with the silence everywhere.
+    #[test]
+    fn a_long_creator_name_is_cut() {
+        let body = format!(
+            r#"{{"service":"db","duration":"2h","comment":"upgrade","created_by":"{}"}}"#,
+            "x".repeat(10_000)
+        );
+        let c = check(request(&body), chrono_tz::UTC).unwrap();
+        let s = build(c, crate::clock::system_now()).unwrap();
+        let by = s.created_by.unwrap();
+        assert_eq!(
+            by,
+            format!("{}...", "x".repeat(crate::incident::ACTOR_MAX_CHARS))
+        );
     }
 
     #[test]
