@@ -581,7 +581,12 @@ impl<O: PortOpener> Driver<O> {
                 self.schedule_reopen(reason);
             }
             Ok(port) => {
-                info!(device = %self.opener.describe(), "modem port opened");
+                // A modem that keeps failing its bring-up opens every few seconds: said once.
+                if self.reopen_attempt <= 1 || !self.down_reason.starts_with("bring-up failed") {
+                    info!(device = %self.opener.describe(), "modem port opened");
+                } else {
+                    debug!(device = %self.opener.describe(), "modem port opened");
+                }
                 self.engine = Some(AtEngine::new(port));
                 self.awaiting_boot_announcement = true;
                 match self.bring_up().await {
@@ -629,7 +634,15 @@ impl<O: PortOpener> Driver<O> {
         let delay = capped.mul_f64(jitter);
         self.reopen_attempt = self.reopen_attempt.saturating_add(1);
         self.reopen_at = Instant::now() + delay;
-        warn!(reason = %reason, retry_in_ms = delay.as_millis() as u64, "modem down");
+        // Loud when it goes down or the reason changes, then every 30th retry (about 5 minutes
+        // at the longest pause): a modem unplugged overnight must not write a line every 10 s,
+        // and /healthz and the LED say it is down all along.
+        let attempt = self.reopen_attempt;
+        if reason != self.down_reason || attempt <= 1 || attempt % 30 == 0 {
+            warn!(reason = %reason, attempt, retry_in_ms = delay.as_millis() as u64, "modem down");
+        } else {
+            debug!(reason = %reason, attempt, retry_in_ms = delay.as_millis() as u64, "modem down");
+        }
         self.down_reason = reason;
         self.evaluate();
     }

@@ -1511,3 +1511,31 @@ fn only_the_first_start_announcement_after_opening_is_the_boot() {
     assert!(!is_boot_announcement(&Urc::PowerDown, &mut awaiting));
     assert!(!is_boot_announcement(&Urc::Ready, &mut awaiting));
 }
+
+/// A modem that stays away (unplugged overnight) is said to be down when it goes, and then
+/// again every 30th retry, not at every retry: /healthz and the LED carry the state meanwhile.
+#[tokio::test(start_paused = true)]
+async fn a_modem_that_stays_away_is_not_logged_at_every_retry() {
+    let logs = CapturedLogs::default();
+    // See a_modem_refusing_at_echo_off_cmee_and_cereg_still_comes_up for the second dispatcher.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
+    let _guard = tracing::subscriber::set_default(logs.subscriber());
+    let plan: Vec<_> = (0..400).map(|_| Err(io::ErrorKind::NotFound)).collect();
+    let (modem, _events, _fakes, _t) = start(settings(), plan);
+    let mut health = modem.health();
+    // 40 to 60 failed opens, at most about 2 s apart.
+    tokio::time::sleep(Duration::from_secs(100)).await;
+    assert_eq!(health.borrow_and_update().state, HealthState::Down);
+    let text = logs.text();
+    let down: Vec<_> = text
+        .lines()
+        .filter(|l| l.contains("modem down reason"))
+        .collect();
+    assert!((2..=3).contains(&down.len()), "{text}");
+    for (line, attempt) in down
+        .iter()
+        .zip(["attempt=1 ", "attempt=30 ", "attempt=60 "])
+    {
+        assert!(line.contains(attempt), "{line}");
+    }
+}
