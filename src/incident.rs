@@ -398,7 +398,7 @@ pub enum EventKind {
     Override,
     OverrideDeleted,
     PageQueued,
-    /// Held for a digest, or a call skipped inside the grouping window.
+    /// Held for a digest (the grouping window or the rate limit).
     PageGrouped,
     /// Nobody reachable on any channel for a step.
     PageUnreachable,

@@ -316,7 +316,7 @@ pub(crate) fn refusal(
     if policy.steps.iter().any(|s| s.users.contains(&sender.user)) {
         return Ok(None);
     }
-    let overrides = runtime_overrides(conn, now)?;
+    let overrides = runtime_overrides(conn, &sender.config, now)?;
     let on_schedule = |id: &str| {
         let in_layer = sender
             .config
@@ -602,7 +602,7 @@ fn owners(conn: &Tx, id: IncidentId) -> Result<Vec<String>, StoreError> {
 
 /// `primary: alice until Mon 09:00; secondary: bob until 18:00`.
 fn on_call(conn: &Tx, sender: &Sender, now: DateTime<Utc>) -> Result<Reply, StoreError> {
-    let overrides = runtime_overrides(conn, now)?;
+    let overrides = runtime_overrides(conn, &sender.config, now)?;
     let items: Vec<String> = sender
         .config
         .schedules
@@ -662,7 +662,7 @@ fn take(
     duration: Option<Duration>,
     now: DateTime<Utc>,
 ) -> Result<Reply, StoreError> {
-    let overrides = runtime_overrides(conn, now)?;
+    let overrides = runtime_overrides(conn, &sender.config, now)?;
     let add = |d: Duration| crate::clock::add(now, d);
     let mut taken = Vec::new();
     for s in &sender.config.schedules {

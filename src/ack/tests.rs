@@ -270,7 +270,7 @@ impl Harness {
         let schedule = schedule.to_string();
         self.store
             .call(move |c, now| {
-                let rt = runtime_overrides(c, now)?;
+                let rt = runtime_overrides(c, &plan.config, now)?;
                 let s = plan
                     .config
                     .schedules
@@ -997,8 +997,9 @@ async fn escalate_now_pages_the_next_step_at_once() {
     );
     h.pass().await;
     assert_eq!(h.status(third).await, Status::Triggered);
-    // Step 2 (carol) went out: it is grouped into a digest with the earlier pages to her, and
-    // the escalation moved past the policy's last step (one run only: exhausted when due).
+    // Step 2 (carol) went out: its SMS is grouped into a digest with the earlier pages to her
+    // and its call is its own, and the escalation moved past the policy's last step (one run
+    // only: exhausted when due).
     assert_eq!(h.escalation(third).await.1, Some(2));
     let to_carol: i64 = h
         .store
@@ -1013,7 +1014,7 @@ async fn escalate_now_pages_the_next_step_at_once() {
         })
         .await
         .unwrap();
-    assert_eq!(to_carol, 1);
+    assert_eq!(to_carol, 2);
 
     // Its last step paged, nobody is left to escalate to: said, not promised, and the
     // escalation is left as it was.

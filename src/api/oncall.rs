@@ -19,9 +19,10 @@ use crate::schedule::{parse_date_or_time, parse_time, OverridesBySchedule};
 use crate::store::overrides;
 
 pub(crate) async fn current_overrides(intake: &Intake) -> Result<OverridesBySchedule, Response> {
+    let config = intake.config.borrow().clone();
     intake
         .store
-        .read(|c, now| Ok(runtime_overrides(c, now)?))
+        .read(move |c, now| runtime_overrides(c, &config, now))
         .await
         .map_err(store_error)
 }

@@ -341,7 +341,10 @@ fn load(args: &ConfigArgs) -> anyhow::Result<Config> {
 
 /// Runtime overrides from the daemon's database, read-only, when it exists.
 fn runtime_overrides(config: &Config) -> crate::schedule::OverridesBySchedule {
-    crate::store::overrides::in_force_at(&config.database_path(), crate::clock::system_now())
+    let mut all =
+        crate::store::overrides::in_force_at(&config.database_path(), crate::clock::system_now());
+    crate::escalation::engine::known_users_only(&mut all, config);
+    all
 }
 
 /// `pagerbox check`: prints warnings and errors, exit 0 when usable, 1 otherwise. Strict, as a

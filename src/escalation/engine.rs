@@ -38,7 +38,6 @@ use crate::store::escalations::{self, EscalationRow, StoredPhase};
 use crate::store::events::record;
 use crate::store::kinds::EventKind;
 use crate::store::outbox::{self, NewPage, PageKind};
-use crate::store::pages;
 use crate::store::queries::{incident, transition};
 use crate::store::silences as silence_store;
 use crate::store::standby::{self as standby_store, Hold as StandbyHold};
@@ -259,7 +258,7 @@ pub fn pass(
     let silences = active_silences(conn, plan, now)?;
     release_stale(conn, plan, &silences, now)?;
     let rows = attention(conn, now)?;
-    let overrides = runtime_overrides(conn, now)?;
+    let overrides = runtime_overrides(conn, &plan.config, now)?;
     let ctx = Pass {
         plan,
         silences: &silences,
@@ -269,7 +268,6 @@ pub fn pass(
     for row in rows {
         advance(conn, &ctx, row)?;
     }
-    place_owed_calls(conn, plan, &silences, now)?;
     shift_notices(conn, plan, &overrides, now)?;
     next_due(conn)
 }
@@ -893,8 +891,27 @@ fn next_due(conn: &Tx) -> Result<Option<DateTime<Utc>>, StoreError> {
     Ok(escalations::next_due(conn)?)
 }
 
-/// Runtime overrides in force now or later, by schedule (their SQL lives with the table).
-pub use crate::store::overrides::in_force as runtime_overrides;
+/// Runtime overrides in force now or later, by schedule, for people `config` still has (their
+/// SQL lives with the table). An override names whoever was a user when it was made; after a
+/// reload removed them it would still win over the schedule, and every step of it would page
+/// nobody. Left out, the layer's person is on call (the reload warns that it names an unknown
+/// user).
+pub fn runtime_overrides(
+    conn: &Tx,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Result<OverridesBySchedule, StoreError> {
+    let mut all = crate::store::overrides::in_force(conn, now)?;
+    known_users_only(&mut all, config);
+    Ok(all)
+}
+
+/// Drops the overrides naming someone `config` does not have (see [`runtime_overrides`]).
+pub fn known_users_only(overrides: &mut OverridesBySchedule, config: &Config) {
+    for list in overrides.values_mut() {
+        list.retain(|o| config.user(&o.user).is_some());
+    }
+}
 
 /// What one step pages, decided from the config alone: who, on which channel, when, where and
 /// with what text. Pure, so the rules (notification rules, route channel limits, channels that
@@ -1149,23 +1166,6 @@ fn queue_target(
                 continue;
             }
         }
-        if channel == Channel::Voice {
-            if let Some(cover) = covering_call(conn, cfg, route, user, inc.id, now)? {
-                let call = GroupedCall {
-                    user: user.clone(),
-                    covered_by: cover,
-                    step,
-                    subject: page.subject.clone(),
-                    body: page.body.clone(),
-                    delay_ms: (page.at - now).num_milliseconds().max(0),
-                };
-                group_call(conn, inc.id, &call, None, now)?;
-                // The person is being called (by the call that stands for this one), and if
-                // that call never rings this one is placed after all (see `place_owed_calls`).
-                queued = true;
-                continue;
-            }
-        }
         outbox::enqueue_step_page(
             conn,
             &NewPage {
@@ -1320,178 +1320,6 @@ fn hold_back(
         )));
     }
     Ok(None)
-}
-
-/// Another incident's voice call to `user` on `route` queued within the grouping window, which
-/// stands for this incident's call (see [`pages::covering_call`]).
-fn covering_call(
-    conn: &Tx,
-    cfg: &Config,
-    route: Option<&Route>,
-    user: &str,
-    incident: IncidentId,
-    now: DateTime<Utc>,
-) -> Result<Option<i64>, StoreError> {
-    let Some(route) = route else { return Ok(None) };
-    let window = crate::clock::delta(cfg.paging.group_window);
-    Ok(pages::covering_call(
-        conn,
-        user,
-        &route.id,
-        incident,
-        crate::clock::sub_signed(now, window),
-    )?)
-}
-
-/// A voice call skipped because another incident's call stands for it: what the `page-grouped`
-/// event keeps, so the call can be placed after all if the other one never rings.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct GroupedCall {
-    user: String,
-    /// The outbox row of the call that stands for this one.
-    covered_by: i64,
-    step: usize,
-    subject: Option<String>,
-    body: String,
-    /// How long after the grouping the call was due (a rule's delay). Relative, so that a step
-    /// of the clock, which moves the event's time, moves this too.
-    delay_ms: i64,
-}
-
-/// Records on `incident`'s timeline that `call` was skipped; `after` names the earlier grouping
-/// this one settles (its call never rang, and now another one stands for it).
-fn group_call(
-    conn: &Tx,
-    incident: IncidentId,
-    call: &GroupedCall,
-    after: Option<i64>,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    let mut data = serde_json::to_value(call).unwrap_or(serde_json::Value::Null);
-    data["channel"] = "voice".into();
-    if let Some(after) = after {
-        data["after_grouped"] = after.into();
-    }
-    let user = &call.user;
-    record(
-        conn,
-        Some(incident),
-        now,
-        EventKind::PageGrouped,
-        None,
-        &format!(
-            "voice call to {user} skipped: a call for this route went out in the grouping window"
-        ),
-        Some(&data),
-    )?;
-    Ok(())
-}
-
-/// Places the voice calls that grouping skipped behind a call that then never rang (its incident
-/// was acknowledged before it rang, or it failed for good), for incidents that still wait for
-/// someone: grouping spares a phone repeated calls, it must never leave an incident without
-/// its call. Each such debt is settled once, by an event naming it: the call placed, grouped
-/// behind another call that may ring, or given up because its person is gone. An incident a
-/// silence holds keeps its debt until the silence ends.
-fn place_owed_calls(
-    conn: &Tx,
-    plan: &Plan,
-    silences: &[Silence],
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    for owed in pages::owed_calls(conn)? {
-        let settle = |why: String, placed: Option<i64>| {
-            record(
-                conn,
-                Some(owed.incident),
-                now,
-                EventKind::PageGrouped,
-                None,
-                &why,
-                Some(&serde_json::json!({
-                    "after_grouped": owed.grouped_event,
-                    "outbox_id": placed,
-                })),
-            )
-        };
-        // A debt given up leaves the incident maybe reaching nobody: said the way a step that
-        // reached nobody says it, so `/healthz` flags the incident unless another page of it
-        // is on its way.
-        let give_up = |why: String| -> Result<(), StoreError> {
-            tracing::error!(incident = owed.incident, %why, "a call grouping skipped cannot be placed");
-            settle(format!("voice call not placed after all: {why}"), None)?;
-            record(
-                conn,
-                Some(owed.incident),
-                now,
-                EventKind::PageUnreachable,
-                None,
-                &format!("a voice call skipped by grouping could not be placed: {why}"),
-                Some(&serde_json::json!({ "after_grouped": owed.grouped_event })),
-            )?;
-            Ok(())
-        };
-        let call = match serde_json::from_value::<GroupedCall>(owed.data.clone()) {
-            Ok(c) => c,
-            Err(e) => {
-                give_up(format!("its record is unreadable ({e})"))?;
-                continue;
-            }
-        };
-        let Some(inc) = incident(conn, owed.incident)? else {
-            continue;
-        };
-        if crate::silence::holding(silences, &inc, now).is_some() {
-            continue;
-        }
-        let user = &call.user;
-        let phone = plan
-            .config
-            .user(user)
-            .and_then(|u| u.phone.as_ref())
-            .map(|p| p.as_str().to_string());
-        let Some(phone) = phone else {
-            give_up(format!("{user} is no longer in the config or has no phone"))?;
-            continue;
-        };
-        let route = plan.route(inc.route.as_deref());
-        if let Some(cover) = covering_call(conn, &plan.config, route, user, inc.id, now)? {
-            let again = GroupedCall {
-                covered_by: cover,
-                ..call
-            };
-            group_call(conn, inc.id, &again, Some(owed.grouped_event), now)?;
-            continue;
-        }
-        let placed = outbox::enqueue_step_page(
-            conn,
-            &NewPage {
-                kind: PageKind::Page,
-                incident_id: Some(inc.id),
-                user_id: Some(user.clone()),
-                channel: Channel::Voice,
-                address: phone,
-                subject: call.subject.clone(),
-                body: call.body.clone(),
-                priority: priority(inc.severity),
-                due_at: crate::clock::add_signed(
-                    owed.at,
-                    chrono::TimeDelta::try_milliseconds(call.delay_ms.max(0)).unwrap_or_default(),
-                )
-                .max(now),
-            },
-            call.step,
-            now,
-        )?;
-        tracing::info!(incident = inc.id, %user, "a call grouping skipped is placed: the call that stood for it never rang");
-        settle(
-            format!(
-                "voice call to {user} placed after all: the call it was grouped behind never rang"
-            ),
-            Some(placed),
-        )?;
-    }
-    Ok(())
 }
 
 /// Queues a short status message to the route's stakeholders (trigger, acknowledge, resolve).

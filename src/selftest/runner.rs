@@ -498,10 +498,13 @@ impl Runner {
                     return Err(format!("no schedule {id:?}"));
                 };
                 let now = self.deps.clock.now();
+                let known = config.clone();
                 let overrides = self
                     .deps
                     .store
-                    .call(|c, now| Ok(crate::escalation::engine::runtime_overrides(c, now)?))
+                    .call(move |c, now| {
+                        crate::escalation::engine::runtime_overrides(c, &known, now)
+                    })
                     .await
                     .map_err(|e| format!("cannot read overrides: {e}"))?;
                 let list = overrides.get(id).map(Vec::as_slice).unwrap_or(&[]);

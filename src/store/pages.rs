@@ -121,77 +121,6 @@ pub fn paged_users(conn: &Tx, incident: IncidentId) -> rusqlite::Result<Vec<Stri
     rows.collect()
 }
 
-/// A voice call to `user` about another incident than `incident` on route `route`, queued at or
-/// after `since`, that may ring (not cancelled, not failed for good): the grouping window that
-/// keeps one storm from ringing a phone once per incident. The first such call, if any.
-pub fn covering_call(
-    conn: &Tx,
-    user: &str,
-    route: &str,
-    incident: IncidentId,
-    since: DateTime<Utc>,
-) -> rusqlite::Result<Option<i64>> {
-    conn.prepare_cached(
-        "SELECT o.id FROM outbox o JOIN incidents i ON i.id=o.incident_id WHERE o.user_id=?1 AND o.channel='voice' \
-         AND i.route=?2 AND o.incident_id<>?3 AND o.created_at>=?4 \
-         AND o.state NOT IN ('cancelled','failed') ORDER BY o.id LIMIT 1",
-    )?
-    .query_row(params![user, route, incident, ms(since)], |r| r.get(0))
-    .optional()
-}
-
-/// A voice call skipped because another call stood for it, where that call then never rang
-/// and the incident still waits for someone: the call is owed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OwedCall {
-    /// The `page-grouped` event that skipped it; what settles the debt names it.
-    pub grouped_event: i64,
-    pub incident: IncidentId,
-    /// When the call was skipped (moved with the other times when the clock steps back).
-    pub at: DateTime<Utc>,
-    /// What the event recorded of the skipped call (see the engine's grouping).
-    pub data: serde_json::Value,
-}
-
-/// Calls owed (see [`OwedCall`]), oldest first: `page-grouped` events naming a `covered_by` call
-/// that never rang (cancelled, failed for good, or fallen through to another channel, and no
-/// `page-sent` for it, also none from the peer box), of incidents that are triggered and have
-/// stayed so since the call was skipped (no acknowledgement, resolve or re-trigger after it:
-/// those start over, with calls of their own), with no call of that incident to that person
-/// queued since, and not yet settled by a later event naming them in `after_grouped`. Every
-/// lookup goes through an index (triggered incidents, their events, the outbox by id).
-pub fn owed_calls(conn: &Tx) -> rusqlite::Result<Vec<OwedCall>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT e.id, e.incident_id, e.at, e.data FROM incidents i JOIN events e ON e.incident_id=i.id \
-         WHERE i.status='triggered' AND e.kind='page-grouped' \
-           AND json_extract(e.data,'$.covered_by') IS NOT NULL \
-           AND EXISTS (SELECT 1 FROM outbox c WHERE c.id=json_extract(e.data,'$.covered_by') \
-             AND (c.state IN ('cancelled','failed') OR c.channel<>'voice') \
-             AND NOT EXISTS (SELECT 1 FROM events s WHERE s.incident_id=c.incident_id \
-               AND s.kind='page-sent' AND json_extract(s.data,'$.outbox_id')=c.id)) \
-           AND NOT EXISTS (SELECT 1 FROM events a WHERE a.incident_id=e.incident_id AND a.id>e.id \
-             AND a.kind IN ('acknowledged','resolved','retriggered')) \
-           AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.incident_id=e.incident_id \
-             AND o.user_id=json_extract(e.data,'$.user') AND o.kind='page' \
-             AND coalesce(o.written_for, o.channel)='voice' AND o.created_at>=e.at) \
-           AND NOT EXISTS (SELECT 1 FROM events l WHERE l.incident_id=e.incident_id AND l.id>e.id \
-             AND l.kind='page-grouped' AND json_extract(l.data,'$.after_grouped')=e.id) \
-         ORDER BY e.id",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        let data: Option<String> = r.get(3)?;
-        Ok(OwedCall {
-            grouped_event: r.get(0)?,
-            incident: r.get(1)?,
-            at: super::from_ms(r.get(2)?),
-            data: data
-                .and_then(|d| serde_json::from_str(&d).ok())
-                .unwrap_or(serde_json::Value::Null),
-        })
-    })?;
-    rows.collect()
-}
-
 /// True when `incident` was in a page or digest for `user`, in any state: a failed or queued
 /// page is still theirs to stop.
 pub fn was_paged_to(conn: &Tx, user: &str, incident: IncidentId) -> rusqlite::Result<bool> {
@@ -432,25 +361,6 @@ mod tests {
         // A page that failed for good reached nobody either.
         set(&c, p, "failed", 7);
         assert_eq!(nobody_reached(&c).unwrap(), vec![1, 2]);
-    }
-
-    /// Another incident's call on the route within the window stands for this one's, unless it
-    /// never rang: cancelled (its incident was acknowledged) or failed for good.
-    #[test]
-    fn only_a_call_that_may_ring_stands_for_another_incidents_call() {
-        let c = db();
-        c.execute("UPDATE incidents SET route='db'", []).unwrap();
-        let call = queue(&c, PageKind::Page, Some(1), Channel::Voice, 0);
-        let covered = |c: &Tx| covering_call(c, "alice", "db", 2, t(0)).unwrap() == Some(call);
-        assert!(covered(&c), "a pending call covers");
-        set(&c, call, "sent", 10);
-        assert!(covered(&c), "a call that rang covers");
-        for never_rang in ["cancelled", "failed"] {
-            set(&c, call, never_rang, 20);
-            assert!(!covered(&c), "a {never_rang} call does not cover");
-        }
-        // The incident's own call never counts.
-        assert_eq!(covering_call(&c, "alice", "db", 1, t(0)).unwrap(), None);
     }
 
     /// Neither a call still ringing nor an SMS claimed but not yet taken by the network (it may

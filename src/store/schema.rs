@@ -322,12 +322,6 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX outbox_items_incident ON outbox_items(incident_id, outbox_id);
     "#,
-    // 15: the grouping events of an incident, which every escalation pass reads for the open
-    // incidents (a call skipped behind one that never rang is owed); without it the pass read
-    // each open incident's whole timeline.
-    r#"
-    CREATE INDEX events_grouped ON events(incident_id, id) WHERE kind='page-grouped';
-    "#,
 ];
 
 /// Brings the database up to the newest version. Refuses a database from a newer pagerbox.

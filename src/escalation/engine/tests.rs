@@ -5,7 +5,6 @@ use std::path::Path;
 use chrono::TimeZone;
 
 use super::*;
-use crate::incident::TimelineKind;
 use crate::store::{AlertAction, AlertInput, AlertOutcome};
 
 const CONFIG: &str = r#"
@@ -355,13 +354,16 @@ fn a_storm_on_one_route_is_grouped_behind_the_first_page() {
         .unwrap();
     assert_eq!(digest.items, later);
     assert!(digest.due_at <= t(0) + chrono::Duration::seconds(30));
-    // The grouped incidents do not each place a voice call either.
+    // Calls are not grouped: a call cannot carry a digest, and one skipped would leave its
+    // incident unannounced (an answered call acknowledges only its own incident). Each incident
+    // keeps its call; the modem places them one at a time, and an acknowledgement of the digest
+    // cancels the calls still queued.
     assert_eq!(
         pages_to(&c, "alice")
             .iter()
             .filter(|p| p.0 == "voice")
             .count(),
-        1
+        5
     );
     // Acknowledging a grouped incident removes it from the digest.
     transition(
@@ -1193,59 +1195,10 @@ async fn an_engine_whose_every_pass_fails_stops_beating() {
     engine.await.unwrap();
 }
 
-/// A call skipped because another incident's call to the same person was about to ring is
-/// placed after all when that call never rings (its incident was acknowledged first): the
-/// grouping must not leave the second incident without its call.
+/// A person paged only by voice gets a call for each incident of a storm on one route: none is
+/// left unannounced, and no step is flagged as reaching nobody.
 #[test]
-fn a_call_grouped_behind_one_that_never_rang_is_placed() {
-    let (c, plan) = setup();
-    let first = trigger(&c, &plan, "k0", "db", t(0));
-    pass(&c, &plan, t(0)).unwrap();
-    let later = t(0) + chrono::Duration::seconds(10);
-    let second = trigger(&c, &plan, "k1", "db", later);
-    pass(&c, &plan, later).unwrap();
-    let calls = |c: &Tx, inc| {
-        outbox::all(c)
-            .unwrap()
-            .into_iter()
-            .filter(|p| {
-                p.incident_id == Some(inc)
-                    && p.channel == Channel::Voice
-                    && p.user_id.as_deref() == Some("alice")
-            })
-            .map(|p| (p.state.as_str().to_string(), p.due_at))
-            .collect::<Vec<_>>()
-    };
-    assert!(
-        calls(&c, second).is_empty(),
-        "grouped behind the first call"
-    );
-    let ack = t(1);
-    transition(
-        &c,
-        first,
-        Status::Acknowledged,
-        &Actor::new("alice", "sms"),
-        ack,
-    )
-    .unwrap();
-    assert_eq!(calls(&c, first)[0].0, "cancelled");
-    pass(&c, &plan, ack).unwrap();
-    assert_eq!(
-        calls(&c, second),
-        vec![("pending".to_string(), later + chrono::Duration::minutes(2))],
-        "{:?}",
-        crate::store::queries::timeline(&c, second).unwrap()
-    );
-    // Once placed, it is not placed twice.
-    pass(&c, &plan, ack).unwrap();
-    assert_eq!(calls(&c, second).len(), 1);
-}
-
-/// A person paged only by voice, whose call is grouped behind another incident's call, is being
-/// reached: the step is not flagged as reaching nobody.
-#[test]
-fn a_grouped_call_is_not_a_step_that_reached_nobody() {
+fn a_voice_only_person_gets_a_call_for_each_incident_of_a_storm() {
     let text = CONFIG.replace(
         "[[users]]\nid = \"bob\"",
         "[[users]]\nid = \"carol\"\nphone = \"+4915100000003\"\n[[users.rules]]\nchannel = \"voice\"\nafter = \"0m\"\n\n[[policies]]\nid = \"calls\"\n[[policies.steps]]\nusers = [\"carol\"]\nwait = \"10m\"\n\n[[routes]]\nid = \"calls\"\npolicy = \"calls\"\nmatch = { service = \"calls\" }\n\n[[users]]\nid = \"bob\"",
@@ -1255,146 +1208,38 @@ fn a_grouped_call_is_not_a_step_that_reached_nobody() {
         .config;
     let plan = Plan::new(Arc::new(cfg));
     let c = crate::store::memory();
-    trigger(&c, &plan, "c0", "calls", t(0));
-    pass(&c, &plan, t(0)).unwrap();
-    let second = trigger(&c, &plan, "c1", "calls", t(0));
-    pass(&c, &plan, t(0)).unwrap();
-    let kinds: Vec<_> = crate::store::queries::timeline(&c, second)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
-    assert!(
-        kinds.contains(&TimelineKind::Known(EventKind::PageGrouped)),
-        "{kinds:?}"
-    );
-    assert!(
-        !kinds.contains(&TimelineKind::Known(EventKind::PageUnreachable)),
-        "{kinds:?}"
-    );
-    assert!(
-        crate::store::pages::nobody_reached(&c).unwrap().is_empty(),
-        "{kinds:?}"
-    );
-}
-
-/// The call that stood for another incident's call failed for good (or fell through to another
-/// channel): the phone never rang, so the other incident's call is placed, once.
-#[test]
-fn a_call_grouped_behind_one_that_failed_is_placed() {
-    for outcome in ["failed", "fell through"] {
-        let (c, plan) = setup();
-        let first = trigger(&c, &plan, "k0", "db", t(0));
-        pass(&c, &plan, t(0)).unwrap();
-        let later = t(0) + chrono::Duration::seconds(10);
-        let second = trigger(&c, &plan, "k1", "db", later);
-        pass(&c, &plan, later).unwrap();
-        let call = outbox::claim(&c, Channel::Voice, t(2), std::time::Duration::from_secs(60))
-            .unwrap()
-            .expect("the first call is due");
-        assert_eq!(call.incident_id, Some(first));
-        let attempt = if outcome == "failed" {
-            outbox::Attempt::Failed {
-                error: "no carrier".into(),
-            }
-        } else {
-            outbox::Attempt::FallThrough {
-                error: "no carrier".into(),
-                channel: Channel::Sms,
-                address: "+4915100000001".into(),
-                due_at: t(2),
-            }
-        };
-        assert!(outbox::finish(&c, &call, &attempt, t(2)).unwrap());
-        pass(&c, &plan, t(2)).unwrap();
-        pass(&c, &plan, t(2)).unwrap();
-        let placed: Vec<_> = outbox::all(&c)
-            .unwrap()
-            .into_iter()
-            .filter(|p| p.incident_id == Some(second) && p.channel == Channel::Voice)
-            .map(|p| (p.state.as_str().to_string(), p.due_at))
-            .collect();
-        let due = later + chrono::Duration::minutes(2);
-        assert_eq!(placed, vec![("pending".to_string(), due)], "{outcome}");
-    }
-}
-
-/// A debt belongs to the run of the escalation it was skipped in: once the incident was
-/// acknowledged (and later re-triggered, starting over with calls of its own), the old skipped
-/// call is not placed beside the new one.
-#[test]
-fn an_acknowledged_incident_owes_no_call_from_before() {
-    let (c, plan) = setup();
-    let first = trigger(&c, &plan, "k0", "db", t(0));
-    pass(&c, &plan, t(0)).unwrap();
-    let later = t(0) + chrono::Duration::seconds(10);
-    let second = trigger(&c, &plan, "k1", "db", later);
-    pass(&c, &plan, later).unwrap();
-    let by = Actor::new("alice", "sms");
-    transition(&c, second, Status::Acknowledged, &by, t(1)).unwrap();
-    transition(&c, first, Status::Resolved, &by, t(1)).unwrap();
-    pass(&c, &plan, t(1)).unwrap();
-    // The route's ack_timeout (30m) re-triggers the second incident from its first step.
-    pass(&c, &plan, t(32)).unwrap();
-    pass(&c, &plan, t(32)).unwrap();
-    let calls: Vec<_> = outbox::all(&c)
-        .unwrap()
-        .into_iter()
-        .filter(|p| p.incident_id == Some(second) && p.channel == Channel::Voice)
-        .map(|p| (p.state.as_str().to_string(), p.due_at))
-        .collect();
-    assert_eq!(
-        calls,
-        vec![("pending".to_string(), t(34))],
-        "{:?}",
-        crate::store::queries::timeline(&c, second).unwrap()
-    );
-}
-
-/// A debt that cannot be paid (its person was removed by a reload) leaves the incident flagged
-/// as reaching nobody, as a step that reached nobody would have.
-#[test]
-fn a_call_that_cannot_be_placed_after_all_flags_the_incident() {
-    let carol = "[[users]]\nid = \"carol\"\nphone = \"+4915100000003\"\n[[users.rules]]\nchannel = \"voice\"\nafter = \"0m\"\n\n";
-    let calls = "[[policies]]\nid = \"calls\"\n[[policies.steps]]\nusers = [\"carol\"]\nwait = \"10m\"\n\n[[routes]]\nid = \"calls\"\npolicy = \"calls\"\nmatch = { service = \"calls\" }\n\n";
-    let with = CONFIG.replace(
-        "[[users]]\nid = \"bob\"",
-        &format!("{carol}{calls}[[users]]\nid = \"bob\""),
-    );
-    let without = CONFIG.replace(
-        "[[users]]\nid = \"bob\"",
-        &format!(
-            "{}[[users]]\nid = \"bob\"",
-            calls.replace("\"carol\"", "\"bob\"")
-        ),
-    );
-    let plan_of = |text: &str| {
-        Plan::new(Arc::new(
-            Config::parse(text, "t.toml", Path::new("/"))
-                .unwrap_or_else(|e| panic!("{e}"))
-                .config,
-        ))
-    };
-    let (plan, reloaded) = (plan_of(&with), plan_of(&without));
-    let c = crate::store::memory();
     let first = trigger(&c, &plan, "c0", "calls", t(0));
     pass(&c, &plan, t(0)).unwrap();
     let second = trigger(&c, &plan, "c1", "calls", t(0));
     pass(&c, &plan, t(0)).unwrap();
+    for inc in [first, second] {
+        let calls = outbox::all(&c)
+            .unwrap()
+            .into_iter()
+            .filter(|p| p.incident_id == Some(inc) && p.channel == Channel::Voice)
+            .count();
+        assert_eq!(
+            calls,
+            1,
+            "{:?}",
+            crate::store::queries::timeline(&c, inc).unwrap()
+        );
+    }
     assert!(crate::store::pages::nobody_reached(&c).unwrap().is_empty());
-    transition(
-        &c,
-        first,
-        Status::Acknowledged,
-        &Actor::new("carol", "web"),
-        t(1),
-    )
-    .unwrap();
-    pass(&c, &reloaded, t(1)).unwrap();
-    assert_eq!(
-        crate::store::pages::nobody_reached(&c).unwrap(),
-        vec![second],
+}
+
+/// An override made for someone a reload has since removed does not win over the schedule: the
+/// layer's person is paged, not nobody.
+#[test]
+fn an_override_for_a_removed_user_pages_the_layers_person() {
+    let (c, plan) = setup();
+    crate::store::overrides::add(&c, "primary", "dave", t(-10), t(60), "api", t(-10)).unwrap();
+    trigger(&c, &plan, "k0", "db", t(0));
+    pass(&c, &plan, t(0)).unwrap();
+    assert!(
+        pages_to(&c, "alice").iter().any(|p| p.0 == "sms"),
         "{:?}",
-        crate::store::queries::timeline(&c, second).unwrap()
+        outbox_rows(&c)
     );
+    assert!(crate::store::pages::nobody_reached(&c).unwrap().is_empty());
 }
