@@ -104,7 +104,10 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
 /// Logs every way `config` can leave someone unpaged (routes whose alerts reach nobody, on-call
 /// gaps ahead), at start and after a reload: the box owner must hear of it before an alert does.
 fn warn_unreachable(config: &Config, now: chrono::DateTime<chrono::Utc>) {
-    let overrides = crate::store::overrides::in_force_at(&config.database_path(), now);
+    let mut overrides = crate::store::overrides::in_force_at(&config.database_path(), now);
+    for w in crate::escalation::engine::known_users_only(&mut overrides, config) {
+        tracing::warn!("{w}");
+    }
     for w in crate::escalation::reach::unreachable(config, now, &overrides) {
         tracing::warn!("nobody would be paged: {w}");
     }

@@ -343,7 +343,7 @@ fn load(args: &ConfigArgs) -> anyhow::Result<Config> {
 fn runtime_overrides(config: &Config) -> crate::schedule::OverridesBySchedule {
     let mut all =
         crate::store::overrides::in_force_at(&config.database_path(), crate::clock::system_now());
-    crate::escalation::engine::known_users_only(&mut all, config);
+    let _ = crate::escalation::engine::known_users_only(&mut all, config);
     all
 }
 
@@ -356,12 +356,13 @@ fn check(args: &ConfigArgs) -> ExitCode {
                 println!("{w}");
             }
             let c = &loaded.config;
+            let now = crate::clock::system_now();
+            let mut overrides = crate::store::overrides::in_force_at(&c.database_path(), now);
+            for w in crate::escalation::engine::known_users_only(&mut overrides, c) {
+                println!("{}: warning: {w}", args.config.display());
+            }
             // Alerts that would page nobody, and on-call gaps in the coming weeks.
-            for w in crate::escalation::reach::unreachable(
-                c,
-                crate::clock::system_now(),
-                &runtime_overrides(c),
-            ) {
+            for w in crate::escalation::reach::unreachable(c, now, &overrides) {
                 println!("{}: warning: {w}", args.config.display());
             }
             println!(

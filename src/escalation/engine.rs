@@ -902,15 +902,29 @@ pub fn runtime_overrides(
     now: DateTime<Utc>,
 ) -> Result<OverridesBySchedule, StoreError> {
     let mut all = crate::store::overrides::in_force(conn, now)?;
-    known_users_only(&mut all, config);
+    let _ = known_users_only(&mut all, config);
     Ok(all)
 }
 
-/// Drops the overrides naming someone `config` does not have (see [`runtime_overrides`]).
-pub fn known_users_only(overrides: &mut OverridesBySchedule, config: &Config) {
-    for list in overrides.values_mut() {
-        list.retain(|o| config.user(&o.user).is_some());
+/// Drops the overrides naming someone `config` does not have (see [`runtime_overrides`]), and
+/// says which, one line each, for the log of a start or reload and for `pagerbox check`.
+pub fn known_users_only(overrides: &mut OverridesBySchedule, config: &Config) -> Vec<String> {
+    let mut ignored = Vec::new();
+    for (schedule, list) in overrides.iter_mut() {
+        list.retain(|o| {
+            let known = config.user(&o.user).is_some();
+            if !known {
+                ignored.push(format!(
+                    "override{} on schedule {schedule:?} names {:?}, who is not in the config: ignored, the schedule's own person is on call",
+                    o.id.map(|id| format!(" #{id}")).unwrap_or_default(),
+                    o.user
+                ));
+            }
+            known
+        });
     }
+    ignored.sort();
+    ignored
 }
 
 /// What one step pages, decided from the config alone: who, on which channel, when, where and

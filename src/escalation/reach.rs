@@ -123,7 +123,8 @@ pub async fn watch(
         let cfg = config.borrow_and_update().clone();
         let now = clock.now();
         let found = tokio::task::spawn_blocking(move || {
-            let overrides = crate::store::overrides::in_force_at(&cfg.database_path(), now);
+            let mut overrides = crate::store::overrides::in_force_at(&cfg.database_path(), now);
+            let _ = crate::escalation::engine::known_users_only(&mut overrides, &cfg);
             pages_nobody(&cfg, now, &overrides)
         })
         .await;
