@@ -950,25 +950,33 @@ mod refusal_tests {
         assert!(email.health().is_ok(), "{:?}", email.health());
     }
 
-    /// The same permanent refusal for two different people is not one person's bad address:
-    /// the relay refuses this box's mail (a sender address it will not take), and every email
-    /// page would fail while `/healthz` said ok.
+    /// A mailbox refusal for two different people is not one person's bad address (a relay that
+    /// answers every recipient that way), and a permanent refusal that does not name the
+    /// mailbox (a sender address the relay will not take, a policy) would refuse everyone's mail:
+    /// both mark the channel failed, so `/healthz` does not say ok while every email fails.
     #[tokio::test]
-    async fn the_same_refusal_for_two_people_marks_email_failed() {
+    async fn a_refusal_that_is_not_one_persons_marks_email_failed() {
         let server = SmtpTestServer::start(SmtpTestOptions::default())
             .await
             .unwrap();
         let (email, mut out) = reply_by_email(server.addr().port());
         for _ in 0..2 {
-            server.push_fault(Fault::reply(
-                Stage::Mail,
-                553,
-                "5.7.1 Sender address rejected",
-            ));
+            server.push_fault(Fault::reply(Stage::Rcpt, 550, "5.1.1 User unknown"));
             assert!(email.send(&out).await.is_err());
             assert!(email.health().is_ok(), "{:?}", email.health());
         }
+        let alice = out.page.address.clone();
         out.page.address = "bob@example.org".into();
+        server.push_fault(Fault::reply(Stage::Rcpt, 550, "5.1.1 User unknown"));
+        assert!(email.send(&out).await.is_err());
+        assert!(
+            matches!(email.health(), Err(Unavailable::EmailFailed(_))),
+            "{:?}",
+            email.health()
+        );
+        email.send(&out).await.unwrap();
+        assert!(email.health().is_ok(), "{:?}", email.health());
+        out.page.address = alice;
         server.push_fault(Fault::reply(
             Stage::Mail,
             553,

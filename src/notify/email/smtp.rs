@@ -167,6 +167,17 @@ fn refuses_the_box(code: u16, response: &str) -> bool {
         || (matches!(code, 550 | 551 | 554) && RELAY_REFUSED.iter().any(|p| response.contains(p)))
 }
 
+/// Whether a permanent reply names the destination mailbox as the problem, by its RFC 3463
+/// enhanced status code: X.1.1 no such mailbox, X.1.2 bad destination system, X.1.3 bad mailbox
+/// syntax, X.1.6 mailbox moved, X.1.10 no mail accepted (null MX), X.2.1 mailbox disabled, X.2.2
+/// mailbox full. A reply without one is not trusted to be the recipient's.
+fn refuses_the_mailbox(response: &str) -> bool {
+    matches!(
+        response.split_whitespace().next().unwrap_or(""),
+        "5.1.1" | "5.1.2" | "5.1.3" | "5.1.6" | "5.1.10" | "5.2.1" | "5.2.2"
+    )
+}
+
 impl EmailError {
     /// True when the relay refused this box's login (RFC 4954: 530 authentication required,
     /// 534 mechanism too weak, 535 credentials invalid, 538 encryption required): every message
@@ -207,13 +218,14 @@ impl EmailError {
     }
 
     /// True when the failure is the recipient's or the message's own, not the relay's or this
-    /// box's: a permanent refusal of this message (a 5xx reply other than those that refuse
-    /// the box, e.g. "550 no such user"), or an address or message that cannot be sent at all.
-    /// The relay works; another person's email would go through.
+    /// box's: a permanent refusal of the recipient's mailbox ([`refuses_the_mailbox`], e.g.
+    /// "550 5.1.1 no such user"), or an address or message that cannot be sent at all. The relay
+    /// works; another person's email would go through. Any other permanent refusal (a sender
+    /// address the relay will not take, a policy, a size limit) would refuse everyone's.
     pub fn is_this_messages(&self) -> bool {
         match self {
             EmailError::Rejected { code, response, .. } => {
-                (500..600).contains(code) && !refuses_the_box(*code, response)
+                (500..600).contains(code) && refuses_the_mailbox(response)
             }
             EmailError::Recipient { .. } | EmailError::Message { .. } => true,
             _ => false,
