@@ -157,7 +157,10 @@ async fn round(
             tracing::warn!(error = %e, "cannot queue local acknowledgements for the upstream; retrying")
         }
     }
-    let held = match store.read(|c, _| Ok(sql::held(c, MAX_PER_ROUND)?)).await {
+    let held = match store
+        .read(|c, now| Ok(sql::held(c, MAX_PER_ROUND, now)?))
+        .await
+    {
         Ok(h) => h,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read held incidents; the grace still ends each hold");
@@ -252,9 +255,15 @@ async fn round(
                         Check::Answered(Answer::Resolved { by }) => {
                             Mirror::Resolve { by: by.clone() }
                         }
-                        _ => return Ok(Decision::Hold),
+                        _ => {
+                            sql::asked_while_paging(c, id, now)?;
+                            return Ok(Decision::Hold);
+                        }
                     };
-                    sql::mirror(c, id, settings.upstream, &mirror, now)?;
+                    // Acknowledged on the box meanwhile: nothing to mirror.
+                    if !sql::mirror(c, id, settings.upstream, &mirror, now)? {
+                        return Ok(Decision::Hold);
+                    }
                     return Ok(Decision::Mirror(mirror));
                 }
                 let age = now

@@ -272,18 +272,30 @@ pub struct Held {
     pub paging: bool,
 }
 
-/// Incidents of standby routes the upstream is asked about (at most `limit`): held ones,
-/// oldest hold end first, then those the box pages since their hold ended, while still
-/// triggered.
-pub fn held(conn: &Tx, limit: usize) -> rusqlite::Result<Vec<Held>> {
+/// How long after its hold ended the upstream is still asked about an incident the box pages:
+/// long enough for anyone the cloud pager woke to acknowledge there, not forever (an incident
+/// nobody acknowledges stays triggered, and each question spends the upstream's rate limit).
+pub const ASK_WHILE_PAGING: Duration = Duration::from_secs(24 * 3600);
+
+/// Incidents of standby routes the upstream is asked about (at most `limit`): held ones, oldest
+/// hold end first, then those the box pages since their hold ended (for
+/// [`ASK_WHILE_PAGING`]), least recently asked first, while still triggered. Not one the box
+/// acknowledged and then escalated again: the upstream's acknowledgement would be the box's own,
+/// pushed there before.
+pub fn held(conn: &Tx, limit: usize, now: DateTime<Utc>) -> rusqlite::Result<Vec<Held>> {
+    let since = crate::clock::sub(now, ASK_WHILE_PAGING);
     conn.prepare_cached(
         "SELECT h.incident_id, h.route, i.dedup_key, h.opened_at, h.hold_until, h.failures, \
                 h.state='paged' \
          FROM standby_holds h JOIN incidents i ON i.id = h.incident_id \
-         WHERE h.state IN ('held','paged') AND i.status='triggered' \
-         ORDER BY h.state='paged', h.hold_until LIMIT ?1",
+         WHERE i.status='triggered' AND (h.state='held' \
+           OR (h.state='paged' AND h.ack_queued=0 \
+               AND h.hold_until >= ?2)) \
+         ORDER BY h.state='paged', \
+           CASE WHEN h.state='held' THEN h.hold_until ELSE coalesce(h.checked_at, 0) END \
+         LIMIT ?1",
     )?
-    .query_map([limit as i64], |r| {
+    .query_map(params![limit as i64, ms(since)], |r| {
         Ok(Held {
             incident_id: r.get(0)?,
             route: r.get(1)?,
@@ -326,6 +338,16 @@ pub fn record_check(
          WHERE incident_id=?1 AND state='held'",
     )?
     .execute(params![id, failures, ms(now), said, at_grace])?;
+    Ok(())
+}
+
+/// Notes that the upstream was asked about an incident the box pages (any answer but an
+/// acknowledgement or resolve leaves it as it is), so the next rounds ask the others first.
+pub fn asked_while_paging(conn: &Tx, id: IncidentId, now: DateTime<Utc>) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE standby_holds SET checked_at=?2 WHERE incident_id=?1 AND state='paged'",
+    )?
+    .execute(params![id, ms(now)])?;
     Ok(())
 }
 
@@ -414,6 +436,7 @@ pub fn queue_local_acks(conn: &Tx, now: DateTime<Utc>) -> rusqlite::Result<usize
                     i.acknowledged_by \
              FROM standby_holds h JOIN incidents i ON i.id = h.incident_id \
              WHERE h.ack_queued=0 AND h.state<>'mirrored' AND i.acknowledged_by IS NOT NULL \
+               AND coalesce(i.acknowledged_via, '') NOT IN ('pagerduty','opsgenie') \
                AND i.status IN ('acknowledged','resolved') LIMIT 100",
         )?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
@@ -492,7 +515,7 @@ mod tests {
             hold(&c, Some(SB), &inc, true, t(299)).unwrap(),
             Hold::Until(t(300))
         );
-        assert_eq!(held(&c, 10).unwrap().len(), 1);
+        assert_eq!(held(&c, 10, t(1)).unwrap().len(), 1);
         assert_eq!(held_count(&c).unwrap(), 1);
         // No check ever finished: the grace alone ends it, with its reason once.
         assert_eq!(
@@ -562,7 +585,7 @@ mod tests {
             t(5),
         )
         .unwrap();
-        assert_eq!(held(&c, 10).unwrap()[0].failures, 3);
+        assert_eq!(held(&c, 10, t(5)).unwrap()[0].failures, 3);
         assert!(release(&c, 1, "PagerDuty unreachable (3 failed checks)", t(5)).unwrap());
         assert_eq!(
             hold(&c, Some(SB), &inc, true, t(5)).unwrap(),
@@ -594,6 +617,58 @@ mod tests {
         assert!(said.starts_with("acknowledged upstream by Ann"), "{said}");
         assert_eq!(queue_local_acks(&c, t(11)).unwrap(), 0);
         assert!(!mirror(&c, 1, Upstream::PagerDuty, &m, t(12)).unwrap());
+    }
+
+    /// After the hold, the upstream is still asked about an incident the box pages, until a
+    /// day after the hold ended; not once the box acknowledged it and pushed that upstream (an
+    /// escalation started again would find its own acknowledgement there and stop).
+    #[test]
+    fn an_incident_the_box_pages_is_asked_about_until_the_box_acknowledged_it() {
+        let c = db();
+        let inc = incident(&c, 1).unwrap().unwrap();
+        hold(&c, Some(SB), &inc, true, t(1)).unwrap();
+        hold(&c, Some(SB), &inc, true, t(300)).unwrap();
+        let asked = |now| held(&c, 10, now).unwrap();
+        assert!(asked(t(301))[0].paging, "{:?}", asked(t(301)));
+        assert!(asked(t(300 + 24 * 3600)).len() == 1);
+        assert!(asked(t(301 + 24 * 3600)).is_empty(), "a day after the hold");
+        transition(
+            &c,
+            1,
+            Status::Acknowledged,
+            &Actor::new("alice", "sms"),
+            t(400),
+        )
+        .unwrap();
+        assert_eq!(queue_local_acks(&c, t(401)).unwrap(), 1);
+        transition(
+            &c,
+            1,
+            Status::Triggered,
+            &Actor::new("pagerbox", "ack-timeout"),
+            t(500),
+        )
+        .unwrap();
+        assert!(asked(t(501)).is_empty(), "{:?}", asked(t(501)));
+    }
+
+    /// An acknowledgement that came from the upstream (mirrored after the hold, while the box
+    /// paged) is not pushed back to it.
+    #[test]
+    fn an_acknowledgement_from_the_upstream_is_not_pushed_back() {
+        let c = db();
+        let inc = incident(&c, 1).unwrap().unwrap();
+        hold(&c, Some(SB), &inc, true, t(1)).unwrap();
+        hold(&c, Some(SB), &inc, true, t(300)).unwrap();
+        transition(
+            &c,
+            1,
+            Status::Acknowledged,
+            &Actor::new("Ann", "pagerduty"),
+            t(400),
+        )
+        .unwrap();
+        assert_eq!(queue_local_acks(&c, t(401)).unwrap(), 0);
     }
 
     #[test]
