@@ -638,9 +638,9 @@ impl Transport for Email {
                         // One bad address (a typo in a person's email, a closed mailbox) fails
                         // its page for good and leaves the channel as it was: other people's
                         // email still goes out, and `/healthz` must not say paging is impaired
-                        // for it. The same refusal for a second address is no longer one
-                        // person's: the relay refuses this box's mail (a sender address it
-                        // will not take), and the channel is shown failed.
+                        // for it. A second mailbox refused is no longer one person's (a relay
+                        // that answers every recipient that way) and falls through to the
+                        // channel's failure below.
                         failures.refused_for = Some(to);
                         return Err(SendError::Email(e));
                     }
